@@ -1,0 +1,6 @@
+#!/bin/sh
+# autogen.sh -- regenerate the autotools build files from a fresh clone.
+set -e
+cd "$(dirname "$0")"
+mkdir -p m4 build-aux
+autoreconf --install --force
