@@ -1,0 +1,22 @@
+/* http.h -- the ops HTTP listener (libevent evhttp): /healthz, /readyz,
+ * /metrics (Prometheus text) and /api/status (JSON). Read-only views of the
+ * server; nothing here changes state. */
+#ifndef KBRIDGE_HTTP_H
+#define KBRIDGE_HTTP_H
+
+#include <stddef.h>
+
+struct event_base;
+struct server;
+struct ops_http;
+
+/* Bind `bind` and serve the ops endpoints for `server`. Returns NULL with
+ * err filled when the address cannot be bound. Caller owns the result. */
+struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,
+                              char *err, size_t err_size);
+/* The address actually bound ("127.0.0.1:15672"). Owned by the listener. */
+const char *ops_http_address(const struct ops_http *http);
+/* Stop serving and free; NULL is fine. */
+void ops_http_free(struct ops_http *http);
+
+#endif

@@ -1,0 +1,933 @@
+/* kafka.c -- owns every librdkafka handle of the node: the idempotent
+ * producer, the consumers, the embedded mock cluster and the readiness probe.
+ *
+ * DESIGN
+ * ------
+ * Wake-ups: each handle's final queue (the producer's main queue, a
+ * consumer's consumer queue) is tied to an O_NONBLOCK pipe with
+ * rd_kafka_queue_io_event_enable(). librdkafka writes one byte when the queue
+ * goes from empty to non-empty, so on each wake the loop drains the queue
+ * until it is empty (rd_kafka_poll / rd_kafka_consumer_poll with timeout 0);
+ * a partial drain would stall. Callbacks (delivery reports, rebalances,
+ * errors) therefore run on the loop thread. librdkafka's log callback runs on
+ * its own threads and only calls the thread-safe log_write.
+ *
+ * Readiness: rd_kafka_metadata() blocks, so a probe thread calls it and
+ * reports changes to the loop over a pipe. The probe asks every second while
+ * not ready and every five seconds while ready.
+ *
+ * Consumer close: rd_kafka_consumer_close_queue() runs the leave/commit in
+ * the background; its rebalance events are served from the loop and the
+ * final rd_kafka_destroy() runs on a detached thread, so nothing blocks. */
+#include "kafka.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "kafka_mock.h"
+#include "log.h"
+#include "metrics.h"
+
+#define KAFKA_PROBE_TIMEOUT_MS 2000
+#define KAFKA_PROBE_INTERVAL_NOT_READY_MS 1000
+#define KAFKA_PROBE_INTERVAL_READY_MS 5000
+
+/* A pipe whose read end wakes the loop. */
+struct kafka_wakeup {
+    int fds[2];
+    struct event *event;
+};
+
+struct kafka_probe {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;             /* under lock */
+    bool ready;            /* under lock: last answer */
+    char reason[512];      /* under lock */
+    int broker_count;      /* under lock */
+    struct kafka_wakeup wakeup; /* probe -> loop */
+};
+
+struct kafka {
+    struct event_base *base;
+    const struct config *config; /* for properties at consumer creation */
+    struct metrics *metrics;
+    struct kafka_mock *mock; /* embedded cluster, or NULL */
+    char *bootstrap;
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *producer_queue;
+    struct kafka_wakeup producer_wakeup;
+    struct kafka_probe probe;
+
+    bool ready;           /* loop copy of the probe state */
+    bool fatal;           /* the producer hit a fatal error */
+    bool destroying;      /* kafka_free: delivery reports no longer reach owners */
+    char reason[512];
+    void (*ready_fn)(void *opaque, bool ready);
+    void *ready_opaque;
+
+    struct kafka_consumer *consumers; /* open and closing consumers */
+
+    uint64_t *produced;
+    uint64_t *delivered;
+    uint64_t *delivery_errors;
+    uint64_t *errors;
+};
+
+struct kafka_delivery {
+    kafka_delivery_fn done;
+    void *opaque;
+};
+
+struct kafka_consumer {
+    struct kafka_consumer *next;
+    struct kafka *kafka;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;       /* consumer queue (records, callbacks) */
+    rd_kafka_queue_t *close_queue; /* set while closing */
+    struct kafka_wakeup wakeup;
+    struct kafka_consumer_handlers handlers;
+    void *opaque;
+    char *group_id;
+    bool closing;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+const char *kafka_error_name(int err) { return rd_kafka_err2str((rd_kafka_resp_err_t)err); }
+
+static int kafka_wakeup_open(struct kafka_wakeup *wakeup, struct event_base *base,
+                             event_callback_fn fn, void *arg, char *err, size_t err_size)
+{
+    wakeup->event = NULL;
+    if (pipe2(wakeup->fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(err, err_size, "kafka: cannot create wake-up pipe: %s", strerror(errno));
+        wakeup->fds[0] = wakeup->fds[1] = -1;
+        return -1;
+    }
+    wakeup->event = event_new(base, wakeup->fds[0], EV_READ | EV_PERSIST, fn, arg);
+    if (!wakeup->event || event_add(wakeup->event, NULL) < 0) {
+        snprintf(err, err_size, "kafka: cannot watch wake-up pipe");
+        return -1;
+    }
+    return 0;
+}
+
+static void kafka_wakeup_close(struct kafka_wakeup *wakeup)
+{
+    if (wakeup->event)
+        event_free(wakeup->event);
+    wakeup->event = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (wakeup->fds[i] >= 0)
+            close(wakeup->fds[i]);
+        wakeup->fds[i] = -1;
+    }
+}
+
+/* Empty the pipe; the queue itself is drained by the caller. */
+static void kafka_wakeup_consume(struct kafka_wakeup *wakeup)
+{
+    char buf[256];
+    while (read(wakeup->fds[0], buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* librdkafka log lines (any thread) into our log. */
+static void kafka_on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
+{
+    enum log_level ours = level <= 3 ? LOG_LEVEL_ERROR
+                          : level == 4 ? LOG_LEVEL_WARN
+                          : level <= 6 ? LOG_LEVEL_INFO
+                                       : LOG_LEVEL_DEBUG;
+    log_write(ours, "kafka", "%s: %s: %s", rd_kafka_name(rk), facility, buf);
+}
+
+static int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *name,
+                          const char *value, char *err, size_t err_size)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, err_size, "%s.%s: %s", key, name, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int kafka_conf_apply(rd_kafka_conf_t *conf, const char *key,
+                            const struct config_properties *props, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < props->count; i++)
+        if (kafka_conf_set(conf, key, props->items[i].name, props->items[i].value, err,
+                           err_size) < 0)
+            return -1;
+    return 0;
+}
+
+static const char *kafka_config_property(const struct config_properties *props,
+                                         const char *name)
+{
+    const char *found = NULL;
+    for (size_t i = 0; i < props->count; i++)
+        if (strcmp(props->items[i].name, name) == 0)
+            found = props->items[i].value;
+    return found;
+}
+
+/* Base configuration shared by every handle of the node. */
+static rd_kafka_conf_t *kafka_conf_base(struct kafka *kafka, const char *role, char *err,
+                                        size_t err_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char client_id[300];
+    snprintf(client_id, sizeof(client_id), "kbridge-%s-%s", kafka->config->node_id, role);
+    if (kafka_conf_set(conf, "kafka", "bootstrap.servers", kafka->bootstrap, err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka", "client.id", client_id, err, err_size) < 0 ||
+        kafka_conf_apply(conf, "kafka.properties", &kafka->config->kafka.properties, err,
+                         err_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, kafka_on_log);
+    return conf;
+}
+
+/* ---- readiness probe ------------------------------------------------------ */
+
+static void *kafka_probe_main(void *arg)
+{
+    struct kafka *kafka = arg;
+    struct kafka_probe *probe = &kafka->probe;
+    pthread_mutex_lock(&probe->lock);
+    while (!probe->stop) {
+        pthread_mutex_unlock(&probe->lock);
+
+        const struct rd_kafka_metadata *metadata = NULL;
+        rd_kafka_resp_err_t err =
+            rd_kafka_metadata(kafka->producer, 0, NULL, &metadata, KAFKA_PROBE_TIMEOUT_MS);
+        bool ready = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        int brokers = ready ? metadata->broker_cnt : 0;
+        if (metadata)
+            rd_kafka_metadata_destroy(metadata);
+
+        pthread_mutex_lock(&probe->lock);
+        if (ready != probe->ready || brokers != probe->broker_count) {
+            probe->ready = ready;
+            probe->broker_count = brokers;
+            if (ready)
+                probe->reason[0] = '\0';
+            else
+                snprintf(probe->reason, sizeof(probe->reason),
+                         "no metadata from Kafka at %s: %s", kafka->bootstrap,
+                         rd_kafka_err2str(err));
+            ssize_t ignored = write(probe->wakeup.fds[1], "p", 1);
+            (void)ignored;
+        }
+        if (probe->stop)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        long wait_ms = ready ? KAFKA_PROBE_INTERVAL_READY_MS : KAFKA_PROBE_INTERVAL_NOT_READY_MS;
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!probe->stop && pthread_cond_timedwait(&probe->cond, &probe->lock, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&probe->lock);
+    return NULL;
+}
+
+static void kafka_update_ready(struct kafka *kafka)
+{
+    struct kafka_probe *probe = &kafka->probe;
+    pthread_mutex_lock(&probe->lock);
+    bool ready = probe->ready && !kafka->fatal;
+    if (!kafka->fatal)
+        snprintf(kafka->reason, sizeof(kafka->reason), "%s", probe->reason);
+    pthread_mutex_unlock(&probe->lock);
+    if (ready == kafka->ready)
+        return;
+    kafka->ready = ready;
+    if (ready)
+        log_info("kafka", "ready: cluster metadata fetched from %s", kafka->bootstrap);
+    else
+        log_warn("kafka", "not ready: %s", kafka->reason);
+    if (kafka->ready_fn)
+        kafka->ready_fn(kafka->ready_opaque, ready);
+}
+
+static void kafka_on_probe_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    struct kafka *kafka = arg;
+    kafka_wakeup_consume(&kafka->probe.wakeup);
+    kafka_update_ready(kafka);
+}
+
+/* ---- producer ------------------------------------------------------------- */
+
+static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *arg)
+{
+    struct kafka *kafka = arg;
+    struct kafka_delivery *delivery = message->_private;
+    if (message->err) {
+        (*kafka->delivery_errors)++;
+        log_debug("kafka", "delivery to %s failed: %s", rd_kafka_topic_name(message->rkt),
+                  rd_kafka_err2str(message->err));
+    } else {
+        (*kafka->delivered)++;
+    }
+    if (delivery) {
+        if (!kafka->destroying)
+            delivery->done(delivery->opaque, (int)message->err, message->partition, message->offset);
+        free(delivery);
+    }
+}
+
+static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *arg)
+{
+    struct kafka *kafka = arg;
+    (*kafka->errors)++;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[400];
+        rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        log_error("kafka", "%s: fatal error %s: %s", rd_kafka_name(rk), rd_kafka_err2name(cause),
+                  fatal);
+        if (rk == kafka->producer) {
+            kafka->fatal = true;
+            snprintf(kafka->reason, sizeof(kafka->reason), "producer fatal error: %s", fatal);
+            kafka_update_ready(kafka);
+        }
+        return;
+    }
+    log_warn("kafka", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+/* Serve every queued producer callback. */
+static void kafka_producer_drain(struct kafka *kafka)
+{
+    while (rd_kafka_poll(kafka->producer, 0) > 0) {
+    }
+}
+
+static void kafka_on_producer_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    struct kafka *kafka = arg;
+    kafka_wakeup_consume(&kafka->producer_wakeup);
+    kafka_producer_drain(kafka);
+}
+
+static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size)
+{
+    const struct config *config = kafka->config;
+    rd_kafka_conf_t *conf = kafka_conf_base(kafka, "producer", err, err_size);
+    if (!conf)
+        return -1;
+    /* Room for a body of limits.max_message_size plus its headers, unless the
+     * user sized it. */
+    if (!kafka_config_property(&config->kafka.producer, "message.max.bytes") &&
+        !kafka_config_property(&config->kafka.properties, "message.max.bytes")) {
+        char size[32];
+        uint64_t want = config->limits.max_message_size + 65536;
+        snprintf(size, sizeof(size), "%llu",
+                 (unsigned long long)(want > 1000000 ? want : 1000000));
+        if (kafka_conf_set(conf, "kafka.producer", "message.max.bytes", size, err, err_size) < 0)
+            goto fail;
+    }
+    if (kafka_conf_apply(conf, "kafka.producer", &config->kafka.producer, err, err_size) < 0)
+        goto fail;
+    /* The contract (DESIGN §4): idempotent, acknowledged by all replicas. */
+    const char *acks = kafka_config_property(&config->kafka.producer, "acks");
+    const char *idempotence = kafka_config_property(&config->kafka.producer, "enable.idempotence");
+    if ((acks && strcmp(acks, "all") != 0 && strcmp(acks, "-1") != 0) ||
+        (idempotence && strcmp(idempotence, "true") != 0)) {
+        snprintf(err, err_size,
+                 "kafka.producer: kbridge requires acks=all and enable.idempotence=true "
+                 "(nothing is confirmed to a client before every in-sync replica has it)");
+        goto fail;
+    }
+    if (kafka_conf_set(conf, "kafka.producer", "enable.idempotence", "true", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.producer", "acks", "all", err, err_size) < 0)
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
+    rd_kafka_conf_set_error_cb(conf, kafka_on_error);
+    rd_kafka_conf_set_opaque(conf, kafka);
+
+    char why[512];
+    kafka->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!kafka->producer) {
+        snprintf(err, err_size, "kafka: cannot create producer: %s", why);
+        goto fail;
+    }
+    kafka->producer_queue = rd_kafka_queue_get_main(kafka->producer);
+    if (kafka_wakeup_open(&kafka->producer_wakeup, kafka->base, kafka_on_producer_wakeup, kafka,
+                          err, err_size) < 0)
+        return -1;
+    rd_kafka_queue_io_event_enable(kafka->producer_queue, kafka->producer_wakeup.fds[1], "p", 1);
+    /* anything queued before the pipe was attached */
+    event_active(kafka->producer_wakeup.event, EV_READ, 0);
+    return 0;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return -1;
+}
+
+int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
+                  size_t key_len, const void *value, size_t value_len,
+                  const struct kafka_header *headers, size_t header_count,
+                  kafka_delivery_fn done, void *opaque)
+{
+    struct kafka_delivery *delivery = malloc(sizeof(*delivery));
+    if (!delivery)
+        return RD_KAFKA_RESP_ERR__FAIL;
+    delivery->done = done;
+    delivery->opaque = opaque;
+
+    rd_kafka_headers_t *kafka_headers = NULL;
+    if (header_count > 0) {
+        kafka_headers = rd_kafka_headers_new(header_count);
+        for (size_t i = 0; i < header_count; i++)
+            rd_kafka_header_add(kafka_headers, headers[i].name, -1, headers[i].value,
+                                (ssize_t)headers[i].value_len);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        kafka->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(kafka_headers),
+        RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+    if (err) {
+        if (kafka_headers)
+            rd_kafka_headers_destroy(kafka_headers);
+        free(delivery);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            (*kafka->delivery_errors)++;
+        return (int)err;
+    }
+    (*kafka->produced)++;
+    return KAFKA_OK;
+}
+
+int kafka_unconfirmed(const struct kafka *kafka) { return rd_kafka_outq_len(kafka->producer); }
+
+int kafka_flush(struct kafka *kafka, uint64_t timeout_ms)
+{
+    if (!kafka || !kafka->producer)
+        return 0;
+    rd_kafka_flush(kafka->producer, (int)(timeout_ms > 600000 ? 600000 : timeout_ms));
+    kafka_producer_drain(kafka);
+    return rd_kafka_outq_len(kafka->producer);
+}
+
+/* ---- records ---------------------------------------------------------------- */
+
+static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
+{
+    struct kafka_record *record = malloc(sizeof(*record));
+    if (!record) {
+        rd_kafka_message_destroy(message);
+        return NULL;
+    }
+    rd_kafka_timestamp_type_t type;
+    record->topic = rd_kafka_topic_name(message->rkt);
+    record->partition = message->partition;
+    record->offset = message->offset;
+    record->timestamp_ms = rd_kafka_message_timestamp(message, &type);
+    record->key = message->key;
+    record->key_len = message->key_len;
+    record->value = message->payload;
+    record->value_len = message->len;
+    record->impl = message;
+    return record;
+}
+
+size_t kafka_record_header_count(const struct kafka_record *record)
+{
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    return rd_kafka_header_cnt(headers);
+}
+
+int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
+                        const void **value, size_t *value_len)
+{
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    if (rd_kafka_header_get_all(headers, index, name, value, value_len) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return 0;
+}
+
+void kafka_record_free(struct kafka_record *record)
+{
+    if (!record)
+        return;
+    rd_kafka_message_destroy(record->impl);
+    free(record);
+}
+
+/* ---- consumers ---------------------------------------------------------------- */
+
+static void kafka_partitions_call(struct kafka_consumer *consumer,
+                                  const rd_kafka_topic_partition_list_t *list, bool assigned)
+{
+    void (*fn)(void *, const struct kafka_partition *, size_t) =
+        assigned ? consumer->handlers.assigned : consumer->handlers.revoked;
+    if (!fn || consumer->closing || list->cnt == 0)
+        return;
+    struct kafka_partition *parts = calloc((size_t)list->cnt, sizeof(*parts));
+    if (!parts) {
+        log_error("kafka", "consumer %s: out of memory reporting a rebalance", consumer->group_id);
+        return;
+    }
+    for (int i = 0; i < list->cnt; i++) {
+        parts[i].topic = list->elems[i].topic;
+        parts[i].partition = list->elems[i].partition;
+    }
+    fn(consumer->opaque, parts, (size_t)list->cnt);
+    free(parts);
+}
+
+static void kafka_apply_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *partitions)
+{
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t plain = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, partitions);
+        else
+            plain = rd_kafka_assign(rk, partitions);
+    } else {
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, partitions);
+        else
+            plain = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        log_warn("kafka", "%s: rebalance: %s", rd_kafka_name(rk), rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (plain) {
+        log_warn("kafka", "%s: rebalance: %s", rd_kafka_name(rk), rd_kafka_err2str(plain));
+    }
+}
+
+static void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *partitions, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    log_info("kafka", "consumer %s: %s %d partition(s)", consumer->group_id,
+             assign ? "assigned" : "revoked", partitions->cnt);
+    if (!assign)
+        kafka_partitions_call(consumer, partitions, false); /* settle before they go */
+    kafka_apply_rebalance(rk, err, partitions);
+    if (assign)
+        kafka_partitions_call(consumer, partitions, true);
+}
+
+static void kafka_on_consumer_error(rd_kafka_t *rk, int err, const char *reason, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    (*consumer->kafka->errors)++;
+    log_warn("kafka", "consumer %s: %s: %s", consumer->group_id, rd_kafka_err2name(err), reason);
+    if (consumer->handlers.error && !consumer->closing)
+        consumer->handlers.error(consumer->opaque, err, reason);
+}
+
+static void *kafka_consumer_destroy_main(void *arg)
+{
+    rd_kafka_destroy((rd_kafka_t *)arg);
+    return NULL;
+}
+
+static void kafka_consumer_unlink(struct kafka_consumer *consumer)
+{
+    struct kafka *kafka = consumer->kafka;
+    for (struct kafka_consumer **link = &kafka->consumers; *link; link = &(*link)->next) {
+        if (*link == consumer) {
+            *link = consumer->next;
+            return;
+        }
+    }
+}
+
+/* Release everything; `destroy_async` hands rd_kafka_destroy to a thread. */
+static void kafka_consumer_free(struct kafka_consumer *consumer, bool destroy_async)
+{
+    kafka_consumer_unlink(consumer);
+    kafka_wakeup_close(&consumer->wakeup);
+    if (consumer->close_queue)
+        rd_kafka_queue_destroy(consumer->close_queue);
+    if (consumer->queue)
+        rd_kafka_queue_destroy(consumer->queue);
+    if (consumer->rk) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        bool detached = false;
+        if (destroy_async && pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            detached = pthread_create(&thread, &attr, kafka_consumer_destroy_main, consumer->rk) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        if (!detached)
+            rd_kafka_destroy(consumer->rk);
+    }
+    free(consumer->group_id);
+    free(consumer);
+}
+
+static void kafka_consumer_drain_close(struct kafka_consumer *consumer)
+{
+    rd_kafka_event_t *event;
+    while ((event = rd_kafka_queue_poll(consumer->close_queue, 0))) {
+        if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE)
+            kafka_apply_rebalance(consumer->rk, rd_kafka_event_error(event),
+                                  rd_kafka_event_topic_partition_list(event));
+        rd_kafka_event_destroy(event);
+    }
+    if (rd_kafka_consumer_closed(consumer->rk)) {
+        log_debug("kafka", "consumer %s closed", consumer->group_id);
+        kafka_consumer_free(consumer, true);
+    }
+}
+
+static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    kafka_wakeup_consume(&consumer->wakeup);
+    if (consumer->closing) {
+        kafka_consumer_drain_close(consumer);
+        return;
+    }
+    rd_kafka_message_t *message;
+    while (!consumer->closing && (message = rd_kafka_consumer_poll(consumer->rk, 0))) {
+        if (message->err) {
+            if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                char reason[512];
+                snprintf(reason, sizeof(reason), "%s [%d]: %s",
+                         message->rkt ? rd_kafka_topic_name(message->rkt) : "-",
+                         message->partition, rd_kafka_message_errstr(message));
+                kafka_on_consumer_error(consumer->rk, message->err, reason, consumer);
+            }
+            rd_kafka_message_destroy(message);
+            continue;
+        }
+        struct kafka_record *record = kafka_record_wrap(message);
+        if (!record) {
+            log_error("kafka", "consumer %s: out of memory; record dropped before delivery "
+                      "(it will be fetched again after a restart)", consumer->group_id);
+            continue;
+        }
+        consumer->handlers.record(consumer->opaque, record);
+    }
+}
+
+struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group_id,
+                                          const struct kafka_consumer_handlers *handlers,
+                                          void *opaque, char *err, size_t err_size)
+{
+    struct kafka_consumer *consumer = calloc(1, sizeof(*consumer));
+    if (!consumer) {
+        snprintf(err, err_size, "kafka: out of memory creating a consumer");
+        return NULL;
+    }
+    consumer->wakeup.fds[0] = consumer->wakeup.fds[1] = -1;
+    consumer->kafka = kafka;
+    consumer->handlers = *handlers;
+    consumer->opaque = opaque;
+    consumer->group_id = strdup(group_id ? group_id : "(reader)");
+    consumer->next = kafka->consumers;
+    kafka->consumers = consumer;
+
+    rd_kafka_conf_t *conf = kafka_conf_base(kafka, "consumer", err, err_size);
+    if (!conf)
+        goto fail;
+    /* A group id is required by librdkafka even for assign-only readers; such
+     * a reader never commits, so the id is only a label. */
+    char reader_group[300];
+    snprintf(reader_group, sizeof(reader_group), "kbridge.reader.%s", kafka->config->node_id);
+    if (kafka_conf_set(conf, "kafka.consumer", "group.id", group_id ? group_id : reader_group, err,
+                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err,
+                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err,
+                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset", "earliest", err, err_size) < 0 ||
+        kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
+                       err, err_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, kafka_on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, kafka_on_consumer_error);
+    rd_kafka_conf_set_opaque(conf, consumer);
+    char why[512];
+    consumer->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!consumer->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, err_size, "kafka: cannot create consumer %s: %s", consumer->group_id, why);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(consumer->rk);
+    consumer->queue = rd_kafka_queue_get_consumer(consumer->rk);
+    if (kafka_wakeup_open(&consumer->wakeup, kafka->base, kafka_on_consumer_wakeup, consumer, err,
+                          err_size) < 0)
+        goto fail;
+    rd_kafka_queue_io_event_enable(consumer->queue, consumer->wakeup.fds[1], "c", 1);
+    event_active(consumer->wakeup.event, EV_READ, 0);
+    return consumer;
+fail:
+    kafka_consumer_free(consumer, false);
+    return NULL;
+}
+
+int kafka_consumer_subscribe(struct kafka_consumer *consumer, const char *const *topics,
+                             size_t count)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
+    for (size_t i = 0; i < count; i++)
+        rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_assign_end(struct kafka_consumer *consumer, const char *topic,
+                              int32_t partitions)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
+    for (int32_t p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_error_t *error = rd_kafka_incremental_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!error)
+        return 0;
+    int code = (int)rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    return code;
+}
+
+int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
+                                int32_t partition, int64_t next_offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer->rk, list);
+    if (!err)
+        err = list->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_commit(struct kafka_consumer *consumer)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer->rk, NULL, 1);
+    return err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : (int)err;
+}
+
+static int kafka_consumer_pause_resume(struct kafka_consumer *consumer, const char *topic,
+                                       int32_t partition, bool pause)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer->rk, list)
+                                    : rd_kafka_resume_partitions(consumer->rk, list);
+    if (!err)
+        err = list->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition)
+{
+    return kafka_consumer_pause_resume(consumer, topic, partition, true);
+}
+
+int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition)
+{
+    return kafka_consumer_pause_resume(consumer, topic, partition, false);
+}
+
+void kafka_consumer_close(struct kafka_consumer *consumer)
+{
+    if (!consumer || consumer->closing)
+        return;
+    consumer->closing = true;
+    /* Serve the close on our own queue: its rebalance events come to the loop. */
+    rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
+    consumer->close_queue = rd_kafka_queue_new(consumer->rk);
+    rd_kafka_queue_io_event_enable(consumer->close_queue, consumer->wakeup.fds[1], "c", 1);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(consumer->rk, consumer->close_queue);
+    if (error) {
+        log_warn("kafka", "consumer %s: close: %s", consumer->group_id,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        kafka_consumer_free(consumer, true);
+        return;
+    }
+    event_active(consumer->wakeup.event, EV_READ, 0);
+}
+
+/* ---- the node's layer ----------------------------------------------------------- */
+
+struct kafka *kafka_new(struct event_base *base, const struct config *config,
+                        struct metrics *metrics, char *err, size_t err_size)
+{
+    struct kafka *kafka = calloc(1, sizeof(*kafka));
+    if (!kafka) {
+        snprintf(err, err_size, "kafka: out of memory");
+        return NULL;
+    }
+    kafka->base = base;
+    kafka->config = config;
+    kafka->metrics = metrics;
+    kafka->producer_wakeup.fds[0] = kafka->producer_wakeup.fds[1] = -1;
+    kafka->probe.wakeup.fds[0] = kafka->probe.wakeup.fds[1] = -1;
+    pthread_mutex_init(&kafka->probe.lock, NULL);
+    pthread_condattr_t cond_attr;
+    pthread_condattr_init(&cond_attr);
+    pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&kafka->probe.cond, &cond_attr);
+    pthread_condattr_destroy(&cond_attr);
+    snprintf(kafka->reason, sizeof(kafka->reason), "waiting for the first metadata from Kafka");
+    snprintf(kafka->probe.reason, sizeof(kafka->probe.reason), "%s", kafka->reason);
+
+    kafka->produced = metrics_counter(metrics, "kbridge_kafka_produced_total",
+                                      "Records handed to the Kafka producer.", NULL);
+    kafka->delivered = metrics_counter(metrics, "kbridge_kafka_delivered_total",
+                                       "Records Kafka confirmed as stored.", NULL);
+    kafka->delivery_errors = metrics_counter(metrics, "kbridge_kafka_delivery_errors_total",
+                                             "Records Kafka did not store (failed produce).", NULL);
+    kafka->errors = metrics_counter(metrics, "kbridge_kafka_errors_total",
+                                    "Client-level Kafka errors (connections, brokers, groups).",
+                                    NULL);
+    if (!kafka->produced || !kafka->delivered || !kafka->delivery_errors || !kafka->errors) {
+        snprintf(err, err_size, "kafka: out of memory");
+        goto fail;
+    }
+
+    if (strcmp(config->kafka.bootstrap, "embedded") == 0) {
+        kafka->mock = kafka_mock_start(1, 4, err, err_size);
+        if (!kafka->mock)
+            goto fail;
+        kafka->bootstrap = strdup(kafka_mock_bootstraps(kafka->mock));
+        log_warn("kafka", "kafka.bootstrap is \"embedded\": an in-process mock Kafka cluster at %s "
+                 "holds all data IN MEMORY ONLY; it is lost when kbridged stops. "
+                 "Use a real Kafka cluster in production.", kafka->bootstrap);
+    } else {
+        kafka->bootstrap = strdup(config->kafka.bootstrap);
+    }
+    if (!kafka->bootstrap) {
+        snprintf(err, err_size, "kafka: out of memory");
+        goto fail;
+    }
+    if (kafka_producer_create(kafka, err, err_size) < 0)
+        goto fail;
+    if (kafka_wakeup_open(&kafka->probe.wakeup, base, kafka_on_probe_wakeup, kafka, err,
+                          err_size) < 0)
+        goto fail;
+    if (pthread_create(&kafka->probe.thread, NULL, kafka_probe_main, kafka) != 0) {
+        snprintf(err, err_size, "kafka: cannot start the readiness probe thread");
+        goto fail;
+    }
+    kafka->probe.started = true;
+    log_info("kafka", "producer started for %s (idempotent, acks=all)", kafka->bootstrap);
+    return kafka;
+fail:
+    kafka_free(kafka);
+    return NULL;
+}
+
+const char *kafka_bootstrap(const struct kafka *kafka) { return kafka->bootstrap; }
+bool kafka_is_embedded(const struct kafka *kafka) { return kafka->mock != NULL; }
+bool kafka_is_ready(const struct kafka *kafka) { return kafka->ready; }
+const char *kafka_not_ready_reason(const struct kafka *kafka)
+{
+    return kafka->ready ? "" : kafka->reason;
+}
+
+void kafka_set_config(struct kafka *kafka, const struct config *config)
+{
+    kafka->config = config;
+}
+
+void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool ready),
+                              void *opaque)
+{
+    kafka->ready_fn = fn;
+    kafka->ready_opaque = opaque;
+}
+
+void kafka_free(struct kafka *kafka)
+{
+    if (!kafka)
+        return;
+    if (kafka->probe.started) {
+        pthread_mutex_lock(&kafka->probe.lock);
+        kafka->probe.stop = true;
+        pthread_cond_signal(&kafka->probe.cond);
+        pthread_mutex_unlock(&kafka->probe.lock);
+        pthread_join(kafka->probe.thread, NULL);
+    }
+    kafka_wakeup_close(&kafka->probe.wakeup);
+    /* Consumers still open at shutdown: close synchronously (commits stored offsets). */
+    while (kafka->consumers) {
+        struct kafka_consumer *consumer = kafka->consumers;
+        if (!consumer->closing) {
+            rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
+            rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
+            if (err)
+                log_warn("kafka", "consumer %s: close: %s", consumer->group_id,
+                         rd_kafka_err2str(err));
+        } else {
+            rd_kafka_queue_io_event_enable(consumer->close_queue, -1, NULL, 0);
+            while (!rd_kafka_consumer_closed(consumer->rk)) {
+                rd_kafka_event_t *event = rd_kafka_queue_poll(consumer->close_queue, 100);
+                if (!event)
+                    continue;
+                if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE)
+                    kafka_apply_rebalance(consumer->rk, rd_kafka_event_error(event),
+                                          rd_kafka_event_topic_partition_list(event));
+                rd_kafka_event_destroy(event);
+            }
+        }
+        kafka_consumer_free(consumer, false);
+    }
+    if (kafka->producer) {
+        rd_kafka_queue_io_event_enable(kafka->producer_queue, -1, NULL, 0);
+        rd_kafka_queue_destroy(kafka->producer_queue);
+        int left = rd_kafka_outq_len(kafka->producer);
+        if (left > 0)
+            log_warn("kafka", "%d record(s) still unconfirmed at shutdown; their clients were "
+                     "never told they were stored", left);
+        kafka->destroying = true;
+        rd_kafka_purge(kafka->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        kafka_producer_drain(kafka); /* frees the purged records' delivery state */
+        rd_kafka_destroy(kafka->producer);
+    }
+    kafka_wakeup_close(&kafka->producer_wakeup);
+    kafka_mock_stop(kafka->mock);
+    pthread_mutex_destroy(&kafka->probe.lock);
+    pthread_cond_destroy(&kafka->probe.cond);
+    free(kafka->bootstrap);
+    free(kafka);
+}

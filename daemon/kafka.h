@@ -1,0 +1,163 @@
+/* kafka.h -- the only door to librdkafka: one idempotent producer per node,
+ * consumers created on demand, all driven from the libevent loop.
+ *
+ * Threading: librdkafka runs its own threads. Every queue we read is set up
+ * with rd_kafka_queue_io_event_enable() on a non-blocking pipe; the loop
+ * wakes on the pipe, drains the queue completely and calls the callbacks
+ * below, always on the loop thread. Nothing here blocks the loop, except
+ * kafka_flush and kafka_free, which are for shutdown.
+ *
+ * Readiness: a probe thread asks the cluster for metadata (a blocking call,
+ * kept off the loop) every few seconds; the node is ready while the last
+ * answer succeeded. The reason for not being ready is kept for /readyz.
+ *
+ * Error codes are librdkafka's rd_kafka_resp_err_t values passed as int;
+ * kafka_error_name() turns one into text. */
+#ifndef KBRIDGE_KAFKA_H
+#define KBRIDGE_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct event_base;
+struct metrics;
+struct kafka;
+struct kafka_consumer;
+
+/* Error codes callers test for (values of rd_kafka_resp_err_t). */
+#define KAFKA_OK 0
+#define KAFKA_ERR_QUEUE_FULL (-184)       /* producer queue full: stop reading clients */
+#define KAFKA_ERR_MSG_SIZE_TOO_LARGE 10   /* record larger than message.max.bytes */
+
+/* One record header; name NUL-terminated, value may hold any bytes. */
+struct kafka_header {
+    const char *name;
+    const void *value; /* NULL for a null header value */
+    size_t value_len;
+};
+
+/* A fetched record. Owned by whoever received it from a consumer callback;
+ * release it with kafka_record_free. Pointers stay valid until then. */
+struct kafka_record {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms; /* -1 when the broker gave none */
+    const void *key;      /* NULL for a null key */
+    size_t key_len;
+    const void *value;    /* NULL for a null value (tombstone) */
+    size_t value_len;
+    void *impl;           /* private: the rd_kafka_message_t */
+};
+
+/* Delivery report for one produce, on the loop. err is KAFKA_OK when Kafka
+ * stored the record at (partition, offset). */
+typedef void (*kafka_delivery_fn)(void *opaque, int err, int32_t partition, int64_t offset);
+
+/* ---- the node's Kafka layer ------------------------------------------- */
+
+/* Create the producer (and, for `kafka.bootstrap: embedded`, the in-memory
+ * mock cluster) and start the readiness probe. Kafka being unreachable is not
+ * an error here: the node starts not ready. Returns NULL with err filled on a
+ * bad property or an allocation failure. Caller owns the result. */
+struct kafka *kafka_new(struct event_base *base, const struct config *config,
+                        struct metrics *metrics, char *err, size_t err_size);
+
+/* The bootstrap list in use (the mock's addresses when embedded). */
+const char *kafka_bootstrap(const struct kafka *kafka);
+/* True when the bootstrap is the in-process mock cluster. */
+bool kafka_is_embedded(const struct kafka *kafka);
+/* True while the last metadata request succeeded and no fatal error occurred. */
+bool kafka_is_ready(const struct kafka *kafka);
+/* Why the node is not ready (empty string when it is). Owned by kafka. */
+const char *kafka_not_ready_reason(const struct kafka *kafka);
+/* Point the layer at a reloaded config (its kafka.* values are unchanged:
+ * config_apply_live keeps them). The config must outlive the layer. */
+void kafka_set_config(struct kafka *kafka, const struct config *config);
+/* Called on the loop whenever readiness changes. */
+void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool ready),
+                              void *opaque);
+
+/* Queue one record. Copies topic, key, value and headers. partition -1 lets
+ * the partitioner choose (by key). On KAFKA_OK, `done` is called exactly once
+ * on the loop with the outcome; on any other return it is never called
+ * (KAFKA_ERR_QUEUE_FULL: try again after deliveries drain). */
+int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
+                  size_t key_len, const void *value, size_t value_len,
+                  const struct kafka_header *headers, size_t header_count,
+                  kafka_delivery_fn done, void *opaque);
+
+/* Records queued in the producer and not yet reported. */
+int kafka_unconfirmed(const struct kafka *kafka);
+
+/* Shutdown only (blocks): wait up to timeout_ms for every queued record to be
+ * reported, delivering the reports. Returns the number still unreported. */
+int kafka_flush(struct kafka *kafka, uint64_t timeout_ms);
+
+/* Shutdown only (blocks): stop the probe, close consumers still open
+ * (committing stored offsets), purge records still unconfirmed (their
+ * delivery callbacks are NOT called: owners are gone by now), destroy the
+ * producer and the mock cluster. NULL is fine. */
+void kafka_free(struct kafka *kafka);
+
+/* Static text of an error code ("Broker: Not leader for partition"). */
+const char *kafka_error_name(int err);
+
+/* ---- records ---------------------------------------------------------- */
+
+/* Number of headers of a record. */
+size_t kafka_record_header_count(const struct kafka_record *record);
+/* Header `index` (0-based): 0 ok, -1 out of range. Pointers owned by record. */
+int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
+                        const void **value, size_t *value_len);
+/* Release a record; NULL is fine. */
+void kafka_record_free(struct kafka_record *record);
+
+/* ---- consumers -------------------------------------------------------- */
+
+struct kafka_partition {
+    const char *topic;
+    int32_t partition;
+};
+
+struct kafka_consumer_handlers {
+    /* A fetched record; the handler owns it (kafka_record_free). */
+    void (*record)(void *opaque, struct kafka_record *record);
+    /* Partitions assigned to this member (group consumers). */
+    void (*assigned)(void *opaque, const struct kafka_partition *parts, size_t count);
+    /* Partitions about to be revoked: settle/commit what can be before returning. */
+    void (*revoked)(void *opaque, const struct kafka_partition *parts, size_t count);
+    /* A consumer error worth knowing (not per-record). */
+    void (*error)(void *opaque, int err, const char *reason);
+};
+
+/* A consumer in `group_id` (NULL: no group, partitions are assigned with
+ * kafka_consumer_assign_end). Offsets are stored only by
+ * kafka_consumer_store_offset and committed by kafka_consumer_commit (and
+ * on close). Returns NULL with err filled. Owned by the caller; close with
+ * kafka_consumer_close. */
+struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group_id,
+                                          const struct kafka_consumer_handlers *handlers,
+                                          void *opaque, char *err, size_t err_size);
+/* Subscribe to topics; a name starting with '^' is a regex. 0 or error code. */
+int kafka_consumer_subscribe(struct kafka_consumer *consumer, const char *const *topics,
+                             size_t count);
+/* Assign partitions 0..partitions-1 of `topic` at their end offsets (no
+ * group): the non-durable topic reader. 0 or error code. */
+int kafka_consumer_assign_end(struct kafka_consumer *consumer, const char *topic,
+                              int32_t partitions);
+/* Mark everything below `next_offset` of (topic, partition) as settled. */
+int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
+                                int32_t partition, int64_t next_offset);
+/* Commit stored offsets asynchronously. 0 or error code. */
+int kafka_consumer_commit(struct kafka_consumer *consumer);
+/* Stop / restart fetching one partition. 0 or error code. */
+int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition);
+int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition);
+/* Leave the group (committing stored offsets) without blocking the loop;
+ * the handle is freed once librdkafka has finished. No callbacks after this. */
+void kafka_consumer_close(struct kafka_consumer *consumer);
+
+#endif

@@ -1,0 +1,115 @@
+/* main.c -- kbridged's command line: run the daemon in the foreground,
+ * check a config file, print the config reference, version or help.
+ * Exit codes: 0 clean, 1 start-up or runtime failure, 2 usage or invalid config. */
+#include <event2/event.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "version.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG_PATH SYSCONFDIR "/kbridge/kbridge.yaml"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: kbridged [-c FILE]\n"
+            "       kbridged --check-config FILE\n"
+            "       kbridged --config-reference | --version | --help\n"
+            "\n"
+            "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
+            "foreground and logs to stderr.\n"
+            "\n"
+            "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
+            "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
+            "      --config-reference  print every configuration key (Markdown) and exit\n"
+            "  -V, --version           print the version and exit\n"
+            "  -h, --help              print this help and exit\n"
+            "\n"
+            "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
+            "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n");
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CHECK_CONFIG = 256, OPT_CONFIG_REFERENCE };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
+        {"config-reference", no_argument, NULL, OPT_CONFIG_REFERENCE},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = DEFAULT_CONFIG_PATH;
+    const char *check_path = NULL;
+    opterr = 0;
+    int option;
+    while ((option = getopt_long(argc, argv, ":c:Vh", options, NULL)) != -1) {
+        switch (option) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_CHECK_CONFIG:
+            check_path = optarg;
+            break;
+        case OPT_CONFIG_REFERENCE:
+            config_write_reference(stdout);
+            return 0;
+        case 'V':
+            printf("kbridged %s\n", KBRIDGE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "kbridged: option '%s' needs a value; see kbridged --help\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "kbridged: unknown option '%s'; see kbridged --help\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kbridged: unexpected argument '%s'; see kbridged --help\n",
+                argv[optind]);
+        return 2;
+    }
+
+    char err[1024];
+    struct config *config = NULL;
+    if (check_path) {
+        if (config_load(check_path, &config, err, sizeof(err)) < 0) {
+            fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
+            return 2;
+        }
+        config_free(config);
+        printf("%s: configuration is valid\n", check_path);
+        return 0;
+    }
+
+    if (config_load(config_path, &config, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
+        return 2;
+    }
+    struct server *server = server_new(config, err, sizeof(err));
+    if (!server) {
+        log_error("server", "cannot start: %s", err);
+        libevent_global_shutdown();
+        return 1;
+    }
+    int code = server_run(server);
+    server_free(server);
+    log_info("server", "stopped");
+    libevent_global_shutdown();
+    return code;
+}

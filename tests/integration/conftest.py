@@ -1,0 +1,255 @@
+"""Fixtures for the kbridge integration suite.
+
+Every test gets its own Kafka and its own kbridged, on free loopback ports,
+and both are always stopped, also when the test fails. When a test fails the
+daemon's log is printed.
+
+Kafka: by default a fresh `kbridge-devkafka` per test. With
+KBRIDGE_TEST_BOOTSTRAP=host:port the suite uses that cluster instead; tests
+that need fault injection (only the dev broker has it) ask for the
+`devkafka` fixture directly.
+
+Binaries come from KBRIDGE_BUILDDIR (set by `make integration`; default: the
+repository root, for an in-tree build).
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILDDIR = os.environ.get("KBRIDGE_BUILDDIR", SRCDIR)
+KBRIDGED = os.path.join(BUILDDIR, "daemon", "kbridged")
+DEVKAFKA = os.path.join(BUILDDIR, "daemon", "kbridge-devkafka")
+EXTERNAL_BOOTSTRAP = os.environ.get("KBRIDGE_TEST_BOOTSTRAP")
+
+
+def wait_for(condition, timeout, what, interval=0.02):
+    """Poll condition() until it returns a truthy value or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class DevKafka:
+    """A kbridge-devkafka process: a mock Kafka cluster with fault injection."""
+
+    def __init__(self, brokers=1, partitions=4, topics=()):
+        args = [DEVKAFKA, "--brokers", str(brokers), "--partitions", str(partitions)]
+        for topic in topics:
+            args += ["--topic", topic]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.bootstrap = self._read_line(10)
+        if not re.match(r"^[\w.\-:\[\],]+$", self.bootstrap):
+            raise AssertionError(f"kbridge-devkafka printed {self.bootstrap!r}, not a bootstrap list")
+
+    def _read_line(self, timeout):
+        import select
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError("kbridge-devkafka did not answer in time")
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read()
+            raise AssertionError(f"kbridge-devkafka exited: {err}")
+        return line.strip()
+
+    def command(self, line, timeout=10):
+        """Send one fault-injection command; return its one-line reply."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self._read_line(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class Kbridged:
+    """A kbridged process with a config written from a dict."""
+
+    def __init__(self, workdir, config, name="kbridged", wrapper=(), env=None, wait_ready=True,
+                 ready_timeout=30):
+        self.workdir = workdir
+        self.name = name
+        self.config = config
+        self.config_path = os.path.join(workdir, f"{name}.yaml")
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.write_config(config)
+        self.log_file = open(self.log_path, "w")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(list(wrapper) + [KBRIDGED, "-c", self.config_path],
+                                     stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     env=full_env, cwd=workdir)
+        self.addresses = {}
+        expected = [p for p in ("stomp", "amqp", "http") if p in config.get("listeners", {})]
+        wait_for(lambda: self._listeners_up(expected), ready_timeout, f"{name} listeners")
+        if wait_ready and "http" in self.addresses:
+            self.wait_ready(ready_timeout)
+
+    def write_config(self, config):
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def _listeners_up(self, expected):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+        for m in re.finditer(r"listener (\w+) listening on (\S+)", self.log()):
+            self.addresses[m.group(1)] = m.group(2)
+        return all(p in self.addresses for p in expected)
+
+    def host_port(self, protocol):
+        host, _, port = self.addresses[protocol].rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def http(self, path, timeout=5):
+        """GET path on the ops listener: (status, body text)."""
+        host, port = self.host_port("http")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def wait_ready(self, timeout=30):
+        wait_for(lambda: self.http("/readyz")[0] == 200, timeout, f"{self.name} /readyz 200")
+
+    def wait_log(self, pattern, timeout=15):
+        return wait_for(lambda: re.search(pattern, self.log()), timeout, f"log line /{pattern}/")
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout}s")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        self.log_file.close()
+
+
+def base_config(bootstrap, **sections):
+    """A test config: loopback listeners on free ports, anonymous allowed."""
+    config = {
+        "node_id": "test1",
+        "kafka": {"bootstrap": bootstrap},
+        "listeners": {
+            "stomp": {"bind": "127.0.0.1:0"},
+            "amqp": {"bind": "127.0.0.1:0"},
+            "http": {"bind": "127.0.0.1:0"},
+        },
+        "auth": {"anonymous": True},
+        "log": {"level": "info"},
+        "shutdown_grace": "5s",
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture
+def devkafka():
+    """A kbridge-devkafka of its own (fault injection needs it)."""
+    dk = DevKafka()
+    yield dk
+    dk.stop()
+
+
+@pytest.fixture
+def bootstrap(request):
+    """Bootstrap list of the Kafka this test uses."""
+    if EXTERNAL_BOOTSTRAP:
+        yield EXTERNAL_BOOTSTRAP
+        return
+    dk = DevKafka()
+    yield dk.bootstrap
+    dk.stop()
+
+
+@pytest.fixture
+def kbridged_factory(request, tmp_path):
+    """Start kbridged processes; all are stopped at the end, logs shown on failure."""
+    started = []
+
+    def start(config, **kwargs):
+        daemon = Kbridged(str(tmp_path), config, name=kwargs.pop("name", f"kbridged{len(started)}"),
+                          **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    failed = any(getattr(request.node, f"rep_{w}", None) is not None
+                 and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
+    for daemon in started:
+        daemon.close()
+        if failed:
+            print(f"\n----- {daemon.name} log -----\n{daemon.log()}")
+
+
+@pytest.fixture
+def kbridged(kbridged_factory, bootstrap):
+    """One ready kbridged on the test's Kafka."""
+    return kbridged_factory(base_config(bootstrap))
+
+
+def free_port():
+    """A loopback port that nothing listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

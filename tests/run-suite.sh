@@ -1,0 +1,41 @@
+#!/bin/sh
+# run-suite.sh -- build kbridge and run the whole test suite: Check unit tests
+# (make check), the pytest integration suite (make integration) and, in the
+# plain build, make distcheck.
+#   tests/run-suite.sh               plain build in build/plain, -Werror
+#   tests/run-suite.sh --sanitizers  ASan+UBSan build in build/sanitizers
+# Set KBRIDGE_TEST_BOOTSTRAP=host:port to run against an external Kafka.
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+variant=plain
+configure_flags="--enable-werror"
+case "${1:-}" in
+--sanitizers)
+    variant=sanitizers
+    configure_flags="--enable-werror --enable-sanitizers"
+    ;;
+"") ;;
+*) echo "run-suite.sh: unknown option '$1' (use --sanitizers or nothing)" >&2; exit 2 ;;
+esac
+
+jobs=$(nproc 2>/dev/null || echo 2)
+[ -x configure ] || ./autogen.sh
+mkdir -p "build/$variant"
+cd "build/$variant"
+[ -f Makefile ] || "$top/configure" $configure_flags
+make -j"$jobs"
+if [ "$variant" = sanitizers ]; then
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp"
+    make check
+    # valgrind cannot run an ASan binary; the plain run covers it.
+    make integration PYTEST_ARGS="-m 'not valgrind'"
+else
+    make check
+    make integration
+    make distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror"
+fi
+echo "run-suite.sh: $variant suite passed"

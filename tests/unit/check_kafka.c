@@ -1,0 +1,301 @@
+/* check_kafka.c -- the Kafka layer (kafka.c) against the embedded mock
+ * cluster, driven by a real libevent loop: readiness, produce with delivery
+ * reports, group consumers with stored/committed offsets, end-offset readers. */
+#include <check.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "metrics.h"
+
+struct fixture {
+    struct event_base *base;
+    struct metrics *metrics;
+    struct config *config;
+    struct kafka *kafka;
+};
+
+static struct fixture fx;
+
+static void setup(void)
+{
+    static const char yaml[] = "node_id: unit\nkafka:\n  bootstrap: embedded\nlog:\n  level: warn\n";
+    char err[512];
+    fx.base = event_base_new();
+    fx.metrics = metrics_new();
+    ck_assert_msg(config_load_string("unit.yaml", yaml, strlen(yaml), &fx.config, err,
+                                     sizeof(err)) == 0,
+                  "%s", err);
+    log_set_level(LOG_LEVEL_WARN);
+    fx.kafka = kafka_new(fx.base, fx.config, fx.metrics, err, sizeof(err));
+    ck_assert_msg(fx.kafka != NULL, "%s", err);
+}
+
+static void teardown(void)
+{
+    kafka_free(fx.kafka);
+    metrics_free(fx.metrics);
+    config_free(fx.config);
+    event_base_free(fx.base);
+}
+
+/* Run the loop until cond(arg) holds or timeout_ms passes; returns cond. */
+struct wait_state {
+    bool (*cond)(void *);
+    void *arg;
+};
+
+static void wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct wait_state *state = arg;
+    if (state->cond(state->arg))
+        event_base_loopbreak(fx.base);
+}
+
+static bool run_until(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct wait_state state = {cond, arg};
+    struct event *tick = event_new(fx.base, -1, EV_PERSIST, wait_tick, &state);
+    struct timeval interval = {0, 5000};
+    event_add(tick, &interval);
+    struct timeval deadline = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    event_base_loopexit(fx.base, &deadline);
+    if (!cond(arg))
+        event_base_dispatch(fx.base);
+    event_free(tick);
+    /* clear a pending loopexit so the next run starts clean */
+    event_base_loopbreak(fx.base);
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+    return cond(arg);
+}
+
+static bool is_ready(void *arg) { return kafka_is_ready(fx.kafka); }
+
+/* ---- produce ------------------------------------------------------------- */
+
+struct deliveries {
+    int count;
+    int errors;
+    int32_t partition;
+    int64_t offsets[256];
+};
+
+static void on_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+{
+    struct deliveries *d = opaque;
+    if (err) {
+        d->errors++;
+        return;
+    }
+    d->partition = partition;
+    d->offsets[d->count++] = offset;
+}
+
+static bool deliveries_done_100(void *arg)
+{
+    struct deliveries *d = arg;
+    return d->count + d->errors >= 100;
+}
+
+static void produce_keyed(const char *topic, int from, int to, struct deliveries *d)
+{
+    for (int i = from; i < to; i++) {
+        char value[32];
+        snprintf(value, sizeof(value), "message-%d", i);
+        struct kafka_header headers[] = {{"message-id", value, strlen(value)},
+                                         {"kbridge-null", NULL, 0}};
+        ck_assert_int_eq(kafka_produce(fx.kafka, topic, -1, "key-1", 5, value, strlen(value),
+                                       headers, 2, on_delivery, d),
+                         KAFKA_OK);
+    }
+}
+
+START_TEST(becomes_ready_once_metadata_is_fetched)
+{
+    ck_assert_msg(run_until(is_ready, NULL, 15000), "not ready: %s",
+                  kafka_not_ready_reason(fx.kafka));
+    ck_assert_str_eq(kafka_not_ready_reason(fx.kafka), "");
+    ck_assert(kafka_is_embedded(fx.kafka));
+    ck_assert_ptr_nonnull(strstr(kafka_bootstrap(fx.kafka), "127.0.0.1:"));
+}
+END_TEST
+
+START_TEST(every_produce_gets_one_delivery_report_in_order)
+{
+    struct deliveries d = {0};
+    produce_keyed("unit.produce", 0, 100, &d);
+    ck_assert(run_until(deliveries_done_100, &d, 15000));
+    ck_assert_int_eq(d.errors, 0);
+    ck_assert_int_eq(d.count, 100);
+    for (int i = 1; i < 100; i++) /* one key, one partition: consecutive offsets */
+        ck_assert_int_eq(d.offsets[i], d.offsets[i - 1] + 1);
+    ck_assert_int_eq(kafka_unconfirmed(fx.kafka), 0);
+}
+END_TEST
+
+/* ---- consume ------------------------------------------------------------- */
+
+struct received {
+    int count;
+    int assigned;
+    int revoked;
+    int64_t first_offset;
+    int64_t last_offset;
+    char last_topic[64];
+    int32_t last_partition;
+    bool headers_ok;
+    bool order_ok;
+    struct kafka_consumer *consumer;
+    bool store;
+};
+
+static void on_record(void *opaque, struct kafka_record *record)
+{
+    struct received *r = opaque;
+    char expected[32];
+    snprintf(expected, sizeof(expected), "message-%d", r->count);
+    if (r->count == 0) {
+        r->first_offset = record->offset;
+        r->headers_ok = true;
+        r->order_ok = true;
+    }
+    if (record->value_len != strlen(expected) ||
+        memcmp(record->value, expected, record->value_len) != 0)
+        r->order_ok = false;
+    const char *name;
+    const void *value;
+    size_t value_len;
+    if (kafka_record_header_count(record) != 2 ||
+        kafka_record_header(record, 0, &name, &value, &value_len) != 0 ||
+        strcmp(name, "message-id") != 0 || value_len != strlen(expected) ||
+        kafka_record_header(record, 1, &name, &value, &value_len) != 0 || value != NULL ||
+        record->key_len != 5 || memcmp(record->key, "key-1", 5) != 0)
+        r->headers_ok = false;
+    r->last_offset = record->offset;
+    r->last_partition = record->partition;
+    snprintf(r->last_topic, sizeof(r->last_topic), "%s", record->topic);
+    if (r->store)
+        ck_assert_int_eq(kafka_consumer_store_offset(r->consumer, record->topic,
+                                                     record->partition, record->offset + 1),
+                         0);
+    r->count++;
+    kafka_record_free(record);
+}
+
+static void on_assigned(void *opaque, const struct kafka_partition *parts, size_t count)
+{
+    ((struct received *)opaque)->assigned += (int)count;
+}
+
+static void on_revoked(void *opaque, const struct kafka_partition *parts, size_t count)
+{
+    ((struct received *)opaque)->revoked += (int)count;
+}
+
+static const struct kafka_consumer_handlers handlers = {
+    .record = on_record, .assigned = on_assigned, .revoked = on_revoked};
+
+static bool received_100(void *arg) { return ((struct received *)arg)->count >= 100; }
+static bool received_1(void *arg) { return ((struct received *)arg)->count >= 1; }
+
+START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
+{
+    struct deliveries d = {0};
+    produce_keyed("unit.group", 0, 100, &d);
+    ck_assert(run_until(deliveries_done_100, &d, 15000));
+
+    char err[256];
+    struct received r = {.store = true};
+    r.consumer = kafka_consumer_new(fx.kafka, "unit-group", &handlers, &r, err, sizeof(err));
+    ck_assert_msg(r.consumer != NULL, "%s", err);
+    const char *topics[] = {"unit.group"};
+    ck_assert_int_eq(kafka_consumer_subscribe(r.consumer, topics, 1), 0);
+    ck_assert_msg(run_until(received_100, &r, 20000), "got %d of 100", r.count);
+    ck_assert_int_eq(r.count, 100);
+    ck_assert(r.headers_ok);
+    ck_assert(r.order_ok);
+    ck_assert_int_eq(r.assigned, 4); /* the mock creates 4 partitions */
+    ck_assert_int_eq(kafka_consumer_commit(r.consumer), 0);
+    kafka_consumer_close(r.consumer); /* async: commits and leaves */
+
+    /* One more record; a new member of the group starts after the commit. */
+    struct deliveries more = {0};
+    ck_assert_int_eq(kafka_produce(fx.kafka, "unit.group", -1, "key-1", 5, "message-0", 9, NULL,
+                                   0, on_delivery, &more),
+                     KAFKA_OK);
+    struct received again = {.store = false};
+    again.consumer =
+        kafka_consumer_new(fx.kafka, "unit-group", &handlers, &again, err, sizeof(err));
+    ck_assert_msg(again.consumer != NULL, "%s", err);
+    ck_assert_int_eq(kafka_consumer_subscribe(again.consumer, topics, 1), 0);
+    ck_assert(run_until(received_1, &again, 30000));
+    ck_assert_int_eq(again.first_offset, r.last_offset + 1);
+    kafka_consumer_close(again.consumer);
+}
+END_TEST
+
+struct reader_state {
+    struct received received;
+    int produced;
+    struct deliveries d;
+};
+
+static bool reader_got_marker(void *arg)
+{
+    struct reader_state *state = arg;
+    if (state->received.count >= 1)
+        return true;
+    /* keep publishing until the reader's end position is in place */
+    if (state->produced < 200) {
+        kafka_produce(fx.kafka, "unit.reader", 0, "key-1", 5, "message-0", 9, NULL, 0,
+                      on_delivery, &state->d);
+        state->produced++;
+    }
+    return false;
+}
+
+START_TEST(reader_starts_at_the_end)
+{
+    struct deliveries old = {0};
+    produce_keyed("unit.reader", 0, 100, &old); /* before the reader: must not be seen */
+    ck_assert(run_until(deliveries_done_100, &old, 15000));
+
+    char err[256];
+    struct reader_state *state = calloc(1, sizeof(*state));
+    state->received.consumer =
+        kafka_consumer_new(fx.kafka, NULL, &handlers, &state->received, err, sizeof(err));
+    ck_assert_msg(state->received.consumer != NULL, "%s", err);
+    ck_assert_int_eq(kafka_consumer_assign_end(state->received.consumer, "unit.reader", 4), 0);
+    ck_assert(run_until(reader_got_marker, state, 20000));
+    ck_assert_int_gt(state->received.first_offset, old.offsets[old.count - 1]);
+    kafka_consumer_close(state->received.consumer);
+    free(state);
+}
+END_TEST
+
+static Suite *kafka_suite(void)
+{
+    Suite *suite = suite_create("kafka");
+    TCase *tc = tcase_create("embedded");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, becomes_ready_once_metadata_is_fetched);
+    tcase_add_test(tc, every_produce_gets_one_delivery_report_in_order);
+    tcase_add_test(tc, group_consumer_gets_records_with_headers_and_resumes_after_commit);
+    tcase_add_test(tc, reader_starts_at_the_end);
+    suite_add_tcase(suite, tc);
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(kafka_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
