@@ -671,6 +671,7 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
         kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err,
                        err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset", "earliest", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
         kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
                        err, err_size) < 0) {

@@ -2,7 +2,7 @@
 #include "notify.h"
 
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "build-config.h"
 #endif
 
 #include <stdio.h>

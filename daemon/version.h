@@ -3,7 +3,7 @@
 #define KBRIDGE_VERSION_H
 
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "build-config.h"
 #endif
 
 #ifdef PACKAGE_VERSION

@@ -1,0 +1,1107 @@
+/* config.c -- loads kbridged's configuration: reads the YAML file, walks
+ * libyaml's document against the key table (config_table.c) to fill a
+ * struct config, frees it, and copies restart-only values on reload
+ * (config_apply_live).
+ *
+ * DESIGN
+ * ------
+ * Loading applies each row's default by parsing its default text like a
+ * value from the file, loads the YAML document (libyaml's document API, so
+ * every node keeps its line), then walks the mappings: a key that names a row
+ * is parsed by the row's type, a key that is a prefix of rows is a section to
+ * walk into, anything else is an unknown key. The first error stops the load
+ * and is written as "FILE:LINE: KEY: reason". config_free and
+ * config_apply_live walk the same rows, so a new key needs no code here
+ * unless it has a new type. */
+#include "config.h"
+#include "config_table.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#define CONFIG_FILE_MAX (16u << 20) /* larger files are refused, not cut */
+#define CONFIG_PATH_MAX 256         /* longest dotted key path ("auth.users[3].name") */
+
+/* State of one load: where messages go and the document being walked. */
+struct config_parse {
+    const char *file; /* name used in messages */
+    yaml_document_t *document;
+    char *err;
+    size_t err_size;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static size_t config_line(const yaml_node_t *node) { return node->start_mark.line + 1; }
+
+/* True for a plain empty scalar, "~" or "null": a key written without a value. */
+static bool config_is_null(const yaml_node_t *node)
+{
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *text = (const char *)node->data.scalar.value;
+    return text[0] == '\0' || strcmp(text, "~") == 0 || strcmp(text, "null") == 0 ||
+           strcmp(text, "Null") == 0 || strcmp(text, "NULL") == 0;
+}
+
+/* What a node is, for "expected X, got Y". */
+static struct config_text config_describe(const yaml_node_t *node)
+{
+    struct config_text out;
+    if (node->type == YAML_MAPPING_NODE)
+        snprintf(out.text, sizeof(out.text), "a mapping");
+    else if (node->type == YAML_SEQUENCE_NODE)
+        snprintf(out.text, sizeof(out.text), "a list");
+    else if (config_is_null(node))
+        snprintf(out.text, sizeof(out.text), "nothing");
+    else
+        return config_quote((const char *)node->data.scalar.value);
+    return out;
+}
+
+/* Write "FILE:LINE: PATH: reason" into the caller's buffer (LINE left out
+ * when 0, PATH when empty) and return -1, so callers can `return config_fail(...)`. */
+static int config_fail(struct config_parse *parse, size_t line, const char *path, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+static int config_fail(struct config_parse *parse, size_t line, const char *path, const char *fmt,
+                       ...)
+{
+    if (parse->err == NULL || parse->err_size == 0)
+        return -1;
+    int n;
+    if (line > 0)
+        n = snprintf(parse->err, parse->err_size, "%s:%zu: ", parse->file, line);
+    else
+        n = snprintf(parse->err, parse->err_size, "%s: ", parse->file);
+    size_t used = n < 0 ? 0 : (size_t)n;
+    if (used < parse->err_size && path[0] != '\0') {
+        n = snprintf(parse->err + used, parse->err_size - used, "%s: ", path);
+        used += n < 0 ? 0 : (size_t)n;
+    }
+    if (used < parse->err_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(parse->err + used, parse->err_size - used, fmt, ap);
+        va_end(ap);
+    }
+    /* one error, one line, whatever a file name or library text holds */
+    for (char *p = parse->err; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    return -1;
+}
+
+static int config_fail_memory(struct config_parse *parse)
+{
+    return config_fail(parse, 0, "", "out of memory");
+}
+
+/* Join a path and a key ("limits" + "max_headers"); -1 if it does not fit. */
+static int config_join(char *out, size_t out_size, const char *prefix, const char *key)
+{
+    int n = prefix[0] != '\0' ? snprintf(out, out_size, "%s.%s", prefix, key)
+                              : snprintf(out, out_size, "%s", key);
+    return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+/* A list element's path ("auth.users" + 2 -> "auth.users[2]"); -1 if it
+ * does not fit. */
+static int config_join_index(char *out, size_t out_size, const char *path, size_t index)
+{
+    int n = snprintf(out, out_size, "%s[%zu]", path, index);
+    return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Freeing and copying fields                                               */
+/* ------------------------------------------------------------------------ */
+
+static void *config_field(void *base, size_t offset) { return (char *)base + offset; }
+
+static const void *config_const_field(const void *base, size_t offset)
+{
+    return (const char *)base + offset;
+}
+
+static void config_free_properties(struct config_properties *properties)
+{
+    for (size_t i = 0; i < properties->count; i++) {
+        free(properties->items[i].name);
+        free(properties->items[i].value);
+    }
+    free(properties->items);
+    properties->items = NULL;
+    properties->count = 0;
+}
+
+static void config_free_patterns(struct config_pattern *patterns, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(patterns[i].source);
+        regfree(&patterns[i].regex);
+    }
+    free(patterns);
+}
+
+/* Free what the rows of `keys` own in `base` and reset those fields. */
+static void config_free_fields(const struct config_key *keys, size_t key_count, void *base)
+{
+    for (size_t i = 0; i < key_count; i++) {
+        const struct config_key *key = &keys[i];
+        void *field = config_field(base, key->offset);
+        switch (key->type) {
+        case CONFIG_TYPE_STRING: {
+            char **string = field;
+            free(*string);
+            *string = NULL;
+            break;
+        }
+        case CONFIG_TYPE_PROPERTIES: config_free_properties(field); break;
+        case CONFIG_TYPE_LISTENER: {
+            struct config_listener *listener = field;
+            free(listener->bind);
+            listener->bind = NULL;
+            listener->enabled = false;
+            break;
+        }
+        case CONFIG_TYPE_PATTERNS: {
+            struct config_pattern **patterns = field;
+            size_t *count = config_field(base, key->count_offset);
+            config_free_patterns(*patterns, *count);
+            *patterns = NULL;
+            *count = 0;
+            break;
+        }
+        case CONFIG_TYPE_USERS: {
+            struct config_user **users = field;
+            size_t *count = config_field(base, key->count_offset);
+            for (size_t u = 0; u < *count; u++)
+                config_free_fields(key->keys, key->key_count, &(*users)[u]);
+            free(*users);
+            *users = NULL;
+            *count = 0;
+            break;
+        }
+        default: /* plain values own nothing */ break;
+        }
+    }
+}
+
+void config_free(struct config *config)
+{
+    if (config == NULL)
+        return;
+    config_free_fields(config_keys, config_key_count, config);
+    free(config->path);
+    free(config);
+}
+
+static bool config_strings_equal(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* Bytes of a field that holds a plain value; 0 for fields that own memory. */
+static size_t config_plain_size(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_TYPE_BOOL: return sizeof(bool);
+    case CONFIG_TYPE_UINT32: return sizeof(uint32_t);
+    case CONFIG_TYPE_SIZE:
+    case CONFIG_TYPE_DURATION: return sizeof(uint64_t);
+    case CONFIG_TYPE_LOG_LEVEL: return sizeof(enum log_level);
+    case CONFIG_TYPE_LOG_FORMAT: return sizeof(enum log_format);
+    default: return 0;
+    }
+}
+
+static bool config_field_equal(const struct config_key *key, const void *a, const void *b)
+{
+    switch (key->type) {
+    case CONFIG_TYPE_STRING: return config_strings_equal(*(char *const *)a, *(char *const *)b);
+    case CONFIG_TYPE_PROPERTIES: {
+        const struct config_properties *pa = a, *pb = b;
+        if (pa->count != pb->count)
+            return false;
+        for (size_t i = 0; i < pa->count; i++)
+            if (strcmp(pa->items[i].name, pb->items[i].name) != 0 ||
+                strcmp(pa->items[i].value, pb->items[i].value) != 0)
+                return false;
+        return true;
+    }
+    case CONFIG_TYPE_LISTENER: {
+        const struct config_listener *la = a, *lb = b;
+        return la->enabled == lb->enabled && config_strings_equal(la->bind, lb->bind);
+    }
+    case CONFIG_TYPE_PATTERNS:
+    case CONFIG_TYPE_USERS:
+        return true; /* lists are always live: never marked CONFIG_KEY_RESTART */
+    default: return memcmp(a, b, config_plain_size(key->type)) == 0;
+    }
+}
+
+/* strdup that keeps NULL as NULL; -1 when out of memory. */
+static int config_copy_string(const char *source, char **out)
+{
+    *out = NULL;
+    if (source == NULL)
+        return 0;
+    *out = strdup(source);
+    return *out == NULL ? -1 : 0;
+}
+
+static int config_copy_properties(const struct config_properties *source,
+                                  struct config_properties *out)
+{
+    struct config_properties copy = {NULL, 0};
+    if (source->count > 0) {
+        copy.items = calloc(source->count, sizeof(*copy.items));
+        if (copy.items == NULL)
+            return -1;
+    }
+    for (; copy.count < source->count; copy.count++) {
+        struct config_property *item = &copy.items[copy.count];
+        if (config_copy_string(source->items[copy.count].name, &item->name) < 0 ||
+            config_copy_string(source->items[copy.count].value, &item->value) < 0) {
+            free(item->name);
+            config_free_properties(&copy);
+            return -1;
+        }
+    }
+    config_free_properties(out);
+    *out = copy;
+    return 0;
+}
+
+/* Replace the field at `out` by a deep copy of the one at `source`; on
+ * failure (-1, out of memory) `out` is unchanged. */
+static int config_copy_field(const struct config_key *key, const void *source, void *out)
+{
+    switch (key->type) {
+    case CONFIG_TYPE_STRING: {
+        char *copy;
+        if (config_copy_string(*(char *const *)source, &copy) < 0)
+            return -1;
+        free(*(char **)out);
+        *(char **)out = copy;
+        return 0;
+    }
+    case CONFIG_TYPE_PROPERTIES: return config_copy_properties(source, out);
+    case CONFIG_TYPE_LISTENER: {
+        const struct config_listener *from = source;
+        struct config_listener *to = out;
+        char *copy;
+        if (config_copy_string(from->bind, &copy) < 0)
+            return -1;
+        free(to->bind);
+        to->bind = copy;
+        to->enabled = from->enabled;
+        return 0;
+    }
+    case CONFIG_TYPE_PATTERNS:
+    case CONFIG_TYPE_USERS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
+    default: memcpy(out, source, config_plain_size(key->type)); return 0;
+    }
+}
+
+void config_apply_live(const struct config *old, struct config *out)
+{
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *key = &config_keys[i];
+        if (!(key->flags & CONFIG_KEY_RESTART))
+            continue;
+        const void *running = config_const_field(old, key->offset);
+        void *reloaded = config_field(out, key->offset);
+        if (config_field_equal(key, running, reloaded))
+            continue;
+        log_warn("config", "%s changed; restart kbridged to apply it", key->name);
+        if (config_copy_field(key, running, reloaded) < 0)
+            log_error("config",
+                      "out of memory keeping the running %s; the reloaded "
+                      "configuration shows the new value",
+                      key->name);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Walking the YAML document                                                */
+/* ------------------------------------------------------------------------ */
+
+static int config_walk_mapping(struct config_parse *parse, yaml_node_t *node, size_t key_line,
+                               const char *path, const char *relative,
+                               const struct config_key *keys, size_t key_count, void *base);
+
+static yaml_node_t *config_node(struct config_parse *parse, int index)
+{
+    return yaml_document_get_node(parse->document, index);
+}
+
+/* The scalar's text; an error if it holds a NUL byte (C would cut it there). */
+static int config_scalar_text(struct config_parse *parse, yaml_node_t *node, const char *path,
+                              const char **out)
+{
+    const char *text = (const char *)node->data.scalar.value;
+    if (strlen(text) != node->data.scalar.length)
+        return config_fail(parse, config_line(node), path, "contains a NUL character");
+    *out = text;
+    return 0;
+}
+
+/* Value node of `name` in a mapping node, or NULL. */
+static yaml_node_t *config_mapping_get(struct config_parse *parse, yaml_node_t *mapping,
+                                       const char *name)
+{
+    if (mapping->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *pair = mapping->data.mapping.pairs.start;
+         pair < mapping->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = config_node(parse, pair->key);
+        if (key->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)key->data.scalar.value, name) == 0)
+            return config_node(parse, pair->value);
+    }
+    return NULL;
+}
+
+struct config_seen_key {
+    const char *name;
+    size_t line;
+    size_t index;
+};
+
+static int config_compare_seen_keys(const void *a, const void *b)
+{
+    const struct config_seen_key *ka = a, *kb = b;
+    int order = strcmp(ka->name, kb->name);
+    if (order != 0)
+        return order;
+    return ka->index < kb->index ? -1 : ka->index > kb->index;
+}
+
+/* Report the first repeated key of a mapping (the one seen earliest in the
+ * file among second occurrences). Sorting keeps big property maps fast. */
+static int config_check_duplicates(struct config_parse *parse, yaml_node_t *mapping,
+                                   const char *path)
+{
+    size_t count = (size_t)(mapping->data.mapping.pairs.top - mapping->data.mapping.pairs.start);
+    if (count < 2)
+        return 0;
+    struct config_seen_key *seen = malloc(count * sizeof(*seen));
+    if (seen == NULL)
+        return config_fail_memory(parse);
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *key = config_node(parse, mapping->data.mapping.pairs.start[i].key);
+        if (key->type != YAML_SCALAR_NODE)
+            continue; /* reported by the walk */
+        seen[used].name = (const char *)key->data.scalar.value;
+        seen[used].line = config_line(key);
+        seen[used].index = i;
+        used++;
+    }
+    qsort(seen, used, sizeof(*seen), config_compare_seen_keys);
+    const struct config_seen_key *first = NULL, *repeat = NULL;
+    for (size_t i = 1; i < used; i++) {
+        bool starts_group = i == 1 || strcmp(seen[i - 2].name, seen[i - 1].name) != 0;
+        if (starts_group && strcmp(seen[i - 1].name, seen[i].name) == 0 &&
+            (repeat == NULL || seen[i].index < repeat->index)) {
+            first = &seen[i - 1];
+            repeat = &seen[i];
+        }
+    }
+    int rc = 0;
+    if (repeat != NULL) {
+        char key_path[CONFIG_PATH_MAX];
+        if (config_join(key_path, sizeof(key_path), path, repeat->name) < 0)
+            rc = config_fail(parse, repeat->line, path, "duplicate key %s (first on line %zu)",
+                             config_quote(repeat->name).text, first->line);
+        else
+            rc = config_fail(parse, repeat->line, key_path, "duplicate key (first on line %zu)",
+                             first->line);
+    }
+    free(seen);
+    return rc;
+}
+
+/* What the file should hold for a scalar-typed key, for "expected X". */
+static const char *config_type_expectation(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_TYPE_BOOL: return "true or false";
+    case CONFIG_TYPE_UINT32: return "a number";
+    case CONFIG_TYPE_SIZE: return "a size such as 1MiB";
+    case CONFIG_TYPE_DURATION: return "a duration such as 10s";
+    case CONFIG_TYPE_LOG_LEVEL: return "a log level";
+    case CONFIG_TYPE_LOG_FORMAT: return "text or json";
+    case CONFIG_TYPE_LISTENER: return "host:port";
+    default: return "a string";
+    }
+}
+
+static int config_set_string(struct config_parse *parse, char **field, const char *text)
+{
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return config_fail_memory(parse);
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/* Length bounds of strings and patterns. */
+static int config_check_length(struct config_parse *parse, const struct config_key *key,
+                               const char *text, size_t line, const char *path)
+{
+    size_t len = strlen(text);
+    if (len < key->min) {
+        if (key->min == 1)
+            return config_fail(parse, line, path, "must not be empty");
+        return config_fail(parse, line, path, "%s is too short (at least %" PRIu64 " characters)",
+                           config_quote(text).text, key->min);
+    }
+    if (len > key->max && (key->flags & CONFIG_KEY_SECRET))
+        return config_fail(parse, line, path, "is too long (at most %" PRIu64 " characters)",
+                           key->max);
+    if (len > key->max)
+        return config_fail(parse, line, path, "%s is too long (at most %" PRIu64 " characters)",
+                           config_quote(text).text, key->max);
+    return 0;
+}
+
+/* Parse `text` as the value of a scalar-typed key and store it; used for
+ * values from the file and for the table's defaults. */
+static int config_set_scalar(struct config_parse *parse, const struct config_key *key,
+                             const char *text, size_t line, const char *path, void *base)
+{
+    void *field = config_field(base, key->offset);
+    char reason[CONFIG_REASON_MAX];
+    char low[32], high[32];
+    uint64_t number;
+    int rc;
+
+    switch (key->type) {
+    case CONFIG_TYPE_STRING:
+        if (config_check_length(parse, key, text, line, path) < 0)
+            return -1;
+        if (key->check != NULL && key->check(text, reason, sizeof(reason)) < 0)
+            return config_fail(parse, line, path, "%s", reason);
+        return config_set_string(parse, field, text);
+
+    case CONFIG_TYPE_BOOL:
+        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0)
+            *(bool *)field = true;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
+                 strcmp(text, "FALSE") == 0)
+            *(bool *)field = false;
+        else
+            return config_fail(parse, line, path, "%s is not a boolean (use true or false)",
+                               config_quote(text).text);
+        return 0;
+
+    case CONFIG_TYPE_UINT32:
+        rc = config_read_number(text, &number);
+        if (rc == -1)
+            return config_fail(parse, line, path,
+                               "%s is not a number (expected %" PRIu64 " to %" PRIu64 ")",
+                               config_quote(text).text, key->min, key->max);
+        if (rc == -2 || number < key->min || number > key->max)
+            return config_fail(parse, line, path, "%s is out of range (%" PRIu64 " to %" PRIu64 ")",
+                               config_quote(text).text, key->min, key->max);
+        *(uint32_t *)field = (uint32_t)number;
+        return 0;
+
+    case CONFIG_TYPE_SIZE:
+        rc = config_read_size(text, &number);
+        if (rc == -1)
+            return config_fail(parse, line, path, "%s is not a size (use B, KiB, MiB or GiB)",
+                               config_quote(text).text);
+        if (rc == -2 || number < key->min || number > key->max) {
+            config_format_size(key->min, low, sizeof(low));
+            config_format_size(key->max, high, sizeof(high));
+            return config_fail(parse, line, path, "%s is out of range (%s to %s)",
+                               config_quote(text).text, low, high);
+        }
+        *(uint64_t *)field = number;
+        return 0;
+
+    case CONFIG_TYPE_DURATION:
+        rc = config_read_duration(text, &number);
+        if (rc == -1)
+            return config_fail(parse, line, path,
+                               "%s is not a duration (use ms, s, m or h; a bare number is "
+                               "seconds)",
+                               config_quote(text).text);
+        if (rc == -2 || number < key->min || number > key->max) {
+            config_format_duration(key->min, low, sizeof(low));
+            config_format_duration(key->max, high, sizeof(high));
+            return config_fail(parse, line, path, "%s is out of range (%s to %s)",
+                               config_quote(text).text, low, high);
+        }
+        *(uint64_t *)field = number;
+        return 0;
+
+    case CONFIG_TYPE_LOG_LEVEL:
+        if (log_level_parse(text, field) < 0)
+            return config_fail(parse, line, path,
+                               "%s is not a log level (use error, warn, info or debug)",
+                               config_quote(text).text);
+        return 0;
+
+    case CONFIG_TYPE_LOG_FORMAT:
+        if (log_format_parse(text, field) < 0)
+            return config_fail(parse, line, path, "%s is not a log format (use text or json)",
+                               config_quote(text).text);
+        return 0;
+
+    case CONFIG_TYPE_LISTENER: {
+        struct config_listener *listener = field;
+        if (config_check_address(text, 0, reason, sizeof(reason)) < 0)
+            return config_fail(parse, line, path, "%s", reason);
+        if (config_set_string(parse, &listener->bind, text) < 0)
+            return -1;
+        listener->enabled = true;
+        return 0;
+    }
+
+    default: return config_fail(parse, line, path, "internal error: not a scalar key");
+    }
+}
+
+static int config_parse_properties(struct config_parse *parse, yaml_node_t *node, const char *path,
+                                   struct config_properties *properties)
+{
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_fail(parse, config_line(node), path,
+                           "expected a mapping of librdkafka property names to values, got %s",
+                           config_describe(node).text);
+    if (config_check_duplicates(parse, node, path) < 0)
+        return -1;
+    size_t count = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    config_free_properties(properties);
+    if (count == 0)
+        return 0;
+    properties->items = calloc(count, sizeof(*properties->items));
+    if (properties->items == NULL)
+        return config_fail_memory(parse);
+
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *name_node = config_node(parse, node->data.mapping.pairs.start[i].key);
+        yaml_node_t *value_node = config_node(parse, node->data.mapping.pairs.start[i].value);
+        const char *name = NULL, *value = NULL;
+        char property_path[CONFIG_PATH_MAX];
+        if (name_node->type != YAML_SCALAR_NODE)
+            return config_fail(parse, config_line(name_node), path,
+                               "property names must be plain text, got %s",
+                               config_describe(name_node).text);
+        if (config_scalar_text(parse, name_node, path, &name) < 0)
+            return -1;
+        if (name[0] == '\0')
+            return config_fail(parse, config_line(name_node), path,
+                               "property names must not be empty");
+        if (config_join(property_path, sizeof(property_path), path, name) < 0)
+            return config_fail(parse, config_line(name_node), path, "property name %s is too long",
+                               config_quote(name).text);
+        if (strcmp(name, "bootstrap.servers") == 0)
+            return config_fail(parse, config_line(name_node), property_path,
+                               "set kafka.bootstrap instead");
+        if (value_node->type != YAML_SCALAR_NODE)
+            return config_fail(parse, config_line(value_node), property_path,
+                               "expected a scalar value, got %s", config_describe(value_node).text);
+        if (config_is_null(value_node))
+            return config_fail(parse, config_line(name_node), property_path, "has no value");
+        if (config_scalar_text(parse, value_node, property_path, &value) < 0)
+            return -1;
+
+        struct config_property *item = &properties->items[properties->count];
+        item->name = strdup(name);
+        item->value = strdup(value);
+        properties->count++; /* counted even when half-filled so config_free frees it */
+        if (item->name == NULL || item->value == NULL)
+            return config_fail_memory(parse);
+    }
+    return 0;
+}
+
+static int config_parse_patterns(struct config_parse *parse, const struct config_key *key,
+                                 yaml_node_t *node, const char *path, void *base)
+{
+    struct config_pattern **patterns = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_fail(parse, config_line(node), path,
+                           "expected a list of regular expressions, got %s",
+                           config_describe(node).text);
+    size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    config_free_patterns(*patterns, *count);
+    *patterns = NULL;
+    *count = 0;
+    if (items == 0)
+        return 0;
+    *patterns = calloc(items, sizeof(**patterns));
+    if (*patterns == NULL)
+        return config_fail_memory(parse);
+
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *item = config_node(parse, node->data.sequence.items.start[i]);
+        char item_path[CONFIG_PATH_MAX];
+        const char *source = NULL;
+        if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
+            return config_fail(parse, config_line(item), path, "too many patterns");
+        if (item->type != YAML_SCALAR_NODE || config_is_null(item))
+            return config_fail(parse, config_line(item), item_path,
+                               "expected a regular expression, got %s", config_describe(item).text);
+        if (config_scalar_text(parse, item, item_path, &source) < 0 ||
+            config_check_length(parse, key, source, config_line(item), item_path) < 0)
+            return -1;
+
+        struct config_pattern *pattern = &(*patterns)[*count];
+        pattern->source = strdup(source);
+        if (pattern->source == NULL)
+            return config_fail_memory(parse);
+        int rc = regcomp(&pattern->regex, source, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char message[256];
+            regerror(rc, &pattern->regex, message, sizeof(message));
+            free(pattern->source);
+            pattern->source = NULL;
+            return config_fail(parse, config_line(item), item_path,
+                               "%s is not a valid regular expression: %s",
+                               config_quote(source).text, message);
+        }
+        (*count)++;
+    }
+    return 0;
+}
+
+static int config_apply_defaults(struct config_parse *parse, const struct config_key *keys,
+                                 size_t key_count, void *base);
+
+static int config_parse_users(struct config_parse *parse, const struct config_key *key,
+                              yaml_node_t *node, const char *path, void *base)
+{
+    struct config_user **users = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_fail(parse, config_line(node), path, "expected a list of users, got %s",
+                           config_describe(node).text);
+    size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (items == 0)
+        return 0;
+    *users = calloc(items, sizeof(**users));
+    if (*users == NULL)
+        return config_fail_memory(parse);
+
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *item = config_node(parse, node->data.sequence.items.start[i]);
+        char item_path[CONFIG_PATH_MAX];
+        if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
+            return config_fail(parse, config_line(item), path, "too many users");
+        if (item->type != YAML_MAPPING_NODE)
+            return config_fail(parse, config_line(item), item_path,
+                               "expected a mapping with name and password_hash, got %s",
+                               config_describe(item).text);
+        struct config_user *user = &(*users)[i];
+        (*count)++; /* zeroed by calloc, so config_free copes with a half-read user */
+        if (config_apply_defaults(parse, key->keys, key->key_count, user) < 0 ||
+            config_walk_mapping(parse, item, config_line(item), item_path, "", key->keys,
+                                key->key_count, user) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp((*users)[j].name, user->name) != 0)
+                continue;
+            yaml_node_t *earlier = config_node(parse, node->data.sequence.items.start[j]);
+            char name_path[CONFIG_PATH_MAX];
+            if (config_join(name_path, sizeof(name_path), item_path, "name") < 0)
+                snprintf(name_path, sizeof(name_path), "%s", item_path);
+            return config_fail(parse, config_line(config_mapping_get(parse, item, "name")),
+                               name_path, "duplicate user %s (first on line %zu)",
+                               config_quote(user->name).text,
+                               config_line(config_mapping_get(parse, earlier, "name")));
+        }
+    }
+    return 0;
+}
+
+/* Parse the value of a key found in the table. */
+static int config_parse_value(struct config_parse *parse, const struct config_key *key,
+                              yaml_node_t *node, size_t key_line, const char *path, void *base)
+{
+    switch (key->type) {
+    case CONFIG_TYPE_PROPERTIES:
+        return config_parse_properties(parse, node, path, config_field(base, key->offset));
+    case CONFIG_TYPE_PATTERNS: return config_parse_patterns(parse, key, node, path, base);
+    case CONFIG_TYPE_USERS: return config_parse_users(parse, key, node, path, base);
+    default: break;
+    }
+    const char *text = NULL;
+    if (node->type != YAML_SCALAR_NODE)
+        return config_fail(parse, config_line(node), path, "expected %s, got %s",
+                           config_type_expectation(key->type), config_describe(node).text);
+    if (config_is_null(node))
+        return config_fail(parse, key_line, path, "has no value");
+    if (config_scalar_text(parse, node, path, &text) < 0)
+        return -1;
+    return config_set_scalar(parse, key, text, config_line(node), path, base);
+}
+
+static const struct config_key *config_find_key(const struct config_key *keys, size_t key_count,
+                                                const char *relative)
+{
+    for (size_t i = 0; i < key_count; i++)
+        if (strcmp(keys[i].name, relative) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* The name of the child of `parent` on the way to `name`, or NULL when
+ * `name` is not below `parent` ("limits", "limits.max_headers" -> "max_headers"). */
+static const char *config_child_name(const char *parent, const char *name, char *out,
+                                     size_t out_size)
+{
+    size_t parent_len = strlen(parent);
+    if (parent_len > 0) {
+        if (strncmp(name, parent, parent_len) != 0 || name[parent_len] != '.')
+            return NULL;
+        name += parent_len + 1;
+    }
+    size_t len = strcspn(name, ".");
+    if (len >= out_size)
+        return NULL;
+    memcpy(out, name, len);
+    out[len] = '\0';
+    return out;
+}
+
+/* True when some key lies below `relative`, which is then a section. */
+static bool config_is_section(const struct config_key *keys, size_t key_count, const char *relative)
+{
+    size_t len = strlen(relative);
+    for (size_t i = 0; i < key_count; i++)
+        if (strncmp(keys[i].name, relative, len) == 0 && keys[i].name[len] == '.')
+            return true;
+    return false;
+}
+
+/* Edit distance of two short names; SIZE_MAX when either is long. */
+static size_t config_edit_distance(const char *a, const char *b)
+{
+    size_t a_len = strlen(a), b_len = strlen(b);
+    size_t row[65];
+    if (a_len > 64 || b_len > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= b_len; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= a_len; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b_len; j++) {
+            size_t above = row[j];
+            size_t best = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+            if (above + 1 < best)
+                best = above + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
+        }
+    }
+    return row[b_len];
+}
+
+/* "unknown key", with a near name of the same mapping when there is one. */
+static int config_fail_unknown(struct config_parse *parse, size_t line, const char *path,
+                               const char *name, const char *relative,
+                               const struct config_key *keys, size_t key_count)
+{
+    char best[64] = "", child[64];
+    size_t best_score = SIZE_MAX;
+    for (size_t i = 0; i < key_count; i++) {
+        if (config_child_name(relative, keys[i].name, child, sizeof(child)) == NULL)
+            continue;
+        /* near: at most 2 edits from the key, or from its start ("max_frame",
+         * "pasword" for "max_frame_size", "password_hash") */
+        size_t score = config_edit_distance(name, child);
+        size_t name_len = strlen(name);
+        if (score > 2 && name_len >= 5 && strlen(child) > name_len) {
+            char head[64];
+            memcpy(head, child, name_len);
+            head[name_len] = '\0';
+            if (config_edit_distance(name, head) <= 2)
+                score = 2;
+        }
+        if (score > 2)
+            continue;
+        if (score < best_score) {
+            best_score = score;
+            snprintf(best, sizeof(best), "%s", child);
+        }
+    }
+    if (best[0] != '\0')
+        return config_fail(parse, line, path, "unknown key (did you mean \"%s\"?)", best);
+    return config_fail(parse, line, path, "unknown key");
+}
+
+static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
+                            yaml_node_t *value_node, const char *path, const char *relative,
+                            const struct config_key *keys, size_t key_count, void *base)
+{
+    const char *name = NULL;
+    char key_path[CONFIG_PATH_MAX], key_relative[CONFIG_PATH_MAX];
+    size_t line = config_line(key_node);
+
+    if (key_node->type != YAML_SCALAR_NODE)
+        return config_fail(parse, line, path, "keys must be plain names, got %s",
+                           config_describe(key_node).text);
+    if (config_scalar_text(parse, key_node, path, &name) < 0)
+        return -1;
+    if (config_join(key_path, sizeof(key_path), path, name) < 0 ||
+        config_join(key_relative, sizeof(key_relative), relative, name) < 0)
+        return config_fail(parse, line, path, "unknown key %s", config_quote(name).text);
+    /* "limits.max_headers: 5" is not a short form of the nested key */
+    if (strchr(name, '.') != NULL)
+        return config_fail(parse, line, key_path,
+                           "unknown key (write nested keys as nested mappings)");
+
+    const struct config_key *key = config_find_key(keys, key_count, key_relative);
+    if (key != NULL)
+        return config_parse_value(parse, key, value_node, line, key_path, base);
+    if (config_is_section(keys, key_count, key_relative))
+        return config_walk_mapping(parse, value_node, line, key_path, key_relative, keys, key_count,
+                                   base);
+    return config_fail_unknown(parse, line, key_path, name, relative, keys, key_count);
+}
+
+/* Walk a mapping (or a key written without a value, read as an empty one)
+ * whose path is `path` for messages and `relative` within `keys`. */
+static int config_walk_mapping(struct config_parse *parse, yaml_node_t *node, size_t key_line,
+                               const char *path, const char *relative,
+                               const struct config_key *keys, size_t key_count, void *base)
+{
+    if (node->type == YAML_MAPPING_NODE) {
+        if (config_check_duplicates(parse, node, path) < 0)
+            return -1;
+        for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+            if (config_walk_pair(parse, config_node(parse, pair->key),
+                                 config_node(parse, pair->value), path, relative, keys, key_count,
+                                 base) < 0)
+                return -1;
+        }
+    } else if (!config_is_null(node)) {
+        return config_fail(parse, config_line(node), path, "expected a mapping, got %s",
+                           config_describe(node).text);
+    }
+
+    /* required keys directly in this mapping (not in its sections) */
+    size_t relative_len = strlen(relative);
+    for (size_t i = 0; i < key_count; i++) {
+        const char *name = keys[i].name;
+        if (!(keys[i].flags & CONFIG_KEY_REQUIRED))
+            continue;
+        if (relative_len > 0) {
+            if (strncmp(name, relative, relative_len) != 0 || name[relative_len] != '.')
+                continue;
+            name += relative_len + 1;
+        }
+        if (strchr(name, '.') == NULL && config_mapping_get(parse, node, name) == NULL)
+            return config_fail(parse, key_line, path, "missing required key \"%s\"", name);
+    }
+    return 0;
+}
+
+static int config_apply_defaults(struct config_parse *parse, const struct config_key *keys,
+                                 size_t key_count, void *base)
+{
+    for (size_t i = 0; i < key_count; i++)
+        if (keys[i].default_value != NULL &&
+            config_set_scalar(parse, &keys[i], keys[i].default_value, 0, keys[i].name, base) < 0)
+            return -1;
+    return 0;
+}
+
+/* Line of a byte offset, for libyaml reader errors which carry no mark. */
+static size_t config_line_of_offset(const char *text, size_t len, size_t offset)
+{
+    size_t line = 1;
+    for (size_t i = 0; i < offset && i < len; i++)
+        if (text[i] == '\n')
+            line++;
+    return line;
+}
+
+static int config_fail_yaml(struct config_parse *parse, const yaml_parser_t *parser,
+                            const char *text, size_t len)
+{
+    const char *problem = parser->problem != NULL ? parser->problem : "unknown error";
+    switch (parser->error) {
+    case YAML_NO_ERROR: /* libyaml fails without a reason only when an allocation fails */
+    case YAML_MEMORY_ERROR: return config_fail_memory(parse);
+    case YAML_READER_ERROR:
+        return config_fail(parse, config_line_of_offset(text, len, parser->problem_offset), "",
+                           "syntax error: %s", problem);
+    default:
+        if (parser->context != NULL)
+            return config_fail(parse, parser->problem_mark.line + 1, "",
+                               "syntax error: %s (%s on line %zu)", problem, parser->context,
+                               parser->context_mark.line + 1);
+        return config_fail(parse, parser->problem_mark.line + 1, "", "syntax error: %s", problem);
+    }
+}
+
+/* The host name as node_id when the file sets none; it must pass node_id's
+ * own checks. */
+static int config_default_node_id(struct config_parse *parse, struct config *config)
+{
+    char host[256];
+    char reason[CONFIG_REASON_MAX];
+    if (config->node_id != NULL)
+        return 0;
+    if (gethostname(host, sizeof(host)) != 0)
+        return config_fail(parse, 0, "node_id", "not set, and the host name is unreadable (%s)",
+                           strerror(errno));
+    host[sizeof(host) - 1] = '\0';
+    const struct config_key *key = config_find_key(config_keys, config_key_count, "node_id");
+    if (host[0] == '\0' || strlen(host) > key->max ||
+        (key->check != NULL && key->check(host, reason, sizeof(reason)) < 0))
+        return config_fail(parse, 0, "node_id", "not set, and the host name %s cannot stand in",
+                           config_quote(host).text);
+    return config_set_string(parse, &config->node_id, host);
+}
+
+/* Parse `text` into `config`, whose defaults are already set. */
+static int config_parse_document(struct config_parse *parse, const char *text, size_t len,
+                                 struct config *config)
+{
+    yaml_parser_t parser;
+    yaml_document_t document, next;
+    int rc = 0;
+
+    if (!yaml_parser_initialize(&parser))
+        return config_fail_memory(parse);
+    /* libyaml asserts on a NULL input, even an empty one */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text != NULL ? text : ""),
+                                 text != NULL ? len : 0);
+    if (!yaml_parser_load(&parser, &document)) {
+        rc = config_fail_yaml(parse, &parser, text, len);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+
+    yaml_node_t *root = yaml_document_get_root_node(&document);
+    if (root != NULL) {
+        /* one document per file: a second "---" is a mistake, not ignored */
+        if (!yaml_parser_load(&parser, &next)) {
+            rc = config_fail_yaml(parse, &parser, text, len);
+        } else {
+            yaml_node_t *next_root = yaml_document_get_root_node(&next);
+            if (next_root != NULL)
+                rc = config_fail(parse, config_line(next_root), "",
+                                 "more than one YAML document (one configuration per file)");
+            yaml_document_delete(&next);
+        }
+    }
+    if (rc == 0 && root != NULL) {
+        parse->document = &document;
+        rc = config_walk_mapping(parse, root, 1, "", "", config_keys, config_key_count, config);
+        parse->document = NULL;
+    }
+    yaml_document_delete(&document);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
+                       char *err, size_t err_size)
+{
+    struct config_parse parse = {.file = name, .err = err, .err_size = err_size};
+    *out = NULL;
+    if (err != NULL && err_size > 0)
+        err[0] = '\0';
+
+    struct config *config = calloc(1, sizeof(*config));
+    if (config == NULL)
+        return config_fail_memory(&parse);
+    if (config_apply_defaults(&parse, config_keys, config_key_count, config) < 0 ||
+        config_parse_document(&parse, yaml, len, config) < 0 ||
+        config_default_node_id(&parse, config) < 0 ||
+        config_set_string(&parse, &config->path, name) < 0) {
+        config_free(config);
+        return -1;
+    }
+    *out = config;
+    return 0;
+}
+
+/* Read a whole file; refuses files over CONFIG_FILE_MAX rather than cutting. */
+static int config_read_file(struct config_parse *parse, const char *path, char **out,
+                            size_t *out_len)
+{
+    FILE *stream = fopen(path, "rb");
+    if (stream == NULL)
+        return config_fail(parse, 0, "", "cannot open: %s", strerror(errno));
+    size_t capacity = 0, len = 0;
+    char *text = NULL;
+    for (;;) {
+        if (len > CONFIG_FILE_MAX) {
+            free(text);
+            fclose(stream);
+            return config_fail(parse, 0, "", "larger than 16MiB, not a configuration file");
+        }
+        if (len == capacity) {
+            size_t grown = capacity == 0 ? 4096 : capacity * 2;
+            char *bigger = realloc(text, grown);
+            if (bigger == NULL) {
+                free(text);
+                fclose(stream);
+                return config_fail_memory(parse);
+            }
+            text = bigger;
+            capacity = grown;
+        }
+        size_t got = fread(text + len, 1, capacity - len, stream);
+        len += got;
+        if (got == 0) {
+            if (ferror(stream)) {
+                int error = errno;
+                free(text);
+                fclose(stream);
+                return config_fail(parse, 0, "", "cannot read: %s", strerror(error));
+            }
+            break;
+        }
+    }
+    fclose(stream);
+    *out = text;
+    *out_len = len;
+    return 0;
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t err_size)
+{
+    struct config_parse parse = {.file = path, .err = err, .err_size = err_size};
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    if (config_read_file(&parse, path, &text, &len) < 0)
+        return -1;
+    int rc = config_load_string(path, text, len, out, err, err_size);
+    free(text);
+    return rc;
+}

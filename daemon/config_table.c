@@ -1,0 +1,794 @@
+/* config_table.c -- the configuration keys of kbridged: one row per key
+ * (name, type, bounds, default, description; see struct config_key), the
+ * value syntax the rows rely on (sizes, durations, host:port, names, crypt
+ * hashes) and config_write_reference, which prints docs/configuration.md's
+ * key reference from the rows. A new key is one new row here. */
+#include "config_table.h"
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <string.h>
+
+#define CONFIG_ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
+
+#define CONFIG_KIB UINT64_C(1024)
+#define CONFIG_MIB (CONFIG_KIB * 1024)
+#define CONFIG_GIB (CONFIG_MIB * 1024)
+#define CONFIG_SECOND_MS UINT64_C(1000)
+#define CONFIG_MINUTE_MS (CONFIG_SECOND_MS * 60)
+#define CONFIG_HOUR_MS (CONFIG_MINUTE_MS * 60)
+
+#define CONFIG_BOOTSTRAP_MAX 4096 /* longest kafka.bootstrap */
+#define CONFIG_PATTERN_MAX 1024   /* longest ACL pattern */
+
+struct config_unit {
+    const char *name;
+    uint64_t factor;
+};
+
+/* Largest first: config_format_units picks the first that divides. */
+static const struct config_unit config_size_units[] = {
+    {"GiB", CONFIG_GIB},
+    {"MiB", CONFIG_MIB},
+    {"KiB", CONFIG_KIB},
+    {"B", 1},
+};
+
+static const struct config_unit config_duration_units[] = {
+    {"h", CONFIG_HOUR_MS},
+    {"m", CONFIG_MINUTE_MS},
+    {"s", CONFIG_SECOND_MS},
+    {"ms", 1},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Messages and value syntax                                                */
+/* ------------------------------------------------------------------------ */
+
+struct config_text config_quote(const char *value)
+{
+    struct config_text out;
+    size_t len = 0;
+    out.text[len++] = '"';
+    const unsigned char *p = (const unsigned char *)value;
+    for (size_t used = 0; *p; p++, used++) {
+        if (used >= CONFIG_QUOTE_MAX && (*p & 0xc0) != 0x80) {
+            memcpy(out.text + len, "...", 3);
+            len += 3;
+            break;
+        }
+        if (*p == '"' || *p == '\\') {
+            out.text[len++] = '\\';
+            out.text[len++] = (char)*p;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            len += (size_t)snprintf(out.text + len, sizeof(out.text) - len, "\\x%02x", *p);
+        } else {
+            out.text[len++] = (char)*p;
+        }
+    }
+    out.text[len++] = '"';
+    out.text[len] = '\0';
+    return out;
+}
+
+/* Read the decimal digits at *text into *out and move *text past them.
+ * 0 ok, -1 no digit, -2 too large for 64 bits (all digits still consumed). */
+static int config_parse_digits(const char **text, uint64_t *out)
+{
+    const char *p = *text;
+    uint64_t value = 0;
+    bool overflow = false;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            overflow = true;
+        else
+            value = value * 10 + digit;
+    }
+    *text = p;
+    *out = value;
+    return overflow ? -2 : 0;
+}
+
+/* "NUMBER[blanks]UNIT" with UNIT one of `units` (exact case) or absent, which
+ * means bare_factor. 0 ok, -1 not of that form, -2 too large for 64 bits. */
+static int config_parse_with_units(const char *text, const struct config_unit *units,
+                                   size_t unit_count, uint64_t bare_factor, uint64_t *out)
+{
+    uint64_t number;
+    int rc = config_parse_digits(&text, &number);
+    if (rc == -1)
+        return -1;
+    const char *blanks = text;
+    while (*text == ' ' || *text == '\t')
+        text++;
+    if (text > blanks && *text == '\0')
+        return -1; /* "1 " : a blank must lead to a unit */
+    uint64_t factor = bare_factor;
+    if (*text != '\0') {
+        factor = 0;
+        for (size_t i = 0; i < unit_count; i++)
+            if (strcmp(text, units[i].name) == 0)
+                factor = units[i].factor;
+        if (factor == 0)
+            return -1;
+    }
+    if (rc == -2 || (number != 0 && number > UINT64_MAX / factor))
+        return -2;
+    *out = number * factor;
+    return 0;
+}
+
+int config_read_number(const char *text, uint64_t *out)
+{
+    int rc = config_parse_digits(&text, out);
+    return rc == 0 && *text != '\0' ? -1 : rc;
+}
+
+int config_read_size(const char *text, uint64_t *out)
+{
+    return config_parse_with_units(text, config_size_units, CONFIG_ARRAY_LEN(config_size_units), 1,
+                                   out);
+}
+
+int config_read_duration(const char *text, uint64_t *out_ms)
+{
+    return config_parse_with_units(text, config_duration_units,
+                                   CONFIG_ARRAY_LEN(config_duration_units), CONFIG_SECOND_MS,
+                                   out_ms);
+}
+
+int config_parse_size(const char *text, uint64_t *out)
+{
+    return config_read_size(text, out) == 0 ? 0 : -1;
+}
+
+int config_parse_duration(const char *text, uint64_t *out_ms)
+{
+    return config_read_duration(text, out_ms) == 0 ? 0 : -1;
+}
+
+/* Print `value` with the largest unit that divides it exactly ("1MiB", "30m");
+ * 0 prints as "0". */
+static void config_format_units(uint64_t value, const struct config_unit *units, size_t unit_count,
+                                char *out, size_t out_size)
+{
+    if (value == 0) {
+        snprintf(out, out_size, "0");
+        return;
+    }
+    for (size_t i = 0; i < unit_count; i++) {
+        if (value % units[i].factor == 0) {
+            snprintf(out, out_size, "%" PRIu64 "%s", value / units[i].factor, units[i].name);
+            return;
+        }
+    }
+    snprintf(out, out_size, "%" PRIu64, value);
+}
+
+void config_format_size(uint64_t bytes, char *out, size_t out_size)
+{
+    config_format_units(bytes, config_size_units, CONFIG_ARRAY_LEN(config_size_units), out,
+                        out_size);
+}
+
+void config_format_duration(uint64_t ms, char *out, size_t out_size)
+{
+    config_format_units(ms, config_duration_units, CONFIG_ARRAY_LEN(config_duration_units), out,
+                        out_size);
+}
+
+static bool config_is_ascii_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Characters of a legal Kafka topic name. */
+static bool config_is_topic_char(char c)
+{
+    return config_is_ascii_alnum(c) || c == '.' || c == '_' || c == '-';
+}
+
+int config_check_address(const char *value, unsigned min_port, char *reason, size_t reason_size)
+{
+    const char *port;
+    if (value[0] == '[') {
+        const char *close = strchr(value, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(reason, reason_size, "%s is not [IPv6]:port (e.g. [::1]:5672)",
+                     config_quote(value).text);
+            return -1;
+        }
+        char host[INET6_ADDRSTRLEN + 64];
+        size_t host_len = (size_t)(close - value - 1);
+        struct in6_addr address;
+        if (host_len >= sizeof(host)) {
+            snprintf(reason, reason_size, "%s does not hold an IPv6 address in brackets",
+                     config_quote(value).text);
+            return -1;
+        }
+        memcpy(host, value + 1, host_len);
+        host[host_len] = '\0';
+        char *scope = strchr(host, '%'); /* fe80::1%eth0 */
+        if (scope != NULL)
+            *scope++ = '\0';
+        bool scope_ok = scope == NULL || scope[0] != '\0';
+        for (const char *p = scope; scope_ok && p != NULL && *p; p++)
+            scope_ok = config_is_topic_char(*p);
+        if (!scope_ok || inet_pton(AF_INET6, host, &address) != 1) {
+            snprintf(reason, reason_size, "%s does not hold an IPv6 address in brackets",
+                     config_quote(value).text);
+            return -1;
+        }
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(value, ':');
+        if (colon == NULL) {
+            snprintf(reason, reason_size, "%s is not host:port (e.g. 127.0.0.1:5672 or [::1]:5672)",
+                     config_quote(value).text);
+            return -1;
+        }
+        if (memchr(value, ':', (size_t)(colon - value)) != NULL) {
+            snprintf(reason, reason_size, "%s: write IPv6 addresses in brackets, e.g. [::1]:5672",
+                     config_quote(value).text);
+            return -1;
+        }
+        if (colon == value) {
+            snprintf(reason, reason_size, "%s has no host (use 0.0.0.0 or [::] for all addresses)",
+                     config_quote(value).text);
+            return -1;
+        }
+        if (colon - value > 253) {
+            snprintf(reason, reason_size, "%s has a host longer than 253 characters",
+                     config_quote(value).text);
+            return -1;
+        }
+        for (const char *p = value; p < colon; p++) {
+            if (!config_is_topic_char(*p)) {
+                snprintf(reason, reason_size,
+                         "%s: the host may only contain letters, digits, '.', '-' and '_'",
+                         config_quote(value).text);
+                return -1;
+            }
+        }
+        port = colon + 1;
+    }
+    uint64_t number;
+    const char *end = port;
+    if (config_parse_digits(&end, &number) != 0 || *end != '\0' || end - port > 5 ||
+        number < min_port || number > 65535) {
+        snprintf(reason, reason_size, "%s: the port must be a number from %u to 65535",
+                 config_quote(value).text, min_port);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* String checks named by the table                                         */
+/* ------------------------------------------------------------------------ */
+
+/* node_id and kafka.topic_prefix: Kafka topic name characters. */
+static int config_check_topic_chars(const char *value, char *reason, size_t reason_size)
+{
+    for (const char *p = value; *p; p++) {
+        if (!config_is_topic_char(*p)) {
+            snprintf(reason, reason_size, "%s may only contain A-Z, a-z, 0-9, '.', '_' and '-'",
+                     config_quote(value).text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int config_check_bootstrap(const char *value, char *reason, size_t reason_size)
+{
+    if (strcmp(value, "embedded") == 0)
+        return 0;
+    if (strchr(value, ':') == NULL) {
+        snprintf(reason, reason_size,
+                 "%s is neither embedded nor a list of host:port (e.g. kafka1:9092,kafka2:9092)",
+                 config_quote(value).text);
+        return -1;
+    }
+    for (const char *entry = value;;) {
+        size_t len = strcspn(entry, ",");
+        char address[CONFIG_BOOTSTRAP_MAX + 1];
+        if (len == 0) {
+            snprintf(reason, reason_size, "%s has an empty entry (write host:port,host:port)",
+                     config_quote(value).text);
+            return -1;
+        }
+        if (len >= sizeof(address)) {
+            snprintf(reason, reason_size, "%s has an entry longer than %d characters",
+                     config_quote(value).text, CONFIG_BOOTSTRAP_MAX);
+            return -1;
+        }
+        memcpy(address, entry, len);
+        address[len] = '\0';
+        /* librdkafka also takes "PLAINTEXT://host:port" */
+        const char *host_port = address;
+        const char *scheme_end = strstr(address, "://");
+        if (scheme_end != NULL) {
+            bool scheme_ok = scheme_end > address;
+            for (const char *p = address; p < scheme_end; p++)
+                scheme_ok = scheme_ok && (config_is_ascii_alnum(*p) || *p == '_');
+            if (!scheme_ok) {
+                snprintf(reason, reason_size, "%s has a bad protocol prefix",
+                         config_quote(address).text);
+                return -1;
+            }
+            host_port = scheme_end + 3;
+        }
+        if (config_check_address(host_port, 1, reason, reason_size) < 0)
+            return -1;
+        if (entry[len] == '\0')
+            return 0;
+        entry += len + 1;
+    }
+}
+
+static int config_check_dead_letter_topic(const char *value, char *reason, size_t reason_size)
+{
+    static const char placeholder[] = "{name}";
+    if (strstr(value, placeholder) == NULL) {
+        snprintf(reason, reason_size,
+                 "%s must contain {name} (the queue name), e.g. \"{name}.DLQ\"",
+                 config_quote(value).text);
+        return -1;
+    }
+    for (const char *p = value; *p;) {
+        if (strncmp(p, placeholder, sizeof(placeholder) - 1) == 0) {
+            p += sizeof(placeholder) - 1;
+            continue;
+        }
+        if (!config_is_topic_char(*p)) {
+            snprintf(reason, reason_size,
+                     "%s may only contain {name}, A-Z, a-z, 0-9, '.', '_' and '-'",
+                     config_quote(value).text);
+            return -1;
+        }
+        p++;
+    }
+    return 0;
+}
+
+/* Login names travel in STOMP headers, SASL PLAIN and HTTP basic auth. */
+static int config_check_user_name(const char *value, char *reason, size_t reason_size)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == ':') {
+            snprintf(reason, reason_size, "%s must not contain spaces, ':' or control characters",
+                     config_quote(value).text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "$id$salt$hash" or longer ("$6$rounds=5000$salt$hash", "$y$j9T$salt$hash"):
+ * a '$' then at least three non-empty '$'-separated fields of printable
+ * characters. The value is never echoed: it is a secret's hash. */
+static int config_check_password_hash(const char *value, char *reason, size_t reason_size)
+{
+    size_t fields = 0;
+    bool ok = value[0] == '$';
+    for (const char *field = value + 1; ok;) {
+        size_t len = strcspn(field, "$");
+        ok = len > 0;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = field[i] > ' ' && field[i] < 0x7f && field[i] != ':';
+        fields++;
+        if (field[len] == '\0')
+            break;
+        field += len + 1;
+    }
+    if (!ok || fields < 3) {
+        snprintf(reason, reason_size,
+                 "is not a crypt(3) hash; expected \"$id$salt$hash\" such as the output of "
+                 "`openssl passwd -6`");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The key table                                                            */
+/* ------------------------------------------------------------------------ */
+
+static const struct config_key user_keys[] = {
+    {
+        .name = "name",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_user, name),
+        .min = 1,
+        .max = 255,
+        .flags = CONFIG_KEY_REQUIRED,
+        .check = config_check_user_name,
+        .description = "Login name (STOMP `login`, AMQP SASL PLAIN user). Unique; no spaces, "
+                       "`:` or control characters.",
+    },
+    {
+        .name = "password_hash",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_user, password_hash),
+        .min = 1,
+        .max = 1024,
+        .flags = CONFIG_KEY_REQUIRED | CONFIG_KEY_SECRET,
+        .check = config_check_password_hash,
+        .description = "crypt(3) hash of the password, never the password itself: "
+                       "`$id$salt$hash` as printed by `openssl passwd -6` (SHA-512). Other "
+                       "schemes of the system's crypt(3) work too (`$5$` SHA-256, `$y$` "
+                       "yescrypt, `$2b$` bcrypt).",
+    },
+    {
+        .name = "publish",
+        .type = CONFIG_TYPE_PATTERNS,
+        .offset = offsetof(struct config_user, publish),
+        .count_offset = offsetof(struct config_user, publish_count),
+        .min = 1,
+        .max = CONFIG_PATTERN_MAX,
+        .default_doc = "none (may publish nowhere)",
+        .description = "Destinations the user may publish to: POSIX extended regular "
+                       "expressions matched against the destination name (`orders.eu` for "
+                       "`/queue/orders.eu`). A pattern matches anywhere in the name unless "
+                       "anchored with `^` and `$`. In YAML double quotes a regex `\\.` is "
+                       "written `\"\\\\.\"`.",
+    },
+    {
+        .name = "consume",
+        .type = CONFIG_TYPE_PATTERNS,
+        .offset = offsetof(struct config_user, consume),
+        .count_offset = offsetof(struct config_user, consume_count),
+        .min = 1,
+        .max = CONFIG_PATTERN_MAX,
+        .default_doc = "none (may consume nothing)",
+        .description = "Destinations the user may subscribe to, as for `publish`.",
+    },
+};
+
+const struct config_key config_keys[] = {
+    {
+        .name = "node_id",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, node_id),
+        .min = 1,
+        .max = 255,
+        .default_doc = "the host name",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_topic_chars,
+        .description = "Name of this kbridged instance; tells nodes that share a Kafka "
+                       "cluster apart in logs and metrics. Letters, digits, `.`, `_` and `-`.",
+    },
+    {
+        .name = "kafka.bootstrap",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, kafka.bootstrap),
+        .min = 1,
+        .max = CONFIG_BOOTSTRAP_MAX,
+        .default_value = "embedded",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_bootstrap,
+        .description = "Kafka brokers as `host:port,host:port` (`[v6]:port` for IPv6), or "
+                       "`embedded`: an in-process, in-memory Kafka (librdkafka's mock "
+                       "cluster) for development and tests. Nothing stored in the embedded "
+                       "Kafka survives a restart.",
+    },
+    {
+        .name = "kafka.topic_prefix",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, kafka.topic_prefix),
+        .min = 0,
+        .max = 200,
+        .default_value = "",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_topic_chars,
+        .description = "Put in front of every queue and topic name to form the Kafka topic: "
+                       "with `kb.`, `/queue/orders` uses topic `kb.orders`. Kafka topic "
+                       "characters only (`A-Z a-z 0-9 . _ -`).",
+    },
+    {
+        .name = "kafka.properties",
+        .type = CONFIG_TYPE_PROPERTIES,
+        .offset = offsetof(struct config, kafka.properties),
+        .default_doc = "`{}`",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "librdkafka properties set on every Kafka handle, e.g. "
+                       "`security.protocol: SASL_SSL`. Values are passed as written; "
+                       "librdkafka checks them when kbridged starts. `bootstrap.servers` is "
+                       "refused here: set `kafka.bootstrap`.",
+    },
+    {
+        .name = "kafka.producer",
+        .type = CONFIG_TYPE_PROPERTIES,
+        .offset = offsetof(struct config, kafka.producer),
+        .default_doc = "`{}`",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "librdkafka properties for the producer only, set after "
+                       "`kafka.properties`.",
+    },
+    {
+        .name = "kafka.consumer",
+        .type = CONFIG_TYPE_PROPERTIES,
+        .offset = offsetof(struct config, kafka.consumer),
+        .default_doc = "`{}`",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "librdkafka properties for consumers only, set after "
+                       "`kafka.properties`.",
+    },
+    {
+        .name = "listeners.stomp.bind",
+        .type = CONFIG_TYPE_LISTENER,
+        .offset = offsetof(struct config, listeners.stomp),
+        .default_doc = "none: without a `listeners.stomp` section no STOMP listener is started",
+        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
+        .description = "Address of the STOMP listener: `host:port` or `[v6]:port` (61613 is "
+                       "the usual port). Port 0 picks a free port. Required when "
+                       "`listeners.stomp` is present.",
+    },
+    {
+        .name = "listeners.amqp.bind",
+        .type = CONFIG_TYPE_LISTENER,
+        .offset = offsetof(struct config, listeners.amqp),
+        .default_doc = "none: without a `listeners.amqp` section no AMQP listener is started",
+        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
+        .description = "Address of the AMQP 1.0 listener (5672 is the usual port). Required "
+                       "when `listeners.amqp` is present.",
+    },
+    {
+        .name = "listeners.http.bind",
+        .type = CONFIG_TYPE_LISTENER,
+        .offset = offsetof(struct config, listeners.http),
+        .default_doc = "none: without a `listeners.http` section no HTTP listener is started",
+        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
+        .description = "Address of the operations listener: `/healthz`, `/readyz`, "
+                       "`/metrics` and the admin API used by `kbridgectl` (15672 by "
+                       "convention). Required when `listeners.http` is present.",
+    },
+    {
+        .name = "auth.anonymous",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, auth.anonymous),
+        .default_value = "false",
+        .description = "Accept clients that do not log in (STOMP CONNECT without `login`, "
+                       "AMQP SASL ANONYMOUS). Keep it off in production.",
+    },
+    {
+        .name = "auth.users",
+        .type = CONFIG_TYPE_USERS,
+        .offset = offsetof(struct config, auth.users),
+        .count_offset = offsetof(struct config, auth.user_count),
+        .default_doc = "none",
+        .keys = user_keys,
+        .key_count = CONFIG_ARRAY_LEN(user_keys),
+        .description = "Users who may log in, each a mapping with the keys below, e.g. "
+                       "`- { name: app, password_hash: \"$6$...\", publish: [\"^orders\\\\..*\"], "
+                       "consume: [\".*\"] }`.",
+    },
+    {
+        .name = "queues.max_deliveries",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, queues.max_deliveries),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "5",
+        .description = "When a queue message's delivery count reaches this value it is "
+                       "dead-lettered instead of delivered again.",
+    },
+    {
+        .name = "queues.nack_requeue",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, queues.nack_requeue),
+        .default_value = "true",
+        .description = "What a STOMP NACK without a `requeue` header does: `true` releases "
+                       "the message for redelivery, `false` dead-letters it at once.",
+    },
+    {
+        .name = "queues.dead_letter_topic",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, queues.dead_letter_topic),
+        .min = 1,
+        .max = 249,
+        .default_value = "{name}.DLQ",
+        .check = config_check_dead_letter_topic,
+        .description = "Name of a queue's dead-letter topic; `{name}` stands for the queue "
+                       "name and must appear. `{name}-dlt` matches Spring Kafka, "
+                       "`dlq.{name}` KIP-1191.",
+    },
+    {
+        .name = "queues.ack_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.ack_timeout_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = 24 * CONFIG_HOUR_MS,
+        .default_value = "30m",
+        .description = "A subscriber that holds a queue message this long without settling "
+                       "it releases it for redelivery.",
+    },
+    {
+        .name = "queues.max_in_flight",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, queues.max_in_flight),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "10000",
+        .description = "Records a queue may buffer on this node; above it the queue's "
+                       "partitions are paused until the buffer is half empty.",
+    },
+    {
+        .name = "limits.max_frame_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config, limits.max_frame_size),
+        .min = CONFIG_KIB,
+        .max = CONFIG_GIB,
+        .default_value = "1MiB",
+        .description = "Largest STOMP frame or AMQP frame accepted from a client.",
+    },
+    {
+        .name = "limits.max_message_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config, limits.max_message_size),
+        .min = 1,
+        .max = CONFIG_GIB,
+        .default_value = "1MiB",
+        .description = "Largest message body a client may publish; a larger one is refused "
+                       "with an error. Keep it within the brokers' `message.max.bytes`.",
+    },
+    {
+        .name = "limits.max_headers",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_headers),
+        .min = 1,
+        .max = 10000,
+        .default_value = "64",
+        .description = "Most headers (STOMP) or application properties (AMQP) in one message.",
+    },
+    {
+        .name = "limits.max_connections",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_connections),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "10000",
+        .description = "Most client connections open at once; further ones are refused.",
+    },
+    {
+        .name = "limits.max_unconfirmed",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_unconfirmed),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "1000",
+        .description = "Publishes of one connection waiting for Kafka's confirmation; above "
+                       "it kbridged stops reading that connection until Kafka catches up.",
+    },
+    {
+        .name = "limits.heartbeat",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.heartbeat_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = CONFIG_HOUR_MS,
+        .default_value = "10s",
+        .description = "Heart-beat interval offered to STOMP clients and idle timeout "
+                       "announced to AMQP clients; a client silent for longer is "
+                       "disconnected.",
+    },
+    {
+        .name = "log.level",
+        .type = CONFIG_TYPE_LOG_LEVEL,
+        .offset = offsetof(struct config, log.level),
+        .default_value = "info",
+        .description = "Least severe level written. Message payloads are logged only at "
+                       "`debug`.",
+    },
+    {
+        .name = "log.format",
+        .type = CONFIG_TYPE_LOG_FORMAT,
+        .offset = offsetof(struct config, log.format),
+        .default_value = "text",
+        .description = "`text` lines, or `json`: one JSON object per line.",
+    },
+    {
+        .name = "shutdown_grace",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, shutdown_grace_ms),
+        .min = 0,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "10s",
+        .description = "On SIGTERM, how long kbridged waits for in-flight publishes to be "
+                       "confirmed and offsets to be committed before it exits.",
+    },
+};
+
+const size_t config_key_count = CONFIG_ARRAY_LEN(config_keys);
+
+/* ------------------------------------------------------------------------ */
+/* The Markdown reference                                                   */
+/* ------------------------------------------------------------------------ */
+
+static const char *config_type_doc(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_TYPE_STRING: return "string";
+    case CONFIG_TYPE_BOOL: return "boolean (`true` or `false`)";
+    case CONFIG_TYPE_UINT32: return "integer";
+    case CONFIG_TYPE_SIZE: return "size (`B`, `KiB`, `MiB`, `GiB`; a bare number is bytes)";
+    case CONFIG_TYPE_DURATION: return "duration (`ms`, `s`, `m`, `h`; a bare number is seconds)";
+    case CONFIG_TYPE_LOG_LEVEL: return "`error`, `warn`, `info` or `debug`";
+    case CONFIG_TYPE_LOG_FORMAT: return "`text` or `json`";
+    case CONFIG_TYPE_PROPERTIES: return "mapping of librdkafka property names to values";
+    case CONFIG_TYPE_LISTENER: return "address: `host:port` or `[IPv6]:port`";
+    case CONFIG_TYPE_PATTERNS: return "list of POSIX extended regular expressions";
+    case CONFIG_TYPE_USERS: return "list of users";
+    }
+    return "?";
+}
+
+static void config_write_key(FILE *stream, const char *prefix, const struct config_key *key,
+                             unsigned inherited_flags)
+{
+    char low[32], high[32];
+    unsigned flags = key->flags | inherited_flags;
+
+    fprintf(stream, "### `%s%s`\n\n", prefix, key->name);
+    fprintf(stream, "- Type: %s\n", config_type_doc(key->type));
+    if (key->default_value != NULL && key->default_value[0] != '\0')
+        fprintf(stream, "- Default: `%s`\n", key->default_value);
+    else if (key->default_value != NULL)
+        fprintf(stream, "- Default: empty\n");
+    else if (key->default_doc != NULL)
+        fprintf(stream, "- Default: %s\n", key->default_doc);
+
+    switch (key->type) {
+    case CONFIG_TYPE_STRING:
+        if (key->min == 0)
+            fprintf(stream, "- Length: at most %" PRIu64 " characters\n", key->max);
+        else
+            fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters\n", key->min,
+                    key->max);
+        break;
+    case CONFIG_TYPE_PATTERNS:
+        fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per pattern\n", key->min,
+                key->max);
+        break;
+    case CONFIG_TYPE_UINT32:
+        fprintf(stream, "- Range: %" PRIu64 " to %" PRIu64 "\n", key->min, key->max);
+        break;
+    case CONFIG_TYPE_SIZE:
+        config_format_size(key->min, low, sizeof(low));
+        config_format_size(key->max, high, sizeof(high));
+        fprintf(stream, "- Range: %s to %s\n", low, high);
+        break;
+    case CONFIG_TYPE_DURATION:
+        config_format_duration(key->min, low, sizeof(low));
+        config_format_duration(key->max, high, sizeof(high));
+        fprintf(stream, "- Range: %s to %s\n", low, high);
+        break;
+    default: break;
+    }
+    if (flags & CONFIG_KEY_REQUIRED)
+        fprintf(stream, "- Required: yes\n");
+    if (flags & CONFIG_KEY_RESTART)
+        fprintf(stream, "- Reload: needs a restart (SIGHUP keeps the running value and logs a "
+                        "warning)\n");
+    else
+        fprintf(stream, "- Reload: applied by SIGHUP\n");
+    fprintf(stream, "\n%s\n\n", key->description);
+}
+
+void config_write_reference(FILE *stream)
+{
+    for (size_t i = 0; i < config_key_count; i++) {
+        const struct config_key *key = &config_keys[i];
+        config_write_key(stream, "", key, 0);
+        if (key->type != CONFIG_TYPE_USERS)
+            continue;
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "%s[].", key->name);
+        for (size_t j = 0; j < key->key_count; j++)
+            config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART);
+    }
+}

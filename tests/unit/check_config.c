@@ -1,0 +1,873 @@
+/* check_config.c -- unit tests of the config module (daemon/config.c,
+ * daemon/config_table.c): every key of the full example, defaults, sizes and
+ * durations, each kind of error with its exact "FILE:LINE: KEY:" prefix, the
+ * shipped samples in conf/, config_apply_live, and that docs/configuration.md
+ * holds the current generated key reference.
+ *
+ * Run under valgrind with CK_FORK=no to check load and free of good and bad
+ * files for leaks. */
+
+/* By path: in the automake build the top-level autoconf config.h comes
+ * before daemon/ on the include path. */
+#include "../../daemon/config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Load YAML text as "t.yaml"; fails the test with the error if it does not load. */
+static struct config *load_ok(const char *yaml)
+{
+    char err[512] = "";
+    struct config *config = NULL;
+    int rc = config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err));
+    ck_assert_msg(rc == 0, "expected to load, got: %s", err);
+    ck_assert_ptr_nonnull(config);
+    return config;
+}
+
+static struct config *load_file_ok(const char *path)
+{
+    char err[512] = "";
+    struct config *config = NULL;
+    int rc = config_load(path, &config, err, sizeof(err));
+    ck_assert_msg(rc == 0, "expected %s to load, got: %s", path, err);
+    ck_assert_ptr_nonnull(config);
+    return config;
+}
+
+/* Load YAML text as "t.yaml" and check it fails with exactly `expected`. */
+static void expect_error(const char *yaml, const char *expected)
+{
+    char err[512] = "";
+    struct config *config = (struct config *)1;
+    int rc = config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err));
+    ck_assert_msg(rc == -1, "expected an error for:\n%s", yaml);
+    ck_assert_ptr_null(config);
+    ck_assert_str_eq(err, expected);
+}
+
+/* Same, for messages whose tail comes from libc (regerror) or libyaml. */
+static void expect_error_prefix(const char *yaml, const char *prefix)
+{
+    char err[512] = "";
+    struct config *config = (struct config *)1;
+    int rc = config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err));
+    ck_assert_msg(rc == -1, "expected an error for:\n%s", yaml);
+    ck_assert_ptr_null(config);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0,
+                  "error \"%s\" does not start with \"%s\"", err, prefix);
+    ck_assert_msg(strchr(err, '\n') == NULL, "error is not one line: %s", err);
+}
+
+static void expect_file_error(const char *path, const char *expected_tail)
+{
+    char err[1024] = "", expected[1024];
+    struct config *config = (struct config *)1;
+    snprintf(expected, sizeof(expected), "%s%s", path, expected_tail);
+    ck_assert_int_eq(config_load(path, &config, err, sizeof(err)), -1);
+    ck_assert_ptr_null(config);
+    ck_assert_str_eq(err, expected);
+}
+
+/* Read a whole file into a NUL-terminated string. */
+static char *read_text_file(const char *path)
+{
+    FILE *stream = fopen(path, "rb");
+    ck_assert_msg(stream != NULL, "cannot open %s: %s", path, strerror(errno));
+    ck_assert_int_eq(fseek(stream, 0, SEEK_END), 0);
+    long size = ftell(stream);
+    ck_assert_int_ge(size, 0);
+    rewind(stream);
+    char *text = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(fread(text, 1, (size_t)size, stream), (size_t)size);
+    text[size] = '\0';
+    fclose(stream);
+    return text;
+}
+
+/* Run config_apply_live with stderr sent to a temporary file; returns what
+ * it logged (free it). */
+static char *apply_live_capturing_log(const struct config *old, struct config *reloaded)
+{
+    FILE *capture = tmpfile();
+    ck_assert_ptr_nonnull(capture);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(capture), STDERR_FILENO), 0);
+    config_apply_live(old, reloaded);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+
+    ck_assert_int_eq(fseek(capture, 0, SEEK_END), 0);
+    long size = ftell(capture);
+    rewind(capture);
+    char *text = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(fread(text, 1, (size_t)size, capture), (size_t)size);
+    text[size] = '\0';
+    fclose(capture);
+    return text;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Good files                                                               */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_full_example)
+{
+    struct config *config = load_file_ok(TEST_DATA_DIR "/full.yaml");
+
+    ck_assert_str_eq(config->path, TEST_DATA_DIR "/full.yaml");
+    ck_assert_str_eq(config->node_id, "kb1");
+    ck_assert_str_eq(config->kafka.bootstrap, "kafka1:9092,[::1]:9093");
+    ck_assert_str_eq(config->kafka.topic_prefix, "kb.");
+    ck_assert_uint_eq(config->kafka.properties.count, 2);
+    ck_assert_str_eq(config->kafka.properties.items[0].name, "security.protocol");
+    ck_assert_str_eq(config->kafka.properties.items[0].value, "SASL_SSL");
+    ck_assert_str_eq(config->kafka.properties.items[1].name, "socket.timeout.ms");
+    ck_assert_str_eq(config->kafka.properties.items[1].value, "30000");
+    ck_assert_uint_eq(config->kafka.producer.count, 1);
+    ck_assert_str_eq(config->kafka.producer.items[0].name, "linger.ms");
+    ck_assert_str_eq(config->kafka.producer.items[0].value, "5");
+    ck_assert_uint_eq(config->kafka.consumer.count, 0);
+
+    ck_assert(config->listeners.stomp.enabled);
+    ck_assert_str_eq(config->listeners.stomp.bind, "127.0.0.1:61613");
+    ck_assert(config->listeners.amqp.enabled);
+    ck_assert_str_eq(config->listeners.amqp.bind, "127.0.0.1:5672");
+    ck_assert(config->listeners.http.enabled);
+    ck_assert_str_eq(config->listeners.http.bind, "[::1]:15672");
+
+    ck_assert(config->auth.anonymous);
+    ck_assert_uint_eq(config->auth.user_count, 2);
+    struct config_user *app = &config->auth.users[0];
+    ck_assert_str_eq(app->name, "app");
+    ck_assert_str_eq(app->password_hash, "$6$salt$hash");
+    ck_assert_uint_eq(app->publish_count, 1);
+    ck_assert_str_eq(app->publish[0].source, "^orders\\..*");
+    ck_assert_int_eq(regexec(&app->publish[0].regex, "orders.eu", 0, NULL, 0), 0);
+    ck_assert_int_eq(regexec(&app->publish[0].regex, "ordersXeu", 0, NULL, 0), REG_NOMATCH);
+    ck_assert_int_eq(regexec(&app->publish[0].regex, "billing", 0, NULL, 0), REG_NOMATCH);
+    ck_assert_uint_eq(app->consume_count, 1);
+    ck_assert_str_eq(app->consume[0].source, ".*");
+    struct config_user *ops = &config->auth.users[1];
+    ck_assert_str_eq(ops->name, "ops");
+    ck_assert_str_eq(ops->password_hash, "$y$j9T$salt$hash");
+    ck_assert_uint_eq(ops->publish_count, 0);
+    ck_assert_uint_eq(ops->consume_count, 0);
+
+    ck_assert_uint_eq(config->queues.max_deliveries, 7);
+    ck_assert(!config->queues.nack_requeue);
+    ck_assert_str_eq(config->queues.dead_letter_topic, "{name}-dlt");
+    ck_assert_uint_eq(config->queues.ack_timeout_ms, 45 * 60 * 1000);
+    ck_assert_uint_eq(config->queues.max_in_flight, 500);
+
+    ck_assert_uint_eq(config->limits.max_frame_size, 2 * MIB);
+    ck_assert_uint_eq(config->limits.max_message_size, 512 * KIB);
+    ck_assert_uint_eq(config->limits.max_headers, 32);
+    ck_assert_uint_eq(config->limits.max_connections, 200);
+    ck_assert_uint_eq(config->limits.max_unconfirmed, 100);
+    ck_assert_uint_eq(config->limits.heartbeat_ms, 15000);
+
+    ck_assert_int_eq(config->log.level, LOG_LEVEL_DEBUG);
+    ck_assert_int_eq(config->log.format, LOG_FORMAT_JSON);
+    ck_assert_uint_eq(config->shutdown_grace_ms, 250);
+    config_free(config);
+}
+END_TEST
+
+static void assert_defaults(const struct config *config)
+{
+    char host[256];
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    ck_assert_str_eq(config->node_id, host);
+    ck_assert_str_eq(config->kafka.bootstrap, "embedded");
+    ck_assert_str_eq(config->kafka.topic_prefix, "");
+    ck_assert_uint_eq(config->kafka.properties.count, 0);
+    ck_assert_uint_eq(config->kafka.producer.count, 0);
+    ck_assert_uint_eq(config->kafka.consumer.count, 0);
+    ck_assert(!config->listeners.stomp.enabled);
+    ck_assert_ptr_null(config->listeners.stomp.bind);
+    ck_assert(!config->listeners.amqp.enabled);
+    ck_assert_ptr_null(config->listeners.amqp.bind);
+    ck_assert(!config->listeners.http.enabled);
+    ck_assert_ptr_null(config->listeners.http.bind);
+    ck_assert(!config->auth.anonymous);
+    ck_assert_uint_eq(config->auth.user_count, 0);
+    ck_assert_ptr_null(config->auth.users);
+    ck_assert_uint_eq(config->queues.max_deliveries, 5);
+    ck_assert(config->queues.nack_requeue);
+    ck_assert_str_eq(config->queues.dead_letter_topic, "{name}.DLQ");
+    ck_assert_uint_eq(config->queues.ack_timeout_ms, 30 * 60 * 1000);
+    ck_assert_uint_eq(config->queues.max_in_flight, 10000);
+    ck_assert_uint_eq(config->limits.max_frame_size, MIB);
+    ck_assert_uint_eq(config->limits.max_message_size, MIB);
+    ck_assert_uint_eq(config->limits.max_headers, 64);
+    ck_assert_uint_eq(config->limits.max_connections, 10000);
+    ck_assert_uint_eq(config->limits.max_unconfirmed, 1000);
+    ck_assert_uint_eq(config->limits.heartbeat_ms, 10000);
+    ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
+    ck_assert_int_eq(config->log.format, LOG_FORMAT_TEXT);
+    ck_assert_uint_eq(config->shutdown_grace_ms, 10000);
+}
+
+/* Texts that set nothing: every key takes its default. */
+static const char *const empty_texts[] = {
+    "",
+    "{}",
+    "---\n",
+    "~\n",
+    "# only a comment\n",
+    "kafka:\nlisteners:\nauth:\nqueues: {}\n",
+    "kafka:\n  properties:\nauth:\n  users: []\n",
+};
+
+START_TEST(test_defaults)
+{
+    struct config *config = load_ok(empty_texts[_i]);
+    assert_defaults(config);
+    ck_assert_str_eq(config->path, "t.yaml");
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_defaults_empty_file)
+{
+    struct config *config = load_file_ok(TEST_DATA_DIR "/empty.yaml");
+    assert_defaults(config);
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_sample_production)
+{
+    struct config *config = load_file_ok(TEST_DATA_DIR "/../../../conf/kbridge.yaml");
+    ck_assert_str_ne(config->kafka.bootstrap, "embedded");
+    ck_assert(!config->auth.anonymous);
+    ck_assert_uint_ge(config->auth.user_count, 1);
+    ck_assert_str_eq(config->auth.users[0].name, "app");
+    ck_assert_int_eq(strncmp(config->auth.users[0].password_hash, "$6$", 3), 0);
+    ck_assert(config->listeners.stomp.enabled);
+    ck_assert_str_eq(config->listeners.stomp.bind, "0.0.0.0:61613");
+    ck_assert(config->listeners.amqp.enabled);
+    ck_assert_str_eq(config->listeners.amqp.bind, "0.0.0.0:5672");
+    ck_assert(config->listeners.http.enabled);
+    ck_assert_str_eq(config->listeners.http.bind, "0.0.0.0:15672");
+    ck_assert_int_eq(regexec(&config->auth.users[0].publish[0].regex, "orders.eu", 0, NULL, 0), 0);
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_sample_dev)
+{
+    struct config *config = load_file_ok(TEST_DATA_DIR "/../../../conf/kbridge-dev.yaml");
+    ck_assert_str_eq(config->kafka.bootstrap, "embedded");
+    ck_assert(config->auth.anonymous);
+    ck_assert_str_eq(config->listeners.stomp.bind, "127.0.0.1:61613");
+    ck_assert_str_eq(config->listeners.amqp.bind, "127.0.0.1:5672");
+    ck_assert_str_eq(config->listeners.http.bind, "127.0.0.1:15672");
+    ck_assert(config->listeners.stomp.enabled && config->listeners.amqp.enabled &&
+              config->listeners.http.enabled);
+    ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
+    config_free(config);
+}
+END_TEST
+
+/* Values at the edges of what each kind of key accepts. */
+START_TEST(test_accepted_values)
+{
+    struct config *config =
+        load_ok("kafka:\n"
+                "  bootstrap: \"SASL_SSL://kafka1:9092,[fe80::1%eth0]:9093\"\n"
+                "listeners:\n"
+                "  stomp: { bind: \"0.0.0.0:0\" }\n"
+                "  amqp: { bind: \"[::]:65535\" }\n"
+                "  http: { bind: \"ops-host.example.com:15672\" }\n"
+                "auth:\n"
+                "  anonymous: TRUE\n"
+                "  users:\n"
+                "    - { name: a, password_hash: \"$2b$12$abcdefghijklmnopqrstuv\" }\n"
+                "    - { name: b, password_hash: \"$6$rounds=5000$salt$hash\", publish: [] }\n"
+                "queues: { max_deliveries: 1000000, dead_letter_topic: \"dlq.{name}\" }\n"
+                "limits: { max_frame_size: 1 GiB, max_message_size: 1, heartbeat: 1h }\n"
+                "log: { level: warning }\n"
+                "shutdown_grace: 0\n");
+    ck_assert(config->auth.anonymous);
+    ck_assert_str_eq(config->listeners.stomp.bind, "0.0.0.0:0");
+    ck_assert_uint_eq(config->queues.max_deliveries, 1000000);
+    ck_assert_uint_eq(config->limits.max_frame_size, GIB);
+    ck_assert_uint_eq(config->limits.max_message_size, 1);
+    ck_assert_uint_eq(config->limits.heartbeat_ms, 3600 * 1000);
+    ck_assert_int_eq(config->log.level, LOG_LEVEL_WARN);
+    ck_assert_uint_eq(config->shutdown_grace_ms, 0);
+    config_free(config);
+}
+END_TEST
+
+/* Many properties (the duplicate check sorts) and YAML anchors. */
+START_TEST(test_large_property_map)
+{
+    size_t cap = 64 * 1024, len = 0;
+    char *yaml = malloc(cap);
+    ck_assert_ptr_nonnull(yaml);
+    len += (size_t)snprintf(yaml + len, cap - len, "kafka:\n  properties:\n");
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)snprintf(yaml + len, cap - len, "    p%d: %d\n", i, i);
+    struct config *config = load_ok(yaml);
+    ck_assert_uint_eq(config->kafka.properties.count, 2000);
+    ck_assert_str_eq(config->kafka.properties.items[1999].name, "p1999");
+    config_free(config);
+
+    /* the same map with p7 repeated on line 2003 */
+    snprintf(yaml + len, cap - len, "    p7: again\n");
+    expect_error(yaml, "t.yaml:2003: kafka.properties.p7: duplicate key (first on line 10)");
+    free(yaml);
+
+    config = load_ok("kafka:\n  properties: &common { client.rack: r1 }\n  consumer: *common\n");
+    ck_assert_str_eq(config->kafka.consumer.items[0].value, "r1");
+    config_free(config);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Sizes and durations                                                      */
+/* ------------------------------------------------------------------------ */
+
+struct number_case {
+    const char *text;
+    int rc;
+    uint64_t value;
+};
+
+static const struct number_case size_cases[] = {
+    {"0", 0, 0},
+    {"10", 0, 10},
+    {"100B", 0, 100},
+    {"1KiB", 0, KIB},
+    {"512KiB", 0, 512 * KIB},
+    {"1MiB", 0, MIB},
+    {"1 MiB", 0, MIB},
+    {"2GiB", 0, 2 * GIB},
+    {"18446744073709551615", 0, UINT64_MAX},
+    {"17179869183GiB", 0, UINT64_C(17179869183) * GIB},
+    {"", -1, 0},
+    {"MiB", -1, 0},
+    {"1.5MiB", -1, 0},
+    {"1KB", -1, 0},
+    {"1MB", -1, 0},
+    {"1GB", -1, 0},
+    {"1k", -1, 0},
+    {"1mib", -1, 0},
+    {"-1", -1, 0},
+    {"+1", -1, 0},
+    {" 1", -1, 0},
+    {"1 ", -1, 0},
+    {"1MiB ", -1, 0},
+    {"0x10", -1, 0},
+    {"18446744073709551616", -1, 0},
+    {"17179869184GiB", -1, 0},
+    {"99999999999999999999999B", -1, 0},
+};
+
+START_TEST(test_parse_size)
+{
+    const struct number_case *c = &size_cases[_i];
+    uint64_t value = 12345;
+    ck_assert_msg(config_parse_size(c->text, &value) == c->rc, "config_parse_size(\"%s\")",
+                  c->text);
+    if (c->rc == 0)
+        ck_assert_uint_eq(value, c->value);
+}
+END_TEST
+
+static const struct number_case duration_cases[] = {
+    {"0", 0, 0},
+    {"250ms", 0, 250},
+    {"10s", 0, 10000},
+    {"10", 0, 10000},
+    {"30m", 0, 30 * 60000},
+    {"2h", 0, 2 * 3600000},
+    {"5 s", 0, 5000},
+    {"18446744073709551615ms", 0, UINT64_MAX},
+    {"", -1, 0},
+    {"ms", -1, 0},
+    {"1.5h", -1, 0},
+    {"1h30m", -1, 0},
+    {"10 minutes", -1, 0},
+    {"10S", -1, 0},
+    {"1d", -1, 0},
+    {"-1s", -1, 0},
+    {"18446744073709552s", -1, 0},
+    {"18446744073709552", -1, 0},
+    {"5124095576030432h", -1, 0},
+};
+
+START_TEST(test_parse_duration)
+{
+    const struct number_case *c = &duration_cases[_i];
+    uint64_t value = 12345;
+    ck_assert_msg(config_parse_duration(c->text, &value) == c->rc, "config_parse_duration(\"%s\")",
+                  c->text);
+    if (c->rc == 0)
+        ck_assert_uint_eq(value, c->value);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct error_case {
+    const char *yaml;
+    const char *error; /* exact */
+};
+
+static const struct error_case error_cases[] = {
+    /* unknown keys */
+    {"nodeid: x\n", "t.yaml:1: nodeid: unknown key (did you mean \"node_id\"?)"},
+    {"lmits: {}\n", "t.yaml:1: lmits: unknown key (did you mean \"limits\"?)"},
+    {"limits:\n  max_frame: 1MiB\n",
+     "t.yaml:2: limits.max_frame: unknown key (did you mean \"max_frame_size\"?)"},
+    {"limits:\n  colour: red\n", "t.yaml:2: limits.colour: unknown key"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: true\n",
+     "t.yaml:4: listeners.stomp.tls: unknown key"},
+    {"listeners:\n  mqtt: { bind: \"127.0.0.1:1883\" }\n", "t.yaml:2: listeners.mqtt: unknown key"},
+    {"auth:\n  users:\n    - name: a\n      password_hash: \"$6$a$b\"\n      pasword: x\n",
+     "t.yaml:5: auth.users[0].pasword: unknown key (did you mean \"password_hash\"?)"},
+    {"limits.max_headers: 5\n",
+     "t.yaml:1: limits.max_headers: unknown key (write nested keys as nested mappings)"},
+    {"? [a]\n: 1\n", "t.yaml:1: keys must be plain names, got a list"},
+
+    /* wrong types */
+    {"hello\n", "t.yaml:1: expected a mapping, got \"hello\""},
+    {"- a\n", "t.yaml:1: expected a mapping, got a list"},
+    {"limits: 5\n", "t.yaml:1: limits: expected a mapping, got \"5\""},
+    {"limits:\n  max_headers: {a: 1}\n",
+     "t.yaml:2: limits.max_headers: expected a number, got a mapping"},
+    {"node_id: [a]\n", "t.yaml:1: node_id: expected a string, got a list"},
+    {"log: { level: [debug] }\n", "t.yaml:1: log.level: expected a log level, got a list"},
+    {"listeners:\n  stomp:\n    bind: { host: x }\n",
+     "t.yaml:3: listeners.stomp.bind: expected host:port, got a mapping"},
+    {"kafka:\n  properties: [a, b]\n",
+     "t.yaml:2: kafka.properties: expected a mapping of librdkafka property names to values, "
+     "got a list"},
+    {"kafka:\n  properties:\n    a: {b: 1}\n",
+     "t.yaml:3: kafka.properties.a: expected a scalar value, got a mapping"},
+    {"kafka:\n  producer:\n    linger.ms:\n", "t.yaml:3: kafka.producer.linger.ms: has no value"},
+    {"auth:\n  users: app\n", "t.yaml:2: auth.users: expected a list of users, got \"app\""},
+    {"auth: {users: [5]}\n",
+     "t.yaml:1: auth.users[0]: expected a mapping with name and password_hash, got \"5\""},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", publish: \".*\"}]}\n",
+     "t.yaml:1: auth.users[0].publish: expected a list of regular expressions, got \".*\""},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [{a: 1}]}]}\n",
+     "t.yaml:1: auth.users[0].consume[0]: expected a regular expression, got a mapping"},
+    {"node_id:\nlog: {}\n", "t.yaml:1: node_id: has no value"},
+    {"node_id: \"a\\0b\"\n", "t.yaml:1: node_id: contains a NUL character"},
+
+    /* out of range, bad numbers, sizes and durations */
+    {"limits:\n  max_headers: 0\n",
+     "t.yaml:2: limits.max_headers: \"0\" is out of range (1 to 10000)"},
+    {"limits:\n  max_connections: 4294967296\n",
+     "t.yaml:2: limits.max_connections: \"4294967296\" is out of range (1 to 1000000)"},
+    {"queues:\n  max_deliveries: -1\n",
+     "t.yaml:2: queues.max_deliveries: \"-1\" is not a number (expected 1 to 1000000)"},
+    {"queues:\n  max_in_flight: 1e4\n",
+     "t.yaml:2: queues.max_in_flight: \"1e4\" is not a number (expected 1 to 1000000)"},
+    {"limits:\n  max_frame_size: 12XB\n",
+     "t.yaml:2: limits.max_frame_size: \"12XB\" is not a size (use B, KiB, MiB or GiB)"},
+    {"limits:\n  max_frame_size: 1MB\n",
+     "t.yaml:2: limits.max_frame_size: \"1MB\" is not a size (use B, KiB, MiB or GiB)"},
+    {"limits:\n  max_frame_size: 2GiB\n",
+     "t.yaml:2: limits.max_frame_size: \"2GiB\" is out of range (1KiB to 1GiB)"},
+    {"limits:\n  max_frame_size: 512\n",
+     "t.yaml:2: limits.max_frame_size: \"512\" is out of range (1KiB to 1GiB)"},
+    {"limits:\n  max_message_size: 99999999999999999999\n",
+     "t.yaml:2: limits.max_message_size: \"99999999999999999999\" is out of range (1B to 1GiB)"},
+    {"limits:\n  max_message_size: 17179869184GiB\n",
+     "t.yaml:2: limits.max_message_size: \"17179869184GiB\" is out of range (1B to 1GiB)"},
+    {"shutdown_grace: 10 minutes\n",
+     "t.yaml:1: shutdown_grace: \"10 minutes\" is not a duration (use ms, s, m or h; a bare number "
+     "is seconds)"},
+    {"shutdown_grace: 11m\n", "t.yaml:1: shutdown_grace: \"11m\" is out of range (0 to 10m)"},
+    {"queues: {ack_timeout: 250ms}\n",
+     "t.yaml:1: queues.ack_timeout: \"250ms\" is out of range (1s to 24h)"},
+    {"limits: {heartbeat: 99999999999999999999h}\n",
+     "t.yaml:1: limits.heartbeat: \"99999999999999999999h\" is out of range (1s to 1h)"},
+    {"auth:\n  anonymous: yes\n",
+     "t.yaml:2: auth.anonymous: \"yes\" is not a boolean (use true or false)"},
+
+    /* strings */
+    {"node_id: \"\"\n", "t.yaml:1: node_id: must not be empty"},
+    {"node_id: \"kb 1\"\n",
+     "t.yaml:1: node_id: \"kb 1\" may only contain A-Z, a-z, 0-9, '.', '_' and '-'"},
+    {"kafka: { topic_prefix: \"kb/\" }\n",
+     "t.yaml:1: kafka.topic_prefix: \"kb/\" may only contain A-Z, a-z, 0-9, '.', '_' and '-'"},
+    {"queues:\n  dead_letter_topic: dlq\n",
+     "t.yaml:2: queues.dead_letter_topic: \"dlq\" must contain {name} (the queue name), e.g. "
+     "\"{name}.DLQ\""},
+    {"queues:\n  dead_letter_topic: \"{name}/dlq\"\n",
+     "t.yaml:2: queues.dead_letter_topic: \"{name}/dlq\" may only contain {name}, A-Z, a-z, 0-9, "
+     "'.', '_' and '-'"},
+    {"log:\n  level: verbose\n",
+     "t.yaml:2: log.level: \"verbose\" is not a log level (use error, warn, info or debug)"},
+    {"log:\n  format: xml\n",
+     "t.yaml:2: log.format: \"xml\" is not a log format (use text or json)"},
+
+    /* Kafka bootstrap */
+    {"kafka:\n  bootstrap: embeded\n",
+     "t.yaml:2: kafka.bootstrap: \"embeded\" is neither embedded nor a list of host:port (e.g. "
+     "kafka1:9092,kafka2:9092)"},
+    {"kafka:\n  bootstrap: \"a:1,,b:2\"\n",
+     "t.yaml:2: kafka.bootstrap: \"a:1,,b:2\" has an empty entry (write host:port,host:port)"},
+    {"kafka:\n  bootstrap: \"a:1,b\"\n",
+     "t.yaml:2: kafka.bootstrap: \"b\" is not host:port (e.g. 127.0.0.1:5672 or [::1]:5672)"},
+    {"kafka:\n  bootstrap: \"a:0\"\n",
+     "t.yaml:2: kafka.bootstrap: \"a:0\": the port must be a number from 1 to 65535"},
+    {"kafka:\n  properties:\n    bootstrap.servers: x\n",
+     "t.yaml:3: kafka.properties.bootstrap.servers: set kafka.bootstrap instead"},
+
+    /* listeners */
+    {"listeners:\n  stomp: {}\n", "t.yaml:2: listeners.stomp: missing required key \"bind\""},
+    {"listeners:\n  http:\n", "t.yaml:2: listeners.http: missing required key \"bind\""},
+    {"listeners:\n  amqp:\n    bind: \"127.0.0.1:70000\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"127.0.0.1:70000\": the port must be a number from 0 to "
+     "65535"},
+    {"listeners:\n  amqp:\n    bind: \"127.0.0.1:\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"127.0.0.1:\": the port must be a number from 0 to 65535"},
+    {"listeners:\n  amqp:\n    bind: \"127.0.0.1:0x10\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"127.0.0.1:0x10\": the port must be a number from 0 to "
+     "65535"},
+    {"listeners:\n  amqp:\n    bind: localhost\n",
+     "t.yaml:3: listeners.amqp.bind: \"localhost\" is not host:port (e.g. 127.0.0.1:5672 or "
+     "[::1]:5672)"},
+    {"listeners:\n  amqp:\n    bind: \"::1:5672\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"::1:5672\": write IPv6 addresses in brackets, e.g. "
+     "[::1]:5672"},
+    {"listeners:\n  amqp:\n    bind: \"[::1]5672\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"[::1]5672\" is not [IPv6]:port (e.g. [::1]:5672)"},
+    {"listeners:\n  amqp:\n    bind: \"[1.2.3.4]:5672\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"[1.2.3.4]:5672\" does not hold an IPv6 address in brackets"},
+    {"listeners:\n  amqp:\n    bind: \":5672\"\n",
+     "t.yaml:3: listeners.amqp.bind: \":5672\" has no host (use 0.0.0.0 or [::] for all "
+     "addresses)"},
+    {"listeners:\n  amqp:\n    bind: \"my host:5672\"\n",
+     "t.yaml:3: listeners.amqp.bind: \"my host:5672\": the host may only contain letters, digits, "
+     "'.', '-' and '_'"},
+
+    /* users and ACLs */
+    {"auth:\n  users:\n    - password_hash: \"$6$a$b$c\"\n",
+     "t.yaml:3: auth.users[0]: missing required key \"name\""},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n    - name: ops\n",
+     "t.yaml:5: auth.users[1]: missing required key \"password_hash\""},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n"
+     "    - name: app\n      password_hash: \"$6$c$d\"\n",
+     "t.yaml:5: auth.users[1].name: duplicate user \"app\" (first on line 3)"},
+    {"auth:\n  users:\n    - name: \"a:b\"\n      password_hash: \"$6$a$b\"\n",
+     "t.yaml:3: auth.users[0].name: \"a:b\" must not contain spaces, ':' or control characters"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: hunter2\n",
+     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
+     "such as the output of `openssl passwd -6`"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$onlysalt\"\n",
+     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
+     "such as the output of `openssl passwd -6`"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$$hash\"\n",
+     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
+     "such as the output of `openssl passwd -6`"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$salt$hash$\"\n",
+     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
+     "such as the output of `openssl passwd -6`"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n      consume: [\"\"]\n",
+     "t.yaml:5: auth.users[0].consume[0]: must not be empty"},
+
+    /* duplicates */
+    {"limits:\n  max_headers: 5\n  max_headers: 6\n",
+     "t.yaml:3: limits.max_headers: duplicate key (first on line 2)"},
+    {"log: {}\nlimits: {}\nlog: {}\n", "t.yaml:3: log: duplicate key (first on line 1)"},
+    {"listeners:\n  stomp: { bind: \"a:1\", bind: \"a:2\" }\n",
+     "t.yaml:2: listeners.stomp.bind: duplicate key (first on line 2)"},
+
+    /* documents */
+    {"node_id: a\n---\nnode_id: b\n",
+     "t.yaml:3: more than one YAML document (one configuration per file)"},
+};
+
+START_TEST(test_error_messages) { expect_error(error_cases[_i].yaml, error_cases[_i].error); }
+END_TEST
+
+/* Errors whose tail comes from libyaml or regerror(3). */
+START_TEST(test_error_library_text)
+{
+    expect_error_prefix("limits:\n  max_headers: 5\n bad\n",
+                        "t.yaml:3: syntax error: did not find expected key");
+    expect_error_prefix("limits:\n\tmax_headers: 5\n",
+                        "t.yaml:2: syntax error: found character that cannot start any token");
+    expect_error_prefix("a: 1\nb: *missing\n", "t.yaml:2: syntax error: found undefined alias");
+    expect_error_prefix("node_id: a\nlog: \"\xff\"\n", "t.yaml:2: syntax error: invalid ");
+    expect_error_prefix("auth:\n  users:\n    - name: a\n      password_hash: \"$6$salt$hash\"\n"
+                        "      publish: [\"(\"]\n",
+                        "t.yaml:5: auth.users[0].publish[0]: \"(\" is not a valid regular "
+                        "expression: ");
+}
+END_TEST
+
+START_TEST(test_error_files)
+{
+    expect_file_error(TEST_DATA_DIR "/bad_size.yaml",
+                      ":7: limits.max_frame_size: \"12XB\" is not a size (use B, KiB, MiB or GiB)");
+    expect_file_error(TEST_DATA_DIR "/bad_listener.yaml",
+                      ":5: listeners.amqp: missing required key \"bind\"");
+
+    char err[512] = "", regex_message[128];
+    regex_t unbalanced;
+    struct config *config = NULL;
+    /* the reason regcomp gives on this system */
+    int rc = regcomp(&unbalanced, "^billing\\.(invoices", REG_EXTENDED | REG_NOSUB);
+    ck_assert_int_ne(rc, 0);
+    regerror(rc, &unbalanced, regex_message, sizeof(regex_message));
+    regfree(&unbalanced);
+    char expected[1024];
+    snprintf(expected, sizeof(expected),
+             ":10: auth.users[1].publish[1]: \"^billing\\\\.(invoices\" is not a valid regular "
+             "expression: %s",
+             regex_message);
+    expect_file_error(TEST_DATA_DIR "/bad_acl.yaml", expected);
+
+    ck_assert_int_eq(config_load(TEST_DATA_DIR "/bad_syntax.yaml", &config, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, TEST_DATA_DIR "/bad_syntax.yaml:7: syntax error: did not find expected "
+                                        "',' or ']' (while parsing a flow sequence on line 6)");
+
+    snprintf(expected, sizeof(expected), ": cannot open: %s", strerror(ENOENT));
+    expect_file_error(TEST_DATA_DIR "/no-such-file.yaml", expected);
+    snprintf(expected, sizeof(expected), ": cannot read: %s", strerror(EISDIR));
+    expect_file_error(TEST_DATA_DIR, expected);
+}
+END_TEST
+
+/* Overlong values are refused, whole, never cut; secrets are not echoed. */
+START_TEST(test_overlong_values)
+{
+    char yaml[2048], expected[512];
+    char long_name[300];
+    memset(long_name, 'a', 256);
+    long_name[256] = '\0';
+    snprintf(yaml, sizeof(yaml), "node_id: %s\n", long_name);
+    snprintf(expected, sizeof(expected),
+             "t.yaml:1: node_id: \"%.64s...\" is too long (at most 255 characters)", long_name);
+    expect_error(yaml, expected);
+
+    long_name[255] = '\0';
+    snprintf(yaml, sizeof(yaml), "node_id: %s\n", long_name);
+    struct config *config = load_ok(yaml);
+    ck_assert_uint_eq(strlen(config->node_id), 255);
+    config_free(config);
+
+    char hash[1100] = "$6$salt$";
+    memset(hash + 8, 'h', 1020);
+    hash[1028] = '\0';
+    snprintf(yaml, sizeof(yaml), "auth:\n  users:\n    - name: a\n      password_hash: \"%s\"\n",
+             hash);
+    expect_error(yaml, "t.yaml:4: auth.users[0].password_hash: is too long (at most 1024 "
+                       "characters)");
+}
+END_TEST
+
+/* The error buffer: filled when given, NUL-terminated when small, optional. */
+START_TEST(test_error_buffer)
+{
+    const char *yaml = "limits: {max_headers: 0}\n";
+    struct config *config = NULL;
+    char small[8];
+    ck_assert_int_eq(
+        config_load_string("t.yaml", yaml, strlen(yaml), &config, small, sizeof(small)), -1);
+    ck_assert_str_eq(small, "t.yaml:");
+    ck_assert_int_eq(config_load_string("t.yaml", yaml, strlen(yaml), &config, NULL, 0), -1);
+    ck_assert_ptr_null(config);
+
+    char err[64] = "stale";
+    config = load_ok("{}");
+    config_free(config);
+    ck_assert_int_eq(config_load_string("t.yaml", "{}", 2, &config, err, sizeof(err)), 0);
+    ck_assert_str_eq(err, "");
+    config_free(config);
+    config_free(NULL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Reload                                                                   */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_apply_live)
+{
+    struct config *old = load_ok("node_id: n1\n"
+                                 "kafka:\n"
+                                 "  bootstrap: \"a:1\"\n"
+                                 "  properties: { client.rack: r1 }\n"
+                                 "listeners:\n"
+                                 "  stomp: { bind: \"127.0.0.1:61613\" }\n"
+                                 "auth:\n"
+                                 "  users: [{ name: old, password_hash: \"$6$a$b\" }]\n"
+                                 "limits: { max_headers: 10 }\n");
+    struct config *reloaded =
+        load_ok("node_id: n2\n"
+                "kafka:\n"
+                "  bootstrap: \"b:2\"\n"
+                "  properties: { client.rack: r2, socket.timeout.ms: 5 }\n"
+                "listeners:\n"
+                "  amqp: { bind: \"127.0.0.1:5672\" }\n"
+                "auth:\n"
+                "  anonymous: true\n"
+                "  users: [{ name: new, password_hash: \"$6$c$d\", publish: [\"^x$\"] }]\n"
+                "limits: { max_headers: 20 }\n"
+                "log: { level: debug }\n");
+
+    char *logged = apply_live_capturing_log(old, reloaded);
+    config_free(old); /* what reloaded kept must be its own copy */
+
+    ck_assert_str_eq(reloaded->node_id, "n1");
+    ck_assert_str_eq(reloaded->kafka.bootstrap, "a:1");
+    ck_assert_uint_eq(reloaded->kafka.properties.count, 1);
+    ck_assert_str_eq(reloaded->kafka.properties.items[0].name, "client.rack");
+    ck_assert_str_eq(reloaded->kafka.properties.items[0].value, "r1");
+    ck_assert(reloaded->listeners.stomp.enabled);
+    ck_assert_str_eq(reloaded->listeners.stomp.bind, "127.0.0.1:61613");
+    ck_assert(!reloaded->listeners.amqp.enabled);
+    ck_assert_ptr_null(reloaded->listeners.amqp.bind);
+
+    ck_assert_uint_eq(reloaded->limits.max_headers, 20);
+    ck_assert(reloaded->auth.anonymous);
+    ck_assert_uint_eq(reloaded->auth.user_count, 1);
+    ck_assert_str_eq(reloaded->auth.users[0].name, "new");
+    ck_assert_int_eq(reloaded->log.level, LOG_LEVEL_DEBUG);
+
+    const char *const warnings[] = {
+        "node_id changed; restart kbridged to apply it",
+        "kafka.bootstrap changed; restart kbridged to apply it",
+        "kafka.properties changed; restart kbridged to apply it",
+        "listeners.stomp.bind changed; restart kbridged to apply it",
+        "listeners.amqp.bind changed; restart kbridged to apply it",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(warnings); i++)
+        ck_assert_msg(strstr(logged, warnings[i]) != NULL, "missing \"%s\" in:\n%s", warnings[i],
+                      logged);
+    ck_assert_msg(strstr(logged, "kafka.topic_prefix") == NULL &&
+                      strstr(logged, "listeners.http") == NULL && strstr(logged, "limits") == NULL,
+                  "warned about an unchanged or live key:\n%s", logged);
+    free(logged);
+    config_free(reloaded);
+}
+END_TEST
+
+START_TEST(test_apply_live_unchanged)
+{
+    const char *yaml = "kafka: { bootstrap: \"a:1\", producer: { acks: all } }\n"
+                       "listeners: { http: { bind: \"127.0.0.1:15672\" } }\n"
+                       "limits: { max_headers: 10 }\n";
+    struct config *old = load_ok(yaml);
+    struct config *reloaded = load_ok(yaml);
+    char *logged = apply_live_capturing_log(old, reloaded);
+    ck_assert_str_eq(logged, "");
+    ck_assert_str_eq(reloaded->kafka.producer.items[0].value, "all");
+    free(logged);
+    config_free(old);
+    config_free(reloaded);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Reference                                                                */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_reference_is_current)
+{
+    static const char begin[] = "<!-- BEGIN GENERATED KEYS -->\n";
+    static const char end[] = "<!-- END GENERATED KEYS -->";
+    char *doc = read_text_file(TEST_DATA_DIR "/../../../docs/configuration.md");
+    char *start = strstr(doc, begin);
+    ck_assert_msg(start != NULL, "docs/configuration.md has no \"%s\" marker", begin);
+    start += strlen(begin);
+    char *stop = strstr(start, end);
+    ck_assert_msg(stop != NULL, "docs/configuration.md has no \"%s\" marker", end);
+    *stop = '\0';
+
+    char *generated = NULL;
+    size_t generated_len = 0;
+    FILE *stream = open_memstream(&generated, &generated_len);
+    ck_assert_ptr_nonnull(stream);
+    config_write_reference(stream);
+    fclose(stream);
+
+    ck_assert_msg(strcmp(start, generated) == 0,
+                  "docs/configuration.md is out of date: replace the text between its markers "
+                  "with the output of config_write_reference (kbridged --config-reference)");
+    ck_assert_ptr_nonnull(strstr(generated, "### `limits.max_frame_size`"));
+    ck_assert_ptr_nonnull(strstr(generated, "### `auth.users[].password_hash`"));
+    free(generated);
+    free(doc);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *suite = suite_create("config");
+
+    TCase *good = tcase_create("good");
+    tcase_add_test(good, test_full_example);
+    tcase_add_loop_test(good, test_defaults, 0, (int)ARRAY_LEN(empty_texts));
+    tcase_add_test(good, test_defaults_empty_file);
+    tcase_add_test(good, test_sample_production);
+    tcase_add_test(good, test_sample_dev);
+    tcase_add_test(good, test_accepted_values);
+    tcase_add_test(good, test_large_property_map);
+    suite_add_tcase(suite, good);
+
+    TCase *values = tcase_create("values");
+    tcase_add_loop_test(values, test_parse_size, 0, (int)ARRAY_LEN(size_cases));
+    tcase_add_loop_test(values, test_parse_duration, 0, (int)ARRAY_LEN(duration_cases));
+    suite_add_tcase(suite, values);
+
+    TCase *errors = tcase_create("errors");
+    tcase_add_loop_test(errors, test_error_messages, 0, (int)ARRAY_LEN(error_cases));
+    tcase_add_test(errors, test_error_library_text);
+    tcase_add_test(errors, test_error_files);
+    tcase_add_test(errors, test_overlong_values);
+    tcase_add_test(errors, test_error_buffer);
+    suite_add_tcase(suite, errors);
+
+    TCase *reload = tcase_create("reload");
+    tcase_add_test(reload, test_apply_live);
+    tcase_add_test(reload, test_apply_live_unchanged);
+    suite_add_tcase(suite, reload);
+
+    TCase *reference = tcase_create("reference");
+    tcase_add_test(reference, test_reference_is_current);
+    suite_add_tcase(suite, reference);
+
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(config_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
