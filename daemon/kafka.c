@@ -147,8 +147,10 @@ static void kafka_wakeup_consume(struct kafka_wakeup *wakeup)
 /* librdkafka log lines (any thread) into our log. */
 static void kafka_on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
-    enum log_level ours = level <= 3 ? LOG_LEVEL_ERROR
-                          : level == 4 ? LOG_LEVEL_WARN
+    /* librdkafka logs every failed broker connect at 3 (LOG_ERR); the error
+     * callback reports the same condition, so keep those at warn. */
+    enum log_level ours = level <= 2 ? LOG_LEVEL_ERROR
+                          : level <= 4 ? LOG_LEVEL_WARN
                           : level <= 6 ? LOG_LEVEL_INFO
                                        : LOG_LEVEL_DEBUG;
     log_write(ours, "kafka", "%s: %s: %s", rd_kafka_name(rk), facility, buf);
@@ -221,16 +223,16 @@ static void *kafka_probe_main(void *arg)
         if (metadata)
             rd_kafka_metadata_destroy(metadata);
 
+        char reason[sizeof(probe->reason)] = "";
+        if (!ready)
+            snprintf(reason, sizeof(reason), "no metadata from Kafka at %s: %s", kafka->bootstrap,
+                     rd_kafka_err2str(err));
         pthread_mutex_lock(&probe->lock);
-        if (ready != probe->ready || brokers != probe->broker_count) {
+        if (ready != probe->ready || brokers != probe->broker_count ||
+            strcmp(reason, probe->reason) != 0) {
             probe->ready = ready;
             probe->broker_count = brokers;
-            if (ready)
-                probe->reason[0] = '\0';
-            else
-                snprintf(probe->reason, sizeof(probe->reason),
-                         "no metadata from Kafka at %s: %s", kafka->bootstrap,
-                         rd_kafka_err2str(err));
+            memcpy(probe->reason, reason, sizeof(reason));
             ssize_t ignored = write(probe->wakeup.fds[1], "p", 1);
             (void)ignored;
         }
@@ -255,19 +257,20 @@ static void *kafka_probe_main(void *arg)
 static void kafka_update_ready(struct kafka *kafka)
 {
     struct kafka_probe *probe = &kafka->probe;
+    char previous[sizeof(kafka->reason)];
+    memcpy(previous, kafka->reason, sizeof(previous));
     pthread_mutex_lock(&probe->lock);
     bool ready = probe->ready && !kafka->fatal;
     if (!kafka->fatal)
-        snprintf(kafka->reason, sizeof(kafka->reason), "%s", probe->reason);
+        memcpy(kafka->reason, probe->reason, sizeof(kafka->reason));
     pthread_mutex_unlock(&probe->lock);
-    if (ready == kafka->ready)
-        return;
+    bool changed = ready != kafka->ready;
     kafka->ready = ready;
-    if (ready)
+    if (ready && changed)
         log_info("kafka", "ready: cluster metadata fetched from %s", kafka->bootstrap);
-    else
+    else if (!ready && (changed || strcmp(previous, kafka->reason) != 0))
         log_warn("kafka", "not ready: %s", kafka->reason);
-    if (kafka->ready_fn)
+    if (changed && kafka->ready_fn)
         kafka->ready_fn(kafka->ready_opaque, ready);
 }
 

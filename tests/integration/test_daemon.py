@@ -173,7 +173,11 @@ class Proxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # Kafka already gone at teardown
+                client.close()
+                continue
             for a, b in ((client, upstream), (upstream, client)):
                 t = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
                 t.start()
