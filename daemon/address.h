@@ -1,0 +1,58 @@
+/* address.h -- client addresses normalised to destinations (DESIGN §2) and
+ * mapped to Kafka topic names. Pure functions: no I/O, no allocation. */
+#ifndef KBRIDGE_ADDRESS_H
+#define KBRIDGE_ADDRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ADDRESS_NAME_MAX 249 /* Kafka's limit for a topic name */
+
+enum destination_kind {
+    DESTINATION_QUEUE,
+    DESTINATION_TOPIC,
+    DESTINATION_TEMP_QUEUE,  /* STOMP /temp-queue/NAME: belongs to the connection */
+    DESTINATION_REPLY_QUEUE, /* /reply-queue/TOKEN: a reply to a temp queue */
+};
+
+struct destination {
+    enum destination_kind kind;
+    bool wildcard;                      /* topic name contains * or # words */
+    char name[ADDRESS_NAME_MAX + 1];    /* NAME without prefix */
+};
+
+/* Normalise a STOMP destination header:
+ *   /queue/NAME, /amq/queue/NAME -> queue; /topic/NAME, /exchange/amq.topic/NAME -> topic;
+ *   /temp-queue/NAME -> temp; /reply-queue/TOKEN -> reply.
+ * NAME must be a legal Kafka topic name ([A-Za-z0-9._-], 1..249 chars; "." and
+ * ".." refused); topics may also use the words * and # (wildcard = true).
+ * 0 ok; -1 with a one-line reason in err that names the rule, e.g.
+ * "destination '/queue/a b' is not valid: NAME may only contain A-Z a-z 0-9 . _ -". */
+int address_parse_stomp(const char *text, struct destination *out, char *err, size_t err_size);
+
+/* Normalise an AMQP 1.0 address: NAME, queue://NAME, /queue/NAME, /queues/NAME
+ * -> queue; topic://NAME, /topic/NAME, /exchanges/amq.topic/NAME -> topic;
+ * /reply-queue/TOKEN -> reply. Same rules and errors as above. */
+int address_parse_amqp(const char *text, struct destination *out, char *err, size_t err_size);
+
+/* The Kafka topic for a queue/topic destination: prefix + name, checked
+ * against Kafka's rules (total <= 249). 0 ok; -1 with err. */
+int address_kafka_topic(const struct destination *destination, const char *prefix, char *out,
+                        size_t out_size, char *err, size_t err_size);
+
+/* librdkafka regex subscription ("^" + ...) for a wildcard topic: `*` matches
+ * exactly one dot-separated word, `#` zero or more words, everything else
+ * literally (regex metacharacters escaped), with the prefix. 0 ok, -1 when
+ * out is too small. */
+int address_wildcard_regex(const char *name, const char *prefix, char *out, size_t out_size);
+
+/* Does `topic` (a Kafka topic name without prefix) match wildcard `pattern`? */
+bool address_wildcard_match(const char *pattern, const char *topic);
+
+/* "queue", "topic", "temp-queue", "reply-queue" */
+const char *destination_kind_name(enum destination_kind kind);
+
+/* The destination as a STOMP client would write it ("/queue/orders"). */
+int address_format_stomp(const struct destination *destination, char *out, size_t out_size);
+
+#endif
