@@ -79,6 +79,13 @@ struct kafka {
 
     struct kafka_consumer *consumers; /* open and closing consumers */
 
+    /* topic lookups: threads append finished ones under lookup_lock and wake the loop */
+    pthread_mutex_t lookup_lock;
+    pthread_cond_t lookup_idle;
+    struct kafka_lookup *lookups_done;
+    int lookups_running;
+    struct kafka_wakeup lookup_wakeup;
+
     uint64_t *produced;
     uint64_t *delivered;
     uint64_t *delivery_errors;
@@ -435,6 +442,182 @@ int kafka_flush(struct kafka *kafka, uint64_t timeout_ms)
     return rd_kafka_outq_len(kafka->producer);
 }
 
+/* ---- topic lookups ------------------------------------------------------------ */
+
+#define KAFKA_LOOKUP_TIMEOUT_MS 5000
+
+struct kafka_lookup {
+    struct kafka_lookup *next; /* in lookups_done */
+    struct kafka *kafka;
+    char *topic;               /* NULL: all topics through filter */
+    kafka_topic_filter_fn filter;
+    void *filter_arg;
+    kafka_lookup_fn done;
+    void *opaque;
+    bool cancelled; /* loop only */
+    bool finished;  /* under lookup_lock: result ready */
+    /* result */
+    int err;
+    struct kafka_topic_info *topics;
+    size_t count;
+};
+
+static void kafka_lookup_free(struct kafka_lookup *lookup)
+{
+    for (size_t i = 0; i < lookup->count; i++) {
+        free((char *)lookup->topics[i].topic);
+        free((int64_t *)lookup->topics[i].end_offsets);
+    }
+    free(lookup->topics);
+    free(lookup->topic);
+    free(lookup->filter_arg);
+    free(lookup);
+}
+
+static int kafka_lookup_topic(struct kafka_lookup *lookup, const rd_kafka_metadata_topic_t *meta)
+{
+    struct kafka_topic_info *info = &lookup->topics[lookup->count];
+    int64_t *offsets = calloc((size_t)(meta->partition_cnt > 0 ? meta->partition_cnt : 1),
+                              sizeof(*offsets));
+    char *name = strdup(meta->topic);
+    if (!offsets || !name) {
+        free(offsets);
+        free(name);
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    for (int i = 0; i < meta->partition_cnt; i++) {
+        int64_t low = 0, high = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            lookup->kafka->producer, meta->topic, meta->partitions[i].id, &low, &high,
+            KAFKA_LOOKUP_TIMEOUT_MS);
+        if (err) {
+            free(offsets);
+            free(name);
+            return err;
+        }
+        if (meta->partitions[i].id >= 0 && meta->partitions[i].id < meta->partition_cnt)
+            offsets[meta->partitions[i].id] = high;
+    }
+    info->topic = name;
+    info->partition_count = meta->partition_cnt;
+    info->end_offsets = offsets;
+    lookup->count++;
+    return 0;
+}
+
+static void *kafka_lookup_main(void *arg)
+{
+    struct kafka_lookup *lookup = arg;
+    struct kafka *kafka = lookup->kafka;
+    const struct rd_kafka_metadata *metadata = NULL;
+    rd_kafka_topic_t *rkt = NULL;
+    rd_kafka_resp_err_t err;
+    if (lookup->topic) {
+        rkt = rd_kafka_topic_new(kafka->producer, lookup->topic, NULL);
+        err = rd_kafka_metadata(kafka->producer, 0, rkt, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
+    } else {
+        err = rd_kafka_metadata(kafka->producer, 1, NULL, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
+    }
+    if (!err) {
+        lookup->topics = calloc((size_t)metadata->topic_cnt + 1, sizeof(*lookup->topics));
+        if (!lookup->topics)
+            err = RD_KAFKA_RESP_ERR__FAIL;
+        for (int i = 0; !err && i < metadata->topic_cnt; i++) {
+            const rd_kafka_metadata_topic_t *meta = &metadata->topics[i];
+            if (lookup->topic && strcmp(meta->topic, lookup->topic) != 0)
+                continue;
+            if (!lookup->topic && (meta->topic[0] == '_' ||
+                                   !lookup->filter(meta->topic, lookup->filter_arg)))
+                continue;
+            if (meta->err) {
+                err = meta->err;
+                break;
+            }
+            err = kafka_lookup_topic(lookup, meta);
+        }
+        if (!err && lookup->topic && lookup->count == 0)
+            err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    }
+    if (metadata)
+        rd_kafka_metadata_destroy(metadata);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    lookup->err = (int)err;
+
+    pthread_mutex_lock(&kafka->lookup_lock);
+    lookup->finished = true;
+    lookup->next = kafka->lookups_done;
+    kafka->lookups_done = lookup;
+    kafka->lookups_running--;
+    ssize_t ignored = write(kafka->lookup_wakeup.fds[1], "l", 1);
+    (void)ignored;
+    pthread_cond_broadcast(&kafka->lookup_idle);
+    pthread_mutex_unlock(&kafka->lookup_lock);
+    return NULL;
+}
+
+static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    struct kafka *kafka = arg;
+    kafka_wakeup_consume(&kafka->lookup_wakeup);
+    pthread_mutex_lock(&kafka->lookup_lock);
+    struct kafka_lookup *done = kafka->lookups_done;
+    kafka->lookups_done = NULL;
+    pthread_mutex_unlock(&kafka->lookup_lock);
+    while (done) {
+        struct kafka_lookup *next = done->next;
+        if (!done->cancelled)
+            done->done(done->opaque, done->err, done->err ? NULL : done->topics,
+                       done->err ? 0 : done->count);
+        kafka_lookup_free(done);
+        done = next;
+    }
+}
+
+struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
+                                              kafka_topic_filter_fn filter,
+                                              const void *filter_arg, size_t filter_arg_size,
+                                              kafka_lookup_fn done, void *opaque)
+{
+    struct kafka_lookup *lookup = calloc(1, sizeof(*lookup));
+    if (!lookup)
+        return NULL;
+    lookup->kafka = kafka;
+    lookup->filter = filter;
+    lookup->done = done;
+    lookup->opaque = opaque;
+    if ((topic && !(lookup->topic = strdup(topic))) ||
+        (!topic && (!filter || !(lookup->filter_arg = malloc(filter_arg_size ? filter_arg_size : 1))))) {
+        kafka_lookup_free(lookup);
+        return NULL;
+    }
+    if (!topic && filter_arg_size)
+        memcpy(lookup->filter_arg, filter_arg, filter_arg_size);
+    pthread_attr_t attr;
+    pthread_t thread;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&kafka->lookup_lock);
+    kafka->lookups_running++;
+    pthread_mutex_unlock(&kafka->lookup_lock);
+    if (pthread_create(&thread, &attr, kafka_lookup_main, lookup) != 0) {
+        pthread_mutex_lock(&kafka->lookup_lock);
+        kafka->lookups_running--;
+        pthread_mutex_unlock(&kafka->lookup_lock);
+        pthread_attr_destroy(&attr);
+        kafka_lookup_free(lookup);
+        return NULL;
+    }
+    pthread_attr_destroy(&attr);
+    return lookup;
+}
+
+void kafka_lookup_cancel(struct kafka_lookup *lookup)
+{
+    if (lookup)
+        lookup->cancelled = true; /* freed by the loop once its thread reports */
+}
+
 /* ---- records ---------------------------------------------------------------- */
 
 static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
@@ -492,9 +675,9 @@ static void kafka_partitions_call(struct kafka_consumer *consumer,
 {
     void (*fn)(void *, const struct kafka_partition *, size_t) =
         assigned ? consumer->handlers.assigned : consumer->handlers.revoked;
-    if (!fn || consumer->closing || list->cnt == 0)
+    if (!fn || consumer->closing || (list->cnt == 0 && !assigned))
         return;
-    struct kafka_partition *parts = calloc((size_t)list->cnt, sizeof(*parts));
+    struct kafka_partition *parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
     if (!parts) {
         log_error("kafka", "consumer %s: out of memory reporting a rebalance", consumer->group_id);
         return;
@@ -644,6 +827,7 @@ static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
 }
 
 struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group_id,
+                                          const char *offset_reset,
                                           const struct kafka_consumer_handlers *handlers,
                                           void *opaque, char *err, size_t err_size)
 {
@@ -673,7 +857,8 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
                        err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err,
                        err_size) < 0 ||
-        kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset", "earliest", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
+                       offset_reset ? offset_reset : "earliest", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
         kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
@@ -729,6 +914,23 @@ int kafka_consumer_assign_end(struct kafka_consumer *consumer, const char *topic
     rd_kafka_error_destroy(error);
     return code;
 }
+
+int kafka_consumer_assign_at(struct kafka_consumer *consumer, const char *topic,
+                             const int64_t *offsets, int32_t count)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(count);
+    for (int32_t p = 0; p < count; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = offsets[p];
+    rd_kafka_error_t *error = rd_kafka_incremental_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!error)
+        return 0;
+    int code = (int)rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    return code;
+}
+
+int64_t kafka_offset_beginning(void) { return RD_KAFKA_OFFSET_BEGINNING; }
 
 int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
                                 int32_t partition, int64_t next_offset)
@@ -807,6 +1009,9 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
     kafka->producer_wakeup.fds[0] = kafka->producer_wakeup.fds[1] = -1;
     kafka->probe.wakeup.fds[0] = kafka->probe.wakeup.fds[1] = -1;
     pthread_mutex_init(&kafka->probe.lock, NULL);
+    pthread_mutex_init(&kafka->lookup_lock, NULL);
+    pthread_cond_init(&kafka->lookup_idle, NULL);
+    kafka->lookup_wakeup.fds[0] = kafka->lookup_wakeup.fds[1] = -1;
     pthread_condattr_t cond_attr;
     pthread_condattr_init(&cond_attr);
     pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
@@ -847,6 +1052,8 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
     if (kafka_producer_create(kafka, err, err_size) < 0)
         goto fail;
     if (kafka_wakeup_open(&kafka->probe.wakeup, base, kafka_on_probe_wakeup, kafka, err,
+                          err_size) < 0 ||
+        kafka_wakeup_open(&kafka->lookup_wakeup, base, kafka_on_lookup_wakeup, kafka, err,
                           err_size) < 0)
         goto fail;
     if (pthread_create(&kafka->probe.thread, NULL, kafka_probe_main, kafka) != 0) {
@@ -893,6 +1100,19 @@ void kafka_free(struct kafka *kafka)
         pthread_join(kafka->probe.thread, NULL);
     }
     kafka_wakeup_close(&kafka->probe.wakeup);
+    /* Lookup threads use the producer: wait for them, then drop their results. */
+    pthread_mutex_lock(&kafka->lookup_lock);
+    while (kafka->lookups_running > 0)
+        pthread_cond_wait(&kafka->lookup_idle, &kafka->lookup_lock);
+    struct kafka_lookup *lookup = kafka->lookups_done;
+    kafka->lookups_done = NULL;
+    pthread_mutex_unlock(&kafka->lookup_lock);
+    while (lookup) {
+        struct kafka_lookup *next = lookup->next;
+        kafka_lookup_free(lookup);
+        lookup = next;
+    }
+    kafka_wakeup_close(&kafka->lookup_wakeup);
     /* Consumers still open at shutdown: close synchronously (commits stored offsets). */
     while (kafka->consumers) {
         struct kafka_consumer *consumer = kafka->consumers;
@@ -931,6 +1151,8 @@ void kafka_free(struct kafka *kafka)
     kafka_wakeup_close(&kafka->producer_wakeup);
     kafka_mock_stop(kafka->mock);
     pthread_mutex_destroy(&kafka->probe.lock);
+    pthread_mutex_destroy(&kafka->lookup_lock);
+    pthread_cond_destroy(&kafka->lookup_idle);
     pthread_cond_destroy(&kafka->probe.cond);
     free(kafka->bootstrap);
     free(kafka);

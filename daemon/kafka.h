@@ -105,6 +105,37 @@ void kafka_free(struct kafka *kafka);
 /* Static text of an error code ("Broker: Not leader for partition"). */
 const char *kafka_error_name(int err);
 
+/* ---- topic lookups ------------------------------------------------------ */
+
+/* A topic's partitions and their end offsets (high watermarks) at lookup time. */
+struct kafka_topic_info {
+    const char *topic;
+    int32_t partition_count;
+    const int64_t *end_offsets; /* [partition_count] */
+};
+
+/* Lookup result on the loop: err KAFKA_OK and the topics found, or an error
+ * code with count 0. Pointers are valid only during the call. */
+typedef void (*kafka_lookup_fn)(void *opaque, int err, const struct kafka_topic_info *topics,
+                                size_t count);
+/* Which topics a whole-cluster lookup keeps; runs on the lookup thread, so it
+ * must be a pure function of its arguments. */
+typedef bool (*kafka_topic_filter_fn)(const char *topic, const void *filter_arg);
+
+struct kafka_lookup;
+
+/* Look up partitions and end offsets of `topic` (created by the broker's
+ * auto-create rules if missing), or, with topic NULL, of every topic that
+ * `filter(topic, filter_arg)` keeps (filter_arg is copied: filter_arg_size
+ * bytes). Blocking calls run on a thread; `done` runs on the loop unless the
+ * lookup is cancelled first. NULL on allocation failure. */
+struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
+                                              kafka_topic_filter_fn filter,
+                                              const void *filter_arg, size_t filter_arg_size,
+                                              kafka_lookup_fn done, void *opaque);
+/* `done` will not be called; the lookup frees itself when its thread ends. */
+void kafka_lookup_cancel(struct kafka_lookup *lookup);
+
 /* ---- records ---------------------------------------------------------- */
 
 /* Number of headers of a record. */
@@ -125,7 +156,8 @@ struct kafka_partition {
 struct kafka_consumer_handlers {
     /* A fetched record; the handler owns it (kafka_record_free). */
     void (*record)(void *opaque, struct kafka_record *record);
-    /* Partitions assigned to this member (group consumers). */
+    /* Partitions assigned to this member (group consumers); also called with
+     * count 0 when the group gave this member nothing. */
     void (*assigned)(void *opaque, const struct kafka_partition *parts, size_t count);
     /* Partitions about to be revoked: settle/commit what can be before returning. */
     void (*revoked)(void *opaque, const struct kafka_partition *parts, size_t count);
@@ -134,11 +166,14 @@ struct kafka_consumer_handlers {
 };
 
 /* A consumer in `group_id` (NULL: no group, partitions are assigned with
- * kafka_consumer_assign_end). Offsets are stored only by
+ * kafka_consumer_assign_end/at). `offset_reset` ("earliest" or "latest") is
+ * where a group starts on a partition without a committed offset; NULL means
+ * earliest. Offsets are stored only by
  * kafka_consumer_store_offset and committed by kafka_consumer_commit (and
  * on close). Returns NULL with err filled. Owned by the caller; close with
  * kafka_consumer_close. */
 struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group_id,
+                                          const char *offset_reset,
                                           const struct kafka_consumer_handlers *handlers,
                                           void *opaque, char *err, size_t err_size);
 /* Subscribe to topics; a name starting with '^' is a regex. 0 or error code. */
@@ -148,6 +183,12 @@ int kafka_consumer_subscribe(struct kafka_consumer *consumer, const char *const 
  * group): the non-durable topic reader. 0 or error code. */
 int kafka_consumer_assign_end(struct kafka_consumer *consumer, const char *topic,
                               int32_t partitions);
+/* Add partitions 0..count-1 of `topic` to the assignment at the given offsets
+ * (no group). 0 or error code. */
+int kafka_consumer_assign_at(struct kafka_consumer *consumer, const char *topic,
+                             const int64_t *offsets, int32_t count);
+/* The librdkafka offset constant for "the beginning of the partition". */
+int64_t kafka_offset_beginning(void);
 /* Mark everything below `next_offset` of (topic, partition) as settled. */
 int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
                                 int32_t partition, int64_t next_offset);

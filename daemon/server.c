@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapter.h"
 #include "config.h"
+#include "core.h"
 #include "http.h"
 #include "kafka.h"
 #include "listener.h"
@@ -35,7 +37,10 @@ struct server {
     struct metrics *metrics;
     struct kafka *kafka;
     struct ops_http *http;
+    struct core *core;
     struct listener *listeners[SERVER_MAX_LISTENERS]; /* client protocols */
+    struct adapter *adapters[SERVER_MAX_LISTENERS];   /* serving listeners[i] */
+    const struct adapter_ops *adapter_ops[SERVER_MAX_LISTENERS];
     size_t listener_count;
 
     struct event *signal_term;
@@ -83,18 +88,29 @@ const char *server_http_address(const struct server *server)
 
 /* ---- client listeners -------------------------------------------------------- */
 
-/* No protocol adapter is linked into this build yet: refuse the connection
- * plainly rather than leave the client hanging. */
-static void server_on_accept_without_adapter(void *opaque, evutil_socket_t fd,
-                                             const struct sockaddr *peer, int peer_len)
+/* A listener slot: the server and the index of the listener. */
+struct server_slot {
+    struct server *server;
+    size_t index;
+};
+static struct server_slot server_slots[SERVER_MAX_LISTENERS];
+
+static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sockaddr *peer,
+                             int peer_len)
 {
-    struct server *server = opaque;
+    struct server_slot *slot = opaque;
+    struct server *server = slot->server;
     char address[80];
-    listener_format_address(peer, address, sizeof(address));
-    (*server->connections_refused)++;
-    log_warn("server", "connection from %s refused: no protocol adapter is built into this "
-             "kbridged yet", address);
-    evutil_closesocket(fd);
+    if (server->draining || !server->adapters[slot->index]) {
+        listener_format_address(peer, address, sizeof(address));
+        (*server->connections_refused)++;
+        log_warn("server", "connection from %s refused: %s", address,
+                 server->draining ? "draining for shutdown"
+                                  : "no adapter for this protocol is built into kbridged");
+        evutil_closesocket(fd);
+        return;
+    }
+    server->adapter_ops[slot->index]->accept(server->adapters[slot->index], fd, peer, peer_len);
 }
 
 static int server_listen(struct server *server, const char *name,
@@ -103,13 +119,38 @@ static int server_listen(struct server *server, const char *name,
 {
     if (!listener_config->enabled)
         return 0;
-    struct listener *listener =
-        listener_new(server->base, name, listener_config->bind, server_on_accept_without_adapter,
-                     server, err, err_size);
+    size_t index = server->listener_count;
+    server_slots[index] = (struct server_slot){server, index};
+    struct listener *listener = listener_new(server->base, name, listener_config->bind,
+                                             server_on_accept, &server_slots[index], err, err_size);
     if (!listener)
         return -1;
-    server->listeners[server->listener_count++] = listener;
+    server->listeners[index] = listener;
+    server->adapter_ops[index] = adapter_find(name);
+    server->listener_count++;
     log_info("server", "listener %s listening on %s", name, listener_address(listener));
+    return 0;
+}
+
+static int server_start_adapters(struct server *server, char *err, size_t err_size)
+{
+    struct adapter_context context = {
+        .base = server->base,
+        .core = server->core,
+        .metrics = server->metrics,
+        .config = &server->config,
+    };
+    for (size_t i = 0; i < server->listener_count; i++) {
+        const struct adapter_ops *ops = server->adapter_ops[i];
+        if (!ops) {
+            log_warn("server", "listener %s: no adapter for this protocol is built in yet; "
+                     "connections will be refused", listener_name(server->listeners[i]));
+            continue;
+        }
+        server->adapters[i] = ops->create(&context, err, err_size);
+        if (!server->adapters[i])
+            return -1;
+    }
     return 0;
 }
 
@@ -131,6 +172,10 @@ static void server_reload(struct server *server)
     struct config *old = server->config;
     server->config = fresh;
     kafka_set_config(server->kafka, fresh);
+    core_reconfigure(server->core);
+    for (size_t i = 0; i < server->listener_count; i++)
+        if (server->adapters[i])
+            server->adapter_ops[i]->reconfigure(server->adapters[i]);
     log_set_level(fresh->log.level);
     log_set_format(fresh->log.format);
     config_free(old);
@@ -168,8 +213,12 @@ static void server_drain(struct server *server, const char *why)
     notify_stopping();
     log_info("server", "%s: draining (stop accepting, wait up to %llu ms for Kafka)", why,
              (unsigned long long)server->config->shutdown_grace_ms);
-    for (size_t i = 0; i < server->listener_count; i++)
+    for (size_t i = 0; i < server->listener_count; i++) {
         listener_pause(server->listeners[i]);
+        if (server->adapters[i])
+            server->adapter_ops[i]->drain(server->adapters[i]);
+    }
+    core_drain(server->core);
     struct timeval interval = {0, SERVER_DRAIN_CHECK_MS * 1000};
     event_add(server->drain_timer, &interval);
     event_active(server->drain_timer, EV_TIMEOUT, 0);
@@ -268,6 +317,10 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
     server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
     if (!server->kafka)
         goto fail;
+    server->core = core_new(server->base, &server->config, server->kafka, server->metrics, err,
+                            err_size);
+    if (!server->core || server_start_adapters(server, err, err_size) < 0)
+        goto fail;
 
     server->signal_term = evsignal_new(server->base, SIGTERM, server_on_signal, server);
     server->signal_int = evsignal_new(server->base, SIGINT, server_on_signal, server);
@@ -324,9 +377,13 @@ void server_free(struct server *server)
         event_free(server->signal_int);
     if (server->signal_hup)
         event_free(server->signal_hup);
-    for (size_t i = 0; i < server->listener_count; i++)
+    for (size_t i = 0; i < server->listener_count; i++) {
+        if (server->adapters[i])
+            server->adapter_ops[i]->destroy(server->adapters[i]);
         listener_free(server->listeners[i]);
+    }
     ops_http_free(server->http);
+    core_free(server->core);
     kafka_free(server->kafka);
     metrics_free(server->metrics);
     if (server->base)

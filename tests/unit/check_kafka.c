@@ -218,7 +218,7 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 
     char err[256];
     struct received r = {.store = true};
-    r.consumer = kafka_consumer_new(fx.kafka, "unit-group", &handlers, &r, err, sizeof(err));
+    r.consumer = kafka_consumer_new(fx.kafka, "unit-group", NULL, &handlers, &r, err, sizeof(err));
     ck_assert_msg(r.consumer != NULL, "%s", err);
     const char *topics[] = {"unit.group"};
     ck_assert_int_eq(kafka_consumer_subscribe(r.consumer, topics, 1), 0);
@@ -237,7 +237,7 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
                      KAFKA_OK);
     struct received again = {.store = false};
     again.consumer =
-        kafka_consumer_new(fx.kafka, "unit-group", &handlers, &again, err, sizeof(err));
+        kafka_consumer_new(fx.kafka, "unit-group", NULL, &handlers, &again, err, sizeof(err));
     ck_assert_msg(again.consumer != NULL, "%s", err);
     ck_assert_int_eq(kafka_consumer_subscribe(again.consumer, topics, 1), 0);
     ck_assert(run_until(received_1, &again, 30000));
@@ -288,7 +288,7 @@ START_TEST(reader_starts_at_the_end)
     char err[256];
     struct reader_state state = {0};
     struct kafka_consumer *reader =
-        kafka_consumer_new(fx.kafka, NULL, &reader_handlers, &state, err, sizeof(err));
+        kafka_consumer_new(fx.kafka, NULL, NULL, &reader_handlers, &state, err, sizeof(err));
     ck_assert_msg(reader != NULL, "%s", err);
     ck_assert_int_eq(kafka_consumer_assign_end(reader, "unit.reader", 4), 0);
     ck_assert(run_until(reader_got_marker, &state, 20000));

@@ -1,0 +1,705 @@
+/* stomp_connection.c -- one STOMP client connection: socket I/O through a
+ * bufferevent, feeding the parser, writing frames, flow control and the
+ * orderly end of a connection.
+ *
+ * STATE MACHINE
+ * -------------
+ *   CONNECTING --CONNECT/STOMP accepted--> CONNECTED --ERROR / DISCONNECT done /
+ *        |                                     |       heart-beat timeout /
+ *        |                                     |       socket EOF or error--> CLOSING --> freed
+ *        +--any other frame, bad frame, wrong credentials, CONNECT timeout--> CLOSING
+ *
+ *  - CONNECTING: no core session, no subscriptions, so nothing can be
+ *    delivered. Frames are capped at STOMP_PREAUTH_MAX_FRAME (64 KiB, or
+ *    max_frame_size if smaller) and CONNECT must arrive within
+ *    STOMP_CONNECT_TIMEOUT_MS (30 s). Anything but CONNECT/STOMP is answered
+ *    with ERROR "expected CONNECT".
+ *  - CONNECTED: frames go to stomp_dispatch(); deliveries go out as MESSAGE.
+ *    After DISCONNECT nothing more is read and deliveries are blocked; the
+ *    RECEIPT goes out once every publish of the connection is confirmed by
+ *    Kafka, then the connection closes.
+ *  - CLOSING: entered with the last frame (ERROR, DISCONNECT's RECEIPT)
+ *    already queued. Nothing is read or written any more, deliveries are
+ *    blocked (so an auto-ack subscription loses nothing). Once the output is
+ *    flushed (at most STOMP_CLOSE_FLUSH_TIMEOUT_MS, 5 s) the write side is
+ *    shut down and input is read and discarded until the peer closes (at
+ *    most STOMP_LINGER_MS, 2 s): closing with unread input would make the
+ *    kernel send a RST that can destroy the ERROR frame before the client
+ *    reads it. Then the connection goes on the adapter's disused list.
+ *  - freed: from the adapter's zero-timeout reap event, never inside one of
+ *    the connection's own callbacks. Subscriptions are ended (unsettled
+ *    deliveries are released for redelivery), the core session is closed
+ *    (pending publish callbacks are forgotten: their records still reach
+ *    Kafka, but nobody is left to tell).
+ *
+ * BACKPRESSURE (hysteresis: stop above the high mark, resume at the low one)
+ * ------------
+ *  - Publishing: after a SEND, when this connection's unconfirmed publishes
+ *    (core_session_unconfirmed) reach limits.max_unconfirmed, the socket is
+ *    no longer read (EV_READ off, and frames already buffered wait); reading
+ *    resumes when confirmations bring it down to max_unconfirmed / 2. When
+ *    core_publish answers CORE_ERR_BUSY (librdkafka's queue is full) the SEND
+ *    is kept, reading stops, and the SEND is retried when one of our
+ *    publishes is confirmed or after STOMP_BUSY_RETRY_MS (50 ms), whichever
+ *    comes first (the queue may be full of other connections' records).
+ *  - Delivering: when the output buffer holds more than
+ *    max(STOMP_OUTPUT_HIGH_MIN = 1 MiB, 4 x limits.max_frame_size), every
+ *    subscription of the connection is blocked in the core
+ *    (core_subscription_block); the bufferevent's write low watermark is
+ *    half of that, and its write callback unblocks them when the output has
+ *    drained to it. The core's own bounds (prefetch credit, max_in_flight,
+ *    the slow-subscriber policy of topics) take over while blocked.
+ *  - While we are not reading, the client's heart-beats are not seen: the
+ *    heart-beat check treats a connection we paused as alive.
+ */
+#include "stomp_connection.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "stomp_handlers.h"
+
+static void stomp_connection_process_input(struct stomp_connection *connection);
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+struct stomp_header stomp_header_make(const char *name, const char *value)
+{
+    struct stomp_header header = {name, value, strlen(name), strlen(value)};
+    return header;
+}
+
+static void stomp_format_peer(const struct sockaddr *addr, int addr_len, char *buf, size_t size)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (!addr || addr_len <= 0) {
+        snprintf(buf, size, "(unknown)");
+    } else if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, size, "%s:%u", ip, (unsigned)ntohs(in->sin_port));
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, size, "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+    } else if (addr->sa_family == AF_UNIX) {
+        snprintf(buf, size, "unix");
+    } else {
+        snprintf(buf, size, "(family %d)", addr->sa_family);
+    }
+}
+
+static const struct config *stomp_connection_config(const struct stomp_connection *connection)
+{
+    return stomp_adapter_config(connection->adapter);
+}
+
+static void stomp_connection_limits(const struct stomp_connection *connection,
+                                    struct stomp_limits *limits)
+{
+    const struct config *config = stomp_connection_config(connection);
+    uint64_t frame = config->limits.max_frame_size;
+    if (connection->state != STOMP_STATE_CONNECTED && frame > STOMP_PREAUTH_MAX_FRAME)
+        frame = STOMP_PREAUTH_MAX_FRAME;
+    limits->max_frame_size = (size_t)frame;
+    limits->max_headers = config->limits.max_headers;
+    limits->max_header_length =
+        frame < STOMP_MAX_HEADER_LINE ? (size_t)frame : (size_t)STOMP_MAX_HEADER_LINE;
+}
+
+/* Most bytes that one frame (plus its EOLs) can take in the input buffer:
+ * pulling up more than this for the parser is never needed. */
+static size_t stomp_connection_pull_limit(const struct stomp_connection *connection)
+{
+    struct stomp_limits limits;
+    stomp_connection_limits(connection, &limits);
+    return limits.max_frame_size + 4 * limits.max_headers + 1024;
+}
+
+static bool stomp_connection_may_parse(const struct stomp_connection *connection)
+{
+    return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
+           !connection->publish_paused && !connection->busy_frame &&
+           !connection->adapter->draining;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+int stomp_connection_write(struct stomp_connection *connection, enum stomp_command command,
+                           const struct stomp_header *headers, size_t header_count,
+                           const void *body, size_t body_len)
+{
+    if (connection->state == STOMP_STATE_CLOSING)
+        return -1;
+    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    bool content_length = body_len > 0 || command == STOMP_COMMAND_MESSAGE;
+    if (stomp_frame_write(output, connection->version, command, headers, header_count, body,
+                          body_len, content_length) < 0) {
+        log_warn("stomp", "%s: cannot queue a %s frame (out of memory)", connection->peer,
+                 stomp_command_name(command));
+        return -1;
+    }
+    (*connection->adapter->frames_sent)++;
+    connection->frames_out++;
+    connection->last_sent_ms = stomp_now_ms();
+    if (!connection->deliveries_blocked &&
+        evbuffer_get_length(output) > stomp_adapter_output_high(connection->adapter)) {
+        log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->peer,
+                  stomp_adapter_output_high(connection->adapter));
+        stomp_connection_block_deliveries(connection, true);
+    }
+    return 0;
+}
+
+void stomp_connection_send_receipt(struct stomp_connection *connection, const char *receipt_id)
+{
+    struct stomp_header header = stomp_header_make("receipt-id", receipt_id);
+    stomp_connection_write(connection, STOMP_COMMAND_RECEIPT, &header, 1, NULL, 0);
+}
+
+void stomp_connection_write_heartbeat(struct stomp_connection *connection)
+{
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    evbuffer_add(bufferevent_get_output(connection->bev), "\n", 1);
+    connection->last_sent_ms = stomp_now_ms();
+}
+
+/* ---- flow control ------------------------------------------------------------------- */
+
+void stomp_connection_block_deliveries(struct stomp_connection *connection, bool blocked)
+{
+    if (connection->deliveries_blocked == blocked)
+        return;
+    connection->deliveries_blocked = blocked;
+    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next) {
+        if (!sub->core || sub->blocked == blocked)
+            continue;
+        sub->blocked = blocked;
+        core_subscription_block(sub->core, blocked);
+    }
+}
+
+void stomp_connection_update_reading(struct stomp_connection *connection)
+{
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    bool want = stomp_connection_may_parse(connection);
+    if (want && !connection->reading) {
+        bufferevent_enable(connection->bev, EV_READ);
+        connection->reading = true;
+        /* We were not reading: the client's heart-beats could not be seen. */
+        connection->last_received_ms = stomp_now_ms();
+        if (evbuffer_get_length(bufferevent_get_input(connection->bev)) > 0)
+            event_active(connection->process_event, EV_TIMEOUT, 0);
+    } else if (!want && connection->reading) {
+        bufferevent_disable(connection->bev, EV_READ);
+        connection->reading = false;
+    }
+}
+
+void stomp_connection_publish_done(struct stomp_connection *connection)
+{
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    uint32_t max_unconfirmed = stomp_connection_config(connection)->limits.max_unconfirmed;
+    if (connection->publish_paused && connection->unconfirmed <= max_unconfirmed / 2) {
+        connection->publish_paused = false;
+        log_debug("stomp", "%s: %u publish(es) unconfirmed, reading again", connection->peer,
+                  connection->unconfirmed);
+        stomp_connection_update_reading(connection);
+    }
+    /* Retry outside the core's callback. */
+    if (connection->busy_frame)
+        event_active(connection->process_event, EV_TIMEOUT, 0);
+    if (connection->disconnecting && connection->unconfirmed == 0) {
+        if (connection->disconnect_receipt)
+            stomp_connection_send_receipt(connection, connection->disconnect_receipt);
+        stomp_connection_close(connection, "client disconnected");
+    }
+}
+
+/* Zero-timeout work that must not run inside a core callback: retry a SEND
+ * that found Kafka's queue full, then parse input that waited while reading
+ * was paused. */
+static void stomp_connection_on_process(evutil_socket_t fd, short what, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    if (connection->busy_frame) {
+        struct stomp_frame *frame = connection->busy_frame;
+        connection->busy_frame = NULL;
+        event_del(connection->retry_timer);
+        stomp_dispatch(connection, frame); /* may set busy_frame again */
+    }
+    stomp_connection_update_reading(connection);
+    if (stomp_connection_may_parse(connection))
+        stomp_connection_process_input(connection);
+}
+
+static void stomp_connection_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    if (connection->busy_frame)
+        event_active(connection->process_event, EV_TIMEOUT, 0);
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+static void stomp_connection_parse_failed(struct stomp_connection *connection, const char *reason)
+{
+    struct stomp_error error;
+    stomp_fail(&error, STOMP_KIND_PARSE, reason,
+               "The bytes received do not form a valid STOMP frame: %s. The stream cannot be "
+               "resynchronised, so the connection is closed. Check the client's framing: each "
+               "frame ends with a NUL byte, content-length (when sent) is exact, header values "
+               "use only the escapes of the negotiated version, and frames stay within the "
+               "server's limits (max_frame_size, max_headers).",
+               reason);
+    stomp_send_error(connection, &error, NULL);
+}
+
+/* Feed buffered input to the parser and dispatch whole frames, while the
+ * connection may take work. The parser needs each frame contiguous: it first
+ * gets the input's first chunk; only when that holds an incomplete frame and
+ * more bytes are buffered is the buffer pulled up (to at most one frame's
+ * worth). libevent grows the first chunk geometrically, so a large frame
+ * arriving in small reads is copied O(size) times in total. */
+static void stomp_connection_process_input(struct stomp_connection *connection)
+{
+    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    size_t want = 0; /* 0: the first chunk as it is; else pull up this many bytes */
+    while (stomp_connection_may_parse(connection)) {
+        size_t available = evbuffer_get_length(input);
+        if (available == 0)
+            return;
+        const char *data;
+        size_t len;
+        if (want == 0) {
+            struct evbuffer_iovec chunk;
+            if (evbuffer_peek(input, -1, NULL, &chunk, 1) < 1)
+                return;
+            data = chunk.iov_base;
+            len = chunk.iov_len;
+        } else {
+            len = want < available ? want : available;
+            data = (const char *)evbuffer_pullup(input, (ev_ssize_t)len);
+            if (!data) {
+                struct stomp_error error;
+                stomp_fail(&error, STOMP_KIND_INTERNAL, "out of memory",
+                           "The server could not buffer the frame being received.");
+                stomp_send_error(connection, &error, NULL);
+                return;
+            }
+        }
+
+        size_t consumed = 0;
+        struct stomp_frame *frame = NULL;
+        char reason[256] = "";
+        enum stomp_parse_status status = stomp_parse(connection->parser, data, len, &consumed,
+                                                     &frame, reason, sizeof(reason));
+        if (status != STOMP_PARSE_ERROR && consumed > 0)
+            evbuffer_drain(input, consumed);
+        switch (status) {
+        case STOMP_PARSE_FRAME:
+            want = 0;
+            (*connection->adapter->frames_received)++;
+            connection->frames_in++;
+            stomp_dispatch(connection, frame);
+            break;
+        case STOMP_PARSE_HEARTBEAT:
+            want = 0;
+            break;
+        case STOMP_PARSE_NEED_MORE: {
+            size_t left = available - consumed; /* bytes still buffered */
+            size_t seen = len - consumed;       /* of which the parser has seen */
+            if (seen >= left)
+                return; /* wait for more bytes */
+            size_t limit = stomp_connection_pull_limit(connection);
+            if (seen >= limit) {
+                stomp_connection_parse_failed(connection,
+                                              "frame larger than max_frame_size");
+                return;
+            }
+            want = left < limit ? left : limit;
+            break;
+        }
+        case STOMP_PARSE_ERROR:
+        default:
+            stomp_connection_parse_failed(connection, reason[0] ? reason : "malformed frame");
+            return;
+        }
+    }
+}
+
+static void stomp_connection_on_read(struct bufferevent *bev, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    connection->last_received_ms = stomp_now_ms(); /* any byte counts as traffic */
+    if (connection->state == STOMP_STATE_CLOSING) {
+        struct evbuffer *input = bufferevent_get_input(bev);
+        evbuffer_drain(input, evbuffer_get_length(input));
+        return;
+    }
+    stomp_connection_process_input(connection);
+}
+
+/* ---- closing ---------------------------------------------------------------------- */
+
+static void stomp_connection_dispose(struct stomp_connection *connection)
+{
+    if (connection->close_timer)
+        event_del(connection->close_timer);
+    stomp_adapter_defer_free(connection->adapter, connection);
+}
+
+/* The output is flushed: shut our write side and discard input until the
+ * peer closes, so that the kernel does not answer unread input with a RST
+ * that could destroy the last frame before the client reads it. */
+static void stomp_connection_linger(struct stomp_connection *connection)
+{
+    if (connection->lingering || connection->disused)
+        return;
+    connection->lingering = true;
+    evutil_socket_t fd = bufferevent_getfd(connection->bev);
+    if (fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        stomp_connection_dispose(connection);
+        return;
+    }
+    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    evbuffer_drain(input, evbuffer_get_length(input));
+    bufferevent_enable(connection->bev, EV_READ);
+    connection->reading = true;
+    struct timeval linger = {STOMP_LINGER_MS / 1000, (STOMP_LINGER_MS % 1000) * 1000};
+    if (!connection->close_timer || event_add(connection->close_timer, &linger) < 0)
+        stomp_connection_dispose(connection);
+}
+
+static void stomp_connection_on_write(struct bufferevent *bev, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    struct evbuffer *output = bufferevent_get_output(bev);
+    if (connection->state == STOMP_STATE_CLOSING) {
+        if (evbuffer_get_length(output) == 0)
+            stomp_connection_linger(connection);
+        return;
+    }
+    if (connection->deliveries_blocked && !connection->disconnecting &&
+        evbuffer_get_length(output) <= stomp_adapter_output_high(connection->adapter) / 2) {
+        log_debug("stomp", "%s: output drained, deliveries resumed", connection->peer);
+        stomp_connection_block_deliveries(connection, false);
+    }
+}
+
+static void stomp_connection_on_close_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    if (!connection->lingering)
+        log_info("stomp", "%s: the client did not read the last frame within %d ms",
+                 connection->peer, STOMP_CLOSE_FLUSH_TIMEOUT_MS);
+    stomp_connection_dispose(connection);
+}
+
+/* Enter CLOSING: stop reading, heart-beats and deliveries. */
+static void stomp_connection_begin_close(struct stomp_connection *connection, const char *reason)
+{
+    connection->state = STOMP_STATE_CLOSING;
+    connection->close_reason = reason;
+    stomp_heartbeat_stop(connection);
+    /* Block before anything else: an auto-ack subscription must not get
+     * deliveries that would never be written. */
+    stomp_connection_block_deliveries(connection, true);
+    bufferevent_disable(connection->bev, EV_READ);
+    connection->reading = false;
+    event_del(connection->retry_timer);
+    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    evbuffer_drain(input, evbuffer_get_length(input));
+}
+
+static void stomp_connection_on_event(struct bufferevent *bev, short events, void *arg)
+{
+    struct stomp_connection *connection = arg;
+    if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    if (connection->state != STOMP_STATE_CLOSING) {
+        const char *reason = "closed by the client";
+        if (events & BEV_EVENT_ERROR) {
+            reason = "socket error";
+            log_debug("stomp", "%s: socket error: %s", connection->peer,
+                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        } else if (events & BEV_EVENT_TIMEOUT) {
+            reason = "socket timeout";
+        }
+        stomp_connection_begin_close(connection, reason);
+    }
+    /* Nothing more can be written or read. */
+    stomp_connection_dispose(connection);
+}
+
+void stomp_connection_close(struct stomp_connection *connection, const char *reason)
+{
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    stomp_connection_begin_close(connection, reason);
+    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    if (evbuffer_get_length(output) == 0) {
+        stomp_connection_linger(connection);
+        return;
+    }
+    bufferevent_setwatermark(connection->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(connection->bev, EV_WRITE);
+    struct timeval flush = {STOMP_CLOSE_FLUSH_TIMEOUT_MS / 1000,
+                            (STOMP_CLOSE_FLUSH_TIMEOUT_MS % 1000) * 1000};
+    if (!connection->close_timer || event_add(connection->close_timer, &flush) < 0)
+        stomp_connection_dispose(connection);
+}
+
+/* ---- subscriptions ---------------------------------------------------------------- */
+
+struct stomp_subscription *stomp_connection_find_subscription(struct stomp_connection *connection,
+                                                              const char *id)
+{
+    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
+        if (strcmp(sub->id, id) == 0)
+            return sub;
+    return NULL;
+}
+
+struct stomp_subscription *stomp_connection_find_subscription_seq(struct stomp_connection *connection,
+                                                                  uint32_t seq)
+{
+    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
+        if (sub->seq == seq)
+            return sub;
+    return NULL;
+}
+
+void stomp_subscription_forget(struct stomp_subscription *subscription,
+                               struct stomp_unacked *unacked)
+{
+    if (unacked->prev)
+        unacked->prev->next = unacked->next;
+    else
+        subscription->unacked_head = unacked->next;
+    if (unacked->next)
+        unacked->next->prev = unacked->prev;
+    else
+        subscription->unacked_tail = unacked->prev;
+    subscription->unacked_count--;
+    free(unacked);
+}
+
+void stomp_subscription_remove(struct stomp_subscription *subscription)
+{
+    struct stomp_connection *connection = subscription->connection;
+    if (subscription->core)
+        core_unsubscribe(subscription->core); /* releases what was not settled */
+    while (subscription->unacked_head) {
+        struct stomp_unacked *next = subscription->unacked_head->next;
+        free(subscription->unacked_head);
+        subscription->unacked_head = next;
+    }
+    if (subscription->prev)
+        subscription->prev->next = subscription->next;
+    else
+        connection->subscriptions = subscription->next;
+    if (subscription->next)
+        subscription->next->prev = subscription->prev;
+    connection->subscription_count--;
+    free(subscription->id);
+    free(subscription->destination_text);
+    free(subscription->receipt);
+    free(subscription);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evutil_socket_t fd,
+                                              const struct sockaddr *peer, int peer_len,
+                                              bool refuse)
+{
+    struct event_base *base = adapter->context.base;
+    struct stomp_connection *connection = calloc(1, sizeof(*connection));
+    if (!connection) {
+        log_error("stomp", "out of memory accepting a connection");
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    connection->adapter = adapter;
+    connection->state = STOMP_STATE_CONNECTING;
+    connection->version = STOMP_VERSION_1_0;
+    stomp_format_peer(peer, peer_len, connection->peer, sizeof(connection->peer));
+
+    evutil_make_socket_nonblocking(fd);
+    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
+        int one = 1; /* receipts and small MESSAGEs should not wait for Nagle */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    connection->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!connection->bev) {
+        log_error("stomp", "%s: cannot create a bufferevent", connection->peer);
+        evutil_closesocket(fd);
+        free(connection);
+        return NULL;
+    }
+    struct stomp_limits limits;
+    stomp_connection_limits(connection, &limits);
+    connection->parser = stomp_parser_new(&limits);
+    connection->process_event = event_new(base, -1, 0, stomp_connection_on_process, connection);
+    connection->retry_timer = evtimer_new(base, stomp_connection_on_retry, connection);
+    connection->close_timer = evtimer_new(base, stomp_connection_on_close_timer, connection);
+
+    /* Linked from here on: stomp_connection_free undoes everything. */
+    connection->next = adapter->connections;
+    if (adapter->connections)
+        adapter->connections->prev = connection;
+    adapter->connections = connection;
+    adapter->connection_count++;
+    *adapter->connections_gauge = (double)adapter->connection_count;
+
+    if (!connection->parser || !connection->process_event || !connection->retry_timer ||
+        !connection->close_timer) {
+        log_error("stomp", "%s: out of memory accepting the connection", connection->peer);
+        connection->state = STOMP_STATE_CLOSING;
+        connection->close_reason = "out of memory";
+        stomp_adapter_defer_free(adapter, connection);
+        return connection;
+    }
+    bufferevent_setcb(connection->bev, stomp_connection_on_read, stomp_connection_on_write,
+                      stomp_connection_on_event, connection);
+    bufferevent_setwatermark(connection->bev, EV_WRITE, stomp_adapter_output_high(adapter) / 2,
+                             0);
+    bufferevent_enable(connection->bev, EV_WRITE);
+    connection->last_received_ms = connection->last_sent_ms = stomp_now_ms();
+    log_info("stomp", "%s: connection opened%s", connection->peer,
+             refuse ? " (over max_connections)" : "");
+
+    if (refuse) {
+        connection->refused = true;
+        struct stomp_error error;
+        stomp_fail(&error, STOMP_KIND_LIMIT, "too many connections",
+                   "The server already has %u STOMP connections open "
+                   "(limits.max_connections). Try again later or ask the operator to raise "
+                   "the limit.",
+                   stomp_connection_config(connection)->limits.max_connections);
+        stomp_send_error(connection, &error, NULL);
+        return connection;
+    }
+    if (stomp_heartbeat_arm_connect_timeout(connection) < 0) {
+        connection->state = STOMP_STATE_CLOSING;
+        connection->close_reason = "out of memory";
+        stomp_adapter_defer_free(adapter, connection);
+        return connection;
+    }
+    stomp_connection_update_reading(connection);
+    return connection;
+}
+
+void stomp_connection_reconfigure(struct stomp_connection *connection)
+{
+    if (!connection->parser)
+        return;
+    struct stomp_limits limits;
+    stomp_connection_limits(connection, &limits);
+    stomp_parser_set_limits(connection->parser, &limits);
+    if (connection->state != STOMP_STATE_CLOSING)
+        bufferevent_setwatermark(connection->bev, EV_WRITE,
+                                 stomp_adapter_output_high(connection->adapter) / 2, 0);
+}
+
+void stomp_connection_drain(struct stomp_connection *connection)
+{
+    stomp_connection_update_reading(connection);
+}
+
+void stomp_connection_shutdown(struct stomp_connection *connection)
+{
+    if (connection->state == STOMP_STATE_CONNECTED && !connection->disconnecting) {
+        static const char body[] =
+            "kbridged is shutting down. Messages this connection published and got a RECEIPT "
+            "for are stored in Kafka; unacknowledged deliveries will be redelivered. Reconnect "
+            "to another node or when the server is back.";
+        struct stomp_header headers[] = {
+            stomp_header_make("message", "server shutting down"),
+            stomp_header_make("content-type", "text/plain"),
+        };
+        stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, 2, body,
+                               sizeof(body) - 1);
+        stomp_connection_close(connection, "server shutting down");
+    }
+    /* One non-blocking attempt: the loop is not running any more. A socket
+     * bufferevent's output cannot be drained from outside (its start is
+     * frozen), so peek and writev; the buffer is freed right after anyway. */
+    evutil_socket_t fd = bufferevent_getfd(connection->bev);
+    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    struct evbuffer_iovec chunks[16];
+    int n = evbuffer_peek(output, -1, NULL, chunks, 16);
+    if (fd >= 0 && n > 0) {
+        struct iovec iov[16];
+        for (int i = 0; i < n && i < 16; i++) {
+            iov[i].iov_base = chunks[i].iov_base;
+            iov[i].iov_len = chunks[i].iov_len;
+        }
+        if (writev(fd, iov, n < 16 ? n : 16) < 0)
+            log_debug("stomp", "%s: final flush failed: %s", connection->peer, strerror(errno));
+    }
+}
+
+void stomp_connection_free(struct stomp_connection *connection)
+{
+    struct stomp_adapter *adapter = connection->adapter;
+    stomp_heartbeat_free(connection);
+    while (connection->subscriptions)
+        stomp_subscription_remove(connection->subscriptions);
+    /* After this no publish callback comes: free what is still waiting. */
+    core_session_close(connection->session);
+    connection->session = NULL;
+    while (connection->publishes) {
+        struct stomp_publish *publish = connection->publishes;
+        connection->publishes = publish->next;
+        free(publish->receipt);
+        free(publish);
+    }
+    stomp_frame_free(connection->busy_frame);
+    if (connection->process_event)
+        event_free(connection->process_event);
+    if (connection->retry_timer)
+        event_free(connection->retry_timer);
+    if (connection->close_timer)
+        event_free(connection->close_timer);
+    stomp_parser_free(connection->parser);
+    if (connection->bev)
+        bufferevent_free(connection->bev); /* closes the socket */
+
+    if (connection->prev)
+        connection->prev->next = connection->next;
+    else
+        adapter->connections = connection->next;
+    if (connection->next)
+        connection->next->prev = connection->prev;
+    adapter->connection_count--;
+    *adapter->connections_gauge = (double)adapter->connection_count;
+
+    log_info("stomp", "%s: connection closed (%s); user %s, %llu frame(s) in, %llu out",
+             connection->peer, connection->close_reason ? connection->close_reason : "closed",
+             connection->user[0] ? connection->user : "-",
+             (unsigned long long)connection->frames_in,
+             (unsigned long long)connection->frames_out);
+    free(connection->client_id);
+    free(connection->disconnect_receipt);
+    free(connection);
+}

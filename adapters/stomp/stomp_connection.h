@@ -1,0 +1,228 @@
+/* stomp_connection.h -- one STOMP client connection: its socket
+ * (bufferevent), parser, negotiated version, core session, subscriptions,
+ * publishes awaiting Kafka's confirmation, heart-beat timers and
+ * backpressure state. The state machine and thresholds are described at the
+ * top of stomp_connection.c.
+ *
+ * Lifetime: created by the adapter on accept; stomp_connection_close() starts
+ * the end (flush what is queued, then free); the struct is freed only from
+ * the adapter's reap event, never inside one of its own callbacks, so every
+ * callback may close the connection and then return normally. */
+#ifndef KBRIDGE_STOMP_CONNECTION_H
+#define KBRIDGE_STOMP_CONNECTION_H
+
+#include <event2/util.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "address.h"
+#include "stomp_adapter.h"
+#include "stomp_frame.h"
+
+struct bufferevent;
+struct core_session;
+struct core_subscription;
+struct event;
+struct sockaddr;
+
+/* Named thresholds (see the comment at the top of stomp_connection.c). */
+#define STOMP_OUTPUT_HIGH_MIN (1024 * 1024)  /* output backed up: at least 1 MiB ... */
+#define STOMP_OUTPUT_HIGH_FRAMES 4           /* ... or 4 x max_frame_size */
+#define STOMP_PREAUTH_MAX_FRAME (64 * 1024)  /* frame size cap until CONNECTED */
+#define STOMP_MAX_HEADER_LINE (64 * 1024)    /* one header line (capped by max_frame_size) */
+#define STOMP_CONNECT_TIMEOUT_MS 30000       /* CONNECT must arrive within this */
+#define STOMP_CLOSE_FLUSH_TIMEOUT_MS 5000    /* give up flushing an ERROR after this */
+#define STOMP_LINGER_MS 2000                 /* then read and discard until EOF, at most this */
+#define STOMP_BUSY_RETRY_MS 50               /* retry a SEND refused with CORE_ERR_BUSY */
+#define STOMP_MAX_SUBSCRIPTIONS 1024         /* per connection */
+#define STOMP_DEFAULT_PREFETCH 1000          /* when SUBSCRIBE names none */
+
+enum stomp_state {
+    STOMP_STATE_CONNECTING, /* waiting for CONNECT/STOMP; no session */
+    STOMP_STATE_CONNECTED,  /* CONNECTED sent; frames are dispatched */
+    STOMP_STATE_CLOSING,    /* last frame queued: flushing, then freed; reads nothing */
+};
+
+enum stomp_ack_mode {
+    STOMP_ACK_AUTO,              /* settled by the core as it is sent */
+    STOMP_ACK_CLIENT,            /* ACK is cumulative */
+    STOMP_ACK_CLIENT_INDIVIDUAL, /* ACK settles one message */
+};
+
+/* A delivery the client still has to ACK or NACK, kept in delivery order. */
+struct stomp_unacked {
+    struct stomp_unacked *prev;
+    struct stomp_unacked *next;
+    uint64_t delivery_id; /* core_delivery.id */
+    uint64_t seq;         /* per-subscription number: the ack id is "S<sub seq>-<seq>" */
+    char message_id[];    /* the MESSAGE's message-id (1.0/1.1 ACK by message-id) */
+};
+
+struct stomp_subscription {
+    struct stomp_connection *connection;
+    struct stomp_subscription *prev;
+    struct stomp_subscription *next;
+    struct core_subscription *core; /* NULL until core_subscribe returned */
+    char *id;                       /* the STOMP subscription id */
+    char *destination_text;         /* the destination as the client wrote it */
+    struct destination destination;
+    uint32_t seq;                   /* connection-unique number, in ack ids */
+    enum stomp_ack_mode ack_mode;
+    bool settles;                   /* deliveries carry ids to settle (not a plain topic) */
+    bool ready;                     /* the core called ready */
+    bool blocked;                   /* last value given to core_subscription_block */
+    char *receipt;                  /* SUBSCRIBE receipt, sent from ready (NULL when none) */
+    uint64_t next_seq;              /* ack id numbers */
+    struct stomp_unacked *unacked_head; /* oldest first */
+    struct stomp_unacked *unacked_tail;
+    size_t unacked_count;
+};
+
+/* A SEND handed to the core, waiting for its done callback. Owned by the
+ * connection; freed in the callback, or at free time (after
+ * core_session_close no callback comes). */
+struct stomp_publish {
+    struct stomp_connection *connection;
+    struct stomp_publish *prev;
+    struct stomp_publish *next;
+    char *receipt;     /* receipt header of the SEND, or NULL */
+    char destination[]; /* as the client wrote it, for error messages */
+};
+
+struct stomp_connection {
+    struct stomp_adapter *adapter;
+    struct stomp_connection *prev; /* adapter->connections */
+    struct stomp_connection *next;
+    struct stomp_connection *next_disused; /* adapter->disused */
+
+    struct bufferevent *bev;
+    struct stomp_parser *parser;
+    char peer[64];                /* "127.0.0.1:5555" */
+    enum stomp_state state;
+    enum stomp_version version;   /* negotiated at CONNECT (1.0 until then) */
+    bool refused;                 /* over max_connections: ERROR then close */
+    bool reading;                 /* EV_READ is enabled */
+    bool lingering;               /* CLOSING: output flushed, write side shut, discarding input */
+    bool disused;                 /* on the adapter's disused list */
+    const char *close_reason;     /* static text for the close log line */
+    struct event *close_timer;    /* CLOSING: deadline for flushing, then for lingering */
+
+    /* After CONNECT. */
+    struct core_session *session;
+    char user[128];
+    char *client_id;              /* CONNECT client-id, or NULL */
+    char session_id[48];
+
+    /* Subscriptions (doubly linked, in subscribe order). */
+    struct stomp_subscription *subscriptions;
+    size_t subscription_count;
+    uint32_t next_subscription_seq;
+    bool deliveries_blocked;      /* output above the high watermark */
+
+    /* Publishing. */
+    struct stomp_publish *publishes; /* waiting for Kafka (doubly linked) */
+    uint32_t unconfirmed;            /* length of `publishes` */
+    bool publish_paused;             /* reading stopped: unconfirmed >= max_unconfirmed */
+    struct stomp_frame *busy_frame;  /* a SEND refused with CORE_ERR_BUSY, to retry */
+    struct event *process_event;     /* zero-timeout: retry busy_frame, parse buffered input */
+    struct event *retry_timer;       /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
+
+    /* DISCONNECT: wait for every publish to be confirmed, then RECEIPT. */
+    bool disconnecting;
+    char *disconnect_receipt;
+
+    /* Heart-beating (stomp_heartbeat.c). */
+    uint32_t heartbeat_send_ms;   /* we send at least this often (0: never) */
+    uint32_t heartbeat_recv_ms;   /* the client sends at least this often (0: not checked) */
+    uint64_t last_received_ms;    /* monotonic, any byte */
+    uint64_t last_sent_ms;        /* monotonic, any frame or EOL */
+    struct event *heartbeat_send_timer;
+    struct event *heartbeat_recv_timer; /* also the CONNECT timeout */
+
+    /* Counters for the close line. */
+    uint64_t frames_in;
+    uint64_t frames_out;
+};
+
+/* ---- lifecycle (stomp_connection.c) ----------------------------------------- */
+
+/* Take over an accepted socket. refuse: send ERROR "too many connections"
+ * and close. NULL (socket closed) on allocation failure. */
+struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evutil_socket_t fd,
+                                              const struct sockaddr *peer, int peer_len,
+                                              bool refuse);
+/* Begin closing: stop reading and deliveries, flush what is queued, then
+ * free from the reap event. `reason` is a static string for the log. Safe to
+ * call more than once and from any callback. */
+void stomp_connection_close(struct stomp_connection *connection, const char *reason);
+/* Free now (reap event and adapter destroy only). */
+void stomp_connection_free(struct stomp_connection *connection);
+/* Parser limits for the current state and config: frames are capped at
+ * STOMP_PREAUTH_MAX_FRAME until CONNECTED. Called after CONNECT and on reload. */
+void stomp_connection_reconfigure(struct stomp_connection *connection);
+/* Drain: stop reading frames (the adapter's draining flag is already set). */
+void stomp_connection_drain(struct stomp_connection *connection);
+/* Shutdown: best-effort ERROR "server shutting down" and one non-blocking flush. */
+void stomp_connection_shutdown(struct stomp_connection *connection);
+
+/* ---- writing ----------------------------------------------------------------- */
+
+/* Queue one frame. Bumps metrics and heart-beat time, and blocks deliveries
+ * when the output passes the high watermark. Nothing is written once
+ * CLOSING. 0, or -1 when the frame could not be queued. */
+int stomp_connection_write(struct stomp_connection *connection, enum stomp_command command,
+                           const struct stomp_header *headers, size_t header_count,
+                           const void *body, size_t body_len);
+/* RECEIPT with receipt-id. */
+void stomp_connection_send_receipt(struct stomp_connection *connection, const char *receipt_id);
+/* Queue a heart-beat EOL. */
+void stomp_connection_write_heartbeat(struct stomp_connection *connection);
+
+/* A stomp_header for a NUL-terminated name and value. */
+struct stomp_header stomp_header_make(const char *name, const char *value);
+
+/* ---- reading and flow control ----------------------------------------------------- */
+
+/* Re-evaluate whether the socket should be read (state, DISCONNECT, publish
+ * backpressure, busy frame, drain) and enable/disable EV_READ accordingly;
+ * when reading resumes with buffered input, parse it from a zero-timeout event. */
+void stomp_connection_update_reading(struct stomp_connection *connection);
+/* A publish of this connection was confirmed or failed (called after the
+ * bookkeeping): resume reading at half of max_unconfirmed, retry a busy
+ * frame, finish a DISCONNECT. */
+void stomp_connection_publish_done(struct stomp_connection *connection);
+/* Block or unblock deliveries for every subscription. */
+void stomp_connection_block_deliveries(struct stomp_connection *connection, bool blocked);
+
+/* ---- subscriptions ----------------------------------------------------------------- */
+
+struct stomp_subscription *stomp_connection_find_subscription(struct stomp_connection *connection,
+                                                              const char *id);
+struct stomp_subscription *stomp_connection_find_subscription_seq(struct stomp_connection *connection,
+                                                                  uint32_t seq);
+/* End a subscription (core_unsubscribe when it has a core side) and free it. */
+void stomp_subscription_remove(struct stomp_subscription *subscription);
+/* Forget one unacked delivery (after settling it). */
+void stomp_subscription_forget(struct stomp_subscription *subscription,
+                               struct stomp_unacked *unacked);
+
+/* ---- heart-beating (stomp_heartbeat.c) ----------------------------------------------- */
+
+/* Monotonic milliseconds. */
+uint64_t stomp_now_ms(void);
+/* Arm the CONNECT timeout (STOMP_CONNECT_TIMEOUT_MS). 0, or -1 on failure. */
+int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection);
+/* Negotiate from the CONNECT heart-beat header (NULL: "0,0") and
+ * limits.heartbeat_ms; writes our answer ("sx,sy") into reply. 0, or -1 when
+ * the header is malformed. */
+int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header,
+                              char *reply, size_t reply_size);
+/* Start the timers for the negotiated intervals (replaces the CONNECT timeout). */
+int stomp_heartbeat_start(struct stomp_connection *connection);
+/* Disarm the timers (safe inside their callbacks). */
+void stomp_heartbeat_stop(struct stomp_connection *connection);
+/* Free the timers (stomp_connection_free only). */
+void stomp_heartbeat_free(struct stomp_connection *connection);
+
+#endif

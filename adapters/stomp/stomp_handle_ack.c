@@ -1,0 +1,203 @@
+/* stomp_handle_ack.c -- ACK and NACK.
+ *
+ * Which delivery: 1.2 names it by `id` (the MESSAGE's ack header,
+ * "S<subscription seq>-<delivery seq>"); 1.1 by `message-id` + `subscription`;
+ * 1.0 by `message-id` (with `subscription` when the client sends it). A
+ * message-id can repeat (a native producer reusing ids): the oldest
+ * unacknowledged delivery with that id is meant. A 1.2 client that sends
+ * message-id instead of id is served the 1.1 way.
+ *
+ * What: in `client` mode ACK and NACK are cumulative (every earlier
+ * unacknowledged delivery of that subscription, in delivery order, then the
+ * named one); in `client-individual` mode they settle the named one. ACK ->
+ * accept; NACK -> release (redeliver) by default (queues.nack_requeue),
+ * requeue:true -> release, requeue:false -> reject (dead-letter now).
+ *
+ * ACKs for an auto-ack subscription, or for a plain (non-durable) topic
+ * subscription where there is nothing to settle in Kafka, are ignored. An id
+ * that names nothing of this connection is an ERROR (the spec's rule). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "stomp_handlers.h"
+
+static bool stomp_ack_settles(const struct stomp_subscription *sub)
+{
+    return sub->ack_mode != STOMP_ACK_AUTO && sub->settles;
+}
+
+static struct stomp_unacked *stomp_ack_find_seq(struct stomp_subscription *sub, uint64_t seq)
+{
+    for (struct stomp_unacked *u = sub->unacked_head; u; u = u->next)
+        if (u->seq == seq)
+            return u;
+    return NULL;
+}
+
+static struct stomp_unacked *stomp_ack_find_message_id(struct stomp_subscription *sub,
+                                                       const char *message_id)
+{
+    for (struct stomp_unacked *u = sub->unacked_head; u; u = u->next)
+        if (strcmp(u->message_id, message_id) == 0)
+            return u;
+    return NULL;
+}
+
+/* "S<seq>-<n>" -> seq, n. */
+static int stomp_ack_parse_id(const char *text, uint32_t *sub_seq, uint64_t *seq)
+{
+    char *end;
+    if (text[0] != 'S' || text[1] < '0' || text[1] > '9')
+        return -1;
+    unsigned long long a = strtoull(text + 1, &end, 10);
+    if (*end != '-' || a > UINT32_MAX || end[1] < '0' || end[1] > '9')
+        return -1;
+    unsigned long long b = strtoull(end + 1, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *sub_seq = (uint32_t)a;
+    *seq = b;
+    return 0;
+}
+
+static void stomp_ack_settle(struct stomp_connection *connection,
+                             struct stomp_subscription *sub, struct stomp_unacked *unacked,
+                             enum queue_outcome outcome)
+{
+    if (sub->core &&
+        core_settle(sub->core, unacked->delivery_id, outcome,
+                    outcome == QUEUE_REJECT ? "rejected by the STOMP client (NACK)" : NULL) !=
+            CORE_OK)
+        log_debug("stomp", "%s: settle of delivery %" PRIu64 " on %s came too late (its "
+                  "partition moved or it timed out)",
+                  connection->peer, unacked->delivery_id, sub->destination_text);
+    stomp_subscription_forget(sub, unacked);
+}
+
+int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_frame *frame,
+                     struct stomp_error *error)
+{
+    const struct config *config = stomp_adapter_config(connection->adapter);
+    bool nack = frame->command == STOMP_COMMAND_NACK;
+    const char *verb = nack ? "NACK" : "ACK";
+    char message[256];
+
+    if (stomp_frame_header(frame, "transaction"))
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "transactions are not supported yet",
+                          "kbridge does not support STOMP transactions yet: send %s without the "
+                          "transaction header.",
+                          verb);
+
+    enum queue_outcome outcome = QUEUE_ACCEPT;
+    if (nack) {
+        const char *requeue = stomp_frame_header_value(frame, "requeue");
+        if (!requeue)
+            outcome = config->queues.nack_requeue ? QUEUE_RELEASE : QUEUE_REJECT;
+        else if (strcmp(requeue, "true") == 0)
+            outcome = QUEUE_RELEASE;
+        else if (strcmp(requeue, "false") == 0)
+            outcome = QUEUE_REJECT;
+        else {
+            snprintf(message, sizeof(message), "invalid requeue '%s'", requeue);
+            return stomp_fail(error, STOMP_KIND_INVALID, message,
+                              "The requeue header of NACK must be true (redeliver) or false "
+                              "(dead-letter); got '%s'.",
+                              requeue);
+        }
+    }
+
+    const char *id = stomp_frame_header_value(frame, "id");
+    const char *message_id = stomp_frame_header_value(frame, "message-id");
+    const char *subscription_id = stomp_frame_header_value(frame, "subscription");
+    const char *named = NULL; /* what the client named, for the error */
+    struct stomp_subscription *sub = NULL;
+    struct stomp_unacked *unacked = NULL;
+
+    if (connection->version == STOMP_VERSION_1_2 && id && id[0]) {
+        named = id;
+        uint32_t sub_seq;
+        uint64_t seq;
+        if (stomp_ack_parse_id(id, &sub_seq, &seq) == 0 &&
+            (sub = stomp_connection_find_subscription_seq(connection, sub_seq))) {
+            if (!stomp_ack_settles(sub))
+                return STOMP_OK; /* nothing to settle: ignored */
+            unacked = stomp_ack_find_seq(sub, seq);
+        }
+    } else {
+        if (!message_id || !message_id[0]) {
+            if (connection->version == STOMP_VERSION_1_2) {
+                snprintf(message, sizeof(message), "%s has no id", verb);
+                return stomp_fail(error, STOMP_KIND_INVALID, message,
+                                  "In STOMP 1.2 %s names the message by an id header holding "
+                                  "the value of the MESSAGE's ack header.",
+                                  verb);
+            }
+            snprintf(message, sizeof(message), "%s has no message-id", verb);
+            return stomp_fail(error, STOMP_KIND_INVALID, message,
+                              "In STOMP %s %s names the message by its message-id header%s.",
+                              stomp_version_name(connection->version), verb,
+                              connection->version == STOMP_VERSION_1_1
+                                  ? " and the subscription header"
+                                  : "");
+        }
+        named = message_id;
+        if (subscription_id && subscription_id[0]) {
+            sub = stomp_connection_find_subscription(connection, subscription_id);
+            if (!sub) {
+                snprintf(message, sizeof(message), "no subscription with id '%s'",
+                         subscription_id);
+                return stomp_fail(error, STOMP_KIND_INVALID, message,
+                                  "%s names subscription '%s', which this connection does not "
+                                  "have (it may have been unsubscribed).",
+                                  verb, subscription_id);
+            }
+            if (!stomp_ack_settles(sub))
+                return STOMP_OK;
+            unacked = stomp_ack_find_message_id(sub, message_id);
+        } else if (connection->version == STOMP_VERSION_1_1) {
+            snprintf(message, sizeof(message), "%s has no subscription", verb);
+            return stomp_fail(error, STOMP_KIND_INVALID, message,
+                              "In STOMP 1.1 %s needs the subscription header of the MESSAGE "
+                              "besides its message-id.",
+                              verb);
+        } else {
+            bool any_ignored = false;
+            for (struct stomp_subscription *s = connection->subscriptions; s && !unacked;
+                 s = s->next) {
+                if (!stomp_ack_settles(s)) {
+                    any_ignored = true;
+                    continue;
+                }
+                if ((unacked = stomp_ack_find_message_id(s, message_id)))
+                    sub = s;
+            }
+            if (!unacked && any_ignored)
+                return STOMP_OK; /* most likely a message of an auto-ack subscription */
+        }
+    }
+
+    if (!unacked) {
+        snprintf(message, sizeof(message), "unknown ack id '%s'", named);
+        return stomp_fail(error, STOMP_KIND_INVALID, message,
+                          "%s names '%s', which is not an unacknowledged message of this "
+                          "connection: it was acknowledged already, its subscription ended, or "
+                          "it was delivered on another connection. Acknowledge each message "
+                          "once, on the connection that received it, with the %s.",
+                          verb, named,
+                          connection->version == STOMP_VERSION_1_2
+                              ? "value of its ack header as id"
+                              : "message-id and subscription headers of the MESSAGE");
+    }
+
+    if (sub->ack_mode == STOMP_ACK_CLIENT) {
+        while (sub->unacked_head != unacked)
+            stomp_ack_settle(connection, sub, sub->unacked_head, outcome);
+    }
+    stomp_ack_settle(connection, sub, unacked, outcome);
+    return STOMP_OK;
+}

@@ -1,0 +1,107 @@
+/* stomp_handle_connect.c -- CONNECT and STOMP: version negotiation,
+ * heart-beat negotiation, login/passcode against auth.users, the core
+ * session, and the CONNECTED reply. `host` is accepted as given (kbridge
+ * has no virtual hosts); `client-id` is kept for durable subscriptions. */
+#include <event2/util.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "stomp_handlers.h"
+#include "version.h"
+
+#define STOMP_SUPPORTED_VERSIONS "1.0,1.1,1.2"
+
+static void stomp_make_session_id(struct stomp_connection *connection)
+{
+    uint32_t random = 0;
+    evutil_secure_rng_get_bytes(&random, sizeof(random));
+    snprintf(connection->session_id, sizeof(connection->session_id), "kbridge-%llu-%08x",
+             (unsigned long long)++connection->adapter->sessions, random);
+}
+
+int stomp_handle_connect(struct stomp_connection *connection, const struct stomp_frame *frame,
+                         struct stomp_error *error)
+{
+    struct stomp_adapter *adapter = connection->adapter;
+    if (connection->state != STOMP_STATE_CONNECTING)
+        return stomp_fail(error, STOMP_KIND_INVALID, "already connected",
+                          "This connection already completed CONNECT; send it only once per "
+                          "connection.");
+
+    enum stomp_version version;
+    const char *accept_version = stomp_frame_header_value(frame, "accept-version");
+    if (stomp_version_negotiate(accept_version, &version) < 0) {
+        stomp_fail(error, STOMP_KIND_UNSUPPORTED, "supported versions: " STOMP_SUPPORTED_VERSIONS,
+                   "The client offered accept-version:%s but this server speaks STOMP "
+                   STOMP_SUPPORTED_VERSIONS ". Offer one of these versions.",
+                   accept_version ? accept_version : "");
+        error->version = STOMP_SUPPORTED_VERSIONS;
+        return STOMP_FAILED;
+    }
+
+    char heartbeat[32];
+    const char *heartbeat_header = stomp_frame_header_value(frame, "heart-beat");
+    if (stomp_heartbeat_negotiate(connection, heartbeat_header, heartbeat, sizeof(heartbeat)) <
+        0)
+        return stomp_fail(error, STOMP_KIND_INVALID, "malformed heart-beat header",
+                          "The heart-beat header must be two non-negative integers in "
+                          "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",
+                          heartbeat_header);
+
+    const char *login = stomp_frame_header_value(frame, "login");
+    const char *passcode = stomp_frame_header_value(frame, "passcode");
+    char user[sizeof(connection->user)];
+    char reason[256] = "";
+    if (core_authenticate(adapter->context.core, login, passcode, user, sizeof(user), reason,
+                          sizeof(reason)) != CORE_OK)
+        return stomp_fail(error, STOMP_KIND_AUTH, "authentication failed",
+                          "The server refused the CONNECT%s%s%s: %s. Check the login and "
+                          "passcode headers against the users configured in kbridged "
+                          "(auth.users).",
+                          login ? " for login '" : "", login ? login : "", login ? "'" : "",
+                          reason[0] ? reason : "bad credentials");
+
+    const char *client_id = stomp_frame_header_value(frame, "client-id");
+    if (client_id && client_id[0]) {
+        connection->client_id = strdup(client_id);
+        if (!connection->client_id)
+            return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                              "The server could not accept the connection.");
+    }
+    connection->session = core_session_new(adapter->context.core, "stomp", user,
+                                           connection->client_id, connection->peer);
+    if (!connection->session)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
+                          "The server could not open a session for this connection (out of "
+                          "memory). Try again later.");
+    snprintf(connection->user, sizeof(connection->user), "%s", user);
+    stomp_make_session_id(connection);
+
+    connection->state = STOMP_STATE_CONNECTED;
+    connection->version = version;
+    stomp_parser_set_version(connection->parser, version);
+    stomp_connection_reconfigure(connection); /* full frame limits from now on */
+
+    struct stomp_header headers[] = {
+        stomp_header_make("version", stomp_version_name(version)),
+        stomp_header_make("server", "kbridge/" KBRIDGE_VERSION),
+        stomp_header_make("session", connection->session_id),
+        stomp_header_make("heart-beat", heartbeat),
+    };
+    if (stomp_connection_write(connection, STOMP_COMMAND_CONNECTED, headers,
+                               sizeof(headers) / sizeof(headers[0]), NULL, 0) < 0)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not answer CONNECT.");
+    if (stomp_heartbeat_start(connection) < 0)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not start heart-beating.");
+    log_debug("stomp", "%s: connected as %s, STOMP %s, session %s%s%s", connection->peer,
+              connection->user, stomp_version_name(version), connection->session_id,
+              connection->client_id ? ", client-id " : "",
+              connection->client_id ? connection->client_id : "");
+    return STOMP_OK;
+}

@@ -1,0 +1,224 @@
+/* stomp_handle_send.c -- SEND: destination, properties, size and feature
+ * checks, core_publish, and the confirmation callback that sends the RECEIPT
+ * only once Kafka has stored the record (DESIGN §4).
+ *
+ * Properties are every header of the SEND except the frame-level ones
+ * (destination, receipt, content-length, transaction); the first of repeated
+ * headers wins, as in the spec. content-type, persistent, priority, expires,
+ * correlation-id, reply-to, message-id, kafka-key ... travel under their own
+ * names; the core adds message-id when absent and sets user-id. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "stomp_handlers.h"
+
+static bool stomp_send_frame_level(const char *name)
+{
+    return strcmp(name, "destination") == 0 || strcmp(name, "receipt") == 0 ||
+           strcmp(name, "content-length") == 0 || strcmp(name, "transaction") == 0;
+}
+
+static void stomp_publish_unlink(struct stomp_connection *connection,
+                                 struct stomp_publish *publish)
+{
+    if (publish->prev)
+        publish->prev->next = publish->next;
+    else
+        connection->publishes = publish->next;
+    if (publish->next)
+        publish->next->prev = publish->prev;
+    connection->unconfirmed--;
+}
+
+static void stomp_publish_free(struct stomp_publish *publish)
+{
+    free(publish->receipt);
+    free(publish);
+}
+
+/* core_publish_fn: Kafka stored the record, or refused it. */
+static void stomp_send_confirmed(void *opaque, int err, const char *reason)
+{
+    struct stomp_publish *publish = opaque;
+    struct stomp_connection *connection = publish->connection;
+    stomp_publish_unlink(connection, publish);
+    if (connection->state != STOMP_STATE_CLOSING) {
+        if (err == CORE_OK) {
+            if (publish->receipt)
+                stomp_connection_send_receipt(connection, publish->receipt);
+        } else {
+            struct stomp_error error;
+            enum stomp_error_kind kind = err == CORE_ERR_ACCESS      ? STOMP_KIND_ACL
+                                         : err == CORE_ERR_TOO_LARGE ? STOMP_KIND_LIMIT
+                                                                     : STOMP_KIND_KAFKA;
+            char message[256];
+            snprintf(message, sizeof(message), "message to %.100s not stored: %.120s",
+                     publish->destination, reason ? reason : "Kafka error");
+            stomp_fail(&error, kind, message,
+                       "Kafka did not store the message sent to %s: %s. It is not in Kafka; "
+                       "send it again (on a new connection). Messages that got a RECEIPT "
+                       "before this ERROR are stored.",
+                       publish->destination, reason ? reason : "Kafka error");
+            stomp_send_error(connection, &error, publish->receipt);
+        }
+    }
+    stomp_publish_free(publish);
+    stomp_connection_publish_done(connection);
+}
+
+static int stomp_send_core_error(struct stomp_error *error, int rc, const char *destination,
+                                 const char *reason)
+{
+    char message[256];
+    switch (rc) {
+    case CORE_ERR_ACCESS:
+        snprintf(message, sizeof(message), "not allowed to publish to %s", destination);
+        return stomp_fail(error, STOMP_KIND_ACL, message,
+                          "This user may not publish to %s (%s). The publish ACL of the user "
+                          "in kbridged's auth.users lists the destinations allowed.",
+                          destination, reason);
+    case CORE_ERR_TOO_LARGE:
+        return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
+                          "The message to %s was refused: %s.", destination, reason);
+    case CORE_ERR_UNAVAILABLE:
+        snprintf(message, sizeof(message), "Kafka unavailable: %.200s", reason);
+        return stomp_fail(error, STOMP_KIND_KAFKA, message,
+                          "The message to %s could not be handed to Kafka: %s. It was not "
+                          "stored; try again later.",
+                          destination, reason);
+    case CORE_ERR_INVALID:
+        return stomp_fail(error, STOMP_KIND_INVALID, reason,
+                          "The message to %s was refused: %s.", destination, reason);
+    case CORE_ERR_UNSUPPORTED:
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, reason,
+                          "The message to %s was refused: %s.", destination, reason);
+    default:
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "internal error",
+                          "The message to %s could not be published: %s. It was not stored.",
+                          destination, reason);
+    }
+}
+
+int stomp_handle_send(struct stomp_connection *connection, const struct stomp_frame *frame,
+                      struct stomp_error *error)
+{
+    const struct config *config = stomp_adapter_config(connection->adapter);
+
+    if (stomp_frame_header(frame, "transaction"))
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "transactions are not supported yet",
+                          "kbridge does not support STOMP transactions yet: send without the "
+                          "transaction header (and without BEGIN/COMMIT/ABORT).");
+
+    const char *destination_text = stomp_frame_header_value(frame, "destination");
+    if (!destination_text || !destination_text[0])
+        return stomp_fail(error, STOMP_KIND_INVALID, "SEND has no destination",
+                          "Every SEND needs a destination header, e.g. destination:/queue/orders "
+                          "or destination:/topic/prices.");
+    struct destination destination;
+    char reason[256] = "";
+    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
+        return stomp_fail(error, STOMP_KIND_INVALID, reason,
+                          "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
+                          "/exchange/amq.topic/NAME, where NAME is a legal Kafka topic name "
+                          "(A-Z a-z 0-9 . _ -, at most 249 characters).",
+                          reason);
+    if (destination.kind == DESTINATION_TEMP_QUEUE)
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "/temp-queue is not supported yet",
+                          "Sending to %s is not supported yet: temporary queues (request-reply) "
+                          "come in a later version of kbridge.",
+                          destination_text);
+    if (destination.wildcard)
+        return stomp_fail(error, STOMP_KIND_INVALID, "cannot send to a wildcard destination",
+                          "%s contains the wildcard words * or #, which only SUBSCRIBE "
+                          "accepts. Send to one topic name.",
+                          destination_text);
+    const char *reply_to = stomp_frame_header_value(frame, "reply-to");
+    if (reply_to && strncmp(reply_to, "/temp-queue/", 12) == 0)
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED,
+                          "reply-to /temp-queue is not supported yet",
+                          "reply-to:%s asks for a temporary reply queue; request-reply comes in "
+                          "a later version of kbridge. Use a named queue as reply-to meanwhile.",
+                          reply_to);
+    if (frame->body_len > config->limits.max_message_size)
+        return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
+                          "The body has %zu bytes; this server accepts at most %llu "
+                          "(limits.max_message_size).",
+                          frame->body_len, (unsigned long long)config->limits.max_message_size);
+
+    /* Properties: the user headers, first occurrence of each name. */
+    struct core_property *properties =
+        calloc(frame->header_count ? frame->header_count : 1, sizeof(*properties));
+    if (!properties)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not take the message.");
+    size_t property_count = 0;
+    for (size_t i = 0; i < frame->header_count; i++) {
+        const struct stomp_header *header = &frame->headers[i];
+        if (stomp_send_frame_level(header->name))
+            continue;
+        bool repeated = false;
+        for (size_t j = 0; j < i && !repeated; j++)
+            repeated = strcmp(frame->headers[j].name, header->name) == 0;
+        if (repeated)
+            continue;
+        properties[property_count++] =
+            (struct core_property){header->name, header->value, header->value_len};
+    }
+    struct core_message message = {
+        .key = NULL, /* the core takes it from kafka-key / JMSXGroupID */
+        .body = frame->body,
+        .body_len = frame->body_len,
+        .properties = properties,
+        .property_count = property_count,
+    };
+
+    size_t destination_len = strlen(destination_text);
+    struct stomp_publish *publish = calloc(1, sizeof(*publish) + destination_len + 1);
+    const char *receipt = stomp_frame_header_value(frame, "receipt");
+    if (!publish || (receipt && !(publish->receipt = strdup(receipt)))) {
+        free(properties);
+        if (publish)
+            stomp_publish_free(publish);
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not take the message.");
+    }
+    memcpy(publish->destination, destination_text, destination_len + 1);
+    publish->connection = connection;
+    publish->next = connection->publishes;
+    if (connection->publishes)
+        connection->publishes->prev = publish;
+    connection->publishes = publish;
+    connection->unconfirmed++;
+
+    char err[256] = "";
+    int rc = core_publish(connection->session, &destination, &message, stomp_send_confirmed,
+                          publish, err, sizeof(err));
+    free(properties);
+    if (rc != CORE_OK) {
+        stomp_publish_unlink(connection, publish);
+        stomp_publish_free(publish);
+        if (rc == CORE_ERR_BUSY) {
+            log_debug("stomp", "%s: Kafka's queue is full, SEND to %s waits", connection->peer,
+                      destination_text);
+            return STOMP_RETRY;
+        }
+        return stomp_send_core_error(error, rc, destination_text, err[0] ? err : "refused");
+    }
+    /* `publish` may already be gone if the core confirmed synchronously. */
+
+    uint32_t max_unconfirmed = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
+    /* Pause only with a confirmation of ours to come: that is what resumes. */
+    if (connection->state == STOMP_STATE_CONNECTED && connection->unconfirmed > 0 &&
+        (connection->unconfirmed >= max_unconfirmed ||
+         core_session_unconfirmed(connection->session) >= max_unconfirmed)) {
+        if (!connection->publish_paused)
+            log_debug("stomp", "%s: %u publish(es) unconfirmed, reading paused",
+                      connection->peer, connection->unconfirmed);
+        connection->publish_paused = true;
+        stomp_connection_update_reading(connection);
+    }
+    return receipt ? STOMP_PENDING : STOMP_OK;
+}

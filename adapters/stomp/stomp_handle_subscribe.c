@@ -1,0 +1,426 @@
+/* stomp_handle_subscribe.c -- SUBSCRIBE, and the core's callbacks for a
+ * subscription: deliver (one MESSAGE frame), ready (the SUBSCRIBE receipt)
+ * and failed (ERROR).
+ *
+ * Headers understood: destination, id (required in 1.1/1.2; 1.0 defaults
+ * it to the destination), ack (auto | client | client-individual),
+ * prefetch (ActiveMQ activemq.prefetchSize, RabbitMQ prefetch-count; default
+ * STOMP_DEFAULT_PREFETCH, capped at queues.max_in_flight; 0 means "as many as
+ * allowed", as RabbitMQ's prefetch-count:0), durable topic subscriptions
+ * (ActiveMQ activemq.subscriptionName, Artemis durable-subscription-name,
+ * RabbitMQ durable:true or its alias persistent:true with id as the name;
+ * all need CONNECT client-id). `selector` is refused until selectors land.
+ *
+ * MESSAGE frames carry: destination (as the client subscribed, or
+ * /topic/NAME for a wildcard subscription), message-id (the record's
+ * message-id header, else TOPIC-PARTITION-OFFSET), subscription, ack (1.2,
+ * client modes: "S<subscription seq>-<delivery seq>"), redelivered:true
+ * after the first delivery, x-delivery-count (1 on the first delivery),
+ * content-length, and every record header except kbridge-amqp-* (and
+ * except names that would clash with the ones above). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "stomp_handlers.h"
+
+/* ---- core callbacks ---------------------------------------------------------------- */
+
+/* Headers the MESSAGE frame sets itself: record headers of these names are
+ * not copied (the first would win and break ACKs or framing). */
+static bool stomp_message_own_header(const char *name, size_t len)
+{
+    static const char *const own[] = {
+        "destination", "message-id",       "subscription",   "ack",
+        "redelivered", "x-delivery-count", "content-length", "receipt-id",
+    };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (strlen(own[i]) == len && memcmp(own[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* Can this header travel in a frame of `version`? */
+static bool stomp_message_header_ok(enum stomp_version version, const char *name,
+                                    size_t name_len, const char *value, size_t value_len)
+{
+    if (name_len == 0 || memchr(name, '\0', name_len) || memchr(value, '\0', value_len))
+        return false;
+    if (name_len > 13 && memcmp(name, "kbridge-amqp-", 13) == 0)
+        return false; /* kbridge's own round-trip data for AMQP (DESIGN §3) */
+    if (version == STOMP_VERSION_1_0)
+        return !memchr(name, '\n', name_len) && !memchr(name, '\r', name_len) &&
+               !memchr(name, ':', name_len) && !memchr(value, '\n', value_len) &&
+               !memchr(value, '\r', value_len);
+    if (version == STOMP_VERSION_1_1) /* 1.1 escapes \n \c \\ but not \r */
+        return !memchr(name, '\r', name_len) && !memchr(value, '\r', value_len);
+    return true;
+}
+
+static void stomp_subscription_deliver(void *opaque, const struct core_delivery *delivery)
+{
+    struct stomp_subscription *sub = opaque;
+    struct stomp_connection *connection = sub->connection;
+    struct stomp_adapter *adapter = connection->adapter;
+    if (connection->state != STOMP_STATE_CONNECTED)
+        return; /* CLOSING: blocked already; unsettled deliveries are released at close */
+
+    /* Record headers: count and size them, find message-id. */
+    size_t record_headers = core_delivery_header_count(delivery);
+    size_t text = 0;
+    const char *record_message_id = NULL;
+    size_t record_message_id_len = 0;
+    for (size_t i = 0; i < record_headers; i++) {
+        const char *name;
+        const void *value;
+        size_t value_len;
+        if (core_delivery_header(delivery, i, &name, &value, &value_len) < 0)
+            continue;
+        text += strlen(name) + value_len + 2;
+        if (!record_message_id && strcmp(name, "message-id") == 0 && value_len > 0 &&
+            !memchr(value, '\0', value_len) &&
+            stomp_message_header_ok(connection->version, name, 10, value, value_len)) {
+            record_message_id = value;
+            record_message_id_len = value_len;
+        }
+    }
+    if (stomp_adapter_scratch_reserve(adapter, record_headers + 8, text + 1) < 0) {
+        log_warn("stomp", "%s: out of memory building a MESSAGE for %s", connection->peer,
+                 sub->destination_text);
+        if (sub->core && delivery->id && sub->ack_mode != STOMP_ACK_AUTO)
+            core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+        return;
+    }
+    struct stomp_header *headers = adapter->scratch_headers;
+    char *cursor = adapter->scratch_text;
+    size_t count = 0;
+
+    char destination[ADDRESS_NAME_MAX + 16];
+    if (sub->destination.wildcard)
+        snprintf(destination, sizeof(destination), "/topic/%s", delivery->name);
+    else
+        snprintf(destination, sizeof(destination), "%s", sub->destination_text);
+    headers[count++] = stomp_header_make("destination", destination);
+
+    char generated_id[ADDRESS_NAME_MAX + 48];
+    const char *message_id;
+    if (record_message_id) {
+        memcpy(cursor, record_message_id, record_message_id_len);
+        cursor[record_message_id_len] = '\0';
+        message_id = cursor;
+        cursor += record_message_id_len + 1;
+    } else {
+        snprintf(generated_id, sizeof(generated_id), "%s-%" PRId32 "-%" PRId64, delivery->topic,
+                 delivery->partition, delivery->offset);
+        message_id = generated_id;
+    }
+    headers[count++] = stomp_header_make("message-id", message_id);
+    headers[count++] = stomp_header_make("subscription", sub->id);
+
+    uint64_t seq = ++sub->next_seq;
+    char ack_id[48];
+    snprintf(ack_id, sizeof(ack_id), "S%" PRIu32 "-%" PRIu64, sub->seq, seq);
+    if (connection->version == STOMP_VERSION_1_2 && sub->ack_mode != STOMP_ACK_AUTO)
+        headers[count++] = stomp_header_make("ack", ack_id);
+    if (delivery->delivery_count > 1)
+        headers[count++] = stomp_header_make("redelivered", "true");
+    char delivery_count[16];
+    snprintf(delivery_count, sizeof(delivery_count), "%" PRIu32, delivery->delivery_count);
+    headers[count++] = stomp_header_make("x-delivery-count", delivery_count);
+
+    for (size_t i = 0; i < record_headers; i++) {
+        const char *name;
+        const void *value;
+        size_t value_len;
+        if (core_delivery_header(delivery, i, &name, &value, &value_len) < 0)
+            continue;
+        size_t name_len = strlen(name);
+        if (stomp_message_own_header(name, name_len) ||
+            !stomp_message_header_ok(connection->version, name, name_len, value, value_len))
+            continue;
+        memcpy(cursor, value, value_len);
+        cursor[value_len] = '\0';
+        headers[count++] = (struct stomp_header){name, cursor, name_len, value_len};
+        cursor += value_len + 1;
+    }
+
+    /* Track before writing: the write may block deliveries, never re-enter here. */
+    struct stomp_unacked *unacked = NULL;
+    if (sub->ack_mode != STOMP_ACK_AUTO && delivery->id != 0) {
+        size_t id_len = strlen(message_id);
+        unacked = malloc(sizeof(*unacked) + id_len + 1);
+        if (!unacked) {
+            log_warn("stomp", "%s: out of memory tracking a delivery", connection->peer);
+            if (sub->core)
+                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+            return;
+        }
+        unacked->delivery_id = delivery->id;
+        unacked->seq = seq;
+        memcpy(unacked->message_id, message_id, id_len + 1);
+    }
+    if (stomp_connection_write(connection, STOMP_COMMAND_MESSAGE, headers, count, delivery->body,
+                               delivery->body_len) < 0) {
+        if (unacked) {
+            free(unacked);
+            if (sub->core)
+                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+        }
+        return;
+    }
+    if (unacked) {
+        unacked->next = NULL;
+        unacked->prev = sub->unacked_tail;
+        if (sub->unacked_tail)
+            sub->unacked_tail->next = unacked;
+        else
+            sub->unacked_head = unacked;
+        sub->unacked_tail = unacked;
+        sub->unacked_count++;
+    }
+}
+
+static void stomp_subscription_ready(void *opaque)
+{
+    struct stomp_subscription *sub = opaque;
+    struct stomp_connection *connection = sub->connection;
+    sub->ready = true;
+    if (sub->receipt) {
+        if (connection->state == STOMP_STATE_CONNECTED)
+            stomp_connection_send_receipt(connection, sub->receipt);
+        free(sub->receipt);
+        sub->receipt = NULL;
+    }
+    log_debug("stomp", "%s: subscription %s to %s is ready", connection->peer, sub->id,
+              sub->destination_text);
+}
+
+/* The core gave up on the subscription. STOMP has no per-subscription
+ * error: ERROR and close. core_unsubscribe happens when the connection is
+ * freed (from the reap event, not inside this callback). */
+static void stomp_subscription_failed(void *opaque, const char *reason)
+{
+    struct stomp_subscription *sub = opaque;
+    struct stomp_connection *connection = sub->connection;
+    if (connection->state == STOMP_STATE_CLOSING)
+        return;
+    struct stomp_error error;
+    char message[256];
+    snprintf(message, sizeof(message), "subscription %.40s to %.60s failed: %.100s", sub->id,
+             sub->destination_text, reason ? reason : "Kafka error");
+    stomp_fail(&error, STOMP_KIND_KAFKA, message,
+               "The subscription %s to %s cannot go on: %s. Unacknowledged messages will be "
+               "redelivered. Reconnect and subscribe again.",
+               sub->id, sub->destination_text, reason ? reason : "Kafka error");
+    stomp_send_error(connection, &error, sub->receipt);
+}
+
+static const struct core_subscription_handlers stomp_subscription_handlers = {
+    .deliver = stomp_subscription_deliver,
+    .ready = stomp_subscription_ready,
+    .failed = stomp_subscription_failed,
+};
+
+/* ---- SUBSCRIBE ---------------------------------------------------------------------- */
+
+/* A decimal number 0..UINT32_MAX. */
+static int stomp_parse_count(const char *text, uint32_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    uint64_t value = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        value = value * 10 + (uint64_t)(*p - '0');
+        if (value > UINT32_MAX)
+            return -1;
+    }
+    *out = (uint32_t)value;
+    return 0;
+}
+
+int stomp_handle_subscribe(struct stomp_connection *connection, const struct stomp_frame *frame,
+                           struct stomp_error *error)
+{
+    const struct config *config = stomp_adapter_config(connection->adapter);
+    char message[256];
+
+    const char *destination_text = stomp_frame_header_value(frame, "destination");
+    if (!destination_text || !destination_text[0])
+        return stomp_fail(error, STOMP_KIND_INVALID, "SUBSCRIBE has no destination",
+                          "Every SUBSCRIBE needs a destination header, e.g. "
+                          "destination:/queue/orders or destination:/topic/prices.");
+    const char *id = stomp_frame_header_value(frame, "id");
+    if (!id || !id[0]) {
+        if (connection->version != STOMP_VERSION_1_0)
+            return stomp_fail(error, STOMP_KIND_INVALID, "SUBSCRIBE has no id",
+                              "STOMP %s requires an id header on SUBSCRIBE; MESSAGE frames "
+                              "name it in their subscription header and UNSUBSCRIBE uses it.",
+                              stomp_version_name(connection->version));
+        id = destination_text;
+    }
+    if (stomp_connection_find_subscription(connection, id)) {
+        snprintf(message, sizeof(message), "duplicate subscription id '%s'", id);
+        return stomp_fail(error, STOMP_KIND_INVALID, message,
+                          "This connection already has a subscription with id '%s'. Use a "
+                          "different id, or UNSUBSCRIBE it first.",
+                          id);
+    }
+    if (connection->subscription_count >= STOMP_MAX_SUBSCRIPTIONS)
+        return stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
+                          "A connection may hold at most %d subscriptions.",
+                          STOMP_MAX_SUBSCRIPTIONS);
+
+    enum stomp_ack_mode ack_mode = STOMP_ACK_AUTO;
+    const char *ack = stomp_frame_header_value(frame, "ack");
+    if (!ack || strcmp(ack, "auto") == 0) {
+        ack_mode = STOMP_ACK_AUTO;
+    } else if (strcmp(ack, "client") == 0) {
+        ack_mode = STOMP_ACK_CLIENT;
+    } else if (strcmp(ack, "client-individual") == 0) {
+        ack_mode = STOMP_ACK_CLIENT_INDIVIDUAL;
+    } else {
+        snprintf(message, sizeof(message), "invalid ack mode '%s'", ack);
+        return stomp_fail(error, STOMP_KIND_INVALID, message,
+                          "The ack header of SUBSCRIBE must be auto, client or "
+                          "client-individual; got '%s'.",
+                          ack);
+    }
+
+    if (stomp_frame_header(frame, "selector"))
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "selectors are not supported yet",
+                          "kbridge does not support message selectors yet: subscribe without "
+                          "the selector header and filter in the client.");
+
+    uint32_t max_prefetch = config->queues.max_in_flight ? config->queues.max_in_flight : 1;
+    uint32_t prefetch = STOMP_DEFAULT_PREFETCH;
+    const char *prefetch_name = "activemq.prefetchSize";
+    const char *prefetch_text = stomp_frame_header_value(frame, prefetch_name);
+    if (!prefetch_text) {
+        prefetch_name = "prefetch-count";
+        prefetch_text = stomp_frame_header_value(frame, prefetch_name);
+    }
+    if (prefetch_text && stomp_parse_count(prefetch_text, &prefetch) < 0) {
+        snprintf(message, sizeof(message), "invalid %s '%s'", prefetch_name, prefetch_text);
+        return stomp_fail(error, STOMP_KIND_INVALID, message,
+                          "%s must be a whole number of messages (0 means as many as the server "
+                          "allows, %u); got '%s'.",
+                          prefetch_name, max_prefetch, prefetch_text);
+    }
+    if (prefetch == 0 || prefetch > max_prefetch)
+        prefetch = max_prefetch;
+
+    struct destination destination;
+    char reason[256] = "";
+    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
+        return stomp_fail(error, STOMP_KIND_INVALID, reason,
+                          "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
+                          "/exchange/amq.topic/NAME; topic names may use the wildcard words * "
+                          "(one word) and # (any number of words).",
+                          reason);
+    if (destination.kind == DESTINATION_TEMP_QUEUE || destination.kind == DESTINATION_REPLY_QUEUE) {
+        snprintf(message, sizeof(message), "subscribing to /%s is not supported yet",
+                 destination_kind_name(destination.kind));
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, message,
+                          "%s is a request-reply destination; request-reply comes in a later "
+                          "version of kbridge.",
+                          destination_text);
+    }
+
+    /* Durable topic subscription: ActiveMQ, Artemis, RabbitMQ spellings. */
+    const char *durable_name = stomp_frame_header_value(frame, "activemq.subscriptionName");
+    if (!durable_name)
+        durable_name = stomp_frame_header_value(frame, "durable-subscription-name");
+    if (!durable_name) {
+        const char *durable = stomp_frame_header_value(frame, "durable");
+        if (!durable)
+            durable = stomp_frame_header_value(frame, "persistent");
+        if (durable && strcmp(durable, "true") == 0)
+            durable_name = id;
+    }
+    if (durable_name && !durable_name[0])
+        durable_name = NULL;
+    if (destination.kind != DESTINATION_TOPIC)
+        durable_name = NULL; /* queues are durable anyway */
+    if (durable_name && !connection->client_id)
+        return stomp_fail(error, STOMP_KIND_INVALID, "durable subscription needs client-id",
+                          "A durable subscription ('%s' to %s) is identified by the "
+                          "connection's client-id and the subscription name: send a client-id "
+                          "header on CONNECT.",
+                          durable_name, destination_text);
+
+    struct stomp_subscription *sub = calloc(1, sizeof(*sub));
+    const char *receipt = stomp_frame_header_value(frame, "receipt");
+    if (!sub || !(sub->id = strdup(id)) || !(sub->destination_text = strdup(destination_text)) ||
+        (receipt && !(sub->receipt = strdup(receipt)))) {
+        if (sub) {
+            free(sub->id);
+            free(sub->destination_text);
+            free(sub);
+        }
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not create the subscription.");
+    }
+    sub->connection = connection;
+    sub->destination = destination;
+    sub->seq = ++connection->next_subscription_seq;
+    sub->ack_mode = ack_mode;
+    sub->settles = destination.kind != DESTINATION_TOPIC || durable_name != NULL;
+    /* Linked before core_subscribe: ready/deliver may come before it returns. */
+    sub->prev = NULL;
+    sub->next = connection->subscriptions;
+    if (connection->subscriptions)
+        connection->subscriptions->prev = sub;
+    connection->subscriptions = sub;
+    connection->subscription_count++;
+
+    struct core_subscribe_options options = {
+        .auto_accept = ack_mode == STOMP_ACK_AUTO,
+        .credit = prefetch,
+        .durable_name = durable_name,
+    };
+    int code = CORE_ERR_INTERNAL;
+    char err[256] = "";
+    struct core_subscription *core =
+        core_subscribe(connection->session, &destination, &options, &stomp_subscription_handlers,
+                       sub, &code, err, sizeof(err));
+    if (!core) {
+        stomp_subscription_remove(sub); /* no core side yet: only unlinks and frees */
+        const char *why = err[0] ? err : "refused";
+        switch (code) {
+        case CORE_ERR_ACCESS:
+            snprintf(message, sizeof(message), "not allowed to consume from %s",
+                     destination_text);
+            return stomp_fail(error, STOMP_KIND_ACL, message,
+                              "This user may not consume from %s (%s). The consume ACL of the "
+                              "user in kbridged's auth.users lists the destinations allowed.",
+                              destination_text, why);
+        case CORE_ERR_INVALID:
+        case CORE_ERR_UNSUPPORTED:
+            return stomp_fail(error, stomp_kind_from_core(code), why,
+                              "The subscription to %s was refused: %s.", destination_text, why);
+        default:
+            snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s", destination_text,
+                     why);
+            return stomp_fail(error, stomp_kind_from_core(code), message,
+                              "The subscription to %s could not be created: %s. Try again "
+                              "later.",
+                              destination_text, why);
+        }
+    }
+    sub->core = core;
+    if (connection->deliveries_blocked && !sub->blocked) {
+        sub->blocked = true;
+        core_subscription_block(core, true);
+    }
+    log_debug("stomp", "%s: subscribed %s to %s (ack %s, prefetch %u%s%s)", connection->peer,
+              sub->id, destination_text, ack ? ack : "auto", prefetch,
+              durable_name ? ", durable " : "", durable_name ? durable_name : "");
+    /* The RECEIPT comes from ready (maybe it already did). */
+    return receipt ? STOMP_PENDING : STOMP_OK;
+}

@@ -1,0 +1,36 @@
+/* stomp_handle_unsubscribe.c -- UNSUBSCRIBE: end one subscription by id
+ * (1.0 may name the destination instead). Its unacknowledged deliveries are
+ * released for redelivery by the core. A durable subscription is detached,
+ * not deleted: it keeps its place and resumes on the next SUBSCRIBE with the
+ * same client-id and name. */
+#include <stdio.h>
+
+#include "log.h"
+#include "stomp_handlers.h"
+
+int stomp_handle_unsubscribe(struct stomp_connection *connection, const struct stomp_frame *frame,
+                             struct stomp_error *error)
+{
+    char message[256];
+    const char *id = stomp_frame_header_value(frame, "id");
+    if (!id || !id[0]) {
+        /* 1.0 subscriptions without id are named after their destination. */
+        if (connection->version == STOMP_VERSION_1_0)
+            id = stomp_frame_header_value(frame, "destination");
+        if (!id || !id[0])
+            return stomp_fail(error, STOMP_KIND_INVALID, "UNSUBSCRIBE has no id",
+                              "UNSUBSCRIBE needs the id header of the SUBSCRIBE it ends.");
+    }
+    struct stomp_subscription *sub = stomp_connection_find_subscription(connection, id);
+    if (!sub) {
+        snprintf(message, sizeof(message), "no subscription with id '%s'", id);
+        return stomp_fail(error, STOMP_KIND_INVALID, message,
+                          "This connection has no subscription with id '%s' (it may have been "
+                          "unsubscribed already).",
+                          id);
+    }
+    log_debug("stomp", "%s: unsubscribed %s from %s (%zu unacknowledged released)",
+              connection->peer, sub->id, sub->destination_text, sub->unacked_count);
+    stomp_subscription_remove(sub);
+    return STOMP_OK;
+}

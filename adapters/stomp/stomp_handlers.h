@@ -1,0 +1,70 @@
+/* stomp_handlers.h -- the command handlers (one file per STOMP command) and
+ * the dispatcher that calls them (stomp_dispatch.c).
+ *
+ * Handler shape: guard state -> header checks -> work. A handler never writes
+ * an ERROR frame itself: it fills a struct stomp_error with stomp_fail() and
+ * returns its negative code; the dispatcher (or, for asynchronous failures,
+ * stomp_send_error) turns it into the ERROR frame, the metric and the log
+ * line, and closes the connection, in one place. */
+#ifndef KBRIDGE_STOMP_HANDLERS_H
+#define KBRIDGE_STOMP_HANDLERS_H
+
+#include "stomp_adapter.h"
+#include "stomp_connection.h"
+#include "stomp_frame.h"
+
+/* What a handler returns. */
+enum stomp_result {
+    STOMP_OK = 0,      /* done; the dispatcher sends the RECEIPT if one was asked for */
+    STOMP_PENDING = 1, /* done so far; the handler's callback sends the RECEIPT later */
+    STOMP_RETRY = 2,   /* SEND only: Kafka's queue is full, keep the frame and retry it */
+    STOMP_FAILED = -1, /* *error is filled: send ERROR, close */
+};
+
+/* Why a frame failed: becomes one ERROR frame. */
+struct stomp_error {
+    enum stomp_error_kind kind;
+    char message[256];   /* `message` header: short, one line */
+    char detail[1024];   /* body: what was wrong and what to do */
+    const char *version; /* extra `version` header (failed negotiation), or NULL */
+};
+
+/* Fill *error (message is a plain string; detail a printf format) and return
+ * STOMP_FAILED, so that handlers can `return stomp_fail(...)`. */
+int stomp_fail(struct stomp_error *error, enum stomp_error_kind kind, const char *message,
+               const char *detail_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The error kind for a core error code (CORE_ERR_*). */
+enum stomp_error_kind stomp_kind_from_core(int core_error);
+
+/* Send `error` as an ERROR frame (with receipt-id when not NULL), count it,
+ * log it at info and close the connection. Used by the dispatcher and by
+ * asynchronous paths (publish failure, heart-beat timeout, failed
+ * subscription, parse errors, refused connections). */
+void stomp_send_error(struct stomp_connection *connection, const struct stomp_error *error,
+                      const char *receipt_id);
+
+/* Run one parsed frame. Takes ownership of `frame` (frees it, or keeps it as
+ * the connection's busy_frame when Kafka is busy). */
+void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *frame);
+
+/* ---- handlers: one file each ------------------------------------------------------ */
+
+int stomp_handle_connect(struct stomp_connection *connection, const struct stomp_frame *frame,
+                         struct stomp_error *error);
+int stomp_handle_send(struct stomp_connection *connection, const struct stomp_frame *frame,
+                      struct stomp_error *error);
+int stomp_handle_subscribe(struct stomp_connection *connection, const struct stomp_frame *frame,
+                           struct stomp_error *error);
+int stomp_handle_unsubscribe(struct stomp_connection *connection, const struct stomp_frame *frame,
+                             struct stomp_error *error);
+/* ACK and NACK. */
+int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_frame *frame,
+                     struct stomp_error *error);
+/* BEGIN, COMMIT, ABORT (refused until transactions land, DESIGN §8). */
+int stomp_handle_transaction(struct stomp_connection *connection, const struct stomp_frame *frame,
+                             struct stomp_error *error);
+int stomp_handle_disconnect(struct stomp_connection *connection, const struct stomp_frame *frame,
+                            struct stomp_error *error);
+
+#endif

@@ -1,0 +1,566 @@
+/* core.c -- the protocol-independent heart of kbridge: sessions,
+ * authentication and ACLs, the publish path (DESIGN §3–§4) and the routing
+ * of subscriptions to queues (queue.c) and topic readers (topic.c).
+ *
+ * Publish path: an adapter's message becomes one Kafka record (body verbatim,
+ * key from the message or the kafka-key / JMSXGroupID / group-id properties,
+ * one header per property, message-id generated when absent, user-id set to
+ * the authenticated user). The adapter's callback runs only from Kafka's
+ * delivery report: nothing is confirmed before Kafka has it. A session that
+ * closes first detaches its pending publishes so late reports go nowhere. */
+#include "core.h"
+
+#include <crypt.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core_internal.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+
+#define CORE_MAX_PROPERTIES_EXTRA 2 /* message-id, user-id */
+
+struct core_publish_pending {
+    struct core_publish_pending *next;
+    struct core_publish_pending *prev;
+    struct core_session *session; /* NULL once the session closed */
+    struct destination_stats *stats;
+    core_publish_fn done;
+    void *opaque;
+};
+
+/* ---- stats ------------------------------------------------------------------ */
+
+struct destination_stats *core_stats(struct core *core, enum destination_kind kind,
+                                     const char *name)
+{
+    char key[sizeof(((struct destination_stats *)0)->key)];
+    snprintf(key, sizeof(key), "%s:%s", destination_kind_name(kind), name);
+    for (struct destination_stats *s = core->stats; s; s = s->next)
+        if (strcmp(s->key, key) == 0)
+            return s;
+    struct destination_stats *stats = calloc(1, sizeof(*stats));
+    if (!stats)
+        return NULL;
+    memcpy(stats->key, key, sizeof(key));
+    char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
+    char labels[sizeof(kind_label) + sizeof(name_label) + 2];
+    if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
+        metrics_label(name_label, sizeof(name_label), "destination", name) < 0) {
+        free(stats);
+        return NULL;
+    }
+    snprintf(labels, sizeof(labels), "%s,%s", kind_label, name_label);
+    struct metrics *m = core->metrics;
+    stats->published = metrics_counter(m, "kbridge_destination_published_total",
+                                       "Messages confirmed by Kafka, per destination.", labels);
+    stats->delivered = metrics_counter(m, "kbridge_destination_delivered_total",
+                                       "Deliveries to subscribers (first and repeated).", labels);
+    stats->acked = metrics_counter(m, "kbridge_destination_acked_total",
+                                   "Deliveries acknowledged (accepted).", labels);
+    stats->nacked = metrics_counter(m, "kbridge_destination_nacked_total",
+                                    "Deliveries negatively acknowledged (released or rejected).",
+                                    labels);
+    stats->redelivered = metrics_counter(m, "kbridge_destination_redelivered_total",
+                                         "Deliveries of a message delivered before.", labels);
+    stats->dead_lettered =
+        metrics_counter(m, "kbridge_destination_dead_lettered_total",
+                        "Messages confirmed in the dead-letter topic.", labels);
+    stats->in_flight = metrics_gauge(m, "kbridge_destination_in_flight",
+                                     "Messages buffered on this node (available + unacked).",
+                                     labels);
+    stats->consumers = metrics_gauge(m, "kbridge_destination_consumers",
+                                     "Subscribers on this node.", labels);
+    stats->paused_partitions = metrics_gauge(m, "kbridge_destination_paused_partitions",
+                                             "Partitions paused because in-flight hit max_in_flight.",
+                                             labels);
+    if (!stats->published || !stats->delivered || !stats->acked || !stats->nacked ||
+        !stats->redelivered || !stats->dead_lettered || !stats->in_flight || !stats->consumers ||
+        !stats->paused_partitions) {
+        free(stats);
+        return NULL;
+    }
+    stats->next = core->stats;
+    core->stats = stats;
+    return stats;
+}
+
+/* ---- the core ------------------------------------------------------------------ */
+
+struct core *core_new(struct event_base *base, struct config *const *config, struct kafka *kafka,
+                      struct metrics *metrics, char *err, size_t err_size)
+{
+    struct core *core = calloc(1, sizeof(*core));
+    if (!core) {
+        snprintf(err, err_size, "core: out of memory");
+        return NULL;
+    }
+    core->base = base;
+    core->config = config;
+    core->kafka = kafka;
+    core->metrics = metrics;
+    core->late_settles = metrics_counter(
+        metrics, "kbridge_late_settles_total",
+        "Acks/nacks for deliveries this node no longer owns (partition moved, already settled).",
+        NULL);
+    core->auth_failures = metrics_counter(metrics, "kbridge_auth_failures_total",
+                                          "Failed client authentications.", NULL);
+    if (!core->late_settles || !core->auth_failures) {
+        snprintf(err, err_size, "core: out of memory");
+        free(core);
+        return NULL;
+    }
+    return core;
+}
+
+const struct config *core_config(const struct core *core) { return *core->config; }
+
+void core_reconfigure(struct core *core) { queue_reconfigure_all(core); }
+
+void core_drain(struct core *core) { core->draining = true; }
+
+void core_free(struct core *core)
+{
+    if (!core)
+        return;
+    while (core->sessions)
+        core_session_close(core->sessions);
+    queue_free_all(core);
+    topic_free_all(core);
+    /* metrics series stay with the registry, which the server frees */
+    while (core->stats) {
+        struct destination_stats *next = core->stats->next;
+        free(core->stats);
+        core->stats = next;
+    }
+    free(core);
+}
+
+/* ---- authentication and ACLs --------------------------------------------------- */
+
+static const struct config_user *core_user(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->auth.user_count; i++)
+        if (strcmp(config->auth.users[i].name, name) == 0)
+            return &config->auth.users[i];
+    return NULL;
+}
+
+int core_authenticate(struct core *core, const char *login, const char *passcode, char *user,
+                      size_t user_size, char *err, size_t err_size)
+{
+    const struct config *config = core_config(core);
+    if (!login || !*login) {
+        if (config->auth.anonymous) {
+            snprintf(user, user_size, "anonymous");
+            return CORE_OK;
+        }
+        (*core->auth_failures)++;
+        snprintf(err, err_size, "login required: anonymous access is disabled");
+        return CORE_ERR_ACCESS;
+    }
+    const struct config_user *entry = core_user(config, login);
+    struct crypt_data *data = calloc(1, sizeof(*data));
+    if (!data) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    /* hash even for unknown users, so timing does not tell which part was wrong */
+    const char *setting = entry ? entry->password_hash : "$6$kbridge$";
+    const char *hashed = crypt_r(passcode ? passcode : "", setting, data);
+    bool ok = entry && hashed && hashed[0] != '*' && strcmp(hashed, entry->password_hash) == 0;
+    free(data);
+    if (!ok) {
+        (*core->auth_failures)++;
+        snprintf(err, err_size, "bad login or passcode");
+        return CORE_ERR_ACCESS;
+    }
+    snprintf(user, user_size, "%s", login);
+    return CORE_OK;
+}
+
+static bool core_patterns_match(const struct config_pattern *patterns, size_t count,
+                                const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (regexec(&patterns[i].regex, name, 0, NULL, 0) == 0)
+            return true;
+    return false;
+}
+
+/* Anonymous sessions (only possible when auth.anonymous is on) may do everything. */
+static bool core_acl_allows(const struct core_session *session, bool publish, const char *name)
+{
+    if (session->anonymous)
+        return true;
+    const struct config_user *user = core_user(core_config(session->core), session->user);
+    if (!user)
+        return false; /* removed by a reload */
+    return publish ? core_patterns_match(user->publish, user->publish_count, name)
+                   : core_patterns_match(user->consume, user->consume_count, name);
+}
+
+/* ---- sessions -------------------------------------------------------------------- */
+
+struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,
+                                      const char *client_id, const char *peer)
+{
+    struct core_session *session = calloc(1, sizeof(*session));
+    if (!session)
+        return NULL;
+    session->core = core;
+    session->protocol = strdup(protocol);
+    session->user = strdup(user);
+    session->client_id = client_id && *client_id ? strdup(client_id) : NULL;
+    session->peer = strdup(peer ? peer : "-");
+    session->anonymous = strcmp(user, "anonymous") == 0 && core_config(core)->auth.anonymous &&
+                         !core_user(core_config(core), "anonymous");
+    if (!session->protocol || !session->user || !session->peer ||
+        (client_id && *client_id && !session->client_id)) {
+        free(session->protocol);
+        free(session->user);
+        free(session->client_id);
+        free(session->peer);
+        free(session);
+        return NULL;
+    }
+    session->next = core->sessions;
+    core->sessions = session;
+    return session;
+}
+
+uint32_t core_session_unconfirmed(const struct core_session *session)
+{
+    return session->unconfirmed;
+}
+
+void core_session_close(struct core_session *session)
+{
+    if (!session)
+        return;
+    struct core *core = session->core;
+    while (session->subscriptions)
+        core_unsubscribe(session->subscriptions);
+    for (struct core_publish_pending *p = session->pending; p; p = p->next)
+        p->session = NULL;
+    for (struct core_session **link = &core->sessions; *link; link = &(*link)->next) {
+        if (*link == session) {
+            *link = session->next;
+            break;
+        }
+    }
+    free(session->protocol);
+    free(session->user);
+    free(session->client_id);
+    free(session->peer);
+    free(session);
+}
+
+/* ---- publishing -------------------------------------------------------------------- */
+
+static void core_uuid(char out[37])
+{
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+        for (size_t i = 0; i < sizeof(bytes); i++)
+            bytes[i] = (unsigned char)random();
+    }
+    bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
+    bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+             bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
+             bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+}
+
+static void core_on_publish_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+{
+    struct core_publish_pending *pending = opaque;
+    struct core_session *session = pending->session;
+    if (session) {
+        session->unconfirmed--;
+        if (pending->prev)
+            pending->prev->next = pending->next;
+        else
+            session->pending = pending->next;
+        if (pending->next)
+            pending->next->prev = pending->prev;
+        if (!err && pending->stats)
+            (*pending->stats->published)++;
+        pending->done(pending->opaque, err ? CORE_ERR_UNAVAILABLE : CORE_OK,
+                      err ? kafka_error_name(err) : "");
+    }
+    free(pending);
+}
+
+static const struct core_property *core_find_property(const struct core_message *message,
+                                                      const char *name)
+{
+    for (size_t i = 0; i < message->property_count; i++)
+        if (strcmp(message->properties[i].name, name) == 0)
+            return &message->properties[i];
+    return NULL;
+}
+
+int core_publish(struct core_session *session, const struct destination *destination,
+                 const struct core_message *message, core_publish_fn done, void *opaque, char *err,
+                 size_t err_size)
+{
+    struct core *core = session->core;
+    const struct config *config = core_config(core);
+    char display[ADDRESS_NAME_MAX + 32];
+    address_format_stomp(destination, display, sizeof(display));
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
+        snprintf(err, err_size, "publishing to %s is not supported yet", display);
+        return CORE_ERR_UNSUPPORTED;
+    }
+    if (destination->wildcard) {
+        snprintf(err, err_size, "cannot publish to a wildcard destination (%s)", display);
+        return CORE_ERR_INVALID;
+    }
+    if (!core_acl_allows(session, true, destination->name)) {
+        snprintf(err, err_size, "user '%s' may not publish to %s", session->user, display);
+        return CORE_ERR_ACCESS;
+    }
+    if (message->body_len > config->limits.max_message_size) {
+        snprintf(err, err_size, "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
+                 message->body_len, (unsigned long long)config->limits.max_message_size);
+        return CORE_ERR_TOO_LARGE;
+    }
+    char topic[ADDRESS_NAME_MAX + 1];
+    if (address_kafka_topic(destination, config->kafka.topic_prefix, topic, sizeof(topic), err,
+                            err_size) < 0)
+        return CORE_ERR_INVALID;
+
+    size_t count = 0;
+    struct kafka_header *headers =
+        calloc(message->property_count + CORE_MAX_PROPERTIES_EXTRA, sizeof(*headers));
+    if (!headers) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    bool has_message_id = false;
+    for (size_t i = 0; i < message->property_count; i++) {
+        const struct core_property *p = &message->properties[i];
+        if (strcmp(p->name, "user-id") == 0)
+            continue; /* never trusted from the client */
+        if (strcmp(p->name, "message-id") == 0)
+            has_message_id = true;
+        headers[count++] = (struct kafka_header){p->name, p->value, p->value_len};
+    }
+    char uuid[37];
+    if (!has_message_id) {
+        core_uuid(uuid);
+        headers[count++] = (struct kafka_header){"message-id", uuid, 36};
+    }
+    if (!session->anonymous)
+        headers[count++] = (struct kafka_header){"user-id", session->user, strlen(session->user)};
+
+    const void *key = message->key;
+    size_t key_len = message->key_len;
+    if (!key) {
+        static const char *const key_names[] = {"kafka-key", "JMSXGroupID", "group-id"};
+        for (size_t i = 0; i < 3 && !key; i++) {
+            const struct core_property *p = core_find_property(message, key_names[i]);
+            if (p) {
+                key = p->value;
+                key_len = p->value_len;
+            }
+        }
+    }
+
+    struct core_publish_pending *pending = calloc(1, sizeof(*pending));
+    if (!pending) {
+        free(headers);
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->session = session;
+    pending->stats = core_stats(core, destination->kind == DESTINATION_TOPIC ? DESTINATION_TOPIC
+                                                                             : DESTINATION_QUEUE,
+                                destination->name);
+    pending->done = done;
+    pending->opaque = opaque;
+    int rc = kafka_produce(core->kafka, topic, -1, key, key_len, message->body, message->body_len,
+                           headers, count, core_on_publish_delivery, pending);
+    free(headers);
+    if (rc != KAFKA_OK) {
+        free(pending);
+        if (rc == KAFKA_ERR_QUEUE_FULL) {
+            snprintf(err, err_size, "Kafka producer queue is full; retry later");
+            return CORE_ERR_BUSY;
+        }
+        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
+                 kafka_error_name(rc));
+        return rc == KAFKA_ERR_MSG_SIZE_TOO_LARGE ? CORE_ERR_TOO_LARGE : CORE_ERR_UNAVAILABLE;
+    }
+    pending->next = session->pending;
+    if (session->pending)
+        session->pending->prev = pending;
+    session->pending = pending;
+    session->unconfirmed++;
+    return CORE_OK;
+}
+
+/* ---- deliveries -------------------------------------------------------------------- */
+
+void core_delivery_from_record(struct core_delivery *delivery, const struct core_subscription *sub,
+                               const struct kafka_record *record, uint64_t id,
+                               uint32_t delivery_count)
+{
+    const char *prefix = core_config(sub->session->core)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    delivery->id = id;
+    delivery->topic = record->topic;
+    delivery->name = strncmp(record->topic, prefix, prefix_len) == 0 ? record->topic + prefix_len
+                                                                      : record->topic;
+    delivery->kind = sub->destination.kind;
+    delivery->partition = record->partition;
+    delivery->offset = record->offset;
+    delivery->timestamp_ms = record->timestamp_ms;
+    delivery->key = record->key;
+    delivery->key_len = record->key_len;
+    delivery->body = record->value ? record->value : "";
+    delivery->body_len = record->value_len;
+    delivery->delivery_count = delivery_count;
+    delivery->record = record;
+}
+
+size_t core_delivery_header_count(const struct core_delivery *delivery)
+{
+    return kafka_record_header_count(delivery->record);
+}
+
+int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
+                         const void **value, size_t *value_len)
+{
+    return kafka_record_header(delivery->record, index, name, value, value_len);
+}
+
+/* ---- subscriptions ------------------------------------------------------------------ */
+
+static void core_on_ready_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct core_subscription *sub = arg;
+    if (sub->ready_sent)
+        return;
+    sub->ready_sent = true;
+    sub->handlers.ready(sub->opaque);
+}
+
+void core_subscription_schedule_ready(struct core_subscription *sub)
+{
+    if (!sub->ready_sent)
+        event_active(sub->ready_event, EV_TIMEOUT, 0);
+}
+
+struct core_subscription *core_subscribe(struct core_session *session,
+                                         const struct destination *destination,
+                                         const struct core_subscribe_options *options,
+                                         const struct core_subscription_handlers *handlers,
+                                         void *opaque, int *error_code, char *err,
+                                         size_t err_size)
+{
+    struct core *core = session->core;
+    char display[ADDRESS_NAME_MAX + 32];
+    address_format_stomp(destination, display, sizeof(display));
+    *error_code = CORE_OK;
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
+        snprintf(err, err_size, "subscribing to %s is not supported yet", display);
+        *error_code = CORE_ERR_UNSUPPORTED;
+        return NULL;
+    }
+    if (destination->kind == DESTINATION_QUEUE && options->durable_name) {
+        snprintf(err, err_size, "durable subscriptions are for topics; %s is a queue", display);
+        *error_code = CORE_ERR_INVALID;
+        return NULL;
+    }
+    if (options->durable_name && !session->client_id) {
+        snprintf(err, err_size,
+                 "a durable subscription needs a client-id on CONNECT (it names the subscription "
+                 "together with the subscription name)");
+        *error_code = CORE_ERR_INVALID;
+        return NULL;
+    }
+    if (!core_acl_allows(session, false, destination->name)) {
+        snprintf(err, err_size, "user '%s' may not consume from %s", session->user, display);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    struct core_subscription *sub = calloc(1, sizeof(*sub));
+    if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
+        (options->durable_name && !(sub->durable_name = strdup(options->durable_name)))) {
+        if (sub && sub->ready_event)
+            event_free(sub->ready_event);
+        free(sub);
+        snprintf(err, err_size, "out of memory");
+        *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    sub->session = session;
+    sub->destination = *destination;
+    sub->options = *options;
+    sub->options.durable_name = sub->durable_name;
+    if (sub->options.credit == 0)
+        sub->options.credit = 1;
+    sub->handlers = *handlers;
+    sub->opaque = opaque;
+    int rc = destination->kind == DESTINATION_QUEUE || sub->durable_name
+                 ? queue_attach(core, sub, err, err_size)
+                 : topic_attach(core, sub, err, err_size);
+    if (rc != CORE_OK) {
+        event_free(sub->ready_event);
+        free(sub->durable_name);
+        free(sub);
+        *error_code = rc;
+        return NULL;
+    }
+    sub->next = session->subscriptions;
+    session->subscriptions = sub;
+    return sub;
+}
+
+void core_subscription_block(struct core_subscription *sub, bool blocked)
+{
+    if (sub->blocked == blocked)
+        return;
+    sub->blocked = blocked;
+    if (sub->queue)
+        queue_block(sub, blocked);
+    else
+        topic_block(sub, blocked);
+}
+
+int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
+                const char *reason)
+{
+    if (!sub->queue)
+        return CORE_OK; /* non-durable topic deliveries need no settlement */
+    int rc = queue_settle(sub, id, outcome, reason);
+    if (rc != CORE_OK)
+        (*sub->session->core->late_settles)++;
+    return rc;
+}
+
+void core_unsubscribe(struct core_subscription *sub)
+{
+    struct core_session *session = sub->session;
+    for (struct core_subscription **link = &session->subscriptions; *link; link = &(*link)->next) {
+        if (*link == sub) {
+            *link = sub->next;
+            break;
+        }
+    }
+    if (sub->queue)
+        queue_detach(sub);
+    else if (sub->reader)
+        topic_detach(sub);
+    event_free(sub->ready_event);
+    free(sub->durable_name);
+    free(sub);
+}

@@ -1,0 +1,165 @@
+/* core.h -- what protocol adapters call (DESIGN §1): authenticate, publish,
+ * subscribe, settle, unsubscribe; and what the core calls back (deliver,
+ * ready, failed). The core maps destinations to Kafka topics, queues to
+ * consumer groups (queue.c) and topic subscriptions to readers (topic.c).
+ * It never sees a STOMP frame or a proton object; adapters never see
+ * librdkafka. Everything runs on the loop thread.
+ *
+ * Ownership: a core_session belongs to one client connection; its
+ * subscriptions belong to it and are released when it closes. Pointers in a
+ * core_delivery are valid only during the deliver callback. */
+#ifndef KBRIDGE_CORE_H
+#define KBRIDGE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "address.h"
+#include "queue_state.h"
+
+struct config;
+struct event_base;
+struct kafka;
+struct metrics;
+struct core;
+struct core_session;
+struct core_subscription;
+
+/* Result codes of core calls (besides 0). Adapters map them to protocol errors. */
+enum core_error {
+    CORE_OK = 0,
+    CORE_ERR_ACCESS = -1,       /* ACL or authentication refused */
+    CORE_ERR_INVALID = -2,      /* bad destination, header or value */
+    CORE_ERR_TOO_LARGE = -3,    /* body over limits.max_message_size */
+    CORE_ERR_BUSY = -4,         /* Kafka producer queue full: back off, retry */
+    CORE_ERR_UNAVAILABLE = -5,  /* Kafka not ready or failed */
+    CORE_ERR_UNSUPPORTED = -6,  /* a feature that is not built yet */
+    CORE_ERR_INTERNAL = -7,     /* out of memory and the like */
+};
+
+/* ---- the core ------------------------------------------------------------ */
+
+/* Create the core on top of the Kafka layer. `config` points at the server's
+ * current-config pointer so reloads are seen. NULL with err on failure. */
+struct core *core_new(struct event_base *base, struct config *const *config, struct kafka *kafka,
+                      struct metrics *metrics, char *err, size_t err_size);
+/* Free; every session must be closed first. NULL is fine. */
+void core_free(struct core *core);
+/* Apply a reloaded config (limits, queue settings). */
+void core_reconfigure(struct core *core);
+/* Drain: stop dispatching new deliveries. */
+void core_drain(struct core *core);
+/* The config in force. */
+const struct config *core_config(const struct core *core);
+
+/* ---- sessions ------------------------------------------------------------- */
+
+/* Check credentials against auth.users (crypt(3) hashes) or allow anonymous
+ * when auth.anonymous is on and login is NULL/empty. On success writes the
+ * user name ("anonymous" for anonymous) into user. CORE_OK or CORE_ERR_ACCESS
+ * with a reason in err that never reveals which part was wrong. */
+int core_authenticate(struct core *core, const char *login, const char *passcode, char *user,
+                      size_t user_size, char *err, size_t err_size);
+
+/* A client connection's context: `user` (authenticated), `client_id` (may be
+ * NULL), `protocol` ("stomp"), `peer` ("127.0.0.1:5555"). NULL on failure. */
+struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,
+                                      const char *client_id, const char *peer);
+/* Close: unsubscribes everything (unsettled deliveries are released for
+ * redelivery) and forgets pending publish callbacks (they will not be called).
+ * NULL is fine. */
+void core_session_close(struct core_session *session);
+/* Publishes of this session handed to Kafka and not yet confirmed. */
+uint32_t core_session_unconfirmed(const struct core_session *session);
+
+/* ---- publishing ------------------------------------------------------------ */
+
+/* One Kafka header / message property, as UTF-8 text (value not NUL-terminated). */
+struct core_property {
+    const char *name;
+    const char *value;
+    size_t value_len;
+};
+
+struct core_message {
+    const void *key; /* NULL: taken from kafka-key, JMSXGroupID or group-id properties, else none */
+    size_t key_len;
+    const void *body;
+    size_t body_len;
+    const struct core_property *properties; /* user headers and the standard names of DESIGN §3 */
+    size_t property_count;
+};
+
+/* Called once Kafka confirmed (err == CORE_OK) or refused the record; reason
+ * names the Kafka error. Never called after core_session_close. */
+typedef void (*core_publish_fn)(void *opaque, int err, const char *reason);
+
+/* Publish to `destination`: checks the ACL, size and names, adds message-id
+ * (UUID) when absent and user-id (the session's user, replacing any the client
+ * sent), and produces to Kafka. CORE_OK: `done` will be called exactly once.
+ * Otherwise `done` is never called and err says why. */
+int core_publish(struct core_session *session, const struct destination *destination,
+                 const struct core_message *message, core_publish_fn done, void *opaque, char *err,
+                 size_t err_size);
+
+/* ---- subscribing ------------------------------------------------------------ */
+
+struct core_subscribe_options {
+    bool auto_accept;          /* settle on send (STOMP ack:auto) */
+    uint32_t credit;           /* max unsettled deliveries (prefetch), >= 1 */
+    const char *durable_name;  /* topic only: durable subscription name (needs client_id) */
+};
+
+/* A message for a subscriber. Pointers valid only during the callback. */
+struct core_delivery {
+    uint64_t id;                /* settle with this; 0 when nothing to settle (non-durable topic) */
+    const char *topic;          /* Kafka topic (without prefix removed) */
+    const char *name;           /* destination name (topic prefix removed) */
+    enum destination_kind kind; /* of the subscription */
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const void *key;
+    size_t key_len;
+    const void *body;
+    size_t body_len;
+    uint32_t delivery_count; /* 1 on first delivery */
+    const void *record;      /* private */
+};
+
+/* Headers of a delivery, in record order, kbridge-internal ones included
+ * (adapters skip "kbridge-amqp-*" etc. as DESIGN §3 says). */
+size_t core_delivery_header_count(const struct core_delivery *delivery);
+int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
+                         const void **value, size_t *value_len);
+
+struct core_subscription_handlers {
+    /* A message; the subscriber had credit and was not blocked. */
+    void (*deliver)(void *opaque, const struct core_delivery *delivery);
+    /* The subscription is positioned: from now on nothing published is missed
+     * (send the SUBSCRIBE receipt now). Called once, maybe before core_subscribe returns. */
+    void (*ready)(void *opaque);
+    /* The subscription cannot go on (reason). The adapter tells the client and
+     * calls core_unsubscribe. */
+    void (*failed)(void *opaque, const char *reason);
+};
+
+/* Subscribe the session to a queue or topic. NULL with err (and *error_code)
+ * when refused: ACL, bad destination, durable without client-id. */
+struct core_subscription *core_subscribe(struct core_session *session,
+                                         const struct destination *destination,
+                                         const struct core_subscribe_options *options,
+                                         const struct core_subscription_handlers *handlers,
+                                         void *opaque, int *error_code, char *err,
+                                         size_t err_size);
+/* Stop / resume deliveries (the client's connection is backed up). */
+void core_subscription_block(struct core_subscription *subscription, bool blocked);
+/* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown
+ * (already settled, or its partition moved to another node: counted). */
+int core_settle(struct core_subscription *subscription, uint64_t id, enum queue_outcome outcome,
+                const char *reason);
+/* End a subscription; its unsettled deliveries are released. */
+void core_unsubscribe(struct core_subscription *subscription);
+
+#endif

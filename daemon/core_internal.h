@@ -1,0 +1,123 @@
+/* core_internal.h -- structures shared by core.c, queue.c and topic.c; not
+ * for adapters (they use core.h). */
+#ifndef KBRIDGE_CORE_INTERNAL_H
+#define KBRIDGE_CORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core.h"
+
+struct event;
+struct kafka_record;
+struct queue;
+struct topic_reader;
+
+/* Per-destination counters for /metrics (DESIGN: published, delivered, acked,
+ * nacked, redelivered, dead-lettered, in-flight, consumers, paused partitions). */
+struct destination_stats {
+    struct destination_stats *next;
+    char key[ADDRESS_NAME_MAX + 16]; /* "queue:orders" */
+    uint64_t *published;
+    uint64_t *delivered;
+    uint64_t *acked;
+    uint64_t *nacked;
+    uint64_t *redelivered;
+    uint64_t *dead_lettered;
+    double *in_flight;
+    double *consumers;
+    double *paused_partitions;
+};
+
+struct core {
+    struct event_base *base;
+    struct config *const *config;
+    struct kafka *kafka;
+    struct metrics *metrics;
+    struct core_session *sessions;
+    struct queue *queues;
+    struct topic_reader *readers;
+    struct destination_stats *stats;
+    bool draining;
+    uint64_t *late_settles;
+    uint64_t *auth_failures;
+};
+
+struct core_session {
+    struct core_session *next;
+    struct core *core;
+    char *protocol;
+    char *user;
+    char *client_id;
+    char *peer;
+    bool anonymous;
+    uint32_t unconfirmed;
+    struct core_publish_pending *pending; /* publishes awaiting Kafka */
+    struct core_subscription *subscriptions;
+};
+
+/* One subscriber of a queue (or durable subscription) or of a topic reader. */
+struct core_subscription {
+    struct core_subscription *next;       /* in the session */
+    struct core_subscription *peer_next;  /* in the queue's / reader's list */
+    struct core_session *session;
+    struct destination destination;
+    struct core_subscribe_options options;
+    char *durable_name;
+    struct core_subscription_handlers handlers;
+    void *opaque;
+    struct queue *queue;          /* queue or durable subscription */
+    struct topic_reader *reader;  /* non-durable topic */
+    struct event *ready_event;    /* deferred ready callback */
+    bool blocked;
+    bool ready_sent;
+    /* non-durable topic: bounded backlog of shared records */
+    struct shared_record **backlog;
+    uint32_t backlog_head;
+    uint32_t backlog_count;
+    uint32_t backlog_capacity;
+    uint64_t dropped;
+};
+
+/* A fetched record shared by the subscribers of a topic reader. */
+struct shared_record {
+    struct kafka_record *record;
+    uint32_t refs;
+};
+
+/* Stats for a destination, created on first use. NULL on allocation failure. */
+struct destination_stats *core_stats(struct core *core, enum destination_kind kind,
+                                     const char *name);
+
+/* Fill a core_delivery from a record. */
+void core_delivery_from_record(struct core_delivery *delivery, const struct core_subscription *sub,
+                               const struct kafka_record *record, uint64_t id,
+                               uint32_t delivery_count);
+
+/* Schedule the subscription's ready callback on the next loop turn. */
+void core_subscription_schedule_ready(struct core_subscription *sub);
+
+/* ---- queue.c ------------------------------------------------------------- */
+
+/* Attach a subscriber to the queue (or durable subscription) for sub; creates
+ * the queue and its consumer group on first use. 0 or a core_error with err. */
+int queue_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size);
+/* Detach: releases the subscriber's unsettled deliveries; the queue leaves its
+ * group after a short linger when no subscriber is left. */
+void queue_detach(struct core_subscription *sub);
+int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
+                 const char *reason);
+void queue_block(struct core_subscription *sub, bool blocked);
+/* Apply reloaded limits to every queue. */
+void queue_reconfigure_all(struct core *core);
+/* Close every queue (shutdown). */
+void queue_free_all(struct core *core);
+
+/* ---- topic.c ------------------------------------------------------------- */
+
+int topic_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size);
+void topic_detach(struct core_subscription *sub);
+void topic_block(struct core_subscription *sub, bool blocked);
+void topic_free_all(struct core *core);
+
+#endif

@@ -1,0 +1,579 @@
+/* queue.c -- queues and durable subscriptions on Kafka consumer groups
+ * (DESIGN §5, §6): one consumer per queue per node, joined only while the
+ * node has a local subscriber, its records kept in a queue_state that hands
+ * them out to subscribers with credit, dead-letters them, and reports the
+ * offsets that may be committed.
+ *
+ *   queue NAME                    group kbridge.q.NAME, topic PREFIX+NAME, from earliest
+ *   durable subscription D of C   group kbridge.sub.C.D, topic (or regex), from latest
+ *
+ * Partitions are numbered locally (queue_state works on int32 partition ids,
+ * a durable wildcard subscription spans several topics): `partitions` maps a
+ * local index to (topic, partition). A queue without subscribers lingers
+ * QUEUE_LINGER_MS, then closes its consumer (which commits the stored offsets
+ * and leaves the group) and frees its buffered records. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "core_internal.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+
+#define QUEUE_LINGER_MS 2000
+#define QUEUE_EXPIRE_CHECK_MS 1000
+
+struct queue_partition {
+    char *topic;
+    int32_t partition;
+    bool assigned;
+    bool paused;
+};
+
+struct queue_dead_letter {
+    struct queue_dead_letter *next;
+    struct queue_dead_letter *prev;
+    struct queue *queue; /* NULL once the queue is gone */
+    queue_delivery_id id;
+};
+
+struct queue {
+    struct queue *next;
+    struct core *core;
+    enum destination_kind kind;
+    char name[ADDRESS_NAME_MAX + 1];
+    char *group_id;
+    char *subscription; /* Kafka topic or ^regex */
+    char *dead_letter_topic;
+    struct kafka_consumer *consumer;
+    struct queue_state *state;
+    struct core_subscription *subscribers;
+    size_t subscriber_count;
+    struct queue_partition *partitions;
+    size_t partition_count;
+    size_t partition_capacity;
+    bool assigned_once;
+    bool paused;
+    struct queue_dead_letter *dead_letters;
+    struct event *linger_timer;
+    struct event *expire_timer;
+    struct destination_stats *stats;
+};
+
+static const struct config *queue_config(const struct queue *queue)
+{
+    return core_config(queue->core);
+}
+
+static void queue_update_gauges(struct queue *queue)
+{
+    if (!queue->stats)
+        return;
+    struct queue_state_stats stats;
+    queue_state_stats(queue->state, &stats);
+    *queue->stats->in_flight = (double)(stats.available + stats.acquired + stats.dead_lettering);
+    *queue->stats->consumers = (double)queue->subscriber_count;
+    size_t paused = 0;
+    for (size_t i = 0; i < queue->partition_count; i++)
+        paused += queue->partitions[i].assigned && queue->partitions[i].paused;
+    *queue->stats->paused_partitions = (double)paused;
+}
+
+/* ---- partitions ----------------------------------------------------------- */
+
+static int32_t queue_partition_index(struct queue *queue, const char *topic, int32_t partition,
+                                     bool create)
+{
+    for (size_t i = 0; i < queue->partition_count; i++)
+        if (queue->partitions[i].partition == partition &&
+            strcmp(queue->partitions[i].topic, topic) == 0)
+            return (int32_t)i;
+    if (!create)
+        return -1;
+    if (queue->partition_count == queue->partition_capacity) {
+        size_t capacity = queue->partition_capacity ? queue->partition_capacity * 2 : 8;
+        struct queue_partition *grown =
+            realloc(queue->partitions, capacity * sizeof(*queue->partitions));
+        if (!grown)
+            return -1;
+        queue->partitions = grown;
+        queue->partition_capacity = capacity;
+    }
+    char *copy = strdup(topic);
+    if (!copy)
+        return -1;
+    queue->partitions[queue->partition_count] =
+        (struct queue_partition){.topic = copy, .partition = partition};
+    return (int32_t)queue->partition_count++;
+}
+
+static void queue_pause_partition(struct queue *queue, struct queue_partition *p, bool pause)
+{
+    if (p->paused == pause)
+        return;
+    int rc = pause ? kafka_consumer_pause(queue->consumer, p->topic, p->partition)
+                   : kafka_consumer_resume(queue->consumer, p->topic, p->partition);
+    if (rc != 0)
+        log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id,
+                 pause ? "pause" : "resume", p->topic, p->partition, kafka_error_name(rc));
+    else
+        p->paused = pause;
+}
+
+/* ---- queue_state callbacks --------------------------------------------------- */
+
+static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id, void *record,
+                             uint32_t delivery_count)
+{
+    struct queue *queue = opaque;
+    struct core_subscription *sub = consumer;
+    struct core_delivery delivery;
+    core_delivery_from_record(&delivery, sub, record, id, delivery_count);
+    if (queue->stats) {
+        (*queue->stats->delivered)++;
+        if (delivery_count > 1)
+            (*queue->stats->redelivered)++;
+    }
+    sub->handlers.deliver(sub->opaque, &delivery);
+}
+
+static void queue_dead_letter_unlink(struct queue *queue, struct queue_dead_letter *dl)
+{
+    if (dl->prev)
+        dl->prev->next = dl->next;
+    else
+        queue->dead_letters = dl->next;
+    if (dl->next)
+        dl->next->prev = dl->prev;
+}
+
+static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partition,
+                                          int64_t offset)
+{
+    struct queue_dead_letter *dl = opaque;
+    struct queue *queue = dl->queue;
+    if (queue) {
+        queue_dead_letter_unlink(queue, dl);
+        if (err)
+            log_warn("queue", "%s: dead-letter produce to %s failed (%s); the message is "
+                     "available again", queue->group_id, queue->dead_letter_topic,
+                     kafka_error_name(err));
+        else if (queue->stats)
+            (*queue->stats->dead_lettered)++;
+        queue_state_dead_lettered(queue->state, dl->id, err == 0);
+        queue_update_gauges(queue);
+    }
+    free(dl);
+}
+
+static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *record_ptr,
+                                 uint32_t delivery_count, const char *reason)
+{
+    struct queue *queue = opaque;
+    const struct kafka_record *record = record_ptr;
+    size_t original = kafka_record_header_count(record);
+    struct kafka_header *headers = calloc(original + 6, sizeof(*headers));
+    struct queue_dead_letter *dl = calloc(1, sizeof(*dl));
+    if (!headers || !dl) {
+        free(headers);
+        free(dl);
+        log_error("queue", "%s: out of memory dead-lettering; the message is available again",
+                  queue->group_id);
+        queue_state_dead_lettered(queue->state, id, false);
+        return;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < original; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (kafka_record_header(record, i, &name, &value, &len) == 0)
+            headers[count++] = (struct kafka_header){name, value, len};
+    }
+    char partition[16], offset[24], deliveries[16], now[24];
+    snprintf(partition, sizeof(partition), "%d", record->partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
+    snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(now, sizeof(now), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    headers[count++] = (struct kafka_header){"kbridge-dlq-reason", reason, strlen(reason)};
+    headers[count++] =
+        (struct kafka_header){"kbridge-dlq-original-topic", record->topic, strlen(record->topic)};
+    headers[count++] =
+        (struct kafka_header){"kbridge-dlq-original-partition", partition, strlen(partition)};
+    headers[count++] = (struct kafka_header){"kbridge-dlq-original-offset", offset, strlen(offset)};
+    headers[count++] =
+        (struct kafka_header){"kbridge-delivery-count", deliveries, strlen(deliveries)};
+    headers[count++] = (struct kafka_header){"kbridge-dlq-time", now, strlen(now)};
+    dl->queue = queue;
+    dl->id = id;
+    int rc = kafka_produce(queue->core->kafka, queue->dead_letter_topic, -1, record->key,
+                           record->key_len, record->value, record->value_len, headers, count,
+                           queue_on_dead_letter_delivery, dl);
+    free(headers);
+    if (rc != KAFKA_OK) {
+        log_warn("queue", "%s: cannot dead-letter to %s (%s); the message is available again",
+                 queue->group_id, queue->dead_letter_topic, kafka_error_name(rc));
+        free(dl);
+        queue_state_dead_lettered(queue->state, id, false);
+        return;
+    }
+    dl->next = queue->dead_letters;
+    if (queue->dead_letters)
+        queue->dead_letters->prev = dl;
+    queue->dead_letters = dl;
+}
+
+static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
+{
+    struct queue *queue = opaque;
+    if (index < 0 || (size_t)index >= queue->partition_count || !queue->consumer)
+        return;
+    struct queue_partition *p = &queue->partitions[index];
+    if (!p->assigned)
+        return;
+    int rc = kafka_consumer_store_offset(queue->consumer, p->topic, p->partition, next_offset);
+    if (rc != 0)
+        log_debug("queue", "%s: store offset %lld for %s [%d]: %s", queue->group_id,
+                  (long long)next_offset, p->topic, p->partition, kafka_error_name(rc));
+}
+
+static void queue_on_release_record(void *opaque, void *record) { kafka_record_free(record); }
+
+static void queue_on_flow(void *opaque, bool pause)
+{
+    struct queue *queue = opaque;
+    queue->paused = pause;
+    log_info("queue", "%s: %s fetching: %s max_in_flight", queue->group_id,
+             pause ? "pausing" : "resuming", pause ? "above" : "back under half of");
+    for (size_t i = 0; i < queue->partition_count; i++)
+        if (queue->partitions[i].assigned)
+            queue_pause_partition(queue, &queue->partitions[i], pause);
+    queue_update_gauges(queue);
+}
+
+static uint64_t queue_now_ms(void *opaque)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const struct queue_state_callbacks queue_state_callbacks = {
+    .deliver = queue_on_deliver,
+    .dead_letter = queue_on_dead_letter,
+    .commit = queue_on_commit,
+    .release_record = queue_on_release_record,
+    .flow = queue_on_flow,
+    .now_ms = queue_now_ms,
+};
+
+/* ---- consumer callbacks ------------------------------------------------------ */
+
+static void queue_on_record(void *opaque, struct kafka_record *record)
+{
+    struct queue *queue = opaque;
+    int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
+    if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
+        log_debug("queue", "%s: dropped record %s [%d] @%lld of an unassigned partition",
+                  queue->group_id, record->topic, record->partition, (long long)record->offset);
+        kafka_record_free(record);
+    }
+    queue_update_gauges(queue);
+}
+
+static void queue_on_assigned(void *opaque, const struct kafka_partition *parts, size_t count)
+{
+    struct queue *queue = opaque;
+    for (size_t i = 0; i < count; i++) {
+        int32_t index = queue_partition_index(queue, parts[i].topic, parts[i].partition, true);
+        if (index < 0) {
+            log_error("queue", "%s: out of memory tracking %s [%d]", queue->group_id,
+                      parts[i].topic, parts[i].partition);
+            continue;
+        }
+        queue->partitions[index].assigned = true;
+        queue->partitions[index].paused = false;
+        queue_state_assign(queue->state, index);
+        if (queue->paused)
+            queue_pause_partition(queue, &queue->partitions[index], true);
+    }
+    if (!queue->assigned_once) {
+        queue->assigned_once = true;
+        for (struct core_subscription *sub = queue->subscribers; sub; sub = sub->peer_next)
+            core_subscription_schedule_ready(sub);
+    }
+    queue_update_gauges(queue);
+}
+
+static void queue_on_revoked(void *opaque, const struct kafka_partition *parts, size_t count)
+{
+    struct queue *queue = opaque;
+    for (size_t i = 0; i < count; i++) {
+        int32_t index = queue_partition_index(queue, parts[i].topic, parts[i].partition, false);
+        if (index < 0)
+            continue;
+        queue_state_revoke(queue->state, index);
+        queue->partitions[index].assigned = false;
+        queue->partitions[index].paused = false;
+    }
+    queue_update_gauges(queue);
+}
+
+static void queue_on_consumer_error(void *opaque, int err, const char *reason)
+{
+    struct queue *queue = opaque;
+    log_warn("queue", "%s: %s", queue->group_id, reason);
+}
+
+static const struct kafka_consumer_handlers queue_consumer_handlers = {
+    .record = queue_on_record,
+    .assigned = queue_on_assigned,
+    .revoked = queue_on_revoked,
+    .error = queue_on_consumer_error,
+};
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static void queue_free(struct queue *queue)
+{
+    struct core *core = queue->core;
+    for (struct queue **link = &core->queues; *link; link = &(*link)->next) {
+        if (*link == queue) {
+            *link = queue->next;
+            break;
+        }
+    }
+    if (queue->consumer) {
+        log_info("queue", "%s: leaving the group (no local subscriber)", queue->group_id);
+        kafka_consumer_close(queue->consumer); /* commits stored offsets, leaves the group */
+    }
+    for (struct queue_dead_letter *dl = queue->dead_letters; dl; dl = dl->next)
+        dl->queue = NULL;
+    queue_state_free(queue->state);
+    if (queue->linger_timer)
+        event_free(queue->linger_timer);
+    if (queue->expire_timer)
+        event_free(queue->expire_timer);
+    for (size_t i = 0; i < queue->partition_count; i++)
+        free(queue->partitions[i].topic);
+    if (queue->stats)
+        *queue->stats->in_flight = *queue->stats->consumers = *queue->stats->paused_partitions = 0;
+    free(queue->partitions);
+    free(queue->group_id);
+    free(queue->subscription);
+    free(queue->dead_letter_topic);
+    free(queue);
+}
+
+static void queue_on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *queue = arg;
+    if (queue->subscriber_count == 0)
+        queue_free(queue);
+}
+
+static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *queue = arg;
+    size_t expired = queue_state_expire(queue->state, queue_config(queue)->queues.ack_timeout_ms);
+    if (expired > 0) {
+        log_warn("queue", "%s: %zu message(s) held longer than queues.ack_timeout were released "
+                 "for redelivery", queue->group_id, expired);
+        queue_update_gauges(queue);
+    }
+}
+
+/* Expand the dead-letter pattern: every "{name}" becomes the queue name. */
+static char *queue_dead_letter_topic(const char *prefix, const char *pattern, const char *name)
+{
+    size_t need = strlen(prefix) + 1;
+    for (const char *p = pattern; *p;) {
+        if (strncmp(p, "{name}", 6) == 0) {
+            need += strlen(name);
+            p += 6;
+        } else {
+            need++;
+            p++;
+        }
+    }
+    char *out = malloc(need);
+    if (!out)
+        return NULL;
+    char *w = out + sprintf(out, "%s", prefix);
+    for (const char *p = pattern; *p;) {
+        if (strncmp(p, "{name}", 6) == 0) {
+            w += sprintf(w, "%s", name);
+            p += 6;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+static struct queue *queue_create(struct core *core, const struct core_subscription *sub,
+                                  const char *group_id, char *err, size_t err_size)
+{
+    const struct config *config = core_config(core);
+    struct queue *queue = calloc(1, sizeof(*queue));
+    if (!queue) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    queue->core = core;
+    queue->kind = sub->destination.kind;
+    memcpy(queue->name, sub->destination.name, sizeof(queue->name));
+    queue->group_id = strdup(group_id);
+    char subscription[ADDRESS_NAME_MAX * 4 + 8];
+    if (sub->destination.wildcard) {
+        if (address_wildcard_regex(sub->destination.name, config->kafka.topic_prefix, subscription,
+                                   sizeof(subscription)) < 0) {
+            snprintf(err, err_size, "wildcard %s is too long", sub->destination.name);
+            goto fail;
+        }
+    } else if (address_kafka_topic(&sub->destination, config->kafka.topic_prefix, subscription,
+                                   sizeof(subscription), err, err_size) < 0) {
+        goto fail;
+    }
+    queue->subscription = strdup(subscription);
+    queue->dead_letter_topic = queue_dead_letter_topic(config->kafka.topic_prefix,
+                                                       config->queues.dead_letter_topic,
+                                                       queue->name);
+    queue->state = queue_state_new(&queue_state_callbacks, queue, config->queues.max_deliveries,
+                                   config->queues.max_in_flight);
+    queue->linger_timer = event_new(core->base, -1, 0, queue_on_linger, queue);
+    queue->expire_timer = event_new(core->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
+    queue->stats = core_stats(core, queue->kind, queue->name);
+    if (!queue->group_id || !queue->subscription || !queue->dead_letter_topic || !queue->state ||
+        !queue->linger_timer || !queue->expire_timer) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    queue->consumer = kafka_consumer_new(core->kafka, group_id,
+                                         sub->durable_name ? "latest" : "earliest",
+                                         &queue_consumer_handlers, queue, err, err_size);
+    if (!queue->consumer)
+        goto fail;
+    const char *topics[] = {queue->subscription};
+    int rc = kafka_consumer_subscribe(queue->consumer, topics, 1);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot subscribe to %s: %s", queue->subscription,
+                 kafka_error_name(rc));
+        goto fail;
+    }
+    struct timeval interval = {QUEUE_EXPIRE_CHECK_MS / 1000, (QUEUE_EXPIRE_CHECK_MS % 1000) * 1000};
+    event_add(queue->expire_timer, &interval);
+    queue->next = core->queues;
+    core->queues = queue;
+    log_info("queue", "%s: joining the group for %s (first local subscriber)", group_id,
+             queue->subscription);
+    return queue;
+fail:
+    if (queue->consumer) {
+        kafka_consumer_close(queue->consumer);
+        queue->consumer = NULL;
+    }
+    /* queue_free unlinks (a no-op here) and frees the rest */
+    queue_free(queue);
+    return NULL;
+}
+
+int queue_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size)
+{
+    char group_id[ADDRESS_NAME_MAX * 2 + 64];
+    if (sub->durable_name)
+        snprintf(group_id, sizeof(group_id), "kbridge.sub.%s.%s", sub->session->client_id,
+                 sub->durable_name);
+    else
+        snprintf(group_id, sizeof(group_id), "kbridge.q.%s", sub->destination.name);
+    struct queue *queue = NULL;
+    for (struct queue *q = core->queues; q; q = q->next)
+        if (strcmp(q->group_id, group_id) == 0)
+            queue = q;
+    if (queue && sub->durable_name && queue->subscriber_count > 0) {
+        snprintf(err, err_size, "durable subscription '%s' of client-id '%s' is already active",
+                 sub->durable_name, sub->session->client_id);
+        return CORE_ERR_INVALID;
+    }
+    if (!queue) {
+        queue = queue_create(core, sub, group_id, err, err_size);
+        if (!queue)
+            return CORE_ERR_UNAVAILABLE;
+    }
+    if (queue_state_consumer_add(queue->state, sub, sub->options.credit,
+                                 sub->options.auto_accept) != 0) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    event_del(queue->linger_timer);
+    sub->queue = queue;
+    sub->peer_next = queue->subscribers;
+    queue->subscribers = sub;
+    queue->subscriber_count++;
+    /* A queue has its messages in Kafka already: nothing can be missed. A
+     * durable subscription is positioned once the group has assigned it. */
+    if (!sub->durable_name || queue->assigned_once)
+        core_subscription_schedule_ready(sub);
+    queue_update_gauges(queue);
+    return CORE_OK;
+}
+
+void queue_detach(struct core_subscription *sub)
+{
+    struct queue *queue = sub->queue;
+    for (struct core_subscription **link = &queue->subscribers; *link; link = &(*link)->peer_next) {
+        if (*link == sub) {
+            *link = sub->peer_next;
+            break;
+        }
+    }
+    queue->subscriber_count--;
+    sub->queue = NULL;
+    queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
+    if (queue->subscriber_count == 0) {
+        struct timeval linger = {QUEUE_LINGER_MS / 1000, (QUEUE_LINGER_MS % 1000) * 1000};
+        event_add(queue->linger_timer, &linger);
+    }
+    queue_update_gauges(queue);
+}
+
+int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
+                 const char *reason)
+{
+    struct queue *queue = sub->queue;
+    int rc = queue_state_settle(queue->state, id, outcome, reason);
+    if (rc == 0 && queue->stats) {
+        if (outcome == QUEUE_ACCEPT)
+            (*queue->stats->acked)++;
+        else
+            (*queue->stats->nacked)++;
+    }
+    queue_update_gauges(queue);
+    return rc == 0 ? CORE_OK : CORE_ERR_INVALID;
+}
+
+void queue_block(struct core_subscription *sub, bool blocked)
+{
+    queue_state_consumer_block(sub->queue->state, sub, blocked);
+}
+
+void queue_reconfigure_all(struct core *core)
+{
+    const struct config *config = core_config(core);
+    for (struct queue *q = core->queues; q; q = q->next)
+        queue_state_set_limits(q->state, config->queues.max_deliveries,
+                               config->queues.max_in_flight);
+}
+
+void queue_free_all(struct core *core)
+{
+    while (core->queues)
+        queue_free(core->queues);
+}

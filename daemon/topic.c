@@ -1,0 +1,379 @@
+/* topic.c -- non-durable topic subscriptions (DESIGN §6): one reader per
+ * destination per node, with no consumer group, assigned to every partition
+ * at the end offsets looked up when the first subscriber arrived, fanning
+ * each record out to every local subscriber.
+ *
+ * A subscription is "ready" once the reader is positioned: everything
+ * published after that is delivered. Wildcard readers (`*`, `#`) look for
+ * new matching topics every TOPIC_RESCAN_MS and read those from the
+ * beginning (they were created after the subscription).
+ *
+ * Slow subscribers: each has a bounded backlog (queues.max_in_flight
+ * records); when it is full the oldest record is dropped and counted
+ * (kbridge_topic_dropped_total) -- the drop-oldest policy. Records are shared
+ * between backlogs with a reference count. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core_internal.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+
+#define TOPIC_LINGER_MS 2000
+#define TOPIC_RESCAN_MS 5000
+
+struct topic_filter {
+    char prefix[ADDRESS_NAME_MAX + 1];
+    char pattern[ADDRESS_NAME_MAX + 1];
+};
+
+struct topic_reader {
+    struct topic_reader *next;
+    struct core *core;
+    struct destination destination;
+    struct kafka_consumer *consumer;
+    struct kafka_lookup *lookup;
+    struct event *rescan_timer;
+    struct event *linger_timer;
+    char **topics; /* assigned topics */
+    size_t topic_count;
+    bool positioned;
+    bool failed;
+    struct core_subscription *subscribers;
+    size_t subscriber_count;
+    struct destination_stats *stats;
+    uint64_t *dropped;
+};
+
+static void shared_record_unref(struct shared_record *shared)
+{
+    if (--shared->refs == 0) {
+        kafka_record_free(shared->record);
+        free(shared);
+    }
+}
+
+/* ---- subscriber backlogs -------------------------------------------------------- */
+
+static void topic_dispatch(struct core_subscription *sub)
+{
+    while (!sub->blocked && sub->backlog_count > 0 && sub->reader) {
+        struct shared_record *shared = sub->backlog[sub->backlog_head];
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_count--;
+        struct core_delivery delivery;
+        core_delivery_from_record(&delivery, sub, shared->record, 0, 1);
+        if (sub->reader->stats)
+            (*sub->reader->stats->delivered)++;
+        sub->handlers.deliver(sub->opaque, &delivery);
+        shared_record_unref(shared);
+    }
+}
+
+static void topic_backlog_push(struct topic_reader *reader, struct core_subscription *sub,
+                               struct shared_record *shared)
+{
+    if (sub->backlog_count == sub->backlog_capacity) {
+        shared_record_unref(sub->backlog[sub->backlog_head]);
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_count--;
+        sub->dropped++;
+        (*reader->dropped)++;
+    }
+    uint32_t tail = (sub->backlog_head + sub->backlog_count) % sub->backlog_capacity;
+    sub->backlog[tail] = shared;
+    sub->backlog_count++;
+    shared->refs++;
+}
+
+static void topic_backlog_clear(struct core_subscription *sub)
+{
+    while (sub->backlog_count > 0) {
+        shared_record_unref(sub->backlog[sub->backlog_head]);
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_count--;
+    }
+    free(sub->backlog);
+    sub->backlog = NULL;
+}
+
+/* ---- the reader --------------------------------------------------------------------- */
+
+static void topic_on_record(void *opaque, struct kafka_record *record)
+{
+    struct topic_reader *reader = opaque;
+    struct shared_record *shared = calloc(1, sizeof(*shared));
+    if (!shared) {
+        log_error("topic", "%s: out of memory; record dropped", reader->destination.name);
+        kafka_record_free(record);
+        return;
+    }
+    shared->record = record;
+    shared->refs = 1; /* ours, for the fan-out below */
+    /* every subscriber of a positioned reader has been told it is ready */
+    for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
+        topic_backlog_push(reader, sub, shared);
+    struct core_subscription *sub = reader->subscribers;
+    while (sub) {
+        struct core_subscription *next = sub->peer_next;
+        topic_dispatch(sub);
+        sub = next;
+    }
+    shared_record_unref(shared);
+}
+
+static void topic_on_error(void *opaque, int err, const char *reason)
+{
+    struct topic_reader *reader = opaque;
+    log_warn("topic", "%s: %s", reader->destination.name, reason);
+}
+
+static const struct kafka_consumer_handlers topic_consumer_handlers = {
+    .record = topic_on_record,
+    .error = topic_on_error,
+};
+
+static bool topic_has(const struct topic_reader *reader, const char *topic)
+{
+    for (size_t i = 0; i < reader->topic_count; i++)
+        if (strcmp(reader->topics[i], topic) == 0)
+            return true;
+    return false;
+}
+
+static int topic_assign(struct topic_reader *reader, const struct kafka_topic_info *info,
+                        bool from_beginning)
+{
+    char **grown = realloc(reader->topics, (reader->topic_count + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    reader->topics = grown;
+    if (!(reader->topics[reader->topic_count] = strdup(info->topic)))
+        return -1;
+    int64_t *offsets = calloc((size_t)info->partition_count + 1, sizeof(*offsets));
+    if (!offsets) {
+        free(reader->topics[reader->topic_count]);
+        return -1;
+    }
+    for (int32_t p = 0; p < info->partition_count; p++)
+        offsets[p] = from_beginning ? kafka_offset_beginning() : info->end_offsets[p];
+    int rc = kafka_consumer_assign_at(reader->consumer, info->topic, offsets,
+                                      info->partition_count);
+    free(offsets);
+    if (rc != 0) {
+        log_warn("topic", "%s: cannot read %s: %s", reader->destination.name, info->topic,
+                 kafka_error_name(rc));
+        free(reader->topics[reader->topic_count]);
+        return -1;
+    }
+    reader->topic_count++;
+    log_debug("topic", "%s: reading %s (%d partitions) from %s", reader->destination.name,
+              info->topic, info->partition_count, from_beginning ? "the beginning" : "the end");
+    return 0;
+}
+
+static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info *topics,
+                            size_t count)
+{
+    struct topic_reader *reader = opaque;
+    reader->lookup = NULL;
+    if (err) {
+        char reason[512];
+        snprintf(reason, sizeof(reason), "cannot read topic %s: %s", reader->destination.name,
+                 kafka_error_name(err));
+        log_warn("topic", "%s", reason);
+        if (!reader->positioned) {
+            reader->failed = true;
+            for (struct core_subscription *sub = reader->subscribers; sub;) {
+                struct core_subscription *next = sub->peer_next;
+                sub->handlers.failed(sub->opaque, reason);
+                sub = next;
+            }
+        }
+        return;
+    }
+    bool first = !reader->positioned;
+    for (size_t i = 0; i < count; i++)
+        if (!topic_has(reader, topics[i].topic))
+            topic_assign(reader, &topics[i], !first);
+    if (first) {
+        reader->positioned = true;
+        for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
+            core_subscription_schedule_ready(sub);
+    }
+}
+
+static bool topic_filter_match(const char *topic, const void *arg)
+{
+    const struct topic_filter *filter = arg;
+    size_t prefix_len = strlen(filter->prefix);
+    if (strncmp(topic, filter->prefix, prefix_len) != 0)
+        return false;
+    return address_wildcard_match(filter->pattern, topic + prefix_len);
+}
+
+static int topic_start_lookup(struct topic_reader *reader)
+{
+    const struct config *config = core_config(reader->core);
+    if (reader->destination.wildcard) {
+        struct topic_filter filter;
+        snprintf(filter.prefix, sizeof(filter.prefix), "%s", config->kafka.topic_prefix);
+        snprintf(filter.pattern, sizeof(filter.pattern), "%s", reader->destination.name);
+        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, NULL, topic_filter_match,
+                                                  &filter, sizeof(filter), topic_on_lookup,
+                                                  reader);
+    } else {
+        char topic[ADDRESS_NAME_MAX + 1], err[256];
+        if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic,
+                                sizeof(topic), err, sizeof(err)) < 0)
+            return -1;
+        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, topic, NULL, NULL, 0,
+                                                  topic_on_lookup, reader);
+    }
+    return reader->lookup ? 0 : -1;
+}
+
+static void topic_on_rescan(evutil_socket_t fd, short what, void *arg)
+{
+    struct topic_reader *reader = arg;
+    if (!reader->lookup && reader->positioned)
+        topic_start_lookup(reader);
+}
+
+static void topic_reader_free(struct topic_reader *reader)
+{
+    struct core *core = reader->core;
+    for (struct topic_reader **link = &core->readers; *link; link = &(*link)->next) {
+        if (*link == reader) {
+            *link = reader->next;
+            break;
+        }
+    }
+    kafka_lookup_cancel(reader->lookup);
+    if (reader->consumer)
+        kafka_consumer_close(reader->consumer);
+    if (reader->rescan_timer)
+        event_free(reader->rescan_timer);
+    if (reader->linger_timer)
+        event_free(reader->linger_timer);
+    for (size_t i = 0; i < reader->topic_count; i++)
+        free(reader->topics[i]);
+    free(reader->topics);
+    if (reader->stats)
+        *reader->stats->consumers = 0;
+    free(reader);
+}
+
+static void topic_on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    struct topic_reader *reader = arg;
+    if (reader->subscriber_count == 0)
+        topic_reader_free(reader);
+}
+
+static struct topic_reader *topic_reader_create(struct core *core,
+                                                const struct destination *destination, char *err,
+                                                size_t err_size)
+{
+    struct topic_reader *reader = calloc(1, sizeof(*reader));
+    if (!reader) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    reader->core = core;
+    reader->destination = *destination;
+    reader->stats = core_stats(core, DESTINATION_TOPIC, destination->name);
+    reader->dropped = metrics_counter(core->metrics, "kbridge_topic_dropped_total",
+                                      "Records dropped for slow topic subscribers (drop-oldest).",
+                                      NULL);
+    reader->linger_timer = event_new(core->base, -1, 0, topic_on_linger, reader);
+    reader->rescan_timer = event_new(core->base, -1, EV_PERSIST, topic_on_rescan, reader);
+    if (!reader->dropped || !reader->linger_timer || !reader->rescan_timer) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    reader->consumer =
+        kafka_consumer_new(core->kafka, NULL, NULL, &topic_consumer_handlers, reader, err, err_size);
+    if (!reader->consumer)
+        goto fail;
+    if (topic_start_lookup(reader) < 0) {
+        snprintf(err, err_size, "cannot look up topic %s", destination->name);
+        goto fail;
+    }
+    if (destination->wildcard) {
+        struct timeval interval = {TOPIC_RESCAN_MS / 1000, (TOPIC_RESCAN_MS % 1000) * 1000};
+        event_add(reader->rescan_timer, &interval);
+    }
+    reader->next = core->readers;
+    core->readers = reader;
+    return reader;
+fail:
+    topic_reader_free(reader);
+    return NULL;
+}
+
+int topic_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size)
+{
+    struct topic_reader *reader = NULL;
+    for (struct topic_reader *r = core->readers; r; r = r->next)
+        if (!r->failed && strcmp(r->destination.name, sub->destination.name) == 0)
+            reader = r;
+    if (!reader) {
+        reader = topic_reader_create(core, &sub->destination, err, err_size);
+        if (!reader)
+            return CORE_ERR_UNAVAILABLE;
+    }
+    uint32_t capacity = core_config(core)->queues.max_in_flight;
+    sub->backlog = calloc(capacity, sizeof(*sub->backlog));
+    if (!sub->backlog) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    sub->backlog_capacity = capacity;
+    event_del(reader->linger_timer);
+    sub->reader = reader;
+    sub->peer_next = reader->subscribers;
+    reader->subscribers = sub;
+    reader->subscriber_count++;
+    if (reader->stats)
+        *reader->stats->consumers = (double)reader->subscriber_count;
+    if (reader->positioned)
+        core_subscription_schedule_ready(sub);
+    return CORE_OK;
+}
+
+void topic_detach(struct core_subscription *sub)
+{
+    struct topic_reader *reader = sub->reader;
+    for (struct core_subscription **link = &reader->subscribers; *link; link = &(*link)->peer_next) {
+        if (*link == sub) {
+            *link = sub->peer_next;
+            break;
+        }
+    }
+    sub->reader = NULL;
+    topic_backlog_clear(sub);
+    reader->subscriber_count--;
+    if (reader->stats)
+        *reader->stats->consumers = (double)reader->subscriber_count;
+    if (reader->subscriber_count == 0) {
+        struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
+        event_add(reader->linger_timer, &linger);
+    }
+}
+
+void topic_block(struct core_subscription *sub, bool blocked)
+{
+    if (!blocked)
+        topic_dispatch(sub);
+}
+
+void topic_free_all(struct core *core)
+{
+    while (core->readers)
+        topic_reader_free(core->readers);
+}
