@@ -12,6 +12,7 @@
  * bytes of one frame. */
 #include "stomp_frame.h"
 
+#include <assert.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,15 +36,15 @@ struct stomp_parser {
     struct stomp_limits limits;
     enum stomp_version version;
     enum parse_phase phase;
-    size_t scan_pos;        /* bytes already looked at */
-    size_t line_start;      /* first byte of the line being scanned */
-    size_t command_len;     /* command line length without its EOL */
-    size_t headers_start;   /* first byte of the first header line */
-    size_t header_count;    /* header lines completed */
-    size_t body_start;      /* first body byte (PHASE_BODY) */
-    bool escaped;           /* this frame's headers use escapes (1.1+, not CONNECT/CONNECTED) */
+    size_t scan_pos;      /* bytes already looked at */
+    size_t line_start;    /* first byte of the line being scanned */
+    size_t command_len;   /* command line length without its EOL */
+    size_t headers_start; /* first byte of the first header line */
+    size_t header_count;  /* header lines completed */
+    size_t body_start;    /* first body byte (PHASE_BODY) */
+    bool escaped;         /* this frame's headers use escapes (1.1+, not CONNECT/CONNECTED) */
     bool has_content_length;
-    size_t content_length;  /* the first content-length header's value */
+    size_t content_length; /* the first content-length header's value */
 
     char failure[192]; /* the error returned, repeated by later calls */
 };
@@ -309,9 +310,9 @@ static void printable_name(char *out, size_t out_size, const char *name, size_t 
     out[n] = '\0';
 }
 
-static enum stomp_parse_status escape_error(struct stomp_parser *parser, char *err,
-                                            size_t err_size, const char *line, size_t name_len,
-                                            const char *at, const char *end)
+static enum stomp_parse_status escape_error(struct stomp_parser *parser, char *err, size_t err_size,
+                                            const char *line, size_t name_len, const char *at,
+                                            const char *end)
 {
     char name[48];
     printable_name(name, sizeof(name), line, name_len);
@@ -398,8 +399,8 @@ static bool is_empty_line(const char *line, size_t len)
 /* Scan the command line and header lines from scan_pos. Returns
  * STOMP_PARSE_FRAME when the blank line was found (phase is now BODY),
  * STOMP_PARSE_NEED_MORE when data ran out, or STOMP_PARSE_ERROR. */
-static enum stomp_parse_status scan_lines(struct stomp_parser *parser, const char *data,
-                                          size_t len, char *err, size_t err_size)
+static enum stomp_parse_status scan_lines(struct stomp_parser *parser, const char *data, size_t len,
+                                          char *err, size_t err_size)
 {
     const struct stomp_limits *limits = &parser->limits;
     for (size_t pos = parser->scan_pos; pos < len; pos++) {
@@ -452,7 +453,8 @@ static enum stomp_parse_status scan_lines(struct stomp_parser *parser, const cha
                                   parser->body_start);
             return STOMP_PARSE_FRAME;
         } else {
-            enum stomp_parse_status status = check_header_line(parser, line, line_len, err, err_size);
+            enum stomp_parse_status status =
+                check_header_line(parser, line, line_len, err, err_size);
             if (status != STOMP_PARSE_NEED_MORE)
                 return status;
         }
@@ -685,10 +687,9 @@ static char *escape_into(char *out, const char *text, size_t len, enum escape_mo
     return out;
 }
 
-int stomp_frame_write(struct evbuffer *out, enum stomp_version version,
-                      enum stomp_command command, const struct stomp_header *headers,
-                      size_t header_count, const void *body, size_t body_len,
-                      bool content_length)
+int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum stomp_command command,
+                      const struct stomp_header *headers, size_t header_count, const void *body,
+                      size_t body_len, bool content_length)
 {
     if (command == STOMP_COMMAND_UNKNOWN || (size_t)command >= COMMAND_COUNT)
         return -1;
@@ -700,8 +701,8 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version,
     char length_line[48];
     int length_line_len = 0;
     if (body_len > 0 || content_length)
-        length_line_len = snprintf(length_line, sizeof(length_line), "%s:%zu\n",
-                                   content_length_name, body_len);
+        length_line_len =
+            snprintf(length_line, sizeof(length_line), "%s:%zu\n", content_length_name, body_len);
 
     size_t total = strlen(name) + 1;
     for (size_t i = 0; i < header_count; i++) {
@@ -736,6 +737,8 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version,
         memcpy(p, body, body_len);
     p += body_len;
     *p++ = '\0';
-    vec.iov_len = (size_t)(p - (char *)vec.iov_base);
+    assert((size_t)(p - (char *)vec.iov_base) ==
+           total); /* escaped_length agrees with escape_into */
+    vec.iov_len = total;
     return evbuffer_commit_space(out, &vec, 1) == 0 ? 0 : -1;
 }
