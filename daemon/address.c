@@ -422,3 +422,22 @@ bool address_wildcard_match(const char *pattern, const char *topic)
     }
     return true;
 }
+
+int address_filter_init(struct address_filter *filter, const char *prefix, const char *pattern)
+{
+    size_t prefix_len = strlen(prefix), pattern_len = strlen(pattern);
+    if (prefix_len >= sizeof(filter->prefix) || pattern_len >= sizeof(filter->pattern))
+        return -1;
+    memcpy(filter->prefix, prefix, prefix_len + 1);
+    memcpy(filter->pattern, pattern, pattern_len + 1);
+    return 0;
+}
+
+bool address_filter_match(const char *topic, const void *arg)
+{
+    const struct address_filter *filter = arg;
+    size_t prefix_len = strlen(filter->prefix);
+    if (strncmp(topic, filter->prefix, prefix_len) != 0)
+        return false;
+    return address_wildcard_match(filter->pattern, topic + prefix_len);
+}

@@ -49,6 +49,17 @@ int address_wildcard_regex(const char *name, const char *prefix, char *out, size
 /* Does `topic` (a Kafka topic name without prefix) match wildcard `pattern`? */
 bool address_wildcard_match(const char *pattern, const char *topic);
 
+/* A wildcard with the topic prefix, for matching full Kafka topic names. */
+struct address_filter {
+    char prefix[ADDRESS_NAME_MAX + 1];
+    char pattern[ADDRESS_NAME_MAX + 1];
+};
+/* Fill a filter; 0 ok, -1 when prefix or pattern is too long. */
+int address_filter_init(struct address_filter *filter, const char *prefix, const char *pattern);
+/* Does the Kafka topic `topic` (prefix included) match? `filter` is a
+ * struct address_filter (void * so it can serve as a lookup filter). */
+bool address_filter_match(const char *topic, const void *filter);
+
 /* "queue", "topic", "temp-queue", "reply-queue" */
 const char *destination_kind_name(enum destination_kind kind);
 

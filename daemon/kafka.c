@@ -40,6 +40,13 @@
 #define KAFKA_PROBE_TIMEOUT_MS 2000
 #define KAFKA_PROBE_INTERVAL_NOT_READY_MS 1000
 #define KAFKA_PROBE_INTERVAL_READY_MS 5000
+/* A paused partition is left out of the fetch request in flight; once
+ * resumed it waits for that request to come back, which the broker may hold
+ * fetch.wait.max.ms when it has nothing for the others (librdkafka's default,
+ * 500 ms, caps a queue that pauses and resumes at max_in_flight messages a
+ * second). New data ends a long poll at once, so this costs only some empty
+ * fetches while idle. Configurable under kafka.consumer. */
+#define KAFKA_FETCH_WAIT_MAX_MS "100"
 
 /* A pipe whose read end wakes the loop. */
 struct kafka_wakeup {
@@ -108,6 +115,8 @@ struct kafka_consumer {
     void *opaque;
     char *group_id;
     bool closing;
+    int anchors_running;  /* group anchor lookups using rk on a thread */
+    bool close_deferred;  /* closed while an anchor ran: finish when it reports */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -454,6 +463,7 @@ struct kafka_lookup {
     void *filter_arg;
     kafka_lookup_fn done;
     void *opaque;
+    struct kafka_consumer *anchor; /* commit end offsets for this consumer's group */
     bool cancelled; /* loop only */
     bool finished;  /* under lookup_lock: result ready */
     /* result */
@@ -505,6 +515,44 @@ static int kafka_lookup_topic(struct kafka_lookup *lookup, const rd_kafka_metada
     return 0;
 }
 
+/* Give the anchor consumer's group a committed offset (the end offset just
+ * looked up) on every partition that has none, so that a new durable
+ * subscription starts where it was created and never skips a partition it
+ * has not read yet. Blocking coordinator calls: lookup thread only. */
+static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
+{
+    rd_kafka_t *rk = lookup->anchor->rk;
+    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < lookup->count; i++)
+        for (int32_t p = 0; p < lookup->topics[i].partition_count; p++)
+            rd_kafka_topic_partition_list_add(all, lookup->topics[i].topic, p);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (all->cnt > 0)
+        err = rd_kafka_committed(rk, all, KAFKA_LOOKUP_TIMEOUT_MS);
+    rd_kafka_topic_partition_list_t *missing = rd_kafka_topic_partition_list_new(16);
+    for (int i = 0; !err && i < all->cnt; i++) {
+        if (all->elems[i].offset >= 0)
+            continue;
+        for (size_t t = 0; t < lookup->count; t++)
+            if (strcmp(lookup->topics[t].topic, all->elems[i].topic) == 0)
+                rd_kafka_topic_partition_list_add(missing, all->elems[i].topic,
+                                                  all->elems[i].partition)
+                    ->offset = lookup->topics[t].end_offsets[all->elems[i].partition];
+    }
+    if (!err && missing->cnt > 0) {
+        err = rd_kafka_commit(rk, missing, 0);
+        for (int i = 0; !err && i < missing->cnt; i++)
+            if (missing->elems[i].err)
+                err = missing->elems[i].err;
+        if (!err)
+            log_info("kafka", "group %s: starts at the end of %d partition(s) it had no offset for",
+                     lookup->anchor->group_id, missing->cnt);
+    }
+    rd_kafka_topic_partition_list_destroy(missing);
+    rd_kafka_topic_partition_list_destroy(all);
+    return err;
+}
+
 static void *kafka_lookup_main(void *arg)
 {
     struct kafka_lookup *lookup = arg;
@@ -542,6 +590,8 @@ static void *kafka_lookup_main(void *arg)
         rd_kafka_metadata_destroy(metadata);
     if (rkt)
         rd_kafka_topic_destroy(rkt);
+    if (!err && lookup->anchor)
+        err = kafka_lookup_anchor(lookup);
     lookup->err = (int)err;
 
     pthread_mutex_lock(&kafka->lookup_lock);
@@ -566,6 +616,14 @@ static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&kafka->lookup_lock);
     while (done) {
         struct kafka_lookup *next = done->next;
+        if (done->anchor) {
+            struct kafka_consumer *consumer = done->anchor;
+            consumer->anchors_running--;
+            if (consumer->close_deferred && consumer->anchors_running == 0) {
+                consumer->closing = false;
+                kafka_consumer_close(consumer);
+            }
+        }
         if (!done->cancelled)
             done->done(done->opaque, done->err, done->err ? NULL : done->topics,
                        done->err ? 0 : done->count);
@@ -574,8 +632,31 @@ static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
+                                              const char *topic, kafka_topic_filter_fn filter,
+                                              const void *filter_arg, size_t filter_arg_size,
+                                              kafka_lookup_fn done, void *opaque);
+
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
                                               kafka_topic_filter_fn filter,
+                                              const void *filter_arg, size_t filter_arg_size,
+                                              kafka_lookup_fn done, void *opaque)
+{
+    return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, done,
+                              opaque);
+}
+
+struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, const char *topic,
+                                               kafka_topic_filter_fn filter,
+                                               const void *filter_arg, size_t filter_arg_size,
+                                               kafka_lookup_fn done, void *opaque)
+{
+    return kafka_lookup_start(consumer->kafka, consumer, topic, filter, filter_arg,
+                              filter_arg_size, done, opaque);
+}
+
+static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
+                                              const char *topic, kafka_topic_filter_fn filter,
                                               const void *filter_arg, size_t filter_arg_size,
                                               kafka_lookup_fn done, void *opaque)
 {
@@ -583,6 +664,7 @@ struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *t
     if (!lookup)
         return NULL;
     lookup->kafka = kafka;
+    lookup->anchor = anchor;
     lookup->filter = filter;
     lookup->done = done;
     lookup->opaque = opaque;
@@ -609,6 +691,8 @@ struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *t
         return NULL;
     }
     pthread_attr_destroy(&attr);
+    if (anchor)
+        anchor->anchors_running++;
     return lookup;
 }
 
@@ -860,6 +944,8 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
         kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
                        offset_reset ? offset_reset : "earliest", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MAX_MS, err,
+                       err_size) < 0 ||
         kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
                        err, err_size) < 0) {
@@ -968,9 +1054,27 @@ int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int
     return kafka_consumer_pause_resume(consumer, topic, partition, true);
 }
 
-int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition)
+int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,
+                          int64_t next_offset)
 {
-    return kafka_consumer_pause_resume(consumer, topic, partition, false);
+    int err = kafka_consumer_pause_resume(consumer, topic, partition, false);
+    if (err || next_offset < 0)
+        return err;
+    /* librdkafka 2.0 does not wake the broker thread on resume, so the fetch
+     * would wait for its next idle wake-up (up to 1 s: with a buffer that
+     * pauses and resumes often this caps a queue at max_in_flight messages a
+     * second). An async seek to where the fetch resumes anyway wakes it. */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (error) {
+        log_debug("kafka", "consumer %s: seek %s [%d] to %lld on resume: %s",
+                  consumer->group_id, topic, partition, (long long)next_offset,
+                  rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    return 0;
 }
 
 void kafka_consumer_close(struct kafka_consumer *consumer)
@@ -978,6 +1082,10 @@ void kafka_consumer_close(struct kafka_consumer *consumer)
     if (!consumer || consumer->closing)
         return;
     consumer->closing = true;
+    if (consumer->anchors_running > 0) {
+        consumer->close_deferred = true; /* the anchor thread uses rk: close when it reports */
+        return;
+    }
     /* Serve the close on our own queue: its rebalance events come to the loop. */
     rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
     consumer->close_queue = rd_kafka_queue_new(consumer->rk);
@@ -1116,7 +1224,7 @@ void kafka_free(struct kafka *kafka)
     /* Consumers still open at shutdown: close synchronously (commits stored offsets). */
     while (kafka->consumers) {
         struct kafka_consumer *consumer = kafka->consumers;
-        if (!consumer->closing) {
+        if (!consumer->closing || consumer->close_deferred) {
             rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
             rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
             if (err)

@@ -133,6 +133,14 @@ struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *t
                                               kafka_topic_filter_fn filter,
                                               const void *filter_arg, size_t filter_arg_size,
                                               kafka_lookup_fn done, void *opaque);
+/* Like kafka_lookup_end_offsets, then give `consumer`'s group a committed
+ * offset (the end offset found) on every partition that has none yet, so a
+ * new durable subscription starts at its creation on every partition. The
+ * consumer must not be subscribed yet; closing it waits for the lookup. */
+struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, const char *topic,
+                                               kafka_topic_filter_fn filter,
+                                               const void *filter_arg, size_t filter_arg_size,
+                                               kafka_lookup_fn done, void *opaque);
 /* `done` will not be called; the lookup frees itself when its thread ends. */
 void kafka_lookup_cancel(struct kafka_lookup *lookup);
 
@@ -194,9 +202,14 @@ int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *top
                                 int32_t partition, int64_t next_offset);
 /* Commit stored offsets asynchronously. 0 or error code. */
 int kafka_consumer_commit(struct kafka_consumer *consumer);
-/* Stop / restart fetching one partition. 0 or error code. */
+/* Stop / restart fetching one partition. 0 or error code. `next_offset` is
+ * where fetching goes on (the offset after the last record the consumer
+ * handed out for that partition), or -1 when none was: with it, fetching
+ * starts at once (librdkafka only notices a plain resume at its broker
+ * thread's next idle wake-up, up to a second later). */
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition);
-int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition);
+int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,
+                          int64_t next_offset);
 /* Leave the group (committing stored offsets) without blocking the loop;
  * the handle is freed once librdkafka has finished. No callbacks after this. */
 void kafka_consumer_close(struct kafka_consumer *consumer);

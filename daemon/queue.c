@@ -32,6 +32,7 @@ struct queue_partition {
     int32_t partition;
     bool assigned;
     bool paused;
+    int64_t next_offset; /* after the last record fetched since assignment; -1: none */
 };
 
 struct queue_dead_letter {
@@ -62,11 +63,22 @@ struct queue {
     struct event *linger_timer;
     struct event *expire_timer;
     struct destination_stats *stats;
+    struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
 };
 
 static const struct config *queue_config(const struct queue *queue)
 {
     return core_config(queue->core);
+}
+
+/* queue_state pauses once its buffer goes ABOVE the limit it is given, after
+ * the record that crossed it was added. Pausing a partition makes librdkafka
+ * drop what it had fetched beyond that record (its version barrier), so one
+ * record lands per crossing: give it max_in_flight - 1 and the buffer
+ * never exceeds queues.max_in_flight. */
+static uint32_t queue_pause_limit(const struct config *config)
+{
+    return config->queues.max_in_flight > 1 ? config->queues.max_in_flight - 1 : 1;
 }
 
 static void queue_update_gauges(struct queue *queue)
@@ -116,7 +128,8 @@ static void queue_pause_partition(struct queue *queue, struct queue_partition *p
     if (p->paused == pause)
         return;
     int rc = pause ? kafka_consumer_pause(queue->consumer, p->topic, p->partition)
-                   : kafka_consumer_resume(queue->consumer, p->topic, p->partition);
+                   : kafka_consumer_resume(queue->consumer, p->topic, p->partition,
+                                           p->next_offset);
     if (rc != 0)
         log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id,
                  pause ? "pause" : "resume", p->topic, p->partition, kafka_error_name(rc));
@@ -279,6 +292,8 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
     int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
+    if (index >= 0 && queue->partitions[index].assigned)
+        queue->partitions[index].next_offset = record->offset + 1;
     if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
         log_debug("queue", "%s: dropped record %s [%d] @%lld of an unassigned partition",
                   queue->group_id, record->topic, record->partition, (long long)record->offset);
@@ -299,6 +314,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         }
         queue->partitions[index].assigned = true;
         queue->partitions[index].paused = false;
+        queue->partitions[index].next_offset = -1;
         queue_state_assign(queue->state, index);
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
@@ -349,6 +365,7 @@ static void queue_free(struct queue *queue)
             break;
         }
     }
+    kafka_lookup_cancel(queue->anchor);
     if (queue->consumer) {
         log_info("queue", "%s: leaving the group (no local subscriber)", queue->group_id);
         kafka_consumer_close(queue->consumer); /* commits stored offsets, leaves the group */
@@ -418,6 +435,41 @@ static char *queue_dead_letter_topic(const char *prefix, const char *pattern, co
     return out;
 }
 
+static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
+{
+    const char *topics[] = {queue->subscription};
+    int rc = kafka_consumer_subscribe(queue->consumer, topics, 1);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot subscribe to %s: %s", queue->subscription,
+                 kafka_error_name(rc));
+        return -1;
+    }
+    log_info("queue", "%s: joining the group for %s", queue->group_id, queue->subscription);
+    return 0;
+}
+
+/* A durable subscription's group has a committed offset on every partition
+ * now (new ones at the end): join it. */
+static void queue_on_anchored(void *opaque, int err, const struct kafka_topic_info *topics,
+                              size_t count)
+{
+    struct queue *queue = opaque;
+    queue->anchor = NULL;
+    char reason[512];
+    if (err) {
+        snprintf(reason, sizeof(reason), "cannot set up durable subscription %s on %s: %s",
+                 queue->group_id, queue->subscription, kafka_error_name(err));
+    } else if (queue_subscribe(queue, reason, sizeof(reason)) == 0) {
+        return;
+    }
+    log_warn("queue", "%s", reason);
+    for (struct core_subscription *sub = queue->subscribers; sub;) {
+        struct core_subscription *next = sub->peer_next;
+        sub->handlers.failed(sub->opaque, reason);
+        sub = next;
+    }
+}
+
 static struct queue *queue_create(struct core *core, const struct core_subscription *sub,
                                   const char *group_id, char *err, size_t err_size)
 {
@@ -447,7 +499,7 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
                                                        config->queues.dead_letter_topic,
                                                        queue->name);
     queue->state = queue_state_new(&queue_state_callbacks, queue, config->queues.max_deliveries,
-                                   config->queues.max_in_flight);
+                                   queue_pause_limit(config));
     queue->linger_timer = event_new(core->base, -1, 0, queue_on_linger, queue);
     queue->expire_timer = event_new(core->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
     queue->stats = core_stats(core, queue->kind, queue->name);
@@ -456,24 +508,37 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    queue->consumer = kafka_consumer_new(core->kafka, group_id,
-                                         sub->durable_name ? "latest" : "earliest",
+    /* earliest: a durable group has offsets on every partition it knew at
+     * creation (anchored below); partitions and topics that appear later
+     * were created after the subscription, so all their records are for it. */
+    queue->consumer = kafka_consumer_new(core->kafka, group_id, "earliest",
                                          &queue_consumer_handlers, queue, err, err_size);
     if (!queue->consumer)
         goto fail;
-    const char *topics[] = {queue->subscription};
-    int rc = kafka_consumer_subscribe(queue->consumer, topics, 1);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot subscribe to %s: %s", queue->subscription,
-                 kafka_error_name(rc));
+    if (sub->durable_name) {
+        struct address_filter filter;
+        if (sub->destination.wildcard &&
+            address_filter_init(&filter, config->kafka.topic_prefix, sub->destination.name) < 0) {
+            snprintf(err, err_size, "wildcard %s is too long", sub->destination.name);
+            goto fail;
+        }
+        queue->anchor = sub->destination.wildcard
+                            ? kafka_lookup_anchor_group(queue->consumer, NULL,
+                                                        address_filter_match, &filter,
+                                                        sizeof(filter), queue_on_anchored, queue)
+                            : kafka_lookup_anchor_group(queue->consumer, queue->subscription,
+                                                        NULL, NULL, 0, queue_on_anchored, queue);
+        if (!queue->anchor) {
+            snprintf(err, err_size, "out of memory");
+            goto fail;
+        }
+    } else if (queue_subscribe(queue, err, err_size) < 0) {
         goto fail;
     }
     struct timeval interval = {QUEUE_EXPIRE_CHECK_MS / 1000, (QUEUE_EXPIRE_CHECK_MS % 1000) * 1000};
     event_add(queue->expire_timer, &interval);
     queue->next = core->queues;
     core->queues = queue;
-    log_info("queue", "%s: joining the group for %s (first local subscriber)", group_id,
-             queue->subscription);
     return queue;
 fail:
     if (queue->consumer) {
@@ -569,7 +634,7 @@ void queue_reconfigure_all(struct core *core)
     const struct config *config = core_config(core);
     for (struct queue *q = core->queues; q; q = q->next)
         queue_state_set_limits(q->state, config->queues.max_deliveries,
-                               config->queues.max_in_flight);
+                               queue_pause_limit(config));
 }
 
 void queue_free_all(struct core *core)

@@ -86,10 +86,9 @@ class Client:
     def nack(self, frame, requeue=None):
         headers = {} if requeue is None else {"requeue": "true" if requeue else "false"}
         if self.version == "1.2":
-            self.conn.nack(frame.headers["ack"], headers=headers)
+            self.conn.nack(frame.headers["ack"], **headers)
         else:
-            self.conn.nack(frame.headers["message-id"], frame.headers["subscription"],
-                           headers=headers)
+            self.conn.nack(frame.headers["message-id"], frame.headers["subscription"], **headers)
 
     def take(self):
         """Remove and return the messages received so far."""
