@@ -324,7 +324,24 @@ def test_valgrind_start_reload_shutdown_has_no_leaks(kbridged_factory, bootstrap
     wrapper = ["valgrind", "--error-exitcode=99", "--leak-check=full",
                "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
                f"--suppressions={supp}", f"--log-file={tmp_path}/valgrind.txt"]
-    daemon = kbridged_factory(base_config(bootstrap), wrapper=wrapper, ready_timeout=120)
+    daemon = kbridged_factory(base_config(bootstrap, kafka={"consumer": {"session.timeout.ms": 6000}}),
+                              wrapper=wrapper, ready_timeout=120)
+    # a STOMP round trip through the whole daemon: publish, queue, topic, ack
+    from stomp_util import Client
+    client = Client(daemon)
+    client.subscribe("/topic/vg.prices", "t", receipt="t-ready", timeout=60)
+    client.subscribe("/queue/vg.orders", "q", ack="client-individual")
+    for i in range(20):
+        client.send("/queue/vg.orders", f"order {i}", receipt=f"r{i}")
+        client.send("/topic/vg.prices", f"price {i}")
+    client.wait_receipt("r19", timeout=60)
+    got = client.wait_messages(40, timeout=120)
+    for frame in got:
+        if frame.headers["subscription"] == "q":
+            client.ack(frame)
+    assert sorted(f.body for f in got if f.headers["subscription"] == "q") == sorted(
+        f"order {i}" for i in range(20))
+    client.close()
     daemon.signal(signal.SIGHUP)
     daemon.wait_log(r"configuration reloaded from", timeout=60)
     code = daemon.stop(timeout=120)
