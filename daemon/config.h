@@ -80,6 +80,11 @@ struct config {
     } queues;
 
     struct {
+        uint32_t max_backlog;    /* non-durable topic subscriber backlog, default 10000 */
+        char *slow_subscriber;   /* "drop-oldest" (default) or "disconnect" */
+    } topics;
+
+    struct {
         uint64_t max_frame_size;   /* bytes, default 1MiB */
         uint64_t max_message_size; /* bytes, default 1MiB */
         uint32_t max_headers;      /* default 64 */

@@ -331,6 +331,15 @@ static int config_check_bootstrap(const char *value, char *reason, size_t reason
     }
 }
 
+static int config_check_slow_subscriber(const char *value, char *reason, size_t reason_size)
+{
+    if (strcmp(value, "drop-oldest") == 0 || strcmp(value, "disconnect") == 0)
+        return 0;
+    snprintf(reason, reason_size, "%s is not a policy (use drop-oldest or disconnect)",
+             config_quote(value).text);
+    return -1;
+}
+
 static int config_check_dead_letter_topic(const char *value, char *reason, size_t reason_size)
 {
     static const char placeholder[] = "{name}";
@@ -617,6 +626,29 @@ const struct config_key config_keys[] = {
         .default_value = "10000",
         .description = "Records a queue may buffer on this node; above it the queue's "
                        "partitions are paused until the buffer is half empty.",
+    },
+    {
+        .name = "topics.max_backlog",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, topics.max_backlog),
+        .min = 1,
+        .max = 10000000,
+        .default_value = "10000",
+        .description = "Messages a non-durable topic subscriber may have waiting on this node "
+                       "(its connection is backed up); past it `topics.slow_subscriber` applies.",
+    },
+    {
+        .name = "topics.slow_subscriber",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, topics.slow_subscriber),
+        .min = 1,
+        .max = 32,
+        .default_value = "drop-oldest",
+        .check = config_check_slow_subscriber,
+        .description = "What happens to a non-durable topic subscriber whose backlog is full: "
+                       "`drop-oldest` drops its oldest waiting message (counted in "
+                       "`kbridge_topic_dropped_total`), `disconnect` ends the subscription "
+                       "with an error (STOMP ERROR, then the connection closes).",
     },
     {
         .name = "limits.max_frame_size",
