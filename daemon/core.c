@@ -205,6 +205,14 @@ static bool core_acl_allows(const struct core_session *session, bool publish, co
                    : core_patterns_match(user->consume, user->consume_count, name);
 }
 
+bool core_session_may_consume_topic(const struct core_session *session, const char *topic)
+{
+    const char *prefix = core_config(session->core)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    const char *name = strncmp(topic, prefix, prefix_len) == 0 ? topic + prefix_len : topic;
+    return core_acl_allows(session, false, name);
+}
+
 /* ---- sessions -------------------------------------------------------------------- */
 
 struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,

@@ -77,6 +77,7 @@ struct core_subscription {
     uint32_t backlog_count;
     uint32_t backlog_capacity;
     uint64_t dropped;
+    bool overflowed; /* backlog full under the disconnect policy */
 };
 
 /* A fetched record shared by the subscribers of a topic reader. */
@@ -93,6 +94,10 @@ struct destination_stats *core_stats(struct core *core, enum destination_kind ki
 void core_delivery_from_record(struct core_delivery *delivery, const struct core_subscription *sub,
                                const struct kafka_record *record, uint64_t id,
                                uint32_t delivery_count);
+
+/* May the session consume from Kafka topic `topic` (prefix included)? A
+ * wildcard subscription is checked against each concrete topic it reads. */
+bool core_session_may_consume_topic(const struct core_session *session, const char *topic);
 
 /* Schedule the subscription's ready callback on the next loop turn. */
 void core_subscription_schedule_ready(struct core_subscription *sub);

@@ -144,6 +144,13 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
 {
     struct queue *queue = opaque;
     struct core_subscription *sub = consumer;
+    const struct kafka_record *kafka_record = record;
+    if (sub->destination.wildcard &&
+        !core_session_may_consume_topic(sub->session, kafka_record->topic)) {
+        /* a wildcard durable subscription only gets the topics its user may read */
+        queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
+        return;
+    }
     struct core_delivery delivery;
     core_delivery_from_record(&delivery, sub, record, id, delivery_count);
     if (queue->stats) {

@@ -8,10 +8,19 @@
  * new matching topics every TOPIC_RESCAN_MS and read those from the
  * beginning (they were created after the subscription).
  *
- * Slow subscribers: each has a bounded backlog (queues.max_in_flight
- * records); when it is full the oldest record is dropped and counted
- * (kbridge_topic_dropped_total) -- the drop-oldest policy. Records are shared
- * between backlogs with a reference count. */
+ * Slow subscribers: each has a bounded backlog (topics.max_backlog
+ * records); when it is full, topics.slow_subscriber decides: drop-oldest
+ * drops its oldest record and counts it (kbridge_topic_dropped_total),
+ * disconnect ends the subscription through its failed handler. Records are shared
+ * between backlogs with a reference count.
+ *
+ * Pace: the reader goes at the speed of its fastest subscriber. When every
+ * subscriber's backlog is at least half full it pauses its partitions (the
+ * records stay in Kafka), and it resumes, where it stopped, as soon as one
+ * backlog is down to a quarter. So a burst from Kafka larger than a backlog
+ * (librdkafka prefetches far more than one) costs a subscriber that keeps up
+ * nothing, memory stays bounded, and only a subscriber that falls more than
+ * a backlog behind the fastest one loses records. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +40,15 @@ struct topic_filter {
     char pattern[ADDRESS_NAME_MAX + 1];
 };
 
+/* An assigned Kafka topic and, per partition, the offset after the last
+ * record received, where fetching goes on after a pause (-1: none yet and
+ * reading from the beginning). */
+struct topic_assigned {
+    char *topic;
+    int32_t partition_count;
+    int64_t *next_offsets;
+};
+
 struct topic_reader {
     struct topic_reader *next;
     struct core *core;
@@ -39,10 +57,11 @@ struct topic_reader {
     struct kafka_lookup *lookup;
     struct event *rescan_timer;
     struct event *linger_timer;
-    char **topics; /* assigned topics */
+    struct topic_assigned *topics;
     size_t topic_count;
     bool positioned;
     bool failed;
+    bool paused; /* every subscriber is behind: not fetching */
     struct core_subscription *subscribers;
     size_t subscriber_count;
     struct destination_stats *stats;
@@ -55,6 +74,48 @@ static void shared_record_unref(struct shared_record *shared)
         kafka_record_free(shared->record);
         free(shared);
     }
+}
+
+/* ---- pace ----------------------------------------------------------------------------- */
+
+static void topic_pause_topic(struct topic_reader *reader, const struct topic_assigned *t,
+                              bool pause)
+{
+    for (int32_t p = 0; p < t->partition_count; p++) {
+        int rc = pause ? kafka_consumer_pause(reader->consumer, t->topic, p)
+                       : kafka_consumer_resume(reader->consumer, t->topic, p, t->next_offsets[p]);
+        if (rc != 0)
+            log_warn("topic", "%s: cannot %s %s [%d]: %s", reader->destination.name,
+                     pause ? "pause" : "resume", t->topic, p, kafka_error_name(rc));
+    }
+}
+
+static void topic_set_paused(struct topic_reader *reader, bool pause)
+{
+    if (reader->paused == pause || !reader->consumer)
+        return;
+    reader->paused = pause;
+    double partitions = 0;
+    for (size_t i = 0; i < reader->topic_count; i++) {
+        topic_pause_topic(reader, &reader->topics[i], pause);
+        partitions += reader->topics[i].partition_count;
+    }
+    if (reader->stats)
+        *reader->stats->paused_partitions = pause ? partitions : 0;
+    log_debug("topic", "%s: %s fetching (%s)", reader->destination.name,
+              pause ? "pausing" : "resuming",
+              pause ? "every subscriber is behind" : "a subscriber caught up");
+}
+
+/* Every subscriber has at least half a backlog waiting. */
+static bool topic_all_behind(const struct topic_reader *reader)
+{
+    if (reader->subscriber_count == 0)
+        return false;
+    for (const struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
+        if (sub->backlog_count < (sub->backlog_capacity + 1) / 2)
+            return false;
+    return true;
 }
 
 /* ---- subscriber backlogs -------------------------------------------------------- */
@@ -72,11 +133,29 @@ static void topic_dispatch(struct core_subscription *sub)
         sub->handlers.deliver(sub->opaque, &delivery);
         shared_record_unref(shared);
     }
+    /* Caught up enough: the reader fetches again (sub->reader is NULL once detached). */
+    struct topic_reader *reader = sub->reader;
+    if (reader && reader->paused && sub->backlog_count <= sub->backlog_capacity / 4)
+        topic_set_paused(reader, false);
 }
 
 static void topic_backlog_push(struct topic_reader *reader, struct core_subscription *sub,
                                struct shared_record *shared)
 {
+    if (sub->overflowed)
+        return; /* ended by the disconnect policy; the adapter is closing it */
+    if (sub->backlog_count == sub->backlog_capacity &&
+        strcmp(core_config(reader->core)->topics.slow_subscriber, "disconnect") == 0) {
+        char reason[256];
+        snprintf(reason, sizeof(reason),
+                 "slow subscriber: %u messages waiting for this subscription "
+                 "(topics.max_backlog; topics.slow_subscriber is disconnect)",
+                 sub->backlog_capacity);
+        sub->overflowed = true;
+        (*reader->dropped)++;
+        sub->handlers.failed(sub->opaque, reason);
+        return;
+    }
     if (sub->backlog_count == sub->backlog_capacity) {
         shared_record_unref(sub->backlog[sub->backlog_head]);
         sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
@@ -103,9 +182,20 @@ static void topic_backlog_clear(struct core_subscription *sub)
 
 /* ---- the reader --------------------------------------------------------------------- */
 
+static struct topic_assigned *topic_find(struct topic_reader *reader, const char *topic)
+{
+    for (size_t i = 0; i < reader->topic_count; i++)
+        if (strcmp(reader->topics[i].topic, topic) == 0)
+            return &reader->topics[i];
+    return NULL;
+}
+
 static void topic_on_record(void *opaque, struct kafka_record *record)
 {
     struct topic_reader *reader = opaque;
+    struct topic_assigned *t = topic_find(reader, record->topic);
+    if (t && record->partition >= 0 && record->partition < t->partition_count)
+        t->next_offsets[record->partition] = record->offset + 1; /* where a resume goes on */
     struct shared_record *shared = calloc(1, sizeof(*shared));
     if (!shared) {
         log_error("topic", "%s: out of memory; record dropped", reader->destination.name);
@@ -116,7 +206,9 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
     shared->refs = 1; /* ours, for the fan-out below */
     /* every subscriber of a positioned reader has been told it is ready */
     for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
-        topic_backlog_push(reader, sub, shared);
+        if (!sub->destination.wildcard ||
+            core_session_may_consume_topic(sub->session, record->topic))
+            topic_backlog_push(reader, sub, shared);
     struct core_subscription *sub = reader->subscribers;
     while (sub) {
         struct core_subscription *next = sub->peer_next;
@@ -124,6 +216,8 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
         sub = next;
     }
     shared_record_unref(shared);
+    if (!reader->paused && topic_all_behind(reader))
+        topic_set_paused(reader, true);
 }
 
 static void topic_on_error(void *opaque, int err, const char *reason)
@@ -137,40 +231,42 @@ static const struct kafka_consumer_handlers topic_consumer_handlers = {
     .error = topic_on_error,
 };
 
-static bool topic_has(const struct topic_reader *reader, const char *topic)
-{
-    for (size_t i = 0; i < reader->topic_count; i++)
-        if (strcmp(reader->topics[i], topic) == 0)
-            return true;
-    return false;
-}
-
 static int topic_assign(struct topic_reader *reader, const struct kafka_topic_info *info,
                         bool from_beginning)
 {
-    char **grown = realloc(reader->topics, (reader->topic_count + 1) * sizeof(*grown));
+    struct topic_assigned *grown =
+        realloc(reader->topics, (reader->topic_count + 1) * sizeof(*grown));
     if (!grown)
         return -1;
     reader->topics = grown;
-    if (!(reader->topics[reader->topic_count] = strdup(info->topic)))
-        return -1;
+    struct topic_assigned *t = &reader->topics[reader->topic_count];
+    t->partition_count = info->partition_count;
+    t->topic = strdup(info->topic);
+    t->next_offsets = calloc((size_t)info->partition_count + 1, sizeof(*t->next_offsets));
     int64_t *offsets = calloc((size_t)info->partition_count + 1, sizeof(*offsets));
-    if (!offsets) {
-        free(reader->topics[reader->topic_count]);
+    if (!t->topic || !t->next_offsets || !offsets) {
+        free(t->topic);
+        free(t->next_offsets);
+        free(offsets);
         return -1;
     }
-    for (int32_t p = 0; p < info->partition_count; p++)
+    for (int32_t p = 0; p < info->partition_count; p++) {
         offsets[p] = from_beginning ? kafka_offset_beginning() : info->end_offsets[p];
+        t->next_offsets[p] = from_beginning ? -1 : info->end_offsets[p];
+    }
     int rc = kafka_consumer_assign_at(reader->consumer, info->topic, offsets,
                                       info->partition_count);
     free(offsets);
     if (rc != 0) {
         log_warn("topic", "%s: cannot read %s: %s", reader->destination.name, info->topic,
                  kafka_error_name(rc));
-        free(reader->topics[reader->topic_count]);
+        free(t->topic);
+        free(t->next_offsets);
         return -1;
     }
     reader->topic_count++;
+    if (reader->paused) /* a new topic of a wildcard while every subscriber is behind */
+        topic_pause_topic(reader, t, true);
     log_debug("topic", "%s: reading %s (%d partitions) from %s", reader->destination.name,
               info->topic, info->partition_count, from_beginning ? "the beginning" : "the end");
     return 0;
@@ -198,7 +294,7 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
     }
     bool first = !reader->positioned;
     for (size_t i = 0; i < count; i++)
-        if (!topic_has(reader, topics[i].topic))
+        if (!topic_find(reader, topics[i].topic))
             topic_assign(reader, &topics[i], !first);
     if (first) {
         reader->positioned = true;
@@ -260,11 +356,15 @@ static void topic_reader_free(struct topic_reader *reader)
         event_free(reader->rescan_timer);
     if (reader->linger_timer)
         event_free(reader->linger_timer);
-    for (size_t i = 0; i < reader->topic_count; i++)
-        free(reader->topics[i]);
+    for (size_t i = 0; i < reader->topic_count; i++) {
+        free(reader->topics[i].topic);
+        free(reader->topics[i].next_offsets);
+    }
     free(reader->topics);
-    if (reader->stats)
+    if (reader->stats) {
         *reader->stats->consumers = 0;
+        *reader->stats->paused_partitions = 0;
+    }
     free(reader);
 }
 
@@ -327,10 +427,14 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
         if (!reader)
             return CORE_ERR_UNAVAILABLE;
     }
-    uint32_t capacity = core_config(core)->queues.max_in_flight;
+    uint32_t capacity = core_config(core)->topics.max_backlog;
     sub->backlog = calloc(capacity, sizeof(*sub->backlog));
     if (!sub->backlog) {
         snprintf(err, err_size, "out of memory");
+        if (reader->subscriber_count == 0) { /* do not keep a reader nobody uses */
+            struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
+            event_add(reader->linger_timer, &linger);
+        }
         return CORE_ERR_INTERNAL;
     }
     sub->backlog_capacity = capacity;
@@ -341,6 +445,8 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
     reader->subscriber_count++;
     if (reader->stats)
         *reader->stats->consumers = (double)reader->subscriber_count;
+    if (reader->paused) /* the newcomer is not behind */
+        topic_set_paused(reader, false);
     if (reader->positioned)
         core_subscription_schedule_ready(sub);
     return CORE_OK;
@@ -360,6 +466,10 @@ void topic_detach(struct core_subscription *sub)
     reader->subscriber_count--;
     if (reader->stats)
         *reader->stats->consumers = (double)reader->subscriber_count;
+    /* The one that was behind may have left; with nobody left, go back to
+     * the head (and drop what comes) so that a new subscriber starts there. */
+    if (reader->paused && !topic_all_behind(reader))
+        topic_set_paused(reader, false);
     if (reader->subscriber_count == 0) {
         struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
         event_add(reader->linger_timer, &linger);

@@ -69,6 +69,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "listener.h"
 #include "log.h"
 #include "stomp_handlers.h"
 
@@ -84,22 +85,10 @@ struct stomp_header stomp_header_make(const char *name, const char *value)
 
 static void stomp_format_peer(const struct sockaddr *addr, int addr_len, char *buf, size_t size)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (!addr || addr_len <= 0) {
+    if (!addr || addr_len <= 0)
         snprintf(buf, size, "(unknown)");
-    } else if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(buf, size, "%s:%u", ip, (unsigned)ntohs(in->sin_port));
-    } else if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, size, "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
-    } else if (addr->sa_family == AF_UNIX) {
-        snprintf(buf, size, "unix");
-    } else {
-        snprintf(buf, size, "(family %d)", addr->sa_family);
-    }
+    else
+        listener_format_address(addr, buf, size);
 }
 
 static const struct config *stomp_connection_config(const struct stomp_connection *connection)
@@ -273,6 +262,58 @@ static void stomp_connection_parse_failed(struct stomp_connection *connection, c
     stomp_send_error(connection, &error, NULL);
 }
 
+/* Before CONNECT: when the first line is already there and is not CONNECT
+ * or STOMP (an HTTP request, a TLS handshake, a frame sent too early), say
+ * so now rather than wait for a NUL that may never come (the CONNECT
+ * timeout). Returns true when it sent the ERROR. */
+static bool stomp_connection_not_connect(struct stomp_connection *connection, const char *data,
+                                         size_t len)
+{
+    if (len == 0 || data[0] == '\r' || data[0] == '\n')
+        return false; /* EOLs between frames: the parser's business */
+    const char *eol = memchr(data, '\n', len < 64 ? len : 64);
+    size_t line = eol ? (size_t)(eol - data) : (len < 64 ? len : 64);
+    if (eol && line > 0 && data[line - 1] == '\r')
+        line--;
+    static const char *const commands[] = {"CONNECT", "STOMP"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t command_len = strlen(commands[i]);
+        if (eol ? line == command_len && memcmp(data, commands[i], command_len) == 0
+                : (line <= command_len && memcmp(data, commands[i], line) == 0) ||
+                      (line == command_len + 1 && memcmp(data, commands[i], command_len) == 0 &&
+                       data[command_len] == '\r'))
+            return false; /* CONNECT, or the start of it */
+    }
+    char command[40];
+    size_t n = 0;
+    for (; n < line && n < 32; n++)
+        command[n] = (data[n] >= 0x20 && data[n] < 0x7f) ? data[n] : '?';
+    command[n] = '\0';
+    struct stomp_error error;
+    stomp_fail(&error, STOMP_KIND_INVALID, "expected CONNECT",
+               "The first frame on a STOMP connection must be CONNECT (or STOMP), not '%s%s'. "
+               "Send CONNECT with accept-version, login and passcode first and wait for "
+               "CONNECTED.",
+               command, line > 32 ? "..." : "");
+    stomp_send_error(connection, &error, NULL);
+    return true;
+}
+
+/* Is part of a frame buffered (anything but heart-beat EOLs)? */
+static bool stomp_connection_partial_frame(struct stomp_connection *connection)
+{
+    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    struct evbuffer_iovec chunks[8];
+    int n = evbuffer_peek(input, -1, NULL, chunks, 8);
+    for (int i = 0; i < n && i < 8; i++) {
+        const char *bytes = chunks[i].iov_base;
+        for (size_t j = 0; j < chunks[i].iov_len; j++)
+            if (bytes[j] != '\n' && bytes[j] != '\r')
+                return true;
+    }
+    return n > 8; /* that many chunks are not all EOLs */
+}
+
 /* Feed buffered input to the parser and dispatch whole frames, while the
  * connection may take work. The parser needs each frame contiguous: it first
  * gets the input's first chunk; only when that holds an incomplete frame and
@@ -327,6 +368,9 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
         case STOMP_PARSE_NEED_MORE: {
             size_t left = available - consumed; /* bytes still buffered */
             size_t seen = len - consumed;       /* of which the parser has seen */
+            if (connection->state == STOMP_STATE_CONNECTING &&
+                stomp_connection_not_connect(connection, data + consumed, seen))
+                return;
             if (seen >= left)
                 return; /* wait for more bytes */
             size_t limit = stomp_connection_pull_limit(connection);
@@ -435,6 +479,17 @@ static void stomp_connection_on_event(struct bufferevent *bev, short events, voi
     struct stomp_connection *connection = arg;
     if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
+    /* The client shut its side in the middle of a frame (no NUL came): say
+     * so, in case it still reads (a half-closed socket). Only while reading:
+     * then what is buffered is an incomplete frame, not frames held back. */
+    if ((events & BEV_EVENT_EOF) && !(events & BEV_EVENT_ERROR) &&
+        connection->state != STOMP_STATE_CLOSING && connection->reading &&
+        stomp_connection_may_parse(connection) && stomp_connection_partial_frame(connection)) {
+        stomp_connection_parse_failed(connection,
+                                      "the connection ended in the middle of a frame "
+                                      "(no NUL byte ended it)");
+        return; /* closing: the linger sees the EOF again and disposes */
+    }
     if (connection->state != STOMP_STATE_CLOSING) {
         const char *reason = "closed by the client";
         if (events & BEV_EVENT_ERROR) {

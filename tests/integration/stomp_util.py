@@ -80,6 +80,8 @@ class Client:
     def ack(self, frame):
         if self.version == "1.2":
             self.conn.ack(frame.headers["ack"])
+        elif self.version == "1.0":  # stomp.py 1.0: ack(message-id, transaction)
+            self.conn.ack(frame.headers["message-id"])
         else:
             self.conn.ack(frame.headers["message-id"], frame.headers["subscription"])
 
