@@ -35,10 +35,6 @@
 #define TOPIC_LINGER_MS 2000
 #define TOPIC_RESCAN_MS 5000
 
-struct topic_filter {
-    char prefix[ADDRESS_NAME_MAX + 1];
-    char pattern[ADDRESS_NAME_MAX + 1];
-};
 
 /* An assigned Kafka topic and, per partition, the offset after the last
  * record received, where fetching goes on after a pause (-1: none yet and
@@ -303,23 +299,14 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
     }
 }
 
-static bool topic_filter_match(const char *topic, const void *arg)
-{
-    const struct topic_filter *filter = arg;
-    size_t prefix_len = strlen(filter->prefix);
-    if (strncmp(topic, filter->prefix, prefix_len) != 0)
-        return false;
-    return address_wildcard_match(filter->pattern, topic + prefix_len);
-}
-
 static int topic_start_lookup(struct topic_reader *reader)
 {
     const struct config *config = core_config(reader->core);
     if (reader->destination.wildcard) {
-        struct topic_filter filter;
-        snprintf(filter.prefix, sizeof(filter.prefix), "%s", config->kafka.topic_prefix);
-        snprintf(filter.pattern, sizeof(filter.pattern), "%s", reader->destination.name);
-        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, NULL, topic_filter_match,
+        struct address_filter filter;
+        if (address_filter_init(&filter, config->kafka.topic_prefix, reader->destination.name) < 0)
+            return -1;
+        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, NULL, address_filter_match,
                                                   &filter, sizeof(filter), topic_on_lookup,
                                                   reader);
     } else {
