@@ -17,8 +17,8 @@ enum destination_kind {
 
 struct destination {
     enum destination_kind kind;
-    bool wildcard;                      /* topic name contains * or # words */
-    char name[ADDRESS_NAME_MAX + 1];    /* NAME without prefix */
+    bool wildcard;                   /* topic name contains * or # words */
+    char name[ADDRESS_NAME_MAX + 1]; /* NAME without prefix */
 };
 
 /* Normalise a STOMP destination header:

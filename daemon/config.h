@@ -35,10 +35,10 @@ struct config_pattern {
 
 struct config_user {
     char *name;
-    char *password_hash;             /* crypt(3) string: "$6$...", "$5$...", "$y$..." */
-    struct config_pattern *publish;  /* destinations the user may publish to */
+    char *password_hash;            /* crypt(3) string: "$6$...", "$5$...", "$y$..." */
+    struct config_pattern *publish; /* destinations the user may publish to */
     size_t publish_count;
-    struct config_pattern *consume;  /* destinations the user may consume from */
+    struct config_pattern *consume; /* destinations the user may consume from */
     size_t consume_count;
 };
 
@@ -52,8 +52,8 @@ struct config {
     char *node_id; /* default: host name */
 
     struct {
-        char *bootstrap;    /* "embedded" or "host:port,host:port" */
-        char *topic_prefix; /* default "" */
+        char *bootstrap;                     /* "embedded" or "host:port,host:port" */
+        char *topic_prefix;                  /* default "" */
         struct config_properties properties; /* every librdkafka handle */
         struct config_properties producer;   /* producer only */
         struct config_properties consumer;   /* consumer only */
@@ -72,16 +72,16 @@ struct config {
     } auth;
 
     struct {
-        uint32_t max_deliveries;   /* default 5, 1..1000000 */
-        bool nack_requeue;         /* default true */
-        char *dead_letter_topic;   /* pattern with {name}; default "{name}.DLQ" */
-        uint64_t ack_timeout_ms;   /* default 30m */
-        uint32_t max_in_flight;    /* default 10000 */
+        uint32_t max_deliveries; /* default 5, 1..1000000 */
+        bool nack_requeue;       /* default true */
+        char *dead_letter_topic; /* pattern with {name}; default "{name}.DLQ" */
+        uint64_t ack_timeout_ms; /* default 30m */
+        uint32_t max_in_flight;  /* default 10000 */
     } queues;
 
     struct {
-        uint32_t max_backlog;    /* non-durable topic subscriber backlog, default 10000 */
-        char *slow_subscriber;   /* "drop-oldest" (default) or "disconnect" */
+        uint32_t max_backlog;  /* non-durable topic subscriber backlog, default 10000 */
+        char *slow_subscriber; /* "drop-oldest" (default) or "disconnect" */
     } topics;
 
     struct {

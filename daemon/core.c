@@ -63,22 +63,21 @@ struct destination_stats *core_stats(struct core *core, enum destination_kind ki
                                        "Deliveries to subscribers (first and repeated).", labels);
     stats->acked = metrics_counter(m, "kbridge_destination_acked_total",
                                    "Deliveries acknowledged (accepted).", labels);
-    stats->nacked = metrics_counter(m, "kbridge_destination_nacked_total",
-                                    "Deliveries negatively acknowledged (released or rejected).",
-                                    labels);
+    stats->nacked =
+        metrics_counter(m, "kbridge_destination_nacked_total",
+                        "Deliveries negatively acknowledged (released or rejected).", labels);
     stats->redelivered = metrics_counter(m, "kbridge_destination_redelivered_total",
                                          "Deliveries of a message delivered before.", labels);
-    stats->dead_lettered =
-        metrics_counter(m, "kbridge_destination_dead_lettered_total",
-                        "Messages confirmed in the dead-letter topic.", labels);
-    stats->in_flight = metrics_gauge(m, "kbridge_destination_in_flight",
-                                     "Messages buffered on this node (available + unacked).",
-                                     labels);
-    stats->consumers = metrics_gauge(m, "kbridge_destination_consumers",
-                                     "Subscribers on this node.", labels);
-    stats->paused_partitions = metrics_gauge(m, "kbridge_destination_paused_partitions",
-                                             "Partitions paused because in-flight hit max_in_flight.",
-                                             labels);
+    stats->dead_lettered = metrics_counter(m, "kbridge_destination_dead_lettered_total",
+                                           "Messages confirmed in the dead-letter topic.", labels);
+    stats->in_flight =
+        metrics_gauge(m, "kbridge_destination_in_flight",
+                      "Messages buffered on this node (available + unacked).", labels);
+    stats->consumers =
+        metrics_gauge(m, "kbridge_destination_consumers", "Subscribers on this node.", labels);
+    stats->paused_partitions =
+        metrics_gauge(m, "kbridge_destination_paused_partitions",
+                      "Partitions paused because in-flight hit max_in_flight.", labels);
     if (!stats->published || !stats->delivered || !stats->acked || !stats->nacked ||
         !stats->redelivered || !stats->dead_lettered || !stats->in_flight || !stats->consumers ||
         !stats->paused_partitions) {
@@ -280,10 +279,9 @@ static void core_uuid(char out[37])
     }
     bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
     bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
-             bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
-             bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+             bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
 }
 
 static void core_on_publish_delivery(void *opaque, int err, int32_t partition, int64_t offset)
@@ -336,7 +334,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         return CORE_ERR_ACCESS;
     }
     if (message->body_len > config->limits.max_message_size) {
-        snprintf(err, err_size, "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
+        snprintf(err, err_size,
+                 "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
                  message->body_len, (unsigned long long)config->limits.max_message_size);
         return CORE_ERR_TOO_LARGE;
     }
@@ -389,9 +388,9 @@ int core_publish(struct core_session *session, const struct destination *destina
         return CORE_ERR_INTERNAL;
     }
     pending->session = session;
-    pending->stats = core_stats(core, destination->kind == DESTINATION_TOPIC ? DESTINATION_TOPIC
-                                                                             : DESTINATION_QUEUE,
-                                destination->name);
+    pending->stats = core_stats(
+        core, destination->kind == DESTINATION_TOPIC ? DESTINATION_TOPIC : DESTINATION_QUEUE,
+        destination->name);
     pending->done = done;
     pending->opaque = opaque;
     int rc = kafka_produce(core->kafka, topic, -1, key, key_len, message->body, message->body_len,
@@ -426,7 +425,7 @@ void core_delivery_from_record(struct core_delivery *delivery, const struct core
     delivery->id = id;
     delivery->topic = record->topic;
     delivery->name = strncmp(record->topic, prefix, prefix_len) == 0 ? record->topic + prefix_len
-                                                                      : record->topic;
+                                                                     : record->topic;
     delivery->kind = sub->destination.kind;
     delivery->partition = record->partition;
     delivery->offset = record->offset;
@@ -471,8 +470,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct destination *destination,
                                          const struct core_subscribe_options *options,
                                          const struct core_subscription_handlers *handlers,
-                                         void *opaque, int *error_code, char *err,
-                                         size_t err_size)
+                                         void *opaque, int *error_code, char *err, size_t err_size)
 {
     struct core *core = session->core;
     char display[ADDRESS_NAME_MAX + 32];

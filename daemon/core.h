@@ -29,13 +29,13 @@ struct core_subscription;
 /* Result codes of core calls (besides 0). Adapters map them to protocol errors. */
 enum core_error {
     CORE_OK = 0,
-    CORE_ERR_ACCESS = -1,       /* ACL or authentication refused */
-    CORE_ERR_INVALID = -2,      /* bad destination, header or value */
-    CORE_ERR_TOO_LARGE = -3,    /* body over limits.max_message_size */
-    CORE_ERR_BUSY = -4,         /* Kafka producer queue full: back off, retry */
-    CORE_ERR_UNAVAILABLE = -5,  /* Kafka not ready or failed */
-    CORE_ERR_UNSUPPORTED = -6,  /* a feature that is not built yet */
-    CORE_ERR_INTERNAL = -7,     /* out of memory and the like */
+    CORE_ERR_ACCESS = -1,      /* ACL or authentication refused */
+    CORE_ERR_INVALID = -2,     /* bad destination, header or value */
+    CORE_ERR_TOO_LARGE = -3,   /* body over limits.max_message_size */
+    CORE_ERR_BUSY = -4,        /* Kafka producer queue full: back off, retry */
+    CORE_ERR_UNAVAILABLE = -5, /* Kafka not ready or failed */
+    CORE_ERR_UNSUPPORTED = -6, /* a feature that is not built yet */
+    CORE_ERR_INTERNAL = -7,    /* out of memory and the like */
 };
 
 /* ---- the core ------------------------------------------------------------ */
@@ -106,9 +106,9 @@ int core_publish(struct core_session *session, const struct destination *destina
 /* ---- subscribing ------------------------------------------------------------ */
 
 struct core_subscribe_options {
-    bool auto_accept;          /* settle on send (STOMP ack:auto) */
-    uint32_t credit;           /* max unsettled deliveries (prefetch), >= 1 */
-    const char *durable_name;  /* topic only: durable subscription name (needs client_id) */
+    bool auto_accept;         /* settle on send (STOMP ack:auto) */
+    uint32_t credit;          /* max unsettled deliveries (prefetch), >= 1 */
+    const char *durable_name; /* topic only: durable subscription name (needs client_id) */
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */
@@ -151,8 +151,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct destination *destination,
                                          const struct core_subscribe_options *options,
                                          const struct core_subscription_handlers *handlers,
-                                         void *opaque, int *error_code, char *err,
-                                         size_t err_size);
+                                         void *opaque, int *error_code, char *err, size_t err_size);
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown

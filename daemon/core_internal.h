@@ -58,17 +58,17 @@ struct core_session {
 
 /* One subscriber of a queue (or durable subscription) or of a topic reader. */
 struct core_subscription {
-    struct core_subscription *next;       /* in the session */
-    struct core_subscription *peer_next;  /* in the queue's / reader's list */
+    struct core_subscription *next;      /* in the session */
+    struct core_subscription *peer_next; /* in the queue's / reader's list */
     struct core_session *session;
     struct destination destination;
     struct core_subscribe_options options;
     char *durable_name;
     struct core_subscription_handlers handlers;
     void *opaque;
-    struct queue *queue;          /* queue or durable subscription */
-    struct topic_reader *reader;  /* non-durable topic */
-    struct event *ready_event;    /* deferred ready callback */
+    struct queue *queue;         /* queue or durable subscription */
+    struct topic_reader *reader; /* non-durable topic */
+    struct event *ready_event;   /* deferred ready callback */
     bool blocked;
     bool ready_sent;
     /* non-durable topic: bounded backlog of shared records */

@@ -59,10 +59,10 @@ struct kafka_probe {
     bool started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool stop;             /* under lock */
-    bool ready;            /* under lock: last answer */
-    char reason[512];      /* under lock */
-    int broker_count;      /* under lock */
+    bool stop;                  /* under lock */
+    bool ready;                 /* under lock: last answer */
+    char reason[512];           /* under lock */
+    int broker_count;           /* under lock */
     struct kafka_wakeup wakeup; /* probe -> loop */
 };
 
@@ -77,9 +77,9 @@ struct kafka {
     struct kafka_wakeup producer_wakeup;
     struct kafka_probe probe;
 
-    bool ready;           /* loop copy of the probe state */
-    bool fatal;           /* the producer hit a fatal error */
-    bool destroying;      /* kafka_free: delivery reports no longer reach owners */
+    bool ready;      /* loop copy of the probe state */
+    bool fatal;      /* the producer hit a fatal error */
+    bool destroying; /* kafka_free: delivery reports no longer reach owners */
     char reason[512];
     void (*ready_fn)(void *opaque, bool ready);
     void *ready_opaque;
@@ -115,8 +115,8 @@ struct kafka_consumer {
     void *opaque;
     char *group_id;
     bool closing;
-    int anchors_running;  /* group anchor lookups using rk on a thread */
-    bool close_deferred;  /* closed while an anchor ran: finish when it reports */
+    int anchors_running; /* group anchor lookups using rk on a thread */
+    bool close_deferred; /* closed while an anchor ran: finish when it reports */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -165,7 +165,7 @@ static void kafka_on_log(const rd_kafka_t *rk, int level, const char *facility, 
 {
     /* librdkafka logs every failed broker connect at 3 (LOG_ERR); the error
      * callback reports the same condition, so keep those at warn. */
-    enum log_level ours = level <= 2 ? LOG_LEVEL_ERROR
+    enum log_level ours = level <= 2   ? LOG_LEVEL_ERROR
                           : level <= 4 ? LOG_LEVEL_WARN
                           : level <= 6 ? LOG_LEVEL_INFO
                                        : LOG_LEVEL_DEBUG;
@@ -187,14 +187,13 @@ static int kafka_conf_apply(rd_kafka_conf_t *conf, const char *key,
                             const struct config_properties *props, char *err, size_t err_size)
 {
     for (size_t i = 0; i < props->count; i++)
-        if (kafka_conf_set(conf, key, props->items[i].name, props->items[i].value, err,
-                           err_size) < 0)
+        if (kafka_conf_set(conf, key, props->items[i].name, props->items[i].value, err, err_size) <
+            0)
             return -1;
     return 0;
 }
 
-static const char *kafka_config_property(const struct config_properties *props,
-                                         const char *name)
+static const char *kafka_config_property(const struct config_properties *props, const char *name)
 {
     const char *found = NULL;
     for (size_t i = 0; i < props->count; i++)
@@ -312,7 +311,8 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message,
     }
     if (delivery) {
         if (!kafka->destroying)
-            delivery->done(delivery->opaque, (int)message->err, message->partition, message->offset);
+            delivery->done(delivery->opaque, (int)message->err, message->partition,
+                           message->offset);
         free(delivery);
     }
 }
@@ -362,8 +362,7 @@ static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size
         !kafka_config_property(&config->kafka.properties, "message.max.bytes")) {
         char size[32];
         uint64_t want = config->limits.max_message_size + 65536;
-        snprintf(size, sizeof(size), "%llu",
-                 (unsigned long long)(want > 1000000 ? want : 1000000));
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)(want > 1000000 ? want : 1000000));
         if (kafka_conf_set(conf, "kafka.producer", "message.max.bytes", size, err, err_size) < 0)
             goto fail;
     }
@@ -407,8 +406,8 @@ fail:
 
 int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
                   size_t key_len, const void *value, size_t value_len,
-                  const struct kafka_header *headers, size_t header_count,
-                  kafka_delivery_fn done, void *opaque)
+                  const struct kafka_header *headers, size_t header_count, kafka_delivery_fn done,
+                  void *opaque)
 {
     struct kafka_delivery *delivery = malloc(sizeof(*delivery));
     if (!delivery)
@@ -458,14 +457,14 @@ int kafka_flush(struct kafka *kafka, uint64_t timeout_ms)
 struct kafka_lookup {
     struct kafka_lookup *next; /* in lookups_done */
     struct kafka *kafka;
-    char *topic;               /* NULL: all topics through filter */
+    char *topic; /* NULL: all topics through filter */
     kafka_topic_filter_fn filter;
     void *filter_arg;
     kafka_lookup_fn done;
     void *opaque;
     struct kafka_consumer *anchor; /* commit end offsets for this consumer's group */
-    bool cancelled; /* loop only */
-    bool finished;  /* under lookup_lock: result ready */
+    bool cancelled;                /* loop only */
+    bool finished;                 /* under lookup_lock: result ready */
     /* result */
     int err;
     struct kafka_topic_info *topics;
@@ -487,8 +486,8 @@ static void kafka_lookup_free(struct kafka_lookup *lookup)
 static int kafka_lookup_topic(struct kafka_lookup *lookup, const rd_kafka_metadata_topic_t *meta)
 {
     struct kafka_topic_info *info = &lookup->topics[lookup->count];
-    int64_t *offsets = calloc((size_t)(meta->partition_cnt > 0 ? meta->partition_cnt : 1),
-                              sizeof(*offsets));
+    int64_t *offsets =
+        calloc((size_t)(meta->partition_cnt > 0 ? meta->partition_cnt : 1), sizeof(*offsets));
     char *name = strdup(meta->topic);
     if (!offsets || !name) {
         free(offsets);
@@ -574,8 +573,8 @@ static void *kafka_lookup_main(void *arg)
             const rd_kafka_metadata_topic_t *meta = &metadata->topics[i];
             if (lookup->topic && strcmp(meta->topic, lookup->topic) != 0)
                 continue;
-            if (!lookup->topic && (meta->topic[0] == '_' ||
-                                   !lookup->filter(meta->topic, lookup->filter_arg)))
+            if (!lookup->topic &&
+                (meta->topic[0] == '_' || !lookup->filter(meta->topic, lookup->filter_arg)))
                 continue;
             if (meta->err) {
                 err = meta->err;
@@ -633,32 +632,32 @@ static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
-                                              const char *topic, kafka_topic_filter_fn filter,
-                                              const void *filter_arg, size_t filter_arg_size,
-                                              kafka_lookup_fn done, void *opaque);
+                                               const char *topic, kafka_topic_filter_fn filter,
+                                               const void *filter_arg, size_t filter_arg_size,
+                                               kafka_lookup_fn done, void *opaque);
 
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
-                                              kafka_topic_filter_fn filter,
-                                              const void *filter_arg, size_t filter_arg_size,
-                                              kafka_lookup_fn done, void *opaque)
+                                              kafka_topic_filter_fn filter, const void *filter_arg,
+                                              size_t filter_arg_size, kafka_lookup_fn done,
+                                              void *opaque)
 {
     return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, done,
                               opaque);
 }
 
 struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, const char *topic,
-                                               kafka_topic_filter_fn filter,
-                                               const void *filter_arg, size_t filter_arg_size,
-                                               kafka_lookup_fn done, void *opaque)
+                                               kafka_topic_filter_fn filter, const void *filter_arg,
+                                               size_t filter_arg_size, kafka_lookup_fn done,
+                                               void *opaque)
 {
-    return kafka_lookup_start(consumer->kafka, consumer, topic, filter, filter_arg,
-                              filter_arg_size, done, opaque);
+    return kafka_lookup_start(consumer->kafka, consumer, topic, filter, filter_arg, filter_arg_size,
+                              done, opaque);
 }
 
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
-                                              const char *topic, kafka_topic_filter_fn filter,
-                                              const void *filter_arg, size_t filter_arg_size,
-                                              kafka_lookup_fn done, void *opaque)
+                                               const char *topic, kafka_topic_filter_fn filter,
+                                               const void *filter_arg, size_t filter_arg_size,
+                                               kafka_lookup_fn done, void *opaque)
 {
     struct kafka_lookup *lookup = calloc(1, sizeof(*lookup));
     if (!lookup)
@@ -669,7 +668,8 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
     lookup->done = done;
     lookup->opaque = opaque;
     if ((topic && !(lookup->topic = strdup(topic))) ||
-        (!topic && (!filter || !(lookup->filter_arg = malloc(filter_arg_size ? filter_arg_size : 1))))) {
+        (!topic &&
+         (!filter || !(lookup->filter_arg = malloc(filter_arg_size ? filter_arg_size : 1))))) {
         kafka_lookup_free(lookup);
         return NULL;
     }
@@ -854,7 +854,8 @@ static void kafka_consumer_free(struct kafka_consumer *consumer, bool destroy_as
         bool detached = false;
         if (destroy_async && pthread_attr_init(&attr) == 0) {
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            detached = pthread_create(&thread, &attr, kafka_consumer_destroy_main, consumer->rk) == 0;
+            detached =
+                pthread_create(&thread, &attr, kafka_consumer_destroy_main, consumer->rk) == 0;
             pthread_attr_destroy(&attr);
         }
         if (!detached)
@@ -893,8 +894,8 @@ static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
             if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 char reason[512];
                 snprintf(reason, sizeof(reason), "%s [%d]: %s",
-                         message->rkt ? rd_kafka_topic_name(message->rkt) : "-",
-                         message->partition, rd_kafka_message_errstr(message));
+                         message->rkt ? rd_kafka_topic_name(message->rkt) : "-", message->partition,
+                         rd_kafka_message_errstr(message));
                 kafka_on_consumer_error(consumer->rk, message->err, reason, consumer);
             }
             rd_kafka_message_destroy(message);
@@ -902,8 +903,10 @@ static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
         }
         struct kafka_record *record = kafka_record_wrap(message);
         if (!record) {
-            log_error("kafka", "consumer %s: out of memory; record dropped before delivery "
-                      "(it will be fetched again after a restart)", consumer->group_id);
+            log_error("kafka",
+                      "consumer %s: out of memory; record dropped before delivery "
+                      "(it will be fetched again after a restart)",
+                      consumer->group_id);
             continue;
         }
         consumer->handlers.record(consumer->opaque, record);
@@ -937,16 +940,17 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
     snprintf(reader_group, sizeof(reader_group), "kbridge.reader.%s", kafka->config->node_id);
     if (kafka_conf_set(conf, "kafka.consumer", "group.id", group_id ? group_id : reader_group, err,
                        err_size) < 0 ||
-        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err,
-                       err_size) < 0 ||
-        kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err,
-                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err, err_size) <
+            0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err, err_size) <
+            0 ||
         kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
                        offset_reset ? offset_reset : "earliest", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MAX_MS, err,
                        err_size) < 0 ||
-        kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) < 0 ||
+        kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) <
+            0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
                        err, err_size) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -1069,9 +1073,8 @@ int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, in
     rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
     rd_kafka_topic_partition_list_destroy(list);
     if (error) {
-        log_debug("kafka", "consumer %s: seek %s [%d] to %lld on resume: %s",
-                  consumer->group_id, topic, partition, (long long)next_offset,
-                  rd_kafka_error_string(error));
+        log_debug("kafka", "consumer %s: seek %s [%d] to %lld on resume: %s", consumer->group_id,
+                  topic, partition, (long long)next_offset, rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
     return 0;
@@ -1134,9 +1137,9 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
                                        "Records Kafka confirmed as stored.", NULL);
     kafka->delivery_errors = metrics_counter(metrics, "kbridge_kafka_delivery_errors_total",
                                              "Records Kafka did not store (failed produce).", NULL);
-    kafka->errors = metrics_counter(metrics, "kbridge_kafka_errors_total",
-                                    "Client-level Kafka errors (connections, brokers, groups).",
-                                    NULL);
+    kafka->errors =
+        metrics_counter(metrics, "kbridge_kafka_errors_total",
+                        "Client-level Kafka errors (connections, brokers, groups).", NULL);
     if (!kafka->produced || !kafka->delivered || !kafka->delivery_errors || !kafka->errors) {
         snprintf(err, err_size, "kafka: out of memory");
         goto fail;
@@ -1147,9 +1150,11 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
         if (!kafka->mock)
             goto fail;
         kafka->bootstrap = strdup(kafka_mock_bootstraps(kafka->mock));
-        log_warn("kafka", "kafka.bootstrap is \"embedded\": an in-process mock Kafka cluster at %s "
+        log_warn("kafka",
+                 "kafka.bootstrap is \"embedded\": an in-process mock Kafka cluster at %s "
                  "holds all data IN MEMORY ONLY; it is lost when kbridged stops. "
-                 "Use a real Kafka cluster in production.", kafka->bootstrap);
+                 "Use a real Kafka cluster in production.",
+                 kafka->bootstrap);
     } else {
         kafka->bootstrap = strdup(config->kafka.bootstrap);
     }
@@ -1159,8 +1164,8 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
     }
     if (kafka_producer_create(kafka, err, err_size) < 0)
         goto fail;
-    if (kafka_wakeup_open(&kafka->probe.wakeup, base, kafka_on_probe_wakeup, kafka, err,
-                          err_size) < 0 ||
+    if (kafka_wakeup_open(&kafka->probe.wakeup, base, kafka_on_probe_wakeup, kafka, err, err_size) <
+            0 ||
         kafka_wakeup_open(&kafka->lookup_wakeup, base, kafka_on_lookup_wakeup, kafka, err,
                           err_size) < 0)
         goto fail;
@@ -1184,10 +1189,7 @@ const char *kafka_not_ready_reason(const struct kafka *kafka)
     return kafka->ready ? "" : kafka->reason;
 }
 
-void kafka_set_config(struct kafka *kafka, const struct config *config)
-{
-    kafka->config = config;
-}
+void kafka_set_config(struct kafka *kafka, const struct config *config) { kafka->config = config; }
 
 void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool ready),
                               void *opaque)
@@ -1249,8 +1251,10 @@ void kafka_free(struct kafka *kafka)
         rd_kafka_queue_destroy(kafka->producer_queue);
         int left = rd_kafka_outq_len(kafka->producer);
         if (left > 0)
-            log_warn("kafka", "%d record(s) still unconfirmed at shutdown; their clients were "
-                     "never told they were stored", left);
+            log_warn("kafka",
+                     "%d record(s) still unconfirmed at shutdown; their clients were "
+                     "never told they were stored",
+                     left);
         kafka->destroying = true;
         rd_kafka_purge(kafka->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         kafka_producer_drain(kafka); /* frees the purged records' delivery state */

@@ -28,8 +28,8 @@ struct kafka_consumer;
 
 /* Error codes callers test for (values of rd_kafka_resp_err_t). */
 #define KAFKA_OK 0
-#define KAFKA_ERR_QUEUE_FULL (-184)       /* producer queue full: stop reading clients */
-#define KAFKA_ERR_MSG_SIZE_TOO_LARGE 10   /* record larger than message.max.bytes */
+#define KAFKA_ERR_QUEUE_FULL (-184)     /* producer queue full: stop reading clients */
+#define KAFKA_ERR_MSG_SIZE_TOO_LARGE 10 /* record larger than message.max.bytes */
 
 /* One record header; name NUL-terminated, value may hold any bytes. */
 struct kafka_header {
@@ -47,9 +47,9 @@ struct kafka_record {
     int64_t timestamp_ms; /* -1 when the broker gave none */
     const void *key;      /* NULL for a null key */
     size_t key_len;
-    const void *value;    /* NULL for a null value (tombstone) */
+    const void *value; /* NULL for a null value (tombstone) */
     size_t value_len;
-    void *impl;           /* private: the rd_kafka_message_t */
+    void *impl; /* private: the rd_kafka_message_t */
 };
 
 /* Delivery report for one produce, on the loop. err is KAFKA_OK when Kafka
@@ -86,8 +86,8 @@ void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool
  * (KAFKA_ERR_QUEUE_FULL: try again after deliveries drain). */
 int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
                   size_t key_len, const void *value, size_t value_len,
-                  const struct kafka_header *headers, size_t header_count,
-                  kafka_delivery_fn done, void *opaque);
+                  const struct kafka_header *headers, size_t header_count, kafka_delivery_fn done,
+                  void *opaque);
 
 /* Records queued in the producer and not yet reported. */
 int kafka_unconfirmed(const struct kafka *kafka);
@@ -130,17 +130,17 @@ struct kafka_lookup;
  * bytes). Blocking calls run on a thread; `done` runs on the loop unless the
  * lookup is cancelled first. NULL on allocation failure. */
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
-                                              kafka_topic_filter_fn filter,
-                                              const void *filter_arg, size_t filter_arg_size,
-                                              kafka_lookup_fn done, void *opaque);
+                                              kafka_topic_filter_fn filter, const void *filter_arg,
+                                              size_t filter_arg_size, kafka_lookup_fn done,
+                                              void *opaque);
 /* Like kafka_lookup_end_offsets, then give `consumer`'s group a committed
  * offset (the end offset found) on every partition that has none yet, so a
  * new durable subscription starts at its creation on every partition. The
  * consumer must not be subscribed yet; closing it waits for the lookup. */
 struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, const char *topic,
-                                               kafka_topic_filter_fn filter,
-                                               const void *filter_arg, size_t filter_arg_size,
-                                               kafka_lookup_fn done, void *opaque);
+                                               kafka_topic_filter_fn filter, const void *filter_arg,
+                                               size_t filter_arg_size, kafka_lookup_fn done,
+                                               void *opaque);
 /* `done` will not be called; the lookup frees itself when its thread ends. */
 void kafka_lookup_cancel(struct kafka_lookup *lookup);
 

@@ -24,8 +24,8 @@ const char *kafka_mock_bootstraps(const struct kafka_mock *mock);
 
 /* Create `topic` with `partitions` partitions (<= 0: the default) and
  * replication factor min(3, brokers). 0 ok, -1 with err filled. */
-int kafka_mock_topic_create(struct kafka_mock *mock, const char *topic, int partitions,
-                            char *err, size_t err_size);
+int kafka_mock_topic_create(struct kafka_mock *mock, const char *topic, int partitions, char *err,
+                            size_t err_size);
 
 /* Run one fault-injection command line (grammar in docs/devkafka.md):
  *   broker ID down | broker ID up | broker ID rtt MS
@@ -38,8 +38,7 @@ int kafka_mock_topic_create(struct kafka_mock *mock, const char *topic, int part
  *   ping
  * Writes "ok" or "error: reason" (one line, no newline) into reply.
  * Returns 0 when the command was carried out, -1 otherwise. */
-int kafka_mock_command(struct kafka_mock *mock, const char *line, char *reply,
-                       size_t reply_size);
+int kafka_mock_command(struct kafka_mock *mock, const char *line, char *reply, size_t reply_size);
 
 /* Stop the cluster and free everything; NULL is fine. */
 void kafka_mock_stop(struct kafka_mock *mock);

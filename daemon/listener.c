@@ -79,11 +79,13 @@ int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char
                          size_t bound_size, char *err, size_t err_size)
 {
     char host[256], port[16], why[160];
-    if (listener_split_bind(bind_address, host, sizeof(host), port, sizeof(port), why, sizeof(why)) < 0) {
+    if (listener_split_bind(bind_address, host, sizeof(host), port, sizeof(port), why,
+                            sizeof(why)) < 0) {
         snprintf(err, err_size, "cannot listen on %s: %s", bind_address, why);
         return -1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *found = NULL;
     int gai = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &found);
@@ -117,7 +119,8 @@ int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char
     struct sockaddr_storage addr;
     socklen_t addr_len = sizeof(addr);
     if (getsockname(fd, (struct sockaddr *)&addr, &addr_len) < 0) {
-        snprintf(err, err_size, "cannot listen on %s: getsockname: %s", bind_address, strerror(errno));
+        snprintf(err, err_size, "cannot listen on %s: getsockname: %s", bind_address,
+                 strerror(errno));
         close(fd);
         return -1;
     }
@@ -138,8 +141,8 @@ static void listener_on_error(struct evconnlistener *evlistener, void *arg)
     struct listener *listener = arg;
     int err = EVUTIL_SOCKET_ERROR();
     /* EMFILE and friends: keep the listener, the loop retries on next readiness */
-    log_error("listener", "%s listener on %s: accept failed: %s", listener->name,
-              listener->address, evutil_socket_error_to_string(err));
+    log_error("listener", "%s listener on %s: accept failed: %s", listener->name, listener->address,
+              evutil_socket_error_to_string(err));
 }
 
 struct listener *listener_new(struct event_base *base, const char *name, const char *bind,
@@ -160,8 +163,8 @@ struct listener *listener_new(struct event_base *base, const char *name, const c
     }
     listener->accept_fn = accept_fn;
     listener->opaque = opaque;
-    listener->evlistener = evconnlistener_new(base, listener_on_accept, listener,
-                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    listener->evlistener = evconnlistener_new(
+        base, listener_on_accept, listener, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (!listener->evlistener) {
         close(fd);
         snprintf(err, err_size, "listeners.%s: cannot watch socket on %s", name, listener->address);

@@ -26,8 +26,8 @@ int listener_split_bind(const char *bind, char *host, size_t host_size, char *po
  * returns 0, stores the socket in *fd_out (caller owns it) and writes the bound
  * address ("127.0.0.1:40123") into `bound`. On failure returns -1 and writes
  * "cannot listen on BIND: reason" into err. Resolves names: startup only. */
-int listener_socket_open(const char *bind, evutil_socket_t *fd_out, char *bound,
-                         size_t bound_size, char *err, size_t err_size);
+int listener_socket_open(const char *bind, evutil_socket_t *fd_out, char *bound, size_t bound_size,
+                         char *err, size_t err_size);
 
 /* Bind `bind` and start accepting on `base`. `name` ("stomp") is used in
  * logs. Returns NULL with err filled on failure. Caller owns the result. */

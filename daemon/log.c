@@ -98,8 +98,9 @@ void log_writev(enum log_level level, const char *component, const char *fmt, va
     char line[4096];
     size_t len;
     if (atomic_load(&current_format) == LOG_FORMAT_JSON) {
-        len = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"",
-                               stamp, log_level_name(level));
+        len = (size_t)snprintf(line, sizeof(line),
+                               "{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"", stamp,
+                               log_level_name(level));
         len = json_escape_into(line, len, sizeof(line) - 4, component);
         len += (size_t)snprintf(line + len, sizeof(line) - len, "\",\"msg\":\"");
         len = json_escape_into(line, len, sizeof(line) - 4, message);

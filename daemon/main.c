@@ -19,22 +19,21 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: kbridged [-c FILE]\n"
-            "       kbridged --check-config FILE\n"
-            "       kbridged --config-reference | --version | --help\n"
-            "\n"
-            "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
-            "foreground and logs to stderr.\n"
-            "\n"
-            "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
-            "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
-            "      --config-reference  print every configuration key (Markdown) and exit\n"
-            "  -V, --version           print the version and exit\n"
-            "  -h, --help              print this help and exit\n"
-            "\n"
-            "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
-            "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n");
+    fprintf(out, "Usage: kbridged [-c FILE]\n"
+                 "       kbridged --check-config FILE\n"
+                 "       kbridged --config-reference | --version | --help\n"
+                 "\n"
+                 "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
+                 "foreground and logs to stderr.\n"
+                 "\n"
+                 "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
+                 "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
+                 "      --config-reference  print every configuration key (Markdown) and exit\n"
+                 "  -V, --version           print the version and exit\n"
+                 "  -h, --help              print this help and exit\n"
+                 "\n"
+                 "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
+                 "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n");
 }
 
 int main(int argc, char **argv)
@@ -54,21 +53,11 @@ int main(int argc, char **argv)
     int option;
     while ((option = getopt_long(argc, argv, ":c:Vh", options, NULL)) != -1) {
         switch (option) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case OPT_CHECK_CONFIG:
-            check_path = optarg;
-            break;
-        case OPT_CONFIG_REFERENCE:
-            config_write_reference(stdout);
-            return 0;
-        case 'V':
-            printf("kbridged %s\n", KBRIDGE_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
+        case 'c': config_path = optarg; break;
+        case OPT_CHECK_CONFIG: check_path = optarg; break;
+        case OPT_CONFIG_REFERENCE: config_write_reference(stdout); return 0;
+        case 'V': printf("kbridged %s\n", KBRIDGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
         case ':':
             fprintf(stderr, "kbridged: option '%s' needs a value; see kbridged --help\n",
                     argv[optind - 1]);
@@ -80,8 +69,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "kbridged: unexpected argument '%s'; see kbridged --help\n",
-                argv[optind]);
+        fprintf(stderr, "kbridged: unexpected argument '%s'; see kbridged --help\n", argv[optind]);
         return 2;
     }
 

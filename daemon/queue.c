@@ -128,11 +128,10 @@ static void queue_pause_partition(struct queue *queue, struct queue_partition *p
     if (p->paused == pause)
         return;
     int rc = pause ? kafka_consumer_pause(queue->consumer, p->topic, p->partition)
-                   : kafka_consumer_resume(queue->consumer, p->topic, p->partition,
-                                           p->next_offset);
+                   : kafka_consumer_resume(queue->consumer, p->topic, p->partition, p->next_offset);
     if (rc != 0)
-        log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id,
-                 pause ? "pause" : "resume", p->topic, p->partition, kafka_error_name(rc));
+        log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id, pause ? "pause" : "resume",
+                 p->topic, p->partition, kafka_error_name(rc));
     else
         p->paused = pause;
 }
@@ -171,17 +170,17 @@ static void queue_dead_letter_unlink(struct queue *queue, struct queue_dead_lett
         dl->next->prev = dl->prev;
 }
 
-static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partition,
-                                          int64_t offset)
+static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partition, int64_t offset)
 {
     struct queue_dead_letter *dl = opaque;
     struct queue *queue = dl->queue;
     if (queue) {
         queue_dead_letter_unlink(queue, dl);
         if (err)
-            log_warn("queue", "%s: dead-letter produce to %s failed (%s); the message is "
-                     "available again", queue->group_id, queue->dead_letter_topic,
-                     kafka_error_name(err));
+            log_warn("queue",
+                     "%s: dead-letter produce to %s failed (%s); the message is "
+                     "available again",
+                     queue->group_id, queue->dead_letter_topic, kafka_error_name(err));
         else if (queue->stats)
             (*queue->stats->dead_lettered)++;
         queue_state_dead_lettered(queue->state, dl->id, err == 0);
@@ -407,8 +406,10 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
     struct queue *queue = arg;
     size_t expired = queue_state_expire(queue->state, queue_config(queue)->queues.ack_timeout_ms);
     if (expired > 0) {
-        log_warn("queue", "%s: %zu message(s) held longer than queues.ack_timeout were released "
-                 "for redelivery", queue->group_id, expired);
+        log_warn("queue",
+                 "%s: %zu message(s) held longer than queues.ack_timeout were released "
+                 "for redelivery",
+                 queue->group_id, expired);
         queue_update_gauges(queue);
     }
 }
@@ -502,9 +503,8 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
         goto fail;
     }
     queue->subscription = strdup(subscription);
-    queue->dead_letter_topic = queue_dead_letter_topic(config->kafka.topic_prefix,
-                                                       config->queues.dead_letter_topic,
-                                                       queue->name);
+    queue->dead_letter_topic = queue_dead_letter_topic(
+        config->kafka.topic_prefix, config->queues.dead_letter_topic, queue->name);
     queue->state = queue_state_new(&queue_state_callbacks, queue, config->queues.max_deliveries,
                                    queue_pause_limit(config));
     queue->linger_timer = event_new(core->base, -1, 0, queue_on_linger, queue);
@@ -529,12 +529,12 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
             snprintf(err, err_size, "wildcard %s is too long", sub->destination.name);
             goto fail;
         }
-        queue->anchor = sub->destination.wildcard
-                            ? kafka_lookup_anchor_group(queue->consumer, NULL,
-                                                        address_filter_match, &filter,
-                                                        sizeof(filter), queue_on_anchored, queue)
-                            : kafka_lookup_anchor_group(queue->consumer, queue->subscription,
-                                                        NULL, NULL, 0, queue_on_anchored, queue);
+        queue->anchor =
+            sub->destination.wildcard
+                ? kafka_lookup_anchor_group(queue->consumer, NULL, address_filter_match, &filter,
+                                            sizeof(filter), queue_on_anchored, queue)
+                : kafka_lookup_anchor_group(queue->consumer, queue->subscription, NULL, NULL, 0,
+                                            queue_on_anchored, queue);
         if (!queue->anchor) {
             snprintf(err, err_size, "out of memory");
             goto fail;
@@ -640,8 +640,7 @@ void queue_reconfigure_all(struct core *core)
 {
     const struct config *config = core_config(core);
     for (struct queue *q = core->queues; q; q = q->next)
-        queue_state_set_limits(q->state, config->queues.max_deliveries,
-                               queue_pause_limit(config));
+        queue_state_set_limits(q->state, config->queues.max_deliveries, queue_pause_limit(config));
 }
 
 void queue_free_all(struct core *core)

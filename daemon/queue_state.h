@@ -52,8 +52,8 @@ struct queue_state_callbacks {
     /* Produce `record` to the dead-letter topic, then report the outcome with
      * queue_state_dead_lettered(id, ok). reason: "rejected by the consumer",
      * "delivered N times (max_deliveries)", or the reason given to settle. */
-    void (*dead_letter)(void *opaque, queue_delivery_id id, void *record,
-                        uint32_t delivery_count, const char *reason);
+    void (*dead_letter)(void *opaque, queue_delivery_id id, void *record, uint32_t delivery_count,
+                        const char *reason);
     /* Everything below next_offset on `partition` is settled: store it. */
     void (*commit)(void *opaque, int32_t partition, int64_t next_offset);
     /* queue_state no longer holds `record` (settled, or dropped by revoke or
@@ -116,8 +116,8 @@ size_t queue_state_consumer_count(const struct queue_state *state);
 /* Settle one delivery. reason (may be NULL) is passed to dead_letter for
  * QUEUE_REJECT. 0 ok; -1 when the id is unknown (already settled, or its
  * partition was revoked: counted in late_settles). */
-int queue_state_settle(struct queue_state *state, queue_delivery_id id,
-                       enum queue_outcome outcome, const char *reason);
+int queue_state_settle(struct queue_state *state, queue_delivery_id id, enum queue_outcome outcome,
+                       const char *reason);
 /* Report a dead-letter produce: ok settles the record; !ok makes it available
  * again with its delivery count unchanged. Unknown ids are ignored. */
 void queue_state_dead_lettered(struct queue_state *state, queue_delivery_id id, bool ok);

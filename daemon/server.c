@@ -114,8 +114,7 @@ static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sock
 }
 
 static int server_listen(struct server *server, const char *name,
-                         const struct config_listener *listener_config, char *err,
-                         size_t err_size)
+                         const struct config_listener *listener_config, char *err, size_t err_size)
 {
     if (!listener_config->enabled)
         return 0;
@@ -143,8 +142,10 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
     for (size_t i = 0; i < server->listener_count; i++) {
         const struct adapter_ops *ops = server->adapter_ops[i];
         if (!ops) {
-            log_warn("server", "listener %s: no adapter for this protocol is built in yet; "
-                     "connections will be refused", listener_name(server->listeners[i]));
+            log_warn("server",
+                     "listener %s: no adapter for this protocol is built in yet; "
+                     "connections will be refused",
+                     listener_name(server->listeners[i]));
             continue;
         }
         server->adapters[i] = ops->create(&context, err, err_size);
@@ -228,17 +229,10 @@ static void server_on_signal(evutil_socket_t signal_number, short what, void *ar
 {
     struct server *server = arg;
     switch (signal_number) {
-    case SIGHUP:
-        server_reload(server);
-        break;
-    case SIGTERM:
-        server_drain(server, "SIGTERM");
-        break;
-    case SIGINT:
-        server_drain(server, "SIGINT");
-        break;
-    default:
-        break;
+    case SIGHUP: server_reload(server); break;
+    case SIGTERM: server_drain(server, "SIGTERM"); break;
+    case SIGINT: server_drain(server, "SIGINT"); break;
+    default: break;
     }
 }
 
@@ -307,8 +301,8 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
         server_listen(server, "amqp", &config->listeners.amqp, err, err_size) < 0)
         goto fail;
     if (config->listeners.http.enabled) {
-        server->http = ops_http_new(server->base, server, config->listeners.http.bind, err,
-                                    err_size);
+        server->http =
+            ops_http_new(server->base, server, config->listeners.http.bind, err, err_size);
         if (!server->http)
             goto fail;
         log_info("server", "listener http listening on %s", ops_http_address(server->http));
@@ -317,8 +311,8 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
     server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
     if (!server->kafka)
         goto fail;
-    server->core = core_new(server->base, &server->config, server->kafka, server->metrics, err,
-                            err_size);
+    server->core =
+        core_new(server->base, &server->config, server->kafka, server->metrics, err, err_size);
     if (!server->core || server_start_adapters(server, err, err_size) < 0)
         goto fail;
 

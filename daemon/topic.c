@@ -35,7 +35,6 @@
 #define TOPIC_LINGER_MS 2000
 #define TOPIC_RESCAN_MS 5000
 
-
 /* An assigned Kafka topic and, per partition, the offset after the last
  * record received, where fetching goes on after a pause (-1: none yet and
  * reading from the beginning). */
@@ -250,8 +249,8 @@ static int topic_assign(struct topic_reader *reader, const struct kafka_topic_in
         offsets[p] = from_beginning ? kafka_offset_beginning() : info->end_offsets[p];
         t->next_offsets[p] = from_beginning ? -1 : info->end_offsets[p];
     }
-    int rc = kafka_consumer_assign_at(reader->consumer, info->topic, offsets,
-                                      info->partition_count);
+    int rc =
+        kafka_consumer_assign_at(reader->consumer, info->topic, offsets, info->partition_count);
     free(offsets);
     if (rc != 0) {
         log_warn("topic", "%s: cannot read %s: %s", reader->destination.name, info->topic,
@@ -307,8 +306,7 @@ static int topic_start_lookup(struct topic_reader *reader)
         if (address_filter_init(&filter, config->kafka.topic_prefix, reader->destination.name) < 0)
             return -1;
         reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, NULL, address_filter_match,
-                                                  &filter, sizeof(filter), topic_on_lookup,
-                                                  reader);
+                                                  &filter, sizeof(filter), topic_on_lookup, reader);
     } else {
         char topic[ADDRESS_NAME_MAX + 1], err[256];
         if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic,
@@ -374,17 +372,17 @@ static struct topic_reader *topic_reader_create(struct core *core,
     reader->core = core;
     reader->destination = *destination;
     reader->stats = core_stats(core, DESTINATION_TOPIC, destination->name);
-    reader->dropped = metrics_counter(core->metrics, "kbridge_topic_dropped_total",
-                                      "Records dropped for slow topic subscribers (drop-oldest).",
-                                      NULL);
+    reader->dropped =
+        metrics_counter(core->metrics, "kbridge_topic_dropped_total",
+                        "Records dropped for slow topic subscribers (drop-oldest).", NULL);
     reader->linger_timer = event_new(core->base, -1, 0, topic_on_linger, reader);
     reader->rescan_timer = event_new(core->base, -1, EV_PERSIST, topic_on_rescan, reader);
     if (!reader->dropped || !reader->linger_timer || !reader->rescan_timer) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    reader->consumer =
-        kafka_consumer_new(core->kafka, NULL, NULL, &topic_consumer_handlers, reader, err, err_size);
+    reader->consumer = kafka_consumer_new(core->kafka, NULL, NULL, &topic_consumer_handlers, reader,
+                                          err, err_size);
     if (!reader->consumer)
         goto fail;
     if (topic_start_lookup(reader) < 0) {
@@ -442,7 +440,8 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
 void topic_detach(struct core_subscription *sub)
 {
     struct topic_reader *reader = sub->reader;
-    for (struct core_subscription **link = &reader->subscribers; *link; link = &(*link)->peer_next) {
+    for (struct core_subscription **link = &reader->subscribers; *link;
+         link = &(*link)->peer_next) {
         if (*link == sub) {
             *link = sub->peer_next;
             break;

@@ -34,6 +34,7 @@ if [ "$variant" = sanitizers ]; then
     # valgrind cannot run an ASan binary; the plain run covers it.
     make integration PYTEST_ARGS="-m 'not valgrind'"
 else
+    make format-check
     make check
     make integration
     make distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror"

@@ -43,7 +43,8 @@ const struct config *stomp_adapter_config(const struct stomp_adapter *adapter)
 
 size_t stomp_adapter_output_high(const struct stomp_adapter *adapter)
 {
-    uint64_t frames = STOMP_OUTPUT_HIGH_FRAMES * stomp_adapter_config(adapter)->limits.max_frame_size;
+    uint64_t frames =
+        STOMP_OUTPUT_HIGH_FRAMES * stomp_adapter_config(adapter)->limits.max_frame_size;
     return frames > STOMP_OUTPUT_HIGH_MIN ? (size_t)frames : (size_t)STOMP_OUTPUT_HIGH_MIN;
 }
 
@@ -117,10 +118,9 @@ static struct adapter *stomp_adapter_create(const struct adapter_context *contex
     adapter->frames_sent =
         metrics_counter(metrics, "kbridge_stomp_frames_sent_total",
                         "STOMP frames sent to clients (heart-beats not counted).", NULL);
-    adapter->heartbeat_timeouts =
-        metrics_counter(metrics, "kbridge_stomp_heartbeat_timeouts_total",
-                        "STOMP connections closed because the client missed its heart-beats.",
-                        NULL);
+    adapter->heartbeat_timeouts = metrics_counter(
+        metrics, "kbridge_stomp_heartbeat_timeouts_total",
+        "STOMP connections closed because the client missed its heart-beats.", NULL);
     bool ok = adapter->connections_gauge && adapter->frames_received && adapter->frames_sent &&
               adapter->heartbeat_timeouts;
     for (int kind = 0; kind < STOMP_KIND_COUNT && ok; kind++) {

@@ -121,8 +121,7 @@ static size_t stomp_connection_pull_limit(const struct stomp_connection *connect
 static bool stomp_connection_may_parse(const struct stomp_connection *connection)
 {
     return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
-           !connection->publish_paused && !connection->busy_frame &&
-           !connection->adapter->draining;
+           !connection->publish_paused && !connection->busy_frame && !connection->adapter->draining;
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -351,8 +350,8 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
         size_t consumed = 0;
         struct stomp_frame *frame = NULL;
         char reason[256] = "";
-        enum stomp_parse_status status = stomp_parse(connection->parser, data, len, &consumed,
-                                                     &frame, reason, sizeof(reason));
+        enum stomp_parse_status status =
+            stomp_parse(connection->parser, data, len, &consumed, &frame, reason, sizeof(reason));
         if (status != STOMP_PARSE_ERROR && consumed > 0)
             evbuffer_drain(input, consumed);
         switch (status) {
@@ -362,9 +361,7 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
             connection->frames_in++;
             stomp_dispatch(connection, frame);
             break;
-        case STOMP_PARSE_HEARTBEAT:
-            want = 0;
-            break;
+        case STOMP_PARSE_HEARTBEAT: want = 0; break;
         case STOMP_PARSE_NEED_MORE: {
             size_t left = available - consumed; /* bytes still buffered */
             size_t seen = len - consumed;       /* of which the parser has seen */
@@ -375,8 +372,7 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
                 return; /* wait for more bytes */
             size_t limit = stomp_connection_pull_limit(connection);
             if (seen >= limit) {
-                stomp_connection_parse_failed(connection,
-                                              "frame larger than max_frame_size");
+                stomp_connection_parse_failed(connection, "frame larger than max_frame_size");
                 return;
             }
             want = left < limit ? left : limit;
@@ -485,9 +481,8 @@ static void stomp_connection_on_event(struct bufferevent *bev, short events, voi
     if ((events & BEV_EVENT_EOF) && !(events & BEV_EVENT_ERROR) &&
         connection->state != STOMP_STATE_CLOSING && connection->reading &&
         stomp_connection_may_parse(connection) && stomp_connection_partial_frame(connection)) {
-        stomp_connection_parse_failed(connection,
-                                      "the connection ended in the middle of a frame "
-                                      "(no NUL byte ended it)");
+        stomp_connection_parse_failed(connection, "the connection ended in the middle of a frame "
+                                                  "(no NUL byte ended it)");
         return; /* closing: the linger sees the EOF again and disposes */
     }
     if (connection->state != STOMP_STATE_CLOSING) {
@@ -534,8 +529,8 @@ struct stomp_subscription *stomp_connection_find_subscription(struct stomp_conne
     return NULL;
 }
 
-struct stomp_subscription *stomp_connection_find_subscription_seq(struct stomp_connection *connection,
-                                                                  uint32_t seq)
+struct stomp_subscription *
+stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint32_t seq)
 {
     for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
         if (sub->seq == seq)
@@ -636,8 +631,7 @@ struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evu
     }
     bufferevent_setcb(connection->bev, stomp_connection_on_read, stomp_connection_on_write,
                       stomp_connection_on_event, connection);
-    bufferevent_setwatermark(connection->bev, EV_WRITE, stomp_adapter_output_high(adapter) / 2,
-                             0);
+    bufferevent_setwatermark(connection->bev, EV_WRITE, stomp_adapter_output_high(adapter) / 2, 0);
     bufferevent_enable(connection->bev, EV_WRITE);
     connection->last_received_ms = connection->last_sent_ms = stomp_now_ms();
     log_info("stomp", "%s: connection opened%s", connection->peer,
@@ -692,8 +686,7 @@ void stomp_connection_shutdown(struct stomp_connection *connection)
             stomp_header_make("message", "server shutting down"),
             stomp_header_make("content-type", "text/plain"),
         };
-        stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, 2, body,
-                               sizeof(body) - 1);
+        stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, 2, body, sizeof(body) - 1);
         stomp_connection_close(connection, "server shutting down");
     }
     /* One non-blocking attempt: the loop is not running any more. A socket
@@ -752,8 +745,7 @@ void stomp_connection_free(struct stomp_connection *connection)
     log_info("stomp", "%s: connection closed (%s); user %s, %llu frame(s) in, %llu out",
              connection->peer, connection->close_reason ? connection->close_reason : "closed",
              connection->user[0] ? connection->user : "-",
-             (unsigned long long)connection->frames_in,
-             (unsigned long long)connection->frames_out);
+             (unsigned long long)connection->frames_in, (unsigned long long)connection->frames_out);
     free(connection->client_id);
     free(connection->disconnect_receipt);
     free(connection);

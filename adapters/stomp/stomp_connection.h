@@ -27,16 +27,16 @@ struct event;
 struct sockaddr;
 
 /* Named thresholds (see the comment at the top of stomp_connection.c). */
-#define STOMP_OUTPUT_HIGH_MIN (1024 * 1024)  /* output backed up: at least 1 MiB ... */
-#define STOMP_OUTPUT_HIGH_FRAMES 4           /* ... or 4 x max_frame_size */
-#define STOMP_PREAUTH_MAX_FRAME (64 * 1024)  /* frame size cap until CONNECTED */
-#define STOMP_MAX_HEADER_LINE (64 * 1024)    /* one header line (capped by max_frame_size) */
-#define STOMP_CONNECT_TIMEOUT_MS 30000       /* CONNECT must arrive within this */
-#define STOMP_CLOSE_FLUSH_TIMEOUT_MS 5000    /* give up flushing an ERROR after this */
-#define STOMP_LINGER_MS 2000                 /* then read and discard until EOF, at most this */
-#define STOMP_BUSY_RETRY_MS 50               /* retry a SEND refused with CORE_ERR_BUSY */
-#define STOMP_MAX_SUBSCRIPTIONS 1024         /* per connection */
-#define STOMP_DEFAULT_PREFETCH 1000          /* when SUBSCRIBE names none */
+#define STOMP_OUTPUT_HIGH_MIN (1024 * 1024) /* output backed up: at least 1 MiB ... */
+#define STOMP_OUTPUT_HIGH_FRAMES 4          /* ... or 4 x max_frame_size */
+#define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
+#define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
+#define STOMP_CONNECT_TIMEOUT_MS 30000      /* CONNECT must arrive within this */
+#define STOMP_CLOSE_FLUSH_TIMEOUT_MS 5000   /* give up flushing an ERROR after this */
+#define STOMP_LINGER_MS 2000                /* then read and discard until EOF, at most this */
+#define STOMP_BUSY_RETRY_MS 50              /* retry a SEND refused with CORE_ERR_BUSY */
+#define STOMP_MAX_SUBSCRIPTIONS 1024        /* per connection */
+#define STOMP_DEFAULT_PREFETCH 1000         /* when SUBSCRIBE names none */
 
 enum stomp_state {
     STOMP_STATE_CONNECTING, /* waiting for CONNECT/STOMP; no session */
@@ -67,13 +67,13 @@ struct stomp_subscription {
     char *id;                       /* the STOMP subscription id */
     char *destination_text;         /* the destination as the client wrote it */
     struct destination destination;
-    uint32_t seq;                   /* connection-unique number, in ack ids */
+    uint32_t seq; /* connection-unique number, in ack ids */
     enum stomp_ack_mode ack_mode;
-    bool settles;                   /* deliveries carry ids to settle (not a plain topic) */
-    bool ready;                     /* the core called ready */
-    bool blocked;                   /* last value given to core_subscription_block */
-    char *receipt;                  /* SUBSCRIBE receipt, sent from ready (NULL when none) */
-    uint64_t next_seq;              /* ack id numbers */
+    bool settles;                       /* deliveries carry ids to settle (not a plain topic) */
+    bool ready;                         /* the core called ready */
+    bool blocked;                       /* last value given to core_subscription_block */
+    char *receipt;                      /* SUBSCRIBE receipt, sent from ready (NULL when none) */
+    uint64_t next_seq;                  /* ack id numbers */
     struct stomp_unacked *unacked_head; /* oldest first */
     struct stomp_unacked *unacked_tail;
     size_t unacked_count;
@@ -86,7 +86,7 @@ struct stomp_publish {
     struct stomp_connection *connection;
     struct stomp_publish *prev;
     struct stomp_publish *next;
-    char *receipt;     /* receipt header of the SEND, or NULL */
+    char *receipt;      /* receipt header of the SEND, or NULL */
     char destination[]; /* as the client wrote it, for error messages */
 };
 
@@ -98,27 +98,27 @@ struct stomp_connection {
 
     struct bufferevent *bev;
     struct stomp_parser *parser;
-    char peer[64];                /* "127.0.0.1:5555" */
+    char peer[64]; /* "127.0.0.1:5555" */
     enum stomp_state state;
-    enum stomp_version version;   /* negotiated at CONNECT (1.0 until then) */
-    bool refused;                 /* over max_connections: ERROR then close */
-    bool reading;                 /* EV_READ is enabled */
-    bool lingering;               /* CLOSING: output flushed, write side shut, discarding input */
-    bool disused;                 /* on the adapter's disused list */
-    const char *close_reason;     /* static text for the close log line */
-    struct event *close_timer;    /* CLOSING: deadline for flushing, then for lingering */
+    enum stomp_version version; /* negotiated at CONNECT (1.0 until then) */
+    bool refused;               /* over max_connections: ERROR then close */
+    bool reading;               /* EV_READ is enabled */
+    bool lingering;             /* CLOSING: output flushed, write side shut, discarding input */
+    bool disused;               /* on the adapter's disused list */
+    const char *close_reason;   /* static text for the close log line */
+    struct event *close_timer;  /* CLOSING: deadline for flushing, then for lingering */
 
     /* After CONNECT. */
     struct core_session *session;
     char user[128];
-    char *client_id;              /* CONNECT client-id, or NULL */
+    char *client_id; /* CONNECT client-id, or NULL */
     char session_id[48];
 
     /* Subscriptions (doubly linked, in subscribe order). */
     struct stomp_subscription *subscriptions;
     size_t subscription_count;
     uint32_t next_subscription_seq;
-    bool deliveries_blocked;      /* output above the high watermark */
+    bool deliveries_blocked; /* output above the high watermark */
 
     /* Publishing. */
     struct stomp_publish *publishes; /* waiting for Kafka (doubly linked) */
@@ -133,10 +133,10 @@ struct stomp_connection {
     char *disconnect_receipt;
 
     /* Heart-beating (stomp_heartbeat.c). */
-    uint32_t heartbeat_send_ms;   /* we send at least this often (0: never) */
-    uint32_t heartbeat_recv_ms;   /* the client sends at least this often (0: not checked) */
-    uint64_t last_received_ms;    /* monotonic, any byte */
-    uint64_t last_sent_ms;        /* monotonic, any frame or EOL */
+    uint32_t heartbeat_send_ms; /* we send at least this often (0: never) */
+    uint32_t heartbeat_recv_ms; /* the client sends at least this often (0: not checked) */
+    uint64_t last_received_ms;  /* monotonic, any byte */
+    uint64_t last_sent_ms;      /* monotonic, any frame or EOL */
     struct event *heartbeat_send_timer;
     struct event *heartbeat_recv_timer; /* also the CONNECT timeout */
 
@@ -199,8 +199,8 @@ void stomp_connection_block_deliveries(struct stomp_connection *connection, bool
 
 struct stomp_subscription *stomp_connection_find_subscription(struct stomp_connection *connection,
                                                               const char *id);
-struct stomp_subscription *stomp_connection_find_subscription_seq(struct stomp_connection *connection,
-                                                                  uint32_t seq);
+struct stomp_subscription *
+stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint32_t seq);
 /* End a subscription (core_unsubscribe when it has a core side) and free it. */
 void stomp_subscription_remove(struct stomp_subscription *subscription);
 /* Forget one unacked delivery (after settling it). */
@@ -216,8 +216,8 @@ int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection);
 /* Negotiate from the CONNECT heart-beat header (NULL: "0,0") and
  * limits.heartbeat_ms; writes our answer ("sx,sy") into reply. 0, or -1 when
  * the header is malformed. */
-int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header,
-                              char *reply, size_t reply_size);
+int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header, char *reply,
+                              size_t reply_size);
 /* Start the timers for the negotiated intervals (replaces the CONNECT timeout). */
 int stomp_heartbeat_start(struct stomp_connection *connection);
 /* Disarm the timers (safe inside their callbacks). */

@@ -69,8 +69,7 @@ void stomp_send_error(struct stomp_connection *connection, const struct stomp_er
     stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, count, error->detail,
                            strlen(error->detail));
 
-    enum stomp_error_kind kind = error->kind < STOMP_KIND_COUNT ? error->kind
-                                                                 : STOMP_KIND_INTERNAL;
+    enum stomp_error_kind kind = error->kind < STOMP_KIND_COUNT ? error->kind : STOMP_KIND_INTERNAL;
     (*connection->adapter->errors[kind])++;
     log_info("stomp", "%s: ERROR sent (%s): %s, closing", connection->peer,
              stomp_error_kind_name(kind), message);
@@ -96,8 +95,8 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
 
     stomp_command_text(frame, command, sizeof(command));
     if (log_get_level() >= LOG_LEVEL_DEBUG)
-        log_debug("stomp", "%s: received %s (%zu header(s), %zu body byte(s))",
-                  connection->peer, command, frame->header_count, frame->body_len);
+        log_debug("stomp", "%s: received %s (%zu header(s), %zu body byte(s))", connection->peer,
+                  command, frame->header_count, frame->body_len);
 
     if (connection->state == STOMP_STATE_CONNECTING && frame->command != STOMP_COMMAND_CONNECT &&
         frame->command != STOMP_COMMAND_STOMP) {
@@ -109,27 +108,17 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
     } else {
         switch (frame->command) {
         case STOMP_COMMAND_CONNECT:
-        case STOMP_COMMAND_STOMP:
-            rc = stomp_handle_connect(connection, frame, &error);
-            break;
-        case STOMP_COMMAND_SEND:
-            rc = stomp_handle_send(connection, frame, &error);
-            break;
-        case STOMP_COMMAND_SUBSCRIBE:
-            rc = stomp_handle_subscribe(connection, frame, &error);
-            break;
+        case STOMP_COMMAND_STOMP: rc = stomp_handle_connect(connection, frame, &error); break;
+        case STOMP_COMMAND_SEND: rc = stomp_handle_send(connection, frame, &error); break;
+        case STOMP_COMMAND_SUBSCRIBE: rc = stomp_handle_subscribe(connection, frame, &error); break;
         case STOMP_COMMAND_UNSUBSCRIBE:
             rc = stomp_handle_unsubscribe(connection, frame, &error);
             break;
         case STOMP_COMMAND_ACK:
-        case STOMP_COMMAND_NACK:
-            rc = stomp_handle_ack(connection, frame, &error);
-            break;
+        case STOMP_COMMAND_NACK: rc = stomp_handle_ack(connection, frame, &error); break;
         case STOMP_COMMAND_BEGIN:
         case STOMP_COMMAND_COMMIT:
-        case STOMP_COMMAND_ABORT:
-            rc = stomp_handle_transaction(connection, frame, &error);
-            break;
+        case STOMP_COMMAND_ABORT: rc = stomp_handle_transaction(connection, frame, &error); break;
         case STOMP_COMMAND_DISCONNECT:
             rc = stomp_handle_disconnect(connection, frame, &error);
             break;
@@ -164,9 +153,7 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
             stomp_connection_send_receipt(connection, receipt);
         stomp_frame_free(frame);
         break;
-    case STOMP_PENDING:
-        stomp_frame_free(frame);
-        break;
+    case STOMP_PENDING: stomp_frame_free(frame); break;
     case STOMP_RETRY: {
         /* Kafka's queue is full: keep the SEND, stop reading, retry on the
          * next confirmation of ours or after STOMP_BUSY_RETRY_MS. */

@@ -123,10 +123,9 @@ const char *stomp_command_name(enum stomp_command command);
  * (not for CONNECTED). When body_len > 0 or `content_length` is true, a
  * content-length header is added (callers must not pass their own).
  * Returns 0, or -1 on allocation failure. */
-int stomp_frame_write(struct evbuffer *out, enum stomp_version version,
-                      enum stomp_command command, const struct stomp_header *headers,
-                      size_t header_count, const void *body, size_t body_len,
-                      bool content_length);
+int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum stomp_command command,
+                      const struct stomp_header *headers, size_t header_count, const void *body,
+                      size_t body_len, bool content_length);
 
 /* Pick the highest version both sides speak from an accept-version value
  * ("1.0,1.1,1.2"); NULL or empty means 1.0. Returns 0, or -1 when none is

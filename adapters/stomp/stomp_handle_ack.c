@@ -65,15 +65,14 @@ static int stomp_ack_parse_id(const char *text, uint32_t *sub_seq, uint64_t *seq
     return 0;
 }
 
-static void stomp_ack_settle(struct stomp_connection *connection,
-                             struct stomp_subscription *sub, struct stomp_unacked *unacked,
-                             enum queue_outcome outcome)
+static void stomp_ack_settle(struct stomp_connection *connection, struct stomp_subscription *sub,
+                             struct stomp_unacked *unacked, enum queue_outcome outcome)
 {
-    if (sub->core &&
-        core_settle(sub->core, unacked->delivery_id, outcome,
-                    outcome == QUEUE_REJECT ? "rejected by the STOMP client (NACK)" : NULL) !=
-            CORE_OK)
-        log_debug("stomp", "%s: settle of delivery %" PRIu64 " on %s came too late (its "
+    if (sub->core && core_settle(sub->core, unacked->delivery_id, outcome,
+                                 outcome == QUEUE_REJECT ? "rejected by the STOMP client (NACK)"
+                                                         : NULL) != CORE_OK)
+        log_debug("stomp",
+                  "%s: settle of delivery %" PRIu64 " on %s came too late (its "
                   "partition moved or it timed out)",
                   connection->peer, unacked->delivery_id, sub->destination_text);
     stomp_subscription_forget(sub, unacked);
@@ -138,19 +137,17 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
                                   verb);
             }
             snprintf(message, sizeof(message), "%s has no message-id", verb);
-            return stomp_fail(error, STOMP_KIND_INVALID, message,
-                              "In STOMP %s %s names the message by its message-id header%s.",
-                              stomp_version_name(connection->version), verb,
-                              connection->version == STOMP_VERSION_1_1
-                                  ? " and the subscription header"
-                                  : "");
+            return stomp_fail(
+                error, STOMP_KIND_INVALID, message,
+                "In STOMP %s %s names the message by its message-id header%s.",
+                stomp_version_name(connection->version), verb,
+                connection->version == STOMP_VERSION_1_1 ? " and the subscription header" : "");
         }
         named = message_id;
         if (subscription_id && subscription_id[0]) {
             sub = stomp_connection_find_subscription(connection, subscription_id);
             if (!sub) {
-                snprintf(message, sizeof(message), "no subscription with id '%s'",
-                         subscription_id);
+                snprintf(message, sizeof(message), "no subscription with id '%s'", subscription_id);
                 return stomp_fail(error, STOMP_KIND_INVALID, message,
                                   "%s names subscription '%s', which this connection does not "
                                   "have (it may have been unsubscribed).",

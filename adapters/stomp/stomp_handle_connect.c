@@ -36,8 +36,8 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     const char *accept_version = stomp_frame_header_value(frame, "accept-version");
     if (stomp_version_negotiate(accept_version, &version) < 0) {
         stomp_fail(error, STOMP_KIND_UNSUPPORTED, "supported versions: " STOMP_SUPPORTED_VERSIONS,
-                   "The client offered accept-version:%s but this server speaks STOMP "
-                   STOMP_SUPPORTED_VERSIONS ". Offer one of these versions.",
+                   "The client offered accept-version:%s but this server speaks "
+                   "STOMP " STOMP_SUPPORTED_VERSIONS ". Offer one of these versions.",
                    accept_version ? accept_version : "");
         error->version = STOMP_SUPPORTED_VERSIONS;
         return STOMP_FAILED;
@@ -45,8 +45,7 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
 
     char heartbeat[32];
     const char *heartbeat_header = stomp_frame_header_value(frame, "heart-beat");
-    if (stomp_heartbeat_negotiate(connection, heartbeat_header, heartbeat, sizeof(heartbeat)) <
-        0)
+    if (stomp_heartbeat_negotiate(connection, heartbeat_header, heartbeat, sizeof(heartbeat)) < 0)
         return stomp_fail(error, STOMP_KIND_INVALID, "malformed heart-beat header",
                           "The heart-beat header must be two non-negative integers in "
                           "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",

@@ -21,8 +21,7 @@ static bool stomp_send_frame_level(const char *name)
            strcmp(name, "content-length") == 0 || strcmp(name, "transaction") == 0;
 }
 
-static void stomp_publish_unlink(struct stomp_connection *connection,
-                                 struct stomp_publish *publish)
+static void stomp_publish_unlink(struct stomp_connection *connection, struct stomp_publish *publish)
 {
     if (publish->prev)
         publish->prev->next = publish->next;
@@ -90,8 +89,8 @@ static int stomp_send_core_error(struct stomp_error *error, int rc, const char *
                           "stored; try again later.",
                           destination, reason);
     case CORE_ERR_INVALID:
-        return stomp_fail(error, STOMP_KIND_INVALID, reason,
-                          "The message to %s was refused: %s.", destination, reason);
+        return stomp_fail(error, STOMP_KIND_INVALID, reason, "The message to %s was refused: %s.",
+                          destination, reason);
     case CORE_ERR_UNSUPPORTED:
         return stomp_fail(error, STOMP_KIND_UNSUPPORTED, reason,
                           "The message to %s was refused: %s.", destination, reason);
@@ -215,8 +214,8 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
         (connection->unconfirmed >= max_unconfirmed ||
          core_session_unconfirmed(connection->session) >= max_unconfirmed)) {
         if (!connection->publish_paused)
-            log_debug("stomp", "%s: %u publish(es) unconfirmed, reading paused",
-                      connection->peer, connection->unconfirmed);
+            log_debug("stomp", "%s: %u publish(es) unconfirmed, reading paused", connection->peer,
+                      connection->unconfirmed);
         connection->publish_paused = true;
         stomp_connection_update_reading(connection);
     }

@@ -45,8 +45,8 @@ static bool stomp_message_own_header(const char *name, size_t len)
 }
 
 /* Can this header travel in a frame of `version`? */
-static bool stomp_message_header_ok(enum stomp_version version, const char *name,
-                                    size_t name_len, const char *value, size_t value_len)
+static bool stomp_message_header_ok(enum stomp_version version, const char *name, size_t name_len,
+                                    const char *value, size_t value_len)
 {
     if (name_len == 0 || memchr(name, '\0', name_len) || memchr(value, '\0', value_len))
         return false;
@@ -394,8 +394,7 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         const char *why = err[0] ? err : "refused";
         switch (code) {
         case CORE_ERR_ACCESS:
-            snprintf(message, sizeof(message), "not allowed to consume from %s",
-                     destination_text);
+            snprintf(message, sizeof(message), "not allowed to consume from %s", destination_text);
             return stomp_fail(error, STOMP_KIND_ACL, message,
                               "This user may not consume from %s (%s). The consume ACL of the "
                               "user in kbridged's auth.users lists the destinations allowed.",
@@ -405,8 +404,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
             return stomp_fail(error, stomp_kind_from_core(code), why,
                               "The subscription to %s was refused: %s.", destination_text, why);
         default:
-            snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s", destination_text,
-                     why);
+            snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s",
+                     destination_text, why);
             return stomp_fail(error, stomp_kind_from_core(code), message,
                               "The subscription to %s could not be created: %s. Try again "
                               "later.",

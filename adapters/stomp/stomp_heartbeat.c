@@ -109,8 +109,8 @@ int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection)
     return 0;
 }
 
-int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header,
-                              char *reply, size_t reply_size)
+int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header, char *reply,
+                              size_t reply_size)
 {
     uint32_t cx = 0, cy = 0;
     if (header && stomp_heartbeat_parse(header, &cx, &cy) < 0)

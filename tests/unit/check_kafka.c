@@ -28,9 +28,9 @@ static void setup(void)
     char err[512];
     fx.base = event_base_new();
     fx.metrics = metrics_new();
-    ck_assert_msg(config_load_string("unit.yaml", yaml, strlen(yaml), &fx.config, err,
-                                     sizeof(err)) == 0,
-                  "%s", err);
+    ck_assert_msg(
+        config_load_string("unit.yaml", yaml, strlen(yaml), &fx.config, err, sizeof(err)) == 0,
+        "%s", err);
     log_set_level(LOG_LEVEL_WARN);
     fx.kafka = kafka_new(fx.base, fx.config, fx.metrics, err, sizeof(err));
     ck_assert_msg(fx.kafka != NULL, "%s", err);
@@ -187,8 +187,8 @@ static void on_record(void *opaque, struct kafka_record *record)
     r->last_partition = record->partition;
     snprintf(r->last_topic, sizeof(r->last_topic), "%s", record->topic);
     if (r->store)
-        ck_assert_int_eq(kafka_consumer_store_offset(r->consumer, record->topic,
-                                                     record->partition, record->offset + 1),
+        ck_assert_int_eq(kafka_consumer_store_offset(r->consumer, record->topic, record->partition,
+                                                     record->offset + 1),
                          0);
     r->count++;
     kafka_record_free(record);
@@ -232,8 +232,8 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 
     /* One more record; a new member of the group starts after the commit. */
     struct deliveries more = {0};
-    ck_assert_int_eq(kafka_produce(fx.kafka, "unit.group", -1, "key-1", 5, "message-0", 9, NULL,
-                                   0, on_delivery, &more),
+    ck_assert_int_eq(kafka_produce(fx.kafka, "unit.group", -1, "key-1", 5, "message-0", 9, NULL, 0,
+                                   on_delivery, &more),
                      KAFKA_OK);
     struct received again = {.store = false};
     again.consumer =
@@ -247,8 +247,8 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 END_TEST
 
 struct reader_state {
-    int markers;   /* records with value "marker" received */
-    int others;    /* anything else: must stay 0 */
+    int markers; /* records with value "marker" received */
+    int others;  /* anything else: must stay 0 */
     int produced;
     int ticks;
     struct deliveries d;

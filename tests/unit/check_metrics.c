@@ -23,7 +23,8 @@ static double twelve(void *arg) { return *(double *)arg * 12; }
 START_TEST(counter_and_gauge_render_in_exposition_format)
 {
     struct metrics *metrics = metrics_new();
-    uint64_t *sent = metrics_counter(metrics, "kb_sent_total", "Frames sent.", "protocol=\"stomp\"");
+    uint64_t *sent =
+        metrics_counter(metrics, "kb_sent_total", "Frames sent.", "protocol=\"stomp\"");
     uint64_t *sent_amqp =
         metrics_counter(metrics, "kb_sent_total", "Frames sent.", "protocol=\"amqp\"");
     double *open = metrics_gauge(metrics, "kb_open", "Open things.", NULL);
