@@ -204,6 +204,13 @@ int address_format_stomp(const struct destination *destination, char *out, size_
     return (n < 0 || (size_t)n >= out_size) ? -1 : 0;
 }
 
+int address_format(const struct destination *destination, char *out, size_t out_size)
+{
+    int n = snprintf(out, out_size, "%s '%s'", destination_kind_name(destination->kind),
+                     destination->name);
+    return (n < 0 || (size_t)n >= out_size) ? -1 : 0;
+}
+
 int address_kafka_topic(const struct destination *destination, const char *prefix, char *out,
                         size_t out_size, char *err, size_t err_size)
 {

@@ -63,6 +63,9 @@ bool address_filter_match(const char *topic, const void *filter);
 /* "queue", "topic", "temp-queue", "reply-queue" */
 const char *destination_kind_name(enum destination_kind kind);
 
+/* The destination in protocol-neutral words for messages ("queue 'orders'"). */
+int address_format(const struct destination *destination, char *out, size_t out_size);
+
 /* The destination as a STOMP client would write it ("/queue/orders"). */
 int address_format_stomp(const struct destination *destination, char *out, size_t out_size);
 

@@ -320,7 +320,7 @@ int core_publish(struct core_session *session, const struct destination *destina
     struct core *core = session->core;
     const struct config *config = core_config(core);
     char display[ADDRESS_NAME_MAX + 32];
-    address_format_stomp(destination, display, sizeof(display));
+    address_format(destination, display, sizeof(display));
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
         snprintf(err, err_size, "publishing to %s is not supported yet", display);
         return CORE_ERR_UNSUPPORTED;
@@ -474,7 +474,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
 {
     struct core *core = session->core;
     char display[ADDRESS_NAME_MAX + 32];
-    address_format_stomp(destination, display, sizeof(display));
+    address_format(destination, display, sizeof(display));
     *error_code = CORE_OK;
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
         snprintf(err, err_size, "subscribing to %s is not supported yet", display);
