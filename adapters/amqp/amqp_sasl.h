@@ -1,0 +1,34 @@
+/* amqp_sasl.h -- kbridge's server side of AMQP SASL, installed on each
+ * transport through proton's sasl_plugin.h: PLAIN checked against
+ * auth.users by a callback (core_authenticate in practice), and ANONYMOUS
+ * only when allowed. It does not depend on proton being built with Cyrus
+ * SASL, so the mechanisms offered are exactly these two.
+ *
+ * The check runs synchronously on the loop thread while proton processes
+ * the SASL init frame. On success the authenticated name is what
+ * pn_sasl_get_user(pn_sasl(transport)) returns afterwards. */
+#ifndef KBRIDGE_AMQP_SASL_H
+#define KBRIDGE_AMQP_SASL_H
+
+#include <proton/transport.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Check credentials. `login` is NULL for ANONYMOUS. On success return 0 and
+ * write the user name to record into user (e.g. "anonymous"); on refusal
+ * return -1 with a one-line reason in reason (logged, never sent). */
+typedef int (*amqp_sasl_check_fn)(void *opaque, const char *mechanism, const char *login,
+                                  const char *password, char *user, size_t user_size,
+                                  char *reason, size_t reason_size);
+
+/* Make `transport` (a server transport, before any bytes are processed)
+ * offer PLAIN, plus ANONYMOUS when allow_anonymous, and check them with
+ * `check(opaque, ...)`. A client that skips the SASL layer is refused unless
+ * allow_anonymous. opaque must outlive the transport. 0, or -1 with err. */
+int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, amqp_sasl_check_fn check,
+                      void *opaque, char *err, size_t err_size);
+
+/* The reason the last check on this transport refused, or "" (for logs). */
+const char *amqp_sasl_failure(pn_transport_t *transport);
+
+#endif
