@@ -841,6 +841,12 @@ int queue_state_settle(struct queue_state *state, queue_delivery_id id, enum que
         entry_unacquire(state, entry);
         entry_release(state, entry, &front);
         break;
+    case QUEUE_RELEASE_UNDELIVERED:
+        entry_unacquire(state, entry);
+        if (entry->delivery_count > 0)
+            entry->delivery_count--; /* the next dispatch counts it again */
+        entry_release(state, entry, &front);
+        break;
     case QUEUE_REJECT:
     default:
         entry_unacquire(state, entry);

@@ -41,6 +41,9 @@ enum queue_outcome {
     QUEUE_ACCEPT,  /* acknowledged */
     QUEUE_RELEASE, /* redeliver (NACK requeue, AMQP released/modified) */
     QUEUE_REJECT,  /* dead-letter now (NACK requeue:false, AMQP rejected) */
+    /* redeliver without counting this delivery towards max_deliveries (AMQP
+     * released, and modified without delivery-failed: the client did not try it) */
+    QUEUE_RELEASE_UNDELIVERED,
 };
 
 struct queue_state_callbacks {

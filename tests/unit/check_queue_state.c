@@ -506,6 +506,29 @@ START_TEST(third_release_dead_letters_at_max_deliveries_3)
 }
 END_TEST
 
+START_TEST(release_undelivered_does_not_count_towards_max_deliveries)
+{
+    struct fake *fake = fake_new(3, 1000);
+    queue_state_assign(fake->state, 0);
+    add(fake, 0, 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    for (int round = 0; round < 5; round++) {
+        ck_assert_int_eq(last_delivery(fake)->offset, 0);
+        ck_assert_uint_eq(last_delivery(fake)->delivery_count, 1);
+        ck_assert_int_eq(queue_state_settle(fake->state, last_delivery(fake)->id,
+                                            QUEUE_RELEASE_UNDELIVERED, NULL),
+                         0);
+    }
+    ck_assert_uint_eq(fake->dead_letter_count, 0);
+    /* A counted release after them still starts from 1. */
+    ck_assert_int_eq(
+        queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_RELEASE, NULL), 0);
+    ck_assert_uint_eq(last_delivery(fake)->delivery_count, 2);
+    ck_assert_uint_eq(stats_of(fake).released, 6);
+    fake_free(fake);
+}
+END_TEST
+
 START_TEST(reject_dead_letters_at_once)
 {
     struct fake *fake = fake_new(5, 1000);
@@ -1272,6 +1295,7 @@ static Suite *queue_state_suite(void)
 
     TCase *dispatch = tcase_create("dispatch");
     tcase_add_test(dispatch, round_robin_across_three_consumers_with_credit_10);
+    tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
     tcase_add_test(dispatch, blocked_consumer_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, consumer_add_twice_updates_settings);
