@@ -4,9 +4,11 @@
 #include <string.h>
 
 extern const struct adapter_ops stomp_adapter_ops;
+extern const struct adapter_ops amqp_adapter_ops;
 
 static const struct adapter_ops *const adapters[] = {
     &stomp_adapter_ops,
+    &amqp_adapter_ops,
 };
 
 const struct adapter_ops *adapter_find(const char *name)

@@ -204,6 +204,11 @@ static bool core_acl_allows(const struct core_session *session, bool publish, co
                    : core_patterns_match(user->consume, user->consume_count, name);
 }
 
+bool core_may_publish(const struct core_session *session, const struct destination *destination)
+{
+    return core_acl_allows(session, true, destination->name);
+}
+
 bool core_session_may_consume_topic(const struct core_session *session, const char *topic)
 {
     const char *prefix = core_config(session->core)->kafka.topic_prefix;

@@ -1,0 +1,585 @@
+/* amqp_connection.c -- one AMQP 1.0 client connection: bytes between a
+ * bufferevent and proton's connection driver, proton's events dispatched to
+ * the handlers, idle-timeout ticks, output backpressure and the orderly end.
+ *
+ * I/O LOOP (the shape of skupper-router's libwebsockets driver)
+ * --------
+ *  - read: input is copied into pn_connection_driver_read_buffer() and
+ *    handed over with read_done(); then amqp_connection_run().
+ *  - amqp_connection_run(): drain pn_connection_driver_next_event() into
+ *    amqp_connection_dispatch(); copy write_buffer() into the bufferevent
+ *    and write_done(); repeat until neither has anything; arm the tick
+ *    timer from pn_transport_tick(); start closing once the driver's write
+ *    side is closed.
+ *  - Core callbacks (publish confirmed, a delivery, a subscription ready)
+ *    change proton state outside an event; they call
+ *    amqp_connection_schedule(), a zero-timeout event that runs the loop
+ *    once, so a burst of confirmations becomes one write.
+ *
+ * BACKPRESSURE
+ * ------------
+ *  - Publishing: the client may send only what it has credit for. Each
+ *    sending link gets up to AMQP_IN_CREDIT_WINDOW, and no more than the room
+ *    left under limits.max_unconfirmed for the whole connection; credit is
+ *    topped up as Kafka confirms (pre-settled transfers count until Kafka
+ *    has them too, so a pre-settled flood is bounded the same way).
+ *  - Delivering: a receiving link is blocked in the core while it has no
+ *    credit or while the socket's output holds more than
+ *    amqp_adapter_output_high() bytes (unblocked at half, from the write
+ *    callback).
+ *
+ * CLOSE
+ * -----
+ *  Our close (error or shutdown) sets a condition and pn_connection_close();
+ *  a client's close is answered the same way; EOF closes the driver's read
+ *  side. Once proton has written its last frame (write side closed) and the
+ *  bufferevent has flushed it (at most AMQP_CLOSE_FLUSH_TIMEOUT_MS), the
+ *  socket's write side is shut down and input is read and discarded until
+ *  the peer closes (at most AMQP_LINGER_MS), so the close frame is not lost
+ *  to a reset. Then the connection is freed from the adapter's reap event:
+ *  links are unsubscribed (unsettled deliveries are released for
+ *  redelivery) and the core session is closed.
+ */
+#include "amqp_connection.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <proton/connection.h>
+#include <proton/delivery.h>
+#include <proton/event.h>
+#include <proton/link.h>
+#include <proton/session.h>
+#include <proton/transport.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "amqp_sasl.h"
+#include "config.h"
+#include "core.h"
+#include "listener.h"
+#include "log.h"
+
+static void amqp_connection_run(struct amqp_connection *connection);
+
+static int64_t amqp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const struct config *amqp_connection_config(const struct amqp_connection *connection)
+{
+    return amqp_adapter_config(connection->adapter);
+}
+
+void amqp_condition_set(pn_condition_t *condition, const char *name, const char *format, ...)
+{
+    char description[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(description, sizeof(description), format, args);
+    va_end(args);
+    pn_condition_set_name(condition, name);
+    pn_condition_set_description(condition, description);
+}
+
+/* ---- SASL ------------------------------------------------------------------------- */
+
+static int amqp_connection_check_credentials(void *opaque, const char *mechanism, const char *login,
+                                             const char *password, char *user, size_t user_size,
+                                             char *reason, size_t reason_size)
+{
+    struct amqp_connection *connection = opaque;
+    struct amqp_adapter *adapter = connection->adapter;
+    int rc = core_authenticate(adapter->context.core, login, password, user, user_size, reason,
+                               reason_size);
+    if (rc != CORE_OK) {
+        amqp_adapter_count_error(adapter, AMQP_KIND_AUTH);
+        log_info("amqp", "%s: SASL %s refused for '%s': %s", connection->peer, mechanism,
+                 login ? login : "(anonymous)", reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- scheduling and output ---------------------------------------------------------- */
+
+void amqp_connection_schedule(struct amqp_connection *connection)
+{
+    if (!connection->disused && connection->process_event)
+        event_active(connection->process_event, EV_TIMEOUT, 0);
+}
+
+static void amqp_connection_on_process(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    amqp_connection_run(arg);
+}
+
+static void amqp_connection_block_deliveries(struct amqp_connection *connection, bool blocked)
+{
+    if (connection->output_blocked == blocked)
+        return;
+    connection->output_blocked = blocked;
+    for (struct amqp_link *link = connection->links; link; link = link->next)
+        if (link->outgoing)
+            amqp_link_out_update_block(link);
+}
+
+void amqp_connection_update_credit(struct amqp_connection *connection)
+{
+    for (struct amqp_link *link = connection->links; link; link = link->next)
+        if (!link->outgoing)
+            amqp_link_in_update_credit(link);
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static void amqp_connection_session_closed(struct amqp_connection *connection,
+                                           pn_session_t *session)
+{
+    struct amqp_link *link = connection->links;
+    while (link) {
+        struct amqp_link *next = link->next;
+        if (pn_link_session(link->link) == session)
+            amqp_link_free(link);
+        link = next;
+    }
+}
+
+static void amqp_connection_dispatch(struct amqp_connection *connection, pn_event_t *event)
+{
+    pn_connection_t *pc = connection->driver.connection;
+    switch (pn_event_type(event)) {
+    case PN_CONNECTION_REMOTE_OPEN: amqp_handle_connection_open(connection); break;
+    case PN_CONNECTION_REMOTE_CLOSE: {
+        pn_condition_t *condition = pn_connection_remote_condition(pc);
+        if (pn_condition_is_set(condition))
+            log_info("amqp", "%s: client closed the connection with %s: %s", connection->peer,
+                     pn_condition_get_name(condition),
+                     pn_condition_get_description(condition)
+                         ? pn_condition_get_description(condition)
+                         : "");
+        if (!connection->close_reason)
+            connection->close_reason = "client closed";
+        if (!(pn_connection_state(pc) & PN_LOCAL_CLOSED)) {
+            if (pn_connection_state(pc) & PN_LOCAL_UNINIT)
+                pn_connection_open(pc);
+            pn_connection_close(pc);
+        }
+        break;
+    }
+    case PN_SESSION_REMOTE_OPEN: {
+        pn_session_t *session = pn_event_session(event);
+        if (pn_session_state(session) & PN_LOCAL_UNINIT)
+            pn_session_open(session);
+        break;
+    }
+    case PN_SESSION_REMOTE_CLOSE: {
+        pn_session_t *session = pn_event_session(event);
+        amqp_connection_session_closed(connection, session);
+        if (!(pn_session_state(session) & PN_LOCAL_CLOSED))
+            pn_session_close(session);
+        pn_session_free(session);
+        break;
+    }
+    case PN_LINK_REMOTE_OPEN: amqp_handle_link_open(connection, pn_event_link(event)); break;
+    case PN_LINK_REMOTE_CLOSE:
+        amqp_handle_link_close(connection, pn_event_link(event), true);
+        break;
+    case PN_LINK_REMOTE_DETACH:
+        amqp_handle_link_close(connection, pn_event_link(event), false);
+        break;
+    case PN_LINK_FLOW: {
+        struct amqp_link *link = pn_link_get_context(pn_event_link(event));
+        if (link && link->outgoing && !link->closed)
+            amqp_link_out_flow(link);
+        break;
+    }
+    case PN_DELIVERY: {
+        pn_delivery_t *delivery = pn_event_delivery(event);
+        struct amqp_link *link = pn_link_get_context(pn_delivery_link(delivery));
+        if (!link || link->closed) {
+            if (pn_link_is_receiver(pn_delivery_link(delivery)) && !pn_delivery_partial(delivery))
+                pn_delivery_settle(delivery); /* for a link we refused: drop */
+        } else if (link->outgoing) {
+            amqp_link_out_disposition(link, delivery);
+        } else {
+            amqp_link_in_delivery(link, delivery);
+        }
+        break;
+    }
+    case PN_TRANSPORT_ERROR: {
+        pn_condition_t *condition = pn_transport_condition(connection->driver.transport);
+        const char *name = pn_condition_get_name(condition);
+        const char *description = pn_condition_get_description(condition);
+        const char *sasl = amqp_sasl_failure(connection->driver.transport);
+        if (sasl && *sasl) {
+            connection->close_reason = "authentication failed";
+        } else {
+            log_info("amqp", "%s: transport error %s: %s", connection->peer, name ? name : "?",
+                     description ? description : "");
+            if (!connection->close_reason)
+                connection->close_reason = "transport error";
+            if (name && strcmp(name, "amqp:connection:framing-error") != 0 &&
+                strstr(name, "decode"))
+                amqp_adapter_count_error(connection->adapter, AMQP_KIND_DECODE);
+            else if (name && strstr(name, "framing"))
+                amqp_adapter_count_error(connection->adapter, AMQP_KIND_DECODE);
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* ---- close -------------------------------------------------------------------------------- */
+
+static void amqp_connection_finish(struct amqp_connection *connection)
+{
+    if (connection->tick_timer)
+        evtimer_del(connection->tick_timer);
+    if (connection->close_timer)
+        evtimer_del(connection->close_timer);
+    amqp_adapter_defer_free(connection->adapter, connection);
+}
+
+/* Output flushed after the last frame: shut the write side, discard input
+ * until EOF or AMQP_LINGER_MS. */
+static void amqp_connection_linger(struct amqp_connection *connection)
+{
+    if (connection->lingering)
+        return;
+    connection->lingering = true;
+    if (connection->read_eof) {
+        amqp_connection_finish(connection);
+        return;
+    }
+    shutdown(bufferevent_getfd(connection->bev), SHUT_WR);
+    bufferevent_enable(connection->bev, EV_READ);
+    struct timeval tv = {AMQP_LINGER_MS / 1000, (AMQP_LINGER_MS % 1000) * 1000};
+    evtimer_add(connection->close_timer, &tv);
+}
+
+static void amqp_connection_on_close_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp_connection *connection = arg;
+    if (!connection->lingering && !connection->close_reason)
+        connection->close_reason = "close not flushed in time";
+    amqp_connection_finish(connection);
+}
+
+void amqp_connection_close(struct amqp_connection *connection, const char *condition,
+                           const char *description)
+{
+    pn_connection_t *pc = connection->driver.connection;
+    if (!pc || (pn_connection_state(pc) & PN_LOCAL_CLOSED))
+        return;
+    if (condition) {
+        amqp_condition_set(pn_connection_condition(pc), condition, "%s", description);
+        if (!connection->close_reason)
+            connection->close_reason = "closed with an error";
+        log_info("amqp", "%s: closing the connection with %s: %s", connection->peer, condition,
+                 description);
+    }
+    if (pn_connection_state(pc) & PN_LOCAL_UNINIT)
+        pn_connection_open(pc);
+    pn_connection_close(pc);
+    amqp_connection_schedule(connection);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------
+ */
+
+static void amqp_connection_run(struct amqp_connection *connection)
+{
+    if (connection->disused || !connection->driver_ok)
+        return;
+    pn_connection_driver_t *driver = &connection->driver;
+    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        bool progress = false;
+        pn_event_t *event;
+        while ((event = pn_connection_driver_next_event(driver))) {
+            amqp_connection_dispatch(connection, event);
+            progress = true;
+        }
+        /* Links whose subscription failed, closed in a core callback. */
+        for (struct amqp_link *link = connection->links, *next; link; link = next) {
+            next = link->next;
+            if (link->closed)
+                amqp_link_free(link);
+        }
+        pn_bytes_t pending = pn_connection_driver_write_buffer(driver);
+        if (pending.size > 0 && !connection->lingering) {
+            if (evbuffer_add(output, pending.start, pending.size) < 0) {
+                log_warn("amqp", "%s: cannot queue %zu bytes of output (out of memory)",
+                         connection->peer, pending.size);
+                connection->close_reason = "out of memory";
+                pn_connection_driver_close(driver);
+                amqp_connection_finish(connection);
+                return;
+            }
+            pn_connection_driver_write_done(driver, pending.size);
+            progress = true;
+        }
+        if (!progress)
+            break;
+    }
+    if (evbuffer_get_length(output) > amqp_adapter_output_high(connection->adapter))
+        amqp_connection_block_deliveries(connection, true);
+
+    int64_t now = amqp_now_ms();
+    int64_t deadline = pn_transport_tick(driver->transport, now);
+    if (deadline > 0 && !pn_connection_driver_write_closed(driver)) {
+        int64_t delay = deadline > now ? deadline - now : 0;
+        struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
+        evtimer_add(connection->tick_timer, &tv);
+    }
+    if (pn_connection_driver_write_closed(driver) && !connection->lingering &&
+        !evtimer_pending(connection->close_timer, NULL)) {
+        /* The last frame is queued: flush it, then linger (write callback). */
+        evtimer_del(connection->tick_timer);
+        struct timeval tv = {AMQP_CLOSE_FLUSH_TIMEOUT_MS / 1000,
+                             (AMQP_CLOSE_FLUSH_TIMEOUT_MS % 1000) * 1000};
+        evtimer_add(connection->close_timer, &tv);
+        bufferevent_setwatermark(connection->bev, EV_WRITE, 0, 0);
+        if (evbuffer_get_length(output) == 0) {
+            evtimer_del(connection->close_timer);
+            amqp_connection_linger(connection);
+        }
+    }
+}
+
+static void amqp_connection_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    amqp_connection_run(arg);
+}
+
+/* ---- bufferevent callbacks ------------------------------------------------------------------- */
+
+static void amqp_connection_on_read(struct bufferevent *bev, void *arg)
+{
+    struct amqp_connection *connection = arg;
+    struct evbuffer *input = bufferevent_get_input(bev);
+    if (connection->lingering || connection->disused) {
+        evbuffer_drain(input, evbuffer_get_length(input));
+        return;
+    }
+    pn_connection_driver_t *driver = &connection->driver;
+    while (evbuffer_get_length(input) > 0) {
+        if (pn_connection_driver_read_closed(driver)) {
+            evbuffer_drain(input, evbuffer_get_length(input));
+            break;
+        }
+        pn_rwbytes_t space = pn_connection_driver_read_buffer(driver);
+        if (space.size == 0) {
+            amqp_connection_run(connection);
+            space = pn_connection_driver_read_buffer(driver);
+            if (space.size == 0)
+                break; /* proton takes no more now; the rest waits for the next read */
+        }
+        int n = evbuffer_remove(input, space.start, space.size);
+        if (n <= 0)
+            break;
+        pn_connection_driver_read_done(driver, (size_t)n);
+        amqp_connection_run(connection);
+    }
+}
+
+static void amqp_connection_on_write(struct bufferevent *bev, void *arg)
+{
+    struct amqp_connection *connection = arg;
+    size_t length = evbuffer_get_length(bufferevent_get_output(bev));
+    if (pn_connection_driver_write_closed(&connection->driver)) {
+        if (length == 0 && !connection->lingering) {
+            evtimer_del(connection->close_timer);
+            amqp_connection_linger(connection);
+        }
+        return;
+    }
+    if (length <= amqp_adapter_output_high(connection->adapter) / 2)
+        amqp_connection_block_deliveries(connection, false);
+}
+
+static void amqp_connection_on_event(struct bufferevent *bev, short events, void *arg)
+{
+    (void)bev;
+    struct amqp_connection *connection = arg;
+    if (events & BEV_EVENT_EOF) {
+        connection->read_eof = true;
+        if (connection->lingering) {
+            amqp_connection_finish(connection);
+            return;
+        }
+        if (!connection->close_reason)
+            connection->close_reason = "client closed the socket";
+        pn_connection_driver_read_close(&connection->driver);
+        amqp_connection_run(connection);
+        /* Nobody reads what is left to write: don't wait for it. */
+        if (!connection->disused && pn_connection_driver_finished(&connection->driver))
+            amqp_connection_finish(connection);
+        else if (!connection->disused && !evtimer_pending(connection->close_timer, NULL)) {
+            struct timeval tv = {AMQP_LINGER_MS / 1000, (AMQP_LINGER_MS % 1000) * 1000};
+            evtimer_add(connection->close_timer, &tv);
+        }
+    } else if (events & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (!connection->close_reason)
+            connection->close_reason = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+        amqp_connection_finish(connection);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+static int amqp_connection_setup_transport(struct amqp_connection *connection, char *err,
+                                           size_t err_size)
+{
+    const struct config *config = amqp_connection_config(connection);
+    if (pn_connection_driver_init(&connection->driver, NULL, NULL) != 0) {
+        snprintf(err, err_size, "cannot create the AMQP connection (out of memory)");
+        return -1;
+    }
+    connection->driver_ok = true;
+    pn_transport_t *transport = connection->driver.transport;
+    pn_transport_set_server(transport);
+    uint64_t frame = config->limits.max_frame_size;
+    if (frame < 512)
+        frame = 512; /* AMQP's minimum max-frame-size */
+    if (frame > UINT32_MAX)
+        frame = UINT32_MAX;
+    pn_transport_set_max_frame(transport, (uint32_t)frame);
+    pn_transport_set_channel_max(transport, AMQP_MAX_SESSIONS - 1);
+    uint64_t idle = config->limits.heartbeat_ms * 2;
+    pn_transport_set_idle_timeout(transport, idle > UINT32_MAX ? UINT32_MAX : (pn_millis_t)idle);
+    if (amqp_sasl_install(transport, config->auth.anonymous, amqp_connection_check_credentials,
+                          connection, err, err_size) < 0)
+        return -1;
+    if (pn_connection_driver_bind(&connection->driver) != 0) {
+        snprintf(err, err_size, "cannot bind the AMQP transport");
+        return -1;
+    }
+    return 0;
+}
+
+struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil_socket_t fd,
+                                            const struct sockaddr *peer, int peer_len, bool refuse)
+{
+    struct event_base *base = adapter->context.base;
+    struct amqp_connection *connection = calloc(1, sizeof(*connection));
+    if (!connection) {
+        log_error("amqp", "out of memory accepting a connection");
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    connection->adapter = adapter;
+    connection->refused = refuse;
+    if (peer && peer_len > 0)
+        listener_format_address(peer, connection->peer, sizeof(connection->peer));
+    else
+        snprintf(connection->peer, sizeof(connection->peer), "(unknown)");
+    evutil_make_socket_nonblocking(fd);
+    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
+        int one = 1; /* dispositions and small transfers should not wait for Nagle */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    connection->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!connection->bev) {
+        log_error("amqp", "%s: cannot create a bufferevent", connection->peer);
+        evutil_closesocket(fd);
+        free(connection);
+        return NULL;
+    }
+    connection->process_event = event_new(base, -1, 0, amqp_connection_on_process, connection);
+    connection->tick_timer = evtimer_new(base, amqp_connection_on_tick, connection);
+    connection->close_timer = evtimer_new(base, amqp_connection_on_close_timer, connection);
+
+    connection->next = adapter->connections;
+    if (adapter->connections)
+        adapter->connections->prev = connection;
+    adapter->connections = connection;
+    adapter->connection_count++;
+    *adapter->connections_gauge = (double)adapter->connection_count;
+
+    char err[256] = "out of memory";
+    if (!connection->process_event || !connection->tick_timer || !connection->close_timer ||
+        amqp_connection_setup_transport(connection, err, sizeof(err)) < 0) {
+        log_error("amqp", "%s: cannot accept the connection: %s", connection->peer, err);
+        connection->close_reason = "setup failed";
+        amqp_adapter_defer_free(adapter, connection);
+        return connection;
+    }
+    bufferevent_setcb(connection->bev, amqp_connection_on_read, amqp_connection_on_write,
+                      amqp_connection_on_event, connection);
+    bufferevent_setwatermark(connection->bev, EV_WRITE, amqp_adapter_output_high(adapter) / 2, 0);
+    bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
+    log_info("amqp", "%s: connection opened%s", connection->peer,
+             refuse ? " (over max_connections)" : "");
+    amqp_connection_run(connection);
+    return connection;
+}
+
+void amqp_connection_drain(struct amqp_connection *connection)
+{
+    /* No more credit: amqp_link_in_update_credit checks the adapter's flag.
+     * Outstanding credit cannot be taken back; what arrives is still published. */
+    (void)connection;
+}
+
+void amqp_connection_shutdown(struct amqp_connection *connection)
+{
+    if (connection->disused || !connection->driver_ok || connection->lingering)
+        return;
+    amqp_connection_close(connection, "amqp:connection:forced", "the server is shutting down");
+    amqp_connection_run(connection);
+    /* One non-blocking attempt to get the close frame out. */
+    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    evbuffer_write(output, bufferevent_getfd(connection->bev));
+}
+
+void amqp_connection_free(struct amqp_connection *connection)
+{
+    struct amqp_adapter *adapter = connection->adapter;
+    while (connection->links)
+        amqp_link_free(connection->links);
+    core_session_close(connection->session); /* no publish callback comes after this */
+    connection->session = NULL;
+    amqp_publishes_free(connection);
+    if (connection->driver_ok)
+        pn_connection_driver_destroy(&connection->driver);
+    if (connection->process_event)
+        event_free(connection->process_event);
+    if (connection->tick_timer)
+        event_free(connection->tick_timer);
+    if (connection->close_timer)
+        event_free(connection->close_timer);
+    bufferevent_free(connection->bev);
+
+    if (connection->prev)
+        connection->prev->next = connection->next;
+    else
+        adapter->connections = connection->next;
+    if (connection->next)
+        connection->next->prev = connection->prev;
+    adapter->connection_count--;
+    *adapter->connections_gauge = (double)adapter->connection_count;
+    log_info("amqp", "%s: connection closed (%s) after %llu transfers in, %llu out",
+             connection->peer, connection->close_reason ? connection->close_reason : "closed",
+             (unsigned long long)connection->transfers_in,
+             (unsigned long long)connection->transfers_out);
+    free(connection);
+}

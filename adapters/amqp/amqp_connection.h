@@ -1,0 +1,167 @@
+/* amqp_connection.h -- one AMQP 1.0 client connection: its socket
+ * (bufferevent), proton's connection driver, the core session, the links
+ * and the publishes awaiting Kafka's confirmation. The I/O loop and the
+ * close sequence are described at the top of amqp_connection.c; links are in
+ * amqp_link_in.c (the client sends) and amqp_link_out.c (the client receives).
+ *
+ * Lifetime: created by the adapter on accept; freed only from the adapter's
+ * reap event, never inside one of its own callbacks, so every handler may
+ * close the connection and return normally. */
+#ifndef KBRIDGE_AMQP_CONNECTION_H
+#define KBRIDGE_AMQP_CONNECTION_H
+
+#include <event2/util.h>
+#include <proton/condition.h>
+#include <proton/connection_driver.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "address.h"
+#include "amqp_adapter.h"
+
+struct bufferevent;
+struct core_session;
+struct core_subscription;
+struct event;
+struct sockaddr;
+
+/* Named limits and timings (see amqp_connection.c and docs/amqp.md). */
+#define AMQP_MAX_LINKS 1024         /* per connection, both directions */
+#define AMQP_MAX_SESSIONS 256       /* per connection (channel-max) */
+#define AMQP_IN_CREDIT_WINDOW 500   /* credit granted per sending link, at most */
+#define AMQP_OUT_PREFETCH_MAX 10000 /* unsettled deliveries per receiving link, at most */
+#define AMQP_DRAIN_QUIET_MS 200     /* drain ends after this long without a delivery */
+#define AMQP_CLOSE_FLUSH_TIMEOUT_MS 5000
+#define AMQP_LINGER_MS 2000
+#define AMQP_MESSAGE_OVERHEAD 65536 /* encoded sections allowed beyond max_message_size */
+
+/* A link the client attached. `outgoing`: kbridge sends on it (the client
+ * receives from a source); otherwise the client sends to a target. */
+struct amqp_link {
+    struct amqp_connection *connection;
+    struct amqp_link *prev;
+    struct amqp_link *next;
+    pn_link_t *link;
+    bool outgoing;
+    bool closed; /* detached by either side: ignore further events */
+    bool relay;  /* incoming with a null target: per-message `to` */
+    struct destination destination;
+    char address[ADDRESS_NAME_MAX + 32]; /* as the client wrote it, for messages */
+
+    /* Incoming. */
+    uint32_t pending; /* publishes of this link waiting for Kafka */
+
+    /* Outgoing. */
+    struct core_subscription *core;
+    bool ready;       /* the core positioned the subscription; attach answered */
+    bool auto_accept; /* snd-settle-mode settled: deliveries go pre-settled */
+    bool blocked;     /* last value given to core_subscription_block */
+    struct event *drain_timer;
+};
+
+/* A transfer handed to the core, waiting for its done callback. */
+struct amqp_publish {
+    struct amqp_connection *connection;
+    struct amqp_publish *prev;
+    struct amqp_publish *next;
+    struct amqp_link *link;  /* NULL once the link is gone */
+    pn_delivery_t *delivery; /* NULL when pre-settled or the link is gone */
+    char destination[ADDRESS_NAME_MAX + 32];
+};
+
+struct amqp_connection {
+    struct amqp_adapter *adapter;
+    struct amqp_connection *prev;
+    struct amqp_connection *next;
+    struct amqp_connection *next_disused;
+    bool disused;
+
+    struct bufferevent *bev;
+    pn_connection_driver_t driver;
+    bool driver_ok;
+    char peer[64];
+    bool refused;        /* over max_connections: open, close with resource-limit-exceeded */
+    bool read_eof;       /* the socket gave EOF */
+    bool lingering;      /* output flushed, write side shut, discarding input */
+    bool output_blocked; /* deliveries blocked: output above the high mark */
+    const char *close_reason;
+    struct event *process_event; /* zero-timeout: run proton and flush */
+    struct event *tick_timer;    /* proton's idle-timeout deadline */
+    struct event *close_timer;   /* flushing, then lingering deadline */
+
+    struct core_session *session; /* after the client's open */
+    char user[128];
+    char container_id[256];
+
+    struct amqp_link *links;
+    size_t link_count;
+    uint64_t next_tag;
+
+    struct amqp_publish *publishes;
+    uint32_t unconfirmed;
+
+    uint64_t transfers_in;
+    uint64_t transfers_out;
+};
+
+/* ---- lifecycle (amqp_connection.c) ---------------------------------------------- */
+
+/* Take over an accepted socket. refuse: over max_connections. NULL (socket
+ * closed) on allocation failure. */
+struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil_socket_t fd,
+                                            const struct sockaddr *peer, int peer_len, bool refuse);
+/* Run proton's pending events and flush its output soon (from a zero-timeout
+ * event, so many core callbacks make one write). Safe anywhere. */
+void amqp_connection_schedule(struct amqp_connection *connection);
+/* Close with an error condition (NULL name: a clean close). Safe anywhere. */
+void amqp_connection_close(struct amqp_connection *connection, const char *condition,
+                           const char *description);
+/* Free now (reap event and adapter destroy only). */
+void amqp_connection_free(struct amqp_connection *connection);
+/* Drain (SIGTERM): grant no more credit; the adapter's draining flag is set. */
+void amqp_connection_drain(struct amqp_connection *connection);
+/* Shutdown: close politely with amqp:connection:forced and one non-blocking flush. */
+void amqp_connection_shutdown(struct amqp_connection *connection);
+/* A publish finished: update credit of every incoming link. */
+void amqp_connection_update_credit(struct amqp_connection *connection);
+
+/* Set `condition` (name + printf description) on a proton condition. */
+void amqp_condition_set(pn_condition_t *condition, const char *name, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- handlers (one per kind of event) ---------------------------------------------- */
+
+/* amqp_handle_open.c: the client's open (authenticated by SASL) -> session, our open. */
+void amqp_handle_connection_open(struct amqp_connection *connection);
+/* amqp_handle_attach.c: a link the client attached; a link the client
+ * detached (closed: detach with closed=true, else a plain detach to echo). */
+void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link);
+void amqp_handle_link_close(struct amqp_connection *connection, pn_link_t *link, bool closed);
+/* Refuse an attach: answer with a null terminus and detach with the condition. */
+void amqp_link_refuse(struct amqp_connection *connection, pn_link_t *link,
+                      enum amqp_error_kind kind, const char *condition, const char *format, ...)
+    __attribute__((format(printf, 5, 6)));
+/* End our side of a link: unsubscribe, forget publishes, free the struct. */
+void amqp_link_free(struct amqp_link *link);
+
+/* amqp_link_in.c: the client sends. */
+int amqp_link_in_open(struct amqp_link *link);
+void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery);
+void amqp_link_in_update_credit(struct amqp_link *link);
+/* Forget every publish of the connection (at free; no callback will come). */
+void amqp_publishes_free(struct amqp_connection *connection);
+/* Publishes of `link` lose their link and delivery (the link is going away). */
+void amqp_publishes_detach(struct amqp_connection *connection, struct amqp_link *link);
+
+/* amqp_link_out.c: the client receives. 0 when the subscription is being set
+ * up (the attach is answered from the core's ready callback), -1 when the
+ * link was refused. */
+int amqp_link_out_open(struct amqp_link *link, const char *durable_name);
+void amqp_link_out_flow(struct amqp_link *link);
+void amqp_link_out_disposition(struct amqp_link *link, pn_delivery_t *delivery);
+/* Re-evaluate whether the core may deliver (credit, output, drain). */
+void amqp_link_out_update_block(struct amqp_link *link);
+void amqp_link_out_close(struct amqp_link *link);
+
+#endif

@@ -1,0 +1,272 @@
+/* amqp_handle_attach.c -- attach and detach. An attach is checked here
+ * (address spelling per DESIGN §2, publish ACL, features that are not
+ * built) and handed to amqp_link_in.c (the client sends to a target) or
+ * amqp_link_out.c (the client receives from a source). A refused attach is
+ * answered as the spec says: an attach with a null terminus, then a detach
+ * carrying the error condition; the connection carries on. */
+#include <proton/codec.h>
+#include <proton/connection.h>
+#include <proton/link.h>
+#include <proton/session.h>
+#include <proton/terminus.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_connection.h"
+#include "core.h"
+#include "log.h"
+
+void amqp_link_refuse(struct amqp_connection *connection, pn_link_t *link,
+                      enum amqp_error_kind kind, const char *condition, const char *format, ...)
+{
+    char description[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(description, sizeof(description), format, args);
+    va_end(args);
+    amqp_adapter_count_error(connection->adapter, kind);
+    log_info("amqp", "%s: link '%s' refused with %s: %s", connection->peer, pn_link_name(link),
+             condition, description);
+    struct amqp_link *ours = pn_link_get_context(link);
+    if (ours)
+        amqp_link_free(ours);
+    if (pn_link_state(link) & PN_LOCAL_UNINIT) {
+        /* The answer to a refused attach has a null terminus on our side. */
+        pn_terminus_set_type(pn_link_is_sender(link) ? pn_link_source(link) : pn_link_target(link),
+                             PN_UNSPECIFIED);
+        if (pn_link_is_sender(link))
+            pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+        else
+            pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+        pn_link_open(link);
+    }
+    pn_condition_set_name(pn_link_condition(link), condition);
+    pn_condition_set_description(pn_link_condition(link), description);
+    pn_link_close(link);
+    amqp_connection_schedule(connection);
+}
+
+void amqp_link_free(struct amqp_link *link)
+{
+    struct amqp_connection *connection = link->connection;
+    if (link->outgoing)
+        amqp_link_out_close(link);
+    else
+        amqp_publishes_detach(connection, link);
+    pn_link_set_context(link->link, NULL);
+    if (link->prev)
+        link->prev->next = link->next;
+    else
+        connection->links = link->next;
+    if (link->next)
+        link->next->prev = link->prev;
+    connection->link_count--;
+    free(link);
+}
+
+/* Does the source carry a filter set with at least one entry? Its keys go to `names`. */
+static bool amqp_attach_has_filter(pn_terminus_t *source, char *names, size_t names_size)
+{
+    pn_data_t *filter = pn_terminus_filter(source);
+    names[0] = '\0';
+    if (!filter || pn_data_size(filter) == 0)
+        return false;
+    pn_data_rewind(filter);
+    if (!pn_data_next(filter) || pn_data_type(filter) != PN_MAP)
+        return false;
+    size_t count = pn_data_get_map(filter);
+    if (count == 0)
+        return false;
+    pn_data_enter(filter);
+    size_t used = 0;
+    for (size_t i = 0; i + 1 < count + 1 && pn_data_next(filter); i += 2) {
+        if (pn_data_type(filter) == PN_SYMBOL || pn_data_type(filter) == PN_STRING) {
+            pn_bytes_t key = pn_data_type(filter) == PN_SYMBOL ? pn_data_get_symbol(filter)
+                                                               : pn_data_get_string(filter);
+            int n = snprintf(names + used, names_size - used, "%s%.*s", used ? ", " : "",
+                             (int)key.size, key.start);
+            if (n > 0 && (size_t)n < names_size - used)
+                used += (size_t)n;
+        }
+        pn_data_next(filter); /* the value */
+    }
+    pn_data_exit(filter);
+    pn_data_rewind(filter);
+    return true;
+}
+
+static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link_t *link,
+                                     const char *address, struct destination *destination,
+                                     bool sending)
+{
+    char reason[256];
+    if (address_parse_amqp(address, destination, reason, sizeof(reason)) < 0) {
+        amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
+                         "%s. Addresses are NAME, queue://NAME, /queue/NAME, /queues/NAME, "
+                         "topic://NAME, /topic/NAME or /exchanges/amq.topic/NAME, where NAME is a "
+                         "legal Kafka topic name (A-Z a-z 0-9 . _ -, at most 249 characters)",
+                         reason);
+        return -1;
+    }
+    if (destination->kind == DESTINATION_TEMP_QUEUE ||
+        destination->kind == DESTINATION_REPLY_QUEUE) {
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "address '%s': temporary and reply queues are not supported yet", address);
+        return -1;
+    }
+    if (sending && destination->wildcard) {
+        amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
+                         "address '%s' contains the wildcard words * or #, which only receivers "
+                         "may use; send to one topic name",
+                         address);
+        return -1;
+    }
+    return 0;
+}
+
+static struct amqp_link *amqp_attach_new_link(struct amqp_connection *connection, pn_link_t *link)
+{
+    struct amqp_link *ours = calloc(1, sizeof(*ours));
+    if (!ours)
+        return NULL;
+    ours->connection = connection;
+    ours->link = link;
+    ours->outgoing = pn_link_is_sender(link);
+    ours->next = connection->links;
+    if (connection->links)
+        connection->links->prev = ours;
+    connection->links = ours;
+    connection->link_count++;
+    pn_link_set_context(link, ours);
+    return ours;
+}
+
+/* The client's sender: kbridge receives on a link to a target. */
+static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *link)
+{
+    pn_terminus_t *target = pn_link_remote_target(link);
+    if (pn_terminus_get_type(target) == PN_COORDINATOR) {
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "transactions are not supported yet: send without a transaction");
+        return;
+    }
+    const char *address = pn_terminus_get_address(target);
+    struct destination destination;
+    bool relay = !address || !*address;
+    if (!relay) {
+        if (amqp_attach_parse_address(connection, link, address, &destination, true) < 0)
+            return;
+        if (!core_may_publish(connection->session, &destination)) {
+            amqp_link_refuse(connection, link, AMQP_KIND_ACL, "amqp:unauthorized-access",
+                             "user '%s' may not publish to '%s' (auth.users publish ACL)",
+                             connection->user, address);
+            return;
+        }
+    }
+    struct amqp_link *ours = amqp_attach_new_link(connection, link);
+    if (!ours) {
+        amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                         "out of memory");
+        return;
+    }
+    ours->relay = relay;
+    if (!relay) {
+        ours->destination = destination;
+        snprintf(ours->address, sizeof(ours->address), "%s", address);
+    }
+    amqp_link_in_open(ours);
+}
+
+/* The client's receiver: kbridge sends on a link from a source. */
+static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *link)
+{
+    pn_terminus_t *source = pn_link_remote_source(link);
+    if (pn_terminus_is_dynamic(source)) {
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "dynamic sources (temporary reply queues) are not supported yet; "
+                         "receive from a named queue");
+        return;
+    }
+    char filters[256];
+    if (amqp_attach_has_filter(source, filters, sizeof(filters))) {
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "source filters are not supported yet (%s): kbridge delivers every "
+                         "message of the address; attach without a filter",
+                         filters[0] ? filters : "filter");
+        return;
+    }
+    const char *address = pn_terminus_get_address(source);
+    if (!address || !*address) {
+        amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
+                         "a receiver needs a source address (a queue or topic name)");
+        return;
+    }
+    struct destination destination;
+    if (amqp_attach_parse_address(connection, link, address, &destination, false) < 0)
+        return;
+    const char *durable_name = NULL;
+    if (destination.kind == DESTINATION_TOPIC &&
+        (pn_terminus_get_durability(source) != PN_NONDURABLE ||
+         pn_terminus_get_expiry_policy(source) == PN_EXPIRE_NEVER)) {
+        if (!connection->container_id[0]) {
+            amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:invalid-field",
+                             "a durable subscription needs a container-id on the connection");
+            return;
+        }
+        durable_name = pn_link_name(link);
+    }
+    struct amqp_link *ours = amqp_attach_new_link(connection, link);
+    if (!ours) {
+        amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                         "out of memory");
+        return;
+    }
+    ours->destination = destination;
+    snprintf(ours->address, sizeof(ours->address), "%s", address);
+    amqp_link_out_open(ours, durable_name);
+}
+
+void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)
+{
+    if (!(pn_link_state(link) & PN_LOCAL_UNINIT))
+        return;
+    if (!connection->session) {
+        amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:illegal-state",
+                         "the connection is not open");
+        return;
+    }
+    if (connection->adapter->draining) {
+        amqp_link_refuse(connection, link, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
+                         "the server is shutting down");
+        return;
+    }
+    if (connection->link_count >= AMQP_MAX_LINKS) {
+        amqp_link_refuse(connection, link, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
+                         "too many links on this connection (at most %d)", AMQP_MAX_LINKS);
+        return;
+    }
+    if (pn_link_is_sender(link))
+        amqp_attach_outgoing(connection, link);
+    else
+        amqp_attach_incoming(connection, link);
+}
+
+void amqp_handle_link_close(struct amqp_connection *connection, pn_link_t *link, bool closed)
+{
+    struct amqp_link *ours = pn_link_get_context(link);
+    if (ours)
+        amqp_link_free(ours);
+    pn_state_t state = pn_link_state(link);
+    if (!(state & PN_LOCAL_CLOSED)) {
+        if (state & PN_LOCAL_UNINIT)
+            pn_link_open(link);
+        if (closed)
+            pn_link_close(link);
+        else
+            pn_link_detach(link);
+    }
+    pn_link_free(link);
+    amqp_connection_schedule(connection);
+}

@@ -1,0 +1,96 @@
+/* amqp_handle_open.c -- the client's open frame: SASL has authenticated the
+ * transport by now (or it skipped SASL and anonymous access is on), so the
+ * core session is created here and our open goes back with the node's
+ * container id and the ANONYMOUS-RELAY capability (JMS and RabbitMQ 4
+ * clients look for it before sending with a null target). A connection over
+ * limits.max_connections, or one that arrives while draining, is opened and
+ * closed at once with the reason. */
+#include <proton/codec.h>
+#include <proton/connection.h>
+#include <proton/transport.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "amqp_connection.h"
+#include "build-config.h"
+#include "config.h"
+#include "core.h"
+#include "log.h"
+
+static void amqp_open_describe_server(pn_connection_t *pc, const struct config *config)
+{
+    pn_connection_set_container(pc, config->node_id ? config->node_id : "kbridge");
+    pn_data_t *capabilities = pn_connection_offered_capabilities(pc);
+    pn_data_clear(capabilities);
+    pn_data_put_array(capabilities, false, PN_SYMBOL);
+    pn_data_enter(capabilities);
+    pn_data_put_symbol(capabilities, pn_bytes(strlen("ANONYMOUS-RELAY"), "ANONYMOUS-RELAY"));
+    pn_data_exit(capabilities);
+    pn_data_t *properties = pn_connection_properties(pc);
+    pn_data_clear(properties);
+    pn_data_put_map(properties);
+    pn_data_enter(properties);
+    pn_data_put_symbol(properties, pn_bytes(strlen("product"), "product"));
+    pn_data_put_string(properties, pn_bytes(strlen("kbridge"), "kbridge"));
+    pn_data_put_symbol(properties, pn_bytes(strlen("version"), "version"));
+    pn_data_put_string(properties, pn_bytes(strlen(PACKAGE_VERSION), PACKAGE_VERSION));
+    pn_data_exit(properties);
+}
+
+void amqp_handle_connection_open(struct amqp_connection *connection)
+{
+    struct amqp_adapter *adapter = connection->adapter;
+    const struct config *config = amqp_adapter_config(adapter);
+    pn_connection_t *pc = connection->driver.connection;
+    if (!(pn_connection_state(pc) & PN_LOCAL_UNINIT))
+        return;
+    amqp_open_describe_server(pc, config);
+
+    if (connection->refused) {
+        amqp_adapter_count_error(adapter, AMQP_KIND_LIMIT);
+        char description[256];
+        snprintf(description, sizeof(description),
+                 "too many connections: this server already has %u AMQP connections open "
+                 "(limits.max_connections); try again later",
+                 config->limits.max_connections);
+        connection->close_reason = "over max_connections";
+        amqp_connection_close(connection, "amqp:resource-limit-exceeded", description);
+        return;
+    }
+    if (adapter->draining) {
+        connection->close_reason = "server shutting down";
+        amqp_connection_close(connection, "amqp:connection:forced", "the server is shutting down");
+        return;
+    }
+
+    const char *user = pn_transport_get_user(connection->driver.transport);
+    if (!user || !*user) {
+        /* No SASL layer: amqp_sasl_install lets that through only when
+         * anonymous access is on. */
+        char reason[128];
+        if (core_authenticate(adapter->context.core, NULL, NULL, connection->user,
+                              sizeof(connection->user), reason, sizeof(reason)) != CORE_OK) {
+            amqp_adapter_count_error(adapter, AMQP_KIND_AUTH);
+            connection->close_reason = "authentication required";
+            amqp_connection_close(connection, "amqp:unauthorized-access", reason);
+            return;
+        }
+    } else {
+        snprintf(connection->user, sizeof(connection->user), "%s", user);
+    }
+    const char *container = pn_connection_remote_container(pc);
+    snprintf(connection->container_id, sizeof(connection->container_id), "%s",
+             container ? container : "");
+    connection->session = core_session_new(
+        adapter->context.core, "amqp", connection->user,
+        connection->container_id[0] ? connection->container_id : NULL, connection->peer);
+    if (!connection->session) {
+        amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
+        amqp_connection_close(connection, "amqp:internal-error",
+                              "the server could not open a session (out of memory)");
+        return;
+    }
+    pn_connection_open(pc);
+    log_info("amqp", "%s: open as '%s', container '%s'", connection->peer, connection->user,
+             connection->container_id);
+}

@@ -1,0 +1,348 @@
+/* amqp_link_in.c -- links on which the client sends: credit, reading
+ * (possibly multi-frame) transfers, decoding, conversion to a Kafka record
+ * and core_publish. An unsettled transfer is settled `accepted` only from
+ * the core's confirmation callback, i.e. after Kafka's delivery report, or
+ * `rejected` with a condition that names the reason; a pre-settled one is
+ * settled at once and published fire-and-forget (it still counts against
+ * limits.max_unconfirmed until Kafka has it, so a flood is bounded).
+ *
+ * Credit: each link gets up to AMQP_IN_CREDIT_WINDOW, never more than the
+ * room left under limits.max_unconfirmed for the connection, topped up when
+ * it falls to half of what it may have; none while the server drains. */
+#include <proton/codec.h>
+#include <proton/connection.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+#include <proton/link.h>
+#include <proton/message.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_connection.h"
+#include "amqp_convert.h"
+#include "config.h"
+#include "core.h"
+#include "log.h"
+
+/* pn_delivery context of a transfer being discarded because it is too large. */
+static char amqp_oversize_marker;
+
+int amqp_link_in_open(struct amqp_link *link)
+{
+    const struct config *config = amqp_adapter_config(link->connection->adapter);
+    pn_link_t *pl = link->link;
+    pn_terminus_copy(pn_link_target(pl), pn_link_remote_target(pl));
+    pn_terminus_copy(pn_link_source(pl), pn_link_remote_source(pl));
+    pn_link_set_snd_settle_mode(pl, pn_link_remote_snd_settle_mode(pl));
+    pn_link_set_rcv_settle_mode(pl, PN_RCV_FIRST);
+    pn_link_set_max_message_size(pl, config->limits.max_message_size + AMQP_MESSAGE_OVERHEAD);
+    pn_link_open(pl);
+    amqp_link_in_update_credit(link);
+    amqp_connection_schedule(link->connection);
+    return 0;
+}
+
+void amqp_link_in_update_credit(struct amqp_link *link)
+{
+    struct amqp_connection *connection = link->connection;
+    if (link->closed || connection->adapter->draining ||
+        !(pn_link_state(link->link) & PN_LOCAL_ACTIVE))
+        return;
+    uint32_t max = amqp_adapter_config(connection->adapter)->limits.max_unconfirmed;
+    uint32_t room = connection->unconfirmed < max ? max - connection->unconfirmed : 0;
+    int want = room < AMQP_IN_CREDIT_WINDOW ? (int)room : AMQP_IN_CREDIT_WINDOW;
+    int credit = pn_link_credit(link->link);
+    if (credit < want && credit <= want / 2) {
+        pn_link_flow(link->link, want - credit);
+        amqp_connection_schedule(connection);
+    }
+}
+
+/* ---- publishes ------------------------------------------------------------------------ */
+
+static void amqp_publish_unlink(struct amqp_connection *connection, struct amqp_publish *publish)
+{
+    if (publish->prev)
+        publish->prev->next = publish->next;
+    else
+        connection->publishes = publish->next;
+    if (publish->next)
+        publish->next->prev = publish->prev;
+    connection->unconfirmed--;
+    if (publish->link)
+        publish->link->pending--;
+}
+
+void amqp_publishes_free(struct amqp_connection *connection)
+{
+    while (connection->publishes) {
+        struct amqp_publish *publish = connection->publishes;
+        amqp_publish_unlink(connection, publish);
+        free(publish);
+    }
+}
+
+void amqp_publishes_detach(struct amqp_connection *connection, struct amqp_link *link)
+{
+    if (link->pending == 0)
+        return;
+    for (struct amqp_publish *publish = connection->publishes; publish; publish = publish->next)
+        if (publish->link == link) {
+            publish->link = NULL;
+            publish->delivery = NULL;
+        }
+    link->pending = 0;
+}
+
+/* Settle a transfer as rejected with a condition (or just settle it when the
+ * client had settled it already: nobody would see the outcome). */
+static void amqp_link_in_reject(struct amqp_connection *connection, pn_delivery_t *delivery,
+                                enum amqp_error_kind kind, const char *condition,
+                                const char *description)
+{
+    amqp_adapter_count_error(connection->adapter, kind);
+    log_info("amqp", "%s: message rejected with %s: %s", connection->peer, condition, description);
+    if (!pn_delivery_settled(delivery)) {
+        pn_disposition_t *local = pn_delivery_local(delivery);
+        amqp_condition_set(pn_disposition_condition(local), condition, "%s", description);
+        pn_delivery_update(delivery, PN_REJECTED);
+    }
+    pn_delivery_settle(delivery);
+}
+
+static void amqp_link_in_core_error(struct amqp_connection *connection, pn_delivery_t *delivery,
+                                    int rc, const char *destination, const char *reason)
+{
+    char description[512];
+    switch (rc) {
+    case CORE_ERR_ACCESS:
+        snprintf(description, sizeof(description), "not allowed to publish to '%s': %s",
+                 destination, reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_ACL, "amqp:unauthorized-access",
+                            description);
+        break;
+    case CORE_ERR_TOO_LARGE:
+        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
+                 reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_LIMIT,
+                            "amqp:link:message-size-exceeded", description);
+        break;
+    case CORE_ERR_INVALID:
+        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
+                 reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:invalid-field",
+                            description);
+        break;
+    case CORE_ERR_UNSUPPORTED:
+        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
+                 reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                            description);
+        break;
+    case CORE_ERR_BUSY:
+    case CORE_ERR_UNAVAILABLE:
+        snprintf(description, sizeof(description),
+                 "message to '%s' not stored, Kafka is not taking it now (%s); send it again",
+                 destination, reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded",
+                            description);
+        break;
+    default:
+        snprintf(description, sizeof(description), "message to '%s' not stored: %s", destination,
+                 reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                            description);
+        break;
+    }
+}
+
+/* core_publish_fn: Kafka stored the record, or refused it. */
+static void amqp_link_in_confirmed(void *opaque, int err, const char *reason)
+{
+    struct amqp_publish *publish = opaque;
+    struct amqp_connection *connection = publish->connection;
+    amqp_publish_unlink(connection, publish);
+    if (publish->delivery) {
+        if (err == CORE_OK) {
+            pn_delivery_update(publish->delivery, PN_ACCEPTED);
+            pn_delivery_settle(publish->delivery);
+        } else if (err == CORE_ERR_ACCESS || err == CORE_ERR_TOO_LARGE) {
+            amqp_link_in_core_error(connection, publish->delivery, err, publish->destination,
+                                    reason ? reason : "refused");
+        } else {
+            char description[512];
+            snprintf(description, sizeof(description),
+                     "Kafka did not store the message sent to '%s': %s; it is not in Kafka, "
+                     "send it again",
+                     publish->destination, reason ? reason : "Kafka error");
+            amqp_link_in_reject(connection, publish->delivery, AMQP_KIND_KAFKA,
+                                "amqp:internal-error", description);
+        }
+    } else if (err != CORE_OK) {
+        log_warn("amqp", "%s: a pre-settled message to '%s' was not stored: %s", connection->peer,
+                 publish->destination, reason ? reason : "Kafka error");
+    }
+    free(publish);
+    amqp_connection_update_credit(connection);
+    amqp_connection_schedule(connection);
+}
+
+/* A complete message of `size` bytes in the adapter's buffer. */
+static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery, size_t size)
+{
+    struct amqp_connection *connection = link->connection;
+    struct amqp_adapter *adapter = connection->adapter;
+    const struct config *config = amqp_adapter_config(adapter);
+    pn_message_t *message = adapter->message;
+    pn_message_clear(message);
+    if (pn_message_decode(message, adapter->buffer, size) != 0) {
+        char description[256];
+        snprintf(description, sizeof(description), "cannot decode the message: %s",
+                 pn_error_text(pn_message_error(message)));
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_DECODE, "amqp:decode-error",
+                            description);
+        return;
+    }
+
+    struct destination relay_destination;
+    const struct destination *destination = &link->destination;
+    const char *address = link->address;
+    if (link->relay) {
+        address = pn_message_get_address(message);
+        char reason[256];
+        if (!address || !*address) {
+            amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found",
+                                "a message on the anonymous relay needs a 'to' address");
+            return;
+        }
+        if (address_parse_amqp(address, &relay_destination, reason, sizeof(reason)) < 0) {
+            amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", reason);
+            return;
+        }
+        if (relay_destination.kind != DESTINATION_QUEUE &&
+            relay_destination.kind != DESTINATION_TOPIC) {
+            amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                                "temporary and reply queues are not supported yet");
+            return;
+        }
+        if (relay_destination.wildcard) {
+            amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found",
+                                "cannot send to a wildcard address");
+            return;
+        }
+        destination = &relay_destination;
+    }
+
+    struct amqp_record record;
+    char err[256] = "";
+    if (amqp_record_from_message(message, &record, err, sizeof(err)) < 0) {
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_DECODE, "amqp:invalid-field", err);
+        return;
+    }
+    if (record.property_count > config->limits.max_headers) {
+        char description[256];
+        snprintf(description, sizeof(description),
+                 "the message has %zu properties; this server accepts at most %u "
+                 "(limits.max_headers)",
+                 record.property_count, config->limits.max_headers);
+        amqp_record_release(&record);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
+                            description);
+        return;
+    }
+    struct amqp_publish *publish = calloc(1, sizeof(*publish));
+    if (!publish) {
+        amqp_record_release(&record);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                            "out of memory");
+        return;
+    }
+    bool presettled = pn_delivery_settled(delivery);
+    publish->connection = connection;
+    publish->link = link;
+    publish->delivery = presettled ? NULL : delivery;
+    snprintf(publish->destination, sizeof(publish->destination), "%s", address);
+    publish->next = connection->publishes;
+    if (connection->publishes)
+        connection->publishes->prev = publish;
+    connection->publishes = publish;
+    connection->unconfirmed++;
+    link->pending++;
+
+    struct core_message core_message = {
+        .key = record.key,
+        .key_len = record.key_len,
+        .body = record.body,
+        .body_len = record.body_len,
+        .properties = record.properties,
+        .property_count = record.property_count,
+    };
+    int rc = core_publish(connection->session, destination, &core_message, amqp_link_in_confirmed,
+                          publish, err, sizeof(err));
+    amqp_record_release(&record);
+    if (rc != CORE_OK) {
+        amqp_publish_unlink(connection, publish);
+        free(publish);
+        amqp_link_in_core_error(connection, delivery, rc, address, err);
+        return;
+    }
+    if (presettled)
+        pn_delivery_settle(delivery);
+}
+
+void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery)
+{
+    struct amqp_connection *connection = link->connection;
+    struct amqp_adapter *adapter = connection->adapter;
+    pn_link_t *pl = link->link;
+    if (pn_delivery_aborted(delivery)) {
+        pn_delivery_settle(delivery); /* the client gave up on a multi-frame transfer */
+        return;
+    }
+    if (!pn_delivery_readable(delivery))
+        return;
+    uint64_t limit = amqp_adapter_config(adapter)->limits.max_message_size + AMQP_MESSAGE_OVERHEAD;
+    size_t pending = pn_delivery_pending(delivery);
+    bool oversize = pn_delivery_get_context(delivery) == &amqp_oversize_marker || pending > limit;
+    if (oversize) {
+        /* Read and drop, keep the link going; reject when the last frame is in. */
+        pn_delivery_set_context(delivery, &amqp_oversize_marker);
+        while (pn_link_recv(pl, adapter->buffer, adapter->buffer_cap) > 0) {
+        }
+        if (pn_delivery_partial(delivery))
+            return;
+        pn_link_advance(pl);
+        char description[256];
+        snprintf(description, sizeof(description),
+                 "the message is larger than this server accepts (limits.max_message_size = "
+                 "%llu bytes of body)",
+                 (unsigned long long)amqp_adapter_config(adapter)->limits.max_message_size);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_LIMIT,
+                            "amqp:link:message-size-exceeded", description);
+        amqp_link_in_update_credit(link);
+        return;
+    }
+    if (pn_delivery_partial(delivery))
+        return; /* proton keeps the frames until the last one */
+    if (amqp_adapter_buffer_reserve(adapter, pending + 1) < 0) {
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                            "out of memory");
+        return;
+    }
+    size_t size = 0;
+    for (;;) {
+        ssize_t n = pn_link_recv(pl, adapter->buffer + size, adapter->buffer_cap - size);
+        if (n <= 0)
+            break;
+        size += (size_t)n;
+        if (size == adapter->buffer_cap &&
+            amqp_adapter_buffer_reserve(adapter, adapter->buffer_cap * 2) < 0)
+            break;
+    }
+    pn_link_advance(pl);
+    connection->transfers_in++;
+    (*adapter->transfers_received)++;
+    amqp_link_in_publish(link, delivery, size);
+    amqp_link_in_update_credit(link);
+}
