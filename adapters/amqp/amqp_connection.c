@@ -464,7 +464,7 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
         frame = UINT32_MAX;
     pn_transport_set_max_frame(transport, (uint32_t)frame);
     pn_transport_set_channel_max(transport, AMQP_MAX_SESSIONS - 1);
-    uint64_t idle = config->limits.heartbeat_ms * 2;
+    uint64_t idle = config->limits.heartbeat_ms; /* announced and enforced; 0: none */
     pn_transport_set_idle_timeout(transport, idle > UINT32_MAX ? UINT32_MAX : (pn_millis_t)idle);
     if (amqp_sasl_install(transport, config->auth.anonymous, amqp_connection_check_credentials,
                           connection, err, err_size) < 0)

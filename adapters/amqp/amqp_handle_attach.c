@@ -97,11 +97,53 @@ static bool amqp_attach_has_filter(pn_terminus_t *source, char *names, size_t na
     return true;
 }
 
+/* Does the terminus list `name` among its capabilities (one symbol or an array)? */
+static bool amqp_terminus_has_capability(pn_terminus_t *terminus, const char *name)
+{
+    pn_data_t *capabilities = pn_terminus_capabilities(terminus);
+    if (!capabilities || pn_data_size(capabilities) == 0)
+        return false;
+    size_t name_len = strlen(name);
+    bool found = false;
+    pn_data_rewind(capabilities);
+    if (pn_data_next(capabilities)) {
+        if (pn_data_type(capabilities) == PN_SYMBOL) {
+            pn_bytes_t symbol = pn_data_get_symbol(capabilities);
+            found = symbol.size == name_len && memcmp(symbol.start, name, name_len) == 0;
+        } else if (pn_data_type(capabilities) == PN_ARRAY) {
+            size_t count = pn_data_get_array(capabilities);
+            pn_data_enter(capabilities);
+            for (size_t i = 0; i < count && !found && pn_data_next(capabilities); i++) {
+                if (pn_data_type(capabilities) != PN_SYMBOL)
+                    continue;
+                pn_bytes_t symbol = pn_data_get_symbol(capabilities);
+                found = symbol.size == name_len && memcmp(symbol.start, name, name_len) == 0;
+            }
+            pn_data_exit(capabilities);
+        }
+    }
+    pn_data_rewind(capabilities);
+    return found;
+}
+
+/* A plain NAME (no queue:// topic:// or /prefix/ spelling). */
+static bool amqp_address_is_plain(const char *address)
+{
+    return address[0] != '/' && !strstr(address, "://");
+}
+
 static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link_t *link,
-                                     const char *address, struct destination *destination,
-                                     bool sending)
+                                     pn_terminus_t *terminus, const char *address,
+                                     struct destination *destination, bool sending)
 {
     char reason[256];
+    if (amqp_terminus_has_capability(terminus, "shared") ||
+        amqp_terminus_has_capability(terminus, "global")) {
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "shared subscriptions (capability 'shared'/'global') are not supported "
+                         "yet; use a queue for competing consumers or a durable subscription");
+        return -1;
+    }
     if (address_parse_amqp(address, destination, reason, sizeof(reason)) < 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
                          "%s. Addresses are NAME, queue://NAME, /queue/NAME, /queues/NAME, "
@@ -123,6 +165,11 @@ static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link
                          address);
         return -1;
     }
+    /* Qpid JMS and Artemis clients name a topic by a plain address plus the
+     * terminus capability "topic". */
+    if (destination->kind == DESTINATION_QUEUE && amqp_address_is_plain(address) &&
+        amqp_terminus_has_capability(terminus, "topic"))
+        destination->kind = DESTINATION_TOPIC;
     return 0;
 }
 
@@ -156,7 +203,7 @@ static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *
     struct destination destination;
     bool relay = !address || !*address;
     if (!relay) {
-        if (amqp_attach_parse_address(connection, link, address, &destination, true) < 0)
+        if (amqp_attach_parse_address(connection, link, target, address, &destination, true) < 0)
             return;
         if (!core_may_publish(connection->session, &destination)) {
             amqp_link_refuse(connection, link, AMQP_KIND_ACL, "amqp:unauthorized-access",
@@ -204,7 +251,7 @@ static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *
         return;
     }
     struct destination destination;
-    if (amqp_attach_parse_address(connection, link, address, &destination, false) < 0)
+    if (amqp_attach_parse_address(connection, link, source, address, &destination, false) < 0)
         return;
     const char *durable_name = NULL;
     if (destination.kind == DESTINATION_TOPIC &&
