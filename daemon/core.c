@@ -11,6 +11,7 @@
 #include "core.h"
 
 #include <crypt.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -22,8 +23,9 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "reply.h"
 
-#define CORE_MAX_PROPERTIES_EXTRA 2 /* message-id, user-id */
+#define CORE_MAX_PROPERTIES_EXTRA 3 /* message-id, user-id, kbridge-reply-token */
 
 struct core_publish_pending {
     struct core_publish_pending *next;
@@ -326,7 +328,9 @@ int core_publish(struct core_session *session, const struct destination *destina
     const struct config *config = core_config(core);
     char display[ADDRESS_NAME_MAX + 32];
     address_format(destination, display, sizeof(display));
-    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
+    bool reply = destination->kind == DESTINATION_REPLY_QUEUE;
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC &&
+        !reply) {
         snprintf(err, err_size, "publishing to %s is not supported yet", display);
         return CORE_ERR_UNSUPPORTED;
     }
@@ -334,7 +338,19 @@ int core_publish(struct core_session *session, const struct destination *destina
         snprintf(err, err_size, "cannot publish to a wildcard destination (%s)", display);
         return CORE_ERR_INVALID;
     }
-    if (!core_acl_allows(session, true, destination->name)) {
+    /* A reply goes to the reply topic of the node that owns the token; the
+     * unguessable token is the permission. */
+    struct destination reply_topic = {.kind = DESTINATION_TOPIC};
+    if (reply) {
+        char node[REPLY_NODE_MAX + 1];
+        if (reply_token_node(destination->name, node, sizeof(node)) < 0 ||
+            reply_topic_name(node, reply_topic.name, sizeof(reply_topic.name)) < 0) {
+            snprintf(err, err_size,
+                     "%s is not a reply address kbridge made (expected /reply-queue/NODE.TOKEN)",
+                     display);
+            return CORE_ERR_INVALID;
+        }
+    } else if (!core_acl_allows(session, true, destination->name)) {
         snprintf(err, err_size, "user '%s' may not publish to %s", session->user, display);
         return CORE_ERR_ACCESS;
     }
@@ -345,8 +361,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         return CORE_ERR_TOO_LARGE;
     }
     char topic[ADDRESS_NAME_MAX + 1];
-    if (address_kafka_topic(destination, config->kafka.topic_prefix, topic, sizeof(topic), err,
-                            err_size) < 0)
+    if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
+                            sizeof(topic), err, err_size) < 0)
         return CORE_ERR_INVALID;
 
     size_t count = 0;
@@ -359,7 +375,7 @@ int core_publish(struct core_session *session, const struct destination *destina
     bool has_message_id = false;
     for (size_t i = 0; i < message->property_count; i++) {
         const struct core_property *p = &message->properties[i];
-        if (strcmp(p->name, "user-id") == 0)
+        if (strcmp(p->name, "user-id") == 0 || core_header_is_internal(p->name))
             continue; /* never trusted from the client */
         if (strcmp(p->name, "message-id") == 0)
             has_message_id = true;
@@ -372,6 +388,9 @@ int core_publish(struct core_session *session, const struct destination *destina
     }
     if (!session->anonymous)
         headers[count++] = (struct kafka_header){"user-id", session->user, strlen(session->user)};
+    if (reply)
+        headers[count++] =
+            (struct kafka_header){REPLY_TOKEN_HEADER, destination->name, strlen(destination->name)};
 
     const void *key = message->key;
     size_t key_len = message->key_len;
@@ -394,8 +413,8 @@ int core_publish(struct core_session *session, const struct destination *destina
     }
     pending->session = session;
     pending->stats = core_stats(
-        core, destination->kind == DESTINATION_TOPIC ? DESTINATION_TOPIC : DESTINATION_QUEUE,
-        destination->name);
+        core, destination->kind == DESTINATION_QUEUE ? DESTINATION_QUEUE : DESTINATION_TOPIC,
+        reply ? reply_topic.name : destination->name);
     pending->done = done;
     pending->opaque = opaque;
     int rc = kafka_produce(core->kafka, topic, -1, key, key_len, message->body, message->body_len,
@@ -471,13 +490,57 @@ void core_subscription_schedule_ready(struct core_subscription *sub)
         event_active(sub->ready_event, EV_TIMEOUT, 0);
 }
 
+/* Allocate a subscription and attach it to its queue or topic reader. */
+static struct core_subscription *
+core_subscription_start(struct core_session *session, const struct destination *destination,
+                        const struct core_subscribe_options *options,
+                        const struct core_subscription_handlers *handlers, void *opaque,
+                        const char *reply_token, int *error_code, char *err, size_t err_size)
+{
+    struct core *core = session->core;
+    struct core_subscription *sub = calloc(1, sizeof(*sub));
+    if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
+        (options->durable_name && !(sub->durable_name = strdup(options->durable_name))) ||
+        (reply_token && !(sub->reply_token = strdup(reply_token)))) {
+        if (sub && sub->ready_event)
+            event_free(sub->ready_event);
+        if (sub)
+            free(sub->durable_name);
+        free(sub);
+        snprintf(err, err_size, "out of memory");
+        *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    sub->session = session;
+    sub->destination = *destination;
+    sub->options = *options;
+    sub->options.durable_name = sub->durable_name;
+    if (sub->options.credit == 0)
+        sub->options.credit = 1;
+    sub->handlers = *handlers;
+    sub->opaque = opaque;
+    int rc = destination->kind == DESTINATION_QUEUE || sub->durable_name
+                 ? queue_attach(core, sub, err, err_size)
+                 : topic_attach(core, sub, err, err_size);
+    if (rc != CORE_OK) {
+        event_free(sub->ready_event);
+        free(sub->durable_name);
+        free(sub->reply_token);
+        free(sub);
+        *error_code = rc;
+        return NULL;
+    }
+    sub->next = session->subscriptions;
+    session->subscriptions = sub;
+    return sub;
+}
+
 struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct destination *destination,
                                          const struct core_subscribe_options *options,
                                          const struct core_subscription_handlers *handlers,
                                          void *opaque, int *error_code, char *err, size_t err_size)
 {
-    struct core *core = session->core;
     char display[ADDRESS_NAME_MAX + 32];
     address_format(destination, display, sizeof(display));
     *error_code = CORE_OK;
@@ -503,37 +566,53 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
-    struct core_subscription *sub = calloc(1, sizeof(*sub));
-    if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
-        (options->durable_name && !(sub->durable_name = strdup(options->durable_name)))) {
-        if (sub && sub->ready_event)
-            event_free(sub->ready_event);
-        free(sub);
-        snprintf(err, err_size, "out of memory");
+    return core_subscription_start(session, destination, options, handlers, opaque, NULL,
+                                   error_code, err, err_size);
+}
+
+struct core_subscription *
+core_subscribe_temporary(struct core_session *session, const struct core_subscribe_options *options,
+                         const struct core_subscription_handlers *handlers, void *opaque,
+                         char *address, size_t address_size, int *error_code, char *err,
+                         size_t err_size)
+{
+    const struct config *config = core_config(session->core);
+    char token[REPLY_TOKEN_MAX + 1];
+    struct destination destination = {.kind = DESTINATION_TOPIC};
+    *error_code = CORE_OK;
+    if (reply_token_new(config->node_id, token, sizeof(token)) < 0 ||
+        reply_topic_name(config->node_id, destination.name, sizeof(destination.name)) < 0) {
+        snprintf(err, err_size, "cannot make a temporary queue name: %s", strerror(errno));
         *error_code = CORE_ERR_INTERNAL;
         return NULL;
     }
-    sub->session = session;
-    sub->destination = *destination;
-    sub->options = *options;
-    sub->options.durable_name = sub->durable_name;
-    if (sub->options.credit == 0)
-        sub->options.credit = 1;
-    sub->handlers = *handlers;
-    sub->opaque = opaque;
-    int rc = destination->kind == DESTINATION_QUEUE || sub->durable_name
-                 ? queue_attach(core, sub, err, err_size)
-                 : topic_attach(core, sub, err, err_size);
-    if (rc != CORE_OK) {
-        event_free(sub->ready_event);
-        free(sub->durable_name);
-        free(sub);
-        *error_code = rc;
+    int n = snprintf(address, address_size, "/reply-queue/%s", token);
+    if (n < 0 || (size_t)n >= address_size) {
+        snprintf(err, err_size, "temporary queue address does not fit");
+        *error_code = CORE_ERR_INTERNAL;
         return NULL;
     }
-    sub->next = session->subscriptions;
-    session->subscriptions = sub;
-    return sub;
+    struct core_subscribe_options temporary = *options;
+    temporary.durable_name = NULL;
+    return core_subscription_start(session, &destination, &temporary, handlers, opaque, token,
+                                   error_code, err, err_size);
+}
+
+bool core_header_is_internal(const char *name) { return strncmp(name, "kbridge-reply-", 14) == 0; }
+
+bool core_record_is_reply_to(const struct kafka_record *record, const char *token)
+{
+    size_t count = kafka_record_header_count(record);
+    size_t token_len = strlen(token);
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t value_len;
+        if (kafka_record_header(record, i, &name, &value, &value_len) == 0 &&
+            strcmp(name, REPLY_TOKEN_HEADER) == 0)
+            return value_len == token_len && memcmp(value, token, token_len) == 0;
+    }
+    return false;
 }
 
 void core_subscription_block(struct core_subscription *sub, bool blocked)
@@ -573,5 +652,6 @@ void core_unsubscribe(struct core_subscription *sub)
         topic_detach(sub);
     event_free(sub->ready_event);
     free(sub->durable_name);
+    free(sub->reply_token);
     free(sub);
 }

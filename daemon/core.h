@@ -99,7 +99,9 @@ bool core_may_publish(const struct core_session *session, const struct destinati
  * names the Kafka error. Never called after core_session_close. */
 typedef void (*core_publish_fn)(void *opaque, int err, const char *reason);
 
-/* Publish to `destination`: checks the ACL, size and names, adds message-id
+/* Publish to `destination` (a queue, a topic, or /reply-queue/TOKEN: the
+ * owning node's reply topic; the token is the permission, no ACL applies):
+ * checks the ACL, size and names, adds message-id
  * (UUID) when absent and user-id (the session's user, replacing any the client
  * sent), and produces to Kafka. CORE_OK: `done` will be called exactly once.
  * Otherwise `done` is never called and err says why. */
@@ -156,6 +158,22 @@ struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct core_subscribe_options *options,
                                          const struct core_subscription_handlers *handlers,
                                          void *opaque, int *error_code, char *err, size_t err_size);
+/* Open a temporary queue bound to the session (an AMQP dynamic source, a
+ * STOMP /temp-queue): it receives exactly the messages published to its
+ * reply address, which is written to `address` ("/reply-queue/TOKEN", at
+ * most CORE_REPLY_ADDRESS_MAX bytes). Replies travel through this node's
+ * reply topic (DESIGN §7), so any node can answer. Deliveries carry nothing
+ * to settle (id 0). It dies with the subscription. NULL with err and
+ * *error_code on failure. */
+#define CORE_REPLY_ADDRESS_MAX 256
+struct core_subscription *
+core_subscribe_temporary(struct core_session *session, const struct core_subscribe_options *options,
+                         const struct core_subscription_handlers *handlers, void *opaque,
+                         char *address, size_t address_size, int *error_code, char *err,
+                         size_t err_size);
+/* Is this record header kbridge's own routing data, never delivered to clients? */
+bool core_header_is_internal(const char *name);
+
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown

@@ -77,8 +77,12 @@ struct core_subscription {
     uint32_t backlog_count;
     uint32_t backlog_capacity;
     uint64_t dropped;
-    bool overflowed; /* backlog full under the disconnect policy */
+    bool overflowed;   /* backlog full under the disconnect policy */
+    char *reply_token; /* temporary queue: only records routed to this token */
 };
+
+/* Is `record` a reply routed to `token` (header kbridge-reply-token)? */
+bool core_record_is_reply_to(const struct kafka_record *record, const char *token);
 
 /* A fetched record shared by the subscribers of a topic reader. */
 struct shared_record {

@@ -201,8 +201,9 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
     shared->refs = 1; /* ours, for the fan-out below */
     /* every subscriber of a positioned reader has been told it is ready */
     for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
-        if (!sub->destination.wildcard ||
-            core_session_may_consume_topic(sub->session, record->topic))
+        if (sub->reply_token ? core_record_is_reply_to(record, sub->reply_token)
+                             : !sub->destination.wildcard ||
+                                   core_session_may_consume_topic(sub->session, record->topic))
             topic_backlog_push(reader, sub, shared);
     struct core_subscription *sub = reader->subscribers;
     while (sub) {

@@ -19,6 +19,7 @@
 
 #include "address.h"
 #include "amqp_adapter.h"
+#include "core.h"
 
 struct bufferevent;
 struct core_session;
@@ -44,10 +45,11 @@ struct amqp_link {
     struct amqp_link *next;
     pn_link_t *link;
     bool outgoing;
-    bool closed; /* detached by either side: ignore further events */
-    bool relay;  /* incoming with a null target: per-message `to` */
+    bool closed;  /* detached by either side: ignore further events */
+    bool relay;   /* incoming with a null target: per-message `to` */
+    bool dynamic; /* outgoing from a dynamic source: a temporary queue */
     struct destination destination;
-    char address[ADDRESS_NAME_MAX + 32]; /* as the client wrote it, for messages */
+    char address[CORE_REPLY_ADDRESS_MAX]; /* as the client wrote it (or we assigned it) */
 
     /* Incoming. */
     uint32_t pending; /* publishes of this link waiting for Kafka */

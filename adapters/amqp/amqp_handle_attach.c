@@ -153,9 +153,11 @@ static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link
         return -1;
     }
     if (destination->kind == DESTINATION_TEMP_QUEUE ||
-        destination->kind == DESTINATION_REPLY_QUEUE) {
+        (destination->kind == DESTINATION_REPLY_QUEUE && !sending)) {
         amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "address '%s': temporary and reply queues are not supported yet", address);
+                         "address '%s': a reply queue is received from only through the dynamic "
+                         "source that created it",
+                         address);
         return -1;
     }
     if (sending && destination->wildcard) {
@@ -230,18 +232,24 @@ static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *
 static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *link)
 {
     pn_terminus_t *source = pn_link_remote_source(link);
-    if (pn_terminus_is_dynamic(source)) {
-        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "dynamic sources (temporary reply queues) are not supported yet; "
-                         "receive from a named queue");
-        return;
-    }
     char filters[256];
     if (amqp_attach_has_filter(source, filters, sizeof(filters))) {
         amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
                          "source filters are not supported yet (%s): kbridge delivers every "
                          "message of the address; attach without a filter",
                          filters[0] ? filters : "filter");
+        return;
+    }
+    if (pn_terminus_is_dynamic(source)) {
+        /* A temporary queue: the address is ours to assign (in the attach answer). */
+        struct amqp_link *ours = amqp_attach_new_link(connection, link);
+        if (!ours) {
+            amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                             "out of memory");
+            return;
+        }
+        ours->dynamic = true;
+        amqp_link_out_open(ours, NULL);
         return;
     }
     const char *address = pn_terminus_get_address(source);

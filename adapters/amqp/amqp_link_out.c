@@ -82,7 +82,8 @@ static void amqp_link_out_deliver(void *opaque, const struct core_delivery *deli
         const char *name;
         const void *value;
         size_t value_len;
-        if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0)
+        if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0 &&
+            !core_header_is_internal(name))
             headers[used++] = (struct core_property){name, value, value_len};
     }
     struct amqp_record_view view = {
@@ -145,6 +146,12 @@ static void amqp_link_out_ready(void *opaque)
     link->ready = true;
     pn_terminus_copy(pn_link_source(pl), pn_link_remote_source(pl));
     pn_terminus_copy(pn_link_target(pl), pn_link_remote_target(pl));
+    if (link->dynamic) {
+        pn_terminus_set_address(pn_link_source(pl), link->address);
+        pn_terminus_set_dynamic(pn_link_source(pl), true);
+        pn_terminus_set_durability(pn_link_source(pl), PN_NONDURABLE);
+        pn_terminus_set_expiry_policy(pn_link_source(pl), PN_EXPIRE_WITH_LINK);
+    }
     pn_link_set_snd_settle_mode(pl, link->auto_accept ? PN_SND_SETTLED : PN_SND_UNSETTLED);
     pn_link_set_rcv_settle_mode(pl, PN_RCV_FIRST);
     pn_link_open(pl);
@@ -220,8 +227,11 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name)
     int code = 0;
     char err[256] = "";
     struct core_subscription *subscription =
-        core_subscribe(connection->session, &link->destination, &options, &amqp_link_out_handlers,
-                       link, &code, err, sizeof(err));
+        link->dynamic ? core_subscribe_temporary(connection->session, &options,
+                                                 &amqp_link_out_handlers, link, link->address,
+                                                 sizeof(link->address), &code, err, sizeof(err))
+                      : core_subscribe(connection->session, &link->destination, &options,
+                                       &amqp_link_out_handlers, link, &code, err, sizeof(err));
     if (!subscription) {
         switch (code) {
         case CORE_ERR_ACCESS:

@@ -1,0 +1,88 @@
+/* check_reply.c -- request-reply tokens and reply topic names (daemon/reply.c). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "address.h"
+#include "reply.h"
+
+START_TEST(node_word_replaces_illegal_characters)
+{
+    char word[REPLY_NODE_MAX + 1];
+    ck_assert_int_eq(reply_node_word("web-1.example.com", word, sizeof(word)), 0);
+    ck_assert_str_eq(word, "web-1_example_com");
+    ck_assert_int_eq(reply_node_word("", word, sizeof(word)), 0);
+    ck_assert_str_eq(word, "node");
+    ck_assert_int_eq(reply_node_word(NULL, word, sizeof(word)), 0);
+    ck_assert_str_eq(word, "node");
+    char small[4];
+    ck_assert_int_eq(reply_node_word("abcd", small, sizeof(small)), -1);
+}
+END_TEST
+
+START_TEST(topic_name_is_per_node)
+{
+    char topic[ADDRESS_NAME_MAX + 1];
+    ck_assert_int_eq(reply_topic_name("node a", topic, sizeof(topic)), 0);
+    ck_assert_str_eq(topic, "kbridge.reply.node_a");
+}
+END_TEST
+
+START_TEST(tokens_are_random_legal_names_that_name_their_node)
+{
+    char a[REPLY_TOKEN_MAX + 1], b[REPLY_TOKEN_MAX + 1], node[REPLY_NODE_MAX + 1];
+    ck_assert_int_eq(reply_token_new("n1.local", a, sizeof(a)), 0);
+    ck_assert_int_eq(reply_token_new("n1.local", b, sizeof(b)), 0);
+    ck_assert_str_ne(a, b);
+    ck_assert_uint_eq(strlen(a), strlen("n1_local.") + REPLY_RANDOM_HEX);
+    ck_assert_int_eq(reply_token_node(a, node, sizeof(node)), 0);
+    ck_assert_str_eq(node, "n1_local");
+    /* A reply address made of it parses as a reply queue. */
+    char address[300];
+    snprintf(address, sizeof(address), "/reply-queue/%s", a);
+    struct destination destination;
+    char err[256];
+    ck_assert_int_eq(address_parse_amqp(address, &destination, err, sizeof(err)), 0);
+    ck_assert_int_eq(destination.kind, DESTINATION_REPLY_QUEUE);
+    ck_assert_str_eq(destination.name, a);
+    char tiny[8];
+    ck_assert_int_eq(reply_token_new("n1", tiny, sizeof(tiny)), -1);
+}
+END_TEST
+
+START_TEST(malformed_tokens_are_refused)
+{
+    char node[REPLY_NODE_MAX + 1];
+    const char *bad[] = {
+        "",
+        "nodot0123456789abcdef0123456789abcdef",
+        "n.0123456789abcdef0123456789abcde",    /* 31 digits */
+        "n.0123456789abcdef0123456789abcdeF",   /* upper case */
+        "n.0123456789abcdef0123456789abcdeg",   /* not hex */
+        ".0123456789abcdef0123456789abcdef",    /* empty node */
+        "a.b.0123456789abcdef0123456789abcdef", /* dot in the node word */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(reply_token_node(bad[i], node, sizeof(node)) == -1, "accepted '%s'", bad[i]);
+    ck_assert_int_eq(reply_token_node("n-1.0123456789abcdef0123456789abcdef", node, sizeof(node)),
+                     0);
+    ck_assert_str_eq(node, "n-1");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("reply");
+    TCase *tcase = tcase_create("names");
+    tcase_add_test(tcase, node_word_replaces_illegal_characters);
+    tcase_add_test(tcase, topic_name_is_per_node);
+    tcase_add_test(tcase, tokens_are_random_legal_names_that_name_their_node);
+    tcase_add_test(tcase, malformed_tokens_are_refused);
+    suite_add_tcase(suite, tcase);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
