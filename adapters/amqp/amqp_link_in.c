@@ -220,10 +220,10 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
             amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", reason);
             return;
         }
-        if (relay_destination.kind != DESTINATION_QUEUE &&
-            relay_destination.kind != DESTINATION_TOPIC) {
+        if (relay_destination.kind == DESTINATION_TEMP_QUEUE) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                                "temporary and reply queues are not supported yet");
+                                "cannot send to a temporary queue by name; send to the "
+                                "/reply-queue/ address it was given");
             return;
         }
         if (relay_destination.wildcard) {
