@@ -251,6 +251,8 @@ static void amqp_connection_finish(struct amqp_connection *connection)
         evtimer_del(connection->tick_timer);
     if (connection->close_timer)
         evtimer_del(connection->close_timer);
+    if (connection->open_timer)
+        evtimer_del(connection->open_timer);
     amqp_adapter_defer_free(connection->adapter, connection);
 }
 
@@ -361,6 +363,22 @@ static void amqp_connection_run(struct amqp_connection *connection)
             amqp_connection_linger(connection);
         }
     }
+}
+
+/* No open within AMQP_OPEN_TIMEOUT_MS (a client stuck in or before SASL):
+ * there is nobody to send a close to, drop the socket. */
+static void amqp_connection_on_open_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp_connection *connection = arg;
+    if (connection->session || connection->disused)
+        return;
+    amqp_adapter_count_error(connection->adapter, AMQP_KIND_LIMIT);
+    log_info("amqp", "%s: no AMQP open within %d s; closing", connection->peer,
+             AMQP_OPEN_TIMEOUT_MS / 1000);
+    connection->close_reason = "no open in time";
+    amqp_connection_finish(connection);
 }
 
 static void amqp_connection_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -507,6 +525,7 @@ struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil
     connection->process_event = event_new(base, -1, 0, amqp_connection_on_process, connection);
     connection->tick_timer = evtimer_new(base, amqp_connection_on_tick, connection);
     connection->close_timer = evtimer_new(base, amqp_connection_on_close_timer, connection);
+    connection->open_timer = evtimer_new(base, amqp_connection_on_open_timer, connection);
 
     connection->next = adapter->connections;
     if (adapter->connections)
@@ -517,6 +536,7 @@ struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil
 
     char err[256] = "out of memory";
     if (!connection->process_event || !connection->tick_timer || !connection->close_timer ||
+        !connection->open_timer ||
         amqp_connection_setup_transport(connection, err, sizeof(err)) < 0) {
         log_error("amqp", "%s: cannot accept the connection: %s", connection->peer, err);
         connection->close_reason = "setup failed";
@@ -529,6 +549,8 @@ struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil
     bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
     log_info("amqp", "%s: connection opened%s", connection->peer,
              refuse ? " (over max_connections)" : "");
+    struct timeval open_timeout = {AMQP_OPEN_TIMEOUT_MS / 1000, 0};
+    evtimer_add(connection->open_timer, &open_timeout);
     amqp_connection_run(connection);
     return connection;
 }
@@ -567,6 +589,8 @@ void amqp_connection_free(struct amqp_connection *connection)
         event_free(connection->tick_timer);
     if (connection->close_timer)
         event_free(connection->close_timer);
+    if (connection->open_timer)
+        event_free(connection->open_timer);
     bufferevent_free(connection->bev);
 
     if (connection->prev)

@@ -33,6 +33,7 @@ struct sockaddr;
 #define AMQP_IN_CREDIT_WINDOW 500   /* credit granted per sending link, at most */
 #define AMQP_OUT_PREFETCH_MAX 10000 /* unsettled deliveries per receiving link, at most */
 #define AMQP_DRAIN_QUIET_MS 200     /* drain ends after this long without a delivery */
+#define AMQP_OPEN_TIMEOUT_MS 30000  /* SASL and open must be done within this */
 #define AMQP_CLOSE_FLUSH_TIMEOUT_MS 5000
 #define AMQP_LINGER_MS 2000
 #define AMQP_MESSAGE_OVERHEAD 65536 /* encoded sections allowed beyond max_message_size */
@@ -91,6 +92,7 @@ struct amqp_connection {
     struct event *process_event; /* zero-timeout: run proton and flush */
     struct event *tick_timer;    /* proton's idle-timeout deadline */
     struct event *close_timer;   /* flushing, then lingering deadline */
+    struct event *open_timer;    /* AMQP_OPEN_TIMEOUT_MS until the client's open */
 
     struct core_session *session; /* after the client's open */
     char user[128];

@@ -5,6 +5,7 @@
  * clients look for it before sending with a null target). A connection over
  * limits.max_connections, or one that arrives while draining, is opened and
  * closed at once with the reason. */
+#include <event2/event.h>
 #include <proton/codec.h>
 #include <proton/connection.h>
 #include <proton/transport.h>
@@ -90,6 +91,7 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
                               "the server could not open a session (out of memory)");
         return;
     }
+    evtimer_del(connection->open_timer);
     pn_connection_open(pc);
     log_info("amqp", "%s: open as '%s', container '%s'", connection->peer, connection->user,
              connection->container_id);
