@@ -18,8 +18,8 @@
  * write the user name to record into user (e.g. "anonymous"); on refusal
  * return -1 with a one-line reason in reason (logged, never sent). */
 typedef int (*amqp_sasl_check_fn)(void *opaque, const char *mechanism, const char *login,
-                                  const char *password, char *user, size_t user_size,
-                                  char *reason, size_t reason_size);
+                                  const char *password, char *user, size_t user_size, char *reason,
+                                  size_t reason_size);
 
 /* Make `transport` (a server transport, before any bytes are processed)
  * offer PLAIN, plus ANONYMOUS when allow_anonymous, and check them with
