@@ -318,6 +318,20 @@ static void amqp_connection_run(struct amqp_connection *connection)
             amqp_connection_dispatch(connection, event);
             progress = true;
         }
+        /* proton 0.37 stops reading at a frame it cannot decode, as if the
+         * input had ended, and sends no close: drop the connection (the
+         * client sees the socket close; the log says why). */
+        if (pn_connection_driver_read_closed(driver) && !connection->read_eof &&
+            !pn_connection_driver_write_closed(driver) &&
+            !(pn_connection_state(driver->connection) & PN_REMOTE_CLOSED) &&
+            !pn_condition_is_set(pn_transport_condition(driver->transport))) {
+            amqp_adapter_count_error(connection->adapter, AMQP_KIND_DECODE);
+            log_info("amqp", "%s: amqp:decode-error: a frame could not be decoded; closing",
+                     connection->peer);
+            connection->close_reason = "undecodable frame";
+            pn_connection_driver_close(driver);
+            progress = true;
+        }
         /* Links whose subscription failed, closed in a core callback. */
         for (struct amqp_link *link = connection->links, *next; link; link = next) {
             next = link->next;
