@@ -25,12 +25,25 @@ for p in $packages; do
     *) missing="$missing $p" ;;
     esac
 done
-if [ -z "$missing" ]; then
-    echo "install-deps.sh: all packages present"
-    exit 0
+# Node.js and npm run the rhea (AMQP) test client; a node from elsewhere will do.
+if [ "${1:-}" = "--test" ]; then
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-deps.sh: installing$missing"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+if [ -z "$missing" ]; then
+    echo "install-deps.sh: all packages present"
+else
+    echo "install-deps.sh: installing$missing"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+# The Node.js test clients (version pinned in package.json), from npm's registry.
+if [ "${1:-}" = "--test" ]; then
+    clients="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/clients"
+    if [ ! -d "$clients/node_modules/rhea" ]; then
+        echo "install-deps.sh: npm install in $clients"
+        (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi

@@ -516,3 +516,30 @@ def test_limits_message_size_and_connections(kbridged_factory, bootstrap, name):
     conn.close()
     assert [r.value() for r in read_topic(bootstrap, name)] == [b"small"]
     assert "message-size-exceeded" in daemon.log()
+
+
+# ---- a second client library ---------------------------------------------------------------------
+
+def test_rhea_sends_receives_and_accepts(kbridged_factory, bootstrap, name):
+    import json
+    import os
+    import shutil
+    import subprocess
+    clients = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
+    node = shutil.which("node") or shutil.which("nodejs")
+    assert node and os.path.isdir(os.path.join(clients, "node_modules", "rhea")), (
+        "rhea (Node.js) is not installed: run packaging/install-deps.sh --test")
+    daemon = kbridged_factory(config_for(bootstrap))
+    host, port = daemon.host_port("amqp")
+    result = subprocess.run([node, os.path.join(clients, "rhea_roundtrip.js"), host, str(port),
+                             name, "200"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["sent"], summary["accepted"], summary["rejected"], summary["received"]) == (
+        200, 200, 0, 200)
+    assert sorted(summary["bodies"]) == sorted(f"rhea message {i}" for i in range(200))
+    assert sorted(summary["ids"]) == sorted(f"rhea-{i}" for i in range(200))
+    records = read_topic(bootstrap, name)
+    assert sorted(r.value().decode() for r in records) == sorted(
+        f"rhea message {i}" for i in range(200))
+    assert all(header_dict(r.headers())["n"] for r in records)
