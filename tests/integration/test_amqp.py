@@ -543,3 +543,61 @@ def test_rhea_sends_receives_and_accepts(kbridged_factory, bootstrap, name):
     assert sorted(r.value().decode() for r in records) == sorted(
         f"rhea message {i}" for i in range(200))
     assert all(header_dict(r.headers())["n"] for r in records)
+
+
+def test_large_messages_cross_in_many_frames_both_ways(kbridged_factory, bootstrap, name):
+    daemon = kbridged_factory(config_for(bootstrap, limits={"max_frame_size": "4KiB"}))
+    body = bytes(range(256)) * 800  # 200 KiB: 50 frames each way
+    conn = connect(daemon)
+    receiver = conn.create_receiver(f"topic://{name}", credit=2)
+    conn.create_sender(f"topic://{name}").send(Message(body=body))
+    assert conn.conn.transport.remote_max_frame_size == 4096
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert body_of(got) == body
+    conn.close()
+    assert [r.value() for r in read_topic(bootstrap, name)] == [body]
+
+
+def test_a_silent_client_is_closed_after_the_idle_timeout(kbridged_factory, bootstrap):
+    from proton import Connection, Transport
+    daemon = kbridged_factory(config_for(bootstrap, limits={"heartbeat": "1s"}))
+    transport = Transport()
+    connection = Connection()
+    transport.bind(connection)
+    transport.sasl().allowed_mechs("ANONYMOUS")
+    connection.open()
+    with socket.create_connection(daemon.host_port("amqp"), timeout=30) as raw:
+        # talk until both sides are open, then say nothing more
+        raw.settimeout(0.2)
+        deadline = time.monotonic() + 10
+        while not connection.remote_condition and time.monotonic() < deadline:
+            pending = transport.pending()
+            if pending > 0:
+                raw.sendall(transport.peek(pending))
+                transport.pop(pending)
+            try:
+                data = raw.recv(4096)
+            except socket.timeout:
+                data = None
+            if data == b"":
+                break
+            if data:
+                transport.push(data)
+            if connection.state & connection.REMOTE_ACTIVE:
+                break
+        assert connection.state & connection.REMOTE_ACTIVE, "the server never opened"
+        assert transport.remote_idle_timeout == 0.5  # proton announces half of it
+        opened = time.monotonic()
+        raw.settimeout(10)
+        received = b""
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        silent_for = time.monotonic() - opened
+    assert 0.9 < silent_for < 5, silent_for
+    transport.push(received)
+    assert connection.remote_condition.name == "amqp:resource-limit-exceeded"
+    daemon.wait_log(r"local-idle-timeout expired|idle", timeout=10)

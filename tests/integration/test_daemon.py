@@ -341,6 +341,27 @@ def test_valgrind_start_reload_shutdown_has_no_leaks(kbridged_factory, bootstrap
     assert sorted(f.body for f in got if f.headers["subscription"] == "q") == sorted(
         f"order {i}" for i in range(20))
     client.close()
+    # and an AMQP one: sends, a queue receiver with outcomes, a dynamic source, a refused
+    # attach and a connection closed by garbage
+    from proton import Message
+    from proton.utils import LinkDetached
+    from amqp_client import body_of, connect, receive_all
+    conn = connect(daemon, timeout=120)
+    sender = conn.create_sender("vg.amqp")
+    for i in range(10):
+        sender.send(Message(body=f"amqp {i}".encode(), properties={"n": i}))
+    receiver = conn.create_receiver("vg.amqp", credit=5)
+    assert sorted(body_of(m) for m in receive_all(receiver, 10, timeout=120)) == sorted(
+        f"amqp {i}".encode() for i in range(10))
+    replies = conn.create_receiver(None, dynamic=True, credit=5)
+    conn.create_sender(replies.link.remote_source.address).send(Message(body=b"reply"))
+    assert body_of(replies.receive(timeout=120)) == b"reply"
+    with pytest.raises(LinkDetached):
+        conn.create_sender("bad name!")
+    conn.close()
+    with socket.create_connection(daemon.host_port("amqp"), timeout=30) as raw:
+        raw.sendall(b"AMQP\x00\x01\x00\x00\x00\x00\x00\x0c\x02\x00\x00\x00\x00\x53\x99\x45")
+        wait_for(lambda: raw.recv(4096) == b"", 30, "the server to drop a garbage connection")
     daemon.signal(signal.SIGHUP)
     daemon.wait_log(r"configuration reloaded from", timeout=60)
     code = daemon.stop(timeout=120)
