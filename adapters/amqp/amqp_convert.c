@@ -599,7 +599,8 @@ int amqp_record_from_message(pn_message_t *message, struct amqp_record *record, 
         if (!key) {
             builder.failed = true;
         } else {
-            memcpy(key, partition_key.start, partition_key.size);
+            if (partition_key.size)
+                memcpy(key, partition_key.start, partition_key.size);
             record->key = key;
             record->key_len = partition_key.size;
         }

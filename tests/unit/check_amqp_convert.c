@@ -69,7 +69,8 @@ static struct amqp_record_view view_of(const struct amqp_record *record,
                                        uint32_t delivery_count)
 {
     ck_assert_uint_lt(record->property_count, capacity);
-    memcpy(headers, record->properties, record->property_count * sizeof(*headers));
+    if (record->property_count)
+        memcpy(headers, record->properties, record->property_count * sizeof(*headers));
     headers[record->property_count] = (struct core_property){"user-id", "alice", 5};
     return (struct amqp_record_view){
         .key = record->key,
