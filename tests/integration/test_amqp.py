@@ -25,6 +25,7 @@ from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread,
                          settle, WindowedSender)
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
+from test_stomp_errors import under_asan
 from test_stomp_queues import SESSION_TIMEOUT_MS, read_topic
 
 
@@ -86,8 +87,10 @@ def test_a_presettled_flood_is_bounded_and_all_reaches_kafka(kbridged_factory, b
     send_windowed(daemon, name, [Message(body=payload) for _ in range(count)], presettle=True)
     peak = rss_kib(daemon)
     # credit follows Kafka's confirmations: kbridged holds at most
-    # limits.max_unconfirmed (1000) messages at a time
-    assert peak - before < 150 * 1024, f"RSS grew from {before} to {peak} KiB"
+    # limits.max_unconfirmed (1000) messages at a time. Under AddressSanitizer
+    # RSS measures its quarantine, not us (LeakSanitizer checks at exit).
+    if not under_asan(daemon):
+        assert peak - before < 150 * 1024, f"RSS grew from {before} to {peak} KiB"
     wait_for(lambda: len(read_topic(bootstrap, name)) == count, 60, f"{count} records in Kafka",
              interval=0.5)
     # and the daemon still serves
