@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "core_internal.h"
@@ -25,7 +26,12 @@
 #include "metrics.h"
 #include "reply.h"
 
-#define CORE_MAX_PROPERTIES_EXTRA 3 /* message-id, user-id, kbridge-reply-token */
+/* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
+#define CORE_MAX_PROPERTIES_EXTRA 5
+#define CORE_REQUESTS_MAX 100000         /* outstanding requests remembered */
+#define CORE_REQUEST_TTL_MS (600 * 1000) /* for at most 10 minutes */
+#define CORE_HEADER_REPLY_TOPIC "kafka_replyTopic"
+#define CORE_HEADER_CORRELATION "kafka_correlationId"
 
 struct core_publish_pending {
     struct core_publish_pending *next;
@@ -111,8 +117,25 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         NULL);
     core->auth_failures = metrics_counter(metrics, "kbridge_auth_failures_total",
                                           "Failed client authentications.", NULL);
-    if (!core->late_settles || !core->auth_failures) {
+    core->requests_total = metrics_counter(
+        metrics, "kbridge_requests_total",
+        "Messages published with a temporary queue as reply-to (request-reply requests).", NULL);
+    core->replies_routed = metrics_counter(metrics, "kbridge_replies_routed_total",
+                                           "Replies read from this node's reply topic and "
+                                           "delivered to a temporary queue.",
+                                           NULL);
+    char labels[64];
+    metrics_label(labels, sizeof(labels), "reason", "unknown-token");
+    core->replies_dropped = metrics_counter(
+        metrics, "kbridge_replies_dropped_total",
+        "Replies read from this node's reply topic that reached nobody: the temporary queue is "
+        "gone, or the token is unknown or forged.",
+        labels);
+    core->requests = reply_requests_new(CORE_REQUESTS_MAX, CORE_REQUEST_TTL_MS);
+    if (!core->late_settles || !core->auth_failures || !core->requests_total ||
+        !core->replies_routed || !core->replies_dropped || !core->requests) {
         snprintf(err, err_size, "core: out of memory");
+        reply_requests_free(core->requests);
         free(core);
         return NULL;
     }
@@ -139,8 +162,11 @@ void core_free(struct core *core)
         free(core->stats);
         core->stats = next;
     }
+    reply_requests_free(core->requests);
     free(core);
 }
+
+static struct core *core_of(const struct core_session *session) { return session->core; }
 
 /* ---- authentication and ACLs --------------------------------------------------- */
 
@@ -320,6 +346,58 @@ static const struct core_property *core_find_property(const struct core_message 
     return NULL;
 }
 
+static uint64_t core_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* If the message's reply-to is a reply address (/reply-queue/TOKEN), fill
+ * the full reply topic and a kafka_correlationId "TOKEN:REQUEST" and
+ * remember REQUEST with the client's correlation-id. */
+static bool core_request_headers(struct core_session *session, const struct core_message *message,
+                                 char *reply_topic, size_t reply_topic_size, char *correlation,
+                                 size_t correlation_size)
+{
+    struct core *core = session->core;
+    const struct core_property *reply_to = core_find_property(message, "reply-to");
+    static const char prefix[] = "/reply-queue/";
+    if (!reply_to || reply_to->value_len <= sizeof(prefix) - 1 ||
+        reply_to->value_len - (sizeof(prefix) - 1) > REPLY_TOKEN_MAX ||
+        memcmp(reply_to->value, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    char token[REPLY_TOKEN_MAX + 1];
+    size_t token_len = reply_to->value_len - (sizeof(prefix) - 1);
+    memcpy(token, reply_to->value + sizeof(prefix) - 1, token_len);
+    token[token_len] = '\0';
+    char node[REPLY_NODE_MAX + 1], name[ADDRESS_NAME_MAX + 1];
+    if (reply_token_node(token, node, sizeof(node)) < 0 ||
+        reply_topic_name(node, name, sizeof(name)) < 0)
+        return false;
+    int n = snprintf(reply_topic, reply_topic_size, "%s%s", core_config(core)->kafka.topic_prefix,
+                     name);
+    if (n < 0 || (size_t)n >= reply_topic_size)
+        return false;
+    char uuid[37], request_id[REPLY_REQUEST_ID_LEN + 1];
+    core_uuid(uuid);
+    size_t j = 0;
+    for (size_t i = 0; uuid[i] && j < REPLY_REQUEST_ID_LEN; i++)
+        if (uuid[i] != '-')
+            request_id[j++] = uuid[i];
+    request_id[j] = '\0';
+    n = snprintf(correlation, correlation_size, "%s:%s", token, request_id);
+    if (n < 0 || (size_t)n >= correlation_size)
+        return false;
+    const struct core_property *client = core_find_property(message, "correlation-id");
+    if (reply_requests_put(core->requests, request_id, client ? client->value : "",
+                           client ? client->value_len : 0, core_wall_ms()) < 0)
+        log_warn("core", "out of memory remembering a request; a native reply will lack its "
+                         "correlation-id");
+    (*core->requests_total)++;
+    return true;
+}
+
 int core_publish(struct core_session *session, const struct destination *destination,
                  const struct core_message *message, core_publish_fn done, void *opaque, char *err,
                  size_t err_size)
@@ -350,6 +428,12 @@ int core_publish(struct core_session *session, const struct destination *destina
                      display);
             return CORE_ERR_INVALID;
         }
+    } else if (core_topic_is_reserved(core, destination->name)) {
+        snprintf(err, err_size,
+                 "%s is kbridge's reply topic: send replies to the reply-to "
+                 "address of the request",
+                 display);
+        return CORE_ERR_ACCESS;
     } else if (!core_acl_allows(session, true, destination->name)) {
         snprintf(err, err_size, "user '%s' may not publish to %s", session->user, display);
         return CORE_ERR_ACCESS;
@@ -372,11 +456,21 @@ int core_publish(struct core_session *session, const struct destination *destina
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
+    /* A request whose reply-to is a temporary queue: the headers a native
+     * (Spring Kafka) responder needs, and the client's correlation-id kept
+     * for replies that only copy kafka_correlationId back (DESIGN §7). */
+    char reply_topic_full[ADDRESS_NAME_MAX + 1];
+    char correlation[REPLY_TOKEN_MAX + REPLY_REQUEST_ID_LEN + 2];
+    bool request = core_request_headers(session, message, reply_topic_full,
+                                        sizeof(reply_topic_full), correlation, sizeof(correlation));
     bool has_message_id = false;
     for (size_t i = 0; i < message->property_count; i++) {
         const struct core_property *p = &message->properties[i];
         if (strcmp(p->name, "user-id") == 0 || core_header_is_internal(p->name))
             continue; /* never trusted from the client */
+        if (request && (strcmp(p->name, CORE_HEADER_REPLY_TOPIC) == 0 ||
+                        strcmp(p->name, CORE_HEADER_CORRELATION) == 0))
+            continue; /* ours replace the client's */
         if (strcmp(p->name, "message-id") == 0)
             has_message_id = true;
         headers[count++] = (struct kafka_header){p->name, p->value, p->value_len};
@@ -391,6 +485,12 @@ int core_publish(struct core_session *session, const struct destination *destina
     if (reply)
         headers[count++] =
             (struct kafka_header){REPLY_TOKEN_HEADER, destination->name, strlen(destination->name)};
+    if (request) {
+        headers[count++] = (struct kafka_header){CORE_HEADER_REPLY_TOPIC, reply_topic_full,
+                                                 strlen(reply_topic_full)};
+        headers[count++] =
+            (struct kafka_header){CORE_HEADER_CORRELATION, correlation, strlen(correlation)};
+    }
 
     const void *key = message->key;
     size_t key_len = message->key_len;
@@ -460,16 +560,26 @@ void core_delivery_from_record(struct core_delivery *delivery, const struct core
     delivery->body_len = record->value_len;
     delivery->delivery_count = delivery_count;
     delivery->record = record;
+    delivery->extra_name = NULL;
+    delivery->extra_value = NULL;
+    delivery->extra_value_len = 0;
 }
 
 size_t core_delivery_header_count(const struct core_delivery *delivery)
 {
-    return kafka_record_header_count(delivery->record);
+    return kafka_record_header_count(delivery->record) + (delivery->extra_name ? 1 : 0);
 }
 
 int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
                          const void **value, size_t *value_len)
 {
+    size_t count = kafka_record_header_count(delivery->record);
+    if (index == count && delivery->extra_name) {
+        *name = delivery->extra_name;
+        *value = delivery->extra_value;
+        *value_len = delivery->extra_value_len;
+        return 0;
+    }
     return kafka_record_header(delivery->record, index, name, value, value_len);
 }
 
@@ -566,6 +676,14 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    if (!destination->wildcard && core_topic_is_reserved(core_of(session), destination->name)) {
+        snprintf(err, err_size,
+                 "%s is kbridge's reply topic: replies reach only the temporary "
+                 "queue they are for",
+                 display);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
     return core_subscription_start(session, destination, options, handlers, opaque, NULL,
                                    error_code, err, err_size);
 }
@@ -600,19 +718,72 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
 
 bool core_header_is_internal(const char *name) { return strncmp(name, "kbridge-reply-", 14) == 0; }
 
-bool core_record_is_reply_to(const struct kafka_record *record, const char *token)
+/* The header `name` of a record (first one), or NULL. */
+static const void *core_record_header(const struct kafka_record *record, const char *name,
+                                      size_t *value_len)
 {
     size_t count = kafka_record_header_count(record);
-    size_t token_len = strlen(token);
     for (size_t i = 0; i < count; i++) {
-        const char *name;
+        const char *header;
         const void *value;
-        size_t value_len;
-        if (kafka_record_header(record, i, &name, &value, &value_len) == 0 &&
-            strcmp(name, REPLY_TOKEN_HEADER) == 0)
-            return value_len == token_len && memcmp(value, token, token_len) == 0;
+        if (kafka_record_header(record, i, &header, &value, value_len) == 0 &&
+            strcmp(header, name) == 0)
+            return value;
     }
-    return false;
+    return NULL;
+}
+
+bool core_record_is_reply_to(const struct kafka_record *record, const char *token)
+{
+    size_t token_len = strlen(token), value_len;
+    const char *value = core_record_header(record, REPLY_TOKEN_HEADER, &value_len);
+    if (value)
+        return value_len == token_len && memcmp(value, token, token_len) == 0;
+    value = core_record_header(record, CORE_HEADER_CORRELATION, &value_len);
+    return value && value_len > token_len && memcmp(value, token, token_len) == 0 &&
+           value[token_len] == ':';
+}
+
+bool core_topic_is_reserved(const struct core *core, const char *topic)
+{
+    const char *prefix = core_config(core)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    if (strncmp(topic, prefix, prefix_len) == 0)
+        topic += prefix_len;
+    return strncmp(topic, REPLY_TOPIC_BASE, strlen(REPLY_TOPIC_BASE)) == 0;
+}
+
+void core_count_reply(struct core *core, const struct kafka_record *record, bool routed)
+{
+    (void)record;
+    if (routed)
+        (*core->replies_routed)++;
+    else
+        (*core->replies_dropped)++;
+}
+
+void core_reply_complete(struct core *core, struct core_delivery *delivery)
+{
+    size_t len;
+    if (core_record_header(delivery->record, "correlation-id", &len))
+        return; /* the responder kept it */
+    const char *value = core_record_header(delivery->record, CORE_HEADER_CORRELATION, &len);
+    const char *colon = value ? memchr(value, ':', len) : NULL;
+    if (!colon || (size_t)(value + len - colon - 1) != REPLY_REQUEST_ID_LEN)
+        return;
+    char request_id[REPLY_REQUEST_ID_LEN + 1];
+    memcpy(request_id, colon + 1, REPLY_REQUEST_ID_LEN);
+    request_id[REPLY_REQUEST_ID_LEN] = '\0';
+    size_t correlation_len = 0;
+    const char *correlation =
+        reply_requests_find(core->requests, request_id, core_wall_ms(), &correlation_len, NULL);
+    if (!correlation || correlation_len == 0 ||
+        correlation_len >= sizeof(core->correlation_scratch))
+        return;
+    memcpy(core->correlation_scratch, correlation, correlation_len);
+    delivery->extra_name = "correlation-id";
+    delivery->extra_value = core->correlation_scratch;
+    delivery->extra_value_len = correlation_len;
 }
 
 void core_subscription_block(struct core_subscription *sub, bool blocked)

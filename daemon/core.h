@@ -132,6 +132,9 @@ struct core_delivery {
     size_t body_len;
     uint32_t delivery_count; /* 1 on first delivery */
     const void *record;      /* private */
+    const char *extra_name;  /* private: a header the core adds (a reply's correlation-id) */
+    const char *extra_value;
+    size_t extra_value_len;
 };
 
 /* Headers of a delivery, in record order, kbridge-internal ones included

@@ -41,6 +41,11 @@ struct core {
     bool draining;
     uint64_t *late_settles;
     uint64_t *auth_failures;
+    struct reply_requests *requests; /* outstanding requests (reply.h) */
+    uint64_t *requests_total;        /* publishes with a /reply-queue/ reply-to */
+    uint64_t *replies_routed;
+    uint64_t *replies_dropped;
+    char correlation_scratch[256]; /* correlation-id of the reply being delivered */
 };
 
 struct core_session {
@@ -81,8 +86,16 @@ struct core_subscription {
     char *reply_token; /* temporary queue: only records routed to this token */
 };
 
-/* Is `record` a reply routed to `token` (header kbridge-reply-token)? */
+/* Is `record` a reply routed to `token`: header kbridge-reply-token, or a
+ * kafka_correlationId "TOKEN:REQUEST" copied back by a native responder? */
 bool core_record_is_reply_to(const struct kafka_record *record, const char *token);
+/* Is the Kafka topic (prefix included) one of kbridge's reply topics? */
+bool core_topic_is_reserved(const struct core *core, const char *topic);
+/* A record read from this node's reply topic: count it routed or dropped. */
+void core_count_reply(struct core *core, const struct kafka_record *record, bool routed);
+/* A reply about to be delivered: add the requester's correlation-id when the
+ * record has none but names a remembered request (kafka_correlationId). */
+void core_reply_complete(struct core *core, struct core_delivery *delivery);
 
 /* A fetched record shared by the subscribers of a topic reader. */
 struct shared_record {

@@ -10,6 +10,7 @@
 #define KBRIDGE_REPLY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define REPLY_RANDOM_HEX 32 /* 128 bits */
 #define REPLY_NODE_MAX 160  /* node part of a token, after sanitising */
@@ -31,3 +32,27 @@ int reply_token_new(const char *node_id, char *out, size_t out_size);
 int reply_token_node(const char *token, char *node, size_t node_size);
 
 #endif
+
+/* ---- outstanding requests ------------------------------------------------------------
+ * What a node remembers of each request it sent with a reply address: the
+ * client's correlation-id, so that a reply from a native responder that
+ * copies only kafka_correlationId back still carries the correlation-id the
+ * requester expects. Bounded (the oldest is forgotten first) and expiring. */
+#define REPLY_REQUEST_ID_LEN 32 /* hex digits of the request id */
+
+struct reply_requests;
+
+/* A table of at most `max` requests remembered for `ttl_ms`. NULL when out of memory. */
+struct reply_requests *reply_requests_new(size_t max, uint64_t ttl_ms);
+/* Free; NULL is fine. */
+void reply_requests_free(struct reply_requests *requests);
+/* Remember request `id` (REPLY_REQUEST_ID_LEN hex digits) with the client's
+ * correlation-id (copied; may be empty). 0, or -1 when out of memory. */
+int reply_requests_put(struct reply_requests *requests, const char *id, const char *correlation_id,
+                       size_t correlation_id_len, uint64_t now_ms);
+/* The correlation-id remembered for request `id` and when it was sent, or
+ * NULL when unknown or expired. The pointer is valid until the next put. */
+const char *reply_requests_find(struct reply_requests *requests, const char *id, uint64_t now_ms,
+                                size_t *correlation_id_len, uint64_t *sent_ms);
+/* Requests remembered now. */
+size_t reply_requests_count(const struct reply_requests *requests);

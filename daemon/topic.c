@@ -31,6 +31,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "reply.h"
 
 #define TOPIC_LINGER_MS 2000
 #define TOPIC_RESCAN_MS 5000
@@ -123,6 +124,8 @@ static void topic_dispatch(struct core_subscription *sub)
         sub->backlog_count--;
         struct core_delivery delivery;
         core_delivery_from_record(&delivery, sub, shared->record, 0, 1);
+        if (sub->reply_token)
+            core_reply_complete(sub->reader->core, &delivery);
         if (sub->reader->stats)
             (*sub->reader->stats->delivered)++;
         sub->handlers.deliver(sub->opaque, &delivery);
@@ -185,6 +188,11 @@ static struct topic_assigned *topic_find(struct topic_reader *reader, const char
     return NULL;
 }
 
+static bool topic_is_reply_reader(const struct topic_reader *reader)
+{
+    return strncmp(reader->destination.name, REPLY_TOPIC_BASE, strlen(REPLY_TOPIC_BASE)) == 0;
+}
+
 static void topic_on_record(void *opaque, struct kafka_record *record)
 {
     struct topic_reader *reader = opaque;
@@ -200,11 +208,21 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
     shared->record = record;
     shared->refs = 1; /* ours, for the fan-out below */
     /* every subscriber of a positioned reader has been told it is ready */
-    for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
-        if (sub->reply_token ? core_record_is_reply_to(record, sub->reply_token)
-                             : !sub->destination.wildcard ||
-                                   core_session_may_consume_topic(sub->session, record->topic))
-            topic_backlog_push(reader, sub, shared);
+    bool routed = false;
+    for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next) {
+        if (sub->reply_token) {
+            if (!core_record_is_reply_to(record, sub->reply_token))
+                continue;
+            routed = true;
+        } else if (sub->destination.wildcard &&
+                   (!core_session_may_consume_topic(sub->session, record->topic) ||
+                    core_topic_is_reserved(reader->core, record->topic))) {
+            continue; /* not allowed, or another node's replies */
+        }
+        topic_backlog_push(reader, sub, shared);
+    }
+    if (topic_is_reply_reader(reader))
+        core_count_reply(reader->core, record, routed);
     struct core_subscription *sub = reader->subscribers;
     while (sub) {
         struct core_subscription *next = sub->peer_next;
@@ -457,7 +475,9 @@ void topic_detach(struct core_subscription *sub)
      * the head (and drop what comes) so that a new subscriber starts there. */
     if (reader->paused && !topic_all_behind(reader))
         topic_set_paused(reader, false);
-    if (reader->subscriber_count == 0) {
+    /* A node's reply reader stays once started: replies to temporary queues
+     * that are gone must still be read to be counted as dropped. */
+    if (reader->subscriber_count == 0 && !topic_is_reply_reader(reader)) {
         struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
         event_add(reader->linger_timer, &linger);
     }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "address.h"
+#include "core.h"
 #include "stomp_adapter.h"
 #include "stomp_frame.h"
 
@@ -77,6 +78,9 @@ struct stomp_subscription {
     struct stomp_unacked *unacked_head; /* oldest first */
     struct stomp_unacked *unacked_tail;
     size_t unacked_count;
+    /* A temporary queue (/temp-queue/NAME): replies to reply_address. */
+    bool temporary;
+    char reply_address[CORE_REPLY_ADDRESS_MAX];
 };
 
 /* A SEND handed to the core, waiting for its done callback. Owned by the

@@ -134,13 +134,21 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
                           "%s contains the wildcard words * or #, which only SUBSCRIBE "
                           "accepts. Send to one topic name.",
                           destination_text);
+    /* reply-to:/temp-queue/NAME (RabbitMQ semantics): the connection's
+     * temporary queue NAME, created now if needed; its replies come to this
+     * connection without a SUBSCRIBE. What goes to Kafka is its reply
+     * address, /reply-queue/TOKEN, which any node can answer (DESIGN §7). */
     const char *reply_to = stomp_frame_header_value(frame, "reply-to");
-    if (reply_to && strncmp(reply_to, "/temp-queue/", 12) == 0)
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED,
-                          "reply-to /temp-queue is not supported yet",
-                          "reply-to:%s asks for a temporary reply queue; request-reply comes in "
-                          "a later version of kbridge. Use a named queue as reply-to meanwhile.",
-                          reply_to);
+    const char *reply_address = NULL;
+    if (reply_to && strncmp(reply_to, "/temp-queue/", 12) == 0) {
+        struct stomp_subscription *temp =
+            stomp_temp_queue(connection, reply_to, NULL, STOMP_ACK_AUTO, NULL, error);
+        if (!temp)
+            return STOMP_FAILED;
+        if (!temp->ready)
+            return STOMP_RETRY; /* until it reads the reply topic, no reply could be missed */
+        reply_address = temp->reply_address;
+    }
     if (frame->body_len > config->limits.max_message_size)
         return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
                           "The body has %zu bytes; this server accepts at most %llu "
@@ -163,8 +171,12 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
             repeated = strcmp(frame->headers[j].name, header->name) == 0;
         if (repeated)
             continue;
-        properties[property_count++] =
-            (struct core_property){header->name, header->value, header->value_len};
+        if (reply_address && strcmp(header->name, "reply-to") == 0)
+            properties[property_count++] =
+                (struct core_property){"reply-to", reply_address, strlen(reply_address)};
+        else
+            properties[property_count++] =
+                (struct core_property){header->name, header->value, header->value_len};
     }
     struct core_message message = {
         .key = NULL, /* the core takes it from kafka-key / JMSXGroupID */

@@ -227,6 +227,86 @@ static const struct core_subscription_handlers stomp_subscription_handlers = {
     .failed = stomp_subscription_failed,
 };
 
+/* ---- temporary queues ------------------------------------------------------------------ */
+
+struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
+                                            const char *destination_text, const char *id,
+                                            enum stomp_ack_mode ack_mode, const char *receipt,
+                                            struct stomp_error *error)
+{
+    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
+        if (sub->temporary && strcmp(sub->destination_text, destination_text) == 0)
+            return sub;
+    struct destination destination;
+    char reason[256] = "";
+    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0 ||
+        destination.kind != DESTINATION_TEMP_QUEUE) {
+        stomp_fail(error, STOMP_KIND_INVALID, reason[0] ? reason : "not a temporary queue",
+                   "%s is not a temporary queue name: use /temp-queue/NAME.", destination_text);
+        return NULL;
+    }
+    if (!id)
+        id = destination_text;
+    if (stomp_connection_find_subscription(connection, id)) {
+        stomp_fail(error, STOMP_KIND_INVALID, "duplicate subscription id",
+                   "This connection already has a subscription with id '%s'.", id);
+        return NULL;
+    }
+    if (connection->subscription_count >= STOMP_MAX_SUBSCRIPTIONS) {
+        stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
+                   "A connection may hold at most %d subscriptions (temporary queues count).",
+                   STOMP_MAX_SUBSCRIPTIONS);
+        return NULL;
+    }
+    struct stomp_subscription *sub = calloc(1, sizeof(*sub));
+    if (!sub || !(sub->id = strdup(id)) || !(sub->destination_text = strdup(destination_text)) ||
+        (receipt && !(sub->receipt = strdup(receipt)))) {
+        if (sub) {
+            free(sub->id);
+            free(sub->destination_text);
+            free(sub);
+        }
+        stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                   "The server could not create the temporary queue.");
+        return NULL;
+    }
+    sub->connection = connection;
+    sub->destination = destination;
+    sub->seq = ++connection->next_subscription_seq;
+    sub->ack_mode = ack_mode;
+    sub->settles = false; /* replies are at most once: nothing to settle in Kafka */
+    sub->temporary = true;
+    sub->next = connection->subscriptions;
+    if (connection->subscriptions)
+        connection->subscriptions->prev = sub;
+    connection->subscriptions = sub;
+    connection->subscription_count++;
+    struct core_subscribe_options options = {
+        .auto_accept = true,
+        .credit = STOMP_DEFAULT_PREFETCH,
+    };
+    int code = CORE_ERR_INTERNAL;
+    char err[256] = "";
+    struct core_subscription *core = core_subscribe_temporary(
+        connection->session, &options, &stomp_subscription_handlers, sub, sub->reply_address,
+        sizeof(sub->reply_address), &code, err, sizeof(err));
+    if (!core) {
+        stomp_subscription_remove(sub);
+        stomp_fail(error, stomp_kind_from_core(code), "cannot create the temporary queue",
+                   "The temporary queue %s could not be created: %s.", destination_text,
+                   err[0] ? err : "refused");
+        return NULL;
+    }
+    sub->core = core;
+    if (connection->deliveries_blocked) {
+        sub->blocked = true;
+        core_subscription_block(core, true);
+    }
+    log_debug("stomp", "%s: temporary queue %s is %s", connection->peer, destination_text,
+              sub->reply_address);
+    return sub;
+}
+
 /* ---- SUBSCRIBE ---------------------------------------------------------------------- */
 
 /* A decimal number 0..UINT32_MAX. */
@@ -325,12 +405,24 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                           "/exchange/amq.topic/NAME; topic names may use the wildcard words * "
                           "(one word) and # (any number of words).",
                           reason);
-    if (destination.kind == DESTINATION_TEMP_QUEUE || destination.kind == DESTINATION_REPLY_QUEUE) {
-        snprintf(message, sizeof(message), "subscribing to /%s is not supported yet",
-                 destination_kind_name(destination.kind));
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, message,
-                          "%s is a request-reply destination; request-reply comes in a later "
-                          "version of kbridge.",
+    if (destination.kind == DESTINATION_TEMP_QUEUE) {
+        /* ActiveMQ style: an explicit SUBSCRIBE names the temporary queue's
+         * subscription id (RabbitMQ style needs none: see stomp_handle_send.c). */
+        for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
+            if (sub->temporary && strcmp(sub->destination_text, destination_text) == 0)
+                return stomp_fail(error, STOMP_KIND_INVALID, "temporary queue in use",
+                                  "%s is already this connection's temporary queue (subscription "
+                                  "'%s'); SUBSCRIBE to it before the first SEND that names it.",
+                                  destination_text, sub->id);
+        const char *receipt = stomp_frame_header_value(frame, "receipt");
+        if (!stomp_temp_queue(connection, destination_text, id, ack_mode, receipt, error))
+            return STOMP_FAILED;
+        return receipt ? STOMP_PENDING : STOMP_OK;
+    }
+    if (destination.kind == DESTINATION_REPLY_QUEUE) {
+        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "cannot subscribe to /reply-queue/",
+                          "%s is the reply address of someone's temporary queue; only its "
+                          "owner receives from it.",
                           destination_text);
     }
 

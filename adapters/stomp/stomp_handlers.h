@@ -48,6 +48,15 @@ void stomp_send_error(struct stomp_connection *connection, const struct stomp_er
  * the connection's busy_frame when Kafka is busy). */
 void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *frame);
 
+/* The connection's temporary queue for destination_text ("/temp-queue/NAME"),
+ * created on first use with subscription id `id` (the destination itself
+ * when NULL) and `ack_mode`. NULL with error filled on failure
+ * (stomp_handle_subscribe.c). */
+struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
+                                            const char *destination_text, const char *id,
+                                            enum stomp_ack_mode ack_mode, const char *receipt,
+                                            struct stomp_error *error);
+
 /* ---- handlers: one file each ------------------------------------------------------ */
 
 int stomp_handle_connect(struct stomp_connection *connection, const struct stomp_frame *frame,

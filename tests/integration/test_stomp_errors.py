@@ -151,9 +151,10 @@ CORPUS = [
     ("SUBSCRIBE with a selector", CONNECT_12,
      frame("SUBSCRIBE", {"destination": "/queue/errs", "id": "s", "selector": "colour = 'red'"}),
      False, r"selectors are not supported yet", ["selector"]),
-    ("subscribe to a temp queue", CONNECT_12,
-     frame("SUBSCRIBE", {"destination": "/temp-queue/x", "id": "s"}), False,
-     r"not supported yet", ["request-reply"]),
+    ("subscribe to someone's reply queue", CONNECT_12,
+     frame("SUBSCRIBE", {"destination": "/reply-queue/n.0123456789abcdef0123456789abcdef",
+                         "id": "s"}), False,
+     r"cannot subscribe to /reply-queue/", ["only its owner"]),
 ]
 
 # Refused at CONNECT: (name, CONNECT headers, message regex, body words, version header)
