@@ -72,11 +72,12 @@ struct config {
     } auth;
 
     struct {
-        uint32_t max_deliveries; /* default 5, 1..1000000 */
-        bool nack_requeue;       /* default true */
-        char *dead_letter_topic; /* pattern with {name}; default "{name}.DLQ" */
-        uint64_t ack_timeout_ms; /* default 30m */
-        uint32_t max_in_flight;  /* default 10000 */
+        uint32_t max_deliveries;  /* default 5, 1..1000000 */
+        bool nack_requeue;        /* default true */
+        bool dead_letter_expired; /* default false: expired messages are dropped */
+        char *dead_letter_topic;  /* pattern with {name}; default "{name}.DLQ" */
+        uint64_t ack_timeout_ms;  /* default 30m */
+        uint32_t max_in_flight;   /* default 10000 */
     } queues;
 
     struct {

@@ -596,6 +596,17 @@ const struct config_key config_keys[] = {
                        "the message for redelivery, `false` dead-letters it at once.",
     },
     {
+        .name = "queues.dead_letter_expired",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, queues.dead_letter_expired),
+        .default_value = "false",
+        .description = "What happens to a queue message whose `expires` time (STOMP `expires`, "
+                       "AMQP `absolute-expiry-time` or `ttl`) passed before it was delivered: "
+                       "`false` drops it (it counts as settled), `true` dead-letters it with "
+                       "the reason `expired`. Either way it is not delivered and "
+                       "`kbridge_expired_total` counts it.",
+    },
+    {
         .name = "queues.dead_letter_topic",
         .type = CONFIG_TYPE_STRING,
         .offset = offsetof(struct config, queues.dead_letter_topic),

@@ -131,9 +131,16 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         "Replies read from this node's reply topic that reached nobody: the temporary queue is "
         "gone, or the token is unknown or forged.",
         labels);
+    for (int i = 0; i < 2; i++) {
+        metrics_label(labels, sizeof(labels), "kind", i == 0 ? "queue" : "topic");
+        core->expired[i] = metrics_counter(
+            metrics, "kbridge_expired_total",
+            "Messages not delivered because their expires time had passed.", labels);
+    }
     core->requests = reply_requests_new(CORE_REQUESTS_MAX, CORE_REQUEST_TTL_MS);
     if (!core->late_settles || !core->auth_failures || !core->requests_total ||
-        !core->replies_routed || !core->replies_dropped || !core->requests) {
+        !core->replies_routed || !core->replies_dropped || !core->requests || !core->expired[0] ||
+        !core->expired[1]) {
         snprintf(err, err_size, "core: out of memory");
         reply_requests_free(core->requests);
         free(core);
@@ -466,7 +473,7 @@ int core_publish(struct core_session *session, const struct destination *destina
     bool has_message_id = false;
     for (size_t i = 0; i < message->property_count; i++) {
         const struct core_property *p = &message->properties[i];
-        if (strcmp(p->name, "user-id") == 0 || core_header_is_internal(p->name))
+        if (strcmp(p->name, "user-id") == 0 || strncmp(p->name, "kbridge-reply-", 14) == 0)
             continue; /* never trusted from the client */
         if (request && (strcmp(p->name, CORE_HEADER_REPLY_TOPIC) == 0 ||
                         strcmp(p->name, CORE_HEADER_CORRELATION) == 0))
@@ -490,6 +497,13 @@ int core_publish(struct core_session *session, const struct destination *destina
                                                  strlen(reply_topic_full)};
         headers[count++] =
             (struct kafka_header){CORE_HEADER_CORRELATION, correlation, strlen(correlation)};
+    } else {
+        /* A reply to a native requester (Spring's ReplyingKafkaTemplate) is
+         * matched by kafka_correlationId: mirror the correlation-id into it. */
+        const struct core_property *client = core_find_property(message, "correlation-id");
+        if (client && !core_find_property(message, CORE_HEADER_CORRELATION))
+            headers[count++] =
+                (struct kafka_header){CORE_HEADER_CORRELATION, client->value, client->value_len};
     }
 
     const void *key = message->key;
@@ -560,24 +574,22 @@ void core_delivery_from_record(struct core_delivery *delivery, const struct core
     delivery->body_len = record->value_len;
     delivery->delivery_count = delivery_count;
     delivery->record = record;
-    delivery->extra_name = NULL;
-    delivery->extra_value = NULL;
-    delivery->extra_value_len = 0;
+    delivery->extra_count = 0;
 }
 
 size_t core_delivery_header_count(const struct core_delivery *delivery)
 {
-    return kafka_record_header_count(delivery->record) + (delivery->extra_name ? 1 : 0);
+    return kafka_record_header_count(delivery->record) + delivery->extra_count;
 }
 
 int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
                          const void **value, size_t *value_len)
 {
     size_t count = kafka_record_header_count(delivery->record);
-    if (index == count && delivery->extra_name) {
-        *name = delivery->extra_name;
-        *value = delivery->extra_value;
-        *value_len = delivery->extra_value_len;
+    if (index >= count && index - count < delivery->extra_count) {
+        *name = delivery->extra[index - count].name;
+        *value = delivery->extra[index - count].value;
+        *value_len = delivery->extra[index - count].value_len;
         return 0;
     }
     return kafka_record_header(delivery->record, index, name, value, value_len);
@@ -716,7 +728,11 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                                    error_code, err, err_size);
 }
 
-bool core_header_is_internal(const char *name) { return strncmp(name, "kbridge-reply-", 14) == 0; }
+bool core_header_is_internal(const char *name)
+{
+    return strncmp(name, "kbridge-reply-", 14) == 0 || strcmp(name, CORE_HEADER_REPLY_TOPIC) == 0 ||
+           strcmp(name, CORE_HEADER_CORRELATION) == 0;
+}
 
 /* The header `name` of a record (first one), or NULL. */
 static const void *core_record_header(const struct kafka_record *record, const char *name,
@@ -742,6 +758,24 @@ bool core_record_is_reply_to(const struct kafka_record *record, const char *toke
     value = core_record_header(record, CORE_HEADER_CORRELATION, &value_len);
     return value && value_len > token_len && memcmp(value, token, token_len) == 0 &&
            value[token_len] == ':';
+}
+
+bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue)
+{
+    size_t len;
+    const char *value = core_record_header(record, "expires", &len);
+    if (!value || len == 0 || len > 19)
+        return false;
+    uint64_t expires = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return false; /* not a time kbridge understands: delivered */
+        expires = expires * 10 + (uint64_t)(value[i] - '0');
+    }
+    if (expires == 0 || expires > core_wall_ms())
+        return false; /* 0: never (JMS) */
+    (*core->expired[queue ? 0 : 1])++;
+    return true;
 }
 
 bool core_topic_is_reserved(const struct core *core, const char *topic)
@@ -781,9 +815,36 @@ void core_reply_complete(struct core *core, struct core_delivery *delivery)
         correlation_len >= sizeof(core->correlation_scratch))
         return;
     memcpy(core->correlation_scratch, correlation, correlation_len);
-    delivery->extra_name = "correlation-id";
-    delivery->extra_value = core->correlation_scratch;
-    delivery->extra_value_len = correlation_len;
+    delivery->extra[delivery->extra_count++] =
+        (struct core_property){"correlation-id", core->correlation_scratch, correlation_len};
+}
+
+void core_request_complete(struct core *core, struct core_delivery *delivery)
+{
+    size_t topic_len, correlation_len, len;
+    const char *topic = core_record_header(delivery->record, CORE_HEADER_REPLY_TOPIC, &topic_len);
+    if (!topic || topic_len == 0 || core_record_header(delivery->record, "reply-to", &len))
+        return; /* not a native request, or it names its reply-to itself */
+    const char *prefix = core_config(core)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    if (topic_len > prefix_len && memcmp(topic, prefix, prefix_len) == 0) {
+        topic += prefix_len;
+        topic_len -= prefix_len;
+    }
+    int n = snprintf(core->reply_to_scratch, sizeof(core->reply_to_scratch), "/queue/%.*s",
+                     (int)topic_len, topic);
+    if (n < 0 || (size_t)n >= sizeof(core->reply_to_scratch))
+        return;
+    delivery->extra[delivery->extra_count++] =
+        (struct core_property){"reply-to", core->reply_to_scratch, (size_t)n};
+    const char *correlation =
+        core_record_header(delivery->record, CORE_HEADER_CORRELATION, &correlation_len);
+    if (correlation && !core_record_header(delivery->record, "correlation-id", &len) &&
+        correlation_len < sizeof(core->correlation_scratch)) {
+        memcpy(core->correlation_scratch, correlation, correlation_len);
+        delivery->extra[delivery->extra_count++] =
+            (struct core_property){"correlation-id", core->correlation_scratch, correlation_len};
+    }
 }
 
 void core_subscription_block(struct core_subscription *sub, bool blocked)

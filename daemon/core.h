@@ -132,9 +132,9 @@ struct core_delivery {
     size_t body_len;
     uint32_t delivery_count; /* 1 on first delivery */
     const void *record;      /* private */
-    const char *extra_name;  /* private: a header the core adds (a reply's correlation-id) */
-    const char *extra_value;
-    size_t extra_value_len;
+    /* private: headers the core adds (request-reply with native Kafka, DESIGN §7) */
+    size_t extra_count;
+    struct core_property extra[2];
 };
 
 /* Headers of a delivery, in record order, kbridge-internal ones included
@@ -174,7 +174,9 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          const struct core_subscription_handlers *handlers, void *opaque,
                          char *address, size_t address_size, int *error_code, char *err,
                          size_t err_size);
-/* Is this record header kbridge's own routing data, never delivered to clients? */
+/* Is this record header request-reply routing data that clients never see
+ * (kbridge-reply-*, and kafka_replyTopic / kafka_correlationId, which the
+ * core turns into reply-to and correlation-id for them)? */
 bool core_header_is_internal(const char *name);
 
 /* Stop / resume deliveries (the client's connection is backed up). */

@@ -41,11 +41,13 @@ struct core {
     bool draining;
     uint64_t *late_settles;
     uint64_t *auth_failures;
+    uint64_t *expired[2];            /* kbridge_expired_total{kind="queue"|"topic"} */
     struct reply_requests *requests; /* outstanding requests (reply.h) */
     uint64_t *requests_total;        /* publishes with a /reply-queue/ reply-to */
     uint64_t *replies_routed;
     uint64_t *replies_dropped;
-    char correlation_scratch[256]; /* correlation-id of the reply being delivered */
+    char correlation_scratch[256]; /* correlation-id of the message being delivered */
+    char reply_to_scratch[ADDRESS_NAME_MAX + 16];
 };
 
 struct core_session {
@@ -89,6 +91,9 @@ struct core_subscription {
 /* Is `record` a reply routed to `token`: header kbridge-reply-token, or a
  * kafka_correlationId "TOKEN:REQUEST" copied back by a native responder? */
 bool core_record_is_reply_to(const struct kafka_record *record, const char *token);
+/* Has the record's `expires` header (epoch ms) passed? Counts it when it
+ * has (`queue`: a queue or durable subscription, else a topic). */
+bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue);
 /* Is the Kafka topic (prefix included) one of kbridge's reply topics? */
 bool core_topic_is_reserved(const struct core *core, const char *topic);
 /* A record read from this node's reply topic: count it routed or dropped. */
@@ -96,6 +101,11 @@ void core_count_reply(struct core *core, const struct kafka_record *record, bool
 /* A reply about to be delivered: add the requester's correlation-id when the
  * record has none but names a remembered request (kafka_correlationId). */
 void core_reply_complete(struct core *core, struct core_delivery *delivery);
+/* A native request (kafka_replyTopic, no reply-to) about to be delivered to a
+ * bridge client: add reply-to /queue/REPLYTOPIC and, when it has none, the
+ * correlation-id from kafka_correlationId, so STOMP and AMQP responders answer
+ * as they always do. */
+void core_request_complete(struct core *core, struct core_delivery *delivery);
 
 /* A fetched record shared by the subscribers of a topic reader. */
 struct shared_record {

@@ -150,8 +150,15 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
+    if (core_record_expired(queue->core, kafka_record, true)) {
+        bool dead_letter = core_config(queue->core)->queues.dead_letter_expired;
+        queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
+                           dead_letter ? "expired" : NULL);
+        return;
+    }
     struct core_delivery delivery;
     core_delivery_from_record(&delivery, sub, record, id, delivery_count);
+    core_request_complete(queue->core, &delivery);
     if (queue->stats) {
         (*queue->stats->delivered)++;
         if (delivery_count > 1)

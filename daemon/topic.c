@@ -122,10 +122,16 @@ static void topic_dispatch(struct core_subscription *sub)
         struct shared_record *shared = sub->backlog[sub->backlog_head];
         sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
         sub->backlog_count--;
+        if (core_record_expired(sub->reader->core, shared->record, false)) {
+            shared_record_unref(shared);
+            continue;
+        }
         struct core_delivery delivery;
         core_delivery_from_record(&delivery, sub, shared->record, 0, 1);
         if (sub->reply_token)
             core_reply_complete(sub->reader->core, &delivery);
+        else
+            core_request_complete(sub->reader->core, &delivery);
         if (sub->reader->stats)
             (*sub->reader->stats->delivered)++;
         sub->handlers.deliver(sub->opaque, &delivery);

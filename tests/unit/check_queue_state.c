@@ -521,8 +521,8 @@ START_TEST(release_undelivered_does_not_count_towards_max_deliveries)
     }
     ck_assert_uint_eq(fake->dead_letter_count, 0);
     /* A counted release after them still starts from 1. */
-    ck_assert_int_eq(
-        queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_RELEASE, NULL), 0);
+    ck_assert_int_eq(queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_RELEASE, NULL),
+                     0);
     ck_assert_uint_eq(last_delivery(fake)->delivery_count, 2);
     ck_assert_uint_eq(stats_of(fake).released, 6);
     fake_free(fake);
