@@ -137,10 +137,16 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
             metrics, "kbridge_expired_total",
             "Messages not delivered because their expires time had passed.", labels);
     }
+    metrics_label(labels, sizeof(labels), "reason", "expired");
+    core->replies_dropped_expired = metrics_counter(
+        metrics, "kbridge_replies_dropped_total",
+        "Replies read from this node's reply topic that reached nobody: the temporary queue is "
+        "gone, or the token is unknown or forged.",
+        labels);
     core->requests = reply_requests_new(CORE_REQUESTS_MAX, CORE_REQUEST_TTL_MS);
     if (!core->late_settles || !core->auth_failures || !core->requests_total ||
         !core->replies_routed || !core->replies_dropped || !core->requests || !core->expired[0] ||
-        !core->expired[1]) {
+        !core->expired[1] || !core->replies_dropped_expired) {
         snprintf(err, err_size, "core: out of memory");
         reply_requests_free(core->requests);
         free(core);
@@ -766,6 +772,9 @@ bool core_record_expired(struct core *core, const struct kafka_record *record, b
     const char *value = core_record_header(record, "expires", &len);
     if (!value || len == 0 || len > 19)
         return false;
+    size_t reason_len;
+    if (core_record_header(record, "kbridge-dlq-reason", &reason_len))
+        return false; /* dead letters are kept for inspection: they do not expire */
     uint64_t expires = 0;
     for (size_t i = 0; i < len; i++) {
         if (value[i] < '0' || value[i] > '9')
@@ -786,6 +795,8 @@ bool core_topic_is_reserved(const struct core *core, const char *topic)
         topic += prefix_len;
     return strncmp(topic, REPLY_TOPIC_BASE, strlen(REPLY_TOPIC_BASE)) == 0;
 }
+
+void core_count_expired_reply(struct core *core) { (*core->replies_dropped_expired)++; }
 
 void core_count_reply(struct core *core, const struct kafka_record *record, bool routed)
 {

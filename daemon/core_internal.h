@@ -45,8 +45,9 @@ struct core {
     struct reply_requests *requests; /* outstanding requests (reply.h) */
     uint64_t *requests_total;        /* publishes with a /reply-queue/ reply-to */
     uint64_t *replies_routed;
-    uint64_t *replies_dropped;
-    char correlation_scratch[256]; /* correlation-id of the message being delivered */
+    uint64_t *replies_dropped;         /* reason="unknown-token" */
+    uint64_t *replies_dropped_expired; /* reason="expired" */
+    char correlation_scratch[256];     /* correlation-id of the message being delivered */
     char reply_to_scratch[ADDRESS_NAME_MAX + 16];
 };
 
@@ -96,6 +97,8 @@ bool core_record_is_reply_to(const struct kafka_record *record, const char *toke
 bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue);
 /* Is the Kafka topic (prefix included) one of kbridge's reply topics? */
 bool core_topic_is_reserved(const struct core *core, const char *topic);
+/* A reply that expired before its temporary queue could take it. */
+void core_count_expired_reply(struct core *core);
 /* A record read from this node's reply topic: count it routed or dropped. */
 void core_count_reply(struct core *core, const struct kafka_record *record, bool routed);
 /* A reply about to be delivered: add the requester's correlation-id when the

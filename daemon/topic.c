@@ -123,6 +123,8 @@ static void topic_dispatch(struct core_subscription *sub)
         sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
         sub->backlog_count--;
         if (core_record_expired(sub->reader->core, shared->record, false)) {
+            if (sub->reply_token)
+                core_count_expired_reply(sub->reader->core);
             shared_record_unref(shared);
             continue;
         }
