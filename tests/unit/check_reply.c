@@ -71,6 +71,65 @@ START_TEST(malformed_tokens_are_refused)
 }
 END_TEST
 
+static void request_id(char out[REPLY_REQUEST_ID_LEN + 1], unsigned n)
+{
+    snprintf(out, REPLY_REQUEST_ID_LEN + 1, "%032x", n);
+}
+
+START_TEST(requests_are_remembered_with_their_correlation_id)
+{
+    struct reply_requests *requests = reply_requests_new(10, 1000);
+    ck_assert_ptr_nonnull(requests);
+    char id[REPLY_REQUEST_ID_LEN + 1];
+    request_id(id, 1);
+    ck_assert_int_eq(reply_requests_put(requests, id, "corr-1", 6, 5000), 0);
+    request_id(id, 2);
+    ck_assert_int_eq(reply_requests_put(requests, id, "", 0, 5001), 0);
+    size_t len = 99;
+    uint64_t sent = 0;
+    request_id(id, 1);
+    const char *correlation = reply_requests_find(requests, id, 5500, &len, &sent);
+    ck_assert_ptr_nonnull(correlation);
+    ck_assert_uint_eq(len, 6);
+    ck_assert_int_eq(memcmp(correlation, "corr-1", 6), 0);
+    ck_assert_uint_eq(sent, 5000);
+    request_id(id, 2);
+    ck_assert_ptr_nonnull(reply_requests_find(requests, id, 5500, &len, NULL));
+    ck_assert_uint_eq(len, 0);
+    request_id(id, 3);
+    ck_assert_ptr_null(reply_requests_find(requests, id, 5500, &len, NULL));
+    ck_assert_ptr_null(reply_requests_find(requests, "short", 5500, &len, NULL));
+    reply_requests_free(requests);
+}
+END_TEST
+
+START_TEST(requests_expire_and_the_oldest_go_first_when_full)
+{
+    struct reply_requests *requests = reply_requests_new(3, 1000);
+    char id[REPLY_REQUEST_ID_LEN + 1];
+    size_t len;
+    for (unsigned n = 1; n <= 4; n++) {
+        request_id(id, n);
+        ck_assert_int_eq(reply_requests_put(requests, id, "c", 1, 100 * n), 0);
+    }
+    ck_assert_uint_eq(reply_requests_count(requests), 3);
+    request_id(id, 1);
+    ck_assert_ptr_null(reply_requests_find(requests, id, 450, &len, NULL)); /* evicted */
+    request_id(id, 4);
+    ck_assert_ptr_nonnull(reply_requests_find(requests, id, 450, &len, NULL));
+    /* at 1250, requests sent at 200 expired (ttl 1000); 300 and 400 live */
+    request_id(id, 2);
+    ck_assert_ptr_null(reply_requests_find(requests, id, 1250, &len, NULL));
+    ck_assert_uint_eq(reply_requests_count(requests), 2);
+    request_id(id, 3);
+    ck_assert_ptr_nonnull(reply_requests_find(requests, id, 1250, &len, NULL));
+    ck_assert_ptr_null(reply_requests_find(requests, id, 1300, &len, NULL));
+    ck_assert_uint_eq(reply_requests_count(requests), 1);
+    reply_requests_free(requests);
+    reply_requests_free(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("reply");
@@ -79,6 +138,8 @@ int main(void)
     tcase_add_test(tcase, topic_name_is_per_node);
     tcase_add_test(tcase, tokens_are_random_legal_names_that_name_their_node);
     tcase_add_test(tcase, malformed_tokens_are_refused);
+    tcase_add_test(tcase, requests_are_remembered_with_their_correlation_id);
+    tcase_add_test(tcase, requests_expire_and_the_oldest_go_first_when_full);
     suite_add_tcase(suite, tcase);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
