@@ -13,6 +13,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,10 +144,16 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         "Replies read from this node's reply topic that reached nobody: the temporary queue is "
         "gone, or the token is unknown or forged.",
         labels);
+    static const double latency_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,   0.25,  0.5,   1,    2.5,   10};
+    core->reply_latency = metrics_histogram(
+        metrics, "kbridge_reply_latency_seconds",
+        "Time from a request's publish to its reply arriving on this node's reply topic.", NULL,
+        latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
     core->requests = reply_requests_new(CORE_REQUESTS_MAX, CORE_REQUEST_TTL_MS);
     if (!core->late_settles || !core->auth_failures || !core->requests_total ||
         !core->replies_routed || !core->replies_dropped || !core->requests || !core->expired[0] ||
-        !core->expired[1] || !core->replies_dropped_expired) {
+        !core->expired[1] || !core->replies_dropped_expired || !core->reply_latency) {
         snprintf(err, err_size, "core: out of memory");
         reply_requests_free(core->requests);
         free(core);
@@ -366,6 +373,36 @@ static uint64_t core_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The id of a request: derived from its token and correlation-id when it
+ * has one (so that a bridge responder's reply, which carries both, finds
+ * the request again), else random. */
+static void core_request_id(const char *token, const struct core_property *correlation,
+                            char out[REPLY_REQUEST_ID_LEN + 1])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    bool derived = false;
+    if (correlation && correlation->value_len > 0) {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        derived = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+                  EVP_DigestUpdate(ctx, token, strlen(token)) == 1 &&
+                  EVP_DigestUpdate(ctx, ":", 1) == 1 &&
+                  EVP_DigestUpdate(ctx, correlation->value, correlation->value_len) == 1 &&
+                  EVP_DigestFinal_ex(ctx, digest, &digest_len) == 1 &&
+                  digest_len >= REPLY_REQUEST_ID_LEN / 2;
+        EVP_MD_CTX_free(ctx);
+    }
+    if (!derived && RAND_bytes(digest, REPLY_REQUEST_ID_LEN / 2) != 1)
+        for (size_t i = 0; i < REPLY_REQUEST_ID_LEN / 2; i++)
+            digest[i] = (unsigned char)random();
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < REPLY_REQUEST_ID_LEN / 2; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[REPLY_REQUEST_ID_LEN] = '\0';
+}
+
 /* If the message's reply-to is a reply address (/reply-queue/TOKEN), fill
  * the full reply topic and a kafka_correlationId "TOKEN:REQUEST" and
  * remember REQUEST with the client's correlation-id. */
@@ -392,17 +429,12 @@ static bool core_request_headers(struct core_session *session, const struct core
                      name);
     if (n < 0 || (size_t)n >= reply_topic_size)
         return false;
-    char uuid[37], request_id[REPLY_REQUEST_ID_LEN + 1];
-    core_uuid(uuid);
-    size_t j = 0;
-    for (size_t i = 0; uuid[i] && j < REPLY_REQUEST_ID_LEN; i++)
-        if (uuid[i] != '-')
-            request_id[j++] = uuid[i];
-    request_id[j] = '\0';
+    const struct core_property *client = core_find_property(message, "correlation-id");
+    char request_id[REPLY_REQUEST_ID_LEN + 1];
+    core_request_id(token, client, request_id);
     n = snprintf(correlation, correlation_size, "%s:%s", token, request_id);
     if (n < 0 || (size_t)n >= correlation_size)
         return false;
-    const struct core_property *client = core_find_property(message, "correlation-id");
     if (reply_requests_put(core->requests, request_id, client ? client->value : "",
                            client ? client->value_len : 0, core_wall_ms()) < 0)
         log_warn("core", "out of memory remembering a request; a native reply will lack its "
@@ -798,13 +830,43 @@ bool core_topic_is_reserved(const struct core *core, const char *topic)
 
 void core_count_expired_reply(struct core *core) { (*core->replies_dropped_expired)++; }
 
+/* When was the request this reply answers sent? By the request id in a
+ * kafka_correlationId "TOKEN:REQUEST", else by token and correlation-id. */
+static bool core_reply_request_sent(struct core *core, const struct kafka_record *record,
+                                    uint64_t now, uint64_t *sent_ms)
+{
+    size_t len, correlation_len;
+    char request_id[REPLY_REQUEST_ID_LEN + 1];
+    const char *value = core_record_header(record, CORE_HEADER_CORRELATION, &len);
+    const char *colon = value ? memchr(value, ':', len) : NULL;
+    if (colon && (size_t)(value + len - colon - 1) == REPLY_REQUEST_ID_LEN) {
+        memcpy(request_id, colon + 1, REPLY_REQUEST_ID_LEN);
+        request_id[REPLY_REQUEST_ID_LEN] = '\0';
+        if (reply_requests_find(core->requests, request_id, now, &correlation_len, sent_ms))
+            return true;
+    }
+    const char *token = core_record_header(record, REPLY_TOKEN_HEADER, &len);
+    struct core_property correlation = {"correlation-id", NULL, 0};
+    correlation.value = core_record_header(record, "correlation-id", &correlation.value_len);
+    char token_text[REPLY_TOKEN_MAX + 1];
+    if (!token || len > REPLY_TOKEN_MAX || !correlation.value || correlation.value_len == 0)
+        return false;
+    memcpy(token_text, token, len);
+    token_text[len] = '\0';
+    core_request_id(token_text, &correlation, request_id);
+    return reply_requests_find(core->requests, request_id, now, &correlation_len, sent_ms) != NULL;
+}
+
 void core_count_reply(struct core *core, const struct kafka_record *record, bool routed)
 {
-    (void)record;
-    if (routed)
-        (*core->replies_routed)++;
-    else
+    if (!routed) {
         (*core->replies_dropped)++;
+        return;
+    }
+    (*core->replies_routed)++;
+    uint64_t now = core_wall_ms(), sent = 0;
+    if (core_reply_request_sent(core, record, now, &sent) && now >= sent)
+        metrics_histogram_observe(core->reply_latency, (double)(now - sent) / 1000.0);
 }
 
 void core_reply_complete(struct core *core, struct core_delivery *delivery)

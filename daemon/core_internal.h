@@ -9,6 +9,7 @@
 #include "core.h"
 
 struct event;
+struct metrics_histogram;
 struct kafka_record;
 struct queue;
 struct topic_reader;
@@ -47,7 +48,8 @@ struct core {
     uint64_t *replies_routed;
     uint64_t *replies_dropped;         /* reason="unknown-token" */
     uint64_t *replies_dropped_expired; /* reason="expired" */
-    char correlation_scratch[256];     /* correlation-id of the message being delivered */
+    struct metrics_histogram *reply_latency;
+    char correlation_scratch[256]; /* correlation-id of the message being delivered */
     char reply_to_scratch[ADDRESS_NAME_MAX + 16];
 };
 

@@ -15,6 +15,7 @@ struct metric_series {
     union {
         uint64_t counter;
         double gauge;
+        struct metrics_histogram histogram;
     } value;
     metrics_gauge_fn fn; /* for callback gauges */
     void *fn_arg;
@@ -140,6 +141,60 @@ int metrics_gauge_callback(struct metrics *metrics, const char *name, const char
     return 0;
 }
 
+struct metrics_histogram *metrics_histogram(struct metrics *metrics, const char *name,
+                                            const char *help, const char *labels,
+                                            const double *bounds, size_t bucket_count)
+{
+    if (bucket_count > METRICS_HISTOGRAM_MAX_BUCKETS)
+        return NULL;
+    struct metric_series *s = metric_series_get(metrics, name, help, METRIC_HISTOGRAM, labels);
+    if (!s)
+        return NULL;
+    struct metrics_histogram *histogram = &s->value.histogram;
+    if (histogram->bucket_count == 0) {
+        histogram->bucket_count = bucket_count;
+        memcpy(histogram->bounds, bounds, bucket_count * sizeof(*bounds));
+    }
+    return histogram;
+}
+
+void metrics_histogram_observe(struct metrics_histogram *histogram, double value)
+{
+    size_t i = 0;
+    while (i < histogram->bucket_count && value > histogram->bounds[i])
+        i++;
+    histogram->counts[i]++;
+    histogram->sum += value;
+    histogram->count++;
+}
+
+/* name_bucket{labels,le="..."} lines, cumulative, then _sum and _count. */
+static int metrics_render_histogram(const struct metric_family *f, const struct metric_series *s,
+                                    struct evbuffer *out)
+{
+    const struct metrics_histogram *h = &s->value.histogram;
+    const char *comma = s->labels[0] ? "," : "";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= h->bucket_count; i++) {
+        cumulative += h->counts[i];
+        char le[32];
+        if (i < h->bucket_count)
+            snprintf(le, sizeof(le), "%.17g", h->bounds[i]);
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        if (evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, s->labels, comma,
+                                le, (unsigned long long)cumulative) < 0)
+            return -1;
+    }
+    const char *open = s->labels[0] ? "{" : "";
+    const char *close = s->labels[0] ? "}" : "";
+    if (evbuffer_add_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %llu\n", f->name, open,
+                            s->labels, close, h->sum, f->name, open, s->labels, close,
+                            (unsigned long long)h->count) < 0)
+        return -1;
+    return 0;
+}
+
 void metrics_remove(struct metrics *metrics, const void *value)
 {
     for (struct metric_family *f = metrics->families; f; f = f->next) {
@@ -159,10 +214,18 @@ int metrics_render(const struct metrics *metrics, struct evbuffer *out)
     for (const struct metric_family *f = metrics->families; f; f = f->next) {
         if (!f->series)
             continue;
+        const char *type = f->type == METRIC_COUNTER     ? "counter"
+                           : f->type == METRIC_HISTOGRAM ? "histogram"
+                                                         : "gauge";
         if (evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-                                f->type == METRIC_COUNTER ? "counter" : "gauge") < 0)
+                                type) < 0)
             return -1;
         for (const struct metric_series *s = f->series; s; s = s->next) {
+            if (f->type == METRIC_HISTOGRAM) {
+                if (metrics_render_histogram(f, s, out) < 0)
+                    return -1;
+                continue;
+            }
             const char *open = s->labels[0] ? "{" : "";
             const char *close = s->labels[0] ? "}" : "";
             int rc;

@@ -17,6 +17,17 @@ struct metrics;
 enum metric_type {
     METRIC_COUNTER,
     METRIC_GAUGE,
+    METRIC_HISTOGRAM,
+};
+
+/* A histogram's state (cumulative buckets are computed when rendering). */
+#define METRICS_HISTOGRAM_MAX_BUCKETS 16
+struct metrics_histogram {
+    size_t bucket_count;
+    double bounds[METRICS_HISTOGRAM_MAX_BUCKETS]; /* upper bounds, ascending; +Inf implied */
+    uint64_t counts[METRICS_HISTOGRAM_MAX_BUCKETS + 1];
+    double sum;
+    uint64_t count;
 };
 
 /* Computes a gauge at scrape time. */
@@ -38,6 +49,15 @@ double *metrics_gauge(struct metrics *metrics, const char *name, const char *hel
 /* A gauge computed by fn(arg) at each scrape; 0 on success, -1 on failure. */
 int metrics_gauge_callback(struct metrics *metrics, const char *name, const char *help,
                            const char *labels, metrics_gauge_fn fn, void *arg);
+/* Find or create the histogram series `name{labels}` with these bucket upper
+ * bounds (ascending, at most METRICS_HISTOGRAM_MAX_BUCKETS; +Inf is added).
+ * Rendered as name_bucket{le=...}, name_sum, name_count. NULL on failure. */
+struct metrics_histogram *metrics_histogram(struct metrics *metrics, const char *name,
+                                            const char *help, const char *labels,
+                                            const double *bounds, size_t bucket_count);
+/* Count one observation. */
+void metrics_histogram_observe(struct metrics_histogram *histogram, double value);
+
 /* Drop the series whose value pointer is `value` (from metrics_counter or
  * metrics_gauge); unknown pointers are ignored. */
 void metrics_remove(struct metrics *metrics, const void *value);

@@ -129,7 +129,11 @@ def parse_metrics(text):
         if line.startswith("#") or not line:
             continue
         series, value = line.rsplit(" ", 1)
-        assert series.split("{")[0] in typed, f"{series} has no TYPE line"
+        family = series.split("{")[0]
+        for suffix in ("_bucket", "_sum", "_count"):  # a histogram's series
+            if family.endswith(suffix) and family[:-len(suffix)] in typed:
+                family = family[:-len(suffix)]
+        assert family in typed, f"{series} has no TYPE line"
         values[series] = float(value)
     return values
 

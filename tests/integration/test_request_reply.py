@@ -240,6 +240,10 @@ def test_every_requester_gets_every_reply_from_every_responder(kbridged_factory,
     assert values["kbridge_requests_total"] == 6 * COUNT
     assert values["kbridge_replies_routed_total"] == 6 * COUNT
     assert values['kbridge_replies_dropped_total{reason="unknown-token"}'] == 0
+    # each of them timed from request to reply
+    assert values["kbridge_reply_latency_seconds_count"] == 6 * COUNT
+    assert values['kbridge_reply_latency_seconds_bucket{le="+Inf"}'] == 6 * COUNT
+    assert 0 < values["kbridge_reply_latency_seconds_sum"] < 6 * COUNT * 10
 
 
 def test_a_reply_reaches_the_requesters_node(kbridged_factory, devkafka, prefix):

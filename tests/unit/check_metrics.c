@@ -86,6 +86,35 @@ START_TEST(removed_series_disappears_and_empty_family_is_not_rendered)
 }
 END_TEST
 
+START_TEST(histogram_renders_cumulative_buckets_sum_and_count)
+{
+    struct metrics *metrics = metrics_new();
+    static const double bounds[] = {0.01, 0.1, 1};
+    struct metrics_histogram *h =
+        metrics_histogram(metrics, "rt_seconds", "Round trips.", NULL, bounds, 3);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_ptr_eq(metrics_histogram(metrics, "rt_seconds", "Round trips.", NULL, bounds, 3), h);
+    metrics_histogram_observe(h, 0.005);
+    metrics_histogram_observe(h, 0.01); /* on the bound: counted in le="0.01" */
+    metrics_histogram_observe(h, 0.5);
+    metrics_histogram_observe(h, 7);
+    char *text = render(metrics);
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE rt_seconds histogram\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_bucket{le=\"0.01\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_bucket{le=\"0.10000000000000001\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_bucket{le=\"1\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_bucket{le=\"+Inf\"} 4\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_sum 7.51")); /* 7.515 in binary */
+    ck_assert_ptr_nonnull(strstr(text, "rt_seconds_count 4\n"));
+    /* too many buckets */
+    double many[METRICS_HISTOGRAM_MAX_BUCKETS + 1] = {0};
+    ck_assert_ptr_null(
+        metrics_histogram(metrics, "x_seconds", "", NULL, many, METRICS_HISTOGRAM_MAX_BUCKETS + 1));
+    free(text);
+    metrics_free(metrics);
+}
+END_TEST
+
 START_TEST(label_values_are_escaped)
 {
     char buf[64];
@@ -104,6 +133,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, callback_gauge_is_computed_at_render);
     tcase_add_test(tc, removed_series_disappears_and_empty_family_is_not_rendered);
     tcase_add_test(tc, label_values_are_escaped);
+    tcase_add_test(tc, histogram_renders_cumulative_buckets_sum_and_count);
     suite_add_tcase(suite, tc);
     return suite;
 }
