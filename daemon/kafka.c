@@ -463,6 +463,7 @@ struct kafka_lookup {
     kafka_lookup_fn done;
     void *opaque;
     struct kafka_consumer *anchor; /* commit end offsets for this consumer's group */
+    int create_partitions;         /* > 0: create the topic when it does not exist */
     bool cancelled;                /* loop only */
     bool finished;                 /* under lookup_lock: result ready */
     /* result */
@@ -552,6 +553,56 @@ static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
     return err;
 }
 
+int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,
+                       size_t err_size)
+{
+    char errstr[256] = "";
+    rd_kafka_NewTopic_t *new_topic =
+        rd_kafka_NewTopic_new(topic, partitions, -1, errstr, sizeof(errstr));
+    if (!new_topic) {
+        snprintf(err, err_size, "%s", errstr);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(kafka->producer);
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(kafka->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(options, KAFKA_LOOKUP_TIMEOUT_MS, errstr,
+                                              sizeof(errstr));
+    rd_kafka_CreateTopics(kafka->producer, &new_topic, 1, options, queue);
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, KAFKA_LOOKUP_TIMEOUT_MS + 1000);
+    int rc;
+    if (!event) {
+        rc = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(err, err_size, "no answer to CreateTopics");
+    } else if ((rc = rd_kafka_event_error(event)) != 0) {
+        snprintf(err, err_size, "%s", rd_kafka_event_error_string(event));
+    } else {
+        size_t count = 0;
+        const rd_kafka_topic_result_t **results =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
+        rc = count > 0 ? rd_kafka_topic_result_error(results[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        if (rc == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            rc = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (rc)
+            snprintf(err, err_size, "%s",
+                     count > 0 && rd_kafka_topic_result_error_string(results[0])
+                         ? rd_kafka_topic_result_error_string(results[0])
+                         : rd_kafka_err2str(rc));
+    }
+    if (event)
+        rd_kafka_event_destroy(event);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_NewTopic_destroy(new_topic);
+    return rc;
+}
+
+static bool kafka_topic_missing(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
 static void *kafka_lookup_main(void *arg)
 {
     struct kafka_lookup *lookup = arg;
@@ -562,6 +613,20 @@ static void *kafka_lookup_main(void *arg)
     if (lookup->topic) {
         rkt = rd_kafka_topic_new(kafka->producer, lookup->topic, NULL);
         err = rd_kafka_metadata(kafka->producer, 0, rkt, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
+        if (!err && metadata->topic_cnt == 1 && kafka_topic_missing(metadata->topics[0].err) &&
+            lookup->create_partitions > 0) {
+            char reason[256] = "";
+            int created = kafka_create_topic(kafka, lookup->topic, lookup->create_partitions,
+                                             reason, sizeof(reason));
+            if (created)
+                log_warn("kafka", "cannot create topic %s: %s", lookup->topic, reason);
+            else
+                log_info("kafka", "created topic %s (%d partitions)", lookup->topic,
+                         lookup->create_partitions);
+            rd_kafka_metadata_destroy(metadata);
+            metadata = NULL;
+            err = rd_kafka_metadata(kafka->producer, 0, rkt, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
+        }
     } else {
         err = rd_kafka_metadata(kafka->producer, 1, NULL, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
     }
@@ -634,14 +699,22 @@ static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
                                                const char *topic, kafka_topic_filter_fn filter,
                                                const void *filter_arg, size_t filter_arg_size,
-                                               kafka_lookup_fn done, void *opaque);
+                                               int create_partitions, kafka_lookup_fn done,
+                                               void *opaque);
+
+struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, const char *topic,
+                                                        int partitions, kafka_lookup_fn done,
+                                                        void *opaque)
+{
+    return kafka_lookup_start(kafka, NULL, topic, NULL, NULL, 0, partitions, done, opaque);
+}
 
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
                                               kafka_topic_filter_fn filter, const void *filter_arg,
                                               size_t filter_arg_size, kafka_lookup_fn done,
                                               void *opaque)
 {
-    return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, done,
+    return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, 0, done,
                               opaque);
 }
 
@@ -651,19 +724,21 @@ struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, 
                                                void *opaque)
 {
     return kafka_lookup_start(consumer->kafka, consumer, topic, filter, filter_arg, filter_arg_size,
-                              done, opaque);
+                              0, done, opaque);
 }
 
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
                                                const char *topic, kafka_topic_filter_fn filter,
                                                const void *filter_arg, size_t filter_arg_size,
-                                               kafka_lookup_fn done, void *opaque)
+                                               int create_partitions, kafka_lookup_fn done,
+                                               void *opaque)
 {
     struct kafka_lookup *lookup = calloc(1, sizeof(*lookup));
     if (!lookup)
         return NULL;
     lookup->kafka = kafka;
     lookup->anchor = anchor;
+    lookup->create_partitions = create_partitions;
     lookup->filter = filter;
     lookup->done = done;
     lookup->opaque = opaque;

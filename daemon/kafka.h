@@ -141,6 +141,16 @@ struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, 
                                                kafka_topic_filter_fn filter, const void *filter_arg,
                                                size_t filter_arg_size, kafka_lookup_fn done,
                                                void *opaque);
+/* Like kafka_lookup_end_offsets for one topic, creating it with `partitions`
+ * partitions (and the cluster's default replication) through the admin API
+ * when the cluster says it does not exist (auto-creation off). */
+struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, const char *topic,
+                                                        int partitions, kafka_lookup_fn done,
+                                                        void *opaque);
+/* Create `topic` now (blocking: not on the loop). KAFKA_OK when it was made
+ * or already exists, else a Kafka error code with the broker's reason in err. */
+int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,
+                       size_t err_size);
 /* `done` will not be called; the lookup frees itself when its thread ends. */
 void kafka_lookup_cancel(struct kafka_lookup *lookup);
 

@@ -35,6 +35,7 @@
 
 #define TOPIC_LINGER_MS 2000
 #define TOPIC_RESCAN_MS 5000
+#define TOPIC_REPLY_PARTITIONS 4 /* a reply topic kbridge creates */
 
 /* An assigned Kafka topic and, per partition, the offset after the last
  * record received, where fetching goes on after a pause (-1: none yet and
@@ -339,8 +340,13 @@ static int topic_start_lookup(struct topic_reader *reader)
         if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic,
                                 sizeof(topic), err, sizeof(err)) < 0)
             return -1;
-        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, topic, NULL, NULL, 0,
-                                                  topic_on_lookup, reader);
+        /* A node's reply topic is created when missing (auto-creation may be off). */
+        reader->lookup = topic_is_reply_reader(reader)
+                             ? kafka_lookup_end_offsets_or_create(reader->core->kafka, topic,
+                                                                  TOPIC_REPLY_PARTITIONS,
+                                                                  topic_on_lookup, reader)
+                             : kafka_lookup_end_offsets(reader->core->kafka, topic, NULL, NULL, 0,
+                                                        topic_on_lookup, reader);
     }
     return reader->lookup ? 0 : -1;
 }
