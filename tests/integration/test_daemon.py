@@ -363,6 +363,18 @@ def test_valgrind_start_reload_shutdown_has_no_leaks(kbridged_factory, bootstrap
     with pytest.raises(LinkDetached):
         conn.create_sender("bad name!")
     conn.close()
+    # request-reply through a STOMP temporary queue
+    responder = Client(daemon)
+    responder.subscribe("/queue/vg.rpc", "rpc", receipt="rpc-ready", timeout=60)
+    requester = Client(daemon)
+    requester.send("/queue/vg.rpc", "ping", headers={"reply-to": "/temp-queue/vg",
+                                                     "correlation-id": "vg-1"})
+    request = responder.wait_messages(1, timeout=120)[0]
+    responder.send(request.headers["reply-to"], "pong", headers={"correlation-id": "vg-1"})
+    reply = requester.wait_messages(1, timeout=120)[0]
+    assert (reply.body, reply.headers["correlation-id"]) == ("pong", "vg-1")
+    requester.close()
+    responder.close()
     with socket.create_connection(daemon.host_port("amqp"), timeout=30) as raw:
         raw.sendall(b"AMQP\x00\x01\x00\x00\x00\x00\x00\x0c\x02\x00\x00\x00\x00\x53\x99\x45")
         wait_for(lambda: raw.recv(4096) == b"", 30, "the server to drop a garbage connection")
