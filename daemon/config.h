@@ -86,6 +86,11 @@ struct config {
     } topics;
 
     struct {
+        uint32_t max_outstanding; /* requests remembered, default 100000 */
+        uint64_t remember_ms;     /* how long, default 10m */
+    } replies;
+
+    struct {
         uint64_t max_frame_size;   /* bytes, default 1MiB */
         uint64_t max_message_size; /* bytes, default 1MiB */
         uint32_t max_headers;      /* default 64 */

@@ -639,6 +639,29 @@ const struct config_key config_keys[] = {
                        "partitions are paused until the buffer is half empty.",
     },
     {
+        .name = "replies.max_outstanding",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, replies.max_outstanding),
+        .min = 1,
+        .max = 10000000,
+        .default_value = "100000",
+        .description = "Requests (messages with a temporary queue as reply-to) a node "
+                       "remembers, to give a native reply that carries only "
+                       "`kafka_correlationId` the requester's `correlation-id` and to time "
+                       "replies; above it the oldest is forgotten first.",
+    },
+    {
+        .name = "replies.remember",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, replies.remember_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = 24 * CONFIG_HOUR_MS,
+        .default_value = "10m",
+        .description = "How long a node remembers a request (see `replies.max_outstanding`); "
+                       "a native reply that comes later still arrives, without the "
+                       "requester's `correlation-id` unless it carries one.",
+    },
+    {
         .name = "topics.max_backlog",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, topics.max_backlog),

@@ -29,8 +29,6 @@
 
 /* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
 #define CORE_MAX_PROPERTIES_EXTRA 5
-#define CORE_REQUESTS_MAX 100000         /* outstanding requests remembered */
-#define CORE_REQUEST_TTL_MS (600 * 1000) /* for at most 10 minutes */
 #define CORE_HEADER_REPLY_TOPIC "kafka_replyTopic"
 #define CORE_HEADER_CORRELATION "kafka_correlationId"
 
@@ -150,7 +148,8 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         metrics, "kbridge_reply_latency_seconds",
         "Time from a request's publish to its reply arriving on this node's reply topic.", NULL,
         latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
-    core->requests = reply_requests_new(CORE_REQUESTS_MAX, CORE_REQUEST_TTL_MS);
+    core->requests =
+        reply_requests_new((*config)->replies.max_outstanding, (*config)->replies.remember_ms);
     if (!core->late_settles || !core->auth_failures || !core->requests_total ||
         !core->replies_routed || !core->replies_dropped || !core->requests || !core->expired[0] ||
         !core->expired[1] || !core->replies_dropped_expired || !core->reply_latency) {
@@ -164,7 +163,13 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
 
 const struct config *core_config(const struct core *core) { return *core->config; }
 
-void core_reconfigure(struct core *core) { queue_reconfigure_all(core); }
+void core_reconfigure(struct core *core)
+{
+    queue_reconfigure_all(core);
+    const struct config *config = core_config(core);
+    reply_requests_configure(core->requests, config->replies.max_outstanding,
+                             config->replies.remember_ms);
+}
 
 void core_drain(struct core *core) { core->draining = true; }
 

@@ -219,4 +219,12 @@ const char *reply_requests_find(struct reply_requests *requests, const char *id,
     return NULL;
 }
 
+void reply_requests_configure(struct reply_requests *requests, size_t max, uint64_t ttl_ms)
+{
+    requests->max = max ? max : 1;
+    requests->ttl_ms = ttl_ms;
+    while (requests->count > requests->max)
+        reply_requests_remove_oldest(requests);
+}
+
 size_t reply_requests_count(const struct reply_requests *requests) { return requests->count; }

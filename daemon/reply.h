@@ -54,5 +54,7 @@ int reply_requests_put(struct reply_requests *requests, const char *id, const ch
  * NULL when unknown or expired. The pointer is valid until the next put. */
 const char *reply_requests_find(struct reply_requests *requests, const char *id, uint64_t now_ms,
                                 size_t *correlation_id_len, uint64_t *sent_ms);
+/* Apply new bounds (a config reload); the oldest go at once when over. */
+void reply_requests_configure(struct reply_requests *requests, size_t max, uint64_t ttl_ms);
 /* Requests remembered now. */
 size_t reply_requests_count(const struct reply_requests *requests);

@@ -125,6 +125,17 @@ START_TEST(requests_expire_and_the_oldest_go_first_when_full)
     ck_assert_ptr_nonnull(reply_requests_find(requests, id, 1250, &len, NULL));
     ck_assert_ptr_null(reply_requests_find(requests, id, 1300, &len, NULL));
     ck_assert_uint_eq(reply_requests_count(requests), 1);
+    /* a reload that lowers the bound forgets the oldest at once */
+    for (unsigned n = 10; n < 14; n++) {
+        request_id(id, n);
+        ck_assert_int_eq(reply_requests_put(requests, id, "c", 1, 2000 + n), 0);
+    }
+    reply_requests_configure(requests, 2, 1000);
+    ck_assert_uint_eq(reply_requests_count(requests), 2);
+    request_id(id, 13);
+    ck_assert_ptr_nonnull(reply_requests_find(requests, id, 2100, &len, NULL));
+    request_id(id, 11);
+    ck_assert_ptr_null(reply_requests_find(requests, id, 2100, &len, NULL));
     reply_requests_free(requests);
     reply_requests_free(NULL);
 }
