@@ -17,6 +17,7 @@ struct event_base;
 struct metrics;
 struct sockaddr;
 struct adapter;
+struct bufferevent;
 
 /* What an adapter gets from the server; valid for the adapter's lifetime. */
 struct adapter_context {
@@ -43,6 +44,14 @@ struct adapter_ops {
     /* Close every connection (politely where the protocol allows) and free. */
     void (*destroy)(struct adapter *adapter);
 };
+
+/* Take an accepted socket: write the peer's address into peer_text ("(unknown)"
+ * without one), make it non-blocking with TCP_NODELAY, and return a
+ * bufferevent that owns it. NULL (socket closed, logged under `protocol`)
+ * on failure. */
+struct bufferevent *adapter_socket_open(struct event_base *base, const char *protocol,
+                                        evutil_socket_t fd, const struct sockaddr *peer,
+                                        int peer_len, char *peer_text, size_t peer_text_size);
 
 /* The adapter for a listener name, or NULL when none is built in. */
 const struct adapter_ops *adapter_find(const char *name);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "core_internal.h"
 #include "kafka.h"
@@ -371,13 +372,6 @@ static const struct core_property *core_find_property(const struct core_message 
     return NULL;
 }
 
-static uint64_t core_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The id of a request: derived from its token and correlation-id when it
  * has one (so that a bridge responder's reply, which carries both, finds
  * the request again), else random. */
@@ -441,7 +435,7 @@ static bool core_request_headers(struct core_session *session, const struct core
     if (n < 0 || (size_t)n >= correlation_size)
         return false;
     if (reply_requests_put(core->requests, request_id, client ? client->value : "",
-                           client ? client->value_len : 0, core_wall_ms()) < 0)
+                           client ? client->value_len : 0, clock_wall_ms()) < 0)
         log_warn("core", "out of memory remembering a request; a native reply will lack its "
                          "correlation-id");
     (*core->requests_total)++;
@@ -516,7 +510,8 @@ int core_publish(struct core_session *session, const struct destination *destina
     bool has_message_id = false;
     for (size_t i = 0; i < message->property_count; i++) {
         const struct core_property *p = &message->properties[i];
-        if (strcmp(p->name, "user-id") == 0 || strncmp(p->name, "kbridge-reply-", 14) == 0)
+        if (strcmp(p->name, "user-id") == 0 ||
+            strncmp(p->name, REPLY_HEADER_PREFIX, strlen(REPLY_HEADER_PREFIX)) == 0)
             continue; /* never trusted from the client */
         if (request && (strcmp(p->name, CORE_HEADER_REPLY_TOPIC) == 0 ||
                         strcmp(p->name, CORE_HEADER_CORRELATION) == 0))
@@ -773,8 +768,8 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
 
 bool core_header_is_internal(const char *name)
 {
-    return strncmp(name, "kbridge-reply-", 14) == 0 || strcmp(name, CORE_HEADER_REPLY_TOPIC) == 0 ||
-           strcmp(name, CORE_HEADER_CORRELATION) == 0;
+    return strncmp(name, REPLY_HEADER_PREFIX, strlen(REPLY_HEADER_PREFIX)) == 0 ||
+           strcmp(name, CORE_HEADER_REPLY_TOPIC) == 0 || strcmp(name, CORE_HEADER_CORRELATION) == 0;
 }
 
 /* The header `name` of a record (first one), or NULL. */
@@ -818,7 +813,7 @@ bool core_record_expired(struct core *core, const struct kafka_record *record, b
             return false; /* not a time kbridge understands: delivered */
         expires = expires * 10 + (uint64_t)(value[i] - '0');
     }
-    if (expires == 0 || expires > core_wall_ms())
+    if (expires == 0 || expires > clock_wall_ms())
         return false; /* 0: never (JMS) */
     (*core->expired[queue ? 0 : 1])++;
     return true;
@@ -869,7 +864,7 @@ void core_count_reply(struct core *core, const struct kafka_record *record, bool
         return;
     }
     (*core->replies_routed)++;
-    uint64_t now = core_wall_ms(), sent = 0;
+    uint64_t now = clock_wall_ms(), sent = 0;
     if (core_reply_request_sent(core, record, now, &sent) && now >= sent)
         metrics_histogram_observe(core->reply_latency, (double)(now - sent) / 1000.0);
 }
@@ -888,7 +883,7 @@ void core_reply_complete(struct core *core, struct core_delivery *delivery)
     request_id[REPLY_REQUEST_ID_LEN] = '\0';
     size_t correlation_len = 0;
     const char *correlation =
-        reply_requests_find(core->requests, request_id, core_wall_ms(), &correlation_len, NULL);
+        reply_requests_find(core->requests, request_id, clock_wall_ms(), &correlation_len, NULL);
     if (!correlation || correlation_len == 0 ||
         correlation_len >= sizeof(core->correlation_scratch))
         return;

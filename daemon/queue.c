@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "core_internal.h"
 #include "kafka.h"
@@ -224,9 +225,7 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     snprintf(partition, sizeof(partition), "%d", record->partition);
     snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
     snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(now, sizeof(now), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
     headers[count++] = (struct kafka_header){"kbridge-dlq-reason", reason, strlen(reason)};
     headers[count++] =
         (struct kafka_header){"kbridge-dlq-original-topic", record->topic, strlen(record->topic)};
@@ -285,9 +284,8 @@ static void queue_on_flow(void *opaque, bool pause)
 
 static uint64_t queue_now_ms(void *opaque)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    (void)opaque;
+    return clock_monotonic_ms();
 }
 
 static const struct queue_state_callbacks queue_state_callbacks = {

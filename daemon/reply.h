@@ -16,6 +16,7 @@
 #define REPLY_NODE_MAX 160  /* node part of a token, after sanitising */
 #define REPLY_TOKEN_MAX (REPLY_NODE_MAX + 1 + REPLY_RANDOM_HEX)
 #define REPLY_TOPIC_BASE "kbridge.reply."
+#define REPLY_HEADER_PREFIX "kbridge-reply-"     /* kbridge's routing headers: never from clients */
 #define REPLY_TOKEN_HEADER "kbridge-reply-token" /* internal: stripped before delivery */
 
 /* The node id as a topic-name word: characters outside [A-Za-z0-9_-] become

@@ -62,19 +62,13 @@
 #include <time.h>
 
 #include "amqp_sasl.h"
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "listener.h"
 #include "log.h"
 
 static void amqp_connection_run(struct amqp_connection *connection);
-
-static int64_t amqp_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const struct config *amqp_connection_config(const struct amqp_connection *connection)
 {
@@ -357,7 +351,7 @@ static void amqp_connection_run(struct amqp_connection *connection)
     if (evbuffer_get_length(output) > amqp_adapter_output_high(connection->adapter))
         amqp_connection_block_deliveries(connection, true);
 
-    int64_t now = amqp_now_ms();
+    int64_t now = (int64_t)clock_monotonic_ms();
     int64_t deadline = pn_transport_tick(driver->transport, now);
     if (deadline > 0 && !pn_connection_driver_write_closed(driver)) {
         int64_t delay = deadline > now ? deadline - now : 0;
@@ -520,19 +514,9 @@ struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil
     }
     connection->adapter = adapter;
     connection->refused = refuse;
-    if (peer && peer_len > 0)
-        listener_format_address(peer, connection->peer, sizeof(connection->peer));
-    else
-        snprintf(connection->peer, sizeof(connection->peer), "(unknown)");
-    evutil_make_socket_nonblocking(fd);
-    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
-        int one = 1; /* dispositions and small transfers should not wait for Nagle */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    connection->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    connection->bev = adapter_socket_open(base, "amqp", fd, peer, peer_len, connection->peer,
+                                          sizeof(connection->peer));
     if (!connection->bev) {
-        log_error("amqp", "%s: cannot create a bufferevent", connection->peer);
-        evutil_closesocket(fd);
         free(connection);
         return NULL;
     }

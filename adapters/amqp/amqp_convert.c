@@ -39,6 +39,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 #define AMQP_HEADER_BODY "kbridge-amqp-body"
 #define AMQP_HEADER_TTL "kbridge-amqp-ttl"
 #define AMQP_HEADER_MESSAGE_ID_TYPE "kbridge-amqp-message-id-type"
@@ -535,13 +537,6 @@ static void amqp_set_body(struct amqp_builder *builder, pn_message_t *message)
         amqp_add_text(builder, AMQP_HEADER_BODY, marker);
 }
 
-static int64_t amqp_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int amqp_record_from_message(pn_message_t *message, struct amqp_record *record, char *err,
                              size_t err_size)
 {
@@ -565,7 +560,8 @@ int amqp_record_from_message(pn_message_t *message, struct amqp_record *record, 
     if (expiry)
         amqp_add_number(&builder, "expires", expiry);
     else if (ttl)
-        amqp_add_number(&builder, "expires", (creation ? creation : amqp_now_ms()) + ttl);
+        amqp_add_number(&builder, "expires",
+                        (creation ? creation : (int64_t)clock_wall_ms()) + ttl);
     if (creation)
         amqp_add_number(&builder, "timestamp", creation);
     if (pn_message_is_durable(message))

@@ -83,14 +83,6 @@ struct stomp_header stomp_header_make(const char *name, const char *value)
     return header;
 }
 
-static void stomp_format_peer(const struct sockaddr *addr, int addr_len, char *buf, size_t size)
-{
-    if (!addr || addr_len <= 0)
-        snprintf(buf, size, "(unknown)");
-    else
-        listener_format_address(addr, buf, size);
-}
-
 static const struct config *stomp_connection_config(const struct stomp_connection *connection)
 {
     return stomp_adapter_config(connection->adapter);
@@ -142,7 +134,7 @@ int stomp_connection_write(struct stomp_connection *connection, enum stomp_comma
     }
     (*connection->adapter->frames_sent)++;
     connection->frames_out++;
-    connection->last_sent_ms = stomp_now_ms();
+    connection->last_sent_ms = clock_monotonic_ms();
     if (!connection->deliveries_blocked &&
         evbuffer_get_length(output) > stomp_adapter_output_high(connection->adapter)) {
         log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->peer,
@@ -163,7 +155,7 @@ void stomp_connection_write_heartbeat(struct stomp_connection *connection)
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     evbuffer_add(bufferevent_get_output(connection->bev), "\n", 1);
-    connection->last_sent_ms = stomp_now_ms();
+    connection->last_sent_ms = clock_monotonic_ms();
 }
 
 /* ---- flow control ------------------------------------------------------------------- */
@@ -190,7 +182,7 @@ void stomp_connection_update_reading(struct stomp_connection *connection)
         bufferevent_enable(connection->bev, EV_READ);
         connection->reading = true;
         /* We were not reading: the client's heart-beats could not be seen. */
-        connection->last_received_ms = stomp_now_ms();
+        connection->last_received_ms = clock_monotonic_ms();
         if (evbuffer_get_length(bufferevent_get_input(connection->bev)) > 0)
             event_active(connection->process_event, EV_TIMEOUT, 0);
     } else if (!want && connection->reading) {
@@ -389,7 +381,7 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
 static void stomp_connection_on_read(struct bufferevent *bev, void *arg)
 {
     struct stomp_connection *connection = arg;
-    connection->last_received_ms = stomp_now_ms(); /* any byte counts as traffic */
+    connection->last_received_ms = clock_monotonic_ms(); /* any byte counts as traffic */
     if (connection->state == STOMP_STATE_CLOSING) {
         struct evbuffer *input = bufferevent_get_input(bev);
         evbuffer_drain(input, evbuffer_get_length(input));
@@ -592,17 +584,9 @@ struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evu
     connection->adapter = adapter;
     connection->state = STOMP_STATE_CONNECTING;
     connection->version = STOMP_VERSION_1_0;
-    stomp_format_peer(peer, peer_len, connection->peer, sizeof(connection->peer));
-
-    evutil_make_socket_nonblocking(fd);
-    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
-        int one = 1; /* receipts and small MESSAGEs should not wait for Nagle */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    connection->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    connection->bev = adapter_socket_open(base, "stomp", fd, peer, peer_len, connection->peer,
+                                          sizeof(connection->peer));
     if (!connection->bev) {
-        log_error("stomp", "%s: cannot create a bufferevent", connection->peer);
-        evutil_closesocket(fd);
         free(connection);
         return NULL;
     }
@@ -633,7 +617,7 @@ struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evu
                       stomp_connection_on_event, connection);
     bufferevent_setwatermark(connection->bev, EV_WRITE, stomp_adapter_output_high(adapter) / 2, 0);
     bufferevent_enable(connection->bev, EV_WRITE);
-    connection->last_received_ms = connection->last_sent_ms = stomp_now_ms();
+    connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
     log_info("stomp", "%s: connection opened%s", connection->peer,
              refuse ? " (over max_connections)" : "");
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "address.h"
+#include "clock.h"
 #include "core.h"
 #include "stomp_adapter.h"
 #include "stomp_frame.h"
@@ -213,8 +214,6 @@ void stomp_subscription_forget(struct stomp_subscription *subscription,
 
 /* ---- heart-beating (stomp_heartbeat.c) ----------------------------------------------- */
 
-/* Monotonic milliseconds. */
-uint64_t stomp_now_ms(void);
 /* Arm the CONNECT timeout (STOMP_CONNECT_TIMEOUT_MS). 0, or -1 on failure. */
 int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection);
 /* Negotiate from the CONNECT heart-beat header (NULL: "0,0") and

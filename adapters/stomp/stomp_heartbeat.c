@@ -35,13 +35,6 @@
 #include "stomp_connection.h"
 #include "stomp_handlers.h"
 
-uint64_t stomp_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
-
 static void stomp_heartbeat_arm(struct event *timer, uint64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
@@ -64,7 +57,7 @@ static void stomp_heartbeat_on_receive_timer(evutil_socket_t fd, short what, voi
     }
     if (connection->heartbeat_recv_ms == 0)
         return;
-    uint64_t now = stomp_now_ms();
+    uint64_t now = clock_monotonic_ms();
     if (!connection->reading)
         connection->last_received_ms = now; /* paused by us: the client is not to blame */
     uint64_t limit = 2 * (uint64_t)connection->heartbeat_recv_ms;
@@ -89,7 +82,7 @@ static void stomp_heartbeat_on_send_timer(evutil_socket_t fd, short what, void *
     if (connection->state == STOMP_STATE_CLOSING || connection->heartbeat_send_ms == 0)
         return;
     uint64_t interval = connection->heartbeat_send_ms;
-    uint64_t elapsed = stomp_now_ms() - connection->last_sent_ms;
+    uint64_t elapsed = clock_monotonic_ms() - connection->last_sent_ms;
     /* 10% early is fine; it avoids re-arming for a millisecond or two. */
     if (elapsed >= interval - interval / 10) {
         stomp_connection_write_heartbeat(connection);
@@ -129,7 +122,7 @@ int stomp_heartbeat_start(struct stomp_connection *connection)
     struct event_base *base = connection->adapter->context.base;
     if (connection->heartbeat_recv_timer)
         event_del(connection->heartbeat_recv_timer); /* the CONNECT timeout */
-    uint64_t now = stomp_now_ms();
+    uint64_t now = clock_monotonic_ms();
     connection->last_received_ms = now;
     connection->last_sent_ms = now;
     if (connection->heartbeat_recv_ms > 0) {
