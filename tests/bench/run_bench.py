@@ -1,0 +1,538 @@
+#!/usr/bin/python3
+"""run_bench.py -- the standard kbridge benchmark matrix (`make bench`,
+`make bench-compare`).
+
+Starts a kbridge-devkafka and a kbridged on it (tests/bench/kbridge-bench.yaml,
+loopback, ephemeral ports), runs kbridge-bench for every workload over STOMP
+and AMQP 1.0 against kbridged and the same workload directly with librdkafka
+on the same broker, optionally against RabbitMQ (installed from Debian when
+absent), and writes docs/benchmarks.md: the figures, the ratios, the targets
+of issue 6, the verification counts, the machine and the exact commands.
+Every kbridge-bench run prints one JSON line; they are all kept in the doc.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+PARTITIONS = 16  # the dev broker keeps ~5 MiB per partition: room for the counts below
+
+
+def log(message):
+    print(f"run_bench: {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class DevKafka:
+    def __init__(self, builddir):
+        self.proc = subprocess.Popen(
+            [os.path.join(builddir, "daemon", "kbridge-devkafka"), "--partitions",
+             str(PARTITIONS), "--log-level", "warn"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        if not self.bootstrap:
+            raise RuntimeError("kbridge-devkafka did not start")
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"kbridge-devkafka: {line}: {answer}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+class Kbridged:
+    def __init__(self, builddir, bootstrap, workdir):
+        with open(os.path.join(HERE, "kbridge-bench.yaml")) as f:
+            config = f.read()
+        self.ports = {"stomp": free_port(), "amqp": free_port(), "http": free_port()}
+        config = config.replace("@BOOTSTRAP@", bootstrap)
+        for name, port in self.ports.items():
+            config = config.replace(f"@{name.upper()}_PORT@", str(port))
+        self.config_path = os.path.join(workdir, "kbridge-bench.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        self.log_path = os.path.join(workdir, "kbridged.log")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen([os.path.join(builddir, "daemon", "kbridged"), "-c",
+                                      self.config_path], stdout=self.log_file,
+                                     stderr=subprocess.STDOUT)
+        wait_for(self.ready, 60, "kbridged /readyz")
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"kbridged exited: {open(self.log_path).read()[-2000:]}")
+        try:
+            import urllib.request
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['http']}/readyz",
+                                        timeout=2) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        self.log_file.close()
+
+
+class RabbitMQ:
+    """A RabbitMQ node of our own: loopback listeners, data in a temporary
+    directory, STOMP and AMQP 1.0 plugins, stopped at the end."""
+
+    def __init__(self, workdir):
+        ensure_rabbitmq_installed()
+        self.base = os.path.join(workdir, "rabbitmq")
+        os.makedirs(self.base, exist_ok=True)
+        self.ports = {"amqp": free_port(), "stomp": free_port(), "dist": free_port()}
+        self.node = f"kbridge-bench-{os.getpid()}@localhost"
+        with open(os.path.join(self.base, "rabbitmq.conf"), "w") as f:
+            f.write(f"listeners.tcp.1 = 127.0.0.1:{self.ports['amqp']}\n"
+                    f"stomp.listeners.tcp.1 = 127.0.0.1:{self.ports['stomp']}\n"
+                    "loopback_users = none\n")
+        with open(os.path.join(self.base, "enabled_plugins"), "w") as f:
+            f.write("[rabbitmq_stomp,rabbitmq_amqp1_0].\n")
+        self.env = dict(os.environ,
+                        RABBITMQ_NODENAME=self.node,
+                        RABBITMQ_CONFIG_FILE=os.path.join(self.base, "rabbitmq"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.base, "enabled_plugins"),
+                        RABBITMQ_MNESIA_BASE=os.path.join(self.base, "mnesia"),
+                        RABBITMQ_LOG_BASE=os.path.join(self.base, "log"),
+                        RABBITMQ_DIST_PORT=str(self.ports["dist"]),
+                        ERL_EPMD_ADDRESS="127.0.0.1",
+                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+                        HOME=self.base)
+        self.log_file = open(os.path.join(self.base, "server.out"), "w")
+        self.proc = subprocess.Popen(["rabbitmq-server"], env=self.env, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        subprocess.run(["rabbitmqctl", "-n", self.node, "await_startup", "--timeout", "120"],
+                       env=self.env, check=True, stdout=subprocess.DEVNULL)
+        self.version = subprocess.run(["rabbitmqctl", "-n", self.node, "version"], env=self.env,
+                                      capture_output=True, text=True).stdout.strip()
+
+    def pid(self):
+        out = subprocess.run(["rabbitmqctl", "-n", self.node, "eval", "os:getpid()."],
+                             env=self.env, capture_output=True, text=True).stdout
+        return int(out.strip().strip('"'))
+
+    def stop(self):
+        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        # epmd was started for this node; it listens on loopback only
+        subprocess.run(["epmd", "-kill"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log_file.close()
+
+
+def ensure_rabbitmq_installed():
+    if shutil.which("rabbitmq-server"):
+        return
+    log("installing rabbitmq-server from Debian (its service is not started)")
+    policy = "/usr/sbin/policy-rc.d"
+    created = not os.path.exists(policy)
+    if created:  # keep apt from starting the system service on 0.0.0.0
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "rabbitmq-server"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+                       stdout=subprocess.DEVNULL)
+    finally:
+        if created:
+            os.unlink(policy)
+
+
+def run_bench(builddir, args, timeout=600):
+    command = [os.path.join(builddir, "tests", "bench", "kbridge-bench")] + args
+    log(" ".join(command[1:]))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"kbridge-bench printed no summary: {proc.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    result["command"] = "kbridge-bench " + " ".join(args)
+    if not result.get("ok"):
+        log(f"NOT OK: {lines[-1]}")
+    return result
+
+
+# ---- the matrix -----------------------------------------------------------------------------
+
+def matrix(scale):
+    """(id, title, {target-kind: args}) rows. Target kinds: stomp, amqp, kafka."""
+    n = lambda count: str(max(1000, int(count * scale)))
+    latency = ["--workload", "latency", "--rate", "5000", "--duration", str(max(2, 10 * scale))]
+    return [
+        ("publish-batched", "Publish, batched confirmations (100-byte persistent)", {
+            "stomp": ["--workload", "publish", "--count", n(200000), "--confirm", "none"],
+            "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "unsettled",
+                     "--window", "10000"],
+            "kafka": ["--workload", "publish", "--count", n(200000), "--window", "0"],
+        }),
+        ("publish-each", "Publish, every message confirmed, 1,000 in flight", {
+            "stomp": ["--workload", "publish", "--count", n(100000), "--confirm", "each",
+                      "--window", "1000"],
+            "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
+                     "--window", "1000"],
+            "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
+        }),
+        ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", {
+            "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "presettled"],
+        }),
+        ("consume", "Consume, per-message ack, prefetch 100", {
+            "stomp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
+            "amqp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
+            "kafka": ["--workload", "consume", "--count", n(100000)],
+        }),
+        ("latency", "End-to-end latency at 5,000 msg/s", {
+            "stomp": latency, "amqp": latency, "kafka": latency,
+        }),
+        ("request-reply", "Request-reply round trip, one request at a time", {
+            "stomp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
+            "amqp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
+        }),
+        ("request-reply-100", "Request-reply, 100 requests in flight", {
+            "stomp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
+            "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
+        }),
+        ("idle", "Idle STOMP connections (RSS of the server)", {
+            "stomp": ["--workload", "idle", "--connections", n(10000)],
+        }),
+    ]
+
+
+def run_matrix(builddir, scale, kinds, targets):
+    """targets: name -> dict(stomp=(host, port), amqp=(host, port), kafka=bootstrap,
+    user=..., password=..., create_topic=fn, pid=fn)."""
+    results = []
+    for row_id, title, per_kind in matrix(scale):
+        for target_name, target in targets.items():
+            for kind, args in per_kind.items():
+                if kind not in kinds or kind not in target["kinds"]:
+                    continue
+                queue = f"bench-{row_id}-{kind}-{target_name}-{int(time.time() * 1000) % 10**9}"
+                if target.get("create_topic") and "idle" not in row_id:
+                    target["create_topic"](queue)
+                full = ["--protocol", kind, "--target", target_name, "--queue", queue] + list(args)
+                if kind == "kafka":
+                    full += ["--bootstrap", target["kafka"]]
+                else:
+                    host, port = target[kind]
+                    full += ["--host", host, "--port", str(port)]
+                    if target.get("user"):
+                        full += ["--user", target["user"], "--password", target["password"]]
+                if row_id == "idle" and target.get("pid"):
+                    full += ["--target-pid", str(target["pid"]())]
+                try:
+                    result = run_bench(builddir, full)
+                except Exception as e:  # a failed run is reported, never hidden
+                    result = {"ok": False, "error": str(e), "command": " ".join(full),
+                              "protocol": kind, "target": target_name}
+                result["row"] = row_id
+                results.append(result)
+    return results
+
+
+# ---- the report -----------------------------------------------------------------------------
+
+def find(results, row, target, protocol):
+    for r in results:
+        if r.get("row") == row and r.get("target") == target and r.get("protocol") == protocol:
+            return r
+    return None
+
+
+def figure(r, row):
+    if r is None:
+        return "—"
+    if not r.get("ok"):
+        return f"FAILED ({r.get('error', 'verification')[:80]})"
+    if row == "latency":
+        return f"p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} / p99.9 {r['p999_ms']:.1f} / max {r['max_ms']:.1f} ms"
+    if row.startswith("request-reply"):
+        text = f"{r['msgs_per_sec']:,.0f} req/s"
+        if "p50_ms" in r:
+            text += f", p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms"
+        return text
+    if row == "idle":
+        per = r.get("kib_per_connection")
+        return f"{per:.1f} KiB/conn" if per is not None else "RSS not measured"
+    return f"{r['msgs_per_sec']:,.0f} msg/s"
+
+
+def value(r, row):
+    if r is None or not r.get("ok"):
+        return None
+    if row == "latency":
+        return r.get("p99_ms")
+    if row == "idle":
+        return r.get("kib_per_connection")
+    return r.get("msgs_per_sec")
+
+
+def ratio(a, b, lower_is_better=False):
+    if a is None or b is None or a == 0 or b == 0:
+        return "—"
+    return f"{(b / a if lower_is_better else a / b):.2f}×"
+
+
+def verification(r):
+    if r is None:
+        return "—"
+    if "expected" not in r:
+        return "n/a" if r.get("ok") else "FAILED"
+    return (f"{r['received']:,}/{r['expected']:,} received, lost {r['lost']}, dup {r['duplicated']},"
+            f" out of order {r['out_of_order']}")
+
+
+def targets_section(results, have_rabbit):
+    """Issue 6's targets, each with the figure it is judged by."""
+    lines = ["| Target | Figure | Met? |", "| --- | --- | --- |"]
+
+    def row(text, got, goal, ok):
+        lines.append(f"| {text} | {got} | {'yes' if ok else ('**no** — ' + goal) if ok is False else 'not measured'} |")
+
+    kafka_batched = value(find(results, "publish-batched", "kafka", "kafka"), "publish-batched")
+    for proto in ("stomp", "amqp"):
+        v = value(find(results, "publish-batched", "kbridge", proto), "publish-batched")
+        ok = None if v is None or kafka_batched is None else v >= 0.5 * kafka_batched
+        got = f"{v:,.0f} msg/s = {v / kafka_batched:.2f}× direct" if ok is not None else "—"
+        row(f"batched-confirm publish ({proto.upper()}) ≥ 0.5× direct librdkafka", got,
+            f"{0.5 * kafka_batched:,.0f} msg/s needed" if kafka_batched else "", ok)
+    for proto in ("stomp", "amqp"):
+        v = value(find(results, "publish-each", "kbridge", proto), "publish-each")
+        rv = value(find(results, "publish-each", "rabbitmq", proto), "publish-each") if have_rabbit else None
+        ok = None if v is None or rv is None else v >= 10 * rv
+        got = (f"{v:,.0f} msg/s = {v / rv:.1f}× RabbitMQ" if ok is not None else
+               (f"{v:,.0f} msg/s (RabbitMQ not run: `make bench-compare`)" if v else "—"))
+        row(f"per-message-confirmed publish ({proto.upper()}) ≥ 10× RabbitMQ", got,
+            "10× RabbitMQ", ok)
+    kafka_consume = value(find(results, "consume", "kafka", "kafka"), "consume")
+    for proto in ("stomp", "amqp"):
+        v = value(find(results, "consume", "kbridge", proto), "consume")
+        rv = value(find(results, "consume", "rabbitmq", proto), "consume") if have_rabbit else None
+        ok_k = None if v is None or kafka_consume is None else v >= 0.5 * kafka_consume
+        row(f"per-message-ack consume ({proto.upper()}) ≥ 0.5× direct librdkafka consumer",
+            f"{v:,.0f} msg/s = {v / kafka_consume:.2f}× direct" if ok_k is not None else "—",
+            "0.5× direct", ok_k)
+        ok_r = None if v is None or rv is None else v >= 5 * rv
+        row(f"per-message-ack consume ({proto.upper()}) ≥ 5× RabbitMQ",
+            f"{v:,.0f} msg/s = {v / rv:.1f}× RabbitMQ" if ok_r is not None else
+            "RabbitMQ not run" if v else "—", "5× RabbitMQ", ok_r)
+    for proto in ("stomp", "amqp"):
+        r = find(results, "latency", "kbridge", proto)
+        v = value(r, "latency")
+        row(f"end-to-end p99 ({proto.upper()}) ≤ 5 ms at 5,000 msg/s",
+            f"p99 {v:.1f} ms" if v is not None else "—", f"{v - 5:.1f} ms over" if v else "",
+            None if v is None else v <= 5.0)
+    v = value(find(results, "idle", "kbridge", "stomp"), "idle")
+    row("≤ 10 KiB RSS per idle STOMP connection (10,000 connections)",
+        f"{v:.1f} KiB" if v is not None else "—", "10 KiB", None if v is None else v <= 10.0)
+    return "\n".join(lines)
+
+
+def write_report(path, results, context, have_rabbit):
+    rows = matrix(1.0)
+    out = []
+    out.append("# kbridge benchmarks\n")
+    out.append("<!-- Generated by `make bench` / `make bench-compare` (tests/bench/run_bench.py)."
+               " Do not edit by hand: the analysis comes from tests/bench/analysis.md. -->\n")
+    out.append(f"Run on {context['date']} with `{context['command']}`.\n")
+    out.append("Every figure below is one kbridge-bench run (its JSON line is at the end). Each run"
+               " verifies what it measured: the consumer side checks that every message arrived,"
+               " how many came twice and whether any key's order was broken; a failed"
+               " verification shows as FAILED, never as a figure. Ratios are kbridge ÷ the"
+               " reference (for latency and memory: reference ÷ kbridge, so > 1 means kbridge"
+               " is better).\n")
+    out.append("## Machine and versions\n")
+    for key, val in context["machine"].items():
+        out.append(f"- {key}: {val}")
+    out.append("")
+    out.append("## Results\n")
+    header = ["Workload", "kbridge STOMP", "kbridge AMQP 1.0", "direct librdkafka",
+              "STOMP ÷ direct", "AMQP ÷ direct"]
+    if have_rabbit:
+        header += ["RabbitMQ STOMP", "RabbitMQ AMQP 1.0", "STOMP ÷ RabbitMQ", "AMQP ÷ RabbitMQ"]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + " --- |" * len(header))
+    for row_id, title, _ in rows:
+        ks = find(results, row_id, "kbridge", "stomp")
+        ka = find(results, row_id, "kbridge", "amqp")
+        kk = find(results, row_id, "kafka", "kafka")
+        low = row_id in ("latency", "idle")
+        cells = [title, figure(ks, row_id), figure(ka, row_id), figure(kk, row_id),
+                 ratio(value(ks, row_id), value(kk, row_id), low),
+                 ratio(value(ka, row_id), value(kk, row_id), low)]
+        if have_rabbit:
+            rs = find(results, row_id, "rabbitmq", "stomp")
+            ra = find(results, row_id, "rabbitmq", "amqp")
+            cells += [figure(rs, row_id), figure(ra, row_id),
+                      ratio(value(ks, row_id), value(rs, row_id), low),
+                      ratio(value(ka, row_id), value(ra, row_id), low)]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("## Targets (issue 6)\n")
+    out.append(targets_section(results, have_rabbit))
+    out.append("")
+    out.append("## Verification\n")
+    out.append("| Workload | Target | Protocol | Sent / confirmed | Consumer side |")
+    out.append("| --- | --- | --- | --- | --- |")
+    for r in results:
+        out.append(f"| {r.get('row')} | {r.get('target')} | {r.get('protocol')} | "
+                   f"{r.get('sent', '—')} / {r.get('confirmed', '—')} | {verification(r)} |")
+    out.append("")
+    analysis = os.path.join(HERE, "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            out.append(f.read().rstrip() + "\n")
+    out.append("## How to reproduce\n")
+    out.append("```\n" + context["command"] + "\n```\n")
+    out.append("Each row's exact kbridge-bench command and its summary line:\n")
+    out.append("```")
+    for r in results:
+        out.append("$ " + r.get("command", ""))
+        out.append(json.dumps({k: v for k, v in r.items() if k not in ("command", "row")},
+                              separators=(",", ":")))
+    out.append("```")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def machine_context(builddir, rabbit_version):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        cpu = m.group(1) if m else cpu
+    with open("/proc/meminfo") as f:
+        mem_kib = int(re.search(r"^MemTotal:\s+(\d+)", f.read(), re.M).group(1))
+    kbridged = subprocess.run([os.path.join(builddir, "daemon", "kbridged"), "--version"],
+                              capture_output=True, text=True).stdout.strip()
+
+    def pkg(name):
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True,
+                             text=True)
+        return out.stdout.strip() or "not installed"
+
+    try:
+        debian = open("/etc/debian_version").read().strip()
+    except OSError:
+        debian = "unknown"
+    machine = {
+        "CPU": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{mem_kib / 1048576:.1f} GiB",
+        "OS": f"Debian {debian}, Linux {platform.release()}",
+        "kbridged": kbridged,
+        "Kafka": "kbridge-devkafka (librdkafka's mock cluster, in memory, 1 broker,"
+                 f" {PARTITIONS} partitions per topic)",
+        "librdkafka": pkg("librdkafka1"),
+        "Qpid Proton": pkg("libqpid-proton11"),
+        "kbridged config": "tests/bench/kbridge-bench.yaml",
+    }
+    if rabbit_version:
+        machine["RabbitMQ"] = f"{rabbit_version} (Debian rabbitmq-server {pkg('rabbitmq-server')},"\
+                              " STOMP and AMQP 1.0 plugins, data in a temporary directory)"
+    return machine
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--builddir", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--rabbitmq", action="store_true", help="also run against RabbitMQ")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply message counts (quick runs: 0.1)")
+    parser.add_argument("--only", default="stomp,amqp,kafka", help="protocols to run")
+    args = parser.parse_args()
+    kinds = args.only.split(",")
+
+    workdir = tempfile.mkdtemp(prefix="kbridge-bench-")
+    devkafka = kbridged = rabbit = None
+    results = []
+    try:
+        devkafka = DevKafka(args.builddir)
+        kbridged = Kbridged(args.builddir, devkafka.bootstrap, workdir)
+        targets = {
+            "kbridge": {"kinds": ("stomp", "amqp"),
+                        "stomp": ("127.0.0.1", kbridged.ports["stomp"]),
+                        "amqp": ("127.0.0.1", kbridged.ports["amqp"]),
+                        "create_topic": lambda q: devkafka.command(f"topic create {q} {PARTITIONS}"),
+                        "pid": lambda: kbridged.proc.pid},
+            "kafka": {"kinds": ("kafka",), "kafka": devkafka.bootstrap,
+                      "create_topic": lambda q: devkafka.command(f"topic create {q} {PARTITIONS}")},
+        }
+        rabbit_version = None
+        if args.rabbitmq:
+            rabbit = RabbitMQ(workdir)
+            rabbit_version = rabbit.version
+            targets["rabbitmq"] = {"kinds": ("stomp", "amqp"),
+                                   "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
+                                   "amqp": ("127.0.0.1", rabbit.ports["amqp"]),
+                                   "user": "guest", "password": "guest", "pid": rabbit.pid}
+        results = run_matrix(args.builddir, args.scale, kinds, targets)
+        command = "make bench-compare" if args.rabbitmq else "make bench"
+        if args.scale != 1.0:
+            command += f" BENCH_ARGS='--scale {args.scale}'"
+        context = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                   "command": command,
+                   "machine": machine_context(args.builddir, rabbit_version)}
+        write_report(args.output, results, context, args.rabbitmq)
+        log(f"wrote {args.output}")
+    finally:
+        for thing in (rabbit, kbridged, devkafka):
+            if thing:
+                try:
+                    thing.stop()
+                except Exception as e:
+                    log(f"stopping: {e}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    failed = [r for r in results if not r.get("ok")]
+    for r in failed:
+        log(f"FAILED: {r.get('command')}: {r.get('error', 'verification failed')}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
