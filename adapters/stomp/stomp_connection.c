@@ -32,12 +32,20 @@
  *    (pending publish callbacks are forgotten: their records still reach
  *    Kafka, but nobody is left to tell).
  *
- * BACKPRESSURE (hysteresis: stop above the high mark, resume at the low one)
+ * BACKPRESSURE
  * ------------
  *  - Publishing: after a SEND, when this connection's unconfirmed publishes
- *    (core_session_unconfirmed) reach limits.max_unconfirmed, the socket is
- *    no longer read (EV_READ off, and frames already buffered wait); reading
- *    resumes when confirmations bring it down to max_unconfirmed / 2. When
+ *    (core_session_unconfirmed) reach limits.max_unconfirmed, frames are no
+ *    longer parsed; parsing resumes as soon as a confirmation brings it
+ *    below max_unconfirmed (no hysteresis: waiting for half the window to
+ *    drain left librdkafka without new records and cost 4x the throughput
+ *    with a client window equal to max_unconfirmed). While paused the socket is still read, up to
+ *    limits.max_frame_size bytes ahead (the bufferevent's read high
+ *    watermark; a connection may buffer one such frame anyway): stopping
+ *    the socket outright closed the client's TCP window, and reopening it
+ *    waited for delayed ACKs (~40 ms stalls that cut STOMP publish
+ *    throughput by 3-10x in kbridge-bench). An EOF that arrives while frames
+ *    wait is held (eof_pending) until they are parsed. When
  *    core_publish answers CORE_ERR_BUSY (librdkafka's queue is full) the SEND
  *    is kept, reading stops, and the SEND is retried when one of our
  *    publishes is confirmed or after STOMP_BUSY_RETRY_MS (50 ms), whichever
@@ -173,21 +181,41 @@ void stomp_connection_block_deliveries(struct stomp_connection *connection, bool
     }
 }
 
+/* Paused for publishing backpressure only: the socket may be read ahead. */
+static bool stomp_connection_may_read_ahead(const struct stomp_connection *connection)
+{
+    return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
+           !connection->adapter->draining && !connection->eof_pending &&
+           (connection->publish_paused || connection->busy_frame);
+}
+
 void stomp_connection_update_reading(struct stomp_connection *connection)
 {
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     bool want = stomp_connection_may_parse(connection);
     if (want && !connection->reading) {
-        bufferevent_enable(connection->bev, EV_READ);
+        bufferevent_setwatermark(connection->bev, EV_READ, 0, 0);
+        if (!connection->eof_pending)
+            bufferevent_enable(connection->bev, EV_READ);
         connection->reading = true;
         /* We were not reading: the client's heart-beats could not be seen. */
         connection->last_received_ms = clock_monotonic_ms();
-        if (evbuffer_get_length(bufferevent_get_input(connection->bev)) > 0)
+        if (evbuffer_get_length(bufferevent_get_input(connection->bev)) > 0 ||
+            connection->eof_pending)
             event_active(connection->process_event, EV_TIMEOUT, 0);
     } else if (!want && connection->reading) {
-        bufferevent_disable(connection->bev, EV_READ);
+        /* reading stays false while paused: heart-beats are not checked */
         connection->reading = false;
+        if (stomp_connection_may_read_ahead(connection)) {
+            struct stomp_limits limits;
+            stomp_connection_limits(connection, &limits);
+            bufferevent_setwatermark(connection->bev, EV_READ, 0, limits.max_frame_size);
+        } else {
+            bufferevent_disable(connection->bev, EV_READ);
+        }
+    } else if (!want && !stomp_connection_may_read_ahead(connection)) {
+        bufferevent_disable(connection->bev, EV_READ); /* e.g. paused, then draining */
     }
 }
 
@@ -196,7 +224,7 @@ void stomp_connection_publish_done(struct stomp_connection *connection)
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     uint32_t max_unconfirmed = stomp_connection_config(connection)->limits.max_unconfirmed;
-    if (connection->publish_paused && connection->unconfirmed <= max_unconfirmed / 2) {
+    if (connection->publish_paused && connection->unconfirmed < max_unconfirmed) {
         connection->publish_paused = false;
         log_debug("stomp", "%s: %u publish(es) unconfirmed, reading again", connection->peer,
                   connection->unconfirmed);
@@ -311,7 +339,7 @@ static bool stomp_connection_partial_frame(struct stomp_connection *connection)
  * more bytes are buffered is the buffer pulled up (to at most one frame's
  * worth). libevent grows the first chunk geometrically, so a large frame
  * arriving in small reads is copied O(size) times in total. */
-static void stomp_connection_process_input(struct stomp_connection *connection)
+static void stomp_connection_parse_input(struct stomp_connection *connection)
 {
     struct evbuffer *input = bufferevent_get_input(connection->bev);
     size_t want = 0; /* 0: the first chunk as it is; else pull up this many bytes */
@@ -375,6 +403,19 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
             stomp_connection_parse_failed(connection, reason[0] ? reason : "malformed frame");
             return;
         }
+    }
+}
+
+static void stomp_connection_on_event(struct bufferevent *bev, short events, void *arg);
+
+/* Parse what is buffered; then act on an EOF that waited for it. */
+static void stomp_connection_process_input(struct stomp_connection *connection)
+{
+    stomp_connection_parse_input(connection);
+    if (connection->eof_pending && connection->state != STOMP_STATE_CLOSING &&
+        stomp_connection_may_parse(connection)) {
+        connection->eof_pending = false;
+        stomp_connection_on_event(connection->bev, BEV_EVENT_EOF | BEV_EVENT_READING, connection);
     }
 }
 
@@ -467,6 +508,15 @@ static void stomp_connection_on_event(struct bufferevent *bev, short events, voi
     struct stomp_connection *connection = arg;
     if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
+    /* Paused with frames still to parse: they were sent before the close
+     * and are handled first (stomp_connection_process_input comes back). */
+    if ((events & BEV_EVENT_EOF) && !(events & BEV_EVENT_ERROR) &&
+        connection->state != STOMP_STATE_CLOSING && !stomp_connection_may_parse(connection) &&
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        connection->eof_pending = true;
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
     /* The client shut its side in the middle of a frame (no NUL came): say
      * so, in case it still reads (a half-closed socket). Only while reading:
      * then what is buffered is an incomplete frame, not frames held back. */

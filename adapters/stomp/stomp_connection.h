@@ -134,6 +134,7 @@ struct stomp_connection {
     struct event *retry_timer;       /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
 
     /* DISCONNECT: wait for every publish to be confirmed, then RECEIPT. */
+    bool eof_pending; /* the client closed while frames waited unparsed (paused) */
     bool disconnecting;
     char *disconnect_receipt;
 
