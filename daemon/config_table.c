@@ -727,9 +727,13 @@ const struct config_key config_keys[] = {
         .offset = offsetof(struct config, limits.max_unconfirmed),
         .min = 1,
         .max = 1000000,
-        .default_value = "1000",
-        .description = "Publishes of one connection waiting for Kafka's confirmation; above "
-                       "it kbridged stops reading that connection until Kafka catches up.",
+        .default_value = "10000",
+        .description = "Publishes of one connection waiting for Kafka's confirmation; at it "
+                       "kbridged takes no more from that connection until Kafka confirms one. "
+                       "Records in flight are held by librdkafka, whose "
+                       "queue.buffering.max.kbytes bounds them for all connections together. "
+                       "Below ~5000 a single fast publisher is limited by Kafka's round trip "
+                       "(docs/benchmarks.md).",
     },
     {
         .name = "limits.heartbeat",

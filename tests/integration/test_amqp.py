@@ -87,7 +87,7 @@ def test_a_presettled_flood_is_bounded_and_all_reaches_kafka(kbridged_factory, b
     send_windowed(daemon, name, [Message(body=payload) for _ in range(count)], presettle=True)
     peak = rss_kib(daemon)
     # credit follows Kafka's confirmations: kbridged holds at most
-    # limits.max_unconfirmed (1000) messages at a time. Under AddressSanitizer
+    # limits.max_unconfirmed (10000) messages at a time. Under AddressSanitizer
     # RSS measures its quarantine, not us (LeakSanitizer checks at exit).
     if not under_asan(daemon):
         assert peak - before < 150 * 1024, f"RSS grew from {before} to {peak} KiB"

@@ -221,7 +221,7 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->limits.max_message_size, MIB);
     ck_assert_uint_eq(config->limits.max_headers, 64);
     ck_assert_uint_eq(config->limits.max_connections, 10000);
-    ck_assert_uint_eq(config->limits.max_unconfirmed, 1000);
+    ck_assert_uint_eq(config->limits.max_unconfirmed, 10000);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 10000);
     ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
     ck_assert_int_eq(config->log.format, LOG_FORMAT_TEXT);
