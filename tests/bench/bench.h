@@ -18,6 +18,7 @@
 
 #define BENCH_PAYLOAD_MIN 64
 #define BENCH_ERROR_SIZE 512
+#define BENCH_MAX_KAFKA_PROPERTIES 16
 
 /* What the user asked for on the command line. */
 struct bench_options {
@@ -42,6 +43,8 @@ struct bench_options {
     int target_pid;        /* idle: process whose RSS is measured (0: not measured) */
     int verify;            /* publish: drain the queue afterwards and check it */
     double idle_timeout;   /* consumer gives up after this many quiet seconds */
+    const char *kafka_properties[BENCH_MAX_KAFKA_PROPERTIES]; /* "name=value" (protocol kafka) */
+    int kafka_property_count;
 };
 
 /* The payload: "KB1 TAG SEQ KEY SENT_NS " then padding to the size. TAG is

@@ -2,8 +2,8 @@
  * directly with librdkafka against the same Kafka, with the settings
  * kbridged itself uses (idempotent producer, acks=all; a consumer group that
  * stores each offset after the message is processed and commits every
- * second; fetch.wait.max.ms as in tests/bench/kbridge-bench.yaml). The queue
- * name is the topic name. */
+ * second). --kafka-property NAME=VALUE sets more (run_bench.py passes what
+ * the kbridged it compares with uses). The queue name is the topic name. */
 #include "bench.h"
 
 #include <inttypes.h>
@@ -29,6 +29,24 @@ static rd_kafka_conf_t *base_conf(struct bench_session *session)
         bench_fail(session, "kafka config: %s", why);
         rd_kafka_conf_destroy(conf);
         return NULL;
+    }
+    const struct bench_options *options = session->options;
+    for (int i = 0; i < options->kafka_property_count; i++) {
+        char name[256];
+        const char *property = options->kafka_properties[i];
+        const char *equals = strchr(property, '=');
+        if (!equals || (size_t)(equals - property) >= sizeof(name)) {
+            bench_fail(session, "--kafka-property '%s' is not NAME=VALUE", property);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+        memcpy(name, property, (size_t)(equals - property));
+        name[equals - property] = '\0';
+        if (rd_kafka_conf_set(conf, name, equals + 1, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+            bench_fail(session, "--kafka-property %s: %s", property, why);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     }
     return conf;
 }
@@ -133,10 +151,7 @@ static int kafka_consume(struct bench_session *session)
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, sizeof(why)) !=
             RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", why, sizeof(why)) !=
-            RD_KAFKA_CONF_OK ||
-        /* as kbridged in tests/bench/kbridge-bench.yaml: the dev broker holds an
-         * empty fetch for this long even when data arrives meanwhile */
-        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "5", why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+            RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return bench_fail(session, "kafka consumer config: %s", why);
     }

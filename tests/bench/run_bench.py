@@ -30,6 +30,14 @@ SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 PARTITIONS = 16  # the dev broker keeps ~5 MiB per partition: room for the counts below
 
+# librdkafka settings of each profile, for kbridged (kafka.producer / kafka.consumer)
+# and for the direct librdkafka runs alike. "throughput" is kbridge-bench.yaml as
+# it is; "latency" trades batching for latency (see the doc's notes).
+PROFILES = {
+    "throughput": {"producer": {}, "consumer": {"fetch.wait.max.ms": "5"}},
+    "latency": {"producer": {"linger.ms": "1"}, "consumer": {"fetch.wait.max.ms": "1"}},
+}
+
 
 def log(message):
     print(f"run_bench: {message}", file=sys.stderr, flush=True)
@@ -75,17 +83,23 @@ class DevKafka:
 
 
 class Kbridged:
-    def __init__(self, builddir, bootstrap, workdir):
+    def __init__(self, builddir, bootstrap, workdir, profile="throughput"):
+        import yaml
         with open(os.path.join(HERE, "kbridge-bench.yaml")) as f:
             config = f.read()
         self.ports = {"stomp": free_port(), "amqp": free_port(), "http": free_port()}
         config = config.replace("@BOOTSTRAP@", bootstrap)
         for name, port in self.ports.items():
             config = config.replace(f"@{name.upper()}_PORT@", str(port))
-        self.config_path = os.path.join(workdir, "kbridge-bench.yaml")
+        parsed = yaml.safe_load(config)
+        for side in ("producer", "consumer"):
+            parsed["kafka"].setdefault(side, {}).update(PROFILES[profile][side])
+        self.profile = profile
+        parsed["node_id"] = f"bench-{profile}"
+        self.config_path = os.path.join(workdir, f"kbridge-bench-{profile}.yaml")
         with open(self.config_path, "w") as f:
-            f.write(config)
-        self.log_path = os.path.join(workdir, "kbridged.log")
+            yaml.safe_dump(parsed, f, sort_keys=False)
+        self.log_path = os.path.join(workdir, f"kbridged-{profile}.log")
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen([os.path.join(builddir, "daemon", "kbridged"), "-c",
                                       self.config_path], stdout=self.log_file,
@@ -202,44 +216,45 @@ def run_bench(builddir, args, timeout=600):
 # ---- the matrix -----------------------------------------------------------------------------
 
 def matrix(scale):
-    """(id, title, {target-kind: args}) rows. Target kinds: stomp, amqp, kafka."""
+    """(id, title, profile, {target-kind: args}) rows. Target kinds: stomp, amqp, kafka."""
     n = lambda count: str(max(1000, int(count * scale)))
     latency = ["--workload", "latency", "--rate", "5000", "--duration", str(max(2, 10 * scale))]
     return [
-        ("publish-batched", "Publish, batched confirmations (100-byte persistent)", {
+        # first, while the daemons are fresh: RSS growth per connection
+        ("idle", "Idle STOMP connections (RSS of the server)", "throughput", {
+            "stomp": ["--workload", "idle", "--connections", n(10000)],
+        }),
+        ("publish-batched", "Publish, batched confirmations (100-byte persistent)", "throughput", {
             "stomp": ["--workload", "publish", "--count", n(200000), "--confirm", "none"],
             "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "unsettled",
                      "--window", "10000"],
             "kafka": ["--workload", "publish", "--count", n(200000), "--window", "0"],
         }),
-        ("publish-each", "Publish, every message confirmed, 1,000 in flight", {
+        ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput", {
             "stomp": ["--workload", "publish", "--count", n(100000), "--confirm", "each",
                       "--window", "1000"],
             "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
                      "--window", "1000"],
             "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
         }),
-        ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", {
+        ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", "throughput", {
             "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "presettled"],
         }),
-        ("consume", "Consume, per-message ack, prefetch 100", {
+        ("consume", "Consume, per-message ack, prefetch 100", "throughput", {
             "stomp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
             "amqp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
             "kafka": ["--workload", "consume", "--count", n(100000)],
         }),
-        ("latency", "End-to-end latency at 5,000 msg/s", {
+        ("latency", "End-to-end latency at 5,000 msg/s", "latency", {
             "stomp": latency, "amqp": latency, "kafka": latency,
         }),
-        ("request-reply", "Request-reply round trip, one request at a time", {
+        ("request-reply", "Request-reply round trip, one request at a time", "latency", {
             "stomp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
         }),
-        ("request-reply-100", "Request-reply, 100 requests in flight", {
+        ("request-reply-100", "Request-reply, 100 requests in flight", "latency", {
             "stomp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
-        }),
-        ("idle", "Idle STOMP connections (RSS of the server)", {
-            "stomp": ["--workload", "idle", "--connections", n(10000)],
         }),
     ]
 
@@ -248,8 +263,9 @@ def run_matrix(builddir, scale, kinds, targets):
     """targets: name -> dict(stomp=(host, port), amqp=(host, port), kafka=bootstrap,
     user=..., password=..., create_topic=fn, pid=fn)."""
     results = []
-    for row_id, title, per_kind in matrix(scale):
-        for target_name, target in targets.items():
+    for row_id, title, profile, per_kind in matrix(scale):
+        for target_name, target_profiles in targets.items():
+            target = target_profiles.get(profile) or target_profiles["throughput"]
             for kind, args in per_kind.items():
                 if kind not in kinds or kind not in target["kinds"]:
                     continue
@@ -259,6 +275,9 @@ def run_matrix(builddir, scale, kinds, targets):
                 full = ["--protocol", kind, "--target", target_name, "--queue", queue] + list(args)
                 if kind == "kafka":
                     full += ["--bootstrap", target["kafka"]]
+                    for side in ("producer", "consumer"):
+                        for name, val in PROFILES[profile][side].items():
+                            full += ["--kafka-property", f"{name}={val}"]
                 else:
                     host, port = target[kind]
                     full += ["--host", host, "--port", str(port)]
@@ -272,6 +291,7 @@ def run_matrix(builddir, scale, kinds, targets):
                     result = {"ok": False, "error": str(e), "command": " ".join(full),
                               "protocol": kind, "target": target_name}
                 result["row"] = row_id
+                result["profile"] = profile
                 results.append(result)
     return results
 
@@ -398,7 +418,7 @@ def write_report(path, results, context, have_rabbit):
         header += ["RabbitMQ STOMP", "RabbitMQ AMQP 1.0", "STOMP ÷ RabbitMQ", "AMQP ÷ RabbitMQ"]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + " --- |" * len(header))
-    for row_id, title, _ in rows:
+    for row_id, title, _, _ in rows:
         ks = find(results, row_id, "kbridge", "stomp")
         ka = find(results, row_id, "kbridge", "amqp")
         kk = find(results, row_id, "kafka", "kafka")
@@ -434,7 +454,7 @@ def write_report(path, results, context, have_rabbit):
     out.append("```")
     for r in results:
         out.append("$ " + r.get("command", ""))
-        out.append(json.dumps({k: v for k, v in r.items() if k not in ("command", "row")},
+        out.append(json.dumps({k: v for k, v in r.items() if k not in ("command", "row", "profile")},
                               separators=(",", ":")))
     out.append("```")
     with open(path, "w") as f:
@@ -469,7 +489,10 @@ def machine_context(builddir, rabbit_version):
                  f" {PARTITIONS} partitions per topic)",
         "librdkafka": pkg("librdkafka1"),
         "Qpid Proton": pkg("libqpid-proton11"),
-        "kbridged config": "tests/bench/kbridge-bench.yaml",
+        "kbridged config": "tests/bench/kbridge-bench.yaml; the latency and request-reply rows"
+                           " use a second kbridged with the latency profile (kafka.producer"
+                           " linger.ms 1, kafka.consumer fetch.wait.max.ms 1); the direct"
+                           " librdkafka runs use the same settings as the row's kbridged",
     }
     if rabbit_version:
         machine["RabbitMQ"] = f"{rabbit_version} (Debian rabbitmq-server {pkg('rabbitmq-server')},"\
@@ -489,28 +512,34 @@ def main():
     kinds = args.only.split(",")
 
     workdir = tempfile.mkdtemp(prefix="kbridge-bench-")
-    devkafka = kbridged = rabbit = None
+    devkafka = rabbit = None
+    kbridgeds = []
     results = []
     try:
         devkafka = DevKafka(args.builddir)
-        kbridged = Kbridged(args.builddir, devkafka.bootstrap, workdir)
+        create_topic = lambda q: devkafka.command(f"topic create {q} {PARTITIONS}")  # noqa: E731
+        kbridge_targets = {}
+        for profile in PROFILES:
+            daemon = Kbridged(args.builddir, devkafka.bootstrap, workdir, profile)
+            kbridgeds.append(daemon)
+            kbridge_targets[profile] = {"kinds": ("stomp", "amqp"),
+                                        "stomp": ("127.0.0.1", daemon.ports["stomp"]),
+                                        "amqp": ("127.0.0.1", daemon.ports["amqp"]),
+                                        "create_topic": create_topic,
+                                        "pid": (lambda d: lambda: d.proc.pid)(daemon)}
         targets = {
-            "kbridge": {"kinds": ("stomp", "amqp"),
-                        "stomp": ("127.0.0.1", kbridged.ports["stomp"]),
-                        "amqp": ("127.0.0.1", kbridged.ports["amqp"]),
-                        "create_topic": lambda q: devkafka.command(f"topic create {q} {PARTITIONS}"),
-                        "pid": lambda: kbridged.proc.pid},
-            "kafka": {"kinds": ("kafka",), "kafka": devkafka.bootstrap,
-                      "create_topic": lambda q: devkafka.command(f"topic create {q} {PARTITIONS}")},
+            "kbridge": kbridge_targets,
+            "kafka": {"throughput": {"kinds": ("kafka",), "kafka": devkafka.bootstrap,
+                                     "create_topic": create_topic}},
         }
         rabbit_version = None
         if args.rabbitmq:
             rabbit = RabbitMQ(workdir)
             rabbit_version = rabbit.version
-            targets["rabbitmq"] = {"kinds": ("stomp", "amqp"),
-                                   "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
-                                   "amqp": ("127.0.0.1", rabbit.ports["amqp"]),
-                                   "user": "guest", "password": "guest", "pid": rabbit.pid}
+            targets["rabbitmq"] = {"throughput": {
+                "kinds": ("stomp", "amqp"), "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
+                "amqp": ("127.0.0.1", rabbit.ports["amqp"]), "user": "guest",
+                "password": "guest", "pid": rabbit.pid}}
         results = run_matrix(args.builddir, args.scale, kinds, targets)
         command = "make bench-compare" if args.rabbitmq else "make bench"
         if args.scale != 1.0:
@@ -521,7 +550,7 @@ def main():
         write_report(args.output, results, context, args.rabbitmq)
         log(f"wrote {args.output}")
     finally:
-        for thing in (rabbit, kbridged, devkafka):
+        for thing in [rabbit] + kbridgeds + [devkafka]:
             if thing:
                 try:
                     thing.stop()
