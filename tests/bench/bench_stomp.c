@@ -97,6 +97,7 @@ static int append_frame(struct stomp_client *client, const char *command,
 static long parse_frame(char *buf, size_t len, struct stomp_frame *frame)
 {
     size_t pos = 0;
+    frame->command = NULL; /* stays NULL for heart-beat EOLs */
     while (pos < len && (buf[pos] == '\n' || buf[pos] == '\r'))
         pos++; /* heart-beats */
     if (pos == len)

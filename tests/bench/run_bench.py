@@ -153,23 +153,30 @@ class RabbitMQ:
                         RABBITMQ_DIST_PORT=str(self.ports["dist"]),
                         ERL_EPMD_ADDRESS="127.0.0.1",
                         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-                        HOME=self.base)
+                        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface"
+                                                            " {127,0,0,1}",
+                        HOME=self.base)  # the Erlang cookie of server and CLI
+        # the scripts themselves: /usr/sbin's wrappers switch to the rabbitmq
+        # user and its home, whose cookie our CLI calls would not have
+        self.bin = "/usr/lib/rabbitmq/bin"
         self.log_file = open(os.path.join(self.base, "server.out"), "w")
-        self.proc = subprocess.Popen(["rabbitmq-server"], env=self.env, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        subprocess.run(["rabbitmqctl", "-n", self.node, "await_startup", "--timeout", "120"],
-                       env=self.env, check=True, stdout=subprocess.DEVNULL)
-        self.version = subprocess.run(["rabbitmqctl", "-n", self.node, "version"], env=self.env,
-                                      capture_output=True, text=True).stdout.strip()
+        self.proc = subprocess.Popen([f"{self.bin}/rabbitmq-server"], env=self.env,
+                                     stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        # await_startup fails at once while the node is not registered yet
+        wait_for(lambda: self.proc.poll() is None and self.ctl("await_startup", "--timeout", "5")
+                 .returncode == 0, 180, "RabbitMQ to start")
+        self.version = self.ctl("version").stdout.strip()
+
+    def ctl(self, *args):
+        return subprocess.run([f"{self.bin}/rabbitmqctl", "-n", self.node] + list(args),
+                              env=self.env, capture_output=True, text=True)
 
     def pid(self):
-        out = subprocess.run(["rabbitmqctl", "-n", self.node, "eval", "os:getpid()."],
-                             env=self.env, capture_output=True, text=True).stdout
-        return int(out.strip().strip('"'))
+        return int(self.ctl("eval", "os:getpid().").stdout.strip().strip('"'))
 
     def stop(self):
-        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], env=self.env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ctl("stop")
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -180,7 +187,7 @@ class RabbitMQ:
 
 
 def ensure_rabbitmq_installed():
-    if shutil.which("rabbitmq-server"):
+    if os.path.exists("/usr/lib/rabbitmq/bin/rabbitmq-server"):
         return
     log("installing rabbitmq-server from Debian (its service is not started)")
     policy = "/usr/sbin/policy-rc.d"
