@@ -20,6 +20,10 @@ static void kafka_queue_address(char *buf, size_t buf_size, const char *queue)
 
 static rd_kafka_conf_t *base_conf(struct bench_session *session)
 {
+    if (!session->options->bootstrap) {
+        bench_fail(session, "protocol kafka needs --bootstrap");
+        return NULL;
+    }
     char why[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", session->options->bootstrap, why,
@@ -65,8 +69,6 @@ static void delivery_report(rd_kafka_t *producer, const rd_kafka_message_t *mess
 static int kafka_publish(struct bench_session *session)
 {
     const struct bench_options *options = session->options;
-    if (!options->bootstrap)
-        return bench_fail(session, "protocol kafka needs --bootstrap");
     rd_kafka_conf_t *conf = base_conf(session);
     if (!conf)
         return -1;
@@ -137,8 +139,6 @@ static int kafka_publish(struct bench_session *session)
 static int kafka_consume(struct bench_session *session)
 {
     const struct bench_options *options = session->options;
-    if (!options->bootstrap)
-        return bench_fail(session, "protocol kafka needs --bootstrap");
     rd_kafka_conf_t *conf = base_conf(session);
     if (!conf)
         return -1;

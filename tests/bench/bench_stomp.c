@@ -550,14 +550,15 @@ static int stomp_consume(struct bench_session *session)
 
 /* ---- request-reply ------------------------------------------------------------------------ */
 
-struct respond_state {
+/* The responder's and the requester's state: whose session, last traffic. */
+struct rpc_state {
     struct bench_session *session;
     int64_t last_ns;
 };
 
 static int respond_handler(struct stomp_client *client, struct stomp_frame *frame, void *context)
 {
-    struct respond_state *state = context;
+    struct rpc_state *state = context;
     if (strcmp(frame->command, "MESSAGE") == 0) {
         state->last_ns = bench_now_ns();
         const char *reply_to = frame_header(frame, "reply-to");
@@ -578,7 +579,7 @@ static int stomp_respond(struct bench_session *session)
     if (client_open(&client, session->options, session->error, sizeof(session->error)) != 0)
         return -1;
     const char *headers[] = {"id", "1", "destination", session->destination, "ack", "auto", NULL};
-    struct respond_state state = {.session = session, .last_ns = bench_now_ns()};
+    struct rpc_state state = {.session = session, .last_ns = bench_now_ns()};
     int rc = append_frame(&client, "SUBSCRIBE", headers, NULL, 0);
     if (rc == 0)
         rc = receive_loop(&client, session, respond_handler, &state, &state.last_ns);
@@ -586,15 +587,10 @@ static int stomp_respond(struct bench_session *session)
     return rc;
 }
 
-struct request_state {
-    struct bench_session *session;
-    int64_t last_ns;
-};
-
 static int request_handler(struct stomp_client *client, struct stomp_frame *frame, void *context)
 {
     (void)client;
-    struct request_state *state = context;
+    struct rpc_state *state = context;
     if (strcmp(frame->command, "MESSAGE") == 0) {
         state->last_ns = bench_now_ns();
         bench_tracker_record(state->session->tracker, frame->body, frame->body_len, 0,
@@ -615,7 +611,7 @@ static int stomp_request(struct bench_session *session)
         client_close(&client);
         return bench_fail(session, "out of memory");
     }
-    struct request_state state = {.session = session, .last_ns = bench_now_ns()};
+    struct rpc_state state = {.session = session, .last_ns = bench_now_ns()};
     struct bench_tracker *tracker = session->tracker;
     uint64_t window = options->window > 0 ? (uint64_t)options->window : 1;
     int64_t idle_ns = (int64_t)(options->idle_timeout * 1e9);

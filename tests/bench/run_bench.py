@@ -19,7 +19,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from conftest import free_port, wait_for  # noqa: E402  (the integration suite's helpers)
 
 PARTITIONS = 32  # the dev broker keeps ~5 MiB per partition: room for the counts below
 # (200,000 AMQP messages with their conversion headers are ~80 MB)
@@ -42,22 +44,6 @@ PROFILES = {
 
 def log(message):
     print(f"run_bench: {message}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class DevKafka:
