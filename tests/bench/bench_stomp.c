@@ -407,6 +407,21 @@ static int append_message(struct stomp_client *client, struct bench_session *ses
     return append_frame(client, "SEND", headers, body, options->size);
 }
 
+/* Open a connection for a session that sends bodies of options->size bytes:
+ * *body is the caller's to free (client_close does not). */
+static int client_open_sender(struct bench_session *session, struct stomp_client *client,
+                              char **body)
+{
+    if (client_open(client, session->options, session->error, sizeof(session->error)) != 0)
+        return -1;
+    *body = malloc(session->options->size);
+    if (!*body) {
+        client_close(client);
+        return bench_fail(session, "out of memory");
+    }
+    return 0;
+}
+
 static int stomp_publish(struct bench_session *session)
 {
     const struct bench_options *options = session->options;
@@ -414,13 +429,9 @@ static int stomp_publish(struct bench_session *session)
     if (parse_confirm(options->confirm, &state.every) != 0)
         return bench_fail(session, "confirm '%s' is not each, every:N or none", options->confirm);
     struct stomp_client client;
-    if (client_open(&client, options, session->error, sizeof(session->error)) != 0)
+    char *body;
+    if (client_open_sender(session, &client, &body) != 0)
         return -1;
-    char *body = malloc(options->size);
-    if (!body) {
-        client_close(&client);
-        return bench_fail(session, "out of memory");
-    }
     int rc = 0;
     session->start_ns = bench_now_ns();
     uint64_t window = options->window > 0 ? (uint64_t)options->window : UINT64_MAX;
@@ -604,13 +615,9 @@ static int stomp_request(struct bench_session *session)
 {
     const struct bench_options *options = session->options;
     struct stomp_client client;
-    if (client_open(&client, options, session->error, sizeof(session->error)) != 0)
+    char *body;
+    if (client_open_sender(session, &client, &body) != 0)
         return -1;
-    char *body = malloc(options->size);
-    if (!body) {
-        client_close(&client);
-        return bench_fail(session, "out of memory");
-    }
     struct rpc_state state = {.session = session, .last_ns = bench_now_ns()};
     struct bench_tracker *tracker = session->tracker;
     uint64_t window = options->window > 0 ? (uint64_t)options->window : 1;
