@@ -31,6 +31,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from conftest import free_port, wait_for  # noqa: E402  (the integration suite's helpers)
 
 PARTITIONS = 32  # the dev broker keeps ~5 MiB per partition: room for the counts below
+# Distinct record keys per run. Records of one key share a partition; with 16
+# keys over 32 partitions some partitions got 2 keys = 25,000 AMQP records of
+# ~220 bytes, past the dev broker's ~5 MiB, and the verification counted the
+# dropped ones as lost. 256 keys spread a run over every partition.
+KEYS = 256
 # (200,000 AMQP messages with their conversion headers are ~80 MB)
 
 # librdkafka settings of each profile, for kbridged (kafka.producer / kafka.consumer)
@@ -281,7 +286,8 @@ def run_matrix(builddir, scale, kinds, targets):
                 queue = f"bench-{row_id}-{kind}-{target_name}-{int(time.time() * 1000) % 10**9}"
                 if target.get("create_topic") and "idle" not in row_id:
                     target["create_topic"](queue)
-                full = ["--protocol", kind, "--target", target_name, "--queue", queue] + list(args)
+                full = ["--protocol", kind, "--target", target_name, "--queue", queue,
+                        "--keys", str(KEYS)] + list(args)
                 if kind == "kafka":
                     full += ["--bootstrap", target["kafka"]]
                     for side in ("producer", "consumer"):
