@@ -6,7 +6,8 @@
 set -eu
 
 BUILD="build-essential autoconf automake libtool pkg-config librdkafka-dev \
-libevent-dev libqpid-proton11-dev libyaml-dev libssl-dev libsystemd-dev libcrypt-dev check"
+libevent-dev libqpid-proton11-dev libyaml-dev libssl-dev libsystemd-dev libcrypt-dev \
+libjemalloc-dev check"
 TEST="python3 python3-pytest python3-yaml python3-stomp python3-qpid-proton \
 python3-confluent-kafka kcat ruby-stomp valgrind clang clang-format"
 

@@ -172,6 +172,18 @@ class Kbridged:
         self.log_file.close()
 
 
+def valgrind_wrapper(log_file):
+    """The valgrind command line kbridged runs under in the valgrind tests:
+    memory errors and definite/indirect leaks fail (exit 99). kbridged links
+    jemalloc when it was found at build time; --soname-synonyms makes valgrind
+    replace jemalloc's malloc as it does glibc's, so every allocation is seen."""
+    supp = os.path.join(SRCDIR, "tests", "valgrind.supp")
+    return ["valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
+            "--soname-synonyms=somalloc=*jemalloc*",
+            f"--suppressions={supp}", f"--log-file={log_file}"]
+
+
 def base_config(bootstrap, **sections):
     """A test config: loopback listeners on free ports, anonymous allowed."""
     config = {

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import KBRIDGED, SRCDIR, base_config, wait_for
+from conftest import KBRIDGED, SRCDIR, base_config, valgrind_wrapper, wait_for
 
 
 def run(*args, timeout=30):
@@ -323,10 +323,7 @@ def test_embedded_kafka_serves_kcat_and_confluent_kafka(kbridged_factory):
 
 @pytest.mark.valgrind
 def test_valgrind_start_reload_shutdown_has_no_leaks(kbridged_factory, bootstrap, tmp_path):
-    supp = os.path.join(SRCDIR, "tests", "valgrind.supp")
-    wrapper = ["valgrind", "--error-exitcode=99", "--leak-check=full",
-               "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
-               f"--suppressions={supp}", f"--log-file={tmp_path}/valgrind.txt"]
+    wrapper = valgrind_wrapper(f"{tmp_path}/valgrind.txt")
     daemon = kbridged_factory(base_config(bootstrap, kafka={"consumer": {"session.timeout.ms": 6000}}),
                               wrapper=wrapper, ready_timeout=120)
     # a STOMP round trip through the whole daemon: publish, queue, topic, ack

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from clients.rawstomp import RawStomp, frame
-from conftest import EXTERNAL_BOOTSTRAP, SRCDIR, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, valgrind_wrapper, wait_for
 from stomp_util import Client
 
 KAFKA = {"consumer": {"session.timeout.ms": 6000}}
@@ -427,10 +427,7 @@ def test_heart_beats_keep_an_idle_client_connected(kbridged_factory, bootstrap, 
 @pytest.mark.valgrind
 def test_valgrind_bad_input_has_no_memory_errors_or_leaks(kbridged_factory, bootstrap,
                                                          secret_hash, tmp_path, uniq):
-    supp = os.path.join(SRCDIR, "tests", "valgrind.supp")
-    wrapper = ["valgrind", "--error-exitcode=99", "--leak-check=full",
-               "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
-               f"--suppressions={supp}", f"--log-file={tmp_path}/valgrind.txt"]
+    wrapper = valgrind_wrapper(f"{tmp_path}/valgrind.txt")
     daemon = kbridged_factory(errors_config(bootstrap, secret_hash), wrapper=wrapper,
                               ready_timeout=120)
     steady = SteadyClient(daemon, f"/topic/steady{uniq}")
