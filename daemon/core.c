@@ -47,15 +47,21 @@ struct core_publish_pending {
 struct destination_stats *core_stats(struct core *core, enum destination_kind kind,
                                      const char *name)
 {
-    char key[sizeof(((struct destination_stats *)0)->key)];
-    snprintf(key, sizeof(key), "%s:%s", destination_kind_name(kind), name);
-    for (struct destination_stats *s = core->stats; s; s = s->next)
-        if (strcmp(s->key, key) == 0)
+    uint32_t hash = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
+    size_t name_len = 0;
+    for (const char *c = name; *c; c++, name_len++)
+        hash = (hash ^ (unsigned char)*c) * 16777619u;
+    struct destination_stats **bucket = &core->stats[hash % CORE_STATS_BUCKETS];
+    for (struct destination_stats *s = *bucket; s; s = s->next)
+        if (s->kind == kind && strcmp(s->name, name) == 0)
             return s;
+    if (name_len >= sizeof(((struct destination_stats *)0)->name))
+        return NULL; /* longer than any valid destination name: no stats */
     struct destination_stats *stats = calloc(1, sizeof(*stats));
     if (!stats)
         return NULL;
-    memcpy(stats->key, key, sizeof(key));
+    stats->kind = kind;
+    memcpy(stats->name, name, name_len + 1);
     char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
     char labels[sizeof(kind_label) + sizeof(name_label) + 2];
     if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
@@ -92,8 +98,8 @@ struct destination_stats *core_stats(struct core *core, enum destination_kind ki
         free(stats);
         return NULL;
     }
-    stats->next = core->stats;
-    core->stats = stats;
+    stats->next = *bucket;
+    *bucket = stats;
     return stats;
 }
 
@@ -183,10 +189,12 @@ void core_free(struct core *core)
     queue_free_all(core);
     topic_free_all(core);
     /* metrics series stay with the registry, which the server frees */
-    while (core->stats) {
-        struct destination_stats *next = core->stats->next;
-        free(core->stats);
-        core->stats = next;
+    for (size_t i = 0; i < CORE_STATS_BUCKETS; i++) {
+        while (core->stats[i]) {
+            struct destination_stats *next = core->stats[i]->next;
+            free(core->stats[i]);
+            core->stats[i] = next;
+        }
     }
     reply_requests_free(core->requests);
     free(core);

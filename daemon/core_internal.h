@@ -16,9 +16,12 @@ struct topic_reader;
 
 /* Per-destination counters for /metrics (DESIGN: published, delivered, acked,
  * nacked, redelivered, dead-lettered, in-flight, consumers, paused partitions). */
+#define CORE_STATS_BUCKETS 4096
+
 struct destination_stats {
-    struct destination_stats *next;
-    char key[ADDRESS_NAME_MAX + 16]; /* "queue:orders" */
+    struct destination_stats *next; /* in its bucket of core->stats */
+    enum destination_kind kind;
+    char name[ADDRESS_NAME_MAX + 1];
     uint64_t *published;
     uint64_t *delivered;
     uint64_t *acked;
@@ -38,7 +41,9 @@ struct core {
     struct core_session *sessions;
     struct queue *queues;
     struct topic_reader *readers;
-    struct destination_stats *stats;
+    /* per-destination stats by hash of kind and name: looked up on every
+     * publish, so a node with thousands of destinations must not scan them */
+    struct destination_stats *stats[CORE_STATS_BUCKETS];
     bool draining;
     uint64_t *late_settles;
     uint64_t *auth_failures;
