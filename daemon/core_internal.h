@@ -14,10 +14,10 @@ struct kafka_record;
 struct queue;
 struct topic_reader;
 
+#define CORE_STATS_BUCKETS 4096 /* hash buckets of core->stats */
+
 /* Per-destination counters for /metrics (DESIGN: published, delivered, acked,
  * nacked, redelivered, dead-lettered, in-flight, consumers, paused partitions). */
-#define CORE_STATS_BUCKETS 4096
-
 struct destination_stats {
     struct destination_stats *next; /* in its bucket of core->stats */
     enum destination_kind kind;

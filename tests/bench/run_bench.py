@@ -30,13 +30,14 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from conftest import free_port, wait_for  # noqa: E402  (the integration suite's helpers)
 
-PARTITIONS = 32  # the dev broker keeps ~5 MiB per partition: room for the counts below
+# The dev broker keeps ~5 MiB per partition and drops older records, which the
+# verification would count as lost. A run's records must fit in every
+# partition they land in: 200,000 AMQP records of ~220 bytes are ~44 MB.
+PARTITIONS = 32
 # Distinct record keys per run. Records of one key share a partition; with 16
-# keys over 32 partitions some partitions got 2 keys = 25,000 AMQP records of
-# ~220 bytes, past the dev broker's ~5 MiB, and the verification counted the
-# dropped ones as lost. 256 keys spread a run over every partition.
+# keys over 32 partitions some partitions got 2 keys = 25,000 AMQP records,
+# past the ~5 MiB. 256 keys spread a run over every partition.
 KEYS = 256
-# (200,000 AMQP messages with their conversion headers are ~80 MB)
 
 # librdkafka settings of each profile, for kbridged (kafka.producer / kafka.consumer)
 # and for the direct librdkafka runs alike. "throughput" is kbridge-bench.yaml as
@@ -218,6 +219,13 @@ def matrix(scale):
     """(id, title, profile, {target-kind: args}) rows. Target kinds: stomp, amqp, kafka."""
     n = lambda count: str(max(1000, int(count * scale)))
     latency = ["--workload", "latency", "--rate", "5000", "--duration", str(max(2, 10 * scale))]
+    publish_each = {
+        "stomp": ["--workload", "publish", "--count", n(100000), "--confirm", "each",
+                  "--window", "1000"],
+        "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
+                 "--window", "1000"],
+        "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
+    }
     return [
         # first, while the daemons are fresh: RSS growth per connection
         ("idle", "Idle STOMP connections (RSS of the server)", "throughput", {
@@ -229,23 +237,12 @@ def matrix(scale):
                      "--window", "10000"],
             "kafka": ["--workload", "publish", "--count", n(200000), "--window", "0"],
         }),
-        ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput", {
-            "stomp": ["--workload", "publish", "--count", n(100000), "--confirm", "each",
-                      "--window", "1000"],
-            "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
-                     "--window", "1000"],
-            "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
-        }),
+        ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput",
+         publish_each),
         # the same with the latency profile: each confirmation waits out linger.ms
         ("publish-each-linger1",
          "Publish, every message confirmed, 1,000 in flight, latency profile (linger.ms 1)",
-         "latency", {
-             "stomp": ["--workload", "publish", "--count", n(100000), "--confirm", "each",
-                       "--window", "1000"],
-             "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
-                      "--window", "1000"],
-             "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
-         }),
+         "latency", publish_each),
         ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", "throughput", {
             "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "presettled"],
         }),
@@ -525,8 +522,8 @@ def machine_context(builddir, rabbit_version):
         "kbridged config": "tests/bench/kbridge-bench.yaml; the latency, request-reply and"
                            " \"latency profile\" rows use a second kbridged with that profile"
                            " (kafka.producer linger.ms 1, kafka.consumer fetch.wait.max.ms 1);"
-                           " the direct"
-                           " librdkafka runs use the same settings as the row's kbridged",
+                           " the direct librdkafka runs use the same settings as the row's"
+                           " kbridged",
     }
     if rabbit_version:
         machine["RabbitMQ"] = f"{rabbit_version} (Debian rabbitmq-server {pkg('rabbitmq-server')},"\
