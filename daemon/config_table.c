@@ -517,7 +517,9 @@ const struct config_key config_keys[] = {
         .default_doc = "`{}`",
         .flags = CONFIG_KEY_RESTART,
         .description = "librdkafka properties for the producer only, set after "
-                       "`kafka.properties`.",
+                       "`kafka.properties`. `acks` and `enable.idempotence` are kbridge's "
+                       "(`all`, `true`: nothing is confirmed to a client before Kafka has "
+                       "it); other values are refused at start.",
     },
     {
         .name = "kafka.consumer",
@@ -526,7 +528,9 @@ const struct config_key config_keys[] = {
         .default_doc = "`{}`",
         .flags = CONFIG_KEY_RESTART,
         .description = "librdkafka properties for consumers only, set after "
-                       "`kafka.properties`.",
+                       "`kafka.properties`. `enable.auto.offset.store` is kbridge's "
+                       "(`false`: an offset is stored only once the client settled every "
+                       "message before it); other values are refused at start.",
     },
     {
         .name = "listeners.stomp.bind",

@@ -368,16 +368,8 @@ static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size
     }
     if (kafka_conf_apply(conf, "kafka.producer", &config->kafka.producer, err, err_size) < 0)
         goto fail;
-    /* The contract (DESIGN §4): idempotent, acknowledged by all replicas. */
-    const char *acks = kafka_config_property(&config->kafka.producer, "acks");
-    const char *idempotence = kafka_config_property(&config->kafka.producer, "enable.idempotence");
-    if ((acks && strcmp(acks, "all") != 0 && strcmp(acks, "-1") != 0) ||
-        (idempotence && strcmp(idempotence, "true") != 0)) {
-        snprintf(err, err_size,
-                 "kafka.producer: kbridge requires acks=all and enable.idempotence=true "
-                 "(nothing is confirmed to a client before every in-sync replica has it)");
-        goto fail;
-    }
+    /* The contract (DESIGN §4), set last so nothing overrides it; a config
+     * that tries is refused by kafka_check_contract. */
     if (kafka_conf_set(conf, "kafka.producer", "enable.idempotence", "true", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.producer", "acks", "all", err, err_size) < 0)
         goto fail;
@@ -1015,8 +1007,6 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
     snprintf(reader_group, sizeof(reader_group), "kbridge.reader.%s", kafka->config->node_id);
     if (kafka_conf_set(conf, "kafka.consumer", "group.id", group_id ? group_id : reader_group, err,
                        err_size) < 0 ||
-        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err, err_size) <
-            0 ||
         kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err, err_size) <
             0 ||
         kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
@@ -1025,6 +1015,9 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
         kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MAX_MS, err,
                        err_size) < 0 ||
         kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) <
+            0 ||
+        /* after the config, so nothing overrides it (kafka_check_contract) */
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err, err_size) <
             0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
                        err, err_size) < 0) {
@@ -1181,9 +1174,39 @@ void kafka_consumer_close(struct kafka_consumer *consumer)
 
 /* ---- the node's layer ----------------------------------------------------------- */
 
+/* Refuse librdkafka settings that would break kbridge's promises (DESIGN §4):
+ * the producer must be idempotent with acks=all (nothing is confirmed to a
+ * client before every in-sync replica has it), and the consumer must not
+ * store offsets by itself (nothing is committed before the client settled
+ * it). kbridge sets these itself; a config may only repeat them. */
+static int kafka_check_contract(const struct config *config, char *err, size_t err_size)
+{
+    const char *acks = kafka_config_property(&config->kafka.producer, "acks");
+    const char *idempotence = kafka_config_property(&config->kafka.producer, "enable.idempotence");
+    if ((acks && strcmp(acks, "all") != 0 && strcmp(acks, "-1") != 0) ||
+        (idempotence && strcmp(idempotence, "true") != 0)) {
+        snprintf(err, err_size,
+                 "kafka.producer: kbridge requires acks=all and enable.idempotence=true "
+                 "(nothing is confirmed to a client before every in-sync replica has it)");
+        return -1;
+    }
+    const char *offset_store =
+        kafka_config_property(&config->kafka.consumer, "enable.auto.offset.store");
+    if (offset_store && strcmp(offset_store, "false") != 0) {
+        snprintf(err, err_size,
+                 "kafka.consumer: kbridge requires enable.auto.offset.store=false (it stores "
+                 "an offset only once the client settled every message before it); remove "
+                 "the setting");
+        return -1;
+    }
+    return 0;
+}
+
 struct kafka *kafka_new(struct event_base *base, const struct config *config,
                         struct metrics *metrics, char *err, size_t err_size)
 {
+    if (kafka_check_contract(config, err, err_size) < 0)
+        return NULL;
     struct kafka *kafka = calloc(1, sizeof(*kafka));
     if (!kafka) {
         snprintf(err, err_size, "kafka: out of memory");

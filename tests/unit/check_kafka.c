@@ -315,6 +315,40 @@ START_TEST(create_topic_answers_with_a_named_result)
 }
 END_TEST
 
+/* kafka_new refuses settings that would confirm before Kafka stored a
+ * record or commit before the client settled it, naming the setting. */
+static void assert_refused(const char *yaml, const char *named)
+{
+    struct config *config;
+    char err[512];
+    ck_assert_msg(config_load_string("unit.yaml", yaml, strlen(yaml), &config, err, sizeof(err)) ==
+                      0,
+                  "%s", err);
+    struct event_base *base = event_base_new();
+    struct metrics *metrics = metrics_new();
+    err[0] = '\0';
+    struct kafka *kafka = kafka_new(base, config, metrics, err, sizeof(err));
+    ck_assert_ptr_null(kafka);
+    ck_assert_msg(strstr(err, named) != NULL, "error '%s' does not name %s", err, named);
+    metrics_free(metrics);
+    config_free(config);
+    event_base_free(base);
+}
+
+START_TEST(refuses_settings_that_break_the_delivery_contract)
+{
+    assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                   "  producer: {acks: \"1\"}\n",
+                   "acks=all");
+    assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                   "  producer: {enable.idempotence: \"false\"}\n",
+                   "enable.idempotence=true");
+    assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                   "  consumer: {enable.auto.offset.store: \"true\"}\n",
+                   "enable.auto.offset.store=false");
+}
+END_TEST
+
 static Suite *kafka_suite(void)
 {
     Suite *suite = suite_create("kafka");
@@ -327,6 +361,9 @@ static Suite *kafka_suite(void)
     tcase_add_test(tc, reader_starts_at_the_end);
     tcase_add_test(tc, create_topic_answers_with_a_named_result);
     suite_add_tcase(suite, tc);
+    TCase *contract = tcase_create("contract");
+    tcase_add_test(contract, refuses_settings_that_break_the_delivery_contract);
+    suite_add_tcase(suite, contract);
     return suite;
 }
 
