@@ -78,6 +78,7 @@ struct config {
         char *dead_letter_topic;  /* pattern with {name}; default "{name}.DLQ" */
         uint64_t ack_timeout_ms;  /* default 30m */
         uint32_t max_in_flight;   /* default 10000 */
+        uint64_t linger_ms;       /* stay in the group after the last subscriber, default 30s */
     } queues;
 
     struct {

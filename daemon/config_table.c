@@ -643,6 +643,25 @@ const struct config_key config_keys[] = {
                        "partitions are paused until the buffer is half empty.",
     },
     {
+        .name = "queues.linger",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.linger_ms),
+        .min = 0,
+        .max = CONFIG_HOUR_MS,
+        .default_value = "30s",
+        .description = "How long a node stays in a queue's (or durable subscription's) "
+                       "consumer group after its last local subscriber went. A subscriber "
+                       "that comes back within it finds the partitions assigned and the "
+                       "waiting messages fetched: no rebalance, no wait. When it ends the "
+                       "node commits what was settled and leaves the group; joining again "
+                       "costs a rebalance (on Kafka at least "
+                       "`group.initial.rebalance.delay.ms`, 3 s by default). A lingering "
+                       "node leaves at once when the group rebalances (another node joined "
+                       "or left) and on shutdown; until then it keeps its partitions, so "
+                       "with several nodes already in the group their messages wait for "
+                       "the linger. `0s` leaves as soon as the last subscriber goes.",
+    },
+    {
         .name = "replies.max_outstanding",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, replies.max_outstanding),

@@ -9,9 +9,17 @@
  *
  * Partitions are numbered locally (queue_state works on int32 partition ids,
  * a durable wildcard subscription spans several topics): `partitions` maps a
- * local index to (topic, partition). A queue without subscribers lingers
- * QUEUE_LINGER_MS, then closes its consumer (which commits the stored offsets
- * and leaves the group) and frees its buffered records. */
+ * local index to (topic, partition).
+ *
+ * Linger: a queue without subscribers stays in its group for queues.linger
+ * (30 s by default), so that a subscriber coming back finds its partitions
+ * assigned and its messages fetched instead of waiting for a rebalance
+ * (seconds: group.initial.rebalance.delay.ms on Kafka, 3 s in librdkafka's
+ * mock). Then it closes its consumer (which commits the stored offsets and
+ * leaves the group) and frees its buffered records. It leaves at once when
+ * the group rebalances while it lingers (another node joined or left: that
+ * node can deliver the partitions, this one cannot) and at shutdown
+ * (queue_free_all). */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +33,6 @@
 #include "log.h"
 #include "metrics.h"
 
-#define QUEUE_LINGER_MS 2000
 #define QUEUE_EXPIRE_CHECK_MS 1000
 
 struct queue_partition {
@@ -62,6 +69,7 @@ struct queue {
     bool paused;
     struct queue_dead_letter *dead_letters;
     struct event *linger_timer;
+    bool leave_now; /* lingering and the group rebalanced: leave on the next loop turn */
     struct event *expire_timer;
     struct destination_stats *stats;
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
@@ -299,6 +307,22 @@ static const struct queue_state_callbacks queue_state_callbacks = {
 
 /* ---- consumer callbacks ------------------------------------------------------ */
 
+/* End a linger on the next turn of the loop (never from inside a librdkafka
+ * callback: closing the consumer there would pull it from under the caller).
+ * Another member joined or left: partitions this node keeps while it has no
+ * subscriber would wait for the linger instead of going to a node that can
+ * deliver them. */
+static void queue_leave_soon(struct queue *queue, const char *why)
+{
+    if (queue->leave_now)
+        return;
+    queue->leave_now = true;
+    log_info("queue", "%s: %s while no local subscriber is left: leaving the group now",
+             queue->group_id, why);
+    struct timeval now = {0, 0};
+    event_add(queue->linger_timer, &now);
+}
+
 static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
@@ -330,6 +354,8 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
     }
+    if (queue->assigned_once && queue->subscriber_count == 0)
+        queue_leave_soon(queue, "the group rebalanced"); /* cooperative: no revoke came */
     if (!queue->assigned_once) {
         queue->assigned_once = true;
         for (struct core_subscription *sub = queue->subscribers; sub; sub = sub->peer_next)
@@ -349,6 +375,8 @@ static void queue_on_revoked(void *opaque, const struct kafka_partition *parts, 
         queue->partitions[index].assigned = false;
         queue->partitions[index].paused = false;
     }
+    if (queue->subscriber_count == 0)
+        queue_leave_soon(queue, "the group rebalanced");
     queue_update_gauges(queue);
 }
 
@@ -590,6 +618,7 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
         return CORE_ERR_INTERNAL;
     }
     event_del(queue->linger_timer);
+    queue->leave_now = false;
     sub->queue = queue;
     sub->peer_next = queue->subscribers;
     queue->subscribers = sub;
@@ -615,7 +644,11 @@ void queue_detach(struct core_subscription *sub)
     sub->queue = NULL;
     queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
     if (queue->subscriber_count == 0) {
-        struct timeval linger = {QUEUE_LINGER_MS / 1000, (QUEUE_LINGER_MS % 1000) * 1000};
+        uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
+        struct timeval linger = {(time_t)(linger_ms / 1000),
+                                 (suseconds_t)(linger_ms % 1000) * 1000};
+        log_debug("queue", "%s: no local subscriber left; staying in the group for %llu ms",
+                  queue->group_id, (unsigned long long)linger_ms);
         event_add(queue->linger_timer, &linger);
     }
     queue_update_gauges(queue);

@@ -625,7 +625,8 @@ def test_two_nodes_share_a_queue_and_a_node_without_subscribers_takes_no_partiti
     group = f"kbridge.q.{qname}"
     destination = f"/queue/{qname}"
     a = kbridged_factory(queue_config(bootstrap, node_id="node-a"), name="node-a")
-    b = kbridged_factory(queue_config(bootstrap, node_id="node-b"), name="node-b")
+    # B leaves the group 2 s after its last subscriber (queues.linger, 30 s by default)
+    b = kbridged_factory(queue_config(bootstrap, node_id="node-b", linger="2s"), name="node-b")
 
     # A has the only subscriber; B only publishes: B never joins the group
     client_a, acker_a = consumer_client(a, destination, prefetch=50)

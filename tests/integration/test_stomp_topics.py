@@ -223,6 +223,11 @@ def durable_subscribe(daemon, dest, client_id, name, spelling, receipt):
     return client
 
 
+# The tests that reconnect after leave_group: the node leaves the durable
+# group 1 s after its subscriber went (queues.linger, 30 s by default).
+QUICK_LEAVE = {"linger": "1s"}
+
+
 def leave_group(daemon, client, client_id, name):
     """DISCONNECT, then wait until the node has left the durable group (so the
     reconnect resumes from Kafka's committed offsets, not from node memory)."""
@@ -235,7 +240,7 @@ def leave_group(daemon, client, client_id, name):
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
 def test_durable_subscription_gets_what_was_published_while_away(
         kbridged_factory, bootstrap, uniq, spelling):
-    daemon = kbridged_factory(topic_config(bootstrap))
+    daemon = kbridged_factory(topic_config(bootstrap, queues=QUICK_LEAVE))
     dest = f"/topic/prices{uniq}"
     client_id = f"app-{spelling}{uniq}"
     name = f"sub-{spelling}"  # RabbitMQ names it by the subscription id
@@ -277,7 +282,7 @@ def test_durable_subscription_gets_what_was_published_while_away(
 
 
 def test_durable_subscription_redelivers_what_was_not_acked(kbridged_factory, bootstrap, uniq):
-    daemon = kbridged_factory(topic_config(bootstrap))
+    daemon = kbridged_factory(topic_config(bootstrap, queues=QUICK_LEAVE))
     dest = f"/topic/prices{uniq}"
     client_id, name = f"app{uniq}", "unacked"
     publisher = Client(daemon)
@@ -298,7 +303,7 @@ def test_durable_subscription_redelivers_what_was_not_acked(kbridged_factory, bo
 
 def test_durable_subscription_resumes_on_partitions_it_never_read(
         kbridged_factory, bootstrap, uniq):
-    daemon = kbridged_factory(topic_config(bootstrap))
+    daemon = kbridged_factory(topic_config(bootstrap, queues=QUICK_LEAVE))
     dest = f"/topic/prices{uniq}"
     client_id, name = f"app{uniq}", "spread"
     publisher = Client(daemon)

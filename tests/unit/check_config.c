@@ -177,6 +177,7 @@ START_TEST(test_full_example)
     ck_assert_str_eq(config->queues.dead_letter_topic, "{name}-dlt");
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 45 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 500);
+    ck_assert_uint_eq(config->queues.linger_ms, 90 * 1000);
 
     ck_assert_uint_eq(config->limits.max_frame_size, 2 * MIB);
     ck_assert_uint_eq(config->limits.max_message_size, 512 * KIB);
@@ -217,6 +218,7 @@ static void assert_defaults(const struct config *config)
     ck_assert_str_eq(config->queues.dead_letter_topic, "{name}.DLQ");
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 30 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 10000);
+    ck_assert_uint_eq(config->queues.linger_ms, 30 * 1000);
     ck_assert_uint_eq(config->limits.max_frame_size, MIB);
     ck_assert_uint_eq(config->limits.max_message_size, MIB);
     ck_assert_uint_eq(config->limits.max_headers, 64);
@@ -305,13 +307,15 @@ START_TEST(test_accepted_values)
                 "  users:\n"
                 "    - { name: a, password_hash: \"$2b$12$abcdefghijklmnopqrstuv\" }\n"
                 "    - { name: b, password_hash: \"$6$rounds=5000$salt$hash\", publish: [] }\n"
-                "queues: { max_deliveries: 1000000, dead_letter_topic: \"dlq.{name}\" }\n"
+                "queues: { max_deliveries: 1000000, dead_letter_topic: \"dlq.{name}\",\n"
+                "          linger: 0 }\n"
                 "limits: { max_frame_size: 1 GiB, max_message_size: 1, heartbeat: 1h }\n"
                 "log: { level: warning }\n"
                 "shutdown_grace: 0\n");
     ck_assert(config->auth.anonymous);
     ck_assert_str_eq(config->listeners.stomp.bind, "0.0.0.0:0");
     ck_assert_uint_eq(config->queues.max_deliveries, 1000000);
+    ck_assert_uint_eq(config->queues.linger_ms, 0);
     ck_assert_uint_eq(config->limits.max_frame_size, GIB);
     ck_assert_uint_eq(config->limits.max_message_size, 1);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 3600 * 1000);
@@ -508,6 +512,7 @@ static const struct error_case error_cases[] = {
     {"shutdown_grace: 11m\n", "t.yaml:1: shutdown_grace: \"11m\" is out of range (0 to 10m)"},
     {"queues: {ack_timeout: 250ms}\n",
      "t.yaml:1: queues.ack_timeout: \"250ms\" is out of range (1s to 24h)"},
+    {"queues: {linger: 61m}\n", "t.yaml:1: queues.linger: \"61m\" is out of range (0 to 1h)"},
     {"limits: {heartbeat: 99999999999999999999h}\n",
      "t.yaml:1: limits.heartbeat: \"99999999999999999999h\" is out of range (1s to 1h)"},
     {"auth:\n  anonymous: yes\n",
