@@ -98,6 +98,7 @@ struct config {
         uint32_t max_connections;  /* default 10000 */
         uint32_t max_unconfirmed;  /* default 1000 */
         uint64_t heartbeat_ms;     /* default 10s */
+        uint64_t heartbeat_min_ms; /* floor for a client's shorter heart-beat, default 100ms */
     } limits;
 
     struct {

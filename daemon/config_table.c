@@ -713,8 +713,11 @@ const struct config_key config_keys[] = {
         .offset = offsetof(struct config, limits.max_frame_size),
         .min = CONFIG_KIB,
         .max = CONFIG_GIB,
-        .default_value = "1MiB",
-        .description = "Largest STOMP frame or AMQP frame accepted from a client.",
+        .default_value = "17MiB",
+        .description = "Largest STOMP frame or AMQP frame accepted from a client. The default "
+                       "takes a body of the default `limits.max_message_size` plus 1 MiB of "
+                       "command and headers. A connection buffers at most about two frames "
+                       "of input, whatever this is.",
     },
     {
         .name = "limits.max_message_size",
@@ -722,9 +725,13 @@ const struct config_key config_keys[] = {
         .offset = offsetof(struct config, limits.max_message_size),
         .min = 1,
         .max = CONFIG_GIB,
-        .default_value = "1MiB",
+        .default_value = "16MiB",
         .description = "Largest message body a client may publish; a larger one is refused "
-                       "with an error. Keep it within the brokers' `message.max.bytes`.",
+                       "with an error. The default matches what RabbitMQ takes by default in "
+                       "a STOMP body. Kafka brokers refuse records over their "
+                       "`message.max.bytes` / the topic's `max.message.bytes` (1 MB by "
+                       "default): raise those for large messages, or lower this to them so "
+                       "clients get kbridge's error before Kafka's.",
     },
     {
         .name = "limits.max_headers",
@@ -767,7 +774,20 @@ const struct config_key config_keys[] = {
         .default_value = "10s",
         .description = "Heart-beat interval offered to STOMP clients and idle timeout "
                        "announced to AMQP clients; a client silent for longer is "
-                       "disconnected.",
+                       "disconnected. A STOMP client that asks for a shorter heart-beat gets "
+                       "it, down to `limits.heartbeat_min`; one that asks for none (no "
+                       "heart-beat header, or 0,0) gets none.",
+    },
+    {
+        .name = "limits.heartbeat_min",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.heartbeat_min_ms),
+        .min = 10,
+        .max = CONFIG_HOUR_MS,
+        .default_value = "100ms",
+        .description = "Shortest STOMP heart-beat interval granted: a client asking for "
+                       "heart-beats more often than this (in either direction) gets this "
+                       "interval. Above `limits.heartbeat` it has no effect.",
     },
     {
         .name = "log.level",

@@ -755,7 +755,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_INVALID;
         return NULL;
     }
-    if (options->durable_name && !session->client_id) {
+    if (options->durable_name && !session->client_id && !options->durable_by_destination) {
         snprintf(err, err_size,
                  "a durable subscription needs a client-id on CONNECT (it names the subscription "
                  "together with the subscription name)");
@@ -981,6 +981,14 @@ int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome o
     if (rc != CORE_OK)
         (*sub->session->core->late_settles)++;
     return rc;
+}
+
+void core_unsubscribe_forget(struct core_subscription *sub)
+{
+    struct queue *queue = sub->durable_name ? sub->queue : NULL;
+    core_unsubscribe(sub);
+    if (queue)
+        queue_forget(queue);
 }
 
 void core_unsubscribe(struct core_subscription *sub)

@@ -115,6 +115,9 @@ struct core_subscribe_options {
     bool auto_accept;         /* settle on send (STOMP ack:auto) */
     uint32_t credit;          /* max unsettled deliveries (prefetch), >= 1 */
     const char *durable_name; /* topic only: durable subscription name (needs client_id) */
+    /* Durable subscription without client_id (RabbitMQ's durable:true): named by
+     * its topic and durable_name, shared by whoever uses the same pair. */
+    bool durable_by_destination;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */
@@ -187,5 +190,9 @@ int core_settle(struct core_subscription *subscription, uint64_t id, enum queue_
                 const char *reason);
 /* End a subscription; its unsettled deliveries are released. */
 void core_unsubscribe(struct core_subscription *subscription);
+/* The same, and a durable subscription is deleted: its position in Kafka is
+ * forgotten, so the next subscription of that name starts afresh (RabbitMQ's
+ * UNSUBSCRIBE with durable:true). Others: as core_unsubscribe. */
+void core_unsubscribe_forget(struct core_subscription *subscription);
 
 #endif

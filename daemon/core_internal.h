@@ -150,6 +150,9 @@ void queue_detach(struct core_subscription *sub);
 int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
                  const char *reason);
 void queue_block(struct core_subscription *sub, bool blocked);
+/* After its last subscriber detached: delete the durable subscription
+ * `queue` serves (leave the group now, forget its position, free it). */
+void queue_forget(struct queue *queue);
 /* Apply reloaded limits to every queue. */
 void queue_reconfigure_all(struct core *core);
 /* Close every queue (shutdown). */

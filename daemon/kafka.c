@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "kafka_mock.h"
 #include "log.h"
@@ -91,6 +92,7 @@ struct kafka {
     pthread_cond_t lookup_idle;
     struct kafka_lookup *lookups_done;
     int lookups_running;
+    struct kafka_forget *forgetting; /* groups whose position is being forgotten */
     struct kafka_wakeup lookup_wakeup;
 
     uint64_t *produced;
@@ -115,8 +117,16 @@ struct kafka_consumer {
     void *opaque;
     char *group_id;
     bool closing;
-    int anchors_running; /* group anchor lookups using rk on a thread */
-    bool close_deferred; /* closed while an anchor ran: finish when it reports */
+    int anchors_running;         /* group anchor lookups using rk on a thread */
+    bool close_deferred;         /* closed while an anchor ran: finish when it reports */
+    struct kafka_lookup *forget; /* kafka_consumer_close_forget: started once closed */
+};
+
+/* A group in kafka->forgetting (under lookup_lock): an anchor of that group
+ * waits until it is gone. */
+struct kafka_forget {
+    struct kafka_forget *next;
+    char *group_id;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -445,6 +455,11 @@ int kafka_flush(struct kafka *kafka, uint64_t timeout_ms)
 /* ---- topic lookups ------------------------------------------------------------ */
 
 #define KAFKA_LOOKUP_TIMEOUT_MS 5000
+/* Committed-offset metadata of a deleted durable subscription: an anchor
+ * treats such a partition as having no offset (starts at the end). */
+#define KAFKA_FORGOTTEN "kbridge:forgotten"
+/* How long an anchor waits for a forget of its group to finish. */
+#define KAFKA_FORGET_WAIT_MS 30000
 
 struct kafka_lookup {
     struct kafka_lookup *next; /* in lookups_done */
@@ -455,6 +470,9 @@ struct kafka_lookup {
     kafka_lookup_fn done;
     void *opaque;
     struct kafka_consumer *anchor; /* commit end offsets for this consumer's group */
+    char *forget_group;            /* forget this group's position (with forget_rk) */
+    rd_kafka_t *forget_rk;         /* a consumer handle of forget_group, destroyed here */
+    char *forget_subscription;     /* what forget_rk subscribes to if it must join */
     int create_partitions;         /* > 0: create the topic when it does not exist */
     bool cancelled;                /* loop only */
     bool finished;                 /* under lookup_lock: result ready */
@@ -473,6 +491,10 @@ static void kafka_lookup_free(struct kafka_lookup *lookup)
     free(lookup->topics);
     free(lookup->topic);
     free(lookup->filter_arg);
+    free(lookup->forget_group);
+    free(lookup->forget_subscription);
+    if (lookup->forget_rk)
+        rd_kafka_destroy(lookup->forget_rk);
     free(lookup);
 }
 
@@ -511,9 +533,122 @@ static int kafka_lookup_topic(struct kafka_lookup *lookup, const rd_kafka_metada
  * looked up) on every partition that has none, so that a new durable
  * subscription starts where it was created and never skips a partition it
  * has not read yet. Blocking coordinator calls: lookup thread only. */
+static bool kafka_forgetting(struct kafka *kafka, const char *group_id)
+{
+    for (struct kafka_forget *f = kafka->forgetting; f; f = f->next)
+        if (strcmp(f->group_id, group_id) == 0)
+            return true;
+    return false;
+}
+
+static void kafka_forgetting_remove(struct kafka *kafka, const char *group_id)
+{
+    for (struct kafka_forget **link = &kafka->forgetting; *link; link = &(*link)->next) {
+        if (strcmp((*link)->group_id, group_id) == 0) {
+            struct kafka_forget *gone = *link;
+            *link = gone->next;
+            free(gone->group_id);
+            free(gone);
+            return;
+        }
+    }
+}
+
+static bool kafka_offset_forgotten(const rd_kafka_topic_partition_t *p)
+{
+    return p->metadata && p->metadata_size == sizeof(KAFKA_FORGOTTEN) - 1 &&
+           memcmp(p->metadata, KAFKA_FORGOTTEN, p->metadata_size) == 0;
+}
+
+static rd_kafka_resp_err_t kafka_forget_commit(rd_kafka_t *rk,
+                                               rd_kafka_topic_partition_list_t *offsets)
+{
+    if (offsets->cnt == 0)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t err = rd_kafka_commit(rk, offsets, 0);
+    for (int i = 0; !err && i < offsets->cnt; i++)
+        if (offsets->elems[i].err)
+            err = offsets->elems[i].err;
+    return err;
+}
+
+/* Join the forgotten group with forget_rk and wait (on this thread) for its
+ * assignment. */
+static rd_kafka_resp_err_t kafka_forget_join(struct kafka_lookup *lookup)
+{
+    rd_kafka_t *rk = lookup->forget_rk;
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, lookup->forget_subscription, RD_KAFKA_PARTITION_UA);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    uint64_t deadline = clock_monotonic_ms() + KAFKA_FORGET_WAIT_MS / 2;
+    while (!err) {
+        rd_kafka_topic_partition_list_t *assigned = NULL;
+        if (rd_kafka_assignment(rk, &assigned) == 0 && assigned->cnt > 0) {
+            rd_kafka_topic_partition_list_destroy(assigned);
+            break;
+        }
+        if (assigned)
+            rd_kafka_topic_partition_list_destroy(assigned);
+        if (clock_monotonic_ms() > deadline)
+            err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        rd_kafka_message_t *message = rd_kafka_consumer_poll(rk, 100);
+        if (message)
+            rd_kafka_message_destroy(message);
+    }
+    return err;
+}
+
+/* Commit the end offsets just looked up, marked KAFKA_FORGOTTEN, for the
+ * forgotten group (its consumer has left it). Lookup thread only. */
+static rd_kafka_resp_err_t kafka_lookup_forget(struct kafka_lookup *lookup)
+{
+    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < lookup->count; i++) {
+        for (int32_t p = 0; p < lookup->topics[i].partition_count; p++) {
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_add(all, lookup->topics[i].topic, p);
+            tp->offset = lookup->topics[i].end_offsets[p];
+            tp->metadata = strdup(KAFKA_FORGOTTEN);
+            tp->metadata_size = tp->metadata ? sizeof(KAFKA_FORGOTTEN) - 1 : 0;
+        }
+    }
+    rd_kafka_resp_err_t err = kafka_forget_commit(lookup->forget_rk, all);
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+        /* A broker that takes commits only from members (librdkafka's mock
+         * once the group has existed; a real Kafka takes them from anyone
+         * while the group is empty): join it, then commit. */
+        err = kafka_forget_join(lookup);
+        if (!err)
+            err = kafka_forget_commit(lookup->forget_rk, all);
+        rd_kafka_consumer_close(lookup->forget_rk);
+    }
+    if (err)
+        log_warn("kafka",
+                 "group %s: cannot forget its position: %s (a durable subscription of this "
+                 "name will resume where it was)",
+                 lookup->forget_group, rd_kafka_err2str(err));
+    else
+        log_info("kafka", "group %s: position forgotten on %d partition(s)", lookup->forget_group,
+                 all->cnt);
+    rd_kafka_topic_partition_list_destroy(all);
+    return err;
+}
+
 static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
 {
     rd_kafka_t *rk = lookup->anchor->rk;
+    struct kafka *kafka = lookup->kafka;
+    /* A group being forgotten: its old position must be marked first. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += KAFKA_FORGET_WAIT_MS / 1000;
+    pthread_mutex_lock(&kafka->lookup_lock);
+    while (kafka_forgetting(kafka, lookup->anchor->group_id) &&
+           pthread_cond_timedwait(&kafka->lookup_idle, &kafka->lookup_lock, &deadline) == 0)
+        ;
+    pthread_mutex_unlock(&kafka->lookup_lock);
     rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(16);
     for (size_t i = 0; i < lookup->count; i++)
         for (int32_t p = 0; p < lookup->topics[i].partition_count; p++)
@@ -522,9 +657,11 @@ static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
     if (all->cnt > 0)
         err = rd_kafka_committed(rk, all, KAFKA_LOOKUP_TIMEOUT_MS);
     rd_kafka_topic_partition_list_t *missing = rd_kafka_topic_partition_list_new(16);
+    int forgotten = 0;
     for (int i = 0; !err && i < all->cnt; i++) {
-        if (all->elems[i].offset >= 0)
+        if (all->elems[i].offset >= 0 && !kafka_offset_forgotten(&all->elems[i]))
             continue;
+        forgotten += all->elems[i].offset >= 0;
         for (size_t t = 0; t < lookup->count; t++)
             if (strcmp(lookup->topics[t].topic, all->elems[i].topic) == 0)
                 rd_kafka_topic_partition_list_add(missing, all->elems[i].topic,
@@ -536,9 +673,20 @@ static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
         for (int i = 0; !err && i < missing->cnt; i++)
             if (missing->elems[i].err)
                 err = missing->elems[i].err;
-        if (!err)
+        if (!err) {
             log_info("kafka", "group %s: starts at the end of %d partition(s) it had no offset for",
                      lookup->anchor->group_id, missing->cnt);
+        } else if (forgotten == missing->cnt && (err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+                                                 err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)) {
+            /* A broker that takes commits only from members (librdkafka's
+             * mock): the forgotten position, the end when it was deleted,
+             * stands; a real Kafka takes the commit above. */
+            log_info("kafka",
+                     "group %s: starts where it was deleted on %d partition(s) (the broker "
+                     "takes offset commits only from group members)",
+                     lookup->anchor->group_id, forgotten);
+            err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
     }
     rd_kafka_topic_partition_list_destroy(missing);
     rd_kafka_topic_partition_list_destroy(all);
@@ -648,9 +796,20 @@ static void *kafka_lookup_main(void *arg)
         rd_kafka_topic_destroy(rkt);
     if (!err && lookup->anchor)
         err = kafka_lookup_anchor(lookup);
+    if (lookup->forget_group) {
+        if (!err)
+            err = kafka_lookup_forget(lookup);
+        else if (!kafka_topic_missing(err))
+            log_warn("kafka", "group %s: cannot forget its position: %s", lookup->forget_group,
+                     rd_kafka_err2str(err));
+        rd_kafka_destroy(lookup->forget_rk);
+        lookup->forget_rk = NULL;
+    }
     lookup->err = (int)err;
 
     pthread_mutex_lock(&kafka->lookup_lock);
+    if (lookup->forget_group)
+        kafka_forgetting_remove(kafka, lookup->forget_group);
     lookup->finished = true;
     lookup->next = kafka->lookups_done;
     kafka->lookups_done = lookup;
@@ -680,7 +839,7 @@ static void kafka_on_lookup_wakeup(evutil_socket_t fd, short what, void *arg)
                 kafka_consumer_close(consumer);
             }
         }
-        if (!done->cancelled)
+        if (!done->cancelled && done->done)
             done->done(done->opaque, done->err, done->err ? NULL : done->topics,
                        done->err ? 0 : done->count);
         kafka_lookup_free(done);
@@ -693,6 +852,10 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
                                                const void *filter_arg, size_t filter_arg_size,
                                                int create_partitions, kafka_lookup_fn done,
                                                void *opaque);
+static struct kafka_lookup *kafka_lookup_prepare(struct kafka *kafka, const char *topic,
+                                                 kafka_topic_filter_fn filter,
+                                                 const void *filter_arg, size_t filter_arg_size);
+static int kafka_lookup_run(struct kafka_lookup *lookup);
 
 struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, const char *topic,
                                                         int partitions, kafka_lookup_fn done,
@@ -725,15 +888,31 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
                                                int create_partitions, kafka_lookup_fn done,
                                                void *opaque)
 {
+    struct kafka_lookup *lookup =
+        kafka_lookup_prepare(kafka, topic, filter, filter_arg, filter_arg_size);
+    if (!lookup)
+        return NULL;
+    lookup->anchor = anchor;
+    lookup->create_partitions = create_partitions;
+    lookup->done = done;
+    lookup->opaque = opaque;
+    if (kafka_lookup_run(lookup) < 0)
+        return NULL;
+    if (anchor)
+        anchor->anchors_running++;
+    return lookup;
+}
+
+/* A lookup of `topic`, or of the topics `filter` takes, not started yet. */
+static struct kafka_lookup *kafka_lookup_prepare(struct kafka *kafka, const char *topic,
+                                                 kafka_topic_filter_fn filter,
+                                                 const void *filter_arg, size_t filter_arg_size)
+{
     struct kafka_lookup *lookup = calloc(1, sizeof(*lookup));
     if (!lookup)
         return NULL;
     lookup->kafka = kafka;
-    lookup->anchor = anchor;
-    lookup->create_partitions = create_partitions;
     lookup->filter = filter;
-    lookup->done = done;
-    lookup->opaque = opaque;
     if ((topic && !(lookup->topic = strdup(topic))) ||
         (!topic &&
          (!filter || !(lookup->filter_arg = malloc(filter_arg_size ? filter_arg_size : 1))))) {
@@ -742,6 +921,13 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
     }
     if (!topic && filter_arg_size)
         memcpy(lookup->filter_arg, filter_arg, filter_arg_size);
+    return lookup;
+}
+
+/* Start a prepared lookup on its thread; on failure it is freed, -1. */
+static int kafka_lookup_run(struct kafka_lookup *lookup)
+{
+    struct kafka *kafka = lookup->kafka;
     pthread_attr_t attr;
     pthread_t thread;
     pthread_attr_init(&attr);
@@ -755,12 +941,10 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
         pthread_mutex_unlock(&kafka->lookup_lock);
         pthread_attr_destroy(&attr);
         kafka_lookup_free(lookup);
-        return NULL;
+        return -1;
     }
     pthread_attr_destroy(&attr);
-    if (anchor)
-        anchor->anchors_running++;
-    return lookup;
+    return 0;
 }
 
 void kafka_lookup_cancel(struct kafka_lookup *lookup)
@@ -910,6 +1094,17 @@ static void kafka_consumer_unlink(struct kafka_consumer *consumer)
 static void kafka_consumer_free(struct kafka_consumer *consumer, bool destroy_async)
 {
     kafka_consumer_unlink(consumer);
+    if (consumer->forget) { /* never started (close failed, or shutdown) */
+        log_warn("kafka",
+                 "group %s: its position was not forgotten (the consumer did not close in "
+                 "time); a durable subscription of this name will resume where it was",
+                 consumer->group_id);
+        pthread_mutex_lock(&consumer->kafka->lookup_lock);
+        kafka_forgetting_remove(consumer->kafka, consumer->group_id);
+        pthread_mutex_unlock(&consumer->kafka->lookup_lock);
+        kafka_lookup_free(consumer->forget);
+        consumer->forget = NULL;
+    }
     kafka_wakeup_close(&consumer->wakeup);
     if (consumer->close_queue)
         rd_kafka_queue_destroy(consumer->close_queue);
@@ -943,6 +1138,18 @@ static void kafka_consumer_drain_close(struct kafka_consumer *consumer)
     }
     if (rd_kafka_consumer_closed(consumer->rk)) {
         log_debug("kafka", "consumer %s closed", consumer->group_id);
+        if (consumer->forget) {
+            /* It has left the group and committed: now mark its position. */
+            struct kafka_lookup *forget = consumer->forget;
+            consumer->forget = NULL;
+            if (kafka_lookup_run(forget) < 0) {
+                log_warn("kafka", "group %s: cannot start forgetting its position",
+                         consumer->group_id);
+                pthread_mutex_lock(&consumer->kafka->lookup_lock);
+                kafka_forgetting_remove(consumer->kafka, consumer->group_id);
+                pthread_mutex_unlock(&consumer->kafka->lookup_lock);
+            }
+        }
         kafka_consumer_free(consumer, true);
     }
 }
@@ -1172,6 +1379,58 @@ void kafka_consumer_close(struct kafka_consumer *consumer)
     event_active(consumer->wakeup.event, EV_READ, 0);
 }
 
+int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *subscription,
+                                const char *topic, kafka_topic_filter_fn filter,
+                                const void *filter_arg, size_t filter_arg_size)
+{
+    struct kafka *kafka = consumer->kafka;
+    if (consumer->closing)
+        return -1;
+    struct kafka_lookup *lookup =
+        kafka_lookup_prepare(kafka, topic, filter, filter_arg, filter_arg_size);
+    struct kafka_forget *entry = calloc(1, sizeof(*entry));
+    char err[1024];
+    rd_kafka_conf_t *conf = lookup ? kafka_conf_base(kafka, "consumer", err, sizeof(err)) : NULL;
+    /* As kafka_consumer_new sets it up, in case it must join (and leave). */
+    if (conf && (kafka_conf_set(conf, "kafka.consumer", "group.id", consumer->group_id, err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err,
+                                  sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", "false", err,
+                                sizeof(err)) < 0)) {
+        rd_kafka_conf_destroy(conf);
+        conf = NULL;
+    }
+    if (conf && lookup) {
+        char why[512];
+        lookup->forget_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+        if (!lookup->forget_rk)
+            rd_kafka_conf_destroy(conf);
+    }
+    if (!lookup || !entry || !lookup->forget_rk ||
+        !(lookup->forget_group = strdup(consumer->group_id)) ||
+        !(lookup->forget_subscription = strdup(subscription)) ||
+        !(entry->group_id = strdup(consumer->group_id))) {
+        if (lookup)
+            kafka_lookup_free(lookup);
+        free(entry);
+        kafka_consumer_close(consumer);
+        return -1;
+    }
+    lookup->cancelled = true; /* nobody to tell */
+    pthread_mutex_lock(&kafka->lookup_lock);
+    entry->next = kafka->forgetting;
+    kafka->forgetting = entry;
+    pthread_mutex_unlock(&kafka->lookup_lock);
+    consumer->forget = lookup;
+    kafka_consumer_close(consumer);
+    return 0;
+}
+
 /* ---- the node's layer ----------------------------------------------------------- */
 
 /* Refuse librdkafka settings that would break kbridge's promises (DESIGN §4):
@@ -1363,6 +1622,8 @@ void kafka_free(struct kafka *kafka)
     pthread_mutex_destroy(&kafka->probe.lock);
     pthread_mutex_destroy(&kafka->lookup_lock);
     pthread_cond_destroy(&kafka->lookup_idle);
+    while (kafka->forgetting) /* consumers freed above left theirs */
+        kafka_forgetting_remove(kafka, kafka->forgetting->group_id);
     pthread_cond_destroy(&kafka->probe.cond);
     free(kafka->bootstrap);
     free(kafka);

@@ -223,5 +223,19 @@ int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, in
 /* Leave the group (committing stored offsets) without blocking the loop;
  * the handle is freed once librdkafka has finished. No callbacks after this. */
 void kafka_consumer_close(struct kafka_consumer *consumer);
+/* Close it as kafka_consumer_close does, then forget its group's position
+ * (a deleted durable subscription): once it has left the group, commit the
+ * end offsets of `topic` (or of the topics `filter` takes) marked as
+ * forgotten, so the next anchor of that group (kafka_lookup_anchor_group,
+ * which waits for this) starts at the end as for a new group. Plain offset
+ * commits, not DeleteGroups: any broker and the mock (librdkafka 2.0.2's
+ * mock has no DeleteGroups; its client aborts on one) take them; where only
+ * members may commit (the mock) a short-lived consumer joins the group
+ * (`subscription`: the topic or ^regex) to commit. The group's offsets stay
+ * in Kafka and expire with offsets.retention.minutes. Runs on a thread.
+ * -1 when the forget cannot be set up (the consumer is closed anyway). */
+int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *subscription,
+                                const char *topic, kafka_topic_filter_fn filter,
+                                const void *filter_arg, size_t filter_arg_size);
 
 #endif

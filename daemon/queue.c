@@ -6,6 +6,7 @@
  *
  *   queue NAME                    group kbridge.q.NAME, topic PREFIX+NAME, from earliest
  *   durable subscription D of C   group kbridge.sub.C.D, topic (or regex), from latest
+ *   durable D of topic T, no C    group kbridge.dsub.T.D (RabbitMQ's durable:true)
  *
  * Partitions are numbered locally (queue_state works on int32 partition ids,
  * a durable wildcard subscription spans several topics): `partitions` maps a
@@ -593,8 +594,13 @@ fail:
 int queue_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size)
 {
     char group_id[ADDRESS_NAME_MAX * 2 + 64];
-    if (sub->durable_name)
-        snprintf(group_id, sizeof(group_id), "kbridge.sub.%s.%s", sub->session->client_id,
+    /* Without a client-id (RabbitMQ's durable:true) the topic and name scope
+     * it, as RabbitMQ names its subscription queue after destination and id. */
+    const char *client_id = sub->session->client_id;
+    if (sub->durable_name && client_id && !sub->options.durable_by_destination)
+        snprintf(group_id, sizeof(group_id), "kbridge.sub.%s.%s", client_id, sub->durable_name);
+    else if (sub->durable_name)
+        snprintf(group_id, sizeof(group_id), "kbridge.dsub.%s.%s", sub->destination.name,
                  sub->durable_name);
     else
         snprintf(group_id, sizeof(group_id), "kbridge.q.%s", sub->destination.name);
@@ -603,8 +609,9 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
         if (strcmp(q->group_id, group_id) == 0)
             queue = q;
     if (queue && sub->durable_name && queue->subscriber_count > 0) {
-        snprintf(err, err_size, "durable subscription '%s' of client-id '%s' is already active",
-                 sub->durable_name, sub->session->client_id);
+        snprintf(err, err_size, "durable subscription '%s' of %s '%s' is already active",
+                 sub->durable_name, client_id ? "client-id" : "topic",
+                 client_id ? client_id : sub->destination.name);
         return CORE_ERR_INVALID;
     }
     if (!queue) {
@@ -652,6 +659,26 @@ void queue_detach(struct core_subscription *sub)
         event_add(queue->linger_timer, &linger);
     }
     queue_update_gauges(queue);
+}
+
+void queue_forget(struct queue *queue)
+{
+    if (queue->subscriber_count > 0 || !queue->consumer)
+        return; /* still in use: an UNSUBSCRIBE does not delete it from under others */
+    const struct config *config = queue_config(queue);
+    struct address_filter filter;
+    bool wildcard = queue->subscription[0] == '^';
+    if (wildcard && address_filter_init(&filter, config->kafka.topic_prefix, queue->name) < 0)
+        return; /* cannot happen: queue_create built the same filter */
+    log_info("queue", "%s: durable subscription deleted: leaving the group, forgetting its place",
+             queue->group_id);
+    kafka_lookup_cancel(queue->anchor);
+    queue->anchor = NULL;
+    kafka_consumer_close_forget(queue->consumer, queue->subscription,
+                                wildcard ? NULL : queue->subscription,
+                                wildcard ? address_filter_match : NULL, &filter, sizeof(filter));
+    queue->consumer = NULL;
+    queue_free(queue);
 }
 
 int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,

@@ -51,7 +51,8 @@
  *    publishes is confirmed or after STOMP_BUSY_RETRY_MS (50 ms), whichever
  *    comes first (the queue may be full of other connections' records).
  *  - Delivering: when the output buffer holds more than
- *    max(STOMP_OUTPUT_HIGH_MIN = 1 MiB, 4 x limits.max_frame_size), every
+ *    max(STOMP_OUTPUT_HIGH_MIN = 1 MiB, min(4 x limits.max_frame_size,
+ *    STOMP_OUTPUT_HIGH_MAX = 4 MiB)) (plus the one frame that crossed it), every
  *    subscription of the connection is blocked in the core
  *    (core_subscription_block); the bufferevent's write low watermark is
  *    half of that, and its write callback unblocks them when the output has
@@ -309,11 +310,11 @@ static bool stomp_connection_not_connect(struct stomp_connection *connection, co
         command[n] = (data[n] >= 0x20 && data[n] < 0x7f) ? data[n] : '?';
     command[n] = '\0';
     struct stomp_error error;
-    stomp_fail(&error, STOMP_KIND_INVALID, "expected CONNECT",
-               "The first frame on a STOMP connection must be CONNECT (or STOMP), not '%s%s'. "
-               "Send CONNECT with accept-version, login and passcode first and wait for "
-               "CONNECTED.",
-               command, line > 32 ? "..." : "");
+    stomp_fail_as(&error, STOMP_KIND_INVALID, "Illegal command", "expected CONNECT",
+                  "The first frame on a STOMP connection must be CONNECT (or STOMP), not '%s%s'. "
+                  "Send CONNECT with accept-version, login and passcode first and wait for "
+                  "CONNECTED.",
+                  command, line > 32 ? "..." : "");
     stomp_send_error(connection, &error, NULL);
     return true;
 }
@@ -674,11 +675,11 @@ struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evu
     if (refuse) {
         connection->refused = true;
         struct stomp_error error;
-        stomp_fail(&error, STOMP_KIND_LIMIT, "too many connections",
-                   "The server already has %u STOMP connections open "
-                   "(limits.max_connections). Try again later or ask the operator to raise "
-                   "the limit.",
-                   stomp_connection_config(connection)->limits.max_connections);
+        stomp_fail_as(&error, STOMP_KIND_LIMIT, "Bad CONNECT", "too many connections",
+                      "The server already has %u STOMP connections open "
+                      "(limits.max_connections). Try again later or ask the operator to raise "
+                      "the limit.",
+                      stomp_connection_config(connection)->limits.max_connections);
         stomp_send_error(connection, &error, NULL);
         return connection;
     }

@@ -15,17 +15,35 @@
 #include "log.h"
 #include "stomp_handlers.h"
 
+static int stomp_vfail(struct stomp_error *error, enum stomp_error_kind kind, const char *label,
+                       const char *message, const char *detail_fmt, va_list ap)
+{
+    error->kind = kind;
+    error->label = label;
+    error->version = NULL;
+    snprintf(error->message, sizeof(error->message), "%s", message);
+    vsnprintf(error->detail, sizeof(error->detail), detail_fmt, ap);
+    return STOMP_FAILED;
+}
+
 int stomp_fail(struct stomp_error *error, enum stomp_error_kind kind, const char *message,
                const char *detail_fmt, ...)
 {
-    error->kind = kind;
-    error->version = NULL;
-    snprintf(error->message, sizeof(error->message), "%s", message);
     va_list ap;
     va_start(ap, detail_fmt);
-    vsnprintf(error->detail, sizeof(error->detail), detail_fmt, ap);
+    int rc = stomp_vfail(error, kind, NULL, message, detail_fmt, ap);
     va_end(ap);
-    return STOMP_FAILED;
+    return rc;
+}
+
+int stomp_fail_as(struct stomp_error *error, enum stomp_error_kind kind, const char *label,
+                  const char *message, const char *detail_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, detail_fmt);
+    int rc = stomp_vfail(error, kind, label, message, detail_fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 enum stomp_error_kind stomp_kind_from_core(int core_error)
@@ -55,8 +73,14 @@ void stomp_send_error(struct stomp_connection *connection, const struct stomp_er
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     char message[sizeof(error->message)];
-    snprintf(message, sizeof(message), "%s", error->message);
+    snprintf(message, sizeof(message), "%s", error->label ? error->label : error->message);
     stomp_one_line(message);
+    /* With a label, kbridge's own short text leads the body. */
+    char body[sizeof(error->message) + sizeof(error->detail) + 2];
+    if (error->label)
+        snprintf(body, sizeof(body), "%s\n%s", error->message, error->detail);
+    else
+        snprintf(body, sizeof(body), "%s", error->detail);
 
     struct stomp_header headers[4];
     size_t count = 0;
@@ -66,13 +90,12 @@ void stomp_send_error(struct stomp_connection *connection, const struct stomp_er
         headers[count++] = stomp_header_make("receipt-id", receipt_id);
     if (error->version)
         headers[count++] = stomp_header_make("version", error->version);
-    stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, count, error->detail,
-                           strlen(error->detail));
+    stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, count, body, strlen(body));
 
     enum stomp_error_kind kind = error->kind < STOMP_KIND_COUNT ? error->kind : STOMP_KIND_INTERNAL;
     (*connection->adapter->errors[kind])++;
     log_info("stomp", "%s: ERROR sent (%s): %s, closing", connection->peer,
-             stomp_error_kind_name(kind), message);
+             stomp_error_kind_name(kind), error->message);
     stomp_connection_close(connection, "ERROR sent");
 }
 
@@ -100,11 +123,11 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
 
     if (connection->state == STOMP_STATE_CONNECTING && frame->command != STOMP_COMMAND_CONNECT &&
         frame->command != STOMP_COMMAND_STOMP) {
-        rc = stomp_fail(&error, STOMP_KIND_INVALID, "expected CONNECT",
-                        "The first frame on a STOMP connection must be CONNECT (or STOMP), "
-                        "not '%s'. Send CONNECT with accept-version, login and passcode "
-                        "first and wait for CONNECTED.",
-                        command);
+        rc = stomp_fail_as(&error, STOMP_KIND_INVALID, "Illegal command", "expected CONNECT",
+                           "The first frame on a STOMP connection must be CONNECT (or STOMP), "
+                           "not '%s'. Send CONNECT with accept-version, login and passcode "
+                           "first and wait for CONNECTED.",
+                           command);
     } else {
         switch (frame->command) {
         case STOMP_COMMAND_CONNECT:
@@ -127,20 +150,20 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
         case STOMP_COMMAND_RECEIPT:
         case STOMP_COMMAND_ERROR:
             snprintf(message, sizeof(message), "unexpected server frame '%s'", command);
-            rc = stomp_fail(&error, STOMP_KIND_INVALID, message,
-                            "%s is a frame the server sends; a client may send CONNECT, STOMP, "
-                            "SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and "
-                            "DISCONNECT.",
-                            command);
+            rc = stomp_fail_as(&error, STOMP_KIND_INVALID, "Bad command", message,
+                               "%s is a frame the server sends; a client may send CONNECT, STOMP, "
+                               "SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and "
+                               "DISCONNECT.",
+                               command);
             break;
         case STOMP_COMMAND_UNKNOWN:
         default:
             snprintf(message, sizeof(message), "unknown command '%s'", command);
-            rc = stomp_fail(&error, STOMP_KIND_INVALID, message,
-                            "'%s' is not a STOMP command. A client may send CONNECT, STOMP, "
-                            "SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and "
-                            "DISCONNECT (commands are case-sensitive).",
-                            command);
+            rc = stomp_fail_as(&error, STOMP_KIND_INVALID, "Bad command", message,
+                               "'%s' is not a STOMP command. A client may send CONNECT, STOMP, "
+                               "SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and "
+                               "DISCONNECT (commands are case-sensitive).",
+                               command);
             break;
         }
     }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum parse_phase {
     PHASE_START,   /* between frames: heart-beat EOLs or the first command byte */
@@ -166,6 +167,17 @@ static const char *parse_heartbeat_number(const char *p, char stop, uint32_t *ou
         return NULL;
     *out = (uint32_t)value;
     return p;
+}
+
+int stomp_bool_parse(const char *value, bool *out)
+{
+    if (value && strcasecmp(value, "true") == 0)
+        *out = true;
+    else if (value && strcasecmp(value, "false") == 0)
+        *out = false;
+    else
+        return -1;
+    return 0;
 }
 
 int stomp_heartbeat_parse(const char *value, uint32_t *cx, uint32_t *cy)

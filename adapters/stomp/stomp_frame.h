@@ -137,4 +137,9 @@ const char *stomp_version_name(enum stomp_version version);
 /* Parse a heart-beat header "cx,cy" (both >= 0). 0 ok, -1 malformed. */
 int stomp_heartbeat_parse(const char *value, uint32_t *cx, uint32_t *cy);
 
+/* Parse a boolean header value: "true" or "false" in any case ("True" is
+ * what stomp.py sends for a Python bool; RabbitMQ accepts both spellings).
+ * 0 ok, -1 anything else. */
+int stomp_bool_parse(const char *value, bool *out);
+
 #endif

@@ -3,19 +3,23 @@
  * Which delivery: 1.2 names it by `id` (the MESSAGE's ack header,
  * "S<subscription seq>-<delivery seq>"); 1.1 by `message-id` + `subscription`;
  * 1.0 by `message-id` (with `subscription` when the client sends it). A
- * message-id can repeat (a native producer reusing ids): the oldest
- * unacknowledged delivery with that id is meant. A 1.2 client that sends
+ * `subscription` that names no subscription of the connection, or none in
+ * 1.1, is not an error: the message-id alone finds the delivery, as in
+ * RabbitMQ (whose message-id names its subscription). A message-id can repeat (a native producer
+ * reusing ids): the oldest unacknowledged delivery with that id is meant. A 1.2 client that sends
  * message-id instead of id is served the 1.1 way.
  *
  * What: in `client` mode ACK and NACK are cumulative (every earlier
  * unacknowledged delivery of that subscription, in delivery order, then the
  * named one); in `client-individual` mode they settle the named one. ACK ->
  * accept; NACK -> release (redeliver) by default (queues.nack_requeue),
- * requeue:true -> release, requeue:false -> reject (dead-letter now).
+ * requeue:true -> release, requeue:false -> reject (dead-letter now); true
+ * and false in any case ("True" from stomp.py), as RabbitMQ accepts them.
  *
  * ACKs for an auto-ack subscription, or for a plain (non-durable) topic
  * subscription where there is nothing to settle in Kafka, are ignored. An id
- * that names nothing of this connection is an ERROR (the spec's rule). */
+ * that names nothing of this connection is an ERROR (the spec's rule), with
+ * RabbitMQ's `message` texts ("Message not found", "Missing header"). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,19 +99,15 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
     enum queue_outcome outcome = QUEUE_ACCEPT;
     if (nack) {
         const char *requeue = stomp_frame_header_value(frame, "requeue");
-        if (!requeue)
-            outcome = config->queues.nack_requeue ? QUEUE_RELEASE : QUEUE_REJECT;
-        else if (strcmp(requeue, "true") == 0)
-            outcome = QUEUE_RELEASE;
-        else if (strcmp(requeue, "false") == 0)
-            outcome = QUEUE_REJECT;
-        else {
+        bool release = config->queues.nack_requeue;
+        if (requeue && stomp_bool_parse(requeue, &release) < 0) {
             snprintf(message, sizeof(message), "invalid requeue '%s'", requeue);
-            return stomp_fail(error, STOMP_KIND_INVALID, message,
-                              "The requeue header of NACK must be true (redeliver) or false "
-                              "(dead-letter); got '%s'.",
-                              requeue);
+            return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid header", message,
+                                 "The requeue header of NACK must be true (redeliver) or false "
+                                 "(dead-letter), in any case; got '%s'.",
+                                 requeue);
         }
+        outcome = release ? QUEUE_RELEASE : QUEUE_REJECT;
     }
 
     const char *id = stomp_frame_header_value(frame, "id");
@@ -131,38 +131,26 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
         if (!message_id || !message_id[0]) {
             if (connection->version == STOMP_VERSION_1_2) {
                 snprintf(message, sizeof(message), "%s has no id", verb);
-                return stomp_fail(error, STOMP_KIND_INVALID, message,
-                                  "In STOMP 1.2 %s names the message by an id header holding "
-                                  "the value of the MESSAGE's ack header.",
-                                  verb);
+                return stomp_fail_as(error, STOMP_KIND_INVALID, "Missing header", message,
+                                     "In STOMP 1.2 %s names the message by an id header holding "
+                                     "the value of the MESSAGE's ack header.",
+                                     verb);
             }
             snprintf(message, sizeof(message), "%s has no message-id", verb);
-            return stomp_fail(
-                error, STOMP_KIND_INVALID, message,
-                "In STOMP %s %s names the message by its message-id header%s.",
-                stomp_version_name(connection->version), verb,
-                connection->version == STOMP_VERSION_1_1 ? " and the subscription header" : "");
+            return stomp_fail_as(error, STOMP_KIND_INVALID, "Missing header", message,
+                                 "In STOMP %s %s names the message by its message-id header.",
+                                 stomp_version_name(connection->version), verb);
         }
         named = message_id;
-        if (subscription_id && subscription_id[0]) {
+        if (subscription_id && subscription_id[0])
             sub = stomp_connection_find_subscription(connection, subscription_id);
-            if (!sub) {
-                snprintf(message, sizeof(message), "no subscription with id '%s'", subscription_id);
-                return stomp_fail(error, STOMP_KIND_INVALID, message,
-                                  "%s names subscription '%s', which this connection does not "
-                                  "have (it may have been unsubscribed).",
-                                  verb, subscription_id);
-            }
+        if (sub) {
             if (!stomp_ack_settles(sub))
                 return STOMP_OK;
             unacked = stomp_ack_find_message_id(sub, message_id);
-        } else if (connection->version == STOMP_VERSION_1_1) {
-            snprintf(message, sizeof(message), "%s has no subscription", verb);
-            return stomp_fail(error, STOMP_KIND_INVALID, message,
-                              "In STOMP 1.1 %s needs the subscription header of the MESSAGE "
-                              "besides its message-id.",
-                              verb);
         } else {
+            /* No subscription named, or one this connection does not have:
+             * the message-id alone, as RabbitMQ serves it. */
             bool any_ignored = false;
             for (struct stomp_subscription *s = connection->subscriptions; s && !unacked;
                  s = s->next) {
@@ -180,15 +168,15 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
 
     if (!unacked) {
         snprintf(message, sizeof(message), "unknown ack id '%s'", named);
-        return stomp_fail(error, STOMP_KIND_INVALID, message,
-                          "%s names '%s', which is not an unacknowledged message of this "
-                          "connection: it was acknowledged already, its subscription ended, or "
-                          "it was delivered on another connection. Acknowledge each message "
-                          "once, on the connection that received it, with the %s.",
-                          verb, named,
-                          connection->version == STOMP_VERSION_1_2
-                              ? "value of its ack header as id"
-                              : "message-id and subscription headers of the MESSAGE");
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Message not found", message,
+                             "%s names '%s', which is not an unacknowledged message of this "
+                             "connection: it was acknowledged already, its subscription ended, or "
+                             "it was delivered on another connection. Acknowledge each message "
+                             "once, on the connection that received it, with the %s.",
+                             verb, named,
+                             connection->version == STOMP_VERSION_1_2
+                                 ? "value of its ack header as id"
+                                 : "message-id and subscription headers of the MESSAGE");
     }
 
     if (sub->ack_mode == STOMP_ACK_CLIENT) {

@@ -28,17 +28,18 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
 {
     struct stomp_adapter *adapter = connection->adapter;
     if (connection->state != STOMP_STATE_CONNECTING)
-        return stomp_fail(error, STOMP_KIND_INVALID, "already connected",
-                          "This connection already completed CONNECT; send it only once per "
-                          "connection.");
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Bad CONNECT", "already connected",
+                             "This connection already completed CONNECT; send it only once per "
+                             "connection.");
 
     enum stomp_version version;
     const char *accept_version = stomp_frame_header_value(frame, "accept-version");
     if (stomp_version_negotiate(accept_version, &version) < 0) {
-        stomp_fail(error, STOMP_KIND_UNSUPPORTED, "supported versions: " STOMP_SUPPORTED_VERSIONS,
-                   "The client offered accept-version:%s but this server speaks "
-                   "STOMP " STOMP_SUPPORTED_VERSIONS ". Offer one of these versions.",
-                   accept_version ? accept_version : "");
+        stomp_fail_as(error, STOMP_KIND_UNSUPPORTED, "Version mismatch",
+                      "supported versions: " STOMP_SUPPORTED_VERSIONS,
+                      "The client offered accept-version:%s but this server speaks "
+                      "STOMP " STOMP_SUPPORTED_VERSIONS ". Offer one of these versions.",
+                      accept_version ? accept_version : "");
         error->version = STOMP_SUPPORTED_VERSIONS;
         return STOMP_FAILED;
     }
@@ -46,10 +47,11 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     char heartbeat[32];
     const char *heartbeat_header = stomp_frame_header_value(frame, "heart-beat");
     if (stomp_heartbeat_negotiate(connection, heartbeat_header, heartbeat, sizeof(heartbeat)) < 0)
-        return stomp_fail(error, STOMP_KIND_INVALID, "malformed heart-beat header",
-                          "The heart-beat header must be two non-negative integers in "
-                          "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",
-                          heartbeat_header);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Bad CONNECT",
+                             "malformed heart-beat header",
+                             "The heart-beat header must be two non-negative integers in "
+                             "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",
+                             heartbeat_header);
 
     const char *login = stomp_frame_header_value(frame, "login");
     const char *passcode = stomp_frame_header_value(frame, "passcode");
@@ -57,12 +59,12 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     char reason[256] = "";
     if (core_authenticate(adapter->context.core, login, passcode, user, sizeof(user), reason,
                           sizeof(reason)) != CORE_OK)
-        return stomp_fail(error, STOMP_KIND_AUTH, "authentication failed",
-                          "The server refused the CONNECT%s%s%s: %s. Check the login and "
-                          "passcode headers against the users configured in kbridged "
-                          "(auth.users).",
-                          login ? " for login '" : "", login ? login : "", login ? "'" : "",
-                          reason[0] ? reason : "bad credentials");
+        return stomp_fail_as(error, STOMP_KIND_AUTH, "Bad CONNECT", "authentication failed",
+                             "The server refused the CONNECT%s%s%s: %s. Check the login and "
+                             "passcode headers against the users configured in kbridged "
+                             "(auth.users).",
+                             login ? " for login '" : "", login ? login : "", login ? "'" : "",
+                             reason[0] ? reason : "bad credentials");
 
     const char *client_id = stomp_frame_header_value(frame, "client-id");
     if (client_id && client_id[0]) {

@@ -75,10 +75,10 @@ static int stomp_send_core_error(struct stomp_error *error, int rc, const char *
     switch (rc) {
     case CORE_ERR_ACCESS:
         snprintf(message, sizeof(message), "not allowed to publish to %s", destination);
-        return stomp_fail(error, STOMP_KIND_ACL, message,
-                          "This user may not publish to %s (%s). The publish ACL of the user "
-                          "in kbridged's auth.users lists the destinations allowed.",
-                          destination, reason);
+        return stomp_fail_as(error, STOMP_KIND_ACL, "access_refused", message,
+                             "This user may not publish to %s (%s). The publish ACL of the user "
+                             "in kbridged's auth.users lists the destinations allowed.",
+                             destination, reason);
     case CORE_ERR_TOO_LARGE:
         return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
                           "The message to %s was refused: %s.", destination, reason);
@@ -113,27 +113,29 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
 
     const char *destination_text = stomp_frame_header_value(frame, "destination");
     if (!destination_text || !destination_text[0])
-        return stomp_fail(error, STOMP_KIND_INVALID, "SEND has no destination",
-                          "Every SEND needs a destination header, e.g. destination:/queue/orders "
-                          "or destination:/topic/prices.");
+        return stomp_fail_as(
+            error, STOMP_KIND_INVALID, "Missing destination", "SEND has no destination",
+            "Every SEND needs a destination header, e.g. destination:/queue/orders "
+            "or destination:/topic/prices.");
     struct destination destination;
     char reason[256] = "";
     if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
-        return stomp_fail(error, STOMP_KIND_INVALID, reason,
-                          "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
-                          "/exchange/amq.topic/NAME, where NAME is a legal Kafka topic name "
-                          "(A-Z a-z 0-9 . _ -, at most 249 characters).",
-                          reason);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
+                             "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
+                             "/exchange/amq.topic/NAME, where NAME is a legal Kafka topic name "
+                             "(A-Z a-z 0-9 . _ -, at most 249 characters).",
+                             reason);
     if (destination.kind == DESTINATION_TEMP_QUEUE)
         return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "/temp-queue is not supported yet",
                           "Sending to %s is not supported yet: temporary queues (request-reply) "
                           "come in a later version of kbridge.",
                           destination_text);
     if (destination.wildcard)
-        return stomp_fail(error, STOMP_KIND_INVALID, "cannot send to a wildcard destination",
-                          "%s contains the wildcard words * or #, which only SUBSCRIBE "
-                          "accepts. Send to one topic name.",
-                          destination_text);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination",
+                             "cannot send to a wildcard destination",
+                             "%s contains the wildcard words * or #, which only SUBSCRIBE "
+                             "accepts. Send to one topic name.",
+                             destination_text);
     /* reply-to:/temp-queue/NAME (RabbitMQ semantics): the connection's
      * temporary queue NAME, created now if needed; its replies come to this
      * connection without a SUBSCRIBE. What goes to Kafka is its reply

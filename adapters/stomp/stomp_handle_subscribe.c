@@ -8,14 +8,20 @@
  * STOMP_DEFAULT_PREFETCH, capped at queues.max_in_flight; 0 means "as many as
  * allowed", as RabbitMQ's prefetch-count:0), durable topic subscriptions
  * (ActiveMQ activemq.subscriptionName, Artemis durable-subscription-name,
- * RabbitMQ durable:true or its alias persistent:true with id as the name;
- * all need CONNECT client-id). `selector` is refused until selectors land.
+ * RabbitMQ durable:true or its alias persistent:true with id as the name).
+ * The ActiveMQ and Artemis spellings need CONNECT client-id, which scopes
+ * the name; RabbitMQ's work without one, as in RabbitMQ: the subscription
+ * is then named by its topic and id (group kbridge.dsub.TOPIC.ID), shared by
+ * every connection that uses the same pair, and UNSUBSCRIBE with
+ * durable:true (or persistent:true) deletes it: its position is forgotten,
+ * so the next SUBSCRIBE starts afresh. Boolean headers take true/false in
+ * any case. `selector` is refused until selectors land.
  *
  * MESSAGE frames carry: destination (as the client subscribed, or
  * /topic/NAME for a wildcard subscription), message-id (the record's
  * message-id header, else TOPIC-PARTITION-OFFSET), subscription, ack (1.2,
- * client modes: "S<subscription seq>-<delivery seq>"), redelivered:true
- * after the first delivery, x-delivery-count (1 on the first delivery),
+ * client modes: "S<subscription seq>-<delivery seq>"), redelivered (false on
+ * the first delivery, true after it, as RabbitMQ), x-delivery-count (1 on the first delivery),
  * content-length, and every record header except kbridge-amqp-* (and
  * except names that would clash with the ones above). */
 #include <inttypes.h>
@@ -27,6 +33,18 @@
 #include "core.h"
 #include "log.h"
 #include "stomp_handlers.h"
+
+bool stomp_durable_header(const struct stomp_frame *frame)
+{
+    bool durable = false, persistent = false;
+    const char *text = stomp_frame_header_value(frame, "durable");
+    if (text && stomp_bool_parse(text, &durable) < 0)
+        durable = false; /* RabbitMQ too ignores what is neither true nor false */
+    text = stomp_frame_header_value(frame, "persistent");
+    if (text && stomp_bool_parse(text, &persistent) < 0)
+        persistent = false;
+    return durable || persistent;
+}
 
 /* ---- core callbacks ---------------------------------------------------------------- */
 
@@ -128,8 +146,9 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     snprintf(ack_id, sizeof(ack_id), "S%" PRIu32 "-%" PRIu64, sub->seq, seq);
     if (connection->version == STOMP_VERSION_1_2 && sub->ack_mode != STOMP_ACK_AUTO)
         headers[count++] = stomp_header_make("ack", ack_id);
-    if (delivery->delivery_count > 1)
-        headers[count++] = stomp_header_make("redelivered", "true");
+    /* Always present, as RabbitMQ sends it: false on the first delivery. */
+    headers[count++] =
+        stomp_header_make("redelivered", delivery->delivery_count > 1 ? "true" : "false");
     char delivery_count[16];
     snprintf(delivery_count, sizeof(delivery_count), "%" PRIu32, delivery->delivery_count);
     headers[count++] = stomp_header_make("x-delivery-count", delivery_count);
@@ -334,24 +353,26 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
 
     const char *destination_text = stomp_frame_header_value(frame, "destination");
     if (!destination_text || !destination_text[0])
-        return stomp_fail(error, STOMP_KIND_INVALID, "SUBSCRIBE has no destination",
-                          "Every SUBSCRIBE needs a destination header, e.g. "
-                          "destination:/queue/orders or destination:/topic/prices.");
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Missing destination",
+                             "SUBSCRIBE has no destination",
+                             "Every SUBSCRIBE needs a destination header, e.g. "
+                             "destination:/queue/orders or destination:/topic/prices.");
     const char *id = stomp_frame_header_value(frame, "id");
     if (!id || !id[0]) {
         if (connection->version != STOMP_VERSION_1_0)
-            return stomp_fail(error, STOMP_KIND_INVALID, "SUBSCRIBE has no id",
-                              "STOMP %s requires an id header on SUBSCRIBE; MESSAGE frames "
-                              "name it in their subscription header and UNSUBSCRIBE uses it.",
-                              stomp_version_name(connection->version));
+            return stomp_fail_as(error, STOMP_KIND_INVALID, "Missing header", "SUBSCRIBE has no id",
+                                 "STOMP %s requires an id header on SUBSCRIBE; MESSAGE frames "
+                                 "name it in their subscription header and UNSUBSCRIBE uses it.",
+                                 stomp_version_name(connection->version));
         id = destination_text;
     }
     if (stomp_connection_find_subscription(connection, id)) {
         snprintf(message, sizeof(message), "duplicate subscription id '%s'", id);
-        return stomp_fail(error, STOMP_KIND_INVALID, message,
-                          "This connection already has a subscription with id '%s'. Use a "
-                          "different id, or UNSUBSCRIBE it first.",
-                          id);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Duplicated subscription identifier",
+                             message,
+                             "This connection already has a subscription with id '%s'. Use a "
+                             "different id, or UNSUBSCRIBE it first.",
+                             id);
     }
     if (connection->subscription_count >= STOMP_MAX_SUBSCRIPTIONS)
         return stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
@@ -368,10 +389,10 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         ack_mode = STOMP_ACK_CLIENT_INDIVIDUAL;
     } else {
         snprintf(message, sizeof(message), "invalid ack mode '%s'", ack);
-        return stomp_fail(error, STOMP_KIND_INVALID, message,
-                          "The ack header of SUBSCRIBE must be auto, client or "
-                          "client-individual; got '%s'.",
-                          ack);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid header", message,
+                             "The ack header of SUBSCRIBE must be auto, client or "
+                             "client-individual; got '%s'.",
+                             ack);
     }
 
     if (stomp_frame_header(frame, "selector"))
@@ -389,10 +410,10 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
     }
     if (prefetch_text && stomp_parse_count(prefetch_text, &prefetch) < 0) {
         snprintf(message, sizeof(message), "invalid %s '%s'", prefetch_name, prefetch_text);
-        return stomp_fail(error, STOMP_KIND_INVALID, message,
-                          "%s must be a whole number of messages (0 means as many as the server "
-                          "allows, %u); got '%s'.",
-                          prefetch_name, max_prefetch, prefetch_text);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid header", message,
+                             "%s must be a whole number of messages (0 means as many as the server "
+                             "allows, %u); got '%s'.",
+                             prefetch_name, max_prefetch, prefetch_text);
     }
     if (prefetch == 0 || prefetch > max_prefetch)
         prefetch = max_prefetch;
@@ -400,11 +421,11 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
     struct destination destination;
     char reason[256] = "";
     if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
-        return stomp_fail(error, STOMP_KIND_INVALID, reason,
-                          "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
-                          "/exchange/amq.topic/NAME; topic names may use the wildcard words * "
-                          "(one word) and # (any number of words).",
-                          reason);
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
+                             "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
+                             "/exchange/amq.topic/NAME; topic names may use the wildcard words * "
+                             "(one word) and # (any number of words).",
+                             reason);
     if (destination.kind == DESTINATION_TEMP_QUEUE) {
         /* ActiveMQ style: an explicit SUBSCRIBE names the temporary queue's
          * subscription id (RabbitMQ style needs none: see stomp_handle_send.c). */
@@ -430,18 +451,16 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
     const char *durable_name = stomp_frame_header_value(frame, "activemq.subscriptionName");
     if (!durable_name)
         durable_name = stomp_frame_header_value(frame, "durable-subscription-name");
-    if (!durable_name) {
-        const char *durable = stomp_frame_header_value(frame, "durable");
-        if (!durable)
-            durable = stomp_frame_header_value(frame, "persistent");
-        if (durable && strcmp(durable, "true") == 0)
-            durable_name = id;
+    bool rabbit_durable = false;
+    if (!durable_name && stomp_durable_header(frame)) {
+        durable_name = id;
+        rabbit_durable = true;
     }
     if (durable_name && !durable_name[0])
         durable_name = NULL;
     if (destination.kind != DESTINATION_TOPIC)
         durable_name = NULL; /* queues are durable anyway */
-    if (durable_name && !connection->client_id)
+    if (durable_name && !connection->client_id && !rabbit_durable)
         return stomp_fail(error, STOMP_KIND_INVALID, "durable subscription needs client-id",
                           "A durable subscription ('%s' to %s) is identified by the "
                           "connection's client-id and the subscription name: send a client-id "
@@ -477,6 +496,7 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         .auto_accept = ack_mode == STOMP_ACK_AUTO,
         .credit = prefetch,
         .durable_name = durable_name,
+        .durable_by_destination = durable_name && !connection->client_id,
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
@@ -489,10 +509,10 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         switch (code) {
         case CORE_ERR_ACCESS:
             snprintf(message, sizeof(message), "not allowed to consume from %s", destination_text);
-            return stomp_fail(error, STOMP_KIND_ACL, message,
-                              "This user may not consume from %s (%s). The consume ACL of the "
-                              "user in kbridged's auth.users lists the destinations allowed.",
-                              destination_text, why);
+            return stomp_fail_as(error, STOMP_KIND_ACL, "access_refused", message,
+                                 "This user may not consume from %s (%s). The consume ACL of the "
+                                 "user in kbridged's auth.users lists the destinations allowed.",
+                                 destination_text, why);
         case CORE_ERR_INVALID:
         case CORE_ERR_UNSUPPORTED:
             return stomp_fail(error, stomp_kind_from_core(code), why,

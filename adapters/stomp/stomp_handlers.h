@@ -24,7 +24,8 @@ enum stomp_result {
 /* Why a frame failed: becomes one ERROR frame. */
 struct stomp_error {
     enum stomp_error_kind kind;
-    char message[256];   /* `message` header: short, one line */
+    const char *label;   /* RabbitMQ's `message` text for this error, or NULL */
+    char message[256];   /* kbridge's short text: `message` header when no label */
     char detail[1024];   /* body: what was wrong and what to do */
     const char *version; /* extra `version` header (failed negotiation), or NULL */
 };
@@ -33,6 +34,14 @@ struct stomp_error {
  * STOMP_FAILED, so that handlers can `return stomp_fail(...)`. */
 int stomp_fail(struct stomp_error *error, enum stomp_error_kind kind, const char *message,
                const char *detail_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The same for an error RabbitMQ's STOMP adapter also reports: its `message`
+ * header text (`label`, e.g. "Invalid destination", so clients and tests
+ * written against RabbitMQ recognise it) goes in the header, and kbridge's
+ * `message` becomes the first line of the body, above the detail. */
+int stomp_fail_as(struct stomp_error *error, enum stomp_error_kind kind, const char *label,
+                  const char *message, const char *detail_fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* The error kind for a core error code (CORE_ERR_*). */
 enum stomp_error_kind stomp_kind_from_core(int core_error);
@@ -56,6 +65,10 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
                                             const char *destination_text, const char *id,
                                             enum stomp_ack_mode ack_mode, const char *receipt,
                                             struct stomp_error *error);
+
+/* RabbitMQ's durable:true or its alias persistent:true (any case) on
+ * SUBSCRIBE or UNSUBSCRIBE (stomp_handle_subscribe.c). */
+bool stomp_durable_header(const struct stomp_frame *frame);
 
 /* ---- handlers: one file each ------------------------------------------------------ */
 

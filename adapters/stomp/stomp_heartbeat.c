@@ -5,8 +5,13 @@
  * ------
  * Negotiation (STOMP 1.1 "Heart-beating"): the client's CONNECT says
  * heart-beat:cx,cy (it can send every cx ms, wants to receive every cy ms);
- * we answer heart-beat:sx,sy with sx = sy = limits.heartbeat_ms (0 turns
- * heart-beating off). Then
+ * we answer heart-beat:sx,sy where each direction the client asked for gets
+ * its own value, clamped to [limits.heartbeat_min, limits.heartbeat]:
+ * sx = clamp(cy), sy = clamp(cx), and 0 where the client said 0 (or sent no
+ * header: STOMP 1.0 CONNECT gets heart-beat:0,0, as from RabbitMQ). So a
+ * client asking for 1 s gets 1 s (dead-peer detection in ~2 s), not
+ * limits.heartbeat; one asking for 60 s gets 60 s (the spec's max below);
+ * limits.heartbeat = 0 turns heart-beating off. Then
  *   - we send something at least every max(sx, cy) ms, when both are > 0;
  *   - we expect something from the client at least every max(cx, sy) ms,
  *     when both are > 0, and give up after twice that (the grace the spec
@@ -102,15 +107,32 @@ int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection)
     return 0;
 }
 
+/* What we offer for one direction the client asked for (`wanted` ms, 0:
+ * none): its own value within [floor, ceiling]; 0 when it wants none or
+ * heart-beating is off (ceiling 0). */
+static uint32_t stomp_heartbeat_clamp(uint32_t wanted, uint64_t floor, uint64_t ceiling)
+{
+    if (wanted == 0 || ceiling == 0)
+        return 0;
+    uint64_t ms = wanted;
+    if (ms > ceiling)
+        ms = ceiling;
+    if (ms < floor)
+        ms = floor;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *header, char *reply,
                               size_t reply_size)
 {
     uint32_t cx = 0, cy = 0;
     if (header && stomp_heartbeat_parse(header, &cx, &cy) < 0)
         return -1;
-    uint64_t configured = stomp_adapter_config(connection->adapter)->limits.heartbeat_ms;
-    uint32_t s = configured > UINT32_MAX ? UINT32_MAX : (uint32_t)configured;
-    uint32_t sx = s, sy = s;
+    const struct config *config = stomp_adapter_config(connection->adapter);
+    uint32_t sx =
+        stomp_heartbeat_clamp(cy, config->limits.heartbeat_min_ms, config->limits.heartbeat_ms);
+    uint32_t sy =
+        stomp_heartbeat_clamp(cx, config->limits.heartbeat_min_ms, config->limits.heartbeat_ms);
     connection->heartbeat_send_ms = (sx && cy) ? (sx > cy ? sx : cy) : 0;
     connection->heartbeat_recv_ms = (cx && sy) ? (cx > sy ? cx : sy) : 0;
     snprintf(reply, reply_size, "%u,%u", sx, sy);

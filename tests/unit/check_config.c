@@ -219,12 +219,13 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 30 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 10000);
     ck_assert_uint_eq(config->queues.linger_ms, 30 * 1000);
-    ck_assert_uint_eq(config->limits.max_frame_size, MIB);
-    ck_assert_uint_eq(config->limits.max_message_size, MIB);
+    ck_assert_uint_eq(config->limits.max_frame_size, 17 * MIB);
+    ck_assert_uint_eq(config->limits.max_message_size, 16 * MIB);
     ck_assert_uint_eq(config->limits.max_headers, 64);
     ck_assert_uint_eq(config->limits.max_connections, 10000);
     ck_assert_uint_eq(config->limits.max_unconfirmed, 10000);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 10000);
+    ck_assert_uint_eq(config->limits.heartbeat_min_ms, 100);
     ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
     ck_assert_int_eq(config->log.format, LOG_FORMAT_TEXT);
     ck_assert_uint_eq(config->shutdown_grace_ms, 10000);
@@ -309,7 +310,8 @@ START_TEST(test_accepted_values)
                 "    - { name: b, password_hash: \"$6$rounds=5000$salt$hash\", publish: [] }\n"
                 "queues: { max_deliveries: 1000000, dead_letter_topic: \"dlq.{name}\",\n"
                 "          linger: 0 }\n"
-                "limits: { max_frame_size: 1 GiB, max_message_size: 1, heartbeat: 1h }\n"
+                "limits: { max_frame_size: 1 GiB, max_message_size: 1, heartbeat: 1h,\n"
+                "          heartbeat_min: 10ms }\n"
                 "log: { level: warning }\n"
                 "shutdown_grace: 0\n");
     ck_assert(config->auth.anonymous);
@@ -319,6 +321,7 @@ START_TEST(test_accepted_values)
     ck_assert_uint_eq(config->limits.max_frame_size, GIB);
     ck_assert_uint_eq(config->limits.max_message_size, 1);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 3600 * 1000);
+    ck_assert_uint_eq(config->limits.heartbeat_min_ms, 10);
     ck_assert_int_eq(config->log.level, LOG_LEVEL_WARN);
     ck_assert_uint_eq(config->shutdown_grace_ms, 0);
     config_free(config);
@@ -515,6 +518,8 @@ static const struct error_case error_cases[] = {
     {"queues: {linger: 61m}\n", "t.yaml:1: queues.linger: \"61m\" is out of range (0 to 1h)"},
     {"limits: {heartbeat: 99999999999999999999h}\n",
      "t.yaml:1: limits.heartbeat: \"99999999999999999999h\" is out of range (1s to 1h)"},
+    {"limits: {heartbeat_min: 5ms}\n",
+     "t.yaml:1: limits.heartbeat_min: \"5ms\" is out of range (10ms to 1h)"},
     {"auth:\n  anonymous: yes\n",
      "t.yaml:2: auth.anonymous: \"yes\" is not a boolean (use true or false)"},
 
