@@ -676,6 +676,20 @@ int core_delivery_header(const struct core_delivery *delivery, size_t index, con
 
 /* ---- subscriptions ------------------------------------------------------------------ */
 
+/* Apply the effective block state (client's block, or not ready yet) to the
+ * queue or topic reader; unblocking may deliver at once. */
+static void core_subscription_apply_block(struct core_subscription *sub)
+{
+    bool blocked = sub->client_blocked || !sub->ready_sent;
+    if (sub->blocked == blocked)
+        return;
+    sub->blocked = blocked;
+    if (sub->queue)
+        queue_block(sub, blocked);
+    else if (sub->reader)
+        topic_block(sub, blocked);
+}
+
 static void core_on_ready_event(evutil_socket_t fd, short what, void *arg)
 {
     struct core_subscription *sub = arg;
@@ -683,6 +697,7 @@ static void core_on_ready_event(evutil_socket_t fd, short what, void *arg)
         return;
     sub->ready_sent = true;
     sub->handlers.ready(sub->opaque);
+    core_subscription_apply_block(sub);
 }
 
 void core_subscription_schedule_ready(struct core_subscription *sub)
@@ -720,6 +735,7 @@ core_subscription_start(struct core_session *session, const struct destination *
         sub->options.credit = 1;
     sub->handlers = *handlers;
     sub->opaque = opaque;
+    sub->blocked = true; /* until ready: see core_subscription_apply_block */
     int rc = destination->kind == DESTINATION_QUEUE || sub->durable_name
                  ? queue_attach(core, sub, err, err_size)
                  : topic_attach(core, sub, err, err_size);
@@ -963,13 +979,8 @@ void core_request_complete(struct core *core, struct core_delivery *delivery)
 
 void core_subscription_block(struct core_subscription *sub, bool blocked)
 {
-    if (sub->blocked == blocked)
-        return;
-    sub->blocked = blocked;
-    if (sub->queue)
-        queue_block(sub, blocked);
-    else
-        topic_block(sub, blocked);
+    sub->client_blocked = blocked;
+    core_subscription_apply_block(sub);
 }
 
 int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,

@@ -147,10 +147,13 @@ int core_delivery_header(const struct core_delivery *delivery, size_t index, con
                          const void **value, size_t *value_len);
 
 struct core_subscription_handlers {
-    /* A message; the subscriber had credit and was not blocked. */
+    /* A message; the subscriber had credit and was not blocked. Never called
+     * before `ready` has returned, so the adapter may finish setting up its
+     * side (keep the subscription pointer) after core_subscribe returns. */
     void (*deliver)(void *opaque, const struct core_delivery *delivery);
     /* The subscription is positioned: from now on nothing published is missed
-     * (send the SUBSCRIBE receipt now). Called once, maybe before core_subscribe returns. */
+     * (send the SUBSCRIBE receipt now). Called once, from the loop after
+     * core_subscribe has returned; it must not call core_unsubscribe. */
     void (*ready)(void *opaque);
     /* The subscription cannot go on (reason). The adapter tells the client and
      * calls core_unsubscribe. */

@@ -84,7 +84,10 @@ struct core_subscription {
     struct queue *queue;         /* queue or durable subscription */
     struct topic_reader *reader; /* non-durable topic */
     struct event *ready_event;   /* deferred ready callback */
+    /* Deliveries stop while `blocked` (= client_blocked || !ready_sent): none
+     * goes out before the adapter has seen ready and set up its side. */
     bool blocked;
+    bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
     /* non-durable topic: bounded backlog of shared records */
     struct shared_record **backlog;

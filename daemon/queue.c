@@ -619,8 +619,8 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
         if (!queue)
             return CORE_ERR_UNAVAILABLE;
     }
-    if (queue_state_consumer_add(queue->state, sub, sub->options.credit,
-                                 sub->options.auto_accept) != 0) {
+    if (queue_state_consumer_add(queue->state, sub, sub->options.credit, sub->options.auto_accept,
+                                 sub->blocked) != 0) {
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }

@@ -748,13 +748,14 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
 }
 
 int queue_state_consumer_add(struct queue_state *state, void *consumer, uint32_t credit,
-                             bool auto_accept)
+                             bool auto_accept, bool blocked)
 {
     struct queue_consumer *c = consumer_get(state, consumer);
     state_enter(state);
     if (c) { /* already registered: new settings */
         c->credit = credit;
         c->auto_accept = auto_accept;
+        c->blocked = blocked;
     } else {
         c = calloc(1, sizeof(*c));
         if (!c || u64_map_reserve(&state->consumers) != 0) {
@@ -765,6 +766,7 @@ int queue_state_consumer_add(struct queue_state *state, void *consumer, uint32_t
         c->consumer = consumer;
         c->credit = credit;
         c->auto_accept = auto_accept;
+        c->blocked = blocked;
         u64_map_put(&state->consumers, consumer_key(consumer), c);
     }
     consumer_update_ready(state, c);

@@ -99,9 +99,11 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
 
 /* Register a consumer that may hold up to `credit` unsettled deliveries
  * (UINT32_MAX: no limit). auto_accept: each delivery is accepted right after
- * the deliver callback returns (STOMP ack:auto). 0 ok, -1 on allocation failure. */
+ * the deliver callback returns (STOMP ack:auto). blocked: registered as by
+ * queue_state_consumer_block(true), so nothing is delivered to it until it is
+ * unblocked. 0 ok, -1 on allocation failure. */
 int queue_state_consumer_add(struct queue_state *state, void *consumer, uint32_t credit,
-                             bool auto_accept);
+                             bool auto_accept, bool blocked);
 /* Change a consumer's credit window; more credit dispatches at once. */
 void queue_state_consumer_credit(struct queue_state *state, void *consumer, uint32_t credit);
 /* Stop / restart deliveries to a consumer (its connection is backed up). */

@@ -240,6 +240,15 @@ static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *
                          filters[0] ? filters : "filter");
         return;
     }
+    if (pn_terminus_get_distribution_mode(source) == PN_DIST_MODE_COPY) {
+        /* copy is browsing: granting it and then consuming would take messages
+         * away from a client that only meant to look at them */
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "distribution-mode 'copy' (browsing) is not supported yet: kbridge "
+                         "only moves messages to receivers; attach with distribution-mode "
+                         "'move' or none");
+        return;
+    }
     if (pn_terminus_is_dynamic(source)) {
         /* A temporary queue: the address is ours to assign (in the attach answer). */
         struct amqp_link *ours = amqp_attach_new_link(connection, link);

@@ -18,7 +18,7 @@ import pytest
 import stomp
 from confluent_kafka import Producer
 from proton import Condition, Delivery, Message, symbol, timestamp, ulong, int32
-from proton.reactor import AtMostOnce, DurableSubscription, Selector
+from proton.reactor import AtMostOnce, Copy, DurableSubscription, Move, Selector
 from proton.utils import LinkDetached
 
 from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread, send_windowed,
@@ -477,6 +477,26 @@ def test_illegal_forbidden_and_unsupported_attaches_get_conditions(kbridged_fact
     conn.create_sender(name).send(Message(body=b"fine"))
     conn.close()
     assert [r.value() for r in read_topic(bootstrap, name)] == [b"fine"]
+
+
+def test_a_browsing_receiver_distribution_mode_copy_is_refused_and_takes_nothing(
+        kbridged_factory, bootstrap, name):
+    """distribution-mode copy (a queue browser) is refused by name until
+    browsing exists: granting it and then consuming took the messages away
+    from the queue (issue 20)."""
+    daemon = kbridged_factory(config_for(bootstrap))
+    conn = connect(daemon)
+    sender = conn.create_sender(name)
+    for i in range(3):
+        sender.send(Message(body=f"b{i}".encode()))
+    with pytest.raises(LinkDetached) as refused:
+        conn.create_receiver(name, options=Copy())
+    assert "amqp:not-implemented" in str(refused.value), refused.value
+    assert "distribution-mode 'copy'" in str(refused.value), refused.value
+    # the connection carries on, and a consuming receiver gets every message
+    receiver = conn.create_receiver(name, name="consumer", options=Move(), credit=10)
+    assert sorted(body_of(m).decode() for m in receive_all(receiver, 3)) == ["b0", "b1", "b2"]
+    conn.close()
 
 
 def test_garbage_and_bad_headers_close_only_that_connection(kbridged_factory, bootstrap, name):

@@ -552,3 +552,85 @@ def test_flood_of_unacked_deliveries_is_bounded_and_all_redelivered(kbridged_fac
     print(f"\nunacked flood: {peak:.0f} in flight at most (limit {max_in_flight}), {hoarded} hoarded"
           f" by STOMP, then {len(received)} deliveries of {count} messages to a good consumer")
     consumer.close()
+
+
+# ---- 9. attach/detach churn with waiting messages ------------------------------------------
+
+CHURN_MESSAGES = 20
+CHURN_TAKE = 3  # each receiver takes this many, then leaves (prefetch window of the same size)
+
+
+def _churn_receive_amqp(daemon, queue):
+    """One AMQP receiver: attach with credit CHURN_TAKE, accept what comes
+    (at most CHURN_TAKE, waiting up to 5 s for the first), detach."""
+    conn = connect(daemon)
+    try:
+        receiver = conn.create_receiver(queue, credit=CHURN_TAKE)
+        got = []
+        while len(got) < CHURN_TAKE:
+            try:
+                message = receiver.receive(timeout=5 if not got else 1)
+            except Exception:
+                break
+            got.append(body_of(message).decode())
+            receiver.accept()
+        return got
+    finally:
+        conn.close()
+
+
+def _churn_receive_stomp(daemon, queue):
+    """One STOMP subscriber: prefetch CHURN_TAKE, ACK the first CHURN_TAKE
+    that come (waiting up to 5 s for the first), disconnect."""
+    client, acker = consumer_client(daemon, f"/queue/{queue}", prefetch=CHURN_TAKE,
+                                    auto_ack=False)
+    try:
+        try:
+            wait_for(lambda: acker.count() >= 1, 5, "a first message")
+            wait_for(lambda: acker.count() >= CHURN_TAKE, 1, f"{CHURN_TAKE} messages")
+        except AssertionError:
+            pass  # the queue had fewer left
+        with acker.lock:
+            taken = acker.frames[:CHURN_TAKE]
+        for frame in taken:
+            client.conn.ack(frame.headers["ack"])
+        # the ACKs are on the wire before DISCONNECT (its receipt comes after them)
+        client.conn.disconnect(receipt="bye")
+        return [frame.body for frame in taken]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("protocol", ["amqp", "stomp"])
+def test_attach_detach_churn_with_waiting_messages_delivers_every_message(
+        kbridged_factory, bootstrap, protocol):
+    """Receivers attach while messages wait, take a few, detach, one after
+    another: every message reaches a client before it could be dead-lettered
+    (issue 20: an AMQP receiver that attached while messages were waiting
+    swallowed them; they were counted delivered, released on each detach
+    and dead-lettered after max_deliveries without ever being sent)."""
+    queue = f"churn-{protocol}-{uuid.uuid4().hex[:6]}"
+    daemon = kbridged_factory(queue_config(bootstrap, max_deliveries=5))
+    producer = Client(daemon)
+    wanted = [f"c{i}" for i in range(CHURN_MESSAGES)]
+    send_all(producer, f"/queue/{queue}", [(b, {"kafka-key": "one"}) for b in wanted])
+    producer.close()
+    receive = _churn_receive_amqp if protocol == "amqp" else _churn_receive_stomp
+    received = []
+    rounds = 0
+    # enough rounds for every message at CHURN_TAKE each, plus slack for the
+    # first attach (the group join) and prefetched messages released on detach
+    while len(set(received)) < CHURN_MESSAGES and rounds < 2 * CHURN_MESSAGES:
+        received += receive(daemon, queue)
+        rounds += 1
+    values = metrics(daemon)
+    dead = values.get(
+        f'kbridge_destination_dead_lettered_total{{kind="queue",destination="{queue}"}}', 0)
+    print(f"\n{protocol} attach/detach churn: {len(received)} deliveries of {CHURN_MESSAGES}"
+          f" messages in {rounds} receivers, {dead:.0f} dead-lettered")
+    assert dead == 0, f"{dead:.0f} messages dead-lettered"
+    assert sorted(set(received)) == sorted(wanted), \
+        f"missing: {sorted(set(wanted) - set(received))}"
+    assert len(received) == CHURN_MESSAGES, "a message accepted twice"
+    # one key: one partition, so the queue delivers them in publish order
+    assert received == wanted

@@ -267,7 +267,7 @@ START_TEST(out_of_order_accepts_commit_only_the_lowest_unsettled)
     queue_state_assign(fake->state, 0);
     for (int64_t offset = 0; offset < 5; offset++)
         add(fake, 0, offset);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     ck_assert_uint_eq(fake->delivery_count, 5);
     ck_assert_uint_eq(fake->commit_count, 0);
 
@@ -288,6 +288,24 @@ START_TEST(out_of_order_accepts_commit_only_the_lowest_unsettled)
 }
 END_TEST
 
+/* A consumer registered blocked gets nothing until it is unblocked (the core
+ * adds subscribers blocked until their adapter has seen `ready`). */
+START_TEST(a_consumer_added_blocked_gets_nothing_until_unblocked)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    for (int64_t offset = 0; offset < 3; offset++)
+        add(fake, 0, offset);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, true), 0);
+    ck_assert_uint_eq(fake->delivery_count, 0);
+    ck_assert_uint_eq(stats_of(fake).available, 3);
+    queue_state_consumer_block(fake->state, A, false);
+    ck_assert_uint_eq(fake->delivery_count, 3);
+    ck_assert_uint_eq(stats_of(fake).acquired, 3);
+    fake_free(fake);
+}
+END_TEST
+
 START_TEST(offset_gaps_and_partitions_are_independent)
 {
     struct fake *fake = fake_new(5, 1000);
@@ -298,7 +316,7 @@ START_TEST(offset_gaps_and_partitions_are_independent)
     add(fake, 0, 12);
     add(fake, 0, 15);
     add(fake, 0, 20);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false, false), 0);
     ck_assert_uint_eq(fake->delivery_count, 5);
     accept_delivery(fake, 0, 12);
     ck_assert_uint_eq(fake->commit_count, 0);
@@ -343,7 +361,7 @@ START_TEST(round_robin_across_three_consumers_with_credit_10)
     queue_state_assign(fake->state, 0);
     void *consumers[] = {A, B, C};
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(queue_state_consumer_add(fake->state, consumers[i], 10, false), 0);
+        ck_assert_int_eq(queue_state_consumer_add(fake->state, consumers[i], 10, false, false), 0);
     ck_assert_uint_eq(queue_state_consumer_count(fake->state), 3);
     for (int64_t offset = 0; offset < 45; offset++)
         add(fake, 0, offset);
@@ -387,7 +405,7 @@ START_TEST(exhausted_credit_waits_until_an_accept_frees_it)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false, false), 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
     add(fake, 0, 2);
@@ -424,8 +442,8 @@ START_TEST(blocked_consumer_gets_nothing_until_unblocked)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 3, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 3, false, false), 0);
     queue_state_consumer_block(fake->state, A, true);
     for (int64_t offset = 0; offset < 6; offset++)
         add(fake, 0, offset);
@@ -451,7 +469,7 @@ START_TEST(release_is_redelivered_first_with_count_2)
     add(fake, 0, 0);
     add(fake, 0, 1);
     add(fake, 0, 2);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     ck_assert_int_eq(last_delivery(fake)->offset, 0);
     ck_assert_uint_eq(last_delivery(fake)->delivery_count, 1);
     queue_delivery_id first = last_delivery(fake)->id;
@@ -480,7 +498,7 @@ START_TEST(third_release_dead_letters_at_max_deliveries_3)
     queue_state_assign(fake->state, 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     for (uint32_t round = 1; round <= 3; round++) {
         ck_assert_int_eq(last_delivery(fake)->offset, 0);
         ck_assert_uint_eq(last_delivery(fake)->delivery_count, round);
@@ -511,7 +529,7 @@ START_TEST(release_undelivered_does_not_count_towards_max_deliveries)
     struct fake *fake = fake_new(3, 1000);
     queue_state_assign(fake->state, 0);
     add(fake, 0, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     for (int round = 0; round < 5; round++) {
         ck_assert_int_eq(last_delivery(fake)->offset, 0);
         ck_assert_uint_eq(last_delivery(fake)->delivery_count, 1);
@@ -535,7 +553,7 @@ START_TEST(reject_dead_letters_at_once)
     queue_state_assign(fake->state, 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 0), QUEUE_REJECT, NULL),
                      0);
     ck_assert_uint_eq(fake->dead_letter_count, 1);
@@ -564,7 +582,7 @@ START_TEST(confirmed_dead_letter_settles_and_commits)
     queue_state_assign(fake->state, 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     accept_delivery(fake, 0, 1);
     ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 0), QUEUE_REJECT, NULL),
                      0);
@@ -592,7 +610,7 @@ START_TEST(failed_dead_letter_makes_the_record_available_with_the_same_count)
     add(fake, 0, 0);
     add(fake, 0, 1);
     add(fake, 0, 2);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     ck_assert_int_eq(queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_RELEASE, NULL),
                      0);
     ck_assert_int_eq(queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_RELEASE, NULL),
@@ -623,14 +641,14 @@ START_TEST(removing_a_consumer_releases_its_deliveries_to_the_others)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     for (int64_t offset = 0; offset < 4; offset++)
         add(fake, 0, offset);
     add(fake, 0, 9);
     ck_assert_uint_eq(fake->delivery_count, 5);
     accept_delivery(fake, 0, 9);
     queue_delivery_id a_first = delivery_of(fake, 0, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false, false), 0);
     ck_assert_uint_eq(fake->delivery_count, 5);
     queue_state_consumer_remove(fake->state, A);
     ck_assert_uint_eq(queue_state_consumer_count(fake->state), 1);
@@ -655,7 +673,7 @@ START_TEST(removal_at_max_deliveries_dead_letters)
 {
     struct fake *fake = fake_new(1, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
     queue_state_consumer_remove(fake->state, A);
@@ -676,11 +694,11 @@ START_TEST(consumer_add_twice_updates_settings)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
     ck_assert_uint_eq(fake->delivery_count, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false, false), 0);
     ck_assert_uint_eq(queue_state_consumer_count(fake->state), 1);
     ck_assert_uint_eq(fake->delivery_count, 2);
     fake_free(fake);
@@ -693,7 +711,7 @@ START_TEST(ack_timeout_releases_by_acquisition_time)
 {
     struct fake *fake = fake_new(2, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     fake->now = 1000;
     add(fake, 0, 0);
     fake->now = 1500;
@@ -736,13 +754,13 @@ START_TEST(expired_batch_keeps_its_order_at_the_front)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 3, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 3, false, false), 0);
     for (int64_t offset = 0; offset < 5; offset++)
         add(fake, 0, offset);
     queue_state_consumer_block(fake->state, A, true);
     fake->now += 60000;
     ck_assert_uint_eq(queue_state_expire(fake->state, 30000), 3);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false, false), 0);
     ck_assert_uint_eq(fake->delivery_count, 3 + 5);
     for (size_t i = 3; i < 8; i++)
         ck_assert_int_eq(fake->deliveries[i].offset, (int64_t)(i - 3));
@@ -762,7 +780,7 @@ START_TEST(revoke_drops_records_and_later_settles_are_late)
     add(fake, 1, 0);
     add(fake, 0, 2);
     add(fake, 1, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 2, false, false), 0);
     accept_delivery(fake, 0, 0); /* commit (0, 1); A now holds 0:1 and 1:0 */
     ck_assert_uint_eq(fake->delivery_count, 3);
     ck_assert_int_eq(last_delivery(fake)->partition, 1);
@@ -803,7 +821,7 @@ START_TEST(revoke_keeps_dead_lettering_records_until_reported)
     add(fake, 0, 0);
     add(fake, 0, 1);
     add(fake, 0, 2);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
     ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 0), QUEUE_REJECT, NULL),
                      0);
     ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 1), QUEUE_REJECT, NULL),
@@ -839,7 +857,7 @@ START_TEST(pause_above_max_in_flight_and_resume_at_half)
     add(fake, 0, 5); /* still paused: no second call */
     ck_assert_uint_eq(fake->flow_count, 1);
 
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false, false), 0);
     ck_assert_uint_eq(fake->flow_count, 1); /* acquired records still count */
     for (int64_t offset = 0; offset < 3; offset++)
         accept_delivery(fake, 0, offset);
@@ -880,7 +898,7 @@ START_TEST(auto_accept_settles_right_after_deliver)
 {
     struct fake *fake = fake_new(5, 1000);
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, true), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, true, false), 0);
     for (int64_t offset = 0; offset < 5; offset++)
         add(fake, 0, offset);
     ck_assert_uint_eq(fake->delivery_count, 5);
@@ -910,8 +928,8 @@ START_TEST(reentrant_settle_from_inside_deliver)
     fake->on_deliver = settle_in_deliver;
     fake->hook_arg = &outcome;
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 1, true), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 1, true, false), 0);
     for (int64_t offset = 0; offset < 100; offset++)
         add(fake, 0, offset);
     ck_assert_uint_eq(fake->delivery_count, 100);
@@ -932,7 +950,7 @@ static void remove_and_add_in_deliver(struct fake *fake, const struct delivery *
 {
     if (d->offset == 1 && d->consumer == B) {
         queue_state_consumer_remove(fake->state, d->consumer); /* releases 0 and 1 */
-        ck_assert_int_eq(queue_state_consumer_add(fake->state, C, 10, false), 0);
+        ck_assert_int_eq(queue_state_consumer_add(fake->state, C, 10, false, false), 0);
         add(fake, 0, 50); /* dispatched after this callback returns */
         queue_state_consumer_block(fake->state, B, true);
     }
@@ -943,8 +961,8 @@ START_TEST(reentrant_consumer_changes_from_inside_deliver)
     struct fake *fake = fake_new(5, 1000);
     fake->on_deliver = remove_and_add_in_deliver;
     queue_state_assign(fake->state, 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, true), 0);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, true, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false, false), 0);
     queue_state_consumer_block(fake->state, B, true);
     add(fake, 0, 0); /* auto-accepted by A */
     queue_state_consumer_block(fake->state, A, true);
@@ -976,7 +994,7 @@ START_TEST(reentrant_dead_letter_report_from_inside_the_callback)
     queue_state_assign(fake->state, 0);
     add(fake, 0, 0);
     add(fake, 0, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
     ck_assert_int_eq(queue_state_settle(fake->state, last_delivery(fake)->id, QUEUE_REJECT, NULL),
                      0);
     static const struct commit expect[] = {{0, 1}};
@@ -1004,7 +1022,7 @@ START_TEST(reentrant_revoke_from_inside_deliver)
     queue_state_assign(fake->state, 0);
     for (int64_t offset = 0; offset < 5; offset++)
         add(fake, 0, offset);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, true), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, true, false), 0);
     /* 0, 1 accepted; 2 revoked while being delivered; 3 and 4 dropped. */
     ck_assert_uint_eq(fake->delivery_count, 3);
     ck_assert_uint_eq(fake->released, 5);
@@ -1021,7 +1039,7 @@ START_TEST(free_releases_every_record)
     struct fake *fake = fake_new(5, 3);
     queue_state_assign(fake->state, 0);
     queue_state_assign(fake->state, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 3, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 3, false, false), 0);
     for (int64_t offset = 0; offset < 10; offset++) {
         add(fake, 0, offset);
         add(fake, 1, offset);
@@ -1029,7 +1047,7 @@ START_TEST(free_releases_every_record)
     ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 0), QUEUE_REJECT, NULL),
                      0);
     accept_delivery(fake, 0, 1);
-    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 2, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 2, false, false), 0);
     struct queue_state_stats stats = stats_of(fake);
     ck_assert_uint_gt(stats.available, 0);
     ck_assert_uint_gt(stats.acquired, 0);
@@ -1091,7 +1109,8 @@ START_TEST(stress_200k_records_in_random_order)
     for (int p = 0; p < STRESS_PARTITIONS; p++)
         queue_state_assign(fake->state, p);
     for (int c = 0; c < STRESS_CONSUMERS; c++)
-        ck_assert_int_eq(queue_state_consumer_add(fake->state, &consumers[c], 200, false), 0);
+        ck_assert_int_eq(queue_state_consumer_add(fake->state, &consumers[c], 200, false, false),
+                         0);
 
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -1232,8 +1251,8 @@ START_TEST(random_operations_keep_the_books_consistent)
             } else {
                 uint32_t credit = (uint32_t)(next_random(&s.rng) % 20);
                 bool auto_accept = next_random(&s.rng) % 4 == 0;
-                REQUIRE(queue_state_consumer_add(fake->state, &consumers[c], credit, auto_accept) ==
-                        0);
+                REQUIRE(queue_state_consumer_add(fake->state, &consumers[c], credit, auto_accept,
+                                                 false) == 0);
                 present[c] = true;
             }
         } else if (op < 91) {
@@ -1295,6 +1314,7 @@ static Suite *queue_state_suite(void)
 
     TCase *dispatch = tcase_create("dispatch");
     tcase_add_test(dispatch, round_robin_across_three_consumers_with_credit_10);
+    tcase_add_test(dispatch, a_consumer_added_blocked_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
     tcase_add_test(dispatch, blocked_consumer_gets_nothing_until_unblocked);
