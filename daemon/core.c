@@ -294,6 +294,8 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     session->peer = strdup(peer ? peer : "-");
     session->anonymous = strcmp(user, "anonymous") == 0 && core_config(core)->auth.anonymous &&
                          !core_user(core_config(core), "anonymous");
+    if (RAND_bytes((unsigned char *)&session->sticky_seed, sizeof(session->sticky_seed)) != 1)
+        session->sticky_seed = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uintptr_t)session;
     if (!session->protocol || !session->user || !session->peer ||
         (client_id && *client_id && !session->client_id)) {
         free(session->protocol);
@@ -610,8 +612,10 @@ int core_publish(struct core_session *session, const struct destination *destina
         reply ? reply_topic.name : destination->name);
     pending->done = done;
     pending->opaque = opaque;
-    int rc = kafka_produce(core->kafka, topic, -1, key, key_len, message->body, message->body_len,
-                           headers, count, core_on_publish_delivery, pending);
+    /* no key: one partition per producer, so its messages keep their order */
+    uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
+    int rc = kafka_produce(core->kafka, topic, -1, sticky ? sticky : 1, key, key_len, message->body,
+                           message->body_len, headers, count, core_on_publish_delivery, pending);
     free(headers);
     if (rc != KAFKA_OK) {
         free(pending);

@@ -89,6 +89,11 @@ struct core_message {
     size_t body_len;
     const struct core_property *properties; /* user headers and the standard names of DESIGN §3 */
     size_t property_count;
+    /* Which producer of the session sent it (an AMQP link's number; 0 for a
+     * STOMP connection): messages without a key from one producer all go to
+     * one partition, chosen per (session, producer), so they keep their
+     * order while producers spread over partitions (DESIGN §3). */
+    uint32_t producer;
 };
 
 /* May this session publish to `destination` (the publish ACL)? Lets an

@@ -67,6 +67,7 @@ struct core_session {
     char *peer;
     bool anonymous;
     uint32_t unconfirmed;
+    uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
 };

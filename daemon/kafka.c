@@ -67,6 +67,10 @@ struct kafka_probe {
     struct kafka_wakeup wakeup; /* probe -> loop */
 };
 
+typedef int32_t (*kafka_partitioner_fn)(const rd_kafka_topic_t *topic, const void *key,
+                                        size_t key_len, int32_t partition_count, void *topic_opaque,
+                                        void *message_opaque);
+
 struct kafka {
     struct event_base *base;
     const struct config *config; /* for properties at consumer creation */
@@ -74,6 +78,7 @@ struct kafka {
     struct kafka_mock *mock; /* embedded cluster, or NULL */
     char *bootstrap;
     rd_kafka_t *producer;
+    kafka_partitioner_fn keyed_partitioner; /* the configured one, for keyed records */
     rd_kafka_queue_t *producer_queue;
     struct kafka_wakeup producer_wakeup;
     struct kafka_probe probe;
@@ -104,6 +109,7 @@ struct kafka {
 struct kafka_delivery {
     kafka_delivery_fn done;
     void *opaque;
+    uint32_t sticky; /* kafka_produce's: the partition of a record without key */
 };
 
 struct kafka_consumer {
@@ -360,6 +366,76 @@ static void kafka_on_producer_wakeup(evutil_socket_t fd, short what, void *arg)
     kafka_producer_drain(kafka);
 }
 
+/* The partitioner librdkafka's `partitioner` property names, for keyed records. */
+static kafka_partitioner_fn kafka_partitioner_named(const char *name)
+{
+    static const struct {
+        const char *name;
+        kafka_partitioner_fn fn;
+    } partitioners[] = {
+        {"random", rd_kafka_msg_partitioner_random},
+        {"consistent", rd_kafka_msg_partitioner_consistent},
+        {"consistent_random", rd_kafka_msg_partitioner_consistent_random},
+        {"murmur2", rd_kafka_msg_partitioner_murmur2},
+        {"murmur2_random", rd_kafka_msg_partitioner_murmur2_random},
+        {"fnv1a", rd_kafka_msg_partitioner_fnv1a},
+        {"fnv1a_random", rd_kafka_msg_partitioner_fnv1a_random},
+    };
+    for (size_t i = 0; i < sizeof(partitioners) / sizeof(partitioners[0]); i++)
+        if (strcmp(name, partitioners[i].name) == 0)
+            return partitioners[i].fn;
+    return NULL;
+}
+
+/* librdkafka's partitioner callback (any thread; touches only immutable
+ * state): a record without key but with a sticky value goes to its sticky
+ * partition (one producer, one partition: its order is kept, DESIGN §3);
+ * the rest to the configured partitioner. */
+static int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, size_t key_len,
+                               int32_t partition_count, void *topic_opaque, void *message_opaque)
+{
+    const struct kafka *kafka = topic_opaque;
+    const struct kafka_delivery *delivery = message_opaque;
+    if ((!key || key_len == 0) && delivery && delivery->sticky && partition_count > 0)
+        return (int32_t)(delivery->sticky % (uint32_t)partition_count);
+    return kafka->keyed_partitioner(topic, key, key_len, partition_count, topic_opaque,
+                                    message_opaque);
+}
+
+/* Install kafka_partition on the producer's default topic config, keyed
+ * records going to the partitioner the user configured (if any). */
+static int kafka_producer_partitioner(struct kafka *kafka, rd_kafka_conf_t *conf, char *err,
+                                      size_t err_size)
+{
+    rd_kafka_topic_conf_t *topic_conf = rd_kafka_conf_get_default_topic_conf(conf);
+    if (!topic_conf) {
+        topic_conf = rd_kafka_topic_conf_new();
+        rd_kafka_conf_set_default_topic_conf(conf, topic_conf); /* conf owns it now */
+    }
+    char name[64];
+    size_t name_size = sizeof(name);
+    if (rd_kafka_topic_conf_get(topic_conf, "partitioner", name, &name_size) != RD_KAFKA_CONF_OK)
+        snprintf(name, sizeof(name), "consistent_random");
+    kafka->keyed_partitioner = kafka_partitioner_named(name);
+    if (!kafka->keyed_partitioner) {
+        snprintf(err, err_size, "kafka.producer: partitioner '%s' is not one kbridge knows", name);
+        return -1;
+    }
+    /* While sticky.partitioning.linger.ms > 0, librdkafka places records
+     * without a key itself (a partition per batch window) and never asks the
+     * callback: kbridge's per-producer choice replaces that batching. */
+    char why[256];
+    if (rd_kafka_conf_set(conf, "sticky.partitioning.linger.ms", "0", why, sizeof(why)) !=
+        RD_KAFKA_CONF_OK) {
+        snprintf(err, err_size, "kafka.producer: cannot set sticky.partitioning.linger.ms: %s",
+                 why);
+        return -1;
+    }
+    rd_kafka_topic_conf_set_partitioner_cb(topic_conf, kafka_partition);
+    rd_kafka_topic_conf_set_opaque(topic_conf, kafka);
+    return 0;
+}
+
 static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size)
 {
     const struct config *config = kafka->config;
@@ -382,6 +458,8 @@ static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size
      * that tries is refused by kafka_check_contract. */
     if (kafka_conf_set(conf, "kafka.producer", "enable.idempotence", "true", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.producer", "acks", "all", err, err_size) < 0)
+        goto fail;
+    if (kafka_producer_partitioner(kafka, conf, err, err_size) < 0)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, kafka_on_error);
@@ -406,8 +484,8 @@ fail:
     return -1;
 }
 
-int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
-                  size_t key_len, const void *value, size_t value_len,
+int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uint32_t sticky,
+                  const void *key, size_t key_len, const void *value, size_t value_len,
                   const struct kafka_header *headers, size_t header_count, kafka_delivery_fn done,
                   void *opaque)
 {
@@ -416,6 +494,7 @@ int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, con
         return RD_KAFKA_RESP_ERR__FAIL;
     delivery->done = done;
     delivery->opaque = opaque;
+    delivery->sticky = sticky;
 
     rd_kafka_headers_t *kafka_headers = NULL;
     if (header_count > 0) {

@@ -81,11 +81,15 @@ void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool
                               void *opaque);
 
 /* Queue one record. Copies topic, key, value and headers. partition -1 lets
- * the partitioner choose (by key). On KAFKA_OK, `done` is called exactly once
- * on the loop with the outcome; on any other return it is never called
- * (KAFKA_ERR_QUEUE_FULL: try again after deliveries drain). */
-int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, const void *key,
-                  size_t key_len, const void *value, size_t value_len,
+ * the partitioner choose: by key (kafka.producer `partitioner`, librdkafka's
+ * consistent_random by default); a record without a key and with a nonzero
+ * `sticky` goes to partition sticky % partitions, so every record of one
+ * sticky value (one producer) lands on one partition and keeps its order
+ * (DESIGN §3); sticky 0: the partitioner's choice. On KAFKA_OK, `done` is
+ * called exactly once on the loop with the outcome; on any other return it
+ * is never called (KAFKA_ERR_QUEUE_FULL: try again after deliveries drain). */
+int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uint32_t sticky,
+                  const void *key, size_t key_len, const void *value, size_t value_len,
                   const struct kafka_header *headers, size_t header_count, kafka_delivery_fn done,
                   void *opaque);
 

@@ -246,7 +246,7 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     headers[count++] = (struct kafka_header){"kbridge-dlq-time", now, strlen(now)};
     dl->queue = queue;
     dl->id = id;
-    int rc = kafka_produce(queue->core->kafka, queue->dead_letter_topic, -1, record->key,
+    int rc = kafka_produce(queue->core->kafka, queue->dead_letter_topic, -1, 0, record->key,
                            record->key_len, record->value, record->value_len, headers, count,
                            queue_on_dead_letter_delivery, dl);
     free(headers);

@@ -54,6 +54,7 @@ struct amqp_link {
 
     /* Incoming. */
     uint32_t pending; /* publishes of this link waiting for Kafka */
+    uint32_t number;  /* the core's producer number: one partition per link (DESIGN §3) */
 
     /* Outgoing. */
     struct core_subscription *core;
@@ -100,6 +101,7 @@ struct amqp_connection {
 
     struct amqp_link *links;
     size_t link_count;
+    uint32_t links_attached; /* ever: numbers the links */
     uint64_t next_tag;
 
     struct amqp_publish *publishes;

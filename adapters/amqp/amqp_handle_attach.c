@@ -183,6 +183,7 @@ static struct amqp_link *amqp_attach_new_link(struct amqp_connection *connection
     ours->connection = connection;
     ours->link = link;
     ours->outgoing = pn_link_is_sender(link);
+    ours->number = ++connection->links_attached;
     ours->next = connection->links;
     if (connection->links)
         connection->links->prev = ours;

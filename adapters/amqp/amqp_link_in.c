@@ -277,6 +277,7 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         .body_len = record.body_len,
         .properties = record.properties,
         .property_count = record.property_count,
+        .producer = link->number,
     };
     int rc = core_publish(connection->session, destination, &core_message, amqp_link_in_confirmed,
                           publish, err, sizeof(err));

@@ -89,6 +89,7 @@ struct deliveries {
     int count;
     int errors;
     int32_t partition;
+    uint32_t partitions_seen; /* bit per partition */
     int64_t offsets[256];
 };
 
@@ -100,6 +101,8 @@ static void on_delivery(void *opaque, int err, int32_t partition, int64_t offset
         return;
     }
     d->partition = partition;
+    if (partition >= 0 && partition < 32)
+        d->partitions_seen |= 1u << partition;
     d->offsets[d->count++] = offset;
 }
 
@@ -116,7 +119,7 @@ static void produce_keyed(const char *topic, int from, int to, struct deliveries
         snprintf(value, sizeof(value), "message-%d", i);
         struct kafka_header headers[] = {{"message-id", value, strlen(value)},
                                          {"kbridge-null", NULL, 0}};
-        ck_assert_int_eq(kafka_produce(fx.kafka, topic, -1, "key-1", 5, value, strlen(value),
+        ck_assert_int_eq(kafka_produce(fx.kafka, topic, -1, 0, "key-1", 5, value, strlen(value),
                                        headers, 2, on_delivery, d),
                          KAFKA_OK);
     }
@@ -142,6 +145,35 @@ START_TEST(every_produce_gets_one_delivery_report_in_order)
     for (int i = 1; i < 100; i++) /* one key, one partition: consecutive offsets */
         ck_assert_int_eq(d.offsets[i], d.offsets[i - 1] + 1);
     ck_assert_int_eq(kafka_unconfirmed(fx.kafka), 0);
+}
+END_TEST
+
+/* Records without a key and with a sticky value all go to partition
+ * sticky % partitions (one producer's order, DESIGN §3); with sticky 0 they
+ * spread as librdkafka's partitioner places them. */
+START_TEST(records_without_key_stay_on_their_sticky_partition)
+{
+    static const uint32_t stickies[] = {7, 8, 0};
+    for (size_t s = 0; s < 3; s++) {
+        struct deliveries d = {0};
+        for (int i = 0; i < 100; i++) {
+            char value[32];
+            snprintf(value, sizeof(value), "message-%d", i);
+            ck_assert_int_eq(kafka_produce(fx.kafka, "unit.sticky", -1, stickies[s], NULL, 0, value,
+                                           strlen(value), NULL, 0, on_delivery, &d),
+                             KAFKA_OK);
+        }
+        ck_assert(run_until(deliveries_done_100, &d, 15000));
+        ck_assert_int_eq(d.errors, 0);
+        if (stickies[s]) { /* the mock creates 4 partitions */
+            ck_assert_uint_eq(d.partitions_seen, 1u << (stickies[s] % 4));
+            for (int i = 1; i < 100; i++)
+                ck_assert_int_eq(d.offsets[i], d.offsets[i - 1] + 1);
+        } else {
+            /* random per record: all 100 on one of 4 partitions has odds 4^-99 */
+            ck_assert_uint_ne(__builtin_popcount(d.partitions_seen), 1);
+        }
+    }
 }
 END_TEST
 
@@ -232,8 +264,8 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 
     /* One more record; a new member of the group starts after the commit. */
     struct deliveries more = {0};
-    ck_assert_int_eq(kafka_produce(fx.kafka, "unit.group", -1, "key-1", 5, "message-0", 9, NULL, 0,
-                                   on_delivery, &more),
+    ck_assert_int_eq(kafka_produce(fx.kafka, "unit.group", -1, 0, "key-1", 5, "message-0", 9, NULL,
+                                   0, on_delivery, &more),
                      KAFKA_OK);
     struct received again = {.store = false};
     again.consumer =
@@ -271,7 +303,7 @@ static bool reader_got_marker(void *arg)
         return true;
     /* keep publishing (every 100 ms) until the reader's end position is in place */
     if (state->ticks++ % 20 == 0 && state->produced < 200) {
-        kafka_produce(fx.kafka, "unit.reader", -1, "key-1", 5, "marker", 6, NULL, 0, on_delivery,
+        kafka_produce(fx.kafka, "unit.reader", -1, 0, "key-1", 5, "marker", 6, NULL, 0, on_delivery,
                       &state->d);
         state->produced++;
     }
@@ -357,6 +389,7 @@ static Suite *kafka_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, becomes_ready_once_metadata_is_fetched);
     tcase_add_test(tc, every_produce_gets_one_delivery_report_in_order);
+    tcase_add_test(tc, records_without_key_stay_on_their_sticky_partition);
     tcase_add_test(tc, group_consumer_gets_records_with_headers_and_resumes_after_commit);
     tcase_add_test(tc, reader_starts_at_the_end);
     tcase_add_test(tc, create_topic_answers_with_a_named_result);
