@@ -1,6 +1,7 @@
 /* adapter.c -- what every protocol adapter does the same way with an
  * accepted socket: name the peer, make the socket non-blocking without
- * Nagle's delay, and wrap it in a bufferevent that owns it. */
+ * Nagle's delay, and wrap it in a bufferevent that owns it; and how much
+ * output a connection may hold before its deliveries stop. */
 #include "adapter.h"
 
 #include <event2/bufferevent.h>
@@ -31,4 +32,12 @@ struct bufferevent *adapter_socket_open(struct event_base *base, const char *pro
         evutil_closesocket(fd);
     }
     return bev;
+}
+
+size_t adapter_output_high(uint64_t max_frame_size)
+{
+    uint64_t high = ADAPTER_OUTPUT_HIGH_FRAMES * max_frame_size;
+    if (high > ADAPTER_OUTPUT_HIGH_MAX)
+        high = ADAPTER_OUTPUT_HIGH_MAX;
+    return high > ADAPTER_OUTPUT_HIGH_MIN ? (size_t)high : (size_t)ADAPTER_OUTPUT_HIGH_MIN;
 }

@@ -10,6 +10,7 @@
 
 #include <event2/util.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct core;
@@ -52,6 +53,16 @@ struct adapter_ops {
 struct bufferevent *adapter_socket_open(struct event_base *base, const char *protocol,
                                         evutil_socket_t fd, const struct sockaddr *peer,
                                         int peer_len, char *peer_text, size_t peer_text_size);
+
+/* Output a connection may hold before its deliveries stop (subscriptions
+ * blocked in the core until it drains to half): 4 x max_frame_size, at least
+ * 1 MiB and at most 4 MiB. Deliveries stop once the output is above it, so
+ * one large message still goes out (the overshoot is at most one frame) and
+ * a slow reader holds 4 MiB + one frame, however large max_frame_size. */
+#define ADAPTER_OUTPUT_HIGH_MIN (1024 * 1024)
+#define ADAPTER_OUTPUT_HIGH_FRAMES 4
+#define ADAPTER_OUTPUT_HIGH_MAX (4 * 1024 * 1024)
+size_t adapter_output_high(uint64_t max_frame_size);
 
 /* The adapter for a listener name, or NULL when none is built in. */
 const struct adapter_ops *adapter_find(const char *name);

@@ -37,8 +37,7 @@ const struct config *amqp_adapter_config(const struct amqp_adapter *adapter)
 
 size_t amqp_adapter_output_high(const struct amqp_adapter *adapter)
 {
-    uint64_t frames = 4 * amqp_adapter_config(adapter)->limits.max_frame_size;
-    return frames > 1024 * 1024 ? (size_t)frames : (size_t)(1024 * 1024);
+    return adapter_output_high(amqp_adapter_config(adapter)->limits.max_frame_size);
 }
 
 int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size)

@@ -25,8 +25,8 @@
  *    has them too, so a pre-settled flood is bounded the same way).
  *  - Delivering: a receiving link is blocked in the core while it has no
  *    credit or while the socket's output holds more than
- *    amqp_adapter_output_high() bytes (unblocked at half, from the write
- *    callback).
+ *    adapter_output_high() bytes (4 x limits.max_frame_size within 1-4 MiB;
+ *    unblocked at half, from the write callback).
  *
  * CLOSE
  * -----

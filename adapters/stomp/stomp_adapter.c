@@ -43,11 +43,7 @@ const struct config *stomp_adapter_config(const struct stomp_adapter *adapter)
 
 size_t stomp_adapter_output_high(const struct stomp_adapter *adapter)
 {
-    uint64_t frames =
-        STOMP_OUTPUT_HIGH_FRAMES * stomp_adapter_config(adapter)->limits.max_frame_size;
-    if (frames > STOMP_OUTPUT_HIGH_MAX)
-        frames = STOMP_OUTPUT_HIGH_MAX;
-    return frames > STOMP_OUTPUT_HIGH_MIN ? (size_t)frames : (size_t)STOMP_OUTPUT_HIGH_MIN;
+    return adapter_output_high(stomp_adapter_config(adapter)->limits.max_frame_size);
 }
 
 int stomp_adapter_scratch_reserve(struct stomp_adapter *adapter, size_t headers, size_t text)

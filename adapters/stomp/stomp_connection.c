@@ -51,8 +51,8 @@
  *    publishes is confirmed or after STOMP_BUSY_RETRY_MS (50 ms), whichever
  *    comes first (the queue may be full of other connections' records).
  *  - Delivering: when the output buffer holds more than
- *    max(STOMP_OUTPUT_HIGH_MIN = 1 MiB, min(4 x limits.max_frame_size,
- *    STOMP_OUTPUT_HIGH_MAX = 4 MiB)) (plus the one frame that crossed it), every
+ *    adapter_output_high() (4 x limits.max_frame_size within 1-4 MiB; plus
+ *    the one frame that crossed it), every
  *    subscription of the connection is blocked in the core
  *    (core_subscription_block); the bufferevent's write low watermark is
  *    half of that, and its write callback unblocks them when the output has

@@ -29,12 +29,6 @@ struct event;
 struct sockaddr;
 
 /* Named thresholds (see the comment at the top of stomp_connection.c). */
-#define STOMP_OUTPUT_HIGH_MIN (1024 * 1024) /* output backed up: at least 1 MiB ... */
-#define STOMP_OUTPUT_HIGH_FRAMES 4          /* ... or 4 x max_frame_size ... */
-/* ... but no more than 4 MiB: deliveries stop once the output is above it,
- * so one large MESSAGE still goes out (the overshoot is at most one frame)
- * and a slow reader holds 4 MiB + one frame, however large max_frame_size. */
-#define STOMP_OUTPUT_HIGH_MAX (4 * 1024 * 1024)
 #define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
 #define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
 #define STOMP_CONNECT_TIMEOUT_MS 30000      /* CONNECT must arrive within this */
