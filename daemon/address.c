@@ -1,7 +1,7 @@
 /* address.c -- normalises client addresses (STOMP destination headers, AMQP
  * 1.0 addresses) to destinations, checks names against Kafka's topic rules,
  * and turns topic wildcards (`*` one word, `#` zero or more words) into the
- * regex librdkafka subscribes with (DESIGN §2). Pure functions: no I/O, no
+ * regex librdkafka subscribes with (architecture §2). Pure functions: no I/O, no
  * allocation; errors are one line that names the destination and the rule.
  *
  * Words: a name is split on '.', so a name with n dots has n + 1 words, and a

@@ -1,4 +1,4 @@
-/* address.h -- client addresses normalised to destinations (DESIGN §2) and
+/* address.h -- client addresses normalised to destinations (architecture §2) and
  * mapped to Kafka topic names. Pure functions: no I/O, no allocation. */
 #ifndef KBRIDGE_ADDRESS_H
 #define KBRIDGE_ADDRESS_H

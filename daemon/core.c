@@ -1,5 +1,5 @@
 /* core.c -- the protocol-independent heart of kbridge: sessions,
- * authentication and ACLs, the publish path (DESIGN §3–§4) and the routing
+ * authentication and ACLs, the publish path (architecture §3–§4) and the routing
  * of subscriptions to queues (queue.c) and topic readers (topic.c).
  *
  * Publish path: an adapter's message becomes one Kafka record (body verbatim,
@@ -545,7 +545,7 @@ int core_publish(struct core_session *session, const struct destination *destina
     }
     /* A request whose reply-to is a temporary queue: the headers a native
      * (Spring Kafka) responder needs, and the client's correlation-id kept
-     * for replies that only copy kafka_correlationId back (DESIGN §7). */
+     * for replies that only copy kafka_correlationId back (architecture §7). */
     char reply_topic_full[ADDRESS_NAME_MAX + 1];
     char correlation[REPLY_TOKEN_MAX + REPLY_REQUEST_ID_LEN + 2];
     bool request = core_request_headers(session, message, reply_topic_full,

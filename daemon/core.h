@@ -1,4 +1,4 @@
-/* core.h -- what protocol adapters call (DESIGN §1): authenticate, publish,
+/* core.h -- what protocol adapters call (architecture §1): authenticate, publish,
  * subscribe, settle, unsubscribe; and what the core calls back (deliver,
  * ready, failed). The core maps destinations to Kafka topics, queues to
  * consumer groups (queue.c) and topic subscriptions to readers (topic.c).
@@ -87,12 +87,13 @@ struct core_message {
     size_t key_len;
     const void *body;
     size_t body_len;
-    const struct core_property *properties; /* user headers and the standard names of DESIGN §3 */
+    /* user headers and the standard names of architecture §3 */
+    const struct core_property *properties;
     size_t property_count;
     /* Which producer of the session sent it (an AMQP link's number; 0 for a
      * STOMP connection): messages without a key from one producer all go to
      * one partition, chosen per (session, producer), so they keep their
-     * order while producers spread over partitions (DESIGN §3). */
+     * order while producers spread over partitions (architecture §3). */
     uint32_t producer;
 };
 
@@ -140,13 +141,13 @@ struct core_delivery {
     size_t body_len;
     uint32_t delivery_count; /* 1 on first delivery */
     const void *record;      /* private */
-    /* private: headers the core adds (request-reply with native Kafka, DESIGN §7) */
+    /* private: headers the core adds (request-reply with native Kafka, architecture §7) */
     size_t extra_count;
     struct core_property extra[2];
 };
 
 /* Headers of a delivery, in record order, kbridge-internal ones included
- * (adapters skip "kbridge-amqp-*" etc. as DESIGN §3 says). */
+ * (adapters skip "kbridge-amqp-*" etc. as architecture §3 says). */
 size_t core_delivery_header_count(const struct core_delivery *delivery);
 int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
                          const void **value, size_t *value_len);
@@ -176,7 +177,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
  * STOMP /temp-queue): it receives exactly the messages published to its
  * reply address, which is written to `address` ("/reply-queue/TOKEN", at
  * most CORE_REPLY_ADDRESS_MAX bytes). Replies travel through this node's
- * reply topic (DESIGN §7), so any node can answer. Deliveries carry nothing
+ * reply topic (architecture §7), so any node can answer. Deliveries carry nothing
  * to settle (id 0). It dies with the subscription. NULL with err and
  * *error_code on failure. */
 #define CORE_REPLY_ADDRESS_MAX 256

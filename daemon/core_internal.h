@@ -16,7 +16,7 @@ struct topic_reader;
 
 #define CORE_STATS_BUCKETS 4096 /* hash buckets of core->stats */
 
-/* Per-destination counters for /metrics (DESIGN: published, delivered, acked,
+/* Per-destination counters for /metrics (architecture §9: published, delivered, acked,
  * nacked, redelivered, dead-lettered, in-flight, consumers, paused partitions). */
 struct destination_stats {
     struct destination_stats *next; /* in its bucket of core->stats */

@@ -389,7 +389,7 @@ static kafka_partitioner_fn kafka_partitioner_named(const char *name)
 
 /* librdkafka's partitioner callback (any thread; touches only immutable
  * state): a record without key but with a sticky value goes to its sticky
- * partition (one producer, one partition: its order is kept, DESIGN §3);
+ * partition (one producer, one partition: its order is kept, architecture §3);
  * the rest to the configured partitioner. */
 static int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, size_t key_len,
                                int32_t partition_count, void *topic_opaque, void *message_opaque)
@@ -454,7 +454,7 @@ static int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size
     }
     if (kafka_conf_apply(conf, "kafka.producer", &config->kafka.producer, err, err_size) < 0)
         goto fail;
-    /* The contract (DESIGN §4), set last so nothing overrides it; a config
+    /* The contract (architecture §4), set last so nothing overrides it; a config
      * that tries is refused by kafka_check_contract. */
     if (kafka_conf_set(conf, "kafka.producer", "enable.idempotence", "true", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.producer", "acks", "all", err, err_size) < 0)
@@ -1512,7 +1512,7 @@ int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *sub
 
 /* ---- the node's layer ----------------------------------------------------------- */
 
-/* Refuse librdkafka settings that would break kbridge's promises (DESIGN §4):
+/* Refuse librdkafka settings that would break kbridge's promises (architecture §4):
  * the producer must be idempotent with acks=all (nothing is confirmed to a
  * client before every in-sync replica has it), and the consumer must not
  * store offsets by itself (nothing is committed before the client settled

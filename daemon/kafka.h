@@ -85,7 +85,7 @@ void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool
  * consistent_random by default); a record without a key and with a nonzero
  * `sticky` goes to partition sticky % partitions, so every record of one
  * sticky value (one producer) lands on one partition and keeps its order
- * (DESIGN §3); sticky 0: the partitioner's choice. On KAFKA_OK, `done` is
+ * (architecture §3); sticky 0: the partitioner's choice. On KAFKA_OK, `done` is
  * called exactly once on the loop with the outcome; on any other return it
  * is never called (KAFKA_ERR_QUEUE_FULL: try again after deliveries drain). */
 int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uint32_t sticky,

@@ -1,5 +1,5 @@
 /* queue.c -- queues and durable subscriptions on Kafka consumer groups
- * (DESIGN §5, §6): one consumer per queue per node, joined only while the
+ * (architecture §5, §6): one consumer per queue per node, joined only while the
  * node has a local subscriber, its records kept in a queue_state that hands
  * them out to subscribers with credit, dead-letters them, and reports the
  * offsets that may be committed.

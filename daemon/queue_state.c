@@ -1,4 +1,4 @@
-/* queue_state.c -- the queue engine's bookkeeping (DESIGN §5), without I/O:
+/* queue_state.c -- the queue engine's bookkeeping (architecture §5), without I/O:
  * available and acquired records, delivery ids and counts, round-robin
  * dispatch to consumers with credit, release / reject / dead-letter
  * decisions, per-partition commit positions, flow control and ack-timeout

@@ -1,4 +1,4 @@
-/* queue_state.h -- the queue engine's bookkeeping (DESIGN §5) with no I/O:
+/* queue_state.h -- the queue engine's bookkeeping (architecture §5) with no I/O:
  * which fetched records are available, which are acquired by which consumer
  * and how many times they were delivered, what is settled, and which offset
  * each partition may commit. queue.c connects it to Kafka (consumer group,

@@ -1,4 +1,4 @@
-/* topic.c -- non-durable topic subscriptions (DESIGN §6): one reader per
+/* topic.c -- non-durable topic subscriptions (architecture §6): one reader per
  * destination per node, with no consumer group, assigned to every partition
  * at the end offsets looked up when the first subscriber arrived, fanning
  * each record out to every local subscriber.

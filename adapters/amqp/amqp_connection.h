@@ -54,7 +54,7 @@ struct amqp_link {
 
     /* Incoming. */
     uint32_t pending; /* publishes of this link waiting for Kafka */
-    uint32_t number;  /* the core's producer number: one partition per link (DESIGN §3) */
+    uint32_t number;  /* the core's producer number: one partition per link (architecture §3) */
 
     /* Outgoing. */
     struct core_subscription *core;

@@ -1,4 +1,4 @@
-/* amqp_convert.c -- AMQP 1.0 messages to Kafka records and back (DESIGN §3;
+/* amqp_convert.c -- AMQP 1.0 messages to Kafka records and back (architecture §3;
  * the tables are in docs/amqp.md, "What maps to what in Kafka").
  *
  * Into Kafka (amqp_record_from_message):

@@ -1,4 +1,4 @@
-/* amqp_convert.h -- AMQP 1.0 messages to Kafka records and back (DESIGN §3).
+/* amqp_convert.h -- AMQP 1.0 messages to Kafka records and back (architecture §3).
  * Pure conversion on proton's pn_message_t and the core's property lists: no
  * I/O, no core calls, so both directions are unit-tested on their own
  * (tests/unit/check_amqp_convert.c). The mapping tables are in docs/amqp.md.

@@ -1,5 +1,5 @@
 /* amqp_handle_attach.c -- attach and detach. An attach is checked here
- * (address spelling per DESIGN §2, publish ACL, features that are not
+ * (address spelling per architecture §2, publish ACL, features that are not
  * built) and handed to amqp_link_in.c (the client sends to a target) or
  * amqp_link_out.c (the client receives from a source). A refused attach is
  * answered as the spec says: an attach with a null terminus, then a detach

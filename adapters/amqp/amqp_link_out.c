@@ -1,7 +1,7 @@
 /* amqp_link_out.c -- links on which the client receives: a core
  * subscription per link (queue, topic, durable topic), deliveries encoded as
  * AMQP messages (amqp_convert.c), link credit and drain, and the client's
- * outcomes mapped to the core's (DESIGN §5):
+ * outcomes mapped to the core's (architecture §5):
  *
  *   accepted                          -> accept
  *   released, modified                -> release, not counted (the client did

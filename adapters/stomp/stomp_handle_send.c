@@ -1,6 +1,6 @@
 /* stomp_handle_send.c -- SEND: destination, properties, size and feature
  * checks, core_publish, and the confirmation callback that sends the RECEIPT
- * only once Kafka has stored the record (DESIGN §4).
+ * only once Kafka has stored the record (architecture §4).
  *
  * Properties are every header of the SEND except the frame-level ones
  * (destination, receipt, content-length, transaction); the first of repeated
@@ -139,7 +139,7 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
     /* reply-to:/temp-queue/NAME (RabbitMQ semantics): the connection's
      * temporary queue NAME, created now if needed; its replies come to this
      * connection without a SUBSCRIBE. What goes to Kafka is its reply
-     * address, /reply-queue/TOKEN, which any node can answer (DESIGN §7). */
+     * address, /reply-queue/TOKEN, which any node can answer (architecture §7). */
     const char *reply_to = stomp_frame_header_value(frame, "reply-to");
     const char *reply_address = NULL;
     if (reply_to && strncmp(reply_to, "/temp-queue/", 12) == 0) {

@@ -69,9 +69,9 @@ static bool stomp_message_header_ok(enum stomp_version version, const char *name
     if (name_len == 0 || memchr(name, '\0', name_len) || memchr(value, '\0', value_len))
         return false;
     if (name_len > 13 && memcmp(name, "kbridge-amqp-", 13) == 0)
-        return false; /* kbridge's own round-trip data for AMQP (DESIGN §3) */
+        return false; /* kbridge's own round-trip data for AMQP (architecture §3) */
     if (core_header_is_internal(name))
-        return false; /* reply routing (DESIGN §7) */
+        return false; /* reply routing (architecture §7) */
     if (version == STOMP_VERSION_1_0)
         return !memchr(name, '\n', name_len) && !memchr(name, '\r', name_len) &&
                !memchr(name, ':', name_len) && !memchr(value, '\n', value_len) &&

@@ -1,5 +1,5 @@
 /* stomp_handle_transaction.c -- BEGIN, COMMIT and ABORT. Transactions
- * (DESIGN §8) are not built yet: refuse them explicitly rather than run the
+ * (architecture §8) are not built yet: refuse them explicitly rather than run the
  * frames outside a transaction. */
 #include "stomp_handlers.h"
 

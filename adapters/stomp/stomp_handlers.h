@@ -83,7 +83,7 @@ int stomp_handle_unsubscribe(struct stomp_connection *connection, const struct s
 /* ACK and NACK. */
 int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_frame *frame,
                      struct stomp_error *error);
-/* BEGIN, COMMIT, ABORT (refused until transactions land, DESIGN §8). */
+/* BEGIN, COMMIT, ABORT (refused until transactions land, architecture §8). */
 int stomp_handle_transaction(struct stomp_connection *connection, const struct stomp_frame *frame,
                              struct stomp_error *error);
 int stomp_handle_disconnect(struct stomp_connection *connection, const struct stomp_frame *frame,

@@ -1,6 +1,6 @@
 """AMQP 1.0 end to end with Qpid Proton (issue 4 "Must hold"): sends are
 accepted only once Kafka has them, competing receivers share a queue exactly
-once, outcomes redeliver or dead-letter as DESIGN §5 says, conversions
+once, outcomes redeliver or dead-letter as architecture §5 says, conversions
 round-trip (AMQP, STOMP and native Kafka), kill -9 loses nothing accepted,
 durable subscriptions resume, drain consumes credit, and bad input gets the
 right AMQP error condition without touching other clients.
@@ -84,7 +84,7 @@ def test_a_presettled_flood_is_bounded_and_all_reaches_kafka(kbridged_factory, b
     before = rss_kib(daemon)
     count = 50000
     # 2 MB in all: one sender link's messages without a key share one partition
-    # (DESIGN §3), and the dev broker keeps ~5 MiB per partition
+    # (architecture §3), and the dev broker keeps ~5 MiB per partition
     payload = b"x" * 40
     send_windowed(daemon, name, [Message(body=payload) for _ in range(count)], presettle=True)
     peak = rss_kib(daemon)

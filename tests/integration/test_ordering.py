@@ -1,4 +1,4 @@
-"""Order per producer for messages without a key (issue 20, DESIGN §3): a
+"""Order per producer for messages without a key (issue 20, architecture §3): a
 message with no key goes to a partition chosen per producer (a STOMP
 connection, an AMQP sender link), so one producer's messages reach a queue
 consumer in the order they were sent, while several producers still spread

@@ -1,4 +1,4 @@
-"""Queue start-up latency (issue 20 item 4, DESIGN §5): how long a subscriber
+"""Queue start-up latency (issue 20 item 4, architecture §5): how long a subscriber
 waits for messages that are already in a queue.
 
 A node joins a queue's consumer group only while it has a local subscriber;

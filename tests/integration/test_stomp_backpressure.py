@@ -1,4 +1,4 @@
-"""Publish backpressure (DESIGN §4): a connection never has more than
+"""Publish backpressure (architecture §4): a connection never has more than
 limits.max_unconfirmed publishes waiting for Kafka; kbridged stops reading
 its socket instead of buffering, and every RECEIPT still arrives."""
 

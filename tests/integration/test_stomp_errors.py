@@ -1,4 +1,4 @@
-"""STOMP protocol errors (issue 3 "Must hold", DESIGN §10): malformed and
+"""STOMP protocol errors (issue 3 "Must hold", architecture §10): malformed and
 refused input over raw sockets gets one ERROR frame that says what was wrong
 (`message` header and body), and then the server closes the connection;
 clients that behave carry on meanwhile; the daemon's memory does not grow

@@ -1,4 +1,4 @@
-"""STOMP queues end to end (DESIGN §3–§5, issue 3 "Must hold"): SEND with
+"""STOMP queues end to end (architecture §3–§5, issue 3 "Must hold"): SEND with
 receipts lands in Kafka with the right key, headers and order; native Kafka
 records reach STOMP subscribers; competing consumers with prefetch, ACK,
 NACK, redelivery and dead-lettering; unacked messages of a subscriber that

@@ -1,4 +1,4 @@
-"""STOMP topics end to end (DESIGN §6, issue 3 "Must hold"): every subscriber
+"""STOMP topics end to end (architecture §6, issue 3 "Must hold"): every subscriber
 of /topic/NAME gets everything published after its SUBSCRIBE receipt and
 nothing from before; `*` and `#` wildcards; durable subscriptions in the
 ActiveMQ, Artemis and RabbitMQ spellings resume after a reconnect with

@@ -1,5 +1,5 @@
 /* check_address.c -- unit tests of address normalisation (daemon/address.c):
- * every STOMP and AMQP spelling of DESIGN §2, Kafka's topic-name rules and
+ * every STOMP and AMQP spelling of architecture §2, Kafka's topic-name rules and
  * the errors that name them, the topic prefix, wildcard syntax, agreement of
  * address_wildcard_regex (compiled with POSIX regcomp) with
  * address_wildcard_match over many generated patterns and names, and the

@@ -149,7 +149,7 @@ START_TEST(every_produce_gets_one_delivery_report_in_order)
 END_TEST
 
 /* Records without a key and with a sticky value all go to partition
- * sticky % partitions (one producer's order, DESIGN §3); with sticky 0 they
+ * sticky % partitions (one producer's order, architecture §3); with sticky 0 they
  * spread as librdkafka's partitioner places them. */
 START_TEST(records_without_key_stay_on_their_sticky_partition)
 {
