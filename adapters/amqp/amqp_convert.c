@@ -559,9 +559,10 @@ int amqp_record_from_message(pn_message_t *message, struct amqp_record *record, 
     pn_millis_t ttl = pn_message_get_ttl(message);
     if (expiry)
         amqp_add_number(&builder, "expires", expiry);
-    else if (ttl)
-        amqp_add_number(&builder, "expires",
-                        (creation ? creation : (int64_t)clock_wall_ms()) + ttl);
+    else if (ttl) {
+        int64_t base = creation ? creation : (int64_t)clock_wall_ms();
+        amqp_add_number(&builder, "expires", base > INT64_MAX - ttl ? INT64_MAX : base + ttl);
+    }
     if (creation)
         amqp_add_number(&builder, "timestamp", creation);
     if (pn_message_is_durable(message))
@@ -706,7 +707,9 @@ static bool amqp_put_typed(pn_data_t *out, pn_data_t *typed, const char *name, s
         pn_bytes_t key = type == PN_STRING   ? pn_data_get_string(typed)
                          : type == PN_SYMBOL ? pn_data_get_symbol(typed)
                                              : pn_bytes(0, NULL);
-        if (key.size == length && memcmp(key.start, name, length) == 0) {
+        /* a key without a value (a map of odd count) is no match */
+        if ((type == PN_STRING || type == PN_SYMBOL) && key.size == length && i + 1 < count &&
+            (length == 0 || memcmp(key.start, name, length) == 0)) {
             /* current = the key: appendn copies the node after it, the value */
             pn_data_narrow(typed);
             found = pn_data_appendn(out, typed, 1) == 0;
@@ -883,10 +886,10 @@ int amqp_message_from_record(const struct amqp_record_view *record, pn_message_t
     if (encoded && pn_data_decode(annotations, encoded->value, encoded->value_len) >= 0) {
         pn_data_rewind(annotations);
         annotated = pn_data_next(annotations) && pn_data_type(annotations) == PN_MAP;
-        if (!annotated)
-            pn_data_clear(annotations);
         pn_data_rewind(annotations);
     }
+    if (!annotated) /* also after a failed decode, which leaves what it had read */
+        pn_data_clear(annotations);
     if (!annotated && record->key && !key_explained &&
         amqp_valid_utf8(record->key, record->key_len)) {
         pn_data_put_map(annotations);

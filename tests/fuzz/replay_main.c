@@ -1,7 +1,9 @@
 /* replay_main.c -- runs a libFuzzer target without libFuzzer: calls
  * LLVMFuzzerTestOneInput once per file named on the command line, or per
- * file in each directory named (not recursive). `make check` uses it to
- * replay the seed corpus with any compiler; a failing input aborts. */
+ * file in each directory named (not recursive). Without arguments it replays
+ * FUZZ_CORPUS, the target's seed corpus, which tests/fuzz/include.am defines:
+ * that is how `make check` replays every corpus with any compiler (a
+ * failing input aborts). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -63,6 +65,14 @@ static int run_file(const char *path)
 
 int main(int argc, char **argv)
 {
+#ifdef FUZZ_CORPUS
+    static char *default_argv[] = {NULL, FUZZ_CORPUS, NULL};
+    if (argc < 2) {
+        default_argv[0] = argv[0];
+        argv = default_argv;
+        argc = 2;
+    }
+#endif
     if (argc < 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE...\n", argv[0]);
         return 2;
