@@ -82,9 +82,10 @@ def test_10000_unsettled_sends_are_all_in_kafka_once_accepted(kbridged_factory, 
 def test_a_presettled_flood_is_bounded_and_all_reaches_kafka(kbridged_factory, bootstrap, name):
     daemon = kbridged_factory(config_for(bootstrap))
     before = rss_kib(daemon)
-    count = 50000
-    # 2 MB in all: one sender link's messages without a key share one partition
-    # (architecture §3), and the dev broker keeps ~5 MiB per partition
+    # twice limits.max_unconfirmed; one sender link's messages without a key
+    # share one partition (architecture §3) and the dev broker keeps ~5 MiB per
+    # partition: 20000 records of 40 bytes plus headers (~4 MB) fit
+    count = 20000
     payload = b"x" * 40
     send_windowed(daemon, name, [Message(body=payload) for _ in range(count)], presettle=True)
     peak = rss_kib(daemon)
