@@ -87,8 +87,6 @@ struct kafka {
     bool fatal;      /* the producer hit a fatal error */
     bool destroying; /* kafka_free: delivery reports no longer reach owners */
     char reason[512];
-    void (*ready_fn)(void *opaque, bool ready);
-    void *ready_opaque;
 
     struct kafka_consumer *consumers; /* open and closing consumers */
 
@@ -301,8 +299,6 @@ static void kafka_update_ready(struct kafka *kafka)
         log_info("kafka", "ready: cluster metadata fetched from %s", kafka->bootstrap);
     else if (!ready && (changed || strcmp(previous, kafka->reason) != 0))
         log_warn("kafka", "not ready: %s", kafka->reason);
-    if (changed && kafka->ready_fn)
-        kafka->ready_fn(kafka->ready_opaque, ready);
 }
 
 static void kafka_on_probe_wakeup(evutil_socket_t fd, short what, void *arg)
@@ -521,15 +517,6 @@ int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uin
 }
 
 int kafka_unconfirmed(const struct kafka *kafka) { return rd_kafka_outq_len(kafka->producer); }
-
-int kafka_flush(struct kafka *kafka, uint64_t timeout_ms)
-{
-    if (!kafka || !kafka->producer)
-        return 0;
-    rd_kafka_flush(kafka->producer, (int)(timeout_ms > 600000 ? 600000 : timeout_ms));
-    kafka_producer_drain(kafka);
-    return rd_kafka_outq_len(kafka->producer);
-}
 
 /* ---- topic lookups ------------------------------------------------------------ */
 
@@ -1626,13 +1613,6 @@ const char *kafka_not_ready_reason(const struct kafka *kafka)
 }
 
 void kafka_set_config(struct kafka *kafka, const struct config *config) { kafka->config = config; }
-
-void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool ready),
-                              void *opaque)
-{
-    kafka->ready_fn = fn;
-    kafka->ready_opaque = opaque;
-}
 
 void kafka_free(struct kafka *kafka)
 {

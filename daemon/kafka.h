@@ -5,7 +5,7 @@
  * with rd_kafka_queue_io_event_enable() on a non-blocking pipe; the loop
  * wakes on the pipe, drains the queue completely and calls the callbacks
  * below, always on the loop thread. Nothing here blocks the loop, except
- * kafka_flush and kafka_free, which are for shutdown.
+ * kafka_free, which is for shutdown.
  *
  * Readiness: a probe thread asks the cluster for metadata (a blocking call,
  * kept off the loop) every few seconds; the node is ready while the last
@@ -76,9 +76,6 @@ const char *kafka_not_ready_reason(const struct kafka *kafka);
 /* Point the layer at a reloaded config (its kafka.* values are unchanged:
  * config_apply_live keeps them). The config must outlive the layer. */
 void kafka_set_config(struct kafka *kafka, const struct config *config);
-/* Called on the loop whenever readiness changes. */
-void kafka_set_ready_callback(struct kafka *kafka, void (*fn)(void *opaque, bool ready),
-                              void *opaque);
 
 /* Queue one record. Copies topic, key, value and headers. partition -1 lets
  * the partitioner choose: by key (kafka.producer `partitioner`, librdkafka's
@@ -95,10 +92,6 @@ int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uin
 
 /* Records queued in the producer and not yet reported. */
 int kafka_unconfirmed(const struct kafka *kafka);
-
-/* Shutdown only (blocks): wait up to timeout_ms for every queued record to be
- * reported, delivering the reports. Returns the number still unreported. */
-int kafka_flush(struct kafka *kafka, uint64_t timeout_ms);
 
 /* Shutdown only (blocks): stop the probe, close consumers still open
  * (committing stored offsets), purge records still unconfirmed (their

@@ -36,7 +36,7 @@
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
 
-struct queue_partition {
+struct queue_topic_partition {
     char *topic;
     int32_t partition;
     bool assigned;
@@ -63,7 +63,7 @@ struct queue {
     struct queue_state *state;
     struct core_subscription *subscribers;
     size_t subscriber_count;
-    struct queue_partition *partitions;
+    struct queue_topic_partition *partitions;
     size_t partition_count;
     size_t partition_capacity;
     bool assigned_once;
@@ -118,7 +118,7 @@ static int32_t queue_partition_index(struct queue *queue, const char *topic, int
         return -1;
     if (queue->partition_count == queue->partition_capacity) {
         size_t capacity = queue->partition_capacity ? queue->partition_capacity * 2 : 8;
-        struct queue_partition *grown =
+        struct queue_topic_partition *grown =
             realloc(queue->partitions, capacity * sizeof(*queue->partitions));
         if (!grown)
             return -1;
@@ -129,11 +129,11 @@ static int32_t queue_partition_index(struct queue *queue, const char *topic, int
     if (!copy)
         return -1;
     queue->partitions[queue->partition_count] =
-        (struct queue_partition){.topic = copy, .partition = partition};
+        (struct queue_topic_partition){.topic = copy, .partition = partition};
     return (int32_t)queue->partition_count++;
 }
 
-static void queue_pause_partition(struct queue *queue, struct queue_partition *p, bool pause)
+static void queue_pause_partition(struct queue *queue, struct queue_topic_partition *p, bool pause)
 {
     if (p->paused == pause)
         return;
@@ -268,7 +268,7 @@ static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
     struct queue *queue = opaque;
     if (index < 0 || (size_t)index >= queue->partition_count || !queue->consumer)
         return;
-    struct queue_partition *p = &queue->partitions[index];
+    struct queue_topic_partition *p = &queue->partitions[index];
     if (!p->assigned)
         return;
     int rc = kafka_consumer_store_offset(queue->consumer, p->topic, p->partition, next_offset);
