@@ -92,6 +92,10 @@ struct config {
     } replies;
 
     struct {
+        uint32_t threads; /* worker pool threads (password checks), default 2 */
+    } workers;
+
+    struct {
         uint64_t max_frame_size;   /* bytes, default 1MiB */
         uint64_t max_message_size; /* bytes, default 1MiB */
         uint32_t max_headers;      /* default 64 */

@@ -685,6 +685,19 @@ const struct config_key config_keys[] = {
                        "requester's `correlation-id` unless it carries one.",
     },
     {
+        .name = "workers.threads",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, workers.threads),
+        .min = 1,
+        .max = 64,
+        .default_value = "2",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Threads of the worker pool, which runs what must not block the event "
+                       "loop: password hash checks of STOMP CONNECT and AMQP SASL PLAIN "
+                       "(a yescrypt check takes tens of milliseconds of CPU). Logins beyond "
+                       "this many at once wait their turn; other clients are not held up.",
+    },
+    {
         .name = "topics.max_backlog",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, topics.max_backlog),

@@ -27,11 +27,15 @@
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "worker.h"
 
 /* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
 #define CORE_MAX_PROPERTIES_EXTRA 5
 #define CORE_HEADER_REPLY_TOPIC "kafka_replyTopic"
 #define CORE_HEADER_CORRELATION "kafka_correlationId"
+/* Hashed against for unknown users, so that timing does not tell which
+ * users exist. */
+#define CORE_DUMMY_SETTING "$6$kbridge$"
 
 struct core_publish_pending {
     struct core_publish_pending *next;
@@ -106,7 +110,8 @@ struct destination_stats *core_stats(struct core *core, enum destination_kind ki
 /* ---- the core ------------------------------------------------------------------ */
 
 struct core *core_new(struct event_base *base, struct config *const *config, struct kafka *kafka,
-                      struct metrics *metrics, char *err, size_t err_size)
+                      struct metrics *metrics, struct worker_pool *workers, char *err,
+                      size_t err_size)
 {
     struct core *core = calloc(1, sizeof(*core));
     if (!core) {
@@ -117,6 +122,7 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
     core->config = config;
     core->kafka = kafka;
     core->metrics = metrics;
+    core->workers = workers;
     core->late_settles = metrics_counter(
         metrics, "kbridge_late_settles_total",
         "Acks/nacks for deliveries this node no longer owns (partition moved, already settled).",
@@ -170,8 +176,11 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
 
 const struct config *core_config(const struct core *core) { return *core->config; }
 
+static void core_revoke_sessions(struct core *core);
+
 void core_reconfigure(struct core *core)
 {
+    core_revoke_sessions(core);
     queue_reconfigure_all(core);
     const struct config *config = core_config(core);
     reply_requests_configure(core->requests, config->replies.max_outstanding,
@@ -232,7 +241,7 @@ int core_authenticate(struct core *core, const char *login, const char *passcode
         return CORE_ERR_INTERNAL;
     }
     /* hash even for unknown users, so timing does not tell which part was wrong */
-    const char *setting = entry ? entry->password_hash : "$6$kbridge$";
+    const char *setting = entry ? entry->password_hash : CORE_DUMMY_SETTING;
     const char *hashed = crypt_r(passcode ? passcode : "", setting, data);
     bool ok = entry && hashed && hashed[0] != '*' && strcmp(hashed, entry->password_hash) == 0;
     free(data);
@@ -245,6 +254,132 @@ int core_authenticate(struct core *core, const char *login, const char *passcode
     return CORE_OK;
 }
 
+/* ---- the same off the loop ---- */
+
+/* One core_authenticate_start. The worker thread touches only passcode,
+ * setting, match and failed; everything else is the loop's. */
+struct core_auth {
+    struct core *core;
+    core_auth_fn done; /* NULL once cancelled */
+    void *opaque;
+    struct worker_job *job;
+    bool anonymous; /* no login given */
+    bool known;     /* the user existed when the check started */
+    bool match;     /* worker: the passcode hashes to `setting` */
+    bool failed;    /* worker: out of memory */
+    char *login;
+    char *passcode; /* wiped after the hash */
+    char *setting;  /* the user's hash, or CORE_DUMMY_SETTING */
+};
+
+static void core_auth_free(struct core_auth *auth)
+{
+    if (auth->passcode) {
+        explicit_bzero(auth->passcode, strlen(auth->passcode));
+        free(auth->passcode);
+    }
+    free(auth->login);
+    free(auth->setting);
+    free(auth);
+}
+
+/* Worker thread. */
+static void core_auth_work(void *arg)
+{
+    struct core_auth *auth = arg;
+    struct crypt_data *data = calloc(1, sizeof(*data));
+    if (!data) {
+        auth->failed = true;
+        return;
+    }
+    const char *hashed = crypt_r(auth->passcode, auth->setting, data);
+    auth->match = hashed && hashed[0] != '*' && strcmp(hashed, auth->setting) == 0;
+    explicit_bzero(data, sizeof(*data));
+    free(data);
+    explicit_bzero(auth->passcode, strlen(auth->passcode));
+}
+
+/* Loop thread: decide against the config in force now and answer. */
+static void core_auth_done(void *arg, bool cancelled)
+{
+    struct core_auth *auth = arg;
+    if (cancelled || !auth->done) {
+        core_auth_free(auth); /* the owner is gone; so may the core be (shutdown) */
+        return;
+    }
+    struct core *core = auth->core;
+    const struct config *config = core_config(core);
+    const char *user = NULL;
+    const char *reason = NULL;
+    int result = CORE_ERR_ACCESS;
+    if (auth->failed) {
+        result = CORE_ERR_INTERNAL;
+        reason = "out of memory";
+    } else if (auth->anonymous) {
+        if (config->auth.anonymous) {
+            result = CORE_OK;
+            user = "anonymous";
+        } else {
+            reason = "login required: anonymous access is disabled";
+        }
+    } else {
+        /* A reload while hashing may have removed the user or changed the password. */
+        const struct config_user *entry = core_user(config, auth->login);
+        if (auth->known && auth->match && entry &&
+            strcmp(entry->password_hash, auth->setting) == 0) {
+            result = CORE_OK;
+            user = auth->login;
+        } else {
+            reason = "bad login or passcode";
+        }
+    }
+    if (result == CORE_ERR_ACCESS)
+        (*core->auth_failures)++;
+    auth->done(auth->opaque, result, user, reason);
+    core_auth_free(auth);
+}
+
+struct core_auth *core_authenticate_start(struct core *core, const char *login,
+                                          const char *passcode, core_auth_fn done, void *opaque)
+{
+    if (!core->workers)
+        return NULL;
+    struct core_auth *auth = calloc(1, sizeof(*auth));
+    if (!auth)
+        return NULL;
+    auth->core = core;
+    auth->done = done;
+    auth->opaque = opaque;
+    auth->anonymous = !login || !*login;
+    if (!auth->anonymous) {
+        const struct config_user *entry = core_user(core_config(core), login);
+        auth->known = entry != NULL;
+        auth->login = strdup(login);
+        auth->passcode = strdup(passcode ? passcode : "");
+        auth->setting = strdup(entry ? entry->password_hash : CORE_DUMMY_SETTING);
+        if (!auth->login || !auth->passcode || !auth->setting) {
+            core_auth_free(auth);
+            return NULL;
+        }
+    }
+    /* Anonymous: nothing to hash, but the answer still comes from the loop. */
+    auth->job =
+        worker_submit(core->workers, auth->anonymous ? NULL : core_auth_work, core_auth_done, auth);
+    if (!auth->job) {
+        core_auth_free(auth);
+        return NULL;
+    }
+    return auth;
+}
+
+void core_authenticate_cancel(struct core_auth *auth)
+{
+    if (!auth)
+        return;
+    auth->done = NULL;        /* the completion frees it */
+    worker_cancel(auth->job); /* not hashed when not started yet */
+}
+
 static bool core_patterns_match(const struct config_pattern *patterns, size_t count,
                                 const char *name)
 {
@@ -254,9 +389,12 @@ static bool core_patterns_match(const struct config_pattern *patterns, size_t co
     return false;
 }
 
-/* Anonymous sessions (only possible when auth.anonymous is on) may do everything. */
+/* Anonymous sessions (only possible when auth.anonymous is on) may do
+ * everything; revoked ones nothing. */
 static bool core_acl_allows(const struct core_session *session, bool publish, const char *name)
 {
+    if (session->revoked)
+        return false;
     if (session->anonymous)
         return true;
     const struct config_user *user = core_user(core_config(session->core), session->user);
@@ -294,10 +432,15 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     session->peer = strdup(peer ? peer : "-");
     session->anonymous = strcmp(user, "anonymous") == 0 && core_config(core)->auth.anonymous &&
                          !core_user(core_config(core), "anonymous");
+    const struct config_user *entry =
+        session->anonymous ? NULL : core_user(core_config(core), user);
+    if (entry)
+        session->password_hash = strdup(entry->password_hash);
     if (RAND_bytes((unsigned char *)&session->sticky_seed, sizeof(session->sticky_seed)) != 1)
         session->sticky_seed = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uintptr_t)session;
     if (!session->protocol || !session->user || !session->peer ||
-        (client_id && *client_id && !session->client_id)) {
+        (client_id && *client_id && !session->client_id) || (entry && !session->password_hash)) {
+        free(session->password_hash);
         free(session->protocol);
         free(session->user);
         free(session->client_id);
@@ -330,11 +473,50 @@ void core_session_close(struct core_session *session)
             break;
         }
     }
+    free(session->password_hash);
     free(session->protocol);
     free(session->user);
     free(session->client_id);
     free(session->peer);
     free(session);
+}
+
+void core_session_set_revoke(struct core_session *session, core_revoke_fn revoked, void *opaque)
+{
+    session->revoke = revoked;
+    session->revoke_opaque = opaque;
+}
+
+/* Why the config in force no longer allows this session, or NULL. */
+static const char *core_session_disallowed(const struct core_session *session)
+{
+    const struct config *config = core_config(session->core);
+    if (session->anonymous)
+        return config->auth.anonymous ? NULL
+                                      : "anonymous access was disabled (auth.anonymous is off)";
+    const struct config_user *entry = core_user(config, session->user);
+    if (!entry)
+        return "the user was removed from the configuration";
+    if (!session->password_hash || strcmp(entry->password_hash, session->password_hash) != 0)
+        return "the user's password was changed";
+    return NULL;
+}
+
+static void core_revoke_sessions(struct core *core)
+{
+    for (struct core_session *session = core->sessions, *next; session; session = next) {
+        next = session->next;
+        if (session->revoked)
+            continue;
+        const char *reason = core_session_disallowed(session);
+        if (!reason)
+            continue;
+        session->revoked = true;
+        log_info("core", "%s: %s session of user %s revoked by the reload: %s", session->peer,
+                 session->protocol, session->user, reason);
+        if (session->revoke)
+            session->revoke(session->revoke_opaque, reason);
+    }
 }
 
 /* ---- publishing -------------------------------------------------------------------- */
@@ -494,6 +676,10 @@ int core_publish(struct core_session *session, const struct destination *destina
     char display[ADDRESS_NAME_MAX + 32];
     address_format(destination, display, sizeof(display));
     bool reply = destination->kind == DESTINATION_REPLY_QUEUE;
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        return CORE_ERR_ACCESS;
+    }
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC &&
         !reply) {
         snprintf(err, err_size, "publishing to %s is not supported yet", display);
@@ -809,6 +995,11 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
     char token[REPLY_TOKEN_MAX + 1];
     struct destination destination = {.kind = DESTINATION_TOPIC};
     *error_code = CORE_OK;
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
     if (reply_token_new(config->node_id, token, sizeof(token)) < 0 ||
         reply_topic_name(config->node_id, destination.name, sizeof(destination.name)) < 0) {
         snprintf(err, err_size, "cannot make a temporary queue name: %s", strerror(errno));

@@ -25,6 +25,8 @@ struct metrics;
 struct core;
 struct core_session;
 struct core_subscription;
+struct core_auth;
+struct worker_pool;
 
 /* Result codes of core calls (besides 0). Adapters map them to protocol errors. */
 enum core_error {
@@ -41,12 +43,17 @@ enum core_error {
 /* ---- the core ------------------------------------------------------------ */
 
 /* Create the core on top of the Kafka layer. `config` points at the server's
- * current-config pointer so reloads are seen. NULL with err on failure. */
+ * current-config pointer so reloads are seen; password checks run on
+ * `workers`, which must outlive the core. NULL with err on failure. */
 struct core *core_new(struct event_base *base, struct config *const *config, struct kafka *kafka,
-                      struct metrics *metrics, char *err, size_t err_size);
+                      struct metrics *metrics, struct worker_pool *workers, char *err,
+                      size_t err_size);
 /* Free; every session must be closed first. NULL is fine. */
 void core_free(struct core *core);
-/* Apply a reloaded config (limits, queue settings). */
+/* Apply a reloaded config (limits, queue settings) and revoke the sessions
+ * it no longer allows: anonymous ones when auth.anonymous went off, and
+ * those of users removed or whose password changed (their revoke handler
+ * is called; they lose every right at once). */
 void core_reconfigure(struct core *core);
 /* Drain: stop dispatching new deliveries. */
 void core_drain(struct core *core);
@@ -58,14 +65,46 @@ const struct config *core_config(const struct core *core);
 /* Check credentials against auth.users (crypt(3) hashes) or allow anonymous
  * when auth.anonymous is on and login is NULL/empty. On success writes the
  * user name ("anonymous" for anonymous) into user. CORE_OK or CORE_ERR_ACCESS
- * with a reason in err that never reveals which part was wrong. */
+ * with a reason in err that never reveals which part was wrong.
+ * Synchronous: with a login it hashes on the loop thread (tens of ms for
+ * yescrypt), so adapters use core_authenticate_start; this is for the
+ * anonymous case (login NULL) and tests. */
 int core_authenticate(struct core *core, const char *login, const char *passcode, char *user,
                       size_t user_size, char *err, size_t err_size);
+
+/* The answer of core_authenticate_start, on the loop thread: result CORE_OK
+ * with the user name ("anonymous" for anonymous), or CORE_ERR_ACCESS /
+ * CORE_ERR_INTERNAL with a reason (user NULL) that never reveals which part
+ * was wrong. The strings are valid during the call only. */
+typedef void (*core_auth_fn)(void *opaque, int result, const char *user, const char *reason);
+
+/* The same check as core_authenticate, with the hash computed on the worker
+ * pool: `done` is called exactly once, later, from the loop (never inside
+ * this call), unless core_authenticate_cancel is called first. Anonymous
+ * logins and unknown users (hashed against a dummy setting, so timing does
+ * not tell which users exist) take the same path. The passcode is copied
+ * and wiped after use. The outcome is re-checked against the config in
+ * force when it arrives (a reload in between may have changed it). NULL
+ * (out of memory; nothing will be called) or a handle valid until `done`
+ * runs or the cancel. */
+struct core_auth *core_authenticate_start(struct core *core, const char *login,
+                                          const char *passcode, core_auth_fn done, void *opaque);
+/* The owner is going away: `done` will not be called. The check may still
+ * finish on its thread; its result is dropped. NULL is fine. */
+void core_authenticate_cancel(struct core_auth *auth);
 
 /* A client connection's context: `user` (authenticated), `client_id` (may be
  * NULL), `protocol` ("stomp"), `peer` ("127.0.0.1:5555"). NULL on failure. */
 struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,
                                       const char *client_id, const char *peer);
+/* Called when a config reload revokes the session's access (see
+ * core_reconfigure): the adapter tells the client (reason is a sentence for
+ * it) and closes the connection. The session already refuses every publish
+ * and subscribe. It may close the connection but must not call
+ * core_session_close from inside the call. */
+typedef void (*core_revoke_fn)(void *opaque, const char *reason);
+void core_session_set_revoke(struct core_session *session, core_revoke_fn revoked, void *opaque);
+
 /* Close: unsubscribes everything (unsettled deliveries are released for
  * redelivery) and forgets pending publish callbacks (they will not be called).
  * NULL is fine. */

@@ -38,6 +38,7 @@ struct core {
     struct config *const *config;
     struct kafka *kafka;
     struct metrics *metrics;
+    struct worker_pool *workers;
     struct core_session *sessions;
     struct queue *queues;
     struct topic_reader *readers;
@@ -66,6 +67,10 @@ struct core_session {
     char *client_id;
     char *peer;
     bool anonymous;
+    bool revoked;          /* a reload took its access: every right is refused */
+    char *password_hash;   /* the user's hash when it logged in (NULL: anonymous) */
+    core_revoke_fn revoke; /* the adapter's handler, or NULL */
+    void *revoke_opaque;
     uint32_t unconfirmed;
     uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "version.h"
+#include "worker.h"
 
 #define SERVER_DRAIN_CHECK_MS 20
 #define SERVER_MAX_LISTENERS 2
@@ -38,6 +39,7 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
+    struct worker_pool *workers;                      /* password checks off the loop */
     struct listener *listeners[SERVER_MAX_LISTENERS]; /* client protocols */
     struct adapter *adapters[SERVER_MAX_LISTENERS];   /* serving listeners[i] */
     const struct adapter_ops *adapter_ops[SERVER_MAX_LISTENERS];
@@ -311,8 +313,11 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
     server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
     if (!server->kafka)
         goto fail;
-    server->core =
-        core_new(server->base, &server->config, server->kafka, server->metrics, err, err_size);
+    server->workers = worker_pool_new(server->base, config->workers.threads, err, err_size);
+    if (!server->workers)
+        goto fail;
+    server->core = core_new(server->base, &server->config, server->kafka, server->metrics,
+                            server->workers, err, err_size);
     if (!server->core || server_start_adapters(server, err, err_size) < 0)
         goto fail;
 
@@ -378,6 +383,7 @@ void server_free(struct server *server)
     }
     ops_http_free(server->http);
     core_free(server->core);
+    worker_pool_free(server->workers); /* after every owner of a job is gone */
     kafka_free(server->kafka);
     metrics_free(server->metrics);
     if (server->base)

@@ -88,21 +88,48 @@ void amqp_condition_set(pn_condition_t *condition, const char *name, const char 
 
 /* ---- SASL ------------------------------------------------------------------------- */
 
+/* The answer of core_authenticate_start: post the SASL outcome. */
+static void amqp_connection_checked(void *opaque, int result, const char *user, const char *reason)
+{
+    struct amqp_connection *connection = opaque;
+    connection->auth = NULL;
+    if (result != CORE_OK) {
+        amqp_adapter_count_error(connection->adapter,
+                                 result == CORE_ERR_ACCESS ? AMQP_KIND_AUTH : AMQP_KIND_INTERNAL);
+        log_info("amqp", "%s: SASL %s refused for '%s': %s", connection->peer,
+                 connection->auth_mechanism,
+                 connection->auth_login[0] ? connection->auth_login : "(anonymous)",
+                 reason ? reason : "");
+        amqp_sasl_complete(connection->driver.transport, NULL, reason);
+    } else {
+        amqp_sasl_complete(connection->driver.transport, user, NULL);
+    }
+    amqp_connection_schedule(connection);
+}
+
+/* proton's SASL layer asks: the hash is checked on the worker pool. */
 static int amqp_connection_check_credentials(void *opaque, const char *mechanism, const char *login,
                                              const char *password, char *user, size_t user_size,
                                              char *reason, size_t reason_size)
 {
+    (void)user;
+    (void)user_size;
     struct amqp_connection *connection = opaque;
     struct amqp_adapter *adapter = connection->adapter;
-    int rc = core_authenticate(adapter->context.core, login, password, user, user_size, reason,
-                               reason_size);
-    if (rc != CORE_OK) {
-        amqp_adapter_count_error(adapter, AMQP_KIND_AUTH);
-        log_info("amqp", "%s: SASL %s refused for '%s': %s", connection->peer, mechanism,
-                 login ? login : "(anonymous)", reason);
+    if (connection->auth) {
+        snprintf(reason, reason_size, "a SASL check is already running");
         return -1;
     }
-    return 0;
+    snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
+    snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login ? login : "");
+    connection->auth = core_authenticate_start(adapter->context.core, login, password,
+                                               amqp_connection_checked, connection);
+    if (!connection->auth) {
+        amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
+        snprintf(reason, reason_size, "out of memory checking the credentials");
+        return -1;
+    }
+    return AMQP_SASL_PENDING;
 }
 
 /* ---- scheduling and output ---------------------------------------------------------- */
@@ -241,6 +268,8 @@ static void amqp_connection_dispatch(struct amqp_connection *connection, pn_even
 
 static void amqp_connection_finish(struct amqp_connection *connection)
 {
+    core_authenticate_cancel(connection->auth); /* nobody is left for the outcome */
+    connection->auth = NULL;
     if (connection->tick_timer)
         evtimer_del(connection->tick_timer);
     if (connection->close_timer)
@@ -574,6 +603,8 @@ void amqp_connection_shutdown(struct amqp_connection *connection)
 void amqp_connection_free(struct amqp_connection *connection)
 {
     struct amqp_adapter *adapter = connection->adapter;
+    core_authenticate_cancel(connection->auth);
+    connection->auth = NULL;
     while (connection->links)
         amqp_link_free(connection->links);
     core_session_close(connection->session); /* no publish callback comes after this */

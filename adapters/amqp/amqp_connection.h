@@ -95,6 +95,9 @@ struct amqp_connection {
     struct event *close_timer;   /* flushing, then lingering deadline */
     struct event *open_timer;    /* AMQP_OPEN_TIMEOUT_MS until the client's open */
 
+    struct core_auth *auth; /* SASL PLAIN/ANONYMOUS check on its way (core_authenticate_start) */
+    char auth_mechanism[16];
+    char auth_login[256];
     struct core_session *session; /* after the client's open */
     char user[128];
     char container_id[256];

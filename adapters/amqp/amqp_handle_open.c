@@ -38,6 +38,19 @@ static void amqp_open_describe_server(pn_connection_t *pc, const struct config *
     pn_data_exit(properties);
 }
 
+/* A reload took the session's access (core_reconfigure): close the
+ * connection with amqp:unauthorized-access. */
+static void amqp_handle_revoked(void *opaque, const char *reason)
+{
+    struct amqp_connection *connection = opaque;
+    amqp_adapter_count_error(connection->adapter, AMQP_KIND_AUTH);
+    connection->close_reason = "access revoked by a reload";
+    char description[256];
+    snprintf(description, sizeof(description),
+             "access revoked: the server configuration was reloaded and %s", reason);
+    amqp_connection_close(connection, "amqp:unauthorized-access", description);
+}
+
 void amqp_handle_connection_open(struct amqp_connection *connection)
 {
     struct amqp_adapter *adapter = connection->adapter;
@@ -91,6 +104,7 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
                               "the server could not open a session (out of memory)");
         return;
     }
+    core_session_set_revoke(connection->session, amqp_handle_revoked, connection);
     evtimer_del(connection->open_timer);
     pn_connection_open(pc);
     log_info("amqp", "%s: open as '%s', container '%s'", connection->peer, connection->user,

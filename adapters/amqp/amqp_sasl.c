@@ -8,8 +8,8 @@
  * PLAIN's initial response is "authzid NUL authcid NUL password" (RFC
  * 4616); it is parsed strictly, an authzid other than empty or the user
  * itself is refused (no impersonation), and the password is wiped after the
- * check. proton keeps the user name pointer given to pnx_sasl_set_succeeded,
- * so it lives in the per-transport state, freed with the transport. */
+ * check (a check may answer later: amqp_sasl_complete). proton keeps the user name pointer given to
+ * pnx_sasl_set_succeeded, so it lives in the per-transport state, freed with the transport. */
 #include "amqp_sasl.h"
 
 #include <proton/sasl.h>
@@ -92,6 +92,8 @@ static void amqp_sasl_process_plain(pn_transport_t *transport, const pn_bytes_t 
     int rc = state->check(state->opaque, "PLAIN", login, password, state->user, sizeof(state->user),
                           reason, sizeof(reason));
     explicit_bzero(password, sizeof(password));
+    if (rc == AMQP_SASL_PENDING)
+        return; /* amqp_sasl_complete posts the outcome */
     if (rc != 0) {
         amqp_sasl_refuse(transport, "%s", reason[0] ? reason : "credentials refused");
         return;
@@ -100,12 +102,31 @@ static void amqp_sasl_process_plain(pn_transport_t *transport, const pn_bytes_t 
     pnx_sasl_set_desired_state(transport, SASL_POSTED_OUTCOME);
 }
 
+void amqp_sasl_complete(pn_transport_t *transport, const char *user, const char *reason)
+{
+    struct amqp_sasl_state *state = amqp_sasl_state_of(transport);
+    if (!state)
+        return;
+    if (!user) {
+        amqp_sasl_refuse(transport, "%s", reason && reason[0] ? reason : "credentials refused");
+        return;
+    }
+    snprintf(state->user, sizeof(state->user), "%s", user);
+    pnx_sasl_set_succeeded(transport, state->user, NULL);
+    pnx_sasl_set_desired_state(transport, SASL_POSTED_OUTCOME);
+}
+
 static void amqp_sasl_process_anonymous(pn_transport_t *transport)
 {
     struct amqp_sasl_state *state = amqp_sasl_state_of(transport);
     char reason[200] = "";
-    if (!state->allow_anonymous || state->check(state->opaque, "ANONYMOUS", NULL, NULL, state->user,
-                                                sizeof(state->user), reason, sizeof(reason)) != 0) {
+    int rc = state->allow_anonymous
+                 ? state->check(state->opaque, "ANONYMOUS", NULL, NULL, state->user,
+                                sizeof(state->user), reason, sizeof(reason))
+                 : -1;
+    if (rc == AMQP_SASL_PENDING)
+        return; /* amqp_sasl_complete posts the outcome */
+    if (rc != 0) {
         amqp_sasl_refuse(transport, "%s",
                          reason[0] ? reason : "anonymous access is disabled (auth.anonymous)");
         return;

@@ -4,9 +4,12 @@
  * only when allowed. It does not depend on proton being built with Cyrus
  * SASL, so the mechanisms offered are exactly these two.
  *
- * The check runs synchronously on the loop thread while proton processes
- * the SASL init frame. On success the authenticated name is what
- * pn_sasl_get_user(pn_sasl(transport)) returns afterwards. */
+ * The check is called on the loop thread while proton processes the SASL
+ * init frame; it answers at once or returns AMQP_SASL_PENDING and answers
+ * later with amqp_sasl_complete (the password is hashed off the loop).
+ * Until then no outcome is sent and proton reads no AMQP frame. On success
+ * the authenticated name is what pn_sasl_get_user(pn_sasl(transport))
+ * returns afterwards. */
 #ifndef KBRIDGE_AMQP_SASL_H
 #define KBRIDGE_AMQP_SASL_H
 
@@ -16,7 +19,10 @@
 
 /* Check credentials. `login` is NULL for ANONYMOUS. On success return 0 and
  * write the user name to record into user (e.g. "anonymous"); on refusal
- * return -1 with a one-line reason in reason (logged, never sent). */
+ * return -1 with a one-line reason in reason (logged, never sent); or
+ * return AMQP_SASL_PENDING and call amqp_sasl_complete later (`password`
+ * is wiped after the call: copy it). */
+#define AMQP_SASL_PENDING 1
 typedef int (*amqp_sasl_check_fn)(void *opaque, const char *mechanism, const char *login,
                                   const char *password, char *user, size_t user_size, char *reason,
                                   size_t reason_size);
@@ -27,6 +33,11 @@ typedef int (*amqp_sasl_check_fn)(void *opaque, const char *mechanism, const cha
  * allow_anonymous. opaque must outlive the transport. 0, or -1 with err. */
 int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, amqp_sasl_check_fn check,
                       void *opaque, char *err, size_t err_size);
+
+/* The answer to a check that returned AMQP_SASL_PENDING: `user` on success,
+ * NULL and a reason on refusal. Then run the connection's driver so the
+ * outcome is written. */
+void amqp_sasl_complete(pn_transport_t *transport, const char *user, const char *reason);
 
 /* The reason the last check on this transport refused, or "" (for logs). */
 const char *amqp_sasl_failure(pn_transport_t *transport);

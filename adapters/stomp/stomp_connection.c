@@ -122,7 +122,8 @@ static size_t stomp_connection_pull_limit(const struct stomp_connection *connect
 static bool stomp_connection_may_parse(const struct stomp_connection *connection)
 {
     return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
-           !connection->publish_paused && !connection->busy_frame && !connection->adapter->draining;
+           !connection->auth && !connection->publish_paused && !connection->busy_frame &&
+           !connection->adapter->draining;
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -493,6 +494,8 @@ static void stomp_connection_begin_close(struct stomp_connection *connection, co
 {
     connection->state = STOMP_STATE_CLOSING;
     connection->close_reason = reason;
+    core_authenticate_cancel(connection->auth); /* its answer would find nobody */
+    connection->auth = NULL;
     stomp_heartbeat_stop(connection);
     /* Block before anything else: an auto-ack subscription must not get
      * deliveries that would never be written. */
@@ -745,6 +748,8 @@ void stomp_connection_shutdown(struct stomp_connection *connection)
 void stomp_connection_free(struct stomp_connection *connection)
 {
     struct stomp_adapter *adapter = connection->adapter;
+    core_authenticate_cancel(connection->auth);
+    connection->auth = NULL;
     stomp_heartbeat_free(connection);
     while (connection->subscriptions)
         stomp_subscription_remove(connection->subscriptions);
@@ -783,5 +788,7 @@ void stomp_connection_free(struct stomp_connection *connection)
              (unsigned long long)connection->frames_in, (unsigned long long)connection->frames_out);
     free(connection->client_id);
     free(connection->disconnect_receipt);
+    free(connection->connect_receipt);
+    free(connection->connect_login);
     free(connection);
 }

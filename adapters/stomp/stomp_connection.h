@@ -111,6 +111,14 @@ struct stomp_connection {
     const char *close_reason;   /* static text for the close log line */
     struct event *close_timer;  /* CLOSING: deadline for flushing, then for lingering */
 
+    /* CONNECT waiting for its password check (core_authenticate_start):
+     * nothing more is parsed until the answer. */
+    struct core_auth *auth;
+    enum stomp_version connect_version;
+    char connect_heartbeat[32];
+    char *connect_receipt; /* CONNECT's receipt header, for the ERROR's receipt-id */
+    char *connect_login;   /* CONNECT's login header (NULL: none), for the ERROR */
+
     /* After CONNECT. */
     struct core_session *session;
     char user[128];

@@ -23,6 +23,88 @@ static void stomp_make_session_id(struct stomp_connection *connection)
              (unsigned long long)++connection->adapter->sessions, random);
 }
 
+/* A reload took the session's access (core_reconfigure): ERROR, then close. */
+static void stomp_connect_revoked(void *opaque, const char *reason)
+{
+    struct stomp_connection *connection = opaque;
+    struct stomp_error error = {0};
+    stomp_fail_as(&error, STOMP_KIND_AUTH, "Access refused", "access revoked",
+                  "The server configuration was reloaded and no longer allows this "
+                  "connection: %s. Connect again with credentials it accepts.",
+                  reason);
+    stomp_send_error(connection, &error, NULL);
+}
+
+/* After the credentials were accepted: the session and CONNECTED. */
+static int stomp_connect_finish(struct stomp_connection *connection, const char *user,
+                                struct stomp_error *error)
+{
+    struct stomp_adapter *adapter = connection->adapter;
+    enum stomp_version version = connection->connect_version;
+    connection->session = core_session_new(adapter->context.core, "stomp", user,
+                                           connection->client_id, connection->peer);
+    if (!connection->session)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
+                          "The server could not open a session for this connection (out of "
+                          "memory). Try again later.");
+    core_session_set_revoke(connection->session, stomp_connect_revoked, connection);
+    snprintf(connection->user, sizeof(connection->user), "%s", user);
+    stomp_make_session_id(connection);
+
+    connection->state = STOMP_STATE_CONNECTED;
+    connection->version = version;
+    stomp_parser_set_version(connection->parser, version);
+    stomp_connection_reconfigure(connection); /* full frame limits from now on */
+
+    struct stomp_header headers[] = {
+        stomp_header_make("version", stomp_version_name(version)),
+        stomp_header_make("server", "kbridge/" KBRIDGE_VERSION),
+        stomp_header_make("session", connection->session_id),
+        stomp_header_make("heart-beat", connection->connect_heartbeat),
+    };
+    if (stomp_connection_write(connection, STOMP_COMMAND_CONNECTED, headers,
+                               sizeof(headers) / sizeof(headers[0]), NULL, 0) < 0)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not answer CONNECT.");
+    if (stomp_heartbeat_start(connection) < 0)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not start heart-beating.");
+    log_debug("stomp", "%s: connected as %s, STOMP %s, session %s%s%s", connection->peer,
+              connection->user, stomp_version_name(version), connection->session_id,
+              connection->client_id ? ", client-id " : "",
+              connection->client_id ? connection->client_id : "");
+    return STOMP_OK;
+}
+
+/* The answer of core_authenticate_start (from the loop; never after the
+ * connection started closing: that cancels the check). */
+static void stomp_connect_checked(void *opaque, int result, const char *user, const char *reason)
+{
+    struct stomp_connection *connection = opaque;
+    connection->auth = NULL;
+    const char *login = connection->connect_login;
+    struct stomp_error error = {0};
+    int rc;
+    if (result == CORE_OK)
+        rc = stomp_connect_finish(connection, user, &error);
+    else if (result == CORE_ERR_ACCESS)
+        rc = stomp_fail_as(&error, STOMP_KIND_AUTH, "Bad CONNECT", "authentication failed",
+                           "The server refused the CONNECT%s%s%s: %s. Check the login and "
+                           "passcode headers against the users configured in kbridged "
+                           "(auth.users).",
+                           login ? " for login '" : "", login ? login : "", login ? "'" : "",
+                           reason && reason[0] ? reason : "bad credentials");
+    else
+        rc = stomp_fail(&error, STOMP_KIND_INTERNAL, "cannot check the credentials",
+                        "The server could not check the credentials (%s). Try again later.",
+                        reason ? reason : "internal error");
+    if (rc != STOMP_OK) {
+        stomp_send_error(connection, &error, connection->connect_receipt);
+        return;
+    }
+    stomp_connection_update_reading(connection); /* frames sent behind CONNECT */
+}
+
 int stomp_handle_connect(struct stomp_connection *connection, const struct stomp_frame *frame,
                          struct stomp_error *error)
 {
@@ -53,56 +135,27 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
                              "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",
                              heartbeat_header);
 
+    const char *client_id = stomp_frame_header_value(frame, "client-id");
+    const char *receipt = stomp_frame_header_value(frame, "receipt");
+    if ((client_id && client_id[0] && !(connection->client_id = strdup(client_id))) ||
+        (receipt && !(connection->connect_receipt = strdup(receipt))))
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not accept the connection.");
+    connection->connect_version = version;
+    snprintf(connection->connect_heartbeat, sizeof(connection->connect_heartbeat), "%s", heartbeat);
+
+    /* The password check runs on the worker pool: nothing more is parsed
+     * (stomp_connection_may_parse) until stomp_connect_checked answers. */
     const char *login = stomp_frame_header_value(frame, "login");
     const char *passcode = stomp_frame_header_value(frame, "passcode");
-    char user[sizeof(connection->user)];
-    char reason[256] = "";
-    if (core_authenticate(adapter->context.core, login, passcode, user, sizeof(user), reason,
-                          sizeof(reason)) != CORE_OK)
-        return stomp_fail_as(error, STOMP_KIND_AUTH, "Bad CONNECT", "authentication failed",
-                             "The server refused the CONNECT%s%s%s: %s. Check the login and "
-                             "passcode headers against the users configured in kbridged "
-                             "(auth.users).",
-                             login ? " for login '" : "", login ? login : "", login ? "'" : "",
-                             reason[0] ? reason : "bad credentials");
-
-    const char *client_id = stomp_frame_header_value(frame, "client-id");
-    if (client_id && client_id[0]) {
-        connection->client_id = strdup(client_id);
-        if (!connection->client_id)
-            return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
-                              "The server could not accept the connection.");
-    }
-    connection->session = core_session_new(adapter->context.core, "stomp", user,
-                                           connection->client_id, connection->peer);
-    if (!connection->session)
-        return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
-                          "The server could not open a session for this connection (out of "
-                          "memory). Try again later.");
-    snprintf(connection->user, sizeof(connection->user), "%s", user);
-    stomp_make_session_id(connection);
-
-    connection->state = STOMP_STATE_CONNECTED;
-    connection->version = version;
-    stomp_parser_set_version(connection->parser, version);
-    stomp_connection_reconfigure(connection); /* full frame limits from now on */
-
-    struct stomp_header headers[] = {
-        stomp_header_make("version", stomp_version_name(version)),
-        stomp_header_make("server", "kbridge/" KBRIDGE_VERSION),
-        stomp_header_make("session", connection->session_id),
-        stomp_header_make("heart-beat", heartbeat),
-    };
-    if (stomp_connection_write(connection, STOMP_COMMAND_CONNECTED, headers,
-                               sizeof(headers) / sizeof(headers[0]), NULL, 0) < 0)
+    if (login && !(connection->connect_login = strdup(login)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
-                          "The server could not answer CONNECT.");
-    if (stomp_heartbeat_start(connection) < 0)
+                          "The server could not accept the connection.");
+    connection->auth = core_authenticate_start(adapter->context.core, login, passcode,
+                                               stomp_connect_checked, connection);
+    if (!connection->auth)
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
-                          "The server could not start heart-beating.");
-    log_debug("stomp", "%s: connected as %s, STOMP %s, session %s%s%s", connection->peer,
-              connection->user, stomp_version_name(version), connection->session_id,
-              connection->client_id ? ", client-id " : "",
-              connection->client_id ? connection->client_id : "");
-    return STOMP_OK;
+                          "The server could not check the credentials. Try again later.");
+    stomp_connection_update_reading(connection);
+    return STOMP_PENDING;
 }

@@ -251,6 +251,21 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+START_TEST(test_workers_threads)
+{
+    struct config *config = load_ok("node_id: n\n");
+    ck_assert_uint_eq(config->workers.threads, 2);
+    config_free(config);
+    config = load_ok("workers:\n  threads: 8\n");
+    ck_assert_uint_eq(config->workers.threads, 8);
+    config_free(config);
+    expect_error("workers:\n  threads: 0\n",
+                 "t.yaml:2: workers.threads: \"0\" is out of range (1 to 64)");
+    expect_error("workers:\n  threads: 65\n",
+                 "t.yaml:2: workers.threads: \"65\" is out of range (1 to 64)");
+}
+END_TEST
+
 START_TEST(test_defaults_empty_file)
 {
     struct config *config = load_file_ok(TEST_DATA_DIR "/empty.yaml");
@@ -842,6 +857,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_full_example);
     tcase_add_loop_test(good, test_defaults, 0, (int)ARRAY_LEN(empty_texts));
     tcase_add_test(good, test_defaults_empty_file);
+    tcase_add_test(good, test_workers_threads);
     tcase_add_test(good, test_sample_production);
     tcase_add_test(good, test_sample_dev);
     tcase_add_test(good, test_accepted_values);

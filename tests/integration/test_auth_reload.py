@@ -1,0 +1,91 @@
+"""A SIGHUP that takes access away takes it from live sessions at once
+(issue 12): turning auth.anonymous off closes anonymous STOMP connections
+with an ERROR ("Access refused") and anonymous AMQP connections with
+amqp:unauthorized-access; removing a user or changing its password closes
+that user's sessions the same way. Sessions still allowed stay open."""
+
+import signal
+import subprocess
+
+import pytest
+from proton import ConnectionException
+
+from amqp_client import connect
+from conftest import base_config, wait_for
+from stomp_util import Client
+
+
+@pytest.fixture(scope="module")
+def hashes():
+    def make(password):
+        out = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out.startswith("$6$")
+        return out
+    return {"secret": make("secret"), "other": make("other")}
+
+
+def user(name, password_hash):
+    return {"name": name, "password_hash": password_hash, "publish": [".*"], "consume": [".*"]}
+
+
+def amqp_closed_with(conn, condition, timeout=15):
+    """Wait until the server closed the BlockingConnection; its condition name."""
+    def closed():
+        try:
+            conn.container.process()
+        except ConnectionException as e:
+            return str(e) or "closed"
+        remote = conn.conn.remote_condition
+        return remote.name if remote else None
+    seen = wait_for(closed, timeout, f"the AMQP connection closed with {condition}")
+    return seen
+
+
+def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap, hashes):
+    config = base_config(bootstrap, auth={"anonymous": True, "users": [
+        user("keep", hashes["secret"]), user("gone", hashes["secret"]),
+        user("moved", hashes["secret"])]})
+    daemon = kbridged_factory(config)
+
+    stomp_anonymous = Client(daemon)
+    stomp_keep = Client(daemon, login="keep", passcode="secret")
+    stomp_gone = Client(daemon, login="gone", passcode="secret")
+    stomp_moved = Client(daemon, login="moved", passcode="secret")
+    amqp_anonymous = connect(daemon)
+    amqp_keep = connect(daemon, user="keep", password="secret")
+    amqp_gone = connect(daemon, user="gone", password="secret")
+
+    config["auth"] = {"anonymous": False, "users": [
+        user("keep", hashes["secret"]), user("moved", hashes["other"])]}
+    daemon.write_config(config)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(r"configuration reloaded from")
+
+    for client, why in ((stomp_anonymous, "anonymous access was disabled"),
+                        (stomp_gone, "the user was removed"),
+                        (stomp_moved, "password was changed")):
+        error = client.wait_error()
+        assert error.headers["message"] == "Access refused"
+        assert why in error.body
+        wait_for(lambda c=client: not c.conn.is_connected(), 15, "the STOMP connection closed")
+
+    assert "unauthorized-access" in amqp_closed_with(amqp_anonymous, "amqp:unauthorized-access")
+    assert "unauthorized-access" in amqp_closed_with(amqp_gone, "amqp:unauthorized-access")
+
+    # Still allowed: still working.
+    stomp_keep.subscribe("/queue/still", "1", receipt="sub-1")
+    stomp_keep.send("/queue/still", "hello")
+    assert stomp_keep.wait_messages(1)[0].body == "hello"
+    sender = amqp_keep.create_sender("/queue/still")
+    sender.send(__import__("proton").Message(body="again"))
+    assert not stomp_keep.recorder.errors
+    amqp_keep.close()
+    stomp_keep.conn.disconnect()
+
+    log = daemon.log()
+    assert "revoked by the reload: anonymous access was disabled" in log
+    # New anonymous logins are refused too, password changes apply.
+    with pytest.raises(Exception):
+        Client(daemon)
+    Client(daemon, login="moved", passcode="other").conn.disconnect()
