@@ -1039,15 +1039,27 @@ static const void *core_record_header(const struct kafka_record *record, const c
     return NULL;
 }
 
+const char *core_record_reply_token(const struct kafka_record *record, size_t *length)
+{
+    size_t value_len;
+    const char *value = core_record_header(record, REPLY_TOKEN_HEADER, &value_len);
+    if (value) {
+        *length = value_len;
+        return value;
+    }
+    value = core_record_header(record, CORE_HEADER_CORRELATION, &value_len);
+    const char *colon = value ? memchr(value, ':', value_len) : NULL;
+    if (!colon || colon == value)
+        return NULL;
+    *length = (size_t)(colon - value);
+    return value;
+}
+
 bool core_record_is_reply_to(const struct kafka_record *record, const char *token)
 {
-    size_t token_len = strlen(token), value_len;
-    const char *value = core_record_header(record, REPLY_TOKEN_HEADER, &value_len);
-    if (value)
-        return value_len == token_len && memcmp(value, token, token_len) == 0;
-    value = core_record_header(record, CORE_HEADER_CORRELATION, &value_len);
-    return value && value_len > token_len && memcmp(value, token, token_len) == 0 &&
-           value[token_len] == ':';
+    size_t length;
+    const char *routed = core_record_reply_token(record, &length);
+    return routed && length == strlen(token) && memcmp(routed, token, length) == 0;
 }
 
 bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue)

@@ -95,19 +95,27 @@ struct core_subscription {
     bool blocked;
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
-    /* non-durable topic: bounded backlog of shared records */
+    /* non-durable topic: bounded backlog of shared records, a ring of
+     * backlog_size slots grown on demand up to backlog_capacity
+     * (topics.max_backlog), so an idle subscriber costs no backlog */
     struct shared_record **backlog;
     uint32_t backlog_head;
     uint32_t backlog_count;
+    uint32_t backlog_size;
     uint32_t backlog_capacity;
     uint64_t dropped;
     bool overflowed;   /* backlog full under the disconnect policy */
     char *reply_token; /* temporary queue: only records routed to this token */
+    /* next temporary queue whose token has the same map key (topic.c) */
+    struct core_subscription *token_next;
 };
 
 /* Is `record` a reply routed to `token`: header kbridge-reply-token, or a
  * kafka_correlationId "TOKEN:REQUEST" copied back by a native responder? */
 bool core_record_is_reply_to(const struct kafka_record *record, const char *token);
+/* The token a reply record is routed to, as core_record_is_reply_to reads it
+ * (pointing into the record, *length bytes, not NUL-terminated), or NULL. */
+const char *core_record_reply_token(const struct kafka_record *record, size_t *length);
 /* Has the record's `expires` header (epoch ms) passed? Counts it when it
  * has (`queue`: a queue or durable subscription, else a topic). */
 bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue);

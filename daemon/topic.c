@@ -20,7 +20,16 @@
  * backlog is down to a quarter. So a burst from Kafka larger than a backlog
  * (librdkafka prefetches far more than one) costs a subscriber that keeps up
  * nothing, memory stays bounded, and only a subscriber that falls more than
- * a backlog behind the fastest one loses records. */
+ * a backlog behind the fastest one loses records.
+ *
+ * Backlogs are allocated on demand (TOPIC_BACKLOG_FIRST slots, doubled up to
+ * topics.max_backlog), so a subscriber that keeps up, such as a temporary
+ * queue waiting for its one reply, holds a few slots rather than the limit.
+ *
+ * The reply reader (this node's reply topic, architecture §7) routes each
+ * record to the one temporary queue named by its token, found in
+ * `temp_queues` (a u64_map keyed by the token's hash, chained on
+ * collisions), not by asking every temporary queue. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +41,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "u64_map.h"
 
 #define TOPIC_LINGER_MS 2000
 #define TOPIC_RESCAN_MS 5000
 #define TOPIC_REPLY_PARTITIONS 4 /* a reply topic kbridge creates */
+#define TOPIC_BACKLOG_FIRST 8    /* a backlog's first allocation, in records */
 
 /* An assigned Kafka topic and, per partition, the offset after the last
  * record received, where fetching goes on after a pause (-1: none yet and
@@ -63,6 +74,7 @@ struct topic_reader {
     size_t subscriber_count;
     struct destination_stats *stats;
     uint64_t *dropped;
+    struct u64_map temp_queues; /* reply reader: token key -> chain of subscriptions */
 };
 
 static void shared_record_unref(struct shared_record *shared)
@@ -121,7 +133,7 @@ static void topic_dispatch(struct core_subscription *sub)
 {
     while (!sub->blocked && sub->backlog_count > 0 && sub->reader) {
         struct shared_record *shared = sub->backlog[sub->backlog_head];
-        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_size;
         sub->backlog_count--;
         if (core_record_expired(sub->reader->core, shared->record, false)) {
             if (sub->reply_token)
@@ -146,6 +158,23 @@ static void topic_dispatch(struct core_subscription *sub)
         topic_set_paused(reader, false);
 }
 
+/* Double a full backlog's ring (up to its capacity), oldest record first. */
+static int topic_backlog_grow(struct core_subscription *sub)
+{
+    uint64_t want = sub->backlog_size ? (uint64_t)sub->backlog_size * 2 : TOPIC_BACKLOG_FIRST;
+    uint32_t size = want < sub->backlog_capacity ? (uint32_t)want : sub->backlog_capacity;
+    struct shared_record **ring = malloc(size * sizeof(*ring));
+    if (!ring)
+        return -1;
+    for (uint32_t i = 0; i < sub->backlog_count; i++)
+        ring[i] = sub->backlog[(sub->backlog_head + i) % sub->backlog_size];
+    free(sub->backlog);
+    sub->backlog = ring;
+    sub->backlog_size = size;
+    sub->backlog_head = 0;
+    return 0;
+}
+
 static void topic_backlog_push(struct topic_reader *reader, struct core_subscription *sub,
                                struct shared_record *shared)
 {
@@ -165,12 +194,18 @@ static void topic_backlog_push(struct topic_reader *reader, struct core_subscrip
     }
     if (sub->backlog_count == sub->backlog_capacity) {
         shared_record_unref(sub->backlog[sub->backlog_head]);
-        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_size;
         sub->backlog_count--;
         sub->dropped++;
         (*reader->dropped)++;
+    } else if (sub->backlog_count == sub->backlog_size && topic_backlog_grow(sub) < 0) {
+        log_error("topic", "%s: out of memory growing a backlog; record dropped",
+                  reader->destination.name);
+        sub->dropped++;
+        (*reader->dropped)++;
+        return;
     }
-    uint32_t tail = (sub->backlog_head + sub->backlog_count) % sub->backlog_capacity;
+    uint32_t tail = (sub->backlog_head + sub->backlog_count) % sub->backlog_size;
     sub->backlog[tail] = shared;
     sub->backlog_count++;
     shared->refs++;
@@ -180,11 +215,13 @@ static void topic_backlog_clear(struct core_subscription *sub)
 {
     while (sub->backlog_count > 0) {
         shared_record_unref(sub->backlog[sub->backlog_head]);
-        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_capacity;
+        sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_size;
         sub->backlog_count--;
     }
     free(sub->backlog);
     sub->backlog = NULL;
+    sub->backlog_size = 0;
+    sub->backlog_head = 0;
 }
 
 /* ---- the reader --------------------------------------------------------------------- */
@@ -202,6 +239,75 @@ static bool topic_is_reply_reader(const struct topic_reader *reader)
     return strncmp(reader->destination.name, REPLY_TOPIC_BASE, strlen(REPLY_TOPIC_BASE)) == 0;
 }
 
+/* ---- temporary queues on the reply reader ------------------------------------------ */
+
+static uint64_t topic_token_key(const char *token, size_t length)
+{
+    return u64_map_string_key(token, length);
+}
+
+/* The temporary queue whose token is token[0..length), or NULL. */
+static struct core_subscription *topic_temp_queue(const struct topic_reader *reader,
+                                                  const char *token, size_t length)
+{
+    for (struct core_subscription *sub =
+             u64_map_get(&reader->temp_queues, topic_token_key(token, length));
+         sub; sub = sub->token_next)
+        if (strlen(sub->reply_token) == length && memcmp(sub->reply_token, token, length) == 0)
+            return sub;
+    return NULL;
+}
+
+static int topic_temp_queue_add(struct topic_reader *reader, struct core_subscription *sub)
+{
+    uint64_t key = topic_token_key(sub->reply_token, strlen(sub->reply_token));
+    struct core_subscription *first = u64_map_get(&reader->temp_queues, key);
+    if (first) { /* another token with the same key: chain behind it */
+        sub->token_next = first->token_next;
+        first->token_next = sub;
+        return 0;
+    }
+    if (u64_map_reserve(&reader->temp_queues) != 0)
+        return -1;
+    sub->token_next = NULL;
+    u64_map_put(&reader->temp_queues, key, sub);
+    return 0;
+}
+
+static void topic_temp_queue_remove(struct topic_reader *reader, struct core_subscription *sub)
+{
+    uint64_t key = topic_token_key(sub->reply_token, strlen(sub->reply_token));
+    struct core_subscription *first = u64_map_get(&reader->temp_queues, key);
+    if (first == sub) {
+        u64_map_remove(&reader->temp_queues, key);
+        if (sub->token_next && u64_map_reserve(&reader->temp_queues) == 0)
+            u64_map_put(&reader->temp_queues, key, sub->token_next);
+    } else {
+        for (struct core_subscription *at = first; at; at = at->token_next)
+            if (at->token_next == sub) {
+                at->token_next = sub->token_next;
+                break;
+            }
+    }
+    sub->token_next = NULL;
+}
+
+/* A record of this node's reply topic: to the temporary queue its token
+ * names, or counted as dropped (unknown, forged or gone). */
+static void topic_route_reply(struct topic_reader *reader, struct shared_record *shared)
+{
+    size_t length = 0;
+    const char *token = core_record_reply_token(shared->record, &length);
+    struct core_subscription *sub = token ? topic_temp_queue(reader, token, length) : NULL;
+    core_count_reply(reader->core, shared->record, sub != NULL);
+    if (!sub)
+        return;
+    topic_backlog_push(reader, sub, shared);
+    topic_dispatch(sub);
+    if (!reader->paused && topic_all_behind(reader))
+        topic_set_paused(reader, true);
+}
+
 static void topic_on_record(void *opaque, struct kafka_record *record)
 {
     struct topic_reader *reader = opaque;
@@ -216,22 +322,20 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
     }
     shared->record = record;
     shared->refs = 1; /* ours, for the fan-out below */
+    if (topic_is_reply_reader(reader)) {
+        topic_route_reply(reader, shared);
+        shared_record_unref(shared);
+        return;
+    }
     /* every subscriber of a positioned reader has been told it is ready */
-    bool routed = false;
     for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next) {
-        if (sub->reply_token) {
-            if (!core_record_is_reply_to(record, sub->reply_token))
-                continue;
-            routed = true;
-        } else if (sub->destination.wildcard &&
-                   (!core_session_may_consume_topic(sub->session, record->topic) ||
-                    core_topic_is_reserved(reader->core, record->topic))) {
+        if (sub->destination.wildcard &&
+            (!core_session_may_consume_topic(sub->session, record->topic) ||
+             core_topic_is_reserved(reader->core, record->topic))) {
             continue; /* not allowed, or another node's replies */
         }
         topic_backlog_push(reader, sub, shared);
     }
-    if (topic_is_reply_reader(reader))
-        core_count_reply(reader->core, record, routed);
     struct core_subscription *sub = reader->subscribers;
     while (sub) {
         struct core_subscription *next = sub->peer_next;
@@ -379,6 +483,7 @@ static void topic_reader_free(struct topic_reader *reader)
         free(reader->topics[i].next_offsets);
     }
     free(reader->topics);
+    u64_map_free(&reader->temp_queues);
     if (reader->stats) {
         *reader->stats->consumers = 0;
         *reader->stats->paused_partitions = 0;
@@ -445,17 +550,16 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
         if (!reader)
             return CORE_ERR_UNAVAILABLE;
     }
-    uint32_t capacity = core_config(core)->topics.max_backlog;
-    sub->backlog = calloc(capacity, sizeof(*sub->backlog));
-    if (!sub->backlog) {
+    if (sub->reply_token && topic_temp_queue_add(reader, sub) < 0) {
         snprintf(err, err_size, "out of memory");
-        if (reader->subscriber_count == 0) { /* do not keep a reader nobody uses */
+        if (reader->subscriber_count == 0 && !topic_is_reply_reader(reader)) {
+            /* do not keep a reader nobody uses */
             struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
             event_add(reader->linger_timer, &linger);
         }
         return CORE_ERR_INTERNAL;
     }
-    sub->backlog_capacity = capacity;
+    sub->backlog_capacity = core_config(core)->topics.max_backlog; /* allocated on demand */
     event_del(reader->linger_timer);
     sub->reader = reader;
     sub->peer_next = reader->subscribers;
@@ -481,6 +585,8 @@ void topic_detach(struct core_subscription *sub)
         }
     }
     sub->reader = NULL;
+    if (sub->reply_token)
+        topic_temp_queue_remove(reader, sub);
     topic_backlog_clear(sub);
     reader->subscriber_count--;
     if (reader->stats)
