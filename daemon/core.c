@@ -449,6 +449,8 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
         return NULL;
     }
     session->next = core->sessions;
+    if (core->sessions)
+        core->sessions->prev = session;
     core->sessions = session;
     return session;
 }
@@ -467,12 +469,12 @@ void core_session_close(struct core_session *session)
         core_unsubscribe(session->subscriptions);
     for (struct core_publish_pending *p = session->pending; p; p = p->next)
         p->session = NULL;
-    for (struct core_session **link = &core->sessions; *link; link = &(*link)->next) {
-        if (*link == session) {
-            *link = session->next;
-            break;
-        }
-    }
+    if (session->prev)
+        session->prev->next = session->next;
+    else
+        core->sessions = session->next;
+    if (session->next)
+        session->next->prev = session->prev;
     free(session->password_hash);
     free(session->protocol);
     free(session->user);
@@ -938,6 +940,8 @@ core_subscription_start(struct core_session *session, const struct destination *
         return NULL;
     }
     sub->next = session->subscriptions;
+    if (session->subscriptions)
+        session->subscriptions->prev = sub;
     session->subscriptions = sub;
     return sub;
 }
@@ -1212,12 +1216,12 @@ void core_unsubscribe_forget(struct core_subscription *sub)
 void core_unsubscribe(struct core_subscription *sub)
 {
     struct core_session *session = sub->session;
-    for (struct core_subscription **link = &session->subscriptions; *link; link = &(*link)->next) {
-        if (*link == sub) {
-            *link = sub->next;
-            break;
-        }
-    }
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        session->subscriptions = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
     if (sub->queue)
         queue_detach(sub);
     else if (sub->reader)

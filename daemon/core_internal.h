@@ -60,7 +60,8 @@ struct core {
 };
 
 struct core_session {
-    struct core_session *next;
+    struct core_session *next; /* core->sessions, doubly linked: O(1) unlink */
+    struct core_session *prev;
     struct core *core;
     char *protocol;
     char *user;
@@ -79,8 +80,10 @@ struct core_session {
 
 /* One subscriber of a queue (or durable subscription) or of a topic reader. */
 struct core_subscription {
-    struct core_subscription *next;      /* in the session */
-    struct core_subscription *peer_next; /* in the queue's / reader's list */
+    struct core_subscription *next; /* in the session (doubly linked) */
+    struct core_subscription *prev;
+    struct core_subscription *peer_next; /* in the queue's / reader's list (doubly linked) */
+    struct core_subscription *peer_prev;
     struct core_session *session;
     struct destination destination;
     struct core_subscribe_options options;

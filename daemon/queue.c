@@ -627,7 +627,10 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
     event_del(queue->linger_timer);
     queue->leave_now = false;
     sub->queue = queue;
+    sub->peer_prev = NULL;
     sub->peer_next = queue->subscribers;
+    if (queue->subscribers)
+        queue->subscribers->peer_prev = sub;
     queue->subscribers = sub;
     queue->subscriber_count++;
     /* A queue has its messages in Kafka already: nothing can be missed. A
@@ -641,12 +644,12 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
 void queue_detach(struct core_subscription *sub)
 {
     struct queue *queue = sub->queue;
-    for (struct core_subscription **link = &queue->subscribers; *link; link = &(*link)->peer_next) {
-        if (*link == sub) {
-            *link = sub->peer_next;
-            break;
-        }
-    }
+    if (sub->peer_prev)
+        sub->peer_prev->peer_next = sub->peer_next;
+    else
+        queue->subscribers = sub->peer_next;
+    if (sub->peer_next)
+        sub->peer_next->peer_prev = sub->peer_prev;
     queue->subscriber_count--;
     sub->queue = NULL;
     queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */

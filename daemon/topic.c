@@ -562,7 +562,10 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
     sub->backlog_capacity = core_config(core)->topics.max_backlog; /* allocated on demand */
     event_del(reader->linger_timer);
     sub->reader = reader;
+    sub->peer_prev = NULL;
     sub->peer_next = reader->subscribers;
+    if (reader->subscribers)
+        reader->subscribers->peer_prev = sub;
     reader->subscribers = sub;
     reader->subscriber_count++;
     if (reader->stats)
@@ -577,13 +580,12 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
 void topic_detach(struct core_subscription *sub)
 {
     struct topic_reader *reader = sub->reader;
-    for (struct core_subscription **link = &reader->subscribers; *link;
-         link = &(*link)->peer_next) {
-        if (*link == sub) {
-            *link = sub->peer_next;
-            break;
-        }
-    }
+    if (sub->peer_prev)
+        sub->peer_prev->peer_next = sub->peer_next;
+    else
+        reader->subscribers = sub->peer_next;
+    if (sub->peer_next)
+        sub->peer_next->peer_prev = sub->peer_prev;
     sub->reader = NULL;
     if (sub->reply_token)
         topic_temp_queue_remove(reader, sub);
