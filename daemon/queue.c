@@ -10,7 +10,8 @@
  *
  * Partitions are numbered locally (queue_state works on int32 partition ids,
  * a durable wildcard subscription spans several topics): `partitions` maps a
- * local index to (topic, partition).
+ * local index to (topic, partition), `partition_map` (a u64_map) the other
+ * way, one lookup per fetched record.
  *
  * Linger: a queue without subscribers stays in its group for queues.linger
  * (30 s by default), so that a subscriber coming back finds its partitions
@@ -33,12 +34,14 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "u64_map.h"
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
 
 struct queue_topic_partition {
     char *topic;
     int32_t partition;
+    int32_t same_key; /* index + 1 of the next partition with the same map key; 0: none */
     bool assigned;
     bool paused;
     int64_t next_offset; /* after the last record fetched since assignment; -1: none */
@@ -64,6 +67,7 @@ struct queue {
     struct core_subscription *subscribers;
     size_t subscriber_count;
     struct queue_topic_partition *partitions;
+    struct u64_map partition_map; /* queue_partition_key -> index + 1 of the first */
     size_t partition_count;
     size_t partition_capacity;
     bool assigned_once;
@@ -107,14 +111,28 @@ static void queue_update_gauges(struct queue *queue)
 
 /* ---- partitions ----------------------------------------------------------- */
 
+/* The map key of (topic, partition): the topic's string key mixed with the
+ * partition. Distinct pairs may share it: queue_partition_index compares. */
+static uint64_t queue_partition_key(const char *topic, int32_t partition)
+{
+    uint64_t key = u64_map_string_key(topic, strlen(topic)) ^
+                   ((uint64_t)(uint32_t)partition * UINT64_C(0x9e3779b97f4a7c15));
+    return key ? key : 1;
+}
+
+/* The local index of (topic, partition), found through partition_map (one
+ * lookup per fetched record); created when `create`. -1: absent or out of memory. */
 static int32_t queue_partition_index(struct queue *queue, const char *topic, int32_t partition,
                                      bool create)
 {
-    for (size_t i = 0; i < queue->partition_count; i++)
-        if (queue->partitions[i].partition == partition &&
-            strcmp(queue->partitions[i].topic, topic) == 0)
-            return (int32_t)i;
-    if (!create)
+    uint64_t key = queue_partition_key(topic, partition);
+    intptr_t first = (intptr_t)u64_map_get(&queue->partition_map, key);
+    for (intptr_t at = first; at; at = queue->partitions[at - 1].same_key)
+        if (queue->partitions[at - 1].partition == partition &&
+            strcmp(queue->partitions[at - 1].topic, topic) == 0)
+            return (int32_t)(at - 1);
+    if (!create || queue->partition_count >= INT32_MAX - 1 ||
+        u64_map_reserve(&queue->partition_map) < 0)
         return -1;
     if (queue->partition_count == queue->partition_capacity) {
         size_t capacity = queue->partition_capacity ? queue->partition_capacity * 2 : 8;
@@ -128,8 +146,11 @@ static int32_t queue_partition_index(struct queue *queue, const char *topic, int
     char *copy = strdup(topic);
     if (!copy)
         return -1;
-    queue->partitions[queue->partition_count] =
-        (struct queue_topic_partition){.topic = copy, .partition = partition};
+    queue->partitions[queue->partition_count] = (struct queue_topic_partition){
+        .topic = copy, .partition = partition, .same_key = (int32_t)first};
+    /* the newest heads its key's chain */
+    u64_map_remove(&queue->partition_map, key);
+    u64_map_put(&queue->partition_map, key, (void *)(intptr_t)(queue->partition_count + 1));
     return (int32_t)queue->partition_count++;
 }
 
@@ -422,6 +443,7 @@ static void queue_free(struct queue *queue)
     if (queue->stats)
         *queue->stats->in_flight = *queue->stats->consumers = *queue->stats->paused_partitions = 0;
     free(queue->partitions);
+    u64_map_free(&queue->partition_map);
     free(queue->group_id);
     free(queue->subscription);
     free(queue->dead_letter_topic);
