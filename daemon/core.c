@@ -120,6 +120,7 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
     }
     core->base = base;
     core->config = config;
+    core->config_generation = 1;
     core->kafka = kafka;
     core->metrics = metrics;
     core->workers = workers;
@@ -180,6 +181,7 @@ static void core_revoke_sessions(struct core *core);
 
 void core_reconfigure(struct core *core)
 {
+    core->config_generation++; /* sessions decide their ACLs afresh */
     core_revoke_sessions(core);
     queue_reconfigure_all(core);
     const struct config *config = core_config(core);
@@ -389,27 +391,90 @@ static bool core_patterns_match(const struct config_pattern *patterns, size_t co
     return false;
 }
 
+/* ---- the session's ACL cache ---- */
+
+/* Destination names a session remembers decisions for; past it the cache
+ * starts over (a session that touches that many names pays the regexes
+ * again, as every session did before). */
+#define CORE_ACL_CACHE_MAX 256
+
+/* One destination name's decisions: -1 not decided yet, 0 refused, 1 allowed. */
+struct core_acl_entry {
+    signed char publish;
+    signed char consume;
+    char name[];
+};
+
+static void core_acl_cache_clear(struct core_session *session)
+{
+    struct u64_map *map = &session->acl_cache;
+    if (map->slots)
+        for (size_t i = 0; i <= map->mask; i++)
+            free(map->slots[i].value);
+    u64_map_free(map);
+}
+
+/* The session's user entry in the config in force; drops the cached
+ * decisions when a reload replaced the config since they were made. */
+static const struct config_user *core_acl_user(struct core_session *session)
+{
+    const struct core *core = session->core;
+    if (session->acl_generation != core->config_generation) {
+        core_acl_cache_clear(session);
+        session->acl_user = core_user(core_config(core), session->user);
+        session->acl_generation = core->config_generation;
+    }
+    return session->acl_user;
+}
+
+/* The cache entry for `name`, created when there is room; NULL when another
+ * name holds its key or memory is short (the caller decides uncached). */
+static struct core_acl_entry *core_acl_entry(struct core_session *session, const char *name)
+{
+    size_t length = strlen(name);
+    uint64_t key = u64_map_string_key(name, length);
+    struct core_acl_entry *entry = u64_map_get(&session->acl_cache, key);
+    if (entry)
+        return strcmp(entry->name, name) == 0 ? entry : NULL;
+    if (session->acl_cache.count >= CORE_ACL_CACHE_MAX)
+        core_acl_cache_clear(session);
+    if (u64_map_reserve(&session->acl_cache) < 0 || !(entry = malloc(sizeof(*entry) + length + 1)))
+        return NULL;
+    entry->publish = entry->consume = -1;
+    memcpy(entry->name, name, length + 1);
+    u64_map_put(&session->acl_cache, key, entry);
+    return entry;
+}
+
 /* Anonymous sessions (only possible when auth.anonymous is on) may do
- * everything; revoked ones nothing. */
-static bool core_acl_allows(const struct core_session *session, bool publish, const char *name)
+ * everything; revoked ones nothing. Each name's decision is computed once
+ * per configuration (regexes of the user's patterns) and then cached. */
+static bool core_acl_allows(struct core_session *session, bool publish, const char *name)
 {
     if (session->revoked)
         return false;
     if (session->anonymous)
         return true;
-    const struct config_user *user = core_user(core_config(session->core), session->user);
+    const struct config_user *user = core_acl_user(session);
     if (!user)
         return false; /* removed by a reload */
-    return publish ? core_patterns_match(user->publish, user->publish_count, name)
-                   : core_patterns_match(user->consume, user->consume_count, name);
+    struct core_acl_entry *entry = core_acl_entry(session, name);
+    signed char *decision = entry ? (publish ? &entry->publish : &entry->consume) : NULL;
+    if (decision && *decision >= 0)
+        return *decision;
+    bool allowed = publish ? core_patterns_match(user->publish, user->publish_count, name)
+                           : core_patterns_match(user->consume, user->consume_count, name);
+    if (decision)
+        *decision = allowed;
+    return allowed;
 }
 
-bool core_may_publish(const struct core_session *session, const struct destination *destination)
+bool core_may_publish(struct core_session *session, const struct destination *destination)
 {
     return core_acl_allows(session, true, destination->name);
 }
 
-bool core_session_may_consume_topic(const struct core_session *session, const char *topic)
+bool core_session_may_consume_topic(struct core_session *session, const char *topic)
 {
     const char *prefix = core_config(session->core)->kafka.topic_prefix;
     size_t prefix_len = strlen(prefix);
@@ -475,6 +540,7 @@ void core_session_close(struct core_session *session)
         core->sessions = session->next;
     if (session->next)
         session->next->prev = session->prev;
+    core_acl_cache_clear(session);
     free(session->password_hash);
     free(session->protocol);
     free(session->user);

@@ -138,7 +138,7 @@ struct core_message {
 
 /* May this session publish to `destination` (the publish ACL)? Lets an
  * adapter refuse at attach time what core_publish would refuse per message. */
-bool core_may_publish(const struct core_session *session, const struct destination *destination);
+bool core_may_publish(struct core_session *session, const struct destination *destination);
 
 /* Called once Kafka confirmed (err == CORE_OK) or refused the record; reason
  * names the Kafka error. Never called after core_session_close. */

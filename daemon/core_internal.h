@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "u64_map.h"
 
 struct event;
 struct metrics_histogram;
@@ -46,6 +47,7 @@ struct core {
      * publish, so a node with thousands of destinations must not scan them */
     struct destination_stats *stats[CORE_STATS_BUCKETS];
     bool draining;
+    uint64_t config_generation; /* 1, raised by each reload: sessions' ACL caches follow it */
     uint64_t *late_settles;
     uint64_t *auth_failures;
     uint64_t *expired[2];            /* kbridge_expired_total{kind="queue"|"topic"} */
@@ -76,6 +78,13 @@ struct core_session {
     uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
+    /* ACL decisions by destination name (core_acl_allows): struct
+     * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
+     * the session's config_user; valid while acl_generation is the core's
+     * config_generation (0: not filled yet). */
+    struct u64_map acl_cache;
+    uint64_t acl_generation;
+    const struct config_user *acl_user; /* NULL: not a configured user (any more) */
 };
 
 /* One subscriber of a queue (or durable subscription) or of a topic reader. */
@@ -154,7 +163,7 @@ void core_delivery_from_record(struct core_delivery *delivery, const struct core
 
 /* May the session consume from Kafka topic `topic` (prefix included)? A
  * wildcard subscription is checked against each concrete topic it reads. */
-bool core_session_may_consume_topic(const struct core_session *session, const char *topic);
+bool core_session_may_consume_topic(struct core_session *session, const char *topic);
 
 /* Schedule the subscription's ready callback on the next loop turn. */
 void core_subscription_schedule_ready(struct core_subscription *sub);

@@ -89,3 +89,44 @@ def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap,
     with pytest.raises(Exception):
         Client(daemon)
     Client(daemon, login="moved", passcode="other").conn.disconnect()
+
+
+def test_sighup_changing_acls_applies_to_the_next_publish_of_live_sessions(
+        kbridged_factory, bootstrap, hashes):
+    """A session caches its ACL decision per destination (issue 12 item 6: no
+    regex per publish); a reload that changes the user's patterns (same
+    password: the session stays) applies to its next publish, both ways."""
+    from proton import Message
+    from proton.utils import LinkDetached
+
+    def app(publish):
+        return {"name": "app", "password_hash": hashes["secret"], "publish": publish,
+                "consume": [".*"]}
+    config = base_config(bootstrap, auth={"anonymous": False, "users": [app(["^acl-a$"])]})
+    daemon = kbridged_factory(config)
+    stomp_app = Client(daemon, login="app", passcode="secret")
+    amqp_app = connect(daemon, user="app", password="secret")
+
+    # Decided (and cached) before the reload: acl-a allowed, acl-b refused.
+    stomp_app.send("/queue/acl-a", "before", receipt="r1")
+    stomp_app.wait_receipt("r1")
+    amqp_app.create_sender("acl-a", name="a-before").send(Message(body=b"before"))
+    with pytest.raises(LinkDetached) as refused:
+        amqp_app.create_sender("acl-b", name="b-before")
+    assert "unauthorized-access" in str(refused.value)
+
+    config["auth"]["users"] = [app(["^acl-b$"])]
+    daemon.write_config(config)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(r"configuration reloaded from")
+
+    amqp_app.create_sender("acl-b", name="b-after").send(Message(body=b"after"))
+    with pytest.raises(LinkDetached) as refused:
+        amqp_app.create_sender("acl-a", name="a-after")
+    assert "unauthorized-access" in str(refused.value)
+    amqp_app.close()
+    stomp_app.send("/queue/acl-a", "after", receipt="r2")
+    error = stomp_app.wait_error()
+    assert error.headers["message"] == "access_refused", error.headers
+    assert "may not publish to /queue/acl-a" in error.body
+    assert "revoked by the reload" not in daemon.log()
