@@ -578,10 +578,25 @@ struct stomp_subscription *stomp_connection_find_subscription(struct stomp_conne
 struct stomp_subscription *
 stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint32_t seq)
 {
-    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
-        if (sub->seq == seq)
-            return sub;
-    return NULL;
+    return u64_map_get(&connection->subscriptions_by_seq, seq);
+}
+
+int stomp_connection_add_subscription(struct stomp_connection *connection,
+                                      struct stomp_subscription *subscription)
+{
+    if (u64_map_reserve(&connection->subscriptions_by_seq) < 0)
+        return -1;
+    do /* 0 is no key; after a wrap, skip numbers still in use */
+        subscription->seq = ++connection->next_subscription_seq;
+    while (!subscription->seq || u64_map_get(&connection->subscriptions_by_seq, subscription->seq));
+    u64_map_put(&connection->subscriptions_by_seq, subscription->seq, subscription);
+    subscription->prev = NULL;
+    subscription->next = connection->subscriptions;
+    if (connection->subscriptions)
+        connection->subscriptions->prev = subscription;
+    connection->subscriptions = subscription;
+    connection->subscription_count++;
+    return 0;
 }
 
 void stomp_subscription_forget(struct stomp_subscription *subscription,
@@ -596,6 +611,7 @@ void stomp_subscription_forget(struct stomp_subscription *subscription,
     else
         subscription->unacked_tail = unacked->prev;
     subscription->unacked_count--;
+    u64_map_remove(&subscription->unacked_by_seq, unacked->seq);
     free(unacked);
 }
 
@@ -609,6 +625,8 @@ void stomp_subscription_remove(struct stomp_subscription *subscription)
         free(subscription->unacked_head);
         subscription->unacked_head = next;
     }
+    u64_map_free(&subscription->unacked_by_seq);
+    u64_map_remove(&connection->subscriptions_by_seq, subscription->seq);
     if (subscription->prev)
         subscription->prev->next = subscription->next;
     else
@@ -753,6 +771,7 @@ void stomp_connection_free(struct stomp_connection *connection)
     stomp_heartbeat_free(connection);
     while (connection->subscriptions)
         stomp_subscription_remove(connection->subscriptions);
+    u64_map_free(&connection->subscriptions_by_seq);
     /* After this no publish callback comes: free what is still waiting. */
     core_session_close(connection->session);
     connection->session = NULL;

@@ -21,6 +21,7 @@
 #include "core.h"
 #include "stomp_adapter.h"
 #include "stomp_frame.h"
+#include "u64_map.h"
 
 struct bufferevent;
 struct core_session;
@@ -77,6 +78,7 @@ struct stomp_subscription {
     struct stomp_unacked *unacked_head; /* oldest first */
     struct stomp_unacked *unacked_tail;
     size_t unacked_count;
+    struct u64_map unacked_by_seq; /* seq -> struct stomp_unacked: a 1.2 ACK's lookup */
     /* A temporary queue (/temp-queue/NAME): replies to reply_address. */
     bool temporary;
     char reply_address[CORE_REPLY_ADDRESS_MAX];
@@ -129,7 +131,8 @@ struct stomp_connection {
     struct stomp_subscription *subscriptions;
     size_t subscription_count;
     uint32_t next_subscription_seq;
-    bool deliveries_blocked; /* output above the high watermark */
+    struct u64_map subscriptions_by_seq; /* seq -> struct stomp_subscription */
+    bool deliveries_blocked;             /* output above the high watermark */
 
     /* Publishing. */
     struct stomp_publish *publishes; /* waiting for Kafka (doubly linked) */
@@ -213,6 +216,11 @@ struct stomp_subscription *stomp_connection_find_subscription(struct stomp_conne
                                                               const char *id);
 struct stomp_subscription *
 stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint32_t seq);
+/* Number a new subscription (its `seq`, unique on the connection) and link
+ * it first in the connection's list and its seq map. 0, or -1 when out of
+ * memory (nothing linked). */
+int stomp_connection_add_subscription(struct stomp_connection *connection,
+                                      struct stomp_subscription *subscription);
 /* End a subscription (core_unsubscribe when it has a core side) and free it. */
 void stomp_subscription_remove(struct stomp_subscription *subscription);
 /* Forget one unacked delivery (after settling it). */

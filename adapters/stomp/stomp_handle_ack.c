@@ -7,7 +7,10 @@
  * 1.1, is not an error: the message-id alone finds the delivery, as in
  * RabbitMQ (whose message-id names its subscription). A message-id can repeat (a native producer
  * reusing ids): the oldest unacknowledged delivery with that id is meant. A 1.2 client that sends
- * message-id instead of id is served the 1.1 way.
+ * message-id instead of id is served the 1.1 way. A 1.2 id is found through
+ * maps (the connection's subscriptions and each subscription's unacked
+ * deliveries by seq); a message-id walks the unacked deliveries oldest
+ * first, so an ACK in delivery order finds its delivery at once.
  *
  * What: in `client` mode ACK and NACK are cumulative (every earlier
  * unacknowledged delivery of that subscription, in delivery order, then the
@@ -37,10 +40,7 @@ static bool stomp_ack_settles(const struct stomp_subscription *sub)
 
 static struct stomp_unacked *stomp_ack_find_seq(struct stomp_subscription *sub, uint64_t seq)
 {
-    for (struct stomp_unacked *u = sub->unacked_head; u; u = u->next)
-        if (u->seq == seq)
-            return u;
-    return NULL;
+    return u64_map_get(&sub->unacked_by_seq, seq);
 }
 
 static struct stomp_unacked *stomp_ack_find_message_id(struct stomp_subscription *sub,

@@ -174,7 +174,8 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     if (sub->ack_mode != STOMP_ACK_AUTO && delivery->id != 0) {
         size_t id_len = strlen(message_id);
         unacked = malloc(sizeof(*unacked) + id_len + 1);
-        if (!unacked) {
+        if (!unacked || u64_map_reserve(&sub->unacked_by_seq) < 0) {
+            free(unacked);
             log_warn("stomp", "%s: out of memory tracking a delivery", connection->peer);
             if (sub->core)
                 core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
@@ -202,6 +203,7 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
             sub->unacked_head = unacked;
         sub->unacked_tail = unacked;
         sub->unacked_count++;
+        u64_map_put(&sub->unacked_by_seq, seq, unacked); /* room reserved above */
     }
 }
 
@@ -291,15 +293,18 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
     }
     sub->connection = connection;
     sub->destination = destination;
-    sub->seq = ++connection->next_subscription_seq;
     sub->ack_mode = ack_mode;
     sub->settles = false; /* replies are at most once: nothing to settle in Kafka */
     sub->temporary = true;
-    sub->next = connection->subscriptions;
-    if (connection->subscriptions)
-        connection->subscriptions->prev = sub;
-    connection->subscriptions = sub;
-    connection->subscription_count++;
+    if (stomp_connection_add_subscription(connection, sub) < 0) {
+        free(sub->id);
+        free(sub->destination_text);
+        free(sub->receipt);
+        free(sub);
+        stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                   "The server could not create the temporary queue.");
+        return NULL;
+    }
     struct core_subscribe_options options = {
         .auto_accept = true,
         .credit = STOMP_DEFAULT_PREFETCH,
@@ -481,16 +486,17 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
     }
     sub->connection = connection;
     sub->destination = destination;
-    sub->seq = ++connection->next_subscription_seq;
     sub->ack_mode = ack_mode;
     sub->settles = destination.kind != DESTINATION_TOPIC || durable_name != NULL;
     /* Linked before core_subscribe: ready/deliver may come before it returns. */
-    sub->prev = NULL;
-    sub->next = connection->subscriptions;
-    if (connection->subscriptions)
-        connection->subscriptions->prev = sub;
-    connection->subscriptions = sub;
-    connection->subscription_count++;
+    if (stomp_connection_add_subscription(connection, sub) < 0) {
+        free(sub->id);
+        free(sub->destination_text);
+        free(sub->receipt);
+        free(sub);
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not create the subscription.");
+    }
 
     struct core_subscribe_options options = {
         .auto_accept = ack_mode == STOMP_ACK_AUTO,
