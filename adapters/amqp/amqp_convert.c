@@ -723,6 +723,105 @@ static bool amqp_put_typed(pn_data_t *out, pn_data_t *typed, const char *name, s
     return found;
 }
 
+/* Whether every described value in data has two parts, neither of them a
+ * described value. Grammar allows a described value whose value is
+ * described (0x00 d1 0x00 d2 v), but proton 0.37 mishandles one: decoded
+ * inside a list or map it also takes the value after it (and the list's or
+ * map's count is written one short), copied with pn_data_appendn it leaves
+ * the copy open so the next values go inside it, and a peer decodes such a
+ * body as the amqp-value section itself. Iterative: the nesting is as deep
+ * as the bytes say. */
+static bool amqp_described_are_sound(pn_data_t *data)
+{
+    pn_data_rewind(data);
+    size_t depth = 0;
+    for (;;) {
+        if (!pn_data_next(data)) {
+            if (depth == 0)
+                return true;
+            pn_data_exit(data);
+            depth--;
+            continue;
+        }
+        pn_type_t type = pn_data_type(data);
+        if (type != PN_DESCRIBED && type != PN_LIST && type != PN_MAP && type != PN_ARRAY)
+            continue;
+        if (!pn_data_enter(data))
+            return false;
+        depth++;
+        if (type == PN_DESCRIBED) {
+            size_t parts = 0;
+            bool described_part = false;
+            while (pn_data_next(data)) {
+                parts++;
+                described_part = described_part || pn_data_type(data) == PN_DESCRIBED;
+            }
+            if (parts != 2 || described_part)
+                return false;
+            pn_data_exit(data); /* and in again, before the descriptor */
+            pn_data_enter(data);
+        }
+    }
+}
+
+/* data's AMQP encoding in a new buffer (*size its length); NULL on failure. */
+static char *amqp_encode_all(pn_data_t *data, size_t *size)
+{
+    ssize_t need = pn_data_encoded_size(data);
+    if (need < 0)
+        return NULL;
+    char *bytes = malloc((size_t)need + 1);
+    if (!bytes)
+        return NULL;
+    ssize_t written = pn_data_encode(data, bytes, (size_t)need);
+    if (written < 0) {
+        free(bytes);
+        return NULL;
+    }
+    *size = (size_t)written;
+    return bytes;
+}
+
+/* Whether data, just decoded from the `length` bytes at `bytes` (what a
+ * Kafka producer wrote in a kbridge-amqp-* header or an encoded body), is
+ * what proton will send on. Some trees that proton decodes it cannot encode
+ * faithfully (amqp_described_are_sound: entries are lost and a value
+ * swallows its neighbours), and kbridge would deliver a message that differs
+ * from what was written, more on every trip. Refused unless every described
+ * value is sound and data's encoding is either the bytes read or one that
+ * decodes whole to a tree encoding to the same bytes again. False also when
+ * out of memory. */
+static bool amqp_reencodes_faithfully(pn_data_t *data, const void *bytes, size_t length)
+{
+    bool faithful = false;
+    if (!amqp_described_are_sound(data))
+        goto done;
+    size_t size = 0;
+    char *encoded = amqp_encode_all(data, &size);
+    if (!encoded)
+        goto done;
+    if (size == length && memcmp(encoded, bytes, length) == 0) {
+        faithful = true; /* as written (kbridge's own encodings) */
+    } else {
+        pn_data_t *again = pn_data(0);
+        size_t size_again = 0;
+        char *encoded_again = NULL;
+        if (again && pn_data_decode(again, encoded, size) == (ssize_t)size)
+            encoded_again = amqp_encode_all(again, &size_again);
+        faithful = encoded_again && size_again == size && memcmp(encoded_again, encoded, size) == 0;
+        free(encoded_again);
+        pn_data_free(again);
+    }
+    free(encoded);
+done:
+    pn_data_rewind(data);
+    return faithful;
+}
+
+/* The header's AMQP encoding decoded (when it starts with an `expect`, unless
+ * PN_INVALID); NULL when it does not decode, is not one or would not be sent
+ * on as decoded (amqp_reencodes_faithfully). Bytes after the first value are
+ * ignored. */
 static pn_data_t *amqp_decode_header(const struct core_property *header, pn_type_t expect)
 {
     if (!header)
@@ -730,7 +829,8 @@ static pn_data_t *amqp_decode_header(const struct core_property *header, pn_type
     pn_data_t *data = pn_data(0);
     if (!data)
         return NULL;
-    if (pn_data_decode(data, header->value, header->value_len) < 0) {
+    ssize_t used = pn_data_decode(data, header->value, header->value_len);
+    if (used < 0 || !amqp_reencodes_faithfully(data, header->value, (size_t)used)) {
         pn_data_free(data);
         return NULL;
     }
@@ -771,7 +871,9 @@ static void amqp_put_body(const struct amqp_record_view *record, pn_message_t *m
     }
     bool sequence = strcmp(marker, "sequence") == 0;
     if (sequence || strcmp(marker, "value-encoded") == 0) {
-        bool ok = pn_data_decode(body, record->body, record->body_len) == (ssize_t)record->body_len;
+        bool ok =
+            pn_data_decode(body, record->body, record->body_len) == (ssize_t)record->body_len &&
+            amqp_reencodes_faithfully(body, record->body, record->body_len);
         pn_data_rewind(body);
         if (ok && sequence)
             ok = pn_data_next(body) && pn_data_type(body) == PN_LIST;
@@ -883,12 +985,13 @@ int amqp_message_from_record(const struct amqp_record_view *record, pn_message_t
     pn_data_t *annotations = pn_message_annotations(message);
     const struct core_property *encoded = amqp_find(record, AMQP_HEADER_MESSAGE_ANNOTATIONS);
     bool annotated = false;
-    if (encoded && pn_data_decode(annotations, encoded->value, encoded->value_len) >= 0) {
+    ssize_t used = encoded ? pn_data_decode(annotations, encoded->value, encoded->value_len) : -1;
+    if (used >= 0 && amqp_reencodes_faithfully(annotations, encoded->value, (size_t)used)) {
         pn_data_rewind(annotations);
         annotated = pn_data_next(annotations) && pn_data_type(annotations) == PN_MAP;
         pn_data_rewind(annotations);
     }
-    if (!annotated) /* also after a failed decode, which leaves what it had read */
+    if (!annotated) /* also after a failed or refused decode, which leaves what it had read */
         pn_data_clear(annotations);
     if (!annotated && record->key && !key_explained &&
         amqp_valid_utf8(record->key, record->key_len)) {

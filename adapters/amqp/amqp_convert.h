@@ -53,8 +53,9 @@ struct amqp_record_view {
 
 /* Fill `message` (cleared first) from a record: properties, application
  * properties, annotations and body as the record's headers say. 0, or -1 with
- * err (out of memory only: undecodable kbridge-amqp-* headers fall back to the
- * plain text and never fail a delivery). */
+ * err (out of memory only: undecodable kbridge-amqp-* headers, and those
+ * proton would not send on as decoded, fall back to the plain text and never
+ * fail a delivery). */
 int amqp_message_from_record(const struct amqp_record_view *record, pn_message_t *message,
                              char *err, size_t err_size);
 

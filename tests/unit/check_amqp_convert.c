@@ -517,6 +517,122 @@ START_TEST(corrupt_encoded_bodies_fall_back_to_the_bytes)
 }
 END_TEST
 
+/* The message delivered for `view`, as encoded on the wire (*size bytes). */
+static char *delivered_bytes(const struct amqp_record_view *view, size_t *size)
+{
+    pn_message_t *m = pn_message();
+    char err[256];
+    ck_assert_int_eq(amqp_message_from_record(view, m, err, sizeof(err)), 0);
+    *size = 64 * 1024;
+    char *bytes = malloc(*size);
+    ck_assert_ptr_nonnull(bytes);
+    ck_assert_int_eq(pn_message_encode(m, bytes, size), 0);
+    pn_message_free(m);
+    return bytes;
+}
+
+/* @:d @:e 1: a described value whose value is described. Proton 0.37
+ * decodes it inside a map or list into a node that swallows the next entry
+ * and then encodes the map or list with its count one short. */
+#define NESTED_DESCRIBED                                                                           \
+    "\x00\xa3\x01"                                                                                 \
+    "d"                                                                                            \
+    "\x00\xa3\x01"                                                                                 \
+    "e"                                                                                            \
+    "\x53\x01"
+
+START_TEST(encodings_proton_cannot_send_on_fall_back_to_the_text)
+{
+    /* {"count"=@:d @:e 1, "price"=true}, {:"x-a"=@:d @:e 1, :"x-b"="ok"}, [@:d @:e 1, "tail"] */
+    static const char properties[] = "\xc1\x19\x04"
+                                     "\xa1\x05"
+                                     "count" NESTED_DESCRIBED "\xa1\x05"
+                                     "price"
+                                     "\x41";
+    static const char annotations[] = "\xc1\x19\x04"
+                                      "\xa3\x03"
+                                      "x-a" NESTED_DESCRIBED "\xa3\x03"
+                                      "x-b"
+                                      "\xa1\x02"
+                                      "ok";
+    static const char body[] = "\xc0\x11\x02" NESTED_DESCRIBED "\xa1\x04"
+                               "tail";
+    struct core_property headers[] = {
+        {"kbridge-amqp-application-properties", properties, sizeof(properties) - 1},
+        {"kbridge-amqp-message-annotations", annotations, sizeof(annotations) - 1},
+        {"kbridge-amqp-body", "sequence", 8},
+        {"count", "7", 1},
+        {"price", "true", 4},
+        {"kafka-key", "k1", 2},
+    };
+    struct amqp_record_view hostile = {.key = "k1",
+                                       .key_len = 2,
+                                       .body = body,
+                                       .body_len = sizeof(body) - 1,
+                                       .headers = headers,
+                                       .header_count = 6,
+                                       .delivery_count = 1};
+    /* The same record without the three headers: what kbridge delivers when
+     * they do not decode. */
+    struct amqp_record_view fallback = hostile;
+    fallback.headers = headers + 3;
+    fallback.header_count = 3;
+    size_t hostile_size, fallback_size;
+    char *hostile_bytes = delivered_bytes(&hostile, &hostile_size);
+    char *fallback_bytes = delivered_bytes(&fallback, &fallback_size);
+    ck_assert_uint_eq(hostile_size, fallback_size);
+    ck_assert(memcmp(hostile_bytes, fallback_bytes, hostile_size) == 0);
+    free(hostile_bytes);
+    free(fallback_bytes);
+
+    pn_message_t *m = pn_message();
+    char err[256];
+    ck_assert_int_eq(amqp_message_from_record(&hostile, m, err, sizeof(err)), 0);
+    m = wire(m);
+    ck_assert_str_eq(inspect(pn_message_properties(m)),
+                     "{\"count\"=\"7\", \"price\"=\"true\", \"kafka-key\"=\"k1\"}");
+    pn_data_rewind(pn_message_annotations(m));
+    ck_assert(!pn_data_next(pn_message_annotations(m)));
+    ck_assert_str_eq(inspect(pn_message_body(m)),
+                     "b\"\\xc0\\x11\\x02\\x00\\xa3\\x01d\\x00\\xa3\\x01e"
+                     "S\\x01\\xa1\\x04tail\"");
+    pn_message_free(m);
+}
+END_TEST
+
+START_TEST(sound_foreign_encodings_still_decode)
+{
+    /* map8 and str8 (proton writes map32): encodings it sends on faithfully */
+    static const char properties[] = "\xc1\x0e\x02"
+                                     "\xa1\x05"
+                                     "count"
+                                     "\x00\xa3\x01"
+                                     "d"
+                                     "\x53\x07";
+    static const char body[] = "\x00\xa3\x01"
+                               "d"
+                               "\xc0\x04\x01\xa1\x01"
+                               "x";
+    struct core_property headers[] = {
+        {"kbridge-amqp-application-properties", properties, sizeof(properties) - 1},
+        {"kbridge-amqp-body", "value-encoded", 13},
+        {"count", "7", 1},
+    };
+    struct amqp_record_view view = {.body = body,
+                                    .body_len = sizeof(body) - 1,
+                                    .headers = headers,
+                                    .header_count = 3,
+                                    .delivery_count = 1};
+    pn_message_t *m = pn_message();
+    char err[256];
+    ck_assert_int_eq(amqp_message_from_record(&view, m, err, sizeof(err)), 0);
+    ck_assert_str_eq(inspect(pn_message_body(m)), "@:d [\"x\"]");
+    m = wire(m);
+    ck_assert_str_eq(inspect(pn_message_properties(m)), "{\"count\"=@:d 7}");
+    pn_message_free(m);
+}
+END_TEST
+
 START_TEST(a_one_mebibyte_body_passes_intact)
 {
     size_t size = 1024 * 1024;
@@ -568,6 +684,8 @@ int main(void)
     tcase_add_test(out, native_records_keep_binary_headers_and_the_key);
     tcase_add_test(out, kbridge_amqp_headers_never_become_properties);
     tcase_add_test(out, corrupt_encoded_bodies_fall_back_to_the_bytes);
+    tcase_add_test(out, encodings_proton_cannot_send_on_fall_back_to_the_text);
+    tcase_add_test(out, sound_foreign_encodings_still_decode);
     tcase_add_test(out, a_one_mebibyte_body_passes_intact);
     suite_add_tcase(suite, out);
     SRunner *runner = srunner_create(suite);
