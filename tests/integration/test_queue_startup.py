@@ -27,11 +27,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from amqp_client import body_of, connect
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
+from test_stomp_queues import committed_offsets as queue_committed_offsets
+from test_stomp_queues import end_offsets as queue_end_offsets
 
 INITIAL_REBALANCE_DELAY_S = 3.0  # librdkafka's mock; Kafka's group.initial.rebalance.delay.ms
 
@@ -206,28 +207,13 @@ def test_the_first_subscriber_of_an_empty_group_waits_only_the_initial_rebalance
 # ---- 4. the promises that stay --------------------------------------------------------------
 
 def committed_offsets(bootstrap, group, topic):
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
-    finally:
-        consumer.close()
+    """{partition: committed offset} of the partitions the group committed."""
+    return {p: o for p, o in queue_committed_offsets(bootstrap, group, topic).items() if o >= 0}
 
 
 def end_offsets(bootstrap, topic):
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbridge-test-ends"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
-                ends[p] = high
-        return ends
-    finally:
-        consumer.close()
+    """{partition: end offset} of the partitions that hold records."""
+    return {p: e for p, e in queue_end_offsets(bootstrap, topic).items() if e > 0}
 
 
 def test_when_the_linger_ends_the_node_commits_and_leaves_the_group(
