@@ -566,10 +566,17 @@ void stomp_connection_close(struct stomp_connection *connection, const char *rea
 
 /* ---- subscriptions ---------------------------------------------------------------- */
 
+static uint64_t stomp_subscription_id_key(const char *id)
+{
+    return u64_map_string_key(id, strlen(id));
+}
+
 struct stomp_subscription *stomp_connection_find_subscription(struct stomp_connection *connection,
                                                               const char *id)
 {
-    for (struct stomp_subscription *sub = connection->subscriptions; sub; sub = sub->next)
+    for (struct stomp_subscription *sub =
+             u64_map_get(&connection->subscriptions_by_id, stomp_subscription_id_key(id));
+         sub; sub = sub->id_next)
         if (strcmp(sub->id, id) == 0)
             return sub;
     return NULL;
@@ -584,12 +591,17 @@ stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint
 int stomp_connection_add_subscription(struct stomp_connection *connection,
                                       struct stomp_subscription *subscription)
 {
-    if (u64_map_reserve(&connection->subscriptions_by_seq) < 0)
+    if (u64_map_reserve(&connection->subscriptions_by_seq) < 0 ||
+        u64_map_reserve(&connection->subscriptions_by_id) < 0)
         return -1;
     do /* 0 is no key; after a wrap, skip numbers still in use */
         subscription->seq = ++connection->next_subscription_seq;
     while (!subscription->seq || u64_map_get(&connection->subscriptions_by_seq, subscription->seq));
     u64_map_put(&connection->subscriptions_by_seq, subscription->seq, subscription);
+    uint64_t id_key = stomp_subscription_id_key(subscription->id);
+    subscription->id_next = u64_map_get(&connection->subscriptions_by_id, id_key);
+    u64_map_remove(&connection->subscriptions_by_id, id_key); /* it heads its key's chain */
+    u64_map_put(&connection->subscriptions_by_id, id_key, subscription);
     subscription->prev = NULL;
     subscription->next = connection->subscriptions;
     if (connection->subscriptions)
@@ -627,6 +639,19 @@ void stomp_subscription_remove(struct stomp_subscription *subscription)
     }
     u64_map_free(&subscription->unacked_by_seq);
     u64_map_remove(&connection->subscriptions_by_seq, subscription->seq);
+    uint64_t id_key = stomp_subscription_id_key(subscription->id);
+    struct stomp_subscription *first = u64_map_get(&connection->subscriptions_by_id, id_key);
+    if (first == subscription) {
+        u64_map_remove(&connection->subscriptions_by_id, id_key);
+        if (subscription->id_next) /* the slot just freed takes it */
+            u64_map_put(&connection->subscriptions_by_id, id_key, subscription->id_next);
+    } else {
+        for (struct stomp_subscription *s = first; s; s = s->id_next)
+            if (s->id_next == subscription) {
+                s->id_next = subscription->id_next;
+                break;
+            }
+    }
     if (subscription->prev)
         subscription->prev->next = subscription->next;
     else
@@ -772,6 +797,7 @@ void stomp_connection_free(struct stomp_connection *connection)
     while (connection->subscriptions)
         stomp_subscription_remove(connection->subscriptions);
     u64_map_free(&connection->subscriptions_by_seq);
+    u64_map_free(&connection->subscriptions_by_id);
     /* After this no publish callback comes: free what is still waiting. */
     core_session_close(connection->session);
     connection->session = NULL;

@@ -64,9 +64,10 @@ struct stomp_subscription {
     struct stomp_connection *connection;
     struct stomp_subscription *prev;
     struct stomp_subscription *next;
-    struct core_subscription *core; /* NULL until core_subscribe returned */
-    char *id;                       /* the STOMP subscription id */
-    char *destination_text;         /* the destination as the client wrote it */
+    struct stomp_subscription *id_next; /* next with the same id key (subscriptions_by_id) */
+    struct core_subscription *core;     /* NULL until core_subscribe returned */
+    char *id;                           /* the STOMP subscription id */
+    char *destination_text;             /* the destination as the client wrote it */
     struct destination destination;
     uint32_t seq; /* connection-unique number, in ack ids */
     enum stomp_ack_mode ack_mode;
@@ -132,6 +133,7 @@ struct stomp_connection {
     size_t subscription_count;
     uint32_t next_subscription_seq;
     struct u64_map subscriptions_by_seq; /* seq -> struct stomp_subscription */
+    struct u64_map subscriptions_by_id;  /* u64_map_string_key(id) -> first of an id_next chain */
     bool deliveries_blocked;             /* output above the high watermark */
 
     /* Publishing. */
@@ -217,8 +219,9 @@ struct stomp_subscription *stomp_connection_find_subscription(struct stomp_conne
 struct stomp_subscription *
 stomp_connection_find_subscription_seq(struct stomp_connection *connection, uint32_t seq);
 /* Number a new subscription (its `seq`, unique on the connection) and link
- * it first in the connection's list and its seq map. 0, or -1 when out of
- * memory (nothing linked). */
+ * it first in the connection's list and its seq and id maps (its `id` is
+ * set and unused on the connection). 0, or -1 when out of memory (nothing
+ * linked). */
 int stomp_connection_add_subscription(struct stomp_connection *connection,
                                       struct stomp_subscription *subscription);
 /* End a subscription (core_unsubscribe when it has a core side) and free it. */
