@@ -62,15 +62,12 @@ const struct config *core_config(const struct core *core);
 
 /* ---- sessions ------------------------------------------------------------- */
 
-/* Check credentials against auth.users (crypt(3) hashes) or allow anonymous
- * when auth.anonymous is on and login is NULL/empty. On success writes the
- * user name ("anonymous" for anonymous) into user. CORE_OK or CORE_ERR_ACCESS
- * with a reason in err that never reveals which part was wrong.
- * Synchronous: with a login it hashes on the loop thread (tens of ms for
- * yescrypt), so adapters use core_authenticate_start; this is for the
- * anonymous case (login NULL) and tests. */
-int core_authenticate(struct core *core, const char *login, const char *passcode, char *user,
-                      size_t user_size, char *err, size_t err_size);
+/* A client with no credentials at all (an AMQP client without a SASL layer):
+ * CORE_OK with "anonymous" written into user when auth.anonymous is on, else
+ * CORE_ERR_ACCESS with the reason in err. Never hashes: credentials go
+ * through core_authenticate_start, off the loop. */
+int core_authenticate_anonymous(struct core *core, char *user, size_t user_size, char *err,
+                                size_t err_size);
 
 /* The answer of core_authenticate_start, on the loop thread: result CORE_OK
  * with the user name ("anonymous" for anonymous), or CORE_ERR_ACCESS /

@@ -82,8 +82,9 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
         /* No SASL layer: amqp_sasl_install lets that through only when
          * anonymous access is on. */
         char reason[128];
-        if (core_authenticate(adapter->context.core, NULL, NULL, connection->user,
-                              sizeof(connection->user), reason, sizeof(reason)) != CORE_OK) {
+        if (core_authenticate_anonymous(adapter->context.core, connection->user,
+                                        sizeof(connection->user), reason,
+                                        sizeof(reason)) != CORE_OK) {
             amqp_adapter_count_error(adapter, AMQP_KIND_AUTH);
             connection->close_reason = "authentication required";
             amqp_connection_close(connection, "amqp:unauthorized-access", reason);
