@@ -9,6 +9,12 @@ on the same broker, optionally against RabbitMQ (installed from Debian when
 absent), and writes docs/benchmarks.md: the figures, the ratios, the targets
 of issue 6, the verification counts, the machine and the exact commands.
 Every kbridge-bench run prints one JSON line; they are all kept in the doc.
+
+With --baseline BUILDDIR (`make bench-regression BASE=REV` builds REV beside
+this tree and passes it) a second pair of kbridged, built from the older
+commit, runs every kbridge row right before the new one, with the same
+load generator, on the same broker: the "Before and after" section shows
+each row's change and flags a drop of more than REGRESSION_LIMIT.
 """
 
 import argparse
@@ -76,7 +82,7 @@ class DevKafka:
 
 
 class Kbridged:
-    def __init__(self, builddir, bootstrap, workdir, profile="throughput"):
+    def __init__(self, builddir, bootstrap, workdir, profile="throughput", label=""):
         import yaml
         with open(os.path.join(HERE, "kbridge-bench.yaml")) as f:
             config = f.read()
@@ -88,11 +94,11 @@ class Kbridged:
         for side in ("producer", "consumer"):
             parsed["kafka"].setdefault(side, {}).update(PROFILES[profile][side])
         self.profile = profile
-        parsed["node_id"] = f"bench-{profile}"
-        self.config_path = os.path.join(workdir, f"kbridge-bench-{profile}.yaml")
+        parsed["node_id"] = f"bench{label}-{profile}"
+        self.config_path = os.path.join(workdir, f"kbridge-bench{label}-{profile}.yaml")
         with open(self.config_path, "w") as f:
             yaml.safe_dump(parsed, f, sort_keys=False)
-        self.log_path = os.path.join(workdir, f"kbridged-{profile}.log")
+        self.log_path = os.path.join(workdir, f"kbridged{label}-{profile}.log")
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen([os.path.join(builddir, "daemon", "kbridged"), "-c",
                                       self.config_path], stdout=self.log_file,
@@ -320,6 +326,10 @@ def run_matrix(builddir, scale, kinds, targets):
 
 # ---- the report -----------------------------------------------------------------------------
 
+# A row more than this much worse than the baseline's is flagged (issue 12).
+REGRESSION_LIMIT = 0.05
+
+
 def find(results, row, target, protocol):
     for r in results:
         if r.get("row") == row and r.get("target") == target and r.get("protocol") == protocol:
@@ -420,6 +430,37 @@ def targets_section(results, have_rabbit):
     return "\n".join(lines)
 
 
+def regression_section(results, baseline_label):
+    """Each kbridge row next to the same row of the baseline build, and its change."""
+    lines = [f"Old build: {baseline_label}. Each pair ran back to back (old first) with the same"
+             f" kbridge-bench, on the same broker; a change worse than"
+             f" {REGRESSION_LIMIT:.0%} is flagged **worse**. For latency and memory, lower is"
+             " better (the change is of p99 and of KiB per connection).\n",
+             "| Workload | Protocol | Before | After | Change |", "| --- | --- | --- | --- | --- |"]
+    worse = 0
+    for row_id, title, _, _ in matrix(1.0):
+        lower = row_id in ("latency", "idle")
+        for proto in ("stomp", "amqp"):
+            old = find(results, row_id, "kbridge-before", proto)
+            new = find(results, row_id, "kbridge", proto)
+            if old is None and new is None:
+                continue
+            a, b = value(old, row_id), value(new, row_id)
+            if a is None or b is None or a == 0:
+                change = "—"
+            else:
+                gain = (a - b) / a if lower else (b - a) / a
+                change = f"{gain:+.1%}"
+                if gain < -REGRESSION_LIMIT:
+                    change += " **worse**"
+                    worse += 1
+            lines.append(f"| {title} | {proto.upper()} | {figure(old, row_id)} |"
+                         f" {figure(new, row_id)} | {change} |")
+    lines.append("")
+    lines.append(f"Rows worse by more than {REGRESSION_LIMIT:.0%}: {worse}.")
+    return "\n".join(lines)
+
+
 def write_report(path, results, context, have_rabbit):
     rows = matrix(1.0)
     out = []
@@ -460,6 +501,10 @@ def write_report(path, results, context, have_rabbit):
                       ratio(value(ka, row_id), value(ra, row_id), low)]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
+    if context.get("baseline"):
+        out.append("## Before and after\n")
+        out.append(regression_section(results, context["baseline"]))
+        out.append("")
     out.append("## Targets (issue 6)\n")
     out.append(targets_section(results, have_rabbit))
     out.append("")
@@ -539,6 +584,10 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply message counts (quick runs: 0.1)")
     parser.add_argument("--only", default="stomp,amqp,kafka", help="protocols to run")
+    parser.add_argument("--baseline", metavar="BUILDDIR",
+                        help="also run every kbridge row against kbridged from this build")
+    parser.add_argument("--baseline-label", default="the baseline build",
+                        help="what the baseline build is, for the report")
     args = parser.parse_args()
     kinds = args.only.split(",")
 
@@ -549,20 +598,26 @@ def main():
     try:
         devkafka = DevKafka(args.builddir)
         create_topic = lambda q: devkafka.command(f"topic create {q} {PARTITIONS}")  # noqa: E731
-        kbridge_targets = {}
-        for profile in PROFILES:
-            daemon = Kbridged(args.builddir, devkafka.bootstrap, workdir, profile)
-            kbridgeds.append(daemon)
-            kbridge_targets[profile] = {"kinds": ("stomp", "amqp"),
+        def kbridge_targets(builddir, label):
+            per_profile = {}
+            for profile in PROFILES:
+                daemon = Kbridged(builddir, devkafka.bootstrap, workdir, profile, label)
+                kbridgeds.append(daemon)
+                per_profile[profile] = {"kinds": ("stomp", "amqp"),
                                         "stomp": ("127.0.0.1", daemon.ports["stomp"]),
                                         "amqp": ("127.0.0.1", daemon.ports["amqp"]),
                                         "create_topic": create_topic,
                                         "pid": (lambda d: lambda: d.proc.pid)(daemon)}
-        targets = {
-            "kbridge": kbridge_targets,
+            return per_profile
+
+        targets = {}
+        if args.baseline:  # first in each row: the old build runs right before the new
+            targets["kbridge-before"] = kbridge_targets(args.baseline, "-before")
+        targets.update({
+            "kbridge": kbridge_targets(args.builddir, ""),
             "kafka": {"throughput": {"kinds": ("kafka",), "kafka": devkafka.bootstrap,
                                      "create_topic": create_topic}},
-        }
+        })
         rabbit_version = None
         results = run_matrix(args.builddir, args.scale, kinds, targets)
         if args.rabbitmq:
@@ -579,11 +634,14 @@ def main():
                 "password": "guest", "pid": rabbit.pid}}}
             results += run_matrix(args.builddir, args.scale, kinds, rabbit_targets)
         command = "make bench-compare" if args.rabbitmq else "make bench"
+        if args.baseline:
+            command = f"make bench-regression BASE='{args.baseline_label}'"
         if args.scale != 1.0:
             command += f" BENCH_ARGS='--scale {args.scale}'"
         context = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                    "command": command,
-                   "machine": machine_context(args.builddir, rabbit_version)}
+                   "machine": machine_context(args.builddir, rabbit_version),
+                   "baseline": args.baseline_label if args.baseline else None}
         write_report(args.output, results, context, args.rabbitmq)
         log(f"wrote {args.output}")
     finally:
