@@ -1,0 +1,187 @@
+/* definitions.h -- RabbitMQ's routing model as kbridge holds it in memory
+ * (architecture §11): vhosts' exchanges, queues and bindings, the built-in
+ * exchanges, the precondition checks of a declare, and routing a message
+ * through exchanges (incl. exchange-to-exchange bindings) to queues.
+ *
+ * The view is built only from the definitions topic: a declare is checked
+ * against it (definitions_check_*), written to Kafka as a record
+ * (definitions_record.h), and applied when this node's reader gets the
+ * record back (definitions_apply_*), the same path as every other node's
+ * records. Applying is an upsert and never fails on content: the topic is the
+ * truth, in its order. No I/O here.
+ *
+ * Ownership: a `struct definitions` owns copies of every string and
+ * argument table it is given; lookups return borrowed pointers valid until
+ * the next apply/remove. */
+#ifndef KBRIDGE_DEFINITIONS_H
+#define KBRIDGE_DEFINITIONS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "binding.h"
+
+struct definitions;
+
+/* The outcome of a check, named after the AMQP 0-9-1 reply codes a client
+ * gets for it (the adapters map them to their protocol's errors). */
+enum definitions_status {
+    DEFINITIONS_OK = 0,
+    DEFINITIONS_NOT_FOUND,           /* 404: no such exchange/queue */
+    DEFINITIONS_PRECONDITION_FAILED, /* 406: redeclared differently, bad argument */
+    DEFINITIONS_ACCESS_REFUSED,      /* 403: reserved name, default exchange */
+    DEFINITIONS_RESOURCE_LOCKED,     /* 405: another connection's exclusive queue */
+    DEFINITIONS_NO_MEMORY,
+};
+
+/* An exchange as declared. `arguments` is a JSON object (NULL: none). */
+struct exchange_spec {
+    const char *vhost;
+    const char *name;
+    enum exchange_type type;
+    bool durable, auto_delete, internal;
+    json_t *arguments; /* borrowed by specs; owned (a copy) once applied */
+};
+
+/* A queue as declared. `owner` names the connection of an exclusive queue
+ * ("NODE/CONNECTION-ID"); NULL for others. */
+struct queue_spec {
+    const char *vhost;
+    const char *name;
+    bool durable, exclusive, auto_delete;
+    json_t *arguments;
+    const char *owner;
+};
+
+enum binding_destination {
+    BINDING_TO_QUEUE,
+    BINDING_TO_EXCHANGE,
+};
+
+struct binding_spec {
+    const char *vhost;
+    const char *source; /* exchange */
+    enum binding_destination destination_kind;
+    const char *destination;
+    const char *routing_key;
+    json_t *arguments; /* headers exchanges: x-match and the headers to match */
+};
+
+/* What the model keeps of an exchange and a queue (read-only to callers). */
+struct exchange_definition {
+    struct exchange_spec spec;       /* strings and arguments owned by the model */
+    const char *alternate_exchange;  /* arguments' "alternate-exchange", or NULL */
+    enum headers_match headers_mode; /* unused unless type is headers */
+    bool builtin;                    /* the default exchange and amq.* */
+};
+
+struct queue_definition {
+    struct queue_spec spec;
+};
+
+/* An empty model with no vhost. NULL when out of memory. Free with
+ * definitions_free. */
+struct definitions *definitions_new(void);
+void definitions_free(struct definitions *definitions);
+
+/* Make `vhost` known, with its built-in exchanges (the default exchange "",
+ * amq.direct, amq.fanout, amq.topic, amq.headers, amq.match). Applying
+ * anything in a vhost also makes it known. 0, or -1 out of memory. */
+int definitions_vhost_add(struct definitions *definitions, const char *vhost);
+/* Is `vhost` known? */
+bool definitions_vhost_known(const struct definitions *definitions, const char *vhost);
+
+/* ---- checks of a declare, delete or bind against the current view ------------ */
+
+/* Is declaring `spec` allowed? DEFINITIONS_OK when the exchange is new (or
+ * `passive` is false and it exists with the same properties: then
+ * *exists is set). Else a status and RabbitMQ's message in err, e.g.
+ * "inequivalent arg 'type' for exchange 'logs' in vhost '/': received
+ * 'fanout' but current is 'direct'". `passive`: only check that it exists. */
+enum definitions_status definitions_check_exchange(const struct definitions *definitions,
+                                                   const struct exchange_spec *spec, bool passive,
+                                                   bool *exists, char *err, size_t err_size);
+
+/* The same for a queue; `spec->owner` is the declaring connection (an
+ * exclusive queue of another owner is RESOURCE_LOCKED). Queue arguments are
+ * checked by definitions_check_queue_arguments. */
+enum definitions_status definitions_check_queue(const struct definitions *definitions,
+                                                const struct queue_spec *spec, bool passive,
+                                                bool *exists, char *err, size_t err_size);
+
+/* May the exchange be deleted (not the default or an amq.* exchange; with
+ * `if_unused`, not while it is a binding's source)? */
+enum definitions_status definitions_check_exchange_delete(const struct definitions *definitions,
+                                                          const char *vhost, const char *name,
+                                                          bool if_unused, char *err,
+                                                          size_t err_size);
+
+/* Do the binding's source and destination exist, and may it be made
+ * (nothing binds to or from the default exchange)? Also for unbind. */
+enum definitions_status definitions_check_binding(const struct definitions *definitions,
+                                                  const struct binding_spec *spec, char *err,
+                                                  size_t err_size);
+
+/* Queue arguments kbridge honours, each of the right type and range; any
+ * other argument is refused by name (never silently ignored). */
+enum definitions_status definitions_check_queue_arguments(const json_t *arguments, char *err,
+                                                          size_t err_size);
+
+/* A server-named queue's name: "amq.gen-" and 22 URL-safe base64 characters
+ * of random bytes, into out (at least 31 bytes). 0, or -1 when no
+ * randomness could be had. */
+int definitions_generate_queue_name(char *out, size_t out_size);
+
+/* ---- applying what the definitions topic says --------------------------------- */
+
+/* Upsert an exchange / a queue / a binding. 0, or -1 when out of memory
+ * (the model is unchanged). A binding whose source or destination is
+ * unknown is kept: definitions may arrive in any order across keys. */
+int definitions_apply_exchange(struct definitions *definitions, const struct exchange_spec *spec);
+int definitions_apply_queue(struct definitions *definitions, const struct queue_spec *spec);
+int definitions_apply_binding(struct definitions *definitions, const struct binding_spec *spec);
+
+/* Remove an exchange or a queue and every binding from or to it (RabbitMQ
+ * deletes them with it), or one binding. Absent: nothing happens. Built-in
+ * exchanges are never removed. */
+void definitions_remove_exchange(struct definitions *definitions, const char *vhost,
+                                 const char *name);
+void definitions_remove_queue(struct definitions *definitions, const char *vhost, const char *name);
+void definitions_remove_binding(struct definitions *definitions, const struct binding_spec *spec);
+
+/* ---- lookups -------------------------------------------------------------------- */
+
+/* Borrowed; NULL when absent. Built-in exchanges are found in every vhost. */
+const struct exchange_definition *definitions_exchange(const struct definitions *definitions,
+                                                       const char *vhost, const char *name);
+const struct queue_definition *definitions_queue(const struct definitions *definitions,
+                                                 const char *vhost, const char *name);
+/* How many bindings have the exchange as their source. */
+size_t definitions_exchange_binding_count(const struct definitions *definitions, const char *vhost,
+                                          const char *name);
+
+/* ---- routing --------------------------------------------------------------------- */
+
+/* Called once per queue a message reaches; return false to stop early. */
+typedef bool definitions_queue_fn(const struct queue_definition *queue, void *opaque);
+
+/* Route a message published to `exchange` with `routing_key` and
+ * `headers` (for headers exchanges) through the bindings, following
+ * exchange-to-exchange bindings (each exchange at most once), and call
+ * `each` for every queue it reaches (each queue once). The default exchange
+ * ("") reaches the queue named by the routing key. Alternate exchanges are
+ * not followed: see definitions_alternate. Returns the number of queues
+ * reached, or -1 when out of memory. */
+int definitions_route(const struct definitions *definitions, const char *vhost,
+                      const char *exchange, const char *routing_key,
+                      const struct binding_header *headers, size_t header_count,
+                      definitions_queue_fn *each, void *opaque);
+
+/* Does a message published to `exchange` reach queue `queue` (through any
+ * chain of bindings)? The consumer side's filter (architecture §11). */
+bool definitions_reaches(const struct definitions *definitions, const char *vhost,
+                         const char *exchange, const char *queue, const char *routing_key,
+                         const struct binding_header *headers, size_t header_count);
+
+#endif
