@@ -1059,6 +1059,15 @@ size_t definitions_exchange_binding_count(const struct definitions *definitions,
     return e ? e->from.count : 0;
 }
 
+void definitions_bindings_from(const struct definitions *definitions, const char *vhost,
+                               const char *exchange, definitions_binding_fn *each, void *opaque)
+{
+    const struct exchange_entry *e = exchange_entry_find(definitions, vhost, exchange);
+    for (size_t i = 0; e && i < e->from.count; i++)
+        if (!each(&e->from.items[i]->spec, opaque))
+            return;
+}
+
 /* ---- routing --------------------------------------------------------------------- */
 
 /* Does the message match binding `b` of an exchange of `type`? */

@@ -161,6 +161,15 @@ const struct queue_definition *definitions_queue(const struct definitions *defin
 size_t definitions_exchange_binding_count(const struct definitions *definitions, const char *vhost,
                                           const char *name);
 
+/* Called with each binding (borrowed, valid during the call); return false
+ * to stop early. */
+typedef bool definitions_binding_fn(const struct binding_spec *binding, void *opaque);
+
+/* Call `each` for every binding whose source is `exchange`, in the order
+ * they were made. */
+void definitions_bindings_from(const struct definitions *definitions, const char *vhost,
+                               const char *exchange, definitions_binding_fn *each, void *opaque);
+
 /* ---- routing --------------------------------------------------------------------- */
 
 /* Called once per queue a message reaches; return false to stop early. */
