@@ -6,12 +6,11 @@
  * destination of, so routing and deletes touch only what they concern. */
 #include "definitions.h"
 
-#include <errno.h>
+#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "u64_map.h"
 
@@ -23,10 +22,16 @@ struct binding_list {
     size_t count, capacity;
 };
 
-struct exchange_entry {
+/* What an exchange entry and a queue entry share, first in each: the name
+ * and the chain of entries whose (vhost, name) hash to the same key. */
+struct named {
     char *vhost, *name;
     uint64_t key;
-    struct exchange_entry *key_next;        /* another entry with the same hash key */
+    struct named *key_next; /* another entry with the same hash key */
+};
+
+struct exchange_entry {
+    struct named base;
     struct exchange_definition *definition; /* NULL: named by bindings only */
     struct binding_list from;               /* bindings with this source */
     struct binding_list to;                 /* exchange-to-exchange bindings to it */
@@ -35,9 +40,7 @@ struct exchange_entry {
 };
 
 struct queue_entry {
-    char *vhost, *name;
-    uint64_t key;
-    struct queue_entry *key_next;
+    struct named base;
     struct queue_definition *definition;
     struct binding_list to;
     unsigned visit;
@@ -89,113 +92,87 @@ static uint64_t entry_key(const char *vhost, const char *name)
     return key;
 }
 
+static struct named *named_find(const struct u64_map *map, const char *vhost, const char *name)
+{
+    for (struct named *n = u64_map_get(map, entry_key(vhost, name)); n; n = n->key_next)
+        if (strcmp(n->vhost, vhost) == 0 && strcmp(n->name, name) == 0)
+            return n;
+    return NULL;
+}
+
+static void named_free(struct named *n)
+{
+    if (n) {
+        free(n->vhost);
+        free(n->name);
+        free(n);
+    }
+}
+
+/* The entry of (vhost, name) in `map`, made (zeroed, `size` bytes of a struct
+ * that starts with struct named) when absent. NULL when out of memory. */
+static struct named *named_get(struct u64_map *map, size_t size, const char *vhost,
+                               const char *name)
+{
+    struct named *found = named_find(map, vhost, name);
+    if (found)
+        return found;
+    struct named *n = calloc(1, size);
+    if (!n || u64_map_reserve(map) < 0 || !(n->vhost = strdup(vhost)) ||
+        !(n->name = strdup(name))) {
+        named_free(n);
+        return NULL;
+    }
+    n->key = entry_key(vhost, name);
+    n->key_next = u64_map_get(map, n->key); /* the new entry heads its key's chain */
+    if (n->key_next)
+        u64_map_remove(map, n->key);
+    u64_map_put(map, n->key, n);
+    return n;
+}
+
+/* Unlink `n` from its key's chain (the map holds the chain's head). */
+static void named_unlink(struct u64_map *map, struct named *n)
+{
+    struct named *head = u64_map_get(map, n->key);
+    if (head == n) {
+        u64_map_remove(map, n->key);
+        if (n->key_next)
+            u64_map_put(map, n->key, n->key_next); /* a slot was just freed */
+        return;
+    }
+    for (struct named *p = head; p; p = p->key_next) {
+        if (p->key_next == n) {
+            p->key_next = n->key_next;
+            return;
+        }
+    }
+}
+
 static struct exchange_entry *exchange_entry_find(const struct definitions *definitions,
                                                   const char *vhost, const char *name)
 {
-    for (struct exchange_entry *e = u64_map_get(&definitions->exchanges, entry_key(vhost, name)); e;
-         e = e->key_next)
-        if (strcmp(e->vhost, vhost) == 0 && strcmp(e->name, name) == 0)
-            return e;
-    return NULL;
+    return (struct exchange_entry *)named_find(&definitions->exchanges, vhost, name);
 }
 
 static struct queue_entry *queue_entry_find(const struct definitions *definitions,
                                             const char *vhost, const char *name)
 {
-    for (struct queue_entry *q = u64_map_get(&definitions->queues, entry_key(vhost, name)); q;
-         q = q->key_next)
-        if (strcmp(q->vhost, vhost) == 0 && strcmp(q->name, name) == 0)
-            return q;
-    return NULL;
+    return (struct queue_entry *)named_find(&definitions->queues, vhost, name);
 }
 
 static struct exchange_entry *exchange_entry_get(struct definitions *definitions, const char *vhost,
                                                  const char *name)
 {
-    struct exchange_entry *found = exchange_entry_find(definitions, vhost, name);
-    if (found)
-        return found;
-    struct exchange_entry *e = calloc(1, sizeof(*e));
-    if (!e || u64_map_reserve(&definitions->exchanges) < 0)
-        goto fail;
-    e->vhost = strdup(vhost);
-    e->name = strdup(name);
-    if (!e->vhost || !e->name)
-        goto fail;
-    e->key = entry_key(vhost, name);
-    e->key_next = u64_map_get(&definitions->exchanges, e->key);
-    if (e->key_next)
-        u64_map_remove(&definitions->exchanges, e->key);
-    u64_map_put(&definitions->exchanges, e->key, e);
-    return e;
-fail:
-    if (e) {
-        free(e->vhost);
-        free(e->name);
-        free(e);
-    }
-    return NULL;
+    return (struct exchange_entry *)named_get(&definitions->exchanges,
+                                              sizeof(struct exchange_entry), vhost, name);
 }
 
 static struct queue_entry *queue_entry_get(struct definitions *definitions, const char *vhost,
                                            const char *name)
 {
-    struct queue_entry *found = queue_entry_find(definitions, vhost, name);
-    if (found)
-        return found;
-    struct queue_entry *q = calloc(1, sizeof(*q));
-    if (!q || u64_map_reserve(&definitions->queues) < 0)
-        goto fail;
-    q->vhost = strdup(vhost);
-    q->name = strdup(name);
-    if (!q->vhost || !q->name)
-        goto fail;
-    q->key = entry_key(vhost, name);
-    q->key_next = u64_map_get(&definitions->queues, q->key);
-    if (q->key_next)
-        u64_map_remove(&definitions->queues, q->key);
-    u64_map_put(&definitions->queues, q->key, q);
-    return q;
-fail:
-    if (q) {
-        free(q->vhost);
-        free(q->name);
-        free(q);
-    }
-    return NULL;
-}
-
-/* Unlink `e` from its key's chain (the map holds the chain's head). */
-static void exchange_entry_unlink(struct definitions *definitions, struct exchange_entry *e)
-{
-    struct exchange_entry *head = u64_map_get(&definitions->exchanges, e->key);
-    if (head == e) {
-        u64_map_remove(&definitions->exchanges, e->key);
-        if (e->key_next)
-            u64_map_put(&definitions->exchanges, e->key, e->key_next); /* a slot was just freed */
-    } else {
-        for (struct exchange_entry *p = head; p; p = p->key_next)
-            if (p->key_next == e) {
-                p->key_next = e->key_next;
-                break;
-            }
-    }
-}
-
-static void queue_entry_unlink(struct definitions *definitions, struct queue_entry *q)
-{
-    struct queue_entry *head = u64_map_get(&definitions->queues, q->key);
-    if (head == q) {
-        u64_map_remove(&definitions->queues, q->key);
-        if (q->key_next)
-            u64_map_put(&definitions->queues, q->key, q->key_next);
-    } else {
-        for (struct queue_entry *p = head; p; p = p->key_next)
-            if (p->key_next == q) {
-                p->key_next = q->key_next;
-                break;
-            }
-    }
+    return (struct queue_entry *)named_get(&definitions->queues, sizeof(struct queue_entry), vhost,
+                                           name);
 }
 
 static int binding_list_add(struct binding_list *list, struct binding_node *binding)
@@ -386,7 +363,8 @@ void definitions_free(struct definitions *definitions)
             if (!map->slots[i].key)
                 continue;
             if (m == 0) {
-                for (struct exchange_entry *e = map->slots[i].value; e; e = e->key_next)
+                for (struct exchange_entry *e = map->slots[i].value; e;
+                     e = (struct exchange_entry *)e->base.key_next)
                     while (e->from.count)
                         binding_unlink_and_free(e->from.items[e->from.count - 1]);
             }
@@ -396,13 +374,11 @@ void definitions_free(struct definitions *definitions)
         struct exchange_entry *e =
             definitions->exchanges.slots[i].key ? definitions->exchanges.slots[i].value : NULL;
         while (e) {
-            struct exchange_entry *next = e->key_next;
+            struct exchange_entry *next = (struct exchange_entry *)e->base.key_next;
             exchange_definition_free(e->definition);
             free(e->from.items);
             free(e->to.items);
-            free(e->vhost);
-            free(e->name);
-            free(e);
+            named_free(&e->base);
             e = next;
         }
     }
@@ -410,12 +386,10 @@ void definitions_free(struct definitions *definitions)
         struct queue_entry *q =
             definitions->queues.slots[i].key ? definitions->queues.slots[i].value : NULL;
         while (q) {
-            struct queue_entry *next = q->key_next;
+            struct queue_entry *next = (struct queue_entry *)q->base.key_next;
             queue_definition_free(q->definition);
             free(q->to.items);
-            free(q->vhost);
-            free(q->name);
-            free(q);
+            named_free(&q->base);
             q = next;
         }
     }
@@ -435,23 +409,19 @@ static void exchange_entry_release(struct definitions *definitions, struct excha
 {
     if (e->definition || e->from.count || e->to.count || e->pins)
         return;
-    exchange_entry_unlink(definitions, e);
+    named_unlink(&definitions->exchanges, &e->base);
     free(e->from.items);
     free(e->to.items);
-    free(e->vhost);
-    free(e->name);
-    free(e);
+    named_free(&e->base);
 }
 
 static void queue_entry_release(struct definitions *definitions, struct queue_entry *q)
 {
     if (q->definition || q->to.count || q->pins)
         return;
-    queue_entry_unlink(definitions, q);
+    named_unlink(&definitions->queues, &q->base);
     free(q->to.items);
-    free(q->vhost);
-    free(q->name);
-    free(q);
+    named_free(&q->base);
 }
 
 /* ---- checks -------------------------------------------------------------------- */
@@ -504,6 +474,34 @@ static enum definitions_status arguments_inequivalent(const json_t *received, co
             return inequivalent(key, kind, name, vhost, got, have, err, err_size);
         }
     }
+    return DEFINITIONS_OK;
+}
+
+/* A redeclare of something that exists: its three flags and its arguments,
+ * received and current. */
+struct redeclare {
+    const char *kind, *vhost, *name;
+    const char *const *flag_names;
+    const bool *got, *have;
+    const json_t *got_arguments, *have_arguments;
+};
+
+/* DEFINITIONS_OK when the redeclare matches, else PRECONDITION_FAILED
+ * naming the first flag or argument that differs. */
+static enum definitions_status redeclare_check(const struct redeclare *r, char *err,
+                                               size_t err_size)
+{
+    for (size_t i = 0; i < 3; i++) {
+        if (r->got[i] != r->have[i]) {
+            char a[16], b[16];
+            snprintf(a, sizeof(a), "'%s'", yes_no(r->got[i]));
+            snprintf(b, sizeof(b), "'%s'", yes_no(r->have[i]));
+            return inequivalent(r->flag_names[i], r->kind, r->name, r->vhost, a, b, err, err_size);
+        }
+    }
+    if (!arguments_equal(r->got_arguments, r->have_arguments))
+        return arguments_inequivalent(r->got_arguments, r->have_arguments, r->kind, r->name,
+                                      r->vhost, err, err_size);
     return DEFINITIONS_OK;
 }
 
@@ -566,18 +564,9 @@ enum definitions_status definitions_check_exchange(const struct definitions *def
     static const char *const names[] = {"durable", "auto_delete", "internal"};
     bool got[] = {spec->durable, spec->auto_delete, spec->internal};
     bool have[] = {current->spec.durable, current->spec.auto_delete, current->spec.internal};
-    for (size_t i = 0; i < 3; i++) {
-        if (got[i] != have[i]) {
-            char a[16], b[16];
-            snprintf(a, sizeof(a), "'%s'", yes_no(got[i]));
-            snprintf(b, sizeof(b), "'%s'", yes_no(have[i]));
-            return inequivalent(names[i], kind, spec->name, spec->vhost, a, b, err, err_size);
-        }
-    }
-    if (!arguments_equal(spec->arguments, current->spec.arguments))
-        return arguments_inequivalent(spec->arguments, current->spec.arguments, kind, spec->name,
-                                      spec->vhost, err, err_size);
-    return DEFINITIONS_OK;
+    struct redeclare redeclare = {kind, spec->vhost, spec->name,      names,
+                                  got,  have,        spec->arguments, current->spec.arguments};
+    return redeclare_check(&redeclare, err, err_size);
 }
 
 enum definitions_status definitions_check_queue(const struct definitions *definitions,
@@ -616,18 +605,9 @@ enum definitions_status definitions_check_queue(const struct definitions *defini
     static const char *const names[] = {"durable", "exclusive", "auto_delete"};
     bool got[] = {spec->durable, spec->exclusive, spec->auto_delete};
     bool have[] = {current->spec.durable, current->spec.exclusive, current->spec.auto_delete};
-    for (size_t i = 0; i < 3; i++) {
-        if (got[i] != have[i]) {
-            char a[16], b[16];
-            snprintf(a, sizeof(a), "'%s'", yes_no(got[i]));
-            snprintf(b, sizeof(b), "'%s'", yes_no(have[i]));
-            return inequivalent(names[i], kind, spec->name, spec->vhost, a, b, err, err_size);
-        }
-    }
-    if (!arguments_equal(spec->arguments, current->spec.arguments))
-        return arguments_inequivalent(spec->arguments, current->spec.arguments, kind, spec->name,
-                                      spec->vhost, err, err_size);
-    return DEFINITIONS_OK;
+    struct redeclare redeclare = {kind, spec->vhost, spec->name,      names,
+                                  got,  have,        spec->arguments, current->spec.arguments};
+    return redeclare_check(&redeclare, err, err_size);
 }
 
 enum definitions_status definitions_check_exchange_delete(const struct definitions *definitions,
@@ -792,16 +772,8 @@ int definitions_generate_queue_name(char *out, size_t out_size)
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char random[16];
-    size_t got = 0;
-    while (got < sizeof(random)) {
-        ssize_t n = getrandom(random + got, sizeof(random) - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        got += (size_t)n;
-    }
+    if (RAND_bytes(random, sizeof(random)) != 1)
+        return -1;
     /* 128 bits as 22 base64url characters (the last carries 2 bits) */
     char text[23];
     uint32_t bits = 0;
@@ -984,7 +956,7 @@ static void binding_remove(struct definitions *definitions, struct binding_node 
     /* RabbitMQ: an auto-delete exchange goes when its last binding does */
     if (source->definition && source->definition->spec.auto_delete &&
         !source->definition->builtin && !source->from.count)
-        definitions_remove_exchange(definitions, source->vhost, source->name);
+        definitions_remove_exchange(definitions, source->base.vhost, source->base.name);
     source->pins--;
     if (to_exchange)
         to_exchange->pins--;
@@ -1128,12 +1100,12 @@ static void visit_begin(struct definitions *mutable)
         for (size_t i = 0; mutable->exchanges.slots && i <= mutable->exchanges.mask; i++)
             for (struct exchange_entry *e =
                      mutable->exchanges.slots[i].key ? mutable->exchanges.slots[i].value : NULL;
-                 e; e = e->key_next)
+                 e; e = (struct exchange_entry *)e->base.key_next)
                 e->visit = 0;
         for (size_t i = 0; mutable->queues.slots && i <= mutable->queues.mask; i++)
             for (struct queue_entry *q =
                      mutable->queues.slots[i].key ? mutable->queues.slots[i].value : NULL;
-                 q; q = q->key_next)
+                 q; q = (struct queue_entry *)q->base.key_next)
                 q->visit = 0;
         mutable->visit = 1;
     }

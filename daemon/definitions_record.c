@@ -462,17 +462,59 @@ done:
 
 /* ---- a RabbitMQ definitions export ------------------------------------------------- */
 
-/* Each element of `object`'s array `name` (absent: none). */
-static int import_array(const json_t *object, const char *name, const json_t **array, char *err,
-                        size_t err_size)
+/* One kind of entry of an export: how to read one and hand it on. */
+union import_spec {
+    const char *vhost;
+    struct exchange_spec exchange;
+    struct queue_spec queue;
+    struct binding_spec binding;
+};
+
+static int vhost_from_json(const json_t *object, union import_spec *spec, char *err,
+                           size_t err_size)
 {
-    *array = json_object_get(object, name);
-    if (*array && !json_is_array(*array)) {
-        snprintf(err, err_size, "'%s' must be an array", name);
-        return -1;
-    }
-    return 0;
+    return field_string(object, "name", NULL, &spec->vhost, err, err_size);
 }
+
+static int exchange_entry_read(const json_t *object, union import_spec *spec, char *err,
+                               size_t err_size)
+{
+    return exchange_from_json(object, &spec->exchange, err, err_size);
+}
+
+static int queue_entry_read(const json_t *object, union import_spec *spec, char *err,
+                            size_t err_size)
+{
+    return queue_from_json(object, &spec->queue, err, err_size);
+}
+
+static int binding_entry_read(const json_t *object, union import_spec *spec, char *err,
+                              size_t err_size)
+{
+    return binding_from_json(object, &spec->binding, err, err_size);
+}
+
+static int import_hand_on(const struct definitions_import *import, size_t kind,
+                          const union import_spec *spec)
+{
+    switch (kind) {
+    case 0: return import->vhost ? import->vhost(spec->vhost, import->opaque) : 0;
+    case 1: return import->exchange ? import->exchange(&spec->exchange, import->opaque) : 0;
+    case 2: return import->queue ? import->queue(&spec->queue, import->opaque) : 0;
+    default: return import->binding ? import->binding(&spec->binding, import->opaque) : 0;
+    }
+}
+
+/* The arrays of an export, in the order they must be applied. */
+static const struct {
+    const char *name;
+    int (*read)(const json_t *object, union import_spec *spec, char *err, size_t err_size);
+} import_kinds[] = {
+    {"vhosts", vhost_from_json},
+    {"exchanges", exchange_entry_read},
+    {"queues", queue_entry_read},
+    {"bindings", binding_entry_read},
+};
 
 int definitions_import_json(const char *text, size_t len, struct definitions_import *import,
                             char *err, size_t err_size)
@@ -484,69 +526,40 @@ int definitions_import_json(const char *text, size_t len, struct definitions_imp
         return -1;
     }
     int rc = -1;
-    const json_t *vhosts, *exchanges, *queues, *bindings, *users, *permissions;
     if (!json_is_object(root)) {
         snprintf(err, err_size, "a definitions export is a JSON object");
         goto done;
     }
-    if (import_array(root, "vhosts", &vhosts, err, err_size) < 0 ||
-        import_array(root, "exchanges", &exchanges, err, err_size) < 0 ||
-        import_array(root, "queues", &queues, err, err_size) < 0 ||
-        import_array(root, "bindings", &bindings, err, err_size) < 0 ||
-        import_array(root, "users", &users, err, err_size) < 0 ||
-        import_array(root, "permissions", &permissions, err, err_size) < 0)
-        goto done;
-    import->users = json_array_size(users);
-    import->permissions = json_array_size(permissions);
-    char reason[256];
-    size_t i;
-    const json_t *entry;
-    json_array_foreach(vhosts, i, entry)
-    {
-        const char *name;
-        if (field_string(entry, "name", NULL, &name, reason, sizeof(reason)) < 0) {
-            snprintf(err, err_size, "vhosts[%zu]: %s", i, reason);
+    static const char *const counted[] = {"users", "permissions"};
+    size_t *counts[] = {&import->users, &import->permissions};
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *array = json_object_get(root, counted[k]);
+        if (array && !json_is_array(array)) {
+            snprintf(err, err_size, "'%s' must be an array", counted[k]);
             goto done;
         }
-        if (import->vhost && import->vhost(name, import->opaque) < 0) {
-            snprintf(err, err_size, "vhosts[%zu]: stopped", i);
-            goto done;
-        }
+        *counts[k] = json_array_size(array);
     }
-    json_array_foreach(exchanges, i, entry)
-    {
-        struct exchange_spec spec;
-        if (exchange_from_json(entry, &spec, reason, sizeof(reason)) < 0) {
-            snprintf(err, err_size, "exchanges[%zu]: %s", i, reason);
+    for (size_t k = 0; k < sizeof(import_kinds) / sizeof(import_kinds[0]); k++) {
+        const json_t *array = json_object_get(root, import_kinds[k].name);
+        if (array && !json_is_array(array)) {
+            snprintf(err, err_size, "'%s' must be an array", import_kinds[k].name);
             goto done;
         }
-        if (import->exchange && import->exchange(&spec, import->opaque) < 0) {
-            snprintf(err, err_size, "exchanges[%zu]: stopped", i);
-            goto done;
-        }
-    }
-    json_array_foreach(queues, i, entry)
-    {
-        struct queue_spec spec;
-        if (queue_from_json(entry, &spec, reason, sizeof(reason)) < 0) {
-            snprintf(err, err_size, "queues[%zu]: %s", i, reason);
-            goto done;
-        }
-        if (import->queue && import->queue(&spec, import->opaque) < 0) {
-            snprintf(err, err_size, "queues[%zu]: stopped", i);
-            goto done;
-        }
-    }
-    json_array_foreach(bindings, i, entry)
-    {
-        struct binding_spec spec;
-        if (binding_from_json(entry, &spec, reason, sizeof(reason)) < 0) {
-            snprintf(err, err_size, "bindings[%zu]: %s", i, reason);
-            goto done;
-        }
-        if (import->binding && import->binding(&spec, import->opaque) < 0) {
-            snprintf(err, err_size, "bindings[%zu]: stopped", i);
-            goto done;
+        size_t i;
+        const json_t *entry;
+        json_array_foreach(array, i, entry)
+        {
+            union import_spec spec;
+            char reason[256];
+            if (import_kinds[k].read(entry, &spec, reason, sizeof(reason)) < 0) {
+                snprintf(err, err_size, "%s[%zu]: %s", import_kinds[k].name, i, reason);
+                goto done;
+            }
+            if (import_hand_on(import, k, &spec) < 0) {
+                snprintf(err, err_size, "%s[%zu]: stopped", import_kinds[k].name, i);
+                goto done;
+            }
         }
     }
     rc = 0;

@@ -170,6 +170,15 @@ void amqp091_frame_header_write(uint8_t out[AMQP091_FRAME_HEADER_SIZE], uint8_t 
     write_u32(out + 3, size);
 }
 
+/* Write the header and frame-end of a frame whose payload of `size` bytes is
+ * already at out + 7; returns the frame's whole length. */
+static int frame_finish(uint8_t *out, uint8_t type, uint16_t channel, uint32_t size)
+{
+    amqp091_frame_header_write(out, type, channel, size);
+    out[AMQP091_FRAME_HEADER_SIZE + size] = AMQP091_FRAME_END;
+    return (int)(size + AMQP091_FRAME_OVERHEAD);
+}
+
 int amqp091_method_encode(uint16_t channel, amqp_method_number_t id, void *decoded, uint8_t *out,
                           size_t out_size)
 {
@@ -181,10 +190,7 @@ int amqp091_method_encode(uint16_t channel, amqp_method_number_t id, void *decod
     int n = amqp_encode_method(id, decoded, room);
     if (n < 0)
         return -1;
-    uint32_t size = (uint32_t)n + 4;
-    amqp091_frame_header_write(out, AMQP091_FRAME_METHOD, channel, size);
-    out[AMQP091_FRAME_HEADER_SIZE + size] = AMQP091_FRAME_END;
-    return (int)(size + AMQP091_FRAME_OVERHEAD);
+    return frame_finish(out, AMQP091_FRAME_METHOD, channel, (uint32_t)n + 4);
 }
 
 int amqp091_content_header_encode(uint16_t channel, uint16_t class_id, uint64_t body_size,
@@ -200,8 +206,5 @@ int amqp091_content_header_encode(uint16_t channel, uint16_t class_id, uint64_t 
     int n = amqp_encode_properties(class_id, properties, room);
     if (n < 0)
         return -1;
-    uint32_t size = (uint32_t)n + 12;
-    amqp091_frame_header_write(out, AMQP091_FRAME_HEADER, channel, size);
-    out[AMQP091_FRAME_HEADER_SIZE + size] = AMQP091_FRAME_END;
-    return (int)(size + AMQP091_FRAME_OVERHEAD);
+    return frame_finish(out, AMQP091_FRAME_HEADER, channel, (uint32_t)n + 12);
 }
