@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -75,9 +76,15 @@ int main(int argc, char **argv)
 
     char err[1024];
     struct config *config = NULL;
+    const struct adapter_registry *adapters = adapter_registry_builtin();
     if (check_path) {
         if (config_load(check_path, &config, err, sizeof(err)) < 0) {
             fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
+            return 2;
+        }
+        if (server_check_listeners(config, adapters, err, sizeof(err)) < 0) {
+            fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", check_path, err);
+            config_free(config);
             return 2;
         }
         config_free(config);
@@ -89,7 +96,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
         return 2;
     }
-    struct server *server = server_new(config, err, sizeof(err));
+    struct server *server = server_new(config, adapters, err, sizeof(err));
     if (!server) {
         log_error("server", "cannot start: %s", err);
         libevent_global_shutdown();
