@@ -590,9 +590,9 @@ const struct config_key config_keys[] = {
             "serves the protocols in its `protocols` list, by default the one named like the "
             "listener, so `listeners.stomp` serves STOMP, `listeners.amqp` AMQP 1.0 and "
             "`listeners.http` the operations endpoints (`/healthz`, `/readyz`, `/metrics`, "
-            "`/api/status`). The built-in protocols are `stomp`, `amqp` and `http`; any other "
-            "name is refused at start with the list. There is no limit on how many listeners "
-            "there are; at most one serves `http`.",
+            "`/api/status`). `kbridged --help` lists the protocols built in; any other name is "
+            "refused at start with that list. There is no limit on how many listeners there "
+            "are; at most one serves `http`.",
     },
     {
         .name = "auth.anonymous",

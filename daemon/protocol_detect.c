@@ -2,9 +2,10 @@
  * first bytes that name their protocol (see protocol_detect.h).
  *
  * Each waiting connection has two events: an edge-triggered, persistent
- * read event (woken once per arrival of new bytes; the bytes are peeked, so
- * a level-triggered event would fire again at once) and a one-shot deadline
- * timer. Memory per waiting connection is this struct; the peek buffer is
+ * read event (woken once per arrival of new bytes, and by the peer's
+ * half-close where the backend reports it, EV_CLOSED; the bytes are peeked,
+ * so a level-triggered event would fire again at once) and a one-shot
+ * deadline timer. Memory per waiting connection is this struct; the peek buffer is
  * on the stack (limits.protocol_detect_bytes, at most 4 KiB). */
 #include "protocol_detect.h"
 
@@ -120,6 +121,12 @@ static void protocol_pending_on_read(evutil_socket_t fd, short what, void *arg)
     }
     int pick = protocol_detect_pick(detector->candidates, detector->candidate_count, bytes,
                                     (size_t)got, pending->max_bytes);
+    if (pick == PROTOCOL_DETECT_MORE && (what & EV_CLOSED)) {
+        /* the peer half-closed after a prefix: no more bytes will come */
+        protocol_pending_fail(pending, PROTOCOL_DETECT_CLOSED,
+                              "closed before its protocol header was complete");
+        return;
+    }
     if (pick == PROTOCOL_DETECT_MORE)
         return; /* the edge-triggered event wakes us when more arrives */
     if (pick == PROTOCOL_DETECT_NONE) {
@@ -191,7 +198,7 @@ void protocol_detector_add(struct protocol_detector *detector, evutil_socket_t f
     detector->pending_count++;
 
     evutil_make_socket_nonblocking(fd);
-    pending->read_event = event_new(detector->base, fd, EV_READ | EV_ET | EV_PERSIST,
+    pending->read_event = event_new(detector->base, fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST,
                                     protocol_pending_on_read, pending);
     pending->deadline = evtimer_new(detector->base, protocol_pending_on_deadline, pending);
     struct timeval timeout = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};

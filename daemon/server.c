@@ -314,6 +314,7 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
         entry->adapter = entry->ops->create(&context, err, err_size);
         if (!entry->adapter)
             return -1;
+        log_debug("server", "adapter %s (%s) started", entry->ops->name, entry->ops->title);
     }
     return 0;
 }

@@ -190,11 +190,17 @@ START_TEST(first_bytes_pick_the_adapter)
     int amqp = connect_to(shared);
     send_all(amqp, "AMQP\3\1\0\0", 8);
     ck_assert(closed_by_server(amqp));
+    /* a prefix, then the client's half-close: no more bytes can come */
+    int half = connect_to(shared);
+    send_all(half, "EC", 2);
+    ck_assert_int_eq(shutdown(half, SHUT_WR), 0);
+    ck_assert(closed_by_server(half));
     /* silence until limits.protocol_detect_timeout: closed */
     int silent = connect_to(shared);
     ck_assert(closed_by_server(silent));
 
     close(garbage);
+    close(half);
     close(amqp);
     close(silent);
     close(echo);
