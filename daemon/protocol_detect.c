@@ -71,7 +71,10 @@ const char *protocol_detect_failure_name(enum protocol_detect_failure failure)
     return "?";
 }
 
-/* Unlink and free a waiting connection; its fd is the caller's business. */
+/* Unlink and free a waiting connection and its events; its fd is the
+ * caller's business, closed only after this (an fd closed while its event
+ * is still registered could be reused by another thread before the event's
+ * removal reaches epoll). */
 static void protocol_pending_free(struct protocol_pending *pending)
 {
     struct protocol_detector *detector = pending->detector;
@@ -101,8 +104,9 @@ static void protocol_pending_fail(struct protocol_pending *pending,
     else
         log_warn("listener", "listener %s: connection from %s closed: %s", detector->name,
                  pending->peer_text, why);
-    evutil_closesocket(pending->fd);
+    evutil_socket_t fd = pending->fd;
     protocol_pending_free(pending);
+    evutil_closesocket(fd);
 }
 
 static void protocol_pending_on_read(evutil_socket_t fd, short what, void *arg)
@@ -206,8 +210,8 @@ void protocol_detector_add(struct protocol_detector *detector, evutil_socket_t f
         event_add(pending->deadline, &timeout) < 0) {
         log_error("listener", "listener %s: connection from %s closed: cannot watch it",
                   detector->name, address);
-        evutil_closesocket(fd);
         protocol_pending_free(pending);
+        evutil_closesocket(fd);
     }
 }
 
@@ -219,9 +223,9 @@ size_t protocol_detector_pending(const struct protocol_detector *detector)
 void protocol_detector_close_all(struct protocol_detector *detector)
 {
     while (detector->pending) {
-        struct protocol_pending *pending = detector->pending;
-        evutil_closesocket(pending->fd);
-        protocol_pending_free(pending);
+        evutil_socket_t fd = detector->pending->fd;
+        protocol_pending_free(detector->pending);
+        evutil_closesocket(fd);
     }
 }
 
