@@ -1,10 +1,19 @@
-/* adapter.h -- the contract between the server and a protocol adapter.
+/* adapter.h -- the contract between the server and a protocol adapter: the
+ * adapter descriptor (struct adapter_ops) and the registry of descriptors the
+ * server is started with (architecture "Adding a protocol or a transport").
  *
- * An adapter owns its client connections: the server binds the listener and
- * hands every accepted socket to the adapter named after the listener
- * ("stomp", "amqp"). Adapters talk to the rest of kbridge only through
- * core.h (and metrics/log); a new protocol is one more folder under
- * adapters/ plus one line in adapters/registry.c. */
+ * An adapter declares itself: its name (what `listeners.NAME.protocols`
+ * says), its first-bytes detector (for a listener shared by several
+ * protocols), its address spellings and its lifecycle. It owns its client
+ * connections: the server binds the listeners and hands every accepted
+ * socket to the adapter the listener serves, or, when the listener serves
+ * several, to the one whose detector claims the connection's first bytes.
+ * The server registers kbridge_connections{protocol=NAME} for every adapter
+ * of its registry; an adapter registers its own protocol's metrics in
+ * create. Adapters talk to the rest of kbridge only through core.h (and
+ * metrics/log/config/address); a new protocol is one more folder under
+ * adapters/ plus one line in adapters/registry.c, and nothing under daemon/
+ * names one. */
 #ifndef KBRIDGE_ADAPTER_H
 #define KBRIDGE_ADAPTER_H
 
@@ -28,8 +37,25 @@ struct adapter_context {
     struct config *const *config; /* the server's current config (replaced on reload) */
 };
 
+/* What a detector makes of a connection's first bytes. */
+enum adapter_detect {
+    ADAPTER_DETECT_NO,   /* these bytes are not this protocol */
+    ADAPTER_DETECT_YES,  /* this protocol: hand the connection over */
+    ADAPTER_DETECT_MORE, /* a prefix of this protocol's opening: wait for more */
+};
+
+struct address_spelling;
+
 struct adapter_ops {
-    const char *name; /* listener name: "stomp" */
+    const char *name;  /* "stomp": what listeners.NAME.protocols lists */
+    const char *title; /* "STOMP 1.0-1.2": for logs and messages */
+    /* The client's first `len` bytes (peeked, not consumed; len >= 1):
+     * pure, no state. A listener shared by several adapters hands the
+     * connection to the first whose answer is YES. */
+    enum adapter_detect (*detect)(const unsigned char *bytes, size_t len);
+    /* How this protocol's clients write addresses (address_parse); NULL
+     * when it has none. */
+    const struct address_spelling *addresses;
     /* Create the adapter. NULL with err on failure. */
     struct adapter *(*create)(const struct adapter_context *context, char *err, size_t err_size);
     /* Take over an accepted connection (the adapter owns fd from now on). */
@@ -64,7 +90,21 @@ struct bufferevent *adapter_socket_open(struct event_base *base, const char *pro
 #define ADAPTER_OUTPUT_HIGH_MAX (4 * 1024 * 1024)
 size_t adapter_output_high(uint64_t max_frame_size);
 
-/* The adapter for a listener name, or NULL when none is built in. */
-const struct adapter_ops *adapter_find(const char *name);
+/* A list of adapters the server may serve; main passes the built-in one,
+ * tests their own. Both arrays outlive the server. */
+struct adapter_registry {
+    const struct adapter_ops *const *adapters;
+    size_t count;
+};
+
+/* The adapters built into kbridged (adapters/registry.c); static storage. */
+const struct adapter_registry *adapter_registry_builtin(void);
+
+/* The adapter called `name` in `registry`, or NULL. */
+const struct adapter_ops *adapter_registry_find(const struct adapter_registry *registry,
+                                                const char *name);
+
+/* "stomp, amqp": the registry's names for messages, into out (cut to fit). */
+void adapter_registry_names(const struct adapter_registry *registry, char *out, size_t out_size);
 
 #endif

@@ -1,20 +1,46 @@
-/* registry.c -- the protocol adapters built into kbridged, by listener name. */
+/* registry.c -- the protocol adapters built into kbridged, and lookups in
+ * any adapter registry (main passes the built-in one to the server; tests
+ * pass their own). A new protocol is one line in `builtin` below. */
 #include "adapter.h"
 
+#include <stdio.h>
 #include <string.h>
 
 extern const struct adapter_ops stomp_adapter_ops;
 extern const struct adapter_ops amqp_adapter_ops;
 
-static const struct adapter_ops *const adapters[] = {
+static const struct adapter_ops *const builtin[] = {
     &stomp_adapter_ops,
     &amqp_adapter_ops,
 };
 
-const struct adapter_ops *adapter_find(const char *name)
+static const struct adapter_registry builtin_registry = {
+    .adapters = builtin,
+    .count = sizeof(builtin) / sizeof(builtin[0]),
+};
+
+const struct adapter_registry *adapter_registry_builtin(void) { return &builtin_registry; }
+
+const struct adapter_ops *adapter_registry_find(const struct adapter_registry *registry,
+                                                const char *name)
 {
-    for (size_t i = 0; i < sizeof(adapters) / sizeof(adapters[0]); i++)
-        if (strcmp(adapters[i]->name, name) == 0)
-            return adapters[i];
+    for (size_t i = 0; i < registry->count; i++)
+        if (strcmp(registry->adapters[i]->name, name) == 0)
+            return registry->adapters[i];
     return NULL;
+}
+
+void adapter_registry_names(const struct adapter_registry *registry, char *out, size_t out_size)
+{
+    size_t used = 0;
+    if (out_size == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < registry->count && used < out_size; i++) {
+        int n = snprintf(out + used, out_size - used, "%s%s", i ? ", " : "",
+                         registry->adapters[i]->name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
 }

@@ -1,5 +1,6 @@
-/* address.c -- normalises client addresses (STOMP destination headers, AMQP
- * 1.0 addresses) to destinations, checks names against Kafka's topic rules,
+/* address.c -- normalises client addresses to destinations by a spelling
+ * table each adapter declares (STOMP's in adapters/stomp/stomp_address.c,
+ * AMQP's in adapters/amqp/amqp_address.c), checks names against Kafka's topic rules,
  * and turns topic wildcards (`*` one word, `#` zero or more words) into the
  * regex librdkafka subscribes with (architecture §2). Pure functions: no I/O, no
  * allocation; errors are one line that names the destination and the rule.
@@ -17,36 +18,6 @@
 
 /* Longest part of the client's text quoted in an error message. */
 #define QUOTED_MAX 120
-
-struct prefix_rule {
-    const char *prefix;
-    enum destination_kind kind;
-};
-
-static const struct prefix_rule stomp_prefixes[] = {
-    {"/queue/", DESTINATION_QUEUE},           {"/amq/queue/", DESTINATION_QUEUE},
-    {"/topic/", DESTINATION_TOPIC},           {"/exchange/amq.topic/", DESTINATION_TOPIC},
-    {"/temp-queue/", DESTINATION_TEMP_QUEUE}, {"/reply-queue/", DESTINATION_REPLY_QUEUE},
-};
-
-static const char stomp_forms[] = "use /queue/NAME, /amq/queue/NAME, /topic/NAME, "
-                                  "/exchange/amq.topic/NAME, /temp-queue/NAME or "
-                                  "/reply-queue/TOKEN";
-
-/* A bare NAME (no prefix) is also a queue; it is handled after these. */
-static const struct prefix_rule amqp_prefixes[] = {
-    {"queue://", DESTINATION_QUEUE},
-    {"/queue/", DESTINATION_QUEUE},
-    {"/queues/", DESTINATION_QUEUE},
-    {"topic://", DESTINATION_TOPIC},
-    {"/topic/", DESTINATION_TOPIC},
-    {"/exchanges/amq.topic/", DESTINATION_TOPIC},
-    {"/reply-queue/", DESTINATION_REPLY_QUEUE},
-};
-
-static const char amqp_forms[] = "use NAME, queue://NAME, /queue/NAME, /queues/NAME, "
-                                 "topic://NAME, /topic/NAME, /exchanges/amq.topic/NAME or "
-                                 "/reply-queue/TOKEN";
 
 const char *destination_kind_name(enum destination_kind kind)
 {
@@ -91,6 +62,15 @@ static int destination_error(const char *text, const char *rule, char *err, size
         quote_for_error(text, quoted, sizeof(quoted));
         snprintf(err, err_size, "destination '%s' is not valid: %s", quoted, rule);
     }
+    return -1;
+}
+
+/* Write "destination queue 'NAME' is not valid: RULE" into err (if any);
+ * returns -1. `words` is address_format's text, so no client's spelling. */
+static int kafka_topic_error(const char *words, const char *rule, char *err, size_t err_size)
+{
+    if (err && err_size > 0)
+        snprintf(err, err_size, "destination %s is not valid: %s", words, rule);
     return -1;
 }
 
@@ -142,18 +122,17 @@ static const char *check_name(const char *name, bool allow_wildcards, bool *wild
     return NULL;
 }
 
-static int parse_with(const struct prefix_rule *rules, size_t rule_count, bool bare_is_queue,
-                      const char *forms, const char *text, struct destination *out, char *err,
-                      size_t err_size)
+int address_parse(const struct address_spelling *spelling, const char *text,
+                  struct destination *out, char *err, size_t err_size)
 {
     if (!text)
         text = "";
-    const struct prefix_rule *matched = NULL;
+    const struct address_prefix *matched = NULL;
     size_t prefix_len = 0;
-    for (size_t i = 0; i < rule_count; i++) {
-        size_t len = strlen(rules[i].prefix);
-        if (strncmp(text, rules[i].prefix, len) == 0) {
-            matched = &rules[i];
+    for (size_t i = 0; i < spelling->prefix_count; i++) {
+        size_t len = strlen(spelling->prefixes[i].prefix);
+        if (strncmp(text, spelling->prefixes[i].prefix, len) == 0) {
+            matched = &spelling->prefixes[i];
             prefix_len = len;
             break;
         }
@@ -161,10 +140,10 @@ static int parse_with(const struct prefix_rule *rules, size_t rule_count, bool b
     enum destination_kind kind;
     if (matched) {
         kind = matched->kind;
-    } else if (bare_is_queue && !strchr(text, '/') && !strstr(text, "://")) {
+    } else if (spelling->bare_is_queue && !strchr(text, '/') && !strstr(text, "://")) {
         kind = DESTINATION_QUEUE;
     } else {
-        return destination_error(text, forms, err, err_size);
+        return destination_error(text, spelling->forms, err, err_size);
     }
     const char *name = text + prefix_len;
     bool wildcard = false;
@@ -179,27 +158,17 @@ static int parse_with(const struct prefix_rule *rules, size_t rule_count, bool b
     return 0;
 }
 
-int address_parse_stomp(const char *text, struct destination *out, char *err, size_t err_size)
+int address_spell(const struct address_spelling *spelling, const struct destination *destination,
+                  char *out, size_t out_size)
 {
-    return parse_with(stomp_prefixes, sizeof(stomp_prefixes) / sizeof(stomp_prefixes[0]), false,
-                      stomp_forms, text, out, err, err_size);
-}
-
-int address_parse_amqp(const char *text, struct destination *out, char *err, size_t err_size)
-{
-    return parse_with(amqp_prefixes, sizeof(amqp_prefixes) / sizeof(amqp_prefixes[0]), true,
-                      amqp_forms, text, out, err, err_size);
-}
-
-int address_format_stomp(const struct destination *destination, char *out, size_t out_size)
-{
-    const char *prefix = "/queue/";
-    switch (destination->kind) {
-    case DESTINATION_QUEUE: prefix = "/queue/"; break;
-    case DESTINATION_TOPIC: prefix = "/topic/"; break;
-    case DESTINATION_TEMP_QUEUE: prefix = "/temp-queue/"; break;
-    case DESTINATION_REPLY_QUEUE: prefix = "/reply-queue/"; break;
-    }
+    const char *prefix = NULL;
+    for (size_t i = 0; i < spelling->prefix_count && !prefix; i++)
+        if (spelling->prefixes[i].kind == destination->kind)
+            prefix = spelling->prefixes[i].prefix;
+    if (!prefix && destination->kind == DESTINATION_QUEUE && spelling->bare_is_queue)
+        prefix = "";
+    if (!prefix)
+        return -1;
     int n = snprintf(out, out_size, "%s%s", prefix, destination->name);
     return (n < 0 || (size_t)n >= out_size) ? -1 : 0;
 }
@@ -214,42 +183,41 @@ int address_format(const struct destination *destination, char *out, size_t out_
 int address_kafka_topic(const struct destination *destination, const char *prefix, char *out,
                         size_t out_size, char *err, size_t err_size)
 {
-    char text[ADDRESS_NAME_MAX + 32];
-    if (address_format_stomp(destination, text, sizeof(text)) != 0)
+    char text[ADDRESS_NAME_MAX + 32]; /* in protocol-neutral words: any client may read it */
+    if (address_format(destination, text, sizeof(text)) != 0)
         snprintf(text, sizeof(text), "%s", destination->name);
     if (!prefix)
         prefix = "";
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC)
-        return destination_error(text, "only queue and topic destinations map to a Kafka topic",
+        return kafka_topic_error(text, "only queue and topic destinations map to a Kafka topic",
                                  err, err_size);
     if (destination->wildcard)
-        return destination_error(text, "the wildcards * and # may only be used to subscribe", err,
+        return kafka_topic_error(text, "the wildcards * and # may only be used to subscribe", err,
                                  err_size);
     size_t prefix_len = strlen(prefix);
     size_t name_len = strnlen(destination->name, sizeof(destination->name));
     for (size_t i = 0; i < prefix_len; i++)
         if (!is_name_char(prefix[i]))
-            return destination_error(text, "topic_prefix may only contain A-Z a-z 0-9 . _ -", err,
+            return kafka_topic_error(text, "topic_prefix may only contain A-Z a-z 0-9 . _ -", err,
                                      err_size);
     for (size_t i = 0; i < name_len; i++)
         if (!is_name_char(destination->name[i]))
-            return destination_error(text, "NAME may only contain A-Z a-z 0-9 . _ -", err,
+            return kafka_topic_error(text, "NAME may only contain A-Z a-z 0-9 . _ -", err,
                                      err_size);
     size_t total = prefix_len + name_len;
     if (total == 0)
-        return destination_error(text, "NAME must not be empty", err, err_size);
+        return kafka_topic_error(text, "NAME must not be empty", err, err_size);
     if (total > ADDRESS_NAME_MAX) {
         char rule[128];
         snprintf(rule, sizeof(rule),
                  "topic_prefix + NAME must be at most %d characters long (it has %zu)",
                  ADDRESS_NAME_MAX, total);
-        return destination_error(text, rule, err, err_size);
+        return kafka_topic_error(text, rule, err, err_size);
     }
     if (total + 1 > out_size) {
         if (err && err_size > 0)
-            snprintf(err, err_size,
-                     "Kafka topic name for destination '%s' does not fit in %zu bytes", text,
-                     out_size);
+            snprintf(err, err_size, "Kafka topic name for destination %s does not fit in %zu bytes",
+                     text, out_size);
         return -1;
     }
     memcpy(out, prefix, prefix_len);
@@ -257,7 +225,7 @@ int address_kafka_topic(const struct destination *destination, const char *prefi
     out[total] = '\0';
     if (strcmp(out, ".") == 0 || strcmp(out, "..") == 0) {
         out[0] = '\0';
-        return destination_error(text, "the Kafka topic name must not be '.' or '..'", err,
+        return kafka_topic_error(text, "the Kafka topic name must not be '.' or '..'", err,
                                  err_size);
     }
     return 0;

@@ -1,5 +1,6 @@
 /* address.h -- client addresses normalised to destinations (architecture §2) and
- * mapped to Kafka topic names. Pure functions: no I/O, no allocation. */
+ * mapped to Kafka topic names. Pure functions: no I/O, no allocation. The
+ * parser is protocol-neutral: each adapter passes its own spelling table. */
 #ifndef KBRIDGE_ADDRESS_H
 #define KBRIDGE_ADDRESS_H
 
@@ -21,19 +22,36 @@ struct destination {
     char name[ADDRESS_NAME_MAX + 1]; /* NAME without prefix */
 };
 
-/* Normalise a STOMP destination header:
- *   /queue/NAME, /amq/queue/NAME -> queue; /topic/NAME, /exchange/amq.topic/NAME -> topic;
- *   /temp-queue/NAME -> temp; /reply-queue/TOKEN -> reply.
- * NAME must be a legal Kafka topic name ([A-Za-z0-9._-], 1..249 chars; "." and
- * ".." refused); topics may also use the words * and # (wildcard = true).
- * 0 ok; -1 with a one-line reason in err that names the rule, e.g.
- * "destination '/queue/a b' is not valid: NAME may only contain A-Z a-z 0-9 . _ -". */
-int address_parse_stomp(const char *text, struct destination *out, char *err, size_t err_size);
+/* One spelling rule: text starting with `prefix` names a destination of `kind`. */
+struct address_prefix {
+    const char *prefix;
+    enum destination_kind kind;
+};
 
-/* Normalise an AMQP 1.0 address: NAME, queue://NAME, /queue/NAME, /queues/NAME
- * -> queue; topic://NAME, /topic/NAME, /exchanges/amq.topic/NAME -> topic;
- * /reply-queue/TOKEN -> reply. Same rules and errors as above. */
-int address_parse_amqp(const char *text, struct destination *out, char *err, size_t err_size);
+/* How one protocol's clients write addresses; each adapter declares its own
+ * (adapters/NAME/NAME_address.c) and names it in its descriptor. */
+struct address_spelling {
+    const struct address_prefix *prefixes; /* tried in order; the first of each kind spells it */
+    size_t prefix_count;
+    bool bare_is_queue; /* a NAME without prefix ('/' or "://") is a queue */
+    const char *forms;  /* the spellings for errors: "use /queue/NAME, /topic/NAME or ..." */
+};
+
+/* Normalise a client address written in `spelling`: the first matching
+ * prefix gives the kind and NAME is the rest. NAME must be a legal Kafka
+ * topic name ([A-Za-z0-9._-], 1..249 chars; "." and ".." refused); topics
+ * may also use the words * and # (wildcard = true). 0 ok; -1 with a one-line
+ * reason in err that names the rule, e.g. "destination '/queue/a b' is not
+ * valid: NAME may only contain A-Z a-z 0-9 . _ -", or, for text no prefix
+ * matches, the spelling's own forms. */
+int address_parse(const struct address_spelling *spelling, const char *text,
+                  struct destination *out, char *err, size_t err_size);
+
+/* The destination as a client of `spelling` writes it (the first prefix of
+ * its kind + NAME; a bare NAME for a queue without a prefix). 0 ok, -1 when
+ * it does not fit or the spelling has no form for the kind. */
+int address_spell(const struct address_spelling *spelling, const struct destination *destination,
+                  char *out, size_t out_size);
 
 /* The Kafka topic for a queue/topic destination: prefix + name, checked
  * against Kafka's rules (total <= 249). 0 ok; -1 with err. */
@@ -65,8 +83,5 @@ const char *destination_kind_name(enum destination_kind kind);
 
 /* The destination in protocol-neutral words for messages ("queue 'orders'"). */
 int address_format(const struct destination *destination, char *out, size_t out_size);
-
-/* The destination as a STOMP client would write it ("/queue/orders"). */
-int address_format_stomp(const struct destination *destination, char *out, size_t out_size);
 
 #endif

@@ -152,6 +152,13 @@ static void config_free_patterns(struct config_pattern *patterns, size_t count)
     free(patterns);
 }
 
+static void config_free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
 /* Free what the rows of `keys` own in `base` and reset those fields. */
 static void config_free_fields(const struct config_key *keys, size_t key_count, void *base)
 {
@@ -159,18 +166,32 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
         const struct config_key *key = &keys[i];
         void *field = config_field(base, key->offset);
         switch (key->type) {
-        case CONFIG_TYPE_STRING: {
+        case CONFIG_TYPE_STRING:
+        case CONFIG_TYPE_ADDRESS: {
             char **string = field;
             free(*string);
             *string = NULL;
             break;
         }
         case CONFIG_TYPE_PROPERTIES: config_free_properties(field); break;
-        case CONFIG_TYPE_LISTENER: {
-            struct config_listener *listener = field;
-            free(listener->bind);
-            listener->bind = NULL;
-            listener->enabled = false;
+        case CONFIG_TYPE_NAMES: {
+            char ***names = field;
+            size_t *count = config_field(base, key->count_offset);
+            config_free_names(*names, *count);
+            *names = NULL;
+            *count = 0;
+            break;
+        }
+        case CONFIG_TYPE_LISTENERS: {
+            struct config_listener **listeners = field;
+            size_t *count = config_field(base, key->count_offset);
+            for (size_t l = 0; l < *count; l++) {
+                free((*listeners)[l].name);
+                config_free_fields(key->keys, key->key_count, &(*listeners)[l]);
+            }
+            free(*listeners);
+            *listeners = NULL;
+            *count = 0;
             break;
         }
         case CONFIG_TYPE_PATTERNS: {
@@ -194,6 +215,14 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
         default: /* plain values own nothing */ break;
         }
     }
+}
+
+const struct config_listener *config_listener_find(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->listener_count; i++)
+        if (strcmp(config->listeners[i].name, name) == 0)
+            return &config->listeners[i];
+    return NULL;
 }
 
 void config_free(struct config *config)
@@ -226,10 +255,32 @@ static size_t config_plain_size(enum config_type type)
     }
 }
 
-static bool config_field_equal(const struct config_key *key, const void *a, const void *b)
+static bool config_listeners_equal(const struct config_listener *a, size_t a_count,
+                                   const struct config_listener *b, size_t b_count)
 {
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++) {
+        if (!config_strings_equal(a[i].name, b[i].name) ||
+            !config_strings_equal(a[i].bind, b[i].bind) ||
+            a[i].protocol_count != b[i].protocol_count)
+            return false;
+        for (size_t p = 0; p < a[i].protocol_count; p++)
+            if (!config_strings_equal(a[i].protocols[p], b[i].protocols[p]))
+                return false;
+    }
+    return true;
+}
+
+/* `a` and `b` are the fields of `key` in two structs whose bases are
+ * `a_base` and `b_base` (lists need their counts). */
+static bool config_field_equal(const struct config_key *key, const void *a_base, const void *b_base)
+{
+    const void *a = config_const_field(a_base, key->offset);
+    const void *b = config_const_field(b_base, key->offset);
     switch (key->type) {
-    case CONFIG_TYPE_STRING: return config_strings_equal(*(char *const *)a, *(char *const *)b);
+    case CONFIG_TYPE_STRING:
+    case CONFIG_TYPE_ADDRESS: return config_strings_equal(*(char *const *)a, *(char *const *)b);
     case CONFIG_TYPE_PROPERTIES: {
         const struct config_properties *pa = a, *pb = b;
         if (pa->count != pb->count)
@@ -240,10 +291,13 @@ static bool config_field_equal(const struct config_key *key, const void *a, cons
                 return false;
         return true;
     }
-    case CONFIG_TYPE_LISTENER: {
-        const struct config_listener *la = a, *lb = b;
-        return la->enabled == lb->enabled && config_strings_equal(la->bind, lb->bind);
-    }
+    case CONFIG_TYPE_LISTENERS:
+        return config_listeners_equal(
+            *(struct config_listener *const *)a,
+            *(const size_t *)config_const_field(a_base, key->count_offset),
+            *(struct config_listener *const *)b,
+            *(const size_t *)config_const_field(b_base, key->count_offset));
+    case CONFIG_TYPE_NAMES: /* only inside listeners, compared there */
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS:
         return true; /* lists are always live: never marked CONFIG_KEY_RESTART */
@@ -284,11 +338,52 @@ static int config_copy_properties(const struct config_properties *source,
     return 0;
 }
 
-/* Replace the field at `out` by a deep copy of the one at `source`; on
- * failure (-1, out of memory) `out` is unchanged. */
-static int config_copy_field(const struct config_key *key, const void *source, void *out)
+/* A deep copy of a listener list into *out (NULL when count is 0); -1 when
+ * out of memory (nothing allocated then). */
+static int config_copy_listeners(const struct config_key *key, const struct config_listener *source,
+                                 size_t count, struct config_listener **out)
 {
+    *out = NULL;
+    if (count == 0)
+        return 0;
+    struct config_listener *copy = calloc(count, sizeof(*copy));
+    if (copy == NULL)
+        return -1;
+    size_t done = 0;
+    for (; done < count; done++) {
+        const struct config_listener *from = &source[done];
+        struct config_listener *to = &copy[done];
+        if (config_copy_string(from->name, &to->name) < 0 ||
+            config_copy_string(from->bind, &to->bind) < 0 ||
+            (to->protocols = calloc(from->protocol_count, sizeof(char *))) == NULL)
+            break;
+        for (; to->protocol_count < from->protocol_count; to->protocol_count++)
+            if (config_copy_string(from->protocols[to->protocol_count],
+                                   &to->protocols[to->protocol_count]) < 0)
+                break;
+        if (to->protocol_count < from->protocol_count)
+            break;
+    }
+    if (done < count) {
+        for (size_t l = 0; l <= done && l < count; l++) {
+            free(copy[l].name);
+            config_free_fields(key->keys, key->key_count, &copy[l]);
+        }
+        free(copy);
+        return -1;
+    }
+    *out = copy;
+    return 0;
+}
+
+/* Replace the field of `key` in `out_base` by a deep copy of the one in
+ * `source_base`; on failure (-1, out of memory) it is unchanged. */
+static int config_copy_field(const struct config_key *key, const void *source_base, void *out_base)
+{
+    const void *source = config_const_field(source_base, key->offset);
+    void *out = config_field(out_base, key->offset);
     switch (key->type) {
+    case CONFIG_TYPE_ADDRESS:
     case CONFIG_TYPE_STRING: {
         char *copy;
         if (config_copy_string(*(char *const *)source, &copy) < 0)
@@ -298,21 +393,42 @@ static int config_copy_field(const struct config_key *key, const void *source, v
         return 0;
     }
     case CONFIG_TYPE_PROPERTIES: return config_copy_properties(source, out);
-    case CONFIG_TYPE_LISTENER: {
-        const struct config_listener *from = source;
-        struct config_listener *to = out;
-        char *copy;
-        if (config_copy_string(from->bind, &copy) < 0)
+    case CONFIG_TYPE_LISTENERS: {
+        size_t count = *(const size_t *)config_const_field(source_base, key->count_offset);
+        size_t *out_count = config_field(out_base, key->count_offset);
+        struct config_listener *copy;
+        if (config_copy_listeners(key, *(struct config_listener *const *)source, count, &copy) < 0)
             return -1;
-        free(to->bind);
-        to->bind = copy;
-        to->enabled = from->enabled;
+        struct config_listener **listeners = out;
+        for (size_t l = 0; l < *out_count; l++) {
+            free((*listeners)[l].name);
+            config_free_fields(key->keys, key->key_count, &(*listeners)[l]);
+        }
+        free(*listeners);
+        *listeners = copy;
+        *out_count = count;
         return 0;
     }
+    case CONFIG_TYPE_NAMES: /* only inside listeners, copied there */
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: memcpy(out, source, config_plain_size(key->type)); return 0;
     }
+}
+
+/* One warning per listener added, removed or changed by a reload. */
+static void config_warn_listeners(const struct config *old, const struct config *out)
+{
+    for (size_t i = 0; i < old->listener_count; i++) {
+        const struct config_listener *was = &old->listeners[i];
+        const struct config_listener *now = config_listener_find(out, was->name);
+        if (now == NULL || !config_listeners_equal(was, 1, now, 1))
+            log_warn("config", "listeners.%s changed; restart kbridged to apply it", was->name);
+    }
+    for (size_t i = 0; i < out->listener_count; i++)
+        if (config_listener_find(old, out->listeners[i].name) == NULL)
+            log_warn("config", "listeners.%s changed; restart kbridged to apply it",
+                     out->listeners[i].name);
 }
 
 void config_apply_live(const struct config *old, struct config *out)
@@ -321,12 +437,13 @@ void config_apply_live(const struct config *old, struct config *out)
         const struct config_key *key = &config_keys[i];
         if (!(key->flags & CONFIG_KEY_RESTART))
             continue;
-        const void *running = config_const_field(old, key->offset);
-        void *reloaded = config_field(out, key->offset);
-        if (config_field_equal(key, running, reloaded))
+        if (config_field_equal(key, old, out))
             continue;
-        log_warn("config", "%s changed; restart kbridged to apply it", key->name);
-        if (config_copy_field(key, running, reloaded) < 0)
+        if (key->type == CONFIG_TYPE_LISTENERS)
+            config_warn_listeners(old, out);
+        else
+            log_warn("config", "%s changed; restart kbridged to apply it", key->name);
+        if (config_copy_field(key, old, out) < 0)
             log_error("config",
                       "out of memory keeping the running %s; the reloaded "
                       "configuration shows the new value",
@@ -444,7 +561,7 @@ static const char *config_type_expectation(enum config_type type)
     case CONFIG_TYPE_DURATION: return "a duration such as 10s";
     case CONFIG_TYPE_LOG_LEVEL: return "a log level";
     case CONFIG_TYPE_LOG_FORMAT: return "text or json";
-    case CONFIG_TYPE_LISTENER: return "host:port";
+    case CONFIG_TYPE_ADDRESS: return "host:port";
     default: return "a string";
     }
 }
@@ -564,15 +681,10 @@ static int config_set_scalar(struct config_parse *parse, const struct config_key
                                config_quote(text).text);
         return 0;
 
-    case CONFIG_TYPE_LISTENER: {
-        struct config_listener *listener = field;
+    case CONFIG_TYPE_ADDRESS:
         if (config_check_address(text, 0, reason, sizeof(reason)) < 0)
             return config_fail(parse, line, path, "%s", reason);
-        if (config_set_string(parse, &listener->bind, text) < 0)
-            return -1;
-        listener->enabled = true;
-        return 0;
-    }
+        return config_set_string(parse, field, text);
 
     default: return config_fail(parse, line, path, "internal error: not a scalar key");
     }
@@ -739,6 +851,108 @@ static int config_parse_users(struct config_parse *parse, const struct config_ke
     return 0;
 }
 
+/* A list of names (a listener's protocols); each checked like a STRING row. */
+static int config_parse_names(struct config_parse *parse, const struct config_key *key,
+                              yaml_node_t *node, const char *path, void *base)
+{
+    char ***names = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    char reason[CONFIG_REASON_MAX];
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_fail(parse, config_line(node), path, "expected a list of names, got %s",
+                           config_describe(node).text);
+    size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (items == 0)
+        return config_fail(parse, config_line(node), path, "must name at least one protocol");
+    config_free_names(*names, *count);
+    *count = 0;
+    *names = calloc(items, sizeof(**names));
+    if (*names == NULL)
+        return config_fail_memory(parse);
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *item = config_node(parse, node->data.sequence.items.start[i]);
+        char item_path[CONFIG_PATH_MAX];
+        const char *text = NULL;
+        if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
+            return config_fail(parse, config_line(item), path, "too many names");
+        if (item->type != YAML_SCALAR_NODE || config_is_null(item))
+            return config_fail(parse, config_line(item), item_path, "expected a name, got %s",
+                               config_describe(item).text);
+        if (config_scalar_text(parse, item, item_path, &text) < 0 ||
+            config_check_length(parse, key, text, config_line(item), item_path) < 0)
+            return -1;
+        if (key->check != NULL && key->check(text, reason, sizeof(reason)) < 0)
+            return config_fail(parse, config_line(item), item_path, "%s", reason);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp((*names)[j], text) == 0)
+                return config_fail(parse, config_line(item), item_path, "%s is listed twice",
+                                   config_quote(text).text);
+        if (((*names)[i] = strdup(text)) == NULL)
+            return config_fail_memory(parse);
+        (*count)++;
+    }
+    return 0;
+}
+
+/* `listeners`: a mapping of names to listener mappings (the rows in
+ * key->keys); a listener without `protocols` serves the one named like it. */
+static int config_parse_listeners(struct config_parse *parse, const struct config_key *key,
+                                  yaml_node_t *node, const char *path, void *base)
+{
+    struct config_listener **listeners = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    char reason[CONFIG_REASON_MAX];
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_fail(parse, config_line(node), path,
+                           "expected a mapping of listener names to listeners, got %s",
+                           config_describe(node).text);
+    if (config_check_duplicates(parse, node, path) < 0)
+        return -1;
+    size_t items = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    if (items == 0)
+        return 0;
+    *listeners = calloc(items, sizeof(**listeners));
+    if (*listeners == NULL)
+        return config_fail_memory(parse);
+
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *name_node = config_node(parse, node->data.mapping.pairs.start[i].key);
+        yaml_node_t *value_node = config_node(parse, node->data.mapping.pairs.start[i].value);
+        size_t line = config_line(name_node);
+        const char *name = NULL;
+        char item_path[CONFIG_PATH_MAX];
+        if (name_node->type != YAML_SCALAR_NODE)
+            return config_fail(parse, line, path, "listener names must be plain text, got %s",
+                               config_describe(name_node).text);
+        if (config_scalar_text(parse, name_node, path, &name) < 0)
+            return -1;
+        if (name[0] == '\0' || strlen(name) > CONFIG_NAME_MAX)
+            return config_fail(parse, line, path, "listener name %s must be 1 to %d characters",
+                               config_quote(name).text, CONFIG_NAME_MAX);
+        if (config_check_name(name, reason, sizeof(reason)) < 0)
+            return config_fail(parse, line, path, "%s", reason);
+        if (config_join(item_path, sizeof(item_path), path, name) < 0)
+            return config_fail(parse, line, path, "listener name %s is too long",
+                               config_quote(name).text);
+        struct config_listener *listener = &(*listeners)[i];
+        (*count)++; /* zeroed by calloc, so config_free copes with a half-read listener */
+        if ((listener->name = strdup(name)) == NULL)
+            return config_fail_memory(parse);
+        if (config_walk_mapping(parse, value_node, line, item_path, "", key->keys, key->key_count,
+                                listener) < 0)
+            return -1;
+        if (listener->protocol_count == 0) {
+            listener->protocols = calloc(1, sizeof(char *));
+            if (listener->protocols == NULL || (listener->protocols[0] = strdup(name)) == NULL)
+                return config_fail_memory(parse);
+            listener->protocol_count = 1;
+        }
+    }
+    return 0;
+}
+
 /* Parse the value of a key found in the table. */
 static int config_parse_value(struct config_parse *parse, const struct config_key *key,
                               yaml_node_t *node, size_t key_line, const char *path, void *base)
@@ -748,6 +962,8 @@ static int config_parse_value(struct config_parse *parse, const struct config_ke
         return config_parse_properties(parse, node, path, config_field(base, key->offset));
     case CONFIG_TYPE_PATTERNS: return config_parse_patterns(parse, key, node, path, base);
     case CONFIG_TYPE_USERS: return config_parse_users(parse, key, node, path, base);
+    case CONFIG_TYPE_NAMES: return config_parse_names(parse, key, node, path, base);
+    case CONFIG_TYPE_LISTENERS: return config_parse_listeners(parse, key, node, path, base);
     default: break;
     }
     const char *text = NULL;

@@ -42,9 +42,15 @@ struct config_user {
     size_t consume_count;
 };
 
+/* One entry of `listeners`: a socket and the protocols served on it. The
+ * names are adapter names (adapters/registry.c) or "http", the ops endpoint;
+ * config.c does not know which exist: the server checks them at start
+ * (server_check_listeners). */
 struct config_listener {
-    bool enabled; /* false when the key is absent: the listener is not started */
-    char *bind;   /* "host:port", "[v6]:port"; port 0 picks a free port */
+    char *name;            /* the key under `listeners`: "stomp", "public" */
+    char *bind;            /* "host:port", "[v6]:port"; port 0 picks a free port */
+    char **protocols;      /* default: { name } */
+    size_t protocol_count; /* at least 1 once loaded */
 };
 
 struct config {
@@ -59,11 +65,8 @@ struct config {
         struct config_properties consumer;   /* consumer only */
     } kafka;
 
-    struct {
-        struct config_listener stomp;
-        struct config_listener amqp;
-        struct config_listener http;
-    } listeners;
+    struct config_listener *listeners; /* in file order; none started when empty */
+    size_t listener_count;
 
     struct {
         bool anonymous; /* default false */
@@ -103,6 +106,8 @@ struct config {
         uint32_t max_unconfirmed;  /* default 1000 */
         uint64_t heartbeat_ms;     /* default 10s */
         uint64_t heartbeat_min_ms; /* floor for a client's shorter heart-beat, default 100ms */
+        uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
+        uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
     } limits;
 
     struct {
@@ -122,6 +127,9 @@ int config_load(const char *path, struct config **out, char *err, size_t err_siz
  * file name in messages. */
 int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
                        char *err, size_t err_size);
+
+/* The listener named `name` ("stomp"), or NULL when the file has none. */
+const struct config_listener *config_listener_find(const struct config *config, const char *name);
 
 /* Free a config and everything it owns; NULL is fine. */
 void config_free(struct config *config);

@@ -378,6 +378,19 @@ static int config_check_user_name(const char *value, char *reason, size_t reason
     return 0;
 }
 
+int config_check_name(const char *value, char *reason, size_t reason_size)
+{
+    for (const char *p = value; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-')) {
+            snprintf(reason, reason_size, "%s is not a name (letters, digits, '_' and '-' only)",
+                     config_quote(value).text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* "$id$salt$hash" or longer ("$6$rounds=5000$salt$hash", "$y$j9T$salt$hash"):
  * a '$' then at least three non-empty '$'-separated fields of printable
  * characters. The value is never echoed: it is a secret's hash. */
@@ -407,6 +420,35 @@ static int config_check_password_hash(const char *value, char *reason, size_t re
 /* ------------------------------------------------------------------------ */
 /* The key table                                                            */
 /* ------------------------------------------------------------------------ */
+
+static const struct config_key listener_keys[] = {
+    {
+        .name = "bind",
+        .type = CONFIG_TYPE_ADDRESS,
+        .offset = offsetof(struct config_listener, bind),
+        .flags = CONFIG_KEY_REQUIRED,
+        .description = "Address to listen on: `host:port` or `[v6]:port` (61613 is the usual "
+                       "STOMP port, 5672 AMQP's, 15672 the operations endpoint's). Port 0 "
+                       "picks a free port.",
+    },
+    {
+        .name = "protocols",
+        .type = CONFIG_TYPE_NAMES,
+        .offset = offsetof(struct config_listener, protocols),
+        .count_offset = offsetof(struct config_listener, protocol_count),
+        .min = 1,
+        .max = CONFIG_NAME_MAX,
+        .default_doc = "`[NAME]`: the protocol named like the listener",
+        .check = config_check_name,
+        .description =
+            "Protocols served on this socket, e.g. `[stomp, amqp]`. With more than one, "
+            "kbridged reads each connection's first bytes (without consuming them, at most "
+            "`limits.protocol_detect_bytes`, for at most `limits.protocol_detect_timeout`) and "
+            "hands it to the protocol they belong to; a connection that matches none is "
+            "closed and counted in `kbridge_protocol_detect_failures_total`. `http` (the "
+            "operations endpoint) cannot share a listener.",
+    },
+};
 
 static const struct config_key user_keys[] = {
     {
@@ -533,33 +575,24 @@ const struct config_key config_keys[] = {
                        "message before it); other values are refused at start.",
     },
     {
-        .name = "listeners.stomp.bind",
-        .type = CONFIG_TYPE_LISTENER,
-        .offset = offsetof(struct config, listeners.stomp),
-        .default_doc = "none: without a `listeners.stomp` section no STOMP listener is started",
-        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
-        .description = "Address of the STOMP listener: `host:port` or `[v6]:port` (61613 is "
-                       "the usual port). Port 0 picks a free port. Required when "
-                       "`listeners.stomp` is present.",
-    },
-    {
-        .name = "listeners.amqp.bind",
-        .type = CONFIG_TYPE_LISTENER,
-        .offset = offsetof(struct config, listeners.amqp),
-        .default_doc = "none: without a `listeners.amqp` section no AMQP listener is started",
-        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
-        .description = "Address of the AMQP 1.0 listener (5672 is the usual port). Required "
-                       "when `listeners.amqp` is present.",
-    },
-    {
-        .name = "listeners.http.bind",
-        .type = CONFIG_TYPE_LISTENER,
-        .offset = offsetof(struct config, listeners.http),
-        .default_doc = "none: without a `listeners.http` section no HTTP listener is started",
-        .flags = CONFIG_KEY_RESTART | CONFIG_KEY_REQUIRED,
-        .description = "Address of the operations listener: `/healthz`, `/readyz`, "
-                       "`/metrics` and the admin API used by `kbridgectl` (15672 by "
-                       "convention). Required when `listeners.http` is present.",
+        .name = "listeners",
+        .type = CONFIG_TYPE_LISTENERS,
+        .offset = offsetof(struct config, listeners),
+        .count_offset = offsetof(struct config, listener_count),
+        .default_doc = "none: no listener is started",
+        .flags = CONFIG_KEY_RESTART,
+        .keys = listener_keys,
+        .key_count = CONFIG_ARRAY_LEN(listener_keys),
+        .description =
+            "Client and operations listeners, keyed by a name of your choice, each a mapping "
+            "with the keys below: `listeners: { stomp: { bind: \"0.0.0.0:61613\" }, amqp: "
+            "{ bind: \"0.0.0.0:5672\" }, http: { bind: \"127.0.0.1:15672\" } }`. A listener "
+            "serves the protocols in its `protocols` list, by default the one named like the "
+            "listener, so `listeners.stomp` serves STOMP, `listeners.amqp` AMQP 1.0 and "
+            "`listeners.http` the operations endpoints (`/healthz`, `/readyz`, `/metrics`, "
+            "`/api/status`). `kbridged --help` lists the protocols built in; any other name is "
+            "refused at start with that list. There is no limit on how many listeners there "
+            "are; at most one serves `http`.",
     },
     {
         .name = "auth.anonymous",
@@ -803,6 +836,29 @@ const struct config_key config_keys[] = {
                        "interval. Above `limits.heartbeat` it has no effect.",
     },
     {
+        .name = "limits.protocol_detect_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.protocol_detect_timeout_ms),
+        .min = 100,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "10s",
+        .description = "On a listener with several `protocols`: how long a new connection may "
+                       "take to send the first bytes that tell its protocol; it is closed after.",
+    },
+    {
+        .name = "limits.protocol_detect_bytes",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.protocol_detect_bytes),
+        .min = 8,
+        .max = 4096,
+        .default_value = "256",
+        .description = "On a listener with several `protocols`: the most bytes of a new "
+                       "connection read (and left unconsumed) to tell its protocol; a connection "
+                       "whose first bytes still match none is closed. AMQP needs 8; STOMP "
+                       "needs `CONNECT` or `STOMP` and an end of line after any leading blank "
+                       "lines.",
+    },
+    {
         .name = "log.level",
         .type = CONFIG_TYPE_LOG_LEVEL,
         .offset = offsetof(struct config, log.level),
@@ -846,7 +902,9 @@ static const char *config_type_doc(enum config_type type)
     case CONFIG_TYPE_LOG_LEVEL: return "`error`, `warn`, `info` or `debug`";
     case CONFIG_TYPE_LOG_FORMAT: return "`text` or `json`";
     case CONFIG_TYPE_PROPERTIES: return "mapping of librdkafka property names to values";
-    case CONFIG_TYPE_LISTENER: return "address: `host:port` or `[IPv6]:port`";
+    case CONFIG_TYPE_ADDRESS: return "address: `host:port` or `[IPv6]:port`";
+    case CONFIG_TYPE_NAMES: return "list of names";
+    case CONFIG_TYPE_LISTENERS: return "mapping of listener names to listeners";
     case CONFIG_TYPE_PATTERNS: return "list of POSIX extended regular expressions";
     case CONFIG_TYPE_USERS: return "list of users";
     }
@@ -880,6 +938,10 @@ static void config_write_key(FILE *stream, const char *prefix, const struct conf
         fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per pattern\n", key->min,
                 key->max);
         break;
+    case CONFIG_TYPE_NAMES:
+        fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per name\n", key->min,
+                key->max);
+        break;
     case CONFIG_TYPE_UINT32:
         fprintf(stream, "- Range: %" PRIu64 " to %" PRIu64 "\n", key->min, key->max);
         break;
@@ -910,10 +972,11 @@ void config_write_reference(FILE *stream)
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *key = &config_keys[i];
         config_write_key(stream, "", key, 0);
-        if (key->type != CONFIG_TYPE_USERS)
+        if (key->type != CONFIG_TYPE_USERS && key->type != CONFIG_TYPE_LISTENERS)
             continue;
         char prefix[64];
-        snprintf(prefix, sizeof(prefix), "%s[].", key->name);
+        snprintf(prefix, sizeof(prefix), key->type == CONFIG_TYPE_USERS ? "%s[]." : "%s.NAME.",
+                 key->name);
         for (size_t j = 0; j < key->key_count; j++)
             config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART);
     }

@@ -10,6 +10,7 @@
 
 #define CONFIG_QUOTE_MAX 64   /* bytes of a value quoted in a message */
 #define CONFIG_REASON_MAX 512 /* one reason written by a check function */
+#define CONFIG_NAME_MAX 64    /* longest listener or protocol name */
 
 enum config_type {
     CONFIG_TYPE_STRING,     /* char * */
@@ -20,7 +21,9 @@ enum config_type {
     CONFIG_TYPE_LOG_LEVEL,  /* enum log_level */
     CONFIG_TYPE_LOG_FORMAT, /* enum log_format */
     CONFIG_TYPE_PROPERTIES, /* struct config_properties: a map of scalars */
-    CONFIG_TYPE_LISTENER,   /* struct config_listener; the row is its "bind" key */
+    CONFIG_TYPE_ADDRESS,    /* char *: "host:port" or "[IPv6]:port" (a listener's bind) */
+    CONFIG_TYPE_NAMES,      /* char ** with a size_t count at count_offset; min/max: length */
+    CONFIG_TYPE_LISTENERS,  /* struct config_listener * keyed by name, count at count_offset */
     CONFIG_TYPE_PATTERNS,   /* struct config_pattern * with a size_t count at count_offset */
     CONFIG_TYPE_USERS,      /* struct config_user * with a size_t count at count_offset */
 };
@@ -51,7 +54,7 @@ struct config_key {
     const char *default_doc;       /* the reference's text when default_value is NULL */
     unsigned flags;                /* CONFIG_KEY_* */
     config_check_fn *check;        /* STRING only; NULL: no extra check */
-    const struct config_key *keys; /* USERS: the keys of one element (struct config_user) */
+    const struct config_key *keys; /* USERS, LISTENERS: the keys of one element */
     size_t key_count;
     const char *description; /* Markdown for docs/configuration.md */
 };
@@ -78,6 +81,10 @@ int config_read_duration(const char *text, uint64_t *out_ms);
 /* "1MiB", "30m": the largest unit that divides the value; 0 prints as "0". */
 void config_format_size(uint64_t bytes, char *out, size_t out_size);
 void config_format_duration(uint64_t ms, char *out, size_t out_size);
+
+/* A listener or protocol name: letters, digits, '_' and '-'. 0 ok, else -1
+ * and a reason. */
+int config_check_name(const char *value, char *reason, size_t reason_size);
 
 /* "host:port" or "[IPv6]:port" with a port from min_port to 65535; shape only,
  * no name lookup. 0 ok, else -1 and a reason. */

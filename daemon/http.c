@@ -137,7 +137,7 @@ static void ops_status(struct ops_http *http, struct evhttp_request *request)
         evbuffer_add_printf(out, "}");
     }
     evbuffer_add_printf(out, "%s{\"protocol\":\"http\",\"bind\":", count ? "," : "");
-    json_string(out, config->listeners.http.bind);
+    json_string(out, server_http_bind(http->server));
     evbuffer_add_printf(out, ",\"address\":");
     json_string(out, http->address);
     evbuffer_add_printf(out, "}]}\n");

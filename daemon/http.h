@@ -10,6 +10,10 @@ struct event_base;
 struct server;
 struct ops_http;
 
+/* The protocol name of the ops endpoint in `listeners.NAME.protocols` (the
+ * default of `listeners.http`); the daemon's own, not an adapter. */
+#define OPS_HTTP_PROTOCOL "http"
+
 /* Bind `bind` and serve the ops endpoints for `server`. Returns NULL with
  * err filled when the address cannot be bound. Caller owns the result. */
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,

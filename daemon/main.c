@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "server.h"
 #include "version.h"
@@ -19,21 +21,28 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: kbridged [-c FILE]\n"
-                 "       kbridged --check-config FILE\n"
-                 "       kbridged --config-reference | --version | --help\n"
-                 "\n"
-                 "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
-                 "foreground and logs to stderr.\n"
-                 "\n"
-                 "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
-                 "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
-                 "      --config-reference  print every configuration key (Markdown) and exit\n"
-                 "  -V, --version           print the version and exit\n"
-                 "  -h, --help              print this help and exit\n"
-                 "\n"
-                 "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
-                 "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n");
+    char protocols[256];
+    adapter_registry_names(adapter_registry_builtin(), protocols, sizeof(protocols));
+    fprintf(out,
+            "Usage: kbridged [-c FILE]\n"
+            "       kbridged --check-config FILE\n"
+            "       kbridged --config-reference | --version | --help\n"
+            "\n"
+            "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
+            "foreground and logs to stderr.\n"
+            "\n"
+            "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
+            "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
+            "      --config-reference  print every configuration key (Markdown) and exit\n"
+            "  -V, --version           print the version and exit\n"
+            "  -h, --help              print this help and exit\n"
+            "\n"
+            "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
+            "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
+            "\n"
+            "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
+            "the operations endpoint.\n",
+            protocols, OPS_HTTP_PROTOCOL);
 }
 
 int main(int argc, char **argv)
@@ -75,9 +84,15 @@ int main(int argc, char **argv)
 
     char err[1024];
     struct config *config = NULL;
+    const struct adapter_registry *adapters = adapter_registry_builtin();
     if (check_path) {
         if (config_load(check_path, &config, err, sizeof(err)) < 0) {
             fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
+            return 2;
+        }
+        if (server_check_listeners(config, adapters, err, sizeof(err)) < 0) {
+            fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", check_path, err);
+            config_free(config);
             return 2;
         }
         config_free(config);
@@ -89,7 +104,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
         return 2;
     }
-    struct server *server = server_new(config, err, sizeof(err));
+    struct server *server = server_new(config, adapters, err, sizeof(err));
     if (!server) {
         log_error("server", "cannot start: %s", err);
         libevent_global_shutdown();

@@ -26,11 +26,28 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "protocol_detect.h"
 #include "version.h"
 #include "worker.h"
 
 #define SERVER_DRAIN_CHECK_MS 20
-#define SERVER_MAX_LISTENERS 2
+
+/* An adapter of the registry; created only when some listener serves it. */
+struct server_adapter {
+    const struct adapter_ops *ops;
+    struct adapter *adapter; /* NULL while no listener serves it */
+    bool wanted;             /* some listener serves it: create at start */
+};
+
+/* A client listener and the adapters it hands connections to. */
+struct server_listener {
+    struct server *server;
+    struct listener *listener;
+    struct server_adapter **serves;        /* serve_count of server->adapters */
+    const struct adapter_ops **candidates; /* their ops, for the detector */
+    size_t serve_count;                    /* >= 1 */
+    struct protocol_detector *detector;    /* when serve_count > 1 */
+};
 
 struct server {
     struct event_base *base;
@@ -39,11 +56,12 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
-    struct worker_pool *workers;                      /* password checks off the loop */
-    struct listener *listeners[SERVER_MAX_LISTENERS]; /* client protocols */
-    struct adapter *adapters[SERVER_MAX_LISTENERS];   /* serving listeners[i] */
-    const struct adapter_ops *adapter_ops[SERVER_MAX_LISTENERS];
+    struct worker_pool *workers; /* password checks off the loop */
+    const struct adapter_registry *registry;
+    struct server_adapter *adapters;   /* registry->count, in the registry's order */
+    struct server_listener *listeners; /* client listeners, in the file's order */
     size_t listener_count;
+    char *http_bind; /* the ops listener's configured bind, NULL without one */
 
     struct event *signal_term;
     struct event *signal_int;
@@ -59,6 +77,7 @@ struct server {
     uint64_t *reloads;
     uint64_t *reload_failures;
     uint64_t *connections_refused;
+    uint64_t *detect_failures[PROTOCOL_DETECT_FAILURE_COUNT];
 };
 
 static double timespec_seconds_since(const struct timespec *start)
@@ -81,8 +100,9 @@ bool server_is_draining(const struct server *server) { return server->draining; 
 size_t server_listener_count(const struct server *server) { return server->listener_count; }
 const struct listener *server_listener(const struct server *server, size_t index)
 {
-    return index < server->listener_count ? server->listeners[index] : NULL;
+    return index < server->listener_count ? server->listeners[index].listener : NULL;
 }
+const char *server_http_bind(const struct server *server) { return server->http_bind; }
 const char *server_http_address(const struct server *server)
 {
     return server->http ? ops_http_address(server->http) : NULL;
@@ -90,46 +110,192 @@ const char *server_http_address(const struct server *server)
 
 /* ---- client listeners -------------------------------------------------------- */
 
-/* A listener slot: the server and the index of the listener. */
-struct server_slot {
-    struct server *server;
-    size_t index;
-};
-static struct server_slot server_slots[SERVER_MAX_LISTENERS];
+static bool server_is_ops(const char *protocol) { return strcmp(protocol, OPS_HTTP_PROTOCOL) == 0; }
+
+int server_check_listeners(const struct config *config, const struct adapter_registry *registry,
+                           char *err, size_t err_size)
+{
+    const struct config_listener *ops = NULL;
+    for (size_t i = 0; i < config->listener_count; i++) {
+        const struct config_listener *listener = &config->listeners[i];
+        bool defaulted =
+            listener->protocol_count == 1 && strcmp(listener->protocols[0], listener->name) == 0;
+        for (size_t p = 0; p < listener->protocol_count; p++) {
+            const char *protocol = listener->protocols[p];
+            char key[160];
+            if (defaulted)
+                snprintf(key, sizeof(key), "listeners.%s", listener->name);
+            else
+                snprintf(key, sizeof(key), "listeners.%s.protocols[%zu]", listener->name, p);
+            if (server_is_ops(protocol)) {
+                if (listener->protocol_count > 1) {
+                    snprintf(err, err_size,
+                             "%s: \"%s\" (the operations endpoint) cannot share a listener", key,
+                             protocol);
+                    return -1;
+                }
+                if (ops) {
+                    snprintf(err, err_size,
+                             "%s: listeners.%s already serves \"%s\" (at most one listener "
+                             "may)",
+                             key, ops->name, protocol);
+                    return -1;
+                }
+                ops = listener;
+                continue;
+            }
+            if (!adapter_registry_find(registry, protocol)) {
+                char names[256];
+                adapter_registry_names(registry, names, sizeof(names));
+                snprintf(err, err_size,
+                         "%s: no protocol \"%s\" is built into kbridged (built in: %s; and %s, "
+                         "the operations endpoint)",
+                         key, protocol, names, OPS_HTTP_PROTOCOL);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Refuse a connection at accept: log why and count it. */
+static void server_refuse(struct server *server, evutil_socket_t fd, const struct sockaddr *peer,
+                          const char *why)
+{
+    char address[80] = "(unknown)";
+    if (peer)
+        listener_format_address(peer, address, sizeof(address));
+    (*server->connections_refused)++;
+    log_warn("server", "connection from %s refused: %s", address, why);
+    evutil_closesocket(fd);
+}
+
+/* The detector (or a listener of one adapter) found the connection's adapter. */
+static void server_hand_over(void *opaque, size_t index, evutil_socket_t fd,
+                             const struct sockaddr *peer, int peer_len)
+{
+    struct server_listener *entry = opaque;
+    struct server_adapter *target = entry->serves[index];
+    if (entry->server->draining) {
+        server_refuse(entry->server, fd, peer, "draining for shutdown");
+        return;
+    }
+    target->ops->accept(target->adapter, fd, peer, peer_len);
+}
 
 static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sockaddr *peer,
                              int peer_len)
 {
-    struct server_slot *slot = opaque;
-    struct server *server = slot->server;
-    char address[80];
-    if (server->draining || !server->adapters[slot->index]) {
-        listener_format_address(peer, address, sizeof(address));
-        (*server->connections_refused)++;
-        log_warn("server", "connection from %s refused: %s", address,
-                 server->draining ? "draining for shutdown"
-                                  : "no adapter for this protocol is built into kbridged");
-        evutil_closesocket(fd);
+    struct server_listener *entry = opaque;
+    struct server *server = entry->server;
+    if (server->draining) {
+        server_refuse(server, fd, peer, "draining for shutdown");
         return;
     }
-    server->adapter_ops[slot->index]->accept(server->adapters[slot->index], fd, peer, peer_len);
+    if (!entry->detector) {
+        server_hand_over(entry, 0, fd, peer, peer_len);
+        return;
+    }
+    const struct config *config = server->config;
+    if (protocol_detector_pending(entry->detector) >= config->limits.max_connections) {
+        server_refuse(server, fd, peer,
+                      "limits.max_connections connections are already waiting to name their "
+                      "protocol");
+        return;
+    }
+    protocol_detector_add(entry->detector, fd, peer, peer_len,
+                          config->limits.protocol_detect_timeout_ms,
+                          config->limits.protocol_detect_bytes);
 }
 
-static int server_listen(struct server *server, const char *name,
-                         const struct config_listener *listener_config, char *err, size_t err_size)
+/* Bind one client listener of the config and note the adapters it serves. */
+static int server_listen(struct server *server, const struct config_listener *listener_config,
+                         char *err, size_t err_size)
 {
-    if (!listener_config->enabled)
-        return 0;
-    size_t index = server->listener_count;
-    server_slots[index] = (struct server_slot){server, index};
-    struct listener *listener = listener_new(server->base, name, listener_config->bind,
-                                             server_on_accept, &server_slots[index], err, err_size);
-    if (!listener)
+    struct server_listener *entry = &server->listeners[server->listener_count];
+    size_t count = listener_config->protocol_count;
+    entry->server = server;
+    entry->serves = calloc(count, sizeof(*entry->serves));
+    entry->candidates = calloc(count, sizeof(*entry->candidates));
+    if (!entry->serves || !entry->candidates) {
+        free(entry->serves);
+        free(entry->candidates);
+        snprintf(err, err_size, "listeners.%s: out of memory", listener_config->name);
         return -1;
-    server->listeners[index] = listener;
-    server->adapter_ops[index] = adapter_find(name);
-    server->listener_count++;
-    log_info("server", "listener %s listening on %s", name, listener_address(listener));
+    }
+    server->listener_count++; /* from here server_free frees the entry */
+    char protocols[256] = "";
+    size_t used = 0;
+    for (size_t p = 0; p < count; p++) {
+        for (size_t a = 0; a < server->registry->count; a++) {
+            if (strcmp(server->adapters[a].ops->name, listener_config->protocols[p]) != 0)
+                continue;
+            server->adapters[a].wanted = true;
+            entry->serves[entry->serve_count] = &server->adapters[a];
+            entry->candidates[entry->serve_count] = server->adapters[a].ops;
+            entry->serve_count++;
+        }
+        int n = snprintf(protocols + used, sizeof(protocols) - used, "%s%s", p ? ", " : "",
+                         listener_config->protocols[p]);
+        if (n > 0 && (size_t)n < sizeof(protocols) - used)
+            used += (size_t)n;
+    }
+    if (entry->serve_count != count) { /* server_check_listeners ran first */
+        snprintf(err, err_size, "listeners.%s: unknown protocol", listener_config->name);
+        return -1;
+    }
+    if (count > 1) {
+        entry->detector =
+            protocol_detector_new(server->base, listener_config->name, entry->candidates, count,
+                                  server_hand_over, entry, server->detect_failures);
+        if (!entry->detector) {
+            snprintf(err, err_size, "listeners.%s: out of memory", listener_config->name);
+            return -1;
+        }
+    }
+    entry->listener = listener_new(server->base, listener_config->name, listener_config->bind,
+                                   server_on_accept, entry, err, err_size);
+    if (!entry->listener)
+        return -1;
+    if (count > 1)
+        log_info("server", "listener %s listening on %s (%s, by first bytes)",
+                 listener_config->name, listener_address(entry->listener), protocols);
+    else
+        log_info("server", "listener %s listening on %s", listener_config->name,
+                 listener_address(entry->listener));
+    return 0;
+}
+
+/* Bind every listener of the config: the client ones, then the ops one. */
+static int server_listen_all(struct server *server, char *err, size_t err_size)
+{
+    const struct config *config = server->config;
+    const struct config_listener *ops = NULL;
+    if (config->listener_count > 0) {
+        server->listeners = calloc(config->listener_count, sizeof(*server->listeners));
+        if (!server->listeners) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < config->listener_count; i++) {
+        const struct config_listener *listener = &config->listeners[i];
+        if (server_is_ops(listener->protocols[0]))
+            ops = listener;
+        else if (server_listen(server, listener, err, err_size) < 0)
+            return -1;
+    }
+    if (ops) {
+        if (!(server->http_bind = strdup(ops->bind))) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        server->http = ops_http_new(server->base, server, ops->bind, err, err_size);
+        if (!server->http)
+            return -1;
+        log_info("server", "listener %s listening on %s", ops->name,
+                 ops_http_address(server->http));
+    }
     return 0;
 }
 
@@ -141,18 +307,14 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
         .metrics = server->metrics,
         .config = &server->config,
     };
-    for (size_t i = 0; i < server->listener_count; i++) {
-        const struct adapter_ops *ops = server->adapter_ops[i];
-        if (!ops) {
-            log_warn("server",
-                     "listener %s: no adapter for this protocol is built in yet; "
-                     "connections will be refused",
-                     listener_name(server->listeners[i]));
+    for (size_t i = 0; i < server->registry->count; i++) {
+        struct server_adapter *entry = &server->adapters[i];
+        if (!entry->wanted)
             continue;
-        }
-        server->adapters[i] = ops->create(&context, err, err_size);
-        if (!server->adapters[i])
+        entry->adapter = entry->ops->create(&context, err, err_size);
+        if (!entry->adapter)
             return -1;
+        log_debug("server", "adapter %s (%s) started", entry->ops->name, entry->ops->title);
     }
     return 0;
 }
@@ -176,9 +338,9 @@ static void server_reload(struct server *server)
     server->config = fresh;
     kafka_set_config(server->kafka, fresh);
     core_reconfigure(server->core);
-    for (size_t i = 0; i < server->listener_count; i++)
-        if (server->adapters[i])
-            server->adapter_ops[i]->reconfigure(server->adapters[i]);
+    for (size_t i = 0; i < server->registry->count; i++)
+        if (server->adapters[i].adapter)
+            server->adapters[i].ops->reconfigure(server->adapters[i].adapter);
     log_set_level(fresh->log.level);
     log_set_format(fresh->log.format);
     config_free(old);
@@ -217,10 +379,13 @@ static void server_drain(struct server *server, const char *why)
     log_info("server", "%s: draining (stop accepting, wait up to %llu ms for Kafka)", why,
              (unsigned long long)server->config->shutdown_grace_ms);
     for (size_t i = 0; i < server->listener_count; i++) {
-        listener_pause(server->listeners[i]);
-        if (server->adapters[i])
-            server->adapter_ops[i]->drain(server->adapters[i]);
+        listener_pause(server->listeners[i].listener);
+        if (server->listeners[i].detector) /* they sent no work yet */
+            protocol_detector_close_all(server->listeners[i].detector);
     }
+    for (size_t i = 0; i < server->registry->count; i++)
+        if (server->adapters[i].adapter)
+            server->adapters[i].ops->drain(server->adapters[i].adapter);
     core_drain(server->core);
     struct timeval interval = {0, SERVER_DRAIN_CHECK_MS * 1000};
     event_add(server->drain_timer, &interval);
@@ -251,15 +416,19 @@ static void server_on_libevent_log(int severity, const char *message)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-struct server *server_new(struct config *config, char *err, size_t err_size)
+struct server *server_new(struct config *config, const struct adapter_registry *registry, char *err,
+                          size_t err_size)
 {
     struct server *server = calloc(1, sizeof(*server));
-    if (!server) {
-        snprintf(err, err_size, "out of memory");
+    if (!server || server_check_listeners(config, registry, err, err_size) < 0) {
+        if (!server)
+            snprintf(err, err_size, "out of memory");
+        free(server);
         config_free(config);
         return NULL;
     }
     server->config = config;
+    server->registry = registry;
     clock_gettime(CLOCK_MONOTONIC, &server->started);
     log_set_level(config->log.level);
     log_set_format(config->log.format);
@@ -287,10 +456,29 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    static const char *const protocols[] = {"stomp", "amqp"};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < PROTOCOL_DETECT_FAILURE_COUNT; i++) {
         char labels[64];
-        metrics_label(labels, sizeof(labels), "protocol", protocols[i]);
+        metrics_label(labels, sizeof(labels), "reason", protocol_detect_failure_name(i));
+        server->detect_failures[i] = metrics_counter(
+            server->metrics, "kbridge_protocol_detect_failures_total",
+            "Connections to a listener of several protocols closed before their first bytes "
+            "named one, by reason.",
+            labels);
+        if (!server->detect_failures[i]) {
+            snprintf(err, err_size, "out of memory");
+            goto fail;
+        }
+    }
+    /* Every adapter's connection gauge, served or not, so dashboards see 0. */
+    server->adapters = calloc(registry->count ? registry->count : 1, sizeof(*server->adapters));
+    if (!server->adapters) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < registry->count; i++) {
+        char labels[64];
+        server->adapters[i].ops = registry->adapters[i];
+        metrics_label(labels, sizeof(labels), "protocol", registry->adapters[i]->name);
         if (!metrics_gauge(server->metrics, "kbridge_connections", "Open client connections.",
                            labels)) {
             snprintf(err, err_size, "out of memory");
@@ -299,16 +487,8 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
     }
 
     /* Listeners first: a port in use is a start-up error, before Kafka work. */
-    if (server_listen(server, "stomp", &config->listeners.stomp, err, err_size) < 0 ||
-        server_listen(server, "amqp", &config->listeners.amqp, err, err_size) < 0)
+    if (server_listen_all(server, err, err_size) < 0)
         goto fail;
-    if (config->listeners.http.enabled) {
-        server->http =
-            ops_http_new(server->base, server, config->listeners.http.bind, err, err_size);
-        if (!server->http)
-            goto fail;
-        log_info("server", "listener http listening on %s", ops_http_address(server->http));
-    }
 
     server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
     if (!server->kafka)
@@ -377,10 +557,18 @@ void server_free(struct server *server)
     if (server->signal_hup)
         event_free(server->signal_hup);
     for (size_t i = 0; i < server->listener_count; i++) {
-        if (server->adapters[i])
-            server->adapter_ops[i]->destroy(server->adapters[i]);
-        listener_free(server->listeners[i]);
+        struct server_listener *entry = &server->listeners[i];
+        listener_free(entry->listener);
+        protocol_detector_free(entry->detector); /* closes connections still waiting */
+        free(entry->serves);
+        free(entry->candidates);
     }
+    free(server->listeners);
+    for (size_t i = 0; server->adapters && i < server->registry->count; i++)
+        if (server->adapters[i].adapter)
+            server->adapters[i].ops->destroy(server->adapters[i].adapter);
+    free(server->adapters);
+    free(server->http_bind);
     ops_http_free(server->http);
     core_free(server->core);
     worker_pool_free(server->workers); /* after every owner of a job is gone */

@@ -11,16 +11,28 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct adapter_registry;
 struct config;
 struct kafka;
 struct listener;
 struct metrics;
 struct server;
 
+/* Check that every protocol `config`'s listeners name is an adapter of
+ * `registry` or the ops endpoint (OPS_HTTP_PROTOCOL, alone on its listener,
+ * on at most one). 0 ok; -1 with err naming the key and the built-in
+ * adapters. kbridged --check-config runs it too. */
+int server_check_listeners(const struct config *config, const struct adapter_registry *registry,
+                           char *err, size_t err_size);
+
 /* Start a server from `config`, which the server takes over (freed by
- * server_free, or here on failure). Returns NULL with err filled in when a
- * listener cannot bind or the Kafka layer cannot be created. */
-struct server *server_new(struct config *config, char *err, size_t err_size);
+ * server_free, or here on failure), serving the adapters of `registry`
+ * (main passes adapter_registry_builtin(); it must outlive the server).
+ * Returns NULL with err filled in when a listener names a protocol not in
+ * the registry, a listener cannot bind or the Kafka layer cannot be
+ * created. */
+struct server *server_new(struct config *config, const struct adapter_registry *registry, char *err,
+                          size_t err_size);
 
 /* Run the loop until drained. Returns the process exit code (0 clean). */
 int server_run(struct server *server);
@@ -39,9 +51,12 @@ struct metrics *server_metrics(const struct server *server);
 double server_uptime_seconds(const struct server *server);
 /* True once a drain (SIGTERM) has begun. */
 bool server_is_draining(const struct server *server);
-/* Number of client listeners started, and each one (name, bind, address). */
+/* Number of client listeners started, and each one (name, bind, address),
+ * in the config file's order. */
 size_t server_listener_count(const struct server *server);
 const struct listener *server_listener(const struct server *server, size_t index);
+/* The ops HTTP listener's configured bind, or NULL when it is not started. */
+const char *server_http_bind(const struct server *server);
 /* The ops HTTP listener's bound address, or NULL when it is not started. */
 const char *server_http_address(const struct server *server);
 

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "amqp_adapter.h"
+#include "amqp_address.h"
 #include "amqp_connection.h"
+#include "amqp_detect.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -181,6 +183,9 @@ static void amqp_adapter_destroy(struct adapter *base_adapter)
 
 const struct adapter_ops amqp_adapter_ops = {
     .name = "amqp",
+    .title = "AMQP 1.0",
+    .detect = amqp_detect,
+    .addresses = &amqp_addresses,
     .create = amqp_adapter_create,
     .accept = amqp_adapter_accept,
     .reconfigure = amqp_adapter_reconfigure,

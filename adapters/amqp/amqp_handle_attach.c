@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp_address.h"
 #include "amqp_connection.h"
 #include "core.h"
 #include "log.h"
@@ -144,7 +145,7 @@ static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link
                          "yet; use a queue for competing consumers or a durable subscription");
         return -1;
     }
-    if (address_parse_amqp(address, destination, reason, sizeof(reason)) < 0) {
+    if (address_parse(&amqp_addresses, address, destination, reason, sizeof(reason)) < 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
                          "%s. Addresses are NAME, queue://NAME, /queue/NAME, /queues/NAME, "
                          "topic://NAME, /topic/NAME or /exchanges/amq.topic/NAME, where NAME is a "

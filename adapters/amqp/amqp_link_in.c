@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp_address.h"
 #include "amqp_connection.h"
 #include "amqp_convert.h"
 #include "config.h"
@@ -216,7 +217,8 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
                                 "a message on the anonymous relay needs a 'to' address");
             return;
         }
-        if (address_parse_amqp(address, &relay_destination, reason, sizeof(reason)) < 0) {
+        if (address_parse(&amqp_addresses, address, &relay_destination, reason, sizeof(reason)) <
+            0) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", reason);
             return;
         }

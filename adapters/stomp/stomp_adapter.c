@@ -12,7 +12,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "stomp_adapter.h"
+#include "stomp_address.h"
 #include "stomp_connection.h"
+#include "stomp_detect.h"
 
 static const char *const stomp_error_kind_names[STOMP_KIND_COUNT] = {
     [STOMP_KIND_PARSE] = "parse",
@@ -194,6 +196,9 @@ static void stomp_adapter_destroy(struct adapter *base_adapter)
 
 const struct adapter_ops stomp_adapter_ops = {
     .name = "stomp",
+    .title = "STOMP 1.0-1.2",
+    .detect = stomp_detect,
+    .addresses = &stomp_addresses,
     .create = stomp_adapter_create,
     .accept = stomp_adapter_accept,
     .reconfigure = stomp_adapter_reconfigure,

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "stomp_address.h"
 #include "stomp_handlers.h"
 
 static bool stomp_send_frame_level(const char *name)
@@ -119,7 +120,7 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
             "or destination:/topic/prices.");
     struct destination destination;
     char reason[256] = "";
-    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
+    if (address_parse(&stomp_addresses, destination_text, &destination, reason, sizeof(reason)) < 0)
         return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
                              "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
                              "/exchange/amq.topic/NAME, where NAME is a legal Kafka topic name "

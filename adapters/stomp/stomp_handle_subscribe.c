@@ -32,6 +32,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "stomp_address.h"
 #include "stomp_handlers.h"
 
 bool stomp_durable_header(const struct stomp_frame *frame)
@@ -260,7 +261,8 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
             return sub;
     struct destination destination;
     char reason[256] = "";
-    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0 ||
+    if (address_parse(&stomp_addresses, destination_text, &destination, reason, sizeof(reason)) <
+            0 ||
         destination.kind != DESTINATION_TEMP_QUEUE) {
         stomp_fail(error, STOMP_KIND_INVALID, reason[0] ? reason : "not a temporary queue",
                    "%s is not a temporary queue name: use /temp-queue/NAME.", destination_text);
@@ -425,7 +427,7 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
 
     struct destination destination;
     char reason[256] = "";
-    if (address_parse_stomp(destination_text, &destination, reason, sizeof(reason)) < 0)
+    if (address_parse(&stomp_addresses, destination_text, &destination, reason, sizeof(reason)) < 0)
         return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
                              "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
                              "/exchange/amq.topic/NAME; topic names may use the wildcard words * "

@@ -13,7 +13,7 @@
  * ADDRESS goes through address_parse_stomp and address_parse_amqp. A
  * destination must hold a legal NAME (1..249 of A-Z a-z 0-9 . _ -, not "."
  * or "..", * and # only as whole words of a topic, wildcard set exactly then),
- * survive address_format_stomp + address_parse_stomp unchanged, and map to
+ * survive address_spell(&stomp_addresses) + address_parse_stomp unchanged, and map to
  * PREFIX + NAME with address_kafka_topic exactly when the rules allow it. A
  * refusal must leave a one-line printable ASCII reason. A wildcard topic's
  * address_wildcard_regex, compiled with regcomp (POSIX ERE), must match
@@ -29,11 +29,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp_address.h"
 #include "fuzz_check.h"
+#include "stomp_address.h"
 
 static const size_t err_sizes[4] = {0, 1, 24, 256};
 static const size_t regex_sizes[8] = {1, 2, 8, 32, 64, 256, 600, 1100};
 static const size_t topic_sizes[8] = {1, 2, 8, 64, 249, 250, 251, 512};
+
+/* The two built-in spellings, as the adapters parse with them. */
+static int address_parse_stomp(const char *text, struct destination *out, char *err,
+                               size_t err_size)
+{
+    return address_parse(&stomp_addresses, text, out, err, err_size);
+}
+
+static int address_parse_amqp(const char *text, struct destination *out, char *err, size_t err_size)
+{
+    return address_parse(&amqp_addresses, text, out, err, err_size);
+}
 
 static bool is_name_char(char c)
 {
@@ -107,12 +121,12 @@ static void check_destination(const struct destination *d, const char *what, con
                "%s('%s'): name '%s' is not the address's tail", what, text, d->name);
 }
 
-/* address_format_stomp + address_parse_stomp give the destination back. */
+/* address_spell(&stomp_addresses) + address_parse_stomp give the destination back. */
 static void check_stomp_spelling(const struct destination *d, const char *what, const char *text)
 {
     char spelled[ADDRESS_NAME_MAX + 32];
-    FUZZ_CHECK(address_format_stomp(d, spelled, sizeof(spelled)) == 0, "%s('%s'): no spelling",
-               what, text);
+    FUZZ_CHECK(address_spell(&stomp_addresses, d, spelled, sizeof(spelled)) == 0,
+               "%s('%s'): no spelling", what, text);
     struct destination again;
     char err[256];
     FUZZ_CHECK(address_parse_stomp(spelled, &again, err, sizeof(err)) == 0,

@@ -11,8 +11,22 @@
 #include <string.h>
 
 #include "address.h"
+#include "amqp_address.h"
+#include "stomp_address.h"
 
 #define ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
+
+/* The two built-in spellings, as the adapters parse with them. */
+static int address_parse_stomp(const char *text, struct destination *out, char *err,
+                               size_t err_size)
+{
+    return address_parse(&stomp_addresses, text, out, err, err_size);
+}
+
+static int address_parse_amqp(const char *text, struct destination *out, char *err, size_t err_size)
+{
+    return address_parse(&amqp_addresses, text, out, err, err_size);
+}
 
 struct spelling {
     const char *text;
@@ -210,7 +224,7 @@ START_TEST(kafka_topic_adds_the_prefix_within_249)
     ck_assert_uint_eq(strlen(topic), 249);
     ck_assert_int_eq(address_kafka_topic(&d, "kbridge.x", topic, sizeof(topic), err, sizeof(err)),
                      -1);
-    ck_assert_ptr_nonnull(strstr(err, "destination '/queue/nnn"));
+    ck_assert_ptr_nonnull(strstr(err, "destination queue 'nnn"));
     ck_assert_ptr_nonnull(
         strstr(err, "topic_prefix + NAME must be at most 249 characters long (it has 250)"));
 }
@@ -230,12 +244,13 @@ START_TEST(kafka_topic_refusals)
 
     ck_assert_int_eq(address_parse_stomp("/topic/prices.*", &d, err, sizeof(err)), 0);
     ck_assert_int_eq(address_kafka_topic(&d, NULL, topic, sizeof(topic), err, sizeof(err)), -1);
-    ck_assert_str_eq(err, "destination '/topic/prices.*' is not valid: the wildcards * and # may "
+    /* in protocol-neutral words: an AMQP client must not read STOMP spellings */
+    ck_assert_str_eq(err, "destination topic 'prices.*' is not valid: the wildcards * and # may "
                           "only be used to subscribe");
 
     ck_assert_int_eq(address_parse_stomp("/temp-queue/r1", &d, err, sizeof(err)), 0);
     ck_assert_int_eq(address_kafka_topic(&d, NULL, topic, sizeof(topic), err, sizeof(err)), -1);
-    ck_assert_ptr_nonnull(strstr(err, "'/temp-queue/r1'"));
+    ck_assert_ptr_nonnull(strstr(err, "temp-queue 'r1'"));
 
     /* A prefix alone may not make "." or "..". */
     ck_assert_int_eq(address_parse_stomp("/queue/.x", &d, err, sizeof(err)), 0);
@@ -422,6 +437,41 @@ START_TEST(wildcard_regex_agrees_with_match)
 }
 END_TEST
 
+/* Each adapter's spelling table: errors quote that protocol's own forms, and
+ * address_spell writes its first prefix of the kind. */
+START_TEST(spelling_tables)
+{
+    struct destination d;
+    char err[512], text[300];
+    ck_assert_int_eq(address_parse_amqp("fifo://x", &d, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, amqp_addresses.forms));
+    ck_assert_ptr_null(strstr(err, "/temp-queue/"));
+    ck_assert_int_eq(address_parse_stomp("fifo://x", &d, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, stomp_addresses.forms));
+
+    ck_assert_int_eq(address_parse_stomp("/topic/p.#", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(address_spell(&amqp_addresses, &d, text, sizeof(text)), 0);
+    ck_assert_str_eq(text, "topic://p.#");
+    ck_assert_int_eq(address_parse_stomp("/queue/q", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(address_spell(&amqp_addresses, &d, text, sizeof(text)), 0);
+    ck_assert_str_eq(text, "queue://q");
+    /* AMQP has no temp-queue spelling */
+    ck_assert_int_eq(address_parse_stomp("/temp-queue/t", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(address_spell(&amqp_addresses, &d, text, sizeof(text)), -1);
+
+    /* a third protocol's table needs no change in address.c */
+    static const struct address_prefix prefixes[] = {{"q:", DESTINATION_QUEUE},
+                                                     {"t:", DESTINATION_TOPIC}};
+    static const struct address_spelling third = {prefixes, 2, false, "use q:NAME or t:NAME"};
+    ck_assert_int_eq(address_parse(&third, "t:a.*", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(d.kind, DESTINATION_TOPIC);
+    ck_assert(d.wildcard);
+    ck_assert_str_eq(d.name, "a.*");
+    ck_assert_int_eq(address_parse(&third, "/queue/x", &d, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "destination '/queue/x' is not valid: use q:NAME or t:NAME");
+}
+END_TEST
+
 /* ---- format ------------------------------------------------------------------- */
 
 START_TEST(format_round_trip)
@@ -432,7 +482,7 @@ START_TEST(format_round_trip)
         struct destination d, again;
         char err[256], text[300];
         ck_assert_int_eq(address_parse_stomp(stomp[i], &d, err, sizeof(err)), 0);
-        ck_assert_int_eq(address_format_stomp(&d, text, sizeof(text)), 0);
+        ck_assert_int_eq(address_spell(&stomp_addresses, &d, text, sizeof(text)), 0);
         ck_assert_str_eq(text, stomp[i]);
         ck_assert_int_eq(address_parse_stomp(text, &again, err, sizeof(err)), 0);
         ck_assert_int_eq(again.kind, d.kind);
@@ -450,16 +500,16 @@ START_TEST(format_round_trip)
         struct destination d;
         char err[256], text[300];
         ck_assert_int_eq(address_parse_amqp(amqp[i].amqp, &d, err, sizeof(err)), 0);
-        ck_assert_int_eq(address_format_stomp(&d, text, sizeof(text)), 0);
+        ck_assert_int_eq(address_spell(&stomp_addresses, &d, text, sizeof(text)), 0);
         ck_assert_str_eq(text, amqp[i].stomp);
     }
     struct destination d;
     char err[256], text[300];
     ck_assert_int_eq(address_parse_stomp("/amq/queue/x", &d, err, sizeof(err)), 0);
-    ck_assert_int_eq(address_format_stomp(&d, text, sizeof(text)), 0);
+    ck_assert_int_eq(address_spell(&stomp_addresses, &d, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "/queue/x");
-    ck_assert_int_eq(address_format_stomp(&d, text, 9), 0);
-    ck_assert_int_eq(address_format_stomp(&d, text, 8), -1);
+    ck_assert_int_eq(address_spell(&stomp_addresses, &d, text, 9), 0);
+    ck_assert_int_eq(address_spell(&stomp_addresses, &d, text, 8), -1);
 }
 END_TEST
 
@@ -499,6 +549,7 @@ static Suite *address_suite(void)
 
     TCase *format = tcase_create("format");
     tcase_add_test(format, format_round_trip);
+    tcase_add_test(format, spelling_tables);
     tcase_add_test(format, kind_names);
     suite_add_tcase(suite, format);
     return suite;

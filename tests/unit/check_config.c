@@ -10,6 +10,8 @@
 /* By path: in the automake build the top-level autoconf config.h comes
  * before daemon/ on the include path. */
 #include "../../daemon/config.h"
+#include "adapter.h"
+#include "server.h"
 
 #include <check.h>
 #include <errno.h>
@@ -129,6 +131,13 @@ static char *apply_live_capturing_log(const struct config *old, struct config *r
 /* Good files                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* The bind of listener `name`, or NULL when the file has none. */
+static const char *listener_bind_of(const struct config *config, const char *name)
+{
+    const struct config_listener *listener = config_listener_find(config, name);
+    return listener ? listener->bind : NULL;
+}
+
 START_TEST(test_full_example)
 {
     struct config *config = load_file_ok(TEST_DATA_DIR "/full.yaml");
@@ -147,12 +156,12 @@ START_TEST(test_full_example)
     ck_assert_str_eq(config->kafka.producer.items[0].value, "5");
     ck_assert_uint_eq(config->kafka.consumer.count, 0);
 
-    ck_assert(config->listeners.stomp.enabled);
-    ck_assert_str_eq(config->listeners.stomp.bind, "127.0.0.1:61613");
-    ck_assert(config->listeners.amqp.enabled);
-    ck_assert_str_eq(config->listeners.amqp.bind, "127.0.0.1:5672");
-    ck_assert(config->listeners.http.enabled);
-    ck_assert_str_eq(config->listeners.http.bind, "[::1]:15672");
+    ck_assert_ptr_nonnull(config_listener_find(config, "stomp"));
+    ck_assert_str_eq(listener_bind_of(config, "stomp"), "127.0.0.1:61613");
+    ck_assert_ptr_nonnull(config_listener_find(config, "amqp"));
+    ck_assert_str_eq(listener_bind_of(config, "amqp"), "127.0.0.1:5672");
+    ck_assert_ptr_nonnull(config_listener_find(config, "http"));
+    ck_assert_str_eq(listener_bind_of(config, "http"), "[::1]:15672");
 
     ck_assert(config->auth.anonymous);
     ck_assert_uint_eq(config->auth.user_count, 2);
@@ -204,12 +213,12 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->kafka.properties.count, 0);
     ck_assert_uint_eq(config->kafka.producer.count, 0);
     ck_assert_uint_eq(config->kafka.consumer.count, 0);
-    ck_assert(!config->listeners.stomp.enabled);
-    ck_assert_ptr_null(config->listeners.stomp.bind);
-    ck_assert(!config->listeners.amqp.enabled);
-    ck_assert_ptr_null(config->listeners.amqp.bind);
-    ck_assert(!config->listeners.http.enabled);
-    ck_assert_ptr_null(config->listeners.http.bind);
+    ck_assert_ptr_null(config_listener_find(config, "stomp"));
+    ck_assert_ptr_null(listener_bind_of(config, "stomp"));
+    ck_assert_ptr_null(config_listener_find(config, "amqp"));
+    ck_assert_ptr_null(listener_bind_of(config, "amqp"));
+    ck_assert_ptr_null(config_listener_find(config, "http"));
+    ck_assert_ptr_null(listener_bind_of(config, "http"));
     ck_assert(!config->auth.anonymous);
     ck_assert_uint_eq(config->auth.user_count, 0);
     ck_assert_ptr_null(config->auth.users);
@@ -282,12 +291,12 @@ START_TEST(test_sample_production)
     ck_assert_uint_ge(config->auth.user_count, 1);
     ck_assert_str_eq(config->auth.users[0].name, "app");
     ck_assert_int_eq(strncmp(config->auth.users[0].password_hash, "$6$", 3), 0);
-    ck_assert(config->listeners.stomp.enabled);
-    ck_assert_str_eq(config->listeners.stomp.bind, "0.0.0.0:61613");
-    ck_assert(config->listeners.amqp.enabled);
-    ck_assert_str_eq(config->listeners.amqp.bind, "0.0.0.0:5672");
-    ck_assert(config->listeners.http.enabled);
-    ck_assert_str_eq(config->listeners.http.bind, "0.0.0.0:15672");
+    ck_assert_ptr_nonnull(config_listener_find(config, "stomp"));
+    ck_assert_str_eq(listener_bind_of(config, "stomp"), "0.0.0.0:61613");
+    ck_assert_ptr_nonnull(config_listener_find(config, "amqp"));
+    ck_assert_str_eq(listener_bind_of(config, "amqp"), "0.0.0.0:5672");
+    ck_assert_ptr_nonnull(config_listener_find(config, "http"));
+    ck_assert_str_eq(listener_bind_of(config, "http"), "0.0.0.0:15672");
     ck_assert_int_eq(regexec(&config->auth.users[0].publish[0].regex, "orders.eu", 0, NULL, 0), 0);
     config_free(config);
 }
@@ -298,11 +307,12 @@ START_TEST(test_sample_dev)
     struct config *config = load_file_ok(TEST_DATA_DIR "/../../../conf/kbridge-dev.yaml");
     ck_assert_str_eq(config->kafka.bootstrap, "embedded");
     ck_assert(config->auth.anonymous);
-    ck_assert_str_eq(config->listeners.stomp.bind, "127.0.0.1:61613");
-    ck_assert_str_eq(config->listeners.amqp.bind, "127.0.0.1:5672");
-    ck_assert_str_eq(config->listeners.http.bind, "127.0.0.1:15672");
-    ck_assert(config->listeners.stomp.enabled && config->listeners.amqp.enabled &&
-              config->listeners.http.enabled);
+    ck_assert_str_eq(listener_bind_of(config, "stomp"), "127.0.0.1:61613");
+    ck_assert_str_eq(listener_bind_of(config, "amqp"), "127.0.0.1:5672");
+    ck_assert_str_eq(listener_bind_of(config, "http"), "127.0.0.1:15672");
+    ck_assert((config_listener_find(config, "stomp") != NULL) &&
+              (config_listener_find(config, "amqp") != NULL) &&
+              (config_listener_find(config, "http") != NULL));
     ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
     config_free(config);
 }
@@ -330,7 +340,7 @@ START_TEST(test_accepted_values)
                 "log: { level: warning }\n"
                 "shutdown_grace: 0\n");
     ck_assert(config->auth.anonymous);
-    ck_assert_str_eq(config->listeners.stomp.bind, "0.0.0.0:0");
+    ck_assert_str_eq(listener_bind_of(config, "stomp"), "0.0.0.0:0");
     ck_assert_uint_eq(config->queues.max_deliveries, 1000000);
     ck_assert_uint_eq(config->queues.linger_ms, 0);
     ck_assert_uint_eq(config->limits.max_frame_size, GIB);
@@ -470,7 +480,19 @@ static const struct error_case error_cases[] = {
     {"limits:\n  colour: red\n", "t.yaml:2: limits.colour: unknown key"},
     {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: true\n",
      "t.yaml:4: listeners.stomp.tls: unknown key"},
-    {"listeners:\n  mqtt: { bind: \"127.0.0.1:1883\" }\n", "t.yaml:2: listeners.mqtt: unknown key"},
+    {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: [] }\n",
+     "t.yaml:2: listeners.stomp.protocols: must name at least one protocol"},
+    {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: stomp }\n",
+     "t.yaml:2: listeners.stomp.protocols: expected a list of names, got \"stomp\""},
+    {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: [stomp, stomp] }\n",
+     "t.yaml:2: listeners.stomp.protocols[1]: \"stomp\" is listed twice"},
+    {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: [\"st omp\"] }\n",
+     "t.yaml:2: listeners.stomp.protocols[0]: \"st omp\" is not a name (letters, digits, '_' "
+     "and '-' only)"},
+    {"listeners:\n  \"a.b\": { bind: \"127.0.0.1:1\" }\n",
+     "t.yaml:2: listeners: \"a.b\" is not a name (letters, digits, '_' and '-' only)"},
+    {"listeners: [stomp]\n",
+     "t.yaml:1: listeners: expected a mapping of listener names to listeners, got a list"},
     {"auth:\n  users:\n    - name: a\n      password_hash: \"$6$a$b\"\n      pasword: x\n",
      "t.yaml:5: auth.users[0].pasword: unknown key (did you mean \"password_hash\"?)"},
     {"limits.max_headers: 5\n",
@@ -771,10 +793,10 @@ START_TEST(test_apply_live)
     ck_assert_uint_eq(reloaded->kafka.properties.count, 1);
     ck_assert_str_eq(reloaded->kafka.properties.items[0].name, "client.rack");
     ck_assert_str_eq(reloaded->kafka.properties.items[0].value, "r1");
-    ck_assert(reloaded->listeners.stomp.enabled);
-    ck_assert_str_eq(reloaded->listeners.stomp.bind, "127.0.0.1:61613");
-    ck_assert(!reloaded->listeners.amqp.enabled);
-    ck_assert_ptr_null(reloaded->listeners.amqp.bind);
+    ck_assert_ptr_nonnull(config_listener_find(reloaded, "stomp"));
+    ck_assert_str_eq(listener_bind_of(reloaded, "stomp"), "127.0.0.1:61613");
+    ck_assert_ptr_null(config_listener_find(reloaded, "amqp"));
+    ck_assert_ptr_null(listener_bind_of(reloaded, "amqp"));
 
     ck_assert_uint_eq(reloaded->limits.max_headers, 20);
     ck_assert(reloaded->auth.anonymous);
@@ -786,8 +808,8 @@ START_TEST(test_apply_live)
         "node_id changed; restart kbridged to apply it",
         "kafka.bootstrap changed; restart kbridged to apply it",
         "kafka.properties changed; restart kbridged to apply it",
-        "listeners.stomp.bind changed; restart kbridged to apply it",
-        "listeners.amqp.bind changed; restart kbridged to apply it",
+        "listeners.stomp changed; restart kbridged to apply it",
+        "listeners.amqp changed; restart kbridged to apply it",
     };
     for (size_t i = 0; i < ARRAY_LEN(warnings); i++)
         ck_assert_msg(strstr(logged, warnings[i]) != NULL, "missing \"%s\" in:\n%s", warnings[i],
@@ -819,6 +841,99 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* Reference                                                                */
 /* ------------------------------------------------------------------------ */
+
+/* ---- listeners: a list keyed by name ------------------------------------------ */
+
+START_TEST(test_listeners_list)
+{
+    struct config *config =
+        load_ok("listeners:\n"
+                "  shared: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp] }\n"
+                "  stomp: { bind: \"127.0.0.1:2\" }\n"
+                "  amqp2: { bind: \"127.0.0.1:3\", protocols: [amqp] }\n"
+                "  a4: { bind: \"127.0.0.1:4\", protocols: [stomp] }\n"
+                "  a5: { bind: \"127.0.0.1:5\", protocols: [stomp] }\n"
+                "  http: { bind: \"127.0.0.1:6\" }\n");
+    ck_assert_uint_eq(config->listener_count, 6); /* no fixed maximum */
+    const struct config_listener *shared = &config->listeners[0];
+    ck_assert_str_eq(shared->name, "shared");
+    ck_assert_str_eq(shared->bind, "127.0.0.1:1");
+    ck_assert_uint_eq(shared->protocol_count, 2);
+    ck_assert_str_eq(shared->protocols[0], "stomp");
+    ck_assert_str_eq(shared->protocols[1], "amqp");
+    /* protocols defaults to the listener's own name */
+    const struct config_listener *stomp = config_listener_find(config, "stomp");
+    ck_assert_ptr_eq(stomp, &config->listeners[1]);
+    ck_assert_uint_eq(stomp->protocol_count, 1);
+    ck_assert_str_eq(stomp->protocols[0], "stomp");
+    ck_assert_str_eq(config_listener_find(config, "amqp2")->protocols[0], "amqp");
+    ck_assert_str_eq(config_listener_find(config, "http")->protocols[0], "http");
+    ck_assert_ptr_null(config_listener_find(config, "amqp"));
+    ck_assert_uint_eq(config->limits.protocol_detect_timeout_ms, 10000);
+    ck_assert_uint_eq(config->limits.protocol_detect_bytes, 256);
+    char err[512] = "";
+    ck_assert_msg(server_check_listeners(config, adapter_registry_builtin(), err, sizeof(err)) == 0,
+                  "%s", err);
+    config_free(config);
+}
+END_TEST
+
+static const struct {
+    const char *yaml;
+    const char *error;
+} listener_refusals[] = {
+    {"listeners:\n  mqtt: { bind: \"127.0.0.1:1883\" }\n",
+     "listeners.mqtt: no protocol \"mqtt\" is built into kbridged (built in: stomp, amqp; and "
+     "http, the operations endpoint)"},
+    {"listeners:\n  one: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp091] }\n",
+     "listeners.one.protocols[1]: no protocol \"amqp091\" is built into kbridged (built in: "
+     "stomp, amqp; and http, the operations endpoint)"},
+    {"listeners:\n  ops: { bind: \"127.0.0.1:1\", protocols: [http, stomp] }\n",
+     "listeners.ops.protocols[0]: \"http\" (the operations endpoint) cannot share a listener"},
+    {"listeners:\n  http: { bind: \"127.0.0.1:1\" }\n  ops: { bind: \"127.0.0.1:2\", protocols: "
+     "[http] }\n",
+     "listeners.ops.protocols[0]: listeners.http already serves \"http\" (at most one listener "
+     "may)"},
+};
+
+/* Unknown adapter names are refused at start (server_check_listeners), with
+ * the key and the built-in adapters; the file itself is valid YAML config. */
+START_TEST(test_listeners_refused)
+{
+    struct config *config = load_ok(listener_refusals[_i].yaml);
+    char err[512] = "";
+    ck_assert_int_eq(server_check_listeners(config, adapter_registry_builtin(), err, sizeof(err)),
+                     -1);
+    ck_assert_str_eq(err, listener_refusals[_i].error);
+    config_free(config);
+}
+END_TEST
+
+/* A reload keeps the running listeners, shared ones included, and says which. */
+START_TEST(test_apply_live_listeners)
+{
+    struct config *old = load_ok("listeners:\n"
+                                 "  shared: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp] }\n"
+                                 "  http: { bind: \"127.0.0.1:2\" }\n");
+    struct config *reloaded = load_ok("listeners:\n"
+                                      "  shared: { bind: \"127.0.0.1:1\", protocols: [amqp] }\n"
+                                      "  http: { bind: \"127.0.0.1:2\" }\n"
+                                      "  extra: { bind: \"127.0.0.1:3\", protocols: [stomp] }\n");
+    char *logged = apply_live_capturing_log(old, reloaded);
+    config_free(old);
+    ck_assert_uint_eq(reloaded->listener_count, 2);
+    const struct config_listener *shared = config_listener_find(reloaded, "shared");
+    ck_assert_uint_eq(shared->protocol_count, 2);
+    ck_assert_str_eq(shared->protocols[0], "stomp");
+    ck_assert_str_eq(shared->protocols[1], "amqp");
+    ck_assert_ptr_null(config_listener_find(reloaded, "extra"));
+    ck_assert_ptr_nonnull(strstr(logged, "listeners.shared changed; restart kbridged"));
+    ck_assert_ptr_nonnull(strstr(logged, "listeners.extra changed; restart kbridged"));
+    ck_assert_ptr_null(strstr(logged, "listeners.http changed"));
+    free(logged);
+    config_free(reloaded);
+}
+END_TEST
 
 START_TEST(test_reference_is_current)
 {
@@ -861,6 +976,8 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_sample_production);
     tcase_add_test(good, test_sample_dev);
     tcase_add_test(good, test_accepted_values);
+    tcase_add_test(good, test_listeners_list);
+    tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
     tcase_add_test(good, test_large_property_map);
     suite_add_tcase(suite, good);
 
@@ -880,6 +997,7 @@ static Suite *config_suite(void)
     TCase *reload = tcase_create("reload");
     tcase_add_test(reload, test_apply_live);
     tcase_add_test(reload, test_apply_live_unchanged);
+    tcase_add_test(reload, test_apply_live_listeners);
     suite_add_tcase(suite, reload);
 
     TCase *reference = tcase_create("reference");

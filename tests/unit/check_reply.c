@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "address.h"
+#include "amqp_address.h"
 #include "reply.h"
 
 START_TEST(node_word_replaces_illegal_characters)
@@ -43,7 +44,7 @@ START_TEST(tokens_are_random_legal_names_that_name_their_node)
     snprintf(address, sizeof(address), "/reply-queue/%s", a);
     struct destination destination;
     char err[256];
-    ck_assert_int_eq(address_parse_amqp(address, &destination, err, sizeof(err)), 0);
+    ck_assert_int_eq(address_parse(&amqp_addresses, address, &destination, err, sizeof(err)), 0);
     ck_assert_int_eq(destination.kind, DESTINATION_REPLY_QUEUE);
     ck_assert_str_eq(destination.name, a);
     char tiny[8];

@@ -1,0 +1,22 @@
+/* amqp_address.c -- the AMQP 1.0 address spellings (Artemis', Qpid's and
+ * RabbitMQ's), passed to the protocol-neutral parser in daemon/address.c. A
+ * bare NAME is a queue. */
+#include "amqp_address.h"
+
+static const struct address_prefix amqp_prefixes[] = {
+    {"queue://", DESTINATION_QUEUE},
+    {"/queue/", DESTINATION_QUEUE},
+    {"/queues/", DESTINATION_QUEUE},
+    {"topic://", DESTINATION_TOPIC},
+    {"/topic/", DESTINATION_TOPIC},
+    {"/exchanges/amq.topic/", DESTINATION_TOPIC},
+    {"/reply-queue/", DESTINATION_REPLY_QUEUE},
+};
+
+const struct address_spelling amqp_addresses = {
+    .prefixes = amqp_prefixes,
+    .prefix_count = sizeof(amqp_prefixes) / sizeof(amqp_prefixes[0]),
+    .bare_is_queue = true,
+    .forms = "use NAME, queue://NAME, /queue/NAME, /queues/NAME, topic://NAME, /topic/NAME, "
+             "/exchanges/amq.topic/NAME or /reply-queue/TOKEN",
+};
