@@ -39,7 +39,7 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
-    struct worker_pool *workers;                      /* password checks off the loop */
+    struct worker_pool *workers;                      /* password checks, Kafka calls */
     struct listener *listeners[SERVER_MAX_LISTENERS]; /* client protocols */
     struct adapter *adapters[SERVER_MAX_LISTENERS];   /* serving listeners[i] */
     const struct adapter_ops *adapter_ops[SERVER_MAX_LISTENERS];
@@ -310,11 +310,13 @@ struct server *server_new(struct config *config, char *err, size_t err_size)
         log_info("server", "listener http listening on %s", ops_http_address(server->http));
     }
 
-    server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
-    if (!server->kafka)
-        goto fail;
+    /* The pool first: Kafka's blocking calls run on it (kafka_new starts the probe). */
     server->workers = worker_pool_new(server->base, config->workers.threads, err, err_size);
     if (!server->workers)
+        goto fail;
+    server->kafka =
+        kafka_new(server->base, config, server->metrics, server->workers, err, err_size);
+    if (!server->kafka)
         goto fail;
     server->core = core_new(server->base, &server->config, server->kafka, server->metrics,
                             server->workers, err, err_size);
@@ -383,7 +385,9 @@ void server_free(struct server *server)
     }
     ops_http_free(server->http);
     core_free(server->core);
-    worker_pool_free(server->workers); /* after every owner of a job is gone */
+    /* After every owner of a job is gone, before Kafka: it completes every
+     * job (Kafka's lookups, closes and probe use the producer). */
+    worker_pool_free(server->workers);
     kafka_free(server->kafka);
     metrics_free(server->metrics);
     if (server->base)
