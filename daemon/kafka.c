@@ -154,7 +154,7 @@ rd_kafka_conf_t *kafka_conf_base(struct kafka *kafka, const char *role, char *er
 int kafka_submit(struct kafka *kafka, void (*work)(void *arg),
                  void (*done)(void *arg, bool cancelled), void *arg)
 {
-    if (!worker_submit(kafka->workers, work, done, arg))
+    if (!kafka->workers || !worker_submit(kafka->workers, work, done, arg))
         return -1;
     kafka->jobs++;
     return 0;
@@ -268,6 +268,7 @@ void kafka_free(struct kafka *kafka)
     if (!kafka)
         return;
     kafka_probe_stop(kafka);
+    kafka->workers = NULL; /* freed by now (or never given): submit nothing more */
     if (kafka->jobs > 0) {
         /* A job still holds a pointer into this layer: freeing it now would
          * be a use-after-free on a worker thread. Free the pool first. */
