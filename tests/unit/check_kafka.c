@@ -310,6 +310,34 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 }
 END_TEST
 
+/* The same bound for fetched records: at most 2 x 3 records reach the
+ * handler per loop iteration, and all 100 come. */
+START_TEST(fetched_records_are_bounded_per_loop_iteration)
+{
+    struct deliveries d = {0};
+    produce_keyed("unit.budget.read", 0, 100, &d);
+    ck_assert(run_until(deliveries_done_100, &d, 15000));
+
+    char err[256];
+    struct received r = {.store = true};
+    r.consumer = kafka_consumer_new(fx.kafka, "unit-budget", NULL, &handlers, &r, err, sizeof(err));
+    ck_assert_msg(r.consumer != NULL, "%s", err);
+    const char *topics[] = {"unit.budget.read"};
+    ck_assert_int_eq(kafka_consumer_subscribe(r.consumer, topics, 1), 0);
+    int most = 0;
+    for (int i = 0; i < 100000 && r.count < 100; i++) {
+        int before = r.count;
+        event_base_loop(fx.base, EVLOOP_ONCE);
+        if (r.count - before > most)
+            most = r.count - before;
+    }
+    ck_assert_int_eq(r.count, 100);
+    ck_assert(r.order_ok);
+    ck_assert_int_le(most, 6);
+    kafka_consumer_close(r.consumer);
+}
+END_TEST
+
 struct reader_state {
     int markers; /* records with value "marker" received */
     int others;  /* anything else: must stay 0 */
@@ -425,6 +453,7 @@ static Suite *kafka_suite(void)
     tcase_add_test(tc, records_without_key_stay_on_their_sticky_partition);
     tcase_add_test(tc, group_consumer_gets_records_with_headers_and_resumes_after_commit);
     tcase_add_test(tc, reader_starts_at_the_end);
+    tcase_add_test(tc, fetched_records_are_bounded_per_loop_iteration);
     tcase_add_test(tc, create_topic_answers_with_a_named_result);
     suite_add_tcase(suite, tc);
     TCase *contract = tcase_create("contract");
