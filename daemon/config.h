@@ -63,6 +63,7 @@ struct config {
         struct config_properties properties; /* every librdkafka handle */
         struct config_properties producer;   /* producer only */
         struct config_properties consumer;   /* consumer only */
+        uint32_t drain_budget;               /* events per wake-up, default 256 */
     } kafka;
 
     struct config_listener *listeners; /* in file order; none started when empty */
@@ -95,7 +96,7 @@ struct config {
     } replies;
 
     struct {
-        uint32_t threads; /* worker pool threads (password checks), default 2 */
+        uint32_t threads; /* worker pool threads (password checks, Kafka calls), default 2 */
     } workers;
 
     struct {

@@ -575,6 +575,19 @@ const struct config_key config_keys[] = {
                        "message before it); other values are refused at start.",
     },
     {
+        .name = "kafka.drain_budget",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, kafka.drain_budget),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "256",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Kafka events (delivery reports, fetched records, rebalance and close "
+                       "events) one queue hands to the event loop per wake-up; the rest are "
+                       "served on the next loop iteration, after the clients that are ready, "
+                       "so a burst from Kafka does not hold every connection up.",
+    },
+    {
         .name = "listeners",
         .type = CONFIG_TYPE_LISTENERS,
         .offset = offsetof(struct config, listeners),
@@ -727,8 +740,10 @@ const struct config_key config_keys[] = {
         .flags = CONFIG_KEY_RESTART,
         .description = "Threads of the worker pool, which runs what must not block the event "
                        "loop: password hash checks of STOMP CONNECT and AMQP SASL PLAIN "
-                       "(a yescrypt check takes tens of milliseconds of CPU). Logins beyond "
-                       "this many at once wait their turn; other clients are not held up.",
+                       "(a yescrypt check takes tens of milliseconds of CPU) and Kafka's "
+                       "blocking calls (topic lookups, topic creation, group anchoring, a "
+                       "closed consumer's final teardown, the readiness probe). Work beyond "
+                       "this many at once waits its turn; other clients are not held up.",
     },
     {
         .name = "topics.max_backlog",

@@ -38,6 +38,7 @@ enum core_error {
     CORE_ERR_UNAVAILABLE = -5, /* Kafka not ready or failed */
     CORE_ERR_UNSUPPORTED = -6, /* a feature that is not built yet */
     CORE_ERR_INTERNAL = -7,    /* out of memory and the like */
+    CORE_ERR_NOT_FOUND = -8,   /* Kafka says the destination's topic does not exist */
 };
 
 /* ---- the core ------------------------------------------------------------ */

@@ -1,18 +1,24 @@
 /* kafka.h -- the only door to librdkafka: one idempotent producer per node,
- * consumers created on demand, all driven from the libevent loop.
+ * consumers created on demand, all driven from the libevent loop. The
+ * implementation is split along its seams (daemon/kafka_internal.h lists
+ * the files); nothing outside daemon/kafka*.c includes librdkafka.
  *
  * Threading: librdkafka runs its own threads. Every queue we read is set up
  * with rd_kafka_queue_io_event_enable() on a non-blocking pipe; the loop
- * wakes on the pipe, drains the queue completely and calls the callbacks
- * below, always on the loop thread. Nothing here blocks the loop, except
+ * wakes on the pipe and serves at most `kafka.drain_budget` events per
+ * wake-up (the rest on the next loop iteration), calling the callbacks
+ * below, always on the loop thread. Blocking calls (metadata, offsets,
+ * admin, a consumer's final destroy, the readiness probe) run as jobs on
+ * the node's worker pool (worker.h). Nothing here blocks the loop, except
  * kafka_free, which is for shutdown.
  *
- * Readiness: a probe thread asks the cluster for metadata (a blocking call,
- * kept off the loop) every few seconds; the node is ready while the last
- * answer succeeded. The reason for not being ready is kept for /readyz.
+ * Readiness: a probe job asks the cluster for metadata every few seconds;
+ * the node is ready while the last answer succeeded. The reason for not
+ * being ready is kept for /readyz.
  *
  * Error codes are librdkafka's rd_kafka_resp_err_t values passed as int;
- * kafka_error_name() turns one into text. */
+ * kafka_error_name() turns one into text, kafka_error_classify() into the
+ * class callers act on. */
 #ifndef KBRIDGE_KAFKA_H
 #define KBRIDGE_KAFKA_H
 
@@ -25,11 +31,32 @@ struct event_base;
 struct metrics;
 struct kafka;
 struct kafka_consumer;
+struct worker_pool;
 
 /* Error codes callers test for (values of rd_kafka_resp_err_t). */
 #define KAFKA_OK 0
 #define KAFKA_ERR_QUEUE_FULL (-184)     /* producer queue full: stop reading clients */
 #define KAFKA_ERR_MSG_SIZE_TOO_LARGE 10 /* record larger than message.max.bytes */
+
+/* What a Kafka error means for the client (kafka_error_classify). */
+enum kafka_error_class {
+    KAFKA_CLASS_OK = 0,
+    KAFKA_CLASS_RETRIABLE,     /* transient (timeouts, leaders moving, brokers down, queue
+                                  full): the same request may succeed later */
+    KAFKA_CLASS_AUTHORIZATION, /* topic, group, cluster or transactional id authorization;
+                                  SASL authentication */
+    KAFKA_CLASS_UNKNOWN_TOPIC, /* the topic or partition does not exist */
+    KAFKA_CLASS_TOO_LARGE,     /* the record (or its batch) is over a size limit */
+    KAFKA_CLASS_INVALID,       /* the record or request itself is refused (invalid record,
+                                  topic name, timestamp, policy) */
+    KAFKA_CLASS_FATAL,         /* the producer cannot go on (fatal idempotence error, fenced) */
+    KAFKA_CLASS_OTHER,         /* anything else */
+};
+
+/* The class of an error code (rd_kafka_resp_err_t as int); pure. */
+enum kafka_error_class kafka_error_classify(int err);
+/* Static name of a class ("authorization"), for logs and metrics. */
+const char *kafka_error_class_name(enum kafka_error_class error_class);
 
 /* One record header; name NUL-terminated, value may hold any bytes. */
 struct kafka_header {
@@ -59,11 +86,14 @@ typedef void (*kafka_delivery_fn)(void *opaque, int err, int32_t partition, int6
 /* ---- the node's Kafka layer ------------------------------------------- */
 
 /* Create the producer (and, for `kafka.bootstrap: embedded`, the in-memory
- * mock cluster) and start the readiness probe. Kafka being unreachable is not
- * an error here: the node starts not ready. Returns NULL with err filled on a
- * bad property or an allocation failure. Caller owns the result. */
+ * mock cluster) and start the readiness probe. Blocking calls run on
+ * `workers`, which must outlive every job: free the pool (worker_pool_free
+ * completes every job) before kafka_free. Kafka being unreachable is not
+ * an error here: the node starts not ready. Returns NULL with err filled on
+ * a bad property or an allocation failure. Caller owns the result. */
 struct kafka *kafka_new(struct event_base *base, const struct config *config,
-                        struct metrics *metrics, char *err, size_t err_size);
+                        struct metrics *metrics, struct worker_pool *workers, char *err,
+                        size_t err_size);
 
 /* The bootstrap list in use (the mock's addresses when embedded). */
 const char *kafka_bootstrap(const struct kafka *kafka);
@@ -93,7 +123,7 @@ int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uin
 /* Records queued in the producer and not yet reported. */
 int kafka_unconfirmed(const struct kafka *kafka);
 
-/* Shutdown only (blocks): stop the probe, close consumers still open
+/* Shutdown only (blocks; after worker_pool_free): stop the probe, close consumers still open
  * (committing stored offsets), purge records still unconfirmed (their
  * delivery callbacks are NOT called: owners are gone by now), destroy the
  * producer and the mock cluster. NULL is fine. */
@@ -115,7 +145,7 @@ struct kafka_topic_info {
  * code with count 0. Pointers are valid only during the call. */
 typedef void (*kafka_lookup_fn)(void *opaque, int err, const struct kafka_topic_info *topics,
                                 size_t count);
-/* Which topics a whole-cluster lookup keeps; runs on the lookup thread, so it
+/* Which topics a whole-cluster lookup keeps; runs on a worker thread, so it
  * must be a pure function of its arguments. */
 typedef bool (*kafka_topic_filter_fn)(const char *topic, const void *filter_arg);
 
@@ -124,7 +154,7 @@ struct kafka_lookup;
 /* Look up partitions and end offsets of `topic` (created by the broker's
  * auto-create rules if missing), or, with topic NULL, of every topic that
  * `filter(topic, filter_arg)` keeps (filter_arg is copied: filter_arg_size
- * bytes). Blocking calls run on a thread; `done` runs on the loop unless the
+ * bytes). Blocking calls run on the worker pool; `done` runs on the loop unless the
  * lookup is cancelled first. NULL on allocation failure. */
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
                                               kafka_topic_filter_fn filter, const void *filter_arg,
@@ -148,7 +178,7 @@ struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, con
  * or already exists, else a Kafka error code with the broker's reason in err. */
 int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,
                        size_t err_size);
-/* `done` will not be called; the lookup frees itself when its thread ends. */
+/* `done` will not be called; the lookup frees itself when its job ends. */
 void kafka_lookup_cancel(struct kafka_lookup *lookup);
 
 /* ---- records ---------------------------------------------------------- */
@@ -229,7 +259,7 @@ void kafka_consumer_close(struct kafka_consumer *consumer);
  * mock has no DeleteGroups; its client aborts on one) take them; where only
  * members may commit (the mock) a short-lived consumer joins the group
  * (`subscription`: the topic or ^regex) to commit. The group's offsets stay
- * in Kafka and expire with offsets.retention.minutes. Runs on a thread.
+ * in Kafka and expire with offsets.retention.minutes. Runs on the worker pool.
  * -1 when the forget cannot be set up (the consumer is closed anyway). */
 int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *subscription,
                                 const char *topic, kafka_topic_filter_fn filter,

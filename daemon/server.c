@@ -56,7 +56,7 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
-    struct worker_pool *workers; /* password checks off the loop */
+    struct worker_pool *workers; /* password checks, Kafka calls */
     const struct adapter_registry *registry;
     struct server_adapter *adapters;   /* registry->count, in the registry's order */
     struct server_listener *listeners; /* client listeners, in the file's order */
@@ -490,11 +490,13 @@ struct server *server_new(struct config *config, const struct adapter_registry *
     if (server_listen_all(server, err, err_size) < 0)
         goto fail;
 
-    server->kafka = kafka_new(server->base, config, server->metrics, err, err_size);
-    if (!server->kafka)
-        goto fail;
+    /* The pool first: Kafka's blocking calls run on it (kafka_new starts the probe). */
     server->workers = worker_pool_new(server->base, config->workers.threads, err, err_size);
     if (!server->workers)
+        goto fail;
+    server->kafka =
+        kafka_new(server->base, config, server->metrics, server->workers, err, err_size);
+    if (!server->kafka)
         goto fail;
     server->core = core_new(server->base, &server->config, server->kafka, server->metrics,
                             server->workers, err, err_size);
@@ -571,7 +573,9 @@ void server_free(struct server *server)
     free(server->http_bind);
     ops_http_free(server->http);
     core_free(server->core);
-    worker_pool_free(server->workers); /* after every owner of a job is gone */
+    /* After every owner of a job is gone, before Kafka: it completes every
+     * job (Kafka's lookups, closes and probe use the producer). */
+    worker_pool_free(server->workers);
     kafka_free(server->kafka);
     metrics_free(server->metrics);
     if (server->base)

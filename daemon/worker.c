@@ -25,7 +25,7 @@
  *    never called.
  *  - Free (loop): threads finish the job in hand and exit without taking
  *    another; they are joined; every job left (queued or completed) gets
- *    `done(arg, true)`.
+ *    `done(arg, true)`, also one submitted by such a `done`.
  *
  * Worker threads block every signal (signals are for the loop) and run at
  * a lower priority (nice +WORKER_NICE): on a busy machine a login storm's
@@ -235,15 +235,22 @@ void worker_pool_free(struct worker_pool *pool)
     for (unsigned i = 0; i < pool->thread_count; i++)
         pthread_join(pool->threads[i], NULL);
     /* No thread is left: no lock needed. Completed jobs first, then those
-     * never started. */
-    while (pool->done_head) {
+     * never started; a `done` may submit another job (Kafka's lookup
+     * completions start the anchors that waited for them), which lands on
+     * one of the lists and is run here too, so the tails are kept. */
+    for (;;) {
         struct worker_job *job = pool->done_head;
-        pool->done_head = job->next;
-        worker_run_done(pool, job, true);
-    }
-    while (pool->queue_head) {
-        struct worker_job *job = pool->queue_head;
-        pool->queue_head = job->next;
+        if (job) {
+            pool->done_head = job->next;
+            if (!pool->done_head)
+                pool->done_tail = NULL;
+        } else if ((job = pool->queue_head)) {
+            pool->queue_head = job->next;
+            if (!pool->queue_head)
+                pool->queue_tail = NULL;
+        } else {
+            break;
+        }
         worker_run_done(pool, job, true);
     }
     if (pool->wakeup)

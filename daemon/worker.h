@@ -1,8 +1,8 @@
 /* worker.h -- the worker pool: a few threads for work that must not run on
- * the event loop (architecture §1: nothing on the loop blocks), such as password
- * hash checks. A job's `work` runs on a worker thread and touches only the
- * job's own data; its `done` runs later on the loop thread, which owns
- * everything else. Modelled on Redis's bio.c.
+ * the event loop (architecture §1: nothing on the loop blocks): password
+ * hash checks, and Kafka's blocking calls (kafka_internal.h, kafka_submit). A job's `work` runs on
+ * a worker thread and touches only the job's own data; its `done` runs later on the loop thread,
+ * which owns everything else. Modelled on Redis's bio.c.
  *
  * Ownership: the pool owns its threads, its queues and the job records;
  * `arg` stays the submitter's. `done` is called exactly once per job, on
@@ -32,7 +32,8 @@ typedef void (*worker_done_fn)(void *arg, bool cancelled);
 struct worker_pool *worker_pool_new(struct event_base *base, unsigned threads, char *err,
                                     size_t err_size);
 /* Stop and join the threads, then call `done(arg, true)` for every job not
- * yet completed. Loop thread only; NULL is fine. */
+ * yet completed. A `done` called here may submit another job: its `done`
+ * too runs (cancelled) before this returns. Loop thread only; NULL is fine. */
 void worker_pool_free(struct worker_pool *pool);
 
 /* Queue a job (loop thread only). `work` may be NULL: then `done` only runs

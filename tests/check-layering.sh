@@ -9,6 +9,7 @@
 #   daemon/*          daemon/, and adapters/adapter.h (the adapter contract)
 #   adapters/*        daemon/, adapters/
 #   adapters/NAME/*   daemon/, adapters/, adapters/NAME/
+# and only daemon/kafka*.[ch] include librdkafka or kafka_internal.h.
 set -eu
 top=${srcdir:-$(dirname "$0")/..}
 cd "$top"
@@ -49,5 +50,15 @@ out=$(
     done
 )
 [ -z "$out" ] || status=1
+# librdkafka is the Kafka layer's alone (architecture "Kafka layer"): only
+# daemon/kafka*.[ch] include <librdkafka/...> or kafka_internal.h.
+for f in daemon/*.c daemon/*.h adapters/*.c adapters/*.h adapters/*/*.c adapters/*/*.h; do
+    [ -f "$f" ] || continue
+    case $f in daemon/kafka*) continue ;; esac
+    if grep -Eq '^[[:space:]]*#[[:space:]]*include[[:space:]]*(<librdkafka/|"kafka_internal\.h")' "$f"; then
+        echo "check-layering: $f includes librdkafka or kafka_internal.h (only daemon/kafka*.c may)" >&2
+        status=1
+    fi
+done
 [ $status = 0 ] && echo "check-layering: daemon/ and adapters/ include only what their layer may see"
 exit $status

@@ -141,6 +141,11 @@ static void amqp_link_in_core_error(struct amqp_connection *connection, pn_deliv
         amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
                             description);
         break;
+    case CORE_ERR_NOT_FOUND:
+        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
+                 reason);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", description);
+        break;
     case CORE_ERR_BUSY:
     case CORE_ERR_UNAVAILABLE:
         snprintf(description, sizeof(description),
@@ -168,7 +173,8 @@ static void amqp_link_in_confirmed(void *opaque, int err, const char *reason)
         if (err == CORE_OK) {
             pn_delivery_update(publish->delivery, PN_ACCEPTED);
             pn_delivery_settle(publish->delivery);
-        } else if (err == CORE_ERR_ACCESS || err == CORE_ERR_TOO_LARGE) {
+        } else if (err == CORE_ERR_ACCESS || err == CORE_ERR_TOO_LARGE || err == CORE_ERR_INVALID ||
+                   err == CORE_ERR_NOT_FOUND) {
             amqp_link_in_core_error(connection, publish->delivery, err, publish->destination,
                                     reason ? reason : "refused");
         } else {

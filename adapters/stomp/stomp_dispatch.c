@@ -55,6 +55,7 @@ enum stomp_error_kind stomp_kind_from_core(int core_error)
     case CORE_ERR_BUSY: return STOMP_KIND_KAFKA;
     case CORE_ERR_UNAVAILABLE: return STOMP_KIND_KAFKA;
     case CORE_ERR_UNSUPPORTED: return STOMP_KIND_UNSUPPORTED;
+    case CORE_ERR_NOT_FOUND: return STOMP_KIND_INVALID;
     default: return STOMP_KIND_INTERNAL;
     }
 }

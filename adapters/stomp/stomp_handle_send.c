@@ -51,9 +51,7 @@ static void stomp_send_confirmed(void *opaque, int err, const char *reason)
                 stomp_connection_send_receipt(connection, publish->receipt);
         } else {
             struct stomp_error error;
-            enum stomp_error_kind kind = err == CORE_ERR_ACCESS      ? STOMP_KIND_ACL
-                                         : err == CORE_ERR_TOO_LARGE ? STOMP_KIND_LIMIT
-                                                                     : STOMP_KIND_KAFKA;
+            enum stomp_error_kind kind = stomp_kind_from_core(err);
             char message[256];
             snprintf(message, sizeof(message), "message to %.100s not stored: %.120s",
                      publish->destination, reason ? reason : "Kafka error");
@@ -95,6 +93,10 @@ static int stomp_send_core_error(struct stomp_error *error, int rc, const char *
     case CORE_ERR_UNSUPPORTED:
         return stomp_fail(error, STOMP_KIND_UNSUPPORTED, reason,
                           "The message to %s was refused: %s.", destination, reason);
+    case CORE_ERR_NOT_FOUND:
+        return stomp_fail(error, STOMP_KIND_INVALID, "destination not found",
+                          "The message to %s was refused: Kafka has no such topic (%s).",
+                          destination, reason);
     default:
         return stomp_fail(error, STOMP_KIND_INTERNAL, "internal error",
                           "The message to %s could not be published: %s. It was not stored.",

@@ -11,11 +11,13 @@
 #include "config.h"
 #include "kafka.h"
 #include "metrics.h"
+#include "worker.h"
 
 struct fixture {
     struct event_base *base;
     struct metrics *metrics;
     struct config *config;
+    struct worker_pool *workers;
     struct kafka *kafka;
 };
 
@@ -23,7 +25,9 @@ static struct fixture fx;
 
 static void setup(void)
 {
+    /* A small drain budget: every test also runs the rescheduled drains. */
     static const char yaml[] = "node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                               "  drain_budget: 3\n"
                                "  consumer: {session.timeout.ms: 6000}\nlog:\n  level: warn\n";
     char err[512];
     fx.base = event_base_new();
@@ -32,12 +36,15 @@ static void setup(void)
         config_load_string("unit.yaml", yaml, strlen(yaml), &fx.config, err, sizeof(err)) == 0,
         "%s", err);
     log_set_level(LOG_LEVEL_WARN);
-    fx.kafka = kafka_new(fx.base, fx.config, fx.metrics, err, sizeof(err));
+    fx.workers = worker_pool_new(fx.base, 2, err, sizeof(err));
+    ck_assert_msg(fx.workers != NULL, "%s", err);
+    fx.kafka = kafka_new(fx.base, fx.config, fx.metrics, fx.workers, err, sizeof(err));
     ck_assert_msg(fx.kafka != NULL, "%s", err);
 }
 
 static void teardown(void)
 {
+    worker_pool_free(fx.workers); /* completes Kafka's jobs first */
     kafka_free(fx.kafka);
     metrics_free(fx.metrics);
     config_free(fx.config);
@@ -124,6 +131,31 @@ static void produce_keyed(const char *topic, int from, int to, struct deliveries
                          KAFKA_OK);
     }
 }
+
+/* kafka.drain_budget (3 here): one loop iteration serves at most one
+ * producer wake-up (its pipe, or its `again` timer: at most both), so at
+ * most 2 x 3 delivery reports, however many Kafka has ready; the rest come
+ * on later iterations, and all of them come. */
+START_TEST(delivery_reports_are_bounded_per_loop_iteration)
+{
+    ck_assert(run_until(is_ready, NULL, 15000));
+    struct deliveries d = {0};
+    produce_keyed("unit.budget", 0, 100, &d);
+    int most = 0;
+    for (int i = 0; i < 100000 && !deliveries_done_100(&d); i++) {
+        int before = d.count + d.errors;
+        event_base_loop(fx.base, EVLOOP_ONCE);
+        int served = d.count + d.errors - before;
+        if (served > most)
+            most = served;
+    }
+    ck_assert_int_eq(d.count, 100);
+    ck_assert_int_eq(d.errors, 0);
+    ck_assert_int_le(most, 6);
+    ck_assert_int_ge(most, 1);
+    ck_assert_int_eq(kafka_unconfirmed(fx.kafka), 0);
+}
+END_TEST
 
 START_TEST(becomes_ready_once_metadata_is_fetched)
 {
@@ -278,6 +310,34 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
 }
 END_TEST
 
+/* The same bound for fetched records: at most 2 x 3 records reach the
+ * handler per loop iteration, and all 100 come. */
+START_TEST(fetched_records_are_bounded_per_loop_iteration)
+{
+    struct deliveries d = {0};
+    produce_keyed("unit.budget.read", 0, 100, &d);
+    ck_assert(run_until(deliveries_done_100, &d, 15000));
+
+    char err[256];
+    struct received r = {.store = true};
+    r.consumer = kafka_consumer_new(fx.kafka, "unit-budget", NULL, &handlers, &r, err, sizeof(err));
+    ck_assert_msg(r.consumer != NULL, "%s", err);
+    const char *topics[] = {"unit.budget.read"};
+    ck_assert_int_eq(kafka_consumer_subscribe(r.consumer, topics, 1), 0);
+    int most = 0;
+    for (int i = 0; i < 100000 && r.count < 100; i++) {
+        int before = r.count;
+        event_base_loop(fx.base, EVLOOP_ONCE);
+        if (r.count - before > most)
+            most = r.count - before;
+    }
+    ck_assert_int_eq(r.count, 100);
+    ck_assert(r.order_ok);
+    ck_assert_int_le(most, 6);
+    kafka_consumer_close(r.consumer);
+}
+END_TEST
+
 struct reader_state {
     int markers; /* records with value "marker" received */
     int others;  /* anything else: must stay 0 */
@@ -359,7 +419,7 @@ static void assert_refused(const char *yaml, const char *named)
     struct event_base *base = event_base_new();
     struct metrics *metrics = metrics_new();
     err[0] = '\0';
-    struct kafka *kafka = kafka_new(base, config, metrics, err, sizeof(err));
+    struct kafka *kafka = kafka_new(base, config, metrics, NULL, err, sizeof(err));
     ck_assert_ptr_null(kafka);
     ck_assert_msg(strstr(err, named) != NULL, "error '%s' does not name %s", err, named);
     metrics_free(metrics);
@@ -388,10 +448,12 @@ static Suite *kafka_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, becomes_ready_once_metadata_is_fetched);
+    tcase_add_test(tc, delivery_reports_are_bounded_per_loop_iteration);
     tcase_add_test(tc, every_produce_gets_one_delivery_report_in_order);
     tcase_add_test(tc, records_without_key_stay_on_their_sticky_partition);
     tcase_add_test(tc, group_consumer_gets_records_with_headers_and_resumes_after_commit);
     tcase_add_test(tc, reader_starts_at_the_end);
+    tcase_add_test(tc, fetched_records_are_bounded_per_loop_iteration);
     tcase_add_test(tc, create_topic_answers_with_a_named_result);
     suite_add_tcase(suite, tc);
     TCase *contract = tcase_create("contract");

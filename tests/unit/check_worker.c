@@ -28,6 +28,7 @@ struct job {
     struct gate *gate;  /* work waits for it when set */
     struct worker_pool *pool;
     struct worker_job *cancel_in_done; /* done cancels this job */
+    struct job *submit_in_done;        /* done submits this job to pool */
 };
 
 static pthread_t loop_thread;
@@ -81,6 +82,8 @@ static void job_done(void *arg, bool cancelled)
         job->done_off_loop = true;
     if (job->cancel_in_done)
         worker_cancel(job->cancel_in_done);
+    if (job->submit_in_done)
+        worker_submit(job->pool, job_work, job_done, job->submit_in_done);
 }
 
 static int jobs_done(const struct job *jobs, size_t count)
@@ -264,6 +267,32 @@ START_TEST(test_free_joins_and_releases_every_job)
 }
 END_TEST
 
+/* A completion run by worker_pool_free may submit another job (Kafka's
+ * lookups start the anchors that waited for them): that job too is
+ * completed, cancelled, before the free returns. */
+START_TEST(test_free_completes_jobs_submitted_by_completions)
+{
+    loop_thread = pthread_self();
+    struct event_base *base = event_base_new();
+    struct worker_pool *pool = pool_new(base, 1);
+    struct job chained[3] = {{0}};
+    struct job first = {.pool = pool, .submit_in_done = &chained[0]};
+    chained[0].pool = pool;
+    chained[0].submit_in_done = &chained[1];
+    chained[1].pool = pool;
+    chained[1].submit_in_done = &chained[2];
+    ck_assert_ptr_nonnull(worker_submit(pool, job_work, job_done, &first));
+    worker_pool_free(pool);
+    ck_assert_int_eq(first.done, 1);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(chained[i].done, 1);
+        ck_assert(chained[i].cancelled);
+        ck_assert(!chained[i].done_off_loop);
+    }
+    event_base_free(base);
+}
+END_TEST
+
 START_TEST(test_zero_threads_is_an_error)
 {
     struct event_base *base = event_base_new();
@@ -287,6 +316,7 @@ static Suite *worker_suite(void)
     tcase_add_test(tc, test_cancel_while_running_drops_the_completion);
     tcase_add_test(tc, test_cancel_from_a_completion_in_the_same_batch);
     tcase_add_test(tc, test_free_joins_and_releases_every_job);
+    tcase_add_test(tc, test_free_completes_jobs_submitted_by_completions);
     tcase_add_test(tc, test_zero_threads_is_an_error);
     suite_add_tcase(suite, tc);
     return suite;

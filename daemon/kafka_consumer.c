@@ -1,0 +1,561 @@
+/* kafka_consumer.c -- consumers (kafka.h "consumers"): group members and
+ * assign-only readers, their rebalances, the records they fetch, and their
+ * closing.
+ *
+ * Each consumer's queue wakes the loop through its own pipe; a wake-up hands
+ * out at most kafka->drain_budget records (or events) and, when more are
+ * waiting, runs again on the next loop iteration (kafka_wakeup_again), so
+ * one busy partition does not hold every client up.
+ *
+ * Closing never blocks the loop: rd_kafka_consumer_close_queue() runs the
+ * leave and the commit in the background with its events served on the
+ * loop; the final rd_kafka_destroy() is a worker job
+ * (kafka_consumer_destroy_work). A durable subscription's forget
+ * (kafka_consumer_close_forget) starts as a lookup job once the consumer
+ * has left its group.
+ *
+ * Owns: every struct kafka_consumer (kafka->consumers) and its handle,
+ * queues and wake-up; the records it hands out belong to the handler. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "kafka_internal.h"
+#include "log.h"
+
+/* A paused partition is left out of the fetch request in flight; once
+ * resumed it waits for that request to come back, which the broker may hold
+ * fetch.wait.max.ms when it has nothing for the others (librdkafka's default,
+ * 500 ms, caps a queue that pauses and resumes at max_in_flight messages a
+ * second). New data ends a long poll at once, so this costs only some empty
+ * fetches while idle. Configurable under kafka.consumer. */
+#define KAFKA_FETCH_WAIT_MAX_MS "100"
+
+/* ---- records ---------------------------------------------------------------- */
+
+static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
+{
+    struct kafka_record *record = malloc(sizeof(*record));
+    if (!record) {
+        rd_kafka_message_destroy(message);
+        return NULL;
+    }
+    rd_kafka_timestamp_type_t type;
+    record->topic = rd_kafka_topic_name(message->rkt);
+    record->partition = message->partition;
+    record->offset = message->offset;
+    record->timestamp_ms = rd_kafka_message_timestamp(message, &type);
+    record->key = message->key;
+    record->key_len = message->key_len;
+    record->value = message->payload;
+    record->value_len = message->len;
+    record->impl = message;
+    return record;
+}
+
+size_t kafka_record_header_count(const struct kafka_record *record)
+{
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    return rd_kafka_header_cnt(headers);
+}
+
+int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
+                        const void **value, size_t *value_len)
+{
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    if (rd_kafka_header_get_all(headers, index, name, value, value_len) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return 0;
+}
+
+void kafka_record_free(struct kafka_record *record)
+{
+    if (!record)
+        return;
+    rd_kafka_message_destroy(record->impl);
+    free(record);
+}
+
+/* ---- consumers ---------------------------------------------------------------- */
+
+static void kafka_partitions_call(struct kafka_consumer *consumer,
+                                  const rd_kafka_topic_partition_list_t *list, bool assigned)
+{
+    void (*fn)(void *, const struct kafka_partition *, size_t) =
+        assigned ? consumer->handlers.assigned : consumer->handlers.revoked;
+    if (!fn || consumer->closing || (list->cnt == 0 && !assigned))
+        return;
+    struct kafka_partition *parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
+    if (!parts) {
+        log_error("kafka", "consumer %s: out of memory reporting a rebalance", consumer->group_id);
+        return;
+    }
+    for (int i = 0; i < list->cnt; i++) {
+        parts[i].topic = list->elems[i].topic;
+        parts[i].partition = list->elems[i].partition;
+    }
+    fn(consumer->opaque, parts, (size_t)list->cnt);
+    free(parts);
+}
+
+static void kafka_apply_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *partitions)
+{
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t plain = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, partitions);
+        else
+            plain = rd_kafka_assign(rk, partitions);
+    } else {
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, partitions);
+        else
+            plain = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        log_warn("kafka", "%s: rebalance: %s", rd_kafka_name(rk), rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (plain) {
+        log_warn("kafka", "%s: rebalance: %s", rd_kafka_name(rk), rd_kafka_err2str(plain));
+    }
+}
+
+static void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t *partitions, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    log_info("kafka", "consumer %s: %s %d partition(s)", consumer->group_id,
+             assign ? "assigned" : "revoked", partitions->cnt);
+    if (!assign)
+        kafka_partitions_call(consumer, partitions, false); /* settle before they go */
+    kafka_apply_rebalance(rk, err, partitions);
+    if (assign)
+        kafka_partitions_call(consumer, partitions, true);
+}
+
+static void kafka_on_consumer_error(rd_kafka_t *rk, int err, const char *reason, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    (*consumer->kafka->errors)++;
+    log_warn("kafka", "consumer %s: %s: %s", consumer->group_id, rd_kafka_err2name(err), reason);
+    if (consumer->handlers.error && !consumer->closing)
+        consumer->handlers.error(consumer->opaque, err, reason);
+}
+
+/* The final rd_kafka_destroy of a closed consumer: a worker job. */
+struct kafka_destroy_job {
+    struct kafka *kafka;
+    rd_kafka_t *rk; /* NULL once destroyed */
+};
+
+static void kafka_consumer_destroy_work(void *arg)
+{
+    struct kafka_destroy_job *job = arg;
+    rd_kafka_destroy(job->rk);
+    job->rk = NULL;
+}
+
+static void kafka_consumer_destroy_done(void *arg, bool cancelled)
+{
+    (void)cancelled;
+    struct kafka_destroy_job *job = arg;
+    kafka_job_finished(job->kafka);
+    if (job->rk) /* the pool was freed before it ran: shutdown, blocking is fine */
+        rd_kafka_destroy(job->rk);
+    free(job);
+}
+
+static void kafka_consumer_unlink(struct kafka_consumer *consumer)
+{
+    struct kafka *kafka = consumer->kafka;
+    for (struct kafka_consumer **link = &kafka->consumers; *link; link = &(*link)->next) {
+        if (*link == consumer) {
+            *link = consumer->next;
+            return;
+        }
+    }
+}
+
+/* Release everything; `destroy_async` hands rd_kafka_destroy to the worker pool. */
+static void kafka_consumer_free(struct kafka_consumer *consumer, bool destroy_async)
+{
+    kafka_consumer_unlink(consumer);
+    if (consumer->forget) { /* never started (close failed, or shutdown) */
+        log_warn("kafka",
+                 "group %s: its position was not forgotten (the consumer did not close in "
+                 "time); a durable subscription of this name will resume where it was",
+                 consumer->group_id);
+        kafka_lookup_free(consumer->forget);
+        kafka_forgetting_remove(consumer->kafka, consumer->group_id);
+        consumer->forget = NULL;
+    }
+    kafka_wakeup_close(&consumer->wakeup);
+    if (consumer->close_queue)
+        rd_kafka_queue_destroy(consumer->close_queue);
+    if (consumer->queue)
+        rd_kafka_queue_destroy(consumer->queue);
+    if (consumer->rk) {
+        struct kafka_destroy_job *job = destroy_async ? malloc(sizeof(*job)) : NULL;
+        if (job) {
+            job->kafka = consumer->kafka;
+            job->rk = consumer->rk;
+        }
+        if (!job || kafka_submit(consumer->kafka, kafka_consumer_destroy_work,
+                                 kafka_consumer_destroy_done, job) < 0) {
+            free(job);
+            rd_kafka_destroy(consumer->rk); /* quick once closed; only on allocation failure */
+        }
+    }
+    free(consumer->group_id);
+    free(consumer);
+}
+
+static void kafka_consumer_drain_close(struct kafka_consumer *consumer)
+{
+    rd_kafka_event_t *event;
+    unsigned budget = consumer->kafka->drain_budget;
+    while ((event = rd_kafka_queue_poll(consumer->close_queue, 0))) {
+        if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE)
+            kafka_apply_rebalance(consumer->rk, rd_kafka_event_error(event),
+                                  rd_kafka_event_topic_partition_list(event));
+        rd_kafka_event_destroy(event);
+        if (--budget == 0) {
+            kafka_wakeup_again(&consumer->wakeup); /* the rest next iteration */
+            return;
+        }
+    }
+    if (rd_kafka_consumer_closed(consumer->rk)) {
+        log_debug("kafka", "consumer %s closed", consumer->group_id);
+        if (consumer->forget) {
+            /* It has left the group and committed: now mark its position. */
+            struct kafka_lookup *forget = consumer->forget;
+            consumer->forget = NULL;
+            if (kafka_lookup_run(forget) < 0) {
+                log_warn("kafka", "group %s: cannot start forgetting its position",
+                         consumer->group_id);
+                kafka_lookup_free(forget);
+                kafka_forgetting_remove(consumer->kafka, consumer->group_id);
+            }
+        }
+        kafka_consumer_free(consumer, true);
+    }
+}
+
+static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    struct kafka_consumer *consumer = arg;
+    kafka_wakeup_consume(&consumer->wakeup);
+    if (consumer->closing) {
+        kafka_consumer_drain_close(consumer);
+        return;
+    }
+    rd_kafka_message_t *message;
+    unsigned budget = consumer->kafka->drain_budget;
+    while (!consumer->closing) {
+        if (budget-- == 0) {
+            kafka_wakeup_again(&consumer->wakeup); /* the rest next iteration */
+            return;
+        }
+        if (!(message = rd_kafka_consumer_poll(consumer->rk, 0)))
+            break;
+        if (message->err) {
+            if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                char reason[512];
+                snprintf(reason, sizeof(reason), "%s [%d]: %s",
+                         message->rkt ? rd_kafka_topic_name(message->rkt) : "-", message->partition,
+                         rd_kafka_message_errstr(message));
+                kafka_on_consumer_error(consumer->rk, message->err, reason, consumer);
+            }
+            rd_kafka_message_destroy(message);
+            continue;
+        }
+        struct kafka_record *record = kafka_record_wrap(message);
+        if (!record) {
+            log_error("kafka",
+                      "consumer %s: out of memory; record dropped before delivery "
+                      "(it will be fetched again after a restart)",
+                      consumer->group_id);
+            continue;
+        }
+        consumer->handlers.record(consumer->opaque, record);
+    }
+}
+
+struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group_id,
+                                          const char *offset_reset,
+                                          const struct kafka_consumer_handlers *handlers,
+                                          void *opaque, char *err, size_t err_size)
+{
+    struct kafka_consumer *consumer = calloc(1, sizeof(*consumer));
+    if (!consumer) {
+        snprintf(err, err_size, "kafka: out of memory creating a consumer");
+        return NULL;
+    }
+    consumer->wakeup.fds[0] = consumer->wakeup.fds[1] = -1;
+    consumer->kafka = kafka;
+    consumer->handlers = *handlers;
+    consumer->opaque = opaque;
+    consumer->group_id = strdup(group_id ? group_id : "(reader)");
+    consumer->next = kafka->consumers;
+    kafka->consumers = consumer;
+
+    rd_kafka_conf_t *conf = kafka_conf_base(kafka, "consumer", err, err_size);
+    if (!conf)
+        goto fail;
+    /* A group id is required by librdkafka even for assign-only readers; such
+     * a reader never commits, so the id is only a label. */
+    char reader_group[300];
+    snprintf(reader_group, sizeof(reader_group), "kbridge.reader.%s", kafka->config->node_id);
+    if (kafka_conf_set(conf, "kafka.consumer", "group.id", group_id ? group_id : reader_group, err,
+                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.commit.interval.ms", "1000", err, err_size) <
+            0 ||
+        kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
+                       offset_reset ? offset_reset : "earliest", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MAX_MS, err,
+                       err_size) < 0 ||
+        kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) <
+            0 ||
+        /* after the config, so nothing overrides it (kafka_check_contract) */
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err, err_size) <
+            0 ||
+        kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
+                       err, err_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, kafka_on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, kafka_on_consumer_error);
+    rd_kafka_conf_set_opaque(conf, consumer);
+    char why[512];
+    consumer->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!consumer->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, err_size, "kafka: cannot create consumer %s: %s", consumer->group_id, why);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(consumer->rk);
+    consumer->queue = rd_kafka_queue_get_consumer(consumer->rk);
+    if (kafka_wakeup_open(&consumer->wakeup, kafka->base, kafka_on_consumer_wakeup, consumer, err,
+                          err_size) < 0)
+        goto fail;
+    rd_kafka_queue_io_event_enable(consumer->queue, consumer->wakeup.fds[1], "c", 1);
+    event_active(consumer->wakeup.event, EV_READ, 0);
+    return consumer;
+fail:
+    kafka_consumer_free(consumer, false);
+    return NULL;
+}
+
+int kafka_consumer_subscribe(struct kafka_consumer *consumer, const char *const *topics,
+                             size_t count)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
+    for (size_t i = 0; i < count; i++)
+        rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_assign_end(struct kafka_consumer *consumer, const char *topic,
+                              int32_t partitions)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
+    for (int32_t p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_error_t *error = rd_kafka_incremental_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!error)
+        return 0;
+    int code = (int)rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    return code;
+}
+
+int kafka_consumer_assign_at(struct kafka_consumer *consumer, const char *topic,
+                             const int64_t *offsets, int32_t count)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(count);
+    for (int32_t p = 0; p < count; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = offsets[p];
+    rd_kafka_error_t *error = rd_kafka_incremental_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!error)
+        return 0;
+    int code = (int)rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    return code;
+}
+
+int64_t kafka_offset_beginning(void) { return RD_KAFKA_OFFSET_BEGINNING; }
+
+int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
+                                int32_t partition, int64_t next_offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer->rk, list);
+    if (!err)
+        err = list->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_commit(struct kafka_consumer *consumer)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer->rk, NULL, 1);
+    return err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : (int)err;
+}
+
+static int kafka_consumer_pause_resume(struct kafka_consumer *consumer, const char *topic,
+                                       int32_t partition, bool pause)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer->rk, list)
+                                    : rd_kafka_resume_partitions(consumer->rk, list);
+    if (!err)
+        err = list->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)err;
+}
+
+int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition)
+{
+    return kafka_consumer_pause_resume(consumer, topic, partition, true);
+}
+
+int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,
+                          int64_t next_offset)
+{
+    int err = kafka_consumer_pause_resume(consumer, topic, partition, false);
+    if (err || next_offset < 0)
+        return err;
+    /* librdkafka 2.0 does not wake the broker thread on resume, so the fetch
+     * would wait for its next idle wake-up (up to 1 s: with a buffer that
+     * pauses and resumes often this caps a queue at max_in_flight messages a
+     * second). An async seek to where the fetch resumes anyway wakes it. */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = next_offset;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (error) {
+        log_debug("kafka", "consumer %s: seek %s [%d] to %lld on resume: %s", consumer->group_id,
+                  topic, partition, (long long)next_offset, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    return 0;
+}
+
+void kafka_consumer_close(struct kafka_consumer *consumer)
+{
+    if (!consumer || consumer->closing)
+        return;
+    consumer->closing = true;
+    if (consumer->anchors_running > 0) {
+        consumer->close_deferred = true; /* the anchor thread uses rk: close when it reports */
+        return;
+    }
+    /* Serve the close on our own queue: its rebalance events come to the loop. */
+    rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
+    consumer->close_queue = rd_kafka_queue_new(consumer->rk);
+    rd_kafka_queue_io_event_enable(consumer->close_queue, consumer->wakeup.fds[1], "c", 1);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(consumer->rk, consumer->close_queue);
+    if (error) {
+        log_warn("kafka", "consumer %s: close: %s", consumer->group_id,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        kafka_consumer_free(consumer, true);
+        return;
+    }
+    event_active(consumer->wakeup.event, EV_READ, 0);
+}
+
+int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *subscription,
+                                const char *topic, kafka_topic_filter_fn filter,
+                                const void *filter_arg, size_t filter_arg_size)
+{
+    struct kafka *kafka = consumer->kafka;
+    if (consumer->closing)
+        return -1;
+    struct kafka_lookup *lookup =
+        kafka_lookup_prepare(kafka, topic, filter, filter_arg, filter_arg_size);
+    struct kafka_forget *entry = calloc(1, sizeof(*entry));
+    char err[1024];
+    rd_kafka_conf_t *conf = lookup ? kafka_conf_base(kafka, "consumer", err, sizeof(err)) : NULL;
+    /* As kafka_consumer_new sets it up, in case it must join (and leave). */
+    if (conf && (kafka_conf_set(conf, "kafka.consumer", "group.id", consumer->group_id, err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err,
+                                  sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", "false", err,
+                                sizeof(err)) < 0)) {
+        rd_kafka_conf_destroy(conf);
+        conf = NULL;
+    }
+    if (conf && lookup) {
+        char why[512];
+        lookup->forget_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+        if (!lookup->forget_rk)
+            rd_kafka_conf_destroy(conf);
+    }
+    if (!lookup || !entry || !lookup->forget_rk ||
+        !(lookup->forget_group = strdup(consumer->group_id)) ||
+        !(lookup->forget_subscription = strdup(subscription)) ||
+        !(entry->group_id = strdup(consumer->group_id))) {
+        if (lookup)
+            kafka_lookup_free(lookup);
+        free(entry);
+        kafka_consumer_close(consumer);
+        return -1;
+    }
+    lookup->cancelled = true;        /* nobody to tell */
+    entry->next = kafka->forgetting; /* anchors of this group wait for it */
+    kafka->forgetting = entry;
+    consumer->forget = lookup;
+    kafka_consumer_close(consumer);
+    return 0;
+}
+
+void kafka_consumers_close_all(struct kafka *kafka)
+{
+    /* Consumers still open at shutdown: close synchronously (commits stored offsets). */
+    while (kafka->consumers) {
+        struct kafka_consumer *consumer = kafka->consumers;
+        if (!consumer->closing || consumer->close_deferred) {
+            rd_kafka_queue_io_event_enable(consumer->queue, -1, NULL, 0);
+            rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
+            if (err)
+                log_warn("kafka", "consumer %s: close: %s", consumer->group_id,
+                         rd_kafka_err2str(err));
+        } else {
+            rd_kafka_queue_io_event_enable(consumer->close_queue, -1, NULL, 0);
+            while (!rd_kafka_consumer_closed(consumer->rk)) {
+                rd_kafka_event_t *event = rd_kafka_queue_poll(consumer->close_queue, 100);
+                if (!event)
+                    continue;
+                if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE)
+                    kafka_apply_rebalance(consumer->rk, rd_kafka_event_error(event),
+                                          rd_kafka_event_topic_partition_list(event));
+                rd_kafka_event_destroy(event);
+            }
+        }
+        kafka_consumer_free(consumer, false);
+    }
+}
