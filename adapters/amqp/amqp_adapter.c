@@ -32,11 +32,6 @@ const struct config *amqp_adapter_config(const struct amqp_adapter *adapter)
     return adapter_base_config(&adapter->base);
 }
 
-size_t amqp_adapter_output_high(const struct amqp_adapter *adapter)
-{
-    return adapter_base_output_high(&adapter->base);
-}
-
 /* The one table from core outcomes to AMQP errors, used by every place that
  * maps one (rejected transfers, refused attaches, failed logins). "now": the
  * core refused a transfer; "later": Kafka did not store an accepted transfer

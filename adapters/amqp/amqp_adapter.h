@@ -49,8 +49,6 @@ struct amqp_adapter {
 
 /* The config in force (follows SIGHUP reloads). */
 const struct config *amqp_adapter_config(const struct amqp_adapter *adapter);
-/* Output bytes above which a connection's deliveries are blocked (resumed at half). */
-size_t amqp_adapter_output_high(const struct amqp_adapter *adapter);
 /* Grow the scratch buffer to at least `size` bytes. 0, or -1 on allocation failure. */
 int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size);
 /* Free the adapter's own state and struct (connection_ops.adapter_free). */

@@ -359,7 +359,7 @@ static void amqp_connection_run(struct amqp_connection *connection)
         if (!progress)
             break;
     }
-    if (evbuffer_get_length(output) > amqp_adapter_output_high(connection->adapter))
+    if (connection_output_above_high(&connection->base))
         amqp_connection_block_deliveries(connection, true);
 
     int64_t now = (int64_t)clock_monotonic_ms();

@@ -36,11 +36,6 @@ const struct config *stomp_adapter_config(const struct stomp_adapter *adapter)
     return *adapter->base.context.config;
 }
 
-size_t stomp_adapter_output_high(const struct stomp_adapter *adapter)
-{
-    return adapter_output_high(stomp_adapter_config(adapter)->limits.max_frame_size);
-}
-
 int stomp_adapter_scratch_reserve(struct stomp_adapter *adapter, size_t headers, size_t text)
 {
     if (headers > adapter->scratch_headers_cap) {

@@ -53,10 +53,6 @@ struct stomp_adapter {
 /* The config in force (follows SIGHUP reloads). */
 const struct config *stomp_adapter_config(const struct stomp_adapter *adapter);
 
-/* Bytes above which a connection's output counts as backed up: deliveries are
- * blocked above it and resume below half of it. */
-size_t stomp_adapter_output_high(const struct stomp_adapter *adapter);
-
 /* Free the adapter's own state and struct (connection_ops.adapter_free). */
 void stomp_adapter_free(struct adapter_base *base);
 

@@ -147,10 +147,9 @@ int stomp_connection_write(struct stomp_connection *connection, enum stomp_comma
     (*connection->adapter->frames_sent)++;
     connection->frames_out++;
     connection->last_sent_ms = clock_monotonic_ms();
-    if (!connection->deliveries_blocked &&
-        evbuffer_get_length(output) > stomp_adapter_output_high(connection->adapter)) {
+    if (!connection->deliveries_blocked && connection_output_above_high(&connection->base)) {
         log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->base.peer,
-                  stomp_adapter_output_high(connection->adapter));
+                  adapter_base_output_high(&connection->adapter->base));
         stomp_connection_block_deliveries(connection, true);
     }
     return 0;

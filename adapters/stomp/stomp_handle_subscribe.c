@@ -111,8 +111,11 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     if (stomp_adapter_scratch_reserve(adapter, record_headers + 8, text + 1) < 0) {
         log_warn("stomp", "%s: out of memory building a MESSAGE for %s", connection->base.peer,
                  sub->destination_text);
-        if (sub->core && delivery->id && sub->ack_mode != STOMP_ACK_AUTO)
-            core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+        /* Never written: released undelivered (its delivery count is not
+         * raised), auto-ack or not, as the AMQP adapter does
+         * (amqp_link_out_release). */
+        if (sub->core && delivery->id)
+            core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
     struct stomp_header *headers = adapter->scratch_headers;
@@ -178,7 +181,7 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
             free(unacked);
             log_warn("stomp", "%s: out of memory tracking a delivery", connection->base.peer);
             if (sub->core)
-                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+                core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
             return;
         }
         unacked->delivery_id = delivery->id;
@@ -187,11 +190,9 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     }
     if (stomp_connection_write(connection, STOMP_COMMAND_MESSAGE, headers, count, delivery->body,
                                delivery->body_len) < 0) {
-        if (unacked) {
-            free(unacked);
-            if (sub->core)
-                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
-        }
+        free(unacked);
+        if (sub->core && delivery->id) /* never written: as above */
+            core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
     if (unacked) {
