@@ -514,8 +514,8 @@ static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socke
         return;
     }
     bufferevent_enable(connection->base.transport.stream, EV_READ);
-    log_info("amqp", "%s: connection opened%s", connection->base.peer,
-             refuse ? " (over max_connections)" : "");
+    log_info("amqp", "%s: connection opened (%s)%s", connection->base.peer,
+             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
     struct timeval open_timeout = {AMQP_OPEN_TIMEOUT_MS / 1000, 0};
     evtimer_add(connection->open_timer, &open_timeout);
     amqp_connection_run(connection);

@@ -651,8 +651,8 @@ static void stomp_connection_open(struct adapter_base *adapter_base, evutil_sock
         return;
     }
     connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
-    log_info("stomp", "%s: connection opened%s", connection->base.peer,
-             refuse ? " (over max_connections)" : "");
+    log_info("stomp", "%s: connection opened (%s)%s", connection->base.peer,
+             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
 
     if (refuse) {
         connection->refused = true;
