@@ -72,14 +72,6 @@ struct adapter_ops {
     void (*destroy)(struct adapter *adapter);
 };
 
-/* Take an accepted socket: write the peer's address into peer_text ("(unknown)"
- * without one), make it non-blocking with TCP_NODELAY, and return a
- * bufferevent that owns it. NULL (socket closed, logged under `protocol`)
- * on failure. */
-struct bufferevent *adapter_socket_open(struct event_base *base, const char *protocol,
-                                        evutil_socket_t fd, const struct sockaddr *peer,
-                                        int peer_len, char *peer_text, size_t peer_text_size);
-
 /* Output a connection may hold before its deliveries stop (subscriptions
  * blocked in the core until it drains to half): 4 x max_frame_size, at least
  * 1 MiB and at most 4 MiB. Deliveries stop once the output is above it, so

@@ -1,8 +1,9 @@
 /* amqp_adapter.c -- the AMQP 1.0 adapter behind adapter.h: takes accepted
  * sockets (those over limits.max_connections are opened and closed with
- * amqp:resource-limit-exceeded), keeps the connection list, frees finished
- * connections from a zero-timeout event (never inside their own callbacks),
- * registers the AMQP metrics and applies drain and shutdown. */
+ * amqp:resource-limit-exceeded), registers the AMQP metrics and keeps the
+ * one table from core errors to AMQP conditions; the connection list,
+ * deferred free, drain and shutdown are the adapter base's (connection.h)
+ * with the hooks in amqp_connection_ops. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "amqp_connection.h"
 #include "amqp_detect.h"
 #include "config.h"
+#include "core.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -27,19 +29,55 @@ static const char *const amqp_error_kind_names[AMQP_KIND_COUNT] = {
     [AMQP_KIND_INTERNAL] = "internal",
 };
 
-static struct amqp_adapter *amqp_adapter_of(struct adapter *adapter)
-{
-    return (struct amqp_adapter *)adapter;
-}
-
 const struct config *amqp_adapter_config(const struct amqp_adapter *adapter)
 {
-    return *adapter->context.config;
+    return adapter_base_config(&adapter->base);
 }
 
-size_t amqp_adapter_output_high(const struct amqp_adapter *adapter)
+/* The one table from core outcomes to AMQP errors, used by every place that
+ * maps one (rejected transfers, refused attaches, failed logins). "now": the
+ * core refused a transfer; "later": Kafka did not store an accepted transfer
+ * (docs/amqp.md: amqp:internal-error naming the Kafka error); "attach": the
+ * core refused a receiving link's subscription; "login": SASL or an
+ * anonymous open. */
+static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
+    [-CORE_ERR_ACCESS] = {{AMQP_KIND_ACL, "amqp:unauthorized-access"},
+                          {AMQP_KIND_ACL, "amqp:unauthorized-access"},
+                          {AMQP_KIND_ACL, "amqp:unauthorized-access"},
+                          {AMQP_KIND_AUTH, "amqp:unauthorized-access"}},
+    [-CORE_ERR_INVALID] = {{AMQP_KIND_ADDRESS, "amqp:invalid-field"},
+                           {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                           {AMQP_KIND_ADDRESS, "amqp:invalid-field"},
+                           {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_TOO_LARGE] = {{AMQP_KIND_LIMIT, "amqp:link:message-size-exceeded"},
+                             {AMQP_KIND_LIMIT, "amqp:link:message-size-exceeded"},
+                             {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                             {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_BUSY] = {{AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded"},
+                        {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                        {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                        {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_UNAVAILABLE] = {{AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded"},
+                               {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                               {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                               {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_UNSUPPORTED] = {{AMQP_KIND_UNSUPPORTED, "amqp:not-implemented"},
+                               {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                               {AMQP_KIND_UNSUPPORTED, "amqp:not-implemented"},
+                               {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_INTERNAL] = {{AMQP_KIND_INTERNAL, "amqp:internal-error"},
+                            {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                            {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                            {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_NOT_FOUND] = {{AMQP_KIND_ADDRESS, "amqp:not-found"},
+                             {AMQP_KIND_ADDRESS, "amqp:not-found"},
+                             {AMQP_KIND_ADDRESS, "amqp:not-found"},
+                             {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+};
+
+const struct amqp_core_error *amqp_core_error(int core_error)
 {
-    return adapter_output_high(amqp_adapter_config(adapter)->limits.max_frame_size);
+    return &amqp_core_errors[core_error_row(core_error)];
 }
 
 int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size)
@@ -63,52 +101,23 @@ void amqp_adapter_count_error(struct amqp_adapter *adapter, enum amqp_error_kind
         (*adapter->errors[kind])++;
 }
 
-/* ---- deferred free ------------------------------------------------------------------ */
-
-void amqp_adapter_defer_free(struct amqp_adapter *adapter, struct amqp_connection *connection)
-{
-    if (connection->disused)
-        return;
-    connection->disused = true;
-    connection->next_disused = adapter->disused;
-    adapter->disused = connection;
-    event_active(adapter->reap_event, EV_TIMEOUT, 0);
-}
-
-static void amqp_adapter_on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct amqp_adapter *adapter = arg;
-    while (adapter->disused) {
-        struct amqp_connection *connection = adapter->disused;
-        adapter->disused = connection->next_disused;
-        amqp_connection_free(connection);
-    }
-}
-
 /* ---- adapter_ops ------------------------------------------------------------------------ */
 
 static struct adapter *amqp_adapter_create(const struct adapter_context *context, char *err,
                                            size_t err_size)
 {
-    struct amqp_adapter *adapter = calloc(1, sizeof(*adapter));
-    if (!adapter) {
-        snprintf(err, err_size, "amqp: out of memory");
+    struct amqp_adapter *adapter = (struct amqp_adapter *)adapter_base_new(
+        sizeof(struct amqp_adapter), context, &amqp_connection_ops, err, err_size);
+    if (!adapter)
         return NULL;
-    }
-    adapter->context = *context;
     struct metrics *metrics = context->metrics;
     char labels[64];
-    metrics_label(labels, sizeof(labels), "protocol", "amqp");
-    adapter->connections_gauge =
-        metrics_gauge(metrics, "kbridge_connections", "Open client connections.", labels);
     adapter->transfers_received =
         metrics_counter(metrics, "kbridge_amqp_transfers_received_total",
                         "AMQP messages (complete transfers) received from clients.", NULL);
     adapter->transfers_sent = metrics_counter(metrics, "kbridge_amqp_transfers_sent_total",
                                               "AMQP messages sent to clients.", NULL);
-    bool ok = adapter->connections_gauge && adapter->transfers_received && adapter->transfers_sent;
+    bool ok = adapter->transfers_received && adapter->transfers_sent;
     for (int kind = 0; kind < AMQP_KIND_COUNT && ok; kind++) {
         metrics_label(labels, sizeof(labels), "kind", amqp_error_kind_names[kind]);
         adapter->errors[kind] = metrics_counter(
@@ -117,66 +126,20 @@ static struct adapter *amqp_adapter_create(const struct adapter_context *context
         ok = adapter->errors[kind] != NULL;
     }
     adapter->message = pn_message();
-    adapter->reap_event = event_new(context->base, -1, 0, amqp_adapter_on_reap, adapter);
-    if (!ok || !adapter->reap_event || !adapter->message ||
-        amqp_adapter_buffer_reserve(adapter, 64 * 1024) < 0) {
-        snprintf(err, err_size, "amqp: cannot register metrics or events (out of memory)");
-        if (adapter->reap_event)
-            event_free(adapter->reap_event);
-        if (adapter->message)
-            pn_message_free(adapter->message);
-        free(adapter->buffer);
-        free(adapter);
+    if (!ok || !adapter->message || amqp_adapter_buffer_reserve(adapter, 64 * 1024) < 0) {
+        snprintf(err, err_size, "amqp: cannot register metrics (out of memory)");
+        adapter_base_destroy((struct adapter *)adapter);
         return NULL;
     }
-    *adapter->connections_gauge = 0;
     return (struct adapter *)adapter;
 }
 
-static void amqp_adapter_accept(struct adapter *base_adapter, evutil_socket_t fd,
-                                const struct sockaddr *peer, int peer_len)
+/* connection_ops.adapter_free: every connection is gone. */
+void amqp_adapter_free(struct adapter_base *base)
 {
-    struct amqp_adapter *adapter = amqp_adapter_of(base_adapter);
-    if (adapter->draining) {
-        evutil_closesocket(fd);
-        return;
-    }
-    bool refuse = adapter->connection_count >= amqp_adapter_config(adapter)->limits.max_connections;
-    amqp_connection_new(adapter, fd, peer, peer_len, refuse);
-}
-
-static void amqp_adapter_reconfigure(struct adapter *base_adapter)
-{
-    (void)base_adapter; /* limits are read from the config when used */
-}
-
-static void amqp_adapter_drain(struct adapter *base_adapter)
-{
-    struct amqp_adapter *adapter = amqp_adapter_of(base_adapter);
-    adapter->draining = true;
-    for (struct amqp_connection *c = adapter->connections; c; c = c->next)
-        amqp_connection_drain(c);
-    log_info("amqp", "draining: %zu connection(s) get no more credit", adapter->connection_count);
-}
-
-static size_t amqp_adapter_connection_count(const struct adapter *base_adapter)
-{
-    return ((const struct amqp_adapter *)base_adapter)->connection_count;
-}
-
-static void amqp_adapter_destroy(struct adapter *base_adapter)
-{
-    struct amqp_adapter *adapter = amqp_adapter_of(base_adapter);
-    if (!adapter)
-        return;
-    adapter->disused = NULL;
-    while (adapter->connections) {
-        struct amqp_connection *connection = adapter->connections;
-        amqp_connection_shutdown(connection);
-        amqp_connection_free(connection); /* unlinks it */
-    }
-    event_free(adapter->reap_event);
-    pn_message_free(adapter->message);
+    struct amqp_adapter *adapter = (struct amqp_adapter *)base;
+    if (adapter->message)
+        pn_message_free(adapter->message);
     free(adapter->buffer);
     free(adapter);
 }
@@ -187,9 +150,9 @@ const struct adapter_ops amqp_adapter_ops = {
     .detect = amqp_detect,
     .addresses = &amqp_addresses,
     .create = amqp_adapter_create,
-    .accept = amqp_adapter_accept,
-    .reconfigure = amqp_adapter_reconfigure,
-    .drain = amqp_adapter_drain,
-    .connection_count = amqp_adapter_connection_count,
-    .destroy = amqp_adapter_destroy,
+    .accept = adapter_base_accept,
+    .reconfigure = adapter_base_reconfigure,
+    .drain = adapter_base_drain,
+    .connection_count = adapter_base_connection_count,
+    .destroy = adapter_base_destroy,
 };

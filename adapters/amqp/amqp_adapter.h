@@ -1,5 +1,6 @@
 /* amqp_adapter.h -- the AMQP 1.0 adapter's shared state (private to
- * adapters/amqp/): the connection list, the deferred-free list, metrics and
+ * adapters/amqp/): the adapter base (connection list, deferred free, drain:
+ * connection.h), metrics, the table from core errors to AMQP conditions and
  * the scratch message and buffer used to encode and decode transfers. The
  * server sees only amqp_adapter_ops (adapter.h); everything here runs on the
  * loop thread. */
@@ -11,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "adapter.h"
+#include "connection.h"
 
 struct config;
 struct event;
@@ -33,16 +34,9 @@ enum amqp_error_kind {
 };
 
 struct amqp_adapter {
-    struct adapter_context context; /* base, core, metrics, config (copied at create) */
-
-    struct amqp_connection *connections; /* open connections (doubly linked) */
-    size_t connection_count;             /* including those closing, until freed */
-    struct amqp_connection *disused;     /* closed, waiting for reap_event (singly linked) */
-    struct event *reap_event;            /* zero-timeout: frees the disused list */
-    bool draining;                       /* SIGTERM: take no more work from clients */
+    struct adapter_base base; /* first: connections, deferred free, drain (connection.h) */
 
     /* Metrics (pointers into the registry, bumped directly). */
-    double *connections_gauge; /* kbridge_connections{protocol="amqp"} */
     uint64_t *transfers_received;
     uint64_t *transfers_sent;
     uint64_t *errors[AMQP_KIND_COUNT];
@@ -55,13 +49,28 @@ struct amqp_adapter {
 
 /* The config in force (follows SIGHUP reloads). */
 const struct config *amqp_adapter_config(const struct amqp_adapter *adapter);
-/* Output bytes above which a connection's deliveries are blocked (resumed at half). */
-size_t amqp_adapter_output_high(const struct amqp_adapter *adapter);
-/* Queue a finished connection for freeing at the next loop iteration. */
-void amqp_adapter_defer_free(struct amqp_adapter *adapter, struct amqp_connection *connection);
 /* Grow the scratch buffer to at least `size` bytes. 0, or -1 on allocation failure. */
 int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size);
+/* Free the adapter's own state and struct (connection_ops.adapter_free). */
+void amqp_adapter_free(struct adapter_base *base);
+
 /* Count one error condition sent. */
 void amqp_adapter_count_error(struct amqp_adapter *adapter, enum amqp_error_kind kind);
+
+/* An AMQP error: the kind it is counted under and the condition name. */
+struct amqp_error {
+    enum amqp_error_kind kind;
+    const char *condition; /* "amqp:unauthorized-access" */
+};
+/* The row of a core error (daemon/core.h's CORE_ERR_*, anything else is
+ * internal) in the one table from core errors to AMQP errors
+ * (amqp_adapter.c). Static; never NULL. */
+struct amqp_core_error {
+    struct amqp_error now;    /* the core refused a transfer */
+    struct amqp_error later;  /* an accepted transfer failed (Kafka did not store it) */
+    struct amqp_error attach; /* the core refused a receiving link's subscription */
+    struct amqp_error login;  /* SASL or an anonymous open */
+};
+const struct amqp_core_error *amqp_core_error(int core_error);
 
 #endif

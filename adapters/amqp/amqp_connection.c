@@ -32,13 +32,14 @@
  * -----
  *  Our close (error or shutdown) sets a condition and pn_connection_close();
  *  a client's close is answered the same way; EOF closes the driver's read
- *  side. Once proton has written its last frame (write side closed) and the
- *  bufferevent has flushed it (at most AMQP_CLOSE_FLUSH_TIMEOUT_MS), the
- *  socket's write side is shut down and input is read and discarded until
- *  the peer closes (at most AMQP_LINGER_MS), so the close frame is not lost
- *  to a reset. Then the connection is freed from the adapter's reap event:
- *  links are unsubscribed (unsettled deliveries are released for
- *  redelivery) and the core session is closed.
+ *  side. Once proton has written its last frame (write side closed),
+ *  connection_flush_then_close (the adapter base, connection.c) flushes it
+ *  (at most CONNECTION_FLUSH_TIMEOUT_MS), ends the transport's write side
+ *  and discards input until the peer closes (at most CONNECTION_LINGER_MS),
+ *  so the close frame is not lost to a reset. Then the connection is freed
+ *  from the base's reap event: links are unsubscribed (unsettled deliveries
+ *  are released for redelivery), the core session is closed and publishes
+ *  still waiting for Kafka are abandoned (amqp_link_in_done, once each).
  */
 #include "amqp_connection.h"
 
@@ -94,9 +95,8 @@ static void amqp_connection_checked(void *opaque, int result, const char *user, 
     struct amqp_connection *connection = opaque;
     connection->auth = NULL;
     if (result != CORE_OK) {
-        amqp_adapter_count_error(connection->adapter,
-                                 result == CORE_ERR_ACCESS ? AMQP_KIND_AUTH : AMQP_KIND_INTERNAL);
-        log_info("amqp", "%s: SASL %s refused for '%s': %s", connection->peer,
+        amqp_adapter_count_error(connection->adapter, amqp_core_error(result)->login.kind);
+        log_info("amqp", "%s: SASL %s refused for '%s': %s", connection->base.peer,
                  connection->auth_mechanism,
                  connection->auth_login[0] ? connection->auth_login : "(anonymous)",
                  reason ? reason : "");
@@ -122,7 +122,7 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
     }
     snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
     snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login ? login : "");
-    connection->auth = core_authenticate_start(adapter->context.core, login, password,
+    connection->auth = core_authenticate_start(adapter->base.context.core, login, password,
                                                amqp_connection_checked, connection);
     if (!connection->auth) {
         amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
@@ -136,7 +136,7 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
 
 void amqp_connection_schedule(struct amqp_connection *connection)
 {
-    if (!connection->disused && connection->process_event)
+    if (!connection->base.disused && connection->process_event)
         event_active(connection->process_event, EV_TIMEOUT, 0);
 }
 
@@ -186,13 +186,13 @@ static void amqp_connection_dispatch(struct amqp_connection *connection, pn_even
     case PN_CONNECTION_REMOTE_CLOSE: {
         pn_condition_t *condition = pn_connection_remote_condition(pc);
         if (pn_condition_is_set(condition))
-            log_info("amqp", "%s: client closed the connection with %s: %s", connection->peer,
+            log_info("amqp", "%s: client closed the connection with %s: %s", connection->base.peer,
                      pn_condition_get_name(condition),
                      pn_condition_get_description(condition)
                          ? pn_condition_get_description(condition)
                          : "");
-        if (!connection->close_reason)
-            connection->close_reason = "client closed";
+        if (!connection->base.close_reason)
+            connection->base.close_reason = "client closed";
         if (!(pn_connection_state(pc) & PN_LOCAL_CLOSED)) {
             if (pn_connection_state(pc) & PN_LOCAL_UNINIT)
                 pn_connection_open(pc);
@@ -246,12 +246,12 @@ static void amqp_connection_dispatch(struct amqp_connection *connection, pn_even
         const char *description = pn_condition_get_description(condition);
         const char *sasl = amqp_sasl_failure(connection->driver.transport);
         if (sasl && *sasl) {
-            connection->close_reason = "authentication failed";
+            connection->base.close_reason = "authentication failed";
         } else {
-            log_info("amqp", "%s: transport error %s: %s", connection->peer, name ? name : "?",
+            log_info("amqp", "%s: transport error %s: %s", connection->base.peer, name ? name : "?",
                      description ? description : "");
-            if (!connection->close_reason)
-                connection->close_reason = "transport error";
+            if (!connection->base.close_reason)
+                connection->base.close_reason = "transport error";
             if (name && strcmp(name, "amqp:connection:framing-error") != 0 &&
                 strstr(name, "decode"))
                 amqp_adapter_count_error(connection->adapter, AMQP_KIND_DECODE);
@@ -266,44 +266,26 @@ static void amqp_connection_dispatch(struct amqp_connection *connection, pn_even
 
 /* ---- close -------------------------------------------------------------------------------- */
 
-static void amqp_connection_finish(struct amqp_connection *connection)
+static struct amqp_connection *amqp_connection_of(struct connection *base)
 {
-    core_authenticate_cancel(connection->auth); /* nobody is left for the outcome */
+    return (struct amqp_connection *)base;
+}
+
+/* connection_ops.disposed: nobody is left for an outcome or a deadline. */
+static void amqp_connection_on_disposed(struct connection *base)
+{
+    struct amqp_connection *connection = amqp_connection_of(base);
+    core_authenticate_cancel(connection->auth);
     connection->auth = NULL;
     if (connection->tick_timer)
         evtimer_del(connection->tick_timer);
-    if (connection->close_timer)
-        evtimer_del(connection->close_timer);
     if (connection->open_timer)
         evtimer_del(connection->open_timer);
-    amqp_adapter_defer_free(connection->adapter, connection);
 }
 
-/* Output flushed after the last frame: shut the write side, discard input
- * until EOF or AMQP_LINGER_MS. */
-static void amqp_connection_linger(struct amqp_connection *connection)
+static void amqp_connection_finish(struct amqp_connection *connection)
 {
-    if (connection->lingering)
-        return;
-    connection->lingering = true;
-    if (connection->read_eof) {
-        amqp_connection_finish(connection);
-        return;
-    }
-    shutdown(bufferevent_getfd(connection->bev), SHUT_WR);
-    bufferevent_enable(connection->bev, EV_READ);
-    struct timeval tv = {AMQP_LINGER_MS / 1000, (AMQP_LINGER_MS % 1000) * 1000};
-    evtimer_add(connection->close_timer, &tv);
-}
-
-static void amqp_connection_on_close_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct amqp_connection *connection = arg;
-    if (!connection->lingering && !connection->close_reason)
-        connection->close_reason = "close not flushed in time";
-    amqp_connection_finish(connection);
+    connection_dispose(&connection->base);
 }
 
 void amqp_connection_close(struct amqp_connection *connection, const char *condition,
@@ -314,9 +296,9 @@ void amqp_connection_close(struct amqp_connection *connection, const char *condi
         return;
     if (condition) {
         amqp_condition_set(pn_connection_condition(pc), condition, "%s", description);
-        if (!connection->close_reason)
-            connection->close_reason = "closed with an error";
-        log_info("amqp", "%s: closing the connection with %s: %s", connection->peer, condition,
+        if (!connection->base.close_reason)
+            connection->base.close_reason = "closed with an error";
+        log_info("amqp", "%s: closing the connection with %s: %s", connection->base.peer, condition,
                  description);
     }
     if (pn_connection_state(pc) & PN_LOCAL_UNINIT)
@@ -330,10 +312,10 @@ void amqp_connection_close(struct amqp_connection *connection, const char *condi
 
 static void amqp_connection_run(struct amqp_connection *connection)
 {
-    if (connection->disused || !connection->driver_ok)
+    if (connection->base.disused || !connection->driver_ok)
         return;
     pn_connection_driver_t *driver = &connection->driver;
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    struct evbuffer *output = bufferevent_get_output(connection->base.transport.stream);
     for (int rounds = 0; rounds < 1000; rounds++) {
         bool progress = false;
         pn_event_t *event;
@@ -344,14 +326,14 @@ static void amqp_connection_run(struct amqp_connection *connection)
         /* proton 0.37 stops reading at a frame it cannot decode, as if the
          * input had ended, and sends no close: drop the connection (the
          * client sees the socket close; the log says why). */
-        if (pn_connection_driver_read_closed(driver) && !connection->read_eof &&
+        if (pn_connection_driver_read_closed(driver) && !connection->base.read_eof &&
             !pn_connection_driver_write_closed(driver) &&
             !(pn_connection_state(driver->connection) & PN_REMOTE_CLOSED) &&
             !pn_condition_is_set(pn_transport_condition(driver->transport))) {
             amqp_adapter_count_error(connection->adapter, AMQP_KIND_DECODE);
             log_info("amqp", "%s: amqp:decode-error: a frame could not be decoded; closing",
-                     connection->peer);
-            connection->close_reason = "undecodable frame";
+                     connection->base.peer);
+            connection->base.close_reason = "undecodable frame";
             pn_connection_driver_close(driver);
             progress = true;
         }
@@ -362,11 +344,11 @@ static void amqp_connection_run(struct amqp_connection *connection)
                 amqp_link_free(link);
         }
         pn_bytes_t pending = pn_connection_driver_write_buffer(driver);
-        if (pending.size > 0 && !connection->lingering) {
+        if (pending.size > 0 && !connection->base.lingering) {
             if (evbuffer_add(output, pending.start, pending.size) < 0) {
                 log_warn("amqp", "%s: cannot queue %zu bytes of output (out of memory)",
-                         connection->peer, pending.size);
-                connection->close_reason = "out of memory";
+                         connection->base.peer, pending.size);
+                connection->base.close_reason = "out of memory";
                 pn_connection_driver_close(driver);
                 amqp_connection_finish(connection);
                 return;
@@ -377,7 +359,7 @@ static void amqp_connection_run(struct amqp_connection *connection)
         if (!progress)
             break;
     }
-    if (evbuffer_get_length(output) > amqp_adapter_output_high(connection->adapter))
+    if (connection_output_above_high(&connection->base))
         amqp_connection_block_deliveries(connection, true);
 
     int64_t now = (int64_t)clock_monotonic_ms();
@@ -387,18 +369,10 @@ static void amqp_connection_run(struct amqp_connection *connection)
         struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
         evtimer_add(connection->tick_timer, &tv);
     }
-    if (pn_connection_driver_write_closed(driver) && !connection->lingering &&
-        !evtimer_pending(connection->close_timer, NULL)) {
-        /* The last frame is queued: flush it, then linger (write callback). */
+    if (pn_connection_driver_write_closed(driver) && !connection->base.closing) {
+        /* The last frame is queued: flush it, then linger (the base). */
         evtimer_del(connection->tick_timer);
-        struct timeval tv = {AMQP_CLOSE_FLUSH_TIMEOUT_MS / 1000,
-                             (AMQP_CLOSE_FLUSH_TIMEOUT_MS % 1000) * 1000};
-        evtimer_add(connection->close_timer, &tv);
-        bufferevent_setwatermark(connection->bev, EV_WRITE, 0, 0);
-        if (evbuffer_get_length(output) == 0) {
-            evtimer_del(connection->close_timer);
-            amqp_connection_linger(connection);
-        }
+        connection_flush_then_close(&connection->base);
     }
 }
 
@@ -409,12 +383,12 @@ static void amqp_connection_on_open_timer(evutil_socket_t fd, short what, void *
     (void)fd;
     (void)what;
     struct amqp_connection *connection = arg;
-    if (connection->session || connection->disused)
+    if (connection->session || connection->base.disused)
         return;
     amqp_adapter_count_error(connection->adapter, AMQP_KIND_LIMIT);
-    log_info("amqp", "%s: no AMQP open within %d s; closing", connection->peer,
+    log_info("amqp", "%s: no AMQP open within %d s; closing", connection->base.peer,
              AMQP_OPEN_TIMEOUT_MS / 1000);
-    connection->close_reason = "no open in time";
+    connection->base.close_reason = "no open in time";
     amqp_connection_finish(connection);
 }
 
@@ -425,16 +399,13 @@ static void amqp_connection_on_tick(evutil_socket_t fd, short what, void *arg)
     amqp_connection_run(arg);
 }
 
-/* ---- bufferevent callbacks ------------------------------------------------------------------- */
+/* ---- stream callbacks (through the adapter base) ---------------------------------- */
 
-static void amqp_connection_on_read(struct bufferevent *bev, void *arg)
+/* connection_ops.read: bytes for proton (the base discards them once closing). */
+static void amqp_connection_on_read(struct connection *base)
 {
-    struct amqp_connection *connection = arg;
-    struct evbuffer *input = bufferevent_get_input(bev);
-    if (connection->lingering || connection->disused) {
-        evbuffer_drain(input, evbuffer_get_length(input));
-        return;
-    }
+    struct amqp_connection *connection = amqp_connection_of(base);
+    struct evbuffer *input = bufferevent_get_input(base->transport.stream);
     pn_connection_driver_t *driver = &connection->driver;
     while (evbuffer_get_length(input) > 0) {
         if (pn_connection_driver_read_closed(driver)) {
@@ -453,48 +424,34 @@ static void amqp_connection_on_read(struct bufferevent *bev, void *arg)
             break;
         pn_connection_driver_read_done(driver, (size_t)n);
         amqp_connection_run(connection);
+        if (connection->base.closing || connection->base.disused)
+            break; /* the base discards the rest */
     }
 }
 
-static void amqp_connection_on_write(struct bufferevent *bev, void *arg)
+/* connection_ops.output_drained: the output is down to half the high mark. */
+static void amqp_connection_on_output_drained(struct connection *base)
 {
-    struct amqp_connection *connection = arg;
-    size_t length = evbuffer_get_length(bufferevent_get_output(bev));
-    if (pn_connection_driver_write_closed(&connection->driver)) {
-        if (length == 0 && !connection->lingering) {
-            evtimer_del(connection->close_timer);
-            amqp_connection_linger(connection);
-        }
-        return;
-    }
-    if (length <= amqp_adapter_output_high(connection->adapter) / 2)
-        amqp_connection_block_deliveries(connection, false);
+    amqp_connection_block_deliveries(amqp_connection_of(base), false);
 }
 
-static void amqp_connection_on_event(struct bufferevent *bev, short events, void *arg)
+/* connection_ops.event: EOF, error or timeout before flush-then-close. */
+static void amqp_connection_on_event(struct connection *base, short events)
 {
-    (void)bev;
-    struct amqp_connection *connection = arg;
+    struct amqp_connection *connection = amqp_connection_of(base);
     if (events & BEV_EVENT_EOF) {
-        connection->read_eof = true;
-        if (connection->lingering) {
-            amqp_connection_finish(connection);
-            return;
-        }
-        if (!connection->close_reason)
-            connection->close_reason = "client closed the socket";
+        if (!connection->base.close_reason)
+            connection->base.close_reason = "client closed the socket";
         pn_connection_driver_read_close(&connection->driver);
         amqp_connection_run(connection);
         /* Nobody reads what is left to write: don't wait for it. */
-        if (!connection->disused && pn_connection_driver_finished(&connection->driver))
+        if (!connection->base.disused && pn_connection_driver_finished(&connection->driver))
             amqp_connection_finish(connection);
-        else if (!connection->disused && !evtimer_pending(connection->close_timer, NULL)) {
-            struct timeval tv = {AMQP_LINGER_MS / 1000, (AMQP_LINGER_MS % 1000) * 1000};
-            evtimer_add(connection->close_timer, &tv);
-        }
-    } else if (events & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if (!connection->close_reason)
-            connection->close_reason = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+        else if (!connection->base.disused && !connection->base.closing)
+            connection_dispose_after(&connection->base, CONNECTION_LINGER_MS);
+    } else {
+        if (!connection->base.close_reason)
+            connection->base.close_reason = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
         amqp_connection_finish(connection);
     }
 }
@@ -531,108 +488,87 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
     return 0;
 }
 
-struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil_socket_t fd,
-                                            const struct sockaddr *peer, int peer_len, bool refuse)
+/* connection_ops.open: take over an accepted socket. refuse: over
+ * max_connections (open, then close with amqp:resource-limit-exceeded). */
+static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socket_t fd,
+                                 const struct sockaddr *peer, int peer_len, bool refuse)
 {
-    struct event_base *base = adapter->context.base;
-    struct amqp_connection *connection = calloc(1, sizeof(*connection));
-    if (!connection) {
-        log_error("amqp", "out of memory accepting a connection");
-        evutil_closesocket(fd);
-        return NULL;
-    }
-    connection->adapter = adapter;
+    struct event_base *base = adapter_base->context.base;
+    /* Linked from here on: amqp_connection_free undoes everything. */
+    struct amqp_connection *connection = (struct amqp_connection *)connection_new(
+        adapter_base, sizeof(struct amqp_connection), fd, peer, peer_len);
+    if (!connection)
+        return;
+    connection->adapter = (struct amqp_adapter *)adapter_base;
     connection->refused = refuse;
-    connection->bev = adapter_socket_open(base, "amqp", fd, peer, peer_len, connection->peer,
-                                          sizeof(connection->peer));
-    if (!connection->bev) {
-        free(connection);
-        return NULL;
-    }
     connection->process_event = event_new(base, -1, 0, amqp_connection_on_process, connection);
     connection->tick_timer = evtimer_new(base, amqp_connection_on_tick, connection);
-    connection->close_timer = evtimer_new(base, amqp_connection_on_close_timer, connection);
     connection->open_timer = evtimer_new(base, amqp_connection_on_open_timer, connection);
 
-    connection->next = adapter->connections;
-    if (adapter->connections)
-        adapter->connections->prev = connection;
-    adapter->connections = connection;
-    adapter->connection_count++;
-    *adapter->connections_gauge = (double)adapter->connection_count;
-
     char err[256] = "out of memory";
-    if (!connection->process_event || !connection->tick_timer || !connection->close_timer ||
-        !connection->open_timer ||
+    if (!connection->process_event || !connection->tick_timer || !connection->open_timer ||
         amqp_connection_setup_transport(connection, err, sizeof(err)) < 0) {
-        log_error("amqp", "%s: cannot accept the connection: %s", connection->peer, err);
-        connection->close_reason = "setup failed";
-        amqp_adapter_defer_free(adapter, connection);
-        return connection;
+        log_error("amqp", "%s: cannot accept the connection: %s", connection->base.peer, err);
+        connection->base.close_reason = "setup failed";
+        amqp_connection_finish(connection);
+        return;
     }
-    bufferevent_setcb(connection->bev, amqp_connection_on_read, amqp_connection_on_write,
-                      amqp_connection_on_event, connection);
-    bufferevent_setwatermark(connection->bev, EV_WRITE, amqp_adapter_output_high(adapter) / 2, 0);
-    bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
-    log_info("amqp", "%s: connection opened%s", connection->peer,
-             refuse ? " (over max_connections)" : "");
+    bufferevent_enable(connection->base.transport.stream, EV_READ);
+    log_info("amqp", "%s: connection opened (%s)%s", connection->base.peer,
+             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
     struct timeval open_timeout = {AMQP_OPEN_TIMEOUT_MS / 1000, 0};
     evtimer_add(connection->open_timer, &open_timeout);
     amqp_connection_run(connection);
-    return connection;
 }
 
-void amqp_connection_drain(struct amqp_connection *connection)
+/* connection_ops.shutdown: close politely with amqp:connection:forced (the
+ * base then flushes once). */
+static void amqp_connection_on_shutdown(struct connection *base)
 {
-    /* No more credit: amqp_link_in_update_credit checks the adapter's flag.
-     * Outstanding credit cannot be taken back; what arrives is still published. */
-    (void)connection;
-}
-
-void amqp_connection_shutdown(struct amqp_connection *connection)
-{
-    if (connection->disused || !connection->driver_ok || connection->lingering)
+    struct amqp_connection *connection = amqp_connection_of(base);
+    if (!connection->driver_ok || connection->base.lingering)
         return;
     amqp_connection_close(connection, "amqp:connection:forced", "the server is shutting down");
     amqp_connection_run(connection);
-    /* One non-blocking attempt to get the close frame out. */
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
-    evbuffer_write(output, bufferevent_getfd(connection->bev));
 }
 
-void amqp_connection_free(struct amqp_connection *connection)
+/* connection_ops.free: from the reap event or the adapter's destroy. */
+static void amqp_connection_free(struct connection *base)
 {
-    struct amqp_adapter *adapter = connection->adapter;
+    struct amqp_connection *connection = amqp_connection_of(base);
     core_authenticate_cancel(connection->auth);
     connection->auth = NULL;
     while (connection->links)
         amqp_link_free(connection->links);
-    core_session_close(connection->session); /* no publish callback comes after this */
+    /* After this no publish callback comes: the base abandons what waits. */
+    core_session_close(connection->session);
     connection->session = NULL;
-    amqp_publishes_free(connection);
     if (connection->driver_ok)
         pn_connection_driver_destroy(&connection->driver);
     if (connection->process_event)
         event_free(connection->process_event);
     if (connection->tick_timer)
         event_free(connection->tick_timer);
-    if (connection->close_timer)
-        event_free(connection->close_timer);
     if (connection->open_timer)
         event_free(connection->open_timer);
-    bufferevent_free(connection->bev);
-
-    if (connection->prev)
-        connection->prev->next = connection->next;
-    else
-        adapter->connections = connection->next;
-    if (connection->next)
-        connection->next->prev = connection->prev;
-    adapter->connection_count--;
-    *adapter->connections_gauge = (double)adapter->connection_count;
+    connection_release(&connection->base); /* closes the socket, unlinks */
     log_info("amqp", "%s: connection closed (%s) after %llu transfers in, %llu out",
-             connection->peer, connection->close_reason ? connection->close_reason : "closed",
+             connection->base.peer,
+             connection->base.close_reason ? connection->base.close_reason : "closed",
              (unsigned long long)connection->transfers_in,
              (unsigned long long)connection->transfers_out);
     free(connection);
 }
+
+const struct connection_ops amqp_connection_ops = {
+    .protocol = "amqp",
+    .open = amqp_connection_open,
+    .read = amqp_connection_on_read,
+    .event = amqp_connection_on_event,
+    .output_drained = amqp_connection_on_output_drained,
+    .disposed = amqp_connection_on_disposed,
+    .shutdown = amqp_connection_on_shutdown,
+    .free = amqp_connection_free,
+    .adapter_free = amqp_adapter_free,
+    .publish_done = amqp_link_in_done,
+};

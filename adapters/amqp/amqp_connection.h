@@ -34,8 +34,6 @@ struct sockaddr;
 #define AMQP_OUT_PREFETCH_MAX 10000 /* unsettled deliveries per receiving link, at most */
 #define AMQP_DRAIN_QUIET_MS 200     /* drain ends after this long without a delivery */
 #define AMQP_OPEN_TIMEOUT_MS 30000  /* SASL and open must be done within this */
-#define AMQP_CLOSE_FLUSH_TIMEOUT_MS 5000
-#define AMQP_LINGER_MS 2000
 #define AMQP_MESSAGE_OVERHEAD 65536 /* encoded sections allowed beyond max_message_size */
 
 /* A link the client attached. `outgoing`: kbridge sends on it (the client
@@ -64,35 +62,26 @@ struct amqp_link {
     struct event *drain_timer;
 };
 
-/* A transfer handed to the core, waiting for its done callback. */
+/* A transfer handed to the core, waiting for its outcome. Owned by the
+ * connection's base until amqp_link_in_done (exactly once: Kafka's answer,
+ * or CONNECTION_PUBLISH_ABANDONED when the connection is freed first). */
 struct amqp_publish {
-    struct amqp_connection *connection;
-    struct amqp_publish *prev;
-    struct amqp_publish *next;
-    struct amqp_link *link;  /* NULL once the link is gone */
-    pn_delivery_t *delivery; /* NULL when pre-settled or the link is gone */
+    struct connection_publish base; /* first: linked on the connection's base */
+    struct amqp_link *link;         /* NULL once the link is gone */
+    pn_delivery_t *delivery;        /* NULL when pre-settled or the link is gone */
     char destination[ADDRESS_NAME_MAX + 32];
 };
 
 struct amqp_connection {
+    struct connection base; /* first: transport, list, close, publishes (connection.h) */
     struct amqp_adapter *adapter;
-    struct amqp_connection *prev;
-    struct amqp_connection *next;
-    struct amqp_connection *next_disused;
-    bool disused;
 
-    struct bufferevent *bev;
     pn_connection_driver_t driver;
     bool driver_ok;
-    char peer[64];
     bool refused;        /* over max_connections: open, close with resource-limit-exceeded */
-    bool read_eof;       /* the socket gave EOF */
-    bool lingering;      /* output flushed, write side shut, discarding input */
     bool output_blocked; /* deliveries blocked: output above the high mark */
-    const char *close_reason;
     struct event *process_event; /* zero-timeout: run proton and flush */
     struct event *tick_timer;    /* proton's idle-timeout deadline */
-    struct event *close_timer;   /* flushing, then lingering deadline */
     struct event *open_timer;    /* AMQP_OPEN_TIMEOUT_MS until the client's open */
 
     struct core_auth *auth; /* SASL PLAIN/ANONYMOUS check on its way (core_authenticate_start) */
@@ -107,31 +96,20 @@ struct amqp_connection {
     uint32_t links_attached; /* ever: numbers the links */
     uint64_t next_tag;
 
-    struct amqp_publish *publishes;
-    uint32_t unconfirmed;
-
     uint64_t transfers_in;
     uint64_t transfers_out;
 };
 
 /* ---- lifecycle (amqp_connection.c) ---------------------------------------------- */
 
-/* Take over an accepted socket. refuse: over max_connections. NULL (socket
- * closed) on allocation failure. */
-struct amqp_connection *amqp_connection_new(struct amqp_adapter *adapter, evutil_socket_t fd,
-                                            const struct sockaddr *peer, int peer_len, bool refuse);
 /* Run proton's pending events and flush its output soon (from a zero-timeout
  * event, so many core callbacks make one write). Safe anywhere. */
 void amqp_connection_schedule(struct amqp_connection *connection);
 /* Close with an error condition (NULL name: a clean close). Safe anywhere. */
 void amqp_connection_close(struct amqp_connection *connection, const char *condition,
                            const char *description);
-/* Free now (reap event and adapter destroy only). */
-void amqp_connection_free(struct amqp_connection *connection);
-/* Drain (SIGTERM): grant no more credit; the adapter's draining flag is set. */
-void amqp_connection_drain(struct amqp_connection *connection);
-/* Shutdown: close politely with amqp:connection:forced and one non-blocking flush. */
-void amqp_connection_shutdown(struct amqp_connection *connection);
+/* The adapter base's hooks for an AMQP connection (amqp_connection.c). */
+extern const struct connection_ops amqp_connection_ops;
 /* A publish finished: update credit of every incoming link. */
 void amqp_connection_update_credit(struct amqp_connection *connection);
 
@@ -158,8 +136,8 @@ void amqp_link_free(struct amqp_link *link);
 int amqp_link_in_open(struct amqp_link *link);
 void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery);
 void amqp_link_in_update_credit(struct amqp_link *link);
-/* Forget every publish of the connection (at free; no callback will come). */
-void amqp_publishes_free(struct amqp_connection *connection);
+/* A transfer's outcome (connection_ops.publish_done). */
+void amqp_link_in_done(struct connection_publish *publish, int result, const char *reason);
 /* Publishes of `link` lose their link and delivery (the link is going away). */
 void amqp_publishes_detach(struct amqp_connection *connection, struct amqp_link *link);
 

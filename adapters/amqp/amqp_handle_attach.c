@@ -28,7 +28,7 @@ void amqp_link_refuse(struct amqp_connection *connection, pn_link_t *link,
     vsnprintf(description, sizeof(description), format, args);
     va_end(args);
     amqp_adapter_count_error(connection->adapter, kind);
-    log_info("amqp", "%s: link '%s' refused with %s: %s", connection->peer, pn_link_name(link),
+    log_info("amqp", "%s: link '%s' refused with %s: %s", connection->base.peer, pn_link_name(link),
              condition, description);
     struct amqp_link *ours = pn_link_get_context(link);
     if (ours)
@@ -303,7 +303,7 @@ void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)
                          "the connection is not open");
         return;
     }
-    if (connection->adapter->draining) {
+    if (connection->adapter->base.draining) {
         amqp_link_refuse(connection, link, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
                          "the server is shutting down");
         return;

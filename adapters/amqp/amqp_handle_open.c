@@ -44,7 +44,7 @@ static void amqp_handle_revoked(void *opaque, const char *reason)
 {
     struct amqp_connection *connection = opaque;
     amqp_adapter_count_error(connection->adapter, AMQP_KIND_AUTH);
-    connection->close_reason = "access revoked by a reload";
+    connection->base.close_reason = "access revoked by a reload";
     char description[256];
     snprintf(description, sizeof(description),
              "access revoked: the server configuration was reloaded and %s", reason);
@@ -67,12 +67,12 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
                  "too many connections: this server already has %u AMQP connections open "
                  "(limits.max_connections); try again later",
                  config->limits.max_connections);
-        connection->close_reason = "over max_connections";
+        connection->base.close_reason = "over max_connections";
         amqp_connection_close(connection, "amqp:resource-limit-exceeded", description);
         return;
     }
-    if (adapter->draining) {
-        connection->close_reason = "server shutting down";
+    if (adapter->base.draining) {
+        connection->base.close_reason = "server shutting down";
         amqp_connection_close(connection, "amqp:connection:forced", "the server is shutting down");
         return;
     }
@@ -82,12 +82,13 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
         /* No SASL layer: amqp_sasl_install lets that through only when
          * anonymous access is on. */
         char reason[128];
-        if (core_authenticate_anonymous(adapter->context.core, connection->user,
-                                        sizeof(connection->user), reason,
-                                        sizeof(reason)) != CORE_OK) {
-            amqp_adapter_count_error(adapter, AMQP_KIND_AUTH);
-            connection->close_reason = "authentication required";
-            amqp_connection_close(connection, "amqp:unauthorized-access", reason);
+        int rc = core_authenticate_anonymous(adapter->base.context.core, connection->user,
+                                             sizeof(connection->user), reason, sizeof(reason));
+        if (rc != CORE_OK) {
+            struct amqp_error error = amqp_core_error(rc)->login;
+            amqp_adapter_count_error(adapter, error.kind);
+            connection->base.close_reason = "authentication required";
+            amqp_connection_close(connection, error.condition, reason);
             return;
         }
     } else {
@@ -97,8 +98,8 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
     snprintf(connection->container_id, sizeof(connection->container_id), "%s",
              container ? container : "");
     connection->session = core_session_new(
-        adapter->context.core, "amqp", connection->user,
-        connection->container_id[0] ? connection->container_id : NULL, connection->peer);
+        adapter->base.context.core, "amqp", connection->user,
+        connection->container_id[0] ? connection->container_id : NULL, connection->base.peer);
     if (!connection->session) {
         amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
         amqp_connection_close(connection, "amqp:internal-error",
@@ -108,6 +109,6 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
     core_session_set_revoke(connection->session, amqp_handle_revoked, connection);
     evtimer_del(connection->open_timer);
     pn_connection_open(pc);
-    log_info("amqp", "%s: open as '%s', container '%s'", connection->peer, connection->user,
+    log_info("amqp", "%s: open as '%s', container '%s'", connection->base.peer, connection->user,
              connection->container_id);
 }

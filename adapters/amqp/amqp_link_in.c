@@ -47,11 +47,11 @@ int amqp_link_in_open(struct amqp_link *link)
 void amqp_link_in_update_credit(struct amqp_link *link)
 {
     struct amqp_connection *connection = link->connection;
-    if (link->closed || connection->adapter->draining ||
+    if (link->closed || connection->adapter->base.draining ||
         !(pn_link_state(link->link) & PN_LOCAL_ACTIVE))
         return;
     uint32_t max = amqp_adapter_config(connection->adapter)->limits.max_unconfirmed;
-    uint32_t room = connection->unconfirmed < max ? max - connection->unconfirmed : 0;
+    uint32_t room = connection->base.unconfirmed < max ? max - connection->base.unconfirmed : 0;
     int want = room < AMQP_IN_CREDIT_WINDOW ? (int)room : AMQP_IN_CREDIT_WINDOW;
     int credit = pn_link_credit(link->link);
     if (credit < want && credit <= want / 2) {
@@ -62,37 +62,25 @@ void amqp_link_in_update_credit(struct amqp_link *link)
 
 /* ---- publishes ------------------------------------------------------------------------ */
 
-static void amqp_publish_unlink(struct amqp_connection *connection, struct amqp_publish *publish)
+/* Unlink a publish from the connection's base and its link. */
+static void amqp_publish_unlink(struct amqp_publish *publish)
 {
-    if (publish->prev)
-        publish->prev->next = publish->next;
-    else
-        connection->publishes = publish->next;
-    if (publish->next)
-        publish->next->prev = publish->prev;
-    connection->unconfirmed--;
+    connection_publish_cancel(&publish->base);
     if (publish->link)
         publish->link->pending--;
-}
-
-void amqp_publishes_free(struct amqp_connection *connection)
-{
-    while (connection->publishes) {
-        struct amqp_publish *publish = connection->publishes;
-        amqp_publish_unlink(connection, publish);
-        free(publish);
-    }
 }
 
 void amqp_publishes_detach(struct amqp_connection *connection, struct amqp_link *link)
 {
     if (link->pending == 0)
         return;
-    for (struct amqp_publish *publish = connection->publishes; publish; publish = publish->next)
+    for (struct connection_publish *p = connection->base.publishes; p; p = p->next) {
+        struct amqp_publish *publish = (struct amqp_publish *)p;
         if (publish->link == link) {
             publish->link = NULL;
             publish->delivery = NULL;
         }
+    }
     link->pending = 0;
 }
 
@@ -103,7 +91,8 @@ static void amqp_link_in_reject(struct amqp_connection *connection, pn_delivery_
                                 const char *description)
 {
     amqp_adapter_count_error(connection->adapter, kind);
-    log_info("amqp", "%s: message rejected with %s: %s", connection->peer, condition, description);
+    log_info("amqp", "%s: message rejected with %s: %s", connection->base.peer, condition,
+             description);
     if (!pn_delivery_settled(delivery)) {
         pn_disposition_t *local = pn_delivery_local(delivery);
         amqp_condition_set(pn_disposition_condition(local), condition, "%s", description);
@@ -112,6 +101,15 @@ static void amqp_link_in_reject(struct amqp_connection *connection, pn_delivery_
     pn_delivery_settle(delivery);
 }
 
+/* Reject a transfer with the AMQP error for a core error (the one table,
+ * amqp_core_error). */
+static void amqp_link_in_reject_as(struct amqp_connection *connection, pn_delivery_t *delivery,
+                                   struct amqp_error error, const char *description)
+{
+    amqp_link_in_reject(connection, delivery, error.kind, error.condition, description);
+}
+
+/* A transfer the core refused now. */
 static void amqp_link_in_core_error(struct amqp_connection *connection, pn_delivery_t *delivery,
                                     int rc, const char *destination, const char *reason)
 {
@@ -120,62 +118,50 @@ static void amqp_link_in_core_error(struct amqp_connection *connection, pn_deliv
     case CORE_ERR_ACCESS:
         snprintf(description, sizeof(description), "not allowed to publish to '%s': %s",
                  destination, reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_ACL, "amqp:unauthorized-access",
-                            description);
         break;
     case CORE_ERR_TOO_LARGE:
-        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
-                 reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_LIMIT,
-                            "amqp:link:message-size-exceeded", description);
-        break;
     case CORE_ERR_INVALID:
-        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
-                 reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:invalid-field",
-                            description);
-        break;
     case CORE_ERR_UNSUPPORTED:
-        snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
-                 reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                            description);
-        break;
     case CORE_ERR_NOT_FOUND:
         snprintf(description, sizeof(description), "message to '%s' refused: %s", destination,
                  reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", description);
         break;
     case CORE_ERR_BUSY:
     case CORE_ERR_UNAVAILABLE:
         snprintf(description, sizeof(description),
                  "message to '%s' not stored, Kafka is not taking it now (%s); send it again",
                  destination, reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded",
-                            description);
         break;
     default:
         snprintf(description, sizeof(description), "message to '%s' not stored: %s", destination,
                  reason);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
-                            description);
         break;
     }
+    amqp_link_in_reject_as(connection, delivery, amqp_core_error(rc)->now, description);
 }
 
-/* core_publish_fn: Kafka stored the record, or refused it. */
-static void amqp_link_in_confirmed(void *opaque, int err, const char *reason)
+/* connection_ops.publish_done, exactly once per transfer handed to the
+ * core: Kafka stored the record, refused it, or the connection is being
+ * freed (CONNECTION_PUBLISH_ABANDONED: its links and deliveries are gone). */
+void amqp_link_in_done(struct connection_publish *base, int result, const char *reason)
 {
-    struct amqp_publish *publish = opaque;
-    struct amqp_connection *connection = publish->connection;
-    amqp_publish_unlink(connection, publish);
+    struct amqp_publish *publish = (struct amqp_publish *)base;
+    struct amqp_connection *connection = (struct amqp_connection *)base->connection;
+    if (publish->link)
+        publish->link->pending--;
+    if (result == CONNECTION_PUBLISH_ABANDONED) {
+        free(publish);
+        return;
+    }
     if (publish->delivery) {
-        if (err == CORE_OK) {
+        if (result == CORE_OK) {
             pn_delivery_update(publish->delivery, PN_ACCEPTED);
             pn_delivery_settle(publish->delivery);
-        } else if (err == CORE_ERR_ACCESS || err == CORE_ERR_TOO_LARGE || err == CORE_ERR_INVALID ||
-                   err == CORE_ERR_NOT_FOUND) {
-            amqp_link_in_core_error(connection, publish->delivery, err, publish->destination,
+        } else if (result == CORE_ERR_ACCESS || result == CORE_ERR_TOO_LARGE ||
+                   result == CORE_ERR_INVALID || result == CORE_ERR_NOT_FOUND) {
+            /* the core's own refusal or Kafka's classified one, only known at
+             * Kafka's answer: the transfer's own condition (the table's `now`) */
+            amqp_link_in_core_error(connection, publish->delivery, result, publish->destination,
                                     reason ? reason : "refused");
         } else {
             char description[512];
@@ -183,12 +169,12 @@ static void amqp_link_in_confirmed(void *opaque, int err, const char *reason)
                      "Kafka did not store the message sent to '%s': %s; it is not in Kafka, "
                      "send it again",
                      publish->destination, reason ? reason : "Kafka error");
-            amqp_link_in_reject(connection, publish->delivery, AMQP_KIND_KAFKA,
-                                "amqp:internal-error", description);
+            amqp_link_in_reject_as(connection, publish->delivery, amqp_core_error(result)->later,
+                                   description);
         }
-    } else if (err != CORE_OK) {
-        log_warn("amqp", "%s: a pre-settled message to '%s' was not stored: %s", connection->peer,
-                 publish->destination, reason ? reason : "Kafka error");
+    } else if (result != CORE_OK) {
+        log_warn("amqp", "%s: a pre-settled message to '%s' was not stored: %s",
+                 connection->base.peer, publish->destination, reason ? reason : "Kafka error");
     }
     free(publish);
     amqp_connection_update_credit(connection);
@@ -267,15 +253,10 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         return;
     }
     bool presettled = pn_delivery_settled(delivery);
-    publish->connection = connection;
     publish->link = link;
     publish->delivery = presettled ? NULL : delivery;
     snprintf(publish->destination, sizeof(publish->destination), "%s", address);
-    publish->next = connection->publishes;
-    if (connection->publishes)
-        connection->publishes->prev = publish;
-    connection->publishes = publish;
-    connection->unconfirmed++;
+    connection_publish_begin(&connection->base, &publish->base);
     link->pending++;
 
     struct core_message core_message = {
@@ -287,11 +268,11 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         .property_count = record.property_count,
         .producer = link->number,
     };
-    int rc = core_publish(connection->session, destination, &core_message, amqp_link_in_confirmed,
-                          publish, err, sizeof(err));
+    int rc = core_publish(connection->session, destination, &core_message,
+                          connection_publish_confirmed, &publish->base, err, sizeof(err));
     amqp_record_release(&record);
     if (rc != CORE_OK) {
-        amqp_publish_unlink(connection, publish);
+        amqp_publish_unlink(publish);
         free(publish);
         amqp_link_in_core_error(connection, delivery, rc, address, err);
         return;

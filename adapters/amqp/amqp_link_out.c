@@ -99,7 +99,7 @@ static void amqp_link_out_deliver(void *opaque, const struct core_delivery *deli
     char err[256] = "";
     pn_message_t *message = adapter->message;
     if (amqp_message_from_record(&view, message, err, sizeof(err)) < 0) {
-        log_warn("amqp", "%s: cannot convert %s[%d]@%lld for delivery: %s", connection->peer,
+        log_warn("amqp", "%s: cannot convert %s[%d]@%lld for delivery: %s", connection->base.peer,
                  delivery->topic, (int)delivery->partition, (long long)delivery->offset, err);
         amqp_link_out_release(link, delivery->id);
         return;
@@ -112,8 +112,9 @@ static void amqp_link_out_deliver(void *opaque, const struct core_delivery *deli
         size = adapter->buffer_cap;
     }
     if (rc != 0) {
-        log_warn("amqp", "%s: cannot encode %s[%d]@%lld: %s", connection->peer, delivery->topic,
-                 (int)delivery->partition, (long long)delivery->offset, pn_code(rc));
+        log_warn("amqp", "%s: cannot encode %s[%d]@%lld: %s", connection->base.peer,
+                 delivery->topic, (int)delivery->partition, (long long)delivery->offset,
+                 pn_code(rc));
         amqp_link_out_release(link, delivery->id);
         return;
     }
@@ -155,8 +156,8 @@ static void amqp_link_out_ready(void *opaque)
     pn_link_set_snd_settle_mode(pl, link->auto_accept ? PN_SND_SETTLED : PN_SND_UNSETTLED);
     pn_link_set_rcv_settle_mode(pl, PN_RCV_FIRST);
     pn_link_open(pl);
-    log_info("amqp", "%s: link '%s' receives from '%s'%s", link->connection->peer, pn_link_name(pl),
-             link->address, link->auto_accept ? " (pre-settled)" : "");
+    log_info("amqp", "%s: link '%s' receives from '%s'%s", link->connection->base.peer,
+             pn_link_name(pl), link->address, link->auto_accept ? " (pre-settled)" : "");
     amqp_link_out_update_block(link);
     amqp_connection_schedule(link->connection);
 }
@@ -176,7 +177,8 @@ static void amqp_link_out_failed(void *opaque, const char *reason)
              "the subscription to '%s' cannot go on: %s; unsettled messages will be redelivered",
              link->address, reason ? reason : "Kafka error");
     amqp_adapter_count_error(connection->adapter, AMQP_KIND_KAFKA);
-    log_info("amqp", "%s: link '%s' detached: %s", connection->peer, pn_link_name(pl), description);
+    log_info("amqp", "%s: link '%s' detached: %s", connection->base.peer, pn_link_name(pl),
+             description);
     if (pn_link_state(pl) & PN_LOCAL_UNINIT) {
         pn_terminus_set_type(pn_link_source(pl), PN_UNSPECIFIED);
         pn_terminus_copy(pn_link_target(pl), pn_link_remote_target(pl));
@@ -213,7 +215,7 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name)
     link->auto_accept = pn_link_remote_snd_settle_mode(pl) == PN_SND_SETTLED;
     link->blocked = false;
     link->drain_timer =
-        evtimer_new(connection->adapter->context.base, amqp_link_out_on_drain_timer, link);
+        evtimer_new(connection->adapter->base.context.base, amqp_link_out_on_drain_timer, link);
     if (!link->drain_timer) {
         amqp_link_refuse(connection, pl, AMQP_KIND_INTERNAL, "amqp:internal-error",
                          "out of memory");
@@ -233,25 +235,14 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name)
                       : core_subscribe(connection->session, &link->destination, &options,
                                        &amqp_link_out_handlers, link, &code, err, sizeof(err));
     if (!subscription) {
-        switch (code) {
-        case CORE_ERR_ACCESS:
-            amqp_link_refuse(connection, pl, AMQP_KIND_ACL, "amqp:unauthorized-access",
+        struct amqp_error error = amqp_core_error(code)->attach;
+        if (code == CORE_ERR_ACCESS)
+            amqp_link_refuse(connection, pl, error.kind, error.condition,
                              "user '%s' may not consume from '%s': %s", connection->user,
                              link->address, err);
-            break;
-        case CORE_ERR_INVALID:
-            amqp_link_refuse(connection, pl, AMQP_KIND_ADDRESS, "amqp:invalid-field",
+        else
+            amqp_link_refuse(connection, pl, error.kind, error.condition,
                              "cannot receive from '%s': %s", link->address, err);
-            break;
-        case CORE_ERR_UNSUPPORTED:
-            amqp_link_refuse(connection, pl, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                             "cannot receive from '%s': %s", link->address, err);
-            break;
-        default:
-            amqp_link_refuse(connection, pl, AMQP_KIND_KAFKA, "amqp:internal-error",
-                             "cannot receive from '%s': %s", link->address, err);
-            break;
-        }
         return -1;
     }
     link->core = subscription;

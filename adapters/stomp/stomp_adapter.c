@@ -1,8 +1,8 @@
 /* stomp_adapter.c -- the STOMP adapter behind adapter.h: takes accepted
- * sockets (refusing those over limits.max_connections with an ERROR),
- * keeps the connection list, frees closed connections from a zero-timeout
- * event (never inside their own callbacks), registers the STOMP metrics,
- * and applies reload, drain and shutdown to every connection. */
+ * sockets (refusing those over limits.max_connections with an ERROR) and
+ * registers the STOMP metrics; the connection list, deferred free, reload,
+ * drain and shutdown are the adapter base's (connection.h) with the hooks
+ * in stomp_connection_ops. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,19 +33,9 @@ const char *stomp_error_kind_name(enum stomp_error_kind kind)
     return kind < STOMP_KIND_COUNT ? stomp_error_kind_names[kind] : "internal";
 }
 
-static struct stomp_adapter *stomp_adapter_of(struct adapter *adapter)
-{
-    return (struct stomp_adapter *)adapter;
-}
-
 const struct config *stomp_adapter_config(const struct stomp_adapter *adapter)
 {
-    return *adapter->context.config;
-}
-
-size_t stomp_adapter_output_high(const struct stomp_adapter *adapter)
-{
-    return adapter_output_high(stomp_adapter_config(adapter)->limits.max_frame_size);
+    return *adapter->base.context.config;
 }
 
 int stomp_adapter_scratch_reserve(struct stomp_adapter *adapter, size_t headers, size_t text)
@@ -74,44 +64,17 @@ int stomp_adapter_scratch_reserve(struct stomp_adapter *adapter, size_t headers,
     return 0;
 }
 
-/* ---- deferred free -------------------------------------------------------------- */
-
-void stomp_adapter_defer_free(struct stomp_adapter *adapter, struct stomp_connection *connection)
-{
-    if (connection->disused)
-        return;
-    connection->disused = true;
-    connection->next_disused = adapter->disused;
-    adapter->disused = connection;
-    event_active(adapter->reap_event, EV_TIMEOUT, 0);
-}
-
-static void stomp_adapter_on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct stomp_adapter *adapter = arg;
-    while (adapter->disused) {
-        struct stomp_connection *connection = adapter->disused;
-        adapter->disused = connection->next_disused;
-        stomp_connection_free(connection);
-    }
-}
-
 /* ---- adapter_ops ------------------------------------------------------------------ */
 
 static struct adapter *stomp_adapter_create(const struct adapter_context *context, char *err,
                                             size_t err_size)
 {
-    struct stomp_adapter *adapter = calloc(1, sizeof(*adapter));
-    if (!adapter) {
-        snprintf(err, err_size, "stomp: out of memory");
+    struct stomp_adapter *adapter = (struct stomp_adapter *)adapter_base_new(
+        sizeof(struct stomp_adapter), context, &stomp_connection_ops, err, err_size);
+    if (!adapter)
         return NULL;
-    }
-    adapter->context = *context;
     struct metrics *metrics = context->metrics;
     char labels[64];
-    metrics_label(labels, sizeof(labels), "protocol", "stomp");
-    adapter->connections_gauge =
-        metrics_gauge(metrics, "kbridge_connections", "Open client connections.", labels);
     adapter->frames_received =
         metrics_counter(metrics, "kbridge_stomp_frames_received_total",
                         "STOMP frames received from clients (heart-beats not counted).", NULL);
@@ -121,8 +84,7 @@ static struct adapter *stomp_adapter_create(const struct adapter_context *contex
     adapter->heartbeat_timeouts = metrics_counter(
         metrics, "kbridge_stomp_heartbeat_timeouts_total",
         "STOMP connections closed because the client missed its heart-beats.", NULL);
-    bool ok = adapter->connections_gauge && adapter->frames_received && adapter->frames_sent &&
-              adapter->heartbeat_timeouts;
+    bool ok = adapter->frames_received && adapter->frames_sent && adapter->heartbeat_timeouts;
     for (int kind = 0; kind < STOMP_KIND_COUNT && ok; kind++) {
         metrics_label(labels, sizeof(labels), "kind", stomp_error_kind_names[kind]);
         adapter->errors[kind] = metrics_counter(
@@ -130,65 +92,18 @@ static struct adapter *stomp_adapter_create(const struct adapter_context *contex
             "STOMP ERROR frames sent, by kind (every ERROR closes its connection).", labels);
         ok = adapter->errors[kind] != NULL;
     }
-    adapter->reap_event = event_new(context->base, -1, 0, stomp_adapter_on_reap, adapter);
-    if (!ok || !adapter->reap_event) {
-        snprintf(err, err_size, "stomp: cannot register metrics or events (out of memory)");
-        if (adapter->reap_event)
-            event_free(adapter->reap_event);
-        free(adapter);
+    if (!ok) {
+        snprintf(err, err_size, "stomp: cannot register metrics (out of memory)");
+        adapter_base_destroy((struct adapter *)adapter);
         return NULL;
     }
-    *adapter->connections_gauge = 0;
     return (struct adapter *)adapter;
 }
 
-static void stomp_adapter_accept(struct adapter *base_adapter, evutil_socket_t fd,
-                                 const struct sockaddr *peer, int peer_len)
+/* connection_ops.adapter_free: every connection is gone. */
+void stomp_adapter_free(struct adapter_base *base)
 {
-    struct stomp_adapter *adapter = stomp_adapter_of(base_adapter);
-    const struct config *config = stomp_adapter_config(adapter);
-    if (adapter->draining) { /* the listener is paused; a straggler is just closed */
-        evutil_closesocket(fd);
-        return;
-    }
-    bool refuse = adapter->connection_count >= config->limits.max_connections;
-    stomp_connection_new(adapter, fd, peer, peer_len, refuse);
-}
-
-static void stomp_adapter_reconfigure(struct adapter *base_adapter)
-{
-    struct stomp_adapter *adapter = stomp_adapter_of(base_adapter);
-    for (struct stomp_connection *c = adapter->connections; c; c = c->next)
-        stomp_connection_reconfigure(c);
-}
-
-static void stomp_adapter_drain(struct adapter *base_adapter)
-{
-    struct stomp_adapter *adapter = stomp_adapter_of(base_adapter);
-    adapter->draining = true;
-    for (struct stomp_connection *c = adapter->connections; c; c = c->next)
-        stomp_connection_drain(c);
-    log_info("stomp", "draining: %zu connection(s) stop sending work", adapter->connection_count);
-}
-
-static size_t stomp_adapter_connection_count(const struct adapter *base_adapter)
-{
-    return ((const struct stomp_adapter *)base_adapter)->connection_count;
-}
-
-static void stomp_adapter_destroy(struct adapter *base_adapter)
-{
-    struct stomp_adapter *adapter = stomp_adapter_of(base_adapter);
-    if (!adapter)
-        return;
-    /* Every connection is on `connections` until freed, disused or not. */
-    adapter->disused = NULL;
-    while (adapter->connections) {
-        struct stomp_connection *connection = adapter->connections;
-        stomp_connection_shutdown(connection);
-        stomp_connection_free(connection); /* unlinks it */
-    }
-    event_free(adapter->reap_event);
+    struct stomp_adapter *adapter = (struct stomp_adapter *)base;
     free(adapter->scratch_headers);
     free(adapter->scratch_text);
     free(adapter);
@@ -200,9 +115,9 @@ const struct adapter_ops stomp_adapter_ops = {
     .detect = stomp_detect,
     .addresses = &stomp_addresses,
     .create = stomp_adapter_create,
-    .accept = stomp_adapter_accept,
-    .reconfigure = stomp_adapter_reconfigure,
-    .drain = stomp_adapter_drain,
-    .connection_count = stomp_adapter_connection_count,
-    .destroy = stomp_adapter_destroy,
+    .accept = adapter_base_accept,
+    .reconfigure = adapter_base_reconfigure,
+    .drain = adapter_base_drain,
+    .connection_count = adapter_base_connection_count,
+    .destroy = adapter_base_destroy,
 };

@@ -1,6 +1,7 @@
 /* stomp_adapter.h -- the STOMP adapter's shared state (private to
- * adapters/stomp/): the connection list, the deferred-free list, metrics and
- * scratch space for building frames. The server sees only stomp_adapter_ops
+ * adapters/stomp/): the adapter base (connection list, deferred free,
+ * drain: connection.h), metrics, the table from core errors to STOMP
+ * errors and scratch space for building frames. The server sees only stomp_adapter_ops
  * (adapter.h); everything here runs on the loop thread. */
 #ifndef KBRIDGE_STOMP_ADAPTER_H
 #define KBRIDGE_STOMP_ADAPTER_H
@@ -9,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "adapter.h"
+#include "connection.h"
 
 struct config;
 struct event;
@@ -32,17 +33,10 @@ enum stomp_error_kind {
 };
 
 struct stomp_adapter {
-    struct adapter_context context; /* base, core, metrics, config (copied at create) */
-
-    struct stomp_connection *connections; /* open connections (doubly linked) */
-    size_t connection_count;              /* including those closing, until freed */
-    struct stomp_connection *disused;     /* closed, waiting for reap_event (singly linked) */
-    struct event *reap_event;             /* zero-timeout: frees the disused list */
-    bool draining;                        /* SIGTERM: read no more work from clients */
-    uint64_t sessions;                    /* sessions opened, part of the session id */
+    struct adapter_base base; /* first: connections, deferred free, drain (connection.h) */
+    uint64_t sessions;        /* sessions opened, part of the session id */
 
     /* Metrics (pointers into the registry, bumped directly). */
-    double *connections_gauge; /* kbridge_connections{protocol="stomp"}, owned by the server */
     uint64_t *frames_received;
     uint64_t *frames_sent;
     uint64_t *heartbeat_timeouts; /* also counted in errors{kind="heartbeat"} */
@@ -59,13 +53,8 @@ struct stomp_adapter {
 /* The config in force (follows SIGHUP reloads). */
 const struct config *stomp_adapter_config(const struct stomp_adapter *adapter);
 
-/* Bytes above which a connection's output counts as backed up: deliveries are
- * blocked above it and resume below half of it. */
-size_t stomp_adapter_output_high(const struct stomp_adapter *adapter);
-
-/* Queue a closed connection for freeing at the next loop iteration (never
- * frees inside the caller's callback). */
-void stomp_adapter_defer_free(struct stomp_adapter *adapter, struct stomp_connection *connection);
+/* Free the adapter's own state and struct (connection_ops.adapter_free). */
+void stomp_adapter_free(struct adapter_base *base);
 
 /* Static name of an error kind ("parse"). */
 const char *stomp_error_kind_name(enum stomp_error_kind kind);

@@ -20,17 +20,19 @@
  *    Kafka, then the connection closes.
  *  - CLOSING: entered with the last frame (ERROR, DISCONNECT's RECEIPT)
  *    already queued. Nothing is read or written any more, deliveries are
- *    blocked (so an auto-ack subscription loses nothing). Once the output is
- *    flushed (at most STOMP_CLOSE_FLUSH_TIMEOUT_MS, 5 s) the write side is
- *    shut down and input is read and discarded until the peer closes (at
- *    most STOMP_LINGER_MS, 2 s): closing with unread input would make the
- *    kernel send a RST that can destroy the ERROR frame before the client
- *    reads it. Then the connection goes on the adapter's disused list.
- *  - freed: from the adapter's zero-timeout reap event, never inside one of
+ *    blocked (so an auto-ack subscription loses nothing).
+ *    connection_flush_then_close (the adapter base, connection.c) flushes
+ *    the output (at most CONNECTION_FLUSH_TIMEOUT_MS, 5 s), ends the
+ *    transport's write side and discards input until the peer closes (at
+ *    most CONNECTION_LINGER_MS, 2 s): closing with unread input would make
+ *    the kernel send a RST that can destroy the ERROR frame before the
+ *    client reads it. Then the connection goes on the base's reap list.
+ *  - freed: from the base's zero-timeout reap event, never inside one of
  *    the connection's own callbacks. Subscriptions are ended (unsettled
  *    deliveries are released for redelivery), the core session is closed
- *    (pending publish callbacks are forgotten: their records still reach
- *    Kafka, but nobody is left to tell).
+ *    and publishes still waiting for Kafka are abandoned (stomp_send_done
+ *    runs once for each: their records may still reach Kafka, but nobody
+ *    is left to tell).
  *
  * BACKPRESSURE
  * ------------
@@ -123,7 +125,7 @@ static bool stomp_connection_may_parse(const struct stomp_connection *connection
 {
     return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
            !connection->auth && !connection->publish_paused && !connection->busy_frame &&
-           !connection->adapter->draining;
+           !connection->adapter->base.draining;
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -134,21 +136,20 @@ int stomp_connection_write(struct stomp_connection *connection, enum stomp_comma
 {
     if (connection->state == STOMP_STATE_CLOSING)
         return -1;
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
+    struct evbuffer *output = bufferevent_get_output(connection->base.transport.stream);
     bool content_length = body_len > 0 || command == STOMP_COMMAND_MESSAGE;
     if (stomp_frame_write(output, connection->version, command, headers, header_count, body,
                           body_len, content_length) < 0) {
-        log_warn("stomp", "%s: cannot queue a %s frame (out of memory)", connection->peer,
+        log_warn("stomp", "%s: cannot queue a %s frame (out of memory)", connection->base.peer,
                  stomp_command_name(command));
         return -1;
     }
     (*connection->adapter->frames_sent)++;
     connection->frames_out++;
     connection->last_sent_ms = clock_monotonic_ms();
-    if (!connection->deliveries_blocked &&
-        evbuffer_get_length(output) > stomp_adapter_output_high(connection->adapter)) {
-        log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->peer,
-                  stomp_adapter_output_high(connection->adapter));
+    if (!connection->deliveries_blocked && connection_output_above_high(&connection->base)) {
+        log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->base.peer,
+                  adapter_base_output_high(&connection->adapter->base));
         stomp_connection_block_deliveries(connection, true);
     }
     return 0;
@@ -164,7 +165,7 @@ void stomp_connection_write_heartbeat(struct stomp_connection *connection)
 {
     if (connection->state == STOMP_STATE_CLOSING)
         return;
-    evbuffer_add(bufferevent_get_output(connection->bev), "\n", 1);
+    evbuffer_add(bufferevent_get_output(connection->base.transport.stream), "\n", 1);
     connection->last_sent_ms = clock_monotonic_ms();
 }
 
@@ -187,7 +188,7 @@ void stomp_connection_block_deliveries(struct stomp_connection *connection, bool
 static bool stomp_connection_may_read_ahead(const struct stomp_connection *connection)
 {
     return connection->state != STOMP_STATE_CLOSING && !connection->disconnecting &&
-           !connection->adapter->draining && !connection->eof_pending &&
+           !connection->adapter->base.draining && !connection->eof_pending &&
            (connection->publish_paused || connection->busy_frame);
 }
 
@@ -197,13 +198,13 @@ void stomp_connection_update_reading(struct stomp_connection *connection)
         return;
     bool want = stomp_connection_may_parse(connection);
     if (want && !connection->reading) {
-        bufferevent_setwatermark(connection->bev, EV_READ, 0, 0);
+        bufferevent_setwatermark(connection->base.transport.stream, EV_READ, 0, 0);
         if (!connection->eof_pending)
-            bufferevent_enable(connection->bev, EV_READ);
+            bufferevent_enable(connection->base.transport.stream, EV_READ);
         connection->reading = true;
         /* We were not reading: the client's heart-beats could not be seen. */
         connection->last_received_ms = clock_monotonic_ms();
-        if (evbuffer_get_length(bufferevent_get_input(connection->bev)) > 0 ||
+        if (evbuffer_get_length(bufferevent_get_input(connection->base.transport.stream)) > 0 ||
             connection->eof_pending)
             event_active(connection->process_event, EV_TIMEOUT, 0);
     } else if (!want && connection->reading) {
@@ -212,12 +213,14 @@ void stomp_connection_update_reading(struct stomp_connection *connection)
         if (stomp_connection_may_read_ahead(connection)) {
             struct stomp_limits limits;
             stomp_connection_limits(connection, &limits);
-            bufferevent_setwatermark(connection->bev, EV_READ, 0, limits.max_frame_size);
+            bufferevent_setwatermark(connection->base.transport.stream, EV_READ, 0,
+                                     limits.max_frame_size);
         } else {
-            bufferevent_disable(connection->bev, EV_READ);
+            bufferevent_disable(connection->base.transport.stream, EV_READ);
         }
     } else if (!want && !stomp_connection_may_read_ahead(connection)) {
-        bufferevent_disable(connection->bev, EV_READ); /* e.g. paused, then draining */
+        /* e.g. paused, then draining */
+        bufferevent_disable(connection->base.transport.stream, EV_READ);
     }
 }
 
@@ -226,16 +229,16 @@ void stomp_connection_publish_done(struct stomp_connection *connection)
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     uint32_t max_unconfirmed = stomp_connection_config(connection)->limits.max_unconfirmed;
-    if (connection->publish_paused && connection->unconfirmed < max_unconfirmed) {
+    if (connection->publish_paused && connection->base.unconfirmed < max_unconfirmed) {
         connection->publish_paused = false;
-        log_debug("stomp", "%s: %u publish(es) unconfirmed, reading again", connection->peer,
-                  connection->unconfirmed);
+        log_debug("stomp", "%s: %u publish(es) unconfirmed, reading again", connection->base.peer,
+                  connection->base.unconfirmed);
         stomp_connection_update_reading(connection);
     }
     /* Retry outside the core's callback. */
     if (connection->busy_frame)
         event_active(connection->process_event, EV_TIMEOUT, 0);
-    if (connection->disconnecting && connection->unconfirmed == 0) {
+    if (connection->disconnecting && connection->base.unconfirmed == 0) {
         if (connection->disconnect_receipt)
             stomp_connection_send_receipt(connection, connection->disconnect_receipt);
         stomp_connection_close(connection, "client disconnected");
@@ -323,7 +326,7 @@ static bool stomp_connection_not_connect(struct stomp_connection *connection, co
 /* Is part of a frame buffered (anything but heart-beat EOLs)? */
 static bool stomp_connection_partial_frame(struct stomp_connection *connection)
 {
-    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    struct evbuffer *input = bufferevent_get_input(connection->base.transport.stream);
     struct evbuffer_iovec chunks[8];
     int n = evbuffer_peek(input, -1, NULL, chunks, 8);
     for (int i = 0; i < n && i < 8; i++) {
@@ -343,7 +346,7 @@ static bool stomp_connection_partial_frame(struct stomp_connection *connection)
  * arriving in small reads is copied O(size) times in total. */
 static void stomp_connection_parse_input(struct stomp_connection *connection)
 {
-    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    struct evbuffer *input = bufferevent_get_input(connection->base.transport.stream);
     size_t want = 0; /* 0: the first chunk as it is; else pull up this many bytes */
     while (stomp_connection_may_parse(connection)) {
         size_t available = evbuffer_get_length(input);
@@ -408,7 +411,7 @@ static void stomp_connection_parse_input(struct stomp_connection *connection)
     }
 }
 
-static void stomp_connection_on_event(struct bufferevent *bev, short events, void *arg);
+static void stomp_connection_on_event(struct connection *base, short events);
 
 /* Parse what is buffered; then act on an EOF that waited for it. */
 static void stomp_connection_process_input(struct stomp_connection *connection)
@@ -417,16 +420,22 @@ static void stomp_connection_process_input(struct stomp_connection *connection)
     if (connection->eof_pending && connection->state != STOMP_STATE_CLOSING &&
         stomp_connection_may_parse(connection)) {
         connection->eof_pending = false;
-        stomp_connection_on_event(connection->bev, BEV_EVENT_EOF | BEV_EVENT_READING, connection);
+        stomp_connection_on_event(&connection->base, BEV_EVENT_EOF | BEV_EVENT_READING);
     }
 }
 
-static void stomp_connection_on_read(struct bufferevent *bev, void *arg)
+static struct stomp_connection *stomp_connection_of(struct connection *base)
 {
-    struct stomp_connection *connection = arg;
+    return (struct stomp_connection *)base;
+}
+
+/* connection_ops.read: bytes arrived (the base discards them once closing). */
+static void stomp_connection_on_read(struct connection *base)
+{
+    struct stomp_connection *connection = stomp_connection_of(base);
     connection->last_received_ms = clock_monotonic_ms(); /* any byte counts as traffic */
     if (connection->state == STOMP_STATE_CLOSING) {
-        struct evbuffer *input = bufferevent_get_input(bev);
+        struct evbuffer *input = bufferevent_get_input(base->transport.stream);
         evbuffer_drain(input, evbuffer_get_length(input));
         return;
     }
@@ -435,83 +444,41 @@ static void stomp_connection_on_read(struct bufferevent *bev, void *arg)
 
 /* ---- closing ---------------------------------------------------------------------- */
 
-static void stomp_connection_dispose(struct stomp_connection *connection)
+/* connection_ops.output_drained: the output is down to half the high mark. */
+static void stomp_connection_on_output_drained(struct connection *base)
 {
-    if (connection->close_timer)
-        event_del(connection->close_timer);
-    stomp_adapter_defer_free(connection->adapter, connection);
-}
-
-/* The output is flushed: shut our write side and discard input until the
- * peer closes, so that the kernel does not answer unread input with a RST
- * that could destroy the last frame before the client reads it. */
-static void stomp_connection_linger(struct stomp_connection *connection)
-{
-    if (connection->lingering || connection->disused)
+    struct stomp_connection *connection = stomp_connection_of(base);
+    if (connection->state == STOMP_STATE_CLOSING)
         return;
-    connection->lingering = true;
-    evutil_socket_t fd = bufferevent_getfd(connection->bev);
-    if (fd < 0 || shutdown(fd, SHUT_WR) < 0) {
-        stomp_connection_dispose(connection);
-        return;
-    }
-    struct evbuffer *input = bufferevent_get_input(connection->bev);
-    evbuffer_drain(input, evbuffer_get_length(input));
-    bufferevent_enable(connection->bev, EV_READ);
-    connection->reading = true;
-    struct timeval linger = {STOMP_LINGER_MS / 1000, (STOMP_LINGER_MS % 1000) * 1000};
-    if (!connection->close_timer || event_add(connection->close_timer, &linger) < 0)
-        stomp_connection_dispose(connection);
-}
-
-static void stomp_connection_on_write(struct bufferevent *bev, void *arg)
-{
-    struct stomp_connection *connection = arg;
-    struct evbuffer *output = bufferevent_get_output(bev);
-    if (connection->state == STOMP_STATE_CLOSING) {
-        if (evbuffer_get_length(output) == 0)
-            stomp_connection_linger(connection);
-        return;
-    }
-    if (connection->deliveries_blocked && !connection->disconnecting &&
-        evbuffer_get_length(output) <= stomp_adapter_output_high(connection->adapter) / 2) {
-        log_debug("stomp", "%s: output drained, deliveries resumed", connection->peer);
+    if (connection->deliveries_blocked && !connection->disconnecting) {
+        log_debug("stomp", "%s: output drained, deliveries resumed", connection->base.peer);
         stomp_connection_block_deliveries(connection, false);
     }
-}
-
-static void stomp_connection_on_close_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct stomp_connection *connection = arg;
-    if (!connection->lingering)
-        log_info("stomp", "%s: the client did not read the last frame within %d ms",
-                 connection->peer, STOMP_CLOSE_FLUSH_TIMEOUT_MS);
-    stomp_connection_dispose(connection);
 }
 
 /* Enter CLOSING: stop reading, heart-beats and deliveries. */
 static void stomp_connection_begin_close(struct stomp_connection *connection, const char *reason)
 {
     connection->state = STOMP_STATE_CLOSING;
-    connection->close_reason = reason;
+    connection->base.close_reason = reason;
     core_authenticate_cancel(connection->auth); /* its answer would find nobody */
     connection->auth = NULL;
     stomp_heartbeat_stop(connection);
     /* Block before anything else: an auto-ack subscription must not get
      * deliveries that would never be written. */
     stomp_connection_block_deliveries(connection, true);
-    bufferevent_disable(connection->bev, EV_READ);
+    bufferevent_disable(connection->base.transport.stream, EV_READ);
     connection->reading = false;
     event_del(connection->retry_timer);
-    struct evbuffer *input = bufferevent_get_input(connection->bev);
+    struct evbuffer *input = bufferevent_get_input(connection->base.transport.stream);
     evbuffer_drain(input, evbuffer_get_length(input));
 }
 
-static void stomp_connection_on_event(struct bufferevent *bev, short events, void *arg)
+/* connection_ops.event: EOF, error or timeout before CLOSING. */
+static void stomp_connection_on_event(struct connection *base, short events)
 {
-    struct stomp_connection *connection = arg;
-    if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
-        return;
+    struct stomp_connection *connection = stomp_connection_of(base);
+    struct bufferevent *bev = base->transport.stream;
     /* Paused with frames still to parse: they were sent before the close
      * and are handled first (stomp_connection_process_input comes back). */
     if ((events & BEV_EVENT_EOF) && !(events & BEV_EVENT_ERROR) &&
@@ -529,13 +496,13 @@ static void stomp_connection_on_event(struct bufferevent *bev, short events, voi
         stomp_connection_may_parse(connection) && stomp_connection_partial_frame(connection)) {
         stomp_connection_parse_failed(connection, "the connection ended in the middle of a frame "
                                                   "(no NUL byte ended it)");
-        return; /* closing: the linger sees the EOF again and disposes */
+        return; /* closing: the linger sees the EOF and disposes */
     }
     if (connection->state != STOMP_STATE_CLOSING) {
         const char *reason = "closed by the client";
         if (events & BEV_EVENT_ERROR) {
             reason = "socket error";
-            log_debug("stomp", "%s: socket error: %s", connection->peer,
+            log_debug("stomp", "%s: socket error: %s", connection->base.peer,
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         } else if (events & BEV_EVENT_TIMEOUT) {
             reason = "socket timeout";
@@ -543,7 +510,7 @@ static void stomp_connection_on_event(struct bufferevent *bev, short events, voi
         stomp_connection_begin_close(connection, reason);
     }
     /* Nothing more can be written or read. */
-    stomp_connection_dispose(connection);
+    connection_dispose(&connection->base);
 }
 
 void stomp_connection_close(struct stomp_connection *connection, const char *reason)
@@ -551,17 +518,7 @@ void stomp_connection_close(struct stomp_connection *connection, const char *rea
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     stomp_connection_begin_close(connection, reason);
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
-    if (evbuffer_get_length(output) == 0) {
-        stomp_connection_linger(connection);
-        return;
-    }
-    bufferevent_setwatermark(connection->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(connection->bev, EV_WRITE);
-    struct timeval flush = {STOMP_CLOSE_FLUSH_TIMEOUT_MS / 1000,
-                            (STOMP_CLOSE_FLUSH_TIMEOUT_MS % 1000) * 1000};
-    if (!connection->close_timer || event_add(connection->close_timer, &flush) < 0)
-        stomp_connection_dispose(connection);
+    connection_flush_then_close(&connection->base);
 }
 
 /* ---- subscriptions ---------------------------------------------------------------- */
@@ -667,56 +624,35 @@ void stomp_subscription_remove(struct stomp_subscription *subscription)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
-struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evutil_socket_t fd,
-                                              const struct sockaddr *peer, int peer_len,
-                                              bool refuse)
+/* connection_ops.open: take over an accepted socket. refuse: send ERROR
+ * "too many connections" and close. */
+static void stomp_connection_open(struct adapter_base *adapter_base, evutil_socket_t fd,
+                                  const struct sockaddr *peer, int peer_len, bool refuse)
 {
-    struct event_base *base = adapter->context.base;
-    struct stomp_connection *connection = calloc(1, sizeof(*connection));
-    if (!connection) {
-        log_error("stomp", "out of memory accepting a connection");
-        evutil_closesocket(fd);
-        return NULL;
-    }
-    connection->adapter = adapter;
+    struct event_base *base = adapter_base->context.base;
+    /* Linked from here on: stomp_connection_free undoes everything. */
+    struct stomp_connection *connection = (struct stomp_connection *)connection_new(
+        adapter_base, sizeof(struct stomp_connection), fd, peer, peer_len);
+    if (!connection)
+        return;
+    connection->adapter = (struct stomp_adapter *)adapter_base;
     connection->state = STOMP_STATE_CONNECTING;
     connection->version = STOMP_VERSION_1_0;
-    connection->bev = adapter_socket_open(base, "stomp", fd, peer, peer_len, connection->peer,
-                                          sizeof(connection->peer));
-    if (!connection->bev) {
-        free(connection);
-        return NULL;
-    }
     struct stomp_limits limits;
     stomp_connection_limits(connection, &limits);
     connection->parser = stomp_parser_new(&limits);
     connection->process_event = event_new(base, -1, 0, stomp_connection_on_process, connection);
     connection->retry_timer = evtimer_new(base, stomp_connection_on_retry, connection);
-    connection->close_timer = evtimer_new(base, stomp_connection_on_close_timer, connection);
-
-    /* Linked from here on: stomp_connection_free undoes everything. */
-    connection->next = adapter->connections;
-    if (adapter->connections)
-        adapter->connections->prev = connection;
-    adapter->connections = connection;
-    adapter->connection_count++;
-    *adapter->connections_gauge = (double)adapter->connection_count;
-
-    if (!connection->parser || !connection->process_event || !connection->retry_timer ||
-        !connection->close_timer) {
-        log_error("stomp", "%s: out of memory accepting the connection", connection->peer);
+    if (!connection->parser || !connection->process_event || !connection->retry_timer) {
+        log_error("stomp", "%s: out of memory accepting the connection", connection->base.peer);
         connection->state = STOMP_STATE_CLOSING;
-        connection->close_reason = "out of memory";
-        stomp_adapter_defer_free(adapter, connection);
-        return connection;
+        connection->base.close_reason = "out of memory";
+        connection_dispose(&connection->base);
+        return;
     }
-    bufferevent_setcb(connection->bev, stomp_connection_on_read, stomp_connection_on_write,
-                      stomp_connection_on_event, connection);
-    bufferevent_setwatermark(connection->bev, EV_WRITE, stomp_adapter_output_high(adapter) / 2, 0);
-    bufferevent_enable(connection->bev, EV_WRITE);
     connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
-    log_info("stomp", "%s: connection opened%s", connection->peer,
-             refuse ? " (over max_connections)" : "");
+    log_info("stomp", "%s: connection opened (%s)%s", connection->base.peer,
+             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
 
     if (refuse) {
         connection->refused = true;
@@ -727,16 +663,15 @@ struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evu
                       "the limit.",
                       stomp_connection_config(connection)->limits.max_connections);
         stomp_send_error(connection, &error, NULL);
-        return connection;
+        return;
     }
     if (stomp_heartbeat_arm_connect_timeout(connection) < 0) {
         connection->state = STOMP_STATE_CLOSING;
-        connection->close_reason = "out of memory";
-        stomp_adapter_defer_free(adapter, connection);
-        return connection;
+        connection->base.close_reason = "out of memory";
+        connection_dispose(&connection->base);
+        return;
     }
     stomp_connection_update_reading(connection);
-    return connection;
 }
 
 void stomp_connection_reconfigure(struct stomp_connection *connection)
@@ -746,18 +681,26 @@ void stomp_connection_reconfigure(struct stomp_connection *connection)
     struct stomp_limits limits;
     stomp_connection_limits(connection, &limits);
     stomp_parser_set_limits(connection->parser, &limits);
-    if (connection->state != STOMP_STATE_CLOSING)
-        bufferevent_setwatermark(connection->bev, EV_WRITE,
-                                 stomp_adapter_output_high(connection->adapter) / 2, 0);
 }
 
-void stomp_connection_drain(struct stomp_connection *connection)
+static void stomp_connection_on_reconfigure(struct connection *base)
 {
-    stomp_connection_update_reading(connection);
+    stomp_connection_reconfigure(stomp_connection_of(base));
 }
 
-void stomp_connection_shutdown(struct stomp_connection *connection)
+/* connection_ops.drain: stop reading frames (the base's draining flag is set). */
+static void stomp_connection_on_drain(struct connection *base)
 {
+    struct stomp_connection *connection = stomp_connection_of(base);
+    if (connection->parser && !connection->base.disused)
+        stomp_connection_update_reading(connection);
+}
+
+/* connection_ops.shutdown: a best-effort ERROR "server shutting down" (the
+ * base then flushes once). */
+static void stomp_connection_on_shutdown(struct connection *base)
+{
+    struct stomp_connection *connection = stomp_connection_of(base);
     if (connection->state == STOMP_STATE_CONNECTED && !connection->disconnecting) {
         static const char body[] =
             "kbridged is shutting down. Messages this connection published and got a RECEIPT "
@@ -770,27 +713,12 @@ void stomp_connection_shutdown(struct stomp_connection *connection)
         stomp_connection_write(connection, STOMP_COMMAND_ERROR, headers, 2, body, sizeof(body) - 1);
         stomp_connection_close(connection, "server shutting down");
     }
-    /* One non-blocking attempt: the loop is not running any more. A socket
-     * bufferevent's output cannot be drained from outside (its start is
-     * frozen), so peek and writev; the buffer is freed right after anyway. */
-    evutil_socket_t fd = bufferevent_getfd(connection->bev);
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
-    struct evbuffer_iovec chunks[16];
-    int n = evbuffer_peek(output, -1, NULL, chunks, 16);
-    if (fd >= 0 && n > 0) {
-        struct iovec iov[16];
-        for (int i = 0; i < n && i < 16; i++) {
-            iov[i].iov_base = chunks[i].iov_base;
-            iov[i].iov_len = chunks[i].iov_len;
-        }
-        if (writev(fd, iov, n < 16 ? n : 16) < 0)
-            log_debug("stomp", "%s: final flush failed: %s", connection->peer, strerror(errno));
-    }
 }
 
-void stomp_connection_free(struct stomp_connection *connection)
+/* connection_ops.free: from the reap event or the adapter's destroy. */
+static void stomp_connection_free(struct connection *base)
 {
-    struct stomp_adapter *adapter = connection->adapter;
+    struct stomp_connection *connection = stomp_connection_of(base);
     core_authenticate_cancel(connection->auth);
     connection->auth = NULL;
     stomp_heartbeat_free(connection);
@@ -798,37 +726,20 @@ void stomp_connection_free(struct stomp_connection *connection)
         stomp_subscription_remove(connection->subscriptions);
     u64_map_free(&connection->subscriptions_by_seq);
     u64_map_free(&connection->subscriptions_by_id);
-    /* After this no publish callback comes: free what is still waiting. */
+    /* After this no publish callback comes: the base abandons what waits. */
     core_session_close(connection->session);
     connection->session = NULL;
-    while (connection->publishes) {
-        struct stomp_publish *publish = connection->publishes;
-        connection->publishes = publish->next;
-        free(publish->receipt);
-        free(publish);
-    }
     stomp_frame_free(connection->busy_frame);
     if (connection->process_event)
         event_free(connection->process_event);
     if (connection->retry_timer)
         event_free(connection->retry_timer);
-    if (connection->close_timer)
-        event_free(connection->close_timer);
     stomp_parser_free(connection->parser);
-    if (connection->bev)
-        bufferevent_free(connection->bev); /* closes the socket */
-
-    if (connection->prev)
-        connection->prev->next = connection->next;
-    else
-        adapter->connections = connection->next;
-    if (connection->next)
-        connection->next->prev = connection->prev;
-    adapter->connection_count--;
-    *adapter->connections_gauge = (double)adapter->connection_count;
+    connection_release(&connection->base); /* closes the socket, unlinks */
 
     log_info("stomp", "%s: connection closed (%s); user %s, %llu frame(s) in, %llu out",
-             connection->peer, connection->close_reason ? connection->close_reason : "closed",
+             connection->base.peer,
+             connection->base.close_reason ? connection->base.close_reason : "closed",
              connection->user[0] ? connection->user : "-",
              (unsigned long long)connection->frames_in, (unsigned long long)connection->frames_out);
     free(connection->client_id);
@@ -837,3 +748,17 @@ void stomp_connection_free(struct stomp_connection *connection)
     free(connection->connect_login);
     free(connection);
 }
+
+const struct connection_ops stomp_connection_ops = {
+    .protocol = "stomp",
+    .open = stomp_connection_open,
+    .read = stomp_connection_on_read,
+    .event = stomp_connection_on_event,
+    .output_drained = stomp_connection_on_output_drained,
+    .reconfigure = stomp_connection_on_reconfigure,
+    .drain = stomp_connection_on_drain,
+    .shutdown = stomp_connection_on_shutdown,
+    .free = stomp_connection_free,
+    .adapter_free = stomp_adapter_free,
+    .publish_done = stomp_send_done,
+};

@@ -33,8 +33,6 @@ struct sockaddr;
 #define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
 #define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
 #define STOMP_CONNECT_TIMEOUT_MS 30000      /* CONNECT must arrive within this */
-#define STOMP_CLOSE_FLUSH_TIMEOUT_MS 5000   /* give up flushing an ERROR after this */
-#define STOMP_LINGER_MS 2000                /* then read and discard until EOF, at most this */
 #define STOMP_BUSY_RETRY_MS 50              /* retry a SEND refused with CORE_ERR_BUSY */
 #define STOMP_MAX_SUBSCRIPTIONS 1024        /* per connection */
 #define STOMP_DEFAULT_PREFETCH 1000         /* when SUBSCRIBE names none */
@@ -85,34 +83,23 @@ struct stomp_subscription {
     char reply_address[CORE_REPLY_ADDRESS_MAX];
 };
 
-/* A SEND handed to the core, waiting for its done callback. Owned by the
- * connection; freed in the callback, or at free time (after
- * core_session_close no callback comes). */
+/* A SEND handed to the core, waiting for its outcome. Owned by the
+ * connection's base until stomp_send_done (exactly once: Kafka's answer, or
+ * CONNECTION_PUBLISH_ABANDONED when the connection is freed first). */
 struct stomp_publish {
-    struct stomp_connection *connection;
-    struct stomp_publish *prev;
-    struct stomp_publish *next;
-    char *receipt;      /* receipt header of the SEND, or NULL */
-    char destination[]; /* as the client wrote it, for error messages */
+    struct connection_publish base; /* first: linked on the connection's base */
+    char *receipt;                  /* receipt header of the SEND, or NULL */
+    char destination[];             /* as the client wrote it, for error messages */
 };
 
 struct stomp_connection {
+    struct connection base; /* first: transport, list, close, publishes (connection.h) */
     struct stomp_adapter *adapter;
-    struct stomp_connection *prev; /* adapter->connections */
-    struct stomp_connection *next;
-    struct stomp_connection *next_disused; /* adapter->disused */
-
-    struct bufferevent *bev;
     struct stomp_parser *parser;
-    char peer[64]; /* "127.0.0.1:5555" */
     enum stomp_state state;
     enum stomp_version version; /* negotiated at CONNECT (1.0 until then) */
     bool refused;               /* over max_connections: ERROR then close */
     bool reading;               /* EV_READ is enabled */
-    bool lingering;             /* CLOSING: output flushed, write side shut, discarding input */
-    bool disused;               /* on the adapter's disused list */
-    const char *close_reason;   /* static text for the close log line */
-    struct event *close_timer;  /* CLOSING: deadline for flushing, then for lingering */
 
     /* CONNECT waiting for its password check (core_authenticate_start):
      * nothing more is parsed until the answer. */
@@ -136,13 +123,11 @@ struct stomp_connection {
     struct u64_map subscriptions_by_id;  /* u64_map_string_key(id) -> first of an id_next chain */
     bool deliveries_blocked;             /* output above the high watermark */
 
-    /* Publishing. */
-    struct stomp_publish *publishes; /* waiting for Kafka (doubly linked) */
-    uint32_t unconfirmed;            /* length of `publishes` */
-    bool publish_paused;             /* reading stopped: unconfirmed >= max_unconfirmed */
-    struct stomp_frame *busy_frame;  /* a SEND refused with CORE_ERR_BUSY, to retry */
-    struct event *process_event;     /* zero-timeout: retry busy_frame, parse buffered input */
-    struct event *retry_timer;       /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
+    /* Publishing (the publishes waiting for Kafka are on base.publishes). */
+    bool publish_paused;            /* reading stopped: unconfirmed >= max_unconfirmed */
+    struct stomp_frame *busy_frame; /* a SEND refused with CORE_ERR_BUSY, to retry */
+    struct event *process_event;    /* zero-timeout: retry busy_frame, parse buffered input */
+    struct event *retry_timer;      /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
 
     /* DISCONNECT: wait for every publish to be confirmed, then RECEIPT. */
     bool eof_pending; /* the client closed while frames waited unparsed (paused) */
@@ -164,24 +149,17 @@ struct stomp_connection {
 
 /* ---- lifecycle (stomp_connection.c) ----------------------------------------- */
 
-/* Take over an accepted socket. refuse: send ERROR "too many connections"
- * and close. NULL (socket closed) on allocation failure. */
-struct stomp_connection *stomp_connection_new(struct stomp_adapter *adapter, evutil_socket_t fd,
-                                              const struct sockaddr *peer, int peer_len,
-                                              bool refuse);
 /* Begin closing: stop reading and deliveries, flush what is queued, then
- * free from the reap event. `reason` is a static string for the log. Safe to
- * call more than once and from any callback. */
+ * linger and free from the reap event (connection_flush_then_close). `reason` is a static string
+ * for the log. Safe to call more than once and from any callback. */
 void stomp_connection_close(struct stomp_connection *connection, const char *reason);
-/* Free now (reap event and adapter destroy only). */
-void stomp_connection_free(struct stomp_connection *connection);
+/* The adapter base's hooks for a STOMP connection (stomp_connection.c). */
+extern const struct connection_ops stomp_connection_ops;
 /* Parser limits for the current state and config: frames are capped at
  * STOMP_PREAUTH_MAX_FRAME until CONNECTED. Called after CONNECT and on reload. */
 void stomp_connection_reconfigure(struct stomp_connection *connection);
-/* Drain: stop reading frames (the adapter's draining flag is already set). */
-void stomp_connection_drain(struct stomp_connection *connection);
-/* Shutdown: best-effort ERROR "server shutting down" and one non-blocking flush. */
-void stomp_connection_shutdown(struct stomp_connection *connection);
+/* A SEND's outcome (connection_ops.publish_done, stomp_handle_send.c). */
+void stomp_send_done(struct connection_publish *publish, int result, const char *reason);
 
 /* ---- writing ----------------------------------------------------------------- */
 

@@ -46,18 +46,27 @@ int stomp_fail_as(struct stomp_error *error, enum stomp_error_kind kind, const c
     return rc;
 }
 
-enum stomp_error_kind stomp_kind_from_core(int core_error)
+/* The one table from core outcomes (daemon/core.h's enum core_error) to
+ * STOMP errors, used by every handler that maps one: the error kind
+ * (kbridge_stomp_errors_total{kind}) when the core refuses an operation
+ * now, when an accepted publish fails later (Kafka did not store it), and
+ * for a login; and RabbitMQ's `message` label for a refused operation on a
+ * destination. The texts around them name the operation (the handlers). */
+static const struct stomp_core_error stomp_core_errors[CORE_ERROR_ROWS] = {
+    [-CORE_ERR_ACCESS] = {STOMP_KIND_ACL, STOMP_KIND_ACL, STOMP_KIND_AUTH, "access_refused"},
+    [-CORE_ERR_INVALID] = {STOMP_KIND_INVALID, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_TOO_LARGE] = {STOMP_KIND_LIMIT, STOMP_KIND_LIMIT, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_BUSY] = {STOMP_KIND_KAFKA, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_UNAVAILABLE] = {STOMP_KIND_KAFKA, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_UNSUPPORTED] = {STOMP_KIND_UNSUPPORTED, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_INTERNAL] = {STOMP_KIND_INTERNAL, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_NOT_FOUND] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
+                             "not_found"},
+};
+
+const struct stomp_core_error *stomp_core_error(int core_error)
 {
-    switch (core_error) {
-    case CORE_ERR_ACCESS: return STOMP_KIND_ACL;
-    case CORE_ERR_INVALID: return STOMP_KIND_INVALID;
-    case CORE_ERR_TOO_LARGE: return STOMP_KIND_LIMIT;
-    case CORE_ERR_BUSY: return STOMP_KIND_KAFKA;
-    case CORE_ERR_UNAVAILABLE: return STOMP_KIND_KAFKA;
-    case CORE_ERR_UNSUPPORTED: return STOMP_KIND_UNSUPPORTED;
-    case CORE_ERR_NOT_FOUND: return STOMP_KIND_INVALID;
-    default: return STOMP_KIND_INTERNAL;
-    }
+    return &stomp_core_errors[core_error_row(core_error)];
 }
 
 /* A header value every STOMP version can carry: one line. */
@@ -95,7 +104,7 @@ void stomp_send_error(struct stomp_connection *connection, const struct stomp_er
 
     enum stomp_error_kind kind = error->kind < STOMP_KIND_COUNT ? error->kind : STOMP_KIND_INTERNAL;
     (*connection->adapter->errors[kind])++;
-    log_info("stomp", "%s: ERROR sent (%s): %s, closing", connection->peer,
+    log_info("stomp", "%s: ERROR sent (%s): %s, closing", connection->base.peer,
              stomp_error_kind_name(kind), error->message);
     stomp_connection_close(connection, "ERROR sent");
 }
@@ -119,8 +128,8 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
 
     stomp_command_text(frame, command, sizeof(command));
     if (log_get_level() >= LOG_LEVEL_DEBUG)
-        log_debug("stomp", "%s: received %s (%zu header(s), %zu body byte(s))", connection->peer,
-                  command, frame->header_count, frame->body_len);
+        log_debug("stomp", "%s: received %s (%zu header(s), %zu body byte(s))",
+                  connection->base.peer, command, frame->header_count, frame->body_len);
 
     if (connection->state == STOMP_STATE_CONNECTING && frame->command != STOMP_COMMAND_CONNECT &&
         frame->command != STOMP_COMMAND_STOMP) {

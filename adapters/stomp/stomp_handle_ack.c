@@ -78,7 +78,7 @@ static void stomp_ack_settle(struct stomp_connection *connection, struct stomp_s
         log_debug("stomp",
                   "%s: settle of delivery %" PRIu64 " on %s came too late (its "
                   "partition moved or it timed out)",
-                  connection->peer, unacked->delivery_id, sub->destination_text);
+                  connection->base.peer, unacked->delivery_id, sub->destination_text);
     stomp_subscription_forget(sub, unacked);
 }
 

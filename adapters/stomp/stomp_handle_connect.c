@@ -41,8 +41,8 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
 {
     struct stomp_adapter *adapter = connection->adapter;
     enum stomp_version version = connection->connect_version;
-    connection->session = core_session_new(adapter->context.core, "stomp", user,
-                                           connection->client_id, connection->peer);
+    connection->session = core_session_new(adapter->base.context.core, "stomp", user,
+                                           connection->client_id, connection->base.peer);
     if (!connection->session)
         return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
                           "The server could not open a session for this connection (out of "
@@ -69,7 +69,7 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
     if (stomp_heartbeat_start(connection) < 0)
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not start heart-beating.");
-    log_debug("stomp", "%s: connected as %s, STOMP %s, session %s%s%s", connection->peer,
+    log_debug("stomp", "%s: connected as %s, STOMP %s, session %s%s%s", connection->base.peer,
               connection->user, stomp_version_name(version), connection->session_id,
               connection->client_id ? ", client-id " : "",
               connection->client_id ? connection->client_id : "");
@@ -88,14 +88,15 @@ static void stomp_connect_checked(void *opaque, int result, const char *user, co
     if (result == CORE_OK)
         rc = stomp_connect_finish(connection, user, &error);
     else if (result == CORE_ERR_ACCESS)
-        rc = stomp_fail_as(&error, STOMP_KIND_AUTH, "Bad CONNECT", "authentication failed",
+        rc = stomp_fail_as(&error, stomp_core_error(result)->login, "Bad CONNECT",
+                           "authentication failed",
                            "The server refused the CONNECT%s%s%s: %s. Check the login and "
                            "passcode headers against the users configured in kbridged "
                            "(auth.users).",
                            login ? " for login '" : "", login ? login : "", login ? "'" : "",
                            reason && reason[0] ? reason : "bad credentials");
     else
-        rc = stomp_fail(&error, STOMP_KIND_INTERNAL, "cannot check the credentials",
+        rc = stomp_fail(&error, stomp_core_error(result)->login, "cannot check the credentials",
                         "The server could not check the credentials (%s). Try again later.",
                         reason ? reason : "internal error");
     if (rc != STOMP_OK) {
@@ -151,7 +152,7 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     if (login && !(connection->connect_login = strdup(login)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
-    connection->auth = core_authenticate_start(adapter->context.core, login, passcode,
+    connection->auth = core_authenticate_start(adapter->base.context.core, login, passcode,
                                                stomp_connect_checked, connection);
     if (!connection->auth)
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",

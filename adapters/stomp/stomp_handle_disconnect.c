@@ -18,7 +18,7 @@ int stomp_handle_disconnect(struct stomp_connection *connection, const struct st
     connection->disconnecting = true;
     stomp_connection_block_deliveries(connection, true);
     stomp_connection_update_reading(connection);
-    if (!receipt || connection->unconfirmed == 0) {
+    if (!receipt || connection->base.unconfirmed == 0) {
         if (receipt)
             stomp_connection_send_receipt(connection, receipt);
         stomp_connection_close(connection, "client disconnected");

@@ -22,40 +22,33 @@ static bool stomp_send_frame_level(const char *name)
            strcmp(name, "content-length") == 0 || strcmp(name, "transaction") == 0;
 }
 
-static void stomp_publish_unlink(struct stomp_connection *connection, struct stomp_publish *publish)
-{
-    if (publish->prev)
-        publish->prev->next = publish->next;
-    else
-        connection->publishes = publish->next;
-    if (publish->next)
-        publish->next->prev = publish->prev;
-    connection->unconfirmed--;
-}
-
 static void stomp_publish_free(struct stomp_publish *publish)
 {
     free(publish->receipt);
     free(publish);
 }
 
-/* core_publish_fn: Kafka stored the record, or refused it. */
-static void stomp_send_confirmed(void *opaque, int err, const char *reason)
+/* connection_ops.publish_done, exactly once per SEND handed to the core:
+ * Kafka stored the record, refused it, or the connection is being freed
+ * (CONNECTION_PUBLISH_ABANDONED: nobody is left to tell). */
+void stomp_send_done(struct connection_publish *base, int result, const char *reason)
 {
-    struct stomp_publish *publish = opaque;
-    struct stomp_connection *connection = publish->connection;
-    stomp_publish_unlink(connection, publish);
+    struct stomp_publish *publish = (struct stomp_publish *)base;
+    struct stomp_connection *connection = (struct stomp_connection *)base->connection;
+    if (result == CONNECTION_PUBLISH_ABANDONED) {
+        stomp_publish_free(publish);
+        return;
+    }
     if (connection->state != STOMP_STATE_CLOSING) {
-        if (err == CORE_OK) {
+        if (result == CORE_OK) {
             if (publish->receipt)
                 stomp_connection_send_receipt(connection, publish->receipt);
         } else {
             struct stomp_error error;
-            enum stomp_error_kind kind = stomp_kind_from_core(err);
             char message[256];
             snprintf(message, sizeof(message), "message to %.100s not stored: %.120s",
                      publish->destination, reason ? reason : "Kafka error");
-            stomp_fail(&error, kind, message,
+            stomp_fail(&error, stomp_core_error(result)->later, message,
                        "Kafka did not store the message sent to %s: %s. It is not in Kafka; "
                        "send it again (on a new connection). Messages that got a RECEIPT "
                        "before this ERROR are stored.",
@@ -67,38 +60,39 @@ static void stomp_send_confirmed(void *opaque, int err, const char *reason)
     stomp_connection_publish_done(connection);
 }
 
+/* A SEND the core refused now: the kind and label from the table
+ * (stomp_core_error), the text naming the publish. */
 static int stomp_send_core_error(struct stomp_error *error, int rc, const char *destination,
                                  const char *reason)
 {
+    enum stomp_error_kind kind = stomp_core_error(rc)->now;
     char message[256];
     switch (rc) {
     case CORE_ERR_ACCESS:
         snprintf(message, sizeof(message), "not allowed to publish to %s", destination);
-        return stomp_fail_as(error, STOMP_KIND_ACL, "access_refused", message,
+        return stomp_fail_as(error, kind, stomp_core_error(rc)->label, message,
                              "This user may not publish to %s (%s). The publish ACL of the user "
                              "in kbridged's auth.users lists the destinations allowed.",
                              destination, reason);
     case CORE_ERR_TOO_LARGE:
-        return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
-                          "The message to %s was refused: %s.", destination, reason);
+        return stomp_fail(error, kind, "message too large", "The message to %s was refused: %s.",
+                          destination, reason);
     case CORE_ERR_UNAVAILABLE:
         snprintf(message, sizeof(message), "Kafka unavailable: %.200s", reason);
-        return stomp_fail(error, STOMP_KIND_KAFKA, message,
+        return stomp_fail(error, kind, message,
                           "The message to %s could not be handed to Kafka: %s. It was not "
                           "stored; try again later.",
                           destination, reason);
     case CORE_ERR_INVALID:
-        return stomp_fail(error, STOMP_KIND_INVALID, reason, "The message to %s was refused: %s.",
-                          destination, reason);
     case CORE_ERR_UNSUPPORTED:
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, reason,
-                          "The message to %s was refused: %s.", destination, reason);
+        return stomp_fail(error, kind, reason, "The message to %s was refused: %s.", destination,
+                          reason);
     case CORE_ERR_NOT_FOUND:
-        return stomp_fail(error, STOMP_KIND_INVALID, "destination not found",
+        return stomp_fail(error, kind, "destination not found",
                           "The message to %s was refused: Kafka has no such topic (%s).",
                           destination, reason);
     default:
-        return stomp_fail(error, STOMP_KIND_INTERNAL, "internal error",
+        return stomp_fail(error, kind, "internal error",
                           "The message to %s could not be published: %s. It was not stored.",
                           destination, reason);
     }
@@ -202,22 +196,17 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
                           "The server could not take the message.");
     }
     memcpy(publish->destination, destination_text, destination_len + 1);
-    publish->connection = connection;
-    publish->next = connection->publishes;
-    if (connection->publishes)
-        connection->publishes->prev = publish;
-    connection->publishes = publish;
-    connection->unconfirmed++;
+    connection_publish_begin(&connection->base, &publish->base);
 
     char err[256] = "";
-    int rc = core_publish(connection->session, &destination, &message, stomp_send_confirmed,
-                          publish, err, sizeof(err));
+    int rc = core_publish(connection->session, &destination, &message, connection_publish_confirmed,
+                          &publish->base, err, sizeof(err));
     free(properties);
     if (rc != CORE_OK) {
-        stomp_publish_unlink(connection, publish);
+        connection_publish_cancel(&publish->base);
         stomp_publish_free(publish);
         if (rc == CORE_ERR_BUSY) {
-            log_debug("stomp", "%s: Kafka's queue is full, SEND to %s waits", connection->peer,
+            log_debug("stomp", "%s: Kafka's queue is full, SEND to %s waits", connection->base.peer,
                       destination_text);
             return STOMP_RETRY;
         }
@@ -227,12 +216,12 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
 
     uint32_t max_unconfirmed = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
     /* Pause only with a confirmation of ours to come: that is what resumes. */
-    if (connection->state == STOMP_STATE_CONNECTED && connection->unconfirmed > 0 &&
-        (connection->unconfirmed >= max_unconfirmed ||
+    if (connection->state == STOMP_STATE_CONNECTED && connection->base.unconfirmed > 0 &&
+        (connection->base.unconfirmed >= max_unconfirmed ||
          core_session_unconfirmed(connection->session) >= max_unconfirmed)) {
         if (!connection->publish_paused)
-            log_debug("stomp", "%s: %u publish(es) unconfirmed, reading paused", connection->peer,
-                      connection->unconfirmed);
+            log_debug("stomp", "%s: %u publish(es) unconfirmed, reading paused",
+                      connection->base.peer, connection->base.unconfirmed);
         connection->publish_paused = true;
         stomp_connection_update_reading(connection);
     }

@@ -110,10 +110,13 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
         }
     }
     if (stomp_adapter_scratch_reserve(adapter, record_headers + 8, text + 1) < 0) {
-        log_warn("stomp", "%s: out of memory building a MESSAGE for %s", connection->peer,
+        log_warn("stomp", "%s: out of memory building a MESSAGE for %s", connection->base.peer,
                  sub->destination_text);
-        if (sub->core && delivery->id && sub->ack_mode != STOMP_ACK_AUTO)
-            core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+        /* Never written: released undelivered (its delivery count is not
+         * raised), auto-ack or not, as the AMQP adapter does
+         * (amqp_link_out_release). */
+        if (sub->core && delivery->id)
+            core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
     struct stomp_header *headers = adapter->scratch_headers;
@@ -177,9 +180,9 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
         unacked = malloc(sizeof(*unacked) + id_len + 1);
         if (!unacked || u64_map_reserve(&sub->unacked_by_seq) < 0) {
             free(unacked);
-            log_warn("stomp", "%s: out of memory tracking a delivery", connection->peer);
+            log_warn("stomp", "%s: out of memory tracking a delivery", connection->base.peer);
             if (sub->core)
-                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
+                core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
             return;
         }
         unacked->delivery_id = delivery->id;
@@ -188,11 +191,9 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     }
     if (stomp_connection_write(connection, STOMP_COMMAND_MESSAGE, headers, count, delivery->body,
                                delivery->body_len) < 0) {
-        if (unacked) {
-            free(unacked);
-            if (sub->core)
-                core_settle(sub->core, delivery->id, QUEUE_RELEASE, NULL);
-        }
+        free(unacked);
+        if (sub->core && delivery->id) /* never written: as above */
+            core_settle(sub->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
     if (unacked) {
@@ -219,7 +220,7 @@ static void stomp_subscription_ready(void *opaque)
         free(sub->receipt);
         sub->receipt = NULL;
     }
-    log_debug("stomp", "%s: subscription %s to %s is ready", connection->peer, sub->id,
+    log_debug("stomp", "%s: subscription %s to %s is ready", connection->base.peer, sub->id,
               sub->destination_text);
 }
 
@@ -318,7 +319,7 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
         sizeof(sub->reply_address), &code, err, sizeof(err));
     if (!core) {
         stomp_subscription_remove(sub);
-        stomp_fail(error, stomp_kind_from_core(code), "cannot create the temporary queue",
+        stomp_fail(error, stomp_core_error(code)->now, "cannot create the temporary queue",
                    "The temporary queue %s could not be created: %s.", destination_text,
                    err[0] ? err : "refused");
         return NULL;
@@ -328,7 +329,7 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
         sub->blocked = true;
         core_subscription_block(core, true);
     }
-    log_debug("stomp", "%s: temporary queue %s is %s", connection->peer, destination_text,
+    log_debug("stomp", "%s: temporary queue %s is %s", connection->base.peer, destination_text,
               sub->reply_address);
     return sub;
 }
@@ -517,18 +518,19 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         switch (code) {
         case CORE_ERR_ACCESS:
             snprintf(message, sizeof(message), "not allowed to consume from %s", destination_text);
-            return stomp_fail_as(error, STOMP_KIND_ACL, "access_refused", message,
+            return stomp_fail_as(error, stomp_core_error(code)->now, stomp_core_error(code)->label,
+                                 message,
                                  "This user may not consume from %s (%s). The consume ACL of the "
                                  "user in kbridged's auth.users lists the destinations allowed.",
                                  destination_text, why);
         case CORE_ERR_INVALID:
         case CORE_ERR_UNSUPPORTED:
-            return stomp_fail(error, stomp_kind_from_core(code), why,
+            return stomp_fail(error, stomp_core_error(code)->now, why,
                               "The subscription to %s was refused: %s.", destination_text, why);
         default:
             snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s",
                      destination_text, why);
-            return stomp_fail(error, stomp_kind_from_core(code), message,
+            return stomp_fail(error, stomp_core_error(code)->now, message,
                               "The subscription to %s could not be created: %s. Try again "
                               "later.",
                               destination_text, why);
@@ -539,7 +541,7 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         sub->blocked = true;
         core_subscription_block(core, true);
     }
-    log_debug("stomp", "%s: subscribed %s to %s (ack %s, prefetch %u%s%s)", connection->peer,
+    log_debug("stomp", "%s: subscribed %s to %s (ack %s, prefetch %u%s%s)", connection->base.peer,
               sub->id, destination_text, ack ? ack : "auto", prefetch,
               durable_name ? ", durable " : "", durable_name ? durable_name : "");
     /* The RECEIPT comes from ready (maybe it already did). */

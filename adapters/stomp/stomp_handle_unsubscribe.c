@@ -36,7 +36,7 @@ int stomp_handle_unsubscribe(struct stomp_connection *connection, const struct s
     }
     bool delete = stomp_durable_header(frame) && sub->core;
     log_debug("stomp", "%s: unsubscribed %s from %s (%zu unacknowledged released)%s",
-              connection->peer, sub->id, sub->destination_text, sub->unacked_count,
+              connection->base.peer, sub->id, sub->destination_text, sub->unacked_count,
               delete ? ", deleting a durable subscription" : "");
     if (delete) {
         core_unsubscribe_forget(sub->core);

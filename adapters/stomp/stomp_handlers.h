@@ -43,8 +43,16 @@ int stomp_fail_as(struct stomp_error *error, enum stomp_error_kind kind, const c
                   const char *message, const char *detail_fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* The error kind for a core error code (CORE_ERR_*). */
-enum stomp_error_kind stomp_kind_from_core(int core_error);
+/* The row of a core error (CORE_ERR_*, anything else is internal) in the
+ * one table from core errors to STOMP errors (stomp_dispatch.c): the error
+ * kind by when it happened and RabbitMQ's label. Static; never NULL. */
+struct stomp_core_error {
+    enum stomp_error_kind now;   /* the core refused an operation */
+    enum stomp_error_kind later; /* an accepted publish failed (Kafka did not store it) */
+    enum stomp_error_kind login; /* CONNECT's credentials check */
+    const char *label;           /* RabbitMQ's `message` for a refused operation, or NULL */
+};
+const struct stomp_core_error *stomp_core_error(int core_error);
 
 /* Send `error` as an ERROR frame (with receipt-id when not NULL), count it,
  * log it at info and close the connection. Used by the dispatcher and by

@@ -100,7 +100,7 @@ int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection)
 {
     if (!connection->heartbeat_recv_timer)
         connection->heartbeat_recv_timer = evtimer_new(
-            connection->adapter->context.base, stomp_heartbeat_on_receive_timer, connection);
+            connection->adapter->base.context.base, stomp_heartbeat_on_receive_timer, connection);
     if (!connection->heartbeat_recv_timer)
         return -1;
     stomp_heartbeat_arm(connection->heartbeat_recv_timer, STOMP_CONNECT_TIMEOUT_MS);
@@ -141,7 +141,7 @@ int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *h
 
 int stomp_heartbeat_start(struct stomp_connection *connection)
 {
-    struct event_base *base = connection->adapter->context.base;
+    struct event_base *base = connection->adapter->base.context.base;
     if (connection->heartbeat_recv_timer)
         event_del(connection->heartbeat_recv_timer); /* the CONNECT timeout */
     uint64_t now = clock_monotonic_ms();
@@ -164,8 +164,8 @@ int stomp_heartbeat_start(struct stomp_connection *connection)
             return -1;
         stomp_heartbeat_arm(connection->heartbeat_send_timer, connection->heartbeat_send_ms);
     }
-    log_debug("stomp", "%s: heart-beat: send every %u ms, expect every %u ms", connection->peer,
-              connection->heartbeat_send_ms, connection->heartbeat_recv_ms);
+    log_debug("stomp", "%s: heart-beat: send every %u ms, expect every %u ms",
+              connection->base.peer, connection->heartbeat_send_ms, connection->heartbeat_recv_ms);
     return 0;
 }
 

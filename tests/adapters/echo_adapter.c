@@ -1,7 +1,9 @@
 /* echo_adapter.c -- the "echo" line protocol of echo_adapter.h: a complete
- * adapter (descriptor, detector, metrics, connections, drain, destroy) in
- * about as little code as the contract allows. Connections are closed on
- * EOF or error; destroy closes those still open. */
+ * adapter (descriptor, detector, metrics, connections, drain, destroy) on
+ * the adapter base (adapters/connection.h), in about as little code as the
+ * contract allows. Like a real adapter it reads and writes only its
+ * transport's stream and lets the base own the connection list, deferred
+ * free, refusal at limits.max_connections and flush-then-close. */
 #include "echo_adapter.h"
 
 #include <event2/buffer.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connection.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -19,19 +22,13 @@
 #define ECHO_LINE_MAX 1024 /* longer lines close the connection */
 
 struct echo_connection {
-    struct echo_adapter *adapter;
-    struct bufferevent *bev;
+    struct connection base; /* first: the adapter base's part */
     bool greeted;
-    struct echo_connection *prev, *next;
 };
 
 struct echo_adapter {
-    struct adapter_context context;
-    struct echo_connection *connections;
-    size_t connection_count;
-    double *connections_gauge; /* kbridge_connections{protocol="echo"} */
-    uint64_t *lines;           /* kbridge_echo_lines_total */
-    bool draining;
+    struct adapter_base base; /* first */
+    uint64_t *lines;          /* kbridge_echo_lines_total */
 };
 
 static enum adapter_detect echo_detect(const unsigned char *bytes, size_t len)
@@ -43,120 +40,90 @@ static enum adapter_detect echo_detect(const unsigned char *bytes, size_t len)
     return len >= sizeof(hello) - 1 ? ADAPTER_DETECT_YES : ADAPTER_DETECT_MORE;
 }
 
-static void echo_connection_free(struct echo_connection *connection)
+static void echo_open(struct adapter_base *base, evutil_socket_t fd, const struct sockaddr *peer,
+                      int peer_len, bool refuse)
 {
-    struct echo_adapter *adapter = connection->adapter;
-    if (connection->prev)
-        connection->prev->next = connection->next;
-    else
-        adapter->connections = connection->next;
-    if (connection->next)
-        connection->next->prev = connection->prev;
-    adapter->connection_count--;
-    *adapter->connections_gauge = (double)adapter->connection_count;
-    bufferevent_free(connection->bev);
-    free(connection);
+    struct echo_connection *connection = (struct echo_connection *)connection_new(
+        base, sizeof(struct echo_connection), fd, peer, peer_len);
+    if (!connection)
+        return;
+    struct bufferevent *stream = connection->base.transport.stream;
+    if (refuse) {
+        evbuffer_add_printf(bufferevent_get_output(stream), "BUSY\n");
+        connection_flush_then_close(&connection->base);
+        return;
+    }
+    bufferevent_enable(stream, EV_READ);
+    log_debug("echo", "%s: connected", connection->base.peer);
 }
 
-static void echo_on_read(struct bufferevent *bev, void *arg)
+static void echo_read(struct connection *base_connection)
 {
-    struct echo_connection *connection = arg;
-    struct evbuffer *input = bufferevent_get_input(bev);
+    struct echo_connection *connection = (struct echo_connection *)base_connection;
+    struct echo_adapter *adapter = (struct echo_adapter *)base_connection->adapter;
+    struct bufferevent *stream = base_connection->transport.stream;
+    struct evbuffer *input = bufferevent_get_input(stream);
     char *line;
     size_t len;
     while ((line = evbuffer_readln(input, &len, EVBUFFER_EOL_LF))) {
         if (!connection->greeted) {
             connection->greeted = strcmp(line, ECHO_HELLO) == 0;
-            evbuffer_add_printf(bufferevent_get_output(bev), "%s\n",
+            evbuffer_add_printf(bufferevent_get_output(stream), "%s\n",
                                 connection->greeted ? "HELLO" : "BAD HELLO");
         } else {
-            (*connection->adapter->lines)++;
-            evbuffer_add_printf(bufferevent_get_output(bev), "%s\n", line);
+            (*adapter->lines)++;
+            evbuffer_add_printf(bufferevent_get_output(stream), "%s\n", line);
         }
         free(line);
     }
     if (evbuffer_get_length(input) > ECHO_LINE_MAX)
-        echo_connection_free(connection);
+        connection_flush_then_close(base_connection);
 }
 
-static void echo_on_event(struct bufferevent *bev, short what, void *arg)
+static void echo_event(struct connection *connection, short events)
 {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        echo_connection_free(arg);
+    (void)events; /* EOF or error: nothing more to say */
+    connection_dispose(connection);
 }
+
+static void echo_output_drained(struct connection *connection)
+{
+    (void)connection; /* nothing is delivered: nothing to resume */
+}
+
+static void echo_free(struct connection *connection)
+{
+    connection_release(connection);
+    free(connection);
+}
+
+static void echo_adapter_free(struct adapter_base *base) { free(base); }
+
+static const struct connection_ops echo_connection_ops = {
+    .protocol = "echo",
+    .open = echo_open,
+    .read = echo_read,
+    .event = echo_event,
+    .output_drained = echo_output_drained,
+    .free = echo_free,
+    .adapter_free = echo_adapter_free,
+};
 
 static struct adapter *echo_create(const struct adapter_context *context, char *err,
                                    size_t err_size)
 {
-    struct echo_adapter *adapter = calloc(1, sizeof(*adapter));
-    if (!adapter) {
-        snprintf(err, err_size, "echo: out of memory");
+    struct echo_adapter *adapter = (struct echo_adapter *)adapter_base_new(
+        sizeof(struct echo_adapter), context, &echo_connection_ops, err, err_size);
+    if (!adapter)
         return NULL;
-    }
-    adapter->context = *context;
-    char labels[64];
-    metrics_label(labels, sizeof(labels), "protocol", "echo");
-    adapter->connections_gauge =
-        metrics_gauge(context->metrics, "kbridge_connections", "Open client connections.", labels);
     adapter->lines = metrics_counter(context->metrics, "kbridge_echo_lines_total",
                                      "Lines echoed by the test adapter.", NULL);
-    if (!adapter->connections_gauge || !adapter->lines) {
+    if (!adapter->lines) {
         snprintf(err, err_size, "echo: cannot register metrics");
-        free(adapter);
+        adapter_base_destroy((struct adapter *)adapter);
         return NULL;
     }
     return (struct adapter *)adapter;
-}
-
-static void echo_accept(struct adapter *base_adapter, evutil_socket_t fd,
-                        const struct sockaddr *peer, int peer_len)
-{
-    struct echo_adapter *adapter = (struct echo_adapter *)base_adapter;
-    char peer_text[80];
-    if (adapter->draining) {
-        evutil_closesocket(fd);
-        return;
-    }
-    struct bufferevent *bev = adapter_socket_open(adapter->context.base, "echo", fd, peer, peer_len,
-                                                  peer_text, sizeof(peer_text));
-    if (!bev)
-        return;
-    struct echo_connection *connection = calloc(1, sizeof(*connection));
-    if (!connection) {
-        bufferevent_free(bev);
-        return;
-    }
-    connection->adapter = adapter;
-    connection->bev = bev;
-    connection->next = adapter->connections;
-    if (adapter->connections)
-        adapter->connections->prev = connection;
-    adapter->connections = connection;
-    adapter->connection_count++;
-    *adapter->connections_gauge = (double)adapter->connection_count;
-    bufferevent_setcb(bev, echo_on_read, NULL, echo_on_event, connection);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    log_debug("echo", "%s: connected", peer_text);
-}
-
-static void echo_reconfigure(struct adapter *adapter) { (void)adapter; }
-
-static void echo_drain(struct adapter *base_adapter)
-{
-    ((struct echo_adapter *)base_adapter)->draining = true;
-}
-
-static size_t echo_connection_count(const struct adapter *base_adapter)
-{
-    return ((const struct echo_adapter *)base_adapter)->connection_count;
-}
-
-static void echo_destroy(struct adapter *base_adapter)
-{
-    struct echo_adapter *adapter = (struct echo_adapter *)base_adapter;
-    while (adapter->connections)
-        echo_connection_free(adapter->connections);
-    free(adapter);
 }
 
 const struct adapter_ops echo_adapter_ops = {
@@ -165,9 +132,9 @@ const struct adapter_ops echo_adapter_ops = {
     .detect = echo_detect,
     .addresses = NULL,
     .create = echo_create,
-    .accept = echo_accept,
-    .reconfigure = echo_reconfigure,
-    .drain = echo_drain,
-    .connection_count = echo_connection_count,
-    .destroy = echo_destroy,
+    .accept = adapter_base_accept,
+    .reconfigure = adapter_base_reconfigure,
+    .drain = adapter_base_drain,
+    .connection_count = adapter_base_connection_count,
+    .destroy = adapter_base_destroy,
 };

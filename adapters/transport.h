@@ -1,0 +1,65 @@
+/* transport.h -- what carries a connection's bytes (architecture §14).
+ *
+ * An adapter reads and writes one stream, a bufferevent (`transport.stream`),
+ * and never knows what is under it. The transport owns the socket, the
+ * peer's text ("127.0.0.1:5555"), the end of our direction of the stream
+ * (after the last frame is flushed) and the close; it names itself for
+ * logs and metrics (transport_name). Today there is one kind, plain TCP
+ * (transport_open_tcp: a socket bufferevent). TLS stacks a
+ * bufferevent_openssl on the socket and WebSocket a filter bufferevent on
+ * either: the adapter still gets one bufferevent and these calls.
+ *
+ * Everything here runs on the loop thread. A struct transport is embedded
+ * in its connection (no allocation of its own); it is valid from a
+ * successful open until transport_close. */
+#ifndef KBRIDGE_TRANSPORT_H
+#define KBRIDGE_TRANSPORT_H
+
+#include <event2/util.h>
+#include <stddef.h>
+
+struct bufferevent;
+struct event_base;
+struct sockaddr;
+struct transport;
+
+/* What differs between transports. Each kind has one static table. */
+struct transport_ops {
+    const char *name; /* "tcp": the transport in logs and metric labels */
+    /* Our side is done (the last frame is flushed): tell the peer, keep
+     * reading (TCP: shutdown(SHUT_WR); TLS: close_notify, then the same).
+     * 0, or -1 when it cannot (the caller then closes at once). */
+    int (*shutdown_write)(struct transport *transport);
+    /* The loop has stopped (daemon shutdown): one non-blocking attempt to
+     * write what is queued; nothing is waited for. */
+    void (*flush_now)(struct transport *transport);
+};
+
+struct transport {
+    const struct transport_ops *ops; /* NULL until opened and after transport_close */
+    struct bufferevent *stream;      /* what the adapter reads and writes; owned here */
+    evutil_socket_t fd;              /* the socket under the stream; owned by it */
+    char peer[64];                   /* "127.0.0.1:5555", or "(unknown)" */
+};
+
+/* Plain TCP: take an accepted socket, write the peer's address into
+ * transport->peer, make it non-blocking with TCP_NODELAY and wrap it in a
+ * socket bufferevent that owns it. 0, or -1 (socket closed, logged under
+ * `protocol`, nothing to close) on failure. */
+int transport_open_tcp(struct transport *transport, struct event_base *base, const char *protocol,
+                       evutil_socket_t fd, const struct sockaddr *peer, int peer_len);
+
+/* The transport's static name ("tcp"), "none" when not open. */
+const char *transport_name(const struct transport *transport);
+
+/* See transport_ops.shutdown_write. -1 when not open. */
+int transport_shutdown_write(struct transport *transport);
+
+/* See transport_ops.flush_now. Nothing when not open. */
+void transport_flush_now(struct transport *transport);
+
+/* Free the stream and close the socket (what is still queued is dropped).
+ * Safe on a transport that is not open, and twice. */
+void transport_close(struct transport *transport);
+
+#endif
