@@ -26,13 +26,14 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 #include "reply.h"
 #include "worker.h"
 
 /* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
 #define CORE_MAX_PROPERTIES_EXTRA 5
-#define CORE_HEADER_REPLY_TOPIC "kafka_replyTopic"
-#define CORE_HEADER_CORRELATION "kafka_correlationId"
+#define CORE_HEADER_REPLY_TOPIC RECORD_NATIVE_REPLY_TOPIC
+#define CORE_HEADER_CORRELATION RECORD_NATIVE_CORRELATION
 /* Hashed against for unknown users, so that timing does not tell which
  * users exist. */
 #define CORE_DUMMY_SETTING "$6$kbridge$"
@@ -684,7 +685,7 @@ static bool core_request_headers(struct core_session *session, const struct core
                                  size_t correlation_size)
 {
     struct core *core = session->core;
-    const struct core_property *reply_to = core_find_property(message, "reply-to");
+    const struct core_property *reply_to = core_find_property(message, RECORD_HEADER_REPLY_TO);
     static const char prefix[] = "/reply-queue/";
     if (!reply_to || reply_to->value_len <= sizeof(prefix) - 1 ||
         reply_to->value_len - (sizeof(prefix) - 1) > REPLY_TOKEN_MAX ||
@@ -702,7 +703,7 @@ static bool core_request_headers(struct core_session *session, const struct core
                      name);
     if (n < 0 || (size_t)n >= reply_topic_size)
         return false;
-    const struct core_property *client = core_find_property(message, "correlation-id");
+    const struct core_property *client = core_find_property(message, RECORD_HEADER_CORRELATION_ID);
     char request_id[REPLY_REQUEST_ID_LEN + 1];
     core_request_id(token, client, request_id);
     n = snprintf(correlation, correlation_size, "%s:%s", token, request_id);
@@ -710,8 +711,8 @@ static bool core_request_headers(struct core_session *session, const struct core
         return false;
     if (reply_requests_put(core->requests, request_id, client ? client->value : "",
                            client ? client->value_len : 0, clock_wall_ms()) < 0)
-        log_warn("core", "out of memory remembering a request; a native reply will lack its "
-                         "correlation-id");
+        log_warn("core", "out of memory remembering a request; a native reply will lack "
+                         "its " RECORD_HEADER_CORRELATION_ID);
     (*core->requests_total)++;
     return true;
 }
@@ -788,26 +789,26 @@ int core_publish(struct core_session *session, const struct destination *destina
     bool has_message_id = false;
     for (size_t i = 0; i < message->property_count; i++) {
         const struct core_property *p = &message->properties[i];
-        if (strcmp(p->name, "user-id") == 0 ||
-            strncmp(p->name, REPLY_HEADER_PREFIX, strlen(REPLY_HEADER_PREFIX)) == 0)
-            continue; /* never trusted from the client */
+        if (!record_header_from_client(p->name, strlen(p->name)))
+            continue; /* user-id, kbridge-reply-*: never trusted from the client */
         if (request && (strcmp(p->name, CORE_HEADER_REPLY_TOPIC) == 0 ||
                         strcmp(p->name, CORE_HEADER_CORRELATION) == 0))
             continue; /* ours replace the client's */
-        if (strcmp(p->name, "message-id") == 0)
+        if (strcmp(p->name, RECORD_HEADER_MESSAGE_ID) == 0)
             has_message_id = true;
         headers[count++] = (struct kafka_header){p->name, p->value, p->value_len};
     }
     char uuid[37];
     if (!has_message_id) {
         core_uuid(uuid);
-        headers[count++] = (struct kafka_header){"message-id", uuid, 36};
+        headers[count++] = (struct kafka_header){RECORD_HEADER_MESSAGE_ID, uuid, 36};
     }
     if (!session->anonymous)
-        headers[count++] = (struct kafka_header){"user-id", session->user, strlen(session->user)};
+        headers[count++] =
+            (struct kafka_header){RECORD_HEADER_USER_ID, session->user, strlen(session->user)};
     if (reply)
         headers[count++] =
-            (struct kafka_header){REPLY_TOKEN_HEADER, destination->name, strlen(destination->name)};
+            (struct kafka_header){RECORD_REPLY_TOKEN, destination->name, strlen(destination->name)};
     if (request) {
         headers[count++] = (struct kafka_header){CORE_HEADER_REPLY_TOPIC, reply_topic_full,
                                                  strlen(reply_topic_full)};
@@ -816,7 +817,8 @@ int core_publish(struct core_session *session, const struct destination *destina
     } else {
         /* A reply to a native requester (Spring's ReplyingKafkaTemplate) is
          * matched by kafka_correlationId: mirror the correlation-id into it. */
-        const struct core_property *client = core_find_property(message, "correlation-id");
+        const struct core_property *client =
+            core_find_property(message, RECORD_HEADER_CORRELATION_ID);
         if (client && !core_find_property(message, CORE_HEADER_CORRELATION))
             headers[count++] =
                 (struct kafka_header){CORE_HEADER_CORRELATION, client->value, client->value_len};
@@ -825,8 +827,8 @@ int core_publish(struct core_session *session, const struct destination *destina
     const void *key = message->key;
     size_t key_len = message->key_len;
     if (!key) {
-        static const char *const key_names[] = {"kafka-key", "JMSXGroupID", "group-id"};
-        for (size_t i = 0; i < 3 && !key; i++) {
+        static const char *const key_names[] = RECORD_KEY_PROPERTIES;
+        for (size_t i = 0; i < RECORD_KEY_PROPERTY_COUNT && !key; i++) {
             const struct core_property *p = core_find_property(message, key_names[i]);
             if (p) {
                 key = p->value;
@@ -1071,34 +1073,19 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
 
 bool core_header_is_internal(const char *name)
 {
-    return strncmp(name, REPLY_HEADER_PREFIX, strlen(REPLY_HEADER_PREFIX)) == 0 ||
-           strcmp(name, CORE_HEADER_REPLY_TOPIC) == 0 || strcmp(name, CORE_HEADER_CORRELATION) == 0;
-}
-
-/* The header `name` of a record (first one), or NULL. */
-static const void *core_record_header(const struct kafka_record *record, const char *name,
-                                      size_t *value_len)
-{
-    size_t count = kafka_record_header_count(record);
-    for (size_t i = 0; i < count; i++) {
-        const char *header;
-        const void *value;
-        if (kafka_record_header(record, i, &header, &value, value_len) == 0 &&
-            strcmp(header, name) == 0)
-            return value;
-    }
-    return NULL;
+    /* request-reply routing: private whoever reads it (record.h) */
+    return !record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA);
 }
 
 const char *core_record_reply_token(const struct kafka_record *record, size_t *length)
 {
     size_t value_len;
-    const char *value = core_record_header(record, REPLY_TOKEN_HEADER, &value_len);
+    const char *value = record_header_find(record, RECORD_REPLY_TOKEN, &value_len);
     if (value) {
         *length = value_len;
         return value;
     }
-    value = core_record_header(record, CORE_HEADER_CORRELATION, &value_len);
+    value = record_header_find(record, CORE_HEADER_CORRELATION, &value_len);
     const char *colon = value ? memchr(value, ':', value_len) : NULL;
     if (!colon || colon == value)
         return NULL;
@@ -1115,21 +1102,8 @@ bool core_record_is_reply_to(const struct kafka_record *record, const char *toke
 
 bool core_record_expired(struct core *core, const struct kafka_record *record, bool queue)
 {
-    size_t len;
-    const char *value = core_record_header(record, "expires", &len);
-    if (!value || len == 0 || len > 19)
+    if (!record_expired(record, clock_wall_ms()))
         return false;
-    size_t reason_len;
-    if (core_record_header(record, "kbridge-dlq-reason", &reason_len))
-        return false; /* dead letters are kept for inspection: they do not expire */
-    uint64_t expires = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (value[i] < '0' || value[i] > '9')
-            return false; /* not a time kbridge understands: delivered */
-        expires = expires * 10 + (uint64_t)(value[i] - '0');
-    }
-    if (expires == 0 || expires > clock_wall_ms())
-        return false; /* 0: never (JMS) */
     (*core->expired[queue ? 0 : 1])++;
     return true;
 }
@@ -1152,7 +1126,7 @@ static bool core_reply_request_sent(struct core *core, const struct kafka_record
 {
     size_t len, correlation_len;
     char request_id[REPLY_REQUEST_ID_LEN + 1];
-    const char *value = core_record_header(record, CORE_HEADER_CORRELATION, &len);
+    const char *value = record_header_find(record, CORE_HEADER_CORRELATION, &len);
     const char *colon = value ? memchr(value, ':', len) : NULL;
     if (colon && (size_t)(value + len - colon - 1) == REPLY_REQUEST_ID_LEN) {
         memcpy(request_id, colon + 1, REPLY_REQUEST_ID_LEN);
@@ -1160,9 +1134,10 @@ static bool core_reply_request_sent(struct core *core, const struct kafka_record
         if (reply_requests_find(core->requests, request_id, now, &correlation_len, sent_ms))
             return true;
     }
-    const char *token = core_record_header(record, REPLY_TOKEN_HEADER, &len);
-    struct core_property correlation = {"correlation-id", NULL, 0};
-    correlation.value = core_record_header(record, "correlation-id", &correlation.value_len);
+    const char *token = record_header_find(record, RECORD_REPLY_TOKEN, &len);
+    struct core_property correlation = {RECORD_HEADER_CORRELATION_ID, NULL, 0};
+    correlation.value =
+        record_header_find(record, RECORD_HEADER_CORRELATION_ID, &correlation.value_len);
     char token_text[REPLY_TOKEN_MAX + 1];
     if (!token || len > REPLY_TOKEN_MAX || !correlation.value || correlation.value_len == 0)
         return false;
@@ -1187,9 +1162,9 @@ void core_count_reply(struct core *core, const struct kafka_record *record, bool
 void core_reply_complete(struct core *core, struct core_delivery *delivery)
 {
     size_t len;
-    if (core_record_header(delivery->record, "correlation-id", &len))
+    if (record_header_find(delivery->record, RECORD_HEADER_CORRELATION_ID, &len))
         return; /* the responder kept it */
-    const char *value = core_record_header(delivery->record, CORE_HEADER_CORRELATION, &len);
+    const char *value = record_header_find(delivery->record, CORE_HEADER_CORRELATION, &len);
     const char *colon = value ? memchr(value, ':', len) : NULL;
     if (!colon || (size_t)(value + len - colon - 1) != REPLY_REQUEST_ID_LEN)
         return;
@@ -1203,15 +1178,16 @@ void core_reply_complete(struct core *core, struct core_delivery *delivery)
         correlation_len >= sizeof(core->correlation_scratch))
         return;
     memcpy(core->correlation_scratch, correlation, correlation_len);
-    delivery->extra[delivery->extra_count++] =
-        (struct core_property){"correlation-id", core->correlation_scratch, correlation_len};
+    delivery->extra[delivery->extra_count++] = (struct core_property){
+        RECORD_HEADER_CORRELATION_ID, core->correlation_scratch, correlation_len};
 }
 
 void core_request_complete(struct core *core, struct core_delivery *delivery)
 {
     size_t topic_len, correlation_len, len;
-    const char *topic = core_record_header(delivery->record, CORE_HEADER_REPLY_TOPIC, &topic_len);
-    if (!topic || topic_len == 0 || core_record_header(delivery->record, "reply-to", &len))
+    const char *topic = record_header_find(delivery->record, CORE_HEADER_REPLY_TOPIC, &topic_len);
+    if (!topic || topic_len == 0 ||
+        record_header_find(delivery->record, RECORD_HEADER_REPLY_TO, &len))
         return; /* not a native request, or it names its reply-to itself */
     const char *prefix = core_config(core)->kafka.topic_prefix;
     size_t prefix_len = strlen(prefix);
@@ -1224,14 +1200,14 @@ void core_request_complete(struct core *core, struct core_delivery *delivery)
     if (n < 0 || (size_t)n >= sizeof(core->reply_to_scratch))
         return;
     delivery->extra[delivery->extra_count++] =
-        (struct core_property){"reply-to", core->reply_to_scratch, (size_t)n};
+        (struct core_property){RECORD_HEADER_REPLY_TO, core->reply_to_scratch, (size_t)n};
     const char *correlation =
-        core_record_header(delivery->record, CORE_HEADER_CORRELATION, &correlation_len);
-    if (correlation && !core_record_header(delivery->record, "correlation-id", &len) &&
+        record_header_find(delivery->record, CORE_HEADER_CORRELATION, &correlation_len);
+    if (correlation && !record_header_find(delivery->record, RECORD_HEADER_CORRELATION_ID, &len) &&
         correlation_len < sizeof(core->correlation_scratch)) {
         memcpy(core->correlation_scratch, correlation, correlation_len);
-        delivery->extra[delivery->extra_count++] =
-            (struct core_property){"correlation-id", core->correlation_scratch, correlation_len};
+        delivery->extra[delivery->extra_count++] = (struct core_property){
+            RECORD_HEADER_CORRELATION_ID, core->correlation_scratch, correlation_len};
     }
 }
 

@@ -34,6 +34,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 #include "u64_map.h"
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
@@ -256,15 +257,14 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
     snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
-    headers[count++] = (struct kafka_header){"kbridge-dlq-reason", reason, strlen(reason)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_REASON, reason, strlen(reason)};
     headers[count++] =
-        (struct kafka_header){"kbridge-dlq-original-topic", record->topic, strlen(record->topic)};
+        (struct kafka_header){RECORD_DLQ_ORIGINAL_TOPIC, record->topic, strlen(record->topic)};
     headers[count++] =
-        (struct kafka_header){"kbridge-dlq-original-partition", partition, strlen(partition)};
-    headers[count++] = (struct kafka_header){"kbridge-dlq-original-offset", offset, strlen(offset)};
-    headers[count++] =
-        (struct kafka_header){"kbridge-delivery-count", deliveries, strlen(deliveries)};
-    headers[count++] = (struct kafka_header){"kbridge-dlq-time", now, strlen(now)};
+        (struct kafka_header){RECORD_DLQ_ORIGINAL_PARTITION, partition, strlen(partition)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_ORIGINAL_OFFSET, offset, strlen(offset)};
+    headers[count++] = (struct kafka_header){RECORD_DELIVERY_COUNT, deliveries, strlen(deliveries)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_TIME, now, strlen(now)};
     dl->queue = queue;
     dl->id = id;
     int rc = kafka_produce(queue->core->kafka, queue->dead_letter_topic, -1, 0, record->key,
