@@ -69,29 +69,7 @@ struct core_session {
     const struct config_user *acl_user; /* NULL: not a configured user (any more) */
 };
 
-/* One subscriber of a queue (or durable subscription), a topic or a
- * temporary queue: what every engine needs, the engine serving it and that
- * engine's own state. */
-struct core_subscription {
-    struct core_subscription *next; /* in the session (doubly linked) */
-    struct core_subscription *prev;
-    struct core_session *session;
-    struct destination destination;
-    struct core_subscribe_options options;
-    char *durable_name;    /* options.durable_name points here */
-    const char *client_id; /* the session's (NULL: none) */
-    char *reply_token;     /* temporary queue: only records routed to this token */
-    struct core_subscription_handlers handlers;
-    void *opaque;
-    struct engine *engine;     /* serves it */
-    void *engine_state;        /* the engine's, from its subscribe to its unsubscribe */
-    struct event *ready_event; /* deferred ready callback */
-    /* Deliveries stop while `blocked` (= client_blocked || !ready_sent): none
-     * goes out before the adapter has seen ready and set up its side. */
-    bool blocked;
-    bool client_blocked; /* core_subscription_block() from the adapter */
-    bool ready_sent;
-};
+/* struct core_subscription is defined in engine.h: engines read part of it. */
 
 /* ---- core_session.c ---- */
 

@@ -6,7 +6,6 @@
 
 #include "clock.h"
 #include "config.h"
-#include "core_internal.h"
 #include "kafka.h"
 #include "record.h"
 

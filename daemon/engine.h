@@ -10,7 +10,7 @@
  * contract), stats.h (metrics series), request_reply.h, kafka.h, and the
  * helpers at the end of this header (engine.c).
  *
- * A subscription (`struct core_subscription`, core_internal.h) holds the
+ * A subscription (`struct core_subscription`, below) holds the
  * engine serving it and that engine's per-subscriber state
  * (`engine_state`), which the engine allocates in `subscribe` and frees in
  * `unsubscribe`. Loop thread only. */
@@ -21,11 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "address.h"
 #include "core.h"
 #include "queue_state.h"
 
 struct config;
-struct core_subscription;
+struct core_session;
+struct event;
 struct event_base;
 struct kafka;
 struct kafka_record;
@@ -33,6 +35,31 @@ struct metrics;
 struct request_reply;
 struct stats_table;
 struct engine;
+
+/* One subscriber of a queue (or durable subscription), a topic or a
+ * temporary queue, owned by the core (core_subscription.c). Engines read
+ * destination, options, durable_name, client_id, reply_token and blocked,
+ * and own engine_state; the rest is the core's. */
+struct core_subscription {
+    struct core_subscription *next; /* in the session (doubly linked) */
+    struct core_subscription *prev;
+    struct core_session *session;
+    struct destination destination;
+    struct core_subscribe_options options;
+    char *durable_name;    /* options.durable_name points here */
+    const char *client_id; /* the session's (NULL: none) */
+    char *reply_token;     /* temporary queue: only records routed to this token */
+    struct core_subscription_handlers handlers;
+    void *opaque;
+    struct engine *engine;     /* serves it */
+    void *engine_state;        /* the engine's, from its subscribe to its unsubscribe */
+    struct event *ready_event; /* deferred ready callback */
+    /* Deliveries stop while `blocked` (= client_blocked || !ready_sent): none
+     * goes out before the adapter has seen ready and set up its side. */
+    bool blocked;
+    bool client_blocked; /* core_subscription_block() from the adapter */
+    bool ready_sent;
+};
 
 /* What the core gives every engine at creation; it outlives the engines. */
 struct engine_context {

@@ -30,7 +30,6 @@
 
 #include "clock.h"
 #include "config.h"
-#include "core_internal.h"
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"

@@ -42,7 +42,6 @@
 #include <string.h>
 
 #include "config.h"
-#include "core_internal.h"
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"
