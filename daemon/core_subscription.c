@@ -41,14 +41,14 @@ int core_delivery_header(const struct core_delivery *delivery, size_t index, con
 /* ---- subscriptions ------------------------------------------------------------------ */
 
 /* Apply the effective block state (client's block, or not ready yet) to the
- * queue or topic reader; unblocking may deliver at once. */
+ * engine (its `block` op); unblocking may deliver at once. */
 static void core_subscription_apply_block(struct core_subscription *sub)
 {
     bool blocked = sub->client_blocked || !sub->ready_sent;
     if (sub->blocked == blocked)
         return;
     sub->blocked = blocked;
-    if (sub->engine_state)
+    if (sub->attached)
         sub->engine->ops->block(sub, blocked);
 }
 
@@ -97,11 +97,12 @@ void core_subscription_context(struct engine_context *context)
 
 /* The engine that serves a subscription (architecture "Engines"). */
 static struct engine *core_subscription_engine(struct core *core,
-                                               const struct core_subscription *sub)
+                                               const struct destination *destination,
+                                               const char *durable_name, const char *reply_token)
 {
-    if (sub->reply_token)
+    if (reply_token)
         return core->temporary_engine;
-    if (sub->destination.kind == DESTINATION_QUEUE || sub->durable_name)
+    if (destination->kind == DESTINATION_QUEUE || durable_name)
         return core->queue_engine;
     return core->topic_engine;
 }
@@ -114,7 +115,10 @@ core_subscription_start(struct core_session *session, const struct destination *
                         const char *reply_token, int *error_code, char *err, size_t err_size)
 {
     struct core *core = session->core;
-    struct core_subscription *sub = calloc(1, sizeof(*sub));
+    struct engine *engine =
+        core_subscription_engine(core, destination, options->durable_name, reply_token);
+    /* one allocation: the subscription and its engine's state */
+    struct core_subscription *sub = calloc(1, sizeof(*sub) + engine->ops->state_size);
     if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
         (options->durable_name && !(sub->durable_name = strdup(options->durable_name))) ||
         (reply_token && !(sub->reply_token = strdup(reply_token)))) {
@@ -137,8 +141,9 @@ core_subscription_start(struct core_session *session, const struct destination *
     sub->handlers = *handlers;
     sub->opaque = opaque;
     sub->blocked = true; /* until ready: see core_subscription_apply_block */
-    sub->engine = core_subscription_engine(core, sub);
-    int rc = sub->engine->ops->subscribe(sub->engine, sub, err, err_size);
+    sub->engine = engine;
+    sub->engine_state = sub->engine_storage;
+    int rc = engine->ops->subscribe(engine, sub, err, err_size);
     if (rc != CORE_OK) {
         event_free(sub->ready_event);
         free(sub->durable_name);
@@ -147,6 +152,7 @@ core_subscription_start(struct core_session *session, const struct destination *
         *error_code = rc;
         return NULL;
     }
+    sub->attached = true;
     sub->next = session->subscriptions;
     if (session->subscriptions)
         session->subscriptions->prev = sub;
@@ -264,7 +270,7 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         session->subscriptions = sub->next;
     if (sub->next)
         sub->next->prev = sub->prev;
-    if (sub->engine_state)
+    if (sub->attached)
         sub->engine->ops->unsubscribe(sub, forget);
     event_free(sub->ready_event);
     free(sub->durable_name);

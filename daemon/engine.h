@@ -12,8 +12,9 @@
  *
  * A subscription (`struct core_subscription`, below) holds the
  * engine serving it and that engine's per-subscriber state
- * (`engine_state`), which the engine allocates in `subscribe` and frees in
- * `unsubscribe`. Loop thread only. */
+ * (`engine_state`): `state_size` zeroed bytes the core allocates with the
+ * subscription (one allocation per subscription), which the engine fills in
+ * `subscribe` and releases what it holds in `unsubscribe`. Loop thread only. */
 #ifndef KBRIDGE_ENGINE_H
 #define KBRIDGE_ENGINE_H
 
@@ -52,13 +53,15 @@ struct core_subscription {
     struct core_subscription_handlers handlers;
     void *opaque;
     struct engine *engine;     /* serves it */
-    void *engine_state;        /* the engine's, from its subscribe to its unsubscribe */
+    void *engine_state;        /* ops->state_size bytes, the engine's (in engine_storage) */
+    bool attached;             /* between a successful subscribe and the unsubscribe */
     struct event *ready_event; /* deferred ready callback */
     /* Deliveries stop while `blocked` (= client_blocked || !ready_sent): none
      * goes out before the adapter has seen ready and set up its side. */
     bool blocked;
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
+    _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */
 };
 
 /* What the core gives every engine at creation; it outlives the engines. */
@@ -84,10 +87,11 @@ struct engine_context {
 
 /* The operations of one engine. Results are enum core_error values. */
 struct engine_ops {
-    const char *name; /* "queue", "topic", "temporary-queue" */
+    const char *name;  /* "queue", "topic", "temporary-queue" */
+    size_t state_size; /* of the per-subscriber state (engine_state) */
     /* Start serving `sub` (its destination, options, durable name and
-     * reply token are set; it is blocked until ready): allocate
-     * sub->engine_state, join or create what serves it, and call
+     * reply token are set; it is blocked until ready; engine_state is
+     * zeroed): fill sub->engine_state, join or create what serves it, and call
      * context->ready once it is positioned. CORE_OK, or an error with err. */
     int (*subscribe)(struct engine *engine, struct core_subscription *sub, char *err,
                      size_t err_size);
@@ -97,7 +101,7 @@ struct engine_ops {
                   const char *reason);
     /* Flow: stop (blocked) or resume deliveries to `sub`; resuming may deliver at once. */
     void (*block)(struct core_subscription *sub, bool blocked);
-    /* Stop serving `sub` and free sub->engine_state; unsettled deliveries are
+    /* Stop serving `sub` (the core frees engine_state with it); unsettled deliveries are
      * released. `forget`: also delete what the subscription named (a
      * durable subscription's group position) when nobody else uses it. */
     void (*unsubscribe)(struct core_subscription *sub, bool forget);

@@ -660,21 +660,14 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
                  client_id ? client_id : sub->destination.name);
         return CORE_ERR_INVALID;
     }
-    struct queue_subscriber *qs = calloc(1, sizeof(*qs));
-    if (!qs) {
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
+    struct queue_subscriber *qs = queue_subscriber_of(sub);
     if (!queue) {
         queue = queue_create(engine, sub, group_id, err, err_size);
-        if (!queue) {
-            free(qs);
+        if (!queue)
             return CORE_ERR_UNAVAILABLE;
-        }
     }
     if (queue_state_consumer_add(queue->state, sub, sub->options.credit, sub->options.auto_accept,
                                  sub->blocked) != 0) {
-        free(qs);
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
@@ -688,7 +681,6 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
         queue->subscribers->prev = qs;
     queue->subscribers = qs;
     queue->subscriber_count++;
-    sub->engine_state = qs;
     /* A queue has its messages in Kafka already: nothing can be missed. A
      * durable subscription is positioned once the group has assigned it. */
     if (!sub->durable_name || queue->assigned_once)
@@ -733,8 +725,7 @@ static void queue_engine_unsubscribe(struct core_subscription *sub, bool forget)
     if (qs->next)
         qs->next->prev = qs->prev;
     queue->subscriber_count--;
-    sub->engine_state = NULL;
-    free(qs);
+    qs->queue = NULL;
     queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
     if (queue->subscriber_count == 0) {
         uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
@@ -795,6 +786,7 @@ static void queue_engine_free(struct engine *base)
 
 static const struct engine_ops queue_engine_ops = {
     .name = "queue",
+    .state_size = sizeof(struct queue_subscriber),
     .subscribe = queue_engine_subscribe,
     .settle = queue_engine_settle,
     .block = queue_engine_block,

@@ -548,11 +548,7 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
                            bool temporary, char *err, size_t err_size)
 {
     const struct engine_context *context = engine->base.context;
-    struct topic_subscriber *sub = calloc(1, sizeof(*sub));
-    if (!sub) {
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
+    struct topic_subscriber *sub = core_sub->engine_state;
     sub->sub = core_sub;
     struct topic_reader *reader = NULL;
     for (struct topic_reader *r = engine->readers; r; r = r->next)
@@ -560,17 +556,14 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
             reader = r;
     if (!reader) {
         reader = topic_reader_create(engine, &core_sub->destination, err, err_size);
-        if (!reader) {
-            free(sub);
+        if (!reader)
             return CORE_ERR_UNAVAILABLE;
-        }
     }
     if (temporary) {
         sub->temporary = true;
         sub->temp.token = core_sub->reply_token;
         if (request_reply_temp_queue_add(context->request_reply, &sub->temp) < 0) {
             snprintf(err, err_size, "out of memory");
-            free(sub);
             if (reader->subscriber_count == 0 && !topic_is_reply_reader(reader)) {
                 /* do not keep a reader nobody uses */
                 struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
@@ -588,7 +581,6 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
         reader->subscribers->prev = sub;
     reader->subscribers = sub;
     reader->subscriber_count++;
-    core_sub->engine_state = sub;
     if (reader->stats)
         *reader->stats->consumers = (double)reader->subscriber_count;
     if (reader->paused) /* the newcomer is not behind */
@@ -627,8 +619,6 @@ static void topic_engine_unsubscribe(struct core_subscription *core_sub, bool fo
     if (sub->temporary)
         request_reply_temp_queue_remove(reader->context->request_reply, &sub->temp);
     topic_backlog_clear(sub);
-    core_sub->engine_state = NULL;
-    free(sub);
     reader->subscriber_count--;
     if (reader->stats)
         *reader->stats->consumers = (double)reader->subscriber_count;
@@ -674,6 +664,7 @@ static void topic_engine_free_temporary(struct engine *base)
 /* Non-durable topic deliveries carry nothing to settle: settle is NULL. */
 static const struct engine_ops topic_engine_ops = {
     .name = "topic",
+    .state_size = sizeof(struct topic_subscriber),
     .subscribe = topic_engine_subscribe,
     .block = topic_engine_block,
     .unsubscribe = topic_engine_unsubscribe,
@@ -683,6 +674,7 @@ static const struct engine_ops topic_engine_ops = {
 
 static const struct engine_ops topic_engine_temporary_ops = {
     .name = "temporary-queue",
+    .state_size = sizeof(struct topic_subscriber),
     .subscribe = topic_engine_subscribe_temporary,
     .block = topic_engine_block,
     .unsubscribe = topic_engine_unsubscribe,
