@@ -183,8 +183,9 @@ struct core_delivery {
     struct core_property extra[2];
 };
 
-/* Headers of a delivery, in record order, kbridge-internal ones included
- * (adapters skip "kbridge-amqp-*" etc. as architecture §3 says). */
+/* Headers of a delivery, in record order, kbridge-internal ones included:
+ * adapters pass each through record_header_delivered (record.h,
+ * architecture §3) before it reaches a client. */
 size_t core_delivery_header_count(const struct core_delivery *delivery);
 int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
                          const void **value, size_t *value_len);
@@ -225,7 +226,8 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          size_t err_size);
 /* Is this record header request-reply routing data that clients never see
  * (kbridge-reply-*, and kafka_replyTopic / kafka_correlationId, which the
- * core turns into reply-to and correlation-id for them)? */
+ * core turns into reply-to and correlation-id for them)? Kept for callers
+ * that test only these; adapters decide with record_header_delivered. */
 bool core_header_is_internal(const char *name);
 
 /* Stop / resume deliveries (the client's connection is backed up). */

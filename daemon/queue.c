@@ -30,10 +30,13 @@
 
 #include "clock.h"
 #include "config.h"
-#include "core_internal.h"
+#include "engine.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
+#include "request_reply.h"
+#include "stats.h"
 #include "u64_map.h"
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
@@ -54,9 +57,24 @@ struct queue_dead_letter {
     queue_delivery_id id;
 };
 
+/* The queue engine (engine.h): every queue of the node. */
+struct queue_engine {
+    struct engine base;
+    struct queue *queues;
+};
+
+/* A subscriber's state in its queue (core_subscription.engine_state). */
+struct queue_subscriber {
+    struct core_subscription *sub;
+    struct queue_subscriber *next; /* in the queue's list (doubly linked) */
+    struct queue_subscriber *prev;
+    struct queue *queue;
+};
+
 struct queue {
     struct queue *next;
-    struct core *core;
+    struct queue_engine *engine;
+    const struct engine_context *context;
     enum destination_kind kind;
     char name[ADDRESS_NAME_MAX + 1];
     char *group_id;
@@ -64,7 +82,7 @@ struct queue {
     char *dead_letter_topic;
     struct kafka_consumer *consumer;
     struct queue_state *state;
-    struct core_subscription *subscribers;
+    struct queue_subscriber *subscribers;
     size_t subscriber_count;
     struct queue_topic_partition *partitions;
     struct u64_map partition_map; /* queue_partition_key -> index + 1 of the first */
@@ -82,7 +100,12 @@ struct queue {
 
 static const struct config *queue_config(const struct queue *queue)
 {
-    return core_config(queue->core);
+    return engine_config(queue->context);
+}
+
+static struct queue_subscriber *queue_subscriber_of(const struct core_subscription *sub)
+{
+    return sub->engine_state;
 }
 
 /* queue_state pauses once its buffer goes ABOVE the limit it is given, after
@@ -175,27 +198,26 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
     struct queue *queue = opaque;
     struct core_subscription *sub = consumer;
     const struct kafka_record *kafka_record = record;
-    if (sub->destination.wildcard &&
-        !core_session_may_consume_topic(sub->session, kafka_record->topic)) {
+    if (sub->destination.wildcard && !queue->context->may_consume_topic(sub, kafka_record->topic)) {
         /* a wildcard durable subscription only gets the topics its user may read */
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
-    if (core_record_expired(queue->core, kafka_record, true)) {
-        bool dead_letter = core_config(queue->core)->queues.dead_letter_expired;
+    if (engine_record_expired(queue->context, kafka_record, true)) {
+        bool dead_letter = queue_config(queue)->queues.dead_letter_expired;
         queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
                            dead_letter ? "expired" : NULL);
         return;
     }
     struct core_delivery delivery;
-    core_delivery_from_record(&delivery, sub, record, id, delivery_count);
-    core_request_complete(queue->core, &delivery);
+    engine_delivery_from_record(queue->context, &delivery, sub, record, id, delivery_count);
+    request_reply_complete_request(queue->context->request_reply, &delivery);
     if (queue->stats) {
         (*queue->stats->delivered)++;
         if (delivery_count > 1)
             (*queue->stats->redelivered)++;
     }
-    sub->handlers.deliver(sub->opaque, &delivery);
+    queue->context->deliver(sub, &delivery);
 }
 
 static void queue_dead_letter_unlink(struct queue *queue, struct queue_dead_letter *dl)
@@ -256,18 +278,17 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
     snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
-    headers[count++] = (struct kafka_header){"kbridge-dlq-reason", reason, strlen(reason)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_REASON, reason, strlen(reason)};
     headers[count++] =
-        (struct kafka_header){"kbridge-dlq-original-topic", record->topic, strlen(record->topic)};
+        (struct kafka_header){RECORD_DLQ_ORIGINAL_TOPIC, record->topic, strlen(record->topic)};
     headers[count++] =
-        (struct kafka_header){"kbridge-dlq-original-partition", partition, strlen(partition)};
-    headers[count++] = (struct kafka_header){"kbridge-dlq-original-offset", offset, strlen(offset)};
-    headers[count++] =
-        (struct kafka_header){"kbridge-delivery-count", deliveries, strlen(deliveries)};
-    headers[count++] = (struct kafka_header){"kbridge-dlq-time", now, strlen(now)};
+        (struct kafka_header){RECORD_DLQ_ORIGINAL_PARTITION, partition, strlen(partition)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_ORIGINAL_OFFSET, offset, strlen(offset)};
+    headers[count++] = (struct kafka_header){RECORD_DELIVERY_COUNT, deliveries, strlen(deliveries)};
+    headers[count++] = (struct kafka_header){RECORD_DLQ_TIME, now, strlen(now)};
     dl->queue = queue;
     dl->id = id;
-    int rc = kafka_produce(queue->core->kafka, queue->dead_letter_topic, -1, 0, record->key,
+    int rc = kafka_produce(queue->context->kafka, queue->dead_letter_topic, -1, 0, record->key,
                            record->key_len, record->value, record->value_len, headers, count,
                            queue_on_dead_letter_delivery, dl);
     free(headers);
@@ -380,8 +401,8 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue_leave_soon(queue, "the group rebalanced"); /* cooperative: no revoke came */
     if (!queue->assigned_once) {
         queue->assigned_once = true;
-        for (struct core_subscription *sub = queue->subscribers; sub; sub = sub->peer_next)
-            core_subscription_schedule_ready(sub);
+        for (struct queue_subscriber *qs = queue->subscribers; qs; qs = qs->next)
+            queue->context->ready(qs->sub);
     }
     queue_update_gauges(queue);
 }
@@ -419,8 +440,7 @@ static const struct kafka_consumer_handlers queue_consumer_handlers = {
 
 static void queue_free(struct queue *queue)
 {
-    struct core *core = queue->core;
-    for (struct queue **link = &core->queues; *link; link = &(*link)->next) {
+    for (struct queue **link = &queue->engine->queues; *link; link = &(*link)->next) {
         if (*link == queue) {
             *link = queue->next;
             break;
@@ -527,23 +547,25 @@ static void queue_on_anchored(void *opaque, int err, const struct kafka_topic_in
         return;
     }
     log_warn("queue", "%s", reason);
-    for (struct core_subscription *sub = queue->subscribers; sub;) {
-        struct core_subscription *next = sub->peer_next;
-        sub->handlers.failed(sub->opaque, reason);
-        sub = next;
+    for (struct queue_subscriber *qs = queue->subscribers; qs;) {
+        struct queue_subscriber *next = qs->next;
+        queue->context->failed(qs->sub, reason);
+        qs = next;
     }
 }
 
-static struct queue *queue_create(struct core *core, const struct core_subscription *sub,
+static struct queue *queue_create(struct queue_engine *engine, const struct core_subscription *sub,
                                   const char *group_id, char *err, size_t err_size)
 {
-    const struct config *config = core_config(core);
+    const struct engine_context *context = engine->base.context;
+    const struct config *config = engine_config(context);
     struct queue *queue = calloc(1, sizeof(*queue));
     if (!queue) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    queue->core = core;
+    queue->engine = engine;
+    queue->context = context;
     queue->kind = sub->destination.kind;
     memcpy(queue->name, sub->destination.name, sizeof(queue->name));
     queue->group_id = strdup(group_id);
@@ -563,9 +585,9 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
         config->kafka.topic_prefix, config->queues.dead_letter_topic, queue->name);
     queue->state = queue_state_new(&queue_state_callbacks, queue, config->queues.max_deliveries,
                                    queue_pause_limit(config));
-    queue->linger_timer = event_new(core->base, -1, 0, queue_on_linger, queue);
-    queue->expire_timer = event_new(core->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
-    queue->stats = core_stats(core, queue->kind, queue->name);
+    queue->linger_timer = event_new(context->base, -1, 0, queue_on_linger, queue);
+    queue->expire_timer = event_new(context->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
+    queue->stats = stats_get(context->stats, queue->kind, queue->name);
     if (!queue->group_id || !queue->subscription || !queue->dead_letter_topic || !queue->state ||
         !queue->linger_timer || !queue->expire_timer) {
         snprintf(err, err_size, "out of memory");
@@ -574,7 +596,7 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
     /* earliest: a durable group has offsets on every partition it knew at
      * creation (anchored below); partitions and topics that appear later
      * were created after the subscription, so all their records are for it. */
-    queue->consumer = kafka_consumer_new(core->kafka, group_id, "earliest",
+    queue->consumer = kafka_consumer_new(context->kafka, group_id, "earliest",
                                          &queue_consumer_handlers, queue, err, err_size);
     if (!queue->consumer)
         goto fail;
@@ -600,8 +622,8 @@ static struct queue *queue_create(struct core *core, const struct core_subscript
     }
     struct timeval interval = {QUEUE_EXPIRE_CHECK_MS / 1000, (QUEUE_EXPIRE_CHECK_MS % 1000) * 1000};
     event_add(queue->expire_timer, &interval);
-    queue->next = core->queues;
-    core->queues = queue;
+    queue->next = engine->queues;
+    engine->queues = queue;
     return queue;
 fail:
     if (queue->consumer) {
@@ -613,12 +635,14 @@ fail:
     return NULL;
 }
 
-int queue_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size)
+static int queue_engine_subscribe(struct engine *base, struct core_subscription *sub, char *err,
+                                  size_t err_size)
 {
+    struct queue_engine *engine = (struct queue_engine *)base;
     char group_id[ADDRESS_NAME_MAX * 2 + 64];
     /* Without a client-id (RabbitMQ's durable:true) the topic and name scope
      * it, as RabbitMQ names its subscription queue after destination and id. */
-    const char *client_id = sub->session->client_id;
+    const char *client_id = sub->client_id;
     if (sub->durable_name && client_id && !sub->options.durable_by_destination)
         snprintf(group_id, sizeof(group_id), "kbridge.sub.%s.%s", client_id, sub->durable_name);
     else if (sub->durable_name)
@@ -627,7 +651,7 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
     else
         snprintf(group_id, sizeof(group_id), "kbridge.q.%s", sub->destination.name);
     struct queue *queue = NULL;
-    for (struct queue *q = core->queues; q; q = q->next)
+    for (struct queue *q = engine->queues; q; q = q->next)
         if (strcmp(q->group_id, group_id) == 0)
             queue = q;
     if (queue && sub->durable_name && queue->subscriber_count > 0) {
@@ -636,8 +660,9 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
                  client_id ? client_id : sub->destination.name);
         return CORE_ERR_INVALID;
     }
+    struct queue_subscriber *qs = queue_subscriber_of(sub);
     if (!queue) {
-        queue = queue_create(core, sub, group_id, err, err_size);
+        queue = queue_create(engine, sub, group_id, err, err_size);
         if (!queue)
             return CORE_ERR_UNAVAILABLE;
     }
@@ -648,45 +673,25 @@ int queue_attach(struct core *core, struct core_subscription *sub, char *err, si
     }
     event_del(queue->linger_timer);
     queue->leave_now = false;
-    sub->queue = queue;
-    sub->peer_prev = NULL;
-    sub->peer_next = queue->subscribers;
+    qs->sub = sub;
+    qs->queue = queue;
+    qs->prev = NULL;
+    qs->next = queue->subscribers;
     if (queue->subscribers)
-        queue->subscribers->peer_prev = sub;
-    queue->subscribers = sub;
+        queue->subscribers->prev = qs;
+    queue->subscribers = qs;
     queue->subscriber_count++;
     /* A queue has its messages in Kafka already: nothing can be missed. A
      * durable subscription is positioned once the group has assigned it. */
     if (!sub->durable_name || queue->assigned_once)
-        core_subscription_schedule_ready(sub);
+        queue->context->ready(sub);
     queue_update_gauges(queue);
     return CORE_OK;
 }
 
-void queue_detach(struct core_subscription *sub)
-{
-    struct queue *queue = sub->queue;
-    if (sub->peer_prev)
-        sub->peer_prev->peer_next = sub->peer_next;
-    else
-        queue->subscribers = sub->peer_next;
-    if (sub->peer_next)
-        sub->peer_next->peer_prev = sub->peer_prev;
-    queue->subscriber_count--;
-    sub->queue = NULL;
-    queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
-    if (queue->subscriber_count == 0) {
-        uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
-        struct timeval linger = {(time_t)(linger_ms / 1000),
-                                 (suseconds_t)(linger_ms % 1000) * 1000};
-        log_debug("queue", "%s: no local subscriber left; staying in the group for %llu ms",
-                  queue->group_id, (unsigned long long)linger_ms);
-        event_add(queue->linger_timer, &linger);
-    }
-    queue_update_gauges(queue);
-}
-
-void queue_forget(struct queue *queue)
+/* After its last subscriber detached: delete the durable subscription
+ * `queue` serves (leave the group now, forget its position, free it). */
+static void queue_forget(struct queue *queue)
 {
     if (queue->subscriber_count > 0 || !queue->consumer)
         return; /* still in use: an UNSUBSCRIBE does not delete it from under others */
@@ -706,10 +711,39 @@ void queue_forget(struct queue *queue)
     queue_free(queue);
 }
 
-int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
-                 const char *reason)
+/* Detach: releases the subscriber's unsettled deliveries; the queue leaves
+ * its group after queues.linger when no subscriber is left (at once, and
+ * forgetting its position, when `forget` and it serves a durable subscription). */
+static void queue_engine_unsubscribe(struct core_subscription *sub, bool forget)
 {
-    struct queue *queue = sub->queue;
+    struct queue_subscriber *qs = queue_subscriber_of(sub);
+    struct queue *queue = qs->queue;
+    if (qs->prev)
+        qs->prev->next = qs->next;
+    else
+        queue->subscribers = qs->next;
+    if (qs->next)
+        qs->next->prev = qs->prev;
+    queue->subscriber_count--;
+    qs->queue = NULL;
+    queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
+    if (queue->subscriber_count == 0) {
+        uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
+        struct timeval linger = {(time_t)(linger_ms / 1000),
+                                 (suseconds_t)(linger_ms % 1000) * 1000};
+        log_debug("queue", "%s: no local subscriber left; staying in the group for %llu ms",
+                  queue->group_id, (unsigned long long)linger_ms);
+        event_add(queue->linger_timer, &linger);
+    }
+    queue_update_gauges(queue);
+    if (forget && sub->durable_name)
+        queue_forget(queue);
+}
+
+static int queue_engine_settle(struct core_subscription *sub, uint64_t id,
+                               enum queue_outcome outcome, const char *reason)
+{
+    struct queue *queue = queue_subscriber_of(sub)->queue;
     int rc = queue_state_settle(queue->state, id, outcome, reason);
     if (rc == 0 && queue->stats) {
         if (outcome == QUEUE_ACCEPT)
@@ -721,20 +755,55 @@ int queue_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome 
     return rc == 0 ? CORE_OK : CORE_ERR_INVALID;
 }
 
-void queue_block(struct core_subscription *sub, bool blocked)
+static void queue_engine_block(struct core_subscription *sub, bool blocked)
 {
-    queue_state_consumer_block(sub->queue->state, sub, blocked);
+    queue_state_consumer_block(queue_subscriber_of(sub)->queue->state, sub, blocked);
 }
 
-void queue_reconfigure_all(struct core *core)
+static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
 {
-    const struct config *config = core_config(core);
-    for (struct queue *q = core->queues; q; q = q->next)
+    return queue_subscriber_of(sub)->queue->subscriber_count;
+}
+
+static void queue_engine_reconfigure(struct engine *base)
+{
+    struct queue_engine *engine = (struct queue_engine *)base;
+    const struct config *config = engine_config(base->context);
+    for (struct queue *q = engine->queues; q; q = q->next)
         queue_state_set_limits(q->state, config->queues.max_deliveries, queue_pause_limit(config));
 }
 
-void queue_free_all(struct core *core)
+/* Close every queue (shutdown) and free the engine. */
+static void queue_engine_free(struct engine *base)
 {
-    while (core->queues)
-        queue_free(core->queues);
+    struct queue_engine *engine = (struct queue_engine *)base;
+    if (!engine)
+        return;
+    while (engine->queues)
+        queue_free(engine->queues);
+    free(engine);
+}
+
+static const struct engine_ops queue_engine_ops = {
+    .name = "queue",
+    .state_size = sizeof(struct queue_subscriber),
+    .subscribe = queue_engine_subscribe,
+    .settle = queue_engine_settle,
+    .block = queue_engine_block,
+    .unsubscribe = queue_engine_unsubscribe,
+    .subscriber_count = queue_engine_subscriber_count,
+    .reconfigure = queue_engine_reconfigure,
+    .free = queue_engine_free,
+};
+
+struct engine *queue_engine_new(const struct engine_context *context, char *err, size_t err_size)
+{
+    struct queue_engine *engine = calloc(1, sizeof(*engine));
+    if (!engine) {
+        snprintf(err, err_size, "queue engine: out of memory");
+        return NULL;
+    }
+    engine->base.ops = &queue_engine_ops;
+    engine->base.context = context;
+    return &engine->base;
 }

@@ -16,8 +16,8 @@
 #define REPLY_NODE_MAX 160  /* node part of a token, after sanitising */
 #define REPLY_TOKEN_MAX (REPLY_NODE_MAX + 1 + REPLY_RANDOM_HEX)
 #define REPLY_TOPIC_BASE "kbridge.reply."
-#define REPLY_HEADER_PREFIX "kbridge-reply-"     /* kbridge's routing headers: never from clients */
-#define REPLY_TOKEN_HEADER "kbridge-reply-token" /* internal: stripped before delivery */
+/* The routing header names are record.h's RECORD_REPLY_PREFIX and
+ * RECORD_REPLY_TOKEN (the record contract, architecture §3). */
 
 /* The node id as a topic-name word: characters outside [A-Za-z0-9_-] become
  * '_', at most REPLY_NODE_MAX characters ("" becomes "node"). 0, or -1 when

@@ -27,20 +27,28 @@
  * queue waiting for its one reply, holds a few slots rather than the limit.
  *
  * The reply reader (this node's reply topic, architecture §7) routes each
- * record to the one temporary queue named by its token, found in
- * `temp_queues` (a u64_map keyed by the token's hash, chained on
- * collisions), not by asking every temporary queue. */
+ * record to the one temporary queue named by its token, found in O(1) by
+ * request_reply_temp_queue (request_reply.c), not by asking every temporary
+ * queue.
+ *
+ * Two engines (engine.h) live here: "topic" (non-durable subscriptions) and
+ * "temporary-queue" (topic_engine_temporary: subscriptions on the node's
+ * reply topic that take only their token's records). Both reach the core
+ * only through their engine_context. */
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
-#include "core_internal.h"
+#include "engine.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "request_reply.h"
+#include "stats.h"
 #include "u64_map.h"
 
 #define TOPIC_LINGER_MS 2000
@@ -57,9 +65,38 @@ struct topic_assigned {
     int64_t *next_offsets;
 };
 
+/* The topic engine (engine.h) and, inside it, the temporary-queue engine:
+ * both serve their subscribers from the readers of `readers`. */
+struct topic_engine {
+    struct engine base;
+    struct engine temporary;
+    struct topic_reader *readers;
+};
+
+/* A subscriber's state on its reader (core_subscription.engine_state): a
+ * bounded backlog of shared records, a ring of backlog_size slots grown on
+ * demand up to backlog_capacity (topics.max_backlog), so an idle subscriber
+ * costs no backlog. */
+struct topic_subscriber {
+    struct core_subscription *sub;
+    struct topic_subscriber *next; /* in the reader's list (doubly linked) */
+    struct topic_subscriber *prev;
+    struct topic_reader *reader; /* NULL once detached */
+    struct shared_record **backlog;
+    uint32_t backlog_head;
+    uint32_t backlog_count;
+    uint32_t backlog_size;
+    uint32_t backlog_capacity;
+    uint64_t dropped;
+    bool overflowed; /* backlog full under the disconnect policy */
+    bool temporary;  /* a temporary queue: `temp` is registered by its token */
+    struct request_reply_temp_queue temp;
+};
+
 struct topic_reader {
     struct topic_reader *next;
-    struct core *core;
+    struct topic_engine *engine;
+    const struct engine_context *context;
     struct destination destination;
     struct kafka_consumer *consumer;
     struct kafka_lookup *lookup;
@@ -70,11 +107,16 @@ struct topic_reader {
     bool positioned;
     bool failed;
     bool paused; /* every subscriber is behind: not fetching */
-    struct core_subscription *subscribers;
+    struct topic_subscriber *subscribers;
     size_t subscriber_count;
     struct destination_stats *stats;
     uint64_t *dropped;
-    struct u64_map temp_queues; /* reply reader: token key -> chain of subscriptions */
+};
+
+/* A fetched record shared by the subscribers of a topic reader. */
+struct shared_record {
+    struct kafka_record *record;
+    uint32_t refs;
 };
 
 static void shared_record_unref(struct shared_record *shared)
@@ -121,7 +163,7 @@ static bool topic_all_behind(const struct topic_reader *reader)
 {
     if (reader->subscriber_count == 0)
         return false;
-    for (const struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
+    for (const struct topic_subscriber *sub = reader->subscribers; sub; sub = sub->next)
         if (sub->backlog_count < (sub->backlog_capacity + 1) / 2)
             return false;
     return true;
@@ -129,27 +171,28 @@ static bool topic_all_behind(const struct topic_reader *reader)
 
 /* ---- subscriber backlogs -------------------------------------------------------- */
 
-static void topic_dispatch(struct core_subscription *sub)
+static void topic_dispatch(struct topic_subscriber *sub)
 {
-    while (!sub->blocked && sub->backlog_count > 0 && sub->reader) {
+    const struct engine_context *context = sub->reader ? sub->reader->context : NULL;
+    while (sub->reader && !sub->sub->blocked && sub->backlog_count > 0) {
         struct shared_record *shared = sub->backlog[sub->backlog_head];
         sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_size;
         sub->backlog_count--;
-        if (core_record_expired(sub->reader->core, shared->record, false)) {
-            if (sub->reply_token)
-                core_count_expired_reply(sub->reader->core);
+        if (engine_record_expired(context, shared->record, false)) {
+            if (sub->temporary)
+                request_reply_count_expired(context->request_reply);
             shared_record_unref(shared);
             continue;
         }
         struct core_delivery delivery;
-        core_delivery_from_record(&delivery, sub, shared->record, 0, 1);
-        if (sub->reply_token)
-            core_reply_complete(sub->reader->core, &delivery);
+        engine_delivery_from_record(context, &delivery, sub->sub, shared->record, 0, 1);
+        if (sub->temporary)
+            request_reply_complete_reply(context->request_reply, &delivery);
         else
-            core_request_complete(sub->reader->core, &delivery);
+            request_reply_complete_request(context->request_reply, &delivery);
         if (sub->reader->stats)
             (*sub->reader->stats->delivered)++;
-        sub->handlers.deliver(sub->opaque, &delivery);
+        context->deliver(sub->sub, &delivery);
         shared_record_unref(shared);
     }
     /* Caught up enough: the reader fetches again (sub->reader is NULL once detached). */
@@ -159,7 +202,7 @@ static void topic_dispatch(struct core_subscription *sub)
 }
 
 /* Double a full backlog's ring (up to its capacity), oldest record first. */
-static int topic_backlog_grow(struct core_subscription *sub)
+static int topic_backlog_grow(struct topic_subscriber *sub)
 {
     uint64_t want = sub->backlog_size ? (uint64_t)sub->backlog_size * 2 : TOPIC_BACKLOG_FIRST;
     uint32_t size = want < sub->backlog_capacity ? (uint32_t)want : sub->backlog_capacity;
@@ -175,13 +218,13 @@ static int topic_backlog_grow(struct core_subscription *sub)
     return 0;
 }
 
-static void topic_backlog_push(struct topic_reader *reader, struct core_subscription *sub,
+static void topic_backlog_push(struct topic_reader *reader, struct topic_subscriber *sub,
                                struct shared_record *shared)
 {
     if (sub->overflowed)
         return; /* ended by the disconnect policy; the adapter is closing it */
     if (sub->backlog_count == sub->backlog_capacity &&
-        strcmp(core_config(reader->core)->topics.slow_subscriber, "disconnect") == 0) {
+        strcmp(engine_config(reader->context)->topics.slow_subscriber, "disconnect") == 0) {
         char reason[256];
         snprintf(reason, sizeof(reason),
                  "slow subscriber: %u messages waiting for this subscription "
@@ -189,7 +232,7 @@ static void topic_backlog_push(struct topic_reader *reader, struct core_subscrip
                  sub->backlog_capacity);
         sub->overflowed = true;
         (*reader->dropped)++;
-        sub->handlers.failed(sub->opaque, reason);
+        reader->context->failed(sub->sub, reason);
         return;
     }
     if (sub->backlog_count == sub->backlog_capacity) {
@@ -211,7 +254,7 @@ static void topic_backlog_push(struct topic_reader *reader, struct core_subscrip
     shared->refs++;
 }
 
-static void topic_backlog_clear(struct core_subscription *sub)
+static void topic_backlog_clear(struct topic_subscriber *sub)
 {
     while (sub->backlog_count > 0) {
         shared_record_unref(sub->backlog[sub->backlog_head]);
@@ -241,55 +284,11 @@ static bool topic_is_reply_reader(const struct topic_reader *reader)
 
 /* ---- temporary queues on the reply reader ------------------------------------------ */
 
-static uint64_t topic_token_key(const char *token, size_t length)
+static struct topic_subscriber *topic_subscriber_of_temp(struct request_reply_temp_queue *temp)
 {
-    return u64_map_string_key(token, length);
-}
-
-/* The temporary queue whose token is token[0..length), or NULL. */
-static struct core_subscription *topic_temp_queue(const struct topic_reader *reader,
-                                                  const char *token, size_t length)
-{
-    for (struct core_subscription *sub =
-             u64_map_get(&reader->temp_queues, topic_token_key(token, length));
-         sub; sub = sub->token_next)
-        if (strlen(sub->reply_token) == length && memcmp(sub->reply_token, token, length) == 0)
-            return sub;
-    return NULL;
-}
-
-static int topic_temp_queue_add(struct topic_reader *reader, struct core_subscription *sub)
-{
-    uint64_t key = topic_token_key(sub->reply_token, strlen(sub->reply_token));
-    struct core_subscription *first = u64_map_get(&reader->temp_queues, key);
-    if (first) { /* another token with the same key: chain behind it */
-        sub->token_next = first->token_next;
-        first->token_next = sub;
-        return 0;
-    }
-    if (u64_map_reserve(&reader->temp_queues) != 0)
-        return -1;
-    sub->token_next = NULL;
-    u64_map_put(&reader->temp_queues, key, sub);
-    return 0;
-}
-
-static void topic_temp_queue_remove(struct topic_reader *reader, struct core_subscription *sub)
-{
-    uint64_t key = topic_token_key(sub->reply_token, strlen(sub->reply_token));
-    struct core_subscription *first = u64_map_get(&reader->temp_queues, key);
-    if (first == sub) {
-        u64_map_remove(&reader->temp_queues, key);
-        if (sub->token_next && u64_map_reserve(&reader->temp_queues) == 0)
-            u64_map_put(&reader->temp_queues, key, sub->token_next);
-    } else {
-        for (struct core_subscription *at = first; at; at = at->token_next)
-            if (at->token_next == sub) {
-                at->token_next = sub->token_next;
-                break;
-            }
-    }
-    sub->token_next = NULL;
+    return temp
+               ? (struct topic_subscriber *)((char *)temp - offsetof(struct topic_subscriber, temp))
+               : NULL;
 }
 
 /* A record of this node's reply topic: to the temporary queue its token
@@ -297,9 +296,11 @@ static void topic_temp_queue_remove(struct topic_reader *reader, struct core_sub
 static void topic_route_reply(struct topic_reader *reader, struct shared_record *shared)
 {
     size_t length = 0;
-    const char *token = core_record_reply_token(shared->record, &length);
-    struct core_subscription *sub = token ? topic_temp_queue(reader, token, length) : NULL;
-    core_count_reply(reader->core, shared->record, sub != NULL);
+    struct request_reply *rr = reader->context->request_reply;
+    const char *token = request_reply_token(shared->record, &length);
+    struct topic_subscriber *sub =
+        token ? topic_subscriber_of_temp(request_reply_temp_queue(rr, token, length)) : NULL;
+    request_reply_count(rr, shared->record, sub != NULL);
     if (!sub)
         return;
     topic_backlog_push(reader, sub, shared);
@@ -328,17 +329,17 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
         return;
     }
     /* every subscriber of a positioned reader has been told it is ready */
-    for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next) {
-        if (sub->destination.wildcard &&
-            (!core_session_may_consume_topic(sub->session, record->topic) ||
-             core_topic_is_reserved(reader->core, record->topic))) {
+    for (struct topic_subscriber *sub = reader->subscribers; sub; sub = sub->next) {
+        if (sub->sub->destination.wildcard &&
+            (!reader->context->may_consume_topic(sub->sub, record->topic) ||
+             request_reply_topic_is_reserved(reader->context->request_reply, record->topic))) {
             continue; /* not allowed, or another node's replies */
         }
         topic_backlog_push(reader, sub, shared);
     }
-    struct core_subscription *sub = reader->subscribers;
+    struct topic_subscriber *sub = reader->subscribers;
     while (sub) {
-        struct core_subscription *next = sub->peer_next;
+        struct topic_subscriber *next = sub->next;
         topic_dispatch(sub);
         sub = next;
     }
@@ -411,9 +412,9 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
         log_warn("topic", "%s", reason);
         if (!reader->positioned) {
             reader->failed = true;
-            for (struct core_subscription *sub = reader->subscribers; sub;) {
-                struct core_subscription *next = sub->peer_next;
-                sub->handlers.failed(sub->opaque, reason);
+            for (struct topic_subscriber *sub = reader->subscribers; sub;) {
+                struct topic_subscriber *next = sub->next;
+                reader->context->failed(sub->sub, reason);
                 sub = next;
             }
         }
@@ -425,20 +426,21 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
             topic_assign(reader, &topics[i], !first);
     if (first) {
         reader->positioned = true;
-        for (struct core_subscription *sub = reader->subscribers; sub; sub = sub->peer_next)
-            core_subscription_schedule_ready(sub);
+        for (struct topic_subscriber *sub = reader->subscribers; sub; sub = sub->next)
+            reader->context->ready(sub->sub);
     }
 }
 
 static int topic_start_lookup(struct topic_reader *reader)
 {
-    const struct config *config = core_config(reader->core);
+    const struct config *config = engine_config(reader->context);
     if (reader->destination.wildcard) {
         struct address_filter filter;
         if (address_filter_init(&filter, config->kafka.topic_prefix, reader->destination.name) < 0)
             return -1;
-        reader->lookup = kafka_lookup_end_offsets(reader->core->kafka, NULL, address_filter_match,
-                                                  &filter, sizeof(filter), topic_on_lookup, reader);
+        reader->lookup =
+            kafka_lookup_end_offsets(reader->context->kafka, NULL, address_filter_match, &filter,
+                                     sizeof(filter), topic_on_lookup, reader);
     } else {
         char topic[ADDRESS_NAME_MAX + 1], err[256];
         if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic,
@@ -446,11 +448,11 @@ static int topic_start_lookup(struct topic_reader *reader)
             return -1;
         /* A node's reply topic is created when missing (auto-creation may be off). */
         reader->lookup = topic_is_reply_reader(reader)
-                             ? kafka_lookup_end_offsets_or_create(reader->core->kafka, topic,
+                             ? kafka_lookup_end_offsets_or_create(reader->context->kafka, topic,
                                                                   TOPIC_REPLY_PARTITIONS,
                                                                   topic_on_lookup, reader)
-                             : kafka_lookup_end_offsets(reader->core->kafka, topic, NULL, NULL, 0,
-                                                        topic_on_lookup, reader);
+                             : kafka_lookup_end_offsets(reader->context->kafka, topic, NULL, NULL,
+                                                        0, topic_on_lookup, reader);
     }
     return reader->lookup ? 0 : -1;
 }
@@ -464,8 +466,7 @@ static void topic_on_rescan(evutil_socket_t fd, short what, void *arg)
 
 static void topic_reader_free(struct topic_reader *reader)
 {
-    struct core *core = reader->core;
-    for (struct topic_reader **link = &core->readers; *link; link = &(*link)->next) {
+    for (struct topic_reader **link = &reader->engine->readers; *link; link = &(*link)->next) {
         if (*link == reader) {
             *link = reader->next;
             break;
@@ -483,7 +484,6 @@ static void topic_reader_free(struct topic_reader *reader)
         free(reader->topics[i].next_offsets);
     }
     free(reader->topics);
-    u64_map_free(&reader->temp_queues);
     if (reader->stats) {
         *reader->stats->consumers = 0;
         *reader->stats->paused_partitions = 0;
@@ -498,29 +498,31 @@ static void topic_on_linger(evutil_socket_t fd, short what, void *arg)
         topic_reader_free(reader);
 }
 
-static struct topic_reader *topic_reader_create(struct core *core,
+static struct topic_reader *topic_reader_create(struct topic_engine *engine,
                                                 const struct destination *destination, char *err,
                                                 size_t err_size)
 {
+    const struct engine_context *context = engine->base.context;
     struct topic_reader *reader = calloc(1, sizeof(*reader));
     if (!reader) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    reader->core = core;
+    reader->engine = engine;
+    reader->context = context;
     reader->destination = *destination;
-    reader->stats = core_stats(core, DESTINATION_TOPIC, destination->name);
+    reader->stats = stats_get(context->stats, DESTINATION_TOPIC, destination->name);
     reader->dropped =
-        metrics_counter(core->metrics, "kbridge_topic_dropped_total",
+        metrics_counter(context->metrics, "kbridge_topic_dropped_total",
                         "Records dropped for slow topic subscribers (drop-oldest).", NULL);
-    reader->linger_timer = event_new(core->base, -1, 0, topic_on_linger, reader);
-    reader->rescan_timer = event_new(core->base, -1, EV_PERSIST, topic_on_rescan, reader);
+    reader->linger_timer = event_new(context->base, -1, 0, topic_on_linger, reader);
+    reader->rescan_timer = event_new(context->base, -1, EV_PERSIST, topic_on_rescan, reader);
     if (!reader->dropped || !reader->linger_timer || !reader->rescan_timer) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    reader->consumer = kafka_consumer_new(core->kafka, NULL, NULL, &topic_consumer_handlers, reader,
-                                          err, err_size);
+    reader->consumer = kafka_consumer_new(context->kafka, NULL, NULL, &topic_consumer_handlers,
+                                          reader, err, err_size);
     if (!reader->consumer)
         goto fail;
     if (topic_start_lookup(reader) < 0) {
@@ -531,41 +533,52 @@ static struct topic_reader *topic_reader_create(struct core *core,
         struct timeval interval = {TOPIC_RESCAN_MS / 1000, (TOPIC_RESCAN_MS % 1000) * 1000};
         event_add(reader->rescan_timer, &interval);
     }
-    reader->next = core->readers;
-    core->readers = reader;
+    reader->next = engine->readers;
+    engine->readers = reader;
     return reader;
 fail:
     topic_reader_free(reader);
     return NULL;
 }
 
-int topic_attach(struct core *core, struct core_subscription *sub, char *err, size_t err_size)
+/* Attach `sub` to the reader of its destination (created on first use);
+ * `temporary`: a temporary queue on the node's reply topic, registered by
+ * its token. */
+static int topic_subscribe(struct topic_engine *engine, struct core_subscription *core_sub,
+                           bool temporary, char *err, size_t err_size)
 {
+    const struct engine_context *context = engine->base.context;
+    struct topic_subscriber *sub = core_sub->engine_state;
+    sub->sub = core_sub;
     struct topic_reader *reader = NULL;
-    for (struct topic_reader *r = core->readers; r; r = r->next)
-        if (!r->failed && strcmp(r->destination.name, sub->destination.name) == 0)
+    for (struct topic_reader *r = engine->readers; r; r = r->next)
+        if (!r->failed && strcmp(r->destination.name, core_sub->destination.name) == 0)
             reader = r;
     if (!reader) {
-        reader = topic_reader_create(core, &sub->destination, err, err_size);
+        reader = topic_reader_create(engine, &core_sub->destination, err, err_size);
         if (!reader)
             return CORE_ERR_UNAVAILABLE;
     }
-    if (sub->reply_token && topic_temp_queue_add(reader, sub) < 0) {
-        snprintf(err, err_size, "out of memory");
-        if (reader->subscriber_count == 0 && !topic_is_reply_reader(reader)) {
-            /* do not keep a reader nobody uses */
-            struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
-            event_add(reader->linger_timer, &linger);
+    if (temporary) {
+        sub->temporary = true;
+        sub->temp.token = core_sub->reply_token;
+        if (request_reply_temp_queue_add(context->request_reply, &sub->temp) < 0) {
+            snprintf(err, err_size, "out of memory");
+            if (reader->subscriber_count == 0 && !topic_is_reply_reader(reader)) {
+                /* do not keep a reader nobody uses */
+                struct timeval linger = {TOPIC_LINGER_MS / 1000, (TOPIC_LINGER_MS % 1000) * 1000};
+                event_add(reader->linger_timer, &linger);
+            }
+            return CORE_ERR_INTERNAL;
         }
-        return CORE_ERR_INTERNAL;
     }
-    sub->backlog_capacity = core_config(core)->topics.max_backlog; /* allocated on demand */
+    sub->backlog_capacity = engine_config(context)->topics.max_backlog; /* allocated on demand */
     event_del(reader->linger_timer);
     sub->reader = reader;
-    sub->peer_prev = NULL;
-    sub->peer_next = reader->subscribers;
+    sub->prev = NULL;
+    sub->next = reader->subscribers;
     if (reader->subscribers)
-        reader->subscribers->peer_prev = sub;
+        reader->subscribers->prev = sub;
     reader->subscribers = sub;
     reader->subscriber_count++;
     if (reader->stats)
@@ -573,22 +586,38 @@ int topic_attach(struct core *core, struct core_subscription *sub, char *err, si
     if (reader->paused) /* the newcomer is not behind */
         topic_set_paused(reader, false);
     if (reader->positioned)
-        core_subscription_schedule_ready(sub);
+        context->ready(core_sub);
     return CORE_OK;
 }
 
-void topic_detach(struct core_subscription *sub)
+static int topic_engine_subscribe(struct engine *base, struct core_subscription *sub, char *err,
+                                  size_t err_size)
 {
+    return topic_subscribe((struct topic_engine *)base, sub, false, err, err_size);
+}
+
+static int topic_engine_subscribe_temporary(struct engine *base, struct core_subscription *sub,
+                                            char *err, size_t err_size)
+{
+    struct topic_engine *engine =
+        (struct topic_engine *)((char *)base - offsetof(struct topic_engine, temporary));
+    return topic_subscribe(engine, sub, true, err, err_size);
+}
+
+static void topic_engine_unsubscribe(struct core_subscription *core_sub, bool forget)
+{
+    (void)forget; /* a non-durable subscription has nothing to forget */
+    struct topic_subscriber *sub = core_sub->engine_state;
     struct topic_reader *reader = sub->reader;
-    if (sub->peer_prev)
-        sub->peer_prev->peer_next = sub->peer_next;
+    if (sub->prev)
+        sub->prev->next = sub->next;
     else
-        reader->subscribers = sub->peer_next;
-    if (sub->peer_next)
-        sub->peer_next->peer_prev = sub->peer_prev;
+        reader->subscribers = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
     sub->reader = NULL;
-    if (sub->reply_token)
-        topic_temp_queue_remove(reader, sub);
+    if (sub->temporary)
+        request_reply_temp_queue_remove(reader->context->request_reply, &sub->temp);
     topic_backlog_clear(sub);
     reader->subscriber_count--;
     if (reader->stats)
@@ -605,14 +634,69 @@ void topic_detach(struct core_subscription *sub)
     }
 }
 
-void topic_block(struct core_subscription *sub, bool blocked)
+static void topic_engine_block(struct core_subscription *core_sub, bool blocked)
 {
     if (!blocked)
-        topic_dispatch(sub);
+        topic_dispatch(core_sub->engine_state);
 }
 
-void topic_free_all(struct core *core)
+static size_t topic_engine_subscriber_count(const struct core_subscription *core_sub)
 {
-    while (core->readers)
-        topic_reader_free(core->readers);
+    const struct topic_subscriber *sub = core_sub->engine_state;
+    return sub->reader ? sub->reader->subscriber_count : 0;
+}
+
+static void topic_engine_free(struct engine *base)
+{
+    struct topic_engine *engine = (struct topic_engine *)base;
+    if (!engine)
+        return;
+    while (engine->readers)
+        topic_reader_free(engine->readers);
+    free(engine);
+}
+
+static void topic_engine_free_temporary(struct engine *base)
+{
+    (void)base; /* part of its topic engine, freed with it */
+}
+
+/* Non-durable topic deliveries carry nothing to settle: settle is NULL. */
+static const struct engine_ops topic_engine_ops = {
+    .name = "topic",
+    .state_size = sizeof(struct topic_subscriber),
+    .subscribe = topic_engine_subscribe,
+    .block = topic_engine_block,
+    .unsubscribe = topic_engine_unsubscribe,
+    .subscriber_count = topic_engine_subscriber_count,
+    .free = topic_engine_free,
+};
+
+static const struct engine_ops topic_engine_temporary_ops = {
+    .name = "temporary-queue",
+    .state_size = sizeof(struct topic_subscriber),
+    .subscribe = topic_engine_subscribe_temporary,
+    .block = topic_engine_block,
+    .unsubscribe = topic_engine_unsubscribe,
+    .subscriber_count = topic_engine_subscriber_count,
+    .free = topic_engine_free_temporary,
+};
+
+struct engine *topic_engine_new(const struct engine_context *context, char *err, size_t err_size)
+{
+    struct topic_engine *engine = calloc(1, sizeof(*engine));
+    if (!engine) {
+        snprintf(err, err_size, "topic engine: out of memory");
+        return NULL;
+    }
+    engine->base.ops = &topic_engine_ops;
+    engine->base.context = context;
+    engine->temporary.ops = &topic_engine_temporary_ops;
+    engine->temporary.context = context;
+    return &engine->base;
+}
+
+struct engine *topic_engine_temporary(struct engine *topic_engine)
+{
+    return &((struct topic_engine *)topic_engine)->temporary;
 }

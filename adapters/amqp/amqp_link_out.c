@@ -38,6 +38,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "record.h"
 
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "delivery ids are kept in pointers");
 
@@ -82,8 +83,9 @@ static void amqp_link_out_deliver(void *opaque, const struct core_delivery *deli
         const char *name;
         const void *value;
         size_t value_len;
+        /* kbridge-amqp-* go to the converter, which decodes them (architecture §3) */
         if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0 &&
-            !core_header_is_internal(name))
+            record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA))
             headers[used++] = (struct core_property){name, value, value_len};
     }
     struct amqp_record_view view = {

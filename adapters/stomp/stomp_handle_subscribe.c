@@ -22,8 +22,9 @@
  * message-id header, else TOPIC-PARTITION-OFFSET), subscription, ack (1.2,
  * client modes: "S<subscription seq>-<delivery seq>"), redelivered (false on
  * the first delivery, true after it, as RabbitMQ), x-delivery-count (1 on the first delivery),
- * content-length, and every record header except kbridge-amqp-* (and
- * except names that would clash with the ones above). */
+ * content-length, and every record header that record_header_delivered lets
+ * through (architecture §3: not kbridge-amqp-* nor request-reply routing),
+ * except names that would clash with the ones above. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "record.h"
 #include "stomp_address.h"
 #include "stomp_handlers.h"
 
@@ -69,10 +71,8 @@ static bool stomp_message_header_ok(enum stomp_version version, const char *name
 {
     if (name_len == 0 || memchr(name, '\0', name_len) || memchr(value, '\0', value_len))
         return false;
-    if (name_len > 13 && memcmp(name, "kbridge-amqp-", 13) == 0)
-        return false; /* kbridge's own round-trip data for AMQP (architecture §3) */
-    if (core_header_is_internal(name))
-        return false; /* reply routing (architecture §7) */
+    if (!record_header_delivered(name, name_len, RECORD_DELIVER_CLIENT))
+        return false; /* kbridge's private headers (architecture §3, record.h) */
     if (version == STOMP_VERSION_1_0)
         return !memchr(name, '\n', name_len) && !memchr(name, '\r', name_len) &&
                !memchr(name, ':', name_len) && !memchr(value, '\n', value_len) &&

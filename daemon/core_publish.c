@@ -1,0 +1,288 @@
+/* core_publish.c -- the publish path (architecture §3-§4, "Data path of a
+ * publish"): an adapter's message becomes one Kafka record (body verbatim,
+ * key from the message or the kafka-key / JMSXGroupID / group-id properties,
+ * one header per property as record.h allows, message-id generated when
+ * absent, user-id set to the authenticated user, request-reply headers from
+ * request_reply.c). The adapter's callback runs only from Kafka's delivery
+ * report: nothing is confirmed before Kafka has it. A session that closes
+ * first detaches its pending publishes so late reports go nowhere. */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "core.h"
+#include "core_internal.h"
+#include "kafka.h"
+#include "record.h"
+#include "request_reply.h"
+#include "stats.h"
+
+/* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
+#define CORE_MAX_PROPERTIES_EXTRA 5
+
+struct core_publish_pending {
+    struct core_publish_pending *next;
+    struct core_publish_pending *prev;
+    struct core_session *session; /* NULL once the session closed */
+    struct destination_stats *stats;
+    core_publish_fn done;
+    void *opaque;
+};
+
+void core_publish_forget_session(struct core_session *session)
+{
+    for (struct core_publish_pending *p = session->pending; p; p = p->next)
+        p->session = NULL;
+}
+
+/* ---- publishing -------------------------------------------------------------------- */
+
+/* splitmix64's finaliser: a bijection of 64-bit values that looks random. */
+static uint64_t core_mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* A version-4-shaped UUID for message-id. Ids must be unique, not secret:
+ * 128 random bits drawn once per process, mixed with a counter (122 bits
+ * survive the version and variant bits: as unlikely to collide as random
+ * UUIDs, within a process and across processes). One
+ * RAND_bytes per message cost ~15% of the publish path (OpenSSL checks
+ * getpid() on every call). */
+/* A failed produce's Kafka error, by its class (kafka_error_classify), as
+ * the core error the adapters map to their protocol's (architecture
+ * "Kafka layer"). */
+static int core_error_from_kafka(int err)
+{
+    switch (kafka_error_classify(err)) {
+    case KAFKA_CLASS_OK: return CORE_OK;
+    case KAFKA_CLASS_AUTHORIZATION: return CORE_ERR_ACCESS;
+    case KAFKA_CLASS_UNKNOWN_TOPIC: return CORE_ERR_NOT_FOUND;
+    case KAFKA_CLASS_TOO_LARGE: return CORE_ERR_TOO_LARGE;
+    case KAFKA_CLASS_INVALID: return CORE_ERR_INVALID;
+    default: return CORE_ERR_UNAVAILABLE; /* retriable, fatal, other */
+    }
+}
+
+static void core_uuid(char out[37])
+{
+    static uint64_t seed[2];
+    static uint64_t counter;
+    static bool seeded;
+    if (!seeded) {
+        if (RAND_bytes((unsigned char *)seed, sizeof(seed)) != 1) {
+            seed[0] = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uint64_t)time(NULL);
+            seed[1] = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uint64_t)clock();
+        }
+        seeded = true;
+    }
+    uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    uint64_t high = core_mix64(seed[0] ^ n);
+    uint64_t low = core_mix64(seed[1] + n);
+    unsigned char bytes[16];
+    for (int i = 0; i < 8; i++) {
+        bytes[i] = (unsigned char)(high >> (56 - 8 * i));
+        bytes[8 + i] = (unsigned char)(low >> (56 - 8 * i));
+    }
+    bytes[6] = (unsigned char)((bytes[6] & 0x0f) | 0x40);
+    bytes[8] = (unsigned char)((bytes[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[bytes[i] >> 4];
+        *p++ = hex[bytes[i] & 0x0f];
+    }
+    *p = '\0';
+}
+
+static void core_on_publish_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+{
+    struct core_publish_pending *pending = opaque;
+    struct core_session *session = pending->session;
+    if (session) {
+        session->unconfirmed--;
+        if (pending->prev)
+            pending->prev->next = pending->next;
+        else
+            session->pending = pending->next;
+        if (pending->next)
+            pending->next->prev = pending->prev;
+        if (!err && pending->stats)
+            (*pending->stats->published)++;
+        pending->done(pending->opaque, core_error_from_kafka(err),
+                      err ? kafka_error_name(err) : "");
+    }
+    free(pending);
+}
+
+static const struct core_property *core_find_property(const struct core_message *message,
+                                                      const char *name)
+{
+    for (size_t i = 0; i < message->property_count; i++)
+        if (strcmp(message->properties[i].name, name) == 0)
+            return &message->properties[i];
+    return NULL;
+}
+
+int core_publish(struct core_session *session, const struct destination *destination,
+                 const struct core_message *message, core_publish_fn done, void *opaque, char *err,
+                 size_t err_size)
+{
+    struct core *core = session->core;
+    const struct config *config = core_config(core);
+    char display[ADDRESS_NAME_MAX + 32];
+    address_format(destination, display, sizeof(display));
+    bool reply = destination->kind == DESTINATION_REPLY_QUEUE;
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        return CORE_ERR_ACCESS;
+    }
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC &&
+        !reply) {
+        snprintf(err, err_size, "publishing to %s is not supported yet", display);
+        return CORE_ERR_UNSUPPORTED;
+    }
+    if (destination->wildcard) {
+        snprintf(err, err_size, "cannot publish to a wildcard destination (%s)", display);
+        return CORE_ERR_INVALID;
+    }
+    /* A reply goes to the reply topic of the node that owns the token; the
+     * unguessable token is the permission. */
+    struct destination reply_topic = {.kind = DESTINATION_TOPIC};
+    if (reply) {
+        if (request_reply_reply_topic(destination->name, reply_topic.name,
+                                      sizeof(reply_topic.name)) < 0) {
+            snprintf(err, err_size,
+                     "%s is not a reply address kbridge made (expected /reply-queue/NODE.TOKEN)",
+                     display);
+            return CORE_ERR_INVALID;
+        }
+    } else if (request_reply_topic_is_reserved(core->request_reply, destination->name)) {
+        snprintf(err, err_size,
+                 "%s is kbridge's reply topic: send replies to the reply-to "
+                 "address of the request",
+                 display);
+        return CORE_ERR_ACCESS;
+    } else if (!core_acl_allows(session, true, destination->name)) {
+        snprintf(err, err_size, "user '%s' may not publish to %s", session->user, display);
+        return CORE_ERR_ACCESS;
+    }
+    if (message->body_len > config->limits.max_message_size) {
+        snprintf(err, err_size,
+                 "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
+                 message->body_len, (unsigned long long)config->limits.max_message_size);
+        return CORE_ERR_TOO_LARGE;
+    }
+    char topic[ADDRESS_NAME_MAX + 1];
+    if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
+                            sizeof(topic), err, err_size) < 0)
+        return CORE_ERR_INVALID;
+
+    size_t count = 0;
+    struct kafka_header *headers =
+        calloc(message->property_count + CORE_MAX_PROPERTIES_EXTRA, sizeof(*headers));
+    if (!headers) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    /* A request whose reply-to is a temporary queue: the headers a native
+     * (Spring Kafka) responder needs, and the client's correlation-id kept
+     * for replies that only copy kafka_correlationId back (architecture §7). */
+    char reply_topic_full[ADDRESS_NAME_MAX + 1];
+    char correlation[REPLY_TOKEN_MAX + REPLY_REQUEST_ID_LEN + 2];
+    bool request =
+        request_reply_request(core->request_reply, message, reply_topic_full,
+                              sizeof(reply_topic_full), correlation, sizeof(correlation));
+    bool has_message_id = false;
+    for (size_t i = 0; i < message->property_count; i++) {
+        const struct core_property *p = &message->properties[i];
+        if (!record_header_from_client(p->name, strlen(p->name)))
+            continue; /* user-id, kbridge-reply-*: never trusted from the client */
+        if (request && (strcmp(p->name, RECORD_NATIVE_REPLY_TOPIC) == 0 ||
+                        strcmp(p->name, RECORD_NATIVE_CORRELATION) == 0))
+            continue; /* ours replace the client's */
+        if (strcmp(p->name, RECORD_HEADER_MESSAGE_ID) == 0)
+            has_message_id = true;
+        headers[count++] = (struct kafka_header){p->name, p->value, p->value_len};
+    }
+    char uuid[37];
+    if (!has_message_id) {
+        core_uuid(uuid);
+        headers[count++] = (struct kafka_header){RECORD_HEADER_MESSAGE_ID, uuid, 36};
+    }
+    if (!session->anonymous)
+        headers[count++] =
+            (struct kafka_header){RECORD_HEADER_USER_ID, session->user, strlen(session->user)};
+    if (reply)
+        headers[count++] =
+            (struct kafka_header){RECORD_REPLY_TOKEN, destination->name, strlen(destination->name)};
+    if (request) {
+        headers[count++] = (struct kafka_header){RECORD_NATIVE_REPLY_TOPIC, reply_topic_full,
+                                                 strlen(reply_topic_full)};
+        headers[count++] =
+            (struct kafka_header){RECORD_NATIVE_CORRELATION, correlation, strlen(correlation)};
+    } else {
+        /* A reply to a native requester (Spring's ReplyingKafkaTemplate) is
+         * matched by kafka_correlationId: mirror the correlation-id into it. */
+        const struct core_property *client =
+            core_find_property(message, RECORD_HEADER_CORRELATION_ID);
+        if (client && !core_find_property(message, RECORD_NATIVE_CORRELATION))
+            headers[count++] =
+                (struct kafka_header){RECORD_NATIVE_CORRELATION, client->value, client->value_len};
+    }
+
+    const void *key = message->key;
+    size_t key_len = message->key_len;
+    if (!key) {
+        static const char *const key_names[] = RECORD_KEY_PROPERTIES;
+        for (size_t i = 0; i < RECORD_KEY_PROPERTY_COUNT && !key; i++) {
+            const struct core_property *p = core_find_property(message, key_names[i]);
+            if (p) {
+                key = p->value;
+                key_len = p->value_len;
+            }
+        }
+    }
+
+    struct core_publish_pending *pending = calloc(1, sizeof(*pending));
+    if (!pending) {
+        free(headers);
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->session = session;
+    pending->stats =
+        stats_get(&core->stats,
+                  destination->kind == DESTINATION_QUEUE ? DESTINATION_QUEUE : DESTINATION_TOPIC,
+                  reply ? reply_topic.name : destination->name);
+    pending->done = done;
+    pending->opaque = opaque;
+    /* no key: one partition per producer, so its messages keep their order */
+    uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
+    int rc = kafka_produce(core->kafka, topic, -1, sticky ? sticky : 1, key, key_len, message->body,
+                           message->body_len, headers, count, core_on_publish_delivery, pending);
+    free(headers);
+    if (rc != KAFKA_OK) {
+        free(pending);
+        if (rc == KAFKA_ERR_QUEUE_FULL) {
+            snprintf(err, err_size, "Kafka producer queue is full; retry later");
+            return CORE_ERR_BUSY;
+        }
+        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
+                 kafka_error_name(rc));
+        return core_error_from_kafka(rc);
+    }
+    pending->next = session->pending;
+    if (session->pending)
+        session->pending->prev = pending;
+    session->pending = pending;
+    session->unconfirmed++;
+    return CORE_OK;
+}

@@ -1,0 +1,375 @@
+/* core_session.c -- the core's session layer (architecture §10): client
+ * sessions, authentication (password checks on the worker pool, the answer
+ * decided on the loop against the config in force) and ACLs (POSIX regexes
+ * per user, each session caching its decisions per destination name until a
+ * reload), and the revocation of sessions a reload no longer allows. */
+#include <crypt.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "core_internal.h"
+#include "log.h"
+#include "worker.h"
+
+/* Hashed against for unknown users, so that timing does not tell which
+ * users exist. */
+#define CORE_DUMMY_SETTING "$6$kbridge$"
+
+/* ---- authentication and ACLs --------------------------------------------------- */
+
+static const struct config_user *core_user(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->auth.user_count; i++)
+        if (strcmp(config->auth.users[i].name, name) == 0)
+            return &config->auth.users[i];
+    return NULL;
+}
+
+#define CORE_ANONYMOUS_REFUSED "login required: anonymous access is disabled"
+
+int core_authenticate_anonymous(struct core *core, char *user, size_t user_size, char *err,
+                                size_t err_size)
+{
+    if (!core_config(core)->auth.anonymous) {
+        (*core->auth_failures)++;
+        snprintf(err, err_size, "%s", CORE_ANONYMOUS_REFUSED);
+        return CORE_ERR_ACCESS;
+    }
+    snprintf(user, user_size, "anonymous");
+    return CORE_OK;
+}
+
+/* ---- the same off the loop ---- */
+
+/* One core_authenticate_start. The worker thread touches only passcode,
+ * setting, match and failed; everything else is the loop's. */
+struct core_auth {
+    struct core *core;
+    core_auth_fn done; /* NULL once cancelled */
+    void *opaque;
+    struct worker_job *job;
+    bool anonymous; /* no login given */
+    bool known;     /* the user existed when the check started */
+    bool match;     /* worker: the passcode hashes to `setting` */
+    bool failed;    /* worker: out of memory */
+    char *login;
+    char *passcode; /* wiped after the hash */
+    char *setting;  /* the user's hash, or CORE_DUMMY_SETTING */
+};
+
+static void core_auth_free(struct core_auth *auth)
+{
+    if (auth->passcode) {
+        explicit_bzero(auth->passcode, strlen(auth->passcode));
+        free(auth->passcode);
+    }
+    free(auth->login);
+    free(auth->setting);
+    free(auth);
+}
+
+/* Worker thread. */
+static void core_auth_work(void *arg)
+{
+    struct core_auth *auth = arg;
+    struct crypt_data *data = calloc(1, sizeof(*data));
+    if (!data) {
+        auth->failed = true;
+        return;
+    }
+    const char *hashed = crypt_r(auth->passcode, auth->setting, data);
+    auth->match = hashed && hashed[0] != '*' && strcmp(hashed, auth->setting) == 0;
+    explicit_bzero(data, sizeof(*data));
+    free(data);
+    explicit_bzero(auth->passcode, strlen(auth->passcode));
+}
+
+/* Loop thread: decide against the config in force now and answer. */
+static void core_auth_done(void *arg, bool cancelled)
+{
+    struct core_auth *auth = arg;
+    if (cancelled || !auth->done) {
+        core_auth_free(auth); /* the owner is gone; so may the core be (shutdown) */
+        return;
+    }
+    struct core *core = auth->core;
+    const struct config *config = core_config(core);
+    const char *user = NULL;
+    const char *reason = NULL;
+    int result = CORE_ERR_ACCESS;
+    if (auth->failed) {
+        result = CORE_ERR_INTERNAL;
+        reason = "out of memory";
+    } else if (auth->anonymous) {
+        if (config->auth.anonymous) {
+            result = CORE_OK;
+            user = "anonymous";
+        } else {
+            reason = CORE_ANONYMOUS_REFUSED;
+        }
+    } else {
+        /* A reload while hashing may have removed the user or changed the password. */
+        const struct config_user *entry = core_user(config, auth->login);
+        if (auth->known && auth->match && entry &&
+            strcmp(entry->password_hash, auth->setting) == 0) {
+            result = CORE_OK;
+            user = auth->login;
+        } else {
+            reason = "bad login or passcode";
+        }
+    }
+    if (result == CORE_ERR_ACCESS)
+        (*core->auth_failures)++;
+    auth->done(auth->opaque, result, user, reason);
+    core_auth_free(auth);
+}
+
+struct core_auth *core_authenticate_start(struct core *core, const char *login,
+                                          const char *passcode, core_auth_fn done, void *opaque)
+{
+    if (!core->workers)
+        return NULL;
+    struct core_auth *auth = calloc(1, sizeof(*auth));
+    if (!auth)
+        return NULL;
+    auth->core = core;
+    auth->done = done;
+    auth->opaque = opaque;
+    auth->anonymous = !login || !*login;
+    if (!auth->anonymous) {
+        const struct config_user *entry = core_user(core_config(core), login);
+        auth->known = entry != NULL;
+        auth->login = strdup(login);
+        auth->passcode = strdup(passcode ? passcode : "");
+        auth->setting = strdup(entry ? entry->password_hash : CORE_DUMMY_SETTING);
+        if (!auth->login || !auth->passcode || !auth->setting) {
+            core_auth_free(auth);
+            return NULL;
+        }
+    }
+    /* Anonymous: nothing to hash, but the answer still comes from the loop. */
+    auth->job =
+        worker_submit(core->workers, auth->anonymous ? NULL : core_auth_work, core_auth_done, auth);
+    if (!auth->job) {
+        core_auth_free(auth);
+        return NULL;
+    }
+    return auth;
+}
+
+void core_authenticate_cancel(struct core_auth *auth)
+{
+    if (!auth)
+        return;
+    auth->done = NULL;        /* the completion frees it */
+    worker_cancel(auth->job); /* not hashed when not started yet */
+}
+
+static bool core_patterns_match(const struct config_pattern *patterns, size_t count,
+                                const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (regexec(&patterns[i].regex, name, 0, NULL, 0) == 0)
+            return true;
+    return false;
+}
+
+/* ---- the session's ACL cache ---- */
+
+/* Destination names a session remembers decisions for; past it the cache
+ * starts over (a session that touches that many names pays the regexes
+ * again, as every session did before). */
+#define CORE_ACL_CACHE_MAX 256
+
+/* One destination name's decisions: -1 not decided yet, 0 refused, 1 allowed. */
+struct core_acl_entry {
+    signed char publish;
+    signed char consume;
+    char name[];
+};
+
+static void core_acl_cache_clear(struct core_session *session)
+{
+    struct u64_map *map = &session->acl_cache;
+    if (map->slots)
+        for (size_t i = 0; i <= map->mask; i++)
+            free(map->slots[i].value);
+    u64_map_free(map);
+}
+
+/* The session's user entry in the config in force; drops the cached
+ * decisions when a reload replaced the config since they were made. */
+static const struct config_user *core_acl_user(struct core_session *session)
+{
+    const struct core *core = session->core;
+    if (session->acl_generation != core->config_generation) {
+        core_acl_cache_clear(session);
+        session->acl_user = core_user(core_config(core), session->user);
+        session->acl_generation = core->config_generation;
+    }
+    return session->acl_user;
+}
+
+/* The cache entry for `name`, created when there is room; NULL when another
+ * name holds its key or memory is short (the caller decides uncached). */
+static struct core_acl_entry *core_acl_entry(struct core_session *session, const char *name)
+{
+    size_t length = strlen(name);
+    uint64_t key = u64_map_string_key(name, length);
+    struct core_acl_entry *entry = u64_map_get(&session->acl_cache, key);
+    if (entry)
+        return strcmp(entry->name, name) == 0 ? entry : NULL;
+    if (session->acl_cache.count >= CORE_ACL_CACHE_MAX)
+        core_acl_cache_clear(session);
+    if (u64_map_reserve(&session->acl_cache) < 0 || !(entry = malloc(sizeof(*entry) + length + 1)))
+        return NULL;
+    entry->publish = entry->consume = -1;
+    memcpy(entry->name, name, length + 1);
+    u64_map_put(&session->acl_cache, key, entry);
+    return entry;
+}
+
+/* Anonymous sessions (only possible when auth.anonymous is on) may do
+ * everything; revoked ones nothing. Each name's decision is computed once
+ * per configuration (regexes of the user's patterns) and then cached. */
+bool core_acl_allows(struct core_session *session, bool publish, const char *name)
+{
+    if (session->revoked)
+        return false;
+    if (session->anonymous)
+        return true;
+    const struct config_user *user = core_acl_user(session);
+    if (!user)
+        return false; /* removed by a reload */
+    struct core_acl_entry *entry = core_acl_entry(session, name);
+    signed char *decision = entry ? (publish ? &entry->publish : &entry->consume) : NULL;
+    if (decision && *decision >= 0)
+        return *decision;
+    bool allowed = publish ? core_patterns_match(user->publish, user->publish_count, name)
+                           : core_patterns_match(user->consume, user->consume_count, name);
+    if (decision)
+        *decision = allowed;
+    return allowed;
+}
+
+bool core_may_publish(struct core_session *session, const struct destination *destination)
+{
+    return core_acl_allows(session, true, destination->name);
+}
+
+bool core_session_may_consume_topic(struct core_session *session, const char *topic)
+{
+    const char *prefix = core_config(session->core)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    const char *name = strncmp(topic, prefix, prefix_len) == 0 ? topic + prefix_len : topic;
+    return core_acl_allows(session, false, name);
+}
+
+/* ---- sessions -------------------------------------------------------------------- */
+
+struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,
+                                      const char *client_id, const char *peer)
+{
+    struct core_session *session = calloc(1, sizeof(*session));
+    if (!session)
+        return NULL;
+    session->core = core;
+    session->protocol = strdup(protocol);
+    session->user = strdup(user);
+    session->client_id = client_id && *client_id ? strdup(client_id) : NULL;
+    session->peer = strdup(peer ? peer : "-");
+    session->anonymous = strcmp(user, "anonymous") == 0 && core_config(core)->auth.anonymous &&
+                         !core_user(core_config(core), "anonymous");
+    const struct config_user *entry =
+        session->anonymous ? NULL : core_user(core_config(core), user);
+    if (entry)
+        session->password_hash = strdup(entry->password_hash);
+    if (RAND_bytes((unsigned char *)&session->sticky_seed, sizeof(session->sticky_seed)) != 1)
+        session->sticky_seed = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uintptr_t)session;
+    if (!session->protocol || !session->user || !session->peer ||
+        (client_id && *client_id && !session->client_id) || (entry && !session->password_hash)) {
+        free(session->password_hash);
+        free(session->protocol);
+        free(session->user);
+        free(session->client_id);
+        free(session->peer);
+        free(session);
+        return NULL;
+    }
+    session->next = core->sessions;
+    if (core->sessions)
+        core->sessions->prev = session;
+    core->sessions = session;
+    return session;
+}
+
+uint32_t core_session_unconfirmed(const struct core_session *session)
+{
+    return session->unconfirmed;
+}
+
+void core_session_close(struct core_session *session)
+{
+    if (!session)
+        return;
+    struct core *core = session->core;
+    while (session->subscriptions)
+        core_unsubscribe(session->subscriptions);
+    core_publish_forget_session(session);
+    if (session->prev)
+        session->prev->next = session->next;
+    else
+        core->sessions = session->next;
+    if (session->next)
+        session->next->prev = session->prev;
+    core_acl_cache_clear(session);
+    free(session->password_hash);
+    free(session->protocol);
+    free(session->user);
+    free(session->client_id);
+    free(session->peer);
+    free(session);
+}
+
+void core_session_set_revoke(struct core_session *session, core_revoke_fn revoked, void *opaque)
+{
+    session->revoke = revoked;
+    session->revoke_opaque = opaque;
+}
+
+/* Why the config in force no longer allows this session, or NULL. */
+static const char *core_session_disallowed(const struct core_session *session)
+{
+    const struct config *config = core_config(session->core);
+    if (session->anonymous)
+        return config->auth.anonymous ? NULL
+                                      : "anonymous access was disabled (auth.anonymous is off)";
+    const struct config_user *entry = core_user(config, session->user);
+    if (!entry)
+        return "the user was removed from the configuration";
+    if (!session->password_hash || strcmp(entry->password_hash, session->password_hash) != 0)
+        return "the user's password was changed";
+    return NULL;
+}
+
+void core_revoke_sessions(struct core *core)
+{
+    for (struct core_session *session = core->sessions, *next; session; session = next) {
+        next = session->next;
+        if (session->revoked)
+            continue;
+        const char *reason = core_session_disallowed(session);
+        if (!reason)
+            continue;
+        session->revoked = true;
+        log_info("core", "%s: %s session of user %s revoked by the reload: %s", session->peer,
+                 session->protocol, session->user, reason);
+        if (session->revoke)
+            session->revoke(session->revoke_opaque, reason);
+    }
+}

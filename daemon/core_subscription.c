@@ -1,0 +1,283 @@
+/* core_subscription.c -- the core's delivery layer (architecture §5-§7,
+ * "Data path of a delivery"): subscriptions of a session, handed to the
+ * engine that serves them (engine.h: queue, topic, temporary queue), the
+ * ready/blocked gate in front of every delivery, settlement, and the
+ * headers of a delivery as adapters read them. Engines call back only
+ * through the engine_context filled by core_subscription_context. */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "core_internal.h"
+#include "kafka.h"
+#include "record.h"
+#include "reply.h"
+#include "request_reply.h"
+
+/* ---- deliveries -------------------------------------------------------------------- */
+
+size_t core_delivery_header_count(const struct core_delivery *delivery)
+{
+    return kafka_record_header_count(delivery->record) + delivery->extra_count;
+}
+
+int core_delivery_header(const struct core_delivery *delivery, size_t index, const char **name,
+                         const void **value, size_t *value_len)
+{
+    size_t count = kafka_record_header_count(delivery->record);
+    if (index >= count && index - count < delivery->extra_count) {
+        *name = delivery->extra[index - count].name;
+        *value = delivery->extra[index - count].value;
+        *value_len = delivery->extra[index - count].value_len;
+        return 0;
+    }
+    return kafka_record_header(delivery->record, index, name, value, value_len);
+}
+
+/* ---- subscriptions ------------------------------------------------------------------ */
+
+/* Apply the effective block state (client's block, or not ready yet) to the
+ * engine (its `block` op); unblocking may deliver at once. */
+static void core_subscription_apply_block(struct core_subscription *sub)
+{
+    bool blocked = sub->client_blocked || !sub->ready_sent;
+    if (sub->blocked == blocked)
+        return;
+    sub->blocked = blocked;
+    if (sub->attached)
+        sub->engine->ops->block(sub, blocked);
+}
+
+static void core_on_ready_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct core_subscription *sub = arg;
+    if (sub->ready_sent)
+        return;
+    sub->ready_sent = true;
+    sub->handlers.ready(sub->opaque);
+    core_subscription_apply_block(sub);
+}
+
+/* ---- what engines call (engine_context) ---- */
+
+/* Positioned: the ready callback runs on the next loop turn. */
+static void core_subscription_schedule_ready(struct core_subscription *sub)
+{
+    if (!sub->ready_sent)
+        event_active(sub->ready_event, EV_TIMEOUT, 0);
+}
+
+static void core_subscription_deliver(struct core_subscription *sub,
+                                      const struct core_delivery *delivery)
+{
+    sub->handlers.deliver(sub->opaque, delivery);
+}
+
+static void core_subscription_failed(struct core_subscription *sub, const char *reason)
+{
+    sub->handlers.failed(sub->opaque, reason);
+}
+
+static bool core_subscription_may_consume_topic(struct core_subscription *sub, const char *topic)
+{
+    return core_session_may_consume_topic(sub->session, topic);
+}
+
+void core_subscription_context(struct engine_context *context)
+{
+    context->ready = core_subscription_schedule_ready;
+    context->deliver = core_subscription_deliver;
+    context->failed = core_subscription_failed;
+    context->may_consume_topic = core_subscription_may_consume_topic;
+}
+
+/* The engine that serves a subscription (architecture "Engines"). */
+static struct engine *core_subscription_engine(struct core *core,
+                                               const struct destination *destination,
+                                               const char *durable_name, const char *reply_token)
+{
+    if (reply_token)
+        return core->temporary_engine;
+    if (destination->kind == DESTINATION_QUEUE || durable_name)
+        return core->queue_engine;
+    return core->topic_engine;
+}
+
+/* Allocate a subscription and hand it to its engine. */
+static struct core_subscription *
+core_subscription_start(struct core_session *session, const struct destination *destination,
+                        const struct core_subscribe_options *options,
+                        const struct core_subscription_handlers *handlers, void *opaque,
+                        const char *reply_token, int *error_code, char *err, size_t err_size)
+{
+    struct core *core = session->core;
+    struct engine *engine =
+        core_subscription_engine(core, destination, options->durable_name, reply_token);
+    /* one allocation: the subscription and its engine's state */
+    struct core_subscription *sub = calloc(1, sizeof(*sub) + engine->ops->state_size);
+    if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
+        (options->durable_name && !(sub->durable_name = strdup(options->durable_name))) ||
+        (reply_token && !(sub->reply_token = strdup(reply_token)))) {
+        if (sub && sub->ready_event)
+            event_free(sub->ready_event);
+        if (sub)
+            free(sub->durable_name);
+        free(sub);
+        snprintf(err, err_size, "out of memory");
+        *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    sub->session = session;
+    sub->client_id = session->client_id;
+    sub->destination = *destination;
+    sub->options = *options;
+    sub->options.durable_name = sub->durable_name;
+    if (sub->options.credit == 0)
+        sub->options.credit = 1;
+    sub->handlers = *handlers;
+    sub->opaque = opaque;
+    sub->blocked = true; /* until ready: see core_subscription_apply_block */
+    sub->engine = engine;
+    sub->engine_state = sub->engine_storage;
+    int rc = engine->ops->subscribe(engine, sub, err, err_size);
+    if (rc != CORE_OK) {
+        event_free(sub->ready_event);
+        free(sub->durable_name);
+        free(sub->reply_token);
+        free(sub);
+        *error_code = rc;
+        return NULL;
+    }
+    sub->attached = true;
+    sub->next = session->subscriptions;
+    if (session->subscriptions)
+        session->subscriptions->prev = sub;
+    session->subscriptions = sub;
+    return sub;
+}
+
+struct core_subscription *core_subscribe(struct core_session *session,
+                                         const struct destination *destination,
+                                         const struct core_subscribe_options *options,
+                                         const struct core_subscription_handlers *handlers,
+                                         void *opaque, int *error_code, char *err, size_t err_size)
+{
+    char display[ADDRESS_NAME_MAX + 32];
+    address_format(destination, display, sizeof(display));
+    *error_code = CORE_OK;
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
+        snprintf(err, err_size, "subscribing to %s is not supported yet", display);
+        *error_code = CORE_ERR_UNSUPPORTED;
+        return NULL;
+    }
+    if (destination->kind == DESTINATION_QUEUE && options->durable_name) {
+        snprintf(err, err_size, "durable subscriptions are for topics; %s is a queue", display);
+        *error_code = CORE_ERR_INVALID;
+        return NULL;
+    }
+    if (options->durable_name && !session->client_id && !options->durable_by_destination) {
+        snprintf(err, err_size,
+                 "a durable subscription needs a client-id on CONNECT (it names the subscription "
+                 "together with the subscription name)");
+        *error_code = CORE_ERR_INVALID;
+        return NULL;
+    }
+    if (!core_acl_allows(session, false, destination->name)) {
+        snprintf(err, err_size, "user '%s' may not consume from %s", session->user, display);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    if (!destination->wildcard &&
+        request_reply_topic_is_reserved(session->core->request_reply, destination->name)) {
+        snprintf(err, err_size,
+                 "%s is kbridge's reply topic: replies reach only the temporary "
+                 "queue they are for",
+                 display);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    return core_subscription_start(session, destination, options, handlers, opaque, NULL,
+                                   error_code, err, err_size);
+}
+
+struct core_subscription *
+core_subscribe_temporary(struct core_session *session, const struct core_subscribe_options *options,
+                         const struct core_subscription_handlers *handlers, void *opaque,
+                         char *address, size_t address_size, int *error_code, char *err,
+                         size_t err_size)
+{
+    const struct config *config = core_config(session->core);
+    char token[REPLY_TOKEN_MAX + 1];
+    struct destination destination = {.kind = DESTINATION_TOPIC};
+    *error_code = CORE_OK;
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    if (reply_token_new(config->node_id, token, sizeof(token)) < 0 ||
+        reply_topic_name(config->node_id, destination.name, sizeof(destination.name)) < 0) {
+        snprintf(err, err_size, "cannot make a temporary queue name: %s", strerror(errno));
+        *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    int n = snprintf(address, address_size, "/reply-queue/%s", token);
+    if (n < 0 || (size_t)n >= address_size) {
+        snprintf(err, err_size, "temporary queue address does not fit");
+        *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    struct core_subscribe_options temporary = *options;
+    temporary.durable_name = NULL;
+    return core_subscription_start(session, &destination, &temporary, handlers, opaque, token,
+                                   error_code, err, err_size);
+}
+
+bool core_header_is_internal(const char *name)
+{
+    /* request-reply routing: private whoever reads it (record.h) */
+    return !record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA);
+}
+
+void core_subscription_block(struct core_subscription *sub, bool blocked)
+{
+    sub->client_blocked = blocked;
+    core_subscription_apply_block(sub);
+}
+
+int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
+                const char *reason)
+{
+    if (!sub->engine->ops->settle)
+        return CORE_OK; /* non-durable topic deliveries need no settlement */
+    int rc = sub->engine->ops->settle(sub, id, outcome, reason);
+    if (rc != CORE_OK)
+        (*sub->session->core->late_settles)++;
+    return rc;
+}
+
+/* End a subscription; `forget`: its engine also deletes what it named. */
+static void core_subscription_end(struct core_subscription *sub, bool forget)
+{
+    struct core_session *session = sub->session;
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        session->subscriptions = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    if (sub->attached)
+        sub->engine->ops->unsubscribe(sub, forget);
+    event_free(sub->ready_event);
+    free(sub->durable_name);
+    free(sub->reply_token);
+    free(sub);
+}
+
+void core_unsubscribe_forget(struct core_subscription *sub) { core_subscription_end(sub, true); }
+
+void core_unsubscribe(struct core_subscription *sub) { core_subscription_end(sub, false); }

@@ -1,0 +1,85 @@
+/* stats.c -- per-destination metrics series, found by a hash of (kind,
+ * name) (stats.h). */
+#include "stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+void stats_table_init(struct stats_table *table, struct metrics *metrics)
+{
+    memset(table, 0, sizeof(*table));
+    table->metrics = metrics;
+}
+
+void stats_table_clear(struct stats_table *table)
+{
+    for (size_t i = 0; i < STATS_BUCKETS; i++) {
+        while (table->buckets[i]) {
+            struct destination_stats *next = table->buckets[i]->next;
+            free(table->buckets[i]);
+            table->buckets[i] = next;
+        }
+    }
+}
+
+struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
+                                    const char *name)
+{
+    uint32_t hash = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
+    size_t name_len = 0;
+    for (const char *c = name; *c; c++, name_len++)
+        hash = (hash ^ (unsigned char)*c) * 16777619u;
+    struct destination_stats **bucket = &table->buckets[hash % STATS_BUCKETS];
+    for (struct destination_stats *s = *bucket; s; s = s->next)
+        if (s->kind == kind && strcmp(s->name, name) == 0)
+            return s;
+    if (name_len >= sizeof(((struct destination_stats *)0)->name))
+        return NULL; /* longer than any valid destination name: no stats */
+    struct destination_stats *stats = calloc(1, sizeof(*stats));
+    if (!stats)
+        return NULL;
+    stats->kind = kind;
+    memcpy(stats->name, name, name_len + 1);
+    char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
+    char labels[sizeof(kind_label) + sizeof(name_label) + 2];
+    if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
+        metrics_label(name_label, sizeof(name_label), "destination", name) < 0) {
+        free(stats);
+        return NULL;
+    }
+    snprintf(labels, sizeof(labels), "%s,%s", kind_label, name_label);
+    struct metrics *m = table->metrics;
+    stats->published = metrics_counter(m, "kbridge_destination_published_total",
+                                       "Messages confirmed by Kafka, per destination.", labels);
+    stats->delivered = metrics_counter(m, "kbridge_destination_delivered_total",
+                                       "Deliveries to subscribers (first and repeated).", labels);
+    stats->acked = metrics_counter(m, "kbridge_destination_acked_total",
+                                   "Deliveries acknowledged (accepted).", labels);
+    stats->nacked =
+        metrics_counter(m, "kbridge_destination_nacked_total",
+                        "Deliveries negatively acknowledged (released or rejected).", labels);
+    stats->redelivered = metrics_counter(m, "kbridge_destination_redelivered_total",
+                                         "Deliveries of a message delivered before.", labels);
+    stats->dead_lettered = metrics_counter(m, "kbridge_destination_dead_lettered_total",
+                                           "Messages confirmed in the dead-letter topic.", labels);
+    stats->in_flight =
+        metrics_gauge(m, "kbridge_destination_in_flight",
+                      "Messages buffered on this node (available + unacked).", labels);
+    stats->consumers =
+        metrics_gauge(m, "kbridge_destination_consumers", "Subscribers on this node.", labels);
+    stats->paused_partitions =
+        metrics_gauge(m, "kbridge_destination_paused_partitions",
+                      "Partitions paused because in-flight hit max_in_flight.", labels);
+    if (!stats->published || !stats->delivered || !stats->acked || !stats->nacked ||
+        !stats->redelivered || !stats->dead_lettered || !stats->in_flight || !stats->consumers ||
+        !stats->paused_partitions) {
+        free(stats);
+        return NULL;
+    }
+    stats->next = *bucket;
+    *bucket = stats;
+    return stats;
+}

@@ -1,0 +1,129 @@
+/* check_record.c -- the record contract (daemon/record.c, architecture §3):
+ * which headers reach clients, which clients may set, and `expires`. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "record.h"
+
+static bool delivered(const char *name, unsigned flags)
+{
+    return record_header_delivered(name, strlen(name), flags);
+}
+
+static bool from_client(const char *name) { return record_header_from_client(name, strlen(name)); }
+
+/* Every kbridge-* name kbridge writes, its class, and what the contract says. */
+static const struct {
+    const char *name;
+    enum record_header_class class;
+    bool to_clients;   /* a STOMP client (or any reader that decodes nothing) */
+    bool to_amqp_data; /* the AMQP adapter's converter */
+    bool from_client;
+} contract[] = {
+    {RECORD_REPLY_TOKEN, RECORD_HEADER_ROUTING, false, false, false},
+    {"kbridge-reply-anything", RECORD_HEADER_ROUTING, false, false, false},
+    {RECORD_NATIVE_REPLY_TOPIC, RECORD_HEADER_NATIVE_RR, false, false, true},
+    {RECORD_NATIVE_CORRELATION, RECORD_HEADER_NATIVE_RR, false, false, true},
+    {RECORD_DLQ_REASON, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_DLQ_ORIGINAL_TOPIC, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_DLQ_ORIGINAL_PARTITION, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_DLQ_ORIGINAL_OFFSET, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_DLQ_TIME, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_DELIVERY_COUNT, RECORD_HEADER_PROVENANCE, true, true, true},
+    /* the AMQP round-trip names of adapters/amqp/amqp_convert.c */
+    {"kbridge-amqp-body", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-ttl", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-message-id-type", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-correlation-id-type", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-group-sequence", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-reply-to-group-id", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-application-properties", RECORD_HEADER_AMQP, false, true, true},
+    {"kbridge-amqp-message-annotations", RECORD_HEADER_AMQP, false, true, true},
+    {RECORD_HEADER_USER_ID, RECORD_HEADER_SET_BY_CORE, true, true, false},
+    {RECORD_HEADER_MESSAGE_ID, RECORD_HEADER_USER, true, true, true},
+    {RECORD_HEADER_CORRELATION_ID, RECORD_HEADER_USER, true, true, true},
+    {RECORD_HEADER_REPLY_TO, RECORD_HEADER_USER, true, true, true},
+    {RECORD_HEADER_EXPIRES, RECORD_HEADER_USER, true, true, true},
+    {"content-type", RECORD_HEADER_USER, true, true, true},
+    {"kafka-key", RECORD_HEADER_USER, true, true, true},
+    {"x-custom", RECORD_HEADER_USER, true, true, true},
+    /* kbridge- names the contract does not reserve travel as user headers */
+    {"kbridge-something-else", RECORD_HEADER_USER, true, true, true},
+    /* prefixes need the whole prefix */
+    {"kbridge-amqp", RECORD_HEADER_USER, true, true, true},
+    {"kbridge-reply", RECORD_HEADER_USER, true, true, true},
+    {"kafka_replyTopicX", RECORD_HEADER_USER, true, true, true},
+    {"", RECORD_HEADER_USER, true, true, true},
+};
+
+START_TEST(each_name_is_in_its_class)
+{
+    const char *name = contract[_i].name;
+    ck_assert_msg(record_header_classify(name, strlen(name)) == contract[_i].class, "%s", name);
+    ck_assert_msg(delivered(name, RECORD_DELIVER_CLIENT) == contract[_i].to_clients, "%s", name);
+    ck_assert_msg(delivered(name, RECORD_DELIVER_AMQP_DATA) == contract[_i].to_amqp_data, "%s",
+                  name);
+    ck_assert_msg(from_client(name) == contract[_i].from_client, "%s", name);
+}
+END_TEST
+
+/* core_header_is_internal (the older API) names exactly the request-reply
+ * headers no reader gets, whatever it decodes. */
+START_TEST(core_header_is_internal_is_routing_only)
+{
+    const char *name = contract[_i].name;
+    ck_assert_msg(core_header_is_internal(name) == !contract[_i].to_amqp_data, "%s", name);
+}
+END_TEST
+
+START_TEST(names_are_compared_by_length_not_nul)
+{
+    /* a name inside a longer buffer: only its first name_len bytes count */
+    const char buffer[] = "kbridge-reply-token-and-more";
+    ck_assert(record_header_classify(buffer, strlen("kbridge-reply-")) == RECORD_HEADER_ROUTING);
+    ck_assert(record_header_classify(buffer, strlen("kbridge-rep")) == RECORD_HEADER_USER);
+    const char user[] = "user-idX";
+    ck_assert(record_header_classify(user, 7) == RECORD_HEADER_SET_BY_CORE);
+    ck_assert(record_header_classify(user, 8) == RECORD_HEADER_USER);
+}
+END_TEST
+
+START_TEST(expires_rule)
+{
+    const uint64_t now = 1700000000000ULL;
+    ck_assert(record_expires_passed("1699999999999", 13, false, now));
+    ck_assert(record_expires_passed("1700000000000", 13, false, now)); /* at now: passed */
+    ck_assert(!record_expires_passed("1700000000001", 13, false, now));
+    ck_assert(!record_expires_passed("0", 1, false, now));   /* never (JMS) */
+    ck_assert(!record_expires_passed("12x", 3, false, now)); /* not a number */
+    ck_assert(!record_expires_passed("", 0, false, now));
+    ck_assert(!record_expires_passed(NULL, 0, false, now));
+    ck_assert(!record_expires_passed("12345678901234567890", 20, false, now)); /* too long */
+    ck_assert(!record_expires_passed("1", 1, true, now)); /* dead letters do not expire */
+    ck_assert(record_expires_passed("1", 1, false, now));
+}
+END_TEST
+
+static Suite *record_suite(void)
+{
+    Suite *s = suite_create("record");
+    TCase *tc = tcase_create("contract");
+    int n = (int)(sizeof(contract) / sizeof(contract[0]));
+    tcase_add_loop_test(tc, each_name_is_in_its_class, 0, n);
+    tcase_add_loop_test(tc, core_header_is_internal_is_routing_only, 0, n);
+    tcase_add_test(tc, names_are_compared_by_length_not_nul);
+    tcase_add_test(tc, expires_rule);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(record_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
