@@ -25,13 +25,15 @@
 #include "clock.h"
 #include "kafka_internal.h"
 #include "log.h"
+#include "record.h"
 
 /* ---- topic lookups ------------------------------------------------------------ */
 
 #define KAFKA_LOOKUP_TIMEOUT_MS 5000
-/* Committed-offset metadata of a deleted durable subscription: an anchor
- * treats such a partition as having no offset (starts at the end). */
-#define KAFKA_FORGOTTEN "kbridge:forgotten"
+/* Committed-offset metadata of a deleted durable subscription (the record
+ * contract's, record.h): an anchor treats such a partition as having no
+ * offset (starts at the end). */
+#define KAFKA_FORGOTTEN RECORD_OFFSET_FORGOTTEN
 /* How long a forget waits to join its group when it must (the mock). */
 #define KAFKA_FORGET_WAIT_MS 30000
 

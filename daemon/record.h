@@ -26,8 +26,8 @@
  *          them with RECORD_DELIVER_AMQP_DATA; every other reader skips them.
  *
  * Not a header but part of the same contract: RECORD_OFFSET_FORGOTTEN, the
- * committed-offset metadata of a deleted durable subscription (kafka.c's
- * KAFKA_FORGOTTEN spells the same text).
+ * committed-offset metadata of a deleted durable subscription (kafka_lookup.c
+ * commits and recognises it).
  *
  * Pure functions of names and values: no I/O, no allocation. The lookup of
  * a header in a fetched record is record_header_find. */

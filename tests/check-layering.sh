@@ -60,5 +60,14 @@ for f in daemon/*.c daemon/*.h adapters/*.c adapters/*.h adapters/*/*.c adapters
         status=1
     fi
 done
+# The engines sit below the core (architecture "Engines"): what they need of
+# it comes through engine.h's engine_context, never core_internal.h.
+for f in daemon/queue.c daemon/queue_state.c daemon/topic.c daemon/engine.c daemon/engine.h; do
+    [ -f "$f" ] || continue
+    if grep -Eq '^[[:space:]]*#[[:space:]]*include[[:space:]]*"core_internal\.h"' "$f"; then
+        echo "check-layering: $f includes core_internal.h (engines reach the core only through engine.h)" >&2
+        status=1
+    fi
+done
 [ $status = 0 ] && echo "check-layering: daemon/ and adapters/ include only what their layer may see"
 exit $status
