@@ -280,11 +280,13 @@ UNSUPPORTED = {
 }
 
 
-def run_matrix(builddir, scale, kinds, targets):
+def run_matrix(builddir, scale, kinds, targets, rows=None):
     """targets: name -> dict(stomp=(host, port), amqp=(host, port), kafka=bootstrap,
-    user=..., password=..., create_topic=fn, pid=fn)."""
+    user=..., password=..., create_topic=fn, pid=fn). rows: the row ids to run (all: None)."""
     results = []
     for row_id, title, profile, per_kind in matrix(scale):
+        if rows and row_id not in rows:
+            continue
         for target_name, target_profiles in targets.items():
             target = target_profiles.get(profile) or target_profiles["throughput"]
             for kind, args in per_kind.items():
@@ -584,6 +586,9 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply message counts (quick runs: 0.1)")
     parser.add_argument("--only", default="stomp,amqp,kafka", help="protocols to run")
+    parser.add_argument("--rows", help="only these rows (comma-separated ids: idle, "
+                        "publish-batched, publish-each, publish-each-linger1, publish-presettled, "
+                        "consume, latency, request-reply, request-reply-100)")
     parser.add_argument("--baseline", metavar="BUILDDIR",
                         help="also run every kbridge row against kbridged from this build")
     parser.add_argument("--baseline-label", default="the baseline build",
@@ -619,7 +624,8 @@ def main():
                                      "create_topic": create_topic}},
         })
         rabbit_version = None
-        results = run_matrix(args.builddir, args.scale, kinds, targets)
+        rows = args.rows.split(",") if args.rows else None
+        results = run_matrix(args.builddir, args.scale, kinds, targets, rows)
         if args.rabbitmq:
             # one at a time: an Erlang VM's schedulers spin and take CPU from
             # whatever runs beside them on 2 cores
@@ -632,7 +638,7 @@ def main():
                 "kinds": ("stomp", "amqp"), "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
                 "amqp": ("127.0.0.1", rabbit.ports["amqp"]), "user": "guest",
                 "password": "guest", "pid": rabbit.pid}}}
-            results += run_matrix(args.builddir, args.scale, kinds, rabbit_targets)
+            results += run_matrix(args.builddir, args.scale, kinds, rabbit_targets, rows)
         command = "make bench-compare" if args.rabbitmq else "make bench"
         if args.baseline:
             command = f"make bench-regression BASE='{args.baseline_label}'"
