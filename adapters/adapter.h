@@ -3,7 +3,8 @@
  * server is started with (architecture "Adding a protocol or a transport").
  *
  * An adapter declares itself: its name (what `listeners.NAME.protocols`
- * says), its first-bytes detector (for a listener shared by several
+ * says), its config section (its own keys under the top-level key of its
+ * name), its first-bytes detector (for a listener shared by several
  * protocols), its address spellings and its lifecycle. It owns its client
  * connections: the server binds the listeners and hands every accepted
  * socket to the adapter the listener serves, or, when the listener serves
@@ -45,6 +46,7 @@ enum adapter_detect {
 };
 
 struct address_spelling;
+struct config_section;
 
 struct adapter_ops {
     const char *name;  /* "stomp": what listeners.NAME.protocols lists */
@@ -56,6 +58,11 @@ struct adapter_ops {
     /* How this protocol's clients write addresses (address_parse); NULL
      * when it has none. */
     const struct address_spelling *addresses;
+    /* This protocol's own config keys (config.h): a section whose name is
+     * the adapter's ("stomp: {heartbeat_min: 1s}"), loaded with defaults
+     * when the file leaves it out and reloaded by SIGHUP like the shared
+     * keys; read with config_section_values(config, name). NULL: none. */
+    const struct config_section *config_section;
     /* Create the adapter. NULL with err on failure. */
     struct adapter *(*create)(const struct adapter_context *context, char *err, size_t err_size);
     /* Take over an accepted connection (the adapter owns fd from now on). */
@@ -95,6 +102,14 @@ const struct adapter_registry *adapter_registry_builtin(void);
 /* The adapter called `name` in `registry`, or NULL. */
 const struct adapter_ops *adapter_registry_find(const struct adapter_registry *registry,
                                                 const char *name);
+
+/* The config sections the registry's adapters declare, in the registry's
+ * order, into out (room for registry->count entries; they are the
+ * adapters' static storage). Returns how many were written. main passes
+ * them to config_load_sections and config_write_reference, the server to
+ * its reloads. */
+size_t adapter_registry_config_sections(const struct adapter_registry *registry,
+                                        const struct config_section **out);
 
 /* "stomp, amqp": the registry's names for messages, into out (cut to fit). */
 void adapter_registry_names(const struct adapter_registry *registry, char *out, size_t out_size);

@@ -1,6 +1,7 @@
 /* registry.c -- the protocol adapters built into kbridged, and lookups in
  * any adapter registry (main passes the built-in one to the server; tests
- * pass their own). A new protocol is one line in `builtin` below. */
+ * pass their own, and their config sections). A new protocol is one line in
+ * `builtin` below. */
 #include "adapter.h"
 
 #include <stdio.h>
@@ -28,6 +29,16 @@ const struct adapter_ops *adapter_registry_find(const struct adapter_registry *r
         if (strcmp(registry->adapters[i]->name, name) == 0)
             return registry->adapters[i];
     return NULL;
+}
+
+size_t adapter_registry_config_sections(const struct adapter_registry *registry,
+                                        const struct config_section **out)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < registry->count; i++)
+        if (registry->adapters[i]->config_section != NULL)
+            out[count++] = registry->adapters[i]->config_section;
+    return count;
 }
 
 void adapter_registry_names(const struct adapter_registry *registry, char *out, size_t out_size)

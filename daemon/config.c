@@ -12,7 +12,13 @@
  * walk into, anything else is an unknown key. The first error stops the load
  * and is written as "FILE:LINE: KEY: reason". config_free and
  * config_apply_live walk the same rows, so a new key needs no code here
- * unless it has a new type. */
+ * unless it has a new type.
+ *
+ * Adapter sections (struct config_section) are tables of the same rows over
+ * their own struct: a top-level key that is no shared key but names a section
+ * the caller handed over is walked with the section's rows, and a shared
+ * path that is a section's alias ("limits.heartbeat_min") is parsed with the
+ * aliased row into the section's struct. This module never names an adapter. */
 #include "config.h"
 #include "config_table.h"
 
@@ -32,6 +38,8 @@
 struct config_parse {
     const char *file; /* name used in messages */
     yaml_document_t *document;
+    yaml_node_t *root;     /* the document's root mapping, for alias conflicts */
+    struct config *config; /* the config being loaded: its sections */
     char *err;
     size_t err_size;
 };
@@ -225,10 +233,34 @@ const struct config_listener *config_listener_find(const struct config *config, 
     return NULL;
 }
 
+const void *config_section_values(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->section_count; i++)
+        if (strcmp(config->sections[i].section->name, name) == 0)
+            return config->sections[i].values;
+    return NULL;
+}
+
+static struct config_section_values *config_find_section(const struct config *config,
+                                                         const char *name)
+{
+    for (size_t i = 0; i < config->section_count; i++)
+        if (strcmp(config->sections[i].section->name, name) == 0)
+            return &config->sections[i];
+    return NULL;
+}
+
 void config_free(struct config *config)
 {
     if (config == NULL)
         return;
+    for (size_t i = 0; i < config->section_count; i++) {
+        const struct config_section *section = config->sections[i].section;
+        if (config->sections[i].values != NULL)
+            config_free_fields(section->keys, section->key_count, config->sections[i].values);
+        free(config->sections[i].values);
+    }
+    free(config->sections);
     config_free_fields(config_keys, config_key_count, config);
     free(config->path);
     free(config);
@@ -448,6 +480,26 @@ void config_apply_live(const struct config *old, struct config *out)
                       "out of memory keeping the running %s; the reloaded "
                       "configuration shows the new value",
                       key->name);
+    }
+    /* section keys: the same rule, per section both configs hold */
+    for (size_t s = 0; s < out->section_count; s++) {
+        const struct config_section *section = out->sections[s].section;
+        const struct config_section_values *was = config_find_section(old, section->name);
+        if (was == NULL || was->section != section)
+            continue;
+        for (size_t i = 0; i < section->key_count; i++) {
+            const struct config_key *key = &section->keys[i];
+            if (!(key->flags & CONFIG_KEY_RESTART) ||
+                config_field_equal(key, was->values, out->sections[s].values))
+                continue;
+            log_warn("config", "%s.%s changed; restart kbridged to apply it", section->name,
+                     key->name);
+            if (config_copy_field(key, was->values, out->sections[s].values) < 0)
+                log_error("config",
+                          "out of memory keeping the running %s.%s; the reloaded "
+                          "configuration shows the new value",
+                          section->name, key->name);
+        }
     }
 }
 
@@ -1074,6 +1126,33 @@ static int config_fail_unknown(struct config_parse *parse, size_t line, const ch
     return config_fail(parse, line, path, "unknown key");
 }
 
+/* A section key written in its former spelling (`path`, an alias's old_name):
+ * parsed with the section's row into the section's values, after refusing a
+ * file that writes both spellings; logs the deprecation. */
+static int config_parse_alias(struct config_parse *parse, struct config_section_values *section,
+                              const struct config_alias *alias, yaml_node_t *value_node,
+                              size_t line, const char *path)
+{
+    char new_path[CONFIG_PATH_MAX];
+    const struct config_key *key =
+        config_find_key(section->section->keys, section->section->key_count, alias->key);
+    if (key == NULL ||
+        config_join(new_path, sizeof(new_path), section->section->name, alias->key) < 0)
+        return config_fail(parse, line, path, "internal error: alias of an unknown key");
+    yaml_node_t *section_node =
+        parse->root != NULL ? config_mapping_get(parse, parse->root, section->section->name) : NULL;
+    yaml_node_t *new_node =
+        section_node != NULL ? config_mapping_get(parse, section_node, alias->key) : NULL;
+    if (new_node != NULL)
+        return config_fail(parse, line, path,
+                           "is the former spelling of %s, which is set too (line %zu); keep "
+                           "only %s",
+                           new_path, config_line(new_node), new_path);
+    log_warn("config", "%s:%zu: %s is deprecated; write %s instead", parse->file, line, path,
+             new_path);
+    return config_parse_value(parse, key, value_node, line, path, section->values);
+}
+
 static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
                             yaml_node_t *value_node, const char *path, const char *relative,
                             const struct config_key *keys, size_t key_count, void *base)
@@ -1101,6 +1180,22 @@ static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
     if (config_is_section(keys, key_count, key_relative))
         return config_walk_mapping(parse, value_node, line, key_path, key_relative, keys, key_count,
                                    base);
+    if (keys == config_keys && parse->config != NULL) {
+        /* an adapter's section ("stomp"), or a former spelling of one of its keys */
+        struct config_section_values *section =
+            relative[0] == '\0' ? config_find_section(parse->config, name) : NULL;
+        if (section != NULL)
+            return config_walk_mapping(parse, value_node, line, key_path, "",
+                                       section->section->keys, section->section->key_count,
+                                       section->values);
+        for (size_t s = 0; s < parse->config->section_count; s++) {
+            section = &parse->config->sections[s];
+            for (size_t a = 0; a < section->section->alias_count; a++)
+                if (strcmp(section->section->aliases[a].old_name, key_relative) == 0)
+                    return config_parse_alias(parse, section, &section->section->aliases[a],
+                                              value_node, line, key_path);
+        }
+    }
     return config_fail_unknown(parse, line, key_path, name, relative, keys, key_count);
 }
 
@@ -1235,16 +1330,82 @@ static int config_parse_document(struct config_parse *parse, const char *text, s
     }
     if (rc == 0 && root != NULL) {
         parse->document = &document;
+        parse->root = root;
+        parse->config = config;
         rc = config_walk_mapping(parse, root, 1, "", "", config_keys, config_key_count, config);
         parse->document = NULL;
+        parse->root = NULL;
+        parse->config = NULL;
     }
     yaml_document_delete(&document);
     yaml_parser_delete(&parser);
     return rc;
 }
 
+/* Add the sections of `sections` that `config` lacks, each with its defaults. */
+static int config_add_sections_parse(struct config_parse *parse, struct config *config,
+                                     const struct config_section *const *sections, size_t count)
+{
+    char reason[CONFIG_REASON_MAX];
+    for (size_t i = 0; i < count; i++) {
+        const struct config_section *section = sections[i];
+        const struct config_section_values *held = config_find_section(config, section->name);
+        if (held != NULL && held->section != section)
+            return config_fail(parse, 0, section->name,
+                               "internal error: two config sections of this name");
+        if (held != NULL)
+            continue;
+        if (section->name[0] == '\0' ||
+            config_check_name(section->name, reason, sizeof(reason)) < 0)
+            return config_fail(parse, 0, section->name,
+                               "internal error: a config section needs a plain name");
+        if (config_find_key(config_keys, config_key_count, section->name) != NULL ||
+            config_is_section(config_keys, config_key_count, section->name))
+            return config_fail(parse, 0, section->name,
+                               "internal error: an adapter's config section is named like a "
+                               "shared key");
+        struct config_section_values *grown =
+            realloc(config->sections, (config->section_count + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return config_fail_memory(parse);
+        config->sections = grown;
+        struct config_section_values *added = &grown[config->section_count];
+        added->section = section;
+        added->values = calloc(1, section->size > 0 ? section->size : 1);
+        if (added->values == NULL)
+            return config_fail_memory(parse);
+        config->section_count++;
+        for (size_t k = 0; k < section->key_count; k++) {
+            const struct config_key *key = &section->keys[k];
+            char path[CONFIG_PATH_MAX];
+            if (key->default_value == NULL)
+                continue;
+            if (config_join(path, sizeof(path), section->name, key->name) < 0)
+                return config_fail(parse, 0, section->name, "internal error: key name too long");
+            if (config_set_scalar(parse, key, key->default_value, 0, path, added->values) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int config_add_sections(struct config *config, const struct config_section *const *sections,
+                        size_t count, char *err, size_t err_size)
+{
+    struct config_parse parse = {
+        .file = config->path != NULL ? config->path : "config", .err = err, .err_size = err_size};
+    return config_add_sections_parse(&parse, config, sections, count);
+}
+
 int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
                        char *err, size_t err_size)
+{
+    return config_load_string_sections(name, yaml, len, NULL, 0, out, err, err_size);
+}
+
+int config_load_string_sections(const char *name, const char *yaml, size_t len,
+                                const struct config_section *const *sections, size_t count,
+                                struct config **out, char *err, size_t err_size)
 {
     struct config_parse parse = {.file = name, .err = err, .err_size = err_size};
     *out = NULL;
@@ -1255,6 +1416,7 @@ int config_load_string(const char *name, const char *yaml, size_t len, struct co
     if (config == NULL)
         return config_fail_memory(&parse);
     if (config_apply_defaults(&parse, config_keys, config_key_count, config) < 0 ||
+        config_add_sections_parse(&parse, config, sections, count) < 0 ||
         config_parse_document(&parse, yaml, len, config) < 0 ||
         config_default_node_id(&parse, config) < 0 ||
         config_set_string(&parse, &config->path, name) < 0) {
@@ -1311,13 +1473,19 @@ static int config_read_file(struct config_parse *parse, const char *path, char *
 
 int config_load(const char *path, struct config **out, char *err, size_t err_size)
 {
+    return config_load_sections(path, NULL, 0, out, err, err_size);
+}
+
+int config_load_sections(const char *path, const struct config_section *const *sections,
+                         size_t count, struct config **out, char *err, size_t err_size)
+{
     struct config_parse parse = {.file = path, .err = err, .err_size = err_size};
     char *text = NULL;
     size_t len = 0;
     *out = NULL;
     if (config_read_file(&parse, path, &text, &len) < 0)
         return -1;
-    int rc = config_load_string(path, text, len, out, err, err_size);
+    int rc = config_load_string_sections(path, text, len, sections, count, out, err, err_size);
     free(text);
     return rc;
 }

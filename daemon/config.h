@@ -1,6 +1,9 @@
 /* config.h -- the daemon's configuration: one YAML file parsed with libyaml
- * into a plain struct. Every key, its type, bounds and default lives in one
- * table in config.c; docs/configuration.md is generated from that table.
+ * into a plain struct. Every shared key, its type, bounds and default lives
+ * in one table (config_table.c); a protocol adapter's own keys live in its
+ * config section (struct config_section, declared by its descriptor and
+ * handed to config_load_sections by whoever holds the adapter registry);
+ * docs/configuration.md is generated from those tables.
  *
  * A struct config is immutable once loaded. SIGHUP loads a new one and the
  * server swaps it in (config_apply_live copies what may change live). */
@@ -13,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config_key.h"
 #include "log.h"
 
 /* One "name: value" pair of a librdkafka property map; value is the YAML
@@ -53,6 +57,38 @@ struct config_listener {
     size_t protocol_count; /* at least 1 once loaded */
 };
 
+/* A former spelling of a section key, still accepted: "limits.heartbeat_min"
+ * (a dotted path from the file's root) sets the section's "heartbeat_min".
+ * Using it logs one deprecation warning per load; writing both spellings is
+ * refused. */
+struct config_alias {
+    const char *old_name; /* "limits.heartbeat_min" */
+    const char *key;      /* "heartbeat_min": a row of the section */
+};
+
+/* A protocol adapter's own keys: the top-level mapping called `name`
+ * ("stomp: {heartbeat_min: 1s}"). The rows' names are relative to it and
+ * their offsets are into a struct of `size` bytes that the config allocates,
+ * fills (defaults when the file has no such section) and frees. Static
+ * storage, owned by the adapter; it must outlive every config loaded with it.
+ * The config module never names an adapter: it gets sections from callers. */
+struct config_section {
+    const char *name;  /* the adapter's name: "stomp" */
+    const char *title; /* "STOMP": for the reference's heading */
+    const struct config_key *keys;
+    size_t key_count;
+    size_t size; /* of the struct the rows fill */
+    const struct config_alias *aliases;
+    size_t alias_count;
+};
+
+/* A loaded section: its declaration and its values (a struct of
+ * section->size bytes, owned by the config). */
+struct config_section_values {
+    const struct config_section *section;
+    void *values;
+};
+
 struct config {
     char *path;    /* file it was loaded from */
     char *node_id; /* default: host name */
@@ -77,7 +113,6 @@ struct config {
 
     struct {
         uint32_t max_deliveries;  /* default 5, 1..1000000 */
-        bool nack_requeue;        /* default true */
         bool dead_letter_expired; /* default false: expired messages are dropped */
         char *dead_letter_topic;  /* pattern with {name}; default "{name}.DLQ" */
         uint64_t ack_timeout_ms;  /* default 30m */
@@ -100,13 +135,12 @@ struct config {
     } workers;
 
     struct {
-        uint64_t max_frame_size;   /* bytes, default 1MiB */
-        uint64_t max_message_size; /* bytes, default 1MiB */
-        uint32_t max_headers;      /* default 64 */
-        uint32_t max_connections;  /* default 10000 */
-        uint32_t max_unconfirmed;  /* default 1000 */
-        uint64_t heartbeat_ms;     /* default 10s */
-        uint64_t heartbeat_min_ms; /* floor for a client's shorter heart-beat, default 100ms */
+        uint64_t max_frame_size;             /* bytes, default 1MiB */
+        uint64_t max_message_size;           /* bytes, default 1MiB */
+        uint32_t max_headers;                /* default 64 */
+        uint32_t max_connections;            /* default 10000 */
+        uint32_t max_unconfirmed;            /* default 1000 */
+        uint64_t heartbeat_ms;               /* default 10s */
         uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
         uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
     } limits;
@@ -117,6 +151,10 @@ struct config {
     } log;
 
     uint64_t shutdown_grace_ms; /* default 10s: how long SIGTERM waits for Kafka */
+
+    /* The adapters' sections, in the order they were handed to the loader. */
+    struct config_section_values *sections;
+    size_t section_count;
 };
 
 /* Load and validate `path`. On success returns 0 and *out owns a new config
@@ -128,6 +166,30 @@ int config_load(const char *path, struct config **out, char *err, size_t err_siz
  * file name in messages. */
 int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
                        char *err, size_t err_size);
+
+/* Same as config_load / config_load_string, also accepting the top-level
+ * sections of `sections` (count of them; NULL when 0): their keys are
+ * parsed into each section's struct, with defaults for keys and sections the
+ * file leaves out, and their aliases are accepted. Unknown keys in a section
+ * are refused with the full key ("stomp.heartbeat_mn"). A section whose name
+ * is a shared top-level key, or two of one name, is refused. */
+int config_load_sections(const char *path, const struct config_section *const *sections,
+                         size_t count, struct config **out, char *err, size_t err_size);
+int config_load_string_sections(const char *name, const char *yaml, size_t len,
+                                const struct config_section *const *sections, size_t count,
+                                struct config **out, char *err, size_t err_size);
+
+/* Add to a loaded `config` every section of `sections` it lacks, with its
+ * defaults (the server does this for its adapters, so a config loaded
+ * without sections still serves them). 0 ok; -1 with err on out of memory,
+ * a section that clashes with a shared key, or a default that does not
+ * parse. */
+int config_add_sections(struct config *config, const struct config_section *const *sections,
+                        size_t count, char *err, size_t err_size);
+
+/* The values of the section called `name` (a pointer to the struct its rows
+ * fill, owned by config), or NULL when config was loaded without it. */
+const void *config_section_values(const struct config *config, const char *name);
 
 /* The listener named `name` ("stomp"), or NULL when the file has none. */
 const struct config_listener *config_listener_find(const struct config *config, const char *name);
@@ -143,12 +205,16 @@ int config_parse_duration(const char *text, uint64_t *out_ms);
 
 /* Compare an old and a new config for reload: writes into `out` (a new config
  * the caller keeps) the restart-only values of `old` (node_id, kafka.*,
- * listeners.*), logging a warning for each that differs. Users, ACLs, queues,
- * limits, log and shutdown_grace take the new values. */
+ * listeners.*, and section keys flagged CONFIG_KEY_RESTART in sections both
+ * hold), logging a warning for each that differs. Users, ACLs, queues,
+ * limits, log, shutdown_grace and the other section keys take the new values. */
 void config_apply_live(const struct config *old, struct config *out);
 
-/* Write the key reference (Markdown) to `stream`; used to generate
- * docs/configuration.md and to check it is current. */
-void config_write_reference(FILE *stream);
+/* Write the key reference (Markdown) to `stream`: the shared keys, then the
+ * keys of each of `sections` (count of them; main passes the built-in
+ * adapters'); used to generate docs/configuration.md and to check it is
+ * current. */
+void config_write_reference(FILE *stream, const struct config_section *const *sections,
+                            size_t count);
 
 #endif

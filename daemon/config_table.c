@@ -638,14 +638,6 @@ const struct config_key config_keys[] = {
                        "dead-lettered instead of delivered again.",
     },
     {
-        .name = "queues.nack_requeue",
-        .type = CONFIG_TYPE_BOOL,
-        .offset = offsetof(struct config, queues.nack_requeue),
-        .default_value = "true",
-        .description = "What a STOMP NACK without a `requeue` header does: `true` releases "
-                       "the message for redelivery, `false` dead-letters it at once.",
-    },
-    {
         .name = "queues.dead_letter_expired",
         .type = CONFIG_TYPE_BOOL,
         .offset = offsetof(struct config, queues.dead_letter_expired),
@@ -836,19 +828,8 @@ const struct config_key config_keys[] = {
         .description = "Heart-beat interval offered to STOMP clients and idle timeout "
                        "announced to AMQP clients; a client silent for longer is "
                        "disconnected. A STOMP client that asks for a shorter heart-beat gets "
-                       "it, down to `limits.heartbeat_min`; one that asks for none (no "
+                       "it, down to `stomp.heartbeat_min`; one that asks for none (no "
                        "heart-beat header, or 0,0) gets none.",
-    },
-    {
-        .name = "limits.heartbeat_min",
-        .type = CONFIG_TYPE_DURATION,
-        .offset = offsetof(struct config, limits.heartbeat_min_ms),
-        .min = 10,
-        .max = CONFIG_HOUR_MS,
-        .default_value = "100ms",
-        .description = "Shortest STOMP heart-beat interval granted: a client asking for "
-                       "heart-beats more often than this (in either direction) gets this "
-                       "interval. Above `limits.heartbeat` it has no effect.",
     },
     {
         .name = "limits.protocol_detect_timeout",
@@ -927,7 +908,7 @@ static const char *config_type_doc(enum config_type type)
 }
 
 static void config_write_key(FILE *stream, const char *prefix, const struct config_key *key,
-                             unsigned inherited_flags)
+                             unsigned inherited_flags, const char *former)
 {
     char low[32], high[32];
     unsigned flags = key->flags | inherited_flags;
@@ -974,6 +955,9 @@ static void config_write_key(FILE *stream, const char *prefix, const struct conf
     }
     if (flags & CONFIG_KEY_REQUIRED)
         fprintf(stream, "- Required: yes\n");
+    if (former != NULL)
+        fprintf(stream, "- Former spelling: `%s` (still accepted; logs a deprecation warning)\n",
+                former);
     if (flags & CONFIG_KEY_RESTART)
         fprintf(stream, "- Reload: needs a restart (SIGHUP keeps the running value and logs a "
                         "warning)\n");
@@ -982,17 +966,31 @@ static void config_write_key(FILE *stream, const char *prefix, const struct conf
     fprintf(stream, "\n%s\n\n", key->description);
 }
 
-void config_write_reference(FILE *stream)
+void config_write_reference(FILE *stream, const struct config_section *const *sections,
+                            size_t count)
 {
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *key = &config_keys[i];
-        config_write_key(stream, "", key, 0);
+        config_write_key(stream, "", key, 0, NULL);
         if (key->type != CONFIG_TYPE_USERS && key->type != CONFIG_TYPE_LISTENERS)
             continue;
         char prefix[64];
         snprintf(prefix, sizeof(prefix), key->type == CONFIG_TYPE_USERS ? "%s[]." : "%s.NAME.",
                  key->name);
         for (size_t j = 0; j < key->key_count; j++)
-            config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART);
+            config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART, NULL);
+    }
+    /* each adapter's section: its keys under its name */
+    for (size_t s = 0; s < count; s++) {
+        const struct config_section *section = sections[s];
+        char prefix[CONFIG_NAME_MAX + 2];
+        snprintf(prefix, sizeof(prefix), "%s.", section->name);
+        for (size_t j = 0; j < section->key_count; j++) {
+            const char *former = NULL;
+            for (size_t a = 0; a < section->alias_count; a++)
+                if (strcmp(section->aliases[a].key, section->keys[j].name) == 0)
+                    former = section->aliases[a].old_name;
+            config_write_key(stream, prefix, &section->keys[j], 0, former);
+        }
     }
 }

@@ -3,6 +3,7 @@
  * Exit codes: 0 clean, 1 start-up or runtime failure, 2 usage or invalid config. */
 #include <event2/event.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,10 @@ static void usage(FILE *out)
             protocols, OPS_HTTP_PROTOCOL);
 }
 
+static int main_run(const char *check_path, const char *config_path, bool reference,
+                    const struct adapter_registry *adapters,
+                    const struct config_section *const *sections, size_t section_count);
+
 int main(int argc, char **argv)
 {
     enum { OPT_CHECK_CONFIG = 256, OPT_CONFIG_REFERENCE };
@@ -58,13 +63,14 @@ int main(int argc, char **argv)
     };
     const char *config_path = DEFAULT_CONFIG_PATH;
     const char *check_path = NULL;
+    bool reference = false;
     opterr = 0;
     int option;
     while ((option = getopt_long(argc, argv, ":c:Vh", options, NULL)) != -1) {
         switch (option) {
         case 'c': config_path = optarg; break;
         case OPT_CHECK_CONFIG: check_path = optarg; break;
-        case OPT_CONFIG_REFERENCE: config_write_reference(stdout); return 0;
+        case OPT_CONFIG_REFERENCE: reference = true; break;
         case 'V': printf("kbridged %s\n", KBRIDGE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
@@ -82,11 +88,34 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    const struct adapter_registry *adapters = adapter_registry_builtin();
+    /* the built-in adapters' own config sections ("stomp: ...") */
+    const struct config_section **sections =
+        calloc(adapters->count ? adapters->count : 1, sizeof(*sections));
+    if (!sections) {
+        fprintf(stderr, "kbridged: out of memory\n");
+        return 1;
+    }
+    size_t section_count = adapter_registry_config_sections(adapters, sections);
+    int code = main_run(check_path, config_path, reference, adapters, sections, section_count);
+    free(sections);
+    return code;
+}
+
+/* What main does once the options are read; exit code as main's. */
+static int main_run(const char *check_path, const char *config_path, bool reference,
+                    const struct adapter_registry *adapters,
+                    const struct config_section *const *sections, size_t section_count)
+{
     char err[1024];
     struct config *config = NULL;
-    const struct adapter_registry *adapters = adapter_registry_builtin();
+    if (reference) {
+        config_write_reference(stdout, sections, section_count);
+        return 0;
+    }
     if (check_path) {
-        if (config_load(check_path, &config, err, sizeof(err)) < 0) {
+        if (config_load_sections(check_path, sections, section_count, &config, err, sizeof(err)) <
+            0) {
             fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
             return 2;
         }
@@ -100,7 +129,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    if (config_load(config_path, &config, err, sizeof(err)) < 0) {
+    if (config_load_sections(config_path, sections, section_count, &config, err, sizeof(err)) < 0) {
         fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
         return 2;
     }

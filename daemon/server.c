@@ -58,7 +58,9 @@ struct server {
     struct core *core;
     struct worker_pool *workers; /* password checks, Kafka calls */
     const struct adapter_registry *registry;
-    struct server_adapter *adapters;   /* registry->count, in the registry's order */
+    struct server_adapter *adapters;        /* registry->count, in the registry's order */
+    const struct config_section **sections; /* the adapters' config sections, for reloads */
+    size_t section_count;
     struct server_listener *listeners; /* client listeners, in the file's order */
     size_t listener_count;
     char *http_bind; /* the ops listener's configured bind, NULL without one */
@@ -327,7 +329,8 @@ static void server_reload(struct server *server)
     char err[1024];
     struct config *fresh = NULL;
     log_info("config", "SIGHUP: reloading %s", server->config->path);
-    if (config_load(server->config->path, &fresh, err, sizeof(err)) < 0) {
+    if (config_load_sections(server->config->path, server->sections, server->section_count, &fresh,
+                             err, sizeof(err)) < 0) {
         (*server->reload_failures)++;
         log_error("config", "reload failed, keeping the running configuration: %s", err);
         notify_ready("running; last reload failed");
@@ -430,6 +433,24 @@ struct server *server_new(struct config *config, const struct adapter_registry *
     server->config = config;
     server->registry = registry;
     clock_gettime(CLOCK_MONOTONIC, &server->started);
+    /* Every adapter's config section, named like the adapter; a config
+     * loaded without them gets their defaults. */
+    server->sections = calloc(registry->count ? registry->count : 1, sizeof(*server->sections));
+    if (!server->sections) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    server->section_count = adapter_registry_config_sections(registry, server->sections);
+    for (size_t i = 0; i < registry->count; i++) {
+        const struct config_section *section = registry->adapters[i]->config_section;
+        if (section && strcmp(section->name, registry->adapters[i]->name) != 0) {
+            snprintf(err, err_size, "adapter %s: its config section is called %s, not %s",
+                     registry->adapters[i]->name, section->name, registry->adapters[i]->name);
+            goto fail;
+        }
+    }
+    if (config_add_sections(config, server->sections, server->section_count, err, err_size) < 0)
+        goto fail;
     log_set_level(config->log.level);
     log_set_format(config->log.format);
     event_set_log_callback(server_on_libevent_log);
@@ -570,6 +591,7 @@ void server_free(struct server *server)
         if (server->adapters[i].adapter)
             server->adapters[i].ops->destroy(server->adapters[i].adapter);
     free(server->adapters);
+    free(server->sections);
     free(server->http_bind);
     ops_http_free(server->http);
     core_free(server->core);

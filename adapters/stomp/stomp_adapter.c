@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "stomp_adapter.h"
 #include "stomp_address.h"
+#include "stomp_config.h"
 #include "stomp_connection.h"
 #include "stomp_detect.h"
 
@@ -69,6 +70,10 @@ int stomp_adapter_scratch_reserve(struct stomp_adapter *adapter, size_t headers,
 static struct adapter *stomp_adapter_create(const struct adapter_context *context, char *err,
                                             size_t err_size)
 {
+    if (!stomp_config_of(*context->config)) {
+        snprintf(err, err_size, "stomp: the configuration has no stomp section");
+        return NULL;
+    }
     struct stomp_adapter *adapter = (struct stomp_adapter *)adapter_base_new(
         sizeof(struct stomp_adapter), context, &stomp_connection_ops, err, err_size);
     if (!adapter)
@@ -114,6 +119,7 @@ const struct adapter_ops stomp_adapter_ops = {
     .title = "STOMP 1.0-1.2",
     .detect = stomp_detect,
     .addresses = &stomp_addresses,
+    .config_section = &stomp_config_section,
     .create = stomp_adapter_create,
     .accept = adapter_base_accept,
     .reconfigure = adapter_base_reconfigure,

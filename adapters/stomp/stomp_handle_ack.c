@@ -15,7 +15,7 @@
  * What: in `client` mode ACK and NACK are cumulative (every earlier
  * unacknowledged delivery of that subscription, in delivery order, then the
  * named one); in `client-individual` mode they settle the named one. ACK ->
- * accept; NACK -> release (redeliver) by default (queues.nack_requeue),
+ * accept; NACK -> release (redeliver) by default (stomp.nack_requeue),
  * requeue:true -> release, requeue:false -> reject (dead-letter now); true
  * and false in any case ("True" from stomp.py), as RabbitMQ accepts them.
  *
@@ -31,6 +31,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "stomp_config.h"
 #include "stomp_handlers.h"
 
 static bool stomp_ack_settles(const struct stomp_subscription *sub)
@@ -99,7 +100,7 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
     enum queue_outcome outcome = QUEUE_ACCEPT;
     if (nack) {
         const char *requeue = stomp_frame_header_value(frame, "requeue");
-        bool release = config->queues.nack_requeue;
+        bool release = stomp_config_of(config)->nack_requeue;
         if (requeue && stomp_bool_parse(requeue, &release) < 0) {
             snprintf(message, sizeof(message), "invalid requeue '%s'", requeue);
             return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid header", message,

@@ -6,7 +6,7 @@
  * Negotiation (STOMP 1.1 "Heart-beating"): the client's CONNECT says
  * heart-beat:cx,cy (it can send every cx ms, wants to receive every cy ms);
  * we answer heart-beat:sx,sy where each direction the client asked for gets
- * its own value, clamped to [limits.heartbeat_min, limits.heartbeat]:
+ * its own value, clamped to [stomp.heartbeat_min, limits.heartbeat]:
  * sx = clamp(cy), sy = clamp(cx), and 0 where the client said 0 (or sent no
  * header: STOMP 1.0 CONNECT gets heart-beat:0,0, as from RabbitMQ). So a
  * client asking for 1 s gets 1 s (dead-peer detection in ~2 s), not
@@ -37,6 +37,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "stomp_config.h"
 #include "stomp_connection.h"
 #include "stomp_handlers.h"
 
@@ -129,10 +130,9 @@ int stomp_heartbeat_negotiate(struct stomp_connection *connection, const char *h
     if (header && stomp_heartbeat_parse(header, &cx, &cy) < 0)
         return -1;
     const struct config *config = stomp_adapter_config(connection->adapter);
-    uint32_t sx =
-        stomp_heartbeat_clamp(cy, config->limits.heartbeat_min_ms, config->limits.heartbeat_ms);
-    uint32_t sy =
-        stomp_heartbeat_clamp(cx, config->limits.heartbeat_min_ms, config->limits.heartbeat_ms);
+    uint64_t floor_ms = stomp_config_of(config)->heartbeat_min_ms;
+    uint32_t sx = stomp_heartbeat_clamp(cy, floor_ms, config->limits.heartbeat_ms);
+    uint32_t sy = stomp_heartbeat_clamp(cx, floor_ms, config->limits.heartbeat_ms);
     connection->heartbeat_send_ms = (sx && cy) ? (sx > cy ? sx : cy) : 0;
     connection->heartbeat_recv_ms = (cx && sy) ? (cx > sy ? cx : sy) : 0;
     snprintf(reply, reply_size, "%u,%u", sx, sy);

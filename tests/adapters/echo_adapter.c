@@ -3,17 +3,21 @@
  * the adapter base (adapters/connection.h), in about as little code as the
  * contract allows. Like a real adapter it reads and writes only its
  * transport's stream and lets the base own the connection list, deferred
- * free, refusal at limits.max_connections and flush-then-close. */
+ * free, refusal at limits.max_connections and flush-then-close. Its own
+ * config section (`echo: {greeting: ...}`) sets the answer to the hello,
+ * read from the config in force, so SIGHUP changes it like a shared key. */
 #include "echo_adapter.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "connection.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +28,30 @@
 struct echo_connection {
     struct connection base; /* first: the adapter base's part */
     bool greeted;
+};
+
+/* The `echo` config section's values. */
+struct echo_config {
+    char *greeting; /* echo.greeting: the answer to the hello, default "HELLO" */
+};
+
+static const struct config_key echo_config_keys[] = {
+    {
+        .name = "greeting",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct echo_config, greeting),
+        .min = 1,
+        .max = 64,
+        .default_value = "HELLO",
+        .description = "The line the echo adapter answers a hello with.",
+    },
+};
+
+static const struct config_section echo_config_section = {
+    .name = "echo",
+    .keys = echo_config_keys,
+    .key_count = sizeof(echo_config_keys) / sizeof(echo_config_keys[0]),
+    .size = sizeof(struct echo_config),
 };
 
 struct echo_adapter {
@@ -67,9 +95,11 @@ static void echo_read(struct connection *base_connection)
     size_t len;
     while ((line = evbuffer_readln(input, &len, EVBUFFER_EOL_LF))) {
         if (!connection->greeted) {
+            const struct echo_config *settings =
+                config_section_values(*adapter->base.context.config, echo_config_section.name);
             connection->greeted = strcmp(line, ECHO_HELLO) == 0;
             evbuffer_add_printf(bufferevent_get_output(stream), "%s\n",
-                                connection->greeted ? "HELLO" : "BAD HELLO");
+                                connection->greeted ? settings->greeting : "BAD HELLO");
         } else {
             (*adapter->lines)++;
             evbuffer_add_printf(bufferevent_get_output(stream), "%s\n", line);
@@ -116,6 +146,11 @@ static struct adapter *echo_create(const struct adapter_context *context, char *
         sizeof(struct echo_adapter), context, &echo_connection_ops, err, err_size);
     if (!adapter)
         return NULL;
+    if (!config_section_values(*context->config, echo_config_section.name)) {
+        snprintf(err, err_size, "echo: the configuration has no echo section");
+        adapter_base_destroy((struct adapter *)adapter);
+        return NULL;
+    }
     adapter->lines = metrics_counter(context->metrics, "kbridge_echo_lines_total",
                                      "Lines echoed by the test adapter.", NULL);
     if (!adapter->lines) {
@@ -131,6 +166,7 @@ const struct adapter_ops echo_adapter_ops = {
     .title = "line echo (tests)",
     .detect = echo_detect,
     .addresses = NULL,
+    .config_section = &echo_config_section,
     .create = echo_create,
     .accept = adapter_base_accept,
     .reconfigure = adapter_base_reconfigure,

@@ -1,8 +1,10 @@
 /* check_config.c -- unit tests of the config module (daemon/config.c,
  * daemon/config_table.c): every key of the full example, defaults, sizes and
  * durations, each kind of error with its exact "FILE:LINE: KEY:" prefix, the
- * shipped samples in conf/, config_apply_live, and that docs/configuration.md
- * holds the current generated key reference.
+ * shipped samples in conf/, config_apply_live, adapter config sections (a
+ * test section here, and the built-in adapters' with their former
+ * spellings), and that docs/configuration.md holds the current generated key
+ * reference.
  *
  * Run under valgrind with CK_FORK=no to check load and free of good and bad
  * files for leaks. */
@@ -12,10 +14,12 @@
 #include "../../daemon/config.h"
 #include "adapter.h"
 #include "server.h"
+#include "stomp_config.h"
 
 #include <check.h>
 #include <errno.h>
 #include <regex.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +35,26 @@
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Load YAML text as "t.yaml"; fails the test with the error if it does not load. */
+/* The built-in adapters' config sections, as main hands them to the loader. */
+static const struct config_section *const *builtin_sections(size_t *count)
+{
+    static const struct config_section *sections[16];
+    const struct adapter_registry *registry = adapter_registry_builtin();
+    ck_assert_uint_le(registry->count, ARRAY_LEN(sections));
+    *count = adapter_registry_config_sections(registry, sections);
+    return sections;
+}
+
+/* Load YAML text as "t.yaml" with the built-in sections, as kbridged does;
+ * fails the test with the error if it does not load. */
 static struct config *load_ok(const char *yaml)
 {
     char err[512] = "";
     struct config *config = NULL;
-    int rc = config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err));
+    size_t count;
+    const struct config_section *const *sections = builtin_sections(&count);
+    int rc = config_load_string_sections("t.yaml", yaml, strlen(yaml), sections, count, &config,
+                                         err, sizeof(err));
     ck_assert_msg(rc == 0, "expected to load, got: %s", err);
     ck_assert_ptr_nonnull(config);
     return config;
@@ -46,7 +64,9 @@ static struct config *load_file_ok(const char *path)
 {
     char err[512] = "";
     struct config *config = NULL;
-    int rc = config_load(path, &config, err, sizeof(err));
+    size_t count;
+    const struct config_section *const *sections = builtin_sections(&count);
+    int rc = config_load_sections(path, sections, count, &config, err, sizeof(err));
     ck_assert_msg(rc == 0, "expected %s to load, got: %s", path, err);
     ck_assert_ptr_nonnull(config);
     return config;
@@ -57,7 +77,10 @@ static void expect_error(const char *yaml, const char *expected)
 {
     char err[512] = "";
     struct config *config = (struct config *)1;
-    int rc = config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err));
+    size_t count;
+    const struct config_section *const *sections = builtin_sections(&count);
+    int rc = config_load_string_sections("t.yaml", yaml, strlen(yaml), sections, count, &config,
+                                         err, sizeof(err));
     ck_assert_msg(rc == -1, "expected an error for:\n%s", yaml);
     ck_assert_ptr_null(config);
     ck_assert_str_eq(err, expected);
@@ -182,7 +205,7 @@ START_TEST(test_full_example)
     ck_assert_uint_eq(ops->consume_count, 0);
 
     ck_assert_uint_eq(config->queues.max_deliveries, 7);
-    ck_assert(!config->queues.nack_requeue);
+    ck_assert(!stomp_config_of(config)->nack_requeue); /* former spelling queues.nack_requeue */
     ck_assert_str_eq(config->queues.dead_letter_topic, "{name}-dlt");
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 45 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 500);
@@ -223,7 +246,7 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->auth.user_count, 0);
     ck_assert_ptr_null(config->auth.users);
     ck_assert_uint_eq(config->queues.max_deliveries, 5);
-    ck_assert(config->queues.nack_requeue);
+    ck_assert(stomp_config_of(config)->nack_requeue);
     ck_assert_str_eq(config->queues.dead_letter_topic, "{name}.DLQ");
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 30 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 10000);
@@ -234,7 +257,7 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->limits.max_connections, 10000);
     ck_assert_uint_eq(config->limits.max_unconfirmed, 10000);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 10000);
-    ck_assert_uint_eq(config->limits.heartbeat_min_ms, 100);
+    ck_assert_uint_eq(stomp_config_of(config)->heartbeat_min_ms, 100);
     ck_assert_int_eq(config->log.level, LOG_LEVEL_INFO);
     ck_assert_int_eq(config->log.format, LOG_FORMAT_TEXT);
     ck_assert_uint_eq(config->shutdown_grace_ms, 10000);
@@ -346,7 +369,7 @@ START_TEST(test_accepted_values)
     ck_assert_uint_eq(config->limits.max_frame_size, GIB);
     ck_assert_uint_eq(config->limits.max_message_size, 1);
     ck_assert_uint_eq(config->limits.heartbeat_ms, 3600 * 1000);
-    ck_assert_uint_eq(config->limits.heartbeat_min_ms, 10);
+    ck_assert_uint_eq(stomp_config_of(config)->heartbeat_min_ms, 10);
     ck_assert_int_eq(config->log.level, LOG_LEVEL_WARN);
     ck_assert_uint_eq(config->shutdown_grace_ms, 0);
     config_free(config);
@@ -951,7 +974,9 @@ START_TEST(test_reference_is_current)
     size_t generated_len = 0;
     FILE *stream = open_memstream(&generated, &generated_len);
     ck_assert_ptr_nonnull(stream);
-    config_write_reference(stream);
+    size_t count;
+    const struct config_section *const *sections = builtin_sections(&count);
+    config_write_reference(stream, sections, count);
     fclose(stream);
 
     ck_assert_msg(strcmp(start, generated) == 0,
@@ -959,8 +984,253 @@ START_TEST(test_reference_is_current)
                   "with the output of config_write_reference (kbridged --config-reference)");
     ck_assert_ptr_nonnull(strstr(generated, "### `limits.max_frame_size`"));
     ck_assert_ptr_nonnull(strstr(generated, "### `auth.users[].password_hash`"));
+    ck_assert_ptr_nonnull(strstr(generated, "### `stomp.heartbeat_min`"));
+    ck_assert_ptr_nonnull(strstr(generated, "- Former spelling: `queues.nack_requeue`"));
+    ck_assert_ptr_null(strstr(generated, "### `limits.heartbeat_min`"));
     free(generated);
     free(doc);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Adapter config sections                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A section as an adapter declares one: a string, a number, a restart-only
+ * duration, a boolean, and a former spelling under `limits`. */
+struct demo_values {
+    char *greeting;
+    uint32_t count;
+    uint64_t window_ms;
+    bool loud;
+};
+
+static const struct config_key demo_keys[] = {
+    {.name = "greeting",
+     .type = CONFIG_TYPE_STRING,
+     .offset = offsetof(struct demo_values, greeting),
+     .min = 1,
+     .max = 16,
+     .default_value = "hi",
+     .description = "What the demo says."},
+    {.name = "count",
+     .type = CONFIG_TYPE_UINT32,
+     .offset = offsetof(struct demo_values, count),
+     .min = 1,
+     .max = 10,
+     .default_value = "3",
+     .description = "How often."},
+    {.name = "window",
+     .type = CONFIG_TYPE_DURATION,
+     .offset = offsetof(struct demo_values, window_ms),
+     .min = 0,
+     .max = 60 * 1000,
+     .default_value = "5s",
+     .flags = CONFIG_KEY_RESTART,
+     .description = "Read at start."},
+    {.name = "loud",
+     .type = CONFIG_TYPE_BOOL,
+     .offset = offsetof(struct demo_values, loud),
+     .default_value = "false",
+     .description = "Shout."},
+};
+
+static const struct config_alias demo_aliases[] = {
+    {.old_name = "limits.demo_count", .key = "count"},
+};
+
+static const struct config_section demo_section = {
+    .name = "demo",
+    .keys = demo_keys,
+    .key_count = ARRAY_LEN(demo_keys),
+    .size = sizeof(struct demo_values),
+    .aliases = demo_aliases,
+    .alias_count = ARRAY_LEN(demo_aliases),
+};
+
+static const struct config_section *const demo_sections[] = {&demo_section};
+
+static struct config *load_demo_ok(const char *yaml)
+{
+    char err[512] = "";
+    struct config *config = NULL;
+    int rc = config_load_string_sections("t.yaml", yaml, strlen(yaml), demo_sections, 1, &config,
+                                         err, sizeof(err));
+    ck_assert_msg(rc == 0, "expected to load, got: %s", err);
+    return config;
+}
+
+static void expect_demo_error(const char *yaml, const char *expected)
+{
+    char err[512] = "";
+    struct config *config = (struct config *)1;
+    int rc = config_load_string_sections("t.yaml", yaml, strlen(yaml), demo_sections, 1, &config,
+                                         err, sizeof(err));
+    ck_assert_msg(rc == -1, "expected an error for:\n%s", yaml);
+    ck_assert_ptr_null(config);
+    ck_assert_str_eq(err, expected);
+}
+
+static const struct demo_values *demo_of(const struct config *config)
+{
+    const struct demo_values *values = config_section_values(config, "demo");
+    ck_assert_ptr_nonnull(values);
+    return values;
+}
+
+START_TEST(test_section_defaults_and_values)
+{
+    /* absent, empty, written without a value: every key its default */
+    static const char *const absent[] = {"", "demo: {}\n", "demo:\n", "limits: {max_headers: 5}\n"};
+    for (size_t i = 0; i < ARRAY_LEN(absent); i++) {
+        struct config *config = load_demo_ok(absent[i]);
+        const struct demo_values *demo = demo_of(config);
+        ck_assert_str_eq(demo->greeting, "hi");
+        ck_assert_uint_eq(demo->count, 3);
+        ck_assert_uint_eq(demo->window_ms, 5000);
+        ck_assert(!demo->loud);
+        ck_assert_ptr_null(config_section_values(config, "other"));
+        config_free(config);
+    }
+    struct config *config = load_demo_ok("demo:\n  greeting: hello\n  count: 10\n"
+                                         "  window: 250ms\n  loud: true\n"
+                                         "limits: {max_headers: 5}\n");
+    const struct demo_values *demo = demo_of(config);
+    ck_assert_str_eq(demo->greeting, "hello");
+    ck_assert_uint_eq(demo->count, 10);
+    ck_assert_uint_eq(demo->window_ms, 250);
+    ck_assert(demo->loud);
+    ck_assert_uint_eq(config->limits.max_headers, 5);
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_section_errors)
+{
+    expect_demo_error("demo: {cont: 4}\n",
+                      "t.yaml:1: demo.cont: unknown key (did you mean \"count\"?)");
+    expect_demo_error("demo:\n  volume: 11\n", "t.yaml:2: demo.volume: unknown key");
+    expect_demo_error("demo: {count: 11}\n",
+                      "t.yaml:1: demo.count: \"11\" is out of range (1 to 10)");
+    expect_demo_error("demo: {greeting: \"\"}\n", "t.yaml:1: demo.greeting: must not be empty");
+    expect_demo_error("demo: {window: 2m}\n",
+                      "t.yaml:1: demo.window: \"2m\" is out of range (0 to 1m)");
+    expect_demo_error("demo: [1, 2]\n", "t.yaml:1: demo: expected a mapping, got a list");
+    expect_demo_error("demo: {count: 1}\ndemo: {count: 2}\n",
+                      "t.yaml:2: demo: duplicate key (first on line 1)");
+    /* a section the loader was not given is an unknown key like any other */
+    expect_error("demo: {count: 4}\n", "t.yaml:1: demo: unknown key");
+    /* nested keys are not a short form in a section either */
+    expect_demo_error("demo.count: 4\n",
+                      "t.yaml:1: demo.count: unknown key (write nested keys as nested mappings)");
+}
+END_TEST
+
+START_TEST(test_section_aliases)
+{
+    struct config *config = load_demo_ok("limits: {demo_count: 7, max_headers: 9}\n");
+    ck_assert_uint_eq(demo_of(config)->count, 7);
+    ck_assert_uint_eq(config->limits.max_headers, 9);
+    config_free(config);
+    /* the former spelling is checked like the key: range, in its own spelling */
+    expect_demo_error("limits: {demo_count: 0}\n",
+                      "t.yaml:1: limits.demo_count: \"0\" is out of range (1 to 10)");
+    /* both spellings: refused, naming both */
+    expect_demo_error("demo: {count: 2}\nlimits:\n  demo_count: 3\n",
+                      "t.yaml:3: limits.demo_count: is the former spelling of demo.count, which "
+                      "is set too (line 1); keep only demo.count");
+    /* without the section, the former spelling is unknown */
+    expect_error("limits: {demo_count: 7}\n", "t.yaml:1: limits.demo_count: unknown key");
+
+    /* STOMP's: limits.heartbeat_min and queues.nack_requeue still work */
+    config = load_ok("limits: {heartbeat_min: 2s}\nqueues: {nack_requeue: false}\n");
+    ck_assert_uint_eq(stomp_config_of(config)->heartbeat_min_ms, 2000);
+    ck_assert(!stomp_config_of(config)->nack_requeue);
+    config_free(config);
+    config = load_ok("stomp: {heartbeat_min: 250ms, nack_requeue: false}\n");
+    ck_assert_uint_eq(stomp_config_of(config)->heartbeat_min_ms, 250);
+    ck_assert(!stomp_config_of(config)->nack_requeue);
+    config_free(config);
+    expect_error("stomp: {heartbeat_mn: 1s}\n",
+                 "t.yaml:1: stomp.heartbeat_mn: unknown key (did you mean \"heartbeat_min\"?)");
+    expect_error("stomp: {heartbeat_min: 5ms}\n",
+                 "t.yaml:1: stomp.heartbeat_min: \"5ms\" is out of range (10ms to 1h)");
+    expect_error("stomp: {nack_requeue: true}\nqueues: {nack_requeue: false}\n",
+                 "t.yaml:2: queues.nack_requeue: is the former spelling of stomp.nack_requeue, "
+                 "which is set too (line 1); keep only stomp.nack_requeue");
+}
+END_TEST
+
+START_TEST(test_section_refused_declarations)
+{
+    static const struct config_section clash = {
+        .name = "limits", .keys = demo_keys, .key_count = 1, .size = sizeof(struct demo_values)};
+    static const struct config_section twin = {
+        .name = "demo", .keys = demo_keys, .key_count = 1, .size = sizeof(struct demo_values)};
+    const struct config_section *const clashing[] = {&clash};
+    const struct config_section *const twins[] = {&demo_section, &twin};
+    char err[512];
+    struct config *config = (struct config *)1;
+    ck_assert_int_eq(
+        config_load_string_sections("t.yaml", "", 0, clashing, 1, &config, err, sizeof(err)), -1);
+    ck_assert_ptr_null(config);
+    ck_assert_str_eq(err, "t.yaml: limits: internal error: an adapter's config section is named "
+                          "like a shared key");
+    ck_assert_int_eq(
+        config_load_string_sections("t.yaml", "", 0, twins, 2, &config, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "t.yaml: demo: internal error: two config sections of this name");
+}
+END_TEST
+
+START_TEST(test_section_added_later)
+{
+    /* the server adds its adapters' sections to a config loaded without them */
+    struct config *config = NULL;
+    char err[512];
+    ck_assert_int_eq(config_load_string("t.yaml", "", 0, &config, err, sizeof(err)), 0);
+    ck_assert_ptr_null(config_section_values(config, "demo"));
+    ck_assert_int_eq(config_add_sections(config, demo_sections, 1, err, sizeof(err)), 0);
+    ck_assert_str_eq(demo_of(config)->greeting, "hi");
+    /* adding again keeps what is there */
+    ck_assert_int_eq(config_add_sections(config, demo_sections, 1, err, sizeof(err)), 0);
+    ck_assert_uint_eq(config->section_count, 1);
+    config_free(config);
+}
+END_TEST
+
+START_TEST(test_section_apply_live)
+{
+    struct config *old = load_demo_ok("demo: {greeting: old, window: 1s}\n");
+    struct config *reloaded = load_demo_ok("demo: {greeting: new, window: 2s, count: 9}\n");
+    char *logged = apply_live_capturing_log(old, reloaded);
+    config_free(old);
+    const struct demo_values *demo = demo_of(reloaded);
+    ck_assert_str_eq(demo->greeting, "new"); /* live */
+    ck_assert_uint_eq(demo->count, 9);
+    ck_assert_uint_eq(demo->window_ms, 1000); /* restart-only: the running value */
+    ck_assert_ptr_nonnull(strstr(logged, "demo.window changed; restart kbridged to apply it"));
+    ck_assert_ptr_null(strstr(logged, "demo.greeting"));
+    free(logged);
+    config_free(reloaded);
+}
+END_TEST
+
+START_TEST(test_section_reference)
+{
+    char *generated = NULL;
+    size_t generated_len = 0;
+    FILE *stream = open_memstream(&generated, &generated_len);
+    ck_assert_ptr_nonnull(stream);
+    config_write_reference(stream, demo_sections, 1);
+    fclose(stream);
+    ck_assert_ptr_nonnull(strstr(generated, "### `demo.greeting`\n\n- Type: string\n"
+                                            "- Default: `hi`\n"));
+    ck_assert_ptr_nonnull(strstr(generated, "### `demo.count`\n\n- Type: integer\n"
+                                            "- Default: `3`\n- Range: 1 to 10\n"
+                                            "- Former spelling: `limits.demo_count`"));
+    ck_assert_ptr_nonnull(strstr(generated, "### `demo.window`"));
+    ck_assert_ptr_nonnull(strstr(generated, "- Reload: needs a restart"));
+    free(generated);
 }
 END_TEST
 
@@ -999,6 +1269,16 @@ static Suite *config_suite(void)
     tcase_add_test(reload, test_apply_live_unchanged);
     tcase_add_test(reload, test_apply_live_listeners);
     suite_add_tcase(suite, reload);
+
+    TCase *sections = tcase_create("sections");
+    tcase_add_test(sections, test_section_defaults_and_values);
+    tcase_add_test(sections, test_section_errors);
+    tcase_add_test(sections, test_section_aliases);
+    tcase_add_test(sections, test_section_refused_declarations);
+    tcase_add_test(sections, test_section_added_later);
+    tcase_add_test(sections, test_section_apply_live);
+    tcase_add_test(sections, test_section_reference);
+    suite_add_tcase(suite, sections);
 
     TCase *reference = tcase_create("reference");
     tcase_add_test(reference, test_reference_is_current);

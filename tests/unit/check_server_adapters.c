@@ -3,7 +3,9 @@
  * third protocol (tests/adapters/echo_adapter.c) on a listener of its own and
  * sharing one with STOMP by first bytes; garbage and silence on the shared
  * listener are closed and counted; a listener naming an adapter the
- * registry lacks is refused at start. Embedded Kafka, loopback sockets. The
+ * registry lacks is refused at start; the dummy adapter's own config section
+ * reaches it through the server, at start and on SIGHUP. Embedded Kafka,
+ * loopback sockets. The
  * server runs its loop on a second thread; SIGTERM stops it as in kbridged. */
 #include <arpa/inet.h>
 #include <check.h>
@@ -219,6 +221,88 @@ START_TEST(first_bytes_pick_the_adapter)
 }
 END_TEST
 
+/* The greeting a new echo connection to `address` gets. */
+static void echo_greeting(const char *address, char *got, size_t got_size)
+{
+    int fd = connect_to(address);
+    send_all(fd, "ECHO\n", 5);
+    ck_assert_msg(read_until(fd, "\n", got, got_size), "got '%s'", got);
+    close(fd);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *stream = fopen(path, "w");
+    ck_assert_ptr_nonnull(stream);
+    ck_assert_int_eq(fputs(text, stream) >= 0, 1);
+    ck_assert_int_eq(fclose(stream), 0);
+}
+
+/* echo.greeting, a key of the dummy adapter's own config section, loaded
+ * with the registry's sections as kbridged's main does, reaches the adapter
+ * through the unchanged server; SIGHUP reloads it with the same sections. */
+START_TEST(dummy_adapter_config_section)
+{
+    static const char first[] = "kafka: { bootstrap: embedded }\n"
+                                "listeners:\n"
+                                "  echo: { bind: \"127.0.0.1:0\" }\n"
+                                "echo: { greeting: \"HI THERE\" }\n";
+    static const char second[] = "kafka: { bootstrap: embedded }\n"
+                                 "listeners:\n"
+                                 "  echo: { bind: \"127.0.0.1:0\" }\n"
+                                 "echo: { greeting: RELOADED }\n";
+    char path[] = "/tmp/check_server_adapters_XXXXXX";
+    int file = mkstemp(path);
+    ck_assert_int_ge(file, 0);
+    close(file);
+    write_file(path, first);
+
+    const struct config_section *sections[2];
+    size_t count = adapter_registry_config_sections(&test_registry, sections);
+    ck_assert_uint_eq(count, 2); /* stomp's and echo's */
+    struct config *config = NULL;
+    char err[1024];
+    ck_assert_msg(config_load_sections(path, sections, count, &config, err, sizeof(err)) == 0, "%s",
+                  err);
+    struct running running;
+    running.server = server_new(config, &test_registry, err, sizeof(err));
+    ck_assert_msg(running.server != NULL, "%s", err);
+    ck_assert_int_eq(pthread_create(&running.thread, NULL, run_server, &running), 0);
+    char echo_address[64];
+    snprintf(echo_address, sizeof(echo_address), "%s", address_of(running.server, "echo"));
+
+    char got[512];
+    echo_greeting(echo_address, got, sizeof(got));
+    ck_assert_str_eq(got, "HI THERE\n");
+
+    /* SIGHUP: the loop reloads the file; connections opened after the
+     * reload was applied get the new greeting (each round trip lets the
+     * loop run; no sleep, no time limit beyond the socket's safety net) */
+    write_file(path, second);
+    kill(getpid(), SIGHUP);
+    bool reloaded = false;
+    for (int attempt = 0; attempt < 10000 && !reloaded; attempt++) {
+        echo_greeting(echo_address, got, sizeof(got));
+        reloaded = strcmp(got, "RELOADED\n") == 0;
+        if (!reloaded)
+            ck_assert_str_eq(got, "HI THERE\n");
+    }
+    ck_assert_msg(reloaded, "the reload never reached the echo adapter");
+    stop(&running);
+    server_free(running.server);
+    unlink(path);
+
+    /* an unknown key of the section is refused with its full name */
+    write_file(path, "echo: { greting: x }\n");
+    ck_assert_int_eq(config_load_sections(path, sections, count, &config, err, sizeof(err)), -1);
+    char expected[1024];
+    snprintf(expected, sizeof(expected),
+             "%s:1: echo.greting: unknown key (did you mean \"greeting\"?)", path);
+    ck_assert_str_eq(err, expected);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(unknown_adapter_refused_at_start)
 {
     static const char yaml[] = "kafka: { bootstrap: embedded }\n"
@@ -242,6 +326,7 @@ int main(void)
     tcase_add_test(server, dummy_adapter_on_its_own_listener);
     tcase_add_test(server, first_bytes_pick_the_adapter);
     tcase_add_test(server, unknown_adapter_refused_at_start);
+    tcase_add_test(server, dummy_adapter_config_section);
     suite_add_tcase(suite, server);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
