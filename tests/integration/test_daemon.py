@@ -49,6 +49,7 @@ def test_check_config_accepts_the_samples():
     ("limits:\n  max_frame_size: 12XB\n", r":2: limits\.max_frame_size: "),
     ("listeners:\n  stomp:\n    bind: 127.0.0.1:61613\n  smtp: {}\n", r":4: listeners\.smtp: "),
     ("queues:\n  max_deliveries: banana\n", r":2: queues\.max_deliveries: "),
+    ("stomp:\n  heartbeat_mn: 1s\n", r":2: stomp\.heartbeat_mn: unknown key"),
     ("auth:\n  users:\n    - {name: a, password_hash: '$6$x$y', publish: ['(']}\n",
      r":3: auth\.users.*publish"),
 ])
@@ -60,6 +61,13 @@ def test_check_config_rejects_bad_files_with_file_line_key(tmp_path, text, where
     assert r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"kbridged: invalid configuration: {path}:")
     assert re.search(where, r.stderr), r.stderr
+
+
+def test_config_reference_has_the_adapters_sections():
+    r = run("--config-reference")
+    assert r.returncode == 0
+    assert "### `stomp.heartbeat_min`" in r.stdout and "### `stomp.nack_requeue`" in r.stdout
+    assert "### `limits.heartbeat_min`" not in r.stdout
 
 
 def test_unreadable_config_is_one_line_exit_2(tmp_path):

@@ -445,6 +445,32 @@ def test_nack_requeue_false_dead_letters_at_once(kbridged_factory, bootstrap, qn
     client.close()
 
 
+@pytest.mark.parametrize("section", ["stomp", "queues"])
+def test_nack_without_requeue_follows_stomp_nack_requeue(kbridged_factory, bootstrap, qname,
+                                                          section):
+    # stomp.nack_requeue: false (or its former spelling queues.nack_requeue):
+    # a NACK without a requeue header dead-letters at once.
+    config = queue_config(bootstrap, max_deliveries=3)
+    config.setdefault(section, {})["nack_requeue"] = False
+    daemon = kbridged_factory(config)
+    deprecated = "queues.nack_requeue is deprecated; write stomp.nack_requeue instead"
+    assert (deprecated in daemon.log()) == (section == "queues"), daemon.log()
+    client = Client(daemon)
+    client.subscribe(f"/queue/{qname}", "s1", ack="client-individual", receipt="sub")
+    send_all(client, f"/queue/{qname}", [("reject me", {"kafka-key": "r1"})])
+    frame = client.wait_messages(1)[0]
+    client.conn.nack(frame.headers["ack"])
+    wait_for(lambda: queue_metric(daemon, "kbridge_destination_dead_lettered_total", qname) == 1,
+             30, "dead_lettered_total 1")
+    wait_for(lambda: queue_metric(daemon, "kbridge_destination_in_flight", qname) == 0, 10,
+             "in_flight 0")
+    assert queue_metric(daemon, "kbridge_destination_redelivered_total", qname) == 0
+    assert len(client.recorder.messages) == 1  # no redelivery
+    dead = read_topic(bootstrap, f"{qname}.DLQ")
+    assert [(r.key(), r.value()) for r in dead] == [(b"r1", b"reject me")]
+    client.close()
+
+
 # ---- 5. a subscriber that goes away --------------------------------------------------
 
 @pytest.mark.parametrize("how", ["disconnect", "socket-close"])

@@ -6,7 +6,8 @@ client library would hide the bytes:
   as "True"/"False"): NACK requeue, SUBSCRIBE/UNSUBSCRIBE durable;
 - MESSAGE always carries redelivered (false on a first delivery);
 - heart-beat: a CONNECT without the header gets heart-beat:0,0, a client's
-  shorter heart-beat is honoured down to limits.heartbeat_min;
+  shorter heart-beat is honoured down to stomp.heartbeat_min (and its former
+  spelling limits.heartbeat_min, still accepted);
 - durable:true + id without CONNECT client-id is a durable subscription
   named by topic and id, and UNSUBSCRIBE with durable:true deletes it;
 - a STOMP 1.1 ACK whose subscription names none is served by message-id;
@@ -112,9 +113,13 @@ def test_connect_without_heartbeat_header_gets_zero_zero(daemon):
             raw.close()
 
 
-def test_short_heartbeat_is_honoured_down_to_the_floor(kbridged_factory, bootstrap):
-    # limits.heartbeat stays 10 s; the floor is set to 200 ms here.
-    daemon = kbridged_factory(base_config(bootstrap, limits={"heartbeat_min": "200ms"}))
+@pytest.mark.parametrize("spelling", ["stomp", "limits"])
+def test_short_heartbeat_is_honoured_down_to_the_floor(kbridged_factory, bootstrap, spelling):
+    # limits.heartbeat stays 10 s; the floor is set to 200 ms here, as
+    # stomp.heartbeat_min or in its former spelling limits.heartbeat_min.
+    daemon = kbridged_factory(base_config(bootstrap, **{spelling: {"heartbeat_min": "200ms"}}))
+    deprecated = "limits.heartbeat_min is deprecated; write stomp.heartbeat_min instead"
+    assert (deprecated in daemon.log()) == (spelling == "limits"), daemon.log()
     raw = RawStomp(daemon)
     try:
         reply = raw.connect(headers={"heart-beat": "50,50"})
