@@ -224,12 +224,6 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          const struct core_subscription_handlers *handlers, void *opaque,
                          char *address, size_t address_size, int *error_code, char *err,
                          size_t err_size);
-/* Is this record header request-reply routing data that clients never see
- * (kbridge-reply-*, and kafka_replyTopic / kafka_correlationId, which the
- * core turns into reply-to and correlation-id for them)? Kept for callers
- * that test only these; adapters decide with record_header_delivered. */
-bool core_header_is_internal(const char *name);
-
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown

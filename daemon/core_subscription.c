@@ -237,12 +237,6 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                                    error_code, err, err_size);
 }
 
-bool core_header_is_internal(const char *name)
-{
-    /* request-reply routing: private whoever reads it (record.h) */
-    return !record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA);
-}
-
 void core_subscription_block(struct core_subscription *sub, bool blocked)
 {
     sub->client_blocked = blocked;

@@ -87,7 +87,6 @@ struct topic_subscriber {
     uint32_t backlog_count;
     uint32_t backlog_size;
     uint32_t backlog_capacity;
-    uint64_t dropped;
     bool overflowed; /* backlog full under the disconnect policy */
     bool temporary;  /* a temporary queue: `temp` is registered by its token */
     struct request_reply_temp_queue temp;
@@ -239,12 +238,10 @@ static void topic_backlog_push(struct topic_reader *reader, struct topic_subscri
         shared_record_unref(sub->backlog[sub->backlog_head]);
         sub->backlog_head = (sub->backlog_head + 1) % sub->backlog_size;
         sub->backlog_count--;
-        sub->dropped++;
         (*reader->dropped)++;
     } else if (sub->backlog_count == sub->backlog_size && topic_backlog_grow(sub) < 0) {
         log_error("topic", "%s: out of memory growing a backlog; record dropped",
                   reader->destination.name);
-        sub->dropped++;
         (*reader->dropped)++;
         return;
     }

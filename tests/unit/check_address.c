@@ -12,6 +12,7 @@
 
 #include "address.h"
 #include "amqp_address.h"
+#include "check_main.h"
 #include "stomp_address.h"
 
 #define ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
@@ -555,11 +556,4 @@ static Suite *address_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(address_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(address_suite)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "amqp091_frame.h"
+#include "check_main.h"
 
 static amqp_pool_t pool;
 
@@ -305,11 +306,4 @@ static Suite *amqp091_frame_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(amqp091_frame_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(amqp091_frame_suite)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "amqp_convert.h"
+#include "check_main.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -667,7 +668,7 @@ START_TEST(a_one_mebibyte_body_passes_intact)
 }
 END_TEST
 
-int main(void)
+static Suite *amqp_convert_suite(void)
 {
     Suite *suite = suite_create("amqp_convert");
     TCase *in = tcase_create("amqp_to_record");
@@ -688,9 +689,7 @@ int main(void)
     tcase_add_test(out, sound_foreign_encodings_still_decode);
     tcase_add_test(out, a_one_mebibyte_body_passes_intact);
     suite_add_tcase(suite, out);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(amqp_convert_suite)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "amqp_sasl.h"
+#include "check_main.h"
 
 struct pair {
     pn_connection_driver_t client;
@@ -225,7 +226,7 @@ START_TEST(impersonation_by_authzid_is_refused)
 }
 END_TEST
 
-int main(void)
+static Suite *amqp_sasl_suite(void)
 {
     Suite *suite = suite_create("amqp_sasl");
     TCase *tcase = tcase_create("server");
@@ -236,9 +237,7 @@ int main(void)
     tcase_add_test(tcase, offered_mechanisms_follow_the_anonymous_setting);
     tcase_add_test(tcase, impersonation_by_authzid_is_refused);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(amqp_sasl_suite)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "check_main.h"
 
 static bool topic(const char *pattern, const char *key)
 {
@@ -287,11 +288,4 @@ static Suite *binding_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(binding_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(binding_suite)

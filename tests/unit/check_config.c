@@ -13,6 +13,7 @@
  * before daemon/ on the include path. */
 #include "../../daemon/config.h"
 #include "adapter.h"
+#include "check_main.h"
 #include "server.h"
 #include "stomp_config.h"
 
@@ -1287,11 +1288,4 @@ static Suite *config_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(config_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(config_suite)

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "connection.h"
 #include "core.h"
@@ -348,11 +349,4 @@ static Suite *connection_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(connection_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(connection_suite)

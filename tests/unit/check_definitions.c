@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "definitions.h"
 
 static struct definitions *model;
@@ -556,11 +557,4 @@ static Suite *definitions_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(definitions_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(definitions_suite)

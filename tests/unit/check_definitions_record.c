@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "definitions_record.h"
 
 static struct definitions *model;
@@ -322,11 +323,4 @@ static Suite *record_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(record_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(record_suite)

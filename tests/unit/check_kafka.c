@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "kafka.h"
 #include "metrics.h"
@@ -462,11 +463,4 @@ static Suite *kafka_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(kafka_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(kafka_suite)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "kafka.h"
 
 struct row {
@@ -98,7 +99,7 @@ START_TEST(every_code_has_a_named_class)
 }
 END_TEST
 
-int main(void)
+static Suite *kafka_error_suite(void)
 {
     Suite *suite = suite_create("kafka_error");
     TCase *tcase = tcase_create("classify");
@@ -106,9 +107,7 @@ int main(void)
     tcase_add_test(tcase, the_codes_kafka_h_names_are_classified);
     tcase_add_test(tcase, every_code_has_a_named_class);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(kafka_error_suite)

@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "check_main.h"
 #include "kafka_mock.h"
 #include "log.h"
 
@@ -480,11 +481,4 @@ static Suite *kafka_mock_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(kafka_mock_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(kafka_mock_suite)

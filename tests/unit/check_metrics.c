@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "metrics.h"
 
 static char *render(struct metrics *metrics)
@@ -138,11 +139,4 @@ static Suite *metrics_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(metrics_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(metrics_suite)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_main.h"
 #include "queue_state.h"
 
 /* Check's ck_assert_* write a mark point to the runner on every *passing*
@@ -1345,11 +1346,4 @@ static Suite *queue_state_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(queue_state_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(queue_state_suite)

@@ -6,6 +6,7 @@
 
 #include "address.h"
 #include "amqp_address.h"
+#include "check_main.h"
 #include "reply.h"
 
 START_TEST(node_word_replaces_illegal_characters)
@@ -142,7 +143,7 @@ START_TEST(requests_expire_and_the_oldest_go_first_when_full)
 }
 END_TEST
 
-int main(void)
+static Suite *reply_suite(void)
 {
     Suite *suite = suite_create("reply");
     TCase *tcase = tcase_create("names");
@@ -153,9 +154,7 @@ int main(void)
     tcase_add_test(tcase, requests_are_remembered_with_their_correlation_id);
     tcase_add_test(tcase, requests_expire_and_the_oldest_go_first_when_full);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(reply_suite)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "address.h"
+#include "check_main.h"
 #include "config.h"
 #include "core.h"
 #include "metrics.h"
@@ -152,7 +153,7 @@ START_TEST(same_key_chain_survives_removal)
 }
 END_TEST
 
-int main(void)
+static Suite *request_reply_suite(void)
 {
     Suite *suite = suite_create("request_reply");
     TCase *tcase = tcase_create("decisions");
@@ -163,9 +164,7 @@ int main(void)
     tcase_add_test(tcase, temporary_queues_are_found_by_token);
     tcase_add_test(tcase, same_key_chain_survives_removal);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(request_reply_suite)

@@ -241,6 +241,19 @@ static void write_file(const char *path, const char *text)
 /* echo.greeting, a key of the dummy adapter's own config section, loaded
  * with the registry's sections as kbridged's main does, reaches the adapter
  * through the unchanged server; SIGHUP reloads it with the same sections. */
+/* The config file of dummy_adapter_config_section: made and removed by the
+ * parent process (an unchecked fixture), so it goes even when the test fails. */
+static char section_config_path[] = "/tmp/check_server_adapters_XXXXXX";
+
+static void section_config_create(void)
+{
+    int file = mkstemp(section_config_path);
+    ck_assert_int_ge(file, 0);
+    close(file);
+}
+
+static void section_config_remove(void) { unlink(section_config_path); }
+
 START_TEST(dummy_adapter_config_section)
 {
     static const char first[] = "kafka: { bootstrap: embedded }\n"
@@ -251,10 +264,7 @@ START_TEST(dummy_adapter_config_section)
                                  "listeners:\n"
                                  "  echo: { bind: \"127.0.0.1:0\" }\n"
                                  "echo: { greeting: RELOADED }\n";
-    char path[] = "/tmp/check_server_adapters_XXXXXX";
-    int file = mkstemp(path);
-    ck_assert_int_ge(file, 0);
-    close(file);
+    const char *path = section_config_path;
     write_file(path, first);
 
     const struct config_section *sections[2];
@@ -290,7 +300,6 @@ START_TEST(dummy_adapter_config_section)
     ck_assert_msg(reloaded, "the reload never reached the echo adapter");
     stop(&running);
     server_free(running.server);
-    unlink(path);
 
     /* an unknown key of the section is refused with its full name */
     write_file(path, "echo: { greting: x }\n");
@@ -299,7 +308,6 @@ START_TEST(dummy_adapter_config_section)
     snprintf(expected, sizeof(expected),
              "%s:1: echo.greting: unknown key (did you mean \"greeting\"?)", path);
     ck_assert_str_eq(err, expected);
-    unlink(path);
 }
 END_TEST
 
@@ -322,6 +330,7 @@ int main(void)
 {
     Suite *suite = suite_create("server_adapters");
     TCase *server = tcase_create("server");
+    tcase_add_unchecked_fixture(server, section_config_create, section_config_remove);
     tcase_set_timeout(server, 120);
     tcase_add_test(server, dummy_adapter_on_its_own_listener);
     tcase_add_test(server, first_bytes_pick_the_adapter);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "u64_map.h"
 
 #define KEYS 5000
@@ -102,7 +103,7 @@ START_TEST(string_keys_are_nonzero_and_stable)
 }
 END_TEST
 
-int main(void)
+static Suite *u64_map_suite(void)
 {
     Suite *suite = suite_create("u64_map");
     TCase *tcase = tcase_create("map");
@@ -111,9 +112,7 @@ int main(void)
     tcase_add_test(tcase, removal_in_a_half_full_small_table_keeps_the_rest_findable);
     tcase_add_test(tcase, string_keys_are_nonzero_and_stable);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return suite;
 }
+
+CHECK_MAIN(u64_map_suite)

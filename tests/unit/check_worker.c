@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "worker.h"
 
 struct gate {
@@ -322,11 +323,4 @@ static Suite *worker_suite(void)
     return suite;
 }
 
-int main(void)
-{
-    SRunner *runner = srunner_create(worker_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(worker_suite)
