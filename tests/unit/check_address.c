@@ -12,8 +12,8 @@
 
 #include "address.h"
 #include "amqp_address.h"
-#include "check_main.h"
 #include "stomp_address.h"
+#include "unit_main.h"
 
 #define ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "amqp091_frame.h"
-#include "check_main.h"
+#include "unit_main.h"
 
 static amqp_pool_t pool;
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "amqp_convert.h"
-#include "check_main.h"
+#include "unit_main.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 

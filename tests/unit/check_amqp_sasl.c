@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "amqp_sasl.h"
-#include "check_main.h"
+#include "unit_main.h"
 
 struct pair {
     pn_connection_driver_t client;

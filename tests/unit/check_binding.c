@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "binding.h"
-#include "check_main.h"
+#include "unit_main.h"
 
 static bool topic(const char *pattern, const char *key)
 {

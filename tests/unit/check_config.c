@@ -13,9 +13,9 @@
  * before daemon/ on the include path. */
 #include "../../daemon/config.h"
 #include "adapter.h"
-#include "check_main.h"
 #include "server.h"
 #include "stomp_config.h"
+#include "unit_main.h"
 
 #include <check.h>
 #include <errno.h>

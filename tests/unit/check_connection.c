@@ -16,11 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "check_main.h"
 #include "config.h"
 #include "connection.h"
 #include "core.h"
 #include "metrics.h"
+#include "unit_main.h"
 
 /* ---- a dummy adapter ------------------------------------------------------------ */
 

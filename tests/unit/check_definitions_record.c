@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
 #include "definitions_record.h"
+#include "unit_main.h"
 
 static struct definitions *model;
 

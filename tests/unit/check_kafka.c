@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "check_main.h"
 #include "config.h"
 #include "kafka.h"
 #include "metrics.h"
+#include "unit_main.h"
 #include "worker.h"
 
 struct fixture {

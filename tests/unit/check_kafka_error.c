@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
 #include "kafka.h"
+#include "unit_main.h"
 
 struct row {
     rd_kafka_resp_err_t err;

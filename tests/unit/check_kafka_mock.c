@@ -12,9 +12,9 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "check_main.h"
 #include "kafka_mock.h"
 #include "log.h"
+#include "unit_main.h"
 
 static struct kafka_mock *mock; /* 3 brokers, default 5 partitions */
 

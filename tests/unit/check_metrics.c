@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
 #include "metrics.h"
+#include "unit_main.h"
 
 static char *render(struct metrics *metrics)
 {

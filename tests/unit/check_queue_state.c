@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "check_main.h"
 #include "queue_state.h"
+#include "unit_main.h"
 
 /* Check's ck_assert_* write a mark point to the runner on every *passing*
  * check, which dominates a loop of 200k records; hot paths use REQUIRE,

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
 #include "core.h"
 #include "record.h"
+#include "unit_main.h"
 
 static bool delivered(const char *name, unsigned flags)
 {

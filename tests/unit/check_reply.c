@@ -6,8 +6,8 @@
 
 #include "address.h"
 #include "amqp_address.h"
-#include "check_main.h"
 #include "reply.h"
+#include "unit_main.h"
 
 START_TEST(node_word_replaces_illegal_characters)
 {

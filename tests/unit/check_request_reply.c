@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "address.h"
-#include "check_main.h"
 #include "config.h"
 #include "core.h"
 #include "metrics.h"
 #include "record.h"
 #include "request_reply.h"
+#include "unit_main.h"
 
 static struct config *config;
 static struct metrics *metrics;

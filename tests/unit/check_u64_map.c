@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
 #include "u64_map.h"
+#include "unit_main.h"
 
 #define KEYS 5000
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "unit_main.h"
 #include "worker.h"
 
 struct gate {
