@@ -740,13 +740,22 @@ static void stomp_connection_free(struct connection *base)
     log_info("stomp", "%s: connection closed (%s); user %s, %llu frame(s) in, %llu out",
              connection->base.peer,
              connection->base.close_reason ? connection->base.close_reason : "closed",
-             connection->user[0] ? connection->user : "-",
-             (unsigned long long)connection->frames_in, (unsigned long long)connection->frames_out);
+             connection->user ? connection->user : "-", (unsigned long long)connection->frames_in,
+             (unsigned long long)connection->frames_out);
+    free(connection->user);
     free(connection->client_id);
     free(connection->disconnect_receipt);
-    free(connection->connect_receipt);
-    free(connection->connect_login);
+    stomp_connect_wait_free(connection->connect);
     free(connection);
+}
+
+void stomp_connect_wait_free(struct stomp_connect_wait *wait)
+{
+    if (!wait)
+        return;
+    free(wait->receipt);
+    free(wait->login);
+    free(wait);
 }
 
 const struct connection_ops stomp_connection_ops = {

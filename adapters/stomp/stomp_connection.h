@@ -92,6 +92,21 @@ struct stomp_publish {
     char destination[];             /* as the client wrote it, for error messages */
 };
 
+/* What a CONNECT keeps for its password check's answer
+ * (stomp_handle_connect.c): allocated apart, from CONNECT until CONNECTED is
+ * sent (or with the connection), so established connections do not carry it. */
+struct stomp_connect_wait {
+    enum stomp_version version;
+    char heartbeat[32]; /* the negotiated heart-beat header of CONNECTED */
+    char *receipt;      /* CONNECT's receipt header, for the ERROR's receipt-id */
+    char *login;        /* CONNECT's login header (NULL: none), for the ERROR */
+};
+
+/* Free a stomp_connect_wait (NULL: nothing). */
+void stomp_connect_wait_free(struct stomp_connect_wait *wait);
+
+/* One per client connection, idle ones included: keep it within 512 bytes
+ * (464 on x86-64), jemalloc's next size class being 640. */
 struct stomp_connection {
     struct connection base; /* first: transport, list, close, publishes (connection.h) */
     struct stomp_adapter *adapter;
@@ -104,14 +119,11 @@ struct stomp_connection {
     /* CONNECT waiting for its password check (core_authenticate_start):
      * nothing more is parsed until the answer. */
     struct core_auth *auth;
-    enum stomp_version connect_version;
-    char connect_heartbeat[32];
-    char *connect_receipt; /* CONNECT's receipt header, for the ERROR's receipt-id */
-    char *connect_login;   /* CONNECT's login header (NULL: none), for the ERROR */
+    struct stomp_connect_wait *connect; /* from CONNECT until CONNECTED is sent */
 
     /* After CONNECT. */
     struct core_session *session;
-    char user[128];
+    char *user;      /* the logged-in user (NULL until CONNECT was accepted) */
     char *client_id; /* CONNECT client-id, or NULL */
     char session_id[48];
 

@@ -40,7 +40,10 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
                                 struct stomp_error *error)
 {
     struct stomp_adapter *adapter = connection->adapter;
-    enum stomp_version version = connection->connect_version;
+    enum stomp_version version = connection->connect->version;
+    if (!(connection->user = strdup(user)))
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not accept the connection.");
     connection->session = core_session_new(adapter->base.context.core, "stomp", user,
                                            connection->client_id, connection->base.peer);
     if (!connection->session)
@@ -48,7 +51,6 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
                           "The server could not open a session for this connection (out of "
                           "memory). Try again later.");
     core_session_set_revoke(connection->session, stomp_connect_revoked, connection);
-    snprintf(connection->user, sizeof(connection->user), "%s", user);
     stomp_make_session_id(connection);
 
     connection->state = STOMP_STATE_CONNECTED;
@@ -60,7 +62,7 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
         stomp_header_make("version", stomp_version_name(version)),
         stomp_header_make("server", "kbridge/" KBRIDGE_VERSION),
         stomp_header_make("session", connection->session_id),
-        stomp_header_make("heart-beat", connection->connect_heartbeat),
+        stomp_header_make("heart-beat", connection->connect->heartbeat),
     };
     if (stomp_connection_write(connection, STOMP_COMMAND_CONNECTED, headers,
                                sizeof(headers) / sizeof(headers[0]), NULL, 0) < 0)
@@ -82,7 +84,7 @@ static void stomp_connect_checked(void *opaque, int result, const char *user, co
 {
     struct stomp_connection *connection = opaque;
     connection->auth = NULL;
-    const char *login = connection->connect_login;
+    const char *login = connection->connect->login;
     struct stomp_error error = {0};
     int rc;
     if (result == CORE_OK)
@@ -100,9 +102,11 @@ static void stomp_connect_checked(void *opaque, int result, const char *user, co
                         "The server could not check the credentials (%s). Try again later.",
                         reason ? reason : "internal error");
     if (rc != STOMP_OK) {
-        stomp_send_error(connection, &error, connection->connect_receipt);
-        return;
+        stomp_send_error(connection, &error, connection->connect->receipt);
+        return; /* connection->connect goes with the connection */
     }
+    stomp_connect_wait_free(connection->connect); /* CONNECTED is sent */
+    connection->connect = NULL;
     stomp_connection_update_reading(connection); /* frames sent behind CONNECT */
 }
 
@@ -136,20 +140,27 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
                              "milliseconds, 'cx,cy' (e.g. heart-beat:10000,10000); got '%s'.",
                              heartbeat_header);
 
+    /* Kept for the answer; freed with the connection if anything below fails. */
+    struct stomp_connect_wait *wait = calloc(1, sizeof(*wait));
+    if (!wait)
+        return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
+                          "The server could not accept the connection.");
+    stomp_connect_wait_free(connection->connect);
+    connection->connect = wait;
     const char *client_id = stomp_frame_header_value(frame, "client-id");
     const char *receipt = stomp_frame_header_value(frame, "receipt");
     if ((client_id && client_id[0] && !(connection->client_id = strdup(client_id))) ||
-        (receipt && !(connection->connect_receipt = strdup(receipt))))
+        (receipt && !(wait->receipt = strdup(receipt))))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
-    connection->connect_version = version;
-    snprintf(connection->connect_heartbeat, sizeof(connection->connect_heartbeat), "%s", heartbeat);
+    wait->version = version;
+    snprintf(wait->heartbeat, sizeof(wait->heartbeat), "%s", heartbeat);
 
     /* The password check runs on the worker pool: nothing more is parsed
      * (stomp_connection_may_parse) until stomp_connect_checked answers. */
     const char *login = stomp_frame_header_value(frame, "login");
     const char *passcode = stomp_frame_header_value(frame, "passcode");
-    if (login && !(connection->connect_login = strdup(login)))
+    if (login && !(wait->login = strdup(login)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
     connection->auth = core_authenticate_start(adapter->base.context.core, login, passcode,
