@@ -219,6 +219,18 @@ def run_bench(builddir, args, timeout=600):
     return result
 
 
+def process_cpu_seconds(pid):
+    """User + system CPU seconds a process has used (None: no such process)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 # ---- the matrix -----------------------------------------------------------------------------
 
 def matrix(scale):
@@ -315,8 +327,16 @@ def run_matrix(builddir, scale, kinds, targets, rows=None):
                         full += ["--user", target["user"], "--password", target["password"]]
                 if row_id == "idle" and target.get("pid"):
                     full += ["--target-pid", str(target["pid"]())]
+                pid = target["pid"]() if target.get("pid") else None
+                cpu_before = process_cpu_seconds(pid)
                 try:
                     result = run_bench(builddir, full)
+                    cpu_after = process_cpu_seconds(pid)
+                    if cpu_before is not None and cpu_after is not None and result.get("count"):
+                        # the server's own CPU per message: steadier than a rate when
+                        # the 2 cores are shared with the load generator
+                        result["server_cpu_us_per_msg"] = \
+                            (cpu_after - cpu_before) * 1e6 / result["count"]
                 except Exception as e:  # a failed run is reported, never hidden
                     result = {"ok": False, "error": str(e), "command": " ".join(full),
                               "protocol": kind, "target": target_name}
@@ -367,6 +387,30 @@ def value(r, row):
     if row == "idle":
         return r.get("kib_per_connection")
     return r.get("msgs_per_sec")
+
+
+def median_runs(results):
+    """One result per (row, target, protocol): with several runs, the run whose figure is
+    the median (a failed run wins: failures are never hidden), with every run's figure in
+    "runs" for the report."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r.get("row"), r.get("target"), r.get("protocol")), []).append(r)
+    merged = []
+    for (row, _, _), runs in groups.items():
+        failed = [r for r in runs if not r.get("ok")]
+        if failed or len(runs) == 1:
+            merged.append(failed[0] if failed else runs[0])
+            continue
+        measured = [r for r in runs if value(r, row) is not None]
+        if not measured:
+            merged.append(runs[0])
+            continue
+        measured.sort(key=lambda r: value(r, row))
+        chosen = dict(measured[(len(measured) - 1) // 2])
+        chosen["runs"] = [value(r, row) for r in runs if value(r, row) is not None]
+        merged.append(chosen)
+    return merged
 
 
 def ratio(a, b, lower_is_better=False):
@@ -432,13 +476,32 @@ def targets_section(results, have_rabbit):
     return "\n".join(lines)
 
 
+def spread(r, row):
+    """The runs' range after a figure that is the median of several runs."""
+    runs = (r or {}).get("runs")
+    if not runs or len(runs) < 2:
+        return ""
+    unit = "ms" if row == "latency" else "KiB" if row == "idle" else "/s"
+    fmt = (lambda v: f"{v:.1f}") if unit != "/s" else (lambda v: f"{v:,.0f}")
+    return f" (median of {len(runs)}: {fmt(min(runs))}–{fmt(max(runs))}{unit})"
+
+
+def cpu_text(r):
+    cpu = (r or {}).get("server_cpu_us_per_msg")
+    return f"{cpu:.1f}" if cpu is not None else "—"
+
+
 def regression_section(results, baseline_label):
     """Each kbridge row next to the same row of the baseline build, and its change."""
     lines = [f"Old build: {baseline_label}. Each pair ran back to back (old first) with the same"
              f" kbridge-bench, on the same broker; a change worse than"
              f" {REGRESSION_LIMIT:.0%} is flagged **worse**. For latency and memory, lower is"
              " better (the change is of p99 and of KiB per connection).\n",
-             "| Workload | Protocol | Before | After | Change |", "| --- | --- | --- | --- | --- |"]
+             "The last column is kbridged's own CPU time per message (request-reply: per"
+             " request, both legs), before → after: steadier than a rate on a box whose 2 cores"
+             " the load generator shares.\n",
+             "| Workload | Protocol | Before | After | Change | Server CPU µs/msg |",
+             "| --- | --- | --- | --- | --- | --- |"]
     worse = 0
     for row_id, title, _, _ in matrix(1.0):
         lower = row_id in ("latency", "idle")
@@ -456,8 +519,9 @@ def regression_section(results, baseline_label):
                 if gain < -REGRESSION_LIMIT:
                     change += " **worse**"
                     worse += 1
-            lines.append(f"| {title} | {proto.upper()} | {figure(old, row_id)} |"
-                         f" {figure(new, row_id)} | {change} |")
+            lines.append(f"| {title} | {proto.upper()} | {figure(old, row_id)}{spread(old, row_id)} |"
+                         f" {figure(new, row_id)}{spread(new, row_id)} | {change} |"
+                         f" {cpu_text(old)} → {cpu_text(new)} |")
     lines.append("")
     lines.append(f"Rows worse by more than {REGRESSION_LIMIT:.0%}: {worse}.")
     return "\n".join(lines)
@@ -470,7 +534,8 @@ def write_report(path, results, context, have_rabbit):
     out.append("<!-- Generated by `make bench` / `make bench-compare` (tests/bench/run_bench.py)."
                " Do not edit by hand: the analysis comes from tests/bench/analysis.md. -->\n")
     out.append(f"Run on {context['date']} with `{context['command']}`.\n")
-    out.append("Every figure below is one kbridge-bench run (its JSON line is at the end). Each run"
+    out.append("Every figure below is one kbridge-bench run (its JSON line is at the end; with"
+               " --repeat, the median of that many runs, their range beside it). Each run"
                " verifies what it measured: the consumer side checks that every message arrived,"
                " how many came twice and whether any key's order was broken; a failed"
                " verification shows as FAILED, never as a figure. Ratios are kbridge ÷ the"
@@ -593,6 +658,10 @@ def main():
                         help="also run every kbridge row against kbridged from this build")
     parser.add_argument("--baseline-label", default="the baseline build",
                         help="what the baseline build is, for the report")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every row (but idle) this many times, the builds interleaved,"
+                        " and report each figure's median run (short rows vary by +-10%% from"
+                        " run to run on 2 cores)")
     args = parser.parse_args()
     kinds = args.only.split(",")
 
@@ -626,6 +695,10 @@ def main():
         rabbit_version = None
         rows = args.rows.split(",") if args.rows else None
         results = run_matrix(args.builddir, args.scale, kinds, targets, rows)
+        for _ in range(args.repeat - 1):  # idle measures a fresh daemon: once
+            again = [r for r in (rows or [m[0] for m in matrix(1.0)]) if r != "idle"]
+            results += run_matrix(args.builddir, args.scale, kinds, targets, again)
+        results = median_runs(results)
         if args.rabbitmq:
             # one at a time: an Erlang VM's schedulers spin and take CPU from
             # whatever runs beside them on 2 cores
@@ -642,8 +715,10 @@ def main():
         command = "make bench-compare" if args.rabbitmq else "make bench"
         if args.baseline:
             command = f"make bench-regression BASE='{args.baseline_label}'"
-        if args.scale != 1.0:
-            command += f" BENCH_ARGS='--scale {args.scale}'"
+        extra = ([f"--scale {args.scale}"] if args.scale != 1.0 else []) + \
+            ([f"--repeat {args.repeat}"] if args.repeat > 1 else [])
+        if extra:
+            command += f" BENCH_ARGS='{' '.join(extra)}'"
         context = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                    "command": command,
                    "machine": machine_context(args.builddir, rabbit_version),
