@@ -199,9 +199,12 @@ struct core_subscription_handlers {
      * (send the SUBSCRIBE receipt now). Called once, from the loop after
      * core_subscribe has returned; it must not call core_unsubscribe. */
     void (*ready)(void *opaque);
-    /* The subscription cannot go on (reason). The adapter tells the client and
-     * calls core_unsubscribe. */
-    void (*failed)(void *opaque, const char *reason);
+    /* The subscription cannot go on: `error` (a CORE_ERR_*: ACCESS when Kafka
+     * refused the topic, NOT_FOUND when it does not exist, BUSY for a slow
+     * subscriber ended by topics.slow_subscriber, else UNAVAILABLE) and a
+     * reason. The adapter tells the client in its protocol's words for that
+     * error and calls core_unsubscribe. */
+    void (*failed)(void *opaque, int error, const char *reason);
 };
 
 /* Subscribe the session to a queue or topic. NULL with err (and *error_code)

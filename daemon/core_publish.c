@@ -54,21 +54,6 @@ static uint64_t core_mix64(uint64_t x)
  * UUIDs, within a process and across processes). One
  * RAND_bytes per message cost ~15% of the publish path (OpenSSL checks
  * getpid() on every call). */
-/* A failed produce's Kafka error, by its class (kafka_error_classify), as
- * the core error the adapters map to their protocol's (architecture
- * "Kafka layer"). */
-static int core_error_from_kafka(int err)
-{
-    switch (kafka_error_classify(err)) {
-    case KAFKA_CLASS_OK: return CORE_OK;
-    case KAFKA_CLASS_AUTHORIZATION: return CORE_ERR_ACCESS;
-    case KAFKA_CLASS_UNKNOWN_TOPIC: return CORE_ERR_NOT_FOUND;
-    case KAFKA_CLASS_TOO_LARGE: return CORE_ERR_TOO_LARGE;
-    case KAFKA_CLASS_INVALID: return CORE_ERR_INVALID;
-    default: return CORE_ERR_UNAVAILABLE; /* retriable, fatal, other */
-    }
-}
-
 static void core_uuid(char out[37])
 {
     static uint64_t seed[2];
@@ -116,7 +101,7 @@ static void core_on_publish_delivery(void *opaque, int err, int32_t partition, i
             pending->next->prev = pending->prev;
         if (!err && pending->stats)
             (*pending->stats->published)++;
-        pending->done(pending->opaque, core_error_from_kafka(err),
+        pending->done(pending->opaque, engine_error_from_kafka(err),
                       err ? kafka_error_name(err) : "");
     }
     free(pending);
@@ -277,7 +262,7 @@ int core_publish(struct core_session *session, const struct destination *destina
         }
         snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
                  kafka_error_name(rc));
-        return core_error_from_kafka(rc);
+        return engine_error_from_kafka(rc);
     }
     pending->next = session->pending;
     if (session->pending)

@@ -77,9 +77,9 @@ static void core_subscription_deliver(struct core_subscription *sub,
     sub->handlers.deliver(sub->opaque, delivery);
 }
 
-static void core_subscription_failed(struct core_subscription *sub, const char *reason)
+static void core_subscription_failed(struct core_subscription *sub, int error, const char *reason)
 {
-    sub->handlers.failed(sub->opaque, reason);
+    sub->handlers.failed(sub->opaque, error, reason);
 }
 
 static bool core_subscription_may_consume_topic(struct core_subscription *sub, const char *topic)

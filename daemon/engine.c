@@ -39,6 +39,18 @@ void engine_delivery_from_record(const struct engine_context *context,
     delivery->extra_count = 0;
 }
 
+int engine_error_from_kafka(int kafka_error)
+{
+    switch (kafka_error_classify(kafka_error)) {
+    case KAFKA_CLASS_OK: return CORE_OK;
+    case KAFKA_CLASS_AUTHORIZATION: return CORE_ERR_ACCESS;
+    case KAFKA_CLASS_UNKNOWN_TOPIC: return CORE_ERR_NOT_FOUND;
+    case KAFKA_CLASS_TOO_LARGE: return CORE_ERR_TOO_LARGE;
+    case KAFKA_CLASS_INVALID: return CORE_ERR_INVALID;
+    default: return CORE_ERR_UNAVAILABLE; /* retriable, fatal, other */
+    }
+}
+
 bool engine_record_expired(const struct engine_context *context, const struct kafka_record *record,
                            bool queue)
 {

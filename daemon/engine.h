@@ -78,8 +78,9 @@ struct engine_context {
     void (*ready)(struct core_subscription *sub);
     /* Hand a delivery to the subscription's adapter. */
     void (*deliver)(struct core_subscription *sub, const struct core_delivery *delivery);
-    /* The subscription cannot go on; the adapter is told (it unsubscribes). */
-    void (*failed)(struct core_subscription *sub, const char *reason);
+    /* The subscription cannot go on (error: a CORE_ERR_*, see
+     * core_subscription_handlers.failed); the adapter is told (it unsubscribes). */
+    void (*failed)(struct core_subscription *sub, int error, const char *reason);
     /* May the subscription's session read Kafka topic `topic` (prefix
      * included)? Wildcard subscriptions ask per concrete topic. */
     bool (*may_consume_topic)(struct core_subscription *sub, const char *topic);
@@ -136,6 +137,12 @@ void engine_delivery_from_record(const struct engine_context *context,
                                  const struct core_subscription *sub,
                                  const struct kafka_record *record, uint64_t id,
                                  uint32_t delivery_count);
+/* A Kafka error (kafka.h's codes) as the core error adapters map to their
+ * protocol's, by its class (kafka_error_classify): authorization -> ACCESS,
+ * unknown topic -> NOT_FOUND, too large -> TOO_LARGE, invalid -> INVALID,
+ * the rest -> UNAVAILABLE. 0 stays CORE_OK. */
+int engine_error_from_kafka(int kafka_error);
+
 /* Has the record's `expires` passed (record.h)? Counts it in
  * kbridge_expired_total (`queue`: a queue or durable subscription). */
 bool engine_record_expired(const struct engine_context *context, const struct kafka_record *record,

@@ -423,10 +423,23 @@ static void queue_on_revoked(void *opaque, const struct kafka_partition *parts, 
     queue_update_gauges(queue);
 }
 
+/* Kafka's consumer errors are mostly passing (a topic not created yet, a
+ * broker away): logged. Kafka refusing the group or topic is not: the
+ * subscribers are told, as access refused. */
 static void queue_on_consumer_error(void *opaque, int err, const char *reason)
 {
     struct queue *queue = opaque;
     log_warn("queue", "%s: %s", queue->group_id, reason);
+    if (kafka_error_classify(err) != KAFKA_CLASS_AUTHORIZATION)
+        return;
+    char text[512];
+    snprintf(text, sizeof(text), "Kafka refused %s to group %s: %s", queue->subscription,
+             queue->group_id, reason);
+    for (struct queue_subscriber *qs = queue->subscribers; qs;) {
+        struct queue_subscriber *next = qs->next;
+        queue->context->failed(qs->sub, CORE_ERR_ACCESS, text);
+        qs = next;
+    }
 }
 
 static const struct kafka_consumer_handlers queue_consumer_handlers = {
@@ -540,16 +553,18 @@ static void queue_on_anchored(void *opaque, int err, const struct kafka_topic_in
     struct queue *queue = opaque;
     queue->anchor = NULL;
     char reason[512];
+    int error = CORE_ERR_UNAVAILABLE;
     if (err) {
         snprintf(reason, sizeof(reason), "cannot set up durable subscription %s on %s: %s",
                  queue->group_id, queue->subscription, kafka_error_name(err));
+        error = engine_error_from_kafka(err);
     } else if (queue_subscribe(queue, reason, sizeof(reason)) == 0) {
         return;
     }
     log_warn("queue", "%s", reason);
     for (struct queue_subscriber *qs = queue->subscribers; qs;) {
         struct queue_subscriber *next = qs->next;
-        queue->context->failed(qs->sub, reason);
+        queue->context->failed(qs->sub, error, reason);
         qs = next;
     }
 }

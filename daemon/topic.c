@@ -231,7 +231,7 @@ static void topic_backlog_push(struct topic_reader *reader, struct topic_subscri
                  sub->backlog_capacity);
         sub->overflowed = true;
         (*reader->dropped)++;
-        reader->context->failed(sub->sub, reason);
+        reader->context->failed(sub->sub, CORE_ERR_BUSY, reason);
         return;
     }
     if (sub->backlog_count == sub->backlog_capacity) {
@@ -345,10 +345,21 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
         topic_set_paused(reader, true);
 }
 
+/* Passing consumer errors are logged; Kafka refusing the topic ends the
+ * reader's subscriptions as access refused (see queue_on_consumer_error). */
 static void topic_on_error(void *opaque, int err, const char *reason)
 {
     struct topic_reader *reader = opaque;
     log_warn("topic", "%s: %s", reader->destination.name, reason);
+    if (kafka_error_classify(err) != KAFKA_CLASS_AUTHORIZATION)
+        return;
+    char text[512];
+    snprintf(text, sizeof(text), "Kafka refused topic %s: %s", reader->destination.name, reason);
+    for (struct topic_subscriber *sub = reader->subscribers; sub;) {
+        struct topic_subscriber *next = sub->next;
+        reader->context->failed(sub->sub, CORE_ERR_ACCESS, text);
+        sub = next;
+    }
 }
 
 static const struct kafka_consumer_handlers topic_consumer_handlers = {
@@ -411,7 +422,7 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
             reader->failed = true;
             for (struct topic_subscriber *sub = reader->subscribers; sub;) {
                 struct topic_subscriber *next = sub->next;
-                reader->context->failed(sub->sub, reason);
+                reader->context->failed(sub->sub, engine_error_from_kafka(err), reason);
                 sub = next;
             }
         }

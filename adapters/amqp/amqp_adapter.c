@@ -38,7 +38,9 @@ const struct config *amqp_adapter_config(const struct amqp_adapter *adapter)
  * maps one (rejected transfers, refused attaches, failed logins). "now": the
  * core refused a transfer; "later": Kafka did not store an accepted transfer
  * (docs/amqp.md: amqp:internal-error naming the Kafka error); "attach": the
- * core refused a receiving link's subscription; "login": SASL or an
+ * core refused a receiving link's subscription, or ended it later (the
+ * subscription's `failed`: BUSY is a slow subscriber ended by
+ * topics.slow_subscriber); "login": SASL or an
  * anonymous open. */
 static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
     [-CORE_ERR_ACCESS] = {{AMQP_KIND_ACL, "amqp:unauthorized-access"},
@@ -55,7 +57,7 @@ static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
                              {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
     [-CORE_ERR_BUSY] = {{AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded"},
                         {AMQP_KIND_KAFKA, "amqp:internal-error"},
-                        {AMQP_KIND_KAFKA, "amqp:internal-error"},
+                        {AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
                         {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
     [-CORE_ERR_UNAVAILABLE] = {{AMQP_KIND_KAFKA, "amqp:resource-limit-exceeded"},
                                {AMQP_KIND_KAFKA, "amqp:internal-error"},

@@ -167,7 +167,7 @@ static void amqp_link_out_ready(void *opaque)
 /* The core gave up on the subscription: refuse or detach the link with the
  * reason; our side is freed from the connection's run loop (not inside this
  * callback). */
-static void amqp_link_out_failed(void *opaque, const char *reason)
+static void amqp_link_out_failed(void *opaque, int core_error, const char *reason)
 {
     struct amqp_link *link = opaque;
     struct amqp_connection *connection = link->connection;
@@ -178,7 +178,8 @@ static void amqp_link_out_failed(void *opaque, const char *reason)
     snprintf(description, sizeof(description),
              "the subscription to '%s' cannot go on: %s; unsettled messages will be redelivered",
              link->address, reason ? reason : "Kafka error");
-    amqp_adapter_count_error(connection->adapter, AMQP_KIND_KAFKA);
+    const struct amqp_error *error = &amqp_core_error(core_error)->attach;
+    amqp_adapter_count_error(connection->adapter, error->kind);
     log_info("amqp", "%s: link '%s' detached: %s", connection->base.peer, pn_link_name(pl),
              description);
     if (pn_link_state(pl) & PN_LOCAL_UNINIT) {
@@ -186,7 +187,7 @@ static void amqp_link_out_failed(void *opaque, const char *reason)
         pn_terminus_copy(pn_link_target(pl), pn_link_remote_target(pl));
         pn_link_open(pl);
     }
-    amqp_condition_set(pn_link_condition(pl), "amqp:internal-error", "%s", description);
+    amqp_condition_set(pn_link_condition(pl), error->condition, "%s", description);
     pn_link_close(pl);
     link->closed = true;
     amqp_connection_schedule(connection);

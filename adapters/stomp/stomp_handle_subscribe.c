@@ -227,20 +227,21 @@ static void stomp_subscription_ready(void *opaque)
 /* The core gave up on the subscription. STOMP has no per-subscription
  * error: ERROR and close. core_unsubscribe happens when the connection is
  * freed (from the reap event, not inside this callback). */
-static void stomp_subscription_failed(void *opaque, const char *reason)
+static void stomp_subscription_failed(void *opaque, int core_error, const char *reason)
 {
     struct stomp_subscription *sub = opaque;
     struct stomp_connection *connection = sub->connection;
     if (connection->state == STOMP_STATE_CLOSING)
         return;
+    const struct stomp_core_error *row = stomp_core_error(core_error);
     struct stomp_error error;
     char message[256];
     snprintf(message, sizeof(message), "subscription %.40s to %.60s failed: %.100s", sub->id,
              sub->destination_text, reason ? reason : "Kafka error");
-    stomp_fail(&error, STOMP_KIND_KAFKA, message,
-               "The subscription %s to %s cannot go on: %s. Unacknowledged messages will be "
-               "redelivered. Reconnect and subscribe again.",
-               sub->id, sub->destination_text, reason ? reason : "Kafka error");
+    stomp_fail_as(&error, row->now, row->label, message,
+                  "The subscription %s to %s cannot go on: %s. Unacknowledged messages will be "
+                  "redelivered. Reconnect and subscribe again.",
+                  sub->id, sub->destination_text, reason ? reason : "Kafka error");
     stomp_send_error(connection, &error, sub->receipt);
 }
 

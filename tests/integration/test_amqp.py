@@ -27,6 +27,7 @@ from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
 from test_stomp_errors import under_asan
 from test_stomp_queues import SESSION_TIMEOUT_MS, read_topic
+from test_stomp_topics import send_all
 
 
 def header_dict(kafka_headers):
@@ -627,3 +628,36 @@ def test_a_silent_client_is_closed_after_the_idle_timeout(kbridged_factory, boot
     transport.push(received)
     assert connection.remote_condition.name == "amqp:resource-limit-exceeded"
     daemon.wait_log(r"local-idle-timeout expired|idle", timeout=10)
+
+
+def test_a_slow_topic_receiver_is_detached_with_resource_limit_exceeded(
+        kbridged_factory, bootstrap, name):
+    """topics.slow_subscriber: disconnect ends a receiver that stopped giving
+    credit: its link is detached with amqp:resource-limit-exceeded naming the
+    policy (a subscription's failure carries its class, architecture "Core
+    API"), and the connection carries on."""
+    backlog = 100
+    daemon = kbridged_factory(config_for(
+        bootstrap, topics={"max_backlog": backlog, "slow_subscriber": "disconnect"}))
+    address = f"/topic/ticks{name}"
+    conn = connect(daemon)
+    publisher, fast = Client(daemon), Client(daemon)
+    try:
+        # a fast STOMP subscriber keeps the topic's reader going (with only
+        # slow subscribers it pauses instead), the AMQP one stops at one message
+        fast.subscribe(address, "f1", receipt="r1")
+        conn.create_receiver(address, credit=1)
+        bodies = [f"t{i:04d}" for i in range(backlog * 3)]
+        send_all(publisher, address, bodies, headers={"kafka-key": "k"})
+        assert [m.body for m in fast.wait_messages(len(bodies), timeout=60)] == bodies
+        with pytest.raises(LinkDetached) as detached:
+            conn.wait(lambda: False, timeout=60, msg="the slow receiver's detach")
+        assert "amqp:resource-limit-exceeded" in str(detached.value), detached.value
+        assert "slow subscriber" in str(detached.value), detached.value
+        # the connection carries on
+        conn.create_sender(f"/topic/other{name}").send(Message(body=b"still here"))
+        assert daemon.http("/readyz")[0] == 200
+    finally:
+        publisher.close()
+        fast.close()
+        conn.close()
