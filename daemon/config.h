@@ -128,6 +128,7 @@ struct config {
     struct {
         uint32_t max_outstanding; /* requests remembered, default 100000 */
         uint64_t remember_ms;     /* how long, default 10m */
+        bool local;               /* replies to this node's temp queues in memory, default true */
     } replies;
 
     struct {

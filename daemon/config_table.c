@@ -723,6 +723,20 @@ const struct config_key config_keys[] = {
                        "requester's `correlation-id` unless it carries one.",
     },
     {
+        .name = "replies.local",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, replies.local),
+        .default_value = "true",
+        .description = "Deliver a reply whose temporary queue lives on this node in memory, "
+                       "without writing it to Kafka, as RabbitMQ's direct reply-to does (its "
+                       "replies are not persisted either: a temporary queue dies with its "
+                       "connection). The responder's receipt or disposition comes at once. "
+                       "Replies for other nodes' temporary queues and requests always go "
+                       "through Kafka. `false`: every reply is written to the owning node's "
+                       "reply topic first (a native Kafka reader of `kbridge.reply.*` then "
+                       "sees them all).",
+    },
+    {
         .name = "workers.threads",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, workers.threads),

@@ -41,6 +41,11 @@ struct core {
     uint64_t *late_settles;
     uint64_t *auth_failures;
     uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
+    /* Replies delivered in memory (architecture §7) confirm to their
+     * publisher on the next loop turn, in order: core_publish.c's queue. */
+    struct core_publish_pending *local_confirms;
+    struct core_publish_pending *local_confirms_tail;
+    struct event *local_confirm_event;
 };
 
 struct core_session {
@@ -85,6 +90,9 @@ void core_revoke_sessions(struct core *core);
 
 /* The session is closing: its pending publishes will not call back. */
 void core_publish_forget_session(struct core_session *session);
+/* Shutdown: drop the local replies' confirmations not yet called (after
+ * every session closed) and their event. */
+void core_publish_free(struct core *core);
 
 /* ---- core_subscription.c ---- */
 

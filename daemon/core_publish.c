@@ -6,6 +6,7 @@
  * request_reply.c). The adapter's callback runs only from Kafka's delivery
  * report: nothing is confirmed before Kafka has it. A session that closes
  * first detaches its pending publishes so late reports go nowhere. */
+#include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ struct core_publish_pending {
     struct destination_stats *stats;
     core_publish_fn done;
     void *opaque;
+    struct core_publish_pending *confirm_next; /* in core->local_confirms */
+    struct kafka_record *local_reply;          /* to deliver before the confirmation */
 };
 
 void core_publish_forget_session(struct core_session *session)
@@ -105,6 +108,91 @@ static void core_on_publish_delivery(void *opaque, int err, int32_t partition, i
                       err ? kafka_error_name(err) : "");
     }
     free(pending);
+}
+
+/* ---- replies delivered in memory (architecture §7, replies.local) ---- */
+
+/* The loop's next turn: deliver the local replies queued so far, oldest
+ * first, and confirm each to its publisher (if its session is still open). */
+static void core_on_local_confirms(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core *core = arg;
+    struct core_publish_pending *list = core->local_confirms;
+    core->local_confirms = core->local_confirms_tail = NULL;
+    while (list) {
+        struct core_publish_pending *next = list->confirm_next;
+        core->temporary_engine->ops->deliver_local(core->temporary_engine, list->local_reply);
+        core_on_publish_delivery(list, 0, -1, -1);
+        list = next;
+    }
+}
+
+void core_publish_free(struct core *core)
+{
+    while (core->local_confirms) {
+        struct core_publish_pending *next = core->local_confirms->confirm_next;
+        kafka_record_free(core->local_confirms->local_reply);
+        free(core->local_confirms); /* every session is closed: nobody to call */
+        core->local_confirms = next;
+    }
+    if (core->local_confirm_event)
+        event_free(core->local_confirm_event);
+}
+
+/* A reply for a temporary queue of this node: on the next loop turn (never
+ * inside core_publish: the requester may be the publishing connection), hand
+ * the temporary-queue engine a record made here, as its reply reader would
+ * get it from Kafka, and confirm the publish.
+ * CORE_OK, or CORE_ERR_INTERNAL with err when out of memory. */
+static int core_publish_local_reply(struct core *core, struct core_publish_pending *pending,
+                                    const char *topic, const void *key, size_t key_len,
+                                    const struct core_message *message,
+                                    const struct kafka_header *headers, size_t count, char *err,
+                                    size_t err_size)
+{
+    if (!core->local_confirm_event)
+        core->local_confirm_event = event_new(core->base, -1, 0, core_on_local_confirms, core);
+    struct kafka_record *record = core->local_confirm_event
+                                      ? kafka_record_local(topic, key, key_len, message->body,
+                                                           message->body_len, headers, count)
+                                      : NULL;
+    if (!record) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->local_reply = record;
+    if (core->local_confirms_tail)
+        core->local_confirms_tail->confirm_next = pending;
+    else
+        core->local_confirms = pending;
+    core->local_confirms_tail = pending;
+    event_active(core->local_confirm_event, EV_TIMEOUT, 0);
+    return CORE_OK;
+}
+
+/* Queue the record in the producer; `pending` is confirmed from its
+ * delivery report. CORE_OK, or the core error with err. */
+static int core_publish_produce(struct core_session *session, const char *topic, const void *key,
+                                size_t key_len, const struct core_message *message,
+                                const struct kafka_header *headers, size_t count,
+                                struct core_publish_pending *pending, char *err, size_t err_size)
+{
+    /* no key: one partition per producer, so its messages keep their order */
+    uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
+    int rc = kafka_produce(session->core->kafka, topic, -1, sticky ? sticky : 1, key, key_len,
+                           message->body, message->body_len, headers, count,
+                           core_on_publish_delivery, pending);
+    if (rc == KAFKA_OK)
+        return CORE_OK;
+    if (rc == KAFKA_ERR_QUEUE_FULL) {
+        snprintf(err, err_size, "Kafka producer queue is full; retry later");
+        return CORE_ERR_BUSY;
+    }
+    snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
+             kafka_error_name(rc));
+    return engine_error_from_kafka(rc);
 }
 
 static const struct core_property *core_find_property(const struct core_message *message,
@@ -249,20 +337,16 @@ int core_publish(struct core_session *session, const struct destination *destina
                   reply ? reply_topic.name : destination->name);
     pending->done = done;
     pending->opaque = opaque;
-    /* no key: one partition per producer, so its messages keep their order */
-    uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
-    int rc = kafka_produce(core->kafka, topic, -1, sticky ? sticky : 1, key, key_len, message->body,
-                           message->body_len, headers, count, core_on_publish_delivery, pending);
+    bool local = reply && config->replies.local &&
+                 request_reply_token_is_local(core->request_reply, destination->name);
+    int rc = local ? core_publish_local_reply(core, pending, topic, key, key_len, message, headers,
+                                              count, err, err_size)
+                   : core_publish_produce(session, topic, key, key_len, message, headers, count,
+                                          pending, err, err_size);
     free(headers);
-    if (rc != KAFKA_OK) {
+    if (rc != CORE_OK) {
         free(pending);
-        if (rc == KAFKA_ERR_QUEUE_FULL) {
-            snprintf(err, err_size, "Kafka producer queue is full; retry later");
-            return CORE_ERR_BUSY;
-        }
-        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
-                 kafka_error_name(rc));
-        return engine_error_from_kafka(rc);
+        return rc;
     }
     pending->next = session->pending;
     if (session->pending)

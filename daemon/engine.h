@@ -108,6 +108,11 @@ struct engine_ops {
     void (*unsubscribe)(struct core_subscription *sub, bool forget);
     /* Subscribers of `sub`'s destination on this node (the stats gauge). */
     size_t (*subscriber_count)(const struct core_subscription *sub);
+    /* Take a record made on this node without Kafka (kafka_record_local) as
+     * if it had been fetched: the temporary-queue engine routes a local reply
+     * by its token (architecture §7). Owns the record from the call on. NULL:
+     * the engine takes none. */
+    void (*deliver_local)(struct engine *engine, struct kafka_record *record);
     /* Apply a reloaded config. May be NULL. */
     void (*reconfigure)(struct engine *engine);
     /* Close everything and free the engine (shutdown, after every unsubscribe). */

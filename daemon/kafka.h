@@ -76,7 +76,8 @@ struct kafka_record {
     size_t key_len;
     const void *value; /* NULL for a null value (tombstone) */
     size_t value_len;
-    void *impl; /* private: the rd_kafka_message_t */
+    void *impl;          /* private: the rd_kafka_message_t (NULL: a local record) */
+    void *local_headers; /* private: a local record's rd_kafka_headers_t */
 };
 
 /* Delivery report for one produce, on the loop. err is KAFKA_OK when Kafka
@@ -183,6 +184,14 @@ void kafka_lookup_cancel(struct kafka_lookup *lookup);
 
 /* ---- records ---------------------------------------------------------- */
 
+/* A record that never went through Kafka: a reply delivered in memory to a
+ * temporary queue of this node (architecture §7). The accessors below and
+ * kafka_record_free work on it as on a fetched one. Copies topic, key, value
+ * and headers; partition and offset are -1, the timestamp is now. NULL when
+ * out of memory. */
+struct kafka_record *kafka_record_local(const char *topic, const void *key, size_t key_len,
+                                        const void *value, size_t value_len,
+                                        const struct kafka_header *headers, size_t header_count);
 /* Number of headers of a record. */
 size_t kafka_record_header_count(const struct kafka_record *record);
 /* Header `index` (0-based): 0 ok, -1 out of range. Pointers owned by record. */

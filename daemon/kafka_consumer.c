@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "kafka_internal.h"
@@ -51,22 +52,73 @@ static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
     record->value = message->payload;
     record->value_len = message->len;
     record->impl = message;
+    record->local_headers = NULL;
     return record;
+}
+
+struct kafka_record *kafka_record_local(const char *topic, const void *key, size_t key_len,
+                                        const void *value, size_t value_len,
+                                        const struct kafka_header *headers, size_t header_count)
+{
+    size_t topic_len = strlen(topic);
+    struct kafka_record *record = malloc(sizeof(*record) + topic_len + 1 + key_len + value_len);
+    rd_kafka_headers_t *list = rd_kafka_headers_new(header_count);
+    if (!record || !list) {
+        free(record);
+        if (list)
+            rd_kafka_headers_destroy(list);
+        return NULL;
+    }
+    char *copy = (char *)(record + 1);
+    memcpy(copy, topic, topic_len + 1);
+    record->topic = copy;
+    copy += topic_len + 1;
+    record->key = key ? memcpy(copy, key, key_len) : NULL;
+    record->key_len = key ? key_len : 0;
+    copy += record->key_len;
+    record->value = value ? memcpy(copy, value, value_len) : NULL;
+    record->value_len = value ? value_len : 0;
+    record->partition = -1;
+    record->offset = -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    record->timestamp_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    for (size_t i = 0; i < header_count; i++) {
+        if (rd_kafka_header_add(list, headers[i].name, -1, headers[i].value,
+                                headers[i].value ? (ssize_t)headers[i].value_len : 0) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_headers_destroy(list);
+            free(record);
+            return NULL;
+        }
+    }
+    record->impl = NULL;
+    record->local_headers = list;
+    return record;
+}
+
+/* A record's header list: librdkafka's message's, or a local record's own. */
+static rd_kafka_headers_t *kafka_record_headers(const struct kafka_record *record)
+{
+    rd_kafka_headers_t *headers = NULL;
+    if (!record->impl)
+        return record->local_headers;
+    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    return headers;
 }
 
 size_t kafka_record_header_count(const struct kafka_record *record)
 {
-    rd_kafka_headers_t *headers = NULL;
-    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return 0;
-    return rd_kafka_header_cnt(headers);
+    rd_kafka_headers_t *headers = kafka_record_headers(record);
+    return headers ? rd_kafka_header_cnt(headers) : 0;
 }
 
 int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
                         const void **value, size_t *value_len)
 {
-    rd_kafka_headers_t *headers = NULL;
-    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    rd_kafka_headers_t *headers = kafka_record_headers(record);
+    if (!headers)
         return -1;
     if (rd_kafka_header_get_all(headers, index, name, value, value_len) !=
         RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -78,7 +130,10 @@ void kafka_record_free(struct kafka_record *record)
 {
     if (!record)
         return;
-    rd_kafka_message_destroy(record->impl);
+    if (record->impl)
+        rd_kafka_message_destroy(record->impl);
+    else
+        rd_kafka_headers_destroy(record->local_headers);
     free(record);
 }
 

@@ -113,6 +113,13 @@ int request_reply_reply_topic(const char *token, char *name, size_t name_size)
     return 0;
 }
 
+bool request_reply_token_is_local(const struct request_reply *rr, const char *token)
+{
+    char node[REPLY_NODE_MAX + 1], own[REPLY_NODE_MAX + 1];
+    return reply_token_node(token, node, sizeof(node)) == 0 &&
+           reply_node_word((*rr->config)->node_id, own, sizeof(own)) == 0 && strcmp(node, own) == 0;
+}
+
 static const struct core_property *request_reply_property(const struct core_message *message,
                                                           const char *name)
 {

@@ -57,6 +57,10 @@ bool request_reply_topic_is_reserved(const struct request_reply *rr, const char 
 /* The reply topic (no prefix) of the node that owns reply token `token`. 0,
  * or -1 when it is not a token kbridge made. */
 int request_reply_reply_topic(const char *token, char *name, size_t name_size);
+/* Does reply token `token` name a temporary queue of this node (its node
+ * word is this node's)? Such a reply may be delivered in memory
+ * (replies.local). */
+bool request_reply_token_is_local(const struct request_reply *rr, const char *token);
 /* If the message's reply-to is a reply address (/reply-queue/TOKEN): write
  * the full reply topic and a kafka_correlationId "TOKEN:REQUEST", remember
  * REQUEST with the client's correlation-id and return true. */

@@ -306,6 +306,29 @@ static void topic_route_reply(struct topic_reader *reader, struct shared_record 
         topic_set_paused(reader, true);
 }
 
+/* A reply made on this node for one of its temporary queues (replies.local,
+ * architecture §7): routed as if the reply reader had fetched it. */
+static void topic_engine_deliver_local(struct engine *engine, struct kafka_record *record)
+{
+    struct request_reply *rr = engine->context->request_reply;
+    size_t length = 0;
+    const char *token = request_reply_token(record, &length);
+    struct topic_subscriber *sub =
+        token ? topic_subscriber_of_temp(request_reply_temp_queue(rr, token, length)) : NULL;
+    struct shared_record *shared = sub && sub->reader ? calloc(1, sizeof(*shared)) : NULL;
+    if (!shared) {
+        if (sub && sub->reader)
+            log_error("topic", "out of memory; a local reply is dropped");
+        request_reply_count(rr, record, false); /* its temporary queue is gone */
+        kafka_record_free(record);
+        return;
+    }
+    shared->record = record;
+    shared->refs = 1;
+    topic_route_reply(sub->reader, shared);
+    shared_record_unref(shared);
+}
+
 static void topic_on_record(void *opaque, struct kafka_record *record)
 {
     struct topic_reader *reader = opaque;
@@ -687,6 +710,7 @@ static const struct engine_ops topic_engine_temporary_ops = {
     .block = topic_engine_block,
     .unsubscribe = topic_engine_unsubscribe,
     .subscriber_count = topic_engine_subscriber_count,
+    .deliver_local = topic_engine_deliver_local,
     .free = topic_engine_free_temporary,
 };
 

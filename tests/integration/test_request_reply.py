@@ -21,7 +21,7 @@ from proton.utils import BlockingConnection
 from amqp_client import amqp_url, body_of, connect, run_in_thread
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
-from test_stomp_queues import SESSION_TIMEOUT_MS, metrics
+from test_stomp_queues import SESSION_TIMEOUT_MS, metrics, read_topic
 
 COUNT = 1000
 KINDS = ("stomp", "amqp", "native")
@@ -338,3 +338,33 @@ def test_expired_messages_are_dropped_on_topics_and_dead_lettered_when_configure
     with pytest.raises(Exception):
         receiver.receive(timeout=1)
     conn.close()
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_replies_to_this_nodes_temporary_queues_skip_kafka_unless_replies_local_is_off(
+        kbridged_factory, bootstrap, prefix, local):
+    """replies.local (default on): a reply whose temporary queue lives on the
+    responder's node is delivered in memory, as RabbitMQ's direct reply-to,
+    and never written to the node's reply topic; off, every reply goes
+    through it. The requests themselves always go through Kafka."""
+    node_id = f"local{uuid.uuid4().hex[:8]}"  # a reply topic of this test's own
+    config = config_for(bootstrap, node_id=node_id)
+    if not local:
+        config["replies"] = {"local": False}
+    daemon = kbridged_factory(config)
+    queue = f"{prefix}rpc-local-{node_id}"
+    responder = StompResponder(daemon, queue)
+    daemon.wait_log(rf"consumer kbridge\.q\.{queue}: assigned [1-9]", timeout=60)
+    count = 100
+    assert stomp_requests(daemon, queue, "s", count) == {
+        f"s-{i}": f"re:s-{i}" for i in range(count)}
+    assert amqp_requests(daemon, queue, "a", count) == {
+        f"a-{i}": f"re:a-{i}" for i in range(count)}
+    responder.close()
+    values = metrics(daemon)
+    assert values["kbridge_requests_total"] == 2 * count
+    assert values["kbridge_replies_routed_total"] == 2 * count
+    prefix_config = config.get("kafka", {}).get("topic_prefix", "")
+    replies_written = read_topic(bootstrap, f"{prefix_config}kbridge.reply.{node_id}")
+    assert len(replies_written) == (0 if local else 2 * count)
+    assert len(read_topic(bootstrap, f"{prefix_config}{queue}")) == 2 * count
