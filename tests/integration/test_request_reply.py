@@ -286,7 +286,13 @@ def test_forged_late_and_expired_replies_reach_nobody_and_are_counted(kbridged_f
                    receipt="late")
     requester.wait_receipt("late")
     wait_for(lambda: responder.held, 30, "the request to reach the responder")
+    stomp_connections = 'kbridge_connections{protocol="stomp"}'
+    before_close = metrics(daemon)[stomp_connections]
     requester.close()
+    # the node has freed the connection (and with it the temporary queue):
+    # a reply delivered in memory (replies.local) would otherwise race the close
+    wait_for(lambda: metrics(daemon)[stomp_connections] == before_close - 1, 30,
+             "the requester's connection to be gone")
     responder.answer(responder.held.pop())
     wait_for(lambda: metrics(daemon)['kbridge_replies_dropped_total{reason="unknown-token"}'] == 2,
              30, "the late reply to be dropped")
