@@ -36,7 +36,6 @@ struct core_definitions_op {
     void *opaque;
     struct definitions_write *write; /* NULL when nothing is written */
     struct event *now;               /* completes an op that wrote nothing */
-    bool exclusive;                  /* on success: remember the queue as the session's */
     char vhost[CORE_DEFINITIONS_NAME_MAX];
     char name[CORE_DEFINITIONS_NAME_MAX];
 };
@@ -165,8 +164,6 @@ static void core_exclusive_add(struct core_session *session, const char *vhost, 
 static void op_finish(struct core_definitions_op *op, int core_error, const char *reason)
 {
     op_unlink(op);
-    if (core_error == CORE_OK && op->exclusive)
-        core_exclusive_add(op->session, op->vhost, op->name);
     core_definitions_fn done = op->done;
     void *opaque = op->opaque;
     char name[CORE_DEFINITIONS_NAME_MAX];
@@ -518,7 +515,8 @@ int core_declare_queue(struct core_session *session, const struct queue_spec *sp
         return op_complete_soon(op, err, err_size);
     if (!s.exclusive)
         s.owner = NULL; /* only exclusive queues have an owner */
-    op->exclusive = s.exclusive;
+    else /* now, not when answered: a session closed before the answer still deletes it */
+        core_exclusive_add(session, s.vhost, s.name);
     char *key = NULL, *value = NULL;
     if (definitions_record_queue(&s, &key, &value) < 0) {
         op_unlink(op);
@@ -780,6 +778,11 @@ void core_definitions_session_closed(struct core_session *session)
             log_debug("core", "deleting exclusive queue '%s' in vhost '%s' of %s", x->name,
                       x->vhost, owner);
             batch_delete_queue(&batch, view, x->vhost, x->name);
+        } else if (!queue) {
+            /* its declare may still be on its way (the session closed before the
+             * answer): the tombstone follows it on the one partition; after a
+             * failed declare or a delete it removes nothing */
+            batch_add(&batch, definitions_record_queue_key(x->vhost, x->name), NULL);
         }
         free(x->vhost);
         free(x->name);

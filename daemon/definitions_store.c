@@ -416,9 +416,12 @@ static void store_on_lookup(void *opaque, int err, const struct kafka_topic_info
     struct definitions_store *store = opaque;
     store->lookup = NULL;
     if (err || count != 1) {
+        char previous[DEFINITIONS_REASON_MAX];
+        snprintf(previous, sizeof(previous), "%s", store->reason);
         store_set_reason(store, "definitions: cannot look up %s: %s", store->topic,
                          err ? kafka_error_name(err) : "no such topic");
-        log_warn("definitions", "%s; retrying", store->reason);
+        if (strcmp(previous, store->reason) != 0) /* once per reason, not every second */
+            log_warn("definitions", "%s; retrying every second", store->reason);
         store_retry_later(store);
         return;
     }

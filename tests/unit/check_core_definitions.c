@@ -361,6 +361,38 @@ START_TEST(test_exclusive_queue)
 }
 END_TEST
 
+/* Changes to queue "early", counted: [0] declared, [1] removed. */
+static void on_early_change(void *opaque, const struct definitions_change *change)
+{
+    int *counts = opaque;
+    if (change->kind == DEFINITIONS_RECORD_QUEUE && strcmp(change->name, "early") == 0)
+        counts[change->removed ? 1 : 0]++;
+}
+
+static bool early_removed(void *arg) { return ((int *)arg)[1] > 0; }
+
+/* A session that closes before its exclusive declare was answered still
+ * deletes the queue, and is not called back. */
+START_TEST(test_exclusive_closed_before_answer)
+{
+    start_a();
+    int counts[2] = {0, 0};
+    ck_assert_int_eq(definitions_store_watch(fx.a.core->definitions, on_early_change, counts), 0);
+    struct core_session *session = session_of(&fx.a);
+    char err[512];
+    struct queue_spec spec = {.name = "early", .exclusive = true};
+    struct answer answer = {0};
+    ck_assert_int_eq(
+        core_declare_queue(session, &spec, false, on_answer, &answer, err, sizeof(err)), CORE_OK);
+    core_session_close(session);
+    ck_assert(run_until(early_removed, counts, 10000));
+    ck_assert_int_eq(counts[0], 1);
+    ck_assert_int_eq(counts[1], 1);
+    ck_assert_ptr_null(definitions_queue(core_definitions(fx.a.core), "/", "early"));
+    ck_assert_int_eq(answer.calls, 0);
+}
+END_TEST
+
 static void on_watch(void *opaque, const struct definitions_change *change)
 {
     int *count = opaque;
@@ -507,6 +539,7 @@ static Suite *core_definitions_suite(void)
     tcase_add_test(node, test_exclusive_queue);
     tcase_add_test(node, test_second_node_and_watchers);
     tcase_add_test(node, test_auto_delete_exchange);
+    tcase_add_test(node, test_exclusive_closed_before_answer);
     suite_add_tcase(suite, node);
     return suite;
 }
