@@ -475,8 +475,8 @@ static void store_on_lookup(void *opaque, int err, const struct kafka_topic_info
 
 static void store_start_lookup(struct definitions_store *store)
 {
-    store->lookup =
-        kafka_lookup_end_offsets_or_create(store->kafka, store->topic, 1, store_on_lookup, store);
+    store->lookup = kafka_lookup_end_offsets_or_create_compacted(store->kafka, store->topic, 1,
+                                                                 store_on_lookup, store);
     if (!store->lookup) {
         store_set_reason(store, "definitions: out of memory looking up %s", store->topic);
         store_retry_later(store);
