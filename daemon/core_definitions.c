@@ -764,6 +764,8 @@ void core_definitions_session_closed(struct core_session *session)
         definitions_store_write_cancel(op->write);
         op_free(op);
     }
+    if (!session->exclusives) /* most sessions: nothing more to do */
+        return;
     struct core *core = session->core;
     const struct definitions *view = core_definitions(core);
     char owner[CORE_OWNER_MAX];
