@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "core_internal.h"
+#include "definitions_store.h"
 #include "engine.h"
 #include "metrics.h"
 #include "request_reply.h"
@@ -31,6 +32,7 @@ static void core_free_parts(struct core *core)
         core->queue_engine->ops->free(core->queue_engine);
     if (core->topic_engine) /* frees the temporary-queue engine with it */
         core->topic_engine->ops->free(core->topic_engine);
+    definitions_store_free(core->definitions);
     stats_table_clear(&core->stats); /* the series stay with the registry */
     request_reply_free(core->request_reply);
     free(core);
@@ -75,6 +77,10 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         core_free_parts(core);
         return NULL;
     }
+    if (core_definitions_start(core, err, err_size) < 0) {
+        core_free_parts(core);
+        return NULL;
+    }
     /* What the engines get of the core: nothing else (engine.h). */
     struct engine_context *context = &core->engine_context;
     context->base = base;
@@ -85,6 +91,8 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
     context->request_reply = core->request_reply;
     context->expired[0] = core->expired[0];
     context->expired[1] = core->expired[1];
+    context->definitions = definitions_store_view(core->definitions);
+    context->definitions_store = core->definitions;
     core_subscription_context(context);
     core->queue_engine = queue_engine_new(context, err, err_size);
     core->topic_engine = core->queue_engine ? topic_engine_new(context, err, err_size) : NULL;

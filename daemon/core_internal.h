@@ -22,6 +22,9 @@
 
 struct event;
 struct request_reply;
+struct definitions_store;
+struct core_definitions_op;
+struct core_exclusive;
 
 struct core {
     struct event_base *base;
@@ -32,10 +35,13 @@ struct core {
     struct core_session *sessions;
     struct stats_table stats; /* per-destination series */
     struct request_reply *request_reply;
-    struct engine_context engine_context; /* given to every engine */
-    struct engine *queue_engine;          /* queues and durable subscriptions */
-    struct engine *topic_engine;          /* non-durable topics */
-    struct engine *temporary_engine;      /* temporary queues (part of topic_engine) */
+    struct engine_context engine_context;  /* given to every engine */
+    struct engine *queue_engine;           /* queues and durable subscriptions */
+    struct engine *topic_engine;           /* non-durable topics */
+    struct engine *temporary_engine;       /* temporary queues (part of topic_engine) */
+    struct definitions_store *definitions; /* the node's view of exchanges, queues, bindings */
+    uint64_t next_session_serial;          /* names sessions as exclusive-queue owners */
+    size_t startup_writes;                 /* start-up writes not yet done (core_definitions.c) */
     bool draining;
     uint64_t config_generation; /* 1, raised by each reload: sessions' ACL caches follow it */
     uint64_t *late_settles;
@@ -65,6 +71,9 @@ struct core_session {
     uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
+    uint64_t serial;                            /* owner "NODE/SERIAL" of its exclusive queues */
+    struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
+    struct core_exclusive *exclusives;          /* exclusive queues it declared */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -93,6 +102,15 @@ void core_publish_forget_session(struct core_session *session);
 /* Shutdown: drop the local replies' confirmations not yet called (after
  * every session closed) and their event. */
 void core_publish_free(struct core *core);
+
+/* ---- core_definitions.c ---- */
+
+/* Create the node's definitions store (core->definitions) and hook its
+ * start-up work. 0, or -1 with err. */
+int core_definitions_start(struct core *core, char *err, size_t err_size);
+/* The session is closing: its pending definition calls will not call back,
+ * and its exclusive queues are deleted (with their bindings). */
+void core_definitions_session_closed(struct core_session *session);
 
 /* ---- core_subscription.c ---- */
 

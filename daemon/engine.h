@@ -36,6 +36,8 @@ struct metrics;
 struct request_reply;
 struct stats_table;
 struct engine;
+struct definitions;
+struct definitions_store;
 
 /* One subscriber of a queue (or durable subscription), a topic or a
  * temporary queue, owned by the core (core_subscription.c). Engines read
@@ -73,6 +75,11 @@ struct engine_context {
     struct stats_table *stats;
     struct request_reply *request_reply;
     uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
+    /* RabbitMQ's model as this node reads it (architecture §11): the view
+     * (read-only) and its store, whose definitions_store_watch tells an
+     * engine about each applied change. */
+    const struct definitions *definitions;
+    struct definitions_store *definitions_store;
     /* The calls back into the core, the only ones an engine makes. */
     /* The subscription is positioned: the core sends `ready` on a later loop turn. */
     void (*ready)(struct core_subscription *sub);
