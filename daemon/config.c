@@ -287,18 +287,27 @@ static size_t config_plain_size(enum config_type type)
     }
 }
 
-static bool config_listeners_equal(const struct config_listener *a, size_t a_count,
-                                   const struct config_listener *b, size_t b_count)
+static bool config_field_equal(const struct config_key *key, const void *a_base,
+                               const void *b_base);
+
+/* Listener lists: names, protocols and every string row of `key->keys`
+ * (bind, tls.*). */
+static bool config_listeners_equal(const struct config_key *key, const struct config_listener *a,
+                                   size_t a_count, const struct config_listener *b, size_t b_count)
 {
     if (a_count != b_count)
         return false;
     for (size_t i = 0; i < a_count; i++) {
         if (!config_strings_equal(a[i].name, b[i].name) ||
-            !config_strings_equal(a[i].bind, b[i].bind) ||
             a[i].protocol_count != b[i].protocol_count)
             return false;
         for (size_t p = 0; p < a[i].protocol_count; p++)
             if (!config_strings_equal(a[i].protocols[p], b[i].protocols[p]))
+                return false;
+        for (size_t k = 0; k < key->key_count; k++)
+            if ((key->keys[k].type == CONFIG_TYPE_STRING ||
+                 key->keys[k].type == CONFIG_TYPE_ADDRESS) &&
+                !config_field_equal(&key->keys[k], &a[i], &b[i]))
                 return false;
     }
     return true;
@@ -325,7 +334,7 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
     }
     case CONFIG_TYPE_LISTENERS:
         return config_listeners_equal(
-            *(struct config_listener *const *)a,
+            key, *(struct config_listener *const *)a,
             *(const size_t *)config_const_field(a_base, key->count_offset),
             *(struct config_listener *const *)b,
             *(const size_t *)config_const_field(b_base, key->count_offset));
@@ -386,8 +395,17 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
         const struct config_listener *from = &source[done];
         struct config_listener *to = &copy[done];
         if (config_copy_string(from->name, &to->name) < 0 ||
-            config_copy_string(from->bind, &to->bind) < 0 ||
             (to->protocols = calloc(from->protocol_count, sizeof(char *))) == NULL)
+            break;
+        size_t k = 0; /* bind, tls.*: every string row */
+        for (; k < key->key_count; k++) {
+            const struct config_key *row = &key->keys[k];
+            if ((row->type == CONFIG_TYPE_STRING || row->type == CONFIG_TYPE_ADDRESS) &&
+                config_copy_string(*(char *const *)config_const_field(from, row->offset),
+                                   (char **)config_field(to, row->offset)) < 0)
+                break;
+        }
+        if (k < key->key_count)
             break;
         for (; to->protocol_count < from->protocol_count; to->protocol_count++)
             if (config_copy_string(from->protocols[to->protocol_count],
@@ -449,12 +467,13 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
 }
 
 /* One warning per listener added, removed or changed by a reload. */
-static void config_warn_listeners(const struct config *old, const struct config *out)
+static void config_warn_listeners(const struct config_key *key, const struct config *old,
+                                  const struct config *out)
 {
     for (size_t i = 0; i < old->listener_count; i++) {
         const struct config_listener *was = &old->listeners[i];
         const struct config_listener *now = config_listener_find(out, was->name);
-        if (now == NULL || !config_listeners_equal(was, 1, now, 1))
+        if (now == NULL || !config_listeners_equal(key, was, 1, now, 1))
             log_warn("config", "listeners.%s changed; restart kbridged to apply it", was->name);
     }
     for (size_t i = 0; i < out->listener_count; i++)
@@ -472,7 +491,7 @@ void config_apply_live(const struct config *old, struct config *out)
         if (config_field_equal(key, old, out))
             continue;
         if (key->type == CONFIG_TYPE_LISTENERS)
-            config_warn_listeners(old, out);
+            config_warn_listeners(key, old, out);
         else
             log_warn("config", "%s changed; restart kbridged to apply it", key->name);
         if (config_copy_field(key, old, out) < 0)

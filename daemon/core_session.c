@@ -3,7 +3,6 @@
  * decided on the loop against the config in force) and ACLs (POSIX regexes
  * per user, each session caching its decisions per destination name until a
  * reload), and the revocation of sessions a reload no longer allows. */
-#include <crypt.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "core.h"
 #include "core_internal.h"
 #include "log.h"
+#include "password.h"
 #include "worker.h"
 
 /* Hashed against for unknown users, so that timing does not tell which
@@ -41,6 +41,19 @@ int core_authenticate_anonymous(struct core *core, char *user, size_t user_size,
         return CORE_ERR_ACCESS;
     }
     snprintf(user, user_size, "anonymous");
+    return CORE_OK;
+}
+
+int core_authenticate_certificate(struct core *core, const char *identity, char *user,
+                                  size_t user_size, char *err, size_t err_size)
+{
+    if (!identity || !*identity || !core_user(core_config(core), identity)) {
+        (*core->auth_failures)++;
+        snprintf(err, err_size, "the client certificate names user '%s', who is not in auth.users",
+                 identity ? identity : "");
+        return CORE_ERR_ACCESS;
+    }
+    snprintf(user, user_size, "%s", identity);
     return CORE_OK;
 }
 
@@ -77,15 +90,7 @@ static void core_auth_free(struct core_auth *auth)
 static void core_auth_work(void *arg)
 {
     struct core_auth *auth = arg;
-    struct crypt_data *data = calloc(1, sizeof(*data));
-    if (!data) {
-        auth->failed = true;
-        return;
-    }
-    const char *hashed = crypt_r(auth->passcode, auth->setting, data);
-    auth->match = hashed && hashed[0] != '*' && strcmp(hashed, auth->setting) == 0;
-    explicit_bzero(data, sizeof(*data));
-    free(data);
+    auth->match = password_verify(auth->passcode, auth->setting);
     explicit_bzero(auth->passcode, strlen(auth->passcode));
 }
 

@@ -112,10 +112,20 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
                                              const char *password, char *user, size_t user_size,
                                              char *reason, size_t reason_size)
 {
-    (void)user;
-    (void)user_size;
     struct amqp_connection *connection = opaque;
     struct amqp_adapter *adapter = connection->adapter;
+    if (strcmp(mechanism, "EXTERNAL") == 0) { /* mTLS: no hash to check */
+        snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
+        snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login);
+        int rc = core_authenticate_certificate(adapter->base.context.core, login, user, user_size,
+                                               reason, reason_size);
+        if (rc != CORE_OK) {
+            amqp_adapter_count_error(adapter, amqp_core_error(rc)->login.kind);
+            log_info("amqp", "%s: SASL EXTERNAL refused: %s", connection->base.peer, reason);
+            return -1;
+        }
+        return 0;
+    }
     if (connection->auth) {
         snprintf(reason, reason_size, "a SASL check is already running");
         return -1;
@@ -478,8 +488,14 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
     pn_transport_set_channel_max(transport, AMQP_MAX_SESSIONS - 1);
     uint64_t idle = config->limits.heartbeat_ms; /* announced and enforced; 0: none */
     pn_transport_set_idle_timeout(transport, idle > UINT32_MAX ? UINT32_MAX : (pn_millis_t)idle);
-    if (amqp_sasl_install(transport, config->auth.anonymous, amqp_connection_check_credentials,
-                          connection, err, err_size) < 0)
+    /* mTLS: the listener's handshake is done, so the identity is known now */
+    char identity[256];
+    int has_identity =
+        transport_peer_identity(&connection->base.transport, identity, sizeof(identity));
+    if (has_identity < 0)
+        log_info("amqp", "%s: no SASL EXTERNAL: %s", connection->base.peer, identity);
+    if (amqp_sasl_install(transport, config->auth.anonymous, has_identity > 0 ? identity : NULL,
+                          amqp_connection_check_credentials, connection, err, err_size) < 0)
         return -1;
     if (pn_connection_driver_bind(&connection->driver) != 0) {
         snprintf(err, err_size, "cannot bind the AMQP transport");
@@ -491,12 +507,13 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
 /* connection_ops.open: take over an accepted socket. refuse: over
  * max_connections (open, then close with amqp:resource-limit-exceeded). */
 static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socket_t fd,
-                                 const struct sockaddr *peer, int peer_len, bool refuse)
+                                 const struct sockaddr *peer, int peer_len,
+                                 struct bufferevent *stream, bool refuse)
 {
     struct event_base *base = adapter_base->context.base;
     /* Linked from here on: amqp_connection_free undoes everything. */
     struct amqp_connection *connection = (struct amqp_connection *)connection_new(
-        adapter_base, sizeof(struct amqp_connection), fd, peer, peer_len);
+        adapter_base, sizeof(struct amqp_connection), fd, peer, peer_len, stream);
     if (!connection)
         return;
     connection->adapter = (struct amqp_adapter *)adapter_base;

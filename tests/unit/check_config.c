@@ -503,7 +503,15 @@ static const struct error_case error_cases[] = {
      "t.yaml:2: limits.max_frame: unknown key (did you mean \"max_frame_size\"?)"},
     {"limits:\n  colour: red\n", "t.yaml:2: limits.colour: unknown key"},
     {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: true\n",
-     "t.yaml:4: listeners.stomp.tls: unknown key"},
+     "t.yaml:4: listeners.stomp.tls: expected a mapping, got \"true\""},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {certificate: x}\n",
+     "t.yaml:4: listeners.stomp.tls.certificate: unknown key"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {verify: maybe}\n",
+     "t.yaml:4: listeners.stomp.tls.verify: \"maybe\" is not one of none, optional, required"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {min_version: \"1.1\"}\n",
+     "t.yaml:4: listeners.stomp.tls.min_version: \"1.1\" is not one of 1.2, 1.3"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {identity: uid}\n",
+     "t.yaml:4: listeners.stomp.tls.identity: \"uid\" is not one of cn, san_email, san_dns"},
     {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: [] }\n",
      "t.yaml:2: listeners.stomp.protocols: must name at least one protocol"},
     {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: stomp }\n",
@@ -653,17 +661,21 @@ static const struct error_case error_cases[] = {
     {"auth:\n  users:\n    - name: \"a:b\"\n      password_hash: \"$6$a$b\"\n",
      "t.yaml:3: auth.users[0].name: \"a:b\" must not contain spaces, ':' or control characters"},
     {"auth:\n  users:\n    - name: app\n      password_hash: hunter2\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$onlysalt\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$$hash\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$salt$hash$\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n      consume: [\"\"]\n",
      "t.yaml:5: auth.users[0].consume[0]: must not be empty"},
 
