@@ -1172,6 +1172,38 @@ static int config_parse_alias(struct config_parse *parse, struct config_section_
     return config_parse_value(parse, key, value_node, line, path, section->values);
 }
 
+/* Each user has exactly one of password_hash and password, and a
+ * plaintext password only with auth.insecure_plaintext. */
+static int config_check_user_secrets(struct config_parse *parse, const struct config *config)
+{
+    yaml_node_t *auth = config_mapping_get(parse, parse->root, "auth");
+    yaml_node_t *users = auth != NULL ? config_mapping_get(parse, auth, "users") : NULL;
+    for (size_t i = 0; i < config->auth.user_count; i++) {
+        const struct config_user *user = &config->auth.users[i];
+        yaml_node_t *item =
+            users != NULL && users->type == YAML_SEQUENCE_NODE &&
+                    i < (size_t)(users->data.sequence.items.top - users->data.sequence.items.start)
+                ? config_node(parse, users->data.sequence.items.start[i])
+                : NULL;
+        yaml_node_t *plain = item != NULL ? config_mapping_get(parse, item, "password") : NULL;
+        size_t line = plain != NULL ? config_line(plain) : item != NULL ? config_line(item) : 1;
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "auth.users[%zu]", i);
+        if (user->password == NULL && user->password_hash == NULL)
+            return config_fail(parse, line, path, "missing required key \"password_hash\"");
+        if (user->password != NULL && user->password_hash != NULL)
+            return config_fail(parse, line, path, "set password_hash or password, not both");
+        if (user->password != NULL && !config->auth.insecure_plaintext) {
+            snprintf(path, sizeof(path), "auth.users[%zu].password", i);
+            return config_fail(parse, line, path,
+                               "plaintext passwords are refused; write its hash in "
+                               "password_hash (kbridged --hash-password prints one), or set "
+                               "auth.insecure_plaintext: true for tests");
+        }
+    }
+    return 0;
+}
+
 static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
                             yaml_node_t *value_node, const char *path, const char *relative,
                             const struct config_key *keys, size_t key_count, void *base)
@@ -1352,6 +1384,8 @@ static int config_parse_document(struct config_parse *parse, const char *text, s
         parse->root = root;
         parse->config = config;
         rc = config_walk_mapping(parse, root, 1, "", "", config_keys, config_key_count, config);
+        if (rc == 0)
+            rc = config_check_user_secrets(parse, config);
         parse->document = NULL;
         parse->root = NULL;
         parse->config = NULL;

@@ -40,6 +40,7 @@ struct config_pattern {
 struct config_user {
     char *name;
     char *password_hash; /* crypt(3) "$6$...", "$y$..." or RabbitMQ base64 (password.h) */
+    char *password;      /* plaintext: only with auth.insecure_plaintext; then hash is NULL */
     struct config_pattern *publish; /* destinations the user may publish to */
     size_t publish_count;
     struct config_pattern *consume; /* destinations the user may consume from */
@@ -118,7 +119,8 @@ struct config {
     size_t listener_count;
 
     struct {
-        bool anonymous; /* default false */
+        bool anonymous;          /* default false */
+        bool insecure_plaintext; /* default false: users[].password is refused */
         struct config_user *users;
         size_t user_count;
     } auth;

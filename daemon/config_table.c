@@ -578,7 +578,8 @@ static const struct config_key user_keys[] = {
         .offset = offsetof(struct config_user, password_hash),
         .min = 1,
         .max = 1024,
-        .flags = CONFIG_KEY_REQUIRED | CONFIG_KEY_SECRET,
+        .flags = CONFIG_KEY_SECRET,
+        .default_doc = "required, unless `password` is set",
         .check = config_check_password_hash,
         .description = "Hash of the password, never the password itself: a crypt(3) string "
                        "`$id$salt$hash` as printed by `kbridged --hash-password` (yescrypt) or "
@@ -587,6 +588,18 @@ static const struct config_key user_keys[] = {
                        "a definitions export (`rabbit_password_hashing_sha256` or `_sha512`: "
                        "base64 of a 4-byte salt and SHA-256/512 of salt + password, told apart "
                        "by length).",
+    },
+    {
+        .name = "password",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_user, password),
+        .min = 1,
+        .max = 1024,
+        .flags = CONFIG_KEY_SECRET,
+        .default_doc = "none",
+        .description = "The password in plain text: refused unless `auth.insecure_plaintext` is "
+                       "true (tests and demos only; kbridged then warns at every start and "
+                       "reload). Set `password_hash` instead (`kbridged --hash-password`).",
     },
     {
         .name = "publish",
@@ -727,6 +740,15 @@ const struct config_key config_keys[] = {
         .default_value = "false",
         .description = "Accept clients that do not log in (STOMP CONNECT without `login`, "
                        "AMQP SASL ANONYMOUS). Keep it off in production.",
+    },
+    {
+        .name = "auth.insecure_plaintext",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, auth.insecure_plaintext),
+        .default_value = "false",
+        .description = "Accept `auth.users[].password` in plain text (anyone who can read the "
+                       "file has the passwords). For tests and demos only: kbridged logs a "
+                       "warning at every start and reload while a user has one.",
     },
     {
         .name = "auth.users",

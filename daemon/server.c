@@ -367,6 +367,21 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
     return 0;
 }
 
+/* Every start and reload: plaintext passwords are in the file. */
+static void server_warn_plaintext(const struct config *config)
+{
+    size_t plain = 0;
+    for (size_t i = 0; i < config->auth.user_count; i++)
+        if (config->auth.users[i].password)
+            plain++;
+    if (plain > 0)
+        log_warn("config",
+                 "auth.insecure_plaintext: %zu user(s) of %s have plaintext passwords; anyone "
+                 "who can read the file has them. Replace each with password_hash (kbridged "
+                 "--hash-password) outside tests",
+                 plain, config->path);
+}
+
 /* ---- reload ------------------------------------------------------------------ */
 
 /* Re-read every TLS listener's certificate, key and CA files (the file
@@ -406,6 +421,7 @@ static void server_reload(struct server *server)
         return;
     }
     config_apply_live(server->config, fresh);
+    server_warn_plaintext(fresh);
     server_reload_tls(server);
     struct config *old = server->config;
     server->config = fresh;
@@ -525,6 +541,7 @@ struct server *server_new(struct config *config, const struct adapter_registry *
         goto fail;
     log_set_level(config->log.level);
     log_set_format(config->log.format);
+    server_warn_plaintext(config);
     event_set_log_callback(server_on_libevent_log);
     signal(SIGPIPE, SIG_IGN);
 

@@ -412,11 +412,45 @@ static void amqp_connection_on_tick(evutil_socket_t fd, short what, void *arg)
 /* ---- stream callbacks (through the adapter base) ---------------------------------- */
 
 /* connection_ops.read: bytes for proton (the base discards them once closing). */
+/* AMQP 1.0 §5.2.1: "AMQP" 2 1 0 0 asks for in-band TLS, which kbridge does
+ * not offer (TLS is the listener's: tls:). Answer with the header we do
+ * speak (SASL, id 3) and close, as the spec asks of a server refusing a
+ * protocol header. 1 refused, 0 not that header, -1 too few bytes yet. */
+static int amqp_connection_refuse_tls_header(struct amqp_connection *connection,
+                                             struct evbuffer *input)
+{
+    static const unsigned char tls_header[5] = {'A', 'M', 'Q', 'P', 2};
+    static const unsigned char sasl_header[8] = {'A', 'M', 'Q', 'P', 3, 1, 0, 0};
+    size_t len = evbuffer_get_length(input);
+    size_t want = len < sizeof(tls_header) ? len : sizeof(tls_header);
+    unsigned char *bytes = evbuffer_pullup(input, (ev_ssize_t)want);
+    if (!bytes || memcmp(bytes, tls_header, want) != 0)
+        return 0;
+    if (want < sizeof(tls_header))
+        return -1;
+    log_info("amqp",
+             "%s: the client asked for AMQP's in-band TLS layer (protocol id 2), which kbridge "
+             "does not offer; answered with the SASL header and closed (connect with TLS to a "
+             "listener with tls: set)",
+             connection->base.peer);
+    connection->base.close_reason = "in-band TLS (protocol id 2) requested";
+    evbuffer_add(bufferevent_get_output(connection->base.transport.stream), sasl_header,
+                 sizeof(sasl_header));
+    connection_flush_then_close(&connection->base);
+    return 1;
+}
+
 static void amqp_connection_on_read(struct connection *base)
 {
     struct amqp_connection *connection = amqp_connection_of(base);
     struct evbuffer *input = bufferevent_get_input(base->transport.stream);
     pn_connection_driver_t *driver = &connection->driver;
+    if (!connection->header_checked) {
+        int refused = amqp_connection_refuse_tls_header(connection, input);
+        if (refused != 0)
+            return; /* refused, or wait for the fifth byte */
+        connection->header_checked = true;
+    }
     while (evbuffer_get_length(input) > 0) {
         if (pn_connection_driver_read_closed(driver)) {
             evbuffer_drain(input, evbuffer_get_length(input));
