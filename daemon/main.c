@@ -47,8 +47,8 @@ static void usage(FILE *out)
             "  -V, --version           print the version and exit\n"
             "  -h, --help              print this help and exit\n"
             "\n"
-            "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
-            "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
+            "Signals: SIGHUP reloads users, ACLs, limits, log settings and TLS certificates;\n"
+            "SIGTERM or SIGINT drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
             "\n"
             "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
             "the operations endpoint.\n",
