@@ -676,7 +676,11 @@ const struct config_key config_keys[] = {
         .description = "librdkafka properties set on every Kafka handle, e.g. "
                        "`security.protocol: SASL_SSL`. Values are passed as written; "
                        "librdkafka checks them when kbridged starts. `bootstrap.servers` is "
-                       "refused here: set `kafka.bootstrap`.",
+                       "refused here: set `kafka.bootstrap`. A name ending in `_file` "
+                       "(`sasl.password_file: /etc/kbridge/kafka-password`) sets the property "
+                       "without the suffix to the first line of that file, here and in "
+                       "`kafka.producer` and `kafka.consumer`, so secrets stay out of this "
+                       "file (docs/security.md).",
     },
     {
         .name = "kafka.producer",
