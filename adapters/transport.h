@@ -56,8 +56,8 @@ int transport_open_tcp(struct transport *transport, struct event_base *base, con
 
 /* TLS: take `stream`, the bufferevent_openssl over the accepted socket fd
  * whose handshake the listener finished (daemon/tls.h), and write the
- * peer's address into transport->peer. 0 (always; the signature matches
- * the other kinds). */
+ * peer's address into transport->peer. Returns 0 (it cannot fail; an int
+ * like transport_open_tcp so connection_new treats both alike). */
 int transport_open_tls(struct transport *transport, struct bufferevent *stream, evutil_socket_t fd,
                        const struct sockaddr *peer, int peer_len);
 
