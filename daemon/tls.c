@@ -106,6 +106,13 @@ static SSL_CTX *tls_ctx_build(struct tls_context *tls, time_t *not_after, char *
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no TLS buffers */
+    /* No session tickets (TLS 1.3 sends them right after the handshake): a
+     * client reading and writing one TLS socket from two threads (stomp.py's
+     * receiver thread and its CONNECT) races on them in its OpenSSL and loses
+     * the CONNECT now and then. Resumption saves little for long-lived
+     * connections. */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_app_data(ctx, (void *)&tls_identity_modes[tls->identity]);
     if (tls->ciphers && SSL_CTX_set_cipher_list(ctx, tls->ciphers) != 1) {
         tls_openssl_reason(reason, sizeof(reason));
@@ -439,8 +446,11 @@ static void tls_pending_on_read(struct bufferevent *stream, void *arg)
         return;
     int pick = protocol_detect_pick(acceptor->candidates, acceptor->candidate_count, bytes, len,
                                     pending->max_bytes);
-    if (pick == PROTOCOL_DETECT_MORE)
+    if (pick == PROTOCOL_DETECT_MORE) {
+        log_debug("tls", "listener %s: %s: %zu byte(s) do not tell the protocol yet",
+                  acceptor->tls->name, pending->peer_text, len);
         return;
+    }
     if (pick == PROTOCOL_DETECT_NONE) {
         char why[160];
         snprintf(why, sizeof(why), "its first %zu byte(s) are none of the protocols served here",
@@ -471,11 +481,18 @@ static void tls_pending_on_event(struct bufferevent *stream, short events, void 
     if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
     unsigned long code = bufferevent_get_openssl_error(stream);
-    if (code != 0) {
+    while (code != 0 && bufferevent_get_openssl_error(stream) != 0) {
+    }
+    /* The peer went away (a probe that only fetched the certificate, or a
+     * client that gave up): not a failed handshake. libevent reports a
+     * socket error as SSL_get_error's SSL_ERROR_SYSCALL (library 0). */
+    bool closed = pending->handshaken || code == 0 || ERR_GET_LIB(code) == 0 ||
+                  ERR_GET_LIB(code) == ERR_LIB_SYS ||
+                  (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+                   ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+    if (!closed) {
         char reason[256];
         ERR_error_string_n(code, reason, sizeof(reason));
-        while (bufferevent_get_openssl_error(stream) != 0) {
-        }
         char why[320];
         snprintf(why, sizeof(why), "TLS handshake failed: %s", reason);
         tls_pending_fail(pending, TLS_ACCEPT_HANDSHAKE, why);
