@@ -72,15 +72,18 @@ static struct adapter_base *adapter_base_of(struct adapter *adapter)
 }
 
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len)
+                         int peer_len, struct bufferevent *stream)
 {
     struct adapter_base *base = adapter_base_of(adapter);
     if (base->draining) { /* the listener is paused; a straggler is just closed */
-        evutil_closesocket(fd);
+        if (stream)
+            bufferevent_free(stream); /* closes fd */
+        else
+            evutil_closesocket(fd);
         return;
     }
     bool refuse = base->connection_count >= adapter_base_config(base)->limits.max_connections;
-    base->ops->open(base, fd, peer, peer_len, refuse);
+    base->ops->open(base, fd, peer, peer_len, stream, refuse);
 }
 
 size_t adapter_base_connection_count(const struct adapter *adapter)
@@ -266,18 +269,25 @@ static void connection_on_event(struct bufferevent *stream, short events, void *
 /* ---- a connection -------------------------------------------------------------------- */
 
 struct connection *connection_new(struct adapter_base *base, size_t size, evutil_socket_t fd,
-                                  const struct sockaddr *peer, int peer_len)
+                                  const struct sockaddr *peer, int peer_len,
+                                  struct bufferevent *tls_stream)
 {
     struct connection *connection = calloc(1, size);
     if (!connection) {
         log_error(base->ops->protocol, "out of memory accepting a connection");
-        evutil_closesocket(fd);
+        if (tls_stream)
+            bufferevent_free(tls_stream); /* closes fd */
+        else
+            evutil_closesocket(fd);
         return NULL;
     }
     connection->adapter = base;
     connection->peer = connection->transport.peer;
-    if (transport_open_tcp(&connection->transport, base->context.base, base->ops->protocol, fd,
-                           peer, peer_len) < 0) {
+    int opened = tls_stream
+                     ? transport_open_tls(&connection->transport, tls_stream, fd, peer, peer_len)
+                     : transport_open_tcp(&connection->transport, base->context.base,
+                                          base->ops->protocol, fd, peer, peer_len);
+    if (opened < 0) {
         free(connection);
         return NULL;
     }
@@ -302,6 +312,11 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
                       connection);
     bufferevent_setwatermark(stream, EV_WRITE, adapter_base_output_high(base) / 2, 0);
     bufferevent_enable(stream, EV_WRITE);
+    /* Bytes a shared TLS listener read to tell the protocol wait in the
+     * input: a deferred read callback hands them over once the adapter has
+     * finished opening (no new bytes may come to wake it). */
+    if (evbuffer_get_length(bufferevent_get_input(stream)) > 0)
+        bufferevent_trigger(stream, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
     return connection;
 }
 

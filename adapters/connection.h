@@ -73,7 +73,7 @@ struct connection_ops {
      * then the protocol's start; refuse: limits.max_connections are open
      * already, say so in the protocol and close. */
     void (*open)(struct adapter_base *base, evutil_socket_t fd, const struct sockaddr *peer,
-                 int peer_len, bool refuse);
+                 int peer_len, struct bufferevent *stream, bool refuse);
     /* Input arrived on an open (not closing) connection. */
     void (*read)(struct connection *connection);
     /* EOF, error or timeout on an open connection (BEV_EVENT_* bits). After
@@ -153,7 +153,7 @@ size_t adapter_base_output_high(const struct adapter_base *base);
  * paused, a straggler is dropped); else the adapter's open, told to refuse
  * when limits.max_connections are open already. */
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len);
+                         int peer_len, struct bufferevent *stream);
 /* adapter_ops.reconfigure: reset every open connection's output watermark,
  * then the adapter's reconfigure for each. */
 void adapter_base_reconfigure(struct adapter *adapter);
@@ -169,13 +169,15 @@ void adapter_base_destroy(struct adapter *adapter);
 /* ---- a connection ------------------------------------------------------------- */
 
 /* Allocate the adapter's connection struct (`size` zeroed bytes beginning
- * with a struct connection) for an accepted socket: open the transport,
+ * with a struct connection) for an accepted socket: open the transport (TLS
+ * over `stream` when the listener made one, else plain TCP over fd),
  * link it on the adapter's list, install the base's callbacks and the write
  * watermark and enable writing (the adapter enables reading). The adapter
  * finishes it and frees it in its `free`. NULL (socket closed, nothing
  * linked, logged) on failure. */
 struct connection *connection_new(struct adapter_base *base, size_t size, evutil_socket_t fd,
-                                  const struct sockaddr *peer, int peer_len);
+                                  const struct sockaddr *peer, int peer_len,
+                                  struct bufferevent *tls_stream);
 /* Abandon the publishes still waiting (publish_done with
  * CONNECTION_PUBLISH_ABANDONED, once each), close the transport, free the
  * timer and unlink. Call from the adapter's free, after core_session_close. */

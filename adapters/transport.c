@@ -95,6 +95,13 @@ void transport_flush_now(struct transport *transport)
         transport->ops->flush_now(transport);
 }
 
+int transport_peer_identity(struct transport *transport, char *out, size_t out_size)
+{
+    if (!transport->ops || !transport->ops->peer_identity)
+        return 0;
+    return transport->ops->peer_identity(transport, out, out_size);
+}
+
 void transport_close(struct transport *transport)
 {
     if (transport->stream)

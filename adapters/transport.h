@@ -4,10 +4,13 @@
  * and never knows what is under it. The transport owns the socket, the
  * peer's text ("127.0.0.1:5555"), the end of our direction of the stream
  * (after the last frame is flushed) and the close; it names itself for
- * logs and metrics (transport_name). Today there is one kind, plain TCP
- * (transport_open_tcp: a socket bufferevent). TLS stacks a
- * bufferevent_openssl on the socket and WebSocket a filter bufferevent on
- * either: the adapter still gets one bufferevent and these calls.
+ * logs and metrics (transport_name). Kinds: plain TCP (transport_open_tcp:
+ * a socket bufferevent) and TLS (transport_open_tls, adapters/
+ * transport_tls.c: the bufferevent_openssl over the socket that the
+ * listener's handshake made, daemon/tls.h); WebSocket stacks a filter
+ * bufferevent on either: the adapter still gets one bufferevent and these
+ * calls. The peer's certificate identity (mTLS) is asked for through
+ * transport_peer_identity, whatever the kind.
  *
  * Everything here runs on the loop thread. A struct transport is embedded
  * in its connection (no allocation of its own); it is valid from a
@@ -33,6 +36,8 @@ struct transport_ops {
     /* The loop has stopped (daemon shutdown): one non-blocking attempt to
      * write what is queued; nothing is waited for. */
     void (*flush_now)(struct transport *transport);
+    /* Optional (NULL: never an identity): see transport_peer_identity. */
+    int (*peer_identity)(struct transport *transport, char *out, size_t out_size);
 };
 
 struct transport {
@@ -49,7 +54,19 @@ struct transport {
 int transport_open_tcp(struct transport *transport, struct event_base *base, const char *protocol,
                        evutil_socket_t fd, const struct sockaddr *peer, int peer_len);
 
-/* The transport's static name ("tcp"), "none" when not open. */
+/* TLS: take `stream`, the bufferevent_openssl over the accepted socket fd
+ * whose handshake the listener finished (daemon/tls.h), and write the
+ * peer's address into transport->peer. Returns 0 (it cannot fail; an int
+ * like transport_open_tcp so connection_new treats both alike). */
+int transport_open_tls(struct transport *transport, struct bufferevent *stream, evutil_socket_t fd,
+                       const struct sockaddr *peer, int peer_len);
+
+/* The user a verified client certificate names (listener's tls.identity)
+ * into out: 1 found; 0 none (not TLS, or no verified certificate); -1 a
+ * verified certificate that names no acceptable user (reason in out). */
+int transport_peer_identity(struct transport *transport, char *out, size_t out_size);
+
+/* The transport's static name ("tcp", "tls"), "none" when not open. */
 const char *transport_name(const struct transport *transport);
 
 /* See transport_ops.shutdown_write. -1 when not open. */

@@ -307,18 +307,27 @@ static size_t config_plain_size(enum config_type type)
     }
 }
 
-static bool config_listeners_equal(const struct config_listener *a, size_t a_count,
-                                   const struct config_listener *b, size_t b_count)
+static bool config_field_equal(const struct config_key *key, const void *a_base,
+                               const void *b_base);
+
+/* Listener lists: names, protocols and every string row of `key->keys`
+ * (bind, tls.*). */
+static bool config_listeners_equal(const struct config_key *key, const struct config_listener *a,
+                                   size_t a_count, const struct config_listener *b, size_t b_count)
 {
     if (a_count != b_count)
         return false;
     for (size_t i = 0; i < a_count; i++) {
         if (!config_strings_equal(a[i].name, b[i].name) ||
-            !config_strings_equal(a[i].bind, b[i].bind) ||
             a[i].protocol_count != b[i].protocol_count)
             return false;
         for (size_t p = 0; p < a[i].protocol_count; p++)
             if (!config_strings_equal(a[i].protocols[p], b[i].protocols[p]))
+                return false;
+        for (size_t k = 0; k < key->key_count; k++)
+            if ((key->keys[k].type == CONFIG_TYPE_STRING ||
+                 key->keys[k].type == CONFIG_TYPE_ADDRESS) &&
+                !config_field_equal(&key->keys[k], &a[i], &b[i]))
                 return false;
     }
     return true;
@@ -357,7 +366,7 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
     }
     case CONFIG_TYPE_LISTENERS:
         return config_listeners_equal(
-            *(struct config_listener *const *)a,
+            key, *(struct config_listener *const *)a,
             *(const size_t *)config_const_field(a_base, key->count_offset),
             *(struct config_listener *const *)b,
             *(const size_t *)config_const_field(b_base, key->count_offset));
@@ -423,8 +432,17 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
         const struct config_listener *from = &source[done];
         struct config_listener *to = &copy[done];
         if (config_copy_string(from->name, &to->name) < 0 ||
-            config_copy_string(from->bind, &to->bind) < 0 ||
             (to->protocols = calloc(from->protocol_count, sizeof(char *))) == NULL)
+            break;
+        size_t k = 0; /* bind, tls.*: every string row */
+        for (; k < key->key_count; k++) {
+            const struct config_key *row = &key->keys[k];
+            if ((row->type == CONFIG_TYPE_STRING || row->type == CONFIG_TYPE_ADDRESS) &&
+                config_copy_string(*(char *const *)config_const_field(from, row->offset),
+                                   (char **)config_field(to, row->offset)) < 0)
+                break;
+        }
+        if (k < key->key_count)
             break;
         for (; to->protocol_count < from->protocol_count; to->protocol_count++)
             if (config_copy_string(from->protocols[to->protocol_count],
@@ -528,12 +546,13 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
 }
 
 /* One warning per listener added, removed or changed by a reload. */
-static void config_warn_listeners(const struct config *old, const struct config *out)
+static void config_warn_listeners(const struct config_key *key, const struct config *old,
+                                  const struct config *out)
 {
     for (size_t i = 0; i < old->listener_count; i++) {
         const struct config_listener *was = &old->listeners[i];
         const struct config_listener *now = config_listener_find(out, was->name);
-        if (now == NULL || !config_listeners_equal(was, 1, now, 1))
+        if (now == NULL || !config_listeners_equal(key, was, 1, now, 1))
             log_warn("config", "listeners.%s changed; restart kbridged to apply it", was->name);
     }
     for (size_t i = 0; i < out->listener_count; i++)
@@ -551,7 +570,7 @@ void config_apply_live(const struct config *old, struct config *out)
         if (config_field_equal(key, old, out))
             continue;
         if (key->type == CONFIG_TYPE_LISTENERS)
-            config_warn_listeners(old, out);
+            config_warn_listeners(key, old, out);
         else
             log_warn("config", "%s changed; restart kbridged to apply it", key->name);
         if (config_copy_field(key, old, out) < 0)
@@ -1337,6 +1356,38 @@ static int config_parse_alias(struct config_parse *parse, struct config_section_
     return config_parse_value(parse, key, value_node, line, path, section->values);
 }
 
+/* Each user has exactly one of password_hash and password, and a
+ * plaintext password only with auth.insecure_plaintext. */
+static int config_check_user_secrets(struct config_parse *parse, const struct config *config)
+{
+    yaml_node_t *auth = config_mapping_get(parse, parse->root, "auth");
+    yaml_node_t *users = auth != NULL ? config_mapping_get(parse, auth, "users") : NULL;
+    for (size_t i = 0; i < config->auth.user_count; i++) {
+        const struct config_user *user = &config->auth.users[i];
+        yaml_node_t *item =
+            users != NULL && users->type == YAML_SEQUENCE_NODE &&
+                    i < (size_t)(users->data.sequence.items.top - users->data.sequence.items.start)
+                ? config_node(parse, users->data.sequence.items.start[i])
+                : NULL;
+        yaml_node_t *plain = item != NULL ? config_mapping_get(parse, item, "password") : NULL;
+        size_t line = plain != NULL ? config_line(plain) : item != NULL ? config_line(item) : 1;
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "auth.users[%zu]", i);
+        if (user->password == NULL && user->password_hash == NULL)
+            return config_fail(parse, line, path, "missing required key \"password_hash\"");
+        if (user->password != NULL && user->password_hash != NULL)
+            return config_fail(parse, line, path, "set password_hash or password, not both");
+        if (user->password != NULL && !config->auth.insecure_plaintext) {
+            snprintf(path, sizeof(path), "auth.users[%zu].password", i);
+            return config_fail(parse, line, path,
+                               "plaintext passwords are refused; write its hash in "
+                               "password_hash (kbridged --hash-password prints one), or set "
+                               "auth.insecure_plaintext: true for tests");
+        }
+    }
+    return 0;
+}
+
 static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
                             yaml_node_t *value_node, const char *path, const char *relative,
                             const struct config_key *keys, size_t key_count, void *base)
@@ -1517,6 +1568,8 @@ static int config_parse_document(struct config_parse *parse, const char *text, s
         parse->root = root;
         parse->config = config;
         rc = config_walk_mapping(parse, root, 1, "", "", config_keys, config_key_count, config);
+        if (rc == 0)
+            rc = config_check_user_secrets(parse, config);
         parse->document = NULL;
         parse->root = NULL;
         parse->config = NULL;

@@ -39,7 +39,8 @@ struct config_pattern {
 
 struct config_user {
     char *name;
-    char *password_hash;            /* crypt(3) string: "$6$...", "$5$...", "$y$..." */
+    char *password_hash; /* crypt(3) "$6$...", "$y$..." or RabbitMQ base64 (password.h) */
+    char *password;      /* plaintext: only with auth.insecure_plaintext; then hash is NULL */
     struct config_pattern *publish; /* destinations the user may publish to */
     size_t publish_count;
     struct config_pattern *consume; /* destinations the user may consume from */
@@ -55,6 +56,18 @@ struct config_listener {
     char *bind;            /* "host:port", "[v6]:port"; port 0 picks a free port */
     char **protocols;      /* default: { name } */
     size_t protocol_count; /* at least 1 once loaded */
+    /* `tls:` (daemon/tls.c): TLS on this listener when cert is set; NULL
+     * strings are the defaults. Checked (files read) at start by tls.c. */
+    struct {
+        char *cert;              /* PEM certificate (chain) file */
+        char *key;               /* PEM private key file */
+        char *key_password_file; /* file holding the key's passphrase; NULL: none */
+        char *ca;                /* PEM CA bundle for client certificates */
+        char *verify;            /* "none" (default), "optional", "required" */
+        char *min_version;       /* "1.2" (default), "1.3" */
+        char *ciphers;           /* OpenSSL cipher list (TLS 1.2); NULL: OpenSSL's */
+        char *identity;          /* "cn" (default), "san_email", "san_dns" */
+    } tls;
 };
 
 /* One entry of `vhosts` (architecture §11): a RabbitMQ virtual host and the
@@ -123,7 +136,8 @@ struct config {
     } definitions;
 
     struct {
-        bool anonymous; /* default false */
+        bool anonymous;          /* default false */
+        bool insecure_plaintext; /* default false: users[].password is refused */
         struct config_user *users;
         size_t user_count;
     } auth;
@@ -161,6 +175,7 @@ struct config {
         uint64_t heartbeat_ms;               /* default 10s */
         uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
         uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
+        uint64_t tls_handshake_timeout_ms;   /* TLS listener: handshake deadline, 10s */
     } limits;
 
     struct {

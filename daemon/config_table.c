@@ -5,6 +5,7 @@
  * key reference from the rows. A new key is one new row here. */
 #include "config_table.h"
 #include "config.h"
+#include "password.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -391,30 +392,50 @@ int config_check_name(const char *value, char *reason, size_t reason_size)
     return 0;
 }
 
-/* "$id$salt$hash" or longer ("$6$rounds=5000$salt$hash", "$y$j9T$salt$hash"):
- * a '$' then at least three non-empty '$'-separated fields of printable
- * characters. The value is never echoed: it is a secret's hash. */
+/* A crypt(3) string or a RabbitMQ base64 salted SHA-256/512 hash
+ * (password.h). The value is never echoed: it is a secret's hash. */
 static int config_check_password_hash(const char *value, char *reason, size_t reason_size)
 {
-    size_t fields = 0;
-    bool ok = value[0] == '$';
-    for (const char *field = value + 1; ok;) {
-        size_t len = strcspn(field, "$");
-        ok = len > 0;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = field[i] > ' ' && field[i] < 0x7f && field[i] != ':';
-        fields++;
-        if (field[len] == '\0')
-            break;
-        field += len + 1;
-    }
-    if (!ok || fields < 3) {
+    if (password_hash_kind(value) == PASSWORD_HASH_UNKNOWN) {
         snprintf(reason, reason_size,
-                 "is not a crypt(3) hash; expected \"$id$salt$hash\" such as the output of "
-                 "`openssl passwd -6`");
+                 "is neither a crypt(3) hash (\"$id$salt$hash\", as printed by `kbridged "
+                 "--hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+                 "rabbit_password_hashing_sha256/sha512 hash (base64)");
         return -1;
     }
     return 0;
+}
+
+static int config_check_one_of(const char *value, const char *const *allowed, size_t count,
+                               char *reason, size_t reason_size)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(value, allowed[i]) == 0)
+            return 0;
+    size_t used =
+        (size_t)snprintf(reason, reason_size, "%s is not one of ", config_quote(value).text);
+    for (size_t i = 0; i < count && used < reason_size; i++)
+        used +=
+            (size_t)snprintf(reason + used, reason_size - used, "%s%s", i ? ", " : "", allowed[i]);
+    return -1;
+}
+
+static int config_check_tls_verify(const char *value, char *reason, size_t reason_size)
+{
+    static const char *const allowed[] = {"none", "optional", "required"};
+    return config_check_one_of(value, allowed, 3, reason, reason_size);
+}
+
+static int config_check_tls_version(const char *value, char *reason, size_t reason_size)
+{
+    static const char *const allowed[] = {"1.2", "1.3"};
+    return config_check_one_of(value, allowed, 2, reason, reason_size);
+}
+
+static int config_check_tls_identity(const char *value, char *reason, size_t reason_size)
+{
+    static const char *const allowed[] = {"cn", "san_email", "san_dns"};
+    return config_check_one_of(value, allowed, 3, reason, reason_size);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -447,6 +468,95 @@ static const struct config_key listener_keys[] = {
             "hands it to the protocol they belong to; a connection that matches none is "
             "closed and counted in `kbridge_protocol_detect_failures_total`. `http` (the "
             "operations endpoint) cannot share a listener.",
+    },
+    {
+        .name = "tls.cert",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.cert),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none: plain TCP",
+        .description = "PEM file of the server certificate (then any intermediates): setting it "
+                       "turns TLS on for this listener (TLS 1.2 and 1.3 only; every protocol, "
+                       "shared listeners and `http` alike). Re-read with `tls.key` on SIGHUP: "
+                       "new connections get the new certificate, open ones keep theirs. See "
+                       "docs/security.md.",
+    },
+    {
+        .name = "tls.key",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.key),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "required with `tls.cert`",
+        .description = "PEM file of the certificate's private key (readable by kbridged only).",
+    },
+    {
+        .name = "tls.key_password_file",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.key_password_file),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none: the key is not encrypted",
+        .description = "File whose first line is the passphrase of an encrypted `tls.key` (the "
+                       "passphrase itself is never written in the config).",
+    },
+    {
+        .name = "tls.ca",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.ca),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none",
+        .description = "PEM file of the CA certificates that client certificates must chain to; "
+                       "required when `tls.verify` is `optional` or `required`.",
+    },
+    {
+        .name = "tls.verify",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.verify),
+        .min = 1,
+        .max = 16,
+        .default_doc = "`none`",
+        .check = config_check_tls_verify,
+        .description = "Client certificates: `none` (not asked for), `optional` (asked for; one "
+                       "that does not verify fails the handshake) or `required` (a connection "
+                       "without a valid one fails the handshake). With a verified certificate "
+                       "the client may log in as the user `tls.identity` names (mTLS: STOMP "
+                       "CONNECT without `login`, AMQP SASL EXTERNAL).",
+    },
+    {
+        .name = "tls.min_version",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.min_version),
+        .min = 1,
+        .max = 8,
+        .default_doc = "`1.2`",
+        .check = config_check_tls_version,
+        .description = "Oldest TLS version accepted: `1.2` or `1.3` (1.1 and older are never "
+                       "accepted).",
+    },
+    {
+        .name = "tls.ciphers",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.ciphers),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "OpenSSL's default list",
+        .description = "OpenSSL cipher list for TLS 1.2 (`openssl ciphers` syntax, e.g. "
+                       "`ECDHE+AESGCM:ECDHE+CHACHA20`); TLS 1.3 suites are OpenSSL's defaults.",
+    },
+    {
+        .name = "tls.identity",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, tls.identity),
+        .min = 1,
+        .max = 16,
+        .default_doc = "`cn`",
+        .check = config_check_tls_identity,
+        .description = "Which field of a verified client certificate is the user name: `cn` "
+                       "(subject common name), `san_email` or `san_dns` (the first such subject "
+                       "alternative name). The user must be in `auth.users`; its ACLs apply.",
     },
 };
 
@@ -485,12 +595,28 @@ static const struct config_key user_keys[] = {
         .offset = offsetof(struct config_user, password_hash),
         .min = 1,
         .max = 1024,
-        .flags = CONFIG_KEY_REQUIRED | CONFIG_KEY_SECRET,
+        .flags = CONFIG_KEY_SECRET,
+        .default_doc = "required, unless `password` is set",
         .check = config_check_password_hash,
-        .description = "crypt(3) hash of the password, never the password itself: "
-                       "`$id$salt$hash` as printed by `openssl passwd -6` (SHA-512). Other "
-                       "schemes of the system's crypt(3) work too (`$5$` SHA-256, `$y$` "
-                       "yescrypt, `$2b$` bcrypt).",
+        .description = "Hash of the password, never the password itself: a crypt(3) string "
+                       "`$id$salt$hash` as printed by `kbridged --hash-password` (yescrypt) or "
+                       "`openssl passwd -6` (SHA-512; the system's other crypt(3) schemes work "
+                       "too: `$5$`, `$2b$`), or a RabbitMQ `password_hash` copied verbatim from "
+                       "a definitions export (`rabbit_password_hashing_sha256` or `_sha512`: "
+                       "base64 of a 4-byte salt and SHA-256/512 of salt + password, told apart "
+                       "by length).",
+    },
+    {
+        .name = "password",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_user, password),
+        .min = 1,
+        .max = 1024,
+        .flags = CONFIG_KEY_SECRET,
+        .default_doc = "none",
+        .description = "The password in plain text: refused unless `auth.insecure_plaintext` is "
+                       "true (tests and demos only; kbridged then warns at every start and "
+                       "reload). Set `password_hash` instead (`kbridged --hash-password`).",
     },
     {
         .name = "publish",
@@ -567,7 +693,11 @@ const struct config_key config_keys[] = {
         .description = "librdkafka properties set on every Kafka handle, e.g. "
                        "`security.protocol: SASL_SSL`. Values are passed as written; "
                        "librdkafka checks them when kbridged starts. `bootstrap.servers` is "
-                       "refused here: set `kafka.bootstrap`.",
+                       "refused here: set `kafka.bootstrap`. A name ending in `_file` "
+                       "(`sasl.password_file: /etc/kbridge/kafka-password`) sets the property "
+                       "without the suffix to the first line of that file, here and in "
+                       "`kafka.producer` and `kafka.consumer`, so secrets stay out of this "
+                       "file (docs/security.md).",
     },
     {
         .name = "kafka.producer",
@@ -688,6 +818,15 @@ const struct config_key config_keys[] = {
         .default_value = "false",
         .description = "Accept clients that do not log in (STOMP CONNECT without `login`, "
                        "AMQP SASL ANONYMOUS). Keep it off in production.",
+    },
+    {
+        .name = "auth.insecure_plaintext",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, auth.insecure_plaintext),
+        .default_value = "false",
+        .description = "Accept `auth.users[].password` in plain text (anyone who can read the "
+                       "file has the passwords). For tests and demos only: kbridged logs a "
+                       "warning at every start and reload while a user has one.",
     },
     {
         .name = "auth.users",
@@ -928,6 +1067,18 @@ const struct config_key config_keys[] = {
         .default_value = "10s",
         .description = "On a listener with several `protocols`: how long a new connection may "
                        "take to send the first bytes that tell its protocol; it is closed after.",
+    },
+    {
+        .name = "limits.tls_handshake_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.tls_handshake_timeout_ms),
+        .min = 100,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "10s",
+        .description = "On a TLS listener: how long a new connection may take to finish the TLS "
+                       "handshake (and, on a listener of several `protocols`, to send its first "
+                       "bytes); it is closed after and counted in "
+                       "`kbridge_tls_handshake_failures_total`.",
     },
     {
         .name = "limits.protocol_detect_bytes",

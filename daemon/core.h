@@ -84,6 +84,14 @@ const struct config *core_config(const struct core *core);
 int core_authenticate_anonymous(struct core *core, char *user, size_t user_size, char *err,
                                 size_t err_size);
 
+/* A client whose verified TLS client certificate names `identity` (the
+ * transport's peer identity, mTLS): CORE_OK with the name written into user
+ * when it is a user of auth.users (its ACLs apply as to a password login),
+ * else CORE_ERR_ACCESS with the reason in err, counted as an auth failure.
+ * Nothing to hash: the TLS handshake verified the certificate. */
+int core_authenticate_certificate(struct core *core, const char *identity, char *user,
+                                  size_t user_size, char *err, size_t err_size);
+
 /* The answer of core_authenticate_start, on the loop thread: result CORE_OK
  * with the user name ("anonymous" for anonymous), or CORE_ERR_ACCESS /
  * CORE_ERR_INTERNAL with a reason (user NULL) that never reveals which part

@@ -3,8 +3,8 @@
  * decided on the loop against the config in force) and ACLs (POSIX regexes
  * per user, each session caching its decisions per destination name until a
  * reload), and the revocation of sessions a reload no longer allows. */
-#include <crypt.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "core.h"
 #include "core_internal.h"
 #include "log.h"
+#include "password.h"
 #include "worker.h"
 
 /* Hashed against for unknown users, so that timing does not tell which
@@ -30,6 +31,13 @@ static const struct config_user *core_user(const struct config *config, const ch
     return NULL;
 }
 
+/* What a user's password is checked against: its hash, or (only with
+ * auth.insecure_plaintext) its plaintext password. */
+static const char *core_user_secret(const struct config_user *entry)
+{
+    return entry->password_hash ? entry->password_hash : entry->password;
+}
+
 #define CORE_ANONYMOUS_REFUSED "login required: anonymous access is disabled"
 
 int core_authenticate_anonymous(struct core *core, char *user, size_t user_size, char *err,
@@ -44,6 +52,19 @@ int core_authenticate_anonymous(struct core *core, char *user, size_t user_size,
     return CORE_OK;
 }
 
+int core_authenticate_certificate(struct core *core, const char *identity, char *user,
+                                  size_t user_size, char *err, size_t err_size)
+{
+    if (!identity || !*identity || !core_user(core_config(core), identity)) {
+        (*core->auth_failures)++;
+        snprintf(err, err_size, "the client certificate names user '%s', who is not in auth.users",
+                 identity ? identity : "");
+        return CORE_ERR_ACCESS;
+    }
+    snprintf(user, user_size, "%s", identity);
+    return CORE_OK;
+}
+
 /* ---- the same off the loop ---- */
 
 /* One core_authenticate_start. The worker thread touches only passcode,
@@ -54,6 +75,7 @@ struct core_auth {
     void *opaque;
     struct worker_job *job;
     bool anonymous; /* no login given */
+    bool plaintext; /* setting is a plaintext password (auth.insecure_plaintext) */
     bool known;     /* the user existed when the check started */
     bool match;     /* worker: the passcode hashes to `setting` */
     bool failed;    /* worker: out of memory */
@@ -77,15 +99,13 @@ static void core_auth_free(struct core_auth *auth)
 static void core_auth_work(void *arg)
 {
     struct core_auth *auth = arg;
-    struct crypt_data *data = calloc(1, sizeof(*data));
-    if (!data) {
-        auth->failed = true;
-        return;
+    if (auth->plaintext) {
+        size_t len = strlen(auth->setting);
+        auth->match =
+            strlen(auth->passcode) == len && CRYPTO_memcmp(auth->passcode, auth->setting, len) == 0;
+    } else {
+        auth->match = password_verify(auth->passcode, auth->setting);
     }
-    const char *hashed = crypt_r(auth->passcode, auth->setting, data);
-    auth->match = hashed && hashed[0] != '*' && strcmp(hashed, auth->setting) == 0;
-    explicit_bzero(data, sizeof(*data));
-    free(data);
     explicit_bzero(auth->passcode, strlen(auth->passcode));
 }
 
@@ -116,7 +136,7 @@ static void core_auth_done(void *arg, bool cancelled)
         /* A reload while hashing may have removed the user or changed the password. */
         const struct config_user *entry = core_user(config, auth->login);
         if (auth->known && auth->match && entry &&
-            strcmp(entry->password_hash, auth->setting) == 0) {
+            strcmp(core_user_secret(entry), auth->setting) == 0) {
             result = CORE_OK;
             user = auth->login;
         } else {
@@ -146,7 +166,8 @@ struct core_auth *core_authenticate_start(struct core *core, const char *login,
         auth->known = entry != NULL;
         auth->login = strdup(login);
         auth->passcode = strdup(passcode ? passcode : "");
-        auth->setting = strdup(entry ? entry->password_hash : CORE_DUMMY_SETTING);
+        auth->plaintext = entry && !entry->password_hash;
+        auth->setting = strdup(entry ? core_user_secret(entry) : CORE_DUMMY_SETTING);
         if (!auth->login || !auth->passcode || !auth->setting) {
             core_auth_free(auth);
             return NULL;
@@ -289,7 +310,7 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     const struct config_user *entry =
         session->anonymous ? NULL : core_user(core_config(core), user);
     if (entry)
-        session->password_hash = strdup(entry->password_hash);
+        session->password_hash = strdup(core_user_secret(entry));
     /* getrandom, not RAND_bytes: the seed picks partitions and needs no
      * DRBG, while the process's first RAND_bytes initialises OpenSSL's
      * provider and random generators (~2 MiB of RSS measured), which a node
@@ -360,7 +381,7 @@ static const char *core_session_disallowed(const struct core_session *session)
     const struct config_user *entry = core_user(config, session->user);
     if (!entry)
         return "the user was removed from the configuration";
-    if (!session->password_hash || strcmp(entry->password_hash, session->password_hash) != 0)
+    if (!session->password_hash || strcmp(core_user_secret(entry), session->password_hash) != 0)
         return "the user's password was changed";
     return NULL;
 }

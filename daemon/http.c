@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "tls.h"
 #include "version.h"
 
 struct ops_http {
@@ -202,7 +203,7 @@ static void ops_dispatch(struct evhttp_request *request, void *arg)
 }
 
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,
-                              char *err, size_t err_size)
+                              struct tls_context *tls, char *err, size_t err_size)
 {
     struct ops_http *http = calloc(1, sizeof(*http));
     if (!http) {
@@ -231,6 +232,8 @@ struct ops_http *ops_http_new(struct event_base *base, struct server *server, co
     evhttp_set_max_body_size(http->evhttp, 65536);
     evhttp_set_timeout(http->evhttp, 30);
     evhttp_set_gencb(http->evhttp, ops_dispatch, http);
+    if (tls) /* evhttp's timeout above also bounds a handshake that never finishes */
+        evhttp_set_bevcb(http->evhttp, tls_http_bevcb, tls);
     return http;
 }
 

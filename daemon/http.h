@@ -14,10 +14,14 @@ struct ops_http;
  * default of `listeners.http`); the daemon's own, not an adapter. */
 #define OPS_HTTP_PROTOCOL "http"
 
-/* Bind `bind` and serve the ops endpoints for `server`. Returns NULL with
- * err filled when the address cannot be bound. Caller owns the result. */
+struct tls_context;
+
+/* Bind `bind` and serve the ops endpoints for `server`, over TLS when `tls`
+ * (the listener's context, daemon/tls.h; owned by the caller, outliving
+ * the result) is not NULL. Returns NULL with err filled when the address
+ * cannot be bound. Caller owns the result. */
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,
-                              char *err, size_t err_size);
+                              struct tls_context *tls, char *err, size_t err_size);
 /* The address actually bound ("127.0.0.1:15672"). Owned by the listener. */
 const char *ops_http_address(const struct ops_http *http);
 /* Stop serving and free; NULL is fine. */

@@ -113,13 +113,57 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *name, con
     return 0;
 }
 
+#define KAFKA_FILE_SUFFIX "_file"
+#define KAFKA_SECRET_MAX 4096
+
+/* "NAME_file: PATH": NAME from the first line of PATH (the value is never
+ * written into a message). */
+static int kafka_conf_set_from_file(rd_kafka_conf_t *conf, const char *key, const char *name,
+                                    const char *path, char *err, size_t err_size)
+{
+    size_t name_len = strlen(name) - strlen(KAFKA_FILE_SUFFIX);
+    char property[256];
+    if (name_len == 0 || name_len >= sizeof(property)) {
+        snprintf(err, err_size, "%s.%s: no property name before %s", key, name, KAFKA_FILE_SUFFIX);
+        return -1;
+    }
+    memcpy(property, name, name_len);
+    property[name_len] = '\0';
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        snprintf(err, err_size, "%s.%s: cannot read %s: %s", key, name, path, strerror(errno));
+        return -1;
+    }
+    char secret[KAFKA_SECRET_MAX];
+    if (!fgets(secret, sizeof(secret), file))
+        secret[0] = '\0';
+    fclose(file);
+    secret[strcspn(secret, "\r\n")] = '\0';
+    char why[512];
+    int rc = 0;
+    if (rd_kafka_conf_set(conf, property, secret, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, err_size, "%s.%s: librdkafka refused the value read from %s for %s", key,
+                 name, path, property);
+        rc = -1;
+    }
+    explicit_bzero(secret, sizeof(secret));
+    return rc;
+}
+
 int kafka_conf_apply(rd_kafka_conf_t *conf, const char *key, const struct config_properties *props,
                      char *err, size_t err_size)
 {
-    for (size_t i = 0; i < props->count; i++)
-        if (kafka_conf_set(conf, key, props->items[i].name, props->items[i].value, err, err_size) <
-            0)
+    size_t suffix = strlen(KAFKA_FILE_SUFFIX);
+    for (size_t i = 0; i < props->count; i++) {
+        const char *name = props->items[i].name;
+        size_t len = strlen(name);
+        int rc =
+            len > suffix && strcmp(name + len - suffix, KAFKA_FILE_SUFFIX) == 0
+                ? kafka_conf_set_from_file(conf, key, name, props->items[i].value, err, err_size)
+                : kafka_conf_set(conf, key, name, props->items[i].value, err, err_size);
+        if (rc < 0)
             return -1;
+    }
     return 0;
 }
 

@@ -148,6 +148,10 @@ void kafka_wakeup_again(struct kafka_wakeup *wakeup);
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *name, const char *value,
                    char *err, size_t err_size);
+/* Set every property of `props` (the config key `key` names them in errors).
+ * A name ending in "_file" ("sasl.password_file") sets the property without
+ * the suffix to the first line of that file, so secrets stay out of the
+ * config file. */
 int kafka_conf_apply(rd_kafka_conf_t *conf, const char *key, const struct config_properties *props,
                      char *err, size_t err_size);
 /* The last value of `name` in props, or NULL. */

@@ -1,5 +1,6 @@
 /* main.c -- kbridged's command line: run the daemon in the foreground,
- * check a config file, print the config reference, version or help.
+ * check a config file, hash a password for auth.users, print the config
+ * reference, version or help.
  * Exit codes: 0 clean, 1 start-up or runtime failure, 2 usage or invalid config. */
 #include <event2/event.h>
 #include <getopt.h>
@@ -7,13 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "adapter.h"
 #include "config.h"
 #include "definitions_store.h"
 #include "http.h"
 #include "log.h"
+#include "password.h"
 #include "server.h"
+#include "tls.h"
 #include "version.h"
 
 #ifndef SYSCONFDIR
@@ -28,23 +33,80 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: kbridged [-c FILE]\n"
             "       kbridged --check-config FILE\n"
+            "       kbridged --hash-password < PASSWORD\n"
             "       kbridged --config-reference | --version | --help\n"
             "\n"
             "kbridged bridges STOMP and AMQP 1.0 clients to Apache Kafka. It runs in the\n"
             "foreground and logs to stderr.\n"
             "\n"
             "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
-            "      --check-config FILE validate FILE and exit: 0 valid, 2 invalid\n"
+            "      --check-config FILE validate FILE (and its TLS files) and exit: 0 valid,\n"
+            "                          2 invalid\n"
+            "      --hash-password     read a password (one line) from stdin, print its\n"
+            "                          yescrypt hash for auth.users[].password_hash\n"
             "      --config-reference  print every configuration key (Markdown) and exit\n"
             "  -V, --version           print the version and exit\n"
             "  -h, --help              print this help and exit\n"
             "\n"
-            "Signals: SIGHUP reloads users, ACLs, limits and log settings; SIGTERM or SIGINT\n"
-            "drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
+            "Signals: SIGHUP reloads users, ACLs, limits, log settings and TLS certificates;\n"
+            "SIGTERM or SIGINT drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
             "\n"
             "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
             "the operations endpoint.\n",
             protocols, OPS_HTTP_PROTOCOL);
+}
+
+/* --hash-password: one line from stdin (not echoed on a terminal), its
+ * yescrypt hash on stdout. */
+static int main_hash_password(void)
+{
+    struct termios saved;
+    bool terminal = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (terminal) {
+        struct termios quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        fprintf(stderr, "Password: ");
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t len = getline(&line, &size, stdin);
+    if (terminal) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fprintf(stderr, "\n");
+    }
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    int code = 0;
+    char hash[256], err[256];
+    if (len <= 0) {
+        fprintf(stderr, "kbridged: --hash-password: no password on stdin\n");
+        code = 2;
+    } else if (password_hash_new(line, hash, sizeof(hash), err, sizeof(err)) < 0) {
+        fprintf(stderr, "kbridged: --hash-password: %s\n", err);
+        code = 1;
+    } else {
+        printf("%s\n", hash);
+    }
+    if (line) {
+        explicit_bzero(line, size);
+        free(line);
+    }
+    return code;
+}
+
+/* --check-config: every TLS listener's files load (cert, key, CA, ciphers). */
+static int main_check_tls(const struct config *config, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < config->listener_count; i++) {
+        if (!tls_configured(&config->listeners[i]))
+            continue;
+        struct tls_context *tls = tls_context_new(&config->listeners[i], NULL, err, err_size);
+        if (!tls)
+            return -1;
+        tls_context_free(tls);
+    }
+    return 0;
 }
 
 static int main_run(const char *check_path, const char *config_path, bool reference,
@@ -53,11 +115,12 @@ static int main_run(const char *check_path, const char *config_path, bool refere
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECK_CONFIG = 256, OPT_CONFIG_REFERENCE };
+    enum { OPT_CHECK_CONFIG = 256, OPT_CONFIG_REFERENCE, OPT_HASH_PASSWORD };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
         {"config-reference", no_argument, NULL, OPT_CONFIG_REFERENCE},
+        {"hash-password", no_argument, NULL, OPT_HASH_PASSWORD},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -65,6 +128,7 @@ int main(int argc, char **argv)
     const char *config_path = DEFAULT_CONFIG_PATH;
     const char *check_path = NULL;
     bool reference = false;
+    bool hash_password = false;
     opterr = 0;
     int option;
     while ((option = getopt_long(argc, argv, ":c:Vh", options, NULL)) != -1) {
@@ -72,6 +136,7 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case OPT_CHECK_CONFIG: check_path = optarg; break;
         case OPT_CONFIG_REFERENCE: reference = true; break;
+        case OPT_HASH_PASSWORD: hash_password = true; break;
         case 'V': printf("kbridged %s\n", KBRIDGE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
@@ -88,6 +153,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kbridged: unexpected argument '%s'; see kbridged --help\n", argv[optind]);
         return 2;
     }
+    if (hash_password)
+        return main_hash_password();
 
     const struct adapter_registry *adapters = adapter_registry_builtin();
     /* the built-in adapters' own config sections ("stomp: ...") */
@@ -120,7 +187,8 @@ static int main_run(const char *check_path, const char *config_path, bool refere
             fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
             return 2;
         }
-        if (server_check_listeners(config, adapters, err, sizeof(err)) < 0) {
+        if (server_check_listeners(config, adapters, err, sizeof(err)) < 0 ||
+            main_check_tls(config, err, sizeof(err)) < 0) {
             fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", check_path, err);
             config_free(config);
             return 2;

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "protocol_detect.h"
+#include "tls.h"
 #include "version.h"
 #include "worker.h"
 
@@ -46,7 +48,9 @@ struct server_listener {
     struct server_adapter **serves;        /* serve_count of server->adapters */
     const struct adapter_ops **candidates; /* their ops, for the detector */
     size_t serve_count;                    /* >= 1 */
-    struct protocol_detector *detector;    /* when serve_count > 1 */
+    struct protocol_detector *detector;    /* when serve_count > 1, plain TCP */
+    struct tls_context *tls;               /* listeners.NAME.tls; NULL: plain TCP */
+    struct tls_acceptor *tls_acceptor;     /* with tls: handshakes (and detection) */
 };
 
 struct server {
@@ -63,7 +67,8 @@ struct server {
     size_t section_count;
     struct server_listener *listeners; /* client listeners, in the file's order */
     size_t listener_count;
-    char *http_bind; /* the ops listener's configured bind, NULL without one */
+    char *http_bind;              /* the ops listener's configured bind, NULL without one */
+    struct tls_context *http_tls; /* the ops listener's TLS, NULL: plain HTTP */
 
     struct event *signal_term;
     struct event *signal_int;
@@ -170,20 +175,33 @@ static void server_refuse(struct server *server, evutil_socket_t fd, const struc
         listener_format_address(peer, address, sizeof(address));
     (*server->connections_refused)++;
     log_warn("server", "connection from %s refused: %s", address, why);
-    evutil_closesocket(fd);
+    if (fd >= 0)
+        evutil_closesocket(fd);
 }
 
-/* The detector (or a listener of one adapter) found the connection's adapter. */
-static void server_hand_over(void *opaque, size_t index, evutil_socket_t fd,
-                             const struct sockaddr *peer, int peer_len)
+/* The detector, the TLS handshake or a plain listener of one adapter found
+ * the connection's adapter; `stream` is the TLS stream (NULL: plain). */
+static void server_hand_over_stream(void *opaque, size_t index, evutil_socket_t fd,
+                                    const struct sockaddr *peer, int peer_len,
+                                    struct bufferevent *stream)
 {
     struct server_listener *entry = opaque;
     struct server_adapter *target = entry->serves[index];
     if (entry->server->draining) {
+        if (stream) {
+            bufferevent_free(stream); /* closes fd */
+            fd = -1;
+        }
         server_refuse(entry->server, fd, peer, "draining for shutdown");
         return;
     }
-    target->ops->accept(target->adapter, fd, peer, peer_len);
+    target->ops->accept(target->adapter, fd, peer, peer_len, stream);
+}
+
+static void server_hand_over(void *opaque, size_t index, evutil_socket_t fd,
+                             const struct sockaddr *peer, int peer_len)
+{
+    server_hand_over_stream(opaque, index, fd, peer, peer_len, NULL);
 }
 
 static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sockaddr *peer,
@@ -193,6 +211,19 @@ static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sock
     struct server *server = entry->server;
     if (server->draining) {
         server_refuse(server, fd, peer, "draining for shutdown");
+        return;
+    }
+    if (entry->tls_acceptor) {
+        const struct config *config = server->config;
+        if (tls_acceptor_pending(entry->tls_acceptor) >= config->limits.max_connections) {
+            server_refuse(server, fd, peer,
+                          "limits.max_connections connections are already in their TLS "
+                          "handshake");
+            return;
+        }
+        tls_acceptor_add(entry->tls_acceptor, fd, peer, peer_len,
+                         config->limits.tls_handshake_timeout_ms,
+                         config->limits.protocol_detect_bytes);
         return;
     }
     if (!entry->detector) {
@@ -247,7 +278,17 @@ static int server_listen(struct server *server, const struct config_listener *li
         snprintf(err, err_size, "listeners.%s: unknown protocol", listener_config->name);
         return -1;
     }
-    if (count > 1) {
+    if (tls_configured(listener_config)) {
+        entry->tls = tls_context_new(listener_config, server->metrics, err, err_size);
+        if (!entry->tls)
+            return -1;
+        entry->tls_acceptor = tls_acceptor_new(server->base, entry->tls, entry->candidates, count,
+                                               server->metrics, server_hand_over_stream, entry);
+        if (!entry->tls_acceptor) {
+            snprintf(err, err_size, "listeners.%s: out of memory", listener_config->name);
+            return -1;
+        }
+    } else if (count > 1) {
         entry->detector =
             protocol_detector_new(server->base, listener_config->name, entry->candidates, count,
                                   server_hand_over, entry, server->detect_failures);
@@ -260,12 +301,13 @@ static int server_listen(struct server *server, const struct config_listener *li
                                    server_on_accept, entry, err, err_size);
     if (!entry->listener)
         return -1;
+    const char *tls_note = entry->tls ? ", TLS" : "";
     if (count > 1)
-        log_info("server", "listener %s listening on %s (%s, by first bytes)",
-                 listener_config->name, listener_address(entry->listener), protocols);
+        log_info("server", "listener %s listening on %s (%s, by first bytes%s)",
+                 listener_config->name, listener_address(entry->listener), protocols, tls_note);
     else
-        log_info("server", "listener %s listening on %s", listener_config->name,
-                 listener_address(entry->listener));
+        log_info("server", "listener %s listening on %s%s", listener_config->name,
+                 listener_address(entry->listener), entry->tls ? " (TLS)" : "");
     return 0;
 }
 
@@ -293,11 +335,15 @@ static int server_listen_all(struct server *server, char *err, size_t err_size)
             snprintf(err, err_size, "out of memory");
             return -1;
         }
-        server->http = ops_http_new(server->base, server, ops->bind, err, err_size);
+        if (tls_configured(ops) &&
+            !(server->http_tls = tls_context_new(ops, server->metrics, err, err_size)))
+            return -1;
+        server->http =
+            ops_http_new(server->base, server, ops->bind, server->http_tls, err, err_size);
         if (!server->http)
             return -1;
-        log_info("server", "listener %s listening on %s", ops->name,
-                 ops_http_address(server->http));
+        log_info("server", "listener %s listening on %s%s", ops->name,
+                 ops_http_address(server->http), server->http_tls ? " (TLS)" : "");
     }
     return 0;
 }
@@ -322,7 +368,45 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
     return 0;
 }
 
+/* Every start and reload: plaintext passwords are in the file. */
+static void server_warn_plaintext(const struct config *config)
+{
+    size_t plain = 0;
+    for (size_t i = 0; i < config->auth.user_count; i++)
+        if (config->auth.users[i].password)
+            plain++;
+    if (plain > 0)
+        log_warn("config",
+                 "auth.insecure_plaintext: %zu user(s) of %s have plaintext passwords; anyone "
+                 "who can read the file has them. Replace each with password_hash (kbridged "
+                 "--hash-password) outside tests",
+                 plain, config->path);
+}
+
 /* ---- reload ------------------------------------------------------------------ */
+
+/* Re-read every TLS listener's certificate, key and CA files (the file
+ * names are the running ones: listeners.* change only with a restart).
+ * A listener whose files do not load keeps its running context. */
+static void server_reload_tls(struct server *server)
+{
+    char err[1024];
+    for (size_t i = 0; i <= server->listener_count; i++) {
+        struct tls_context *tls =
+            i < server->listener_count ? server->listeners[i].tls : server->http_tls;
+        if (!tls)
+            continue;
+        if (tls_context_reload(tls, err, sizeof(err)) < 0) {
+            (*server->reload_failures)++;
+            log_error("config", "reload: keeping the running TLS certificate: %s", err);
+        } else {
+            log_info("config",
+                     "listeners.%s: TLS certificate and key reloaded (expires in %.0f "
+                     "days)",
+                     tls_context_name(tls), tls_context_expiry_seconds(tls) / 86400.0);
+        }
+    }
+}
 
 static void server_reload(struct server *server)
 {
@@ -338,6 +422,8 @@ static void server_reload(struct server *server)
         return;
     }
     config_apply_live(server->config, fresh);
+    server_warn_plaintext(fresh);
+    server_reload_tls(server);
     struct config *old = server->config;
     server->config = fresh;
     kafka_set_config(server->kafka, fresh);
@@ -386,6 +472,8 @@ static void server_drain(struct server *server, const char *why)
         listener_pause(server->listeners[i].listener);
         if (server->listeners[i].detector) /* they sent no work yet */
             protocol_detector_close_all(server->listeners[i].detector);
+        if (server->listeners[i].tls_acceptor)
+            tls_acceptor_close_all(server->listeners[i].tls_acceptor);
     }
     for (size_t i = 0; i < server->registry->count; i++)
         if (server->adapters[i].adapter)
@@ -454,6 +542,7 @@ struct server *server_new(struct config *config, const struct adapter_registry *
         goto fail;
     log_set_level(config->log.level);
     log_set_format(config->log.format);
+    server_warn_plaintext(config);
     event_set_log_callback(server_on_libevent_log);
     signal(SIGPIPE, SIG_IGN);
 
@@ -584,6 +673,8 @@ void server_free(struct server *server)
         struct server_listener *entry = &server->listeners[i];
         listener_free(entry->listener);
         protocol_detector_free(entry->detector); /* closes connections still waiting */
+        tls_acceptor_free(entry->tls_acceptor);
+        tls_context_free(entry->tls); /* open connections hold their own SSL_CTX reference */
         free(entry->serves);
         free(entry->candidates);
     }
@@ -595,6 +686,7 @@ void server_free(struct server *server)
     free(server->sections);
     free(server->http_bind);
     ops_http_free(server->http);
+    tls_context_free(server->http_tls);
     core_free(server->core);
     /* After every owner of a job is gone, before Kafka: it completes every
      * job (Kafka's lookups, closes and probe use the producer). */

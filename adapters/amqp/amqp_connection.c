@@ -112,10 +112,20 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
                                              const char *password, char *user, size_t user_size,
                                              char *reason, size_t reason_size)
 {
-    (void)user;
-    (void)user_size;
     struct amqp_connection *connection = opaque;
     struct amqp_adapter *adapter = connection->adapter;
+    if (strcmp(mechanism, "EXTERNAL") == 0) { /* mTLS: no hash to check */
+        snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
+        snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login);
+        int rc = core_authenticate_certificate(adapter->base.context.core, login, user, user_size,
+                                               reason, reason_size);
+        if (rc != CORE_OK) {
+            amqp_adapter_count_error(adapter, amqp_core_error(rc)->login.kind);
+            log_info("amqp", "%s: SASL EXTERNAL refused: %s", connection->base.peer, reason);
+            return -1;
+        }
+        return 0;
+    }
     if (connection->auth) {
         snprintf(reason, reason_size, "a SASL check is already running");
         return -1;
@@ -402,11 +412,45 @@ static void amqp_connection_on_tick(evutil_socket_t fd, short what, void *arg)
 /* ---- stream callbacks (through the adapter base) ---------------------------------- */
 
 /* connection_ops.read: bytes for proton (the base discards them once closing). */
+/* AMQP 1.0 §5.2.1: "AMQP" 2 1 0 0 asks for in-band TLS, which kbridge does
+ * not offer (TLS is the listener's: tls:). Answer with the header we do
+ * speak (SASL, id 3) and close, as the spec asks of a server refusing a
+ * protocol header. 1 refused, 0 not that header, -1 too few bytes yet. */
+static int amqp_connection_refuse_tls_header(struct amqp_connection *connection,
+                                             struct evbuffer *input)
+{
+    static const unsigned char tls_header[5] = {'A', 'M', 'Q', 'P', 2};
+    static const unsigned char sasl_header[8] = {'A', 'M', 'Q', 'P', 3, 1, 0, 0};
+    size_t len = evbuffer_get_length(input);
+    size_t want = len < sizeof(tls_header) ? len : sizeof(tls_header);
+    unsigned char *bytes = evbuffer_pullup(input, (ev_ssize_t)want);
+    if (!bytes || memcmp(bytes, tls_header, want) != 0)
+        return 0;
+    if (want < sizeof(tls_header))
+        return -1;
+    log_info("amqp",
+             "%s: the client asked for AMQP's in-band TLS layer (protocol id 2), which kbridge "
+             "does not offer; answered with the SASL header and closed (connect with TLS to a "
+             "listener with tls: set)",
+             connection->base.peer);
+    connection->base.close_reason = "in-band TLS (protocol id 2) requested";
+    evbuffer_add(bufferevent_get_output(connection->base.transport.stream), sasl_header,
+                 sizeof(sasl_header));
+    connection_flush_then_close(&connection->base);
+    return 1;
+}
+
 static void amqp_connection_on_read(struct connection *base)
 {
     struct amqp_connection *connection = amqp_connection_of(base);
     struct evbuffer *input = bufferevent_get_input(base->transport.stream);
     pn_connection_driver_t *driver = &connection->driver;
+    if (!connection->header_checked) {
+        int refused = amqp_connection_refuse_tls_header(connection, input);
+        if (refused != 0)
+            return; /* refused, or wait for the fifth byte */
+        connection->header_checked = true;
+    }
     while (evbuffer_get_length(input) > 0) {
         if (pn_connection_driver_read_closed(driver)) {
             evbuffer_drain(input, evbuffer_get_length(input));
@@ -478,8 +522,14 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
     pn_transport_set_channel_max(transport, AMQP_MAX_SESSIONS - 1);
     uint64_t idle = config->limits.heartbeat_ms; /* announced and enforced; 0: none */
     pn_transport_set_idle_timeout(transport, idle > UINT32_MAX ? UINT32_MAX : (pn_millis_t)idle);
-    if (amqp_sasl_install(transport, config->auth.anonymous, amqp_connection_check_credentials,
-                          connection, err, err_size) < 0)
+    /* mTLS: the listener's handshake is done, so the identity is known now */
+    char identity[256];
+    int has_identity =
+        transport_peer_identity(&connection->base.transport, identity, sizeof(identity));
+    if (has_identity < 0)
+        log_info("amqp", "%s: no SASL EXTERNAL: %s", connection->base.peer, identity);
+    if (amqp_sasl_install(transport, config->auth.anonymous, has_identity > 0 ? identity : NULL,
+                          amqp_connection_check_credentials, connection, err, err_size) < 0)
         return -1;
     if (pn_connection_driver_bind(&connection->driver) != 0) {
         snprintf(err, err_size, "cannot bind the AMQP transport");
@@ -491,12 +541,13 @@ static int amqp_connection_setup_transport(struct amqp_connection *connection, c
 /* connection_ops.open: take over an accepted socket. refuse: over
  * max_connections (open, then close with amqp:resource-limit-exceeded). */
 static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socket_t fd,
-                                 const struct sockaddr *peer, int peer_len, bool refuse)
+                                 const struct sockaddr *peer, int peer_len,
+                                 struct bufferevent *stream, bool refuse)
 {
     struct event_base *base = adapter_base->context.base;
     /* Linked from here on: amqp_connection_free undoes everything. */
     struct amqp_connection *connection = (struct amqp_connection *)connection_new(
-        adapter_base, sizeof(struct amqp_connection), fd, peer, peer_len);
+        adapter_base, sizeof(struct amqp_connection), fd, peer, peer_len, stream);
     if (!connection)
         return;
     connection->adapter = (struct amqp_adapter *)adapter_base;

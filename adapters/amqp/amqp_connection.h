@@ -79,6 +79,7 @@ struct amqp_connection {
     pn_connection_driver_t driver;
     bool driver_ok;
     bool refused;        /* over max_connections: open, close with resource-limit-exceeded */
+    bool header_checked; /* the first 5 bytes are not the TLS protocol header (id 2) */
     bool output_blocked; /* deliveries blocked: output above the high mark */
     struct event *process_event; /* zero-timeout: run proton and flush */
     struct event *tick_timer;    /* proton's idle-timeout deadline */

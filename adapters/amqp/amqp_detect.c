@@ -6,6 +6,7 @@
 
 #define AMQP_HEADER_LEN 8
 #define AMQP_ID_PLAIN 0
+#define AMQP_ID_TLS 2 /* claimed so the adapter refuses it clearly (no in-band TLS) */
 #define AMQP_ID_SASL 3
 
 enum adapter_detect amqp_detect(const unsigned char *bytes, size_t len)
@@ -19,7 +20,7 @@ enum adapter_detect amqp_detect(const unsigned char *bytes, size_t len)
         case 1:
         case 2:
         case 3: ok = byte == magic[i]; break;
-        case 4: ok = byte == AMQP_ID_PLAIN || byte == AMQP_ID_SASL; break;
+        case 4: ok = byte == AMQP_ID_PLAIN || byte == AMQP_ID_TLS || byte == AMQP_ID_SASL; break;
         case 5: ok = byte == 1; break;  /* major: 0-9-1 has 0 here */
         default: ok = byte == 0; break; /* minor, revision */
         }

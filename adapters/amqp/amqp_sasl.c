@@ -24,6 +24,9 @@ struct amqp_sasl_state {
     amqp_sasl_check_fn check;
     void *opaque;
     bool allow_anonymous;
+    bool has_external;                       /* a verified client certificate */
+    char external[AMQP_SASL_FIELD_MAX + 1];  /* its identity */
+    char mechanisms[64];                     /* offered, space-separated */
     char user[AMQP_SASL_FIELD_MAX + 1];      /* authenticated name; proton points at it */
     char failure[AMQP_SASL_FIELD_MAX + 128]; /* why the last attempt was refused */
 };
@@ -116,6 +119,35 @@ void amqp_sasl_complete(pn_transport_t *transport, const char *user, const char 
     pnx_sasl_set_desired_state(transport, SASL_POSTED_OUTCOME);
 }
 
+/* EXTERNAL (RFC 4422 appendix A): the identity is the TLS client
+ * certificate's; the response is an authzid, empty or that identity. */
+static void amqp_sasl_process_external(pn_transport_t *transport, const pn_bytes_t *response)
+{
+    struct amqp_sasl_state *state = amqp_sasl_state_of(transport);
+    if (!state->has_external) {
+        amqp_sasl_refuse(transport, "%s", "EXTERNAL needs a verified TLS client certificate");
+        return;
+    }
+    if (response->size > 0 && (response->size != strlen(state->external) ||
+                               memcmp(response->start, state->external, response->size) != 0)) {
+        amqp_sasl_refuse(transport,
+                         "certificate user '%s' may not act for another authorization id",
+                         state->external);
+        return;
+    }
+    char reason[AMQP_SASL_FIELD_MAX + 100] = "";
+    int rc = state->check(state->opaque, "EXTERNAL", state->external, NULL, state->user,
+                          sizeof(state->user), reason, sizeof(reason));
+    if (rc == AMQP_SASL_PENDING)
+        return;
+    if (rc != 0) {
+        amqp_sasl_refuse(transport, "%s", reason[0] ? reason : "certificate refused");
+        return;
+    }
+    pnx_sasl_set_succeeded(transport, state->user, NULL);
+    pnx_sasl_set_desired_state(transport, SASL_POSTED_OUTCOME);
+}
+
 static void amqp_sasl_process_anonymous(pn_transport_t *transport)
 {
     struct amqp_sasl_state *state = amqp_sasl_state_of(transport);
@@ -141,7 +173,7 @@ static void amqp_sasl_free(pn_transport_t *transport) { free(pnx_sasl_get_contex
 
 static const char *amqp_sasl_list_mechanisms(pn_transport_t *transport)
 {
-    return amqp_sasl_state_of(transport)->allow_anonymous ? "PLAIN ANONYMOUS" : "PLAIN";
+    return amqp_sasl_state_of(transport)->mechanisms;
 }
 
 static bool amqp_sasl_init_server(pn_transport_t *transport)
@@ -165,9 +197,10 @@ static void amqp_sasl_process_init(pn_transport_t *transport, const char *mechan
         amqp_sasl_process_plain(transport, response);
     else if (mechanism && strcmp(mechanism, "ANONYMOUS") == 0)
         amqp_sasl_process_anonymous(transport);
+    else if (mechanism && strcmp(mechanism, "EXTERNAL") == 0)
+        amqp_sasl_process_external(transport, response);
     else
-        amqp_sasl_refuse(transport, "mechanism '%s' is not offered (PLAIN, ANONYMOUS)",
-                         mechanism ? mechanism : "");
+        amqp_sasl_refuse(transport, "mechanism '%s' is not offered", mechanism ? mechanism : "");
 }
 
 static void amqp_sasl_process_response(pn_transport_t *transport, const pn_bytes_t *response)
@@ -240,8 +273,8 @@ static const pnx_sasl_implementation amqp_sasl_implementation = {
     .decode = amqp_sasl_decode,
 };
 
-int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, amqp_sasl_check_fn check,
-                      void *opaque, char *err, size_t err_size)
+int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, const char *external,
+                      amqp_sasl_check_fn check, void *opaque, char *err, size_t err_size)
 {
     struct amqp_sasl_state *state = calloc(1, sizeof(*state));
     if (!state) {
@@ -251,9 +284,16 @@ int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, amqp_sasl
     state->check = check;
     state->opaque = opaque;
     state->allow_anonymous = allow_anonymous;
+    if (external && *external) {
+        state->has_external = true;
+        snprintf(state->external, sizeof(state->external), "%s", external);
+    }
+    snprintf(state->mechanisms, sizeof(state->mechanisms), "%sPLAIN%s",
+             state->has_external ? "EXTERNAL " : "", allow_anonymous ? " ANONYMOUS" : "");
     pn_sasl_t *sasl = pn_sasl(transport);
-    pn_sasl_allowed_mechs(sasl, allow_anonymous ? "PLAIN ANONYMOUS" : "PLAIN");
-    pn_sasl_set_allow_insecure_mechs(sasl, true); /* PLAIN over TCP: TLS is not built yet */
+    pn_sasl_allowed_mechs(sasl, state->mechanisms);
+    /* PLAIN over plain TCP too: TLS is the listener's choice (tls:) */
+    pn_sasl_set_allow_insecure_mechs(sasl, true);
     pnx_sasl_set_implementation(transport, &amqp_sasl_implementation, state);
     /* A client that sends the AMQP header without SASL is anonymous: only
      * when that is allowed. */

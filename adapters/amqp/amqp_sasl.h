@@ -1,8 +1,9 @@
 /* amqp_sasl.h -- kbridge's server side of AMQP SASL, installed on each
  * transport through proton's sasl_plugin.h: PLAIN checked against
- * auth.users by a callback (core_authenticate in practice), and ANONYMOUS
- * only when allowed. It does not depend on proton being built with Cyrus
- * SASL, so the mechanisms offered are exactly these two.
+ * auth.users by a callback (core_authenticate in practice), ANONYMOUS
+ * only when allowed, and EXTERNAL only on a TLS connection whose client
+ * certificate was verified (mTLS). It does not depend on proton being built
+ * with Cyrus SASL, so the mechanisms offered are exactly these.
  *
  * The check is called on the loop thread while proton processes the SASL
  * init frame; it answers at once or returns AMQP_SASL_PENDING and answers
@@ -28,11 +29,15 @@ typedef int (*amqp_sasl_check_fn)(void *opaque, const char *mechanism, const cha
                                   size_t reason_size);
 
 /* Make `transport` (a server transport, before any bytes are processed)
- * offer PLAIN, plus ANONYMOUS when allow_anonymous, and check them with
- * `check(opaque, ...)`. A client that skips the SASL layer is refused unless
- * allow_anonymous. opaque must outlive the transport. 0, or -1 with err. */
-int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, amqp_sasl_check_fn check,
-                      void *opaque, char *err, size_t err_size);
+ * offer PLAIN, plus ANONYMOUS when allow_anonymous, plus EXTERNAL (first)
+ * when `external` is the identity of a verified TLS client certificate
+ * (NULL: none; copied), and check them with `check(opaque, ...)`: EXTERNAL
+ * calls it with mechanism "EXTERNAL", login = that identity, password NULL.
+ * An EXTERNAL authzid other than empty or the identity is refused. A client
+ * that skips the SASL layer is refused unless allow_anonymous. opaque must
+ * outlive the transport. 0, or -1 with err. */
+int amqp_sasl_install(pn_transport_t *transport, bool allow_anonymous, const char *external,
+                      amqp_sasl_check_fn check, void *opaque, char *err, size_t err_size);
 
 /* The answer to a check that returned AMQP_SASL_PENDING: `user` on success,
  * NULL and a reason on refusal. Then run the connection's driver so the

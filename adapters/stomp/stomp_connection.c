@@ -627,12 +627,13 @@ void stomp_subscription_remove(struct stomp_subscription *subscription)
 /* connection_ops.open: take over an accepted socket. refuse: send ERROR
  * "too many connections" and close. */
 static void stomp_connection_open(struct adapter_base *adapter_base, evutil_socket_t fd,
-                                  const struct sockaddr *peer, int peer_len, bool refuse)
+                                  const struct sockaddr *peer, int peer_len,
+                                  struct bufferevent *stream, bool refuse)
 {
     struct event_base *base = adapter_base->context.base;
     /* Linked from here on: stomp_connection_free undoes everything. */
     struct stomp_connection *connection = (struct stomp_connection *)connection_new(
-        adapter_base, sizeof(struct stomp_connection), fd, peer, peer_len);
+        adapter_base, sizeof(struct stomp_connection), fd, peer, peer_len, stream);
     if (!connection)
         return;
     connection->adapter = (struct stomp_adapter *)adapter_base;

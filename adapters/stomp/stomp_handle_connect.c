@@ -1,7 +1,9 @@
 /* stomp_handle_connect.c -- CONNECT and STOMP: version negotiation,
  * heart-beat negotiation, login/passcode against auth.users, the core
  * session, and the CONNECTED reply. `host` is accepted as given (kbridge
- * has no virtual hosts); `client-id` is kept for durable subscriptions. */
+ * has no virtual hosts); `client-id` is kept for durable subscriptions.
+ * Without `login`, on a TLS connection whose client certificate was
+ * verified (mTLS), the certificate's identity is the user (no passcode). */
 #include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +112,36 @@ static void stomp_connect_checked(void *opaque, int result, const char *user, co
     stomp_connection_update_reading(connection); /* frames sent behind CONNECT */
 }
 
+/* mTLS: CONNECT without login on a connection with a verified client
+ * certificate; `identity` is its user name, or NULL with `why` (a
+ * certificate that names no acceptable user). Answered at once. */
+static int stomp_connect_certificate(struct stomp_connection *connection, const char *identity,
+                                     const char *why, struct stomp_error *error)
+{
+    char user[256], reason[320];
+    int rc = identity
+                 ? core_authenticate_certificate(connection->adapter->base.context.core, identity,
+                                                 user, sizeof(user), reason, sizeof(reason))
+                 : CORE_ERR_ACCESS;
+    if (!identity)
+        snprintf(reason, sizeof(reason), "%s", why);
+    if (rc != CORE_OK) {
+        log_info("stomp", "%s: certificate login refused: %s", connection->base.peer, reason);
+        return stomp_fail_as(error, stomp_core_error(rc)->login, "Bad CONNECT",
+                             "authentication failed",
+                             "The server refused the CONNECT: %s. Connect with a client "
+                             "certificate of a user configured in kbridged (auth.users), or "
+                             "with login and passcode headers.",
+                             reason);
+    }
+    rc = stomp_connect_finish(connection, user, error);
+    if (rc != STOMP_OK)
+        return rc;
+    stomp_connect_wait_free(connection->connect); /* CONNECTED is sent */
+    connection->connect = NULL;
+    return STOMP_OK;
+}
+
 int stomp_handle_connect(struct stomp_connection *connection, const struct stomp_frame *frame,
                          struct stomp_error *error)
 {
@@ -160,6 +192,14 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
      * (stomp_connection_may_parse) until stomp_connect_checked answers. */
     const char *login = stomp_frame_header_value(frame, "login");
     const char *passcode = stomp_frame_header_value(frame, "passcode");
+    if (!login || !login[0]) {
+        char identity[256];
+        int has_identity =
+            transport_peer_identity(&connection->base.transport, identity, sizeof(identity));
+        if (has_identity != 0)
+            return stomp_connect_certificate(connection, has_identity > 0 ? identity : NULL,
+                                             identity, error);
+    }
     if (login && !(wait->login = strdup(login)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");

@@ -69,10 +69,10 @@ static enum adapter_detect echo_detect(const unsigned char *bytes, size_t len)
 }
 
 static void echo_open(struct adapter_base *base, evutil_socket_t fd, const struct sockaddr *peer,
-                      int peer_len, bool refuse)
+                      int peer_len, struct bufferevent *tls_stream, bool refuse)
 {
     struct echo_connection *connection = (struct echo_connection *)connection_new(
-        base, sizeof(struct echo_connection), fd, peer, peer_len);
+        base, sizeof(struct echo_connection), fd, peer, peer_len, tls_stream);
     if (!connection)
         return;
     struct bufferevent *stream = connection->base.transport.stream;

@@ -62,8 +62,8 @@ static void pair_init_as(struct pair *pair, bool allow_anonymous, const char *me
     pn_connection_set_container(pair->client.connection, "test-client");
     pn_transport_set_server(pair->server.transport);
     char err[128];
-    ck_assert_int_eq(amqp_sasl_install(pair->server.transport, allow_anonymous, test_check, pair,
-                                       err, sizeof(err)),
+    ck_assert_int_eq(amqp_sasl_install(pair->server.transport, allow_anonymous, NULL, test_check,
+                                       pair, err, sizeof(err)),
                      0);
     pn_connection_driver_bind(&pair->client);
     pn_connection_driver_bind(&pair->server);

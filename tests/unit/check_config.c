@@ -503,7 +503,15 @@ static const struct error_case error_cases[] = {
      "t.yaml:2: limits.max_frame: unknown key (did you mean \"max_frame_size\"?)"},
     {"limits:\n  colour: red\n", "t.yaml:2: limits.colour: unknown key"},
     {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: true\n",
-     "t.yaml:4: listeners.stomp.tls: unknown key"},
+     "t.yaml:4: listeners.stomp.tls: expected a mapping, got \"true\""},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {certificate: x}\n",
+     "t.yaml:4: listeners.stomp.tls.certificate: unknown key"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {verify: maybe}\n",
+     "t.yaml:4: listeners.stomp.tls.verify: \"maybe\" is not one of none, optional, required"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {min_version: \"1.1\"}\n",
+     "t.yaml:4: listeners.stomp.tls.min_version: \"1.1\" is not one of 1.2, 1.3"},
+    {"listeners:\n  stomp:\n    bind: \"127.0.0.1:1\"\n    tls: {identity: uid}\n",
+     "t.yaml:4: listeners.stomp.tls.identity: \"uid\" is not one of cn, san_email, san_dns"},
     {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: [] }\n",
      "t.yaml:2: listeners.stomp.protocols: must name at least one protocol"},
     {"listeners:\n  stomp: { bind: \"127.0.0.1:1\", protocols: stomp }\n",
@@ -518,7 +526,7 @@ static const struct error_case error_cases[] = {
     {"listeners: [stomp]\n",
      "t.yaml:1: listeners: expected a mapping of listener names to listeners, got a list"},
     {"auth:\n  users:\n    - name: a\n      password_hash: \"$6$a$b\"\n      pasword: x\n",
-     "t.yaml:5: auth.users[0].pasword: unknown key (did you mean \"password_hash\"?)"},
+     "t.yaml:5: auth.users[0].pasword: unknown key (did you mean \"password\"?)"},
     {"limits.max_headers: 5\n",
      "t.yaml:1: limits.max_headers: unknown key (write nested keys as nested mappings)"},
     {"? [a]\n: 1\n", "t.yaml:1: keys must be plain names, got a list"},
@@ -647,23 +655,39 @@ static const struct error_case error_cases[] = {
      "t.yaml:3: auth.users[0]: missing required key \"name\""},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n    - name: ops\n",
      "t.yaml:5: auth.users[1]: missing required key \"password_hash\""},
+    {"auth:\n  users:\n    - name: app\n      password: hunter2\n",
+     "t.yaml:4: auth.users[0].password: plaintext passwords are refused; write its hash in "
+     "password_hash (kbridged --hash-password prints one), or set auth.insecure_plaintext: true "
+     "for tests"},
+    {"auth:\n  insecure_plaintext: true\n  users:\n    - name: app\n      password: hunter2\n"
+     "      password_hash: \"$6$a$b\"\n",
+     "t.yaml:5: auth.users[0]: set password_hash or password, not both"},
+    {"auth:\n  users:\n    - name: app\n      password_hash: "
+     "\"kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgx\"\n",
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n"
      "    - name: app\n      password_hash: \"$6$c$d\"\n",
      "t.yaml:5: auth.users[1].name: duplicate user \"app\" (first on line 3)"},
     {"auth:\n  users:\n    - name: \"a:b\"\n      password_hash: \"$6$a$b\"\n",
      "t.yaml:3: auth.users[0].name: \"a:b\" must not contain spaces, ':' or control characters"},
     {"auth:\n  users:\n    - name: app\n      password_hash: hunter2\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$onlysalt\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$$hash\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$salt$hash$\"\n",
-     "t.yaml:4: auth.users[0].password_hash: is not a crypt(3) hash; expected \"$id$salt$hash\" "
-     "such as the output of `openssl passwd -6`"},
+     "t.yaml:4: auth.users[0].password_hash: is neither a crypt(3) hash (\"$id$salt$hash\", as "
+     "printed by `kbridged --hash-password` or `openssl passwd -6`) nor a RabbitMQ "
+     "rabbit_password_hashing_sha256/sha512 hash (base64)"},
     {"auth:\n  users:\n    - name: app\n      password_hash: \"$6$a$b\"\n      consume: [\"\"]\n",
      "t.yaml:5: auth.users[0].consume[0]: must not be empty"},
 
@@ -998,6 +1022,65 @@ START_TEST(test_apply_live_listeners)
 }
 END_TEST
 
+/* tls: keys load per listener, and a reload keeps the running ones. */
+START_TEST(test_listener_tls)
+{
+    struct config *old =
+        load_ok("listeners:\n"
+                "  stomp:\n"
+                "    bind: \"127.0.0.1:1\"\n"
+                "    tls: { cert: /a.pem, key: /a.key, ca: /ca.pem, verify: required,\n"
+                "           min_version: \"1.3\", ciphers: \"ECDHE+AESGCM\", identity: san_email,\n"
+                "           key_password_file: /pass }\n"
+                "  amqp: { bind: \"127.0.0.1:2\" }\n"
+                "limits: { tls_handshake_timeout: 3s }\n");
+    const struct config_listener *stomp = config_listener_find(old, "stomp");
+    ck_assert_str_eq(stomp->tls.cert, "/a.pem");
+    ck_assert_str_eq(stomp->tls.key, "/a.key");
+    ck_assert_str_eq(stomp->tls.ca, "/ca.pem");
+    ck_assert_str_eq(stomp->tls.verify, "required");
+    ck_assert_str_eq(stomp->tls.min_version, "1.3");
+    ck_assert_str_eq(stomp->tls.ciphers, "ECDHE+AESGCM");
+    ck_assert_str_eq(stomp->tls.identity, "san_email");
+    ck_assert_str_eq(stomp->tls.key_password_file, "/pass");
+    ck_assert_ptr_null(config_listener_find(old, "amqp")->tls.cert);
+    ck_assert_uint_eq(old->limits.tls_handshake_timeout_ms, 3000);
+    struct config *reloaded = load_ok("listeners:\n"
+                                      "  stomp:\n"
+                                      "    bind: \"127.0.0.1:1\"\n"
+                                      "    tls: { cert: /b.pem, key: /b.key }\n"
+                                      "  amqp: { bind: \"127.0.0.1:2\" }\n");
+    ck_assert_uint_eq(reloaded->limits.tls_handshake_timeout_ms, 10000);
+    char *logged = apply_live_capturing_log(old, reloaded);
+    config_free(old);
+    stomp = config_listener_find(reloaded, "stomp");
+    ck_assert_str_eq(stomp->tls.cert, "/a.pem"); /* listeners.* need a restart */
+    ck_assert_str_eq(stomp->tls.verify, "required");
+    ck_assert_ptr_nonnull(strstr(logged, "listeners.stomp changed; restart kbridged"));
+    ck_assert_ptr_null(strstr(logged, "listeners.amqp changed"));
+    free(logged);
+    config_free(reloaded);
+}
+END_TEST
+
+/* Plaintext passwords only with auth.insecure_plaintext; RabbitMQ hashes as they are. */
+START_TEST(test_user_secrets)
+{
+    struct config *config = load_ok(
+        "auth:\n"
+        "  insecure_plaintext: true\n"
+        "  users:\n"
+        "    - { name: a, password: hunter2 }\n"
+        "    - { name: b, password_hash: \"kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR\" }\n");
+    ck_assert(config->auth.insecure_plaintext);
+    ck_assert_str_eq(config->auth.users[0].password, "hunter2");
+    ck_assert_ptr_null(config->auth.users[0].password_hash);
+    ck_assert_str_eq(config->auth.users[1].password_hash,
+                     "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR");
+    config_free(config);
+}
+END_TEST
+
 START_TEST(test_reference_is_current)
 {
     static const char begin[] = "<!-- BEGIN GENERATED KEYS -->\n";
@@ -1309,6 +1392,8 @@ static Suite *config_suite(void)
     tcase_add_test(reload, test_apply_live);
     tcase_add_test(reload, test_apply_live_unchanged);
     tcase_add_test(reload, test_apply_live_listeners);
+    tcase_add_test(reload, test_listener_tls);
+    tcase_add_test(reload, test_user_secrets);
     suite_add_tcase(suite, reload);
 
     TCase *sections = tcase_create("sections");

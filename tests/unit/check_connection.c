@@ -46,11 +46,12 @@ static int done_calls;     /* publish_done calls, all publishes */
 
 /* ops.open: the base handed over an accepted socket (accept_one). */
 static void test_open(struct adapter_base *base, evutil_socket_t fd, const struct sockaddr *peer,
-                      int peer_len, bool refuse)
+                      int peer_len, struct bufferevent *stream, bool refuse)
 {
     (void)base;
     (void)peer;
     (void)peer_len;
+    (void)stream;
     opens++;
     if (refuse)
         refusals++;
@@ -160,7 +161,7 @@ static struct test_connection *open_connection(int *peer_fd)
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct test_connection *connection = (struct test_connection *)connection_new(
-        adapter, sizeof(struct test_connection), sv[0], NULL, 0);
+        adapter, sizeof(struct test_connection), sv[0], NULL, 0, NULL);
     ck_assert_ptr_nonnull(connection);
     bufferevent_enable(connection->base.transport.stream, EV_READ);
     *peer_fd = sv[1];
@@ -220,7 +221,7 @@ static int accept_one(void)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    adapter_base_accept((struct adapter *)adapter, sv[0], NULL, 0);
+    adapter_base_accept((struct adapter *)adapter, sv[0], NULL, 0, NULL);
     close(sv[1]);
     return sv[0];
 }

@@ -61,7 +61,7 @@ START_TEST(amqp_detector)
         {"AMQP\0\0\x09\x01", 8, ADAPTER_DETECT_NO}, /* AMQP 0-9-1: the next issue's adapter */
         {"AMQP\0\0\x09", 7, ADAPTER_DETECT_NO},
         {"AMQP\1\1\0\x0a", 8, ADAPTER_DETECT_NO}, /* AMQP 0-10 */
-        {"AMQP\2\1\0\0", 8, ADAPTER_DETECT_NO},   /* TLS: not offered */
+        {"AMQP\2\1\0\0", 8, ADAPTER_DETECT_YES},  /* TLS: the adapter refuses it */
         {"AMQP\0\1\0\1", 8, ADAPTER_DETECT_NO},
         {"AMQP\0\2\0\0", 8, ADAPTER_DETECT_NO},
         {"A", 1, ADAPTER_DETECT_MORE},
