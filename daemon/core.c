@@ -4,6 +4,7 @@
  *
  *   core_session.c       sessions, authentication, ACLs
  *   core_publish.c       the publish path (record building, message ids)
+ *   core_exchange.c      publishing to an exchange (routing, alternate, unroutable)
  *   core_subscription.c  subscriptions and deliveries, through engine.h to
  *                        queue.c (queues, durable subscriptions) and topic.c
  *                        (topics, temporary queues)
@@ -19,6 +20,7 @@
 
 #include "config.h"
 #include "core_internal.h"
+#include "definitions.h"
 #include "engine.h"
 #include "metrics.h"
 #include "request_reply.h"
@@ -32,6 +34,7 @@ static void core_free_parts(struct core *core)
         core->topic_engine->ops->free(core->topic_engine);
     stats_table_clear(&core->stats); /* the series stay with the registry */
     request_reply_free(core->request_reply);
+    definitions_free(core->definitions);
     free(core);
 }
 
@@ -69,7 +72,23 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
             metrics, "kbridge_expired_total",
             "Messages not delivered because their expires time had passed.", labels);
     }
-    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1]) {
+    core->unroutable = metrics_counter(
+        metrics, "kbridge_unroutable_total",
+        "Messages published to an exchange that reached no queue and had no alternate "
+        "exchange: not written, reported to the client as unroutable.",
+        NULL);
+    core->alternate_routed =
+        metrics_counter(metrics, "kbridge_alternate_routed_total",
+                        "Messages that reached no queue through their exchange and were written "
+                        "to its alternate-exchange instead.",
+                        NULL);
+    core->definitions = definitions_new();
+    if (core->definitions && definitions_vhost_add(core->definitions, CORE_DEFAULT_VHOST) < 0) {
+        definitions_free(core->definitions);
+        core->definitions = NULL;
+    }
+    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
+        !core->unroutable || !core->alternate_routed || !core->definitions) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;
@@ -84,6 +103,7 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
     context->request_reply = core->request_reply;
     context->expired[0] = core->expired[0];
     context->expired[1] = core->expired[1];
+    context->definitions = core->definitions;
     core_subscription_context(context);
     core->queue_engine = queue_engine_new(context, err, err_size);
     core->topic_engine = core->queue_engine ? topic_engine_new(context, err, err_size) : NULL;
@@ -109,6 +129,14 @@ void core_reconfigure(struct core *core)
 }
 
 void core_drain(struct core *core) { core->draining = true; }
+
+void core_definitions_changed(struct core *core)
+{
+    struct engine *engines[] = {core->queue_engine, core->topic_engine, core->temporary_engine};
+    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++)
+        if (engines[i]->ops->definitions_changed)
+            engines[i]->ops->definitions_changed(engines[i]);
+}
 
 void core_free(struct core *core)
 {

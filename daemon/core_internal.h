@@ -20,6 +20,7 @@
 #include "stats.h"
 #include "u64_map.h"
 
+struct definitions;
 struct event;
 struct request_reply;
 
@@ -41,6 +42,10 @@ struct core {
     uint64_t *late_settles;
     uint64_t *auth_failures;
     uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
+    /* This node's view of exchanges, queues and bindings (architecture §11). */
+    struct definitions *definitions;
+    uint64_t *unroutable;       /* kbridge_unroutable_total */
+    uint64_t *alternate_routed; /* kbridge_alternate_routed_total */
 };
 
 struct core_session {
@@ -85,6 +90,58 @@ void core_revoke_sessions(struct core *core);
 
 /* The session is closing: its pending publishes will not call back. */
 void core_publish_forget_session(struct core_session *session);
+
+/* Where core_publish_record writes a message. */
+struct core_record_target {
+    const char *topic;                /* Kafka topic, prefix included */
+    enum destination_kind stats_kind; /* the per-destination series it counts in */
+    const char *stats_name;
+    const char *reply_token; /* a reply: the kbridge-reply-token header; else NULL */
+    /* An exchange's record: its kbridge-routing-key header and, unless the
+     * message has a key, its record key (architecture §11); else NULL. */
+    const char *routing_key;
+    size_t routing_key_len;
+};
+
+/* Build the record of `message` (headers, key, ids) and produce it to
+ * target->topic; the checks (ACL, size, names) are the caller's. As
+ * core_publish: CORE_OK and `done` called once from Kafka's report, or an
+ * error with err and no call. */
+int core_publish_record(struct core_session *session, const struct core_record_target *target,
+                        const struct core_message *message, core_publish_fn done, void *opaque,
+                        char *err, size_t err_size);
+
+/* Answer a publish without Kafka: `done(opaque, code, reason)` on a later
+ * loop turn (never inside this call), counted as unconfirmed until then and
+ * forgotten as the others when the session closes. `reason` is static text.
+ * CORE_OK, or CORE_ERR_INTERNAL with err (nothing will be called). */
+int core_publish_answer_later(struct core_session *session, int code, const char *reason,
+                              core_publish_fn done, void *opaque, char *err, size_t err_size);
+
+/* ---- core.c ---- */
+
+/* The view of the definitions changed (a declare, delete or binding): the
+ * engines follow it (engine_ops.definitions_changed). */
+void core_definitions_changed(struct core *core);
+
+/* ---- core_exchange.c ---- */
+
+/* core_publish for an exchange destination (architecture §11). */
+int core_exchange_publish(struct core_session *session, const struct destination *destination,
+                          const struct core_message *message, core_publish_fn done, void *opaque,
+                          char *err, size_t err_size);
+
+/* The queue an exchange subscription reads: a server-named exclusive,
+ * auto-delete queue bound to the exchange with `key`, declared in this
+ * node's view, its name written to queue->name (kind queue). CORE_OK, or an
+ * error with err (no such exchange, internal, out of memory). */
+int core_exchange_subscription_queue(struct core_session *session, const char *exchange,
+                                     const char *key, struct destination *queue, char *err,
+                                     size_t err_size);
+
+/* Delete queue `name` from this node's view if it is auto-delete (its last
+ * subscriber here went). */
+void core_exchange_auto_delete(struct core *core, const char *name);
 
 /* ---- core_subscription.c ---- */
 

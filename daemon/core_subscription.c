@@ -160,6 +160,55 @@ core_subscription_start(struct core_session *session, const struct destination *
     return sub;
 }
 
+/* An exchange subscription (RabbitMQ's STOMP /exchange/NAME/KEY): a topic
+ * subscription for the topic-per-key amq.topic, else its own server-named
+ * queue bound with the key, deleted with the subscription (auto-delete). */
+static struct core_subscription *
+core_subscribe_exchange(struct core_session *session, const struct destination *exchange,
+                        const struct core_subscribe_options *options,
+                        const struct core_subscription_handlers *handlers, void *opaque,
+                        int *error_code, char *err, size_t err_size)
+{
+    const char *key = options->binding_key ? options->binding_key : "";
+    struct core_subscribe_options plain = *options;
+    plain.binding_key = NULL;
+    plain.durable_name = NULL;
+    if (strcmp(exchange->name, "amq.topic") == 0) {
+        struct destination topic;
+        char spelled[ADDRESS_NAME_MAX + 16];
+        static const struct address_prefix topic_prefix[] = {{"", DESTINATION_TOPIC}};
+        static const struct address_spelling by_key = {topic_prefix, 1, false, "a topic name"};
+        snprintf(spelled, sizeof(spelled), "%s", key);
+        if (address_parse(&by_key, spelled, &topic, err, err_size) < 0) {
+            *error_code = CORE_ERR_INVALID;
+            return NULL;
+        }
+        return core_subscribe(session, &topic, &plain, handlers, opaque, error_code, err, err_size);
+    }
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    if (!core_acl_allows(session, false, exchange->name)) {
+        snprintf(err, err_size, "user '%s' may not consume from exchange '%s'", session->user,
+                 exchange->name);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    struct destination queue;
+    int rc = core_exchange_subscription_queue(session, exchange->name, key, &queue, err, err_size);
+    if (rc != CORE_OK) {
+        *error_code = rc;
+        return NULL;
+    }
+    struct core_subscription *sub = core_subscription_start(
+        session, &queue, &plain, handlers, opaque, NULL, error_code, err, err_size);
+    if (!sub)
+        core_exchange_auto_delete(session->core, queue.name);
+    return sub;
+}
+
 struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct destination *destination,
                                          const struct core_subscribe_options *options,
@@ -169,6 +218,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
     char display[ADDRESS_NAME_MAX + 32];
     address_format(destination, display, sizeof(display));
     *error_code = CORE_OK;
+    if (destination->kind == DESTINATION_EXCHANGE)
+        return core_subscribe_exchange(session, destination, options, handlers, opaque, error_code,
+                                       err, err_size);
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
         snprintf(err, err_size, "subscribing to %s is not supported yet", display);
         *error_code = CORE_ERR_UNSUPPORTED;
@@ -264,8 +316,13 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         session->subscriptions = sub->next;
     if (sub->next)
         sub->next->prev = sub->prev;
+    /* the last local subscriber of an auto-delete queue deletes it */
+    bool last_of_queue = sub->attached && sub->destination.kind == DESTINATION_QUEUE &&
+                         !sub->durable_name && sub->engine->ops->subscriber_count(sub) == 1;
     if (sub->attached)
         sub->engine->ops->unsubscribe(sub, forget);
+    if (last_of_queue)
+        core_exchange_auto_delete(session->core, sub->destination.name);
     event_free(sub->ready_event);
     free(sub->durable_name);
     free(sub->reply_token);

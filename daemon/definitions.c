@@ -1040,6 +1040,40 @@ void definitions_bindings_from(const struct definitions *definitions, const char
             return;
 }
 
+static void visit_begin(struct definitions *mutable);
+
+/* The bindings into exchange `e`, and into their sources, backwards; false
+ * when `each` stopped. */
+static bool bindings_into_exchange(struct definitions *definitions, struct exchange_entry *e,
+                                   definitions_binding_fn *each, void *opaque)
+{
+    if (e->visit == definitions->visit)
+        return true;
+    e->visit = definitions->visit;
+    for (size_t i = 0; i < e->to.count; i++) {
+        struct binding_node *b = e->to.items[i];
+        if (!each(&b->spec, opaque) ||
+            !bindings_into_exchange(definitions, b->source, each, opaque))
+            return false;
+    }
+    return true;
+}
+
+void definitions_bindings_into(const struct definitions *definitions, const char *vhost,
+                               const char *queue, definitions_binding_fn *each, void *opaque)
+{
+    struct queue_entry *q = queue_entry_find(definitions, vhost, queue);
+    if (!q)
+        return;
+    struct definitions *mutable = (struct definitions *)definitions;
+    visit_begin(mutable);
+    for (size_t i = 0; i < q->to.count; i++) {
+        struct binding_node *b = q->to.items[i];
+        if (!each(&b->spec, opaque) || !bindings_into_exchange(mutable, b->source, each, opaque))
+            return;
+    }
+}
+
 /* ---- routing --------------------------------------------------------------------- */
 
 /* Does the message match binding `b` of an exchange of `type`? */

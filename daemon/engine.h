@@ -28,6 +28,7 @@
 
 struct config;
 struct core_session;
+struct definitions;
 struct event;
 struct event_base;
 struct kafka;
@@ -73,6 +74,9 @@ struct engine_context {
     struct stats_table *stats;
     struct request_reply *request_reply;
     uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
+    /* This node's view of exchanges, queues and bindings (architecture §11);
+     * read-only to engines, valid while the core lives. */
+    const struct definitions *definitions;
     /* The calls back into the core, the only ones an engine makes. */
     /* The subscription is positioned: the core sends `ready` on a later loop turn. */
     void (*ready)(struct core_subscription *sub);
@@ -109,6 +113,9 @@ struct engine_ops {
     size_t (*subscriber_count)(const struct core_subscription *sub);
     /* Apply a reloaded config. May be NULL. */
     void (*reconfigure)(struct engine *engine);
+    /* The view of the definitions (context->definitions) changed: follow
+     * bindings made or gone. May be NULL. */
+    void (*definitions_changed)(struct engine *engine);
     /* Close everything and free the engine (shutdown, after every unsubscribe). */
     void (*free)(struct engine *engine);
 };
@@ -126,6 +133,11 @@ struct engine *topic_engine_new(const struct engine_context *context, char *err,
 struct engine *topic_engine_temporary(struct engine *topic_engine);
 
 /* ---- helpers engines share (engine.c) ---- */
+
+/* Is `exchange` one whose routing key names the Kafka topic (the default
+ * exchange "" and amq.topic, architecture §11), rather than one topic per
+ * exchange? */
+bool engine_exchange_is_topic_per_key(const char *exchange);
 
 /* The config in force. */
 const struct config *engine_config(const struct engine_context *context);
