@@ -45,8 +45,7 @@ static bool core_exchange_keeps_unroutable(const struct exchange_definition *exc
     const json_t *keep = exchange->spec.arguments
                              ? json_object_get(exchange->spec.arguments, CORE_KEEP_UNROUTABLE)
                              : NULL;
-    return json_is_true(keep) ||
-           (json_is_string(keep) && strcmp(json_string_value(keep), "true") == 0);
+    return json_is_true(keep);
 }
 
 /* Publish through a topic-per-key exchange: the key is the topic's name. */

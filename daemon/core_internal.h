@@ -98,7 +98,8 @@ struct core_record_target {
     const char *stats_name;
     const char *reply_token; /* a reply: the kbridge-reply-token header; else NULL */
     /* An exchange's record: its kbridge-routing-key header and, unless the
-     * message has a key, its record key (architecture §11); else NULL. */
+     * message has a key or it is empty, its record key (architecture §11);
+     * else NULL. */
     const char *routing_key;
     size_t routing_key_len;
 };

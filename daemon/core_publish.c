@@ -332,7 +332,9 @@ int core_publish_record(struct core_session *session, const struct core_record_t
             }
         }
     }
-    if (!key && target->routing_key) { /* an exchange's record: keyed by its routing key */
+    if (!key && target->routing_key_len > 0) {
+        /* an exchange's record: keyed by its routing key (an empty key is
+         * none: the producer's sticky partition keeps its order) */
         key = target->routing_key;
         key_len = target->routing_key_len;
     }

@@ -259,6 +259,11 @@ bool core_acl_allows(struct core_session *session, bool publish, const char *nam
 
 bool core_may_publish(struct core_session *session, const struct destination *destination)
 {
+    /* the default exchange and amq.topic: the routing key names the topic,
+     * so each message is checked (core_publish) */
+    if (destination->kind == DESTINATION_EXCHANGE &&
+        engine_exchange_is_topic_per_key(destination->name))
+        return !session->revoked;
     return core_acl_allows(session, true, destination->name);
 }
 

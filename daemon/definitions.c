@@ -523,6 +523,15 @@ static enum definitions_status check_exchange_arguments(const json_t *arguments,
             }
             continue;
         }
+        if (strcmp(key, "x-kbridge-keep-unroutable") == 0) {
+            /* kbridge's own: write what reaches no queue anyway (routing.md) */
+            if (!json_is_boolean(value)) {
+                snprintf(err, err_size,
+                         "invalid arg 'x-kbridge-keep-unroutable': must be true or false");
+                return DEFINITIONS_PRECONDITION_FAILED;
+            }
+            continue;
+        }
         snprintf(err, err_size, "invalid arg '%s': kbridge does not support this exchange argument",
                  key);
         return DEFINITIONS_PRECONDITION_FAILED;
