@@ -54,8 +54,8 @@ struct connection;
 
 /* Rows of an adapter's table from core errors to its protocol's errors,
  * indexed by core_error_row(code): one per enum core_error value below 0. */
-#define CORE_ERROR_ROWS 9
-/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_NOT_FOUND); anything else
+#define CORE_ERROR_ROWS 11
+/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_LOCKED); anything else
  * (an unknown code) is CORE_ERR_INTERNAL's. */
 size_t core_error_row(int code);
 

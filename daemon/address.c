@@ -179,6 +179,7 @@ int address_parse(const struct address_spelling *spelling, const char *text,
     out->kind = kind;
     out->wildcard = wildcard;
     out->key_at = key_at;
+    out->existing = matched && matched->existing;
     memcpy(out->name, name, strlen(name) + 1);
     return 0;
 }

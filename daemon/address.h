@@ -28,12 +28,16 @@ struct destination {
      * the offset of KEY in the text that was parsed (KEY runs to its end
      * and may be empty). 0: the address has no KEY (`/exchanges/NAME`). */
     uint16_t key_at;
+    bool existing; /* spelled with an `existing` prefix (/amq/queue/NAME) */
 };
 
 /* One spelling rule: text starting with `prefix` names a destination of `kind`. */
 struct address_prefix {
     const char *prefix;
     enum destination_kind kind;
+    /* The address names an existing queue: subscribing does not declare it
+     * (RabbitMQ's /amq/queue/NAME); see destination.existing. */
+    bool existing;
 };
 
 /* How one protocol's clients write addresses; each adapter declares its own

@@ -202,6 +202,18 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
             *count = 0;
             break;
         }
+        case CONFIG_TYPE_VHOSTS: {
+            struct config_vhost **vhosts = field;
+            size_t *count = config_field(base, key->count_offset);
+            for (size_t v = 0; v < *count; v++) {
+                free((*vhosts)[v].name);
+                config_free_fields(key->keys, key->key_count, &(*vhosts)[v]);
+            }
+            free(*vhosts);
+            *vhosts = NULL;
+            *count = 0;
+            break;
+        }
         case CONFIG_TYPE_PATTERNS: {
             struct config_pattern **patterns = field;
             size_t *count = config_field(base, key->count_offset);
@@ -223,6 +235,14 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
         default: /* plain values own nothing */ break;
         }
     }
+}
+
+const struct config_vhost *config_vhost_find(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->vhost_count; i++)
+        if (strcmp(config->vhosts[i].name, name) == 0)
+            return &config->vhosts[i];
+    return NULL;
 }
 
 const struct config_listener *config_listener_find(const struct config *config, const char *name)
@@ -304,6 +324,18 @@ static bool config_listeners_equal(const struct config_listener *a, size_t a_cou
     return true;
 }
 
+static bool config_vhosts_equal(const struct config_vhost *a, size_t a_count,
+                                const struct config_vhost *b, size_t b_count)
+{
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++)
+        if (!config_strings_equal(a[i].name, b[i].name) ||
+            !config_strings_equal(a[i].topic_prefix, b[i].topic_prefix))
+            return false;
+    return true;
+}
+
 /* `a` and `b` are the fields of `key` in two structs whose bases are
  * `a_base` and `b_base` (lists need their counts). */
 static bool config_field_equal(const struct config_key *key, const void *a_base, const void *b_base)
@@ -329,6 +361,11 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
             *(const size_t *)config_const_field(a_base, key->count_offset),
             *(struct config_listener *const *)b,
             *(const size_t *)config_const_field(b_base, key->count_offset));
+    case CONFIG_TYPE_VHOSTS:
+        return config_vhosts_equal(*(struct config_vhost *const *)a,
+                                   *(const size_t *)config_const_field(a_base, key->count_offset),
+                                   *(struct config_vhost *const *)b,
+                                   *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_NAMES: /* only inside listeners, compared there */
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS:
@@ -408,6 +445,32 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
     return 0;
 }
 
+/* A deep copy of a vhost list into *out (NULL when count is 0); -1 when out
+ * of memory (nothing allocated then). */
+static int config_copy_vhosts(const struct config_vhost *source, size_t count,
+                              struct config_vhost **out)
+{
+    *out = NULL;
+    if (count == 0)
+        return 0;
+    struct config_vhost *copy = calloc(count, sizeof(*copy));
+    if (copy == NULL)
+        return -1;
+    for (size_t v = 0; v < count; v++) {
+        if (config_copy_string(source[v].name, &copy[v].name) < 0 ||
+            config_copy_string(source[v].topic_prefix, &copy[v].topic_prefix) < 0) {
+            for (size_t f = 0; f <= v; f++) {
+                free(copy[f].name);
+                free(copy[f].topic_prefix);
+            }
+            free(copy);
+            return -1;
+        }
+    }
+    *out = copy;
+    return 0;
+}
+
 /* Replace the field of `key` in `out_base` by a deep copy of the one in
  * `source_base`; on failure (-1, out of memory) it is unchanged. */
 static int config_copy_field(const struct config_key *key, const void *source_base, void *out_base)
@@ -438,6 +501,22 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
         }
         free(*listeners);
         *listeners = copy;
+        *out_count = count;
+        return 0;
+    }
+    case CONFIG_TYPE_VHOSTS: {
+        size_t count = *(const size_t *)config_const_field(source_base, key->count_offset);
+        size_t *out_count = config_field(out_base, key->count_offset);
+        struct config_vhost *copy;
+        if (config_copy_vhosts(*(struct config_vhost *const *)source, count, &copy) < 0)
+            return -1;
+        struct config_vhost **vhosts = out;
+        for (size_t v = 0; v < *out_count; v++) {
+            free((*vhosts)[v].name);
+            free((*vhosts)[v].topic_prefix);
+        }
+        free(*vhosts);
+        *vhosts = copy;
         *out_count = count;
         return 0;
     }
@@ -1005,6 +1084,110 @@ static int config_parse_listeners(struct config_parse *parse, const struct confi
     return 0;
 }
 
+/* `vhosts`: a mapping of vhost names to mappings of the rows in key->keys.
+ * Any non-empty name of at most 255 bytes ("/" included), as RabbitMQ allows;
+ * config_resolve_vhosts fills the prefixes afterwards. */
+static int config_parse_vhosts(struct config_parse *parse, const struct config_key *key,
+                               yaml_node_t *node, const char *path, void *base)
+{
+    struct config_vhost **vhosts = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_fail(parse, config_line(node), path,
+                           "expected a mapping of vhost names to vhosts, got %s",
+                           config_describe(node).text);
+    if (config_check_duplicates(parse, node, path) < 0)
+        return -1;
+    size_t items = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    if (items == 0)
+        return 0;
+    *vhosts = calloc(items, sizeof(**vhosts));
+    if (*vhosts == NULL)
+        return config_fail_memory(parse);
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *name_node = config_node(parse, node->data.mapping.pairs.start[i].key);
+        yaml_node_t *value_node = config_node(parse, node->data.mapping.pairs.start[i].value);
+        size_t line = config_line(name_node);
+        const char *name = NULL;
+        char item_path[CONFIG_PATH_MAX];
+        if (name_node->type != YAML_SCALAR_NODE)
+            return config_fail(parse, line, path, "vhost names must be plain text, got %s",
+                               config_describe(name_node).text);
+        if (config_scalar_text(parse, name_node, path, &name) < 0)
+            return -1;
+        if (name[0] == '\0' || strlen(name) > 255)
+            return config_fail(parse, line, path, "vhost name %s must be 1 to 255 characters",
+                               config_quote(name).text);
+        if (config_join(item_path, sizeof(item_path), path, name) < 0)
+            return config_fail(parse, line, path, "vhost name %s is too long",
+                               config_quote(name).text);
+        struct config_vhost *vhost = &(*vhosts)[i];
+        (*count)++; /* zeroed by calloc, so config_free copes with a half-read vhost */
+        if ((vhost->name = strdup(name)) == NULL)
+            return config_fail_memory(parse);
+        if (!config_is_null(value_node) &&
+            config_walk_mapping(parse, value_node, line, item_path, "", key->keys, key->key_count,
+                                vhost) < 0)
+            return -1;
+        if (strcmp(name, "/") == 0 && vhost->topic_prefix != NULL)
+            return config_fail(parse, line, item_path,
+                               "the vhost / always uses kafka.topic_prefix; remove its "
+                               "topic_prefix");
+    }
+    return 0;
+}
+
+/* After parsing: "/" first (added when the file leaves it out), mapped to
+ * kafka.topic_prefix; every other vhost's prefix set (kafka.topic_prefix +
+ * NAME + "." unless given) and made of Kafka topic characters. */
+static int config_resolve_vhosts(struct config_parse *parse, struct config *config)
+{
+    size_t root = config->vhost_count;
+    for (size_t i = 0; i < config->vhost_count; i++)
+        if (strcmp(config->vhosts[i].name, "/") == 0)
+            root = i;
+    if (root == config->vhost_count) {
+        struct config_vhost *grown =
+            realloc(config->vhosts, (config->vhost_count + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return config_fail_memory(parse);
+        config->vhosts = grown;
+        memset(&grown[config->vhost_count], 0, sizeof(*grown));
+        config->vhost_count++;
+        if ((grown[root].name = strdup("/")) == NULL)
+            return config_fail_memory(parse);
+    }
+    if (root != 0) { /* "/" first */
+        struct config_vhost slash = config->vhosts[root];
+        memmove(&config->vhosts[1], &config->vhosts[0], root * sizeof(slash));
+        config->vhosts[0] = slash;
+    }
+    for (size_t i = 0; i < config->vhost_count; i++) {
+        struct config_vhost *vhost = &config->vhosts[i];
+        if (vhost->topic_prefix != NULL)
+            continue;
+        char prefix[600];
+        const char *global = config->kafka.topic_prefix ? config->kafka.topic_prefix : "";
+        if (i == 0)
+            snprintf(prefix, sizeof(prefix), "%s", global);
+        else
+            snprintf(prefix, sizeof(prefix), "%s%s.", global, vhost->name);
+        char reason[CONFIG_REASON_MAX], path[CONFIG_PATH_MAX];
+        if (config_join(path, sizeof(path), "vhosts", vhost->name) < 0)
+            snprintf(path, sizeof(path), "vhosts");
+        if (strlen(prefix) > 200 || config_check_topic_chars(prefix, reason, sizeof(reason)) < 0)
+            return config_fail(parse, 0, path,
+                               "the vhost's name cannot stand in its topic prefix (%s): set "
+                               "topic_prefix",
+                               config_quote(prefix).text);
+        if ((vhost->topic_prefix = strdup(prefix)) == NULL)
+            return config_fail_memory(parse);
+    }
+    return 0;
+}
+
 /* Parse the value of a key found in the table. */
 static int config_parse_value(struct config_parse *parse, const struct config_key *key,
                               yaml_node_t *node, size_t key_line, const char *path, void *base)
@@ -1016,6 +1199,7 @@ static int config_parse_value(struct config_parse *parse, const struct config_ke
     case CONFIG_TYPE_USERS: return config_parse_users(parse, key, node, path, base);
     case CONFIG_TYPE_NAMES: return config_parse_names(parse, key, node, path, base);
     case CONFIG_TYPE_LISTENERS: return config_parse_listeners(parse, key, node, path, base);
+    case CONFIG_TYPE_VHOSTS: return config_parse_vhosts(parse, key, node, path, base);
     default: break;
     }
     const char *text = NULL;
@@ -1418,7 +1602,7 @@ int config_load_string_sections(const char *name, const char *yaml, size_t len,
     if (config_apply_defaults(&parse, config_keys, config_key_count, config) < 0 ||
         config_add_sections_parse(&parse, config, sections, count) < 0 ||
         config_parse_document(&parse, yaml, len, config) < 0 ||
-        config_default_node_id(&parse, config) < 0 ||
+        config_default_node_id(&parse, config) < 0 || config_resolve_vhosts(&parse, config) < 0 ||
         config_set_string(&parse, &config->path, name) < 0) {
         config_free(config);
         return -1;

@@ -57,6 +57,15 @@ struct config_listener {
     size_t protocol_count; /* at least 1 once loaded */
 };
 
+/* One entry of `vhosts` (architecture §11): a RabbitMQ virtual host and the
+ * Kafka topic prefix its exchanges and queues live under. The loader always
+ * has "/" (first), mapped to kafka.topic_prefix; another vhost without its own
+ * topic_prefix gets kafka.topic_prefix + NAME + ".". */
+struct config_vhost {
+    char *name;         /* the key under `vhosts`: "/", "shop" */
+    char *topic_prefix; /* resolved at load, never NULL once loaded */
+};
+
 /* A former spelling of a section key, still accepted: "limits.heartbeat_min"
  * (a dotted path from the file's root) sets the section's "heartbeat_min".
  * Using it logs one deprecation warning per load; writing both spellings is
@@ -104,6 +113,14 @@ struct config {
 
     struct config_listener *listeners; /* in file order; none started when empty */
     size_t listener_count;
+
+    struct config_vhost *vhosts; /* "/" first, then the file's, in its order */
+    size_t vhost_count;
+
+    struct {
+        char *topic; /* the definitions topic, default "kbridge.definitions" */
+        char *file;  /* a RabbitMQ definitions export loaded at start; NULL: none */
+    } definitions;
 
     struct {
         bool anonymous; /* default false */
@@ -193,6 +210,9 @@ const void *config_section_values(const struct config *config, const char *name)
 
 /* The listener named `name` ("stomp"), or NULL when the file has none. */
 const struct config_listener *config_listener_find(const struct config *config, const char *name);
+
+/* The vhost named `name` ("/" always exists), or NULL: not configured. */
+const struct config_vhost *config_vhost_find(const struct config *config, const char *name);
 
 /* Free a config and everything it owns; NULL is fine. */
 void config_free(struct config *config);

@@ -24,6 +24,7 @@ enum config_type {
     CONFIG_TYPE_LISTENERS,  /* struct config_listener * keyed by name, count at count_offset */
     CONFIG_TYPE_PATTERNS,   /* struct config_pattern * with a size_t count at count_offset */
     CONFIG_TYPE_USERS,      /* struct config_user * with a size_t count at count_offset */
+    CONFIG_TYPE_VHOSTS,     /* struct config_vhost * keyed by name, count at count_offset */
 };
 
 enum {
@@ -52,7 +53,7 @@ struct config_key {
     const char *default_doc;       /* the reference's text when default_value is NULL */
     unsigned flags;                /* CONFIG_KEY_* */
     config_check_fn *check;        /* STRING only; NULL: no extra check */
-    const struct config_key *keys; /* USERS, LISTENERS: the keys of one element */
+    const struct config_key *keys; /* USERS, LISTENERS, VHOSTS: the keys of one element */
     size_t key_count;
     const char *description; /* Markdown for docs/configuration.md */
 };

@@ -272,7 +272,7 @@ int config_check_address(const char *value, unsigned min_port, char *reason, siz
 /* ------------------------------------------------------------------------ */
 
 /* node_id and kafka.topic_prefix: Kafka topic name characters. */
-static int config_check_topic_chars(const char *value, char *reason, size_t reason_size)
+int config_check_topic_chars(const char *value, char *reason, size_t reason_size)
 {
     for (const char *p = value; *p; p++) {
         if (!config_is_topic_char(*p)) {
@@ -450,6 +450,23 @@ static const struct config_key listener_keys[] = {
     },
 };
 
+static const struct config_key vhost_keys[] = {
+    {
+        .name = "topic_prefix",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_vhost, topic_prefix),
+        .min = 0,
+        .max = 200,
+        .default_doc = "`kafka.topic_prefix` + NAME + `.` (`/`: `kafka.topic_prefix`, always)",
+        .check = config_check_topic_chars,
+        .description = "Put in front of the names of this vhost's exchanges and queues to form "
+                       "their Kafka topics (architecture §11): with `shop.`, queue `orders` of "
+                       "vhost `shop` reads topic `shop.orders`. Kafka topic characters only. "
+                       "The vhost `/` always uses `kafka.topic_prefix` (so `/queue/x` and the "
+                       "default exchange stay what they were) and may not set its own.",
+    },
+};
+
 static const struct config_key user_keys[] = {
     {
         .name = "name",
@@ -606,6 +623,61 @@ const struct config_key config_keys[] = {
             "`/api/status`). `kbridged --help` lists the protocols built in; any other name is "
             "refused at start with that list. There is no limit on how many listeners there "
             "are; at most one serves `http`.",
+    },
+    {
+        .name = "vhosts",
+        .type = CONFIG_TYPE_VHOSTS,
+        .offset = offsetof(struct config, vhosts),
+        .count_offset = offsetof(struct config, vhost_count),
+        .default_doc = "`{\"/\": {}}`: only the vhost `/`",
+        .flags = CONFIG_KEY_RESTART,
+        .keys = vhost_keys,
+        .key_count = CONFIG_ARRAY_LEN(vhost_keys),
+        .description =
+            "RabbitMQ virtual hosts (architecture §11), keyed by name, each a mapping with the "
+            "keys below: `vhosts: { \"/\": {}, shop: { topic_prefix: \"shop.\" } }`. `/` "
+            "always exists, whether listed or not, and maps to `kafka.topic_prefix`. Exchanges, "
+            "queues and bindings are declared per vhost; a declare in a vhost not listed here "
+            "is refused as not found. Definitions read from the definitions topic in an "
+            "unlisted vhost are kept (another node may list it) but not served here.",
+    },
+    {
+        .name = "definitions.topic",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, definitions.topic),
+        .min = 1,
+        .max = 249,
+        .default_value = "kbridge.definitions",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_topic_chars,
+        .description =
+            "The Kafka topic that holds every exchange, queue and binding (architecture §11, "
+            "[routing.md](routing.md#where-definitions-live)); used as written "
+            "(`kafka.topic_prefix` is not added). Every node of a cluster must name the same "
+            "topic. kbridged creates it with one partition when it is missing and the broker "
+            "allows; on a real cluster create it yourself with one partition and "
+            "`cleanup.policy=compact` (`kafka-topics.sh --create --topic kbridge.definitions "
+            "--partitions 1 --config cleanup.policy=compact`), so that deletes (tombstones) "
+            "and redeclares keep it small. A node is not ready (`/readyz`) until it has read "
+            "the topic up to the end it saw at start.",
+    },
+    {
+        .name = "definitions.file",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, definitions.file),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none",
+        .flags = CONFIG_KEY_RESTART,
+        .description =
+            "A RabbitMQ definitions export (JSON: `rabbitmqctl export_definitions`, the "
+            "management API's `GET /api/definitions`) loaded at start, once the node has read "
+            "the definitions topic: its vhosts, exchanges, queues and bindings are declared "
+            "as a client would. Idempotent: what exists with the same properties is left "
+            "alone; what exists with other properties is left as it is and logged as an "
+            "error naming it (the node still starts); vhosts not in `vhosts` are skipped with "
+            "a warning. Users and permissions are not imported (one log line says how many "
+            "were skipped). `kbridged --check-config` reads and checks the file.",
     },
     {
         .name = "auth.anonymous",
@@ -903,6 +975,7 @@ static const char *config_type_doc(enum config_type type)
     case CONFIG_TYPE_LISTENERS: return "mapping of listener names to listeners";
     case CONFIG_TYPE_PATTERNS: return "list of POSIX extended regular expressions";
     case CONFIG_TYPE_USERS: return "list of users";
+    case CONFIG_TYPE_VHOSTS: return "mapping of vhost names to vhosts";
     }
     return "?";
 }
@@ -972,7 +1045,8 @@ void config_write_reference(FILE *stream, const struct config_section *const *se
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *key = &config_keys[i];
         config_write_key(stream, "", key, 0, NULL);
-        if (key->type != CONFIG_TYPE_USERS && key->type != CONFIG_TYPE_LISTENERS)
+        if (key->type != CONFIG_TYPE_USERS && key->type != CONFIG_TYPE_LISTENERS &&
+            key->type != CONFIG_TYPE_VHOSTS)
             continue;
         char prefix[64];
         snprintf(prefix, sizeof(prefix), key->type == CONFIG_TYPE_USERS ? "%s[]." : "%s.NAME.",

@@ -41,6 +41,10 @@ void config_format_duration(uint64_t ms, char *out, size_t out_size);
  * and a reason. */
 int config_check_name(const char *value, char *reason, size_t reason_size);
 
+/* Kafka topic name characters only (A-Z a-z 0-9 . _ -). 0 ok, else -1 and a
+ * reason. */
+int config_check_topic_chars(const char *value, char *reason, size_t reason_size);
+
 /* "host:port" or "[IPv6]:port" with a port from min_port to 65535; shape only,
  * no name lookup. 0 ok, else -1 and a reason. */
 int config_check_address(const char *value, unsigned min_port, char *reason, size_t reason_size);

@@ -20,7 +20,7 @@
 
 #include "config.h"
 #include "core_internal.h"
-#include "definitions.h"
+#include "definitions_store.h"
 #include "engine.h"
 #include "metrics.h"
 #include "request_reply.h"
@@ -32,9 +32,9 @@ static void core_free_parts(struct core *core)
         core->queue_engine->ops->free(core->queue_engine);
     if (core->topic_engine) /* frees the temporary-queue engine with it */
         core->topic_engine->ops->free(core->topic_engine);
+    definitions_store_free(core->definitions);
     stats_table_clear(&core->stats); /* the series stay with the registry */
     request_reply_free(core->request_reply);
-    definitions_free(core->definitions);
     free(core);
 }
 
@@ -82,14 +82,13 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
                         "Messages that reached no queue through their exchange and were written "
                         "to its alternate-exchange instead.",
                         NULL);
-    core->definitions = definitions_new();
-    if (core->definitions && definitions_vhost_add(core->definitions, CORE_DEFAULT_VHOST) < 0) {
-        definitions_free(core->definitions);
-        core->definitions = NULL;
-    }
     if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
-        !core->unroutable || !core->alternate_routed || !core->definitions) {
+        !core->unroutable || !core->alternate_routed) {
         snprintf(err, err_size, "core: out of memory");
+        core_free_parts(core);
+        return NULL;
+    }
+    if (core_definitions_start(core, err, err_size) < 0) {
         core_free_parts(core);
         return NULL;
     }
@@ -103,7 +102,8 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
     context->request_reply = core->request_reply;
     context->expired[0] = core->expired[0];
     context->expired[1] = core->expired[1];
-    context->definitions = core->definitions;
+    context->definitions = definitions_store_view(core->definitions);
+    context->definitions_store = core->definitions;
     core_subscription_context(context);
     core->queue_engine = queue_engine_new(context, err, err_size);
     core->topic_engine = core->queue_engine ? topic_engine_new(context, err, err_size) : NULL;
@@ -129,14 +129,6 @@ void core_reconfigure(struct core *core)
 }
 
 void core_drain(struct core *core) { core->draining = true; }
-
-void core_definitions_changed(struct core *core)
-{
-    struct engine *engines[] = {core->queue_engine, core->topic_engine, core->temporary_engine};
-    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++)
-        if (engines[i]->ops->definitions_changed)
-            engines[i]->ops->definitions_changed(engines[i]);
-}
 
 void core_free(struct core *core)
 {

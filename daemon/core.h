@@ -27,6 +27,11 @@ struct core_session;
 struct core_subscription;
 struct core_auth;
 struct worker_pool;
+/* definitions.h (RabbitMQ's model; callers of core_declare_* include it) */
+struct definitions;
+struct exchange_spec;
+struct queue_spec;
+struct binding_spec;
 
 /* Result codes of core calls (besides 0). Adapters map them to protocol errors. */
 enum core_error {
@@ -38,8 +43,17 @@ enum core_error {
     CORE_ERR_UNAVAILABLE = -5, /* Kafka not ready or failed */
     CORE_ERR_UNSUPPORTED = -6, /* a feature that is not built yet */
     CORE_ERR_INTERNAL = -7,    /* out of memory and the like */
-    CORE_ERR_NOT_FOUND = -8,   /* Kafka says the destination's topic does not exist */
+    CORE_ERR_NOT_FOUND = -8,   /* Kafka says the destination's topic does not exist; or
+                                  no such exchange, queue or vhost (AMQP 0-9-1 404) */
+    /* Definitions (core_declare_* and friends, architecture §11): */
+    CORE_ERR_PRECONDITION = -9, /* redeclared with other properties, a bad or unsupported
+                                   argument, if-unused not met (AMQP 0-9-1 406
+                                   PRECONDITION_FAILED) */
+    CORE_ERR_LOCKED = -10,      /* another connection's exclusive queue (AMQP 0-9-1 405
+                                   RESOURCE_LOCKED) */
 };
+/* Reserved names (amq.*, the default exchange) are CORE_ERR_ACCESS (AMQP
+ * 0-9-1 403 ACCESS_REFUSED), like an ACL refusal. */
 
 /* A publish outcome that is no error (core_publish_fn's `err`): the message
  * was published to an exchange and reached no queue, so it was not written
@@ -264,5 +278,84 @@ void core_unsubscribe(struct core_subscription *subscription);
  * forgotten, so the next subscription of that name starts afresh (RabbitMQ's
  * UNSUBSCRIBE with durable:true). Others: as core_unsubscribe. */
 void core_unsubscribe_forget(struct core_subscription *subscription);
+
+/* ---- definitions: exchanges, queues, bindings (architecture §11) ----------------
+ *
+ * RabbitMQ's model, shared by every node through the definitions topic
+ * (definitions_store.h). Each call checks the request against this node's
+ * view (RabbitMQ's rules and texts, definitions.h), writes the record(s) and
+ * answers through `done` only once Kafka confirmed them and this node's reader
+ * applied them, so the caller's next step sees its own change. Specs are
+ * borrowed for the call only; vhost NULL means "/".
+ *
+ * Returns CORE_OK: `done` is called exactly once, later, on the loop (never
+ * inside the call, never after core_session_close). Any other value: refused
+ * now with the reason in err, `done` is never called: CORE_ERR_NOT_FOUND (no
+ * such vhost, or exchange/queue for passive declares and binds),
+ * CORE_ERR_PRECONDITION, CORE_ERR_LOCKED, CORE_ERR_ACCESS (ACL, reserved
+ * names), CORE_ERR_UNAVAILABLE (the node has not read the definitions topic
+ * yet, or Kafka refused the write at once), CORE_ERR_UNSUPPORTED,
+ * CORE_ERR_INTERNAL. `done`'s core_error is CORE_OK, or CORE_ERR_UNAVAILABLE
+ * when Kafka did not confirm (reason names Kafka's error); `name` is the
+ * entity's name (a server-named queue's generated name), valid during the
+ * call.
+ *
+ * ACLs (auth.users' patterns match the plain name, whatever the vhost): an
+ * exchange is declared or deleted with publish on its name (a passive
+ * declare: publish or consume); a queue with consume on its name; a binding
+ * to a queue needs consume on the queue and on the source exchange, one to
+ * an exchange publish on the destination and consume on the source. */
+typedef void (*core_definitions_fn)(void *opaque, int core_error, const char *reason,
+                                    const char *name);
+
+/* Declare an exchange (passive: only check that it exists). */
+int core_declare_exchange(struct core_session *session, const struct exchange_spec *spec,
+                          bool passive, core_definitions_fn done, void *opaque, char *err,
+                          size_t err_size);
+/* Declare a queue (passive: only check). An empty name asks for a
+ * server-named queue ("amq.gen-..."; given back in `done`). An exclusive
+ * queue belongs to this session (spec->owner is ignored: the core sets it):
+ * other sessions get CORE_ERR_LOCKED, and it is deleted with its bindings
+ * when the session closes. */
+int core_declare_queue(struct core_session *session, const struct queue_spec *spec, bool passive,
+                       core_definitions_fn done, void *opaque, char *err, size_t err_size);
+/* Bind / unbind a queue or an exchange (spec->destination_kind) to an exchange.
+ * Binding again what exists, or unbinding what does not, succeeds without a
+ * write. */
+int core_bind(struct core_session *session, const struct binding_spec *spec,
+              core_definitions_fn done, void *opaque, char *err, size_t err_size);
+int core_unbind(struct core_session *session, const struct binding_spec *spec,
+                core_definitions_fn done, void *opaque, char *err, size_t err_size);
+/* Delete an exchange and every binding from or to it. `if_unused`: refused
+ * (CORE_ERR_PRECONDITION) while it is the source of a binding. Deleting what
+ * does not exist succeeds (as in RabbitMQ). */
+int core_delete_exchange(struct core_session *session, const char *vhost, const char *name,
+                         bool if_unused, core_definitions_fn done, void *opaque, char *err,
+                         size_t err_size);
+/* Delete a queue and its bindings. `if_unused`: refused while a session of
+ * this node consumes from it (consumers on other nodes are not known here).
+ * `if_empty` is refused (CORE_ERR_UNSUPPORTED): kbridge cannot tell cheaply
+ * whether a consumer group has unread records. The group's committed
+ * offsets are left to expire (offsets.retention.minutes). */
+int core_delete_queue(struct core_session *session, const char *vhost, const char *name,
+                      bool if_unused, bool if_empty, core_definitions_fn done, void *opaque,
+                      char *err, size_t err_size);
+/* May this session use queue `name` (CORE_OK), or is it another connection's
+ * exclusive queue (CORE_ERR_LOCKED, RabbitMQ's text in err)? CORE_OK also
+ * when the queue is not declared. For subscribe paths. */
+int core_queue_usable(struct core_session *session, const char *vhost, const char *name, char *err,
+                      size_t err_size);
+
+/* This node's view of the definitions (read-only; changes as the
+ * definitions topic is applied). Engines get the same pointer in their
+ * engine_context. */
+const struct definitions *core_definitions(const struct core *core);
+/* Has this node read the definitions topic (and done its start-up work)?
+ * Why not (empty when it has). */
+bool core_definitions_ready(const struct core *core);
+const char *core_definitions_not_ready_reason(const struct core *core);
+/* The Kafka topic prefix of `vhost` (config `vhosts`), or NULL when it is not
+ * configured. */
+const char *core_vhost_topic_prefix(const struct core *core, const char *vhost);
 
 #endif

@@ -28,6 +28,7 @@
 #include "core_internal.h"
 #include "definitions.h"
 #include "engine.h"
+#include "log.h"
 #include "record.h"
 
 /* Alternate exchanges followed at most (RabbitMQ stops at a cycle; so do
@@ -105,8 +106,9 @@ int core_exchange_publish(struct core_session *session, const struct destination
         memcpy(key, message->routing_key, key_len);
     key[key_len] = '\0';
 
+    const struct definitions *view = core_definitions(core);
     const struct exchange_definition *exchange =
-        definitions_exchange(core->definitions, vhost, destination->name);
+        definitions_exchange(view, vhost, destination->name);
     if (!exchange) {
         snprintf(err, err_size, "no exchange '%s' in vhost '%s'", destination->name, vhost);
         return CORE_ERR_NOT_FOUND;
@@ -152,7 +154,7 @@ int core_exchange_publish(struct core_session *session, const struct destination
             target = at;
             break;
         }
-        int reached = definitions_route(core->definitions, vhost, at->spec.name, key, headers,
+        int reached = definitions_route(view, vhost, at->spec.name, key, headers,
                                         message->property_count, NULL, NULL);
         if (reached < 0) {
             free(headers);
@@ -164,9 +166,8 @@ int core_exchange_publish(struct core_session *session, const struct destination
             break;
         }
         const struct exchange_definition *alternate =
-            at->alternate_exchange
-                ? definitions_exchange(core->definitions, vhost, at->alternate_exchange)
-                : NULL;
+            at->alternate_exchange ? definitions_exchange(view, vhost, at->alternate_exchange)
+                                   : NULL;
         if (!alternate && core_exchange_keeps_unroutable(at)) {
             target = at;
             break;
@@ -202,69 +203,221 @@ int core_exchange_publish(struct core_session *session, const struct destination
 
 /* ---- subscribing to an exchange ---------------------------------------------------- */
 
-/* The declaring connection of an exclusive queue: "NODE/PEER". */
-static void core_exchange_owner(struct core_session *session, char *out, size_t out_size)
+/* An exchange subscription being set up: its queue declared, then bound
+ * (each answered once this node's reader applied it), then subscribed.
+ * Owned by the session (session->exchange_ops) until the last answer. */
+struct core_exchange_op {
+    struct core_exchange_op *next, *prev; /* in session->exchange_ops */
+    struct core_session *session;
+    struct core_subscription *sub; /* NULL once the subscription ended first */
+    bool declared;                 /* the queue exists: delete it if the subscription goes */
+    char exchange[ADDRESS_NAME_MAX + 1];
+    char key[ADDRESS_KEY_MAX + 1];
+    char queue[ADDRESS_NAME_MAX + 1];
+};
+
+static void core_exchange_op_free(struct core_exchange_op *op)
 {
-    snprintf(out, out_size, "%s/%s", core_config(session->core)->node_id,
-             session->peer ? session->peer : "?");
+    struct core_session *session = op->session;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        session->exchange_ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    if (op->sub)
+        op->sub->exchange_op = NULL;
+    free(op);
 }
 
-int core_exchange_subscription_queue(struct core_session *session, const char *exchange,
-                                     const char *key, struct destination *queue, char *err,
-                                     size_t err_size)
+/* No one waits for these answers (a queue deleted behind its subscription). */
+static void core_exchange_ignore(void *opaque, int core_error, const char *reason, const char *name)
 {
-    struct core *core = session->core;
-    const char *vhost = CORE_DEFAULT_VHOST;
+    (void)opaque;
+    if (core_error != CORE_OK)
+        log_warn("core", "auto-delete queue '%s' not deleted: %s", name, reason);
+}
+
+/* The subscription ended before its queue was set up: delete the queue. */
+static void core_exchange_op_abandon(struct core_exchange_op *op)
+{
+    char err[256];
+    if (op->declared && core_delete_queue(op->session, CORE_DEFAULT_VHOST, op->queue, false, false,
+                                          core_exchange_ignore, NULL, err, sizeof(err)) != CORE_OK)
+        log_warn("core", "auto-delete queue '%s' not deleted: %s", op->queue, err);
+    core_exchange_op_free(op);
+}
+
+static void core_exchange_op_fail(struct core_exchange_op *op, const char *what, const char *reason)
+{
+    struct core_subscription *sub = op->sub;
+    char text[512];
+    snprintf(text, sizeof(text), "cannot %s for exchange '%s': %s", what, op->exchange, reason);
+    if (op->declared) {
+        op->sub = NULL;
+        sub->exchange_op = NULL;
+        core_exchange_op_abandon(op); /* the queue goes with the failed subscription */
+    } else {
+        core_exchange_op_free(op);
+    }
+    sub->handlers.failed(sub->opaque, text); /* the adapter unsubscribes */
+}
+
+static void core_exchange_on_bound(void *opaque, int core_error, const char *reason,
+                                   const char *name)
+{
+    struct core_exchange_op *op = opaque;
+    struct core_subscription *sub = op->sub;
+    if (!sub) {
+        core_exchange_op_abandon(op);
+        return;
+    }
+    if (core_error != CORE_OK) {
+        core_exchange_op_fail(op, "bind its queue", reason);
+        return;
+    }
+    char err[256] = "";
+    struct destination queue = {.kind = DESTINATION_QUEUE};
+    snprintf(queue.name, sizeof(queue.name), "%s", op->queue);
+    core_exchange_op_free(op); /* sub->exchange_op is NULL now */
+    int rc = core_subscription_attach(sub, &queue, err, sizeof(err));
+    if (rc != CORE_OK) {
+        char text[512];
+        snprintf(text, sizeof(text), "cannot subscribe to queue '%s': %s", queue.name, err);
+        core_exchange_auto_delete(sub->session, queue.name);
+        sub->handlers.failed(sub->opaque, text);
+    }
+}
+
+static void core_exchange_on_declared(void *opaque, int core_error, const char *reason,
+                                      const char *name)
+{
+    struct core_exchange_op *op = opaque;
+    if (core_error == CORE_OK) {
+        op->declared = true;
+        snprintf(op->queue, sizeof(op->queue), "%s", name);
+    }
+    if (!op->sub) {
+        core_exchange_op_abandon(op);
+        return;
+    }
+    if (core_error != CORE_OK) {
+        core_exchange_op_fail(op, "declare its queue", reason);
+        return;
+    }
+    struct binding_spec binding = {
+        .vhost = CORE_DEFAULT_VHOST,
+        .source = op->exchange,
+        .destination_kind = BINDING_TO_QUEUE,
+        .destination = op->queue,
+        .routing_key = op->key,
+    };
+    char err[256] = "";
+    if (core_bind(op->session, &binding, core_exchange_on_bound, op, err, sizeof(err)) != CORE_OK)
+        core_exchange_op_fail(op, "bind its queue", err);
+}
+
+int core_exchange_subscribe(struct core_subscription *sub, const char *exchange, const char *key,
+                            char *err, size_t err_size)
+{
+    struct core_session *session = sub->session;
     const struct exchange_definition *definition =
-        definitions_exchange(core->definitions, vhost, exchange);
+        definitions_exchange(core_definitions(session->core), CORE_DEFAULT_VHOST, exchange);
     if (!definition) {
-        snprintf(err, err_size, "no exchange '%s' in vhost '%s'", exchange, vhost);
+        snprintf(err, err_size, "no exchange '%s' in vhost '%s'", exchange, CORE_DEFAULT_VHOST);
         return CORE_ERR_NOT_FOUND;
     }
     if (strlen(key) > ADDRESS_KEY_MAX) {
         snprintf(err, err_size, "a binding key is at most %d bytes", ADDRESS_KEY_MAX);
         return CORE_ERR_INVALID;
     }
-    *queue = (struct destination){.kind = DESTINATION_QUEUE};
-    if (definitions_generate_queue_name(queue->name, sizeof(queue->name)) < 0) {
-        snprintf(err, err_size, "cannot name a queue: no randomness");
-        return CORE_ERR_INTERNAL;
-    }
-    char owner[ADDRESS_NAME_MAX + 64];
-    core_exchange_owner(session, owner, sizeof(owner));
-    struct queue_spec queue_spec = {
-        .vhost = vhost,
-        .name = queue->name,
-        .durable = false,
-        .exclusive = true,
-        .auto_delete = true,
-        .owner = owner,
-    };
-    struct binding_spec binding = {
-        .vhost = vhost,
-        .source = exchange,
-        .destination_kind = BINDING_TO_QUEUE,
-        .destination = queue->name,
-        .routing_key = key,
-    };
-    /* This node's view only, until the definitions store's declare and bind
-     * (read-your-writes through Kafka) replace these two calls. */
-    if (definitions_apply_queue(core->definitions, &queue_spec) < 0 ||
-        definitions_apply_binding(core->definitions, &binding) < 0) {
-        definitions_remove_queue(core->definitions, vhost, queue->name);
+    struct core_exchange_op *op = calloc(1, sizeof(*op));
+    if (!op) {
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
-    core_definitions_changed(core);
-    return CORE_OK;
+    op->session = session;
+    op->sub = sub;
+    snprintf(op->exchange, sizeof(op->exchange), "%s", exchange);
+    snprintf(op->key, sizeof(op->key), "%s", key);
+    op->next = session->exchange_ops;
+    if (op->next)
+        op->next->prev = op;
+    session->exchange_ops = op;
+    sub->exchange_op = op;
+    /* server-named, exclusive to this session, auto-delete (RabbitMQ's STOMP) */
+    struct queue_spec queue = {
+        .vhost = CORE_DEFAULT_VHOST,
+        .name = "",
+        .durable = false,
+        .exclusive = true,
+        .auto_delete = true,
+    };
+    int rc =
+        core_declare_queue(session, &queue, false, core_exchange_on_declared, op, err, err_size);
+    if (rc != CORE_OK)
+        core_exchange_op_free(op);
+    return rc;
 }
 
-void core_exchange_auto_delete(struct core *core, const char *name)
+void core_exchange_subscription_ended(struct core_subscription *sub)
+{
+    if (sub->exchange_op) {
+        sub->exchange_op->sub = NULL; /* its next answer deletes the queue */
+        sub->exchange_op = NULL;
+    }
+}
+
+void core_exchange_session_closed(struct core_session *session)
+{
+    /* the declare API answers nothing after the session closed; its
+     * exclusive queues are deleted with it (core_definitions.c) */
+    while (session->exchange_ops)
+        core_exchange_op_free(session->exchange_ops);
+}
+
+void core_exchange_auto_delete(struct core_session *session, const char *name)
 {
     const struct queue_definition *queue =
-        definitions_queue(core->definitions, CORE_DEFAULT_VHOST, name);
+        definitions_queue(core_definitions(session->core), CORE_DEFAULT_VHOST, name);
     if (!queue || !queue->spec.auto_delete)
         return;
-    definitions_remove_queue(core->definitions, CORE_DEFAULT_VHOST, name);
-    core_definitions_changed(core);
+    char err[256];
+    if (core_delete_queue(session, CORE_DEFAULT_VHOST, name, false, false, core_exchange_ignore,
+                          NULL, err, sizeof(err)) != CORE_OK)
+        log_warn("core", "auto-delete queue '%s' not deleted: %s", name, err);
+}
+
+/* ---- queues named by address ------------------------------------------------------- */
+
+static void core_exchange_declared_on_first_use(void *opaque, int core_error, const char *reason,
+                                                const char *name)
+{
+    (void)opaque;
+    if (core_error != CORE_OK)
+        log_info("core", "queue '%s' not declared on first use: %s", name, reason);
+}
+
+int core_exchange_queue_first_use(struct core_session *session,
+                                  const struct destination *destination, char *err, size_t err_size)
+{
+    int rc = core_queue_usable(session, CORE_DEFAULT_VHOST, destination->name, err, err_size);
+    if (rc != CORE_OK)
+        return rc;
+    if (definitions_queue(core_definitions(session->core), CORE_DEFAULT_VHOST, destination->name))
+        return CORE_OK;
+    if (destination->existing) {
+        snprintf(err, err_size, "no queue '%s' in vhost '%s'", destination->name,
+                 CORE_DEFAULT_VHOST);
+        return CORE_ERR_NOT_FOUND;
+    }
+    /* Declared as RabbitMQ's STOMP does (durable), so AMQP 0-9-1 clients see
+     * it; nobody waits: the queue works as a topic's group either way. */
+    struct queue_spec queue = {
+        .vhost = CORE_DEFAULT_VHOST, .name = destination->name, .durable = true};
+    char why[256];
+    if (core_declare_queue(session, &queue, false, core_exchange_declared_on_first_use, NULL, why,
+                           sizeof(why)) != CORE_OK)
+        log_info("core", "queue '%s' not declared on first use: %s", destination->name, why);
+    return CORE_OK;
 }

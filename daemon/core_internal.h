@@ -23,6 +23,10 @@
 struct definitions;
 struct event;
 struct request_reply;
+struct definitions_store;
+struct core_definitions_op;
+struct core_exclusive;
+struct core_exchange_op;
 
 struct core {
     struct event_base *base;
@@ -33,17 +37,18 @@ struct core {
     struct core_session *sessions;
     struct stats_table stats; /* per-destination series */
     struct request_reply *request_reply;
-    struct engine_context engine_context; /* given to every engine */
-    struct engine *queue_engine;          /* queues and durable subscriptions */
-    struct engine *topic_engine;          /* non-durable topics */
-    struct engine *temporary_engine;      /* temporary queues (part of topic_engine) */
+    struct engine_context engine_context;  /* given to every engine */
+    struct engine *queue_engine;           /* queues and durable subscriptions */
+    struct engine *topic_engine;           /* non-durable topics */
+    struct engine *temporary_engine;       /* temporary queues (part of topic_engine) */
+    struct definitions_store *definitions; /* the node's view of exchanges, queues, bindings */
+    uint64_t next_session_serial;          /* names sessions as exclusive-queue owners */
+    size_t startup_writes;                 /* start-up writes not yet done (core_definitions.c) */
     bool draining;
     uint64_t config_generation; /* 1, raised by each reload: sessions' ACL caches follow it */
     uint64_t *late_settles;
     uint64_t *auth_failures;
-    uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
-    /* This node's view of exchanges, queues and bindings (architecture §11). */
-    struct definitions *definitions;
+    uint64_t *expired[2];       /* kbridge_expired_total{kind="queue"|"topic"} */
     uint64_t *unroutable;       /* kbridge_unroutable_total */
     uint64_t *alternate_routed; /* kbridge_alternate_routed_total */
 };
@@ -65,6 +70,10 @@ struct core_session {
     uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
+    uint64_t serial;                            /* owner "NODE/SERIAL" of its exclusive queues */
+    struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
+    struct core_exclusive *exclusives;          /* exclusive queues it declared */
+    struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -119,12 +128,6 @@ int core_publish_record(struct core_session *session, const struct core_record_t
 int core_publish_answer_later(struct core_session *session, int code, const char *reason,
                               core_publish_fn done, void *opaque, char *err, size_t err_size);
 
-/* ---- core.c ---- */
-
-/* The view of the definitions changed (a declare, delete or binding): the
- * engines follow it (engine_ops.definitions_changed). */
-void core_definitions_changed(struct core *core);
-
 /* ---- core_exchange.c ---- */
 
 /* core_publish for an exchange destination (architecture §11). */
@@ -132,19 +135,47 @@ int core_exchange_publish(struct core_session *session, const struct destination
                           const struct core_message *message, core_publish_fn done, void *opaque,
                           char *err, size_t err_size);
 
-/* The queue an exchange subscription reads: a server-named exclusive,
- * auto-delete queue bound to the exchange with `key`, declared in this
- * node's view, its name written to queue->name (kind queue). CORE_OK, or an
- * error with err (no such exchange, internal, out of memory). */
-int core_exchange_subscription_queue(struct core_session *session, const char *exchange,
-                                     const char *key, struct destination *queue, char *err,
-                                     size_t err_size);
+/* Set up exchange subscription `sub` (not attached yet): declare its
+ * server-named exclusive, auto-delete queue, bind it to `exchange` with
+ * `key` (both through the declare API, answered once applied), then attach
+ * it to the queue (core_subscription_attach); a failure on the way goes to
+ * sub->handlers.failed. CORE_OK, or an error with err now (no such
+ * exchange, store not ready, ACL) and nothing started. */
+int core_exchange_subscribe(struct core_subscription *sub, const char *exchange, const char *key,
+                            char *err, size_t err_size);
+/* `sub` ends while its set-up is under way: the queue is deleted when the
+ * next answer comes. */
+void core_exchange_subscription_ended(struct core_subscription *sub);
+/* A subscription to queue `destination`: refused when it is another
+ * session's exclusive queue (CORE_ERR_LOCKED) or, spelled as an existing
+ * queue (/amq/queue/NAME), when it is not declared (CORE_ERR_NOT_FOUND);
+ * otherwise CORE_OK, and a queue the view lacks is declared durable (no one
+ * waits for it). */
+int core_exchange_queue_first_use(struct core_session *session,
+                                  const struct destination *destination, char *err,
+                                  size_t err_size);
+/* The session closes: its set-ups are dropped (no answer comes any more). */
+void core_exchange_session_closed(struct core_session *session);
+/* Delete queue `name` if the view says auto-delete (its last subscriber on
+ * this node went), on behalf of `session`; nobody waits for the answer. */
+void core_exchange_auto_delete(struct core_session *session, const char *name);
 
-/* Delete queue `name` from this node's view if it is auto-delete (its last
- * subscriber here went). */
-void core_exchange_auto_delete(struct core *core, const char *name);
+/* ---- core_definitions.c ---- */
+
+/* Create the node's definitions store (core->definitions) and hook its
+ * start-up work. 0, or -1 with err. */
+int core_definitions_start(struct core *core, char *err, size_t err_size);
+/* The session is closing: its pending definition calls will not call back,
+ * and its exclusive queues are deleted (with their bindings). */
+void core_definitions_session_closed(struct core_session *session);
 
 /* ---- core_subscription.c ---- */
+
+/* Serve `sub` (allocated, linked in its session, not attached yet) as a
+ * subscription of `destination`: pick its engine and subscribe. CORE_OK, or
+ * an error with err. */
+int core_subscription_attach(struct core_subscription *sub, const struct destination *destination,
+                             char *err, size_t err_size);
 
 /* Fill the engine context's calls into the core (ready, deliver, failed,
  * may_consume_topic). */

@@ -284,6 +284,7 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     if (!session)
         return NULL;
     session->core = core;
+    session->serial = ++core->next_session_serial;
     session->protocol = strdup(protocol);
     session->user = strdup(user);
     session->client_id = client_id && *client_id ? strdup(client_id) : NULL;
@@ -332,6 +333,8 @@ void core_session_close(struct core_session *session)
     while (session->subscriptions)
         core_unsubscribe(session->subscriptions);
     core_publish_forget_session(session);
+    core_definitions_session_closed(session);
+    core_exchange_session_closed(session);
     if (session->prev)
         session->prev->next = session->next;
     else

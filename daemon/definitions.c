@@ -1083,6 +1083,75 @@ void definitions_bindings_into(const struct definitions *definitions, const char
     }
 }
 
+void definitions_bindings_to(const struct definitions *definitions, const char *vhost,
+                             enum binding_destination kind, const char *name,
+                             definitions_binding_fn *each, void *opaque)
+{
+    const struct binding_list *to = NULL;
+    if (kind == BINDING_TO_QUEUE) {
+        const struct queue_entry *q = queue_entry_find(definitions, vhost, name);
+        to = q ? &q->to : NULL;
+    } else {
+        const struct exchange_entry *e = exchange_entry_find(definitions, vhost, name);
+        to = e ? &e->to : NULL;
+    }
+    for (size_t i = 0; to && i < to->count; i++)
+        if (!each(&to->items[i]->spec, opaque))
+            return;
+}
+
+void definitions_each_vhost(const struct definitions *definitions, definitions_vhost_fn *each,
+                            void *opaque)
+{
+    for (const struct vhost_entry *v = definitions->vhosts; v; v = v->next)
+        if (!each(v->name, opaque))
+            return;
+}
+
+void definitions_each_exchange(const struct definitions *definitions, definitions_exchange_fn *each,
+                               void *opaque)
+{
+    const struct u64_map *map = &definitions->exchanges;
+    for (size_t i = 0; map->slots && i <= map->mask; i++) {
+        if (!map->slots[i].key)
+            continue;
+        for (const struct exchange_entry *e = map->slots[i].value; e;
+             e = (const struct exchange_entry *)e->base.key_next)
+            if (e->definition && !each(e->definition, opaque))
+                return;
+    }
+}
+
+void definitions_each_queue(const struct definitions *definitions,
+                            bool (*each)(const struct queue_definition *queue, void *opaque),
+                            void *opaque)
+{
+    const struct u64_map *map = &definitions->queues;
+    for (size_t i = 0; map->slots && i <= map->mask; i++) {
+        if (!map->slots[i].key)
+            continue;
+        for (const struct queue_entry *q = map->slots[i].value; q;
+             q = (const struct queue_entry *)q->base.key_next)
+            if (q->definition && !each(q->definition, opaque))
+                return;
+    }
+}
+
+void definitions_each_binding(const struct definitions *definitions, definitions_binding_fn *each,
+                              void *opaque)
+{
+    const struct u64_map *map = &definitions->exchanges;
+    for (size_t i = 0; map->slots && i <= map->mask; i++) {
+        if (!map->slots[i].key)
+            continue;
+        for (const struct exchange_entry *e = map->slots[i].value; e;
+             e = (const struct exchange_entry *)e->base.key_next)
+            for (size_t b = 0; b < e->from.count; b++)
+                if (!each(&e->from.items[b]->spec, opaque))
+                    return;
+    }
+}
+
 /* ---- routing --------------------------------------------------------------------- */
 
 /* Does the message match binding `b` of an exchange of `type`? */

@@ -178,6 +178,27 @@ void definitions_bindings_from(const struct definitions *definitions, const char
 void definitions_bindings_into(const struct definitions *definitions, const char *vhost,
                                const char *queue, definitions_binding_fn *each, void *opaque);
 
+/* Bindings whose destination is queue / exchange `name`, in no set order. */
+void definitions_bindings_to(const struct definitions *definitions, const char *vhost,
+                             enum binding_destination kind, const char *name,
+                             definitions_binding_fn *each, void *opaque);
+
+/* Walks of the whole model, for exports and /api/definitions, in no set
+ * order; `each` returns false to stop, and must not change the model. Only
+ * declared entities (built-in exchanges included: see ->builtin). */
+typedef bool definitions_exchange_fn(const struct exchange_definition *exchange, void *opaque);
+typedef bool definitions_vhost_fn(const char *vhost, void *opaque);
+void definitions_each_vhost(const struct definitions *definitions, definitions_vhost_fn *each,
+                            void *opaque);
+void definitions_each_exchange(const struct definitions *definitions, definitions_exchange_fn *each,
+                               void *opaque);
+void definitions_each_queue(const struct definitions *definitions,
+                            bool (*each)(const struct queue_definition *queue, void *opaque),
+                            void *opaque);
+/* Every binding (also those whose source or destination is not declared). */
+void definitions_each_binding(const struct definitions *definitions, definitions_binding_fn *each,
+                              void *opaque);
+
 /* ---- routing --------------------------------------------------------------------- */
 
 /* Called once per queue a message reaches; return false to stop early. */

@@ -161,6 +161,53 @@ static char *entity_key(const char *kind, const char *vhost, const char *name)
     return t.data;
 }
 
+char *definitions_record_exchange_key(const char *vhost, const char *name)
+{
+    return entity_key("exchange", vhost, name);
+}
+
+char *definitions_record_queue_key(const char *vhost, const char *name)
+{
+    return entity_key("queue", vhost, name);
+}
+
+char *definitions_record_binding_key(const struct binding_spec *spec) { return binding_key(spec); }
+
+int definitions_record_key_parse(const char *key, size_t key_len,
+                                 struct definitions_record_key *out)
+{
+    memset(out, 0, sizeof(*out));
+    int count = key_split(key, key_len, out->parts, KEY_COMPONENTS_MAX);
+    if (count < 0)
+        return count;
+    out->count = count;
+    char **parts = out->parts;
+    if (count == 3 && strcmp(parts[0], "exchange") == 0)
+        out->kind = DEFINITIONS_RECORD_EXCHANGE;
+    else if (count == 3 && strcmp(parts[0], "queue") == 0)
+        out->kind = DEFINITIONS_RECORD_QUEUE;
+    else if (count == 7 && strcmp(parts[0], "binding") == 0 &&
+             (strcmp(parts[3], "q") == 0 || strcmp(parts[3], "e") == 0)) {
+        out->kind = DEFINITIONS_RECORD_BINDING;
+        out->destination_kind = parts[3][0] == 'e' ? BINDING_TO_EXCHANGE : BINDING_TO_QUEUE;
+        out->destination = parts[4];
+        out->routing_key = parts[5];
+    } else {
+        definitions_record_key_free(out);
+        return -1;
+    }
+    out->vhost = parts[1];
+    out->name = parts[2];
+    return 0;
+}
+
+void definitions_record_key_free(struct definitions_record_key *key)
+{
+    for (int i = 0; i < key->count; i++)
+        free(key->parts[i]);
+    memset(key, 0, sizeof(*key));
+}
+
 /* ---- values: specs to JSON ------------------------------------------------------- */
 
 static json_t *arguments_or_empty(const json_t *arguments)

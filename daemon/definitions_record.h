@@ -26,6 +26,35 @@ int definitions_record_exchange(const struct exchange_spec *spec, char **key, ch
 int definitions_record_queue(const struct queue_spec *spec, char **key, char **value);
 int definitions_record_binding(const struct binding_spec *spec, char **key, char **value);
 
+/* The key alone (malloc'd; NULL out of memory): what a delete's tombstone
+ * carries. */
+char *definitions_record_exchange_key(const char *vhost, const char *name);
+char *definitions_record_queue_key(const char *vhost, const char *name);
+char *definitions_record_binding_key(const struct binding_spec *spec);
+
+/* What a record key names, decoded (for watchers and logs). */
+enum definitions_record_kind {
+    DEFINITIONS_RECORD_EXCHANGE,
+    DEFINITIONS_RECORD_QUEUE,
+    DEFINITIONS_RECORD_BINDING,
+};
+struct definitions_record_key {
+    enum definitions_record_kind kind;
+    const char *vhost;
+    const char *name; /* the exchange or queue; a binding's source exchange */
+    /* bindings only */
+    enum binding_destination destination_kind;
+    const char *destination;
+    const char *routing_key;
+    char *parts[7]; /* owned: the decoded components the pointers above point into */
+    int count;
+};
+/* 0 with *out filled (free with definitions_record_key_free); -1 when the
+ * key is not of a known form; -2 out of memory. */
+int definitions_record_key_parse(const char *key, size_t key_len,
+                                 struct definitions_record_key *out);
+void definitions_record_key_free(struct definitions_record_key *key);
+
 /* Apply one record of the definitions topic to `definitions`: a value
  * declares (or replaces), a NULL value (tombstone) deletes what the key
  * names. 0 applied; -1 with err when the record is not one kbridge can read

@@ -28,6 +28,7 @@
 
 struct config;
 struct core_session;
+struct core_exchange_op;
 struct definitions;
 struct event;
 struct event_base;
@@ -37,6 +38,8 @@ struct metrics;
 struct request_reply;
 struct stats_table;
 struct engine;
+struct definitions;
+struct definitions_store;
 
 /* One subscriber of a queue (or durable subscription), a topic or a
  * temporary queue, owned by the core (core_subscription.c). Engines read
@@ -62,6 +65,7 @@ struct core_subscription {
     bool blocked;
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
+    struct core_exchange_op *exchange_op; /* an exchange subscription being set up (core's) */
     _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */
 };
 
@@ -74,9 +78,11 @@ struct engine_context {
     struct stats_table *stats;
     struct request_reply *request_reply;
     uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
-    /* This node's view of exchanges, queues and bindings (architecture §11);
-     * read-only to engines, valid while the core lives. */
+    /* RabbitMQ's model as this node reads it (architecture §11): the view
+     * (read-only) and its store, whose definitions_store_watch tells an
+     * engine about each applied change. */
     const struct definitions *definitions;
+    struct definitions_store *definitions_store;
     /* The calls back into the core, the only ones an engine makes. */
     /* The subscription is positioned: the core sends `ready` on a later loop turn. */
     void (*ready)(struct core_subscription *sub);
@@ -113,9 +119,6 @@ struct engine_ops {
     size_t (*subscriber_count)(const struct core_subscription *sub);
     /* Apply a reloaded config. May be NULL. */
     void (*reconfigure)(struct engine *engine);
-    /* The view of the definitions (context->definitions) changed: follow
-     * bindings made or gone. May be NULL. */
-    void (*definitions_changed)(struct engine *engine);
     /* Close everything and free the engine (shutdown, after every unsubscribe). */
     void (*free)(struct engine *engine);
 };

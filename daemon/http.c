@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "core.h"
+#include "definitions_export.h"
 #include "kafka.h"
 #include "listener.h"
 #include "log.h"
@@ -82,6 +84,11 @@ static void ops_readyz(struct ops_http *http, struct evhttp_request *request)
         char text[700];
         snprintf(text, sizeof(text), "not ready: %s", kafka_not_ready_reason(kafka));
         ops_reply_text(request, 503, "Service Unavailable", text);
+    } else if (!core_definitions_ready(server_core(http->server))) {
+        char text[700];
+        snprintf(text, sizeof(text), "not ready: %s",
+                 core_definitions_not_ready_reason(server_core(http->server)));
+        ops_reply_text(request, 503, "Service Unavailable", text);
     } else {
         ops_reply_text(request, 200, "OK", "ready");
     }
@@ -124,6 +131,12 @@ static void ops_status(struct ops_http *http, struct evhttp_request *request)
     json_string(out, kafka_not_ready_reason(kafka));
     evbuffer_add_printf(out, ",\"topic_prefix\":");
     json_string(out, config->kafka.topic_prefix);
+    struct core *core = server_core(http->server);
+    evbuffer_add_printf(out, "},\"definitions\":{\"topic\":");
+    json_string(out, config->definitions.topic);
+    evbuffer_add_printf(
+        out, ",\"ready\":%s,\"reason\":", core_definitions_ready(core) ? "true" : "false");
+    json_string(out, core_definitions_not_ready_reason(core));
     evbuffer_add_printf(out, "},\"listeners\":[");
     size_t count = server_listener_count(http->server);
     for (size_t i = 0; i < count; i++) {
@@ -141,6 +154,22 @@ static void ops_status(struct ops_http *http, struct evhttp_request *request)
     evbuffer_add_printf(out, ",\"address\":");
     json_string(out, http->address);
     evbuffer_add_printf(out, "}]}\n");
+    ops_reply(request, 200, "OK", "application/json", out);
+    evbuffer_free(out);
+}
+
+static void ops_definitions(struct ops_http *http, struct evhttp_request *request)
+{
+    struct core *core = server_core(http->server);
+    char *text = definitions_export_json(core_definitions(core), core_definitions_ready(core));
+    struct evbuffer *out = text ? evbuffer_new() : NULL;
+    if (!out) {
+        free(text);
+        evhttp_send_error(request, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(out, "%s\n", text);
+    free(text);
     ops_reply(request, 200, "OK", "application/json", out);
     evbuffer_free(out);
 }
@@ -164,9 +193,12 @@ static void ops_dispatch(struct evhttp_request *request, void *arg)
         ops_metrics(http, request);
     else if (strcmp(path, "/api/status") == 0)
         ops_status(http, request);
+    else if (strcmp(path, "/api/definitions") == 0)
+        ops_definitions(http, request);
     else
         ops_reply_text(request, 404, "Not Found",
-                       "no such endpoint; try /healthz, /readyz, /metrics or /api/status");
+                       "no such endpoint; try /healthz, /readyz, /metrics, /api/status or "
+                       "/api/definitions");
 }
 
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,

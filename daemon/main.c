@@ -10,6 +10,7 @@
 
 #include "adapter.h"
 #include "config.h"
+#include "definitions_store.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -121,6 +122,13 @@ static int main_run(const char *check_path, const char *config_path, bool refere
         }
         if (server_check_listeners(config, adapters, err, sizeof(err)) < 0) {
             fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", check_path, err);
+            config_free(config);
+            return 2;
+        }
+        if (config->definitions.file &&
+            definitions_file_check(config->definitions.file, err, sizeof(err)) < 0) {
+            fprintf(stderr, "kbridged: invalid configuration: %s: definitions.file: %s\n",
+                    check_path, err);
             config_free(config);
             return 2;
         }

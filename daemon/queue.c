@@ -22,8 +22,8 @@
  * without a committed offset start at the end), so a binding sees what is
  * published after the queue's consumer first joins with it; until then a
  * queue's subscribers wait for `ready`. When the view changes
- * (queue_engine_definitions_changed) each queue recomputes its bindings and,
- * when its topics changed, anchors the new ones and resubscribes.
+ * (definitions_store_watch → queue_engine_definitions_changed) each queue recomputes its bindings
+ * and, when its topics changed, anchors the new ones and resubscribes.
  *
  * Linger: a queue without subscribers stays in its group for queues.linger
  * (30 s by default), so that a subscriber coming back finds its partitions
@@ -43,6 +43,7 @@
 #include "clock.h"
 #include "config.h"
 #include "definitions.h"
+#include "definitions_store.h"
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"
@@ -75,7 +76,9 @@ struct queue_dead_letter {
 struct queue_engine {
     struct engine base;
     struct queue *queues;
-    uint64_t *unmatched; /* kbridge_unmatched_total */
+    uint64_t *unmatched;             /* kbridge_unmatched_total */
+    struct event *definitions_event; /* the view changed: follow it on the next turn */
+    bool watching;                   /* registered with the definitions store */
 };
 
 /* One anchor lookup of a queue's binding topics. */
@@ -985,10 +988,12 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
 /* The view of the definitions changed: each queue recomputes what its
  * bindings read and, when its topics changed, anchors the new ones and
  * resubscribes its group (a queue without a consumer does so when it gets
- * one: queue_create). */
-static void queue_engine_definitions_changed(struct engine *base)
+ * one: queue_create). Run once per loop turn however many records the
+ * store applied (queue_on_definitions_change). */
+static void queue_engine_definitions_changed(evutil_socket_t fd, short what, void *arg)
 {
-    struct queue_engine *engine = (struct queue_engine *)base;
+    struct queue_engine *engine = arg;
+    struct engine *base = &engine->base;
     for (struct queue *q = engine->queues, *next; q; q = next) {
         next = q->next;
         if (!q->bound || !q->consumer)
@@ -1022,6 +1027,15 @@ static void queue_engine_definitions_changed(struct engine *base)
     }
 }
 
+/* definitions_store_watch: an exchange, queue or binding was applied. */
+static void queue_on_definitions_change(void *opaque, const struct definitions_change *change)
+{
+    struct queue_engine *engine = opaque;
+    (void)change;
+    if (engine->queues)
+        event_active(engine->definitions_event, EV_TIMEOUT, 0);
+}
+
 static void queue_engine_reconfigure(struct engine *base)
 {
     struct queue_engine *engine = (struct queue_engine *)base;
@@ -1036,8 +1050,13 @@ static void queue_engine_free(struct engine *base)
     struct queue_engine *engine = (struct queue_engine *)base;
     if (!engine)
         return;
+    if (engine->watching)
+        definitions_store_unwatch(base->context->definitions_store, queue_on_definitions_change,
+                                  engine);
     while (engine->queues)
         queue_free(engine->queues);
+    if (engine->definitions_event)
+        event_free(engine->definitions_event);
     free(engine);
 }
 
@@ -1050,7 +1069,6 @@ static const struct engine_ops queue_engine_ops = {
     .unsubscribe = queue_engine_unsubscribe,
     .subscriber_count = queue_engine_subscriber_count,
     .reconfigure = queue_engine_reconfigure,
-    .definitions_changed = queue_engine_definitions_changed,
     .free = queue_engine_free,
 };
 
@@ -1068,10 +1086,16 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
         "Records a queue read from a bound exchange's topic that none of its bindings match: "
         "settled without delivery.",
         NULL);
-    if (!engine->unmatched) {
-        free(engine);
+    engine->definitions_event =
+        event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
+    if (!engine->unmatched || !engine->definitions_event ||
+        (context->definitions_store &&
+         definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
+             0)) {
+        queue_engine_free(&engine->base);
         snprintf(err, err_size, "queue engine: out of memory");
         return NULL;
     }
+    engine->watching = context->definitions_store != NULL;
     return &engine->base;
 }

@@ -94,6 +94,7 @@ static double timespec_seconds_since(const struct timespec *start)
 const struct config *server_config(const struct server *server) { return server->config; }
 struct kafka *server_kafka(const struct server *server) { return server->kafka; }
 struct metrics *server_metrics(const struct server *server) { return server->metrics; }
+struct core *server_core(const struct server *server) { return server->core; }
 double server_uptime_seconds(const struct server *server)
 {
     return timespec_seconds_since(&server->started);

@@ -13,6 +13,7 @@
 
 struct adapter_registry;
 struct config;
+struct core;
 struct kafka;
 struct listener;
 struct metrics;
@@ -47,6 +48,8 @@ void server_free(struct server *server);
 const struct config *server_config(const struct server *server);
 struct kafka *server_kafka(const struct server *server);
 struct metrics *server_metrics(const struct server *server);
+/* The core (its definitions view and readiness, for /readyz and /api/definitions). */
+struct core *server_core(const struct server *server);
 /* Seconds since start. */
 double server_uptime_seconds(const struct server *server);
 /* True once a drain (SIGTERM) has begun. */

@@ -7,17 +7,17 @@
 #include "amqp_address.h"
 
 static const struct address_prefix amqp_prefixes[] = {
-    {"queue://", DESTINATION_QUEUE},
-    {"/queue/", DESTINATION_QUEUE},
-    {"/queues/", DESTINATION_QUEUE},
-    {"/amq/queue/", DESTINATION_QUEUE},
-    {"topic://", DESTINATION_TOPIC},
-    {"/topic/", DESTINATION_TOPIC},
-    {"/exchanges/amq.topic/", DESTINATION_TOPIC},
-    {"/exchange/amq.topic/", DESTINATION_TOPIC},
-    {"/reply-queue/", DESTINATION_REPLY_QUEUE},
-    {"/exchanges/", DESTINATION_EXCHANGE},
-    {"/exchange/", DESTINATION_EXCHANGE},
+    {"queue://", DESTINATION_QUEUE, false},
+    {"/queue/", DESTINATION_QUEUE, false},
+    {"/queues/", DESTINATION_QUEUE, false},
+    {"/amq/queue/", DESTINATION_QUEUE, true},
+    {"topic://", DESTINATION_TOPIC, false},
+    {"/topic/", DESTINATION_TOPIC, false},
+    {"/exchanges/amq.topic/", DESTINATION_TOPIC, false},
+    {"/exchange/amq.topic/", DESTINATION_TOPIC, false},
+    {"/reply-queue/", DESTINATION_REPLY_QUEUE, false},
+    {"/exchanges/", DESTINATION_EXCHANGE, false},
+    {"/exchange/", DESTINATION_EXCHANGE, false},
 };
 
 const struct address_spelling amqp_addresses = {

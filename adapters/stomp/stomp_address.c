@@ -6,10 +6,13 @@
 #include "stomp_address.h"
 
 static const struct address_prefix stomp_prefixes[] = {
-    {"/queue/", DESTINATION_QUEUE},           {"/amq/queue/", DESTINATION_QUEUE},
-    {"/topic/", DESTINATION_TOPIC},           {"/exchange/amq.topic/", DESTINATION_TOPIC},
-    {"/temp-queue/", DESTINATION_TEMP_QUEUE}, {"/reply-queue/", DESTINATION_REPLY_QUEUE},
-    {"/exchange/", DESTINATION_EXCHANGE},
+    {"/queue/", DESTINATION_QUEUE, false},
+    {"/amq/queue/", DESTINATION_QUEUE, true},
+    {"/topic/", DESTINATION_TOPIC, false},
+    {"/exchange/amq.topic/", DESTINATION_TOPIC, false},
+    {"/temp-queue/", DESTINATION_TEMP_QUEUE, false},
+    {"/reply-queue/", DESTINATION_REPLY_QUEUE, false},
+    {"/exchange/", DESTINATION_EXCHANGE, false},
 };
 
 const struct address_spelling stomp_addresses = {

@@ -130,6 +130,11 @@ START_TEST(exchange_addresses_name_their_key)
     ck_assert_int_eq(address_parse_amqp("/amq/queue/q1", &d, err, sizeof(err)), 0);
     ck_assert_int_eq(d.kind, DESTINATION_QUEUE);
     ck_assert_str_eq(d.name, "q1");
+    ck_assert(d.existing); /* names an existing queue: not declared */
+    ck_assert_int_eq(address_parse_stomp("/amq/queue/q1", &d, err, sizeof(err)), 0);
+    ck_assert(d.existing);
+    ck_assert_int_eq(address_parse_stomp("/queue/q1", &d, err, sizeof(err)), 0);
+    ck_assert(!d.existing);
     /* the exchange name is a Kafka topic name; the key has a length limit */
     check_refused(address_parse_stomp, "/exchange/a b/k", "/exchange/a b/k",
                   "NAME may only contain");
@@ -521,8 +526,8 @@ START_TEST(spelling_tables)
     ck_assert_int_eq(address_spell(&amqp_addresses, &d, text, sizeof(text)), -1);
 
     /* a third protocol's table needs no change in address.c */
-    static const struct address_prefix prefixes[] = {{"q:", DESTINATION_QUEUE},
-                                                     {"t:", DESTINATION_TOPIC}};
+    static const struct address_prefix prefixes[] = {{"q:", DESTINATION_QUEUE, false},
+                                                     {"t:", DESTINATION_TOPIC, false}};
     static const struct address_spelling third = {prefixes, 2, false, "use q:NAME or t:NAME"};
     ck_assert_int_eq(address_parse(&third, "t:a.*", &d, err, sizeof(err)), 0);
     ck_assert_int_eq(d.kind, DESTINATION_TOPIC);
