@@ -527,9 +527,14 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                                  destination_text, why);
         case CORE_ERR_INVALID:
         case CORE_ERR_UNSUPPORTED:
-        case CORE_ERR_NOT_FOUND:
             return stomp_fail(error, stomp_core_error(code)->now, why,
                               "The subscription to %s was refused: %s.", destination_text, why);
+        case CORE_ERR_NOT_FOUND:
+        case CORE_ERR_PRECONDITION:
+        case CORE_ERR_LOCKED: /* RabbitMQ's label, as its STOMP gives it */
+            return stomp_fail_as(error, stomp_core_error(code)->now, stomp_core_error(code)->label,
+                                 why, "The subscription to %s was refused: %s.", destination_text,
+                                 why);
         default:
             snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s",
                      destination_text, why);
