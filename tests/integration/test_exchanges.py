@@ -306,3 +306,42 @@ def test_amqp_exchanges_fanout_round_trip_and_released_when_unroutable(daemon):
     finally:
         stomp.close()
         conn.close()
+
+
+# ---- the queues behind the addresses (through the definitions topic) ----------------------
+
+def definitions(daemon):
+    status, body = daemon.http("/api/definitions")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_exchange_subscription_queue_is_declared_bound_and_auto_deleted(daemon, uniq):
+    client = Client(daemon)
+    try:
+        client.subscribe("/exchange/amq.direct/k", "s", receipt="r1", timeout=60)
+        view = definitions(daemon)
+        ours = [q for q in view["queues"] if q["name"].startswith("amq.gen-")]
+        assert len(ours) == 1, view["queues"]
+        assert ours[0]["exclusive"] and ours[0]["auto_delete"] and not ours[0]["durable"]
+        assert [(b["source"], b["routing_key"]) for b in view["bindings"]
+                if b["destination"] == ours[0]["name"]] == [("amq.direct", "k")]
+        # the last consumer goes: the queue and its binding go (auto-delete)
+        client.conn.unsubscribe("s", headers={"receipt": "u1"})
+        client.wait_receipt("u1")
+        wait_for(lambda: not [q for q in definitions(daemon)["queues"]
+                              if q["name"] == ours[0]["name"]], 15, "the queue deleted")
+        assert not [b for b in definitions(daemon)["bindings"]
+                    if b["destination"] == ours[0]["name"]]
+        # /queue/NAME declares a durable queue; /amq/queue/NAME must exist
+        client.subscribe(f"/queue/declared{uniq}", "d", receipt="r2")
+        wait_for(lambda: [q for q in definitions(daemon)["queues"]
+                          if q["name"] == f"declared{uniq}" and q["durable"]], 15,
+                 "the queue declared")
+        client.subscribe(f"/amq/queue/declared{uniq}", "d2", receipt="r3")
+        client.conn.subscribe(f"/amq/queue/missing{uniq}", id="m")
+        error = client.wait_error()
+        assert error.headers["message"] == "not_found", error.headers
+        assert f"no queue 'missing{uniq}' in vhost '/'" in error.body
+    finally:
+        client.close()
