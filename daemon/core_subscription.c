@@ -350,6 +350,8 @@ void core_subscription_block(struct core_subscription *sub, bool blocked)
 int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
                 const char *reason)
 {
+    if (!sub->attached)
+        return CORE_ERR_INVALID; /* an exchange subscription still being set up: no deliveries */
     if (!sub->engine->ops->settle)
         return CORE_OK; /* non-durable topic deliveries need no settlement */
     int rc = sub->engine->ops->settle(sub, id, outcome, reason);
