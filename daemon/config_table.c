@@ -654,11 +654,12 @@ const struct config_key config_keys[] = {
             "The Kafka topic that holds every exchange, queue and binding (architecture §11, "
             "[routing.md](routing.md#where-definitions-live)); used as written "
             "(`kafka.topic_prefix` is not added). Every node of a cluster must name the same "
-            "topic. kbridged creates it with one partition when it is missing and the broker "
-            "allows; on a real cluster create it yourself with one partition and "
-            "`cleanup.policy=compact` (`kafka-topics.sh --create --topic kbridge.definitions "
+            "topic. kbridged creates it, with one partition and `cleanup.policy=compact`, when "
+            "it is missing and the broker allows CreateTopics; otherwise create it yourself "
+            "the same way (`kafka-topics.sh --create --topic kbridge.definitions "
             "--partitions 1 --config cleanup.policy=compact`), so that deletes (tombstones) "
-            "and redeclares keep it small. A node is not ready (`/readyz`) until it has read "
+            "and redeclares keep it small (a broker that auto-creates it on first use gives "
+            "it its defaults: not compacted). A node is not ready (`/readyz`) until it has read "
             "the topic up to the end it saw at start.",
     },
     {

@@ -36,7 +36,6 @@ struct core_definitions_op {
     void *opaque;
     struct definitions_write *write; /* NULL when nothing is written */
     struct event *now;               /* completes an op that wrote nothing */
-    bool exclusive;                  /* on success: remember the queue as the session's */
     char vhost[CORE_DEFINITIONS_NAME_MAX];
     char name[CORE_DEFINITIONS_NAME_MAX];
 };
@@ -165,8 +164,6 @@ static void core_exclusive_add(struct core_session *session, const char *vhost, 
 static void op_finish(struct core_definitions_op *op, int core_error, const char *reason)
 {
     op_unlink(op);
-    if (core_error == CORE_OK && op->exclusive)
-        core_exclusive_add(op->session, op->vhost, op->name);
     core_definitions_fn done = op->done;
     void *opaque = op->opaque;
     char name[CORE_DEFINITIONS_NAME_MAX];
@@ -240,6 +237,10 @@ struct record_batch {
     char **owned; /* 2 per item */
     size_t count, capacity;
     bool failed;
+    /* the source exchanges of the bindings it deletes (vhost, name pairs,
+     * owned), for batch_auto_delete */
+    char **sources;
+    size_t source_count, source_capacity;
 };
 
 static void batch_add(struct record_batch *batch, char *key, char *value)
@@ -277,12 +278,110 @@ static void batch_free(struct record_batch *batch)
         free(batch->owned[i]);
     free(batch->owned);
     free(batch->items);
+    for (size_t i = 0; i < 2 * batch->source_count; i++)
+        free(batch->sources[i]);
+    free(batch->sources);
+}
+
+static bool batch_has(const struct record_batch *batch, const char *key)
+{
+    for (size_t i = 0; i < batch->count; i++)
+        if (strcmp(batch->items[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/* Remember a deleted binding's source (once). */
+static void batch_note_source(struct record_batch *batch, const char *vhost, const char *source)
+{
+    for (size_t i = 0; i < batch->source_count; i++)
+        if (strcmp(batch->sources[2 * i], vhost) == 0 &&
+            strcmp(batch->sources[2 * i + 1], source) == 0)
+            return;
+    if (batch->source_count == batch->source_capacity) {
+        size_t capacity = batch->source_capacity ? batch->source_capacity * 2 : 4;
+        char **grown = realloc(batch->sources, 2 * capacity * sizeof(*grown));
+        if (!grown) {
+            batch->failed = true;
+            return;
+        }
+        batch->sources = grown;
+        batch->source_capacity = capacity;
+    }
+    char *v = strdup(vhost), *n = strdup(source);
+    if (!v || !n) {
+        free(v);
+        free(n);
+        batch->failed = true;
+        return;
+    }
+    batch->sources[2 * batch->source_count] = v;
+    batch->sources[2 * batch->source_count + 1] = n;
+    batch->source_count++;
 }
 
 static bool batch_add_binding_tombstone(const struct binding_spec *binding, void *opaque)
 {
-    batch_add(opaque, definitions_record_binding_key(binding), NULL);
+    struct record_batch *batch = opaque;
+    char *key = definitions_record_binding_key(binding);
+    if (key && batch_has(batch, key)) {
+        free(key);
+        return true;
+    }
+    batch_add(batch, key, NULL);
+    batch_note_source(batch, binding->vhost, binding->source);
     return true;
+}
+
+struct binding_count {
+    const struct record_batch *batch;
+    size_t kept; /* bindings the batch does not delete */
+    bool failed;
+};
+
+static bool binding_count_kept(const struct binding_spec *binding, void *opaque)
+{
+    struct binding_count *count = opaque;
+    char *key = definitions_record_binding_key(binding);
+    if (!key) {
+        count->failed = true;
+        return false;
+    }
+    if (!batch_has(count->batch, key))
+        count->kept++;
+    free(key);
+    return true;
+}
+
+static void batch_delete_exchange(struct record_batch *batch, const struct definitions *view,
+                                  const char *vhost, const char *name);
+
+/* RabbitMQ deletes an auto-delete exchange with its last binding, and so
+ * does the view when it applies the batch (definitions_remove_binding): the
+ * topic must say so too, or a node reading it after compaction (the
+ * bindings and their tombstones gone, the exchange's record kept) would
+ * still have the exchange. For every source exchange the batch takes the
+ * last binding of, add the exchange's delete (which may take the last
+ * binding of another: the list grows while it is walked). */
+static void batch_auto_delete(struct record_batch *batch, const struct definitions *view)
+{
+    for (size_t i = 0; i < batch->source_count && !batch->failed; i++) {
+        const char *vhost = batch->sources[2 * i], *source = batch->sources[2 * i + 1];
+        const struct exchange_definition *exchange = definitions_exchange(view, vhost, source);
+        if (!exchange || exchange->builtin || !exchange->spec.auto_delete)
+            continue;
+        char *key = definitions_record_exchange_key(vhost, source);
+        bool already = !key || batch_has(batch, key);
+        free(key);
+        if (already)
+            continue;
+        struct binding_count count = {.batch = batch};
+        definitions_bindings_from(view, vhost, source, binding_count_kept, &count);
+        if (count.failed)
+            batch->failed = true;
+        else if (count.kept == 0)
+            batch_delete_exchange(batch, view, vhost, source);
+    }
 }
 
 /* Tombstones for a queue and every binding to it (bindings first, so a
@@ -305,10 +404,12 @@ static void batch_delete_exchange(struct record_batch *batch, const struct defin
     batch_add(batch, definitions_record_exchange_key(vhost, name), NULL);
 }
 
-/* Write a batch for `op` and free it. */
+/* Write a batch for `op` (with the auto-delete exchanges it empties) and
+ * free it. */
 static int op_write_batch(struct core_definitions_op *op, struct record_batch *batch, char *err,
                           size_t err_size)
 {
+    batch_auto_delete(batch, core_definitions(op->session->core));
     if (batch->failed) {
         batch_free(batch);
         op_unlink(op);
@@ -414,7 +515,8 @@ int core_declare_queue(struct core_session *session, const struct queue_spec *sp
         return op_complete_soon(op, err, err_size);
     if (!s.exclusive)
         s.owner = NULL; /* only exclusive queues have an owner */
-    op->exclusive = s.exclusive;
+    else /* now, not when answered: a session closed before the answer still deletes it */
+        core_exclusive_add(session, s.vhost, s.name);
     char *key = NULL, *value = NULL;
     if (definitions_record_queue(&s, &key, &value) < 0) {
         op_unlink(op);
@@ -509,7 +611,14 @@ static int core_binding_change(struct core_session *session, const struct bindin
         free(value);
         return op_complete_soon(op, err, err_size);
     }
-    struct definitions_store_record record = {key, bind ? value : NULL};
+    if (!bind) { /* the unbind may empty an auto-delete exchange */
+        free(key);
+        free(value);
+        struct record_batch batch = {0};
+        batch_add_binding_tombstone(&s, &batch);
+        return op_write_batch(op, &batch, err, err_size);
+    }
+    struct definitions_store_record record = {key, value};
     rc = op_write(op, &record, 1, err, err_size);
     free(key);
     free(value);
@@ -632,6 +741,7 @@ int core_queue_usable(struct core_session *session, const char *vhost, const cha
 /* Write, without anyone waiting, the deletes of `batch`. */
 static void core_write_unattended(struct core *core, struct record_batch *batch, const char *what)
 {
+    batch_auto_delete(batch, core_definitions(core));
     if (batch->count == 0 || batch->failed) {
         if (batch->failed)
             log_error("core", "out of memory deleting %s", what);
@@ -668,6 +778,11 @@ void core_definitions_session_closed(struct core_session *session)
             log_debug("core", "deleting exclusive queue '%s' in vhost '%s' of %s", x->name,
                       x->vhost, owner);
             batch_delete_queue(&batch, view, x->vhost, x->name);
+        } else if (!queue) {
+            /* its declare may still be on its way (the session closed before the
+             * answer): the tombstone follows it on the one partition; after a
+             * failed declare or a delete it removes nothing */
+            batch_add(&batch, definitions_record_queue_key(x->vhost, x->name), NULL);
         }
         free(x->vhost);
         free(x->name);
@@ -690,6 +805,7 @@ static void core_startup_write_done(void *opaque, int kafka_err, const char *rea
 /* Write `batch` as start-up work: the store is ready once it is applied. */
 static void core_startup_write(struct core *core, struct record_batch *batch, const char *what)
 {
+    batch_auto_delete(batch, core_definitions(core));
     if (batch->failed)
         log_error("definitions", "out of memory writing %s", what);
     if (batch->count == 0 || batch->failed) {

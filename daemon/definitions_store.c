@@ -3,8 +3,10 @@
  *
  * Start: look the topic up (kafka_lookup_end_offsets_or_create, one
  * partition) to learn its end offset E, then read partition 0 from the
- * beginning with a group-less consumer. Caught up once a record at offset
- * >= E - 1 is applied (E == 0: at once); then the owner's start-up hook
+ * beginning with a group-less consumer and write this node's start marker
+ * (key "kbridge-node/NODE_ID"). Caught up once a record at offset >= E - 1
+ * or the marker is applied, whichever comes first (E == 0: at once; the
+ * marker covers a compacted end); then the owner's start-up hook
  * runs, and the store is ready when it says so. It follows the topic for
  * the node's life.
  *
@@ -32,6 +34,7 @@
 
 #define DEFINITIONS_RETRY_MS 1000
 #define DEFINITIONS_REASON_MAX 512
+#define DEFINITIONS_MARKER_PREFIX "kbridge-node/" /* start markers: key prefix */
 
 /* ---- pending writes in offset order ---------------------------------------- */
 
@@ -91,6 +94,7 @@ struct definitions_store {
     bool caught_up;
     bool ready;
     bool warned_partitions;
+    struct definitions_write *marker; /* this run's start marker, until applied */
     definitions_startup_fn *startup;
     void *startup_opaque;
     struct definitions_watcher *watchers;
@@ -318,7 +322,10 @@ static void store_on_record(void *opaque, struct kafka_record *record)
     struct definitions_store *store = opaque;
     char err[DEFINITIONS_REASON_MAX];
     int rc = -1;
-    if (!record->key) {
+    if (record->key && record->key_len >= strlen(DEFINITIONS_MARKER_PREFIX) &&
+        memcmp(record->key, DEFINITIONS_MARKER_PREFIX, strlen(DEFINITIONS_MARKER_PREFIX)) == 0) {
+        rc = 1; /* a node's start marker: nothing to apply */
+    } else if (!record->key) {
         snprintf(err, sizeof(err), "a record without a key");
     } else {
         rc = definitions_record_apply(store->view, record->key, record->key_len, record->value,
@@ -331,7 +338,7 @@ static void store_on_record(void *opaque, struct kafka_record *record)
     if (rc == 0) {
         (*store->records_applied)++;
         store_notify(store, record);
-    } else {
+    } else if (rc < 0) {
         (*store->records_bad)++;
         log_warn("definitions", "%s offset %lld: skipped (%.*s): %s", store->topic,
                  (long long)record->offset,
@@ -355,6 +362,37 @@ static void store_on_record(void *opaque, struct kafka_record *record)
     }
 }
 
+/* The start marker: a record this node writes when it starts reading. Its
+ * offset is at or past the end seen at start, so once the reader applied it,
+ * everything before is applied too, even when compaction removed the
+ * records just below the end (a tombstone at the end is removed after
+ * delete.retention.ms, and the reader would otherwise wait for it forever). */
+static void store_on_marker(void *opaque, int kafka_err, const char *reason)
+{
+    struct definitions_store *store = opaque;
+    store->marker = NULL;
+    if (kafka_err)
+        log_warn("definitions", "start marker not written (%s): caught up at offset %lld instead",
+                 reason, (long long)store->end_at_start - 1);
+    else if (!store->caught_up)
+        store_caught_up(store);
+}
+
+static void store_write_marker(struct definitions_store *store)
+{
+    const struct config *config = *store->config;
+    char key[600], value[600];
+    snprintf(key, sizeof(key), "%s%s", DEFINITIONS_MARKER_PREFIX, config->node_id);
+    snprintf(value, sizeof(value), "{\"node\":\"%s\"}", config->node_id);
+    struct definitions_store_record record = {key, value};
+    int kafka_err = 0;
+    store->marker = definitions_store_write(store, &record, 1, store_on_marker, store, &kafka_err);
+    if (!store->marker)
+        log_warn("definitions", "start marker not written (%s): caught up at offset %lld instead",
+                 kafka_err == -1 ? "out of memory" : kafka_error_name(kafka_err),
+                 (long long)store->end_at_start - 1);
+}
+
 static void store_on_error(void *opaque, int err, const char *reason)
 {
     struct definitions_store *store = opaque;
@@ -362,6 +400,7 @@ static void store_on_error(void *opaque, int err, const char *reason)
 }
 
 static void store_start_lookup(struct definitions_store *store);
+static void store_write_marker(struct definitions_store *store);
 
 static void store_on_retry(evutil_socket_t fd, short what, void *arg) { store_start_lookup(arg); }
 
@@ -377,9 +416,12 @@ static void store_on_lookup(void *opaque, int err, const struct kafka_topic_info
     struct definitions_store *store = opaque;
     store->lookup = NULL;
     if (err || count != 1) {
+        char previous[DEFINITIONS_REASON_MAX];
+        snprintf(previous, sizeof(previous), "%s", store->reason);
         store_set_reason(store, "definitions: cannot look up %s: %s", store->topic,
                          err ? kafka_error_name(err) : "no such topic");
-        log_warn("definitions", "%s; retrying", store->reason);
+        if (strcmp(previous, store->reason) != 0) /* once per reason, not every second */
+            log_warn("definitions", "%s; retrying every second", store->reason);
         store_retry_later(store);
         return;
     }
@@ -422,17 +464,19 @@ static void store_on_lookup(void *opaque, int err, const struct kafka_topic_info
     }
     log_info("definitions", "reading %s from the beginning (%lld record(s))", store->topic,
              (long long)store->end_at_start);
-    if (store->end_at_start == 0)
+    if (store->end_at_start == 0) {
         store_caught_up(store);
-    else
-        store_set_reason(store, "definitions: reading %s (offset 0 of %lld)", store->topic,
-                         (long long)store->end_at_start);
+        return;
+    }
+    store_set_reason(store, "definitions: reading %s (offset 0 of %lld)", store->topic,
+                     (long long)store->end_at_start);
+    store_write_marker(store);
 }
 
 static void store_start_lookup(struct definitions_store *store)
 {
-    store->lookup =
-        kafka_lookup_end_offsets_or_create(store->kafka, store->topic, 1, store_on_lookup, store);
+    store->lookup = kafka_lookup_end_offsets_or_create_compacted(store->kafka, store->topic, 1,
+                                                                 store_on_lookup, store);
     if (!store->lookup) {
         store_set_reason(store, "definitions: out of memory looking up %s", store->topic);
         store_retry_later(store);

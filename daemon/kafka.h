@@ -174,6 +174,12 @@ struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, 
 struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, const char *topic,
                                                         int partitions, kafka_lookup_fn done,
                                                         void *opaque);
+/* The same, creating it (when missing) with cleanup.policy=compact: a topic
+ * that keeps the last record per key (the definitions topic, architecture §11). */
+struct kafka_lookup *kafka_lookup_end_offsets_or_create_compacted(struct kafka *kafka,
+                                                                  const char *topic, int partitions,
+                                                                  kafka_lookup_fn done,
+                                                                  void *opaque);
 /* Create `topic` now (blocking: not on the loop). KAFKA_OK when it was made
  * or already exists, else a Kafka error code with the broker's reason in err. */
 int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,

@@ -117,6 +117,7 @@ struct kafka_lookup {
     rd_kafka_t *forget_rk;         /* a consumer handle of forget_group, destroyed here */
     char *forget_subscription;     /* what forget_rk subscribes to if it must join */
     int create_partitions;         /* > 0: create the topic when it does not exist */
+    bool create_compacted;         /* ... with cleanup.policy=compact */
     bool cancelled;                /* loop only */
     /* result */
     int err;

@@ -261,14 +261,19 @@ static rd_kafka_resp_err_t kafka_lookup_anchor(struct kafka_lookup *lookup)
     return err;
 }
 
-int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,
-                       size_t err_size)
+static int kafka_create_topic_as(struct kafka *kafka, const char *topic, int partitions,
+                                 bool compacted, char *err, size_t err_size)
 {
     char errstr[256] = "";
     rd_kafka_NewTopic_t *new_topic =
         rd_kafka_NewTopic_new(topic, partitions, -1, errstr, sizeof(errstr));
     if (!new_topic) {
         snprintf(err, err_size, "%s", errstr);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    if (compacted && rd_kafka_NewTopic_set_config(new_topic, "cleanup.policy", "compact")) {
+        rd_kafka_NewTopic_destroy(new_topic);
+        snprintf(err, err_size, "cannot set cleanup.policy");
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
     }
     rd_kafka_queue_t *queue = rd_kafka_queue_new(kafka->producer);
@@ -305,6 +310,12 @@ int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, c
     return rc;
 }
 
+int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, char *err,
+                       size_t err_size)
+{
+    return kafka_create_topic_as(kafka, topic, partitions, false, err, err_size);
+}
+
 static bool kafka_topic_missing(rd_kafka_resp_err_t err)
 {
     return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
@@ -325,8 +336,8 @@ static void kafka_lookup_work(void *arg)
         if (!err && metadata->topic_cnt == 1 && kafka_topic_missing(metadata->topics[0].err) &&
             lookup->create_partitions > 0) {
             char reason[256] = "";
-            int created = kafka_create_topic(kafka, lookup->topic, lookup->create_partitions,
-                                             reason, sizeof(reason));
+            int created = kafka_create_topic_as(kafka, lookup->topic, lookup->create_partitions,
+                                                lookup->create_compacted, reason, sizeof(reason));
             if (created)
                 log_warn("kafka", "cannot create topic %s: %s", lookup->topic, reason);
             else
@@ -403,14 +414,22 @@ static void kafka_lookup_done(void *arg, bool cancelled)
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
                                                const char *topic, kafka_topic_filter_fn filter,
                                                const void *filter_arg, size_t filter_arg_size,
-                                               int create_partitions, kafka_lookup_fn done,
-                                               void *opaque);
+                                               int create_partitions, bool create_compacted,
+                                               kafka_lookup_fn done, void *opaque);
 
 struct kafka_lookup *kafka_lookup_end_offsets_or_create(struct kafka *kafka, const char *topic,
                                                         int partitions, kafka_lookup_fn done,
                                                         void *opaque)
 {
-    return kafka_lookup_start(kafka, NULL, topic, NULL, NULL, 0, partitions, done, opaque);
+    return kafka_lookup_start(kafka, NULL, topic, NULL, NULL, 0, partitions, false, done, opaque);
+}
+
+struct kafka_lookup *kafka_lookup_end_offsets_or_create_compacted(struct kafka *kafka,
+                                                                  const char *topic, int partitions,
+                                                                  kafka_lookup_fn done,
+                                                                  void *opaque)
+{
+    return kafka_lookup_start(kafka, NULL, topic, NULL, NULL, 0, partitions, true, done, opaque);
 }
 
 struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *topic,
@@ -418,8 +437,8 @@ struct kafka_lookup *kafka_lookup_end_offsets(struct kafka *kafka, const char *t
                                               size_t filter_arg_size, kafka_lookup_fn done,
                                               void *opaque)
 {
-    return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, 0, done,
-                              opaque);
+    return kafka_lookup_start(kafka, NULL, topic, filter, filter_arg, filter_arg_size, 0, false,
+                              done, opaque);
 }
 
 struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, const char *topic,
@@ -428,14 +447,14 @@ struct kafka_lookup *kafka_lookup_anchor_group(struct kafka_consumer *consumer, 
                                                void *opaque)
 {
     return kafka_lookup_start(consumer->kafka, consumer, topic, filter, filter_arg, filter_arg_size,
-                              0, done, opaque);
+                              0, false, done, opaque);
 }
 
 static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka_consumer *anchor,
                                                const char *topic, kafka_topic_filter_fn filter,
                                                const void *filter_arg, size_t filter_arg_size,
-                                               int create_partitions, kafka_lookup_fn done,
-                                               void *opaque)
+                                               int create_partitions, bool create_compacted,
+                                               kafka_lookup_fn done, void *opaque)
 {
     struct kafka_lookup *lookup =
         kafka_lookup_prepare(kafka, topic, filter, filter_arg, filter_arg_size);
@@ -443,6 +462,7 @@ static struct kafka_lookup *kafka_lookup_start(struct kafka *kafka, struct kafka
         return NULL;
     lookup->anchor = anchor;
     lookup->create_partitions = create_partitions;
+    lookup->create_compacted = create_compacted;
     lookup->done = done;
     lookup->opaque = opaque;
     if (anchor && kafka_forgetting(kafka, anchor->group_id)) {

@@ -933,6 +933,45 @@ START_TEST(test_listeners_refused)
 }
 END_TEST
 
+/* vhosts (architecture §11): "/" always first, mapped to kafka.topic_prefix;
+ * other vhosts' prefixes given or derived; refusals. */
+START_TEST(test_vhosts)
+{
+    struct config *config = load_ok("");
+    ck_assert_uint_eq(config->vhost_count, 1);
+    ck_assert_str_eq(config->vhosts[0].name, "/");
+    ck_assert_str_eq(config->vhosts[0].topic_prefix, "");
+    ck_assert_str_eq(config->definitions.topic, "kbridge.definitions");
+    ck_assert_ptr_null(config->definitions.file);
+    ck_assert_ptr_null(config_vhost_find(config, "shop"));
+    config_free(config);
+
+    config = load_ok("kafka: {topic_prefix: kb.}\n"
+                     "vhosts:\n  shop: {}\n  \"/\": {}\n  eu: {topic_prefix: europe-}\n"
+                     "definitions: {topic: defs, file: /etc/kbridge/definitions.json}\n");
+    ck_assert_uint_eq(config->vhost_count, 3);
+    ck_assert_str_eq(config->vhosts[0].name, "/"); /* first, wherever the file has it */
+    ck_assert_str_eq(config->vhosts[0].topic_prefix, "kb.");
+    ck_assert_str_eq(config_vhost_find(config, "shop")->topic_prefix, "kb.shop.");
+    ck_assert_str_eq(config_vhost_find(config, "eu")->topic_prefix, "europe-");
+    ck_assert_str_eq(config->definitions.topic, "defs");
+    ck_assert_str_eq(config->definitions.file, "/etc/kbridge/definitions.json");
+    config_free(config);
+
+    expect_error("vhosts:\n  \"/\": {topic_prefix: x.}\n",
+                 "t.yaml:2: vhosts./: the vhost / always uses kafka.topic_prefix; remove its "
+                 "topic_prefix");
+    expect_error("vhosts:\n  \"my shop\": {}\n",
+                 "t.yaml: vhosts.my shop: the vhost's name cannot stand in its topic prefix "
+                 "(\"my shop.\"): set topic_prefix");
+    expect_error("vhosts:\n  shop: {topic_prefix: \"a b\"}\n",
+                 "t.yaml:2: vhosts.shop.topic_prefix: \"a b\" may only contain A-Z, a-z, 0-9, "
+                 "'.', '_' and '-'");
+    expect_error("vhosts: [a]\n",
+                 "t.yaml:1: vhosts: expected a mapping of vhost names to vhosts, got a list");
+}
+END_TEST
+
 /* A reload keeps the running listeners, shared ones included, and says which. */
 START_TEST(test_apply_live_listeners)
 {
@@ -1248,6 +1287,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_sample_dev);
     tcase_add_test(good, test_accepted_values);
     tcase_add_test(good, test_listeners_list);
+    tcase_add_test(good, test_vhosts);
     tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
     tcase_add_test(good, test_large_property_map);
     suite_add_tcase(suite, good);

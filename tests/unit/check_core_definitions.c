@@ -361,12 +361,52 @@ START_TEST(test_exclusive_queue)
 }
 END_TEST
 
+/* Changes to queue "early", counted: [0] declared, [1] removed. */
+static void on_early_change(void *opaque, const struct definitions_change *change)
+{
+    int *counts = opaque;
+    if (change->kind == DEFINITIONS_RECORD_QUEUE && strcmp(change->name, "early") == 0)
+        counts[change->removed ? 1 : 0]++;
+}
+
+static bool early_removed(void *arg) { return ((int *)arg)[1] > 0; }
+
+/* A session that closes before its exclusive declare was answered still
+ * deletes the queue, and is not called back. */
+START_TEST(test_exclusive_closed_before_answer)
+{
+    start_a();
+    int counts[2] = {0, 0};
+    ck_assert_int_eq(definitions_store_watch(fx.a.core->definitions, on_early_change, counts), 0);
+    struct core_session *session = session_of(&fx.a);
+    char err[512];
+    struct queue_spec spec = {.name = "early", .exclusive = true};
+    struct answer answer = {0};
+    ck_assert_int_eq(
+        core_declare_queue(session, &spec, false, on_answer, &answer, err, sizeof(err)), CORE_OK);
+    core_session_close(session);
+    ck_assert(run_until(early_removed, counts, 10000));
+    ck_assert_int_eq(counts[0], 1);
+    ck_assert_int_eq(counts[1], 1);
+    ck_assert_ptr_null(definitions_queue(core_definitions(fx.a.core), "/", "early"));
+    ck_assert_int_eq(answer.calls, 0);
+}
+END_TEST
+
 static void on_watch(void *opaque, const struct definitions_change *change)
 {
     int *count = opaque;
     if (change->kind == DEFINITIONS_RECORD_QUEUE && strcmp(change->name, "watched") == 0 &&
         !change->removed)
         (*count)++;
+}
+
+/* Counts tombstones of exchange "temp". */
+static void on_exchange_change(void *opaque, const struct definitions_change *change)
+{
+    if (change->kind == DEFINITIONS_RECORD_EXCHANGE && change->removed &&
+        strcmp(change->name, "temp") == 0)
+        (*(int *)opaque)++;
 }
 
 static bool b_has_queue(void *arg)
@@ -422,6 +462,44 @@ START_TEST(test_second_node_and_watchers)
 }
 END_TEST
 
+/* Unbinding the last binding of an auto-delete exchange deletes it, in the
+ * topic too (a tombstone of its own), not only in the view. */
+START_TEST(test_auto_delete_exchange)
+{
+    start_a();
+    struct core_session *session = session_of(&fx.a);
+    char err[512];
+    struct exchange_spec exchange = {.name = "temp", .type = EXCHANGE_FANOUT, .auto_delete = true};
+    struct queue_spec queue = {.name = "tq"};
+    struct binding_spec binding = {
+        .source = "temp", .destination_kind = BINDING_TO_QUEUE, .destination = "tq"};
+    struct answer a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0};
+    ck_assert_int_eq(
+        core_declare_exchange(session, &exchange, false, on_answer, &a1, err, sizeof(err)),
+        CORE_OK);
+    expect_ok(&a1);
+    ck_assert_int_eq(core_declare_queue(session, &queue, false, on_answer, &a2, err, sizeof(err)),
+                     CORE_OK);
+    expect_ok(&a2);
+    ck_assert_int_eq(core_bind(session, &binding, on_answer, &a3, err, sizeof(err)), CORE_OK);
+    expect_ok(&a3);
+    ck_assert_int_eq(core_unbind(session, &binding, on_answer, &a4, err, sizeof(err)), CORE_OK);
+    expect_ok(&a4);
+    ck_assert_ptr_null(definitions_exchange(core_definitions(fx.a.core), "/", "temp"));
+    /* the topic holds the exchange's own tombstone: a second node reading it
+     * from the beginning applies one */
+    int tombstones = 0;
+    node_start(&fx.b); /* its reader starts on the loop: watch before running it */
+    ck_assert_int_eq(
+        definitions_store_watch(fx.b.core->definitions, on_exchange_change, &tombstones), 0);
+    ck_assert(run_until(node_ready, &fx.b, 10000));
+    ck_assert_int_eq(tombstones, 1);
+    ck_assert_ptr_null(definitions_exchange(core_definitions(fx.b.core), "/", "temp"));
+    ck_assert_ptr_nonnull(definitions_queue(core_definitions(fx.b.core), "/", "tq"));
+    core_session_close(session);
+}
+END_TEST
+
 START_TEST(test_file_check)
 {
     char err[512];
@@ -460,6 +538,8 @@ static Suite *core_definitions_suite(void)
     tcase_add_test(node, test_declare_bind_delete);
     tcase_add_test(node, test_exclusive_queue);
     tcase_add_test(node, test_second_node_and_watchers);
+    tcase_add_test(node, test_auto_delete_exchange);
+    tcase_add_test(node, test_exclusive_closed_before_answer);
     suite_add_tcase(suite, node);
     return suite;
 }
