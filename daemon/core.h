@@ -59,7 +59,7 @@ enum core_error {
  * was published to an exchange and reached no queue, so it was not written
  * (architecture §11). STOMP confirms it as RabbitMQ does (RECEIPT); AMQP 1.0
  * settles it `released`; AMQP 0-9-1 `mandatory` returns it. */
-#define CORE_UNROUTABLE 1
+#define CORE_UNROUTABLE 2 /* (1 is the adapter base's CONNECTION_PUBLISH_ABANDONED) */
 
 /* The vhost of every session until vhosts are configured. */
 #define CORE_DEFAULT_VHOST "/"
