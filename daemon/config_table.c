@@ -678,7 +678,8 @@ const struct config_key config_keys[] = {
             "alone; what exists with other properties is left as it is and logged as an "
             "error naming it (the node still starts); vhosts not in `vhosts` are skipped with "
             "a warning. Users and permissions are not imported (one log line says how many "
-            "were skipped). `kbridged --check-config` reads and checks the file.",
+            "were skipped). A relative path is read from kbridged's working directory. "
+            "`kbridged --check-config` reads and checks the file.",
     },
     {
         .name = "auth.anonymous",

@@ -294,7 +294,8 @@ void core_unsubscribe_forget(struct core_subscription *subscription);
  * such vhost, or exchange/queue for passive declares and binds),
  * CORE_ERR_PRECONDITION, CORE_ERR_LOCKED, CORE_ERR_ACCESS (ACL, reserved
  * names), CORE_ERR_UNAVAILABLE (the node has not read the definitions topic
- * yet, or Kafka refused the write at once), CORE_ERR_UNSUPPORTED,
+ * yet, or Kafka refused the write at once), CORE_ERR_BUSY (the producer's
+ * queue is full: retry later), CORE_ERR_UNSUPPORTED,
  * CORE_ERR_INTERNAL. `done`'s core_error is CORE_OK, or CORE_ERR_UNAVAILABLE
  * when Kafka did not confirm (reason names Kafka's error); `name` is the
  * entity's name (a server-named queue's generated name), valid during the

@@ -169,7 +169,8 @@ static void op_finish(struct core_definitions_op *op, int core_error, const char
     char name[CORE_DEFINITIONS_NAME_MAX];
     snprintf(name, sizeof(name), "%s", op->name);
     op_free(op);
-    done(opaque, core_error, reason, name);
+    if (done)
+        done(opaque, core_error, reason, name);
 }
 
 static void op_on_now(evutil_socket_t fd, short what, void *arg) { op_finish(arg, CORE_OK, ""); }
@@ -228,7 +229,9 @@ static int op_write(struct core_definitions_op *op, const struct definitions_sto
     op_free(op);
     snprintf(err, err_size, "cannot write the definitions topic: %s",
              kafka_err == -1 ? "out of memory" : kafka_error_name(kafka_err));
-    return kafka_err == -1 ? CORE_ERR_INTERNAL : CORE_ERR_UNAVAILABLE;
+    if (kafka_err == -1)
+        return CORE_ERR_INTERNAL;
+    return kafka_err == KAFKA_ERR_QUEUE_FULL ? CORE_ERR_BUSY : CORE_ERR_UNAVAILABLE;
 }
 
 /* A growable list of records to write, owning their strings. */
@@ -440,6 +443,11 @@ int core_declare_exchange(struct core_session *session, const struct exchange_sp
     int rc = core_definitions_precheck(session, s.vhost, err, err_size);
     if (rc != CORE_OK)
         return rc;
+    if (!s.name || strlen(s.name) >= CORE_DEFINITIONS_NAME_MAX) {
+        snprintf(err, err_size, "an exchange name is at most %d bytes",
+                 CORE_DEFINITIONS_NAME_MAX - 1);
+        return CORE_ERR_PRECONDITION;
+    }
     if (passive
             ? !core_acl_allows(session, true, s.name) && !core_acl_allows(session, false, s.name)
             : !core_acl_allows(session, true, s.name))
@@ -764,6 +772,8 @@ void core_definitions_session_closed(struct core_session *session)
         definitions_store_write_cancel(op->write);
         op_free(op);
     }
+    if (!session->exclusives) /* most sessions: nothing more to do */
+        return;
     struct core *core = session->core;
     const struct definitions *view = core_definitions(core);
     char owner[CORE_OWNER_MAX];
