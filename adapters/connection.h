@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "adapter.h"
+#include "core.h"
 #include "transport.h"
 
 struct config;
@@ -51,11 +52,13 @@ struct connection;
  * answered (after core_session_close no answer comes): the record may
  * still be stored, nobody is left to tell. Not a core_error (those are <= 0). */
 #define CONNECTION_PUBLISH_ABANDONED 1
+_Static_assert(CONNECTION_PUBLISH_ABANDONED != CORE_UNROUTABLE,
+               "publish_done must tell an abandoned publish from an unroutable one");
 
 /* Rows of an adapter's table from core errors to its protocol's errors,
  * indexed by core_error_row(code): one per enum core_error value below 0. */
-#define CORE_ERROR_ROWS 9
-/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_NOT_FOUND); anything else
+#define CORE_ERROR_ROWS 11
+/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_LOCKED); anything else
  * (an unknown code) is CORE_ERR_INTERNAL's. */
 size_t core_error_row(int code);
 

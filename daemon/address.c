@@ -26,6 +26,7 @@ const char *destination_kind_name(enum destination_kind kind)
     case DESTINATION_TOPIC: return "topic";
     case DESTINATION_TEMP_QUEUE: return "temp-queue";
     case DESTINATION_REPLY_QUEUE: return "reply-queue";
+    case DESTINATION_EXCHANGE: return "exchange";
     }
     return "unknown";
 }
@@ -146,6 +147,29 @@ int address_parse(const struct address_spelling *spelling, const char *text,
         return destination_error(text, spelling->forms, err, err_size);
     }
     const char *name = text + prefix_len;
+    size_t name_len = strlen(name);
+    uint16_t key_at = 0;
+    char exchange[ADDRESS_NAME_MAX + 2];
+    if (kind == DESTINATION_EXCHANGE) {
+        /* NAME[/KEY]: the exchange is a Kafka topic name, KEY any text */
+        const char *slash = strchr(name, '/');
+        if (slash) {
+            size_t key_len = strlen(slash + 1);
+            if (key_len > ADDRESS_KEY_MAX) {
+                char rule[96];
+                snprintf(rule, sizeof(rule), "KEY must be at most %d bytes long (it has %zu)",
+                         ADDRESS_KEY_MAX, key_len);
+                return destination_error(text, rule, err, err_size);
+            }
+            name_len = (size_t)(slash - name);
+            key_at = (uint16_t)(slash + 1 - text);
+        }
+        if (name_len > ADDRESS_NAME_MAX)
+            name_len = ADDRESS_NAME_MAX + 1; /* check_name names the limit */
+        memcpy(exchange, name, name_len);
+        exchange[name_len] = '\0';
+        name = exchange;
+    }
     bool wildcard = false;
     char rule_buf[96];
     const char *rule =
@@ -154,6 +178,8 @@ int address_parse(const struct address_spelling *spelling, const char *text,
         return destination_error(text, rule, err, err_size);
     out->kind = kind;
     out->wildcard = wildcard;
+    out->key_at = key_at;
+    out->existing = matched && matched->existing;
     memcpy(out->name, name, strlen(name) + 1);
     return 0;
 }
@@ -188,8 +214,10 @@ int address_kafka_topic(const struct destination *destination, const char *prefi
         snprintf(text, sizeof(text), "%s", destination->name);
     if (!prefix)
         prefix = "";
-    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC)
-        return kafka_topic_error(text, "only queue and topic destinations map to a Kafka topic",
+    if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC &&
+        destination->kind != DESTINATION_EXCHANGE)
+        return kafka_topic_error(text,
+                                 "only queue, topic and exchange destinations map to a Kafka topic",
                                  err, err_size);
     if (destination->wildcard)
         return kafka_topic_error(text, "the wildcards * and # may only be used to subscribe", err,

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ADDRESS_NAME_MAX 249 /* Kafka's limit for a topic name */
 
@@ -14,18 +15,29 @@ enum destination_kind {
     DESTINATION_TOPIC,
     DESTINATION_TEMP_QUEUE,  /* STOMP /temp-queue/NAME: belongs to the connection */
     DESTINATION_REPLY_QUEUE, /* /reply-queue/TOKEN: a reply to a temp queue */
+    DESTINATION_EXCHANGE,    /* an exchange (architecture §11): NAME, optionally /KEY */
 };
+
+#define ADDRESS_KEY_MAX 255 /* AMQP 0-9-1's shortstr: a routing key's longest */
 
 struct destination {
     enum destination_kind kind;
     bool wildcard;                   /* topic name contains * or # words */
     char name[ADDRESS_NAME_MAX + 1]; /* NAME without prefix */
+    /* An exchange address that names a routing key (`/exchange/NAME/KEY`):
+     * the offset of KEY in the text that was parsed (KEY runs to its end
+     * and may be empty). 0: the address has no KEY (`/exchanges/NAME`). */
+    uint16_t key_at;
+    bool existing; /* spelled with an `existing` prefix (/amq/queue/NAME) */
 };
 
 /* One spelling rule: text starting with `prefix` names a destination of `kind`. */
 struct address_prefix {
     const char *prefix;
     enum destination_kind kind;
+    /* The address names an existing queue: subscribing does not declare it
+     * (RabbitMQ's /amq/queue/NAME); see destination.existing. */
+    bool existing;
 };
 
 /* How one protocol's clients write addresses; each adapter declares its own
@@ -38,7 +50,9 @@ struct address_spelling {
 };
 
 /* Normalise a client address written in `spelling`: the first matching
- * prefix gives the kind and NAME is the rest. NAME must be a legal Kafka
+ * prefix gives the kind and NAME is the rest (for an exchange: NAME up to
+ * the next '/', and KEY after it, any bytes, at most ADDRESS_KEY_MAX; see
+ * key_at). NAME must be a legal Kafka
  * topic name ([A-Za-z0-9._-], 1..249 chars; "." and ".." refused); topics
  * may also use the words * and # (wildcard = true). 0 ok; -1 with a one-line
  * reason in err that names the rule, e.g. "destination '/queue/a b' is not
@@ -53,7 +67,7 @@ int address_parse(const struct address_spelling *spelling, const char *text,
 int address_spell(const struct address_spelling *spelling, const struct destination *destination,
                   char *out, size_t out_size);
 
-/* The Kafka topic for a queue/topic destination: prefix + name, checked
+/* The Kafka topic for a queue, topic or exchange destination: prefix + name, checked
  * against Kafka's rules (total <= 249). 0 ok; -1 with err. */
 int address_kafka_topic(const struct destination *destination, const char *prefix, char *out,
                         size_t out_size, char *err, size_t err_size);
@@ -78,7 +92,7 @@ int address_filter_init(struct address_filter *filter, const char *prefix, const
  * struct address_filter (void * so it can serve as a lookup filter). */
 bool address_filter_match(const char *topic, const void *filter);
 
-/* "queue", "topic", "temp-queue", "reply-queue" */
+/* "queue", "topic", "temp-queue", "reply-queue", "exchange" */
 const char *destination_kind_name(enum destination_kind kind);
 
 /* The destination in protocol-neutral words for messages ("queue 'orders'"). */

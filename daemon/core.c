@@ -4,6 +4,7 @@
  *
  *   core_session.c       sessions, authentication, ACLs
  *   core_publish.c       the publish path (record building, message ids)
+ *   core_exchange.c      publishing to an exchange (routing, alternate, unroutable)
  *   core_subscription.c  subscriptions and deliveries, through engine.h to
  *                        queue.c (queues, durable subscriptions) and topic.c
  *                        (topics, temporary queues)
@@ -72,7 +73,18 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
             metrics, "kbridge_expired_total",
             "Messages not delivered because their expires time had passed.", labels);
     }
-    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1]) {
+    core->unroutable = metrics_counter(
+        metrics, "kbridge_unroutable_total",
+        "Messages published to an exchange that reached no queue and had no alternate "
+        "exchange: not written, reported to the client as unroutable.",
+        NULL);
+    core->alternate_routed =
+        metrics_counter(metrics, "kbridge_alternate_routed_total",
+                        "Messages that reached no queue through their exchange and were written "
+                        "to its alternate-exchange instead.",
+                        NULL);
+    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
+        !core->unroutable || !core->alternate_routed) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;

@@ -55,6 +55,15 @@ enum core_error {
 /* Reserved names (amq.*, the default exchange) are CORE_ERR_ACCESS (AMQP
  * 0-9-1 403 ACCESS_REFUSED), like an ACL refusal. */
 
+/* A publish outcome that is no error (core_publish_fn's `err`): the message
+ * was published to an exchange and reached no queue, so it was not written
+ * (architecture §11). STOMP confirms it as RabbitMQ does (RECEIPT); AMQP 1.0
+ * settles it `released`; AMQP 0-9-1 `mandatory` returns it. */
+#define CORE_UNROUTABLE 2 /* (1 is the adapter base's CONNECTION_PUBLISH_ABANDONED) */
+
+/* The vhost of every session until vhosts are configured. */
+#define CORE_DEFAULT_VHOST "/"
+
 /* ---- the core ------------------------------------------------------------ */
 
 /* Create the core on top of the Kafka layer. `config` points at the server's
@@ -149,6 +158,10 @@ struct core_message {
     /* user headers and the standard names of architecture §3 */
     const struct core_property *properties;
     size_t property_count;
+    /* An exchange destination's routing key (not NUL-terminated); NULL: the
+     * empty key. Ignored for other destinations. */
+    const char *routing_key;
+    size_t routing_key_len;
     /* Which producer of the session sent it (an AMQP link's number; 0 for a
      * STOMP connection): messages without a key from one producer all go to
      * one partition, chosen per (session, producer), so they keep their
@@ -160,12 +173,18 @@ struct core_message {
  * adapter refuse at attach time what core_publish would refuse per message. */
 bool core_may_publish(struct core_session *session, const struct destination *destination);
 
-/* Called once Kafka confirmed (err == CORE_OK) or refused the record; reason
- * names the Kafka error. Never called after core_session_close. */
+/* Called once Kafka confirmed (err == CORE_OK) or refused the record (reason
+ * names the Kafka error), or, for an exchange, with CORE_UNROUTABLE when the
+ * message reached no queue (nothing was written; called on a later loop turn,
+ * in order with the session's other answers only as far as Kafka's are).
+ * Never called after core_session_close. */
 typedef void (*core_publish_fn)(void *opaque, int err, const char *reason);
 
-/* Publish to `destination` (a queue, a topic, or /reply-queue/TOKEN: the
- * owning node's reply topic; the token is the permission, no ACL applies):
+/* Publish to `destination` (a queue, a topic, an exchange with
+ * message->routing_key (architecture §11: routed through this node's view of
+ * the definitions, to its alternate-exchange or reported unroutable), or
+ * /reply-queue/TOKEN: the owning node's reply topic; the token is the
+ * permission, no ACL applies):
  * checks the ACL, size and names, adds message-id
  * (UUID) when absent and user-id (the session's user, replacing any the client
  * sent), and produces to Kafka. CORE_OK: `done` will be called exactly once.
@@ -183,6 +202,9 @@ struct core_subscribe_options {
     /* Durable subscription without client_id (RabbitMQ's durable:true): named by
      * its topic and durable_name, shared by whoever uses the same pair. */
     bool durable_by_destination;
+    /* An exchange destination: the binding key (a pattern for topic
+     * exchanges) of the subscription's own queue; NULL: the empty key. */
+    const char *binding_key;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */
@@ -229,8 +251,14 @@ struct core_subscription_handlers {
     void (*failed)(void *opaque, int error, const char *reason);
 };
 
-/* Subscribe the session to a queue or topic. NULL with err (and *error_code)
- * when refused: ACL, bad destination, durable without client-id. */
+/* Subscribe the session to a queue or topic, or to an exchange: as
+ * RabbitMQ's STOMP `/exchange/NAME/KEY`, a server-named (`amq.gen-...`)
+ * exclusive, auto-delete queue bound to it with options->binding_key is
+ * declared and subscribed to; it is deleted with the subscription
+ * (architecture §11). A queue declared auto-delete is deleted when this
+ * node's last subscriber of it goes. NULL with err (and *error_code) when
+ * refused: ACL, bad destination, no such exchange, durable without
+ * client-id. */
 struct core_subscription *core_subscribe(struct core_session *session,
                                          const struct destination *destination,
                                          const struct core_subscribe_options *options,

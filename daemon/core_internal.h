@@ -20,11 +20,13 @@
 #include "stats.h"
 #include "u64_map.h"
 
+struct definitions;
 struct event;
 struct request_reply;
 struct definitions_store;
 struct core_definitions_op;
 struct core_exclusive;
+struct core_exchange_op;
 
 struct core {
     struct event_base *base;
@@ -46,7 +48,9 @@ struct core {
     uint64_t config_generation; /* 1, raised by each reload: sessions' ACL caches follow it */
     uint64_t *late_settles;
     uint64_t *auth_failures;
-    uint64_t *expired[2]; /* kbridge_expired_total{kind="queue"|"topic"} */
+    uint64_t *expired[2];       /* kbridge_expired_total{kind="queue"|"topic"} */
+    uint64_t *unroutable;       /* kbridge_unroutable_total */
+    uint64_t *alternate_routed; /* kbridge_alternate_routed_total */
     /* Replies delivered in memory (architecture §7) confirm to their
      * publisher on the next loop turn, in order: core_publish.c's queue. */
     struct core_publish_pending *local_confirms;
@@ -74,6 +78,7 @@ struct core_session {
     uint64_t serial;                            /* owner "NODE/SERIAL" of its exclusive queues */
     struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
     struct core_exclusive *exclusives;          /* exclusive queues it declared */
+    struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -103,6 +108,66 @@ void core_publish_forget_session(struct core_session *session);
  * every session closed) and their event. */
 void core_publish_free(struct core *core);
 
+/* Where core_publish_record writes a message. */
+struct core_record_target {
+    const char *topic;                /* Kafka topic, prefix included */
+    enum destination_kind stats_kind; /* the per-destination series it counts in */
+    const char *stats_name;
+    const char *reply_token; /* a reply: the kbridge-reply-token header; else NULL */
+    /* An exchange's record: its kbridge-routing-key header and, unless the
+     * message has a key or it is empty, its record key (architecture §11);
+     * else NULL. */
+    const char *routing_key;
+    size_t routing_key_len;
+};
+
+/* Build the record of `message` (headers, key, ids) and produce it to
+ * target->topic; the checks (ACL, size, names) are the caller's. As
+ * core_publish: CORE_OK and `done` called once from Kafka's report, or an
+ * error with err and no call. */
+int core_publish_record(struct core_session *session, const struct core_record_target *target,
+                        const struct core_message *message, core_publish_fn done, void *opaque,
+                        char *err, size_t err_size);
+
+/* Answer a publish without Kafka: `done(opaque, code, reason)` on a later
+ * loop turn (never inside this call), counted as unconfirmed until then and
+ * forgotten as the others when the session closes. `reason` is static text.
+ * CORE_OK, or CORE_ERR_INTERNAL with err (nothing will be called). */
+int core_publish_answer_later(struct core_session *session, int code, const char *reason,
+                              core_publish_fn done, void *opaque, char *err, size_t err_size);
+
+/* ---- core_exchange.c ---- */
+
+/* core_publish for an exchange destination (architecture §11). */
+int core_exchange_publish(struct core_session *session, const struct destination *destination,
+                          const struct core_message *message, core_publish_fn done, void *opaque,
+                          char *err, size_t err_size);
+
+/* Set up exchange subscription `sub` (not attached yet): declare its
+ * server-named exclusive, auto-delete queue, bind it to `exchange` with
+ * `key` (both through the declare API, answered once applied), then attach
+ * it to the queue (core_subscription_attach); a failure on the way goes to
+ * sub->handlers.failed. CORE_OK, or an error with err now (no such
+ * exchange, store not ready, ACL) and nothing started. */
+int core_exchange_subscribe(struct core_subscription *sub, const char *exchange, const char *key,
+                            char *err, size_t err_size);
+/* `sub` ends while its set-up is under way: the queue is deleted when the
+ * next answer comes. */
+void core_exchange_subscription_ended(struct core_subscription *sub);
+/* A subscription to queue `destination`: refused when it is another
+ * session's exclusive queue (CORE_ERR_LOCKED) or, spelled as an existing
+ * queue (/amq/queue/NAME), when it is not declared (CORE_ERR_NOT_FOUND);
+ * otherwise CORE_OK, and a queue the view lacks is declared durable (no one
+ * waits for it). */
+int core_exchange_queue_first_use(struct core_session *session,
+                                  const struct destination *destination, char *err,
+                                  size_t err_size);
+/* The session closes: its set-ups are dropped (no answer comes any more). */
+void core_exchange_session_closed(struct core_session *session);
+/* Delete queue `name` if the view says auto-delete (its last subscriber on
+ * this node went), on behalf of `session`; nobody waits for the answer. */
+void core_exchange_auto_delete(struct core_session *session, const char *name);
+
 /* ---- core_definitions.c ---- */
 
 /* Create the node's definitions store (core->definitions) and hook its
@@ -113,6 +178,12 @@ int core_definitions_start(struct core *core, char *err, size_t err_size);
 void core_definitions_session_closed(struct core_session *session);
 
 /* ---- core_subscription.c ---- */
+
+/* Serve `sub` (allocated, linked in its session, not attached yet) as a
+ * subscription of `destination`: pick its engine and subscribe. CORE_OK, or
+ * an error with err. */
+int core_subscription_attach(struct core_subscription *sub, const struct destination *destination,
+                             char *err, size_t err_size);
 
 /* Fill the engine context's calls into the core (ready, deliver, failed,
  * may_consume_topic). */

@@ -21,8 +21,9 @@
 #include "request_reply.h"
 #include "stats.h"
 
-/* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId */
-#define CORE_MAX_PROPERTIES_EXTRA 5
+/* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId,
+ * kbridge-routing-key */
+#define CORE_MAX_PROPERTIES_EXTRA 6
 
 struct core_publish_pending {
     struct core_publish_pending *next;
@@ -31,6 +32,8 @@ struct core_publish_pending {
     struct destination_stats *stats;
     core_publish_fn done;
     void *opaque;
+    int answer;                                /* core_publish_answer_later: the outcome to give */
+    const char *answer_reason;                 /* static text */
     struct core_publish_pending *confirm_next; /* in core->local_confirms */
     struct kafka_record *local_reply;          /* to deliver before the confirmation */
 };
@@ -90,9 +93,10 @@ static void core_uuid(char out[37])
     *p = '\0';
 }
 
-static void core_on_publish_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+/* The answer to a pending publish: unlink it from its session, count it,
+ * call the adapter (unless the session closed), free it. */
+static void core_publish_finish(struct core_publish_pending *pending, int code, const char *reason)
 {
-    struct core_publish_pending *pending = opaque;
     struct core_session *session = pending->session;
     if (session) {
         session->unconfirmed--;
@@ -102,12 +106,68 @@ static void core_on_publish_delivery(void *opaque, int err, int32_t partition, i
             session->pending = pending->next;
         if (pending->next)
             pending->next->prev = pending->prev;
-        if (!err && pending->stats)
+        if (code == CORE_OK && pending->stats)
             (*pending->stats->published)++;
-        pending->done(pending->opaque, engine_error_from_kafka(err),
-                      err ? kafka_error_name(err) : "");
+        pending->done(pending->opaque, code, reason);
     }
     free(pending);
+}
+
+static void core_on_publish_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+{
+    core_publish_finish(opaque, engine_error_from_kafka(err), err ? kafka_error_name(err) : "");
+}
+
+/* A new pending publish of `session`, not linked yet; NULL out of memory. */
+static struct core_publish_pending *core_publish_pending_new(struct core_session *session,
+                                                             struct destination_stats *stats,
+                                                             core_publish_fn done, void *opaque)
+{
+    struct core_publish_pending *pending = calloc(1, sizeof(*pending));
+    if (!pending)
+        return NULL;
+    pending->session = session;
+    pending->stats = stats;
+    pending->done = done;
+    pending->opaque = opaque;
+    return pending;
+}
+
+static void core_publish_pending_link(struct core_publish_pending *pending)
+{
+    struct core_session *session = pending->session;
+    pending->next = session->pending;
+    if (session->pending)
+        session->pending->prev = pending;
+    session->pending = pending;
+    session->unconfirmed++;
+}
+
+static void core_on_publish_answer(evutil_socket_t fd, short what, void *arg)
+{
+    struct core_publish_pending *pending = arg;
+    core_publish_finish(pending, pending->answer, pending->answer_reason);
+}
+
+int core_publish_answer_later(struct core_session *session, int code, const char *reason,
+                              core_publish_fn done, void *opaque, char *err, size_t err_size)
+{
+    struct core_publish_pending *pending = core_publish_pending_new(session, NULL, done, opaque);
+    const struct timeval now = {0, 0};
+    if (!pending) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->answer = code;
+    pending->answer_reason = reason;
+    if (event_base_once(session->core->base, -1, EV_TIMEOUT, core_on_publish_answer, pending,
+                        &now) != 0) {
+        free(pending);
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    core_publish_pending_link(pending);
+    return CORE_OK;
 }
 
 /* ---- replies delivered in memory (architecture §7, replies.local) ---- */
@@ -124,7 +184,7 @@ static void core_on_local_confirms(evutil_socket_t fd, short what, void *arg)
     while (list) {
         struct core_publish_pending *next = list->confirm_next;
         core->temporary_engine->ops->deliver_local(core->temporary_engine, list->local_reply);
-        core_on_publish_delivery(list, 0, -1, -1);
+        core_publish_finish(list, CORE_OK, "");
         list = next;
     }
 }
@@ -217,6 +277,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         snprintf(err, err_size, "access revoked by a configuration reload");
         return CORE_ERR_ACCESS;
     }
+    if (destination->kind == DESTINATION_EXCHANGE)
+        return core_exchange_publish(session, destination, message, done, opaque, err, err_size);
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC &&
         !reply) {
         snprintf(err, err_size, "publishing to %s is not supported yet", display);
@@ -257,7 +319,21 @@ int core_publish(struct core_session *session, const struct destination *destina
     if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
                             sizeof(topic), err, err_size) < 0)
         return CORE_ERR_INVALID;
+    struct core_record_target target = {
+        .topic = topic,
+        .stats_kind =
+            destination->kind == DESTINATION_QUEUE ? DESTINATION_QUEUE : DESTINATION_TOPIC,
+        .stats_name = reply ? reply_topic.name : destination->name,
+        .reply_token = reply ? destination->name : NULL,
+    };
+    return core_publish_record(session, &target, message, done, opaque, err, err_size);
+}
 
+int core_publish_record(struct core_session *session, const struct core_record_target *target,
+                        const struct core_message *message, core_publish_fn done, void *opaque,
+                        char *err, size_t err_size)
+{
+    struct core *core = session->core;
     size_t count = 0;
     struct kafka_header *headers =
         calloc(message->property_count + CORE_MAX_PROPERTIES_EXTRA, sizeof(*headers));
@@ -281,6 +357,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         if (request && (strcmp(p->name, RECORD_NATIVE_REPLY_TOPIC) == 0 ||
                         strcmp(p->name, RECORD_NATIVE_CORRELATION) == 0))
             continue; /* ours replace the client's */
+        if (target->routing_key && strcmp(p->name, RECORD_ROUTING_KEY) == 0)
+            continue; /* the exchange's routing key is the core's to write */
         if (strcmp(p->name, RECORD_HEADER_MESSAGE_ID) == 0)
             has_message_id = true;
         headers[count++] = (struct kafka_header){p->name, p->value, p->value_len};
@@ -293,9 +371,12 @@ int core_publish(struct core_session *session, const struct destination *destina
     if (!session->anonymous)
         headers[count++] =
             (struct kafka_header){RECORD_HEADER_USER_ID, session->user, strlen(session->user)};
-    if (reply)
+    if (target->reply_token)
+        headers[count++] = (struct kafka_header){RECORD_REPLY_TOKEN, target->reply_token,
+                                                 strlen(target->reply_token)};
+    if (target->routing_key)
         headers[count++] =
-            (struct kafka_header){RECORD_REPLY_TOKEN, destination->name, strlen(destination->name)};
+            (struct kafka_header){RECORD_ROUTING_KEY, target->routing_key, target->routing_key_len};
     if (request) {
         headers[count++] = (struct kafka_header){RECORD_NATIVE_REPLY_TOPIC, reply_topic_full,
                                                  strlen(reply_topic_full)};
@@ -323,35 +404,31 @@ int core_publish(struct core_session *session, const struct destination *destina
             }
         }
     }
+    if (!key && target->routing_key_len > 0) {
+        /* an exchange's record: keyed by its routing key (an empty key is
+         * none: the producer's sticky partition keeps its order) */
+        key = target->routing_key;
+        key_len = target->routing_key_len;
+    }
 
-    struct core_publish_pending *pending = calloc(1, sizeof(*pending));
+    struct core_publish_pending *pending = core_publish_pending_new(
+        session, stats_get(&core->stats, target->stats_kind, target->stats_name), done, opaque);
     if (!pending) {
         free(headers);
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
-    pending->session = session;
-    pending->stats =
-        stats_get(&core->stats,
-                  destination->kind == DESTINATION_QUEUE ? DESTINATION_QUEUE : DESTINATION_TOPIC,
-                  reply ? reply_topic.name : destination->name);
-    pending->done = done;
-    pending->opaque = opaque;
-    bool local = reply && config->replies.local &&
-                 request_reply_token_is_local(core->request_reply, destination->name);
-    int rc = local ? core_publish_local_reply(core, pending, topic, key, key_len, message, headers,
-                                              count, err, err_size)
-                   : core_publish_produce(session, topic, key, key_len, message, headers, count,
-                                          pending, err, err_size);
+    bool local = target->reply_token && core_config(core)->replies.local &&
+                 request_reply_token_is_local(core->request_reply, target->reply_token);
+    int rc = local ? core_publish_local_reply(core, pending, target->topic, key, key_len, message,
+                                              headers, count, err, err_size)
+                   : core_publish_produce(session, target->topic, key, key_len, message, headers,
+                                          count, pending, err, err_size);
     free(headers);
     if (rc != CORE_OK) {
         free(pending);
         return rc;
     }
-    pending->next = session->pending;
-    if (session->pending)
-        session->pending->prev = pending;
-    session->pending = pending;
-    session->unconfirmed++;
+    core_publish_pending_link(pending);
     return CORE_OK;
 }

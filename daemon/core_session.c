@@ -280,6 +280,11 @@ bool core_acl_allows(struct core_session *session, bool publish, const char *nam
 
 bool core_may_publish(struct core_session *session, const struct destination *destination)
 {
+    /* the default exchange and amq.topic: the routing key names the topic,
+     * so each message is checked (core_publish) */
+    if (destination->kind == DESTINATION_EXCHANGE &&
+        engine_exchange_is_topic_per_key(destination->name))
+        return !session->revoked;
     return core_acl_allows(session, true, destination->name);
 }
 
@@ -350,6 +355,7 @@ void core_session_close(struct core_session *session)
         core_unsubscribe(session->subscriptions);
     core_publish_forget_session(session);
     core_definitions_session_closed(session);
+    core_exchange_session_closed(session);
     if (session->prev)
         session->prev->next = session->next;
     else

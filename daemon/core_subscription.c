@@ -107,16 +107,14 @@ static struct engine *core_subscription_engine(struct core *core,
     return core->topic_engine;
 }
 
-/* Allocate a subscription and hand it to its engine. */
-static struct core_subscription *
-core_subscription_start(struct core_session *session, const struct destination *destination,
-                        const struct core_subscribe_options *options,
-                        const struct core_subscription_handlers *handlers, void *opaque,
-                        const char *reply_token, int *error_code, char *err, size_t err_size)
+/* Allocate a subscription for `engine`, not attached, not linked. NULL with
+ * err and *error_code. */
+static struct core_subscription *core_subscription_new(
+    struct core_session *session, struct engine *engine, const struct destination *destination,
+    const struct core_subscribe_options *options, const struct core_subscription_handlers *handlers,
+    void *opaque, const char *reply_token, int *error_code, char *err, size_t err_size)
 {
     struct core *core = session->core;
-    struct engine *engine =
-        core_subscription_engine(core, destination, options->durable_name, reply_token);
     /* one allocation: the subscription and its engine's state */
     struct core_subscription *sub = calloc(1, sizeof(*sub) + engine->ops->state_size);
     if (!sub || !(sub->ready_event = event_new(core->base, -1, 0, core_on_ready_event, sub)) ||
@@ -136,6 +134,7 @@ core_subscription_start(struct core_session *session, const struct destination *
     sub->destination = *destination;
     sub->options = *options;
     sub->options.durable_name = sub->durable_name;
+    sub->options.binding_key = NULL;
     if (sub->options.credit == 0)
         sub->options.credit = 1;
     sub->handlers = *handlers;
@@ -143,20 +142,115 @@ core_subscription_start(struct core_session *session, const struct destination *
     sub->blocked = true; /* until ready: see core_subscription_apply_block */
     sub->engine = engine;
     sub->engine_state = sub->engine_storage;
-    int rc = engine->ops->subscribe(engine, sub, err, err_size);
-    if (rc != CORE_OK) {
-        event_free(sub->ready_event);
-        free(sub->durable_name);
-        free(sub->reply_token);
-        free(sub);
-        *error_code = rc;
-        return NULL;
-    }
-    sub->attached = true;
+    return sub;
+}
+
+static void core_subscription_free(struct core_subscription *sub)
+{
+    event_free(sub->ready_event);
+    free(sub->durable_name);
+    free(sub->reply_token);
+    free(sub);
+}
+
+static void core_subscription_link(struct core_subscription *sub)
+{
+    struct core_session *session = sub->session;
     sub->next = session->subscriptions;
     if (session->subscriptions)
         session->subscriptions->prev = sub;
     session->subscriptions = sub;
+}
+
+int core_subscription_attach(struct core_subscription *sub, const struct destination *destination,
+                             char *err, size_t err_size)
+{
+    struct engine *engine = sub->session->core->queue_engine;
+    if (destination->kind != DESTINATION_QUEUE || sub->engine != engine) {
+        snprintf(err, err_size, "internal error: only queues are attached later");
+        return CORE_ERR_INTERNAL;
+    }
+    sub->destination = *destination;
+    int rc = engine->ops->subscribe(engine, sub, err, err_size);
+    if (rc == CORE_OK)
+        sub->attached = true;
+    return rc;
+}
+
+/* Allocate a subscription and hand it to its engine. */
+static struct core_subscription *
+core_subscription_start(struct core_session *session, const struct destination *destination,
+                        const struct core_subscribe_options *options,
+                        const struct core_subscription_handlers *handlers, void *opaque,
+                        const char *reply_token, int *error_code, char *err, size_t err_size)
+{
+    struct core *core = session->core;
+    struct engine *engine =
+        core_subscription_engine(core, destination, options->durable_name, reply_token);
+    struct core_subscription *sub =
+        core_subscription_new(session, engine, destination, options, handlers, opaque, reply_token,
+                              error_code, err, err_size);
+    if (!sub)
+        return NULL;
+    int rc = engine->ops->subscribe(engine, sub, err, err_size);
+    if (rc != CORE_OK) {
+        core_subscription_free(sub);
+        *error_code = rc;
+        return NULL;
+    }
+    sub->attached = true;
+    core_subscription_link(sub);
+    return sub;
+}
+
+/* An exchange subscription (RabbitMQ's STOMP /exchange/NAME/KEY): a topic
+ * subscription for the topic-per-key amq.topic, else its own server-named,
+ * exclusive, auto-delete queue bound with the key (core_exchange_subscribe:
+ * declared and bound through the declare API, attached when both are
+ * applied; `ready` follows from the queue engine), deleted with the
+ * subscription. */
+static struct core_subscription *
+core_subscribe_exchange(struct core_session *session, const struct destination *exchange,
+                        const struct core_subscribe_options *options,
+                        const struct core_subscription_handlers *handlers, void *opaque,
+                        int *error_code, char *err, size_t err_size)
+{
+    const char *key = options->binding_key ? options->binding_key : "";
+    struct core_subscribe_options plain = *options;
+    plain.binding_key = NULL;
+    plain.durable_name = NULL;
+    if (engine_exchange_is_topic_per_key(exchange->name)) {
+        struct destination topic;
+        static const struct address_prefix by_key_prefix[] = {
+            {"", DESTINATION_TOPIC, false},
+        };
+        static const struct address_spelling by_key = {by_key_prefix, 1, false,
+                                                       "a topic name as the key"};
+        if (address_parse(&by_key, key, &topic, err, err_size) < 0) {
+            *error_code = CORE_ERR_INVALID;
+            return NULL;
+        }
+        if (exchange->name[0] == '\0')
+            topic.kind = DESTINATION_QUEUE;
+        return core_subscribe(session, &topic, &plain, handlers, opaque, error_code, err, err_size);
+    }
+    if (session->revoked) {
+        snprintf(err, err_size, "access revoked by a configuration reload");
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
+    struct core_subscription *sub =
+        core_subscription_new(session, session->core->queue_engine, exchange, &plain, handlers,
+                              opaque, NULL, error_code, err, err_size);
+    if (!sub)
+        return NULL;
+    int rc = core_exchange_subscribe(sub, exchange->name, key, err, err_size);
+    if (rc != CORE_OK) {
+        core_subscription_free(sub);
+        *error_code = rc;
+        return NULL;
+    }
+    core_subscription_link(sub);
     return sub;
 }
 
@@ -169,6 +263,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
     char display[ADDRESS_NAME_MAX + 32];
     address_format(destination, display, sizeof(display));
     *error_code = CORE_OK;
+    if (destination->kind == DESTINATION_EXCHANGE)
+        return core_subscribe_exchange(session, destination, options, handlers, opaque, error_code,
+                                       err, err_size);
     if (destination->kind != DESTINATION_QUEUE && destination->kind != DESTINATION_TOPIC) {
         snprintf(err, err_size, "subscribing to %s is not supported yet", display);
         *error_code = CORE_ERR_UNSUPPORTED;
@@ -199,6 +296,13 @@ struct core_subscription *core_subscribe(struct core_session *session,
                  display);
         *error_code = CORE_ERR_ACCESS;
         return NULL;
+    }
+    if (destination->kind == DESTINATION_QUEUE) {
+        int rc = core_exchange_queue_first_use(session, destination, err, err_size);
+        if (rc != CORE_OK) {
+            *error_code = rc;
+            return NULL;
+        }
     }
     return core_subscription_start(session, destination, options, handlers, opaque, NULL,
                                    error_code, err, err_size);
@@ -246,6 +350,8 @@ void core_subscription_block(struct core_subscription *sub, bool blocked)
 int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
                 const char *reason)
 {
+    if (!sub->attached)
+        return CORE_ERR_INVALID; /* an exchange subscription still being set up: no deliveries */
     if (!sub->engine->ops->settle)
         return CORE_OK; /* non-durable topic deliveries need no settlement */
     int rc = sub->engine->ops->settle(sub, id, outcome, reason);
@@ -264,12 +370,16 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         session->subscriptions = sub->next;
     if (sub->next)
         sub->next->prev = sub->prev;
+    /* the last local subscriber of an auto-delete queue deletes it */
+    bool last_of_queue = sub->attached && sub->destination.kind == DESTINATION_QUEUE &&
+                         !sub->durable_name && sub->engine->ops->subscriber_count(sub) == 1;
     if (sub->attached)
         sub->engine->ops->unsubscribe(sub, forget);
-    event_free(sub->ready_event);
-    free(sub->durable_name);
-    free(sub->reply_token);
-    free(sub);
+    else
+        core_exchange_subscription_ended(sub); /* still being set up */
+    if (last_of_queue)
+        core_exchange_auto_delete(session, sub->destination.name);
+    core_subscription_free(sub);
 }
 
 void core_unsubscribe_forget(struct core_subscription *sub) { core_subscription_end(sub, true); }

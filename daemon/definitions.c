@@ -523,6 +523,15 @@ static enum definitions_status check_exchange_arguments(const json_t *arguments,
             }
             continue;
         }
+        if (strcmp(key, "x-kbridge-keep-unroutable") == 0) {
+            /* kbridge's own: write what reaches no queue anyway (routing.md) */
+            if (!json_is_boolean(value)) {
+                snprintf(err, err_size,
+                         "invalid arg 'x-kbridge-keep-unroutable': must be true or false");
+                return DEFINITIONS_PRECONDITION_FAILED;
+            }
+            continue;
+        }
         snprintf(err, err_size, "invalid arg '%s': kbridge does not support this exchange argument",
                  key);
         return DEFINITIONS_PRECONDITION_FAILED;
@@ -1038,6 +1047,40 @@ void definitions_bindings_from(const struct definitions *definitions, const char
     for (size_t i = 0; e && i < e->from.count; i++)
         if (!each(&e->from.items[i]->spec, opaque))
             return;
+}
+
+static void visit_begin(struct definitions *mutable);
+
+/* The bindings into exchange `e`, and into their sources, backwards; false
+ * when `each` stopped. */
+static bool bindings_into_exchange(struct definitions *definitions, struct exchange_entry *e,
+                                   definitions_binding_fn *each, void *opaque)
+{
+    if (e->visit == definitions->visit)
+        return true;
+    e->visit = definitions->visit;
+    for (size_t i = 0; i < e->to.count; i++) {
+        struct binding_node *b = e->to.items[i];
+        if (!each(&b->spec, opaque) ||
+            !bindings_into_exchange(definitions, b->source, each, opaque))
+            return false;
+    }
+    return true;
+}
+
+void definitions_bindings_into(const struct definitions *definitions, const char *vhost,
+                               const char *queue, definitions_binding_fn *each, void *opaque)
+{
+    struct queue_entry *q = queue_entry_find(definitions, vhost, queue);
+    if (!q)
+        return;
+    struct definitions *mutable = (struct definitions *)definitions;
+    visit_begin(mutable);
+    for (size_t i = 0; i < q->to.count; i++) {
+        struct binding_node *b = q->to.items[i];
+        if (!each(&b->spec, opaque) || !bindings_into_exchange(mutable, b->source, each, opaque))
+            return;
+    }
 }
 
 void definitions_bindings_to(const struct definitions *definitions, const char *vhost,

@@ -170,6 +170,14 @@ typedef bool definitions_binding_fn(const struct binding_spec *binding, void *op
 void definitions_bindings_from(const struct definitions *definitions, const char *vhost,
                                const char *exchange, definitions_binding_fn *each, void *opaque);
 
+/* Call `each` for every binding on a path into queue `queue`: its own
+ * bindings, the exchange-to-exchange bindings into their sources, and so on
+ * backwards (each exchange followed once, so cycles end). What a queue's
+ * consumer group must read (architecture §11): the topics of these
+ * bindings' sources. */
+void definitions_bindings_into(const struct definitions *definitions, const char *vhost,
+                               const char *queue, definitions_binding_fn *each, void *opaque);
+
 /* Bindings whose destination is queue / exchange `name`, in no set order. */
 void definitions_bindings_to(const struct definitions *definitions, const char *vhost,
                              enum binding_destination kind, const char *name,

@@ -59,3 +59,8 @@ bool engine_record_expired(const struct engine_context *context, const struct ka
     (*context->expired[queue ? 0 : 1])++;
     return true;
 }
+
+bool engine_exchange_is_topic_per_key(const char *exchange)
+{
+    return exchange[0] == '\0' || strcmp(exchange, "amq.topic") == 0;
+}

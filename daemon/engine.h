@@ -28,6 +28,8 @@
 
 struct config;
 struct core_session;
+struct core_exchange_op;
+struct definitions;
 struct event;
 struct event_base;
 struct kafka;
@@ -63,6 +65,7 @@ struct core_subscription {
     bool blocked;
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
+    struct core_exchange_op *exchange_op; /* an exchange subscription being set up (core's) */
     _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */
 };
 
@@ -139,6 +142,11 @@ struct engine *topic_engine_new(const struct engine_context *context, char *err,
 struct engine *topic_engine_temporary(struct engine *topic_engine);
 
 /* ---- helpers engines share (engine.c) ---- */
+
+/* Is `exchange` one whose routing key names the Kafka topic (the default
+ * exchange "" and amq.topic, architecture §11), rather than one topic per
+ * exchange? */
+bool engine_exchange_is_topic_per_key(const char *exchange);
 
 /* The config in force. */
 const struct config *engine_config(const struct engine_context *context);

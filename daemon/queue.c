@@ -13,6 +13,18 @@
  * local index to (topic, partition), `partition_map` (a u64_map) the other
  * way, one lookup per fetched record.
  *
+ * Bindings (architecture §11, queue_bindings.h): a queue (not a durable
+ * subscription) bound to exchanges also reads their topics (amq.topic
+ * bindings: the topics their keys name) and settles without delivery, and
+ * counts in kbridge_unmatched_total, every record from them that its
+ * bindings do not match. Before its group reads a topic it did not read
+ * yet, the group is anchored there (kafka_lookup_anchor_group: partitions
+ * without a committed offset start at the end), so a binding sees what is
+ * published after the queue's consumer first joins with it; until then a
+ * queue's subscribers wait for `ready`. When the view changes
+ * (definitions_store_watch → queue_engine_definitions_changed) each queue recomputes its bindings
+ * and, when its topics changed, anchors the new ones and resubscribes.
+ *
  * Linger: a queue without subscribers stays in its group for queues.linger
  * (30 s by default), so that a subscriber coming back finds its partitions
  * assigned and its messages fetched instead of waiting for a rebalance
@@ -30,10 +42,13 @@
 
 #include "clock.h"
 #include "config.h"
+#include "definitions.h"
+#include "definitions_store.h"
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue_bindings.h"
 #include "record.h"
 #include "request_reply.h"
 #include "stats.h"
@@ -61,6 +76,15 @@ struct queue_dead_letter {
 struct queue_engine {
     struct engine base;
     struct queue *queues;
+    uint64_t *unmatched;             /* kbridge_unmatched_total */
+    struct event *definitions_event; /* the view changed: follow it on the next turn */
+    bool watching;                   /* registered with the definitions store */
+};
+
+/* One anchor lookup of a queue's binding topics. */
+struct queue_anchor {
+    struct queue *queue;
+    struct kafka_lookup *lookup; /* NULL once done */
 };
 
 /* A subscriber's state in its queue (core_subscription.engine_state). */
@@ -96,7 +120,16 @@ struct queue {
     struct event *expire_timer;
     struct destination_stats *stats;
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
+    /* A queue (not a durable subscription) reads its bindings (§11). */
+    bool bound;
+    bool wait_assignment;           /* subscribers get `ready` once the group assigned it */
+    struct queue_bindings bindings; /* what it reads beyond its own topic */
+    struct queue_anchor *anchors;   /* anchoring binding topics before (re)subscribing */
+    size_t anchor_count;
+    size_t anchors_pending;
 };
+
+static void queue_anchors_cancel(struct queue *queue);
 
 static const struct config *queue_config(const struct queue *queue)
 {
@@ -190,6 +223,47 @@ static void queue_pause_partition(struct queue *queue, struct queue_topic_partit
         p->paused = pause;
 }
 
+/* ---- bindings ----------------------------------------------------------------- */
+
+#define QUEUE_MATCH_HEADERS 64 /* on the stack; more: allocated */
+
+/* Does a record reach this queue: from its own topic always, from a bound
+ * exchange's topic when a binding matches it (queue_bindings_match)? */
+static bool queue_record_bound(const struct queue *queue, const struct kafka_record *record)
+{
+    if (queue_bindings_empty(&queue->bindings) || strcmp(record->topic, queue->subscription) == 0)
+        return true;
+    size_t count = kafka_record_header_count(record);
+    struct binding_header local[QUEUE_MATCH_HEADERS];
+    struct binding_header *headers =
+        count <= QUEUE_MATCH_HEADERS ? local : calloc(count, sizeof(*headers));
+    if (!headers)
+        return true; /* out of memory: deliver rather than lose */
+    char key[ADDRESS_KEY_MAX + 1] = "";
+    bool have_key = false;
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (kafka_record_header(record, i, &name, &value, &len) != 0)
+            continue;
+        if (!have_key && strcmp(name, RECORD_ROUTING_KEY) == 0 && len <= ADDRESS_KEY_MAX &&
+            (!len || !memchr(value, '\0', len))) {
+            memcpy(key, value, len);
+            key[len] = '\0';
+            have_key = true;
+        }
+        headers[used++] = (struct binding_header){name, value, value ? len : 0};
+    }
+    bool match = queue_bindings_match(
+        &queue->bindings, queue->context->definitions, CORE_DEFAULT_VHOST, queue->name,
+        queue_config(queue)->kafka.topic_prefix, record->topic, key, headers, used);
+    if (headers != local)
+        free(headers);
+    return match;
+}
+
 /* ---- queue_state callbacks --------------------------------------------------- */
 
 static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id, void *record,
@@ -200,6 +274,12 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
     const struct kafka_record *kafka_record = record;
     if (sub->destination.wildcard && !queue->context->may_consume_topic(sub, kafka_record->topic)) {
         /* a wildcard durable subscription only gets the topics its user may read */
+        queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
+        return;
+    }
+    if (queue->bound && !queue_record_bound(queue, kafka_record)) {
+        /* from a bound exchange's topic, matching none of its bindings */
+        (*queue->engine->unmatched)++;
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
@@ -460,6 +540,8 @@ static void queue_free(struct queue *queue)
         }
     }
     kafka_lookup_cancel(queue->anchor);
+    queue_anchors_cancel(queue);
+    queue_bindings_clear(&queue->bindings);
     if (queue->consumer) {
         log_info("queue", "%s: leaving the group (no local subscriber)", queue->group_id);
         kafka_consumer_close(queue->consumer); /* commits stored offsets, leaves the group */
@@ -532,16 +614,142 @@ static char *queue_dead_letter_topic(const char *prefix, const char *pattern, co
     return out;
 }
 
+/* Subscribe (or resubscribe) the group: its own topic or wildcard, and
+ * what its bindings read (queue_bindings_topics). */
 static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
 {
-    const char *topics[] = {queue->subscription};
-    int rc = kafka_consumer_subscribe(queue->consumer, topics, 1);
+    const char *own[] = {queue->subscription};
+    char **topics = NULL;
+    size_t count = 0;
+    if (!queue_bindings_empty(&queue->bindings) &&
+        queue_bindings_topics(&queue->bindings, queue_config(queue)->kafka.topic_prefix,
+                              queue->subscription, &topics, &count) < 0) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    int rc = topics ? kafka_consumer_subscribe(queue->consumer, (const char *const *)topics, count)
+                    : kafka_consumer_subscribe(queue->consumer, own, 1);
     if (rc != 0) {
         snprintf(err, err_size, "cannot subscribe to %s: %s", queue->subscription,
                  kafka_error_name(rc));
+        queue_bindings_free_topics(topics, count);
         return -1;
     }
-    log_info("queue", "%s: joining the group for %s", queue->group_id, queue->subscription);
+    if (topics)
+        log_info("queue", "%s: joining the group for %s and %zu topic(s) of its bindings",
+                 queue->group_id, queue->subscription, count - 1);
+    else
+        log_info("queue", "%s: joining the group for %s", queue->group_id, queue->subscription);
+    queue_bindings_free_topics(topics, count);
+    return 0;
+}
+
+/* Stop anchoring (a newer set of bindings, or the queue goes). */
+static void queue_anchors_cancel(struct queue *queue)
+{
+    for (size_t i = 0; i < queue->anchor_count; i++)
+        kafka_lookup_cancel(queue->anchors[i].lookup);
+    free(queue->anchors);
+    queue->anchors = NULL;
+    queue->anchor_count = queue->anchors_pending = 0;
+}
+
+static void queue_fail_subscribers(struct queue *queue, int error, const char *reason)
+{
+    log_warn("queue", "%s", reason);
+    for (struct queue_subscriber *qs = queue->subscribers; qs;) {
+        struct queue_subscriber *next = qs->next;
+        queue->context->failed(qs->sub, error, reason);
+        qs = next;
+    }
+}
+
+/* One binding topic is anchored; the last one (re)subscribes the group. A
+ * failed anchor only costs the anchor: the topic is read from its
+ * committed offsets, else from the beginning (a group that already has
+ * members elsewhere refuses a non-member's commit: they anchored it). */
+static void queue_on_binding_anchored(void *opaque, int err, const struct kafka_topic_info *topics,
+                                      size_t count)
+{
+    struct queue_anchor *anchor = opaque;
+    struct queue *queue = anchor->queue;
+    anchor->lookup = NULL;
+    if (err)
+        log_warn("queue",
+                 "%s: cannot anchor a topic of its bindings (%s): it is read from its "
+                 "committed offsets, or from the beginning",
+                 queue->group_id, kafka_error_name(err));
+    if (--queue->anchors_pending > 0)
+        return;
+    free(queue->anchors);
+    queue->anchors = NULL;
+    queue->anchor_count = 0;
+    char reason[512];
+    if (queue_subscribe(queue, reason, sizeof(reason)) < 0)
+        queue_fail_subscribers(queue, CORE_ERR_UNAVAILABLE, reason);
+}
+
+/* Anchor the group on every topic its bindings read (each partition without
+ * a committed offset starts at the end), then subscribe; without bindings
+ * subscribe at once. 0, or -1 with err. */
+static int queue_anchor_bindings(struct queue *queue, char *err, size_t err_size)
+{
+    queue_anchors_cancel(queue);
+    if (queue_bindings_empty(&queue->bindings))
+        return queue_subscribe(queue, err, err_size);
+    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    char **topics = NULL;
+    size_t count = 0;
+    if (queue_bindings_topics(&queue->bindings, prefix, queue->subscription, &topics, &count) < 0) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    if (count <= 1) { /* no binding names a legal topic */
+        queue_bindings_free_topics(topics, count);
+        return queue_subscribe(queue, err, err_size);
+    }
+    queue->anchors = calloc(count - 1, sizeof(*queue->anchors));
+    if (!queue->anchors) {
+        queue_bindings_free_topics(topics, count);
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    queue->anchor_count = count - 1;
+    queue->anchors_pending = count - 1;
+    for (size_t i = 1; i < count; i++) { /* topics[0] is the queue's own: never anchored */
+        struct queue_anchor *anchor = &queue->anchors[i - 1];
+        anchor->queue = queue;
+        if (topics[i][0] == '^') {
+            /* an amq.topic wildcard: the topics it matches */
+            struct address_filter filter;
+            const char *pattern = NULL;
+            for (size_t p = 0; p < queue->bindings.pattern_count && !pattern; p++) {
+                char regex[ADDRESS_NAME_MAX * 4 + 8];
+                if (address_wildcard_regex(queue->bindings.patterns[p], prefix, regex,
+                                           sizeof(regex)) == 0 &&
+                    strcmp(regex, topics[i]) == 0)
+                    pattern = queue->bindings.patterns[p];
+            }
+            if (pattern && address_filter_init(&filter, prefix, pattern) == 0)
+                anchor->lookup =
+                    kafka_lookup_anchor_group(queue->consumer, NULL, address_filter_match, &filter,
+                                              sizeof(filter), queue_on_binding_anchored, anchor);
+        } else {
+            anchor->lookup = kafka_lookup_anchor_group(queue->consumer, topics[i], NULL, NULL, 0,
+                                                       queue_on_binding_anchored, anchor);
+        }
+        if (!anchor->lookup)
+            queue->anchors_pending--; /* out of memory: that topic goes unanchored */
+    }
+    queue_bindings_free_topics(topics, count);
+    if (queue->anchors_pending == 0) {
+        free(queue->anchors);
+        queue->anchors = NULL;
+        queue->anchor_count = 0;
+        return queue_subscribe(queue, err, err_size);
+    }
+    log_info("queue", "%s: anchoring %zu topic(s) of its bindings before joining", queue->group_id,
+             queue->anchors_pending);
     return 0;
 }
 
@@ -582,6 +790,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->engine = engine;
     queue->context = context;
     queue->kind = sub->destination.kind;
+    queue->bound = sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name;
     memcpy(queue->name, sub->destination.name, sizeof(queue->name));
     queue->group_id = strdup(group_id);
     char subscription[ADDRESS_NAME_MAX * 4 + 8];
@@ -632,6 +841,17 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
             snprintf(err, err_size, "out of memory");
             goto fail;
         }
+    } else if (queue->bound) {
+        if (queue_bindings_compute(context->definitions, CORE_DEFAULT_VHOST, queue->name,
+                                   &queue->bindings) < 0) {
+            snprintf(err, err_size, "out of memory");
+            goto fail;
+        }
+        /* bound: nothing published from now on may be missed, so its
+         * subscribers are ready once the group holds its anchored partitions */
+        queue->wait_assignment = !queue_bindings_empty(&queue->bindings);
+        if (queue_anchor_bindings(queue, err, err_size) < 0)
+            goto fail;
     } else if (queue_subscribe(queue, err, err_size) < 0) {
         goto fail;
     }
@@ -698,7 +918,7 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
     queue->subscriber_count++;
     /* A queue has its messages in Kafka already: nothing can be missed. A
      * durable subscription is positioned once the group has assigned it. */
-    if (!sub->durable_name || queue->assigned_once)
+    if ((!sub->durable_name && !queue->wait_assignment) || queue->assigned_once)
         queue->context->ready(sub);
     queue_update_gauges(queue);
     return CORE_OK;
@@ -780,6 +1000,57 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
     return queue_subscriber_of(sub)->queue->subscriber_count;
 }
 
+/* The view of the definitions changed: each queue recomputes what its
+ * bindings read and, when its topics changed, anchors the new ones and
+ * resubscribes its group (a queue without a consumer does so when it gets
+ * one: queue_create). Run once per loop turn however many records the
+ * store applied (queue_on_definitions_change). */
+static void queue_engine_definitions_changed(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue_engine *engine = arg;
+    struct engine *base = &engine->base;
+    for (struct queue *q = engine->queues, *next; q; q = next) {
+        next = q->next;
+        if (!q->bound || !q->consumer)
+            continue;
+        if (q->subscriber_count == 0 && !queue_bindings_empty(&q->bindings) &&
+            !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
+            /* deleted (auto-delete, or by a client): no linger for it */
+            queue_free(q);
+            continue;
+        }
+        struct queue_bindings now;
+        if (queue_bindings_compute(base->context->definitions, CORE_DEFAULT_VHOST, q->name, &now) <
+            0) {
+            log_error("queue", "%s: out of memory reading its bindings; kept the old ones",
+                      q->group_id);
+            continue;
+        }
+        if (queue_bindings_equal(&now, &q->bindings)) {
+            queue_bindings_clear(&now);
+            continue;
+        }
+        queue_bindings_clear(&q->bindings);
+        q->bindings = now;
+        log_info("queue",
+                 "%s: its bindings changed (%zu exchange topic(s), %zu amq.topic key(s)): "
+                 "resubscribing",
+                 q->group_id, now.exchange_count, now.pattern_count);
+        char reason[512];
+        if (queue_anchor_bindings(q, reason, sizeof(reason)) < 0)
+            queue_fail_subscribers(q, CORE_ERR_UNAVAILABLE, reason);
+    }
+}
+
+/* definitions_store_watch: an exchange, queue or binding was applied. */
+static void queue_on_definitions_change(void *opaque, const struct definitions_change *change)
+{
+    struct queue_engine *engine = opaque;
+    (void)change;
+    if (engine->queues)
+        event_active(engine->definitions_event, EV_TIMEOUT, 0);
+}
+
 static void queue_engine_reconfigure(struct engine *base)
 {
     struct queue_engine *engine = (struct queue_engine *)base;
@@ -794,8 +1065,13 @@ static void queue_engine_free(struct engine *base)
     struct queue_engine *engine = (struct queue_engine *)base;
     if (!engine)
         return;
+    if (engine->watching)
+        definitions_store_unwatch(base->context->definitions_store, queue_on_definitions_change,
+                                  engine);
     while (engine->queues)
         queue_free(engine->queues);
+    if (engine->definitions_event)
+        event_free(engine->definitions_event);
     free(engine);
 }
 
@@ -820,5 +1096,21 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
     }
     engine->base.ops = &queue_engine_ops;
     engine->base.context = context;
+    engine->unmatched = metrics_counter(
+        context->metrics, "kbridge_unmatched_total",
+        "Records a queue read from a bound exchange's topic that none of its bindings match: "
+        "settled without delivery.",
+        NULL);
+    engine->definitions_event =
+        event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
+    if (!engine->unmatched || !engine->definitions_event ||
+        (context->definitions_store &&
+         definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
+             0)) {
+        queue_engine_free(&engine->base);
+        snprintf(err, err_size, "queue engine: out of memory");
+        return NULL;
+    }
+    engine->watching = context->definitions_store != NULL;
     return &engine->base;
 }

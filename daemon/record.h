@@ -69,6 +69,10 @@ struct kafka_record;
 #define RECORD_DLQ_ORIGINAL_OFFSET "kbridge-dlq-original-offset"
 #define RECORD_DLQ_TIME "kbridge-dlq-time"
 #define RECORD_DELIVERY_COUNT "kbridge-delivery-count"
+/* The routing key of a message published to an exchange (architecture
+ * §11): set by the core (a client's own is dropped), read by the queues
+ * bound to the exchange; a user header otherwise (delivered). */
+#define RECORD_ROUTING_KEY "kbridge-routing-key"
 /* AMQP round-trip data (adapters/amqp/amqp_convert.c, docs/amqp.md): private */
 #define RECORD_AMQP_PREFIX "kbridge-amqp-"
 /* Offset-commit metadata of a forgotten durable subscription (not a header). */

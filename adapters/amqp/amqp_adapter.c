@@ -75,6 +75,14 @@ static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
                              {AMQP_KIND_ADDRESS, "amqp:not-found"},
                              {AMQP_KIND_ADDRESS, "amqp:not-found"},
                              {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_PRECONDITION] = {{AMQP_KIND_ADDRESS, "amqp:precondition-failed"},
+                                {AMQP_KIND_ADDRESS, "amqp:precondition-failed"},
+                                {AMQP_KIND_ADDRESS, "amqp:precondition-failed"},
+                                {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_LOCKED] = {{AMQP_KIND_ADDRESS, "amqp:resource-locked"},
+                          {AMQP_KIND_ADDRESS, "amqp:resource-locked"},
+                          {AMQP_KIND_ADDRESS, "amqp:resource-locked"},
+                          {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
 };
 
 const struct amqp_core_error *amqp_core_error(int core_error)

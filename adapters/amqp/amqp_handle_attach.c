@@ -148,9 +148,16 @@ static int amqp_attach_parse_address(struct amqp_connection *connection, pn_link
     if (address_parse(&amqp_addresses, address, destination, reason, sizeof(reason)) < 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
                          "%s. Addresses are NAME, queue://NAME, /queue/NAME, /queues/NAME, "
-                         "topic://NAME, /topic/NAME or /exchanges/amq.topic/NAME, where NAME is a "
-                         "legal Kafka topic name (A-Z a-z 0-9 . _ -, at most 249 characters)",
+                         "topic://NAME, /topic/NAME, /exchanges/NAME/KEY or /exchanges/NAME, where "
+                         "NAME is a legal Kafka topic name (A-Z a-z 0-9 . _ -, at most 249 "
+                         "characters)",
                          reason);
+        return -1;
+    }
+    if (strlen(address) >= CORE_REPLY_ADDRESS_MAX) { /* the link keeps it (amqp_link.address) */
+        amqp_link_refuse(connection, link, AMQP_KIND_ADDRESS, "amqp:not-found",
+                         "address '%.100s...' is longer than %d bytes", address,
+                         CORE_REPLY_ADDRESS_MAX - 1);
         return -1;
     }
     if (destination->kind == DESTINATION_TEMP_QUEUE ||

@@ -157,6 +157,10 @@ void amqp_link_in_done(struct connection_publish *base, int result, const char *
         if (result == CORE_OK) {
             pn_delivery_update(publish->delivery, PN_ACCEPTED);
             pn_delivery_settle(publish->delivery);
+        } else if (result == CORE_UNROUTABLE) {
+            /* an exchange with no matching binding: RabbitMQ's `released` */
+            pn_delivery_update(publish->delivery, PN_RELEASED);
+            pn_delivery_settle(publish->delivery);
         } else if (result == CORE_ERR_ACCESS || result == CORE_ERR_TOO_LARGE ||
                    result == CORE_ERR_INVALID || result == CORE_ERR_NOT_FOUND) {
             /* the core's own refusal or Kafka's classified one, only known at
@@ -172,7 +176,7 @@ void amqp_link_in_done(struct connection_publish *base, int result, const char *
             amqp_link_in_reject_as(connection, publish->delivery, amqp_core_error(result)->later,
                                    description);
         }
-    } else if (result != CORE_OK) {
+    } else if (result != CORE_OK && result != CORE_UNROUTABLE) {
         log_warn("amqp", "%s: a pre-settled message to '%s' was not stored: %s",
                  connection->base.peer, publish->destination, reason ? reason : "Kafka error");
     }
@@ -259,8 +263,20 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
     connection_publish_begin(&connection->base, &publish->base);
     link->pending++;
 
+    /* An exchange address: its KEY, else the message's subject (RabbitMQ's
+     * /exchanges/NAME), else the empty key. */
+    const char *routing_key = "";
+    if (destination->kind == DESTINATION_EXCHANGE) {
+        const char *subject = pn_message_get_subject(message);
+        if (destination->key_at)
+            routing_key = address + destination->key_at;
+        else if (subject)
+            routing_key = subject;
+    }
     struct core_message core_message = {
         .key = record.key,
+        .routing_key = routing_key,
+        .routing_key_len = strlen(routing_key),
         .key_len = record.key_len,
         .body = record.body,
         .body_len = record.body_len,

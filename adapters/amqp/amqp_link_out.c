@@ -228,6 +228,8 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name)
         .auto_accept = link->auto_accept,
         .credit = AMQP_OUT_PREFETCH_MAX,
         .durable_name = durable_name,
+        /* /exchange(s)/NAME/KEY: a queue of its own bound with KEY */
+        .binding_key = link->destination.key_at ? link->address + link->destination.key_at : NULL,
     };
     int code = 0;
     char err[256] = "";

@@ -62,6 +62,10 @@ static const struct stomp_core_error stomp_core_errors[CORE_ERROR_ROWS] = {
     [-CORE_ERR_INTERNAL] = {STOMP_KIND_INTERNAL, STOMP_KIND_KAFKA, STOMP_KIND_INTERNAL, NULL},
     [-CORE_ERR_NOT_FOUND] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
                              "not_found"},
+    [-CORE_ERR_PRECONDITION] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
+                                "precondition_failed"},
+    [-CORE_ERR_LOCKED] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
+                          "resource_locked"},
 };
 
 const struct stomp_core_error *stomp_core_error(int core_error)

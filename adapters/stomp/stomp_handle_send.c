@@ -40,7 +40,9 @@ void stomp_send_done(struct connection_publish *base, int result, const char *re
         return;
     }
     if (connection->state != STOMP_STATE_CLOSING) {
-        if (result == CORE_OK) {
+        if (result == CORE_OK || result == CORE_UNROUTABLE) {
+            /* unroutable (an exchange with no matching binding): confirmed
+             * and dropped, as RabbitMQ does; the core counted it */
             if (publish->receipt)
                 stomp_connection_send_receipt(connection, publish->receipt);
         } else {
@@ -89,8 +91,7 @@ static int stomp_send_core_error(struct stomp_error *error, int rc, const char *
                           reason);
     case CORE_ERR_NOT_FOUND:
         return stomp_fail(error, kind, "destination not found",
-                          "The message to %s was refused: Kafka has no such topic (%s).",
-                          destination, reason);
+                          "The message to %s was refused: %s.", destination, reason);
     default:
         return stomp_fail(error, kind, "internal error",
                           "The message to %s could not be published: %s. It was not stored.",
@@ -119,7 +120,7 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
     if (address_parse(&stomp_addresses, destination_text, &destination, reason, sizeof(reason)) < 0)
         return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
                              "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
-                             "/exchange/amq.topic/NAME, where NAME is a legal Kafka topic name "
+                             "/exchange/NAME/KEY, where NAME is a legal Kafka topic name "
                              "(A-Z a-z 0-9 . _ -, at most 249 characters).",
                              reason);
     if (destination.kind == DESTINATION_TEMP_QUEUE)
@@ -177,8 +178,12 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
             properties[property_count++] =
                 (struct core_property){header->name, header->value, header->value_len};
     }
+    /* /exchange/NAME/KEY: KEY is the routing key (RabbitMQ: none is "") */
+    const char *routing_key = destination.key_at ? destination_text + destination.key_at : "";
     struct core_message message = {
         .key = NULL, /* the core takes it from kafka-key / JMSXGroupID */
+        .routing_key = routing_key,
+        .routing_key_len = strlen(routing_key),
         .body = frame->body,
         .body_len = frame->body_len,
         .properties = properties,

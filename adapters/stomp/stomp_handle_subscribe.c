@@ -432,8 +432,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
     if (address_parse(&stomp_addresses, destination_text, &destination, reason, sizeof(reason)) < 0)
         return stomp_fail_as(error, STOMP_KIND_INVALID, "Invalid destination", reason,
                              "%s. Destinations are /queue/NAME, /amq/queue/NAME, /topic/NAME or "
-                             "/exchange/amq.topic/NAME; topic names may use the wildcard words * "
-                             "(one word) and # (any number of words).",
+                             "/exchange/NAME/KEY; topic names and topic exchange keys may use the "
+                             "wildcard words * (one word) and # (any number of words).",
                              reason);
     if (destination.kind == DESTINATION_TEMP_QUEUE) {
         /* ActiveMQ style: an explicit SUBSCRIBE names the temporary queue's
@@ -507,6 +507,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         .credit = prefetch,
         .durable_name = durable_name,
         .durable_by_destination = durable_name && !connection->client_id,
+        /* /exchange/NAME/KEY: a queue of its own bound with KEY (RabbitMQ) */
+        .binding_key = destination.key_at ? destination_text + destination.key_at : NULL,
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
@@ -528,6 +530,12 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         case CORE_ERR_UNSUPPORTED:
             return stomp_fail(error, stomp_core_error(code)->now, why,
                               "The subscription to %s was refused: %s.", destination_text, why);
+        case CORE_ERR_NOT_FOUND:
+        case CORE_ERR_PRECONDITION:
+        case CORE_ERR_LOCKED: /* RabbitMQ's label, as its STOMP gives it */
+            return stomp_fail_as(error, stomp_core_error(code)->now, stomp_core_error(code)->label,
+                                 why, "The subscription to %s was refused: %s.", destination_text,
+                                 why);
         default:
             snprintf(message, sizeof(message), "cannot subscribe to %.100s: %.120s",
                      destination_text, why);

@@ -83,8 +83,73 @@ START_TEST(stomp_spellings_of_design_table)
         {"/topic/prices.*", DESTINATION_TOPIC, "prices.*", true},
         {"/exchange/amq.topic/#", DESTINATION_TOPIC, "#", true},
         {"/topic/a.#.b", DESTINATION_TOPIC, "a.#.b", true},
+        {"/exchange/amq.direct/k", DESTINATION_EXCHANGE, "amq.direct", false},
+        {"/exchange/logs", DESTINATION_EXCHANGE, "logs", false},
     };
     check_spellings(address_parse_stomp, spellings, ARRAY_LEN(spellings));
+}
+END_TEST
+
+/* Exchange addresses: NAME up to the next '/', KEY (any text, may be empty,
+ * may hold '/' and wildcards) from key_at to the end. */
+START_TEST(exchange_addresses_name_their_key)
+{
+    static const struct {
+        int (*parse)(const char *, struct destination *, char *, size_t);
+        const char *text;
+        const char *name;
+        const char *key; /* NULL: no key */
+    } cases[] = {
+        {address_parse_stomp, "/exchange/amq.direct/k", "amq.direct", "k"},
+        {address_parse_stomp, "/exchange/logs/a.*.#", "logs", "a.*.#"},
+        {address_parse_stomp, "/exchange/logs/", "logs", ""},
+        {address_parse_stomp, "/exchange/logs/a/b c", "logs", "a/b c"},
+        {address_parse_stomp, "/exchange/amq.fanout", "amq.fanout", NULL},
+        {address_parse_amqp, "/exchanges/amq.fanout", "amq.fanout", NULL},
+        {address_parse_amqp, "/exchanges/orders/eu.1", "orders", "eu.1"},
+        {address_parse_amqp, "/exchange/orders/eu", "orders", "eu"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct destination d;
+        char err[256] = "";
+        ck_assert_msg(cases[i].parse(cases[i].text, &d, err, sizeof(err)) == 0, "%s: %s",
+                      cases[i].text, err);
+        ck_assert_int_eq(d.kind, DESTINATION_EXCHANGE);
+        ck_assert_str_eq(d.name, cases[i].name);
+        ck_assert(!d.wildcard);
+        if (cases[i].key)
+            ck_assert_str_eq(cases[i].text + d.key_at, cases[i].key);
+        else
+            ck_assert_uint_eq(d.key_at, 0);
+    }
+    /* amq.topic keeps the topic spelling; v1 /amq/queue/ in AMQP is a queue */
+    struct destination d;
+    char err[256];
+    ck_assert_int_eq(address_parse_amqp("/exchange/amq.topic/x.y", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(d.kind, DESTINATION_TOPIC);
+    ck_assert_int_eq(address_parse_amqp("/amq/queue/q1", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(d.kind, DESTINATION_QUEUE);
+    ck_assert_str_eq(d.name, "q1");
+    ck_assert(d.existing); /* names an existing queue: not declared */
+    ck_assert_int_eq(address_parse_stomp("/amq/queue/q1", &d, err, sizeof(err)), 0);
+    ck_assert(d.existing);
+    ck_assert_int_eq(address_parse_stomp("/queue/q1", &d, err, sizeof(err)), 0);
+    ck_assert(!d.existing);
+    /* the exchange name is a Kafka topic name; the key has a length limit */
+    check_refused(address_parse_stomp, "/exchange/a b/k", "/exchange/a b/k",
+                  "NAME may only contain");
+    check_refused(address_parse_stomp, "/exchange//k", "/exchange//k", "NAME must not be empty");
+    check_refused(address_parse_stomp, "/exchange/x.*/k", "/exchange/x.*/k",
+                  "only allowed in topic");
+    char long_key[400];
+    snprintf(long_key, sizeof(long_key), "/exchange/x/%0300d", 7);
+    ck_assert_int_eq(address_parse_stomp(long_key, &d, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "KEY must be at most 255 bytes long (it has 300)"), "%s", err);
+    /* an exchange maps to the Kafka topic of its name */
+    char topic[ADDRESS_NAME_MAX + 1];
+    ck_assert_int_eq(address_parse_stomp("/exchange/logs/k", &d, err, sizeof(err)), 0);
+    ck_assert_int_eq(address_kafka_topic(&d, "pre.", topic, sizeof(topic), err, sizeof(err)), 0);
+    ck_assert_str_eq(topic, "pre.logs");
 }
 END_TEST
 
@@ -114,8 +179,8 @@ START_TEST(unknown_prefixes_list_the_accepted_forms)
     check_refused(address_parse_stomp, "queue://orders", "queue://orders", "/temp-queue/NAME");
     check_refused(address_parse_stomp, "", "", "/reply-queue/TOKEN");
     check_refused(address_parse_amqp, "/temp-queue/x", "/temp-queue/x", "use NAME, queue://NAME");
-    check_refused(address_parse_amqp, "fifo://x", "fifo://x", "/exchanges/amq.topic/NAME");
-    check_refused(address_parse_amqp, "/exchange/amq.topic/x", "/exchange/amq.topic/x",
+    check_refused(address_parse_amqp, "fifo://x", "fifo://x", "/exchanges/NAME/KEY");
+    check_refused(address_parse_amqp, "/exchang/amq.topic/x", "/exchang/amq.topic/x",
                   "topic://NAME");
 }
 END_TEST
@@ -461,8 +526,8 @@ START_TEST(spelling_tables)
     ck_assert_int_eq(address_spell(&amqp_addresses, &d, text, sizeof(text)), -1);
 
     /* a third protocol's table needs no change in address.c */
-    static const struct address_prefix prefixes[] = {{"q:", DESTINATION_QUEUE},
-                                                     {"t:", DESTINATION_TOPIC}};
+    static const struct address_prefix prefixes[] = {{"q:", DESTINATION_QUEUE, false},
+                                                     {"t:", DESTINATION_TOPIC, false}};
     static const struct address_spelling third = {prefixes, 2, false, "use q:NAME or t:NAME"};
     ck_assert_int_eq(address_parse(&third, "t:a.*", &d, err, sizeof(err)), 0);
     ck_assert_int_eq(d.kind, DESTINATION_TOPIC);
@@ -528,6 +593,7 @@ static Suite *address_suite(void)
     Suite *suite = suite_create("address");
     TCase *parse = tcase_create("parse");
     tcase_add_test(parse, stomp_spellings_of_design_table);
+    tcase_add_test(parse, exchange_addresses_name_their_key);
     tcase_add_test(parse, amqp_spellings_of_design_table);
     tcase_add_test(parse, unknown_prefixes_list_the_accepted_forms);
     tcase_add_test(parse, illegal_names_are_refused_with_the_rule);

@@ -186,6 +186,24 @@ START_TEST(redeclaring_an_exchange_differently_names_the_property)
 }
 END_TEST
 
+/* kbridge's own exchange argument (docs/routing.md): a boolean. */
+START_TEST(keep_unroutable_is_a_boolean_exchange_argument)
+{
+    char err[512];
+    bool exists;
+    struct exchange_spec keep = {.vhost = "/", .name = "k", .type = EXCHANGE_DIRECT};
+    keep.arguments = json("{\"x-kbridge-keep-unroutable\": true}");
+    ck_assert_int_eq(definitions_check_exchange(model, &keep, false, &exists, err, sizeof(err)),
+                     DEFINITIONS_OK);
+    json_decref(keep.arguments);
+    keep.arguments = json("{\"x-kbridge-keep-unroutable\": \"yes\"}");
+    ck_assert_int_eq(definitions_check_exchange(model, &keep, false, &exists, err, sizeof(err)),
+                     DEFINITIONS_PRECONDITION_FAILED);
+    ck_assert_str_eq(err, "invalid arg 'x-kbridge-keep-unroutable': must be true or false");
+    json_decref(keep.arguments);
+}
+END_TEST
+
 START_TEST(passive_reserved_and_default_exchange_rules)
 {
     char err[512];
@@ -540,6 +558,7 @@ static Suite *definitions_suite(void)
     tcase_add_checked_fixture(checks, setup, teardown);
     tcase_add_test(checks, a_vhost_has_the_built_in_exchanges);
     tcase_add_test(checks, redeclaring_an_exchange_differently_names_the_property);
+    tcase_add_test(checks, keep_unroutable_is_a_boolean_exchange_argument);
     tcase_add_test(checks, passive_reserved_and_default_exchange_rules);
     tcase_add_test(checks, queues_redeclare_exclusive_owner_and_reserved_names);
     tcase_add_test(checks, queue_arguments_are_honoured_or_refused_by_name);
