@@ -26,6 +26,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 
@@ -139,11 +140,16 @@ def tls_config(bootstrap, pki, users, verify="none", http_tls=True, anonymous=Fa
 
 
 def https(daemon, pki, path):
+    """(status, body) of a GET over HTTPS; an HTTP error status is a result
+    too (a node answers /readyz 503 until it has read the definitions topic)."""
     host, port = daemon.host_port("http")
     context = ssl.create_default_context(cafile=pki["ca"])
-    with urllib.request.urlopen(f"https://{host}:{port}{path}", context=context,
-                                timeout=10) as response:
-        return response.status, response.read().decode()
+    try:
+        with urllib.request.urlopen(f"https://{host}:{port}{path}", context=context,
+                                    timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def start_tls(kbridged_factory, config, pki):
