@@ -283,7 +283,7 @@ static void core_exchange_on_bound(void *opaque, int core_error, const char *rea
     core_exchange_op_free(op); /* sub->exchange_op is NULL now */
     int rc = core_subscription_attach(sub, &queue, err, sizeof(err));
     if (rc != CORE_OK) {
-        char text[512];
+        char text[sizeof(queue.name) + sizeof(err) + 64]; /* both in whole, never cut */
         snprintf(text, sizeof(text), "cannot subscribe to queue '%s': %s", queue.name, err);
         core_exchange_auto_delete(sub->session, queue.name);
         sub->handlers.failed(sub->opaque, rc, text);
