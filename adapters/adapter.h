@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 struct config;
+struct config_listener;
 struct core;
 struct event_base;
 struct metrics;
@@ -65,9 +66,11 @@ struct adapter_ops {
     const struct config_section *config_section;
     /* Create the adapter. NULL with err on failure. */
     struct adapter *(*create)(const struct adapter_context *context, char *err, size_t err_size);
-    /* Take over an accepted connection (the adapter owns fd from now on). */
+    /* Take over an accepted connection (the adapter owns fd from now on)
+     * that came in on `listener` (its transport and options; valid during
+     * the call only; NULL: plain TCP). */
     void (*accept)(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                   int peer_len);
+                   int peer_len, const struct config_listener *listener);
     /* The config was reloaded: apply limits to open connections where sensible. */
     void (*reconfigure)(struct adapter *adapter);
     /* SIGTERM: stop reading new work from clients; connections are closed by

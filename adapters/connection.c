@@ -14,6 +14,7 @@
 #include "core.h"
 #include "log.h"
 #include "metrics.h"
+#include "transport_ws.h"
 
 /* ---- the adapter ------------------------------------------------------------ */
 
@@ -72,7 +73,7 @@ static struct adapter_base *adapter_base_of(struct adapter *adapter)
 }
 
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len)
+                         int peer_len, const struct config_listener *listener)
 {
     struct adapter_base *base = adapter_base_of(adapter);
     if (base->draining) { /* the listener is paused; a straggler is just closed */
@@ -80,7 +81,9 @@ void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const stru
         return;
     }
     bool refuse = base->connection_count >= adapter_base_config(base)->limits.max_connections;
+    base->accepting = listener;
     base->ops->open(base, fd, peer, peer_len, refuse);
+    base->accepting = NULL;
 }
 
 size_t adapter_base_connection_count(const struct adapter *adapter)
@@ -276,8 +279,15 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
     }
     connection->adapter = base;
     connection->peer = connection->transport.peer;
-    if (transport_open_tcp(&connection->transport, base->context.base, base->ops->protocol, fd,
-                           peer, peer_len) < 0) {
+    const struct config_listener *listener = base->accepting;
+    int opened =
+        listener && config_listener_is_websocket(listener)
+            ? transport_open_ws(&connection->transport, base->context.base, base->ops->protocol, fd,
+                                peer, peer_len, base->context.config, listener->name,
+                                adapter_base_config(base)->limits.handshake_timeout_ms)
+            : transport_open_tcp(&connection->transport, base->context.base, base->ops->protocol,
+                                 fd, peer, peer_len);
+    if (opened < 0) {
         free(connection);
         return NULL;
     }

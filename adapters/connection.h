@@ -113,7 +113,10 @@ struct adapter_base {
     struct connection *disused;       /* disposed, waiting for reap_event (singly linked) */
     struct event *reap_event;         /* zero-timeout: frees the disused list */
     bool draining;                    /* SIGTERM: take no more work from clients */
-    double *connections_gauge;        /* kbridge_connections{protocol=...} */
+    /* During adapter_base_accept only: the listener of the connection being
+     * opened (connection_new picks its transport from it); NULL otherwise. */
+    const struct config_listener *accepting;
+    double *connections_gauge; /* kbridge_connections{protocol=...} */
 };
 
 struct connection {
@@ -151,9 +154,10 @@ const struct config *adapter_base_config(const struct adapter_base *base);
 size_t adapter_base_output_high(const struct adapter_base *base);
 /* adapter_ops.accept: when draining the socket is closed (the listener is
  * paused, a straggler is dropped); else the adapter's open, told to refuse
- * when limits.max_connections are open already. */
+ * when limits.max_connections are open already. `listener` is kept in
+ * base->accepting for the open's connection_new. */
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len);
+                         int peer_len, const struct config_listener *listener);
 /* adapter_ops.reconfigure: reset every open connection's output watermark,
  * then the adapter's reconfigure for each. */
 void adapter_base_reconfigure(struct adapter *adapter);
@@ -169,7 +173,8 @@ void adapter_base_destroy(struct adapter *adapter);
 /* ---- a connection ------------------------------------------------------------- */
 
 /* Allocate the adapter's connection struct (`size` zeroed bytes beginning
- * with a struct connection) for an accepted socket: open the transport,
+ * with a struct connection) for an accepted socket: open the transport
+ * (WebSocket when base->accepting says `transport: websocket`, else TCP),
  * link it on the adapter's list, install the base's callbacks and the write
  * watermark and enable writing (the adapter enables reading). The adapter
  * finishes it and frees it in its `free`. NULL (socket closed, nothing

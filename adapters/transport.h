@@ -4,10 +4,12 @@
  * and never knows what is under it. The transport owns the socket, the
  * peer's text ("127.0.0.1:5555"), the end of our direction of the stream
  * (after the last frame is flushed) and the close; it names itself for
- * logs and metrics (transport_name). Today there is one kind, plain TCP
- * (transport_open_tcp: a socket bufferevent). TLS stacks a
- * bufferevent_openssl on the socket and WebSocket a filter bufferevent on
- * either: the adapter still gets one bufferevent and these calls.
+ * logs and metrics (transport_name). Two kinds: plain TCP
+ * (transport_open_tcp: a socket bufferevent) and WebSocket
+ * (transport_open_ws in transport_ws.h: a filter bufferevent over the
+ * socket one, framing by wslay). TLS stacks a bufferevent_openssl on the
+ * socket and WebSocket may sit on either: the adapter still gets one
+ * bufferevent and these calls.
  *
  * Everything here runs on the loop thread. A struct transport is embedded
  * in its connection (no allocation of its own); it is valid from a
@@ -22,6 +24,7 @@ struct bufferevent;
 struct event_base;
 struct sockaddr;
 struct transport;
+struct transport_ws;
 
 /* What differs between transports. Each kind has one static table. */
 struct transport_ops {
@@ -40,6 +43,7 @@ struct transport {
     struct bufferevent *stream;      /* what the adapter reads and writes; owned here */
     evutil_socket_t fd;              /* the socket under the stream; owned by it */
     char peer[64];                   /* "127.0.0.1:5555", or "(unknown)" */
+    struct transport_ws *ws;         /* the WebSocket layer (transport_ws.c); NULL otherwise */
 };
 
 /* Plain TCP: take an accepted socket, write the peer's address into
@@ -49,7 +53,7 @@ struct transport {
 int transport_open_tcp(struct transport *transport, struct event_base *base, const char *protocol,
                        evutil_socket_t fd, const struct sockaddr *peer, int peer_len);
 
-/* The transport's static name ("tcp"), "none" when not open. */
+/* The transport's static name ("tcp", "websocket"), "none" when not open. */
 const char *transport_name(const struct transport *transport);
 
 /* See transport_ops.shutdown_write. -1 when not open. */

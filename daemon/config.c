@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -225,6 +226,11 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
     }
 }
 
+bool config_listener_is_websocket(const struct config_listener *listener)
+{
+    return listener->transport != NULL && strcmp(listener->transport, "websocket") == 0;
+}
+
 const struct config_listener *config_listener_find(const struct config *config, const char *name)
 {
     for (size_t i = 0; i < config->listener_count; i++)
@@ -295,10 +301,17 @@ static bool config_listeners_equal(const struct config_listener *a, size_t a_cou
     for (size_t i = 0; i < a_count; i++) {
         if (!config_strings_equal(a[i].name, b[i].name) ||
             !config_strings_equal(a[i].bind, b[i].bind) ||
-            a[i].protocol_count != b[i].protocol_count)
+            a[i].protocol_count != b[i].protocol_count ||
+            !config_strings_equal(a[i].transport, b[i].transport) ||
+            !config_strings_equal(a[i].websocket.path, b[i].websocket.path) ||
+            a[i].websocket.max_message_size != b[i].websocket.max_message_size ||
+            a[i].websocket.origin_count != b[i].websocket.origin_count)
             return false;
         for (size_t p = 0; p < a[i].protocol_count; p++)
             if (!config_strings_equal(a[i].protocols[p], b[i].protocols[p]))
+                return false;
+        for (size_t o = 0; o < a[i].websocket.origin_count; o++)
+            if (!config_strings_equal(a[i].websocket.origins[o], b[i].websocket.origins[o]))
                 return false;
     }
     return true;
@@ -394,6 +407,20 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
                                    &to->protocols[to->protocol_count]) < 0)
                 break;
         if (to->protocol_count < from->protocol_count)
+            break;
+        to->websocket.max_message_size = from->websocket.max_message_size;
+        if (config_copy_string(from->transport, &to->transport) < 0 ||
+            config_copy_string(from->websocket.path, &to->websocket.path) < 0)
+            break;
+        if (from->websocket.origin_count > 0 &&
+            (to->websocket.origins = calloc(from->websocket.origin_count, sizeof(char *))) == NULL)
+            break;
+        for (; to->websocket.origin_count < from->websocket.origin_count;
+             to->websocket.origin_count++)
+            if (config_copy_string(from->websocket.origins[to->websocket.origin_count],
+                                   &to->websocket.origins[to->websocket.origin_count]) < 0)
+                break;
+        if (to->websocket.origin_count < from->websocket.origin_count)
             break;
     }
     if (done < count) {
@@ -915,7 +942,10 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
                            config_describe(node).text);
     size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     if (items == 0)
-        return config_fail(parse, config_line(node), path, "must name at least one protocol");
+        return config_fail(parse, config_line(node), path, "must name at least one %s",
+                           key->count_offset == offsetof(struct config_listener, protocol_count)
+                               ? "protocol"
+                               : "value");
     config_free_names(*names, *count);
     *count = 0;
     *names = calloc(items, sizeof(**names));

@@ -55,7 +55,17 @@ struct config_listener {
     char *bind;            /* "host:port", "[v6]:port"; port 0 picks a free port */
     char **protocols;      /* default: { name } */
     size_t protocol_count; /* at least 1 once loaded */
+    char *transport;       /* "tcp" or "websocket"; NULL: tcp */
+    struct {
+        char *path;     /* the upgrade's request path; NULL: "/ws" */
+        char **origins; /* allowed Origin values; none: any origin */
+        size_t origin_count;
+        uint64_t max_message_size; /* bytes; 0: limits.max_frame_size */
+    } websocket;                   /* read when transport is "websocket" */
 };
+
+/* Is the listener's transport WebSocket (transport: websocket)? */
+bool config_listener_is_websocket(const struct config_listener *listener);
 
 /* A former spelling of a section key, still accepted: "limits.heartbeat_min"
  * (a dotted path from the file's root) sets the section's "heartbeat_min".
@@ -143,6 +153,7 @@ struct config {
         uint64_t heartbeat_ms;               /* default 10s */
         uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
         uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
+        uint64_t handshake_timeout_ms;       /* WebSocket upgrade (and TLS), default 10s */
     } limits;
 
     struct {

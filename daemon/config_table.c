@@ -391,6 +391,49 @@ int config_check_name(const char *value, char *reason, size_t reason_size)
     return 0;
 }
 
+/* A listener's transport: "tcp" or "websocket". */
+static int config_check_transport(const char *value, char *reason, size_t reason_size)
+{
+    if (strcmp(value, "tcp") == 0 || strcmp(value, "websocket") == 0)
+        return 0;
+    snprintf(reason, reason_size, "%s is not a transport (tcp or websocket)",
+             config_quote(value).text);
+    return -1;
+}
+
+/* An HTTP request path: '/' then printable ASCII without spaces, '?' or '#'. */
+static int config_check_http_path(const char *value, char *reason, size_t reason_size)
+{
+    bool ok = value[0] == '/';
+    for (const char *p = value; ok && *p; p++)
+        ok = *p > ' ' && *p < 0x7f && *p != '?' && *p != '#';
+    if (ok)
+        return 0;
+    snprintf(reason, reason_size,
+             "%s is not a request path ('/' then printable characters, no spaces, '?' or '#')",
+             config_quote(value).text);
+    return -1;
+}
+
+/* A browser Origin: "http://host[:port]" or "https://host[:port]", no path. */
+static int config_check_origin(const char *value, char *reason, size_t reason_size)
+{
+    const char *host = NULL;
+    if (strncmp(value, "http://", 7) == 0)
+        host = value + 7;
+    else if (strncmp(value, "https://", 8) == 0)
+        host = value + 8;
+    bool ok = host != NULL && *host != '\0';
+    for (const char *p = host; ok && *p; p++)
+        ok = *p > ' ' && *p < 0x7f && *p != '/' && *p != '?' && *p != '#';
+    if (ok)
+        return 0;
+    snprintf(reason, reason_size,
+             "%s is not an origin (http://HOST[:PORT] or https://HOST[:PORT], no path)",
+             config_quote(value).text);
+    return -1;
+}
+
 /* "$id$salt$hash" or longer ("$6$rounds=5000$salt$hash", "$y$j9T$salt$hash"):
  * a '$' then at least three non-empty '$'-separated fields of printable
  * characters. The value is never echoed: it is a secret's hash. */
@@ -447,6 +490,61 @@ static const struct config_key listener_keys[] = {
             "hands it to the protocol they belong to; a connection that matches none is "
             "closed and counted in `kbridge_protocol_detect_failures_total`. `http` (the "
             "operations endpoint) cannot share a listener.",
+    },
+    {
+        .name = "transport",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, transport),
+        .min = 1,
+        .max = 16,
+        .default_doc = "`tcp`",
+        .check = config_check_transport,
+        .description =
+            "What carries the protocol: `tcp` (plain TCP) or `websocket` (STOMP over "
+            "WebSocket, as RabbitMQ's Web-STOMP: the client upgrades an HTTP request for "
+            "`websocket.path` with one of the subprotocols `v10.stomp`, `v11.stomp`, "
+            "`v12.stomp`; every WebSocket message carries STOMP bytes). A WebSocket listener "
+            "serves exactly one protocol; the upgrade must complete within "
+            "`limits.handshake_timeout` (docs/stomp.md, \"STOMP over WebSocket\").",
+    },
+    {
+        .name = "websocket.path",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, websocket.path),
+        .min = 1,
+        .max = 255,
+        .default_doc = "`/ws`",
+        .check = config_check_http_path,
+        .description = "`transport: websocket`: the path the upgrade request must ask for "
+                       "(`ws://host:15674/ws`); another path gets HTTP 404.",
+    },
+    {
+        .name = "websocket.origins",
+        .type = CONFIG_TYPE_NAMES,
+        .offset = offsetof(struct config_listener, websocket.origins),
+        .count_offset = offsetof(struct config_listener, websocket.origin_count),
+        .min = 1,
+        .max = 255,
+        .default_doc = "none: any origin",
+        .check = config_check_origin,
+        .description =
+            "`transport: websocket`: the browser origins allowed to connect, e.g. "
+            "`[\"https://app.example.com\"]` (compared without regard to case). An upgrade "
+            "whose `Origin` header is not listed gets HTTP 403; one without an `Origin` header "
+            "(not a browser) is allowed. Without the key every origin is allowed, as "
+            "RabbitMQ's Web-STOMP does: list yours, or any page a user opens may reach the "
+            "broker with the user's network position.",
+    },
+    {
+        .name = "websocket.max_message_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config_listener, websocket.max_message_size),
+        .min = CONFIG_KIB,
+        .max = CONFIG_GIB,
+        .default_doc = "`limits.max_frame_size`",
+        .description = "`transport: websocket`: the largest WebSocket message accepted from a "
+                       "client (all fragments together); a larger one gets a close frame with "
+                       "status 1009 (message too big) and the connection ends.",
     },
 };
 
@@ -853,6 +951,17 @@ const struct config_key config_keys[] = {
                        "whose first bytes still match none is closed. AMQP needs 8; STOMP "
                        "needs `CONNECT` or `STOMP` and an end of line after any leading blank "
                        "lines.",
+    },
+    {
+        .name = "limits.handshake_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.handshake_timeout_ms),
+        .min = 100,
+        .max = 30 * CONFIG_SECOND_MS,
+        .default_value = "10s",
+        .description = "How long a new connection may take over its transport's handshake "
+                       "(the WebSocket upgrade request); it is closed after, and counted in "
+                       "`kbridge_handshake_timeouts_total`.",
     },
     {
         .name = "log.level",

@@ -47,6 +47,9 @@ struct server_listener {
     const struct adapter_ops **candidates; /* their ops, for the detector */
     size_t serve_count;                    /* >= 1 */
     struct protocol_detector *detector;    /* when serve_count > 1 */
+    /* Its entry in the config in force (listeners are restart-only: a
+     * reload keeps them, at new addresses): see server_reload. */
+    const struct config_listener *config;
 };
 
 struct server {
@@ -122,6 +125,14 @@ int server_check_listeners(const struct config *config, const struct adapter_reg
         const struct config_listener *listener = &config->listeners[i];
         bool defaulted =
             listener->protocol_count == 1 && strcmp(listener->protocols[0], listener->name) == 0;
+        if (config_listener_is_websocket(listener) &&
+            (listener->protocol_count != 1 || server_is_ops(listener->protocols[0]))) {
+            snprintf(err, err_size,
+                     "listeners.%s.transport: a websocket listener serves exactly one client "
+                     "protocol (protocols: [stomp])",
+                     listener->name);
+            return -1;
+        }
         for (size_t p = 0; p < listener->protocol_count; p++) {
             const char *protocol = listener->protocols[p];
             char key[160];
@@ -182,7 +193,7 @@ static void server_hand_over(void *opaque, size_t index, evutil_socket_t fd,
         server_refuse(entry->server, fd, peer, "draining for shutdown");
         return;
     }
-    target->ops->accept(target->adapter, fd, peer, peer_len);
+    target->ops->accept(target->adapter, fd, peer, peer_len, entry->config);
 }
 
 static void server_on_accept(void *opaque, evutil_socket_t fd, const struct sockaddr *peer,
@@ -217,6 +228,7 @@ static int server_listen(struct server *server, const struct config_listener *li
     struct server_listener *entry = &server->listeners[server->listener_count];
     size_t count = listener_config->protocol_count;
     entry->server = server;
+    entry->config = listener_config;
     entry->serves = calloc(count, sizeof(*entry->serves));
     entry->candidates = calloc(count, sizeof(*entry->candidates));
     if (!entry->serves || !entry->candidates) {
@@ -339,6 +351,9 @@ static void server_reload(struct server *server)
     config_apply_live(server->config, fresh);
     struct config *old = server->config;
     server->config = fresh;
+    for (size_t i = 0; i < server->listener_count; i++) /* the same listeners, in fresh */
+        server->listeners[i].config =
+            config_listener_find(fresh, listener_name(server->listeners[i].listener));
     kafka_set_config(server->kafka, fresh);
     core_reconfigure(server->core);
     for (size_t i = 0; i < server->registry->count; i++)

@@ -1,0 +1,696 @@
+/* transport_ws.c -- the WebSocket transport (transport_ws.h): the HTTP
+ * upgrade handshake (transport_ws_handshake, pure), and the layer that
+ * stacks a filter bufferevent on the socket bufferevent, with wslay doing
+ * every frame (no framing of our own). */
+#include "transport_ws.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <wslay/wslay.h>
+
+#include "config.h"
+#include "log.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 section 1.3 */
+#define WS_DEFAULT_PATH "/ws"
+#define WS_LISTENER_NAME_MAX 64         /* CONFIG_NAME_MAX */
+#define WS_MESSAGE_MAX (1024 * 1024)    /* most adapter output sent as one message */
+#define WS_LOWER_HIGH (4 * 1024 * 1024) /* stop framing while this much waits for the socket */
+
+static const char *const ws_subprotocols[] = {"v10.stomp", "v11.stomp", "v12.stomp"};
+
+/* ---- the upgrade request (pure) ------------------------------------------------------ */
+
+/* A header value or token: `len` bytes at `text`, not NUL-terminated. */
+struct ws_span {
+    const char *text;
+    size_t len;
+};
+
+static bool ws_span_equals(struct ws_span span, const char *word)
+{
+    return span.len == strlen(word) && strncasecmp(span.text, word, span.len) == 0;
+}
+
+/* Is `token` one of the comma-separated tokens of `list` (case-insensitive)? */
+static bool ws_list_has(struct ws_span list, const char *token)
+{
+    const char *p = list.text, *end = list.text + list.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *start = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *stop = p;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        if (ws_span_equals((struct ws_span){start, (size_t)(stop - start)}, token))
+            return true;
+    }
+    return false;
+}
+
+/* Printable ASCII of `span` (at most 64 bytes, others as '?') into out, for messages. */
+static void ws_printable(struct ws_span span, char *out, size_t out_size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < span.len && n + 4 < out_size && i < 64; i++) {
+        unsigned char c = (unsigned char)span.text[i];
+        out[n++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    if (span.len > 64 && n + 4 < out_size) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/* An error response with `why` as its one-line text body; returns status. */
+static int ws_refuse(char *response, size_t response_size, int status, const char *reason,
+                     const char *extra_headers, const char *why)
+{
+    snprintf(response, response_size,
+             "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+             status, reason, strlen(why) + 1, extra_headers, why);
+    return status;
+}
+
+/* The 22 base64 characters and "==" of a 16-byte nonce? */
+static bool ws_key_valid(struct ws_span key)
+{
+    if (key.len != 24 || key.text[22] != '=' || key.text[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++)
+        if (!isalnum((unsigned char)key.text[i]) && key.text[i] != '+' && key.text[i] != '/')
+            return false;
+    return true;
+}
+
+int transport_ws_handshake(const char *head, size_t len, const struct transport_ws_policy *policy,
+                           char *response, size_t response_size, char *why, size_t why_size)
+{
+    const char *end = head + len;
+    char shown[80];
+    /* The request line: METHOD SP TARGET SP HTTP/1.x */
+    const char *line_end = memchr(head, '\n', len);
+    const char *sp1 = line_end ? memchr(head, ' ', (size_t)(line_end - head)) : NULL;
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;
+    if (!sp2) {
+        snprintf(why, why_size, "not an HTTP request line");
+        return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+    }
+    struct ws_span method = {head, (size_t)(sp1 - head)};
+    struct ws_span target = {sp1 + 1, (size_t)(sp2 - sp1 - 1)};
+    struct ws_span version = {sp2 + 1, (size_t)(line_end - sp2 - 1)};
+    if (version.len > 0 && version.text[version.len - 1] == '\r')
+        version.len--;
+    if (!ws_span_equals(version, "HTTP/1.1")) {
+        ws_printable(version, shown, sizeof(shown));
+        snprintf(why, why_size, "\"%s\" is not HTTP/1.1", shown);
+        return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+    }
+    if (!(method.len == 3 && memcmp(method.text, "GET", 3) == 0)) {
+        ws_printable(method, shown, sizeof(shown));
+        snprintf(why, why_size, "method %s: a WebSocket upgrade is a GET", shown);
+        return ws_refuse(response, response_size, 405, "Method Not Allowed", "Allow: GET\r\n", why);
+    }
+    struct ws_span path = target;
+    const char *query = memchr(target.text, '?', target.len);
+    if (query)
+        path.len = (size_t)(query - target.text);
+    if (path.len != strlen(policy->path) || memcmp(path.text, policy->path, path.len) != 0) {
+        ws_printable(path, shown, sizeof(shown));
+        snprintf(why, why_size, "no WebSocket endpoint at \"%s\" (it is %s)", shown, policy->path);
+        return ws_refuse(response, response_size, 404, "Not Found", "", why);
+    }
+
+    /* The headers, one per line, up to the blank line. */
+    struct ws_span upgrade = {0}, connection = {0}, key = {0}, ws_version = {0}, origin = {0};
+    struct ws_span offered[16];
+    size_t offered_count = 0;
+    bool has_origin = false;
+    for (const char *line = line_end + 1; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol)
+            eol = end;
+        const char *stop = eol;
+        if (stop > line && stop[-1] == '\r')
+            stop--;
+        if (stop == line)
+            break; /* the blank line */
+        const char *colon = memchr(line, ':', (size_t)(stop - line));
+        if (!colon || colon == line) {
+            snprintf(why, why_size, "a header line without a name and ':'");
+            return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+        }
+        struct ws_span name = {line, (size_t)(colon - line)};
+        const char *v = colon + 1;
+        while (v < stop && (*v == ' ' || *v == '\t'))
+            v++;
+        const char *v_end = stop;
+        while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
+            v_end--;
+        struct ws_span value = {v, (size_t)(v_end - v)};
+        if (ws_span_equals(name, "Upgrade"))
+            upgrade = value;
+        else if (ws_span_equals(name, "Connection"))
+            connection = value;
+        else if (ws_span_equals(name, "Sec-WebSocket-Key"))
+            key = value;
+        else if (ws_span_equals(name, "Sec-WebSocket-Version"))
+            ws_version = value;
+        else if (ws_span_equals(name, "Origin")) {
+            origin = value;
+            has_origin = true;
+        } else if (ws_span_equals(name, "Sec-WebSocket-Protocol")) {
+            if (offered_count == sizeof(offered) / sizeof(offered[0])) {
+                snprintf(why, why_size, "too many Sec-WebSocket-Protocol headers");
+                return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+            }
+            offered[offered_count++] = value;
+        }
+        line = eol + 1;
+    }
+    if (!ws_list_has(upgrade, "websocket") || !ws_list_has(connection, "upgrade")) {
+        snprintf(why, why_size,
+                 "not a WebSocket upgrade (Upgrade: websocket and Connection: "
+                 "Upgrade are required)");
+        return ws_refuse(response, response_size, 426, "Upgrade Required",
+                         "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", why);
+    }
+    if (!ws_span_equals(ws_version, "13")) {
+        ws_printable(ws_version, shown, sizeof(shown));
+        snprintf(why, why_size, "Sec-WebSocket-Version \"%s\" is not 13", shown);
+        return ws_refuse(response, response_size, 426, "Upgrade Required",
+                         "Sec-WebSocket-Version: 13\r\n", why);
+    }
+    if (!ws_key_valid(key)) {
+        snprintf(why, why_size, "Sec-WebSocket-Key is not a base64 16-byte nonce");
+        return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+    }
+    if (has_origin && policy->origin_count > 0) {
+        bool allowed = false;
+        for (size_t i = 0; i < policy->origin_count && !allowed; i++)
+            allowed = ws_span_equals(origin, policy->origins[i]);
+        if (!allowed) {
+            ws_printable(origin, shown, sizeof(shown));
+            snprintf(why, why_size, "origin \"%s\" is not in websocket.origins", shown);
+            return ws_refuse(response, response_size, 403, "Forbidden", "", why);
+        }
+    }
+    /* The client's first offered subprotocol that is ours. */
+    const char *chosen = NULL;
+    for (size_t h = 0; h < offered_count && !chosen; h++) {
+        const char *p = offered[h].text, *stop = offered[h].text + offered[h].len;
+        while (p < stop && !chosen) {
+            while (p < stop && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *start = p;
+            while (p < stop && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            struct ws_span token = {start, (size_t)(p - start)};
+            for (size_t s = 0; s < policy->subprotocol_count && !chosen; s++)
+                if (token.len > 0 && ws_span_equals(token, policy->subprotocols[s]))
+                    chosen = policy->subprotocols[s];
+        }
+    }
+    if (offered_count > 0 && !chosen) {
+        ws_printable(offered[0], shown, sizeof(shown));
+        char supported[128] = "";
+        for (size_t s = 0; s < policy->subprotocol_count; s++) {
+            size_t used = strlen(supported);
+            snprintf(supported + used, sizeof(supported) - used, "%s%s", s ? ", " : "",
+                     policy->subprotocols[s]);
+        }
+        snprintf(why, why_size, "no supported subprotocol offered (got \"%s\"; supported: %s)",
+                 shown, supported);
+        return ws_refuse(response, response_size, 400, "Bad Request", "", why);
+    }
+
+    char input[24 + sizeof(WS_GUID)];
+    memcpy(input, key.text, 24);
+    memcpy(input + 24, WS_GUID, sizeof(WS_GUID) - 1);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)input, 24 + sizeof(WS_GUID) - 1, digest);
+    unsigned char accept[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    EVP_EncodeBlock(accept, digest, SHA_DIGEST_LENGTH);
+    snprintf(response, response_size,
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+             (const char *)accept, chosen ? "Sec-WebSocket-Protocol: " : "", chosen ? chosen : "",
+             chosen ? "\r\n" : "");
+    snprintf(why, why_size, "subprotocol %s", chosen ? chosen : "none");
+    return 101;
+}
+
+/* ---- the layer ------------------------------------------------------------------------ */
+
+enum ws_state {
+    WS_HANDSHAKE, /* waiting for the upgrade request */
+    WS_OPEN,      /* upgraded: wslay frames both directions */
+    WS_ENDED,     /* refused, timed out, closed or failed: nothing more passes */
+};
+
+struct transport_ws {
+    struct transport *transport; /* embedded in its connection: a stable address */
+    struct bufferevent *lower;   /* the socket (or TLS) bufferevent under the filter */
+    const char *protocol;        /* the adapter's name, for logs */
+    struct config *const *config;
+    char listener[WS_LISTENER_NAME_MAX + 1];
+    enum ws_state state;
+    wslay_event_context_ptr wslay;           /* from the 101 on */
+    struct event *deadline;                  /* the upgrade's, limits.handshake_timeout */
+    struct event *flush;                     /* zero-timeout: the adapter's output as one message */
+    struct evbuffer_cb_entry *lower_drained; /* on the lower output */
+    struct evbuffer *recv_src;               /* during wslay_event_recv */
+    struct evbuffer *recv_dst;
+    short end_events;      /* BEV_EVENT_* to give the adapter once the lower output is sent */
+    bool shutdown_pending; /* shutdown(SHUT_WR) once the lower output is sent */
+    bool reported;         /* the end of reading is logged */
+};
+
+static struct evbuffer *ws_lower_output(struct transport_ws *ws)
+{
+    return bufferevent_get_output(ws->lower);
+}
+
+/* The stream ends for the adapter (EOF, TIMEOUT or ERROR), after what the
+ * lower output holds (an HTTP refusal, a close frame) is sent. Deferred:
+ * never inside the filter's own processing. */
+static void ws_end(struct transport_ws *ws, short events)
+{
+    ws->state = WS_ENDED;
+    if (evbuffer_get_length(ws_lower_output(ws)) > 0) {
+        ws->end_events = events;
+        return;
+    }
+    bufferevent_trigger_event(ws->transport->stream, events, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void ws_on_lower_drained(struct evbuffer *buffer, const struct evbuffer_cb_info *info,
+                                void *arg)
+{
+    struct transport_ws *ws = arg;
+    if (info->n_deleted == 0 || evbuffer_get_length(buffer) > 0)
+        return;
+    if (ws->shutdown_pending) {
+        ws->shutdown_pending = false;
+        shutdown(ws->transport->fd, SHUT_WR);
+    }
+    if (ws->end_events) {
+        short events = ws->end_events;
+        ws->end_events = 0;
+        bufferevent_trigger_event(ws->transport->stream, events, BEV_TRIG_DEFER_CALLBACKS);
+    }
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user_data)
+{
+    (void)flags;
+    struct transport_ws *ws = user_data;
+    if (evbuffer_add(ws_lower_output(ws), data, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user_data)
+{
+    (void)flags;
+    struct transport_ws *ws = user_data;
+    if (!ws->recv_src || evbuffer_get_length(ws->recv_src) == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return evbuffer_remove(ws->recv_src, buf, len);
+}
+
+/* A whole message: its payload is the adapter's input. Pings, pongs and
+ * close frames are wslay's (it answers them). */
+static void ws_on_message(wslay_event_context_ptr ctx,
+                          const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
+{
+    struct transport_ws *ws = user_data;
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return;
+    if (ws->recv_dst && evbuffer_add(ws->recv_dst, arg->msg, arg->msg_length) < 0) {
+        log_error(ws->protocol, "%s: out of memory reading a WebSocket message",
+                  ws->transport->peer);
+        wslay_event_queue_close(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+    }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = ws_recv_cb,
+    .send_callback = ws_send_cb,
+    .on_msg_recv_callback = ws_on_message,
+};
+
+/* Send what wslay has queued (pongs, close frames, messages) into the
+ * lower output; when both directions are over, end the adapter's stream. */
+static void ws_send_queued(struct transport_ws *ws)
+{
+    if (ws->state != WS_OPEN)
+        return;
+    if (wslay_event_want_write(ws->wslay) && wslay_event_send(ws->wslay) != 0) {
+        log_info(ws->protocol, "%s: WebSocket send failed", ws->transport->peer);
+        ws_end(ws, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+        return;
+    }
+    if (!wslay_event_want_read(ws->wslay) && !wslay_event_want_write(ws->wslay)) {
+        if (wslay_event_get_close_received(ws->wslay))
+            log_debug(ws->protocol, "%s: WebSocket closed by the client", ws->transport->peer);
+        ws_end(ws, BEV_EVENT_EOF | BEV_EVENT_READING);
+    }
+}
+
+/* The upgrade request, once its head is complete: answer it. */
+static void ws_upgrade(struct transport_ws *ws, struct evbuffer *src)
+{
+    struct evbuffer_ptr found = evbuffer_search(src, "\r\n\r\n", 4, NULL);
+    size_t head_len = found.pos >= 0 ? (size_t)found.pos + 4 : 0;
+    if (head_len == 0 && evbuffer_get_length(src) <= TRANSPORT_WS_HEAD_MAX)
+        return; /* wait for the rest */
+    char response[1024], why[256];
+    int status;
+    if (head_len == 0 || head_len > TRANSPORT_WS_HEAD_MAX) {
+        snprintf(why, sizeof(why), "request head over %d bytes", TRANSPORT_WS_HEAD_MAX);
+        status =
+            ws_refuse(response, sizeof(response), 431, "Request Header Fields Too Large", "", why);
+    } else {
+        const struct config_listener *listener = config_listener_find(*ws->config, ws->listener);
+        struct transport_ws_policy policy = {
+            .path =
+                listener && listener->websocket.path ? listener->websocket.path : WS_DEFAULT_PATH,
+            .origins = listener ? (const char *const *)listener->websocket.origins : NULL,
+            .origin_count = listener ? listener->websocket.origin_count : 0,
+            .subprotocols = ws_subprotocols,
+            .subprotocol_count = sizeof(ws_subprotocols) / sizeof(ws_subprotocols[0]),
+        };
+        const char *head = (const char *)evbuffer_pullup(src, (ev_ssize_t)head_len);
+        status = head ? transport_ws_handshake(head, head_len, &policy, response, sizeof(response),
+                                               why, sizeof(why))
+                      : ws_refuse(response, sizeof(response), 500, "Internal Server Error", "",
+                                  "out of memory");
+        if (status == 101) {
+            uint64_t max = listener && listener->websocket.max_message_size
+                               ? listener->websocket.max_message_size
+                               : (*ws->config)->limits.max_frame_size;
+            if (wslay_event_context_server_init(&ws->wslay, &ws_callbacks, ws) != 0) {
+                ws->wslay = NULL;
+                status = ws_refuse(response, sizeof(response), 500, "Internal Server Error", "",
+                                   "out of memory");
+            } else {
+                wslay_event_config_set_max_recv_msg_length(ws->wslay, max);
+            }
+        }
+        evbuffer_drain(src, head_len);
+    }
+    evbuffer_add(ws_lower_output(ws), response, strlen(response));
+    event_del(ws->deadline);
+    if (status != 101) {
+        log_info(ws->protocol, "%s: WebSocket upgrade refused with HTTP %d: %s",
+                 ws->transport->peer, status, why);
+        evbuffer_drain(src, evbuffer_get_length(src));
+        ws_end(ws, BEV_EVENT_EOF | BEV_EVENT_READING);
+        return;
+    }
+    log_debug(ws->protocol, "%s: WebSocket upgrade accepted (%s)", ws->transport->peer, why);
+    ws->state = WS_OPEN;
+    event_active(ws->flush, EV_TIMEOUT, 0); /* anything the adapter wrote meanwhile */
+}
+
+static enum bufferevent_filter_result ws_filter_in(struct evbuffer *src, struct evbuffer *dst,
+                                                   ev_ssize_t limit,
+                                                   enum bufferevent_flush_mode mode, void *arg)
+{
+    (void)limit; /* the socket reads at most a few KiB at a time: take them all */
+    (void)mode;
+    struct transport_ws *ws = arg;
+    if (ws->state == WS_HANDSHAKE)
+        ws_upgrade(ws, src);
+    if (ws->state != WS_OPEN) {
+        if (ws->state == WS_ENDED)
+            evbuffer_drain(src, evbuffer_get_length(src));
+        return BEV_NEED_MORE;
+    }
+    size_t before = evbuffer_get_length(dst);
+    ws->recv_src = src;
+    ws->recv_dst = dst;
+    int rv = wslay_event_recv(ws->wslay);
+    ws->recv_src = NULL;
+    ws->recv_dst = NULL;
+    if (rv != 0) {
+        log_info(ws->protocol, "%s: WebSocket receive failed (wslay error %d)", ws->transport->peer,
+                 rv);
+        evbuffer_drain(src, evbuffer_get_length(src));
+        ws_end(ws, BEV_EVENT_ERROR | BEV_EVENT_READING);
+        return BEV_NEED_MORE;
+    }
+    if (!wslay_event_get_read_enabled(ws->wslay)) { /* after a close, or a message too big */
+        if (!wslay_event_get_close_received(ws->wslay) && !ws->reported)
+            log_info(ws->protocol,
+                     "%s: WebSocket message over websocket.max_message_size (close 1009) or "
+                     "a framing error (close 1002): closing",
+                     ws->transport->peer);
+        ws->reported = true;
+        evbuffer_drain(src, evbuffer_get_length(src));
+    }
+    ws_send_queued(ws);
+    return evbuffer_get_length(dst) > before ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* Is `bytes` valid UTF-8 (a text message must be)? */
+static bool ws_utf8_valid(const unsigned char *bytes, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = bytes[i];
+        size_t extra;
+        uint32_t min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+            min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+            min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+            min = 0x10000;
+        } else {
+            return false;
+        }
+        if (i + extra >= len)
+            return false;
+        uint32_t cp = c & (0x3f >> extra);
+        for (size_t k = 1; k <= extra; k++) {
+            if ((bytes[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (bytes[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* At most `n` of `len` bytes, cut back so that a UTF-8 sequence is not split. */
+static size_t ws_utf8_cut(const unsigned char *bytes, size_t n, size_t len)
+{
+    if (n >= len)
+        return len;
+    size_t cut = n;
+    for (size_t back = 0; back < 4 && cut > 0 && (bytes[cut] & 0xc0) == 0x80; back++)
+        cut--;
+    return cut > 0 ? cut : n;
+}
+
+static enum bufferevent_filter_result ws_filter_out(struct evbuffer *src, struct evbuffer *dst,
+                                                    ev_ssize_t limit,
+                                                    enum bufferevent_flush_mode mode, void *arg)
+{
+    (void)dst; /* the lower output: ws_send_cb writes there */
+    (void)limit;
+    struct transport_ws *ws = arg;
+    size_t len = evbuffer_get_length(src);
+    if (ws->state == WS_ENDED) {
+        evbuffer_drain(src, len);
+        return BEV_NEED_MORE;
+    }
+    if (ws->state != WS_OPEN || len == 0 || !wslay_event_get_write_enabled(ws->wslay))
+        return BEV_NEED_MORE;
+    if (mode == BEV_NORMAL) { /* gather this loop iteration's writes into one message */
+        event_active(ws->flush, EV_TIMEOUT, 0);
+        return BEV_NEED_MORE;
+    }
+    size_t n = len < WS_MESSAGE_MAX ? len : WS_MESSAGE_MAX;
+    size_t peek = n < len ? n + 1 : n;
+    const unsigned char *bytes = evbuffer_pullup(src, (ev_ssize_t)peek);
+    if (!bytes)
+        return BEV_ERROR;
+    n = ws_utf8_cut(bytes, n, len);
+    struct wslay_event_msg message = {
+        .opcode = ws_utf8_valid(bytes, n) ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
+        .msg = bytes,
+        .msg_length = n,
+    };
+    if (wslay_event_queue_msg(ws->wslay, &message) != 0) /* copies the bytes */
+        return BEV_ERROR;
+    evbuffer_drain(src, n);
+    ws_send_queued(ws);
+    return BEV_OK;
+}
+
+/* The adapter's writes of one loop iteration go out as one message, unless
+ * the socket is still sending earlier ones (then when it has: the lower
+ * bufferevent's write callback runs the filter again). */
+static void ws_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct transport_ws *ws = arg;
+    if (ws->state != WS_OPEN || evbuffer_get_length(ws_lower_output(ws)) >= WS_LOWER_HIGH)
+        return;
+    bufferevent_flush(ws->transport->stream, EV_WRITE, BEV_FLUSH);
+}
+
+static void ws_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct transport_ws *ws = arg;
+    if (ws->state != WS_HANDSHAKE)
+        return;
+    log_info(ws->protocol, "%s: no WebSocket upgrade within limits.handshake_timeout",
+             ws->transport->peer);
+    ws->state = WS_ENDED;
+    bufferevent_trigger_event(ws->transport->stream, BEV_EVENT_TIMEOUT | BEV_EVENT_READING,
+                              BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* transport_ops.shutdown_write: a close frame (1000), then, once the socket
+ * has sent it, the TCP half-close. */
+static int ws_shutdown_write(struct transport *transport)
+{
+    struct transport_ws *ws = transport->ws;
+    if (ws->state == WS_OPEN && !wslay_event_get_close_sent(ws->wslay)) {
+        wslay_event_queue_close(ws->wslay, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
+        ws_send_queued(ws);
+    }
+    if (evbuffer_get_length(ws_lower_output(ws)) == 0)
+        return shutdown(transport->fd, SHUT_WR);
+    ws->shutdown_pending = true;
+    return 0;
+}
+
+/* transport_ops.flush_now: frame what the adapter queued, then one writev. */
+static void ws_flush_now(struct transport *transport)
+{
+    struct transport_ws *ws = transport->ws;
+    if (ws->state == WS_OPEN)
+        bufferevent_flush(transport->stream, EV_WRITE, BEV_FLUSH);
+    struct evbuffer_iovec chunks[16];
+    int n = evbuffer_peek(ws_lower_output(ws), -1, NULL, chunks, 16);
+    if (n <= 0)
+        return;
+    struct iovec iov[16];
+    int count = n < 16 ? n : 16;
+    for (int i = 0; i < count; i++) {
+        iov[i].iov_base = chunks[i].iov_base;
+        iov[i].iov_len = chunks[i].iov_len;
+    }
+    if (writev(transport->fd, iov, count) < 0)
+        log_debug("transport", "%s: final flush failed: %s", transport->peer, strerror(errno));
+}
+
+static const struct transport_ops transport_ws_ops = {
+    .name = "websocket",
+    .shutdown_write = ws_shutdown_write,
+    .flush_now = ws_flush_now,
+};
+
+int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
+                      evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
+                      struct config *const *config, const char *listener_name,
+                      uint64_t handshake_timeout_ms)
+{
+    if (transport_open_tcp(transport, base, protocol, fd, peer, peer_len) < 0)
+        return -1;
+    struct transport_ws *ws = calloc(1, sizeof(*ws));
+    if (!ws)
+        goto fail;
+    ws->transport = transport;
+    ws->lower = transport->stream;
+    ws->protocol = protocol;
+    ws->config = config;
+    snprintf(ws->listener, sizeof(ws->listener), "%s", listener_name);
+    ws->state = WS_HANDSHAKE;
+    ws->deadline = evtimer_new(base, ws_on_deadline, ws);
+    ws->flush = event_new(base, -1, 0, ws_on_flush, ws);
+    ws->lower_drained = evbuffer_add_cb(ws_lower_output(ws), ws_on_lower_drained, ws);
+    struct timeval timeout = {(time_t)(handshake_timeout_ms / 1000),
+                              (suseconds_t)(handshake_timeout_ms % 1000) * 1000};
+    if (!ws->deadline || !ws->flush || !ws->lower_drained ||
+        evtimer_add(ws->deadline, &timeout) < 0)
+        goto fail;
+    struct bufferevent *filter = bufferevent_filter_new(ws->lower, ws_filter_in, ws_filter_out,
+                                                        BEV_OPT_CLOSE_ON_FREE, NULL, ws);
+    if (!filter)
+        goto fail;
+    transport->stream = filter; /* frees the socket bufferevent with it */
+    transport->ws = ws;
+    transport->ops = &transport_ws_ops;
+    return 0;
+fail:
+    log_error(protocol, "%s: out of memory opening a WebSocket connection", transport->peer);
+    if (ws) {
+        if (ws->lower_drained)
+            evbuffer_remove_cb_entry(ws_lower_output(ws), ws->lower_drained);
+        if (ws->deadline)
+            event_free(ws->deadline);
+        if (ws->flush)
+            event_free(ws->flush);
+        free(ws);
+    }
+    transport_close(transport);
+    return -1;
+}
+
+bool transport_ws_upgraded(const struct transport *transport)
+{
+    return transport->ws && transport->ws->wslay && transport->ws->state == WS_OPEN;
+}
+
+void transport_ws_close(struct transport *transport)
+{
+    struct transport_ws *ws = transport->ws;
+    transport->ws = NULL;
+    evbuffer_remove_cb_entry(ws_lower_output(ws), ws->lower_drained);
+    event_free(ws->deadline);
+    event_free(ws->flush);
+    if (ws->wslay)
+        wslay_event_context_free(ws->wslay);
+    free(ws);
+    transport_close(transport); /* the filter, and with it the socket bufferevent */
+}
