@@ -54,11 +54,18 @@ struct transport_ws_policy {
  * chosen Sec-WebSocket-Protocol, or an error with a one-line text body) and
  * returns its status: 101 (upgrade), 400 (malformed, not an upgrade, no
  * supported subprotocol offered), 403 (Origin not allowed), 404 (another
- * path), 405 (not GET), 426 (Sec-WebSocket-Version is not 13). `why` gets a
+ * path), 405 (not GET), 426 (not an upgrade, or Sec-WebSocket-Version is
+ * not 13). `why` gets a
  * sentence for the log (also on 101: the subprotocol chosen or "none").
  * Pure; `response` needs 1024 bytes. */
 int transport_ws_handshake(const char *head, size_t len, const struct transport_ws_policy *policy,
                            char *response, size_t response_size, char *why, size_t why_size);
+
+/* An HTTP error response (Connection: close) with `why` and a newline as its
+ * text body, into `response`; returns `status`. `extra_headers` is "" or
+ * complete header lines. */
+int transport_ws_refuse(char *response, size_t response_size, int status, const char *reason,
+                        const char *extra_headers, const char *why);
 
 /* WebSocket over TCP: transport_open_tcp, then the filter. The listener's
  * options (path, origins, max message size) are read from the config in
