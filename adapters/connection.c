@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "transport_ws.h"
@@ -80,10 +81,26 @@ void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const stru
         evutil_closesocket(fd);
         return;
     }
-    bool refuse = base->connection_count >= adapter_base_config(base)->limits.max_connections;
+    const struct config *config = adapter_base_config(base);
+    char address[64] = "(unknown)"; /* as transport_open_tcp names the peer */
+    if (peer && peer_len > 0)
+        listener_format_address(peer, address, sizeof(address));
+    base->refusal = NULL;
+    base->refusal_value = 0;
+    if (base->context.core) {
+        base->refusal = core_connection_admit(base->context.core, address, &base->refusal_value);
+    } else if (base->connection_count >= config->limits.max_connections) {
+        base->refusal = "limits.max_connections";
+        base->refusal_value = config->limits.max_connections;
+    }
+    base->admitted = base->context.core && !base->refusal;
     base->accepting = listener;
-    base->ops->open(base, fd, peer, peer_len, refuse);
+    base->ops->open(base, fd, peer, peer_len, base->refusal != NULL);
+    if (base->admitted) /* no connection took it over (connection_new failed) */
+        core_connection_release(base->context.core, address);
     base->accepting = NULL;
+    base->refusal = NULL;
+    base->admitted = false;
 }
 
 size_t adapter_base_connection_count(const struct adapter *adapter)
@@ -300,6 +317,8 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
         free(connection);
         return NULL;
     }
+    connection->admitted = base->admitted;
+    base->admitted = false;
     connection->next = base->connections;
     if (base->connections)
         base->connections->prev = connection;
@@ -325,6 +344,9 @@ void connection_release(struct connection *connection)
                                 "the connection closed before Kafka answered");
     }
     transport_close(&connection->transport);
+    if (connection->admitted)
+        core_connection_release(base->context.core, connection->peer);
+    connection->admitted = false;
     if (connection->close_timer)
         event_free(connection->close_timer);
     connection->close_timer = NULL;

@@ -145,15 +145,19 @@ struct config {
     } workers;
 
     struct {
-        uint64_t max_frame_size;             /* bytes, default 1MiB */
-        uint64_t max_message_size;           /* bytes, default 1MiB */
-        uint32_t max_headers;                /* default 64 */
-        uint32_t max_connections;            /* default 10000 */
-        uint32_t max_unconfirmed;            /* default 1000 */
-        uint64_t heartbeat_ms;               /* default 10s */
-        uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
-        uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
-        uint64_t handshake_timeout_ms;       /* WebSocket upgrade (and TLS), default 10s */
+        uint64_t max_frame_size;              /* bytes, default 1MiB */
+        uint64_t max_message_size;            /* bytes, default 1MiB */
+        uint32_t max_headers;                 /* default 64 */
+        uint32_t max_connections;             /* default 10000 */
+        uint32_t max_unconfirmed;             /* default 1000 */
+        uint64_t heartbeat_ms;                /* default 10s */
+        uint64_t protocol_detect_timeout_ms;  /* shared listener: wait for first bytes, 10s */
+        uint32_t protocol_detect_bytes;       /* shared listener: most bytes peeked, 256 */
+        uint64_t handshake_timeout_ms;        /* WebSocket upgrade, STOMP CONNECT, AMQP open: 10s */
+        uint32_t max_connections_per_address; /* default 0: no limit */
+        uint32_t max_connections_per_user;    /* default 0: no limit */
+        uint32_t max_auth_failures_per_minute; /* per source address, default 10; 0: off */
+        uint64_t auth_failure_delay_ms;        /* before refusing a throttled login, 1s */
     } limits;
 
     struct {

@@ -900,7 +900,57 @@ const struct config_key config_keys[] = {
         .min = 1,
         .max = 1000000,
         .default_value = "10000",
-        .description = "Most client connections open at once; further ones are refused.",
+        .description = "Most client connections open at once, every protocol and listener "
+                       "together; further ones get their protocol's error naming the limit and "
+                       "are counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections\"}`.",
+    },
+    {
+        .name = "limits.max_connections_per_address",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_connections_per_address),
+        .max = 1000000,
+        .default_value = "0",
+        .description = "Most client connections open at once from one source address (its IP, "
+                       "every protocol and listener together); 0: no limit. A connection over "
+                       "it gets its protocol's error naming the limit (STOMP ERROR, AMQP "
+                       "amqp:resource-limit-exceeded) and is counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections_per_address\"}`. "
+                       "Mind clients behind one NAT address.",
+    },
+    {
+        .name = "limits.max_connections_per_user",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_connections_per_user),
+        .max = 1000000,
+        .default_value = "0",
+        .description = "Most logged-in connections of one user (anonymous ones count as the "
+                       "user `anonymous`), every protocol together; 0: no limit. One more login "
+                       "gets its protocol's error naming the limit and is counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections_per_user\"}`.",
+    },
+    {
+        .name = "limits.max_auth_failures_per_minute",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_auth_failures_per_minute),
+        .max = 1000000,
+        .default_value = "10",
+        .description = "Failed logins from one source address in a minute after which its "
+                       "next logins are not checked at all: each is refused, after "
+                       "`limits.auth_failure_delay`, with an error naming this limit, until a "
+                       "minute has passed since the first failure (counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_auth_failures_per_minute\"}`). "
+                       "0: off. Applies to STOMP logins; AMQP's SASL does not count yet.",
+    },
+    {
+        .name = "limits.auth_failure_delay",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.auth_failure_delay_ms),
+        .max = 60 * CONFIG_SECOND_MS,
+        .default_value = "1s",
+        .description = "How long a login refused by `limits.max_auth_failures_per_minute` "
+                       "waits before its refusal is sent (slows a password-guessing client "
+                       "without holding a worker thread).",
     },
     {
         .name = "limits.max_unconfirmed",
@@ -959,9 +1009,9 @@ const struct config_key config_keys[] = {
         .min = 100,
         .max = 30 * CONFIG_SECOND_MS,
         .default_value = "10s",
-        .description = "How long a new connection may take over its transport's handshake "
-                       "(the WebSocket upgrade request); it is closed after, and counted in "
-                       "`kbridge_handshake_timeouts_total`.",
+        .description = "How long a new connection may take to finish its handshakes: the "
+                       "WebSocket upgrade request, then STOMP's CONNECT (the whole login) or "
+                       "AMQP's protocol headers, SASL and open. It is closed after.",
     },
     {
         .name = "log.level",

@@ -31,6 +31,7 @@ static void core_free_parts(struct core *core)
     if (core->topic_engine) /* frees the temporary-queue engine with it */
         core->topic_engine->ops->free(core->topic_engine);
     stats_table_clear(&core->stats); /* the series stay with the registry */
+    core_limits_free(core);
     request_reply_free(core->request_reply);
     free(core);
 }
@@ -69,7 +70,8 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
             metrics, "kbridge_expired_total",
             "Messages not delivered because their expires time had passed.", labels);
     }
-    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1]) {
+    if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
+        core_limits_init(core) < 0) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;
