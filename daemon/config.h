@@ -154,6 +154,7 @@ struct config {
         uint64_t protocol_detect_timeout_ms;  /* shared listener: wait for first bytes, 10s */
         uint32_t protocol_detect_bytes;       /* shared listener: most bytes peeked, 256 */
         uint64_t handshake_timeout_ms;        /* WebSocket upgrade, STOMP CONNECT, AMQP open: 10s */
+        uint32_t max_subscriptions;           /* per connection (AMQP: links), default 1024 */
         uint32_t max_connections_per_address; /* default 0: no limit */
         uint32_t max_connections_per_user;    /* default 0: no limit */
         uint32_t max_auth_failures_per_minute; /* per source address, default 10; 0: off */

@@ -906,6 +906,20 @@ const struct config_key config_keys[] = {
                        "`kbridge_limit_refusals_total{limit=\"max_connections\"}`.",
     },
     {
+        .name = "limits.max_subscriptions",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_subscriptions),
+        .min = 1,
+        .max = 100000,
+        .default_value = "1024",
+        .description = "Most subscriptions one STOMP connection holds (temporary queues "
+                       "count), and most links (both directions) on one AMQP connection; one "
+                       "more gets an error naming the limit (STOMP ERROR \"too many "
+                       "subscriptions\", AMQP attach refused with "
+                       "amqp:resource-limit-exceeded). Unacked deliveries per subscription are "
+                       "bounded by its prefetch (STOMP) or link credit (AMQP).",
+    },
+    {
         .name = "limits.max_connections_per_address",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, limits.max_connections_per_address),
@@ -940,7 +954,8 @@ const struct config_key config_keys[] = {
                        "`limits.auth_failure_delay`, with an error naming this limit, until a "
                        "minute has passed since the first failure (counted in "
                        "`kbridge_limit_refusals_total{limit=\"max_auth_failures_per_minute\"}`). "
-                       "0: off. Applies to STOMP logins; AMQP's SASL does not count yet.",
+                       "0: off. STOMP logins and AMQP SASL logins count alike (AMQP's SASL "
+                       "outcome carries no text: the refusal's reason is in kbridged's log).",
     },
     {
         .name = "limits.auth_failure_delay",

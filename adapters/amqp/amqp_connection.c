@@ -122,8 +122,9 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
     }
     snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
     snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login ? login : "");
-    connection->auth = core_authenticate_start(adapter->base.context.core, login, password,
-                                               amqp_connection_checked, connection);
+    connection->auth =
+        core_authenticate_start_from(adapter->base.context.core, connection->base.peer, login,
+                                     password, amqp_connection_checked, connection);
     if (!connection->auth) {
         amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
         snprintf(reason, reason_size, "out of memory checking the credentials");

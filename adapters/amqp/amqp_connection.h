@@ -28,7 +28,6 @@ struct event;
 struct sockaddr;
 
 /* Named limits and timings (see amqp_connection.c and docs/amqp.md). */
-#define AMQP_MAX_LINKS 1024         /* per connection, both directions */
 #define AMQP_MAX_SESSIONS 256       /* per connection (channel-max) */
 #define AMQP_IN_CREDIT_WINDOW 500   /* credit granted per sending link, at most */
 #define AMQP_OUT_PREFETCH_MAX 10000 /* unsettled deliveries per receiving link, at most */

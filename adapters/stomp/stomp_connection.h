@@ -33,7 +33,6 @@ struct sockaddr;
 #define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
 #define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
 #define STOMP_BUSY_RETRY_MS 50              /* retry a SEND refused with CORE_ERR_BUSY */
-#define STOMP_MAX_SUBSCRIPTIONS 1024        /* per connection */
 #define STOMP_DEFAULT_PREFETCH 1000         /* when SUBSCRIBE names none */
 
 enum stomp_state {
