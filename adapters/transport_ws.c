@@ -446,11 +446,6 @@ fail:
     return -1;
 }
 
-bool transport_ws_upgraded(const struct transport *transport)
-{
-    return transport->ws && transport->ws->wslay && transport->ws->state == WS_OPEN;
-}
-
 void transport_ws_close(struct transport *transport)
 {
     struct transport_ws *ws = transport->ws;

@@ -77,9 +77,6 @@ int transport_open_ws(struct transport *transport, struct event_base *base, cons
                       struct config *const *config, const char *listener_name,
                       uint64_t handshake_timeout_ms);
 
-/* Has the upgrade completed (the 101 is sent)? False on other transports. */
-bool transport_ws_upgraded(const struct transport *transport);
-
 /* transport_close for a WebSocket transport: free the filter, the layer
  * and the socket bufferevent under it. */
 void transport_ws_close(struct transport *transport);
