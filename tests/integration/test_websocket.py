@@ -422,3 +422,55 @@ def test_websocket_listener_with_two_protocols_is_refused_at_start(tmp_path, boo
     assert done.returncode != 0
     assert ("listeners.web.transport: a websocket listener serves exactly one client protocol "
             "(protocols: [stomp])") in done.stderr + done.stdout
+
+
+def rss_kib(daemon):
+    with open(f"/proc/{daemon.proc.pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def under_asan(daemon):
+    """AddressSanitizer keeps freed memory in quarantine: RSS says nothing then."""
+    with open(f"/proc/{daemon.proc.pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def test_slow_loris_upgrades_are_closed_and_rss_stays_flat(kbridged_factory, bootstrap):
+    """Rounds of 200 connections that send half an upgrade request, a byte at
+    a time, and never finish: each is closed after limits.handshake_timeout,
+    and after a warm-up round RSS does not grow."""
+    config = ws_config(bootstrap)
+    config["limits"] = {"handshake_timeout": "1s"}
+    daemon = start(kbridged_factory, config)
+    host, port = daemon.host_port("web")
+
+    def round_of(count):
+        socks = []
+        for _ in range(count):
+            sock = socket.create_connection((host, port))
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: webso")
+            socks.append(sock)
+        for sock in socks:
+            sock.sendall(b"c")  # one more byte: still not a request
+        for sock in socks:
+            sock.settimeout(60)  # only guards against a hang
+            try:
+                assert sock.recv(1024) == b""
+            except ConnectionResetError:
+                pass
+            sock.close()
+        wait_for(lambda: metrics(daemon).get('kbridge_connections{protocol="stomp"}') == 0, 30,
+                 "every connection freed")
+
+    round_of(200)  # warm-up: allocator arenas, buffers
+    before = rss_kib(daemon)
+    round_of(200)
+    round_of(200)
+    after = rss_kib(daemon)
+    print(f"\nVmRSS after the warm-up: {before} KiB; after 400 more slow upgrades: {after} KiB "
+          f"({after - before:+d} KiB)")
+    assert daemon.proc.poll() is None
+    if under_asan(daemon):
+        print("AddressSanitizer build: RSS growth not asserted")
+        return
+    assert after - before < 2048, f"RSS grew by {after - before} KiB"
