@@ -4,15 +4,12 @@
  * framing of our own). */
 #include "transport_ws.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <wslay/wslay.h>
 
 #include "config.h"
@@ -35,7 +32,8 @@ enum ws_state {
 
 struct transport_ws {
     struct transport *transport; /* embedded in its connection: a stable address */
-    struct bufferevent *lower;   /* the socket (or TLS) bufferevent under the filter */
+    struct transport under;      /* the transport stacked on (TCP, TLS) as it was opened:
+                                    its stream is the bufferevent under the filter */
     const char *protocol;        /* the adapter's name, for logs */
     struct config *const *config;
     char listener[WS_LISTENER_NAME_MAX + 1];
@@ -53,7 +51,7 @@ struct transport_ws {
 
 static struct evbuffer *ws_lower_output(struct transport_ws *ws)
 {
-    return bufferevent_get_output(ws->lower);
+    return bufferevent_get_output(ws->under.stream);
 }
 
 /* The stream ends for the adapter (EOF, TIMEOUT or ERROR), after what the
@@ -77,7 +75,7 @@ static void ws_on_lower_drained(struct evbuffer *buffer, const struct evbuffer_c
         return;
     if (ws->shutdown_pending) {
         ws->shutdown_pending = false;
-        shutdown(ws->transport->fd, SHUT_WR);
+        transport_shutdown_write(&ws->under);
     }
     if (ws->end_events) {
         short events = ws->end_events;
@@ -358,8 +356,8 @@ static void ws_on_deadline(evutil_socket_t fd, short what, void *arg)
                               BEV_TRIG_DEFER_CALLBACKS);
 }
 
-/* transport_ops.shutdown_write: a close frame (1000), then, once the socket
- * has sent it, the TCP half-close. */
+/* transport_ops.shutdown_write: a close frame (1000), then, once it is sent,
+ * the shutdown_write of the transport under (TCP: the half-close). */
 static int ws_shutdown_write(struct transport *transport)
 {
     struct transport_ws *ws = transport->ws;
@@ -368,29 +366,19 @@ static int ws_shutdown_write(struct transport *transport)
         ws_send_queued(ws);
     }
     if (evbuffer_get_length(ws_lower_output(ws)) == 0)
-        return shutdown(transport->fd, SHUT_WR);
+        return transport_shutdown_write(&ws->under);
     ws->shutdown_pending = true;
     return 0;
 }
 
-/* transport_ops.flush_now: frame what the adapter queued, then one writev. */
+/* transport_ops.flush_now: frame what the adapter queued, then the flush of
+ * the transport under. */
 static void ws_flush_now(struct transport *transport)
 {
     struct transport_ws *ws = transport->ws;
     if (ws->state == WS_OPEN)
         bufferevent_flush(transport->stream, EV_WRITE, BEV_FLUSH);
-    struct evbuffer_iovec chunks[16];
-    int n = evbuffer_peek(ws_lower_output(ws), -1, NULL, chunks, 16);
-    if (n <= 0)
-        return;
-    struct iovec iov[16];
-    int count = n < 16 ? n : 16;
-    for (int i = 0; i < count; i++) {
-        iov[i].iov_base = chunks[i].iov_base;
-        iov[i].iov_len = chunks[i].iov_len;
-    }
-    if (writev(transport->fd, iov, count) < 0)
-        log_debug("transport", "%s: final flush failed: %s", transport->peer, strerror(errno));
+    transport_flush_now(&ws->under);
 }
 
 static const struct transport_ops transport_ws_ops = {
@@ -399,18 +387,15 @@ static const struct transport_ops transport_ws_ops = {
     .flush_now = ws_flush_now,
 };
 
-int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
-                      evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
-                      struct config *const *config, const char *listener_name,
-                      uint64_t handshake_timeout_ms)
+int transport_ws_stack(struct transport *transport, struct event_base *base, const char *protocol,
+                       struct config *const *config, const char *listener_name,
+                       uint64_t handshake_timeout_ms)
 {
-    if (transport_open_tcp(transport, base, protocol, fd, peer, peer_len) < 0)
-        return -1;
     struct transport_ws *ws = calloc(1, sizeof(*ws));
     if (!ws)
         goto fail;
     ws->transport = transport;
-    ws->lower = transport->stream;
+    ws->under = *transport;
     ws->protocol = protocol;
     ws->config = config;
     snprintf(ws->listener, sizeof(ws->listener), "%s", listener_name);
@@ -423,11 +408,12 @@ int transport_open_ws(struct transport *transport, struct event_base *base, cons
     if (!ws->deadline || !ws->flush || !ws->lower_drained ||
         evtimer_add(ws->deadline, &timeout) < 0)
         goto fail;
-    struct bufferevent *filter = bufferevent_filter_new(ws->lower, ws_filter_in, ws_filter_out,
-                                                        BEV_OPT_CLOSE_ON_FREE, NULL, ws);
+    /* Not BEV_OPT_CLOSE_ON_FREE: transport_ws_close closes the transport under. */
+    struct bufferevent *filter =
+        bufferevent_filter_new(ws->under.stream, ws_filter_in, ws_filter_out, 0, NULL, ws);
     if (!filter)
         goto fail;
-    transport->stream = filter; /* frees the socket bufferevent with it */
+    transport->stream = filter;
     transport->ws = ws;
     transport->ops = &transport_ws_ops;
     return 0;
@@ -446,6 +432,17 @@ fail:
     return -1;
 }
 
+int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
+                      evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
+                      struct config *const *config, const char *listener_name,
+                      uint64_t handshake_timeout_ms)
+{
+    if (transport_open_tcp(transport, base, protocol, fd, peer, peer_len) < 0)
+        return -1;
+    return transport_ws_stack(transport, base, protocol, config, listener_name,
+                              handshake_timeout_ms);
+}
+
 void transport_ws_close(struct transport *transport)
 {
     struct transport_ws *ws = transport->ws;
@@ -455,6 +452,11 @@ void transport_ws_close(struct transport *transport)
     event_free(ws->flush);
     if (ws->wslay)
         wslay_event_context_free(ws->wslay);
+    bufferevent_free(transport->stream); /* the filter */
+    struct transport under = ws->under;
     free(ws);
-    transport_close(transport); /* the filter, and with it the socket bufferevent */
+    transport->stream = NULL;
+    transport->ops = NULL;
+    transport->fd = -1;
+    transport_close(&under); /* the transport under: its bufferevent, the socket */
 }

@@ -16,8 +16,9 @@
  * when it is valid UTF-8, else binary). An upgrade not complete within
  * limits.handshake_timeout ends the stream with BEV_EVENT_TIMEOUT.
  *
- * The layer writes to the bufferevent under the filter and never reads the
- * socket itself, so it can sit on a TLS bufferevent as well as a socket one.
+ * The layer writes to the bufferevent under the filter and never touches the
+ * socket itself (it ends our side and flushes through the transport under),
+ * so it sits on a TLS transport as well as a TCP one (transport_ws_stack).
  *
  * Everything runs on the loop thread. */
 #ifndef KBRIDGE_TRANSPORT_WS_H
@@ -67,18 +68,27 @@ int transport_ws_handshake(const char *head, size_t len, const struct transport_
 int transport_ws_refuse(char *response, size_t response_size, int status, const char *reason,
                         const char *extra_headers, const char *why);
 
-/* WebSocket over TCP: transport_open_tcp, then the filter. The listener's
- * options (path, origins, max message size) are read from the config in
- * force (`*config`, listener `listener_name`) when the request arrives;
- * `handshake_timeout_ms` bounds the upgrade. 0, or -1 (socket closed,
- * logged under `protocol`, nothing to close). */
+/* Stack the WebSocket layer on an open transport (TCP; TLS for wss): its
+ * stream goes under a filter bufferevent, which becomes transport.stream;
+ * the transport under is kept (its shutdown_write ends our side after the
+ * close frame, its flush_now and close are used by this layer's). The
+ * listener's options (path, origins, max message size) are read from the
+ * config in force (`*config`, listener `listener_name`) when the request
+ * arrives; `handshake_timeout_ms` bounds the upgrade. 0, or -1 (the
+ * transport closed, logged under `protocol`). */
+int transport_ws_stack(struct transport *transport, struct event_base *base, const char *protocol,
+                       struct config *const *config, const char *listener_name,
+                       uint64_t handshake_timeout_ms);
+
+/* WebSocket over TCP: transport_open_tcp, then transport_ws_stack. 0, or -1
+ * (socket closed, logged under `protocol`, nothing to close). */
 int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
                       evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
                       struct config *const *config, const char *listener_name,
                       uint64_t handshake_timeout_ms);
 
-/* transport_close for a WebSocket transport: free the filter, the layer
- * and the socket bufferevent under it. */
+/* transport_close for a WebSocket transport: free the layer and the filter,
+ * then close the transport under. */
 void transport_ws_close(struct transport *transport);
 
 #endif
