@@ -129,8 +129,9 @@ int server_check_listeners(const struct config *config, const struct adapter_reg
             (listener->protocol_count != 1 || server_is_ops(listener->protocols[0]))) {
             snprintf(err, err_size,
                      "listeners.%s.transport: a websocket listener serves exactly one client "
-                     "protocol (protocols: [stomp])",
-                     listener->name);
+                     "protocol (it lists %zu%s)",
+                     listener->name, listener->protocol_count,
+                     server_is_ops(listener->protocols[0]) ? ", the operations endpoint" : "");
             return -1;
         }
         for (size_t p = 0; p < listener->protocol_count; p++) {
