@@ -349,8 +349,8 @@ def test_ping_is_answered_and_stomp_frames_cross_transports(kbridged_factory, bo
     ws.send_text("receipt:s\n\n\0")
     assert ws.stomp_frames(1) == ["RECEIPT\nreceipt-id:s\n\n"]
     tcp = Client(daemon)
-    tcp.conn.send("/topic/news", "from tcp", headers={"receipt": "t1"})
-    wait_for(lambda: "t1" in tcp.recorder.receipts, 15, "the TCP send's receipt")
+    tcp.send("/topic/news", "from tcp", receipt="t1")
+    tcp.wait_receipt("t1")
     ws.send_text("SEND\ndestination:/topic/news\n\nfrom ws 1\0SEND\ndestination:/topic/news\n"
                  "receipt:w\n\nfrom ws 2\0")
     frames = ws.stomp_frames(4)
@@ -366,7 +366,7 @@ def test_ping_is_answered_and_stomp_frames_cross_transports(kbridged_factory, bo
         _, opcode, payload = ws.recv_frame()
         assert opcode == TEXT
         nuls += payload.count(b"\0")
-    tcp.disconnect()
+    tcp.close()
     # the close handshake: our close is echoed and the connection ends
     ws.send_frame(CLOSE, b"\x03\xe8bye")
     frames, payload = ws.recv_until_closed()
