@@ -163,7 +163,7 @@ int transport_ws_handshake(const char *head, size_t len, const struct transport_
             }
             offered[offered_count++] = value;
         }
-        line = eol + 1;
+        line = eol < end ? eol + 1 : end;
     }
     if (!ws_list_has(upgrade, "websocket") || !ws_list_has(connection, "upgrade")) {
         snprintf(why, why_size,
