@@ -119,7 +119,8 @@ int transport_ws_handshake(const char *head, size_t len, const struct transport_
     }
 
     /* The headers, one per line, up to the blank line. */
-    struct ws_span upgrade = {0}, connection = {0}, key = {0}, ws_version = {0}, origin = {0};
+    struct ws_span upgrade = {"", 0}, connection = {"", 0}, key = {"", 0}, ws_version = {"", 0},
+                   origin = {"", 0};
     struct ws_span offered[16];
     size_t offered_count = 0;
     bool has_origin = false;
