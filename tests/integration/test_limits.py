@@ -113,7 +113,7 @@ def test_per_user_connection_limit_counts_stomp_and_amqp_together(
     command, headers, body = over.connect("alice", PASSWORD)
     assert command == "ERROR"
     assert headers["message"] == "Bad CONNECT"
-    assert body.startswith("User 'alice' has 2 connections open already "
+    assert body.startswith("too many connections\nUser 'alice' has 2 connections open already "
                            "(limits.max_connections_per_user, every protocol together).")
     assert over.closed_by_server()
     description = amqp_refusal(daemon, "alice", PASSWORD)
@@ -187,7 +187,7 @@ def test_per_address_and_total_connection_limits(kbridged_factory, bootstrap, se
     command, headers, body = over.frame()
     assert command == "ERROR"
     assert headers["message"] == "Bad CONNECT"
-    assert body.startswith("The server has 2 connections open already "
+    assert body.startswith("too many connections\nThe server has 2 connections open already "
                            "(limits.max_connections_per_address, from this address).")
     assert over.closed_by_server()
     description = amqp_refusal(daemon, "alice", PASSWORD)
@@ -202,7 +202,7 @@ def test_per_address_and_total_connection_limits(kbridged_factory, bootstrap, se
     over = RawStomp(daemon, source="127.0.0.3")
     command, _, body = over.frame()
     assert command == "ERROR"
-    assert body.startswith("The server has 4 connections open already "
+    assert body.startswith("too many connections\nThe server has 4 connections open already "
                            "(limits.max_connections, every protocol together).")
     assert refusals(daemon, "max_connections") == 1
     for conn in (a1, a2, b1, b2, over):
