@@ -13,15 +13,20 @@ WebSocket layer (adapters/transport_ws.c, framing by wslay).
   would not send: a wrong subprotocol, a foreign origin (403), another path
   (404), an oversized message (close 1009), a ping, and the close handshake.
 - An upgrade that never completes is closed after limits.handshake_timeout.
+- wss (a listener with both `transport: websocket` and `tls:`): the same
+  page over wss:// (Chromium accepts the test server key by its SPKI hash),
+  and ws_client over Python's ssl against the test CA, with mTLS.
 """
 
 import base64
+import hashlib
 import http.server
 import json
 import os
 import re
 import select
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -31,6 +36,7 @@ import pytest
 
 from conftest import BUILDDIR, EXTERNAL_BOOTSTRAP, SRCDIR, base_config, wait_for
 from stomp_util import Client
+from test_tls import hash_password, pki, tls_of, user  # noqa: F401 (pki: a fixture)
 from ws_client import BINARY, CLOSE, PING, PONG, TEXT, HandshakeRefused, WebSocket, close_code
 
 STOMPJS = os.path.join(SRCDIR, "tests", "integration", "clients", "node_modules", "@stomp",
@@ -95,10 +101,12 @@ li { font-family: monospace; font-size: 16px; }
 </style></head>
 <body>
 <h1>kbridge: STOMP over WebSocket</h1>
+<p id="url"></p>
 <p id="status">connecting</p>
 <ol id="messages"></ol>
 <script>
 const cfg = %(config)s;
+document.getElementById('url').textContent = cfg.url;
 const received = [], acked = [];
 let finished = false, version = null;
 function report(result) {
@@ -193,12 +201,12 @@ class Chromium:
     """Headless Chromium driven over the DevTools protocol on a pipe
     (--remote-debugging-pipe: NUL-terminated JSON on fds 3 and 4)."""
 
-    def __init__(self, profile):
+    def __init__(self, profile, extra_args=()):
         to_browser_r, self.to_browser = os.pipe()
         self.from_browser, from_browser_w = os.pipe()
         args = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-dev-shm-usage", "--remote-debugging-pipe", "--window-size=900,600",
-                f"--user-data-dir={profile}", "about:blank"]
+                f"--user-data-dir={profile}", *extra_args, "about:blank"]
         # bash moves the pipe ends to the fds the protocol uses, 3 and 4
         script = (f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w} '
                   f'{to_browser_r}<&- {from_browser_w}>&-')
@@ -250,17 +258,14 @@ class Chromium:
         os.close(self.from_browser)
 
 
-def test_stompjs_in_headless_chromium_sends_subscribes_and_acks_over_websocket(
-        kbridged_factory, bootstrap, qname):
-    pages = PageServer()  # first: the daemon allows the page's origin
+def run_stompjs_page(daemon, pages, url, queue, screenshot, chromium_args=()):
+    """Load the stompjs page in headless Chromium against `url`; wait for its
+    report, keep a screenshot (ARTIFACTS/screenshot); (report, list items shown)."""
+    pages.page = PAGE % {"config": json.dumps({"url": url, "queue": queue})}
     chromium = None
     try:
-        daemon = start(kbridged_factory, ws_config(bootstrap, origins=[pages.origin]))
-        host, port = daemon.host_port("web")
-        pages.page = PAGE % {"config": json.dumps({"url": f"ws://{host}:{port}/ws",
-                                                   "queue": f"/queue/{qname}"})}
         with tempfile.TemporaryDirectory() as profile:
-            chromium = Chromium(profile)
+            chromium = Chromium(profile, chromium_args)
             target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
             session = chromium.call("Target.attachToTarget", targetId=target,
                                     flatten=True)["sessionId"]
@@ -275,30 +280,175 @@ def test_stompjs_in_headless_chromium_sends_subscribes_and_acks_over_websocket(
             wait_for(title, 30, "the page to show its result", interval=0.1)
             shot = chromium.call("Page.captureScreenshot", session=session, format="png")
             os.makedirs(ARTIFACTS, exist_ok=True)
-            with open(os.path.join(ARTIFACTS, "websocket-browser.png"), "wb") as f:
+            with open(os.path.join(ARTIFACTS, screenshot), "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
             shown = chromium.call("Runtime.evaluate", session=session, returnByValue=True,
                                   expression="[...document.querySelectorAll('li')]"
                                              ".map(li => li.textContent)")["result"]["value"]
-
-        (result,) = pages.results
-        assert result["ok"], result
-        assert result["version"] == "1.2"
-        assert result["subprotocol"] == "v12.stomp"
-        received = sorted(result["received"], key=lambda m: m["seq"])
-        assert received == [{"seq": str(i), "body": f"message {i} \u2713",
-                             "destination": f"/queue/{qname}", "contentType": "text/plain"}
-                            for i in (1, 2, 3)]
-        assert sorted(result["acked"]) == ["1", "2", "3"]
-        assert sorted(shown) == [f"/queue/{qname} #{i}: message {i} \u2713" for i in (1, 2, 3)]
-        assert re.search(r"connection opened \(websocket\)", daemon.log())
+            chromium.close()
+            chromium = None
     finally:
         if chromium:
             chromium.close()
+    (result,) = pages.results
+    return result, shown
+
+
+def assert_page_round_trip(result, shown, qname):
+    assert result["ok"], result
+    assert result["version"] == "1.2"
+    assert result["subprotocol"] == "v12.stomp"
+    received = sorted(result["received"], key=lambda m: m["seq"])
+    assert received == [{"seq": str(i), "body": f"message {i} \u2713",
+                         "destination": f"/queue/{qname}", "contentType": "text/plain"}
+                        for i in (1, 2, 3)]
+    assert sorted(result["acked"]) == ["1", "2", "3"]
+    assert sorted(shown) == [f"/queue/{qname} #{i}: message {i} \u2713" for i in (1, 2, 3)]
+
+
+def test_stompjs_in_headless_chromium_sends_subscribes_and_acks_over_websocket(
+        kbridged_factory, bootstrap, qname):
+    pages = PageServer()  # first: the daemon allows the page's origin
+    try:
+        daemon = start(kbridged_factory, ws_config(bootstrap, origins=[pages.origin]))
+        host, port = daemon.host_port("web")
+        result, shown = run_stompjs_page(daemon, pages, f"ws://{host}:{port}/ws",
+                                         f"/queue/{qname}", "websocket-browser.png")
+        assert_page_round_trip(result, shown, qname)
+        assert re.search(r"connection opened \(websocket\)", daemon.log())
+    finally:
         pages.close()
 
 
-# ---- a raw client ---------------------------------------------------------------------
+# ---- wss: WebSocket over TLS ----------------------------------------------------------
+
+
+def spki_sha256(cert_path):
+    """base64 SHA-256 of a certificate's public key (SubjectPublicKeyInfo), as
+    Chromium's --ignore-certificate-errors-spki-list takes it."""
+    pubkey = subprocess.run(["openssl", "x509", "-in", cert_path, "-pubkey", "-noout"],
+                            check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pubkey,
+                         check=True, capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def wss_config(bootstrap, pki, origins=None, verify="none", users=None):
+    config = ws_config(bootstrap, origins=origins)
+    config["listeners"]["web"]["tls"] = tls_of(pki, verify=verify)
+    if users:
+        config["auth"] = {"anonymous": True, "users": users}
+    return config
+
+
+def wss_connect(daemon, pki, cert=None, **kwargs):
+    """A ws_client.WebSocket over TLS, checking the server against the test CA
+    (the certificate names 127.0.0.1 and localhost); `cert`: a client certificate."""
+    context = ssl.create_default_context(cafile=pki["ca"])
+    if cert:
+        context.load_cert_chain(*pki[cert])
+    host, port = daemon.host_port("web")
+    return WebSocket.connect(host, port, ssl_context=context, **kwargs)
+
+
+def test_stompjs_in_headless_chromium_over_wss(kbridged_factory, bootstrap, qname, pki):
+    """The same page over wss:// with the test CA's server certificate.
+    Chromium is told to accept exactly that certificate's key
+    (--ignore-certificate-errors-spki-list with its SPKI hash): trusting the
+    test CA would need NSS's certutil and a profile database, which Debian's
+    chromium package does not bring."""
+    pages = PageServer()
+    try:
+        daemon = start(kbridged_factory, wss_config(bootstrap, pki, origins=[pages.origin]))
+        host, port = daemon.host_port("web")
+        spki = spki_sha256(pki["server"][0])
+        result, shown = run_stompjs_page(
+            daemon, pages, f"wss://{host}:{port}/ws", f"/queue/{qname}",
+            "websocket-browser-wss.png",
+            chromium_args=[f"--ignore-certificate-errors-spki-list={spki}"])
+        assert_page_round_trip(result, shown, qname)
+        assert re.search(r"connection opened \(wss\)", daemon.log())
+        assert re.search(r"listener web listening on \S+ \(WebSocket over TLS: wss\)",
+                         daemon.log())
+    finally:
+        pages.close()
+
+
+def test_raw_wss_client_round_trip_and_mtls_identity(kbridged_factory, bootstrap, pki, qname):
+    """Python's ssl and ws_client over a wss listener: the TLS handshake
+    against the test CA, the upgrade inside it, STOMP SUBSCRIBE/SEND/MESSAGE/
+    ACK, the close handshake ending with close 1000 and the TLS close; a
+    client certificate logs in without login (mTLS through the WebSocket
+    layer); a plaintext upgrade on the TLS port is not answered."""
+    users = [user("alice", hash_password("unused"))]
+    daemon = start(kbridged_factory, wss_config(bootstrap, pki, verify="optional", users=users))
+
+    ws = wss_connect(daemon, pki)
+    assert ws.headers["sec-websocket-protocol"] == "v12.stomp"
+    assert ws.sock.version() in ("TLSv1.2", "TLSv1.3")
+    stomp_connect(ws)
+    ws.send_text(f"SUBSCRIBE\nid:0\ndestination:/queue/{qname}\nack:client-individual\n"
+                 "receipt:s\n\n\0")
+    assert ws.stomp_frames(1) == ["RECEIPT\nreceipt-id:s\n\n"]
+    ws.send_text(f"SEND\ndestination:/queue/{qname}\nreceipt:w\n\nover wss \u2713\0")
+    frames = ws.stomp_frames(2)
+    assert "RECEIPT\nreceipt-id:w\n\n" in frames
+    (message,) = [f for f in frames if f.startswith("MESSAGE\n")]
+    headers, _, body = message.partition("\n\n")
+    assert body == "over wss \u2713"
+    assert f"destination:/queue/{qname}" in headers.split("\n")
+    ack = [h for h in headers.split("\n") if h.startswith("ack:")][0][4:]
+    ws.send_text(f"ACK\nid:{ack}\nreceipt:a\n\n\0")
+    assert ws.stomp_frames(1) == ["RECEIPT\nreceipt-id:a\n\n"]
+    ws.send_frame(CLOSE, b"\x03\xe8bye")
+    _, payload = ws.recv_until_closed()
+    assert close_code(payload) == 1000
+    assert ws.sock.recv(1) == b""  # close_notify, then EOF
+    ws.close()
+    daemon.wait_log(r"connection closed \(closed by the client\); user anonymous")
+
+    # mTLS: alice's certificate, CONNECT without login: the user is alice
+    ws = wss_connect(daemon, pki, cert="alice")
+    stomp_connect(ws)
+    ws.send_text(f"SUBSCRIBE\nid:1\ndestination:/topic/{qname}.alice\nreceipt:s\n\n\0")
+    assert ws.stomp_frames(1) == ["RECEIPT\nreceipt-id:s\n\n"]
+    ws.send_text(f"SEND\ndestination:/topic/{qname}.alice\n\nfrom alice\0")
+    (message,) = ws.stomp_frames(1)
+    headers, _, body = message.partition("\n\n")
+    assert body == "from alice"
+    assert "user-id:alice" in headers.split("\n"), message
+    ws.send_frame(CLOSE, b"\x03\xe8")
+    _, payload = ws.recv_until_closed()
+    assert close_code(payload) == 1000
+    ws.close()
+    daemon.wait_log(r"connection closed \(closed by the client\); user alice")
+
+    # a plaintext WebSocket upgrade on the wss port gets no HTTP answer
+    host, port = daemon.host_port("web")
+    with pytest.raises((OSError, ValueError)):  # closed (or TLS alert bytes), never HTTP
+        WebSocket.connect(host, port, timeout=30)
+    assert re.search(r"connection opened \(wss\)", daemon.log())
+
+
+def test_wss_upgrade_that_never_completes_is_closed_after_handshake_timeout(
+        kbridged_factory, bootstrap, pki):
+    """On wss the upgrade's clock starts once the TLS handshake is done: a
+    client that finishes TLS but never the upgrade is closed (close_notify,
+    then EOF) after limits.handshake_timeout."""
+    config = wss_config(bootstrap, pki)
+    config["limits"] = {"handshake_timeout": "1s"}
+    daemon = start(kbridged_factory, config)
+    host, port = daemon.host_port("web")
+    context = ssl.create_default_context(cafile=pki["ca"])
+    with context.wrap_socket(socket.create_connection((host, port)),
+                             server_hostname=host) as partial:
+        partial.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # never finished
+        partial.settimeout(60)  # only guards against a hang: the server must close first
+        assert partial.recv(1024) == b""
+    daemon.wait_log(r"no WebSocket upgrade within limits.handshake_timeout")
+    wait_for(lambda: metrics(daemon).get('kbridge_connections{protocol="stomp"}') == 0, 15,
+             "the connection gone")
+
 
 def test_upgrade_refusals_name_the_reason(kbridged_factory, bootstrap):
     daemon = start(kbridged_factory,

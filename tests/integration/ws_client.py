@@ -1,5 +1,5 @@
-"""A minimal RFC 6455 client on the standard library (socket, hashlib,
-base64), for the WebSocket tests: the upgrade request with any headers,
+"""A minimal RFC 6455 client on the standard library (socket, ssl, hashlib,
+base64), for the WebSocket tests (ws:// and, with an SSLContext, wss://): the upgrade request with any headers,
 masked frames of any opcode and size, and unmasked frames read back.
 Deliberately small: it exists to send what a browser library would refuse
 to (a wrong subprotocol, a foreign origin, an oversized message)."""
@@ -55,9 +55,13 @@ class WebSocket:
 
     @classmethod
     def connect(cls, host, port, path="/ws", protocols=("v12.stomp",), origin=None,
-                extra_headers=(), key=None, timeout=30):
-        """Open a connection and upgrade it; raises HandshakeRefused on a non-101."""
+                extra_headers=(), key=None, timeout=30, ssl_context=None, server_hostname=None):
+        """Open a connection and upgrade it; raises HandshakeRefused on a non-101.
+        With an ssl.SSLContext: TLS first (wss), checking the server's
+        certificate for server_hostname (default: host)."""
         sock = socket.create_connection((host, port), timeout=timeout)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
         key = key or base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
