@@ -1,7 +1,7 @@
 /* transport_ws.c -- the WebSocket transport (transport_ws.h): the layer
- * that stacks a filter bufferevent on the socket bufferevent, answers the
- * upgrade (transport_ws_handshake.c) and lets wslay do every frame (no
- * framing of our own). */
+ * that stacks a filter bufferevent on a TCP or TLS transport's bufferevent
+ * (ws, wss), answers the upgrade (transport_ws_handshake.c) and lets wslay
+ * do every frame (no framing of our own). */
 #include "transport_ws.h"
 
 #include <event2/buffer.h>
@@ -448,17 +448,6 @@ fail:
     }
     transport_close(transport);
     return -1;
-}
-
-int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
-                      evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
-                      struct config *const *config, const char *listener_name,
-                      uint64_t handshake_timeout_ms)
-{
-    if (transport_open_tcp(transport, base, protocol, fd, peer, peer_len) < 0)
-        return -1;
-    return transport_ws_stack(transport, base, protocol, config, listener_name,
-                              handshake_timeout_ms);
 }
 
 void transport_ws_close(struct transport *transport)

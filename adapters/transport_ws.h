@@ -2,10 +2,10 @@
  * stream carried in WebSocket messages (RFC 6455), as RabbitMQ's Web-STOMP
  * carries STOMP.
  *
- * transport_open_ws opens plain TCP (transport_open_tcp) and stacks a
- * filter bufferevent on its socket bufferevent; the filter is what the
- * adapter reads and writes (transport.stream), so the adapter is the same
- * as on TCP. The layer first answers the HTTP upgrade request
+ * transport_ws_stack stacks a filter bufferevent on an opened transport's
+ * bufferevent (TCP: the socket one, ws; TLS: the OpenSSL one, wss); the
+ * filter is what the adapter reads and writes (transport.stream), so the
+ * adapter is the same as on TCP. The layer first answers the HTTP upgrade request
  * (transport_ws_handshake: path, Origin allow-list, version, subprotocol;
  * a refusal is an HTTP error response, flushed, then the adapter sees EOF);
  * after the 101 response wslay does the framing: every text or binary
@@ -79,13 +79,6 @@ int transport_ws_refuse(char *response, size_t response_size, int status, const 
 int transport_ws_stack(struct transport *transport, struct event_base *base, const char *protocol,
                        struct config *const *config, const char *listener_name,
                        uint64_t handshake_timeout_ms);
-
-/* WebSocket over TCP: transport_open_tcp, then transport_ws_stack. 0, or -1
- * (socket closed, logged under `protocol`, nothing to close). */
-int transport_open_ws(struct transport *transport, struct event_base *base, const char *protocol,
-                      evutil_socket_t fd, const struct sockaddr *peer, int peer_len,
-                      struct config *const *config, const char *listener_name,
-                      uint64_t handshake_timeout_ms);
 
 /* transport_close for a WebSocket transport: free the layer and the filter,
  * then close the transport under. */
