@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 struct config;
+struct config_listener;
 struct core;
 struct event_base;
 struct metrics;
@@ -65,12 +66,16 @@ struct adapter_ops {
     const struct config_section *config_section;
     /* Create the adapter. NULL with err on failure. */
     struct adapter *(*create)(const struct adapter_context *context, char *err, size_t err_size);
-    /* Take over an accepted connection (the adapter owns fd from now on).
-     * `stream` is NULL on a plain listener; on a TLS listener it is the
-     * bufferevent_openssl over fd with the handshake done (daemon/tls.h),
-     * owned by the adapter from now on (freeing it closes fd). */
+    /* Take over an accepted connection (the adapter owns fd from now on)
+     * that came in on `listener` (its transport and options; valid during
+     * the call only; NULL: plain TCP). `stream` is NULL on a plain listener;
+     * on a TLS listener it is the bufferevent_openssl over fd with the
+     * handshake done (daemon/tls.h), owned by the adapter from now on
+     * (freeing it closes fd). WebSocket (`transport: websocket`) is stacked
+     * on whichever of the two it is (wss over TLS). */
     void (*accept)(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                   int peer_len, struct bufferevent *stream);
+                   int peer_len, struct bufferevent *stream,
+                   const struct config_listener *listener);
     /* The config was reloaded: apply limits to open connections where sensible. */
     void (*reconfigure)(struct adapter *adapter);
     /* SIGTERM: stop reading new work from clients; connections are closed by

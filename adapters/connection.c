@@ -12,8 +12,10 @@
 
 #include "config.h"
 #include "core.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "transport_ws.h"
 
 /* ---- the adapter ------------------------------------------------------------ */
 
@@ -72,7 +74,8 @@ static struct adapter_base *adapter_base_of(struct adapter *adapter)
 }
 
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len, struct bufferevent *stream)
+                         int peer_len, struct bufferevent *stream,
+                         const struct config_listener *listener)
 {
     struct adapter_base *base = adapter_base_of(adapter);
     if (base->draining) { /* the listener is paused; a straggler is just closed */
@@ -82,8 +85,26 @@ void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const stru
             evutil_closesocket(fd);
         return;
     }
-    bool refuse = base->connection_count >= adapter_base_config(base)->limits.max_connections;
-    base->ops->open(base, fd, peer, peer_len, stream, refuse);
+    const struct config *config = adapter_base_config(base);
+    char address[64] = "(unknown)"; /* as transport_open_tcp names the peer */
+    if (peer && peer_len > 0)
+        listener_format_address(peer, address, sizeof(address));
+    base->refusal = NULL;
+    base->refusal_value = 0;
+    if (base->context.core) {
+        base->refusal = core_connection_admit(base->context.core, address, &base->refusal_value);
+    } else if (base->connection_count >= config->limits.max_connections) {
+        base->refusal = "limits.max_connections";
+        base->refusal_value = config->limits.max_connections;
+    }
+    base->admitted = base->context.core && !base->refusal;
+    base->accepting = listener;
+    base->ops->open(base, fd, peer, peer_len, stream, base->refusal != NULL);
+    if (base->admitted) /* no connection took it over (connection_new failed) */
+        core_connection_release(base->context.core, address);
+    base->accepting = NULL;
+    base->refusal = NULL;
+    base->admitted = false;
 }
 
 size_t adapter_base_connection_count(const struct adapter *adapter)
@@ -283,10 +304,17 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
     }
     connection->adapter = base;
     connection->peer = connection->transport.peer;
+    /* TLS when the listener made a stream, else TCP; WebSocket stacked on
+     * either when the listener says `transport: websocket` (wss over TLS). */
     int opened = tls_stream
                      ? transport_open_tls(&connection->transport, tls_stream, fd, peer, peer_len)
                      : transport_open_tcp(&connection->transport, base->context.base,
                                           base->ops->protocol, fd, peer, peer_len);
+    const struct config_listener *listener = base->accepting;
+    if (opened == 0 && listener && config_listener_is_websocket(listener))
+        opened = transport_ws_stack(&connection->transport, base->context.base, base->ops->protocol,
+                                    base->context.config, listener->name,
+                                    adapter_base_config(base)->limits.handshake_timeout_ms);
     if (opened < 0) {
         free(connection);
         return NULL;
@@ -300,6 +328,8 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
         free(connection);
         return NULL;
     }
+    connection->admitted = base->admitted;
+    base->admitted = false;
     connection->next = base->connections;
     if (base->connections)
         base->connections->prev = connection;
@@ -330,6 +360,9 @@ void connection_release(struct connection *connection)
                                 "the connection closed before Kafka answered");
     }
     transport_close(&connection->transport);
+    if (connection->admitted)
+        core_connection_release(base->context.core, connection->peer);
+    connection->admitted = false;
     if (connection->close_timer)
         event_free(connection->close_timer);
     connection->close_timer = NULL;

@@ -116,7 +116,17 @@ struct adapter_base {
     struct connection *disused;       /* disposed, waiting for reap_event (singly linked) */
     struct event *reap_event;         /* zero-timeout: frees the disused list */
     bool draining;                    /* SIGTERM: take no more work from clients */
-    double *connections_gauge;        /* kbridge_connections{protocol=...} */
+    /* During adapter_base_accept only: the listener of the connection being
+     * opened (connection_new picks its transport from it); NULL otherwise. */
+    const struct config_listener *accepting;
+    /* During adapter_base_accept only: the limit a refused connection is
+     * over ("limits.max_connections_per_address") and its value, for the
+     * adapter's refusal; and whether the core admitted (counted) it, until
+     * connection_new takes that over. */
+    const char *refusal;
+    uint32_t refusal_value;
+    bool admitted;
+    double *connections_gauge; /* kbridge_connections{protocol=...} */
 };
 
 struct connection {
@@ -134,6 +144,7 @@ struct connection {
     struct event *close_timer;       /* flushing, then lingering deadline */
     struct connection_publish *publishes; /* waiting for Kafka (doubly linked) */
     uint32_t unconfirmed;                 /* length of `publishes` */
+    bool admitted; /* counted by core_connection_admit: released in connection_release */
 };
 
 /* ---- the adapter ------------------------------------------------------------ */
@@ -154,9 +165,14 @@ const struct config *adapter_base_config(const struct adapter_base *base);
 size_t adapter_base_output_high(const struct adapter_base *base);
 /* adapter_ops.accept: when draining the socket is closed (the listener is
  * paused, a straggler is dropped); else the adapter's open, told to refuse
- * when limits.max_connections are open already. */
+ * when the core does not admit the connection (core_connection_admit:
+ * limits.max_connections over every protocol, ..._per_address; the limit
+ * is in base->refusal during the open). Without a core (unit tests), the
+ * adapter's own count is held to limits.max_connections. `listener` is kept
+ * in base->accepting for the open's connection_new. */
 void adapter_base_accept(struct adapter *adapter, evutil_socket_t fd, const struct sockaddr *peer,
-                         int peer_len, struct bufferevent *stream);
+                         int peer_len, struct bufferevent *stream,
+                         const struct config_listener *listener);
 /* adapter_ops.reconfigure: reset every open connection's output watermark,
  * then the adapter's reconfigure for each. */
 void adapter_base_reconfigure(struct adapter *adapter);
@@ -173,7 +189,8 @@ void adapter_base_destroy(struct adapter *adapter);
 
 /* Allocate the adapter's connection struct (`size` zeroed bytes beginning
  * with a struct connection) for an accepted socket: open the transport (TLS
- * over `stream` when the listener made one, else plain TCP over fd),
+ * over `stream` when the listener made one, else plain TCP over fd), then
+ * stack WebSocket on it when base->accepting says `transport: websocket`,
  * link it on the adapter's list, install the base's callbacks and the write
  * watermark and enable writing (the adapter enables reading). The adapter
  * finishes it and frees it in its `free`. NULL (socket closed, nothing

@@ -1,6 +1,6 @@
-/* transport.c -- the transports under the adapters (transport.h); today
- * plain TCP: a socket bufferevent over an accepted, non-blocking socket
- * without Nagle's delay. */
+/* transport.c -- the transports under the adapters (transport.h): plain
+ * TCP (a socket bufferevent over an accepted, non-blocking socket without
+ * Nagle's delay) and what every kind shares; WebSocket is transport_ws.c. */
 #include "transport.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "transport_ws.h"
 
 /* ---- plain TCP ------------------------------------------------------------------ */
 
@@ -55,6 +56,7 @@ int transport_open_tcp(struct transport *transport, struct event_base *base, con
     transport->ops = NULL;
     transport->stream = NULL;
     transport->fd = -1;
+    transport->ws = NULL;
     if (peer && peer_len > 0)
         listener_format_address(peer, transport->peer, sizeof(transport->peer));
     else
@@ -104,6 +106,10 @@ int transport_peer_identity(struct transport *transport, char *out, size_t out_s
 
 void transport_close(struct transport *transport)
 {
+    if (transport->ws) {
+        transport_ws_close(transport); /* the filter, the socket bufferevent under it */
+        return;
+    }
     if (transport->stream)
         bufferevent_free(transport->stream); /* BEV_OPT_CLOSE_ON_FREE: closes the socket */
     transport->stream = NULL;

@@ -7,8 +7,9 @@
  * logs and metrics (transport_name). Kinds: plain TCP (transport_open_tcp:
  * a socket bufferevent) and TLS (transport_open_tls, adapters/
  * transport_tls.c: the bufferevent_openssl over the socket that the
- * listener's handshake made, daemon/tls.h); WebSocket stacks a filter
- * bufferevent on either: the adapter still gets one bufferevent and these
+ * listener's handshake made, daemon/tls.h); WebSocket (transport_ws_stack
+ * in transport_ws.h: a filter bufferevent, framing by wslay) stacks on
+ * either (ws, wss): the adapter still gets one bufferevent and these
  * calls. The peer's certificate identity (mTLS) is asked for through
  * transport_peer_identity, whatever the kind.
  *
@@ -25,6 +26,7 @@ struct bufferevent;
 struct event_base;
 struct sockaddr;
 struct transport;
+struct transport_ws;
 
 /* What differs between transports. Each kind has one static table. */
 struct transport_ops {
@@ -45,6 +47,7 @@ struct transport {
     struct bufferevent *stream;      /* what the adapter reads and writes; owned here */
     evutil_socket_t fd;              /* the socket under the stream; owned by it */
     char peer[64];                   /* "127.0.0.1:5555", or "(unknown)" */
+    struct transport_ws *ws;         /* the WebSocket layer (transport_ws.c); NULL otherwise */
 };
 
 /* Plain TCP: take an accepted socket, write the peer's address into
@@ -63,10 +66,12 @@ int transport_open_tls(struct transport *transport, struct bufferevent *stream, 
 
 /* The user a verified client certificate names (listener's tls.identity)
  * into out: 1 found; 0 none (not TLS, or no verified certificate); -1 a
- * verified certificate that names no acceptable user (reason in out). */
+ * verified certificate that names no acceptable user (reason in out).
+ * Through a WebSocket layer, the TLS transport under it is asked. */
 int transport_peer_identity(struct transport *transport, char *out, size_t out_size);
 
-/* The transport's static name ("tcp", "tls"), "none" when not open. */
+/* The transport's static name ("tcp", "tls", "websocket", "wss"), "none"
+ * when not open. */
 const char *transport_name(const struct transport *transport);
 
 /* See transport_ops.shutdown_write. -1 when not open. */

@@ -87,6 +87,7 @@ int transport_open_tls(struct transport *transport, struct bufferevent *stream, 
     }
     transport->stream = stream;
     transport->fd = fd;
+    transport->ws = NULL; /* transport_ws_stack may stack WebSocket on it (wss) */
     transport->ops = &transport_tls_ops;
     return 0;
 }

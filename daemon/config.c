@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -245,6 +246,11 @@ const struct config_vhost *config_vhost_find(const struct config *config, const 
     return NULL;
 }
 
+bool config_listener_is_websocket(const struct config_listener *listener)
+{
+    return listener->transport != NULL && strcmp(listener->transport, "websocket") == 0;
+}
+
 const struct config_listener *config_listener_find(const struct config *config, const char *name)
 {
     for (size_t i = 0; i < config->listener_count; i++)
@@ -311,7 +317,8 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
                                const void *b_base);
 
 /* Listener lists: names, protocols and every string row of `key->keys`
- * (bind, tls.*). */
+ * (bind, transport, websocket.path, tls.*), websocket.max_message_size and
+ * websocket.origins. */
 static bool config_listeners_equal(const struct config_key *key, const struct config_listener *a,
                                    size_t a_count, const struct config_listener *b, size_t b_count)
 {
@@ -319,10 +326,15 @@ static bool config_listeners_equal(const struct config_key *key, const struct co
         return false;
     for (size_t i = 0; i < a_count; i++) {
         if (!config_strings_equal(a[i].name, b[i].name) ||
-            a[i].protocol_count != b[i].protocol_count)
+            a[i].protocol_count != b[i].protocol_count ||
+            a[i].websocket.max_message_size != b[i].websocket.max_message_size ||
+            a[i].websocket.origin_count != b[i].websocket.origin_count)
             return false;
         for (size_t p = 0; p < a[i].protocol_count; p++)
             if (!config_strings_equal(a[i].protocols[p], b[i].protocols[p]))
+                return false;
+        for (size_t o = 0; o < a[i].websocket.origin_count; o++)
+            if (!config_strings_equal(a[i].websocket.origins[o], b[i].websocket.origins[o]))
                 return false;
         for (size_t k = 0; k < key->key_count; k++)
             if ((key->keys[k].type == CONFIG_TYPE_STRING ||
@@ -434,7 +446,7 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
         if (config_copy_string(from->name, &to->name) < 0 ||
             (to->protocols = calloc(from->protocol_count, sizeof(char *))) == NULL)
             break;
-        size_t k = 0; /* bind, tls.*: every string row */
+        size_t k = 0; /* bind, transport, websocket.path, tls.*: every string row */
         for (; k < key->key_count; k++) {
             const struct config_key *row = &key->keys[k];
             if ((row->type == CONFIG_TYPE_STRING || row->type == CONFIG_TYPE_ADDRESS) &&
@@ -449,6 +461,17 @@ static int config_copy_listeners(const struct config_key *key, const struct conf
                                    &to->protocols[to->protocol_count]) < 0)
                 break;
         if (to->protocol_count < from->protocol_count)
+            break;
+        to->websocket.max_message_size = from->websocket.max_message_size;
+        if (from->websocket.origin_count > 0 &&
+            (to->websocket.origins = calloc(from->websocket.origin_count, sizeof(char *))) == NULL)
+            break;
+        for (; to->websocket.origin_count < from->websocket.origin_count;
+             to->websocket.origin_count++)
+            if (config_copy_string(from->websocket.origins[to->websocket.origin_count],
+                                   &to->websocket.origins[to->websocket.origin_count]) < 0)
+                break;
+        if (to->websocket.origin_count < from->websocket.origin_count)
             break;
     }
     if (done < count) {
@@ -1013,7 +1036,10 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
                            config_describe(node).text);
     size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     if (items == 0)
-        return config_fail(parse, config_line(node), path, "must name at least one protocol");
+        return config_fail(parse, config_line(node), path, "must name at least one %s",
+                           key->count_offset == offsetof(struct config_listener, protocol_count)
+                               ? "protocol"
+                               : "value");
     config_free_names(*names, *count);
     *count = 0;
     *names = calloc(items, sizeof(**names));

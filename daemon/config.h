@@ -56,8 +56,16 @@ struct config_listener {
     char *bind;            /* "host:port", "[v6]:port"; port 0 picks a free port */
     char **protocols;      /* default: { name } */
     size_t protocol_count; /* at least 1 once loaded */
+    char *transport;       /* "tcp" or "websocket"; NULL: tcp */
+    struct {
+        char *path;     /* the upgrade's request path; NULL: "/ws" */
+        char **origins; /* allowed Origin values; none: any origin */
+        size_t origin_count;
+        uint64_t max_message_size; /* bytes; 0: limits.max_frame_size */
+    } websocket;                   /* read when transport is "websocket" */
     /* `tls:` (daemon/tls.c): TLS on this listener when cert is set; NULL
-     * strings are the defaults. Checked (files read) at start by tls.c. */
+     * strings are the defaults. Checked (files read) at start by tls.c.
+     * With `transport: websocket` too, the listener serves wss. */
     struct {
         char *cert;              /* PEM certificate (chain) file */
         char *key;               /* PEM private key file */
@@ -78,6 +86,9 @@ struct config_vhost {
     char *name;         /* the key under `vhosts`: "/", "shop" */
     char *topic_prefix; /* resolved at load, never NULL once loaded */
 };
+
+/* Is the listener's transport WebSocket (transport: websocket)? */
+bool config_listener_is_websocket(const struct config_listener *listener);
 
 /* A former spelling of a section key, still accepted: "limits.heartbeat_min"
  * (a dotted path from the file's root) sets the section's "heartbeat_min".
@@ -167,15 +178,21 @@ struct config {
     } workers;
 
     struct {
-        uint64_t max_frame_size;             /* bytes, default 1MiB */
-        uint64_t max_message_size;           /* bytes, default 1MiB */
-        uint32_t max_headers;                /* default 64 */
-        uint32_t max_connections;            /* default 10000 */
-        uint32_t max_unconfirmed;            /* default 1000 */
-        uint64_t heartbeat_ms;               /* default 10s */
-        uint64_t protocol_detect_timeout_ms; /* shared listener: wait for first bytes, 10s */
-        uint32_t protocol_detect_bytes;      /* shared listener: most bytes peeked, 256 */
-        uint64_t tls_handshake_timeout_ms;   /* TLS listener: handshake deadline, 10s */
+        uint64_t max_frame_size;              /* bytes, default 1MiB */
+        uint64_t max_message_size;            /* bytes, default 1MiB */
+        uint32_t max_headers;                 /* default 64 */
+        uint32_t max_connections;             /* default 10000 */
+        uint32_t max_unconfirmed;             /* default 1000 */
+        uint64_t heartbeat_ms;                /* default 10s */
+        uint64_t protocol_detect_timeout_ms;  /* shared listener: wait for first bytes, 10s */
+        uint32_t protocol_detect_bytes;       /* shared listener: most bytes peeked, 256 */
+        uint64_t tls_handshake_timeout_ms;    /* TLS listener: handshake deadline, 10s */
+        uint64_t handshake_timeout_ms;        /* WebSocket upgrade, STOMP CONNECT, AMQP open: 10s */
+        uint32_t max_subscriptions;           /* per connection (AMQP: links), default 1024 */
+        uint32_t max_connections_per_address; /* default 0: no limit */
+        uint32_t max_connections_per_user;    /* default 0: no limit */
+        uint32_t max_auth_failures_per_minute; /* per source address, default 10; 0: off */
+        uint64_t auth_failure_delay_ms;        /* before refusing a throttled login, 1s */
     } limits;
 
     struct {

@@ -392,6 +392,49 @@ int config_check_name(const char *value, char *reason, size_t reason_size)
     return 0;
 }
 
+/* A listener's transport: "tcp" or "websocket". */
+static int config_check_transport(const char *value, char *reason, size_t reason_size)
+{
+    if (strcmp(value, "tcp") == 0 || strcmp(value, "websocket") == 0)
+        return 0;
+    snprintf(reason, reason_size, "%s is not a transport (tcp or websocket)",
+             config_quote(value).text);
+    return -1;
+}
+
+/* An HTTP request path: '/' then printable ASCII without spaces, '?' or '#'. */
+static int config_check_http_path(const char *value, char *reason, size_t reason_size)
+{
+    bool ok = value[0] == '/';
+    for (const char *p = value; ok && *p; p++)
+        ok = *p > ' ' && *p < 0x7f && *p != '?' && *p != '#';
+    if (ok)
+        return 0;
+    snprintf(reason, reason_size,
+             "%s is not a request path ('/' then printable characters, no spaces, '?' or '#')",
+             config_quote(value).text);
+    return -1;
+}
+
+/* A browser Origin: "http://host[:port]" or "https://host[:port]", no path. */
+static int config_check_origin(const char *value, char *reason, size_t reason_size)
+{
+    const char *host = NULL;
+    if (strncmp(value, "http://", 7) == 0)
+        host = value + 7;
+    else if (strncmp(value, "https://", 8) == 0)
+        host = value + 8;
+    bool ok = host != NULL && *host != '\0';
+    for (const char *p = host; ok && *p; p++)
+        ok = *p > ' ' && *p < 0x7f && *p != '/' && *p != '?' && *p != '#';
+    if (ok)
+        return 0;
+    snprintf(reason, reason_size,
+             "%s is not an origin (http://HOST[:PORT] or https://HOST[:PORT], no path)",
+             config_quote(value).text);
+    return -1;
+}
+
 /* A crypt(3) string or a RabbitMQ base64 salted SHA-256/512 hash
  * (password.h). The value is never echoed: it is a secret's hash. */
 static int config_check_password_hash(const char *value, char *reason, size_t reason_size)
@@ -468,6 +511,63 @@ static const struct config_key listener_keys[] = {
             "hands it to the protocol they belong to; a connection that matches none is "
             "closed and counted in `kbridge_protocol_detect_failures_total`. `http` (the "
             "operations endpoint) cannot share a listener.",
+    },
+    {
+        .name = "transport",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, transport),
+        .min = 1,
+        .max = 16,
+        .default_doc = "`tcp`",
+        .check = config_check_transport,
+        .description =
+            "What carries the protocol: `tcp` (plain TCP) or `websocket` (STOMP over "
+            "WebSocket, as RabbitMQ's Web-STOMP: the client upgrades an HTTP request for "
+            "`websocket.path` with one of the subprotocols `v10.stomp`, `v11.stomp`, "
+            "`v12.stomp`; every WebSocket message carries STOMP bytes). A WebSocket listener "
+            "serves exactly one protocol; the upgrade must complete within "
+            "`limits.handshake_timeout`. With `tls.cert` as well the WebSocket runs over "
+            "TLS (wss://; the TLS handshake first, within `limits.tls_handshake_timeout`). "
+            "See docs/stomp.md, \"STOMP over WebSocket\".",
+    },
+    {
+        .name = "websocket.path",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_listener, websocket.path),
+        .min = 1,
+        .max = 255,
+        .default_doc = "`/ws`",
+        .check = config_check_http_path,
+        .description = "`transport: websocket`: the path the upgrade request must ask for "
+                       "(`ws://host:15674/ws`); another path gets HTTP 404.",
+    },
+    {
+        .name = "websocket.origins",
+        .type = CONFIG_TYPE_NAMES,
+        .offset = offsetof(struct config_listener, websocket.origins),
+        .count_offset = offsetof(struct config_listener, websocket.origin_count),
+        .min = 1,
+        .max = 255,
+        .default_doc = "none: any origin",
+        .check = config_check_origin,
+        .description =
+            "`transport: websocket`: the browser origins allowed to connect, e.g. "
+            "`[\"https://app.example.com\"]` (compared without regard to case). An upgrade "
+            "whose `Origin` header is not listed gets HTTP 403; one without an `Origin` header "
+            "(not a browser) is allowed. Without the key every origin is allowed, as "
+            "RabbitMQ's Web-STOMP does: list yours, or any page a user opens may reach the "
+            "broker with the user's network position.",
+    },
+    {
+        .name = "websocket.max_message_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config_listener, websocket.max_message_size),
+        .min = CONFIG_KIB,
+        .max = CONFIG_GIB,
+        .default_doc = "`limits.max_frame_size`",
+        .description = "`transport: websocket`: the largest WebSocket message accepted from a "
+                       "client (all fragments together); a larger one gets a close frame with "
+                       "status 1009 (message too big) and the connection ends.",
     },
     {
         .name = "tls.cert",
@@ -1029,7 +1129,72 @@ const struct config_key config_keys[] = {
         .min = 1,
         .max = 1000000,
         .default_value = "10000",
-        .description = "Most client connections open at once; further ones are refused.",
+        .description = "Most client connections open at once, every protocol and listener "
+                       "together; further ones get their protocol's error naming the limit and "
+                       "are counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections\"}`.",
+    },
+    {
+        .name = "limits.max_subscriptions",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_subscriptions),
+        .min = 1,
+        .max = 100000,
+        .default_value = "1024",
+        .description = "Most subscriptions one STOMP connection holds (temporary queues "
+                       "count), and most links (both directions) on one AMQP connection; one "
+                       "more gets an error naming the limit (STOMP ERROR \"too many "
+                       "subscriptions\", AMQP attach refused with "
+                       "amqp:resource-limit-exceeded). Unacked deliveries per subscription are "
+                       "bounded by its prefetch (STOMP) or link credit (AMQP).",
+    },
+    {
+        .name = "limits.max_connections_per_address",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_connections_per_address),
+        .max = 1000000,
+        .default_value = "0",
+        .description = "Most client connections open at once from one source address (its IP, "
+                       "every protocol and listener together); 0: no limit. A connection over "
+                       "it gets its protocol's error naming the limit (STOMP ERROR, AMQP "
+                       "amqp:resource-limit-exceeded) and is counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections_per_address\"}`. "
+                       "Mind clients behind one NAT address.",
+    },
+    {
+        .name = "limits.max_connections_per_user",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_connections_per_user),
+        .max = 1000000,
+        .default_value = "0",
+        .description = "Most logged-in connections of one user (anonymous ones count as the "
+                       "user `anonymous`), every protocol together; 0: no limit. One more login "
+                       "gets its protocol's error naming the limit and is counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_connections_per_user\"}`.",
+    },
+    {
+        .name = "limits.max_auth_failures_per_minute",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_auth_failures_per_minute),
+        .max = 1000000,
+        .default_value = "10",
+        .description = "Failed logins from one source address in a minute after which its "
+                       "next logins are not checked at all: each is refused, after "
+                       "`limits.auth_failure_delay`, with an error naming this limit, until a "
+                       "minute has passed since the first failure (counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_auth_failures_per_minute\"}`). "
+                       "0: off. STOMP logins and AMQP SASL logins count alike (AMQP's SASL "
+                       "outcome carries no text: the refusal's reason is in kbridged's log).",
+    },
+    {
+        .name = "limits.auth_failure_delay",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.auth_failure_delay_ms),
+        .max = 60 * CONFIG_SECOND_MS,
+        .default_value = "1s",
+        .description = "How long a login refused by `limits.max_auth_failures_per_minute` "
+                       "waits before its refusal is sent (slows a password-guessing client "
+                       "without holding a worker thread).",
     },
     {
         .name = "limits.max_unconfirmed",
@@ -1092,6 +1257,17 @@ const struct config_key config_keys[] = {
                        "whose first bytes still match none is closed. AMQP needs 8; STOMP "
                        "needs `CONNECT` or `STOMP` and an end of line after any leading blank "
                        "lines.",
+    },
+    {
+        .name = "limits.handshake_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, limits.handshake_timeout_ms),
+        .min = 100,
+        .max = 30 * CONFIG_SECOND_MS,
+        .default_value = "10s",
+        .description = "How long a new connection may take to finish its handshakes: the "
+                       "WebSocket upgrade request, then STOMP's CONNECT (the whole login) or "
+                       "AMQP's protocol headers, SASL and open. It is closed after.",
     },
     {
         .name = "log.level",

@@ -35,6 +35,7 @@ static void core_free_parts(struct core *core)
         core->topic_engine->ops->free(core->topic_engine);
     definitions_store_free(core->definitions);
     stats_table_clear(&core->stats); /* the series stay with the registry */
+    core_limits_free(core);
     request_reply_free(core->request_reply);
     free(core);
 }
@@ -84,7 +85,7 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
                         "to its alternate-exchange instead.",
                         NULL);
     if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
-        !core->unroutable || !core->alternate_routed) {
+        !core->unroutable || !core->alternate_routed || core_limits_init(core) < 0) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;

@@ -122,6 +122,36 @@ struct core_auth *core_authenticate_start(struct core *core, const char *login,
  * finish on its thread; its result is dropped. NULL is fine. */
 void core_authenticate_cancel(struct core_auth *auth);
 
+/* The same, for a client at `peer` ("127.0.0.1:5555"): failed logins are
+ * counted per source address, and once limits.max_auth_failures_per_minute
+ * failed in the last minute, the next attempts from that address are not
+ * checked: `done` gets CORE_ERR_ACCESS after limits.auth_failure_delay with
+ * a reason naming the limit (core_auth_throttled). */
+struct core_auth *core_authenticate_start_from(struct core *core, const char *peer,
+                                               const char *login, const char *passcode,
+                                               core_auth_fn done, void *opaque);
+
+/* ---- limits across protocols (core_limits.c) ---------------------------------- */
+
+/* Admit a new client connection from `peer` ("127.0.0.1:5555"; its host is
+ * what limits.max_connections_per_address counts): NULL when admitted (it
+ * is counted until core_connection_release, which the caller must call
+ * once), else the key of the limit it is over ("limits.max_connections",
+ * static) with the limit's value in *limit_value. Refusals are counted in
+ * kbridge_limit_refusals_total{limit=...}. */
+const char *core_connection_admit(struct core *core, const char *peer, uint32_t *limit_value);
+void core_connection_release(struct core *core, const char *peer);
+/* Connections admitted and not released. */
+uint64_t core_connection_count(const struct core *core);
+/* May `user` open one more session (limits.max_connections_per_user; the
+ * sessions counted are those between core_session_new and
+ * core_session_close, every protocol)? NULL, or the limit's key with its
+ * value in *limit_value (counted as a refusal). */
+const char *core_session_admit(struct core *core, const char *user, uint32_t *limit_value);
+/* Has `peer`'s address failed limits.max_auth_failures_per_minute logins in
+ * the last minute? NULL, or the limit's key with its value (counted). */
+const char *core_auth_throttled(struct core *core, const char *peer, uint32_t *limit_value);
+
 /* A client connection's context: `user` (authenticated), `client_id` (may be
  * NULL), `protocol` ("stomp"), `peer` ("127.0.0.1:5555"). NULL on failure. */
 struct core_session *core_session_new(struct core *core, const char *protocol, const char *user,

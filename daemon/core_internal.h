@@ -28,6 +28,31 @@ struct core_definitions_op;
 struct core_exclusive;
 struct core_exchange_op;
 
+/* The limits across protocols (core_limits.c). */
+enum core_limit {
+    CORE_LIMIT_CONNECTIONS,
+    CORE_LIMIT_PER_ADDRESS,
+    CORE_LIMIT_PER_USER,
+    CORE_LIMIT_AUTH_FAILURES,
+    CORE_LIMIT_COUNT,
+};
+
+struct core_limits_state {
+    uint64_t connections;      /* admitted and not released, all protocols */
+    struct u64_map by_address; /* host -> struct core_limit_entry (connections, failures) */
+    struct u64_map by_user;    /* user -> struct core_limit_entry (sessions) */
+    uint64_t *refusals[CORE_LIMIT_COUNT]; /* kbridge_limit_refusals_total{limit=...} */
+};
+
+/* Register the limits' metrics (0, or -1 out of memory) / free their maps. */
+int core_limits_init(struct core *core);
+void core_limits_free(struct core *core);
+/* A session of `user` was opened / closed (core_session_new / _close). */
+void core_limits_session_opened(struct core *core, const char *user);
+void core_limits_session_closed(struct core *core, const char *user);
+/* A login from `peer` failed (core_auth_done). */
+void core_limits_auth_failed(struct core *core, const char *peer);
+
 struct core {
     struct event_base *base;
     struct config *const *config;
@@ -56,6 +81,7 @@ struct core {
     struct core_publish_pending *local_confirms;
     struct core_publish_pending *local_confirms_tail;
     struct event *local_confirm_event;
+    struct core_limits_state limits;
 };
 
 struct core_session {

@@ -4,6 +4,7 @@
  * per user, each session caching its decisions per destination name until a
  * reload), and the revocation of sessions a reload no longer allows. */
 #include <errno.h>
+#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,8 +81,11 @@ struct core_auth {
     bool match;     /* worker: the passcode hashes to `setting` */
     bool failed;    /* worker: out of memory */
     char *login;
-    char *passcode; /* wiped after the hash */
-    char *setting;  /* the user's hash, or CORE_DUMMY_SETTING */
+    char *passcode;         /* wiped after the hash */
+    char *setting;          /* the user's hash, or CORE_DUMMY_SETTING */
+    char *peer;             /* core_authenticate_start_from: failures counted per address */
+    struct event *throttle; /* throttled: answers CORE_ERR_ACCESS when it fires */
+    char reason[160];       /* throttled: the answer's reason */
 };
 
 static void core_auth_free(struct core_auth *auth)
@@ -92,6 +96,9 @@ static void core_auth_free(struct core_auth *auth)
     }
     free(auth->login);
     free(auth->setting);
+    free(auth->peer);
+    if (auth->throttle)
+        event_free(auth->throttle);
     free(auth);
 }
 
@@ -143,8 +150,10 @@ static void core_auth_done(void *arg, bool cancelled)
             reason = "bad login or passcode";
         }
     }
-    if (result == CORE_ERR_ACCESS)
+    if (result == CORE_ERR_ACCESS) {
         (*core->auth_failures)++;
+        core_limits_auth_failed(core, auth->peer);
+    }
     auth->done(auth->opaque, result, user, reason);
     core_auth_free(auth);
 }
@@ -183,10 +192,59 @@ struct core_auth *core_authenticate_start(struct core *core, const char *login,
     return auth;
 }
 
+/* A throttled attempt's delay is over: refuse it, unchecked. */
+static void core_auth_on_throttle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core_auth *auth = arg;
+    (*auth->core->auth_failures)++;
+    auth->done(auth->opaque, CORE_ERR_ACCESS, NULL, auth->reason);
+    core_auth_free(auth);
+}
+
+struct core_auth *core_authenticate_start_from(struct core *core, const char *peer,
+                                               const char *login, const char *passcode,
+                                               core_auth_fn done, void *opaque)
+{
+    uint32_t most = 0;
+    const char *limit = core_auth_throttled(core, peer, &most);
+    if (!limit) {
+        struct core_auth *auth = core_authenticate_start(core, login, passcode, done, opaque);
+        if (auth && peer && !(auth->peer = strdup(peer))) {
+            core_authenticate_cancel(auth);
+            return NULL;
+        }
+        return auth;
+    }
+    struct core_auth *auth = calloc(1, sizeof(*auth));
+    if (!auth)
+        return NULL;
+    auth->core = core;
+    auth->done = done;
+    auth->opaque = opaque;
+    snprintf(auth->reason, sizeof(auth->reason),
+             "too many failed logins from this address: %u in the last minute (%s); try again "
+             "later",
+             most, limit);
+    uint64_t ms = core_config(core)->limits.auth_failure_delay_ms;
+    struct timeval delay = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    auth->throttle = evtimer_new(core->base, core_auth_on_throttle, auth);
+    if (!auth->throttle || evtimer_add(auth->throttle, &delay) < 0) {
+        core_auth_free(auth);
+        return NULL;
+    }
+    return auth;
+}
+
 void core_authenticate_cancel(struct core_auth *auth)
 {
     if (!auth)
         return;
+    if (auth->throttle) { /* no job: nothing else will free it */
+        core_auth_free(auth);
+        return;
+    }
     auth->done = NULL;        /* the completion frees it */
     worker_cancel(auth->job); /* not hashed when not started yet */
 }
@@ -338,6 +396,7 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     if (core->sessions)
         core->sessions->prev = session;
     core->sessions = session;
+    core_limits_session_opened(core, session->user);
     return session;
 }
 
@@ -363,6 +422,7 @@ void core_session_close(struct core_session *session)
     if (session->next)
         session->next->prev = session->prev;
     core_acl_cache_clear(session);
+    core_limits_session_closed(core, session->user);
     free(session->password_hash);
     free(session->protocol);
     free(session->user);

@@ -312,6 +312,30 @@ static int field_arguments(const json_t *object, json_t **out, char *err, size_t
     return 0;
 }
 
+/* `text` (a name from a record or an export: anyone's bytes) as it may
+ * appear in a one-line message: at most 160 bytes, control characters and
+ * DEL as \xNN, "..." when cut. Returns out. */
+struct shown {
+    char text[160 * 4 + 4];
+};
+
+static struct shown shown(const char *text)
+{
+    struct shown out;
+    size_t n = 0, i = 0;
+    for (; text[i] && i < 160; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(out.text + n, sizeof(out.text) - n, "\\x%02x", c);
+        else
+            out.text[n++] = (char)c;
+    }
+    if (text[i])
+        n += (size_t)snprintf(out.text + n, sizeof(out.text) - n, "...");
+    out.text[n] = '\0';
+    return out;
+}
+
 static int exchange_from_json(const json_t *object, struct exchange_spec *spec, char *err,
                               size_t err_size)
 {
@@ -333,7 +357,7 @@ static int exchange_from_json(const json_t *object, struct exchange_spec *spec, 
         snprintf(err, err_size,
                  "exchange '%s': type '%s' is not supported (direct, fanout, "
                  "topic or headers)",
-                 spec->name, type);
+                 shown(spec->name).text, shown(type).text);
         return -1;
     }
     return 0;
@@ -381,7 +405,8 @@ static int binding_from_json(const json_t *object, struct binding_spec *spec, ch
     } else if (strcmp(kind, "exchange") == 0) {
         spec->destination_kind = BINDING_TO_EXCHANGE;
     } else {
-        snprintf(err, err_size, "'destination_type' must be queue or exchange, not '%s'", kind);
+        snprintf(err, err_size, "'destination_type' must be queue or exchange, not '%s'",
+                 shown(kind).text);
         return -1;
     }
     return 0;
@@ -480,7 +505,8 @@ int definitions_record_apply(struct definitions *definitions, const char *key, s
     json_error_t error;
     json_t *object = json_loadb(value, value_len, 0, &error);
     if (!object) {
-        snprintf(err, err_size, "the value is not JSON: %s (at %d)", error.text, error.position);
+        snprintf(err, err_size, "the value is not JSON: %s (at %d)", shown(error.text).text,
+                 error.position);
         rc = -1;
         goto done;
     }
@@ -569,7 +595,7 @@ int definitions_import_json(const char *text, size_t len, struct definitions_imp
     json_error_t error;
     json_t *root = json_loadb(text, len, 0, &error);
     if (!root) {
-        snprintf(err, err_size, "line %d: %s", error.line, error.text);
+        snprintf(err, err_size, "line %d: %s", error.line, shown(error.text).text);
         return -1;
     }
     int rc = -1;

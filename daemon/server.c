@@ -51,6 +51,9 @@ struct server_listener {
     struct protocol_detector *detector;    /* when serve_count > 1, plain TCP */
     struct tls_context *tls;               /* listeners.NAME.tls; NULL: plain TCP */
     struct tls_acceptor *tls_acceptor;     /* with tls: handshakes (and detection) */
+    /* Its entry in the config in force (listeners are restart-only: a
+     * reload keeps them, at new addresses): see server_reload. */
+    const struct config_listener *config;
 };
 
 struct server {
@@ -128,6 +131,15 @@ int server_check_listeners(const struct config *config, const struct adapter_reg
         const struct config_listener *listener = &config->listeners[i];
         bool defaulted =
             listener->protocol_count == 1 && strcmp(listener->protocols[0], listener->name) == 0;
+        if (config_listener_is_websocket(listener) &&
+            (listener->protocol_count != 1 || server_is_ops(listener->protocols[0]))) {
+            snprintf(err, err_size,
+                     "listeners.%s.transport: a websocket listener serves exactly one client "
+                     "protocol (it lists %zu%s)",
+                     listener->name, listener->protocol_count,
+                     server_is_ops(listener->protocols[0]) ? ", the operations endpoint" : "");
+            return -1;
+        }
         for (size_t p = 0; p < listener->protocol_count; p++) {
             const char *protocol = listener->protocols[p];
             char key[160];
@@ -195,7 +207,7 @@ static void server_hand_over_stream(void *opaque, size_t index, evutil_socket_t 
         server_refuse(entry->server, fd, peer, "draining for shutdown");
         return;
     }
-    target->ops->accept(target->adapter, fd, peer, peer_len, stream);
+    target->ops->accept(target->adapter, fd, peer, peer_len, stream, entry->config);
 }
 
 static void server_hand_over(void *opaque, size_t index, evutil_socket_t fd,
@@ -249,6 +261,7 @@ static int server_listen(struct server *server, const struct config_listener *li
     struct server_listener *entry = &server->listeners[server->listener_count];
     size_t count = listener_config->protocol_count;
     entry->server = server;
+    entry->config = listener_config;
     entry->serves = calloc(count, sizeof(*entry->serves));
     entry->candidates = calloc(count, sizeof(*entry->candidates));
     if (!entry->serves || !entry->candidates) {
@@ -305,6 +318,10 @@ static int server_listen(struct server *server, const struct config_listener *li
     if (count > 1)
         log_info("server", "listener %s listening on %s (%s, by first bytes%s)",
                  listener_config->name, listener_address(entry->listener), protocols, tls_note);
+    else if (config_listener_is_websocket(listener_config))
+        log_info("server", "listener %s listening on %s (%s)", listener_config->name,
+                 listener_address(entry->listener),
+                 entry->tls ? "WebSocket over TLS: wss" : "WebSocket");
     else
         log_info("server", "listener %s listening on %s%s", listener_config->name,
                  listener_address(entry->listener), entry->tls ? " (TLS)" : "");
@@ -426,6 +443,9 @@ static void server_reload(struct server *server)
     server_reload_tls(server);
     struct config *old = server->config;
     server->config = fresh;
+    for (size_t i = 0; i < server->listener_count; i++) /* the same listeners, in fresh */
+        server->listeners[i].config =
+            config_listener_find(fresh, listener_name(server->listeners[i].listener));
     kafka_set_config(server->kafka, fresh);
     core_reconfigure(server->core);
     for (size_t i = 0; i < server->registry->count; i++)

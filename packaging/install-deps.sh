@@ -7,9 +7,9 @@ set -eu
 
 BUILD="build-essential autoconf automake libtool pkg-config librdkafka-dev \
 libevent-dev libqpid-proton11-dev libyaml-dev libjansson-dev librabbitmq-dev libssl-dev libsystemd-dev libcrypt-dev \
-libjemalloc-dev check"
+libjemalloc-dev libwslay-dev check"
 TEST="python3 python3-pytest python3-yaml python3-stomp python3-qpid-proton \
-python3-confluent-kafka kcat ruby-stomp valgrind clang libclang-rt-14-dev clang-format openssl"
+python3-confluent-kafka kcat ruby-stomp valgrind clang libclang-rt-14-dev clang-format openssl chromium"
 
 packages="$BUILD"
 case "${1:-}" in
@@ -43,7 +43,7 @@ fi
 # The Node.js test clients (version pinned in package.json), from npm's registry.
 if [ "${1:-}" = "--test" ]; then
     clients="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/clients"
-    if [ ! -d "$clients/node_modules/rhea" ]; then
+    if [ ! -d "$clients/node_modules/rhea" ] || [ ! -d "$clients/node_modules/@stomp/stompjs" ]; then
         echo "install-deps.sh: npm install in $clients"
         (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
     fi

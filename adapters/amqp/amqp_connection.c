@@ -132,8 +132,9 @@ static int amqp_connection_check_credentials(void *opaque, const char *mechanism
     }
     snprintf(connection->auth_mechanism, sizeof(connection->auth_mechanism), "%s", mechanism);
     snprintf(connection->auth_login, sizeof(connection->auth_login), "%s", login ? login : "");
-    connection->auth = core_authenticate_start(adapter->base.context.core, login, password,
-                                               amqp_connection_checked, connection);
+    connection->auth =
+        core_authenticate_start_from(adapter->base.context.core, connection->base.peer, login,
+                                     password, amqp_connection_checked, connection);
     if (!connection->auth) {
         amqp_adapter_count_error(adapter, AMQP_KIND_INTERNAL);
         snprintf(reason, reason_size, "out of memory checking the credentials");
@@ -386,7 +387,7 @@ static void amqp_connection_run(struct amqp_connection *connection)
     }
 }
 
-/* No open within AMQP_OPEN_TIMEOUT_MS (a client stuck in or before SASL):
+/* No open within limits.handshake_timeout (a client stuck in or before SASL):
  * there is nobody to send a close to, drop the socket. */
 static void amqp_connection_on_open_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -396,8 +397,10 @@ static void amqp_connection_on_open_timer(evutil_socket_t fd, short what, void *
     if (connection->session || connection->base.disused)
         return;
     amqp_adapter_count_error(connection->adapter, AMQP_KIND_LIMIT);
-    log_info("amqp", "%s: no AMQP open within %d s; closing", connection->base.peer,
-             AMQP_OPEN_TIMEOUT_MS / 1000);
+    log_info("amqp", "%s: no AMQP open within limits.handshake_timeout (%llu ms); closing",
+             connection->base.peer,
+             (unsigned long long)adapter_base_config(&connection->adapter->base)
+                 ->limits.handshake_timeout_ms);
     connection->base.close_reason = "no open in time";
     amqp_connection_finish(connection);
 }
@@ -552,6 +555,8 @@ static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socke
         return;
     connection->adapter = (struct amqp_adapter *)adapter_base;
     connection->refused = refuse;
+    connection->refused_limit = adapter_base->refusal;
+    connection->refused_value = adapter_base->refusal_value;
     connection->process_event = event_new(base, -1, 0, amqp_connection_on_process, connection);
     connection->tick_timer = evtimer_new(base, amqp_connection_on_tick, connection);
     connection->open_timer = evtimer_new(base, amqp_connection_on_open_timer, connection);
@@ -566,8 +571,10 @@ static void amqp_connection_open(struct adapter_base *adapter_base, evutil_socke
     }
     bufferevent_enable(connection->base.transport.stream, EV_READ);
     log_info("amqp", "%s: connection opened (%s)%s", connection->base.peer,
-             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
-    struct timeval open_timeout = {AMQP_OPEN_TIMEOUT_MS / 1000, 0};
+             transport_name(&connection->base.transport),
+             refuse ? " (over a connection limit)" : "");
+    uint64_t open_ms = adapter_base_config(adapter_base)->limits.handshake_timeout_ms;
+    struct timeval open_timeout = {(time_t)(open_ms / 1000), (suseconds_t)(open_ms % 1000) * 1000};
     evtimer_add(connection->open_timer, &open_timeout);
     amqp_connection_run(connection);
 }

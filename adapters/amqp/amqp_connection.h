@@ -28,12 +28,10 @@ struct event;
 struct sockaddr;
 
 /* Named limits and timings (see amqp_connection.c and docs/amqp.md). */
-#define AMQP_MAX_LINKS 1024         /* per connection, both directions */
 #define AMQP_MAX_SESSIONS 256       /* per connection (channel-max) */
 #define AMQP_IN_CREDIT_WINDOW 500   /* credit granted per sending link, at most */
 #define AMQP_OUT_PREFETCH_MAX 10000 /* unsettled deliveries per receiving link, at most */
 #define AMQP_DRAIN_QUIET_MS 200     /* drain ends after this long without a delivery */
-#define AMQP_OPEN_TIMEOUT_MS 30000  /* SASL and open must be done within this */
 #define AMQP_MESSAGE_OVERHEAD 65536 /* encoded sections allowed beyond max_message_size */
 
 /* A link the client attached. `outgoing`: kbridge sends on it (the client
@@ -78,12 +76,14 @@ struct amqp_connection {
 
     pn_connection_driver_t driver;
     bool driver_ok;
-    bool refused;        /* over max_connections: open, close with resource-limit-exceeded */
-    bool header_checked; /* the first 5 bytes are not the TLS protocol header (id 2) */
-    bool output_blocked; /* deliveries blocked: output above the high mark */
+    bool refused; /* over a connection limit: open, close with resource-limit-exceeded */
+    const char *refused_limit;   /* that limit's key ("limits.max_connections"), static */
+    uint32_t refused_value;      /* and its value */
+    bool header_checked;         /* the first 5 bytes are not the TLS protocol header (id 2) */
+    bool output_blocked;         /* deliveries blocked: output above the high mark */
     struct event *process_event; /* zero-timeout: run proton and flush */
     struct event *tick_timer;    /* proton's idle-timeout deadline */
-    struct event *open_timer;    /* AMQP_OPEN_TIMEOUT_MS until the client's open */
+    struct event *open_timer;    /* limits.handshake_timeout until the client's open */
 
     struct core_auth *auth; /* SASL PLAIN/ANONYMOUS check on its way (core_authenticate_start) */
     char auth_mechanism[16];

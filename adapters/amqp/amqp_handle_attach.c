@@ -16,6 +16,7 @@
 
 #include "amqp_address.h"
 #include "amqp_connection.h"
+#include "config.h"
 #include "core.h"
 #include "log.h"
 
@@ -315,9 +316,12 @@ void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)
                          "the server is shutting down");
         return;
     }
-    if (connection->link_count >= AMQP_MAX_LINKS) {
+    uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
+    if (connection->link_count >= most) {
         amqp_link_refuse(connection, link, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
-                         "too many links on this connection (at most %d)", AMQP_MAX_LINKS);
+                         "too many links on this connection (at most %u: "
+                         "limits.max_subscriptions)",
+                         most);
         return;
     }
     if (pn_link_is_sender(link))

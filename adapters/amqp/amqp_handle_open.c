@@ -63,11 +63,16 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
     if (connection->refused) {
         amqp_adapter_count_error(adapter, AMQP_KIND_LIMIT);
         char description[256];
+        const char *limit =
+            connection->refused_limit ? connection->refused_limit : "limits.max_connections";
         snprintf(description, sizeof(description),
-                 "too many connections: this server already has %u AMQP connections open "
-                 "(limits.max_connections); try again later",
-                 config->limits.max_connections);
-        connection->base.close_reason = "over max_connections";
+                 "too many connections: this server has %u connections open already (%s%s); "
+                 "try again later",
+                 connection->refused_value, limit,
+                 strcmp(limit, "limits.max_connections_per_address") == 0
+                     ? ", from this address"
+                     : ", every protocol together");
+        connection->base.close_reason = "over a connection limit";
         amqp_connection_close(connection, "amqp:resource-limit-exceeded", description);
         return;
     }
@@ -97,6 +102,19 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
     const char *container = pn_connection_remote_container(pc);
     snprintf(connection->container_id, sizeof(connection->container_id), "%s",
              container ? container : "");
+    uint32_t most = 0;
+    const char *limit = core_session_admit(adapter->base.context.core, connection->user, &most);
+    if (limit) {
+        char description[256];
+        snprintf(description, sizeof(description),
+                 "too many connections: user '%s' has %u connections open already (%s, every "
+                 "protocol together)",
+                 connection->user, most, limit);
+        amqp_adapter_count_error(adapter, AMQP_KIND_LIMIT);
+        connection->base.close_reason = "over limits.max_connections_per_user";
+        amqp_connection_close(connection, "amqp:resource-limit-exceeded", description);
+        return;
+    }
     connection->session = core_session_new(
         adapter->base.context.core, "amqp", connection->user,
         connection->container_id[0] ? connection->container_id : NULL, connection->base.peer);

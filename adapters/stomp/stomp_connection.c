@@ -12,7 +12,7 @@
  *  - CONNECTING: no core session, no subscriptions, so nothing can be
  *    delivered. Frames are capped at STOMP_PREAUTH_MAX_FRAME (64 KiB, or
  *    max_frame_size if smaller) and CONNECT must arrive within
- *    STOMP_CONNECT_TIMEOUT_MS (30 s). Anything but CONNECT/STOMP is answered
+ *    limits.handshake_timeout (10 s). Anything but CONNECT/STOMP is answered
  *    with ERROR "expected CONNECT".
  *  - CONNECTED: frames go to stomp_dispatch(); deliveries go out as MESSAGE.
  *    After DISCONNECT nothing more is read and deliveries are blocked; the
@@ -653,16 +653,19 @@ static void stomp_connection_open(struct adapter_base *adapter_base, evutil_sock
     }
     connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
     log_info("stomp", "%s: connection opened (%s)%s", connection->base.peer,
-             transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");
+             transport_name(&connection->base.transport),
+             refuse ? " (over a connection limit)" : "");
 
     if (refuse) {
         connection->refused = true;
         struct stomp_error error;
         stomp_fail_as(&error, STOMP_KIND_LIMIT, "Bad CONNECT", "too many connections",
-                      "The server already has %u STOMP connections open "
-                      "(limits.max_connections). Try again later or ask the operator to raise "
-                      "the limit.",
-                      stomp_connection_config(connection)->limits.max_connections);
+                      "The server has %u connections open already (%s%s). Try again later "
+                      "or ask the operator to raise the limit.",
+                      adapter_base->refusal_value, adapter_base->refusal,
+                      strcmp(adapter_base->refusal, "limits.max_connections_per_address") == 0
+                          ? ", from this address"
+                          : ", every protocol together");
         stomp_send_error(connection, &error, NULL);
         return;
     }

@@ -32,9 +32,7 @@ struct sockaddr;
 /* Named thresholds (see the comment at the top of stomp_connection.c). */
 #define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
 #define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
-#define STOMP_CONNECT_TIMEOUT_MS 30000      /* CONNECT must arrive within this */
 #define STOMP_BUSY_RETRY_MS 50              /* retry a SEND refused with CORE_ERR_BUSY */
-#define STOMP_MAX_SUBSCRIPTIONS 1024        /* per connection */
 #define STOMP_DEFAULT_PREFETCH 1000         /* when SUBSCRIBE names none */
 
 enum stomp_state {
@@ -222,7 +220,7 @@ void stomp_subscription_forget(struct stomp_subscription *subscription,
 
 /* ---- heart-beating (stomp_heartbeat.c) ----------------------------------------------- */
 
-/* Arm the CONNECT timeout (STOMP_CONNECT_TIMEOUT_MS). 0, or -1 on failure. */
+/* Arm the CONNECT timeout (limits.handshake_timeout). 0, or -1 on failure. */
 int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection);
 /* Negotiate from the CONNECT heart-beat header (NULL: "0,0") and
  * limits.heartbeat_ms; writes our answer ("sx,sy") into reply. 0, or -1 when

@@ -46,6 +46,13 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
     if (!(connection->user = strdup(user)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
+    uint32_t most = 0;
+    const char *limit = core_session_admit(adapter->base.context.core, user, &most);
+    if (limit)
+        return stomp_fail_as(error, STOMP_KIND_LIMIT, "Bad CONNECT", "too many connections",
+                             "User '%s' has %u connections open already (%s, every protocol "
+                             "together). Close one, or ask the operator to raise the limit.",
+                             user, most, limit);
     connection->session = core_session_new(adapter->base.context.core, "stomp", user,
                                            connection->client_id, connection->base.peer);
     if (!connection->session)
@@ -203,8 +210,9 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     if (login && !(wait->login = strdup(login)))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
-    connection->auth = core_authenticate_start(adapter->base.context.core, login, passcode,
-                                               stomp_connect_checked, connection);
+    connection->auth =
+        core_authenticate_start_from(adapter->base.context.core, connection->base.peer, login,
+                                     passcode, stomp_connect_checked, connection);
     if (!connection->auth)
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not check the credentials. Try again later.");

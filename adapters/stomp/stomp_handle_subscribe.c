@@ -277,10 +277,12 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
                    "This connection already has a subscription with id '%s'.", id);
         return NULL;
     }
-    if (connection->subscription_count >= STOMP_MAX_SUBSCRIPTIONS) {
+    uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
+    if (connection->subscription_count >= most) {
         stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
-                   "A connection may hold at most %d subscriptions (temporary queues count).",
-                   STOMP_MAX_SUBSCRIPTIONS);
+                   "A connection may hold at most %u subscriptions (limits.max_subscriptions; "
+                   "temporary queues count).",
+                   most);
         return NULL;
     }
     struct stomp_subscription *sub = calloc(1, sizeof(*sub));
@@ -383,10 +385,12 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                              "different id, or UNSUBSCRIBE it first.",
                              id);
     }
-    if (connection->subscription_count >= STOMP_MAX_SUBSCRIPTIONS)
+    uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
+    if (connection->subscription_count >= most)
         return stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
-                          "A connection may hold at most %d subscriptions.",
-                          STOMP_MAX_SUBSCRIPTIONS);
+                          "A connection may hold at most %u subscriptions "
+                          "(limits.max_subscriptions).",
+                          most);
 
     enum stomp_ack_mode ack_mode = STOMP_ACK_AUTO;
     const char *ack = stomp_frame_header_value(frame, "ack");

@@ -27,7 +27,7 @@
  * interval.
  *
  * Before CONNECT the receive timer is the CONNECT timeout
- * (STOMP_CONNECT_TIMEOUT_MS): a socket that never says CONNECT does not
+ * (limits.handshake_timeout): a socket that never says CONNECT does not
  * hold a connection slot for ever. While the connection has stopped reading
  * on purpose (publish backpressure, DISCONNECT) the client's beats cannot be
  * seen, so that time does not count against it. */
@@ -55,9 +55,10 @@ static void stomp_heartbeat_on_receive_timer(evutil_socket_t fd, short what, voi
         return;
     if (connection->state == STOMP_STATE_CONNECTING) {
         stomp_fail(&error, STOMP_KIND_HEARTBEAT, "no CONNECT frame received",
-                   "A STOMP connection must start with a CONNECT (or STOMP) frame within %d "
-                   "seconds of opening the socket.",
-                   STOMP_CONNECT_TIMEOUT_MS / 1000);
+                   "A STOMP connection must start with a CONNECT (or STOMP) frame and log in "
+                   "within %llu ms of opening the socket (limits.handshake_timeout).",
+                   (unsigned long long)adapter_base_config(&connection->adapter->base)
+                       ->limits.handshake_timeout_ms);
         stomp_send_error(connection, &error, NULL);
         return;
     }
@@ -104,7 +105,9 @@ int stomp_heartbeat_arm_connect_timeout(struct stomp_connection *connection)
             connection->adapter->base.context.base, stomp_heartbeat_on_receive_timer, connection);
     if (!connection->heartbeat_recv_timer)
         return -1;
-    stomp_heartbeat_arm(connection->heartbeat_recv_timer, STOMP_CONNECT_TIMEOUT_MS);
+    stomp_heartbeat_arm(
+        connection->heartbeat_recv_timer,
+        adapter_base_config(&connection->adapter->base)->limits.handshake_timeout_ms);
     return 0;
 }
 

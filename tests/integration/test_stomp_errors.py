@@ -47,6 +47,9 @@ def errors_config(bootstrap, secret_hash, anonymous=True, limits=None):
     return base_config(bootstrap, kafka=dict(KAFKA),
                        auth={"anonymous": anonymous, "users": users},
                        limits={"max_frame_size": MAX_FRAME, "max_headers": MAX_HEADERS,
+                               # these tests fail logins on purpose, hundreds of times
+                               # (test_limits.py tests the throttling)
+                               "max_auth_failures_per_minute": 0,
                                **(limits or {})})
 
 

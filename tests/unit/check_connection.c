@@ -221,7 +221,7 @@ static int accept_one(void)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    adapter_base_accept((struct adapter *)adapter, sv[0], NULL, 0, NULL);
+    adapter_base_accept((struct adapter *)adapter, sv[0], NULL, 0, NULL, NULL);
     close(sv[1]);
     return sv[0];
 }
