@@ -907,11 +907,11 @@ static const struct {
     const char *error;
 } listener_refusals[] = {
     {"listeners:\n  mqtt: { bind: \"127.0.0.1:1883\" }\n",
-     "listeners.mqtt: no protocol \"mqtt\" is built into kbridged (built in: stomp, amqp; and "
-     "http, the operations endpoint)"},
-    {"listeners:\n  one: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp091] }\n",
-     "listeners.one.protocols[1]: no protocol \"amqp091\" is built into kbridged (built in: "
-     "stomp, amqp; and http, the operations endpoint)"},
+     "listeners.mqtt: no protocol \"mqtt\" is built into kbridged (built in: stomp, amqp, "
+     "amqp091; and http, the operations endpoint)"},
+    {"listeners:\n  one: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp10] }\n",
+     "listeners.one.protocols[1]: no protocol \"amqp10\" is built into kbridged (built in: "
+     "stomp, amqp, amqp091; and http, the operations endpoint)"},
     {"listeners:\n  ops: { bind: \"127.0.0.1:1\", protocols: [http, stomp] }\n",
      "listeners.ops.protocols[0]: \"http\" (the operations endpoint) cannot share a listener"},
     {"listeners:\n  http: { bind: \"127.0.0.1:1\" }\n  ops: { bind: \"127.0.0.1:2\", protocols: "
