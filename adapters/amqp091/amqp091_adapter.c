@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "amqp091_adapter.h"
+#include "amqp091_config.h"
 #include "amqp091_connection.h"
 #include "metrics.h"
 
@@ -22,6 +23,10 @@ enum adapter_detect amqp091_detect(const unsigned char *bytes, size_t len)
 static struct adapter *amqp091_adapter_create(const struct adapter_context *context, char *err,
                                               size_t err_size)
 {
+    if (!amqp091_config_of(*context->config)) {
+        snprintf(err, err_size, "amqp091: the configuration has no amqp091 section");
+        return NULL;
+    }
     struct amqp091_adapter *adapter = (struct amqp091_adapter *)adapter_base_new(
         sizeof(struct amqp091_adapter), context, &amqp091_connection_ops, err, err_size);
     if (!adapter)
@@ -43,7 +48,7 @@ static struct adapter *amqp091_adapter_create(const struct adapter_context *cont
     adapter->heartbeat_timeouts =
         metrics_counter(metrics, "kbridge_amqp091_heartbeat_timeouts_total",
                         "AMQP 0-9-1 connections closed for missed client heartbeats.", NULL);
-    adapter->scratch = malloc(AMQP091_FRAME_MAX);
+    adapter->scratch = malloc(AMQP091_FRAME_MAX_LIMIT);
     if (!adapter->frames_received || !adapter->frames_sent || !adapter->channel_errors ||
         !adapter->connection_errors || !adapter->heartbeat_timeouts || !adapter->scratch) {
         snprintf(err, err_size, "amqp091: out of memory creating the adapter");
@@ -66,7 +71,7 @@ const struct adapter_ops amqp091_adapter_ops = {
     .title = "AMQP 0-9-1",
     .detect = amqp091_detect,
     .addresses = NULL,
-    .config_section = NULL,
+    .config_section = &amqp091_config_section,
     .create = amqp091_adapter_create,
     .accept = adapter_base_accept,
     .reconfigure = adapter_base_reconfigure,

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp091_config.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
@@ -65,9 +66,10 @@ int amqp091_send_method(struct amqp091_connection *connection, uint16_t channel,
     if (!amqp091_connection_writable(connection))
         return -1;
     uint8_t *out = connection->adapter->scratch;
-    int n = amqp091_method_encode(channel, id, decoded, out, AMQP091_FRAME_MAX);
-    if (n < 0 ||
-        (uint32_t)n > (connection->frame_max ? connection->frame_max : AMQP091_FRAME_MAX)) {
+    /* before Tune-Ok the spec's minimum bounds every frame */
+    uint32_t frame_max = connection->frame_max ? connection->frame_max : AMQP091_FRAME_MIN_SIZE;
+    int n = amqp091_method_encode(channel, id, decoded, out, frame_max);
+    if (n < 0) {
         log_warn("amqp091", "%s: cannot encode %s for channel %u", connection->base.peer,
                  amqp_method_name(id), channel);
         return -1;
@@ -399,10 +401,13 @@ static void amqp091_auth_checked(void *opaque, int result, const char *user, con
                                  0);
         return;
     }
+    const struct amqp091_config *config = amqp091_config_of(amqp091_config(connection));
+    connection->offered_channel_max = (uint16_t)config->channel_max;
+    connection->offered_frame_max = (uint32_t)config->frame_max;
     amqp_connection_tune_t tune = {
-        .channel_max = AMQP091_CHANNEL_MAX,
-        .frame_max = AMQP091_FRAME_MAX,
-        .heartbeat = AMQP091_HEARTBEAT_S,
+        .channel_max = connection->offered_channel_max,
+        .frame_max = connection->offered_frame_max,
+        .heartbeat = (uint16_t)(config->heartbeat_ms / 1000),
     };
     amqp091_send_method(connection, 0, AMQP_CONNECTION_TUNE_METHOD, &tune);
     connection->state = AMQP091_STATE_TUNE_OK;
@@ -464,10 +469,10 @@ static void amqp091_tune_ok(struct amqp091_connection *connection,
 {
     uint16_t channel_max = tune_ok->channel_max;
     uint32_t frame_max = tune_ok->frame_max;
-    if (channel_max == 0 || channel_max > AMQP091_CHANNEL_MAX)
-        channel_max = AMQP091_CHANNEL_MAX;
-    if (frame_max == 0 || frame_max > AMQP091_FRAME_MAX)
-        frame_max = AMQP091_FRAME_MAX;
+    if (channel_max == 0 || channel_max > connection->offered_channel_max)
+        channel_max = connection->offered_channel_max;
+    if (frame_max == 0 || frame_max > connection->offered_frame_max)
+        frame_max = connection->offered_frame_max;
     if (tune_ok->frame_max != 0 && tune_ok->frame_max < AMQP091_FRAME_MIN_SIZE) {
         char text[128];
         snprintf(text, sizeof(text), "NOT_ALLOWED - frame_max=%u < %u min size", tune_ok->frame_max,
@@ -664,14 +669,11 @@ static void amqp091_process_input(struct amqp091_connection *connection)
         switch (amqp091_frame_parse(data, want, frame_max, &frame, &consumed, &error)) {
         case AMQP091_PARSE_NEED_MORE: return;
         case AMQP091_PARSE_ERROR:
+            /* the stream cannot be resynchronised: Close, then end the
+             * connection without waiting for Close-Ok (RabbitMQ does the same) */
             evbuffer_drain(input, available);
-            if (connection->state == AMQP091_STATE_CLOSE_SENT)
-                amqp091_close(connection, "framing error after Close");
-            else
-                amqp091_connection_error(connection, error.code, error.text, 0);
-            /* nothing after a framing error can be trusted */
-            if (connection->state == AMQP091_STATE_CLOSE_SENT)
-                amqp091_close(connection, "framing error");
+            amqp091_connection_error(connection, error.code, error.text, 0);
+            amqp091_close(connection, "framing error");
             return;
         case AMQP091_PARSE_FRAME: break;
         }

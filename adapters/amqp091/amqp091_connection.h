@@ -26,11 +26,7 @@
 
 struct event;
 
-/* What we offer in Tune (a client may ask for less; 0 from the client is
- * "no limit" and gets ours). */
-#define AMQP091_CHANNEL_MAX 2047
-#define AMQP091_FRAME_MAX 131072
-#define AMQP091_HEARTBEAT_S 60
+/* What Tune offers is the `amqp091` config section's (amqp091_config.h). */
 #define AMQP091_HANDSHAKE_TIMEOUT_MS 10000 /* header to Open, as RabbitMQ's handshake_timeout */
 #define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
 #define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
@@ -43,7 +39,7 @@ struct amqp091_adapter {
     uint64_t *channel_errors;
     uint64_t *connection_errors;
     uint64_t *heartbeat_timeouts;
-    uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX bytes */
+    uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX_LIMIT bytes */
 };
 
 enum amqp091_state {
@@ -117,7 +113,9 @@ struct amqp091_connection {
     enum amqp091_state state;
     bool refused; /* over max_connections: Close 530 right after the header */
     bool reading;
-    /* negotiated in Tune/Tune-Ok */
+    /* offered in Tune (the config in force then), negotiated in Tune-Ok */
+    uint16_t offered_channel_max;
+    uint32_t offered_frame_max;
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat_s;

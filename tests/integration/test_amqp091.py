@@ -383,3 +383,33 @@ def test_bad_frame_end_is_501_and_others_carry_on(daemon):
     conn = pika_connect(daemon)
     assert conn.channel().is_open
     conn.close()
+
+
+def test_heartbeats_are_negotiated_and_a_silent_client_is_closed(daemon):
+    conn = pika_connect(daemon, heartbeat=1)  # tune-ok says 1 s
+    assert conn.channel().is_open
+    # pika sends heartbeats only while its I/O loop runs: stay silent
+    daemon.wait_log(r"missed heartbeats from client, timeout: 1s", timeout=15)
+    status, text = daemon.http("/metrics")
+    assert "kbridge_amqp091_heartbeat_timeouts_total 1" in text
+    with pytest.raises(pika.exceptions.AMQPError):
+        conn.process_data_events(time_limit=1)
+        conn.channel()
+
+
+def test_channel_max_is_offered_and_enforced(kbridged_factory, bootstrap, password_hash):
+    config = base_config(bootstrap, kafka=dict(KAFKA), amqp091={"channel_max": 2},
+                         auth={"anonymous": False, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    conn = pika_connect(daemon)
+    assert conn._impl.params.channel_max == 2
+    conn.channel(1)
+    conn.channel(2)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        conn.channel(3)
+    assert closed.value.reply_code == 530
+    assert closed.value.reply_text == \
+        "NOT_ALLOWED - channel 3 is above the negotiated channel_max 2"
