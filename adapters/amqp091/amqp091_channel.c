@@ -679,9 +679,10 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         headers[used++] = (struct amqp091_header_in){name, name_len, value, value_len};
     }
     amqp_basic_properties_t properties;
-    recycle_amqp_pool(&connection->pool);
-    int rc = amqp091_properties_from_record_headers(headers, used, clock_wall_ms(),
-                                                    &connection->pool, &properties);
+    recycle_amqp_pool(&connection->deliver_pool);
+    int rc = amqp091_properties_from_record_headers(headers, used, delivery->delivery_count,
+                                                    clock_wall_ms(), &connection->deliver_pool,
+                                                    &properties);
     uint64_t tag = ++channel->next_delivery_tag;
     struct amqp091_unacked *unacked = NULL;
     bool track = !consumer->no_ack && delivery->id != 0;

@@ -656,7 +656,7 @@ static void amqp091_process_input(struct amqp091_connection *connection)
                           ? AMQP091_FRAME_HEADER_SIZE
                           : (size_t)size + AMQP091_FRAME_OVERHEAD;
         if (want > available)
-            want = available;
+            return; /* the rest of the frame has not arrived: no pull-up yet */
         const uint8_t *data = evbuffer_pullup(input, (ev_ssize_t)want);
         if (!data) {
             amqp091_connection_error(connection, AMQP_INTERNAL_ERROR,
@@ -760,6 +760,7 @@ static void amqp091_open_connection(struct adapter_base *adapter_base, evutil_so
     connection->state = AMQP091_STATE_HEADER;
     connection->refused = refuse;
     init_amqp_pool(&connection->pool, 4096);
+    init_amqp_pool(&connection->deliver_pool, 4096);
     struct event_base *base = adapter_base->context.base;
     connection->timer = evtimer_new(base, amqp091_on_timer, connection);
     connection->process_event = event_new(base, -1, 0, amqp091_on_process, connection);
@@ -790,6 +791,7 @@ static void amqp091_free_connection(struct connection *base)
     if (connection->process_event)
         event_free(connection->process_event);
     empty_amqp_pool(&connection->pool);
+    empty_amqp_pool(&connection->deliver_pool);
     connection_release(base);
     log_info("amqp091", "%s: connection closed (%s); user %s, %llu frame(s) in, %llu out",
              base->peer, base->close_reason ? base->close_reason : "closed",

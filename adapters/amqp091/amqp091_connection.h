@@ -124,6 +124,9 @@ struct amqp091_connection {
     struct event *timer;         /* handshake timeout, then heartbeats */
     struct event *process_event; /* zero-timeout: parse input held while paused */
     amqp_pool_t pool;            /* decoded methods, recycled after each frame */
+    /* a delivery's properties: apart from `pool`, since core_settle in a
+     * method's handler may deliver at once */
+    amqp_pool_t deliver_pool;
     /* authentication and the session */
     struct core_auth *auth;
     struct core_session *session;

@@ -233,13 +233,12 @@ static bool parse_u64(const struct amqp091_header_in *h, uint64_t *out)
 }
 
 int amqp091_properties_from_record_headers(const struct amqp091_header_in *headers, size_t count,
-                                           uint64_t now_ms, amqp_pool_t *pool,
-                                           amqp_basic_properties_t *out)
+                                           uint32_t delivery_count, uint64_t now_ms,
+                                           amqp_pool_t *pool, amqp_basic_properties_t *out)
 {
     memset(out, 0, sizeof(*out));
-    amqp_table_entry_t *entries =
-        count ? amqp_pool_alloc(pool, count * sizeof(amqp_table_entry_t)) : NULL;
-    if (count && !entries)
+    amqp_table_entry_t *entries = amqp_pool_alloc(pool, (count + 1) * sizeof(amqp_table_entry_t));
+    if (!entries)
         return -1;
     size_t entry_count = 0;
     uint64_t number;
@@ -305,6 +304,12 @@ int amqp091_properties_from_record_headers(const struct amqp091_header_in *heade
         entries[entry_count].key = (amqp_bytes_t){h->name_len, (void *)h->name};
         entries[entry_count].value.kind = AMQP_FIELD_KIND_UTF8;
         entries[entry_count].value.value.bytes = bytes_of(h);
+        entry_count++;
+    }
+    if (delivery_count > 1) {
+        entries[entry_count].key = amqp_cstring_bytes("x-delivery-count");
+        entries[entry_count].value.kind = AMQP_FIELD_KIND_I64;
+        entries[entry_count].value.value.i64 = (int64_t)delivery_count - 1;
         entry_count++;
     }
     if (entry_count) {

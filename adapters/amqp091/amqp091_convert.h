@@ -52,11 +52,13 @@ struct amqp091_header_in {
  * (the names above go back to their properties; expires becomes the
  * remaining expiration, timestamp seconds; every other header a long-string
  * entry of the headers table). kbridge-routing-key is left out (it is the
- * delivery's routing key). Strings point into `headers`; arrays are
- * allocated in `pool`. 0, or -1 out of memory. */
+ * delivery's routing key). A `delivery_count` above 1 adds
+ * `x-delivery-count` (a long: the deliveries before this one, as RabbitMQ's
+ * quorum queues count). Strings point into `headers`; arrays are allocated
+ * in `pool`. 0, or -1 out of memory. */
 int amqp091_properties_from_record_headers(const struct amqp091_header_in *headers, size_t count,
-                                           uint64_t now_ms, amqp_pool_t *pool,
-                                           amqp_basic_properties_t *out);
+                                           uint32_t delivery_count, uint64_t now_ms,
+                                           amqp_pool_t *pool, amqp_basic_properties_t *out);
 
 /* An argument table as a JSON object (strings, integers, booleans,
  * floats, nested tables and arrays); an empty table is NULL with 0.

@@ -237,6 +237,8 @@ def test_nack_requeue_is_redelivered(daemon, uniq):
     assert seen[0][1] is False
     assert seen[1][1] is True
     assert seen[1][2]["attempt"] == "x"
+    assert "x-delivery-count" not in seen[0][2]
+    assert seen[1][2]["x-delivery-count"] == 1
     conn.close()
 
 
@@ -413,3 +415,55 @@ def test_channel_max_is_offered_and_enforced(kbridged_factory, bootstrap, passwo
     assert closed.value.reply_code == 530
     assert closed.value.reply_text == \
         "NOT_ALLOWED - channel 3 is above the negotiated channel_max 2"
+
+
+def test_fanout_exchange_to_two_declared_queues_and_large_bodies(daemon, uniq):
+    """Queues declared and bound over 0-9-1 read their exchange; a body over
+    frame_max (128 KiB) travels in several body frames both ways."""
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.exchange_declare(f"fan{uniq}", exchange_type="fanout")
+    for q in ("a", "b"):
+        ch.queue_declare(f"fan-{q}{uniq}")
+        ch.queue_bind(f"fan-{q}{uniq}", f"fan{uniq}")
+    got = {"a": [], "b": []}
+    for q in ("a", "b"):
+        ch.basic_consume(f"fan-{q}{uniq}",
+                         lambda c, m, p, b, q=q: (got[q].append(b), c.basic_ack(m.delivery_tag)))
+    big = bytes(range(256)) * 1200  # 300 KiB: three body frames
+    ch.confirm_delivery()
+    ch.basic_publish(f"fan{uniq}", "", b"small")
+    ch.basic_publish(f"fan{uniq}", "", big)
+    drain_until(conn, lambda: len(got["a"]) == 2 and len(got["b"]) == 2, 30, "both queues")
+    assert got["a"] == [b"small", big]
+    assert got["b"] == [b"small", big]
+    conn.close()
+
+
+def test_reject_without_requeue_dead_letters(daemon, bootstrap, uniq):
+    queue = f"dl{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    seen = []
+    ch.basic_consume(queue, lambda c, m, p, b: (seen.append(b),
+                                                c.basic_reject(m.delivery_tag, requeue=False)))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.basic_publish("", queue, b"poison", pika.BasicProperties(correlation_id="p1"))
+    drain_until(conn, lambda: seen, 30, "the delivery")
+
+    def dead_lettered():
+        conn.process_data_events(time_limit=0)
+        try:
+            return read_topic(bootstrap, f"{queue}.DLQ", timeout=5)
+        except Exception:
+            return None
+
+    records = wait_for(dead_lettered, 30, f"a record in {queue}.DLQ")
+    assert [r.value() for r in records] == [b"poison"]
+    h = header_dict(records[0].headers())
+    assert h["correlation-id"] == "p1"
+    assert "kbridge-dlq-reason" in h
+    assert seen == [b"poison"]  # not redelivered
+    conn.close()

@@ -166,7 +166,7 @@ START_TEST(record_headers_go_back_to_properties_and_the_headers_table)
     };
     amqp_basic_properties_t p;
     ck_assert_int_eq(amqp091_properties_from_record_headers(
-                         headers, sizeof(headers) / sizeof(headers[0]), 2000, &pool, &p),
+                         headers, sizeof(headers) / sizeof(headers[0]), 1, 2000, &pool, &p),
                      0);
     ck_assert(p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
     ck_assert_int_eq(memcmp(p.content_type.bytes, "text/plain", 10), 0);
@@ -192,11 +192,19 @@ START_TEST(record_headers_go_back_to_properties_and_the_headers_table)
 
     /* not numbers: headers, not properties; expires 0 is "never" */
     struct amqp091_header_in odd[] = {in("priority", "high"), in("expires", "0")};
-    ck_assert_int_eq(amqp091_properties_from_record_headers(odd, 2, 2000, &pool, &p), 0);
+    ck_assert_int_eq(amqp091_properties_from_record_headers(odd, 2, 1, 2000, &pool, &p), 0);
     ck_assert(!(p._flags & AMQP_BASIC_PRIORITY_FLAG));
     ck_assert(!(p._flags & AMQP_BASIC_EXPIRATION_FLAG));
     ck_assert_int_eq(p.headers.num_entries, 1);
     ck_assert_int_eq(memcmp(p.headers.entries[0].key.bytes, "priority", 8), 0);
+
+    /* a redelivery: x-delivery-count counts the deliveries before it */
+    ck_assert_int_eq(amqp091_properties_from_record_headers(NULL, 0, 3, 2000, &pool, &p), 0);
+    ck_assert(p._flags & AMQP_BASIC_HEADERS_FLAG);
+    ck_assert_int_eq(p.headers.num_entries, 1);
+    ck_assert_int_eq(memcmp(p.headers.entries[0].key.bytes, "x-delivery-count", 16), 0);
+    ck_assert_uint_eq(p.headers.entries[0].value.kind, AMQP_FIELD_KIND_I64);
+    ck_assert_int_eq(p.headers.entries[0].value.value.i64, 2);
 }
 END_TEST
 

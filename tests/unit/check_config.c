@@ -333,6 +333,9 @@ START_TEST(test_sample_dev)
     ck_assert(config->auth.anonymous);
     ck_assert_str_eq(listener_bind_of(config, "stomp"), "127.0.0.1:61613");
     ck_assert_str_eq(listener_bind_of(config, "amqp"), "127.0.0.1:5672");
+    /* both AMQP versions on 5672, as RabbitMQ */
+    ck_assert_uint_eq(config_listener_find(config, "amqp")->protocol_count, 2);
+    ck_assert_str_eq(config_listener_find(config, "amqp")->protocols[1], "amqp091");
     ck_assert_str_eq(listener_bind_of(config, "http"), "127.0.0.1:15672");
     ck_assert((config_listener_find(config, "stomp") != NULL) &&
               (config_listener_find(config, "amqp") != NULL) &&
