@@ -242,10 +242,11 @@ static void amqp091_exchange_declare(struct amqp091_channel *channel,
                                         amqp091_op_done, op, err, sizeof(err))
                 : CORE_ERR_INTERNAL;
     json_decref(spec.arguments);
-    if (!op)
-        snprintf(err, sizeof(err), "out of memory");
-    amqp091_op_started(
-        channel, op ? op : &(struct amqp091_op){.method = AMQP_EXCHANGE_DECLARE_METHOD}, rc, err);
+    if (!op) {
+        amqp091_channel_core_error(channel, rc, "out of memory", AMQP_EXCHANGE_DECLARE_METHOD);
+        return;
+    }
+    amqp091_op_started(channel, op, rc, err);
 }
 
 static void amqp091_exchange_delete(struct amqp091_channel *channel,

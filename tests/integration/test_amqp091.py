@@ -467,3 +467,110 @@ def test_reject_without_requeue_dead_letters(daemon, bootstrap, uniq):
     assert "kbridge-dlq-reason" in h
     assert seen == [b"poison"]  # not redelivered
     conn.close()
+
+
+# ---- bad input, frame by frame (a raw socket speaking 0-9-1 by hand) --------------------
+
+def frame(kind, channel, payload):
+    return bytes([kind]) + channel.to_bytes(2, "big") + len(payload).to_bytes(4, "big") + \
+        payload + b"\xce"
+
+
+def method(channel, class_id, method_id, args=b""):
+    return frame(1, channel, class_id.to_bytes(2, "big") + method_id.to_bytes(2, "big") + args)
+
+
+def shortstr(text):
+    return bytes([len(text)]) + text
+
+
+def longstr(data):
+    return len(data).to_bytes(4, "big") + data
+
+
+class RawClient:
+    """A 0-9-1 connection driven byte by byte: the handshake with PLAIN, then
+    whatever a test sends; recv_frame reads one frame with a deadline."""
+
+    def __init__(self, daemon):
+        import socket
+        host, port = daemon.host_port("amqp")
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buffer = b""
+        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
+        assert self.recv_method()[:2] == (10, 10)  # start
+        response = b"\x00" + USER.encode() + b"\x00" + PASSWORD.encode()
+        self.sock.sendall(method(0, 10, 11, longstr(b"") + shortstr(b"PLAIN") +
+                                 longstr(response) + shortstr(b"en_US")))
+        assert self.recv_method()[:2] == (10, 30)  # tune
+        self.sock.sendall(method(0, 10, 31, (2047).to_bytes(2, "big") +
+                                 (131072).to_bytes(4, "big") + (0).to_bytes(2, "big")))
+        self.sock.sendall(method(0, 10, 40, shortstr(b"/") + shortstr(b"") + b"\x00"))
+        assert self.recv_method()[:2] == (10, 41)  # open-ok
+
+    def recv_frame(self):
+        while True:
+            if len(self.buffer) >= 7:
+                size = int.from_bytes(self.buffer[3:7], "big")
+                if len(self.buffer) >= size + 8:
+                    f = (self.buffer[0], int.from_bytes(self.buffer[1:3], "big"),
+                         self.buffer[7:7 + size])
+                    assert self.buffer[7 + size] == 0xCE
+                    self.buffer = self.buffer[size + 8:]
+                    return f
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed without a frame"
+            self.buffer += chunk
+
+    def recv_method(self):
+        """(class, method, channel, args) of the next method frame."""
+        kind, channel, payload = self.recv_frame()
+        assert kind == 1, kind
+        return (int.from_bytes(payload[0:2], "big"), int.from_bytes(payload[2:4], "big"),
+                channel, payload[4:])
+
+    def expect_close(self, class_id=10):
+        """The reply code and text of the next (connection or channel) close."""
+        c, m, channel, args = self.recv_method()
+        assert (c, m) == (class_id, 40 if class_id == 20 else 50), (c, m)
+        code = int.from_bytes(args[0:2], "big")
+        text = args[3:3 + args[2]].decode()
+        return code, text
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("send, code, text", [
+    # a method on a channel never opened
+    (method(5, 60, 10, (0).to_bytes(4, "big") + (10).to_bytes(2, "big") + b"\x00"), 504,
+     "CHANNEL_ERROR - expected 'channel.open'"),
+    # an unknown class/method
+    (method(0, 99, 1), 540, "NOT_IMPLEMENTED - unknown method class 99 method 1"),
+    # truncated arguments (channel.open without its reserved shortstr)
+    (method(1, 20, 10), 502, "SYNTAX_ERROR - malformed arguments of AMQP_CHANNEL_OPEN_METHOD"),
+    # a content body with nothing before it
+    (method(1, 20, 10, shortstr(b"")) + frame(3, 1, b"body"), 505,
+     "UNEXPECTED_FRAME - content body without a content header"),
+    # a content header without basic.publish
+    (method(1, 20, 10, shortstr(b"")) + frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x00\x00"),
+     505, "UNEXPECTED_FRAME - content header without basic.publish"),
+    # a frame larger than the negotiated frame_max
+    (bytes([1, 0, 1]) + (200000).to_bytes(4, "big"), 501,
+     "FRAME_ERROR - frame size 200008 larger than negotiated maximum 131072"),
+])
+def test_bad_input_gets_the_right_connection_exception(daemon, send, code, text):
+    client = RawClient(daemon)
+    client.sock.sendall(send)
+    while True:  # skip channel.open-ok when the case opened a channel
+        c, m, channel, args = client.recv_method()
+        if (c, m) == (20, 11):
+            continue
+        assert (c, m) == (10, 50), (c, m)
+        assert int.from_bytes(args[0:2], "big") == code
+        assert args[3:3 + args[2]].decode() == text
+        break
+    client.close()
+    conn = pika_connect(daemon)  # others carry on
+    assert conn.channel().is_open
+    conn.close()
