@@ -574,3 +574,28 @@ def test_bad_input_gets_the_right_connection_exception(daemon, send, code, text)
     conn = pika_connect(daemon)  # others carry on
     assert conn.channel().is_open
     conn.close()
+
+
+def test_amqplib_confirm_channel_publish_consume_ack(daemon, uniq):
+    """A second 0-9-1 client library: Node.js amqplib (npm, pinned in
+    tests/integration/clients/package.json), its ConfirmChannel publishing
+    200 messages and a consumer channel with prefetch 10 acking each."""
+    import json
+    import os
+    import shutil
+    clients = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
+    node = shutil.which("node")
+    assert node and os.path.isdir(os.path.join(clients, "node_modules", "amqplib")), (
+        "amqplib (Node.js) is not installed: run packaging/install-deps.sh --test")
+    host, port = daemon.host_port("amqp")
+    result = subprocess.run([node, os.path.join(clients, "amqplib_roundtrip.js"),
+                             f"amqp://{USER}:{PASSWORD}@{host}:{port}", f"lib-ex{uniq}",
+                             f"lib-q{uniq}", "200"],
+                            capture_output=True, text=True, timeout=90, cwd=clients)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["confirmed"] == 200 and summary["nacked"] == 0
+    assert summary["received"] == 200 and summary["redelivered"] == 0
+    assert sorted(summary["bodies"]) == sorted(f"amqplib message {i}" for i in range(200))
+    assert sorted(summary["ids"]) == sorted(f"amqplib-{i}" for i in range(200))
+    assert set(summary["types"]) == {"demo"}
