@@ -599,3 +599,33 @@ def test_amqplib_confirm_channel_publish_consume_ack(daemon, uniq):
     assert sorted(summary["bodies"]) == sorted(f"amqplib message {i}" for i in range(200))
     assert sorted(summary["ids"]) == sorted(f"amqplib-{i}" for i in range(200))
     assert set(summary["types"]) == {"demo"}
+
+
+def test_another_connections_exclusive_queue_is_locked(daemon, uniq):
+    owner = pika_connect(daemon)
+    queue = owner.channel().queue_declare(f"mine{uniq}", exclusive=True).method.queue
+    other = pika_connect(daemon)
+    ch = other.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_consume(queue, lambda *a: None)
+    assert closed.value.reply_code == 405
+    assert closed.value.reply_text.startswith("RESOURCE_LOCKED - ")
+    assert other.channel().is_open
+    owner.close()
+    other.close()
+
+
+def test_wrong_password_close_text_is_rabbitmqs(daemon):
+    import socket
+    host, port = daemon.host_port("amqp")
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"AMQP\x00\x00\x09\x01")
+        response = b"\x00" + USER.encode() + b"\x00wrong"
+        s.sendall(method(0, 10, 11, longstr(b"") + shortstr(b"PLAIN") + longstr(response) +
+                         shortstr(b"en_US")))
+        frames = read_frames(s, timeout=15)
+    close = frames[-1][2]
+    assert close[:4] == b"\x00\x0a\x00\x32"
+    assert int.from_bytes(close[4:6], "big") == 403
+    assert close[7:7 + close[6]] == (b"ACCESS_REFUSED - Login was refused using authentication "
+                                     b"mechanism PLAIN. For details see the broker logfile.")
