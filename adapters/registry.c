@@ -9,10 +9,12 @@
 
 extern const struct adapter_ops stomp_adapter_ops;
 extern const struct adapter_ops amqp_adapter_ops;
+extern const struct adapter_ops amqp091_adapter_ops;
 
 static const struct adapter_ops *const builtin[] = {
     &stomp_adapter_ops,
     &amqp_adapter_ops,
+    &amqp091_adapter_ops,
 };
 
 static const struct adapter_registry builtin_registry = {

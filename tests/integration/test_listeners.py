@@ -115,7 +115,7 @@ def test_an_unknown_protocol_is_refused_at_start_naming_the_key(tmp_path):
     path = tmp_path / "k.yaml"
     path.write_text(yaml.safe_dump(config))
     expected = ('listeners.public.protocols[1]: no protocol "mqtt" is built into kbridged '
-                '(built in: stomp, amqp; and http, the operations endpoint)')
+                '(built in: stomp, amqp, amqp091; and http, the operations endpoint)')
     r = subprocess.run([KBRIDGED, "--check-config", str(path)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2

@@ -333,6 +333,9 @@ START_TEST(test_sample_dev)
     ck_assert(config->auth.anonymous);
     ck_assert_str_eq(listener_bind_of(config, "stomp"), "127.0.0.1:61613");
     ck_assert_str_eq(listener_bind_of(config, "amqp"), "127.0.0.1:5672");
+    /* both AMQP versions on 5672, as RabbitMQ */
+    ck_assert_uint_eq(config_listener_find(config, "amqp")->protocol_count, 2);
+    ck_assert_str_eq(config_listener_find(config, "amqp")->protocols[1], "amqp091");
     ck_assert_str_eq(listener_bind_of(config, "http"), "127.0.0.1:15672");
     ck_assert((config_listener_find(config, "stomp") != NULL) &&
               (config_listener_find(config, "amqp") != NULL) &&
@@ -931,11 +934,11 @@ static const struct {
     const char *error;
 } listener_refusals[] = {
     {"listeners:\n  mqtt: { bind: \"127.0.0.1:1883\" }\n",
-     "listeners.mqtt: no protocol \"mqtt\" is built into kbridged (built in: stomp, amqp; and "
-     "http, the operations endpoint)"},
-    {"listeners:\n  one: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp091] }\n",
-     "listeners.one.protocols[1]: no protocol \"amqp091\" is built into kbridged (built in: "
-     "stomp, amqp; and http, the operations endpoint)"},
+     "listeners.mqtt: no protocol \"mqtt\" is built into kbridged (built in: stomp, amqp, "
+     "amqp091; and http, the operations endpoint)"},
+    {"listeners:\n  one: { bind: \"127.0.0.1:1\", protocols: [stomp, amqp10] }\n",
+     "listeners.one.protocols[1]: no protocol \"amqp10\" is built into kbridged (built in: "
+     "stomp, amqp, amqp091; and http, the operations endpoint)"},
     {"listeners:\n  ops: { bind: \"127.0.0.1:1\", protocols: [http, stomp] }\n",
      "listeners.ops.protocols[0]: \"http\" (the operations endpoint) cannot share a listener"},
     {"listeners:\n  http: { bind: \"127.0.0.1:1\" }\n  ops: { bind: \"127.0.0.1:2\", protocols: "

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "amqp091_adapter.h"
 #include "amqp_detect.h"
 #include "protocol_detect.h"
 #include "stomp_detect.h"
@@ -58,7 +59,7 @@ START_TEST(amqp_detector)
         {"AMQP\0\1\0\0", 8, ADAPTER_DETECT_YES},
         {"AMQP\3\1\0\0", 8, ADAPTER_DETECT_YES},    /* SASL layer first */
         {"AMQP\0\1\0\0", 9, ADAPTER_DETECT_YES},    /* and the open frame behind it */
-        {"AMQP\0\0\x09\x01", 8, ADAPTER_DETECT_NO}, /* AMQP 0-9-1: the next issue's adapter */
+        {"AMQP\0\0\x09\x01", 8, ADAPTER_DETECT_NO}, /* AMQP 0-9-1: amqp091_detect's */
         {"AMQP\0\0\x09", 7, ADAPTER_DETECT_NO},
         {"AMQP\1\1\0\x0a", 8, ADAPTER_DETECT_NO}, /* AMQP 0-10 */
         {"AMQP\2\1\0\0", 8, ADAPTER_DETECT_YES},  /* TLS: the adapter refuses it */
@@ -72,6 +73,29 @@ START_TEST(amqp_detector)
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         ck_assert_msg(detect_text(amqp_detect, cases[i].bytes, cases[i].len) == cases[i].answer,
+                      "case %zu", i);
+}
+END_TEST
+
+START_TEST(amqp091_detector)
+{
+    static const struct {
+        const char bytes[9];
+        size_t len;
+        enum adapter_detect answer;
+    } cases[] = {
+        {"AMQP\0\0\x09\x01", 8, ADAPTER_DETECT_YES},
+        {"AMQP\0\0\x09\x01", 9, ADAPTER_DETECT_YES}, /* and the first frame behind it */
+        {"A", 1, ADAPTER_DETECT_MORE},
+        {"AMQP\0\0\x09", 7, ADAPTER_DETECT_MORE},
+        {"AMQP\0\1\0\0", 8, ADAPTER_DETECT_NO}, /* AMQP 1.0: amqp_detect's */
+        {"AMQP\3\1\0\0", 8, ADAPTER_DETECT_NO},
+        {"AMQP\0\0\x09\x00", 8, ADAPTER_DETECT_NO}, /* 0-9-0 */
+        {"AMQP\1\1\0\x09", 8, ADAPTER_DETECT_NO},   /* 0-9 (0-8 style header) */
+        {"CONNECT\n", 8, ADAPTER_DETECT_NO},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        ck_assert_msg(detect_text(amqp091_detect, cases[i].bytes, cases[i].len) == cases[i].answer,
                       "case %zu", i);
 }
 END_TEST
@@ -96,6 +120,12 @@ START_TEST(pick_among_candidates)
     ck_assert_int_eq(protocol_detect_pick(both, 2, connect, 8, 256), 0);
     ck_assert_int_eq(protocol_detect_pick(both, 2, amqp10, 3, 256), PROTOCOL_DETECT_MORE);
     ck_assert_int_eq(protocol_detect_pick(both, 2, amqp091, 8, 256), PROTOCOL_DETECT_NONE);
+    /* one AMQP port for both versions (architecture §12) */
+    static const struct adapter_ops v091 = {.name = "amqp091", .detect = amqp091_detect};
+    const struct adapter_ops *const amqps[] = {&amqp, &v091};
+    ck_assert_int_eq(protocol_detect_pick(amqps, 2, amqp091, 8, 256), 1);
+    ck_assert_int_eq(protocol_detect_pick(amqps, 2, amqp10, 8, 256), 0);
+    ck_assert_int_eq(protocol_detect_pick(amqps, 2, amqp091, 5, 256), PROTOCOL_DETECT_MORE);
     ck_assert_int_eq(protocol_detect_pick(both, 2, (const unsigned char *)"xyz", 3, 256),
                      PROTOCOL_DETECT_NONE);
     /* a candidate that never decides cannot hold a connection past max_len */
@@ -114,14 +144,15 @@ END_TEST
 START_TEST(built_in_registry)
 {
     const struct adapter_registry *registry = adapter_registry_builtin();
-    ck_assert_uint_eq(registry->count, 2);
+    ck_assert_uint_eq(registry->count, 3);
     ck_assert_str_eq(adapter_registry_find(registry, "stomp")->name, "stomp");
     ck_assert_ptr_nonnull(adapter_registry_find(registry, "amqp")->detect);
     ck_assert_ptr_nonnull(adapter_registry_find(registry, "amqp")->addresses);
+    ck_assert_ptr_nonnull(adapter_registry_find(registry, "amqp091")->detect);
     ck_assert_ptr_null(adapter_registry_find(registry, "http"));
     char names[64];
     adapter_registry_names(registry, names, sizeof(names));
-    ck_assert_str_eq(names, "stomp, amqp");
+    ck_assert_str_eq(names, "stomp, amqp, amqp091");
     adapter_registry_names(registry, names, 6);
     ck_assert_str_eq(names, "stomp");
 }
@@ -133,6 +164,7 @@ int main(void)
     TCase *detect = tcase_create("detect");
     tcase_add_test(detect, stomp_detector);
     tcase_add_test(detect, amqp_detector);
+    tcase_add_test(detect, amqp091_detector);
     tcase_add_test(detect, pick_among_candidates);
     tcase_add_test(detect, built_in_registry);
     suite_add_tcase(suite, detect);

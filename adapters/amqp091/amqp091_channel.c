@@ -1,0 +1,1097 @@
+/* amqp091_channel.c -- AMQP 0-9-1 channels (architecture §12): the
+ * channel, exchange, queue, basic, confirm and tx classes over the core
+ * (core.h).
+ *
+ *  - exchange.* and queue.* go through the core's declare API
+ *    (core_declare_exchange, core_declare_queue, core_bind, core_unbind,
+ *    core_delete_*); each is answered once the definitions topic has the
+ *    change and this node applied it, and the connection reads nothing
+ *    more until then (amqp091_connection.c), so answers keep the order of
+ *    requests.
+ *  - basic.publish is assembled from its content header and body frames,
+ *    mapped to a record (amqp091_convert.c) and published to its exchange
+ *    with its routing key (core_publish). In confirm mode the delivery tag
+ *    is acked only from Kafka's answer (amqp091_publish_done: basic.ack, or
+ *    basic.nack when Kafka refused it); an unroutable mandatory message
+ *    comes back as basic.return 312 NO_ROUTE.
+ *  - basic.consume subscribes to the queue (core_subscribe, existing queue,
+ *    credit = basic.qos prefetch); consume-ok is sent when the subscription
+ *    is positioned (ready). Deliveries carry per-channel delivery tags; ack,
+ *    nack and reject (multiple, requeue) settle them (core_settle).
+ *  - tx.* is refused with 540 NOT_IMPLEMENTED.
+ * A channel exception sends channel.close and ends only that channel. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp091_connection.h"
+#include "amqp091_convert.h"
+#include "clock.h"
+#include "config.h"
+#include "definitions.h"
+#include "log.h"
+#include "record.h"
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/* A core error as a 0-9-1 reply code and RabbitMQ's label. */
+static uint16_t amqp091_core_code(int core_error, const char **label)
+{
+    switch (core_error) {
+    case CORE_ERR_ACCESS: *label = "ACCESS_REFUSED"; return AMQP_ACCESS_REFUSED;
+    case CORE_ERR_NOT_FOUND: *label = "NOT_FOUND"; return AMQP_NOT_FOUND;
+    case CORE_ERR_PRECONDITION:
+    case CORE_ERR_INVALID:
+    case CORE_ERR_TOO_LARGE: *label = "PRECONDITION_FAILED"; return AMQP_PRECONDITION_FAILED;
+    case CORE_ERR_LOCKED: *label = "RESOURCE_LOCKED"; return AMQP_RESOURCE_LOCKED;
+    case CORE_ERR_UNSUPPORTED: *label = "NOT_IMPLEMENTED"; return AMQP_NOT_IMPLEMENTED;
+    case CORE_ERR_BUSY:
+    case CORE_ERR_UNAVAILABLE: *label = "RESOURCE_ERROR"; return AMQP_RESOURCE_ERROR;
+    default: *label = "INTERNAL_ERROR"; return AMQP_INTERNAL_ERROR;
+    }
+}
+
+static struct amqp091_channel *amqp091_channel_find(struct amqp091_connection *connection,
+                                                    uint16_t number)
+{
+    return u64_map_get(&connection->channels, number);
+}
+
+static void amqp091_consumer_end(struct amqp091_consumer *consumer);
+
+/* End every consumer and drop content being assembled. */
+static void amqp091_channel_quiesce(struct amqp091_channel *channel)
+{
+    while (channel->consumers)
+        amqp091_consumer_end(channel->consumers);
+    while (channel->unacked_head) {
+        struct amqp091_unacked *next = channel->unacked_head->next;
+        free(channel->unacked_head);
+        channel->unacked_head = next;
+    }
+    channel->unacked_tail = NULL;
+    u64_map_free(&channel->unacked_by_tag);
+    free(channel->exchange);
+    free(channel->routing_key);
+    free(channel->header_payload);
+    free(channel->body);
+    channel->exchange = channel->routing_key = NULL;
+    channel->header_payload = channel->body = NULL;
+    channel->publishing = channel->header_seen = false;
+}
+
+void amqp091_channel_free(struct amqp091_channel *channel)
+{
+    amqp091_channel_quiesce(channel);
+    u64_map_remove(&channel->connection->channels, channel->number);
+    free(channel);
+}
+
+/* A channel exception: channel.close with code and text; the channel
+ * reads nothing but channel.close(-ok) from now on. */
+static void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
+                                  amqp_method_number_t method)
+{
+    struct amqp091_connection *connection = channel->connection;
+    if (channel->closing)
+        return;
+    (*connection->adapter->channel_errors)++;
+    log_info("amqp091", "%s: channel %u error %u: %s", connection->base.peer, channel->number, code,
+             text);
+    amqp_channel_close_t close = {
+        .reply_code = code,
+        .reply_text = amqp_cstring_bytes(text),
+        .class_id = (uint16_t)(method >> 16),
+        .method_id = (uint16_t)(method & 0xffff),
+    };
+    amqp091_send_method(connection, channel->number, AMQP_CHANNEL_CLOSE_METHOD, &close);
+    channel->closing = true;
+    amqp091_channel_quiesce(channel);
+}
+
+static void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error,
+                                       const char *reason, amqp_method_number_t method)
+{
+    const char *label;
+    uint16_t code = amqp091_core_code(core_error, &label);
+    char text[320];
+    snprintf(text, sizeof(text), "%s - %s", label, reason && reason[0] ? reason : "refused");
+    amqp091_channel_error(channel, code, text, method);
+}
+
+/* ---- definitions: exchange.* and queue.* ------------------------------------------------ */
+
+/* A declare/bind/delete waiting for the core's answer. */
+struct amqp091_op {
+    struct amqp091_connection *connection;
+    uint16_t channel;
+    uint64_t generation;
+    amqp_method_number_t method;
+    bool nowait;
+};
+
+static void amqp091_op_done(void *opaque, int core_error, const char *reason, const char *name)
+{
+    struct amqp091_op *op = opaque;
+    struct amqp091_connection *connection = op->connection;
+    connection->waiting--;
+    struct amqp091_channel *channel = amqp091_channel_find(connection, op->channel);
+    if (channel && channel->generation == op->generation && !channel->closing &&
+        connection->state == AMQP091_STATE_RUNNING) {
+        if (core_error != CORE_OK) {
+            amqp091_channel_core_error(channel, core_error, reason, op->method);
+        } else if (op->method == AMQP_QUEUE_DECLARE_METHOD) {
+            snprintf(channel->last_queue, sizeof(channel->last_queue), "%s", name ? name : "");
+            if (!op->nowait) {
+                /* first cut: no counts (the group's lag is not looked up) */
+                amqp_queue_declare_ok_t ok = {.queue = amqp_cstring_bytes(channel->last_queue)};
+                amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
+            }
+        } else if (!op->nowait) {
+            amqp_method_number_t reply = 0;
+            switch (op->method) {
+            case AMQP_EXCHANGE_DECLARE_METHOD: reply = AMQP_EXCHANGE_DECLARE_OK_METHOD; break;
+            case AMQP_EXCHANGE_DELETE_METHOD: reply = AMQP_EXCHANGE_DELETE_OK_METHOD; break;
+            case AMQP_EXCHANGE_BIND_METHOD: reply = AMQP_EXCHANGE_BIND_OK_METHOD; break;
+            case AMQP_EXCHANGE_UNBIND_METHOD: reply = AMQP_EXCHANGE_UNBIND_OK_METHOD; break;
+            case AMQP_QUEUE_BIND_METHOD: reply = AMQP_QUEUE_BIND_OK_METHOD; break;
+            case AMQP_QUEUE_UNBIND_METHOD: reply = AMQP_QUEUE_UNBIND_OK_METHOD; break;
+            case AMQP_QUEUE_DELETE_METHOD: reply = AMQP_QUEUE_DELETE_OK_METHOD; break;
+            default: break;
+            }
+            /* every -ok of these has no fields, or counts we give as 0 */
+            amqp_queue_delete_ok_t zero = {0};
+            if (reply)
+                amqp091_send_method(connection, channel->number, reply, &zero);
+        }
+    }
+    free(op);
+    amqp091_connection_update_reading(connection);
+}
+
+static struct amqp091_op *amqp091_op_new(struct amqp091_channel *channel,
+                                         amqp_method_number_t method, bool nowait)
+{
+    struct amqp091_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    *op = (struct amqp091_op){channel->connection, channel->number, channel->generation, method,
+                              nowait};
+    return op;
+}
+
+/* The core took the request (rc CORE_OK: wait for its answer) or refused it. */
+static void amqp091_op_started(struct amqp091_channel *channel, struct amqp091_op *op, int rc,
+                               const char *err)
+{
+    if (rc == CORE_OK) {
+        channel->connection->waiting++;
+        amqp091_connection_update_reading(channel->connection);
+        return;
+    }
+    amqp091_channel_core_error(channel, rc, err, op->method);
+    free(op);
+}
+
+static void amqp091_bytes_text(amqp_bytes_t bytes, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%.*s", (int)bytes.len, bytes.bytes ? (const char *)bytes.bytes : "");
+}
+
+/* An argument table as JSON, or a channel error (406). */
+static int amqp091_arguments(struct amqp091_channel *channel, const amqp_table_t *table,
+                             json_t **out, amqp_method_number_t method)
+{
+    char err[160], text[256];
+    if (amqp091_table_to_json(table, out, err, sizeof(err)) < 0) {
+        snprintf(text, sizeof(text), "PRECONDITION_FAILED - %s", err);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, method);
+        return -1;
+    }
+    return 0;
+}
+
+static void amqp091_exchange_declare(struct amqp091_channel *channel,
+                                     const amqp_exchange_declare_t *m)
+{
+    char name[256], type[64], err[256];
+    amqp091_bytes_text(m->exchange, name, sizeof(name));
+    amqp091_bytes_text(m->type, type, sizeof(type));
+    struct exchange_spec spec = {
+        .vhost = CORE_DEFAULT_VHOST,
+        .name = name,
+        .durable = m->durable,
+        .auto_delete = m->auto_delete,
+        .internal = m->internal,
+    };
+    if (!m->passive && exchange_type_parse(type, &spec.type) < 0) {
+        char text[192];
+        snprintf(text, sizeof(text), "COMMAND_INVALID - unknown exchange type '%s'", type);
+        amqp091_connection_error(channel->connection, AMQP_COMMAND_INVALID, text,
+                                 AMQP_EXCHANGE_DECLARE_METHOD);
+        return;
+    }
+    if (amqp091_arguments(channel, &m->arguments, &spec.arguments, AMQP_EXCHANGE_DECLARE_METHOD) <
+        0)
+        return;
+    struct amqp091_op *op = amqp091_op_new(channel, AMQP_EXCHANGE_DECLARE_METHOD, m->nowait);
+    int rc = op ? core_declare_exchange(channel->connection->session, &spec, m->passive,
+                                        amqp091_op_done, op, err, sizeof(err))
+                : CORE_ERR_INTERNAL;
+    json_decref(spec.arguments);
+    if (!op) {
+        amqp091_channel_core_error(channel, rc, "out of memory", AMQP_EXCHANGE_DECLARE_METHOD);
+        return;
+    }
+    amqp091_op_started(channel, op, rc, err);
+}
+
+static void amqp091_exchange_delete(struct amqp091_channel *channel,
+                                    const amqp_exchange_delete_t *m)
+{
+    char name[256], err[256];
+    amqp091_bytes_text(m->exchange, name, sizeof(name));
+    struct amqp091_op *op = amqp091_op_new(channel, AMQP_EXCHANGE_DELETE_METHOD, m->nowait);
+    if (!op) {
+        amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
+        return;
+    }
+    int rc = core_delete_exchange(channel->connection->session, CORE_DEFAULT_VHOST, name,
+                                  m->if_unused, amqp091_op_done, op, err, sizeof(err));
+    amqp091_op_started(channel, op, rc, err);
+}
+
+/* queue.bind/unbind and exchange.bind/unbind. */
+static void amqp091_binding(struct amqp091_channel *channel, amqp_method_number_t method,
+                            enum binding_destination kind, amqp_bytes_t destination,
+                            amqp_bytes_t source, amqp_bytes_t key, const amqp_table_t *arguments,
+                            bool nowait, bool bind)
+{
+    char destination_text[256], source_text[256], key_text[256], err[256];
+    amqp091_bytes_text(destination, destination_text, sizeof(destination_text));
+    amqp091_bytes_text(source, source_text, sizeof(source_text));
+    amqp091_bytes_text(key, key_text, sizeof(key_text));
+    if (kind == BINDING_TO_QUEUE && !destination_text[0]) /* the channel's last queue */
+        snprintf(destination_text, sizeof(destination_text), "%s", channel->last_queue);
+    struct binding_spec spec = {
+        .vhost = CORE_DEFAULT_VHOST,
+        .source = source_text,
+        .destination_kind = kind,
+        .destination = destination_text,
+        .routing_key = key_text,
+    };
+    if (amqp091_arguments(channel, arguments, &spec.arguments, method) < 0)
+        return;
+    struct amqp091_op *op = amqp091_op_new(channel, method, nowait);
+    int rc = CORE_ERR_INTERNAL;
+    snprintf(err, sizeof(err), "out of memory");
+    if (op)
+        rc = bind ? core_bind(channel->connection->session, &spec, amqp091_op_done, op, err,
+                              sizeof(err))
+                  : core_unbind(channel->connection->session, &spec, amqp091_op_done, op, err,
+                                sizeof(err));
+    json_decref(spec.arguments);
+    if (!op) {
+        amqp091_channel_core_error(channel, rc, err, method);
+        return;
+    }
+    amqp091_op_started(channel, op, rc, err);
+}
+
+static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_queue_declare_t *m)
+{
+    char name[256], err[256];
+    amqp091_bytes_text(m->queue, name, sizeof(name));
+    struct queue_spec spec = {
+        .vhost = CORE_DEFAULT_VHOST,
+        .name = name,
+        .durable = m->durable,
+        .exclusive = m->exclusive,
+        .auto_delete = m->auto_delete,
+    };
+    if (amqp091_arguments(channel, &m->arguments, &spec.arguments, AMQP_QUEUE_DECLARE_METHOD) < 0)
+        return;
+    struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_DECLARE_METHOD, m->nowait);
+    int rc = CORE_ERR_INTERNAL;
+    snprintf(err, sizeof(err), "out of memory");
+    if (op)
+        rc = core_declare_queue(channel->connection->session, &spec, m->passive, amqp091_op_done,
+                                op, err, sizeof(err));
+    json_decref(spec.arguments);
+    if (!op) {
+        amqp091_channel_core_error(channel, rc, err, AMQP_QUEUE_DECLARE_METHOD);
+        return;
+    }
+    amqp091_op_started(channel, op, rc, err);
+}
+
+static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_queue_delete_t *m)
+{
+    char name[256], err[256];
+    amqp091_bytes_text(m->queue, name, sizeof(name));
+    if (!name[0])
+        snprintf(name, sizeof(name), "%s", channel->last_queue);
+    struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_DELETE_METHOD, m->nowait);
+    if (!op) {
+        amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
+        return;
+    }
+    int rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name, m->if_unused,
+                               m->if_empty, amqp091_op_done, op, err, sizeof(err));
+    amqp091_op_started(channel, op, rc, err);
+}
+
+/* ---- publishing ---------------------------------------------------------------------------- */
+
+/* A basic.publish handed to the core, until its answer (connection.h). */
+struct amqp091_publish {
+    struct connection_publish base; /* first */
+    uint16_t channel;
+    uint64_t generation;
+    uint64_t tag; /* confirm mode's delivery tag; 0: not confirmed to the client */
+    bool mandatory;
+    /* kept for basic.return (mandatory only) */
+    char *exchange;
+    char *routing_key;
+    uint8_t *header_payload;
+    size_t header_len;
+    uint8_t *body;
+    size_t body_len;
+};
+
+static void amqp091_publish_free(struct amqp091_publish *publish)
+{
+    free(publish->exchange);
+    free(publish->routing_key);
+    free(publish->header_payload);
+    free(publish->body);
+    free(publish);
+}
+
+static void amqp091_publish_resume(struct amqp091_connection *connection)
+{
+    uint32_t max = adapter_base_config(&connection->adapter->base)->limits.max_unconfirmed;
+    if (connection->publish_paused && connection->base.unconfirmed < (max ? max : 1)) {
+        connection->publish_paused = false;
+        amqp091_connection_update_reading(connection);
+    }
+}
+
+static void amqp091_send_confirm(struct amqp091_channel *channel, uint64_t tag, bool ok)
+{
+    if (ok) {
+        amqp_basic_ack_t ack = {.delivery_tag = tag, .multiple = 0};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
+    } else {
+        amqp_basic_nack_t nack = {.delivery_tag = tag, .multiple = 0, .requeue = 0};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_NACK_METHOD, &nack);
+    }
+}
+
+void amqp091_publish_done(struct connection_publish *base, int result, const char *reason)
+{
+    struct amqp091_publish *publish = (struct amqp091_publish *)base;
+    struct amqp091_connection *connection = (struct amqp091_connection *)base->connection;
+    if (result == CONNECTION_PUBLISH_ABANDONED) {
+        amqp091_publish_free(publish);
+        return;
+    }
+    struct amqp091_channel *channel = amqp091_channel_find(connection, publish->channel);
+    if (channel && channel->generation == publish->generation && !channel->closing &&
+        connection->state == AMQP091_STATE_RUNNING) {
+        if (result == CORE_UNROUTABLE && publish->mandatory) {
+            amqp_basic_return_t ret = {
+                .reply_code = AMQP_NO_ROUTE,
+                .reply_text = amqp_cstring_bytes("NO_ROUTE"),
+                .exchange = amqp_cstring_bytes(publish->exchange),
+                .routing_key = amqp_cstring_bytes(publish->routing_key),
+            };
+            amqp091_send_content(connection, channel->number, AMQP_BASIC_RETURN_METHOD, &ret,
+                                 publish->header_payload, publish->header_len, NULL, publish->body,
+                                 publish->body_len);
+        }
+        if (publish->tag)
+            amqp091_send_confirm(channel, publish->tag,
+                                 result == CORE_OK || result == CORE_UNROUTABLE);
+        if (result != CORE_OK && result != CORE_UNROUTABLE)
+            log_info("amqp091", "%s: channel %u: a message to exchange '%s' was not stored: %s",
+                     connection->base.peer, channel->number,
+                     publish->exchange ? publish->exchange : "", reason ? reason : "Kafka error");
+    }
+    amqp091_publish_free(publish);
+    amqp091_publish_resume(connection);
+}
+
+/* Every frame of a basic.publish has arrived: publish it. */
+static void amqp091_publish_complete(struct amqp091_channel *channel)
+{
+    struct amqp091_connection *connection = channel->connection;
+    const struct config *config = adapter_base_config(&connection->adapter->base);
+    struct amqp091_error error;
+    struct amqp091_frame header_frame = {.type = AMQP091_FRAME_HEADER,
+                                         .channel = channel->number,
+                                         .size = (uint32_t)channel->header_len,
+                                         .payload = channel->header_payload};
+    struct amqp091_content_header header;
+    recycle_amqp_pool(&connection->pool);
+    if (amqp091_content_header_decode(&header_frame, &connection->pool, &header, &error) < 0) {
+        amqp091_connection_error(connection, error.code, error.text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    const amqp_basic_properties_t *properties = header.properties;
+    if ((properties->_flags & AMQP_BASIC_USER_ID_FLAG) &&
+        (properties->user_id.len != strlen(connection->user) ||
+         memcmp(properties->user_id.bytes, connection->user, properties->user_id.len) != 0)) {
+        char text[320];
+        snprintf(text, sizeof(text),
+                 "PRECONDITION_FAILED - user_id property set to '%.*s' but authenticated user was "
+                 "'%s'",
+                 (int)(properties->user_id.len > 100 ? 100 : properties->user_id.len),
+                 (const char *)properties->user_id.bytes, connection->user);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    struct amqp091_record_headers headers;
+    uint16_t code;
+    char text[320];
+    if (amqp091_record_headers_from_properties(properties, clock_wall_ms(), &headers, &code, text,
+                                               sizeof(text)) < 0) {
+        amqp091_channel_error(channel, code, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    struct destination destination = {.kind = DESTINATION_EXCHANGE};
+    if (strlen(channel->exchange) > ADDRESS_NAME_MAX) {
+        amqp091_record_headers_free(&headers);
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no such exchange",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    snprintf(destination.name, sizeof(destination.name), "%s", channel->exchange);
+    struct core_message message = {
+        .body = channel->body ? channel->body : (const void *)"",
+        .body_len = channel->body_size,
+        .properties = headers.properties,
+        .property_count = headers.count,
+        .routing_key = channel->routing_key,
+        .routing_key_len = strlen(channel->routing_key),
+        .producer = channel->number,
+    };
+    struct amqp091_publish *publish = calloc(1, sizeof(*publish));
+    if (!publish) {
+        amqp091_record_headers_free(&headers);
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    publish->channel = channel->number;
+    publish->generation = channel->generation;
+    publish->mandatory = channel->mandatory;
+    publish->tag = channel->confirm ? ++channel->next_publish_tag : 0;
+    connection_publish_begin(&connection->base, &publish->base);
+    char err[256] = "";
+    int rc = core_publish(connection->session, &destination, &message, connection_publish_confirmed,
+                          &publish->base, err, sizeof(err));
+    amqp091_record_headers_free(&headers);
+    if (rc != CORE_OK) {
+        connection_publish_cancel(&publish->base);
+        uint64_t tag = publish->tag;
+        amqp091_publish_free(publish);
+        if (rc == CORE_ERR_BUSY || rc == CORE_ERR_UNAVAILABLE) {
+            /* not stored: say so to a confirming client, as RabbitMQ's nack */
+            log_info("amqp091", "%s: channel %u: publish refused now: %s", connection->base.peer,
+                     channel->number, err);
+            if (tag)
+                amqp091_send_confirm(channel, tag, false);
+        } else {
+            amqp091_channel_core_error(channel, rc, err, AMQP_BASIC_PUBLISH_METHOD);
+        }
+    } else {
+        /* `publish` waits for Kafka (the core never answers inside
+         * core_publish): it keeps the exchange for its log line, and a
+         * mandatory one the content for a basic.return */
+        publish->exchange = channel->exchange;
+        channel->exchange = NULL;
+        if (publish->mandatory) {
+            publish->routing_key = channel->routing_key;
+            publish->header_payload = channel->header_payload;
+            publish->header_len = channel->header_len;
+            publish->body = channel->body;
+            publish->body_len = channel->body_size;
+            channel->routing_key = NULL;
+            channel->header_payload = channel->body = NULL;
+        }
+    }
+    free(channel->exchange);
+    free(channel->routing_key);
+    free(channel->header_payload);
+    free(channel->body);
+    channel->exchange = channel->routing_key = NULL;
+    channel->header_payload = channel->body = NULL;
+    channel->publishing = channel->header_seen = false;
+
+    uint32_t max = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
+    if (connection->base.unconfirmed >= max && !connection->publish_paused) {
+        connection->publish_paused = true;
+        amqp091_connection_update_reading(connection);
+    }
+}
+
+static void amqp091_publish_start(struct amqp091_channel *channel, const amqp_basic_publish_t *m)
+{
+    channel->exchange = strndup(m->exchange.bytes ? m->exchange.bytes : "", m->exchange.len);
+    channel->routing_key =
+        strndup(m->routing_key.bytes ? m->routing_key.bytes : "", m->routing_key.len);
+    if (!channel->exchange || !channel->routing_key) {
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    channel->mandatory = m->mandatory;
+    channel->publishing = true;
+    channel->header_seen = false;
+}
+
+static void amqp091_content_header(struct amqp091_channel *channel,
+                                   const struct amqp091_frame *frame)
+{
+    struct amqp091_connection *connection = channel->connection;
+    const struct config *config = adapter_base_config(&connection->adapter->base);
+    struct amqp091_content_header header;
+    struct amqp091_error error;
+    recycle_amqp_pool(&connection->pool);
+    if (amqp091_content_header_decode(frame, &connection->pool, &header, &error) < 0) {
+        amqp091_connection_error(connection, error.code, error.text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    if (header.class_id != AMQP_BASIC_CLASS) {
+        amqp091_connection_error(connection, AMQP_COMMAND_INVALID,
+                                 "COMMAND_INVALID - content header of a class other than basic",
+                                 AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    if (header.body_size > config->limits.max_message_size) {
+        char text[192];
+        snprintf(text, sizeof(text),
+                 "PRECONDITION_FAILED - message size %" PRIu64
+                 " is larger than configured max size %" PRIu64,
+                 header.body_size, (uint64_t)config->limits.max_message_size);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    channel->header_payload = malloc(frame->size);
+    channel->body = malloc(header.body_size ? header.body_size : 1);
+    if (!channel->header_payload || !channel->body) {
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    memcpy(channel->header_payload, frame->payload, frame->size);
+    channel->header_len = frame->size;
+    channel->body_size = header.body_size;
+    channel->body_received = 0;
+    channel->header_seen = true;
+    if (channel->body_size == 0)
+        amqp091_publish_complete(channel);
+}
+
+static void amqp091_content_body(struct amqp091_channel *channel, const struct amqp091_frame *frame)
+{
+    if (channel->body_received + frame->size > channel->body_size) {
+        amqp091_connection_error(channel->connection, AMQP_FRAME_ERROR,
+                                 "FRAME_ERROR - content body larger than its header said",
+                                 AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    memcpy(channel->body + channel->body_received, frame->payload, frame->size);
+    channel->body_received += frame->size;
+    if (channel->body_received == channel->body_size)
+        amqp091_publish_complete(channel);
+}
+
+/* ---- consuming --------------------------------------------------------------------------- */
+
+static void amqp091_unacked_remove(struct amqp091_channel *channel, struct amqp091_unacked *u)
+{
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        channel->unacked_head = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    else
+        channel->unacked_tail = u->prev;
+    u64_map_remove(&channel->unacked_by_tag, u->tag);
+    free(u);
+}
+
+/* Unsubscribe (unsettled deliveries are released by the core) and free. */
+static void amqp091_consumer_end(struct amqp091_consumer *consumer)
+{
+    struct amqp091_channel *channel = consumer->channel;
+    for (struct amqp091_unacked *u = channel->unacked_head, *next; u; u = next) {
+        next = u->next;
+        if (u->consumer == consumer)
+            amqp091_unacked_remove(channel, u);
+    }
+    if (consumer->core)
+        core_unsubscribe(consumer->core);
+    for (struct amqp091_consumer **at = &channel->consumers; *at; at = &(*at)->next)
+        if (*at == consumer) {
+            *at = consumer->next;
+            break;
+        }
+    channel->consumer_count--;
+    free(consumer);
+}
+
+static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *delivery)
+{
+    struct amqp091_consumer *consumer = opaque;
+    struct amqp091_channel *channel = consumer->channel;
+    struct amqp091_connection *connection = channel->connection;
+    if (connection->state != AMQP091_STATE_RUNNING || channel->closing)
+        return; /* released when the consumer ends */
+    size_t count = core_delivery_header_count(delivery);
+    struct amqp091_header_in *headers = calloc(count ? count : 1, sizeof(*headers));
+    if (!headers) {
+        if (delivery->id && !consumer->no_ack)
+            core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        return;
+    }
+    size_t used = 0;
+    const char *routing_key = delivery->name;
+    size_t routing_key_len = strlen(delivery->name);
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t value_len;
+        if (core_delivery_header(delivery, i, &name, &value, &value_len) < 0)
+            continue;
+        size_t name_len = strlen(name);
+        if (!record_header_delivered(name, name_len, RECORD_DELIVER_CLIENT))
+            continue;
+        if (strcmp(name, RECORD_ROUTING_KEY) == 0 && value_len <= 255) {
+            routing_key = value;
+            routing_key_len = value_len;
+        }
+        headers[used++] = (struct amqp091_header_in){name, name_len, value, value_len};
+    }
+    amqp_basic_properties_t properties;
+    recycle_amqp_pool(&connection->deliver_pool);
+    int rc = amqp091_properties_from_record_headers(headers, used, delivery->delivery_count,
+                                                    clock_wall_ms(), &connection->deliver_pool,
+                                                    &properties);
+    uint64_t tag = ++channel->next_delivery_tag;
+    struct amqp091_unacked *unacked = NULL;
+    bool track = !consumer->no_ack && delivery->id != 0;
+    if (rc == 0 && track) {
+        unacked = calloc(1, sizeof(*unacked));
+        if (!unacked || u64_map_reserve(&channel->unacked_by_tag) < 0) {
+            free(unacked);
+            unacked = NULL;
+            rc = -1;
+        }
+    }
+    if (rc < 0) {
+        free(headers);
+        log_warn("amqp091", "%s: out of memory delivering to consumer %s", connection->base.peer,
+                 consumer->tag);
+        if (track)
+            core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        return;
+    }
+    if (unacked) {
+        unacked->tag = tag;
+        unacked->id = delivery->id;
+        unacked->consumer = consumer;
+        unacked->prev = channel->unacked_tail;
+        if (channel->unacked_tail)
+            channel->unacked_tail->next = unacked;
+        else
+            channel->unacked_head = unacked;
+        channel->unacked_tail = unacked;
+        u64_map_put(&channel->unacked_by_tag, tag, unacked);
+    }
+    amqp_basic_deliver_t deliver = {
+        .consumer_tag = amqp_cstring_bytes(consumer->tag),
+        .delivery_tag = tag,
+        .redelivered = delivery->delivery_count > 1,
+        .exchange = amqp_cstring_bytes(""),
+        .routing_key = {routing_key_len, (void *)routing_key},
+    };
+    if (amqp091_send_content(connection, channel->number, AMQP_BASIC_DELIVER_METHOD, &deliver, NULL,
+                             0, &properties, delivery->body, delivery->body_len) < 0) {
+        log_warn("amqp091", "%s: cannot write a delivery to consumer %s", connection->base.peer,
+                 consumer->tag);
+        if (unacked)
+            amqp091_unacked_remove(channel, unacked);
+        if (track)
+            core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+    }
+    free(headers);
+}
+
+static void amqp091_consumer_ready(void *opaque)
+{
+    struct amqp091_consumer *consumer = opaque;
+    struct amqp091_channel *channel = consumer->channel;
+    consumer->ready = true;
+    if (consumer->nowait || channel->closing)
+        return;
+    amqp_basic_consume_ok_t ok = {.consumer_tag = amqp_cstring_bytes(consumer->tag)};
+    amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+}
+
+static void amqp091_consumer_failed(void *opaque, int core_error, const char *reason)
+{
+    struct amqp091_consumer *consumer = opaque;
+    struct amqp091_channel *channel = consumer->channel;
+    /* The core's error picks the reply code (403 when Kafka refuses the
+     * topic, 404 when it does not exist, 541 otherwise), as for a declare. */
+    char text[320];
+    snprintf(text, sizeof(text), "consumer '%.100s' of queue '%.100s' failed: %.80s",
+             consumer->tag, consumer->queue, reason ? reason : "unknown");
+    amqp091_channel_core_error(channel, core_error, text, AMQP_BASIC_CONSUME_METHOD);
+}
+
+static const struct core_subscription_handlers amqp091_consumer_handlers = {
+    .deliver = amqp091_consumer_deliver,
+    .ready = amqp091_consumer_ready,
+    .failed = amqp091_consumer_failed,
+};
+
+static struct amqp091_consumer *amqp091_consumer_find(struct amqp091_channel *channel,
+                                                      const char *tag)
+{
+    for (struct amqp091_consumer *c = channel->consumers; c; c = c->next)
+        if (strcmp(c->tag, tag) == 0)
+            return c;
+    return NULL;
+}
+
+static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_consume_t *m)
+{
+    struct amqp091_connection *connection = channel->connection;
+    char queue[256], tag[256], text[400];
+    amqp091_bytes_text(m->queue, queue, sizeof(queue));
+    amqp091_bytes_text(m->consumer_tag, tag, sizeof(tag));
+    if (!queue[0])
+        snprintf(queue, sizeof(queue), "%s", channel->last_queue);
+    if (!queue[0]) {
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no previously declared queue",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (m->exclusive) {
+        amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED,
+                              "NOT_IMPLEMENTED - exclusive consumers are not supported yet",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (strlen(queue) > ADDRESS_NAME_MAX) {
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (!tag[0])
+        snprintf(tag, sizeof(tag), "amq.ctag-%" PRIu64 "-%u-%zu", channel->generation,
+                 channel->number, channel->consumer_count + 1);
+    if (amqp091_consumer_find(channel, tag)) {
+        snprintf(text, sizeof(text), "NOT_ALLOWED - attempt to reuse consumer tag '%s'", tag);
+        amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (channel->consumer_count >= AMQP091_MAX_CONSUMERS) {
+        snprintf(text, sizeof(text), "RESOURCE_ERROR - a channel has at most %d consumers",
+                 AMQP091_MAX_CONSUMERS);
+        amqp091_channel_error(channel, AMQP_RESOURCE_ERROR, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    struct amqp091_consumer *consumer = calloc(1, sizeof(*consumer));
+    if (!consumer) {
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    consumer->channel = channel;
+    consumer->no_ack = m->no_ack;
+    consumer->nowait = m->nowait;
+    snprintf(consumer->tag, sizeof(consumer->tag), "%s", tag);
+    snprintf(consumer->queue, sizeof(consumer->queue), "%s", queue);
+    /* linked first: ready/deliver come later, but find it there */
+    consumer->next = channel->consumers;
+    channel->consumers = consumer;
+    channel->consumer_count++;
+
+    struct destination destination = {.kind = DESTINATION_QUEUE, .existing = true};
+    snprintf(destination.name, sizeof(destination.name), "%s", queue);
+    struct core_subscribe_options options = {
+        .auto_accept = m->no_ack,
+        .credit = channel->prefetch ? channel->prefetch : AMQP091_DEFAULT_PREFETCH,
+    };
+    int code = CORE_ERR_INTERNAL;
+    char err[256] = "";
+    consumer->core = core_subscribe(connection->session, &destination, &options,
+                                    &amqp091_consumer_handlers, consumer, &code, err, sizeof(err));
+    if (!consumer->core) {
+        amqp091_consumer_end(consumer);
+        amqp091_channel_core_error(channel, code, err, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (connection->deliveries_blocked) {
+        consumer->blocked = true;
+        core_subscription_block(consumer->core, true);
+    }
+}
+
+static void amqp091_cancel(struct amqp091_channel *channel, const amqp_basic_cancel_t *m)
+{
+    char tag[256];
+    amqp091_bytes_text(m->consumer_tag, tag, sizeof(tag));
+    struct amqp091_consumer *consumer = amqp091_consumer_find(channel, tag);
+    if (consumer)
+        amqp091_consumer_end(consumer); /* its unacked deliveries are released */
+    if (!m->nowait) {
+        amqp_basic_cancel_ok_t ok = {.consumer_tag = amqp_cstring_bytes(tag)};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
+    }
+}
+
+/* ack / nack / reject: settle one tag, or every tag up to it (multiple;
+ * tag 0 with multiple: all). */
+static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool multiple,
+                           enum queue_outcome outcome, amqp_method_number_t method)
+{
+    char text[160];
+    if (tag > channel->next_delivery_tag || (!multiple && tag == 0)) {
+        snprintf(text, sizeof(text), "PRECONDITION_FAILED - unknown delivery tag %" PRIu64, tag);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, method);
+        return;
+    }
+    if (multiple) {
+        while (channel->unacked_head && (tag == 0 || channel->unacked_head->tag <= tag)) {
+            struct amqp091_unacked *u = channel->unacked_head;
+            core_settle(u->consumer->core, u->id, outcome, NULL);
+            amqp091_unacked_remove(channel, u);
+        }
+        return;
+    }
+    struct amqp091_unacked *u = u64_map_get(&channel->unacked_by_tag, tag);
+    if (!u) {
+        snprintf(text, sizeof(text), "PRECONDITION_FAILED - unknown delivery tag %" PRIu64, tag);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, method);
+        return;
+    }
+    core_settle(u->consumer->core, u->id, outcome, NULL);
+    amqp091_unacked_remove(channel, u);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+static void amqp091_not_implemented(struct amqp091_channel *channel, amqp_method_number_t id,
+                                    const char *what)
+{
+    char text[192];
+    snprintf(text, sizeof(text), "NOT_IMPLEMENTED - %s is not supported yet", what);
+    amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED, text, id);
+}
+
+static void amqp091_channel_method(struct amqp091_channel *channel,
+                                   const struct amqp091_method *method)
+{
+    struct amqp091_connection *connection = channel->connection;
+    void *m = method->decoded;
+    switch (method->id) {
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_ok_t ok = {0};
+        amqp091_send_method(connection, channel->number, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        amqp091_channel_free(channel);
+        return;
+    }
+    case AMQP_CHANNEL_CLOSE_OK_METHOD:
+        if (channel->closing)
+            amqp091_channel_free(channel);
+        return;
+    default: break;
+    }
+    if (channel->closing)
+        return; /* dropped until close-ok */
+    if (channel->publishing) {
+        amqp091_connection_error(connection, AMQP_UNEXPECTED_FRAME,
+                                 "UNEXPECTED_FRAME - a method frame where basic.publish's content "
+                                 "was expected",
+                                 method->id);
+        return;
+    }
+    switch (method->id) {
+    case AMQP_CHANNEL_OPEN_METHOD: {
+        char text[128];
+        snprintf(text, sizeof(text), "CHANNEL_ERROR - second 'channel.open' seen");
+        amqp091_connection_error(connection, AMQP_CHANNEL_ERROR, text, method->id);
+        return;
+    }
+    case AMQP_CHANNEL_FLOW_METHOD: {
+        amqp_channel_flow_ok_t ok = {.active = ((amqp_channel_flow_t *)m)->active};
+        amqp091_send_method(connection, channel->number, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
+        return;
+    }
+    case AMQP_EXCHANGE_DECLARE_METHOD: amqp091_exchange_declare(channel, m); return;
+    case AMQP_EXCHANGE_DELETE_METHOD: amqp091_exchange_delete(channel, m); return;
+    case AMQP_EXCHANGE_BIND_METHOD: {
+        amqp_exchange_bind_t *b = m;
+        amqp091_binding(channel, method->id, BINDING_TO_EXCHANGE, b->destination, b->source,
+                        b->routing_key, &b->arguments, b->nowait, true);
+        return;
+    }
+    case AMQP_EXCHANGE_UNBIND_METHOD: {
+        amqp_exchange_unbind_t *b = m;
+        amqp091_binding(channel, method->id, BINDING_TO_EXCHANGE, b->destination, b->source,
+                        b->routing_key, &b->arguments, b->nowait, false);
+        return;
+    }
+    case AMQP_QUEUE_DECLARE_METHOD: amqp091_queue_declare(channel, m); return;
+    case AMQP_QUEUE_BIND_METHOD: {
+        amqp_queue_bind_t *b = m;
+        amqp091_binding(channel, method->id, BINDING_TO_QUEUE, b->queue, b->exchange,
+                        b->routing_key, &b->arguments, b->nowait, true);
+        return;
+    }
+    case AMQP_QUEUE_UNBIND_METHOD: {
+        amqp_queue_unbind_t *b = m;
+        amqp091_binding(channel, method->id, BINDING_TO_QUEUE, b->queue, b->exchange,
+                        b->routing_key, &b->arguments, false, false);
+        return;
+    }
+    case AMQP_QUEUE_DELETE_METHOD: amqp091_queue_delete(channel, m); return;
+    case AMQP_QUEUE_PURGE_METHOD:
+        amqp091_not_implemented(channel, method->id, "queue.purge");
+        return;
+    case AMQP_BASIC_QOS_METHOD: {
+        amqp_basic_qos_t *q = m;
+        channel->prefetch = q->prefetch_count; /* per consumer, for consumers made after it */
+        amqp_basic_qos_ok_t ok = {0};
+        amqp091_send_method(connection, channel->number, AMQP_BASIC_QOS_OK_METHOD, &ok);
+        return;
+    }
+    case AMQP_BASIC_CONSUME_METHOD: amqp091_consume(channel, m); return;
+    case AMQP_BASIC_CANCEL_METHOD: amqp091_cancel(channel, m); return;
+    case AMQP_BASIC_PUBLISH_METHOD: amqp091_publish_start(channel, m); return;
+    case AMQP_BASIC_ACK_METHOD: {
+        amqp_basic_ack_t *a = m;
+        amqp091_settle(channel, a->delivery_tag, a->multiple, QUEUE_ACCEPT, method->id);
+        return;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        amqp_basic_nack_t *n = m;
+        amqp091_settle(channel, n->delivery_tag, n->multiple,
+                       n->requeue ? QUEUE_RELEASE : QUEUE_REJECT, method->id);
+        return;
+    }
+    case AMQP_BASIC_REJECT_METHOD: {
+        amqp_basic_reject_t *r = m;
+        amqp091_settle(channel, r->delivery_tag, false, r->requeue ? QUEUE_RELEASE : QUEUE_REJECT,
+                       method->id);
+        return;
+    }
+    case AMQP_BASIC_GET_METHOD: amqp091_not_implemented(channel, method->id, "basic.get"); return;
+    case AMQP_BASIC_RECOVER_METHOD:
+    case AMQP_BASIC_RECOVER_ASYNC_METHOD:
+        amqp091_not_implemented(channel, method->id, "basic.recover");
+        return;
+    case AMQP_CONFIRM_SELECT_METHOD: {
+        channel->confirm = true;
+        if (!((amqp_confirm_select_t *)m)->nowait) {
+            amqp_confirm_select_ok_t ok = {0};
+            amqp091_send_method(connection, channel->number, AMQP_CONFIRM_SELECT_OK_METHOD, &ok);
+        }
+        return;
+    }
+    case AMQP_TX_SELECT_METHOD:
+    case AMQP_TX_COMMIT_METHOD:
+    case AMQP_TX_ROLLBACK_METHOD:
+        amqp091_not_implemented(channel, method->id, "transactions (tx.select)");
+        return;
+    default: {
+        char text[192];
+        snprintf(text, sizeof(text), "COMMAND_INVALID - unexpected method %s on a channel",
+                 amqp_method_name(method->id));
+        amqp091_connection_error(connection, AMQP_COMMAND_INVALID, text, method->id);
+        return;
+    }
+    }
+}
+
+static void amqp091_channel_open(struct amqp091_connection *connection, uint16_t number)
+{
+    char text[192];
+    if (number > connection->channel_max) {
+        snprintf(text, sizeof(text),
+                 "NOT_ALLOWED - channel %u is above the negotiated channel_max %u", number,
+                 connection->channel_max);
+        amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CHANNEL_OPEN_METHOD);
+        return;
+    }
+    struct amqp091_channel *channel = calloc(1, sizeof(*channel));
+    if (!channel || u64_map_reserve(&connection->channels) < 0) {
+        free(channel);
+        amqp091_connection_error(connection, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                                 AMQP_CHANNEL_OPEN_METHOD);
+        return;
+    }
+    channel->connection = connection;
+    channel->number = number;
+    channel->generation = ++connection->next_generation;
+    u64_map_put(&connection->channels, number, channel);
+    amqp_channel_open_ok_t ok = {.channel_id = amqp_cstring_bytes("")};
+    amqp091_send_method(connection, number, AMQP_CHANNEL_OPEN_OK_METHOD, &ok);
+}
+
+void amqp091_channel_frame(struct amqp091_connection *connection, const struct amqp091_frame *frame)
+{
+    struct amqp091_channel *channel = amqp091_channel_find(connection, frame->channel);
+    if (frame->type == AMQP091_FRAME_METHOD) {
+        struct amqp091_method method;
+        struct amqp091_error error;
+        recycle_amqp_pool(&connection->pool);
+        if (amqp091_method_decode(frame, &connection->pool, &method, &error) < 0) {
+            amqp091_connection_error(connection, error.code, error.text, 0);
+            return;
+        }
+        if (!channel) {
+            if (method.id == AMQP_CHANNEL_OPEN_METHOD)
+                amqp091_channel_open(connection, frame->channel);
+            else if (method.id != AMQP_CHANNEL_CLOSE_OK_METHOD)
+                amqp091_connection_error(connection, AMQP_CHANNEL_ERROR,
+                                         "CHANNEL_ERROR - expected 'channel.open'", method.id);
+            return;
+        }
+        amqp091_channel_method(channel, &method);
+        return;
+    }
+    if (!channel) {
+        amqp091_connection_error(connection, AMQP_CHANNEL_ERROR,
+                                 "CHANNEL_ERROR - expected 'channel.open'", 0);
+        return;
+    }
+    if (channel->closing)
+        return;
+    if (frame->type == AMQP091_FRAME_HEADER) {
+        if (!channel->publishing || channel->header_seen) {
+            amqp091_connection_error(connection, AMQP_UNEXPECTED_FRAME,
+                                     "UNEXPECTED_FRAME - content header without basic.publish", 0);
+            return;
+        }
+        amqp091_content_header(channel, frame);
+        return;
+    }
+    /* a body frame */
+    if (!channel->publishing || !channel->header_seen) {
+        amqp091_connection_error(connection, AMQP_UNEXPECTED_FRAME,
+                                 "UNEXPECTED_FRAME - content body without a content header", 0);
+        return;
+    }
+    amqp091_content_body(channel, frame);
+}

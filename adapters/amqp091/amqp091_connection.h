@@ -1,0 +1,191 @@
+/* amqp091_connection.h -- one AMQP 0-9-1 client connection and its
+ * channels (architecture §12): the adapter's struct, the connection's
+ * state (handshake, negotiated limits, heartbeats, core session), its
+ * channels (content being assembled, publisher confirms, consumers and
+ * the deliveries waiting for an ack), and the calls between
+ * amqp091_connection.c (I/O, connection class, heartbeats), and
+ * amqp091_channel.c (channel, exchange, queue, basic, confirm, tx
+ * classes).
+ *
+ * Lifetime: as every adapter's connection (connection.h): freed only from
+ * the base's reap event. A channel is freed when it closes (or with its
+ * connection); answers that come later (a declare, a publish's
+ * confirmation) find it by number and generation, and are dropped when it
+ * is gone. Everything runs on the loop thread. */
+#ifndef KBRIDGE_AMQP091_CONNECTION_H
+#define KBRIDGE_AMQP091_CONNECTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amqp091_frame.h"
+#include "connection.h"
+#include "core.h"
+#include "u64_map.h"
+
+struct event;
+
+/* What Tune offers is the `amqp091` config section's (amqp091_config.h). */
+#define AMQP091_HANDSHAKE_TIMEOUT_MS 10000 /* header to Open, as RabbitMQ's handshake_timeout */
+#define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
+#define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
+#define AMQP091_MAX_CONSUMERS 1024         /* per channel */
+
+struct amqp091_adapter {
+    struct adapter_base base; /* first (connection.h) */
+    uint64_t *frames_received;
+    uint64_t *frames_sent;
+    uint64_t *channel_errors;
+    uint64_t *connection_errors;
+    uint64_t *heartbeat_timeouts;
+    uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX_LIMIT bytes */
+};
+
+enum amqp091_state {
+    AMQP091_STATE_HEADER,     /* waiting for the 8-byte protocol header */
+    AMQP091_STATE_START_OK,   /* Start sent */
+    AMQP091_STATE_AUTH,       /* credentials being checked (worker pool) */
+    AMQP091_STATE_TUNE_OK,    /* Tune sent */
+    AMQP091_STATE_OPEN,       /* Tune-Ok received, waiting for Open */
+    AMQP091_STATE_RUNNING,    /* Open-Ok sent */
+    AMQP091_STATE_CLOSE_SENT, /* our Close sent: only Close-Ok is read */
+    AMQP091_STATE_CLOSING,    /* flushing, then freed: nothing is read or written */
+};
+
+struct amqp091_channel;
+
+/* A consumer (basic.consume) on a channel. */
+struct amqp091_consumer {
+    struct amqp091_consumer *next;
+    struct amqp091_channel *channel;
+    struct core_subscription *core; /* NULL until core_subscribe returned */
+    bool no_ack;
+    bool ready;  /* consume-ok sent */
+    bool nowait; /* no consume-ok */
+    bool blocked;
+    char tag[256];
+    char queue[ADDRESS_NAME_MAX + 1];
+};
+
+/* A delivery the client has to ack, in delivery-tag order. */
+struct amqp091_unacked {
+    struct amqp091_unacked *prev;
+    struct amqp091_unacked *next;
+    uint64_t tag;
+    uint64_t id; /* core_delivery.id */
+    struct amqp091_consumer *consumer;
+};
+
+struct amqp091_channel {
+    struct amqp091_connection *connection;
+    uint16_t number;
+    uint64_t generation; /* connection-unique: later answers check it */
+    bool closing;        /* our channel.close sent: frames are dropped until close-ok */
+    /* basic.publish being assembled from its header and body frames. */
+    bool publishing;
+    bool header_seen;
+    bool mandatory;
+    char *exchange;
+    char *routing_key;
+    uint8_t *header_payload; /* the content-header frame's payload, as sent */
+    size_t header_len;
+    uint8_t *body;
+    uint64_t body_size;
+    uint64_t body_received;
+    /* Publisher confirms. */
+    bool confirm;
+    uint64_t next_publish_tag; /* the last tag given */
+    /* Consumers and their deliveries. */
+    struct amqp091_consumer *consumers;
+    size_t consumer_count;
+    uint16_t prefetch; /* basic.qos prefetch_count for consumers made after it (0: default) */
+    uint64_t next_delivery_tag;
+    struct amqp091_unacked *unacked_head;
+    struct amqp091_unacked *unacked_tail;
+    struct u64_map unacked_by_tag;
+    char last_queue[ADDRESS_NAME_MAX + 1]; /* queue.declare's: "" names it */
+};
+
+struct amqp091_connection {
+    struct connection base; /* first (connection.h) */
+    struct amqp091_adapter *adapter;
+    enum amqp091_state state;
+    bool refused; /* over a connection limit: Close 530 right after the header */
+    const char *refused_limit; /* that limit's config key (static text) */
+    uint32_t refused_value;    /* and its value */
+    bool reading;
+    /* offered in Tune (the config in force then), negotiated in Tune-Ok */
+    uint16_t offered_channel_max;
+    uint32_t offered_frame_max;
+    uint16_t channel_max;
+    uint32_t frame_max;
+    uint16_t heartbeat_s;
+    uint64_t last_received_ms;
+    uint64_t last_sent_ms;
+    struct event *timer;         /* handshake timeout, then heartbeats */
+    struct event *process_event; /* zero-timeout: parse input held while paused */
+    amqp_pool_t pool;            /* decoded methods, recycled after each frame */
+    /* a delivery's properties: apart from `pool`, since core_settle in a
+     * method's handler may deliver at once */
+    amqp_pool_t deliver_pool;
+    /* authentication and the session */
+    struct core_auth *auth;
+    struct core_session *session;
+    char *user;
+    char mechanism[16];
+    /* channels by number */
+    struct u64_map channels;
+    uint64_t next_generation;
+    /* work that holds the input: a declare waiting for its answer */
+    uint32_t waiting;
+    bool publish_paused; /* unconfirmed publishes at limits.max_unconfirmed */
+    bool deliveries_blocked;
+    uint64_t frames_in;
+    uint64_t frames_out;
+};
+
+/* ---- amqp091_connection.c --------------------------------------------------- */
+
+extern const struct connection_ops amqp091_connection_ops;
+/* connection_ops.adapter_free (amqp091_adapter.c): frees the scratch buffer
+ * and the adapter. */
+void amqp091_adapter_free(struct adapter_base *base);
+
+/* Queue a method frame on `channel`. 0, or -1 (not queued: closing, or it
+ * does not fit a frame). */
+int amqp091_send_method(struct amqp091_connection *connection, uint16_t channel,
+                        amqp_method_number_t id, void *decoded);
+/* Queue a method frame, a content header (`header_payload` as encoded, or
+ * `properties` encoded now when it is NULL) and the body in frames of
+ * frame_max. 0 or -1. */
+int amqp091_send_content(struct amqp091_connection *connection, uint16_t channel,
+                         amqp_method_number_t id, void *method, const uint8_t *header_payload,
+                         size_t header_len, amqp_basic_properties_t *properties, const void *body,
+                         size_t body_len);
+/* Close the connection with a connection exception: Close with `code` and
+ * `text` (RabbitMQ's shape, "NOT_FOUND - ..."), naming the method that
+ * caused it (0: none); then wait for Close-Ok. */
+void amqp091_connection_error(struct amqp091_connection *connection, uint16_t code,
+                              const char *text, amqp_method_number_t method);
+/* Re-evaluate reading (paused for a declare's answer, publish backpressure,
+ * draining); resume parsing buffered input from a zero-timeout event. */
+void amqp091_connection_update_reading(struct amqp091_connection *connection);
+/* Is the connection in a state where frames go out? */
+bool amqp091_connection_writable(const struct amqp091_connection *connection);
+/* Block or unblock every consumer's deliveries (output watermark). */
+void amqp091_connection_block_deliveries(struct amqp091_connection *connection, bool blocked);
+
+/* ---- amqp091_channel.c ----------------------------------------------------------- */
+
+/* A frame for a channel other than 0 (method, header or body), after the
+ * connection is open. Channel and connection errors are sent from here. */
+void amqp091_channel_frame(struct amqp091_connection *connection,
+                           const struct amqp091_frame *frame);
+/* Free a channel (its consumers unsubscribed, unacked deliveries released,
+ * content dropped) and unlink it. */
+void amqp091_channel_free(struct amqp091_channel *channel);
+/* connection_ops.publish_done (basic.ack / basic.nack / basic.return). */
+void amqp091_publish_done(struct connection_publish *publish, int result, const char *reason);
+
+#endif

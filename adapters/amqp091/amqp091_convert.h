@@ -1,0 +1,69 @@
+/* amqp091_convert.h -- AMQP 0-9-1 values to and from kbridge's: basic
+ * properties and the headers table to the record's headers (DESIGN §3,
+ * architecture §12, docs/amqp091.md "Properties"), and argument tables
+ * (exchange/queue/binding arguments) to the JSON the definitions hold.
+ *
+ * Pure functions: no I/O. What they return points into the caller's
+ * buffers or pool, as each says. */
+#ifndef KBRIDGE_AMQP091_CONVERT_H
+#define KBRIDGE_AMQP091_CONVERT_H
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+/* The record headers one publish becomes: `properties` (count entries)
+ * point into the decoded properties and into `text`, both owned by the
+ * caller (amqp091_publish_properties_free frees the arrays). */
+struct amqp091_record_headers {
+    struct core_property *properties;
+    size_t count;
+    char *text; /* numbers and other values written as text */
+};
+
+/* Map a publish's basic properties to record headers: content_type ->
+ * content-type, content_encoding -> content-encoding, delivery_mode 2 ->
+ * persistent: true, priority, correlation_id -> correlation-id, reply_to ->
+ * reply-to, expiration (relative ms) -> expires (absolute epoch ms from
+ * now_ms), message_id -> message-id, timestamp (s) -> timestamp (ms), type,
+ * user_id -> user-id, app_id -> app-id, cluster_id -> cluster-id; and each
+ * headers-table entry of a string, integer, boolean, float, double,
+ * decimal or timestamp value as text under its own name. 0, or -1 with the
+ * 0-9-1 reply code in *code (406 bad expiration, 540 a header value type
+ * not mapped yet) and RabbitMQ-shaped text in err. */
+int amqp091_record_headers_from_properties(const amqp_basic_properties_t *properties,
+                                           uint64_t now_ms, struct amqp091_record_headers *out,
+                                           uint16_t *code, char *err, size_t err_size);
+void amqp091_record_headers_free(struct amqp091_record_headers *headers);
+
+/* One delivered record header (already passed by record_header_delivered). */
+struct amqp091_header_in {
+    const char *name;
+    size_t name_len;
+    const void *value;
+    size_t value_len;
+};
+
+/* The reverse: build a delivery's basic properties from its record headers
+ * (the names above go back to their properties; expires becomes the
+ * remaining expiration, timestamp seconds; every other header a long-string
+ * entry of the headers table). kbridge-routing-key is left out (it is the
+ * delivery's routing key). A `delivery_count` above 1 adds
+ * `x-delivery-count` (a long: the deliveries before this one, as RabbitMQ's
+ * quorum queues count). Strings point into `headers`; arrays are allocated
+ * in `pool`. 0, or -1 out of memory. */
+int amqp091_properties_from_record_headers(const struct amqp091_header_in *headers, size_t count,
+                                           uint32_t delivery_count, uint64_t now_ms,
+                                           amqp_pool_t *pool, amqp_basic_properties_t *out);
+
+/* An argument table as a JSON object (strings, integers, booleans,
+ * floats, nested tables and arrays); an empty table is NULL with 0.
+ * -1 with err for a value type not representable (byte arrays, decimals).
+ * The caller owns *out (json_decref). */
+int amqp091_table_to_json(const amqp_table_t *table, json_t **out, char *err, size_t err_size);
+
+#endif
