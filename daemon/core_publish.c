@@ -32,10 +32,10 @@ struct core_publish_pending {
     struct destination_stats *stats;
     core_publish_fn done;
     void *opaque;
-    int answer;                                /* core_publish_answer_later: the outcome to give */
+    int answer;                                /* the outcome to give on the next loop turn */
     const char *answer_reason;                 /* static text */
     struct core_publish_pending *confirm_next; /* in core->local_confirms */
-    struct kafka_record *local_reply;          /* to deliver before the confirmation */
+    struct kafka_record *local_reply;          /* to deliver before the confirmation, or NULL */
 };
 
 void core_publish_forget_session(struct core_session *session)
@@ -143,37 +143,12 @@ static void core_publish_pending_link(struct core_publish_pending *pending)
     session->unconfirmed++;
 }
 
-static void core_on_publish_answer(evutil_socket_t fd, short what, void *arg)
-{
-    struct core_publish_pending *pending = arg;
-    core_publish_finish(pending, pending->answer, pending->answer_reason);
-}
+/* ---- answers on the next loop turn: in-memory replies (architecture §7,
+ * replies.local) and outcomes known at once (core_publish_answer_later) ---- */
 
-int core_publish_answer_later(struct core_session *session, int code, const char *reason,
-                              core_publish_fn done, void *opaque, char *err, size_t err_size)
-{
-    struct core_publish_pending *pending = core_publish_pending_new(session, NULL, done, opaque);
-    const struct timeval now = {0, 0};
-    if (!pending) {
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
-    pending->answer = code;
-    pending->answer_reason = reason;
-    if (event_base_once(session->core->base, -1, EV_TIMEOUT, core_on_publish_answer, pending,
-                        &now) != 0) {
-        free(pending);
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
-    core_publish_pending_link(pending);
-    return CORE_OK;
-}
-
-/* ---- replies delivered in memory (architecture §7, replies.local) ---- */
-
-/* The loop's next turn: deliver the local replies queued so far, oldest
- * first, and confirm each to its publisher (if its session is still open). */
+/* The loop's next turn: deliver the local replies queued so far and give
+ * every queued publish its answer, oldest first (to its publisher, if its
+ * session is still open). */
 static void core_on_local_confirms(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -183,17 +158,58 @@ static void core_on_local_confirms(evutil_socket_t fd, short what, void *arg)
     core->local_confirms = core->local_confirms_tail = NULL;
     while (list) {
         struct core_publish_pending *next = list->confirm_next;
-        core->temporary_engine->ops->deliver_local(core->temporary_engine, list->local_reply);
-        core_publish_finish(list, CORE_OK, "");
+        if (list->local_reply)
+            core->temporary_engine->ops->deliver_local(core->temporary_engine, list->local_reply);
+        core_publish_finish(list, list->answer, list->answer_reason);
         list = next;
     }
+}
+
+/* Queue `pending` for core_on_local_confirms (never answered inside
+ * core_publish: the adapter may not be ready for its callback yet).
+ * CORE_OK, or CORE_ERR_INTERNAL with err when out of memory. */
+static int core_publish_answer_next_turn(struct core *core, struct core_publish_pending *pending,
+                                         char *err, size_t err_size)
+{
+    if (!core->local_confirm_event)
+        core->local_confirm_event = event_new(core->base, -1, 0, core_on_local_confirms, core);
+    if (!core->local_confirm_event) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    if (core->local_confirms_tail)
+        core->local_confirms_tail->confirm_next = pending;
+    else
+        core->local_confirms = pending;
+    core->local_confirms_tail = pending;
+    event_active(core->local_confirm_event, EV_TIMEOUT, 0);
+    return CORE_OK;
+}
+
+int core_publish_answer_later(struct core_session *session, int code, const char *reason,
+                              core_publish_fn done, void *opaque, char *err, size_t err_size)
+{
+    struct core_publish_pending *pending = core_publish_pending_new(session, NULL, done, opaque);
+    if (!pending) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->answer = code;
+    pending->answer_reason = reason;
+    int rc = core_publish_answer_next_turn(session->core, pending, err, err_size);
+    if (rc != CORE_OK) {
+        free(pending);
+        return rc;
+    }
+    core_publish_pending_link(pending);
+    return CORE_OK;
 }
 
 void core_publish_free(struct core *core)
 {
     while (core->local_confirms) {
         struct core_publish_pending *next = core->local_confirms->confirm_next;
-        kafka_record_free(core->local_confirms->local_reply);
+        kafka_record_free(core->local_confirms->local_reply); /* NULL is fine */
         free(core->local_confirms); /* every session is closed: nobody to call */
         core->local_confirms = next;
     }
@@ -212,24 +228,21 @@ static int core_publish_local_reply(struct core *core, struct core_publish_pendi
                                     const struct kafka_header *headers, size_t count, char *err,
                                     size_t err_size)
 {
-    if (!core->local_confirm_event)
-        core->local_confirm_event = event_new(core->base, -1, 0, core_on_local_confirms, core);
-    struct kafka_record *record = core->local_confirm_event
-                                      ? kafka_record_local(topic, key, key_len, message->body,
-                                                           message->body_len, headers, count)
-                                      : NULL;
+    struct kafka_record *record =
+        kafka_record_local(topic, key, key_len, message->body, message->body_len, headers, count);
     if (!record) {
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
     pending->local_reply = record;
-    if (core->local_confirms_tail)
-        core->local_confirms_tail->confirm_next = pending;
-    else
-        core->local_confirms = pending;
-    core->local_confirms_tail = pending;
-    event_active(core->local_confirm_event, EV_TIMEOUT, 0);
-    return CORE_OK;
+    pending->answer = CORE_OK;
+    pending->answer_reason = "";
+    int rc = core_publish_answer_next_turn(core, pending, err, err_size);
+    if (rc != CORE_OK) {
+        pending->local_reply = NULL;
+        kafka_record_free(record);
+    }
+    return rc;
 }
 
 /* Queue the record in the producer; `pending` is confirmed from its
