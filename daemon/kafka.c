@@ -272,6 +272,7 @@ struct kafka *kafka_new(struct event_base *base, const struct config *config,
 
     if (strcmp(config->kafka.bootstrap, "embedded") == 0) {
         kafka->mock = kafka_mock_start(1, 4, err, err_size);
+        kafka->late_fetch_answers = true;
         if (!kafka->mock)
             goto fail;
         kafka->bootstrap = strdup(kafka_mock_bootstraps(kafka->mock));

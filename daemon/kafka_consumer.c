@@ -25,13 +25,12 @@
 #include "kafka_internal.h"
 #include "log.h"
 
-/* A paused partition is left out of the fetch request in flight; once
- * resumed it waits for that request to come back, which the broker may hold
- * fetch.wait.max.ms when it has nothing for the others (librdkafka's default,
- * 500 ms, caps a queue that pauses and resumes at max_in_flight messages a
- * second). New data ends a long poll at once, so this costs only some empty
- * fetches while idle. Configurable under kafka.consumer. */
-#define KAFKA_FETCH_WAIT_MAX_MS "100"
+/* fetch.wait.max.ms (KAFKA_FETCH_WAIT_MAX_MS, kafka_internal.h): a paused
+ * partition is left out of the fetch request in flight; once resumed it
+ * waits for that request to come back, which the broker may hold
+ * fetch.wait.max.ms when it has nothing for the others (librdkafka's
+ * default, 500 ms, would cap a queue that pauses and resumes at
+ * max_in_flight messages a second). Configurable under kafka.consumer. */
 
 /* ---- records ---------------------------------------------------------------- */
 
@@ -378,8 +377,10 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
         kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset",
                        offset_reset ? offset_reset : "earliest", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka.consumer", "session.timeout.ms", "10000", err, err_size) < 0 ||
-        kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MAX_MS, err,
-                       err_size) < 0 ||
+        kafka_conf_set(conf, "kafka.consumer", "fetch.wait.max.ms",
+                       kafka->late_fetch_answers ? KAFKA_FETCH_WAIT_MAX_MS_MOCK
+                                                 : KAFKA_FETCH_WAIT_MAX_MS,
+                       err, err_size) < 0 ||
         kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err, err_size) <
             0 ||
         /* after the config, so nothing overrides it (kafka_check_contract) */

@@ -75,6 +75,13 @@ struct kafka {
     bool fatal;      /* the producer hit a fatal error */
     bool destroying; /* kafka_free: delivery reports no longer reach owners */
     char reason[512];
+    /* From the readiness probe ("" until the first answer). */
+    char cluster_id[128];
+    /* librdkafka's mock cluster (embedded, or kbridge-devkafka by its cluster
+     * id): it holds an empty fetch for the whole fetch.wait.max.ms even when
+     * data arrives, so consumers created from now on wait less (architecture
+     * §9, "Fetch wait"). */
+    bool late_fetch_answers;
 
     struct kafka_consumer *consumers;     /* open and closing consumers */
     struct kafka_forget *forgetting;      /* groups whose position is being forgotten */
@@ -123,6 +130,7 @@ struct kafka_lookup {
     int err;
     struct kafka_topic_info *topics;
     size_t count;
+    char cluster_id[128]; /* learnt with the metadata ("" if not) */
 };
 
 /* A group in kafka->forgetting (loop only): an anchor of that group waits
@@ -178,6 +186,15 @@ void kafka_producer_destroy(struct kafka *kafka);
 
 /* ---- kafka_probe.c ------------------------------------------------------ */
 
+/* fetch.wait.max.ms of every consumer unless kafka.consumer sets it: a real
+ * broker answers a waiting fetch as soon as data arrives, so this only
+ * bounds empty fetches while idle (10 requests a second per consumer and
+ * broker) and how long a resumed partition waits for the fetch in flight;
+ * librdkafka's mock cluster holds an empty fetch for all of it, so there
+ * it is the latency of every hop and is short (architecture §9). */
+#define KAFKA_FETCH_WAIT_MAX_MS "100"
+#define KAFKA_FETCH_WAIT_MAX_MS_MOCK "5"
+
 /* Submit the first probe; later ones follow on a timer. */
 void kafka_probe_start(struct kafka *kafka);
 /* No more probes; frees the timer (a job still on the pool reports to
@@ -185,6 +202,12 @@ void kafka_probe_start(struct kafka *kafka);
 void kafka_probe_stop(struct kafka *kafka);
 /* Recompute kafka->ready from the probe's answer and kafka->fatal. */
 void kafka_update_ready(struct kafka *kafka);
+/* The cluster id the handle's last metadata answer carried, into out ("" if
+ * none yet); never waits. Worker threads call it after a metadata request. */
+void kafka_cluster_id_cached(rd_kafka_t *rk, char *out, size_t out_size);
+/* Keep the cluster id the probe or a lookup learnt (copied) and whether it names
+ * librdkafka's mock cluster (late_fetch_answers); logs it. */
+void kafka_set_cluster_id(struct kafka *kafka, const char *cluster_id);
 
 /* ---- kafka_lookup.c ----------------------------------------------------- */
 

@@ -374,6 +374,7 @@ static void kafka_lookup_work(void *arg)
         rd_kafka_metadata_destroy(metadata);
     if (rkt)
         rd_kafka_topic_destroy(rkt);
+    kafka_cluster_id_cached(kafka->producer, lookup->cluster_id, sizeof(lookup->cluster_id));
     if (!err && lookup->anchor)
         err = kafka_lookup_anchor(lookup);
     if (lookup->forget_group) {
@@ -405,6 +406,9 @@ static void kafka_lookup_done(void *arg, bool cancelled)
             kafka_consumer_close(consumer);
         }
     }
+    /* before the owner's callback, which may create a consumer */
+    if (!cancelled && done->cluster_id[0] && strcmp(done->cluster_id, kafka->cluster_id) != 0)
+        kafka_set_cluster_id(kafka, done->cluster_id);
     if (!cancelled && !done->cancelled && done->done)
         done->done(done->opaque, done->err, done->err ? NULL : done->topics,
                    done->err ? 0 : done->count);

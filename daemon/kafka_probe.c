@@ -26,6 +26,7 @@ struct kafka_probe_job {
     const char *bootstrap;
     bool ready;
     int broker_count;
+    char cluster_id[128]; /* "" when the cluster did not say */
     char reason[512];
 };
 
@@ -39,6 +40,7 @@ static void kafka_probe_work(void *arg)
     job->broker_count = job->ready ? metadata->broker_cnt : 0;
     if (metadata)
         rd_kafka_metadata_destroy(metadata);
+    kafka_cluster_id_cached(job->producer, job->cluster_id, sizeof(job->cluster_id));
     job->reason[0] = '\0';
     if (!job->ready)
         snprintf(job->reason, sizeof(job->reason), "no metadata from Kafka at %s: %s",
@@ -58,6 +60,8 @@ static void kafka_probe_done(void *arg, bool cancelled)
         probe->ready = job->ready;
         probe->broker_count = job->broker_count;
         memcpy(probe->reason, job->reason, sizeof(probe->reason));
+        if (job->cluster_id[0] && strcmp(job->cluster_id, kafka->cluster_id) != 0)
+            kafka_set_cluster_id(kafka, job->cluster_id);
         if (changed)
             kafka_update_ready(kafka);
     }
@@ -116,6 +120,35 @@ void kafka_probe_stop(struct kafka *kafka)
     if (kafka->probe.timer)
         event_free(kafka->probe.timer);
     kafka->probe.timer = NULL;
+}
+
+void kafka_cluster_id_cached(rd_kafka_t *rk, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    char *cluster_id = rd_kafka_clusterid(rk, 0); /* timeout 0: what metadata brought */
+    if (cluster_id) {
+        snprintf(out, out_size, "%s", cluster_id);
+        rd_kafka_mem_free(rk, cluster_id);
+    }
+}
+
+/* librdkafka's mock cluster names itself "mockCluster" + hex digits
+ * (rdkafka_mock.c); a real cluster's id is 22 characters of base64. */
+#define KAFKA_MOCK_CLUSTER_ID_PREFIX "mockCluster"
+
+void kafka_set_cluster_id(struct kafka *kafka, const char *cluster_id)
+{
+    snprintf(kafka->cluster_id, sizeof(kafka->cluster_id), "%s", cluster_id);
+    bool mock = strncmp(cluster_id, KAFKA_MOCK_CLUSTER_ID_PREFIX,
+                        strlen(KAFKA_MOCK_CLUSTER_ID_PREFIX)) == 0;
+    if (mock && !kafka->late_fetch_answers)
+        log_info("kafka",
+                 "cluster %s is librdkafka's mock cluster (kbridge-devkafka): consumers wait "
+                 "at most %s ms for data (fetch.wait.max.ms), since it answers no sooner",
+                 cluster_id, KAFKA_FETCH_WAIT_MAX_MS_MOCK);
+    else
+        log_info("kafka", "cluster id %s", cluster_id);
+    kafka->late_fetch_answers = kafka->late_fetch_answers || mock;
 }
 
 void kafka_update_ready(struct kafka *kafka)

@@ -374,3 +374,21 @@ def test_replies_to_this_nodes_temporary_queues_skip_kafka_unless_replies_local_
     replies_written = read_topic(bootstrap, f"{prefix_config}kbridge.reply.{node_id}")
     assert len(replies_written) == (0 if local else 2 * count)
     assert len(read_topic(bootstrap, f"{prefix_config}{queue}")) == 2 * count
+
+
+def test_the_node_learns_the_cluster_id_and_waits_less_for_fetches_on_the_dev_broker(
+        kbridged_factory, bootstrap):
+    """librdkafka's mock cluster holds an empty fetch for the whole fetch.wait.max.ms, so on
+    the dev broker kbridged shortens the wait (architecture §9); a real cluster keeps the
+    default. The log says which it found."""
+    daemon = kbridged_factory(config_for(bootstrap))
+    if EXTERNAL_BOOTSTRAP:
+        line = daemon.wait_log(r"\[kafka\] cluster id (\S+)")
+        assert not line.group(1).startswith("mockCluster")
+        assert "is librdkafka's mock cluster" not in daemon.log()
+    else:
+        line = daemon.wait_log(
+            r"cluster (mockCluster\w+) is librdkafka's mock cluster \(kbridge-devkafka\): "
+            r"consumers wait at most 5 ms for data")
+        assert line.group(1).startswith("mockCluster")
+        assert daemon.log().count("is librdkafka's mock cluster") == 1

@@ -375,12 +375,14 @@ def test_a_subscriber_that_stops_reading_loses_its_oldest_messages_only(
     daemon = kbridged_factory(topic_config(bootstrap, topics={"max_backlog": backlog},
                                            limits={"max_frame_size": "64KiB"}))
     dest = f"/topic/prices{uniq}"
-    publisher, fast1, fast2 = Client(daemon), Client(daemon), Client(daemon)
+    # One reading subscriber: the node reads at the pace of the fastest one, so
+    # a second reader that fell a backlog behind the first would lose messages
+    # too (by design, and likely with a backlog of 200 on a busy machine).
+    publisher, fast = Client(daemon), Client(daemon)
     slow = RawStomp(daemon, rcvbuf=4096)
     try:
         send_all(publisher, dest, ["create"])
-        fast1.subscribe(dest, "f1", receipt="r1")
-        fast2.subscribe(dest, "f2", receipt="r2")
+        fast.subscribe(dest, "f1", receipt="r1")
         slow.connect()
         slow.send_frame("SUBSCRIBE", {"destination": dest, "id": "slow", "receipt": "rs"})
         receipt = slow.next_frame()
@@ -390,8 +392,7 @@ def test_a_subscriber_that_stops_reading_loses_its_oldest_messages_only(
         padding = "x" * 1000
         bodies = [f"m{i:05d} {padding}" for i in range(total)]
         send_all(publisher, dest, bodies, headers={"kafka-key": "k"}, timeout=120)
-        for c in (fast1, fast2):
-            assert bodies_of(c.wait_messages(total, timeout=60)) == bodies
+        assert bodies_of(fast.wait_messages(total, timeout=60)) == bodies
 
         dropped = metrics(daemon).get("kbridge_topic_dropped_total", 0)
         assert dropped > 0, "the slow subscriber should have overflowed"
@@ -419,7 +420,7 @@ def test_a_subscriber_that_stops_reading_loses_its_oldest_messages_only(
         assert metrics(daemon)["kbridge_topic_dropped_total"] == dropped
     finally:
         slow.close()
-        for c in (publisher, fast1, fast2):
+        for c in (publisher, fast):
             c.close()
 
 
