@@ -752,8 +752,8 @@ static void amqp091_consumer_failed(void *opaque, int core_error, const char *re
     /* The core's error picks the reply code (403 when Kafka refuses the
      * topic, 404 when it does not exist, 541 otherwise), as for a declare. */
     char text[320];
-    snprintf(text, sizeof(text), "consumer '%.100s' of queue '%.100s' failed: %.80s",
-             consumer->tag, consumer->queue, reason ? reason : "unknown");
+    snprintf(text, sizeof(text), "consumer '%.100s' of queue '%.100s' failed: %.80s", consumer->tag,
+             consumer->queue, reason ? reason : "unknown");
     amqp091_channel_core_error(channel, core_error, text, AMQP_BASIC_CONSUME_METHOD);
 }
 

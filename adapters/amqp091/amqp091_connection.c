@@ -629,11 +629,11 @@ static bool amqp091_read_header(struct amqp091_connection *connection, struct ev
         char text[200];
         const char *limit =
             connection->refused_limit ? connection->refused_limit : "limits.max_connections";
-        snprintf(text, sizeof(text), "NOT_ALLOWED - the server already has %u connections open (%s%s)",
-                 connection->refused_value, limit,
-                 strcmp(limit, "limits.max_connections_per_address") == 0
-                     ? ", from this address"
-                     : ", every protocol together");
+        snprintf(
+            text, sizeof(text), "NOT_ALLOWED - the server already has %u connections open (%s%s)",
+            connection->refused_value, limit,
+            strcmp(limit, "limits.max_connections_per_address") == 0 ? ", from this address"
+                                                                     : ", every protocol together");
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, 0);
         return false;
     }

@@ -111,7 +111,7 @@ struct amqp091_connection {
     struct connection base; /* first (connection.h) */
     struct amqp091_adapter *adapter;
     enum amqp091_state state;
-    bool refused; /* over a connection limit: Close 530 right after the header */
+    bool refused;              /* over a connection limit: Close 530 right after the header */
     const char *refused_limit; /* that limit's config key (static text) */
     uint32_t refused_value;    /* and its value */
     bool reading;
