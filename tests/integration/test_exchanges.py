@@ -11,6 +11,8 @@ third-party clients: stomp.py and python3-qpid-proton.
 - an unroutable STOMP SEND gets its RECEIPT and is counted
   (kbridge_unroutable_total); AMQP 1.0 gets `released`.
 - the alternate-exchange receives what its exchange cannot route.
+- restart safety: every publish a node confirmed is in every queue its key routes
+  to, read on another node, after the publishing node was killed with SIGKILL.
 - AMQP 1.0 /exchanges/amq.fanout round trip (RabbitMQ's v2 address).
 
 Exchanges and queues other than the built-in ones come from a RabbitMQ
@@ -345,3 +347,73 @@ def test_exchange_subscription_queue_is_declared_bound_and_auto_deleted(daemon, 
         assert f"no queue 'missing{uniq}' in vhost '/'" in error.body
     finally:
         client.close()
+
+
+# ---- restart safety -----------------------------------------------------------------
+
+def test_every_confirmed_publish_reaches_every_queue_it_routes_to_across_kill_9(
+        kbridged_factory, bootstrap, tmp_path, uniq):
+    """Issue 13's restart case: a topic exchange bound to three queues; node A takes
+    STOMP SENDs with a receipt each and is killed with SIGKILL part way; the queues,
+    read on node B, hold every message A confirmed (and nothing that was never sent),
+    each in the queues its routing key matches."""
+    x = f"ex.kill{uniq}"
+    queues = {f"qa{uniq}": "a.*", f"qall{uniq}": "#", f"qb{uniq}": "b.#"}
+    export = {
+        "vhosts": [{"name": "/"}],
+        "exchanges": [{"name": x, "vhost": "/", "type": "topic", "durable": True,
+                       "auto_delete": False, "internal": False, "arguments": {}}],
+        "queues": [{"name": q, "vhost": "/", "durable": True, "auto_delete": False,
+                    "arguments": {}} for q in queues],
+        "bindings": [{"source": x, "vhost": "/", "destination": q, "destination_type": "queue",
+                      "routing_key": k, "arguments": {}} for q, k in queues.items()],
+    }
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps(export))
+
+    def node(name):
+        return kbridged_factory(base_config(bootstrap, node_id=name, kafka=dict(KAFKA),
+                                            definitions={"file": str(path)}), name=name)
+
+    publisher_node, consumer_node = node("pub"), node("sub")
+    consumers = {q: Client(consumer_node) for q in queues}
+    producer = Client(publisher_node)
+    try:
+        for n, (q, c) in enumerate(consumers.items()):
+            c.subscribe(f"/amq/queue/{q}", f"s{n}", receipt=f"r{n}", timeout=60)
+        keys = ["a.b", "b.c", "c.d"]
+        total = 2000
+        kill_after = 400
+        sent = []
+        for i in range(total):
+            body, key = f"m{i}", keys[i % len(keys)]
+            try:
+                producer.send(f"/exchange/{x}/{key}", body, receipt=body)
+            except Exception:  # the node is gone: stomp.py refuses further sends
+                break
+            sent.append((body, key))
+            if len(producer.recorder.receipts) >= kill_after and publisher_node.proc.poll() is None:
+                publisher_node.kill()
+        if publisher_node.proc.poll() is None:  # every send went out before the kill
+            wait_for(lambda: len(producer.recorder.receipts) >= kill_after, 60, "receipts")
+            publisher_node.kill()
+        confirmed = set(producer.recorder.receipts)
+        assert len(confirmed) >= kill_after
+        key_of = dict(sent)
+        assert confirmed <= set(key_of)
+        matches = {"a.*": {"a.b"}, "#": set(keys), "b.#": {"b.c"}}
+        for q, pattern in queues.items():
+            want = {body for body in confirmed if key_of[body] in matches[pattern]}
+            c = consumers[q]
+            wait_for(lambda: want <= set(bodies(c.recorder.messages)), 60,
+                     f"{len(want)} confirmed messages in {q}")
+            got = bodies(c.recorder.messages)
+            # nothing foreign, nothing routed to the wrong queue
+            assert {key_of.get(body) for body in got} <= matches[pattern], q
+        assert not any(c.recorder.errors for c in consumers.values())
+    finally:
+        for c in list(consumers.values()) + [producer]:
+            try:
+                c.close()
+            except Exception:
+                pass
