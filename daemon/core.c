@@ -29,6 +29,7 @@
 static void core_free_parts(struct core *core)
 {
     core_publish_free(core);
+    core_anchor_free_all(core);
     if (core->queue_engine)
         core->queue_engine->ops->free(core->queue_engine);
     if (core->topic_engine) /* frees the temporary-queue engine with it */

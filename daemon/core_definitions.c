@@ -36,6 +36,8 @@ struct core_definitions_op {
     void *opaque;
     struct definitions_write *write; /* NULL when nothing is written */
     struct event *now;               /* completes an op that wrote nothing */
+    bool anchor_queue;               /* a queue binding: anchor it once written */
+    struct core_anchor *anchor;      /* ... in flight (core_anchor.c) */
     char vhost[CORE_DEFINITIONS_NAME_MAX];
     char name[CORE_DEFINITIONS_NAME_MAX];
 };
@@ -137,6 +139,7 @@ static void op_unlink(struct core_definitions_op *op)
 
 static void op_free(struct core_definitions_op *op)
 {
+    core_anchor_cancel(op->anchor);
     if (op->now)
         event_free(op->now);
     free(op);
@@ -175,10 +178,23 @@ static void op_finish(struct core_definitions_op *op, int core_error, const char
 
 static void op_on_now(evutil_socket_t fd, short what, void *arg) { op_finish(arg, CORE_OK, ""); }
 
+static void op_on_anchored(void *opaque)
+{
+    struct core_definitions_op *op = opaque;
+    op->anchor = NULL;
+    op_finish(op, CORE_OK, "");
+}
+
 static void op_on_written(void *opaque, int kafka_err, const char *reason)
 {
     struct core_definitions_op *op = opaque;
     op->write = NULL;
+    /* A new binding of a queue is answered once the queue's group is anchored
+     * on what it now reads, so nothing published after the answer is missed. */
+    if (!kafka_err && op->anchor_queue &&
+        (op->anchor =
+             core_anchor_queue(op->session->core, op->vhost, op->name, op_on_anchored, op)))
+        return;
     op_finish(op, kafka_err ? CORE_ERR_UNAVAILABLE : CORE_OK, reason);
 }
 
@@ -627,6 +643,7 @@ static int core_binding_change(struct core_session *session, const struct bindin
         return op_write_batch(op, &batch, err, err_size);
     }
     struct definitions_store_record record = {key, value};
+    op->anchor_queue = s.destination_kind == BINDING_TO_QUEUE;
     rc = op_write(op, &record, 1, err, err_size);
     free(key);
     free(value);

@@ -82,6 +82,7 @@ struct core {
     struct core_publish_pending *local_confirms_tail;
     struct event *local_confirm_event;
     struct core_limits_state limits;
+    struct core_anchor *binding_anchors; /* core_anchor.c: new bindings being anchored */
 };
 
 struct core_session {
@@ -133,6 +134,21 @@ void core_publish_forget_session(struct core_session *session);
 /* Shutdown: drop the local replies' confirmations not yet called (after
  * every session closed) and their event. */
 void core_publish_free(struct core *core);
+
+/* ---- core_anchor.c: a new binding anchors its queue (architecture §11) ---- */
+
+struct core_anchor;
+typedef void (*core_anchor_fn)(void *opaque);
+/* Give queue `queue`'s group a committed offset at the end of every partition
+ * of the topics its bindings read that has none, then call done(opaque) on
+ * the loop. NULL when there is nothing to anchor (no bindings, another vhost
+ * than the default, out of memory): done is not called. Owned by the core. */
+struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, const char *queue,
+                                      core_anchor_fn done, void *opaque);
+/* done will not be called (its waiter is gone); the anchor finishes alone. */
+void core_anchor_cancel(struct core_anchor *anchor);
+/* At core_free: cancel and free every anchor still in flight. */
+void core_anchor_free_all(struct core *core);
 
 /* Where core_publish_record writes a message. */
 struct core_record_target {

@@ -30,6 +30,7 @@ from proton.utils import SendException
 from amqp_client import connect, receive_all
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
+from test_amqp091 import PASSWORD, USER, password_hash, pika_connect  # noqa: F401 (fixture)
 
 COUNT = 1000
 # Queues are consumer groups: the mock's first rebalance waits
@@ -417,3 +418,39 @@ def test_every_confirmed_publish_reaches_every_queue_it_routes_to_across_kill_9(
                 c.close()
             except Exception:
                 pass
+
+
+# ---- a binding sees what is published after it exists --------------------------------
+
+def test_a_queue_bound_before_it_has_a_consumer_keeps_what_is_published_after_bind_ok(
+        kbridged_factory, bootstrap, password_hash, uniq):
+    """The common RabbitMQ order: declare, bind, publish, and only later consume. The
+    bind is answered once the queue's group is anchored on the exchange's topic, so the
+    messages published between bind-ok and the first consumer are the queue's (before,
+    the queue started reading where its first consumer found the topic)."""
+    config = base_config(bootstrap, kafka=dict(KAFKA),
+                         auth={"anonymous": True, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    x, q = f"ex.later{uniq}", f"q.later{uniq}"
+    connection = pika_connect(daemon)
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(x, "direct", durable=True)
+        channel.queue_declare(q, durable=True)
+        channel.queue_bind(q, x, routing_key="k")
+        channel.confirm_delivery()
+        for i in range(5):  # each confirmed: in Kafka
+            channel.basic_publish(x, "k", f"early-{i}".encode(), mandatory=True)
+    finally:
+        connection.close()
+    consumer = Client(daemon)
+    try:
+        consumer.subscribe(f"/amq/queue/{q}", "s", receipt="r", timeout=60)
+        got = consumer.wait_messages(5, timeout=60)
+        assert bodies(got) == [f"early-{i}" for i in range(5)]
+        assert not consumer.recorder.errors
+    finally:
+        consumer.close()
