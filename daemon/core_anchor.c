@@ -105,6 +105,20 @@ static bool anchor_start_lookup(struct core_anchor *anchor, const char *topic,
     return true;
 }
 
+/* The Kafka topic of a destination of `kind` named `name`; none when it is
+ * no legal topic name (nothing can be published there). */
+static void anchor_named_topic(struct core_anchor *anchor, const char *prefix,
+                               enum destination_kind kind, const char *name)
+{
+    struct destination destination = {.kind = kind};
+    char topic[ADDRESS_NAME_MAX * 2 + 8];
+    if (strlen(name) > ADDRESS_NAME_MAX)
+        return;
+    strcpy(destination.name, name);
+    if (address_kafka_topic(&destination, prefix, topic, sizeof(topic), NULL, 0) == 0)
+        anchor_start_lookup(anchor, topic, NULL);
+}
+
 static const struct kafka_consumer_handlers anchor_handlers = {0};
 
 struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, const char *queue,
@@ -122,7 +136,7 @@ struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, cons
     }
     const char *prefix = (*core->config)->kafka.topic_prefix;
     struct core_anchor *anchor = calloc(1, sizeof(*anchor));
-    size_t most = bindings.exchange_count + bindings.pattern_count;
+    size_t most = bindings.exchange_count + bindings.pattern_count + bindings.keyed_count;
     if (!anchor || !(anchor->lookups = calloc(most, sizeof(*anchor->lookups)))) {
         free(anchor);
         queue_bindings_clear(&bindings);
@@ -148,29 +162,18 @@ struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, cons
     core->binding_anchors = anchor;
 
     /* The topics queue_bindings_topics names, a wildcard as its filter. */
-    for (size_t i = 0; i < bindings.exchange_count; i++) {
-        struct destination exchange = {.kind = DESTINATION_EXCHANGE};
-        char topic[ADDRESS_NAME_MAX * 2 + 8];
-        if (strlen(bindings.exchanges[i]) > ADDRESS_NAME_MAX)
-            continue;
-        strcpy(exchange.name, bindings.exchanges[i]);
-        if (address_kafka_topic(&exchange, prefix, topic, sizeof(topic), NULL, 0) == 0)
-            anchor_start_lookup(anchor, topic, NULL);
-    }
+    for (size_t i = 0; i < bindings.exchange_count; i++)
+        anchor_named_topic(anchor, prefix, DESTINATION_EXCHANGE, bindings.exchanges[i]);
     for (size_t i = 0; i < bindings.pattern_count; i++) {
         const char *pattern = bindings.patterns[i];
         struct address_filter filter;
-        struct destination literal = {.kind = DESTINATION_TOPIC};
-        char topic[ADDRESS_NAME_MAX * 2 + 8];
-        if (strchr(pattern, '*') || strchr(pattern, '#')) {
-            if (address_filter_init(&filter, prefix, pattern) == 0)
-                anchor_start_lookup(anchor, NULL, &filter);
-        } else if (strlen(pattern) <= ADDRESS_NAME_MAX) {
-            strcpy(literal.name, pattern);
-            if (address_kafka_topic(&literal, prefix, topic, sizeof(topic), NULL, 0) == 0)
-                anchor_start_lookup(anchor, topic, NULL);
-        }
+        if (!strchr(pattern, '*') && !strchr(pattern, '#'))
+            anchor_named_topic(anchor, prefix, DESTINATION_TOPIC, pattern);
+        else if (address_filter_init(&filter, prefix, pattern) == 0)
+            anchor_start_lookup(anchor, NULL, &filter);
     }
+    for (size_t i = 0; i < bindings.keyed_count; i++)
+        anchor_named_topic(anchor, prefix, DESTINATION_TOPIC, bindings.keyed[i]);
     queue_bindings_clear(&bindings);
     if (anchor->pending == 0) {
         anchor_free(anchor);

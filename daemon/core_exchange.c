@@ -7,6 +7,13 @@
  * brings its own. The queues bound to the exchange read that topic and
  * filter it (queue.c). Nothing is copied per queue.
  *
+ * A direct exchange declared with `x-kbridge-topic-per-key: true` writes
+ * each message to a topic of its routing key instead, `kafka.topic_prefix +
+ * NAME.KEY`, so a queue bound with key K reads only NAME.K and filters
+ * nothing (queue_bindings.c); it keeps unroutable messages unless
+ * `x-kbridge-keep-unroutable: false` says otherwise, since its topics are
+ * named for native Kafka readers too.
+ *
  * The default exchange and amq.topic keep the topic-per-key mapping of §2:
  * the routing key names the Kafka topic (`/queue/x`, `/topic/x`, the default
  * exchange or amq.topic with key x, and native topic x are one stream), so
@@ -46,7 +53,7 @@ static bool core_exchange_keeps_unroutable(const struct exchange_definition *exc
     const json_t *keep = exchange->spec.arguments
                              ? json_object_get(exchange->spec.arguments, CORE_KEEP_UNROUTABLE)
                              : NULL;
-    return json_is_true(keep);
+    return exchange->topic_per_key ? !json_is_false(keep) : json_is_true(keep);
 }
 
 /* Publish through a topic-per-key exchange: the key is the topic's name. */
@@ -186,8 +193,22 @@ int core_exchange_publish(struct core_session *session, const struct destination
         return core_exchange_publish_by_key(session, target->spec.name, key, key_len, message, done,
                                             opaque, err, err_size);
     struct destination exchange_destination = {.kind = DESTINATION_EXCHANGE};
-    snprintf(exchange_destination.name, sizeof(exchange_destination.name), "%s", target->spec.name);
     char topic[ADDRESS_NAME_MAX + 1];
+    if (target->topic_per_key) {
+        /* NAME.KEY: named as a topic destination, so it obeys the same rules */
+        exchange_destination.kind = DESTINATION_TOPIC;
+        if ((size_t)snprintf(exchange_destination.name, sizeof(exchange_destination.name), "%s.%s",
+                             target->spec.name, key) >= sizeof(exchange_destination.name)) {
+            snprintf(err, err_size,
+                     "exchange '%s' has a Kafka topic per routing key, and '%s.%s' is too long "
+                     "for a topic name",
+                     target->spec.name, target->spec.name, key);
+            return CORE_ERR_INVALID;
+        }
+    } else {
+        snprintf(exchange_destination.name, sizeof(exchange_destination.name), "%s",
+                 target->spec.name);
+    }
     if (address_kafka_topic(&exchange_destination, config->kafka.topic_prefix, topic, sizeof(topic),
                             err, err_size) < 0)
         return CORE_ERR_INVALID;

@@ -308,6 +308,8 @@ static int exchange_definition_set(struct exchange_entry *e, const struct exchan
     d->builtin = builtin;
     const json_t *alternate = json_object_get(d->spec.arguments, "alternate-exchange");
     d->alternate_exchange = json_is_string(alternate) ? json_string_value(alternate) : NULL;
+    d->topic_per_key = d->spec.arguments &&
+                       json_is_true(json_object_get(d->spec.arguments, DEFINITIONS_TOPIC_PER_KEY));
     exchange_definition_free(e->definition);
     e->definition = d;
     return 0;
@@ -505,7 +507,8 @@ static enum definitions_status redeclare_check(const struct redeclare *r, char *
     return DEFINITIONS_OK;
 }
 
-static enum definitions_status check_exchange_arguments(const json_t *arguments, char *err,
+static enum definitions_status check_exchange_arguments(const json_t *arguments,
+                                                        enum exchange_type type, char *err,
                                                         size_t err_size)
 {
     const char *key;
@@ -519,6 +522,22 @@ static enum definitions_status check_exchange_arguments(const json_t *arguments,
         if (strcmp(key, "alternate-exchange") == 0) {
             if (!json_is_string(value)) {
                 snprintf(err, err_size, "invalid arg 'alternate-exchange': must be a string");
+                return DEFINITIONS_PRECONDITION_FAILED;
+            }
+            continue;
+        }
+        if (strcmp(key, DEFINITIONS_TOPIC_PER_KEY) == 0) {
+            /* kbridge's own: a Kafka topic per routing key (routing.md) */
+            if (!json_is_boolean(value)) {
+                snprintf(err, err_size, "invalid arg '%s': must be true or false",
+                         DEFINITIONS_TOPIC_PER_KEY);
+                return DEFINITIONS_PRECONDITION_FAILED;
+            }
+            if (json_is_true(value) && type != EXCHANGE_DIRECT) {
+                snprintf(err, err_size,
+                         "invalid arg '%s': only a direct exchange can have a Kafka topic per "
+                         "routing key",
+                         DEFINITIONS_TOPIC_PER_KEY);
                 return DEFINITIONS_PRECONDITION_FAILED;
             }
             continue;
@@ -560,7 +579,7 @@ enum definitions_status definitions_check_exchange(const struct definitions *def
                      spec->name);
             return DEFINITIONS_ACCESS_REFUSED;
         }
-        return check_exchange_arguments(spec->arguments, err, err_size);
+        return check_exchange_arguments(spec->arguments, spec->type, err, err_size);
     }
     *exists = true;
     const char *kind = "exchange";

@@ -69,9 +69,15 @@ struct binding_spec {
 };
 
 /* What the model keeps of an exchange and a queue (read-only to callers). */
+/* A direct exchange's argument (kbridge's own, boolean): one Kafka topic per
+ * routing key, `NAME.KEY`, instead of one topic for the whole exchange, so a
+ * bound queue reads only its keys' topics (architecture §11, routing.md). */
+#define DEFINITIONS_TOPIC_PER_KEY "x-kbridge-topic-per-key"
+
 struct exchange_definition {
     struct exchange_spec spec;       /* strings and arguments owned by the model */
     const char *alternate_exchange;  /* arguments' "alternate-exchange", or NULL */
+    bool topic_per_key;              /* DEFINITIONS_TOPIC_PER_KEY: writes PREFIX+NAME.KEY */
     enum headers_match headers_mode; /* unused unless type is headers */
     bool builtin;                    /* the default exchange and amq.* */
 };

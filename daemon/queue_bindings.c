@@ -61,6 +61,7 @@ struct compute_pass {
     const char *vhost;
     struct string_set exchanges;
     struct string_set patterns;
+    struct string_set keyed;
 };
 
 static bool compute_binding(const struct binding_spec *binding, void *opaque)
@@ -68,11 +69,25 @@ static bool compute_binding(const struct binding_spec *binding, void *opaque)
     struct compute_pass *pass = opaque;
     if (binding->source[0] == '\0')
         return true; /* nothing binds from the default exchange */
-    if (engine_exchange_is_topic_per_key(binding->source))
+    const struct exchange_definition *source =
+        definitions_exchange(pass->definitions, pass->vhost, binding->source);
+    if (engine_exchange_is_topic_per_key(binding->source)) {
         string_set_add(&pass->patterns, binding->routing_key);
-    else
+    } else if (source && source->topic_per_key) {
+        /* its topic for this key: read exactly what the binding matches */
+        size_t len = strlen(binding->source) + 1 + strlen(binding->routing_key) + 1;
+        char *topic = malloc(len);
+        if (!topic) {
+            pass->keyed.failed = true;
+            return false;
+        }
+        snprintf(topic, len, "%s.%s", binding->source, binding->routing_key);
+        string_set_add(&pass->keyed, topic);
+        free(topic);
+    } else {
         string_set_add(&pass->exchanges, binding->source);
-    return !pass->exchanges.failed && !pass->patterns.failed;
+    }
+    return !pass->exchanges.failed && !pass->patterns.failed && !pass->keyed.failed;
 }
 
 int queue_bindings_compute(const struct definitions *definitions, const char *vhost,
@@ -80,9 +95,10 @@ int queue_bindings_compute(const struct definitions *definitions, const char *vh
 {
     struct compute_pass pass = {.definitions = definitions, .vhost = vhost};
     definitions_bindings_into(definitions, vhost, queue, compute_binding, &pass);
-    if (pass.exchanges.failed || pass.patterns.failed) {
+    if (pass.exchanges.failed || pass.patterns.failed || pass.keyed.failed) {
         strings_free(pass.exchanges.items, pass.exchanges.count);
         strings_free(pass.patterns.items, pass.patterns.count);
+        strings_free(pass.keyed.items, pass.keyed.count);
         *out = (struct queue_bindings){0};
         return -1;
     }
@@ -91,6 +107,8 @@ int queue_bindings_compute(const struct definitions *definitions, const char *vh
         .exchange_count = pass.exchanges.count,
         .patterns = pass.patterns.items,
         .pattern_count = pass.patterns.count,
+        .keyed = pass.keyed.items,
+        .keyed_count = pass.keyed.count,
     };
     return 0;
 }
@@ -99,12 +117,14 @@ void queue_bindings_clear(struct queue_bindings *bindings)
 {
     strings_free(bindings->exchanges, bindings->exchange_count);
     strings_free(bindings->patterns, bindings->pattern_count);
+    strings_free(bindings->keyed, bindings->keyed_count);
     *bindings = (struct queue_bindings){0};
 }
 
 bool queue_bindings_empty(const struct queue_bindings *bindings)
 {
-    return bindings->exchange_count == 0 && bindings->pattern_count == 0;
+    return bindings->exchange_count == 0 && bindings->pattern_count == 0 &&
+           bindings->keyed_count == 0;
 }
 
 static bool strings_equal(char *const *a, size_t a_count, char *const *b, size_t b_count)
@@ -120,7 +140,8 @@ static bool strings_equal(char *const *a, size_t a_count, char *const *b, size_t
 bool queue_bindings_equal(const struct queue_bindings *a, const struct queue_bindings *b)
 {
     return strings_equal(a->exchanges, a->exchange_count, b->exchanges, b->exchange_count) &&
-           strings_equal(a->patterns, a->pattern_count, b->patterns, b->pattern_count);
+           strings_equal(a->patterns, a->pattern_count, b->patterns, b->pattern_count) &&
+           strings_equal(a->keyed, a->keyed_count, b->keyed, b->keyed_count);
 }
 
 void queue_bindings_free_topics(char **topics, size_t count) { strings_free(topics, count); }
@@ -128,7 +149,7 @@ void queue_bindings_free_topics(char **topics, size_t count) { strings_free(topi
 int queue_bindings_topics(const struct queue_bindings *bindings, const char *prefix,
                           const char *own_topic, char ***topics, size_t *count)
 {
-    size_t most = 1 + bindings->exchange_count + bindings->pattern_count;
+    size_t most = 1 + bindings->exchange_count + bindings->pattern_count + bindings->keyed_count;
     char **list = calloc(most, sizeof(*list));
     size_t used = 0;
     if (!list)
@@ -164,6 +185,17 @@ int queue_bindings_topics(const struct queue_bindings *bindings, const char *pre
         if (!(list[used++] = strdup(topic)))
             goto fail;
     }
+    for (size_t i = 0; i < bindings->keyed_count; i++) {
+        struct destination keyed = {.kind = DESTINATION_TOPIC};
+        char topic[ADDRESS_NAME_MAX + 1];
+        if (strlen(bindings->keyed[i]) > ADDRESS_NAME_MAX)
+            continue;
+        strcpy(keyed.name, bindings->keyed[i]);
+        if (address_kafka_topic(&keyed, prefix, topic, sizeof(topic), NULL, 0) < 0)
+            continue; /* no message can be published with that key */
+        if (!(list[used++] = strdup(topic)))
+            goto fail;
+    }
     *topics = list;
     *count = used;
     return 0;
@@ -182,6 +214,11 @@ bool queue_bindings_match(const struct queue_bindings *bindings,
     if (strncmp(topic, prefix ? prefix : "", prefix_len) != 0)
         return false;
     const char *name = topic + prefix_len;
+    /* A per-key exchange's topic holds only messages with the key a binding
+     * into the queue names: reading it is matching. */
+    for (size_t i = 0; i < bindings->keyed_count; i++)
+        if (strcmp(bindings->keyed[i], name) == 0)
+            return true;
     for (size_t i = 0; i < bindings->exchange_count; i++)
         if (strcmp(bindings->exchanges[i], name) == 0 &&
             definitions_reaches(definitions, vhost, name, queue, routing_key, headers,

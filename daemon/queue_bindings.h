@@ -12,6 +12,10 @@
  * definitions_reaches with the record's source exchange, its
  * `kbridge-routing-key` header (amq.topic: the topic's name) and headers.
  *
+ * A direct exchange with a Kafka topic per routing key (definitions.h,
+ * DEFINITIONS_TOPIC_PER_KEY) adds the topic `prefix + EXCHANGE.KEY` of each
+ * binding key instead of its own topic; a record read there matches.
+ *
  * Ownership: a struct queue_bindings owns its strings; free with
  * queue_bindings_clear. */
 #ifndef KBRIDGE_QUEUE_BINDINGS_H
@@ -29,6 +33,8 @@ struct queue_bindings {
     size_t exchange_count;
     char **patterns; /* amq.topic binding keys (topic names or wildcards), sorted, each once */
     size_t pattern_count;
+    char **keyed; /* NAME.KEY topics of per-key direct exchanges (x-kbridge-topic-per-key) */
+    size_t keyed_count;
 };
 
 /* Fill `out` (zeroed or cleared) from the bindings into `queue`. 0, or -1

@@ -23,6 +23,7 @@ import json
 import re
 import uuid
 
+import pika
 import pytest
 from proton import Delivery, Message
 from proton.utils import SendException
@@ -30,7 +31,8 @@ from proton.utils import SendException
 from amqp_client import connect, receive_all
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
-from test_amqp091 import PASSWORD, USER, password_hash, pika_connect  # noqa: F401 (fixture)
+from test_stomp_queues import read_topic
+from test_amqp091 import USER, password_hash, pika_connect  # noqa: F401 (fixture)
 
 COUNT = 1000
 # Queues are consumer groups: the mock's first rebalance waits
@@ -422,18 +424,24 @@ def test_every_confirmed_publish_reaches_every_queue_it_routes_to_across_kill_9(
 
 # ---- a binding sees what is published after it exists --------------------------------
 
-def test_a_queue_bound_before_it_has_a_consumer_keeps_what_is_published_after_bind_ok(
-        kbridged_factory, bootstrap, password_hash, uniq):
-    """The common RabbitMQ order: declare, bind, publish, and only later consume. The
-    bind is answered once the queue's group is anchored on the exchange's topic, so the
-    messages published between bind-ok and the first consumer are the queue's (before,
-    the queue started reading where its first consumer found the topic)."""
+@pytest.fixture
+def daemon091(kbridged_factory, bootstrap, password_hash):
+    """A node that also speaks AMQP 0-9-1 (pika) on its AMQP port."""
     config = base_config(bootstrap, kafka=dict(KAFKA),
                          auth={"anonymous": True, "users": [
                              {"name": USER, "password_hash": password_hash,
                               "publish": [".*"], "consume": [".*"]}]})
     config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
-    daemon = kbridged_factory(config)
+    return kbridged_factory(config)
+
+
+def test_a_queue_bound_before_it_has_a_consumer_keeps_what_is_published_after_bind_ok(
+        daemon091, uniq):
+    """The common RabbitMQ order: declare, bind, publish, and only later consume. The
+    bind is answered once the queue's group is anchored on the exchange's topic, so the
+    messages published between bind-ok and the first consumer are the queue's (before,
+    the queue started reading where its first consumer found the topic)."""
+    daemon = daemon091
     x, q = f"ex.later{uniq}", f"q.later{uniq}"
     connection = pika_connect(daemon)
     try:
@@ -454,3 +462,58 @@ def test_a_queue_bound_before_it_has_a_consumer_keeps_what_is_published_after_bi
         assert not consumer.recorder.errors
     finally:
         consumer.close()
+
+
+# ---- a direct exchange with a Kafka topic per routing key ------------------------------
+
+def test_per_key_exchange_writes_a_topic_per_key_that_queues_read_without_filtering(
+        kbridged_factory, bootstrap, tmp_path, uniq):
+    """x-kbridge-topic-per-key (routing.md): a direct exchange writes each message to
+    NAME.KEY, so a bound queue reads only its keys' topics and skips nothing, and a native
+    Kafka reader finds a key's messages in a topic of their own; a key no queue is bound
+    to is kept there too (unroutables are kept by default on such an exchange)."""
+    x = f"ex.perkey{uniq}"
+    queues = {f"qeu{uniq}": "eu", f"qus{uniq}": "us"}
+    daemon = daemon_with_definitions(
+        kbridged_factory, bootstrap, tmp_path,
+        [{"name": x, "type": "direct", "arguments": {"x-kbridge-topic-per-key": True}}],
+        list(queues), [{"source": x, "destination": q, "routing_key": k}
+                       for q, k in queues.items()])
+    consumers = {q: Client(daemon) for q in queues}
+    producer = Client(daemon)
+    try:
+        for n, (q, c) in enumerate(consumers.items()):
+            c.subscribe(f"/amq/queue/{q}", f"s{n}", receipt=f"r{n}", timeout=60)
+        keys = ["eu", "us", "apac"]
+        messages = [(f"m{i}", keys[i % 3]) for i in range(300)]
+        send_all(producer, lambda i: f"/exchange/{x}/{messages[i][1]}",
+                 [(body, {}) for body, _ in messages])
+        for q, key in queues.items():
+            expect = [body for body, k in messages if k == key]
+            got = consumers[q].wait_messages(len(expect), timeout=60)
+            assert bodies(got) == expect, q  # one key: one topic, in order
+        assert metric(daemon, "kbridge_unmatched_total") == 0  # nothing read to be skipped
+        assert metric(daemon, "kbridge_unroutable_total") == 0  # apac kept in its topic
+        for key in keys:
+            records = read_topic(bootstrap, f"{x}.{key}")
+            assert [r.value().decode() for r in records] == \
+                [body for body, k in messages if k == key], key
+            assert {dict(r.headers())["kbridge-routing-key"] for r in records} == {key.encode()}
+        assert not any(c.recorder.errors for c in list(consumers.values()) + [producer])
+    finally:
+        for c in list(consumers.values()) + [producer]:
+            c.close()
+
+
+def test_per_key_argument_is_refused_on_other_exchange_types(daemon091, uniq):
+    connection = pika_connect(daemon091)
+    try:
+        channel = connection.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.exchange_declare(f"ex.fan{uniq}", "fanout",
+                                     arguments={"x-kbridge-topic-per-key": True})
+        assert refused.value.reply_code == 406
+        assert "x-kbridge-topic-per-key" in refused.value.reply_text
+        assert "only a direct exchange" in refused.value.reply_text
+    finally:
+        connection.close()

@@ -204,6 +204,29 @@ START_TEST(keep_unroutable_is_a_boolean_exchange_argument)
 }
 END_TEST
 
+START_TEST(topic_per_key_is_a_boolean_argument_of_direct_exchanges_only)
+{
+    char err[512];
+    bool exists;
+    struct exchange_spec spec = {.vhost = "/", .name = "per", .type = EXCHANGE_DIRECT};
+    spec.arguments = json("{\"x-kbridge-topic-per-key\": true}");
+    ck_assert_int_eq(definitions_check_exchange(model, &spec, false, &exists, err, sizeof(err)),
+                     DEFINITIONS_OK);
+    spec.type = EXCHANGE_FANOUT;
+    ck_assert_int_eq(definitions_check_exchange(model, &spec, false, &exists, err, sizeof(err)),
+                     DEFINITIONS_PRECONDITION_FAILED);
+    ck_assert_str_eq(err, "invalid arg 'x-kbridge-topic-per-key': only a direct exchange can "
+                          "have a Kafka topic per routing key");
+    json_decref(spec.arguments);
+    spec.arguments = json("{\"x-kbridge-topic-per-key\": 1}");
+    spec.type = EXCHANGE_DIRECT;
+    ck_assert_int_eq(definitions_check_exchange(model, &spec, false, &exists, err, sizeof(err)),
+                     DEFINITIONS_PRECONDITION_FAILED);
+    ck_assert_str_eq(err, "invalid arg 'x-kbridge-topic-per-key': must be true or false");
+    json_decref(spec.arguments);
+}
+END_TEST
+
 START_TEST(passive_reserved_and_default_exchange_rules)
 {
     char err[512];
@@ -559,6 +582,7 @@ static Suite *definitions_suite(void)
     tcase_add_test(checks, a_vhost_has_the_built_in_exchanges);
     tcase_add_test(checks, redeclaring_an_exchange_differently_names_the_property);
     tcase_add_test(checks, keep_unroutable_is_a_boolean_exchange_argument);
+    tcase_add_test(checks, topic_per_key_is_a_boolean_argument_of_direct_exchanges_only);
     tcase_add_test(checks, passive_reserved_and_default_exchange_rules);
     tcase_add_test(checks, queues_redeclare_exclusive_owner_and_reserved_names);
     tcase_add_test(checks, queue_arguments_are_honoured_or_refused_by_name);

@@ -4,7 +4,8 @@
  * the subscription list (own topic first, exchange topics with the prefix,
  * amq.topic keys as literal topics or wildcard regexes, illegal names left
  * out), equality for resubscribing, and the per-record filter for direct,
- * topic, fanout and headers exchanges and amq.topic. */
+ * topic, fanout and headers exchanges and amq.topic, and direct exchanges
+ * with a Kafka topic per routing key (x-kbridge-topic-per-key). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,53 @@ START_TEST(records_are_kept_only_when_a_binding_matches)
 }
 END_TEST
 
+START_TEST(a_per_key_exchange_gives_each_binding_key_its_topic)
+{
+    json_error_t error;
+    json_t *args = json_loads("{\"x-kbridge-topic-per-key\": true}", 0, &error);
+    struct exchange_spec spec = {.vhost = "/",
+                                 .name = "orders",
+                                 .type = EXCHANGE_DIRECT,
+                                 .durable = true,
+                                 .arguments = args};
+    ck_assert_int_eq(definitions_apply_exchange(model, &spec), 0);
+    json_decref(args);
+    ck_assert(definitions_exchange(model, "/", "orders")->topic_per_key);
+    queue("eu");
+    queue("us");
+    bind("orders", BINDING_TO_QUEUE, "eu", "eu", NULL);
+    bind("orders", BINDING_TO_QUEUE, "eu", "uk", NULL);
+    bind("orders", BINDING_TO_QUEUE, "us", "us", NULL);
+    bind("orders", BINDING_TO_QUEUE, "us", "bad key", NULL); /* no legal topic: left out */
+    struct queue_bindings b;
+    ck_assert_int_eq(queue_bindings_compute(model, "/", "eu", &b), 0);
+    ck_assert(!queue_bindings_empty(&b));
+    ck_assert_uint_eq(b.exchange_count, 0); /* the exchange's own topic is not read */
+    char **topics;
+    size_t count;
+    ck_assert_int_eq(queue_bindings_topics(&b, "p.", "p.eu", &topics, &count), 0);
+    ck_assert_uint_eq(count, 3);
+    ck_assert_str_eq(topics[0], "p.eu");
+    ck_assert_str_eq(topics[1], "p.orders.eu");
+    ck_assert_str_eq(topics[2], "p.orders.uk");
+    queue_bindings_free_topics(topics, count);
+    /* every record of a key topic it reads matches; nothing else does */
+    ck_assert(match(&b, "eu", "p.orders.eu", "eu"));
+    ck_assert(match(&b, "eu", "p.orders.uk", "uk"));
+    ck_assert(!match(&b, "eu", "p.orders.us", "us"));
+    ck_assert(!match(&b, "eu", "p.orders", "eu"));
+    struct queue_bindings us;
+    ck_assert_int_eq(queue_bindings_compute(model, "/", "us", &us), 0);
+    ck_assert(!queue_bindings_equal(&b, &us));
+    ck_assert_int_eq(queue_bindings_topics(&us, "p.", "p.us", &topics, &count), 0);
+    ck_assert_uint_eq(count, 2);
+    ck_assert_str_eq(topics[1], "p.orders.us");
+    queue_bindings_free_topics(topics, count);
+    queue_bindings_clear(&us);
+    queue_bindings_clear(&b);
+}
+END_TEST
+
 START_TEST(headers_bindings_match_record_headers)
 {
     exchange("h", EXCHANGE_HEADERS);
@@ -181,6 +229,7 @@ static Suite *queue_bindings_suite(void)
     tcase_add_test(tc, topics_follow_exchange_to_exchange_bindings_backwards);
     tcase_add_test(tc, records_are_kept_only_when_a_binding_matches);
     tcase_add_test(tc, headers_bindings_match_record_headers);
+    tcase_add_test(tc, a_per_key_exchange_gives_each_binding_key_its_topic);
     suite_add_tcase(s, tc);
     return s;
 }
