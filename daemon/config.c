@@ -1072,27 +1072,43 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
 
 /* `listeners`: a mapping of names to listener mappings (the rows in
  * key->keys); a listener without `protocols` serves the one named like it. */
-static int config_parse_listeners(struct config_parse *parse, const struct config_key *key,
-                                  yaml_node_t *node, const char *path, void *base)
+/* A mapping of names to mappings of the rows in key->keys (listeners,
+ * vhosts): an array of `item_size`-byte structs that begin with `char *name`
+ * at key->offset, their count at key->count_offset. `what` names an item in
+ * messages ("listener"); names are 1 to `name_max` bytes, and Kafka-safe
+ * (config_check_name) when `check_name`. `finish` (may be NULL) checks or
+ * completes an item after its rows were walked. */
+struct config_named_mapping {
+    const char *what;
+    size_t item_size;
+    size_t name_max;
+    bool check_name;
+    bool value_may_be_empty;
+    int (*finish)(struct config_parse *parse, size_t line, const char *item_path, void *item);
+};
+
+static int config_parse_named_mapping(struct config_parse *parse, const struct config_key *key,
+                                      yaml_node_t *node, const char *path, void *base,
+                                      const struct config_named_mapping *shape)
 {
-    struct config_listener **listeners = config_field(base, key->offset);
+    void **items_field = config_field(base, key->offset);
     size_t *count = config_field(base, key->count_offset);
     char reason[CONFIG_REASON_MAX];
     if (config_is_null(node))
         return 0;
     if (node->type != YAML_MAPPING_NODE)
         return config_fail(parse, config_line(node), path,
-                           "expected a mapping of listener names to listeners, got %s",
-                           config_describe(node).text);
+                           "expected a mapping of %s names to %ss, got %s", shape->what,
+                           shape->what, config_describe(node).text);
     if (config_check_duplicates(parse, node, path) < 0)
         return -1;
     size_t items = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
     if (items == 0)
         return 0;
-    *listeners = calloc(items, sizeof(**listeners));
-    if (*listeners == NULL)
+    char *array = calloc(items, shape->item_size);
+    if (array == NULL)
         return config_fail_memory(parse);
-
+    *items_field = array;
     for (size_t i = 0; i < items; i++) {
         yaml_node_t *name_node = config_node(parse, node->data.mapping.pairs.start[i].key);
         yaml_node_t *value_node = config_node(parse, node->data.mapping.pairs.start[i].value);
@@ -1100,32 +1116,70 @@ static int config_parse_listeners(struct config_parse *parse, const struct confi
         const char *name = NULL;
         char item_path[CONFIG_PATH_MAX];
         if (name_node->type != YAML_SCALAR_NODE)
-            return config_fail(parse, line, path, "listener names must be plain text, got %s",
-                               config_describe(name_node).text);
+            return config_fail(parse, line, path, "%s names must be plain text, got %s",
+                               shape->what, config_describe(name_node).text);
         if (config_scalar_text(parse, name_node, path, &name) < 0)
             return -1;
-        if (name[0] == '\0' || strlen(name) > CONFIG_NAME_MAX)
-            return config_fail(parse, line, path, "listener name %s must be 1 to %d characters",
-                               config_quote(name).text, CONFIG_NAME_MAX);
-        if (config_check_name(name, reason, sizeof(reason)) < 0)
+        if (name[0] == '\0' || strlen(name) > shape->name_max)
+            return config_fail(parse, line, path, "%s name %s must be 1 to %zu characters",
+                               shape->what, config_quote(name).text, shape->name_max);
+        if (shape->check_name && config_check_name(name, reason, sizeof(reason)) < 0)
             return config_fail(parse, line, path, "%s", reason);
         if (config_join(item_path, sizeof(item_path), path, name) < 0)
-            return config_fail(parse, line, path, "listener name %s is too long",
+            return config_fail(parse, line, path, "%s name %s is too long", shape->what,
                                config_quote(name).text);
-        struct config_listener *listener = &(*listeners)[i];
-        (*count)++; /* zeroed by calloc, so config_free copes with a half-read listener */
-        if ((listener->name = strdup(name)) == NULL)
+        void *item = array + i * shape->item_size;
+        (*count)++;              /* zeroed by calloc, so config_free copes with a half-read item */
+        char **item_name = item; /* every such struct begins with its name */
+        if ((*item_name = strdup(name)) == NULL)
             return config_fail_memory(parse);
-        if (config_walk_mapping(parse, value_node, line, item_path, "", key->keys, key->key_count,
-                                listener) < 0)
+        if (!(shape->value_may_be_empty && config_is_null(value_node)) &&
+            config_walk_mapping(parse, value_node, line, item_path, "", key->keys, key->key_count,
+                                item) < 0)
             return -1;
-        if (listener->protocol_count == 0) {
-            listener->protocols = calloc(1, sizeof(char *));
-            if (listener->protocols == NULL || (listener->protocols[0] = strdup(name)) == NULL)
-                return config_fail_memory(parse);
-            listener->protocol_count = 1;
-        }
+        if (shape->finish && shape->finish(parse, line, item_path, item) < 0)
+            return -1;
     }
+    return 0;
+}
+
+/* A listener without `protocols` speaks the protocol it is named after. */
+static int config_finish_listener(struct config_parse *parse, size_t line, const char *item_path,
+                                  void *item)
+{
+    (void)line;
+    (void)item_path;
+    struct config_listener *listener = item;
+    if (listener->protocol_count > 0)
+        return 0;
+    listener->protocols = calloc(1, sizeof(char *));
+    if (listener->protocols == NULL || (listener->protocols[0] = strdup(listener->name)) == NULL)
+        return config_fail_memory(parse);
+    listener->protocol_count = 1;
+    return 0;
+}
+
+static int config_parse_listeners(struct config_parse *parse, const struct config_key *key,
+                                  yaml_node_t *node, const char *path, void *base)
+{
+    static const struct config_named_mapping shape = {
+        .what = "listener",
+        .item_size = sizeof(struct config_listener),
+        .name_max = CONFIG_NAME_MAX,
+        .check_name = true,
+        .finish = config_finish_listener,
+    };
+    return config_parse_named_mapping(parse, key, node, path, base, &shape);
+}
+
+static int config_finish_vhost(struct config_parse *parse, size_t line, const char *item_path,
+                               void *item)
+{
+    const struct config_vhost *vhost = item;
+    if (strcmp(vhost->name, "/") == 0 && vhost->topic_prefix != NULL)
+        return config_fail(parse, line, item_path,
+                           "the vhost / always uses kafka.topic_prefix; remove its "
+                           "topic_prefix");
     return 0;
 }
 
@@ -1135,53 +1189,14 @@ static int config_parse_listeners(struct config_parse *parse, const struct confi
 static int config_parse_vhosts(struct config_parse *parse, const struct config_key *key,
                                yaml_node_t *node, const char *path, void *base)
 {
-    struct config_vhost **vhosts = config_field(base, key->offset);
-    size_t *count = config_field(base, key->count_offset);
-    if (config_is_null(node))
-        return 0;
-    if (node->type != YAML_MAPPING_NODE)
-        return config_fail(parse, config_line(node), path,
-                           "expected a mapping of vhost names to vhosts, got %s",
-                           config_describe(node).text);
-    if (config_check_duplicates(parse, node, path) < 0)
-        return -1;
-    size_t items = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
-    if (items == 0)
-        return 0;
-    *vhosts = calloc(items, sizeof(**vhosts));
-    if (*vhosts == NULL)
-        return config_fail_memory(parse);
-    for (size_t i = 0; i < items; i++) {
-        yaml_node_t *name_node = config_node(parse, node->data.mapping.pairs.start[i].key);
-        yaml_node_t *value_node = config_node(parse, node->data.mapping.pairs.start[i].value);
-        size_t line = config_line(name_node);
-        const char *name = NULL;
-        char item_path[CONFIG_PATH_MAX];
-        if (name_node->type != YAML_SCALAR_NODE)
-            return config_fail(parse, line, path, "vhost names must be plain text, got %s",
-                               config_describe(name_node).text);
-        if (config_scalar_text(parse, name_node, path, &name) < 0)
-            return -1;
-        if (name[0] == '\0' || strlen(name) > 255)
-            return config_fail(parse, line, path, "vhost name %s must be 1 to 255 characters",
-                               config_quote(name).text);
-        if (config_join(item_path, sizeof(item_path), path, name) < 0)
-            return config_fail(parse, line, path, "vhost name %s is too long",
-                               config_quote(name).text);
-        struct config_vhost *vhost = &(*vhosts)[i];
-        (*count)++; /* zeroed by calloc, so config_free copes with a half-read vhost */
-        if ((vhost->name = strdup(name)) == NULL)
-            return config_fail_memory(parse);
-        if (!config_is_null(value_node) &&
-            config_walk_mapping(parse, value_node, line, item_path, "", key->keys, key->key_count,
-                                vhost) < 0)
-            return -1;
-        if (strcmp(name, "/") == 0 && vhost->topic_prefix != NULL)
-            return config_fail(parse, line, item_path,
-                               "the vhost / always uses kafka.topic_prefix; remove its "
-                               "topic_prefix");
-    }
-    return 0;
+    static const struct config_named_mapping shape = {
+        .what = "vhost",
+        .item_size = sizeof(struct config_vhost),
+        .name_max = 255,
+        .value_may_be_empty = true,
+        .finish = config_finish_vhost,
+    };
+    return config_parse_named_mapping(parse, key, node, path, base, &shape);
 }
 
 /* After parsing: "/" first (added when the file leaves it out), mapped to
