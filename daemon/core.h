@@ -235,6 +235,11 @@ struct core_subscribe_options {
     /* An exchange destination: the binding key (a pattern for topic
      * exchanges) of the subscription's own queue; NULL: the empty key. */
     const char *binding_key;
+    /* A JMS message selector (architecture §13), or NULL: only messages it
+     * selects are delivered. Parsed by core_subscribe (a bad one is
+     * CORE_ERR_INVALID naming the position); non-durable topic subscriptions
+     * only for now (else CORE_ERR_UNSUPPORTED). Copied: not kept. */
+    const char *selector;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */

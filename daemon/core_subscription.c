@@ -17,6 +17,7 @@
 #include "record.h"
 #include "reply.h"
 #include "request_reply.h"
+#include "selector.h"
 
 /* ---- deliveries -------------------------------------------------------------------- */
 
@@ -135,6 +136,7 @@ static struct core_subscription *core_subscription_new(
     sub->options = *options;
     sub->options.durable_name = sub->durable_name;
     sub->options.binding_key = NULL;
+    sub->options.selector = NULL; /* parsed into sub->selector by core_subscribe */
     if (sub->options.credit == 0)
         sub->options.credit = 1;
     sub->handlers = *handlers;
@@ -147,6 +149,7 @@ static struct core_subscription *core_subscription_new(
 
 static void core_subscription_free(struct core_subscription *sub)
 {
+    selector_free(sub->selector);
     event_free(sub->ready_event);
     free(sub->durable_name);
     free(sub->reply_token);
@@ -297,6 +300,24 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    struct selector *selector = NULL;
+    if (options->selector) {
+        if (destination->kind != DESTINATION_TOPIC || options->durable_name) {
+            snprintf(err, err_size,
+                     "message selectors work on non-durable topic subscriptions only so far; "
+                     "%s is %s",
+                     display,
+                     destination->kind == DESTINATION_TOPIC ? "a durable subscription" : "a queue");
+            *error_code = CORE_ERR_UNSUPPORTED;
+            return NULL;
+        }
+        char why[256];
+        if (!(selector = selector_parse(options->selector, why, sizeof(why)))) {
+            snprintf(err, err_size, "bad selector: %s", why);
+            *error_code = strcmp(why, "out of memory") == 0 ? CORE_ERR_INTERNAL : CORE_ERR_INVALID;
+            return NULL;
+        }
+    }
     if (destination->kind == DESTINATION_QUEUE) {
         int rc = core_exchange_queue_first_use(session, destination, err, err_size);
         if (rc != CORE_OK) {
@@ -304,8 +325,13 @@ struct core_subscription *core_subscribe(struct core_session *session,
             return NULL;
         }
     }
-    return core_subscription_start(session, destination, options, handlers, opaque, NULL,
-                                   error_code, err, err_size);
+    struct core_subscription *sub = core_subscription_start(
+        session, destination, options, handlers, opaque, NULL, error_code, err, err_size);
+    if (sub)
+        sub->selector = selector;
+    else
+        selector_free(selector);
+    return sub;
 }
 
 struct core_subscription *

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "record.h"
+#include "selector.h"
 
 const struct config *engine_config(const struct engine_context *context)
 {
@@ -63,4 +64,69 @@ bool engine_record_expired(const struct engine_context *context, const struct ka
 bool engine_exchange_is_topic_per_key(const char *exchange)
 {
     return exchange[0] == '\0' || strcmp(exchange, "amq.topic") == 0;
+}
+
+/* ---- selectors (architecture §13) ---- */
+
+/* JMS header names and the record headers they read (DESIGN §3). */
+static const struct {
+    const char *jms;
+    const char *header;
+} engine_jms_headers[] = {
+    {"JMSMessageID", RECORD_HEADER_MESSAGE_ID},
+    {"JMSCorrelationID", RECORD_HEADER_CORRELATION_ID},
+    {"JMSType", "type"},
+    {"JMSPriority", "priority"},
+    {"JMSReplyTo", RECORD_HEADER_REPLY_TO},
+    {"JMSExpiration", RECORD_HEADER_EXPIRES},
+};
+
+static bool engine_header_value(const struct kafka_record *record, const char *name,
+                                struct selector_value *out)
+{
+    size_t count = kafka_record_header_count(record);
+    for (size_t i = 0; i < count; i++) {
+        const char *header;
+        const void *value;
+        size_t len;
+        if (kafka_record_header(record, i, &header, &value, &len) == 0 &&
+            strcmp(header, name) == 0) {
+            *out = (struct selector_value){.type = value ? SELECTOR_STRING : SELECTOR_NULL,
+                                           .string = value,
+                                           .string_len = len};
+            return value != NULL;
+        }
+    }
+    return false;
+}
+
+static bool engine_selector_lookup(void *opaque, const char *name, struct selector_value *out)
+{
+    const struct kafka_record *record = opaque;
+    if (strcmp(name, "JMSTimestamp") == 0) {
+        if (record->timestamp_ms < 0)
+            return false;
+        *out = (struct selector_value){.type = SELECTOR_NUMBER,
+                                       .number = (double)record->timestamp_ms};
+        return true;
+    }
+    if (strcmp(name, "JMSDeliveryMode") == 0) {
+        struct selector_value persistent;
+        bool yes = engine_header_value(record, "persistent", &persistent) &&
+                   persistent.string_len == 4 && memcmp(persistent.string, "true", 4) == 0;
+        const char *mode = yes ? "PERSISTENT" : "NON_PERSISTENT";
+        *out = (struct selector_value){
+            .type = SELECTOR_STRING, .string = mode, .string_len = strlen(mode)};
+        return true;
+    }
+    for (size_t i = 0; i < sizeof(engine_jms_headers) / sizeof(engine_jms_headers[0]); i++)
+        if (strcmp(name, engine_jms_headers[i].jms) == 0)
+            return engine_header_value(record, engine_jms_headers[i].header, out);
+    return engine_header_value(record, name, out);
+}
+
+bool engine_record_selected(const struct core_subscription *sub, const struct kafka_record *record)
+{
+    return !sub->selector ||
+           selector_matches(sub->selector, engine_selector_lookup, (void *)record);
 }

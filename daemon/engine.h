@@ -66,6 +66,7 @@ struct core_subscription {
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
     struct core_exchange_op *exchange_op; /* an exchange subscription being set up (core's) */
+    struct selector *selector;            /* options.selector parsed, or NULL (owned) */
     _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */
 };
 
@@ -162,6 +163,14 @@ void engine_delivery_from_record(const struct engine_context *context,
  * unknown topic -> NOT_FOUND, too large -> TOO_LARGE, invalid -> INVALID,
  * the rest -> UNAVAILABLE. 0 stays CORE_OK. */
 int engine_error_from_kafka(int kafka_error);
+
+/* Does the subscription's selector (sub->selector) select the record? True
+ * without one. Identifiers are the record's headers by name; the JMS names
+ * JMSMessageID, JMSCorrelationID, JMSType, JMSPriority, JMSReplyTo,
+ * JMSExpiration, JMSDeliveryMode ('PERSISTENT' when the `persistent` header
+ * is true) and JMSTimestamp (the record's timestamp) map onto them
+ * (architecture §13). */
+bool engine_record_selected(const struct core_subscription *sub, const struct kafka_record *record);
 
 /* Has the record's `expires` passed (record.h)? Counts it in
  * kbridge_expired_total (`queue`: a queue or durable subscription). */

@@ -110,6 +110,7 @@ struct topic_reader {
     size_t subscriber_count;
     struct destination_stats *stats;
     uint64_t *dropped;
+    uint64_t *not_selected; /* kbridge_selector_skipped_total */
 };
 
 /* A fetched record shared by the subscribers of a topic reader. */
@@ -355,6 +356,10 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
              request_reply_topic_is_reserved(reader->context->request_reply, record->topic))) {
             continue; /* not allowed, or another node's replies */
         }
+        if (!engine_record_selected(sub->sub, record)) {
+            (*reader->not_selected)++;
+            continue; /* its selector does not select it (architecture §13) */
+        }
         topic_backlog_push(reader, sub, shared);
     }
     struct topic_subscriber *sub = reader->subscribers;
@@ -546,9 +551,13 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
     reader->dropped =
         metrics_counter(context->metrics, "kbridge_topic_dropped_total",
                         "Records dropped for slow topic subscribers (drop-oldest).", NULL);
+    reader->not_selected = metrics_counter(
+        context->metrics, "kbridge_selector_skipped_total",
+        "Topic records a subscriber's message selector did not select (one per subscriber).", NULL);
     reader->linger_timer = event_new(context->base, -1, 0, topic_on_linger, reader);
     reader->rescan_timer = event_new(context->base, -1, EV_PERSIST, topic_on_rescan, reader);
-    if (!reader->dropped || !reader->linger_timer || !reader->rescan_timer) {
+    if (!reader->dropped || !reader->not_selected || !reader->linger_timer ||
+        !reader->rescan_timer) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }

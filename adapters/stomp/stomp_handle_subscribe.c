@@ -15,7 +15,9 @@
  * every connection that uses the same pair, and UNSUBSCRIBE with
  * durable:true (or persistent:true) deletes it: its position is forgotten,
  * so the next SUBSCRIBE starts afresh. Boolean headers take true/false in
- * any case. `selector` is refused until selectors land.
+ * any case. `selector` (ActiveMQ) is a JMS selector over the message's
+ * headers (architecture §13): on non-durable topic subscriptions; elsewhere,
+ * and when it does not parse, an ERROR naming why (and where).
  *
  * MESSAGE frames carry: destination (as the client subscribed, or
  * /topic/NAME for a wildcard subscription), message-id (the record's
@@ -408,11 +410,6 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                              ack);
     }
 
-    if (stomp_frame_header(frame, "selector"))
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "selectors are not supported yet",
-                          "kbridge does not support message selectors yet: subscribe without "
-                          "the selector header and filter in the client.");
-
     uint32_t max_prefetch = config->queues.max_in_flight ? config->queues.max_in_flight : 1;
     uint32_t prefetch = STOMP_DEFAULT_PREFETCH;
     const char *prefetch_name = "activemq.prefetchSize";
@@ -513,6 +510,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         .durable_by_destination = durable_name && !connection->client_id,
         /* /exchange/NAME/KEY: a queue of its own bound with KEY (RabbitMQ) */
         .binding_key = destination.key_at ? destination_text + destination.key_at : NULL,
+        /* ActiveMQ's: a JMS selector over the message's headers */
+        .selector = stomp_frame_header_value(frame, "selector"),
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";

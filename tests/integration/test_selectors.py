@@ -1,0 +1,125 @@
+"""JMS message selectors on topic subscriptions (issue 16 item 1; architecture §13,
+docs/stomp.md), with stomp.py as an ActiveMQ application would use them.
+
+- 1,000 messages with mixed headers on one topic; ten subscribers, each with its own
+  selector (comparison of numbers given as strings, LIKE with ESCAPE, IN, BETWEEN,
+  arithmetic, IS NULL / IS NOT NULL, NOT, a JMS name): each receives exactly the
+  messages its selector selects, in order, and the skipped copies are counted.
+- a subscriber without a selector still gets everything.
+- a selector on a queue, and a selector that does not parse, are refused with an ERROR
+  that says why (the position, for a bad one).
+
+Waits are deadline-based (receipts, wait_for)."""
+
+import re
+import uuid
+
+import pytest
+
+from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from stomp_util import Client
+
+COUNT = 1000
+COLORS = ["red", "blue", "green", "dark_red"]
+REGIONS = ["EMEA", "APAC", "AMER"]
+
+
+def headers_of(i):
+    h = {"color": COLORS[i % 4], "weight": str(i % 50), "region": REGIONS[i % 3],
+         "type": "order" if i % 5 == 0 else "quote"}
+    if i % 7 == 0:
+        h["vip"] = "true"
+    if i % 11 == 0:
+        h["discount"] = str((i % 4) * 2.5)
+    return h
+
+
+def num(h, name):
+    return float(h[name]) if name in h else None
+
+
+# (selector, the same rule in Python: the messages it must select)
+SELECTORS = [
+    ("color = 'red'", lambda h: h["color"] == "red"),
+    ("weight > 40", lambda h: num(h, "weight") > 40),
+    ("weight BETWEEN 10 AND 12 AND region <> 'APAC'",
+     lambda h: 10 <= num(h, "weight") <= 12 and h["region"] != "APAC"),
+    ("color LIKE 'dark\\_%' ESCAPE '\\'", lambda h: h["color"].startswith("dark_")),
+    ("region IN ('EMEA', 'AMER') AND NOT color IN ('blue')",
+     lambda h: h["region"] in ("EMEA", "AMER") and h["color"] != "blue"),
+    ("vip = TRUE", lambda h: h.get("vip") == "true"),
+    ("discount IS NOT NULL AND discount * 2 >= 10",
+     lambda h: "discount" in h and num(h, "discount") * 2 >= 10),
+    ("discount IS NULL AND weight < 3", lambda h: "discount" not in h and num(h, "weight") < 3),
+    # NULL logic: a missing vip makes "vip = TRUE" UNKNOWN, and NOT UNKNOWN selects nothing
+    ("NOT (vip = TRUE) OR weight = 0", lambda h: num(h, "weight") == 0),
+    ("JMSType = 'order' AND (weight + 1) / 2 = 3",
+     lambda h: h["type"] == "order" and (num(h, "weight") + 1) / 2 == 3),
+]
+
+
+@pytest.fixture
+def uniq():
+    return f"-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else f"-{uuid.uuid4().hex[:6]}"
+
+
+def metric(daemon, series):
+    m = re.search(rf"^{re.escape(series)} (\S+)$", daemon.http("/metrics")[1], re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_each_topic_subscriber_gets_exactly_what_its_selector_selects(
+        kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap))
+    topic = f"/topic/prices{uniq}"
+    subscribers = [Client(daemon) for _ in SELECTORS]
+    everything = Client(daemon)
+    producer = Client(daemon)
+    try:
+        for n, (c, (selector, _)) in enumerate(zip(subscribers, SELECTORS)):
+            c.subscribe(topic, f"s{n}", headers={"selector": selector}, receipt=f"r{n}",
+                        timeout=60)
+        everything.subscribe(topic, "all", receipt="rall", timeout=60)
+        bodies = [f"m{i}" for i in range(COUNT)]
+        for i, body in enumerate(bodies):
+            producer.send(topic, body, headers=headers_of(i),
+                          receipt=f"p{i}" if i == COUNT - 1 else None)
+        producer.wait_receipt(f"p{COUNT - 1}", timeout=60)
+        assert [f.body for f in everything.wait_messages(COUNT, timeout=60)] == bodies
+        expected_skips = 0
+        for c, (selector, rule) in zip(subscribers, SELECTORS):
+            want = [body for i, body in enumerate(bodies) if rule(headers_of(i))]
+            assert want, f"the test's data gives {selector!r} nothing to select"
+            expected_skips += COUNT - len(want)
+            got = c.wait_messages(len(want), timeout=60)
+            assert [f.body for f in got] == want, selector
+        # everything published has been read: no subscriber gets more than it should
+        wait_for(lambda: metric(daemon, "kbridge_selector_skipped_total") == expected_skips, 30,
+                 f"{expected_skips} skipped copies counted")
+        for c, (selector, rule) in zip(subscribers, SELECTORS):
+            assert len(c.recorder.messages) == sum(rule(headers_of(i)) for i in range(COUNT)), \
+                selector
+            assert not c.recorder.errors, selector
+    finally:
+        for c in subscribers + [everything, producer]:
+            c.close()
+
+
+@pytest.mark.parametrize("destination, selector, why", [
+    ("/queue/sel", "color = 'red'",
+     "message selectors work on non-durable topic subscriptions only so far"),
+    ("/topic/sel", "color = 'red' AND", "bad selector: position 18: expected a value"),
+    ("/topic/sel", "weight BETWEEN 1", "bad selector: position 17: expected AND in BETWEEN"),
+])
+def test_selectors_that_cannot_be_served_are_refused_saying_why(kbridged_factory, bootstrap,
+                                                                 destination, selector, why):
+    daemon = kbridged_factory(base_config(bootstrap))
+    c = Client(daemon)
+    try:
+        c.conn.subscribe(destination, id="s", headers={"selector": selector, "receipt": "r"})
+        wait_for(lambda: c.recorder.errors, 30, "an ERROR frame")
+        error = c.recorder.errors[0]
+        assert why in error.headers["message"], error.headers["message"]
+        assert "r" not in c.recorder.receipts
+    finally:
+        c.close()
