@@ -1,0 +1,225 @@
+"""Queue arguments (issue 13, item 5; docs/routing.md "Queue arguments"),
+declared over AMQP 0-9-1 with pika's queue_declare(arguments=...) and
+consumed with pika and stomp.py (`/amq/queue/NAME`):
+
+- x-dead-letter-exchange / -routing-key: a message rejected without requeue
+  and one returned more often than x-delivery-limit go to the DLX's bound
+  queue with the routing key, the kbridge-dlq-* headers and RabbitMQ's
+  x-first-death-* and x-death;
+- x-message-ttl: messages older than the TTL when they would be delivered
+  are dead-lettered (reason expired), never delivered; a message's own
+  expiration and the queue's TTL: the lower wins;
+- arguments kbridge does not honour are refused by name (406), the honoured
+  x-queue-type classic/quorum and x-queue-mode are accepted.
+
+Waits are deadline-based; the one wait on the clock (a TTL passing) waits
+for the time itself, with a deadline."""
+
+import json
+import subprocess
+import time
+import uuid
+
+import pika
+import pytest
+
+from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from stomp_util import Client
+
+KAFKA = {"consumer": {"session.timeout.ms": 6000}}
+USER, PASSWORD = "app", "secret"
+
+
+@pytest.fixture
+def uniq():
+    return f"-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else f"-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def password_hash():
+    return subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def daemon(kbridged_factory, bootstrap, password_hash):
+    config = base_config(bootstrap, kafka=dict(KAFKA),
+                         auth={"anonymous": True, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return kbridged_factory(config)
+
+
+def pika_connect(daemon):
+    host, port = daemon.host_port("amqp")
+    params = pika.ConnectionParameters(host=host, port=port,
+                                       credentials=pika.PlainCredentials(USER, PASSWORD),
+                                       blocked_connection_timeout=30,
+                                       socket_timeout=10, connection_attempts=1)
+    return pika.BlockingConnection(params)
+
+
+def drain_until(connection, condition, timeout, what):
+    """Run pika's I/O loop until condition() holds, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {what}"
+        connection.process_data_events(time_limit=min(left, 0.2))
+
+
+def dead_letter_exchange(ch, uniq, key):
+    """A direct DLX and its queue bound with `key`; returns (exchange, queue)."""
+    dlx, dead = f"dlx{uniq}", f"dead{uniq}"
+    ch.exchange_declare(dlx, exchange_type="direct", durable=True)
+    ch.queue_declare(dead, durable=True)
+    ch.queue_bind(dead, dlx, routing_key=key)
+    return dlx, dead
+
+
+def test_rejected_and_over_limit_messages_go_to_the_dead_letter_exchange(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    dlx, dead = dead_letter_exchange(ch, uniq, "dead")
+    work = f"work{uniq}"
+    ch.queue_declare(work, durable=True, arguments={
+        "x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "dead",
+        "x-delivery-limit": 2})
+
+    dead_letters = []
+    ch.basic_consume(dead, lambda c, m, p, b: (dead_letters.append((m, p, b)),
+                                               c.basic_ack(m.delivery_tag)))
+    seen = []
+
+    def on_work(channel, method, properties, body):
+        seen.append(body)
+        if body == b"poison":
+            channel.basic_reject(method.delivery_tag, requeue=False)
+        else:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+
+    work_ch = conn.channel()
+    work_ch.basic_qos(prefetch_count=1)
+    work_ch.basic_consume(work, on_work)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.basic_publish("", work, b"poison", pika.BasicProperties(correlation_id="p1"))
+    pub.basic_publish("", work, b"retry", pika.BasicProperties(headers={"attempt": "x"}))
+    drain_until(conn, lambda: len(dead_letters) >= 2, 60, "two dead letters")
+    conn.process_data_events(time_limit=0.5)  # nothing more comes
+
+    # x-delivery-limit 2: two returns allowed, the third delivery's return dead-letters
+    assert seen.count(b"poison") == 1
+    assert seen.count(b"retry") == 3
+    assert sorted(b for _, _, b in dead_letters) == [b"poison", b"retry"]
+    by_body = {b: (m, p) for m, p, b in dead_letters}
+    for body, reason in ((b"poison", "rejected"), (b"retry", "delivery_limit")):
+        method, props = by_body[body]
+        h = props.headers
+        assert method.routing_key == "dead"
+        assert h["x-first-death-reason"] == reason
+        assert h["x-first-death-queue"] == work
+        assert h["x-first-death-exchange"] == ""
+        death = json.loads(h["x-death"])
+        assert len(death) == 1
+        assert {k: death[0][k] for k in ("count", "reason", "queue", "exchange",
+                                         "routing-keys")} == {
+            "count": 1, "reason": reason, "queue": work, "exchange": "",
+            "routing-keys": [work]}
+        assert abs(death[0]["time"] - time.time()) < 120
+        assert h["kbridge-dlq-original-topic"].endswith(work)
+        assert "kbridge-dlq-reason" in h
+    assert by_body[b"poison"][1].correlation_id == "p1"
+    assert by_body[b"retry"][1].headers["attempt"] == "x"
+    assert by_body[b"retry"][1].headers["kbridge-delivery-count"] == "3"
+    conn.close()
+
+
+def test_message_ttl_dead_letters_expired_messages(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    dlx, dead = dead_letter_exchange(ch, uniq, "expired")
+    short, long = f"short{uniq}", f"long{uniq}"
+    ch.queue_declare(short, durable=True, arguments={
+        "x-message-ttl": 300, "x-dead-letter-exchange": dlx,
+        "x-dead-letter-routing-key": "expired"})
+    ch.queue_declare(long, durable=True, arguments={
+        "x-message-ttl": 600000, "x-dead-letter-exchange": dlx,
+        "x-dead-letter-routing-key": "expired"})
+
+    # the dead-letter queue over STOMP, positioned before anything dies
+    stomp = Client(daemon)
+    stomp.subscribe(f"/amq/queue/{dead}", "dead", receipt="r-dead", timeout=60)
+
+    pub = conn.channel()
+    pub.confirm_delivery()
+    published = time.monotonic()
+    # the queue's TTL (300 ms) is lower than the message's: the TTL wins
+    pub.basic_publish("", short, b"ttl", pika.BasicProperties(expiration="600000"))
+    # the message's expiration (100 ms) is lower than the queue's TTL: it wins
+    pub.basic_publish("", long, b"own", pika.BasicProperties(expiration="100"))
+    pub.basic_publish("", long, b"fresh")
+    wait_for(lambda: time.monotonic() > published + 0.6, 5, "the TTL to pass")
+
+    delivered = []
+    for queue in (short, long):
+        ch.basic_consume(queue, lambda c, m, p, b: (delivered.append(b),
+                                                    c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: delivered, 60, "the fresh message")
+    frames = stomp.wait_messages(2, timeout=60)
+    conn.process_data_events(time_limit=0.5)
+    assert delivered == [b"fresh"]
+    assert sorted(f.body for f in frames) == ["own", "ttl"]
+    for f in frames:
+        assert f.headers["x-first-death-reason"] == "expired"
+        assert f.headers["x-first-death-queue"] == (short if f.body == "ttl" else long)
+        assert json.loads(f.headers["x-death"])[0]["reason"] == "expired"
+    assert len(stomp.take()) == 2
+    stomp.close()
+    conn.close()
+
+
+@pytest.mark.parametrize("arguments, text", [
+    ({"x-max-length": 10},
+     "PRECONDITION_FAILED - invalid arg 'x-max-length': kbridge does not support it "
+     "(queue length limits are not built)"),
+    ({"x-queue-type": "stream"},
+     "PRECONDITION_FAILED - invalid arg 'x-queue-type': 'stream', kbridge does not support "
+     "stream queues (use a topic or a durable subscription)"),
+    ({"x-max-priority": 10},
+     "PRECONDITION_FAILED - invalid arg 'x-max-priority': kbridge does not support this "
+     "queue argument"),
+    ({"x-message-ttl": "soon"},
+     "PRECONDITION_FAILED - invalid arg 'x-message-ttl': 'soon', must be a non-negative "
+     "integer"),
+])
+def test_arguments_not_honoured_are_refused_by_name(daemon, uniq, arguments, text):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.queue_declare(f"refused{uniq}", durable=True, arguments=arguments)
+    assert closed.value.reply_code == 406
+    assert closed.value.reply_text == text
+    ok = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ok.queue_declare(f"refused{uniq}", passive=True)  # nothing was declared
+    assert closed.value.reply_code == 404
+    conn.close()
+
+
+def test_queue_type_and_mode_are_accepted(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for n, arguments in enumerate(({"x-queue-type": "classic"}, {"x-queue-type": "quorum"},
+                                   {"x-queue-mode": "lazy"})):
+        queue = f"typed{n}{uniq}"
+        ch.queue_declare(queue, durable=True, arguments=arguments)
+        ch.queue_declare(queue, durable=True, arguments=arguments)  # redeclared alike
+        got = []
+        ch.basic_consume(queue, lambda c, m, p, b: (got.append(b), c.basic_ack(m.delivery_tag)))
+        ch.basic_publish("", queue, f"m{n}".encode())
+        drain_until(conn, lambda: got, 60, f"the message on {queue}")
+        assert got == [f"m{n}".encode()]
+    conn.close()
