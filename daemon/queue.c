@@ -131,6 +131,9 @@ struct queue {
     /* A queue's arguments (§11, queue_arguments.h) as the view has them
      * (defaults for durable subscriptions and queues the view lacks). */
     struct queue_arguments arguments;
+    /* x-single-active-consumer: the one subscriber deliveries go to (the
+     * others are blocked in queue_state); NULL: none yet, or not SAC. */
+    struct queue_subscriber *active;
 };
 
 static void queue_anchors_cancel(struct queue *queue);
@@ -155,6 +158,28 @@ static uint32_t queue_pause_limit(const struct config *config)
     return config->queues.max_in_flight > 1 ? config->queues.max_in_flight - 1 : 1;
 }
 
+/* x-single-active-consumer: keep one subscriber active (the current one, else
+ * the oldest: the list's tail) and every other blocked in queue_state; a
+ * queue without it unblocks all (but those the core blocks). Deliveries the
+ * previous active subscriber left were released to the front, so the next
+ * one takes over in order. */
+static void queue_apply_single_active(struct queue *queue)
+{
+    if (!queue->arguments.single_active_consumer) {
+        queue->active = NULL;
+    } else if (!queue->active) {
+        for (struct queue_subscriber *qs = queue->subscribers; qs; qs = qs->next)
+            queue->active = qs;
+        if (queue->active)
+            log_info("queue",
+                     "%s: single active consumer: the oldest of %zu subscriber(s) is active",
+                     queue->group_id, queue->subscriber_count);
+    }
+    for (struct queue_subscriber *qs = queue->subscribers; qs; qs = qs->next)
+        queue_state_consumer_block(queue->state, qs->sub,
+                                   qs->sub->blocked || (queue->active && qs != queue->active));
+}
+
 /* Read the queue's arguments from the view (queue_create, and each time the
  * view changes) and apply its delivery limit. Arguments the view holds that
  * kbridge does not honour (written to the definitions topic by something
@@ -173,7 +198,10 @@ static void queue_read_arguments(struct queue *queue)
                  queue->group_id, err);
         queue_arguments_default(&arguments);
     }
+    bool was_single = queue->arguments.single_active_consumer;
     queue->arguments = arguments;
+    if (was_single != arguments.single_active_consumer)
+        queue_apply_single_active(queue);
     const struct config *config = queue_config(queue);
     if (queue->state)
         queue_state_set_limits(
@@ -1100,6 +1128,8 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
         queue->subscribers->prev = qs;
     queue->subscribers = qs;
     queue->subscriber_count++;
+    if (queue->arguments.single_active_consumer)
+        queue_apply_single_active(queue); /* blocks it unless it is the first */
     /* A queue has its messages in Kafka already: nothing can be missed. A
      * durable subscription is positioned once the group has assigned it. */
     if ((!sub->durable_name && !queue->wait_assignment) || queue->assigned_once)
@@ -1146,6 +1176,10 @@ static void queue_engine_unsubscribe(struct core_subscription *sub, bool forget)
     queue->subscriber_count--;
     qs->queue = NULL;
     queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
+    if (queue->active == qs) {
+        queue->active = NULL;
+        queue_apply_single_active(queue); /* the next oldest takes over */
+    }
     if (queue->subscriber_count == 0) {
         uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
         struct timeval linger = {(time_t)(linger_ms / 1000),
@@ -1176,7 +1210,10 @@ static int queue_engine_settle(struct core_subscription *sub, uint64_t id,
 
 static void queue_engine_block(struct core_subscription *sub, bool blocked)
 {
-    queue_state_consumer_block(queue_subscriber_of(sub)->queue->state, sub, blocked);
+    struct queue_subscriber *qs = queue_subscriber_of(sub);
+    struct queue *queue = qs->queue;
+    queue_state_consumer_block(queue->state, sub,
+                               blocked || (queue->active && queue->active != qs));
 }
 
 static size_t queue_engine_subscriber_count(const struct core_subscription *sub)

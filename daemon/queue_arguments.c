@@ -33,7 +33,7 @@ static const struct {
      "queue length limits are not built"},
     {"x-overflow", ARGUMENT_ONE_OF, "drop-head|reject-publish",
      "queue length limits are not built"},
-    {"x-single-active-consumer", ARGUMENT_BOOLEAN, NULL, "single active consumer is not built"},
+    {"x-single-active-consumer", ARGUMENT_BOOLEAN, NULL, NULL},
     {"x-queue-type", ARGUMENT_ONE_OF, "classic|quorum|stream", NULL},
     {"x-queue-mode", ARGUMENT_ONE_OF, "default|lazy", NULL},
 };
@@ -146,6 +146,8 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
             name_copy(out->dead_letter_routing_key, value);
         } else if (strcmp(key, "x-delivery-limit") == 0) {
             out->delivery_limit = (int64_t)json_integer_value(value);
+        } else if (strcmp(key, "x-single-active-consumer") == 0) {
+            out->single_active_consumer = json_is_true(value);
         } else if (strcmp(key, "x-queue-type") == 0) {
             const char *type = json_string_value(value);
             if (strcmp(type, "stream") == 0) {

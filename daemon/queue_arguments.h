@@ -27,9 +27,10 @@ struct queue_arguments {
     /* x-dead-letter-routing-key; absent: the message's own key */
     bool has_dead_letter_routing_key;
     char dead_letter_routing_key[QUEUE_ARGUMENTS_NAME_MAX + 1];
-    int64_t delivery_limit; /* x-delivery-limit; -1: none (queues.max_deliveries) */
-    enum queue_type type;   /* x-queue-type */
-    bool lazy;              /* x-queue-mode lazy: accepted, no effect */
+    int64_t delivery_limit;      /* x-delivery-limit; -1: none (queues.max_deliveries) */
+    bool single_active_consumer; /* x-single-active-consumer: one consumer per node gets all */
+    enum queue_type type;        /* x-queue-type */
+    bool lazy;                   /* x-queue-mode lazy: accepted, no effect */
 };
 
 /* The arguments of a queue declared without any. */

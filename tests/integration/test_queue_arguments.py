@@ -6,6 +6,8 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   and one returned more often than x-delivery-limit go to the DLX's bound
   queue with the routing key, the kbridge-dlq-* headers and RabbitMQ's
   x-first-death-* and x-death;
+- x-single-active-consumer: of two consumers only the first gets messages;
+  when it goes the second takes over, the first's unacknowledged ones first;
 - x-message-ttl: messages older than the TTL when they would be delivered
   are dead-lettered (reason expired), never delivered; a message's own
   expiration and the queue's TTL: the lower wins;
@@ -223,3 +225,58 @@ def test_queue_type_and_mode_are_accepted(daemon, uniq):
         drain_until(conn, lambda: got, 60, f"the message on {queue}")
         assert got == [f"m{n}".encode()]
     conn.close()
+
+
+def test_single_active_consumer_takes_over_in_order(daemon, uniq):
+    queue = f"sac{uniq}"
+    setup = pika_connect(daemon)
+    setup.channel().queue_declare(queue, durable=True,
+                                  arguments={"x-single-active-consumer": True})
+    first, second = pika_connect(daemon), pika_connect(daemon)
+    got = {"first": [], "second": []}
+
+    def consumer(conn, name, ack_while):
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=100)
+
+        def on_message(channel, method, properties, body):
+            got[name].append((body, method.redelivered))
+            if ack_while(body):
+                channel.basic_ack(method.delivery_tag)
+
+        ch.basic_consume(queue, on_message)  # consume-ok: positioned
+        return ch
+
+    # the first leaves m8 and m9 unacknowledged when it goes
+    consumer(first, "first", lambda body: body not in (b"m8", b"m9"))
+    consumer(second, "second", lambda body: True)
+    pub = setup.channel()
+    pub.confirm_delivery()
+    for i in range(10):
+        pub.basic_publish("", queue, f"m{i}".encode())
+
+    def pump(condition):
+        def check():
+            for conn in (first, second):
+                if conn.is_open:
+                    conn.process_data_events(time_limit=0)
+            return condition()
+        return check
+
+    wait_for(pump(lambda: len(got["first"]) >= 10), 60, "the first consumer's 10 messages")
+    for conn in (first, second):
+        conn.process_data_events(time_limit=0.5)
+    # only the active consumer got messages, in order
+    assert [b for b, _ in got["first"]] == [f"m{i}".encode() for i in range(10)]
+    assert got["second"] == []
+
+    first.close()  # the second takes over: the two unacknowledged first, then new ones
+    for i in range(10, 13):
+        pub.basic_publish("", queue, f"m{i}".encode())
+    wait_for(pump(lambda: len(got["second"]) >= 5), 60, "the second consumer's 5 messages")
+    second.process_data_events(time_limit=0.5)
+    assert [b for b, _ in got["second"]] == [b"m8", b"m9", b"m10", b"m11", b"m12"]
+    assert [r for _, r in got["second"]] == [True, True, False, False, False]
+    assert len(got["first"]) == 10
+    second.close()
+    setup.close()

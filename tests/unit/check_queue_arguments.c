@@ -25,6 +25,7 @@ START_TEST(no_arguments_are_the_defaults)
     ck_assert_int_eq(parsed.delivery_limit, -1);
     ck_assert(!parsed.has_dead_letter_exchange);
     ck_assert(!parsed.has_dead_letter_routing_key);
+    ck_assert(!parsed.single_active_consumer);
     ck_assert_int_eq(parsed.type, QUEUE_TYPE_CLASSIC);
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 5);
     ck_assert(!queue_arguments_expired(&parsed, 0, 1000000));
@@ -35,7 +36,8 @@ START_TEST(honoured_arguments_are_parsed)
 {
     json_t *arguments = json("{\"x-message-ttl\": 1500, \"x-dead-letter-exchange\": \"\", "
                              "\"x-dead-letter-routing-key\": \"dead\", \"x-delivery-limit\": 2, "
-                             "\"x-queue-type\": \"quorum\", \"x-queue-mode\": \"lazy\"}");
+                             "\"x-queue-type\": \"quorum\", \"x-queue-mode\": \"lazy\", "
+                             "\"x-single-active-consumer\": true}");
     struct queue_arguments parsed;
     char err[256];
     ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
@@ -47,6 +49,7 @@ START_TEST(honoured_arguments_are_parsed)
     ck_assert_int_eq(parsed.delivery_limit, 2);
     ck_assert_int_eq(parsed.type, QUEUE_TYPE_QUORUM);
     ck_assert(parsed.lazy);
+    ck_assert(parsed.single_active_consumer);
     /* x-delivery-limit 2: two returns allowed, three deliveries in all */
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 3);
     ck_assert(!queue_arguments_expired(&parsed, 10000, 11499));
