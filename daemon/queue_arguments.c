@@ -24,7 +24,7 @@ static const struct {
     const char *refused; /* NULL: honoured; else why kbridge refuses it */
 } queue_arguments[] = {
     {"x-message-ttl", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
-    {"x-expires", ARGUMENT_POSITIVE_INTEGER, NULL, "queue expiry is not built"},
+    {"x-expires", ARGUMENT_POSITIVE_INTEGER, NULL, NULL},
     {"x-dead-letter-exchange", ARGUMENT_NAME, NULL, NULL},
     {"x-dead-letter-routing-key", ARGUMENT_NAME, NULL, NULL},
     {"x-delivery-limit", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
@@ -92,6 +92,7 @@ void queue_arguments_default(struct queue_arguments *out)
 {
     memset(out, 0, sizeof(*out));
     out->message_ttl_ms = -1;
+    out->expires_ms = -1;
     out->delivery_limit = -1;
     out->type = QUEUE_TYPE_CLASSIC;
 }
@@ -138,6 +139,8 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
         }
         if (strcmp(key, "x-message-ttl") == 0) {
             out->message_ttl_ms = (int64_t)json_integer_value(value);
+        } else if (strcmp(key, "x-expires") == 0) {
+            out->expires_ms = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-dead-letter-exchange") == 0) {
             out->has_dead_letter_exchange = true;
             name_copy(out->dead_letter_exchange, value);

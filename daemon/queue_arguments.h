@@ -21,6 +21,7 @@ enum queue_type {
 
 struct queue_arguments {
     int64_t message_ttl_ms; /* x-message-ttl; -1: none */
+    int64_t expires_ms;     /* x-expires; -1: none */
     /* x-dead-letter-exchange ("" is the default exchange) */
     bool has_dead_letter_exchange;
     char dead_letter_exchange[QUEUE_ARGUMENTS_NAME_MAX + 1];

@@ -11,6 +11,8 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
 - x-message-ttl: messages older than the TTL when they would be delivered
   are dead-lettered (reason expired), never delivered; a message's own
   expiration and the queue's TTL: the lower wins;
+- x-expires: a queue without a consumer is deleted after that long; one with
+  a consumer stays until the consumer goes;
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -280,3 +282,30 @@ def test_single_active_consumer_takes_over_in_order(daemon, uniq):
     assert len(got["first"]) == 10
     second.close()
     setup.close()
+
+
+def queue_exists(conn, queue):
+    ch = conn.channel()
+    try:
+        ch.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        assert closed.reply_code == 404
+        return False
+    ch.close()
+    return True
+
+
+def test_expires_deletes_a_queue_unused_for_that_long(daemon, uniq):
+    used, unused = f"used{uniq}", f"unused{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    # declared first, so it would expire first if its consumer did not count
+    ch.queue_declare(used, durable=True, arguments={"x-expires": 800})
+    consumer = conn.channel()
+    tag = consumer.basic_consume(used, lambda c, m, p, b: c.basic_ack(m.delivery_tag))
+    ch.queue_declare(unused, durable=True, arguments={"x-expires": 800})
+    wait_for(lambda: not queue_exists(conn, unused), 30, f"{unused} to expire")
+    assert queue_exists(conn, used)  # its consumer keeps it
+    consumer.basic_cancel(tag)  # unused from now on
+    wait_for(lambda: not queue_exists(conn, used), 30, f"{used} to expire")
+    conn.close()

@@ -23,6 +23,7 @@ START_TEST(no_arguments_are_the_defaults)
     ck_assert_int_eq(queue_arguments_parse(NULL, &parsed, err, sizeof(err)), 0);
     ck_assert_int_eq(parsed.message_ttl_ms, -1);
     ck_assert_int_eq(parsed.delivery_limit, -1);
+    ck_assert_int_eq(parsed.expires_ms, -1);
     ck_assert(!parsed.has_dead_letter_exchange);
     ck_assert(!parsed.has_dead_letter_routing_key);
     ck_assert(!parsed.single_active_consumer);
@@ -37,7 +38,7 @@ START_TEST(honoured_arguments_are_parsed)
     json_t *arguments = json("{\"x-message-ttl\": 1500, \"x-dead-letter-exchange\": \"\", "
                              "\"x-dead-letter-routing-key\": \"dead\", \"x-delivery-limit\": 2, "
                              "\"x-queue-type\": \"quorum\", \"x-queue-mode\": \"lazy\", "
-                             "\"x-single-active-consumer\": true}");
+                             "\"x-single-active-consumer\": true, \"x-expires\": 60000}");
     struct queue_arguments parsed;
     char err[256];
     ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
@@ -50,6 +51,7 @@ START_TEST(honoured_arguments_are_parsed)
     ck_assert_int_eq(parsed.type, QUEUE_TYPE_QUORUM);
     ck_assert(parsed.lazy);
     ck_assert(parsed.single_active_consumer);
+    ck_assert_int_eq(parsed.expires_ms, 60000);
     /* x-delivery-limit 2: two returns allowed, three deliveries in all */
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 3);
     ck_assert(!queue_arguments_expired(&parsed, 10000, 11499));
@@ -93,6 +95,7 @@ START_TEST(other_arguments_are_refused_by_name)
          "invalid arg 'x-dead-letter-routing-key': it requires x-dead-letter-exchange"},
         {"{\"x-queue-mode\": \"eager\"}",
          "invalid arg 'x-queue-mode': 'eager', must be default|lazy"},
+        {"{\"x-expires\": 0}", "invalid arg 'x-expires': 0, must be a positive integer"},
         {"[1]", "queue arguments must be a table"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
