@@ -64,6 +64,9 @@ struct queue_topic_partition {
     bool assigned;
     bool paused;
     int64_t next_offset; /* after the last record fetched since assignment; -1: none */
+    /* x-max-length: after the last record dispatch handled (delivered or
+     * dropped), else the first fetched; -1: none fetched since assignment */
+    int64_t next_undelivered;
 };
 
 struct queue_dead_letter {
@@ -78,6 +81,7 @@ struct queue_engine {
     struct engine base;
     struct queue *queues;
     uint64_t *unmatched;             /* kbridge_unmatched_total */
+    uint64_t *maxlen_dropped;        /* kbridge_maxlen_dropped_total */
     struct event *definitions_event; /* the view changed: follow it on the next turn */
     bool watching;                   /* registered with the definitions store */
 };
@@ -323,6 +327,34 @@ static bool queue_record_bound(const struct queue *queue, const struct kafka_rec
     return match;
 }
 
+/* ---- x-max-length ---------------------------------------------------------------- */
+
+/* Is `record` beyond the queue's x-max-length: are more than N records
+ * ready, counting from it on its partition and from the next undelivered
+ * one on every other partition this node holds (end offsets as the last
+ * fetch saw them)? Drop-head: the record that would be delivered is the
+ * oldest of its partition. Also moves its partition's next_undelivered. */
+static bool queue_over_max_length(struct queue *queue, const struct kafka_record *record)
+{
+    int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
+    if (index < 0 || !queue->consumer)
+        return false;
+    int64_t ready = 0;
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        if (!p->assigned)
+            continue;
+        int64_t from = (int32_t)i == index ? record->offset : p->next_undelivered;
+        int64_t high = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition);
+        if (from >= 0 && high > from)
+            ready += high - from;
+    }
+    struct queue_topic_partition *own = &queue->partitions[index];
+    if (own->next_undelivered <= record->offset)
+        own->next_undelivered = record->offset + 1;
+    return ready > queue->arguments.max_length;
+}
+
 /* ---- queue_state callbacks --------------------------------------------------- */
 
 static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id, void *record,
@@ -355,6 +387,14 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
                            queue_config(queue)->queues.dead_letter_expired;
         queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
                            dead_letter ? "expired" : NULL);
+        return;
+    }
+    if (queue->arguments.max_length >= 0 && queue_over_max_length(queue, kafka_record)) {
+        /* x-max-length, drop-head: dead-lettered with a DLX, else dropped */
+        (*queue->engine->maxlen_dropped)++;
+        bool dead_letter = queue->arguments.has_dead_letter_exchange;
+        queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
+                           dead_letter ? QUEUE_DEATH_MAXLEN : NULL);
         return;
     }
     struct core_delivery delivery;
@@ -487,6 +527,8 @@ static const char *queue_death_reason(const char *reason)
         return QUEUE_DEATH_DELIVERY_LIMIT;
     if (strcmp(reason, "expired") == 0)
         return QUEUE_DEATH_EXPIRED;
+    if (strcmp(reason, QUEUE_DEATH_MAXLEN) == 0)
+        return QUEUE_DEATH_MAXLEN;
     return QUEUE_DEATH_REJECTED;
 }
 
@@ -661,8 +703,11 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
     int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
-    if (index >= 0 && queue->partitions[index].assigned)
+    if (index >= 0 && queue->partitions[index].assigned) {
         queue->partitions[index].next_offset = record->offset + 1;
+        if (queue->partitions[index].next_undelivered < 0)
+            queue->partitions[index].next_undelivered = record->offset;
+    }
     if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
         log_debug("queue", "%s: dropped record %s [%d] @%lld of an unassigned partition",
                   queue->group_id, record->topic, record->partition, (long long)record->offset);
@@ -684,6 +729,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue->partitions[index].assigned = true;
         queue->partitions[index].paused = false;
         queue->partitions[index].next_offset = -1;
+        queue->partitions[index].next_undelivered = -1;
         queue_state_assign(queue->state, index);
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
@@ -1326,9 +1372,14 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
         "Records a queue read from a bound exchange's topic that none of its bindings match: "
         "settled without delivery.",
         NULL);
+    engine->maxlen_dropped = metrics_counter(
+        context->metrics, "kbridge_maxlen_dropped_total",
+        "Records a queue with x-max-length (drop-head) did not deliver because more than its "
+        "limit were ready after them: dead-lettered with a dead-letter exchange, else dropped.",
+        NULL);
     engine->definitions_event =
         event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
-    if (!engine->unmatched || !engine->definitions_event ||
+    if (!engine->unmatched || !engine->maxlen_dropped || !engine->definitions_event ||
         (context->definitions_store &&
          definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
              0)) {

@@ -28,11 +28,10 @@ static const struct {
     {"x-dead-letter-exchange", ARGUMENT_NAME, NULL, NULL},
     {"x-dead-letter-routing-key", ARGUMENT_NAME, NULL, NULL},
     {"x-delivery-limit", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
-    {"x-max-length", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, "queue length limits are not built"},
+    {"x-max-length", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
     {"x-max-length-bytes", ARGUMENT_NON_NEGATIVE_INTEGER, NULL,
-     "queue length limits are not built"},
-    {"x-overflow", ARGUMENT_ONE_OF, "drop-head|reject-publish",
-     "queue length limits are not built"},
+     "Kafka does not tell a queue's ready bytes; use x-max-length"},
+    {"x-overflow", ARGUMENT_ONE_OF, "drop-head|reject-publish", NULL},
     {"x-single-active-consumer", ARGUMENT_BOOLEAN, NULL, NULL},
     {"x-queue-type", ARGUMENT_ONE_OF, "classic|quorum|stream", NULL},
     {"x-queue-mode", ARGUMENT_ONE_OF, "default|lazy", NULL},
@@ -93,6 +92,7 @@ void queue_arguments_default(struct queue_arguments *out)
     memset(out, 0, sizeof(*out));
     out->message_ttl_ms = -1;
     out->expires_ms = -1;
+    out->max_length = -1;
     out->delivery_limit = -1;
     out->type = QUEUE_TYPE_CLASSIC;
 }
@@ -139,6 +139,14 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
         }
         if (strcmp(key, "x-message-ttl") == 0) {
             out->message_ttl_ms = (int64_t)json_integer_value(value);
+        } else if (strcmp(key, "x-max-length") == 0) {
+            out->max_length = (int64_t)json_integer_value(value);
+        } else if (strcmp(key, "x-overflow") == 0 &&
+                   strcmp(json_string_value(value), "reject-publish") == 0) {
+            snprintf(err, err_size,
+                     "invalid arg 'x-overflow': 'reject-publish', kbridge does not support it "
+                     "(only drop-head)");
+            return -1;
         } else if (strcmp(key, "x-expires") == 0) {
             out->expires_ms = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-dead-letter-exchange") == 0) {

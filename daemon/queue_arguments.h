@@ -22,6 +22,7 @@ enum queue_type {
 struct queue_arguments {
     int64_t message_ttl_ms; /* x-message-ttl; -1: none */
     int64_t expires_ms;     /* x-expires; -1: none */
+    int64_t max_length;     /* x-max-length (x-overflow drop-head); -1: none */
     /* x-dead-letter-exchange ("" is the default exchange) */
     bool has_dead_letter_exchange;
     char dead_letter_exchange[QUEUE_ARGUMENTS_NAME_MAX + 1];
@@ -59,6 +60,7 @@ bool queue_arguments_expired(const struct queue_arguments *arguments, int64_t ti
 #define QUEUE_DEATH_REJECTED "rejected"
 #define QUEUE_DEATH_EXPIRED "expired"
 #define QUEUE_DEATH_DELIVERY_LIMIT "delivery_limit"
+#define QUEUE_DEATH_MAXLEN "maxlen"
 
 /* RabbitMQ's x-death table as JSON text: `previous` (the record's x-death
  * header, `previous_len` bytes; NULL or not a JSON array: none) with this

@@ -46,7 +46,7 @@ EXPORT = {
          "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 5,
                        "x-dead-letter-exchange": "dlx"}},
         {"name": "audit", "vhost": "shop", "durable": True, "auto_delete": False,
-         "arguments": {"x-queue-mode": "lazy", "x-message-ttl": 3600000}},
+         "arguments": {"x-max-length": 1000, "x-overflow": "drop-head"}},
         {"name": "dead", "vhost": "shop", "durable": True, "auto_delete": False,
          "arguments": {}},
         {"name": "logs.all", "vhost": "/", "durable": True, "auto_delete": False,

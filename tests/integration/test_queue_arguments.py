@@ -13,6 +13,8 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   expiration and the queue's TTL: the lower wins;
 - x-expires: a queue without a consumer is deleted after that long; one with
   a consumer stays until the consumer goes;
+- x-max-length with drop-head: of 8 ready messages the consumer gets the
+  last 3, the 5 oldest are dead-lettered (reason maxlen);
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -185,9 +187,12 @@ def test_message_ttl_dead_letters_expired_messages(daemon, uniq):
 
 
 @pytest.mark.parametrize("arguments, text", [
-    ({"x-max-length": 10},
-     "PRECONDITION_FAILED - invalid arg 'x-max-length': kbridge does not support it "
-     "(queue length limits are not built)"),
+    ({"x-max-length-bytes": 1024},
+     "PRECONDITION_FAILED - invalid arg 'x-max-length-bytes': kbridge does not support it "
+     "(Kafka does not tell a queue's ready bytes; use x-max-length)"),
+    ({"x-max-length": 10, "x-overflow": "reject-publish"},
+     "PRECONDITION_FAILED - invalid arg 'x-overflow': 'reject-publish', kbridge does not "
+     "support it (only drop-head)"),
     ({"x-queue-type": "stream"},
      "PRECONDITION_FAILED - invalid arg 'x-queue-type': 'stream', kbridge does not support "
      "stream queues (use a topic or a durable subscription)"),
@@ -308,4 +313,37 @@ def test_expires_deletes_a_queue_unused_for_that_long(daemon, uniq):
     assert queue_exists(conn, used)  # its consumer keeps it
     consumer.basic_cancel(tag)  # unused from now on
     wait_for(lambda: not queue_exists(conn, used), 30, f"{used} to expire")
+    conn.close()
+
+
+def test_max_length_drop_head_keeps_the_last_n(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    dlx, dead = dead_letter_exchange(ch, uniq, "overflow")
+    queue = f"bounded{uniq}"
+    ch.queue_declare(queue, durable=True, arguments={
+        "x-max-length": 3, "x-overflow": "drop-head", "x-dead-letter-exchange": dlx,
+        "x-dead-letter-routing-key": "overflow"})
+    dead_letters = []
+    ch.basic_consume(dead, lambda c, m, p, b: (dead_letters.append((p, b)),
+                                               c.basic_ack(m.delivery_tag)))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    # one record key: one partition, so "the oldest" is the publish order
+    for i in range(8):
+        pub.basic_publish("", queue, f"m{i}".encode(),
+                          pika.BasicProperties(headers={"kafka-key": "k"}))
+    # 8 ready, at most 3 kept: the consumer that comes now gets the last 3
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(queue, lambda c, m, p, b: (got.append(b),
+                                                      c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got) >= 3 and len(dead_letters) >= 5, 60,
+                "3 deliveries and 5 dead letters")
+    conn.process_data_events(time_limit=0.5)
+    assert got == [b"m5", b"m6", b"m7"]
+    assert sorted(b for _, b in dead_letters) == [f"m{i}".encode() for i in range(5)]
+    for props, _ in dead_letters:
+        assert props.headers["x-first-death-reason"] == "maxlen"
+        assert props.headers["x-first-death-queue"] == queue
     conn.close()

@@ -425,7 +425,7 @@ START_TEST(test_second_node_and_watchers)
     struct queue_spec spec = {.vhost = "shop",
                               .name = "watched",
                               .durable = true,
-                              .arguments = json_pack("{s:i}", "x-message-ttl", 10)};
+                              .arguments = json_pack("{s:i}", "x-max-length", 10)};
     struct answer a1 = {0};
     ck_assert_int_eq(core_declare_queue(session, &spec, false, on_answer, &a1, err, sizeof(err)),
                      CORE_OK);
@@ -455,7 +455,7 @@ START_TEST(test_second_node_and_watchers)
     char *on_a = definitions_export_json(core_definitions(fx.a.core), true);
     char *on_b = definitions_export_json(core_definitions(fx.b.core), true);
     ck_assert_str_eq(on_a, on_b);
-    ck_assert_ptr_nonnull(strstr(on_b, "\"x-message-ttl\":10"));
+    ck_assert_ptr_nonnull(strstr(on_b, "\"x-max-length\":10"));
     free(on_a);
     free(on_b);
     core_session_close(session);

@@ -340,9 +340,9 @@ START_TEST(queue_arguments_are_honoured_or_refused_by_name)
         {"{\"x-dead-letter-routing-key\": \"k\"}",
          "invalid arg 'x-dead-letter-routing-key': it requires x-dead-letter-exchange"},
         /* not honoured (yet): refused by name, never accepted and ignored */
-        {"{\"x-max-length\": 10}",
-         "invalid arg 'x-max-length': kbridge does not support it (queue length limits are not "
-         "built)"},
+        {"{\"x-max-length-bytes\": 10}",
+         "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
+         "queue's ready bytes; use x-max-length)"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *arguments = json(bad[i].arguments);

@@ -24,6 +24,7 @@ START_TEST(no_arguments_are_the_defaults)
     ck_assert_int_eq(parsed.message_ttl_ms, -1);
     ck_assert_int_eq(parsed.delivery_limit, -1);
     ck_assert_int_eq(parsed.expires_ms, -1);
+    ck_assert_int_eq(parsed.max_length, -1);
     ck_assert(!parsed.has_dead_letter_exchange);
     ck_assert(!parsed.has_dead_letter_routing_key);
     ck_assert(!parsed.single_active_consumer);
@@ -38,7 +39,8 @@ START_TEST(honoured_arguments_are_parsed)
     json_t *arguments = json("{\"x-message-ttl\": 1500, \"x-dead-letter-exchange\": \"\", "
                              "\"x-dead-letter-routing-key\": \"dead\", \"x-delivery-limit\": 2, "
                              "\"x-queue-type\": \"quorum\", \"x-queue-mode\": \"lazy\", "
-                             "\"x-single-active-consumer\": true, \"x-expires\": 60000}");
+                             "\"x-single-active-consumer\": true, \"x-expires\": 60000, "
+                             "\"x-max-length\": 10, \"x-overflow\": \"drop-head\"}");
     struct queue_arguments parsed;
     char err[256];
     ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
@@ -52,6 +54,7 @@ START_TEST(honoured_arguments_are_parsed)
     ck_assert(parsed.lazy);
     ck_assert(parsed.single_active_consumer);
     ck_assert_int_eq(parsed.expires_ms, 60000);
+    ck_assert_int_eq(parsed.max_length, 10);
     /* x-delivery-limit 2: two returns allowed, three deliveries in all */
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 3);
     ck_assert(!queue_arguments_expired(&parsed, 10000, 11499));
@@ -96,6 +99,12 @@ START_TEST(other_arguments_are_refused_by_name)
         {"{\"x-queue-mode\": \"eager\"}",
          "invalid arg 'x-queue-mode': 'eager', must be default|lazy"},
         {"{\"x-expires\": 0}", "invalid arg 'x-expires': 0, must be a positive integer"},
+        {"{\"x-overflow\": \"reject-publish\"}",
+         "invalid arg 'x-overflow': 'reject-publish', kbridge does not support it (only "
+         "drop-head)"},
+        {"{\"x-max-length-bytes\": 1024}",
+         "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
+         "queue's ready bytes; use x-max-length)"},
         {"[1]", "queue arguments must be a table"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
