@@ -5,7 +5,8 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
 - x-dead-letter-exchange / -routing-key: a message rejected without requeue
   and one returned more often than x-delivery-limit go to the DLX's bound
   queue with the routing key, the kbridge-dlq-* headers and RabbitMQ's
-  x-first-death-* and x-death;
+  x-first-death-* and x-death; the default exchange as DLX reaches the queue
+  the dead-letter routing key names;
 - x-single-active-consumer: of two consumers only the first gets messages;
   when it goes the second takes over, the first's unacknowledged ones first;
 - x-message-ttl: messages older than the TTL when they would be delivered
@@ -139,6 +140,32 @@ def test_rejected_and_over_limit_messages_go_to_the_dead_letter_exchange(daemon,
     assert by_body[b"poison"][1].correlation_id == "p1"
     assert by_body[b"retry"][1].headers["attempt"] == "x"
     assert by_body[b"retry"][1].headers["kbridge-delivery-count"] == "3"
+    conn.close()
+
+
+def test_dead_letters_through_the_default_exchange_reach_the_named_queue(daemon, uniq):
+    # RabbitMQ's retry pattern: DLX "" with the target queue as routing key
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    source, target = f"source{uniq}", f"target{uniq}"
+    ch.queue_declare(target, durable=True)
+    ch.queue_declare(source, durable=True, arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": target})
+    got = []
+    ch.basic_consume(target, lambda c, m, p, b: (got.append((m, p, b)),
+                                                 c.basic_ack(m.delivery_tag)))
+    ch.basic_consume(source, lambda c, m, p, b: c.basic_reject(m.delivery_tag, requeue=False))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.basic_publish("", source, b"bounce")
+    drain_until(conn, lambda: got, 60, f"the dead letter in {target}")
+    conn.process_data_events(time_limit=0.5)
+    assert [b for _, _, b in got] == [b"bounce"]
+    method, props, _ = got[0]
+    assert method.routing_key == target
+    assert props.headers["x-first-death-reason"] == "rejected"
+    assert props.headers["x-first-death-queue"] == source
+    assert json.loads(props.headers["x-death"])[0]["routing-keys"] == [source]
     conn.close()
 
 
