@@ -16,6 +16,8 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   a consumer stays until the consumer goes;
 - x-max-length with drop-head: of 8 ready messages the consumer gets the
   last 3, the 5 oldest are dead-lettered (reason maxlen);
+- without a DLX, expired and over-length messages are dropped and counted
+  (kbridge_expired_total, kbridge_maxlen_dropped_total);
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -373,4 +375,59 @@ def test_max_length_drop_head_keeps_the_last_n(daemon, uniq):
     for props, _ in dead_letters:
         assert props.headers["x-first-death-reason"] == "maxlen"
         assert props.headers["x-first-death-queue"] == queue
+    conn.close()
+
+
+def metric(daemon, series):
+    """The value of one metrics series (0 when absent)."""
+    for line in daemon.http("/metrics")[1].splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_without_a_dead_letter_exchange_expired_and_overflow_are_dropped_and_counted(daemon,
+                                                                                    uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ttl, bounded = f"ttl{uniq}", f"cap{uniq}"
+    # longer than the group's first join takes (the first message must arrive in time)
+    ch.queue_declare(ttl, durable=True, arguments={"x-message-ttl": 5000})
+    ch.queue_declare(bounded, durable=True, arguments={"x-max-length": 2})
+    expired_before = metric(daemon, 'kbridge_expired_total{kind="queue"}')
+    dropped_before = metric(daemon, "kbridge_maxlen_dropped_total")
+    pub = conn.channel()
+    pub.confirm_delivery()
+
+    # x-max-length 2: of 5 waiting, the consumer that comes gets the last 2
+    for i in range(5):
+        pub.basic_publish("", bounded, f"b{i}".encode(),
+                          pika.BasicProperties(headers={"kafka-key": "k"}))
+    kept = []
+    ch.basic_consume(bounded, lambda c, m, p, b: (kept.append(b), c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(kept) >= 2, 60, "the 2 kept messages")
+
+    # x-message-ttl: a held delivery (prefetch 1) keeps the others waiting past the TTL
+    held = []
+    consumer = conn.channel()
+    consumer.basic_qos(prefetch_count=1)
+    consumer.basic_consume(ttl, lambda c, m, p, b: held.append((m.delivery_tag, b)))
+    pub.basic_publish("", ttl, b"first")
+    drain_until(conn, lambda: held, 60, "the first message")
+    published = time.monotonic()
+    for i in range(3):
+        pub.basic_publish("", ttl, f"old{i}".encode())
+    wait_for(lambda: time.monotonic() > published + 5.5, 10, "the TTL to pass")
+    consumer.basic_ack(held[0][0])  # the waiting ones are now too old: not delivered
+    wait_for(lambda: conn.process_data_events(time_limit=0) or
+             metric(daemon, 'kbridge_expired_total{kind="queue"}') >= expired_before + 3, 30,
+             "the expired messages counted")
+    pub.basic_publish("", ttl, b"new")
+    drain_until(conn, lambda: len(held) >= 2, 60, "the new message")
+    consumer.basic_ack(held[1][0])
+    conn.process_data_events(time_limit=0.5)
+    assert [b for _, b in held] == [b"first", b"new"]
+    assert kept == [b"b3", b"b4"]
+    assert metric(daemon, 'kbridge_expired_total{kind="queue"}') == expired_before + 3
+    assert metric(daemon, "kbridge_maxlen_dropped_total") == dropped_before + 3
     conn.close()
