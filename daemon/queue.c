@@ -135,6 +135,7 @@ struct queue {
     /* A queue's arguments (§11, queue_arguments.h) as the view has them
      * (defaults for durable subscriptions and queues the view lacks). */
     struct queue_arguments arguments;
+    bool arguments_refused; /* the view's arguments did not parse (logged once) */
     /* x-single-active-consumer: the one subscriber deliveries go to (the
      * others are blocked in queue_state); NULL: none yet, or not SAC. */
     struct queue_subscriber *active;
@@ -196,12 +197,15 @@ static void queue_read_arguments(struct queue *queue)
             : NULL;
     char err[512];
     struct queue_arguments arguments;
-    if (queue_arguments_parse(definition ? definition->spec.arguments : NULL, &arguments, err,
-                              sizeof(err)) < 0) {
-        log_warn("queue", "%s: its arguments in the definitions are not honoured: %s",
-                 queue->group_id, err);
+    bool refused = queue_arguments_parse(definition ? definition->spec.arguments : NULL, &arguments,
+                                         err, sizeof(err)) < 0;
+    if (refused) {
+        if (!queue->arguments_refused) /* once, not at every change of the view */
+            log_warn("queue", "%s: its arguments in the definitions are not honoured: %s",
+                     queue->group_id, err);
         queue_arguments_default(&arguments);
     }
+    queue->arguments_refused = refused;
     bool was_single = queue->arguments.single_active_consumer;
     queue->arguments = arguments;
     if (was_single != arguments.single_active_consumer)
