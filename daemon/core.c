@@ -37,6 +37,7 @@ static void core_free_parts(struct core *core)
     definitions_store_free(core->definitions);
     stats_table_clear(&core->stats); /* the series stay with the registry */
     core_limits_free(core);
+    core_queue_expiry_free(core);
     request_reply_free(core->request_reply);
     free(core);
 }

@@ -535,6 +535,10 @@ int core_declare_queue(struct core_session *session, const struct queue_spec *sp
     struct core_definitions_op *op = op_new(session, s.vhost, s.name, done, opaque);
     if (!op)
         return core_out_of_memory(err, err_size);
+    /* x-expires: a declare on this node is a use of the queue (a passive
+     * one only looks) */
+    if (!passive)
+        core_queue_expiry_declared(session->core, s.vhost, s.name, exists ? NULL : s.arguments);
     if (exists)
         return op_complete_soon(op, err, err_size);
     if (!s.exclusive)
@@ -779,6 +783,14 @@ static void core_write_unattended(struct core *core, struct record_batch *batch,
         log_error("core", "cannot delete %s: %s", what,
                   kafka_err == -1 ? "out of memory" : kafka_error_name(kafka_err));
     batch_free(batch);
+}
+
+void core_delete_queue_unattended(struct core *core, const char *vhost, const char *name,
+                                  const char *what)
+{
+    struct record_batch batch = {0};
+    batch_delete_queue(&batch, core_definitions(core), vhost, name);
+    core_write_unattended(core, &batch, what);
 }
 
 void core_definitions_session_closed(struct core_session *session)

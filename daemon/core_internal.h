@@ -25,6 +25,8 @@ struct event;
 struct request_reply;
 struct definitions_store;
 struct core_definitions_op;
+struct core_queue_expiry;
+struct json_t;
 struct core_exclusive;
 struct core_exchange_op;
 
@@ -83,6 +85,7 @@ struct core {
     struct event *local_confirm_event;
     struct core_limits_state limits;
     struct core_anchor *binding_anchors; /* core_anchor.c: new bindings being anchored */
+    struct core_queue_expiry *queue_expiries; /* x-expires timers (core_queue_expiry.c) */
 };
 
 struct core_session {
@@ -209,6 +212,22 @@ void core_exchange_session_closed(struct core_session *session);
 /* Delete queue `name` if the view says auto-delete (its last subscriber on
  * this node went), on behalf of `session`; nobody waits for the answer. */
 void core_exchange_auto_delete(struct core_session *session, const char *name);
+
+/* x-expires (core_queue_expiry.c): a declare of queue `name` on this node
+ * (its `arguments`; NULL: the view's) arms its timer when it has x-expires
+ * and no local subscriber; the last local subscriber going arms it; one
+ * attaching removes it. When it runs out, the queue is deleted
+ * (core_delete_queue_unattended). core_queue_expiry_free at shutdown. */
+void core_queue_expiry_declared(struct core *core, const char *vhost, const char *name,
+                                const struct json_t *arguments);
+void core_queue_expiry_unused(struct core *core, const char *name);
+void core_queue_expiry_in_use(struct core *core, const char *name);
+void core_queue_expiry_free(struct core *core);
+
+/* Delete a queue and its bindings with nobody waiting (core_definitions.c):
+ * tombstones written through the store; a failure is logged naming `what`. */
+void core_delete_queue_unattended(struct core *core, const char *vhost, const char *name,
+                                  const char *what);
 
 /* ---- core_definitions.c ---- */
 

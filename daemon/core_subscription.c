@@ -175,8 +175,10 @@ int core_subscription_attach(struct core_subscription *sub, const struct destina
     }
     sub->destination = *destination;
     int rc = engine->ops->subscribe(engine, sub, err, err_size);
-    if (rc == CORE_OK)
+    if (rc == CORE_OK) {
         sub->attached = true;
+        core_queue_expiry_in_use(sub->session->core, destination->name);
+    }
     return rc;
 }
 
@@ -203,6 +205,8 @@ core_subscription_start(struct core_session *session, const struct destination *
     }
     sub->attached = true;
     core_subscription_link(sub);
+    if (destination->kind == DESTINATION_QUEUE && !options->durable_name)
+        core_queue_expiry_in_use(core, destination->name); /* x-expires */
     return sub;
 }
 
@@ -403,8 +407,10 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         sub->engine->ops->unsubscribe(sub, forget);
     else
         core_exchange_subscription_ended(sub); /* still being set up */
-    if (last_of_queue)
+    if (last_of_queue) {
         core_exchange_auto_delete(session, sub->destination.name);
+        core_queue_expiry_unused(session->core, sub->destination.name); /* x-expires */
+    }
     core_subscription_free(sub);
 }
 

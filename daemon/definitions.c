@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue_arguments.h"
 #include "u64_map.h"
 
 struct binding_node;
@@ -696,103 +697,13 @@ enum definitions_status definitions_check_binding(const struct definitions *defi
 }
 
 /* One honoured queue argument: its name and what its value must be. */
-enum argument_kind {
-    ARGUMENT_NON_NEGATIVE_INTEGER,
-    ARGUMENT_POSITIVE_INTEGER,
-    ARGUMENT_STRING,
-    ARGUMENT_BOOLEAN,
-    ARGUMENT_ONE_OF,
-};
-
-static const struct {
-    const char *name;
-    enum argument_kind kind;
-    const char *choices; /* ONE_OF: '|'-separated, also the message's text */
-} queue_arguments[] = {
-    {"x-message-ttl", ARGUMENT_NON_NEGATIVE_INTEGER, NULL},
-    {"x-expires", ARGUMENT_POSITIVE_INTEGER, NULL},
-    {"x-dead-letter-exchange", ARGUMENT_STRING, NULL},
-    {"x-dead-letter-routing-key", ARGUMENT_STRING, NULL},
-    {"x-delivery-limit", ARGUMENT_NON_NEGATIVE_INTEGER, NULL},
-    {"x-max-length", ARGUMENT_NON_NEGATIVE_INTEGER, NULL},
-    {"x-max-length-bytes", ARGUMENT_NON_NEGATIVE_INTEGER, NULL},
-    {"x-overflow", ARGUMENT_ONE_OF, "drop-head|reject-publish"},
-    {"x-single-active-consumer", ARGUMENT_BOOLEAN, NULL},
-    {"x-queue-type", ARGUMENT_ONE_OF, "classic|quorum|stream"},
-    {"x-queue-mode", ARGUMENT_ONE_OF, "default|lazy"},
-};
-
-static bool one_of(const char *choices, const char *value)
-{
-    size_t len = strlen(value);
-    for (const char *c = choices; *c;) {
-        const char *bar = strchr(c, '|');
-        size_t choice_len = bar ? (size_t)(bar - c) : strlen(c);
-        if (choice_len == len && memcmp(c, value, len) == 0)
-            return true;
-        c += choice_len + (bar ? 1 : 0);
-    }
-    return false;
-}
-
 enum definitions_status definitions_check_queue_arguments(const json_t *arguments, char *err,
                                                           size_t err_size)
 {
-    if (arguments && !json_is_object(arguments)) {
-        snprintf(err, err_size, "queue arguments must be a table");
-        return DEFINITIONS_PRECONDITION_FAILED;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)arguments, key, value)
-    {
-        size_t i = 0;
-        size_t count = sizeof(queue_arguments) / sizeof(queue_arguments[0]);
-        while (i < count && strcmp(queue_arguments[i].name, key) != 0)
-            i++;
-        if (i == count) {
-            snprintf(err, err_size,
-                     "invalid arg '%s': kbridge does not support this queue argument", key);
-            return DEFINITIONS_PRECONDITION_FAILED;
-        }
-        const char *wanted = NULL;
-        switch (queue_arguments[i].kind) {
-        case ARGUMENT_NON_NEGATIVE_INTEGER:
-            if (!json_is_integer(value) || json_integer_value(value) < 0)
-                wanted = "a non-negative integer";
-            break;
-        case ARGUMENT_POSITIVE_INTEGER:
-            if (!json_is_integer(value) || json_integer_value(value) < 1)
-                wanted = "a positive integer";
-            break;
-        case ARGUMENT_STRING:
-            if (!json_is_string(value))
-                wanted = "a string";
-            break;
-        case ARGUMENT_BOOLEAN:
-            if (!json_is_boolean(value))
-                wanted = "true or false";
-            break;
-        case ARGUMENT_ONE_OF:
-            if (!json_is_string(value) ||
-                !one_of(queue_arguments[i].choices, json_string_value(value)))
-                wanted = queue_arguments[i].choices;
-            break;
-        }
-        if (wanted) {
-            char got[128];
-            argument_text(arguments, key, got, sizeof(got));
-            snprintf(err, err_size, "invalid arg '%s': %s, must be %s", key, got, wanted);
-            return DEFINITIONS_PRECONDITION_FAILED;
-        }
-    }
-    if (json_object_get(arguments, "x-dead-letter-routing-key") &&
-        !json_object_get(arguments, "x-dead-letter-exchange")) {
-        snprintf(err, err_size,
-                 "invalid arg 'x-dead-letter-routing-key': it requires x-dead-letter-exchange");
-        return DEFINITIONS_PRECONDITION_FAILED;
-    }
-    return DEFINITIONS_OK;
+    struct queue_arguments parsed;
+    return queue_arguments_parse(arguments, &parsed, err, err_size) == 0
+               ? DEFINITIONS_OK
+               : DEFINITIONS_PRECONDITION_FAILED;
 }
 
 int definitions_generate_queue_name(char *out, size_t out_size)

@@ -130,7 +130,8 @@ enum definitions_status definitions_check_binding(const struct definitions *defi
                                                   size_t err_size);
 
 /* Queue arguments kbridge honours, each of the right type and range; any
- * other argument is refused by name (never silently ignored). */
+ * other argument is refused by name (never silently ignored): see
+ * queue_arguments_parse. */
 enum definitions_status definitions_check_queue_arguments(const json_t *arguments, char *err,
                                                           size_t err_size);
 

@@ -260,6 +260,10 @@ int kafka_consumer_commit(struct kafka_consumer *consumer);
  * starts at once (librdkafka only notices a plain resume at its broker
  * thread's next idle wake-up, up to a second later). */
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition);
+/* The partition's end offset as the consumer's last fetch saw it (no I/O:
+ * librdkafka's cached high watermark); -1 when not known yet. */
+int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const char *topic,
+                                      int32_t partition);
 int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,
                           int64_t next_offset);
 /* Leave the group (committing stored offsets) without blocking the loop;

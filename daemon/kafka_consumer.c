@@ -488,6 +488,17 @@ static int kafka_consumer_pause_resume(struct kafka_consumer *consumer, const ch
     return (int)err;
 }
 
+int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const char *topic,
+                                      int32_t partition)
+{
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(consumer->rk, topic, partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0)
+        return -1;
+    return high;
+}
+
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition)
 {
     return kafka_consumer_pause_resume(consumer, topic, partition, true);

@@ -48,6 +48,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue_arguments.h"
 #include "queue_bindings.h"
 #include "record.h"
 #include "request_reply.h"
@@ -63,6 +64,9 @@ struct queue_topic_partition {
     bool assigned;
     bool paused;
     int64_t next_offset; /* after the last record fetched since assignment; -1: none */
+    /* x-max-length: after the last record dispatch handled (delivered or
+     * dropped), else the first fetched; -1: none fetched since assignment */
+    int64_t next_undelivered;
 };
 
 struct queue_dead_letter {
@@ -77,6 +81,7 @@ struct queue_engine {
     struct engine base;
     struct queue *queues;
     uint64_t *unmatched;             /* kbridge_unmatched_total */
+    uint64_t *maxlen_dropped;        /* kbridge_maxlen_dropped_total */
     struct event *definitions_event; /* the view changed: follow it on the next turn */
     bool watching;                   /* registered with the definitions store */
 };
@@ -127,6 +132,13 @@ struct queue {
     struct queue_anchor *anchors;   /* anchoring binding topics before (re)subscribing */
     size_t anchor_count;
     size_t anchors_pending;
+    /* A queue's arguments (§11, queue_arguments.h) as the view has them
+     * (defaults for durable subscriptions and queues the view lacks). */
+    struct queue_arguments arguments;
+    bool arguments_refused; /* the view's arguments did not parse (logged once) */
+    /* x-single-active-consumer: the one subscriber deliveries go to (the
+     * others are blocked in queue_state); NULL: none yet, or not SAC. */
+    struct queue_subscriber *active;
 };
 
 static void queue_anchors_cancel(struct queue *queue);
@@ -149,6 +161,61 @@ static struct queue_subscriber *queue_subscriber_of(const struct core_subscripti
 static uint32_t queue_pause_limit(const struct config *config)
 {
     return config->queues.max_in_flight > 1 ? config->queues.max_in_flight - 1 : 1;
+}
+
+/* x-single-active-consumer: keep one subscriber active (the current one, else
+ * the oldest: the list's tail) and every other blocked in queue_state; a
+ * queue without it unblocks all (but those the core blocks). Deliveries the
+ * previous active subscriber left were released to the front, so the next
+ * one takes over in order. */
+static void queue_apply_single_active(struct queue *queue)
+{
+    if (!queue->arguments.single_active_consumer) {
+        queue->active = NULL;
+    } else if (!queue->active) {
+        for (struct queue_subscriber *qs = queue->subscribers; qs; qs = qs->next)
+            queue->active = qs;
+        if (queue->active)
+            log_info("queue",
+                     "%s: single active consumer: the oldest of %zu subscriber(s) is active",
+                     queue->group_id, queue->subscriber_count);
+    }
+    for (struct queue_subscriber *qs = queue->subscribers; qs; qs = qs->next)
+        queue_state_consumer_block(queue->state, qs->sub,
+                                   qs->sub->blocked || (queue->active && qs != queue->active));
+}
+
+/* Read the queue's arguments from the view (queue_create, and each time the
+ * view changes) and apply its delivery limit. Arguments the view holds that
+ * kbridge does not honour (written to the definitions topic by something
+ * other than a kbridge declare) are logged and left at their defaults. */
+static void queue_read_arguments(struct queue *queue)
+{
+    const struct queue_definition *definition =
+        queue->bound
+            ? definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name)
+            : NULL;
+    char err[512];
+    struct queue_arguments arguments;
+    bool refused = queue_arguments_parse(definition ? definition->spec.arguments : NULL, &arguments,
+                                         err, sizeof(err)) < 0;
+    if (refused) {
+        if (!queue->arguments_refused) /* once, not at every change of the view */
+            log_warn("queue", "%s: its arguments in the definitions are not honoured: %s",
+                     queue->group_id, err);
+        queue_arguments_default(&arguments);
+    }
+    queue->arguments_refused = refused;
+    bool was_single = queue->arguments.single_active_consumer;
+    queue->arguments = arguments;
+    if (was_single != arguments.single_active_consumer)
+        queue_apply_single_active(queue);
+    const struct config *config = queue_config(queue);
+    if (queue->state)
+        queue_state_set_limits(
+            queue->state,
+            queue_arguments_max_deliveries(&queue->arguments, config->queues.max_deliveries),
+            queue_pause_limit(config));
 }
 
 static void queue_update_gauges(struct queue *queue)
@@ -264,6 +331,34 @@ static bool queue_record_bound(const struct queue *queue, const struct kafka_rec
     return match;
 }
 
+/* ---- x-max-length ---------------------------------------------------------------- */
+
+/* Is `record` beyond the queue's x-max-length: are more than N records
+ * ready, counting from it on its partition and from the next undelivered
+ * one on every other partition this node holds (end offsets as the last
+ * fetch saw them)? Drop-head: the record that would be delivered is the
+ * oldest of its partition. Also moves its partition's next_undelivered. */
+static bool queue_over_max_length(struct queue *queue, const struct kafka_record *record)
+{
+    int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
+    if (index < 0 || !queue->consumer)
+        return false;
+    int64_t ready = 0;
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        if (!p->assigned)
+            continue;
+        int64_t from = (int32_t)i == index ? record->offset : p->next_undelivered;
+        int64_t high = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition);
+        if (from >= 0 && high > from)
+            ready += high - from;
+    }
+    struct queue_topic_partition *own = &queue->partitions[index];
+    if (own->next_undelivered <= record->offset)
+        own->next_undelivered = record->offset + 1;
+    return ready > queue->arguments.max_length;
+}
+
 /* ---- queue_state callbacks --------------------------------------------------- */
 
 static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id, void *record,
@@ -272,6 +367,7 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
     struct queue *queue = opaque;
     struct core_subscription *sub = consumer;
     const struct kafka_record *kafka_record = record;
+    bool expired;
     if (sub->destination.wildcard && !queue->context->may_consume_topic(sub, kafka_record->topic)) {
         /* a wildcard durable subscription only gets the topics its user may read */
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
@@ -283,10 +379,26 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
-    if (engine_record_expired(queue->context, kafka_record, true)) {
-        bool dead_letter = queue_config(queue)->queues.dead_letter_expired;
+    if (queue_arguments_expired(&queue->arguments, kafka_record->timestamp_ms, clock_wall_ms())) {
+        (*queue->context->expired[0])++; /* x-message-ttl */
+        expired = true;
+    } else {
+        expired = engine_record_expired(queue->context, kafka_record, true); /* its own expiry */
+    }
+    if (expired) {
+        /* with x-dead-letter-exchange expired messages go there, as in RabbitMQ */
+        bool dead_letter = queue->arguments.has_dead_letter_exchange ||
+                           queue_config(queue)->queues.dead_letter_expired;
         queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
                            dead_letter ? "expired" : NULL);
+        return;
+    }
+    if (queue->arguments.max_length >= 0 && queue_over_max_length(queue, kafka_record)) {
+        /* x-max-length, drop-head: dead-lettered with a DLX, else dropped */
+        (*queue->engine->maxlen_dropped)++;
+        bool dead_letter = queue->arguments.has_dead_letter_exchange;
+        queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,
+                           dead_letter ? QUEUE_DEATH_MAXLEN : NULL);
         return;
     }
     struct core_delivery delivery;
@@ -317,10 +429,8 @@ static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partiti
     if (queue) {
         queue_dead_letter_unlink(queue, dl);
         if (err)
-            log_warn("queue",
-                     "%s: dead-letter produce to %s failed (%s); the message is "
-                     "available again",
-                     queue->group_id, queue->dead_letter_topic, kafka_error_name(err));
+            log_warn("queue", "%s: dead-letter produce failed (%s); the message is available again",
+                     queue->group_id, kafka_error_name(err));
         else if (queue->stats)
             (*queue->stats->dead_lettered)++;
         queue_state_dead_lettered(queue->state, dl->id, err == 0);
@@ -329,35 +439,176 @@ static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partiti
     free(dl);
 }
 
+/* Where a dead letter goes (§5, §11): the queue's dead-letter topic
+ * (queues.dead_letter_topic), or with x-dead-letter-exchange the topic a
+ * publish to that exchange would take (the key's topic for the default
+ * exchange and amq.topic, else the exchange's own topic with the key in
+ * kbridge-routing-key). */
+struct queue_dead_letter_target {
+    char topic[ADDRESS_NAME_MAX * 2 + 2];
+    char routing_key[ADDRESS_KEY_MAX + 1]; /* set in kbridge-routing-key; "" for none */
+    bool exchange;                         /* the DLX path: x-death and routing key headers */
+    char original_exchange[ADDRESS_NAME_MAX + 1];
+    char original_key[ADDRESS_KEY_MAX + 1];
+};
+
+/* The exchange and routing key the record was published with, as far as
+ * its topic and headers tell: its own topic is the default exchange with
+ * the queue's name; an exchange's topic is that exchange; any other topic
+ * an amq.topic key. */
+static void queue_record_origin(const struct queue *queue, const struct kafka_record *record,
+                                struct queue_dead_letter_target *target)
+{
+    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    size_t prefix_len = strlen(prefix);
+    const char *topic = record->topic;
+    if (strncmp(topic, prefix, prefix_len) == 0)
+        topic += prefix_len;
+    size_t len = 0;
+    const char *key = record_header_find(record, RECORD_ROUTING_KEY, &len);
+    if (strcmp(record->topic, queue->subscription) == 0) {
+        target->original_exchange[0] = '\0';
+        if (!key) {
+            key = queue->name;
+            len = strlen(key);
+        }
+    } else if (definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, topic)) {
+        snprintf(target->original_exchange, sizeof(target->original_exchange), "%s", topic);
+    } else {
+        snprintf(target->original_exchange, sizeof(target->original_exchange), "amq.topic");
+        if (!key) {
+            key = topic;
+            len = strlen(key);
+        }
+    }
+    if (!key || len > ADDRESS_KEY_MAX || memchr(key, '\0', len))
+        len = 0;
+    if (len)
+        memcpy(target->original_key, key, len);
+    target->original_key[len] = '\0';
+}
+
+/* Fill `target` for `record`. The DLX the view lacks falls back to the
+ * dead-letter topic (logged): nothing is dropped. */
+static void queue_dead_letter_target(const struct queue *queue, const struct kafka_record *record,
+                                     struct queue_dead_letter_target *target)
+{
+    memset(target, 0, sizeof(*target));
+    snprintf(target->topic, sizeof(target->topic), "%s", queue->dead_letter_topic);
+    if (!queue->arguments.has_dead_letter_exchange)
+        return;
+    queue_record_origin(queue, record, target);
+    const char *exchange = queue->arguments.dead_letter_exchange;
+    const char *key = queue->arguments.has_dead_letter_routing_key
+                          ? queue->arguments.dead_letter_routing_key
+                          : target->original_key;
+    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    const struct exchange_definition *definition =
+        definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, exchange);
+    if (!definition) {
+        log_warn("queue", "%s: x-dead-letter-exchange '%s' does not exist: dead-lettering to %s",
+                 queue->group_id, exchange, queue->dead_letter_topic);
+        return;
+    }
+    if (definition->topic_per_key) { /* NAME.KEY, as core_exchange_publish writes it */
+        if (!key[0] || strlen(prefix) + strlen(exchange) + 1 + strlen(key) > ADDRESS_NAME_MAX) {
+            log_warn("queue",
+                     "%s: dead-letter routing key '%s' names no topic of exchange '%s': "
+                     "dead-lettering to %s",
+                     queue->group_id, key, exchange, queue->dead_letter_topic);
+            return;
+        }
+        int used = snprintf(target->topic, sizeof(target->topic), "%s%s.%s", prefix, exchange, key);
+        if (used < 0 || (size_t)used >= sizeof(target->topic)) { /* checked above: cannot be */
+            snprintf(target->topic, sizeof(target->topic), "%s", queue->dead_letter_topic);
+            return;
+        }
+        snprintf(target->routing_key, sizeof(target->routing_key), "%s", key);
+    } else if (engine_exchange_is_topic_per_key(exchange)) {
+        if (!key[0] || strlen(prefix) + strlen(key) > ADDRESS_NAME_MAX) {
+            log_warn("queue",
+                     "%s: dead-letter routing key '%s' names no topic of exchange '%s': "
+                     "dead-lettering to %s",
+                     queue->group_id, key, exchange, queue->dead_letter_topic);
+            return;
+        }
+        snprintf(target->topic, sizeof(target->topic), "%s%s", prefix, key);
+    } else {
+        snprintf(target->topic, sizeof(target->topic), "%s%s", prefix, exchange);
+        snprintf(target->routing_key, sizeof(target->routing_key), "%s", key);
+    }
+    target->exchange = true;
+}
+
+/* RabbitMQ's reason for a dead letter (x-death) from queue_state's text. */
+static const char *queue_death_reason(const char *reason)
+{
+    if (strncmp(reason, "delivered ", 10) == 0)
+        return QUEUE_DEATH_DELIVERY_LIMIT;
+    if (strcmp(reason, "expired") == 0)
+        return QUEUE_DEATH_EXPIRED;
+    if (strcmp(reason, QUEUE_DEATH_MAXLEN) == 0)
+        return QUEUE_DEATH_MAXLEN;
+    return QUEUE_DEATH_REJECTED;
+}
+
+/* Headers a dead letter gets anew, not copied from the record. */
+static bool queue_dead_letter_replaces(const char *name, bool exchange)
+{
+    if (strncmp(name, RECORD_DLQ_PREFIX, strlen(RECORD_DLQ_PREFIX)) == 0 ||
+        strcmp(name, RECORD_DELIVERY_COUNT) == 0)
+        return true;
+    return exchange && (strcmp(name, RECORD_ROUTING_KEY) == 0 || strcmp(name, "x-death") == 0);
+}
+
+#define QUEUE_DEAD_LETTER_HEADERS 11 /* the most queue_on_dead_letter adds */
+
 static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *record_ptr,
                                  uint32_t delivery_count, const char *reason)
 {
     struct queue *queue = opaque;
     const struct kafka_record *record = record_ptr;
+    struct queue_dead_letter_target target;
+    queue_dead_letter_target(queue, record, &target);
     size_t original = kafka_record_header_count(record);
-    struct kafka_header *headers = calloc(original + 6, sizeof(*headers));
+    struct kafka_header *headers = calloc(original + QUEUE_DEAD_LETTER_HEADERS, sizeof(*headers));
     struct queue_dead_letter *dl = calloc(1, sizeof(*dl));
-    if (!headers || !dl) {
+    char *x_death = NULL;
+    uint64_t now_ms = clock_wall_ms();
+    if (headers && dl && target.exchange) {
+        size_t len = 0;
+        const char *previous = record_header_find(record, "x-death", &len);
+        x_death =
+            queue_arguments_x_death(previous, len, queue_death_reason(reason), queue->name,
+                                    target.original_exchange, target.original_key, now_ms / 1000);
+    }
+    if (!headers || !dl || (target.exchange && !x_death)) {
         free(headers);
         free(dl);
+        free(x_death);
         log_error("queue", "%s: out of memory dead-lettering; the message is available again",
                   queue->group_id);
         queue_state_dead_lettered(queue->state, id, false);
         return;
     }
     size_t count = 0;
+    bool first_death = true;
     for (size_t i = 0; i < original; i++) {
         const char *name;
         const void *value;
         size_t len;
-        if (kafka_record_header(record, i, &name, &value, &len) == 0)
-            headers[count++] = (struct kafka_header){name, value, len};
+        if (kafka_record_header(record, i, &name, &value, &len) != 0 ||
+            queue_dead_letter_replaces(name, target.exchange))
+            continue;
+        if (strcmp(name, "x-first-death-reason") == 0)
+            first_death = false; /* dead-lettered before: the first death stays */
+        headers[count++] = (struct kafka_header){name, value, len};
     }
     char partition[16], offset[24], deliveries[16], now[24];
     snprintf(partition, sizeof(partition), "%d", record->partition);
     snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
     snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
-    snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)now_ms);
     headers[count++] = (struct kafka_header){RECORD_DLQ_REASON, reason, strlen(reason)};
     headers[count++] =
         (struct kafka_header){RECORD_DLQ_ORIGINAL_TOPIC, record->topic, strlen(record->topic)};
@@ -366,15 +617,37 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     headers[count++] = (struct kafka_header){RECORD_DLQ_ORIGINAL_OFFSET, offset, strlen(offset)};
     headers[count++] = (struct kafka_header){RECORD_DELIVERY_COUNT, deliveries, strlen(deliveries)};
     headers[count++] = (struct kafka_header){RECORD_DLQ_TIME, now, strlen(now)};
+    const void *key = record->key;
+    size_t key_len = record->key_len;
+    if (target.exchange) {
+        const char *death = queue_death_reason(reason);
+        headers[count++] = (struct kafka_header){"x-death", x_death, strlen(x_death)};
+        if (first_death) {
+            headers[count++] = (struct kafka_header){"x-first-death-reason", death, strlen(death)};
+            headers[count++] =
+                (struct kafka_header){"x-first-death-queue", queue->name, strlen(queue->name)};
+            headers[count++] =
+                (struct kafka_header){"x-first-death-exchange", target.original_exchange,
+                                      strlen(target.original_exchange)};
+        }
+        if (target.routing_key[0]) {
+            headers[count++] = (struct kafka_header){RECORD_ROUTING_KEY, target.routing_key,
+                                                     strlen(target.routing_key)};
+            if (!key) { /* as core_exchange_publish: the key is the record key */
+                key = target.routing_key;
+                key_len = strlen(target.routing_key);
+            }
+        }
+    }
     dl->queue = queue;
     dl->id = id;
-    int rc = kafka_produce(queue->context->kafka, queue->dead_letter_topic, -1, 0, record->key,
-                           record->key_len, record->value, record->value_len, headers, count,
-                           queue_on_dead_letter_delivery, dl);
+    int rc = kafka_produce(queue->context->kafka, target.topic, -1, 0, key, key_len, record->value,
+                           record->value_len, headers, count, queue_on_dead_letter_delivery, dl);
     free(headers);
+    free(x_death);
     if (rc != KAFKA_OK) {
         log_warn("queue", "%s: cannot dead-letter to %s (%s); the message is available again",
-                 queue->group_id, queue->dead_letter_topic, kafka_error_name(rc));
+                 queue->group_id, target.topic, kafka_error_name(rc));
         free(dl);
         queue_state_dead_lettered(queue->state, id, false);
         return;
@@ -450,8 +723,11 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
     int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
-    if (index >= 0 && queue->partitions[index].assigned)
+    if (index >= 0 && queue->partitions[index].assigned) {
         queue->partitions[index].next_offset = record->offset + 1;
+        if (queue->partitions[index].next_undelivered < 0)
+            queue->partitions[index].next_undelivered = record->offset;
+    }
     if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
         log_debug("queue", "%s: dropped record %s [%d] @%lld of an unassigned partition",
                   queue->group_id, record->topic, record->partition, (long long)record->offset);
@@ -473,6 +749,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue->partitions[index].assigned = true;
         queue->partitions[index].paused = false;
         queue->partitions[index].next_offset = -1;
+        queue->partitions[index].next_undelivered = -1;
         queue_state_assign(queue->state, index);
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
@@ -817,6 +1094,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
+    queue_read_arguments(queue);
     /* earliest: a durable group has offsets on every partition it knew at
      * creation (anchored below); partitions and topics that appear later
      * were created after the subscription, so all their records are for it. */
@@ -916,6 +1194,8 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
         queue->subscribers->prev = qs;
     queue->subscribers = qs;
     queue->subscriber_count++;
+    if (queue->arguments.single_active_consumer)
+        queue_apply_single_active(queue); /* blocks it unless it is the first */
     /* A queue has its messages in Kafka already: nothing can be missed. A
      * durable subscription is positioned once the group has assigned it. */
     if ((!sub->durable_name && !queue->wait_assignment) || queue->assigned_once)
@@ -962,6 +1242,10 @@ static void queue_engine_unsubscribe(struct core_subscription *sub, bool forget)
     queue->subscriber_count--;
     qs->queue = NULL;
     queue_state_consumer_remove(queue->state, sub); /* releases its deliveries */
+    if (queue->active == qs) {
+        queue->active = NULL;
+        queue_apply_single_active(queue); /* the next oldest takes over */
+    }
     if (queue->subscriber_count == 0) {
         uint64_t linger_ms = queue_config(queue)->queues.linger_ms;
         struct timeval linger = {(time_t)(linger_ms / 1000),
@@ -992,7 +1276,10 @@ static int queue_engine_settle(struct core_subscription *sub, uint64_t id,
 
 static void queue_engine_block(struct core_subscription *sub, bool blocked)
 {
-    queue_state_consumer_block(queue_subscriber_of(sub)->queue->state, sub, blocked);
+    struct queue_subscriber *qs = queue_subscriber_of(sub);
+    struct queue *queue = qs->queue;
+    queue_state_consumer_block(queue->state, sub,
+                               blocked || (queue->active && queue->active != qs));
 }
 
 static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
@@ -1011,6 +1298,8 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
     struct engine *base = &engine->base;
     for (struct queue *q = engine->queues, *next; q; q = next) {
         next = q->next;
+        if (q->bound)
+            queue_read_arguments(q); /* deleted and declared again with other arguments */
         if (!q->bound || !q->consumer)
             continue;
         if (q->subscriber_count == 0 && !queue_bindings_empty(&q->bindings) &&
@@ -1056,7 +1345,9 @@ static void queue_engine_reconfigure(struct engine *base)
     struct queue_engine *engine = (struct queue_engine *)base;
     const struct config *config = engine_config(base->context);
     for (struct queue *q = engine->queues; q; q = q->next)
-        queue_state_set_limits(q->state, config->queues.max_deliveries, queue_pause_limit(config));
+        queue_state_set_limits(
+            q->state, queue_arguments_max_deliveries(&q->arguments, config->queues.max_deliveries),
+            queue_pause_limit(config));
 }
 
 /* Close every queue (shutdown) and free the engine. */
@@ -1101,9 +1392,14 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
         "Records a queue read from a bound exchange's topic that none of its bindings match: "
         "settled without delivery.",
         NULL);
+    engine->maxlen_dropped = metrics_counter(
+        context->metrics, "kbridge_maxlen_dropped_total",
+        "Records a queue with x-max-length (drop-head) did not deliver because more than its "
+        "limit were ready after them: dead-lettered with a dead-letter exchange, else dropped.",
+        NULL);
     engine->definitions_event =
         event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
-    if (!engine->unmatched || !engine->definitions_event ||
+    if (!engine->unmatched || !engine->maxlen_dropped || !engine->definitions_event ||
         (context->definitions_store &&
          definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
              0)) {

@@ -336,11 +336,9 @@ END_TEST
 START_TEST(queue_arguments_are_honoured_or_refused_by_name)
 {
     char err[512];
-    json_t *good = json("{\"x-message-ttl\": 0, \"x-expires\": 1000, "
+    json_t *good = json("{\"x-message-ttl\": 0, "
                         "\"x-dead-letter-exchange\": \"dlx\", \"x-dead-letter-routing-key\": "
-                        "\"dead\", \"x-delivery-limit\": 3, \"x-max-length\": 10, "
-                        "\"x-max-length-bytes\": 1048576, \"x-overflow\": \"reject-publish\", "
-                        "\"x-single-active-consumer\": true, \"x-queue-type\": \"quorum\", "
+                        "\"dead\", \"x-delivery-limit\": 3, \"x-queue-type\": \"quorum\", "
                         "\"x-queue-mode\": \"lazy\"}");
     ck_assert_msg(definitions_check_queue_arguments(good, err, sizeof(err)) == DEFINITIONS_OK, "%s",
                   err);
@@ -364,6 +362,10 @@ START_TEST(queue_arguments_are_honoured_or_refused_by_name)
          "invalid arg 'x-single-active-consumer': 1, must be true or false"},
         {"{\"x-dead-letter-routing-key\": \"k\"}",
          "invalid arg 'x-dead-letter-routing-key': it requires x-dead-letter-exchange"},
+        /* not honoured (yet): refused by name, never accepted and ignored */
+        {"{\"x-max-length-bytes\": 10}",
+         "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
+         "queue's ready bytes; use x-max-length)"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *arguments = json(bad[i].arguments);
