@@ -35,7 +35,7 @@ struct run_result {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: kbridge-bench --protocol stomp|amqp|kafka --workload W [options]\n"
+            "usage: kbridge-bench --protocol stomp|amqp|amqp091|kafka --workload W [options]\n"
             "workloads: publish, consume, latency, request-reply, idle\n"
             "  --host H --port P        STOMP/AMQP target (default 127.0.0.1, 61613/5672)\n"
             "  --bootstrap LIST         Kafka bootstrap (protocol kafka)\n"
@@ -45,7 +45,8 @@ static void usage(FILE *out)
             "  --count N                messages (default 100000)\n"
             "  --size BYTES             body size, >= %d (default 100)\n"
             "  --keys N                 distinct keys, order checked per key (default 16)\n"
-            "  --confirm MODE           STOMP: each, every:N, none; AMQP: unsettled, presettled\n"
+            "  --confirm MODE           STOMP: each, every:N, none; AMQP: unsettled, presettled;\n"
+            "                           AMQP 0-9-1: unsettled (--window in flight), each, none\n"
             "  --window N               unconfirmed messages / requests in flight (default 1000)\n"
             "  --prefetch N             consumer prefetch / credit (default 100)\n"
             "  --rate R --duration S    latency: messages per second for S seconds (5000, 10)\n"
@@ -63,6 +64,8 @@ static const struct bench_protocol *find_protocol(const char *name)
         return &bench_stomp;
     if (strcmp(name, "amqp") == 0)
         return &bench_amqp;
+    if (strcmp(name, "amqp091") == 0)
+        return &bench_amqp091;
     if (strcmp(name, "kafka") == 0)
         return &bench_kafka;
     return NULL;
@@ -520,11 +523,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!options.port)
-        options.port = protocol == &bench_amqp ? 5672 : 61613;
+        options.port = protocol == &bench_amqp || protocol == &bench_amqp091 ? 5672 : 61613;
     if (!options.confirm)
-        options.confirm = protocol == &bench_amqp    ? "unsettled"
-                          : protocol == &bench_stomp ? "each"
-                                                     : "delivery-report";
+        options.confirm = protocol == &bench_amqp || protocol == &bench_amqp091 ? "unsettled"
+                          : protocol == &bench_stomp                            ? "each"
+                                                                                : "delivery-report";
     if (!options.target)
         options.target = protocol == &bench_kafka ? "kafka" : "kbridge";
     signal(SIGPIPE, SIG_IGN);
