@@ -1,0 +1,158 @@
+"""AMQP 0-9-1 (issue 14) with more third-party clients than pika and amqplib
+(test_amqp091.py), each from Debian (packaging/install-deps.sh --test):
+
+- Bunny (ruby-bunny): confirmed publish, manual-ack consume, then its
+  automatic connection recovery across a kbridged restart on the same port
+  (channel, confirm mode, queue and consumer recovered; the second batch
+  goes through the same objects);
+- the RabbitMQ Java client (librabbitmq-client-java, compiled with javac at
+  test time): confirmed publishing with waitForConfirmsOrDie, consume with
+  basicQos and basicAck, properties and headers intact;
+- rabbitmq-c's amqp-tools: amqp-declare-queue, amqp-publish reading lines
+  from a pipe (-l, one message a line, with content type and a header),
+  amqp-consume piping each message to a command and acking it when the
+  command succeeds.
+
+Waits are deadline-based; nothing sleeps and hopes."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pika
+import pytest
+
+from conftest import base_config, free_port
+from test_amqp091 import KAFKA, PASSWORD, USER, drain_until, password_hash, pika_connect, uniq  # noqa: F401
+
+CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
+
+
+def amqp091_config(bootstrap, password_hash, port=0):
+    config = base_config(bootstrap, kafka=dict(KAFKA),
+                         auth={"anonymous": False, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"] = {"bind": f"127.0.0.1:{port}", "protocols": ["amqp", "amqp091"]}
+    return config
+
+
+@pytest.fixture
+def daemon(kbridged_factory, bootstrap, password_hash):  # noqa: F811
+    return kbridged_factory(amqp091_config(bootstrap, password_hash))
+
+
+def url(daemon):
+    host, port = daemon.host_port("amqp")
+    return f"amqp://{USER}:{PASSWORD}@{host}:{port}"
+
+
+def need(program, package):
+    path = shutil.which(program)
+    assert path, f"{program} is not installed ({package}): run packaging/install-deps.sh --test"
+    return path
+
+
+def test_bunny_round_trip_and_automatic_recovery_after_a_restart(kbridged_factory, bootstrap,
+                                                                 password_hash, uniq):  # noqa: F811
+    ruby = need("ruby", "ruby-bunny")
+    port = free_port()  # the restarted kbridged listens where Bunny reconnects
+    config = amqp091_config(bootstrap, password_hash, port)
+    first = kbridged_factory(config, name="before-restart")
+    queue, count = f"bunny{uniq}", 50
+    proc = subprocess.Popen([ruby, os.path.join(CLIENTS, "bunny_recovery.rb"), url(first), queue,
+                             str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=CLIENTS)
+    try:
+        line = proc.stdout.readline()  # Bunny's own deadlines bound this read
+        assert line.startswith("phase1 "), line + proc.stderr.read()
+        phase1 = json.loads(line.split(" ", 1)[1])
+        assert phase1 == {"received": count, "redelivered": 0}
+        assert first.stop() == 0  # a clean restart: every ack is committed first
+        second = kbridged_factory(config, name="after-restart")
+        proc.stdin.write("restarted\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    done = json.loads(out.strip().splitlines()[-1].split(" ", 1)[1])
+    expected = [f"before {i}" for i in range(count)] + [f"after {i}" for i in range(count)]
+    assert sorted(done["received"]) == sorted(expected)  # each once, none lost
+    assert done["redelivered"] == 0
+    assert done["content_types"] == ["text/plain"]
+    assert second.proc.poll() is None
+
+
+def test_java_client_publisher_confirms_and_acked_consume(daemon, uniq, tmp_path):
+    javac = need("javac", "default-jdk-headless")
+    java = need("java", "default-jdk-headless")
+    jars = ["/usr/share/java/amqp-client.jar", "/usr/share/java/slf4j-api.jar"]
+    for jar in jars:
+        assert os.path.exists(jar), f"{jar} is missing (librabbitmq-client-java)"
+    classpath = ":".join(jars)
+    subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath,
+                    os.path.join(CLIENTS, "PublishConfirm.java")], check=True, timeout=120)
+    count = 500
+    result = subprocess.run([java, "-cp", f"{classpath}:{tmp_path}", "PublishConfirm", url(daemon),
+                             f"java{uniq}", str(count)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["confirmed"] == count
+    assert summary["all"] is True and summary["received"] == count
+    assert summary["redelivered"] == 0
+    body, content_type, message_id, correlation_id, mode, header = summary["first"]
+    n = body.rsplit(" ", 1)[1]
+    assert body == f"java message {n}"
+    assert (content_type, message_id, correlation_id, mode, header) == \
+        ("text/plain", f"java-{n}", f"corr-{n}", "2", "java")
+    # the acks were processed: nothing is left for another consumer
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    leftover = []
+    ch.basic_consume(f"java{uniq}", lambda c, m, p, b: leftover.append(b), auto_ack=True)
+    conn.process_data_events(time_limit=3)  # a bounded look for strays, not a wait for one
+    assert leftover == []
+    conn.close()
+
+
+def test_amqp_tools_pipe_lines_in_and_each_message_to_a_command(daemon, uniq, tmp_path):
+    publish = need("amqp-publish", "amqp-tools")
+    consume = need("amqp-consume", "amqp-tools")
+    declare = need("amqp-declare-queue", "amqp-tools")
+    queue, count = f"tools{uniq}", 20
+    subprocess.run([declare, "-u", url(daemon), "-d", "-q", queue], check=True, timeout=30,
+                   capture_output=True)
+    lines = "".join(f"line {i}\n" for i in range(count))
+    subprocess.run([publish, "-u", url(daemon), "-r", queue, "-l", "-p", "-C", "text/plain",
+                    "-H", "origin: amqp-tools"], input=lines, text=True, check=True, timeout=30)
+
+    # amqp-consume runs the command once per message, the body on its stdin,
+    # and acks the message when the command exits 0; amqp-publish -l keeps
+    # each line's newline in its body
+    out = tmp_path / "out"
+    result = subprocess.run([consume, "-u", url(daemon), "-q", queue, "-c", str(count), "-p", "5",
+                             "--", "sh", "-c", f"cat >> {out}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(out.read_text().splitlines()) == sorted(f"line {i}" for i in range(count))
+
+    # properties made it; and every message was acked (nothing left to deliver)
+    subprocess.run([publish, "-u", url(daemon), "-r", queue, "-b", "last", "-C", "text/plain",
+                    "-H", "origin: amqp-tools"], check=True, timeout=30)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    got = []
+    ch.basic_consume(queue, lambda c, m, p, b: got.append((p, b)), auto_ack=True)
+    drain_until(conn, lambda: got, 30, "the last message")
+    props, body = got[0]
+    assert body == b"last"
+    assert props.content_type == "text/plain"
+    assert props.headers["origin"] == "amqp-tools"
+    conn.process_data_events(time_limit=2)  # a bounded look for strays after the last one
+    assert [b for _, b in got] == [b"last"]
+    conn.close()
