@@ -8,6 +8,10 @@
 - the RabbitMQ Java client (librabbitmq-client-java, compiled with javac at
   test time): confirmed publishing with waitForConfirmsOrDie, consume with
   basicQos and basicAck, properties and headers intact;
+- Go's amqp091-go (golang-github-rabbitmq-amqp091-go-dev, built with
+  GO111MODULE=off against /usr/share/gocode at test time): deferred publisher
+  confirms for every message, a mandatory unroutable message returned with
+  312 NO_ROUTE (NotifyReturn), Qos and Ack;
 - rabbitmq-c's amqp-tools: amqp-declare-queue, amqp-publish reading lines
   from a pipe (-l, one message a line, with content type and a header),
   amqp-consume piping each message to a command and acking it when the
@@ -156,3 +160,22 @@ def test_amqp_tools_pipe_lines_in_and_each_message_to_a_command(daemon, uniq, tm
     conn.process_data_events(time_limit=2)  # a bounded look for strays after the last one
     assert [b for _, b in got] == [b"last"]
     conn.close()
+
+
+def test_go_amqp091_deferred_confirms_returns_and_acked_consume(daemon, uniq, tmp_path):
+    go = need("go", "golang-go")
+    source = "/usr/share/gocode/src/github.com/rabbitmq/amqp091-go"
+    assert os.path.isdir(source), "amqp091-go is missing (golang-github-rabbitmq-amqp091-go-dev)"
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOFLAGS="",
+               GOCACHE=str(tmp_path / "gocache"), HOME=str(tmp_path))
+    program = str(tmp_path / "roundtrip")
+    subprocess.run([go, "build", "-o", program, os.path.join(CLIENTS, "amqp091_go_roundtrip.go")],
+                   check=True, timeout=300, env=env, cwd=str(tmp_path))
+    count = 300
+    result = subprocess.run([program, url(daemon), f"go{uniq}", str(count)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"confirmed": count, "received": count, "redelivered": 0,
+                       "properties_intact": count, "returned_code": 312,
+                       "returned_text": "NO_ROUTE", "returned_body": "unroutable"}
