@@ -791,7 +791,9 @@ def main():
         if args.baseline:
             command = f"make bench-regression BASE='{args.baseline_label}'"
         extra = ([f"--scale {args.scale}"] if args.scale != 1.0 else []) + \
-            ([f"--repeat {args.repeat}"] if args.repeat > 1 else [])
+            ([f"--repeat {args.repeat}"] if args.repeat > 1 else []) + \
+            ([f"--only {args.only}"] if args.only != "stomp,amqp,amqp091,kafka" else []) + \
+            ([f"--rows {args.rows}"] if args.rows else [])
         if extra:
             command += f" BENCH_ARGS='{' '.join(extra)}'"
         context = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
