@@ -12,6 +12,10 @@
   GO111MODULE=off against /usr/share/gocode at test time): deferred publisher
   confirms for every message, a mandatory unroutable message returned with
   312 NO_ROUTE (NotifyReturn), Qos and Ack;
+- php-amqplib (php-amqplib, php-cli): AMQPLAIN login, publisher confirms
+  through its ack/nack handlers and wait_for_pending_acks_returns, a
+  mandatory unroutable message through its return listener, basic_qos and
+  ack per delivery;
 - rabbitmq-c's amqp-tools: amqp-declare-queue, amqp-publish reading lines
   from a pipe (-l, one message a line, with content type and a header),
   amqp-consume piping each message to a command and acking it when the
@@ -179,3 +183,18 @@ def test_go_amqp091_deferred_confirms_returns_and_acked_consume(daemon, uniq, tm
     assert summary == {"confirmed": count, "received": count, "redelivered": 0,
                        "properties_intact": count, "returned_code": 312,
                        "returned_text": "NO_ROUTE", "returned_body": "unroutable"}
+
+
+def test_php_amqplib_amqplain_confirm_handlers_return_listener_and_acks(daemon, uniq):
+    php = need("php", "php-cli")
+    assert os.path.exists("/usr/share/php/PhpAmqpLib/autoload.php"), "php-amqplib is missing"
+    host, port = daemon.host_port("amqp")
+    count = 200
+    result = subprocess.run([php, os.path.join(CLIENTS, "phpamqplib_roundtrip.php"), host,
+                             str(port), USER, PASSWORD, f"php{uniq}", str(count)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"confirmed": count + 1, "nacked": 0,  # the returned one is acked too
+                       "returned": [312, "NO_ROUTE", "unroutable"],
+                       "received": count, "intact": count}
