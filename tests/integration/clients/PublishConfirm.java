@@ -57,9 +57,10 @@ public class PublishConfirm {
                         first.addAll(Arrays.asList(text, props.getContentType(), props.getMessageId(),
                                 props.getCorrelationId(), String.valueOf(props.getDeliveryMode()),
                                 String.valueOf(props.getHeaders().get("client"))));
+                    // ack first: the main thread closes the channel once the last counts down
+                    getChannel().basicAck(envelope.getDeliveryTag(), false);
                     if (bodies.add(text))
                         done.countDown();
-                    getChannel().basicAck(envelope.getDeliveryTag(), false);
                 }
             });
             boolean all = done.await(60, TimeUnit.SECONDS);
