@@ -44,6 +44,8 @@ struct bench_options {
     int target_pid;        /* idle: process whose RSS is measured (0: not measured) */
     int verify;            /* publish: drain the queue afterwards and check it */
     double idle_timeout;   /* consumer gives up after this many quiet seconds */
+    const char *reply_to;  /* AMQP 0-9-1 request-reply: "queue" (a server-named reply
+                            * queue) or "direct" (amq.rabbitmq.reply-to) */
     const char *kafka_properties[BENCH_MAX_KAFKA_PROPERTIES]; /* "name=value" (protocol kafka) */
     int kafka_property_count;
 };

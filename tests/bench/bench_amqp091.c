@@ -6,7 +6,9 @@
  * publish, none publishes without confirm.select. Consumers set basic.qos to
  * the prefetch and ack each delivery. Request-reply: the responder consumes
  * the queue and answers to reply_to through the default exchange; the
- * requester's replies come to a server-named exclusive queue of its own. */
+ * requester's replies come to a server-named exclusive queue of its own, or
+ * with --reply-to direct through RabbitMQ's direct reply-to (a no-ack
+ * consumer of amq.rabbitmq.reply-to, the same name as reply_to). */
 #include "bench.h"
 
 #include <inttypes.h>
@@ -428,18 +430,21 @@ static int amqp091_request(struct bench_session *session)
     struct amqp091_client client = {0};
     if (client_open(&client, session, session->destination) != 0)
         return -1;
-    /* a server-named exclusive queue for the replies */
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(client.conn, AMQP091_CHANNEL, amqp_empty_bytes,
-                                                     0, 0, 1, 1, amqp_empty_table);
-    amqp_rpc_reply_t reply = amqp_get_rpc_reply(client.conn);
-    if (!ok || reply.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_fail(session, "reply queue.declare", reply);
-        client_close(&client);
-        return -1;
+    char reply_queue[256] = "amq.rabbitmq.reply-to";
+    amqp_rpc_reply_t reply;
+    if (!options->reply_to || strcmp(options->reply_to, "direct") != 0) {
+        /* a server-named exclusive queue for the replies */
+        amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+            client.conn, AMQP091_CHANNEL, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+        reply = amqp_get_rpc_reply(client.conn);
+        if (!ok || reply.reply_type != AMQP_RESPONSE_NORMAL) {
+            reply_fail(session, "reply queue.declare", reply);
+            client_close(&client);
+            return -1;
+        }
+        snprintf(reply_queue, sizeof(reply_queue), "%.*s", (int)ok->queue.len,
+                 (const char *)ok->queue.bytes);
     }
-    char reply_queue[256];
-    snprintf(reply_queue, sizeof(reply_queue), "%.*s", (int)ok->queue.len,
-             (const char *)ok->queue.bytes);
     char *body = malloc(options->size);
     if (!body) {
         client_close(&client);

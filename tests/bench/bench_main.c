@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "  --target-pid PID         idle: process whose RSS is measured\n"
             "  --idle-timeout S         consumers give up after S quiet seconds (default 10)\n"
             "  --no-verify              publish: do not drain and check the queue afterwards\n"
+            "  --reply-to MODE          AMQP 0-9-1 request-reply: queue (a server-named reply\n"
+            "                           queue, default) or direct (amq.rabbitmq.reply-to)\n"
             "  --kafka-property N=V     librdkafka property for protocol kafka (repeatable)\n",
             BENCH_PAYLOAD_MIN);
 }
@@ -423,8 +425,15 @@ int main(int argc, char **argv)
         .connections = 1000,
         .verify = 1,
         .idle_timeout = 10,
+        .reply_to = "queue",
     };
-    enum { OPT_NO_VERIFY = 256, OPT_TARGET_PID, OPT_IDLE_TIMEOUT, OPT_KAFKA_PROPERTY };
+    enum {
+        OPT_NO_VERIFY = 256,
+        OPT_TARGET_PID,
+        OPT_IDLE_TIMEOUT,
+        OPT_KAFKA_PROPERTY,
+        OPT_REPLY_TO
+    };
     static const struct option long_options[] = {
         {"protocol", required_argument, NULL, 'P'},
         {"workload", required_argument, NULL, 'w'},
@@ -448,6 +457,7 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {"kafka-property", required_argument, NULL, OPT_KAFKA_PROPERTY},
+        {"reply-to", required_argument, NULL, OPT_REPLY_TO},
         {"help", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
@@ -465,6 +475,13 @@ int main(int argc, char **argv)
         case 't': options.target = optarg; break;
         case 'c': options.confirm = optarg; break;
         case OPT_NO_VERIFY: options.verify = 0; break;
+        case OPT_REPLY_TO:
+            if (strcmp(optarg, "queue") != 0 && strcmp(optarg, "direct") != 0) {
+                fprintf(stderr, "kbridge-bench: --reply-to '%s' is not queue or direct\n", optarg);
+                return 2;
+            }
+            options.reply_to = optarg;
+            break;
         case OPT_KAFKA_PROPERTY:
             if (options.kafka_property_count == BENCH_MAX_KAFKA_PROPERTIES) {
                 fprintf(stderr, "kbridge-bench: at most %d --kafka-property\n",

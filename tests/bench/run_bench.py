@@ -303,13 +303,28 @@ def matrix(scale):
             "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
         }),
+        # RabbitMQ's RPC idiom: replies through amq.rabbitmq.reply-to, no reply queue
+        ("request-reply-direct", "Request-reply, direct reply-to, one request at a time", "latency", {
+            "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1",
+                        "--reply-to", "direct"],
+        }),
+        ("request-reply-direct-100", "Request-reply, direct reply-to, 100 requests in flight",
+         "latency", {
+            "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100",
+                        "--reply-to", "direct"],
+        }),
     ]
 
 
 # Workloads a target cannot do, and why (shown in the table instead of a figure).
 RABBIT_NO_DYNAMIC = ("RabbitMQ 3.10's AMQP 1.0 plugin never answers the attach of a dynamic"
                      " receiver (a temporary reply queue): no AMQP request-reply")
+# Remove these two when kbridged's AMQP 0-9-1 adapter serves amq.rabbitmq.reply-to (issue 14).
+KBRIDGE_NO_DIRECT_REPLY_TO = ("kbridged's AMQP 0-9-1 adapter does not serve direct reply-to"
+                              " (amq.rabbitmq.reply-to) yet: docs/amqp091.md, Not built yet")
 UNSUPPORTED = {
+    ("kbridge", "amqp091", "request-reply-direct"): KBRIDGE_NO_DIRECT_REPLY_TO,
+    ("kbridge", "amqp091", "request-reply-direct-100"): KBRIDGE_NO_DIRECT_REPLY_TO,
     ("rabbitmq", "amqp", "request-reply"): RABBIT_NO_DYNAMIC,
     ("rabbitmq", "amqp", "request-reply-100"): RABBIT_NO_DYNAMIC,
 }
@@ -614,7 +629,9 @@ def write_report(path, results, context, have_rabbit):
         header += ["RabbitMQ STOMP", "RabbitMQ AMQP 1.0", "STOMP ÷ RabbitMQ", "AMQP ÷ RabbitMQ"]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + " --- |" * len(header))
-    for row_id, title, _, _ in rows:
+    for row_id, title, _, per_kind in rows:
+        if not set(per_kind) & {"stomp", "amqp", "kafka"}:
+            continue  # an AMQP 0-9-1 row: its own section
         ks = find(results, row_id, "kbridge", "stomp")
         ka = find(results, row_id, "kbridge", "amqp")
         kk = find(results, row_id, "kafka", "kafka")
@@ -725,7 +742,8 @@ def main():
     parser.add_argument("--rows", help="only these rows (comma-separated ids: idle, "
                         "publish-batched, publish-each, publish-each-linger1, publish-sync, "
                         "publish-presettled, "
-                        "consume, latency, request-reply, request-reply-100)")
+                        "consume, latency, request-reply, request-reply-100, request-reply-direct, "
+                        "request-reply-direct-100)")
     parser.add_argument("--baseline", metavar="BUILDDIR",
                         help="also run every kbridge row against kbridged from this build")
     parser.add_argument("--baseline-label", default="the baseline build",
