@@ -16,6 +16,9 @@
   through its ack/nack handlers and wait_for_pending_acks_returns, a
   mandatory unroutable message through its return listener, basic_qos and
   ack per delivery;
+- pika at volume (the other pika cases are in test_amqp091.py): 10,000
+  messages published with 1,000 confirms in flight (SelectConnection), every
+  confirmed one in Kafka once and, with one routing key, in publish order;
 - rabbitmq-c's amqp-tools: amqp-declare-queue, amqp-publish reading lines
   from a pipe (-l, one message a line, with content type and a header),
   amqp-consume piping each message to a command and acking it when the
@@ -33,6 +36,7 @@ import pytest
 
 from conftest import base_config, free_port
 from test_amqp091 import KAFKA, PASSWORD, USER, drain_until, password_hash, pika_connect, uniq  # noqa: F401
+from test_stomp_queues import header_dict, read_topic
 
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
 
@@ -198,3 +202,78 @@ def test_php_amqplib_amqplain_confirm_handlers_return_listener_and_acks(daemon, 
     assert summary == {"confirmed": count + 1, "nacked": 0,  # the returned one is acked too
                        "returned": [312, "NO_ROUTE", "unroutable"],
                        "received": count, "intact": count}
+
+
+# ---- pika at volume: 10,000 publisher confirms, 1,000 in flight ------------------------------
+
+def publish_confirmed(daemon, exchange, routing_key, bodies, window=1000, timeout=120):
+    """pika's asynchronous SelectConnection: confirm.select, then basic.publish
+    with at most `window` unconfirmed, each basic.ack/nack (also `multiple`)
+    settling its tags. Returns (acked, nacked) as sets of body indexes."""
+    host, port = daemon.host_port("amqp")
+    params = pika.ConnectionParameters(host=host, port=port,
+                                       credentials=pika.PlainCredentials(USER, PASSWORD),
+                                       connection_attempts=1)
+    state = {"next": 0, "tag": 0, "pending": {}, "acked": set(), "nacked": set(),
+             "channel": None, "error": None}
+
+    def pump():
+        ch = state["channel"]
+        while state["next"] < len(bodies) and len(state["pending"]) < window:
+            i = state["next"]
+            ch.basic_publish(exchange, routing_key, bodies[i],
+                             pika.BasicProperties(delivery_mode=2, message_id=f"v{i}"))
+            state["tag"] += 1
+            state["pending"][state["tag"]] = i
+            state["next"] += 1
+        if state["next"] == len(bodies) and not state["pending"]:
+            conn.close()
+
+    def on_confirm(frame):
+        m = frame.method
+        done = state["acked"] if isinstance(m, pika.spec.Basic.Ack) else state["nacked"]
+        tags = [t for t in state["pending"] if t <= m.delivery_tag] if m.multiple \
+            else [m.delivery_tag]
+        for t in tags:
+            done.add(state["pending"].pop(t))
+        pump()
+
+    def on_channel(ch):
+        state["channel"] = ch
+        ch.add_on_close_callback(lambda c, reason: state.update(error=reason) or conn.close())
+        ch.confirm_delivery(on_confirm, callback=lambda _: pump())
+
+    def on_timeout():
+        state["error"] = f"timed out: {len(state['acked'])} of {len(bodies)} confirmed"
+        conn.close()
+
+    conn = pika.SelectConnection(params, on_open_callback=lambda c: c.channel(
+        on_open_callback=on_channel), on_open_error_callback=lambda c, e: state.update(error=e)
+        or c.ioloop.stop(), on_close_callback=lambda c, reason: c.ioloop.stop())
+    conn.ioloop.call_later(timeout, on_timeout)
+    conn.ioloop.start()
+    assert state["error"] is None or (state["next"] == len(bodies) and not state["pending"]), \
+        state["error"]
+    return state["acked"], state["nacked"]
+
+
+def test_pika_publishes_10000_with_confirms_and_every_confirmed_one_is_in_kafka(daemon, bootstrap,
+                                                                              uniq):
+    count = 10000
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.exchange_declare(f"volume{uniq}", exchange_type="direct", durable=True)
+    ch.queue_declare(f"volume-q{uniq}", durable=True)
+    ch.queue_bind(f"volume-q{uniq}", f"volume{uniq}", routing_key="k")
+    conn.close()
+    bodies = [f"volume {i}".encode() for i in range(count)]
+    acked, nacked = publish_confirmed(daemon, f"volume{uniq}", "k", bodies)
+    assert len(acked) == count and not nacked
+    records = read_topic(bootstrap, f"volume{uniq}")
+    stored = [r.value() for r in records]
+    assert len(stored) == count  # once each: the idempotent producer
+    assert sorted(stored) == sorted(bodies)
+    # one routing key: one partition, in publish order
+    assert stored == bodies
+    ids = [header_dict(r.headers())["message-id"] for r in records]
+    assert ids == [f"v{i}" for i in range(count)]
