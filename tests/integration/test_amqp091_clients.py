@@ -9,8 +9,8 @@
   test time): confirmed publishing with waitForConfirmsOrDie, consume with
   basicQos and basicAck, properties and headers intact;
 - Go's amqp091-go (golang-github-rabbitmq-amqp091-go-dev, built with
-  GO111MODULE=off against /usr/share/gocode at test time): deferred publisher
-  confirms for every message, a mandatory unroutable message returned with
+  GO111MODULE=off against /usr/share/gocode at test time): publisher confirms
+  through NotifyPublish for every message, a mandatory unroutable message returned with
   312 NO_ROUTE (NotifyReturn), Qos and Ack;
 - php-amqplib (php-amqplib, php-cli): AMQPLAIN login, publisher confirms
   through its ack/nack handlers and wait_for_pending_acks_returns, a
@@ -170,7 +170,7 @@ def test_amqp_tools_pipe_lines_in_and_each_message_to_a_command(daemon, uniq, tm
     conn.close()
 
 
-def test_go_amqp091_deferred_confirms_returns_and_acked_consume(daemon, uniq, tmp_path):
+def test_go_amqp091_confirms_returns_and_acked_consume(daemon, uniq, tmp_path):
     go = need("go", "golang-go")
     source = "/usr/share/gocode/src/github.com/rabbitmq/amqp091-go"
     assert os.path.isdir(source), "amqp091-go is missing (golang-github-rabbitmq-amqp091-go-dev)"

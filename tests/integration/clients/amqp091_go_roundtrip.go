@@ -1,9 +1,15 @@
 // amqp091_go_roundtrip.go -- Go's amqp091-go (Debian golang-github-rabbitmq-amqp091-go-dev)
 // against kbridged's AMQP 0-9-1 port (tests/integration/test_amqp091_clients.py), built by
-// the test with GO111MODULE=off and GOPATH=/usr/share/gocode: publish COUNT messages with
-// PublishWithDeferredConfirm (every confirmation waited for), one mandatory message to a
-// key no queue is bound to (NotifyReturn: 312 NO_ROUTE), then consume with Qos(10) and an
-// Ack per delivery. Prints one JSON line.
+// the test with GO111MODULE=off and GOPATH=/usr/share/gocode: Confirm, then publish COUNT
+// messages and one mandatory message to a key no queue is bound to, every confirmation
+// read from NotifyPublish (the library puts them back in tag order) and the unroutable one
+// from NotifyReturn (312 NO_ROUTE), then consume with Qos(10) and an Ack per delivery.
+// Prints one JSON line.
+//
+// Not PublishWithDeferredConfirm: this version (Debian's) sends the frames before it
+// registers the deferred confirmation, so an ack that comes back at once (an unroutable
+// message is acked without a Kafka round trip) can be dropped and Wait never returns;
+// NotifyPublish does not lose it.
 //
 //	go run amqp091_go_roundtrip.go URL QUEUE COUNT
 package main
@@ -43,29 +49,35 @@ func main() {
 		fail("confirm.select: %v", err)
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	confirmations := ch.NotifyPublish(make(chan amqp.Confirmation, count+1))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var pending []*amqp.DeferredConfirmation
 	for i := 0; i < count; i++ {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, amqp.Publishing{
+		err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{
 			ContentType: "text/plain", DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("go-%d", i),
 			Headers: amqp.Table{"lang": "go"}, Body: []byte(fmt.Sprintf("go message %d", i))})
 		if err != nil {
 			fail("publish: %v", err)
 		}
-		pending = append(pending, dc)
+	}
+	// mandatory, to a key nothing is bound to: basic.return, then its confirm
+	if err := ch.PublishWithContext(ctx, "amq.direct", "nowhere-"+queue, true, false,
+		amqp.Publishing{Body: []byte("unroutable")}); err != nil {
+		fail("mandatory publish: %v", err)
 	}
 	confirmed := 0
-	for _, dc := range pending {
-		if dc.Wait() {
-			confirmed++
+	for tag := uint64(1); tag <= uint64(count+1); tag++ {
+		select {
+		case c := <-confirmations:
+			if c.DeliveryTag != tag {
+				fail("confirmation %d came as tag %d", tag, c.DeliveryTag)
+			}
+			if c.Ack && tag <= uint64(count) {
+				confirmed++
+			}
+		case <-ctx.Done():
+			fail("%d of %d confirmations", tag-1, count+1)
 		}
-	}
-	// mandatory, to a key nothing is bound to: basic.return, then the confirm
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "amq.direct", "nowhere-"+queue, true, false,
-		amqp.Publishing{Body: []byte("unroutable")})
-	if err != nil {
-		fail("mandatory publish: %v", err)
 	}
 	var returned amqp.Return
 	select {
@@ -73,7 +85,6 @@ func main() {
 	case <-ctx.Done():
 		fail("no basic.return")
 	}
-	dc.Wait()
 
 	if err := ch.Qos(10, 0, false); err != nil {
 		fail("qos: %v", err)
