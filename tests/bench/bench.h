@@ -1,7 +1,7 @@
 /* bench.h -- shared types of kbridge-bench: the options of one run, the
  * payload every message carries, the tracker that verifies what a consumer
  * received (lost, duplicated, out of per-key order, latency) and the
- * interface each protocol (STOMP, AMQP 1.0, Kafka) implements.
+ * interface each protocol (STOMP, AMQP 1.0, AMQP 0-9-1, Kafka) implements.
  *
  * A run is one workload against one target. Each protocol provides
  * "sessions": a publisher session sends COUNT messages on its own
@@ -22,7 +22,7 @@
 
 /* What the user asked for on the command line. */
 struct bench_options {
-    const char *protocol;  /* "stomp", "amqp" or "kafka" */
+    const char *protocol;  /* "stomp", "amqp", "amqp091" or "kafka" */
     const char *workload;  /* publish, consume, latency, request-reply, idle */
     const char *host;      /* target host (STOMP/AMQP) */
     int port;              /* target port (STOMP/AMQP) */
@@ -34,7 +34,8 @@ struct bench_options {
     uint64_t count;        /* messages (publish, consume, request-reply) */
     size_t size;           /* body size in bytes (>= BENCH_PAYLOAD_MIN) */
     int keys;              /* distinct keys; order is checked per key */
-    const char *confirm;   /* STOMP: each, every:N, none; AMQP: unsettled, presettled */
+    const char *confirm;   /* STOMP: each, every:N, none; AMQP: unsettled, presettled;
+                            * AMQP 0-9-1: unsettled (window in flight), each, none */
     int window;            /* most unconfirmed messages (or requests) in flight */
     int prefetch;          /* consumer prefetch / credit */
     double rate;           /* messages per second (latency), 0 = unlimited */
@@ -43,6 +44,8 @@ struct bench_options {
     int target_pid;        /* idle: process whose RSS is measured (0: not measured) */
     int verify;            /* publish: drain the queue afterwards and check it */
     double idle_timeout;   /* consumer gives up after this many quiet seconds */
+    const char *reply_to;  /* AMQP 0-9-1 request-reply: "queue" (a server-named reply
+                            * queue) or "direct" (amq.rabbitmq.reply-to) */
     const char *kafka_properties[BENCH_MAX_KAFKA_PROPERTIES]; /* "name=value" (protocol kafka) */
     int kafka_property_count;
 };
@@ -136,6 +139,7 @@ struct bench_protocol {
 
 extern const struct bench_protocol bench_stomp;
 extern const struct bench_protocol bench_amqp;
+extern const struct bench_protocol bench_amqp091;
 extern const struct bench_protocol bench_kafka;
 
 /* Format an error into session->error (printf-style); returns -1. */

@@ -35,7 +35,7 @@ struct run_result {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: kbridge-bench --protocol stomp|amqp|kafka --workload W [options]\n"
+            "usage: kbridge-bench --protocol stomp|amqp|amqp091|kafka --workload W [options]\n"
             "workloads: publish, consume, latency, request-reply, idle\n"
             "  --host H --port P        STOMP/AMQP target (default 127.0.0.1, 61613/5672)\n"
             "  --bootstrap LIST         Kafka bootstrap (protocol kafka)\n"
@@ -45,7 +45,8 @@ static void usage(FILE *out)
             "  --count N                messages (default 100000)\n"
             "  --size BYTES             body size, >= %d (default 100)\n"
             "  --keys N                 distinct keys, order checked per key (default 16)\n"
-            "  --confirm MODE           STOMP: each, every:N, none; AMQP: unsettled, presettled\n"
+            "  --confirm MODE           STOMP: each, every:N, none; AMQP: unsettled, presettled;\n"
+            "                           AMQP 0-9-1: unsettled (--window in flight), each, none\n"
             "  --window N               unconfirmed messages / requests in flight (default 1000)\n"
             "  --prefetch N             consumer prefetch / credit (default 100)\n"
             "  --rate R --duration S    latency: messages per second for S seconds (5000, 10)\n"
@@ -53,6 +54,8 @@ static void usage(FILE *out)
             "  --target-pid PID         idle: process whose RSS is measured\n"
             "  --idle-timeout S         consumers give up after S quiet seconds (default 10)\n"
             "  --no-verify              publish: do not drain and check the queue afterwards\n"
+            "  --reply-to MODE          AMQP 0-9-1 request-reply: queue (a server-named reply\n"
+            "                           queue, default) or direct (amq.rabbitmq.reply-to)\n"
             "  --kafka-property N=V     librdkafka property for protocol kafka (repeatable)\n",
             BENCH_PAYLOAD_MIN);
 }
@@ -63,6 +66,8 @@ static const struct bench_protocol *find_protocol(const char *name)
         return &bench_stomp;
     if (strcmp(name, "amqp") == 0)
         return &bench_amqp;
+    if (strcmp(name, "amqp091") == 0)
+        return &bench_amqp091;
     if (strcmp(name, "kafka") == 0)
         return &bench_kafka;
     return NULL;
@@ -420,8 +425,15 @@ int main(int argc, char **argv)
         .connections = 1000,
         .verify = 1,
         .idle_timeout = 10,
+        .reply_to = "queue",
     };
-    enum { OPT_NO_VERIFY = 256, OPT_TARGET_PID, OPT_IDLE_TIMEOUT, OPT_KAFKA_PROPERTY };
+    enum {
+        OPT_NO_VERIFY = 256,
+        OPT_TARGET_PID,
+        OPT_IDLE_TIMEOUT,
+        OPT_KAFKA_PROPERTY,
+        OPT_REPLY_TO
+    };
     static const struct option long_options[] = {
         {"protocol", required_argument, NULL, 'P'},
         {"workload", required_argument, NULL, 'w'},
@@ -445,6 +457,7 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {"kafka-property", required_argument, NULL, OPT_KAFKA_PROPERTY},
+        {"reply-to", required_argument, NULL, OPT_REPLY_TO},
         {"help", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
@@ -462,6 +475,13 @@ int main(int argc, char **argv)
         case 't': options.target = optarg; break;
         case 'c': options.confirm = optarg; break;
         case OPT_NO_VERIFY: options.verify = 0; break;
+        case OPT_REPLY_TO:
+            if (strcmp(optarg, "queue") != 0 && strcmp(optarg, "direct") != 0) {
+                fprintf(stderr, "kbridge-bench: --reply-to '%s' is not queue or direct\n", optarg);
+                return 2;
+            }
+            options.reply_to = optarg;
+            break;
         case OPT_KAFKA_PROPERTY:
             if (options.kafka_property_count == BENCH_MAX_KAFKA_PROPERTIES) {
                 fprintf(stderr, "kbridge-bench: at most %d --kafka-property\n",
@@ -520,11 +540,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!options.port)
-        options.port = protocol == &bench_amqp ? 5672 : 61613;
+        options.port = protocol == &bench_amqp || protocol == &bench_amqp091 ? 5672 : 61613;
     if (!options.confirm)
-        options.confirm = protocol == &bench_amqp    ? "unsettled"
-                          : protocol == &bench_stomp ? "each"
-                                                     : "delivery-report";
+        options.confirm = protocol == &bench_amqp || protocol == &bench_amqp091 ? "unsettled"
+                          : protocol == &bench_stomp                            ? "each"
+                                                                                : "delivery-report";
     if (!options.target)
         options.target = protocol == &bench_kafka ? "kafka" : "kbridge";
     signal(SIGPIPE, SIG_IGN);

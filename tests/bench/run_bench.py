@@ -81,6 +81,14 @@ class DevKafka:
             self.proc.wait(30)
 
 
+BENCH_USER, BENCH_PASSWORD = "bench", "bench"
+
+
+def password_hash():
+    return subprocess.run(["openssl", "passwd", "-6", BENCH_PASSWORD], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 class Kbridged:
     def __init__(self, builddir, bootstrap, workdir, profile="throughput", label=""):
         import yaml
@@ -95,6 +103,9 @@ class Kbridged:
             parsed["kafka"].setdefault(side, {}).update(PROFILES[profile][side])
         self.profile = profile
         parsed["node_id"] = f"bench{label}-{profile}"
+        # 0-9-1 clients always log in: a user for kbridge-bench's amqp091 runs
+        parsed["auth"]["users"] = [{"name": BENCH_USER, "password_hash": password_hash(),
+                                    "publish": [".*"], "consume": [".*"]}]
         self.config_path = os.path.join(workdir, f"kbridge-bench{label}-{profile}.yaml")
         with open(self.config_path, "w") as f:
             yaml.safe_dump(parsed, f, sort_keys=False)
@@ -234,7 +245,8 @@ def process_cpu_seconds(pid):
 # ---- the matrix -----------------------------------------------------------------------------
 
 def matrix(scale):
-    """(id, title, profile, {target-kind: args}) rows. Target kinds: stomp, amqp, kafka."""
+    """(id, title, profile, {target-kind: args}) rows. Target kinds: stomp, amqp (1.0),
+    amqp091 (0-9-1, on the same port as amqp), kafka."""
     n = lambda count: str(max(1000, int(count * scale)))
     latency = ["--workload", "latency", "--rate", "5000", "--duration", str(max(2, 10 * scale))]
     publish_each = {
@@ -243,6 +255,8 @@ def matrix(scale):
         "amqp": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
                  "--window", "1000"],
         "kafka": ["--workload", "publish", "--count", n(100000), "--window", "1000"],
+        "amqp091": ["--workload", "publish", "--count", n(100000), "--confirm", "unsettled",
+                    "--window", "1000"],
     }
     return [
         # first, while the daemons are fresh: RSS growth per connection
@@ -254,6 +268,8 @@ def matrix(scale):
             "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "unsettled",
                      "--window", "10000"],
             "kafka": ["--workload", "publish", "--count", n(200000), "--window", "0"],
+            "amqp091": ["--workload", "publish", "--count", n(200000), "--confirm", "unsettled",
+                        "--window", "10000"],
         }),
         ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput",
          publish_each),
@@ -261,6 +277,10 @@ def matrix(scale):
         ("publish-each-linger1",
          "Publish, every message confirmed, 1,000 in flight, latency profile (linger.ms 1)",
          "latency", publish_each),
+        # AMQP 0-9-1's waitForConfirms after every publish: one message in flight
+        ("publish-sync", "Publish, each confirmed before the next (AMQP 0-9-1)", "latency", {
+            "amqp091": ["--workload", "publish", "--count", n(5000), "--confirm", "each"],
+        }),
         ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", "throughput", {
             "amqp": ["--workload", "publish", "--count", n(200000), "--confirm", "presettled"],
         }),
@@ -268,17 +288,30 @@ def matrix(scale):
             "stomp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
             "amqp": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
             "kafka": ["--workload", "consume", "--count", n(100000)],
+            "amqp091": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
         }),
         ("latency", "End-to-end latency at 5,000 msg/s", "latency", {
-            "stomp": latency, "amqp": latency, "kafka": latency,
+            "stomp": latency, "amqp": latency, "kafka": latency, "amqp091": latency,
         }),
         ("request-reply", "Request-reply round trip, one request at a time", "latency", {
             "stomp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
+            "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
         }),
         ("request-reply-100", "Request-reply, 100 requests in flight", "latency", {
             "stomp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
+            "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
+        }),
+        # RabbitMQ's RPC idiom: replies through amq.rabbitmq.reply-to, no reply queue
+        ("request-reply-direct", "Request-reply, direct reply-to, one request at a time", "latency", {
+            "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1",
+                        "--reply-to", "direct"],
+        }),
+        ("request-reply-direct-100", "Request-reply, direct reply-to, 100 requests in flight",
+         "latency", {
+            "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100",
+                        "--reply-to", "direct"],
         }),
     ]
 
@@ -286,7 +319,12 @@ def matrix(scale):
 # Workloads a target cannot do, and why (shown in the table instead of a figure).
 RABBIT_NO_DYNAMIC = ("RabbitMQ 3.10's AMQP 1.0 plugin never answers the attach of a dynamic"
                      " receiver (a temporary reply queue): no AMQP request-reply")
+# Remove these two when kbridged's AMQP 0-9-1 adapter serves amq.rabbitmq.reply-to (issue 14).
+KBRIDGE_NO_DIRECT_REPLY_TO = ("kbridged's AMQP 0-9-1 adapter does not serve direct reply-to"
+                              " (amq.rabbitmq.reply-to) yet: docs/amqp091.md, Not built yet")
 UNSUPPORTED = {
+    ("kbridge", "amqp091", "request-reply-direct"): KBRIDGE_NO_DIRECT_REPLY_TO,
+    ("kbridge", "amqp091", "request-reply-direct-100"): KBRIDGE_NO_DIRECT_REPLY_TO,
     ("rabbitmq", "amqp", "request-reply"): RABBIT_NO_DYNAMIC,
     ("rabbitmq", "amqp", "request-reply-100"): RABBIT_NO_DYNAMIC,
 }
@@ -325,6 +363,8 @@ def run_matrix(builddir, scale, kinds, targets, rows=None):
                     full += ["--host", host, "--port", str(port)]
                     if target.get("user"):
                         full += ["--user", target["user"], "--password", target["password"]]
+                    elif kind == "amqp091":  # 0-9-1 always logs in (PLAIN)
+                        full += ["--user", BENCH_USER, "--password", BENCH_PASSWORD]
                 if row_id == "idle" and target.get("pid"):
                     full += ["--target-pid", str(target["pid"]())]
                 pid = target["pid"]() if target.get("pid") else None
@@ -476,6 +516,43 @@ def targets_section(results, have_rabbit):
     return "\n".join(lines)
 
 
+def amqp091_section(results, have_rabbit):
+    """AMQP 0-9-1 (issue 14): kbridge beside RabbitMQ's native protocol, and the targets."""
+    header = ["Workload", "kbridge AMQP 0-9-1", "direct librdkafka", "0-9-1 ÷ direct"]
+    if have_rabbit:
+        header += ["RabbitMQ AMQP 0-9-1", "0-9-1 ÷ RabbitMQ"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row_id, title, _, per_kind in matrix(1.0):
+        if "amqp091" not in per_kind:
+            continue
+        k = find(results, row_id, "kbridge", "amqp091")
+        kk = find(results, row_id, "kafka", "kafka")
+        low = row_id in ("latency", "idle")
+        cells = [title, figure(k, row_id), figure(kk, row_id),
+                 ratio(value(k, row_id), value(kk, row_id), low)]
+        if have_rabbit:
+            r = find(results, row_id, "rabbitmq", "amqp091")
+            cells += [figure(r, row_id), ratio(value(k, row_id), value(r, row_id), low)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Issue 14's targets:", "", "| Target | Figure | Met? |", "| --- | --- | --- |"]
+    for row_id, text, factor in (("publish-each", "confirmed publish, 1,000 in flight", 10),
+                                 ("publish-batched", "confirmed publish, 10,000 in flight", 10),
+                                 ("publish-sync", "confirmed publish, one at a time", 10),
+                                 ("consume", "acked consume, prefetch 100", 5)):
+        v = value(find(results, row_id, "kbridge", "amqp091"), row_id)
+        rv = value(find(results, row_id, "rabbitmq", "amqp091"), row_id) if have_rabbit else None
+        ok = None if v is None or rv is None else v >= factor * rv
+        got = (f"{v:,.0f} msg/s = {v / rv:.1f}× RabbitMQ" if ok is not None else
+               (f"{v:,.0f} msg/s (RabbitMQ not run: `make bench-compare`)" if v else "—"))
+        verdict = "yes" if ok else "not measured" if ok is None else f"**no** — {factor}× RabbitMQ"
+        lines.append(f"| {text} (AMQP 0-9-1) ≥ {factor}× RabbitMQ | {got} | {verdict} |")
+    v = value(find(results, "latency", "kbridge", "amqp091"), "latency")
+    verdict = "not measured" if v is None else "yes" if v <= 5.0 else f"**no** — {v - 5:.1f} ms over"
+    lines.append(f"| end-to-end p99 (AMQP 0-9-1) ≤ 5 ms at 5,000 msg/s |"
+                 f" {f'p99 {v:.1f} ms' if v is not None else '—'} | {verdict} |")
+    return "\n".join(lines)
+
+
 def spread(r, row):
     """The runs' range after a figure that is the median of several runs."""
     runs = (r or {}).get("runs")
@@ -505,7 +582,7 @@ def regression_section(results, baseline_label):
     worse = 0
     for row_id, title, _, _ in matrix(1.0):
         lower = row_id in ("latency", "idle")
-        for proto in ("stomp", "amqp"):
+        for proto in ("stomp", "amqp", "amqp091"):
             old = find(results, row_id, "kbridge-before", proto)
             new = find(results, row_id, "kbridge", proto)
             if old is None and new is None:
@@ -552,7 +629,9 @@ def write_report(path, results, context, have_rabbit):
         header += ["RabbitMQ STOMP", "RabbitMQ AMQP 1.0", "STOMP ÷ RabbitMQ", "AMQP ÷ RabbitMQ"]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + " --- |" * len(header))
-    for row_id, title, _, _ in rows:
+    for row_id, title, _, per_kind in rows:
+        if not set(per_kind) & {"stomp", "amqp", "kafka"}:
+            continue  # an AMQP 0-9-1 row: its own section
         ks = find(results, row_id, "kbridge", "stomp")
         ka = find(results, row_id, "kbridge", "amqp")
         kk = find(results, row_id, "kafka", "kafka")
@@ -567,6 +646,15 @@ def write_report(path, results, context, have_rabbit):
                       ratio(value(ks, row_id), value(rs, row_id), low),
                       ratio(value(ka, row_id), value(ra, row_id), low)]
         out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("## AMQP 0-9-1\n")
+    out.append("kbridge-bench's 0-9-1 client is librabbitmq (rabbitmq-c): the queue declared"
+               " durable, persistent messages to the default exchange, publisher confirms"
+               " (`--confirm unsettled`: up to `--window` in flight; `each`: one at a time),"
+               " consumers with basic.qos and one basic.ack per delivery; request-reply"
+               " answers to a server-named exclusive reply queue. Beside RabbitMQ that is"
+               " RabbitMQ's native protocol (a classic durable queue).\n")
+    out.append(amqp091_section(results, have_rabbit))
     out.append("")
     if context.get("baseline"):
         out.append("## Before and after\n")
@@ -650,10 +738,12 @@ def main():
     parser.add_argument("--rabbitmq", action="store_true", help="also run against RabbitMQ")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply message counts (quick runs: 0.1)")
-    parser.add_argument("--only", default="stomp,amqp,kafka", help="protocols to run")
+    parser.add_argument("--only", default="stomp,amqp,amqp091,kafka", help="protocols to run")
     parser.add_argument("--rows", help="only these rows (comma-separated ids: idle, "
-                        "publish-batched, publish-each, publish-each-linger1, publish-presettled, "
-                        "consume, latency, request-reply, request-reply-100)")
+                        "publish-batched, publish-each, publish-each-linger1, publish-sync, "
+                        "publish-presettled, "
+                        "consume, latency, request-reply, request-reply-100, request-reply-direct, "
+                        "request-reply-direct-100)")
     parser.add_argument("--baseline", metavar="BUILDDIR",
                         help="also run every kbridge row against kbridged from this build")
     parser.add_argument("--baseline-label", default="the baseline build",
@@ -677,9 +767,10 @@ def main():
             for profile in PROFILES:
                 daemon = Kbridged(builddir, devkafka.bootstrap, workdir, profile, label)
                 kbridgeds.append(daemon)
-                per_profile[profile] = {"kinds": ("stomp", "amqp"),
+                per_profile[profile] = {"kinds": ("stomp", "amqp", "amqp091"),
                                         "stomp": ("127.0.0.1", daemon.ports["stomp"]),
                                         "amqp": ("127.0.0.1", daemon.ports["amqp"]),
+                                        "amqp091": ("127.0.0.1", daemon.ports["amqp"]),
                                         "create_topic": create_topic,
                                         "pid": (lambda d: lambda: d.proc.pid)(daemon)}
             return per_profile
@@ -708,15 +799,19 @@ def main():
             rabbit = RabbitMQ(workdir)
             rabbit_version = rabbit.version
             rabbit_targets = {"rabbitmq": {"throughput": {
-                "kinds": ("stomp", "amqp"), "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
-                "amqp": ("127.0.0.1", rabbit.ports["amqp"]), "user": "guest",
+                "kinds": ("stomp", "amqp", "amqp091"),
+                "stomp": ("127.0.0.1", rabbit.ports["stomp"]),
+                "amqp": ("127.0.0.1", rabbit.ports["amqp"]),
+                "amqp091": ("127.0.0.1", rabbit.ports["amqp"]), "user": "guest",
                 "password": "guest", "pid": rabbit.pid}}}
             results += run_matrix(args.builddir, args.scale, kinds, rabbit_targets, rows)
         command = "make bench-compare" if args.rabbitmq else "make bench"
         if args.baseline:
             command = f"make bench-regression BASE='{args.baseline_label}'"
         extra = ([f"--scale {args.scale}"] if args.scale != 1.0 else []) + \
-            ([f"--repeat {args.repeat}"] if args.repeat > 1 else [])
+            ([f"--repeat {args.repeat}"] if args.repeat > 1 else []) + \
+            ([f"--only {args.only}"] if args.only != "stomp,amqp,amqp091,kafka" else []) + \
+            ([f"--rows {args.rows}"] if args.rows else [])
         if extra:
             command += f" BENCH_ARGS='{' '.join(extra)}'"
         context = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
