@@ -131,6 +131,30 @@ struct core_auth *core_authenticate_start_from(struct core *core, const char *pe
                                                const char *login, const char *passcode,
                                                core_auth_fn done, void *opaque);
 
+/* ---- the admin API's view of sessions (core_session.c) ---------------------- */
+
+/* One session as the admin API lists it; strings valid during the callback. */
+struct core_session_info {
+    uint64_t id; /* this node's serial of the session, unique until restart */
+    const char *protocol;
+    const char *user;
+    const char *client_id; /* NULL: none */
+    const char *peer;
+    uint64_t connected_ms; /* wall clock, ms since the epoch */
+    size_t subscriptions;
+    uint32_t unconfirmed; /* publishes handed to Kafka, not yet confirmed */
+};
+/* Return false to stop. */
+typedef bool (*core_session_each_fn)(const struct core_session_info *info, void *opaque);
+/* Call fn for every session of this node (newest first). */
+void core_each_session(struct core *core, core_session_each_fn fn, void *opaque);
+/* Subscribers of queue `name` among this node's sessions (not cluster-wide). */
+size_t core_queue_consumer_count(const struct core *core, const char *name);
+/* Close session `id` as a reload's revoke does: the adapter tells the client
+ * `reason` and closes the connection. CORE_OK, CORE_ERR_NOT_FOUND (no such
+ * session), CORE_ERR_UNSUPPORTED (its adapter registered no revoke handler). */
+int core_session_close_by_id(struct core *core, uint64_t id, const char *reason);
+
 /* ---- limits across protocols (core_limits.c) ---------------------------------- */
 
 /* Admit a new client connection from `peer` ("127.0.0.1:5555"; its host is

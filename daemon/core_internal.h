@@ -102,6 +102,7 @@ struct core_session {
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
     uint64_t serial;                            /* owner "NODE/SERIAL" of its exclusive queues */
+    uint64_t connected_ms;                      /* wall clock at core_session_new (admin API) */
     struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
     struct core_exclusive *exclusives;          /* exclusive queues it declared */
     struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */

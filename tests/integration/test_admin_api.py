@@ -1,0 +1,228 @@
+"""The admin API on the ops listener (issue 18 item 1, docs/operations.md
+"Admin API"): HTTP basic authentication against auth.users and their
+RabbitMQ tags, the RabbitMQ-shaped resources, queue depth from Kafka (checked
+against confluent-kafka's own view of the group's committed offsets and the
+topics' end offsets), closing a connection, and Debian's `rabbitmqadmin`
+against a live kbridged."""
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+import stomp
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, user_config, wait_for, with_admin
+from stomp_util import Client
+
+MONITOR = ("watcher", "watch-secret")
+MANAGER = ("manager", "manage-secret")
+PLAIN = ("plain", "plain-secret")
+
+# Every endpoint that changes something, with a body where it takes one.
+CHANGES = [
+    ("PUT", "/api/queues/%2F/changes-q", {"durable": True}),
+    ("DELETE", "/api/queues/%2F/changes-q", None),
+    ("DELETE", "/api/queues/%2F/changes-q/contents", None),
+    ("DELETE", "/api/connections/test1-1", None),
+]
+
+
+def uniq():
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def daemon(kbridged_factory, bootstrap):
+    config = with_admin(base_config(bootstrap, queues={"linger": "0s"}))
+    config["auth"]["users"] += [
+        user_config(MONITOR[0], MONITOR[1], ["monitoring"]),
+        user_config(MANAGER[0], MANAGER[1], ["management"], consume=["^mine\\."],
+                    publish=["^mine\\."]),
+        user_config(PLAIN[0], PLAIN[1], consume=[".*"], publish=[".*"]),
+    ]
+    return kbridged_factory(config)
+
+
+def test_probes_stay_open_and_the_api_needs_credentials(daemon):
+    for path in ("/healthz", "/readyz", "/metrics", "/api/status"):
+        assert daemon.http(path)[0] == 200, path
+    host, port = daemon.host_port("http")
+    import urllib.error
+    import urllib.request
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://{host}:{port}/api/overview", timeout=5)
+    assert refused.value.code == 401
+    assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="kbridge"'
+    status, body = daemon.api("/api/overview", auth=(ADMIN[0], "wrong"))
+    assert status == 401 and body["error"] == "Unauthorized"
+    status, body = daemon.api("/api/overview", auth=("nobody", "x"))
+    assert status == 401
+    # a user without tags logs in over the protocols but not here
+    status, body = daemon.api("/api/overview", auth=PLAIN)
+    assert status == 403 and "tag" in body["reason"]
+
+
+def test_every_change_refused_without_credentials_and_for_monitoring(daemon):
+    for method, path, body in CHANGES:
+        status, _ = daemon.http(path, method=method, body=body)
+        assert status == 401, (method, path)
+        status, answer = daemon.api(path, method=method, body=body, auth=MONITOR)
+        assert status == 403, (method, path, answer)
+        assert "administrator" in answer["reason"]
+        status, answer = daemon.api(path, method=method, body=body, auth=MANAGER)
+        assert status == 403, (method, path, answer)
+    # the queue was never declared by any of them
+    status, queues = daemon.api("/api/queues")
+    assert status == 200 and "changes-q" not in [q["name"] for q in queues]
+
+
+def test_monitoring_reads_everything_management_what_it_may_consume(daemon):
+    for name in ("mine.a", "theirs.b"):
+        assert daemon.api(f"/api/queues/%2F/{name}", method="PUT", body={})[0] == 201
+    status, whoami = daemon.api("/api/whoami", auth=MONITOR)
+    assert (status, whoami["name"], whoami["tags"]) == (200, "watcher", ["monitoring"])
+    names = sorted(q["name"] for q in daemon.api("/api/queues", auth=MONITOR)[1])
+    assert names == ["mine.a", "theirs.b"]
+    names = sorted(q["name"] for q in daemon.api("/api/queues", auth=MANAGER)[1])
+    assert names == ["mine.a"]
+    assert daemon.api("/api/queues/%2F/theirs.b", auth=MANAGER)[0] == 404
+    assert daemon.api("/api/definitions", auth=MONITOR)[0] == 200
+
+
+def test_overview_exchanges_bindings_and_queue_declare_delete(daemon):
+    q = f"adm.{uniq()}"
+    status, _ = daemon.api(f"/api/queues/%2F/{q}", method="PUT",
+                           body={"durable": True, "auto_delete": False, "arguments": {}})
+    assert status == 201
+    status, queue = daemon.api(f"/api/queues/%2F/{q}")
+    assert status == 200
+    assert {k: queue[k] for k in ("name", "vhost", "durable", "auto_delete", "arguments",
+                                   "messages", "messages_ready", "consumers", "node")} == {
+        "name": q, "vhost": "/", "durable": True, "auto_delete": False, "arguments": {},
+        "messages": 0, "messages_ready": 0, "consumers": 0, "node": "test1"}
+    # redeclared with other properties: RabbitMQ's precondition failure
+    status, body = daemon.api(f"/api/queues/%2F/{q}", method="PUT", body={"durable": False})
+    assert status == 400 and "durable" in body["reason"]
+    status, exchanges = daemon.api("/api/exchanges")
+    assert status == 200
+    by_name = {e["name"]: e for e in exchanges}
+    assert by_name["amq.topic"]["type"] == "topic" and by_name["amq.fanout"]["type"] == "fanout"
+    assert daemon.api("/api/exchanges/%2F/amq.direct")[1]["type"] == "direct"
+    status, overview = daemon.api("/api/overview")
+    assert status == 200 and overview["node"] == "test1"
+    assert overview["object_totals"]["queues"] == 1
+    assert {l["protocol"] for l in overview["listeners"]} == {"stomp", "amqp", "http"}
+    assert daemon.api("/api/bindings")[0] == 200
+    assert daemon.api(f"/api/queues/%2F/{q}", method="DELETE")[0] == 204
+    assert daemon.api(f"/api/queues/%2F/{q}")[0] == 404
+    assert daemon.api(f"/api/queues/%2F/{q}", method="DELETE")[0] == 404
+
+
+def kafka_depth(bootstrap, group, topic):
+    """Committed vs end offsets as confluent-kafka sees them (no join)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        total = 0
+        for tp in tps:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
+                                                       timeout=10)
+            total += high - (tp.offset if tp.offset >= 0 else low)
+        return total
+    finally:
+        consumer.close()
+
+
+def test_queue_depth_equals_kafkas_committed_vs_end_offsets(daemon, bootstrap):
+    q = f"depth.{uniq()}"
+    assert daemon.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
+    client = Client(daemon)
+    try:
+        for i in range(30):
+            client.send(f"/queue/{q}", f"m{i}", receipt=f"r{i}")
+        for i in range(30):
+            client.wait_receipt(f"r{i}")
+        status, queue = daemon.api(f"/api/queues/%2F/{q}")
+        assert status == 200 and queue["messages"] == 30 == queue["messages_ready"]
+        assert queue["kbridge_topics"] == [q]
+        client.subscribe(f"/queue/{q}", "s1", ack="client-individual",
+                         headers={"activemq.prefetchSize": "10"})
+        got = client.wait_messages(10)
+        assert daemon.api(f"/api/queues/%2F/{q}")[1]["consumers"] == 1
+        for frame in got[:10]:
+            client.ack(frame)
+        client.conn.unsubscribe("s1")
+        # the consumer left (linger 0s): its committed offsets stand still now
+        wait_for(lambda: kafka_depth(bootstrap, f"kbridge.q.{q}", q) < 30, 30,
+                 "the acks committed")
+        expected = kafka_depth(bootstrap, f"kbridge.q.{q}", q)
+        wait_for(lambda: daemon.api(f"/api/queues/%2F/{q}")[1]["messages"] == expected, 30,
+                 f"the API's depth to be {expected}")
+        assert 20 <= expected < 30
+        queue = daemon.api(f"/api/queues/%2F/{q}")[1]
+        assert sum(p["lag"] for p in queue["kbridge_partitions"]) == expected
+        assert queue["consumers"] == 0
+    finally:
+        client.close()
+
+
+def test_connections_listed_and_closed(daemon):
+    client = Client(daemon, login=PLAIN[0], passcode=PLAIN[1])
+    try:
+        status, connections = daemon.api("/api/connections")
+        assert status == 200
+        mine = [c for c in connections if c["user"] == "plain"]
+        assert len(mine) == 1 and mine[0]["protocol"] == "stomp"
+        assert mine[0]["peer_host"] == "127.0.0.1" and mine[0]["node"] == "test1"
+        name = mine[0]["name"]
+        assert daemon.api(f"/api/connections/{name}")[1]["user"] == "plain"
+        # a management user sees only its own connections
+        assert daemon.api("/api/connections", auth=MANAGER)[1] == []
+        status, _ = daemon.api(f"/api/connections/{name}", method="DELETE",
+                               headers={"X-Reason": "maintenance"})
+        assert status == 204
+        error = client.wait_error()
+        assert "maintenance" in error.headers.get("message", "") + error.body
+        wait_for(lambda: not [c for c in daemon.api("/api/connections")[1]
+                              if c["user"] == "plain"], 15, "the connection gone")
+        assert daemon.api(f"/api/connections/{name}", method="DELETE")[0] == 404
+    finally:
+        client.close()
+
+
+def rabbitmqadmin_path():
+    for path in (shutil.which("rabbitmqadmin"), "/usr/bin/rabbitmqadmin",
+                 "/usr/sbin/rabbitmqadmin"):
+        if path and os.path.exists(path):
+            return path
+    raise AssertionError("rabbitmqadmin not found: install Debian's rabbitmq-server "
+                         "(packaging/install-deps.sh)")
+
+
+def test_rabbitmqadmin_lists_declares_and_deletes(daemon):
+    tool = rabbitmqadmin_path()
+    host, port = daemon.host_port("http")
+
+    def run(*args):
+        out = subprocess.run(["/usr/bin/python3", tool, "-H", host, "-P", str(port),
+                              "-u", ADMIN[0], "-p", ADMIN[1], "-f", "raw_json", *args],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr + out.stdout
+        return out.stdout
+
+    q = f"rmq.{uniq()}"
+    assert "declared" in run("declare", "queue", f"name={q}", "durable=true")
+    queues = json.loads(run("list", "queues"))
+    assert [x["name"] for x in queues] == [q]
+    exchanges = json.loads(run("list", "exchanges"))
+    assert {"amq.direct", "amq.fanout", "amq.topic", "amq.headers"} <= {e["name"] for e in exchanges}
+    assert json.loads(run("list", "bindings")) == []
+    assert isinstance(json.loads(run("list", "connections")), list)
+    assert "deleted" in run("delete", "queue", f"name={q}")
+    assert json.loads(run("list", "queues")) == []
