@@ -61,6 +61,7 @@ struct admin_request {
     char *segments[ADMIN_SEGMENTS_MAX]; /* decoded path segments after "/" */
     size_t segment_count;
     struct core_session *session; /* declares and deletes */
+    struct core_import *import;   /* POST /api/definitions */
     /* queue listings waiting for their depths */
     json_t *result;
     bool single; /* answer result's only element, not the array */
@@ -80,6 +81,7 @@ static void admin_request_free(struct admin_request *req)
             req->next->prev = req->prev;
     }
     core_authenticate_cancel(req->auth);
+    core_import_cancel(req->import);
     core_session_close(req->session);
     for (size_t i = 0; i < req->segment_count; i++)
         free(req->segments[i]);
@@ -460,6 +462,7 @@ static void admin_bindings(struct admin_request *req)
 struct admin_depth {
     struct admin_request *req;
     json_t *queue; /* borrowed from req->result */
+    char *vhost, *name;
 };
 
 static void admin_queues_finish(struct admin_request *req)
@@ -492,8 +495,12 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
     } else {
         int64_t total = 0;
         json_t *partitions = json_array();
-        for (size_t i = 0; i < count; i++) {
-            int64_t from = parts[i].committed >= 0 ? parts[i].committed : parts[i].low;
+        const struct definitions *view =
+            req->api ? core_definitions(server_core(req->api->server)) : NULL;
+        for (size_t i = 0; view && i < count; i++) {
+            int64_t from =
+                core_queue_ready_from(view, depth->vhost, depth->name, parts[i].topic,
+                                      parts[i].partition, parts[i].committed, parts[i].low);
             int64_t lag = parts[i].end > from ? parts[i].end - from : 0;
             total += lag;
             json_array_append_new(partitions,
@@ -507,6 +514,8 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
         json_object_set_new(depth->queue, "kbridge_partitions",
                             partitions ? partitions : json_null());
     }
+    free(depth->vhost);
+    free(depth->name);
     free(depth);
     if (--req->jobs > 0)
         return;
@@ -515,32 +524,6 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
         return;
     }
     admin_queues_finish(req);
-}
-
-/* The topics queue `name` of `vhost` reads (queue_bindings.h), wildcards
- * left out. -1 out of memory. */
-static int admin_queue_topics(struct core *core, const char *vhost, const char *name,
-                              char ***topics, size_t *count)
-{
-    const char *prefix = core_vhost_topic_prefix(core, vhost);
-    char own[ADMIN_NAME_MAX * 2];
-    snprintf(own, sizeof(own), "%s%s", prefix ? prefix : "", name);
-    struct queue_bindings bindings = {0};
-    if (queue_bindings_compute(core_definitions(core), vhost, name, &bindings) < 0)
-        return -1;
-    int rc = queue_bindings_topics(&bindings, prefix ? prefix : "", own, topics, count);
-    queue_bindings_clear(&bindings);
-    if (rc < 0)
-        return -1;
-    size_t kept = 0;
-    for (size_t i = 0; i < *count; i++) {
-        if ((*topics)[i][0] == '^')
-            free((*topics)[i]); /* a wildcard amq.topic binding: not counted (docs) */
-        else
-            (*topics)[kept++] = (*topics)[i];
-    }
-    *count = kept;
-    return 0;
 }
 
 static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
@@ -594,12 +577,21 @@ static void admin_queues(struct admin_request *req)
         size_t topic_count = 0;
         struct admin_depth *depth = calloc(1, sizeof(*depth));
         if (!depth || !vhost || !name || !group ||
-            admin_queue_topics(core, vhost, name, &topics, &topic_count) < 0) {
+            core_queue_topics(core, vhost, name, &topics, &topic_count) < 0) {
             free(depth);
             continue;
         }
         depth->req = req;
         depth->queue = queue;
+        depth->vhost = strdup(vhost);
+        depth->name = strdup(name);
+        if (!depth->vhost || !depth->name) {
+            free(depth->vhost);
+            free(depth->name);
+            free(depth);
+            queue_bindings_free_topics(topics, topic_count);
+            continue;
+        }
         json_object_set_new(queue, "kbridge_topics", json_array());
         for (size_t t = 0; t < topic_count; t++)
             json_array_append_new(json_object_get(queue, "kbridge_topics"), json_string(topics[t]));
@@ -607,6 +599,8 @@ static void admin_queues(struct admin_request *req)
         if (kafka_group_lag(server_kafka(req->api->server), group, topics, topic_count,
                             admin_depth_done, depth) < 0) {
             req->jobs--;
+            free(depth->vhost);
+            free(depth->name);
             free(depth);
         }
         queue_bindings_free_topics(topics, topic_count);
@@ -720,6 +714,31 @@ static void admin_queue_delete(struct admin_request *req)
         admin_core_error(req, rc, err);
 }
 
+static void admin_purged(void *opaque, int core_error, const char *reason, uint64_t count)
+{
+    struct admin_request *req = opaque;
+    if (core_error != CORE_OK) {
+        admin_core_error(req, core_error, reason);
+        return;
+    }
+    json_t *body = json_pack("{s:I}", "message_count", (json_int_t)count);
+    admin_reply(req, 200, "OK", body);
+    json_decref(body);
+}
+
+static void admin_queue_purge(struct admin_request *req)
+{
+    char err[512] = "";
+    if (!admin_session(req))
+        return;
+    int rc = core_purge_queue(req->session, req->segments[2], req->segments[3], admin_purged, req,
+                              err, sizeof(err));
+    if (rc == CORE_ERR_NOT_FOUND)
+        admin_error(req, 404, "Object Not Found", err);
+    else if (rc != CORE_OK)
+        admin_core_error(req, rc, err);
+}
+
 /* ---- definitions ------------------------------------------------------------- */
 
 static void admin_definitions(struct admin_request *req)
@@ -729,6 +748,40 @@ static void admin_definitions(struct admin_request *req)
     json_t *body = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     admin_reply_new(req, body);
+}
+
+static void admin_imported(void *opaque, int core_error, const char *reason,
+                           const struct core_import_counts *counts)
+{
+    struct admin_request *req = opaque;
+    req->import = NULL;
+    if (core_error != CORE_OK) {
+        admin_core_error(req, core_error, reason);
+        return;
+    }
+    json_t *body = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I}", "written", (json_int_t)counts->written, "unchanged",
+        (json_int_t)counts->unchanged, "refused", (json_int_t)counts->refused, "skipped_vhost",
+        (json_int_t)counts->skipped_vhost, "users_skipped", (json_int_t)counts->users,
+        "permissions_skipped", (json_int_t)counts->permissions);
+    admin_reply(req, 200, "OK", body);
+    json_decref(body);
+}
+
+/* POST /api/definitions: the definitions.file loader over the body. */
+static void admin_definitions_import(struct admin_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req->request);
+    size_t len = evbuffer_get_length(in);
+    char err[512] = "";
+    int rc = CORE_ERR_INTERNAL;
+    char label[400];
+    snprintf(label, sizeof(label), "POST /api/definitions by %s", req->user);
+    req->import = core_import_definitions(server_core(req->api->server),
+                                          len ? (const char *)evbuffer_pullup(in, -1) : "", len,
+                                          label, admin_imported, req, &rc, err, sizeof(err));
+    if (!req->import)
+        admin_core_error(req, rc, err);
 }
 
 /* ---- routing --------------------------------------------------------------------- */
@@ -764,11 +817,11 @@ static void admin_route(struct admin_request *req)
         admin_queue_delete(req);
     else if (admin_is(req, 1, "queues") && n == 5 && admin_is(req, 4, "contents") &&
              req->method == EVHTTP_REQ_DELETE)
-        admin_error(req, 501, "Not Implemented",
-                    "purge is not built yet (issue 13 item 6: purge through the definitions "
-                    "topic)");
+        admin_queue_purge(req);
     else if (admin_is(req, 1, "definitions") && n == 2 && get)
         admin_definitions(req);
+    else if (admin_is(req, 1, "definitions") && n == 2 && req->method == EVHTTP_REQ_POST)
+        admin_definitions_import(req);
     else
         admin_error(req, 404, "Object Not Found", "Not Found");
 }

@@ -27,6 +27,7 @@ struct definitions_store;
 struct core_definitions_op;
 struct core_exclusive;
 struct core_exchange_op;
+struct core_purge_op;
 
 /* The limits across protocols (core_limits.c). */
 enum core_limit {
@@ -106,6 +107,7 @@ struct core_session {
     struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
     struct core_exclusive *exclusives;          /* exclusive queues it declared */
     struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */
+    struct core_purge_op *purge_ops;            /* purges waiting (core_purge.c) */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -203,6 +205,9 @@ int core_definitions_start(struct core *core, char *err, size_t err_size);
 /* The session is closing: its pending definition calls will not call back,
  * and its exclusive queues are deleted (with their bindings). */
 void core_definitions_session_closed(struct core_session *session);
+/* ---- core_purge.c ---- */
+/* The session closes: its purges' callbacks will not be called. */
+void core_purge_session_closed(struct core_session *session);
 
 /* ---- core_subscription.c ---- */
 

@@ -127,6 +127,7 @@ struct queue {
     struct queue_anchor *anchors;   /* anchoring binding topics before (re)subscribing */
     size_t anchor_count;
     size_t anchors_pending;
+    bool deleted; /* its queue's tombstone was applied: fail its subscribers next turn */
 };
 
 static void queue_anchors_cancel(struct queue *queue);
@@ -450,6 +451,7 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
     int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
+
     if (index >= 0 && queue->partitions[index].assigned)
         queue->partitions[index].next_offset = record->offset + 1;
     if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
@@ -457,6 +459,35 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
                   queue->group_id, record->topic, record->partition, (long long)record->offset);
         kafka_record_free(record);
     }
+    queue_update_gauges(queue);
+}
+
+/* Apply the queue's last purge (architecture §11 "Purge", the definitions
+ * view's purge_offsets) to local partition `only`, or to every assigned one
+ * (only < 0): what lies below the purge's end offsets is settled without
+ * delivery, so this node's commits move past it. */
+static void queue_apply_purge(struct queue *queue, int32_t only)
+{
+    if (!queue->bound)
+        return; /* durable subscriptions are not purged */
+    const struct queue_definition *definition =
+        definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name);
+    if (!definition || !definition->purge_offsets)
+        return;
+    size_t i, purged = 0;
+    const json_t *entry;
+    json_array_foreach(definition->purge_offsets, i, entry)
+    {
+        const char *topic = json_string_value(json_object_get(entry, "topic"));
+        json_int_t partition = json_integer_value(json_object_get(entry, "partition"));
+        json_int_t offset = json_integer_value(json_object_get(entry, "offset"));
+        int32_t index = topic ? queue_partition_index(queue, topic, (int32_t)partition, false) : -1;
+        if (index < 0 || (only >= 0 && index != only) || !queue->partitions[index].assigned)
+            continue;
+        purged += queue_state_purge(queue->state, index, (int64_t)offset);
+    }
+    if (purged)
+        log_info("queue", "%s: purge dropped %zu buffered record(s)", queue->group_id, purged);
     queue_update_gauges(queue);
 }
 
@@ -474,6 +505,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue->partitions[index].paused = false;
         queue->partitions[index].next_offset = -1;
         queue_state_assign(queue->state, index);
+        queue_apply_purge(queue, index);
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
     }
@@ -1011,6 +1043,16 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
     struct engine *base = &engine->base;
     for (struct queue *q = engine->queues, *next; q; q = next) {
         next = q->next;
+        if (q->deleted && q->subscriber_count > 0 &&
+            !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
+            /* deleted on some node (architecture §11): its consumers here stop */
+            q->deleted = false;
+            char reason[ADDRESS_NAME_MAX + 64];
+            snprintf(reason, sizeof(reason), "queue '%s' in vhost '/' was deleted", q->name);
+            queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
+            continue;
+        }
+        q->deleted = false;
         if (!q->bound || !q->consumer)
             continue;
         if (q->subscriber_count == 0 && !queue_bindings_empty(&q->bindings) &&
@@ -1046,7 +1088,19 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
 static void queue_on_definitions_change(void *opaque, const struct definitions_change *change)
 {
     struct queue_engine *engine = opaque;
-    (void)change;
+    if (change->kind == DEFINITIONS_RECORD_PURGE) {
+        if (change->removed || strcmp(change->vhost, CORE_DEFAULT_VHOST) != 0)
+            return;
+        for (struct queue *q = engine->queues; q; q = q->next)
+            if (q->bound && strcmp(q->name, change->name) == 0)
+                queue_apply_purge(q, -1);
+        return;
+    }
+    if (change->kind == DEFINITIONS_RECORD_QUEUE && change->removed &&
+        strcmp(change->vhost, CORE_DEFAULT_VHOST) == 0)
+        for (struct queue *q = engine->queues; q; q = q->next)
+            if (q->bound && strcmp(q->name, change->name) == 0)
+                q->deleted = true;
     if (engine->queues)
         event_active(engine->definitions_event, EV_TIMEOUT, 0);
 }

@@ -27,6 +27,8 @@ CHANGES = [
     ("PUT", "/api/queues/%2F/changes-q", {"durable": True}),
     ("DELETE", "/api/queues/%2F/changes-q", None),
     ("DELETE", "/api/queues/%2F/changes-q/contents", None),
+    ("PUT", "/api/queues/%2F/other-q", {}),
+    ("POST", "/api/definitions", {"queues": [{"name": "imported-q", "vhost": "/"}]}),
     ("DELETE", "/api/connections/test1-1", None),
 ]
 
@@ -224,5 +226,183 @@ def test_rabbitmqadmin_lists_declares_and_deletes(daemon):
     assert {"amq.direct", "amq.fanout", "amq.topic", "amq.headers"} <= {e["name"] for e in exchanges}
     assert json.loads(run("list", "bindings")) == []
     assert isinstance(json.loads(run("list", "connections")), list)
+    client = Client(daemon)
+    try:
+        for i in range(4):
+            client.send(f"/queue/{q}", f"m{i}", receipt=f"r{i}")
+        for i in range(4):
+            client.wait_receipt(f"r{i}")
+    finally:
+        client.close()
+    assert [x["messages"] for x in json.loads(run("list", "queues"))] == [4]
+    assert "purged" in run("purge", "queue", f"name={q}")
+    assert [x["messages"] for x in json.loads(run("list", "queues"))] == [0]
     assert "deleted" in run("delete", "queue", f"name={q}")
     assert json.loads(run("list", "queues")) == []
+
+
+# ---- purge, cluster-wide (issue 13 item 6, routing.md "Purge") ------------------------------
+
+def two_nodes(kbridged_factory, bootstrap):
+    """Two kbridged nodes on one Kafka, sharing a definitions topic of this test's own."""
+    topic = f"kbridge.definitions.t{uniq()}"
+    nodes = []
+    for node_id in ("nodea", "nodeb"):
+        config = with_admin(base_config(bootstrap, node_id=node_id, definitions={"topic": topic}))
+        config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+        nodes.append(kbridged_factory(config, name=node_id))
+    return nodes
+
+
+def bodies(frames):
+    return [f.body for f in frames]
+
+
+def test_purge_reaches_a_consumer_on_another_node(kbridged_factory, bootstrap):
+    a, b = two_nodes(kbridged_factory, bootstrap)
+    q = f"purge.{uniq()}"
+    assert a.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
+    wait_for(lambda: b.api(f"/api/queues/%2F/{q}")[0] == 200, 10, "node B sees the queue")
+    consumer = Client(b)
+    producer = Client(a)
+    try:
+        # B holds the group: one message delivered (unacked, prefetch 1), the rest buffered
+        consumer.subscribe(f"/queue/{q}", "s1", ack="client-individual",
+                           headers={"activemq.prefetchSize": "1"}, receipt="sub")
+        for i in range(20):
+            producer.send(f"/queue/{q}", f"old{i}", receipt=f"o{i}")
+        for i in range(20):
+            producer.wait_receipt(f"o{i}")
+        held = consumer.wait_messages(1)[0]
+        wait_for(lambda: a.api(f"/api/queues/%2F/{q}")[1]["messages"] == 20, 15,
+                 "the depth to show 20")
+        status, answer = a.api(f"/api/queues/%2F/{q}/contents", method="DELETE")
+        assert status == 200 and answer == {"message_count": 20}
+        # the purge is in both views at once (read-your-writes on A, B follows)
+        assert a.api(f"/api/queues/%2F/{q}")[1]["messages"] == 0
+        wait_for(lambda: b.api(f"/api/queues/%2F/{q}")[1]["messages"] == 0, 10,
+                 "node B's depth 0")
+        # the unacknowledged message stays with its consumer (as RabbitMQ's purge)
+        consumer.ack(held)
+        for i in range(5):
+            producer.send(f"/queue/{q}", f"new{i}", receipt=f"n{i}")
+        for i in range(5):
+            producer.wait_receipt(f"n{i}")
+        for count in range(2, 7):  # prefetch 1: one at a time, each acknowledged
+            got = consumer.wait_messages(count)
+            consumer.ack(got[-1])
+        # only the new ones, in publish order (one producer: one partition)
+        assert bodies(got) == [held.body] + [f"new{i}" for i in range(5)]
+        wait_for(lambda: a.api(f"/api/queues/%2F/{q}")[1]["messages"] == 0, 15,
+                 "the depth back to 0")
+        assert len(consumer.recorder.messages) == 6
+    finally:
+        consumer.close()
+        producer.close()
+
+
+def test_purge_of_an_idle_queue_holds_for_the_next_consumer(kbridged_factory, bootstrap):
+    a, b = two_nodes(kbridged_factory, bootstrap)
+    q = f"idle.{uniq()}"
+    assert a.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
+    producer = Client(a)
+    try:
+        for i in range(10):
+            producer.send(f"/queue/{q}", f"old{i}", receipt=f"o{i}")
+        for i in range(10):
+            producer.wait_receipt(f"o{i}")
+        status, answer = a.api(f"/api/queues/%2F/{q}/contents", method="DELETE")
+        assert status == 200 and answer == {"message_count": 10}
+        for i in range(3):
+            producer.send(f"/queue/{q}", f"new{i}", receipt=f"n{i}")
+        for i in range(3):
+            producer.wait_receipt(f"n{i}")
+        wait_for(lambda: b.api(f"/api/queues/%2F/{q}")[1]["messages"] == 3, 10,
+                 "node B's depth 3")
+        consumer = Client(b)
+        try:
+            consumer.subscribe(f"/queue/{q}", "s1", receipt="sub")
+            got = consumer.wait_messages(3)
+            assert sorted(bodies(got)) == ["new0", "new1", "new2"]
+        finally:
+            consumer.close()
+    finally:
+        producer.close()
+    assert a.api(f"/api/queues/%2F/nothing-{uniq()}/contents", method="DELETE")[0] == 404
+
+
+def test_pika_queue_purge_returns_the_count(kbridged_factory, bootstrap):
+    import pika
+    config = with_admin(base_config(bootstrap))
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    host, port = daemon.host_port("amqp")
+    connection = pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials(*ADMIN),
+        connection_attempts=1, socket_timeout=10))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        q = f"pika.{uniq()}"
+        channel.queue_declare(q, durable=True)
+        for i in range(7):
+            channel.basic_publish("", q, f"m{i}".encode())
+        assert channel.queue_purge(q).method.message_count == 7
+        assert channel.queue_purge(q).method.message_count == 0
+        channel.basic_publish("", q, b"after")
+        assert daemon.api(f"/api/queues/%2F/{q}")[1]["messages"] == 1
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            channel.queue_purge(f"missing-{uniq()}")
+        assert closed.value.reply_code == 404
+    finally:
+        connection.close()
+
+
+def test_delete_stops_consumers_on_every_node(kbridged_factory, bootstrap):
+    a, b = two_nodes(kbridged_factory, bootstrap)
+    q = f"gone.{uniq()}"
+    assert a.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
+    wait_for(lambda: b.api(f"/api/queues/%2F/{q}")[0] == 200, 10, "node B sees the queue")
+    on_b, on_a = Client(b), Client(a)
+    try:
+        on_b.subscribe(f"/queue/{q}", "s1", receipt="sub-b")
+        on_a.subscribe(f"/queue/{q}", "s1", receipt="sub-a")
+        assert a.api(f"/api/queues/%2F/{q}", method="DELETE")[0] == 204
+        for client in (on_a, on_b):
+            error = client.wait_error()
+            assert f"queue '{q}' in vhost '/' was deleted" in error.body
+    finally:
+        on_b.close()
+        on_a.close()
+
+
+EXPORT = {
+    "rabbit_version": "3.12.0",
+    "users": [{"name": "guest", "password_hash": "x", "hashing_algorithm":
+               "rabbit_password_hashing_sha256", "tags": ["administrator"]}],
+    "vhosts": [{"name": "/"}],
+    "exchanges": [{"name": "orders", "vhost": "/", "type": "topic", "durable": True,
+                   "auto_delete": False, "internal": False, "arguments": {}}],
+    "queues": [{"name": "orders.eu", "vhost": "/", "durable": True, "auto_delete": False,
+                "arguments": {}}],
+    "bindings": [{"source": "orders", "vhost": "/", "destination": "orders.eu",
+                  "destination_type": "queue", "routing_key": "eu.#", "arguments": {}}],
+}
+
+
+def test_definitions_post_imports_a_rabbitmq_export(daemon):
+    status, counts = daemon.api("/api/definitions", method="POST", body=EXPORT)
+    assert status == 200, counts
+    assert counts == {"written": 3, "unchanged": 0, "refused": 0, "skipped_vhost": 0,
+                      "users_skipped": 1, "permissions_skipped": 0}
+    # answered once applied: the view has it now
+    exported = daemon.api("/api/definitions")[1]
+    assert [q["name"] for q in exported["queues"]] == ["orders.eu"]
+    assert [(b["source"], b["destination"], b["routing_key"]) for b in exported["bindings"]] == [
+        ("orders", "orders.eu", "eu.#")]
+    # again: nothing to write
+    status, counts = daemon.api("/api/definitions", method="POST", body=EXPORT)
+    assert status == 200 and counts["written"] == 0 and counts["unchanged"] == 3
+    bad = {"exchanges": [{"name": "x", "vhost": "/", "type": "x-delayed-message"}]}
+    status, body = daemon.api("/api/definitions", method="POST", body=bad)
+    assert status == 400 and "exchanges[0]" in body["reason"]

@@ -67,6 +67,13 @@ def test_status_and_lists(daemon):
         assert out.returncode == 0
         assert [line.split()[1:3] for line in out.stdout.splitlines()[1:]] == [
             ["anonymous", "stomp"]]
+        out = ctl(daemon, "purge", q, auth=MONITOR)
+        assert out.returncode == 3
+        out = ctl(daemon, "purge", q)
+        assert out.returncode == 0 and out.stdout == f"purged {q} (5 message(s))\n"
+        assert json.loads(ctl(daemon, "--json", "list", "queues").stdout)[0]["messages"] == 0
+        out = ctl(daemon, "purge", "no-such-queue")
+        assert out.returncode == 4 and "no queue 'no-such-queue'" in out.stderr
         # credentials from the environment
         out = ctl(daemon, "list", "queues", auth=None,
                   env={"KBRIDGE_USER": MONITOR[0], "KBRIDGE_PASSWORD": MONITOR[1]})
@@ -92,7 +99,18 @@ def test_close_export_and_exit_codes(daemon):
     assert daemon.api("/api/queues/%2F/exported", method="PUT", body={})[0] == 201
     out = ctl(daemon, "export-definitions")
     assert out.returncode == 0
-    assert [q["name"] for q in json.loads(out.stdout)["queues"]] == ["exported"]
+    # round trip: the export imports back (nothing new), and into a file kbridgectl reads
+    path = os.path.join(daemon.workdir, "export.json")
+    with open(path, "w") as f:
+        f.write(out.stdout.replace('"exported"', '"imported"'))
+    out = ctl(daemon, "import-definitions", path)
+    assert out.returncode == 0 and out.stdout == f"imported {path}\n", out.stderr
+    assert daemon.api("/api/queues/%2F/imported")[0] == 200
+    out = ctl(daemon, "import-definitions", "/nonexistent.json")
+    assert out.returncode == 1
+    out = ctl(daemon, "export-definitions")
+    assert out.returncode == 0
+    assert [q["name"] for q in json.loads(out.stdout)["queues"]] == ["exported", "imported"]
     # no credentials, wrong ones, unreachable, usage
     out = ctl(daemon, "status", auth=None)
     assert out.returncode == 3 and "HTTP 401" in out.stderr
