@@ -363,17 +363,26 @@ def test_delete_stops_consumers_on_every_node(kbridged_factory, bootstrap):
     q = f"gone.{uniq()}"
     assert a.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
     wait_for(lambda: b.api(f"/api/queues/%2F/{q}")[0] == 200, 10, "node B sees the queue")
+    from proton.utils import LinkDetached
+    from amqp_client import connect
     on_b, on_a = Client(b), Client(a)
+    amqp_b = connect(b)
     try:
         on_b.subscribe(f"/queue/{q}", "s1", receipt="sub-b")
         on_a.subscribe(f"/queue/{q}", "s1", receipt="sub-a")
+        receiver = amqp_b.create_receiver(f"/queue/{q}", credit=1)
         assert a.api(f"/api/queues/%2F/{q}", method="DELETE")[0] == 204
         for client in (on_a, on_b):
             error = client.wait_error()
             assert f"queue '{q}' in vhost '/' was deleted" in error.body
+        with pytest.raises(LinkDetached) as detached:
+            receiver.receive(timeout=15)
+        assert "amqp:resource-deleted" in str(detached.value)
+        assert f"queue '{q}' in vhost '/' was deleted" in str(detached.value)
     finally:
         on_b.close()
         on_a.close()
+        amqp_b.close()
 
 
 EXPORT = {
