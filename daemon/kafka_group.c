@@ -23,6 +23,7 @@ struct kafka_group_job {
     size_t topic_count;
     kafka_group_lag_fn done;
     void *opaque;
+    rd_kafka_conf_t *conf; /* the group's consumer config, until the worker takes it */
     /* result */
     int err;
     char reason[1024];
@@ -39,6 +40,8 @@ static void kafka_group_job_free(struct kafka_group_job *job)
         free((char *)job->parts[i].topic);
     free(job->parts);
     free(job->group_id);
+    if (job->conf)
+        rd_kafka_conf_destroy(job->conf);
     free(job);
 }
 
@@ -101,19 +104,13 @@ static void kafka_group_work(void *arg)
         return;
     }
     if (job->part_count == 0)
-        return;
+        return; /* job->conf is freed with the job */
     char why[512];
-    rd_kafka_conf_t *conf = kafka_conf_base(job->kafka, "admin", why, sizeof(why));
-    if (conf &&
-        (kafka_conf_set(conf, "kafka", "group.id", job->group_id, why, sizeof(why)) < 0 ||
-         kafka_conf_set(conf, "kafka", "enable.auto.commit", "false", why, sizeof(why)) < 0)) {
-        rd_kafka_conf_destroy(conf);
-        conf = NULL;
-    }
-    rd_kafka_t *rk = conf ? rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why)) : NULL;
+    rd_kafka_conf_t *conf = job->conf; /* made on the loop: the config is the loop's */
+    job->conf = NULL;
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!rk) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
+        rd_kafka_conf_destroy(conf);
         job->err = RD_KAFKA_RESP_ERR__FAIL;
         snprintf(job->reason, sizeof(job->reason), "cannot make a consumer of group %s: %s",
                  job->group_id, why);
@@ -161,6 +158,15 @@ int kafka_group_lag(struct kafka *kafka, const char *group_id, char *const *topi
     bool failed = !job->group_id || !job->topics;
     for (size_t i = 0; !failed && i < topic_count; i++, job->topic_count++)
         failed = !(job->topics[i] = strdup(topics[i]));
+    char why[512];
+    if (!failed && !(job->conf = kafka_conf_base(kafka, "admin", why, sizeof(why))))
+        failed = true;
+    if (!failed &&
+        (kafka_conf_set(job->conf, "kafka", "group.id", group_id, why, sizeof(why)) < 0 ||
+         kafka_conf_set(job->conf, "kafka", "enable.auto.commit", "false", why, sizeof(why)) < 0))
+        failed = true;
+    if (failed && job->conf)
+        log_warn("kafka", "group %s: cannot look up its offsets: %s", group_id, why);
     if (failed || kafka_submit(kafka, kafka_group_work, kafka_group_done, job) < 0) {
         kafka_group_job_free(job);
         return -1;
