@@ -41,7 +41,7 @@
 #include "server.h"
 #include "version.h"
 
-#define ADMIN_SEGMENTS_MAX 6
+#define ADMIN_SEGMENTS_MAX 8
 #define ADMIN_NAME_MAX 512
 
 struct admin_api {
@@ -615,7 +615,7 @@ static void admin_defined(void *opaque, int core_error, const char *reason, cons
     (void)name;
     struct admin_request *req = opaque;
     if (core_error == CORE_OK) {
-        bool created = req->method == EVHTTP_REQ_PUT;
+        bool created = req->method == EVHTTP_REQ_PUT || req->method == EVHTTP_REQ_POST;
         admin_reply(req, created ? 201 : 204, created ? "Created" : "No Content", NULL);
     } else {
         admin_core_error(req, core_error, reason);
@@ -653,6 +653,124 @@ static json_t *admin_body(struct admin_request *req)
     return body;
 }
 
+static bool admin_query_true(struct admin_request *req, const char *name);
+
+/* A boolean field: JSON true/false or, as rabbitmqadmin sends them, the
+ * strings "true"/"false"; absent: `fallback`. */
+static bool admin_bool(const json_t *body, const char *name, bool fallback)
+{
+    const json_t *value = json_object_get(body, name);
+    if (json_is_boolean(value))
+        return json_is_true(value);
+    if (json_is_string(value))
+        return strcmp(json_string_value(value), "true") == 0;
+    return fallback;
+}
+
+/* The body's "arguments": an object, or NULL when absent, null or empty.
+ * -1 with the reply sent when it is something else. */
+static int admin_arguments(struct admin_request *req, json_t *body, json_t **out)
+{
+    json_t *arguments = json_object_get(body, "arguments");
+    *out = json_is_object(arguments) && json_object_size(arguments) ? arguments : NULL;
+    if (arguments && !json_is_object(arguments) && !json_is_null(arguments)) {
+        admin_error(req, 400, "Bad Request", "\"arguments\" must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+static void admin_exchange_declare(struct admin_request *req)
+{
+    json_t *body = admin_body(req);
+    json_t *arguments = NULL;
+    if (!body)
+        return;
+    const char *type_text = json_string_value(json_object_get(body, "type"));
+    struct exchange_spec spec = {
+        .vhost = req->segments[2],
+        .name = req->segments[3],
+        .durable = admin_bool(body, "durable", true),
+        .auto_delete = admin_bool(body, "auto_delete", false),
+        .internal = admin_bool(body, "internal", false),
+    };
+    char err[512] = "";
+    if (!type_text || exchange_type_parse(type_text, &spec.type) < 0) {
+        snprintf(err, sizeof(err),
+                 "exchange type %s%s%s is not one kbridge has (direct, fanout, "
+                 "topic, headers)",
+                 type_text ? "'" : "", type_text ? type_text : "missing", type_text ? "'" : "");
+        json_decref(body);
+        admin_error(req, 400, "Bad Request", err);
+        return;
+    }
+    if (admin_arguments(req, body, &arguments) < 0 || !admin_session(req)) {
+        json_decref(body);
+        return;
+    }
+    spec.arguments = arguments;
+    int rc =
+        core_declare_exchange(req->session, &spec, false, admin_defined, req, err, sizeof(err));
+    json_decref(body);
+    if (rc != CORE_OK)
+        admin_core_error(req, rc, err);
+}
+
+static void admin_exchange_delete(struct admin_request *req)
+{
+    char err[512] = "";
+    if (!definitions_exchange(core_definitions(server_core(req->api->server)), req->segments[2],
+                              req->segments[3])) {
+        admin_error(req, 404, "Object Not Found", "Not Found");
+        return;
+    }
+    if (!admin_session(req))
+        return;
+    int rc = core_delete_exchange(req->session, req->segments[2], req->segments[3],
+                                  admin_query_true(req, "if-unused"), admin_defined, req, err,
+                                  sizeof(err));
+    if (rc != CORE_OK)
+        admin_core_error(req, rc, err);
+}
+
+/* POST /api/bindings/V/e/SOURCE/q|e/DESTINATION (bind) and DELETE
+ * .../PROPERTIES_KEY (unbind; the key is the routing key, as RabbitMQ's
+ * properties_key is for a binding without arguments). */
+static void admin_binding_change(struct admin_request *req, bool bind)
+{
+    if (strcmp(req->segments[3], "e") != 0 ||
+        (strcmp(req->segments[5], "q") != 0 && strcmp(req->segments[5], "e") != 0)) {
+        admin_error(req, 404, "Object Not Found", "Not Found");
+        return;
+    }
+    json_t *body = bind ? admin_body(req) : json_object();
+    json_t *arguments = NULL;
+    if (!body || admin_arguments(req, body, &arguments) < 0) {
+        json_decref(body);
+        return;
+    }
+    const char *key =
+        bind ? json_string_value(json_object_get(body, "routing_key")) : req->segments[7];
+    struct binding_spec spec = {
+        .vhost = req->segments[2],
+        .source = req->segments[4],
+        .destination_kind = req->segments[5][0] == 'q' ? BINDING_TO_QUEUE : BINDING_TO_EXCHANGE,
+        .destination = req->segments[6],
+        .routing_key = key ? key : "",
+        .arguments = arguments,
+    };
+    char err[512] = "";
+    if (!admin_session(req)) {
+        json_decref(body);
+        return;
+    }
+    int rc = bind ? core_bind(req->session, &spec, admin_defined, req, err, sizeof(err))
+                  : core_unbind(req->session, &spec, admin_defined, req, err, sizeof(err));
+    json_decref(body);
+    if (rc != CORE_OK)
+        admin_core_error(req, rc, err);
+}
+
 static void admin_queue_declare(struct admin_request *req)
 {
     json_t *body = admin_body(req);
@@ -664,14 +782,12 @@ static void admin_queue_declare(struct admin_request *req)
         admin_error(req, 400, "Bad Request", "\"arguments\" must be a JSON object");
         return;
     }
-    json_t *durable = json_object_get(body, "durable");
-    json_t *auto_delete = json_object_get(body, "auto_delete");
     struct queue_spec spec = {
         .vhost = req->segments[2],
         .name = req->segments[3],
-        .durable = durable ? json_is_true(durable) : true,
-        .auto_delete = auto_delete ? json_is_true(auto_delete) : false,
-        .arguments = json_is_object(arguments) ? arguments : NULL,
+        .durable = admin_bool(body, "durable", true),
+        .auto_delete = admin_bool(body, "auto_delete", false),
+        .arguments = json_is_object(arguments) && json_object_size(arguments) ? arguments : NULL,
     };
     char err[512] = "";
     if (!admin_session(req)) {
@@ -807,6 +923,14 @@ static void admin_route(struct admin_request *req)
         admin_connection_close(req);
     else if (admin_is(req, 1, "exchanges") && n <= 4 && get)
         admin_exchanges(req);
+    else if (admin_is(req, 1, "exchanges") && n == 4 && req->method == EVHTTP_REQ_PUT)
+        admin_exchange_declare(req);
+    else if (admin_is(req, 1, "exchanges") && n == 4 && req->method == EVHTTP_REQ_DELETE)
+        admin_exchange_delete(req);
+    else if (admin_is(req, 1, "bindings") && n == 7 && req->method == EVHTTP_REQ_POST)
+        admin_binding_change(req, true);
+    else if (admin_is(req, 1, "bindings") && n == 8 && req->method == EVHTTP_REQ_DELETE)
+        admin_binding_change(req, false);
     else if (admin_is(req, 1, "bindings") && n <= 3 && get)
         admin_bindings(req);
     else if (admin_is(req, 1, "queues") && n <= 4 && get)

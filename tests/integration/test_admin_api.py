@@ -29,6 +29,10 @@ CHANGES = [
     ("DELETE", "/api/queues/%2F/changes-q/contents", None),
     ("PUT", "/api/queues/%2F/other-q", {}),
     ("POST", "/api/definitions", {"queues": [{"name": "imported-q", "vhost": "/"}]}),
+    ("PUT", "/api/exchanges/%2F/changes-x", {"type": "fanout"}),
+    ("DELETE", "/api/exchanges/%2F/amq.fanout", None),
+    ("POST", "/api/bindings/%2F/e/amq.fanout/q/changes-q", {"routing_key": ""}),
+    ("DELETE", "/api/bindings/%2F/e/amq.fanout/q/changes-q/~", None),
     ("DELETE", "/api/connections/test1-1", None),
 ]
 
@@ -237,6 +241,23 @@ def test_rabbitmqadmin_lists_declares_and_deletes(daemon):
     assert [x["messages"] for x in json.loads(run("list", "queues"))] == [4]
     assert "purged" in run("purge", "queue", f"name={q}")
     assert [x["messages"] for x in json.loads(run("list", "queues"))] == [0]
+    queue = daemon.api(f"/api/queues/%2F/{q}")[1]
+    assert (queue["durable"], queue["auto_delete"]) == (True, False)  # sent as "true"/"false"
+    # an exchange and a binding, declared and deleted as rabbitmqadmin does it
+    x = f"rmqx.{uniq()}"
+    assert "declared" in run("declare", "exchange", f"name={x}", "type=topic")
+    assert "declared" in run("declare", "binding", f"source={x}", f"destination={q}",
+                             "routing_key=a.*")
+    bindings = json.loads(run("list", "bindings"))
+    assert [(b["source"], b["destination"], b["routing_key"], b["properties_key"])
+            for b in bindings] == [(x, q, "a.*", "a.*")]
+    exchange = daemon.api(f"/api/exchanges/%2F/{x}")[1]
+    assert (exchange["type"], exchange["durable"]) == ("topic", True)
+    assert "deleted" in run("delete", "binding", f"source={x}", "destination_type=queue",
+                            f"destination={q}", "properties_key=a.*")
+    assert json.loads(run("list", "bindings")) == []
+    assert "deleted" in run("delete", "exchange", f"name={x}")
+    assert daemon.api(f"/api/exchanges/%2F/{x}")[0] == 404
     assert "deleted" in run("delete", "queue", f"name={q}")
     assert json.loads(run("list", "queues")) == []
 
