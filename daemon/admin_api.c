@@ -423,7 +423,9 @@ static bool admin_binding_json(const struct binding_spec *binding, void *opaque)
     json_t *added = json_array_get(each->list, json_array_size(each->list) - 1);
     if (added && added != before) /* RabbitMQ's "properties_key": the key when no arguments */
         json_object_set_new(added, "properties_key",
-                            json_string(binding->routing_key ? binding->routing_key : ""));
+                            json_string(binding->routing_key && binding->routing_key[0]
+                                            ? binding->routing_key
+                                            : "~")); /* RabbitMQ's for the empty key */
     return true;
 }
 
@@ -749,8 +751,8 @@ static void admin_binding_change(struct admin_request *req, bool bind)
         json_decref(body);
         return;
     }
-    const char *key =
-        bind ? json_string_value(json_object_get(body, "routing_key")) : req->segments[7];
+    const char *key = !bind ? (strcmp(req->segments[7], "~") == 0 ? "" : req->segments[7])
+                            : json_string_value(json_object_get(body, "routing_key"));
     struct binding_spec spec = {
         .vhost = req->segments[2],
         .source = req->segments[4],

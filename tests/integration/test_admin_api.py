@@ -256,6 +256,12 @@ def test_rabbitmqadmin_lists_declares_and_deletes(daemon):
     assert "deleted" in run("delete", "binding", f"source={x}", "destination_type=queue",
                             f"destination={q}", "properties_key=a.*")
     assert json.loads(run("list", "bindings")) == []
+    # the empty key: RabbitMQ's properties_key "~"
+    run("declare", "binding", "source=amq.fanout", f"destination={q}")
+    assert [b["properties_key"] for b in json.loads(run("list", "bindings"))] == ["~"]
+    run("delete", "binding", "source=amq.fanout", "destination_type=queue", f"destination={q}",
+        "properties_key=~")
+    assert json.loads(run("list", "bindings")) == []
     assert "deleted" in run("delete", "exchange", f"name={x}")
     assert daemon.api(f"/api/exchanges/%2F/{x}")[0] == 404
     assert "deleted" in run("delete", "queue", f"name={q}")
