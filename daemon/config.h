@@ -45,6 +45,8 @@ struct config_user {
     size_t publish_count;
     struct config_pattern *consume; /* destinations the user may consume from */
     size_t consume_count;
+    char **tags; /* RabbitMQ's user tags for the admin API: "administrator", ... */
+    size_t tag_count;
 };
 
 /* One entry of `listeners`: a socket and the protocols served on it. The

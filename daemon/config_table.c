@@ -677,6 +677,20 @@ static const struct config_key vhost_keys[] = {
     },
 };
 
+/* RabbitMQ's user tags the admin API knows (admin_auth.h). */
+static int config_check_user_tag(const char *value, char *reason, size_t reason_size)
+{
+    static const char *const tags[] = {"administrator", "monitoring", "management", "policymaker"};
+    for (size_t i = 0; i < CONFIG_ARRAY_LEN(tags); i++)
+        if (strcmp(value, tags[i]) == 0)
+            return 0;
+    snprintf(reason, reason_size,
+             "%s is not a user tag kbridge knows (administrator, monitoring, management, "
+             "policymaker)",
+             config_quote(value).text);
+    return -1;
+}
+
 static const struct config_key user_keys[] = {
     {
         .name = "name",
@@ -741,6 +755,22 @@ static const struct config_key user_keys[] = {
         .max = CONFIG_PATTERN_MAX,
         .default_doc = "none (may consume nothing)",
         .description = "Destinations the user may subscribe to, as for `publish`.",
+    },
+    {
+        .name = "tags",
+        .type = CONFIG_TYPE_NAMES,
+        .offset = offsetof(struct config_user, tags),
+        .count_offset = offsetof(struct config_user, tag_count),
+        .min = 1,
+        .max = 64,
+        .default_doc = "none (no access to the admin API)",
+        .check = config_check_user_tag,
+        .description =
+            "RabbitMQ's user tags, for the admin API on the ops listener (docs/operations.md): "
+            "`administrator` may read and change everything; `monitoring` may read everything; "
+            "`management` (and `policymaker`, read as `management`) may read the queues, "
+            "exchanges and bindings its `consume` patterns allow and its own connections. A "
+            "user without tags may log in over the protocols but not to the admin API.",
     },
 };
 

@@ -131,6 +131,30 @@ struct core_auth *core_authenticate_start_from(struct core *core, const char *pe
                                                const char *login, const char *passcode,
                                                core_auth_fn done, void *opaque);
 
+/* ---- the admin API's view of sessions (core_session.c) ---------------------- */
+
+/* One session as the admin API lists it; strings valid during the callback. */
+struct core_session_info {
+    uint64_t id; /* this node's serial of the session, unique until restart */
+    const char *protocol;
+    const char *user;
+    const char *client_id; /* NULL: none */
+    const char *peer;
+    uint64_t connected_ms; /* wall clock, ms since the epoch */
+    size_t subscriptions;
+    uint32_t unconfirmed; /* publishes handed to Kafka, not yet confirmed */
+};
+/* Return false to stop. */
+typedef bool (*core_session_each_fn)(const struct core_session_info *info, void *opaque);
+/* Call fn for every session of this node (newest first). */
+void core_each_session(struct core *core, core_session_each_fn fn, void *opaque);
+/* Subscribers of queue `name` among this node's sessions (not cluster-wide). */
+size_t core_queue_consumer_count(const struct core *core, const char *name);
+/* Close session `id` as a reload's revoke does: the adapter tells the client
+ * `reason` and closes the connection. CORE_OK, CORE_ERR_NOT_FOUND (no such
+ * session), CORE_ERR_UNSUPPORTED (its adapter registered no revoke handler). */
+int core_session_close_by_id(struct core *core, uint64_t id, const char *reason);
+
 /* ---- limits across protocols (core_limits.c) ---------------------------------- */
 
 /* Admit a new client connection from `peer` ("127.0.0.1:5555"; its host is
@@ -392,6 +416,59 @@ int core_delete_queue(struct core_session *session, const char *vhost, const cha
  * when the queue is not declared. For subscribe paths. */
 int core_queue_usable(struct core_session *session, const char *vhost, const char *name, char *err,
                       size_t err_size);
+
+/* ---- importing definitions at run time (core_definitions.c) --------------------- */
+
+/* What an import did: entities written, already as defined, refused (each
+ * logged with its reason), in vhosts not configured; users and
+ * permissions the document held (never imported: auth.users is the
+ * config's). */
+struct core_import_counts {
+    size_t written, unchanged, refused, skipped_vhost, users, permissions;
+};
+typedef void (*core_import_fn)(void *opaque, int core_error, const char *reason,
+                               const struct core_import_counts *counts);
+struct core_import;
+/* Load a RabbitMQ definitions export (`text`, copied) as definitions.file is
+ * loaded (same checks, same records, exchanges and queues first, then the
+ * bindings; no ACL: for administrators), `label` naming it in logs. A
+ * handle: `done` is called once, later, on the loop, when every record is
+ * confirmed and applied (or Kafka failed: CORE_ERR_UNAVAILABLE), unless
+ * core_import_cancel came first. NULL with *core_error and err when refused
+ * now: CORE_ERR_INVALID (not a definitions export: err names the entry),
+ * CORE_ERR_UNAVAILABLE (not ready, Kafka refused the write). */
+struct core_import *core_import_definitions(struct core *core, const char *text, size_t len,
+                                            const char *label, core_import_fn done, void *opaque,
+                                            int *core_error, char *err, size_t err_size);
+/* `done` will not be called (the writes go on). NULL is fine. */
+void core_import_cancel(struct core_import *imp);
+
+/* ---- purge (core_purge.c, architecture §11 "Purge") --------------------------- */
+
+/* The answer of core_purge_queue, on the loop: CORE_OK with the number of
+ * messages purged (the queue's depth when it was looked up), or an error
+ * with its reason. */
+typedef void (*core_purge_fn)(void *opaque, int core_error, const char *reason,
+                              uint64_t message_count);
+/* Purge queue `name` of `vhost` (NULL: "/") on every node: its ready
+ * messages are skipped, its unacknowledged ones stay with their consumers.
+ * Needs consume on the queue. CORE_OK: `done` is called exactly once, later,
+ * on the loop (never after core_session_close). Else refused now with the
+ * reason in err: CORE_ERR_NOT_FOUND (no such queue), CORE_ERR_ACCESS,
+ * CORE_ERR_LOCKED (another connection's exclusive queue),
+ * CORE_ERR_UNAVAILABLE, CORE_ERR_INTERNAL. */
+int core_purge_queue(struct core_session *session, const char *vhost, const char *name,
+                     core_purge_fn done, void *opaque, char *err, size_t err_size);
+/* The Kafka topics queue `name` reads (its own and its bindings' sources;
+ * amq.topic wildcards left out): a malloc'd array of malloc'd strings (free
+ * with queue_bindings_free_topics). 0, or -1 out of memory. */
+int core_queue_topics(struct core *core, const char *vhost, const char *name, char ***topics,
+                      size_t *count);
+/* Where a queue's ready messages start on (topic, partition): its group's
+ * committed offset (the log's first offset when none), or the queue's last
+ * purge's end offset when that is further. */
+int64_t core_queue_ready_from(const struct definitions *view, const char *vhost, const char *name,
+                              const char *topic, int32_t partition, int64_t committed, int64_t low);
 
 /* This node's view of the definitions (read-only; changes as the
  * definitions topic is applied). Engines get the same pointer in their

@@ -1063,6 +1063,169 @@ static void core_load_file_pass(struct core *core, bool bindings)
     batch_free(&import.batch);
 }
 
+/* ---- the same loader for a definitions document given at run time ---------------- */
+
+/* One core_import_definitions: the two passes of definitions.file over a
+ * text, each written and applied before the next (bindings need their
+ * exchanges and queues in the view). */
+struct core_import {
+    struct core *core;
+    char *text;
+    size_t len;
+    char *label;
+    bool bindings;       /* the pass being written */
+    core_import_fn done; /* NULL once cancelled */
+    void *opaque;
+    struct core_import_counts counts;
+    struct event *soon;
+};
+
+static void import_free(struct core_import *imp)
+{
+    if (imp->soon)
+        event_free(imp->soon);
+    free(imp->text);
+    free(imp->label);
+    free(imp);
+}
+
+static void import_finish(struct core_import *imp, int core_error, const char *reason)
+{
+    if (imp->done)
+        imp->done(imp->opaque, core_error, reason, &imp->counts);
+    import_free(imp);
+}
+
+static void import_written(void *opaque, int kafka_err, const char *reason);
+
+/* Build and write one pass. 0: written (import_written follows), 1: nothing
+ * to write, -1: out of memory or Kafka refused at once (reason in err). */
+static int import_pass(struct core_import *imp, bool bindings, char *err, size_t err_size)
+{
+    imp->bindings = bindings;
+    struct file_import import = {.core = imp->core, .path = imp->label, .bindings = bindings};
+    struct definitions_import callbacks = {
+        .exchange = file_exchange,
+        .queue = file_queue,
+        .binding = file_binding,
+        .opaque = &import,
+    };
+    if (definitions_import_json(imp->text, imp->len, &callbacks, err, err_size) < 0) {
+        batch_free(&import.batch);
+        return -1;
+    }
+    imp->counts.written += import.written;
+    imp->counts.unchanged += import.unchanged;
+    imp->counts.refused += import.refused;
+    imp->counts.skipped_vhost += import.skipped_vhost;
+    if (!bindings) {
+        imp->counts.users = callbacks.users;
+        imp->counts.permissions = callbacks.permissions;
+    }
+    log_info("definitions",
+             "%s: %s: %zu to write, %zu already as defined, %zu refused, %zu in "
+             "vhosts not configured",
+             imp->label, bindings ? "bindings" : "exchanges and queues", import.written,
+             import.unchanged, import.refused, import.skipped_vhost);
+    if (import.batch.failed) {
+        batch_free(&import.batch);
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    if (import.batch.count == 0) {
+        batch_free(&import.batch);
+        return 1;
+    }
+    int kafka_err = 0;
+    struct definitions_write *write =
+        definitions_store_write(imp->core->definitions, import.batch.items, import.batch.count,
+                                import_written, imp, &kafka_err);
+    batch_free(&import.batch);
+    if (!write) {
+        snprintf(err, err_size, "cannot write the definitions topic: %s",
+                 kafka_err == -1 ? "out of memory" : kafka_error_name(kafka_err));
+        return -1;
+    }
+    return 0;
+}
+
+static void import_written(void *opaque, int kafka_err, const char *reason)
+{
+    struct core_import *imp = opaque;
+    if (kafka_err) {
+        import_finish(imp, CORE_ERR_UNAVAILABLE, reason);
+        return;
+    }
+    if (imp->bindings) {
+        import_finish(imp, CORE_OK, "");
+        return;
+    }
+    char err[CORE_DEFINITIONS_REASON_MAX] = "";
+    int rc = import_pass(imp, true, err, sizeof(err));
+    if (rc == 1)
+        import_finish(imp, CORE_OK, "");
+    else if (rc < 0)
+        import_finish(imp, CORE_ERR_UNAVAILABLE, err);
+}
+
+static void import_on_soon(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core_import *imp = arg;
+    char err[CORE_DEFINITIONS_REASON_MAX] = "";
+    int rc = import_pass(imp, true, err, sizeof(err));
+    if (rc == 1)
+        import_finish(imp, CORE_OK, "");
+    else if (rc < 0)
+        import_finish(imp, CORE_ERR_UNAVAILABLE, err);
+}
+
+struct core_import *core_import_definitions(struct core *core, const char *text, size_t len,
+                                            const char *label, core_import_fn done, void *opaque,
+                                            int *core_error, char *err, size_t err_size)
+{
+    *core_error = CORE_ERR_INTERNAL;
+    if (!definitions_store_ready(core->definitions)) {
+        snprintf(err, err_size, "not ready: %s",
+                 definitions_store_not_ready_reason(core->definitions));
+        *core_error = CORE_ERR_UNAVAILABLE;
+        return NULL;
+    }
+    struct core_import *imp = calloc(1, sizeof(*imp));
+    if (!imp || !(imp->text = malloc(len + 1)) || !(imp->label = strdup(label)) ||
+        !(imp->soon = event_new(core->base, -1, 0, import_on_soon, imp))) {
+        if (imp)
+            import_free(imp);
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    memcpy(imp->text, text, len);
+    imp->text[len] = '\0';
+    imp->len = len;
+    imp->core = core;
+    imp->done = done;
+    imp->opaque = opaque;
+    int rc = import_pass(imp, false, err, err_size);
+    if (rc < 0) {
+        *core_error = strstr(err, "definitions topic") || strstr(err, "out of memory")
+                          ? CORE_ERR_UNAVAILABLE
+                          : CORE_ERR_INVALID;
+        import_free(imp);
+        return NULL;
+    }
+    if (rc == 1) /* no entity to write: the bindings pass on the next turn */
+        event_active(imp->soon, EV_TIMEOUT, 0);
+    *core_error = CORE_OK;
+    return imp;
+}
+
+void core_import_cancel(struct core_import *imp)
+{
+    if (imp)
+        imp->done = NULL;
+}
+
 static void core_definitions_startup(void *opaque)
 {
     struct core *core = opaque;

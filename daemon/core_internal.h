@@ -29,6 +29,7 @@ struct core_queue_expiry;
 struct json_t;
 struct core_exclusive;
 struct core_exchange_op;
+struct core_purge_op;
 
 /* The limits across protocols (core_limits.c). */
 enum core_limit {
@@ -84,7 +85,7 @@ struct core {
     struct core_publish_pending *local_confirms_tail;
     struct event *local_confirm_event;
     struct core_limits_state limits;
-    struct core_anchor *binding_anchors; /* core_anchor.c: new bindings being anchored */
+    struct core_anchor *binding_anchors;      /* core_anchor.c: new bindings being anchored */
     struct core_queue_expiry *queue_expiries; /* x-expires timers (core_queue_expiry.c) */
 };
 
@@ -106,9 +107,11 @@ struct core_session {
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
     uint64_t serial;                            /* owner "NODE/SERIAL" of its exclusive queues */
+    uint64_t connected_ms;                      /* wall clock at core_session_new (admin API) */
     struct core_definitions_op *definition_ops; /* declares etc. awaiting Kafka */
     struct core_exclusive *exclusives;          /* exclusive queues it declared */
     struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */
+    struct core_purge_op *purge_ops;            /* purges waiting (core_purge.c) */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -237,6 +240,9 @@ int core_definitions_start(struct core *core, char *err, size_t err_size);
 /* The session is closing: its pending definition calls will not call back,
  * and its exclusive queues are deleted (with their bindings). */
 void core_definitions_session_closed(struct core_session *session);
+/* ---- core_purge.c ---- */
+/* The session closes: its purges' callbacks will not be called. */
+void core_purge_session_closed(struct core_session *session);
 
 /* ---- core_subscription.c ---- */
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "core_internal.h"
@@ -364,6 +365,7 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
         return NULL;
     session->core = core;
     session->serial = ++core->next_session_serial;
+    session->connected_ms = clock_wall_ms();
     session->protocol = strdup(protocol);
     session->user = strdup(user);
     session->client_id = client_id && *client_id ? strdup(client_id) : NULL;
@@ -415,6 +417,7 @@ void core_session_close(struct core_session *session)
     core_publish_forget_session(session);
     core_definitions_session_closed(session);
     core_exchange_session_closed(session);
+    core_purge_session_closed(session);
     if (session->prev)
         session->prev->next = session->next;
     else
@@ -467,4 +470,53 @@ void core_revoke_sessions(struct core *core)
         if (session->revoke)
             session->revoke(session->revoke_opaque, reason);
     }
+}
+
+/* ---- the admin API's view (core.h) ---- */
+
+void core_each_session(struct core *core, core_session_each_fn fn, void *opaque)
+{
+    for (struct core_session *session = core->sessions; session; session = session->next) {
+        struct core_session_info info = {
+            .id = session->serial,
+            .protocol = session->protocol,
+            .user = session->user,
+            .client_id = session->client_id,
+            .peer = session->peer,
+            .connected_ms = session->connected_ms,
+            .unconfirmed = session->unconfirmed,
+        };
+        for (struct core_subscription *sub = session->subscriptions; sub; sub = sub->next)
+            info.subscriptions++;
+        if (!fn(&info, opaque))
+            return;
+    }
+}
+
+size_t core_queue_consumer_count(const struct core *core, const char *name)
+{
+    size_t count = 0;
+    for (const struct core_session *session = core->sessions; session; session = session->next)
+        for (const struct core_subscription *sub = session->subscriptions; sub; sub = sub->next)
+            count += sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name &&
+                     strcmp(sub->destination.name, name) == 0;
+    return count;
+}
+
+int core_session_close_by_id(struct core *core, uint64_t id, const char *reason)
+{
+    for (struct core_session *session = core->sessions; session; session = session->next) {
+        if (session->serial != id)
+            continue;
+        if (!session->revoke)
+            return CORE_ERR_UNSUPPORTED;
+        if (session->revoked)
+            return CORE_OK; /* already being closed */
+        session->revoked = true;
+        log_info("core", "%s: %s session of user %s closed: %s", session->peer, session->protocol,
+                 session->user, reason);
+        session->revoke(session->revoke_opaque, reason);
+        return CORE_OK;
+    }
+    return CORE_ERR_NOT_FOUND;
 }

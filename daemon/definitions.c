@@ -222,6 +222,7 @@ static void queue_definition_free(struct queue_definition *d)
     free((char *)d->spec.name);
     free((char *)d->spec.owner);
     json_decref(d->spec.arguments);
+    json_decref(d->purge_offsets);
     free(d);
 }
 
@@ -768,6 +769,8 @@ int definitions_apply_queue(struct definitions *definitions, const struct queue_
     if (!d->spec.vhost || !d->spec.name || (spec->owner && !d->spec.owner) ||
         arguments_copy(spec->arguments, &d->spec.arguments) < 0)
         goto fail;
+    if (q->definition) /* a redeclare keeps the last purge */
+        d->purge_offsets = json_incref(q->definition->purge_offsets);
     queue_definition_free(q->definition);
     q->definition = d;
     return 0;
@@ -945,6 +948,16 @@ void definitions_remove_queue(struct definitions *definitions, const char *vhost
         binding_remove(definitions, q->to.items[0]);
     q->pins--;
     queue_entry_release(definitions, q);
+}
+
+void definitions_apply_purge(struct definitions *definitions, const char *vhost, const char *name,
+                             json_t *offsets)
+{
+    struct queue_entry *q = queue_entry_find(definitions, vhost, name);
+    if (!q || !q->definition)
+        return;
+    json_decref(q->definition->purge_offsets);
+    q->definition->purge_offsets = json_incref(offsets);
 }
 
 /* ---- lookups --------------------------------------------------------------------- */

@@ -84,6 +84,10 @@ struct exchange_definition {
 
 struct queue_definition {
     struct queue_spec spec;
+    /* The last purge (architecture §11 "Purge"): [{topic, partition,
+     * offset}], the end offsets the queue's group skips to; NULL: never
+     * purged. Kept across redeclares, gone with the queue. */
+    json_t *purge_offsets;
 };
 
 /* An empty model with no vhost. NULL when out of memory. Free with
@@ -156,6 +160,10 @@ void definitions_remove_exchange(struct definitions *definitions, const char *vh
                                  const char *name);
 void definitions_remove_queue(struct definitions *definitions, const char *vhost, const char *name);
 void definitions_remove_binding(struct definitions *definitions, const struct binding_spec *spec);
+/* Record a purge of a queue: `offsets` (borrowed; a reference is kept) as
+ * its purge_offsets. A queue not in the view: nothing happens. */
+void definitions_apply_purge(struct definitions *definitions, const char *vhost, const char *name,
+                             json_t *offsets);
 
 /* ---- lookups -------------------------------------------------------------------- */
 

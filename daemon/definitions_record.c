@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,8 @@ int definitions_record_key_parse(const char *key, size_t key_len,
         out->kind = DEFINITIONS_RECORD_EXCHANGE;
     else if (count == 3 && strcmp(parts[0], "queue") == 0)
         out->kind = DEFINITIONS_RECORD_QUEUE;
+    else if (count == 3 && strcmp(parts[0], "purge") == 0)
+        out->kind = DEFINITIONS_RECORD_PURGE;
     else if (count == 7 && strcmp(parts[0], "binding") == 0 &&
              (strcmp(parts[3], "q") == 0 || strcmp(parts[3], "e") == 0)) {
         out->kind = DEFINITIONS_RECORD_BINDING;
@@ -457,6 +460,10 @@ static int apply_tombstone(struct definitions *definitions, char **parts, int co
             definitions_remove_queue(definitions, parts[1], parts[2]);
         return 0;
     }
+    if (strcmp(parts[0], "purge") == 0 && count == 3) {
+        definitions_apply_purge(definitions, parts[1], parts[2], NULL);
+        return 0;
+    }
     if (strcmp(parts[0], "binding") == 0 && count == 7 &&
         (strcmp(parts[3], "q") == 0 || strcmp(parts[3], "e") == 0)) {
         struct binding_removal removal = {
@@ -484,6 +491,37 @@ static int apply_tombstone(struct definitions *definitions, char **parts, int co
     }
     snprintf(err, err_size, "a record key of an unknown form");
     return -1;
+}
+
+/* A purge record's "offsets": [{"topic": text, "partition": >= 0, "offset": >= 0}]. */
+static bool purge_offsets_valid(const json_t *offsets, char *err, size_t err_size)
+{
+    size_t i;
+    const json_t *entry;
+    if (!json_is_array(offsets)) {
+        snprintf(err, err_size, "a purge without an \"offsets\" array");
+        return false;
+    }
+    json_array_foreach(offsets, i, entry)
+    {
+        const json_t *partition = json_object_get(entry, "partition");
+        const json_t *offset = json_object_get(entry, "offset");
+        if (!json_is_string(json_object_get(entry, "topic")) || !json_is_integer(partition) ||
+            json_integer_value(partition) < 0 || json_integer_value(partition) > INT32_MAX ||
+            !json_is_integer(offset) || json_integer_value(offset) < 0) {
+            snprintf(err, err_size, "purge offsets[%zu] is not {topic, partition, offset}", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+int definitions_record_purge(const char *vhost, const char *name, const json_t *offsets, char **key,
+                             char **value)
+{
+    json_t *object =
+        json_pack("{s:s, s:s, s:O}", "vhost", vhost, "name", name, "offsets", (json_t *)offsets);
+    return encode(object, entity_key("purge", vhost, name), key, value);
 }
 
 int definitions_record_apply(struct definitions *definitions, const char *key, size_t key_len,
@@ -523,6 +561,12 @@ int definitions_record_apply(struct definitions *definitions, const char *key, s
         struct binding_spec spec;
         if (binding_from_json(object, &spec, err, err_size) == 0)
             rc = definitions_apply_binding(definitions, &spec) < 0 ? -2 : 0;
+    } else if (strcmp(parts[0], "purge") == 0 && count == 3) {
+        json_t *offsets = json_object_get(object, "offsets");
+        if (purge_offsets_valid(offsets, err, err_size)) {
+            definitions_apply_purge(definitions, parts[1], parts[2], offsets);
+            rc = 0;
+        }
     } else {
         snprintf(err, err_size, "a record key of an unknown form");
     }

@@ -31,12 +31,18 @@ int definitions_record_binding(const struct binding_spec *spec, char **key, char
 char *definitions_record_exchange_key(const char *vhost, const char *name);
 char *definitions_record_queue_key(const char *vhost, const char *name);
 char *definitions_record_binding_key(const struct binding_spec *spec);
+/* A purge of queue NAME: key "purge/VHOST/NAME", value {"vhost", "name",
+ * "offsets": [{"topic", "partition", "offset"}]} with `offsets` (borrowed),
+ * the end offsets its group skips to. 0, or -1 out of memory. */
+int definitions_record_purge(const char *vhost, const char *name, const json_t *offsets, char **key,
+                             char **value);
 
 /* What a record key names, decoded (for watchers and logs). */
 enum definitions_record_kind {
     DEFINITIONS_RECORD_EXCHANGE,
     DEFINITIONS_RECORD_QUEUE,
     DEFINITIONS_RECORD_BINDING,
+    DEFINITIONS_RECORD_PURGE, /* "purge/VHOST/NAME": a queue's purge (architecture §11) */
 };
 struct definitions_record_key {
     enum definitions_record_kind kind;

@@ -64,6 +64,8 @@ struct definitions_change {
     const char *routing_key;
     int64_t offset; /* in the definitions topic */
 };
+/* A purge (kind DEFINITIONS_RECORD_PURGE) is applied to the view first: its
+ * offsets are the queue's definitions_queue(...)->purge_offsets. */
 
 /* Called on the loop after each applied change (the view already shows it). */
 typedef void definitions_watch_fn(void *opaque, const struct definitions_change *change);

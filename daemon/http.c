@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin_api.h"
 #include "config.h"
 #include "core.h"
-#include "definitions_export.h"
 #include "kafka.h"
 #include "listener.h"
 #include "log.h"
@@ -26,6 +26,7 @@
 struct ops_http {
     struct evhttp *evhttp;
     struct server *server;
+    struct admin_api *admin; /* everything under /api/ but /api/status */
     char address[80];
 };
 
@@ -159,33 +160,22 @@ static void ops_status(struct ops_http *http, struct evhttp_request *request)
     evbuffer_free(out);
 }
 
-static void ops_definitions(struct ops_http *http, struct evhttp_request *request)
-{
-    struct core *core = server_core(http->server);
-    char *text = definitions_export_json(core_definitions(core), core_definitions_ready(core));
-    struct evbuffer *out = text ? evbuffer_new() : NULL;
-    if (!out) {
-        free(text);
-        evhttp_send_error(request, 500, "out of memory");
-        return;
-    }
-    evbuffer_add_printf(out, "%s\n", text);
-    free(text);
-    ops_reply(request, 200, "OK", "application/json", out);
-    evbuffer_free(out);
-}
-
 static void ops_dispatch(struct evhttp_request *request, void *arg)
 {
     struct ops_http *http = arg;
     enum evhttp_cmd_type method = evhttp_request_get_command(request);
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(request));
+    if (!path)
+        path = "/";
+    if (admin_api_serves(path)) {
+        admin_api_handle(http->admin, request); /* authenticated, every method */
+        return;
+    }
+    /* The probes: unauthenticated, read-only (docs/operations.md). */
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         ops_reply_text(request, 405, "Method Not Allowed", "only GET and HEAD are served here");
         return;
     }
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(request));
-    if (!path)
-        path = "/";
     if (strcmp(path, "/healthz") == 0)
         ops_healthz(http, request);
     else if (strcmp(path, "/readyz") == 0)
@@ -194,12 +184,10 @@ static void ops_dispatch(struct evhttp_request *request, void *arg)
         ops_metrics(http, request);
     else if (strcmp(path, "/api/status") == 0)
         ops_status(http, request);
-    else if (strcmp(path, "/api/definitions") == 0)
-        ops_definitions(http, request);
     else
         ops_reply_text(request, 404, "Not Found",
-                       "no such endpoint; try /healthz, /readyz, /metrics, /api/status or "
-                       "/api/definitions");
+                       "no such endpoint; try /healthz, /readyz, /metrics, /api/status or the "
+                       "admin API under /api/ (docs/operations.md)");
 }
 
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,
@@ -211,11 +199,18 @@ struct ops_http *ops_http_new(struct event_base *base, struct server *server, co
         return NULL;
     }
     http->server = server;
+    http->admin = admin_api_new(server);
+    if (!http->admin) {
+        snprintf(err, err_size, "listeners.http: out of memory");
+        free(http);
+        return NULL;
+    }
     evutil_socket_t fd;
     char why[300];
     if (listener_socket_open(bind, &fd, http->address, sizeof(http->address), why, sizeof(why)) <
         0) {
         snprintf(err, err_size, "listeners.http: %s", why);
+        admin_api_free(http->admin);
         free(http);
         return NULL;
     }
@@ -243,6 +238,7 @@ void ops_http_free(struct ops_http *http)
 {
     if (!http)
         return;
+    admin_api_free(http->admin); /* before evhttp_free frees the requests it waits on */
     if (http->evhttp)
         evhttp_free(http->evhttp);
     free(http);

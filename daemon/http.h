@@ -1,6 +1,7 @@
-/* http.h -- the ops HTTP listener (libevent evhttp): /healthz, /readyz,
- * /metrics (Prometheus text) and /api/status (JSON). Read-only views of the
- * server; nothing here changes state. */
+/* http.h -- the ops HTTP listener (libevent evhttp): the probes /healthz,
+ * /readyz, /metrics (Prometheus text) and /api/status (JSON), read-only and
+ * unauthenticated, and the authenticated admin API under /api/
+ * (admin_api.h), which may change state. */
 #ifndef KBRIDGE_HTTP_H
 #define KBRIDGE_HTTP_H
 

@@ -188,6 +188,28 @@ int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, c
 /* `done` will not be called; the lookup frees itself when its job ends. */
 void kafka_lookup_cancel(struct kafka_lookup *lookup);
 
+/* ---- group lag (kafka_group.c) ------------------------------------------ */
+
+/* One partition a group reads: its committed offset (-1: none yet), the
+ * first offset still in the log and the end offset. */
+struct kafka_partition_lag {
+    const char *topic;
+    int32_t partition;
+    int64_t committed;
+    int64_t low;
+    int64_t end;
+};
+/* The answer on the loop: err KAFKA_OK and every partition of the topics
+ * that exist, or an error with a reason. Valid during the call only. */
+typedef void (*kafka_group_lag_fn)(void *opaque, int err, const char *reason,
+                                   const struct kafka_partition_lag *parts, size_t count);
+/* Look up group `group_id`'s committed offsets and the watermarks of every
+ * partition of `topics` (copied) on the worker pool; `done` is called once
+ * on the loop (with an error when the pool is freed at shutdown first). -1
+ * when it cannot be queued (then never). */
+int kafka_group_lag(struct kafka *kafka, const char *group_id, char *const *topics,
+                    size_t topic_count, kafka_group_lag_fn done, void *opaque);
+
 /* ---- records ---------------------------------------------------------- */
 
 /* A record that never went through Kafka: a reply delivered in memory to a

@@ -139,6 +139,7 @@ struct queue {
     /* x-single-active-consumer: the one subscriber deliveries go to (the
      * others are blocked in queue_state); NULL: none yet, or not SAC. */
     struct queue_subscriber *active;
+    bool deleted; /* its queue's tombstone was applied: fail its subscribers next turn */
 };
 
 static void queue_anchors_cancel(struct queue *queue);
@@ -736,6 +737,35 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
     queue_update_gauges(queue);
 }
 
+/* Apply the queue's last purge (architecture §11 "Purge", the definitions
+ * view's purge_offsets) to local partition `only`, or to every assigned one
+ * (only < 0): what lies below the purge's end offsets is settled without
+ * delivery, so this node's commits move past it. */
+static void queue_apply_purge(struct queue *queue, int32_t only)
+{
+    if (!queue->bound)
+        return; /* durable subscriptions are not purged */
+    const struct queue_definition *definition =
+        definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name);
+    if (!definition || !definition->purge_offsets)
+        return;
+    size_t i, purged = 0;
+    const json_t *entry;
+    json_array_foreach(definition->purge_offsets, i, entry)
+    {
+        const char *topic = json_string_value(json_object_get(entry, "topic"));
+        json_int_t partition = json_integer_value(json_object_get(entry, "partition"));
+        json_int_t offset = json_integer_value(json_object_get(entry, "offset"));
+        int32_t index = topic ? queue_partition_index(queue, topic, (int32_t)partition, false) : -1;
+        if (index < 0 || (only >= 0 && index != only) || !queue->partitions[index].assigned)
+            continue;
+        purged += queue_state_purge(queue->state, index, (int64_t)offset);
+    }
+    if (purged)
+        log_info("queue", "%s: purge dropped %zu buffered record(s)", queue->group_id, purged);
+    queue_update_gauges(queue);
+}
+
 static void queue_on_assigned(void *opaque, const struct kafka_partition *parts, size_t count)
 {
     struct queue *queue = opaque;
@@ -751,6 +781,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue->partitions[index].next_offset = -1;
         queue->partitions[index].next_undelivered = -1;
         queue_state_assign(queue->state, index);
+        queue_apply_purge(queue, index);
         if (queue->paused)
             queue_pause_partition(queue, &queue->partitions[index], true);
     }
@@ -1298,6 +1329,16 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
     struct engine *base = &engine->base;
     for (struct queue *q = engine->queues, *next; q; q = next) {
         next = q->next;
+        if (q->deleted && q->subscriber_count > 0 &&
+            !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
+            /* deleted on some node (architecture §11): its consumers here stop */
+            q->deleted = false;
+            char reason[ADDRESS_NAME_MAX + 64];
+            snprintf(reason, sizeof(reason), "queue '%s' in vhost '/' was deleted", q->name);
+            queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
+            continue;
+        }
+        q->deleted = false;
         if (q->bound)
             queue_read_arguments(q); /* deleted and declared again with other arguments */
         if (!q->bound || !q->consumer)
@@ -1335,7 +1376,19 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
 static void queue_on_definitions_change(void *opaque, const struct definitions_change *change)
 {
     struct queue_engine *engine = opaque;
-    (void)change;
+    if (change->kind == DEFINITIONS_RECORD_PURGE) {
+        if (change->removed || strcmp(change->vhost, CORE_DEFAULT_VHOST) != 0)
+            return;
+        for (struct queue *q = engine->queues; q; q = q->next)
+            if (q->bound && strcmp(q->name, change->name) == 0)
+                queue_apply_purge(q, -1);
+        return;
+    }
+    if (change->kind == DEFINITIONS_RECORD_QUEUE && change->removed &&
+        strcmp(change->vhost, CORE_DEFAULT_VHOST) == 0)
+        for (struct queue *q = engine->queues; q; q = q->next)
+            if (q->bound && strcmp(q->name, change->name) == 0)
+                q->deleted = true;
     if (engine->queues)
         event_active(engine->definitions_event, EV_TIMEOUT, 0);
 }

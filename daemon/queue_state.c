@@ -144,6 +144,7 @@ struct queue_partition {
     uint64_t head_seq, tail_seq; /* unsettled-or-not slots in [head, tail) */
     int64_t highest;             /* highest offset added; -1 before the first */
     int64_t committed;           /* last commit position reported (or the start) */
+    int64_t purge_floor;         /* records below it are settled when added (purge) */
 };
 
 struct queue_consumer {
@@ -271,12 +272,20 @@ static int partition_ring_push(struct queue_partition *p, int64_t offset, struct
 
 /* Mark the entry's slot settled; fire commit when the position advances.
  * The commit callback is the last thing done: it may revoke `p`. */
+static void partition_advance(struct queue_state *state, struct queue_partition *p);
+
 static void partition_settle(struct queue_state *state, struct queue_partition *p,
                              struct queue_entry *entry)
 {
     p->slots[entry->slot_seq & p->mask].entry = NULL;
     if (entry->slot_seq != p->head_seq)
         return;
+    partition_advance(state, p);
+}
+
+/* Move the head past settled slots; fire commit when the position advances. */
+static void partition_advance(struct queue_state *state, struct queue_partition *p)
+{
     while (p->head_seq < p->tail_seq && !p->slots[p->head_seq & p->mask].entry)
         p->head_seq++;
     int64_t position =
@@ -631,9 +640,39 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
     entry->offset = offset;
     entry->where = ENTRY_AVAILABLE;
     state_enter(state);
-    list_push_back(&state->available, entry);
+    if (offset < p->purge_floor) {
+        state->stats.purged++; /* purged before it was fetched: settled unseen */
+        entry_settle(state, entry);
+    } else {
+        list_push_back(&state->available, entry);
+    }
     state_leave(state);
     return 0;
+}
+
+size_t queue_state_purge(struct queue_state *state, int32_t partition, int64_t end_offset)
+{
+    struct queue_partition *p = partition_get(state, partition);
+    if (!p)
+        return 0;
+    if (end_offset > p->purge_floor)
+        p->purge_floor = end_offset;
+    size_t purged = 0;
+    state_enter(state);
+    for (uint64_t seq = p->head_seq; seq < p->tail_seq; seq++) {
+        struct queue_entry *entry = p->slots[seq & p->mask].entry;
+        if (!entry || entry->where != ENTRY_AVAILABLE || entry->offset >= end_offset)
+            continue;
+        list_unlink(&state->available, entry);
+        u64_map_remove(&state->deliveries, entry->id);
+        p->slots[seq & p->mask].entry = NULL;
+        entry_to_graveyard(state, entry);
+        purged++;
+    }
+    state->stats.purged += purged;
+    partition_advance(state, p); /* last: its commit callback may revoke p */
+    state_leave(state);
+    return purged;
 }
 
 int queue_state_consumer_add(struct queue_state *state, void *consumer, uint32_t credit,

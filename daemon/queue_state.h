@@ -95,6 +95,14 @@ void queue_state_revoke(struct queue_state *state, int32_t partition);
  * is not assigned or the offset does not increase (the caller frees record). */
 int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record);
 
+/* A purge (architecture §11 "Purge"): every available record of `partition`
+ * below `end_offset` is settled without delivery, and records below it added
+ * later are too (the commit position moves past them); acquired records are
+ * left to their consumers, as RabbitMQ's purge leaves unacknowledged
+ * messages. Returns how many available records were dropped; 0 when the
+ * partition is not assigned here. */
+size_t queue_state_purge(struct queue_state *state, int32_t partition, int64_t end_offset);
+
 /* ---- consumers ------------------------------------------------------------ */
 
 /* Register a consumer that may hold up to `credit` unsettled deliveries
@@ -145,6 +153,7 @@ struct queue_state_stats {
     uint64_t dead_lettered; /* confirmed dead-letter produces */
     uint64_t late_settles;  /* settles of unknown ids */
     uint64_t expired;       /* releases by ack timeout */
+    uint64_t purged;        /* settled without delivery by queue_state_purge */
 };
 void queue_state_stats(const struct queue_state *state, struct queue_state_stats *out);
 

@@ -179,6 +179,11 @@ static void amqp_link_out_failed(void *opaque, int core_error, const char *reaso
              "the subscription to '%s' cannot go on: %s; unsettled messages will be redelivered",
              link->address, reason ? reason : "Kafka error");
     const struct amqp_error *error = &amqp_core_error(core_error)->attach;
+    /* what was there is gone (a deleted queue, routing.md "Purge and delete"):
+     * RabbitMQ's condition for it */
+    static const struct amqp_error deleted = {AMQP_KIND_ADDRESS, "amqp:resource-deleted"};
+    if (core_error == CORE_ERR_NOT_FOUND && link->ready)
+        error = &deleted;
     amqp_adapter_count_error(connection->adapter, error->kind);
     log_info("amqp", "%s: link '%s' detached: %s", connection->base.peer, pn_link_name(pl),
              description);

@@ -344,6 +344,44 @@ static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_que
     amqp091_op_started(channel, op, rc, err);
 }
 
+/* queue.purge's answer: purge-ok with the count the core purged. */
+static void amqp091_purge_done(void *opaque, int core_error, const char *reason,
+                               uint64_t message_count)
+{
+    struct amqp091_op *op = opaque;
+    struct amqp091_connection *connection = op->connection;
+    connection->waiting--;
+    struct amqp091_channel *channel = amqp091_channel_find(connection, op->channel);
+    if (channel && channel->generation == op->generation && !channel->closing &&
+        connection->state == AMQP091_STATE_RUNNING) {
+        if (core_error != CORE_OK) {
+            amqp091_channel_core_error(channel, core_error, reason, op->method);
+        } else if (!op->nowait) {
+            amqp_queue_purge_ok_t ok = {
+                .message_count = message_count > UINT32_MAX ? UINT32_MAX : (uint32_t)message_count};
+            amqp091_send_method(connection, channel->number, AMQP_QUEUE_PURGE_OK_METHOD, &ok);
+        }
+    }
+    free(op);
+    amqp091_connection_update_reading(connection);
+}
+
+static void amqp091_queue_purge(struct amqp091_channel *channel, const amqp_queue_purge_t *m)
+{
+    char name[256], err[256];
+    amqp091_bytes_text(m->queue, name, sizeof(name));
+    if (!name[0])
+        snprintf(name, sizeof(name), "%s", channel->last_queue);
+    struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_PURGE_METHOD, m->nowait);
+    if (!op) {
+        amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
+        return;
+    }
+    int rc = core_purge_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
+                              amqp091_purge_done, op, err, sizeof(err));
+    amqp091_op_started(channel, op, rc, err);
+}
+
 /* ---- publishing ---------------------------------------------------------------------------- */
 
 /* A basic.publish handed to the core, until its answer (connection.h). */
@@ -966,9 +1004,7 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
         return;
     }
     case AMQP_QUEUE_DELETE_METHOD: amqp091_queue_delete(channel, m); return;
-    case AMQP_QUEUE_PURGE_METHOD:
-        amqp091_not_implemented(channel, method->id, "queue.purge");
-        return;
+    case AMQP_QUEUE_PURGE_METHOD: amqp091_queue_purge(channel, m); return;
     case AMQP_BASIC_QOS_METHOD: {
         amqp_basic_qos_t *q = m;
         channel->prefetch = q->prefetch_count; /* per consumer, for consumers made after it */

@@ -13,6 +13,9 @@ Binaries come from KBRIDGE_BUILDDIR (set by `make integration`; default: the
 repository root, for an in-tree build).
 """
 
+import base64
+import hashlib
+import json
 import os
 import re
 import signal
@@ -132,14 +135,33 @@ class Kbridged:
         host, _, port = self.addresses[protocol].rpartition(":")
         return host.strip("[]"), int(port)
 
-    def http(self, path, timeout=5):
-        """GET path on the ops listener: (status, body text)."""
+    def http(self, path, timeout=5, auth=None, method="GET", body=None, headers=None):
+        """A request on the ops listener: (status, body text). auth: (user,
+        password) sent as HTTP basic (the admin API under /api/ needs it);
+        body: a dict sent as JSON."""
         host, port = self.host_port("http")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://{host}:{port}{path}", data=data, method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as r:
+            with urllib.request.urlopen(request, timeout=timeout) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def api(self, path, method="GET", body=None, auth=None, **kwargs):
+        """The admin API as ADMIN (or `auth`): (status, parsed JSON or None)."""
+        status, text = self.http(path, auth=auth or ADMIN, method=method, body=body, **kwargs)
+        try:
+            return status, json.loads(text) if text.strip() else None
+        except ValueError:
+            return status, text
 
     def wait_ready(self, timeout=30):
         wait_for(lambda: self.http("/readyz")[0] == 200, timeout, f"{self.name} /readyz 200")
@@ -182,6 +204,35 @@ def valgrind_wrapper(log_file):
             "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
             "--soname-synonyms=somalloc=*jemalloc*",
             f"--suppressions={supp}", f"--log-file={log_file}"]
+
+
+ADMIN = ("kbridge-admin", "admin-secret")
+
+
+def rabbit_hash(password, salt=b"kbr1"):
+    """RabbitMQ's rabbit_password_hashing_sha256 hash (auth.users[].password_hash)."""
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def user_config(name, password, tags=(), consume=None, publish=None):
+    """An auth.users entry with a hashed password."""
+    user = {"name": name, "password_hash": rabbit_hash(password)}
+    if tags:
+        user["tags"] = list(tags)
+    if consume:
+        user["consume"] = list(consume)
+    if publish:
+        user["publish"] = list(publish)
+    return user
+
+
+def with_admin(config):
+    """config with the ADMIN user (tag administrator, every ACL) added: the
+    admin API under /api/ answers only authenticated users."""
+    auth = config.setdefault("auth", {})
+    auth["users"] = list(auth.get("users", [])) + [
+        user_config(ADMIN[0], ADMIN[1], ["administrator"], [".*"], [".*"])]
+    return config
 
 
 def base_config(bootstrap, **sections):

@@ -21,7 +21,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from conftest import KBRIDGED, base_config, wait_for
+from conftest import ADMIN, KBRIDGED, base_config, wait_for, with_admin
 
 # A RabbitMQ export as `rabbitmqctl export_definitions` writes it: users and
 # permissions (skipped by kbridge), a vhost of its own next to "/", all four
@@ -92,7 +92,7 @@ def node_config(bootstrap, topic, node_id, **extra):
     config = base_config(bootstrap, node_id=node_id,
                          definitions={"topic": topic, **extra.pop("definitions", {})},
                          vhosts={"/": {}, "shop": {}}, **extra)
-    return config
+    return with_admin(config)
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def topic():
 
 def view(daemon):
     """The node's /api/definitions, parsed."""
-    status, body = daemon.http("/api/definitions")
+    status, body = daemon.http("/api/definitions", auth=ADMIN)
     assert status == 200, body
     return json.loads(body)
 

@@ -29,7 +29,7 @@ from proton import Delivery, Message
 from proton.utils import SendException
 
 from amqp_client import connect, receive_all
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, wait_for, with_admin
 from stomp_util import Client
 from test_stomp_queues import read_topic
 from test_amqp091 import USER, password_hash, pika_connect  # noqa: F401 (fixture)
@@ -48,7 +48,7 @@ def uniq():
 
 @pytest.fixture
 def daemon(kbridged_factory, bootstrap):
-    return kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA)))
+    return kbridged_factory(with_admin(base_config(bootstrap, kafka=dict(KAFKA))))
 
 
 def metric(daemon, series):
@@ -71,8 +71,8 @@ def daemon_with_definitions(kbridged_factory, bootstrap, tmp_path, exchanges, qu
     }
     path = tmp_path / "definitions.json"
     path.write_text(json.dumps(export))
-    return kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA),
-                                        definitions={"file": str(path)}))
+    return kbridged_factory(with_admin(base_config(bootstrap, kafka=dict(KAFKA),
+                                                   definitions={"file": str(path)})))
 
 
 def send_all(client, destination, bodies_and_headers):
@@ -316,7 +316,7 @@ def test_amqp_exchanges_fanout_round_trip_and_released_when_unroutable(daemon):
 # ---- the queues behind the addresses (through the definitions topic) ----------------------
 
 def definitions(daemon):
-    status, body = daemon.http("/api/definitions")
+    status, body = daemon.http("/api/definitions", auth=ADMIN)
     assert status == 200, body
     return json.loads(body)
 

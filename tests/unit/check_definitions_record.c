@@ -140,6 +140,51 @@ START_TEST(queue_and_binding_records_round_trip_and_tombstones_remove_exactly_on
 }
 END_TEST
 
+START_TEST(purge_records_set_the_queue_s_purge_offsets_kept_across_redeclares)
+{
+    struct queue_spec queue = {.vhost = "/", .name = "orders", .durable = true};
+    char *qkey, *qvalue, *key, *value;
+    ck_assert_int_eq(definitions_record_queue(&queue, &qkey, &qvalue), 0);
+    apply(qkey, qvalue);
+    json_t *offsets = json("[{\"topic\": \"orders\", \"partition\": 1, \"offset\": 20}]");
+    ck_assert_int_eq(definitions_record_purge("/", "orders", offsets, &key, &value), 0);
+    ck_assert_str_eq(key, "purge/%2F/orders");
+    apply(key, value);
+    const struct queue_definition *d = definitions_queue(model, "/", "orders");
+    ck_assert_ptr_nonnull(d);
+    ck_assert(json_equal(d->purge_offsets, offsets));
+    struct definitions_record_key parsed;
+    ck_assert_int_eq(definitions_record_key_parse(key, strlen(key), &parsed), 0);
+    ck_assert_int_eq(parsed.kind, DEFINITIONS_RECORD_PURGE);
+    ck_assert_str_eq(parsed.name, "orders");
+    definitions_record_key_free(&parsed);
+    apply(qkey, qvalue); /* a redeclare keeps the purge */
+    ck_assert(json_equal(definitions_queue(model, "/", "orders")->purge_offsets, offsets));
+    /* a purge of a queue not in the view is accepted and changes nothing */
+    char *other_key, *other_value;
+    ck_assert_int_eq(definitions_record_purge("/", "none", offsets, &other_key, &other_value), 0);
+    apply(other_key, other_value);
+    ck_assert_ptr_null(definitions_queue(model, "/", "none"));
+    /* offsets that are not {topic, partition, offset} are refused */
+    char err[256] = "";
+    const char *bad = "{\"vhost\":\"/\",\"name\":\"orders\",\"offsets\":[{\"topic\":1}]}";
+    ck_assert_int_eq(
+        definitions_record_apply(model, key, strlen(key), bad, strlen(bad), err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "offsets[0]"));
+    /* the queue's tombstone takes the purge with it */
+    apply(qkey, NULL);
+    apply(qkey, qvalue);
+    ck_assert_ptr_null(definitions_queue(model, "/", "orders")->purge_offsets);
+    json_decref(offsets);
+    free(qkey);
+    free(qvalue);
+    free(key);
+    free(value);
+    free(other_key);
+    free(other_value);
+}
+END_TEST
+
 START_TEST(records_kbridge_cannot_read_are_refused_with_a_reason)
 {
     static const struct {
@@ -314,6 +359,7 @@ static Suite *record_suite(void)
     tcase_add_test(records, exchange_record_key_value_and_round_trip);
     tcase_add_test(records, queue_and_binding_records_round_trip_and_tombstones_remove_exactly_one);
     tcase_add_test(records, records_kbridge_cannot_read_are_refused_with_a_reason);
+    tcase_add_test(records, purge_records_set_the_queue_s_purge_offsets_kept_across_redeclares);
     suite_add_tcase(suite, records);
     TCase *exports = tcase_create("exports");
     tcase_add_checked_fixture(exports, setup, teardown);

@@ -251,6 +251,38 @@ static char consumer_a, consumer_b, consumer_c;
 #define B ((void *)&consumer_b)
 #define C ((void *)&consumer_c)
 
+/* ---- purge ----------------------------------------------------------------------- */
+
+START_TEST(purge_drops_available_keeps_acquired_and_skips_later_records)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 1, false, false), 0);
+    for (int64_t offset = 0; offset < 5; offset++)
+        add(fake, 0, offset);
+    ck_assert_uint_eq(fake->delivery_count, 1); /* credit 1: offset 0 acquired */
+    /* purged up to 8: 1..4 dropped now, 5..7 when they arrive; 0 stays acquired */
+    ck_assert_uint_eq(queue_state_purge(fake->state, 0, 8), 4);
+    ck_assert_uint_eq(fake->released, 4);
+    ck_assert_uint_eq(stats_of(fake).available, 0);
+    ck_assert_uint_eq(fake->commit_count, 0);
+    for (int64_t offset = 5; offset < 8; offset++)
+        add(fake, 0, offset);
+    ck_assert_uint_eq(fake->delivery_count, 1);
+    accept_delivery(fake, 0, 0);
+    const struct commit after_ack[] = {{0, 8}};
+    check_commits(fake, after_ack, 1);
+    add(fake, 0, 8); /* beyond the purge: delivered */
+    ck_assert_uint_eq(fake->delivery_count, 2);
+    ck_assert_int_eq(last_delivery(fake)->offset, 8);
+    ck_assert_uint_eq(stats_of(fake).purged, 7);
+    /* a partition not assigned here: nothing */
+    ck_assert_uint_eq(queue_state_purge(fake->state, 3, 10), 0);
+    accept_delivery(fake, 0, 8);
+    fake_free(fake);
+}
+END_TEST
+
 /* ---- offsets ------------------------------------------------------------------- */
 
 START_TEST(out_of_order_accepts_commit_only_the_lowest_unsettled)
@@ -1298,6 +1330,7 @@ static Suite *queue_state_suite(void)
     Suite *suite = suite_create("queue_state");
     TCase *offsets = tcase_create("offsets");
     tcase_add_test(offsets, out_of_order_accepts_commit_only_the_lowest_unsettled);
+    tcase_add_test(offsets, purge_drops_available_keeps_acquired_and_skips_later_records);
     tcase_add_test(offsets, offset_gaps_and_partitions_are_independent);
     tcase_add_test(offsets, adds_are_refused_for_unassigned_partitions_and_old_offsets);
     suite_add_tcase(suite, offsets);
