@@ -425,6 +425,58 @@ void amqp091_publish_done(struct connection_publish *base, int result, const cha
     amqp091_publish_resume(connection);
 }
 
+/* Direct reply-to, the requester's side: reply_to `amq.rabbitmq.reply-to`
+ * becomes the channel's temporary queue's reply address
+ * ("/reply-queue/TOKEN", architecture §7), which any responder on any
+ * node and protocol answers. 0, or -1 after a channel error (406 as
+ * RabbitMQ when the channel has no reply consumer). */
+static int amqp091_direct_reply_to(struct amqp091_channel *channel,
+                                   const amqp_basic_properties_t *properties,
+                                   struct amqp091_record_headers *headers)
+{
+    size_t len = strlen(AMQP091_DIRECT_REPLY_TO);
+    if (!(properties->_flags & AMQP_BASIC_REPLY_TO_FLAG) || properties->reply_to.len != len ||
+        memcmp(properties->reply_to.bytes, AMQP091_DIRECT_REPLY_TO, len) != 0)
+        return 0;
+    struct amqp091_consumer *consumer = channel->reply_consumer;
+    if (!consumer || !consumer->ready) {
+        amqp091_record_headers_free(headers);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - fast reply consumer does not exist",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return -1;
+    }
+    for (size_t i = 0; i < headers->count; i++)
+        if (strcmp(headers->properties[i].name, RECORD_HEADER_REPLY_TO) == 0) {
+            headers->properties[i].value = consumer->reply_address;
+            headers->properties[i].value_len = strlen(consumer->reply_address);
+        }
+    return 0;
+}
+
+/* Direct reply-to, the responder's side: a publish to the default exchange
+ * whose routing key is a reply address (the request's reply_to as kbridge
+ * wrote it, or RabbitMQ's amq.rabbitmq.reply-to.TOKEN) goes to that
+ * temporary queue. True when it is one (*out filled). */
+static bool amqp091_reply_destination(const char *exchange, const char *routing_key,
+                                      struct destination *out)
+{
+    if (exchange[0])
+        return false;
+    const char *token = NULL;
+    size_t reply_len = strlen(AMQP091_REPLY_QUEUE_PREFIX);
+    size_t direct_len = strlen(AMQP091_DIRECT_REPLY_TO_PREFIX);
+    if (strncmp(routing_key, AMQP091_REPLY_QUEUE_PREFIX, reply_len) == 0)
+        token = routing_key + reply_len;
+    else if (strncmp(routing_key, AMQP091_DIRECT_REPLY_TO_PREFIX, direct_len) == 0)
+        token = routing_key + direct_len;
+    if (!token || !token[0] || strlen(token) > ADDRESS_NAME_MAX)
+        return false;
+    *out = (struct destination){.kind = DESTINATION_REPLY_QUEUE};
+    snprintf(out->name, sizeof(out->name), "%s", token);
+    return true;
+}
+
 /* Every frame of a basic.publish has arrived: publish it. */
 static void amqp091_publish_complete(struct amqp091_channel *channel)
 {
@@ -462,14 +514,19 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         amqp091_channel_error(channel, code, text, AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
+    if (amqp091_direct_reply_to(channel, properties, &headers) < 0)
+        return;
+    /* a reply goes to the requester's temporary queue, on any node */
     struct destination destination = {.kind = DESTINATION_EXCHANGE};
-    if (strlen(channel->exchange) > ADDRESS_NAME_MAX) {
+    bool reply = amqp091_reply_destination(channel->exchange, channel->routing_key, &destination);
+    if (!reply && strlen(channel->exchange) > ADDRESS_NAME_MAX) {
         amqp091_record_headers_free(&headers);
         amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no such exchange",
                               AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
-    snprintf(destination.name, sizeof(destination.name), "%s", channel->exchange);
+    if (!reply)
+        snprintf(destination.name, sizeof(destination.name), "%s", channel->exchange);
     struct core_message message = {
         .body = channel->body ? channel->body : (const void *)"",
         .body_len = channel->body_size,
@@ -627,6 +684,17 @@ static void amqp091_unacked_remove(struct amqp091_channel *channel, struct amqp0
     free(u);
 }
 
+/* A direct reply-to consumer held the connection's input until its
+ * temporary queue was positioned: let it go on. */
+static void amqp091_consumer_unhold(struct amqp091_consumer *consumer)
+{
+    if (!consumer->holding)
+        return;
+    consumer->holding = false;
+    consumer->channel->connection->waiting--;
+    amqp091_connection_update_reading(consumer->channel->connection);
+}
+
 /* Unsubscribe (unsettled deliveries are released by the core) and free. */
 static void amqp091_consumer_end(struct amqp091_consumer *consumer)
 {
@@ -638,6 +706,9 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer)
     }
     if (consumer->core)
         core_unsubscribe(consumer->core);
+    if (channel->reply_consumer == consumer)
+        channel->reply_consumer = NULL;
+    amqp091_consumer_unhold(consumer);
     for (struct amqp091_consumer **at = &channel->consumers; *at; at = &(*at)->next)
         if (*at == consumer) {
             *at = consumer->next;
@@ -715,6 +786,10 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         channel->unacked_tail = unacked;
         u64_map_put(&channel->unacked_by_tag, tag, unacked);
     }
+    if (consumer->direct_reply) { /* RabbitMQ: the reply-to address the reply was sent to */
+        routing_key = consumer->reply_address;
+        routing_key_len = strlen(consumer->reply_address);
+    }
     amqp_basic_deliver_t deliver = {
         .consumer_tag = amqp_cstring_bytes(consumer->tag),
         .delivery_tag = tag,
@@ -739,6 +814,7 @@ static void amqp091_consumer_ready(void *opaque)
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     consumer->ready = true;
+    amqp091_consumer_unhold(consumer);
     if (consumer->nowait || channel->closing)
         return;
     amqp_basic_consume_ok_t ok = {.consumer_tag = amqp_cstring_bytes(consumer->tag)};
@@ -752,8 +828,8 @@ static void amqp091_consumer_failed(void *opaque, int core_error, const char *re
     /* The core's error picks the reply code (403 when Kafka refuses the
      * topic, 404 when it does not exist, 541 otherwise), as for a declare. */
     char text[320];
-    snprintf(text, sizeof(text), "consumer '%.100s' of queue '%.100s' failed: %.80s",
-             consumer->tag, consumer->queue, reason ? reason : "unknown");
+    snprintf(text, sizeof(text), "consumer '%.100s' of queue '%.100s' failed: %.80s", consumer->tag,
+             consumer->queue, reason ? reason : "unknown");
     amqp091_channel_core_error(channel, core_error, text, AMQP_BASIC_CONSUME_METHOD);
 }
 
@@ -782,6 +858,19 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
         snprintf(queue, sizeof(queue), "%s", channel->last_queue);
     if (!queue[0]) {
         amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no previously declared queue",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    bool direct_reply = strcmp(queue, AMQP091_DIRECT_REPLY_TO) == 0;
+    if (direct_reply && !m->no_ack) { /* RabbitMQ's checks and texts */
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - reply consumer cannot acknowledge",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (direct_reply && channel->reply_consumer) {
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - reply consumer already set",
                               AMQP_BASIC_CONSUME_METHOD);
         return;
     }
@@ -834,8 +923,25 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
-    consumer->core = core_subscribe(connection->session, &destination, &options,
-                                    &amqp091_consumer_handlers, consumer, &code, err, sizeof(err));
+    if (direct_reply) {
+        /* the channel's temporary queue (architecture §7); replies are
+         * at most once, nothing to settle */
+        consumer->direct_reply = true;
+        channel->reply_consumer = consumer;
+        options.credit = AMQP091_DEFAULT_PREFETCH;
+        consumer->core = core_subscribe_temporary(
+            connection->session, &options, &amqp091_consumer_handlers, consumer,
+            consumer->reply_address, sizeof(consumer->reply_address), &code, err, sizeof(err));
+        if (consumer->core) { /* read nothing more until it is positioned */
+            consumer->holding = true;
+            connection->waiting++;
+            amqp091_connection_update_reading(connection);
+        }
+    } else {
+        consumer->core =
+            core_subscribe(connection->session, &destination, &options, &amqp091_consumer_handlers,
+                           consumer, &code, err, sizeof(err));
+    }
     if (!consumer->core) {
         amqp091_consumer_end(consumer);
         amqp091_channel_core_error(channel, code, err, AMQP_BASIC_CONSUME_METHOD);

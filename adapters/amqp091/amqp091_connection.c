@@ -304,21 +304,23 @@ static void amqp091_arm_heartbeat(struct amqp091_connection *connection)
 
 static void amqp091_send_start(struct amqp091_connection *connection)
 {
-    static const char *const capabilities[] = {
-        "publisher_confirms", "exchange_exchange_bindings",
-        "basic.nack",         "consumer_cancel_notify",
-        "connection.blocked", "authentication_failure_close",
-        "per_consumer_qos",   "direct_reply_to",
+    /* RabbitMQ's capabilities; false for what is not built yet (clients
+     * then do without) */
+    static const struct {
+        const char *name;
+        bool built;
+    } capabilities[] = {
+        {"publisher_confirms", true},  {"exchange_exchange_bindings", false},
+        {"basic.nack", true},          {"consumer_cancel_notify", false},
+        {"connection.blocked", false}, {"authentication_failure_close", true},
+        {"per_consumer_qos", true},    {"direct_reply_to", true},
     };
     enum { CAPS = sizeof(capabilities) / sizeof(capabilities[0]) };
     amqp_table_entry_t caps[CAPS];
     for (size_t i = 0; i < CAPS; i++) {
-        caps[i].key = amqp_cstring_bytes(capabilities[i]);
+        caps[i].key = amqp_cstring_bytes(capabilities[i].name);
         caps[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-        /* what is built: confirms, basic.nack, authentication_failure_close,
-         * per_consumer_qos; the others are announced by RabbitMQ and not yet
-         * here, so they are false (clients then do without) */
-        caps[i].value.value.boolean = i == 0 || i == 2 || i == 5 || i == 6;
+        caps[i].value.value.boolean = capabilities[i].built;
     }
     amqp_table_entry_t props[5];
     props[0].key = amqp_cstring_bytes("capabilities");
@@ -629,11 +631,11 @@ static bool amqp091_read_header(struct amqp091_connection *connection, struct ev
         char text[200];
         const char *limit =
             connection->refused_limit ? connection->refused_limit : "limits.max_connections";
-        snprintf(text, sizeof(text), "NOT_ALLOWED - the server already has %u connections open (%s%s)",
-                 connection->refused_value, limit,
-                 strcmp(limit, "limits.max_connections_per_address") == 0
-                     ? ", from this address"
-                     : ", every protocol together");
+        snprintf(
+            text, sizeof(text), "NOT_ALLOWED - the server already has %u connections open (%s%s)",
+            connection->refused_value, limit,
+            strcmp(limit, "limits.max_connections_per_address") == 0 ? ", from this address"
+                                                                     : ", every protocol together");
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, 0);
         return false;
     }

@@ -31,6 +31,13 @@ struct event;
 #define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
 #define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
 #define AMQP091_MAX_CONSUMERS 1024         /* per channel */
+/* RabbitMQ's direct reply-to pseudo-queue: consumed with no-ack, named in
+ * a publish's reply_to (docs/amqp091.md "Direct reply-to"). */
+#define AMQP091_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+/* What a responder may publish to on the default exchange to answer: the
+ * reply address the request carried, or RabbitMQ's spelling of a token. */
+#define AMQP091_REPLY_QUEUE_PREFIX "/reply-queue/"
+#define AMQP091_DIRECT_REPLY_TO_PREFIX "amq.rabbitmq.reply-to."
 
 struct amqp091_adapter {
     struct adapter_base base; /* first (connection.h) */
@@ -64,6 +71,13 @@ struct amqp091_consumer {
     bool ready;  /* consume-ok sent */
     bool nowait; /* no consume-ok */
     bool blocked;
+    /* Direct reply-to (amq.rabbitmq.reply-to): the channel's temporary
+     * queue (core_subscribe_temporary, architecture §7), its reply address
+     * ("/reply-queue/TOKEN"); `holding`: the connection reads nothing until
+     * the queue is positioned (no reply missed). */
+    bool direct_reply;
+    bool holding;
+    char reply_address[CORE_REPLY_ADDRESS_MAX];
     char tag[256];
     char queue[ADDRESS_NAME_MAX + 1];
 };
@@ -99,6 +113,7 @@ struct amqp091_channel {
     /* Consumers and their deliveries. */
     struct amqp091_consumer *consumers;
     size_t consumer_count;
+    struct amqp091_consumer *reply_consumer; /* amq.rabbitmq.reply-to's, or NULL */
     uint16_t prefetch; /* basic.qos prefetch_count for consumers made after it (0: default) */
     uint64_t next_delivery_tag;
     struct amqp091_unacked *unacked_head;
@@ -111,7 +126,7 @@ struct amqp091_connection {
     struct connection base; /* first (connection.h) */
     struct amqp091_adapter *adapter;
     enum amqp091_state state;
-    bool refused; /* over a connection limit: Close 530 right after the header */
+    bool refused;              /* over a connection limit: Close 530 right after the header */
     const char *refused_limit; /* that limit's config key (static text) */
     uint32_t refused_value;    /* and its value */
     bool reading;

@@ -629,3 +629,149 @@ def test_wrong_password_close_text_is_rabbitmqs(daemon):
     assert int.from_bytes(close[4:6], "big") == 403
     assert close[7:7 + close[6]] == (b"ACCESS_REFUSED - Login was refused using authentication "
                                      b"mechanism PLAIN. For details see the broker logfile.")
+
+
+# ---- direct reply-to (amq.rabbitmq.reply-to on DESIGN §7's temporary queues) ------------
+
+class PikaResponder:
+    """A pika responder in its own thread and connection: consumes `queue`,
+    answers each request to its reply_to on the default exchange (what
+    RabbitMQ RPC servers do) with the request's correlation_id, acks it."""
+
+    def __init__(self, daemon, queue):
+        import threading
+        self.daemon, self.queue = daemon, queue
+        self.answered = 0
+        self.reply_tos = set()
+        self.error = None
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30), "the responder did not start"
+        assert self.error is None, self.error
+
+    def run(self):
+        try:
+            conn = pika_connect(self.daemon)
+            ch = conn.channel()
+            ch.queue_declare(self.queue)
+            ch.basic_qos(prefetch_count=50)
+
+            def on_request(channel, method, props, body):
+                self.reply_tos.add(props.reply_to)
+                channel.basic_publish("", props.reply_to, b"re:" + body,
+                                      pika.BasicProperties(correlation_id=props.correlation_id))
+                channel.basic_ack(method.delivery_tag)
+                self.answered += 1
+
+            ch.basic_consume(self.queue, on_request)
+            self.ready.set()
+            while not self.stop.is_set():
+                conn.process_data_events(time_limit=0.1)
+            conn.close()
+        except Exception as e:  # reported by close()
+            self.error = e
+            self.ready.set()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, self.error
+
+
+def test_direct_reply_to_pika_rpc_1000_round_trips(daemon, uniq):
+    queue = f"rpc{uniq}"
+    responder = PikaResponder(daemon, queue)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((m, p, b)), auto_ack=True)
+    try:
+        for i in range(1000):
+            ch.basic_publish("", queue, f"ping {i}".encode(),
+                             pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                  correlation_id=f"c{i}"))
+            drain_until(conn, lambda: len(replies) > i, 30, f"reply {i}")
+            method, props, body = replies[i]
+            assert body == f"re:ping {i}".encode()
+            assert props.correlation_id == f"c{i}"
+            assert method.exchange == ""
+            assert method.routing_key.startswith("/reply-queue/")
+            # no kbridge routing data reaches the client
+            assert not any(k.startswith(("kbridge-", "kafka_")) for k in (props.headers or {}))
+    finally:
+        responder.close()
+    assert len(replies) == 1000 and responder.answered == 1000
+    # the request carried the one token-bearing address of this channel's temporary queue
+    assert len(responder.reply_tos) == 1
+    assert next(iter(responder.reply_tos)).startswith("/reply-queue/")
+    conn.close()
+
+
+def test_direct_reply_to_rules_are_rabbitmqs(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=False)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - reply consumer cannot acknowledge")
+    ch = conn.channel()
+    ch.queue_declare(f"rq{uniq}")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_publish("", f"rq{uniq}", b"x",
+                         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+        ch.queue_declare(f"rq{uniq}", passive=True)  # the error arrives before this answer
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - fast reply consumer does not exist")
+    ch = conn.channel()
+    ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - reply consumer already set")
+    assert conn.is_open
+    conn.close()
+
+
+def test_direct_reply_to_stomp_responder_answers_pika_requester(daemon, uniq):
+    queue = f"rpc-s{uniq}"
+    responder = Client(daemon)
+    responder.subscribe(f"/queue/{queue}", "rpc", ack="auto", receipt="sub")
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((p, b)), auto_ack=True)
+    for i in range(5):
+        ch.basic_publish("", queue, f"q{i}".encode(),
+                         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                              correlation_id=f"s{i}"))
+    frames = responder.wait_messages(5)
+    for frame in frames:
+        assert frame.headers["reply-to"].startswith("/reply-queue/")
+        responder.send(frame.headers["reply-to"], "re:" + frame.body,
+                       headers={"correlation-id": frame.headers["correlation-id"]})
+    drain_until(conn, lambda: len(replies) >= 5, 30, "5 replies")
+    assert sorted((p.correlation_id, b) for p, b in replies) == [
+        (f"s{i}", f"re:q{i}".encode()) for i in range(5)]
+    responder.close()
+    conn.close()
+
+
+def test_direct_reply_to_pika_responder_answers_stomp_requester(daemon, uniq):
+    queue = f"rpc-p{uniq}"
+    responder = PikaResponder(daemon, queue)
+    requester = Client(daemon)
+    try:
+        for i in range(5):
+            requester.send(f"/queue/{queue}", f"q{i}",
+                           headers={"reply-to": "/temp-queue/answers", "correlation-id": f"p{i}"})
+        frames = requester.wait_messages(5)
+    finally:
+        responder.close()
+    assert sorted((f.headers["correlation-id"], f.body) for f in frames) == [
+        (f"p{i}", f"re:q{i}") for i in range(5)]
+    assert all(f.headers["destination"] == "/temp-queue/answers" for f in frames)
+    requester.close()
