@@ -733,8 +733,14 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         return;
     }
     size_t used = 0;
+    /* A record published to an exchange has its routing key in
+     * kbridge-routing-key and lives in the exchange's topic (architecture
+     * §11), so the topic's name is the exchange (the alternate exchange's
+     * when that one took it); a record without it came through the default
+     * exchange (or STOMP, AMQP 1.0, Kafka): exchange "", the topic as key. */
     const char *routing_key = delivery->name;
     size_t routing_key_len = strlen(delivery->name);
+    const char *exchange = "";
     for (size_t i = 0; i < count; i++) {
         const char *name;
         const void *value;
@@ -742,11 +748,12 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         if (core_delivery_header(delivery, i, &name, &value, &value_len) < 0)
             continue;
         size_t name_len = strlen(name);
-        if (!record_header_delivered(name, name_len, RECORD_DELIVER_CLIENT))
+        if (!record_header_delivered(name, name_len, RECORD_DELIVER_AMQP091_DATA))
             continue;
         if (strcmp(name, RECORD_ROUTING_KEY) == 0 && value_len <= 255) {
             routing_key = value;
             routing_key_len = value_len;
+            exchange = delivery->name;
         }
         headers[used++] = (struct amqp091_header_in){name, name_len, value, value_len};
     }
@@ -789,12 +796,13 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     if (consumer->direct_reply) { /* RabbitMQ: the reply-to address the reply was sent to */
         routing_key = consumer->reply_address;
         routing_key_len = strlen(consumer->reply_address);
+        exchange = "";
     }
     amqp_basic_deliver_t deliver = {
         .consumer_tag = amqp_cstring_bytes(consumer->tag),
         .delivery_tag = tag,
         .redelivered = delivery->delivery_count > 1,
-        .exchange = amqp_cstring_bytes(""),
+        .exchange = amqp_cstring_bytes(strlen(exchange) <= 255 ? exchange : ""),
         .routing_key = {routing_key_len, (void *)routing_key},
     };
     if (amqp091_send_content(connection, channel->number, AMQP_BASIC_DELIVER_METHOD, &deliver, NULL,

@@ -775,3 +775,165 @@ def test_direct_reply_to_pika_responder_answers_stomp_requester(daemon, uniq):
         (f"p{i}", f"re:q{i}") for i in range(5)]
     assert all(f.headers["destination"] == "/temp-queue/answers" for f in frames)
     requester.close()
+
+
+# ---- typed headers: every field type, exact over 0-9-1, natural elsewhere ---------------
+
+def field(kind, payload):
+    return kind + payload
+
+
+def table(entries):
+    """A 0-9-1 field table from (name, encoded value) pairs."""
+    body = b"".join(shortstr(name.encode()) + value for name, value in entries)
+    return len(body).to_bytes(4, "big") + body
+
+
+EVERY_TYPE = [  # (name, encoded value, what STOMP and Kafka readers see)
+    ("longstr", field(b"S", longstr("grüße".encode())), "grüße"),
+    ("bytes", field(b"x", longstr(b"\x01\x02ab")), "\x01\x02ab"),
+    ("bool", field(b"t", b"\x01"), "true"),
+    ("i8", field(b"b", (-8).to_bytes(1, "big", signed=True)), "-8"),
+    ("u8", field(b"B", (200).to_bytes(1, "big")), "200"),
+    ("i16", field(b"s", (-1600).to_bytes(2, "big", signed=True)), "-1600"),
+    ("u16", field(b"u", (60000).to_bytes(2, "big")), "60000"),
+    ("i32", field(b"I", (-320000).to_bytes(4, "big", signed=True)), "-320000"),
+    ("u32", field(b"i", (4000000000).to_bytes(4, "big")), "4000000000"),
+    ("i64", field(b"l", (-(1 << 40)).to_bytes(8, "big", signed=True)), str(-(1 << 40))),
+    ("f32", field(b"f", __import__("struct").pack(">f", 1.5)), "1.5"),
+    ("f64", field(b"d", __import__("struct").pack(">d", 0.1)), "0.10000000000000001"),
+    ("decimal", field(b"D", b"\x02" + (1234).to_bytes(4, "big")), "12.34"),
+    ("stamp", field(b"T", (1700000000).to_bytes(8, "big")), "1700000000"),
+    ("void", field(b"V", b""), ""),
+    ("table", field(b"F", table([("a", field(b"I", (1).to_bytes(4, "big"))),
+                                 ("b", field(b"S", longstr(b"two")))])), '{"a":1,"b":"two"}'),
+    ("array", field(b"A", len(field(b"t", b"\x00") + field(b"V", b"")).to_bytes(4, "big") +
+                    field(b"t", b"\x00") + field(b"V", b"")), "[false,null]"),
+]
+
+
+def content_header_headers(payload):
+    """The headers table (encoded, with its length) of a basic content header."""
+    flags = int.from_bytes(payload[12:14], "big")
+    at = 14
+    for bit in (0x8000, 0x4000):  # content-type, content-encoding: shortstrs before headers
+        if flags & bit:
+            at += 1 + payload[at]
+    assert flags & 0x2000, "no headers table"
+    size = int.from_bytes(payload[at:at + 4], "big")
+    return payload[at:at + 4 + size]
+
+
+def test_every_header_field_type_round_trips_exactly(daemon, bootstrap, uniq):
+    queue = f"typed{uniq}"
+    topic = f"typed-t{uniq}"
+    headers = table([(name, value) for name, value, _ in EVERY_TYPE])
+    # a STOMP subscriber of the same messages, on a topic bound queue-free
+    stomp = Client(daemon)
+    stomp.subscribe(f"/topic/{topic}", "s", receipt="sub")
+
+    client = RawClient(daemon)
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 50, 10, b"\x00\x00" + shortstr(queue.encode()) + b"\x00" +
+                               table([])))  # queue.declare
+    assert client.recv_method()[:2] == (50, 11)
+    client.sock.sendall(method(1, 60, 20, b"\x00\x00" + shortstr(queue.encode()) +
+                               shortstr(b"") + b"\x02" + table([])))  # basic.consume no-ack
+    assert client.recv_method()[:2] == (60, 21)
+    for exchange, key in (("", queue), ("amq.topic", topic)):
+        body = b"typed"
+        properties = (0x2000 | 0x0040).to_bytes(2, "big") + headers + (1700000001).to_bytes(8, "big")
+        client.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(exchange.encode()) +
+                                   shortstr(key.encode()) + b"\x00") +
+                            frame(2, 1, b"\x00\x3c\x00\x00" + len(body).to_bytes(8, "big") +
+                                  properties) +
+                            frame(3, 1, body))
+    c, m, channel, args = client.recv_method()
+    assert (c, m) == (60, 60)  # basic.deliver
+    kind, _, payload = client.recv_frame()
+    assert kind == 2
+    assert content_header_headers(payload) == headers  # every type, value and order
+    assert (1700000001).to_bytes(8, "big") in payload  # the timestamp, after the table
+    kind, _, body = client.recv_frame()
+    assert (kind, body) == (3, b"typed")
+    client.close()
+
+    # pika decodes them to the values it knows (it encodes no floats)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", queue, b"pika", pika.BasicProperties(headers={
+        "s": "x", "n": 7, "big": 1 << 40, "t": True, "none": None,
+        "list": [1, "a"], "nested": {"k": {"deep": False}},
+        "when": __import__("datetime").datetime(2024, 1, 2, 3, 4, 5),
+        "price": __import__("decimal").Decimal("9.99"), "raw": b"\x00\xff"}))
+    got = []
+    ch.basic_consume(queue, lambda c, m, p, b: got.append(p.headers), auto_ack=True)
+    drain_until(conn, lambda: got, 30, "the pika message")
+    assert got[0] == {"s": "x", "n": 7, "big": 1 << 40, "t": True, "none": None,
+                      "list": [1, "a"], "nested": {"k": {"deep": False}},
+                      "when": __import__("datetime").datetime(2024, 1, 2, 3, 4, 5),
+                      "price": __import__("decimal").Decimal("9.99"), "raw": b"\x00\xff"}
+    conn.close()
+
+    # STOMP sees natural text values, and none of kbridge's 0-9-1 data
+    frame_in = stomp.wait_messages(1)[0]
+    for name, _, text in EVERY_TYPE:
+        if name != "bytes":  # stomp.py decodes frames as UTF-8 text
+            assert frame_in.headers[name] == text, name
+    assert not any(k.startswith("kbridge-amqp091-") for k in frame_in.headers)
+    stomp.close()
+
+    # a native Kafka reader: the same text values (and the typed table beside them)
+    records = read_topic(bootstrap, topic)
+    assert len(records) == 1
+    h = {k: v for k, v in (records[0].headers() or [])}
+    for name, _, text in EVERY_TYPE:
+        assert h[name] == text.encode("utf-8") if name != "bytes" else h[name] == b"\x01\x02ab"
+    assert h["kbridge-amqp091-headers"] == headers
+
+
+def test_deliver_names_the_exchange_and_routing_key(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.exchange_declare(f"dx{uniq}", exchange_type="topic")
+    ch.queue_declare(f"dq{uniq}")
+    ch.queue_bind(f"dq{uniq}", f"dx{uniq}", routing_key="a.*")
+    ch.queue_declare(f"plain{uniq}")
+    got = []
+    ch.basic_consume(f"dq{uniq}", lambda c, m, p, b: got.append(m), auto_ack=True)
+    ch.basic_consume(f"plain{uniq}", lambda c, m, p, b: got.append(m), auto_ack=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.basic_publish(f"dx{uniq}", "a.b", b"1",
+                      pika.BasicProperties(delivery_mode=1, expiration="60000"))
+    pub.basic_publish("", f"plain{uniq}", b"2")
+    drain_until(conn, lambda: len(got) >= 2, 30, "two deliveries")
+    by_queue = sorted((m.exchange, m.routing_key) for m in got)
+    assert by_queue == sorted([(f"dx{uniq}", "a.b"), ("", f"plain{uniq}")])
+    conn.close()
+
+
+def test_basic_properties_round_trip_unchanged(daemon, uniq):
+    queue = f"props{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    got = []
+    ch.basic_consume(queue, lambda c, m, p, b: got.append(p), auto_ack=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    sent = pika.BasicProperties(content_type="text/plain", content_encoding="utf-8",
+                                delivery_mode=1, priority=3, correlation_id="c",
+                                reply_to="r", expiration="60000", message_id="m",
+                                timestamp=1700000000, type="t", user_id=USER, app_id="a",
+                                headers={"h": "v"})
+    pub.basic_publish("", queue, b"p", sent)
+    drain_until(conn, lambda: got, 30, "the message")
+    p = got[0]
+    for name in ("content_type", "content_encoding", "delivery_mode", "priority",
+                 "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
+                 "user_id", "app_id", "headers"):
+        assert getattr(p, name) == getattr(sent, name), name
+    conn.close()
