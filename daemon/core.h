@@ -388,6 +388,11 @@ int core_delete_queue(struct core_session *session, const char *vhost, const cha
 int core_queue_usable(struct core_session *session, const char *vhost, const char *name, char *err,
                       size_t err_size);
 
+/* How many subscriptions of this node's sessions consume from queue `name`
+ * (any protocol; consumers on other nodes are not known here). A walk of
+ * the sessions' subscriptions: for declare-ok counts and exclusive
+ * consumers, not for every message. */
+size_t core_queue_local_consumers(const struct core *core, const char *name);
 /* This node's view of the definitions (read-only; changes as the
  * definitions topic is applied). Engines get the same pointer in their
  * engine_context. */

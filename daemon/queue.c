@@ -122,7 +122,8 @@ struct queue {
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
     /* A queue (not a durable subscription) reads its bindings (§11). */
     bool bound;
-    bool wait_assignment;           /* subscribers get `ready` once the group assigned it */
+    bool defined;         /* declared in this node's view when last looked: its deletion ends it */
+    bool wait_assignment; /* subscribers get `ready` once the group assigned it */
     struct queue_bindings bindings; /* what it reads beyond its own topic */
     struct queue_anchor *anchors;   /* anchoring binding topics before (re)subscribing */
     size_t anchor_count;
@@ -792,6 +793,8 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->kind = sub->destination.kind;
     queue->bound = sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name;
     memcpy(queue->name, sub->destination.name, sizeof(queue->name));
+    queue->defined = queue->bound && definitions_queue(context->definitions, CORE_DEFAULT_VHOST,
+                                                       queue->name) != NULL;
     queue->group_id = strdup(group_id);
     char subscription[ADDRESS_NAME_MAX * 4 + 8];
     if (sub->destination.wildcard) {
@@ -1017,6 +1020,20 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
             !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
             /* deleted (auto-delete, or by a client): no linger for it */
             queue_free(q);
+            continue;
+        }
+        bool defined =
+            definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name) != NULL;
+        bool deleted = q->defined && !defined;
+        q->defined = defined;
+        if (q->subscriber_count > 0 && deleted) {
+            /* deleted under its subscribers (by a client, on any node): they
+             * end (AMQP 0-9-1 sends basic.cancel), as in RabbitMQ; the last
+             * one's unsubscribe frees the queue on a later turn */
+            char reason[ADDRESS_NAME_MAX + 64];
+            snprintf(reason, sizeof(reason), "queue '%s' in vhost '%s' was deleted", q->name,
+                     CORE_DEFAULT_VHOST);
+            queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
             continue;
         }
         struct queue_bindings now;

@@ -22,6 +22,7 @@
  * A channel exception sends channel.close and ends only that channel. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,9 @@ static void amqp091_channel_quiesce(struct amqp091_channel *channel)
 void amqp091_channel_free(struct amqp091_channel *channel)
 {
     amqp091_channel_quiesce(channel);
+    if (channel->confirm_event)
+        event_free(channel->confirm_event);
+    u64_map_free(&channel->confirm_early);
     u64_map_remove(&channel->connection->channels, channel->number);
     free(channel);
 }
@@ -146,8 +150,14 @@ static void amqp091_op_done(void *opaque, int core_error, const char *reason, co
         } else if (op->method == AMQP_QUEUE_DECLARE_METHOD) {
             snprintf(channel->last_queue, sizeof(channel->last_queue), "%s", name ? name : "");
             if (!op->nowait) {
-                /* first cut: no counts (the group's lag is not looked up) */
-                amqp_queue_declare_ok_t ok = {.queue = amqp_cstring_bytes(channel->last_queue)};
+                /* consumer_count: this node's consumers of the queue, any
+                 * protocol (other nodes' are not known here); message_count
+                 * 0: the group's lag is not looked up (no cheap source) */
+                amqp_queue_declare_ok_t ok = {
+                    .queue = amqp_cstring_bytes(channel->last_queue),
+                    .consumer_count = (uint32_t)core_queue_local_consumers(
+                        connection->adapter->base.context.core, channel->last_queue),
+                };
                 amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
             }
         } else if (!op->nowait) {
@@ -376,19 +386,71 @@ static void amqp091_publish_resume(struct amqp091_connection *connection)
     uint32_t max = adapter_base_config(&connection->adapter->base)->limits.max_unconfirmed;
     if (connection->publish_paused && connection->base.unconfirmed < (max ? max : 1)) {
         connection->publish_paused = false;
+        amqp091_connection_publish_blocked(connection, false);
         amqp091_connection_update_reading(connection);
     }
 }
 
+/* Tell the client about the acks of the answered run: one basic.ack,
+ * `multiple` when it covers more than one tag (tags in it that were nacked
+ * are no longer outstanding for the client, so covering them is harmless). */
+static void amqp091_confirm_flush(struct amqp091_channel *channel)
+{
+    if (channel->confirm_answered == channel->confirm_sent)
+        return;
+    if (channel->confirm_acks > 0 && !channel->closing) {
+        amqp_basic_ack_t ack = {.delivery_tag = channel->confirm_answered,
+                                .multiple = channel->confirm_answered - channel->confirm_sent > 1};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
+    }
+    channel->confirm_sent = channel->confirm_answered;
+    channel->confirm_acks = 0;
+}
+
+static void amqp091_on_confirm_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp091_channel *channel = arg;
+    if (amqp091_connection_writable(channel->connection))
+        amqp091_confirm_flush(channel);
+}
+
+/* Kafka's answer for publish `tag`: a nack goes out now (after the acks
+ * before it); an ack joins the answered run, sent on the next loop turn. */
 static void amqp091_send_confirm(struct amqp091_channel *channel, uint64_t tag, bool ok)
 {
-    if (ok) {
-        amqp_basic_ack_t ack = {.delivery_tag = tag, .multiple = 0};
-        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
-    } else {
+    if (!ok) {
+        amqp091_confirm_flush(channel);
         amqp_basic_nack_t nack = {.delivery_tag = tag, .multiple = 0, .requeue = 0};
         amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_NACK_METHOD, &nack);
     }
+    if (tag != channel->confirm_answered + 1) {
+        if (u64_map_reserve(&channel->confirm_early) == 0) {
+            u64_map_put(&channel->confirm_early, tag, (void *)(uintptr_t)(ok ? 1 : 2));
+            return;
+        }
+        /* out of memory: say it alone */
+        if (ok) {
+            amqp_basic_ack_t ack = {.delivery_tag = tag, .multiple = 0};
+            amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
+        }
+        return;
+    }
+    channel->confirm_answered = tag;
+    channel->confirm_acks += ok;
+    void *early;
+    while ((early = u64_map_get(&channel->confirm_early, channel->confirm_answered + 1))) {
+        channel->confirm_answered++;
+        channel->confirm_acks += (uintptr_t)early == 1;
+        u64_map_remove(&channel->confirm_early, channel->confirm_answered);
+    }
+    if (!ok && channel->confirm_acks == 0)
+        channel->confirm_sent = channel->confirm_answered; /* nothing to ack in the run */
+    if (channel->confirm_event)
+        event_active(channel->confirm_event, EV_TIMEOUT, 0);
+    else
+        amqp091_confirm_flush(channel);
 }
 
 void amqp091_publish_done(struct connection_publish *base, int result, const char *reason)
@@ -592,6 +654,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
     uint32_t max = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
     if (connection->base.unconfirmed >= max && !connection->publish_paused) {
         connection->publish_paused = true;
+        amqp091_connection_publish_blocked(connection, true);
         amqp091_connection_update_reading(connection);
     }
 }
@@ -708,6 +771,13 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer)
         core_unsubscribe(consumer->core);
     if (channel->reply_consumer == consumer)
         channel->reply_consumer = NULL;
+    if (consumer->exclusive)
+        for (struct amqp091_consumer **at = &channel->connection->adapter->exclusive; *at;
+             at = &(*at)->exclusive_next)
+            if (*at == consumer) {
+                *at = consumer->exclusive_next;
+                break;
+            }
     amqp091_consumer_unhold(consumer);
     for (struct amqp091_consumer **at = &channel->consumers; *at; at = &(*at)->next)
         if (*at == consumer) {
@@ -833,6 +903,19 @@ static void amqp091_consumer_failed(void *opaque, int core_error, const char *re
 {
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
+    struct amqp091_connection *connection = channel->connection;
+    if (core_error == CORE_ERR_NOT_FOUND && consumer->ready && connection->client_cancel_notify) {
+        /* the queue was deleted: RabbitMQ's consumer_cancel_notify, the
+         * channel goes on (unacked deliveries are released) */
+        log_info("amqp091", "%s: channel %u: consumer %s cancelled: %s", connection->base.peer,
+                 channel->number, consumer->tag, reason ? reason : "queue gone");
+        amqp_basic_cancel_t cancel = {.consumer_tag = amqp_cstring_bytes(consumer->tag),
+                                      .nowait = 1};
+        if (!channel->closing && connection->state == AMQP091_STATE_RUNNING)
+            amqp091_send_method(connection, channel->number, AMQP_BASIC_CANCEL_METHOD, &cancel);
+        amqp091_consumer_end(consumer);
+        return;
+    }
     /* The core's error picks the reply code (403 when Kafka refuses the
      * topic, 404 when it does not exist, 541 otherwise), as for a declare. */
     char text[320];
@@ -882,10 +965,19 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
                               AMQP_BASIC_CONSUME_METHOD);
         return;
     }
-    if (m->exclusive) {
-        amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED,
-                              "NOT_IMPLEMENTED - exclusive consumers are not supported yet",
-                              AMQP_BASIC_CONSUME_METHOD);
+    /* Exclusive consumers, as RabbitMQ: refused while the queue has another
+     * consumer, and others refused while it has one. What this node knows:
+     * its own consumers of any protocol when the exclusive one comes, its
+     * 0-9-1 exclusive ones after (architecture §12). */
+    struct amqp091_adapter *adapter = connection->adapter;
+    bool locked = false;
+    for (struct amqp091_consumer *c = adapter->exclusive; c && !locked; c = c->exclusive_next)
+        locked = strcmp(c->queue, queue) == 0;
+    if (!direct_reply && (locked || (m->exclusive && core_queue_local_consumers(
+                                                         adapter->base.context.core, queue) > 0))) {
+        snprintf(text, sizeof(text), "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use",
+                 queue);
+        amqp091_channel_error(channel, AMQP_ACCESS_REFUSED, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
     if (strlen(queue) > ADDRESS_NAME_MAX) {
@@ -915,6 +1007,11 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     }
     consumer->channel = channel;
     consumer->no_ack = m->no_ack;
+    if (m->exclusive && !direct_reply) {
+        consumer->exclusive = true;
+        consumer->exclusive_next = adapter->exclusive;
+        adapter->exclusive = consumer;
+    }
     consumer->nowait = m->nowait;
     snprintf(consumer->tag, sizeof(consumer->tag), "%s", tag);
     snprintf(consumer->queue, sizeof(consumer->queue), "%s", queue);
@@ -986,10 +1083,15 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
         return;
     }
     if (multiple) {
-        while (channel->unacked_head && (tag == 0 || channel->unacked_head->tag <= tag)) {
+        /* tag 0: everything delivered so far (a release may deliver again
+         * at once: those come after it) */
+        uint64_t last = tag == 0 ? channel->next_delivery_tag : tag;
+        while (channel->unacked_head && channel->unacked_head->tag <= last) {
             struct amqp091_unacked *u = channel->unacked_head;
-            core_settle(u->consumer->core, u->id, outcome, NULL);
+            uint64_t id = u->id;
+            struct core_subscription *core = u->consumer->core;
             amqp091_unacked_remove(channel, u);
+            core_settle(core, id, outcome, NULL);
         }
         return;
     }
@@ -1001,6 +1103,34 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
     }
     core_settle(u->consumer->core, u->id, outcome, NULL);
     amqp091_unacked_remove(channel, u);
+}
+
+/* basic.recover / recover-async: requeue=true releases every delivery of
+ * the channel not acked yet, for redelivery (to any consumer, this one
+ * included, with redelivered set), as RabbitMQ does; requeue=false (deliver
+ * again to the same consumer only) is 540, as in RabbitMQ. */
+static void amqp091_recover(struct amqp091_channel *channel, bool requeue, bool async,
+                            amqp_method_number_t method)
+{
+    if (!requeue) {
+        amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED - requeue=false",
+                              method);
+        return;
+    }
+    /* only what was delivered before: core_settle may deliver again at once */
+    uint64_t last = channel->next_delivery_tag;
+    while (channel->unacked_head && channel->unacked_head->tag <= last) {
+        struct amqp091_unacked *u = channel->unacked_head;
+        uint64_t id = u->id;
+        struct core_subscription *core = u->consumer->core;
+        amqp091_unacked_remove(channel, u);
+        core_settle(core, id, QUEUE_RELEASE, NULL);
+    }
+    if (!async) {
+        amqp_basic_recover_ok_t ok = {0};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_RECOVER_OK_METHOD,
+                            &ok);
+    }
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -1112,11 +1242,16 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
     }
     case AMQP_BASIC_GET_METHOD: amqp091_not_implemented(channel, method->id, "basic.get"); return;
     case AMQP_BASIC_RECOVER_METHOD:
+        amqp091_recover(channel, ((amqp_basic_recover_t *)m)->requeue, false, method->id);
+        return;
     case AMQP_BASIC_RECOVER_ASYNC_METHOD:
-        amqp091_not_implemented(channel, method->id, "basic.recover");
+        amqp091_recover(channel, ((amqp_basic_recover_async_t *)m)->requeue, true, method->id);
         return;
     case AMQP_CONFIRM_SELECT_METHOD: {
         channel->confirm = true;
+        if (!channel->confirm_event) /* without it every ack goes alone */
+            channel->confirm_event = event_new(connection->adapter->base.context.base, -1, 0,
+                                               amqp091_on_confirm_event, channel);
         if (!((amqp_confirm_select_t *)m)->nowait) {
             amqp_confirm_select_ok_t ok = {0};
             amqp091_send_method(connection, channel->number, AMQP_CONFIRM_SELECT_OK_METHOD, &ok);

@@ -310,10 +310,10 @@ static void amqp091_send_start(struct amqp091_connection *connection)
         const char *name;
         bool built;
     } capabilities[] = {
-        {"publisher_confirms", true},  {"exchange_exchange_bindings", false},
-        {"basic.nack", true},          {"consumer_cancel_notify", false},
-        {"connection.blocked", false}, {"authentication_failure_close", true},
-        {"per_consumer_qos", true},    {"direct_reply_to", true},
+        {"publisher_confirms", true}, {"exchange_exchange_bindings", false},
+        {"basic.nack", true},         {"consumer_cancel_notify", true},
+        {"connection.blocked", true}, {"authentication_failure_close", true},
+        {"per_consumer_qos", true},   {"direct_reply_to", true},
     };
     enum { CAPS = sizeof(capabilities) / sizeof(capabilities[0]) };
     amqp_table_entry_t caps[CAPS];
@@ -416,10 +416,50 @@ static void amqp091_auth_checked(void *opaque, int result, const char *user, con
     amqp091_connection_update_reading(connection);
 }
 
+/* Does the client announce capability `name` (client-properties'
+ * capabilities table, a true boolean)? */
+static bool amqp091_client_capability(const amqp_table_t *properties, const char *name)
+{
+    for (int i = 0; i < properties->num_entries; i++) {
+        const amqp_table_entry_t *e = &properties->entries[i];
+        if (e->key.len != 12 || memcmp(e->key.bytes, "capabilities", 12) != 0 ||
+            e->value.kind != AMQP_FIELD_KIND_TABLE)
+            continue;
+        const amqp_table_t *caps = &e->value.value.table;
+        for (int j = 0; j < caps->num_entries; j++)
+            if (caps->entries[j].key.len == strlen(name) &&
+                memcmp(caps->entries[j].key.bytes, name, strlen(name)) == 0)
+                return caps->entries[j].value.kind == AMQP_FIELD_KIND_BOOLEAN &&
+                       caps->entries[j].value.value.boolean;
+    }
+    return false;
+}
+
+void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked)
+{
+    if (!connection->client_blocked_notify || connection->blocked_sent == blocked ||
+        connection->state != AMQP091_STATE_RUNNING)
+        return;
+    connection->blocked_sent = blocked;
+    if (blocked) {
+        amqp_connection_blocked_t m = {
+            .reason = amqp_cstring_bytes("kbridge: unconfirmed publishes at limits.max_unconfirmed "
+                                         "(waiting for Kafka)")};
+        amqp091_send_method(connection, 0, AMQP_CONNECTION_BLOCKED_METHOD, &m);
+    } else {
+        amqp_connection_unblocked_t m = {0};
+        amqp091_send_method(connection, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, &m);
+    }
+}
+
 static void amqp091_start_ok(struct amqp091_connection *connection,
                              const amqp_connection_start_ok_t *start_ok)
 {
     char login[256], password[256];
+    connection->client_blocked_notify =
+        amqp091_client_capability(&start_ok->client_properties, "connection.blocked");
+    connection->client_cancel_notify =
+        amqp091_client_capability(&start_ok->client_properties, "consumer_cancel_notify");
     snprintf(connection->mechanism, sizeof(connection->mechanism), "%.*s",
              (int)start_ok->mechanism.len, (const char *)start_ok->mechanism.bytes);
     int rc = -1;

@@ -47,6 +47,9 @@ struct amqp091_adapter {
     uint64_t *connection_errors;
     uint64_t *heartbeat_timeouts;
     uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX_LIMIT bytes */
+    /* basic.consume exclusive=true consumers of every connection of this
+     * adapter (so of this node), linked by exclusive_next */
+    struct amqp091_consumer *exclusive;
 };
 
 enum amqp091_state {
@@ -77,6 +80,8 @@ struct amqp091_consumer {
      * the queue is positioned (no reply missed). */
     bool direct_reply;
     bool holding;
+    bool exclusive; /* in the adapter's exclusive list */
+    struct amqp091_consumer *exclusive_next;
     char reply_address[CORE_REPLY_ADDRESS_MAX];
     char tag[256];
     char queue[ADDRESS_NAME_MAX + 1];
@@ -107,9 +112,18 @@ struct amqp091_channel {
     uint8_t *body;
     uint64_t body_size;
     uint64_t body_received;
-    /* Publisher confirms. */
+    /* Publisher confirms: Kafka's answers come in any order; an answer
+     * whose tag continues the answered run moves `confirm_answered` on (the
+     * later ones waiting in `confirm_early`); acks of that run go out
+     * together on the next loop turn (`confirm_event`) as one basic.ack
+     * with `multiple` up to `confirm_answered`; a nack goes out at once. */
     bool confirm;
-    uint64_t next_publish_tag; /* the last tag given */
+    uint64_t next_publish_tag;    /* the last tag given */
+    uint64_t confirm_answered;    /* every tag up to it has its answer */
+    uint64_t confirm_sent;        /* every tag up to it was told to the client */
+    uint64_t confirm_acks;        /* acks among the tags after confirm_sent */
+    struct u64_map confirm_early; /* tag -> (void *)1 ack / 2 nack, beyond the run */
+    struct event *confirm_event;
     /* Consumers and their deliveries. */
     struct amqp091_consumer *consumers;
     size_t consumer_count;
@@ -156,6 +170,10 @@ struct amqp091_connection {
     uint32_t waiting;
     bool publish_paused; /* unconfirmed publishes at limits.max_unconfirmed */
     bool deliveries_blocked;
+    /* the client's capabilities (start-ok's client-properties) */
+    bool client_blocked_notify; /* connection.blocked */
+    bool client_cancel_notify;  /* consumer_cancel_notify */
+    bool blocked_sent;          /* connection.blocked sent, unblocked not yet */
     uint64_t frames_in;
     uint64_t frames_out;
 };
@@ -188,6 +206,10 @@ void amqp091_connection_error(struct amqp091_connection *connection, uint16_t co
 void amqp091_connection_update_reading(struct amqp091_connection *connection);
 /* Is the connection in a state where frames go out? */
 bool amqp091_connection_writable(const struct amqp091_connection *connection);
+/* Publishing is held (unconfirmed publishes at limits.max_unconfirmed) or
+ * goes on: connection.blocked / unblocked to a client that announced the
+ * capability, once per change. */
+void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked);
 /* Block or unblock every consumer's deliveries (output watermark). */
 void amqp091_connection_block_deliveries(struct amqp091_connection *connection, bool blocked);
 

@@ -492,7 +492,7 @@ class RawClient:
     """A 0-9-1 connection driven byte by byte: the handshake with PLAIN, then
     whatever a test sends; recv_frame reads one frame with a deadline."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon, client_properties=b""):
         import socket
         host, port = daemon.host_port("amqp")
         self.sock = socket.create_connection((host, port), timeout=10)
@@ -500,7 +500,7 @@ class RawClient:
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
         assert self.recv_method()[:2] == (10, 10)  # start
         response = b"\x00" + USER.encode() + b"\x00" + PASSWORD.encode()
-        self.sock.sendall(method(0, 10, 11, longstr(b"") + shortstr(b"PLAIN") +
+        self.sock.sendall(method(0, 10, 11, longstr(client_properties) + shortstr(b"PLAIN") +
                                  longstr(response) + shortstr(b"en_US")))
         assert self.recv_method()[:2] == (10, 30)  # tune
         self.sock.sendall(method(0, 10, 31, (2047).to_bytes(2, "big") +
@@ -937,3 +937,153 @@ def test_basic_properties_round_trip_unchanged(daemon, uniq):
                  "user_id", "app_id", "headers"):
         assert getattr(p, name) == getattr(sent, name), name
     conn.close()
+
+
+# ---- basic.recover, server-sent basic.cancel, exclusive consumers, confirms, blocked -----
+
+def test_basic_recover_redelivers_the_unacked(daemon, uniq):
+    queue = f"recover{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ch.basic_qos(prefetch_count=10)
+    seen = []
+    ch.basic_consume(queue, lambda c, m, p, b: seen.append((b, m.redelivered, m.delivery_tag)))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(3):
+        pub.basic_publish("", queue, f"r{i}".encode())
+    drain_until(conn, lambda: len(seen) >= 3, 30, "3 deliveries")
+    ch.basic_ack(seen[0][2])  # r0 acked; r1 and r2 not
+    ch.basic_recover(requeue=True)
+    drain_until(conn, lambda: len(seen) >= 5, 30, "2 redeliveries")
+    assert sorted(b for b, _, _ in seen[:3]) == [b"r0", b"r1", b"r2"]
+    assert sorted((b, r) for b, r, _ in seen[3:]) == [(b"r1", True), (b"r2", True)]
+    for _, _, tag in seen[3:]:
+        ch.basic_ack(tag)
+    conn.process_data_events(time_limit=0.5)
+    assert len(seen) == 5
+    conn.close()
+
+
+def test_queue_delete_from_another_connection_cancels_consumers(daemon, uniq):
+    queue = f"gone{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ok = ch.queue_declare(queue, passive=True)
+    assert ok.method.consumer_count == 0 and ok.method.message_count == 0
+    cancelled = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    tag = ch.basic_consume(queue, lambda *a: None)
+    # declare-ok counts this node's consumers
+    assert ch.queue_declare(queue, passive=True).method.consumer_count == 1
+    other = pika_connect(daemon)
+    other.channel().queue_delete(queue)
+    drain_until(conn, lambda: cancelled, 30, "basic.cancel from the server")
+    assert cancelled == [tag]
+    assert ch.is_open and conn.is_open  # the channel carries on
+    ch.queue_declare(f"after{uniq}")
+    other.close()
+    conn.close()
+
+
+def test_exclusive_consumer_refuses_others_with_403(daemon, uniq):
+    queue = f"excl{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ch.basic_consume(queue, lambda *a: None, exclusive=True,
+                     arguments={"x-priority": 5})  # x-priority accepted
+    other = pika_connect(daemon)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        other.channel().basic_consume(queue, lambda *a: None)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+    # and an exclusive consumer is refused while another consumer exists
+    shared = f"shared{uniq}"
+    ch.queue_declare(shared)
+    ch.basic_consume(shared, lambda *a: None)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        other.channel().basic_consume(shared, lambda *a: None, exclusive=True)
+    assert closed.value.reply_code == 403
+    assert other.is_open
+    conn.close()
+    # the exclusive consumer's connection is gone: the queue is free again
+    ch = other.channel()
+    ch.basic_consume(queue, lambda *a: None, exclusive=True)
+    other.close()
+
+
+def test_confirms_of_consecutive_tags_are_coalesced_with_multiple(daemon, uniq):
+    """pika's BlockingChannel waits for each confirm, so a raw client
+    pipelines 300 publishes and reads the basic.ack frames: every tag is
+    confirmed exactly once, in fewer frames, some with multiple set."""
+    queue = f"multi{uniq}"
+    count = 300
+    client = RawClient(daemon)
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 50, 10, b"\x00\x00" + shortstr(queue.encode()) + b"\x00" +
+                               table([])))
+    assert client.recv_method()[:2] == (50, 11)
+    client.sock.sendall(method(1, 85, 10, b"\x00"))  # confirm.select
+    assert client.recv_method()[:2] == (85, 11)
+    publish = (method(1, 60, 40, b"\x00\x00" + shortstr(b"") + shortstr(queue.encode()) + b"\x00") +
+               frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+               frame(3, 1, b"m"))
+    client.sock.sendall(publish * count)
+    confirmed, frames, multiples = set(), 0, 0
+    while len(confirmed) < count:
+        c, m, channel, args = client.recv_method()
+        assert (c, m) == (60, 80), (c, m)  # basic.ack; no nack
+        tag, multiple = int.from_bytes(args[0:8], "big"), args[8] & 1
+        frames += 1
+        covered = set(range(max(confirmed, default=0) + 1, tag + 1)) if multiple else {tag}
+        assert not covered & confirmed
+        confirmed |= covered
+        multiples += multiple
+    assert confirmed == set(range(1, count + 1))
+    assert multiples > 0 and frames < count
+    client.close()
+
+
+def test_connection_blocked_while_unconfirmed_at_the_limit(kbridged_factory, bootstrap,
+                                                          password_hash, uniq):
+    config = base_config(bootstrap, kafka=dict(KAFKA), limits={"max_unconfirmed": 1},
+                         auth={"anonymous": True, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    capabilities = table([("capabilities", field(b"F", table([
+        ("connection.blocked", field(b"t", b"\x01"))])))])
+    client = RawClient(daemon, client_properties=capabilities[4:])
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 85, 10, b"\x00"))
+    assert client.recv_method()[:2] == (85, 11)
+    client.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(b"amq.topic") +
+                               shortstr(f"blk{uniq}".encode()) + b"\x00") +
+                        frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+                        frame(3, 1, b"m"))
+    seen = []
+    while (10, 61) not in seen or (60, 80) not in seen:
+        c, m, channel, args = client.recv_method()
+        seen.append((c, m))
+    # blocked at the limit first; unblocked and the confirm once Kafka answered
+    assert seen[0] == (10, 60)
+    assert sorted(seen) == [(10, 60), (10, 61), (60, 80)]
+    client.close()
+    # a client without the capability is not told
+    plain = RawClient(daemon)
+    plain.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert plain.recv_method()[:2] == (20, 11)
+    plain.sock.sendall(method(1, 85, 10, b"\x00"))
+    assert plain.recv_method()[:2] == (85, 11)
+    plain.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(b"amq.topic") +
+                              shortstr(f"blk{uniq}".encode()) + b"\x00") +
+                       frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+                       frame(3, 1, b"m"))
+    assert plain.recv_method()[:2] == (60, 80)
+    plain.close()
