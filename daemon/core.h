@@ -309,6 +309,11 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          size_t err_size);
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
+/* Messages this node has fetched for the subscription's queue and not
+ * delivered yet (to any of its subscribers): a cheap lower bound of the
+ * queue's depth, not Kafka's lag (AMQP 0-9-1 get-ok's message_count). 0 for
+ * topics and temporary queues. */
+size_t core_subscription_backlog(const struct core_subscription *subscription);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown
  * (already settled, or its partition moved to another node: counted). */
 int core_settle(struct core_subscription *subscription, uint64_t id, enum queue_outcome outcome,

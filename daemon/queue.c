@@ -1003,6 +1003,16 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
     return queue_subscriber_of(sub)->queue->subscriber_count;
 }
 
+static size_t queue_engine_backlog(const struct core_subscription *sub)
+{
+    struct queue *queue = queue_subscriber_of(sub)->queue;
+    if (!queue || !queue->state)
+        return 0;
+    struct queue_state_stats stats;
+    queue_state_stats(queue->state, &stats);
+    return stats.available;
+}
+
 /* The view of the definitions changed: each queue recomputes what its
  * bindings read and, when its topics changed, anchors the new ones and
  * resubscribes its group (a queue without a consumer does so when it gets
@@ -1100,6 +1110,7 @@ static const struct engine_ops queue_engine_ops = {
     .block = queue_engine_block,
     .unsubscribe = queue_engine_unsubscribe,
     .subscriber_count = queue_engine_subscriber_count,
+    .backlog = queue_engine_backlog,
     .reconfigure = queue_engine_reconfigure,
     .free = queue_engine_free,
 };

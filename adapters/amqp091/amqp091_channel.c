@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp091_config.h"
 #include "amqp091_connection.h"
 #include "amqp091_convert.h"
 #include "clock.h"
@@ -62,6 +63,8 @@ static struct amqp091_channel *amqp091_channel_find(struct amqp091_connection *c
 }
 
 static void amqp091_consumer_end(struct amqp091_consumer *consumer);
+static void amqp091_get_finish(struct amqp091_channel *channel);
+static void amqp091_get_start(struct amqp091_channel *channel);
 
 /* End every consumer and drop content being assembled. */
 static void amqp091_channel_quiesce(struct amqp091_channel *channel)
@@ -89,6 +92,8 @@ void amqp091_channel_free(struct amqp091_channel *channel)
     amqp091_channel_quiesce(channel);
     if (channel->confirm_event)
         event_free(channel->confirm_event);
+    if (channel->get_timer)
+        event_free(channel->get_timer);
     u64_map_free(&channel->confirm_early);
     u64_map_remove(&channel->connection->channels, channel->number);
     free(channel);
@@ -747,6 +752,21 @@ static void amqp091_unacked_remove(struct amqp091_channel *channel, struct amqp0
     free(u);
 }
 
+/* A basic.get has its answer (or its channel or getter is gone): the
+ * getter stops delivering and the connection reads again. */
+static void amqp091_get_finish(struct amqp091_channel *channel)
+{
+    if (!channel->get_pending)
+        return;
+    channel->get_pending = false;
+    if (channel->get_timer)
+        event_del(channel->get_timer);
+    if (channel->getter && channel->getter->core)
+        core_subscription_block(channel->getter->core, true);
+    channel->connection->waiting--;
+    amqp091_connection_update_reading(channel->connection);
+}
+
 /* A direct reply-to consumer held the connection's input until its
  * temporary queue was positioned: let it go on. */
 static void amqp091_consumer_unhold(struct amqp091_consumer *consumer)
@@ -771,6 +791,10 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer)
         core_unsubscribe(consumer->core);
     if (channel->reply_consumer == consumer)
         channel->reply_consumer = NULL;
+    if (channel->getter == consumer) {
+        channel->getter = NULL;
+        amqp091_get_finish(channel);
+    }
     if (consumer->exclusive)
         for (struct amqp091_consumer **at = &channel->connection->adapter->exclusive; *at;
              at = &(*at)->exclusive_next)
@@ -794,11 +818,16 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     struct amqp091_channel *channel = consumer->channel;
     struct amqp091_connection *connection = channel->connection;
     if (connection->state != AMQP091_STATE_RUNNING || channel->closing)
-        return; /* released when the consumer ends */
+        return;                                      /* released when the consumer ends */
+    if (consumer->getter && !channel->get_pending) { /* no get waits for it */
+        core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        return;
+    }
+    bool no_ack = consumer->getter ? channel->get_no_ack : consumer->no_ack;
     size_t count = core_delivery_header_count(delivery);
     struct amqp091_header_in *headers = calloc(count ? count : 1, sizeof(*headers));
     if (!headers) {
-        if (delivery->id && !consumer->no_ack)
+        if (delivery->id && !no_ack)
             core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
@@ -834,7 +863,7 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
                                                     &properties);
     uint64_t tag = ++channel->next_delivery_tag;
     struct amqp091_unacked *unacked = NULL;
-    bool track = !consumer->no_ack && delivery->id != 0;
+    bool track = !no_ack && delivery->id != 0;
     if (rc == 0 && track) {
         unacked = calloc(1, sizeof(*unacked));
         if (!unacked || u64_map_reserve(&channel->unacked_by_tag) < 0) {
@@ -875,6 +904,28 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         .exchange = amqp_cstring_bytes(strlen(exchange) <= 255 ? exchange : ""),
         .routing_key = {routing_key_len, (void *)routing_key},
     };
+    if (consumer->getter) {
+        /* get-ok: message_count is what this node has fetched for the queue
+         * and not delivered (core_subscription_backlog) */
+        amqp_basic_get_ok_t ok = {
+            .delivery_tag = tag,
+            .redelivered = deliver.redelivered,
+            .exchange = deliver.exchange,
+            .routing_key = deliver.routing_key,
+            .message_count = (uint32_t)core_subscription_backlog(consumer->core),
+        };
+        int sent = amqp091_send_content(connection, channel->number, AMQP_BASIC_GET_OK_METHOD, &ok,
+                                        NULL, 0, &properties, delivery->body, delivery->body_len);
+        if (sent < 0 && unacked)
+            amqp091_unacked_remove(channel, unacked);
+        if (sent < 0 && track)
+            core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        else if (no_ack && delivery->id)
+            core_settle(consumer->core, delivery->id, QUEUE_ACCEPT, NULL);
+        free(headers);
+        amqp091_get_finish(channel);
+        return;
+    }
     if (amqp091_send_content(connection, channel->number, AMQP_BASIC_DELIVER_METHOD, &deliver, NULL,
                              0, &properties, delivery->body, delivery->body_len) < 0) {
         log_warn("amqp091", "%s: cannot write a delivery to consumer %s", connection->base.peer,
@@ -887,12 +938,36 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     free(headers);
 }
 
+static void amqp091_on_get_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp091_channel *channel = arg;
+    if (!channel->get_pending)
+        return;
+    amqp_basic_get_empty_t empty = {.cluster_id = amqp_cstring_bytes("")};
+    amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_GET_EMPTY_METHOD, &empty);
+    amqp091_get_finish(channel);
+}
+
+/* The getter reads its queue: let one message through, up to get_wait. */
+static void amqp091_get_start(struct amqp091_channel *channel)
+{
+    const struct config *config = adapter_base_config(&channel->connection->adapter->base);
+    uint64_t wait_ms = amqp091_config_of(config)->get_wait_ms;
+    struct timeval wait = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    event_add(channel->get_timer, &wait);
+    core_subscription_block(channel->getter->core, false); /* may deliver at once */
+}
+
 static void amqp091_consumer_ready(void *opaque)
 {
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     consumer->ready = true;
     amqp091_consumer_unhold(consumer);
+    if (consumer->getter && channel->get_pending)
+        amqp091_get_start(channel);
     if (consumer->nowait || channel->closing)
         return;
     amqp_basic_consume_ok_t ok = {.consumer_tag = amqp_cstring_bytes(consumer->tag)};
@@ -904,7 +979,8 @@ static void amqp091_consumer_failed(void *opaque, int core_error, const char *re
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     struct amqp091_connection *connection = channel->connection;
-    if (core_error == CORE_ERR_NOT_FOUND && consumer->ready && connection->client_cancel_notify) {
+    if (core_error == CORE_ERR_NOT_FOUND && consumer->ready && !consumer->getter &&
+        connection->client_cancel_notify) {
         /* the queue was deleted: RabbitMQ's consumer_cancel_notify, the
          * channel goes on (unacked deliveries are released) */
         log_info("amqp091", "%s: channel %u: consumer %s cancelled: %s", connection->base.peer,
@@ -1105,6 +1181,72 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
     amqp091_unacked_remove(channel, u);
 }
 
+/* basic.get: the channel's getter, a consumer of the queue that delivers
+ * only while a get waits (blocked otherwise), answers with get-ok, or
+ * get-empty when nothing came within amqp091.get_wait; the connection reads
+ * nothing else meanwhile. The getter stays for the next get of the same
+ * queue (the first one waits for the group to be assigned). */
+static void amqp091_get(struct amqp091_channel *channel, const amqp_basic_get_t *m)
+{
+    struct amqp091_connection *connection = channel->connection;
+    char queue[256], text[400];
+    amqp091_bytes_text(m->queue, queue, sizeof(queue));
+    if (!queue[0])
+        snprintf(queue, sizeof(queue), "%s", channel->last_queue);
+    if (!queue[0] || strlen(queue) > ADDRESS_NAME_MAX) {
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_GET_METHOD);
+        return;
+    }
+    if (channel->getter && strcmp(channel->getter->queue, queue) != 0)
+        amqp091_consumer_end(channel->getter); /* its unacked gets are released */
+    if (!channel->get_timer &&
+        !(channel->get_timer =
+              evtimer_new(connection->adapter->base.context.base, amqp091_on_get_timer, channel))) {
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_GET_METHOD);
+        return;
+    }
+    if (!channel->getter) {
+        struct amqp091_consumer *getter = calloc(1, sizeof(*getter));
+        if (!getter) {
+            amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                                  AMQP_BASIC_GET_METHOD);
+            return;
+        }
+        getter->channel = channel;
+        getter->getter = true;
+        getter->nowait = true; /* no consume-ok */
+        getter->blocked = true;
+        snprintf(getter->tag, sizeof(getter->tag), "amq.get-%" PRIu64 "-%u", channel->generation,
+                 channel->number);
+        snprintf(getter->queue, sizeof(getter->queue), "%s", queue);
+        getter->next = channel->consumers;
+        channel->consumers = getter;
+        channel->consumer_count++;
+        struct destination destination = {.kind = DESTINATION_QUEUE, .existing = true};
+        snprintf(destination.name, sizeof(destination.name), "%s", queue);
+        struct core_subscribe_options options = {.credit = AMQP091_DEFAULT_PREFETCH};
+        int code = CORE_ERR_INTERNAL;
+        char err[256] = "";
+        getter->core = core_subscribe(connection->session, &destination, &options,
+                                      &amqp091_consumer_handlers, getter, &code, err, sizeof(err));
+        if (!getter->core) {
+            amqp091_consumer_end(getter);
+            amqp091_channel_core_error(channel, code, err, AMQP_BASIC_GET_METHOD);
+            return;
+        }
+        core_subscription_block(getter->core, true);
+        channel->getter = getter;
+    }
+    channel->get_pending = true;
+    channel->get_no_ack = m->no_ack;
+    connection->waiting++;
+    amqp091_connection_update_reading(connection);
+    if (channel->getter->ready)
+        amqp091_get_start(channel);
+}
+
 /* basic.recover / recover-async: requeue=true releases every delivery of
  * the channel not acked yet, for redelivery (to any consumer, this one
  * included, with redelivered set), as RabbitMQ does; requeue=false (deliver
@@ -1240,7 +1382,7 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
                        method->id);
         return;
     }
-    case AMQP_BASIC_GET_METHOD: amqp091_not_implemented(channel, method->id, "basic.get"); return;
+    case AMQP_BASIC_GET_METHOD: amqp091_get(channel, m); return;
     case AMQP_BASIC_RECOVER_METHOD:
         amqp091_recover(channel, ((amqp_basic_recover_t *)m)->requeue, false, method->id);
         return;

@@ -143,7 +143,7 @@ void amqp091_connection_block_deliveries(struct amqp091_connection *connection, 
         if (!channels->slots[i].key || !channel)
             continue;
         for (struct amqp091_consumer *c = channel->consumers; c; c = c->next)
-            if (c->core && c->blocked != blocked) {
+            if (c->core && !c->getter && c->blocked != blocked) { /* a getter: its own */
                 c->blocked = blocked;
                 core_subscription_block(c->core, blocked);
             }

@@ -81,6 +81,7 @@ struct amqp091_consumer {
     bool direct_reply;
     bool holding;
     bool exclusive; /* in the adapter's exclusive list */
+    bool getter;    /* the channel's basic.get reader (blocked but while a get waits) */
     struct amqp091_consumer *exclusive_next;
     char reply_address[CORE_REPLY_ADDRESS_MAX];
     char tag[256];
@@ -128,6 +129,12 @@ struct amqp091_channel {
     struct amqp091_consumer *consumers;
     size_t consumer_count;
     struct amqp091_consumer *reply_consumer; /* amq.rabbitmq.reply-to's, or NULL */
+    /* basic.get: a consumer of the last queue got from, delivering only
+     * while a get waits (get_pending, the input held) up to get_wait */
+    struct amqp091_consumer *getter;
+    bool get_pending;
+    bool get_no_ack;
+    struct event *get_timer;
     uint16_t prefetch; /* basic.qos prefetch_count for consumers made after it (0: default) */
     uint64_t next_delivery_tag;
     struct amqp091_unacked *unacked_head;

@@ -1087,3 +1087,52 @@ def test_connection_blocked_while_unconfirmed_at_the_limit(kbridged_factory, boo
                        frame(3, 1, b"m"))
     assert plain.recv_method()[:2] == (60, 80)
     plain.close()
+
+
+def test_basic_get_three_messages_then_get_empty(daemon, uniq):
+    queue = f"get{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    # the first get of a queue on a channel makes the channel a reader of it
+    # (its consumer group): nothing is there yet
+    method, props, body = ch.basic_get(queue)
+    assert method is None
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(3):
+        pub.basic_publish("", queue, f"g{i}".encode(),
+                          pika.BasicProperties(correlation_id=f"c{i}"))
+    got = []
+    deadline = time.monotonic() + 30
+    while not got:  # until the records are fetched (a deadline, not a sleep)
+        assert time.monotonic() < deadline, "no get-ok"
+        method, props, body = ch.basic_get(queue)
+        if method:
+            got.append((method, props, body))
+    while len(got) < 3:
+        method, props, body = ch.basic_get(queue)
+        assert method is not None, f"get-empty after {len(got)}"
+        got.append((method, props, body))
+    assert [b for _, _, b in got] == [b"g0", b"g1", b"g2"]
+    assert [p.correlation_id for _, p, _ in got] == ["c0", "c1", "c2"]
+    # message_count: what this node has fetched and not delivered, a lower
+    # bound of what is left (the records may still be on their way from Kafka)
+    counts = [m.message_count for m, _, _ in got]
+    assert all(count <= 2 - i for i, count in enumerate(counts)), counts
+    assert counts[2] == 0
+    assert all(m.routing_key == queue and m.exchange == "" for m, _, _ in got)
+    assert ch.basic_get(queue) == (None, None, None)  # get-empty
+    # acked gets are settled; an unacked one comes back after recover
+    ch.basic_ack(got[0][0].delivery_tag)
+    ch.basic_ack(got[1][0].delivery_tag)
+    ch.basic_recover(requeue=True)
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "g2 not redelivered"
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method:
+            break
+    assert (body, method.redelivered) == (b"g2", True)
+    assert ch.basic_get(queue) == (None, None, None)
+    conn.close()
