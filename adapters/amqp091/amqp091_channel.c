@@ -817,9 +817,11 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     struct amqp091_connection *connection = channel->connection;
+    /* released when the consumer ends */
     if (connection->state != AMQP091_STATE_RUNNING || channel->closing)
-        return;                                      /* released when the consumer ends */
-    if (consumer->getter && !channel->get_pending) { /* no get waits for it */
+        return;
+    /* a getter delivers while a get waits only (blocked otherwise) */
+    if (consumer->getter && !channel->get_pending) {
         core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
@@ -876,7 +878,7 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         free(headers);
         log_warn("amqp091", "%s: out of memory delivering to consumer %s", connection->base.peer,
                  consumer->tag);
-        if (track)
+        if (track || (consumer->getter && delivery->id))
             core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp091_frame.h"
 #include "record.h"
 
 /* Room for one number written as text (and its NUL). */
@@ -335,7 +336,8 @@ int amqp091_properties_from_record_headers(const struct amqp091_header_in *heade
         if (name_is(h, AMQP091_HEADER_TABLE) && typed.num_entries == 0) {
             size_t offset = 0;
             amqp_table_t decoded;
-            if (amqp_decode_table((amqp_bytes_t){h->value_len, (void *)h->value}, pool, &decoded,
+            if (amqp091_table_check(h->value, h->value_len, AMQP091_TABLE_MAX_DEPTH) &&
+                amqp_decode_table((amqp_bytes_t){h->value_len, (void *)h->value}, pool, &decoded,
                                   &offset) == AMQP_STATUS_OK &&
                 offset == h->value_len)
                 typed = decoded;

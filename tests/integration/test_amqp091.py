@@ -488,6 +488,14 @@ def longstr(data):
     return len(data).to_bytes(4, "big") + data
 
 
+def deep_table(depth):
+    inner = (0).to_bytes(4, "big")
+    for _ in range(depth):
+        body = shortstr(b"k") + b"F" + inner
+        inner = len(body).to_bytes(4, "big") + body
+    return inner
+
+
 class RawClient:
     """A 0-9-1 connection driven byte by byte: the handshake with PLAIN, then
     whatever a test sends; recv_frame reads one frame with a deadline."""
@@ -555,6 +563,11 @@ class RawClient:
     # a content header without basic.publish
     (method(1, 20, 10, shortstr(b"")) + frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x00\x00"),
      505, "UNEXPECTED_FRAME - content header without basic.publish"),
+    # a headers table nested 100 deep (librabbitmq's decoder would recurse without a limit)
+    (method(1, 20, 10, shortstr(b"")) +
+     method(1, 60, 40, b"\x00\x00" + shortstr(b"") + shortstr(b"q") + b"\x00") +
+     frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x20\x00" + deep_table(100)), 502,
+     "SYNTAX_ERROR - malformed headers table (or nested deeper than 64)"),
     # a frame larger than the negotiated frame_max
     (bytes([1, 0, 1]) + (200000).to_bytes(4, "big"), 501,
      "FRAME_ERROR - frame size 200008 larger than negotiated maximum 131072"),
