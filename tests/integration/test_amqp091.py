@@ -1149,3 +1149,36 @@ def test_basic_get_three_messages_then_get_empty(daemon, uniq):
     assert (body, method.redelivered) == (b"g2", True)
     assert ch.basic_get(queue) == (None, None, None)
     conn.close()
+
+
+def test_direct_reply_to_amqp10_and_native_kafka_responders_answer_pika(daemon, bootstrap, uniq):
+    """The request's reply_to is a real reply address: an AMQP 1.0 responder
+    sends to it, a native Kafka responder (Spring's @SendTo) produces to
+    kafka_replyTopic with kafka_correlationId only, and pika's
+    amq.rabbitmq.reply-to consumer gets both answers with its correlation_id."""
+    from amqp_client import amqp_url, run_in_thread
+    from test_request_reply import AmqpResponder, NativeResponder
+    amqp_queue, native_topic = f"rpc-a{uniq}", f"rpc-n{uniq}"
+    amqp_responder = AmqpResponder(amqp_url(daemon), amqp_queue)
+    run_in_thread(amqp_responder)
+    assert amqp_responder.ready.wait(30)
+    daemon.wait_log(rf"consumer kbridge\.q\.{amqp_queue}: assigned [1-9]", timeout=60)
+    native_responder = NativeResponder(bootstrap, native_topic)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((p.correlation_id, b)), auto_ack=True)
+    try:
+        for i in range(5):
+            for key in (amqp_queue, native_topic):
+                ch.basic_publish("", key, f"{key}-{i}".encode(),
+                                 pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                      correlation_id=f"{key}-c{i}"))
+        drain_until(conn, lambda: len(replies) >= 10, 60, "10 replies")
+    finally:
+        native_responder.close()
+    assert sorted(replies) == sorted(
+        (f"{key}-c{i}", f"re:{key}-{i}".encode())
+        for i in range(5) for key in (amqp_queue, native_topic))
+    conn.close()
