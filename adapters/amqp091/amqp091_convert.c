@@ -234,6 +234,8 @@ int amqp091_record_headers_from_properties(const amqp_basic_properties_t *p, uin
         add(out, AMQP091_HEADER_EXPIRATION, p->expiration.bytes, p->expiration.len);
     }
     add_bytes(out, flags, AMQP_BASIC_MESSAGE_ID_FLAG, "message-id", p->message_id);
+    if (!(flags & AMQP_BASIC_MESSAGE_ID_FLAG))
+        add(out, AMQP091_HEADER_NO_MESSAGE_ID, "true", 4);
     if ((flags & AMQP_BASIC_TIMESTAMP_FLAG) &&
         (value = text_printf(&text, &len, "%" PRIu64, p->timestamp * 1000)))
         add(out, "timestamp", value, len);
@@ -331,6 +333,7 @@ int amqp091_properties_from_record_headers(const struct amqp091_header_in *heade
     amqp_table_t typed = {0, NULL};
     const struct amqp091_header_in *expiration = NULL;
     const struct amqp091_header_in *delivery_mode = NULL;
+    bool no_message_id = false;
     for (size_t i = 0; i < count; i++) {
         const struct amqp091_header_in *h = &headers[i];
         if (name_is(h, AMQP091_HEADER_TABLE) && typed.num_entries == 0) {
@@ -345,6 +348,8 @@ int amqp091_properties_from_record_headers(const struct amqp091_header_in *heade
             expiration = h;
         } else if (name_is(h, AMQP091_HEADER_DELIVERY_MODE) && !delivery_mode) {
             delivery_mode = h;
+        } else if (name_is(h, AMQP091_HEADER_NO_MESSAGE_ID)) {
+            no_message_id = true;
         }
     }
     amqp_table_entry_t *entries =
@@ -382,6 +387,8 @@ int amqp091_properties_from_record_headers(const struct amqp091_header_in *heade
             flag = AMQP_BASIC_CORRELATION_ID_FLAG, field = &out->correlation_id;
         else if (name_is(h, "reply-to"))
             flag = AMQP_BASIC_REPLY_TO_FLAG, field = &out->reply_to;
+        else if (name_is(h, "message-id") && no_message_id)
+            continue; /* the core's, not the publisher's */
         else if (name_is(h, "message-id"))
             flag = AMQP_BASIC_MESSAGE_ID_FLAG, field = &out->message_id;
         else if (name_is(h, "type"))

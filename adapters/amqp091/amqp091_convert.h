@@ -33,10 +33,14 @@ struct amqp091_record_headers {
  *  - the headers table in 0-9-1's own encoding (amqp_encode_table), written
  *    when an entry is anything but a long string;
  *  - the expiration as sent (relative ms; `expires` holds the absolute time);
- *  - a delivery_mode other than 2 (2 is `persistent: true`). */
+ *  - a delivery_mode other than 2 (2 is `persistent: true`);
+ *  - that the message had no message_id. */
 #define AMQP091_HEADER_TABLE "kbridge-amqp091-headers"
 #define AMQP091_HEADER_EXPIRATION "kbridge-amqp091-expiration"
 #define AMQP091_HEADER_DELIVERY_MODE "kbridge-amqp091-delivery-mode"
+/* The publisher gave no message_id (the core adds a message-id for other
+ * protocols; 0-9-1 gets none back, as from RabbitMQ). */
+#define AMQP091_HEADER_NO_MESSAGE_ID "kbridge-amqp091-no-message-id"
 
 /* Map a publish's basic properties to record headers: content_type ->
  * content-type, content_encoding -> content-encoding, delivery_mode 2 ->

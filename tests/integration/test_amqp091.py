@@ -949,6 +949,13 @@ def test_basic_properties_round_trip_unchanged(daemon, uniq):
                  "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
                  "user_id", "app_id", "headers"):
         assert getattr(p, name) == getattr(sent, name), name
+    # nothing set: nothing comes back (the core's message-id is for other protocols)
+    pub.basic_publish("", queue, b"bare")
+    drain_until(conn, lambda: len(got) >= 2, 30, "the bare message")
+    bare = got[1]
+    assert (bare.message_id, bare.delivery_mode, bare.headers, bare.expiration) == (
+        None, None, None, None)
+    assert bare.user_id == USER  # DESIGN §3: always the authenticated user (RabbitMQ: absent)
     conn.close()
 
 

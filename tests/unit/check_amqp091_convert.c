@@ -114,19 +114,20 @@ START_TEST(every_basic_property_becomes_its_record_header)
                                          .delivery_mode = 1};
     ck_assert_int_eq(
         amqp091_record_headers_from_properties(&transient, 1, &h, &code, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.count, 1);
+    ck_assert_uint_eq(h.count, 2);
     ck_assert_str_eq(header(&h, "kbridge-amqp091-delivery-mode"), "1");
+    ck_assert_str_eq(header(&h, "kbridge-amqp091-no-message-id"), "true");
     amqp091_record_headers_free(&h);
-    /* nothing set: no headers at all; long strings only: no typed table */
+    /* nothing set: only that; long strings only: no typed table */
     amqp_basic_properties_t none = {0};
     ck_assert_int_eq(amqp091_record_headers_from_properties(&none, 1, &h, &code, err, sizeof(err)),
                      0);
-    ck_assert_uint_eq(h.count, 0);
+    ck_assert_uint_eq(h.count, 1); /* only: no message_id was given */
     amqp091_record_headers_free(&h);
     amqp_basic_properties_t strings = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, entries}};
     ck_assert_int_eq(
         amqp091_record_headers_from_properties(&strings, 1, &h, &code, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.count, 1);
+    ck_assert_uint_eq(h.count, 2);
     ck_assert_str_eq(header(&h, "region"), "eu");
     amqp091_record_headers_free(&h);
 }
@@ -222,9 +223,10 @@ START_TEST(every_header_type_round_trips_exactly)
         in_headers[i] =
             (struct amqp091_header_in){h.properties[i].name, strlen(h.properties[i].name),
                                        h.properties[i].value, h.properties[i].value_len};
+    in_headers[h.count] = (struct amqp091_header_in){"message-id", 10, "added-by-the-core", 17};
     amqp_basic_properties_t back;
     ck_assert_int_eq(
-        amqp091_properties_from_record_headers(in_headers, h.count, 1, 5000, &pool, &back), 0);
+        amqp091_properties_from_record_headers(in_headers, h.count + 1, 1, 5000, &pool, &back), 0);
     ck_assert_int_eq(back.headers.num_entries, N);
     uint8_t a[4096], b[4096];
     size_t a_len = encoded(&p.headers, a, sizeof(a));
@@ -234,6 +236,8 @@ START_TEST(every_header_type_round_trips_exactly)
     /* the expiration as sent, not what is left of it */
     ck_assert_uint_eq(back.expiration.len, 5);
     ck_assert_int_eq(memcmp(back.expiration.bytes, "60000", 5), 0);
+    /* no message_id was published: the core's is not given back */
+    ck_assert(!(back._flags & AMQP_BASIC_MESSAGE_ID_FLAG));
 
     /* a redelivery: x-delivery-count after the typed entries */
     ck_assert_int_eq(
