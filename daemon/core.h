@@ -338,6 +338,11 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          size_t err_size);
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
+/* Messages this node has fetched for the subscription's queue and not
+ * delivered yet (to any of its subscribers): a cheap lower bound of the
+ * queue's depth, not Kafka's lag (AMQP 0-9-1 get-ok's message_count). 0 for
+ * topics and temporary queues. */
+size_t core_subscription_backlog(const struct core_subscription *subscription);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown
  * (already settled, or its partition moved to another node: counted). */
 int core_settle(struct core_subscription *subscription, uint64_t id, enum queue_outcome outcome,
@@ -470,6 +475,11 @@ int core_queue_topics(struct core *core, const char *vhost, const char *name, ch
 int64_t core_queue_ready_from(const struct definitions *view, const char *vhost, const char *name,
                               const char *topic, int32_t partition, int64_t committed, int64_t low);
 
+/* How many subscriptions of this node's sessions consume from queue `name`
+ * (any protocol; consumers on other nodes are not known here). A walk of
+ * the sessions' subscriptions: for declare-ok counts and exclusive
+ * consumers, not for every message. */
+size_t core_queue_local_consumers(const struct core *core, const char *name);
 /* This node's view of the definitions (read-only; changes as the
  * definitions topic is applied). Engines get the same pointer in their
  * engine_context. */

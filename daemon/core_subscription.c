@@ -377,6 +377,13 @@ void core_subscription_block(struct core_subscription *sub, bool blocked)
     core_subscription_apply_block(sub);
 }
 
+size_t core_subscription_backlog(const struct core_subscription *sub)
+{
+    if (!sub->attached || !sub->engine->ops->backlog)
+        return 0;
+    return sub->engine->ops->backlog(sub);
+}
+
 int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
                 const char *reason)
 {

@@ -127,7 +127,8 @@ struct queue {
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
     /* A queue (not a durable subscription) reads its bindings (§11). */
     bool bound;
-    bool wait_assignment;           /* subscribers get `ready` once the group assigned it */
+    bool defined;         /* declared in this node's view when last looked: its deletion ends it */
+    bool wait_assignment; /* subscribers get `ready` once the group assigned it */
     struct queue_bindings bindings; /* what it reads beyond its own topic */
     struct queue_anchor *anchors;   /* anchoring binding topics before (re)subscribing */
     size_t anchor_count;
@@ -139,7 +140,6 @@ struct queue {
     /* x-single-active-consumer: the one subscriber deliveries go to (the
      * others are blocked in queue_state); NULL: none yet, or not SAC. */
     struct queue_subscriber *active;
-    bool deleted; /* its queue's tombstone was applied: fail its subscribers next turn */
 };
 
 static void queue_anchors_cancel(struct queue *queue);
@@ -1100,6 +1100,8 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->kind = sub->destination.kind;
     queue->bound = sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name;
     memcpy(queue->name, sub->destination.name, sizeof(queue->name));
+    queue->defined = queue->bound && definitions_queue(context->definitions, CORE_DEFAULT_VHOST,
+                                                       queue->name) != NULL;
     queue->group_id = strdup(group_id);
     char subscription[ADDRESS_NAME_MAX * 4 + 8];
     if (sub->destination.wildcard) {
@@ -1318,6 +1320,16 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
     return queue_subscriber_of(sub)->queue->subscriber_count;
 }
 
+static size_t queue_engine_backlog(const struct core_subscription *sub)
+{
+    struct queue *queue = queue_subscriber_of(sub)->queue;
+    if (!queue || !queue->state)
+        return 0;
+    struct queue_state_stats stats;
+    queue_state_stats(queue->state, &stats);
+    return stats.available;
+}
+
 /* The view of the definitions changed: each queue recomputes what its
  * bindings read and, when its topics changed, anchors the new ones and
  * resubscribes its group (a queue without a consumer does so when it gets
@@ -1329,16 +1341,6 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
     struct engine *base = &engine->base;
     for (struct queue *q = engine->queues, *next; q; q = next) {
         next = q->next;
-        if (q->deleted && q->subscriber_count > 0 &&
-            !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
-            /* deleted on some node (architecture §11): its consumers here stop */
-            q->deleted = false;
-            char reason[ADDRESS_NAME_MAX + 64];
-            snprintf(reason, sizeof(reason), "queue '%s' in vhost '/' was deleted", q->name);
-            queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
-            continue;
-        }
-        q->deleted = false;
         if (q->bound)
             queue_read_arguments(q); /* deleted and declared again with other arguments */
         if (!q->bound || !q->consumer)
@@ -1347,6 +1349,20 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
             !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
             /* deleted (auto-delete, or by a client): no linger for it */
             queue_free(q);
+            continue;
+        }
+        bool defined =
+            definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name) != NULL;
+        bool deleted = q->defined && !defined;
+        q->defined = defined;
+        if (q->subscriber_count > 0 && deleted) {
+            /* deleted under its subscribers (by a client, on any node): they
+             * end (AMQP 0-9-1 sends basic.cancel), as in RabbitMQ; the last
+             * one's unsubscribe frees the queue on a later turn */
+            char reason[ADDRESS_NAME_MAX + 64];
+            snprintf(reason, sizeof(reason), "queue '%s' in vhost '%s' was deleted", q->name,
+                     CORE_DEFAULT_VHOST);
+            queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
             continue;
         }
         struct queue_bindings now;
@@ -1384,11 +1400,6 @@ static void queue_on_definitions_change(void *opaque, const struct definitions_c
                 queue_apply_purge(q, -1);
         return;
     }
-    if (change->kind == DEFINITIONS_RECORD_QUEUE && change->removed &&
-        strcmp(change->vhost, CORE_DEFAULT_VHOST) == 0)
-        for (struct queue *q = engine->queues; q; q = q->next)
-            if (q->bound && strcmp(q->name, change->name) == 0)
-                q->deleted = true;
     if (engine->queues)
         event_active(engine->definitions_event, EV_TIMEOUT, 0);
 }
@@ -1427,6 +1438,7 @@ static const struct engine_ops queue_engine_ops = {
     .block = queue_engine_block,
     .unsubscribe = queue_engine_unsubscribe,
     .subscriber_count = queue_engine_subscriber_count,
+    .backlog = queue_engine_backlog,
     .reconfigure = queue_engine_reconfigure,
     .free = queue_engine_free,
 };

@@ -22,6 +22,8 @@ enum record_header_class record_header_classify(const char *name, size_t name_le
 {
     if (record_has_prefix(name, name_len, RECORD_AMQP_PREFIX))
         return RECORD_HEADER_AMQP;
+    if (record_has_prefix(name, name_len, RECORD_AMQP091_PREFIX))
+        return RECORD_HEADER_AMQP091;
     if (record_has_prefix(name, name_len, RECORD_REPLY_PREFIX))
         return RECORD_HEADER_ROUTING;
     if (record_is(name, name_len, RECORD_NATIVE_REPLY_TOPIC) ||
@@ -42,6 +44,7 @@ bool record_header_delivered(const char *name, size_t name_len, unsigned flags)
     case RECORD_HEADER_SET_BY_CORE:
     case RECORD_HEADER_PROVENANCE: return true;
     case RECORD_HEADER_AMQP: return (flags & RECORD_DELIVER_AMQP_DATA) != 0;
+    case RECORD_HEADER_AMQP091: return (flags & RECORD_DELIVER_AMQP091_DATA) != 0;
     case RECORD_HEADER_ROUTING:
     case RECORD_HEADER_NATIVE_RR: return false;
     }

@@ -15,6 +15,8 @@
  *   ROUTING      kbridge-reply-* (reply token)             no             no
  *   NATIVE_RR    kafka_replyTopic, kafka_correlationId     yes (*)        no (**)
  *   AMQP         kbridge-amqp-* (AMQP round-trip data)     yes (***)      no (****)
+ *   AMQP091      kbridge-amqp091-* (AMQP 0-9-1 round-trip  yes (***)      no (*****)
+ *                data)
  *
  *   (*)    replaced by the core's own when the message is a request to a
  *          temporary queue (architecture §7).
@@ -24,6 +26,8 @@
  *   (****) never shown to a client as such: the AMQP adapter decodes them
  *          back into the message (amqp_message_from_record), so it asks for
  *          them with RECORD_DELIVER_AMQP_DATA; every other reader skips them.
+ *   (*****) the same for the AMQP 0-9-1 adapter (amqp091_convert.c), which
+ *          asks for them with RECORD_DELIVER_AMQP091_DATA.
  *
  * Not a header but part of the same contract: RECORD_OFFSET_FORGOTTEN, the
  * committed-offset metadata of a deleted durable subscription (kafka_lookup.c
@@ -75,6 +79,10 @@ struct kafka_record;
 #define RECORD_ROUTING_KEY "kbridge-routing-key"
 /* AMQP round-trip data (adapters/amqp/amqp_convert.c, docs/amqp.md): private */
 #define RECORD_AMQP_PREFIX "kbridge-amqp-"
+/* AMQP 0-9-1 round-trip data (adapters/amqp091/amqp091_convert.c,
+ * docs/amqp091.md "Properties"): the typed headers table and the basic
+ * properties text cannot carry exactly; private */
+#define RECORD_AMQP091_PREFIX "kbridge-amqp091-"
 /* Offset-commit metadata of a forgotten durable subscription (not a header). */
 #define RECORD_OFFSET_FORGOTTEN "kbridge:forgotten"
 
@@ -85,6 +93,7 @@ enum record_header_class {
     RECORD_HEADER_ROUTING,     /* private, never from clients: kbridge-reply-* */
     RECORD_HEADER_NATIVE_RR,   /* private: kafka_replyTopic, kafka_correlationId */
     RECORD_HEADER_AMQP,        /* private: kbridge-amqp-*, decoded by the AMQP adapter */
+    RECORD_HEADER_AMQP091,     /* private: kbridge-amqp091-*, decoded by the 0-9-1 adapter */
 };
 
 /* Which class the header `name` (name_len bytes, not NUL-terminated) is in. */
@@ -95,6 +104,8 @@ enum record_header_class record_header_classify(const char *name, size_t name_le
 /* The reader decodes kbridge-amqp-* itself (the AMQP adapter's converter):
  * they are passed to it, never to a client as they are. */
 #define RECORD_DELIVER_AMQP_DATA 1u
+/* The same for kbridge-amqp091-* (the AMQP 0-9-1 adapter's converter). */
+#define RECORD_DELIVER_AMQP091_DATA 2u
 
 /* Does the record header `name` go to the reader? The one decision every
  * adapter makes for every header of a delivery (architecture §3). */

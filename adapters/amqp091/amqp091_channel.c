@@ -22,11 +22,13 @@
  * A channel exception sends channel.close and ends only that channel. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp091_config.h"
 #include "amqp091_connection.h"
 #include "amqp091_convert.h"
 #include "clock.h"
@@ -61,6 +63,8 @@ static struct amqp091_channel *amqp091_channel_find(struct amqp091_connection *c
 }
 
 static void amqp091_consumer_end(struct amqp091_consumer *consumer);
+static void amqp091_get_finish(struct amqp091_channel *channel);
+static void amqp091_get_start(struct amqp091_channel *channel);
 
 /* End every consumer and drop content being assembled. */
 static void amqp091_channel_quiesce(struct amqp091_channel *channel)
@@ -86,6 +90,11 @@ static void amqp091_channel_quiesce(struct amqp091_channel *channel)
 void amqp091_channel_free(struct amqp091_channel *channel)
 {
     amqp091_channel_quiesce(channel);
+    if (channel->confirm_event)
+        event_free(channel->confirm_event);
+    if (channel->get_timer)
+        event_free(channel->get_timer);
+    u64_map_free(&channel->confirm_early);
     u64_map_remove(&channel->connection->channels, channel->number);
     free(channel);
 }
@@ -146,8 +155,14 @@ static void amqp091_op_done(void *opaque, int core_error, const char *reason, co
         } else if (op->method == AMQP_QUEUE_DECLARE_METHOD) {
             snprintf(channel->last_queue, sizeof(channel->last_queue), "%s", name ? name : "");
             if (!op->nowait) {
-                /* first cut: no counts (the group's lag is not looked up) */
-                amqp_queue_declare_ok_t ok = {.queue = amqp_cstring_bytes(channel->last_queue)};
+                /* consumer_count: this node's consumers of the queue, any
+                 * protocol (other nodes' are not known here); message_count
+                 * 0: the group's lag is not looked up (no cheap source) */
+                amqp_queue_declare_ok_t ok = {
+                    .queue = amqp_cstring_bytes(channel->last_queue),
+                    .consumer_count = (uint32_t)core_queue_local_consumers(
+                        connection->adapter->base.context.core, channel->last_queue),
+                };
                 amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
             }
         } else if (!op->nowait) {
@@ -414,19 +429,71 @@ static void amqp091_publish_resume(struct amqp091_connection *connection)
     uint32_t max = adapter_base_config(&connection->adapter->base)->limits.max_unconfirmed;
     if (connection->publish_paused && connection->base.unconfirmed < (max ? max : 1)) {
         connection->publish_paused = false;
+        amqp091_connection_publish_blocked(connection, false);
         amqp091_connection_update_reading(connection);
     }
 }
 
+/* Tell the client about the acks of the answered run: one basic.ack,
+ * `multiple` when it covers more than one tag (tags in it that were nacked
+ * are no longer outstanding for the client, so covering them is harmless). */
+static void amqp091_confirm_flush(struct amqp091_channel *channel)
+{
+    if (channel->confirm_answered == channel->confirm_sent)
+        return;
+    if (channel->confirm_acks > 0 && !channel->closing) {
+        amqp_basic_ack_t ack = {.delivery_tag = channel->confirm_answered,
+                                .multiple = channel->confirm_answered - channel->confirm_sent > 1};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
+    }
+    channel->confirm_sent = channel->confirm_answered;
+    channel->confirm_acks = 0;
+}
+
+static void amqp091_on_confirm_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp091_channel *channel = arg;
+    if (amqp091_connection_writable(channel->connection))
+        amqp091_confirm_flush(channel);
+}
+
+/* Kafka's answer for publish `tag`: a nack goes out now (after the acks
+ * before it); an ack joins the answered run, sent on the next loop turn. */
 static void amqp091_send_confirm(struct amqp091_channel *channel, uint64_t tag, bool ok)
 {
-    if (ok) {
-        amqp_basic_ack_t ack = {.delivery_tag = tag, .multiple = 0};
-        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
-    } else {
+    if (!ok) {
+        amqp091_confirm_flush(channel);
         amqp_basic_nack_t nack = {.delivery_tag = tag, .multiple = 0, .requeue = 0};
         amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_NACK_METHOD, &nack);
     }
+    if (tag != channel->confirm_answered + 1) {
+        if (u64_map_reserve(&channel->confirm_early) == 0) {
+            u64_map_put(&channel->confirm_early, tag, (void *)(uintptr_t)(ok ? 1 : 2));
+            return;
+        }
+        /* out of memory: say it alone */
+        if (ok) {
+            amqp_basic_ack_t ack = {.delivery_tag = tag, .multiple = 0};
+            amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_ACK_METHOD, &ack);
+        }
+        return;
+    }
+    channel->confirm_answered = tag;
+    channel->confirm_acks += ok;
+    void *early;
+    while ((early = u64_map_get(&channel->confirm_early, channel->confirm_answered + 1))) {
+        channel->confirm_answered++;
+        channel->confirm_acks += (uintptr_t)early == 1;
+        u64_map_remove(&channel->confirm_early, channel->confirm_answered);
+    }
+    if (!ok && channel->confirm_acks == 0)
+        channel->confirm_sent = channel->confirm_answered; /* nothing to ack in the run */
+    if (channel->confirm_event)
+        event_active(channel->confirm_event, EV_TIMEOUT, 0);
+    else
+        amqp091_confirm_flush(channel);
 }
 
 void amqp091_publish_done(struct connection_publish *base, int result, const char *reason)
@@ -461,6 +528,58 @@ void amqp091_publish_done(struct connection_publish *base, int result, const cha
     }
     amqp091_publish_free(publish);
     amqp091_publish_resume(connection);
+}
+
+/* Direct reply-to, the requester's side: reply_to `amq.rabbitmq.reply-to`
+ * becomes the channel's temporary queue's reply address
+ * ("/reply-queue/TOKEN", architecture §7), which any responder on any
+ * node and protocol answers. 0, or -1 after a channel error (406 as
+ * RabbitMQ when the channel has no reply consumer). */
+static int amqp091_direct_reply_to(struct amqp091_channel *channel,
+                                   const amqp_basic_properties_t *properties,
+                                   struct amqp091_record_headers *headers)
+{
+    size_t len = strlen(AMQP091_DIRECT_REPLY_TO);
+    if (!(properties->_flags & AMQP_BASIC_REPLY_TO_FLAG) || properties->reply_to.len != len ||
+        memcmp(properties->reply_to.bytes, AMQP091_DIRECT_REPLY_TO, len) != 0)
+        return 0;
+    struct amqp091_consumer *consumer = channel->reply_consumer;
+    if (!consumer || !consumer->ready) {
+        amqp091_record_headers_free(headers);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - fast reply consumer does not exist",
+                              AMQP_BASIC_PUBLISH_METHOD);
+        return -1;
+    }
+    for (size_t i = 0; i < headers->count; i++)
+        if (strcmp(headers->properties[i].name, RECORD_HEADER_REPLY_TO) == 0) {
+            headers->properties[i].value = consumer->reply_address;
+            headers->properties[i].value_len = strlen(consumer->reply_address);
+        }
+    return 0;
+}
+
+/* Direct reply-to, the responder's side: a publish to the default exchange
+ * whose routing key is a reply address (the request's reply_to as kbridge
+ * wrote it, or RabbitMQ's amq.rabbitmq.reply-to.TOKEN) goes to that
+ * temporary queue. True when it is one (*out filled). */
+static bool amqp091_reply_destination(const char *exchange, const char *routing_key,
+                                      struct destination *out)
+{
+    if (exchange[0])
+        return false;
+    const char *token = NULL;
+    size_t reply_len = strlen(AMQP091_REPLY_QUEUE_PREFIX);
+    size_t direct_len = strlen(AMQP091_DIRECT_REPLY_TO_PREFIX);
+    if (strncmp(routing_key, AMQP091_REPLY_QUEUE_PREFIX, reply_len) == 0)
+        token = routing_key + reply_len;
+    else if (strncmp(routing_key, AMQP091_DIRECT_REPLY_TO_PREFIX, direct_len) == 0)
+        token = routing_key + direct_len;
+    if (!token || !token[0] || strlen(token) > ADDRESS_NAME_MAX)
+        return false;
+    *out = (struct destination){.kind = DESTINATION_REPLY_QUEUE};
+    snprintf(out->name, sizeof(out->name), "%s", token);
+    return true;
 }
 
 /* Every frame of a basic.publish has arrived: publish it. */
@@ -500,14 +619,19 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         amqp091_channel_error(channel, code, text, AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
+    if (amqp091_direct_reply_to(channel, properties, &headers) < 0)
+        return;
+    /* a reply goes to the requester's temporary queue, on any node */
     struct destination destination = {.kind = DESTINATION_EXCHANGE};
-    if (strlen(channel->exchange) > ADDRESS_NAME_MAX) {
+    bool reply = amqp091_reply_destination(channel->exchange, channel->routing_key, &destination);
+    if (!reply && strlen(channel->exchange) > ADDRESS_NAME_MAX) {
         amqp091_record_headers_free(&headers);
         amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no such exchange",
                               AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
-    snprintf(destination.name, sizeof(destination.name), "%s", channel->exchange);
+    if (!reply)
+        snprintf(destination.name, sizeof(destination.name), "%s", channel->exchange);
     struct core_message message = {
         .body = channel->body ? channel->body : (const void *)"",
         .body_len = channel->body_size,
@@ -573,6 +697,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
     uint32_t max = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
     if (connection->base.unconfirmed >= max && !connection->publish_paused) {
         connection->publish_paused = true;
+        amqp091_connection_publish_blocked(connection, true);
         amqp091_connection_update_reading(connection);
     }
 }
@@ -665,6 +790,32 @@ static void amqp091_unacked_remove(struct amqp091_channel *channel, struct amqp0
     free(u);
 }
 
+/* A basic.get has its answer (or its channel or getter is gone): the
+ * getter stops delivering and the connection reads again. */
+static void amqp091_get_finish(struct amqp091_channel *channel)
+{
+    if (!channel->get_pending)
+        return;
+    channel->get_pending = false;
+    if (channel->get_timer)
+        event_del(channel->get_timer);
+    if (channel->getter && channel->getter->core)
+        core_subscription_block(channel->getter->core, true);
+    channel->connection->waiting--;
+    amqp091_connection_update_reading(channel->connection);
+}
+
+/* A direct reply-to consumer held the connection's input until its
+ * temporary queue was positioned: let it go on. */
+static void amqp091_consumer_unhold(struct amqp091_consumer *consumer)
+{
+    if (!consumer->holding)
+        return;
+    consumer->holding = false;
+    consumer->channel->connection->waiting--;
+    amqp091_connection_update_reading(consumer->channel->connection);
+}
+
 /* Unsubscribe (unsettled deliveries are released by the core) and free. */
 static void amqp091_consumer_end(struct amqp091_consumer *consumer)
 {
@@ -676,6 +827,20 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer)
     }
     if (consumer->core)
         core_unsubscribe(consumer->core);
+    if (channel->reply_consumer == consumer)
+        channel->reply_consumer = NULL;
+    if (channel->getter == consumer) {
+        channel->getter = NULL;
+        amqp091_get_finish(channel);
+    }
+    if (consumer->exclusive)
+        for (struct amqp091_consumer **at = &channel->connection->adapter->exclusive; *at;
+             at = &(*at)->exclusive_next)
+            if (*at == consumer) {
+                *at = consumer->exclusive_next;
+                break;
+            }
+    amqp091_consumer_unhold(consumer);
     for (struct amqp091_consumer **at = &channel->consumers; *at; at = &(*at)->next)
         if (*at == consumer) {
             *at = consumer->next;
@@ -690,18 +855,31 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     struct amqp091_connection *connection = channel->connection;
+    /* released when the consumer ends */
     if (connection->state != AMQP091_STATE_RUNNING || channel->closing)
-        return; /* released when the consumer ends */
+        return;
+    /* a getter delivers while a get waits only (blocked otherwise) */
+    if (consumer->getter && !channel->get_pending) {
+        core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        return;
+    }
+    bool no_ack = consumer->getter ? channel->get_no_ack : consumer->no_ack;
     size_t count = core_delivery_header_count(delivery);
     struct amqp091_header_in *headers = calloc(count ? count : 1, sizeof(*headers));
     if (!headers) {
-        if (delivery->id && !consumer->no_ack)
+        if (delivery->id && !no_ack)
             core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
     size_t used = 0;
+    /* A record published to an exchange has its routing key in
+     * kbridge-routing-key and lives in the exchange's topic (architecture
+     * §11), so the topic's name is the exchange (the alternate exchange's
+     * when that one took it); a record without it came through the default
+     * exchange (or STOMP, AMQP 1.0, Kafka): exchange "", the topic as key. */
     const char *routing_key = delivery->name;
     size_t routing_key_len = strlen(delivery->name);
+    const char *exchange = "";
     for (size_t i = 0; i < count; i++) {
         const char *name;
         const void *value;
@@ -709,11 +887,12 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         if (core_delivery_header(delivery, i, &name, &value, &value_len) < 0)
             continue;
         size_t name_len = strlen(name);
-        if (!record_header_delivered(name, name_len, RECORD_DELIVER_CLIENT))
+        if (!record_header_delivered(name, name_len, RECORD_DELIVER_AMQP091_DATA))
             continue;
         if (strcmp(name, RECORD_ROUTING_KEY) == 0 && value_len <= 255) {
             routing_key = value;
             routing_key_len = value_len;
+            exchange = delivery->name;
         }
         headers[used++] = (struct amqp091_header_in){name, name_len, value, value_len};
     }
@@ -724,7 +903,7 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
                                                     &properties);
     uint64_t tag = ++channel->next_delivery_tag;
     struct amqp091_unacked *unacked = NULL;
-    bool track = !consumer->no_ack && delivery->id != 0;
+    bool track = !no_ack && delivery->id != 0;
     if (rc == 0 && track) {
         unacked = calloc(1, sizeof(*unacked));
         if (!unacked || u64_map_reserve(&channel->unacked_by_tag) < 0) {
@@ -737,7 +916,7 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         free(headers);
         log_warn("amqp091", "%s: out of memory delivering to consumer %s", connection->base.peer,
                  consumer->tag);
-        if (track)
+        if (track || (consumer->getter && delivery->id))
             core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
         return;
     }
@@ -753,13 +932,40 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         channel->unacked_tail = unacked;
         u64_map_put(&channel->unacked_by_tag, tag, unacked);
     }
+    if (consumer->direct_reply) { /* RabbitMQ: the reply-to address the reply was sent to */
+        routing_key = consumer->reply_address;
+        routing_key_len = strlen(consumer->reply_address);
+        exchange = "";
+    }
     amqp_basic_deliver_t deliver = {
         .consumer_tag = amqp_cstring_bytes(consumer->tag),
         .delivery_tag = tag,
         .redelivered = delivery->delivery_count > 1,
-        .exchange = amqp_cstring_bytes(""),
+        .exchange = amqp_cstring_bytes(strlen(exchange) <= 255 ? exchange : ""),
         .routing_key = {routing_key_len, (void *)routing_key},
     };
+    if (consumer->getter) {
+        /* get-ok: message_count is what this node has fetched for the queue
+         * and not delivered (core_subscription_backlog) */
+        amqp_basic_get_ok_t ok = {
+            .delivery_tag = tag,
+            .redelivered = deliver.redelivered,
+            .exchange = deliver.exchange,
+            .routing_key = deliver.routing_key,
+            .message_count = (uint32_t)core_subscription_backlog(consumer->core),
+        };
+        int sent = amqp091_send_content(connection, channel->number, AMQP_BASIC_GET_OK_METHOD, &ok,
+                                        NULL, 0, &properties, delivery->body, delivery->body_len);
+        if (sent < 0 && unacked)
+            amqp091_unacked_remove(channel, unacked);
+        if (sent < 0 && track)
+            core_settle(consumer->core, delivery->id, QUEUE_RELEASE_UNDELIVERED, NULL);
+        else if (no_ack && delivery->id)
+            core_settle(consumer->core, delivery->id, QUEUE_ACCEPT, NULL);
+        free(headers);
+        amqp091_get_finish(channel);
+        return;
+    }
     if (amqp091_send_content(connection, channel->number, AMQP_BASIC_DELIVER_METHOD, &deliver, NULL,
                              0, &properties, delivery->body, delivery->body_len) < 0) {
         log_warn("amqp091", "%s: cannot write a delivery to consumer %s", connection->base.peer,
@@ -772,11 +978,36 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
     free(headers);
 }
 
+static void amqp091_on_get_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp091_channel *channel = arg;
+    if (!channel->get_pending)
+        return;
+    amqp_basic_get_empty_t empty = {.cluster_id = amqp_cstring_bytes("")};
+    amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_GET_EMPTY_METHOD, &empty);
+    amqp091_get_finish(channel);
+}
+
+/* The getter reads its queue: let one message through, up to get_wait. */
+static void amqp091_get_start(struct amqp091_channel *channel)
+{
+    const struct config *config = adapter_base_config(&channel->connection->adapter->base);
+    uint64_t wait_ms = amqp091_config_of(config)->get_wait_ms;
+    struct timeval wait = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    event_add(channel->get_timer, &wait);
+    core_subscription_block(channel->getter->core, false); /* may deliver at once */
+}
+
 static void amqp091_consumer_ready(void *opaque)
 {
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
     consumer->ready = true;
+    amqp091_consumer_unhold(consumer);
+    if (consumer->getter && channel->get_pending)
+        amqp091_get_start(channel);
     if (consumer->nowait || channel->closing)
         return;
     amqp_basic_consume_ok_t ok = {.consumer_tag = amqp_cstring_bytes(consumer->tag)};
@@ -787,6 +1018,20 @@ static void amqp091_consumer_failed(void *opaque, int core_error, const char *re
 {
     struct amqp091_consumer *consumer = opaque;
     struct amqp091_channel *channel = consumer->channel;
+    struct amqp091_connection *connection = channel->connection;
+    if (core_error == CORE_ERR_NOT_FOUND && consumer->ready && !consumer->getter &&
+        connection->client_cancel_notify) {
+        /* the queue was deleted: RabbitMQ's consumer_cancel_notify, the
+         * channel goes on (unacked deliveries are released) */
+        log_info("amqp091", "%s: channel %u: consumer %s cancelled: %s", connection->base.peer,
+                 channel->number, consumer->tag, reason ? reason : "queue gone");
+        amqp_basic_cancel_t cancel = {.consumer_tag = amqp_cstring_bytes(consumer->tag),
+                                      .nowait = 1};
+        if (!channel->closing && connection->state == AMQP091_STATE_RUNNING)
+            amqp091_send_method(connection, channel->number, AMQP_BASIC_CANCEL_METHOD, &cancel);
+        amqp091_consumer_end(consumer);
+        return;
+    }
     /* The core's error picks the reply code (403 when Kafka refuses the
      * topic, 404 when it does not exist, 541 otherwise), as for a declare. */
     char text[320];
@@ -823,10 +1068,32 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
                               AMQP_BASIC_CONSUME_METHOD);
         return;
     }
-    if (m->exclusive) {
-        amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED,
-                              "NOT_IMPLEMENTED - exclusive consumers are not supported yet",
+    bool direct_reply = strcmp(queue, AMQP091_DIRECT_REPLY_TO) == 0;
+    if (direct_reply && !m->no_ack) { /* RabbitMQ's checks and texts */
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - reply consumer cannot acknowledge",
                               AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (direct_reply && channel->reply_consumer) {
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                              "PRECONDITION_FAILED - reply consumer already set",
+                              AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    /* Exclusive consumers, as RabbitMQ: refused while the queue has another
+     * consumer, and others refused while it has one. What this node knows:
+     * its own consumers of any protocol when the exclusive one comes, its
+     * 0-9-1 exclusive ones after (architecture §12). */
+    struct amqp091_adapter *adapter = connection->adapter;
+    bool locked = false;
+    for (struct amqp091_consumer *c = adapter->exclusive; c && !locked; c = c->exclusive_next)
+        locked = strcmp(c->queue, queue) == 0;
+    if (!direct_reply && (locked || (m->exclusive && core_queue_local_consumers(
+                                                         adapter->base.context.core, queue) > 0))) {
+        snprintf(text, sizeof(text), "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use",
+                 queue);
+        amqp091_channel_error(channel, AMQP_ACCESS_REFUSED, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
     if (strlen(queue) > ADDRESS_NAME_MAX) {
@@ -856,6 +1123,11 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     }
     consumer->channel = channel;
     consumer->no_ack = m->no_ack;
+    if (m->exclusive && !direct_reply) {
+        consumer->exclusive = true;
+        consumer->exclusive_next = adapter->exclusive;
+        adapter->exclusive = consumer;
+    }
     consumer->nowait = m->nowait;
     snprintf(consumer->tag, sizeof(consumer->tag), "%s", tag);
     snprintf(consumer->queue, sizeof(consumer->queue), "%s", queue);
@@ -872,8 +1144,25 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
-    consumer->core = core_subscribe(connection->session, &destination, &options,
-                                    &amqp091_consumer_handlers, consumer, &code, err, sizeof(err));
+    if (direct_reply) {
+        /* the channel's temporary queue (architecture §7); replies are
+         * at most once, nothing to settle */
+        consumer->direct_reply = true;
+        channel->reply_consumer = consumer;
+        options.credit = AMQP091_DEFAULT_PREFETCH;
+        consumer->core = core_subscribe_temporary(
+            connection->session, &options, &amqp091_consumer_handlers, consumer,
+            consumer->reply_address, sizeof(consumer->reply_address), &code, err, sizeof(err));
+        if (consumer->core) { /* read nothing more until it is positioned */
+            consumer->holding = true;
+            connection->waiting++;
+            amqp091_connection_update_reading(connection);
+        }
+    } else {
+        consumer->core =
+            core_subscribe(connection->session, &destination, &options, &amqp091_consumer_handlers,
+                           consumer, &code, err, sizeof(err));
+    }
     if (!consumer->core) {
         amqp091_consumer_end(consumer);
         amqp091_channel_core_error(channel, code, err, AMQP_BASIC_CONSUME_METHOD);
@@ -910,10 +1199,15 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
         return;
     }
     if (multiple) {
-        while (channel->unacked_head && (tag == 0 || channel->unacked_head->tag <= tag)) {
+        /* tag 0: everything delivered so far (a release may deliver again
+         * at once: those come after it) */
+        uint64_t last = tag == 0 ? channel->next_delivery_tag : tag;
+        while (channel->unacked_head && channel->unacked_head->tag <= last) {
             struct amqp091_unacked *u = channel->unacked_head;
-            core_settle(u->consumer->core, u->id, outcome, NULL);
+            uint64_t id = u->id;
+            struct core_subscription *core = u->consumer->core;
             amqp091_unacked_remove(channel, u);
+            core_settle(core, id, outcome, NULL);
         }
         return;
     }
@@ -925,6 +1219,100 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
     }
     core_settle(u->consumer->core, u->id, outcome, NULL);
     amqp091_unacked_remove(channel, u);
+}
+
+/* basic.get: the channel's getter, a consumer of the queue that delivers
+ * only while a get waits (blocked otherwise), answers with get-ok, or
+ * get-empty when nothing came within amqp091.get_wait; the connection reads
+ * nothing else meanwhile. The getter stays for the next get of the same
+ * queue (the first one waits for the group to be assigned). */
+static void amqp091_get(struct amqp091_channel *channel, const amqp_basic_get_t *m)
+{
+    struct amqp091_connection *connection = channel->connection;
+    char queue[256], text[400];
+    amqp091_bytes_text(m->queue, queue, sizeof(queue));
+    if (!queue[0])
+        snprintf(queue, sizeof(queue), "%s", channel->last_queue);
+    if (!queue[0] || strlen(queue) > ADDRESS_NAME_MAX) {
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_GET_METHOD);
+        return;
+    }
+    if (channel->getter && strcmp(channel->getter->queue, queue) != 0)
+        amqp091_consumer_end(channel->getter); /* its unacked gets are released */
+    if (!channel->get_timer &&
+        !(channel->get_timer =
+              evtimer_new(connection->adapter->base.context.base, amqp091_on_get_timer, channel))) {
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_GET_METHOD);
+        return;
+    }
+    if (!channel->getter) {
+        struct amqp091_consumer *getter = calloc(1, sizeof(*getter));
+        if (!getter) {
+            amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                                  AMQP_BASIC_GET_METHOD);
+            return;
+        }
+        getter->channel = channel;
+        getter->getter = true;
+        getter->nowait = true; /* no consume-ok */
+        getter->blocked = true;
+        snprintf(getter->tag, sizeof(getter->tag), "amq.get-%" PRIu64 "-%u", channel->generation,
+                 channel->number);
+        snprintf(getter->queue, sizeof(getter->queue), "%s", queue);
+        getter->next = channel->consumers;
+        channel->consumers = getter;
+        channel->consumer_count++;
+        struct destination destination = {.kind = DESTINATION_QUEUE, .existing = true};
+        snprintf(destination.name, sizeof(destination.name), "%s", queue);
+        struct core_subscribe_options options = {.credit = AMQP091_DEFAULT_PREFETCH};
+        int code = CORE_ERR_INTERNAL;
+        char err[256] = "";
+        getter->core = core_subscribe(connection->session, &destination, &options,
+                                      &amqp091_consumer_handlers, getter, &code, err, sizeof(err));
+        if (!getter->core) {
+            amqp091_consumer_end(getter);
+            amqp091_channel_core_error(channel, code, err, AMQP_BASIC_GET_METHOD);
+            return;
+        }
+        core_subscription_block(getter->core, true);
+        channel->getter = getter;
+    }
+    channel->get_pending = true;
+    channel->get_no_ack = m->no_ack;
+    connection->waiting++;
+    amqp091_connection_update_reading(connection);
+    if (channel->getter->ready)
+        amqp091_get_start(channel);
+}
+
+/* basic.recover / recover-async: requeue=true releases every delivery of
+ * the channel not acked yet, for redelivery (to any consumer, this one
+ * included, with redelivered set), as RabbitMQ does; requeue=false (deliver
+ * again to the same consumer only) is 540, as in RabbitMQ. */
+static void amqp091_recover(struct amqp091_channel *channel, bool requeue, bool async,
+                            amqp_method_number_t method)
+{
+    if (!requeue) {
+        amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED - requeue=false",
+                              method);
+        return;
+    }
+    /* only what was delivered before: core_settle may deliver again at once */
+    uint64_t last = channel->next_delivery_tag;
+    while (channel->unacked_head && channel->unacked_head->tag <= last) {
+        struct amqp091_unacked *u = channel->unacked_head;
+        uint64_t id = u->id;
+        struct core_subscription *core = u->consumer->core;
+        amqp091_unacked_remove(channel, u);
+        core_settle(core, id, QUEUE_RELEASE, NULL);
+    }
+    if (!async) {
+        amqp_basic_recover_ok_t ok = {0};
+        amqp091_send_method(channel->connection, channel->number, AMQP_BASIC_RECOVER_OK_METHOD,
+                            &ok);
+    }
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -1032,13 +1420,18 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
                        method->id);
         return;
     }
-    case AMQP_BASIC_GET_METHOD: amqp091_not_implemented(channel, method->id, "basic.get"); return;
+    case AMQP_BASIC_GET_METHOD: amqp091_get(channel, m); return;
     case AMQP_BASIC_RECOVER_METHOD:
+        amqp091_recover(channel, ((amqp_basic_recover_t *)m)->requeue, false, method->id);
+        return;
     case AMQP_BASIC_RECOVER_ASYNC_METHOD:
-        amqp091_not_implemented(channel, method->id, "basic.recover");
+        amqp091_recover(channel, ((amqp_basic_recover_async_t *)m)->requeue, true, method->id);
         return;
     case AMQP_CONFIRM_SELECT_METHOD: {
         channel->confirm = true;
+        if (!channel->confirm_event) /* without it every ack goes alone */
+            channel->confirm_event = event_new(connection->adapter->base.context.base, -1, 0,
+                                               amqp091_on_confirm_event, channel);
         if (!((amqp_confirm_select_t *)m)->nowait) {
             amqp_confirm_select_ok_t ok = {0};
             amqp091_send_method(connection, channel->number, AMQP_CONFIRM_SELECT_OK_METHOD, &ok);

@@ -43,6 +43,18 @@ static const struct config_key amqp091_config_keys[] = {
                        "seconds; the client's answer in tune-ok is used (0 turns heartbeats "
                        "off). A connection silent for two intervals is closed.",
     },
+    {
+        .name = "get_wait",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct amqp091_config, get_wait_ms),
+        .min = 1,
+        .max = 60 * 1000ULL,
+        .default_value = "200ms",
+        .description = "How long a basic.get waits for a message of its queue before it is "
+                       "answered get-empty, once the channel reads the queue (the first get of a "
+                       "queue on a channel also waits for its consumer group to be assigned). "
+                       "Kafka cannot say cheaply that a queue is empty: this is the wait.",
+    },
 };
 
 const struct config_section amqp091_config_section = {

@@ -18,6 +18,7 @@ struct amqp091_config {
     uint32_t channel_max;  /* amqp091.channel_max: offered in Tune, 2047 */
     uint64_t frame_max;    /* amqp091.frame_max: offered in Tune, 128 KiB */
     uint64_t heartbeat_ms; /* amqp091.heartbeat: offered in Tune, 60s (0: none) */
+    uint64_t get_wait_ms;  /* amqp091.get_wait: basic.get waits this long for a message */
 };
 
 extern const struct config_section amqp091_config_section;

@@ -143,7 +143,7 @@ void amqp091_connection_block_deliveries(struct amqp091_connection *connection, 
         if (!channels->slots[i].key || !channel)
             continue;
         for (struct amqp091_consumer *c = channel->consumers; c; c = c->next)
-            if (c->core && c->blocked != blocked) {
+            if (c->core && !c->getter && c->blocked != blocked) { /* a getter: its own */
                 c->blocked = blocked;
                 core_subscription_block(c->core, blocked);
             }
@@ -304,21 +304,23 @@ static void amqp091_arm_heartbeat(struct amqp091_connection *connection)
 
 static void amqp091_send_start(struct amqp091_connection *connection)
 {
-    static const char *const capabilities[] = {
-        "publisher_confirms", "exchange_exchange_bindings",
-        "basic.nack",         "consumer_cancel_notify",
-        "connection.blocked", "authentication_failure_close",
-        "per_consumer_qos",   "direct_reply_to",
+    /* RabbitMQ's capabilities; false for what is not built yet (clients
+     * then do without) */
+    static const struct {
+        const char *name;
+        bool built;
+    } capabilities[] = {
+        {"publisher_confirms", true}, {"exchange_exchange_bindings", false},
+        {"basic.nack", true},         {"consumer_cancel_notify", true},
+        {"connection.blocked", true}, {"authentication_failure_close", true},
+        {"per_consumer_qos", true},   {"direct_reply_to", true},
     };
     enum { CAPS = sizeof(capabilities) / sizeof(capabilities[0]) };
     amqp_table_entry_t caps[CAPS];
     for (size_t i = 0; i < CAPS; i++) {
-        caps[i].key = amqp_cstring_bytes(capabilities[i]);
+        caps[i].key = amqp_cstring_bytes(capabilities[i].name);
         caps[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-        /* what is built: confirms, basic.nack, authentication_failure_close,
-         * per_consumer_qos; the others are announced by RabbitMQ and not yet
-         * here, so they are false (clients then do without) */
-        caps[i].value.value.boolean = i == 0 || i == 2 || i == 5 || i == 6;
+        caps[i].value.value.boolean = capabilities[i].built;
     }
     amqp_table_entry_t props[5];
     props[0].key = amqp_cstring_bytes("capabilities");
@@ -414,10 +416,50 @@ static void amqp091_auth_checked(void *opaque, int result, const char *user, con
     amqp091_connection_update_reading(connection);
 }
 
+/* Does the client announce capability `name` (client-properties'
+ * capabilities table, a true boolean)? */
+static bool amqp091_client_capability(const amqp_table_t *properties, const char *name)
+{
+    for (int i = 0; i < properties->num_entries; i++) {
+        const amqp_table_entry_t *e = &properties->entries[i];
+        if (e->key.len != 12 || memcmp(e->key.bytes, "capabilities", 12) != 0 ||
+            e->value.kind != AMQP_FIELD_KIND_TABLE)
+            continue;
+        const amqp_table_t *caps = &e->value.value.table;
+        for (int j = 0; j < caps->num_entries; j++)
+            if (caps->entries[j].key.len == strlen(name) &&
+                memcmp(caps->entries[j].key.bytes, name, strlen(name)) == 0)
+                return caps->entries[j].value.kind == AMQP_FIELD_KIND_BOOLEAN &&
+                       caps->entries[j].value.value.boolean;
+    }
+    return false;
+}
+
+void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked)
+{
+    if (!connection->client_blocked_notify || connection->blocked_sent == blocked ||
+        connection->state != AMQP091_STATE_RUNNING)
+        return;
+    connection->blocked_sent = blocked;
+    if (blocked) {
+        amqp_connection_blocked_t m = {
+            .reason = amqp_cstring_bytes("kbridge: unconfirmed publishes at limits.max_unconfirmed "
+                                         "(waiting for Kafka)")};
+        amqp091_send_method(connection, 0, AMQP_CONNECTION_BLOCKED_METHOD, &m);
+    } else {
+        amqp_connection_unblocked_t m = {0};
+        amqp091_send_method(connection, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, &m);
+    }
+}
+
 static void amqp091_start_ok(struct amqp091_connection *connection,
                              const amqp_connection_start_ok_t *start_ok)
 {
     char login[256], password[256];
+    connection->client_blocked_notify =
+        amqp091_client_capability(&start_ok->client_properties, "connection.blocked");
+    connection->client_cancel_notify =
+        amqp091_client_capability(&start_ok->client_properties, "consumer_cancel_notify");
     snprintf(connection->mechanism, sizeof(connection->mechanism), "%.*s",
              (int)start_ok->mechanism.len, (const char *)start_ok->mechanism.bytes);
     int rc = -1;

@@ -31,6 +31,13 @@ struct event;
 #define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
 #define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
 #define AMQP091_MAX_CONSUMERS 1024         /* per channel */
+/* RabbitMQ's direct reply-to pseudo-queue: consumed with no-ack, named in
+ * a publish's reply_to (docs/amqp091.md "Direct reply-to"). */
+#define AMQP091_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+/* What a responder may publish to on the default exchange to answer: the
+ * reply address the request carried, or RabbitMQ's spelling of a token. */
+#define AMQP091_REPLY_QUEUE_PREFIX "/reply-queue/"
+#define AMQP091_DIRECT_REPLY_TO_PREFIX "amq.rabbitmq.reply-to."
 
 struct amqp091_adapter {
     struct adapter_base base; /* first (connection.h) */
@@ -40,6 +47,9 @@ struct amqp091_adapter {
     uint64_t *connection_errors;
     uint64_t *heartbeat_timeouts;
     uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX_LIMIT bytes */
+    /* basic.consume exclusive=true consumers of every connection of this
+     * adapter (so of this node), linked by exclusive_next */
+    struct amqp091_consumer *exclusive;
 };
 
 enum amqp091_state {
@@ -64,6 +74,16 @@ struct amqp091_consumer {
     bool ready;  /* consume-ok sent */
     bool nowait; /* no consume-ok */
     bool blocked;
+    /* Direct reply-to (amq.rabbitmq.reply-to): the channel's temporary
+     * queue (core_subscribe_temporary, architecture §7), its reply address
+     * ("/reply-queue/TOKEN"); `holding`: the connection reads nothing until
+     * the queue is positioned (no reply missed). */
+    bool direct_reply;
+    bool holding;
+    bool exclusive; /* in the adapter's exclusive list */
+    bool getter;    /* the channel's basic.get reader (blocked but while a get waits) */
+    struct amqp091_consumer *exclusive_next;
+    char reply_address[CORE_REPLY_ADDRESS_MAX];
     char tag[256];
     char queue[ADDRESS_NAME_MAX + 1];
 };
@@ -93,12 +113,28 @@ struct amqp091_channel {
     uint8_t *body;
     uint64_t body_size;
     uint64_t body_received;
-    /* Publisher confirms. */
+    /* Publisher confirms: Kafka's answers come in any order; an answer
+     * whose tag continues the answered run moves `confirm_answered` on (the
+     * later ones waiting in `confirm_early`); acks of that run go out
+     * together on the next loop turn (`confirm_event`) as one basic.ack
+     * with `multiple` up to `confirm_answered`; a nack goes out at once. */
     bool confirm;
-    uint64_t next_publish_tag; /* the last tag given */
+    uint64_t next_publish_tag;    /* the last tag given */
+    uint64_t confirm_answered;    /* every tag up to it has its answer */
+    uint64_t confirm_sent;        /* every tag up to it was told to the client */
+    uint64_t confirm_acks;        /* acks among the tags after confirm_sent */
+    struct u64_map confirm_early; /* tag -> (void *)1 ack / 2 nack, beyond the run */
+    struct event *confirm_event;
     /* Consumers and their deliveries. */
     struct amqp091_consumer *consumers;
     size_t consumer_count;
+    struct amqp091_consumer *reply_consumer; /* amq.rabbitmq.reply-to's, or NULL */
+    /* basic.get: a consumer of the last queue got from, delivering only
+     * while a get waits (get_pending, the input held) up to get_wait */
+    struct amqp091_consumer *getter;
+    bool get_pending;
+    bool get_no_ack;
+    struct event *get_timer;
     uint16_t prefetch; /* basic.qos prefetch_count for consumers made after it (0: default) */
     uint64_t next_delivery_tag;
     struct amqp091_unacked *unacked_head;
@@ -141,6 +177,10 @@ struct amqp091_connection {
     uint32_t waiting;
     bool publish_paused; /* unconfirmed publishes at limits.max_unconfirmed */
     bool deliveries_blocked;
+    /* the client's capabilities (start-ok's client-properties) */
+    bool client_blocked_notify; /* connection.blocked */
+    bool client_cancel_notify;  /* consumer_cancel_notify */
+    bool blocked_sent;          /* connection.blocked sent, unblocked not yet */
     uint64_t frames_in;
     uint64_t frames_out;
 };
@@ -173,6 +213,10 @@ void amqp091_connection_error(struct amqp091_connection *connection, uint16_t co
 void amqp091_connection_update_reading(struct amqp091_connection *connection);
 /* Is the connection in a state where frames go out? */
 bool amqp091_connection_writable(const struct amqp091_connection *connection);
+/* Publishing is held (unconfirmed publishes at limits.max_unconfirmed) or
+ * goes on: connection.blocked / unblocked to a client that announced the
+ * capability, once per change. */
+void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked);
 /* Block or unblock every consumer's deliveries (output watermark). */
 void amqp091_connection_block_deliveries(struct amqp091_connection *connection, bool blocked);
 

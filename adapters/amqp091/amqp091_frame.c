@@ -126,6 +126,77 @@ int amqp091_method_decode(const struct amqp091_frame *frame, amqp_pool_t *pool,
     return -1;
 }
 
+/* One field value of kind `kind` at p (len bytes available): its size in
+ * *used, nested tables and arrays checked down to depth_left. */
+static bool field_check(uint8_t kind, const uint8_t *p, size_t len, int depth_left, size_t *used)
+{
+    size_t fixed = 0;
+    switch (kind) {
+    case 't':
+    case 'b':
+    case 'B': fixed = 1; break;
+    case 's':
+    case 'u': fixed = 2; break;
+    case 'I':
+    case 'i':
+    case 'f': fixed = 4; break;
+    case 'l':
+    case 'L':
+    case 'd':
+    case 'T': fixed = 8; break;
+    case 'D': fixed = 5; break;
+    case 'V': fixed = 0; break;
+    case 'S':
+    case 'x':
+        if (len < 4 || read_u32(p) > len - 4)
+            return false;
+        *used = 4 + (size_t)read_u32(p);
+        return true;
+    case 'F':
+        if (depth_left <= 0 || !amqp091_table_check(p, len, depth_left - 1))
+            return false;
+        *used = 4 + (size_t)read_u32(p);
+        return true;
+    case 'A': {
+        if (depth_left <= 0 || len < 4 || read_u32(p) > len - 4)
+            return false;
+        size_t size = read_u32(p), at = 0;
+        while (at < size) {
+            size_t one;
+            if (!field_check(p[4 + at], p + 5 + at, size - at - 1, depth_left - 1, &one))
+                return false;
+            at += 1 + one;
+        }
+        *used = 4 + size;
+        return true;
+    }
+    default: return false;
+    }
+    if (len < fixed)
+        return false;
+    *used = fixed;
+    return true;
+}
+
+bool amqp091_table_check(const uint8_t *p, size_t len, int max_depth)
+{
+    if (len < 4 || read_u32(p) > len - 4)
+        return false;
+    size_t size = read_u32(p), at = 0;
+    const uint8_t *entries = p + 4;
+    while (at < size) {
+        size_t key = entries[at]; /* shortstr key, then the value's kind */
+        if (key + 2 > size - at)
+            return false;
+        size_t one;
+        if (!field_check(entries[at + 1 + key], entries + at + 2 + key, size - at - 2 - key,
+                         max_depth, &one))
+            return false;
+        at += 2 + key + one;
+    }
+    return true;
+}
+
 int amqp091_content_header_decode(const struct amqp091_frame *frame, amqp_pool_t *pool,
                                   struct amqp091_content_header *header,
                                   struct amqp091_error *error)
@@ -147,6 +218,19 @@ int amqp091_content_header_decode(const struct amqp091_frame *frame, amqp_pool_t
                  "SYNTAX_ERROR - content header property flags 0x%04x name no property", flags);
         fail(error, AMQP_SYNTAX_ERROR, text);
         return -1;
+    }
+    if (header->class_id == AMQP_BASIC_CLASS && (flags & AMQP_BASIC_HEADERS_FLAG)) {
+        /* the headers table follows content-type and content-encoding */
+        size_t at = 14;
+        for (uint16_t bit = AMQP_BASIC_CONTENT_TYPE_FLAG; bit > AMQP_BASIC_HEADERS_FLAG; bit >>= 1)
+            if ((flags & bit) && at < frame->size)
+                at += 1 + frame->payload[at];
+        if (at >= frame->size ||
+            !amqp091_table_check(frame->payload + at, frame->size - at, AMQP091_TABLE_MAX_DEPTH)) {
+            fail(error, AMQP_SYNTAX_ERROR,
+                 "SYNTAX_ERROR - malformed headers table (or nested deeper than 64)");
+            return -1;
+        }
     }
     amqp_bytes_t encoded = {frame->size - 12, (void *)(frame->payload + 12)};
     int rc = amqp_decode_properties(header->class_id, pool, encoded, &header->properties);

@@ -18,6 +18,7 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -95,7 +96,19 @@ struct amqp091_content_header {
     void *properties;
 };
 
-/* Decode a content-header frame's payload; 0, or -1 with error 502. */
+/* How deep field tables and arrays may nest in what kbridged decodes
+ * (librabbitmq's decoder recurses without a limit: a deep enough table
+ * would exhaust the stack). */
+#define AMQP091_TABLE_MAX_DEPTH 64
+
+/* Is the encoded field table at `p` (its long-uint length first, `len`
+ * bytes available) well formed as far as lengths and types go, with tables
+ * and arrays nested at most `max_depth` deep? Checked before
+ * amqp_decode_table / amqp_decode_properties. */
+bool amqp091_table_check(const uint8_t *p, size_t len, int max_depth);
+
+/* Decode a content-header frame's payload (its headers table passed
+ * through amqp091_table_check); 0, or -1 with error 502. */
 int amqp091_content_header_decode(const struct amqp091_frame *frame, amqp_pool_t *pool,
                                   struct amqp091_content_header *header,
                                   struct amqp091_error *error);

@@ -488,11 +488,19 @@ def longstr(data):
     return len(data).to_bytes(4, "big") + data
 
 
+def deep_table(depth):
+    inner = (0).to_bytes(4, "big")
+    for _ in range(depth):
+        body = shortstr(b"k") + b"F" + inner
+        inner = len(body).to_bytes(4, "big") + body
+    return inner
+
+
 class RawClient:
     """A 0-9-1 connection driven byte by byte: the handshake with PLAIN, then
     whatever a test sends; recv_frame reads one frame with a deadline."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon, client_properties=b""):
         import socket
         host, port = daemon.host_port("amqp")
         self.sock = socket.create_connection((host, port), timeout=10)
@@ -500,7 +508,7 @@ class RawClient:
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
         assert self.recv_method()[:2] == (10, 10)  # start
         response = b"\x00" + USER.encode() + b"\x00" + PASSWORD.encode()
-        self.sock.sendall(method(0, 10, 11, longstr(b"") + shortstr(b"PLAIN") +
+        self.sock.sendall(method(0, 10, 11, longstr(client_properties) + shortstr(b"PLAIN") +
                                  longstr(response) + shortstr(b"en_US")))
         assert self.recv_method()[:2] == (10, 30)  # tune
         self.sock.sendall(method(0, 10, 31, (2047).to_bytes(2, "big") +
@@ -555,6 +563,11 @@ class RawClient:
     # a content header without basic.publish
     (method(1, 20, 10, shortstr(b"")) + frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x00\x00"),
      505, "UNEXPECTED_FRAME - content header without basic.publish"),
+    # a headers table nested 100 deep (librabbitmq's decoder would recurse without a limit)
+    (method(1, 20, 10, shortstr(b"")) +
+     method(1, 60, 40, b"\x00\x00" + shortstr(b"") + shortstr(b"q") + b"\x00") +
+     frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x20\x00" + deep_table(100)), 502,
+     "SYNTAX_ERROR - malformed headers table (or nested deeper than 64)"),
     # a frame larger than the negotiated frame_max
     (bytes([1, 0, 1]) + (200000).to_bytes(4, "big"), 501,
      "FRAME_ERROR - frame size 200008 larger than negotiated maximum 131072"),
@@ -629,3 +642,550 @@ def test_wrong_password_close_text_is_rabbitmqs(daemon):
     assert int.from_bytes(close[4:6], "big") == 403
     assert close[7:7 + close[6]] == (b"ACCESS_REFUSED - Login was refused using authentication "
                                      b"mechanism PLAIN. For details see the broker logfile.")
+
+
+# ---- direct reply-to (amq.rabbitmq.reply-to on DESIGN §7's temporary queues) ------------
+
+class PikaResponder:
+    """A pika responder in its own thread and connection: consumes `queue`,
+    answers each request to its reply_to on the default exchange (what
+    RabbitMQ RPC servers do) with the request's correlation_id, acks it."""
+
+    def __init__(self, daemon, queue):
+        import threading
+        self.daemon, self.queue = daemon, queue
+        self.answered = 0
+        self.reply_tos = set()
+        self.error = None
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30), "the responder did not start"
+        assert self.error is None, self.error
+
+    def run(self):
+        try:
+            conn = pika_connect(self.daemon)
+            ch = conn.channel()
+            ch.queue_declare(self.queue)
+            ch.basic_qos(prefetch_count=50)
+
+            def on_request(channel, method, props, body):
+                self.reply_tos.add(props.reply_to)
+                channel.basic_publish("", props.reply_to, b"re:" + body,
+                                      pika.BasicProperties(correlation_id=props.correlation_id))
+                channel.basic_ack(method.delivery_tag)
+                self.answered += 1
+
+            ch.basic_consume(self.queue, on_request)
+            self.ready.set()
+            while not self.stop.is_set():
+                conn.process_data_events(time_limit=0.1)
+            conn.close()
+        except Exception as e:  # reported by close()
+            self.error = e
+            self.ready.set()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, self.error
+
+
+def test_direct_reply_to_pika_rpc_1000_round_trips(daemon, uniq):
+    queue = f"rpc{uniq}"
+    responder = PikaResponder(daemon, queue)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((m, p, b)), auto_ack=True)
+    try:
+        for i in range(1000):
+            ch.basic_publish("", queue, f"ping {i}".encode(),
+                             pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                  correlation_id=f"c{i}"))
+            drain_until(conn, lambda: len(replies) > i, 30, f"reply {i}")
+            method, props, body = replies[i]
+            assert body == f"re:ping {i}".encode()
+            assert props.correlation_id == f"c{i}"
+            assert method.exchange == ""
+            assert method.routing_key.startswith("/reply-queue/")
+            # no kbridge routing data reaches the client
+            assert not any(k.startswith(("kbridge-", "kafka_")) for k in (props.headers or {}))
+    finally:
+        responder.close()
+    assert len(replies) == 1000 and responder.answered == 1000
+    # the request carried the one token-bearing address of this channel's temporary queue
+    assert len(responder.reply_tos) == 1
+    assert next(iter(responder.reply_tos)).startswith("/reply-queue/")
+    conn.close()
+
+
+def test_direct_reply_to_rules_are_rabbitmqs(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=False)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - reply consumer cannot acknowledge")
+    ch = conn.channel()
+    ch.queue_declare(f"rq{uniq}")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_publish("", f"rq{uniq}", b"x",
+                         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+        ch.queue_declare(f"rq{uniq}", passive=True)  # the error arrives before this answer
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - fast reply consumer does not exist")
+    ch = conn.channel()
+    ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        406, "PRECONDITION_FAILED - reply consumer already set")
+    assert conn.is_open
+    conn.close()
+
+
+def test_direct_reply_to_stomp_responder_answers_pika_requester(daemon, uniq):
+    queue = f"rpc-s{uniq}"
+    responder = Client(daemon)
+    responder.subscribe(f"/queue/{queue}", "rpc", ack="auto", receipt="sub")
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((p, b)), auto_ack=True)
+    for i in range(5):
+        ch.basic_publish("", queue, f"q{i}".encode(),
+                         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                              correlation_id=f"s{i}"))
+    frames = responder.wait_messages(5)
+    for frame in frames:
+        assert frame.headers["reply-to"].startswith("/reply-queue/")
+        responder.send(frame.headers["reply-to"], "re:" + frame.body,
+                       headers={"correlation-id": frame.headers["correlation-id"]})
+    drain_until(conn, lambda: len(replies) >= 5, 30, "5 replies")
+    assert sorted((p.correlation_id, b) for p, b in replies) == [
+        (f"s{i}", f"re:q{i}".encode()) for i in range(5)]
+    responder.close()
+    conn.close()
+
+
+def test_direct_reply_to_pika_responder_answers_stomp_requester(daemon, uniq):
+    queue = f"rpc-p{uniq}"
+    responder = PikaResponder(daemon, queue)
+    requester = Client(daemon)
+    try:
+        for i in range(5):
+            requester.send(f"/queue/{queue}", f"q{i}",
+                           headers={"reply-to": "/temp-queue/answers", "correlation-id": f"p{i}"})
+        frames = requester.wait_messages(5)
+    finally:
+        responder.close()
+    assert sorted((f.headers["correlation-id"], f.body) for f in frames) == [
+        (f"p{i}", f"re:q{i}") for i in range(5)]
+    assert all(f.headers["destination"] == "/temp-queue/answers" for f in frames)
+    requester.close()
+
+
+# ---- typed headers: every field type, exact over 0-9-1, natural elsewhere ---------------
+
+def field(kind, payload):
+    return kind + payload
+
+
+def table(entries):
+    """A 0-9-1 field table from (name, encoded value) pairs."""
+    body = b"".join(shortstr(name.encode()) + value for name, value in entries)
+    return len(body).to_bytes(4, "big") + body
+
+
+EVERY_TYPE = [  # (name, encoded value, what STOMP and Kafka readers see)
+    ("longstr", field(b"S", longstr("grüße".encode())), "grüße"),
+    ("bytes", field(b"x", longstr(b"\x01\x02ab")), "\x01\x02ab"),
+    ("bool", field(b"t", b"\x01"), "true"),
+    ("i8", field(b"b", (-8).to_bytes(1, "big", signed=True)), "-8"),
+    ("u8", field(b"B", (200).to_bytes(1, "big")), "200"),
+    ("i16", field(b"s", (-1600).to_bytes(2, "big", signed=True)), "-1600"),
+    ("u16", field(b"u", (60000).to_bytes(2, "big")), "60000"),
+    ("i32", field(b"I", (-320000).to_bytes(4, "big", signed=True)), "-320000"),
+    ("u32", field(b"i", (4000000000).to_bytes(4, "big")), "4000000000"),
+    ("i64", field(b"l", (-(1 << 40)).to_bytes(8, "big", signed=True)), str(-(1 << 40))),
+    ("f32", field(b"f", __import__("struct").pack(">f", 1.5)), "1.5"),
+    ("f64", field(b"d", __import__("struct").pack(">d", 0.1)), "0.10000000000000001"),
+    ("decimal", field(b"D", b"\x02" + (1234).to_bytes(4, "big")), "12.34"),
+    ("stamp", field(b"T", (1700000000).to_bytes(8, "big")), "1700000000"),
+    ("void", field(b"V", b""), ""),
+    ("table", field(b"F", table([("a", field(b"I", (1).to_bytes(4, "big"))),
+                                 ("b", field(b"S", longstr(b"two")))])), '{"a":1,"b":"two"}'),
+    ("array", field(b"A", len(field(b"t", b"\x00") + field(b"V", b"")).to_bytes(4, "big") +
+                    field(b"t", b"\x00") + field(b"V", b"")), "[false,null]"),
+]
+
+
+def content_header_headers(payload):
+    """The headers table (encoded, with its length) of a basic content header."""
+    flags = int.from_bytes(payload[12:14], "big")
+    at = 14
+    for bit in (0x8000, 0x4000):  # content-type, content-encoding: shortstrs before headers
+        if flags & bit:
+            at += 1 + payload[at]
+    assert flags & 0x2000, "no headers table"
+    size = int.from_bytes(payload[at:at + 4], "big")
+    return payload[at:at + 4 + size]
+
+
+def test_every_header_field_type_round_trips_exactly(daemon, bootstrap, uniq):
+    queue = f"typed{uniq}"
+    topic = f"typed-t{uniq}"
+    headers = table([(name, value) for name, value, _ in EVERY_TYPE])
+    # a STOMP subscriber of the same messages, on a topic bound queue-free
+    stomp = Client(daemon)
+    stomp.subscribe(f"/topic/{topic}", "s", receipt="sub")
+
+    client = RawClient(daemon)
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 50, 10, b"\x00\x00" + shortstr(queue.encode()) + b"\x00" +
+                               table([])))  # queue.declare
+    assert client.recv_method()[:2] == (50, 11)
+    client.sock.sendall(method(1, 60, 20, b"\x00\x00" + shortstr(queue.encode()) +
+                               shortstr(b"") + b"\x02" + table([])))  # basic.consume no-ack
+    assert client.recv_method()[:2] == (60, 21)
+    for exchange, key in (("", queue), ("amq.topic", topic)):
+        body = b"typed"
+        properties = (0x2000 | 0x0040).to_bytes(2, "big") + headers + (1700000001).to_bytes(8, "big")
+        client.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(exchange.encode()) +
+                                   shortstr(key.encode()) + b"\x00") +
+                            frame(2, 1, b"\x00\x3c\x00\x00" + len(body).to_bytes(8, "big") +
+                                  properties) +
+                            frame(3, 1, body))
+    c, m, channel, args = client.recv_method()
+    assert (c, m) == (60, 60)  # basic.deliver
+    kind, _, payload = client.recv_frame()
+    assert kind == 2
+    assert content_header_headers(payload) == headers  # every type, value and order
+    assert (1700000001).to_bytes(8, "big") in payload  # the timestamp, after the table
+    kind, _, body = client.recv_frame()
+    assert (kind, body) == (3, b"typed")
+    client.close()
+
+    # pika decodes them to the values it knows (it encodes no floats)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", queue, b"pika", pika.BasicProperties(headers={
+        "s": "x", "n": 7, "big": 1 << 40, "t": True, "none": None,
+        "list": [1, "a"], "nested": {"k": {"deep": False}},
+        "when": __import__("datetime").datetime(2024, 1, 2, 3, 4, 5),
+        "price": __import__("decimal").Decimal("9.99"), "raw": b"\x00\xff"}))
+    got = []
+    ch.basic_consume(queue, lambda c, m, p, b: got.append(p.headers), auto_ack=True)
+    drain_until(conn, lambda: got, 30, "the pika message")
+    assert got[0] == {"s": "x", "n": 7, "big": 1 << 40, "t": True, "none": None,
+                      "list": [1, "a"], "nested": {"k": {"deep": False}},
+                      "when": __import__("datetime").datetime(2024, 1, 2, 3, 4, 5),
+                      "price": __import__("decimal").Decimal("9.99"), "raw": b"\x00\xff"}
+    conn.close()
+
+    # STOMP sees natural text values, and none of kbridge's 0-9-1 data
+    frame_in = stomp.wait_messages(1)[0]
+    for name, _, text in EVERY_TYPE:
+        if name != "bytes":  # stomp.py decodes frames as UTF-8 text
+            assert frame_in.headers[name] == text, name
+    assert not any(k.startswith("kbridge-amqp091-") for k in frame_in.headers)
+    stomp.close()
+
+    # a native Kafka reader: the same text values (and the typed table beside them)
+    records = read_topic(bootstrap, topic)
+    assert len(records) == 1
+    h = {k: v for k, v in (records[0].headers() or [])}
+    for name, _, text in EVERY_TYPE:
+        assert h[name] == text.encode("utf-8") if name != "bytes" else h[name] == b"\x01\x02ab"
+    assert h["kbridge-amqp091-headers"] == headers
+
+
+def test_deliver_names_the_exchange_and_routing_key(daemon, uniq):
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.exchange_declare(f"dx{uniq}", exchange_type="topic")
+    ch.queue_declare(f"dq{uniq}")
+    ch.queue_bind(f"dq{uniq}", f"dx{uniq}", routing_key="a.*")
+    ch.queue_declare(f"plain{uniq}")
+    got = []
+    ch.basic_consume(f"dq{uniq}", lambda c, m, p, b: got.append(m), auto_ack=True)
+    ch.basic_consume(f"plain{uniq}", lambda c, m, p, b: got.append(m), auto_ack=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.basic_publish(f"dx{uniq}", "a.b", b"1",
+                      pika.BasicProperties(delivery_mode=1, expiration="60000"))
+    pub.basic_publish("", f"plain{uniq}", b"2")
+    drain_until(conn, lambda: len(got) >= 2, 30, "two deliveries")
+    by_queue = sorted((m.exchange, m.routing_key) for m in got)
+    assert by_queue == sorted([(f"dx{uniq}", "a.b"), ("", f"plain{uniq}")])
+    conn.close()
+
+
+def test_basic_properties_round_trip_unchanged(daemon, uniq):
+    queue = f"props{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    got = []
+    ch.basic_consume(queue, lambda c, m, p, b: got.append(p), auto_ack=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    sent = pika.BasicProperties(content_type="text/plain", content_encoding="utf-8",
+                                delivery_mode=1, priority=3, correlation_id="c",
+                                reply_to="r", expiration="60000", message_id="m",
+                                timestamp=1700000000, type="t", user_id=USER, app_id="a",
+                                headers={"h": "v"})
+    pub.basic_publish("", queue, b"p", sent)
+    drain_until(conn, lambda: got, 30, "the message")
+    p = got[0]
+    for name in ("content_type", "content_encoding", "delivery_mode", "priority",
+                 "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
+                 "user_id", "app_id", "headers"):
+        assert getattr(p, name) == getattr(sent, name), name
+    # nothing set: nothing comes back (the core's message-id is for other protocols)
+    pub.basic_publish("", queue, b"bare")
+    drain_until(conn, lambda: len(got) >= 2, 30, "the bare message")
+    bare = got[1]
+    assert (bare.message_id, bare.delivery_mode, bare.headers, bare.expiration) == (
+        None, None, None, None)
+    assert bare.user_id == USER  # DESIGN §3: always the authenticated user (RabbitMQ: absent)
+    conn.close()
+
+
+# ---- basic.recover, server-sent basic.cancel, exclusive consumers, confirms, blocked -----
+
+def test_basic_recover_redelivers_the_unacked(daemon, uniq):
+    queue = f"recover{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ch.basic_qos(prefetch_count=10)
+    seen = []
+    ch.basic_consume(queue, lambda c, m, p, b: seen.append((b, m.redelivered, m.delivery_tag)))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(3):
+        pub.basic_publish("", queue, f"r{i}".encode())
+    drain_until(conn, lambda: len(seen) >= 3, 30, "3 deliveries")
+    ch.basic_ack(seen[0][2])  # r0 acked; r1 and r2 not
+    ch.basic_recover(requeue=True)
+    drain_until(conn, lambda: len(seen) >= 5, 30, "2 redeliveries")
+    assert sorted(b for b, _, _ in seen[:3]) == [b"r0", b"r1", b"r2"]
+    assert sorted((b, r) for b, r, _ in seen[3:]) == [(b"r1", True), (b"r2", True)]
+    for _, _, tag in seen[3:]:
+        ch.basic_ack(tag)
+    conn.process_data_events(time_limit=0.5)
+    assert len(seen) == 5
+    conn.close()
+
+
+def test_queue_delete_from_another_connection_cancels_consumers(daemon, uniq):
+    queue = f"gone{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ok = ch.queue_declare(queue, passive=True)
+    assert ok.method.consumer_count == 0 and ok.method.message_count == 0
+    cancelled = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    tag = ch.basic_consume(queue, lambda *a: None)
+    # declare-ok counts this node's consumers
+    assert ch.queue_declare(queue, passive=True).method.consumer_count == 1
+    other = pika_connect(daemon)
+    other.channel().queue_delete(queue)
+    drain_until(conn, lambda: cancelled, 30, "basic.cancel from the server")
+    assert cancelled == [tag]
+    assert ch.is_open and conn.is_open  # the channel carries on
+    ch.queue_declare(f"after{uniq}")
+    other.close()
+    conn.close()
+
+
+def test_exclusive_consumer_refuses_others_with_403(daemon, uniq):
+    queue = f"excl{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    ch.basic_consume(queue, lambda *a: None, exclusive=True,
+                     arguments={"x-priority": 5})  # x-priority accepted
+    other = pika_connect(daemon)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        other.channel().basic_consume(queue, lambda *a: None)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+    # and an exclusive consumer is refused while another consumer exists
+    shared = f"shared{uniq}"
+    ch.queue_declare(shared)
+    ch.basic_consume(shared, lambda *a: None)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        other.channel().basic_consume(shared, lambda *a: None, exclusive=True)
+    assert closed.value.reply_code == 403
+    assert other.is_open
+    conn.close()
+    # the exclusive consumer's connection is gone: the queue is free again
+    ch = other.channel()
+    ch.basic_consume(queue, lambda *a: None, exclusive=True)
+    other.close()
+
+
+def test_confirms_of_consecutive_tags_are_coalesced_with_multiple(daemon, uniq):
+    """pika's BlockingChannel waits for each confirm, so a raw client
+    pipelines 300 publishes and reads the basic.ack frames: every tag is
+    confirmed exactly once, in fewer frames, some with multiple set."""
+    queue = f"multi{uniq}"
+    count = 300
+    client = RawClient(daemon)
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 50, 10, b"\x00\x00" + shortstr(queue.encode()) + b"\x00" +
+                               table([])))
+    assert client.recv_method()[:2] == (50, 11)
+    client.sock.sendall(method(1, 85, 10, b"\x00"))  # confirm.select
+    assert client.recv_method()[:2] == (85, 11)
+    publish = (method(1, 60, 40, b"\x00\x00" + shortstr(b"") + shortstr(queue.encode()) + b"\x00") +
+               frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+               frame(3, 1, b"m"))
+    client.sock.sendall(publish * count)
+    confirmed, frames, multiples = set(), 0, 0
+    while len(confirmed) < count:
+        c, m, channel, args = client.recv_method()
+        assert (c, m) == (60, 80), (c, m)  # basic.ack; no nack
+        tag, multiple = int.from_bytes(args[0:8], "big"), args[8] & 1
+        frames += 1
+        covered = set(range(max(confirmed, default=0) + 1, tag + 1)) if multiple else {tag}
+        assert not covered & confirmed
+        confirmed |= covered
+        multiples += multiple
+    assert confirmed == set(range(1, count + 1))
+    assert multiples > 0 and frames < count
+    client.close()
+
+
+def test_connection_blocked_while_unconfirmed_at_the_limit(kbridged_factory, bootstrap,
+                                                          password_hash, uniq):
+    config = base_config(bootstrap, kafka=dict(KAFKA), limits={"max_unconfirmed": 1},
+                         auth={"anonymous": True, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    capabilities = table([("capabilities", field(b"F", table([
+        ("connection.blocked", field(b"t", b"\x01"))])))])
+    client = RawClient(daemon, client_properties=capabilities[4:])
+    client.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert client.recv_method()[:2] == (20, 11)
+    client.sock.sendall(method(1, 85, 10, b"\x00"))
+    assert client.recv_method()[:2] == (85, 11)
+    client.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(b"amq.topic") +
+                               shortstr(f"blk{uniq}".encode()) + b"\x00") +
+                        frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+                        frame(3, 1, b"m"))
+    seen = []
+    while (10, 61) not in seen or (60, 80) not in seen:
+        c, m, channel, args = client.recv_method()
+        seen.append((c, m))
+    # blocked at the limit first; unblocked and the confirm once Kafka answered
+    assert seen[0] == (10, 60)
+    assert sorted(seen) == [(10, 60), (10, 61), (60, 80)]
+    client.close()
+    # a client without the capability is not told
+    plain = RawClient(daemon)
+    plain.sock.sendall(method(1, 20, 10, shortstr(b"")))
+    assert plain.recv_method()[:2] == (20, 11)
+    plain.sock.sendall(method(1, 85, 10, b"\x00"))
+    assert plain.recv_method()[:2] == (85, 11)
+    plain.sock.sendall(method(1, 60, 40, b"\x00\x00" + shortstr(b"amq.topic") +
+                              shortstr(f"blk{uniq}".encode()) + b"\x00") +
+                       frame(2, 1, b"\x00\x3c\x00\x00" + (1).to_bytes(8, "big") + b"\x00\x00") +
+                       frame(3, 1, b"m"))
+    assert plain.recv_method()[:2] == (60, 80)
+    plain.close()
+
+
+def test_basic_get_three_messages_then_get_empty(daemon, uniq):
+    queue = f"get{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    # the first get of a queue on a channel makes the channel a reader of it
+    # (its consumer group): nothing is there yet
+    method, props, body = ch.basic_get(queue)
+    assert method is None
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(3):
+        pub.basic_publish("", queue, f"g{i}".encode(),
+                          pika.BasicProperties(correlation_id=f"c{i}"))
+    got = []
+    deadline = time.monotonic() + 30
+    while not got:  # until the records are fetched (a deadline, not a sleep)
+        assert time.monotonic() < deadline, "no get-ok"
+        method, props, body = ch.basic_get(queue)
+        if method:
+            got.append((method, props, body))
+    while len(got) < 3:
+        method, props, body = ch.basic_get(queue)
+        assert method is not None, f"get-empty after {len(got)}"
+        got.append((method, props, body))
+    assert [b for _, _, b in got] == [b"g0", b"g1", b"g2"]
+    assert [p.correlation_id for _, p, _ in got] == ["c0", "c1", "c2"]
+    # message_count: what this node has fetched and not delivered, a lower
+    # bound of what is left (the records may still be on their way from Kafka)
+    counts = [m.message_count for m, _, _ in got]
+    assert all(count <= 2 - i for i, count in enumerate(counts)), counts
+    assert counts[2] == 0
+    assert all(m.routing_key == queue and m.exchange == "" for m, _, _ in got)
+    assert ch.basic_get(queue) == (None, None, None)  # get-empty
+    # acked gets are settled; an unacked one comes back after recover
+    ch.basic_ack(got[0][0].delivery_tag)
+    ch.basic_ack(got[1][0].delivery_tag)
+    ch.basic_recover(requeue=True)
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "g2 not redelivered"
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method:
+            break
+    assert (body, method.redelivered) == (b"g2", True)
+    assert ch.basic_get(queue) == (None, None, None)
+    conn.close()
+
+
+def test_direct_reply_to_amqp10_and_native_kafka_responders_answer_pika(daemon, bootstrap, uniq):
+    """The request's reply_to is a real reply address: an AMQP 1.0 responder
+    sends to it, a native Kafka responder (Spring's @SendTo) produces to
+    kafka_replyTopic with kafka_correlationId only, and pika's
+    amq.rabbitmq.reply-to consumer gets both answers with its correlation_id."""
+    from amqp_client import amqp_url, run_in_thread
+    from test_request_reply import AmqpResponder, NativeResponder
+    amqp_queue, native_topic = f"rpc-a{uniq}", f"rpc-n{uniq}"
+    amqp_responder = AmqpResponder(amqp_url(daemon), amqp_queue)
+    run_in_thread(amqp_responder)
+    assert amqp_responder.ready.wait(30)
+    daemon.wait_log(rf"consumer kbridge\.q\.{amqp_queue}: assigned [1-9]", timeout=60)
+    native_responder = NativeResponder(bootstrap, native_topic)
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to",
+                     lambda c, m, p, b: replies.append((p.correlation_id, b)), auto_ack=True)
+    try:
+        for i in range(5):
+            for key in (amqp_queue, native_topic):
+                ch.basic_publish("", key, f"{key}-{i}".encode(),
+                                 pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                      correlation_id=f"{key}-c{i}"))
+        drain_until(conn, lambda: len(replies) >= 10, 60, "10 replies")
+    finally:
+        native_responder.close()
+    assert sorted(replies) == sorted(
+        (f"{key}-c{i}", f"re:{key}-{i}".encode())
+        for i in range(5) for key in (amqp_queue, native_topic))
+    conn.close()

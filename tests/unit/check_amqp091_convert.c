@@ -81,7 +81,10 @@ START_TEST(every_basic_property_becomes_its_record_header)
     char err[256] = "";
     ck_assert_int_eq(
         amqp091_record_headers_from_properties(&p, 1000000, &h, &code, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.count, 12 + 10);
+    /* 12 properties + the expiration as sent + the typed table + 10 entries */
+    ck_assert_uint_eq(h.count, 12 + 2 + 10);
+    ck_assert_str_eq(header(&h, "kbridge-amqp091-expiration"), "60000");
+    ck_assert_ptr_nonnull(header(&h, "kbridge-amqp091-headers"));
     ck_assert_str_eq(header(&h, "content-type"), "application/json");
     ck_assert_str_eq(header(&h, "content-encoding"), "gzip");
     ck_assert_str_eq(header(&h, "persistent"), "true");
@@ -106,17 +109,31 @@ START_TEST(every_basic_property_becomes_its_record_header)
     ck_assert_str_eq(header(&h, "at"), "1700000000");
     amqp091_record_headers_free(&h);
 
-    /* transient: no persistent header; nothing set: no headers at all */
+    /* transient: no persistent header, the mode kept for 0-9-1 only */
     amqp_basic_properties_t transient = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
                                          .delivery_mode = 1};
     ck_assert_int_eq(
         amqp091_record_headers_from_properties(&transient, 1, &h, &code, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.count, 0);
+    ck_assert_uint_eq(h.count, 2);
+    ck_assert_str_eq(header(&h, "kbridge-amqp091-delivery-mode"), "1");
+    ck_assert_str_eq(header(&h, "kbridge-amqp091-no-message-id"), "true");
+    amqp091_record_headers_free(&h);
+    /* nothing set: only that; long strings only: no typed table */
+    amqp_basic_properties_t none = {0};
+    ck_assert_int_eq(amqp091_record_headers_from_properties(&none, 1, &h, &code, err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(h.count, 1); /* only: no message_id was given */
+    amqp091_record_headers_free(&h);
+    amqp_basic_properties_t strings = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, entries}};
+    ck_assert_int_eq(
+        amqp091_record_headers_from_properties(&strings, 1, &h, &code, err, sizeof(err)), 0);
+    ck_assert_uint_eq(h.count, 2);
+    ck_assert_str_eq(header(&h, "region"), "eu");
     amqp091_record_headers_free(&h);
 }
 END_TEST
 
-START_TEST(bad_expiration_and_unmapped_header_types_are_refused)
+START_TEST(bad_expiration_is_refused)
 {
     amqp_basic_properties_t p = {._flags = AMQP_BASIC_EXPIRATION_FLAG,
                                  .expiration = amqp_cstring_bytes("-5")};
@@ -127,17 +144,116 @@ START_TEST(bad_expiration_and_unmapped_header_types_are_refused)
                      -1);
     ck_assert_uint_eq(code, 406);
     ck_assert_str_eq(err, "PRECONDITION_FAILED - invalid expiration '-5'");
+}
+END_TEST
 
-    amqp_table_entry_t nested[] = {
-        entry("inner",
-              (amqp_field_value_t){.kind = AMQP_FIELD_KIND_TABLE, .value.table = {0, NULL}}),
+/* Encode a table (0-9-1's encoding) to compare two tables byte for byte. */
+static size_t encoded(amqp_table_t *table, uint8_t *out, size_t size)
+{
+    size_t offset = 0;
+    ck_assert_int_eq(amqp_encode_table((amqp_bytes_t){size, out}, table, &offset), 0);
+    return offset;
+}
+
+/* Every field type of the headers table: natural text for other protocols
+ * (nested tables and arrays as JSON, void empty), and the same table, types
+ * and order, back for 0-9-1 from kbridge-amqp091-headers. */
+START_TEST(every_header_type_round_trips_exactly)
+{
+    amqp_field_value_t inner_array[] = {
+        {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 1},
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("two")},
+        {.kind = AMQP_FIELD_KIND_VOID},
     };
-    amqp_basic_properties_t q = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {1, nested}};
-    ck_assert_int_eq(amqp091_record_headers_from_properties(&q, 1, &h, &code, err, sizeof(err)),
-                     -1);
-    ck_assert_uint_eq(code, 540);
-    ck_assert_str_eq(err, "NOT_IMPLEMENTED - header 'inner' has a value of type table, which "
-                          "kbridge does not map to a Kafka header yet");
+    amqp_table_entry_t inner_table[] = {
+        entry("k", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}),
+        entry("d", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_DECIMAL, .value.decimal = {1, 15}}),
+    };
+    amqp_table_entry_t entries[] = {
+        entry("s", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_UTF8,
+                                        .value.bytes = amqp_cstring_bytes("text")}),
+        entry("bytes", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_BYTES,
+                                            .value.bytes = {3, (void *)"a\0b"}}),
+        entry("i8", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_I8, .value.i8 = -8}),
+        entry("u8", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_U8, .value.u8 = 8}),
+        entry("i16", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_I16, .value.i16 = -16}),
+        entry("u16", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_U16, .value.u16 = 16}),
+        entry("i32", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_I32, .value.i32 = -32}),
+        entry("u32", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_U32, .value.u32 = 32}),
+        entry("i64", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_I64, .value.i64 = -64}),
+        entry("u64", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_U64, .value.u64 = 64}),
+        entry("bool", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 0}),
+        entry("f32", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_F32, .value.f32 = 1.5f}),
+        entry("f64", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_F64, .value.f64 = 0.1}),
+        entry("dec",
+              (amqp_field_value_t){.kind = AMQP_FIELD_KIND_DECIMAL, .value.decimal = {2, 1234}}),
+        entry("ts",
+              (amqp_field_value_t){.kind = AMQP_FIELD_KIND_TIMESTAMP, .value.u64 = 1700000000}),
+        entry("void", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_VOID}),
+        entry("table",
+              (amqp_field_value_t){.kind = AMQP_FIELD_KIND_TABLE, .value.table = {2, inner_table}}),
+        entry("array",
+              (amqp_field_value_t){.kind = AMQP_FIELD_KIND_ARRAY, .value.array = {3, inner_array}}),
+    };
+    enum { N = sizeof(entries) / sizeof(entries[0]) };
+    amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_EXPIRATION_FLAG,
+                                 .headers = {N, entries},
+                                 .expiration = amqp_cstring_bytes("60000")};
+    struct amqp091_record_headers h;
+    uint16_t code = 0;
+    char err[256] = "";
+    ck_assert_int_eq(amqp091_record_headers_from_properties(&p, 1000, &h, &code, err, sizeof(err)),
+                     0);
+    /* what STOMP, AMQP 1.0 and Kafka readers see */
+    ck_assert_str_eq(header(&h, "s"), "text");
+    ck_assert_str_eq(header(&h, "i8"), "-8");
+    ck_assert_str_eq(header(&h, "u64"), "64");
+    ck_assert_str_eq(header(&h, "bool"), "false");
+    ck_assert_str_eq(header(&h, "f32"), "1.5");
+    ck_assert_str_eq(header(&h, "f64"), "0.10000000000000001");
+    ck_assert_str_eq(header(&h, "dec"), "12.34");
+    ck_assert_str_eq(header(&h, "ts"), "1700000000");
+    ck_assert_str_eq(header(&h, "void"), "");
+    ck_assert_str_eq(header(&h, "table"), "{\"k\":true,\"d\":\"1.5\"}");
+    ck_assert_str_eq(header(&h, "array"), "[1,\"two\",null]");
+
+    /* delivered back to 0-9-1: the record's headers as a reader gets them */
+    struct amqp091_header_in in_headers[64];
+    for (size_t i = 0; i < h.count; i++)
+        in_headers[i] =
+            (struct amqp091_header_in){h.properties[i].name, strlen(h.properties[i].name),
+                                       h.properties[i].value, h.properties[i].value_len};
+    in_headers[h.count] = (struct amqp091_header_in){"message-id", 10, "added-by-the-core", 17};
+    amqp_basic_properties_t back;
+    ck_assert_int_eq(
+        amqp091_properties_from_record_headers(in_headers, h.count + 1, 1, 5000, &pool, &back), 0);
+    ck_assert_int_eq(back.headers.num_entries, N);
+    uint8_t a[4096], b[4096];
+    size_t a_len = encoded(&p.headers, a, sizeof(a));
+    size_t b_len = encoded(&back.headers, b, sizeof(b));
+    ck_assert_uint_eq(a_len, b_len);
+    ck_assert_int_eq(memcmp(a, b, a_len), 0);
+    /* the expiration as sent, not what is left of it */
+    ck_assert_uint_eq(back.expiration.len, 5);
+    ck_assert_int_eq(memcmp(back.expiration.bytes, "60000", 5), 0);
+    /* no message_id was published: the core's is not given back */
+    ck_assert(!(back._flags & AMQP_BASIC_MESSAGE_ID_FLAG));
+
+    /* a redelivery: x-delivery-count after the typed entries */
+    ck_assert_int_eq(
+        amqp091_properties_from_record_headers(in_headers, h.count, 2, 5000, &pool, &back), 0);
+    ck_assert_int_eq(back.headers.num_entries, N + 1);
+    ck_assert_int_eq(memcmp(back.headers.entries[N].key.bytes, "x-delivery-count", 16), 0);
+
+    /* a typed table that does not decode is ignored: the text headers stand */
+    for (size_t i = 0; i < h.count; i++)
+        if (strcmp(in_headers[i].name, "kbridge-amqp091-headers") == 0)
+            in_headers[i].value_len = 3;
+    ck_assert_int_eq(
+        amqp091_properties_from_record_headers(in_headers, h.count, 1, 5000, &pool, &back), 0);
+    ck_assert_int_eq(back.headers.num_entries, N);
+    ck_assert_uint_eq(back.headers.entries[2].value.kind, AMQP_FIELD_KIND_UTF8);
+    amqp091_record_headers_free(&h);
 }
 END_TEST
 
@@ -257,7 +373,8 @@ static Suite *amqp091_convert_suite(void)
     TCase *convert = tcase_create("convert");
     tcase_add_checked_fixture(convert, setup, teardown);
     tcase_add_test(convert, every_basic_property_becomes_its_record_header);
-    tcase_add_test(convert, bad_expiration_and_unmapped_header_types_are_refused);
+    tcase_add_test(convert, bad_expiration_is_refused);
+    tcase_add_test(convert, every_header_type_round_trips_exactly);
     tcase_add_test(convert, record_headers_go_back_to_properties_and_the_headers_table);
     tcase_add_test(convert, argument_tables_become_json);
     suite_add_tcase(suite, convert);

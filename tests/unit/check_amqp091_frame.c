@@ -291,6 +291,60 @@ START_TEST(content_headers_round_trip_with_properties_and_headers)
 }
 END_TEST
 
+/* A table nesting `depth` tables ({"k": {"k": ... {}}}) into buf; its size. */
+static size_t nested_table(uint8_t *buf, int depth)
+{
+    size_t at = 0;
+    for (int i = 0; i < depth; i++) {
+        at += 4; /* length, filled below */
+        buf[at++] = 1;
+        buf[at++] = 'k';
+        buf[at++] = 'F';
+    }
+    memset(buf + at, 0, 4); /* the innermost, empty */
+    size_t end = at + 4;
+    for (int i = depth - 1; i >= 0; i--) {
+        size_t start = (size_t)i * 7;
+        uint32_t len = (uint32_t)(end - start - 4);
+        buf[start] = (uint8_t)(len >> 24);
+        buf[start + 1] = (uint8_t)(len >> 16);
+        buf[start + 2] = (uint8_t)(len >> 8);
+        buf[start + 3] = (uint8_t)len;
+    }
+    return end;
+}
+
+/* librabbitmq's table decoder recurses without a limit: what kbridged
+ * decodes is checked first (lengths, kinds, depth). */
+START_TEST(tables_nested_too_deep_or_malformed_are_refused)
+{
+    static uint8_t buf[7 * 200 + 16];
+    size_t len = nested_table(buf, AMQP091_TABLE_MAX_DEPTH);
+    ck_assert(amqp091_table_check(buf, len, AMQP091_TABLE_MAX_DEPTH));
+    len = nested_table(buf, AMQP091_TABLE_MAX_DEPTH + 1);
+    ck_assert(!amqp091_table_check(buf, len, AMQP091_TABLE_MAX_DEPTH));
+    len = nested_table(buf, 200);
+    ck_assert(!amqp091_table_check(buf, len, AMQP091_TABLE_MAX_DEPTH));
+    /* every kind, in an array too */
+    static const uint8_t every[] = {
+        0,   0,   0,   35,                            /* table length */
+        1,   'a', 't', 1,                             /* bool */
+        1,   'b', 's', 0,  7,                         /* short */
+        1,   'c', 'D', 2,  0, 0,   4,   210,          /* decimal */
+        1,   'd', 'A', 0,  0, 0,   11,                /* array of 3 values: */
+        'I', 0,   0,   0,  1, 'V', 'S', 0,   0, 0, 0, /* int, void, empty string */
+    };
+    ck_assert(amqp091_table_check(every, sizeof(every), AMQP091_TABLE_MAX_DEPTH));
+    /* a length past the end, an unknown kind, a truncated value */
+    ck_assert(!amqp091_table_check(every, sizeof(every) - 1, AMQP091_TABLE_MAX_DEPTH));
+    uint8_t bad[sizeof(every)];
+    memcpy(bad, every, sizeof(every));
+    bad[6] = 'Z';
+    ck_assert(!amqp091_table_check(bad, sizeof(bad), AMQP091_TABLE_MAX_DEPTH));
+    static const uint8_t truncated[] = {0, 0, 0, 5, 1, 'x', 'l', 0, 0};
+    ck_assert(!amqp091_table_check(truncated, sizeof(truncated), AMQP091_TABLE_MAX_DEPTH));
+}
+END_TEST
 static Suite *amqp091_frame_suite(void)
 {
     Suite *suite = suite_create("amqp091_frame");
@@ -302,6 +356,7 @@ static Suite *amqp091_frame_suite(void)
     tcase_add_test(frames, methods_round_trip_through_the_codec);
     tcase_add_test(frames, method_decode_errors_carry_502_and_540);
     tcase_add_test(frames, content_headers_round_trip_with_properties_and_headers);
+    tcase_add_test(frames, tables_nested_too_deep_or_malformed_are_refused);
     suite_add_tcase(suite, frames);
     return suite;
 }

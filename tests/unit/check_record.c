@@ -42,6 +42,11 @@ static const struct {
     {"kbridge-amqp-reply-to-group-id", RECORD_HEADER_AMQP, false, true, true},
     {"kbridge-amqp-application-properties", RECORD_HEADER_AMQP, false, true, true},
     {"kbridge-amqp-message-annotations", RECORD_HEADER_AMQP, false, true, true},
+    /* the AMQP 0-9-1 round-trip names of adapters/amqp091/amqp091_convert.c:
+     * the AMQP 1.0 converter does not get them either */
+    {"kbridge-amqp091-headers", RECORD_HEADER_AMQP091, false, false, true},
+    {"kbridge-amqp091-expiration", RECORD_HEADER_AMQP091, false, false, true},
+    {"kbridge-amqp091", RECORD_HEADER_USER, true, true, true},
     {RECORD_HEADER_USER_ID, RECORD_HEADER_SET_BY_CORE, true, true, false},
     {RECORD_HEADER_MESSAGE_ID, RECORD_HEADER_USER, true, true, true},
     {RECORD_HEADER_CORRELATION_ID, RECORD_HEADER_USER, true, true, true},
@@ -67,6 +72,10 @@ START_TEST(each_name_is_in_its_class)
     ck_assert_msg(delivered(name, RECORD_DELIVER_AMQP_DATA) == contract[_i].to_amqp_data, "%s",
                   name);
     ck_assert_msg(from_client(name) == contract[_i].from_client, "%s", name);
+    /* the 0-9-1 converter gets what a client gets, and its own data */
+    ck_assert_msg(delivered(name, RECORD_DELIVER_AMQP091_DATA) ==
+                      (contract[_i].to_clients || contract[_i].class == RECORD_HEADER_AMQP091),
+                  "%s", name);
 }
 END_TEST
 
