@@ -439,6 +439,9 @@ START_TEST(refuses_settings_that_break_the_delivery_contract)
     assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
                    "  consumer: {enable.auto.offset.store: \"true\"}\n",
                    "enable.auto.offset.store=false");
+    assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                   "  consumer: {isolation.level: read_uncommitted}\n",
+                   "isolation.level=read_committed");
 }
 END_TEST
 
