@@ -18,7 +18,8 @@
  *    credit = basic.qos prefetch); consume-ok is sent when the subscription
  *    is positioned (ready). Deliveries carry per-channel delivery tags; ack,
  *    nack and reject (multiple, requeue) settle them (core_settle).
- *  - tx.* is refused with 540 NOT_IMPLEMENTED.
+ *  - tx.* goes to amqp091_tx.c: in tx mode publishes and acks are held by
+ *    the core's transaction (amqp091_tx_publish, amqp091_tx_settle).
  * A channel exception sends channel.close and ends only that channel. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -65,6 +66,7 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer);
 /* End every consumer and drop content being assembled. */
 static void amqp091_channel_quiesce(struct amqp091_channel *channel)
 {
+    amqp091_tx_end(channel); /* releases held acks while the consumers exist */
     while (channel->consumers)
         amqp091_consumer_end(channel->consumers);
     while (channel->unacked_head) {
@@ -92,8 +94,8 @@ void amqp091_channel_free(struct amqp091_channel *channel)
 
 /* A channel exception: channel.close with code and text; the channel
  * reads nothing but channel.close(-ok) from now on. */
-static void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
-                                  amqp_method_number_t method)
+void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
+                           amqp_method_number_t method)
 {
     struct amqp091_connection *connection = channel->connection;
     if (channel->closing)
@@ -112,8 +114,8 @@ static void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code
     amqp091_channel_quiesce(channel);
 }
 
-static void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error,
-                                       const char *reason, amqp_method_number_t method)
+void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error,
+                                const char *reason, amqp_method_number_t method)
 {
     const char *label;
     uint16_t code = amqp091_core_code(core_error, &label);
@@ -479,6 +481,10 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         .routing_key_len = strlen(channel->routing_key),
         .producer = channel->number,
     };
+    if (amqp091_tx_publish(channel, &destination, &message)) { /* held until tx.commit */
+        amqp091_record_headers_free(&headers);
+        goto done;
+    }
     struct amqp091_publish *publish = calloc(1, sizeof(*publish));
     if (!publish) {
         amqp091_record_headers_free(&headers);
@@ -524,6 +530,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
             channel->header_payload = channel->body = NULL;
         }
     }
+done:
     free(channel->exchange);
     free(channel->routing_key);
     free(channel->header_payload);
@@ -874,7 +881,8 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
     if (multiple) {
         while (channel->unacked_head && (tag == 0 || channel->unacked_head->tag <= tag)) {
             struct amqp091_unacked *u = channel->unacked_head;
-            core_settle(u->consumer->core, u->id, outcome, NULL);
+            if (!amqp091_tx_settle(channel, u->consumer->core, u->id, outcome, method))
+                core_settle(u->consumer->core, u->id, outcome, NULL);
             amqp091_unacked_remove(channel, u);
         }
         return;
@@ -885,7 +893,8 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
         amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, method);
         return;
     }
-    core_settle(u->consumer->core, u->id, outcome, NULL);
+    if (!amqp091_tx_settle(channel, u->consumer->core, u->id, outcome, method))
+        core_settle(u->consumer->core, u->id, outcome, NULL);
     amqp091_unacked_remove(channel, u);
 }
 
@@ -1002,6 +1011,12 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
         amqp091_not_implemented(channel, method->id, "basic.recover");
         return;
     case AMQP_CONFIRM_SELECT_METHOD: {
+        if (amqp091_tx_mode(channel)) {
+            amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                                  "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
+                                  method->id);
+            return;
+        }
         channel->confirm = true;
         if (!((amqp_confirm_select_t *)m)->nowait) {
             amqp_confirm_select_ok_t ok = {0};
@@ -1011,9 +1026,7 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
     }
     case AMQP_TX_SELECT_METHOD:
     case AMQP_TX_COMMIT_METHOD:
-    case AMQP_TX_ROLLBACK_METHOD:
-        amqp091_not_implemented(channel, method->id, "transactions (tx.select)");
-        return;
+    case AMQP_TX_ROLLBACK_METHOD: amqp091_tx_method(channel, method->id); return;
     default: {
         char text[192];
         snprintf(text, sizeof(text), "COMMAND_INVALID - unexpected method %s on a channel",

@@ -339,6 +339,107 @@ def test_stomp_commit_kafka_refuses_is_an_error_and_writes_nothing(kbridged_fact
     assert metrics(daemon)["kbridge_transactions_aborted_total"] == 1
 
 
+# ---- AMQP 0-9-1 (pika) -----------------------------------------------------------------
+
+def amqp091_daemon(kbridged_factory, bootstrap, **transactions):
+    import subprocess
+    password_hash = subprocess.run(["openssl", "passwd", "-6", "secret"], capture_output=True,
+                                   text=True, check=True).stdout.strip()
+    config = tx_config(bootstrap, **transactions)
+    config["auth"] = {"anonymous": True, "users": [
+        {"name": "app", "password_hash": password_hash, "publish": [".*"], "consume": [".*"]}]}
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return kbridged_factory(config)
+
+
+def pika_connect(daemon):
+    import pika
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials("app", "secret"),
+        blocked_connection_timeout=30, socket_timeout=10, connection_attempts=1))
+
+
+def drain_until(connection, condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {what}"
+        connection.process_data_events(time_limit=min(left, 0.2))
+
+
+def test_amqp091_tx_commit_writes_at_commit_rollback_writes_nothing(kbridged_factory, bootstrap):
+    queue = unique("txpika")
+    produce(bootstrap, queue, ["before"])
+    daemon = amqp091_daemon(kbridged_factory, bootstrap)
+    start = end_offsets(bootstrap, queue)
+    conn = pika_connect(daemon)
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        ch.tx_select()
+        for i in range(10):
+            ch.basic_publish("", queue, f"m{i}".encode())
+        conn.process_data_events(time_limit=0)
+        assert end_offsets(bootstrap, queue) == start
+        ch.tx_commit()  # returns on tx.commit-ok: after Kafka committed
+        got = read_records(bootstrap, queue, 11)
+        assert bodies(got) == ["before"] + [f"m{i}" for i in range(10)]
+        for i in range(5):
+            ch.basic_publish("", queue, f"rolled-back{i}".encode())
+        ch.tx_rollback()
+        ch.basic_publish("", queue, b"after")
+        ch.tx_commit()
+        ch.tx_commit()  # nothing held: answered at once
+        got = read_records(bootstrap, queue, 12)
+        assert bodies(got) == ["before"] + [f"m{i}" for i in range(10)] + ["after"]
+        values = metrics(daemon)
+        assert values["kbridge_transactions_committed_total"] == 2
+        assert values["kbridge_transactions_aborted_total"] == 1
+    finally:
+        conn.close()
+
+
+def test_amqp091_acks_rolled_back_are_redelivered_committed_are_not(kbridged_factory, bootstrap):
+    import pika
+    queue = unique("txpikaacks")
+    produce(bootstrap, queue, [f"in{i}" for i in range(4)])
+    daemon = amqp091_daemon(kbridged_factory, bootstrap)
+    conn = pika_connect(daemon)
+    seen = []
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        ch.tx_select()
+        ch.basic_consume(queue, lambda c, m, p, b: seen.append((m.delivery_tag, b.decode(),
+                                                                  m.redelivered)))
+        drain_until(conn, lambda: len(seen) >= 4, 30, "4 deliveries")
+        for tag, _, _ in seen[:2]:
+            ch.basic_ack(tag)
+        ch.tx_rollback()
+        drain_until(conn, lambda: len(seen) >= 6, 30, "the 2 rolled-back acks redelivered")
+        assert sorted(b for _, b, _ in seen[4:]) == sorted(b for _, b, _ in seen[:2])
+        assert all(redelivered for _, _, redelivered in seen[4:])
+        for tag, _, _ in seen[2:]:
+            ch.basic_ack(tag)
+        ch.tx_commit()
+    finally:
+        conn.close()
+    # a new consumer gets only what is published now: the committed acks hold
+    conn = pika_connect(daemon)
+    try:
+        ch = conn.channel()
+        later = []
+        ch.basic_consume(queue, lambda c, m, p, b: later.append(b.decode()), auto_ack=True)
+        pub = conn.channel()
+        pub.confirm_delivery()
+        pub.basic_publish("", queue, b"marker", pika.BasicProperties())
+        drain_until(conn, lambda: later, 30, "the marker")
+        assert later == ["marker"]
+    finally:
+        conn.close()
+
+
 @pytest.mark.skipif(not EXTERNAL_BOOTSTRAP,
                     reason="the dev broker (librdkafka 2.0.2's mock) gives read_committed "
                            "readers aborted and open transactions' records; isolation against "
