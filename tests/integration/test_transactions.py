@@ -14,6 +14,7 @@ Records written in Kafka transactions are followed by a commit marker that
 takes an offset, so these tests read records until they have the count
 they expect (read_committed) instead of reading to the end offsets."""
 
+import random
 import time
 import uuid
 
@@ -340,6 +341,131 @@ def test_stomp_commit_kafka_refuses_is_an_error_and_writes_nothing(kbridged_fact
     finally:
         client.close()
     assert metrics(daemon)["kbridge_transactions_aborted_total"] == 1
+
+
+# ---- consume-transform-produce across kill -9 -----------------------------------------------
+
+def read_all(bootstrap, topic, complete, timeout=120):
+    """Every record of `topic` (read_committed) once complete(records) holds
+    and the reader's position has passed each partition's end offset (a
+    transaction's commit marker takes an offset, so counting records to the
+    end offset would wait for ever)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap,
+                         "group.id": f"kbridge-test-{uuid.uuid4().hex}",
+                         "isolation.level": "read_committed",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        tps = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        consumer.assign(tps)
+        records = []
+        deadline = time.monotonic() + timeout
+        ends = None
+        while True:
+            assert time.monotonic() < deadline, f"timed out reading {topic}: {len(records)}"
+            for m in consumer.consume(1000, timeout=0.5):
+                assert not m.error(), m.error()
+                records.append(m)
+            if not complete(records):
+                continue
+            if ends is None:
+                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                          timeout=10)[1] for p in partitions}
+            positions = {tp.partition: tp.offset for tp in
+                         consumer.position([TopicPartition(topic, p) for p in partitions])}
+            if all(ends[p] <= 0 or positions.get(p, -1) >= ends[p] for p in partitions):
+                return records
+    finally:
+        consumer.close()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_stomp_consume_transform_produce_survives_kill_9(kbridged_factory, bootstrap):
+    """A STOMP client consumes 1,000 inputs and, one transaction per 10, sends
+    a transformed copy and acks the inputs; kbridged is killed (-9) three
+    times at random points (mid-transaction, or right after COMMIT before its
+    RECEIPT). Every input's transformation ends up in `out` (nothing lost);
+    duplicates come only from inputs acked in the last commit interval before
+    a kill (or in the transaction being committed): counted and bounded."""
+    total, batch_size, prefetch = 1000, 10, 20
+    inq, outq = unique("ctpin"), unique("ctpout")
+    produce(bootstrap, inq, [f"in{i}" for i in range(total)])
+    produce(bootstrap, outq, ["before"])
+    config = tx_config(bootstrap)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    print(f"\nconsume-transform-produce seed {seed}")
+    done = set()  # inputs whose transaction got its COMMIT RECEIPT
+    kills = []    # (point, commits in the 2 s before the kill)
+    runs = 0
+    deadline = time.monotonic() + 400
+    while len(done) < total:
+        assert time.monotonic() < deadline, f"{len(done)} of {total} inputs done"
+        daemon = kbridged_factory(config, name=f"ctp{runs}")
+        runs += 1
+        kill_after = rng.randint(3, 20) if len(kills) < 3 else None
+        commit_times = []
+        client = Client(daemon)
+        pending = []
+        try:
+            client.subscribe(f"/queue/{inq}", "s", ack="client-individual",
+                             headers={"prefetch-count": str(prefetch)}, receipt="sub", timeout=60)
+            while len(done) < total:
+                assert time.monotonic() < deadline, f"{len(done)} of {total} inputs done"
+                pending += client.take()
+                if len(pending) < batch_size:
+                    try:  # a full batch, or whatever is left at the end
+                        wait_for(lambda: len(pending) + len(client.recorder.messages) >=
+                                 batch_size, 3, "a batch")
+                    except AssertionError:
+                        pass
+                    pending += client.take()
+                    if not pending:
+                        continue
+                batch, pending = pending[:batch_size], pending[batch_size:]
+                name = f"t{runs}-{len(commit_times)}"
+                kill_now = kill_after is not None and len(commit_times) == kill_after
+                point = rng.choice(["mid-transaction", "after-commit"]) if kill_now else None
+                client.conn.begin(name)
+                for i, frame in enumerate(batch):
+                    client.conn.send(f"/queue/{outq}", "out-" + bodies_of([frame])[0],
+                                     headers={"transaction": name})
+                    client.conn.ack(frame.headers["ack"], transaction=name)
+                    if point == "mid-transaction" and i == len(batch) // 2:
+                        raise Killed(point)
+                client.conn.commit(name, headers={"receipt": name})
+                if point == "after-commit":
+                    raise Killed(point)
+                client.wait_receipt(name, 60)
+                assert not client.recorder.errors, client.recorder.errors[0].body
+                commit_times.append(time.monotonic())
+                done |= set(bodies_of(batch))
+        except Killed as killed:
+            daemon.kill()
+            now = time.monotonic()
+            kills.append((str(killed), sum(1 for t in commit_times if t >= now - 2)))
+        finally:
+            client.close()
+        if kill_after is None or len(done) >= total:
+            daemon.stop()
+
+    expected = {f"out-in{i}" for i in range(total)}
+    records = read_all(bootstrap, outq,
+                       lambda rs: expected <= {m.value().decode() for m in rs})
+    out = [m.value().decode() for m in records if m.value() != b"before"]
+    assert set(out) == expected  # every input transformed, nothing lost, nothing else
+    duplicates = len(out) - total
+    # a kill may redeliver the inputs of the transactions committed within
+    # the last auto-commit interval (2 s counted), the batch being committed,
+    # and what was prefetched
+    bound = sum(batch_size * (recent + 1) + prefetch for _, recent in kills)
+    print(f"kills {kills}, runs {runs}, {len(out)} outputs, {duplicates} duplicates "
+          f"(bound {bound})")
+    assert len(kills) == 3
+    assert duplicates <= bound
 
 
 # ---- AMQP 0-9-1 (pika) -----------------------------------------------------------------
