@@ -53,7 +53,8 @@ def percentile(values, p):
 
 
 def run(args, size):
-    conn = stomp.Connection12([(args.host, args.port)], heartbeats=(0, 0))
+    conn = stomp.Connection12([(args.host, args.port)], heartbeats=(0, 0),
+                              **({"vhost": args.vhost} if args.vhost else {}))
     receipts = Receipts()
     conn.set_listener("r", receipts)
     conn.connect(args.login, args.passcode, wait=True)
@@ -85,6 +86,7 @@ def main():
     parser.add_argument("--port", type=int, default=61613)
     parser.add_argument("--login")
     parser.add_argument("--passcode")
+    parser.add_argument("--vhost", help="CONNECT host header (RabbitMQ: /)")
     parser.add_argument("--queue", default="bench-tx")
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--transactions", type=int, default=200)

@@ -746,6 +746,45 @@ def test_amqp10_transactional_receive_commit_and_abort(kbridged_factory, bootstr
         client.close()
 
 
+@pytest.mark.skipif(bool(EXTERNAL_BOOTSTRAP), reason="fault injection needs kbridge-devkafka")
+def test_stomp_commit_with_the_broker_down_is_an_error(kbridged_factory, devkafka):
+    """Kafka unreachable during COMMIT: the client gets an ERROR with the
+    COMMIT's receipt-id once transactions.call_timeout has passed (no RECEIPT
+    ever), and after the broker is back a new transaction commits."""
+    queue = "txdown"
+    produce(devkafka.bootstrap, queue, ["before"])
+    daemon = kbridged_factory(tx_config(devkafka.bootstrap, call_timeout="2s"))
+    client = Client(daemon)
+    try:
+        client.conn.begin("warm")
+        client.conn.send(f"/queue/{queue}", "warm", headers={"transaction": "warm"})
+        client.conn.commit("warm", headers={"receipt": "w"})
+        client.wait_receipt("w")
+        assert devkafka.command("broker all down") == "ok"
+        try:
+            client.conn.begin("t1")
+            for i in range(5):
+                client.conn.send(f"/queue/{queue}", f"m{i}", headers={"transaction": "t1"})
+            client.conn.commit("t1", headers={"receipt": "c1"})
+            error = client.wait_error(timeout=60)
+        finally:
+            assert devkafka.command("broker all up") == "ok"
+        assert error.headers.get("receipt-id") == "c1"
+        assert error.headers["message"].startswith("transaction t1 not committed")
+        assert "c1" not in client.recorder.receipts
+    finally:
+        client.close()
+    client = Client(daemon)
+    try:
+        client.conn.begin("t2")
+        client.conn.send(f"/queue/{queue}", "after", headers={"transaction": "t2"})
+        client.conn.commit("t2", headers={"receipt": "c2"})
+        client.wait_receipt("c2", timeout=60)
+        assert not client.recorder.errors
+    finally:
+        client.close()
+
+
 @pytest.mark.skipif(not EXTERNAL_BOOTSTRAP,
                     reason="the dev broker (librdkafka 2.0.2's mock) gives read_committed "
                            "readers aborted and open transactions' records; isolation against "
