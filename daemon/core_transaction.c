@@ -304,16 +304,20 @@ int core_transaction_publish(struct core_transaction *tx, const struct destinati
     send->size = data;
     send->properties = (struct core_property *)(send + 1);
     char *p = (char *)send + head;
+    /* (memcpy only with bytes to copy: a zero-length source may be NULL) */
     if (message->key) {
-        memcpy(p, message->key, message->key_len);
+        if (message->key_len)
+            memcpy(p, message->key, message->key_len);
         send->message.key = p;
         p += message->key_len;
     }
-    memcpy(p, message->body, message->body_len);
+    if (message->body_len)
+        memcpy(p, message->body, message->body_len);
     send->message.body = p;
     p += message->body_len;
     if (message->routing_key) {
-        memcpy(p, message->routing_key, message->routing_key_len);
+        if (message->routing_key_len)
+            memcpy(p, message->routing_key, message->routing_key_len);
         send->message.routing_key = p;
         p += message->routing_key_len;
     }
@@ -322,7 +326,8 @@ int core_transaction_publish(struct core_transaction *tx, const struct destinati
         memcpy(p, message->properties[i].name, name_len + 1);
         send->properties[i].name = p;
         p += name_len + 1;
-        memcpy(p, message->properties[i].value, message->properties[i].value_len);
+        if (message->properties[i].value_len)
+            memcpy(p, message->properties[i].value, message->properties[i].value_len);
         send->properties[i].value = p;
         send->properties[i].value_len = message->properties[i].value_len;
         p += message->properties[i].value_len;
