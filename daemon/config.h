@@ -176,6 +176,14 @@ struct config {
     } replies;
 
     struct {
+        uint32_t producers;       /* pooled transactional producers per node, default 4 */
+        uint32_t max_messages;    /* sends held per transaction, default 10000 */
+        uint64_t max_bytes;       /* their bodies, default 16MiB */
+        uint64_t timeout_ms;      /* an open transaction's lifetime, default 60s */
+        uint64_t call_timeout_ms; /* each blocking Kafka transaction call, default 30s */
+    } transactions;
+
+    struct {
         uint32_t threads; /* worker pool threads (password checks, Kafka calls), default 2 */
     } workers;
 

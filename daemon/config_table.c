@@ -1080,6 +1080,66 @@ const struct config_key config_keys[] = {
                        "sees them all).",
     },
     {
+        .name = "transactions.producers",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, transactions.producers),
+        .min = 1,
+        .max = 256,
+        .default_value = "4",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Transactional Kafka producers per node (architecture §8), made on "
+                       "first use with `transactional.id` `kbridge.NODE.N` (N from 0), so a "
+                       "restarted node fences its own unfinished transactions. Each commits "
+                       "one client transaction at a time; commits beyond this many at once "
+                       "wait their turn. Give every node its own `node_id`.",
+    },
+    {
+        .name = "transactions.max_messages",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, transactions.max_messages),
+        .min = 1,
+        .max = 1000000,
+        .default_value = "10000",
+        .description = "Sends one client transaction may hold until its commit (STOMP SEND "
+                       "with `transaction`, AMQP 0-9-1 publishes in tx mode, AMQP 1.0 "
+                       "transactional transfers); the next one is refused with an error.",
+    },
+    {
+        .name = "transactions.max_bytes",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config, transactions.max_bytes),
+        .min = 1024,
+        .max = 1024 * CONFIG_MIB,
+        .default_value = "16MiB",
+        .description = "Bytes (bodies and properties) one client transaction may hold until "
+                       "its commit; the send that would go over is refused with an error. "
+                       "kbridge holds a transaction's sends in memory and writes them at "
+                       "commit, so this bounds its memory per transaction.",
+    },
+    {
+        .name = "transactions.timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, transactions.timeout_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = 24 * CONFIG_HOUR_MS,
+        .default_value = "60s",
+        .description = "How long a client transaction may stay open (from BEGIN, tx.select "
+                       "or the first use after a commit, or declare). Then kbridge aborts it "
+                       "(its sends are dropped, its acknowledgements undone) and tells the "
+                       "client with an error.",
+    },
+    {
+        .name = "transactions.call_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, transactions.call_timeout_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "30s",
+        .description = "Bound of each blocking Kafka transaction call (init_transactions, "
+                       "commit_transaction, abort_transaction) on the worker pool. A commit "
+                       "that does not finish in it is aborted and the client gets an error.",
+    },
+    {
         .name = "workers.threads",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, workers.threads),

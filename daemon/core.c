@@ -87,7 +87,8 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
                         "to its alternate-exchange instead.",
                         NULL);
     if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
-        !core->unroutable || !core->alternate_routed || core_limits_init(core) < 0) {
+        !core->unroutable || !core->alternate_routed || core_limits_init(core) < 0 ||
+        core_transaction_metrics_init(core) < 0) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;
@@ -140,5 +141,6 @@ void core_free(struct core *core)
         return;
     while (core->sessions)
         core_session_close(core->sessions);
+    core_transaction_free_all(core);
     core_free_parts(core);
 }

@@ -354,6 +354,56 @@ void core_unsubscribe(struct core_subscription *subscription);
  * UNSUBSCRIBE with durable:true). Others: as core_unsubscribe. */
 void core_unsubscribe_forget(struct core_subscription *subscription);
 
+/* ---- transactions (core_transaction.c, architecture §8) ---------------------------
+ *
+ * A client transaction (STOMP BEGIN, AMQP 0-9-1 tx.select, an AMQP 1.0
+ * declare) belongs to its session. Its sends are held by the core and
+ * written at commit inside one Kafka transaction (on a pooled transactional
+ * producer), so nothing of an open or aborted transaction is ever written;
+ * its settlements are held (the deliveries stay acquired) and applied
+ * through the ordinary settle path once the Kafka transaction committed
+ * (at-least-once for the offsets). Abort, a failed commit,
+ * transactions.timeout and core_session_close drop the sends and release
+ * the held settlements (redelivery). */
+struct core_transaction;
+
+/* The commit's answer, on the loop (never inside core_transaction_commit):
+ * CORE_OK once Kafka committed every send and the settlements were applied;
+ * else the error (CORE_ERR_UNAVAILABLE: Kafka did not commit; the refusal of
+ * a held send, e.g. CORE_ERR_NOT_FOUND for an exchange gone) with a reason:
+ * nothing was written and the settlements were released. The transaction
+ * is freed before the call. */
+typedef void (*core_transaction_fn)(void *opaque, int err, const char *reason);
+/* transactions.timeout passed: the core aborted and freed the transaction
+ * (sends dropped, settlements released); tell the client `reason`. */
+typedef void (*core_transaction_expired_fn)(void *opaque, const char *reason);
+
+/* Open a transaction; NULL with err (out of memory, access revoked). */
+struct core_transaction *core_transaction_begin(struct core_session *session,
+                                                core_transaction_expired_fn expired, void *opaque,
+                                                char *err, size_t err_size);
+/* Hold a send (copied) until commit. Checked now as core_publish would
+ * (ACL, size, wildcard) and against transactions.max_messages / max_bytes
+ * (CORE_ERR_TOO_LARGE); CORE_OK or the error with err. */
+int core_transaction_publish(struct core_transaction *tx, const struct destination *destination,
+                             const struct core_message *message, char *err, size_t err_size);
+/* Hold a settlement of `subscription`'s delivery `id` until commit (reason
+ * copied). CORE_OK, CORE_ERR_INTERNAL out of memory, or CORE_ERR_INVALID
+ * while the transaction is being committed. */
+int core_transaction_settle(struct core_transaction *tx, struct core_subscription *subscription,
+                            uint64_t id, enum queue_outcome outcome, const char *reason);
+/* Sends held so far. */
+size_t core_transaction_send_count(const struct core_transaction *tx);
+/* Commit: CORE_OK and `done` exactly once later (unless the session closes
+ * first), or an error with err and the transaction still open. */
+int core_transaction_commit(struct core_transaction *tx, core_transaction_fn done, void *opaque,
+                            char *err, size_t err_size);
+/* Abort and free an open transaction: its sends are dropped; its held
+ * settlements are released (`release`: redelivered, as STOMP and AMQP 0-9-1
+ * brokers do) or left acquired by their subscriber (AMQP 1.0). A
+ * transaction being committed goes on, and its `done` is not called. */
+void core_transaction_abort(struct core_transaction *tx, bool release);
+
 /* ---- definitions: exchanges, queues, bindings (architecture §11) ----------------
  *
  * RabbitMQ's model, shared by every node through the definitions topic

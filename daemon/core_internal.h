@@ -30,6 +30,9 @@ struct json_t;
 struct core_exclusive;
 struct core_exchange_op;
 struct core_purge_op;
+struct core_transaction;
+struct kafka_txn;
+struct metrics_histogram;
 
 /* The limits across protocols (core_limits.c). */
 enum core_limit {
@@ -87,6 +90,14 @@ struct core {
     struct core_limits_state limits;
     struct core_anchor *binding_anchors;      /* core_anchor.c: new bindings being anchored */
     struct core_queue_expiry *queue_expiries; /* x-expires timers (core_queue_expiry.c) */
+    /* Transactions (core_transaction.c): commits whose session closed, and
+     * the metrics. */
+    struct core_transaction *committing;
+    double *tx_open;
+    uint64_t *tx_committed;
+    uint64_t *tx_aborted;
+    uint64_t *tx_timed_out;
+    struct metrics_histogram *tx_commit_seconds;
 };
 
 struct core_session {
@@ -118,7 +129,11 @@ struct core_session {
      * config_generation (0: not filled yet). */
     struct u64_map acl_cache;
     uint64_t acl_generation;
-    const struct config_user *acl_user; /* NULL: not a configured user (any more) */
+    const struct config_user *acl_user;    /* NULL: not a configured user (any more) */
+    struct core_transaction *transactions; /* open or committing (core_transaction.c) */
+    /* Set while a commit replays its sends through core_publish: records go
+     * into this Kafka transaction, with no per-record answer. */
+    struct kafka_txn *txn_target;
 };
 
 /* struct core_subscription is defined in engine.h: engines read part of it. */
@@ -243,6 +258,20 @@ void core_definitions_session_closed(struct core_session *session);
 /* ---- core_purge.c ---- */
 /* The session closes: its purges' callbacks will not be called. */
 void core_purge_session_closed(struct core_session *session);
+
+/* ---- core_transaction.c ---- */
+
+/* Register the transactions' metrics: 0, or -1 out of memory. */
+int core_transaction_metrics_init(struct core *core);
+/* `subscription` ends: settlements held for it are dropped (its deliveries
+ * are released by the engine). */
+void core_transaction_subscription_ended(struct core_subscription *subscription);
+/* The session closes: open transactions are aborted (settlements released),
+ * commits under way finish without an answer. */
+void core_transaction_session_closed(struct core_session *session);
+/* Shutdown, after every session closed: commits still waiting for Kafka
+ * are detached (their answer frees them). */
+void core_transaction_free_all(struct core *core);
 
 /* ---- core_subscription.c ---- */
 

@@ -189,6 +189,8 @@ static int core_publish_answer_next_turn(struct core *core, struct core_publish_
 int core_publish_answer_later(struct core_session *session, int code, const char *reason,
                               core_publish_fn done, void *opaque, char *err, size_t err_size)
 {
+    if (session->txn_target)
+        return CORE_OK; /* a transaction's commit: nothing written, nothing to answer */
     struct core_publish_pending *pending = core_publish_pending_new(session, NULL, done, opaque);
     if (!pending) {
         snprintf(err, err_size, "out of memory");
@@ -424,6 +426,19 @@ int core_publish_record(struct core_session *session, const struct core_record_t
         key_len = target->routing_key_len;
     }
 
+    if (session->txn_target) {
+        /* a transaction's commit (core_transaction.c): into its Kafka
+         * transaction; commit_transaction is the one answer */
+        uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
+        int rc = kafka_txn_produce(session->txn_target, target->topic, sticky ? sticky : 1, key,
+                                   key_len, message->body, message->body_len, headers, count);
+        free(headers);
+        if (rc == KAFKA_OK)
+            return CORE_OK;
+        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", target->topic,
+                 kafka_error_name(rc));
+        return engine_error_from_kafka(rc);
+    }
     struct core_publish_pending *pending = core_publish_pending_new(
         session, stats_get(&core->stats, target->stats_kind, target->stats_name), done, opaque);
     if (!pending) {

@@ -412,6 +412,7 @@ void core_session_close(struct core_session *session)
     if (!session)
         return;
     struct core *core = session->core;
+    core_transaction_session_closed(session); /* releases held acks before the subscriptions go */
     while (session->subscriptions)
         core_unsubscribe(session->subscriptions);
     core_publish_forget_session(session);

@@ -401,6 +401,7 @@ int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome o
 static void core_subscription_end(struct core_subscription *sub, bool forget)
 {
     struct core_session *session = sub->session;
+    core_transaction_subscription_ended(sub);
     if (sub->prev)
         sub->prev->next = sub->next;
     else

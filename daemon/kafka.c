@@ -233,6 +233,14 @@ static int kafka_check_contract(const struct config *config, char *err, size_t e
                  "the setting");
         return -1;
     }
+    const char *isolation = kafka_config_property(&config->kafka.consumer, "isolation.level");
+    if (isolation && strcmp(isolation, "read_committed") != 0) {
+        snprintf(err, err_size,
+                 "kafka.consumer: kbridge requires isolation.level=read_committed (an aborted "
+                 "transaction's records must never be delivered, architecture §8); remove the "
+                 "setting");
+        return -1;
+    }
     return 0;
 }
 
@@ -326,6 +334,7 @@ void kafka_free(struct kafka *kafka)
     /* Anchors that waited for a forget that never ran: nobody to tell. */
     kafka_lookups_free_waiting(kafka);
     kafka_consumers_close_all(kafka);
+    kafka_txn_pool_free(kafka);
     kafka_producer_destroy(kafka);
     kafka_wakeup_close(&kafka->producer_wakeup);
     kafka_mock_stop(kafka->mock);

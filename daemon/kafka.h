@@ -133,6 +133,49 @@ void kafka_free(struct kafka *kafka);
 /* Static text of an error code ("Broker: Not leader for partition"). */
 const char *kafka_error_name(int err);
 
+/* ---- transactions (kafka_transaction.c, architecture §8) --------------------
+ *
+ * A bounded pool of transactional producers (transactions.producers, made
+ * on first use), producer N with transactional.id "kbridge.NODE.N", so a
+ * restarted node fences its own zombies. Each call that blocks in
+ * librdkafka (creating the producer and init_transactions, begin, commit,
+ * abort) is a job on the worker pool, each bounded by
+ * transactions.call_timeout; its answer comes back on the loop. A producer
+ * is lent to one transaction from kafka_txn_begin's answer until
+ * kafka_txn_commit's or kafka_txn_abort's. Records produced in it get no
+ * delivery report: commit_transaction succeeds only once every one is
+ * stored. */
+struct kafka_txn;
+
+/* kafka_txn_begin's answer: KAFKA_OK and the producer, in a Kafka
+ * transaction now; or an error code with reason (txn NULL). */
+typedef void (*kafka_txn_begin_fn)(void *opaque, int err, const char *reason,
+                                   struct kafka_txn *txn);
+/* kafka_txn_commit's / kafka_txn_abort's answer: KAFKA_OK, or the error
+ * with reason (a failed commit was aborted). The producer is back in the
+ * pool either way. */
+typedef void (*kafka_txn_end_fn)(void *opaque, int err, const char *reason);
+
+/* Take a producer (waiting, in order, while all are lent) and begin a Kafka
+ * transaction on it; `done` is called exactly once, later, on the loop
+ * (also when the worker pool goes away: an error). 0, or -1 out of memory
+ * (nothing is called). The caller must keep `opaque` alive until then. */
+int kafka_txn_begin(struct kafka *kafka, kafka_txn_begin_fn done, void *opaque);
+/* Produce one record inside txn's Kafka transaction (copied; partitioned as
+ * kafka_produce does). KAFKA_OK or the error code (the transaction should
+ * then be aborted). */
+int kafka_txn_produce(struct kafka_txn *txn, const char *topic, uint32_t sticky, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      const struct kafka_header *headers, size_t header_count);
+/* Commit (flushing every record) / abort the transaction and give the
+ * producer back; `done` once, later, on the loop. 0, or -1 when the job
+ * cannot be queued (the producer is dropped from the pool then and `done`
+ * is not called). */
+int kafka_txn_commit(struct kafka_txn *txn, kafka_txn_end_fn done, void *opaque);
+int kafka_txn_abort(struct kafka_txn *txn, kafka_txn_end_fn done, void *opaque);
+/* The transactional.id of a lent producer (for logs). */
+const char *kafka_txn_id(const struct kafka_txn *txn);
+
 /* ---- topic lookups ------------------------------------------------------ */
 
 /* A topic's partitions and their end offsets (high watermarks) at lookup time. */

@@ -386,6 +386,8 @@ struct kafka_consumer *kafka_consumer_new(struct kafka *kafka, const char *group
         /* after the config, so nothing overrides it (kafka_check_contract) */
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err, err_size) <
             0 ||
+        kafka_conf_set(conf, "kafka.consumer", "isolation.level", "read_committed", err, err_size) <
+            0 ||
         kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", group_id ? "true" : "false",
                        err, err_size) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -570,6 +572,8 @@ int kafka_consumer_close_forget(struct kafka_consumer *consumer, const char *sub
                  kafka_conf_apply(conf, "kafka.consumer", &kafka->config->kafka.consumer, err,
                                   sizeof(err)) < 0 ||
                  kafka_conf_set(conf, "kafka.consumer", "enable.auto.offset.store", "false", err,
+                                sizeof(err)) < 0 ||
+                 kafka_conf_set(conf, "kafka.consumer", "isolation.level", "read_committed", err,
                                 sizeof(err)) < 0 ||
                  kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", "false", err,
                                 sizeof(err)) < 0)) {

@@ -5,6 +5,7 @@
  *   kafka.c          the node's layer: kafka_new/kafka_free, shared helpers
  *                    (wake-up pipes, librdkafka config), the contract check
  *   kafka_producer.c the idempotent producer, delivery reports, partitioner
+ *   kafka_transaction.c the pool of transactional producers (architecture §8)
  *   kafka_consumer.c consumers, rebalances, records, closing
  *   kafka_lookup.c   metadata / end offsets / topic creation / group anchor
  *                    and forget: blocking admin calls run as worker jobs
@@ -44,6 +45,18 @@ typedef int32_t (*kafka_partitioner_fn)(const rd_kafka_topic_t *topic, const voi
                                         size_t key_len, int32_t partition_count, void *topic_opaque,
                                         void *message_opaque);
 
+/* What a produced record carries as its message opaque (kafka_producer.c):
+ * the delivery callback and the sticky partition; a transactional record's
+ * (kafka_transaction.c) has no callback. */
+struct kafka_delivery {
+    kafka_delivery_fn done;
+    void *opaque;
+    uint32_t sticky; /* kafka_produce's: the partition of a record without key */
+};
+
+struct kafka_txn;
+struct kafka_txn_wait;
+
 /* The readiness probe's loop-side state (kafka_probe.c). */
 struct kafka_probe {
     struct event *timer; /* next probe job */
@@ -82,6 +95,11 @@ struct kafka {
      * data arrives, so consumers created from now on wait less (architecture
      * §9, "Fetch wait"). */
     bool late_fetch_answers;
+
+    struct kafka_txn *txns;             /* transactions.producers pooled producers (lazy) */
+    unsigned txn_count;                 /* their number */
+    struct kafka_txn_wait *txn_waiting; /* begins waiting for a free producer, FIFO */
+    struct kafka_txn_wait *txn_waiting_tail;
 
     struct kafka_consumer *consumers;     /* open and closing consumers */
     struct kafka_forget *forgetting;      /* groups whose position is being forgotten */
@@ -179,10 +197,28 @@ void kafka_job_finished(struct kafka *kafka);
 /* ---- kafka_producer.c --------------------------------------------------- */
 
 int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size);
+/* librdkafka's partitioner callback: a keyless record with a sticky value
+ * (its opaque is a struct kafka_delivery) to its sticky partition, the rest
+ * to kafka->keyed_partitioner. */
+int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, size_t key_len,
+                        int32_t partition_count, void *topic_opaque, void *message_opaque);
+/* Install kafka_partition on `conf`'s default topic config (and set
+ * kafka->keyed_partitioner from its `partitioner`). 0, or -1 with err. */
+int kafka_producer_partitioner(struct kafka *kafka, rd_kafka_conf_t *conf, char *err,
+                               size_t err_size);
 /* Serve every queued producer event (shutdown only: no budget). */
 void kafka_producer_drain_all(struct kafka *kafka);
 /* Purge what is left, serve the purged reports, destroy the producer. */
 void kafka_producer_destroy(struct kafka *kafka);
+
+/* ---- kafka_transaction.c ------------------------------------------------ */
+
+/* Shutdown (after worker_pool_free): destroy the pooled transactional
+ * producers (an open Kafka transaction is aborted by the broker when it
+ * times out, or fenced by the next start's init_transactions); the begins
+ * still waiting are answered with __DESTROY (their owners free what they
+ * kept). */
+void kafka_txn_pool_free(struct kafka *kafka);
 
 /* ---- kafka_probe.c ------------------------------------------------------ */
 

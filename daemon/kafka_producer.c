@@ -19,12 +19,6 @@
 #include "kafka_internal.h"
 #include "log.h"
 
-struct kafka_delivery {
-    kafka_delivery_fn done;
-    void *opaque;
-    uint32_t sticky; /* kafka_produce's: the partition of a record without key */
-};
-
 /* ---- delivery reports and errors ---------------------------------------- */
 
 static void kafka_on_delivery(struct kafka *kafka, const rd_kafka_message_t *message)
@@ -158,8 +152,8 @@ static kafka_partitioner_fn kafka_partitioner_named(const char *name)
  * state): a record without key but with a sticky value goes to its sticky
  * partition (one producer, one partition: its order is kept, architecture §3);
  * the rest to the configured partitioner. */
-static int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, size_t key_len,
-                               int32_t partition_count, void *topic_opaque, void *message_opaque)
+int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, size_t key_len,
+                        int32_t partition_count, void *topic_opaque, void *message_opaque)
 {
     const struct kafka *kafka = topic_opaque;
     const struct kafka_delivery *delivery = message_opaque;
@@ -171,8 +165,8 @@ static int32_t kafka_partition(const rd_kafka_topic_t *topic, const void *key, s
 
 /* Install kafka_partition on the producer's default topic config, keyed
  * records going to the partitioner the user configured (if any). */
-static int kafka_producer_partitioner(struct kafka *kafka, rd_kafka_conf_t *conf, char *err,
-                                      size_t err_size)
+int kafka_producer_partitioner(struct kafka *kafka, rd_kafka_conf_t *conf, char *err,
+                               size_t err_size)
 {
     rd_kafka_topic_conf_t *topic_conf = rd_kafka_conf_get_default_topic_conf(conf);
     if (!topic_conf) {

@@ -599,7 +599,8 @@ static void amqp_connection_free(struct connection *base)
     while (connection->links)
         amqp_link_free(connection->links);
     /* After this no publish callback comes: the base abandons what waits. */
-    core_session_close(connection->session);
+    core_session_close(connection->session); /* aborts open transactions */
+    amqp_txns_free(connection);
     connection->session = NULL;
     if (connection->driver_ok)
         pn_connection_driver_destroy(&connection->driver);

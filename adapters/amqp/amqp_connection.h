@@ -42,9 +42,10 @@ struct amqp_link {
     struct amqp_link *next;
     pn_link_t *link;
     bool outgoing;
-    bool closed;  /* detached by either side: ignore further events */
-    bool relay;   /* incoming with a null target: per-message `to` */
-    bool dynamic; /* outgoing from a dynamic source: a temporary queue */
+    bool closed;      /* detached by either side: ignore further events */
+    bool relay;       /* incoming with a null target: per-message `to` */
+    bool dynamic;     /* outgoing from a dynamic source: a temporary queue */
+    bool coordinator; /* incoming to a transaction coordinator (amqp_tx.c) */
     struct destination destination;
     char address[CORE_REPLY_ADDRESS_MAX]; /* as the client wrote it (or we assigned it) */
 
@@ -67,6 +68,7 @@ struct amqp_publish {
     struct connection_publish base; /* first: linked on the connection's base */
     struct amqp_link *link;         /* NULL once the link is gone */
     pn_delivery_t *delivery;        /* NULL when pre-settled or the link is gone */
+    bool discharge;                 /* a transaction's commit (amqp_tx.c), not a message */
     char destination[ADDRESS_NAME_MAX + 32];
 };
 
@@ -99,6 +101,9 @@ struct amqp_connection {
 
     uint64_t transfers_in;
     uint64_t transfers_out;
+
+    struct amqp_txn *txns; /* declared transactions (amqp_tx.c) */
+    uint32_t next_txn;     /* the last txn-id given */
 };
 
 /* ---- lifecycle (amqp_connection.c) ---------------------------------------------- */
@@ -132,6 +137,24 @@ void amqp_link_refuse(struct amqp_connection *connection, pn_link_t *link,
     __attribute__((format(printf, 5, 6)));
 /* End our side of a link: unsubscribe, forget publishes, free the struct. */
 void amqp_link_free(struct amqp_link *link);
+
+/* amqp_tx.c: transactions (architecture §8). A control message (declare,
+ * discharge) on a coordinator link. */
+void amqp_tx_control(struct amqp_link *link, pn_delivery_t *delivery, pn_message_t *message);
+/* A transfer with transactional-state: held by its transaction (settled
+ * transactional-state accepted; or rejected naming why, *rc CORE_OK), or
+ * refused by the core (*rc and err: the caller rejects it); true. False:
+ * not transactional. */
+bool amqp_tx_publish(struct amqp_link *link, pn_delivery_t *delivery,
+                     const struct destination *destination, const struct core_message *message,
+                     int *rc, char *err, size_t err_size);
+/* A receiver's disposition with transactional-state for core delivery `id`:
+ * 0 not transactional; 1 held by its transaction (or released when it names
+ * none): settle the delivery; 2 no outcome yet: leave it. */
+int amqp_tx_settle(struct amqp_link *link, pn_delivery_t *delivery, uint64_t id);
+/* Free the connection's transaction records (after core_session_close
+ * aborted their core transactions). */
+void amqp_txns_free(struct amqp_connection *connection);
 
 /* amqp_link_in.c: the client sends. */
 int amqp_link_in_open(struct amqp_link *link);

@@ -207,8 +207,16 @@ static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *
 {
     pn_terminus_t *target = pn_link_remote_target(link);
     if (pn_terminus_get_type(target) == PN_COORDINATOR) {
-        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "transactions are not supported yet: send without a transaction");
+        /* declare / discharge (amqp_tx.c) */
+        struct amqp_link *ours = amqp_attach_new_link(connection, link);
+        if (!ours) {
+            amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                             "out of memory");
+            return;
+        }
+        ours->coordinator = true;
+        snprintf(ours->address, sizeof(ours->address), "(coordinator)");
+        amqp_link_in_open(ours);
         return;
     }
     const char *address = pn_terminus_get_address(target);

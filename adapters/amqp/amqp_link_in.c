@@ -153,7 +153,21 @@ void amqp_link_in_done(struct connection_publish *base, int result, const char *
         free(publish);
         return;
     }
-    if (publish->delivery) {
+    if (publish->delivery && publish->discharge) {
+        /* a transaction's commit (amqp_tx.c) */
+        if (result == CORE_OK) {
+            pn_delivery_update(publish->delivery, PN_ACCEPTED);
+            pn_delivery_settle(publish->delivery);
+        } else {
+            char description[512];
+            snprintf(description, sizeof(description),
+                     "%s was not committed: %s; none of its messages was written and the "
+                     "messages it settled will be redelivered",
+                     publish->destination, reason ? reason : "Kafka error");
+            amqp_link_in_reject(connection, publish->delivery, AMQP_KIND_KAFKA,
+                                "amqp:transaction:rollback", description);
+        }
+    } else if (publish->delivery) {
         if (result == CORE_OK) {
             pn_delivery_update(publish->delivery, PN_ACCEPTED);
             pn_delivery_settle(publish->delivery);
@@ -199,6 +213,10 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
                  pn_error_text(pn_message_error(message)));
         amqp_link_in_reject(connection, delivery, AMQP_KIND_DECODE, "amqp:decode-error",
                             description);
+        return;
+    }
+    if (link->coordinator) {
+        amqp_tx_control(link, delivery, message);
         return;
     }
 
@@ -249,20 +267,6 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
                             description);
         return;
     }
-    struct amqp_publish *publish = calloc(1, sizeof(*publish));
-    if (!publish) {
-        amqp_record_release(&record);
-        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
-                            "out of memory");
-        return;
-    }
-    bool presettled = pn_delivery_settled(delivery);
-    publish->link = link;
-    publish->delivery = presettled ? NULL : delivery;
-    snprintf(publish->destination, sizeof(publish->destination), "%s", address);
-    connection_publish_begin(&connection->base, &publish->base);
-    link->pending++;
-
     /* An exchange address: its KEY, else the message's subject (RabbitMQ's
      * /exchanges/NAME), else the empty key. */
     const char *routing_key = "";
@@ -284,6 +288,27 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         .property_count = record.property_count,
         .producer = link->number,
     };
+    int tx_rc;
+    if (amqp_tx_publish(link, delivery, destination, &core_message, &tx_rc, err, sizeof(err))) {
+        amqp_record_release(&record);
+        if (tx_rc != CORE_OK)
+            amqp_link_in_core_error(connection, delivery, tx_rc, address, err);
+        return;
+    }
+    struct amqp_publish *publish = calloc(1, sizeof(*publish));
+    if (!publish) {
+        amqp_record_release(&record);
+        amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                            "out of memory");
+        return;
+    }
+    bool presettled = pn_delivery_settled(delivery);
+    publish->link = link;
+    publish->delivery = presettled ? NULL : delivery;
+    snprintf(publish->destination, sizeof(publish->destination), "%s", address);
+    connection_publish_begin(&connection->base, &publish->base);
+    link->pending++;
+
     int rc = core_publish(connection->session, destination, &core_message,
                           connection_publish_confirmed, &publish->base, err, sizeof(err));
     amqp_record_release(&record);

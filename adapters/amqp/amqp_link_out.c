@@ -276,6 +276,14 @@ void amqp_link_out_disposition(struct amqp_link *link, pn_delivery_t *delivery)
     if (!settled && (state == 0 || state == PN_RECEIVED))
         return; /* progress only, no outcome yet */
     uint64_t id = (uint64_t)(uintptr_t)pn_delivery_get_context(delivery);
+    int held = amqp_tx_settle(link, delivery, id); /* transactional-state (amqp_tx.c) */
+    if (held == 2)
+        return;
+    if (held == 1) {
+        pn_delivery_settle(delivery);
+        amqp_connection_schedule(link->connection);
+        return;
+    }
     enum queue_outcome outcome = QUEUE_ACCEPT;
     char reason[512] = "";
     pn_disposition_t *remote = pn_delivery_remote(delivery);

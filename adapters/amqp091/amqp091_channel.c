@@ -18,7 +18,8 @@
  *    credit = basic.qos prefetch); consume-ok is sent when the subscription
  *    is positioned (ready). Deliveries carry per-channel delivery tags; ack,
  *    nack and reject (multiple, requeue) settle them (core_settle).
- *  - tx.* is refused with 540 NOT_IMPLEMENTED.
+ *  - tx.* goes to amqp091_tx.c: in tx mode publishes and acks are held by
+ *    the core's transaction (amqp091_tx_publish, amqp091_tx_settle).
  * A channel exception sends channel.close and ends only that channel. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -69,6 +70,7 @@ static void amqp091_get_start(struct amqp091_channel *channel);
 /* End every consumer and drop content being assembled. */
 static void amqp091_channel_quiesce(struct amqp091_channel *channel)
 {
+    amqp091_tx_end(channel); /* releases held acks while the consumers exist */
     while (channel->consumers)
         amqp091_consumer_end(channel->consumers);
     while (channel->unacked_head) {
@@ -101,8 +103,8 @@ void amqp091_channel_free(struct amqp091_channel *channel)
 
 /* A channel exception: channel.close with code and text; the channel
  * reads nothing but channel.close(-ok) from now on. */
-static void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
-                                  amqp_method_number_t method)
+void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
+                           amqp_method_number_t method)
 {
     struct amqp091_connection *connection = channel->connection;
     if (channel->closing)
@@ -121,8 +123,8 @@ static void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code
     amqp091_channel_quiesce(channel);
 }
 
-static void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error,
-                                       const char *reason, amqp_method_number_t method)
+void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error, const char *reason,
+                                amqp_method_number_t method)
 {
     const char *label;
     uint16_t code = amqp091_core_code(core_error, &label);
@@ -641,6 +643,10 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         .routing_key_len = strlen(channel->routing_key),
         .producer = channel->number,
     };
+    if (amqp091_tx_publish(channel, &destination, &message)) { /* held until tx.commit */
+        amqp091_record_headers_free(&headers);
+        goto done;
+    }
     struct amqp091_publish *publish = calloc(1, sizeof(*publish));
     if (!publish) {
         amqp091_record_headers_free(&headers);
@@ -686,6 +692,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
             channel->header_payload = channel->body = NULL;
         }
     }
+done:
     free(channel->exchange);
     free(channel->routing_key);
     free(channel->header_payload);
@@ -1207,7 +1214,8 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
             uint64_t id = u->id;
             struct core_subscription *core = u->consumer->core;
             amqp091_unacked_remove(channel, u);
-            core_settle(core, id, outcome, NULL);
+            if (!amqp091_tx_settle(channel, core, id, outcome, method))
+                core_settle(core, id, outcome, NULL);
         }
         return;
     }
@@ -1217,7 +1225,8 @@ static void amqp091_settle(struct amqp091_channel *channel, uint64_t tag, bool m
         amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, method);
         return;
     }
-    core_settle(u->consumer->core, u->id, outcome, NULL);
+    if (!amqp091_tx_settle(channel, u->consumer->core, u->id, outcome, method))
+        core_settle(u->consumer->core, u->id, outcome, NULL);
     amqp091_unacked_remove(channel, u);
 }
 
@@ -1316,14 +1325,6 @@ static void amqp091_recover(struct amqp091_channel *channel, bool requeue, bool 
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
-
-static void amqp091_not_implemented(struct amqp091_channel *channel, amqp_method_number_t id,
-                                    const char *what)
-{
-    char text[192];
-    snprintf(text, sizeof(text), "NOT_IMPLEMENTED - %s is not supported yet", what);
-    amqp091_channel_error(channel, AMQP_NOT_IMPLEMENTED, text, id);
-}
 
 static void amqp091_channel_method(struct amqp091_channel *channel,
                                    const struct amqp091_method *method)
@@ -1428,6 +1429,12 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
         amqp091_recover(channel, ((amqp_basic_recover_async_t *)m)->requeue, true, method->id);
         return;
     case AMQP_CONFIRM_SELECT_METHOD: {
+        if (amqp091_tx_mode(channel)) {
+            amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
+                                  "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
+                                  method->id);
+            return;
+        }
         channel->confirm = true;
         if (!channel->confirm_event) /* without it every ack goes alone */
             channel->confirm_event = event_new(connection->adapter->base.context.base, -1, 0,
@@ -1440,9 +1447,7 @@ static void amqp091_channel_method(struct amqp091_channel *channel,
     }
     case AMQP_TX_SELECT_METHOD:
     case AMQP_TX_COMMIT_METHOD:
-    case AMQP_TX_ROLLBACK_METHOD:
-        amqp091_not_implemented(channel, method->id, "transactions (tx.select)");
-        return;
+    case AMQP_TX_ROLLBACK_METHOD: amqp091_tx_method(channel, method->id); return;
     default: {
         char text[192];
         snprintf(text, sizeof(text), "COMMAND_INVALID - unexpected method %s on a channel",

@@ -141,6 +141,7 @@ struct amqp091_channel {
     struct amqp091_unacked *unacked_tail;
     struct u64_map unacked_by_tag;
     char last_queue[ADDRESS_NAME_MAX + 1]; /* queue.declare's: "" names it */
+    struct amqp091_tx *tx;                 /* tx mode (amqp091_tx.c), or NULL */
 };
 
 struct amqp091_connection {
@@ -231,5 +232,29 @@ void amqp091_channel_frame(struct amqp091_connection *connection,
 void amqp091_channel_free(struct amqp091_channel *channel);
 /* connection_ops.publish_done (basic.ack / basic.nack / basic.return). */
 void amqp091_publish_done(struct connection_publish *publish, int result, const char *reason);
+/* A channel exception (channel.close with code and text naming `method`),
+ * and the same for a core error (its 0-9-1 code and RabbitMQ's label). */
+void amqp091_channel_error(struct amqp091_channel *channel, uint16_t code, const char *text,
+                           amqp_method_number_t method);
+void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error, const char *reason,
+                                amqp_method_number_t method);
+
+/* ---- amqp091_tx.c: the tx class (architecture §8) --------------------------------- */
+
+struct amqp091_tx;
+/* tx.select, tx.commit, tx.rollback. */
+void amqp091_tx_method(struct amqp091_channel *channel, amqp_method_number_t method);
+/* Is the channel in tx mode (tx.select seen)? */
+bool amqp091_tx_mode(const struct amqp091_channel *channel);
+/* In tx mode: hold the publish (copied) in the channel's transaction
+ * (channel error when refused) and return true; else false. */
+bool amqp091_tx_publish(struct amqp091_channel *channel, const struct destination *destination,
+                        const struct core_message *message);
+/* In tx mode: hold the settlement and return true; else false. */
+bool amqp091_tx_settle(struct amqp091_channel *channel, struct core_subscription *subscription,
+                       uint64_t id, enum queue_outcome outcome, amqp_method_number_t method);
+/* The channel closes: abort its open transaction (a commit under way goes
+ * on unanswered) and free the tx state. */
+void amqp091_tx_end(struct amqp091_channel *channel);
 
 #endif

@@ -731,8 +731,9 @@ static void stomp_connection_free(struct connection *base)
     u64_map_free(&connection->subscriptions_by_seq);
     u64_map_free(&connection->subscriptions_by_id);
     /* After this no publish callback comes: the base abandons what waits. */
-    core_session_close(connection->session);
+    core_session_close(connection->session); /* aborts the open transactions */
     connection->session = NULL;
+    stomp_transactions_free(connection);
     stomp_frame_free(connection->busy_frame);
     if (connection->process_event)
         event_free(connection->process_event);

@@ -87,7 +87,19 @@ struct stomp_subscription {
 struct stomp_publish {
     struct connection_publish base; /* first: linked on the connection's base */
     char *receipt;                  /* receipt header of the SEND, or NULL */
+    bool commit;                    /* a COMMIT (destination holds the transaction's name) */
     char destination[];             /* as the client wrote it, for error messages */
+};
+
+/* An open transaction of the connection (BEGIN .. COMMIT/ABORT,
+ * stomp_handle_transaction.c, architecture §8): the core's transaction
+ * under the client's name. A COMMIT hands it to a struct stomp_publish
+ * (commit = true), so the RECEIPT waits as a SEND's does. */
+struct stomp_transaction {
+    struct stomp_transaction *next;
+    struct stomp_connection *connection;
+    struct core_transaction *core;
+    char name[];
 };
 
 /* What a CONNECT keeps for its password check's answer
@@ -138,6 +150,9 @@ struct stomp_connection {
     struct stomp_frame *busy_frame; /* a SEND refused with CORE_ERR_BUSY, to retry */
     struct event *process_event;    /* zero-timeout: retry busy_frame, parse buffered input */
     struct event *retry_timer;      /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
+
+    /* Open transactions (BEGIN without COMMIT/ABORT yet). */
+    struct stomp_transaction *transactions;
 
     /* DISCONNECT: wait for every publish to be confirmed, then RECEIPT. */
     bool eof_pending; /* the client closed while frames waited unparsed (paused) */

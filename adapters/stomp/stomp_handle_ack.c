@@ -19,6 +19,9 @@
  * requeue:true -> release, requeue:false -> reject (dead-letter now); true
  * and false in any case ("True" from stomp.py), as RabbitMQ accepts them.
  *
+ * With a `transaction` header (one BEGIN opened) the settlement is held by
+ * the transaction and applied at its COMMIT (stomp_handle_transaction.c).
+ *
  * ACKs for an auto-ack subscription, or for a plain (non-durable) topic
  * subscription where there is nothing to settle in Kafka, are ignored. An id
  * that names nothing of this connection is an ERROR (the spec's rule), with
@@ -70,12 +73,21 @@ static int stomp_ack_parse_id(const char *text, uint32_t *sub_seq, uint64_t *seq
     return 0;
 }
 
+/* Settle now, or, inside a transaction, hold the settlement until its
+ * COMMIT (an ABORT redelivers the message). Either way the delivery is no
+ * longer this connection's to acknowledge. */
 static void stomp_ack_settle(struct stomp_connection *connection, struct stomp_subscription *sub,
-                             struct stomp_unacked *unacked, enum queue_outcome outcome)
+                             struct stomp_unacked *unacked, enum queue_outcome outcome,
+                             struct stomp_transaction *transaction)
 {
-    if (sub->core && core_settle(sub->core, unacked->delivery_id, outcome,
-                                 outcome == QUEUE_REJECT ? "rejected by the STOMP client (NACK)"
-                                                         : NULL) != CORE_OK)
+    const char *reason = outcome == QUEUE_REJECT ? "rejected by the STOMP client (NACK)" : NULL;
+    if (sub->core && transaction) {
+        if (core_transaction_settle(transaction->core, sub->core, unacked->delivery_id, outcome,
+                                    reason) != CORE_OK)
+            log_warn("stomp", "%s: out of memory holding an ACK in transaction '%s'",
+                     connection->base.peer, transaction->name);
+    } else if (sub->core &&
+               core_settle(sub->core, unacked->delivery_id, outcome, reason) != CORE_OK)
         log_debug("stomp",
                   "%s: settle of delivery %" PRIu64 " on %s came too late (its "
                   "partition moved or it timed out)",
@@ -91,11 +103,11 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
     const char *verb = nack ? "NACK" : "ACK";
     char message[256];
 
-    if (stomp_frame_header(frame, "transaction"))
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "transactions are not supported yet",
-                          "kbridge does not support STOMP transactions yet: send %s without the "
-                          "transaction header.",
-                          verb);
+    bool transaction_found;
+    struct stomp_transaction *transaction =
+        stomp_transaction_of(connection, frame, &transaction_found, error);
+    if (!transaction_found)
+        return STOMP_FAILED;
 
     enum queue_outcome outcome = QUEUE_ACCEPT;
     if (nack) {
@@ -182,8 +194,8 @@ int stomp_handle_ack(struct stomp_connection *connection, const struct stomp_fra
 
     if (sub->ack_mode == STOMP_ACK_CLIENT) {
         while (sub->unacked_head != unacked)
-            stomp_ack_settle(connection, sub, sub->unacked_head, outcome);
+            stomp_ack_settle(connection, sub, sub->unacked_head, outcome, transaction);
     }
-    stomp_ack_settle(connection, sub, unacked, outcome);
+    stomp_ack_settle(connection, sub, unacked, outcome, transaction);
     return STOMP_OK;
 }

@@ -6,7 +6,9 @@
  * (destination, receipt, content-length, transaction); the first of repeated
  * headers wins, as in the spec. content-type, persistent, priority, expires,
  * correlation-id, reply-to, message-id, kafka-key ... travel under their own
- * names; the core adds message-id when absent and sets user-id. */
+ * names; the core adds message-id when absent and sets user-id. A SEND
+ * with a `transaction` header is held by that transaction until its COMMIT
+ * (stomp_handle_transaction.c); its RECEIPT means held. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +47,17 @@ void stomp_send_done(struct connection_publish *base, int result, const char *re
              * and dropped, as RabbitMQ does; the core counted it */
             if (publish->receipt)
                 stomp_connection_send_receipt(connection, publish->receipt);
+        } else if (publish->commit) {
+            struct stomp_error error;
+            char message[256];
+            snprintf(message, sizeof(message), "transaction %.100s not committed: %.120s",
+                     publish->destination, reason ? reason : "Kafka error");
+            stomp_fail(&error, stomp_core_error(result)->later, message,
+                       "Transaction '%s' was not committed: %s. None of its messages was "
+                       "written and the messages it acknowledged will be redelivered; run it "
+                       "again (on a new connection).",
+                       publish->destination, reason ? reason : "Kafka error");
+            stomp_send_error(connection, &error, publish->receipt);
         } else {
             struct stomp_error error;
             char message[256];
@@ -103,11 +116,11 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
                       struct stomp_error *error)
 {
     const struct config *config = stomp_adapter_config(connection->adapter);
-
-    if (stomp_frame_header(frame, "transaction"))
-        return stomp_fail(error, STOMP_KIND_UNSUPPORTED, "transactions are not supported yet",
-                          "kbridge does not support STOMP transactions yet: send without the "
-                          "transaction header (and without BEGIN/COMMIT/ABORT).");
+    bool transaction_found;
+    struct stomp_transaction *transaction =
+        stomp_transaction_of(connection, frame, &transaction_found, error);
+    if (!transaction_found)
+        return STOMP_FAILED;
 
     const char *destination_text = stomp_frame_header_value(frame, "destination");
     if (!destination_text || !destination_text[0])
@@ -189,6 +202,16 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
         .properties = properties,
         .property_count = property_count,
     };
+    if (transaction) {
+        /* held until COMMIT (stomp_handle_transaction.c); the RECEIPT says held */
+        char err[256] = "";
+        int rc =
+            core_transaction_publish(transaction->core, &destination, &message, err, sizeof(err));
+        free(properties);
+        if (rc != CORE_OK)
+            return stomp_send_core_error(error, rc, destination_text, err[0] ? err : "refused");
+        return STOMP_OK;
+    }
 
     size_t destination_len = strlen(destination_text);
     struct stomp_publish *publish = calloc(1, sizeof(*publish) + destination_len + 1);

@@ -74,6 +74,17 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
                                             enum stomp_ack_mode ack_mode, const char *receipt,
                                             struct stomp_error *error);
 
+/* The open transaction named by the frame's `transaction` header: NULL
+ * with *found true when the frame has none; NULL with *found false and
+ * error filled when it names no open transaction of the connection
+ * (stomp_handle_transaction.c). */
+struct stomp_transaction *stomp_transaction_of(struct stomp_connection *connection,
+                                               const struct stomp_frame *frame, bool *found,
+                                               struct stomp_error *error);
+/* Free the connection's transaction records; the session's close has
+ * aborted their core transactions (stomp_connection_free). */
+void stomp_transactions_free(struct stomp_connection *connection);
+
 /* RabbitMQ's durable:true or its alias persistent:true (any case) on
  * SUBSCRIBE or UNSUBSCRIBE (stomp_handle_subscribe.c). */
 bool stomp_durable_header(const struct stomp_frame *frame);

@@ -11,7 +11,7 @@ AMQP versions on one port (`protocols: [amqp, amqp091]`):
   (confluent-kafka reads it back) with its properties as headers;
 - consume with manual ack and prefetch across three consumers (each message
   once), nack requeue -> redelivered, mandatory unroutable -> basic.return,
-  tx.select -> 540;
+  tx.select on a confirm channel -> 406 (transactions: test_transactions.py);
 - cross-protocol: STOMP -> 0-9-1 and 0-9-1 -> STOMP / AMQP 1.0 with the
   properties intact.
 
@@ -112,12 +112,13 @@ def test_handshake_declare_and_errors(daemon, uniq):
         fourth.exchange_declare(f"amq.x{uniq}", exchange_type="direct")
     assert closed.value.reply_code == 403
 
-    # transactions are not built yet
+    # tx.select on a channel in confirm mode (test_transactions.py has the rest)
     fifth = conn.channel()
+    fifth.confirm_delivery()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
         fifth.tx_select()
-    assert closed.value.reply_code == 540
-    assert "NOT_IMPLEMENTED" in closed.value.reply_text
+    assert closed.value.reply_code == 406
+    assert "cannot switch from confirm to tx mode" in closed.value.reply_text
 
     assert ch.is_open
     conn.close()

@@ -428,6 +428,63 @@ static void assert_refused(const char *yaml, const char *named)
     event_base_free(base);
 }
 
+/* ---- transactional producers (kafka_transaction.c) ------------------------ */
+
+struct txn_state {
+    bool begun;
+    bool ended;
+    int begin_err;
+    int end_err;
+    struct kafka_txn *txn;
+};
+
+static void on_txn_begin(void *opaque, int err, const char *reason, struct kafka_txn *txn)
+{
+    struct txn_state *state = opaque;
+    state->begun = true;
+    state->begin_err = err;
+    state->txn = txn;
+    ck_assert_msg(err == 0, "begin: %s", reason);
+}
+
+static void on_txn_end(void *opaque, int err, const char *reason)
+{
+    struct txn_state *state = opaque;
+    state->ended = true;
+    state->end_err = err;
+    ck_assert_msg(err == 0, "end: %s", reason);
+}
+
+static bool txn_begun(void *arg) { return ((struct txn_state *)arg)->begun; }
+static bool txn_ended(void *arg) { return ((struct txn_state *)arg)->ended; }
+
+START_TEST(transactions_commit_and_abort_on_a_bounded_pool)
+{
+    ck_assert(run_until(is_ready, NULL, 10000));
+    fx.config->transactions.producers = 1; /* the pool is made on first use */
+    struct txn_state first = {0}, second = {0};
+    ck_assert_int_eq(kafka_txn_begin(fx.kafka, on_txn_begin, &first), 0);
+    ck_assert_int_eq(kafka_txn_begin(fx.kafka, on_txn_begin, &second), 0);
+    ck_assert(run_until(txn_begun, &first, 30000));
+    ck_assert_str_eq(kafka_txn_id(first.txn), "kbridge.unit.0");
+    /* one producer: the second begin waits for the first transaction's end */
+    ck_assert(!run_until(txn_begun, &second, 300));
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(kafka_txn_produce(first.txn, "unit.txn", 7, NULL, 0, "v", 1, NULL, 0),
+                         KAFKA_OK);
+    ck_assert_int_eq(kafka_txn_commit(first.txn, on_txn_end, &first), 0);
+    ck_assert(run_until(txn_ended, &first, 30000));
+    ck_assert_int_eq(first.end_err, 0);
+    ck_assert(run_until(txn_begun, &second, 30000));
+    ck_assert_ptr_eq(second.txn, first.txn);
+    ck_assert_int_eq(kafka_txn_produce(second.txn, "unit.txn", 7, NULL, 0, "w", 1, NULL, 0),
+                     KAFKA_OK);
+    ck_assert_int_eq(kafka_txn_abort(second.txn, on_txn_end, &second), 0);
+    ck_assert(run_until(txn_ended, &second, 30000));
+    ck_assert_int_eq(second.end_err, 0);
+}
+END_TEST
+
 START_TEST(refuses_settings_that_break_the_delivery_contract)
 {
     assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
@@ -439,6 +496,9 @@ START_TEST(refuses_settings_that_break_the_delivery_contract)
     assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
                    "  consumer: {enable.auto.offset.store: \"true\"}\n",
                    "enable.auto.offset.store=false");
+    assert_refused("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                   "  consumer: {isolation.level: read_uncommitted}\n",
+                   "isolation.level=read_committed");
 }
 END_TEST
 
@@ -449,6 +509,7 @@ static Suite *kafka_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, becomes_ready_once_metadata_is_fetched);
+    tcase_add_test(tc, transactions_commit_and_abort_on_a_bounded_pool);
     tcase_add_test(tc, delivery_reports_are_bounded_per_loop_iteration);
     tcase_add_test(tc, every_produce_gets_one_delivery_report_in_order);
     tcase_add_test(tc, records_without_key_stay_on_their_sticky_partition);
