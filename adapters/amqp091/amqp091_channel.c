@@ -57,6 +57,16 @@ static uint16_t amqp091_core_code(int core_error, const char **label)
     }
 }
 
+/* Copy a queue name the caller has checked fits (at most out_size - 1 bytes). */
+static void amqp091_copy_name(char *out, size_t out_size, const char *name)
+{
+    size_t len = strlen(name);
+    if (len >= out_size)
+        len = out_size - 1; /* never: callers refuse longer names first */
+    memcpy(out, name, len);
+    out[len] = '\0';
+}
+
 static struct amqp091_channel *amqp091_channel_find(struct amqp091_connection *connection,
                                                     uint16_t number)
 {
@@ -1075,6 +1085,11 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
                               AMQP_BASIC_CONSUME_METHOD);
         return;
     }
+    if (strlen(queue) > ADDRESS_NAME_MAX) { /* no queue can have that name */
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s...' in vhost '/'", queue);
+        amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
     bool direct_reply = strcmp(queue, AMQP091_DIRECT_REPLY_TO) == 0;
     if (direct_reply && !m->no_ack) { /* RabbitMQ's checks and texts */
         amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED,
@@ -1137,14 +1152,14 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     }
     consumer->nowait = m->nowait;
     snprintf(consumer->tag, sizeof(consumer->tag), "%s", tag);
-    snprintf(consumer->queue, sizeof(consumer->queue), "%s", queue);
+    amqp091_copy_name(consumer->queue, sizeof(consumer->queue), queue);
     /* linked first: ready/deliver come later, but find it there */
     consumer->next = channel->consumers;
     channel->consumers = consumer;
     channel->consumer_count++;
 
     struct destination destination = {.kind = DESTINATION_QUEUE, .existing = true};
-    snprintf(destination.name, sizeof(destination.name), "%s", queue);
+    amqp091_copy_name(destination.name, sizeof(destination.name), queue);
     struct core_subscribe_options options = {
         .auto_accept = m->no_ack,
         .credit = channel->prefetch ? channel->prefetch : AMQP091_DEFAULT_PREFETCH,
@@ -1269,12 +1284,12 @@ static void amqp091_get(struct amqp091_channel *channel, const amqp_basic_get_t 
         getter->blocked = true;
         snprintf(getter->tag, sizeof(getter->tag), "amq.get-%" PRIu64 "-%u", channel->generation,
                  channel->number);
-        snprintf(getter->queue, sizeof(getter->queue), "%s", queue);
+        amqp091_copy_name(getter->queue, sizeof(getter->queue), queue);
         getter->next = channel->consumers;
         channel->consumers = getter;
         channel->consumer_count++;
         struct destination destination = {.kind = DESTINATION_QUEUE, .existing = true};
-        snprintf(destination.name, sizeof(destination.name), "%s", queue);
+        amqp091_copy_name(destination.name, sizeof(destination.name), queue);
         struct core_subscribe_options options = {.credit = AMQP091_DEFAULT_PREFETCH};
         int code = CORE_ERR_INTERNAL;
         char err[256] = "";
