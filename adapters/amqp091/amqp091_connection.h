@@ -26,11 +26,11 @@
 
 struct event;
 
-/* What Tune offers is the `amqp091` config section's (amqp091_config.h). */
-#define AMQP091_HANDSHAKE_TIMEOUT_MS 10000 /* header to Open, as RabbitMQ's handshake_timeout */
-#define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
-#define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
-#define AMQP091_MAX_CONSUMERS 1024         /* per channel */
+/* What Tune offers is the `amqp091` config section's (amqp091_config.h);
+ * header to Open must take at most limits.handshake_timeout. */
+#define AMQP091_CLOSE_OK_TIMEOUT_MS 2000 /* wait this long for Close-Ok after our Close */
+#define AMQP091_DEFAULT_PREFETCH 1000    /* credit of a consumer when basic.qos gave none */
+#define AMQP091_MAX_CONSUMERS 1024       /* per channel */
 
 struct amqp091_adapter {
     struct adapter_base base; /* first (connection.h) */
@@ -111,7 +111,7 @@ struct amqp091_connection {
     struct connection base; /* first (connection.h) */
     struct amqp091_adapter *adapter;
     enum amqp091_state state;
-    bool refused; /* over a connection limit: Close 530 right after the header */
+    bool refused;              /* over a connection limit: Close 530 right after the header */
     const char *refused_limit; /* that limit's config key (static text) */
     uint32_t refused_value;    /* and its value */
     bool reading;

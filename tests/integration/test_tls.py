@@ -7,7 +7,9 @@ own listeners and on a shared listener; a client trusting another CA and a
 client certificate of another CA refused; TLS 1.1 refused; mTLS: the client
 certificate's CN is the user, with its ACLs, over STOMP (CONNECT without
 login) and AMQP (SASL EXTERNAL), and a certificate of a user not in
-auth.users refused; SIGHUP with a new certificate (open connections keep
+auth.users refused; pika (AMQP 0-9-1, ssl_options) with PLAIN and with
+EXTERNAL (the certificate's CN is the user, its ACLs apply), wrong CA, a
+client certificate of another CA and TLS 1.1 refused; SIGHUP with a new certificate (open connections keep
 working, new ones get the new certificate; the expiry gauge follows); a
 handshake that never finishes closed after limits.tls_handshake_timeout;
 the ops endpoint over HTTPS; RabbitMQ sha256/sha512 hashes and
@@ -26,10 +28,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
 
+import pika
 import pytest
 import stomp
 import yaml
@@ -393,6 +397,125 @@ def test_identity_from_san_email(kbridged_factory, bootstrap, pki):
     error = client.wait_error()
     assert "anonymous access is disabled" in error.body
     client.close()
+
+
+# ---- AMQP 0-9-1 (pika) over TLS -----------------------------------------------------------------
+
+
+def pika_tls(daemon, pki, listener="amqp091", cert=None, credentials=None, ca="ca",
+             tls_version=None):
+    """A pika BlockingConnection over TLS (ssl_options with the test CA):
+    PLAIN with `credentials` (user, password), EXTERNAL with a client
+    certificate and no credentials."""
+    context = ssl.create_default_context(cafile=pki[ca])
+    if tls_version:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_ciphers("DEFAULT@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = tls_version
+    if cert:
+        context.load_cert_chain(*pki[cert])
+    host, port = daemon.host_port(listener)
+    creds = pika.PlainCredentials(*credentials) if credentials else \
+        pika.credentials.ExternalCredentials()
+    params = pika.ConnectionParameters(host=host, port=port, credentials=creds,
+                                       ssl_options=pika.SSLOptions(context, "localhost"),
+                                       socket_timeout=10, blocked_connection_timeout=30,
+                                       connection_attempts=1)
+    return pika.BlockingConnection(params)
+
+
+def pika_round_trip(conn, queue, body):
+    """Declare `queue`, publish `body` with confirms, consume it; (properties, body)."""
+    channel = conn.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(queue)
+    got = []
+    channel.basic_consume(queue, lambda ch, method, properties, data:
+                          (got.append((properties, data)), ch.basic_ack(method.delivery_tag)))
+    channel.basic_publish("", queue, body, pika.BasicProperties(headers={"colour": "green"}))
+    deadline = time.monotonic() + 30
+    while not got:
+        assert time.monotonic() < deadline, f"nothing arrived on {queue} within 30 s"
+        conn.process_data_events(time_limit=0.2)
+    channel.close()
+    return got[0]
+
+
+def amqp091_tls_config(bootstrap, pki, users, verify):
+    config = tls_config(bootstrap, pki, users, verify=verify)
+    config["listeners"]["amqp091"] = {"bind": "127.0.0.1:0", "tls": tls_of(pki, verify=verify)}
+    return config
+
+
+def test_amqp091_over_tls_and_mtls_with_pika(kbridged_factory, bootstrap, pki):
+    tag = uniq()
+    users = [user("app", hash_password("s3cret pass")),
+             user("alice", hash_password("unused"), publish=[f"^alice\\.{tag}\\."],
+                  consume=[f"^alice\\.{tag}\\."])]
+    config = amqp091_tls_config(bootstrap, pki, users, verify="optional")
+    daemon = start_tls(kbridged_factory, config, pki)
+
+    # PLAIN over TLS, no client certificate (verify: optional).
+    conn = pika_tls(daemon, pki, credentials=("app", "s3cret pass"))
+    try:
+        properties, body = pika_round_trip(conn, f"tls.pika.{tag}", b"pika over tls")
+        assert body == b"pika over tls" and properties.headers["colour"] == "green"
+    finally:
+        conn.close()
+    assert re.search(r"\[amqp091\] \S+: connection opened \(tls\)", daemon.log())
+    assert re.search(r"\[amqp091\] \S+: connection open, user app,", daemon.log())
+
+    # EXTERNAL: the client certificate's CN is the user, with its ACLs.
+    conn = pika_tls(daemon, pki, cert="alice")
+    try:
+        properties, body = pika_round_trip(conn, f"alice.{tag}.pika", b"by certificate")
+        assert body == b"by certificate"
+        channel = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.queue_declare(f"bob.{tag}")
+        assert refused.value.reply_code == 403
+        assert f"bob.{tag}" in refused.value.reply_text
+    finally:
+        if conn.is_open:
+            conn.close()
+    assert re.search(r"\[amqp091\] \S+: connection open, user alice,", daemon.log())
+
+    # A certificate of a user who is not in auth.users: 403 at login.
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as refused:
+        pika_tls(daemon, pki, cert="mallory")
+    assert "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL: the " \
+        "client certificate names user 'mallory', who is not in auth.users" in str(refused.value)
+    daemon.wait_log(r"\[amqp091\] \S+: login refused: the client certificate names user "
+                    r"'mallory', who is not in auth.users")
+
+    # No certificate: EXTERNAL is not offered, so pika finds no mechanism.
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika_tls(daemon, pki)
+
+    # The client trusts another CA: it refuses the server's certificate.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError)) as refused:
+        pika_tls(daemon, pki, credentials=("app", "s3cret pass"), ca="otherca")
+    assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value) or \
+        "certificate verify failed" in repr(refused.value)
+
+    # A client certificate of another CA: the server refuses the handshake.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError, ConnectionError)):
+        pika_tls(daemon, pki, cert="alice_other", credentials=("app", "s3cret pass"))
+    daemon.wait_log(r"listener amqp091: connection from \S+ closed: TLS handshake failed: .*"
+                    r"certificate")
+
+    # TLS 1.1 only: refused during the handshake.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError)) as refused:
+        pika_tls(daemon, pki, credentials=("app", "s3cret pass"),
+                 tls_version=ssl.TLSVersion.TLSv1_1)
+    daemon.wait_log(r"listener amqp091: connection from \S+ closed: TLS handshake failed: "
+                    r".*unsupported protocol")
+
+    # The listener still serves.
+    conn = pika_tls(daemon, pki, credentials=("app", "s3cret pass"))
+    assert conn.channel().is_open
+    conn.close()
 
 
 # ---- reload, timeout, ops -------------------------------------------------------------------
