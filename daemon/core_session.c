@@ -422,6 +422,7 @@ void core_session_close(struct core_session *session)
     if (session->next)
         session->next->prev = session->prev;
     core_acl_cache_clear(session);
+    core_unacked_session_closed(session);
     core_limits_session_closed(core, session->user);
     free(session->password_hash);
     free(session->protocol);
