@@ -129,6 +129,13 @@ bool core_session_may_consume_topic(struct core_session *session, const char *to
 /* After a reload: revoke the sessions the config no longer allows. */
 void core_revoke_sessions(struct core *core);
 
+/* ---- core_definitions.c ---- */
+
+/* Did the session declare the exclusive queue `name` (it alone may use it:
+ * the name ACLs do not apply to it, as to a temporary queue)? */
+bool core_session_owns_exclusive(const struct core_session *session, const char *vhost,
+                                 const char *name);
+
 /* ---- core_publish.c ---- */
 
 /* The session is closing: its pending publishes will not call back. */

@@ -343,6 +343,9 @@ bool core_may_publish(struct core_session *session, const struct destination *de
     if (destination->kind == DESTINATION_EXCHANGE &&
         engine_exchange_is_topic_per_key(destination->name))
         return !session->revoked;
+    /* a reply: the unguessable token is the permission (as core_publish) */
+    if (destination->kind == DESTINATION_REPLY_QUEUE)
+        return !session->revoked;
     return core_acl_allows(session, true, destination->name);
 }
 

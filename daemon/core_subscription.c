@@ -316,6 +316,14 @@ core_subscribe_exchange(struct core_session *session, const struct destination *
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    /* reading an exchange is consuming from it; the server-named queue made
+     * for the subscription is the session's own */
+    if (!core_acl_allows(session, false, exchange->name)) {
+        snprintf(err, err_size, "user '%s' may not consume from exchange '%s'", session->user,
+                 exchange->name);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
     struct core_subscription *sub =
         core_subscription_new(session, session->core->queue_engine, exchange, &plain, handlers,
                               opaque, NULL, error_code, err, err_size);
@@ -360,7 +368,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_INVALID;
         return NULL;
     }
-    if (!core_acl_allows(session, false, destination->name)) {
+    if (!core_acl_allows(session, false, destination->name) &&
+        !(destination->kind == DESTINATION_QUEUE &&
+          core_session_owns_exclusive(session, CORE_DEFAULT_VHOST, destination->name))) {
         snprintf(err, err_size, "user '%s' may not consume from %s", session->user, display);
         *error_code = CORE_ERR_ACCESS;
         return NULL;
