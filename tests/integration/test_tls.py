@@ -12,6 +12,9 @@ EXTERNAL (the certificate's CN is the user, its ACLs apply), wrong CA, a
 client certificate of another CA and TLS 1.1 refused; SIGHUP with a new certificate (open connections keep
 working, new ones get the new certificate; the expiry gauge follows); a
 handshake that never finishes closed after limits.tls_handshake_timeout;
+slow-loris connections on every listener kind (TLS never finished, no
+CONNECT, no AMQP header, a 0-9-1 header then nothing, no WebSocket upgrade
+on ws and wss) closed, with RSS flat over rounds of them;
 the ops endpoint over HTTPS; RabbitMQ sha256/sha512 hashes and
 `kbridged --hash-password` hashes logging in over STOMP and AMQP;
 plaintext passwords only with auth.insecure_plaintext; AMQP's in-band TLS
@@ -589,6 +592,101 @@ def test_handshake_that_never_finishes_is_closed(kbridged_factory, bootstrap, pk
     # The listener still serves.
     client = stomp_tls(daemon, pki, login="app", passcode="pw")
     client.close()
+
+
+def rss_kib(daemon):
+    with open(f"/proc/{daemon.proc.pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def under_asan(daemon):
+    """AddressSanitizer keeps freed memory in quarantine: RSS says nothing then."""
+    with open(f"/proc/{daemon.proc.pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def test_slow_loris_on_every_listener_is_closed_and_rss_stays_flat(kbridged_factory, bootstrap,
+                                                                  pki):
+    """Connections that never finish a handshake, on every listener kind: a
+    TLS handshake never started or left half-way (STOMP, AMQP 1.0/0-9-1,
+    wss, HTTPS), TLS done and then no STOMP CONNECT, no AMQP header, an AMQP
+    1.0 or 0-9-1 header and then nothing, no WebSocket upgrade (wss and ws).
+    Each is closed by the server (limits of 1 s); rounds of them leave RSS
+    flat."""
+    config = tls_config(bootstrap, pki, [user("app", hash_password("pw"))],
+                        limits={"tls_handshake_timeout": "1s", "handshake_timeout": "1s",
+                                "protocol_detect_timeout": "1s"})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    config["listeners"]["amqp091"] = {"bind": "127.0.0.1:0", "protocols": ["amqp091"]}
+    config["listeners"]["wss"] = {"bind": "127.0.0.1:0", "protocols": ["stomp"],
+                                  "transport": "websocket", "tls": tls_of(pki)}
+    config["listeners"]["ws"] = {"bind": "127.0.0.1:0", "protocols": ["stomp"],
+                                 "transport": "websocket"}
+    daemon = start_tls(kbridged_factory, config, pki)
+    wait_for(lambda: {"amqp091", "wss", "ws"} <= set(daemon.addresses), 15, "all listeners")
+    client_context = ssl.create_default_context(cafile=pki["ca"])
+
+    def opened(listener, mode):
+        sock = socket.create_connection(daemon.host_port(listener), timeout=30)
+        sock.settimeout(60)  # only guards against a hang: the server must close first
+        if mode == "partial hello":
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        elif mode.startswith("tls"):
+            sock = client_context.wrap_socket(sock, server_hostname="localhost")
+            if mode == "tls, amqp 1.0 header":
+                sock.sendall(b"AMQP\x00\x01\x00\x00")
+            elif mode == "tls, amqp 0-9-1 header":
+                sock.sendall(b"AMQP\x00\x00\x09\x01")
+        elif mode == "amqp 0-9-1 header":
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+        return sock
+
+    cases = [(listener, "silent") for listener in ("stomp", "amqp", "wss", "http", "amqp091",
+                                                   "ws")]
+    cases += [(listener, "partial hello") for listener in ("stomp", "amqp", "wss", "http")]
+    cases += [("stomp", "tls, nothing"), ("amqp", "tls, nothing"), ("wss", "tls, nothing"),
+              ("amqp", "tls, amqp 1.0 header"), ("amqp", "tls, amqp 0-9-1 header"),
+              ("amqp091", "amqp 0-9-1 header")]
+
+    def one_round():
+        socks = [(case, opened(*case)) for case in cases]
+        for case, sock in socks:
+            try:
+                while sock.recv(4096):
+                    pass
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+            except socket.timeout:
+                raise AssertionError(f"{case} was not closed by the server")
+            sock.close()
+        wait_for(lambda: all(v == 0 for k, v in metric_values(https(daemon, pki, "/metrics")[1])
+                             .items() if k.startswith("kbridge_connections{")), 15,
+                 "no connection left")
+
+    one_round()  # warm-up: allocator arenas, metrics series, TLS sessions
+    log = daemon.log()
+    assert "TLS handshake not finished within limits.tls_handshake_timeout" in log
+    assert re.search(r"\[amqp091\] \S+: handshake not finished within 1000 ms "
+                     r"\(limits\.handshake_timeout\)", log)
+    assert "no AMQP open within limits.handshake_timeout (1000 ms)" in log
+    assert "no WebSocket upgrade within limits.handshake_timeout" in log
+    before = rss_kib(daemon)
+    for _ in range(10):
+        one_round()
+    after = rss_kib(daemon)
+    print(f"\nVmRSS after the warm-up: {before} KiB; after {10 * len(cases)} more slow "
+          f"connections: {after} KiB ({after - before:+d} KiB)")
+    failures = metric_values(https(daemon, pki, "/metrics")[1])
+    timeouts = sum(v for k, v in failures.items()
+                   if k.startswith("kbridge_tls_handshake_failures_total") and 'reason="timeout"'
+                   in k)
+    assert timeouts >= 11 * 6  # the silent and partial TLS ones, each round
+    client = stomp_tls(daemon, pki, login="app", passcode="pw")  # the listeners still serve
+    client.close()
+    if under_asan(daemon):
+        print("AddressSanitizer build: RSS growth not asserted")
+        return
+    assert after - before < 2048, f"RSS grew by {after - before} KiB"
 
 
 def test_ops_endpoint_over_https(kbridged_factory, bootstrap, pki):
