@@ -730,7 +730,9 @@ static const struct config_key user_keys[] = {
                        "expressions matched against the destination name (`orders.eu` for "
                        "`/queue/orders.eu`). A pattern matches anywhere in the name unless "
                        "anchored with `^` and `$`. In YAML double quotes a regex `\\.` is "
-                       "written `\"\\\\.\"`.",
+                       "written `\"\\\\.\"`. A pattern whose repetitions would compile to "
+                       "more than 20000 nodes (stacked like `a++`, or deeply nested counts) is "
+                       "refused.",
     },
     {
         .name = "consume",
