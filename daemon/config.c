@@ -34,7 +34,7 @@
 
 #define CONFIG_FILE_MAX (16u << 20) /* larger files are refused, not cut */
 #define CONFIG_PATH_MAX 256         /* longest dotted key path ("auth.users[3].name") */
-#define CONFIG_REGEX_COST_MAX 20000 /* most nodes a pattern may make regcomp build */
+#define CONFIG_REGEX_COST_MAX 1000  /* most nodes a pattern may make regcomp build */
 #define CONFIG_REGEX_DEPTH_MAX 64   /* deepest nesting of groups in a pattern */
 
 /* State of one load: where messages go and the document being walked. */
@@ -986,7 +986,8 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
 /* An upper estimate of the nodes glibc's regcomp builds for the ERE `re`:
  * a repetition copies its operand (x+ is x x*, x{n,m} is m copies of x),
  * so stacked or nested repetitions multiply ("a+++..." doubles per '+',
- * which made regcomp allocate gigabytes: found by the config fuzz target).
+ * which made regcomp allocate gigabytes, and "((a*)*){0,999}" takes it
+ * seconds in its epsilon closures: both found by the config fuzz target).
  * Returns CONFIG_REGEX_COST_MAX + 1 as soon as it is over. */
 static double config_regex_cost(const char *re)
 {
@@ -1028,7 +1029,7 @@ static double config_regex_cost(const char *re)
             last[depth] = 0;
             continue;
         } else if (*p == '*' || *p == '?') {
-            factor = 1;
+            factor = 1; /* plus its own node, below */
         } else if (*p == '+') {
             factor = 2;
         } else if (*p == '{') {
@@ -1044,7 +1045,9 @@ static double config_regex_cost(const char *re)
             p = end;
         }
         if (factor > 0) {
-            double copied = last[depth] * factor;
+            /* each repetition adds a node with epsilon edges: regcomp's
+             * closures over them grow with the square of their number */
+            double copied = last[depth] * factor + 1;
             total[depth] += copied - last[depth];
             last[depth] = copied;
         } else {

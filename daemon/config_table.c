@@ -731,7 +731,7 @@ static const struct config_key user_keys[] = {
                        "`/queue/orders.eu`). A pattern matches anywhere in the name unless "
                        "anchored with `^` and `$`. In YAML double quotes a regex `\\.` is "
                        "written `\"\\\\.\"`. A pattern whose repetitions would compile to "
-                       "more than 20000 nodes (stacked like `a++`, or deeply nested counts) is "
+                       "more than 1000 nodes (stacked like `a++`, or deeply nested counts) is "
                        "refused.",
     },
     {
