@@ -34,6 +34,8 @@
 
 #define CONFIG_FILE_MAX (16u << 20) /* larger files are refused, not cut */
 #define CONFIG_PATH_MAX 256         /* longest dotted key path ("auth.users[3].name") */
+#define CONFIG_REGEX_COST_MAX 1000  /* most nodes a pattern may make regcomp build */
+#define CONFIG_REGEX_DEPTH_MAX 64   /* deepest nesting of groups in a pattern */
 
 /* State of one load: where messages go and the document being walked. */
 struct config_parse {
@@ -920,6 +922,8 @@ static int config_parse_properties(struct config_parse *parse, yaml_node_t *node
     return 0;
 }
 
+static double config_regex_cost(const char *re);
+
 static int config_parse_patterns(struct config_parse *parse, const struct config_key *key,
                                  yaml_node_t *node, const char *path, void *base)
 {
@@ -954,6 +958,12 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
             config_check_length(parse, key, source, config_line(item), item_path) < 0)
             return -1;
 
+        if (config_regex_cost(source) > CONFIG_REGEX_COST_MAX)
+            return config_fail(parse, config_line(item), item_path,
+                               "%s is too complex a regular expression: its repetitions "
+                               "(stacked like '++', or nested) would compile to more than %d "
+                               "nodes",
+                               config_quote(source).text, CONFIG_REGEX_COST_MAX);
         struct config_pattern *pattern = &(*patterns)[*count];
         pattern->source = strdup(source);
         if (pattern->source == NULL)
@@ -971,6 +981,86 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
         (*count)++;
     }
     return 0;
+}
+
+/* An upper estimate of the nodes glibc's regcomp builds for the ERE `re`:
+ * a repetition copies its operand (x+ is x x*, x{n,m} is m copies of x),
+ * so stacked or nested repetitions multiply ("a+++..." doubles per '+',
+ * which made regcomp allocate gigabytes, and "((a*)*){0,999}" takes it
+ * seconds in its epsilon closures: both found by the config fuzz target).
+ * Returns CONFIG_REGEX_COST_MAX + 1 as soon as it is over. */
+static double config_regex_cost(const char *re)
+{
+    double total[CONFIG_REGEX_DEPTH_MAX + 1] = {0}; /* cost of each open level */
+    double last[CONFIG_REGEX_DEPTH_MAX + 1] = {0}; /* of its last item (what a quantifier copies) */
+    size_t depth = 0;
+    for (const char *p = re; *p; p++) {
+        double factor = 0; /* a quantifier's: 0 for none */
+        if (*p == '\\') {
+            if (p[1])
+                p++;
+        } else if (*p == '[') { /* a bracket expression: one item */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']') {
+                if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    const char *end = strchr(p + 2, p[1]);
+                    p = end && end[1] == ']' ? end + 1 : p;
+                }
+                p++;
+            }
+            if (!*p)
+                break; /* regcomp refuses it */
+        } else if (*p == '(') {
+            if (++depth > CONFIG_REGEX_DEPTH_MAX)
+                return CONFIG_REGEX_COST_MAX + 1;
+            total[depth] = last[depth] = 0;
+            continue;
+        } else if (*p == ')' && depth > 0) {
+            double group = total[depth] > 1 ? total[depth] : 1;
+            depth--;
+            total[depth] += group;
+            last[depth] = group;
+            continue;
+        } else if (*p == '|') {
+            last[depth] = 0;
+            continue;
+        } else if (*p == '*' || *p == '?') {
+            factor = 1; /* plus its own node, below */
+        } else if (*p == '+') {
+            factor = 2;
+        } else if (*p == '{') {
+            char *end;
+            unsigned long n = strtoul(p + 1, &end, 10);
+            if (*end == ',' && end[1] != '}')
+                n = strtoul(end + 1, &end, 10);
+            if (*end == ',')
+                end++;
+            if (*end != '}')
+                return CONFIG_REGEX_COST_MAX + 1; /* regcomp refuses it, or it is huge */
+            factor = (double)n + 1;
+            p = end;
+        }
+        if (factor > 0) {
+            /* each repetition adds a node with epsilon edges: regcomp's
+             * closures over them grow with the square of their number */
+            double copied = last[depth] * factor + 1;
+            total[depth] += copied - last[depth];
+            last[depth] = copied;
+        } else {
+            total[depth] += 1;
+            last[depth] = 1;
+        }
+        if (total[depth] > CONFIG_REGEX_COST_MAX)
+            return CONFIG_REGEX_COST_MAX + 1;
+    }
+    double cost = 0;
+    for (size_t i = 0; i <= depth; i++)
+        cost += total[i];
+    return cost;
 }
 
 static int config_apply_defaults(struct config_parse *parse, const struct config_key *keys,

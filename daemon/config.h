@@ -193,6 +193,7 @@ struct config {
         uint32_t max_headers;                 /* default 64 */
         uint32_t max_connections;             /* default 10000 */
         uint32_t max_unconfirmed;             /* default 1000 */
+        uint32_t max_unacked;                 /* deliveries unsettled per connection, 100000 */
         uint64_t heartbeat_ms;                /* default 10s */
         uint64_t protocol_detect_timeout_ms;  /* shared listener: wait for first bytes, 10s */
         uint32_t protocol_detect_bytes;       /* shared listener: most bytes peeked, 256 */

@@ -744,7 +744,9 @@ static const struct config_key user_keys[] = {
                        "expressions matched against the destination name (`orders.eu` for "
                        "`/queue/orders.eu`). A pattern matches anywhere in the name unless "
                        "anchored with `^` and `$`. In YAML double quotes a regex `\\.` is "
-                       "written `\"\\\\.\"`.",
+                       "written `\"\\\\.\"`. A pattern whose repetitions would compile to "
+                       "more than 1000 nodes (stacked like `a++`, or deeply nested counts) is "
+                       "refused.",
     },
     {
         .name = "consume",
@@ -1232,11 +1234,16 @@ const struct config_key config_keys[] = {
         .max = 100000,
         .default_value = "1024",
         .description = "Most subscriptions one STOMP connection holds (temporary queues "
-                       "count), and most links (both directions) on one AMQP connection; one "
+                       "count), most links (both directions) on one AMQP connection, and most "
+                       "consumers on one AMQP 0-9-1 connection (every channel together); one "
                        "more gets an error naming the limit (STOMP ERROR \"too many "
                        "subscriptions\", AMQP attach refused with "
-                       "amqp:resource-limit-exceeded). Unacked deliveries per subscription are "
-                       "bounded by its prefetch (STOMP) or link credit (AMQP).",
+                       "amqp:resource-limit-exceeded, 0-9-1 channel.close 506 RESOURCE_ERROR) "
+                       "and is counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_subscriptions\"}`. Unacked "
+                       "deliveries per subscription are bounded by its prefetch (STOMP), link "
+                       "credit (AMQP) or basic.qos (0-9-1), and per connection by "
+                       "`limits.max_unacked`.",
     },
     {
         .name = "limits.max_connections_per_address",
@@ -1299,6 +1306,22 @@ const struct config_key config_keys[] = {
                        "queue.buffering.max.kbytes bounds them for all connections together. "
                        "Below ~5000 a single fast publisher is limited by Kafka's round trip "
                        "(docs/benchmarks.md).",
+    },
+    {
+        .name = "limits.max_unacked",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, limits.max_unacked),
+        .min = 1,
+        .max = 10000000,
+        .default_value = "100000",
+        .description = "Deliveries of one connection (every subscription, consumer or link "
+                       "of it together) that wait for the client's ack or settlement; at it "
+                       "kbridged sends that connection no more until the client settles one "
+                       "(not an error: as a prefetch does; counted in "
+                       "`kbridge_limit_refusals_total{limit=\"max_unacked\"}` each time "
+                       "deliveries stop). Auto-acked deliveries (STOMP `ack:auto`, AMQP "
+                       "pre-settled, 0-9-1 `no_ack`) and non-durable topic messages do not "
+                       "count. Each subscription is bounded by its own prefetch or credit too.",
     },
     {
         .name = "limits.heartbeat",

@@ -157,6 +157,26 @@ int core_session_close_by_id(struct core *core, uint64_t id, const char *reason)
 
 /* ---- limits across protocols (core_limits.c) ---------------------------------- */
 
+/* Each counted in kbridge_limit_refusals_total{limit="NAME"}, NAME the key
+ * without "limits." (core_limit_name). */
+enum core_limit {
+    CORE_LIMIT_CONNECTIONS,   /* limits.max_connections */
+    CORE_LIMIT_PER_ADDRESS,   /* limits.max_connections_per_address */
+    CORE_LIMIT_PER_USER,      /* limits.max_connections_per_user */
+    CORE_LIMIT_AUTH_FAILURES, /* limits.max_auth_failures_per_minute */
+    CORE_LIMIT_SUBSCRIPTIONS, /* limits.max_subscriptions (adapters refuse) */
+    CORE_LIMIT_CHANNELS,      /* amqp091.channel_max (the 0-9-1 adapter refuses) */
+    CORE_LIMIT_UNACKED,       /* limits.max_unacked: each time a session's deliveries stop */
+    CORE_LIMIT_COUNT,
+};
+
+/* The limit's label in kbridge_limit_refusals_total ("max_subscriptions"; static). */
+const char *core_limit_name(enum core_limit limit);
+/* An adapter refused something at a per-connection limit (a subscription
+ * or link over limits.max_subscriptions, a channel over channel_max):
+ * count it. The adapter says the refusal in its protocol. */
+void core_limit_refused(struct core *core, enum core_limit limit);
+
 /* Admit a new client connection from `peer` ("127.0.0.1:5555"; its host is
  * what limits.max_connections_per_address counts): NULL when admitted (it
  * is counted until core_connection_release, which the caller must call

@@ -145,6 +145,15 @@ static void op_free(struct core_definitions_op *op)
     free(op);
 }
 
+bool core_session_owns_exclusive(const struct core_session *session, const char *vhost,
+                                 const char *name)
+{
+    for (const struct core_exclusive *x = session->exclusives; x; x = x->next)
+        if (strcmp(x->vhost, vhost) == 0 && strcmp(x->name, name) == 0)
+            return true;
+    return false;
+}
+
 static void core_exclusive_add(struct core_session *session, const char *vhost, const char *name)
 {
     for (struct core_exclusive *x = session->exclusives; x; x = x->next)
@@ -518,9 +527,13 @@ int core_declare_queue(struct core_session *session, const struct queue_spec *sp
                  CORE_DEFINITIONS_NAME_MAX - 1);
         return CORE_ERR_PRECONDITION;
     }
-    rc = core_definitions_acl(session, false, "queue", s.name, s.vhost, err, err_size);
-    if (rc != CORE_OK)
-        return rc;
+    /* a server-named queue is new and its name random: declaring it grants
+     * nothing (what reaches it is what its bindings, each checked, route) */
+    if (s.name != generated) {
+        rc = core_definitions_acl(session, false, "queue", s.name, s.vhost, err, err_size);
+        if (rc != CORE_OK)
+            return rc;
+    }
     char owner[CORE_OWNER_MAX];
     core_session_owner(session, owner, sizeof(owner));
     s.owner = owner; /* who asks: an exclusive queue of another owner is locked */
@@ -595,8 +608,10 @@ static int core_binding_acl(struct core_session *session, const struct binding_s
     if (rc != CORE_OK)
         return rc;
     if (s->destination_kind == BINDING_TO_QUEUE)
-        return core_definitions_acl(session, false, "queue", s->destination, s->vhost, err,
-                                    err_size);
+        return core_session_owns_exclusive(session, s->vhost, s->destination)
+                   ? CORE_OK /* its own exclusive queue: only it reads it */
+                   : core_definitions_acl(session, false, "queue", s->destination, s->vhost, err,
+                                          err_size);
     return core_definitions_acl(session, true, "exchange", s->destination, s->vhost, err, err_size);
 }
 

@@ -34,15 +34,7 @@ struct core_transaction;
 struct kafka_txn;
 struct metrics_histogram;
 
-/* The limits across protocols (core_limits.c). */
-enum core_limit {
-    CORE_LIMIT_CONNECTIONS,
-    CORE_LIMIT_PER_ADDRESS,
-    CORE_LIMIT_PER_USER,
-    CORE_LIMIT_AUTH_FAILURES,
-    CORE_LIMIT_COUNT,
-};
-
+/* The limits across protocols (core_limits.c; enum core_limit is in core.h). */
 struct core_limits_state {
     uint64_t connections;      /* admitted and not released, all protocols */
     struct u64_map by_address; /* host -> struct core_limit_entry (connections, failures) */
@@ -58,6 +50,9 @@ void core_limits_session_opened(struct core *core, const char *user);
 void core_limits_session_closed(struct core *core, const char *user);
 /* A login from `peer` failed (core_auth_done). */
 void core_limits_auth_failed(struct core *core, const char *peer);
+/* The session is closing: free what limits.max_unacked kept for it
+ * (core_subscription.c; its subscriptions are gone already). */
+void core_unacked_session_closed(struct core_session *session);
 
 struct core {
     struct event_base *base;
@@ -114,6 +109,14 @@ struct core_session {
     core_revoke_fn revoke; /* the adapter's handler, or NULL */
     void *revoke_opaque;
     uint32_t unconfirmed;
+    /* limits.max_unacked (core_subscription.c): deliveries of its
+     * subscriptions that wait for the client's settlement; at the limit
+     * every subscription of the session is blocked (unacked_stopped) until
+     * a settlement brings it below, which unblocks them on the next loop
+     * turn (unacked_event, made on first use). */
+    uint32_t unacked;
+    bool unacked_stopped;
+    struct event *unacked_event;
     uint64_t sticky_seed;                 /* random: picks its producers' partitions */
     struct core_publish_pending *pending; /* publishes awaiting Kafka */
     struct core_subscription *subscriptions;
@@ -147,6 +150,13 @@ bool core_acl_allows(struct core_session *session, bool publish, const char *nam
 bool core_session_may_consume_topic(struct core_session *session, const char *topic);
 /* After a reload: revoke the sessions the config no longer allows. */
 void core_revoke_sessions(struct core *core);
+
+/* ---- core_definitions.c ---- */
+
+/* Did the session declare the exclusive queue `name` (it alone may use it:
+ * the name ACLs do not apply to it, as to a temporary queue)? */
+bool core_session_owns_exclusive(const struct core_session *session, const char *vhost,
+                                 const char *name);
 
 /* ---- core_publish.c ---- */
 

@@ -4,7 +4,9 @@
  * (limits.max_connections_per_user), and failed logins per source address
  * in a minute (limits.max_auth_failures_per_minute). Counts are kept by
  * name (an address's host part, a user) in u64 maps of small entries; each
- * refusal is counted in kbridge_limit_refusals_total{limit=...}. Protocol-
+ * refusal is counted in kbridge_limit_refusals_total{limit=...}, also those
+ * adapters make per connection (core_limit_refused) and the stops of
+ * limits.max_unacked (kept in core_subscription.c). Protocol-
  * free: adapters ask and say the refusal in their protocol. Loop thread. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,21 @@ static const char *const core_limit_names[CORE_LIMIT_COUNT] = {
     [CORE_LIMIT_PER_ADDRESS] = "max_connections_per_address",
     [CORE_LIMIT_PER_USER] = "max_connections_per_user",
     [CORE_LIMIT_AUTH_FAILURES] = "max_auth_failures_per_minute",
+    [CORE_LIMIT_SUBSCRIPTIONS] = "max_subscriptions",
+    [CORE_LIMIT_CHANNELS] = "channel_max",
+    [CORE_LIMIT_UNACKED] = "max_unacked",
 };
+
+const char *core_limit_name(enum core_limit limit)
+{
+    return limit < CORE_LIMIT_COUNT ? core_limit_names[limit] : "unknown";
+}
+
+void core_limit_refused(struct core *core, enum core_limit limit)
+{
+    if (limit < CORE_LIMIT_COUNT)
+        (*core->limits.refusals[limit])++;
+}
 
 int core_limits_init(struct core *core)
 {
@@ -42,7 +58,9 @@ int core_limits_init(struct core *core)
         metrics_label(labels, sizeof(labels), "limit", core_limit_names[i]);
         core->limits.refusals[i] =
             metrics_counter(core->metrics, "kbridge_limit_refusals_total",
-                            "Connections and logins refused at a limit (limits.*).", labels);
+                            "Connections, logins, subscriptions and channels refused at a "
+                            "limit, and deliveries stopped at limits.max_unacked.",
+                            labels);
         if (!core->limits.refusals[i])
             return -1;
     }

@@ -344,6 +344,9 @@ bool core_may_publish(struct core_session *session, const struct destination *de
     if (destination->kind == DESTINATION_EXCHANGE &&
         engine_exchange_is_topic_per_key(destination->name))
         return !session->revoked;
+    /* a reply: the unguessable token is the permission (as core_publish) */
+    if (destination->kind == DESTINATION_REPLY_QUEUE)
+        return !session->revoked;
     return core_acl_allows(session, true, destination->name);
 }
 
@@ -426,6 +429,7 @@ void core_session_close(struct core_session *session)
     if (session->next)
         session->next->prev = session->prev;
     core_acl_cache_clear(session);
+    core_unacked_session_closed(session);
     core_limits_session_closed(core, session->user);
     free(session->password_hash);
     free(session->protocol);

@@ -1,8 +1,10 @@
 /* core_subscription.c -- the core's delivery layer (architecture §5-§7,
  * "Data path of a delivery"): subscriptions of a session, handed to the
  * engine that serves them (engine.h: queue, topic, temporary queue), the
- * ready/blocked gate in front of every delivery, settlement, and the
- * headers of a delivery as adapters read them. Engines call back only
+ * ready/blocked gate in front of every delivery (the client's block, not
+ * ready yet, or the session at limits.max_unacked: unsettled deliveries
+ * of all its subscriptions together), settlement, and the headers of a
+ * delivery as adapters read them. Engines call back only
  * through the engine_context filled by core_subscription_context. */
 #include <errno.h>
 #include <event2/event.h>
@@ -14,6 +16,7 @@
 #include "core.h"
 #include "core_internal.h"
 #include "kafka.h"
+#include "log.h"
 #include "record.h"
 #include "reply.h"
 #include "request_reply.h"
@@ -45,7 +48,7 @@ int core_delivery_header(const struct core_delivery *delivery, size_t index, con
  * engine (its `block` op); unblocking may deliver at once. */
 static void core_subscription_apply_block(struct core_subscription *sub)
 {
-    bool blocked = sub->client_blocked || !sub->ready_sent;
+    bool blocked = sub->client_blocked || !sub->ready_sent || sub->session->unacked_stopped;
     if (sub->blocked == blocked)
         return;
     sub->blocked = blocked;
@@ -63,6 +66,72 @@ static void core_on_ready_event(evutil_socket_t fd, short what, void *arg)
     core_subscription_apply_block(sub);
 }
 
+/* ---- limits.max_unacked ---- */
+
+static bool core_unacked_full(const struct core_session *session)
+{
+    return session->unacked >= core_config(session->core)->limits.max_unacked;
+}
+
+/* Below the limit again: unblock the session's subscriptions (on a later
+ * loop turn than the settlement, so an engine is never re-entered from a
+ * delivery it is making). */
+static void core_on_unacked_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core_session *session = arg;
+    if (!session->unacked_stopped || core_unacked_full(session))
+        return;
+    session->unacked_stopped = false;
+    for (struct core_subscription *sub = session->subscriptions, *next; sub; sub = next) {
+        next = sub->next;
+        if (session->unacked_stopped)
+            break; /* an unblocked subscription's deliveries filled it again */
+        core_subscription_apply_block(sub);
+    }
+}
+
+/* A counted delivery went out: at the limit, block every subscription. */
+static void core_unacked_delivered(struct core_subscription *sub)
+{
+    struct core_session *session = sub->session;
+    if (session->unacked_stopped || !core_unacked_full(session))
+        return;
+    session->unacked_stopped = true;
+    core_limit_refused(session->core, CORE_LIMIT_UNACKED);
+    log_debug("core", "%s: %u unsettled deliveries (limits.max_unacked): deliveries stop",
+              session->peer, session->unacked);
+    for (struct core_subscription *s = session->subscriptions; s; s = s->next)
+        core_subscription_apply_block(s);
+}
+
+/* `count` of the subscription's deliveries were settled (or dropped with it). */
+static void core_unacked_settled(struct core_subscription *sub, uint32_t count)
+{
+    struct core_session *session = sub->session;
+    if (count > sub->unacked)
+        count = sub->unacked;
+    sub->unacked -= count;
+    session->unacked = session->unacked > count ? session->unacked - count : 0;
+    if (!session->unacked_stopped || core_unacked_full(session))
+        return;
+    if (!session->unacked_event)
+        session->unacked_event =
+            event_new(session->core->base, -1, 0, core_on_unacked_event, session);
+    if (session->unacked_event)
+        event_active(session->unacked_event, EV_TIMEOUT, 0);
+    else
+        core_on_unacked_event(-1, 0, session); /* out of memory: at once */
+}
+
+void core_unacked_session_closed(struct core_session *session)
+{
+    if (session->unacked_event)
+        event_free(session->unacked_event);
+    session->unacked_event = NULL;
+}
+
 /* ---- what engines call (engine_context) ---- */
 
 /* Positioned: the ready callback runs on the next loop turn. */
@@ -75,7 +144,14 @@ static void core_subscription_schedule_ready(struct core_subscription *sub)
 static void core_subscription_deliver(struct core_subscription *sub,
                                       const struct core_delivery *delivery)
 {
+    bool counted = sub->counts_unacked && delivery->id != 0;
+    if (counted) { /* before: the adapter may settle it inside deliver */
+        sub->unacked++;
+        sub->session->unacked++;
+    }
     sub->handlers.deliver(sub->opaque, delivery);
+    if (counted)
+        core_unacked_delivered(sub);
 }
 
 static void core_subscription_failed(struct core_subscription *sub, int error, const char *reason)
@@ -142,6 +218,7 @@ static struct core_subscription *core_subscription_new(
     sub->handlers = *handlers;
     sub->opaque = opaque;
     sub->blocked = true; /* until ready: see core_subscription_apply_block */
+    sub->counts_unacked = !options->auto_accept && engine->ops->settle != NULL;
     sub->engine = engine;
     sub->engine_state = sub->engine_storage;
     return sub;
@@ -246,6 +323,14 @@ core_subscribe_exchange(struct core_session *session, const struct destination *
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    /* reading an exchange is consuming from it; the server-named queue made
+     * for the subscription is the session's own */
+    if (!core_acl_allows(session, false, exchange->name)) {
+        snprintf(err, err_size, "user '%s' may not consume from exchange '%s'", session->user,
+                 exchange->name);
+        *error_code = CORE_ERR_ACCESS;
+        return NULL;
+    }
     struct core_subscription *sub =
         core_subscription_new(session, session->core->queue_engine, exchange, &plain, handlers,
                               opaque, NULL, error_code, err, err_size);
@@ -290,7 +375,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_INVALID;
         return NULL;
     }
-    if (!core_acl_allows(session, false, destination->name)) {
+    if (!core_acl_allows(session, false, destination->name) &&
+        !(destination->kind == DESTINATION_QUEUE &&
+          core_session_owns_exclusive(session, CORE_DEFAULT_VHOST, destination->name))) {
         snprintf(err, err_size, "user '%s' may not consume from %s", session->user, display);
         *error_code = CORE_ERR_ACCESS;
         return NULL;
@@ -391,6 +478,10 @@ int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome o
         return CORE_ERR_INVALID; /* an exchange subscription still being set up: no deliveries */
     if (!sub->engine->ops->settle)
         return CORE_OK; /* non-durable topic deliveries need no settlement */
+    /* counted as settled even when the engine no longer knows it (a late
+     * settle after a rebalance): the client settles each delivery once */
+    if (sub->counts_unacked && id != 0)
+        core_unacked_settled(sub, 1);
     int rc = sub->engine->ops->settle(sub, id, outcome, reason);
     if (rc != CORE_OK)
         (*sub->session->core->late_settles)++;
@@ -415,6 +506,8 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         sub->engine->ops->unsubscribe(sub, forget);
     else
         core_exchange_subscription_ended(sub); /* still being set up */
+    if (sub->unacked > 0)                      /* released by the engine: no longer the client's */
+        core_unacked_settled(sub, sub->unacked);
     if (last_of_queue) {
         core_exchange_auto_delete(session, sub->destination.name);
         core_queue_expiry_unused(session->core, sub->destination.name); /* x-expires */

@@ -65,6 +65,11 @@ struct core_subscription {
     bool blocked;
     bool client_blocked; /* core_subscription_block() from the adapter */
     bool ready_sent;
+    /* Its deliveries count in the session's limits.max_unacked (the client
+     * settles them: not auto-accepted, an engine that settles); `unacked`
+     * of them are not settled yet. */
+    bool counts_unacked;
+    uint32_t unacked;
     struct core_exchange_op *exchange_op; /* an exchange subscription being set up (core's) */
     struct selector *selector;            /* options.selector parsed, or NULL (owned) */
     _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */

@@ -326,6 +326,7 @@ void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)
     }
     uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
     if (connection->link_count >= most) {
+        core_limit_refused(connection->adapter->base.context.core, CORE_LIMIT_SUBSCRIPTIONS);
         amqp_link_refuse(connection, link, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
                          "too many links on this connection (at most %u: "
                          "limits.max_subscriptions)",

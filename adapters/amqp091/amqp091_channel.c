@@ -1072,6 +1072,17 @@ static struct amqp091_consumer *amqp091_consumer_find(struct amqp091_channel *ch
     return NULL;
 }
 
+/* Consumers on every channel of the connection (limits.max_subscriptions). */
+static size_t amqp091_connection_consumers(struct amqp091_connection *connection)
+{
+    size_t count = 0;
+    struct u64_map *channels = &connection->channels;
+    for (size_t i = 0; channels->slots && i <= channels->mask; i++)
+        if (channels->slots[i].key && channels->slots[i].value)
+            count += ((struct amqp091_channel *)channels->slots[i].value)->consumer_count;
+    return count;
+}
+
 static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_consume_t *m)
 {
     struct amqp091_connection *connection = channel->connection;
@@ -1129,6 +1140,16 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     if (amqp091_consumer_find(channel, tag)) {
         snprintf(text, sizeof(text), "NOT_ALLOWED - attempt to reuse consumer tag '%s'", tag);
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
+    if (amqp091_connection_consumers(connection) >= most) {
+        core_limit_refused(connection->adapter->base.context.core, CORE_LIMIT_SUBSCRIPTIONS);
+        snprintf(text, sizeof(text),
+                 "RESOURCE_ERROR - too many consumers: this connection holds %u already "
+                 "(limits.max_subscriptions, every channel together)",
+                 most);
+        amqp091_channel_error(channel, AMQP_RESOURCE_ERROR, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
     if (channel->consumer_count >= AMQP091_MAX_CONSUMERS) {
@@ -1477,6 +1498,7 @@ static void amqp091_channel_open(struct amqp091_connection *connection, uint16_t
 {
     char text[192];
     if (number > connection->channel_max) {
+        core_limit_refused(connection->adapter->base.context.core, CORE_LIMIT_CHANNELS);
         snprintf(text, sizeof(text),
                  "NOT_ALLOWED - channel %u is above the negotiated channel_max %u", number,
                  connection->channel_max);

@@ -1,7 +1,8 @@
 /* amqp091_connection.c -- one AMQP 0-9-1 client connection (architecture
  * §12): the protocol header, the frame loop over the adapter's own frame
  * layer (amqp091_frame.c), the connection class (Start/Start-Ok with PLAIN
- * and AMQPLAIN, Tune/Tune-Ok, Open, Close/Close-Ok both ways), heartbeats,
+ * and AMQPLAIN, and EXTERNAL on a TLS connection with a verified client
+ * certificate; Tune/Tune-Ok, Open, Close/Close-Ok both ways), heartbeats,
  * writing frames and the orderly end of a connection. Channel frames go to
  * amqp091_channel.c.
  *
@@ -267,8 +268,9 @@ static void amqp091_on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (connection->state != AMQP091_STATE_RUNNING) {
-        log_info("amqp091", "%s: handshake not finished within %d ms", connection->base.peer,
-                 AMQP091_HANDSHAKE_TIMEOUT_MS);
+        log_info("amqp091", "%s: handshake not finished within %llu ms (limits.handshake_timeout)",
+                 connection->base.peer,
+                 (unsigned long long)amqp091_config(connection)->limits.handshake_timeout_ms);
         amqp091_close(connection, "handshake timeout");
         return;
     }
@@ -301,6 +303,14 @@ static void amqp091_arm_heartbeat(struct amqp091_connection *connection)
 }
 
 /* ---- the connection class ------------------------------------------------------------- */
+
+/* A TLS client certificate (verified, or one that names no acceptable
+ * user): EXTERNAL is offered, and refused with the reason when chosen. */
+static bool amqp091_has_certificate(struct amqp091_connection *connection)
+{
+    char identity[256];
+    return transport_peer_identity(&connection->base.transport, identity, sizeof(identity)) != 0;
+}
 
 static void amqp091_send_start(struct amqp091_connection *connection)
 {
@@ -341,7 +351,8 @@ static void amqp091_send_start(struct amqp091_connection *connection)
         .version_major = 0,
         .version_minor = 9,
         .server_properties = {5, props},
-        .mechanisms = amqp_cstring_bytes("PLAIN AMQPLAIN"),
+        .mechanisms = amqp_cstring_bytes(
+            amqp091_has_certificate(connection) ? "EXTERNAL PLAIN AMQPLAIN" : "PLAIN AMQPLAIN"),
         .locales = amqp_cstring_bytes("en_US"),
     };
     connection->frame_max = AMQP091_FRAME_MIN_SIZE; /* until Tune-Ok */
@@ -386,11 +397,19 @@ static void amqp091_auth_checked(void *opaque, int result, const char *user, con
     struct amqp091_connection *connection = opaque;
     connection->auth = NULL;
     if (result != CORE_OK) {
-        char text[256];
-        snprintf(text, sizeof(text),
-                 "ACCESS_REFUSED - Login was refused using authentication mechanism %s. For "
-                 "details see the broker logfile.",
-                 connection->mechanism);
+        /* RabbitMQ's text; a refusal at a limit, or of a certificate, says
+         * why (never which part of a password login was wrong: that reason
+         * stays in the log) */
+        char text[512];
+        if (reason && (strstr(reason, "limits.") || strcmp(connection->mechanism, "EXTERNAL") == 0))
+            snprintf(text, sizeof(text),
+                     "ACCESS_REFUSED - Login was refused using authentication mechanism %s: %s",
+                     connection->mechanism, reason);
+        else
+            snprintf(text, sizeof(text),
+                     "ACCESS_REFUSED - Login was refused using authentication mechanism %s. For "
+                     "details see the broker logfile.",
+                     connection->mechanism);
         log_info("amqp091", "%s: login refused: %s", connection->base.peer,
                  reason ? reason : "bad credentials");
         connection->state = AMQP091_STATE_START_OK; /* the error path reads Close-Ok */
@@ -452,6 +471,31 @@ void amqp091_connection_publish_blocked(struct amqp091_connection *connection, b
     }
 }
 
+/* EXTERNAL (mTLS, as RabbitMQ's rabbitmq_auth_mechanism_ssl): the verified
+ * client certificate's identity (subject CN, or the listener's configured
+ * SAN) is the user; the response, when not empty, is an authzid that must
+ * be that identity. Answered at once: nothing to hash. */
+static void amqp091_external(struct amqp091_connection *connection, amqp_bytes_t response)
+{
+    char identity[256], user[256], reason[400];
+    int has = transport_peer_identity(&connection->base.transport, identity, sizeof(identity));
+    int rc = CORE_ERR_ACCESS;
+    if (has < 0)
+        snprintf(reason, sizeof(reason), "%s", identity);
+    else if (response.len > 0 &&
+             (response.len != strlen(identity) || memcmp(response.bytes, identity, response.len)))
+        snprintf(reason, sizeof(reason),
+                 "the EXTERNAL authorization identity is not the certificate's ('%s')", identity);
+    else
+        rc = core_authenticate_certificate(connection->adapter->base.context.core, identity, user,
+                                           sizeof(user), reason, sizeof(reason));
+    if (rc != CORE_OK) {
+        amqp091_auth_checked(connection, rc, NULL, reason);
+        return;
+    }
+    amqp091_auth_checked(connection, CORE_OK, user, NULL);
+}
+
 static void amqp091_start_ok(struct amqp091_connection *connection,
                              const amqp_connection_start_ok_t *start_ok)
 {
@@ -477,11 +521,16 @@ static void amqp091_start_ok(struct amqp091_connection *connection,
         }
     } else if (strcmp(connection->mechanism, "AMQPLAIN") == 0) {
         rc = amqp091_amqplain(start_ok->response, login, sizeof(login), password, sizeof(password));
+    } else if (strcmp(connection->mechanism, "EXTERNAL") == 0 &&
+               amqp091_has_certificate(connection)) {
+        amqp091_external(connection, start_ok->response);
+        return;
     } else {
         char text[192];
-        snprintf(text, sizeof(text),
-                 "ACCESS_REFUSED - unsupported authentication mechanism '%s' (PLAIN, AMQPLAIN)",
-                 connection->mechanism);
+        snprintf(
+            text, sizeof(text), "ACCESS_REFUSED - unsupported authentication mechanism '%s' (%s)",
+            connection->mechanism,
+            amqp091_has_certificate(connection) ? "EXTERNAL, PLAIN, AMQPLAIN" : "PLAIN, AMQPLAIN");
         amqp091_connection_error(connection, AMQP_ACCESS_REFUSED, text,
                                  AMQP_CONNECTION_START_OK_METHOD);
         return;
@@ -493,9 +542,9 @@ static void amqp091_start_ok(struct amqp091_connection *connection,
         return;
     }
     connection->state = AMQP091_STATE_AUTH;
-    connection->auth =
-        core_authenticate_start(connection->adapter->base.context.core, login[0] ? login : NULL,
-                                password, amqp091_auth_checked, connection);
+    connection->auth = core_authenticate_start_from(connection->adapter->base.context.core,
+                                                    connection->base.peer, login[0] ? login : NULL,
+                                                    password, amqp091_auth_checked, connection);
     memset(password, 0, sizeof(password));
     if (!connection->auth) {
         connection->state = AMQP091_STATE_START_OK;
@@ -544,6 +593,17 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
                      "NOT_ALLOWED - vhost %s is not served over AMQP 0-9-1 yet (only '/')", vhost);
         else
             snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
+        amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
+        return;
+    }
+    uint32_t most = 0;
+    const char *limit = core_session_admit(core, connection->user, &most);
+    if (limit) {
+        char text[400];
+        snprintf(text, sizeof(text),
+                 "NOT_ALLOWED - too many connections: user '%s' has %u connections open already "
+                 "(%s, every protocol together)",
+                 connection->user, most, limit);
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
         return;
     }
@@ -819,7 +879,9 @@ static void amqp091_open_connection(struct adapter_base *adapter_base, evutil_so
         return;
     }
     connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
-    struct timeval handshake = {AMQP091_HANDSHAKE_TIMEOUT_MS / 1000, 0};
+    uint64_t handshake_ms = adapter_base_config(adapter_base)->limits.handshake_timeout_ms;
+    struct timeval handshake = {(time_t)(handshake_ms / 1000),
+                                (suseconds_t)(handshake_ms % 1000) * 1000};
     event_add(connection->timer, &handshake);
     log_info("amqp091", "%s: connection opened (%s)%s", connection->base.peer,
              transport_name(&connection->base.transport), refuse ? " (over max_connections)" : "");

@@ -26,11 +26,11 @@
 
 struct event;
 
-/* What Tune offers is the `amqp091` config section's (amqp091_config.h). */
-#define AMQP091_HANDSHAKE_TIMEOUT_MS 10000 /* header to Open, as RabbitMQ's handshake_timeout */
-#define AMQP091_CLOSE_OK_TIMEOUT_MS 2000   /* wait this long for Close-Ok after our Close */
-#define AMQP091_DEFAULT_PREFETCH 1000      /* credit of a consumer when basic.qos gave none */
-#define AMQP091_MAX_CONSUMERS 1024         /* per channel */
+/* What Tune offers is the `amqp091` config section's (amqp091_config.h);
+ * header to Open must take at most limits.handshake_timeout. */
+#define AMQP091_CLOSE_OK_TIMEOUT_MS 2000 /* wait this long for Close-Ok after our Close */
+#define AMQP091_DEFAULT_PREFETCH 1000    /* credit of a consumer when basic.qos gave none */
+#define AMQP091_MAX_CONSUMERS 1024       /* per channel */
 /* RabbitMQ's direct reply-to pseudo-queue: consumed with no-ack, named in
  * a publish's reply_to (docs/amqp091.md "Direct reply-to"). */
 #define AMQP091_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"

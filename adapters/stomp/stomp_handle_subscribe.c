@@ -281,6 +281,7 @@ struct stomp_subscription *stomp_temp_queue(struct stomp_connection *connection,
     }
     uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
     if (connection->subscription_count >= most) {
+        core_limit_refused(connection->adapter->base.context.core, CORE_LIMIT_SUBSCRIPTIONS);
         stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
                    "A connection may hold at most %u subscriptions (limits.max_subscriptions; "
                    "temporary queues count).",
@@ -388,11 +389,13 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                              id);
     }
     uint32_t most = adapter_base_config(&connection->adapter->base)->limits.max_subscriptions;
-    if (connection->subscription_count >= most)
+    if (connection->subscription_count >= most) {
+        core_limit_refused(connection->adapter->base.context.core, CORE_LIMIT_SUBSCRIPTIONS);
         return stomp_fail(error, STOMP_KIND_LIMIT, "too many subscriptions",
                           "A connection may hold at most %u subscriptions "
                           "(limits.max_subscriptions).",
                           most);
+    }
 
     enum stomp_ack_mode ack_mode = STOMP_ACK_AUTO;
     const char *ack = stomp_frame_header_value(frame, "ack");

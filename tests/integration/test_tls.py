@@ -7,9 +7,14 @@ own listeners and on a shared listener; a client trusting another CA and a
 client certificate of another CA refused; TLS 1.1 refused; mTLS: the client
 certificate's CN is the user, with its ACLs, over STOMP (CONNECT without
 login) and AMQP (SASL EXTERNAL), and a certificate of a user not in
-auth.users refused; SIGHUP with a new certificate (open connections keep
+auth.users refused; pika (AMQP 0-9-1, ssl_options) with PLAIN and with
+EXTERNAL (the certificate's CN is the user, its ACLs apply), wrong CA, a
+client certificate of another CA and TLS 1.1 refused; SIGHUP with a new certificate (open connections keep
 working, new ones get the new certificate; the expiry gauge follows); a
 handshake that never finishes closed after limits.tls_handshake_timeout;
+slow-loris connections on every listener kind (TLS never finished, no
+CONNECT, no AMQP header, a 0-9-1 header then nothing, no WebSocket upgrade
+on ws and wss) closed, with RSS flat over rounds of them;
 the ops endpoint over HTTPS; RabbitMQ sha256/sha512 hashes and
 `kbridged --hash-password` hashes logging in over STOMP and AMQP;
 plaintext passwords only with auth.insecure_plaintext; AMQP's in-band TLS
@@ -26,10 +31,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
 
+import pika
 import pytest
 import stomp
 import yaml
@@ -395,6 +402,125 @@ def test_identity_from_san_email(kbridged_factory, bootstrap, pki):
     client.close()
 
 
+# ---- AMQP 0-9-1 (pika) over TLS -----------------------------------------------------------------
+
+
+def pika_tls(daemon, pki, listener="amqp091", cert=None, credentials=None, ca="ca",
+             tls_version=None):
+    """A pika BlockingConnection over TLS (ssl_options with the test CA):
+    PLAIN with `credentials` (user, password), EXTERNAL with a client
+    certificate and no credentials."""
+    context = ssl.create_default_context(cafile=pki[ca])
+    if tls_version:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_ciphers("DEFAULT@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = tls_version
+    if cert:
+        context.load_cert_chain(*pki[cert])
+    host, port = daemon.host_port(listener)
+    creds = pika.PlainCredentials(*credentials) if credentials else \
+        pika.credentials.ExternalCredentials()
+    params = pika.ConnectionParameters(host=host, port=port, credentials=creds,
+                                       ssl_options=pika.SSLOptions(context, "localhost"),
+                                       socket_timeout=10, blocked_connection_timeout=30,
+                                       connection_attempts=1)
+    return pika.BlockingConnection(params)
+
+
+def pika_round_trip(conn, queue, body):
+    """Declare `queue`, publish `body` with confirms, consume it; (properties, body)."""
+    channel = conn.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(queue)
+    got = []
+    channel.basic_consume(queue, lambda ch, method, properties, data:
+                          (got.append((properties, data)), ch.basic_ack(method.delivery_tag)))
+    channel.basic_publish("", queue, body, pika.BasicProperties(headers={"colour": "green"}))
+    deadline = time.monotonic() + 30
+    while not got:
+        assert time.monotonic() < deadline, f"nothing arrived on {queue} within 30 s"
+        conn.process_data_events(time_limit=0.2)
+    channel.close()
+    return got[0]
+
+
+def amqp091_tls_config(bootstrap, pki, users, verify):
+    config = tls_config(bootstrap, pki, users, verify=verify)
+    config["listeners"]["amqp091"] = {"bind": "127.0.0.1:0", "tls": tls_of(pki, verify=verify)}
+    return config
+
+
+def test_amqp091_over_tls_and_mtls_with_pika(kbridged_factory, bootstrap, pki):
+    tag = uniq()
+    users = [user("app", hash_password("s3cret pass")),
+             user("alice", hash_password("unused"), publish=[f"^alice\\.{tag}\\."],
+                  consume=[f"^alice\\.{tag}\\."])]
+    config = amqp091_tls_config(bootstrap, pki, users, verify="optional")
+    daemon = start_tls(kbridged_factory, config, pki)
+
+    # PLAIN over TLS, no client certificate (verify: optional).
+    conn = pika_tls(daemon, pki, credentials=("app", "s3cret pass"))
+    try:
+        properties, body = pika_round_trip(conn, f"tls.pika.{tag}", b"pika over tls")
+        assert body == b"pika over tls" and properties.headers["colour"] == "green"
+    finally:
+        conn.close()
+    assert re.search(r"\[amqp091\] \S+: connection opened \(tls\)", daemon.log())
+    assert re.search(r"\[amqp091\] \S+: connection open, user app,", daemon.log())
+
+    # EXTERNAL: the client certificate's CN is the user, with its ACLs.
+    conn = pika_tls(daemon, pki, cert="alice")
+    try:
+        properties, body = pika_round_trip(conn, f"alice.{tag}.pika", b"by certificate")
+        assert body == b"by certificate"
+        channel = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.queue_declare(f"bob.{tag}")
+        assert refused.value.reply_code == 403
+        assert f"bob.{tag}" in refused.value.reply_text
+    finally:
+        if conn.is_open:
+            conn.close()
+    assert re.search(r"\[amqp091\] \S+: connection open, user alice,", daemon.log())
+
+    # A certificate of a user who is not in auth.users: 403 at login.
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as refused:
+        pika_tls(daemon, pki, cert="mallory")
+    assert "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL: the " \
+        "client certificate names user 'mallory', who is not in auth.users" in str(refused.value)
+    daemon.wait_log(r"\[amqp091\] \S+: login refused: the client certificate names user "
+                    r"'mallory', who is not in auth.users")
+
+    # No certificate: EXTERNAL is not offered, so pika finds no mechanism.
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika_tls(daemon, pki)
+
+    # The client trusts another CA: it refuses the server's certificate.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError)) as refused:
+        pika_tls(daemon, pki, credentials=("app", "s3cret pass"), ca="otherca")
+    assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value) or \
+        "certificate verify failed" in repr(refused.value)
+
+    # A client certificate of another CA: the server refuses the handshake.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError, ConnectionError)):
+        pika_tls(daemon, pki, cert="alice_other", credentials=("app", "s3cret pass"))
+    daemon.wait_log(r"listener amqp091: connection from \S+ closed: TLS handshake failed: .*"
+                    r"certificate")
+
+    # TLS 1.1 only: refused during the handshake.
+    with pytest.raises((pika.exceptions.AMQPConnectionError, ssl.SSLError)) as refused:
+        pika_tls(daemon, pki, credentials=("app", "s3cret pass"),
+                 tls_version=ssl.TLSVersion.TLSv1_1)
+    daemon.wait_log(r"listener amqp091: connection from \S+ closed: TLS handshake failed: "
+                    r".*unsupported protocol")
+
+    # The listener still serves.
+    conn = pika_tls(daemon, pki, credentials=("app", "s3cret pass"))
+    assert conn.channel().is_open
+    conn.close()
+
+
 # ---- reload, timeout, ops -------------------------------------------------------------------
 
 
@@ -466,6 +592,102 @@ def test_handshake_that_never_finishes_is_closed(kbridged_factory, bootstrap, pk
     # The listener still serves.
     client = stomp_tls(daemon, pki, login="app", passcode="pw")
     client.close()
+
+
+def rss_kib(daemon):
+    with open(f"/proc/{daemon.proc.pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def under_asan(daemon):
+    """AddressSanitizer keeps freed memory in quarantine: RSS says nothing then."""
+    with open(f"/proc/{daemon.proc.pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def test_slow_loris_on_every_listener_is_closed_and_rss_stays_flat(kbridged_factory, bootstrap,
+                                                                  pki):
+    """Connections that never finish a handshake, on every listener kind: a
+    TLS handshake never started or left half-way (STOMP, AMQP 1.0/0-9-1,
+    wss, HTTPS), TLS done and then no STOMP CONNECT, no AMQP header, an AMQP
+    1.0 SASL header or a 0-9-1 header and then nothing, no WebSocket upgrade (wss and ws).
+    Each is closed by the server (limits of 1 s); rounds of them leave RSS
+    flat."""
+    config = tls_config(bootstrap, pki, [user("app", hash_password("pw"))],
+                        limits={"tls_handshake_timeout": "1s", "handshake_timeout": "1s",
+                                "protocol_detect_timeout": "1s"})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    config["listeners"]["amqp091"] = {"bind": "127.0.0.1:0", "protocols": ["amqp091"]}
+    config["listeners"]["wss"] = {"bind": "127.0.0.1:0", "protocols": ["stomp"],
+                                  "transport": "websocket", "tls": tls_of(pki)}
+    config["listeners"]["ws"] = {"bind": "127.0.0.1:0", "protocols": ["stomp"],
+                                 "transport": "websocket"}
+    daemon = start_tls(kbridged_factory, config, pki)
+    wait_for(lambda: {"amqp091", "wss", "ws"} <= set(daemon.addresses), 15, "all listeners")
+    client_context = ssl.create_default_context(cafile=pki["ca"])
+
+    def opened(listener, mode):
+        sock = socket.create_connection(daemon.host_port(listener), timeout=30)
+        sock.settimeout(60)  # only guards against a hang: the server must close first
+        if mode == "partial hello":
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        elif mode.startswith("tls"):
+            sock = client_context.wrap_socket(sock, server_hostname="localhost")
+            if mode == "tls, amqp 1.0 sasl header":  # then no SASL init
+                sock.sendall(b"AMQP\x03\x01\x00\x00")
+            elif mode == "tls, amqp 0-9-1 header":
+                sock.sendall(b"AMQP\x00\x00\x09\x01")
+        elif mode == "amqp 0-9-1 header":
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+        return sock
+
+    cases = [(listener, "silent") for listener in ("stomp", "amqp", "wss", "amqp091", "ws")]
+    cases += [(listener, "partial hello") for listener in ("stomp", "amqp", "wss")]
+    cases += [("stomp", "tls, nothing"), ("amqp", "tls, nothing"), ("wss", "tls, nothing"),
+              ("amqp", "tls, amqp 1.0 sasl header"), ("amqp", "tls, amqp 0-9-1 header"),
+              ("amqp091", "amqp 0-9-1 header")]
+
+    def one_round(cases):
+        socks = [(case, opened(*case)) for case in cases]
+        for case, sock in socks:
+            try:
+                while sock.recv(4096):
+                    pass
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+            except socket.timeout:
+                raise AssertionError(f"{case} was not closed by the server")
+            sock.close()
+        wait_for(lambda: all(v == 0 for k, v in metric_values(https(daemon, pki, "/metrics")[1])
+                             .items() if k.startswith("kbridge_connections{")), 15,
+                 "no connection left")
+
+    # warm-up (allocator arenas, metrics series, TLS sessions), with the HTTPS
+    # listener: its stalled handshakes end at evhttp's 30 s timeout (daemon/http.c),
+    # not at limits.tls_handshake_timeout, so it is left out of the rounds below
+    one_round(cases + [("http", "silent"), ("http", "partial hello")])
+    daemon.wait_log(r"TLS handshake not finished within limits\.tls_handshake_timeout")
+    daemon.wait_log(r"\[amqp091\] \S+: handshake not finished within 1000 ms "
+                    r"\(limits\.handshake_timeout\)")
+    daemon.wait_log(r"no AMQP open within limits\.handshake_timeout \(1000 ms\)")
+    daemon.wait_log(r"no WebSocket upgrade within limits\.handshake_timeout")
+    before = rss_kib(daemon)
+    for _ in range(10):
+        one_round(cases)
+    after = rss_kib(daemon)
+    print(f"\nVmRSS after the warm-up: {before} KiB; after {10 * len(cases)} more slow "
+          f"connections: {after} KiB ({after - before:+d} KiB)")
+    failures = metric_values(https(daemon, pki, "/metrics")[1])
+    timeouts = sum(v for k, v in failures.items()
+                   if k.startswith("kbridge_tls_handshake_failures_total") and 'reason="timeout"'
+                   in k)
+    assert timeouts >= 11 * 6  # the silent and partial TLS ones (not HTTPS), each round
+    client = stomp_tls(daemon, pki, login="app", passcode="pw")  # the listeners still serve
+    client.close()
+    if under_asan(daemon):
+        print("AddressSanitizer build: RSS growth not asserted")
+        return
+    assert after - before < 2048, f"RSS grew by {after - before} KiB"
 
 
 def test_ops_endpoint_over_https(kbridged_factory, bootstrap, pki):

@@ -557,6 +557,15 @@ static const struct error_case error_cases[] = {
      "t.yaml:1: auth.users[0].publish: expected a list of regular expressions, got \".*\""},
     {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [{a: 1}]}]}\n",
      "t.yaml:1: auth.users[0].consume[0]: expected a regular expression, got a mapping"},
+    /* repetitions that would make regcomp build gigabytes (found by the config fuzz target) */
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", publish: [\"a+++++++++++++++\"]}]}\n",
+     "t.yaml:1: auth.users[0].publish[0]: \"a+++++++++++++++\" is too complex a regular "
+     "expression: its repetitions (stacked like '++', or nested) would compile to more than "
+     "1000 nodes"},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [\"((a{99}){99}){9}\"]}]}\n",
+     "t.yaml:1: auth.users[0].consume[0]: \"((a{99}){99}){9}\" is too complex a regular "
+     "expression: its repetitions (stacked like '++', or nested) would compile to more than "
+     "1000 nodes"},
     {"node_id:\nlog: {}\n", "t.yaml:1: node_id: has no value"},
     {"node_id: \"a\\0b\"\n", "t.yaml:1: node_id: contains a NUL character"},
 
