@@ -26,6 +26,11 @@ case "${1:-}" in
 esac
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# The integration tests spend most of their time waiting (group joins,
+# deadlines), so they run on as many pytest-xdist workers as there are cores;
+# each worker has its own kbridge-devkafka and every test its own kbridged
+# and ephemeral ports. --durations lists the slowest in the log.
+pytest_workers="-n $jobs --durations=15"
 [ -x configure ] || ./autogen.sh
 mkdir -p "build/$variant"
 cd "build/$variant"
@@ -37,7 +42,7 @@ if [ "$variant" = sanitizers ]; then
     export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp"
     make check
     # valgrind cannot run an ASan binary; the plain run covers it.
-    make integration PYTEST_ARGS="-m 'not valgrind'"
+    make integration PYTEST_ARGS="$pytest_workers -m 'not valgrind'"
 elif [ "$variant" = tsan ]; then
     # The first race stops the process with exit code 66, which the unit test
     # or the integration test that ran it reports. tests/tsan.supp says why
@@ -45,11 +50,11 @@ elif [ "$variant" = tsan ]; then
     export TSAN_OPTIONS="suppressions=$top/tests/tsan.supp:halt_on_error=1:exitcode=66:second_deadlock_stack=1"
     make check
     # valgrind cannot run a TSan binary either.
-    make integration PYTEST_ARGS="-m 'not valgrind'"
+    make integration PYTEST_ARGS="$pytest_workers -m 'not valgrind'"
 else
     make format-check
     make check
-    make integration
+    make integration PYTEST_ARGS="$pytest_workers"
     make distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror"
 fi
 echo "run-suite.sh: $variant suite passed"
