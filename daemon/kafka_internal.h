@@ -54,6 +54,14 @@ struct kafka_delivery {
     uint32_t sticky; /* kafka_produce's: the partition of a record without key */
 };
 
+/* Queue one record on producer `rk` (the node's or a transactional one)
+ * with `delivery` as its opaque; headers and value are copied. 0, or
+ * librdkafka's error: nothing queued, `delivery` still the caller's. */
+int kafka_produce_on(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     const struct kafka_header *headers, size_t header_count,
+                     struct kafka_delivery *delivery);
+
 struct kafka_txn;
 struct kafka_txn_wait;
 

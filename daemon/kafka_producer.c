@@ -246,6 +246,27 @@ fail:
     return -1;
 }
 
+int kafka_produce_on(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     const struct kafka_header *headers, size_t header_count,
+                     struct kafka_delivery *delivery)
+{
+    rd_kafka_headers_t *kafka_headers = NULL;
+    if (header_count > 0) {
+        kafka_headers = rd_kafka_headers_new(header_count);
+        for (size_t i = 0; i < header_count; i++)
+            rd_kafka_header_add(kafka_headers, headers[i].name, -1, headers[i].value,
+                                (ssize_t)headers[i].value_len);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(kafka_headers), RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+    if (err && kafka_headers)
+        rd_kafka_headers_destroy(kafka_headers); /* librdkafka owns them only when queued */
+    return (int)err;
+}
+
 int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uint32_t sticky,
                   const void *key, size_t key_len, const void *value, size_t value_len,
                   const struct kafka_header *headers, size_t header_count, kafka_delivery_fn done,
@@ -257,26 +278,13 @@ int kafka_produce(struct kafka *kafka, const char *topic, int32_t partition, uin
     delivery->done = done;
     delivery->opaque = opaque;
     delivery->sticky = sticky;
-
-    rd_kafka_headers_t *kafka_headers = NULL;
-    if (header_count > 0) {
-        kafka_headers = rd_kafka_headers_new(header_count);
-        for (size_t i = 0; i < header_count; i++)
-            rd_kafka_header_add(kafka_headers, headers[i].name, -1, headers[i].value,
-                                (ssize_t)headers[i].value_len);
-    }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        kafka->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(kafka_headers),
-        RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+    int err = kafka_produce_on(kafka->producer, topic, partition, key, key_len, value, value_len,
+                               headers, header_count, delivery);
     if (err) {
-        if (kafka_headers)
-            rd_kafka_headers_destroy(kafka_headers);
         free(delivery);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             (*kafka->delivery_errors)++;
-        return (int)err;
+        return err;
     }
     (*kafka->produced)++;
     return KAFKA_OK;

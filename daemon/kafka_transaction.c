@@ -327,23 +327,11 @@ int kafka_txn_produce(struct kafka_txn *txn, const char *topic, uint32_t sticky,
     if (!delivery)
         return RD_KAFKA_RESP_ERR__FAIL;
     delivery->sticky = sticky;
-    rd_kafka_headers_t *kafka_headers = NULL;
-    if (header_count > 0) {
-        kafka_headers = rd_kafka_headers_new(header_count);
-        for (size_t i = 0; i < header_count; i++)
-            rd_kafka_header_add(kafka_headers, headers[i].name, -1, headers[i].value,
-                                (ssize_t)headers[i].value_len);
-    }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        txn->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(kafka_headers),
-        RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+    int err = kafka_produce_on(txn->rk, topic, RD_KAFKA_PARTITION_UA, key, key_len, value,
+                               value_len, headers, header_count, delivery);
     if (err) {
-        if (kafka_headers)
-            rd_kafka_headers_destroy(kafka_headers);
         free(delivery);
-        return (int)err;
+        return err;
     }
     txn->records[txn->record_count++] = delivery;
     (*txn->kafka->produced)++;
