@@ -48,6 +48,18 @@ def wait_for(condition, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+def metrics(daemon):
+    """/metrics as {series: value}."""
+    status, text = daemon.http("/metrics")
+    assert status == 200
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            values[series] = float(value)
+    return values
+
+
 class DevKafka:
     """A kbridge-devkafka process: a mock Kafka cluster with fault injection."""
 

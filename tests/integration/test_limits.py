@@ -21,7 +21,7 @@ from proton import Message
 
 from amqp_client import connect as amqp_connect
 from amqp_client import receive_all
-from conftest import base_config, wait_for
+from conftest import base_config, metrics, wait_for
 
 PASSWORD = "secret"
 LIMIT_SERIES = 'kbridge_limit_refusals_total{{limit="{}"}}'
@@ -61,17 +61,6 @@ def pika_refusal(daemon, login, password):
     with pytest.raises(pika.exceptions.AMQPConnectionError) as refused:
         pika_connect(daemon, login, password)
     return str(refused.value)
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def refusals(daemon, limit):

@@ -15,7 +15,7 @@ import uuid
 import pytest
 import stomp
 
-from conftest import EXTERNAL_BOOTSTRAP, HERE, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, HERE, base_config, metrics, wait_for
 from stomp_util import Client
 
 KAFKA = {"consumer": {"session.timeout.ms": 6000}}
@@ -25,17 +25,6 @@ CLIENTS = os.path.join(HERE, "clients")
 @pytest.fixture
 def qname():
     return f"compat-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else "compat"
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def queue_metric(daemon, name, queue):

@@ -8,7 +8,6 @@ heart-beats.
 Raw sockets (clients/rawstomp.py) send what no library would; stomp.py
 (stomp_util.Client) is the well-behaved client."""
 
-import os
 import re
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import uuid
 import pytest
 
 from clients.rawstomp import RawStomp, frame
-from conftest import EXTERNAL_BOOTSTRAP, base_config, valgrind_wrapper, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, valgrind_wrapper, wait_for
 from stomp_util import Client
 
 KAFKA = {"consumer": {"session.timeout.ms": 6000}}
@@ -51,17 +50,6 @@ def errors_config(bootstrap, secret_hash, anonymous=True, limits=None):
                                # (test_limits.py tests the throttling)
                                "max_auth_failures_per_minute": 0,
                                **(limits or {})})
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def under_asan(daemon):

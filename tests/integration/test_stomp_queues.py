@@ -18,7 +18,7 @@ import pytest
 import stomp
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, wait_for
 from stomp_util import Client
 
 # The mock's group rebalance after a join/leave waits session.timeout.ms - 1s:
@@ -62,18 +62,6 @@ def queue_config(bootstrap, node_id="test1", **queues):
     if queues:
         config["queues"] = queues
     return config
-
-
-def metrics(daemon):
-    """/metrics as {series: value}."""
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def queue_metric(values_or_daemon, name, queue):

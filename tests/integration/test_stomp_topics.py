@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from clients.rawstomp import RawStomp
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, wait_for
 from stomp_util import Client
 
 # Durable subscriptions are consumer groups: the mock's rebalance waits
@@ -31,17 +31,6 @@ def uniq():
 
 def topic_config(bootstrap, **sections):
     return base_config(bootstrap, kafka=dict(KAFKA), **sections)
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def send_all(client, destination, bodies, headers=None, timeout=60):

@@ -21,7 +21,7 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, wait_for
 from stomp_util import Client
 
 SESSION_TIMEOUT_MS = 6000
@@ -39,17 +39,6 @@ def tx_config(bootstrap, **transactions):
     if transactions:
         config["transactions"] = transactions
     return config
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def produce(bootstrap, topic, bodies):

@@ -34,7 +34,7 @@ import uuid
 
 import pytest
 
-from conftest import BUILDDIR, EXTERNAL_BOOTSTRAP, SRCDIR, base_config, wait_for
+from conftest import BUILDDIR, EXTERNAL_BOOTSTRAP, SRCDIR, base_config, metrics, wait_for
 from stomp_util import Client
 from test_tls import hash_password, pki, tls_of, user  # noqa: F401 (pki: a fixture)
 from ws_client import BINARY, CLOSE, PING, PONG, TEXT, HandshakeRefused, WebSocket, close_code
@@ -65,17 +65,6 @@ def start(kbridged_factory, config):
     daemon = kbridged_factory(config)
     wait_for(lambda: "web" in daemon.addresses, 15, "the websocket listener")
     return daemon
-
-
-def metrics(daemon):
-    status, text = daemon.http("/metrics")
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
 
 
 def ws_connect(daemon, **kwargs):
