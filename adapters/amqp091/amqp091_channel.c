@@ -210,16 +210,17 @@ static struct amqp091_op *amqp091_op_new(struct amqp091_channel *channel,
     return op;
 }
 
-/* The core took the request (rc CORE_OK: wait for its answer) or refused it. */
+/* The core took the request (rc CORE_OK: wait for its answer) or refused
+ * it; op NULL: it could not be made (out of memory), rc and err say so. */
 static void amqp091_op_started(struct amqp091_channel *channel, struct amqp091_op *op, int rc,
-                               const char *err)
+                               const char *err, amqp_method_number_t method)
 {
-    if (rc == CORE_OK) {
+    if (op && rc == CORE_OK) {
         channel->connection->waiting++;
         amqp091_connection_update_reading(channel->connection);
         return;
     }
-    amqp091_channel_core_error(channel, rc, err, op->method);
+    amqp091_channel_core_error(channel, rc, err, method);
     free(op);
 }
 
@@ -265,15 +266,12 @@ static void amqp091_exchange_declare(struct amqp091_channel *channel,
         0)
         return;
     struct amqp091_op *op = amqp091_op_new(channel, AMQP_EXCHANGE_DECLARE_METHOD, m->nowait);
+    snprintf(err, sizeof(err), "out of memory");
     int rc = op ? core_declare_exchange(channel->connection->session, &spec, m->passive,
                                         amqp091_op_done, op, err, sizeof(err))
                 : CORE_ERR_INTERNAL;
     json_decref(spec.arguments);
-    if (!op) {
-        amqp091_channel_core_error(channel, rc, "out of memory", AMQP_EXCHANGE_DECLARE_METHOD);
-        return;
-    }
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, AMQP_EXCHANGE_DECLARE_METHOD);
 }
 
 static void amqp091_exchange_delete(struct amqp091_channel *channel,
@@ -288,7 +286,7 @@ static void amqp091_exchange_delete(struct amqp091_channel *channel,
     }
     int rc = core_delete_exchange(channel->connection->session, CORE_DEFAULT_VHOST, name,
                                   m->if_unused, amqp091_op_done, op, err, sizeof(err));
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, op->method);
 }
 
 /* queue.bind/unbind and exchange.bind/unbind. */
@@ -321,11 +319,7 @@ static void amqp091_binding(struct amqp091_channel *channel, amqp_method_number_
                   : core_unbind(channel->connection->session, &spec, amqp091_op_done, op, err,
                                 sizeof(err));
     json_decref(spec.arguments);
-    if (!op) {
-        amqp091_channel_core_error(channel, rc, err, method);
-        return;
-    }
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, method);
 }
 
 static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_queue_declare_t *m)
@@ -348,11 +342,7 @@ static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_qu
         rc = core_declare_queue(channel->connection->session, &spec, m->passive, amqp091_op_done,
                                 op, err, sizeof(err));
     json_decref(spec.arguments);
-    if (!op) {
-        amqp091_channel_core_error(channel, rc, err, AMQP_QUEUE_DECLARE_METHOD);
-        return;
-    }
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_DECLARE_METHOD);
 }
 
 static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_queue_delete_t *m)
@@ -368,7 +358,7 @@ static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_que
     }
     int rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name, m->if_unused,
                                m->if_empty, amqp091_op_done, op, err, sizeof(err));
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, op->method);
 }
 
 /* queue.purge's answer: purge-ok with the count the core purged. */
@@ -406,7 +396,7 @@ static void amqp091_queue_purge(struct amqp091_channel *channel, const amqp_queu
     }
     int rc = core_purge_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
                               amqp091_purge_done, op, err, sizeof(err));
-    amqp091_op_started(channel, op, rc, err);
+    amqp091_op_started(channel, op, rc, err, op->method);
 }
 
 /* ---- publishing ---------------------------------------------------------------------------- */
