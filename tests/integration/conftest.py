@@ -60,6 +60,15 @@ def metrics(daemon):
     return values
 
 
+def under_sanitizer(daemon):
+    """Is kbridged built with AddressSanitizer or ThreadSanitizer? ASan keeps
+    freed memory in quarantine and TSan grows its shadow memory and history
+    with every allocation: under either, RSS says nothing about leaks."""
+    with open(f"/proc/{daemon.proc.pid}/maps") as f:
+        maps = f.read()
+    return "libasan" in maps or "libtsan" in maps
+
+
 class DevKafka:
     """A kbridge-devkafka process: a mock Kafka cluster with fault injection."""
 

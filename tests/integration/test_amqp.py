@@ -23,9 +23,8 @@ from proton.utils import LinkDetached
 
 from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread, send_windowed,
                          settle, WindowedSender)
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, under_sanitizer, wait_for
 from stomp_util import Client
-from test_stomp_errors import under_asan
 from test_stomp_queues import SESSION_TIMEOUT_MS, read_topic
 from test_stomp_topics import send_all
 
@@ -93,7 +92,7 @@ def test_a_presettled_flood_is_bounded_and_all_reaches_kafka(kbridged_factory, b
     # credit follows Kafka's confirmations: kbridged holds at most
     # limits.max_unconfirmed (10000) messages at a time. Under AddressSanitizer
     # RSS measures its quarantine, not us (LeakSanitizer checks at exit).
-    if not under_asan(daemon):
+    if not under_sanitizer(daemon):
         assert peak - before < 150 * 1024, f"RSS grew from {before} to {peak} KiB"
     wait_for(lambda: len(read_topic(bootstrap, name)) == count, 60, f"{count} records in Kafka",
              interval=0.5)

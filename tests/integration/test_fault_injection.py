@@ -31,9 +31,9 @@ from proton import Message
 from proton.utils import SendException
 
 from amqp_client import WindowedSender, body_of, connect, run_in_thread
-from conftest import DevKafka, wait_for
+from conftest import DevKafka, under_sanitizer, wait_for
 from stomp_util import Client
-from test_stomp_errors import rss_kib, under_asan
+from test_stomp_errors import rss_kib
 from test_stomp_queues import (committed_offsets, consumer_client, end_offsets, metrics,
                                queue_config, read_topic, send_all)
 
@@ -178,8 +178,8 @@ def wait_assigned(daemon, queue, timeout=30):
 
 
 def memory_bounded(daemon, before_kib, limit_mib, what):
-    if under_asan(daemon):
-        print(f"{what}: AddressSanitizer build, RSS growth not asserted")
+    if under_sanitizer(daemon):
+        print(f"{what}: sanitizer build (ASan or TSan), RSS growth not asserted")
         return
     after = rss_kib(daemon)
     print(f"{what}: RSS {before_kib / 1024:.1f} -> {after / 1024:.1f} MiB")

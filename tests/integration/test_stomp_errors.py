@@ -18,7 +18,8 @@ import uuid
 import pytest
 
 from clients.rawstomp import RawStomp, frame
-from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, valgrind_wrapper, wait_for
+from conftest import (EXTERNAL_BOOTSTRAP, base_config, metrics, under_sanitizer, valgrind_wrapper,
+                      wait_for)
 from stomp_util import Client
 
 KAFKA = {"consumer": {"session.timeout.ms": 6000}}
@@ -51,11 +52,6 @@ def errors_config(bootstrap, secret_hash, anonymous=True, limits=None):
                                "max_auth_failures_per_minute": 0,
                                **(limits or {})})
 
-
-def under_asan(daemon):
-    """AddressSanitizer keeps freed memory in quarantine: RSS says nothing then."""
-    with open(f"/proc/{daemon.proc.pid}/maps") as f:
-        return "libasan" in f.read()
 
 
 def rss_kib(daemon):
@@ -311,10 +307,10 @@ def test_a_thousand_bad_connections_do_not_grow_the_daemon(
           f"{after} KiB ({after - before:+d} KiB)")
     assert daemon.http("/readyz")[0] == 200
     assert daemon.proc.poll() is None
-    if under_asan(daemon):
+    if under_sanitizer(daemon):
         # RSS is not a measure of leaks under AddressSanitizer (its quarantine
         # keeps freed memory); LeakSanitizer checks this build at exit instead.
-        print("AddressSanitizer build: RSS growth not asserted")
+        print("sanitizer build (ASan or TSan): RSS growth not asserted")
         return
     assert after - before < 2048, f"RSS grew by {after - before} KiB"
 
