@@ -91,10 +91,8 @@ const char *core_vhost_topic_prefix(const struct core *core, const char *vhost)
     return entry ? entry->topic_prefix : NULL;
 }
 
-/* The checks every call starts with: the node has read the topic, the
- * session may still act, the vhost is configured. */
-static int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
-                                     size_t err_size)
+int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
+                              size_t err_size)
 {
     struct core *core = session->core;
     if (session->revoked) {
@@ -113,8 +111,8 @@ static int core_definitions_precheck(struct core_session *session, const char *v
     return CORE_OK;
 }
 
-static int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
-                                const char *name, const char *vhost, char *err, size_t err_size)
+int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
+                         const char *name, const char *vhost, char *err, size_t err_size)
 {
     if (core_acl_allows(session, publish, name))
         return CORE_OK;

@@ -133,12 +133,8 @@ int core_exchange_publish(struct core_session *session, const struct destination
                  destination->name);
         return CORE_ERR_ACCESS;
     }
-    if (message->body_len > config->limits.max_message_size) {
-        snprintf(err, err_size,
-                 "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
-                 message->body_len, (unsigned long long)config->limits.max_message_size);
+    if (core_check_message_size(config, message, err, err_size) != 0)
         return CORE_ERR_TOO_LARGE;
-    }
 
     struct binding_header *headers = core_exchange_headers(message);
     if (!headers) {

@@ -153,12 +153,27 @@ void core_revoke_sessions(struct core *core);
 
 /* ---- core_definitions.c ---- */
 
+/* The checks every definitions call starts with: the node has read the
+ * topic, the session may still act, the vhost is configured. CORE_OK or an
+ * error with the reason in err. */
+int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
+                              size_t err_size);
+/* May the session publish (or consume) the `kind` (queue, exchange) `name`?
+ * CORE_OK or CORE_ERR_ACCESS naming the user and the right it lacks. */
+int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
+                         const char *name, const char *vhost, char *err, size_t err_size);
+
 /* Did the session declare the exclusive queue `name` (it alone may use it:
  * the name ACLs do not apply to it, as to a temporary queue)? */
 bool core_session_owns_exclusive(const struct core_session *session, const char *vhost,
                                  const char *name);
 
 /* ---- core_publish.c ---- */
+
+/* 0 when the message body fits limits.max_message_size; otherwise -1 with
+ * the reason in err (every publish path refuses it with CORE_ERR_TOO_LARGE). */
+int core_check_message_size(const struct config *config, const struct core_message *message,
+                            char *err, size_t err_size);
 
 /* The session is closing: its pending publishes will not call back. */
 void core_publish_forget_session(struct core_session *session);
@@ -258,6 +273,16 @@ void core_delete_queue_unattended(struct core *core, const char *vhost, const ch
                                   const char *what);
 
 /* ---- core_definitions.c ---- */
+
+/* The checks every definitions call starts with: the node has read the
+ * topic, the session may still act, the vhost is configured. CORE_OK or an
+ * error with the reason in err. */
+int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
+                              size_t err_size);
+/* May the session publish (or consume) the `kind` (queue, exchange) `name`?
+ * CORE_OK or CORE_ERR_ACCESS naming the user and the right it lacks. */
+int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
+                         const char *name, const char *vhost, char *err, size_t err_size);
 
 /* Create the node's definitions store (core->definitions) and hook its
  * start-up work. 0, or -1 with err. */

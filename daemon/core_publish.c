@@ -270,6 +270,17 @@ static int core_publish_produce(struct core_session *session, const char *topic,
     return engine_error_from_kafka(rc);
 }
 
+int core_check_message_size(const struct config *config, const struct core_message *message,
+                            char *err, size_t err_size)
+{
+    if (message->body_len <= config->limits.max_message_size)
+        return 0;
+    snprintf(err, err_size,
+             "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
+             message->body_len, (unsigned long long)config->limits.max_message_size);
+    return -1;
+}
+
 static const struct core_property *core_find_property(const struct core_message *message,
                                                       const char *name)
 {
@@ -324,12 +335,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         snprintf(err, err_size, "user '%s' may not publish to %s", session->user, display);
         return CORE_ERR_ACCESS;
     }
-    if (message->body_len > config->limits.max_message_size) {
-        snprintf(err, err_size,
-                 "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
-                 message->body_len, (unsigned long long)config->limits.max_message_size);
+    if (core_check_message_size(config, message, err, err_size) != 0)
         return CORE_ERR_TOO_LARGE;
-    }
     char topic[ADDRESS_NAME_MAX + 1];
     if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
                             sizeof(topic), err, err_size) < 0)

@@ -197,26 +197,17 @@ int core_purge_queue(struct core_session *session, const char *vhost, const char
     struct core *core = session->core;
     if (!vhost)
         vhost = "/";
-    if (session->revoked) {
-        snprintf(err, err_size, "access revoked");
-        return CORE_ERR_ACCESS;
-    }
-    if (!definitions_store_ready(core->definitions)) {
-        snprintf(err, err_size, "not ready: %s",
-                 definitions_store_not_ready_reason(core->definitions));
-        return CORE_ERR_UNAVAILABLE;
-    }
+    int rc = core_definitions_precheck(session, vhost, err, err_size);
+    if (rc != CORE_OK)
+        return rc;
     if (!definitions_queue(core_definitions(core), vhost, name)) {
         snprintf(err, err_size, "no queue '%s' in vhost '%s'", name, vhost);
         return CORE_ERR_NOT_FOUND;
     }
-    if (!core_acl_allows(session, false, name)) {
-        snprintf(err, err_size,
-                 "access to queue '%s' in vhost '%s' refused for user '%s' (needs consume)", name,
-                 vhost, session->user);
-        return CORE_ERR_ACCESS;
-    }
-    int rc = core_queue_usable(session, vhost, name, err, err_size);
+    rc = core_definitions_acl(session, false, "queue", name, vhost, err, err_size);
+    if (rc != CORE_OK)
+        return rc;
+    rc = core_queue_usable(session, vhost, name, err, err_size);
     if (rc != CORE_OK)
         return rc;
     char **topics = NULL;

@@ -258,12 +258,8 @@ int core_transaction_publish(struct core_transaction *tx, const struct destinati
                  destination->name);
         return CORE_ERR_ACCESS;
     }
-    if (message->body_len > config->limits.max_message_size) {
-        snprintf(err, err_size,
-                 "message body of %zu bytes is larger than limits.max_message_size (%llu bytes)",
-                 message->body_len, (unsigned long long)config->limits.max_message_size);
+    if (core_check_message_size(config, message, err, err_size) != 0)
         return CORE_ERR_TOO_LARGE;
-    }
     if (tx->send_count >= config->transactions.max_messages) {
         snprintf(err, err_size,
                  "the transaction already holds transactions.max_messages (%u) sends; commit it "

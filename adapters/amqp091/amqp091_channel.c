@@ -345,20 +345,26 @@ static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_qu
     amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_DECLARE_METHOD);
 }
 
+/* A method's queue name; empty: the channel's last declared queue, as in RabbitMQ. */
+static void amqp091_queue_name(const struct amqp091_channel *channel, amqp_bytes_t queue,
+                               char *name, size_t size)
+{
+    amqp091_bytes_text(queue, name, size);
+    if (!name[0])
+        snprintf(name, size, "%s", channel->last_queue);
+}
+
 static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_queue_delete_t *m)
 {
     char name[256], err[256];
-    amqp091_bytes_text(m->queue, name, sizeof(name));
-    if (!name[0])
-        snprintf(name, sizeof(name), "%s", channel->last_queue);
+    amqp091_queue_name(channel, m->queue, name, sizeof(name));
     struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_DELETE_METHOD, m->nowait);
-    if (!op) {
-        amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
-        return;
-    }
-    int rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name, m->if_unused,
-                               m->if_empty, amqp091_op_done, op, err, sizeof(err));
-    amqp091_op_started(channel, op, rc, err, op->method);
+    int rc = CORE_ERR_INTERNAL;
+    snprintf(err, sizeof(err), "out of memory");
+    if (op)
+        rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
+                               m->if_unused, m->if_empty, amqp091_op_done, op, err, sizeof(err));
+    amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_DELETE_METHOD);
 }
 
 /* queue.purge's answer: purge-ok with the count the core purged. */
@@ -386,17 +392,14 @@ static void amqp091_purge_done(void *opaque, int core_error, const char *reason,
 static void amqp091_queue_purge(struct amqp091_channel *channel, const amqp_queue_purge_t *m)
 {
     char name[256], err[256];
-    amqp091_bytes_text(m->queue, name, sizeof(name));
-    if (!name[0])
-        snprintf(name, sizeof(name), "%s", channel->last_queue);
+    amqp091_queue_name(channel, m->queue, name, sizeof(name));
     struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_PURGE_METHOD, m->nowait);
-    if (!op) {
-        amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
-        return;
-    }
-    int rc = core_purge_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
+    int rc = CORE_ERR_INTERNAL;
+    snprintf(err, sizeof(err), "out of memory");
+    if (op)
+        rc = core_purge_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
                               amqp091_purge_done, op, err, sizeof(err));
-    amqp091_op_started(channel, op, rc, err, op->method);
+    amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_PURGE_METHOD);
 }
 
 /* ---- publishing ---------------------------------------------------------------------------- */
@@ -1077,10 +1080,8 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
 {
     struct amqp091_connection *connection = channel->connection;
     char queue[256], tag[256], text[400];
-    amqp091_bytes_text(m->queue, queue, sizeof(queue));
+    amqp091_queue_name(channel, m->queue, queue, sizeof(queue));
     amqp091_bytes_text(m->consumer_tag, tag, sizeof(tag));
-    if (!queue[0])
-        snprintf(queue, sizeof(queue), "%s", channel->last_queue);
     if (!queue[0]) {
         amqp091_channel_error(channel, AMQP_NOT_FOUND, "NOT_FOUND - no previously declared queue",
                               AMQP_BASIC_CONSUME_METHOD);
@@ -1265,9 +1266,7 @@ static void amqp091_get(struct amqp091_channel *channel, const amqp_basic_get_t 
 {
     struct amqp091_connection *connection = channel->connection;
     char queue[256], text[400];
-    amqp091_bytes_text(m->queue, queue, sizeof(queue));
-    if (!queue[0])
-        snprintf(queue, sizeof(queue), "%s", channel->last_queue);
+    amqp091_queue_name(channel, m->queue, queue, sizeof(queue));
     if (!queue[0] || strlen(queue) > ADDRESS_NAME_MAX) {
         snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
         amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_GET_METHOD);

@@ -241,8 +241,14 @@ def test_partition_leaders_move_during_amqp_publishing_and_stomp_consuming(kbrid
         assert not handler.rejected, handler.rejected[:3]
         accepted = accepted_bodies(handler)
         assert len(accepted) == count
-        wait_for(lambda: set(acker.bodies()) >= accepted, 120,
-                 f"the consumer to get all {count} messages")
+        try:
+            wait_for(lambda: set(acker.bodies()) >= accepted, 120,
+                     f"the consumer to get all {count} messages")
+        except AssertionError:
+            missing = accepted - set(acker.bodies())
+            print(f"consumer got {len(set(acker.bodies()))} distinct of {count}; missing e.g."
+                  f" {sorted(missing)[:5]}\n{metrics(daemon)}")
+            raise
         _, stored = stored_bodies(dk.bootstrap, "leaders")
         received = acker.bodies()
         account(f"{moves} leader moves", accepted, stored,
