@@ -578,6 +578,18 @@ static void amqp091_tune_ok(struct amqp091_connection *connection,
     connection->state = AMQP091_STATE_OPEN;
 }
 
+/* The core closes the session (a reload no longer allows it, or an
+ * administrator closed it through the admin API): connection.close with
+ * CONNECTION_FORCED and the reason, as RabbitMQ closes a connection from its
+ * management UI. */
+static void amqp091_connection_revoked(void *opaque, const char *reason)
+{
+    struct amqp091_connection *connection = opaque;
+    char text[400];
+    snprintf(text, sizeof(text), "CONNECTION_FORCED - %s", reason);
+    amqp091_connection_error(connection, AMQP_CONNECTION_FORCED, text, 0);
+}
+
 static void amqp091_open(struct amqp091_connection *connection, const amqp_connection_open_t *open)
 {
     char vhost[256];
@@ -614,6 +626,7 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
                                  "INTERNAL_ERROR - cannot open a session", 0);
         return;
     }
+    core_session_set_revoke(connection->session, amqp091_connection_revoked, connection);
     amqp_connection_open_ok_t open_ok = {.known_hosts = amqp_cstring_bytes("")};
     amqp091_send_method(connection, 0, AMQP_CONNECTION_OPEN_OK_METHOD, &open_ok);
     connection->state = AMQP091_STATE_RUNNING;

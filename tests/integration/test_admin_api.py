@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import uuid
 
+import pika
 import pytest
 import stomp
 from confluent_kafka import Consumer, TopicPartition
@@ -50,6 +51,7 @@ def daemon(kbridged_factory, bootstrap):
                     publish=["^mine\\."]),
         user_config(PLAIN[0], PLAIN[1], consume=[".*"], publish=[".*"]),
     ]
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
     return kbridged_factory(config)
 
 
@@ -200,6 +202,32 @@ def test_connections_listed_and_closed(daemon):
         assert daemon.api(f"/api/connections/{name}", method="DELETE")[0] == 404
     finally:
         client.close()
+
+
+def test_an_amqp091_connection_closed_gets_connection_forced_with_the_reason(daemon):
+    host, port = daemon.host_port("amqp")
+    connection = pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials(*PLAIN),
+        connection_attempts=1, socket_timeout=10))
+    try:
+        channel = connection.channel()
+        mine = [c for c in daemon.api("/api/connections")[1] if c["user"] == "plain"]
+        assert len(mine) == 1 and mine[0]["protocol"] == "amqp091", mine
+        status, _ = daemon.api(f"/api/connections/{mine[0]['name']}", method="DELETE",
+                               headers={"X-Reason": "maintenance window"})
+        assert status == 204
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            wait_for(lambda: connection.process_data_events(time_limit=0.2) and False, 15,
+                     "the broker to close the connection")
+        assert closed.value.reply_code == 320
+        assert closed.value.reply_text.startswith("CONNECTION_FORCED - ")
+        assert "maintenance window" in closed.value.reply_text
+        assert not channel.is_open
+        wait_for(lambda: not [c for c in daemon.api("/api/connections")[1]
+                              if c["user"] == "plain"], 15, "the connection gone")
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 def rabbitmqadmin_path():

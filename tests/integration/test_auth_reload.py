@@ -1,12 +1,14 @@
 """A SIGHUP that takes access away takes it from live sessions at once
 (issue 12): turning auth.anonymous off closes anonymous STOMP connections
 with an ERROR ("Access refused") and anonymous AMQP connections with
-amqp:unauthorized-access; removing a user or changing its password closes
+amqp:unauthorized-access, and AMQP 0-9-1 (pika) connections with
+connection.close 320 CONNECTION_FORCED; removing a user or changing its password closes
 that user's sessions the same way. Sessions still allowed stay open."""
 
 import signal
 import subprocess
 
+import pika
 import pytest
 from proton import ConnectionException
 
@@ -42,10 +44,29 @@ def amqp_closed_with(conn, condition, timeout=15):
     return seen
 
 
+def pika_connect(daemon, login, passcode):
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials(login, passcode),
+        connection_attempts=1, socket_timeout=10))
+
+
+def pika_closed_with(connection, timeout=15):
+    """Wait until the server closed the pika connection; (reply_code, reply_text)."""
+    def closed():
+        try:
+            connection.process_data_events(time_limit=0.1)
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            return (e.reply_code, e.reply_text)
+        return None
+    return wait_for(closed, timeout, "the AMQP 0-9-1 connection closed by kbridged")
+
+
 def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap, hashes):
     config = base_config(bootstrap, auth={"anonymous": True, "users": [
         user("keep", hashes["secret"]), user("gone", hashes["secret"]),
         user("moved", hashes["secret"])]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
     daemon = kbridged_factory(config)
 
     stomp_anonymous = Client(daemon)
@@ -55,6 +76,8 @@ def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap,
     amqp_anonymous = connect(daemon)
     amqp_keep = connect(daemon, user="keep", password="secret")
     amqp_gone = connect(daemon, user="gone", password="secret")
+    pika_keep = pika_connect(daemon, "keep", "secret")
+    pika_moved = pika_connect(daemon, "moved", "secret")
 
     config["auth"] = {"anonymous": False, "users": [
         user("keep", hashes["secret"]), user("moved", hashes["other"])]}
@@ -72,6 +95,8 @@ def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap,
 
     assert "unauthorized-access" in amqp_closed_with(amqp_anonymous, "amqp:unauthorized-access")
     assert "unauthorized-access" in amqp_closed_with(amqp_gone, "amqp:unauthorized-access")
+    code, text = pika_closed_with(pika_moved)
+    assert code == 320 and text.startswith("CONNECTION_FORCED - ") and "password" in text, text
 
     # Still allowed: still working.
     stomp_keep.subscribe("/queue/still", "1", receipt="sub-1")
@@ -81,6 +106,9 @@ def test_sighup_revokes_anonymous_and_changed_users(kbridged_factory, bootstrap,
     sender.send(__import__("proton").Message(body="again"))
     assert not stomp_keep.recorder.errors
     amqp_keep.close()
+    pika_channel = pika_keep.channel()
+    pika_channel.queue_declare("still-091")
+    pika_keep.close()
     stomp_keep.conn.disconnect()
 
     log = daemon.log()
