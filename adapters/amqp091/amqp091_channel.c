@@ -362,8 +362,8 @@ static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_que
     int rc = CORE_ERR_INTERNAL;
     snprintf(err, sizeof(err), "out of memory");
     if (op)
-        rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
-                               m->if_unused, m->if_empty, amqp091_op_done, op, err, sizeof(err));
+        rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name, m->if_unused,
+                               m->if_empty, amqp091_op_done, op, err, sizeof(err));
     amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_DELETE_METHOD);
 }
 
