@@ -181,6 +181,7 @@ struct config {
         uint64_t max_bytes;       /* their bodies, default 16MiB */
         uint64_t timeout_ms;      /* an open transaction's lifetime, default 60s */
         uint64_t call_timeout_ms; /* each blocking Kafka transaction call, default 30s */
+        bool exactly_once; /* acked offsets committed in the Kafka transaction, default off */
     } transactions;
 
     struct {

@@ -1142,6 +1142,20 @@ const struct config_key config_keys[] = {
                        "that does not finish in it is aborted and the client gets an error.",
     },
     {
+        .name = "transactions.exactly_once",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, transactions.exactly_once),
+        .default_value = "false",
+        .description = "Commit the consumer-group offsets a transaction's acknowledgements "
+                       "(ACK, basic.ack, accepted) advance inside the same Kafka transaction "
+                       "as its sends (send_offsets_to_transaction), so a consume-transform-"
+                       "produce transaction's inputs are never redelivered once its outputs "
+                       "are committed, also after a crash. Off: the acknowledgements reach "
+                       "the group through the ordinary commit after the Kafka commit "
+                       "(at-least-once). Needs a real Kafka: librdkafka's mock cluster "
+                       "accepts and drops transactional offset commits.",
+    },
+    {
         .name = "workers.threads",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, workers.threads),

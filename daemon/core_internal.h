@@ -92,6 +92,7 @@ struct core {
     uint64_t *tx_committed;
     uint64_t *tx_aborted;
     uint64_t *tx_timed_out;
+    uint64_t *tx_group_offsets; /* exactly-once: offsets committed in Kafka transactions */
     struct metrics_histogram *tx_commit_seconds;
 };
 

@@ -16,6 +16,9 @@
  *   4. on success the held settlements go through core_settle (the
  *      ordinary path: offsets reach the group through the low-watermark
  *      commit: at-least-once), then the adapter's `done(CORE_OK)`.
+ *      With transactions.exactly_once, step 3 first adds the group
+ *      offsets the transaction's accepts advance (core_tx_add_offsets),
+ *      which Kafka commits with the sends.
  * A commit with no sends skips Kafka (steps 1-3). Abort, a failed commit,
  * transactions.timeout and the session closing release the held
  * settlements (the messages are redelivered) and drop the sends, which were
@@ -74,7 +77,8 @@ struct core_transaction {
     struct core_tx_settle *settles;
     size_t settle_count, settle_cap;
     struct timespec commit_start;
-    int failed; /* a held send core_publish refused at commit (CORE_ERR_*), or 0 */
+    int failed;           /* a held send core_publish refused at commit (CORE_ERR_*), or 0 */
+    size_t group_offsets; /* exactly-once: partition offsets in the Kafka transaction */
     char failed_reason[1024];
 };
 
@@ -100,12 +104,17 @@ int core_transaction_metrics_init(struct core *core)
     core->tx_timed_out =
         metrics_counter(metrics, "kbridge_transactions_timed_out_total",
                         "Client transactions aborted by transactions.timeout.", NULL);
+    core->tx_group_offsets =
+        metrics_counter(metrics, "kbridge_transaction_group_offsets_total",
+                        "Consumer-group partition offsets committed inside Kafka transactions "
+                        "(transactions.exactly_once), counted when their transaction committed.",
+                        NULL);
     core->tx_commit_seconds = metrics_histogram(
         metrics, "kbridge_transaction_commit_seconds",
         "Time from a client's commit to its answer (producer, Kafka commit, settlements).", NULL,
         bounds, sizeof(bounds) / sizeof(bounds[0]));
     return core->tx_open && core->tx_committed && core->tx_aborted && core->tx_timed_out &&
-                   core->tx_commit_seconds
+                   core->tx_group_offsets && core->tx_commit_seconds
                ? 0
                : -1;
 }
@@ -379,6 +388,7 @@ static void core_tx_finish(struct core_transaction *tx, int code, const char *re
     *core->tx_open -= 1;
     if (code == CORE_OK) {
         (*core->tx_committed)++;
+        *core->tx_group_offsets += tx->group_offsets;
         for (size_t i = 0; i < tx->settle_count && tx->session; i++) {
             struct core_tx_settle *s = &tx->settles[i];
             if (s->subscription)
@@ -417,6 +427,44 @@ static void core_tx_on_end(void *opaque, int err, const char *reason)
         core_tx_finish(tx, CORE_OK, "");
 }
 
+/* transactions.exactly_once: the offsets the transaction's accepted
+ * deliveries let each subscription's group commit go into the Kafka
+ * transaction (only accepts: a released or rejected delivery is redelivered
+ * or dead-lettered after the commit, so its offset must not be committed
+ * with it). One engine call per subscription. */
+static void core_tx_add_offsets(struct core_transaction *tx, struct kafka_txn *txn)
+{
+    uint64_t *ids = malloc(tx->settle_count * sizeof(*ids) + 1);
+    bool *done = calloc(tx->settle_count + 1, sizeof(*done));
+    for (size_t i = 0; ids && done && i < tx->settle_count && !tx->failed; i++) {
+        struct core_subscription *sub = tx->settles[i].subscription;
+        if (done[i] || !sub || !sub->engine->ops->transaction_offsets)
+            continue;
+        size_t count = 0;
+        for (size_t j = i; j < tx->settle_count; j++) {
+            if (done[j] || tx->settles[j].subscription != sub)
+                continue;
+            done[j] = true;
+            if (tx->settles[j].outcome == QUEUE_ACCEPT)
+                ids[count++] = tx->settles[j].id;
+        }
+        int added = count ? sub->engine->ops->transaction_offsets(sub, ids, count, txn) : 0;
+        if (added > 0)
+            tx->group_offsets += (size_t)added;
+        if (added < 0) {
+            tx->failed = CORE_ERR_INTERNAL;
+            snprintf(tx->failed_reason, sizeof(tx->failed_reason),
+                     "out of memory adding the acknowledged offsets to the transaction");
+        }
+    }
+    if (!ids || !done) {
+        tx->failed = CORE_ERR_INTERNAL;
+        snprintf(tx->failed_reason, sizeof(tx->failed_reason), "out of memory");
+    }
+    free(ids);
+    free(done);
+}
+
 static void core_tx_on_begin(void *opaque, int err, const char *reason, struct kafka_txn *txn)
 {
     struct core_transaction *tx = opaque;
@@ -444,6 +492,8 @@ static void core_tx_on_begin(void *opaque, int err, const char *reason, struct k
             }
         }
         session->txn_target = NULL;
+        if (!tx->failed && core_config(tx->core)->transactions.exactly_once)
+            core_tx_add_offsets(tx, txn);
     }
     int rc = tx->failed ? kafka_txn_abort(txn, core_tx_on_end, tx)
                         : kafka_txn_commit(txn, core_tx_on_end, tx);

@@ -26,6 +26,8 @@
 #include "core.h"
 #include "queue_state.h"
 
+struct kafka_txn;
+
 struct config;
 struct core_session;
 struct core_exchange_op;
@@ -116,6 +118,12 @@ struct engine_ops {
      * the engine's deliveries carry nothing to settle (id 0). */
     int (*settle)(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,
                   const char *reason);
+    /* transactions.exactly_once (architecture §8): add to `txn` the group
+     * offsets `sub`'s group could commit if its deliveries ids[0..count)
+     * were accepted (kafka_txn_add_offset). The number of partition offsets
+     * added, or -1 out of memory. NULL: the engine commits no group offsets. */
+    int (*transaction_offsets)(struct core_subscription *sub, const uint64_t *ids, size_t count,
+                               struct kafka_txn *txn);
     /* Flow: stop (blocked) or resume deliveries to `sub`; resuming may deliver at once. */
     void (*block)(struct core_subscription *sub, bool blocked);
     /* Stop serving `sub` (the core frees engine_state with it); unsettled deliveries are

@@ -167,6 +167,13 @@ int kafka_txn_begin(struct kafka *kafka, kafka_txn_begin_fn done, void *opaque);
 int kafka_txn_produce(struct kafka_txn *txn, const char *topic, uint32_t sticky, const void *key,
                       size_t key_len, const void *value, size_t value_len,
                       const struct kafka_header *headers, size_t header_count);
+/* transactions.exactly_once: commit `next_offset` for `topic` [partition]
+ * of consumer's group inside txn's Kafka transaction (the commit job sends
+ * every group's offsets with send_offsets_to_transaction before
+ * commit_transaction; they count only if it commits). KAFKA_OK, or -1 out
+ * of memory or when the consumer has no group metadata. */
+int kafka_txn_add_offset(struct kafka_txn *txn, struct kafka_consumer *consumer, const char *topic,
+                         int32_t partition, int64_t next_offset);
 /* Commit (flushing every record) / abort the transaction and give the
  * producer back; `done` once, later, on the loop. 0, or -1 when the job
  * cannot be queued (the producer is dropped from the pool then and `done`

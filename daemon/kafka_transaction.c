@@ -13,6 +13,11 @@
  * librdkafka calls fatal (fenced, or a state it cannot leave) destroys the
  * handle in the job, so the next use makes it afresh.
  *
+ * With transactions.exactly_once the owner also adds consumer-group offsets
+ * (kafka_txn_add_offset, on the loop: the group metadata is taken from the
+ * consumer there); the commit job sends them per group with
+ * send_offsets_to_transaction before commit_transaction.
+ *
  * The producer has no delivery reports (no dr callback, no DR events:
  * librdkafka's DR mode "none"): commit_transaction flushes and fails when
  * any record was not stored, which is the one answer the owner needs. Each
@@ -53,10 +58,19 @@ struct kafka_txn {
     /* the job's output */
     int err;
     char reason[512];
+    /* exactly-once: per consumer group, the offsets to commit with it */
+    struct kafka_txn_group *groups;
+    size_t group_count;
     /* partitioner state of the records of the open transaction */
     struct kafka_delivery **records;
     size_t record_count;
     size_t record_cap;
+};
+
+struct kafka_txn_group {
+    const struct kafka_consumer *consumer; /* identity only: never used in the job */
+    rd_kafka_consumer_group_metadata_t *metadata;
+    rd_kafka_topic_partition_list_t *offsets;
 };
 
 struct kafka_txn_wait {
@@ -66,6 +80,50 @@ struct kafka_txn_wait {
 };
 
 const char *kafka_txn_id(const struct kafka_txn *txn) { return txn->id; }
+
+static void kafka_txn_groups_free(struct kafka_txn *txn)
+{
+    for (size_t i = 0; i < txn->group_count; i++) {
+        rd_kafka_consumer_group_metadata_destroy(txn->groups[i].metadata);
+        rd_kafka_topic_partition_list_destroy(txn->groups[i].offsets);
+    }
+    free(txn->groups);
+    txn->groups = NULL;
+    txn->group_count = 0;
+}
+
+int kafka_txn_add_offset(struct kafka_txn *txn, struct kafka_consumer *consumer, const char *topic,
+                         int32_t partition, int64_t next_offset)
+{
+    struct kafka_txn_group *group = NULL;
+    for (size_t i = 0; i < txn->group_count && !group; i++)
+        if (txn->groups[i].consumer == consumer)
+            group = &txn->groups[i];
+    if (!group) {
+        struct kafka_txn_group *grown =
+            realloc(txn->groups, (txn->group_count + 1) * sizeof(*txn->groups));
+        if (!grown)
+            return -1;
+        txn->groups = grown;
+        rd_kafka_consumer_group_metadata_t *metadata =
+            rd_kafka_consumer_group_metadata(consumer->rk);
+        if (!metadata)
+            return -1;
+        group = &txn->groups[txn->group_count++];
+        *group = (struct kafka_txn_group){
+            .consumer = consumer,
+            .metadata = metadata,
+            .offsets = rd_kafka_topic_partition_list_new(4),
+        };
+    }
+    rd_kafka_topic_partition_t *entry =
+        rd_kafka_topic_partition_list_find(group->offsets, topic, partition);
+    if (!entry)
+        entry = rd_kafka_topic_partition_list_add(group->offsets, topic, partition);
+    if (next_offset > entry->offset)
+        entry->offset = next_offset;
+    return KAFKA_OK;
+}
 
 static void kafka_txn_records_free(struct kafka_txn *txn)
 {
@@ -91,6 +149,24 @@ static bool kafka_txn_failed(struct kafka_txn *txn, rd_kafka_error_t *error, con
         txn->rk = NULL;
     }
     rd_kafka_error_destroy(error);
+    return true;
+}
+
+/* The job, before commit_transaction: every group's offsets into the
+ * transaction. false (with txn->err) when one was refused. */
+static bool kafka_txn_send_offsets(struct kafka_txn *txn)
+{
+    for (size_t i = 0; i < txn->group_count; i++) {
+        rd_kafka_error_t *error = rd_kafka_send_offsets_to_transaction(
+            txn->rk, txn->groups[i].offsets, txn->groups[i].metadata, txn->timeout_ms);
+        if (error && rd_kafka_error_is_retriable(error)) {
+            rd_kafka_error_destroy(error); /* retried with the same offsets, as librdkafka asks */
+            error = rd_kafka_send_offsets_to_transaction(txn->rk, txn->groups[i].offsets,
+                                                         txn->groups[i].metadata, txn->timeout_ms);
+        }
+        if (kafka_txn_failed(txn, error, "send_offsets_to_transaction"))
+            return false;
+    }
     return true;
 }
 
@@ -125,12 +201,16 @@ static void kafka_txn_work(void *arg)
         kafka_txn_failed(txn, rd_kafka_begin_transaction(txn->rk), "begin_transaction");
         return;
     case KAFKA_TXN_COMMIT: {
-        rd_kafka_error_t *error = rd_kafka_commit_transaction(txn->rk, txn->timeout_ms);
-        if (error && rd_kafka_error_is_retriable(error)) {
-            rd_kafka_error_destroy(error); /* librdkafka: a retriable commit may be retried */
-            error = rd_kafka_commit_transaction(txn->rk, txn->timeout_ms);
+        if (kafka_txn_send_offsets(txn)) {
+            rd_kafka_error_t *error = rd_kafka_commit_transaction(txn->rk, txn->timeout_ms);
+            if (error && rd_kafka_error_is_retriable(error)) {
+                rd_kafka_error_destroy(error); /* librdkafka: a retriable commit may be retried */
+                error = rd_kafka_commit_transaction(txn->rk, txn->timeout_ms);
+            }
+            if (!kafka_txn_failed(txn, error, "commit_transaction"))
+                return;
         }
-        if (!kafka_txn_failed(txn, error, "commit_transaction") || !txn->rk)
+        if (!txn->rk)
             return;
         /* Not committed: abort, so nothing of it is ever visible to
          * read_committed readers and the producer can be used again. */
@@ -164,6 +244,7 @@ static void kafka_txn_release(struct kafka_txn *txn)
 {
     struct kafka *kafka = txn->kafka;
     kafka_txn_records_free(txn);
+    kafka_txn_groups_free(txn);
     txn->lent = false;
     struct kafka_txn_wait *wait = kafka->txn_waiting;
     if (!wait)
@@ -385,6 +466,7 @@ void kafka_txn_pool_free(struct kafka *kafka)
         if (txn->conf)
             rd_kafka_conf_destroy(txn->conf);
         kafka_txn_records_free(txn);
+        kafka_txn_groups_free(txn);
     }
     free(kafka->txns);
     kafka->txns = NULL;

@@ -1307,6 +1307,35 @@ static int queue_engine_settle(struct core_subscription *sub, uint64_t id,
     return rc == 0 ? CORE_OK : CORE_ERR_INVALID;
 }
 
+struct queue_transaction_offsets {
+    struct queue *queue;
+    struct kafka_txn *txn;
+    int added; /* -1 once out of memory */
+};
+
+static void queue_transaction_offset(void *opaque, int32_t index, int64_t position)
+{
+    struct queue_transaction_offsets *t = opaque;
+    if (index < 0 || (size_t)index >= t->queue->partition_count || !t->queue->consumer)
+        return;
+    const struct queue_topic_partition *p = &t->queue->partitions[index];
+    if (!p->assigned || t->added < 0)
+        return;
+    if (kafka_txn_add_offset(t->txn, t->queue->consumer, p->topic, p->partition, position) !=
+        KAFKA_OK)
+        t->added = -1;
+    else
+        t->added++;
+}
+
+static int queue_engine_transaction_offsets(struct core_subscription *sub, const uint64_t *ids,
+                                            size_t count, struct kafka_txn *txn)
+{
+    struct queue_transaction_offsets t = {queue_subscriber_of(sub)->queue, txn, 0};
+    queue_state_positions_if_accepted(t.queue->state, ids, count, queue_transaction_offset, &t);
+    return t.added;
+}
+
 static void queue_engine_block(struct core_subscription *sub, bool blocked)
 {
     struct queue_subscriber *qs = queue_subscriber_of(sub);
@@ -1435,6 +1464,7 @@ static const struct engine_ops queue_engine_ops = {
     .state_size = sizeof(struct queue_subscriber),
     .subscribe = queue_engine_subscribe,
     .settle = queue_engine_settle,
+    .transaction_offsets = queue_engine_transaction_offsets,
     .block = queue_engine_block,
     .unsubscribe = queue_engine_unsubscribe,
     .subscriber_count = queue_engine_subscriber_count,

@@ -80,6 +80,7 @@ struct queue_entry {
     uint64_t acquired_at_ms;
     uint32_t delivery_count;
     enum entry_where where;
+    bool counted_accepted; /* queue_state_positions_if_accepted, during the call only */
 };
 
 struct entry_list {
@@ -753,6 +754,37 @@ uint32_t queue_state_consumer_unsettled(const struct queue_state *state, const v
 size_t queue_state_consumer_count(const struct queue_state *state)
 {
     return state->consumers.count;
+}
+
+void queue_state_positions_if_accepted(
+    struct queue_state *state, const queue_delivery_id *ids, size_t count,
+    void (*out)(void *opaque, int32_t partition, int64_t position), void *opaque)
+{
+    /* mark the entries, then walk each of their partitions from its head
+     * past settled and marked slots, as partition_advance would */
+    for (size_t i = 0; i < count; i++) {
+        struct queue_entry *entry = u64_map_get(&state->deliveries, ids[i]);
+        if (entry && entry->where == ENTRY_ACQUIRED && entry->partition)
+            entry->counted_accepted = true;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct queue_entry *entry = u64_map_get(&state->deliveries, ids[i]);
+        if (!entry || !entry->counted_accepted)
+            continue;
+        struct queue_partition *p = entry->partition;
+        uint64_t seq = p->head_seq;
+        while (seq < p->tail_seq &&
+               (!p->slots[seq & p->mask].entry || p->slots[seq & p->mask].entry->counted_accepted))
+            seq++;
+        int64_t position = seq < p->tail_seq ? p->slots[seq & p->mask].offset : p->highest + 1;
+        /* once per partition: unmark all of its entries, so the next ids
+         * of this partition are skipped */
+        for (uint64_t at = p->head_seq; at < p->tail_seq; at++)
+            if (p->slots[at & p->mask].entry)
+                p->slots[at & p->mask].entry->counted_accepted = false;
+        if (position > p->committed)
+            out(opaque, p->partition, position);
+    }
 }
 
 int queue_state_settle(struct queue_state *state, queue_delivery_id id, enum queue_outcome outcome,

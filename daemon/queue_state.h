@@ -126,6 +126,16 @@ size_t queue_state_consumer_count(const struct queue_state *state);
 
 /* ---- outcomes ------------------------------------------------------------- */
 
+/* transactions.exactly_once (architecture §8): the commit positions this
+ * queue's partitions would reach if the acquired deliveries ids[0..count)
+ * were accepted too (a transaction acknowledged them and is committing).
+ * For each partition that would move past its commit position, calls
+ * out(opaque, partition, position) with the position; ids not acquired
+ * are ignored. Changes nothing. */
+void queue_state_positions_if_accepted(
+    struct queue_state *state, const queue_delivery_id *ids, size_t count,
+    void (*out)(void *opaque, int32_t partition, int64_t position), void *opaque);
+
 /* Settle one delivery. reason (may be NULL) is passed to dead_letter for
  * QUEUE_REJECT. 0 ok; -1 when the id is unknown (already settled, or its
  * partition was revoked: counted in late_settles). */

@@ -359,6 +359,72 @@ START_TEST(offset_gaps_and_partitions_are_independent)
 }
 END_TEST
 
+struct positions {
+    struct commit seen[8];
+    size_t count;
+};
+
+static void collect_position(void *opaque, int32_t partition, int64_t position)
+{
+    struct positions *p = opaque;
+    REQUIRE(p->count < 8);
+    p->seen[p->count++] = (struct commit){partition, position};
+}
+
+static int64_t position_of(const struct positions *p, int32_t partition)
+{
+    int64_t best = -1;
+    for (size_t i = 0; i < p->count; i++)
+        if (p->seen[i].partition == partition && p->seen[i].offset > best)
+            best = p->seen[i].offset;
+    return best;
+}
+
+/* transactions.exactly_once: where each partition's commit would go if a
+ * committing transaction's deliveries were accepted, without changing
+ * anything; a delivery outside the transaction stops it, as it stops the
+ * real commit. */
+START_TEST(positions_if_accepted_stop_at_the_first_delivery_outside_the_set)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    queue_state_assign(fake->state, 1);
+    for (int64_t offset = 0; offset < 6; offset++)
+        add(fake, 0, offset);
+    add(fake, 1, 40);
+    add(fake, 1, 41);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false, false), 0);
+    accept_delivery(fake, 0, 0); /* commits 1 */
+    accept_delivery(fake, 0, 3); /* settled beyond the transaction's */
+    queue_delivery_id in_tx[] = {
+        delivery_of(fake, 0, 2),
+        delivery_of(fake, 0, 1),  /* out of order */
+        delivery_of(fake, 0, 5),  /* beyond 4, which is outside */
+        delivery_of(fake, 1, 41), /* 40 outside: no move */
+        12345,                    /* unknown: ignored */
+    };
+    struct positions seen = {0};
+    queue_state_positions_if_accepted(fake->state, in_tx, 5, collect_position, &seen);
+    ck_assert_int_eq(position_of(&seen, 0), 4); /* 1, 2 in it, 3 settled, 4 not */
+    ck_assert_int_eq(position_of(&seen, 1), -1);
+    ck_assert_uint_eq(seen.count, 1); /* once per partition */
+    /* nothing changed: no commit, the deliveries are still acquired */
+    ck_assert_uint_eq(fake->commit_count, 1);
+    ck_assert_uint_eq(stats_of(fake).acquired, 6); /* 1, 2, 4, 5 and 40, 41 */
+    /* once 4 is accepted, the same set reaches the end of partition 0 */
+    accept_delivery(fake, 0, 4);
+    seen.count = 0;
+    queue_state_positions_if_accepted(fake->state, in_tx, 5, collect_position, &seen);
+    ck_assert_int_eq(position_of(&seen, 0), 6);
+    /* and the real accepts commit exactly there */
+    accept_delivery(fake, 0, 1);
+    accept_delivery(fake, 0, 2);
+    accept_delivery(fake, 0, 5);
+    ck_assert_int_eq(fake->commits[fake->commit_count - 1].offset, 6);
+    fake_free(fake);
+}
+END_TEST
+
 START_TEST(adds_are_refused_for_unassigned_partitions_and_old_offsets)
 {
     struct fake *fake = fake_new(5, 1000);
@@ -1333,6 +1399,7 @@ static Suite *queue_state_suite(void)
     tcase_add_test(offsets, purge_drops_available_keeps_acquired_and_skips_later_records);
     tcase_add_test(offsets, offset_gaps_and_partitions_are_independent);
     tcase_add_test(offsets, adds_are_refused_for_unassigned_partitions_and_old_offsets);
+    tcase_add_test(offsets, positions_if_accepted_stop_at_the_first_delivery_outside_the_set);
     suite_add_tcase(suite, offsets);
 
     TCase *dispatch = tcase_create("dispatch");
