@@ -230,6 +230,93 @@ def test_stomp_acks_in_aborted_transaction_are_redelivered_committed_never(
         client.close()
 
 
+def queue_count(daemon, name, queue):
+    return metrics(daemon).get(f'{name}{{kind="queue",destination="{queue}"}}', 0.0)
+
+
+def dead_lettered(daemon, queue):
+    return queue_count(daemon, "kbridge_destination_dead_lettered_total", queue)
+
+
+def test_stomp_nack_in_a_transaction_dead_letters_at_commit_and_not_on_abort(
+        kbridged_factory, bootstrap):
+    queue = unique("txdlq")
+    produce(bootstrap, queue, ["first", "second"])
+    daemon = kbridged_factory(tx_config(bootstrap))
+    client = Client(daemon)
+    try:
+        frames = {f.body: f for f in consume_all(client, queue, 2)}
+        client.take()
+        # aborted: the NACK is undone, the message comes back, nothing dead-lettered
+        client.conn.begin("t1")
+        client.conn.nack(frames["first"].headers["ack"], transaction="t1", requeue="false")
+        client.conn.abort("t1", headers={"receipt": "a1"})
+        client.wait_receipt("a1")
+        again = client.wait_messages(1)
+        assert bodies_of(again) == ["first"]
+        assert dead_lettered(daemon, queue) == 0
+        # committed: dead-lettered at the commit, not at the NACK
+        nacked = queue_count(daemon, "kbridge_destination_nacked_total", queue)  # t1's release
+        client.conn.begin("t2")
+        client.conn.nack(again[0].headers["ack"], transaction="t2", requeue="false")
+        client.conn.ack(frames["second"].headers["ack"], transaction="t2")
+        client.send(f"/queue/{queue}-sync", "sync", receipt="sync")
+        client.wait_receipt("sync")  # the NACK was read and held
+        # held: the queue has seen neither the NACK nor the ACK of t2
+        assert queue_count(daemon, "kbridge_destination_nacked_total", queue) == nacked
+        assert queue_count(daemon, "kbridge_destination_acked_total", queue) == 0
+        assert dead_lettered(daemon, queue) == 0
+        client.conn.commit("t2", headers={"receipt": "c2"})
+        client.wait_receipt("c2")
+        wait_for(lambda: dead_lettered(daemon, queue) == 1, 30, "the NACKed message dead-lettered")
+        dead = read_records(bootstrap, f"{queue}.DLQ", 1)
+        assert [m.value() for m in dead] == [b"first"]
+        assert dict(dead[0].headers())["kbridge-dlq-reason"] == \
+            b"rejected by the STOMP client (NACK)"
+        assert not client.recorder.errors
+    finally:
+        client.close()
+
+
+def test_stomp_reply_sent_in_a_transaction_reaches_the_requester_at_commit(
+        kbridged_factory, bootstrap):
+    queue = unique("txrpc")
+    daemon = kbridged_factory(tx_config(bootstrap))
+    responder, requester = Client(daemon), Client(daemon)
+    try:
+        request = consume_all_after(responder, requester, queue)
+        reply_to = request.headers["reply-to"]
+        responder.conn.begin("t1")
+        responder.conn.send(reply_to, "answer", headers={"transaction": "t1",
+                                                          "correlation-id": "c-1"})
+        responder.conn.ack(request.headers["ack"], transaction="t1")
+        responder.send(f"/queue/{queue}-sync", "sync", receipt="sync")
+        responder.wait_receipt("sync")  # the reply is held by the transaction
+        requester.send(f"/queue/{queue}-sync", "sync", receipt="sync2")
+        requester.wait_receipt("sync2")
+        assert requester.recorder.messages == []
+        responder.conn.commit("t1", headers={"receipt": "c1"})
+        responder.wait_receipt("c1")
+        reply = requester.wait_messages(1)[0]
+        assert reply.body == "answer"
+        assert reply.headers["correlation-id"] == "c-1"
+        assert reply.headers["destination"] == "/temp-queue/rpc"
+        assert not responder.recorder.errors and not requester.recorder.errors
+    finally:
+        responder.close()
+        requester.close()
+
+
+def consume_all_after(responder, requester, queue):
+    """The responder subscribes, the requester sends one request with a
+    reply-to; the request as the responder got it."""
+    responder.subscribe(f"/queue/{queue}", "s1", ack="client-individual", receipt="sub")
+    requester.send(f"/queue/{queue}", "question", receipt="q",
+                   headers={"reply-to": "/temp-queue/rpc", "correlation-id": "c-1"})
+    requester.wait_receipt("q")
+    return responder.wait_messages(1)[0]
+
+
 def bodies_of(frames):
     return [f.body if isinstance(f.body, str) else f.body.decode() for f in frames]
 
