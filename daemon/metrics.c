@@ -168,6 +168,17 @@ void metrics_histogram_observe(struct metrics_histogram *histogram, double value
     histogram->count++;
 }
 
+/* The shortest decimal that reads back as `value` (0.0025, not
+ * 0.0025000000000000001), as Prometheus's own clients write floats. */
+static void metrics_format_double(char *out, size_t size, double value)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, size, "%.*g", digits, value);
+        if (strtod(out, NULL) == value)
+            return;
+    }
+}
+
 /* name_bucket{labels,le="..."} lines, cumulative, then _sum and _count. */
 static int metrics_render_histogram(const struct metric_family *f, const struct metric_series *s,
                                     struct evbuffer *out)
@@ -179,7 +190,7 @@ static int metrics_render_histogram(const struct metric_family *f, const struct 
         cumulative += h->counts[i];
         char le[32];
         if (i < h->bucket_count)
-            snprintf(le, sizeof(le), "%.17g", h->bounds[i]);
+            metrics_format_double(le, sizeof(le), h->bounds[i]);
         else
             snprintf(le, sizeof(le), "+Inf");
         if (evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, s->labels, comma,
@@ -188,8 +199,10 @@ static int metrics_render_histogram(const struct metric_family *f, const struct 
     }
     const char *open = s->labels[0] ? "{" : "";
     const char *close = s->labels[0] ? "}" : "";
-    if (evbuffer_add_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %llu\n", f->name, open,
-                            s->labels, close, h->sum, f->name, open, s->labels, close,
+    char sum[32];
+    metrics_format_double(sum, sizeof(sum), h->sum);
+    if (evbuffer_add_printf(out, "%s_sum%s%s%s %s\n%s_count%s%s%s %llu\n", f->name, open, s->labels,
+                            close, sum, f->name, open, s->labels, close,
                             (unsigned long long)h->count) < 0)
         return -1;
     return 0;
@@ -232,9 +245,13 @@ int metrics_render(const struct metrics *metrics, struct evbuffer *out)
             if (f->type == METRIC_COUNTER)
                 rc = evbuffer_add_printf(out, "%s%s%s%s %llu\n", f->name, open, s->labels, close,
                                          (unsigned long long)s->value.counter);
-            else
-                rc = evbuffer_add_printf(out, "%s%s%s%s %.17g\n", f->name, open, s->labels, close,
-                                         s->fn ? s->fn(s->fn_arg) : s->value.gauge);
+            else {
+                char value[32];
+                metrics_format_double(value, sizeof(value),
+                                      s->fn ? s->fn(s->fn_arg) : s->value.gauge);
+                rc = evbuffer_add_printf(out, "%s%s%s%s %s\n", f->name, open, s->labels, close,
+                                         value);
+            }
             if (rc < 0)
                 return -1;
         }
