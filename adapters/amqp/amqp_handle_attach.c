@@ -68,35 +68,96 @@ void amqp_link_free(struct amqp_link *link)
     free(link);
 }
 
-/* Does the source carry a filter set with at least one entry? Its keys go to `names`. */
-static bool amqp_attach_has_filter(pn_terminus_t *source, char *names, size_t names_size)
+/* The JMS selector filter as ActiveMQ, Artemis and Qpid JMS write it: a
+ * described string whose descriptor is this symbol or this code. */
+#define AMQP_SELECTOR_FILTER_SYMBOL "apache.org:selector-filter:string"
+#define AMQP_SELECTOR_FILTER_CODE UINT64_C(0x0000468C00000004)
+
+/* The selector of a filter-set entry's value (at `filter`'s cursor), or NULL
+ * when it is another kind of filter. *out is malloc'd; -1 out of memory. */
+static int amqp_attach_selector_filter(pn_data_t *filter, char **out)
+{
+    *out = NULL;
+    if (pn_data_type(filter) != PN_DESCRIBED)
+        return 0;
+    pn_data_enter(filter);
+    bool selector = false;
+    if (pn_data_next(filter)) {
+        if (pn_data_type(filter) == PN_SYMBOL) {
+            pn_bytes_t name = pn_data_get_symbol(filter);
+            selector = name.size == strlen(AMQP_SELECTOR_FILTER_SYMBOL) &&
+                       memcmp(name.start, AMQP_SELECTOR_FILTER_SYMBOL, name.size) == 0;
+        } else if (pn_data_type(filter) == PN_ULONG) {
+            selector = pn_data_get_ulong(filter) == AMQP_SELECTOR_FILTER_CODE;
+        }
+    }
+    int rc = 0;
+    if (selector && pn_data_next(filter) && pn_data_type(filter) == PN_STRING) {
+        pn_bytes_t text = pn_data_get_string(filter);
+        *out = malloc(text.size + 1);
+        if (!*out) {
+            rc = -1;
+        } else {
+            memcpy(*out, text.start, text.size);
+            (*out)[text.size] = '\0';
+        }
+    }
+    pn_data_exit(filter);
+    return rc;
+}
+
+/* The source's filter set: 0 when it has none or only a JMS selector (then
+ * in *selector, malloc'd; a second one replaces nothing: refused), 1 when it
+ * has filters kbridge does not apply (their keys in `names`), -1 out of
+ * memory. */
+static int amqp_attach_filters(pn_terminus_t *source, char **selector, char *names,
+                               size_t names_size)
 {
     pn_data_t *filter = pn_terminus_filter(source);
+    *selector = NULL;
     names[0] = '\0';
     if (!filter || pn_data_size(filter) == 0)
-        return false;
+        return 0;
     pn_data_rewind(filter);
-    if (!pn_data_next(filter) || pn_data_type(filter) != PN_MAP)
-        return false;
+    if (!pn_data_next(filter) || pn_data_type(filter) != PN_MAP) {
+        pn_data_rewind(filter);
+        return 0;
+    }
     size_t count = pn_data_get_map(filter);
-    if (count == 0)
-        return false;
     pn_data_enter(filter);
     size_t used = 0;
-    for (size_t i = 0; i + 1 < count + 1 && pn_data_next(filter); i += 2) {
-        if (pn_data_type(filter) == PN_SYMBOL || pn_data_type(filter) == PN_STRING) {
-            pn_bytes_t key = pn_data_type(filter) == PN_SYMBOL ? pn_data_get_symbol(filter)
-                                                               : pn_data_get_string(filter);
-            int n = snprintf(names + used, names_size - used, "%s%.*s", used ? ", " : "",
-                             (int)key.size, key.start);
-            if (n > 0 && (size_t)n < names_size - used)
-                used += (size_t)n;
+    int rc = 0;
+    for (size_t i = 0; i < count / 2 && pn_data_next(filter); i++) {
+        pn_bytes_t key = {0, ""};
+        if (pn_data_type(filter) == PN_SYMBOL)
+            key = pn_data_get_symbol(filter);
+        else if (pn_data_type(filter) == PN_STRING)
+            key = pn_data_get_string(filter);
+        if (!pn_data_next(filter))
+            break;
+        char *text = NULL;
+        if (amqp_attach_selector_filter(filter, &text) < 0) {
+            rc = -1;
+            break;
         }
-        pn_data_next(filter); /* the value */
+        if (text && !*selector) {
+            *selector = text;
+            continue;
+        }
+        free(text); /* a second selector is not applied either */
+        int n = snprintf(names + used, names_size - used, "%s%.*s", used ? ", " : "", (int)key.size,
+                         key.start);
+        if (n > 0 && (size_t)n < names_size - used)
+            used += (size_t)n;
+        rc = 1;
     }
     pn_data_exit(filter);
     pn_data_rewind(filter);
-    return true;
+    if (rc != 0) {
+        free(*selector);
+        *selector = NULL;
+    }
+    return rc;
 }
 
 /* Does the terminus list `name` among its capabilities (one symbol or an array)? */
@@ -246,18 +307,38 @@ static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *
     amqp_link_in_open(ours);
 }
 
+static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn_link_t *link,
+                                          pn_terminus_t *source, const char *selector);
+
 /* The client's receiver: kbridge sends on a link from a source. */
 static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *link)
 {
     pn_terminus_t *source = pn_link_remote_source(link);
     char filters[256];
-    if (amqp_attach_has_filter(source, filters, sizeof(filters))) {
+    char *selector = NULL;
+    int filtered = amqp_attach_filters(source, &selector, filters, sizeof(filters));
+    if (filtered < 0) {
+        amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                         "out of memory");
+        return;
+    }
+    if (filtered > 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "source filters are not supported yet (%s): kbridge delivers every "
-                         "message of the address; attach without a filter",
+                         "source filters other than one JMS selector (%s) are not supported: "
+                         "kbridge applies only " AMQP_SELECTOR_FILTER_SYMBOL "; attach "
+                         "without the others",
                          filters[0] ? filters : "filter");
         return;
     }
+    amqp_attach_outgoing_selected(connection, link, source, selector);
+    free(selector);
+}
+
+/* The client's receiver, its filters checked: `selector` (or NULL) is the
+ * JMS selector the core applies (architecture §13). */
+static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn_link_t *link,
+                                          pn_terminus_t *source, const char *selector)
+{
     if (pn_terminus_get_distribution_mode(source) == PN_DIST_MODE_COPY) {
         /* copy is browsing: granting it and then consuming would take messages
          * away from a client that only meant to look at them */
@@ -276,7 +357,7 @@ static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *
             return;
         }
         ours->dynamic = true;
-        amqp_link_out_open(ours, NULL);
+        amqp_link_out_open(ours, NULL, selector);
         return;
     }
     const char *address = pn_terminus_get_address(source);
@@ -307,7 +388,7 @@ static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *
     }
     ours->destination = destination;
     snprintf(ours->address, sizeof(ours->address), "%s", address);
-    amqp_link_out_open(ours, durable_name);
+    amqp_link_out_open(ours, durable_name, selector);
 }
 
 void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)

@@ -8,6 +8,10 @@ docs/stomp.md), with stomp.py as an ActiveMQ application would use them.
 - a subscriber without a selector still gets everything.
 - a selector on a queue, and a selector that does not parse, are refused with an ERROR
   that says why (the position, for a bad one).
+- AMQP 1.0 (python qpid-proton's `Selector`, the `apache.org:selector-filter:string`
+  source filter as Qpid JMS and ActiveMQ write it): a topic receiver gets exactly what it
+  selects over typed application properties, the attach answer echoes the filter (how a
+  JMS client knows it was applied), and a bad selector is refused with the position.
 
 Waits are deadline-based (receipts, wait_for)."""
 
@@ -16,6 +20,11 @@ import uuid
 
 import pytest
 
+from proton import Message, symbol
+from proton.reactor import Selector
+from proton.utils import LinkDetached
+
+from amqp_client import connect
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
 
@@ -123,3 +132,49 @@ def test_selectors_that_cannot_be_served_are_refused_saying_why(kbridged_factory
         assert "r" not in c.recorder.receipts
     finally:
         c.close()
+
+
+def test_amqp_topic_receiver_with_a_selector_filter_gets_what_it_selects(
+        kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap))
+    address = f"topic://amqprices{uniq}"
+    conn = connect(daemon)
+    try:
+        selected = conn.create_receiver(address, credit=300, name="selected",
+                                        options=Selector("color = 'red' AND weight > 40"))
+        source_filter = selected.link.remote_source.filter
+        source_filter.rewind()
+        assert source_filter.next() is not None  # the attach answer echoes the filter map
+        echoed = source_filter.get_object()
+        assert list(echoed.values())[0].descriptor == symbol("apache.org:selector-filter:string")
+        everything = conn.create_receiver(address, credit=300, name="everything")
+        sender = conn.create_sender(address)
+        expect = []
+        for i in range(200):
+            color, weight = COLORS[i % 4], i % 50
+            sender.send(Message(body=f"a{i}".encode(),
+                                properties={"color": color, "weight": weight}))
+            if color == "red" and weight > 40:
+                expect.append(f"a{i}")
+        assert expect
+        for i in range(200):
+            message = everything.receive(timeout=30)
+            everything.accept()
+            assert message.body == f"a{i}".encode()
+        got = []
+        for _ in expect:
+            message = selected.receive(timeout=30)
+            selected.accept()
+            got.append(message.body.decode())
+        assert got == expect
+        # nothing more for the selective receiver: the copies it did not select were skipped
+        wait_for(lambda: metric(daemon, "kbridge_selector_skipped_total") == 200 - len(expect),
+                 30, "the skipped copies counted")
+        with pytest.raises(Exception):
+            selected.receive(timeout=0.5)
+        with pytest.raises(LinkDetached) as refused:
+            conn.create_receiver(address, name="bad", options=Selector("weight BETWEEN 1"))
+        assert "amqp:invalid-field" in str(refused.value)
+        assert "position 17: expected AND in BETWEEN" in str(refused.value)
+    finally:
+        conn.close()
