@@ -1016,6 +1016,21 @@ const struct config_key config_keys[] = {
                        "it releases it for redelivery.",
     },
     {
+        .name = "queues.selector_hold",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.selector_hold_ms),
+        .min = CONFIG_SECOND_MS,
+        .max = 7 * 24 * CONFIG_HOUR_MS,
+        .default_value = "5m",
+        .description = "A queue message that no subscriber's message selector selects, while "
+                       "every subscriber of the queue on this node has a selector, is settled "
+                       "without delivery after waiting this long (counted in "
+                       "kbridge_selector_unselected_total), so that it does not hold the "
+                       "group's committed offset for ever. ActiveMQ keeps such a message until "
+                       "a subscriber selects it; a subscriber without a selector takes it at "
+                       "once.",
+    },
+    {
         .name = "queues.max_in_flight",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, queues.max_in_flight),

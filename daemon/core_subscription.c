@@ -259,10 +259,11 @@ int core_subscription_attach(struct core_subscription *sub, const struct destina
     return rc;
 }
 
-/* Allocate a subscription and hand it to its engine. */
+/* Allocate a subscription (it owns `selector`, parsed, or NULL: freed also
+ * on failure) and hand it to its engine. */
 static struct core_subscription *
 core_subscription_start(struct core_session *session, const struct destination *destination,
-                        const struct core_subscribe_options *options,
+                        const struct core_subscribe_options *options, struct selector *selector,
                         const struct core_subscription_handlers *handlers, void *opaque,
                         const char *reply_token, int *error_code, char *err, size_t err_size)
 {
@@ -272,8 +273,11 @@ core_subscription_start(struct core_session *session, const struct destination *
     struct core_subscription *sub =
         core_subscription_new(session, engine, destination, options, handlers, opaque, reply_token,
                               error_code, err, err_size);
-    if (!sub)
+    if (!sub) {
+        selector_free(selector);
         return NULL;
+    }
+    sub->selector = selector; /* before the engine sees it: a queue asks it at once */
     int rc = engine->ops->subscribe(engine, sub, err, err_size);
     if (rc != CORE_OK) {
         core_subscription_free(sub);
@@ -393,12 +397,12 @@ struct core_subscription *core_subscribe(struct core_session *session,
     }
     struct selector *selector = NULL;
     if (options->selector) {
-        if (destination->kind != DESTINATION_TOPIC || options->durable_name) {
+        if ((destination->kind != DESTINATION_TOPIC && destination->kind != DESTINATION_QUEUE) ||
+            options->durable_name || options->binding_key) {
             snprintf(err, err_size,
-                     "message selectors work on non-durable topic subscriptions only so far; "
-                     "%s is %s",
-                     display,
-                     destination->kind == DESTINATION_TOPIC ? "a durable subscription" : "a queue");
+                     "message selectors work on queues and non-durable topic subscriptions "
+                     "only so far; %s is %s",
+                     display, options->durable_name ? "a durable subscription" : "not one");
             *error_code = CORE_ERR_UNSUPPORTED;
             return NULL;
         }
@@ -412,17 +416,13 @@ struct core_subscription *core_subscribe(struct core_session *session,
     if (destination->kind == DESTINATION_QUEUE) {
         int rc = core_exchange_queue_first_use(session, destination, err, err_size);
         if (rc != CORE_OK) {
+            selector_free(selector);
             *error_code = rc;
             return NULL;
         }
     }
-    struct core_subscription *sub = core_subscription_start(
-        session, destination, options, handlers, opaque, NULL, error_code, err, err_size);
-    if (sub)
-        sub->selector = selector;
-    else
-        selector_free(selector);
-    return sub;
+    return core_subscription_start(session, destination, options, selector, handlers, opaque, NULL,
+                                   error_code, err, err_size);
 }
 
 struct core_subscription *
@@ -454,7 +454,7 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
     }
     struct core_subscribe_options temporary = *options;
     temporary.durable_name = NULL;
-    return core_subscription_start(session, &destination, &temporary, handlers, opaque, token,
+    return core_subscription_start(session, &destination, &temporary, NULL, handlers, opaque, token,
                                    error_code, err, err_size);
 }
 

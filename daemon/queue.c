@@ -82,6 +82,7 @@ struct queue_engine {
     struct queue *queues;
     uint64_t *unmatched;             /* kbridge_unmatched_total */
     uint64_t *maxlen_dropped;        /* kbridge_maxlen_dropped_total */
+    uint64_t *unselected;            /* kbridge_selector_unselected_total */
     struct event *definitions_event; /* the view changed: follow it on the next turn */
     bool watching;                   /* registered with the definitions store */
 };
@@ -693,7 +694,15 @@ static uint64_t queue_now_ms(void *opaque)
     return clock_monotonic_ms();
 }
 
+/* A selective subscriber's JMS selector over the record (architecture §13). */
+static bool queue_on_selects(void *opaque, void *consumer, const void *record)
+{
+    (void)opaque;
+    return engine_record_selected(consumer, record);
+}
+
 static const struct queue_state_callbacks queue_state_callbacks = {
+    .selects = queue_on_selects,
     .deliver = queue_on_deliver,
     .dead_letter = queue_on_dead_letter,
     .commit = queue_on_commit,
@@ -884,6 +893,16 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct queue *queue = arg;
     size_t expired = queue_state_expire(queue->state, queue_config(queue)->queues.ack_timeout_ms);
+    size_t unselected =
+        queue_state_drop_unselected(queue->state, queue_config(queue)->queues.selector_hold_ms);
+    if (unselected > 0) {
+        *queue->engine->unselected += unselected;
+        log_info("queue",
+                 "%s: %zu message(s) no subscriber's selector selected for queues.selector_hold "
+                 "were settled without delivery",
+                 queue->group_id, unselected);
+        queue_update_gauges(queue);
+    }
     if (expired > 0) {
         log_warn("queue",
                  "%s: %zu message(s) held longer than queues.ack_timeout were released "
@@ -1212,11 +1231,16 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
         if (!queue)
             return CORE_ERR_UNAVAILABLE;
     }
+    /* added blocked, so that a selective one gets nothing before it is marked */
     if (queue_state_consumer_add(queue->state, sub, sub->options.credit, sub->options.auto_accept,
-                                 sub->blocked) != 0) {
+                                 true) != 0) {
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
+    if (sub->selector)
+        queue_state_consumer_select(queue->state, sub);
+    if (!sub->blocked)
+        queue_state_consumer_block(queue->state, sub, false);
     event_del(queue->linger_timer);
     queue->leave_now = false;
     qs->sub = sub;
@@ -1492,9 +1516,15 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
         "Records a queue with x-max-length (drop-head) did not deliver because more than its "
         "limit were ready after them: dead-lettered with a dead-letter exchange, else dropped.",
         NULL);
+    engine->unselected = metrics_counter(
+        context->metrics, "kbridge_selector_unselected_total",
+        "Queue records that no subscriber's message selector selected for queues.selector_hold "
+        "while every subscriber had one: settled without delivery.",
+        NULL);
     engine->definitions_event =
         event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
-    if (!engine->unmatched || !engine->maxlen_dropped || !engine->definitions_event ||
+    if (!engine->unmatched || !engine->maxlen_dropped || !engine->unselected ||
+        !engine->definitions_event ||
         (context->definitions_store &&
          definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
              0)) {

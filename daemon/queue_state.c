@@ -80,7 +80,8 @@ struct queue_entry {
     uint64_t acquired_at_ms;
     uint32_t delivery_count;
     enum entry_where where;
-    bool counted_accepted; /* queue_state_positions_if_accepted, during the call only */
+    uint64_t available_at_ms; /* when it last became available */
+    bool counted_accepted;    /* queue_state_positions_if_accepted, during the call only */
 };
 
 struct entry_list {
@@ -159,6 +160,8 @@ struct queue_consumer {
     bool blocked;
     bool removed;
     bool in_ready;
+    bool selective; /* asks cb.selects (queue_state_consumer_select) */
+    struct queue_consumer *selective_prev, *selective_next; /* state->selective list */
 };
 
 struct queue_state {
@@ -179,6 +182,8 @@ struct queue_state {
 
     struct queue_consumer *ready_cursor; /* next to serve; NULL: nobody ready */
     struct queue_consumer *removed_consumers;
+    struct queue_consumer *selective; /* registered selective consumers (doubly linked) */
+    size_t selective_count;
 
     queue_delivery_id last_id;
     unsigned depth;
@@ -353,6 +358,7 @@ static void entry_release(struct queue_state *state, struct queue_entry *entry,
     }
     u64_map_remove(&state->deliveries, entry->id);
     entry->where = ENTRY_AVAILABLE;
+    entry->available_at_ms = state->cb.now_ms(state->opaque);
     list_insert_after(&state->available, *insert_after, entry);
     *insert_after = entry;
 }
@@ -394,6 +400,29 @@ static void entry_accept(struct queue_state *state, struct queue_entry *entry)
 /* Give available records to ready consumers, round-robin. Runs only from the
  * outermost call; callbacks it makes may change anything, so every step
  * starts again from the lists. */
+/* Does consumer c take the record (a consumer without a selector takes all)? */
+static bool consumer_selects(const struct queue_state *state, const struct queue_consumer *c,
+                             const struct queue_entry *entry)
+{
+    return !c->selective || !state->cb.selects ||
+           state->cb.selects(state->opaque, c->consumer, entry->record);
+}
+
+/* The first ready consumer from the cursor on that selects entry, or NULL. */
+static struct queue_consumer *ready_consumer_selecting(const struct queue_state *state,
+                                                       const struct queue_entry *entry)
+{
+    struct queue_consumer *c = state->ready_cursor;
+    if (!c)
+        return NULL;
+    do {
+        if (consumer_selects(state, c, entry))
+            return c;
+        c = c->ready_next;
+    } while (c != state->ready_cursor);
+    return NULL;
+}
+
 static void dispatch(struct queue_state *state)
 {
     if (state->dispatching)
@@ -407,6 +436,15 @@ static void dispatch(struct queue_state *state)
             break; /* now_ms is a callback too */
         struct queue_consumer *c = state->ready_cursor;
         struct queue_entry *entry = state->available.head;
+        if (state->selective_count > 0) {
+            /* the oldest record some ready consumer selects, and that
+             * consumer (from the cursor on: round robin); the records
+             * before it stay, in order, for the others */
+            for (c = NULL; entry && !(c = ready_consumer_selecting(state, entry));)
+                entry = entry->next;
+            if (!entry)
+                break;
+        }
         list_unlink(&state->available, entry);
 
         entry->where = ENTRY_ACQUIRED;
@@ -640,6 +678,7 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
     entry->partition = p;
     entry->offset = offset;
     entry->where = ENTRY_AVAILABLE;
+    entry->available_at_ms = state->cb.now_ms(state->opaque);
     state_enter(state);
     if (offset < p->purge_floor) {
         state->stats.purged++; /* purged before it was fetched: settled unseen */
@@ -733,6 +772,17 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
     state_enter(state);
     u64_map_remove(&state->consumers, consumer_key(consumer));
     c->removed = true;
+    if (c->selective) {
+        if (c->selective_prev)
+            c->selective_prev->selective_next = c->selective_next;
+        else
+            state->selective = c->selective_next;
+        if (c->selective_next)
+            c->selective_next->selective_prev = c->selective_prev;
+        c->selective_prev = c->selective_next = NULL;
+        c->selective = false;
+        state->selective_count--;
+    }
     consumer_update_ready(state, c);
     struct queue_entry *insert_after = NULL;
     while (c->acquired_head) {
@@ -743,6 +793,49 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
     c->next_removed = state->removed_consumers;
     state->removed_consumers = c;
     state_leave(state);
+}
+
+void queue_state_consumer_select(struct queue_state *state, void *consumer)
+{
+    struct queue_consumer *c = consumer_get(state, consumer);
+    if (!c || c->selective)
+        return;
+    state_enter(state);
+    c->selective = true;
+    c->selective_prev = NULL;
+    c->selective_next = state->selective;
+    if (state->selective)
+        state->selective->selective_prev = c;
+    state->selective = c;
+    state->selective_count++;
+    state_leave(state);
+}
+
+size_t queue_state_drop_unselected(struct queue_state *state, uint64_t hold_ms)
+{
+    /* a consumer without a selector takes everything: nothing is unselected */
+    if (!state->available.head || state->selective_count == 0 ||
+        state->selective_count < state->consumers.count)
+        return 0;
+    uint64_t now = state->cb.now_ms(state->opaque);
+    size_t dropped = 0;
+    state_enter(state);
+    for (struct queue_entry *entry = state->available.head, *next; entry; entry = next) {
+        next = entry->next;
+        if (now - entry->available_at_ms < hold_ms || now < entry->available_at_ms)
+            continue;
+        bool selected = false;
+        for (struct queue_consumer *c = state->selective; c && !selected; c = c->selective_next)
+            selected = consumer_selects(state, c, entry);
+        if (selected)
+            continue;
+        list_unlink(&state->available, entry);
+        entry_settle(state, entry);
+        dropped++;
+    }
+    state->stats.unselected += dropped;
+    state_leave(state);
+    return dropped;
 }
 
 uint32_t queue_state_consumer_unsettled(const struct queue_state *state, const void *consumer)
@@ -845,6 +938,7 @@ void queue_state_dead_lettered(struct queue_state *state, queue_delivery_id id, 
     } else {
         u64_map_remove(&state->deliveries, entry->id);
         entry->where = ENTRY_AVAILABLE;
+        entry->available_at_ms = state->cb.now_ms(state->opaque);
         list_insert_after(&state->available, NULL, entry);
     }
     state_leave(state);

@@ -67,6 +67,11 @@ struct queue_state_callbacks {
     void (*flow)(void *opaque, bool pause);
     /* Monotonic milliseconds, for ack timeouts. */
     uint64_t (*now_ms)(void *opaque);
+    /* Does selective `consumer` (queue_state_consumer_select) select
+     * `record`? Asked while dispatching and by queue_state_drop_unselected;
+     * must not call back into queue_state. NULL when no consumer is
+     * selective. */
+    bool (*selects)(void *opaque, void *consumer, const void *record);
 };
 
 /* New empty state. max_deliveries >= 1; max_in_flight >= 1. NULL on
@@ -119,6 +124,16 @@ void queue_state_consumer_block(struct queue_state *state, void *consumer, bool 
 /* Remove a consumer: its acquired records are released (available again for
  * the others, or dead-lettered when at max_deliveries). Unknown consumers are ignored. */
 void queue_state_consumer_remove(struct queue_state *state, void *consumer);
+/* Make a registered consumer selective (a JMS selector, architecture §13):
+ * it gets only the records the `selects` callback says it selects; the
+ * others stay available for the other consumers, in order (ActiveMQ's
+ * queue semantics). */
+void queue_state_consumer_select(struct queue_state *state, void *consumer);
+/* Settle the available records that have waited at least hold_ms while
+ * every registered consumer is selective and none selects them (so they
+ * do not hold the commit position for ever; queues.selector_hold). Not
+ * while no consumer is registered. The number settled (stats.unselected). */
+size_t queue_state_drop_unselected(struct queue_state *state, uint64_t hold_ms);
 /* Deliveries `consumer` holds unsettled. */
 uint32_t queue_state_consumer_unsettled(const struct queue_state *state, const void *consumer);
 /* Number of registered consumers. */
@@ -164,6 +179,7 @@ struct queue_state_stats {
     uint64_t late_settles;  /* settles of unknown ids */
     uint64_t expired;       /* releases by ack timeout */
     uint64_t purged;        /* settled without delivery by queue_state_purge */
+    uint64_t unselected;    /* settled without delivery by queue_state_drop_unselected */
 };
 void queue_state_stats(const struct queue_state *state, struct queue_state_stats *out);
 

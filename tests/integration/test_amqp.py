@@ -18,7 +18,7 @@ import pytest
 import stomp
 from confluent_kafka import Producer
 from proton import Condition, Delivery, Described, Message, symbol, timestamp, ulong, int32
-from proton.reactor import AtMostOnce, Copy, DurableSubscription, Filter, Move, Selector
+from proton.reactor import AtMostOnce, Copy, DurableSubscription, Filter, Move
 from proton.utils import LinkDetached
 
 from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread, send_windowed,
@@ -469,8 +469,6 @@ def test_illegal_forbidden_and_unsupported_attaches_get_conditions(kbridged_fact
         (lambda: conn.create_sender("bad name!"), "amqp:not-found", "A-Z a-z 0-9"),
         (lambda: conn.create_receiver("queue://"), "amqp:not-found", "empty"),
         (lambda: conn.create_sender("topic://prices.*"), "amqp:not-found", "wildcard"),
-        (lambda: conn.create_receiver(name, options=Selector("color = 'red'")),
-         "amqp:not-implemented", "selectors work on non-durable topic subscriptions"),
         (lambda: conn.create_receiver(f"topic://{name}", options=Filter(
             {symbol("x-opt-other"): Described(symbol("example:other-filter"), "x")})),
          "amqp:not-implemented", "x-opt-other"),

@@ -6,8 +6,12 @@ docs/stomp.md), with stomp.py as an ActiveMQ application would use them.
   arithmetic, IS NULL / IS NOT NULL, NOT, a JMS name): each receives exactly the
   messages its selector selects, in order, and the skipped copies are counted.
 - a subscriber without a selector still gets everything.
-- a selector on a queue, and a selector that does not parse, are refused with an ERROR
-  that says why (the position, for a bad one).
+- queues, as in ActiveMQ: each subscriber gets the messages its selector selects, in
+  order; a message one subscriber's selector does not select stays for the others (a
+  subscriber without a selector takes it); one no subscriber selects, while every
+  subscriber has a selector, is settled after `queues.selector_hold` and counted.
+- a selector on a durable subscription, and a selector that does not parse, are refused
+  with an ERROR that says why (the position, for a bad one).
 - AMQP 1.0 (python qpid-proton's `Selector`, the `apache.org:selector-filter:string`
   source filter as Qpid JMS and ActiveMQ write it): a topic receiver gets exactly what it
   selects over typed application properties, the attach answer echoes the filter (how a
@@ -114,18 +118,21 @@ def test_each_topic_subscriber_gets_exactly_what_its_selector_selects(
             c.close()
 
 
-@pytest.mark.parametrize("destination, selector, why", [
-    ("/queue/sel", "color = 'red'",
-     "message selectors work on non-durable topic subscriptions only so far"),
-    ("/topic/sel", "color = 'red' AND", "bad selector: position 18: expected a value"),
-    ("/topic/sel", "weight BETWEEN 1", "bad selector: position 17: expected AND in BETWEEN"),
+@pytest.mark.parametrize("destination, selector, headers, why", [
+    ("/topic/sel", "color = 'red'", {"durable": "true"},
+     "message selectors work on queues and non-durable topic subscriptions only so far"),
+    ("/topic/sel", "color = 'red' AND", {}, "bad selector: position 18: expected a value"),
+    ("/queue/sel", "weight BETWEEN 1", {},
+     "bad selector: position 17: expected AND in BETWEEN"),
 ])
 def test_selectors_that_cannot_be_served_are_refused_saying_why(kbridged_factory, bootstrap,
-                                                                 destination, selector, why):
+                                                                 destination, selector, headers,
+                                                                 why):
     daemon = kbridged_factory(base_config(bootstrap))
     c = Client(daemon)
     try:
-        c.conn.subscribe(destination, id="s", headers={"selector": selector, "receipt": "r"})
+        c.conn.subscribe(destination, id="s",
+                         headers={"selector": selector, "receipt": "r", **headers})
         wait_for(lambda: c.recorder.errors, 30, "an ERROR frame")
         error = c.recorder.errors[0]
         assert why in error.headers["message"], error.headers["message"]
@@ -178,3 +185,85 @@ def test_amqp_topic_receiver_with_a_selector_filter_gets_what_it_selects(
         assert "position 17: expected AND in BETWEEN" in str(refused.value)
     finally:
         conn.close()
+
+
+def queue_subscriber(daemon, queue, sub_id, selector=None, prefetch=100):
+    client = Client(daemon)
+    headers = {"prefetch-count": str(prefetch)}
+    if selector:
+        headers["selector"] = selector
+    client.subscribe(queue, sub_id, ack="client-individual", headers=headers,
+                     receipt=f"r-{sub_id}", timeout=60)
+    return client
+
+
+def test_queue_subscribers_get_what_their_selectors_select_and_the_rest_stays(
+        kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap))
+    queue = f"/queue/orders{uniq}"
+    red = queue_subscriber(daemon, queue, "red", "color = 'red'")
+    heavy_blue = queue_subscriber(daemon, queue, "blue", "color = 'blue' AND weight >= 25")
+    producer = Client(daemon)
+    everyone = None
+    try:
+        bodies = [f"q{i}" for i in range(400)]
+        for i, body in enumerate(bodies):
+            producer.send(queue, body, headers=headers_of(i), receipt=f"p{i}" if i == 399 else None)
+        producer.wait_receipt("p399", timeout=60)
+        want_red = [b for i, b in enumerate(bodies) if headers_of(i)["color"] == "red"]
+        want_blue = [b for i, b in enumerate(bodies)
+                     if headers_of(i)["color"] == "blue" and num(headers_of(i), "weight") >= 25]
+        got_red = red.wait_messages(len(want_red), timeout=60)
+        got_blue = heavy_blue.wait_messages(len(want_blue), timeout=60)
+        assert [f.body for f in got_red] == want_red
+        assert [f.body for f in got_blue] == want_blue
+        for client, frames in ((red, got_red), (heavy_blue, got_blue)):
+            for frame in frames:
+                client.ack(frame)
+        # what neither selects waits for a subscriber that takes it, in order
+        rest = [b for b in bodies if b not in set(want_red) | set(want_blue)]
+        everyone = queue_subscriber(daemon, queue, "all", prefetch=1000)
+        got_rest = everyone.wait_messages(len(rest), timeout=60)
+        assert [f.body for f in got_rest] == rest
+        for frame in got_rest:
+            everyone.ack(frame)
+        assert len(red.recorder.messages) == len(want_red)
+        assert len(heavy_blue.recorder.messages) == len(want_blue)
+        assert metric(daemon, "kbridge_selector_unselected_total") == 0
+        for c in (red, heavy_blue, everyone):
+            assert not c.recorder.errors
+    finally:
+        for c in [red, heavy_blue, producer] + ([everyone] if everyone else []):
+            c.close()
+
+
+def test_queue_messages_no_selector_selects_are_settled_after_the_hold(
+        kbridged_factory, bootstrap, uniq):
+    config = base_config(bootstrap)
+    config["queues"] = {"selector_hold": "1s"}
+    daemon = kbridged_factory(config)
+    queue = f"/queue/held{uniq}"
+    red = queue_subscriber(daemon, queue, "red", "color = 'red'")
+    producer = Client(daemon)
+    late = None
+    try:
+        for i in range(40):
+            producer.send(queue, f"h{i}", headers=headers_of(i),
+                          receipt="last" if i == 39 else None)
+        producer.wait_receipt("last", timeout=60)
+        want = [f"h{i}" for i in range(40) if headers_of(i)["color"] == "red"]
+        got = red.wait_messages(len(want), timeout=60)
+        assert [f.body for f in got] == want
+        for frame in got:
+            red.ack(frame)
+        wait_for(lambda: metric(daemon, "kbridge_selector_unselected_total") == 40 - len(want),
+                 30, "the unselected messages settled after queues.selector_hold")
+        # settled: a subscriber without a selector gets none of them, only what comes next
+        late = queue_subscriber(daemon, queue, "late")
+        producer.send(queue, "after", headers={"color": "green"}, receipt="after")
+        producer.wait_receipt("after")
+        assert [f.body for f in late.wait_messages(1, timeout=60)] == ["after"]
+        assert len(late.recorder.messages) == 1
+    finally:
+        for c in [red, producer] + ([late] if late else []):
+            c.close()

@@ -137,10 +137,11 @@ CORPUS = [
     ("SEND in a transaction never begun", CONNECT_12,
      frame("SEND", {"destination": "/queue/errs", "transaction": "tx1"}, "x"), False,
      r"unknown transaction 'tx1'", ["not an open transaction"]),
-    ("SUBSCRIBE to a queue with a selector", CONNECT_12,
-     frame("SUBSCRIBE", {"destination": "/queue/errs", "id": "s", "selector": "colour = 'red'"}),
-     False, r"message selectors work on non-durable topic subscriptions only so far; "
-            r"queue 'errs' is a queue", ["/queue/errs"]),
+    ("SUBSCRIBE to a durable subscription with a selector", CONNECT_12,
+     frame("SUBSCRIBE", {"destination": "/topic/errs", "id": "s", "durable": "true",
+                         "selector": "colour = 'red'"}),
+     False, r"message selectors work on queues and non-durable topic subscriptions only so far; "
+            r"topic 'errs' is a durable subscription", ["/topic/errs"]),
     ("SUBSCRIBE with a bad selector", CONNECT_12,
      frame("SUBSCRIBE", {"destination": "/topic/errs", "id": "s", "selector": "colour == 'red'"}),
      False, r"bad selector: position 9: expected a value, a name or '\(', got '='",

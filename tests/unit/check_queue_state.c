@@ -82,6 +82,13 @@ struct fake {
     deliver_hook on_deliver;
     dead_letter_hook on_dead_letter;
     void *hook_arg;
+
+    /* selective consumers: consumer selects offsets with offset % mod == rem */
+    struct {
+        const void *consumer;
+        int64_t mod, rem;
+    } selectors[4];
+    size_t selector_count;
 };
 
 #define GROW(array, count, cap)                                                                    \
@@ -158,7 +165,19 @@ static uint64_t fake_now_ms(void *opaque)
     return fake->now;
 }
 
+static bool fake_selects(void *opaque, void *consumer, const void *record)
+{
+    struct fake *fake = opaque;
+    const struct test_record *r = record;
+    REQUIRE(r->magic == RECORD_MAGIC);
+    for (size_t i = 0; i < fake->selector_count; i++)
+        if (fake->selectors[i].consumer == consumer)
+            return r->offset % fake->selectors[i].mod == fake->selectors[i].rem;
+    return true;
+}
+
 static const struct queue_state_callbacks fake_callbacks = {
+    .selects = fake_selects,
     .deliver = fake_deliver,
     .dead_letter = fake_dead_letter,
     .commit = fake_commit,
@@ -421,6 +440,95 @@ START_TEST(positions_if_accepted_stop_at_the_first_delivery_outside_the_set)
     accept_delivery(fake, 0, 2);
     accept_delivery(fake, 0, 5);
     ck_assert_int_eq(fake->commits[fake->commit_count - 1].offset, 6);
+    fake_free(fake);
+}
+END_TEST
+
+/* Register `consumer` selecting offset % mod == rem, with `credit`. */
+static void add_selective(struct fake *fake, void *consumer, uint32_t credit, int64_t mod,
+                          int64_t rem)
+{
+    REQUIRE(fake->selector_count < 4);
+    fake->selectors[fake->selector_count].consumer = consumer;
+    fake->selectors[fake->selector_count].mod = mod;
+    fake->selectors[fake->selector_count].rem = rem;
+    fake->selector_count++;
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, consumer, credit, false, true), 0);
+    queue_state_consumer_select(fake->state, consumer);
+    queue_state_consumer_block(fake->state, consumer, false);
+}
+
+static size_t deliveries_to(const struct fake *fake, const void *consumer, int64_t *offsets,
+                            size_t most)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fake->delivery_count && n < most; i++)
+        if (fake->deliveries[i].consumer == consumer)
+            offsets[n++] = fake->deliveries[i].offset;
+    return n;
+}
+
+/* ActiveMQ's queue selectors: each selective consumer gets what it
+ * selects, in order; what one does not select stays for the others. */
+START_TEST(selective_consumers_get_what_they_select_in_order)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    for (int64_t offset = 0; offset < 12; offset++)
+        add(fake, 0, offset);
+    add_selective(fake, A, 100, 3, 0); /* 0 3 6 9 */
+    add_selective(fake, B, 2, 3, 1);   /* 1 4, then no credit: 7 10 wait */
+    int64_t got[16];
+    static const int64_t want_a[] = {0, 3, 6, 9}, want_b[] = {1, 4};
+    ck_assert_uint_eq(deliveries_to(fake, A, got, 16), 4);
+    ck_assert_mem_eq(got, want_a, sizeof(want_a));
+    ck_assert_uint_eq(deliveries_to(fake, B, got, 16), 2);
+    ck_assert_mem_eq(got, want_b, sizeof(want_b));
+    ck_assert_uint_eq(stats_of(fake).available, 6); /* 2 5 7 8 10 11 */
+    /* B's credit frees: it gets its next ones, still in order */
+    accept_delivery(fake, 0, 1);
+    accept_delivery(fake, 0, 4);
+    ck_assert_uint_eq(deliveries_to(fake, B, got, 16), 4);
+    ck_assert_int_eq(got[2], 7);
+    ck_assert_int_eq(got[3], 10);
+    /* a consumer without a selector takes what nobody selected, in order */
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, C, 100, false, false), 0);
+    static const int64_t want_c[] = {2, 5, 8, 11};
+    ck_assert_uint_eq(deliveries_to(fake, C, got, 16), 4);
+    ck_assert_mem_eq(got, want_c, sizeof(want_c));
+    ck_assert_uint_eq(stats_of(fake).available, 0);
+    fake_free(fake);
+}
+END_TEST
+
+/* What no selective consumer selects waits queues.selector_hold, then is
+ * settled so the commit position moves; never while a consumer without a
+ * selector is there, or while nobody is. */
+START_TEST(unselected_records_are_settled_after_the_hold)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    for (int64_t offset = 0; offset < 6; offset++)
+        add(fake, 0, offset);
+    ck_assert_uint_eq(queue_state_drop_unselected(fake->state, 0), 0); /* no consumer */
+    add_selective(fake, A, 100, 2, 0);                                 /* 0 2 4 */
+    ck_assert_uint_eq(fake->delivery_count, 3);
+    for (int64_t offset = 0; offset < 6; offset += 2)
+        accept_delivery(fake, 0, offset);
+    ck_assert_uint_eq(fake->commit_count, 1); /* up to 1, which waits */
+    ck_assert_int_eq(fake->commits[0].offset, 1);
+    fake->now += 59999;
+    ck_assert_uint_eq(queue_state_drop_unselected(fake->state, 60000), 0);
+    /* a consumer without a selector, blocked: it would take them, so none is dropped */
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 100, false, true), 0);
+    fake->now += 1;
+    ck_assert_uint_eq(queue_state_drop_unselected(fake->state, 60000), 0);
+    queue_state_consumer_remove(fake->state, B);
+    ck_assert_uint_eq(queue_state_drop_unselected(fake->state, 60000), 3);
+    ck_assert_uint_eq(stats_of(fake).unselected, 3);
+    ck_assert_uint_eq(stats_of(fake).available, 0);
+    ck_assert_int_eq(fake->commits[fake->commit_count - 1].offset, 6);
+    ck_assert_uint_eq(fake->delivery_count, 3); /* none was delivered */
     fake_free(fake);
 }
 END_TEST
@@ -1400,10 +1508,12 @@ static Suite *queue_state_suite(void)
     tcase_add_test(offsets, offset_gaps_and_partitions_are_independent);
     tcase_add_test(offsets, adds_are_refused_for_unassigned_partitions_and_old_offsets);
     tcase_add_test(offsets, positions_if_accepted_stop_at_the_first_delivery_outside_the_set);
+    tcase_add_test(offsets, unselected_records_are_settled_after_the_hold);
     suite_add_tcase(suite, offsets);
 
     TCase *dispatch = tcase_create("dispatch");
     tcase_add_test(dispatch, round_robin_across_three_consumers_with_credit_10);
+    tcase_add_test(dispatch, selective_consumers_get_what_they_select_in_order);
     tcase_add_test(dispatch, a_consumer_added_blocked_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
