@@ -291,6 +291,24 @@ core_subscription_start(struct core_session *session, const struct destination *
     return sub;
 }
 
+/* options->selector parsed (architecture §13): 0 with *out (NULL without
+ * one), or -1 with the error code and reason (a bad selector names the
+ * position). */
+static int core_selector_parse(const struct core_subscribe_options *options, struct selector **out,
+                               int *error_code, char *err, size_t err_size)
+{
+    *out = NULL;
+    if (!options->selector)
+        return 0;
+    char why[256];
+    if (!(*out = selector_parse(options->selector, why, sizeof(why)))) {
+        snprintf(err, err_size, "bad selector: %s", why);
+        *error_code = strcmp(why, "out of memory") == 0 ? CORE_ERR_INTERNAL : CORE_ERR_INVALID;
+        return -1;
+    }
+    return 0;
+}
+
 /* An exchange subscription (RabbitMQ's STOMP /exchange/NAME/KEY): a topic
  * subscription for the topic-per-key amq.topic, else its own server-named,
  * exclusive, auto-delete queue bound with the key (core_exchange_subscribe:
@@ -335,11 +353,17 @@ core_subscribe_exchange(struct core_session *session, const struct destination *
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    struct selector *selector;
+    if (core_selector_parse(options, &selector, error_code, err, err_size) < 0)
+        return NULL;
     struct core_subscription *sub =
         core_subscription_new(session, session->core->queue_engine, exchange, &plain, handlers,
                               opaque, NULL, error_code, err, err_size);
-    if (!sub)
+    if (!sub) {
+        selector_free(selector);
         return NULL;
+    }
+    sub->selector = selector; /* the queue engine sees it when the queue is attached */
     int rc = core_exchange_subscribe(sub, exchange->name, key, err, err_size);
     if (rc != CORE_OK) {
         core_subscription_free(sub);
@@ -395,24 +419,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
-    struct selector *selector = NULL;
-    if (options->selector) {
-        if ((destination->kind != DESTINATION_TOPIC && destination->kind != DESTINATION_QUEUE) ||
-            options->durable_name || options->binding_key) {
-            snprintf(err, err_size,
-                     "message selectors work on queues and non-durable topic subscriptions "
-                     "only so far; %s is %s",
-                     display, options->durable_name ? "a durable subscription" : "not one");
-            *error_code = CORE_ERR_UNSUPPORTED;
-            return NULL;
-        }
-        char why[256];
-        if (!(selector = selector_parse(options->selector, why, sizeof(why)))) {
-            snprintf(err, err_size, "bad selector: %s", why);
-            *error_code = strcmp(why, "out of memory") == 0 ? CORE_ERR_INTERNAL : CORE_ERR_INVALID;
-            return NULL;
-        }
-    }
+    struct selector *selector;
+    if (core_selector_parse(options, &selector, error_code, err, err_size) < 0)
+        return NULL;
     if (destination->kind == DESTINATION_QUEUE) {
         int rc = core_exchange_queue_first_use(session, destination, err, err_size);
         if (rc != CORE_OK) {
@@ -450,6 +459,13 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
     if (n < 0 || (size_t)n >= address_size) {
         snprintf(err, err_size, "temporary queue address does not fit");
         *error_code = CORE_ERR_INTERNAL;
+        return NULL;
+    }
+    if (options->selector) {
+        snprintf(err, err_size,
+                 "message selectors do not apply to temporary queues: their replies are all "
+                 "for the requester");
+        *error_code = CORE_ERR_UNSUPPORTED;
         return NULL;
     }
     struct core_subscribe_options temporary = *options;

@@ -893,8 +893,17 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct queue *queue = arg;
     size_t expired = queue_state_expire(queue->state, queue_config(queue)->queues.ack_timeout_ms);
-    size_t unselected =
-        queue_state_drop_unselected(queue->state, queue_config(queue)->queues.selector_hold_ms);
+    /* A durable subscription's selector is the subscription's (JMS), and an
+     * exclusive queue (an /exchange/ subscription's own) has no one else to
+     * wait for: what they do not select is settled on the next tick. A
+     * shared queue's waits for the subscribers that may come. */
+    const struct queue_definition *definition =
+        queue->bound
+            ? definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name)
+            : NULL;
+    bool private_queue = !queue->bound || (definition && definition->spec.exclusive);
+    size_t unselected = queue_state_drop_unselected(
+        queue->state, private_queue ? 0 : queue_config(queue)->queues.selector_hold_ms);
     if (unselected > 0) {
         *queue->engine->unselected += unselected;
         log_info("queue",

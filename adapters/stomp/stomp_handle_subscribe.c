@@ -448,6 +448,12 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                                   "%s is already this connection's temporary queue (subscription "
                                   "'%s'); SUBSCRIBE to it before the first SEND that names it.",
                                   destination_text, sub->id);
+        if (stomp_frame_header_value(frame, "selector"))
+            return stomp_fail(error, STOMP_KIND_UNSUPPORTED,
+                              "message selectors do not apply to temporary queues",
+                              "%s is a temporary queue: every reply in it is for its requester. "
+                              "SUBSCRIBE without a selector.",
+                              destination_text);
         const char *receipt = stomp_frame_header_value(frame, "receipt");
         if (!stomp_temp_queue(connection, destination_text, id, ack_mode, receipt, error))
             return STOMP_FAILED;

@@ -10,8 +10,11 @@ docs/stomp.md), with stomp.py as an ActiveMQ application would use them.
   order; a message one subscriber's selector does not select stays for the others (a
   subscriber without a selector takes it); one no subscriber selects, while every
   subscriber has a selector, is settled after `queues.selector_hold` and counted.
-- a selector on a durable subscription, and a selector that does not parse, are refused
-  with an ERROR that says why (the position, for a bad one).
+- a durable subscription's selector is the subscription's (JMS): it gets what it selects,
+  the rest is settled at once (counted), also across a reconnect.
+- an `/exchange/NAME/KEY` subscription's selector filters its own queue's messages.
+- a selector on a temporary queue, and a selector that does not parse, are refused with
+  an ERROR that says why (the position, for a bad one).
 - AMQP 1.0 (python qpid-proton's `Selector`, the `apache.org:selector-filter:string`
   source filter as Qpid JMS and ActiveMQ write it): a topic receiver gets exactly what it
   selects over typed application properties, the attach answer echoes the filter (how a
@@ -119,8 +122,8 @@ def test_each_topic_subscriber_gets_exactly_what_its_selector_selects(
 
 
 @pytest.mark.parametrize("destination, selector, headers, why", [
-    ("/topic/sel", "color = 'red'", {"durable": "true"},
-     "message selectors work on queues and non-durable topic subscriptions only so far"),
+    ("/temp-queue/sel", "color = 'red'", {},
+     "message selectors do not apply to temporary queues"),
     ("/topic/sel", "color = 'red' AND", {}, "bad selector: position 18: expected a value"),
     ("/queue/sel", "weight BETWEEN 1", {},
      "bad selector: position 17: expected AND in BETWEEN"),
@@ -267,3 +270,69 @@ def test_queue_messages_no_selector_selects_are_settled_after_the_hold(
     finally:
         for c in [red, producer] + ([late] if late else []):
             c.close()
+
+
+def test_a_durable_subscription_with_a_selector_keeps_only_what_it_selects(
+        kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap))
+    topic = f"/topic/audit{uniq}"
+    headers = {"durable": "true", "selector": "color = 'red'", "prefetch-count": "100"}
+    sub = Client(daemon)
+    producer = Client(daemon)
+    try:
+        sub.subscribe(topic, "audit", ack="client-individual", headers=headers, receipt="r1",
+                      timeout=60)
+        for i in range(40):
+            producer.send(topic, f"d{i}", headers=headers_of(i), receipt="p" if i == 39 else None)
+        producer.wait_receipt("p", timeout=60)
+        want = [f"d{i}" for i in range(40) if headers_of(i)["color"] == "red"]
+        got = sub.wait_messages(len(want), timeout=60)
+        assert [f.body for f in got] == want
+        for frame in got:
+            sub.ack(frame)
+        wait_for(lambda: metric(daemon, "kbridge_selector_unselected_total") == 40 - len(want),
+                 30, "the copies the subscription does not select settled")
+        sub.close()
+        # detached: it keeps its place; what comes meanwhile is filtered when it is back
+        for i in range(40, 60):
+            producer.send(topic, f"d{i}", headers=headers_of(i), receipt="q" if i == 59 else None)
+        producer.wait_receipt("q", timeout=60)
+        sub = Client(daemon)
+        sub.subscribe(topic, "audit", ack="client-individual", headers=headers, receipt="r2",
+                      timeout=60)
+        want = [f"d{i}" for i in range(40, 60) if headers_of(i)["color"] == "red"]
+        got = sub.wait_messages(len(want), timeout=60)
+        assert [f.body for f in got] == want
+        for frame in got:
+            sub.ack(frame)
+        wait_for(lambda: metric(daemon, "kbridge_selector_unselected_total") == 60 - 15, 30,
+                 "the later copies it does not select settled too")
+        assert len(sub.recorder.messages) == len(want)
+    finally:
+        sub.close()
+        producer.close()
+
+
+def test_an_exchange_subscription_with_a_selector_gets_what_it_selects(
+        kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap))
+    sub = Client(daemon)
+    producer = Client(daemon)
+    try:
+        sub.subscribe(f"/exchange/amq.direct/k{uniq}", "x", ack="client-individual",
+                      headers={"selector": "weight < 10"}, receipt="r", timeout=60)
+        for i in range(30):
+            producer.send(f"/exchange/amq.direct/k{uniq}", f"x{i}", headers=headers_of(i),
+                          receipt="p" if i == 29 else None)
+        producer.wait_receipt("p", timeout=60)
+        want = [f"x{i}" for i in range(30) if i % 50 < 10]
+        got = sub.wait_messages(len(want), timeout=60)
+        assert [f.body for f in got] == want
+        for frame in got:
+            sub.ack(frame)
+        wait_for(lambda: metric(daemon, "kbridge_selector_unselected_total") == 30 - len(want),
+                 30, "the rest settled at once (the queue is the subscription's own)")
+        assert len(sub.recorder.messages) == len(want)
+    finally:
+        sub.close()
+        producer.close()
