@@ -81,7 +81,11 @@ struct queue_entry {
     uint32_t delivery_count;
     enum entry_where where;
     uint64_t available_at_ms; /* when it last became available */
-    bool counted_accepted;    /* queue_state_positions_if_accepted, during the call only */
+    /* selector results of the selective consumers with a memo slot (bit =
+     * slot), valid while memo_generation matches the state's */
+    uint64_t memo_evaluated, memo_selected;
+    uint32_t memo_generation;
+    bool counted_accepted; /* queue_state_positions_if_accepted, during the call only */
 };
 
 struct entry_list {
@@ -161,6 +165,7 @@ struct queue_consumer {
     bool removed;
     bool in_ready;
     bool selective; /* asks cb.selects (queue_state_consumer_select) */
+    int memo_slot;  /* selective: its bit in the entries' memo, or -1 (more than 64) */
     struct queue_consumer *selective_prev, *selective_next; /* state->selective list */
 };
 
@@ -184,6 +189,8 @@ struct queue_state {
     struct queue_consumer *removed_consumers;
     struct queue_consumer *selective; /* registered selective consumers (doubly linked) */
     size_t selective_count;
+    uint64_t memo_slots_used; /* the selective consumers' memo bits */
+    uint32_t memo_generation; /* bumped when a slot is freed: every memo is stale then */
 
     queue_delivery_id last_id;
     unsigned depth;
@@ -400,17 +407,33 @@ static void entry_accept(struct queue_state *state, struct queue_entry *entry)
 /* Give available records to ready consumers, round-robin. Runs only from the
  * outermost call; callbacks it makes may change anything, so every step
  * starts again from the lists. */
-/* Does consumer c take the record (a consumer without a selector takes all)? */
+/* Does consumer c take the record (a consumer without a selector takes
+ * all)? A selector's answer for an entry is remembered in the entry (one bit
+ * per selective consumer, up to 64), so a dispatch that looks past the same
+ * waiting entries again does not evaluate them again. */
 static bool consumer_selects(const struct queue_state *state, const struct queue_consumer *c,
-                             const struct queue_entry *entry)
+                             struct queue_entry *entry)
 {
-    return !c->selective || !state->cb.selects ||
-           state->cb.selects(state->opaque, c->consumer, entry->record);
+    if (!c->selective || !state->cb.selects)
+        return true;
+    if (c->memo_slot < 0)
+        return state->cb.selects(state->opaque, c->consumer, entry->record);
+    if (entry->memo_generation != state->memo_generation) {
+        entry->memo_generation = state->memo_generation;
+        entry->memo_evaluated = entry->memo_selected = 0;
+    }
+    uint64_t bit = UINT64_C(1) << c->memo_slot;
+    if (!(entry->memo_evaluated & bit)) {
+        entry->memo_evaluated |= bit;
+        if (state->cb.selects(state->opaque, c->consumer, entry->record))
+            entry->memo_selected |= bit;
+    }
+    return (entry->memo_selected & bit) != 0;
 }
 
 /* The first ready consumer from the cursor on that selects entry, or NULL. */
 static struct queue_consumer *ready_consumer_selecting(const struct queue_state *state,
-                                                       const struct queue_entry *entry)
+                                                       struct queue_entry *entry)
 {
     struct queue_consumer *c = state->ready_cursor;
     if (!c)
@@ -782,6 +805,10 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
         c->selective_prev = c->selective_next = NULL;
         c->selective = false;
         state->selective_count--;
+        if (c->memo_slot >= 0) { /* its bit may go to another consumer: forget every memo */
+            state->memo_slots_used &= ~(UINT64_C(1) << c->memo_slot);
+            state->memo_generation++;
+        }
     }
     consumer_update_ready(state, c);
     struct queue_entry *insert_after = NULL;
@@ -802,6 +829,12 @@ void queue_state_consumer_select(struct queue_state *state, void *consumer)
         return;
     state_enter(state);
     c->selective = true;
+    c->memo_slot = -1;
+    for (int slot = 0; slot < 64 && c->memo_slot < 0; slot++)
+        if (!(state->memo_slots_used & (UINT64_C(1) << slot))) {
+            c->memo_slot = slot;
+            state->memo_slots_used |= UINT64_C(1) << slot;
+        }
     c->selective_prev = NULL;
     c->selective_next = state->selective;
     if (state->selective)

@@ -501,6 +501,28 @@ START_TEST(selective_consumers_get_what_they_select_in_order)
 }
 END_TEST
 
+/* Selector answers are remembered per entry; a consumer that takes over a
+ * removed one's memo bit must not inherit its answers. */
+START_TEST(a_new_selective_consumer_does_not_inherit_a_removed_ones_answers)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    for (int64_t offset = 0; offset < 6; offset++)
+        add(fake, 0, offset);
+    add_selective(fake, A, 1, 2, 0); /* takes 0, then its credit is full */
+    ck_assert_uint_eq(fake->delivery_count, 1);
+    queue_state_consumer_remove(fake->state, A); /* 0 back; its bit is free */
+    fake->selector_count = 0;
+    add_selective(fake, B, 100, 2, 1); /* the odd ones, whatever A's bit said */
+    int64_t got[8];
+    static const int64_t want[] = {1, 3, 5};
+    ck_assert_uint_eq(deliveries_to(fake, B, got, 8), 3);
+    ck_assert_mem_eq(got, want, sizeof(want));
+    ck_assert_uint_eq(stats_of(fake).available, 3);
+    fake_free(fake);
+}
+END_TEST
+
 /* What no selective consumer selects waits queues.selector_hold, then is
  * settled so the commit position moves; never while a consumer without a
  * selector is there, or while nobody is. */
@@ -1514,6 +1536,7 @@ static Suite *queue_state_suite(void)
     TCase *dispatch = tcase_create("dispatch");
     tcase_add_test(dispatch, round_robin_across_three_consumers_with_credit_10);
     tcase_add_test(dispatch, selective_consumers_get_what_they_select_in_order);
+    tcase_add_test(dispatch, a_new_selective_consumer_does_not_inherit_a_removed_ones_answers);
     tcase_add_test(dispatch, a_consumer_added_blocked_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
