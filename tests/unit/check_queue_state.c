@@ -87,7 +87,7 @@ struct fake {
     struct {
         const void *consumer;
         int64_t mod, rem;
-    } selectors[4];
+    } selectors[8];
     size_t selector_count;
 };
 
@@ -448,7 +448,7 @@ END_TEST
 static void add_selective(struct fake *fake, void *consumer, uint32_t credit, int64_t mod,
                           int64_t rem)
 {
-    REQUIRE(fake->selector_count < 4);
+    REQUIRE(fake->selector_count < 8);
     fake->selectors[fake->selector_count].consumer = consumer;
     fake->selectors[fake->selector_count].mod = mod;
     fake->selectors[fake->selector_count].rem = rem;
@@ -1302,6 +1302,10 @@ static uint64_t next_random(uint64_t *state)
 static void stress_deliver(struct fake *fake, const struct delivery *d)
 {
     struct stress *s = fake->hook_arg;
+    /* a selective consumer gets only what its selector selects */
+    for (size_t i = 0; i < fake->selector_count; i++)
+        if (fake->selectors[i].consumer == d->consumer)
+            REQUIRE(d->offset % fake->selectors[i].mod == fake->selectors[i].rem);
     GROW(s->held, s->held_count, s->held_cap);
     s->held[s->held_count++] = d->id;
 }
@@ -1462,15 +1466,28 @@ START_TEST(random_operations_keep_the_books_consistent)
         } else if (op < 80) {
             fake->now += next_random(&s.rng) % 2000;
             queue_state_expire(fake->state, 1500);
+            queue_state_drop_unselected(fake->state, 3000);
         } else if (op < 86) {
             if (present[c]) {
                 queue_state_consumer_remove(fake->state, &consumers[c]);
                 present[c] = false;
+                for (size_t i = 0; i < fake->selector_count; i++)
+                    if (fake->selectors[i].consumer == &consumers[c])
+                        fake->selectors[i] = fake->selectors[--fake->selector_count];
             } else {
                 uint32_t credit = (uint32_t)(next_random(&s.rng) % 20);
                 bool auto_accept = next_random(&s.rng) % 4 == 0;
+                bool selective = next_random(&s.rng) % 3 == 0; /* offset % 3 == c % 3 */
                 REQUIRE(queue_state_consumer_add(fake->state, &consumers[c], credit, auto_accept,
-                                                 false) == 0);
+                                                 selective) == 0);
+                if (selective) {
+                    fake->selectors[fake->selector_count].consumer = &consumers[c];
+                    fake->selectors[fake->selector_count].mod = 3;
+                    fake->selectors[fake->selector_count].rem = c % 3;
+                    fake->selector_count++;
+                    queue_state_consumer_select(fake->state, &consumers[c]);
+                    queue_state_consumer_block(fake->state, &consumers[c], false);
+                }
                 present[c] = true;
             }
         } else if (op < 91) {
