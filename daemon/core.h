@@ -281,9 +281,15 @@ struct core_subscribe_options {
     const char *binding_key;
     /* A JMS message selector (architecture §13), or NULL: only messages it
      * selects are delivered. Parsed by core_subscribe (a bad one is
-     * CORE_ERR_INVALID naming the position); non-durable topic subscriptions
-     * only for now (else CORE_ERR_UNSUPPORTED). Copied: not kept. */
+     * CORE_ERR_INVALID naming the position); queues and topics, not
+     * temporary queues. Copied: not kept. */
     const char *selector;
+    /* Replay (architecture §13): where a non-durable topic subscription
+     * starts, in RabbitMQ's x-stream-offset spellings (stream_offset.h), or
+     * NULL: what is published from now on. Parsed by core_subscribe (a bad
+     * one is CORE_ERR_INVALID; on anything but a non-wildcard, non-durable
+     * topic CORE_ERR_UNSUPPORTED). Copied: not kept. */
+    const char *stream_offset;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */

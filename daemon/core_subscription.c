@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "core.h"
@@ -212,7 +213,8 @@ static struct core_subscription *core_subscription_new(
     sub->options = *options;
     sub->options.durable_name = sub->durable_name;
     sub->options.binding_key = NULL;
-    sub->options.selector = NULL; /* parsed into sub->selector by core_subscribe */
+    sub->options.selector = NULL;      /* parsed into sub->selector by core_subscribe */
+    sub->options.stream_offset = NULL; /* parsed into sub->stream_offset by core_subscribe */
     if (sub->options.credit == 0)
         sub->options.credit = 1;
     sub->handlers = *handlers;
@@ -260,10 +262,12 @@ int core_subscription_attach(struct core_subscription *sub, const struct destina
 }
 
 /* Allocate a subscription (it owns `selector`, parsed, or NULL: freed also
- * on failure) and hand it to its engine. */
+ * on failure; `stream_offset`, parsed, or NULL, is copied) and hand it to
+ * its engine. */
 static struct core_subscription *
 core_subscription_start(struct core_session *session, const struct destination *destination,
-                        const struct core_subscribe_options *options, struct selector *selector,
+                        const struct core_subscribe_options *options,
+                        const struct stream_offset *stream_offset, struct selector *selector,
                         const struct core_subscription_handlers *handlers, void *opaque,
                         const char *reply_token, int *error_code, char *err, size_t err_size)
 {
@@ -278,6 +282,10 @@ core_subscription_start(struct core_session *session, const struct destination *
         return NULL;
     }
     sub->selector = selector; /* before the engine sees it: a queue asks it at once */
+    if (stream_offset) {
+        sub->replay = true;
+        sub->stream_offset = *stream_offset;
+    }
     int rc = engine->ops->subscribe(engine, sub, err, err_size);
     if (rc != CORE_OK) {
         core_subscription_free(sub);
@@ -353,6 +361,14 @@ core_subscribe_exchange(struct core_session *session, const struct destination *
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    if (options->stream_offset) {
+        snprintf(err, err_size,
+                 "x-stream-offset (replay) works on non-durable subscriptions to one topic only "
+                 "so far; exchange '%s' is not a topic",
+                 exchange->name);
+        *error_code = CORE_ERR_UNSUPPORTED;
+        return NULL;
+    }
     struct selector *selector;
     if (core_selector_parse(options, &selector, error_code, err, err_size) < 0)
         return NULL;
@@ -419,6 +435,31 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    struct stream_offset stream_offset;
+    if (options->stream_offset) {
+        if (destination->kind != DESTINATION_TOPIC || destination->wildcard ||
+            options->durable_name) {
+            snprintf(err, err_size,
+                     "x-stream-offset (replay) works on non-durable subscriptions to one topic "
+                     "only so far; %s is %s",
+                     display,
+                     destination->kind != DESTINATION_TOPIC ? "not a topic"
+                     : destination->wildcard                ? "a wildcard"
+                                                            : "a durable subscription");
+            *error_code = CORE_ERR_UNSUPPORTED;
+            return NULL;
+        }
+        char why[256];
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (stream_offset_parse(options->stream_offset,
+                                (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &stream_offset,
+                                why, sizeof(why)) < 0) {
+            snprintf(err, err_size, "bad x-stream-offset: %s", why);
+            *error_code = CORE_ERR_INVALID;
+            return NULL;
+        }
+    }
     struct selector *selector;
     if (core_selector_parse(options, &selector, error_code, err, err_size) < 0)
         return NULL;
@@ -430,8 +471,9 @@ struct core_subscription *core_subscribe(struct core_session *session,
             return NULL;
         }
     }
-    return core_subscription_start(session, destination, options, selector, handlers, opaque, NULL,
-                                   error_code, err, err_size);
+    return core_subscription_start(session, destination, options,
+                                   options->stream_offset ? &stream_offset : NULL, selector,
+                                   handlers, opaque, NULL, error_code, err, err_size);
 }
 
 struct core_subscription *
@@ -470,8 +512,8 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
     }
     struct core_subscribe_options temporary = *options;
     temporary.durable_name = NULL;
-    return core_subscription_start(session, &destination, &temporary, NULL, handlers, opaque, token,
-                                   error_code, err, err_size);
+    return core_subscription_start(session, &destination, &temporary, NULL, NULL, handlers, opaque,
+                                   token, error_code, err, err_size);
 }
 
 void core_subscription_block(struct core_subscription *sub, bool blocked)

@@ -25,6 +25,7 @@
 #include "address.h"
 #include "core.h"
 #include "queue_state.h"
+#include "stream_offset.h"
 
 struct kafka_txn;
 
@@ -74,6 +75,8 @@ struct core_subscription {
     uint32_t unacked;
     struct core_exchange_op *exchange_op; /* an exchange subscription being set up (core's) */
     struct selector *selector;            /* options.selector parsed, or NULL (owned) */
+    bool replay;                          /* options.stream_offset given: ... */
+    struct stream_offset stream_offset;   /* ... parsed here (topic engine) */
     _Alignas(max_align_t) unsigned char engine_storage[]; /* engine_state points here */
 };
 

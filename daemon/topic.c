@@ -63,6 +63,7 @@ struct topic_assigned {
     char *topic;
     int32_t partition_count;
     int64_t *next_offsets;
+    bool *before_start; /* replay from a time: still skipping older records (NULL: none) */
 };
 
 /* The topic engine (engine.h) and, inside it, the temporary-queue engine:
@@ -106,6 +107,10 @@ struct topic_reader {
     bool positioned;
     bool failed;
     bool paused; /* every subscriber is behind: not fetching */
+    /* Replay (architecture §13): the reader of one subscription that starts
+     * at `start` (x-stream-offset); never shared. */
+    bool replay;
+    struct stream_offset start;
     struct topic_subscriber *subscribers;
     size_t subscriber_count;
     struct destination_stats *stats;
@@ -334,8 +339,18 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
 {
     struct topic_reader *reader = opaque;
     struct topic_assigned *t = topic_find(reader, record->topic);
-    if (t && record->partition >= 0 && record->partition < t->partition_count)
+    if (t && record->partition >= 0 && record->partition < t->partition_count) {
         t->next_offsets[record->partition] = record->offset + 1; /* where a resume goes on */
+        if (t->before_start && t->before_start[record->partition]) {
+            /* replay from a time: Kafka's offsets_for_times, done as a scan
+             * (the first record at or after the time, per partition) */
+            if (record->timestamp_ms >= 0 && record->timestamp_ms < reader->start.value) {
+                kafka_record_free(record);
+                return;
+            }
+            t->before_start[record->partition] = false;
+        }
+    }
     struct shared_record *shared = calloc(1, sizeof(*shared));
     if (!shared) {
         log_error("topic", "%s: out of memory; record dropped", reader->destination.name);
@@ -414,7 +429,25 @@ static int topic_assign(struct topic_reader *reader, const struct kafka_topic_in
         free(offsets);
         return -1;
     }
+    bool from_time = reader->replay && reader->start.kind == STREAM_OFFSET_TIMESTAMP;
+    if (from_time && !(t->before_start = calloc((size_t)info->partition_count + 1, 1))) {
+        free(t->topic);
+        free(t->next_offsets);
+        free(offsets);
+        return -1;
+    }
     for (int32_t p = 0; p < info->partition_count; p++) {
+        if (reader->replay && reader->start.kind != STREAM_OFFSET_NEXT) {
+            /* the start of the log is not known here: the beginning stands for it */
+            int64_t end = info->end_offsets[p];
+            int64_t at = stream_offset_position(&reader->start, 0, end);
+            bool beginning = reader->start.kind == STREAM_OFFSET_FIRST || from_time;
+            offsets[p] = beginning ? kafka_offset_beginning() : at;
+            t->next_offsets[p] = beginning ? -1 : at;
+            if (from_time)
+                t->before_start[p] = true;
+            continue;
+        }
         offsets[p] = from_beginning ? kafka_offset_beginning() : info->end_offsets[p];
         t->next_offsets[p] = from_beginning ? -1 : info->end_offsets[p];
     }
@@ -426,6 +459,7 @@ static int topic_assign(struct topic_reader *reader, const struct kafka_topic_in
                  kafka_error_name(rc));
         free(t->topic);
         free(t->next_offsets);
+        free(t->before_start);
         return -1;
     }
     reader->topic_count++;
@@ -518,6 +552,7 @@ static void topic_reader_free(struct topic_reader *reader)
     for (size_t i = 0; i < reader->topic_count; i++) {
         free(reader->topics[i].topic);
         free(reader->topics[i].next_offsets);
+        free(reader->topics[i].before_start);
     }
     free(reader->topics);
     if (reader->stats) {
@@ -534,8 +569,11 @@ static void topic_on_linger(evutil_socket_t fd, short what, void *arg)
         topic_reader_free(reader);
 }
 
+/* A reader of `destination`; `replay` (or NULL): a replay subscription's own,
+ * starting there. */
 static struct topic_reader *topic_reader_create(struct topic_engine *engine,
-                                                const struct destination *destination, char *err,
+                                                const struct destination *destination,
+                                                const struct stream_offset *replay, char *err,
                                                 size_t err_size)
 {
     const struct engine_context *context = engine->base.context;
@@ -547,6 +585,10 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
     reader->engine = engine;
     reader->context = context;
     reader->destination = *destination;
+    if (replay) {
+        reader->replay = true;
+        reader->start = *replay;
+    }
     reader->stats = stats_get(context->stats, DESTINATION_TOPIC, destination->name);
     reader->dropped =
         metrics_counter(context->metrics, "kbridge_topic_dropped_total",
@@ -591,11 +633,14 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
     struct topic_subscriber *sub = core_sub->engine_state;
     sub->sub = core_sub;
     struct topic_reader *reader = NULL;
-    for (struct topic_reader *r = engine->readers; r; r = r->next)
-        if (!r->failed && strcmp(r->destination.name, core_sub->destination.name) == 0)
+    for (struct topic_reader *r = engine->readers; r && !core_sub->replay; r = r->next)
+        if (!r->failed && !r->replay &&
+            strcmp(r->destination.name, core_sub->destination.name) == 0)
             reader = r;
     if (!reader) {
-        reader = topic_reader_create(engine, &core_sub->destination, err, err_size);
+        reader =
+            topic_reader_create(engine, &core_sub->destination,
+                                core_sub->replay ? &core_sub->stream_offset : NULL, err, err_size);
         if (!reader)
             return CORE_ERR_UNAVAILABLE;
     }

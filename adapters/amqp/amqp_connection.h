@@ -166,10 +166,12 @@ void amqp_link_in_done(struct connection_publish *publish, int result, const cha
 void amqp_publishes_detach(struct amqp_connection *connection, struct amqp_link *link);
 
 /* amqp_link_out.c: the client receives, only what `selector` (a JMS selector
- * from the source's filter set, or NULL; the caller keeps it) selects. 0
+ * from the source's filter set, or NULL) selects, from `stream_offset` (an
+ * x-stream-offset spelling, or NULL: from now on); the caller keeps both. 0
  * when the subscription is being set up (the attach is answered from the
  * core's ready callback), -1 when the link was refused. */
-int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const char *selector);
+int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const char *selector,
+                       const char *stream_offset);
 void amqp_link_out_flow(struct amqp_link *link);
 void amqp_link_out_disposition(struct amqp_link *link, pn_delivery_t *delivery);
 /* Re-evaluate whether the core may deliver (credit, output, drain). */

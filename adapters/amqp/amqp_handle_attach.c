@@ -106,15 +106,69 @@ static int amqp_attach_selector_filter(pn_data_t *filter, char **out)
     return rc;
 }
 
-/* The source's filter set: 0 when it has none or only a JMS selector (then
- * in *selector, malloc'd; a second one replaces nothing: refused), 1 when it
- * has filters kbridge does not apply (their keys in `names`), -1 out of
- * memory. */
-static int amqp_attach_filters(pn_terminus_t *source, char **selector, char *names,
-                               size_t names_size)
+/* RabbitMQ's stream filter: where a receiver starts reading (architecture
+ * §13 "Replay"), a symbol-described value. */
+#define AMQP_STREAM_OFFSET_FILTER_SYMBOL "rabbitmq:stream-offset-spec"
+
+/* The x-stream-offset of a filter-set entry's value (at `filter`'s cursor)
+ * as text, or NULL when it is another kind of filter: a string or symbol
+ * (first, last, next, an interval), a long or ulong (an offset), a timestamp
+ * (as RabbitMQ's clients send a time: epoch ms, written timestamp=SECONDS).
+ * *out is malloc'd; -1 out of memory. */
+static int amqp_attach_stream_offset_filter(pn_data_t *filter, char **out)
+{
+    *out = NULL;
+    if (pn_data_type(filter) != PN_DESCRIBED)
+        return 0;
+    pn_data_enter(filter);
+    bool stream = false;
+    if (pn_data_next(filter) && pn_data_type(filter) == PN_SYMBOL) {
+        pn_bytes_t name = pn_data_get_symbol(filter);
+        stream = name.size == strlen(AMQP_STREAM_OFFSET_FILTER_SYMBOL) &&
+                 memcmp(name.start, AMQP_STREAM_OFFSET_FILTER_SYMBOL, name.size) == 0;
+    }
+    char text[64] = "";
+    if (stream && pn_data_next(filter)) {
+        switch (pn_data_type(filter)) {
+        case PN_STRING:
+        case PN_SYMBOL: {
+            pn_bytes_t value = pn_data_type(filter) == PN_STRING ? pn_data_get_string(filter)
+                                                                 : pn_data_get_symbol(filter);
+            snprintf(text, sizeof(text), "%.*s", (int)(value.size < 60 ? value.size : 60),
+                     value.start);
+            break;
+        }
+        case PN_LONG:
+            snprintf(text, sizeof(text), "%lld", (long long)pn_data_get_long(filter));
+            break;
+        case PN_ULONG:
+            snprintf(text, sizeof(text), "%llu", (unsigned long long)pn_data_get_ulong(filter));
+            break;
+        case PN_TIMESTAMP:
+            snprintf(text, sizeof(text), "timestamp=%lld",
+                     (long long)(pn_data_get_timestamp(filter) / 1000));
+            break;
+        default: snprintf(text, sizeof(text), "(a value of another type)"); break;
+        }
+    }
+    pn_data_exit(filter);
+    if (!stream)
+        return 0;
+    if (!(*out = strdup(text)))
+        return -1;
+    return 0;
+}
+
+/* The source's filter set: 0 when it has none, or only a JMS selector (then
+ * in *selector) and RabbitMQ's stream offset (then in *stream_offset), each
+ * malloc'd (a second one of a kind is not applied: refused); 1 when it has
+ * filters kbridge does not apply (their keys in `names`); -1 out of memory. */
+static int amqp_attach_filters(pn_terminus_t *source, char **selector, char **stream_offset,
+                               char *names, size_t names_size)
 {
     pn_data_t *filter = pn_terminus_filter(source);
     *selector = NULL;
+    *stream_offset = NULL;
     names[0] = '\0';
     if (!filter || pn_data_size(filter) == 0)
         return 0;
@@ -135,8 +189,9 @@ static int amqp_attach_filters(pn_terminus_t *source, char **selector, char *nam
             key = pn_data_get_string(filter);
         if (!pn_data_next(filter))
             break;
-        char *text = NULL;
-        if (amqp_attach_selector_filter(filter, &text) < 0) {
+        char *text = NULL, *offset = NULL;
+        if (amqp_attach_selector_filter(filter, &text) < 0 ||
+            (!text && amqp_attach_stream_offset_filter(filter, &offset) < 0)) {
             rc = -1;
             break;
         }
@@ -144,7 +199,12 @@ static int amqp_attach_filters(pn_terminus_t *source, char **selector, char *nam
             *selector = text;
             continue;
         }
-        free(text); /* a second selector is not applied either */
+        if (offset && !*stream_offset) {
+            *stream_offset = offset;
+            continue;
+        }
+        free(text); /* a second one of a kind is not applied either */
+        free(offset);
         int n = snprintf(names + used, names_size - used, "%s%.*s", used ? ", " : "", (int)key.size,
                          key.start);
         if (n > 0 && (size_t)n < names_size - used)
@@ -155,7 +215,8 @@ static int amqp_attach_filters(pn_terminus_t *source, char **selector, char *nam
     pn_data_rewind(filter);
     if (rc != 0) {
         free(*selector);
-        *selector = NULL;
+        free(*stream_offset);
+        *selector = *stream_offset = NULL;
     }
     return rc;
 }
@@ -308,15 +369,16 @@ static void amqp_attach_incoming(struct amqp_connection *connection, pn_link_t *
 }
 
 static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn_link_t *link,
-                                          pn_terminus_t *source, const char *selector);
+                                          pn_terminus_t *source, const char *selector,
+                                          const char *stream_offset);
 
 /* The client's receiver: kbridge sends on a link from a source. */
 static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *link)
 {
     pn_terminus_t *source = pn_link_remote_source(link);
     char filters[256];
-    char *selector = NULL;
-    int filtered = amqp_attach_filters(source, &selector, filters, sizeof(filters));
+    char *selector = NULL, *stream_offset = NULL;
+    int filtered = amqp_attach_filters(source, &selector, &stream_offset, filters, sizeof(filters));
     if (filtered < 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_INTERNAL, "amqp:internal-error",
                          "out of memory");
@@ -324,20 +386,23 @@ static void amqp_attach_outgoing(struct amqp_connection *connection, pn_link_t *
     }
     if (filtered > 0) {
         amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "source filters other than one JMS selector (%s) are not supported: "
-                         "kbridge applies only " AMQP_SELECTOR_FILTER_SYMBOL "; attach "
-                         "without the others",
+                         "source filters other than one JMS selector and one stream offset (%s) "
+                         "are not supported: kbridge applies " AMQP_SELECTOR_FILTER_SYMBOL
+                         " and " AMQP_STREAM_OFFSET_FILTER_SYMBOL "; attach without the others",
                          filters[0] ? filters : "filter");
         return;
     }
-    amqp_attach_outgoing_selected(connection, link, source, selector);
+    amqp_attach_outgoing_selected(connection, link, source, selector, stream_offset);
     free(selector);
+    free(stream_offset);
 }
 
 /* The client's receiver, its filters checked: `selector` (or NULL) is the
- * JMS selector the core applies (architecture §13). */
+ * JMS selector the core applies, `stream_offset` (or NULL) where it starts
+ * (architecture §13). */
 static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn_link_t *link,
-                                          pn_terminus_t *source, const char *selector)
+                                          pn_terminus_t *source, const char *selector,
+                                          const char *stream_offset)
 {
     if (pn_terminus_get_distribution_mode(source) == PN_DIST_MODE_COPY) {
         /* copy is browsing: granting it and then consuming would take messages
@@ -357,7 +422,7 @@ static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn
             return;
         }
         ours->dynamic = true;
-        amqp_link_out_open(ours, NULL, selector);
+        amqp_link_out_open(ours, NULL, selector, stream_offset);
         return;
     }
     const char *address = pn_terminus_get_address(source);
@@ -388,7 +453,7 @@ static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn
     }
     ours->destination = destination;
     snprintf(ours->address, sizeof(ours->address), "%s", address);
-    amqp_link_out_open(ours, durable_name, selector);
+    amqp_link_out_open(ours, durable_name, selector, stream_offset);
 }
 
 void amqp_handle_link_open(struct amqp_connection *connection, pn_link_t *link)

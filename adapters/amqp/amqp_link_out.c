@@ -216,7 +216,8 @@ static void amqp_link_out_on_drain_timer(evutil_socket_t fd, short what, void *a
     amqp_connection_schedule(link->connection);
 }
 
-int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const char *selector)
+int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const char *selector,
+                       const char *stream_offset)
 {
     struct amqp_connection *connection = link->connection;
     pn_link_t *pl = link->link;
@@ -233,7 +234,8 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const c
         .auto_accept = link->auto_accept,
         .credit = AMQP_OUT_PREFETCH_MAX,
         .durable_name = durable_name,
-        .selector = selector, /* parsed by the core during the call */
+        .selector = selector,           /* parsed by the core during the call */
+        .stream_offset = stream_offset, /* likewise */
         /* /exchange(s)/NAME/KEY: a queue of its own bound with KEY */
         .binding_key = link->destination.key_at ? link->address + link->destination.key_at : NULL,
     };

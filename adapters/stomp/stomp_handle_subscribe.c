@@ -521,6 +521,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         .binding_key = destination.key_at ? destination_text + destination.key_at : NULL,
         /* ActiveMQ's: a JMS selector over the message's headers */
         .selector = stomp_frame_header_value(frame, "selector"),
+        /* RabbitMQ's (streams): replay a topic from first, last, an offset, a time */
+        .stream_offset = stomp_frame_header_value(frame, "x-stream-offset"),
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
