@@ -290,6 +290,12 @@ struct core_subscribe_options {
      * one is CORE_ERR_INVALID; on anything but a non-wildcard, non-durable
      * topic CORE_ERR_UNSUPPORTED). Copied: not kept. */
     const char *stream_offset;
+    /* Browse a queue (architecture §13 "Browsing"): deliver what is ready
+     * (from the queue group's committed offsets to the end offsets when the
+     * subscription started) without acquiring or settling anything, then
+     * handlers.browse_end. Queues not bound to exchanges only (else
+     * CORE_ERR_UNSUPPORTED). */
+    bool browse;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */
@@ -334,6 +340,10 @@ struct core_subscription_handlers {
      * reason. The adapter tells the client in its protocol's words for that
      * error and calls core_unsubscribe. */
     void (*failed)(void *opaque, int error, const char *reason);
+    /* A browse (options.browse) delivered everything that was ready: the
+     * adapter tells the client (STOMP: ActiveMQ's `browser:end` MESSAGE).
+     * Called once; may be NULL. */
+    void (*browse_end)(void *opaque);
 };
 
 /* Subscribe the session to a queue or topic, or to an exchange: as

@@ -160,6 +160,12 @@ static void core_subscription_failed(struct core_subscription *sub, int error, c
     sub->handlers.failed(sub->opaque, error, reason);
 }
 
+static void core_subscription_browse_end(struct core_subscription *sub)
+{
+    if (sub->handlers.browse_end)
+        sub->handlers.browse_end(sub->opaque);
+}
+
 static bool core_subscription_may_consume_topic(struct core_subscription *sub, const char *topic)
 {
     return core_session_may_consume_topic(sub->session, topic);
@@ -170,16 +176,21 @@ void core_subscription_context(struct engine_context *context)
     context->ready = core_subscription_schedule_ready;
     context->deliver = core_subscription_deliver;
     context->failed = core_subscription_failed;
+    context->browse_end = core_subscription_browse_end;
     context->may_consume_topic = core_subscription_may_consume_topic;
 }
 
 /* The engine that serves a subscription (architecture "Engines"). */
 static struct engine *core_subscription_engine(struct core *core,
                                                const struct destination *destination,
-                                               const char *durable_name, const char *reply_token)
+                                               const struct core_subscribe_options *options,
+                                               const char *reply_token)
 {
+    const char *durable_name = options->durable_name;
     if (reply_token)
         return core->temporary_engine;
+    if (options->browse)
+        return core->topic_engine; /* a group-less read of the queue's topic */
     if (destination->kind == DESTINATION_QUEUE || durable_name)
         return core->queue_engine;
     return core->topic_engine;
@@ -272,8 +283,7 @@ core_subscription_start(struct core_session *session, const struct destination *
                         const char *reply_token, int *error_code, char *err, size_t err_size)
 {
     struct core *core = session->core;
-    struct engine *engine =
-        core_subscription_engine(core, destination, options->durable_name, reply_token);
+    struct engine *engine = core_subscription_engine(core, destination, options, reply_token);
     struct core_subscription *sub =
         core_subscription_new(session, engine, destination, options, handlers, opaque, reply_token,
                               error_code, err, err_size);
@@ -315,6 +325,36 @@ static int core_selector_parse(const struct core_subscribe_options *options, str
         return -1;
     }
     return 0;
+}
+
+/* Can `destination` be browsed: a queue reading its own topic only (a
+ * browse reads that topic from the group's committed offsets), without a
+ * durable name or a replay start? CORE_OK or an error with the reason. */
+static int core_browse_check(struct core_session *session, const struct destination *destination,
+                             const struct core_subscribe_options *options, const char *display,
+                             char *err, size_t err_size)
+{
+    if (destination->kind != DESTINATION_QUEUE || options->durable_name || options->stream_offset) {
+        snprintf(err, err_size, "browsing works on queues only; %s is not one", display);
+        return CORE_ERR_UNSUPPORTED;
+    }
+    char **topics = NULL;
+    size_t count = 0;
+    if (core_queue_topics(session->core, CORE_DEFAULT_VHOST, destination->name, &topics, &count) <
+        0) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < count; i++)
+        free(topics[i]);
+    free(topics);
+    if (count > 1) {
+        snprintf(err, err_size,
+                 "browsing a queue bound to exchanges is not built yet; %s reads %zu topics",
+                 display, count);
+        return CORE_ERR_UNSUPPORTED;
+    }
+    return CORE_OK;
 }
 
 /* An exchange subscription (RabbitMQ's STOMP /exchange/NAME/KEY): a topic
@@ -434,6 +474,13 @@ struct core_subscription *core_subscribe(struct core_session *session,
                  display);
         *error_code = CORE_ERR_ACCESS;
         return NULL;
+    }
+    if (options->browse) {
+        int rc = core_browse_check(session, destination, options, display, err, err_size);
+        if (rc != CORE_OK) {
+            *error_code = rc;
+            return NULL;
+        }
     }
     struct stream_offset stream_offset;
     if (options->stream_offset) {

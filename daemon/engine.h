@@ -102,6 +102,8 @@ struct engine_context {
     /* The subscription cannot go on (error: a CORE_ERR_*, see
      * core_subscription_handlers.failed); the adapter is told (it unsubscribes). */
     void (*failed)(struct core_subscription *sub, int error, const char *reason);
+    /* A browse subscription (options.browse) has delivered all it will. */
+    void (*browse_end)(struct core_subscription *sub);
     /* May the subscription's session read Kafka topic `topic` (prefix
      * included)? Wildcard subscriptions ask per concrete topic. */
     bool (*may_consume_topic)(struct core_subscription *sub, const char *topic);

@@ -336,6 +336,11 @@ int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int
  * librdkafka's cached high watermark); -1 when not known yet. */
 int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const char *topic,
                                       int32_t partition);
+/* Where the consumer fetches next in `topic` [partition] (after the last
+ * record it fetched, past control records and gaps), or -1 when it does not
+ * know yet. Does not block. */
+int64_t kafka_consumer_position(struct kafka_consumer *consumer, const char *topic,
+                                int32_t partition);
 int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,
                           int64_t next_offset);
 /* Leave the group (committing stored offsets) without blocking the loop;

@@ -501,6 +501,19 @@ int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const cha
     return high;
 }
 
+int64_t kafka_consumer_position(struct kafka_consumer *consumer, const char *topic,
+                                int32_t partition)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition);
+    int64_t position = -1;
+    if (rd_kafka_position(consumer->rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].offset >= 0)
+        position = list->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(list);
+    return position;
+}
+
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition)
 {
     return kafka_consumer_pause_resume(consumer, topic, partition, true);

@@ -55,6 +55,7 @@
 #define TOPIC_RESCAN_MS 5000
 #define TOPIC_REPLY_PARTITIONS 4 /* a reply topic kbridge creates */
 #define TOPIC_BACKLOG_FIRST 8    /* a backlog's first allocation, in records */
+#define TOPIC_BROWSE_CHECK_MS 50 /* how often a browse looks whether it is done */
 
 /* An assigned Kafka topic and, per partition, the offset after the last
  * record received, where fetching goes on after a pause (-1: none yet and
@@ -63,7 +64,8 @@ struct topic_assigned {
     char *topic;
     int32_t partition_count;
     int64_t *next_offsets;
-    bool *before_start; /* replay from a time: still skipping older records (NULL: none) */
+    bool *before_start;    /* replay from a time: still skipping older records (NULL: none) */
+    int64_t *stop_offsets; /* browse: the end offsets when it started (NULL: none) */
 };
 
 /* The topic engine (engine.h) and, inside it, the temporary-queue engine:
@@ -111,11 +113,24 @@ struct topic_reader {
      * at `start` (x-stream-offset); never shared. */
     bool replay;
     struct stream_offset start;
+    /* Browse (architecture §13): the reader of one queue browser, from the
+     * queue group's committed offsets to the end offsets at the start; the
+     * timer checks whether every partition got there. */
+    bool browse;
+    bool browse_ended;
+    struct topic_browse_lookup *browse_lookup; /* the group lookup under way, or NULL */
+    struct event *browse_timer;
     struct topic_subscriber *subscribers;
     size_t subscriber_count;
     struct destination_stats *stats;
     uint64_t *dropped;
     uint64_t *not_selected; /* kbridge_selector_skipped_total */
+};
+
+/* A browse's group lookup (kafka_group_lag cannot be cancelled): the
+ * answer frees it; a reader freed first only forgets it. */
+struct topic_browse_lookup {
+    struct topic_reader *reader; /* NULL once the reader is gone */
 };
 
 /* A fetched record shared by the subscribers of a topic reader. */
@@ -341,6 +356,10 @@ static void topic_on_record(void *opaque, struct kafka_record *record)
     struct topic_assigned *t = topic_find(reader, record->topic);
     if (t && record->partition >= 0 && record->partition < t->partition_count) {
         t->next_offsets[record->partition] = record->offset + 1; /* where a resume goes on */
+        if (t->stop_offsets && record->offset >= t->stop_offsets[record->partition]) {
+            kafka_record_free(record); /* browse: arrived after the browse started */
+            return;
+        }
         if (t->before_start && t->before_start[record->partition]) {
             /* replay from a time: Kafka's offsets_for_times, done as a scan
              * (the first record at or after the time, per partition) */
@@ -419,6 +438,7 @@ static int topic_assign(struct topic_reader *reader, const struct kafka_topic_in
         return -1;
     reader->topics = grown;
     struct topic_assigned *t = &reader->topics[reader->topic_count];
+    *t = (struct topic_assigned){0};
     t->partition_count = info->partition_count;
     t->topic = strdup(info->topic);
     t->next_offsets = calloc((size_t)info->partition_count + 1, sizeof(*t->next_offsets));
@@ -501,6 +521,138 @@ static void topic_on_lookup(void *opaque, int err, const struct kafka_topic_info
     }
 }
 
+/* ---- browsing a queue (architecture §13) ------------------------------- */
+
+/* Has the browse read everything up to where it stops, on every partition? */
+static bool topic_browse_done(struct topic_reader *reader)
+{
+    for (size_t i = 0; i < reader->topic_count; i++) {
+        struct topic_assigned *t = &reader->topics[i];
+        for (int32_t p = 0; p < t->partition_count; p++) {
+            int64_t stop = t->stop_offsets[p];
+            if (t->next_offsets[p] >= stop)
+                continue;
+            /* past control records (transaction markers) that never arrive */
+            if (kafka_consumer_position(reader->consumer, t->topic, p) >= stop)
+                continue;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void topic_on_browse_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct topic_reader *reader = arg;
+    if (reader->browse_ended || !reader->positioned || !topic_browse_done(reader))
+        return;
+    /* every record up to the stop is in the backlogs: end once they are out */
+    for (struct topic_subscriber *sub = reader->subscribers; sub; sub = sub->next)
+        if (sub->backlog_count > 0)
+            return;
+    reader->browse_ended = true;
+    event_del(reader->browse_timer);
+    for (struct topic_subscriber *sub = reader->subscribers, *next; sub; sub = next) {
+        next = sub->next;
+        reader->context->browse_end(sub->sub);
+    }
+}
+
+/* The group's committed offsets and the end offsets: read from the one to
+ * the other (from what Kafka keeps where the group has committed nothing). */
+static void topic_on_browse_lookup(void *opaque, int err, const char *reason,
+                                   const struct kafka_partition_lag *parts, size_t count)
+{
+    struct topic_browse_lookup *lookup = opaque;
+    struct topic_reader *reader = lookup->reader;
+    free(lookup);
+    if (!reader)
+        return; /* freed meanwhile */
+    reader->browse_lookup = NULL;
+    int32_t partitions = 0;
+    for (size_t i = 0; i < count; i++)
+        if (parts[i].partition + 1 > partitions)
+            partitions = parts[i].partition + 1;
+    struct topic_assigned t = {0};
+    int64_t *offsets = NULL;
+    if (!err && count > 0) {
+        t.topic = strdup(parts[0].topic);
+        t.partition_count = partitions;
+        t.next_offsets = calloc((size_t)partitions + 1, sizeof(*t.next_offsets));
+        t.stop_offsets = calloc((size_t)partitions + 1, sizeof(*t.stop_offsets));
+        offsets = calloc((size_t)partitions + 1, sizeof(*offsets));
+        if (!t.topic || !t.next_offsets || !t.stop_offsets || !offsets)
+            err = -1;
+    }
+    for (size_t i = 0; !err && i < count; i++) {
+        int32_t p = parts[i].partition;
+        int64_t from = parts[i].committed >= 0 ? parts[i].committed : parts[i].low;
+        if (from < parts[i].low)
+            from = parts[i].low; /* committed below what Kafka still keeps */
+        offsets[p] = from >= 0 ? from : kafka_offset_beginning();
+        t.next_offsets[p] = from;
+        t.stop_offsets[p] = parts[i].end;
+    }
+    struct topic_assigned *grown = NULL;
+    if (!err && count > 0 &&
+        (!(grown = realloc(reader->topics, (reader->topic_count + 1) * sizeof(*grown))) ||
+         kafka_consumer_assign_at(reader->consumer, t.topic, offsets, partitions) != 0))
+        err = -1;
+    if (grown)
+        reader->topics = grown;
+    free(offsets);
+    if (err) {
+        free(t.topic);
+        free(t.next_offsets);
+        free(t.stop_offsets);
+        char text[512];
+        snprintf(text, sizeof(text), "cannot browse queue %s: %s", reader->destination.name,
+                 reason && reason[0] ? reason : "out of memory");
+        log_warn("topic", "%s", text);
+        reader->failed = true;
+        for (struct topic_subscriber *sub = reader->subscribers, *next; sub; sub = next) {
+            next = sub->next;
+            reader->context->failed(sub->sub, CORE_ERR_UNAVAILABLE, text);
+        }
+        return;
+    }
+    if (count > 0)
+        reader->topics[reader->topic_count++] = t;
+    reader->positioned = true;
+    for (struct topic_subscriber *sub = reader->subscribers; sub; sub = sub->next)
+        reader->context->ready(sub->sub);
+    struct timeval interval = {0, TOPIC_BROWSE_CHECK_MS * 1000};
+    event_add(reader->browse_timer, &interval);
+}
+
+static int topic_start_browse(struct topic_reader *reader)
+{
+    const struct config *config = engine_config(reader->context);
+    char topic[ADDRESS_NAME_MAX + 1], err[256], group[ADDRESS_NAME_MAX + 16];
+    if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic, sizeof(topic),
+                            err, sizeof(err)) < 0)
+        return -1;
+    snprintf(group, sizeof(group), "kbridge.q.%s", reader->destination.name);
+    struct topic_browse_lookup *lookup = calloc(1, sizeof(*lookup));
+    reader->browse_timer =
+        event_new(reader->context->base, -1, EV_PERSIST, topic_on_browse_timer, reader);
+    if (!lookup || !reader->browse_timer) {
+        free(lookup);
+        return -1;
+    }
+    char *topics[1] = {topic};
+    lookup->reader = reader;
+    if (kafka_group_lag(reader->context->kafka, group, topics, 1, topic_on_browse_lookup, lookup) <
+        0) {
+        free(lookup);
+        return -1;
+    }
+    reader->browse_lookup = lookup;
+    return 0;
+}
+
 static int topic_start_lookup(struct topic_reader *reader)
 {
     const struct config *config = engine_config(reader->context);
@@ -553,7 +705,12 @@ static void topic_reader_free(struct topic_reader *reader)
         free(reader->topics[i].topic);
         free(reader->topics[i].next_offsets);
         free(reader->topics[i].before_start);
+        free(reader->topics[i].stop_offsets);
     }
+    if (reader->browse_lookup)
+        reader->browse_lookup->reader = NULL;
+    if (reader->browse_timer)
+        event_free(reader->browse_timer);
     free(reader->topics);
     if (reader->stats) {
         *reader->stats->consumers = 0;
@@ -570,11 +727,11 @@ static void topic_on_linger(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A reader of `destination`; `replay` (or NULL): a replay subscription's own,
- * starting there. */
+ * starting there; `browse`: a queue browser's own. */
 static struct topic_reader *topic_reader_create(struct topic_engine *engine,
                                                 const struct destination *destination,
-                                                const struct stream_offset *replay, char *err,
-                                                size_t err_size)
+                                                const struct stream_offset *replay, bool browse,
+                                                char *err, size_t err_size)
 {
     const struct engine_context *context = engine->base.context;
     struct topic_reader *reader = calloc(1, sizeof(*reader));
@@ -589,6 +746,7 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
         reader->replay = true;
         reader->start = *replay;
     }
+    reader->browse = browse;
     reader->stats = stats_get(context->stats, DESTINATION_TOPIC, destination->name);
     reader->dropped =
         metrics_counter(context->metrics, "kbridge_topic_dropped_total",
@@ -607,7 +765,7 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
                                           reader, err, err_size);
     if (!reader->consumer)
         goto fail;
-    if (topic_start_lookup(reader) < 0) {
+    if ((browse ? topic_start_browse(reader) : topic_start_lookup(reader)) < 0) {
         snprintf(err, err_size, "cannot look up topic %s", destination->name);
         goto fail;
     }
@@ -633,14 +791,15 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
     struct topic_subscriber *sub = core_sub->engine_state;
     sub->sub = core_sub;
     struct topic_reader *reader = NULL;
-    for (struct topic_reader *r = engine->readers; r && !core_sub->replay; r = r->next)
-        if (!r->failed && !r->replay &&
+    bool own = core_sub->replay || core_sub->options.browse; /* a reader of its own */
+    for (struct topic_reader *r = engine->readers; r && !own; r = r->next)
+        if (!r->failed && !r->replay && !r->browse &&
             strcmp(r->destination.name, core_sub->destination.name) == 0)
             reader = r;
     if (!reader) {
-        reader =
-            topic_reader_create(engine, &core_sub->destination,
-                                core_sub->replay ? &core_sub->stream_offset : NULL, err, err_size);
+        reader = topic_reader_create(engine, &core_sub->destination,
+                                     core_sub->replay ? &core_sub->stream_offset : NULL,
+                                     core_sub->options.browse, err, err_size);
         if (!reader)
             return CORE_ERR_UNAVAILABLE;
     }

@@ -57,6 +57,7 @@ struct amqp_link {
     struct core_subscription *core;
     bool ready;       /* the core positioned the subscription; attach answered */
     bool auto_accept; /* snd-settle-mode settled: deliveries go pre-settled */
+    bool browse;      /* distribution-mode copy on a queue: a browser (architecture §13) */
     bool blocked;     /* last value given to core_subscription_block */
     struct event *drain_timer;
 };

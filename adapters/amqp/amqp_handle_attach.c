@@ -404,15 +404,6 @@ static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn
                                           pn_terminus_t *source, const char *selector,
                                           const char *stream_offset)
 {
-    if (pn_terminus_get_distribution_mode(source) == PN_DIST_MODE_COPY) {
-        /* copy is browsing: granting it and then consuming would take messages
-         * away from a client that only meant to look at them */
-        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
-                         "distribution-mode 'copy' (browsing) is not supported yet: kbridge "
-                         "only moves messages to receivers; attach with distribution-mode "
-                         "'move' or none");
-        return;
-    }
     if (pn_terminus_is_dynamic(source)) {
         /* A temporary queue: the address is ours to assign (in the attach answer). */
         struct amqp_link *ours = amqp_attach_new_link(connection, link);
@@ -434,6 +425,16 @@ static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn
     struct destination destination;
     if (amqp_attach_parse_address(connection, link, source, address, &destination, false) < 0)
         return;
+    bool browse = pn_terminus_get_distribution_mode(source) == PN_DIST_MODE_COPY;
+    if (browse && destination.kind != DESTINATION_QUEUE) {
+        /* copy is browsing: a topic receiver takes nothing from anyone anyway,
+         * but saying yes would promise a browse's end that never comes */
+        amqp_link_refuse(connection, link, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
+                         "distribution-mode 'copy' (browsing) works on queues only; '%s' is not "
+                         "a queue",
+                         address);
+        return;
+    }
     const char *durable_name = NULL;
     if (destination.kind == DESTINATION_TOPIC &&
         (pn_terminus_get_durability(source) != PN_NONDURABLE ||
@@ -453,6 +454,7 @@ static void amqp_attach_outgoing_selected(struct amqp_connection *connection, pn
     }
     ours->destination = destination;
     snprintf(ours->address, sizeof(ours->address), "%s", address);
+    ours->browse = browse;
     amqp_link_out_open(ours, durable_name, selector, stream_offset);
 }
 

@@ -236,6 +236,7 @@ int amqp_link_out_open(struct amqp_link *link, const char *durable_name, const c
         .durable_name = durable_name,
         .selector = selector,           /* parsed by the core during the call */
         .stream_offset = stream_offset, /* likewise */
+        .browse = link->browse,
         /* /exchange(s)/NAME/KEY: a queue of its own bound with KEY */
         .binding_key = link->destination.key_at ? link->address + link->destination.key_at : NULL,
     };

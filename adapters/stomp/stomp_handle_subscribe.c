@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "core.h"
@@ -211,6 +212,33 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     }
 }
 
+/* ActiveMQ's `browser:true` (any case). */
+static bool stomp_browser_header(const struct stomp_frame *frame)
+{
+    const char *value = stomp_frame_header_value(frame, "browser");
+    return value && strcasecmp(value, "true") == 0;
+}
+
+/* A browse delivered all that was ready: ActiveMQ's end-of-browse marker, a
+ * MESSAGE with `browser:end` and no body. */
+static void stomp_subscription_browse_end(void *opaque)
+{
+    struct stomp_subscription *sub = opaque;
+    struct stomp_connection *connection = sub->connection;
+    if (connection->state != STOMP_STATE_CONNECTED)
+        return;
+    char message_id[96];
+    snprintf(message_id, sizeof(message_id), "browser-end-%s", sub->id);
+    struct stomp_header headers[] = {
+        stomp_header_make("destination", sub->destination_text),
+        stomp_header_make("message-id", message_id),
+        stomp_header_make("subscription", sub->id),
+        stomp_header_make("browser", "end"),
+    };
+    stomp_connection_write(connection, STOMP_COMMAND_MESSAGE, headers,
+                           sizeof(headers) / sizeof(headers[0]), "", 0);
+}
+
 static void stomp_subscription_ready(void *opaque)
 {
     struct stomp_subscription *sub = opaque;
@@ -251,6 +279,7 @@ static const struct core_subscription_handlers stomp_subscription_handlers = {
     .deliver = stomp_subscription_deliver,
     .ready = stomp_subscription_ready,
     .failed = stomp_subscription_failed,
+    .browse_end = stomp_subscription_browse_end,
 };
 
 /* ---- temporary queues ------------------------------------------------------------------ */
@@ -523,6 +552,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         .selector = stomp_frame_header_value(frame, "selector"),
         /* RabbitMQ's (streams): replay a topic from first, last, an offset, a time */
         .stream_offset = stomp_frame_header_value(frame, "x-stream-offset"),
+        /* ActiveMQ's queue browser: what is ready, not consumed, then browser:end */
+        .browse = stomp_browser_header(frame),
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
