@@ -729,6 +729,32 @@ static void queue_leave_soon(struct queue *queue, const char *why)
     event_add(queue->linger_timer, &now);
 }
 
+/* The record's message group (architecture §13): a key of its JMSXGroupID
+ * (STOMP, JMS) or group-id (AMQP 1.0) header, 0 when it has none; and
+ * whether JMSXGroupSeq -1 closes the group with it (ActiveMQ's). */
+static uint64_t queue_record_group(const struct kafka_record *record, bool *closes)
+{
+    uint64_t group = 0;
+    *closes = false;
+    size_t count = kafka_record_header_count(record);
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (kafka_record_header(record, i, &name, &value, &len) != 0 || !value)
+            continue;
+        if (!group && len > 0 &&
+            (strcmp(name, "JMSXGroupID") == 0 || strcmp(name, "group-id") == 0)) {
+            group = u64_map_string_key(value, len);
+            if (!group)
+                group = 1;
+        } else if (strcmp(name, "JMSXGroupSeq") == 0 && len == 2 && memcmp(value, "-1", 2) == 0) {
+            *closes = true;
+        }
+    }
+    return group;
+}
+
 static void queue_on_record(void *opaque, struct kafka_record *record)
 {
     struct queue *queue = opaque;
@@ -738,7 +764,10 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
         if (queue->partitions[index].next_undelivered < 0)
             queue->partitions[index].next_undelivered = record->offset;
     }
-    if (index < 0 || queue_state_add(queue->state, index, record->offset, record) != 0) {
+    bool closes_group = false;
+    uint64_t group = queue_record_group(record, &closes_group);
+    if (index < 0 || queue_state_add_grouped(queue->state, index, record->offset, record, group,
+                                             closes_group) != 0) {
         log_debug("queue", "%s: dropped record %s [%d] @%lld of an unassigned partition",
                   queue->group_id, record->topic, record->partition, (long long)record->offset);
         kafka_record_free(record);

@@ -85,6 +85,8 @@ struct queue_entry {
      * slot), valid while memo_generation matches the state's */
     uint64_t memo_evaluated, memo_selected;
     uint32_t memo_generation;
+    uint64_t group;        /* message group (JMSXGroupID) key, 0: none */
+    bool closes_group;     /* JMSXGroupSeq -1: the group ends with it */
     bool counted_accepted; /* queue_state_positions_if_accepted, during the call only */
 };
 
@@ -164,8 +166,10 @@ struct queue_consumer {
     bool blocked;
     bool removed;
     bool in_ready;
-    bool selective; /* asks cb.selects (queue_state_consumer_select) */
-    int memo_slot;  /* selective: its bit in the entries' memo, or -1 (more than 64) */
+    bool selective;   /* asks cb.selects (queue_state_consumer_select) */
+    int memo_slot;    /* selective: its bit in the entries' memo, or -1 (more than 64) */
+    uint64_t *groups; /* the message groups it owns (keys of state->group_owners) */
+    size_t group_count, group_cap;
     struct queue_consumer *selective_prev, *selective_next; /* state->selective list */
 };
 
@@ -189,8 +193,10 @@ struct queue_state {
     struct queue_consumer *removed_consumers;
     struct queue_consumer *selective; /* registered selective consumers (doubly linked) */
     size_t selective_count;
-    uint64_t memo_slots_used; /* the selective consumers' memo bits */
-    uint32_t memo_generation; /* bumped when a slot is freed: every memo is stale then */
+    uint64_t memo_slots_used;    /* the selective consumers' memo bits */
+    struct u64_map group_owners; /* message group key -> its struct queue_consumer */
+    bool grouping;               /* a grouped record was added: dispatch checks owners */
+    uint32_t memo_generation;    /* bumped when a slot is freed: every memo is stale then */
 
     queue_delivery_id last_id;
     unsigned depth;
@@ -431,19 +437,61 @@ static bool consumer_selects(const struct queue_state *state, const struct queue
     return (entry->memo_selected & bit) != 0;
 }
 
-/* The first ready consumer from the cursor on that selects entry, or NULL. */
+/* The first ready consumer from the cursor on that may take entry, or
+ * NULL: its selector selects it, and its message group (architecture §13
+ * "Message groups") is this consumer's or nobody's yet. */
 static struct queue_consumer *ready_consumer_selecting(const struct queue_state *state,
                                                        struct queue_entry *entry)
 {
     struct queue_consumer *c = state->ready_cursor;
     if (!c)
         return NULL;
+    if (entry->group) {
+        struct queue_consumer *owner = u64_map_get(&state->group_owners, entry->group);
+        if (owner) /* pinned: its owner or nobody */
+            return owner->in_ready && consumer_selects(state, owner, entry) ? owner : NULL;
+    }
     do {
         if (consumer_selects(state, c, entry))
             return c;
         c = c->ready_next;
     } while (c != state->ready_cursor);
     return NULL;
+}
+
+/* Entry goes to c: its group is c's from now on (until c goes, or the
+ * entry closes it). Out of memory: delivered unpinned. */
+static void group_assign(struct queue_state *state, struct queue_consumer *c,
+                         const struct queue_entry *entry)
+{
+    if (!entry->group)
+        return;
+    struct queue_consumer *owner = u64_map_get(&state->group_owners, entry->group);
+    if (entry->closes_group) {
+        if (owner) {
+            u64_map_remove(&state->group_owners, entry->group);
+            for (size_t i = 0; i < owner->group_count; i++)
+                if (owner->groups[i] == entry->group) {
+                    owner->groups[i] = owner->groups[--owner->group_count];
+                    break;
+                }
+        }
+        return;
+    }
+    if (owner)
+        return;
+    if (c->group_count == c->group_cap) {
+        size_t cap = c->group_cap ? c->group_cap * 2 : 8;
+        uint64_t *grown = realloc(c->groups, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        c->groups = grown;
+        c->group_cap = cap;
+    }
+    if (u64_map_reserve(&state->group_owners) != 0)
+        return;
+    u64_map_put(&state->group_owners, entry->group, c);
+    c->groups[c->group_count++] = entry->group;
 }
 
 static void dispatch(struct queue_state *state)
@@ -459,16 +507,18 @@ static void dispatch(struct queue_state *state)
             break; /* now_ms is a callback too */
         struct queue_consumer *c = state->ready_cursor;
         struct queue_entry *entry = state->available.head;
-        if (state->selective_count > 0) {
-            /* the oldest record some ready consumer selects, and that
-             * consumer (from the cursor on: round robin); the records
-             * before it stay, in order, for the others */
+        if (state->selective_count > 0 || state->grouping) {
+            /* the oldest record some ready consumer may take, and that
+             * consumer (from the cursor on: round robin; its group's owner
+             * for a grouped one); the records before it stay, in order,
+             * for the others */
             for (c = NULL; entry && !(c = ready_consumer_selecting(state, entry));)
                 entry = entry->next;
             if (!entry)
                 break;
         }
         list_unlink(&state->available, entry);
+        group_assign(state, c, entry);
 
         entry->where = ENTRY_ACQUIRED;
         entry->id = ++state->last_id;
@@ -534,6 +584,7 @@ static void free_removed_consumers(struct queue_state *state)
     while (state->removed_consumers) {
         struct queue_consumer *c = state->removed_consumers;
         state->removed_consumers = c->next_removed;
+        free(c->groups);
         free(c);
     }
 }
@@ -606,8 +657,10 @@ void queue_state_free(struct queue_state *state)
     release_list(state, &state->dead_lettering);
     if (state->consumers.slots) {
         for (size_t i = 0; i <= state->consumers.mask; i++)
-            if (state->consumers.slots[i].key)
+            if (state->consumers.slots[i].key) {
+                free(((struct queue_consumer *)state->consumers.slots[i].value)->groups);
                 free(state->consumers.slots[i].value);
+            }
     }
     if (state->partitions.slots) {
         for (size_t i = 0; i <= state->partitions.mask; i++) {
@@ -620,6 +673,7 @@ void queue_state_free(struct queue_state *state)
     }
     free_removed_consumers(state);
     u64_map_free(&state->deliveries);
+    u64_map_free(&state->group_owners);
     u64_map_free(&state->consumers);
     u64_map_free(&state->partitions);
     free(state);
@@ -684,6 +738,12 @@ void queue_state_revoke(struct queue_state *state, int32_t partition)
 
 int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record)
 {
+    return queue_state_add_grouped(state, partition, offset, record, 0, false);
+}
+
+int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_t offset,
+                            void *record, uint64_t group, bool closes_group)
+{
     struct queue_partition *p = partition_get(state, partition);
     if (!p || offset <= p->highest)
         return -1;
@@ -702,6 +762,10 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
     entry->offset = offset;
     entry->where = ENTRY_AVAILABLE;
     entry->available_at_ms = state->cb.now_ms(state->opaque);
+    entry->group = group;
+    entry->closes_group = group && closes_group;
+    if (group)
+        state->grouping = true;
     state_enter(state);
     if (offset < p->purge_floor) {
         state->stats.purged++; /* purged before it was fetched: settled unseen */
@@ -795,6 +859,10 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
     state_enter(state);
     u64_map_remove(&state->consumers, consumer_key(consumer));
     c->removed = true;
+    for (size_t i = 0; i < c->group_count; i++) /* its groups move on */
+        if (u64_map_get(&state->group_owners, c->groups[i]) == c)
+            u64_map_remove(&state->group_owners, c->groups[i]);
+    c->group_count = 0;
     if (c->selective) {
         if (c->selective_prev)
             c->selective_prev->selective_next = c->selective_next;

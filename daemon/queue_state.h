@@ -99,6 +99,13 @@ void queue_state_revoke(struct queue_state *state, int32_t partition);
  * has credit. Offsets per partition must increase. 0 ok; -1 when the partition
  * is not assigned or the offset does not increase (the caller frees record). */
 int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record);
+/* The same for a record of message group `group` (a key, e.g. of its
+ * JMSXGroupID; 0: none): a group's records go to one consumer at a time,
+ * the first that takes one, until it is removed (its unsettled ones come
+ * back first, to the group's next consumer) or a record with
+ * `closes_group` (JMSXGroupSeq -1) is delivered (architecture §13). */
+int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_t offset,
+                            void *record, uint64_t group, bool closes_group);
 
 /* A purge (architecture §11 "Purge"): every available record of `partition`
  * below `end_offset` is settled without delivery, and records below it added

@@ -523,6 +523,90 @@ START_TEST(a_new_selective_consumer_does_not_inherit_a_removed_ones_answers)
 }
 END_TEST
 
+static void add_group(struct fake *fake, int32_t partition, int64_t offset, uint64_t group,
+                      bool closes)
+{
+    struct test_record *r = malloc(sizeof(*r));
+    REQUIRE(r != NULL);
+    *r = (struct test_record){partition, offset, RECORD_MAGIC};
+    REQUIRE(queue_state_add_grouped(fake->state, partition, offset, r, group, closes) == 0);
+    fake->added++;
+}
+
+/* The consumer each delivery of (partition, offset) went to, latest first. */
+static const void *consumer_of(const struct fake *fake, int32_t partition, int64_t offset)
+{
+    for (size_t i = fake->delivery_count; i-- > 0;)
+        if (fake->deliveries[i].partition == partition && fake->deliveries[i].offset == offset)
+            return fake->deliveries[i].consumer;
+    return NULL;
+}
+
+/* Message groups: a group's messages go to one consumer, in order, other
+ * groups spread over the others; when that consumer goes, its unsettled
+ * ones and the rest of its groups go to another, in order. */
+START_TEST(a_group_sticks_to_one_consumer_until_it_goes)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    /* groups 1 2 3 1 2 3 1 2 3 at offsets 0..8 */
+    for (int64_t offset = 0; offset < 9; offset++)
+        add_group(fake, 0, offset, (uint64_t)(offset % 3) + 1, false);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 100, false, false), 0);
+    /* A joined alone: it took everything, so every group is A's */
+    ck_assert_uint_eq(fake->delivery_count, 9);
+    for (int64_t offset = 0; offset < 9; offset++)
+        ck_assert_ptr_eq(consumer_of(fake, 0, offset), A);
+    /* new messages of those groups go to A too, none to B */
+    add_group(fake, 0, 9, 1, false);
+    add_group(fake, 0, 10, 2, false);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 9), A);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 10), A);
+    /* a new group goes round robin: to B, the next in turn */
+    add_group(fake, 0, 11, 7, false);
+    const void *g7 = consumer_of(fake, 0, 11);
+    add_group(fake, 0, 12, 7, false);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 12), g7);
+    /* A goes: its unsettled ones come back to B in order, then its groups are B's */
+    accept_delivery(fake, 0, 0);
+    queue_state_consumer_remove(fake->state, A);
+    int64_t got[32];
+    size_t n = deliveries_to(fake, B, got, 32);
+    size_t first_b = 0;
+    while (first_b < n && (got[first_b] == 11 || got[first_b] == 12))
+        first_b++; /* group 7's, if B had it */
+    static const int64_t again[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    ck_assert_uint_ge(n - first_b, 10);
+    ck_assert_mem_eq(got + first_b, again, sizeof(again));
+    add_group(fake, 0, 13, 1, false);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 13), B);
+    fake_free(fake);
+}
+END_TEST
+
+/* JMSXGroupSeq -1 closes a group: its next message may go to anyone. */
+START_TEST(a_closed_group_moves_with_its_next_message)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 100, false, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 100, false, false), 0);
+    add_group(fake, 0, 0, 5, false);
+    const void *first = consumer_of(fake, 0, 0);
+    add_group(fake, 0, 1, 5, true); /* the last of group 5 */
+    ck_assert_ptr_eq(consumer_of(fake, 0, 1), first);
+    add_group(fake, 0, 2, 9, false); /* another group: the other consumer (round robin) */
+    const void *other = consumer_of(fake, 0, 2);
+    ck_assert_ptr_ne(other, first);
+    add_group(fake, 0, 3, 5, false); /* group 5 anew: whoever is next, here `first` */
+    ck_assert_ptr_eq(consumer_of(fake, 0, 3), first);
+    add_group(fake, 0, 4, 5, false);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 4), first);
+    fake_free(fake);
+}
+END_TEST
+
 /* What no selective consumer selects waits queues.selector_hold, then is
  * settled so the commit position moves; never while a consumer without a
  * selector is there, or while nobody is. */
@@ -1554,6 +1638,8 @@ static Suite *queue_state_suite(void)
     tcase_add_test(dispatch, round_robin_across_three_consumers_with_credit_10);
     tcase_add_test(dispatch, selective_consumers_get_what_they_select_in_order);
     tcase_add_test(dispatch, a_new_selective_consumer_does_not_inherit_a_removed_ones_answers);
+    tcase_add_test(dispatch, a_group_sticks_to_one_consumer_until_it_goes);
+    tcase_add_test(dispatch, a_closed_group_moves_with_its_next_message);
     tcase_add_test(dispatch, a_consumer_added_blocked_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
