@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* adapter.c -- how much output a client connection may hold before its
  * deliveries stop (adapter_output_high). The transport under a connection
  * is transport.c; what every adapter does alike with its connections is the

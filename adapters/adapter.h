@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* adapter.h -- the contract between the server and a protocol adapter: the
  * adapter descriptor (struct adapter_ops) and the registry of descriptors the
  * server is started with (architecture "Adding a protocol or a transport").

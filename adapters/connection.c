@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* connection.c -- the adapter base (connection.h): the connection list,
  * deferred free, accept/refuse, drain, reload, shutdown, the bufferevent
  * callbacks with output watermarks and flush-then-close-then-linger, and

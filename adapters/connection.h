@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* connection.h -- the adapter base: what every protocol adapter does the
  * same way with its client connections (architecture "Layers and layout").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.c -- the protocol adapters built into kbridged, and lookups in
  * any adapter registry (main passes the built-in one to the server; tests
  * pass their own, and their config sections). A new protocol is one line in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport.c -- the transports under the adapters (transport.h): plain
  * TCP (a socket bufferevent over an accepted, non-blocking socket without
  * Nagle's delay) and what every kind shares; WebSocket is transport_ws.c. */

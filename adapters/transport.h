@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport.h -- what carries a connection's bytes (architecture §14).
  *
  * An adapter reads and writes one stream, a bufferevent (`transport.stream`),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport_tls.c -- the TLS transport (transport.h): the listener's
  * handshake (daemon/tls.c) made a bufferevent_openssl over the accepted
  * socket; this wraps it for the adapter. Ending our direction sends

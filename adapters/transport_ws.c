@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport_ws.c -- the WebSocket transport (transport_ws.h): the layer
  * that stacks a filter bufferevent on a TCP or TLS transport's bufferevent
  * (ws, wss), answers the upgrade (transport_ws_handshake.c) and lets wslay

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport_ws.h -- the WebSocket transport (architecture §14): an adapter's
  * stream carried in WebSocket messages (RFC 6455), as RabbitMQ's Web-STOMP
  * carries STOMP.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport_ws_handshake.c -- the WebSocket upgrade request (RFC 6455
  * section 4.2), pure: parse the request head, check it against the
  * listener's policy, write the HTTP response (transport_ws.h). Fuzzed by

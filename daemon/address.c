@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* address.c -- normalises client addresses to destinations by a spelling
  * table each adapter declares (STOMP's in adapters/stomp/stomp_address.c,
  * AMQP's in adapters/amqp/amqp_address.c), checks names against Kafka's topic rules,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* address.h -- client addresses normalised to destinations (architecture §2) and
  * mapped to Kafka topic names. Pure functions: no I/O, no allocation. The
  * parser is protocol-neutral: each adapter passes its own spelling table. */

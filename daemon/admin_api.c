@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_api.c -- the admin API (admin_api.h): authentication, routing and
  * the RabbitMQ-shaped resources, rendered with jansson.
  *

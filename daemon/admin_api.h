@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_api.h -- the admin API on the ops HTTP listener (architecture §9,
  * docs/operations.md "Admin API"): RabbitMQ's management API shapes
  * (/api/overview, /api/whoami, /api/connections, /api/queues,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_auth.c -- basic credentials and user tags for the admin API
  * (admin_auth.h). */
 #include "admin_auth.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_auth.h -- who may do what on the admin API (architecture §9,
  * docs/operations.md "Admin API"): HTTP basic credentials and RabbitMQ's
  * user tags (`auth.users[].tags`). Pure functions; the password itself is

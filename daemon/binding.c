@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* binding.c -- the matchers of RabbitMQ's exchange types (binding.h,
  * architecture §11): topic patterns word by word with backtracking over the
  * last `#`, and headers bindings' x-match modes. Pure functions. */

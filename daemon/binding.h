@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* binding.h -- RabbitMQ's exchange types as pure matchers (architecture §11).
  *
  * A queue bound to an exchange reads the exchange's Kafka topic and keeps the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* clock.c -- monotonic and wall-clock milliseconds (see clock.h). */
 #include "clock.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* clock.h -- the two clocks kbridge reads: monotonic milliseconds for
  * timeouts and intervals, wall-clock epoch milliseconds for what goes into
  * records (expires, dead-letter times, request ages). */

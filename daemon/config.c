@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c -- loads kbridged's configuration: reads the YAML file, walks
  * libyaml's document against the key table (config_table.c) to fill a
  * struct config, frees it, and copies restart-only values on reload

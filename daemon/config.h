@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.h -- the daemon's configuration: one YAML file parsed with libyaml
  * into a plain struct. Every shared key, its type, bounds and default lives
  * in one table (config_table.c); a protocol adapter's own keys live in its

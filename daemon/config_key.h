@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_key.h -- the row type of a configuration key table: what one key
  * is called, its type, bounds, default, flags and description. The shared
  * table (config_table.c) and every adapter's config section (struct

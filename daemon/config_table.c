@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_table.c -- the configuration keys of kbridged: one row per key
  * (name, type, bounds, default, description; see struct config_key), the
  * value syntax the rows rely on (sizes, durations, host:port, names, crypt

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_table.h -- internal to the config module: the key table's row type
  * and the value syntax shared by config.c (loading) and config_table.c (the
  * table, the value checks and the Markdown reference). Not for other modules:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core.c -- the protocol-independent core of kbridge (architecture §1,
  * "Layers and layout"): the core object that ties its layers together and
  * what applies to all of them (creation, reload, drain, shutdown).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core.h -- what protocol adapters call (architecture §1): authenticate, publish,
  * subscribe, settle, unsubscribe; and what the core calls back (deliver,
  * ready, failed). The core maps destinations to Kafka topics, queues to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_anchor.c -- a new binding anchors its queue before it is answered
  * (architecture §11, "A binding sees what is published after it exists").
  *

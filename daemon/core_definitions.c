@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_definitions.c -- the core's protocol-neutral calls on RabbitMQ's model
  * (core.h "definitions", architecture §11): declare, bind, unbind and delete
  * checked against this node's view and written to the definitions topic

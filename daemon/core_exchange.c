@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_exchange.c -- publishing to an exchange (architecture §11): the
  * exchange is looked up in this node's view of the definitions and the
  * message routed through its bindings (definitions_route) only to decide

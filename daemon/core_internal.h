@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_internal.h -- the core's own structures and the calls between its
  * files (core.c, core_session.c, core_publish.c, core_subscription.c); not
  * for adapters (core.h) nor for engines (engine.h gives them what they may

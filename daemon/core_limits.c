@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_limits.c -- the limits that span every protocol (architecture §10):
  * open client connections in all (limits.max_connections), per source
  * address (limits.max_connections_per_address) and per user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_publish.c -- the publish path (architecture §3-§4, "Data path of a
  * publish"): an adapter's message becomes one Kafka record (body verbatim,
  * key from the message or the kafka-key / JMSXGroupID / group-id properties,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_purge.c -- purging a queue, cluster-wide (core.h core_purge_queue;
  * architecture §11 "Purge").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_queue_expiry.c -- x-expires (architecture §11, routing.md "Queue
  * arguments"): a queue with x-expires that this node declared or consumed is
  * deleted through the definitions store (as an auto-delete queue is) once it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_session.c -- the core's session layer (architecture §10): client
  * sessions, authentication (password checks on the worker pool, the answer
  * decided on the loop against the config in force) and ACLs (POSIX regexes

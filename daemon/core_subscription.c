@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_subscription.c -- the core's delivery layer (architecture §5-§7,
  * "Data path of a delivery"): subscriptions of a session, handed to the
  * engine that serves them (engine.h: queue, topic, temporary queue), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core_transaction.c -- client transactions on Kafka transactions
  * (architecture §8): the protocol-free part every adapter's BEGIN / tx.select
  * / coordinator link uses.

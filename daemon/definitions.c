@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions.c -- the in-memory routing model (definitions.h, architecture
  * §11). Exchanges and queues live in two hash tables keyed by (vhost, name);
  * an entry may exist without a declaration while bindings name it (records

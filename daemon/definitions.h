@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions.h -- RabbitMQ's routing model as kbridge holds it in memory
  * (architecture §11): vhosts' exchanges, queues and bindings, the built-in
  * exchanges, the precondition checks of a declare, and routing a message

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_export.c -- the view as a RabbitMQ definitions export
  * (definitions_export.h). Each entity is written by the same encoder as its
  * record in the definitions topic (definitions_record.c), so the export and

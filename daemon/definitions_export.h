@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_export.h -- a view of the definitions in RabbitMQ's export
  * shape (architecture §11): what GET /api/definitions on the ops listener
  * serves, and what the admin API will. Pure: no I/O. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_record.c -- encoding and decoding the definitions topic's
  * records and reading a RabbitMQ definitions export (definitions_record.h,
  * architecture §11). JSON through jansson; the binding key's argument

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_record.h -- the records of the definitions topic and RabbitMQ's
  * definitions export (architecture §11).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_store.c -- the definitions topic's reader and writer and the
  * node's view (definitions_store.h, architecture §11).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* definitions_store.h -- the node's copy of RabbitMQ's model and its link to
  * Kafka (architecture §11): it owns the node's `struct definitions`, reads
  * the definitions topic (config `definitions.topic`: one partition,

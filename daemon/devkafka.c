@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devkafka.c -- main() of kbridge-devkafka: a standalone in-memory Kafka
  * (librdkafka's mock cluster, through kafka_mock.h) for development and
  * tests. Prints the bootstrap list as the first stdout line, then answers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine.c -- helpers every subscription engine shares (engine.h): the
  * config in force, a delivery built from a record, and expiry counting. */
 #include "engine.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine.h -- the interface between the core's subscriptions and the engines
  * that serve them (architecture "Layers and layout"): queue.c (queues and
  * durable subscriptions, on consumer groups), topic.c (non-durable topics)

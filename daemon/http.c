@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.c -- the ops HTTP endpoints on libevent's evhttp. Handlers render
  * from the server's read accessors; the socket is bound by listener.c so
  * errors and ephemeral ports are reported the same way as client listeners. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.h -- the ops HTTP listener (libevent evhttp): the probes /healthz,
  * /readyz, /metrics (Prometheus text) and /api/status (JSON), read-only and
  * unauthenticated, and the authenticated admin API under /api/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka.c -- the node's Kafka layer (kafka.h): kafka_new / kafka_free, the
  * contract check, and the helpers the other kafka*.c files share (wake-up
  * pipes, librdkafka configuration, worker-job submission). The producer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka.h -- the only door to librdkafka: one idempotent producer per node,
  * consumers created on demand, all driven from the libevent loop. The
  * implementation is split along its seams (daemon/kafka_internal.h lists

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_consumer.c -- consumers (kafka.h "consumers"): group members and
  * assign-only readers, their rebalances, the records they fetch, and their
  * closing.

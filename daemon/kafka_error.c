@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_error.c -- what a Kafka error means for a client: one class per
  * rd_kafka_resp_err_t (kafka.h enum kafka_error_class). Pure functions, no
  * state; unit-tested by tests/unit/check_kafka_error.c. The core turns a

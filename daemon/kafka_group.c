@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_group.c -- a consumer group's position against the end of the
  * topics it reads (kafka.h "group lag"): what the admin API reports as a
  * queue's depth (architecture §9). One worker job per lookup, in the shape

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_internal.h -- what the files of the Kafka layer share, and nothing
  * outside daemon/kafka*.c may include (it pulls in librdkafka/rdkafka.h).
  *

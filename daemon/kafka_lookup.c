@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_lookup.c -- lookups and admin calls (kafka.h "topic lookups"):
  * a topic's partitions and end offsets, topic creation, anchoring a new
  * durable subscription's group at the end, forgetting a deleted one's

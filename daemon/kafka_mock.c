@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_mock.c -- owns the in-memory Kafka cluster (librdkafka's mock
  * cluster) used by `kafka.bootstrap: embedded` and by kbridge-devkafka, and
  * the text command language that injects faults into it (broker down/up,

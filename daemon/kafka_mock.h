@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_mock.h -- librdkafka's in-memory mock cluster (a real Kafka
  * wire-protocol broker) behind a small API, plus the text commands that
  * inject faults into it. Used by `kafka.bootstrap: embedded` inside kbridged

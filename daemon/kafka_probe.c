@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_probe.c -- readiness: is Kafka answering? (architecture §9, /readyz)
  *
  * rd_kafka_metadata() blocks, so the probe is a worker job

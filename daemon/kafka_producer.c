@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_producer.c -- the node's one idempotent producer (architecture §4):
  * kafka_produce, delivery reports, the sticky partitioner.
  *

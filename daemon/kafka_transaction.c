@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kafka_transaction.c -- the pool of transactional producers (kafka.h
  * "transactions", architecture §8): lending a producer to one client
  * transaction, and the blocking transaction calls as worker jobs.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kbridgectl.c -- the admin API's command-line client (issue 18 item 2,
  * docs/operations.md "kbridgectl"): status, lists as tables or JSON, purge,
  * close, definitions export/import, hash-password.

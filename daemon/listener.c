@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listener.c -- binds listening sockets (with errors that name the address
  * and the reason) and runs them on libevent's evconnlistener. */
 #include "listener.h"

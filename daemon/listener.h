@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listener.h -- TCP listening sockets for the client and ops listeners.
  *
  * listener_socket_open resolves a "host:port" / "[v6]:port" bind string,

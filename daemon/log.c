@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c -- formats log lines (text or JSON) and writes each with a single
  * write(2) to stderr so lines from librdkafka threads never interleave. */
 #include "log.h"

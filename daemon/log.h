@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h -- one-line-per-event logging to stderr, as text or JSON.
  *
  * Every module logs through these calls; librdkafka and libevent logs are

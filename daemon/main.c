@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c -- kbridged's command line: run the daemon in the foreground,
  * check a config file, hash a password for auth.users, print the config
  * reference, version or help.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c -- a small Prometheus registry: families in registration order,
  * each with a list of series. Registration is rare (at start or when a
  * destination appears) so lookups are linear; updates go through the stable

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.h -- the registry of counters and gauges behind /metrics.
  *
  * A metric family has a name, a help text and a type; each family holds

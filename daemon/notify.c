@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c -- sd_notify(3) calls through libsystemd, compiled out without it. */
 #include "notify.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h -- the systemd service manager protocol (sd_notify): readiness,
  * reload, stopping, status and the watchdog. Without libsystemd, or when
  * NOTIFY_SOCKET is unset, every call is a no-op. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* password.c -- password hash kinds, checks and new hashes (password.h):
  * crypt(3) through libcrypt's crypt_r, RabbitMQ's salted SHA-256/512 hashes
  * through OpenSSL (EVP digests, base64 blocks, CRYPTO_memcmp). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* password.h -- password hashes in auth.users[].password_hash (architecture
  * §10): what kind a stored hash is, checking a password against it, and
  * making a new one (kbridged --hash-password).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* protocol_detect.c -- connections of a shared listener waiting for the
  * first bytes that name their protocol (see protocol_detect.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* protocol_detect.h -- a listener shared by several adapters: each new
  * connection waits (on the loop, never blocking it) until its first bytes
  * tell which adapter's protocol it speaks, then goes to that adapter with

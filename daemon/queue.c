@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue.c -- queues and durable subscriptions on Kafka consumer groups
  * (architecture §5, §6): one consumer per queue per node, joined only while the
  * node has a local subscriber, its records kept in a queue_state that hands

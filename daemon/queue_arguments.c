@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_arguments.c -- check and parse a queue's RabbitMQ arguments into
  * struct queue_arguments (queue_arguments.h). One table says, per
  * argument, its type and whether kbridge honours it: an argument it does

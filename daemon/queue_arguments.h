@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_arguments.h -- a queue's RabbitMQ arguments (x-message-ttl,
  * x-dead-letter-exchange, ...) checked and parsed once into a plain struct
  * that the queue engine reads (architecture §11, docs/routing.md "Queue

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_bindings.c -- a queue's topics and record filter from its bindings
  * (architecture §11; interface and terms in queue_bindings.h). */
 #include "queue_bindings.h"

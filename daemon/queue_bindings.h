@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_bindings.h -- what a queue's consumer group reads and keeps when the
  * queue is bound to exchanges (architecture §11). Pure: computed from the
  * view of the definitions, no I/O.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_state.c -- the queue engine's bookkeeping (architecture §5), without I/O:
  * available and acquired records, delivery ids and counts, round-robin
  * dispatch to consumers with credit, release / reject / dead-letter

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue_state.h -- the queue engine's bookkeeping (architecture §5) with no I/O:
  * which fetched records are available, which are acquired by which consumer
  * and how many times they were delivered, what is settled, and which offset

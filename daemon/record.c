@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* record.c -- the Kafka record contract (architecture §3): which class each
  * header name is in, what reaches clients, what clients may set, and the
  * `expires` rule. The table is in record.h. */

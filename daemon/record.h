@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* record.h -- the Kafka record contract (DESIGN §3, architecture §3) in one
  * place: every header name kbridge itself reads or writes, which of them
  * clients may set, and which reach clients on delivery. Adapters decide

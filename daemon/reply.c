@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reply.c -- request-reply tokens and reply topic names (see reply.h). */
 #include "reply.h"
 

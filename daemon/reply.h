@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reply.h -- names for request-reply (architecture §7): the unguessable tokens of
  * temporary queues and the per-node reply topics they route through. Pure
  * functions apart from the random source: no I/O, no allocation.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request_reply.c -- request-reply's state and decisions (architecture §7,
  * request_reply.h): the outstanding-request table and its metrics, the
  * headers of requests and replies, and the temporary queues by token. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request_reply.h -- request-reply in the core (architecture §7): the state
  * a node keeps for it and every decision about it, so that neither the
  * publish path nor the engines know how replies are routed.

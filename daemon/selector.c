@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* selector.c -- JMS message selectors: a hand-written recursive-descent
  * parser into a tree, and its evaluation with three-valued logic
  * (architecture §13). The grammar, from loosest to tightest binding

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* selector.h -- JMS message selectors (architecture §13): the SQL-92 subset
  * JMS defines, parsed once per subscription into a small tree and evaluated
  * per message with SQL's three-valued logic.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server.c -- owns the daemon's loop and its lifecycle: start (listeners,
  * Kafka, ops HTTP, READY=1), signals (SIGHUP reload, SIGTERM/SIGINT drain),
  * the systemd watchdog, and the ordered shutdown.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server.h -- the running daemon: the libevent loop and everything it owns
  * (config, metrics, Kafka layer, listeners, ops HTTP, signals, watchdog).
  *

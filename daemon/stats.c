@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c -- per-destination metrics series, found by a hash of (kind,
  * name) (stats.h). */
 #include "stats.h"

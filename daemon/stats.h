@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.h -- per-destination counters for /metrics (architecture §9):
  * published, delivered, acked, nacked, redelivered, dead-lettered, in-flight,
  * consumers, paused partitions. A hash table of series by (kind, name),

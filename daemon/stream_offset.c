@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stream_offset.c -- RabbitMQ's x-stream-offset spellings (stream_offset.h,
  * architecture §13 "Replay").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stream_offset.h -- where a replaying subscription starts (architecture
  * §13 "Replay"): RabbitMQ's x-stream-offset spellings, parsed once per
  * subscription. Pure: no I/O, no allocation. */

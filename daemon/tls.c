@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls.c -- TLS on the listeners (tls.h): SSL_CTX per listener from its
  * `tls:` keys (TLS 1.2+, client-certificate policy, ciphers), rebuilt on
  * SIGHUP and swapped for new connections; the certificate expiry gauge;

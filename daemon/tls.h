@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls.h -- TLS on the listeners (architecture §14): one listener's server
  * context (certificate, key, client-certificate policy, versions, ciphers)
  * built from its `tls:` keys and rebuilt on SIGHUP, the accept-side

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topic.c -- non-durable topic subscriptions (architecture §6): one reader per
  * destination per node, with no consumer group, assigned to every partition
  * at the end offsets looked up when the first subscriber arrived, fanning

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tsan_threads.c -- C11 threads on top of pthreads, in ThreadSanitizer builds
  * only (./configure --enable-tsan; empty otherwise).
  *

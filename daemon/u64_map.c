@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* u64_map.c -- the hash table of u64_map.h: growth, insertion and
  * backward-shift deletion. Lookups are inline in the header. */
 #include "u64_map.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* u64_map.h -- an open-addressing hash table from a nonzero uint64 key to a
  * pointer: linear probing, power-of-two capacity kept at most half full,
  * backward-shift deletion (no tombstones). Used where the hot path would

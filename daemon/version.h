@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* version.h -- the version string every binary reports. */
 #ifndef KBRIDGE_VERSION_H
 #define KBRIDGE_VERSION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker.c -- the worker pool (worker.h): N threads taking jobs from one
  * FIFO queue, and the completions they queue back to the loop thread.
  * Modelled on Redis's bio.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker.h -- the worker pool: a few threads for work that must not run on
  * the event loop (architecture §1: nothing on the loop blocks): password
  * hash checks, and Kafka's blocking calls (kafka_internal.h, kafka_submit). A job's `work` runs on

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # install-deps.sh -- install what kbridge needs on Debian 12 with apt-get.
 #   packaging/install-deps.sh          build and run kbridged
 #   packaging/install-deps.sh --test   also the test clients and tools

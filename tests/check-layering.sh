@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # check-layering.sh -- the layering of docs/architecture.md "Layers and
 # layout", checked on the sources (make check). The per-folder include paths
 # (DAEMON_CPPFLAGS, ADAPTER_CPPFLAGS, STOMP_CPPFLAGS, AMQP_CPPFLAGS) already

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run-suite.sh -- build kbridge and run the whole test suite: Check unit tests
 # (make check), the pytest integration suite (make integration) and, in the
 # plain build, make distcheck.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_adapter.c -- the AMQP 1.0 adapter behind adapter.h: takes accepted
  * sockets (those over limits.max_connections are opened and closed with
  * amqp:resource-limit-exceeded), registers the AMQP metrics and keeps the

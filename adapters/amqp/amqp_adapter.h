@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_adapter.h -- the AMQP 1.0 adapter's shared state (private to
  * adapters/amqp/): the adapter base (connection list, deferred free, drain:
  * connection.h), metrics, the table from core errors to AMQP conditions and

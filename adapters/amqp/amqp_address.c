@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_address.c -- the AMQP 1.0 address spellings (Artemis', Qpid's and
  * RabbitMQ's: its v2 forms /queues/NAME, /exchanges/NAME[/KEY] and its v1
  * forms /queue/NAME, /amq/queue/NAME, /topic/KEY, /exchange/NAME[/KEY]),

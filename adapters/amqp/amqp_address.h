@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_address.h -- how AMQP 1.0 clients write addresses (architecture §2):
  * the spelling table the AMQP adapter parses link addresses with. */
 #ifndef KBRIDGE_AMQP_ADDRESS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_connection.c -- one AMQP 1.0 client connection: bytes between a
  * bufferevent and proton's connection driver, proton's events dispatched to
  * the handlers, idle-timeout ticks, output backpressure and the orderly end.

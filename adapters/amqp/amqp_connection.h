@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_connection.h -- one AMQP 1.0 client connection: its socket
  * (bufferevent), proton's connection driver, the core session, the links
  * and the publishes awaiting Kafka's confirmation. The I/O loop and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_convert.c -- AMQP 1.0 messages to Kafka records and back (architecture §3;
  * the tables are in docs/amqp.md, "What maps to what in Kafka").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_convert.h -- AMQP 1.0 messages to Kafka records and back (architecture §3).
  * Pure conversion on proton's pn_message_t and the core's property lists: no
  * I/O, no core calls, so both directions are unit-tested on their own

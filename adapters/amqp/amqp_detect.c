@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_detect.c -- the AMQP 1.0 first-bytes detector (AMQP 1.0 part 2
  * §2.2 protocol header, part 5 §5.3.1 SASL layer): 8 bytes "AMQP", a
  * protocol id, then major 1, minor 0, revision 0. Proton's driver reads the

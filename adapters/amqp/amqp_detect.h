@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_detect.h -- does a connection's first bytes open an AMQP 1.0
  * connection? (the AMQP adapter's first-bytes detector, adapter.h). */
 #ifndef KBRIDGE_AMQP_DETECT_H

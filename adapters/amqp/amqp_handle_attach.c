@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_handle_attach.c -- attach and detach. An attach is checked here
  * (address spelling per architecture §2, publish ACL, features that are not
  * built) and handed to amqp_link_in.c (the client sends to a target) or

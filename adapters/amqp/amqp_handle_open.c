@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_handle_open.c -- the client's open frame: SASL has authenticated the
  * transport by now (or it skipped SASL and anonymous access is on), so the
  * core session is created here and our open goes back with the node's

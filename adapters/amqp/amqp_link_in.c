@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_link_in.c -- links on which the client sends: credit, reading
  * (possibly multi-frame) transfers, decoding, conversion to a Kafka record
  * and core_publish. An unsettled transfer is settled `accepted` only from

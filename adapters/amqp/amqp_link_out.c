@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_link_out.c -- links on which the client receives: a core
  * subscription per link (queue, topic, durable topic), deliveries encoded as
  * AMQP messages (amqp_convert.c), link credit and drain, and the client's

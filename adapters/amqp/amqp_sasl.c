@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_sasl.c -- kbridge's server side of AMQP SASL through proton's plugin
  * interface (sasl_plugin.h): offers PLAIN, plus ANONYMOUS when allowed,
  * checks them with the caller's function (core_authenticate), and never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_sasl.h -- kbridge's server side of AMQP SASL, installed on each
  * transport through proton's sasl_plugin.h: PLAIN checked against
  * auth.users by a callback (core_authenticate in practice), ANONYMOUS

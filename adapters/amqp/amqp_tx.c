@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp_tx.c -- AMQP 1.0 local transactions (AMQP 1.0 part 4, architecture
  * §8) on the core's transactions (core.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_adapter.c -- the AMQP 0-9-1 adapter behind adapter.h
  * (architecture §12): its descriptor (name "amqp091", the first-bytes
  * detector that claims `AMQP 0 0 9 1`), its metrics and the scratch buffer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_adapter.h -- the AMQP 0-9-1 adapter's descriptor and detector
  * (architecture §12). */
 #ifndef KBRIDGE_AMQP091_ADAPTER_H

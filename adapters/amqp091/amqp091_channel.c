@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_channel.c -- AMQP 0-9-1 channels (architecture §12): the
  * channel, exchange, queue, basic, confirm and tx classes over the core
  * (core.h).

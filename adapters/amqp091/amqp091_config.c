@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_config.c -- the `amqp091` config section: the limits an AMQP
  * 0-9-1 connection negotiates in Tune/Tune-Ok (architecture "Adding a
  * protocol": an adapter's config section). Read when a connection is

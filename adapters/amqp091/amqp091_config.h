@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_config.h -- the AMQP 0-9-1 adapter's own configuration keys:
  * the `amqp091` section of the file (amqp091_config_section, declared in
  * amqp091_adapter_ops) and the struct they fill. Private to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_connection.c -- one AMQP 0-9-1 client connection (architecture
  * §12): the protocol header, the frame loop over the adapter's own frame
  * layer (amqp091_frame.c), the connection class (Start/Start-Ok with PLAIN

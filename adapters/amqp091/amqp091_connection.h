@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_connection.h -- one AMQP 0-9-1 client connection and its
  * channels (architecture §12): the adapter's struct, the connection's
  * state (handshake, negotiated limits, heartbeats, core session), its

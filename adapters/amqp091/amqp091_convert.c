@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_convert.c -- basic properties and the headers table to and from
  * record headers, argument tables to JSON (amqp091_convert.h). */
 #include "amqp091_convert.h"

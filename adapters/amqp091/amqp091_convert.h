@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_convert.h -- AMQP 0-9-1 values to and from kbridge's: basic
  * properties and the headers table to the record's headers (DESIGN §3,
  * architecture §12, docs/amqp091.md "Properties"), and argument tables

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_frame.c -- AMQP 0-9-1 frames (amqp091_frame.h): the protocol
  * header, incremental bounded frame parsing, and the method/content-header
  * codec through librabbitmq's generated amqp_framing functions. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_frame.h -- AMQP 0-9-1's frame layer and its method/content-header
  * codec (issue 14, architecture §12).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* amqp091_tx.c -- the tx class of AMQP 0-9-1 (tx.select, tx.commit,
  * tx.rollback) on the core's transactions (core.h, architecture §8).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_adapter.c -- the STOMP adapter behind adapter.h: takes accepted
  * sockets (refusing those over limits.max_connections with an ERROR) and
  * registers the STOMP metrics; the connection list, deferred free, reload,

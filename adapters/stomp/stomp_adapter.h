@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_adapter.h -- the STOMP adapter's shared state (private to
  * adapters/stomp/): the adapter base (connection list, deferred free,
  * drain: connection.h), metrics, the table from core errors to STOMP

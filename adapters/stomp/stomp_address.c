@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_address.c -- the STOMP destination spellings (RabbitMQ's), passed to
  * the protocol-neutral parser in daemon/address.c. The first prefix of each
  * kind is the one address_spell writes. `/exchange/amq.topic/NAME` is a topic

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_address.h -- how STOMP clients write destinations (architecture §2):
  * the spelling table the STOMP adapter parses `destination` headers with. */
 #ifndef KBRIDGE_STOMP_ADDRESS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_config.c -- the `stomp` config section: the keys only the STOMP
  * adapter reads (architecture "Adding a protocol or a transport": an
  * adapter's config section). They were shared keys once; their former

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_config.h -- the STOMP adapter's own configuration keys: the `stomp`
  * section of the file (stomp_config_section, declared in stomp_adapter_ops)
  * and the struct they fill. Private to adapters/stomp/. */

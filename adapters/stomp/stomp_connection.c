@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_connection.c -- one STOMP client connection: socket I/O through a
  * bufferevent, feeding the parser, writing frames, flow control and the
  * orderly end of a connection.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_connection.h -- one STOMP client connection: its socket
  * (bufferevent), parser, negotiated version, core session, subscriptions,
  * publishes awaiting Kafka's confirmation, heart-beat timers and

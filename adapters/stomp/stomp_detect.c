@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_detect.c -- the STOMP first-bytes detector: a STOMP client's first
  * frame is CONNECT or STOMP (STOMP 1.2 §Connecting), possibly after end of
  * lines (heart-beats are allowed before any frame). The command ends at

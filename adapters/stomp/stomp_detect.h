@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_detect.h -- does a connection's first bytes open a STOMP session?
  * (the STOMP adapter's first-bytes detector, adapter.h). */
 #ifndef KBRIDGE_STOMP_DETECT_H

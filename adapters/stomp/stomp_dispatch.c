@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_dispatch.c -- the one switch on the STOMP command, and the one place
  * where a handler's failure becomes an ERROR frame, a metric and a log line.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_frame.c -- the STOMP 1.0/1.1/1.2 frame codec. Owns the incremental
  * parser (struct stomp_parser remembers where the line scan and the NUL
  * search got to, so a frame arriving one byte at a time is still scanned

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_frame.h -- the STOMP 1.0/1.1/1.2 frame codec: an incremental parser
  * over a byte buffer and a serializer into a libevent evbuffer. No sockets,
  * no core types: the adapter feeds bytes in and acts on whole frames.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_ack.c -- ACK and NACK.
  *
  * Which delivery: 1.2 names it by `id` (the MESSAGE's ack header,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_connect.c -- CONNECT and STOMP: version negotiation,
  * heart-beat negotiation, login/passcode against auth.users, the core
  * session, and the CONNECTED reply. `host` is accepted as given (kbridge

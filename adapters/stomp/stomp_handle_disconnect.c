@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_disconnect.c -- DISCONNECT: read nothing more, block
  * deliveries, and when every message this connection published is confirmed
  * by Kafka send the RECEIPT (if asked) and close. Without a receipt there is

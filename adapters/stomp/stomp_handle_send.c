@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_send.c -- SEND: destination, properties, size and feature
  * checks, core_publish, and the confirmation callback that sends the RECEIPT
  * only once Kafka has stored the record (architecture §4).

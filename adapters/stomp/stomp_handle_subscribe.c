@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_subscribe.c -- SUBSCRIBE, and the core's callbacks for a
  * subscription: deliver (one MESSAGE frame), ready (the SUBSCRIBE receipt)
  * and failed (ERROR).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_transaction.c -- BEGIN, COMMIT and ABORT (STOMP 1.0-1.2,
  * architecture §8) on the core's transactions (core.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_unsubscribe.c -- UNSUBSCRIBE: end one subscription by id
  * (1.0 may name the destination instead). Its unacknowledged deliveries are
  * released for redelivery by the core. A durable subscription is detached,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handlers.h -- the command handlers (one file per STOMP command) and
  * the dispatcher that calls them (stomp_dispatch.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_heartbeat.c -- STOMP heart-beating and the CONNECT timeout (the
  * STOMP counterpart of mosquitto's keepalive.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* echo_adapter.c -- the "echo" line protocol of echo_adapter.h: a complete
  * adapter (descriptor, detector, metrics, connections, drain, destroy) on
  * the adapter base (adapters/connection.h), in about as little code as the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* echo_adapter.h -- a dummy third protocol for tests: proves that a new
  * adapter needs no change under daemon/ (issue 12 item 1). The client opens
  * with the line "ECHO", gets "HELLO" back (its config section's

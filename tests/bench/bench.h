@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.h -- shared types of kbridge-bench: the options of one run, the
  * payload every message carries, the tracker that verifies what a consumer
  * received (lost, duplicated, out of per-key order, latency) and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_amqp.c -- kbridge-bench's AMQP 1.0 client: Qpid Proton's connection
  * driver over one non-blocking socket per session, SASL ANONYMOUS or PLAIN.
  * Publishers send unsettled transfers with a window (confirmed = accepted)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_amqp091.c -- kbridge-bench's AMQP 0-9-1 client: librabbitmq
  * (rabbitmq-c) over one blocking socket per session, PLAIN login, channel 1.
  * Publishers declare the queue (durable) and publish to the default exchange

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_common.c -- what every kbridge-bench protocol shares: the payload
  * format, the tracker that finds lost, duplicated and out-of-order messages
  * and keeps latency samples, TCP connect, pacing and error formatting. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_kafka.c -- kbridge-bench's reference: the same workloads done
  * directly with librdkafka against the same Kafka, with the settings
  * kbridged itself uses (idempotent producer, acks=all; a consumer group that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_main.c -- kbridge-bench: command line, the workloads (publish,
  * consume, latency, request-reply, idle) built from protocol sessions, and
  * the one machine-readable summary line (JSON) every run prints.

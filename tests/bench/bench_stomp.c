@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_stomp.c -- kbridge-bench's STOMP 1.2 client: one non-blocking socket
  * per session, frames batched into an output buffer and parsed in place from
  * an input buffer. Works against kbridged, RabbitMQ and ActiveMQ (RabbitMQ's

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # build_baseline.sh REV DIR -- build commit REV of this repository in DIR
 # (DIR/src: the sources from `git archive`, DIR/build: an optimised build like
 # the current one) for `make bench-regression`, which runs the benchmark

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """exchange_cost.py -- what publishing through an exchange to N queues costs
 (docs/routing.md "Exchange types and their cost"; `make bench` runs it and
 writes docs/benchmarks-exchanges.md).

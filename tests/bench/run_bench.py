@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """run_bench.py -- the standard kbridge benchmark matrix (`make bench`,
 `make bench-compare`).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """selector_cost.py -- what JMS message selectors cost kbridged (issue 16's
 benchmark row; `make bench-selectors`, part of `make bench`, writes
 docs/benchmarks-selectors.md).

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """soak.py -- `make soak DURATION=10m`: mixed load against one kbridged on a
 kbridge-devkafka for the given time, checking counts continuously and the
 daemon's RSS for growth.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """startup.py -- `make bench-startup`: how long a queue subscriber waits for
 messages that are already in the queue (issue 20 item 4; docs/operations.md
 "Queue start-up"), measured precisely on one kbridged and a kbridge-devkafka.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """tx_bench.py -- STOMP transactions (issue 15's benchmark row): BEGIN, N SENDs
 with `transaction`, COMMIT with a receipt, one transaction after another on
 one connection; commit latency (COMMIT sent to its RECEIPT) p50/p99 and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """amqp091_seeds.py -- writes the seed corpus of fuzz_amqp091_frame
 (tests/fuzz/corpus/amqp091_frame/) from frames that pika's own codec encodes:
 what a pika client sends, and the malformed frames the bad-input tests name.

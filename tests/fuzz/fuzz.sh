@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # fuzz.sh SRCDIR SECONDS NAME [LIBFUZZER_OPTION...] -- what `make fuzz-*`
 # runs in the build tree (tests/fuzz/include.am): fuzzes tests/fuzz/fuzz_NAME
 # for SECONDS on a fresh copy of the seed corpus SRCDIR/tests/fuzz/corpus/NAME

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_address.c -- libFuzzer target for the address parser (daemon/address.c):
  * STOMP and AMQP 1.0 spellings of a client address, the Kafka topic name
  * with a prefix, and topic wildcards as a librdkafka regex and as a matcher.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_amqp091_frame.c -- libFuzzer target for AMQP 0-9-1's frame layer and
  * method/content-header decoding (adapters/amqp091/amqp091_frame.c over
  * librabbitmq's codec): what a client sends after the protocol header.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_amqp_convert.c -- libFuzzer target for the Kafka record -> AMQP
  * message conversion (amqp_message_from_record in adapters/amqp/amqp_convert.c),
  * which decodes bytes any Kafka producer can write: the kbridge-amqp-*

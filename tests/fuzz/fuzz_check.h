@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_check.h -- what every fuzz target shares: the libFuzzer entry point's
  * prototype and FUZZ_CHECK, an assertion on the code under test that prints
  * where and why and aborts (libFuzzer then keeps the input as a crash). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_config.c -- libFuzzer target for the config loader (daemon/config.c
  * and the key table, daemon/config_table.c): a YAML file as an operator
  * writes it, through libyaml into struct config.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_definitions.c -- libFuzzer target for the definitions JSON loader
  * (daemon/definitions_record.c, definitions_import_json: a RabbitMQ
  * definitions export an operator imports) and the routing model it feeds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_selector.c -- libFuzzer target for the JMS selector parser and
  * evaluator (daemon/selector.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_stomp_frame.c -- libFuzzer target for the STOMP frame codec
  * (adapters/stomp/stomp_frame.c), no sockets. The first input byte is the
  * "connection state":

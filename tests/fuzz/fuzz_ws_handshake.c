@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_ws_handshake.c -- libFuzzer target for the WebSocket upgrade request
  * parser (adapters/transport_ws.c, transport_ws_handshake): the first bytes
  * any client sends to a `transport: websocket` listener.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay_main.c -- runs a libFuzzer target without libFuzzer: calls
  * LLVMFuzzerTestOneInput once per file named on the command line, or per
  * file in each directory named (not recursive). Without arguments it replays

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for AMQP 1.0 integration tests with Qpid Proton (python3-qpid-proton):
 blocking connections for simple steps, and a windowed asynchronous sender run
 on its own thread with a deadline (no sleep-and-hope)."""

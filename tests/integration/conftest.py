@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures for the kbridge integration suite.
 
 Every test gets its own Kafka and its own kbridged, on free loopback ports,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for STOMP integration tests: a stomp.py connection that records
 what it receives, with deadline-based waits (no sleep-and-hope)."""
 

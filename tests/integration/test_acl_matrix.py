@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The ACL matrix (issue 17, "Must hold"): three users x {publish, consume} x
 {queue, topic, exchange, temporary queue} x every protocol adapter (STOMP with
 stomp.py, AMQP 1.0 with python qpid-proton, AMQP 0-9-1 with pika), one

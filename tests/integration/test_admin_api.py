@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The admin API on the ops listener (issue 18 item 1, docs/operations.md
 "Admin API"): HTTP basic authentication against auth.users and their
 RabbitMQ tags, the RabbitMQ-shaped resources, queue depth from Kafka (checked

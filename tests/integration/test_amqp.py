@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP 1.0 end to end with Qpid Proton (issue 4 "Must hold"): sends are
 accepted only once Kafka has them, competing receivers share a queue exactly
 once, outcomes redeliver or dead-letter as architecture §5 says, conversions

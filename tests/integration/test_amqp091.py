@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP 0-9-1 (issue 14, first cut; docs/amqp091.md) with a third-party
 client, pika (python3-pika), against kbridged's AMQP listener serving both
 AMQP versions on one port (`protocols: [amqp, amqp091]`):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP 0-9-1 (issue 14) with more third-party clients than pika and amqplib
 (test_amqp091.py), each from Debian (packaging/install-deps.sh --test):
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP 0-9-1 across protocols (issue 14, DESIGN §3's mapping): one message,
 every reader, the properties and headers intact.
 

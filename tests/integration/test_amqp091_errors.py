@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP 0-9-1 bad input, the rest of issue 14's corpus (the first part —
 bad frame end, frame over frame_max, unopened channel, body without header,
 header without method, unknown method, truncated arguments, wrong protocol

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A SIGHUP that takes access away takes it from live sessions at once
 (issue 12): turning auth.anonymous off closes anonymous STOMP connections
 with an ERROR ("Access refused") and anonymous AMQP connections with

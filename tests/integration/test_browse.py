@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Browsing a queue (issue 16 item 3; architecture §13 "Browsing",
 docs/stomp.md `browser`): ActiveMQ's STOMP `browser:true` subscription gets
 the messages ready in the queue, in order per key, without taking them,

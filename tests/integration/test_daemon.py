@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kbridged as a process: command line, config errors, listeners, readiness,
 ops HTTP, reload, drain, systemd notify, the embedded Kafka, valgrind."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The definitions store (architecture §11, docs/routing.md "Where definitions
 live"): exchanges, queues and bindings in the definitions topic, shared by
 every node through Kafka alone.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of kbridge-devkafka, the standalone in-memory Kafka.
 
 Starts the built binary ($KBRIDGE_BUILDDIR/daemon/kbridge-devkafka), reads

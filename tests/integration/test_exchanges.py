@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Exchanges and bindings (issue 13 items 3, 4, 7; docs/routing.md), with
 third-party clients: stomp.py and python3-qpid-proton.
 

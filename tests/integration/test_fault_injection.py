@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fault suite: kbridged under Kafka faults injected with kbridge-devkafka
 (brokers down, leaders and coordinators moving, produce/commit requests
 failing), under SIGTERM and kill -9 with load on both protocols, under a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fault suite, AMQP 0-9-1 cases (issue 14; the other protocols' cases are in
 test_fault_injection.py, whose helpers these reuse): kill -9 of kbridged
 under pika publishing with publisher confirms and pika consuming with manual

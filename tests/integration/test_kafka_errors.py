@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Kafka errors reach clients by their class (architecture "Kafka layer",
 daemon/kafka_error.c): a produce that Kafka refuses for authorization or
 size gets the matching client error (STOMP ERROR of kind acl / limit, AMQP

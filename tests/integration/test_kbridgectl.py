@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kbridgectl against a live kbridged (issue 18 item 2, docs/operations.md
 "kbridgectl"): tables and --json from the admin API, credentials from flags
 or KBRIDGE_USER/KBRIDGE_PASSWORD, close, definitions export, hash-password,

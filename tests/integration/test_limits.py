@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Limits across protocols (issue 17 item 4, daemon/core_limits.c): connections
 in all, per source address and per user, over STOMP, AMQP 1.0 and AMQP 0-9-1
 (pika) together; failed logins per source address (the 11th in a minute is

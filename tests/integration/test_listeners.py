@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Listeners as a list keyed by name: one listener serving STOMP and AMQP 1.0
 on the same port by the connection's first bytes (nothing consumed: each
 adapter reads the client from its first byte), bytes of no served protocol

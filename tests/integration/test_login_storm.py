@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A yescrypt login storm must not stall the event loop (issue 12, architecture §1:
 nothing on the loop blocks). Password checks run on the worker pool
 (daemon/worker.c), so while 4 STOMP and 4 AMQP clients log in back to back

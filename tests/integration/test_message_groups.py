@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Message groups (issue 16 item 2; architecture §13 "Message groups",
 docs/selection.md): messages with one JMSXGroupID go to one consumer at a
 time, in order; other groups spread over the consumers; when that consumer

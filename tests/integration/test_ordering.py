@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Order per producer for messages without a key (issue 20, architecture §3): a
 message with no key goes to a partition chosen per producer (a STOMP
 connection, an AMQP sender link), so one producer's messages reach a queue

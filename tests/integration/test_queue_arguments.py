@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Queue arguments (issue 13, item 5; docs/routing.md "Queue arguments"),
 declared over AMQP 0-9-1 with pika's queue_declare(arguments=...) and
 consumed with pika and stomp.py (`/amq/queue/NAME`):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Queue start-up latency (issue 20 item 4, architecture §5): how long a subscriber
 waits for messages that are already in a queue.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Replay (issue 16 item 4; architecture §13 "Replay", docs/stomp.md
 `x-stream-offset`): a non-durable topic subscription that starts where
 RabbitMQ's x-stream-offset says, with stomp.py (SUBSCRIBE header) and python

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request-reply across protocols and nodes (issue 5 "Must hold", architecture §7):
 requesters over STOMP (reply-to:/temp-queue/NAME), AMQP (a dynamic receiver)
 and native Kafka (kafka_replyTopic + kafka_correlationId, as Spring's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """JMS message selectors on topic subscriptions (issue 16 item 1; architecture §13,
 docs/stomp.md), with stomp.py as an ActiveMQ application would use them.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Publish backpressure (architecture §4): a connection never has more than
 limits.max_unconfirmed publishes waiting for Kafka; kbridged stops reading
 its socket instead of buffering, and every RECEIPT still arrives."""

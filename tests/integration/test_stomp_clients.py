@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Client compatibility (issue 3 "Must hold"): STOMP client libraries other
 than stomp.py's 1.2 default do a send / subscribe / ack round trip on a
 queue -- ruby-stomp (Debian's ruby-stomp, through clients/ruby_roundtrip.rb)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """STOMP protocol errors (issue 3 "Must hold", architecture §10): malformed and
 refused input over raw sockets gets one ERROR frame that says what was wrong
 (`message` header and body), and then the server closes the connection;

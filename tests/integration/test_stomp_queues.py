@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """STOMP queues end to end (architecture §3–§5, issue 3 "Must hold"): SEND with
 receipts lands in Kafka with the right key, headers and order; native Kafka
 records reach STOMP subscribers; competing consumers with prefetch, ACK,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """RabbitMQ's STOMP conventions that client suites rely on (issue 20, items 2
 and 6), checked with third-party clients (stomp.py) and a raw socket where a
 client library would hide the bytes:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """STOMP topics end to end (architecture §6, issue 3 "Must hold"): every subscriber
 of /topic/NAME gets everything published after its SUBSCRIBE receipt and
 nothing from before; `*` and `#` wildcards; durable subscriptions in the

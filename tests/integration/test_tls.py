@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS, mTLS and password hashes (issue 17, items 1-3 and 6).
 
 A test CA, server and client certificates are made with the `openssl` CLI

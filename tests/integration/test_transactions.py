@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Transactions (architecture §8, issue 15): STOMP BEGIN/COMMIT/ABORT, AMQP
 0-9-1 tx.select/commit/rollback, on Kafka transactions.
 

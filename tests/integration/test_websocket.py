@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """STOMP over WebSocket (issue 17 item 5, architecture §14): a listener with
 `transport: websocket` serves the unchanged STOMP adapter through the
 WebSocket layer (adapters/transport_ws.c, framing by wslay).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A minimal RFC 6455 client on the standard library (socket, ssl, hashlib,
 base64), for the WebSocket tests (ws:// and, with an SSLContext, wss://): the upgrade request with any headers,
 masked frames of any opcode and size, and unmasked frames read back.

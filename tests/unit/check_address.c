@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_address.c -- unit tests of address normalisation (daemon/address.c):
  * every STOMP and AMQP spelling of architecture §2, Kafka's topic-name rules and
  * the errors that name them, the topic prefix, wildcard syntax, agreement of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_admin_auth.c -- the admin API's HTTP basic credentials and
  * RabbitMQ user tags (daemon/admin_auth.c). */
 #include <check.h>

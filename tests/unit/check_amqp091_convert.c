@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_amqp091_convert.c -- AMQP 0-9-1 properties to record headers and
  * back (adapters/amqp091/amqp091_convert.c, docs/amqp091.md "Properties"):
  * every mapped basic property, header values of each mapped type as text,

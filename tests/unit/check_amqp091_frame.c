@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_amqp091_frame.c -- AMQP 0-9-1's frame layer and codec
  * (adapters/amqp091/amqp091_frame.c): the protocol header against 0-9-1,
  * 1.0 and STOMP openings, frames parsed whole, byte by byte and back to

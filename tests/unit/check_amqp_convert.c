@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_amqp_convert.c -- AMQP message <-> Kafka record conversion
  * (adapters/amqp/amqp_convert.c), both directions and full round trips
  * through proton's wire encoding, as the adapter does them. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_amqp_sasl.c -- kbridge's AMQP SASL server (adapters/amqp/amqp_sasl.c),
  * driven black-box: a proton client connection driver talks to a server
  * driver with amqp_sasl_install in memory, bytes copied between them. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_binding.c -- RabbitMQ's exchange-type matchers (daemon/binding.c):
  * topic patterns (RabbitMQ's word splitting incl. empty words, `#` at both
  * ends and in the middle, checked against a brute-force reference over every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_config.c -- unit tests of the config module (daemon/config.c,
  * daemon/config_table.c): every key of the full example, defaults, sizes and
  * durations, each kind of error with its exact "FILE:LINE: KEY:" prefix, the

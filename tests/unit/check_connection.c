@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_connection.c -- the adapter base (adapters/connection.c) with a
  * dummy adapter over socketpairs: the publish callback runs exactly once
  * per publish (Kafka's answer, or abandoned when the connection is freed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_core_definitions.c -- the definitions store (definitions_store.c) and
  * the core's declare API (core_definitions.c) against the embedded mock
  * cluster, driven by a real libevent loop: pending writes in offset order,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_core_limits.c -- the limits across protocols (daemon/core_limits.c)
  * on a core with only what they use (config, metrics): connections in all
  * and per source host (IPv4 and IPv6 peers, ports ignored), sessions per

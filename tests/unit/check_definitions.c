@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_definitions.c -- the routing model (daemon/definitions.c): built-in
  * exchanges, RabbitMQ's precondition checks and their messages, queue
  * arguments honoured or refused by name, routing through direct, fanout,

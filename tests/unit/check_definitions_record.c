@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_definitions_record.c -- the definitions topic's records and RabbitMQ
  * definitions exports (daemon/definitions_record.c): keys and values, round
  * trips through a fresh model (what another node's reader does), names with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_kafka.c -- the Kafka layer (kafka.c) against the embedded mock
  * cluster, driven by a real libevent loop: readiness, produce with delivery
  * reports, group consumers with stored/committed offsets, end-offset readers. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_kafka_error.c -- kafka_error_classify (daemon/kafka_error.c): the
  * class of each Kafka error a produce or a lookup can end with, which the
  * core turns into the client's error (architecture "Kafka layer"). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_kafka_mock.c -- unit tests of daemon/kafka_mock.c against a real
  * librdkafka mock cluster: start arguments, every command form and error
  * message, and the effect of commands as seen by a real client (topic

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_metrics.c -- unit tests of the Prometheus registry (metrics.c). */
 #include <check.h>
 #include <event2/buffer.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_password.c -- password hashes (daemon/password.c): kinds told
  * apart by shape, RabbitMQ's salted SHA-256/512 hashes checked against
  * RabbitMQ's documented example (salt 908DC60A, password "test12"),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_protocol_detect.c -- the first-bytes detectors of the built-in
  * adapters and protocol_detect_pick, which chooses among them (pure). */
 #include <check.h>

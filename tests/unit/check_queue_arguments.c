@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_queue_arguments.c -- a queue's RabbitMQ arguments
  * (daemon/queue_arguments.c): parsed into the struct the queue engine reads,
  * refused by name when kbridge does not honour them or when of the wrong

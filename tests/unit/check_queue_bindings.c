@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_queue_bindings.c -- what a bound queue's group reads and keeps
  * (daemon/queue_bindings.c): the exchanges and amq.topic keys upstream of a
  * queue (exchange-to-exchange bindings followed backwards, cycles ended),

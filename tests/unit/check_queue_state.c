@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_queue_state.c -- unit tests of the queue engine's bookkeeping
  * (daemon/queue_state.c) through a fake set of callbacks that records every
  * call: commit positions with out-of-order settles and offset gaps,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_record.c -- the record contract (daemon/record.c, architecture §3):
  * which headers reach clients, which clients may set, and `expires`. */
 #include <check.h>

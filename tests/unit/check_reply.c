@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_reply.c -- request-reply tokens and reply topic names (daemon/reply.c). */
 #include <check.h>
 #include <stdio.h>

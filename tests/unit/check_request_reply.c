@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_request_reply.c -- request-reply's decisions (daemon/request_reply.c,
  * architecture §7): the headers of a request, the reply topic of a token,
  * reserved topic names, and the temporary queues found by token. */

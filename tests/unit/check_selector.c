@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_selector.c -- JMS selectors (daemon/selector.c): parsing with
  * errors naming the position, precedence, comparison of STOMP-style string
  * values as numbers and booleans, arithmetic, BETWEEN, IN, LIKE with ESCAPE,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_server_adapters.c -- the real server (daemon/server.c, unchanged)
  * started from a config with an adapter registry the test chooses: a dummy
  * third protocol (tests/adapters/echo_adapter.c) on a listener of its own and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_stomp_frame.c -- unit tests of the STOMP frame codec (stomp_frame.c):
  * one test per parser, serializer and helper rule, plus every case of
  * tests/stomp/frames.json (frames as data), read with the small JSON reader

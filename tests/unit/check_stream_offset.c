@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_stream_offset.c -- RabbitMQ's x-stream-offset spellings
  * (daemon/stream_offset.c): first, last, next, offset=N and bare N,
  * timestamp=SECONDS, intervals back from now, refusals, and where each starts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_tls.c -- a TLS listener's context (daemon/tls.c): loading the
  * certificate, key (also an encrypted one with its passphrase file) and CA
  * named by a listener's tls keys, the errors that name the key and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_transport_ws.c -- the WebSocket upgrade request
  * (transport_ws_handshake, adapters/transport_ws_handshake.c): RFC 6455's
  * example accept value, subprotocol choice, the Origin allow-list, and each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_u64_map.c -- the shared hash table (daemon/u64_map.c): insertion,
  * lookup, removal keeping every other key findable (backward-shift
  * deletion across wrap-around), growth, and string keys. */

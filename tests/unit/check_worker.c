@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check_worker.c -- the worker pool (daemon/worker.c): jobs run on worker
  * threads, completions on the loop thread and never inside worker_submit,
  * a bounded number of completions per loop iteration, cancellation before

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* unit_main.h -- the main() every Check unit test shares: run one suite
  * (forking per test, Check's default), exit 0 only when every test passed.
  * Use: CHECK_MAIN(name_suite) after `static Suite *name_suite(void)`. */

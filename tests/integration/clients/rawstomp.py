@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A STOMP client over a plain socket, for the tests that must send bytes no
 library would (malformed frames, silence instead of heart-beats) or must stop
 reading on purpose (a slow topic subscriber). It parses what the server
