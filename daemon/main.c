@@ -31,31 +31,30 @@ static void usage(FILE *out)
 {
     char protocols[256];
     adapter_registry_names(adapter_registry_builtin(), protocols, sizeof(protocols));
-    fprintf(
-        out,
-        "Usage: kbridged [-c FILE]\n"
-        "       kbridged --check-config FILE\n"
-        "       kbridged --hash-password < PASSWORD\n"
-        "       kbridged --config-reference | --version | --help\n"
-        "\n"
-        "kbridged bridges STOMP, AMQP 1.0 and AMQP 0-9-1 clients to Apache Kafka.\n"
-        "It runs in the foreground and logs to stderr.\n"
-        "\n"
-        "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
-        "      --check-config FILE validate FILE (and its TLS files) and exit: 0 valid,\n"
-        "                          2 invalid\n"
-        "      --hash-password     read a password (one line) from stdin, print its\n"
-        "                          yescrypt hash for auth.users[].password_hash\n"
-        "      --config-reference  print every configuration key (Markdown) and exit\n"
-        "  -V, --version           print the version and exit\n"
-        "  -h, --help              print this help and exit\n"
-        "\n"
-        "Signals: SIGHUP reloads users, ACLs, limits, log settings and TLS certificates;\n"
-        "SIGTERM or SIGINT drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
-        "\n"
-        "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
-        "the operations endpoint.\n",
-        protocols, OPS_HTTP_PROTOCOL);
+    fprintf(out,
+            "Usage: kbridged [-c FILE]\n"
+            "       kbridged --check-config FILE\n"
+            "       kbridged --hash-password < PASSWORD\n"
+            "       kbridged --config-reference | --version | --help\n"
+            "\n"
+            "kbridged bridges STOMP, AMQP 1.0 and AMQP 0-9-1 clients to Apache Kafka.\n"
+            "It runs in the foreground and logs to stderr.\n"
+            "\n"
+            "  -c, --config FILE       configuration file (default " DEFAULT_CONFIG_PATH ")\n"
+            "      --check-config FILE validate FILE (and its TLS files) and exit: 0 valid,\n"
+            "                          2 invalid\n"
+            "      --hash-password     read a password (one line) from stdin, print its\n"
+            "                          yescrypt hash for auth.users[].password_hash\n"
+            "      --config-reference  print every configuration key (Markdown) and exit\n"
+            "  -V, --version           print the version and exit\n"
+            "  -h, --help              print this help and exit\n"
+            "\n"
+            "Signals: SIGHUP reloads users, ACLs, limits, log settings and TLS certificates;\n"
+            "SIGTERM or SIGINT drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
+            "\n"
+            "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
+            "the operations endpoint.\n",
+            protocols, OPS_HTTP_PROTOCOL);
 }
 
 /* --hash-password: one line from stdin (not echoed on a terminal), its
