@@ -940,15 +940,14 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
                  "%s: %zu message(s) no subscriber's selector selected for queues.selector_hold "
                  "were settled without delivery",
                  queue->group_id, unselected);
-        queue_update_gauges(queue);
     }
-    if (expired > 0) {
+    if (expired > 0)
         log_warn("queue",
                  "%s: %zu message(s) held longer than queues.ack_timeout were released "
                  "for redelivery",
                  queue->group_id, expired);
+    if (unselected > 0 || expired > 0)
         queue_update_gauges(queue);
-    }
 }
 
 /* Expand the dead-letter pattern: every "{name}" becomes the queue name. */

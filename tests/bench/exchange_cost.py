@@ -39,8 +39,8 @@ SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import stomp  # noqa: E402
 
-import conftest  # noqa: E402
-from conftest import DevKafka, Kbridged, base_config, wait_for  # noqa: E402
+from conftest import DevKafka, Kbridged, base_config  # noqa: E402
+from bench_util import daemon_cpu_seconds, use_build  # noqa: E402
 from stomp_util import Client  # noqa: E402
 
 BODY = "x" * 100
@@ -192,11 +192,6 @@ def run(kind, n, messages, prefetch):
         os.unlink(path)
 
 
-def daemon_cpu_seconds(daemon):
-    with open(f"/proc/{daemon.proc.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def report(rows, args):
     lines = [
@@ -247,8 +242,7 @@ def main():
     args = parser.parse_args()
     args.builddir = os.path.abspath(args.builddir)
     os.environ["KBRIDGE_BUILDDIR"] = args.builddir
-    conftest.KBRIDGED = os.path.join(args.builddir, "daemon", "kbridged")
-    conftest.DEVKAFKA = os.path.join(args.builddir, "daemon", "kbridge-devkafka")
+    use_build(args.builddir)
     rows = []
     for kind, n in (("queue", 1), ("direct", 1), ("topic", args.queues),
                     ("fanout", args.queues), ("direct", args.queues),

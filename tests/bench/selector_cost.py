@@ -33,8 +33,8 @@ SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import stomp  # noqa: E402
 
-import conftest  # noqa: E402
 from conftest import DevKafka, Kbridged, base_config  # noqa: E402
+from bench_util import daemon_cpu_seconds, use_build  # noqa: E402
 from stomp_util import Client  # noqa: E402
 
 BODY = "x" * 100
@@ -101,11 +101,6 @@ def scenarios(messages):
          [("color = 'red'", red), ("color <> 'red'", messages - red)], True),
     ]
 
-
-def daemon_cpu_seconds(daemon):
-    with open(f"/proc/{daemon.proc.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(label, destination, subscribers, ack, messages):
@@ -201,9 +196,7 @@ def main():
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--output")
     args = parser.parse_args()
-    builddir = os.path.abspath(args.builddir)
-    conftest.KBRIDGED = os.path.join(builddir, "daemon", "kbridged")
-    conftest.DEVKAFKA = os.path.join(builddir, "daemon", "kbridge-devkafka")
+    use_build(args.builddir)
     rows = []
     for label, destination, subscribers, ack in scenarios(args.messages):
         row = run(label, destination, subscribers, ack, args.messages)

@@ -42,6 +42,7 @@ import stomp  # noqa: E402
 from proton import Message  # noqa: E402
 
 from conftest import DevKafka, Kbridged, base_config  # noqa: E402
+from bench_util import use_build  # noqa: E402
 import amqp_client  # noqa: E402
 
 
@@ -319,9 +320,7 @@ def main():
                         help="MiB the daemon's RSS may grow after the warm-up")
     args = parser.parse_args()
     os.environ["KBRIDGE_BUILDDIR"] = args.builddir
-    import conftest
-    conftest.KBRIDGED = os.path.join(args.builddir, "daemon", "kbridged")
-    conftest.DEVKAFKA = os.path.join(args.builddir, "daemon", "kbridge-devkafka")
+    use_build(args.builddir)
 
     workdir = tempfile.mkdtemp(prefix="kbridge-soak-")
     devkafka = DevKafka(partitions=8)

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import stomp  # noqa: E402
 
 import conftest  # noqa: E402
+from bench_util import use_build  # noqa: E402
 
 
 class Timer(stomp.ConnectionListener):
@@ -93,8 +94,7 @@ def take(daemon, queue, count, timeout=30):
 
 
 def run_once(builddir, count):
-    conftest.KBRIDGED = os.path.join(builddir, "daemon", "kbridged")
-    conftest.DEVKAFKA = os.path.join(builddir, "daemon", "kbridge-devkafka")
+    use_build(builddir)
     results = {}
     devkafka = conftest.DevKafka()
     workdir = tempfile.mkdtemp(prefix="kbridge-startup-")

@@ -144,13 +144,9 @@ def run_direct(args, size, bootstrap):
 def run_all(args):
     """kbridged on kbridge-devkafka, direct librdkafka on the same broker,
     and RabbitMQ with --rabbitmq; the rows."""
-    sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
-    sys.path.insert(0, HERE)
-    import conftest
+    from bench_util import use_build
     from conftest import DevKafka, Kbridged, base_config
-    builddir = os.path.abspath(args.builddir)
-    conftest.KBRIDGED = os.path.join(builddir, "daemon", "kbridged")
-    conftest.DEVKAFKA = os.path.join(builddir, "daemon", "kbridge-devkafka")
+    use_build(args.builddir)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     dk = DevKafka()

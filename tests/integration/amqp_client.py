@@ -150,3 +150,20 @@ def body_of(message):
 
 __all__ = ["Condition", "Delivery", "Message", "amqp_url", "body_of", "connect",
            "receive_all", "run_in_thread", "send_windowed", "settle", "WindowedSender"]
+
+
+def run_rhea(script, *args, timeout=120):
+    """Run a Node.js client of tests/integration/clients (rhea, installed by
+    packaging/install-deps.sh --test) with `args`; its one-line JSON summary."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    clients = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
+    node = shutil.which("node") or shutil.which("nodejs")
+    assert node and os.path.isdir(os.path.join(clients, "node_modules", "rhea")), (
+        "rhea (Node.js) is not installed: run packaging/install-deps.sh --test")
+    result = subprocess.run([node, os.path.join(clients, script)] + [str(a) for a in args],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])

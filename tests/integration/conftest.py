@@ -61,6 +61,16 @@ def metrics(daemon):
     return values
 
 
+def pika_connect(daemon, user, password):
+    """A pika BlockingConnection to the daemon's AMQP listener (which must
+    serve amqp091), one attempt, 10 s socket timeout."""
+    import pika
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials(user, password),
+        connection_attempts=1, socket_timeout=10))
+
+
 def under_sanitizer(daemon):
     """Is kbridged built with AddressSanitizer or ThreadSanitizer? ASan keeps
     freed memory in quarantine and TSan grows its shadow memory and history

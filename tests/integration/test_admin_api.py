@@ -14,10 +14,9 @@ import uuid
 
 import pika
 import pytest
-import stomp
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, user_config, wait_for, with_admin
+from conftest import ADMIN, base_config, pika_connect, user_config, wait_for, with_admin
 from stomp_util import Client
 
 MONITOR = ("watcher", "watch-secret")
@@ -206,10 +205,7 @@ def test_connections_listed_and_closed(daemon):
 
 
 def test_an_amqp091_connection_closed_gets_connection_forced_with_the_reason(daemon):
-    host, port = daemon.host_port("amqp")
-    connection = pika.BlockingConnection(pika.ConnectionParameters(
-        host=host, port=port, credentials=pika.PlainCredentials(*PLAIN),
-        connection_attempts=1, socket_timeout=10))
+    connection = pika_connect(daemon, *PLAIN)
     try:
         channel = connection.channel()
         mine = [c for c in daemon.api("/api/connections")[1] if c["user"] == "plain"]
@@ -388,14 +384,10 @@ def test_purge_of_an_idle_queue_holds_for_the_next_consumer(kbridged_factory, bo
 
 
 def test_pika_queue_purge_returns_the_count(kbridged_factory, bootstrap):
-    import pika
     config = with_admin(base_config(bootstrap))
     config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
     daemon = kbridged_factory(config)
-    host, port = daemon.host_port("amqp")
-    connection = pika.BlockingConnection(pika.ConnectionParameters(
-        host=host, port=port, credentials=pika.PlainCredentials(*ADMIN),
-        connection_attempts=1, socket_timeout=10))
+    connection = pika_connect(daemon, *ADMIN)
     try:
         channel = connection.channel()
         channel.confirm_delivery()

@@ -11,19 +11,17 @@ have deadlines."""
 
 import re
 import socket
-import threading
 import time
 import uuid
 
 import pytest
-import stomp
 from confluent_kafka import Producer
 from proton import Condition, Delivery, Described, Message, symbol, timestamp, ulong, int32
 from proton.reactor import AtMostOnce, Copy, DurableSubscription, Filter, Move
 from proton.utils import LinkDetached
 
-from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread, send_windowed,
-                         settle, WindowedSender)
+from amqp_client import (amqp_url, body_of, connect, receive_all, run_in_thread, run_rhea,
+                         send_windowed, settle, WindowedSender)
 from conftest import EXTERNAL_BOOTSTRAP, base_config, under_sanitizer, wait_for
 from stomp_util import Client
 from test_stomp_queues import SESSION_TIMEOUT_MS, read_topic
@@ -397,7 +395,7 @@ def test_a_durable_subscription_resumes_after_detach_and_reattach(kbridged_facto
                                         options=DurableSubscription())
         return conn, receiver
     conn, receiver = subscribe()
-    daemon.wait_log(rf"consumer kbridge\.sub\.billing\.daily: assigned [1-9]", timeout=30)
+    daemon.wait_log(r"consumer kbridge\.sub\.billing\.daily: assigned [1-9]", timeout=30)
     publisher = connect(daemon)
     sender = publisher.create_sender(f"topic://{name}")
     sender.send(Message(body=b"one"))
@@ -553,20 +551,9 @@ def test_limits_message_size_and_connections(kbridged_factory, bootstrap, name):
 # ---- a second client library ---------------------------------------------------------------------
 
 def test_rhea_sends_receives_and_accepts(kbridged_factory, bootstrap, name):
-    import json
-    import os
-    import shutil
-    import subprocess
-    clients = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
-    node = shutil.which("node") or shutil.which("nodejs")
-    assert node and os.path.isdir(os.path.join(clients, "node_modules", "rhea")), (
-        "rhea (Node.js) is not installed: run packaging/install-deps.sh --test")
     daemon = kbridged_factory(config_for(bootstrap))
     host, port = daemon.host_port("amqp")
-    result = subprocess.run([node, os.path.join(clients, "rhea_roundtrip.js"), host, str(port),
-                             name, "200"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_rhea("rhea_roundtrip.js", host, port, name, 200)
     assert (summary["sent"], summary["accepted"], summary["rejected"], summary["received"]) == (
         200, 200, 0, 200)
     assert sorted(summary["bodies"]) == sorted(f"rhea message {i}" for i in range(200))

@@ -14,7 +14,7 @@ import pytest
 from proton import ConnectionException
 
 from amqp_client import connect
-from conftest import base_config, wait_for
+from conftest import base_config, pika_connect, wait_for
 from stomp_util import Client
 
 
@@ -43,13 +43,6 @@ def amqp_closed_with(conn, condition, timeout=15):
         return remote.name if remote else None
     seen = wait_for(closed, timeout, f"the AMQP connection closed with {condition}")
     return seen
-
-
-def pika_connect(daemon, login, passcode):
-    host, port = daemon.host_port("amqp")
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        host=host, port=port, credentials=pika.PlainCredentials(login, passcode),
-        connection_attempts=1, socket_timeout=10))
 
 
 def pika_closed_with(connection, timeout=15):

@@ -32,7 +32,7 @@ from proton import Message, symbol
 from proton.reactor import Selector
 from proton.utils import LinkDetached
 
-from amqp_client import connect
+from amqp_client import connect, run_rhea
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
 from stomp_util import Client
 
@@ -344,20 +344,9 @@ def test_rhea_receiver_with_its_selector_filter_gets_only_the_green_ones(
     """rhea's own selector idiom (rhea.filter.selector: key jms-selector,
     descriptor code 0x468C00000004) on a queue, from a second AMQP 1.0
     library: exactly the green messages, in order, and the filter echoed."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    clients = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
-    node = shutil.which("node") or shutil.which("nodejs")
-    assert node and os.path.isdir(os.path.join(clients, "node_modules", "rhea")), (
-        "rhea (Node.js) is not installed: run packaging/install-deps.sh --test")
     daemon = kbridged_factory(base_config(bootstrap))
     host, port = daemon.host_port("amqp")
-    result = subprocess.run([node, os.path.join(clients, "rhea_selector.js"), host, str(port),
-                             f"colours{uniq}", "90"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_rhea("rhea_selector.js", host, port, f"colours{uniq}", 90)
     assert summary["sent"] == 90 and summary["accepted"] == 90
     assert summary["filter_echoed"] is True
     assert summary["received"] == [f"m{n}" for n in range(90) if n % 3 == 1]
