@@ -1,0 +1,352 @@
+/* core_overflow.c -- x-overflow reject-publish (architecture §11,
+ * docs/routing.md "Queue arguments"): the publishing node's figure of how
+ * full each queue with `x-overflow: reject-publish` and `x-max-length` is,
+ * and the check every publish path makes before it writes a record.
+ *
+ * Owns: core->overflow, one struct core_overflow_queue per such queue this
+ * node published to (a list: such queues are few), each with its figure:
+ * the ready count of the queue's group (kafka_group_lag summed over
+ * partitions from core_queue_ready_from, as the admin API's depth) plus the
+ * publishes this node let through since that lookup started. A lookup runs
+ * on the worker pool when a publish finds the figure older than
+ * queues.overflow_refresh (never for queues nobody publishes to); a failed
+ * one keeps the last figure (logged at debug, counted). A queue without a
+ * figure yet is not full. A publish that would reach a full queue is
+ * refused as a whole with CORE_ERR_FULL, before anything is written.
+ *
+ * A lookup running when the core is freed keeps its entry (orphaned) and
+ * frees it when it answers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "clock.h"
+#include "config.h"
+#include "core.h"
+#include "core_internal.h"
+#include "definitions.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+#include "queue_bindings.h"
+
+/* Queues one publish may reach that the check looks at, at most; beyond
+ * them (a fanout to hundreds of reject-publish queues) the rest are not
+ * checked and a warning says so. */
+#define CORE_OVERFLOW_ROUTE_MAX 64
+
+struct core_overflow_queue {
+    struct core_overflow_queue *next;
+    struct core_overflow *owner; /* NULL: the core is gone, the lookup frees it */
+    char *vhost;
+    char *name;
+    struct core_overflow_figure figure;
+    uint64_t *rejected; /* kbridge_overflow_rejected_total{kind="queue",destination} */
+    double *ready;      /* kbridge_overflow_queue_ready{kind="queue",destination} */
+};
+
+struct core_overflow {
+    struct core *core;
+    struct core_overflow_queue *queues;
+    uint64_t *lookup_failures; /* kbridge_overflow_lookup_failures_total */
+};
+
+/* ---- the figure (pure) ------------------------------------------------------------- */
+
+void core_overflow_figure_init(struct core_overflow_figure *figure)
+{
+    memset(figure, 0, sizeof(*figure));
+    figure->ready = -1;
+}
+
+bool core_overflow_figure_due(const struct core_overflow_figure *figure, uint64_t now_ms,
+                              uint64_t refresh_ms)
+{
+    if (figure->asking)
+        return false;
+    return !figure->asked || now_ms - figure->asked_ms >= refresh_ms;
+}
+
+void core_overflow_figure_asking(struct core_overflow_figure *figure, uint64_t now_ms)
+{
+    figure->asking = true;
+    figure->asked = true;
+    figure->asked_ms = now_ms;
+    figure->since_asking = 0;
+}
+
+void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok, int64_t ready)
+{
+    figure->asking = false;
+    if (!ok)
+        return; /* the last figure stands, with every publish since it counted */
+    figure->ready = ready;
+    figure->since_figure = figure->since_asking;
+}
+
+int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure)
+{
+    if (figure->ready < 0)
+        return -1;
+    return figure->ready + (int64_t)figure->since_figure;
+}
+
+bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_t max_length)
+{
+    int64_t estimate = core_overflow_figure_estimate(figure);
+    return estimate >= 0 && max_length >= 0 && estimate >= max_length;
+}
+
+void core_overflow_figure_accepted(struct core_overflow_figure *figure)
+{
+    figure->since_figure++;
+    figure->since_asking++;
+}
+
+/* ---- the cache --------------------------------------------------------------------- */
+
+int core_overflow_init(struct core *core)
+{
+    struct core_overflow *overflow = calloc(1, sizeof(*overflow));
+    if (!overflow)
+        return -1;
+    overflow->core = core;
+    overflow->lookup_failures = metrics_counter(
+        core->metrics, "kbridge_overflow_lookup_failures_total",
+        "Lookups of a reject-publish queue's depth (x-overflow) that failed; the last figure "
+        "was kept.",
+        NULL);
+    if (!overflow->lookup_failures) {
+        free(overflow);
+        return -1;
+    }
+    core->overflow = overflow;
+    return 0;
+}
+
+static void overflow_queue_free(struct core_overflow_queue *queue)
+{
+    free(queue->vhost);
+    free(queue->name);
+    free(queue);
+}
+
+void core_overflow_free(struct core *core)
+{
+    struct core_overflow *overflow = core->overflow;
+    if (!overflow)
+        return;
+    while (overflow->queues) {
+        struct core_overflow_queue *queue = overflow->queues;
+        overflow->queues = queue->next;
+        if (queue->figure.asking)
+            queue->owner = NULL; /* its lookup's answer frees it */
+        else
+            overflow_queue_free(queue);
+    }
+    free(overflow);
+    core->overflow = NULL;
+}
+
+/* The queue's reject-publish limit: its x-max-length when it has
+ * `x-overflow: reject-publish`, else -1. */
+static int64_t overflow_limit(const struct queue_definition *queue)
+{
+    const json_t *arguments = queue->spec.arguments;
+    if (!arguments)
+        return -1;
+    const json_t *mode = json_object_get(arguments, "x-overflow");
+    const json_t *max = json_object_get(arguments, "x-max-length");
+    if (!json_is_string(mode) || strcmp(json_string_value(mode), "reject-publish") != 0 ||
+        !json_is_integer(max) || json_integer_value(max) < 0)
+        return -1;
+    return (int64_t)json_integer_value(max);
+}
+
+static struct core_overflow_queue *overflow_find(struct core_overflow *overflow, const char *vhost,
+                                                 const char *name)
+{
+    for (struct core_overflow_queue *q = overflow->queues; q; q = q->next)
+        if (strcmp(q->name, name) == 0 && strcmp(q->vhost, vhost) == 0)
+            return q;
+    return NULL;
+}
+
+static struct core_overflow_queue *overflow_add(struct core_overflow *overflow, const char *vhost,
+                                                const char *name)
+{
+    struct core_overflow_queue *queue = calloc(1, sizeof(*queue));
+    if (!queue)
+        return NULL;
+    queue->owner = overflow;
+    queue->vhost = strdup(vhost);
+    queue->name = strdup(name);
+    core_overflow_figure_init(&queue->figure);
+    char kind[64], destination[ADDRESS_NAME_MAX * 2 + 32];
+    char labels[sizeof(kind) + sizeof(destination) + 2];
+    if (!queue->vhost || !queue->name || metrics_label(kind, sizeof(kind), "kind", "queue") < 0 ||
+        metrics_label(destination, sizeof(destination), "destination", name) < 0) {
+        overflow_queue_free(queue);
+        return NULL;
+    }
+    snprintf(labels, sizeof(labels), "%s,%s", kind, destination);
+    struct metrics *metrics = overflow->core->metrics;
+    queue->rejected = metrics_counter(
+        metrics, "kbridge_overflow_rejected_total",
+        "Publishes refused because a queue they would reach was at its x-max-length with "
+        "x-overflow reject-publish.",
+        labels);
+    queue->ready = metrics_gauge(metrics, "kbridge_overflow_queue_ready",
+                                 "This node's figure of a reject-publish queue's ready messages "
+                                 "(its last lookup plus the publishes let through since); -1 "
+                                 "before the first lookup answered.",
+                                 labels);
+    if (!queue->rejected || !queue->ready) {
+        overflow_queue_free(queue);
+        return NULL;
+    }
+    *queue->ready = -1;
+    queue->next = overflow->queues;
+    overflow->queues = queue;
+    return queue;
+}
+
+static void overflow_show(struct core_overflow_queue *queue)
+{
+    *queue->ready = (double)core_overflow_figure_estimate(&queue->figure);
+}
+
+static void overflow_on_lag(void *opaque, int err, const char *reason,
+                            const struct kafka_partition_lag *parts, size_t count)
+{
+    struct core_overflow_queue *queue = opaque;
+    struct core_overflow *overflow = queue->owner;
+    if (!overflow) {
+        overflow_queue_free(queue);
+        return;
+    }
+    if (err) {
+        log_debug("core", "queue '%s': cannot look up its depth for x-overflow: %s", queue->name,
+                  reason);
+        (*overflow->lookup_failures)++;
+        core_overflow_figure_answered(&queue->figure, false, 0);
+        return;
+    }
+    const struct definitions *view = core_definitions(overflow->core);
+    int64_t ready = 0;
+    for (size_t i = 0; i < count; i++) {
+        int64_t from = core_queue_ready_from(view, queue->vhost, queue->name, parts[i].topic,
+                                             parts[i].partition, parts[i].committed, parts[i].low);
+        if (parts[i].end > from)
+            ready += parts[i].end - from;
+    }
+    core_overflow_figure_answered(&queue->figure, true, ready);
+    overflow_show(queue);
+}
+
+/* Start a lookup of the queue's depth. */
+static void overflow_ask(struct core_overflow *overflow, struct core_overflow_queue *queue,
+                         uint64_t now_ms)
+{
+    struct core *core = overflow->core;
+    char **topics = NULL;
+    size_t topic_count = 0;
+    if (core_queue_topics(core, queue->vhost, queue->name, &topics, &topic_count) < 0) {
+        (*overflow->lookup_failures)++;
+        return;
+    }
+    char group[ADDRESS_NAME_MAX + 16];
+    snprintf(group, sizeof(group), "kbridge.q.%s", queue->name);
+    core_overflow_figure_asking(&queue->figure, now_ms);
+    if (kafka_group_lag(core->kafka, group, topics, topic_count, overflow_on_lag, queue) < 0) {
+        log_debug("core", "queue '%s': cannot queue a depth lookup for x-overflow", queue->name);
+        (*overflow->lookup_failures)++;
+        core_overflow_figure_answered(&queue->figure, false, 0);
+    }
+    queue_bindings_free_topics(topics, topic_count);
+}
+
+/* What one publish reaches: the reject-publish queues among them. */
+struct overflow_route {
+    struct core_overflow *overflow;
+    struct core_overflow_queue *queues[CORE_OVERFLOW_ROUTE_MAX];
+    int64_t limits[CORE_OVERFLOW_ROUTE_MAX];
+    size_t count;
+    bool truncated;
+    bool failed; /* out of memory */
+};
+
+static bool overflow_route_each(const struct queue_definition *definition, void *opaque)
+{
+    struct overflow_route *route = opaque;
+    int64_t limit = overflow_limit(definition);
+    if (limit < 0)
+        return true;
+    for (size_t i = 0; i < route->count; i++)
+        if (strcmp(route->queues[i]->name, definition->spec.name) == 0)
+            return true; /* reached twice (the default exchange and a binding) */
+    if (route->count == CORE_OVERFLOW_ROUTE_MAX) {
+        route->truncated = true;
+        return false;
+    }
+    struct core_overflow_queue *queue =
+        overflow_find(route->overflow, definition->spec.vhost, definition->spec.name);
+    if (!queue)
+        queue = overflow_add(route->overflow, definition->spec.vhost, definition->spec.name);
+    if (!queue) {
+        route->failed = true;
+        return false;
+    }
+    route->limits[route->count] = limit;
+    route->queues[route->count++] = queue;
+    return true;
+}
+
+int core_overflow_check(struct core *core, const char *vhost,
+                        const struct core_overflow_target *targets, size_t target_count,
+                        const struct binding_header *headers, size_t header_count, char *err,
+                        size_t err_size)
+{
+    struct core_overflow *overflow = core->overflow;
+    if (!overflow)
+        return CORE_OK;
+    const struct definitions *view = core_definitions(core);
+    struct overflow_route route = {.overflow = overflow};
+    for (size_t t = 0; t < target_count && !route.failed && !route.truncated; t++) {
+        if (definitions_route(view, vhost, targets[t].exchange, targets[t].routing_key, headers,
+                              header_count, overflow_route_each, &route) < 0)
+            route.failed = true;
+    }
+    if (route.failed) {
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    if (route.truncated)
+        log_warn("core", "a publish reaches more than %d reject-publish queues: only %d checked",
+                 CORE_OVERFLOW_ROUTE_MAX, CORE_OVERFLOW_ROUTE_MAX);
+    if (route.count == 0)
+        return CORE_OK;
+    uint64_t now_ms = clock_monotonic_ms();
+    uint64_t refresh_ms = core_config(core)->queues.overflow_refresh_ms;
+    for (size_t i = 0; i < route.count; i++)
+        if (core_overflow_figure_due(&route.queues[i]->figure, now_ms, refresh_ms))
+            overflow_ask(overflow, route.queues[i], now_ms);
+    for (size_t i = 0; i < route.count; i++) {
+        struct core_overflow_queue *queue = route.queues[i];
+        if (core_overflow_figure_full(&queue->figure, route.limits[i])) {
+            (*queue->rejected)++;
+            snprintf(err, err_size,
+                     "queue '%s' in vhost '%s' is full (x-max-length %lld, x-overflow "
+                     "reject-publish; %lld messages ready as this node last saw it)",
+                     queue->name, queue->vhost, (long long)route.limits[i],
+                     (long long)core_overflow_figure_estimate(&queue->figure));
+            return CORE_ERR_FULL;
+        }
+    }
+    for (size_t i = 0; i < route.count; i++) {
+        core_overflow_figure_accepted(&route.queues[i]->figure);
+        overflow_show(route.queues[i]);
+    }
+    return CORE_OK;
+}
