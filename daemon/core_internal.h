@@ -190,25 +190,34 @@ void core_publish_free(struct core *core);
 /* A reject-publish queue's figure as this node knows it. The decisions are
  * pure (unit-tested with the clock given). */
 struct core_overflow_figure {
-    int64_t ready;         /* ready messages the last answered lookup saw; -1: none yet */
-    uint64_t since_figure; /* publishes let through since the lookup behind `ready` started */
-    uint64_t since_asking; /* publishes let through since the last lookup started */
-    uint64_t asked_ms;     /* monotonic: when the last lookup started */
-    bool asked;            /* a lookup was ever started */
-    bool asking;           /* a lookup is running */
+    int64_t ready;            /* ready messages the last answered lookup saw; -1: none yet */
+    uint64_t since_figure;    /* publishes let through since that answer */
+    uint64_t asked_ms;        /* monotonic: when the last lookup started */
+    uint64_t last_publish_ms; /* monotonic: the last publish that reached it (let through
+                                 or refused) */
+    bool asked;               /* a lookup was ever started */
+    bool asking;              /* a lookup is running */
 };
+#define CORE_OVERFLOW_NEVER UINT64_MAX
 /* A figure with no lookup yet (not full). */
 void core_overflow_figure_init(struct core_overflow_figure *figure);
-/* Should a publish at `now_ms` start a lookup? None running, and none yet
- * or the last started at least `refresh_ms` ago. */
-bool core_overflow_figure_due(const struct core_overflow_figure *figure, uint64_t now_ms,
-                              uint64_t refresh_ms);
+/* A publish reaching the queue is being decided at `now_ms`. */
+void core_overflow_figure_published(struct core_overflow_figure *figure, uint64_t now_ms);
+/* When the next lookup should start (monotonic ms; at or before now: now),
+ * or CORE_OVERFLOW_NEVER: none while one runs; at once when none ran yet;
+ * else `refresh_ms` after the last one started, as long as a publish came
+ * less than `refresh_ms` before that start (so lookups go on while
+ * publishes keep coming, and the last one starts a whole interval after the
+ * last publish: it sees it in Kafka). */
+uint64_t core_overflow_figure_next_ask(const struct core_overflow_figure *figure,
+                                       uint64_t refresh_ms);
 /* A lookup starts at `now_ms`. */
 void core_overflow_figure_asking(struct core_overflow_figure *figure, uint64_t now_ms);
 /* The running lookup answered: `ready` when ok, else the last figure stays. */
 void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok, int64_t ready);
-/* The last lookup's ready count plus the publishes let through since it
- * started; -1 before the first answer. */
+/* The last answer's ready count plus the publishes let through since it
+ * came (those in flight during a lookup are left out rather than counted
+ * twice: the figure errs low); -1 before the first answer. */
 int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure);
 /* Full: the estimate is known and >= max_length. */
 bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_t max_length);
@@ -227,7 +236,8 @@ struct core_overflow_target {
 };
 /* The check before a publish is written: route it through `targets` in
  * `vhost`'s view; for each reject-publish queue reached, start a lookup of
- * its depth when its figure is older than queues.overflow_refresh; if one
+ * its depth when core_overflow_figure_next_ask says so (queues.
+ * overflow_refresh; a timer starts the later ones); if one
  * is full, CORE_ERR_FULL with err naming the queue and its limit (counted
  * in kbridge_overflow_rejected_total), else CORE_OK (the publish counts in
  * each queue's figure). CORE_ERR_INTERNAL when out of memory. */

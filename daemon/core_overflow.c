@@ -7,15 +7,17 @@
  * node published to (a list: such queues are few), each with its figure:
  * the ready count of the queue's group (kafka_group_lag summed over
  * partitions from core_queue_ready_from, as the admin API's depth) plus the
- * publishes this node let through since that lookup started. A lookup runs
- * on the worker pool when a publish finds the figure older than
- * queues.overflow_refresh (never for queues nobody publishes to); a failed
- * one keeps the last figure (logged at debug, counted). A queue without a
- * figure yet is not full. A publish that would reach a full queue is
- * refused as a whole with CORE_ERR_FULL, before anything is written.
+ * publishes this node let through since that answer came. The first
+ * publish starts a lookup on the worker pool; then one every
+ * queues.overflow_refresh (a timer per queue) while publishes keep coming,
+ * until one has started a whole interval after the last publish; none for
+ * queues nobody publishes to. A failed lookup keeps the last figure (logged
+ * at debug, counted). A queue without a figure yet is not full. A publish that would reach a full
+ * queue is refused as a whole with CORE_ERR_FULL, before anything is written.
  *
  * A lookup running when the core is freed keeps its entry (orphaned) and
  * frees it when it answers. */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +44,9 @@ struct core_overflow_queue {
     char *vhost;
     char *name;
     struct core_overflow_figure figure;
-    uint64_t *rejected; /* kbridge_overflow_rejected_total{kind="queue",destination} */
-    double *ready;      /* kbridge_overflow_queue_ready{kind="queue",destination} */
+    struct event *timer; /* the next lookup, when one is due later (made on first use) */
+    uint64_t *rejected;  /* kbridge_overflow_rejected_total{kind="queue",destination} */
+    double *ready;       /* kbridge_overflow_queue_ready{kind="queue",destination} */
 };
 
 struct core_overflow {
@@ -60,12 +63,21 @@ void core_overflow_figure_init(struct core_overflow_figure *figure)
     figure->ready = -1;
 }
 
-bool core_overflow_figure_due(const struct core_overflow_figure *figure, uint64_t now_ms,
-                              uint64_t refresh_ms)
+void core_overflow_figure_published(struct core_overflow_figure *figure, uint64_t now_ms)
+{
+    figure->last_publish_ms = now_ms;
+}
+
+uint64_t core_overflow_figure_next_ask(const struct core_overflow_figure *figure,
+                                       uint64_t refresh_ms)
 {
     if (figure->asking)
-        return false;
-    return !figure->asked || now_ms - figure->asked_ms >= refresh_ms;
+        return CORE_OVERFLOW_NEVER;
+    if (!figure->asked)
+        return 0;
+    if (figure->last_publish_ms + refresh_ms <= figure->asked_ms)
+        return CORE_OVERFLOW_NEVER; /* nobody published for an interval before it */
+    return figure->asked_ms + refresh_ms;
 }
 
 void core_overflow_figure_asking(struct core_overflow_figure *figure, uint64_t now_ms)
@@ -73,7 +85,6 @@ void core_overflow_figure_asking(struct core_overflow_figure *figure, uint64_t n
     figure->asking = true;
     figure->asked = true;
     figure->asked_ms = now_ms;
-    figure->since_asking = 0;
 }
 
 void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok, int64_t ready)
@@ -82,7 +93,7 @@ void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok,
     if (!ok)
         return; /* the last figure stands, with every publish since it counted */
     figure->ready = ready;
-    figure->since_figure = figure->since_asking;
+    figure->since_figure = 0;
 }
 
 int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure)
@@ -98,11 +109,7 @@ bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_
     return estimate >= 0 && max_length >= 0 && estimate >= max_length;
 }
 
-void core_overflow_figure_accepted(struct core_overflow_figure *figure)
-{
-    figure->since_figure++;
-    figure->since_asking++;
-}
+void core_overflow_figure_accepted(struct core_overflow_figure *figure) { figure->since_figure++; }
 
 /* ---- the cache --------------------------------------------------------------------- */
 
@@ -127,6 +134,8 @@ int core_overflow_init(struct core *core)
 
 static void overflow_queue_free(struct core_overflow_queue *queue)
 {
+    if (queue->timer)
+        event_free(queue->timer);
     free(queue->vhost);
     free(queue->name);
     free(queue);
@@ -140,9 +149,13 @@ void core_overflow_free(struct core *core)
     while (overflow->queues) {
         struct core_overflow_queue *queue = overflow->queues;
         overflow->queues = queue->next;
-        if (queue->figure.asking)
+        if (queue->figure.asking) {
             queue->owner = NULL; /* its lookup's answer frees it */
-        else
+            if (queue->timer) {
+                event_free(queue->timer); /* the event base goes before the answer comes */
+                queue->timer = NULL;
+            }
+        } else
             overflow_queue_free(queue);
     }
     free(overflow);
@@ -217,6 +230,8 @@ static void overflow_show(struct core_overflow_queue *queue)
     *queue->ready = (double)core_overflow_figure_estimate(&queue->figure);
 }
 
+static void overflow_schedule(struct core_overflow *overflow, struct core_overflow_queue *queue);
+
 static void overflow_on_lag(void *opaque, int err, const char *reason,
                             const struct kafka_partition_lag *parts, size_t count)
 {
@@ -231,6 +246,7 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
                   reason);
         (*overflow->lookup_failures)++;
         core_overflow_figure_answered(&queue->figure, false, 0);
+        overflow_schedule(overflow, queue);
         return;
     }
     const struct definitions *view = core_definitions(overflow->core);
@@ -243,6 +259,7 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
     }
     core_overflow_figure_answered(&queue->figure, true, ready);
     overflow_show(queue);
+    overflow_schedule(overflow, queue);
 }
 
 /* Start a lookup of the queue's depth. */
@@ -265,6 +282,37 @@ static void overflow_ask(struct core_overflow *overflow, struct core_overflow_qu
         core_overflow_figure_answered(&queue->figure, false, 0);
     }
     queue_bindings_free_topics(topics, topic_count);
+}
+
+static void overflow_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core_overflow_queue *queue = arg;
+    overflow_schedule(queue->owner, queue);
+}
+
+/* Start the next lookup now or arm the timer for it, as the figure says. */
+static void overflow_schedule(struct core_overflow *overflow, struct core_overflow_queue *queue)
+{
+    uint64_t when = core_overflow_figure_next_ask(
+        &queue->figure, core_config(overflow->core)->queues.overflow_refresh_ms);
+    if (when == CORE_OVERFLOW_NEVER)
+        return;
+    uint64_t now_ms = clock_monotonic_ms();
+    if (when <= now_ms) {
+        if (queue->timer)
+            evtimer_del(queue->timer);
+        overflow_ask(overflow, queue, now_ms);
+        return;
+    }
+    if (!queue->timer)
+        queue->timer = evtimer_new(overflow->core->base, overflow_on_timer, queue);
+    if (!queue->timer || evtimer_pending(queue->timer, NULL))
+        return; /* out of memory: the next publish asks; or armed already */
+    uint64_t wait_ms = when - now_ms;
+    struct timeval delay = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    evtimer_add(queue->timer, &delay);
 }
 
 /* What one publish reaches: the reject-publish queues among them. */
@@ -328,10 +376,10 @@ int core_overflow_check(struct core *core, const char *vhost,
     if (route.count == 0)
         return CORE_OK;
     uint64_t now_ms = clock_monotonic_ms();
-    uint64_t refresh_ms = core_config(core)->queues.overflow_refresh_ms;
-    for (size_t i = 0; i < route.count; i++)
-        if (core_overflow_figure_due(&route.queues[i]->figure, now_ms, refresh_ms))
-            overflow_ask(overflow, route.queues[i], now_ms);
+    for (size_t i = 0; i < route.count; i++) {
+        core_overflow_figure_published(&route.queues[i]->figure, now_ms);
+        overflow_schedule(overflow, route.queues[i]);
+    }
     for (size_t i = 0; i < route.count; i++) {
         struct core_overflow_queue *queue = route.queues[i];
         if (core_overflow_figure_full(&queue->figure, route.limits[i])) {
