@@ -23,7 +23,10 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   NackError), a STOMP SEND gets an ERROR with its receipt-id naming the queue
   and an AMQP 1.0 transfer is rejected with amqp:resource-limit-exceeded; the
   queue holds exactly its 5; once they are consumed and acknowledged a
-  publish is accepted again;
+  publish is accepted again; through a direct exchange the whole publish is
+  refused (also for the other bound queue), a key reaching only the other
+  queue is not; a STOMP transaction with a send to a full queue is not
+  committed (ERROR with the COMMIT's receipt-id) and writes none of its sends;
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -517,4 +520,77 @@ def test_max_length_reject_publish_refuses_publishes_at_the_limit(refresh_daemon
     drain_until(conn, lambda: len(got) >= 6, 60, "the probe")
     conn.process_data_events(time_limit=0.5)
     assert got[5:] == [b"probe"]
+    conn.close()
+
+
+def fill_to_the_limit(daemon, pub, exchange, key, count, queue):
+    """Publish `count` confirmed messages and wait until kbridged's figure of
+    `queue` says so."""
+    for i in range(count):
+        pub.basic_publish(exchange, key, f"m{i}".encode())
+    figure = f'kbridge_overflow_queue_ready{{kind="queue",destination="{queue}"}}'
+    wait_for(lambda: metric(daemon, figure) == count, 30, f"kbridged's figure of {count} ready")
+
+
+def test_reject_publish_refuses_the_whole_publish_through_an_exchange(refresh_daemon, uniq):
+    daemon = refresh_daemon
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    exchange, capped, other = f"route{uniq}", f"capped{uniq}", f"other{uniq}"
+    ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+    ch.queue_declare(capped, durable=True,
+                     arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    ch.queue_declare(other, durable=True)
+    ch.queue_bind(capped, exchange, routing_key="k")
+    ch.queue_bind(other, exchange, routing_key="k")
+    ch.queue_bind(other, exchange, routing_key="elsewhere")
+    pub = conn.channel()
+    pub.confirm_delivery()
+    fill_to_the_limit(daemon, pub, exchange, "k", 2, capped)
+    # key k reaches the full queue: refused for both queues (one record serves both)
+    with pytest.raises(pika.exceptions.NackError):
+        pub.basic_publish(exchange, "k", b"over")
+    pub.basic_publish(exchange, "elsewhere", b"elsewhere")  # reaches only `other`
+    got = {capped: [], other: []}
+    for queue in (capped, other):
+        ch.basic_consume(queue, lambda c, m, p, b, q=queue: (got[q].append(b),
+                                                             c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got[capped]) >= 2 and len(got[other]) >= 3, 60,
+                "2 + 3 messages")
+    conn.process_data_events(time_limit=0.5)
+    assert got[capped] == [b"m0", b"m1"]
+    assert sorted(got[other]) == [b"elsewhere", b"m0", b"m1"]
+    conn.close()
+
+
+def test_reject_publish_fails_a_transaction_that_sends_to_a_full_queue(refresh_daemon, uniq):
+    daemon = refresh_daemon
+    capped, other = f"capped{uniq}", f"other{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(capped, durable=True,
+                     arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.queue_declare(other, durable=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    fill_to_the_limit(daemon, pub, "", capped, 1, capped)
+    stomp = Client(daemon)
+    stomp.conn.begin("t1")
+    # one record key for both senders: one partition, so Kafka's order is the send order
+    stomp.conn.send(f"/amq/queue/{other}", "in-tx",
+                    headers={"transaction": "t1", "kafka-key": "k"})
+    stomp.conn.send(f"/amq/queue/{capped}", "over", headers={"transaction": "t1"})
+    stomp.conn.commit("t1", headers={"receipt": "c1"})
+    error = stomp.wait_error()
+    assert error.headers["receipt-id"] == "c1"
+    assert "transaction t1 not committed" in error.headers["message"]
+    assert f"queue '{capped}' in vhost '/' is full (x-max-length 1" in error.body
+    stomp.close()
+    # none of the transaction's sends was written: `other` starts with a later one
+    pub.basic_publish("", other, b"after", pika.BasicProperties(headers={"kafka-key": "k"}))
+    got = []
+    ch.basic_consume(other, lambda c, m, p, b: (got.append(b), c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: got, 60, "the message sent after the transaction")
+    conn.process_data_events(time_limit=0.5)
+    assert got == [b"after"]
     conn.close()
