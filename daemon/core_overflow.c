@@ -15,8 +15,10 @@
  * at debug, counted). A queue without a figure yet is not full. A publish that would reach a full
  * queue is refused as a whole with CORE_ERR_FULL, before anything is written.
  *
- * A lookup running when the core is freed keeps its entry (orphaned) and
- * frees it when it answers. */
+ * An entry goes (with its series) when a lookup answers, or another
+ * queue's entry is made, and the view no longer has the queue with
+ * reject-publish. A lookup running when the core is
+ * freed keeps its entry (orphaned) and frees it when it answers. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,9 +188,40 @@ static struct core_overflow_queue *overflow_find(struct core_overflow *overflow,
     return NULL;
 }
 
+/* Drop a queue's entry and its series (no lookup of it is running). */
+static void overflow_forget(struct core_overflow *overflow, struct core_overflow_queue *queue)
+{
+    struct core_overflow_queue **link = &overflow->queues;
+    while (*link && *link != queue)
+        link = &(*link)->next;
+    if (*link)
+        *link = queue->next;
+    metrics_remove(overflow->core->metrics, queue->rejected);
+    metrics_remove(overflow->core->metrics, queue->ready);
+    overflow_queue_free(queue);
+}
+
+/* Forget the entries of queues the view no longer has with reject-publish
+ * (deleted while nobody published to them), but for those whose lookup
+ * runs: it forgets them when it answers. */
+static void overflow_sweep(struct core_overflow *overflow)
+{
+    const struct definitions *view = core_definitions(overflow->core);
+    struct core_overflow_queue *queue = overflow->queues;
+    while (queue) {
+        struct core_overflow_queue *next = queue->next;
+        const struct queue_definition *definition =
+            definitions_queue(view, queue->vhost, queue->name);
+        if (!queue->figure.asking && (!definition || overflow_limit(definition) < 0))
+            overflow_forget(overflow, queue);
+        queue = next;
+    }
+}
+
 static struct core_overflow_queue *overflow_add(struct core_overflow *overflow, const char *vhost,
                                                 const char *name)
 {
+    overflow_sweep(overflow); /* new entries are rare: the list stays the live queues' */
     struct core_overflow_queue *queue = calloc(1, sizeof(*queue));
     if (!queue)
         return NULL;
@@ -239,6 +272,12 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
     struct core_overflow *overflow = queue->owner;
     if (!overflow) {
         overflow_queue_free(queue);
+        return;
+    }
+    const struct queue_definition *definition =
+        definitions_queue(core_definitions(overflow->core), queue->vhost, queue->name);
+    if (!definition || overflow_limit(definition) < 0) {
+        overflow_forget(overflow, queue); /* deleted, or redeclared without reject-publish */
         return;
     }
     if (err) {

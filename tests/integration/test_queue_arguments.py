@@ -560,6 +560,18 @@ def test_reject_publish_refuses_the_whole_publish_through_an_exchange(refresh_da
     conn.process_data_events(time_limit=0.5)
     assert got[capped] == [b"m0", b"m1"]
     assert sorted(got[other]) == [b"elsewhere", b"m0", b"m1"]
+
+    # a deleted queue's figure goes with it (at the latest when another
+    # reject-publish queue gets one)
+    series = f'kbridge_overflow_queue_ready{{kind="queue",destination="{capped}"}}'
+    assert series in daemon.http("/metrics")[1]
+    ch.queue_delete(capped)
+    later = f"later{uniq}"
+    ch.queue_declare(later, durable=True,
+                     arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    pub.basic_publish("", later, b"first")
+    wait_for(lambda: series not in daemon.http("/metrics")[1], 30,
+             "the deleted queue's overflow series to go")
     conn.close()
 
 
