@@ -25,8 +25,9 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   queue holds exactly its 5; once they are consumed and acknowledged a
   publish is accepted again; through a direct exchange the whole publish is
   refused (also for the other bound queue), a key reaching only the other
-  queue is not; a STOMP transaction with a send to a full queue is not
-  committed (ERROR with the COMMIT's receipt-id) and writes none of its sends;
+  queue is not; a STOMP or 0-9-1 transaction with a send to a full queue is
+  not committed (ERROR with the COMMIT's receipt-id; channel closed 506) and
+  writes none of its sends;
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -598,7 +599,17 @@ def test_reject_publish_fails_a_transaction_that_sends_to_a_full_queue(refresh_d
     assert "transaction t1 not committed" in error.headers["message"]
     assert f"queue '{capped}' in vhost '/' is full (x-max-length 1" in error.body
     stomp.close()
-    # none of the transaction's sends was written: `other` starts with a later one
+    # 0-9-1 tx.commit: the channel is closed with 506, naming the queue
+    tx = conn.channel()
+    tx.tx_select()
+    tx.basic_publish("", other, b"in-091-tx", pika.BasicProperties(headers={"kafka-key": "k"}))
+    tx.basic_publish("", capped, b"over-091")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        tx.tx_commit()
+    assert closed.value.reply_code == 506
+    assert closed.value.reply_text.startswith("RESOURCE_ERROR - ")
+    assert f"queue '{capped}' in vhost '/' is full" in closed.value.reply_text
+    # none of the transactions' sends was written: `other` starts with a later one
     pub.basic_publish("", other, b"after", pika.BasicProperties(headers={"kafka-key": "k"}))
     got = []
     ch.basic_consume(other, lambda c, m, p, b: (got.append(b), c.basic_ack(m.delivery_tag)))
