@@ -157,13 +157,14 @@ struct config {
     } auth;
 
     struct {
-        uint32_t max_deliveries;   /* default 5, 1..1000000 */
-        bool dead_letter_expired;  /* default false: expired messages are dropped */
-        char *dead_letter_topic;   /* pattern with {name}; default "{name}.DLQ" */
-        uint64_t ack_timeout_ms;   /* default 30m */
-        uint64_t selector_hold_ms; /* unselected records settled after it, default 5m */
-        uint32_t max_in_flight;    /* default 10000 */
-        uint64_t linger_ms;        /* stay in the group after the last subscriber, default 30s */
+        uint32_t max_deliveries;      /* default 5, 1..1000000 */
+        bool dead_letter_expired;     /* default false: expired messages are dropped */
+        char *dead_letter_topic;      /* pattern with {name}; default "{name}.DLQ" */
+        uint64_t ack_timeout_ms;      /* default 30m */
+        uint64_t selector_hold_ms;    /* unselected records settled after it, default 5m */
+        uint32_t max_in_flight;       /* default 10000 */
+        uint64_t linger_ms;           /* stay in the group after the last subscriber, default 30s */
+        uint64_t overflow_refresh_ms; /* reject-publish depth lookups at most this often, 1s */
     } queues;
 
     struct {

@@ -1061,6 +1061,21 @@ const struct config_key config_keys[] = {
                        "the linger. `0s` leaves as soon as the last subscriber goes.",
     },
     {
+        .name = "queues.overflow_refresh",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.overflow_refresh_ms),
+        .min = 100,
+        .max = CONFIG_MINUTE_MS,
+        .default_value = "1s",
+        .description = "A queue with `x-overflow: reject-publish` and `x-max-length`: how "
+                       "often at most a node that publishes to it looks up its depth in "
+                       "Kafka (its group's lag, one lookup on the worker pool, started by a "
+                       "publish that finds the last figure older than this; none for queues "
+                       "nobody publishes to). Between lookups the node adds the publishes it "
+                       "let through to the last figure; other nodes' publishes show at the "
+                       "next lookup.",
+    },
+    {
         .name = "replies.max_outstanding",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, replies.max_outstanding),

@@ -39,6 +39,7 @@ static void core_free_parts(struct core *core)
     stats_table_clear(&core->stats); /* the series stay with the registry */
     core_limits_free(core);
     core_queue_expiry_free(core);
+    core_overflow_free(core);
     request_reply_free(core->request_reply);
     free(core);
 }
@@ -89,7 +90,7 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
                         NULL);
     if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
         !core->unroutable || !core->alternate_routed || core_limits_init(core) < 0 ||
-        core_transaction_metrics_init(core) < 0) {
+        core_transaction_metrics_init(core) < 0 || core_overflow_init(core) < 0) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;

@@ -52,6 +52,11 @@ enum core_error {
                                    PRECONDITION_FAILED) */
     CORE_ERR_LOCKED = -10,      /* another connection's exclusive queue (AMQP 0-9-1 405
                                    RESOURCE_LOCKED) */
+    CORE_ERR_FULL = -11,        /* a queue the message would reach is at its x-max-length
+                                   with x-overflow reject-publish (core_overflow.c): not
+                                   written; answered through core_publish_fn (0-9-1
+                                   basic.nack, STOMP ERROR, AMQP 1.0 rejected
+                                   amqp:resource-limit-exceeded) */
 };
 /* Reserved names (amq.*, the default exchange) are CORE_ERR_ACCESS (AMQP
  * 0-9-1 403 ACCESS_REFUSED), like an ACL refusal. */

@@ -178,12 +178,26 @@ int core_exchange_publish(struct core_session *session, const struct destination
         }
         at = alternate;
     }
-    free(headers);
     if (!target) {
+        free(headers);
         (*core->unroutable)++;
         return core_publish_answer_later(session, CORE_UNROUTABLE, "no queue is bound to match it",
                                          done, opaque, err, err_size);
     }
+    if (!engine_exchange_is_topic_per_key(target->spec.name)) {
+        /* x-overflow reject-publish: one record serves every queue bound,
+         * so a full one refuses the whole publish (core_publish checks
+         * the topic-per-key exchanges) */
+        const struct core_overflow_target route = {target->spec.name, key};
+        bool refused;
+        int rc = core_publish_overflow(session, vhost, &route, 1, headers, message->property_count,
+                                       done, opaque, &refused, err, err_size);
+        if (rc != CORE_OK || refused) {
+            free(headers);
+            return rc;
+        }
+    }
+    free(headers);
     if (target != exchange)
         (*core->alternate_routed)++;
     if (engine_exchange_is_topic_per_key(target->spec.name))

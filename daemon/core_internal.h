@@ -32,6 +32,8 @@ struct core_exclusive;
 struct core_exchange_op;
 struct core_purge_op;
 struct core_transaction;
+struct core_overflow;
+struct binding_header;
 struct kafka_txn;
 struct metrics_histogram;
 
@@ -86,6 +88,7 @@ struct core {
     struct core_limits_state limits;
     struct core_anchor *binding_anchors;      /* core_anchor.c: new bindings being anchored */
     struct core_queue_expiry *queue_expiries; /* x-expires timers (core_queue_expiry.c) */
+    struct core_overflow *overflow;           /* reject-publish queues' figures (core_overflow.c) */
     /* Transactions (core_transaction.c): commits whose session closed, and
      * the metrics. */
     struct core_transaction *committing;
@@ -183,6 +186,67 @@ void core_publish_forget_session(struct core_session *session);
  * every session closed) and their event. */
 void core_publish_free(struct core *core);
 
+/* ---- core_overflow.c: x-overflow reject-publish (architecture §11) ---- */
+
+/* A reject-publish queue's figure as this node knows it. The decisions are
+ * pure (unit-tested with the clock given). */
+struct core_overflow_figure {
+    int64_t ready;            /* ready messages the last answered lookup saw; -1: none yet */
+    uint64_t since_figure;    /* publishes let through since that answer */
+    uint64_t asked_ms;        /* monotonic: when the last lookup started */
+    uint64_t last_publish_ms; /* monotonic: the last publish that reached it (let through
+                                 or refused) */
+    bool asked;               /* a lookup was ever started */
+    bool asking;              /* a lookup is running */
+};
+#define CORE_OVERFLOW_NEVER UINT64_MAX
+/* A figure with no lookup yet (not full). */
+void core_overflow_figure_init(struct core_overflow_figure *figure);
+/* A publish reaching the queue is being decided at `now_ms`. */
+void core_overflow_figure_published(struct core_overflow_figure *figure, uint64_t now_ms);
+/* When the next lookup should start (monotonic ms; at or before now: now),
+ * or CORE_OVERFLOW_NEVER: none while one runs; at once when none ran yet;
+ * else `refresh_ms` after the last one started, as long as a publish came
+ * less than `refresh_ms` before that start (so lookups go on while
+ * publishes keep coming, and the last one starts a whole interval after the
+ * last publish: it sees it in Kafka). */
+uint64_t core_overflow_figure_next_ask(const struct core_overflow_figure *figure,
+                                       uint64_t refresh_ms);
+/* A lookup starts at `now_ms`. */
+void core_overflow_figure_asking(struct core_overflow_figure *figure, uint64_t now_ms);
+/* The running lookup answered: `ready` when ok, else the last figure stays. */
+void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok, int64_t ready);
+/* The last answer's ready count plus the publishes let through since it
+ * came (those in flight during a lookup are left out rather than counted
+ * twice: the figure errs low); -1 before the first answer. */
+int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure);
+/* Full: the estimate is known and >= max_length. */
+bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_t max_length);
+/* A publish that reaches the queue was let through. */
+void core_overflow_figure_accepted(struct core_overflow_figure *figure);
+
+/* core->overflow and its metric: 0, or -1 out of memory / free it (a
+ * lookup still running frees its queue's entry when it answers). */
+int core_overflow_init(struct core *core);
+void core_overflow_free(struct core *core);
+
+/* Where a message goes, as definitions_route sees it. */
+struct core_overflow_target {
+    const char *exchange; /* "" the default exchange */
+    const char *routing_key;
+};
+/* The check before a publish is written: route it through `targets` in
+ * `vhost`'s view; for each reject-publish queue reached, start a lookup of
+ * its depth when core_overflow_figure_next_ask says so (queues.
+ * overflow_refresh; a timer starts the later ones); if one
+ * is full, CORE_ERR_FULL with err naming the queue and its limit (counted
+ * in kbridge_overflow_rejected_total), else CORE_OK (the publish counts in
+ * each queue's figure). CORE_ERR_INTERNAL when out of memory. */
+int core_overflow_check(struct core *core, const char *vhost,
+                        const struct core_overflow_target *targets, size_t target_count,
+                        const struct binding_header *headers, size_t header_count, char *err,
+                        size_t err_size);
+
 /* ---- core_anchor.c: a new binding anchors its queue (architecture §11) ---- */
 
 struct core_anchor;
@@ -221,10 +285,22 @@ int core_publish_record(struct core_session *session, const struct core_record_t
 
 /* Answer a publish without Kafka: `done(opaque, code, reason)` on a later
  * loop turn (never inside this call), counted as unconfirmed until then and
- * forgotten as the others when the session closes. `reason` is static text.
+ * forgotten as the others when the session closes. `reason` is copied.
  * CORE_OK, or CORE_ERR_INTERNAL with err (nothing will be called). */
 int core_publish_answer_later(struct core_session *session, int code, const char *reason,
                               core_publish_fn done, void *opaque, char *err, size_t err_size);
+
+/* The reject-publish check of a publish (core_overflow_check through
+ * `targets`): CORE_OK with *refused false to go on and write it; CORE_OK
+ * with *refused true when a queue is full: `done` gets CORE_ERR_FULL and
+ * the reason on a later loop turn (as Kafka's refusal would come); an error
+ * with err now inside a transaction's commit (the commit fails with it) or
+ * when out of memory. */
+int core_publish_overflow(struct core_session *session, const char *vhost,
+                          const struct core_overflow_target *targets, size_t target_count,
+                          const struct binding_header *headers, size_t header_count,
+                          core_publish_fn done, void *opaque, bool *refused, char *err,
+                          size_t err_size);
 
 /* ---- core_exchange.c ---- */
 

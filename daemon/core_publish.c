@@ -34,7 +34,8 @@ struct core_publish_pending {
     core_publish_fn done;
     void *opaque;
     int answer;                                /* the outcome to give on the next loop turn */
-    const char *answer_reason;                 /* static text */
+    const char *answer_reason;                 /* static text, or answer_owned */
+    char *answer_owned;                        /* a copied reason, or NULL */
     struct core_publish_pending *confirm_next; /* in core->local_confirms */
     struct kafka_record *local_reply;          /* to deliver before the confirmation, or NULL */
 };
@@ -111,6 +112,7 @@ static void core_publish_finish(struct core_publish_pending *pending, int code, 
             (*pending->stats->published)++;
         pending->done(pending->opaque, code, reason);
     }
+    free(pending->answer_owned);
     free(pending);
 }
 
@@ -198,9 +200,16 @@ int core_publish_answer_later(struct core_session *session, int code, const char
         return CORE_ERR_INTERNAL;
     }
     pending->answer = code;
-    pending->answer_reason = reason;
+    pending->answer_owned = strdup(reason);
+    if (!pending->answer_owned) {
+        free(pending);
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    pending->answer_reason = pending->answer_owned;
     int rc = core_publish_answer_next_turn(session->core, pending, err, err_size);
     if (rc != CORE_OK) {
+        free(pending->answer_owned);
         free(pending);
         return rc;
     }
@@ -213,11 +222,33 @@ void core_publish_free(struct core *core)
     while (core->local_confirms) {
         struct core_publish_pending *next = core->local_confirms->confirm_next;
         kafka_record_free(core->local_confirms->local_reply); /* NULL is fine */
+        free(core->local_confirms->answer_owned);
         free(core->local_confirms); /* every session is closed: nobody to call */
         core->local_confirms = next;
     }
     if (core->local_confirm_event)
         event_free(core->local_confirm_event);
+}
+
+int core_publish_overflow(struct core_session *session, const char *vhost,
+                          const struct core_overflow_target *targets, size_t target_count,
+                          const struct binding_header *headers, size_t header_count,
+                          core_publish_fn done, void *opaque, bool *refused, char *err,
+                          size_t err_size)
+{
+    *refused = false;
+    char reason[512];
+    int rc = core_overflow_check(session->core, vhost, targets, target_count, headers, header_count,
+                                 reason, sizeof(reason));
+    if (rc == CORE_OK)
+        return CORE_OK;
+    if (rc != CORE_ERR_FULL || session->txn_target) {
+        /* a transaction's commit fails with the refusal of a send */
+        snprintf(err, err_size, "%s", reason);
+        return rc;
+    }
+    *refused = true; /* answered as Kafka's refusal would be: nack, ERROR, rejected */
+    return core_publish_answer_later(session, CORE_ERR_FULL, reason, done, opaque, err, err_size);
 }
 
 /* A reply for a temporary queue of this node: on the next loop turn (never
@@ -342,6 +373,18 @@ int core_publish(struct core_session *session, const struct destination *destina
     if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
                             sizeof(topic), err, err_size) < 0)
         return CORE_ERR_INVALID;
+    if (!reply) {
+        /* /queue/X, /topic/X and native topic X are one stream: queue X
+         * and the queues bound to amq.topic with a pattern matching X read
+         * it (architecture §11) */
+        const struct core_overflow_target targets[] = {{"", destination->name},
+                                                       {"amq.topic", destination->name}};
+        bool refused;
+        int rc = core_publish_overflow(session, CORE_DEFAULT_VHOST, targets, 2, NULL, 0, done,
+                                       opaque, &refused, err, err_size);
+        if (rc != CORE_OK || refused)
+            return rc;
+    }
     struct core_record_target target = {
         .topic = topic,
         .stats_kind =

@@ -403,9 +403,11 @@ static void core_tx_finish(struct core_transaction *tx, int code, const char *re
     struct core_session *session = tx->session;
     core_transaction_fn done = tx->done;
     void *opaque = tx->done_opaque;
+    char text[sizeof(tx->failed_reason)]; /* `reason` may be tx->failed_reason */
+    snprintf(text, sizeof(text), "%s", reason ? reason : "");
     core_tx_free(tx);
     if (session)
-        done(opaque, code, reason);
+        done(opaque, code, text);
 }
 
 static void core_tx_on_answer(evutil_socket_t fd, short what, void *arg)

@@ -396,7 +396,8 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
                            dead_letter ? "expired" : NULL);
         return;
     }
-    if (queue->arguments.max_length >= 0 && queue_over_max_length(queue, kafka_record)) {
+    if (queue->arguments.max_length >= 0 && !queue->arguments.reject_publish &&
+        queue_over_max_length(queue, kafka_record)) {
         /* x-max-length, drop-head: dead-lettered with a DLX, else dropped */
         (*queue->engine->maxlen_dropped)++;
         bool dead_letter = queue->arguments.has_dead_letter_exchange;

@@ -142,12 +142,8 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
             out->message_ttl_ms = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-max-length") == 0) {
             out->max_length = (int64_t)json_integer_value(value);
-        } else if (strcmp(key, "x-overflow") == 0 &&
-                   strcmp(json_string_value(value), "reject-publish") == 0) {
-            snprintf(err, err_size,
-                     "invalid arg 'x-overflow': 'reject-publish', kbridge does not support it "
-                     "(only drop-head)");
-            return -1;
+        } else if (strcmp(key, "x-overflow") == 0) {
+            out->reject_publish = strcmp(json_string_value(value), "reject-publish") == 0;
         } else if (strcmp(key, "x-expires") == 0) {
             out->expires_ms = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-dead-letter-exchange") == 0) {

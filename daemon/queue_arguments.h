@@ -23,7 +23,10 @@ enum queue_type {
 struct queue_arguments {
     int64_t message_ttl_ms; /* x-message-ttl; -1: none */
     int64_t expires_ms;     /* x-expires; -1: none */
-    int64_t max_length;     /* x-max-length (x-overflow drop-head); -1: none */
+    int64_t max_length;     /* x-max-length; -1: none */
+    /* x-overflow reject-publish: publishes are refused at the limit
+     * (core_overflow.c), else drop-head at delivery (queue.c) */
+    bool reject_publish;
     /* x-dead-letter-exchange ("" is the default exchange) */
     bool has_dead_letter_exchange;
     char dead_letter_exchange[QUEUE_ARGUMENTS_NAME_MAX + 1];

@@ -84,6 +84,10 @@ static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
                           {AMQP_KIND_ADDRESS, "amqp:resource-locked"},
                           {AMQP_KIND_ADDRESS, "amqp:resource-locked"},
                           {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    [-CORE_ERR_FULL] = {{AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
+                        {AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
+                        {AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
+                        {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
 };
 
 const struct amqp_core_error *amqp_core_error(int core_error)

@@ -53,6 +53,7 @@ static uint16_t amqp091_core_code(int core_error, const char **label)
     case CORE_ERR_LOCKED: *label = "RESOURCE_LOCKED"; return AMQP_RESOURCE_LOCKED;
     case CORE_ERR_UNSUPPORTED: *label = "NOT_IMPLEMENTED"; return AMQP_NOT_IMPLEMENTED;
     case CORE_ERR_BUSY:
+    case CORE_ERR_FULL:
     case CORE_ERR_UNAVAILABLE: *label = "RESOURCE_ERROR"; return AMQP_RESOURCE_ERROR;
     default: *label = "INTERNAL_ERROR"; return AMQP_INTERNAL_ERROR;
     }

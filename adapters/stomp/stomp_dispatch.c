@@ -67,6 +67,7 @@ static const struct stomp_core_error stomp_core_errors[CORE_ERROR_ROWS] = {
                                 "precondition_failed"},
     [-CORE_ERR_LOCKED] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
                           "resource_locked"},
+    [-CORE_ERR_FULL] = {STOMP_KIND_LIMIT, STOMP_KIND_LIMIT, STOMP_KIND_INTERNAL, NULL},
 };
 
 const struct stomp_core_error *stomp_core_error(int core_error)

@@ -59,6 +59,19 @@ void stomp_send_done(struct connection_publish *base, int result, const char *re
                        "again (on a new connection).",
                        publish->destination, reason ? reason : "Kafka error");
             stomp_send_error(connection, &error, publish->receipt);
+        } else if (result == CORE_ERR_FULL) {
+            /* x-overflow reject-publish: refused before it was written */
+            struct stomp_error error;
+            char message[256];
+            snprintf(message, sizeof(message), "message to %.60s refused: %.170s",
+                     publish->destination, reason ? reason : "a queue is full");
+            stomp_fail(&error, stomp_core_error(result)->later, message,
+                       "kbridge refused the message sent to %s before writing it: %s. It is not "
+                       "in Kafka; send it again (on a new connection) once the queue's "
+                       "consumers have caught up. Messages that got a RECEIPT before this "
+                       "ERROR are stored.",
+                       publish->destination, reason ? reason : "a queue is full");
+            stomp_send_error(connection, &error, publish->receipt);
         } else {
             struct stomp_error error;
             char message[256];

@@ -391,3 +391,17 @@ def test_vhosts_config_errors(tmp_path):
     assert r.returncode == 2
     assert r.stderr == (f"kbridged: invalid configuration: {config}: vhosts.my shop: the vhost's "
                         "name cannot stand in its topic prefix (\"my shop.\"): set topic_prefix\n")
+
+
+def test_check_config_accepts_reject_publish_in_a_definitions_file(tmp_path):
+    queue = {"name": "capped", "vhost": "/", "durable": True, "auto_delete": False,
+             "arguments": {"x-max-length": 10, "x-overflow": "reject-publish"}}
+    r, config, _ = check_config(tmp_path, {"queues": [queue]})
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == f"{config}: configuration is valid\n"
+    queue["arguments"]["x-overflow"] = "reject-publish-dlx"  # RabbitMQ's, not kbridge's
+    r, config, path = check_config(tmp_path, {"queues": [queue]})
+    assert r.returncode == 2
+    assert r.stderr == (f"kbridged: invalid configuration: {config}: definitions.file: {path}: "
+                        "queues[0]: invalid arg 'x-overflow': 'reject-publish-dlx', must be "
+                        "drop-head|reject-publish\n")

@@ -19,6 +19,16 @@ consumed with pika and stomp.py (`/amq/queue/NAME`):
   last 3, the 5 oldest are dead-lettered (reason maxlen);
 - without a DLX, expired and over-length messages are dropped and counted
   (kbridge_expired_total, kbridge_maxlen_dropped_total);
+- x-max-length with reject-publish: once kbridged's figure of the queue has
+  caught up (kbridge_overflow_queue_ready), a publish is nacked (pika's
+  NackError), a STOMP SEND gets an ERROR with its receipt-id naming the queue
+  and an AMQP 1.0 transfer is rejected with amqp:resource-limit-exceeded; the
+  queue holds exactly its 5; once they are consumed and acknowledged a
+  publish is accepted again; through a direct exchange the whole publish is
+  refused (also for the other bound queue), a key reaching only the other
+  queue is not; a STOMP or 0-9-1 transaction with a send to a full queue is
+  not committed (ERROR with the COMMIT's receipt-id; channel closed 506) and
+  writes none of its sends;
 - arguments kbridge does not honour are refused by name (406), the honoured
   x-queue-type classic/quorum and x-queue-mode are accepted.
 
@@ -33,7 +43,9 @@ import uuid
 import pika
 import pytest
 
+from amqp_client import send_windowed
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from proton import Message
 from stomp_util import Client
 
 KAFKA = {"consumer": {"session.timeout.ms": 6000}}
@@ -220,9 +232,9 @@ def test_message_ttl_dead_letters_expired_messages(daemon, uniq):
     ({"x-max-length-bytes": 1024},
      "PRECONDITION_FAILED - invalid arg 'x-max-length-bytes': kbridge does not support it "
      "(Kafka does not tell a queue's ready bytes; use x-max-length)"),
-    ({"x-max-length": 10, "x-overflow": "reject-publish"},
-     "PRECONDITION_FAILED - invalid arg 'x-overflow': 'reject-publish', kbridge does not "
-     "support it (only drop-head)"),
+    ({"x-max-length": 10, "x-overflow": "reject-publish-dlx"},
+     "PRECONDITION_FAILED - invalid arg 'x-overflow': 'reject-publish-dlx', must be "
+     "drop-head|reject-publish"),
     ({"x-queue-type": "stream"},
      "PRECONDITION_FAILED - invalid arg 'x-queue-type': 'stream', kbridge does not support "
      "stream queues (use a topic or a durable subscription)"),
@@ -431,4 +443,178 @@ def test_without_a_dead_letter_exchange_expired_and_overflow_are_dropped_and_cou
     assert kept == [b"b3", b"b4"]
     assert metric(daemon, 'kbridge_expired_total{kind="queue"}') == expired_before + 3
     assert metric(daemon, "kbridge_maxlen_dropped_total") == dropped_before + 3
+    conn.close()
+
+
+@pytest.fixture
+def refresh_daemon(kbridged_factory, bootstrap, password_hash):
+    """The daemon fixture with a shorter queues.overflow_refresh."""
+    config = base_config(bootstrap, kafka=dict(KAFKA),
+                         auth={"anonymous": True, "users": [
+                             {"name": USER, "password_hash": password_hash,
+                              "publish": [".*"], "consume": [".*"]}]},
+                         queues={"overflow_refresh": "250ms"})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return kbridged_factory(config)
+
+
+def publish_confirmed(channel, queue, body):
+    """Publish with confirms: True when acked, False when nacked."""
+    try:
+        channel.basic_publish("", queue, body, pika.BasicProperties(headers={"kafka-key": "k"}))
+        return True
+    except pika.exceptions.NackError:
+        return False
+
+
+def test_max_length_reject_publish_refuses_publishes_at_the_limit(refresh_daemon, uniq):
+    daemon = refresh_daemon
+    queue = f"capped{uniq}"
+    arguments = {"x-max-length": 5, "x-overflow": "reject-publish"}
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True, arguments=arguments)
+    ch.queue_declare(queue, durable=True, arguments=arguments)  # redeclared alike
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(5):
+        assert publish_confirmed(pub, queue, f"m{i}".encode()), f"m{i} was nacked"
+    figure = f'kbridge_overflow_queue_ready{{kind="queue",destination="{queue}"}}'
+    rejected = f'kbridge_overflow_rejected_total{{kind="queue",destination="{queue}"}}'
+    # the lookups go on while publishes come: one starts after the last
+    wait_for(lambda: metric(daemon, figure) == 5, 30, "kbridged's figure of 5 ready")
+
+    # 0-9-1 with confirms: basic.nack, as RabbitMQ; the channel stays open
+    assert not publish_confirmed(pub, queue, b"over")
+    assert metric(daemon, rejected) == 1
+    # STOMP: an ERROR carrying the receipt-id, naming the queue and its limit
+    stomp = Client(daemon)
+    stomp.send(f"/amq/queue/{queue}", "over-stomp", receipt="r-over")
+    error = stomp.wait_error()
+    assert error.headers["receipt-id"] == "r-over"
+    assert f"queue '{queue}' in vhost '/' is full (x-max-length 5, x-overflow " \
+           "reject-publish" in error.headers["message"] + error.body
+    assert "r-over" not in stomp.recorder.receipts
+    stomp.close()
+    # AMQP 1.0: rejected with amqp:resource-limit-exceeded naming the queue
+    sent = send_windowed(daemon, f"/queues/{queue}", [Message(body=b"over-amqp")])
+    assert sent.accepted == []
+    [(_, condition)] = sent.rejected
+    assert condition.name == "amqp:resource-limit-exceeded"
+    assert f"queue '{queue}'" in condition.description
+    assert metric(daemon, rejected) == 3
+
+    # the queue holds exactly the 5 published before it was full
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(queue, lambda c, m, p, b: (got.append(b),
+                                                      c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got) >= 5, 60, "the 5 messages")
+    conn.process_data_events(time_limit=0.5)
+    assert got == [f"m{i}".encode() for i in range(5)]
+
+    # consumed and acknowledged: once the group's commit moved and a lookup
+    # saw it, the same probe is accepted (each refused attempt asks again)
+    def probe_accepted():
+        conn.process_data_events(time_limit=0.1)
+        return publish_confirmed(pub, queue, b"probe")
+    wait_for(probe_accepted, 60, "a publish accepted after the queue was drained")
+    drain_until(conn, lambda: len(got) >= 6, 60, "the probe")
+    conn.process_data_events(time_limit=0.5)
+    assert got[5:] == [b"probe"]
+    conn.close()
+
+
+def fill_to_the_limit(daemon, pub, exchange, key, count, queue):
+    """Publish `count` confirmed messages and wait until kbridged's figure of
+    `queue` says so."""
+    for i in range(count):
+        pub.basic_publish(exchange, key, f"m{i}".encode())
+    figure = f'kbridge_overflow_queue_ready{{kind="queue",destination="{queue}"}}'
+    wait_for(lambda: metric(daemon, figure) == count, 30, f"kbridged's figure of {count} ready")
+
+
+def test_reject_publish_refuses_the_whole_publish_through_an_exchange(refresh_daemon, uniq):
+    daemon = refresh_daemon
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    exchange, capped, other = f"route{uniq}", f"capped{uniq}", f"other{uniq}"
+    ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+    ch.queue_declare(capped, durable=True,
+                     arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    ch.queue_declare(other, durable=True)
+    ch.queue_bind(capped, exchange, routing_key="k")
+    ch.queue_bind(other, exchange, routing_key="k")
+    ch.queue_bind(other, exchange, routing_key="elsewhere")
+    pub = conn.channel()
+    pub.confirm_delivery()
+    fill_to_the_limit(daemon, pub, exchange, "k", 2, capped)
+    # key k reaches the full queue: refused for both queues (one record serves both)
+    with pytest.raises(pika.exceptions.NackError):
+        pub.basic_publish(exchange, "k", b"over")
+    pub.basic_publish(exchange, "elsewhere", b"elsewhere")  # reaches only `other`
+    got = {capped: [], other: []}
+    for queue in (capped, other):
+        ch.basic_consume(queue, lambda c, m, p, b, q=queue: (got[q].append(b),
+                                                             c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got[capped]) >= 2 and len(got[other]) >= 3, 60,
+                "2 + 3 messages")
+    conn.process_data_events(time_limit=0.5)
+    assert got[capped] == [b"m0", b"m1"]
+    assert sorted(got[other]) == [b"elsewhere", b"m0", b"m1"]
+
+    # a deleted queue's figure goes with it (at the latest when another
+    # reject-publish queue gets one)
+    series = f'kbridge_overflow_queue_ready{{kind="queue",destination="{capped}"}}'
+    assert series in daemon.http("/metrics")[1]
+    ch.queue_delete(capped)
+    later = f"later{uniq}"
+    ch.queue_declare(later, durable=True,
+                     arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    pub.basic_publish("", later, b"first")
+    wait_for(lambda: series not in daemon.http("/metrics")[1], 30,
+             "the deleted queue's overflow series to go")
+    conn.close()
+
+
+def test_reject_publish_fails_a_transaction_that_sends_to_a_full_queue(refresh_daemon, uniq):
+    daemon = refresh_daemon
+    capped, other = f"capped{uniq}", f"other{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(capped, durable=True,
+                     arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.queue_declare(other, durable=True)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    fill_to_the_limit(daemon, pub, "", capped, 1, capped)
+    stomp = Client(daemon)
+    stomp.conn.begin("t1")
+    # one record key for both senders: one partition, so Kafka's order is the send order
+    stomp.conn.send(f"/amq/queue/{other}", "in-tx",
+                    headers={"transaction": "t1", "kafka-key": "k"})
+    stomp.conn.send(f"/amq/queue/{capped}", "over", headers={"transaction": "t1"})
+    stomp.conn.commit("t1", headers={"receipt": "c1"})
+    error = stomp.wait_error()
+    assert error.headers["receipt-id"] == "c1"
+    assert "transaction t1 not committed" in error.headers["message"]
+    assert f"queue '{capped}' in vhost '/' is full (x-max-length 1" in error.body
+    stomp.close()
+    # 0-9-1 tx.commit: the channel is closed with 506, naming the queue
+    tx = conn.channel()
+    tx.tx_select()
+    tx.basic_publish("", other, b"in-091-tx", pika.BasicProperties(headers={"kafka-key": "k"}))
+    tx.basic_publish("", capped, b"over-091")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        tx.tx_commit()
+    assert closed.value.reply_code == 506
+    assert closed.value.reply_text.startswith("RESOURCE_ERROR - ")
+    assert f"queue '{capped}' in vhost '/' is full" in closed.value.reply_text
+    # none of the transactions' sends was written: `other` starts with a later one
+    pub.basic_publish("", other, b"after", pika.BasicProperties(headers={"kafka-key": "k"}))
+    got = []
+    ch.basic_consume(other, lambda c, m, p, b: (got.append(b), c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: got, 60, "the message sent after the transaction")
+    conn.process_data_events(time_limit=0.5)
+    assert got == [b"after"]
     conn.close()

@@ -56,6 +56,7 @@ START_TEST(honoured_arguments_are_parsed)
     ck_assert(parsed.single_active_consumer);
     ck_assert_int_eq(parsed.expires_ms, 60000);
     ck_assert_int_eq(parsed.max_length, 10);
+    ck_assert(!parsed.reject_publish); /* drop-head */
     /* x-delivery-limit 2: two returns allowed, three deliveries in all */
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 3);
     ck_assert(!queue_arguments_expired(&parsed, 10000, 11499));
@@ -100,9 +101,8 @@ START_TEST(other_arguments_are_refused_by_name)
         {"{\"x-queue-mode\": \"eager\"}",
          "invalid arg 'x-queue-mode': 'eager', must be default|lazy"},
         {"{\"x-expires\": 0}", "invalid arg 'x-expires': 0, must be a positive integer"},
-        {"{\"x-overflow\": \"reject-publish\"}",
-         "invalid arg 'x-overflow': 'reject-publish', kbridge does not support it (only "
-         "drop-head)"},
+        {"{\"x-overflow\": \"drop-tail\"}",
+         "invalid arg 'x-overflow': 'drop-tail', must be drop-head|reject-publish"},
         {"{\"x-max-length-bytes\": 1024}",
          "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
          "queue's ready bytes; use x-max-length)"},
@@ -149,11 +149,24 @@ START_TEST(x_death_counts_per_queue_and_reason)
 }
 END_TEST
 
+START_TEST(reject_publish_is_parsed)
+{
+    json_t *arguments = json("{\"x-max-length\": 5, \"x-overflow\": \"reject-publish\"}");
+    struct queue_arguments parsed;
+    char err[256];
+    ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(parsed.max_length, 5);
+    ck_assert(parsed.reject_publish);
+    json_decref(arguments);
+}
+END_TEST
+
 static Suite *queue_arguments_suite(void)
 {
     Suite *s = suite_create("queue_arguments");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, no_arguments_are_the_defaults);
+    tcase_add_test(tc, reject_publish_is_parsed);
     tcase_add_test(tc, honoured_arguments_are_parsed);
     tcase_add_test(tc, a_zero_delivery_limit_dead_letters_the_first_return);
     tcase_add_test(tc, other_arguments_are_refused_by_name);
