@@ -109,6 +109,17 @@ double server_uptime_seconds(const struct server *server)
     return timespec_seconds_since(&server->started);
 }
 bool server_is_draining(const struct server *server) { return server->draining; }
+bool server_is_ready(const struct server *server)
+{
+    return !server->draining && server->kafka && kafka_is_ready(server->kafka) && server->core &&
+           core_definitions_ready(server->core);
+}
+
+/* kbridge_ready: 1 while /readyz answers 200. */
+static double server_ready_value(const struct server *server)
+{
+    return server_is_ready(server) ? 1.0 : 0.0;
+}
 size_t server_listener_count(const struct server *server) { return server->listener_count; }
 const struct listener *server_listener(const struct server *server, size_t index)
 {
@@ -584,7 +595,11 @@ struct server *server_new(struct config *config, const struct adapter_registry *
     if (!server->reloads || !server->reload_failures || !server->connections_refused ||
         metrics_gauge_callback(server->metrics, "kbridge_uptime_seconds",
                                "Seconds since kbridged started.", NULL,
-                               (metrics_gauge_fn)server_uptime_seconds, server) < 0) {
+                               (metrics_gauge_fn)server_uptime_seconds, server) < 0 ||
+        metrics_gauge_callback(server->metrics, "kbridge_ready",
+                               "1 while the node is ready (/readyz answers 200: Kafka reachable, "
+                               "definitions read, not draining), else 0.",
+                               NULL, (metrics_gauge_fn)server_ready_value, server) < 0) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }

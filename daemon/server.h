@@ -55,6 +55,9 @@ struct core *server_core(const struct server *server);
 double server_uptime_seconds(const struct server *server);
 /* True once a drain (SIGTERM) has begun. */
 bool server_is_draining(const struct server *server);
+/* Ready to serve: Kafka reachable, the definitions topic read, not draining
+ * (what /readyz answers 200 for). */
+bool server_is_ready(const struct server *server);
 /* Number of client listeners started, and each one (name, bind, address),
  * in the config file's order. */
 size_t server_listener_count(const struct server *server);

@@ -159,7 +159,8 @@ class Kbridged:
     def _listeners_up(self, expected):
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-        for m in re.finditer(r"listener (\w+) listening on (\S+)", self.log()):
+        # text logs end the line after the address, JSON logs close a string
+        for m in re.finditer(r"listener (\w+) listening on ([^\s\"]+)", self.log()):
             self.addresses[m.group(1)] = m.group(2)
         return all(p in self.addresses for p in expected)
 
