@@ -302,6 +302,10 @@ struct core_subscribe_options {
      * handlers.browse_end. Queues not bound to exchanges only (else
      * CORE_ERR_UNSUPPORTED). */
     bool browse;
+    /* Consumer priority (AMQP 0-9-1's x-priority; default 0): on a queue,
+     * ready consumers of a higher priority get messages first; a lower one
+     * gets them only while every higher one has no credit or is blocked. */
+    int32_t priority;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */

@@ -1278,6 +1278,8 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
     }
     if (sub->selector)
         queue_state_consumer_select(queue->state, sub);
+    if (sub->options.priority != 0)
+        queue_state_consumer_priority(queue->state, sub, sub->options.priority);
     if (!sub->blocked)
         queue_state_consumer_block(queue->state, sub, false);
     event_del(queue->linger_timer);

@@ -168,6 +168,7 @@ struct queue_consumer {
     bool removed;
     bool in_ready;
     bool selective;   /* asks cb.selects (queue_state_consumer_select) */
+    int32_t priority; /* queue_state_consumer_priority; 0 by default */
     int memo_slot;    /* selective: its bit in the entries' memo, or -1 (more than 64) */
     uint64_t *groups; /* the message groups it owns (keys of state->group_owners) */
     size_t group_count, group_cap;
@@ -196,6 +197,7 @@ struct queue_state {
     size_t selective_count;
     uint64_t memo_slots_used;    /* the selective consumers' memo bits */
     struct u64_map group_owners; /* message group key -> its struct queue_consumer */
+    size_t prioritised;          /* registered consumers with a priority other than 0 */
     bool grouping;               /* a grouped record was added: dispatch checks owners */
     uint32_t memo_generation;    /* bumped when a slot is freed: every memo is stale then */
 
@@ -452,12 +454,22 @@ static struct queue_consumer *ready_consumer_selecting(const struct queue_state 
         if (owner) /* pinned: its owner or nobody */
             return owner->in_ready && consumer_selects(state, owner, entry) ? owner : NULL;
     }
+    if (state->prioritised == 0) {
+        do {
+            if (consumer_selects(state, c, entry))
+                return c;
+            c = c->ready_next;
+        } while (c != state->ready_cursor);
+        return NULL;
+    }
+    /* consumer priorities: the first from the cursor among the highest */
+    struct queue_consumer *best = NULL;
     do {
-        if (consumer_selects(state, c, entry))
-            return c;
+        if ((!best || c->priority > best->priority) && consumer_selects(state, c, entry))
+            best = c;
         c = c->ready_next;
     } while (c != state->ready_cursor);
-    return NULL;
+    return best;
 }
 
 /* Entry goes to c: its group is c's from now on (until c goes, or the
@@ -508,7 +520,7 @@ static void dispatch(struct queue_state *state)
             break; /* now_ms is a callback too */
         struct queue_consumer *c = state->ready_cursor;
         struct queue_entry *entry = state->available.head;
-        if (state->selective_count > 0 || state->grouping) {
+        if (state->selective_count > 0 || state->grouping || state->prioritised > 0) {
             /* the oldest record some ready consumer may take, and that
              * consumer (from the cursor on: round robin; its group's owner
              * for a grouped one); the records before it stay, in order,
@@ -860,6 +872,8 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
     state_enter(state);
     u64_map_remove(&state->consumers, consumer_key(consumer));
     c->removed = true;
+    if (c->priority != 0)
+        state->prioritised--;
     for (size_t i = 0; i < c->group_count; i++) /* its groups move on */
         if (u64_map_get(&state->group_owners, c->groups[i]) == c)
             u64_map_remove(&state->group_owners, c->groups[i]);
@@ -888,6 +902,17 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer)
     }
     c->next_removed = state->removed_consumers;
     state->removed_consumers = c;
+    state_leave(state);
+}
+
+void queue_state_consumer_priority(struct queue_state *state, void *consumer, int32_t priority)
+{
+    struct queue_consumer *c = consumer_get(state, consumer);
+    if (!c || c->priority == priority)
+        return;
+    state_enter(state);
+    state->prioritised += (priority != 0) - (c->priority != 0);
+    c->priority = priority;
     state_leave(state);
 }
 

@@ -137,6 +137,10 @@ void queue_state_consumer_remove(struct queue_state *state, void *consumer);
  * others stay available for the other consumers, in order (ActiveMQ's
  * queue semantics). */
 void queue_state_consumer_select(struct queue_state *state, void *consumer);
+/* Set a registered consumer's priority (default 0; RabbitMQ's consumer
+ * priorities): a record goes to a ready consumer of the highest priority
+ * that may take it, round robin among equals. */
+void queue_state_consumer_priority(struct queue_state *state, void *consumer, int32_t priority);
 /* Settle the available records that have waited at least hold_ms while
  * every registered consumer is selective and none selects them (so they
  * do not hold the commit position for ever; queues.selector_hold). Not

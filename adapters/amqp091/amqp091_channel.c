@@ -1078,6 +1078,31 @@ static size_t amqp091_connection_consumers(struct amqp091_connection *connection
     return count;
 }
 
+/* basic.consume's x-priority (RabbitMQ's consumer priorities), any integer
+ * type; 0 when absent or of another type. */
+static int32_t amqp091_consumer_priority(const amqp_table_t *arguments)
+{
+    for (int i = 0; i < arguments->num_entries; i++) {
+        const amqp_table_entry_t *entry = &arguments->entries[i];
+        if (entry->key.len != 10 || memcmp(entry->key.bytes, "x-priority", 10) != 0)
+            continue;
+        const amqp_field_value_t *v = &entry->value;
+        int64_t value;
+        switch (v->kind) {
+        case AMQP_FIELD_KIND_I8: value = v->value.i8; break;
+        case AMQP_FIELD_KIND_U8: value = v->value.u8; break;
+        case AMQP_FIELD_KIND_I16: value = v->value.i16; break;
+        case AMQP_FIELD_KIND_U16: value = v->value.u16; break;
+        case AMQP_FIELD_KIND_I32: value = v->value.i32; break;
+        case AMQP_FIELD_KIND_U32: value = v->value.u32; break;
+        case AMQP_FIELD_KIND_I64: value = v->value.i64; break;
+        default: return 0;
+        }
+        return value > INT32_MAX ? INT32_MAX : value < INT32_MIN ? INT32_MIN : (int32_t)value;
+    }
+    return 0;
+}
+
 static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_consume_t *m)
 {
     struct amqp091_connection *connection = channel->connection;
@@ -1177,6 +1202,7 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     struct core_subscribe_options options = {
         .auto_accept = m->no_ack,
         .credit = channel->prefetch ? channel->prefetch : AMQP091_DEFAULT_PREFETCH,
+        .priority = amqp091_consumer_priority(&m->arguments),
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";

@@ -28,7 +28,7 @@ import pytest
 from proton import Message
 
 from amqp_client import connect as amqp10_connect
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, wait_for
 from stomp_util import Client
 from test_stomp_queues import header_dict, read_topic
 
@@ -172,6 +172,59 @@ def test_publish_with_confirms_reaches_kafka_with_properties(daemon, bootstrap, 
     assert h["user-id"] == USER
     assert h["region"] == "eu" and h["n"] == "0" and h["flag"] == "true"
     assert h["kbridge-routing-key"] == "eu"
+
+
+def test_consumer_priorities_x_priority(daemon, uniq):
+    """RabbitMQ's consumer priorities: the x-priority 10 consumer gets the
+    messages while it has prefetch left; the priority 0 one gets them only
+    once the higher one is full, and again nothing once it has room."""
+    queue = f"prio{uniq}"
+    setup = pika_connect(daemon)
+    setup.channel().queue_declare(queue, durable=True)
+    got = {"high": [], "low": []}
+    consumers = {}
+    for name, priority, prefetch in (("high", 10, 5), ("low", 0, 100)):
+        conn = pika_connect(daemon)
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=prefetch)
+
+        def on_message(channel, method, properties, body, name=name):
+            got[name].append((body.decode(), method.delivery_tag))
+
+        ch.basic_consume(queue, on_message, arguments={"x-priority": priority})
+        consumers[name] = (conn, ch)
+    pub = setup.channel()
+    pub.confirm_delivery()
+
+    def pump():
+        for conn, _ in consumers.values():
+            conn.process_data_events(time_limit=0)
+
+    def publish(first, count):
+        for i in range(first, first + count):
+            pub.basic_publish("", queue, f"m{i}".encode())
+        # the low consumer sees nothing of what the high one could take: sync on the total
+        wait_for(lambda: pump() or len(got["high"]) + len(got["low"]) >= first + count, 60,
+                 f"{first + count} deliveries")
+
+    publish(0, 3)
+    assert [b for b, _ in got["high"]] == ["m0", "m1", "m2"] and got["low"] == []
+    publish(3, 10)  # the high one fills its prefetch of 5; the rest go to the low one
+    assert [b for b, _ in got["high"]] == [f"m{i}" for i in range(5)]
+    assert sorted(b for b, _ in got["low"]) == sorted(f"m{i}" for i in range(5, 13))
+    # the high one acks everything: it gets the next ones again
+    high_conn, high_ch = consumers["high"]
+    high_ch.basic_ack(got["high"][-1][1], multiple=True)
+    high_conn.process_data_events(time_limit=0)
+    wait_for(lambda: metrics(daemon).get(
+        f'kbridge_destination_acked_total{{kind="queue",destination="{queue}"}}', 0) >= 5, 30,
+        "the five acks applied")
+    publish(13, 2)
+    assert [b for b, _ in got["high"]][5:] == ["m13", "m14"]
+    assert len(got["low"]) == 8
+    for conn, _ in consumers.values():
+        conn.close()
+    setup.close()
 
 
 def test_consume_manual_ack_prefetch_across_three_consumers(daemon, uniq):

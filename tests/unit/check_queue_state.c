@@ -608,6 +608,44 @@ START_TEST(a_closed_group_moves_with_its_next_message)
 }
 END_TEST
 
+/* Consumer priorities (RabbitMQ's x-priority): the highest-priority ready
+ * consumer gets the messages; a lower one only while the higher ones have
+ * no credit; equals share round robin. */
+START_TEST(higher_priority_consumers_get_messages_first)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_assign(fake->state, 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 3, false, true), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 100, false, true), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, C, 100, false, true), 0);
+    queue_state_consumer_priority(fake->state, A, 10);
+    queue_state_consumer_priority(fake->state, B, 5);
+    queue_state_consumer_priority(fake->state, C, 5);
+    queue_state_consumer_block(fake->state, A, false);
+    queue_state_consumer_block(fake->state, B, false);
+    queue_state_consumer_block(fake->state, C, false);
+    for (int64_t offset = 0; offset < 7; offset++)
+        add(fake, 0, offset);
+    int64_t got[16];
+    static const int64_t want_a[] = {0, 1, 2};
+    ck_assert_uint_eq(deliveries_to(fake, A, got, 16), 3); /* its credit: 3 */
+    ck_assert_mem_eq(got, want_a, sizeof(want_a));
+    /* the rest alternate between the two of priority 5 */
+    size_t b = deliveries_to(fake, B, got, 16), c = deliveries_to(fake, C, got, 16);
+    ck_assert_uint_eq(b + c, 4);
+    ck_assert_uint_eq(b, 2);
+    /* A has credit again: the next one is A's */
+    accept_delivery(fake, 0, 0);
+    add(fake, 0, 7);
+    ck_assert_ptr_eq(consumer_of(fake, 0, 7), A);
+    /* A leaves: priority 5 consumers take over */
+    queue_state_consumer_remove(fake->state, A);
+    add(fake, 0, 8);
+    ck_assert_ptr_ne(consumer_of(fake, 0, 8), A);
+    fake_free(fake);
+}
+END_TEST
+
 /* What no selective consumer selects waits queues.selector_hold, then is
  * settled so the commit position moves; never while a consumer without a
  * selector is there, or while nobody is. */
@@ -1641,6 +1679,7 @@ static Suite *queue_state_suite(void)
     tcase_add_test(dispatch, a_new_selective_consumer_does_not_inherit_a_removed_ones_answers);
     tcase_add_test(dispatch, a_group_sticks_to_one_consumer_until_it_goes);
     tcase_add_test(dispatch, a_closed_group_moves_with_its_next_message);
+    tcase_add_test(dispatch, higher_priority_consumers_get_messages_first);
     tcase_add_test(dispatch, a_consumer_added_blocked_gets_nothing_until_unblocked);
     tcase_add_test(dispatch, release_undelivered_does_not_count_towards_max_deliveries);
     tcase_add_test(dispatch, exhausted_credit_waits_until_an_accept_frees_it);
