@@ -1603,6 +1603,9 @@ START_TEST(random_operations_keep_the_books_consistent)
                 bool selective = next_random(&s.rng) % 3 == 0; /* offset % 3 == c % 3 */
                 REQUIRE(queue_state_consumer_add(fake->state, &consumers[c], credit, auto_accept,
                                                  selective) == 0);
+                if (next_random(&s.rng) % 4 == 0) /* consumer priorities 1..3 */
+                    queue_state_consumer_priority(fake->state, &consumers[c],
+                                                  1 + (int32_t)(next_random(&s.rng) % 3));
                 if (selective) {
                     fake->selectors[fake->selector_count].consumer = &consumers[c];
                     fake->selectors[fake->selector_count].mod = 3;
