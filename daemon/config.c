@@ -37,6 +37,7 @@
 #define CONFIG_PATH_MAX 256         /* longest dotted key path ("auth.users[3].name") */
 #define CONFIG_REGEX_COST_MAX 1000  /* most nodes a pattern may make regcomp build */
 #define CONFIG_REGEX_DEPTH_MAX 64   /* deepest nesting of groups in a pattern */
+#define CONFIG_REGEX_ANCHORS_MAX 4  /* most anchors (^ $ \b ...) in a row without a character */
 
 /* State of one load: where messages go and the document being walked. */
 struct config_parse {
@@ -923,7 +924,7 @@ static int config_parse_properties(struct config_parse *parse, yaml_node_t *node
     return 0;
 }
 
-static double config_regex_cost(const char *re);
+static const char *config_regex_refusal(const char *re);
 
 static int config_parse_patterns(struct config_parse *parse, const struct config_key *key,
                                  yaml_node_t *node, const char *path, void *base)
@@ -959,12 +960,11 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
             config_check_length(parse, key, source, config_line(item), item_path) < 0)
             return -1;
 
-        if (config_regex_cost(source) > CONFIG_REGEX_COST_MAX)
+        const char *refusal = config_regex_refusal(source);
+        if (refusal != NULL)
             return config_fail(parse, config_line(item), item_path,
-                               "%s is too complex a regular expression: its repetitions "
-                               "(stacked like '++', or nested) would compile to more than %d "
-                               "nodes",
-                               config_quote(source).text, CONFIG_REGEX_COST_MAX);
+                               "%s is too complex a regular expression: %s",
+                               config_quote(source).text, refusal);
         struct config_pattern *pattern = &(*patterns)[*count];
         pattern->source = strdup(source);
         if (pattern->source == NULL)
@@ -984,22 +984,75 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
     return 0;
 }
 
-/* An upper estimate of the nodes glibc's regcomp builds for the ERE `re`:
- * a repetition copies its operand (x+ is x x*, x{n,m} is m copies of x),
- * so stacked or nested repetitions multiply ("a+++..." doubles per '+',
- * which made regcomp allocate gigabytes, and "((a*)*){0,999}" takes it
- * seconds in its epsilon closures: both found by the config fuzz target).
- * Returns CONFIG_REGEX_COST_MAX + 1 as soon as it is over. */
-static double config_regex_cost(const char *re)
+/* What regex_shape tracks of one nesting level of a pattern (the whole
+ * pattern, or one group while it is open). */
+struct config_regex_level {
+    double total;         /* nodes of the level so far */
+    double last;          /* nodes of its last item (what a quantifier copies) */
+    bool have_last;       /* there is a last item in the current branch */
+    bool last_nullable;   /* that item can match the empty string */
+    bool before_nullable; /* every item of the current branch before the last can */
+    bool branch_nullable; /* every item of the current branch can */
+    bool nullable;        /* some finished branch of the level can */
+    int last_anchors;     /* most anchors in a row inside the last item */
+    int run;              /* anchors in a row ending with the last item */
+    int anchors;          /* most anchors in a row in each finished branch, summed */
+    int branch_anchors;   /* most in the current branch */
+};
+
+/* Why glibc's regcomp would take too long or too much memory on the ERE
+ * `re`, or NULL when it would not. Three shapes, all found by the config
+ * fuzz target:
+ *  - too many nodes: a repetition copies its operand (x+ is x x*, x{n,m} is
+ *    m copies of x), so stacked or nested repetitions multiply ("a+++..."
+ *    doubles per '+', which made regcomp allocate gigabytes); the estimate
+ *    counts each repetition's own node too, and is bounded by
+ *    CONFIG_REGEX_COST_MAX;
+ *  - a repetition (*, +, {n,m} with m > 1) of something that can match the
+ *    empty string ("(a*)*", "a?+", "(|x)*", "()*"): its copies are joined by
+ *    epsilon edges into loops, and regcomp's epsilon closures
+ *    (calc_eclosure_iter) recompute over them with a cost of a high power of
+ *    their size: "((a*)*){0,999}" takes 2.3 s, "0" with 18 '?' and then
+ *    "+++++" 44 s, one more '+' minutes. Refused whatever the size ('?' and
+ *    {0,1} of such an operand add no loop and stay allowed, so PCRE's lazy
+ *    ".*?" still loads; its possessive ".*+" does not);
+ *  - anchors (^ $ \b \B \< \> \` \') that follow each other without a
+ *    character between them: regcomp duplicates the closure behind each one
+ *    for its constraint, so 200 "\b" in a row exhaust memory and 990 '^'
+ *    take a second; at most CONFIG_REGEX_ANCHORS_MAX in such a run.
+ * The parse is an approximation on the safe side (it over-counts); regcomp
+ * still refuses what is not a valid ERE. */
+static const char *config_regex_refusal(const char *re)
 {
-    double total[CONFIG_REGEX_DEPTH_MAX + 1] = {0}; /* cost of each open level */
-    double last[CONFIG_REGEX_DEPTH_MAX + 1] = {0}; /* of its last item (what a quantifier copies) */
+    static const char too_many_nodes[] = "its repetitions (stacked like '++', or nested) would "
+                                         "compile to more than 1000 nodes";
+    static const char empty_repeated[] = "it repeats something that can match the empty string "
+                                         "(like '(a*)*', 'a?+' or '(|a)*'), which regcomp "
+                                         "takes minutes to compile";
+    static const char too_many_anchors[] = "it has more than 4 anchors (^, $, \\b, \\<, ...) "
+                                           "with no character between them";
+    _Static_assert(CONFIG_REGEX_COST_MAX == 1000 && CONFIG_REGEX_ANCHORS_MAX == 4,
+                   "the messages above name the bounds");
+    struct config_regex_level level[CONFIG_REGEX_DEPTH_MAX + 1];
     size_t depth = 0;
+    memset(&level[0], 0, sizeof(level[0]));
+    level[0].branch_nullable = level[0].before_nullable = true;
     for (const char *p = re; *p; p++) {
-        double factor = 0; /* a quantifier's: 0 for none */
+        struct config_regex_level *at = &level[depth];
+        /* the item this character adds, unless it is a quantifier */
+        double nodes = 1;
+        bool nullable = false;
+        int anchors = 0;
         if (*p == '\\') {
             if (p[1])
                 p++;
+            if (strchr("bB<>`'", *p) != NULL) {
+                nullable = true;
+                anchors = 1;
+            }
+        } else if (*p == '^' || *p == '$') {
+            nullable = true;
+            anchors = 1;
         } else if (*p == '[') { /* a bracket expression: one item */
             p++;
             if (*p == '^')
@@ -1017,51 +1070,85 @@ static double config_regex_cost(const char *re)
                 break; /* regcomp refuses it */
         } else if (*p == '(') {
             if (++depth > CONFIG_REGEX_DEPTH_MAX)
-                return CONFIG_REGEX_COST_MAX + 1;
-            total[depth] = last[depth] = 0;
+                return too_many_nodes;
+            memset(&level[depth], 0, sizeof(level[depth]));
+            level[depth].branch_nullable = level[depth].before_nullable = true;
             continue;
         } else if (*p == ')' && depth > 0) {
-            double group = total[depth] > 1 ? total[depth] : 1;
-            depth--;
-            total[depth] += group;
-            last[depth] = group;
-            continue;
+            /* the group is one item of the level around it */
+            nodes = at->total > 1 ? at->total : 1;
+            nullable = at->nullable || at->branch_nullable;
+            anchors = at->anchors + at->branch_anchors;
+            at = &level[--depth];
         } else if (*p == '|') {
-            last[depth] = 0;
+            at->nullable = at->nullable || at->branch_nullable;
+            at->anchors += at->branch_anchors;
+            at->branch_anchors = 0;
+            at->branch_nullable = at->before_nullable = true;
+            at->have_last = false;
+            at->last = 0;
+            at->run = 0;
             continue;
-        } else if (*p == '*' || *p == '?') {
-            factor = 1; /* plus its own node, below */
-        } else if (*p == '+') {
-            factor = 2;
-        } else if (*p == '{') {
-            char *end;
-            unsigned long n = strtoul(p + 1, &end, 10);
-            if (*end == ',' && end[1] != '}')
-                n = strtoul(end + 1, &end, 10);
-            if (*end == ',')
-                end++;
-            if (*end != '}')
-                return CONFIG_REGEX_COST_MAX + 1; /* regcomp refuses it, or it is huge */
-            factor = (double)n + 1;
-            p = end;
+        } else if (*p == '*' || *p == '?' || *p == '+' || *p == '{') {
+            double factor; /* copies of the operand beyond the first, plus one */
+            bool loops;    /* the repetition joins copies by an epsilon loop */
+            bool empty;    /* the result can match the empty string */
+            if (*p == '{') {
+                char *end;
+                unsigned long low = strtoul(p + 1, &end, 10);
+                unsigned long high = low;
+                bool unbounded = false;
+                if (*end == ',') {
+                    unbounded = end[1] == '}';
+                    high = unbounded ? low : strtoul(end + 1, &end, 10);
+                    if (unbounded)
+                        end++;
+                }
+                if (*end != '}')
+                    return too_many_nodes; /* regcomp refuses it, or it is huge */
+                factor = (double)high + 1;
+                loops = unbounded || high > 1;
+                empty = low == 0;
+                p = end;
+            } else {
+                factor = *p == '+' ? 2 : 1;
+                loops = *p != '?';
+                empty = *p != '+';
+            }
+            if (at->have_last && at->last_nullable && loops)
+                return empty_repeated;
+            /* each repetition adds a node with epsilon edges */
+            double copied = at->last * factor + 1;
+            at->total += copied - at->last;
+            at->last = copied;
+            if (at->total > CONFIG_REGEX_COST_MAX)
+                return too_many_nodes;
+            /* an item that can now be empty continues the run of anchors */
+            at->last_nullable = at->last_nullable || empty;
+            at->branch_nullable = at->before_nullable && at->last_nullable;
+            continue;
         }
-        if (factor > 0) {
-            /* each repetition adds a node with epsilon edges: regcomp's
-             * closures over them grow with the square of their number */
-            double copied = last[depth] * factor + 1;
-            total[depth] += copied - last[depth];
-            last[depth] = copied;
-        } else {
-            total[depth] += 1;
-            last[depth] = 1;
-        }
-        if (total[depth] > CONFIG_REGEX_COST_MAX)
-            return CONFIG_REGEX_COST_MAX + 1;
+        /* append the item; anchors inside an item that cannot be empty may
+         * still be in a row with the next one's ("(a^)^"): count them again */
+        at->before_nullable = at->branch_nullable;
+        at->branch_nullable = at->branch_nullable && nullable;
+        if (!at->have_last)
+            at->run = anchors;
+        else
+            at->run = (at->last_nullable ? at->run : at->last_anchors) + anchors;
+        if (at->run > CONFIG_REGEX_ANCHORS_MAX)
+            return too_many_anchors;
+        if (at->run > at->branch_anchors)
+            at->branch_anchors = at->run;
+        at->have_last = true;
+        at->last_nullable = nullable;
+        at->last_anchors = anchors;
+        at->total += nodes;
+        at->last = nodes;
+        if (at->total > CONFIG_REGEX_COST_MAX)
+            return too_many_nodes;
     }
-    double cost = 0;
-    for (size_t i = 0; i <= depth; i++)
-        cost += total[i];
-    return cost;
+    return NULL;
 }
 
 static int config_apply_defaults(struct config_parse *parse, const struct config_key *keys,

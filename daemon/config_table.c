@@ -745,9 +745,12 @@ static const struct config_key user_keys[] = {
                        "expressions matched against the destination name (`orders.eu` for "
                        "`/queue/orders.eu`). A pattern matches anywhere in the name unless "
                        "anchored with `^` and `$`. In YAML double quotes a regex `\\.` is "
-                       "written `\"\\\\.\"`. A pattern whose repetitions would compile to "
-                       "more than 1000 nodes (stacked like `a++`, or deeply nested counts) is "
-                       "refused.",
+                       "written `\"\\\\.\"`. Refused, because glibc's regcomp would take "
+                       "minutes or gigabytes on them: a pattern whose repetitions would compile "
+                       "to more than 1000 nodes (stacked like `a++`, or deeply nested counts), "
+                       "one that repeats something that can match the empty string (`(a*)*`, "
+                       "`a?+`, `.*+`, `(|a)*`; `.*?` is fine), and one with more than 4 anchors "
+                       "(`^`, `$`, `\\b`, ...) with no character between them.",
     },
     {
         .name = "consume",

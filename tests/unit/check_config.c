@@ -381,6 +381,47 @@ START_TEST(test_accepted_values)
 }
 END_TEST
 
+/* ACL patterns as RabbitMQ permissions write them still load after the
+ * regcomp bounds (config_regex_refusal), and match what they should. */
+START_TEST(test_wild_acl_patterns)
+{
+    static const struct {
+        const char *pattern; /* put in YAML single quotes: no escapes */
+        const char *match;
+        const char *no_match;
+    } cases[] = {
+        {"^amq\\.gen.*", "amq.gen-JzTY20BRgKO-HjmUJj0wLg", "amqXgen"},
+        {".*", "anything", NULL},
+        {"^(orders|billing)\\..*$", "billing.eu", "shipping.eu"},
+        {"^app-[a-z0-9]+$", "app-42x", "app-"},
+        {"^[^.]+\\.(eu|us)$", "orders.eu", "orders.eu.x"},
+        {"^(a|b|c)*$", "abcab", "abd"},
+        {"^orders\\.[[:alnum:]_-]{1,64}$", "orders.x_1", "orders."},
+        {"^(amq\\.)?gen(\\.[a-z]+){0,3}$", "gen.a.b", "gen.a.b.c.d"},
+        {"^orders\\..*$|^billing\\..*$|^audit$", "audit", "audit2"},
+        {"(^|\\.)tmp(\\.|$)", "x.tmp.y", "xtmpy"},
+        {"^(q1|q2|q3|q4|q5|q6|q7|q8|q9|q10|q11|q12)$", "q12", "q13"},
+        {"\\bfoo\\b", "a foo b", "afoob"},
+        {"^stomp-.*?$", "stomp-1", "amqp-1"},
+        {"^$", "", "x"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 "auth:\n  users:\n    - { name: a, password_hash: \"$6$a$b\", publish: ['%s'] }\n",
+                 cases[i].pattern);
+        struct config *config = load_ok(yaml);
+        const regex_t *regex = &config->auth.users[0].publish[0].regex;
+        ck_assert_msg(regexec(regex, cases[i].match, 0, NULL, 0) == 0, "%s should match %s",
+                      cases[i].pattern, cases[i].match);
+        if (cases[i].no_match != NULL)
+            ck_assert_msg(regexec(regex, cases[i].no_match, 0, NULL, 0) == REG_NOMATCH,
+                          "%s should not match %s", cases[i].pattern, cases[i].no_match);
+        config_free(config);
+    }
+}
+END_TEST
+
 /* Many properties (the duplicate check sorts) and YAML anchors. */
 START_TEST(test_large_property_map)
 {
@@ -567,6 +608,37 @@ static const struct error_case error_cases[] = {
      "t.yaml:1: auth.users[0].consume[0]: \"((a{99}){99}){9}\" is too complex a regular "
      "expression: its repetitions (stacked like '++', or nested) would compile to more than "
      "1000 nodes"},
+    /* repetitions of something that can match the empty string: regcomp's epsilon
+     * closures took 44 s on the first (reduced from the config fuzz target's
+     * corpus/config/empty_repeated_regcomp_stall.yaml) and 2.3 s to 3 s on the next two */
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", publish: "
+     "[\"0??????????????????+++++\"]}]}\n",
+     "t.yaml:1: auth.users[0].publish[0]: \"0??????????????????+++++\" is too complex a regular "
+     "expression: it repeats something that can match the empty string (like '(a*)*', 'a?+' or "
+     "'(|a)*'), which regcomp takes minutes to compile"},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [\"((a*)*){0,999}\"]}]}\n",
+     "t.yaml:1: auth.users[0].consume[0]: \"((a*)*){0,999}\" is too complex a regular "
+     "expression: it repeats something that can match the empty string (like '(a*)*', 'a?+' or "
+     "'(|a)*'), which regcomp takes minutes to compile"},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [\"x(()*){0,999}\"]}]}\n",
+     "t.yaml:1: auth.users[0].consume[0]: \"x(()*){0,999}\" is too complex a regular "
+     "expression: it repeats something that can match the empty string (like '(a*)*', 'a?+' or "
+     "'(|a)*'), which regcomp takes minutes to compile"},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", consume: [\"^(|a|b)+$\"]}]}\n",
+     "t.yaml:1: auth.users[0].consume[0]: \"^(|a|b)+$\" is too complex a regular "
+     "expression: it repeats something that can match the empty string (like '(a*)*', 'a?+' or "
+     "'(|a)*'), which regcomp takes minutes to compile"},
+    /* anchors in a row: regcomp duplicates what follows each; 200 \b ran out of memory */
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", publish: "
+     "[\"a\\\\b\\\\b\\\\b\\\\b\\\\b\"]}]}\n",
+     "t.yaml:1: auth.users[0].publish[0]: \"a\\\\b\\\\b\\\\b\\\\b\\\\b\" is too complex a "
+     "regular expression: it has more than 4 anchors (^, $, \\b, \\<, ...) with no character "
+     "between them"},
+    {"auth: {users: [{name: a, password_hash: \"$6$a$b\", publish: "
+     "[\"(^|\\\\b)x*(\\\\<|\\\\>|$)\"]}]}\n",
+     "t.yaml:1: auth.users[0].publish[0]: \"(^|\\\\b)x*(\\\\<|\\\\>|$)\" is too complex a "
+     "regular expression: it has more than 4 anchors (^, $, \\b, \\<, ...) with no character "
+     "between them"},
     {"node_id:\nlog: {}\n", "t.yaml:1: node_id: has no value"},
     {"node_id: \"a\\0b\"\n", "t.yaml:1: node_id: contains a NUL character"},
 
@@ -1382,6 +1454,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_sample_production);
     tcase_add_test(good, test_sample_dev);
     tcase_add_test(good, test_accepted_values);
+    tcase_add_test(good, test_wild_acl_patterns);
     tcase_add_test(good, test_listeners_list);
     tcase_add_test(good, test_vhosts);
     tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
