@@ -746,11 +746,13 @@ static uint64_t queue_record_group(const struct kafka_record *record, bool *clos
         if (kafka_record_header(record, i, &name, &value, &len) != 0 || !value)
             continue;
         if (!group && len > 0 &&
-            (strcmp(name, "JMSXGroupID") == 0 || strcmp(name, "group-id") == 0)) {
+            (strcmp(name, RECORD_HEADER_GROUP_ID) == 0 ||
+             strcmp(name, RECORD_HEADER_GROUP_ID_AMQP) == 0)) {
             group = u64_map_string_key(value, len);
             if (!group)
                 group = 1;
-        } else if (strcmp(name, "JMSXGroupSeq") == 0 && len == 2 && memcmp(value, "-1", 2) == 0) {
+        } else if (strcmp(name, RECORD_HEADER_GROUP_SEQ) == 0 && len == 2 &&
+                   memcmp(value, "-1", 2) == 0) {
             *closes = true;
         }
     }

@@ -57,6 +57,11 @@ struct kafka_record;
         "kafka-key", "JMSXGroupID", "group-id"                                                     \
     }
 #define RECORD_KEY_PROPERTY_COUNT 3
+/* A queue's message group (architecture §13): the first of these headers;
+ * RECORD_HEADER_GROUP_SEQ "-1" closes the group (ActiveMQ's JMSXGroupSeq). */
+#define RECORD_HEADER_GROUP_ID "JMSXGroupID"
+#define RECORD_HEADER_GROUP_ID_AMQP "group-id"
+#define RECORD_HEADER_GROUP_SEQ "JMSXGroupSeq"
 
 /* ---- kbridge's own ---- */
 #define RECORD_HEADER_PREFIX "kbridge-"
