@@ -25,12 +25,15 @@ enum record_header_class record_header_classify(const char *name, size_t name_le
         return RECORD_HEADER_AMQP;
     if (record_has_prefix(name, name_len, RECORD_AMQP091_PREFIX))
         return RECORD_HEADER_AMQP091;
-    if (record_has_prefix(name, name_len, RECORD_REPLY_PREFIX))
+    if (record_has_prefix(name, name_len, RECORD_REPLY_PREFIX) ||
+        record_is(name, name_len, RECORD_DELIVER_AT) ||
+        record_is(name, name_len, RECORD_DELIVER_TO))
         return RECORD_HEADER_ROUTING;
     if (record_is(name, name_len, RECORD_NATIVE_REPLY_TOPIC) ||
         record_is(name, name_len, RECORD_NATIVE_CORRELATION))
         return RECORD_HEADER_NATIVE_RR;
     if (record_has_prefix(name, name_len, RECORD_DLQ_PREFIX) ||
+        record_has_prefix(name, name_len, RECORD_RETRY_PREFIX) ||
         record_is(name, name_len, RECORD_DELIVERY_COUNT))
         return RECORD_HEADER_PROVENANCE;
     if (record_is(name, name_len, RECORD_HEADER_USER_ID))

@@ -12,8 +12,10 @@
  *   USER         anything not below (user headers, the     yes            yes
  *                standard names, unknown kbridge-*)
  *   SET_BY_CORE  user-id (always the session's user)       no (replaced)  yes
- *   PROVENANCE   kbridge-dlq-*, kbridge-delivery-count     yes            yes
- *   ROUTING      kbridge-reply-* (reply token)             no             no
+ *   PROVENANCE   kbridge-dlq-*, kbridge-retry-*,           yes            yes
+ *                kbridge-delivery-count
+ *   ROUTING      kbridge-reply-* (reply token),            no             no
+ *                kbridge-deliver-at, kbridge-deliver-to
  *   NATIVE_RR    kafka_replyTopic, kafka_correlationId     yes (*)        no (**)
  *   AMQP         kbridge-amqp-* (AMQP round-trip data)     yes (***)      no (****)
  *   AMQP091      kbridge-amqp091-* (AMQP 0-9-1 round-trip  yes (***)      no (*****)
@@ -79,6 +81,17 @@ struct kafka_record;
 #define RECORD_DLQ_ORIGINAL_OFFSET "kbridge-dlq-original-offset"
 #define RECORD_DLQ_TIME "kbridge-dlq-time"
 #define RECORD_DELIVERY_COUNT "kbridge-delivery-count"
+/* Delays (architecture §13, docs/redelivery.md): when a record on a retry or
+ * delay topic is due, UTC epoch milliseconds as decimal text; private */
+#define RECORD_DELIVER_AT "kbridge-deliver-at"
+/* the Kafka topic a scheduled record (delay topic) is forwarded to when due: private */
+#define RECORD_DELIVER_TO "kbridge-deliver-to"
+/* retry provenance of a delayed redelivery (a retry topic's record):
+ * where the record was when it was NACKed; delivered */
+#define RECORD_RETRY_PREFIX "kbridge-retry-"
+#define RECORD_RETRY_ORIGINAL_TOPIC "kbridge-retry-original-topic"
+#define RECORD_RETRY_ORIGINAL_PARTITION "kbridge-retry-original-partition"
+#define RECORD_RETRY_ORIGINAL_OFFSET "kbridge-retry-original-offset"
 /* The routing key of a message published to an exchange (architecture
  * §11): set by the core (a client's own is dropped), read by the queues
  * bound to the exchange; a user header otherwise (delivered). */
@@ -95,8 +108,9 @@ struct kafka_record;
 enum record_header_class {
     RECORD_HEADER_USER,        /* delivered, taken from clients */
     RECORD_HEADER_SET_BY_CORE, /* delivered, never taken from clients (user-id) */
-    RECORD_HEADER_PROVENANCE,  /* delivered: kbridge-dlq-*, kbridge-delivery-count */
-    RECORD_HEADER_ROUTING,     /* private, never from clients: kbridge-reply-* */
+    RECORD_HEADER_PROVENANCE,  /* delivered: kbridge-dlq-*, kbridge-retry-*, kbridge-delivery-count
+                                */
+    RECORD_HEADER_ROUTING,     /* private, never from clients: kbridge-reply-*, kbridge-deliver-* */
     RECORD_HEADER_NATIVE_RR,   /* private: kafka_replyTopic, kafka_correlationId */
     RECORD_HEADER_AMQP,        /* private: kbridge-amqp-*, decoded by the AMQP adapter */
     RECORD_HEADER_AMQP091,     /* private: kbridge-amqp091-*, decoded by the 0-9-1 adapter */

@@ -26,6 +26,8 @@ static const struct {
 } contract[] = {
     {RECORD_REPLY_TOKEN, RECORD_HEADER_ROUTING, false, false, false},
     {"kbridge-reply-anything", RECORD_HEADER_ROUTING, false, false, false},
+    {RECORD_DELIVER_AT, RECORD_HEADER_ROUTING, false, false, false},
+    {RECORD_DELIVER_TO, RECORD_HEADER_ROUTING, false, false, false},
     {RECORD_NATIVE_REPLY_TOPIC, RECORD_HEADER_NATIVE_RR, false, false, true},
     {RECORD_NATIVE_CORRELATION, RECORD_HEADER_NATIVE_RR, false, false, true},
     {RECORD_DLQ_REASON, RECORD_HEADER_PROVENANCE, true, true, true},
@@ -33,6 +35,8 @@ static const struct {
     {RECORD_DLQ_ORIGINAL_PARTITION, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_DLQ_ORIGINAL_OFFSET, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_DLQ_TIME, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_RETRY_ORIGINAL_TOPIC, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_RETRY_ORIGINAL_OFFSET, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_DELIVERY_COUNT, RECORD_HEADER_PROVENANCE, true, true, true},
     /* the AMQP round-trip names of adapters/amqp/amqp_convert.c */
     {"kbridge-amqp-body", RECORD_HEADER_AMQP, false, true, true},
