@@ -165,6 +165,12 @@ struct config {
         uint32_t max_in_flight;       /* default 10000 */
         uint64_t linger_ms;           /* stay in the group after the last subscriber, default 30s */
         uint64_t overflow_refresh_ms; /* reject-publish depth lookups at most this often, 1s */
+        struct {
+            uint64_t initial_ms; /* first NACK's delay; default 0: redelivered at once */
+            char *multiplier;    /* decimal >= 1, default "2": each next delay */
+            uint64_t max_ms;     /* default 1h: no delay beyond it */
+        } redelivery_delay;      /* architecture §13 "Delayed redelivery" */
+        char *retry_topic; /* pattern with {name} and {n}/{index}/{delay}, "{name}.retry.{n}" */
     } queues;
 
     struct {

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CONFIG_ARRAY_LEN(array) (sizeof(array) / sizeof((array)[0]))
@@ -363,6 +364,54 @@ static int config_check_dead_letter_topic(const char *value, char *reason, size_
             return -1;
         }
         p++;
+    }
+    return 0;
+}
+
+/* queues.redelivery_delay.multiplier: a decimal number from 1 to 100. */
+static int config_check_multiplier(const char *value, char *reason, size_t reason_size)
+{
+    char *end = NULL;
+    double multiplier = strtod(value, &end);
+    if (end == value || *end != '\0' || !(multiplier >= 1.0 && multiplier <= 100.0)) {
+        snprintf(reason, reason_size, "%s is not a number from 1 to 100 (e.g. 2 or 1.5)",
+                 config_quote(value).text);
+        return -1;
+    }
+    return 0;
+}
+
+/* queues.retry_topic: {name} and one of {n}, {index}, {delay}, else topic characters. */
+static int config_check_retry_topic(const char *value, char *reason, size_t reason_size)
+{
+    static const char *const placeholders[] = {"{name}", "{n}", "{index}", "{delay}"};
+    bool name = false, level = false;
+    for (const char *p = value; *p;) {
+        size_t i;
+        for (i = 0; i < 4; i++)
+            if (strncmp(p, placeholders[i], strlen(placeholders[i])) == 0)
+                break;
+        if (i < 4) {
+            name = name || i == 0;
+            level = level || i > 0;
+            p += strlen(placeholders[i]);
+            continue;
+        }
+        if (!config_is_topic_char(*p)) {
+            snprintf(reason, reason_size,
+                     "%s may only contain {name}, {n}, {index}, {delay}, A-Z, a-z, 0-9, '.', "
+                     "'_' and '-'",
+                     config_quote(value).text);
+            return -1;
+        }
+        p++;
+    }
+    if (!name || !level) {
+        snprintf(reason, reason_size,
+                 "%s must contain {name} (the queue name) and one of {n} (the retry, from 1), "
+                 "{index} (from 0) or {delay} (its delay in ms), e.g. \"{name}.retry.{n}\"",
+                 config_quote(value).text);
+        return -1;
     }
     return 0;
 }
@@ -1008,6 +1057,62 @@ const struct config_key config_keys[] = {
         .description = "Name of a queue's dead-letter topic; `{name}` stands for the queue "
                        "name and must appear. `{name}-dlt` matches Spring Kafka, "
                        "`dlq.{name}` KIP-1191.",
+    },
+    {
+        .name = "queues.redelivery_delay.initial",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.redelivery_delay.initial_ms),
+        .min = 0,
+        .max = 7 * 24 * CONFIG_HOUR_MS,
+        .default_value = "0s",
+        .description = "Delayed redelivery (ActiveMQ's `RedeliveryPolicy`, docs/redelivery.md): "
+                       "a queue message a subscriber NACKs (STOMP NACK, AMQP `modified` with "
+                       "`delivery-failed`, 0-9-1 `basic.nack`/`basic.reject` with requeue) "
+                       "comes back after this delay instead of at once. It leaves its "
+                       "partition at once, through a retry topic (`queues.retry_topic`), so "
+                       "the messages behind it are not held up; it keeps its delivery count "
+                       "and is dead-lettered at `queues.max_deliveries` as without a delay. "
+                       "`0s` (the default) redelivers at once, in place, as RabbitMQ does. "
+                       "Applies to queues, not to durable topic subscriptions. A queue's "
+                       "retry topics are fixed when its consumer group joins on a node.",
+    },
+    {
+        .name = "queues.redelivery_delay.multiplier",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, queues.redelivery_delay.multiplier),
+        .min = 1,
+        .max = 16,
+        .default_value = "2",
+        .check = config_check_multiplier,
+        .description = "Each further redelivery of the same message waits this many times "
+                       "longer than the one before (ActiveMQ's `backOffMultiplier` with "
+                       "`useExponentialBackOff`); `1` keeps the delay constant.",
+    },
+    {
+        .name = "queues.redelivery_delay.max",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, queues.redelivery_delay.max_ms),
+        .min = 1,
+        .max = 7 * 24 * CONFIG_HOUR_MS,
+        .default_value = "1h",
+        .description = "No redelivery delay grows beyond this (ActiveMQ's "
+                       "`maximumRedeliveryDelay`).",
+    },
+    {
+        .name = "queues.retry_topic",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, queues.retry_topic),
+        .min = 1,
+        .max = 249,
+        .default_value = "{name}.retry.{n}",
+        .check = config_check_retry_topic,
+        .description = "Name of a queue's retry topics for delayed redelivery: one per "
+                       "distinct delay, `{name}` the queue name, `{n}` the retry (1, 2, ...), "
+                       "`{index}` the same from 0, `{delay}` its delay in milliseconds. "
+                       "`{name}-retry-{index}` matches Spring Kafka's `@RetryableTopic` "
+                       "(suffixing with the index), `{name}-retry-{delay}` its older "
+                       "delay-value suffixes. Kafka must have them (auto-created or created "
+                       "upfront): see docs/redelivery.md.",
     },
     {
         .name = "queues.ack_timeout",

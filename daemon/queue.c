@@ -51,6 +51,7 @@
 #include "metrics.h"
 #include "queue_arguments.h"
 #include "queue_bindings.h"
+#include "queue_retry.h"
 #include "record.h"
 #include "request_reply.h"
 #include "stats.h"
@@ -58,12 +59,23 @@
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
 
+/* A record fetched from a retry topic before it is due (architecture §13
+ * "Delayed redelivery"): held in its partition's FIFO, which is paused. */
+struct queue_held {
+    struct queue_held *next;
+    struct kafka_record *record;
+    uint64_t due_ms;    /* wall clock, kbridge-deliver-at */
+    uint32_t delivered; /* kbridge-delivery-count: deliveries before the retry */
+};
+
 struct queue_topic_partition {
     char *topic;
     int32_t partition;
     int32_t same_key; /* index + 1 of the next partition with the same map key; 0: none */
     bool assigned;
     bool paused;
+    bool retry;                               /* a partition of one of the queue's retry topics */
+    struct queue_held *held_head, *held_tail; /* retry: fetched, not due yet (fetch order) */
     int64_t next_offset; /* after the last record fetched since assignment; -1: none */
     /* x-max-length: after the last record dispatch handled (delivered or
      * dropped), else the first fetched; -1: none fetched since assignment */
@@ -84,6 +96,8 @@ struct queue_engine {
     uint64_t *unmatched;             /* kbridge_unmatched_total */
     uint64_t *maxlen_dropped;        /* kbridge_maxlen_dropped_total */
     uint64_t *unselected;            /* kbridge_selector_unselected_total */
+    uint64_t *retried;               /* kbridge_redelivery_delayed_total */
+    double *held;                    /* kbridge_redelivery_held: retry records not due yet */
     struct event *definitions_event; /* the view changed: follow it on the next turn */
     bool watching;                   /* registered with the definitions store */
 };
@@ -121,7 +135,10 @@ struct queue {
     size_t partition_capacity;
     bool assigned_once;
     bool paused;
-    struct queue_dead_letter *dead_letters;
+    struct queue_dead_letter *dead_letters; /* dead-letter and retry produces in flight */
+    struct queue_retry_plan retry;          /* delayed redelivery; no levels: off */
+    struct event *retry_timer;              /* the earliest held retry record is due */
+    size_t held_count;                      /* retry records held, every partition */
     struct event *linger_timer;
     bool leave_now; /* lingering and the group rebalanced: leave on the next loop turn */
     struct event *expire_timer;
@@ -376,7 +393,9 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
-    if (queue->bound && !queue_record_bound(queue, kafka_record)) {
+    bool retried =
+        queue->retry.level_count > 0 && queue_retry_is_topic(&queue->retry, kafka_record->topic);
+    if (queue->bound && !retried && !queue_record_bound(queue, kafka_record)) {
         /* from a bound exchange's topic, matching none of its bindings */
         (*queue->engine->unmatched)++;
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
@@ -396,7 +415,7 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
                            dead_letter ? "expired" : NULL);
         return;
     }
-    if (queue->arguments.max_length >= 0 && !queue->arguments.reject_publish &&
+    if (queue->arguments.max_length >= 0 && !queue->arguments.reject_publish && !retried &&
         queue_over_max_length(queue, kafka_record)) {
         /* x-max-length, drop-head: dead-lettered with a DLX, else dropped */
         (*queue->engine->maxlen_dropped)++;
@@ -461,16 +480,16 @@ struct queue_dead_letter_target {
  * the queue's name; an exchange's topic is that exchange; any other topic
  * an amq.topic key. */
 static void queue_record_origin(const struct queue *queue, const struct kafka_record *record,
-                                struct queue_dead_letter_target *target)
+                                const char *record_topic, struct queue_dead_letter_target *target)
 {
     const char *prefix = queue_config(queue)->kafka.topic_prefix;
     size_t prefix_len = strlen(prefix);
-    const char *topic = record->topic;
+    const char *topic = record_topic;
     if (strncmp(topic, prefix, prefix_len) == 0)
         topic += prefix_len;
     size_t len = 0;
     const char *key = record_header_find(record, RECORD_ROUTING_KEY, &len);
-    if (strcmp(record->topic, queue->subscription) == 0) {
+    if (strcmp(record_topic, queue->subscription) == 0) {
         target->original_exchange[0] = '\0';
         if (!key) {
             key = queue->name;
@@ -495,13 +514,14 @@ static void queue_record_origin(const struct queue *queue, const struct kafka_re
 /* Fill `target` for `record`. The DLX the view lacks falls back to the
  * dead-letter topic (logged): nothing is dropped. */
 static void queue_dead_letter_target(const struct queue *queue, const struct kafka_record *record,
+                                     const char *record_topic,
                                      struct queue_dead_letter_target *target)
 {
     memset(target, 0, sizeof(*target));
     snprintf(target->topic, sizeof(target->topic), "%s", queue->dead_letter_topic);
     if (!queue->arguments.has_dead_letter_exchange)
         return;
-    queue_record_origin(queue, record, target);
+    queue_record_origin(queue, record, record_topic, target);
     const char *exchange = queue->arguments.dead_letter_exchange;
     const char *key = queue->arguments.has_dead_letter_routing_key
                           ? queue->arguments.dead_letter_routing_key
@@ -556,6 +576,29 @@ static const char *queue_death_reason(const char *reason)
     return QUEUE_DEATH_REJECTED;
 }
 
+/* A retry record's first position (kbridge-retry-original-*), into the
+ * buffers that hold its own; a header missing or too long keeps its own. */
+static void queue_retry_origin(const struct kafka_record *record, char *topic, size_t topic_size,
+                               char *partition, size_t partition_size, char *offset,
+                               size_t offset_size)
+{
+    const struct {
+        const char *name;
+        char *out;
+        size_t size;
+    } fields[] = {{RECORD_RETRY_ORIGINAL_TOPIC, topic, topic_size},
+                  {RECORD_RETRY_ORIGINAL_PARTITION, partition, partition_size},
+                  {RECORD_RETRY_ORIGINAL_OFFSET, offset, offset_size}};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        size_t len = 0;
+        const char *value = record_header_find(record, fields[i].name, &len);
+        if (value && len > 0 && len < fields[i].size && !memchr(value, '\0', len)) {
+            memcpy(fields[i].out, value, len);
+            fields[i].out[len] = '\0';
+        }
+    }
+}
+
 /* Headers a dead letter gets anew, not copied from the record. */
 static bool queue_dead_letter_replaces(const char *name, bool exchange)
 {
@@ -572,8 +615,16 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
 {
     struct queue *queue = opaque;
     const struct kafka_record *record = record_ptr;
+    /* where it was published: a delayed redelivery's first position (§13) */
+    char origin_topic[ADDRESS_NAME_MAX * 2 + 2], partition[16], offset[24];
+    snprintf(origin_topic, sizeof(origin_topic), "%s", record->topic);
+    snprintf(partition, sizeof(partition), "%d", record->partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
+    if (queue->retry.level_count > 0 && queue_retry_is_topic(&queue->retry, record->topic))
+        queue_retry_origin(record, origin_topic, sizeof(origin_topic), partition, sizeof(partition),
+                           offset, sizeof(offset));
     struct queue_dead_letter_target target;
-    queue_dead_letter_target(queue, record, &target);
+    queue_dead_letter_target(queue, record, origin_topic, &target);
     size_t original = kafka_record_header_count(record);
     struct kafka_header *headers = calloc(original + QUEUE_DEAD_LETTER_HEADERS, sizeof(*headers));
     struct queue_dead_letter *dl = calloc(1, sizeof(*dl));
@@ -602,20 +653,19 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
         const void *value;
         size_t len;
         if (kafka_record_header(record, i, &name, &value, &len) != 0 ||
-            queue_dead_letter_replaces(name, target.exchange))
+            queue_dead_letter_replaces(name, target.exchange) ||
+            strcmp(name, RECORD_DELIVER_AT) == 0)
             continue;
         if (strcmp(name, "x-first-death-reason") == 0)
             first_death = false; /* dead-lettered before: the first death stays */
         headers[count++] = (struct kafka_header){name, value, len};
     }
-    char partition[16], offset[24], deliveries[16], now[24];
-    snprintf(partition, sizeof(partition), "%d", record->partition);
-    snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
+    char deliveries[16], now[24];
     snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)now_ms);
     headers[count++] = (struct kafka_header){RECORD_DLQ_REASON, reason, strlen(reason)};
     headers[count++] =
-        (struct kafka_header){RECORD_DLQ_ORIGINAL_TOPIC, record->topic, strlen(record->topic)};
+        (struct kafka_header){RECORD_DLQ_ORIGINAL_TOPIC, origin_topic, strlen(origin_topic)};
     headers[count++] =
         (struct kafka_header){RECORD_DLQ_ORIGINAL_PARTITION, partition, strlen(partition)};
     headers[count++] = (struct kafka_header){RECORD_DLQ_ORIGINAL_OFFSET, offset, strlen(offset)};
@@ -662,6 +712,216 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
     queue->dead_letters = dl;
 }
 
+/* ---- delayed redelivery (architecture §13) ---------------------------------------- */
+
+static void queue_on_retry_delivery(void *opaque, int err, int32_t partition, int64_t offset)
+{
+    struct queue_dead_letter *dl = opaque;
+    struct queue *queue = dl->queue;
+    (void)partition;
+    (void)offset;
+    if (queue) {
+        queue_dead_letter_unlink(queue, dl);
+        if (err)
+            log_warn("queue",
+                     "%s: retry produce failed (%s); the message is redelivered at once instead",
+                     queue->group_id, kafka_error_name(err));
+        else
+            (*queue->engine->retried)++;
+        queue_state_dead_lettered(queue->state, dl->id, err == 0);
+        queue_update_gauges(queue);
+    }
+    free(dl);
+}
+
+#define QUEUE_RETRY_HEADERS 5 /* the most queue_on_retry adds */
+
+/* A subscriber released `record` after its delivery_count-th delivery
+ * (queue_state's retry callback): produce it to the retry topic of that
+ * level with its due time and count; settled when Kafka confirms. Its first
+ * position stays in kbridge-retry-original-* across retries. */
+static void queue_on_retry(void *opaque, queue_delivery_id id, void *record_ptr,
+                           uint32_t delivery_count)
+{
+    struct queue *queue = opaque;
+    const struct kafka_record *record = record_ptr;
+    size_t level = queue_retry_level(&queue->retry, delivery_count);
+    const char *topic = queue->retry.topics[level];
+    size_t original = kafka_record_header_count(record);
+    struct kafka_header *headers = calloc(original + QUEUE_RETRY_HEADERS, sizeof(*headers));
+    struct queue_dead_letter *dl = calloc(1, sizeof(*dl));
+    if (!headers || !dl) {
+        free(headers);
+        free(dl);
+        log_error("queue", "%s: out of memory delaying a redelivery; it is redelivered at once",
+                  queue->group_id);
+        queue_state_dead_lettered(queue->state, id, false);
+        return;
+    }
+    size_t count = 0;
+    bool has_origin = false;
+    for (size_t i = 0; i < original; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (kafka_record_header(record, i, &name, &value, &len) != 0 ||
+            strcmp(name, RECORD_DELIVER_AT) == 0 || strcmp(name, RECORD_DELIVERY_COUNT) == 0)
+            continue;
+        if (strcmp(name, RECORD_RETRY_ORIGINAL_TOPIC) == 0)
+            has_origin = true;
+        headers[count++] = (struct kafka_header){name, value, len};
+    }
+    char due[24], deliveries[16], partition[16], offset[24];
+    snprintf(due, sizeof(due), "%llu",
+             (unsigned long long)(clock_wall_ms() + queue->retry.delay_ms[level]));
+    snprintf(deliveries, sizeof(deliveries), "%u", delivery_count);
+    headers[count++] = (struct kafka_header){RECORD_DELIVER_AT, due, strlen(due)};
+    headers[count++] = (struct kafka_header){RECORD_DELIVERY_COUNT, deliveries, strlen(deliveries)};
+    if (!has_origin) {
+        snprintf(partition, sizeof(partition), "%d", record->partition);
+        snprintf(offset, sizeof(offset), "%lld", (long long)record->offset);
+        headers[count++] = (struct kafka_header){RECORD_RETRY_ORIGINAL_TOPIC, record->topic,
+                                                 strlen(record->topic)};
+        headers[count++] =
+            (struct kafka_header){RECORD_RETRY_ORIGINAL_PARTITION, partition, strlen(partition)};
+        headers[count++] =
+            (struct kafka_header){RECORD_RETRY_ORIGINAL_OFFSET, offset, strlen(offset)};
+    }
+    dl->queue = queue;
+    dl->id = id;
+    int rc = kafka_produce(queue->context->kafka, topic, -1, 0, record->key, record->key_len,
+                           record->value, record->value_len, headers, count,
+                           queue_on_retry_delivery, dl);
+    free(headers);
+    if (rc != KAFKA_OK) {
+        log_warn("queue",
+                 "%s: cannot delay a redelivery through %s (%s); it is redelivered at once",
+                 queue->group_id, topic, kafka_error_name(rc));
+        free(dl);
+        queue_state_dead_lettered(queue->state, id, false);
+        return;
+    }
+    dl->next = queue->dead_letters;
+    if (queue->dead_letters)
+        queue->dead_letters->prev = dl;
+    queue->dead_letters = dl;
+}
+
+/* Hand a due retry record to queue_state with the deliveries it had. */
+static void queue_add_retried(struct queue *queue, int32_t index, struct kafka_record *record,
+                              uint32_t delivered)
+{
+    if (queue_state_add_delivered(queue->state, index, record->offset, record, delivered) != 0) {
+        log_debug("queue", "%s: dropped retry record %s [%d] @%lld of an unassigned partition",
+                  queue->group_id, record->topic, record->partition, (long long)record->offset);
+        kafka_record_free(record);
+    }
+}
+
+/* Arm retry_timer for the earliest held record (each FIFO's head is its
+ * partition's earliest: one delay per retry topic). */
+static void queue_arm_retry_timer(struct queue *queue)
+{
+    uint64_t earliest = UINT64_MAX;
+    for (size_t i = 0; i < queue->partition_count; i++)
+        if (queue->partitions[i].held_head && queue->partitions[i].held_head->due_ms < earliest)
+            earliest = queue->partitions[i].held_head->due_ms;
+    if (earliest == UINT64_MAX) {
+        event_del(queue->retry_timer);
+        return;
+    }
+    uint64_t now = clock_wall_ms();
+    uint64_t wait = earliest > now ? earliest - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
+    event_add(queue->retry_timer, &tv);
+}
+
+/* Move every due head of every FIFO into queue_state; resume the
+ * partitions whose FIFO emptied (unless flow control pauses them all). */
+static void queue_release_due(struct queue *queue)
+{
+    uint64_t now = clock_wall_ms();
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        if (!p->held_head)
+            continue;
+        while (p->held_head && p->held_head->due_ms <= now) {
+            struct queue_held *held = p->held_head;
+            p->held_head = held->next;
+            if (!p->held_head)
+                p->held_tail = NULL;
+            queue->held_count--;
+            (*queue->engine->held)--;
+            queue_add_retried(queue, (int32_t)i, held->record, held->delivered);
+            free(held);
+        }
+        if (!p->held_head && p->assigned && !queue->paused)
+            queue_pause_partition(queue, p, false);
+    }
+    queue_arm_retry_timer(queue);
+    queue_update_gauges(queue);
+}
+
+static void queue_on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    queue_release_due(arg);
+}
+
+/* Free partition `index`'s held records (revoked, or the queue goes): the
+ * group's next owner fetches them again from the committed offset. */
+static void queue_drop_held(struct queue *queue, struct queue_topic_partition *p)
+{
+    while (p->held_head) {
+        struct queue_held *held = p->held_head;
+        p->held_head = held->next;
+        queue->held_count--;
+        (*queue->engine->held)--;
+        kafka_record_free(held->record);
+        free(held);
+    }
+    p->held_tail = NULL;
+}
+
+/* A record fetched from a retry topic: into queue_state when due and
+ * nothing older waits, else held (its partition paused until it is due). */
+static void queue_on_retry_record(struct queue *queue, int32_t index, struct kafka_record *record)
+{
+    struct queue_topic_partition *p = &queue->partitions[index];
+    size_t len = 0;
+    const void *value = record_header_find(record, RECORD_DELIVER_AT, &len);
+    uint64_t due = 0, delivered = 0;
+    if (value && queue_retry_parse_decimal(value, len, &due) != 0)
+        due = 0; /* not ours to read: due now */
+    value = record_header_find(record, RECORD_DELIVERY_COUNT, &len);
+    if (!value || queue_retry_parse_decimal(value, len, &delivered) != 0 || delivered > UINT32_MAX)
+        delivered = 1;
+    if (!p->held_head && due <= clock_wall_ms()) {
+        queue_add_retried(queue, index, record, (uint32_t)delivered);
+        return;
+    }
+    struct queue_held *held = calloc(1, sizeof(*held));
+    if (!held) {
+        log_error("queue", "%s: out of memory holding a delayed redelivery: delivered now",
+                  queue->group_id);
+        queue_add_retried(queue, index, record, (uint32_t)delivered);
+        return;
+    }
+    held->record = record;
+    held->due_ms = due;
+    held->delivered = (uint32_t)delivered;
+    if (p->held_tail)
+        p->held_tail->next = held;
+    else
+        p->held_head = held;
+    p->held_tail = held;
+    queue->held_count++;
+    (*queue->engine->held)++;
+    queue_pause_partition(queue, p, true);
+    queue_arm_retry_timer(queue);
+}
+
 static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
 {
     struct queue *queue = opaque;
@@ -686,7 +946,8 @@ static void queue_on_flow(void *opaque, bool pause)
              pause ? "pausing" : "resuming", pause ? "above" : "back under half of");
     for (size_t i = 0; i < queue->partition_count; i++)
         if (queue->partitions[i].assigned)
-            queue_pause_partition(queue, &queue->partitions[i], pause);
+            queue_pause_partition(queue, &queue->partitions[i],
+                                  pause || queue->partitions[i].held_head);
     queue_update_gauges(queue);
 }
 
@@ -707,6 +968,7 @@ static const struct queue_state_callbacks queue_state_callbacks = {
     .selects = queue_on_selects,
     .deliver = queue_on_deliver,
     .dead_letter = queue_on_dead_letter,
+    .retry = queue_on_retry,
     .commit = queue_on_commit,
     .release_record = queue_on_release_record,
     .flow = queue_on_flow,
@@ -768,6 +1030,11 @@ static void queue_on_record(void *opaque, struct kafka_record *record)
         if (queue->partitions[index].next_undelivered < 0)
             queue->partitions[index].next_undelivered = record->offset;
     }
+    if (index >= 0 && queue->partitions[index].retry && queue->partitions[index].assigned) {
+        queue_on_retry_record(queue, index, record);
+        queue_update_gauges(queue);
+        return;
+    }
     bool closes_group = false;
     uint64_t group = queue_record_group(record, &closes_group);
     if (index < 0 || queue_state_add_grouped(queue->state, index, record->offset, record, group,
@@ -820,6 +1087,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         }
         queue->partitions[index].assigned = true;
         queue->partitions[index].paused = false;
+        queue->partitions[index].retry = queue_retry_is_topic(&queue->retry, parts[i].topic);
         queue->partitions[index].next_offset = -1;
         queue->partitions[index].next_undelivered = -1;
         queue_state_assign(queue->state, index);
@@ -845,6 +1113,7 @@ static void queue_on_revoked(void *opaque, const struct kafka_partition *parts, 
         if (index < 0)
             continue;
         queue_state_revoke(queue->state, index);
+        queue_drop_held(queue, &queue->partitions[index]);
         queue->partitions[index].assigned = false;
         queue->partitions[index].paused = false;
     }
@@ -903,8 +1172,13 @@ static void queue_free(struct queue *queue)
         event_free(queue->linger_timer);
     if (queue->expire_timer)
         event_free(queue->expire_timer);
-    for (size_t i = 0; i < queue->partition_count; i++)
+    if (queue->retry_timer)
+        event_free(queue->retry_timer);
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        queue_drop_held(queue, &queue->partitions[i]);
         free(queue->partitions[i].topic);
+    }
+    queue_retry_plan_clear(&queue->retry);
     if (queue->stats)
         *queue->stats->in_flight = *queue->stats->consumers = *queue->stats->paused_partitions = 0;
     free(queue->partitions);
@@ -986,7 +1260,6 @@ static char *queue_dead_letter_topic(const char *prefix, const char *pattern, co
  * what its bindings read (queue_bindings_topics). */
 static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
 {
-    const char *own[] = {queue->subscription};
     char **topics = NULL;
     size_t count = 0;
     if (!queue_bindings_empty(&queue->bindings) &&
@@ -995,8 +1268,20 @@ static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
         snprintf(err, err_size, "out of memory");
         return -1;
     }
-    int rc = topics ? kafka_consumer_subscribe(queue->consumer, (const char *const *)topics, count)
-                    : kafka_consumer_subscribe(queue->consumer, own, 1);
+    /* the group reads its own topic, its bindings' and its retry topics (§13) */
+    size_t base = topics ? count : 1;
+    const char **all = calloc(base + queue->retry.level_count, sizeof(*all));
+    if (!all) {
+        queue_bindings_free_topics(topics, count);
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < base; i++)
+        all[i] = topics ? topics[i] : queue->subscription;
+    for (size_t i = 0; i < queue->retry.level_count; i++)
+        all[base + i] = queue->retry.topics[i];
+    int rc = kafka_consumer_subscribe(queue->consumer, all, base + queue->retry.level_count);
+    free(all);
     if (rc != 0) {
         snprintf(err, err_size, "cannot subscribe to %s: %s", queue->subscription,
                  kafka_error_name(rc));
@@ -1008,6 +1293,10 @@ static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
                  queue->group_id, queue->subscription, count - 1);
     else
         log_info("queue", "%s: joining the group for %s", queue->group_id, queue->subscription);
+    if (queue->retry.level_count > 0)
+        log_info("queue", "%s: with %zu retry topic(s) for delayed redelivery, %s to %s",
+                 queue->group_id, queue->retry.level_count, queue->retry.topics[0],
+                 queue->retry.topics[queue->retry.level_count - 1]);
     queue_bindings_free_topics(topics, count);
     return 0;
 }
@@ -1181,13 +1470,27 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
                                    queue_pause_limit(config));
     queue->linger_timer = event_new(context->base, -1, 0, queue_on_linger, queue);
     queue->expire_timer = event_new(context->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
+    queue->retry_timer = event_new(context->base, -1, 0, queue_on_retry_timer, queue);
     queue->stats = stats_get(context->stats, queue->kind, queue->name);
     if (!queue->group_id || !queue->subscription || !queue->dead_letter_topic || !queue->state ||
-        !queue->linger_timer || !queue->expire_timer) {
+        !queue->linger_timer || !queue->expire_timer || !queue->retry_timer) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
     queue_read_arguments(queue);
+    /* Delayed redelivery (§13): queues only; a durable subscription's name
+     * is its topic's, which other subscriptions share. */
+    if (queue->bound &&
+        queue_retry_plan_init(
+            &queue->retry, config->kafka.topic_prefix, config->queues.retry_topic, queue->name,
+            config->queues.redelivery_delay.initial_ms,
+            strtod(config->queues.redelivery_delay.multiplier, NULL),
+            config->queues.redelivery_delay.max_ms,
+            queue_arguments_max_deliveries(&queue->arguments, config->queues.max_deliveries)) < 0) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    queue_state_delay_releases(queue->state, queue->retry.level_count > 0);
     /* earliest: a durable group has offsets on every partition it knew at
      * creation (anchored below); partitions and topics that appear later
      * were created after the subscription, so all their records are for it. */
@@ -1564,10 +1867,18 @@ struct engine *queue_engine_new(const struct engine_context *context, char *err,
         "Queue records that no subscriber's message selector selected for queues.selector_hold "
         "while every subscriber had one: settled without delivery.",
         NULL);
+    engine->retried = metrics_counter(
+        context->metrics, "kbridge_redelivery_delayed_total",
+        "Queue messages a subscriber released that went to a retry topic, confirmed by Kafka, "
+        "to be redelivered after queues.redelivery_delay.",
+        NULL);
+    engine->held = metrics_gauge(
+        context->metrics, "kbridge_redelivery_held",
+        "Records this node fetched from retry topics and holds until their redelivery time.", NULL);
     engine->definitions_event =
         event_new(context->base, -1, 0, queue_engine_definitions_changed, engine);
-    if (!engine->unmatched || !engine->maxlen_dropped || !engine->unselected ||
-        !engine->definitions_event ||
+    if (!engine->unmatched || !engine->maxlen_dropped || !engine->unselected || !engine->retried ||
+        !engine->held || !engine->definitions_event ||
         (context->definitions_store &&
          definitions_store_watch(context->definitions_store, queue_on_definitions_change, engine) <
              0)) {

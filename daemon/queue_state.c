@@ -75,6 +75,7 @@ struct queue_entry {
     struct queue_partition *partition; /* NULL once its partition was revoked */
     struct queue_consumer *consumer;   /* while acquired */
     const char *dead_letter_reason;    /* in the outbox; NULL: max_deliveries */
+    bool retry;                        /* in the outbox or dead-lettering: a delayed release */
     int64_t offset;
     uint64_t slot_seq;    /* position in partition->slots */
     queue_delivery_id id; /* current or last delivery; 0 before the first */
@@ -180,6 +181,7 @@ struct queue_state {
     void *opaque;
     uint32_t max_deliveries;
     uint32_t max_in_flight;
+    bool delay_releases; /* queue_state_delay_releases: releases go to cb.retry */
 
     struct entry_list available;
     struct entry_list acquired;
@@ -379,6 +381,21 @@ static void entry_release(struct queue_state *state, struct queue_entry *entry,
     *insert_after = entry;
 }
 
+/* A client's release with a redelivery delay (queue_state_delay_releases):
+ * the record leaves through cb.retry, as a dead letter leaves through
+ * cb.dead_letter, unless it reached max_deliveries (then it is dead-lettered). */
+static void entry_release_delayed(struct queue_state *state, struct queue_entry *entry)
+{
+    if (entry->delivery_count >= state->max_deliveries) {
+        struct queue_entry *front = NULL;
+        entry_release(state, entry, &front);
+        return;
+    }
+    state->stats.released++;
+    entry->retry = true;
+    entry_dead_letter(state, entry, NULL);
+}
+
 /* ---- the follow-up loop ---------------------------------------------------- */
 
 static void state_enter(struct queue_state *state) { state->depth++; }
@@ -400,8 +417,11 @@ static void flush_dead_letter_outbox(struct queue_state *state)
         }
         entry->dead_letter_reason = NULL;
         /* The callback may report the outcome at once; entry is not used after. */
-        state->cb.dead_letter(state->opaque, entry->id, entry->record, entry->delivery_count,
-                              reason);
+        if (entry->retry)
+            state->cb.retry(state->opaque, entry->id, entry->record, entry->delivery_count);
+        else
+            state->cb.dead_letter(state->opaque, entry->id, entry->record, entry->delivery_count,
+                                  reason);
     }
 }
 
@@ -749,13 +769,8 @@ void queue_state_revoke(struct queue_state *state, int32_t partition)
     state_leave(state);
 }
 
-int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record)
-{
-    return queue_state_add_grouped(state, partition, offset, record, 0, false);
-}
-
-int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_t offset,
-                            void *record, uint64_t group, bool closes_group)
+static int state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record,
+                     uint64_t group, bool closes_group, uint32_t delivered)
 {
     struct queue_partition *p = partition_get(state, partition);
     if (!p || offset <= p->highest)
@@ -777,6 +792,7 @@ int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_
     entry->available_at_ms = state->cb.now_ms(state->opaque);
     entry->group = group;
     entry->closes_group = group && closes_group;
+    entry->delivery_count = delivered;
     if (group)
         state->grouping = true;
     state_enter(state);
@@ -788,6 +804,28 @@ int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_
     }
     state_leave(state);
     return 0;
+}
+
+int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset, void *record)
+{
+    return state_add(state, partition, offset, record, 0, false, 0);
+}
+
+int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_t offset,
+                            void *record, uint64_t group, bool closes_group)
+{
+    return state_add(state, partition, offset, record, group, closes_group, 0);
+}
+
+int queue_state_add_delivered(struct queue_state *state, int32_t partition, int64_t offset,
+                              void *record, uint32_t delivered)
+{
+    return state_add(state, partition, offset, record, 0, false, delivered);
+}
+
+void queue_state_delay_releases(struct queue_state *state, bool delay)
+{
+    state->delay_releases = delay && state->cb.retry != NULL;
 }
 
 size_t queue_state_purge(struct queue_state *state, int32_t partition, int64_t end_offset)
@@ -1021,7 +1059,10 @@ int queue_state_settle(struct queue_state *state, queue_delivery_id id, enum que
     case QUEUE_ACCEPT: entry_accept(state, entry); break;
     case QUEUE_RELEASE:
         entry_unacquire(state, entry);
-        entry_release(state, entry, &front);
+        if (state->delay_releases)
+            entry_release_delayed(state, entry);
+        else
+            entry_release(state, entry, &front);
         break;
     case QUEUE_RELEASE_UNDELIVERED:
         entry_unacquire(state, entry);
@@ -1055,8 +1096,13 @@ void queue_state_dead_lettered(struct queue_state *state, queue_delivery_id id, 
     state_enter(state);
     list_unlink(list, entry);
     entry->dead_letter_reason = NULL;
+    bool retry = entry->retry;
+    entry->retry = false;
     if (ok) {
-        state->stats.dead_lettered++;
+        if (retry)
+            state->stats.retried++;
+        else
+            state->stats.dead_lettered++;
         entry_settle(state, entry);
     } else if (!entry->partition) {
         /* Its partition was revoked meanwhile: the new owner has it. */

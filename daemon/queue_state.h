@@ -14,7 +14,13 @@
  *    instead of being released again;
  *  - dead-lettering counts as settled only when queue_state_dead_lettered()
  *    reports the produce confirmed; a failed dead-letter produce makes the
- *    record available again.
+ *    record available again;
+ *  - with queue_state_delay_releases, a consumer's release (QUEUE_RELEASE)
+ *    leaves the same way through the retry callback (a retry topic,
+ *    architecture §13 "Delayed redelivery"), settled when the produce is
+ *    confirmed; the record comes back later as a new fetched record
+ *    (queue_state_add_delivered). Releases by a consumer's removal or the
+ *    ack timeout, and QUEUE_RELEASE_UNDELIVERED, stay immediate.
  *
  * Ordering: available records are delivered in fetch order; a released
  * record goes back to the FRONT of the available list (redelivered first, as
@@ -58,6 +64,10 @@ struct queue_state_callbacks {
      * "delivered N times (max_deliveries)", or the reason given to settle. */
     void (*dead_letter)(void *opaque, queue_delivery_id id, void *record, uint32_t delivery_count,
                         const char *reason);
+    /* Delayed release (queue_state_delay_releases): produce `record` to its
+     * retry topic, then report with queue_state_dead_lettered(id, ok); !ok
+     * makes it available again at once. NULL: no delayed releases. */
+    void (*retry)(void *opaque, queue_delivery_id id, void *record, uint32_t delivery_count);
     /* Everything below next_offset on `partition` is settled: store it. */
     void (*commit)(void *opaque, int32_t partition, int64_t next_offset);
     /* queue_state no longer holds `record` (settled, or dropped by revoke or
@@ -107,6 +117,16 @@ int queue_state_add(struct queue_state *state, int32_t partition, int64_t offset
  * `closes_group` (JMSXGroupSeq -1) is delivered (architecture §13). */
 int queue_state_add_grouped(struct queue_state *state, int32_t partition, int64_t offset,
                             void *record, uint64_t group, bool closes_group);
+
+/* The same for a record delivered `delivered` times already (a delayed
+ * redelivery fetched back from a retry topic): its next delivery counts
+ * delivered + 1 and is a redelivery. No message group (its order is lost). */
+int queue_state_add_delivered(struct queue_state *state, int32_t partition, int64_t offset,
+                              void *record, uint32_t delivered);
+/* Send a consumer's QUEUE_RELEASE through the retry callback (true) or
+ * straight back to available (false, the default). Ignored without a retry
+ * callback. */
+void queue_state_delay_releases(struct queue_state *state, bool delay);
 
 /* A purge (architecture §11 "Purge"): every available record of `partition`
  * below `end_offset` is settled without delivery, and records below it added
@@ -168,8 +188,8 @@ void queue_state_positions_if_accepted(
  * partition was revoked: counted in late_settles). */
 int queue_state_settle(struct queue_state *state, queue_delivery_id id, enum queue_outcome outcome,
                        const char *reason);
-/* Report a dead-letter produce: ok settles the record; !ok makes it available
- * again with its delivery count unchanged. Unknown ids are ignored. */
+/* Report a dead-letter (or retry) produce: ok settles the record; !ok makes
+ * it available again with its delivery count unchanged. Unknown ids are ignored. */
 void queue_state_dead_lettered(struct queue_state *state, queue_delivery_id id, bool ok);
 /* Release every delivery acquired at or before now_ms - ack_timeout_ms
  * (a consumer holding a message too long). Returns how many were released. */
@@ -180,7 +200,7 @@ size_t queue_state_expire(struct queue_state *state, uint64_t ack_timeout_ms);
 struct queue_state_stats {
     size_t available;      /* waiting for a consumer */
     size_t acquired;       /* delivered, unsettled */
-    size_t dead_lettering; /* dead-letter produce in flight */
+    size_t dead_lettering; /* dead-letter or retry produce in flight */
     bool paused;           /* flow(pause=true) is in force */
     uint64_t delivered;    /* deliveries made (first and re-) */
     uint64_t redelivered;  /* deliveries with delivery_count > 1 */
@@ -188,6 +208,7 @@ struct queue_state_stats {
     uint64_t released;
     uint64_t rejected;
     uint64_t dead_lettered; /* confirmed dead-letter produces */
+    uint64_t retried;       /* confirmed retry produces (delayed releases) */
     uint64_t late_settles;  /* settles of unknown ids */
     uint64_t expired;       /* releases by ack timeout */
     uint64_t purged;        /* settled without delivery by queue_state_purge */

@@ -250,6 +250,10 @@ static void assert_defaults(const struct config *config)
     ck_assert_uint_eq(config->queues.max_deliveries, 5);
     ck_assert(stomp_config_of(config)->nack_requeue);
     ck_assert_str_eq(config->queues.dead_letter_topic, "{name}.DLQ");
+    ck_assert_uint_eq(config->queues.redelivery_delay.initial_ms, 0);
+    ck_assert_str_eq(config->queues.redelivery_delay.multiplier, "2");
+    ck_assert_uint_eq(config->queues.redelivery_delay.max_ms, 60 * 60 * 1000);
+    ck_assert_str_eq(config->queues.retry_topic, "{name}.retry.{n}");
     ck_assert_uint_eq(config->queues.ack_timeout_ms, 30 * 60 * 1000);
     ck_assert_uint_eq(config->queues.max_in_flight, 10000);
     ck_assert_uint_eq(config->queues.linger_ms, 30 * 1000);
@@ -689,6 +693,19 @@ static const struct error_case error_cases[] = {
     {"queues:\n  dead_letter_topic: \"{name}/dlq\"\n",
      "t.yaml:2: queues.dead_letter_topic: \"{name}/dlq\" may only contain {name}, A-Z, a-z, 0-9, "
      "'.', '_' and '-'"},
+    {"queues:\n  redelivery_delay: { multiplier: \"0.5\" }\n",
+     "t.yaml:2: queues.redelivery_delay.multiplier: \"0.5\" is not a number from 1 to 100 (e.g. 2 "
+     "or 1.5)"},
+    {"queues:\n  redelivery_delay: { multiplier: \"2x\" }\n",
+     "t.yaml:2: queues.redelivery_delay.multiplier: \"2x\" is not a number from 1 to 100 (e.g. 2 "
+     "or 1.5)"},
+    {"queues:\n  retry_topic: \"{name}.retry\"\n",
+     "t.yaml:2: queues.retry_topic: \"{name}.retry\" must contain {name} (the queue name) and one "
+     "of {n} (the retry, from 1), {index} (from 0) or {delay} (its delay in ms), e.g. "
+     "\"{name}.retry.{n}\""},
+    {"queues:\n  retry_topic: \"{name}/r{n}\"\n",
+     "t.yaml:2: queues.retry_topic: \"{name}/r{n}\" may only contain {name}, {n}, {index}, "
+     "{delay}, A-Z, a-z, 0-9, '.', '_' and '-'"},
     {"log:\n  level: verbose\n",
      "t.yaml:2: log.level: \"verbose\" is not a log level (use error, warn, info or debug)"},
     {"log:\n  format: xml\n",

@@ -75,6 +75,8 @@ struct fake {
     size_t delivery_count, delivery_cap;
     struct dead_letter *dead_letters;
     size_t dead_letter_count, dead_letter_cap;
+    struct dead_letter *retries; /* retry callbacks (delayed releases) */
+    size_t retry_count, retry_cap;
     struct commit *commits;
     size_t commit_count, commit_cap;
     bool flows[64];
@@ -134,6 +136,16 @@ static void fake_dead_letter(void *opaque, queue_delivery_id id, void *record,
     }
 }
 
+static void fake_retry(void *opaque, queue_delivery_id id, void *record, uint32_t delivery_count)
+{
+    struct fake *fake = opaque;
+    struct test_record *r = record;
+    REQUIRE(r->magic == RECORD_MAGIC);
+    GROW(fake->retries, fake->retry_count, fake->retry_cap);
+    fake->retries[fake->retry_count++] = (struct dead_letter){
+        .id = id, .partition = r->partition, .offset = r->offset, .delivery_count = delivery_count};
+}
+
 static void fake_commit(void *opaque, int32_t partition, int64_t next_offset)
 {
     struct fake *fake = opaque;
@@ -181,6 +193,7 @@ static const struct queue_state_callbacks fake_callbacks = {
     .selects = fake_selects,
     .deliver = fake_deliver,
     .dead_letter = fake_dead_letter,
+    .retry = fake_retry,
     .commit = fake_commit,
     .release_record = fake_release_record,
     .flow = fake_flow,
@@ -204,6 +217,7 @@ static void fake_free(struct fake *fake)
     ck_assert_uint_eq(fake->released, fake->added);
     free(fake->deliveries);
     free(fake->dead_letters);
+    free(fake->retries);
     free(fake->commits);
     free(fake);
 }
@@ -863,6 +877,91 @@ START_TEST(third_release_dead_letters_at_max_deliveries_3)
     ck_assert_int_eq(queue_state_settle(fake->state, fake->dead_letters[0].id, QUEUE_ACCEPT, NULL),
                      -1);
     ck_assert_uint_eq(stats_of(fake).late_settles, 1);
+    fake_free(fake);
+}
+END_TEST
+
+/* queue_state_delay_releases (architecture §13 "Delayed redelivery"): a
+ * consumer's release leaves through retry and is settled when the produce
+ * is confirmed; the copy fetched back from the retry topic keeps counting;
+ * the last allowed delivery is dead-lettered as without delays; a failed
+ * retry produce makes the record available again at once. */
+START_TEST(delayed_releases_go_through_retry_and_keep_counting)
+{
+    struct fake *fake = fake_new(3, 1000);
+    queue_state_delay_releases(fake->state, true);
+    queue_state_assign(fake->state, 0);
+    queue_state_assign(fake->state, 7); /* the retry topic's partition */
+    add(fake, 0, 0);
+    add(fake, 0, 1);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
+    ck_assert_uint_eq(fake->delivery_count, 2);
+    /* release of offset 0: not redelivered, handed to retry */
+    ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 0, 0), QUEUE_RELEASE, NULL),
+                     0);
+    ck_assert_uint_eq(fake->delivery_count, 2);
+    ck_assert_uint_eq(fake->retry_count, 1);
+    ck_assert_int_eq(fake->retries[0].offset, 0);
+    ck_assert_uint_eq(fake->retries[0].delivery_count, 1);
+    ck_assert_uint_eq(stats_of(fake).dead_lettering, 1);
+    /* nothing committed until the retry produce is confirmed */
+    accept_delivery(fake, 0, 1);
+    ck_assert_uint_eq(fake->commit_count, 0);
+    queue_state_dead_lettered(fake->state, fake->retries[0].id, true);
+    struct commit expect[] = {{0, 2}};
+    check_commits(fake, expect, 1);
+    ck_assert_uint_eq(stats_of(fake).retried, 1);
+    ck_assert_uint_eq(stats_of(fake).dead_lettered, 0);
+    ck_assert_uint_eq(fake->dead_letter_count, 0);
+
+    /* fetched back from the retry topic: delivered once before */
+    struct test_record *r = malloc(sizeof(*r));
+    REQUIRE(r != NULL);
+    *r = (struct test_record){7, 40, RECORD_MAGIC};
+    ck_assert_int_eq(queue_state_add_delivered(fake->state, 7, 40, r, 1), 0);
+    fake->added++;
+    ck_assert_int_eq(last_delivery(fake)->offset, 40);
+    ck_assert_uint_eq(last_delivery(fake)->delivery_count, 2);
+    ck_assert_uint_eq(stats_of(fake).redelivered, 1);
+    /* a failed retry produce: available again at once, same count */
+    ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 7, 40), QUEUE_RELEASE, NULL),
+                     0);
+    ck_assert_uint_eq(fake->retry_count, 2);
+    ck_assert_uint_eq(fake->retries[1].delivery_count, 2);
+    queue_state_dead_lettered(fake->state, fake->retries[1].id, false);
+    ck_assert_int_eq(last_delivery(fake)->offset, 40);
+    ck_assert_uint_eq(last_delivery(fake)->delivery_count, 3);
+    /* the third delivery was the last: its release dead-letters */
+    ck_assert_int_eq(queue_state_settle(fake->state, delivery_of(fake, 7, 40), QUEUE_RELEASE, NULL),
+                     0);
+    ck_assert_uint_eq(fake->retry_count, 2);
+    ck_assert_uint_eq(fake->dead_letter_count, 1);
+    ck_assert_str_eq(fake->dead_letters[0].reason, "delivered 3 times (max_deliveries)");
+    queue_state_dead_lettered(fake->state, fake->dead_letters[0].id, true);
+    ck_assert_uint_eq(stats_of(fake).dead_lettered, 1);
+    ck_assert_uint_eq(stats_of(fake).retried, 1);
+    struct commit expect2[] = {{0, 2}, {7, 41}};
+    check_commits(fake, expect2, 2);
+    fake_free(fake);
+}
+END_TEST
+
+/* Only a consumer's own release is delayed: a consumer that goes releases
+ * what it held for immediate redelivery, as without delays. */
+START_TEST(a_removed_consumers_records_are_redelivered_at_once_with_delays)
+{
+    struct fake *fake = fake_new(5, 1000);
+    queue_state_delay_releases(fake->state, true);
+    queue_state_assign(fake->state, 0);
+    add(fake, 0, 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, A, 10, false, false), 0);
+    ck_assert_int_eq(queue_state_consumer_add(fake->state, B, 10, false, false), 0);
+    const void *holder = last_delivery(fake)->consumer;
+    queue_state_consumer_remove(fake->state, (void *)holder);
+    ck_assert_uint_eq(fake->retry_count, 0);
+    ck_assert_uint_eq(fake->delivery_count, 2);
+    ck_assert_ptr_ne(last_delivery(fake)->consumer, holder);
+    ck_assert_uint_eq(last_delivery(fake)->delivery_count, 2);
     fake_free(fake);
 }
 END_TEST
@@ -1693,6 +1792,8 @@ static Suite *queue_state_suite(void)
     TCase *outcomes = tcase_create("outcomes");
     tcase_add_test(outcomes, release_is_redelivered_first_with_count_2);
     tcase_add_test(outcomes, third_release_dead_letters_at_max_deliveries_3);
+    tcase_add_test(outcomes, delayed_releases_go_through_retry_and_keep_counting);
+    tcase_add_test(outcomes, a_removed_consumers_records_are_redelivered_at_once_with_delays);
     tcase_add_test(outcomes, reject_dead_letters_at_once);
     tcase_add_test(outcomes, confirmed_dead_letter_settles_and_commits);
     tcase_add_test(outcomes, failed_dead_letter_makes_the_record_available_with_the_same_count);
