@@ -389,6 +389,11 @@ void core_subscription_block(struct core_subscription *subscription, bool blocke
  * queue's depth, not Kafka's lag (AMQP 0-9-1 get-ok's message_count). 0 for
  * topics and temporary queues. */
 size_t core_subscription_backlog(const struct core_subscription *subscription);
+/* Do the subscription's deliveries need settling (queues, durable
+ * subscriptions), or is there nothing to settle (non-durable topics,
+ * browsing, stream queues: their deliveries carry id 0, a client's acks of
+ * them are accepted and change nothing)? */
+bool core_subscription_settles(const struct core_subscription *subscription);
 /* Settle a delivery. CORE_OK, or CORE_ERR_INVALID when the id is unknown
  * (already settled, or its partition moved to another node: counted). */
 int core_settle(struct core_subscription *subscription, uint64_t id, enum queue_outcome outcome,

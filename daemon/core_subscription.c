@@ -17,6 +17,7 @@
 #include "config.h"
 #include "core.h"
 #include "core_internal.h"
+#include "definitions.h"
 #include "kafka.h"
 #include "log.h"
 #include "record.h"
@@ -192,6 +193,8 @@ static struct engine *core_subscription_engine(struct core *core,
         return core->temporary_engine;
     if (options->browse)
         return core->topic_engine; /* a group-less read of the queue's topic */
+    if (destination->kind == DESTINATION_QUEUE && options->stream_offset)
+        return core->topic_engine; /* a stream queue: its topic, read from an offset */
     if (destination->kind == DESTINATION_QUEUE || durable_name)
         return core->queue_engine;
     return core->topic_engine;
@@ -328,17 +331,23 @@ static int core_selector_parse(const struct core_subscribe_options *options, str
     return 0;
 }
 
-/* Can `destination` be browsed: a queue reading its own topic only (a
- * browse reads that topic from the group's committed offsets), without a
- * durable name or a replay start? CORE_OK or an error with the reason. */
-static int core_browse_check(struct core_session *session, const struct destination *destination,
-                             const struct core_subscribe_options *options, const char *display,
-                             char *err, size_t err_size)
+/* Is queue `name` a stream (x-queue-type stream, architecture §13 "Stream
+ * queues") in the definitions view? */
+static bool core_queue_is_stream(struct core *core, const char *name)
 {
-    if (destination->kind != DESTINATION_QUEUE || options->durable_name || options->stream_offset) {
-        snprintf(err, err_size, "browsing works on queues only; %s is not one", display);
-        return CORE_ERR_UNSUPPORTED;
-    }
+    const struct queue_definition *definition =
+        definitions_queue(core_definitions(core), CORE_DEFAULT_VHOST, name);
+    const json_t *type =
+        definition ? json_object_get(definition->spec.arguments, "x-queue-type") : NULL;
+    return type && json_is_string(type) && strcmp(json_string_value(type), "stream") == 0;
+}
+
+/* Does the queue read its own topic only (no bindings to other exchanges)?
+ * CORE_OK, or an error with the reason naming what would need it. */
+static int core_queue_reads_own_topic(struct core_session *session,
+                                      const struct destination *destination, const char *display,
+                                      const char *what, char *err, size_t err_size)
+{
     char **topics = NULL;
     size_t count = 0;
     if (core_queue_topics(session->core, CORE_DEFAULT_VHOST, destination->name, &topics, &count) <
@@ -351,11 +360,25 @@ static int core_browse_check(struct core_session *session, const struct destinat
     free(topics);
     if (count > 1) {
         snprintf(err, err_size,
-                 "browsing a queue bound to exchanges is not built yet; %s reads %zu topics",
+                 "%s a queue bound to exchanges is not built yet; %s reads %zu topics", what,
                  display, count);
         return CORE_ERR_UNSUPPORTED;
     }
     return CORE_OK;
+}
+
+/* Can `destination` be browsed: a queue reading its own topic only (a
+ * browse reads that topic from the group's committed offsets), without a
+ * durable name or a replay start? CORE_OK or an error with the reason. */
+static int core_browse_check(struct core_session *session, const struct destination *destination,
+                             const struct core_subscribe_options *options, const char *display,
+                             char *err, size_t err_size)
+{
+    if (destination->kind != DESTINATION_QUEUE || options->durable_name || options->stream_offset) {
+        snprintf(err, err_size, "browsing works on queues only; %s is not one", display);
+        return CORE_ERR_UNSUPPORTED;
+    }
+    return core_queue_reads_own_topic(session, destination, display, "browsing", err, err_size);
 }
 
 /* An exchange subscription (RabbitMQ's STOMP /exchange/NAME/KEY): a topic
@@ -404,8 +427,8 @@ core_subscribe_exchange(struct core_session *session, const struct destination *
     }
     if (options->stream_offset) {
         snprintf(err, err_size,
-                 "x-stream-offset (replay) works on non-durable subscriptions to one topic only "
-                 "so far; exchange '%s' is not a topic",
+                 "x-stream-offset (replay) works on stream queues and non-durable "
+                 "subscriptions to one topic only so far; exchange '%s' is not a topic",
                  exchange->name);
         *error_code = CORE_ERR_UNSUPPORTED;
         return NULL;
@@ -483,15 +506,33 @@ struct core_subscription *core_subscribe(struct core_session *session,
             return NULL;
         }
     }
+    /* A stream queue is read like a topic replay, from x-stream-offset
+     * ("next" when absent, as RabbitMQ): every consumer reads everything,
+     * nothing is consumed away (architecture §13 "Stream queues"). */
+    bool stream_queue = destination->kind == DESTINATION_QUEUE && !options->browse &&
+                        core_queue_is_stream(session->core, destination->name);
+    struct core_subscribe_options stream_options;
+    if (stream_queue) {
+        int rc =
+            core_queue_reads_own_topic(session, destination, display, "reading", err, err_size);
+        if (rc != CORE_OK) {
+            *error_code = rc;
+            return NULL;
+        }
+        stream_options = *options;
+        if (!stream_options.stream_offset)
+            stream_options.stream_offset = "next";
+        options = &stream_options;
+    }
     struct stream_offset stream_offset;
     if (options->stream_offset) {
-        if (destination->kind != DESTINATION_TOPIC || destination->wildcard ||
+        if ((destination->kind != DESTINATION_TOPIC && !stream_queue) || destination->wildcard ||
             options->durable_name) {
             snprintf(err, err_size,
-                     "x-stream-offset (replay) works on non-durable subscriptions to one topic "
-                     "only so far; %s is %s",
+                     "x-stream-offset (replay) works on stream queues and non-durable "
+                     "subscriptions to one topic only so far; %s is %s",
                      display,
-                     destination->kind != DESTINATION_TOPIC ? "not a topic"
+                     destination->kind != DESTINATION_TOPIC ? "not a topic or a stream queue"
                      : destination->wildcard                ? "a wildcard"
                                                             : "a durable subscription");
             *error_code = CORE_ERR_UNSUPPORTED;
@@ -511,7 +552,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
     struct selector *selector;
     if (core_selector_parse(options, &selector, error_code, err, err_size) < 0)
         return NULL;
-    if (destination->kind == DESTINATION_QUEUE) {
+    if (destination->kind == DESTINATION_QUEUE && !stream_queue) {
         int rc = core_exchange_queue_first_use(session, destination, err, err_size);
         if (rc != CORE_OK) {
             selector_free(selector);
@@ -575,6 +616,11 @@ size_t core_subscription_backlog(const struct core_subscription *sub)
     if (!sub->attached || !sub->engine->ops->backlog)
         return 0;
     return sub->engine->ops->backlog(sub);
+}
+
+bool core_subscription_settles(const struct core_subscription *sub)
+{
+    return sub->engine->ops->settle != NULL;
 }
 
 int core_settle(struct core_subscription *sub, uint64_t id, enum queue_outcome outcome,

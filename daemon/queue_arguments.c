@@ -158,15 +158,29 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
             out->single_active_consumer = json_is_true(value);
         } else if (strcmp(key, "x-queue-type") == 0) {
             const char *type = json_string_value(value);
-            if (strcmp(type, "stream") == 0) {
-                snprintf(err, err_size,
-                         "invalid arg 'x-queue-type': 'stream', kbridge does not support stream "
-                         "queues (use a topic or a durable subscription)");
-                return -1;
-            }
-            out->type = strcmp(type, "quorum") == 0 ? QUEUE_TYPE_QUORUM : QUEUE_TYPE_CLASSIC;
+            out->type = strcmp(type, "stream") == 0   ? QUEUE_TYPE_STREAM
+                        : strcmp(type, "quorum") == 0 ? QUEUE_TYPE_QUORUM
+                                                      : QUEUE_TYPE_CLASSIC;
         } else if (strcmp(key, "x-queue-mode") == 0) {
             out->lazy = strcmp(json_string_value(value), "lazy") == 0;
+        }
+    }
+    if (out->type == QUEUE_TYPE_STREAM) {
+        /* what a stream does not have (RabbitMQ refuses the same): nothing
+         * is consumed away, so nothing expires, overflows or dies */
+        static const char *const not_for_streams[] = {
+            "x-message-ttl",          "x-expires",
+            "x-max-length",           "x-overflow",
+            "x-dead-letter-exchange", "x-dead-letter-routing-key",
+            "x-delivery-limit",       "x-single-active-consumer"};
+        for (size_t i = 0; i < sizeof(not_for_streams) / sizeof(not_for_streams[0]); i++) {
+            if (json_object_get(arguments, not_for_streams[i])) {
+                snprintf(err, err_size,
+                         "invalid arg '%s' for a stream queue: a stream keeps every message "
+                         "(Kafka's retention decides; set it on the topic)",
+                         not_for_streams[i]);
+                return -1;
+            }
         }
     }
     if (out->has_dead_letter_routing_key && !out->has_dead_letter_exchange) {

@@ -18,6 +18,9 @@
 enum queue_type {
     QUEUE_TYPE_CLASSIC, /* also what no x-queue-type means */
     QUEUE_TYPE_QUORUM,  /* accepted; behaves as classic (Kafka replicates) */
+    /* a RabbitMQ stream (architecture §13 "Stream queues"): its topic, read
+     * by every consumer from its x-stream-offset, nothing consumed away */
+    QUEUE_TYPE_STREAM,
 };
 
 struct queue_arguments {

@@ -915,7 +915,9 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
                                                     &properties);
     uint64_t tag = ++channel->next_delivery_tag;
     struct amqp091_unacked *unacked = NULL;
-    bool track = !no_ack && delivery->id != 0;
+    /* a stream queue's deliveries (id 0) are tracked too: the client acks
+     * their tags (for flow, as RabbitMQ streams); core_settle ignores them */
+    bool track = !no_ack;
     if (rc == 0 && track) {
         unacked = calloc(1, sizeof(*unacked));
         if (!unacked || u64_map_reserve(&channel->unacked_by_tag) < 0) {
@@ -1103,6 +1105,54 @@ static int32_t amqp091_consumer_priority(const amqp_table_t *arguments)
     return 0;
 }
 
+/* basic.consume's x-stream-offset (RabbitMQ streams, architecture §13):
+ * its text in the core's spelling (stream_offset.h) into out: a string as
+ * it is ("first", "last", "next", "1h"), an integer as "offset=N", a
+ * timestamp as "timestamp=SECONDS". false when absent; -1 (with the
+ * reason in out) when of another type. */
+static int amqp091_stream_offset(const amqp_table_t *arguments, char *out, size_t out_size)
+{
+    for (int i = 0; i < arguments->num_entries; i++) {
+        const amqp_table_entry_t *entry = &arguments->entries[i];
+        if (entry->key.len != 15 || memcmp(entry->key.bytes, "x-stream-offset", 15) != 0)
+            continue;
+        const amqp_field_value_t *v = &entry->value;
+        int64_t value;
+        switch (v->kind) {
+        case AMQP_FIELD_KIND_UTF8:
+        case AMQP_FIELD_KIND_BYTES:
+            if (v->value.bytes.len >= out_size ||
+                memchr(v->value.bytes.bytes, '\0', v->value.bytes.len)) {
+                snprintf(out, out_size, "x-stream-offset is not a stream offset");
+                return -1;
+            }
+            memcpy(out, v->value.bytes.bytes, v->value.bytes.len);
+            out[v->value.bytes.len] = '\0';
+            return 1;
+        case AMQP_FIELD_KIND_TIMESTAMP:
+            snprintf(out, out_size, "timestamp=%" PRIu64, v->value.u64);
+            return 1;
+        case AMQP_FIELD_KIND_I8: value = v->value.i8; break;
+        case AMQP_FIELD_KIND_U8: value = v->value.u8; break;
+        case AMQP_FIELD_KIND_I16: value = v->value.i16; break;
+        case AMQP_FIELD_KIND_U16: value = v->value.u16; break;
+        case AMQP_FIELD_KIND_I32: value = v->value.i32; break;
+        case AMQP_FIELD_KIND_U32: value = v->value.u32; break;
+        case AMQP_FIELD_KIND_I64: value = v->value.i64; break;
+        case AMQP_FIELD_KIND_U64:
+            value = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
+            break;
+        default:
+            snprintf(out, out_size,
+                     "x-stream-offset must be a string, an integer offset or a timestamp");
+            return -1;
+        }
+        snprintf(out, out_size, "offset=%" PRId64, value);
+        return 1;
+    }
+    return 0;
+}
+
 static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_consume_t *m)
 {
     struct amqp091_connection *connection = channel->connection;
@@ -1206,6 +1256,16 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     };
     int code = CORE_ERR_INTERNAL;
     char err[256] = "";
+    char stream_offset[128];
+    int has_offset = amqp091_stream_offset(&m->arguments, stream_offset, sizeof(stream_offset));
+    if (has_offset < 0) {
+        amqp091_consumer_end(consumer);
+        snprintf(text, sizeof(text), "PRECONDITION_FAILED - %s", stream_offset);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_CONSUME_METHOD);
+        return;
+    }
+    if (has_offset)
+        options.stream_offset = stream_offset;
     if (direct_reply) {
         /* the channel's temporary queue (architecture §7); replies are
          * at most once, nothing to settle */

@@ -592,6 +592,8 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
         }
     }
     sub->core = core;
+    /* browsing, a stream queue: its acks are accepted and settle nothing */
+    sub->settles = sub->settles && core_subscription_settles(core);
     if (connection->deliveries_blocked && !sub->blocked) {
         sub->blocked = true;
         core_subscription_block(core, true);

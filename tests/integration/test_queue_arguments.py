@@ -235,9 +235,9 @@ def test_message_ttl_dead_letters_expired_messages(daemon, uniq):
     ({"x-max-length": 10, "x-overflow": "reject-publish-dlx"},
      "PRECONDITION_FAILED - invalid arg 'x-overflow': 'reject-publish-dlx', must be "
      "drop-head|reject-publish"),
-    ({"x-queue-type": "stream"},
-     "PRECONDITION_FAILED - invalid arg 'x-queue-type': 'stream', kbridge does not support "
-     "stream queues (use a topic or a durable subscription)"),
+    ({"x-queue-type": "stream", "x-max-length": 10},
+     "PRECONDITION_FAILED - invalid arg 'x-max-length' for a stream queue: a stream keeps every "
+     "message (Kafka's retention decides; set it on the topic)"),
     ({"x-max-priority": 10},
      "PRECONDITION_FAILED - invalid arg 'x-max-priority': kbridge does not support this "
      "queue argument"),

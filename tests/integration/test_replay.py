@@ -98,7 +98,8 @@ def test_replay_subscribers_each_start_where_they_asked(kbridged_factory, bootst
 
 @pytest.mark.parametrize("destination, spec, headers, why", [
     ("/queue/replayq", "first", {},
-     "x-stream-offset (replay) works on non-durable subscriptions to one topic only so far"),
+     "x-stream-offset (replay) works on stream queues and non-durable subscriptions to one "
+     "topic only so far; queue 'replayq' is not a topic or a stream queue"),
     ("/topic/replay.*", "first", {}, "is a wildcard"),
     ("/topic/replayd", "first", {"durable": "true"}, "is a durable subscription"),
     ("/topic/replayb", "offset=x", {}, "bad x-stream-offset: 'offset=x'"),

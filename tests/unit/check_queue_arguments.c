@@ -67,6 +67,17 @@ START_TEST(honoured_arguments_are_parsed)
 }
 END_TEST
 
+START_TEST(a_stream_queue_is_parsed)
+{
+    json_t *arguments = json("{\"x-queue-type\": \"stream\"}");
+    struct queue_arguments parsed;
+    char err[256];
+    ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(parsed.type, QUEUE_TYPE_STREAM);
+    json_decref(arguments);
+}
+END_TEST
+
 START_TEST(a_zero_delivery_limit_dead_letters_the_first_return)
 {
     json_t *arguments = json("{\"x-delivery-limit\": 0}");
@@ -85,9 +96,12 @@ START_TEST(other_arguments_are_refused_by_name)
     } bad[] = {
         {"{\"x-max-priority\": 10}",
          "invalid arg 'x-max-priority': kbridge does not support this queue argument"},
-        {"{\"x-queue-type\": \"stream\"}",
-         "invalid arg 'x-queue-type': 'stream', kbridge does not support stream queues (use a "
-         "topic or a durable subscription)"},
+        {"{\"x-queue-type\": \"stream\", \"x-message-ttl\": 1000}",
+         "invalid arg 'x-message-ttl' for a stream queue: a stream keeps every message (Kafka's "
+         "retention decides; set it on the topic)"},
+        {"{\"x-queue-type\": \"stream\", \"x-dead-letter-exchange\": \"dlx\"}",
+         "invalid arg 'x-dead-letter-exchange' for a stream queue: a stream keeps every message "
+         "(Kafka's retention decides; set it on the topic)"},
         {"{\"x-queue-type\": \"mirrored\"}",
          "invalid arg 'x-queue-type': 'mirrored', must be classic|quorum|stream"},
         {"{\"x-message-ttl\": -1}",
@@ -169,6 +183,7 @@ static Suite *queue_arguments_suite(void)
     tcase_add_test(tc, reject_publish_is_parsed);
     tcase_add_test(tc, honoured_arguments_are_parsed);
     tcase_add_test(tc, a_zero_delivery_limit_dead_letters_the_first_return);
+    tcase_add_test(tc, a_stream_queue_is_parsed);
     tcase_add_test(tc, other_arguments_are_refused_by_name);
     tcase_add_test(tc, x_death_counts_per_queue_and_reason);
     suite_add_tcase(s, tc);
