@@ -565,6 +565,19 @@ typedef void (*core_purge_fn)(void *opaque, int core_error, const char *reason,
  * CORE_ERR_UNAVAILABLE, CORE_ERR_INTERNAL. */
 int core_purge_queue(struct core_session *session, const char *vhost, const char *name,
                      core_purge_fn done, void *opaque, char *err, size_t err_size);
+/* The answer of core_queue_depth, on the loop: CORE_OK with the queue's
+ * ready messages across the cluster (Kafka's lag of its group, from where
+ * its ready messages start; unsettled deliveries included), or
+ * CORE_ERR_UNAVAILABLE with Kafka's reason. */
+typedef void (*core_depth_fn)(void *opaque, int core_error, const char *reason,
+                              uint64_t message_count);
+/* Look up queue `name`'s depth (core_depth.c; AMQP 0-9-1 declare-ok's
+ * message_count). No ACL check: the caller declared the queue. CORE_OK:
+ * `done` is called exactly once, later, on the loop (never after
+ * core_session_close). Else CORE_ERR_UNAVAILABLE or CORE_ERR_INTERNAL with
+ * the reason in err. */
+int core_queue_depth(struct core_session *session, const char *vhost, const char *name,
+                     core_depth_fn done, void *opaque, char *err, size_t err_size);
 /* The Kafka topics queue `name` reads (its own and its bindings' sources;
  * amq.topic wildcards left out): a malloc'd array of malloc'd strings (free
  * with queue_bindings_free_topics). 0, or -1 out of memory. */

@@ -31,6 +31,7 @@ struct json_t;
 struct core_exclusive;
 struct core_exchange_op;
 struct core_purge_op;
+struct core_depth_op;
 struct core_transaction;
 struct core_overflow;
 struct binding_header;
@@ -131,6 +132,7 @@ struct core_session {
     struct core_exclusive *exclusives;          /* exclusive queues it declared */
     struct core_exchange_op *exchange_ops;      /* exchange subscriptions being set up */
     struct core_purge_op *purge_ops;            /* purges waiting (core_purge.c) */
+    struct core_depth_op *depth_ops;            /* depth lookups waiting (core_depth.c) */
     /* ACL decisions by destination name (core_acl_allows): struct
      * core_acl_entry by u64_map_string_key, at most CORE_ACL_CACHE_MAX, and
      * the session's config_user; valid while acl_generation is the core's
@@ -368,6 +370,10 @@ int core_definitions_start(struct core *core, char *err, size_t err_size);
 /* The session is closing: its pending definition calls will not call back,
  * and its exclusive queues are deleted (with their bindings). */
 void core_definitions_session_closed(struct core_session *session);
+/* ---- core_depth.c ---- */
+/* The session closes: its depth lookups' callbacks will not be called. */
+void core_depth_session_closed(struct core_session *session);
+
 /* ---- core_purge.c ---- */
 /* The session closes: its purges' callbacks will not be called. */
 void core_purge_session_closed(struct core_session *session);

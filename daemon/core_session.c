@@ -423,6 +423,7 @@ void core_session_close(struct core_session *session)
     core_definitions_session_closed(session);
     core_exchange_session_closed(session);
     core_purge_session_closed(session);
+    core_depth_session_closed(session);
     if (session->prev)
         session->prev->next = session->next;
     else

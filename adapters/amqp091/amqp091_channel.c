@@ -154,31 +154,73 @@ struct amqp091_op {
     uint64_t generation;
     amqp_method_number_t method;
     bool nowait;
+    bool count_messages; /* queue.declare of a named queue: declare-ok counts its messages */
 };
+
+/* The channel an op was for, if it is still there and open. */
+static struct amqp091_channel *amqp091_op_channel(const struct amqp091_op *op)
+{
+    struct amqp091_connection *connection = op->connection;
+    struct amqp091_channel *channel = amqp091_channel_find(connection, op->channel);
+    if (channel && channel->generation == op->generation && !channel->closing &&
+        connection->state == AMQP091_STATE_RUNNING)
+        return channel;
+    return NULL;
+}
+
+/* declare-ok: consumer_count is this node's consumers of the queue, any
+ * protocol (other nodes' are not known here); message_count its depth in
+ * Kafka (core_queue_depth) or 0. */
+static void amqp091_send_declare_ok(struct amqp091_channel *channel, uint64_t message_count)
+{
+    struct amqp091_connection *connection = channel->connection;
+    amqp_queue_declare_ok_t ok = {
+        .queue = amqp_cstring_bytes(channel->last_queue),
+        .message_count = message_count > UINT32_MAX ? UINT32_MAX : (uint32_t)message_count,
+        .consumer_count = (uint32_t)core_queue_local_consumers(
+            connection->adapter->base.context.core, channel->last_queue),
+    };
+    amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
+}
+
+/* core_queue_depth's answer for a declare-ok: a failed lookup answers 0
+ * (the declare itself succeeded; RabbitMQ's count is never an error). */
+static void amqp091_declare_counted(void *opaque, int core_error, const char *reason,
+                                    uint64_t message_count)
+{
+    struct amqp091_op *op = opaque;
+    struct amqp091_connection *connection = op->connection;
+    connection->waiting--;
+    struct amqp091_channel *channel = amqp091_op_channel(op);
+    if (core_error != CORE_OK)
+        log_debug("amqp091", "%s: declare-ok of '%s' counts 0 messages: %s", connection->base.peer,
+                  channel ? channel->last_queue : "?", reason);
+    if (channel)
+        amqp091_send_declare_ok(channel, core_error == CORE_OK ? message_count : 0);
+    free(op);
+    amqp091_connection_update_reading(connection);
+}
 
 static void amqp091_op_done(void *opaque, int core_error, const char *reason, const char *name)
 {
     struct amqp091_op *op = opaque;
     struct amqp091_connection *connection = op->connection;
     connection->waiting--;
-    struct amqp091_channel *channel = amqp091_channel_find(connection, op->channel);
-    if (channel && channel->generation == op->generation && !channel->closing &&
-        connection->state == AMQP091_STATE_RUNNING) {
+    struct amqp091_channel *channel = amqp091_op_channel(op);
+    if (channel) {
         if (core_error != CORE_OK) {
             amqp091_channel_core_error(channel, core_error, reason, op->method);
         } else if (op->method == AMQP_QUEUE_DECLARE_METHOD) {
             snprintf(channel->last_queue, sizeof(channel->last_queue), "%s", name ? name : "");
-            if (!op->nowait) {
-                /* consumer_count: this node's consumers of the queue, any
-                 * protocol (other nodes' are not known here); message_count
-                 * 0: the group's lag is not looked up (no cheap source) */
-                amqp_queue_declare_ok_t ok = {
-                    .queue = amqp_cstring_bytes(channel->last_queue),
-                    .consumer_count = (uint32_t)core_queue_local_consumers(
-                        connection->adapter->base.context.core, channel->last_queue),
-                };
-                amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
+            char err[256];
+            if (!op->nowait && op->count_messages &&
+                core_queue_depth(connection->session, CORE_DEFAULT_VHOST, channel->last_queue,
+                                 amqp091_declare_counted, op, err, sizeof(err)) == CORE_OK) {
+                connection->waiting++; /* the next method waits for this declare-ok */
+                return;
             }
+            if (!op->nowait)
+                amqp091_send_declare_ok(channel, 0); /* a new server-named queue: empty */
         } else if (!op->nowait) {
             amqp_method_number_t reply = 0;
             switch (op->method) {
@@ -207,8 +249,11 @@ static struct amqp091_op *amqp091_op_new(struct amqp091_channel *channel,
     struct amqp091_op *op = calloc(1, sizeof(*op));
     if (!op)
         return NULL;
-    *op = (struct amqp091_op){channel->connection, channel->number, channel->generation, method,
-                              nowait};
+    *op = (struct amqp091_op){.connection = channel->connection,
+                              .channel = channel->number,
+                              .generation = channel->generation,
+                              .method = method,
+                              .nowait = nowait};
     return op;
 }
 
@@ -338,6 +383,8 @@ static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_qu
     if (amqp091_arguments(channel, &m->arguments, &spec.arguments, AMQP_QUEUE_DECLARE_METHOD) < 0)
         return;
     struct amqp091_op *op = amqp091_op_new(channel, AMQP_QUEUE_DECLARE_METHOD, m->nowait);
+    if (op) /* a server-named queue is new: nothing to count */
+        op->count_messages = name[0] != '\0';
     int rc = CORE_ERR_INTERNAL;
     snprintf(err, sizeof(err), "out of memory");
     if (op)

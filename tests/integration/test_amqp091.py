@@ -1041,6 +1041,31 @@ def test_basic_recover_redelivers_the_unacked(daemon, uniq):
     conn.close()
 
 
+def test_declare_ok_counts_the_messages_ready_in_kafka(daemon, uniq):
+    """queue.declare-ok's message_count (issue 14): the queue's depth in
+    Kafka, from its group's committed offsets, as pika's
+    `queue_declare(...).method.message_count` reads it for monitoring."""
+    queue = f"counted{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    assert ch.queue_declare(queue, durable=True).method.message_count == 0
+    ch.confirm_delivery()
+    for i in range(7):
+        ch.basic_publish("", queue, f"c{i}".encode())
+    assert ch.queue_declare(queue, passive=True).method.message_count == 7
+    assert ch.queue_declare(queue, durable=True).method.message_count == 7  # redeclare too
+    # consume and ack 3: once the group commits, 4 are left
+    got = []
+    ch.basic_qos(prefetch_count=3)
+    ch.basic_consume(queue, lambda c, m, p, b: got.append(m.delivery_tag))
+    drain_until(conn, lambda: len(got) >= 3, 30, "3 deliveries")
+    for delivery_tag in got[:3]:  # later deliveries stay unacked: still counted
+        ch.basic_ack(delivery_tag)
+    wait_for(lambda: ch.queue_declare(queue, passive=True).method.message_count == 4, 30,
+             "declare-ok to count 4")
+    conn.close()
+
+
 def test_queue_delete_from_another_connection_cancels_consumers(daemon, uniq):
     queue = f"gone{uniq}"
     conn = pika_connect(daemon)
