@@ -205,3 +205,45 @@ def test_without_a_delay_a_nack_redelivers_at_once_in_place(kbridged_factory, bo
     assert "retry topic" not in daemon.log()
     assert read_topic(bootstrap, f"{qname}.retry.1") == []
     client.close()
+
+
+def test_pika_nack_with_requeue_is_delayed_and_reject_dead_letters(kbridged_factory, bootstrap,
+                                                                    qname):
+    """AMQP 0-9-1: basic.nack(requeue=True) comes back after the delay with
+    redelivered set and x-delivery-count going on; basic.reject(requeue=False)
+    dead-letters at once."""
+    from conftest import pika_connect, user_config
+    config = delay_config(bootstrap, initial="1500ms")
+    config["auth"] = {"anonymous": True, "users": [
+        user_config("app", "secret", consume=[".*"], publish=[".*"])]}
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    connection = pika_connect(daemon, "app", "secret")
+    channel = connection.channel()
+    channel.queue_declare(qname, durable=True)
+    channel.confirm_delivery()
+    channel.basic_publish("", qname, b"later")
+    channel.basic_publish("", qname, b"never")
+    got = []
+    channel.basic_qos(prefetch_count=10)
+    channel.basic_consume(qname, lambda ch, m, p, b: got.append((time.time(), m, p, b)))
+    deadline = time.monotonic() + 60
+    while len(got) < 2:
+        assert time.monotonic() < deadline, f"only {len(got)} deliveries"
+        connection.process_data_events(time_limit=0.1)
+    by_body = {b: (t, m, p) for t, m, p, b in got}
+    channel.basic_reject(by_body[b"never"][1].delivery_tag, requeue=False)
+    nacked_at = time.time()
+    channel.basic_nack(by_body[b"later"][1].delivery_tag, requeue=True)
+    while len(got) < 3:
+        assert time.monotonic() < deadline, "the nacked message did not come back"
+        connection.process_data_events(time_limit=0.1)
+    when, method, properties, body = got[2]
+    assert body == b"later" and when - nacked_at >= 1.5 - 0.01
+    assert method.redelivered
+    assert properties.headers["x-delivery-count"] == 1  # RabbitMQ counts the returns
+    assert properties.headers["kbridge-retry-original-topic"] == qname
+    channel.basic_ack(method.delivery_tag)
+    dead = read_topic(bootstrap, f"{qname}.DLQ")
+    assert [r.value() for r in dead] == [b"never"]
+    connection.close()
