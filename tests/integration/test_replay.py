@@ -67,7 +67,8 @@ def stomp_replay(daemon, topic, spec, expected):
     ("30m", 50),
     ("last", 99),
     ("next", 100),
-])
+], ids=["first", "offset=60", "60", "timestamp", "30m", "last", "next"])  # ids: stable across
+# xdist workers, which import this module at different times (NOW_S)
 def test_stomp_subscription_replays_from_its_x_stream_offset(kbridged_factory, bootstrap, topic,
                                                              spec, first):
     daemon = kbridged_factory(base_config(bootstrap))
@@ -123,7 +124,7 @@ def test_x_stream_offsets_that_cannot_be_served_are_refused_saying_why(
     ("first", 0),
     (ulong(60), 60),
     (timestamp(RECENT_MS), 50),
-])
+], ids=["first", "ulong-60", "timestamp"])
 def test_amqp_receiver_with_a_stream_offset_filter_replays(kbridged_factory, bootstrap, topic,
                                                            value, first):
     daemon = kbridged_factory(base_config(bootstrap))

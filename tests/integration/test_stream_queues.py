@@ -101,7 +101,7 @@ def pika_read(daemon, name, offset, expected, prefetch=30, markers=1):
     ("last", 99),
     (None, 100),    # RabbitMQ's default: next
     ("next", 100),
-])
+], ids=["first", "int-60", "offset=95", "timestamp", "last", "none", "next"])
 def test_pika_consumers_read_a_stream_queue_from_their_offset(kbridged_factory, bootstrap, stream,
                                                               offset, first):
     daemon = kbridged_factory(stream_config(bootstrap))
