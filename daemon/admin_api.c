@@ -440,6 +440,7 @@ struct admin_depth {
     struct admin_request *req;
     json_t *queue; /* borrowed from req->result */
     char *vhost, *name;
+    bool dlq; /* the depth of the queue's dead-letter topic (admin_dlq.c's) */
 };
 
 static void admin_queues_finish(struct admin_request *req)
@@ -465,7 +466,15 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
 {
     struct admin_depth *depth = opaque;
     struct admin_request *req = depth->req;
-    if (err) {
+    if (depth->dlq) {
+        int64_t total = 0;
+        for (size_t i = 0; !err && i < count; i++) {
+            int64_t from = parts[i].committed > parts[i].low ? parts[i].committed : parts[i].low;
+            total += parts[i].end > from ? parts[i].end - from : 0;
+        }
+        json_object_set_new(depth->queue, "kbridge_dlq_messages",
+                            err ? json_null() : json_integer(total));
+    } else if (err) {
         json_object_set_new(depth->queue, "messages", json_null());
         json_object_set_new(depth->queue, "messages_ready", json_null());
         json_object_set_new(depth->queue, "kbridge_depth_error", json_string(reason));
@@ -531,6 +540,34 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     return true;
 }
 
+/* Add kbridge_dlq_topic and, from a lookup, kbridge_dlq_messages (what its
+ * group kbridge.dlq.NAME has not redriven or discarded) to `queue`. */
+static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, const char *vhost,
+                                  const char *name)
+{
+    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16];
+    if (admin_dlq_topic(server_config(req->api->server), name, topic, sizeof(topic)) < 0)
+        return;
+    admin_dlq_group(name, group, sizeof(group));
+    json_object_set_new(queue, "kbridge_dlq_topic", json_string(topic));
+    struct admin_depth *depth = calloc(1, sizeof(*depth));
+    if (!depth)
+        return;
+    *depth = (struct admin_depth){.req = req, .queue = queue, .dlq = true};
+    depth->vhost = strdup(vhost);
+    depth->name = strdup(name);
+    char *topics[1] = {topic};
+    req->jobs++;
+    if (!depth->vhost || !depth->name ||
+        kafka_group_lag(server_kafka(req->api->server), group, topics, 1, admin_depth_done, depth) <
+            0) {
+        req->jobs--;
+        free(depth->vhost);
+        free(depth->name);
+        free(depth);
+    }
+}
+
 static void admin_queues(struct admin_request *req)
 {
     struct core *core = server_core(req->api->server);
@@ -581,6 +618,7 @@ static void admin_queues(struct admin_request *req)
             free(depth);
         }
         queue_bindings_free_topics(topics, topic_count);
+        admin_queue_dlq_depth(req, queue, vhost, name);
     }
     if (--req->jobs == 0)
         admin_queues_finish(req);

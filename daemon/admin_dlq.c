@@ -61,8 +61,7 @@ struct admin_dlq_run {
 
 /* queue.c's dead-letter topic: kafka.topic_prefix + the pattern with every
  * "{name}" replaced. -1 when it does not fit. */
-static int admin_dlq_topic(const struct config *config, const char *name, char *out,
-                           size_t out_size)
+int admin_dlq_topic(const struct config *config, const char *name, char *out, size_t out_size)
 {
     size_t used = (size_t)snprintf(out, out_size, "%s", config->kafka.topic_prefix);
     for (const char *p = config->queues.dead_letter_topic; *p && used < out_size;) {
@@ -78,7 +77,7 @@ static int admin_dlq_topic(const struct config *config, const char *name, char *
     return used < out_size ? 0 : -1;
 }
 
-static void admin_dlq_group(const char *name, char *out, size_t out_size)
+void admin_dlq_group(const char *name, char *out, size_t out_size)
 {
     snprintf(out, out_size, "%s%s", ADMIN_DLQ_GROUP_PREFIX, name);
 }

@@ -21,6 +21,7 @@
 #define ADMIN_NAME_MAX 512
 
 struct admin_dlq_run;
+struct config;
 struct config_user;
 struct core_auth;
 struct core_import;
@@ -72,6 +73,12 @@ char *admin_query_value(struct admin_request *req, const char *name);
 /* admin_dlq.c: serve /api/kbridge/dlq/VHOST/QUEUE[/...] (segments 0..2 are
  * api, kbridge, dlq). */
 void admin_dlq_route(struct admin_request *req);
+/* Queue `name`'s dead-letter topic as daemon/queue.c names it
+ * (kafka.topic_prefix + queues.dead_letter_topic with {name} replaced); -1
+ * when it does not fit in out. */
+int admin_dlq_topic(const struct config *config, const char *name, char *out, size_t out_size);
+/* The DLQ's own consumer group: kbridge.dlq.NAME. */
+void admin_dlq_group(const char *name, char *out, size_t out_size);
 /* Shutdown, before the waiting requests are detached: stop what waits on a
  * timer (its request answered 503), leave running jobs to end on their own. */
 void admin_dlq_shutdown(struct admin_api *api);

@@ -148,6 +148,8 @@ def test_peek_then_redrive_100_dead_letters_back_into_the_queue(daemon, bootstra
     assert status == 200
     assert (info["topic"], info["group"], info["messages"], info["running"]) == (
         f"{q}.DLQ", f"kbridge.dlq.{q}", 100, None)
+    status, queue = daemon.api(f"/api/queues/%2F/{q}")
+    assert (queue["kbridge_dlq_topic"], queue["kbridge_dlq_messages"]) == (f"{q}.DLQ", 100)
     dlq_records = read_topic(bootstrap, f"{q}.DLQ")
     assert sorted(r.value().decode() for r in dlq_records) == bodies
 
@@ -177,6 +179,7 @@ def test_peek_then_redrive_100_dead_letters_back_into_the_queue(daemon, bootstra
     assert answer["messages_before"] == 100 and answer["topic"] == f"{q}.DLQ"
     assert depth(daemon, q) == 0
     assert metrics(daemon)["kbridge_dlq_redriven_records_total"] == 100
+    assert daemon.api(f"/api/queues/%2F/{q}")[1]["kbridge_dlq_messages"] == 0
 
     # a consumer of the queue gets each body once, as a first delivery
     client = Client(daemon)
