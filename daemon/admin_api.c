@@ -16,7 +16,10 @@
  * partition of every topic the queue's group reads, the end offset minus
  * the committed offset (minus the log start when nothing is committed
  * yet). "consumers" counts this node's subscribers only: a cluster-wide
- * status topic is a later step. */
+ * status topic is a later step.
+ *
+ * The dead-letter resources (/api/kbridge/dlq/...) live in admin_dlq.c;
+ * admin_internal.h is what the two files share. */
 #include "admin_api.h"
 
 #include <event2/buffer.h>
