@@ -390,10 +390,12 @@ static void kafka_dlq_read(struct kafka_dlq *dlq, rd_kafka_t *consumer, rd_kafka
             continue;
         }
         if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            /* the log ends before the snapshot's end only when offsets are
-             * gaps (aborted transactions' markers): nothing more to read */
-            if (message->offset >= *next)
-                *next = message->offset < end ? end : *next;
+            /* Every record before the EOF's offset was handed out: what is
+             * left below it are offsets without records (transaction
+             * markers), which the group may skip. */
+            int64_t reached = message->offset < end ? message->offset : end;
+            if (reached > *next)
+                *next = reached;
             rd_kafka_message_destroy(message);
             break;
         }
@@ -527,6 +529,10 @@ static void kafka_dlq_work(void *arg)
         dlq->delivered = dlq->failed = 0;
         rd_kafka_destroy(producer);
     }
+    if (!dlq->err && more && commit->cnt == 0 && dlq->action == KAFKA_DLQ_REDRIVE)
+        kafka_dlq_fail(dlq, RD_KAFKA_RESP_ERR__FAIL,
+                       "no progress reading %s: its log ends before the end offsets it had",
+                       dlq->topic);
     if (!dlq->err && dlq->action != KAFKA_DLQ_PEEK)
         kafka_dlq_commit(dlq, consumer, commit);
     if (!dlq->err) {
