@@ -21,6 +21,7 @@ from stomp_util import Client
 KBRIDGECTL = os.path.join(BUILDDIR, "daemon", "kbridgectl")
 MONITOR = ("watcher", "watch-secret")
 LIMITED = ("limited", "limited-secret")  # administrator, but publishes only to dlqa.*
+BLIND = ("blind", "blind-secret")  # administrator, but consumes only other.*
 NACK_REASON = "rejected by the STOMP client (NACK)"
 
 
@@ -34,6 +35,8 @@ def make_config(bootstrap, **dlq):
         user_config(MONITOR[0], MONITOR[1], ["monitoring"]),
         user_config(LIMITED[0], LIMITED[1], ["administrator"], consume=[".*"],
                     publish=["^dlqa\\."]),
+        user_config(BLIND[0], BLIND[1], ["administrator"], consume=["^other\\."],
+                    publish=[".*"]),
     ]
     if dlq:
         config["dlq"] = dlq
@@ -278,6 +281,11 @@ def test_changes_need_an_administrator(daemon, bootstrap):
         status, answer = daemon.api(dlq_path(q, rest), method=method, body=body, auth=MONITOR)
         assert status == 403 and "administrator" in answer["reason"], (method, rest)
     assert daemon.http(dlq_path(q))[0] == 401
+    # the administrator tag is not enough: the user must be allowed to consume the queue
+    for method, rest, body in (("POST", "/redrive", {}), ("DELETE", "/messages", None)):
+        status, answer = daemon.api(dlq_path(q, rest), method=method, body=body, auth=BLIND)
+        assert status == 403, (method, rest, answer)
+        assert answer["reason"].startswith(f"user blind may not consume from queue '{q}'")
     assert depth(daemon, q) == 2
     assert "kbridge_dlq_redriven_records_total" not in metrics(daemon)
     out = ctl(daemon, "dlq", "redrive", q, auth=MONITOR)
@@ -333,7 +341,7 @@ def test_kbridgectl_dlq_show_peek_redrive_discard(daemon, bootstrap):
 def test_kill_9_during_a_redrive_loses_nothing(kbridged_factory, bootstrap):
     # 2,000 dead letters, redriven 100 per batch with a pause between
     # batches (dlq.redrive_debug_batch_delay_ms) so the kill lands mid-way
-    config = make_config(bootstrap, redrive_batch=100, redrive_debug_batch_delay_ms=150)
+    config = make_config(bootstrap, redrive_batch=100, redrive_debug_batch_delay_ms=300)
     daemon = kbridged_factory(config)
     q = f"dlqa.{uniq()}"
     assert daemon.api(f"/api/queues/%2F/{q}", method="PUT", body={})[0] == 201
