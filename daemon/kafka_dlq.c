@@ -33,7 +33,7 @@
 /* A partition that yields nothing for this long while records are due: the
  * batch stops with an error (a broker gone, a topic deleted). */
 #define KAFKA_DLQ_STALL_MS 20000
-#define KAFKA_DLQ_FLUSH_MS 60000
+#define KAFKA_DLQ_FLUSH_MS 60000 /* > the producer's message.timeout.ms below */
 
 struct kafka_dlq_peeked {
     struct kafka_dlq_record record;
@@ -381,7 +381,10 @@ static void kafka_dlq_read(struct kafka_dlq *dlq, rd_kafka_t *consumer, rd_kafka
         return;
     }
     uint64_t last_progress = clock_monotonic_ms();
-    while (*next<end && * budget> 0 && !dlq->err) {
+    for (;;) {
+        bool due = *next < end;
+        if (!due || *budget == 0 || dlq->err)
+            break;
         rd_kafka_message_t *message = rd_kafka_consumer_poll(consumer, 100);
         if (!message) {
             if (clock_monotonic_ms() - last_progress > KAFKA_DLQ_STALL_MS)
@@ -400,9 +403,16 @@ static void kafka_dlq_read(struct kafka_dlq *dlq, rd_kafka_t *consumer, rd_kafka
             break;
         }
         if (message->err) {
-            kafka_dlq_fail(dlq, message->err, "cannot read %s", rd_kafka_message_errstr(message));
+            /* A broker going away and coming back is reported here too: only
+             * what will not pass stops the batch (else the stall check does). */
+            if (kafka_error_classify(message->err) != KAFKA_CLASS_RETRIABLE)
+                kafka_dlq_fail(dlq, message->err, "cannot read %s",
+                               rd_kafka_message_errstr(message));
+            else
+                log_info("kafka", "group %s reading %s: %s (retrying)", dlq->group_id, dlq->topic,
+                         rd_kafka_message_errstr(message));
             rd_kafka_message_destroy(message);
-            break;
+            continue;
         }
         last_progress = clock_monotonic_ms();
         if (message->partition != p || message->offset < *next) {
@@ -527,6 +537,8 @@ static void kafka_dlq_work(void *arg)
                            "%s; the dead-letter offsets were not moved", what);
         }
         dlq->delivered = dlq->failed = 0;
+        if (left > 0) /* not confirmed: dropped (they are redriven again next time) */
+            rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_destroy(producer);
     }
     if (!dlq->err && more && commit->cnt == 0 && dlq->action == KAFKA_DLQ_REDRIVE)
@@ -623,7 +635,9 @@ static rd_kafka_conf_t *kafka_dlq_producer_conf(struct kafka *kafka, char *err, 
             0 ||
         kafka_conf_set(conf, "kafka", "enable.idempotence", "true", err, err_size) < 0 ||
         kafka_conf_set(conf, "kafka", "acks", "all", err, err_size) < 0 ||
-        kafka_conf_set(conf, "kafka", "linger.ms", "5", err, err_size) < 0) {
+        kafka_conf_set(conf, "kafka", "linger.ms", "5", err, err_size) < 0 ||
+        /* a record Kafka cannot take fails within the batch's flush */
+        kafka_conf_set(conf, "kafka", "message.timeout.ms", "45000", err, err_size) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
