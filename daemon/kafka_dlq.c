@@ -75,18 +75,18 @@ const char *kafka_redrive_header_name(const char *name)
     static const struct {
         const char *from, *to;
     } renamed[] = {
-        {RECORD_DLQ_REASON, KAFKA_REDRIVE_REASON},
-        {RECORD_DLQ_ORIGINAL_TOPIC, KAFKA_REDRIVE_ORIGINAL_TOPIC},
-        {RECORD_DLQ_ORIGINAL_PARTITION, KAFKA_REDRIVE_ORIGINAL_PARTITION},
-        {RECORD_DLQ_ORIGINAL_OFFSET, KAFKA_REDRIVE_ORIGINAL_OFFSET},
-        {RECORD_DLQ_TIME, KAFKA_REDRIVE_DEAD_LETTERED_AT},
+        {RECORD_DLQ_REASON, RECORD_REDRIVE_REASON},
+        {RECORD_DLQ_ORIGINAL_TOPIC, RECORD_REDRIVE_ORIGINAL_TOPIC},
+        {RECORD_DLQ_ORIGINAL_PARTITION, RECORD_REDRIVE_ORIGINAL_PARTITION},
+        {RECORD_DLQ_ORIGINAL_OFFSET, RECORD_REDRIVE_ORIGINAL_OFFSET},
+        {RECORD_DLQ_TIME, RECORD_REDRIVE_DEAD_LETTERED_AT},
     };
     for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++)
         if (strcmp(name, renamed[i].from) == 0)
             return renamed[i].to;
     if (strcmp(name, RECORD_DELIVERY_COUNT) == 0 ||
         strncmp(name, RECORD_DLQ_PREFIX, strlen(RECORD_DLQ_PREFIX)) == 0 ||
-        strncmp(name, KAFKA_REDRIVE_PREFIX, strlen(KAFKA_REDRIVE_PREFIX)) == 0)
+        strncmp(name, RECORD_REDRIVE_PREFIX, strlen(RECORD_REDRIVE_PREFIX)) == 0)
         return NULL;
     return name;
 }
@@ -247,7 +247,7 @@ static int kafka_dlq_produce(struct kafka_dlq *dlq, rd_kafka_t *producer,
             memcpy(original, value, size);
             original[size] = '\0';
         }
-        if (strcmp(name, KAFKA_REDRIVE_COUNT) == 0 && value && size < 20) {
+        if (strcmp(name, RECORD_REDRIVE_COUNT) == 0 && value && size < 20) {
             char text[21];
             memcpy(text, value, size);
             text[size] = '\0';
@@ -262,11 +262,11 @@ static int kafka_dlq_produce(struct kafka_dlq *dlq, rd_kafka_t *producer,
     snprintf(offset, sizeof(offset), "%lld", (long long)message->offset);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
     snprintf(count, sizeof(count), "%llu", redrives + 1);
-    kafka_dlq_header_add(out, KAFKA_REDRIVE_FROM_TOPIC, dlq->topic);
-    kafka_dlq_header_add(out, KAFKA_REDRIVE_FROM_PARTITION, partition);
-    kafka_dlq_header_add(out, KAFKA_REDRIVE_FROM_OFFSET, offset);
-    kafka_dlq_header_add(out, KAFKA_REDRIVE_TIME, now);
-    kafka_dlq_header_add(out, KAFKA_REDRIVE_COUNT, count);
+    kafka_dlq_header_add(out, RECORD_REDRIVE_FROM_TOPIC, dlq->topic);
+    kafka_dlq_header_add(out, RECORD_REDRIVE_FROM_PARTITION, partition);
+    kafka_dlq_header_add(out, RECORD_REDRIVE_FROM_OFFSET, offset);
+    kafka_dlq_header_add(out, RECORD_REDRIVE_TIME, now);
+    kafka_dlq_header_add(out, RECORD_REDRIVE_COUNT, count);
     const char *topic = dlq->destination;
     bool to_original = false;
     if (!topic) {

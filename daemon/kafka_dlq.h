@@ -25,21 +25,6 @@
 
 #include "kafka.h"
 
-/* Headers a redriven record carries instead of the dead letter's
- * kbridge-dlq-* (which would make it a dead letter again) and
- * kbridge-delivery-count (dropped: the count starts anew). */
-#define KAFKA_REDRIVE_REASON "kbridge-redrive-reason"
-#define KAFKA_REDRIVE_ORIGINAL_TOPIC "kbridge-redrive-original-topic"
-#define KAFKA_REDRIVE_ORIGINAL_PARTITION "kbridge-redrive-original-partition"
-#define KAFKA_REDRIVE_ORIGINAL_OFFSET "kbridge-redrive-original-offset"
-#define KAFKA_REDRIVE_DEAD_LETTERED_AT "kbridge-redrive-dead-lettered-at"
-#define KAFKA_REDRIVE_FROM_TOPIC "kbridge-redrive-from-topic"
-#define KAFKA_REDRIVE_FROM_PARTITION "kbridge-redrive-from-partition"
-#define KAFKA_REDRIVE_FROM_OFFSET "kbridge-redrive-from-offset"
-#define KAFKA_REDRIVE_TIME "kbridge-redrive-time"
-#define KAFKA_REDRIVE_COUNT "kbridge-redrive-count"
-#define KAFKA_REDRIVE_PREFIX "kbridge-redrive-"
-
 enum kafka_dlq_action {
     KAFKA_DLQ_PEEK,
     KAFKA_DLQ_REDRIVE,
@@ -108,9 +93,10 @@ int kafka_dlq_next(struct kafka_dlq *dlq);
 void kafka_dlq_free(struct kafka_dlq *dlq);
 
 /* The name a redriven record's header `name` (a dead letter's) gets:
- * kbridge-dlq-reason -> kbridge-redrive-reason and so on, NULL when the
- * header is dropped (kbridge-delivery-count, other kbridge-dlq-*, an earlier
- * redrive's kbridge-redrive-*), `name` itself when it is kept as it is.
+ * kbridge-dlq-reason -> kbridge-redrive-reason and so on (record.h's
+ * RECORD_REDRIVE_*), NULL when the header is dropped (kbridge-delivery-count,
+ * other kbridge-dlq-*, an earlier redrive's kbridge-redrive-*), `name`
+ * itself when it is kept as it is.
  * Pure; the unit tests use it. */
 const char *kafka_redrive_header_name(const char *name);
 

@@ -14,15 +14,15 @@
  * kbridge-dlq-reason would be a dead letter again (record_expires_passed). */
 START_TEST(provenance_is_renamed)
 {
-    ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_REASON), KAFKA_REDRIVE_REASON);
+    ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_REASON), RECORD_REDRIVE_REASON);
     ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_ORIGINAL_TOPIC),
-                     KAFKA_REDRIVE_ORIGINAL_TOPIC);
+                     RECORD_REDRIVE_ORIGINAL_TOPIC);
     ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_ORIGINAL_PARTITION),
-                     KAFKA_REDRIVE_ORIGINAL_PARTITION);
+                     RECORD_REDRIVE_ORIGINAL_PARTITION);
     ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_ORIGINAL_OFFSET),
-                     KAFKA_REDRIVE_ORIGINAL_OFFSET);
-    ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_TIME), KAFKA_REDRIVE_DEAD_LETTERED_AT);
-    ck_assert_str_eq(KAFKA_REDRIVE_REASON, "kbridge-redrive-reason");
+                     RECORD_REDRIVE_ORIGINAL_OFFSET);
+    ck_assert_str_eq(kafka_redrive_header_name(RECORD_DLQ_TIME), RECORD_REDRIVE_DEAD_LETTERED_AT);
+    ck_assert_str_eq(RECORD_REDRIVE_REASON, "kbridge-redrive-reason");
 }
 END_TEST
 
@@ -32,9 +32,9 @@ START_TEST(counts_and_earlier_redrives_are_dropped)
 {
     ck_assert_ptr_null(kafka_redrive_header_name(RECORD_DELIVERY_COUNT));
     ck_assert_ptr_null(kafka_redrive_header_name("kbridge-dlq-something-new"));
-    ck_assert_ptr_null(kafka_redrive_header_name(KAFKA_REDRIVE_FROM_OFFSET));
-    ck_assert_ptr_null(kafka_redrive_header_name(KAFKA_REDRIVE_COUNT));
-    ck_assert_ptr_null(kafka_redrive_header_name(KAFKA_REDRIVE_REASON));
+    ck_assert_ptr_null(kafka_redrive_header_name(RECORD_REDRIVE_FROM_OFFSET));
+    ck_assert_ptr_null(kafka_redrive_header_name(RECORD_REDRIVE_COUNT));
+    ck_assert_ptr_null(kafka_redrive_header_name(RECORD_REDRIVE_REASON));
 }
 END_TEST
 
