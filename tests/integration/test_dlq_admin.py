@@ -373,7 +373,7 @@ def test_kill_9_during_a_redrive_loses_nothing(kbridged_factory, bootstrap):
     daemon.kill()
     thread.join(30)
     assert not answers or answers[0][0] != 200  # it never finished
-    redriven_before = len(read_topic(bootstrap, q)) if depth_topic_exists(bootstrap, q) else 0
+    redriven_before = len(read_topic(bootstrap, q)) if topic_exists(bootstrap, q) else 0
     assert 0 < redriven_before < 2000
 
     daemon = kbridged_factory(config, name="restarted")
@@ -391,7 +391,7 @@ def test_kill_9_during_a_redrive_loses_nothing(kbridged_factory, bootstrap):
     assert (status, answer["redriven"]) == (200, 0)
 
 
-def depth_topic_exists(bootstrap, topic):
+def topic_exists(bootstrap, topic):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbridge-test-meta"})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
