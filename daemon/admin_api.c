@@ -16,7 +16,10 @@
  * partition of every topic the queue's group reads, the end offset minus
  * the committed offset (minus the log start when nothing is committed
  * yet). "consumers" counts this node's subscribers only: a cluster-wide
- * status topic is a later step. */
+ * status topic is a later step.
+ *
+ * The dead-letter resources (/api/kbridge/dlq/...) live in admin_dlq.c;
+ * admin_internal.h is what the two files share. */
 #include "admin_api.h"
 
 #include <event2/buffer.h>
@@ -30,6 +33,7 @@
 #include <string.h>
 
 #include "admin_auth.h"
+#include "admin_internal.h"
 #include "config.h"
 #include "core.h"
 #include "definitions.h"
@@ -42,36 +46,9 @@
 #include "server.h"
 #include "version.h"
 
-#define ADMIN_SEGMENTS_MAX 8
-#define ADMIN_NAME_MAX 512
-
-struct admin_api {
-    struct server *server;
-    struct admin_request *pending; /* doubly linked */
-};
-
-struct admin_request {
-    struct admin_request *next, *prev;
-    struct admin_api *api;          /* NULL once detached (shutdown) */
-    struct evhttp_request *request; /* NULL once detached */
-    enum evhttp_cmd_type method;
-    struct core_auth *auth;
-    char user[256];
-    char peer[80];
-    enum admin_role role;
-    char *segments[ADMIN_SEGMENTS_MAX]; /* decoded path segments after "/" */
-    size_t segment_count;
-    struct core_session *session; /* declares and deletes */
-    struct core_import *import;   /* POST /api/definitions */
-    /* queue listings waiting for their depths */
-    json_t *result;
-    bool single; /* answer result's only element, not the array */
-    size_t jobs;
-};
-
 /* ---- replies ------------------------------------------------------------- */
 
-static void admin_request_free(struct admin_request *req)
+void admin_request_free(struct admin_request *req)
 {
     if (req->api) {
         if (req->prev)
@@ -116,7 +93,7 @@ static void admin_send(struct evhttp_request *request, int code, const char *rea
 }
 
 /* Answer (unless detached) and free the request. `body` is borrowed. */
-static void admin_reply(struct admin_request *req, int code, const char *reason, const json_t *body)
+void admin_reply(struct admin_request *req, int code, const char *reason, const json_t *body)
 {
     if (req->request)
         admin_send(req->request, code, reason, body);
@@ -124,14 +101,14 @@ static void admin_reply(struct admin_request *req, int code, const char *reason,
 }
 
 /* RabbitMQ's error body: {"error": ..., "reason": ...}. */
-static void admin_error(struct admin_request *req, int code, const char *error, const char *reason)
+void admin_error(struct admin_request *req, int code, const char *error, const char *reason)
 {
     json_t *body = json_pack("{s:s,s:s}", "error", error, "reason", reason);
     admin_reply(req, code, error, body);
     json_decref(body);
 }
 
-static void admin_reply_new(struct admin_request *req, json_t *body)
+void admin_reply_new(struct admin_request *req, json_t *body)
 {
     if (!body) {
         admin_error(req, 500, "Internal Server Error", "out of memory");
@@ -159,7 +136,7 @@ static void admin_core_error(struct admin_request *req, int core_error, const ch
 
 /* ---- who may see what ------------------------------------------------------ */
 
-static const struct config_user *admin_user_entry(const struct admin_request *req)
+const struct config_user *admin_user_entry(const struct admin_request *req)
 {
     const struct config *config = core_config(server_core(req->api->server));
     for (size_t i = 0; i < config->auth.user_count; i++)
@@ -170,7 +147,7 @@ static const struct config_user *admin_user_entry(const struct admin_request *re
 
 /* May the request's user see entity `name`? Everyone but a management user
  * sees all; a management user what its consume patterns allow. */
-static bool admin_visible(const struct admin_request *req, const char *name)
+bool admin_visible(const struct admin_request *req, const char *name)
 {
     if (req->role != ADMIN_ROLE_MANAGEMENT)
         return true;
@@ -466,6 +443,7 @@ struct admin_depth {
     struct admin_request *req;
     json_t *queue; /* borrowed from req->result */
     char *vhost, *name;
+    bool dlq; /* the depth of the queue's dead-letter topic (admin_dlq.c's) */
 };
 
 static void admin_queues_finish(struct admin_request *req)
@@ -491,7 +469,15 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
 {
     struct admin_depth *depth = opaque;
     struct admin_request *req = depth->req;
-    if (err) {
+    if (depth->dlq) {
+        int64_t total = 0;
+        for (size_t i = 0; !err && i < count; i++) {
+            int64_t from = parts[i].committed > parts[i].low ? parts[i].committed : parts[i].low;
+            total += parts[i].end > from ? parts[i].end - from : 0;
+        }
+        json_object_set_new(depth->queue, "kbridge_dlq_messages",
+                            err ? json_null() : json_integer(total));
+    } else if (err) {
         json_object_set_new(depth->queue, "messages", json_null());
         json_object_set_new(depth->queue, "messages_ready", json_null());
         json_object_set_new(depth->queue, "kbridge_depth_error", json_string(reason));
@@ -557,6 +543,34 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     return true;
 }
 
+/* Add kbridge_dlq_topic and, from a lookup, kbridge_dlq_messages (what its
+ * group kbridge.dlq.NAME has not redriven or discarded) to `queue`. */
+static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, const char *vhost,
+                                  const char *name)
+{
+    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16];
+    if (admin_dlq_topic(server_config(req->api->server), name, topic, sizeof(topic)) < 0)
+        return;
+    admin_dlq_group(name, group, sizeof(group));
+    json_object_set_new(queue, "kbridge_dlq_topic", json_string(topic));
+    struct admin_depth *depth = calloc(1, sizeof(*depth));
+    if (!depth)
+        return;
+    *depth = (struct admin_depth){.req = req, .queue = queue, .dlq = true};
+    depth->vhost = strdup(vhost);
+    depth->name = strdup(name);
+    char *topics[1] = {topic};
+    req->jobs++;
+    if (!depth->vhost || !depth->name ||
+        kafka_group_lag(server_kafka(req->api->server), group, topics, 1, admin_depth_done, depth) <
+            0) {
+        req->jobs--;
+        free(depth->vhost);
+        free(depth->name);
+        free(depth);
+    }
+}
+
 static void admin_queues(struct admin_request *req)
 {
     struct core *core = server_core(req->api->server);
@@ -607,6 +621,7 @@ static void admin_queues(struct admin_request *req)
             free(depth);
         }
         queue_bindings_free_topics(topics, topic_count);
+        admin_queue_dlq_depth(req, queue, vhost, name);
     }
     if (--req->jobs == 0)
         admin_queues_finish(req);
@@ -637,7 +652,7 @@ static struct core_session *admin_session(struct admin_request *req)
 
 /* The request body as JSON (an empty body: an empty object). NULL with the
  * reply sent. */
-static json_t *admin_body(struct admin_request *req)
+json_t *admin_body(struct admin_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req->request);
     size_t len = evbuffer_get_length(in);
@@ -803,6 +818,19 @@ static void admin_queue_declare(struct admin_request *req)
         admin_core_error(req, rc, err);
 }
 
+char *admin_query_value(struct admin_request *req, const char *name)
+{
+    const char *query =
+        req->request ? evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req->request)) : NULL;
+    struct evkeyvalq params;
+    if (!query || evhttp_parse_query_str(query, &params) < 0)
+        return NULL;
+    const char *value = evhttp_find_header(&params, name);
+    char *copy = value ? strdup(value) : NULL;
+    evhttp_clear_headers(&params);
+    return copy;
+}
+
 static bool admin_query_true(struct admin_request *req, const char *name)
 {
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req->request));
@@ -945,6 +973,8 @@ static void admin_route(struct admin_request *req)
     else if (admin_is(req, 1, "queues") && n == 5 && admin_is(req, 4, "contents") &&
              req->method == EVHTTP_REQ_DELETE)
         admin_queue_purge(req);
+    else if (admin_is(req, 1, "kbridge") && admin_is(req, 2, "dlq"))
+        admin_dlq_route(req);
     else if (admin_is(req, 1, "definitions") && n == 2 && get)
         admin_definitions(req);
     else if (admin_is(req, 1, "definitions") && n == 2 && req->method == EVHTTP_REQ_POST)
@@ -1068,6 +1098,7 @@ void admin_api_free(struct admin_api *api)
 {
     if (!api)
         return;
+    admin_dlq_shutdown(api);
     while (api->pending) {
         struct admin_request *req = api->pending;
         api->pending = req->next;

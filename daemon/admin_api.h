@@ -2,7 +2,8 @@
 /* admin_api.h -- the admin API on the ops HTTP listener (architecture §9,
  * docs/operations.md "Admin API"): RabbitMQ's management API shapes
  * (/api/overview, /api/whoami, /api/connections, /api/queues,
- * /api/exchanges, /api/bindings, /api/definitions), behind HTTP basic
+ * /api/exchanges, /api/bindings, /api/definitions) and kbridge's own under
+ * /api/kbridge/ (dead letters: admin_dlq.c), behind HTTP basic
  * authentication against auth.users and their tags (admin_auth.h). JSON
  * through jansson. Owned by the ops listener (http.c). */
 #ifndef KBRIDGE_ADMIN_API_H

@@ -198,6 +198,12 @@ struct config {
     } workers;
 
     struct {
+        uint32_t peek_max;      /* most records one peek returns, default 100 */
+        uint32_t redrive_batch; /* records per redrive job (confirmed, then committed) */
+        uint32_t redrive_debug_batch_delay_ms; /* debug: pause between batches, default 0 */
+    } dlq;
+
+    struct {
         uint64_t max_frame_size;              /* bytes, default 1MiB */
         uint64_t max_message_size;            /* bytes, default 1MiB */
         uint32_t max_headers;                 /* default 64 */

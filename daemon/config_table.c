@@ -1310,6 +1310,41 @@ const struct config_key config_keys[] = {
                        "this many at once waits its turn; other clients are not held up.",
     },
     {
+        .name = "dlq.peek_max",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, dlq.peek_max),
+        .min = 1,
+        .max = 10000,
+        .default_value = "100",
+        .description = "Most dead letters one peek of the admin API (`GET "
+                       "/api/kbridge/dlq/VHOST/QUEUE/messages?count=N`, `kbridgectl dlq peek`) "
+                       "returns; a larger count is refused. The records are held in memory "
+                       "until the answer is sent.",
+    },
+    {
+        .name = "dlq.redrive_batch",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, dlq.redrive_batch),
+        .min = 1,
+        .max = 100000,
+        .default_value = "500",
+        .description = "Dead letters one redrive job re-publishes before it waits for Kafka to "
+                       "confirm them and commits the dead-letter group past them. A crash "
+                       "mid-redrive re-publishes at most this many again (never loses any); "
+                       "each job holds a worker thread while it runs.",
+    },
+    {
+        .name = "dlq.redrive_debug_batch_delay_ms",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, dlq.redrive_debug_batch_delay_ms),
+        .min = 0,
+        .max = 60000,
+        .default_value = "0",
+        .description = "Debugging and tests only: a pause on the event loop's timer between "
+                       "two redrive batches, so that a test can kill kbridged in the middle of "
+                       "a redrive. Leave it 0.",
+    },
+    {
         .name = "topics.max_backlog",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, topics.max_backlog),

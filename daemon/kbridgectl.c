@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kbridgectl.c -- the admin API's command-line client (issue 18 item 2,
  * docs/operations.md "kbridgectl"): status, lists as tables or JSON, purge,
- * close, definitions export/import, hash-password.
+ * dead letters (dlq show|peek|redrive|discard), close, definitions
+ * export/import, hash-password.
  *
  * HTTP: one blocking request per run over an OpenSSL BIO (BIO_new_connect,
  * with an SSL BIO on top for https), HTTP/1.1 with `Connection: close`,
@@ -61,6 +62,11 @@ static const char usage_text[] =
     "  status                                   the node: version, uptime, Kafka, totals\n"
     "  list connections|queues|exchanges|bindings\n"
     "  purge QUEUE                              drop the queue's ready messages\n"
+    "  dlq show QUEUE                           its dead-letter topic and depth\n"
+    "  dlq peek QUEUE [--count N]               the first N dead letters (default 10)\n"
+    "  dlq redrive QUEUE [--count N] [--to DEST]  re-publish them (default: all, to\n"
+    "                                           their original topics)\n"
+    "  dlq discard QUEUE [--count N]            drop them (default: all)\n"
     "  close CONNECTION                         close a client connection (its name)\n"
     "  export-definitions                       RabbitMQ definitions JSON on stdout\n"
     "  import-definitions FILE                  load a RabbitMQ definitions export\n"
@@ -488,6 +494,136 @@ static int cmd_purge(const struct options *opt, const char *queue)
     return cmd_change(opt, "DELETE", path, NULL, done);
 }
 
+/* ---- dead letters -------------------------------------------------------------------- */
+
+/* One line of a peek's table: where, how big, why, and the body (shortened,
+ * control characters as '.'). */
+static json_t *dlq_row(const json_t *record)
+{
+    const json_t *headers = json_object_get(json_object_get(record, "properties"), "headers");
+    const char *payload = json_string_value(json_object_get(record, "payload"));
+    const char *encoding = json_string_value(json_object_get(record, "payload_encoding"));
+    char shown[64];
+    size_t n = 0;
+    for (const char *p = payload ? payload : ""; *p && n + 4 < sizeof(shown); p++)
+        shown[n++] = (unsigned char)*p < 0x20 ? '.' : *p;
+    shown[n] = '\0';
+    if (payload && strlen(payload) > n)
+        snprintf(shown + n, sizeof(shown) - n, "...");
+    return json_pack("{s:O*,s:O*,s:O*,s:O*,s:O*,s:s,s:s}", "partition",
+                     json_object_get(record, "partition"), "offset",
+                     json_object_get(record, "offset"), "bytes",
+                     json_object_get(record, "payload_bytes"), "reason",
+                     json_object_get(headers, "kbridge-dlq-reason"), "original_topic",
+                     json_object_get(headers, "kbridge-dlq-original-topic"), "encoding",
+                     encoding ? encoding : "-", "payload", shown);
+}
+
+/* dlq show|peek|redrive|discard QUEUE [--count N] [--to DEST] */
+static int cmd_dlq(const struct options *opt, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("dlq show|peek|redrive|discard QUEUE [--count N] [--to DEST]");
+    const char *action = argv[0], *queue = argv[1], *count = NULL, *to = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
+            count = argv[++i];
+        else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
+            to = argv[++i];
+        else
+            return usage("dlq: --count N and --to DEST are its options (each with a value)");
+    }
+    if (count) {
+        char *end = NULL;
+        long long n = strtoll(count, &end, 10);
+        if (!*count || *end || n < 0)
+            return usage("dlq: --count takes a non-negative number");
+    }
+    bool show = strcmp(action, "show") == 0, peek = strcmp(action, "peek") == 0;
+    bool redrive = strcmp(action, "redrive") == 0, discard = strcmp(action, "discard") == 0;
+    if (!show && !peek && !redrive && !discard)
+        return usage("dlq show, peek, redrive or discard?");
+    if (to && !redrive)
+        return usage("dlq: --to is for redrive");
+    if (count && show)
+        return usage("dlq show takes no --count");
+    char vhost[300], name[800], path[1300];
+    url_segment(opt->vhost ? opt->vhost : "/", vhost, sizeof(vhost));
+    url_segment(queue, name, sizeof(name));
+    snprintf(path, sizeof(path), "/api/kbridge/dlq/%s/%s%s%s%s", vhost, name,
+             peek || discard ? "/messages" : (redrive ? "/redrive" : ""),
+             count && !redrive ? "?count=" : "", count && !redrive ? count : "");
+    if (show || peek) {
+        json_t *answer = NULL;
+        int rc = get_json(opt, path, &answer);
+        if (rc != EXIT_OK)
+            return rc;
+        if (opt->json) {
+            print_json(answer);
+        } else if (show) {
+            char topic[300], group[300], messages[32];
+            field_text(answer, "topic", topic, sizeof(topic));
+            field_text(answer, "group", group, sizeof(group));
+            field_text(answer, "messages", messages, sizeof(messages));
+            printf("queue:     %s\ntopic:     %s\ngroup:     %s\nmessages:  %s\n", queue, topic,
+                   group, messages);
+            const json_t *running = json_object_get(answer, "running");
+            if (json_is_object(running)) {
+                char what[32], user[300], records[32];
+                field_text(running, "action", what, sizeof(what));
+                field_text(running, "user", user, sizeof(user));
+                field_text(running, "records", records, sizeof(records));
+                printf("running:   %s by %s, %s record(s) so far\n", what, user, records);
+            }
+        } else {
+            static const char *const fields[] = {"partition",      "offset",   "bytes",  "reason",
+                                                 "original_topic", "encoding", "payload"};
+            json_t *rows = json_array();
+            for (size_t i = 0; rows && i < json_array_size(answer); i++)
+                json_array_append_new(rows, dlq_row(json_array_get(answer, i)));
+            print_table(rows, fields, sizeof(fields) / sizeof(*fields));
+            json_decref(rows);
+        }
+        json_decref(answer);
+        return EXIT_OK;
+    }
+    json_t *request = json_object();
+    if (request && count && redrive)
+        json_object_set_new(request, "count", json_integer(strtoll(count, NULL, 10)));
+    if (request && to)
+        json_object_set_new(request, "destination", json_string(to));
+    char *body = request && redrive ? json_dumps(request, JSON_COMPACT) : NULL;
+    json_decref(request);
+    struct response response = {0};
+    int rc = http_request(opt, redrive ? "POST" : "DELETE", path,
+                          redrive ? (body ? body : "{}") : NULL, &response);
+    free(body);
+    if (rc == EXIT_OK)
+        rc = http_outcome(&response, path);
+    if (rc == EXIT_OK) {
+        json_t *answer = json_loads(response.body, 0, NULL);
+        if (!answer) {
+            fprintf(stderr, "kbridgectl: %s: the answer is not JSON\n", path);
+            rc = EXIT_UNREACHABLE;
+        } else if (opt->json) {
+            print_json(answer);
+        } else {
+            char done[32], topic[300], where[600];
+            field_text(answer, redrive ? "redriven" : "discarded", done, sizeof(done));
+            field_text(answer, "topic", topic, sizeof(topic));
+            field_text(answer, "destination", where, sizeof(where));
+            if (redrive)
+                printf("redrove %s dead letter(s) of %s from %s to %s\n", done, queue, topic,
+                       where);
+            else
+                printf("discarded %s dead letter(s) of %s from %s\n", done, queue, topic);
+        }
+        json_decref(answer);
+    }
+    free(response.body);
+    return rc;
+}
+
 static int cmd_close(const struct options *opt, const char *connection)
 {
     char name[800], path[900], done[900];
@@ -621,6 +757,8 @@ int main(int argc, char **argv)
         return cmd_list(&opt, args[0]);
     if (strcmp(command, "purge") == 0 && rest == 1)
         return cmd_purge(&opt, args[0]);
+    if (strcmp(command, "dlq") == 0 && rest >= 2)
+        return cmd_dlq(&opt, rest, args);
     if (strcmp(command, "close") == 0 && rest == 1)
         return cmd_close(&opt, args[0]);
     if (strcmp(command, "export-definitions") == 0 && rest == 0)

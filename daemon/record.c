@@ -34,6 +34,7 @@ enum record_header_class record_header_classify(const char *name, size_t name_le
         return RECORD_HEADER_NATIVE_RR;
     if (record_has_prefix(name, name_len, RECORD_DLQ_PREFIX) ||
         record_has_prefix(name, name_len, RECORD_RETRY_PREFIX) ||
+        record_has_prefix(name, name_len, RECORD_REDRIVE_PREFIX) ||
         record_is(name, name_len, RECORD_DELIVERY_COUNT))
         return RECORD_HEADER_PROVENANCE;
     if (record_is(name, name_len, RECORD_HEADER_USER_ID))

@@ -13,7 +13,7 @@
  *                standard names, unknown kbridge-*)
  *   SET_BY_CORE  user-id (always the session's user)       no (replaced)  yes
  *   PROVENANCE   kbridge-dlq-*, kbridge-retry-*,           yes            yes
- *                kbridge-delivery-count
+ *                kbridge-redrive-*, kbridge-delivery-count
  *   ROUTING      kbridge-reply-* (reply token),            no             no
  *                kbridge-deliver-at, kbridge-deliver-to
  *   NATIVE_RR    kafka_replyTopic, kafka_correlationId     yes (*)        no (**)
@@ -92,6 +92,21 @@ struct kafka_record;
 #define RECORD_RETRY_ORIGINAL_TOPIC "kbridge-retry-original-topic"
 #define RECORD_RETRY_ORIGINAL_PARTITION "kbridge-retry-original-partition"
 #define RECORD_RETRY_ORIGINAL_OFFSET "kbridge-retry-original-offset"
+/* redrive provenance (architecture §9 "Dead letters", docs/operations.md):
+ * a dead letter re-published by the admin API carries its kbridge-dlq-*
+ * under these names (kafka_redrive_header_name) and where it came from;
+ * delivered */
+#define RECORD_REDRIVE_PREFIX "kbridge-redrive-"
+#define RECORD_REDRIVE_REASON "kbridge-redrive-reason"
+#define RECORD_REDRIVE_ORIGINAL_TOPIC "kbridge-redrive-original-topic"
+#define RECORD_REDRIVE_ORIGINAL_PARTITION "kbridge-redrive-original-partition"
+#define RECORD_REDRIVE_ORIGINAL_OFFSET "kbridge-redrive-original-offset"
+#define RECORD_REDRIVE_DEAD_LETTERED_AT "kbridge-redrive-dead-lettered-at"
+#define RECORD_REDRIVE_FROM_TOPIC "kbridge-redrive-from-topic"
+#define RECORD_REDRIVE_FROM_PARTITION "kbridge-redrive-from-partition"
+#define RECORD_REDRIVE_FROM_OFFSET "kbridge-redrive-from-offset"
+#define RECORD_REDRIVE_TIME "kbridge-redrive-time"
+#define RECORD_REDRIVE_COUNT "kbridge-redrive-count"
 /* The routing key of a message published to an exchange (architecture
  * §11): set by the core (a client's own is dropped), read by the queues
  * bound to the exchange; a user header otherwise (delivered). */

@@ -37,6 +37,8 @@ static const struct {
     {RECORD_DLQ_TIME, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_RETRY_ORIGINAL_TOPIC, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_RETRY_ORIGINAL_OFFSET, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_REDRIVE_REASON, RECORD_HEADER_PROVENANCE, true, true, true},
+    {RECORD_REDRIVE_FROM_OFFSET, RECORD_HEADER_PROVENANCE, true, true, true},
     {RECORD_DELIVERY_COUNT, RECORD_HEADER_PROVENANCE, true, true, true},
     /* the AMQP round-trip names of adapters/amqp/amqp_convert.c */
     {"kbridge-amqp-body", RECORD_HEADER_AMQP, false, true, true},
