@@ -1,0 +1,272 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Scheduled delivery (issue 16 item 6, docs/redelivery.md "Scheduled
+delivery"): a message published with a delay is stored in Kafka at once
+(the delay topic; the publisher's receipt / disposition / confirm comes
+then) and reaches its destination when due, forwarded by the node's
+scheduler, which survives restarts.
+
+- STOMP `AMQ_SCHEDULED_DELAY`: 100 messages with delays spread over 0-5 s
+  to /queue/NAME reach both a queue subscriber and a topic subscriber of
+  the same name, all of them, none earlier than its send time + delay
+  (a clock granularity of 5 ms allowed), every RECEIPT before its message;
+- the same across a kill -9 of kbridged in the middle: everything arrives
+  after the restart, none early;
+- AMQP 1.0 `x-opt-delivery-time` (absolute) and `x-opt-delivery-delay`;
+- AMQP 0-9-1 `x-delay` (pika, honoured on any publish);
+- malformed values refused with the error naming the header; repeating
+  schedules (AMQ_SCHEDULED_PERIOD) refused by name; a delay <= 0 and a
+  time in the past are published directly.
+
+Waits are deadlines on conditions; no test sleeps and hopes. Order is not
+asserted (due times decide it)."""
+
+import threading
+import time
+import uuid
+
+import pika
+import pytest
+import stomp
+from proton import Message, symbol, timestamp
+
+from amqp_client import connect, send_windowed
+from conftest import EXTERNAL_BOOTSTRAP, base_config, metrics, user_config, wait_for
+from stomp_util import Client
+
+SLACK = 0.005  # clock granularity allowed between the client's and the daemon's readings
+KAFKA = {"consumer": {"session.timeout.ms": 6000}}
+
+
+@pytest.fixture
+def uniq():
+    return f"-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else f"-{uuid.uuid4().hex[:6]}"
+
+
+class Timed(stomp.ConnectionListener):
+    """Records each MESSAGE and RECEIPT with the wall time it arrived."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.messages = []  # (time, frame)
+        self.receipts = {}  # receipt-id -> time
+        self.errors = []
+
+    def on_message(self, frame):
+        with self.lock:
+            self.messages.append((time.time(), frame))
+
+    def on_receipt(self, frame):
+        with self.lock:
+            self.receipts[frame.headers.get("receipt-id")] = time.time()
+
+    def on_error(self, frame):
+        with self.lock:
+            self.errors.append(frame)
+
+
+def timed_client(daemon):
+    client = Client(daemon)
+    timed = Timed()
+    client.conn.set_listener("timed", timed)
+    return client, timed
+
+
+def assert_not_early(received, due):
+    """received: {body: wall time}; due: {body: earliest allowed wall time}."""
+    early = {b: round(due[b] - t, 4) for b, t in received.items() if t < due[b] - SLACK}
+    assert not early, f"delivered before their time (seconds early): {early}"
+
+
+def test_stomp_delays_reach_queue_and_topic_subscribers_on_time(kbridged_factory, bootstrap,
+                                                                 uniq):
+    daemon = kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA)))
+    name = f"sched{uniq}"
+    queue_client, queue_timed = timed_client(daemon)
+    queue_client.subscribe(f"/queue/{name}", "q", receipt="q-ready", timeout=60)
+    topic_client, topic_timed = timed_client(daemon)
+    topic_client.subscribe(f"/topic/{name}", "t", receipt="t-ready", timeout=60)
+
+    publisher, publisher_timed = timed_client(daemon)
+    due = {}
+    for i in range(100):
+        delay_ms = (i * 37) % 100 * 50  # 0 .. 4950 ms, scrambled
+        body = f"m{i}"
+        due[body] = time.time() + delay_ms / 1000
+        publisher.send(f"/queue/{name}", body, headers={"AMQ_SCHEDULED_DELAY": str(delay_ms)},
+                       receipt=f"r{i}")
+    wait_for(lambda: len(publisher_timed.receipts) == 100, 30, "100 receipts")
+    assert not publisher_timed.errors
+
+    for timed in (queue_timed, topic_timed):
+        wait_for(lambda: len(timed.messages) >= 100, 60,
+                 f"100 scheduled messages (have {len(timed.messages)})")
+    for what, timed in (("queue", queue_timed), ("topic", topic_timed)):
+        with timed.lock:
+            bodies = [f.body for _, f in timed.messages]
+            received = {f.body: t for t, f in timed.messages}
+            headers = [f.headers for _, f in timed.messages]
+        assert sorted(bodies) == sorted(due), f"{what}: not exactly the 100 messages"
+        assert_not_early(received, due)
+        # the schedule's own headers never reach a client; ActiveMQ's stays
+        assert all("kbridge-deliver-at" not in h and "kbridge-deliver-to" not in h
+                   for h in headers)
+        assert all("AMQ_SCHEDULED_DELAY" in h for h in headers)
+        # the RECEIPT came when Kafka stored it, before the message was due
+        late = [b for b, t in received.items()
+                if publisher_timed.receipts[f"r{b[1:]}"] > t]
+        assert not late, f"{what}: receipts after their message: {late}"
+
+    values = metrics(daemon)
+    # m0 has delay 0: published directly; the 99 others went through the delay topic
+    assert values["kbridge_scheduled_total"] == 99
+    wait_for(lambda: metrics(daemon)["kbridge_scheduled_forwarded_total"] == 99, 10,
+             "99 forwards counted")
+    assert metrics(daemon)["kbridge_scheduled_held"] == 0
+    for client in (queue_client, topic_client, publisher):
+        client.close()
+
+
+def test_scheduled_messages_survive_kill_9(kbridged_factory, bootstrap, uniq):
+    config = base_config(bootstrap, kafka=dict(KAFKA))
+    first = kbridged_factory(config, name="before-kill")
+    name = f"restart{uniq}"
+    consumer, timed = timed_client(first)
+    consumer.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    publisher, publisher_timed = timed_client(first)
+    due = {}
+    for i in range(100):
+        delay_ms = 500 + (i * 37) % 100 * 50  # 0.5 .. 5.45 s
+        body = f"k{i}"
+        due[body] = time.time() + delay_ms / 1000
+        publisher.send(f"/queue/{name}", body, headers={"AMQ_SCHEDULED_DELAY": str(delay_ms)},
+                       receipt=f"r{i}")
+    wait_for(lambda: len(publisher_timed.receipts) == 100, 30, "100 receipts")
+    # in the middle: some forwarded and delivered, most still waiting
+    wait_for(lambda: len(timed.messages) >= 20, 60, "20 messages before the kill")
+    first.kill()
+    with timed.lock:
+        before = {f.body: t for t, f in timed.messages}
+    assert len(before) < 100, "everything arrived before the kill: nothing was tested"
+
+    second = kbridged_factory(config, name="after-restart")
+    consumer2, timed2 = timed_client(second)
+    consumer2.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    missing = set(due) - set(before)
+    wait_for(lambda: {f.body for _, f in list(timed2.messages)} >= missing, 90,
+             f"{len(missing)} messages not delivered before the kill")
+    with timed2.lock:
+        after = {}
+        for t, f in timed2.messages:
+            after.setdefault(f.body, t)
+    assert_not_early(before, due)
+    assert_not_early(after, due)
+    # auto-ack: messages acknowledged before the kill may come again
+    # (at-least-once), never a message that was not sent
+    assert set(after) <= set(due)
+    print(f"kill -9: {len(before)} before, {len(missing)} after the restart, "
+          f"{len(set(after) & set(before))} again")
+    consumer2.close()
+
+
+def test_amqp_delivery_time_and_delay(kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA)))
+    name = f"amqp-sched{uniq}"
+    connection = connect(daemon)
+    receiver = connection.create_receiver(name, credit=100)
+    start = time.time()
+    at = int((start + 2.0) * 1000)
+    messages = [
+        Message(body=b"at", annotations={symbol("x-opt-delivery-time"): timestamp(at)}),
+        Message(body=b"delay", annotations={symbol("x-opt-delivery-delay"): 1500}),
+        Message(body=b"past", annotations={symbol("x-opt-delivery-time"): timestamp(at - 60000)}),
+        Message(body=b"zero", annotations={symbol("x-opt-delivery-delay"): 0}),
+    ]
+    sender = send_windowed(daemon, name, messages)
+    assert sorted(sender.accepted) == [0, 1, 2, 3], sender.rejected
+    due = {b"at": at / 1000, b"delay": start + 1.5, b"past": start, b"zero": start}
+    received = {}
+    deadline = time.monotonic() + 60
+    while len(received) < 4:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {sorted(received)} arrived"
+        message = receiver.receive(timeout=left)
+        received[bytes(message.body)] = time.time()
+        receiver.accept()
+    assert_not_early(received, due)
+    # the immediate ones did not wait for the scheduled ones
+    assert received[b"past"] < received[b"at"] and received[b"zero"] < received[b"at"]
+    connection.close()
+    assert metrics(daemon)["kbridge_scheduled_total"] == 2
+
+
+def test_bad_delays_are_refused_naming_the_header(kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA)))
+    client = Client(daemon)
+    client.send(f"/queue/bad{uniq}", "x", headers={"AMQ_SCHEDULED_DELAY": "soon"}, receipt="r")
+    error = client.wait_error()
+    assert error.headers["message"] == "invalid AMQ_SCHEDULED_DELAY"
+    assert "AMQ_SCHEDULED_DELAY header is 'soon'" in error.body
+    client.close()
+
+    client = Client(daemon)
+    client.send(f"/queue/bad{uniq}", "x",
+                headers={"AMQ_SCHEDULED_DELAY": "1000", "AMQ_SCHEDULED_PERIOD": "1000"},
+                receipt="r")
+    error = client.wait_error()
+    assert error.headers["message"] == "repeating schedules are not supported"
+    assert "AMQ_SCHEDULED_PERIOD" in error.body
+    client.close()
+
+    sender = send_windowed(daemon, f"bad{uniq}", [
+        Message(body=b"x", annotations={symbol("x-opt-delivery-delay"): "later"})])
+    assert sender.accepted == []
+    [(_, condition)] = sender.rejected
+    assert condition.name == "amqp:invalid-field"
+    assert condition.description == ("message annotation x-opt-delivery-delay must be a "
+                                     "timestamp or an integer (milliseconds)")
+    assert metrics(daemon).get("kbridge_scheduled_total", 0) == 0
+
+
+def amqp091_daemon(kbridged_factory, bootstrap):
+    config = base_config(bootstrap, kafka=dict(KAFKA), auth={
+        "anonymous": True, "users": [user_config("app", "secret", consume=[".*"],
+                                                 publish=[".*"])]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return kbridged_factory(config)
+
+
+def pika_connect(daemon):
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials("app", "secret"),
+        connection_attempts=1, socket_timeout=10, blocked_connection_timeout=30))
+
+
+def test_amqp091_x_delay(kbridged_factory, bootstrap, uniq):
+    daemon = amqp091_daemon(kbridged_factory, bootstrap)
+    name = f"x-delay{uniq}"
+    consumer, timed = timed_client(daemon)
+    consumer.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    conn = pika_connect(daemon)
+    channel = conn.channel()
+    channel.confirm_delivery()
+    due = {}
+    for i, delay_ms in enumerate([2000, 1000, 0, -5]):
+        body = f"d{i}"
+        due[body] = time.time() + max(delay_ms, 0) / 1000
+        channel.basic_publish("", name, body.encode(),
+                              pika.BasicProperties(headers={"x-delay": delay_ms}))
+    wait_for(lambda: len(timed.messages) >= 4, 60, "4 messages")
+    with timed.lock:
+        received = {f.body: t for t, f in timed.messages}
+    assert sorted(received) == sorted(due)
+    assert_not_early(received, due)
+    assert metrics(daemon)["kbridge_scheduled_total"] == 2
+
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        channel.basic_publish("", name, b"bad", pika.BasicProperties(headers={"x-delay": "soon"}))
+    assert closed.value.reply_code == 406
+    assert closed.value.reply_text == ("PRECONDITION_FAILED - invalid x-delay header 'soon': a "
+                                       "whole number of milliseconds expected")
+    conn.close()
+    consumer.close()
