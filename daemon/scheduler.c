@@ -64,6 +64,7 @@ struct scheduler {
     uint32_t partitions_to_create;
     struct kafka_lookup *lookup;
     struct event *lookup_retry;
+    uint32_t lookup_failures; /* in a row: logged at the first and every minute */
     struct kafka_consumer *consumer;
     struct scheduler_partition *partitions; /* by partition number */
     int32_t partition_cap;
@@ -391,11 +392,17 @@ static void scheduler_on_revoked(void *opaque, const struct kafka_partition *par
     scheduler_update_flow(scheduler);
 }
 
+/* The Kafka layer logs every consumer error already; only a refusal of the
+ * group or topic (nothing will be forwarded until an operator acts) is
+ * worth an error line of ours. */
 static void scheduler_on_error(void *opaque, int err, const char *reason)
 {
     struct scheduler *scheduler = opaque;
-    (void)err;
-    log_warn("scheduler", "%s (group %s): %s", scheduler->topic, scheduler->group, reason);
+    if (kafka_error_classify(err) == KAFKA_CLASS_AUTHORIZATION)
+        log_error("scheduler",
+                  "%s: Kafka refused group %s or the topic: %s; scheduled messages are not "
+                  "forwarded by this node",
+                  scheduler->topic, scheduler->group, reason);
 }
 
 static const struct kafka_consumer_handlers scheduler_handlers = {
@@ -429,11 +436,15 @@ static void scheduler_on_lookup(void *opaque, int err, const struct kafka_topic_
     struct scheduler *scheduler = opaque;
     scheduler->lookup = NULL;
     if (err != KAFKA_OK || count == 0) {
-        log_warn("scheduler", "%s: cannot look the delay topic up yet (%s); trying again",
-                 scheduler->topic, err ? kafka_error_name(err) : "not found");
+        if (scheduler->lookup_failures++ % 60 == 0)
+            log_warn("scheduler",
+                     "%s: cannot look the delay topic up or create it (%s); trying again every "
+                     "second",
+                     scheduler->topic, err ? kafka_error_name(err) : "not found");
         scheduler_retry_lookup(scheduler);
         return;
     }
+    scheduler->lookup_failures = 0;
     char reason[256];
     scheduler->consumer =
         kafka_consumer_new(scheduler->kafka, scheduler->group, "earliest", &scheduler_handlers,

@@ -12,7 +12,11 @@ scheduler, which survives restarts.
 - the same across a kill -9 of kbridged in the middle: everything arrives
   after the restart, none early;
 - AMQP 1.0 `x-opt-delivery-time` (absolute) and `x-opt-delivery-delay`;
-- AMQP 0-9-1 `x-delay` (pika, honoured on any publish);
+- AMQP 0-9-1 `x-delay` (pika, honoured on any publish), also through a
+  direct exchange: the forwarded record reaches the bound queue by its
+  routing key, an unbound key reaches nothing;
+- inside a STOMP transaction: a committed delayed SEND arrives when due, an
+  aborted one never;
 - malformed values refused with the error naming the header; repeating
   schedules (AMQ_SCHEDULED_PERIOD) refused by name; a delay <= 0 and a
   time in the past are published directly.
@@ -270,3 +274,71 @@ def test_amqp091_x_delay(kbridged_factory, bootstrap, uniq):
                                        "whole number of milliseconds expected")
     conn.close()
     consumer.close()
+
+
+def test_stomp_transaction_commits_and_aborts_scheduled_sends(kbridged_factory, bootstrap, uniq):
+    daemon = kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA)))
+    name = f"tx-sched{uniq}"
+    consumer, timed = timed_client(daemon)
+    consumer.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    client = Client(daemon)
+    due = {}
+    client.conn.begin("kept")
+    client.conn.begin("dropped")
+    for i in range(3):
+        due[f"c{i}"] = time.time() + 1.0
+        client.conn.send(f"/queue/{name}", f"c{i}", headers={
+            "transaction": "kept", "AMQ_SCHEDULED_DELAY": "1000"})
+        client.conn.send(f"/queue/{name}", f"a{i}", headers={
+            "transaction": "dropped", "AMQ_SCHEDULED_DELAY": "1000"})
+    client.conn.abort("dropped", headers={"receipt": "aborted"})
+    client.conn.commit("kept", headers={"receipt": "committed"})
+    client.wait_receipt("aborted")
+    client.wait_receipt("committed")
+    assert not client.recorder.errors
+    wait_for(lambda: len(timed.messages) >= 3, 60, "3 committed scheduled messages")
+    # one more plain message after them: when it arrives, nothing else is on its way
+    client.send(f"/queue/{name}", "last", receipt="last")
+    client.wait_receipt("last")
+    wait_for(lambda: any(f.body == "last" for _, f in list(timed.messages)), 30, "the last one")
+    with timed.lock:
+        received = {f.body: t for t, f in timed.messages if f.body != "last"}
+    assert sorted(received) == ["c0", "c1", "c2"]
+    assert_not_early(received, due)
+    assert metrics(daemon)["kbridge_scheduled_total"] == 3
+    client.close()
+    consumer.close()
+
+
+def test_amqp091_x_delay_through_an_exchange(kbridged_factory, bootstrap, uniq):
+    daemon = amqp091_daemon(kbridged_factory, bootstrap)
+    conn = pika_connect(daemon)
+    channel = conn.channel()
+    exchange, queue = f"sched-ex{uniq}", f"sched-q{uniq}"
+    channel.exchange_declare(exchange, exchange_type="direct", durable=True)
+    channel.queue_declare(queue, durable=True)
+    channel.queue_bind(queue, exchange, routing_key="bound")
+    received = {}
+    channel.basic_consume(queue, lambda ch, method, props, body: (
+        received.setdefault(body.decode(), time.time()),
+        ch.basic_ack(method.delivery_tag)))
+    publisher = conn.channel()
+    publisher.confirm_delivery()
+    due = {"late": time.time() + 1.5}
+    publisher.basic_publish(exchange, "bound", b"late",
+                            pika.BasicProperties(headers={"x-delay": 1500}))
+    publisher.basic_publish(exchange, "nowhere", b"unrouted",
+                            pika.BasicProperties(headers={"x-delay": 500}))
+    due["now"] = time.time()
+    publisher.basic_publish(exchange, "bound", b"now")
+    deadline = time.monotonic() + 60
+    while len(received) < 2:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {sorted(received)} arrived"
+        conn.process_data_events(time_limit=min(left, 0.2))
+    assert sorted(received) == ["late", "now"]
+    assert_not_early(received, due)
+    assert received["now"] < received["late"]
+    # the unroutable one was never written: only one went through the delay topic
+    assert metrics(daemon)["kbridge_scheduled_total"] == 1
+    conn.close()
