@@ -33,6 +33,9 @@
 /* A failed forward is tried again after 100 ms, doubling up to 30 s. */
 #define SCHEDULER_RETRY_FIRST_MS 100
 #define SCHEDULER_RETRY_MAX_MS 30000
+/* Forwards per timer run: the rest of what is due goes on the next loop
+ * turn, so a backlog (after a restart) does not hold the loop. */
+#define SCHEDULER_FORWARD_BUDGET 1024
 /* The delay topic's lookup, again after a second while Kafka cannot answer. */
 #define SCHEDULER_LOOKUP_RETRY_MS 1000
 
@@ -157,6 +160,8 @@ static void scheduler_arm(struct scheduler *scheduler)
     scheduler->timer_due = first->due ? first->due : 1;
 }
 
+/* Hold a record whose forward failed again, due after the back-off of its
+ * attempts (a full producer queue is not an attempt: the first back-off). */
 static void scheduler_retry_later(struct scheduler_held *held)
 {
     struct scheduler *scheduler = held->scheduler;
@@ -251,7 +256,9 @@ static void scheduler_forward(struct scheduler *scheduler, struct scheduler_held
         scheduler->in_flight = held;
         return;
     }
-    if (rc != KAFKA_ERR_QUEUE_FULL) {
+    if (rc == KAFKA_ERR_QUEUE_FULL) {
+        held->attempts--; /* not Kafka's refusal: try again soon, without a longer back-off */
+    } else {
         (*scheduler->forward_errors)++;
         log_warn("scheduler", "%s [%d] offset %lld: forwarding to %s refused (attempt %u): %s",
                  scheduler->topic, record->partition, (long long)record->offset, held->deliver_to,
@@ -267,12 +274,14 @@ static void scheduler_on_timer(evutil_socket_t fd, short what, void *arg)
     struct scheduler *scheduler = arg;
     scheduler->timer_due = 0;
     uint64_t now = clock_wall_ms();
-    /* Forward what is due now; a record pushed back for a retry is due
-     * later than now, so this ends. */
+    /* Forward what is due now, at most a budget; a record pushed back for a
+     * retry is due later than now, so this ends. */
+    size_t forwarded = 0;
     for (const struct schedule_entry *first = schedule_heap_peek(&scheduler->heap);
-         first && first->due <= now; first = schedule_heap_peek(&scheduler->heap))
+         first && first->due <= now && forwarded < SCHEDULER_FORWARD_BUDGET;
+         first = schedule_heap_peek(&scheduler->heap), forwarded++)
         scheduler_forward(scheduler, schedule_heap_pop(&scheduler->heap));
-    scheduler_arm(scheduler);
+    scheduler_arm(scheduler); /* at once when more is due */
     scheduler_update_flow(scheduler);
 }
 
