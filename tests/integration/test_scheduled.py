@@ -18,6 +18,9 @@ scheduler, which survives restarts.
   routing key, an unbound key reaches nothing;
 - inside a STOMP transaction: a committed delayed SEND arrives when due, an
   aborted one never;
+- two nodes share the delay topic's partitions (a joining node takes
+  partitions and their held records over); SIGTERM commits what was
+  forwarded, so the next run re-reads only what still waits;
 - malformed values refused with the error naming the header; repeating
   schedules (AMQ_SCHEDULED_PERIOD) refused by name; a delay <= 0 and a
   time in the past are published directly.
@@ -370,3 +373,47 @@ def test_graceful_stop_commits_what_was_forwarded(kbridged_factory, bootstrap, u
     # the ten were below the committed offset: had they been read again, they would
     # have been forwarded (they are due) before the hour one was all that is held
     assert metrics(second)["kbridge_scheduled_forwarded_total"] == 0
+
+
+def test_two_nodes_share_the_delay_topic(kbridged_factory, bootstrap, uniq):
+    """The schedulers of two nodes share scheduler.group: a node joining
+    takes partitions (and their held records) from the first, re-reading
+    them from the committed offsets; every message arrives, none early."""
+    config_a = base_config(bootstrap, kafka=dict(KAFKA))
+    a = kbridged_factory(config_a, name="node-a")
+    a.wait_log(r"scheduled: \d+ partition\(s\) assigned", 60)
+    name = f"shared{uniq}"
+    consumer, timed = timed_client(a)
+    consumer.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    publisher = Client(a)
+    due = {}
+    for i in range(100):
+        delay_ms = 8000 + (i * 37) % 100 * 20  # 8 .. 9.98 s: after node B has joined
+        body = f"s{i}"
+        due[body] = time.time() + delay_ms / 1000
+        publisher.send(f"/queue/{name}", body, receipt=f"r{i}",
+                       headers={"AMQ_SCHEDULED_DELAY": str(delay_ms), "kafka-key": f"key{i}"})
+    for i in range(100):
+        publisher.wait_receipt(f"r{i}")
+
+    b = kbridged_factory(base_config(bootstrap, kafka=dict(KAFKA), node_id="test2"), name="node-b")
+    b.wait_log(r"scheduled: \d+ partition\(s\) assigned", 60)
+    shared_at = time.time()
+    wait_for(lambda: len({f.body for _, f in list(timed.messages)}) >= 100, 90,
+             "100 scheduled messages")
+    with timed.lock:
+        received = {}
+        for t, f in timed.messages:
+            received.setdefault(f.body, t)
+    assert set(received) == set(due)
+    assert_not_early(received, due)
+    forwarded_a = metrics(a)["kbridge_scheduled_forwarded_total"]
+    forwarded_b = metrics(b)["kbridge_scheduled_forwarded_total"]
+    assert forwarded_a + forwarded_b >= 100
+    if shared_at < min(due.values()):
+        # B owned half the partitions before anything was due: it forwarded their records
+        assert forwarded_b > 0 and forwarded_a > 0, (forwarded_a, forwarded_b)
+    print(f"two nodes: A forwarded {forwarded_a:.0f}, B {forwarded_b:.0f}, "
+          f"shared {min(due.values()) - shared_at:.1f} s before the first was due")
+    publisher.close()
+    consumer.close()
