@@ -134,8 +134,11 @@ static void scheduler_update_flow(struct scheduler *scheduler)
     if (pause == scheduler->paused)
         return;
     scheduler->paused = pause;
-    log_info("scheduler", "%s: %zu record(s) held, %s fetching", scheduler->topic, scheduler->held,
-             pause ? "pausing" : "resuming");
+    /* a pause is worth knowing (scheduler.max_held reached); at the limit
+     * they alternate quickly, so the resumes are debug lines */
+    log_write(pause ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, "scheduler", "%s: %zu record(s) held, %s",
+              scheduler->topic, scheduler->held,
+              pause ? "pausing fetching (scheduler.max_held)" : "resuming fetching");
     for (int32_t i = 0; i < scheduler->partition_cap; i++)
         scheduler_pause_partition(scheduler, i, pause);
 }
