@@ -453,3 +453,42 @@ def test_max_held_pauses_and_resumes_without_losing_anything(kbridged_factory, b
     assert metrics(daemon)["kbridge_scheduled_held"] == 0
     publisher.close()
     consumer.close()
+
+
+def test_a_failed_forward_is_retried_not_dropped(kbridged_factory, devkafka, uniq):
+    """The dev broker refuses the scheduler's next produce (a non-retriable
+    TOPIC_AUTHORIZATION_FAILED, which librdkafka does not retry itself): the
+    forward is counted as an error and tried again after its back-off, and
+    every message still arrives, none early."""
+    config = base_config(devkafka.bootstrap, kafka=dict(KAFKA))
+    config["kafka"]["properties"] = {"topic.metadata.refresh.interval.ms": "2000"}
+    daemon = kbridged_factory(config)
+    daemon.wait_log(r"scheduled: \d+ partition\(s\) assigned", 60)
+    name = f"retry{uniq}"
+    consumer, timed = timed_client(daemon)
+    consumer.subscribe(f"/queue/{name}", "q", receipt="ready", timeout=60)
+    publisher = Client(daemon)
+    due = {}
+    for i in range(5):
+        due[f"f{i}"] = time.time() + 3.0
+        publisher.send(f"/queue/{name}", f"f{i}", receipt=f"r{i}",
+                       headers={"AMQ_SCHEDULED_DELAY": "3000", "kafka-key": "one"})
+    for i in range(5):
+        publisher.wait_receipt(f"r{i}")
+    # the next produce request is the forward (nothing else produces meanwhile)
+    assert devkafka.command("errors Produce 1 TOPIC_AUTHORIZATION_FAILED") == "ok"
+    injected_at = time.time()
+    wait_for(lambda: len({f.body for _, f in list(timed.messages)}) >= 5, 90, "5 messages")
+    with timed.lock:
+        received = {}
+        for t, f in timed.messages:
+            received.setdefault(f.body, t)
+    assert set(received) == set(due)
+    assert_not_early(received, due)
+    values = metrics(daemon)
+    if injected_at < min(due.values()):  # the refusal was queued before the forward
+        assert values["kbridge_scheduled_forward_errors_total"] >= 1
+        assert "forwarding to" in daemon.log() and "trying again" in daemon.log()
+    assert values["kbridge_scheduled_forwarded_total"] == 5
+    publisher.close()
+    consumer.close()
