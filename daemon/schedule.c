@@ -36,7 +36,9 @@ uint64_t schedule_due_after(int64_t delay_ms, uint64_t now_ms)
 {
     if (delay_ms <= 0)
         return 0;
-    return now_ms > UINT64_MAX - (uint64_t)delay_ms ? UINT64_MAX : now_ms + (uint64_t)delay_ms;
+    /* at most INT64_MAX: kbridge-deliver-at must read back as a signed 64-bit number */
+    return now_ms >= (uint64_t)INT64_MAX - (uint64_t)delay_ms ? (uint64_t)INT64_MAX
+                                                              : now_ms + (uint64_t)delay_ms;
 }
 
 uint64_t schedule_due_at(int64_t at_ms, uint64_t now_ms)

@@ -21,7 +21,7 @@ struct config;
 int schedule_parse_integer(const char *text, size_t len, int64_t *value);
 
 /* The due time of a message sent at now_ms with a relative delay: 0 (send
- * now) for a delay <= 0, else now_ms + delay_ms (saturating). */
+ * now) for a delay <= 0, else now_ms + delay_ms (at most INT64_MAX). */
 uint64_t schedule_due_after(int64_t delay_ms, uint64_t now_ms);
 
 /* The due time of an absolute delivery time (epoch ms): 0 (send now) when

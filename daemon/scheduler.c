@@ -36,6 +36,8 @@
 /* Forwards per timer run: the rest of what is due goes on the next loop
  * turn, so a backlog (after a restart) does not hold the loop. */
 #define SCHEDULER_FORWARD_BUDGET 1024
+/* The longest the timer is armed for at once (a due time years ahead). */
+#define SCHEDULER_TIMER_MAX_MS (24ull * 3600 * 1000)
 /* The delay topic's lookup, again after a second while Kafka cannot answer. */
 #define SCHEDULER_LOOKUP_RETRY_MS 1000
 
@@ -158,6 +160,8 @@ static void scheduler_arm(struct scheduler *scheduler)
         return; /* armed for then or earlier; it re-arms when it runs */
     uint64_t now = clock_wall_ms();
     uint64_t wait = first->due > now ? first->due - now : 0;
+    if (wait > SCHEDULER_TIMER_MAX_MS)
+        wait = SCHEDULER_TIMER_MAX_MS; /* far ahead: look again then */
     struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
     evtimer_add(scheduler->timer, &tv);
     scheduler->timer_due = first->due ? first->due : 1;

@@ -233,6 +233,15 @@ def test_bad_delays_are_refused_naming_the_header(kbridged_factory, bootstrap, u
                                      "timestamp or an integer (milliseconds)")
     assert metrics(daemon).get("kbridge_scheduled_total", 0) == 0
 
+    # the largest delay is taken (due at the end of time) and held, not passed over
+    client = Client(daemon)
+    client.send(f"/queue/bad{uniq}", "x", headers={"AMQ_SCHEDULED_DELAY": "9223372036854775807"},
+                receipt="largest")
+    client.wait_receipt("largest")
+    wait_for(lambda: metrics(daemon).get("kbridge_scheduled_held") == 1, 60, "held")
+    assert metrics(daemon)["kbridge_scheduled_invalid_total"] == 0
+    client.close()
+
 
 def amqp091_daemon(kbridged_factory, bootstrap):
     config = base_config(bootstrap, kafka=dict(KAFKA), auth={
