@@ -174,6 +174,14 @@ struct config {
     } queues;
 
     struct {
+        bool enabled;        /* run this node's scheduler, default true */
+        char *topic;         /* the delay topic under kafka.topic_prefix, "kbridge.scheduled" */
+        char *group;         /* the schedulers' consumer group, "kbridge.scheduler" */
+        uint32_t max_held;   /* records held in memory before pausing, default 100000 */
+        uint32_t partitions; /* partitions when kbridged creates the delay topic, default 4 */
+    } scheduler;
+
+    struct {
         uint32_t max_backlog;  /* non-durable topic subscriber backlog, default 10000 */
         char *slow_subscriber; /* "drop-oldest" (default) or "disconnect" */
     } topics;

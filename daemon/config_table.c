@@ -1184,6 +1184,78 @@ const struct config_key config_keys[] = {
                        "next lookup.",
     },
     {
+        .name = "scheduler.enabled",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, scheduler.enabled),
+        .default_value = "true",
+        .flags = CONFIG_KEY_RESTART,
+        .description =
+            "Run this node's scheduler (architecture §13, [redelivery.md](redelivery.md#"
+            "scheduled-delivery)): a member of `scheduler.group` that reads the delay topic and "
+            "forwards each scheduled message to its destination when it is due. Delayed "
+            "publishes go to the delay topic whatever this says; with `false` on every node "
+            "nothing forwards them (they wait in the topic until a node runs a scheduler).",
+    },
+    {
+        .name = "scheduler.topic",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, scheduler.topic),
+        .min = 1,
+        .max = 200,
+        .default_value = "kbridge.scheduled",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_topic_chars,
+        .description =
+            "The delay topic (under `kafka.topic_prefix`): a message published with a delay "
+            "(STOMP `AMQ_SCHEDULED_DELAY`, AMQP 1.0 `x-opt-delivery-time` / "
+            "`x-opt-delivery-delay`, AMQP 0-9-1 `x-delay`) is written here at once, with its "
+            "due time and destination in private headers, and confirmed to its publisher "
+            "once Kafka has it. Every node of a cluster must name the same topic. kbridged "
+            "creates it with `scheduler.partitions` partitions when it is missing and the "
+            "broker allows CreateTopics; otherwise create it before the first delayed "
+            "publish.",
+    },
+    {
+        .name = "scheduler.group",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, scheduler.group),
+        .min = 1,
+        .max = 249,
+        .default_value = "kbridge.scheduler",
+        .flags = CONFIG_KEY_RESTART,
+        .description =
+            "The consumer group of the schedulers (used as written): the nodes share the "
+            "delay topic's partitions, and a restarted node's partitions go on from their "
+            "committed offsets (the lowest offset not yet forwarded and confirmed).",
+    },
+    {
+        .name = "scheduler.max_held",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, scheduler.max_held),
+        .min = 1,
+        .max = 10000000,
+        .default_value = "100000",
+        .flags = CONFIG_KEY_RESTART,
+        .description =
+            "Scheduled records a node's scheduler holds in memory waiting for their time; "
+            "at this many it pauses its partitions of the delay topic and resumes at half. "
+            "Records beyond it wait in Kafka (a paused partition whose held records are "
+            "all later than a record behind them delays that record until they are "
+            "forwarded: size it above the number of messages scheduled ahead at once).",
+    },
+    {
+        .name = "scheduler.partitions",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, scheduler.partitions),
+        .min = 1,
+        .max = 10000,
+        .default_value = "4",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Partitions of the delay topic when kbridged creates it (a broker that "
+                       "auto-creates topics gives it its own default). More partitions spread the "
+                       "scheduling over more nodes.",
+    },
+    {
         .name = "replies.max_outstanding",
         .type = CONFIG_TYPE_UINT32,
         .offset = offsetof(struct config, replies.max_outstanding),

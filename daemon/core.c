@@ -83,14 +83,20 @@ struct core *core_new(struct event_base *base, struct config *const *config, str
         "Messages published to an exchange that reached no queue and had no alternate "
         "exchange: not written, reported to the client as unroutable.",
         NULL);
+    core->scheduled = metrics_counter(
+        metrics, "kbridge_scheduled_total",
+        "Messages published with a delay (scheduled delivery) that Kafka stored in the delay "
+        "topic, to be forwarded to their destination when due.",
+        NULL);
     core->alternate_routed =
         metrics_counter(metrics, "kbridge_alternate_routed_total",
                         "Messages that reached no queue through their exchange and were written "
                         "to its alternate-exchange instead.",
                         NULL);
     if (!core->late_settles || !core->auth_failures || !core->expired[0] || !core->expired[1] ||
-        !core->unroutable || !core->alternate_routed || core_limits_init(core) < 0 ||
-        core_transaction_metrics_init(core) < 0 || core_overflow_init(core) < 0) {
+        !core->unroutable || !core->alternate_routed || !core->scheduled ||
+        core_limits_init(core) < 0 || core_transaction_metrics_init(core) < 0 ||
+        core_overflow_init(core) < 0) {
         snprintf(err, err_size, "core: out of memory");
         core_free_parts(core);
         return NULL;

@@ -247,6 +247,13 @@ struct core_message {
      * one partition, chosen per (session, producer), so they keep their
      * order while producers spread over partitions (architecture §3). */
     uint32_t producer;
+    /* Scheduled delivery (architecture §13): when the message is due, UTC
+     * epoch ms; 0: now. The adapter reads its protocol's spelling
+     * (schedule.h: schedule_due_after / schedule_due_at give 0 for a delay
+     * <= 0 or a time passed). A message due later is written to the delay
+     * topic at once (confirmed as any publish) with the topic it would have
+     * gone to, and a scheduler (scheduler.c) forwards it when due. */
+    uint64_t deliver_at;
 };
 
 /* May this session publish to `destination` (the publish ACL)? Lets an

@@ -80,6 +80,7 @@ struct core {
     uint64_t *auth_failures;
     uint64_t *expired[2];       /* kbridge_expired_total{kind="queue"|"topic"} */
     uint64_t *unroutable;       /* kbridge_unroutable_total */
+    uint64_t *scheduled;        /* kbridge_scheduled_total: written to the delay topic */
     uint64_t *alternate_routed; /* kbridge_alternate_routed_total */
     /* Replies delivered in memory (architecture §7) confirm to their
      * publisher on the next loop turn, in order: core_publish.c's queue. */

@@ -6,7 +6,9 @@
  * absent, user-id set to the authenticated user, request-reply headers from
  * request_reply.c). The adapter's callback runs only from Kafka's delivery
  * report: nothing is confirmed before Kafka has it. A session that closes
- * first detaches its pending publishes so late reports go nowhere. */
+ * first detaches its pending publishes so late reports go nowhere. A
+ * message due later (core_message.deliver_at) goes to the delay topic with
+ * kbridge-deliver-at / kbridge-deliver-to instead (architecture §13). */
 #include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -14,17 +16,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "core_internal.h"
 #include "kafka.h"
 #include "record.h"
 #include "request_reply.h"
+#include "schedule.h"
 #include "stats.h"
 
 /* message-id, user-id, kbridge-reply-token, kafka_replyTopic, kafka_correlationId,
- * kbridge-routing-key */
-#define CORE_MAX_PROPERTIES_EXTRA 6
+ * kbridge-routing-key, kbridge-deliver-at, kbridge-deliver-to */
+#define CORE_MAX_PROPERTIES_EXTRA 8
 
 struct core_publish_pending {
     struct core_publish_pending *next;
@@ -38,6 +42,7 @@ struct core_publish_pending {
     char *answer_owned;                        /* a copied reason, or NULL */
     struct core_publish_pending *confirm_next; /* in core->local_confirms */
     struct kafka_record *local_reply;          /* to deliver before the confirmation, or NULL */
+    uint64_t *scheduled; /* kbridge_scheduled_total when written to the delay topic, or NULL */
 };
 
 void core_publish_forget_session(struct core_session *session)
@@ -110,6 +115,8 @@ static void core_publish_finish(struct core_publish_pending *pending, int code, 
             pending->next->prev = pending->prev;
         if (code == CORE_OK && pending->stats)
             (*pending->stats->published)++;
+        if (code == CORE_OK && pending->scheduled)
+            (*pending->scheduled)++;
         pending->done(pending->opaque, code, reason);
     }
     free(pending->answer_owned);
@@ -477,16 +484,40 @@ int core_publish_record(struct core_session *session, const struct core_record_t
         key_len = target->routing_key_len;
     }
 
+    /* Scheduled delivery (architecture §13): a message due later goes to
+     * the delay topic now, with its due time and the topic it would have
+     * gone to; a scheduler forwards it (key, value, the other headers) when
+     * it is due. */
+    const char *topic = target->topic;
+    char delay_topic[ADDRESS_NAME_MAX + 1];
+    char due_text[24];
+    bool scheduled = message->deliver_at > clock_wall_ms();
+    if (scheduled) {
+        if (schedule_topic(core_config(core), delay_topic, sizeof(delay_topic)) < 0) {
+            free(headers);
+            snprintf(err, err_size, "the delay topic name (scheduler.topic) is too long");
+            return CORE_ERR_INTERNAL;
+        }
+        snprintf(due_text, sizeof(due_text), "%llu", (unsigned long long)message->deliver_at);
+        headers[count++] = (struct kafka_header){RECORD_DELIVER_AT, due_text, strlen(due_text)};
+        headers[count++] =
+            (struct kafka_header){RECORD_DELIVER_TO, target->topic, strlen(target->topic)};
+        topic = delay_topic;
+    }
+
     if (session->txn_target) {
         /* a transaction's commit (core_transaction.c): into its Kafka
          * transaction; commit_transaction is the one answer */
         uint32_t sticky = (uint32_t)(core_mix64(session->sticky_seed + message->producer) >> 32);
-        int rc = kafka_txn_produce(session->txn_target, target->topic, sticky ? sticky : 1, key,
-                                   key_len, message->body, message->body_len, headers, count);
+        int rc = kafka_txn_produce(session->txn_target, topic, sticky ? sticky : 1, key, key_len,
+                                   message->body, message->body_len, headers, count);
         free(headers);
-        if (rc == KAFKA_OK)
+        if (rc == KAFKA_OK) {
+            if (scheduled)
+                (*core->scheduled)++; /* counted when written: a commit has no per-record report */
             return CORE_OK;
-        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", target->topic,
+        }
+        snprintf(err, err_size, "Kafka refused the message for topic %s: %s", topic,
                  kafka_error_name(rc));
         return engine_error_from_kafka(rc);
     }
@@ -497,12 +528,14 @@ int core_publish_record(struct core_session *session, const struct core_record_t
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
-    bool local = target->reply_token && core_config(core)->replies.local &&
+    if (scheduled)
+        pending->scheduled = core->scheduled;
+    bool local = !scheduled && target->reply_token && core_config(core)->replies.local &&
                  request_reply_token_is_local(core->request_reply, target->reply_token);
     int rc = local ? core_publish_local_reply(core, pending, target->topic, key, key_len, message,
                                               headers, count, err, err_size)
-                   : core_publish_produce(session, target->topic, key, key_len, message, headers,
-                                          count, pending, err, err_size);
+                   : core_publish_produce(session, topic, key, key_len, message, headers, count,
+                                          pending, err, err_size);
     free(headers);
     if (rc != CORE_OK) {
         free(pending);

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "protocol_detect.h"
+#include "scheduler.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -64,6 +65,7 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
+    struct scheduler *scheduler; /* scheduled delivery (scheduler.c); NULL when disabled */
     struct worker_pool *workers; /* password checks, Kafka calls */
     const struct adapter_registry *registry;
     struct server_adapter *adapters;        /* registry->count, in the registry's order */
@@ -649,6 +651,14 @@ struct server *server_new(struct config *config, const struct adapter_registry *
                             server->workers, err, err_size);
     if (!server->core || server_start_adapters(server, err, err_size) < 0)
         goto fail;
+    /* Scheduled delivery: the delay topic's reader (architecture §13); the
+     * node's readiness does not wait for it. */
+    if (config->scheduler.enabled) {
+        server->scheduler =
+            scheduler_new(server->base, config, server->kafka, server->metrics, err, err_size);
+        if (!server->scheduler)
+            goto fail;
+    }
 
     server->signal_term = evsignal_new(server->base, SIGTERM, server_on_signal, server);
     server->signal_int = evsignal_new(server->base, SIGINT, server_on_signal, server);
@@ -723,6 +733,7 @@ void server_free(struct server *server)
     free(server->http_bind);
     ops_http_free(server->http);
     tls_context_free(server->http_tls);
+    scheduler_free(server->scheduler);
     core_free(server->core);
     /* After every owner of a job is gone, before Kafka: it completes every
      * job (Kafka's lookups, closes and probe use the producer). */

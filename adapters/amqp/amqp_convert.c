@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "schedule.h"
 
 #define AMQP_HEADER_BODY "kbridge-amqp-body"
 #define AMQP_HEADER_TTL "kbridge-amqp-ttl"
@@ -490,6 +491,76 @@ static bool amqp_partition_key(pn_data_t *annotations, pn_bytes_t *key)
     return found;
 }
 
+/* An integral annotation value (timestamp, long, ulong, int, uint, short,
+ * ushort, byte, ubyte) into *value; false for any other type. */
+static bool amqp_annotation_integer(pn_data_t *data, int64_t *value)
+{
+    switch (pn_data_type(data)) {
+    case PN_TIMESTAMP: *value = pn_data_get_timestamp(data); return true;
+    case PN_LONG: *value = pn_data_get_long(data); return true;
+    case PN_ULONG: {
+        uint64_t v = pn_data_get_ulong(data);
+        *value = v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+        return true;
+    }
+    case PN_INT: *value = pn_data_get_int(data); return true;
+    case PN_UINT: *value = pn_data_get_uint(data); return true;
+    case PN_SHORT: *value = pn_data_get_short(data); return true;
+    case PN_USHORT: *value = pn_data_get_ushort(data); return true;
+    case PN_BYTE: *value = pn_data_get_byte(data); return true;
+    case PN_UBYTE: *value = pn_data_get_ubyte(data); return true;
+    default: return false;
+    }
+}
+
+/* Scheduled delivery (architecture §13): the due time from the annotations
+ * x-opt-delivery-time (absolute epoch ms, Artemis / Azure Service Bus) or
+ * x-opt-delivery-delay (ms from now, Artemis); the time wins when both are
+ * there. 0 (*deliver_at 0: now) or -1 with err naming the annotation. */
+static int amqp_delivery_time(pn_data_t *annotations, uint64_t now_ms, uint64_t *deliver_at,
+                              char *err, size_t err_size)
+{
+    *deliver_at = 0;
+    pn_data_rewind(annotations);
+    if (!pn_data_next(annotations) || pn_data_type(annotations) != PN_MAP)
+        return 0;
+    size_t count = pn_data_get_map(annotations);
+    uint64_t at = 0, after = 0;
+    bool has_at = false;
+    int rc = 0;
+    pn_data_enter(annotations);
+    for (size_t i = 0; i < count && rc == 0; i += 2) {
+        if (!pn_data_next(annotations))
+            break;
+        pn_type_t type = pn_data_type(annotations);
+        pn_bytes_t name = type == PN_SYMBOL   ? pn_data_get_symbol(annotations)
+                          : type == PN_STRING ? pn_data_get_string(annotations)
+                                              : pn_bytes(0, NULL);
+        if (!pn_data_next(annotations))
+            break;
+        bool time = name.size == 19 && memcmp(name.start, "x-opt-delivery-time", 19) == 0;
+        bool delay = name.size == 20 && memcmp(name.start, "x-opt-delivery-delay", 20) == 0;
+        if (!time && !delay)
+            continue;
+        int64_t value;
+        if (!amqp_annotation_integer(annotations, &value)) {
+            snprintf(err, err_size,
+                     "message annotation %s must be a timestamp or an integer (milliseconds)",
+                     time ? "x-opt-delivery-time" : "x-opt-delivery-delay");
+            rc = -1;
+        } else if (time) {
+            at = schedule_due_at(value, now_ms);
+            has_at = true;
+        } else {
+            after = schedule_due_after(value, now_ms);
+        }
+    }
+    pn_data_exit(annotations);
+    if (rc == 0)
+        *deliver_at = has_at ? at : after;
+    return rc;
+}
+
 static void amqp_set_body(struct amqp_builder *builder, pn_message_t *message)
 {
     struct amqp_record *record = builder->record;
@@ -585,6 +656,10 @@ int amqp_record_from_message(pn_message_t *message, struct amqp_record *record, 
     amqp_add_text(&builder, AMQP_HEADER_REPLY_TO_GROUP_ID,
                   pn_message_get_reply_to_group_id(message));
     pn_data_t *annotations = pn_message_annotations(message);
+    if (amqp_delivery_time(annotations, clock_wall_ms(), &record->deliver_at, err, err_size) < 0) {
+        amqp_record_release(record);
+        return -1;
+    }
     pn_data_rewind(annotations);
     if (pn_data_next(annotations) && pn_data_type(annotations) == PN_MAP &&
         pn_data_get_map(annotations) > 0)

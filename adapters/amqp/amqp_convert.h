@@ -28,6 +28,9 @@ struct amqp_record {
     size_t body_len;
     struct core_property *properties; /* headers for core_publish */
     size_t property_count;
+    /* core_message.deliver_at: from the annotations x-opt-delivery-time
+     * (absolute) or x-opt-delivery-delay (relative); 0: now */
+    uint64_t deliver_at;
     void *storage; /* private: owned buffers */
 };
 

@@ -288,6 +288,7 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         .properties = record.properties,
         .property_count = record.property_count,
         .producer = link->number,
+        .deliver_at = record.deliver_at,
     };
     int tx_rc;
     if (amqp_tx_publish(link, delivery, destination, &core_message, &tx_rc, err, sizeof(err))) {

@@ -38,6 +38,7 @@
 #include "definitions.h"
 #include "log.h"
 #include "record.h"
+#include "schedule.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -636,6 +637,32 @@ static bool amqp091_reply_destination(const char *exchange, const char *routing_
     return true;
 }
 
+/* Scheduled delivery (architecture §13): the due time from the x-delay
+ * header (milliseconds, RabbitMQ's delayed-message exchange plugin),
+ * honoured on every publish; 0: now. 0, or -1 with RabbitMQ-shaped text
+ * (406) when it is not a whole number. */
+static int amqp091_delay(const struct amqp091_record_headers *headers, uint64_t *deliver_at,
+                         char *text, size_t text_size)
+{
+    *deliver_at = 0;
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct core_property *p = &headers->properties[i];
+        if (strcmp(p->name, "x-delay") != 0)
+            continue;
+        int64_t delay;
+        if (schedule_parse_integer(p->value, p->value_len, &delay) < 0) {
+            snprintf(text, text_size,
+                     "PRECONDITION_FAILED - invalid x-delay header '%.*s': a whole number of "
+                     "milliseconds expected",
+                     (int)(p->value_len > 64 ? 64 : p->value_len), (const char *)p->value);
+            return -1;
+        }
+        *deliver_at = schedule_due_after(delay, clock_wall_ms());
+        return 0;
+    }
+    return 0;
+}
+
 /* Every frame of a basic.publish has arrived: publish it. */
 static void amqp091_publish_complete(struct amqp091_channel *channel)
 {
@@ -673,6 +700,12 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         amqp091_channel_error(channel, code, text, AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
+    uint64_t deliver_at;
+    if (amqp091_delay(&headers, &deliver_at, text, sizeof(text)) < 0) {
+        amqp091_record_headers_free(&headers);
+        amqp091_channel_error(channel, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
     if (amqp091_direct_reply_to(channel, properties, &headers) < 0)
         return;
     /* a reply goes to the requester's temporary queue, on any node */
@@ -694,6 +727,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         .routing_key = channel->routing_key,
         .routing_key_len = strlen(channel->routing_key),
         .producer = channel->number,
+        .deliver_at = deliver_at,
     };
     if (amqp091_tx_publish(channel, &destination, &message)) { /* held until tx.commit */
         amqp091_record_headers_free(&headers);

@@ -9,13 +9,18 @@
  * correlation-id, reply-to, message-id, kafka-key ... travel under their own
  * names; the core adds message-id when absent and sets user-id. A SEND
  * with a `transaction` header is held by that transaction until its COMMIT
- * (stomp_handle_transaction.c); its RECEIPT means held. */
+ * (stomp_handle_transaction.c); its RECEIPT means held. AMQ_SCHEDULED_DELAY
+ * (ActiveMQ's, milliseconds) schedules the message (architecture §13):
+ * stored at once, delivered when due; ActiveMQ's repeating schedules
+ * (AMQ_SCHEDULED_PERIOD / _REPEAT / _CRON) are refused by name. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "schedule.h"
 #include "stomp_address.h"
 #include "stomp_handlers.h"
 
@@ -23,6 +28,35 @@ static bool stomp_send_frame_level(const char *name)
 {
     return strcmp(name, "destination") == 0 || strcmp(name, "receipt") == 0 ||
            strcmp(name, "content-length") == 0 || strcmp(name, "transaction") == 0;
+}
+
+/* The SEND's due time from AMQ_SCHEDULED_DELAY (0: now) into *deliver_at,
+ * or STOMP_FAILED with the error naming the header. */
+static int stomp_send_schedule(const struct stomp_frame *frame, uint64_t *deliver_at,
+                               struct stomp_error *error)
+{
+    static const char *const repeating[] = {"AMQ_SCHEDULED_PERIOD", "AMQ_SCHEDULED_REPEAT",
+                                            "AMQ_SCHEDULED_CRON"};
+    for (size_t i = 0; i < sizeof(repeating) / sizeof(repeating[0]); i++)
+        if (stomp_frame_header_value(frame, repeating[i]))
+            return stomp_fail(error, STOMP_KIND_UNSUPPORTED,
+                              "repeating schedules are not supported",
+                              "The SEND has a %s header: kbridge schedules a message once "
+                              "(AMQ_SCHEDULED_DELAY, milliseconds) and does not repeat it. Send "
+                              "each occurrence as its own message.",
+                              repeating[i]);
+    *deliver_at = 0;
+    const char *delay = stomp_frame_header_value(frame, "AMQ_SCHEDULED_DELAY");
+    if (!delay)
+        return STOMP_OK;
+    int64_t delay_ms;
+    if (schedule_parse_integer(delay, strlen(delay), &delay_ms) < 0)
+        return stomp_fail(error, STOMP_KIND_INVALID, "invalid AMQ_SCHEDULED_DELAY",
+                          "The SEND's AMQ_SCHEDULED_DELAY header is '%.64s': it must be a whole "
+                          "number of milliseconds (0 or less: delivered now).",
+                          delay);
+    *deliver_at = schedule_due_after(delay_ms, clock_wall_ms());
+    return STOMP_OK;
 }
 
 static void stomp_publish_free(struct stomp_publish *publish)
@@ -176,6 +210,9 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
             return STOMP_RETRY; /* until it reads the reply topic, no reply could be missed */
         reply_address = temp->reply_address;
     }
+    uint64_t deliver_at;
+    if (stomp_send_schedule(frame, &deliver_at, error) != STOMP_OK)
+        return STOMP_FAILED;
     if (frame->body_len > config->limits.max_message_size)
         return stomp_fail(error, STOMP_KIND_LIMIT, "message too large",
                           "The body has %zu bytes; this server accepts at most %llu "
@@ -215,6 +252,7 @@ int stomp_handle_send(struct stomp_connection *connection, const struct stomp_fr
         .body_len = frame->body_len,
         .properties = properties,
         .property_count = property_count,
+        .deliver_at = deliver_at,
     };
     if (transaction) {
         /* held until COMMIT (stomp_handle_transaction.c); the RECEIPT says held */
