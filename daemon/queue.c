@@ -30,8 +30,10 @@
  * (30 s by default), so that a subscriber coming back finds its partitions
  * assigned and its messages fetched instead of waiting for a rebalance
  * (seconds: group.initial.rebalance.delay.ms on Kafka, 3 s in librdkafka's
- * mock). Then it closes its consumer (which commits the stored offsets and
- * leaves the group) and frees its buffered records. It leaves at once when
+ * mock). Then, once its dead-letter and retry produces are confirmed (at
+ * most QUEUE_LEAVE_WAIT_MS; their offsets are committed with the rest), it
+ * closes its consumer (which commits the stored offsets and leaves the
+ * group) and frees its buffered records. It leaves at once when
  * the group rebalances while it lingers (another node joined or left: that
  * node can deliver the partitions, this one cannot) and at shutdown
  * (queue_free_all). */
@@ -140,7 +142,8 @@ struct queue {
     struct event *retry_timer;              /* the earliest held retry record is due */
     size_t held_count;                      /* retry records held, every partition */
     struct event *linger_timer;
-    bool leave_now; /* lingering and the group rebalanced: leave on the next loop turn */
+    bool leave_now;           /* lingering and the group rebalanced: leave on the next loop turn */
+    uint64_t leave_waited_ms; /* leaving: waited this long for dead-letter/retry produces */
     struct event *expire_timer;
     struct destination_stats *stats;
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
@@ -1189,11 +1192,26 @@ static void queue_free(struct queue *queue)
     free(queue);
 }
 
+/* How long a queue leaving its group waits, at most, for its dead-letter
+ * and retry produces to be confirmed, so that their offsets are committed
+ * before it leaves (else the next member delivers them again). */
+#define QUEUE_LEAVE_WAIT_MS 10000
+#define QUEUE_LEAVE_POLL_MS 20
+
 static void queue_on_linger(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
     struct queue *queue = arg;
-    if (queue->subscriber_count == 0)
-        queue_free(queue);
+    if (queue->subscriber_count != 0)
+        return;
+    if (queue->dead_letters && queue->leave_waited_ms < QUEUE_LEAVE_WAIT_MS) {
+        queue->leave_waited_ms += QUEUE_LEAVE_POLL_MS;
+        struct timeval poll = {0, QUEUE_LEAVE_POLL_MS * 1000};
+        event_add(queue->linger_timer, &poll);
+        return;
+    }
+    queue_free(queue);
 }
 
 static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
@@ -1655,6 +1673,7 @@ static void queue_engine_unsubscribe(struct core_subscription *sub, bool forget)
                                  (suseconds_t)(linger_ms % 1000) * 1000};
         log_debug("queue", "%s: no local subscriber left; staying in the group for %llu ms",
                   queue->group_id, (unsigned long long)linger_ms);
+        queue->leave_waited_ms = 0;
         event_add(queue->linger_timer, &linger);
     }
     queue_update_gauges(queue);

@@ -1161,77 +1161,75 @@ static size_t amqp091_connection_consumers(struct amqp091_connection *connection
     return count;
 }
 
+/* A field of any integer type into *out (a u64 above INT64_MAX is
+ * INT64_MAX); false for other types. */
+static bool amqp091_field_integer(const amqp_field_value_t *v, int64_t *out)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8: *out = v->value.i8; return true;
+    case AMQP_FIELD_KIND_U8: *out = v->value.u8; return true;
+    case AMQP_FIELD_KIND_I16: *out = v->value.i16; return true;
+    case AMQP_FIELD_KIND_U16: *out = v->value.u16; return true;
+    case AMQP_FIELD_KIND_I32: *out = v->value.i32; return true;
+    case AMQP_FIELD_KIND_U32: *out = v->value.u32; return true;
+    case AMQP_FIELD_KIND_I64: *out = v->value.i64; return true;
+    case AMQP_FIELD_KIND_U64:
+        *out = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
+        return true;
+    default: return false;
+    }
+}
+
+/* The value of argument `name` in a table; NULL when absent. */
+static const amqp_field_value_t *amqp091_table_get(const amqp_table_t *table, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < table->num_entries; i++)
+        if (table->entries[i].key.len == len && memcmp(table->entries[i].key.bytes, name, len) == 0)
+            return &table->entries[i].value;
+    return NULL;
+}
+
 /* basic.consume's x-priority (RabbitMQ's consumer priorities), any integer
  * type; 0 when absent or of another type. */
 static int32_t amqp091_consumer_priority(const amqp_table_t *arguments)
 {
-    for (int i = 0; i < arguments->num_entries; i++) {
-        const amqp_table_entry_t *entry = &arguments->entries[i];
-        if (entry->key.len != 10 || memcmp(entry->key.bytes, "x-priority", 10) != 0)
-            continue;
-        const amqp_field_value_t *v = &entry->value;
-        int64_t value;
-        switch (v->kind) {
-        case AMQP_FIELD_KIND_I8: value = v->value.i8; break;
-        case AMQP_FIELD_KIND_U8: value = v->value.u8; break;
-        case AMQP_FIELD_KIND_I16: value = v->value.i16; break;
-        case AMQP_FIELD_KIND_U16: value = v->value.u16; break;
-        case AMQP_FIELD_KIND_I32: value = v->value.i32; break;
-        case AMQP_FIELD_KIND_U32: value = v->value.u32; break;
-        case AMQP_FIELD_KIND_I64: value = v->value.i64; break;
-        default: return 0;
-        }
-        return value > INT32_MAX ? INT32_MAX : value < INT32_MIN ? INT32_MIN : (int32_t)value;
-    }
-    return 0;
+    const amqp_field_value_t *v = amqp091_table_get(arguments, "x-priority");
+    int64_t value;
+    if (!v || !amqp091_field_integer(v, &value))
+        return 0;
+    return value > INT32_MAX ? INT32_MAX : value < INT32_MIN ? INT32_MIN : (int32_t)value;
 }
 
 /* basic.consume's x-stream-offset (RabbitMQ streams, architecture §13):
  * its text in the core's spelling (stream_offset.h) into out: a string as
  * it is ("first", "last", "next", "1h"), an integer as "offset=N", a
- * timestamp as "timestamp=SECONDS". false when absent; -1 (with the
- * reason in out) when of another type. */
+ * timestamp as "timestamp=SECONDS". 0 when absent, 1 when found; -1 (with
+ * the reason in out) when of another type. */
 static int amqp091_stream_offset(const amqp_table_t *arguments, char *out, size_t out_size)
 {
-    for (int i = 0; i < arguments->num_entries; i++) {
-        const amqp_table_entry_t *entry = &arguments->entries[i];
-        if (entry->key.len != 15 || memcmp(entry->key.bytes, "x-stream-offset", 15) != 0)
-            continue;
-        const amqp_field_value_t *v = &entry->value;
-        int64_t value;
-        switch (v->kind) {
-        case AMQP_FIELD_KIND_UTF8:
-        case AMQP_FIELD_KIND_BYTES:
-            if (v->value.bytes.len >= out_size ||
-                memchr(v->value.bytes.bytes, '\0', v->value.bytes.len)) {
-                snprintf(out, out_size, "x-stream-offset is not a stream offset");
-                return -1;
-            }
-            memcpy(out, v->value.bytes.bytes, v->value.bytes.len);
-            out[v->value.bytes.len] = '\0';
-            return 1;
-        case AMQP_FIELD_KIND_TIMESTAMP:
-            snprintf(out, out_size, "timestamp=%" PRIu64, v->value.u64);
-            return 1;
-        case AMQP_FIELD_KIND_I8: value = v->value.i8; break;
-        case AMQP_FIELD_KIND_U8: value = v->value.u8; break;
-        case AMQP_FIELD_KIND_I16: value = v->value.i16; break;
-        case AMQP_FIELD_KIND_U16: value = v->value.u16; break;
-        case AMQP_FIELD_KIND_I32: value = v->value.i32; break;
-        case AMQP_FIELD_KIND_U32: value = v->value.u32; break;
-        case AMQP_FIELD_KIND_I64: value = v->value.i64; break;
-        case AMQP_FIELD_KIND_U64:
-            value = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
-            break;
-        default:
-            snprintf(out, out_size,
-                     "x-stream-offset must be a string, an integer offset or a timestamp");
+    const amqp_field_value_t *v = amqp091_table_get(arguments, "x-stream-offset");
+    int64_t value;
+    if (!v)
+        return 0;
+    if (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES) {
+        if (v->value.bytes.len >= out_size ||
+            memchr(v->value.bytes.bytes, '\0', v->value.bytes.len)) {
+            snprintf(out, out_size, "x-stream-offset is not a stream offset");
             return -1;
         }
+        memcpy(out, v->value.bytes.bytes, v->value.bytes.len);
+        out[v->value.bytes.len] = '\0';
+    } else if (v->kind == AMQP_FIELD_KIND_TIMESTAMP) {
+        snprintf(out, out_size, "timestamp=%" PRIu64, v->value.u64);
+    } else if (amqp091_field_integer(v, &value)) {
         snprintf(out, out_size, "offset=%" PRId64, value);
-        return 1;
+    } else {
+        snprintf(out, out_size,
+                 "x-stream-offset must be a string, an integer offset or a timestamp");
+        return -1;
     }
-    return 0;
+    return 1;
 }
 
 static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_consume_t *m)
