@@ -407,6 +407,30 @@ def test_nack_redelivers_then_dead_letters_after_max_deliveries(
     client.close()
 
 
+def test_dead_letters_are_committed_before_the_queue_leaves_its_group(
+        kbridged_factory, bootstrap, qname):
+    """NACK requeue:false five messages and UNSUBSCRIBE at once with
+    queues.linger 0s: the queue leaves its group only once the dead-letter
+    produces are confirmed, so its committed offsets pass all five (none is
+    dead-lettered again by the next member)."""
+    daemon = kbridged_factory(queue_config(bootstrap, linger="0s"))
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(5):
+        producer.produce(qname, value=f"bad{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    client = Client(daemon)
+    client.subscribe(f"/queue/{qname}", "s1", ack="client-individual", receipt="sub")
+    for frame in client.wait_messages(5):
+        client.nack(frame, requeue=False)
+    client.conn.unsubscribe(id="s1", headers={"receipt": "unsub"})
+    client.wait_receipt("unsub")
+    wait_for(lambda: committed_offsets(bootstrap, f"kbridge.q.{qname}", qname).get(0) == 5, 30,
+             "the group's committed offset past the five dead letters")
+    assert sorted(r.value() for r in read_topic(bootstrap, f"{qname}.DLQ")) == \
+        [f"bad{i}".encode() for i in range(5)]
+    client.close()
+
+
 def test_nack_requeue_false_dead_letters_at_once(kbridged_factory, bootstrap, qname):
     daemon = kbridged_factory(queue_config(bootstrap, max_deliveries=3))
     client = Client(daemon)
