@@ -36,6 +36,10 @@ KBRIDGED = os.path.join(BUILDDIR, "daemon", "kbridged")
 DEVKAFKA = os.path.join(BUILDDIR, "daemon", "kbridge-devkafka")
 EXTERNAL_BOOTSTRAP = os.environ.get("KBRIDGE_TEST_BOOTSTRAP")
 
+# test_dashboard_dlq.py needs the admin API's dead-letter endpoints (the dlq
+# branch): delete this line once they are merged (docs/testing.md).
+collect_ignore = ["test_dashboard_dlq.py"]
+
 
 def wait_for(condition, timeout, what, interval=0.02):
     """Poll condition() until it returns a truthy value or timeout passes."""

@@ -185,8 +185,12 @@ def test_dashboard_in_chromium_shows_what_the_api_says(daemon, tmp_path):
 
         shown = wait_for(lambda: agree(6), 30,
                          "the page's queue depths and consumers to equal /api/queues")
-        # no in-flight or DLQ field in the API (yet): shown as a dash, not a number
-        assert shown[a]["in_flight"] == "–" and shown[a]["dlq_messages"] == "–"
+        # in flight and dead letters: the API's when it has them, else a dash
+        listed = {q["name"]: q for q in daemon.api("/api/queues")[1]}
+        for field, key in (("in_flight", "messages_unacknowledged"),
+                           ("dlq_messages", "kbridge_dlq_messages"),
+                           ("dlq_topic", "kbridge_dlq_topic")):
+            assert shown[a][field] == str(listed[a].get(key, "–")), (field, shown[a])
 
         # live: more traffic, and the page follows without a reload
         depth_a = 6
