@@ -7,8 +7,8 @@
  * decide (admin_auth.h: any role but none may load the pages; what the
  * pages then show is what the admin API lets that user read). Files come
  * from `http.ui_dir` through ui_open (ui_files.h: names checked, resolved
- * inside the directory, regular files only) and are handed to evhttp with
- * evbuffer_add_file. A missing directory answers 404 and is logged once
+ * inside the directory, regular files only) and read into the reply
+ * through an evbuffer file segment. A missing directory answers 404 and is logged once
  * until it appears again. */
 #include "http_ui.h"
 
@@ -31,6 +31,12 @@
 #ifndef KBRIDGE_UI_DIR
 #define KBRIDGE_UI_DIR "/usr/share/kbridge/ui"
 #endif
+
+/* Read the file into memory when it is added: no sendfile or mmap, which a
+ * TLS listener's bufferevent cannot send from and a file truncated
+ * meanwhile would turn into SIGBUS. The dashboard's files are small. */
+#define UI_SEGMENT_FLAGS                                                                           \
+    (EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_MMAP | EVBUF_FS_DISABLE_SENDFILE)
 
 struct ops_ui {
     struct server *server;
@@ -110,17 +116,21 @@ static void ui_serve(struct ops_ui *ui, struct evhttp_request *request)
         ui_send_text(request, 404, "Not Found", text);
         return;
     }
+    /* the segment owns fd from here (closed when the last reference goes) */
+    struct evbuffer_file_segment *segment =
+        size > 0 ? evbuffer_file_segment_new(fd, 0, (ev_off_t)size, UI_SEGMENT_FLAGS) : NULL;
+    if (!segment)
+        close(fd);
     struct evbuffer *body = evbuffer_new();
-    if (!body || (size > 0 && evbuffer_add_file(body, fd, 0, (ev_off_t)size) < 0)) {
+    int rc = body && segment ? evbuffer_add_file_segment(body, segment, 0, (ev_off_t)size) : 0;
+    if (segment)
+        evbuffer_file_segment_free(segment); /* body keeps its own reference */
+    if (!body || rc < 0 || (size > 0 && !segment)) {
         if (body)
-            evbuffer_free(body); /* evbuffer_add_file closes fd on failure too */
-        else
-            close(fd);
+            evbuffer_free(body);
         evhttp_send_error(request, 500, "cannot read the dashboard file");
         return;
     }
-    if (size == 0)
-        close(fd);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(request);
     evhttp_add_header(headers, "Content-Type", ui_content_type(relative));
     evhttp_add_header(headers, "Cache-Control", "no-cache");

@@ -7,8 +7,10 @@ STOMP traffic: the numbers the page shows must equal what the admin API
 answers at the same moment. Screenshots are kept (tmp dir, and
 $KBRIDGE_ARTIFACTS when set; docs/testing.md)."""
 
+import base64
 import os
 import shutil
+import ssl
 import urllib.error
 import urllib.request
 import uuid
@@ -18,6 +20,7 @@ import pytest
 from cdp import Chromium, keep_artifact
 from conftest import ADMIN, SRCDIR, base_config, user_config, wait_for, with_admin
 from stomp_util import Client
+from test_tls import pki, tls_of  # noqa: F401 (pki: the test CA fixture)
 
 MONITOR = ("watcher", "watch-secret")
 PLAIN = ("plain", "plain-secret")
@@ -53,7 +56,6 @@ def raw_get(daemon, path, auth=None, method="GET"):
 
     request = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
     if auth:
-        import base64
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     opener = urllib.request.build_opener(NoRedirect)
@@ -120,6 +122,34 @@ def test_ui_files_served_with_auth_types_and_no_escape(kbridged_factory, bootstr
     assert daemon.log().count("dashboard not served") == 1
     # the API and the probes are untouched by it
     assert daemon.api("/api/overview")[0] == 200 and daemon.http("/healthz")[0] == 200
+
+
+def test_ui_over_https(kbridged_factory, bootstrap, pki):  # noqa: F811
+    """The files leave through the TLS listener's bufferevent too (read into
+    memory, no sendfile)."""
+    config = dashboard_config(bootstrap)
+    config["listeners"]["http"]["tls"] = tls_of(pki)
+    daemon = kbridged_factory(config, wait_ready=False)
+    host, port = daemon.host_port("http")
+    context = ssl.create_default_context(cafile=pki["ca"])
+
+    def get(path, auth=None):
+        request = urllib.request.Request(f"https://{host}:{port}{path}")
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    wait_for(lambda: get("/readyz")[0] == 200, 30, "/readyz over HTTPS")
+    status, headers, _ = get("/ui/")
+    assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="kbridge"'
+    for name in ("index.html", "dashboard.css", "dashboard.js"):
+        with open(os.path.join(UI_DIR, name), "rb") as f:
+            assert get(f"/ui/{name}", auth=MONITOR)[::2] == (200, f.read()), name
 
 
 def page_queues(browser):
