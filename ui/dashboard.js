@@ -21,6 +21,7 @@ const state = {
   queues: new Map(), // "vhost\0name" -> {depths: [], ends: {at, total}, inRate}
   dlqOpen: null, // {vhost, name} whose dead letters are shown
   user: null,
+  role: null, // kbridge_role of /api/whoami: only "administrator" may redrive
 };
 
 function $(id) { return document.getElementById(id); }
@@ -281,6 +282,10 @@ function renderDeadLetters(queues) {
     redriveButton.textContent = "Redrive";
     redriveButton.dataset.action = "redrive";
     redriveButton.addEventListener("click", () => redrive(q.vhost, q.name, redriveButton));
+    if (state.role !== "administrator") {
+      redriveButton.disabled = true;
+      redriveButton.title = "redrive takes the administrator tag";
+    }
     actions.append(peekButton, redriveButton);
     tr.appendChild(actions);
     rows.push(tr);
@@ -297,7 +302,11 @@ function showError(error) {
 
 async function refresh() {
   try {
-    if (!state.user) state.user = (await api("/api/whoami")).name;
+    if (!state.user) {
+      const whoami = await api("/api/whoami");
+      state.user = whoami.name;
+      state.role = whoami.kbridge_role;
+    }
     const metrics = fetch("/metrics", { cache: "no-store" })
       .then((r) => (r.ok ? r.text() : null)).catch(() => null);
     const [overview, queues, connections, metricsText] = await Promise.all([

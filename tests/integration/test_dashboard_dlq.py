@@ -70,8 +70,17 @@ def test_dead_letters_shown_peeked_and_redriven_from_the_page(kbridged_factory, 
         browser = Chromium(str(profile))
         _, port = daemon.host_port("http")
         origin = f"http://127.0.0.1:{port}"
+        # a monitoring user sees the dead letters but may not redrive them
+        browser.set_credentials(*MONITOR)
+        browser.navigate(f"{origin}/ui/?refresh=1")
+        wait_for(lambda: browser.evaluate(f"""document.querySelector(
+            '#dlq-rows tr[data-queue="{q}"] button[data-action=redrive]')?.disabled""") is True,
+            30, "the redrive button shown disabled to a monitoring user")
         browser.set_credentials(*ADMIN)
         browser.navigate(f"{origin}/ui/?refresh=1")
+        wait_for(lambda: browser.evaluate(f"""document.querySelector(
+            '#dlq-rows tr[data-queue="{q}"] button[data-action=redrive]')?.disabled""") is False,
+            30, "the redrive button enabled for an administrator")
 
         def shown_as_api():
             queue = api_queue(daemon, q)
