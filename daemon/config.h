@@ -150,6 +150,10 @@ struct config {
     } definitions;
 
     struct {
+        char *ui_dir; /* the dashboard's files (http_ui.c); NULL: KBRIDGE_UI_DIR */
+    } http;
+
+    struct {
         bool anonymous;          /* default false */
         bool insecure_plaintext; /* default false: users[].password is refused */
         struct config_user *users;

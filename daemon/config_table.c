@@ -940,6 +940,23 @@ const struct config_key config_keys[] = {
             "are; at most one serves `http`.",
     },
     {
+        .name = "http.ui_dir",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, http.ui_dir),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "the installed `DATADIR/kbridge/ui` (`/usr/share/kbridge/ui` in the "
+                       "packages)",
+        .description =
+            "The folder the web dashboard's files are served from, under `/ui/` on the ops "
+            "listener (`listeners.http`), to users with an admin tag (HTTP basic, as the "
+            "admin API; [operations.md](operations.md#dashboard)). Only regular files below "
+            "it are served: a symbolic link leading out of it, hidden names and `..` answer "
+            "404. A folder that does not exist answers 404 and is logged once. A relative "
+            "path is read from kbridged's working directory; read on every request, so a "
+            "SIGHUP applies a new value at once.",
+    },
+    {
         .name = "vhosts",
         .type = CONFIG_TYPE_VHOSTS,
         .offset = offsetof(struct config, vhosts),

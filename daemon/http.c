@@ -16,6 +16,7 @@
 #include "admin_api.h"
 #include "config.h"
 #include "core.h"
+#include "http_ui.h"
 #include "kafka.h"
 #include "listener.h"
 #include "log.h"
@@ -28,6 +29,7 @@ struct ops_http {
     struct evhttp *evhttp;
     struct server *server;
     struct admin_api *admin; /* everything under /api/ but /api/status */
+    struct ops_ui *ui;       /* the dashboard under /ui/ */
     char address[80];
 };
 
@@ -172,6 +174,10 @@ static void ops_dispatch(struct evhttp_request *request, void *arg)
         admin_api_handle(http->admin, request); /* authenticated, every method */
         return;
     }
+    if (ops_ui_serves(path)) {
+        ops_ui_handle(http->ui, request); /* authenticated as the API, GET and HEAD */
+        return;
+    }
     /* The probes: unauthenticated, read-only (docs/operations.md). */
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         ops_reply_text(request, 405, "Method Not Allowed", "only GET and HEAD are served here");
@@ -187,8 +193,8 @@ static void ops_dispatch(struct evhttp_request *request, void *arg)
         ops_status(http, request);
     else
         ops_reply_text(request, 404, "Not Found",
-                       "no such endpoint; try /healthz, /readyz, /metrics, /api/status or the "
-                       "admin API under /api/ (docs/operations.md)");
+                       "no such endpoint; try /healthz, /readyz, /metrics, /api/status, the "
+                       "admin API under /api/ or the dashboard under /ui/ (docs/operations.md)");
 }
 
 struct ops_http *ops_http_new(struct event_base *base, struct server *server, const char *bind,
@@ -201,8 +207,11 @@ struct ops_http *ops_http_new(struct event_base *base, struct server *server, co
     }
     http->server = server;
     http->admin = admin_api_new(server);
-    if (!http->admin) {
+    http->ui = ops_ui_new(server);
+    if (!http->admin || !http->ui) {
         snprintf(err, err_size, "listeners.http: out of memory");
+        admin_api_free(http->admin);
+        ops_ui_free(http->ui);
         free(http);
         return NULL;
     }
@@ -212,6 +221,7 @@ struct ops_http *ops_http_new(struct event_base *base, struct server *server, co
         0) {
         snprintf(err, err_size, "listeners.http: %s", why);
         admin_api_free(http->admin);
+        ops_ui_free(http->ui);
         free(http);
         return NULL;
     }
@@ -240,6 +250,7 @@ void ops_http_free(struct ops_http *http)
     if (!http)
         return;
     admin_api_free(http->admin); /* before evhttp_free frees the requests it waits on */
+    ops_ui_free(http->ui);
     if (http->evhttp)
         evhttp_free(http->evhttp);
     free(http);

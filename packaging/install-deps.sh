@@ -10,7 +10,7 @@ BUILD="build-essential autoconf automake libtool pkg-config librdkafka-dev \
 libevent-dev libqpid-proton11-dev libyaml-dev libjansson-dev librabbitmq-dev libssl-dev libsystemd-dev libcrypt-dev \
 libjemalloc-dev libwslay-dev check"
 TEST="python3 python3-pytest python3-pytest-xdist python3-yaml python3-stomp python3-qpid-proton \
-python3-confluent-kafka python3-pika kcat ruby-stomp valgrind clang libclang-rt-14-dev clang-format openssl chromium \
+python3-confluent-kafka python3-pika kcat ruby-stomp valgrind clang libclang-rt-14-dev clang-format openssl chromium python3-websocket \
 ruby-bunny amqp-tools librabbitmq-client-java default-jdk-headless golang-go golang-github-rabbitmq-amqp091-go-dev \
 php-cli php-amqplib rabbitmq-server groff-base"
 

@@ -37,6 +37,7 @@ DEVKAFKA = os.path.join(BUILDDIR, "daemon", "kbridge-devkafka")
 EXTERNAL_BOOTSTRAP = os.environ.get("KBRIDGE_TEST_BOOTSTRAP")
 
 
+
 def wait_for(condition, timeout, what, interval=0.02):
     """Poll condition() until it returns a truthy value or timeout passes."""
     deadline = time.monotonic() + timeout
