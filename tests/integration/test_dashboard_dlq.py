@@ -2,11 +2,10 @@
 """The dashboard's dead-letter browser (issue 18 item 3: "press redrive and
 see the DLQ drain") in headless Chromium against a live kbridged.
 
-Needs the dead-letter endpoints of the admin API (GET/POST
+Uses the dead-letter endpoints of the admin API (GET/POST
 /api/kbridge/dlq/VHOST/QUEUE[/messages|/redrive], the queue fields
 kbridge_dlq_topic and kbridge_dlq_messages; docs/operations.md "Dead
-letters"), which come with the dlq branch: until that is merged, conftest.py
-lists this file in collect_ignore. Enable it by deleting that line."""
+letters")."""
 
 import uuid
 
