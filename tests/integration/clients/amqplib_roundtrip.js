@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // amqplib_roundtrip.js -- a second AMQP 0-9-1 client library (amqplib,
 // Node.js) against kbridged: on a ConfirmChannel (amqplib's publisher
 // confirms), declare a direct exchange and a queue bound to it, publish

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rhea_roundtrip.js -- a second AMQP 1.0 client library (rhea, Node.js)
 // against kbridged: send COUNT messages unsettled to ADDRESS, wait for every
 // `accepted`, then receive them all on a receiver with a credit window and

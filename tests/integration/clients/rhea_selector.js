@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rhea_selector.js -- rhea's selector idiom (rhea.filter.selector, the
 // jms-selector filter with code 0x468C00000004, as in rhea's own selector
 // example) against kbridged: a receiver on ADDRESS with the selector
