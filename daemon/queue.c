@@ -498,8 +498,10 @@ static void queue_record_origin(const struct queue *queue, const struct kafka_re
             key = queue->name;
             len = strlen(key);
         }
-    } else if (definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, topic)) {
-        snprintf(target->original_exchange, sizeof(target->original_exchange), "%s", topic);
+    } else if (strlen(topic) < sizeof(target->original_exchange) &&
+               definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, topic)) {
+        /* an exchange's name fits: exchange names are at most ADDRESS_NAME_MAX */
+        memcpy(target->original_exchange, topic, strlen(topic) + 1);
     } else {
         snprintf(target->original_exchange, sizeof(target->original_exchange), "amq.topic");
         if (!key) {
