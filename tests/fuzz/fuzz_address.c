@@ -118,8 +118,13 @@ static void check_destination(const struct destination *d, const char *what, con
     }
     FUZZ_CHECK(d->wildcard == wildcard, "%s('%s'): wildcard flag %d for '%s'", what, text,
                (int)d->wildcard, d->name);
-    FUZZ_CHECK(strstr(text, d->name) != NULL && strcmp(text + strlen(text) - len, d->name) == 0,
-               "%s('%s'): name '%s' is not the address's tail", what, text, d->name);
+    /* the name ends the address, or (an exchange with a routing key,
+     * /exchange/NAME/KEY) ends just before the '/' at key_at - 1 */
+    size_t end = d->key_at ? (size_t)d->key_at - 1 : strlen(text);
+    FUZZ_CHECK(end <= strlen(text) && end >= len && memcmp(text + end - len, d->name, len) == 0 &&
+                   (!d->key_at || (d->kind == DESTINATION_EXCHANGE && text[end] == '/')),
+               "%s('%s'): name '%s' (key at %u) is not where the address ends", what, text, d->name,
+               (unsigned)d->key_at);
 }
 
 /* address_spell(&stomp_addresses) + address_parse_stomp give the destination back. */
@@ -153,9 +158,10 @@ static void check_kafka_topic(const struct destination *d, const char *prefix, s
     size_t total = strlen(prefix) + strlen(d->name);
     char full[2 * ADDRESS_NAME_MAX + 2];
     snprintf(full, sizeof(full), "%s%s", prefix, d->name);
-    bool allowed = (d->kind == DESTINATION_QUEUE || d->kind == DESTINATION_TOPIC) && !d->wildcard &&
-                   all_name_chars(prefix) && total <= ADDRESS_NAME_MAX && total + 1 <= out_size &&
-                   strcmp(full, ".") != 0 && strcmp(full, "..") != 0;
+    bool allowed = (d->kind == DESTINATION_QUEUE || d->kind == DESTINATION_TOPIC ||
+                    d->kind == DESTINATION_EXCHANGE) &&
+                   !d->wildcard && all_name_chars(prefix) && total <= ADDRESS_NAME_MAX &&
+                   total + 1 <= out_size && strcmp(full, ".") != 0 && strcmp(full, "..") != 0;
     FUZZ_CHECK((rc == 0) == allowed, "address_kafka_topic(%s '%s', prefix '%s', %zu bytes) = %d",
                destination_kind_name(d->kind), d->name, prefix, out_size, rc);
     if (rc == 0)
