@@ -4,6 +4,7 @@
 #include "ui_files.h"
 
 #include <errno.h>
+#include <event2/http.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -12,17 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int ui_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static bool ui_name_byte(unsigned char c)
 {
@@ -36,38 +26,52 @@ static int ui_fail(char *err, size_t err_size, const char *reason)
     return -1;
 }
 
+/* Decode one segment (no '/' in it) with libevent and append it to out at
+ * *len. An escape that is not two hex digits stays '%' and is refused as a
+ * byte names do not have. */
+static int ui_append_segment(const char *raw, size_t raw_len, char *out, size_t out_size,
+                             size_t *len, char *err, size_t err_size)
+{
+    char *copy = strndup(raw, raw_len);
+    size_t decoded_len = 0;
+    char *decoded = copy ? evhttp_uridecode(copy, 0, &decoded_len) : NULL;
+    free(copy);
+    if (!decoded)
+        return ui_fail(err, err_size, "out of memory decoding the path");
+    int rc = 0;
+    if (decoded_len != strlen(decoded) || strchr(decoded, '/'))
+        rc = ui_fail(err, err_size, "an encoded '/' or NUL in the path");
+    else if (decoded_len == 0)
+        rc = ui_fail(err, err_size, "an empty path segment");
+    else if (decoded[0] == '.')
+        rc = ui_fail(err, err_size, "a path segment starting with '.'");
+    for (size_t i = 0; rc == 0 && i < decoded_len; i++)
+        if (!ui_name_byte((unsigned char)decoded[i]))
+            rc = ui_fail(err, err_size, "a character the dashboard's file names do not have");
+    if (rc == 0 && *len + decoded_len + 1 >= out_size)
+        rc = ui_fail(err, err_size, "the path is too long");
+    if (rc == 0) {
+        memcpy(out + *len, decoded, decoded_len);
+        *len += decoded_len;
+    }
+    free(decoded);
+    return rc;
+}
+
 int ui_relative_path(const char *encoded, char *out, size_t out_size, char *err, size_t err_size)
 {
     static const char index[] = "index.html";
-    size_t len = 0, segment_start = 0;
-    for (const char *p = encoded;; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '%') {
-            int high = ui_hex(p[1]);
-            int low = high < 0 ? -1 : ui_hex(p[2]);
-            if (low < 0)
-                return ui_fail(err, err_size, "a malformed percent escape in the path");
-            c = (unsigned char)(high * 16 + low);
-            p += 2;
-            if (c == '/' || c == '\0')
-                return ui_fail(err, err_size, "an encoded '/' or NUL in the path");
+    size_t len = 0;
+    const char *p = encoded;
+    while (*p != '\0') {
+        size_t raw_len = strcspn(p, "/");
+        if (ui_append_segment(p, raw_len, out, out_size, &len, err, err_size) < 0)
+            return -1;
+        p += raw_len;
+        if (*p == '/') { /* a separator: the next segment, or the end of a folder's path */
+            out[len++] = '/';
+            p++;
         }
-        if (c == '/' || c == '\0') {
-            size_t segment_len = len - segment_start;
-            if (segment_len == 0 && c == '/')
-                return ui_fail(err, err_size, "an empty path segment");
-            if (segment_len > 0 && out[segment_start] == '.')
-                return ui_fail(err, err_size, "a path segment starting with '.'");
-            if (c == '\0')
-                break;
-        } else if (!ui_name_byte(c)) {
-            return ui_fail(err, err_size, "a character the dashboard's file names do not have");
-        }
-        if (len + 1 >= out_size)
-            return ui_fail(err, err_size, "the path is too long");
-        out[len++] = (char)c;
-        if (c == '/')
-            segment_start = len;
     }
     if (len == 0 || out[len - 1] == '/') { /* a folder: its index.html */
         if (len + sizeof(index) > out_size)
