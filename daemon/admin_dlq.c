@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "queue_bindings.h"
 #include "server.h"
+#include "topic_pattern.h"
 
 #define ADMIN_DLQ_PEEK_DEFAULT 10
 #define ADMIN_DLQ_GROUP_PREFIX "kbridge.dlq."
@@ -63,18 +64,8 @@ struct admin_dlq_run {
  * "{name}" replaced. -1 when it does not fit. */
 int admin_dlq_topic(const struct config *config, const char *name, char *out, size_t out_size)
 {
-    size_t used = (size_t)snprintf(out, out_size, "%s", config->kafka.topic_prefix);
-    for (const char *p = config->queues.dead_letter_topic; *p && used < out_size;) {
-        if (strncmp(p, "{name}", 6) == 0) {
-            used += (size_t)snprintf(out + used, out_size - used, "%s", name);
-            p += 6;
-        } else {
-            out[used++] = *p++;
-            if (used < out_size)
-                out[used] = '\0';
-        }
-    }
-    return used < out_size ? 0 : -1;
+    return topic_pattern_name_into(config->kafka.topic_prefix, config->queues.dead_letter_topic,
+                                   name, out, out_size);
 }
 
 void admin_dlq_group(const char *name, char *out, size_t out_size)

@@ -57,6 +57,7 @@
 #include "record.h"
 #include "request_reply.h"
 #include "stats.h"
+#include "topic_pattern.h"
 #include "u64_map.h"
 
 #define QUEUE_EXPIRE_CHECK_MS 1000
@@ -1250,30 +1251,8 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
 /* Expand the dead-letter pattern: every "{name}" becomes the queue name. */
 static char *queue_dead_letter_topic(const char *prefix, const char *pattern, const char *name)
 {
-    size_t need = strlen(prefix) + 1;
-    for (const char *p = pattern; *p;) {
-        if (strncmp(p, "{name}", 6) == 0) {
-            need += strlen(name);
-            p += 6;
-        } else {
-            need++;
-            p++;
-        }
-    }
-    char *out = malloc(need);
-    if (!out)
-        return NULL;
-    char *w = out + sprintf(out, "%s", prefix);
-    for (const char *p = pattern; *p;) {
-        if (strncmp(p, "{name}", 6) == 0) {
-            w += sprintf(w, "%s", name);
-            p += 6;
-        } else {
-            *w++ = *p++;
-        }
-    }
-    *w = '\0';
-    return out;
+    const struct topic_pattern_fill fill = {"{name}", name};
+    return topic_pattern_expand(prefix, pattern, &fill, 1);
 }
 
 /* Subscribe (or resubscribe) the group: its own topic or wildcard, and

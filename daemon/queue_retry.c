@@ -3,6 +3,8 @@
  * (queue_retry.h, architecture §13). */
 #include "queue_retry.h"
 
+#include "topic_pattern.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,44 +18,9 @@ static char *queue_retry_topic_name(const char *prefix, const char *pattern, con
     snprintf(n, sizeof(n), "%zu", level + 1);
     snprintf(index, sizeof(index), "%zu", level);
     snprintf(delay, sizeof(delay), "%" PRIu64, delay_ms);
-    const struct {
-        const char *placeholder;
-        const char *value;
-    } fills[] = {{"{name}", name}, {"{n}", n}, {"{index}", index}, {"{delay}", delay}};
-    size_t need = strlen(prefix) + 1;
-    for (int pass = 0; pass < 2; pass++) {
-        char *out = pass ? malloc(need) : NULL;
-        if (pass && !out)
-            return NULL;
-        size_t at = 0;
-        if (out)
-            memcpy(out, prefix, strlen(prefix));
-        at = strlen(prefix);
-        for (const char *p = pattern; *p;) {
-            size_t f;
-            for (f = 0; f < sizeof(fills) / sizeof(fills[0]); f++)
-                if (strncmp(p, fills[f].placeholder, strlen(fills[f].placeholder)) == 0)
-                    break;
-            if (f < sizeof(fills) / sizeof(fills[0])) {
-                size_t len = strlen(fills[f].value);
-                if (out)
-                    memcpy(out + at, fills[f].value, len);
-                at += len;
-                p += strlen(fills[f].placeholder);
-            } else {
-                if (out)
-                    out[at] = *p;
-                at++;
-                p++;
-            }
-        }
-        if (out) {
-            out[at] = '\0';
-            return out;
-        }
-        need = at + 1;
-    }
-    return NULL;
+    const struct topic_pattern_fill fills[] = {
+        {"{name}", name}, {"{n}", n}, {"{index}", index}, {"{delay}", delay}};
+    return topic_pattern_expand(prefix, pattern, fills, sizeof(fills) / sizeof(fills[0]));
 }
 
 int queue_retry_plan_init(struct queue_retry_plan *plan, const char *prefix, const char *pattern,

@@ -5,9 +5,11 @@
  * placeholder, and the decimal header parser. */
 #include <check.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "queue_retry.h"
+#include "topic_pattern.h"
 #include "unit_main.h"
 
 START_TEST(delays_grow_by_the_multiplier_up_to_the_max)
@@ -100,6 +102,25 @@ START_TEST(topic_names_fill_every_placeholder)
 }
 END_TEST
 
+START_TEST(dead_letter_names_expand_and_fit_or_are_refused)
+{
+    char out[16];
+    ck_assert_int_eq(topic_pattern_name_into("p.", "{name}.DLQ", "q", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "p.q.DLQ");
+    ck_assert_int_eq(topic_pattern_name_into("", "dlq.{name}.{name}", "ab", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "dlq.ab.ab");
+    /* exactly 15 bytes fit a 16-byte buffer, 16 do not */
+    ck_assert_int_eq(topic_pattern_name_into("", "{name}", "123456789012345", out, sizeof(out)), 0);
+    ck_assert_int_eq(topic_pattern_name_into("", "{name}", "1234567890123456", out, sizeof(out)),
+                     -1);
+    ck_assert_str_eq(out, "");
+    const struct topic_pattern_fill fills[] = {{"{n}", "7"}, {"{name}", "q"}};
+    char *name = topic_pattern_expand("x-", "{name}-{n}-{nope}", fills, 2);
+    ck_assert_str_eq(name, "x-q-7-{nope}");
+    free(name);
+}
+END_TEST
+
 START_TEST(decimal_headers_parse_or_are_refused)
 {
     uint64_t value = 7;
@@ -125,6 +146,7 @@ static Suite *queue_retry_suite(void)
     tcase_add_test(tc, levels_stop_at_max_deliveries_and_at_a_constant_delay);
     tcase_add_test(tc, topic_names_fill_every_placeholder);
     tcase_add_test(tc, decimal_headers_parse_or_are_refused);
+    tcase_add_test(tc, dead_letter_names_expand_and_fit_or_are_refused);
     suite_add_tcase(s, tc);
     return s;
 }
