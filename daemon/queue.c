@@ -449,6 +449,36 @@ static void queue_dead_letter_unlink(struct queue *queue, struct queue_dead_lett
         dl->next->prev = dl->prev;
 }
 
+/* Produce the copy of released record `id` (to its dead-letter or retry
+ * topic) with `headers`, and keep it in queue->dead_letters until Kafka
+ * answers `done` (the queue's settling produces: a leaving queue waits for
+ * them). When it cannot even be queued, "`failure` TOPIC (reason);
+ * `fallback`" is logged and the record is available again. Frees nothing of the
+ * caller's but takes dl. */
+static void queue_produce_settling(struct queue *queue, struct queue_dead_letter *dl,
+                                   queue_delivery_id id, const char *topic, const void *key,
+                                   size_t key_len, const struct kafka_record *record,
+                                   const struct kafka_header *headers, size_t count,
+                                   kafka_delivery_fn done, const char *failure,
+                                   const char *fallback)
+{
+    dl->queue = queue;
+    dl->id = id;
+    int rc = kafka_produce(queue->context->kafka, topic, -1, 0, key, key_len, record->value,
+                           record->value_len, headers, count, done, dl);
+    if (rc != KAFKA_OK) {
+        log_warn("queue", "%s: %s %s (%s); %s", queue->group_id, failure, topic,
+                 kafka_error_name(rc), fallback);
+        free(dl);
+        queue_state_dead_lettered(queue->state, id, false);
+        return;
+    }
+    dl->next = queue->dead_letters;
+    if (queue->dead_letters)
+        queue->dead_letters->prev = dl;
+    queue->dead_letters = dl;
+}
+
 static void queue_on_dead_letter_delivery(void *opaque, int err, int32_t partition, int64_t offset)
 {
     struct queue_dead_letter *dl = opaque;
@@ -699,23 +729,11 @@ static void queue_on_dead_letter(void *opaque, queue_delivery_id id, void *recor
             }
         }
     }
-    dl->queue = queue;
-    dl->id = id;
-    int rc = kafka_produce(queue->context->kafka, target.topic, -1, 0, key, key_len, record->value,
-                           record->value_len, headers, count, queue_on_dead_letter_delivery, dl);
+    queue_produce_settling(queue, dl, id, target.topic, key, key_len, record, headers, count,
+                           queue_on_dead_letter_delivery, "cannot dead-letter to",
+                           "the message is available again");
     free(headers);
     free(x_death);
-    if (rc != KAFKA_OK) {
-        log_warn("queue", "%s: cannot dead-letter to %s (%s); the message is available again",
-                 queue->group_id, target.topic, kafka_error_name(rc));
-        free(dl);
-        queue_state_dead_lettered(queue->state, id, false);
-        return;
-    }
-    dl->next = queue->dead_letters;
-    if (queue->dead_letters)
-        queue->dead_letters->prev = dl;
-    queue->dead_letters = dl;
 }
 
 /* ---- delayed redelivery (architecture §13) ---------------------------------------- */
@@ -793,24 +811,10 @@ static void queue_on_retry(void *opaque, queue_delivery_id id, void *record_ptr,
         headers[count++] =
             (struct kafka_header){RECORD_RETRY_ORIGINAL_OFFSET, offset, strlen(offset)};
     }
-    dl->queue = queue;
-    dl->id = id;
-    int rc = kafka_produce(queue->context->kafka, topic, -1, 0, record->key, record->key_len,
-                           record->value, record->value_len, headers, count,
-                           queue_on_retry_delivery, dl);
+    queue_produce_settling(queue, dl, id, topic, record->key, record->key_len, record, headers,
+                           count, queue_on_retry_delivery, "cannot delay a redelivery through",
+                           "it is redelivered at once");
     free(headers);
-    if (rc != KAFKA_OK) {
-        log_warn("queue",
-                 "%s: cannot delay a redelivery through %s (%s); it is redelivered at once",
-                 queue->group_id, topic, kafka_error_name(rc));
-        free(dl);
-        queue_state_dead_lettered(queue->state, id, false);
-        return;
-    }
-    dl->next = queue->dead_letters;
-    if (queue->dead_letters)
-        queue->dead_letters->prev = dl;
-    queue->dead_letters = dl;
 }
 
 /* Hand a due retry record to queue_state with the deliveries it had. */
