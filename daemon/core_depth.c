@@ -50,16 +50,9 @@ static void depth_on_lag(void *opaque, int err, const char *reason,
     struct core_depth_op *op = opaque;
     core_depth_fn done = op->session ? op->done : NULL;
     uint64_t depth = 0;
-    if (done && !err) {
-        const struct definitions *view = core_definitions(op->core);
-        for (size_t i = 0; i < count; i++) {
-            int64_t from =
-                core_queue_ready_from(view, op->vhost, op->name, parts[i].topic, parts[i].partition,
-                                      parts[i].committed, parts[i].low);
-            if (parts[i].end > from)
-                depth += (uint64_t)(parts[i].end - from);
-        }
-    }
+    if (done && !err)
+        depth =
+            core_queue_ready_count(core_definitions(op->core), op->vhost, op->name, parts, count);
     depth_unlink(op);
     void *done_opaque = op->opaque;
     free(op->vhost);
@@ -75,32 +68,24 @@ int core_queue_depth(struct core_session *session, const char *vhost, const char
     struct core *core = session->core;
     if (!vhost)
         vhost = "/";
-    char **topics = NULL;
-    size_t topic_count = 0;
+    int rc = CORE_ERR_INTERNAL;
     struct core_depth_op *op = calloc(1, sizeof(*op));
-    if (!op || !(op->vhost = strdup(vhost)) || !(op->name = strdup(name)) ||
-        core_queue_topics(core, vhost, name, &topics, &topic_count) < 0) {
+    if (op && (op->vhost = strdup(vhost)) && (op->name = strdup(name))) {
+        op->core = core;
+        op->done = done;
+        op->opaque = opaque;
+        rc = core_queue_lag(core, vhost, name, depth_on_lag, op);
+    }
+    if (rc != CORE_OK) {
         if (op) {
             free(op->vhost);
             free(op->name);
         }
         free(op);
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
-    op->core = core;
-    op->done = done;
-    op->opaque = opaque;
-    char group[512];
-    snprintf(group, sizeof(group), "kbridge.q.%s", name);
-    int rc = kafka_group_lag(core->kafka, group, topics, topic_count, depth_on_lag, op);
-    queue_bindings_free_topics(topics, topic_count);
-    if (rc < 0) {
-        free(op->vhost);
-        free(op->name);
-        free(op);
-        snprintf(err, err_size, "cannot look up the queue's offsets now");
-        return CORE_ERR_UNAVAILABLE;
+        snprintf(err, err_size, "%s",
+                 rc == CORE_ERR_INTERNAL ? "out of memory"
+                                         : "cannot look up the queue's offsets now");
+        return rc;
     }
     op->session = session;
     op->next = session->depth_ops;

@@ -18,6 +18,7 @@
 
 #include "core.h"
 #include "engine.h"
+#include "kafka.h"
 #include "stats.h"
 #include "u64_map.h"
 
@@ -404,5 +405,19 @@ int core_subscription_attach(struct core_subscription *sub, const struct destina
 /* Fill the engine context's calls into the core (ready, deliver, failed,
  * may_consume_topic). */
 void core_subscription_context(struct engine_context *context);
+
+/* How many messages of queue `name` are not yet committed by its group (ready
+ * and unacknowledged): the sum over a kafka_group_lag answer's partitions of
+ * end - core_queue_ready_from. What purge, declare-ok, x-overflow and the
+ * admin API count. */
+uint64_t core_queue_ready_count(const struct definitions *view, const char *vhost, const char *name,
+                                const struct kafka_partition_lag *parts, size_t count);
+/* Look up, on the worker pool, the committed offsets of queue `name`'s group
+ * (kbridge.q.NAME) and the end offsets of every topic it reads
+ * (core_queue_topics): kafka_group_lag, whose `done` runs on the loop with
+ * `opaque`. CORE_OK (done will run, once), CORE_ERR_INTERNAL out of memory or
+ * CORE_ERR_UNAVAILABLE when the lookup cannot be queued (done will not run). */
+int core_queue_lag(struct core *core, const char *vhost, const char *name, kafka_group_lag_fn done,
+                   void *opaque);
 
 #endif

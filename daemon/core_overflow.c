@@ -289,15 +289,9 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
         overflow_schedule(overflow, queue);
         return;
     }
-    const struct definitions *view = core_definitions(overflow->core);
-    int64_t ready = 0;
-    for (size_t i = 0; i < count; i++) {
-        int64_t from = core_queue_ready_from(view, queue->vhost, queue->name, parts[i].topic,
-                                             parts[i].partition, parts[i].committed, parts[i].low);
-        if (parts[i].end > from)
-            ready += parts[i].end - from;
-    }
-    core_overflow_figure_answered(&queue->figure, true, ready);
+    uint64_t ready = core_queue_ready_count(core_definitions(overflow->core), queue->vhost,
+                                            queue->name, parts, count);
+    core_overflow_figure_answered(&queue->figure, true, (int64_t)ready);
     overflow_show(queue);
     overflow_schedule(overflow, queue);
 }
@@ -306,22 +300,15 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
 static void overflow_ask(struct core_overflow *overflow, struct core_overflow_queue *queue,
                          uint64_t now_ms)
 {
-    struct core *core = overflow->core;
-    char **topics = NULL;
-    size_t topic_count = 0;
-    if (core_queue_topics(core, queue->vhost, queue->name, &topics, &topic_count) < 0) {
-        (*overflow->lookup_failures)++;
-        return;
-    }
-    char group[ADDRESS_NAME_MAX + 16];
-    snprintf(group, sizeof(group), "kbridge.q.%s", queue->name);
+    /* asked before the lookup starts: it may answer at once */
     core_overflow_figure_asking(&queue->figure, now_ms);
-    if (kafka_group_lag(core->kafka, group, topics, topic_count, overflow_on_lag, queue) < 0) {
-        log_debug("core", "queue '%s': cannot queue a depth lookup for x-overflow", queue->name);
-        (*overflow->lookup_failures)++;
-        core_overflow_figure_answered(&queue->figure, false, 0);
-    }
-    queue_bindings_free_topics(topics, topic_count);
+    int rc = core_queue_lag(overflow->core, queue->vhost, queue->name, overflow_on_lag, queue);
+    if (rc == CORE_OK)
+        return;
+    log_debug("core", "queue '%s': cannot queue a depth lookup for x-overflow (%s)", queue->name,
+              rc == CORE_ERR_INTERNAL ? "out of memory" : "the worker pool refused it");
+    (*overflow->lookup_failures)++;
+    core_overflow_figure_answered(&queue->figure, false, 0);
 }
 
 static void overflow_on_timer(evutil_socket_t fd, short what, void *arg)

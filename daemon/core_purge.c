@@ -115,6 +115,19 @@ int64_t core_queue_ready_from(const struct definitions *view, const char *vhost,
     return floor > from ? floor : from;
 }
 
+uint64_t core_queue_ready_count(const struct definitions *view, const char *vhost, const char *name,
+                                const struct kafka_partition_lag *parts, size_t count)
+{
+    uint64_t ready = 0;
+    for (size_t i = 0; i < count; i++) {
+        int64_t from = core_queue_ready_from(view, vhost, name, parts[i].topic, parts[i].partition,
+                                             parts[i].committed, parts[i].low);
+        if (parts[i].end > from)
+            ready += (uint64_t)(parts[i].end - from);
+    }
+    return ready;
+}
+
 static void purge_on_lag(void *opaque, int err, const char *reason,
                          const struct kafka_partition_lag *parts, size_t count)
 {
@@ -127,13 +140,10 @@ static void purge_on_lag(void *opaque, int err, const char *reason,
         purge_answer(op, CORE_ERR_UNAVAILABLE, reason);
         return;
     }
-    const struct definitions *view = core_definitions(op->core);
+    op->count =
+        core_queue_ready_count(core_definitions(op->core), op->vhost, op->name, parts, count);
     json_t *offsets = json_array();
     for (size_t i = 0; offsets && i < count; i++) {
-        int64_t from = core_queue_ready_from(view, op->vhost, op->name, parts[i].topic,
-                                             parts[i].partition, parts[i].committed, parts[i].low);
-        if (parts[i].end > from)
-            op->count += (uint64_t)(parts[i].end - from);
         if (json_array_append_new(offsets, json_pack("{s:s,s:i,s:I}", "topic", parts[i].topic,
                                                      "partition", (int)parts[i].partition, "offset",
                                                      (json_int_t)parts[i].end)) < 0) {
@@ -192,6 +202,20 @@ int core_queue_topics(struct core *core, const char *vhost, const char *name, ch
     return 0;
 }
 
+int core_queue_lag(struct core *core, const char *vhost, const char *name, kafka_group_lag_fn done,
+                   void *opaque)
+{
+    char **topics = NULL;
+    size_t topic_count = 0;
+    if (core_queue_topics(core, vhost, name, &topics, &topic_count) < 0)
+        return CORE_ERR_INTERNAL;
+    char group[ADDRESS_NAME_MAX + 16];
+    snprintf(group, sizeof(group), "kbridge.q.%s", name);
+    int rc = kafka_group_lag(core->kafka, group, topics, topic_count, done, opaque);
+    queue_bindings_free_topics(topics, topic_count);
+    return rc < 0 ? CORE_ERR_UNAVAILABLE : CORE_OK;
+}
+
 int core_purge_queue(struct core_session *session, const char *vhost, const char *name,
                      core_purge_fn done, void *opaque, char *err, size_t err_size)
 {
@@ -211,32 +235,25 @@ int core_purge_queue(struct core_session *session, const char *vhost, const char
     rc = core_queue_usable(session, vhost, name, err, err_size);
     if (rc != CORE_OK)
         return rc;
-    char **topics = NULL;
-    size_t topic_count = 0;
     struct core_purge_op *op = calloc(1, sizeof(*op));
-    if (!op || !(op->vhost = strdup(vhost)) || !(op->name = strdup(name)) ||
-        core_queue_topics(core, vhost, name, &topics, &topic_count) < 0) {
+    if (op && (op->vhost = strdup(vhost)) && (op->name = strdup(name))) {
+        op->core = core;
+        op->done = done;
+        op->opaque = opaque;
+        rc = core_queue_lag(core, vhost, name, purge_on_lag, op);
+    } else {
+        rc = CORE_ERR_INTERNAL;
+    }
+    if (rc != CORE_OK) {
         if (op) {
             free(op->vhost);
             free(op->name);
         }
         free(op);
-        snprintf(err, err_size, "out of memory");
-        return CORE_ERR_INTERNAL;
-    }
-    op->core = core;
-    op->done = done;
-    op->opaque = opaque;
-    char group[512];
-    snprintf(group, sizeof(group), "kbridge.q.%s", name);
-    rc = kafka_group_lag(core->kafka, group, topics, topic_count, purge_on_lag, op);
-    queue_bindings_free_topics(topics, topic_count);
-    if (rc < 0) {
-        free(op->vhost);
-        free(op->name);
-        free(op);
-        snprintf(err, err_size, "cannot look up the queue's offsets now");
-        return CORE_ERR_UNAVAILABLE;
+        snprintf(err, err_size, "%s",
+                 rc == CORE_ERR_INTERNAL ? "out of memory"
+                                         : "cannot look up the queue's offsets now");
+        return rc;
     }
     op->session = session;
     op->next = session->purge_ops;
