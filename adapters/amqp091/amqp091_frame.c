@@ -100,6 +100,45 @@ enum amqp091_parse_status amqp091_frame_parse(const uint8_t *data, size_t len, u
     return AMQP091_PARSE_FRAME;
 }
 
+/* Where the field table of a method's arguments starts, for the methods
+ * that carry one: the fields before it, one letter each (o octet, s short,
+ * S shortstr, b an octet of bits). NULL for a method without a table. */
+static const char *method_fields_before_table(amqp_method_number_t id)
+{
+    switch (id) {
+    case AMQP_CONNECTION_START_METHOD: return "oo";  /* server-properties */
+    case AMQP_CONNECTION_START_OK_METHOD: return ""; /* client-properties */
+    case AMQP_EXCHANGE_DECLARE_METHOD: return "sSSb";
+    case AMQP_EXCHANGE_BIND_METHOD:
+    case AMQP_EXCHANGE_UNBIND_METHOD: return "sSSSb";
+    case AMQP_QUEUE_DECLARE_METHOD: return "sSb";
+    case AMQP_QUEUE_BIND_METHOD: return "sSSSb";
+    case AMQP_QUEUE_UNBIND_METHOD: return "sSSS";
+    case AMQP_BASIC_CONSUME_METHOD: return "sSSb";
+    default: return NULL;
+    }
+}
+
+/* Is the method's arguments table (if it has one and the arguments reach
+ * it) nested at most AMQP091_TABLE_MAX_DEPTH deep and well formed? A
+ * truncation before the table is left to librabbitmq's decoder (502). */
+static bool method_table_check(amqp_method_number_t id, const uint8_t *p, size_t len)
+{
+    const char *fields = method_fields_before_table(id);
+    if (!fields)
+        return true;
+    size_t at = 0;
+    for (; *fields; fields++) {
+        if (*fields == 'S')
+            at += at < len ? 1 + (size_t)p[at] : 1;
+        else
+            at += *fields == 's' ? 2 : 1;
+        if (at > len)
+            return true;
+    }
+    return at >= len || amqp091_table_check(p + at, len - at, AMQP091_TABLE_MAX_DEPTH);
+}
+
 int amqp091_method_decode(const struct amqp091_frame *frame, amqp_pool_t *pool,
                           struct amqp091_method *method, struct amqp091_error *error)
 {
@@ -109,6 +148,15 @@ int amqp091_method_decode(const struct amqp091_frame *frame, amqp_pool_t *pool,
     }
     method->id = read_u32(frame->payload);
     amqp_bytes_t arguments = {frame->size - 4, (void *)(frame->payload + 4)};
+    /* librabbitmq's table decoder recurses without a limit */
+    if (!method_table_check(method->id, frame->payload + 4, frame->size - 4)) {
+        char text[sizeof(error->text)];
+        snprintf(text, sizeof(text),
+                 "SYNTAX_ERROR - malformed arguments table of %s (or nested deeper than %d)",
+                 amqp_method_name(method->id), AMQP091_TABLE_MAX_DEPTH);
+        fail(error, AMQP_SYNTAX_ERROR, text);
+        return -1;
+    }
     int rc = amqp_decode_method(method->id, pool, arguments, &method->decoded);
     if (rc == AMQP_STATUS_OK)
         return 0;

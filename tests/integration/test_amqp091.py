@@ -623,6 +623,11 @@ class RawClient:
      method(1, 60, 40, b"\x00\x00" + shortstr(b"") + shortstr(b"q") + b"\x00") +
      frame(2, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x20\x00" + deep_table(100)), 502,
      "SYNTAX_ERROR - malformed headers table (or nested deeper than 64)"),
+    # queue.declare arguments nested 100 deep (method arguments are checked as headers are)
+    (method(1, 20, 10, shortstr(b"")) +
+     method(1, 50, 10, b"\x00\x00" + shortstr(b"q") + b"\x00" + deep_table(100)), 502,
+     "SYNTAX_ERROR - malformed arguments table of AMQP_QUEUE_DECLARE_METHOD "
+     "(or nested deeper than 64)"),
     # a frame larger than the negotiated frame_max
     (bytes([1, 0, 1]) + (200000).to_bytes(4, "big"), 501,
      "FRAME_ERROR - frame size 200008 larger than negotiated maximum 131072"),

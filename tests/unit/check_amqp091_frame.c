@@ -346,6 +346,42 @@ START_TEST(tables_nested_too_deep_or_malformed_are_refused)
     ck_assert(!amqp091_table_check(truncated, sizeof(truncated), AMQP091_TABLE_MAX_DEPTH));
 }
 END_TEST
+START_TEST(method_argument_tables_nested_too_deep_are_refused)
+{
+    /* queue.declare: reserved short, queue shortstr, bits, then the arguments table */
+    static uint8_t payload[4 + 2 + 2 + 1 + 7 * 200 + 16];
+    size_t at = 0;
+    payload[at++] = 0, payload[at++] = 50, payload[at++] = 0, payload[at++] = 10;
+    payload[at++] = 0, payload[at++] = 0;
+    payload[at++] = 1, payload[at++] = 'q';
+    payload[at++] = 0;
+    struct amqp091_method method;
+    struct amqp091_error error;
+    size_t len = nested_table(payload + at, 8);
+    struct amqp091_frame frame = {.type = AMQP091_FRAME_METHOD,
+                                  .channel = 1,
+                                  .size = (uint32_t)(at + len),
+                                  .payload = payload};
+    ck_assert_int_eq(amqp091_method_decode(&frame, &pool, &method, &error), 0);
+    ck_assert_uint_eq(method.id, AMQP_QUEUE_DECLARE_METHOD);
+    len = nested_table(payload + at, 200);
+    frame.size = (uint32_t)(at + len);
+    ck_assert_int_eq(amqp091_method_decode(&frame, &pool, &method, &error), -1);
+    ck_assert_uint_eq(error.code, 502);
+    ck_assert_str_eq(error.text,
+                     "SYNTAX_ERROR - malformed arguments table of AMQP_QUEUE_DECLARE_METHOD "
+                     "(or nested deeper than 64)");
+    /* connection.start-ok: client-properties first */
+    static uint8_t start_ok[4 + 7 * 200 + 16] = {0, 10, 0, 11};
+    len = nested_table(start_ok + 4, 200);
+    frame.size = (uint32_t)(4 + len);
+    frame.channel = 0;
+    frame.payload = start_ok;
+    ck_assert_int_eq(amqp091_method_decode(&frame, &pool, &method, &error), -1);
+    ck_assert_uint_eq(error.code, 502);
+}
+END_TEST
+
 static Suite *amqp091_frame_suite(void)
 {
     Suite *suite = suite_create("amqp091_frame");
@@ -358,6 +394,7 @@ static Suite *amqp091_frame_suite(void)
     tcase_add_test(frames, method_decode_errors_carry_502_and_540);
     tcase_add_test(frames, content_headers_round_trip_with_properties_and_headers);
     tcase_add_test(frames, tables_nested_too_deep_or_malformed_are_refused);
+    tcase_add_test(frames, method_argument_tables_nested_too_deep_are_refused);
     suite_add_tcase(suite, frames);
     return suite;
 }
