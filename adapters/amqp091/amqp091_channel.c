@@ -484,7 +484,7 @@ static void amqp091_publish_resume(struct amqp091_connection *connection)
     uint32_t max = adapter_base_config(&connection->adapter->base)->limits.max_unconfirmed;
     if (connection->publish_paused && connection->base.unconfirmed < (max ? max : 1)) {
         connection->publish_paused = false;
-        amqp091_connection_publish_blocked(connection, false);
+        amqp091_connection_update_blocked(connection);
         amqp091_connection_update_reading(connection);
     }
 }
@@ -582,6 +582,7 @@ void amqp091_publish_done(struct connection_publish *base, int result, const cha
                      publish->exchange ? publish->exchange : "", reason ? reason : "Kafka error");
     }
     amqp091_publish_free(publish);
+    amqp091_publish_retry(connection); /* room in Kafka's queue, perhaps */
     amqp091_publish_resume(connection);
 }
 
@@ -664,6 +665,25 @@ static int amqp091_delay(const struct amqp091_record_headers *headers, uint64_t 
 }
 
 /* Every frame of a basic.publish has arrived: publish it. */
+static void amqp091_publish_complete(struct amqp091_channel *channel);
+
+void amqp091_publish_retry(struct amqp091_connection *connection)
+{
+    if (!connection->publish_held)
+        return;
+    connection->publish_held = false;
+    if (connection->held_timer)
+        evtimer_del(connection->held_timer);
+    struct amqp091_channel *channel = amqp091_channel_find(connection, connection->held_channel);
+    if (channel && channel->publishing && !channel->closing &&
+        connection->state == AMQP091_STATE_RUNNING)
+        amqp091_publish_complete(channel); /* may hold it again */
+    if (!connection->publish_held) {
+        amqp091_connection_update_blocked(connection);
+        amqp091_connection_update_reading(connection);
+    }
+}
+
 static void amqp091_publish_complete(struct amqp091_channel *channel)
 {
     struct amqp091_connection *connection = channel->connection;
@@ -753,7 +773,16 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         connection_publish_cancel(&publish->base);
         uint64_t tag = publish->tag;
         amqp091_publish_free(publish);
-        if (rc == CORE_ERR_BUSY || rc == CORE_ERR_UNAVAILABLE) {
+        if (rc == CORE_ERR_BUSY) {
+            /* Kafka's producer queue is full: the channel keeps the publish
+             * and it is tried again (architecture §12 "Backpressure"); its
+             * confirm tag is given again then */
+            if (tag)
+                channel->next_publish_tag--;
+            amqp091_connection_hold_publish(connection, channel->number);
+            return;
+        }
+        if (rc == CORE_ERR_UNAVAILABLE) {
             /* not stored: say so to a confirming client, as RabbitMQ's nack */
             log_info("amqp091", "%s: channel %u: publish refused now: %s", connection->base.peer,
                      channel->number, err);
@@ -790,7 +819,7 @@ done:
     uint32_t max = config->limits.max_unconfirmed ? config->limits.max_unconfirmed : 1;
     if (connection->base.unconfirmed >= max && !connection->publish_paused) {
         connection->publish_paused = true;
-        amqp091_connection_publish_blocked(connection, true);
+        amqp091_connection_update_blocked(connection);
         amqp091_connection_update_reading(connection);
     }
 }

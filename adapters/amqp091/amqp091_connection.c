@@ -158,7 +158,7 @@ static bool amqp091_may_parse(const struct amqp091_connection *connection)
         return false;
     if (connection->state == AMQP091_STATE_CLOSE_SENT)
         return true; /* waiting for Close-Ok */
-    return connection->waiting == 0 && !connection->publish_paused &&
+    return connection->waiting == 0 && !connection->publish_paused && !connection->publish_held &&
            !connection->adapter->base.draining;
 }
 
@@ -315,13 +315,12 @@ static bool amqp091_has_certificate(struct amqp091_connection *connection)
 
 static void amqp091_send_start(struct amqp091_connection *connection)
 {
-    /* RabbitMQ's capabilities; false for what is not built yet (clients
-     * then do without) */
+    /* RabbitMQ's capabilities, all built (exchange.bind: routing.md) */
     static const struct {
         const char *name;
         bool built;
     } capabilities[] = {
-        {"publisher_confirms", true}, {"exchange_exchange_bindings", false},
+        {"publisher_confirms", true}, {"exchange_exchange_bindings", true},
         {"basic.nack", true},         {"consumer_cancel_notify", true},
         {"connection.blocked", true}, {"authentication_failure_close", true},
         {"per_consumer_qos", true},   {"direct_reply_to", true},
@@ -455,21 +454,50 @@ static bool amqp091_client_capability(const amqp_table_t *properties, const char
     return false;
 }
 
-void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked)
+void amqp091_connection_update_blocked(struct amqp091_connection *connection)
 {
+    bool blocked = connection->publish_paused || connection->publish_held;
     if (!connection->client_blocked_notify || connection->blocked_sent == blocked ||
         connection->state != AMQP091_STATE_RUNNING)
         return;
     connection->blocked_sent = blocked;
     if (blocked) {
         amqp_connection_blocked_t m = {
-            .reason = amqp_cstring_bytes("kbridge: unconfirmed publishes at limits.max_unconfirmed "
-                                         "(waiting for Kafka)")};
+            .reason = amqp_cstring_bytes(
+                connection->publish_held
+                    ? "kbridge: Kafka's producer queue is full (waiting for Kafka)"
+                    : "kbridge: unconfirmed publishes at limits.max_unconfirmed "
+                      "(waiting for Kafka)")};
         amqp091_send_method(connection, 0, AMQP_CONNECTION_BLOCKED_METHOD, &m);
     } else {
         amqp_connection_unblocked_t m = {0};
         amqp091_send_method(connection, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, &m);
     }
+}
+
+static void amqp091_on_held_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    amqp091_publish_retry(arg);
+}
+
+void amqp091_connection_hold_publish(struct amqp091_connection *connection, uint16_t channel)
+{
+    if (!connection->publish_held)
+        log_debug("amqp091", "%s: channel %u: Kafka's producer queue is full, the publish waits",
+                  connection->base.peer, channel);
+    connection->publish_held = true;
+    connection->held_channel = channel;
+    if (!connection->held_timer)
+        connection->held_timer =
+            evtimer_new(connection->adapter->base.context.base, amqp091_on_held_retry, connection);
+    if (connection->held_timer) {
+        struct timeval wait = {0, AMQP091_HELD_RETRY_MS * 1000};
+        evtimer_add(connection->held_timer, &wait);
+    } /* else only a confirmation of ours retries */
+    amqp091_connection_update_blocked(connection);
+    amqp091_connection_update_reading(connection);
 }
 
 /* EXTERNAL (mTLS, as RabbitMQ's rabbitmq_auth_mechanism_ssl): the verified
@@ -914,6 +942,8 @@ static void amqp091_free_connection(struct connection *base)
         event_free(connection->timer);
     if (connection->process_event)
         event_free(connection->process_event);
+    if (connection->held_timer)
+        event_free(connection->held_timer);
     empty_amqp_pool(&connection->pool);
     empty_amqp_pool(&connection->deliver_pool);
     connection_release(base);

@@ -178,6 +178,12 @@ struct amqp091_connection {
     /* work that holds the input: a declare waiting for its answer */
     uint32_t waiting;
     bool publish_paused; /* unconfirmed publishes at limits.max_unconfirmed */
+    /* a complete publish on channel held_channel that Kafka's producer queue
+     * had no room for (CORE_ERR_BUSY): the channel keeps its frames, input
+     * waits, held_timer retries (as do this connection's confirmations) */
+    bool publish_held;
+    uint16_t held_channel;
+    struct event *held_timer;
     bool deliveries_blocked;
     /* the client's capabilities (start-ok's client-properties) */
     bool client_blocked_notify; /* connection.blocked */
@@ -215,15 +221,25 @@ void amqp091_connection_error(struct amqp091_connection *connection, uint16_t co
 void amqp091_connection_update_reading(struct amqp091_connection *connection);
 /* Is the connection in a state where frames go out? */
 bool amqp091_connection_writable(const struct amqp091_connection *connection);
-/* Publishing is held (unconfirmed publishes at limits.max_unconfirmed) or
- * goes on: connection.blocked / unblocked to a client that announced the
- * capability, once per change. */
-void amqp091_connection_publish_blocked(struct amqp091_connection *connection, bool blocked);
+/* Publishing is held (unconfirmed publishes at limits.max_unconfirmed, or a
+ * publish waits for room in Kafka's producer queue) or goes on again:
+ * connection.blocked / unblocked to a client that announced the capability,
+ * once per change, from publish_paused and publish_held. */
+void amqp091_connection_update_blocked(struct amqp091_connection *connection);
+/* Hold the complete publish of `channel` until Kafka's producer queue has
+ * room: input stops, the client is told (connection.blocked) and
+ * amqp091_publish_retry runs after AMQP091_HELD_RETRY_MS or at this
+ * connection's next confirmation, whichever comes first. */
+void amqp091_connection_hold_publish(struct amqp091_connection *connection, uint16_t channel);
+#define AMQP091_HELD_RETRY_MS 50
 /* Block or unblock every consumer's deliveries (output watermark). */
 void amqp091_connection_block_deliveries(struct amqp091_connection *connection, bool blocked);
 
 /* ---- amqp091_channel.c ----------------------------------------------------------- */
 
+/* Publish the held publish again (amqp091_connection_hold_publish): it goes
+ * to Kafka, or stays held; input resumes once it went. */
+void amqp091_publish_retry(struct amqp091_connection *connection);
 /* A frame for a channel other than 0 (method, header or body), after the
  * connection is open. Channel and connection errors are sent from here. */
 void amqp091_channel_frame(struct amqp091_connection *connection,

@@ -1274,3 +1274,50 @@ def test_direct_reply_to_amqp10_and_native_kafka_responders_answer_pika(daemon, 
         (f"{key}-c{i}", f"re:{key}-{i}".encode())
         for i in range(5) for key in (amqp_queue, native_topic))
     conn.close()
+
+
+def test_full_kafka_producer_queue_holds_publishes_and_blocks_the_connection(
+        kbridged_factory, devkafka, password_hash, uniq):
+    """librdkafka's producer queue full (5 records, a broker answering
+    every request 300 ms late): publishes are held, not refused or dropped;
+    pika hears connection.blocked, then connection.unblocked once Kafka has
+    room; every message is in Kafka once and in order (architecture §12
+    "Backpressure"). Before, each publish past the queue's room was nacked,
+    or dropped without confirms."""
+    config = base_config(devkafka.bootstrap,
+                         kafka={**KAFKA, "producer": {"queue.buffering.max.messages": "5"}},
+                         limits={"max_unconfirmed": 1000},
+                         auth={"users": [{"name": USER, "password_hash": password_hash,
+                                          "publish": [".*"], "consume": [".*"]}]})
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    conn = pika_connect(daemon)
+    blocked, unblocked = [], []
+    conn.add_on_connection_blocked_callback(lambda c, m: blocked.append(m.method.reason))
+    conn.add_on_connection_unblocked_callback(lambda c, m: unblocked.append(True))
+    try:
+        topic = f"held{uniq}"
+        confirming = conn.channel()
+        confirming.confirm_delivery()
+        confirming.queue_declare(topic)
+        confirming.basic_publish("", topic, b"warm-up")  # returns once Kafka confirmed it
+        assert devkafka.command("broker all rtt 300") == "ok"
+        try:
+            channel = conn.channel()
+            for i in range(100):
+                channel.basic_publish("", topic, f"m{i}".encode())
+            drain_until(conn, lambda: blocked, 30, "connection.blocked")
+            assert blocked == ["kbridge: Kafka's producer queue is full (waiting for Kafka)"]
+            assert not unblocked
+        finally:
+            assert devkafka.command("broker all rtt 0") == "ok"
+        drain_until(conn, lambda: unblocked, 60, "connection.unblocked")
+        wait_for(lambda: sum(1 for r in read_topic(devkafka.bootstrap, topic)
+                             if r.value().startswith(b"m")) >= 100, 60, "100 messages in Kafka")
+        bodies = [r.value().decode() for r in read_topic(devkafka.bootstrap, topic)
+                  if r.value() != b"warm-up"]
+        assert bodies == [f"m{i}" for i in range(100)]
+        assert channel.is_open and confirming.is_open
+        confirming.basic_publish("", topic, b"after")  # the connection goes on normally
+    finally:
+        conn.close()
