@@ -991,8 +991,10 @@ const struct config_key config_keys[] = {
             "the same way (`kafka-topics.sh --create --topic kbridge.definitions "
             "--partitions 1 --config cleanup.policy=compact`), so that deletes (tombstones) "
             "and redeclares keep it small (a broker that auto-creates it on first use gives "
-            "it its defaults: not compacted). A node is not ready (`/readyz`) until it has read "
-            "the topic up to the end it saw at start.",
+            "it its defaults: not compacted). When the topic exists already kbridged asks "
+            "Kafka for its `cleanup.policy` (DescribeConfigs) and logs a warning when it does "
+            "not compact (not asked of librdkafka's mock cluster, which cannot answer). A node "
+            "is not ready (`/readyz`) until it has read the topic up to the end it saw at start.",
     },
     {
         .name = "definitions.file",

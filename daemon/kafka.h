@@ -203,6 +203,11 @@ typedef bool (*kafka_topic_filter_fn)(const char *topic, const void *filter_arg)
 
 struct kafka_lookup;
 
+/* Does a topic's cleanup.policy (Kafka's list: "compact", "delete",
+ * "compact,delete", spaces allowed) keep the last record of every key, as a
+ * definitions or status topic needs? Pure: unit-tested. */
+bool kafka_cleanup_policy_compacts(const char *policy);
+
 /* Look up partitions and end offsets of `topic` (created by the broker's
  * auto-create rules if missing), or, with topic NULL, of every topic that
  * `filter(topic, filter_arg)` keeps (filter_arg is copied: filter_arg_size

@@ -239,6 +239,9 @@ void kafka_txn_pool_free(struct kafka *kafka);
  * it is the latency of every hop and is short (architecture §9). */
 #define KAFKA_FETCH_WAIT_MAX_MS "100"
 #define KAFKA_FETCH_WAIT_MAX_MS_MOCK "5"
+/* Is this cluster id librdkafka's mock cluster's ("mockCluster..."): the
+ * embedded broker or kbridge-devkafka? */
+bool kafka_cluster_is_mock(const char *cluster_id);
 
 /* Submit the first probe; later ones follow on a timer. */
 void kafka_probe_start(struct kafka *kafka);

@@ -317,6 +317,84 @@ int kafka_create_topic(struct kafka *kafka, const char *topic, int partitions, c
     return kafka_create_topic_as(kafka, topic, partitions, false, err, err_size);
 }
 
+bool kafka_cleanup_policy_compacts(const char *policy)
+{
+    for (const char *p = policy; p && *p;) {
+        p += strspn(p, " ,");
+        size_t len = strcspn(p, " ,");
+        if (len == 7 && strncmp(p, "compact", 7) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* An existing topic a lookup would have created compacted (the definitions
+ * topic): warn when its cleanup.policy does not compact (DescribeConfigs; a
+ * broker that cannot answer, as librdkafka's mock, is logged once at info).
+ * Runs on the lookup's worker thread; only logs. */
+static void kafka_check_compacted(struct kafka *kafka, const char *topic)
+{
+    char errstr[256] = "";
+    rd_kafka_ConfigResource_t *resource =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(kafka->producer);
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(kafka->producer, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    if (!resource || !queue || !options) {
+        log_info("kafka", "cannot check the cleanup.policy of topic %s: out of memory", topic);
+        goto out;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(options, KAFKA_LOOKUP_TIMEOUT_MS, errstr,
+                                              sizeof(errstr));
+    rd_kafka_DescribeConfigs(kafka->producer, &resource, 1, options, queue);
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, KAFKA_LOOKUP_TIMEOUT_MS + 1000);
+    const char *policy = NULL, *why = NULL;
+    size_t count = 0;
+    const rd_kafka_ConfigResource_t **results = NULL;
+    if (!event)
+        why = "no answer to DescribeConfigs";
+    else if (rd_kafka_event_error(event))
+        why = rd_kafka_event_error_string(event);
+    else if (!(results = rd_kafka_DescribeConfigs_result_resources(
+                   rd_kafka_event_DescribeConfigs_result(event), &count)) ||
+             count < 1)
+        why = "an empty DescribeConfigs answer";
+    else if (rd_kafka_ConfigResource_error(results[0]))
+        why = rd_kafka_ConfigResource_error_string(results[0]);
+    else {
+        size_t entries = 0;
+        const rd_kafka_ConfigEntry_t **configs =
+            rd_kafka_ConfigResource_configs(results[0], &entries);
+        for (size_t i = 0; i < entries; i++)
+            if (strcmp(rd_kafka_ConfigEntry_name(configs[i]), "cleanup.policy") == 0)
+                policy = rd_kafka_ConfigEntry_value(configs[i]);
+        if (!policy)
+            why = "no cleanup.policy in DescribeConfigs' answer";
+    }
+    if (why)
+        log_info("kafka", "cannot check the cleanup.policy of topic %s: %s", topic,
+                 why[0] ? why : "unknown error");
+    else if (!kafka_cleanup_policy_compacts(policy))
+        log_warn("kafka",
+                 "topic %s has cleanup.policy=%s, not compact: Kafka will delete its records "
+                 "after retention.ms, and the definitions in them with it; set "
+                 "cleanup.policy=compact on it (kafka-configs.sh --alter --entity-type topics "
+                 "--entity-name %s --add-config cleanup.policy=compact)",
+                 topic, policy, topic);
+    else
+        log_debug("kafka", "topic %s is compacted (cleanup.policy=%s)", topic, policy);
+    if (event)
+        rd_kafka_event_destroy(event);
+out:
+    if (options)
+        rd_kafka_AdminOptions_destroy(options);
+    if (queue)
+        rd_kafka_queue_destroy(queue);
+    if (resource)
+        rd_kafka_ConfigResource_destroy(resource);
+}
+
 static bool kafka_topic_missing(rd_kafka_resp_err_t err)
 {
     return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
@@ -347,6 +425,17 @@ static void kafka_lookup_work(void *arg)
             rd_kafka_metadata_destroy(metadata);
             metadata = NULL;
             err = rd_kafka_metadata(kafka->producer, 0, rkt, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);
+        } else if (!err && metadata->topic_cnt == 1 && !metadata->topics[0].err &&
+                   lookup->create_compacted) {
+            char cluster_id[64];
+            kafka_cluster_id_cached(kafka->producer, cluster_id, sizeof(cluster_id));
+            if (kafka_cluster_is_mock(cluster_id)) /* no DescribeConfigs: it would time out */
+                log_debug("kafka",
+                          "cleanup.policy of topic %s not checked: the mock cluster "
+                          "has no DescribeConfigs",
+                          lookup->topic);
+            else
+                kafka_check_compacted(kafka, lookup->topic); /* one that existed before */
         }
     } else {
         err = rd_kafka_metadata(kafka->producer, 1, NULL, &metadata, KAFKA_LOOKUP_TIMEOUT_MS);

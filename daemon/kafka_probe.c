@@ -137,11 +137,16 @@ void kafka_cluster_id_cached(rd_kafka_t *rk, char *out, size_t out_size)
  * (rdkafka_mock.c); a real cluster's id is 22 characters of base64. */
 #define KAFKA_MOCK_CLUSTER_ID_PREFIX "mockCluster"
 
+bool kafka_cluster_is_mock(const char *cluster_id)
+{
+    return strncmp(cluster_id, KAFKA_MOCK_CLUSTER_ID_PREFIX,
+                   strlen(KAFKA_MOCK_CLUSTER_ID_PREFIX)) == 0;
+}
+
 void kafka_set_cluster_id(struct kafka *kafka, const char *cluster_id)
 {
     snprintf(kafka->cluster_id, sizeof(kafka->cluster_id), "%s", cluster_id);
-    bool mock = strncmp(cluster_id, KAFKA_MOCK_CLUSTER_ID_PREFIX,
-                        strlen(KAFKA_MOCK_CLUSTER_ID_PREFIX)) == 0;
+    bool mock = kafka_cluster_is_mock(cluster_id);
     if (mock && !kafka->late_fetch_answers)
         log_info("kafka",
                  "cluster %s is librdkafka's mock cluster (kbridge-devkafka): consumers wait "

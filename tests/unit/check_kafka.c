@@ -503,6 +503,19 @@ START_TEST(refuses_settings_that_break_the_delivery_contract)
 }
 END_TEST
 
+START_TEST(cleanup_policies_that_compact_are_told_apart)
+{
+    ck_assert(kafka_cleanup_policy_compacts("compact"));
+    ck_assert(kafka_cleanup_policy_compacts("compact,delete"));
+    ck_assert(kafka_cleanup_policy_compacts("delete, compact"));
+    ck_assert(!kafka_cleanup_policy_compacts("delete"));
+    ck_assert(!kafka_cleanup_policy_compacts(""));
+    ck_assert(!kafka_cleanup_policy_compacts(NULL));
+    ck_assert(!kafka_cleanup_policy_compacts("compacted"));
+    ck_assert(!kafka_cleanup_policy_compacts("nocompact"));
+}
+END_TEST
+
 static Suite *kafka_suite(void)
 {
     Suite *suite = suite_create("kafka");
@@ -521,6 +534,7 @@ static Suite *kafka_suite(void)
     suite_add_tcase(suite, tc);
     TCase *contract = tcase_create("contract");
     tcase_add_test(contract, refuses_settings_that_break_the_delivery_contract);
+    tcase_add_test(contract, cleanup_policies_that_compact_are_told_apart);
     suite_add_tcase(suite, contract);
     return suite;
 }
