@@ -151,7 +151,12 @@ static int encode_table(amqp_table_t *table, uint8_t **out, size_t *out_len)
             return 0;
         }
         free(buffer);
-        if (rc != AMQP_STATUS_TABLE_TOO_BIG)
+        /* librabbitmq says BAD_AMQP_DATA, not TABLE_TOO_BIG, when the
+         * buffer ends exactly at a value's type octet (found by
+         * fuzz_amqp091_convert): too small all the same */
+        bool full =
+            rc == AMQP_STATUS_TABLE_TOO_BIG || (rc == AMQP_STATUS_BAD_AMQP_DATA && offset >= size);
+        if (!full)
             return -1;
     }
     return -1;

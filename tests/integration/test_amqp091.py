@@ -1321,3 +1321,30 @@ def test_full_kafka_producer_queue_holds_publishes_and_blocks_the_connection(
         confirming.basic_publish("", topic, b"after")  # the connection goes on normally
     finally:
         conn.close()
+
+
+def test_headers_table_ending_a_buffer_at_a_type_octet_is_published(daemon, uniq):
+    """A headers table whose 0-9-1 encoding reaches 4096 bytes exactly at a
+    value's type octet (librabbitmq then says BAD_AMQP_DATA, not
+    TABLE_TOO_BIG): it used to close the channel with 541 "out of memory";
+    found by fuzz_amqp091_convert. Now confirmed and delivered exactly."""
+    conn = pika_connect(daemon)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        queue = f"wide{uniq}"
+        ch.queue_declare(queue)
+        headers = {"a": "x" * 4083, "b": 7}  # 4 + (1+1+1+4+4083) + (1+1) = 4096, then 'I'
+        ch.basic_publish("", queue, b"wide", pika.BasicProperties(headers=headers))
+        got = []
+        deadline = time.monotonic() + 30
+        while not got:
+            assert time.monotonic() < deadline, "not delivered"
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method:
+                got.append((props, body))
+        props, body = got[0]
+        assert body == b"wide" and props.headers == headers
+        assert ch.is_open
+    finally:
+        conn.close()

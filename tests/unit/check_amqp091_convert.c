@@ -148,6 +148,32 @@ START_TEST(bad_expiration_is_refused)
 }
 END_TEST
 
+/* A headers table whose encoding reaches the end of the first 4096-byte
+ * buffer exactly at a value's type octet: librabbitmq answers BAD_AMQP_DATA
+ * there, not TABLE_TOO_BIG, and the publish was refused as out of memory
+ * (541; found by fuzz_amqp091_convert). Table length 4, then "a" (key length,
+ * key, 'S', length, 4083 bytes: 4090), then "b"'s key length and key: 4096. */
+START_TEST(a_table_that_fills_the_first_buffer_at_a_type_octet_is_kept)
+{
+    static char big[4084];
+    memset(big, 'x', sizeof(big) - 1);
+    amqp_table_entry_t entries[] = {
+        entry("a", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_UTF8,
+                                        .value.bytes = amqp_cstring_bytes(big)}),
+        entry("b", (amqp_field_value_t){.kind = AMQP_FIELD_KIND_I32, .value.i32 = 7}),
+    };
+    amqp_basic_properties_t p = {._flags = AMQP_BASIC_HEADERS_FLAG, .headers = {2, entries}};
+    struct amqp091_record_headers h;
+    uint16_t code = 0;
+    char err[256] = "";
+    ck_assert_msg(amqp091_record_headers_from_properties(&p, 1, &h, &code, err, sizeof(err)) == 0,
+                  "%u %s", code, err);
+    ck_assert_uint_eq(h.typed_len, 4 + 4090 + 2 + 1 + 4);
+    ck_assert_str_eq(header(&h, "b"), "7");
+    amqp091_record_headers_free(&h);
+}
+END_TEST
+
 /* Encode a table (0-9-1's encoding) to compare two tables byte for byte. */
 static size_t encoded(amqp_table_t *table, uint8_t *out, size_t size)
 {
@@ -375,6 +401,7 @@ static Suite *amqp091_convert_suite(void)
     tcase_add_checked_fixture(convert, setup, teardown);
     tcase_add_test(convert, every_basic_property_becomes_its_record_header);
     tcase_add_test(convert, bad_expiration_is_refused);
+    tcase_add_test(convert, a_table_that_fills_the_first_buffer_at_a_type_octet_is_kept);
     tcase_add_test(convert, every_header_type_round_trips_exactly);
     tcase_add_test(convert, record_headers_go_back_to_properties_and_the_headers_table);
     tcase_add_test(convert, argument_tables_become_json);
