@@ -1045,7 +1045,7 @@ const struct config_key config_keys[] = {
         .max = 100000,
         .default_value = "1000",
         .description =
-            "Most connections one node's status record lists (about 400 bytes each); more are "
+            "Most connections one node's status record lists (about 250 bytes each); more are "
             "counted (`connections_total`) but not listed, and the record says so "
             "(`connections_truncated`). Other nodes' `/api/connections` show the listed ones; "
             "a node's own list is always complete.",

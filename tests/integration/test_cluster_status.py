@@ -10,7 +10,11 @@ per-node breakdown; a connection of another node cannot be closed here
 (its tombstone); a node killed with -9 is shown stale after status.expiry,
 then dropped."""
 
+import json
+import time
 import uuid
+
+from confluent_kafka import Consumer, TopicPartition
 
 from amqp_client import connect
 from conftest import ADMIN, base_config, wait_for, with_admin
@@ -43,6 +47,30 @@ class Cluster:
     def start(self, node_id, name=None):
         return self.factory(node_config(self.bootstrap, node_id, self.status_topic,
                                         self.definitions_topic), name=name or node_id)
+
+
+def read_status_topic(bootstrap, topic, until, timeout=15):
+    """Every record of the status topic, [(key, value dict or None)] in offset
+    order per partition, read with confluent-kafka from the beginning until
+    `until(records)` holds (a deadline, no group)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uniq()}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records = []
+        deadline = time.monotonic() + timeout
+        while not until(records):
+            assert time.monotonic() < deadline, f"status topic records: {records}"
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            value = message.value()
+            records.append((message.key().decode(),
+                            json.loads(value) if value is not None else None, len(value or b"")))
+        return records
+    finally:
+        consumer.close()
 
 
 def connections(daemon, query=""):
@@ -170,6 +198,19 @@ def test_stopped_node_leaves_at_once_killed_node_goes_stale_then_away(kbridged_f
     wait_for(b_gone, 15, "node B gone from node A's view")
     assert all(entry is None or entry["running"] for entry in seen), seen
     a.wait_log("node nodeb stopped")
+    # what Kafka holds: B's records keyed by its node id, the last a tombstone
+    records = read_status_topic(bootstrap, cluster.status_topic,
+                                lambda got: any(k == "nodeb" and v is None for k, v, _ in got))
+    of_b = [(v, size) for k, v, size in records if k == "nodeb"]
+    assert of_b[-1][0] is None and len(of_b) >= 2
+    record, size = of_b[-2]
+    assert record["v"] == 1 and record["node"] == "nodeb" and record["interval_ms"] == 300
+    assert record["connections"] == [] and record["connections_total"] == 0
+    assert record["connections_truncated"] is False and record["queues"] == []
+    assert {entry["protocol"] for entry in record["listeners"]} == {"stomp", "amqp", "http"}
+    assert set(record["rates"]) == set(record["totals"]) == {"publish", "deliver", "ack"}
+    assert record["started_at"] <= record["updated_at"] and size < 1024
+    assert all(v is not None for k, v, _ in records if k == "nodea")
 
     # again, with a connection on B, then kill -9: no tombstone
     b2 = cluster.start("nodeb", name="nodeb2")
@@ -197,3 +238,27 @@ def test_stopped_node_leaves_at_once_killed_node_goes_stale_then_away(kbridged_f
             client.close()
         except Exception:  # its node was killed
             pass
+
+
+def test_connection_list_bounded_by_max_connections_listed(kbridged_factory, bootstrap):
+    cluster = Cluster(kbridged_factory, bootstrap)
+    a = cluster.start("nodea")
+    config = node_config(bootstrap, "nodeb", cluster.status_topic, cluster.definitions_topic)
+    config["status"]["max_connections_listed"] = 1
+    b = kbridged_factory(config, name="nodeb")
+    clients = [Client(b), Client(b)]
+    try:
+        def b_seen():
+            node = nodes(a).get("nodeb", {}).get("kbridge", {})
+            return node.get("connections") == 2
+        wait_for(b_seen, 15, "node A to see node B's two connections")
+        node = nodes(a)["nodeb"]["kbridge"]
+        assert node["connections_listed"] == 1 and node["connections_truncated"] is True
+        # counted in the totals, listed up to the bound; B itself lists both
+        assert a.api("/api/overview")[1]["object_totals"]["connections"] == 2
+        assert [c["node"] for c in connections(a)] == ["nodeb"]
+        assert len(connections(b)) == 2
+        assert nodes(b)["nodeb"]["kbridge"]["connections_truncated"] is False
+    finally:
+        for client in clients:
+            client.close()
