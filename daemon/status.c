@@ -160,12 +160,13 @@ static json_t *status_build(struct status *status, size_t max_listed)
         json_array_append_new(listeners,
                               status_listener_json("http", server_http_address(server))) < 0)
         build.failed = true;
+    uint64_t totals[3] = {0, 0, 0}; /* live; the rates are the last tick's */
     if (core) {
         core_each_session(core, status_add_session, &build);
         core_each_queue_load(core, status_add_queue, &build);
+        core_message_totals(core, totals);
     }
-    if (build.failed ||
-        status_record_set_messages(build.record, status->totals, status->rates) < 0) {
+    if (build.failed || status_record_set_messages(build.record, totals, status->rates) < 0) {
         json_decref(build.record);
         return NULL;
     }

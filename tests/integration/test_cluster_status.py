@@ -172,6 +172,32 @@ def test_consumers_of_one_queue_summed_over_nodes(kbridged_factory, bootstrap):
         local = a.api(f"/api/queues/%2F/{q}?node=local")[1]
         assert local["consumers"] == 1 and local["kbridge_consumers_scope"] == "node"
         assert [(n["node"], n["consumers"]) for n in local["kbridge_nodes"]] == [("nodea", 1)]
+        # message counters summed over the nodes: 30 publishes on A, deliveries on both
+        sender = Client(a)
+        try:
+            for i in range(30):
+                sender.send(f"/queue/{q}", f"m{i}", receipt=f"p{i}")
+            for i in range(30):
+                sender.wait_receipt(f"p{i}")
+        finally:
+            sender.close()
+        consumers = (on_a, on_b1, on_b2)
+        wait_for(lambda: {m.body for c in consumers for m in c.recorder.messages}
+                 == {f"m{i}" for i in range(30)}, 30, "all 30 messages delivered")
+        received = sum(len(c.recorder.messages) for c in consumers)
+
+        def stats(daemon):
+            overview = daemon.api("/api/overview")[1]["message_stats"]
+            return overview["publish"], overview["deliver_get"]
+
+        for daemon in (a, b):
+            wait_for(lambda: stats(daemon) == (30, received), 15,
+                     f"{daemon.name}'s message_stats to sum both nodes")
+        per_node = {name: n["message_stats"] for name, n in nodes(a).items()}
+        assert per_node["nodea"]["publish"] == 30 and per_node["nodeb"]["publish"] == 0
+        assert (per_node["nodea"]["deliver_get"] + per_node["nodeb"]["deliver_get"]
+                == received)
+        assert per_node["nodea"]["deliver_get"] == len(on_a.recorder.messages)
         on_b2.close()
         wait_for(lambda: breakdown(a) == (2, [("nodea", 1), ("nodeb", 1)]), 15,
                  "node A to see one consumer fewer on node B")
