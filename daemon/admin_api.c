@@ -221,7 +221,7 @@ static void admin_overview(struct admin_request *req)
     json_t *cluster = json_pack("{s:i,s:i,s:i,s:s?,s:b,s:I}", "nodes", (int)nodes.count, "running",
                                 (int)running, "stale", (int)(nodes.count - running), "status_topic",
                                 status ? status_topic(status) : NULL, "status_reading",
-                                status && status_caught_up(status), "status_expiry_ms",
+                                status && status_reading(status), "status_expiry_ms",
                                 (json_int_t)(status ? status_expiry_ms(status) : 0));
     admin_nodes_release(&nodes);
     size_t queues = 0, exchanges = 0;

@@ -121,7 +121,7 @@ json_t *admin_node_json(const struct admin_request *req, const struct admin_node
                                     : updated - started;
     struct admin_nodes one = {(struct admin_node *)node, 1};
     json_t *listeners = json_deep_copy(json_object_get(r, "listeners"));
-    return json_pack(
+    json_t *result = json_pack(
         "{s:O,s:s,s:b,s:I,s:o,s:{s:O,s:I,s:I,s:I,s:b,s:b,s:I,s:I,s:I,s:b,s:I,s:O,s:o}}", "name",
         json_object_get(r, "node"), "type", "disc", "running", !node->stale, "uptime", uptime,
         "message_stats", admin_message_stats(&one, false), "kbridge", "version",
@@ -132,11 +132,18 @@ json_t *admin_node_json(const struct admin_request *req, const struct admin_node
         json_is_true(json_object_get(r, "connections_truncated")), "interval_ms",
         admin_int(r, "interval_ms"), "queues", json_object_get(r, "queues"), "listeners",
         listeners ? listeners : json_array());
+    if (result && req->role == ADMIN_ROLE_MANAGEMENT) /* queue names it may not see */
+        json_object_del(json_object_get(result, "kbridge"), "queues");
+    return result;
 }
 
 void admin_nodes_route(struct admin_request *req)
 {
     const char *name = req->segment_count == 3 ? req->segments[2] : NULL;
+    if (req->role == ADMIN_ROLE_MANAGEMENT) { /* as RabbitMQ: nodes are for monitoring */
+        admin_error(req, 403, "Forbidden", "/api/nodes needs the monitoring or administrator tag");
+        return;
+    }
     struct admin_nodes nodes;
     if (admin_nodes_collect(req, name, &nodes) < 0) {
         admin_error(req, 500, "Internal Server Error", "out of memory");

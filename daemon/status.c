@@ -47,7 +47,6 @@ struct status {
     struct status_view *view;
     int64_t *end_at_start; /* per partition */
     int32_t partitions;
-    size_t backlog_left; /* partitions still below their end at start */
     int64_t started_at_ms;
     uint64_t totals[3]; /* at the last tick: publish, deliver, ack */
     double rates[3];    /* per second over the last tick */
@@ -67,10 +66,7 @@ const struct status_view *status_view_of(const struct status *status) { return s
 
 const char *status_topic(const struct status *status) { return status->topic; }
 
-bool status_caught_up(const struct status *status)
-{
-    return status->consumer && status->backlog_left == 0;
-}
+bool status_reading(const struct status *status) { return status->consumer != NULL; }
 
 uint64_t status_expiry_ms(const struct status *status)
 {
@@ -277,9 +273,6 @@ static void status_on_record(void *opaque, struct kafka_record *record)
     const char *node = server_config(status->server)->node_id;
     bool backlog = record->partition >= 0 && record->partition < status->partitions &&
                    record->offset < status->end_at_start[record->partition];
-    if (backlog && record->offset + 1 >= status->end_at_start[record->partition] &&
-        status->backlog_left > 0)
-        status->backlog_left--;
     if (record->key && record->key_len == strlen(node) &&
         memcmp(record->key, node, record->key_len) == 0) {
         kafka_record_free(record); /* this node's own: status_local is fresher */
@@ -373,11 +366,8 @@ static void status_on_lookup(void *opaque, int err, const struct kafka_topic_inf
     }
     status->partitions = n;
     status->end_at_start = ends;
-    status->backlog_left = 0;
-    for (int32_t p = 0; p < n; p++) {
+    for (int32_t p = 0; p < n; p++)
         ends[p] = topics[0].end_offsets[p];
-        status->backlog_left += ends[p] > 0;
-    }
     status->last_error[0] = '\0';
     log_info("status", "reading %s from the beginning (%d partition(s))", status->topic, (int)n);
 }

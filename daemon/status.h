@@ -41,9 +41,10 @@ json_t *status_local(struct status *status);
 const struct status_view *status_view_of(const struct status *status);
 /* The expiry in force (status.expiry, or 3 x status.interval). */
 uint64_t status_expiry_ms(const struct status *status);
-/* The topic, and whether the reader has caught up with what it held at start. */
+/* The topic, and whether the reader is reading it (its lookup answered and
+ * its partitions are assigned; until then the view is empty). */
 const char *status_topic(const struct status *status);
-bool status_caught_up(const struct status *status);
+bool status_reading(const struct status *status);
 
 /* Wall clock, ms since the epoch: the view's time. */
 int64_t status_now_ms(void);

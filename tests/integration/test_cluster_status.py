@@ -17,9 +17,10 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 from amqp_client import connect
-from conftest import ADMIN, base_config, wait_for, with_admin
+from conftest import ADMIN, base_config, user_config, wait_for, with_admin
 from stomp_util import Client
 
+MANAGER = ("manager", "manage-secret")
 INTERVAL = "300ms"
 EXPIRY_MS = 1500
 
@@ -33,6 +34,8 @@ def node_config(bootstrap, node_id, status_topic, definitions_topic):
         bootstrap, node_id=node_id,
         status={"topic": status_topic, "interval": INTERVAL, "expiry": f"{EXPIRY_MS}ms"},
         definitions={"topic": definitions_topic}))
+    config["auth"]["users"].append(user_config(MANAGER[0], MANAGER[1], ["management"],
+                                               consume=["^mine\\."], publish=["^mine\\."]))
     config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
     return config
 
@@ -119,6 +122,20 @@ def test_connections_of_both_nodes_on_either_node(kbridged_factory, bootstrap):
                 assert node["kbridge"]["this_node"] == (name == daemon.name)
                 assert {entry["protocol"] for entry in node["kbridge"]["listeners"]} == {
                     "stomp", "amqp", "http"}
+        # a management user sees its own connections, on every node, and no /api/nodes
+        status, body = a.api("/api/nodes", auth=MANAGER)
+        assert status == 403 and "monitoring or administrator" in body["reason"]
+        assert a.api("/api/connections", auth=MANAGER) == (200, [])
+        managed = Client(b, login=MANAGER[0], passcode=MANAGER[1])
+        try:
+            wait_for(lambda: [(c["node"], c["user"]) for c in
+                              a.api("/api/connections", auth=MANAGER)[1]] == [
+                                  ("nodeb", MANAGER[0])], 15,
+                     "the manager's connection on B in A's list for the manager")
+            assert "queues" not in a.api("/api/overview", auth=MANAGER)[1]["nodes"][0]["kbridge"]
+        finally:
+            managed.close()
+        wait_for(lambda: len(connections(a)) == 2, 15, "the manager's connection gone")
         # ?node=local: this node's only; ?node=NAME: that node's
         assert [c["node"] for c in connections(a, "?node=local")] == ["nodea"]
         assert [c["node"] for c in connections(a, "?node=nodeb")] == ["nodeb"]
