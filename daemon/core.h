@@ -156,6 +156,7 @@ typedef bool (*core_session_each_fn)(const struct core_session_info *info, void 
 void core_each_session(struct core *core, core_session_each_fn fn, void *opaque);
 /* Subscribers of queue `name` among this node's sessions (not cluster-wide). */
 size_t core_queue_consumer_count(const struct core *core, const char *name);
+
 /* ---- this node's load, for the status topic (core_status.c) ------------------ */
 
 /* Messages published (confirmed by Kafka), delivered and acknowledged on this
