@@ -15,8 +15,10 @@
  * Queue depth (architecture §9): "messages" = "messages_ready" = for every
  * partition of every topic the queue's group reads, the end offset minus
  * the committed offset (minus the log start when nothing is committed
- * yet). "consumers" counts this node's subscribers only: a cluster-wide
- * status topic is a later step.
+ * yet). "consumers" sums every running node's subscribers: this node's
+ * live, the others' from the status topic (admin_nodes.c, status.h), with a
+ * per-node breakdown in "kbridge_nodes"; `?node=local` shows this node only.
+ * /api/overview's totals and /api/connections are cluster-wide the same way.
  *
  * The dead-letter resources (/api/kbridge/dlq/...) live in admin_dlq.c;
  * admin_internal.h is what the two files share. */
@@ -44,6 +46,7 @@
 #include "log.h"
 #include "queue_bindings.h"
 #include "server.h"
+#include "status.h"
 #include "version.h"
 
 /* ---- replies ------------------------------------------------------------- */
@@ -160,20 +163,6 @@ bool admin_visible(const struct admin_request *req, const char *name)
 
 /* ---- overview, whoami, vhosts ------------------------------------------------------ */
 
-struct admin_count {
-    size_t connections, consumers;
-};
-
-static bool admin_count_session(const struct core_session_info *info, void *opaque)
-{
-    struct admin_count *count = opaque;
-    if (strcmp(info->protocol, "http") != 0) {
-        count->connections++;
-        count->consumers += info->subscriptions;
-    }
-    return true;
-}
-
 static bool admin_count_queue(const struct queue_definition *queue, void *opaque)
 {
     (void)queue;
@@ -188,49 +177,82 @@ static bool admin_count_exchange(const struct exchange_definition *exchange, voi
     return true;
 }
 
-static json_t *admin_listener_json(const char *node, const char *protocol, const char *address)
-{
-    const char *colon = strrchr(address, ':');
-    char host[80];
-    snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - address) : 0, address);
-    return json_pack("{s:s,s:s,s:s,s:i}", "node", node, "protocol", protocol, "ip_address", host,
-                     "port", colon ? atoi(colon + 1) : 0);
-}
-
 static void admin_overview(struct admin_request *req)
 {
     struct server *server = req->api->server;
     struct core *core = server_core(server);
     const struct config *config = server_config(server);
     struct kafka *kafka = server_kafka(server);
-    struct admin_count count = {0};
-    core_each_session(core, admin_count_session, &count);
+    struct admin_nodes nodes;
+    if (admin_nodes_collect(req, NULL, &nodes) < 0) {
+        admin_error(req, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    /* cluster totals over the running nodes; every node's listeners, named */
+    struct admin_count {
+        json_int_t connections, consumers;
+    } count = {0}, local = {0};
+    json_t *listeners = json_array(), *node_list = json_array();
+    size_t running = 0;
+    for (size_t i = 0; i < nodes.count; i++) {
+        const struct admin_node *node = &nodes.items[i];
+        json_array_append_new(node_list, admin_node_json(req, node));
+        if (node->stale)
+            continue;
+        running++;
+        json_int_t connections =
+            json_integer_value(json_object_get(node->record, "connections_total"));
+        json_int_t consumers = json_integer_value(json_object_get(node->record, "consumers_total"));
+        count.connections += connections;
+        count.consumers += consumers;
+        if (node->local)
+            local = (struct admin_count){connections, consumers};
+        size_t index;
+        json_t *listener;
+        json_array_foreach(json_object_get(node->record, "listeners"), index, listener)
+        {
+            json_t *named = json_deep_copy(listener);
+            json_object_set(named, "node", json_object_get(node->record, "node"));
+            json_array_append_new(listeners, named);
+        }
+    }
+    json_t *message_stats = admin_message_stats(&nodes, true);
+    struct status *status = server_status(server);
+    json_t *cluster = json_pack("{s:i,s:i,s:i,s:s?,s:b,s:I}", "nodes", (int)nodes.count, "running",
+                                (int)running, "stale", (int)(nodes.count - running), "status_topic",
+                                status ? status_topic(status) : NULL, "status_reading",
+                                status && status_reading(status), "status_expiry_ms",
+                                (json_int_t)(status ? status_expiry_ms(status) : 0));
+    admin_nodes_release(&nodes);
     size_t queues = 0, exchanges = 0;
     definitions_each_queue(core_definitions(core), admin_count_queue, &queues);
     definitions_each_exchange(core_definitions(core), admin_count_exchange, &exchanges);
-    json_t *listeners = json_array();
-    for (size_t i = 0; listeners && i < server_listener_count(server); i++) {
-        const struct listener *listener = server_listener(server, i);
-        json_array_append_new(listeners,
-                              admin_listener_json(config->node_id, listener_name(listener),
-                                                  listener_address(listener)));
-    }
-    if (listeners)
-        json_array_append_new(
-            listeners, admin_listener_json(config->node_id, "http", server_http_address(server)));
     json_t *body = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:i},s:o,s:{s:f,s:b,s:{s:s,s:b,s:b,s:s},"
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I},s:o,s:{s:f,s:b,s:{s:s,s:b,s:b,s:s},"
         "s:{s:s,s:b}}}",
         "management_version", KBRIDGE_VERSION, "product_name", "kbridge", "product_version",
         KBRIDGE_VERSION, "node", config->node_id, "cluster_name", config->node_id,
-        "rabbitmq_version", KBRIDGE_VERSION, "object_totals", "connections",
-        (json_int_t)count.connections, "channels", (json_int_t)count.connections, "consumers",
-        (json_int_t)count.consumers, "queues", (json_int_t)queues, "exchanges",
-        (json_int_t)exchanges, "listeners", listeners ? listeners : json_null(), "kbridge",
-        "uptime_seconds", server_uptime_seconds(server), "draining", server_is_draining(server),
-        "kafka", "bootstrap", kafka_bootstrap(kafka), "embedded", kafka_is_embedded(kafka), "ready",
-        kafka_is_ready(kafka), "reason", kafka_not_ready_reason(kafka), "definitions", "topic",
-        config->definitions.topic, "ready", core_definitions_ready(core));
+        "rabbitmq_version", KBRIDGE_VERSION, "object_totals", "connections", count.connections,
+        "channels", count.connections, "consumers", count.consumers, "queues", (json_int_t)queues,
+        "exchanges", (json_int_t)exchanges, "listeners", listeners ? listeners : json_null(),
+        "kbridge", "uptime_seconds", server_uptime_seconds(server), "draining",
+        server_is_draining(server), "kafka", "bootstrap", kafka_bootstrap(kafka), "embedded",
+        kafka_is_embedded(kafka), "ready", kafka_is_ready(kafka), "reason",
+        kafka_not_ready_reason(kafka), "definitions", "topic", config->definitions.topic, "ready",
+        core_definitions_ready(core));
+    if (body) {
+        json_object_set_new(body, "message_stats", message_stats ? message_stats : json_null());
+        json_object_set_new(body, "nodes", node_list ? node_list : json_null());
+        json_t *kbridge = json_object_get(body, "kbridge");
+        json_object_set_new(kbridge, "cluster", cluster ? cluster : json_null());
+        json_object_set_new(
+            kbridge, "node_totals",
+            json_pack("{s:I,s:I}", "connections", local.connections, "consumers", local.consumers));
+    } else {
+        json_decref(message_stats);
+        json_decref(node_list);
+        json_decref(cluster);
+    }
     admin_reply_new(req, body);
 }
 
@@ -262,39 +284,33 @@ static void admin_vhosts(struct admin_request *req)
 
 /* ---- connections ----------------------------------------------------------- */
 
-struct admin_connections {
-    struct admin_request *req;
-    json_t *list;
-    uint64_t only; /* 0: all */
-};
-
-static bool admin_connection_json(const struct core_session_info *info, void *opaque)
+/* Connections of every running node (this node's live, the others' as
+ * their last status record lists them), in node order; a management user
+ * sees its own only. `name`: that one only. `only`: ?node= (NULL: all). */
+static json_t *admin_connection_list(struct admin_request *req, const char *only, const char *name)
 {
-    struct admin_connections *each = opaque;
-    if (strcmp(info->protocol, "http") == 0)
-        return true; /* the API's own short-lived sessions */
-    if (each->only && info->id != each->only)
-        return true;
-    if (each->req->role == ADMIN_ROLE_MANAGEMENT && strcmp(info->user, each->req->user) != 0)
-        return true;
-    const char *node = core_config(server_core(each->req->api->server))->node_id;
-    char name[300], host[80];
-    snprintf(name, sizeof(name), "%s-%llu", node, (unsigned long long)info->id);
-    const char *colon = strrchr(info->peer, ':');
-    const char *start = info->peer[0] == '[' ? info->peer + 1 : info->peer;
-    int host_len = colon && colon > start ? (int)(colon - start) : (int)strlen(start);
-    if (host_len > 0 && start[host_len - 1] == ']')
-        host_len--;
-    snprintf(host, sizeof(host), "%.*s", host_len, start);
-    json_t *connection = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:s,s:i,s:s*,s:{s:i,s:i}}", "name", name, "node", node,
-        "user", info->user, "protocol", info->protocol, "vhost", "/", "peer_host", host,
-        "peer_port", colon ? atoi(colon + 1) : 0, "connected_at", (json_int_t)info->connected_ms,
-        "state", "running", "channels", 1, "client_id", info->client_id, "kbridge", "subscriptions",
-        (json_int_t)info->subscriptions, "unconfirmed", (json_int_t)info->unconfirmed);
-    if (connection)
-        json_array_append_new(each->list, connection);
-    return true;
+    struct admin_nodes nodes;
+    if (admin_nodes_collect(req, only, &nodes) < 0)
+        return NULL;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < nodes.count; i++) {
+        if (nodes.items[i].stale)
+            continue;
+        size_t index;
+        json_t *connection;
+        json_array_foreach(json_object_get(nodes.items[i].record, "connections"), index, connection)
+        {
+            const char *user = json_string_value(json_object_get(connection, "user"));
+            const char *named = json_string_value(json_object_get(connection, "name"));
+            if (req->role == ADMIN_ROLE_MANAGEMENT && (!user || strcmp(user, req->user) != 0))
+                continue;
+            if (name && (!named || strcmp(named, name) != 0))
+                continue;
+            json_array_append(list, connection);
+        }
+    }
+    admin_nodes_release(&nodes);
+    return list;
 }
 
 /* "NODE-ID" of this node: the session id, or 0. */
@@ -311,28 +327,66 @@ static uint64_t admin_connection_id(struct admin_request *req, const char *name)
 
 static void admin_connections(struct admin_request *req)
 {
-    struct admin_connections each = {req, json_array(), 0};
-    if (req->segment_count == 3) {
-        each.only = admin_connection_id(req, req->segments[2]);
-        if (!each.only) {
-            json_decref(each.list);
-            admin_error(req, 404, "Object Not Found", "no such connection on this node");
-            return;
-        }
-    }
-    if (each.list)
-        core_each_session(server_core(req->api->server), admin_connection_json, &each);
-    if (req->segment_count == 3 && each.list && json_array_size(each.list) == 0) {
-        json_decref(each.list);
-        admin_error(req, 404, "Object Not Found", "no such connection on this node");
+    char *only = admin_query_value(req, "node");
+    const char *name = req->segment_count == 3 ? req->segments[2] : NULL;
+    json_t *list = admin_connection_list(req, only, name);
+    free(only);
+    if (name && list && json_array_size(list) == 0) {
+        json_decref(list);
+        admin_error(req, 404, "Object Not Found", "no such connection in the cluster view");
         return;
     }
-    if (req->segment_count == 3 && each.list) {
-        json_t *one = json_incref(json_array_get(each.list, 0));
-        json_decref(each.list);
-        each.list = one;
+    if (name && list) {
+        json_t *one = json_incref(json_array_get(list, 0));
+        json_decref(list);
+        list = one;
     }
-    admin_reply_new(req, each.list);
+    admin_reply_new(req, list);
+}
+
+/* The node another node's status record lists connection `name` on (a
+ * reference), or NULL. */
+static json_t *admin_connection_node(struct admin_request *req, const char *name)
+{
+    struct admin_nodes nodes;
+    if (admin_nodes_collect(req, NULL, &nodes) < 0)
+        return NULL;
+    json_t *found = NULL;
+    for (size_t i = 0; !found && i < nodes.count; i++) {
+        if (nodes.items[i].local)
+            continue;
+        size_t index;
+        json_t *connection;
+        json_array_foreach(json_object_get(nodes.items[i].record, "connections"), index, connection)
+        {
+            const char *named = json_string_value(json_object_get(connection, "name"));
+            if (named && strcmp(named, name) == 0) {
+                found = json_incref(json_object_get(nodes.items[i].record, "node"));
+                break;
+            }
+        }
+    }
+    admin_nodes_release(&nodes);
+    return found;
+}
+
+/* DELETE of a connection this node does not have: 409 naming the node
+ * whose status record lists it (nodes do not talk to each other: DESIGN
+ * §1; close it through that node's API), else 404. */
+static void admin_connection_elsewhere(struct admin_request *req)
+{
+    json_t *node = admin_connection_node(req, req->segments[2]);
+    if (!node) {
+        admin_error(req, 404, "Object Not Found", "no such connection in the cluster view");
+        return;
+    }
+    char reason[800];
+    snprintf(reason, sizeof(reason),
+             "connection '%.300s' is on node %.255s: close it through that node's admin API "
+             "(kbridge nodes do not talk to each other)",
+             req->segments[2], json_string_value(node));
+    json_decref(node);
+    admin_error(req, 409, "Conflict", reason);
 }
 
 static void admin_connection_close(struct admin_request *req)
@@ -350,7 +404,7 @@ static void admin_connection_close(struct admin_request *req)
     if (rc == CORE_OK)
         admin_reply(req, 204, "No Content", NULL);
     else if (rc == CORE_ERR_NOT_FOUND)
-        admin_error(req, 404, "Object Not Found", "no such connection on this node");
+        admin_connection_elsewhere(req);
     else
         admin_core_error(req, rc, "this connection's protocol cannot be closed from the API yet");
 }
@@ -515,9 +569,17 @@ static void admin_depth_done(void *opaque, int err, const char *reason,
     admin_queues_finish(req);
 }
 
+/* A queue listing: the list, and name -> [{node, consumers, in_flight}] of
+ * the other running nodes (admin_queue_nodes; NULL: this node only). */
+struct admin_queue_list {
+    struct admin_list each; /* first: admin_queue_json gets this */
+    json_t *remote;
+};
+
 static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
 {
     struct admin_list *each = opaque;
+    const json_t *remote = ((struct admin_queue_list *)opaque)->remote;
     const struct queue_spec *spec = &queue->spec;
     if ((each->vhost && strcmp(spec->vhost, each->vhost) != 0) ||
         (each->name && strcmp(spec->name, each->name) != 0) ||
@@ -533,11 +595,26 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     struct core *core = server_core(each->req->api->server);
     char group[ADMIN_NAME_MAX + 16];
     snprintf(group, sizeof(group), "kbridge.q.%s", spec->name);
-    json_object_set_new(object, "node", json_string(core_config(core)->node_id));
+    const char *self = core_config(core)->node_id;
+    size_t consumers = core_queue_consumer_count(core, spec->name);
+    json_t *by_node = json_array();
+    json_array_append_new(by_node, json_pack("{s:s,s:I,s:I}", "node", self, "consumers",
+                                             (json_int_t)consumers, "in_flight",
+                                             (json_int_t)core_queue_in_flight(core, spec->name)));
+    json_int_t total = (json_int_t)consumers;
+    size_t index;
+    json_t *other;
+    json_array_foreach(json_object_get(remote, spec->name), index, other)
+    {
+        total += json_integer_value(json_object_get(other, "consumers"));
+        json_array_append(by_node, other);
+    }
+    json_object_set_new(object, "node", json_string(self));
     json_object_set_new(object, "state", json_string("running"));
-    json_object_set_new(object, "consumers",
-                        json_integer((json_int_t)core_queue_consumer_count(core, spec->name)));
-    json_object_set_new(object, "kbridge_consumers_scope", json_string("node"));
+    json_object_set_new(object, "consumers", json_integer(total));
+    json_object_set_new(object, "kbridge_consumers_scope",
+                        json_string(remote ? "cluster" : "node"));
+    json_object_set_new(object, "kbridge_nodes", by_node ? by_node : json_null());
     json_object_set_new(object, "kbridge_group", json_string(group));
     json_object_set_new(object, "type", json_string("classic"));
     return true;
@@ -571,16 +648,59 @@ static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, cons
     }
 }
 
+/* name -> [{node, consumers, in_flight}] over the other running nodes'
+ * status records; NULL when `only` is "local" (or out of memory). */
+static json_t *admin_queue_nodes(struct admin_request *req, const char *only)
+{
+    if (only && strcmp(only, "local") == 0)
+        return NULL;
+    struct admin_nodes nodes;
+    if (admin_nodes_collect(req, NULL, &nodes) < 0)
+        return NULL;
+    json_t *map = json_object();
+    for (size_t i = 0; map && i < nodes.count; i++) {
+        const struct admin_node *node = &nodes.items[i];
+        if (node->local || node->stale)
+            continue;
+        size_t index;
+        json_t *queue;
+        json_array_foreach(json_object_get(node->record, "queues"), index, queue)
+        {
+            const char *name = json_string_value(json_object_get(queue, "name"));
+            if (!name)
+                continue;
+            json_t *list = json_object_get(map, name);
+            if (!list) {
+                list = json_array();
+                json_object_set_new(map, name, list);
+            }
+            json_array_append_new(
+                list, json_pack("{s:O,s:O,s:O}", "node", json_object_get(node->record, "node"),
+                                "consumers", json_object_get(queue, "consumers"), "in_flight",
+                                json_object_get(queue, "in_flight")));
+        }
+    }
+    admin_nodes_release(&nodes);
+    return map;
+}
+
 static void admin_queues(struct admin_request *req)
 {
     struct core *core = server_core(req->api->server);
-    struct admin_list each = {req, json_array(), req->segment_count > 2 ? req->segments[2] : NULL,
-                              req->segment_count > 3 ? req->segments[3] : NULL};
+    char *only = admin_query_value(req, "node");
+    struct admin_queue_list queues = {{req, json_array(),
+                                       req->segment_count > 2 ? req->segments[2] : NULL,
+                                       req->segment_count > 3 ? req->segments[3] : NULL},
+                                      admin_queue_nodes(req, only)};
+    free(only);
+    struct admin_list each = queues.each;
     if (!each.list) {
+        json_decref(queues.remote);
         admin_error(req, 500, "Internal Server Error", "out of memory");
         return;
     }
-    definitions_each_queue(core_definitions(core), admin_queue_json, &each);
+    definitions_each_queue(core_definitions(core), admin_queue_json, &queues);
+    json_decref(queues.remote);
     req->result = each.list;
     req->single = each.name != NULL;
     size_t count = json_array_size(req->result);
@@ -948,6 +1068,8 @@ static void admin_route(struct admin_request *req)
         admin_whoami(req);
     else if (admin_is(req, 1, "vhosts") && n == 2 && get)
         admin_vhosts(req);
+    else if (admin_is(req, 1, "nodes") && n <= 3 && get)
+        admin_nodes_route(req);
     else if (admin_is(req, 1, "connections") && n <= 3 && get)
         admin_connections(req);
     else if (admin_is(req, 1, "connections") && n == 3 && req->method == EVHTTP_REQ_DELETE)

@@ -83,4 +83,29 @@ void admin_dlq_group(const char *name, char *out, size_t out_size);
  * timer (its request answered 503), leave running jobs to end on their own. */
 void admin_dlq_shutdown(struct admin_api *api);
 
+/* ---- the cluster view (admin_nodes.c) ---------------------------------------- */
+
+/* One node's record (status_record.h) as the API shows it. */
+struct admin_node {
+    json_t *record; /* a reference held by the list */
+    bool local;     /* this node: built live, never stale */
+    bool stale;     /* not heard of for status.expiry: not running */
+    int64_t age_ms;
+};
+struct admin_nodes {
+    struct admin_node *items; /* this node first, then the others by name */
+    size_t count;
+};
+/* Every node's record: this node's (live) and the status topic's others.
+ * `only`: NULL all, "local" this node, else that node. 0, or -1 out of memory. */
+int admin_nodes_collect(struct admin_request *req, const char *only, struct admin_nodes *out);
+void admin_nodes_release(struct admin_nodes *nodes);
+/* RabbitMQ's message_stats (publish, deliver_get, ack, each with _details.rate)
+ * summed over `nodes` (`running_only`: leaving stale ones out). New reference. */
+json_t *admin_message_stats(const struct admin_nodes *nodes, bool running_only);
+/* A node as /api/nodes shows it. New reference, NULL out of memory. */
+json_t *admin_node_json(const struct admin_request *req, const struct admin_node *node);
+/* GET /api/nodes[/NAME]. */
+void admin_nodes_route(struct admin_request *req);
+
 #endif

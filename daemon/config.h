@@ -150,6 +150,13 @@ struct config {
     } definitions;
 
     struct {
+        char *topic;                     /* the status topic, default "kbridge.status" */
+        uint64_t interval_ms;            /* default 5 s */
+        uint64_t expiry_ms;              /* 0 (default): 3 x interval_ms */
+        uint32_t max_connections_listed; /* per record, default 1000 */
+    } status;
+
+    struct {
         char *ui_dir; /* the dashboard's files (http_ui.c); NULL: KBRIDGE_UI_DIR */
     } http;
 

@@ -997,6 +997,62 @@ const struct config_key config_keys[] = {
             "is not ready (`/readyz`) until it has read the topic up to the end it saw at start.",
     },
     {
+        .name = "status.topic",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config, status.topic),
+        .min = 1,
+        .max = 249,
+        .default_value = "kbridge.status",
+        .flags = CONFIG_KEY_RESTART,
+        .check = config_check_topic_chars,
+        .description =
+            "The Kafka topic of the cluster view (architecture §9, "
+            "[operations.md](operations.md#the-status-topic)): every node writes one record "
+            "keyed by its `node_id` (its connections, consumers and in-flight messages per "
+            "queue, message rates) every `status.interval` and a tombstone when it stops, and "
+            "reads every node's; the admin API's `/api/overview`, `/api/nodes`, "
+            "`/api/connections` and `/api/queues` show the cluster from it. Used as written "
+            "(`kafka.topic_prefix` is not added); every node of a cluster must name the same "
+            "topic. kbridged creates it (one partition, `cleanup.policy=compact`) when it is "
+            "missing and the broker allows CreateTopics; otherwise create it the same way. "
+            "Readiness does not depend on it.",
+    },
+    {
+        .name = "status.interval",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, status.interval_ms),
+        .min = 100,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "5s",
+        .description = "How often a node writes its record to `status.topic`.",
+    },
+    {
+        .name = "status.expiry",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, status.expiry_ms),
+        .min = 0,
+        .max = 60 * CONFIG_MINUTE_MS,
+        .default_doc = "3 × `status.interval`",
+        .description =
+            "A node whose last record is older than this is shown as not running (`/api/nodes` "
+            "`running: false`, `kbridge.stale: true`) and its connections and consumers leave "
+            "the cluster totals; after twice this it is dropped from the view. A node stopped "
+            "with SIGTERM leaves at once (it writes a tombstone); one killed leaves this way.",
+    },
+    {
+        .name = "status.max_connections_listed",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, status.max_connections_listed),
+        .min = 0,
+        .max = 100000,
+        .default_value = "1000",
+        .description =
+            "Most connections one node's status record lists (about 250 bytes each); more are "
+            "counted (`connections_total`) but not listed, and the record says so "
+            "(`connections_truncated`). Other nodes' `/api/connections` show the listed ones; "
+            "a node's own list is always complete.",
+    },
+    {
         .name = "definitions.file",
         .type = CONFIG_TYPE_STRING,
         .offset = offsetof(struct config, definitions.file),

@@ -156,6 +156,20 @@ typedef bool (*core_session_each_fn)(const struct core_session_info *info, void 
 void core_each_session(struct core *core, core_session_each_fn fn, void *opaque);
 /* Subscribers of queue `name` among this node's sessions (not cluster-wide). */
 size_t core_queue_consumer_count(const struct core *core, const char *name);
+
+/* ---- this node's load, for the status topic (core_status.c) ------------------ */
+
+/* Messages published (confirmed by Kafka), delivered and acknowledged on this
+ * node since it started, over every destination: totals[0..2]. */
+void core_message_totals(const struct core *core, uint64_t totals[3]);
+/* Messages of queue `name` buffered on this node (available + unacked). */
+size_t core_queue_in_flight(const struct core *core, const char *name);
+/* Call fn for every queue with subscribers or messages in flight on this
+ * node (strings valid during the call). Return false to stop. */
+typedef bool (*core_queue_load_fn)(void *opaque, const char *name, size_t consumers,
+                                   size_t in_flight);
+void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *opaque);
+
 /* Close session `id` as a reload's revoke does: the adapter tells the client
  * `reason` and closes the connection. CORE_OK, CORE_ERR_NOT_FOUND (no such
  * session), CORE_ERR_UNSUPPORTED (its adapter registered no revoke handler). */

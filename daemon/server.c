@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "protocol_detect.h"
 #include "scheduler.h"
+#include "status.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -66,6 +67,7 @@ struct server {
     struct ops_http *http;
     struct core *core;
     struct scheduler *scheduler; /* scheduled delivery (scheduler.c); NULL when disabled */
+    struct status *status;       /* the cluster view through the status topic (status.c) */
     struct worker_pool *workers; /* password checks, Kafka calls */
     const struct adapter_registry *registry;
     struct server_adapter *adapters;        /* registry->count, in the registry's order */
@@ -106,6 +108,7 @@ const struct config *server_config(const struct server *server) { return server-
 struct kafka *server_kafka(const struct server *server) { return server->kafka; }
 struct metrics *server_metrics(const struct server *server) { return server->metrics; }
 struct core *server_core(const struct server *server) { return server->core; }
+struct status *server_status(const struct server *server) { return server->status; }
 double server_uptime_seconds(const struct server *server)
 {
     return timespec_seconds_since(&server->started);
@@ -513,6 +516,7 @@ static void server_drain(struct server *server, const char *why)
         if (server->adapters[i].adapter)
             server->adapters[i].ops->drain(server->adapters[i].adapter);
     core_drain(server->core);
+    status_drain(server->status); /* the tombstone: other nodes drop this one at once */
     struct timeval interval = {0, SERVER_DRAIN_CHECK_MS * 1000};
     event_add(server->drain_timer, &interval);
     event_active(server->drain_timer, EV_TIMEOUT, 0);
@@ -660,6 +664,11 @@ struct server *server_new(struct config *config, const struct adapter_registry *
             goto fail;
     }
 
+    /* The cluster view (architecture §9): not part of readiness. */
+    server->status = status_new(server->base, server, err, err_size);
+    if (!server->status)
+        goto fail;
+
     server->signal_term = evsignal_new(server->base, SIGTERM, server_on_signal, server);
     server->signal_int = evsignal_new(server->base, SIGINT, server_on_signal, server);
     server->signal_hup = evsignal_new(server->base, SIGHUP, server_on_signal, server);
@@ -734,6 +743,7 @@ void server_free(struct server *server)
     ops_http_free(server->http);
     tls_context_free(server->http_tls);
     scheduler_free(server->scheduler);
+    status_free(server->status);
     core_free(server->core);
     /* After every owner of a job is gone, before Kafka: it completes every
      * job (Kafka's lookups, closes and probe use the producer). */

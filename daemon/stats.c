@@ -26,14 +26,33 @@ void stats_table_clear(struct stats_table *table)
     }
 }
 
+/* The bucket of (kind, name) and the name's length. */
+static struct destination_stats **stats_bucket(const struct stats_table *table,
+                                               enum destination_kind kind, const char *name,
+                                               size_t *name_len)
+{
+    uint32_t hash = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
+    *name_len = 0;
+    for (const char *c = name; *c; c++, (*name_len)++)
+        hash = (hash ^ (unsigned char)*c) * 16777619u;
+    return (struct destination_stats **)&table->buckets[hash % STATS_BUCKETS];
+}
+
+const struct destination_stats *stats_find(const struct stats_table *table,
+                                           enum destination_kind kind, const char *name)
+{
+    size_t name_len;
+    for (struct destination_stats *s = *stats_bucket(table, kind, name, &name_len); s; s = s->next)
+        if (s->kind == kind && strcmp(s->name, name) == 0)
+            return s;
+    return NULL;
+}
+
 struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
                                     const char *name)
 {
-    uint32_t hash = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
-    size_t name_len = 0;
-    for (const char *c = name; *c; c++, name_len++)
-        hash = (hash ^ (unsigned char)*c) * 16777619u;
-    struct destination_stats **bucket = &table->buckets[hash % STATS_BUCKETS];
+    size_t name_len;
+    struct destination_stats **bucket = stats_bucket(table, kind, name, &name_len);
     for (struct destination_stats *s = *bucket; s; s = s->next)
         if (s->kind == kind && strcmp(s->name, name) == 0)
             return s;

@@ -45,4 +45,8 @@ void stats_table_clear(struct stats_table *table);
 struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
                                     const char *name);
 
+/* Stats for a destination if it has any (never creates); borrowed. */
+const struct destination_stats *stats_find(const struct stats_table *table,
+                                           enum destination_kind kind, const char *name);
+
 #endif

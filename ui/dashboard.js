@@ -199,6 +199,7 @@ function renderConnections(connections) {
     const tr = document.createElement("tr");
     tr.dataset.connection = c.name;
     tr.appendChild(cell(c.name));
+    tr.appendChild(cell(c.node)); // every node's connections: the cluster view (status topic)
     tr.appendChild(cell(c.protocol));
     tr.appendChild(cell(c.user));
     tr.appendChild(cell(c.peer_host + ":" + c.peer_port));
