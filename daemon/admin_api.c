@@ -331,9 +331,15 @@ static void admin_connections(struct admin_request *req)
     const char *name = req->segment_count == 3 ? req->segments[2] : NULL;
     json_t *list = admin_connection_list(req, only, name);
     free(only);
+    admin_reply_list_or_one(req, list, name, "no such connection in the cluster view");
+}
+
+void admin_reply_list_or_one(struct admin_request *req, json_t *list, const char *name,
+                             const char *not_found)
+{
     if (name && list && json_array_size(list) == 0) {
         json_decref(list);
-        admin_error(req, 404, "Object Not Found", "no such connection in the cluster view");
+        admin_error(req, 404, "Object Not Found", not_found);
         return;
     }
     if (name && list) {

@@ -61,6 +61,11 @@ void admin_reply(struct admin_request *req, int code, const char *reason, const 
 void admin_error(struct admin_request *req, int code, const char *error, const char *reason);
 /* 200 with `body` (taken; NULL: 500 out of memory), then free the request. */
 void admin_reply_new(struct admin_request *req, json_t *body);
+/* Answer a list (owned, NULL: out of memory), or with `name` its one
+ * element (the list filtered to it), or 404 with `not_found` when it is
+ * empty. */
+void admin_reply_list_or_one(struct admin_request *req, json_t *list, const char *name,
+                             const char *not_found);
 /* The request's user's auth.users entry, or NULL. */
 const struct config_user *admin_user_entry(const struct admin_request *req);
 /* May the request's user see entity `name` (management users: what they may consume)? */

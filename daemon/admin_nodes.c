@@ -153,15 +153,5 @@ void admin_nodes_route(struct admin_request *req)
     for (size_t i = 0; list && i < nodes.count; i++)
         json_array_append_new(list, admin_node_json(req, &nodes.items[i]));
     admin_nodes_release(&nodes);
-    if (name && list && json_array_size(list) == 0) {
-        json_decref(list);
-        admin_error(req, 404, "Object Not Found", "no such node in the cluster view");
-        return;
-    }
-    if (name && list) {
-        json_t *one = json_incref(json_array_get(list, 0));
-        json_decref(list);
-        list = one;
-    }
-    admin_reply_new(req, list);
+    admin_reply_list_or_one(req, list, name, "no such node in the cluster view");
 }
