@@ -157,7 +157,10 @@ struct config {
     } status;
 
     struct {
-        char *ui_dir; /* the dashboard's files (http_ui.c); NULL: KBRIDGE_UI_DIR */
+        char *ui_dir;              /* the dashboard's files (http_ui.c); NULL: KBRIDGE_UI_DIR */
+        uint64_t max_body_size;    /* a request body, bytes (default 16 MiB) */
+        uint64_t max_headers_size; /* a request's headers, bytes (default 16 KiB) */
+        uint64_t timeout_ms;       /* idle read/write on a connection (default 30 s) */
     } http;
 
     struct {

@@ -957,6 +957,45 @@ const struct config_key config_keys[] = {
             "SIGHUP applies a new value at once.",
     },
     {
+        .name = "http.max_body_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config, http.max_body_size),
+        .min = 4096,
+        .max = CONFIG_GIB,
+        .default_value = "16MiB",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Largest request body the ops listener (`listeners.http`) reads, whole, "
+                       "before answering: a larger one is answered 413 and the connection "
+                       "closed. Bounds `POST /api/definitions` (a RabbitMQ definitions export "
+                       "of a few hundred queues is well over 64 KiB; RabbitMQ's management "
+                       "API takes 20 MB by default) and every other admin API body.",
+    },
+    {
+        .name = "http.max_headers_size",
+        .type = CONFIG_TYPE_SIZE,
+        .offset = offsetof(struct config, http.max_headers_size),
+        .min = 1024,
+        .max = 1024 * 1024,
+        .default_value = "16KiB",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "Largest request line and headers, together, the ops listener reads: "
+                       "a larger request is answered 400 and the connection closed.",
+    },
+    {
+        .name = "http.timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, http.timeout_ms),
+        .min = 1000,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "30s",
+        .flags = CONFIG_KEY_RESTART,
+        .description = "How long a connection to the ops listener may wait for the client's "
+                       "next bytes (or to take ours) before it is closed; whole seconds (the "
+                       "HTTP server counts in seconds, rounded up). It also bounds an HTTPS "
+                       "handshake that never finishes (the other listeners use "
+                       "`limits.tls_handshake_timeout`).",
+    },
+    {
         .name = "vhosts",
         .type = CONFIG_TYPE_VHOSTS,
         .offset = offsetof(struct config, vhosts),

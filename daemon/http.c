@@ -234,9 +234,10 @@ struct ops_http *ops_http_new(struct event_base *base, struct server *server, co
     }
     evhttp_set_allowed_methods(http->evhttp, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                                  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
-    evhttp_set_max_headers_size(http->evhttp, 16384);
-    evhttp_set_max_body_size(http->evhttp, 65536);
-    evhttp_set_timeout(http->evhttp, 30);
+    const struct config *config = server_config(server);
+    evhttp_set_max_headers_size(http->evhttp, (ev_ssize_t)config->http.max_headers_size);
+    evhttp_set_max_body_size(http->evhttp, (ev_ssize_t)config->http.max_body_size);
+    evhttp_set_timeout(http->evhttp, (int)((config->http.timeout_ms + 999) / 1000));
     evhttp_set_gencb(http->evhttp, ops_dispatch, http);
     if (tls) /* evhttp's timeout above also bounds a handshake that never finishes */
         evhttp_set_bevcb(http->evhttp, tls_http_bevcb, tls);

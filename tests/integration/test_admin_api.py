@@ -463,3 +463,30 @@ def test_definitions_post_imports_a_rabbitmq_export(daemon):
     bad = {"exchanges": [{"name": "x", "vhost": "/", "type": "x-delayed-message"}]}
     status, body = daemon.api("/api/definitions", method="POST", body=bad)
     assert status == 400 and "exchanges[0]" in body["reason"]
+
+
+def test_definitions_post_larger_than_64_kib_imports(daemon):
+    """A RabbitMQ export of 500 queues (~80 KiB; the ops listener took at most
+    64 KiB before http.max_body_size) imports whole."""
+    export = {"vhosts": [{"name": "/"}],
+              "queues": [{"name": f"bulk.queue.{i:04d}.with.a.long.enough.name", "vhost": "/",
+                          "durable": True, "auto_delete": False,
+                          "arguments": {"x-message-ttl": 60000, "x-queue-type": "classic"}}
+                         for i in range(500)]}
+    assert len(json.dumps(export)) > 64 * 1024
+    status, counts = daemon.api("/api/definitions", method="POST", body=export, timeout=120)
+    assert status == 200, counts
+    assert counts["written"] == 500 and counts["refused"] == 0
+    names = {q["name"] for q in daemon.api("/api/definitions")[1]["queues"]}
+    assert {q["name"] for q in export["queues"]} <= names
+
+
+def test_bodies_over_http_max_body_size_are_refused_with_413(kbridged_factory, bootstrap):
+    daemon = kbridged_factory(with_admin(base_config(bootstrap, http={"max_body_size": "4KiB"})))
+    big = {"queues": [{"name": f"q{i}", "vhost": "/"} for i in range(400)]}
+    assert len(json.dumps(big)) > 4096
+    status, _ = daemon.api("/api/definitions", method="POST", body=big)
+    assert status == 413
+    small = {"queues": [{"name": "q-small", "vhost": "/"}]}
+    status, counts = daemon.api("/api/definitions", method="POST", body=small)
+    assert status == 200 and counts["written"] == 1
