@@ -1108,7 +1108,13 @@ static void admin_route(struct admin_request *req)
     else if (admin_is(req, 1, "definitions") && n == 2 && req->method == EVHTTP_REQ_POST)
         admin_definitions_import(req);
     else
-        admin_error(req, 404, "Object Not Found", "Not Found");
+        admin_no_route(req);
+}
+
+void admin_no_route(struct admin_request *req)
+{
+    admin_error(req, 404, "Object Not Found",
+                "no such endpoint (the admin API is listed in docs/operations.md)");
 }
 
 /* ---- authentication ------------------------------------------------------------ */

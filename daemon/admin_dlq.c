@@ -517,7 +517,7 @@ void admin_dlq_route(struct admin_request *req)
     bool redrive = n == 6 && strcmp(req->segments[5], "redrive") == 0;
     if (!((n == 5 && get) || (messages && (get || req->method == EVHTTP_REQ_DELETE)) ||
           (redrive && req->method == EVHTTP_REQ_POST))) {
-        admin_error(req, 404, "Object Not Found", "Not Found");
+        admin_no_route(req);
         return;
     }
     if (!admin_dlq_queue(req))

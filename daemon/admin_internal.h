@@ -52,6 +52,9 @@ struct admin_request {
     bool single; /* answer result's only element, not the array */
     size_t jobs;
 };
+/* 404 for a path or method the admin API does not serve (its reason is not
+ * RabbitMQ's "Not Found" of a missing object, so the two can be told apart). */
+void admin_no_route(struct admin_request *req);
 
 /* Free a request without answering (a detached one whose last job ended). */
 void admin_request_free(struct admin_request *req);

@@ -490,3 +490,65 @@ def test_bodies_over_http_max_body_size_are_refused_with_413(kbridged_factory, b
     small = {"queues": [{"name": "q-small", "vhost": "/"}]}
     status, counts = daemon.api("/api/definitions", method="POST", body=small)
     assert status == 200 and counts["written"] == 1
+
+
+def documented_api_requests():
+    """(method, path) of every row of docs/operations.md's admin API table."""
+    import re
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                       "operations.md")
+    text = open(doc, encoding="utf-8").read()
+    table = text[text.index("| request | answer |"):]
+    table = table[:table.index("\n\n")]
+    rows = []
+    for line in table.splitlines()[2:]:
+        m = re.match(r"\| `(GET|PUT|POST|DELETE) (/api/[^`]*)`", line)
+        assert m, f"an admin API row without `METHOD /api/...`: {line[:80]}"
+        rows.append((m.group(1), m.group(2)))
+    return rows
+
+
+def test_admin_api_reference_matches_the_routes(daemon):
+    """docs/operations.md's admin API table against the code (issue 18 item 7):
+    every documented request, with and without its optional parts, reaches
+    its handler (whatever that answers for names that do not exist, it is not
+    the router's 404 "no such endpoint"); and every resource admin_route serves
+    is documented."""
+    import re
+    rows = documented_api_requests()
+    assert len(rows) >= 20, rows
+    names = {"VHOST": "%2F", "NAME": "no-such-thing", "QUEUE": "no-such-queue",
+             "SOURCE": "no-such-exchange", "EXCHANGE": "no-such-exchange", "PROPS": "~",
+             "N": "1"}
+    checked = 0
+    for method, pattern in rows:
+        pattern = pattern.split(" ")[0]
+        variants, shorter = set(), pattern
+        while True:  # every depth of the optional parts: [/VHOST[/NAME]] gives 3
+            full = shorter
+            while "[" in full:
+                full = re.sub(r"\[([^\[\]]*)\]", r"\1", full)
+            variants.add(full)
+            if "[" not in shorter:
+                break
+            shorter = re.sub(r"\[[^\[\]]*\]", "", shorter, count=1)
+        for variant in sorted(variants):
+            path = re.sub(r"\b(VHOST|NAME|QUEUE|SOURCE|EXCHANGE|PROPS|N)\b",
+                          lambda m: names[m.group(1)], variant)
+            body = {} if method in ("PUT", "POST") else None
+            status, answer = daemon.api(path, method=method, body=body)
+            reason = answer.get("reason") if isinstance(answer, dict) else None
+            assert not (status == 404 and reason and reason.startswith("no such endpoint")), \
+                f"{method} {path} (documented as {pattern}) is not routed"
+            checked += 1
+    assert checked >= len(rows)
+    status, answer = daemon.api("/api/no-such-resource")  # what the check above tells apart
+    assert status == 404 and answer["reason"].startswith("no such endpoint"), answer
+    source = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon",
+                               "admin_api.c"), encoding="utf-8").read()
+    route = source[source.index("static void admin_route("):]
+    route = route[:route.index("\n}\n")]
+    served = set(re.findall(r'admin_is\(req, 1, "([a-z]+)"\)', route))
+    assert {"overview", "queues", "definitions"} <= served, served
+    documented = {re.split(r"[/\[?]", path)[2] for _, path in rows}
+    assert served <= documented, f"served but not documented: {served - documented}"
