@@ -53,6 +53,14 @@ struct amqp_link {
     /* Incoming. */
     uint32_t pending; /* publishes of this link waiting for Kafka */
     uint32_t number;  /* the core's producer number: one partition per link (architecture §3) */
+    /* A transfer Kafka's producer queue had no room for (CORE_ERR_BUSY):
+     * its encoded message (owned), its delivery (unsettled meanwhile); the
+     * link's later transfers wait in proton and it gets no credit until
+     * the held one went (amqp_link_in_retry: held_timer or a confirmation) */
+    char *held;
+    size_t held_len;
+    pn_delivery_t *held_delivery;
+    struct event *held_timer;
 
     /* Outgoing. */
     struct core_subscription *core;
@@ -162,6 +170,12 @@ void amqp_txns_free(struct amqp_connection *connection);
 int amqp_link_in_open(struct amqp_link *link);
 void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery);
 void amqp_link_in_update_credit(struct amqp_link *link);
+/* Publish the link's held transfer again; once it went, read the transfers
+ * that waited behind it and give credit again. */
+void amqp_link_in_retry(struct amqp_link *link);
+/* Free what a held transfer keeps (the link is going away). */
+void amqp_link_in_forget_held(struct amqp_link *link);
+#define AMQP_HELD_RETRY_MS 50
 /* A transfer's outcome (connection_ops.publish_done). */
 void amqp_link_in_done(struct connection_publish *publish, int result, const char *reason);
 /* Publishes of `link` lose their link and delivery (the link is going away). */

@@ -54,10 +54,12 @@ void amqp_link_refuse(struct amqp_connection *connection, pn_link_t *link,
 void amqp_link_free(struct amqp_link *link)
 {
     struct amqp_connection *connection = link->connection;
-    if (link->outgoing)
+    if (link->outgoing) {
         amqp_link_out_close(link);
-    else
+    } else {
         amqp_publishes_detach(connection, link);
+        amqp_link_in_forget_held(link);
+    }
     pn_link_set_context(link->link, NULL);
     if (link->prev)
         link->prev->next = link->next;

@@ -10,6 +10,7 @@
  * Credit: each link gets up to AMQP_IN_CREDIT_WINDOW, never more than the
  * room left under limits.max_unconfirmed for the connection, topped up when
  * it falls to half of what it may have; none while the server drains. */
+#include <event2/event.h>
 #include <proton/codec.h>
 #include <proton/connection.h>
 #include <proton/delivery.h>
@@ -54,6 +55,8 @@ void amqp_link_in_update_credit(struct amqp_link *link)
     uint32_t max = amqp_adapter_config(connection->adapter)->limits.max_unconfirmed;
     uint32_t room = connection->base.unconfirmed < max ? max - connection->base.unconfirmed : 0;
     int want = room < AMQP_IN_CREDIT_WINDOW ? (int)room : AMQP_IN_CREDIT_WINDOW;
+    if (link->held)
+        return; /* nothing more until the held transfer went */
     int credit = pn_link_credit(link->link);
     if (credit < want && credit <= want / 2) {
         pn_link_flow(link->link, want - credit);
@@ -196,29 +199,34 @@ void amqp_link_in_done(struct connection_publish *base, int result, const char *
                  connection->base.peer, publish->destination, reason ? reason : "Kafka error");
     }
     free(publish);
+    for (struct amqp_link *l = connection->links; l; l = l->next)
+        if (!l->outgoing && l->held)
+            amqp_link_in_retry(l); /* room in Kafka's queue, perhaps */
     amqp_connection_update_credit(connection);
     amqp_connection_schedule(connection);
 }
 
-/* A complete message of `size` bytes in the adapter's buffer. */
-static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery, size_t size)
+/* A complete message of `size` encoded bytes: published, refused, or
+ * (Kafka's producer queue full) kept by the link: true then. */
+static bool amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery, const char *bytes,
+                                 size_t size)
 {
     struct amqp_connection *connection = link->connection;
     struct amqp_adapter *adapter = connection->adapter;
     const struct config *config = amqp_adapter_config(adapter);
     pn_message_t *message = adapter->message;
     pn_message_clear(message);
-    if (pn_message_decode(message, adapter->buffer, size) != 0) {
+    if (pn_message_decode(message, bytes, size) != 0) {
         char description[256];
         snprintf(description, sizeof(description), "cannot decode the message: %s",
                  pn_error_text(pn_message_error(message)));
         amqp_link_in_reject(connection, delivery, AMQP_KIND_DECODE, "amqp:decode-error",
                             description);
-        return;
+        return false;
     }
     if (link->coordinator) {
         amqp_tx_control(link, delivery, message);
-        return;
+        return false;
     }
 
     struct destination relay_destination;
@@ -230,23 +238,23 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         if (!address || !*address) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found",
                                 "a message on the anonymous relay needs a 'to' address");
-            return;
+            return false;
         }
         if (address_parse(&amqp_addresses, address, &relay_destination, reason, sizeof(reason)) <
             0) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found", reason);
-            return;
+            return false;
         }
         if (relay_destination.kind == DESTINATION_TEMP_QUEUE) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_UNSUPPORTED, "amqp:not-implemented",
                                 "cannot send to a temporary queue by name; send to the "
                                 "/reply-queue/ address it was given");
-            return;
+            return false;
         }
         if (relay_destination.wildcard) {
             amqp_link_in_reject(connection, delivery, AMQP_KIND_ADDRESS, "amqp:not-found",
                                 "cannot send to a wildcard address");
-            return;
+            return false;
         }
         destination = &relay_destination;
     }
@@ -255,7 +263,7 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
     char err[256] = "";
     if (amqp_record_from_message(message, &record, err, sizeof(err)) < 0) {
         amqp_link_in_reject(connection, delivery, AMQP_KIND_DECODE, "amqp:invalid-field", err);
-        return;
+        return false;
     }
     if (record.property_count > config->limits.max_headers) {
         char description[256];
@@ -266,7 +274,7 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         amqp_record_release(&record);
         amqp_link_in_reject(connection, delivery, AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded",
                             description);
-        return;
+        return false;
     }
     /* An exchange address: its KEY, else the message's subject (RabbitMQ's
      * /exchanges/NAME), else the empty key. */
@@ -295,14 +303,14 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
         amqp_record_release(&record);
         if (tx_rc != CORE_OK)
             amqp_link_in_core_error(connection, delivery, tx_rc, address, err);
-        return;
+        return false;
     }
     struct amqp_publish *publish = calloc(1, sizeof(*publish));
     if (!publish) {
         amqp_record_release(&record);
         amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
                             "out of memory");
-        return;
+        return false;
     }
     bool presettled = pn_delivery_settled(delivery);
     publish->link = link;
@@ -314,14 +322,100 @@ static void amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
     int rc = core_publish(connection->session, destination, &core_message,
                           connection_publish_confirmed, &publish->base, err, sizeof(err));
     amqp_record_release(&record);
+    if (rc == CORE_ERR_BUSY) {
+        /* Kafka's producer queue is full: the link keeps the transfer and
+         * tries again (architecture §12's held publish, as STOMP and 0-9-1) */
+        amqp_publish_unlink(publish);
+        free(publish);
+        return true;
+    }
     if (rc != CORE_OK) {
         amqp_publish_unlink(publish);
         free(publish);
         amqp_link_in_core_error(connection, delivery, rc, address, err);
-        return;
+        return false;
     }
     if (presettled)
         pn_delivery_settle(delivery);
+    return false;
+}
+
+static void amqp_link_in_on_held_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp_link *link = arg;
+    amqp_link_in_retry(link);
+    amqp_connection_schedule(link->connection);
+}
+
+/* Keep the transfer in `bytes` (the link's first held one) and arm the retry. */
+static void amqp_link_in_hold(struct amqp_link *link, pn_delivery_t *delivery, const char *bytes,
+                              size_t size)
+{
+    struct amqp_connection *connection = link->connection;
+    if (!link->held) {
+        link->held = malloc(size ? size : 1);
+        if (!link->held) {
+            amqp_link_in_reject(connection, delivery, AMQP_KIND_INTERNAL, "amqp:internal-error",
+                                "out of memory");
+            return;
+        }
+        memcpy(link->held, bytes, size);
+        link->held_len = size;
+        link->held_delivery = delivery;
+        log_debug("amqp", "%s: link %s: Kafka's producer queue is full, the transfer waits",
+                  connection->base.peer, link->address);
+    }
+    if (!link->held_timer)
+        link->held_timer =
+            evtimer_new(connection->adapter->base.context.base, amqp_link_in_on_held_timer, link);
+    if (link->held_timer) {
+        struct timeval wait = {0, AMQP_HELD_RETRY_MS * 1000};
+        evtimer_add(link->held_timer, &wait);
+    } /* else only a confirmation retries */
+}
+
+void amqp_link_in_forget_held(struct amqp_link *link)
+{
+    if (link->held_timer)
+        event_free(link->held_timer);
+    link->held_timer = NULL;
+    free(link->held);
+    link->held = NULL;
+    link->held_delivery = NULL;
+}
+
+void amqp_link_in_retry(struct amqp_link *link)
+{
+    if (!link->held || link->closed)
+        return;
+    char *bytes = link->held;
+    size_t size = link->held_len;
+    pn_delivery_t *delivery = link->held_delivery;
+    link->held = NULL; /* publishing it again may hold it again */
+    link->held_delivery = NULL;
+    if (link->held_timer)
+        evtimer_del(link->held_timer);
+    if (amqp_link_in_publish(link, delivery, bytes, size)) {
+        link->held = bytes;
+        link->held_len = size;
+        link->held_delivery = delivery;
+        amqp_link_in_hold(link, delivery, bytes, size); /* re-arms the timer */
+        return;
+    }
+    free(bytes);
+    /* the transfers that waited behind it, in order */
+    for (pn_delivery_t *next = pn_link_current(link->link); next && !link->held && !link->closed &&
+                                                            pn_delivery_readable(next) &&
+                                                            !pn_delivery_partial(next);) {
+        amqp_link_in_delivery(link, next);
+        pn_delivery_t *after = pn_link_current(link->link);
+        if (after == next)
+            break; /* not taken: its event comes again */
+        next = after;
+    }
+    amqp_link_in_update_credit(link);
 }
 
 void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery)
@@ -335,6 +429,8 @@ void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery)
     }
     if (!pn_delivery_readable(delivery))
         return;
+    if (link->held)
+        return; /* it waits in proton behind the held transfer (amqp_link_in_retry) */
     uint64_t limit = amqp_adapter_config(adapter)->limits.max_message_size + AMQP_MESSAGE_OVERHEAD;
     size_t pending = pn_delivery_pending(delivery);
     bool oversize = pn_delivery_get_context(delivery) == &amqp_oversize_marker || pending > limit;
@@ -376,6 +472,7 @@ void amqp_link_in_delivery(struct amqp_link *link, pn_delivery_t *delivery)
     pn_link_advance(pl);
     connection->transfers_in++;
     (*adapter->transfers_received)++;
-    amqp_link_in_publish(link, delivery, size);
+    if (amqp_link_in_publish(link, delivery, adapter->buffer, size))
+        amqp_link_in_hold(link, delivery, adapter->buffer, size);
     amqp_link_in_update_credit(link);
 }

@@ -653,3 +653,30 @@ def test_a_slow_topic_receiver_is_detached_with_resource_limit_exceeded(
         publisher.close()
         fast.close()
         conn.close()
+
+
+def test_full_kafka_producer_queue_holds_transfers_instead_of_rejecting(
+        kbridged_factory, devkafka, name):
+    """librdkafka's producer queue full (5 records, a broker answering 300 ms
+    late): 100 unsettled transfers on one link are all accepted, none rejected
+    or released, and are in Kafka once and in order (the link holds the one
+    Kafka had no room for and gives no credit meanwhile, architecture §12's
+    held publish). Before, each transfer past the queue's room was rejected
+    with amqp:resource-limit-exceeded."""
+    daemon = kbridged_factory(base_config(
+        devkafka.bootstrap,
+        kafka={"consumer": {"session.timeout.ms": SESSION_TIMEOUT_MS},
+               "producer": {"queue.buffering.max.messages": "5"}},
+        limits={"max_unconfirmed": 1000}))
+    send_windowed(daemon, name, [Message(body=b"warm-up")], window=1)
+    assert devkafka.command("broker all rtt 300") == "ok"
+    try:  # about 20 produce round trips of 300 ms
+        messages = [Message(body=f"m{i}".encode()) for i in range(100)]
+        sender = send_windowed(daemon, name, messages, window=100)
+    finally:
+        assert devkafka.command("broker all rtt 0") == "ok"
+    assert sender.rejected == [] and sender.released == []
+    assert sorted(sender.accepted) == list(range(100))
+    bodies = [r.value().decode() for r in read_topic(devkafka.bootstrap, name)
+              if r.value() != b"warm-up"]
+    assert bodies == [f"m{i}" for i in range(100)]
