@@ -19,6 +19,7 @@ struct kafka;
 struct listener;
 struct metrics;
 struct server;
+struct shovel_table;
 
 /* Check that every protocol `config`'s listeners name is an adapter of
  * `registry` or the ops endpoint (OPS_HTTP_PROTOCOL, alone on its listener,
@@ -51,6 +52,8 @@ struct kafka *server_kafka(const struct server *server);
 struct metrics *server_metrics(const struct server *server);
 /* The core (its definitions view and readiness, for /readyz and /api/definitions). */
 struct core *server_core(const struct server *server);
+/* The shovels' status table (shovel.h; never NULL once started). */
+struct shovel_table *server_shovels(const struct server *server);
 /* Seconds since start. */
 double server_uptime_seconds(const struct server *server);
 /* True once a drain (SIGTERM) has begun. */
