@@ -113,12 +113,12 @@ static struct adapter *stomp_adapter_create(const struct adapter_context *contex
     return (struct adapter *)adapter;
 }
 
-/* adapter_ops.drain: the shovels stop first (what they had not confirmed
- * comes back from its source), then the client connections drain. */
+/* adapter_ops.drain: the shovels stop taking messages (stomp_shovels_drain),
+ * then the client connections drain. */
 static void stomp_adapter_drain(struct adapter *base)
 {
     struct stomp_adapter *adapter = (struct stomp_adapter *)base;
-    stomp_shovels_stop(&adapter->shovels);
+    stomp_shovels_drain(adapter->shovels);
     adapter_base_drain(base);
 }
 

@@ -51,7 +51,8 @@ enum stomp_shovel_phase {
     SHOVEL_PHASE_CONNECTING, /* TCP connect under way */
     SHOVEL_PHASE_LOGIN,      /* CONNECT sent, waiting for CONNECTED */
     SHOVEL_PHASE_OPEN,       /* subscribed / sending */
-    SHOVEL_PHASE_STOPPED,
+    SHOVEL_PHASE_DRAINING,   /* SIGTERM: unsubscribed, still acknowledging what Kafka confirms */
+    SHOVEL_PHASE_STOPPED,    /* never reconnects */
 };
 
 /* A publish handed to the core, waiting for Kafka (legacy -> kbridge). */
@@ -136,8 +137,10 @@ static void shovel_lost(struct stomp_shovel *shovel, const char *error)
     stomp_parser_free(shovel->parser);
     shovel->parser = NULL;
     shovel->connection++; /* confirmations of the old connection's publishes ack nothing */
-    if (shovel->phase == SHOVEL_PHASE_STOPPED)
+    if (shovel->phase == SHOVEL_PHASE_STOPPED || shovel->phase == SHOVEL_PHASE_DRAINING) {
+        shovel->phase = SHOVEL_PHASE_STOPPED;
         return;
+    }
     shovel->phase = SHOVEL_PHASE_WAITING;
     log_warn("shovel", "%s: %s; reconnecting in %" PRIu64 " ms", shovel->name, error,
              shovel->delay_ms);
@@ -184,7 +187,7 @@ static void shovel_published(void *opaque, int err, const char *reason)
     struct stomp_shovel *shovel = publish->shovel;
     shovel_publish_unlink(shovel, publish);
     bool current = publish->connection == shovel->connection && shovel->bev &&
-                   shovel->phase == SHOVEL_PHASE_OPEN;
+                   (shovel->phase == SHOVEL_PHASE_OPEN || shovel->phase == SHOVEL_PHASE_DRAINING);
     if (err == CORE_OK || err == CORE_UNROUTABLE) {
         if (current) {
             struct stomp_header ack = HEADER("id", publish->ack);
@@ -592,6 +595,15 @@ static void shovel_connect(struct stomp_shovel *shovel)
 
 static void shovel_free(struct stomp_shovel *shovel)
 {
+    if (shovel->bev) {
+        /* best effort: the ACKs written since the drain leave before the
+         * socket closes (what does not fit is redelivered: a duplicate) */
+        struct evbuffer *output = bufferevent_get_output(shovel->bev);
+        evutil_socket_t fd = bufferevent_getfd(shovel->bev);
+        if (fd >= 0 && shovel->phase != SHOVEL_PHASE_CONNECTING)
+            while (evbuffer_get_length(output) > 0 && evbuffer_write(output, fd) > 0)
+                ;
+    }
     shovel->phase = SHOVEL_PHASE_STOPPED;
     shovel_lost(shovel, "stopped");
     /* pending publishes: their confirmations never come once the session closes */
@@ -730,6 +742,24 @@ int stomp_shovels_start(struct stomp_adapter *adapter, struct stomp_shovel **lis
         shovel_connect(shovel);
     }
     return 0;
+}
+
+void stomp_shovels_drain(struct stomp_shovel *list)
+{
+    for (struct stomp_shovel *shovel = list; shovel; shovel = shovel->next) {
+        event_del(shovel->retry_timer);
+        if (shovel->to_kbridge && shovel->bev && shovel->phase == SHOVEL_PHASE_OPEN) {
+            /* no UNSUBSCRIBE: RabbitMQ refuses ACKs of a cancelled subscription;
+             * MESSAGEs arriving from now on are left unacknowledged (redelivered) */
+            shovel->phase = SHOVEL_PHASE_DRAINING;
+            shovel_status_set(shovel->status, SHOVEL_CONNECTING, "draining (SIGTERM)");
+            continue;
+        }
+        /* nothing to wait for (towards a broker, unconfirmed SENDs are released) */
+        shovel->phase = SHOVEL_PHASE_STOPPED;
+        shovel_lost(shovel, "draining (SIGTERM)");
+        shovel_status_set(shovel->status, SHOVEL_CONNECTING, "draining (SIGTERM)");
+    }
 }
 
 void stomp_shovels_stop(struct stomp_shovel **list)

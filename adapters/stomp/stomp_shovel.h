@@ -21,6 +21,12 @@ struct stomp_shovel;
 int stomp_shovels_start(struct stomp_adapter *adapter, struct stomp_shovel **list, char *err,
                         size_t err_size);
 
+/* SIGTERM: a shovel from a broker takes no more messages (those arriving
+ * stay unacknowledged), but keeps its connection to ACK what Kafka confirms while the
+ * server waits for Kafka; a shovel towards a broker closes at once (its
+ * unconfirmed deliveries are released). None reconnects. */
+void stomp_shovels_drain(struct stomp_shovel *list);
+
 /* Stop and free every shovel of *list: connections closed (what the legacy
  * source had not seen acknowledged it redelivers; kbridge deliveries not
  * confirmed by a RECEIPT are released), sessions closed. */
