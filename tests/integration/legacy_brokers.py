@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """legacy_brokers.py -- legacy brokers the tests and benchmarks start on
 loopback: RabbitMQ (Debian's rabbitmq-server, installed when absent) with
-its STOMP and AMQP 1.0 plugins, data in a temporary directory, stopped by
-stop(). Used by tests/bench/run_bench.py (make bench-compare) and
+its STOMP and AMQP 1.0 plugins, and ActiveMQ (Debian's activemq, from
+packaging/install-deps.sh --test) with a STOMP connector; data in temporary
+directories, stopped by stop(). Used by tests/bench/run_bench.py (make bench-compare) and
 tests/integration/test_shovel.py."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -114,3 +116,77 @@ def ensure_rabbitmq_installed():
     finally:
         if created:
             os.unlink(policy)
+
+
+ACTIVEMQ_HOME = "/usr/share/activemq"
+
+ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans
+    http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+    http://activemq.apache.org/schema/core
+    http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false"
+          brokerName="kbridge-test" dataDirectory="{data}">
+    <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{port}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+
+class ActiveMQ:
+    """An ActiveMQ broker of our own (Debian's activemq package, run with its
+    jar directly, not the system instance): one STOMP connector on loopback,
+    KahaDB in a temporary directory, no JMX, stopped by stop()."""
+
+    def __init__(self, workdir):
+        if not os.path.exists(os.path.join(ACTIVEMQ_HOME, "bin", "activemq.jar")):
+            raise AssertionError("ActiveMQ is not installed: packaging/install-deps.sh --test "
+                                 "installs Debian's activemq")
+        self.base = os.path.join(workdir, "activemq")
+        self.conf = os.path.join(self.base, "conf")
+        self.data = os.path.join(self.base, "data")
+        os.makedirs(self.conf, exist_ok=True)
+        os.makedirs(self.data, exist_ok=True)
+        self.ports = {"stomp": free_port()}
+        with open(os.path.join(self.conf, "activemq.xml"), "w") as f:
+            f.write(ACTIVEMQ_XML.format(data=self.data, port=self.ports["stomp"]))
+        self.log_file = open(os.path.join(self.base, "server.out"), "a")
+        self.proc = subprocess.Popen(
+            ["java", "-Xms64M", "-Xmx256M", "-Djava.awt.headless=true",
+             f"-Dactivemq.classpath={self.conf}:{ACTIVEMQ_HOME}/lib/",
+             f"-Dactivemq.home={ACTIVEMQ_HOME}", f"-Dactivemq.base={self.base}",
+             f"-Dactivemq.conf={self.conf}", f"-Dactivemq.data={self.data}",
+             "-jar", os.path.join(ACTIVEMQ_HOME, "bin", "activemq.jar"),
+             "start", f"xbean:file:{self.conf}/activemq.xml"],
+            cwd=self.base, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            wait_for(lambda: self._stomp_up(), 120, "ActiveMQ's STOMP connector")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _stomp_up(self):
+        if self.proc.poll() is not None:
+            with open(os.path.join(self.base, "server.out")) as f:
+                raise AssertionError(f"ActiveMQ exited with {self.proc.returncode}:\n{f.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.ports["stomp"]), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        """SIGTERM (ActiveMQ's shutdown hook stops the broker); killed after 60 s."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log_file.close()

@@ -19,7 +19,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import KBRIDGED, base_config, metrics, wait_for, with_admin
-from legacy_brokers import RabbitMQ
+from legacy_brokers import ActiveMQ, RabbitMQ
 from stomp_util import Client
 
 COUNT = 10_000
@@ -34,13 +34,23 @@ def rabbit(tmp_path_factory):
         broker.stop()
 
 
+@pytest.fixture(scope="module")
+def activemq(tmp_path_factory):
+    broker = ActiveMQ(str(tmp_path_factory.mktemp("shovel-activemq")))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 def uniq():
     return uuid.uuid4().hex[:8]
 
 
-def put_in_rabbit(broker, destination, bodies):
-    """SEND bodies to RabbitMQ with stomp.py; returns once RabbitMQ confirmed the last."""
-    conn = stomp.Connection12([("127.0.0.1", broker.ports["stomp"])], heartbeats=(0, 0), vhost="/")
+def put_in_rabbit(broker, destination, bodies, vhost="/"):
+    """SEND bodies to the broker with stomp.py; returns once it confirmed the last."""
+    conn = stomp.Connection12([("127.0.0.1", broker.ports["stomp"])], heartbeats=(0, 0),
+                              vhost=vhost)
     receipts = []
 
     class Listener(stomp.ConnectionListener):
@@ -178,6 +188,45 @@ def test_shovel_drains_10000_rabbitmq_messages_into_kafka(rabbit, kbridged_facto
     # the status is for monitoring users too, never changed through the API
     assert daemon.api("/api/kbridge/shovels", method="DELETE")[0] == 405
     assert daemon.http("/api/kbridge/shovels")[0] == 401
+
+
+def browse_activemq(broker, queue):
+    """What ActiveMQ's queue holds, read with a STOMP browser (nothing consumed):
+    the bodies before ActiveMQ's `browser:end` MESSAGE."""
+    got, end = [], []
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            (end if frame.headers.get("browser") == "end" else got).append(frame.body)
+
+    conn = stomp.Connection12([("127.0.0.1", broker.ports["stomp"])], heartbeats=(0, 0))
+    conn.set_listener("b", Listener())
+    conn.connect("guest", "guest", wait=True)
+    try:
+        conn.subscribe(f"/queue/{queue}", id="browse", ack="auto", headers={"browser": "true"})
+        wait_for(lambda: end, 30, "ActiveMQ's browser:end")
+    finally:
+        conn.disconnect()
+    return got
+
+
+def test_shovel_drains_10000_activemq_messages_into_kafka(activemq, kbridged_factory, bootstrap):
+    queue = f"amq.{uniq()}"
+    bodies = [f"a-{i:05d}" for i in range(COUNT)]
+    put_in_rabbit(activemq, f"/queue/{queue}", bodies, vhost=None)
+    assert len(browse_activemq(activemq, queue)) == COUNT
+    daemon = kbridged_factory(with_admin(base_config(
+        bootstrap, shovels=[shovel_to_kbridge(activemq, "activemq", queue, prefetch=200)])))
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "activemq") >= COUNT,
+             180, f"{COUNT} messages moved from ActiveMQ")
+    assert browse_activemq(activemq, queue) == []
+    records = read_topic(bootstrap, queue)
+    assert assert_drained(records, bodies) == 0
+    first = next(r for r in records if r[2] == "a-00000")[3]
+    assert first["x-seq"] == "0"
+    assert first["kbridge-shovel-source-message-id"].startswith("ID:")
+    status = shovel_status(daemon, "activemq")
+    assert status["state"] == "running" and status["messages_moved"] == COUNT
 
 
 @pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
