@@ -113,6 +113,8 @@ struct config_shovel {
     uint32_t prefetch;                /* unacknowledged messages at once */
     uint64_t reconnect_delay_initial; /* ms, doubled after each failed attempt */
     uint64_t reconnect_delay_max;     /* ms */
+    uint64_t heartbeat;               /* ms asked of the broker; 0: none */
+    uint64_t connect_timeout;         /* ms for connecting, logging in, a write to progress */
 };
 
 /* Is the listener's transport WebSocket (transport: websocket)? */

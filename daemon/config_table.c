@@ -924,6 +924,29 @@ static const struct config_key shovel_keys[] = {
         .default_value = "30s",
         .description = "The longest wait between reconnect attempts.",
     },
+    {
+        .name = "heartbeat",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, heartbeat),
+        .min = 0,
+        .max = 3600000,
+        .default_value = "10s",
+        .description = "The heart-beat interval asked of the legacy broker (STOMP CONNECT "
+                       "`heart-beat:0,N`); the broker sends at the larger of this and its own "
+                       "interval, and three intervals without a byte drop the connection (a "
+                       "peer gone without closing it). `0`: none asked, none checked.",
+    },
+    {
+        .name = "connect_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, connect_timeout),
+        .min = 10,
+        .max = 3600000,
+        .default_value = "30s",
+        .description = "How long connecting to the legacy broker, its answer to CONNECT, or "
+                       "a write the broker does not read may take before the connection is "
+                       "dropped and retried.",
+    },
 };
 
 /* RabbitMQ's user tags the admin API knows (admin_auth.h). */

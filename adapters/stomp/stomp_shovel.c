@@ -80,6 +80,7 @@ struct stomp_shovel {
     char *user;
     uint32_t prefetch;
     uint64_t delay_initial_ms, delay_max_ms, delay_ms;
+    uint64_t heartbeat_ms, timeout_ms;
     struct destination kbridge_destination;
 
     struct core_session *session;
@@ -395,8 +396,10 @@ static void shovel_on_receipt(struct stomp_shovel *shovel, const struct stomp_fr
     *at = send->next;
     if (shovel->sends_tail == send)
         shovel->sends_tail = prev;
-    if (shovel->subscription &&
-        core_settle(shovel->subscription, send->delivery, QUEUE_ACCEPT, NULL) == CORE_OK) {
+    /* a non-durable topic's deliveries have nothing to settle (id 0) */
+    bool settles = shovel->subscription && core_subscription_settles(shovel->subscription);
+    if (shovel->subscription && (!settles || core_settle(shovel->subscription, send->delivery,
+                                                         QUEUE_ACCEPT, NULL) == CORE_OK)) {
         shovel_status_moved(shovel->status);
         shovel->delay_ms = shovel->delay_initial_ms; /* it works again */
     }
@@ -405,10 +408,26 @@ static void shovel_on_receipt(struct stomp_shovel *shovel, const struct stomp_fr
 
 /* ---- frames from the broker ------------------------------------------------------- */
 
-static void shovel_on_connected(struct stomp_shovel *shovel)
+static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_frame *frame)
 {
     stomp_parser_set_version(shovel->parser, STOMP_VERSION_1_2);
     shovel->phase = SHOVEL_PHASE_OPEN;
+    /* We asked for the broker's heart-beats (CONNECT heart-beat:0,N): it
+     * sends every max(its sx, N) ms when both are > 0; silence for three of
+     * those means the connection is dead (no RST after a network failure). */
+    uint32_t sx = 0, sy = 0;
+    const char *heartbeat = stomp_frame_header_value(frame, "heart-beat");
+    struct timeval *read_timeout = NULL, tv;
+    if (shovel->heartbeat_ms > 0 && heartbeat && stomp_heartbeat_parse(heartbeat, &sx, &sy) == 0 &&
+        sx > 0) {
+        uint64_t interval = sx > shovel->heartbeat_ms ? sx : shovel->heartbeat_ms;
+        uint64_t limit = 3 * interval;
+        tv = (struct timeval){(time_t)(limit / 1000), (suseconds_t)((limit % 1000) * 1000)};
+        read_timeout = &tv;
+    }
+    struct timeval write_timeout = {(time_t)(shovel->timeout_ms / 1000),
+                                    (suseconds_t)((shovel->timeout_ms % 1000) * 1000)};
+    bufferevent_set_timeouts(shovel->bev, read_timeout, &write_timeout);
     /* the back-off restarts from reconnect_delay_initial once a message moves
      * (a broker that accepts the login and then refuses keeps backing off) */
     if (shovel->to_kbridge) {
@@ -450,7 +469,7 @@ static bool shovel_on_frame(struct stomp_shovel *shovel, const struct stomp_fram
     switch (frame->command) {
     case STOMP_COMMAND_CONNECTED:
         if (shovel->phase == SHOVEL_PHASE_LOGIN)
-            shovel_on_connected(shovel);
+            shovel_on_connected(shovel, frame);
         break;
     case STOMP_COMMAND_MESSAGE:
         if (shovel->to_kbridge && shovel->phase == SHOVEL_PHASE_OPEN)
@@ -516,7 +535,9 @@ static void shovel_on_event(struct bufferevent *bev, short what, void *arg)
         size_t count = 0;
         headers[count++] = HEADER("accept-version", "1.2");
         headers[count++] = HEADER("host", shovel->host ? shovel->host : "/");
-        headers[count++] = HEADER("heart-beat", "0,0");
+        char heartbeat[32];
+        snprintf(heartbeat, sizeof(heartbeat), "0,%" PRIu64, shovel->heartbeat_ms);
+        headers[count++] = HEADER("heart-beat", heartbeat);
         if (shovel->login)
             headers[count++] = HEADER("login", shovel->login);
         if (shovel->passcode)
@@ -527,6 +548,11 @@ static void shovel_on_event(struct bufferevent *bev, short what, void *arg)
     char text[SHOVEL_ERROR_MAX];
     if (what & BEV_EVENT_EOF)
         snprintf(text, sizeof(text), "%s closed the connection", shovel->address);
+    else if (what & BEV_EVENT_TIMEOUT)
+        snprintf(text, sizeof(text), "%s: no %s within the time allowed", shovel->address,
+                 (what & BEV_EVENT_WRITING)            ? "progress writing or connecting"
+                 : shovel->phase == SHOVEL_PHASE_LOGIN ? "CONNECTED frame"
+                                                       : "heart-beat or frame");
     else
         snprintf(text, sizeof(text), "connection to %s failed: %s", shovel->address,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -584,6 +610,9 @@ static void shovel_connect(struct stomp_shovel *shovel)
     }
     shovel->phase = SHOVEL_PHASE_CONNECTING;
     bufferevent_setcb(shovel->bev, shovel_on_read, NULL, shovel_on_event, shovel);
+    struct timeval io_timeout = {(time_t)(shovel->timeout_ms / 1000),
+                                 (suseconds_t)((shovel->timeout_ms % 1000) * 1000)};
+    bufferevent_set_timeouts(shovel->bev, &io_timeout, &io_timeout);
     bufferevent_enable(shovel->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(shovel->bev, (struct sockaddr *)&address, address_len) < 0) {
         snprintf(err, sizeof(err), "cannot connect to %s", shovel->address);
@@ -685,6 +714,8 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
     shovel->prefetch = config->prefetch;
     shovel->delay_initial_ms = shovel->delay_ms = config->reconnect_delay_initial;
     shovel->delay_max_ms = config->reconnect_delay_max;
+    shovel->heartbeat_ms = config->heartbeat;
+    shovel->timeout_ms = config->connect_timeout;
     shovel->retry_timer = evtimer_new(adapter->base.context.base, shovel_on_retry, shovel);
     if (!ok || !shovel->retry_timer) {
         snprintf(err, err_size, "shovel %s: out of memory", config->name);

@@ -10,7 +10,9 @@ What reached Kafka is read with confluent-kafka from the beginning of the
 kbridge queue's topic up to its end offsets, so the counts are exact
 (duplicates included)."""
 
+import socket
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -360,3 +362,74 @@ def test_shovel_config_errors_name_the_key(tmp_path, shovel, key, words):
                             text=True, timeout=30)
     assert result.returncode != 0
     assert key in result.stderr and words in result.stderr, result.stderr
+
+
+class SilentBroker:
+    """A loopback STOMP 'broker' that answers CONNECT (with `connected`, or
+    not at all) and then says nothing more, keeping every socket open: a
+    peer gone without closing its connection. Records each CONNECT frame."""
+
+    def __init__(self, connected):
+        self.connected = connected
+        self.connects = []
+        self.sockets = []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = self.server.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.server.settimeout(0.2)
+        while self.running:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.sockets.append(conn)
+            data = b""
+            conn.settimeout(5)
+            try:
+                while b"\0" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                continue
+            self.connects.append(data.split(b"\0")[0].decode())
+            if self.connected:
+                conn.sendall(self.connected.encode() + b"\0")
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        for s in self.sockets + [self.server]:
+            s.close()
+
+
+@pytest.mark.parametrize("connected,error", [
+    ("CONNECTED\nversion:1.2\nheart-beat:100,0\n\n", "no heart-beat or frame"),
+    (None, "no CONNECTED frame"),
+])
+def test_shovel_drops_a_silent_broker_and_reconnects(kbridged_factory, bootstrap, connected,
+                                                     error):
+    broker = SilentBroker(connected)
+    try:
+        shovel = {"name": "silent",
+                  "source": {"protocol": "stomp", "address": f"127.0.0.1:{broker.port}",
+                             "destination": "/queue/x"},
+                  "destination": {"protocol": "kbridge", "destination": "/queue/silent"},
+                  "heartbeat": "200ms", "connect_timeout": "300ms",
+                  "reconnect_delay_initial": "100ms", "reconnect_delay_max": "200ms"}
+        daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
+        wait_for(lambda: len(broker.connects) >= 2, 30, "a second CONNECT after the silence")
+        assert broker.connects[0].startswith("CONNECT\n")
+        assert "\nheart-beat:0,200\n" in broker.connects[0] + "\n"
+        status = shovel_status(daemon, "silent")
+        assert error in status["last_error"], status
+        assert shovel_metric(daemon, "kbridge_shovel_reconnects_total", "silent") >= 1
+    finally:
+        broker.close()

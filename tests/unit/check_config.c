@@ -1023,6 +1023,8 @@ START_TEST(test_shovels)
     ck_assert_uint_eq(in->prefetch, 100);
     ck_assert_uint_eq(in->reconnect_delay_initial, 1000);
     ck_assert_uint_eq(in->reconnect_delay_max, 30000);
+    ck_assert_uint_eq(in->heartbeat, 10000);
+    ck_assert_uint_eq(in->connect_timeout, 30000);
     ck_assert_str_eq(out->source.protocol, "kbridge");
     ck_assert_str_eq(out->destination.host, "shop");
     ck_assert_str_eq(out->user, "app");
