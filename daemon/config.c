@@ -371,6 +371,19 @@ static bool config_vhosts_equal(const struct config_vhost *a, size_t a_count,
     return true;
 }
 
+/* Shovel lists: every row of every shovel (strings and plain values). */
+static bool config_shovels_equal(const struct config_key *key, const struct config_shovel *a,
+                                 size_t a_count, const struct config_shovel *b, size_t b_count)
+{
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++)
+        for (size_t k = 0; k < key->key_count; k++)
+            if (!config_field_equal(&key->keys[k], &a[i], &b[i]))
+                return false;
+    return true;
+}
+
 /* `a` and `b` are the fields of `key` in two structs whose bases are
  * `a_base` and `b_base` (lists need their counts). */
 static bool config_field_equal(const struct config_key *key, const void *a_base, const void *b_base)
@@ -402,10 +415,14 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
                                    *(struct config_vhost *const *)b,
                                    *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_NAMES: /* only inside listeners, compared there */
+    case CONFIG_TYPE_SHOVELS:
+        return config_shovels_equal(key, *(struct config_shovel *const *)a,
+                                    *(const size_t *)config_const_field(a_base, key->count_offset),
+                                    *(struct config_shovel *const *)b,
+                                    *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS:
-    case CONFIG_TYPE_SHOVELS: /* read at start by the shovels; a reload warns (shovel.c) */
-        return true;          /* lists are always live: never marked CONFIG_KEY_RESTART */
+        return true; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: return memcmp(a, b, config_plain_size(key->type)) == 0;
     }
 }
@@ -577,9 +594,31 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
         return 0;
     }
     case CONFIG_TYPE_NAMES: /* only inside listeners, copied there */
+    case CONFIG_TYPE_SHOVELS: {
+        size_t count = *(const size_t *)config_const_field(source_base, key->count_offset);
+        size_t *out_count = config_field(out_base, key->count_offset);
+        const struct config_shovel *from = *(struct config_shovel *const *)source;
+        struct config_shovel *copy = count ? calloc(count, sizeof(*copy)) : NULL;
+        if (count && !copy)
+            return -1;
+        for (size_t i = 0; i < count; i++)
+            for (size_t k = 0; k < key->key_count; k++)
+                if (config_copy_field(&key->keys[k], &from[i], &copy[i]) < 0) {
+                    for (size_t j = 0; j <= i; j++)
+                        config_free_fields(key->keys, key->key_count, &copy[j]);
+                    free(copy);
+                    return -1;
+                }
+        struct config_shovel **shovels = out;
+        for (size_t i = 0; i < *out_count; i++)
+            config_free_fields(key->keys, key->key_count, &(*shovels)[i]);
+        free(*shovels);
+        *shovels = copy;
+        *out_count = count;
+        return 0;
+    }
     case CONFIG_TYPE_PATTERNS:
-    case CONFIG_TYPE_USERS:
-    case CONFIG_TYPE_SHOVELS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
+    case CONFIG_TYPE_USERS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: memcpy(out, source, config_plain_size(key->type)); return 0;
     }
 }

@@ -1184,6 +1184,7 @@ const struct config_key config_keys[] = {
         .offset = offsetof(struct config, shovels),
         .count_offset = offsetof(struct config, shovel_count),
         .default_doc = "none",
+        .flags = CONFIG_KEY_RESTART,
         .keys = shovel_keys,
         .key_count = CONFIG_ARRAY_LEN(shovel_keys),
         .description =
@@ -1194,7 +1195,7 @@ const struct config_key config_keys[] = {
             "{protocol: kbridge, destination: /queue/x}}` or the mirror image. A message is "
             "acknowledged at its source only after the destination confirmed it (Kafka's "
             "acknowledgement, the broker's RECEIPT): at-least-once. Read at start: a reload "
-            "that changes the list is logged and applied at the next restart.",
+            "that changes them is logged and applied at the next restart.",
     },
     {
         .name = "vhosts",

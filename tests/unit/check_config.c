@@ -1100,6 +1100,37 @@ START_TEST(test_shovel_errors)
 }
 END_TEST
 
+/* shovels are read at start: a reload keeps the running list (its own copy)
+ * and says a restart applies the change. */
+START_TEST(test_apply_live_shovels)
+{
+    static const char shovel[] =
+        "shovels:\n"
+        "  - name: in\n"
+        "    source: {protocol: stomp, address: \"h:1\", passcode: p, destination: /queue/a}\n"
+        "    destination: {protocol: kbridge, destination: /queue/b}\n";
+    char changed[512];
+    snprintf(changed, sizeof(changed), "%s    prefetch: 5\n", shovel);
+    struct config *old = load_ok(shovel);
+    struct config *same = load_ok(shovel);
+    struct config *reloaded = load_ok(changed);
+    char *logged = apply_live_capturing_log(old, same);
+    ck_assert_msg(strstr(logged, "shovels") == NULL, "unchanged shovels logged: %s", logged);
+    free(logged);
+    logged = apply_live_capturing_log(old, reloaded);
+    config_free(old); /* what reloaded kept must be its own copy */
+    ck_assert_msg(strstr(logged, "shovels changed; restart kbridged to apply it") != NULL,
+                  "logged: %s", logged);
+    ck_assert_uint_eq(reloaded->shovel_count, 1);
+    ck_assert_uint_eq(reloaded->shovels[0].prefetch, 100);
+    ck_assert_str_eq(reloaded->shovels[0].source.passcode, "p");
+    ck_assert_str_eq(reloaded->shovels[0].destination.destination, "/queue/b");
+    free(logged);
+    config_free(same);
+    config_free(reloaded);
+}
+END_TEST
+
 START_TEST(test_listeners_list)
 {
     struct config *config =
@@ -1580,6 +1611,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_wild_acl_patterns);
     tcase_add_test(good, test_listeners_list);
     tcase_add_test(good, test_shovels);
+    tcase_add_test(good, test_apply_live_shovels);
     tcase_add_test(good, test_vhosts);
     tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
     tcase_add_test(good, test_large_property_map);
