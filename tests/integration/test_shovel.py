@@ -308,6 +308,73 @@ def test_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factory, bo
              "the kbridge queue's group committed everything")
 
 
+def read_rabbit_queue(broker, queue, count):
+    """Consume `count` messages (at least) from RabbitMQ's queue with stomp.py,
+    then every message still there (until RabbitMQ's queue depth is 0)."""
+    got = []
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            got.append(frame)
+
+    conn = stomp.Connection12([("127.0.0.1", broker.ports["stomp"])], heartbeats=(0, 0),
+                              vhost="/")
+    conn.set_listener("l", Listener())
+    conn.connect("guest", "guest", wait=True)
+    try:
+        conn.subscribe(f"/queue/{queue}", id="1", ack="auto")
+        wait_for(lambda: len(got) >= count and broker.queue_depth(queue) == 0, 120,
+                 f"{count} messages from RabbitMQ (have {len(got)})")
+    finally:
+        conn.disconnect()
+    return got
+
+
+def test_shovel_into_rabbitmq_loses_nothing_across_kill_9(rabbit, kbridged_factory, bootstrap):
+    queue = f"out.{uniq()}"
+    legacy = f"legacy.{uniq()}"
+    bodies = [f"r-{i:05d}" for i in range(COUNT)]
+    # the kbridge queue filled first, by a kbridged without the shovel
+    filler = kbridged_factory(base_config(bootstrap), name="filler")
+    client = Client(filler)
+    try:
+        for i, body in enumerate(bodies):
+            client.send(f"/queue/{queue}", body, receipt="last" if i == COUNT - 1 else None)
+        client.wait_receipt("last", timeout=120)
+    finally:
+        client.conn.disconnect()
+    assert filler.stop() == 0
+    shovel = {"name": "back", "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
+              "destination": {"protocol": "stomp",
+                              "address": f"127.0.0.1:{rabbit.ports['stomp']}",
+                              "login": "guest", "passcode": "guest",
+                              "destination": f"/queue/{legacy}"},
+              "reconnect_delay_initial": "100ms", "reconnect_delay_max": "1s"}
+    config = with_admin(base_config(bootstrap, shovels=[shovel]))
+    first = kbridged_factory(config, name="first")
+    moved = wait_for(lambda: shovel_metric(first, "kbridge_shovel_messages_total", "back") >= 1000
+                     and shovel_metric(first, "kbridge_shovel_messages_total", "back"),
+                     120, "1000 messages moved into RabbitMQ")
+    first.kill()  # deliveries without RECEIPT are not settled: kbridge delivers them again
+    assert moved < COUNT, "the shovel finished before the kill; the test needs it mid-way"
+    second = kbridged_factory(config, name="second")
+    wait_for(lambda: kafka_depth(bootstrap, f"kbridge.q.{queue}", queue) == 0, 180,
+             "the kbridge queue's group committed everything")
+    got = [f.body for f in read_rabbit_queue(rabbit, legacy, COUNT)]
+    assert set(got) == set(bodies), f"missing {len(set(bodies) - set(got))}"
+    duplicates = len(got) - len(set(got))
+    # a duplicate is a SEND RabbitMQ took whose settlement had not reached
+    # Kafka (the queue group's committed offset) when the process died; one
+    # kill gives each message at most one more delivery
+    counts = {}
+    for body in got:
+        counts[body] = counts.get(body, 0) + 1
+    assert max(counts.values()) <= 2
+    print(f"kill -9 after {moved} moved into RabbitMQ: {len(got)} messages for {COUNT}, "
+          f"{duplicates} duplicates")
+    assert shovel_status(second, "back")["state"] == "running"
+
+
 def test_shovel_reconnects_when_rabbitmq_restarts(rabbit, kbridged_factory, bootstrap):
     queue = f"legacy.{uniq()}"
     before = [f"a-{i:04d}" for i in range(1000)]
