@@ -94,6 +94,7 @@ struct stomp_shovel {
     struct shovel_publish *publishes;
     struct shovel_send *sends, *sends_tail;
     uint64_t next_receipt;
+    bool blocking; /* the failure being handled is kbridge's refusal (state blocked) */
 };
 
 static void shovel_connect(struct stomp_shovel *shovel);
@@ -125,6 +126,8 @@ static void shovel_forget_sends(struct stomp_shovel *shovel)
  * back-off. `error` is the reason, logged and shown as last_error. */
 static void shovel_lost(struct stomp_shovel *shovel, const char *error)
 {
+    bool blocking = shovel->blocking;
+    shovel->blocking = false;
     if (shovel->bev) {
         bufferevent_free(shovel->bev);
         shovel->bev = NULL;
@@ -145,13 +148,22 @@ static void shovel_lost(struct stomp_shovel *shovel, const char *error)
     shovel->phase = SHOVEL_PHASE_WAITING;
     log_warn("shovel", "%s: %s; reconnecting in %" PRIu64 " ms", shovel->name, error,
              shovel->delay_ms);
-    shovel_status_set(shovel->status, SHOVEL_CONNECTING, error);
+    shovel_status_set(shovel->status, blocking ? SHOVEL_BLOCKED : SHOVEL_CONNECTING, error);
     struct timeval tv = {(time_t)(shovel->delay_ms / 1000),
                          (suseconds_t)((shovel->delay_ms % 1000) * 1000)};
     event_add(shovel->retry_timer, &tv);
     shovel->delay_ms *= 2;
     if (shovel->delay_ms > shovel->delay_max_ms)
         shovel->delay_ms = shovel->delay_max_ms;
+}
+
+/* The kbridge end refused (a publish, the subscription): state blocked
+ * until the next connection runs, and the same reconnect as any failure
+ * (what was not acknowledged comes back from the source). */
+static void shovel_blocked(struct stomp_shovel *shovel, const char *error)
+{
+    shovel->blocking = true;
+    shovel_lost(shovel, error);
 }
 
 /* Write one frame to the broker; false (and the connection is dropped) on failure. */
@@ -202,8 +214,7 @@ static void shovel_published(void *opaque, int err, const char *reason)
         char error[SHOVEL_ERROR_MAX];
         snprintf(error, sizeof(error), "Kafka refused a message for %s: %s", shovel->kbridge_text,
                  reason ? reason : "no reason given");
-        shovel_status_set(shovel->status, SHOVEL_BLOCKED, error);
-        shovel_lost(shovel, error); /* unacknowledged messages come back after the reconnect */
+        shovel_blocked(shovel, error); /* unacknowledged messages come back after the reconnect */
     }
     free(publish);
 }
@@ -281,8 +292,7 @@ static void shovel_on_message(struct stomp_shovel *shovel, const struct stomp_fr
         char error[SHOVEL_ERROR_MAX];
         snprintf(error, sizeof(error), "kbridge refused a message for %s: %s", shovel->kbridge_text,
                  err[0] ? err : "refused");
-        shovel_status_set(shovel->status, SHOVEL_BLOCKED, error);
-        shovel_lost(shovel, error);
+        shovel_blocked(shovel, error);
     }
 }
 
@@ -373,8 +383,7 @@ static void shovel_subscription_failed(void *opaque, int error, const char *reas
     char text[SHOVEL_ERROR_MAX];
     snprintf(text, sizeof(text), "the subscription to %s failed (%d): %s", shovel->kbridge_text,
              error, reason ? reason : "no reason given");
-    shovel_status_set(shovel->status, SHOVEL_BLOCKED, text);
-    shovel_lost(shovel, text);
+    shovel_blocked(shovel, text);
 }
 
 /* A RECEIPT: settle the delivery it confirms (and, STOMP receipts being in
@@ -457,8 +466,7 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
     if (!shovel->subscription) {
         char text[SHOVEL_ERROR_MAX];
         snprintf(text, sizeof(text), "cannot subscribe to %s: %s", shovel->kbridge_text, err);
-        shovel_status_set(shovel->status, SHOVEL_BLOCKED, text);
-        shovel_lost(shovel, text);
+        shovel_blocked(shovel, text);
     }
 }
 

@@ -20,7 +20,7 @@ import stomp
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import KBRIDGED, base_config, metrics, wait_for, with_admin
+from conftest import KBRIDGED, base_config, metrics, user_config, wait_for, with_admin
 from legacy_brokers import ActiveMQ, RabbitMQ
 from stomp_util import Client
 
@@ -429,6 +429,24 @@ def test_shovel_config_errors_name_the_key(tmp_path, shovel, key, words):
                             text=True, timeout=30)
     assert result.returncode != 0
     assert key in result.stderr and words in result.stderr, result.stderr
+
+
+def test_shovel_blocked_by_an_acl_acknowledges_nothing(rabbit, kbridged_factory, bootstrap):
+    queue = f"legacy.{uniq()}"
+    put_in_rabbit(rabbit, f"/queue/{queue}", ["refused-1", "refused-2"])
+    limited = user_config("limited", "secret", publish=["^elsewhere$"], consume=["^elsewhere$"])
+    daemon = kbridged_factory(with_admin(base_config(
+        bootstrap, auth={"anonymous": False, "users": [limited]},
+        shovels=[shovel_to_kbridge(rabbit, "acl", queue, user="limited")])))
+    status = wait_for(lambda: (lambda s: s if s["state"] == "blocked" else None)(
+        shovel_status(daemon, "acl")), 30, "shovel blocked")
+    assert queue in status["last_error"] and "kbridge refused" in status["last_error"], status
+    assert status["messages_moved"] == 0
+    assert metrics(daemon)['kbridge_shovel_state{shovel="acl",state="blocked"}'] == 1
+    # it keeps trying (the messages come back each time) and never acknowledges them
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_reconnects_total", "acl") >= 2, 30,
+             "two reconnects")
+    assert rabbit.queue_depth(queue) == 2
 
 
 class SilentBroker:
