@@ -262,13 +262,16 @@ def test_shovel_loses_nothing_when_kbridged_dies_mid_way(rabbit, kbridged_factor
     assert shovel_status(second, "kill")["state"] == "running"
 
 
-def test_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factory, bootstrap):
+def test_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factory, bootstrap,
+                                                   tmp_path):
     queue = f"out.{uniq()}"
     legacy = f"legacy.{uniq()}"
+    passcode = tmp_path / "rabbit-passcode"
+    passcode.write_text("guest\n")  # the first line is the passcode
     shovel = {"name": "back", "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
               "destination": {"protocol": "stomp",
                               "address": f"127.0.0.1:{rabbit.ports['stomp']}",
-                              "login": "guest", "passcode": "guest",
+                              "login": "guest", "passcode_file": str(passcode),
                               "destination": f"/queue/{legacy}"},
               "prefetch": 20}
     daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
