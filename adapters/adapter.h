@@ -31,6 +31,7 @@ struct metrics;
 struct sockaddr;
 struct adapter;
 struct bufferevent;
+struct shovel_table;
 
 /* What an adapter gets from the server; valid for the adapter's lifetime. */
 struct adapter_context {
@@ -38,6 +39,9 @@ struct adapter_context {
     struct core *core;
     struct metrics *metrics;
     struct config *const *config; /* the server's current config (replaced on reload) */
+    /* The shovels' status table (daemon/shovel.h): an adapter running the
+     * shovels of its protocol (`shovels:` in the config) reports there. */
+    struct shovel_table *shovels;
 };
 
 /* What a detector makes of a connection's first bytes. */

@@ -81,6 +81,9 @@ char *admin_query_value(struct admin_request *req, const char *name);
 /* admin_dlq.c: serve /api/kbridge/dlq/VHOST/QUEUE[/...] (segments 0..2 are
  * api, kbridge, dlq). */
 void admin_dlq_route(struct admin_request *req);
+/* admin_shovel.c: serve /api/kbridge/shovels[/NAME] (segments 0..2 are api,
+ * kbridge, shovels). */
+void admin_shovel_route(struct admin_request *req);
 /* Queue `name`'s dead-letter topic as daemon/queue.c names it
  * (kafka.topic_prefix + queues.dead_letter_topic with {name} replaced); -1
  * when it does not fit in out. */

@@ -227,6 +227,16 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
             *count = 0;
             break;
         }
+        case CONFIG_TYPE_SHOVELS: {
+            struct config_shovel **shovels = field;
+            size_t *count = config_field(base, key->count_offset);
+            for (size_t v = 0; v < *count; v++)
+                config_free_fields(key->keys, key->key_count, &(*shovels)[v]);
+            free(*shovels);
+            *shovels = NULL;
+            *count = 0;
+            break;
+        }
         case CONFIG_TYPE_USERS: {
             struct config_user **users = field;
             size_t *count = config_field(base, key->count_offset);
@@ -361,6 +371,19 @@ static bool config_vhosts_equal(const struct config_vhost *a, size_t a_count,
     return true;
 }
 
+/* Shovel lists: every row of every shovel (strings and plain values). */
+static bool config_shovels_equal(const struct config_key *key, const struct config_shovel *a,
+                                 size_t a_count, const struct config_shovel *b, size_t b_count)
+{
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++)
+        for (size_t k = 0; k < key->key_count; k++)
+            if (!config_field_equal(&key->keys[k], &a[i], &b[i]))
+                return false;
+    return true;
+}
+
 /* `a` and `b` are the fields of `key` in two structs whose bases are
  * `a_base` and `b_base` (lists need their counts). */
 static bool config_field_equal(const struct config_key *key, const void *a_base, const void *b_base)
@@ -392,6 +415,11 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
                                    *(struct config_vhost *const *)b,
                                    *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_NAMES: /* only inside listeners, compared there */
+    case CONFIG_TYPE_SHOVELS:
+        return config_shovels_equal(key, *(struct config_shovel *const *)a,
+                                    *(const size_t *)config_const_field(a_base, key->count_offset),
+                                    *(struct config_shovel *const *)b,
+                                    *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS:
         return true; /* lists are always live: never marked CONFIG_KEY_RESTART */
@@ -566,6 +594,29 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
         return 0;
     }
     case CONFIG_TYPE_NAMES: /* only inside listeners, copied there */
+    case CONFIG_TYPE_SHOVELS: {
+        size_t count = *(const size_t *)config_const_field(source_base, key->count_offset);
+        size_t *out_count = config_field(out_base, key->count_offset);
+        const struct config_shovel *from = *(struct config_shovel *const *)source;
+        struct config_shovel *copy = count ? calloc(count, sizeof(*copy)) : NULL;
+        if (count && !copy)
+            return -1;
+        for (size_t i = 0; i < count; i++)
+            for (size_t k = 0; k < key->key_count; k++)
+                if (config_copy_field(&key->keys[k], &from[i], &copy[i]) < 0) {
+                    for (size_t j = 0; j <= i; j++)
+                        config_free_fields(key->keys, key->key_count, &copy[j]);
+                    free(copy);
+                    return -1;
+                }
+        struct config_shovel **shovels = out;
+        for (size_t i = 0; i < *out_count; i++)
+            config_free_fields(key->keys, key->key_count, &(*shovels)[i]);
+        free(*shovels);
+        *shovels = copy;
+        *out_count = count;
+        return 0;
+    }
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: memcpy(out, source, config_plain_size(key->type)); return 0;
@@ -1248,6 +1299,128 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
     return 0;
 }
 
+/* One end of a shovel, at `end_path` ("shovels[0].source"): a kbridge
+ * destination or a legacy broker, with the keys its protocol needs. */
+static int config_check_shovel_end(struct config_parse *parse, size_t line, const char *end_path,
+                                   const struct config_shovel_end *end)
+{
+    char key_path[CONFIG_PATH_MAX];
+    if (end->protocol == NULL)
+        return config_fail(parse, line, end_path,
+                           "has no protocol: kbridge, or stomp for a legacy broker");
+    if (strcmp(end->protocol, "amqp") == 0) {
+        snprintf(key_path, sizeof(key_path), "%s.protocol", end_path);
+        return config_fail(parse, line, key_path,
+                           "amqp shovels are not built yet: use stomp (RabbitMQ's STOMP plugin, "
+                           "ActiveMQ's STOMP connector)");
+    }
+    bool kbridge = strcmp(end->protocol, "kbridge") == 0;
+    if (!kbridge && strcmp(end->protocol, "stomp") != 0) {
+        snprintf(key_path, sizeof(key_path), "%s.protocol", end_path);
+        return config_fail(parse, line, key_path, "%s is not a shovel protocol (kbridge, stomp)",
+                           config_quote(end->protocol).text);
+    }
+    snprintf(key_path, sizeof(key_path), "%s.destination", end_path);
+    if (end->destination == NULL)
+        return config_fail(parse, line, key_path, "is required");
+    if (kbridge && strncmp(end->destination, "/queue/", 7) != 0 &&
+        strncmp(end->destination, "/topic/", 7) != 0)
+        return config_fail(parse, line, key_path,
+                           "%s is not a kbridge destination: /queue/NAME or /topic/NAME",
+                           config_quote(end->destination).text);
+    if (!kbridge && strncmp(end->destination, "/", 1) != 0)
+        return config_fail(parse, line, key_path,
+                           "%s is not a STOMP destination such as /queue/NAME",
+                           config_quote(end->destination).text);
+    const char *legacy_only = end->address         ? "address"
+                              : end->login         ? "login"
+                              : end->passcode      ? "passcode"
+                              : end->passcode_file ? "passcode_file"
+                              : end->host          ? "host"
+                                                   : NULL;
+    if (kbridge && legacy_only) {
+        snprintf(key_path, sizeof(key_path), "%s.%s", end_path, legacy_only);
+        return config_fail(parse, line, key_path,
+                           "is for a legacy broker; the kbridge end has only protocol and "
+                           "destination");
+    }
+    if (!kbridge && end->address == NULL) {
+        snprintf(key_path, sizeof(key_path), "%s.address", end_path);
+        return config_fail(parse, line, key_path, "is required: the broker's host:port");
+    }
+    if (end->passcode && end->passcode_file) {
+        snprintf(key_path, sizeof(key_path), "%s.passcode_file", end_path);
+        return config_fail(parse, line, key_path, "and passcode are both set; keep one");
+    }
+    return 0;
+}
+
+/* A shovel moves between kbridge and one legacy broker: exactly one end is
+ * kbridge. */
+static int config_finish_shovel(struct config_parse *parse, size_t line, const char *item_path,
+                                const struct config_shovel *shovel)
+{
+    char end_path[CONFIG_PATH_MAX];
+    if (config_join(end_path, sizeof(end_path), item_path, "source") < 0 ||
+        config_check_shovel_end(parse, line, end_path, &shovel->source) < 0)
+        return -1;
+    if (config_join(end_path, sizeof(end_path), item_path, "destination") < 0 ||
+        config_check_shovel_end(parse, line, end_path, &shovel->destination) < 0)
+        return -1;
+    bool from_kbridge = strcmp(shovel->source.protocol, "kbridge") == 0;
+    bool to_kbridge = strcmp(shovel->destination.protocol, "kbridge") == 0;
+    if (from_kbridge == to_kbridge)
+        return config_fail(parse, line, item_path,
+                           from_kbridge ? "both ends are kbridge: one must be a legacy broker"
+                                        : "neither end is kbridge: a shovel moves messages "
+                                          "between kbridge and one legacy broker");
+    if (shovel->reconnect_delay_max < shovel->reconnect_delay_initial)
+        return config_fail(parse, line, item_path,
+                           "reconnect_delay_max is below reconnect_delay_initial");
+    return 0;
+}
+
+/* `shovels`: a list of mappings of the rows in key->keys, names unique. */
+static int config_parse_shovels(struct config_parse *parse, const struct config_key *key,
+                                yaml_node_t *node, const char *path, void *base)
+{
+    struct config_shovel **shovels = config_field(base, key->offset);
+    size_t *count = config_field(base, key->count_offset);
+    if (config_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_fail(parse, config_line(node), path, "expected a list of shovels, got %s",
+                           config_describe(node).text);
+    size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (items == 0)
+        return 0;
+    *shovels = calloc(items, sizeof(**shovels));
+    if (*shovels == NULL)
+        return config_fail_memory(parse);
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *item = config_node(parse, node->data.sequence.items.start[i]);
+        char item_path[CONFIG_PATH_MAX];
+        if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
+            return config_fail(parse, config_line(item), path, "too many shovels");
+        if (item->type != YAML_MAPPING_NODE)
+            return config_fail(parse, config_line(item), item_path,
+                               "expected a mapping with name, source and destination, got %s",
+                               config_describe(item).text);
+        struct config_shovel *shovel = &(*shovels)[i];
+        (*count)++; /* zeroed by calloc, so config_free copes with a half-read shovel */
+        if (config_apply_defaults(parse, key->keys, key->key_count, shovel) < 0 ||
+            config_walk_mapping(parse, item, config_line(item), item_path, "", key->keys,
+                                key->key_count, shovel) < 0 ||
+            config_finish_shovel(parse, config_line(item), item_path, shovel) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp((*shovels)[j].name, shovel->name) == 0)
+                return config_fail(parse, config_line(item), item_path, "duplicate shovel name %s",
+                                   config_quote(shovel->name).text);
+    }
+    return 0;
+}
+
 /* `listeners`: a mapping of names to listener mappings (the rows in
  * key->keys); a listener without `protocols` serves the one named like it. */
 /* A mapping of names to mappings of the rows in key->keys (listeners,
@@ -1435,6 +1608,7 @@ static int config_parse_value(struct config_parse *parse, const struct config_ke
         return config_parse_properties(parse, node, path, config_field(base, key->offset));
     case CONFIG_TYPE_PATTERNS: return config_parse_patterns(parse, key, node, path, base);
     case CONFIG_TYPE_USERS: return config_parse_users(parse, key, node, path, base);
+    case CONFIG_TYPE_SHOVELS: return config_parse_shovels(parse, key, node, path, base);
     case CONFIG_TYPE_NAMES: return config_parse_names(parse, key, node, path, base);
     case CONFIG_TYPE_LISTENERS: return config_parse_listeners(parse, key, node, path, base);
     case CONFIG_TYPE_VHOSTS: return config_parse_vhosts(parse, key, node, path, base);

@@ -90,6 +90,33 @@ struct config_vhost {
     char *topic_prefix; /* resolved at load, never NULL once loaded */
 };
 
+/* One end of a shovel (architecture §15): kbridge itself (`protocol:
+ * kbridge`, a destination /queue/NAME or /topic/NAME) or a legacy broker
+ * kbridged connects to as a client (`protocol: stomp`). */
+struct config_shovel_end {
+    char *protocol;      /* "kbridge" or "stomp" ("amqp" is refused: not built yet) */
+    char *address;       /* legacy: "host:port" */
+    char *host;          /* legacy STOMP: the CONNECT host (vhost), default "/" */
+    char *login;         /* legacy: NULL: none */
+    char *passcode;      /* legacy: NULL: none (or passcode_file) */
+    char *passcode_file; /* legacy: a file whose first line is the passcode */
+    char *destination;   /* "/queue/x", "/topic/x" */
+};
+
+/* One entry of `shovels` (config_finish_shovel checked that exactly one end
+ * is kbridge and the other a legacy broker). */
+struct config_shovel {
+    char *name;
+    struct config_shovel_end source;
+    struct config_shovel_end destination;
+    char *user;                       /* kbridge user the shovel acts as; NULL: anonymous */
+    uint32_t prefetch;                /* unacknowledged messages at once */
+    uint64_t reconnect_delay_initial; /* ms, doubled after each failed attempt */
+    uint64_t reconnect_delay_max;     /* ms */
+    uint64_t heartbeat;               /* ms asked of the broker; 0: none */
+    uint64_t connect_timeout;         /* ms for connecting, logging in, a write to progress */
+};
+
 /* Is the listener's transport WebSocket (transport: websocket)? */
 bool config_listener_is_websocket(const struct config_listener *listener);
 
@@ -143,6 +170,9 @@ struct config {
 
     struct config_vhost *vhosts; /* "/" first, then the file's, in its order */
     size_t vhost_count;
+
+    struct config_shovel *shovels; /* in file order; read at start (architecture §15) */
+    size_t shovel_count;
 
     struct {
         char *topic; /* the definitions topic, default "kbridge.definitions" */

@@ -26,6 +26,7 @@ enum config_type {
     CONFIG_TYPE_PATTERNS,   /* struct config_pattern * with a size_t count at count_offset */
     CONFIG_TYPE_USERS,      /* struct config_user * with a size_t count at count_offset */
     CONFIG_TYPE_VHOSTS,     /* struct config_vhost * keyed by name, count at count_offset */
+    CONFIG_TYPE_SHOVELS,    /* struct config_shovel * with a size_t count at count_offset */
 };
 
 enum {

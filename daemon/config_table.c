@@ -727,6 +727,228 @@ static const struct config_key vhost_keys[] = {
     },
 };
 
+static const struct config_key shovel_keys[] = {
+    {
+        .name = "name",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, name),
+        .min = 1,
+        .max = 64,
+        .flags = CONFIG_KEY_REQUIRED,
+        .check = config_check_user_name,
+        .description = "The shovel's name: unique; in logs, the admin API "
+                       "(`/api/kbridge/shovels`) and the metrics' `shovel` label.",
+    },
+    {
+        .name = "source.protocol",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.protocol),
+        .min = 1,
+        .max = 16,
+        .default_doc = "none: required",
+        .description =
+            "`kbridge` (this kbridged: `destination` only) or `stomp` (a legacy broker kbridged "
+            "connects to as a STOMP 1.2 client). Exactly one end of a shovel is "
+            "`kbridge`. `amqp` (AMQP 1.0) is refused: not built yet.",
+    },
+    {
+        .name = "source.address",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.address),
+        .min = 1,
+        .max = 300,
+        .default_doc = "none: required for a legacy broker",
+        .description = "The legacy broker's `host:port` (its STOMP port, e.g. RabbitMQ's 61613).",
+    },
+    {
+        .name = "source.host",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.host),
+        .min = 1,
+        .max = 255,
+        .default_doc = "`/`",
+        .description = "The STOMP CONNECT `host` header: the vhost on RabbitMQ.",
+    },
+    {
+        .name = "source.login",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.login),
+        .min = 1,
+        .max = 255,
+        .default_doc = "none",
+        .description = "The STOMP `login` kbridged gives the legacy broker.",
+    },
+    {
+        .name = "source.passcode",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.passcode),
+        .min = 0,
+        .max = 1024,
+        .default_doc = "none",
+        .flags = CONFIG_KEY_SECRET,
+        .description = "The STOMP `passcode` (or `passcode_file`; not both). Never logged.",
+    },
+    {
+        .name = "source.passcode_file",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.passcode_file),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none",
+        .description =
+            "A file whose first line is the passcode, read when the shovel starts (keeps the "
+            "secret out of the configuration file).",
+    },
+    {
+        .name = "source.destination",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, source.destination),
+        .min = 1,
+        .max = 512,
+        .default_doc = "none: required",
+        .description =
+            "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
+            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...).",
+    },
+    {
+        .name = "destination.protocol",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.protocol),
+        .min = 1,
+        .max = 16,
+        .default_doc = "none: required",
+        .description =
+            "`kbridge` (this kbridged: `destination` only) or `stomp` (a legacy broker kbridged "
+            "connects to as a STOMP 1.2 client). Exactly one end of a shovel is "
+            "`kbridge`. `amqp` (AMQP 1.0) is refused: not built yet.",
+    },
+    {
+        .name = "destination.address",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.address),
+        .min = 1,
+        .max = 300,
+        .default_doc = "none: required for a legacy broker",
+        .description = "The legacy broker's `host:port` (its STOMP port, e.g. RabbitMQ's 61613).",
+    },
+    {
+        .name = "destination.host",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.host),
+        .min = 1,
+        .max = 255,
+        .default_doc = "`/`",
+        .description = "The STOMP CONNECT `host` header: the vhost on RabbitMQ.",
+    },
+    {
+        .name = "destination.login",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.login),
+        .min = 1,
+        .max = 255,
+        .default_doc = "none",
+        .description = "The STOMP `login` kbridged gives the legacy broker.",
+    },
+    {
+        .name = "destination.passcode",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.passcode),
+        .min = 0,
+        .max = 1024,
+        .default_doc = "none",
+        .flags = CONFIG_KEY_SECRET,
+        .description = "The STOMP `passcode` (or `passcode_file`; not both). Never logged.",
+    },
+    {
+        .name = "destination.passcode_file",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.passcode_file),
+        .min = 1,
+        .max = 4096,
+        .default_doc = "none",
+        .description =
+            "A file whose first line is the passcode, read when the shovel starts (keeps the "
+            "secret out of the configuration file).",
+    },
+    {
+        .name = "destination.destination",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, destination.destination),
+        .min = 1,
+        .max = 512,
+        .default_doc = "none: required",
+        .description =
+            "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
+            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...).",
+    },
+    {
+        .name = "user",
+        .type = CONFIG_TYPE_STRING,
+        .offset = offsetof(struct config_shovel, user),
+        .min = 1,
+        .max = 255,
+        .default_doc = "`anonymous` (needs `auth.anonymous`)",
+        .check = config_check_user_name,
+        .description = "The `auth.users` user the shovel acts as on the kbridge end: its "
+                       "publish or consume ACLs apply to the kbridge destination.",
+    },
+    {
+        .name = "prefetch",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config_shovel, prefetch),
+        .min = 1,
+        .max = 65535,
+        .default_value = "100",
+        .description = "Messages in flight at once: from a legacy source, the SUBSCRIBE's "
+                       "`prefetch-count` / `activemq.prefetchSize` (unacknowledged messages "
+                       "the broker sends ahead); from kbridge, the subscription's credit "
+                       "(SENDs waiting for the broker's RECEIPT).",
+    },
+    {
+        .name = "reconnect_delay_initial",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, reconnect_delay_initial),
+        .min = 10,
+        .max = 3600000,
+        .default_value = "1s",
+        .description = "Wait before reconnecting to the legacy broker after the connection "
+                       "failed or closed; doubled after each failed attempt up to "
+                       "`reconnect_delay_max`, back to this once connected.",
+    },
+    {
+        .name = "reconnect_delay_max",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, reconnect_delay_max),
+        .min = 10,
+        .max = 3600000,
+        .default_value = "30s",
+        .description = "The longest wait between reconnect attempts.",
+    },
+    {
+        .name = "heartbeat",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, heartbeat),
+        .min = 0,
+        .max = 3600000,
+        .default_value = "10s",
+        .description = "The heart-beat interval asked of the legacy broker (STOMP CONNECT "
+                       "`heart-beat:0,N`); the broker sends at the larger of this and its own "
+                       "interval, and three intervals without a byte drop the connection (a "
+                       "peer gone without closing it). `0`: none asked, none checked.",
+    },
+    {
+        .name = "connect_timeout",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config_shovel, connect_timeout),
+        .min = 10,
+        .max = 3600000,
+        .default_value = "30s",
+        .description = "How long connecting to the legacy broker, its answer to CONNECT, or "
+                       "a write the broker does not read may take before the connection is "
+                       "dropped and retried.",
+    },
+};
+
 /* RabbitMQ's user tags the admin API knows (admin_auth.h). */
 static int config_check_user_tag(const char *value, char *reason, size_t reason_size)
 {
@@ -994,6 +1216,25 @@ const struct config_key config_keys[] = {
                        "HTTP server counts in seconds, rounded up). It also bounds an HTTPS "
                        "handshake that never finishes (the other listeners use "
                        "`limits.tls_handshake_timeout`).",
+    },
+    {
+        .name = "shovels",
+        .type = CONFIG_TYPE_SHOVELS,
+        .offset = offsetof(struct config, shovels),
+        .count_offset = offsetof(struct config, shovel_count),
+        .default_doc = "none",
+        .flags = CONFIG_KEY_RESTART,
+        .keys = shovel_keys,
+        .key_count = CONFIG_ARRAY_LEN(shovel_keys),
+        .description =
+            "Shovels (architecture §15, [operations.md](operations.md#shovels)): each moves "
+            "messages between a queue of a legacy broker and a kbridge destination, in one "
+            "direction, with kbridged as the broker's STOMP client: `{name, source: {protocol: "
+            "stomp, address: HOST:PORT, login, passcode, destination: /queue/x}, destination: "
+            "{protocol: kbridge, destination: /queue/x}}` or the mirror image. A message is "
+            "acknowledged at its source only after the destination confirmed it (Kafka's "
+            "acknowledgement, the broker's RECEIPT): at-least-once. Read at start: a reload "
+            "that changes them is logged and applied at the next restart.",
     },
     {
         .name = "vhosts",
@@ -1806,6 +2047,7 @@ static const char *config_type_doc(enum config_type type)
     case CONFIG_TYPE_PATTERNS: return "list of POSIX extended regular expressions";
     case CONFIG_TYPE_USERS: return "list of users";
     case CONFIG_TYPE_VHOSTS: return "mapping of vhost names to vhosts";
+    case CONFIG_TYPE_SHOVELS: return "list of shovels";
     }
     return "?";
 }
@@ -1876,11 +2118,11 @@ void config_write_reference(FILE *stream, const struct config_section *const *se
         const struct config_key *key = &config_keys[i];
         config_write_key(stream, "", key, 0, NULL);
         if (key->type != CONFIG_TYPE_USERS && key->type != CONFIG_TYPE_LISTENERS &&
-            key->type != CONFIG_TYPE_VHOSTS)
+            key->type != CONFIG_TYPE_VHOSTS && key->type != CONFIG_TYPE_SHOVELS)
             continue;
         char prefix[64];
-        snprintf(prefix, sizeof(prefix), key->type == CONFIG_TYPE_USERS ? "%s[]." : "%s.NAME.",
-                 key->name);
+        bool list = key->type == CONFIG_TYPE_USERS || key->type == CONFIG_TYPE_SHOVELS;
+        snprintf(prefix, sizeof(prefix), list ? "%s[]." : "%s.NAME.", key->name);
         for (size_t j = 0; j < key->key_count; j++)
             config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART, NULL);
     }

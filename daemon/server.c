@@ -8,6 +8,7 @@
  * shutdown_grace has passed; a second signal stops at once. Consumers
  * commit their settled offsets when the Kafka layer closes them. */
 #include "server.h"
+#include "shovel.h"
 
 #include <errno.h>
 #include <event2/bufferevent.h>
@@ -66,9 +67,10 @@ struct server {
     struct kafka *kafka;
     struct ops_http *http;
     struct core *core;
-    struct scheduler *scheduler; /* scheduled delivery (scheduler.c); NULL when disabled */
-    struct status *status;       /* the cluster view through the status topic (status.c) */
-    struct worker_pool *workers; /* password checks, Kafka calls */
+    struct scheduler *scheduler;  /* scheduled delivery (scheduler.c); NULL when disabled */
+    struct status *status;        /* the cluster view through the status topic (status.c) */
+    struct worker_pool *workers;  /* password checks, Kafka calls */
+    struct shovel_table *shovels; /* the shovels' status (shovel.h), filled by the adapters */
     const struct adapter_registry *registry;
     struct server_adapter *adapters;        /* registry->count, in the registry's order */
     const struct config_section **sections; /* the adapters' config sections, for reloads */
@@ -109,6 +111,7 @@ struct kafka *server_kafka(const struct server *server) { return server->kafka; 
 struct metrics *server_metrics(const struct server *server) { return server->metrics; }
 struct core *server_core(const struct server *server) { return server->core; }
 struct status *server_status(const struct server *server) { return server->status; }
+struct shovel_table *server_shovels(const struct server *server) { return server->shovels; }
 double server_uptime_seconds(const struct server *server)
 {
     return timespec_seconds_since(&server->started);
@@ -389,9 +392,16 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
         .core = server->core,
         .metrics = server->metrics,
         .config = &server->config,
+        .shovels = server->shovels,
     };
     for (size_t i = 0; i < server->registry->count; i++) {
         struct server_adapter *entry = &server->adapters[i];
+        /* an adapter also runs the shovels of its protocol (architecture §15) */
+        for (size_t v = 0; v < server->config->shovel_count && !entry->wanted; v++) {
+            const struct config_shovel *shovel = &server->config->shovels[v];
+            entry->wanted = strcmp(shovel->source.protocol, entry->ops->name) == 0 ||
+                            strcmp(shovel->destination.protocol, entry->ops->name) == 0;
+        }
         if (!entry->wanted)
             continue;
         entry->adapter = entry->ops->create(&context, err, err_size);
@@ -653,6 +663,11 @@ struct server *server_new(struct config *config, const struct adapter_registry *
         goto fail;
     server->core = core_new(server->base, &server->config, server->kafka, server->metrics,
                             server->workers, err, err_size);
+    server->shovels = shovel_table_new(server->metrics);
+    if (!server->shovels) {
+        snprintf(err, err_size, "cannot create the shovel table (out of memory)");
+        goto fail;
+    }
     if (!server->core || server_start_adapters(server, err, err_size) < 0)
         goto fail;
     /* Scheduled delivery: the delay topic's reader (architecture §13); the
@@ -738,6 +753,7 @@ void server_free(struct server *server)
         if (server->adapters[i].adapter)
             server->adapters[i].ops->destroy(server->adapters[i].adapter);
     free(server->adapters);
+    shovel_table_free(server->shovels); /* after the adapters: their shovels report into it */
     free(server->sections);
     free(server->http_bind);
     ops_http_free(server->http);

@@ -20,6 +20,7 @@ struct listener;
 struct metrics;
 struct server;
 struct status;
+struct shovel_table;
 
 /* Check that every protocol `config`'s listeners name is an adapter of
  * `registry` or the ops endpoint (OPS_HTTP_PROTOCOL, alone on its listener,
@@ -54,6 +55,8 @@ struct metrics *server_metrics(const struct server *server);
 struct core *server_core(const struct server *server);
 /* The cluster view (status.h); NULL before it started. */
 struct status *server_status(const struct server *server);
+/* The shovels' status table (shovel.h; never NULL once started). */
+struct shovel_table *server_shovels(const struct server *server);
 /* Seconds since start. */
 double server_uptime_seconds(const struct server *server);
 /* True once a drain (SIGTERM) has begun. */

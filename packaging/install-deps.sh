@@ -12,7 +12,7 @@ libjemalloc-dev libwslay-dev check"
 TEST="python3 python3-pytest python3-pytest-xdist python3-yaml python3-stomp python3-qpid-proton \
 python3-confluent-kafka python3-pika kcat ruby-stomp valgrind clang libclang-rt-14-dev clang-format openssl chromium python3-websocket \
 ruby-bunny amqp-tools librabbitmq-client-java default-jdk-headless golang-go golang-github-rabbitmq-amqp091-go-dev \
-php-cli php-amqplib rabbitmq-server groff-base"
+php-cli php-amqplib rabbitmq-server activemq groff-base"
 # tests/package-check.sh (make package-check): build, lint, install and purge the packages
 PACKAGING="dpkg-dev debhelper lintian rpm rpmlint man-db"
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_adapter.c -- the STOMP adapter behind adapter.h: takes accepted
  * sockets (refusing those over limits.max_connections with an ERROR) and
- * registers the STOMP metrics; the connection list, deferred free, reload,
+ * registers the STOMP metrics, starts and stops the STOMP shovels
+ * (stomp_shovel.c); the connection list, deferred free, reload,
  * drain and shutdown are the adapter base's (connection.h) with the hooks
  * in stomp_connection_ops. */
 #include <event2/event.h>
@@ -17,6 +18,7 @@
 #include "stomp_config.h"
 #include "stomp_connection.h"
 #include "stomp_detect.h"
+#include "stomp_shovel.h"
 
 static const char *const stomp_error_kind_names[STOMP_KIND_COUNT] = {
     [STOMP_KIND_PARSE] = "parse",
@@ -103,7 +105,28 @@ static struct adapter *stomp_adapter_create(const struct adapter_context *contex
         adapter_base_destroy((struct adapter *)adapter);
         return NULL;
     }
+    if (stomp_shovels_start(adapter, &adapter->shovels, err, err_size) < 0) {
+        stomp_shovels_stop(&adapter->shovels);
+        adapter_base_destroy((struct adapter *)adapter);
+        return NULL;
+    }
     return (struct adapter *)adapter;
+}
+
+/* adapter_ops.drain: the shovels stop taking messages (stomp_shovels_drain),
+ * then the client connections drain. */
+static void stomp_adapter_drain(struct adapter *base)
+{
+    struct stomp_adapter *adapter = (struct stomp_adapter *)base;
+    stomp_shovels_drain(adapter->shovels);
+    adapter_base_drain(base);
+}
+
+static void stomp_adapter_destroy(struct adapter *base)
+{
+    struct stomp_adapter *adapter = (struct stomp_adapter *)base;
+    stomp_shovels_stop(&adapter->shovels);
+    adapter_base_destroy(base);
 }
 
 /* connection_ops.adapter_free: every connection is gone. */
@@ -124,7 +147,7 @@ const struct adapter_ops stomp_adapter_ops = {
     .create = stomp_adapter_create,
     .accept = adapter_base_accept,
     .reconfigure = adapter_base_reconfigure,
-    .drain = adapter_base_drain,
+    .drain = stomp_adapter_drain,
     .connection_count = adapter_base_connection_count,
-    .destroy = adapter_base_destroy,
+    .destroy = stomp_adapter_destroy,
 };

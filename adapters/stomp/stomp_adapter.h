@@ -17,6 +17,7 @@ struct config;
 struct event;
 struct stomp_connection;
 struct stomp_header;
+struct stomp_shovel;
 
 /* Kinds of errors, the label of kbridge_stomp_errors_total{kind="..."}. Every
  * ERROR frame is counted under exactly one. */
@@ -42,6 +43,9 @@ struct stomp_adapter {
     uint64_t *frames_sent;
     uint64_t *heartbeat_timeouts; /* also counted in errors{kind="heartbeat"} */
     uint64_t *errors[STOMP_KIND_COUNT];
+
+    /* The shovels whose legacy end speaks STOMP (stomp_shovel.c). */
+    struct stomp_shovel *shovels;
 
     /* Scratch for MESSAGE frames: headers and their NUL-terminated values.
      * Frames are serialised synchronously, so one buffer serves the loop. */

@@ -36,6 +36,7 @@ SRCDIR = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from conftest import free_port, wait_for  # noqa: E402  (the integration suite's helpers)
+from legacy_brokers import RabbitMQ  # noqa: E402  (shared with test_shovel.py)
 
 # The dev broker keeps ~5 MiB per partition and drops older records, which the
 # verification would count as lost. A run's records must fit in every
@@ -137,84 +138,6 @@ class Kbridged:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
         self.log_file.close()
-
-
-class RabbitMQ:
-    """A RabbitMQ node of our own: loopback listeners, data in a temporary
-    directory, STOMP and AMQP 1.0 plugins, stopped at the end."""
-
-    def __init__(self, workdir):
-        ensure_rabbitmq_installed()
-        self.base = os.path.join(workdir, "rabbitmq")
-        os.makedirs(self.base, exist_ok=True)
-        self.ports = {"amqp": free_port(), "stomp": free_port(), "dist": free_port()}
-        self.node = f"kbridge-bench-{os.getpid()}@localhost"
-        with open(os.path.join(self.base, "rabbitmq.conf"), "w") as f:
-            f.write(f"listeners.tcp.1 = 127.0.0.1:{self.ports['amqp']}\n"
-                    f"stomp.listeners.tcp.1 = 127.0.0.1:{self.ports['stomp']}\n"
-                    "loopback_users = none\n")
-        with open(os.path.join(self.base, "enabled_plugins"), "w") as f:
-            f.write("[rabbitmq_stomp,rabbitmq_amqp1_0].\n")
-        self.env = dict(os.environ,
-                        RABBITMQ_NODENAME=self.node,
-                        RABBITMQ_CONFIG_FILE=os.path.join(self.base, "rabbitmq"),
-                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.base, "enabled_plugins"),
-                        RABBITMQ_MNESIA_BASE=os.path.join(self.base, "mnesia"),
-                        RABBITMQ_LOG_BASE=os.path.join(self.base, "log"),
-                        RABBITMQ_DIST_PORT=str(self.ports["dist"]),
-                        ERL_EPMD_ADDRESS="127.0.0.1",
-                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-                        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface"
-                                                            " {127,0,0,1}",
-                        HOME=self.base)  # the Erlang cookie of server and CLI
-        # the scripts themselves: /usr/sbin's wrappers switch to the rabbitmq
-        # user and its home, whose cookie our CLI calls would not have
-        self.bin = "/usr/lib/rabbitmq/bin"
-        self.log_file = open(os.path.join(self.base, "server.out"), "w")
-        self.proc = subprocess.Popen([f"{self.bin}/rabbitmq-server"], env=self.env,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        # await_startup fails at once while the node is not registered yet
-        wait_for(lambda: self.proc.poll() is None and self.ctl("await_startup", "--timeout", "5")
-                 .returncode == 0, 180, "RabbitMQ to start")
-        self.version = self.ctl("version").stdout.strip()
-
-    def ctl(self, *args):
-        return subprocess.run([f"{self.bin}/rabbitmqctl", "-n", self.node] + list(args),
-                              env=self.env, capture_output=True, text=True)
-
-    def pid(self):
-        return int(self.ctl("eval", "os:getpid().").stdout.strip().strip('"'))
-
-    def stop(self):
-        self.ctl("stop")
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        # epmd was started for this node; it listens on loopback only
-        subprocess.run(["epmd", "-kill"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.log_file.close()
-
-
-def ensure_rabbitmq_installed():
-    if os.path.exists("/usr/lib/rabbitmq/bin/rabbitmq-server"):
-        return
-    log("installing rabbitmq-server from Debian (its service is not started)")
-    policy = "/usr/sbin/policy-rc.d"
-    created = not os.path.exists(policy)
-    if created:  # keep apt from starting the system service on 0.0.0.0
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")
-        os.chmod(policy, 0o755)
-    try:
-        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", "rabbitmq-server"], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-                       stdout=subprocess.DEVNULL)
-    finally:
-        if created:
-            os.unlink(policy)
 
 
 def run_bench(builddir, args, timeout=600):

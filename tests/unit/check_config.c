@@ -994,6 +994,143 @@ END_TEST
 
 /* ---- listeners: a list keyed by name ------------------------------------------ */
 
+/* shovels: a list, each end checked, defaults applied (architecture §15). */
+START_TEST(test_shovels)
+{
+    struct config *config =
+        load_ok("shovels:\n"
+                "  - name: in\n"
+                "    source: {protocol: stomp, address: \"127.0.0.1:61613\", login: guest,\n"
+                "             passcode: guest, destination: /queue/legacy}\n"
+                "    destination: {protocol: kbridge, destination: /queue/orders}\n"
+                "  - name: out\n"
+                "    source: {protocol: kbridge, destination: /topic/events}\n"
+                "    destination: {protocol: stomp, address: \"rabbit:61613\", host: shop,\n"
+                "                  destination: /queue/events}\n"
+                "    user: app\n"
+                "    prefetch: 7\n"
+                "    reconnect_delay_initial: 250ms\n"
+                "    reconnect_delay_max: 5s\n");
+    ck_assert_uint_eq(config->shovel_count, 2);
+    const struct config_shovel *in = &config->shovels[0], *out = &config->shovels[1];
+    ck_assert_str_eq(in->name, "in");
+    ck_assert_str_eq(in->source.protocol, "stomp");
+    ck_assert_str_eq(in->source.address, "127.0.0.1:61613");
+    ck_assert_str_eq(in->source.passcode, "guest");
+    ck_assert_str_eq(in->destination.destination, "/queue/orders");
+    ck_assert_ptr_null(in->source.host);
+    ck_assert_ptr_null(in->user);
+    ck_assert_uint_eq(in->prefetch, 100);
+    ck_assert_uint_eq(in->reconnect_delay_initial, 1000);
+    ck_assert_uint_eq(in->reconnect_delay_max, 30000);
+    ck_assert_uint_eq(in->heartbeat, 10000);
+    ck_assert_uint_eq(in->connect_timeout, 30000);
+    ck_assert_str_eq(out->source.protocol, "kbridge");
+    ck_assert_str_eq(out->destination.host, "shop");
+    ck_assert_str_eq(out->user, "app");
+    ck_assert_uint_eq(out->prefetch, 7);
+    ck_assert_uint_eq(out->reconnect_delay_initial, 250);
+    ck_assert_uint_eq(out->reconnect_delay_max, 5000);
+    config_free(config);
+}
+END_TEST
+
+static const struct {
+    const char *yaml;
+    const char *error;
+} shovel_error_cases[] = {
+    {"shovels: {a: 1}\n", "t.yaml:1: shovels: expected a list of shovels, got a mapping"},
+    {"shovels:\n  - source: {protocol: kbridge, destination: /queue/a}\n"
+     "    destination: {protocol: stomp, address: \"h:1\", destination: /queue/b}\n",
+     "t.yaml:2: shovels[0]: missing required key \"name\""},
+    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"h:1\", destination: q}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.protocol: amqp shovels are not built yet: use stomp "
+     "(RabbitMQ's STOMP plugin, ActiveMQ's STOMP connector)"},
+    {"shovels:\n  - name: a\n    source: {protocol: kafka, destination: /queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.protocol: \"kafka\" is not a shovel protocol (kbridge, "
+     "stomp)"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: stomp, address: \"h:2\", destination: /queue/b}\n",
+     "t.yaml:2: shovels[0]: neither end is kbridge: a shovel moves messages between kbridge "
+     "and one legacy broker"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, destination: /queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.address: is required: the broker's host:port"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\"}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.destination: is required"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /exchange/b}\n",
+     "t.yaml:2: shovels[0].destination.destination: \"/exchange/b\" is not a kbridge "
+     "destination: /queue/NAME or /topic/NAME"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b, login: x}\n",
+     "t.yaml:2: shovels[0].destination.login: is for a legacy broker; the kbridge end has only "
+     "protocol and destination"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a,\n"
+     "             passcode: p, passcode_file: /f}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.passcode_file: and passcode are both set; keep one"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n"
+     "    reconnect_delay_initial: 10s\n    reconnect_delay_max: 1s\n",
+     "t.yaml:2: shovels[0]: reconnect_delay_max is below reconnect_delay_initial"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n"
+     "  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: /queue/c}\n"
+     "    destination: {protocol: kbridge, destination: /queue/d}\n",
+     "t.yaml:5: shovels[1]: duplicate shovel name \"a\""},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
+     "/queue/a}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n    prefetch: 0\n",
+     "t.yaml:5: shovels[0].prefetch: \"0\" is out of range (1 to 65535)"},
+};
+
+START_TEST(test_shovel_errors)
+{
+    expect_error(shovel_error_cases[_i].yaml, shovel_error_cases[_i].error);
+}
+END_TEST
+
+/* shovels are read at start: a reload keeps the running list (its own copy)
+ * and says a restart applies the change. */
+START_TEST(test_apply_live_shovels)
+{
+    static const char shovel[] =
+        "shovels:\n"
+        "  - name: in\n"
+        "    source: {protocol: stomp, address: \"h:1\", passcode: p, destination: /queue/a}\n"
+        "    destination: {protocol: kbridge, destination: /queue/b}\n";
+    char changed[512];
+    snprintf(changed, sizeof(changed), "%s    prefetch: 5\n", shovel);
+    struct config *old = load_ok(shovel);
+    struct config *same = load_ok(shovel);
+    struct config *reloaded = load_ok(changed);
+    char *logged = apply_live_capturing_log(old, same);
+    ck_assert_msg(strstr(logged, "shovels") == NULL, "unchanged shovels logged: %s", logged);
+    free(logged);
+    logged = apply_live_capturing_log(old, reloaded);
+    config_free(old); /* what reloaded kept must be its own copy */
+    ck_assert_msg(strstr(logged, "shovels changed; restart kbridged to apply it") != NULL,
+                  "logged: %s", logged);
+    ck_assert_uint_eq(reloaded->shovel_count, 1);
+    ck_assert_uint_eq(reloaded->shovels[0].prefetch, 100);
+    ck_assert_str_eq(reloaded->shovels[0].source.passcode, "p");
+    ck_assert_str_eq(reloaded->shovels[0].destination.destination, "/queue/b");
+    free(logged);
+    config_free(same);
+    config_free(reloaded);
+}
+END_TEST
+
 START_TEST(test_listeners_list)
 {
     struct config *config =
@@ -1473,6 +1610,8 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_accepted_values);
     tcase_add_test(good, test_wild_acl_patterns);
     tcase_add_test(good, test_listeners_list);
+    tcase_add_test(good, test_shovels);
+    tcase_add_test(good, test_apply_live_shovels);
     tcase_add_test(good, test_vhosts);
     tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
     tcase_add_test(good, test_large_property_map);
@@ -1485,6 +1624,7 @@ static Suite *config_suite(void)
 
     TCase *errors = tcase_create("errors");
     tcase_add_loop_test(errors, test_error_messages, 0, (int)ARRAY_LEN(error_cases));
+    tcase_add_loop_test(errors, test_shovel_errors, 0, (int)ARRAY_LEN(shovel_error_cases));
     tcase_add_test(errors, test_error_library_text);
     tcase_add_test(errors, test_error_files);
     tcase_add_test(errors, test_overlong_values);

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* shovel.c -- the shovels' status table and metrics (shovel.h,
+ * architecture §15). Owns every struct shovel_status; the metric series
+ * stay in the registry (metrics_remove on free). */
+#include "shovel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "metrics.h"
+
+struct shovel_table {
+    struct metrics *metrics;
+    struct shovel_status **entries;
+    size_t count;
+};
+
+static const char *const shovel_state_names[SHOVEL_STATE_COUNT] = {
+    [SHOVEL_CONNECTING] = "connecting",
+    [SHOVEL_RUNNING] = "running",
+    [SHOVEL_BLOCKED] = "blocked",
+};
+
+const char *shovel_state_name(enum shovel_state state)
+{
+    return state < SHOVEL_STATE_COUNT ? shovel_state_names[state] : "connecting";
+}
+
+void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
+                     size_t out_size)
+{
+    if (address)
+        snprintf(out, out_size, "%s://%s%s", protocol, address, destination ? destination : "");
+    else
+        snprintf(out, out_size, "%s:%s", protocol, destination ? destination : "");
+}
+
+struct shovel_table *shovel_table_new(struct metrics *metrics)
+{
+    struct shovel_table *table = calloc(1, sizeof(*table));
+    if (table)
+        table->metrics = metrics;
+    return table;
+}
+
+static void shovel_status_unregister(struct shovel_table *table, struct shovel_status *status)
+{
+    if (!table->metrics)
+        return;
+    metrics_remove(table->metrics, status->moved);
+    metrics_remove(table->metrics, status->duplicates);
+    metrics_remove(table->metrics, status->reconnects);
+    for (int s = 0; s < SHOVEL_STATE_COUNT; s++)
+        metrics_remove(table->metrics, status->state_gauges[s]);
+}
+
+void shovel_table_free(struct shovel_table *table)
+{
+    if (!table)
+        return;
+    for (size_t i = 0; i < table->count; i++) {
+        shovel_status_unregister(table, table->entries[i]);
+        free(table->entries[i]);
+    }
+    free(table->entries);
+    free(table);
+}
+
+struct shovel_status *shovel_status_add(struct shovel_table *table,
+                                        const struct config_shovel *config)
+{
+    struct shovel_status **grown =
+        realloc(table->entries, (table->count + 1) * sizeof(*table->entries));
+    if (!grown)
+        return NULL;
+    table->entries = grown;
+    struct shovel_status *status = calloc(1, sizeof(*status));
+    if (!status)
+        return NULL;
+    snprintf(status->name, sizeof(status->name), "%s", config->name);
+    shovel_end_text(config->source.protocol, config->source.address, config->source.destination,
+                    status->source, sizeof(status->source));
+    shovel_end_text(config->destination.protocol, config->destination.address,
+                    config->destination.destination, status->destination,
+                    sizeof(status->destination));
+    status->state = SHOVEL_CONNECTING;
+    status->since_ms = clock_wall_ms();
+    if (table->metrics) {
+        char labels[160], state_labels[200];
+        metrics_label(labels, sizeof(labels), "shovel", status->name);
+        status->moved = metrics_counter(table->metrics, "kbridge_shovel_messages_total",
+                                        "Messages a shovel moved: confirmed at its destination "
+                                        "and acknowledged at its source.",
+                                        labels);
+        status->duplicates = metrics_counter(
+            table->metrics, "kbridge_shovel_duplicates_total",
+            "Messages a shovel received again from its source (redelivered after a "
+            "reconnect or restart; at-least-once: they may reach the destination twice).",
+            labels);
+        status->reconnects =
+            metrics_counter(table->metrics, "kbridge_shovel_reconnects_total",
+                            "Times a shovel reconnected to its legacy broker.", labels);
+        for (int s = 0; s < SHOVEL_STATE_COUNT; s++) {
+            char state_label[40];
+            metrics_label(state_label, sizeof(state_label), "state", shovel_state_names[s]);
+            snprintf(state_labels, sizeof(state_labels), "%s,%s", labels, state_label);
+            status->state_gauges[s] = metrics_gauge(
+                table->metrics, "kbridge_shovel_state",
+                "1 for a shovel's current state (connecting, running, blocked), else 0.",
+                state_labels);
+        }
+        if (status->state_gauges[SHOVEL_CONNECTING])
+            *status->state_gauges[SHOVEL_CONNECTING] = 1;
+    }
+    table->entries[table->count++] = status;
+    return status;
+}
+
+size_t shovel_table_count(const struct shovel_table *table) { return table ? table->count : 0; }
+
+const struct shovel_status *shovel_table_at(const struct shovel_table *table, size_t index)
+{
+    return index < table->count ? table->entries[index] : NULL;
+}
+
+void shovel_status_set(struct shovel_status *status, enum shovel_state state, const char *error)
+{
+    if (state != status->state) {
+        if (status->state_gauges[status->state])
+            *status->state_gauges[status->state] = 0;
+        status->state = state;
+        status->since_ms = clock_wall_ms();
+        if (status->state_gauges[state])
+            *status->state_gauges[state] = 1;
+    }
+    if (error) {
+        snprintf(status->last_error, sizeof(status->last_error), "%s", error);
+        status->last_error_ms = clock_wall_ms();
+    }
+}
+
+void shovel_status_moved(struct shovel_status *status)
+{
+    if (status->moved)
+        (*status->moved)++;
+}
+
+void shovel_status_duplicate(struct shovel_status *status)
+{
+    if (status->duplicates)
+        (*status->duplicates)++;
+}
+
+void shovel_status_reconnect(struct shovel_status *status)
+{
+    if (status->reconnects)
+        (*status->reconnects)++;
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* shovel.h -- the shovels' shared status (architecture §15): one entry per
+ * configured shovel with its state, what it moved, its last error, and its
+ * metrics (kbridge_shovel_*{shovel="NAME"}). Protocol-free: the shovels
+ * themselves live with the adapter of their legacy protocol
+ * (adapters/stomp/stomp_shovel.c) and report here; the admin API
+ * (admin_shovel.c) and /metrics read it. The server owns the table and
+ * hands it to the adapters (adapter_context.shovels). Loop thread only. */
+#ifndef KBRIDGE_SHOVEL_H
+#define KBRIDGE_SHOVEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_shovel;
+struct metrics;
+struct shovel_table;
+
+enum shovel_state {
+    SHOVEL_CONNECTING, /* connecting, or waiting to reconnect (last_error says why) */
+    SHOVEL_RUNNING,    /* both ends open: messages move */
+    SHOVEL_BLOCKED,    /* connected, but the kbridge end refuses or is unavailable */
+    SHOVEL_STATE_COUNT,
+};
+
+#define SHOVEL_TEXT_MAX 600
+#define SHOVEL_ERROR_MAX 512
+
+/* One shovel's status. Strings are NUL-terminated copies. */
+struct shovel_status {
+    char name[65];
+    char source[SHOVEL_TEXT_MAX];      /* "stomp://127.0.0.1:61613/queue/x", "kbridge:/queue/x" */
+    char destination[SHOVEL_TEXT_MAX]; /* the same shape */
+    enum shovel_state state;
+    uint64_t since_ms;                 /* wall clock ms when `state` was entered */
+    char last_error[SHOVEL_ERROR_MAX]; /* "" while none */
+    uint64_t last_error_ms;
+    /* Metrics (pointers into the registry; NULL-safe helpers below). */
+    uint64_t *moved;      /* kbridge_shovel_messages_total: confirmed at the destination,
+                             acknowledged at the source */
+    uint64_t *duplicates; /* kbridge_shovel_duplicates_total: redeliveries seen */
+    uint64_t *reconnects; /* kbridge_shovel_reconnects_total */
+    double *state_gauges[SHOVEL_STATE_COUNT]; /* kbridge_shovel_state{state=...}: 1 / 0 */
+};
+
+/* New empty table registering its series in `metrics` (borrowed; it must
+ * outlive the table). NULL when out of memory. */
+struct shovel_table *shovel_table_new(struct metrics *metrics);
+/* Free the table and its entries; NULL is fine. */
+void shovel_table_free(struct shovel_table *table);
+
+/* Add a status entry for `config` (copied) in state connecting and register
+ * its metrics. The table owns it; NULL when out of memory. */
+struct shovel_status *shovel_status_add(struct shovel_table *table,
+                                        const struct config_shovel *config);
+
+/* Entries, in the order added. */
+size_t shovel_table_count(const struct shovel_table *table);
+const struct shovel_status *shovel_table_at(const struct shovel_table *table, size_t index);
+
+/* Enter `state` (since_ms moves only when it changes); `error` (may be
+ * NULL) becomes last_error. */
+void shovel_status_set(struct shovel_status *status, enum shovel_state state, const char *error);
+/* Count one message moved / one redelivery seen / one reconnect. */
+void shovel_status_moved(struct shovel_status *status);
+void shovel_status_duplicate(struct shovel_status *status);
+void shovel_status_reconnect(struct shovel_status *status);
+
+/* "running", "connecting", "blocked" (static). */
+const char *shovel_state_name(enum shovel_state state);
+/* A shovel end as text: "kbridge:/queue/x" or "stomp://HOST:PORT/queue/x". */
+void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
+                     size_t out_size);
+
+#endif
