@@ -335,3 +335,53 @@ def test_processes_need_a_shared_kafka(tmp_path):
                              timeout=30)
     assert started.returncode == 2
     assert "processes: 2 processes need a Kafka they share" in started.stderr
+
+
+def test_systemd_hears_only_the_supervisor_for_all_workers(kbridged_factory, bootstrap,
+                                                            tmp_path):
+    """READY=1 once both workers are ready, WATCHDOG=1 while both ping,
+    RELOADING=1 ... READY=1 around SIGHUP, STOPPING=1: all from the
+    supervisor's pid (SCM_CREDENTIALS), never from a worker."""
+    import struct
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    messages = []  # (pid, text)
+
+    def receive():
+        while True:
+            try:
+                data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                return messages
+            pid = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", payload[:12])[0]
+            messages.append((pid, data.decode()))
+
+    def count(text):
+        return sum(text in m for _, m in receive())
+
+    try:
+        daemon = kbridged_factory(processes_config(bootstrap),
+                                  env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        Workers(daemon)
+        wait_for(lambda: count("READY=1"), 10, "READY=1")
+        assert re.search(r"\[supervisor\] all 2 workers are ready", daemon.log())
+        wait_for(lambda: count("WATCHDOG=1") >= 3, 10, "three WATCHDOG=1 pings")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: count("RELOADING=1"), 10, "RELOADING=1")
+        wait_for(lambda: count("READY=1") >= 2, 10, "READY=1 after the reload")
+        for node in ("test1-0", "test1-1"):
+            daemon.wait_log(rf"{node} \[config\] configuration reloaded from")
+        assert daemon.stop() == 0
+        wait_for(lambda: count("STOPPING=1"), 10, "STOPPING=1")
+        ready = [m for _, m in messages if "READY=1" in m]
+        assert ready == ["READY=1\nSTATUS=2 workers listening",
+                         "READY=1\nSTATUS=2 workers listening; configuration reloaded"]
+        assert {pid for pid, _ in messages} == {daemon.proc.pid}
+    finally:
+        sock.close()
