@@ -237,6 +237,7 @@ static int main_run(const char *check_path, const char *config_path, bool refere
         config = worker_config; /* this process is a worker: run the node */
     }
     struct server *server = server_new(config, adapters, err, sizeof(err));
+    supervisor_worker_serving(); /* a worker: signals passed on meanwhile arrive now */
     if (!server) {
         log_error("server", "cannot start: %s", err);
         libevent_global_shutdown();

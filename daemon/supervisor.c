@@ -88,6 +88,7 @@ static struct {
     char **binds; /* per config listener (by name below); NULL: keep (ops) */
     char **names;
     size_t listener_count;
+    sigset_t old_mask; /* the mask before the supervisor blocked its signals */
 } role;
 
 static int64_t supervisor_now_ms(void)
@@ -201,6 +202,12 @@ void supervisor_worker_config(struct config *config)
     }
 }
 
+void supervisor_worker_serving(void)
+{
+    if (role.worker)
+        sigprocmask(SIG_SETMASK, &role.old_mask, NULL);
+}
+
 /* ---- the supervisor ----------------------------------------------------------- */
 
 static void supervisor_free(struct supervisor *sup)
@@ -261,7 +268,10 @@ static int supervisor_become_worker(struct supervisor *sup, uint32_t index, int 
 {
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
         return -1; /* the supervisor is gone already */
-    sigprocmask(SIG_SETMASK, &sup->old_mask, NULL);
+    /* The signals stay blocked until the server's handlers are in
+     * (supervisor_worker_serving): a SIGHUP or SIGTERM passed on meanwhile
+     * waits instead of killing the worker by its default action. */
+    role.old_mask = sup->old_mask;
     role.worker = true;
     role.index = index;
     role.count = sup->count;

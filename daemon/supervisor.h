@@ -39,4 +39,9 @@ int supervisor_run(struct config *config, uint32_t count, struct config **worker
  * port (configured port + index). Nothing in a single process. */
 void supervisor_worker_config(struct config *config);
 
+/* In a worker process, once the server's signal handlers are installed (or
+ * it failed to start): unblock the signals the supervisor blocked, so one
+ * passed on before now is handled. Nothing in a single process. */
+void supervisor_worker_serving(void);
+
 #endif
