@@ -158,8 +158,10 @@ int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char
 int listener_socket_reserve(const char *bind_address, evutil_socket_t *fd_out, char *bound,
                             size_t bound_size, char *err, size_t err_size)
 {
-    /* First without SO_REUSEPORT: a port another process holds (shared or
-     * not) is refused here, as a single process would be; port 0 picks. */
+    /* First without SO_REUSEPORT: a port another process listens on (shared
+     * or not) is refused here, as a single process would be; port 0 picks.
+     * Both binds set SO_REUSEADDR (as every listener does, for TIME_WAIT), so
+     * a port merely bound, not listened on, does not count as in use. */
     evutil_socket_t probe;
     char picked[80];
     if (listener_socket_bind(bind_address, 0, &probe, picked, sizeof(picked), err, err_size) < 0)

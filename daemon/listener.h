@@ -32,8 +32,9 @@ int listener_socket_open(const char *bind, evutil_socket_t *fd_out, char *bound,
                          char *err, size_t err_size);
 
 /* Reserve `bind` for worker processes that will share it (supervisor.c):
- * refuses a port some other socket holds, then binds (without listening, so
- * it takes no connections) an SO_REUSEPORT socket on it. 0 with the socket
+ * refuses a port another socket listens on (with SO_REUSEPORT or not), then
+ * binds (without listening, so it takes no connections) an SO_REUSEPORT
+ * socket on it. 0 with the socket
  * in *fd_out (caller owns it) and the concrete address ("127.0.0.1:40123",
  * port 0 resolved) in `bound`; -1 with err. */
 int listener_socket_reserve(const char *bind, evutil_socket_t *fd_out, char *bound,

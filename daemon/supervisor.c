@@ -296,6 +296,10 @@ static int supervisor_become_worker(struct supervisor *sup, uint32_t index, int 
 static int supervisor_start(struct supervisor *sup, uint32_t index)
 {
     struct supervisor_worker *worker = &sup->workers[index];
+    if (worker->status_fd >= 0) { /* a restart before the old pipe's end was read */
+        close(worker->status_fd);
+        worker->status_fd = -1;
+    }
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
         log_error("supervisor", "worker %u: cannot make its status pipe: %s", index,
