@@ -455,7 +455,7 @@ static void supervisor_on_exit(struct supervisor *sup, uint32_t index, int statu
     worker->failures = now - worker->started_ms >= SUPERVISOR_STABLE_MS ? 1 : worker->failures + 1;
     if (worker->failures > SUPERVISOR_MAX_FAILURES) {
         log_error("supervisor",
-                  "worker %u (pid %ld) %s, its %u-th failure in a row: giving up, stopping the "
+                  "worker %u (pid %ld) %s, failure %u in a row: giving up, stopping the "
                   "other workers",
                   index, (long)pid, how, worker->failures);
         sup->exit_code = 1;

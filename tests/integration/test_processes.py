@@ -385,3 +385,34 @@ def test_systemd_hears_only_the_supervisor_for_all_workers(kbridged_factory, boo
         assert {pid for pid, _ in messages} == {daemon.proc.pid}
     finally:
         sock.close()
+
+
+def test_a_worker_that_keeps_failing_stops_the_supervisor_with_1(tmp_path, bootstrap):
+    """Worker 1's ops port (port + 1) is taken: it fails at every start; the
+    supervisor restarts it with a growing back-off, then gives up, stops
+    worker 0 and exits 1."""
+    ops_port = free_port_pair()
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taken.bind(("127.0.0.1", ops_port + 1))
+    taken.listen(1)
+    config = processes_config(bootstrap)
+    config["listeners"]["http"]["bind"] = f"127.0.0.1:{ops_port}"
+    path = tmp_path / "k.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(config))
+    try:
+        started = subprocess.run([KBRIDGED, "-c", str(path)], capture_output=True, text=True,
+                                 timeout=60)
+    finally:
+        taken.close()
+    log = started.stderr
+    assert started.returncode == 1, log
+    delays = [int(d) for d in re.findall(
+        r"worker 1 \(pid \d+\) exited with 1 unexpectedly: restarting it in (\d+) ms", log)]
+    assert delays == [250, 500, 1000, 2000, 4000], log
+    assert re.search(r"worker 1 \(pid \d+\) exited with 1, failure 6 in a row: giving up, "
+                     r"stopping the other workers", log), log
+    assert re.search(r"test1-1 \[server\] cannot start: .*127\.0\.0\.1:" + str(ops_port + 1), log)
+    assert re.search(r"worker 0 \(pid \d+\) exited with 0", log), log
+    assert re.search(r"\[supervisor\] stopped \(exit 1\)", log), log
