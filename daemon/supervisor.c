@@ -184,8 +184,10 @@ static void supervisor_replace(char **field, char *value)
 
 void supervisor_worker_config(struct config *config)
 {
-    if (!role.worker)
+    if (!role.worker) { /* one process: only `processes: 0` resolved, as main did */
+        config->processes = supervisor_process_count(config);
         return;
+    }
     config->processes = role.count;
     char node[300];
     snprintf(node, sizeof(node), "%s-%u", config->node_id, role.index);

@@ -36,7 +36,8 @@ int supervisor_run(struct config *config, uint32_t count, struct config **worker
 
 /* In a worker process: give `config` (a fresh load on SIGHUP) this worker's
  * node id, its client binds (the ports the supervisor reserved) and its ops
- * port (configured port + index). Nothing in a single process. */
+ * port (configured port + index). In a single process it only resolves
+ * `processes: 0` to the count, as main does at start. */
 void supervisor_worker_config(struct config *config);
 
 /* In a worker process, once the server's signal handlers are installed (or
