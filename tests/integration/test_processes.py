@@ -10,8 +10,11 @@ responder are on different workers works (the reply goes through the
 requester worker's reply topic); SIGHUP reaches both workers (a user added by
 the reload logs in on both, no restart-only warning); SIGTERM stops both
 workers and the supervisor with 0; kill -9 of a worker makes the supervisor
-start it again and clients connect to it; the supervisor has one thread; a
-config with processes > 1 and the embedded Kafka is refused.
+start it again and clients connect to it; a worker that fails at every start
+is restarted with a doubling back-off, then the supervisor gives up and exits
+1; systemd hears READY=1, WATCHDOG=1, RELOADING=1 and STOPPING=1 only from the
+supervisor, once for all workers; the supervisor has one thread; a config with
+processes > 1 and the embedded Kafka is refused.
 
 A connection's worker is found by opening it and waiting until one worker's
 kbridge_connections{protocol="stomp"} gauge counts it."""
