@@ -13,7 +13,9 @@
  *    SO_REUSEPORT; the reservation is bound, not listening, so it takes no
  *    connection);
  *  - forks worker i with a pipe for its sd_notify messages (notify.c's
- *    notify_use_pipe) and PR_SET_PDEATHSIG, so a worker never outlives it;
+ *    notify_use_pipe) and PR_SET_PDEATHSIG = SIGKILL, so a worker never
+ *    outlives it (a drain without the supervisor could wait forever on a
+ *    Kafka that is gone too, and nothing is confirmed before Kafka anyway);
  *  - waits in poll(2) on a signalfd (SIGTERM, SIGINT, SIGHUP, SIGCHLD) and
  *    the workers' pipes: forwards TERM/INT/HUP, reaps, restarts a worker that
  *    died (signal or non-zero exit) after SUPERVISOR_BACKOFF_MS doubling per
@@ -268,7 +270,7 @@ static int supervisor_reserve(struct supervisor *sup, char *err, size_t err_size
 static int supervisor_become_worker(struct supervisor *sup, uint32_t index, int notify_fd,
                                     pid_t parent)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         return -1; /* the supervisor is gone already */
     /* The signals stay blocked until the server's handlers are in
      * (supervisor_worker_serving): a SIGHUP or SIGTERM passed on meanwhile

@@ -10,7 +10,8 @@ responder are on different workers works (the reply goes through the
 requester worker's reply topic); SIGHUP reaches both workers (a user added by
 the reload logs in on both, no restart-only warning); SIGTERM stops both
 workers and the supervisor with 0; kill -9 of a worker makes the supervisor
-start it again and clients connect to it; a worker that fails at every start
+start it again and clients connect to it; kill -9 of the supervisor takes the
+workers along (no orphan); a worker that fails at every start
 is restarted with a doubling back-off, then the supervisor gives up and exits
 1; systemd hears READY=1, WATCHDOG=1, RELOADING=1 and STOPPING=1 only from the
 supervisor, once for all workers; the supervisor has one thread; a config with
@@ -324,6 +325,22 @@ def test_a_killed_worker_is_restarted_and_takes_connections(kbridged_factory, bo
     for c in [c for clients in chosen.values() for c in clients] + extra:
         c.close()
     assert daemon.stop() == 0
+
+
+def test_a_killed_supervisor_takes_its_workers_along(kbridged_factory, bootstrap, prefix):
+    daemon = kbridged_factory(processes_config(bootstrap))
+    workers = Workers(daemon)
+    pids = list(workers.pids().values())
+    chosen, extra = workers.connect_on_each()
+    queue = f"{prefix}orphan-{uuid.uuid4().hex[:6]}"
+    for clients in chosen.values():  # a queue group on each worker
+        clients[0].subscribe(f"/queue/{queue}", "s", receipt="sub")
+    daemon.kill()
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and
+                             open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids),
+             15, "no worker left")
+    for client in [c for clients in chosen.values() for c in clients] + extra:
+        client.close()
 
 
 def test_processes_need_a_shared_kafka(tmp_path):
