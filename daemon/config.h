@@ -153,8 +153,9 @@ struct config_section_values {
 };
 
 struct config {
-    char *path;    /* file it was loaded from */
-    char *node_id; /* default: host name */
+    char *path;         /* file it was loaded from */
+    char *node_id;      /* default: host name */
+    uint32_t processes; /* worker processes per host (supervisor.c), default 1; 0: online CPUs */
 
     struct {
         char *bootstrap;                     /* "embedded" or "host:port,host:port" */

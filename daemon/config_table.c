@@ -1065,6 +1065,22 @@ const struct config_key config_keys[] = {
                        "cluster apart in logs and metrics. Letters, digits, `.`, `_` and `-`.",
     },
     {
+        .name = "processes",
+        .type = CONFIG_TYPE_UINT32,
+        .offset = offsetof(struct config, processes),
+        .min = 0,
+        .max = 64,
+        .default_value = "1",
+        .flags = CONFIG_KEY_RESTART,
+        .description =
+            "Worker processes on this host. 1 runs one process, as ever. N > 1 makes kbridged a "
+            "supervisor that forks N workers before any Kafka handle or thread exists; worker "
+            "i is node `{node_id}-{i}`, binds every client listener with `SO_REUSEPORT` (the "
+            "kernel spreads connections over them) and the ops listener at its port + i. The "
+            "workers meet only through Kafka, as separate nodes do. 0: one per online CPU. "
+            "Needs a shared Kafka (not `kafka.bootstrap: embedded`). See docs/operations.md.",
+    },
+    {
         .name = "kafka.bootstrap",
         .type = CONFIG_TYPE_STRING,
         .offset = offsetof(struct config, kafka.bootstrap),

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* listener.c -- binds listening sockets (with errors that name the address
- * and the reason) and runs them on libevent's evconnlistener. */
+ * and the reason), shared by the worker processes with SO_REUSEPORT when
+ * `processes` > 1 (architecture "Processes"), and runs them on libevent's
+ * evconnlistener. */
 #include "listener.h"
 
 #include <arpa/inet.h>
@@ -76,8 +78,16 @@ void listener_format_address(const struct sockaddr *addr, char *buf, size_t size
     }
 }
 
-int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char *bound,
-                         size_t bound_size, char *err, size_t err_size)
+/* Socket options of listener_socket_bind. */
+enum {
+    LISTENER_LISTEN = 1,    /* listen(2) after bind */
+    LISTENER_REUSEPORT = 2, /* SO_REUSEPORT: share the port with the other workers */
+};
+
+/* Resolve `bind_address`, bind the first address that takes it (and listen
+ * with LISTENER_LISTEN); 0 with the socket and bound address, -1 with err. */
+static int listener_socket_bind(const char *bind_address, int options, evutil_socket_t *fd_out,
+                                char *bound, size_t bound_size, char *err, size_t err_size)
 {
     char host[256], port[16], why[160];
     if (listener_split_bind(bind_address, host, sizeof(host), port, sizeof(port), why,
@@ -104,9 +114,17 @@ int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if ((options & LISTENER_REUSEPORT) &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+            last_errno = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            (!(options & LISTENER_LISTEN) || listen(fd, 1024) == 0))
             break;
         last_errno = errno;
         close(fd);
@@ -130,6 +148,34 @@ int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char
     return 0;
 }
 
+int listener_socket_open(const char *bind_address, evutil_socket_t *fd_out, char *bound,
+                         size_t bound_size, char *err, size_t err_size)
+{
+    return listener_socket_bind(bind_address, LISTENER_LISTEN, fd_out, bound, bound_size, err,
+                                err_size);
+}
+
+int listener_socket_reserve(const char *bind_address, evutil_socket_t *fd_out, char *bound,
+                            size_t bound_size, char *err, size_t err_size)
+{
+    /* First without SO_REUSEPORT: a port another process listens on (shared
+     * or not) is refused here, as a single process would be; port 0 picks.
+     * Both binds set SO_REUSEADDR (as every listener does, for TIME_WAIT), so
+     * a port merely bound, not listened on, does not count as in use. */
+    evutil_socket_t probe;
+    char picked[80];
+    if (listener_socket_bind(bind_address, 0, &probe, picked, sizeof(picked), err, err_size) < 0)
+        return -1;
+    close(probe);
+    char why[300];
+    if (listener_socket_bind(picked, LISTENER_REUSEPORT, fd_out, bound, bound_size, why,
+                             sizeof(why)) < 0) {
+        snprintf(err, err_size, "%s (reserving %s for the worker processes)", why, picked);
+        return -1;
+    }
+    return 0;
+}
+
 static void listener_on_accept(struct evconnlistener *evlistener, evutil_socket_t fd,
                                struct sockaddr *peer, int peer_len, void *arg)
 {
@@ -147,7 +193,7 @@ static void listener_on_error(struct evconnlistener *evlistener, void *arg)
 }
 
 struct listener *listener_new(struct event_base *base, const char *name, const char *bind,
-                              listener_accept_fn accept_fn, void *opaque, char *err,
+                              bool reuseport, listener_accept_fn accept_fn, void *opaque, char *err,
                               size_t err_size)
 {
     struct listener *listener = calloc(1, sizeof(*listener));
@@ -157,7 +203,8 @@ struct listener *listener_new(struct event_base *base, const char *name, const c
     }
     evutil_socket_t fd;
     char why[300];
-    if (listener_socket_open(bind, &fd, listener->address, sizeof(listener->address), why,
+    int options = LISTENER_LISTEN | (reuseport ? LISTENER_REUSEPORT : 0);
+    if (listener_socket_bind(bind, options, &fd, listener->address, sizeof(listener->address), why,
                              sizeof(why)) < 0) {
         snprintf(err, err_size, "listeners.%s: %s", name, why);
         goto fail;

@@ -9,6 +9,7 @@
 #define KBRIDGE_LISTENER_H
 
 #include <event2/util.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -30,10 +31,21 @@ int listener_split_bind(const char *bind, char *host, size_t host_size, char *po
 int listener_socket_open(const char *bind, evutil_socket_t *fd_out, char *bound, size_t bound_size,
                          char *err, size_t err_size);
 
+/* Reserve `bind` for worker processes that will share it (supervisor.c):
+ * refuses a port another socket listens on (with SO_REUSEPORT or not), then
+ * binds (without listening, so it takes no connections) an SO_REUSEPORT
+ * socket on it. 0 with the socket
+ * in *fd_out (caller owns it) and the concrete address ("127.0.0.1:40123",
+ * port 0 resolved) in `bound`; -1 with err. */
+int listener_socket_reserve(const char *bind, evutil_socket_t *fd_out, char *bound,
+                            size_t bound_size, char *err, size_t err_size);
+
 /* Bind `bind` and start accepting on `base`. `name` ("stomp") is used in
- * logs. Returns NULL with err filled on failure. Caller owns the result. */
+ * logs. `reuseport`: set SO_REUSEPORT (several worker processes listen on
+ * one port; the kernel spreads connections). Returns NULL with err filled
+ * on failure. Caller owns the result. */
 struct listener *listener_new(struct event_base *base, const char *name, const char *bind,
-                              listener_accept_fn accept_fn, void *opaque, char *err,
+                              bool reuseport, listener_accept_fn accept_fn, void *opaque, char *err,
                               size_t err_size);
 
 /* The address actually bound ("127.0.0.1:40123"); owned by the listener. */

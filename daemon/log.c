@@ -14,6 +14,16 @@ static atomic_int current_format = LOG_FORMAT_TEXT;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* The process's node id on every line, when several processes share one
+ * stderr (processes > 1); "" leaves lines as a single process writes them.
+ * Set once, before any thread starts. */
+static char log_node[256];
+
+void log_set_node(const char *node)
+{
+    snprintf(log_node, sizeof(log_node), "%s", node ? node : "");
+}
+
 void log_set_level(enum log_level level) { atomic_store(&current_level, (int)level); }
 
 enum log_level log_get_level(void) { return (enum log_level)atomic_load(&current_level); }
@@ -99,16 +109,21 @@ void log_writev(enum log_level level, const char *component, const char *fmt, va
     char line[4096];
     size_t len;
     if (atomic_load(&current_format) == LOG_FORMAT_JSON) {
-        len = (size_t)snprintf(line, sizeof(line),
-                               "{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"", stamp,
+        len = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",", stamp,
                                log_level_name(level));
+        if (log_node[0]) {
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "\"node\":\"");
+            len = json_escape_into(line, len, sizeof(line) - 4, log_node);
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "\",");
+        }
+        len += (size_t)snprintf(line + len, sizeof(line) - len, "\"component\":\"");
         len = json_escape_into(line, len, sizeof(line) - 4, component);
         len += (size_t)snprintf(line + len, sizeof(line) - len, "\",\"msg\":\"");
         len = json_escape_into(line, len, sizeof(line) - 4, message);
         len += (size_t)snprintf(line + len, sizeof(line) - len, "\"}\n");
     } else {
-        int m = snprintf(line, sizeof(line), "%s %-5s [%s] %s\n", stamp, log_level_name(level),
-                         component, message);
+        int m = snprintf(line, sizeof(line), "%s %-5s %s%s[%s] %s\n", stamp, log_level_name(level),
+                         log_node, log_node[0] ? " " : "", component, message);
         len = m >= (int)sizeof(line) ? sizeof(line) - 1 : (size_t)m;
         line[len - 1] = '\n';
     }

@@ -28,6 +28,10 @@ enum log_level log_get_level(void);
 /* Choose text or JSON lines. */
 void log_set_format(enum log_format format);
 
+/* Put `node` on every line (text: after the level; JSON: "node"); NULL or
+ * "" for none (the default). Call before any thread starts. */
+void log_set_node(const char *node);
+
 /* Parse "error|warn|info|debug"; 0 on success, -1 if unknown. */
 int log_level_parse(const char *text, enum log_level *out);
 /* Parse "text|json"; 0 on success, -1 if unknown. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* main.c -- kbridged's command line: run the daemon in the foreground,
- * check a config file, hash a password for auth.users, print the config
+/* main.c -- kbridged's command line: run the daemon in the foreground (or,
+ * with processes > 1, the supervisor of its worker processes), check a
+ * config file, hash a password for auth.users, print the config
  * reference, version or help.
  * Exit codes: 0 clean, 1 start-up or runtime failure, 2 usage or invalid config. */
 #include <event2/event.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "password.h"
 #include "server.h"
+#include "supervisor.h"
 #include "tls.h"
 #include "version.h"
 
@@ -51,6 +53,7 @@ static void usage(FILE *out)
             "\n"
             "Signals: SIGHUP reloads users, ACLs, limits, log settings and TLS certificates;\n"
             "SIGTERM or SIGINT drains (stop accepting, wait for Kafka to confirm) and exits 0.\n"
+            "With processes: N > 1 this process supervises N workers and passes them on.\n"
             "\n"
             "Protocols a listener may serve (listeners.NAME.protocols): %s; and %s,\n"
             "the operations endpoint.\n",
@@ -194,6 +197,12 @@ static int main_run(const char *check_path, const char *config_path, bool refere
             config_free(config);
             return 2;
         }
+        if (supervisor_check_config(config, supervisor_process_count(config), err, sizeof(err)) <
+            0) {
+            fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", check_path, err);
+            config_free(config);
+            return 2;
+        }
         if (config->definitions.file &&
             definitions_file_check(config->definitions.file, err, sizeof(err)) < 0) {
             fprintf(stderr, "kbridged: invalid configuration: %s: definitions.file: %s\n",
@@ -210,7 +219,25 @@ static int main_run(const char *check_path, const char *config_path, bool refere
         fprintf(stderr, "kbridged: invalid configuration: %s\n", err);
         return 2;
     }
+    /* processes > 1: fork the workers now, before any thread or Kafka handle
+     * exists; this process goes on as the supervisor (supervisor.c). */
+    uint32_t processes = supervisor_process_count(config);
+    if (supervisor_check_config(config, processes, err, sizeof(err)) < 0 ||
+        (processes > 1 && server_check_listeners(config, adapters, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "kbridged: invalid configuration: %s: %s\n", config_path, err);
+        config_free(config);
+        return 2;
+    }
+    config->processes = processes;
+    if (processes > 1) {
+        struct config *worker_config = NULL;
+        int code = supervisor_run(config, processes, &worker_config);
+        if (!worker_config)
+            return code;
+        config = worker_config; /* this process is a worker: run the node */
+    }
     struct server *server = server_new(config, adapters, err, sizeof(err));
+    supervisor_worker_serving(); /* a worker: signals passed on meanwhile arrive now */
     if (!server) {
         log_error("server", "cannot start: %s", err);
         libevent_global_shutdown();

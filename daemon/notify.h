@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h -- the systemd service manager protocol (sd_notify): readiness,
  * reload, stopping, status and the watchdog. Without libsystemd, or when
- * NOTIFY_SOCKET is unset, every call is a no-op. */
+ * NOTIFY_SOCKET is unset, every call is a no-op. A worker process sends the
+ * same messages to its supervisor instead (notify_use_pipe). */
 #ifndef KBRIDGE_NOTIFY_H
 #define KBRIDGE_NOTIFY_H
 
 #include <stdint.h>
+
+/* In a worker process: send every message below to the supervisor on `fd`
+ * (write end of a pipe, kept by the caller) instead of systemd, and report
+ * `watchdog_usec` from notify_watchdog_usec. Call before any thread starts. */
+void notify_use_pipe(int fd, uint64_t watchdog_usec);
 
 /* READY=1 plus a STATUS line. */
 void notify_ready(const char *status);

@@ -32,6 +32,7 @@
 #include "protocol_detect.h"
 #include "scheduler.h"
 #include "status.h"
+#include "supervisor.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -330,8 +331,9 @@ static int server_listen(struct server *server, const struct config_listener *li
             return -1;
         }
     }
-    entry->listener = listener_new(server->base, listener_config->name, listener_config->bind,
-                                   server_on_accept, entry, err, err_size);
+    entry->listener =
+        listener_new(server->base, listener_config->name, listener_config->bind,
+                     server->config->processes != 1, server_on_accept, entry, err, err_size);
     if (!entry->listener)
         return -1;
     const char *tls_note = entry->tls ? ", TLS" : "";
@@ -465,6 +467,7 @@ static void server_reload(struct server *server)
         notify_ready("running; last reload failed");
         return;
     }
+    supervisor_worker_config(fresh); /* a worker's node id and binds (processes > 1) */
     config_apply_live(server->config, fresh);
     server_warn_plaintext(fresh);
     server_reload_tls(server);
