@@ -20,6 +20,7 @@ processes > 1 and the embedded Kafka is refused.
 A connection's worker is found by opening it and waiting until one worker's
 kbridge_connections{protocol="stomp"} gauge counts it."""
 
+import base64
 import json
 import os
 import re
@@ -32,7 +33,8 @@ import uuid
 
 import pytest
 
-from conftest import (EXTERNAL_BOOTSTRAP, KBRIDGED, base_config, rabbit_hash, wait_for)
+from conftest import (ADMIN, EXTERNAL_BOOTSTRAP, KBRIDGED, base_config, rabbit_hash, wait_for,
+                      with_admin)
 from stomp_util import Client
 from test_stomp_queues import SESSION_TIMEOUT_MS
 
@@ -150,7 +152,7 @@ class Workers:
 def test_connections_spread_over_both_workers_each_with_its_ops_port(kbridged_factory,
                                                                     bootstrap):
     ops_port = free_port_pair()
-    config = processes_config(bootstrap)
+    config = with_admin(processes_config(bootstrap, status={"interval": "500ms"}))
     config["listeners"]["http"]["bind"] = f"127.0.0.1:{ops_port}"
     daemon = kbridged_factory(config)
     workers = Workers(daemon)
@@ -175,6 +177,20 @@ def test_connections_spread_over_both_workers_each_with_its_ops_port(kbridged_fa
     # SO_REUSEPORT hashes each connection's addresses: both get some (all
     # 40 on one worker has a chance of 2^-39)
     assert counts["test1-0"] > 0 and counts["test1-1"] > 0, counts
+
+    # either worker's admin API shows the whole host (the status topic)
+    def listed(node):
+        host, port = workers.ops()[node]
+        request = urllib.request.Request(f"http://{host}:{port}/api/connections")
+        token = base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=5) as r:
+            stomp = [c for c in json.loads(r.read()) if c["protocol"] == "stomp"]
+        by_node = {n: sum(1 for c in stomp if c["node"] == n) for n in workers.nodes()}
+        return by_node if by_node == counts else None
+
+    for node in workers.nodes():
+        wait_for(lambda: listed(node), 15, f"{node}'s /api/connections listing both workers")
     for client in clients:
         client.close()
     wait_for(lambda: sum(workers.stomp_connections().values()) == 0, 15, "connections closed")
