@@ -284,11 +284,17 @@ def base_config(bootstrap, **sections):
         "log": {"level": "info"},
         "shutdown_grace": "5s",
     }
+    # The status writer (architecture §9 "Cluster view") shares the node's
+    # producer: its record every status.interval would take a Produce error a
+    # fault test injects for a client's publish, and count in a test's
+    # produced-minus-delivered figure. Tests write it once, at start (100 ms
+    # in); tests of the cluster view set their own interval.
+    config["status"] = {"interval": "10m"}
     if EXTERNAL_BOOTSTRAP:
         # A real cluster keeps kbridge.status across tests: nodes killed with
         # -9 by earlier tests would stay in this node's cluster view (and its
         # totals) until status.expiry. Tests of the view set their own topic.
-        config["status"] = {"topic": f"kbridge.status.test-{uuid.uuid4().hex[:12]}"}
+        config["status"]["topic"] = f"kbridge.status.test-{uuid.uuid4().hex[:12]}"
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key].update(value)
