@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # run-suite.sh -- build kbridge and run the whole test suite: Check unit tests
 # (make check), the pytest integration suite (make integration) and, in the
-# plain build, make distcheck and (as root) make package-check.
+# plain build, make distcheck. (.ci/run adds make package-check.)
 #   tests/run-suite.sh               plain build in build/plain, -Werror
 #   tests/run-suite.sh --sanitizers  ASan+UBSan build in build/sanitizers
 #   tests/run-suite.sh --tsan        ThreadSanitizer build in build/tsan
@@ -57,12 +57,5 @@ else
     make check
     make integration PYTEST_ARGS="$pytest_workers"
     make distcheck DISTCHECK_CONFIGURE_FLAGS="--enable-werror"
-    # the .deb built, linted, installed and purged, the .rpm built (~1.5 min);
-    # it installs into the system, so only as root (CI and the README run as root)
-    if [ "$(id -u)" -eq 0 ]; then
-        make package-check
-    else
-        echo "run-suite.sh: package-check needs root (dpkg -i): not run" >&2
-    fi
 fi
 echo "run-suite.sh: $variant suite passed"
