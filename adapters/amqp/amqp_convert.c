@@ -5,6 +5,7 @@
  * Into Kafka (amqp_record_from_message):
  *   body: one data section        -> value = the bytes (no marker)
  *         amqp-value string        -> UTF-8 bytes,  kbridge-amqp-body: value-string
+ *           (not valid UTF-8           -> the bytes,    kbridge-amqp-body: value-binary)
  *         amqp-value binary        -> the bytes,    kbridge-amqp-body: value-binary
  *         amqp-value other type    -> its AMQP encoding, kbridge-amqp-body: value-encoded
  *         amqp-sequence            -> its AMQP encoding, kbridge-amqp-body: sequence
@@ -581,7 +582,12 @@ static void amqp_set_body(struct amqp_builder *builder, pn_message_t *message)
         marker = inferred ? NULL : "value-binary";
     } else if (type == PN_STRING && !inferred) {
         bytes = pn_data_get_string(body);
-        marker = "value-string";
+        /* An AMQP string is UTF-8; one that is not cannot be delivered as a
+         * string again, so it is kept as what it will be delivered as: a
+         * binary amqp-value (the fuzz target's round trip found the record
+         * changing on its next trip otherwise). */
+        marker = amqp_valid_utf8((const unsigned char *)bytes.start, bytes.size) ? "value-string"
+                                                                                 : "value-binary";
     } else {
         marker = inferred && type == PN_LIST ? "sequence" : "value-encoded";
         ssize_t size = pn_data_encoded_size(body);
