@@ -700,6 +700,20 @@ static char *escape_into(char *out, const char *text, size_t len, enum escape_mo
     return out;
 }
 
+bool stomp_header_fits(enum stomp_version version, const char *name, size_t name_len,
+                       const char *value, size_t value_len)
+{
+    if (name_len == 0 || memchr(name, '\0', name_len) || memchr(value, '\0', value_len))
+        return false;
+    if (version == STOMP_VERSION_1_0)
+        return !memchr(name, '\n', name_len) && !memchr(name, '\r', name_len) &&
+               !memchr(name, ':', name_len) && !memchr(value, '\n', value_len) &&
+               !memchr(value, '\r', value_len);
+    if (version == STOMP_VERSION_1_1)
+        return !memchr(name, '\r', name_len) && !memchr(value, '\r', value_len);
+    return true;
+}
+
 int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum stomp_command command,
                       const struct stomp_header *headers, size_t header_count, const void *body,
                       size_t body_len, bool content_length)

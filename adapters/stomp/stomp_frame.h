@@ -128,6 +128,12 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum sto
                       const struct stomp_header *headers, size_t header_count, const void *body,
                       size_t body_len, bool content_length);
 
+/* Can a header with this name and value be written in a frame of `version`:
+ * a name, no NUL anywhere; 1.0 escapes nothing (no CR, LF, or colon in the
+ * name); 1.1 escapes all but CR. */
+bool stomp_header_fits(enum stomp_version version, const char *name, size_t name_len,
+                       const char *value, size_t value_len);
+
 /* Pick the highest version both sides speak from an accept-version value
  * ("1.0,1.1,1.2"); NULL or empty means 1.0. Returns 0, or -1 when none is
  * supported (the caller answers ERROR with "supported versions: 1.0,1.1,1.2"). */

@@ -331,7 +331,8 @@ static void shovel_deliver(void *opaque, const struct core_delivery *delivery)
             continue;
         size_t name_len = strlen(name);
         if (!record_header_delivered(name, name_len, RECORD_DELIVER_CLIENT) ||
-            memchr(value, '\0', value_len) || shovel_send_refused(name))
+            !stomp_header_fits(STOMP_VERSION_1_2, name, name_len, value, value_len) ||
+            shovel_send_refused(name))
             continue;
         if (!(texts[i] = strndup(value, value_len))) {
             ok = false;

@@ -909,6 +909,22 @@ END_TEST
  * Version negotiation and heart-beat header
  * ------------------------------------------------------------------------ */
 
+/* What each version can carry in a header (a delivery drops the rest). */
+START_TEST(header_fits_version)
+{
+    ck_assert(stomp_header_fits(STOMP_VERSION_1_2, "a:b", 3, "x\r\ny", 4));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_2, "", 0, "x", 1));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_2, "a", 1, "x\0y", 3));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_2, "a\0b", 3, "x", 1));
+    ck_assert(stomp_header_fits(STOMP_VERSION_1_1, "a:b", 3, "x\ny", 3));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_1, "a", 1, "x\ry", 3));
+    ck_assert(stomp_header_fits(STOMP_VERSION_1_0, "ab", 2, "x y", 3));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_0, "a:b", 3, "x", 1));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_0, "a", 1, "x\ny", 3));
+    ck_assert(!stomp_header_fits(STOMP_VERSION_1_0, "a\rb", 3, "x", 1));
+}
+END_TEST
+
 START_TEST(version_negotiation)
 {
     static const struct {
@@ -1376,6 +1392,7 @@ static Suite *stomp_frame_suite(void)
     suite_add_tcase(suite, writer);
 
     TCase *helpers = tcase_create("helpers");
+    tcase_add_test(helpers, header_fits_version);
     tcase_add_test(helpers, version_negotiation);
     tcase_add_test(helpers, heartbeat_header_parse);
     suite_add_tcase(suite, helpers);
