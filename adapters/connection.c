@@ -227,6 +227,8 @@ void connection_flush_then_close(struct connection *connection)
     connection_dispose_after(connection, CONNECTION_FLUSH_TIMEOUT_MS);
 }
 
+static void connection_on_publish_retry(evutil_socket_t fd, short what, void *arg);
+
 static void connection_on_close_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -322,9 +324,15 @@ struct connection *connection_new(struct adapter_base *base, size_t size, evutil
     }
     connection->close_timer =
         evtimer_new(base->context.base, connection_on_close_timer, connection);
-    if (!connection->close_timer) {
+    connection->publish_retry_event =
+        evtimer_new(base->context.base, connection_on_publish_retry, connection);
+    if (!connection->close_timer || !connection->publish_retry_event) {
         log_error(base->ops->protocol, "%s: out of memory accepting the connection",
                   connection->peer);
+        if (connection->close_timer)
+            event_free(connection->close_timer);
+        if (connection->publish_retry_event)
+            event_free(connection->publish_retry_event);
         transport_close(&connection->transport);
         free(connection);
         return NULL;
@@ -367,6 +375,10 @@ void connection_release(struct connection *connection)
     if (connection->close_timer)
         event_free(connection->close_timer);
     connection->close_timer = NULL;
+    if (connection->publish_retry_event)
+        event_free(connection->publish_retry_event);
+    connection->publish_retry_event = NULL;
+    connection->publish_holding = false;
     if (connection->prev)
         connection->prev->next = connection->next;
     else
@@ -420,6 +432,35 @@ void connection_publish_confirmed(void *opaque, int err, const char *reason)
     struct connection *connection = publish->connection;
     connection_publish_cancel(publish);
     connection->adapter->ops->publish_done(publish, err, reason);
+    /* room in Kafka's queue, perhaps: retry outside the core's callback */
+    if (connection->publish_holding)
+        event_active(connection->publish_retry_event, EV_TIMEOUT, 0);
+}
+
+static void connection_on_publish_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct connection *connection = arg;
+    evtimer_del(connection->publish_retry_event);
+    if (!connection->publish_holding)
+        return;
+    connection->publish_holding = false;
+    if (!connection->closing && !connection->disused && connection->adapter->ops->publish_retry)
+        connection->adapter->ops->publish_retry(connection); /* may hold again */
+}
+
+int connection_publish_hold(struct connection *connection)
+{
+    connection->publish_holding = true;
+    struct timeval wait = {0, CONNECTION_PUBLISH_RETRY_MS * 1000};
+    if (evtimer_add(connection->publish_retry_event, &wait) < 0) {
+        log_warn(connection->adapter->ops->protocol,
+                 "%s: cannot arm the retry of a held publish: it waits for a confirmation",
+                 connection->peer);
+        return -1;
+    }
+    return 0;
 }
 
 _Static_assert(-CORE_ERR_INTERNAL < CORE_ERROR_ROWS, "CORE_ERROR_ROWS must cover enum core_error");

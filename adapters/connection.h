@@ -27,6 +27,14 @@
  * (connection_publish_confirmed, the core_publish_fn), or with
  * CONNECTION_PUBLISH_ABANDONED when the connection is freed first.
  *
+ * Held publishes: when core_publish answers CORE_ERR_BUSY (Kafka's producer
+ * queue is full) the adapter keeps the publish (a frame, a channel's
+ * publish, a link's transfer: its own), stops reading it and calls
+ * connection_publish_hold; the base calls the adapter's publish_retry after
+ * CONNECTION_PUBLISH_RETRY_MS or, sooner, on the loop after this
+ * connection's next confirmation (the queue may be full of other
+ * connections' records, hence the timer).
+ *
  * Everything runs on the loop thread. */
 #ifndef KBRIDGE_CONNECTION_H
 #define KBRIDGE_CONNECTION_H
@@ -48,6 +56,7 @@ struct connection;
 
 #define CONNECTION_FLUSH_TIMEOUT_MS 5000 /* give up flushing the last frame after this */
 #define CONNECTION_LINGER_MS 2000        /* then read and discard until EOF, at most this */
+#define CONNECTION_PUBLISH_RETRY_MS 50   /* retry a held publish at the latest after this */
 
 /* The result publish_done gets when the connection is freed before Kafka
  * answered (after core_session_close no answer comes): the record may
@@ -107,6 +116,10 @@ struct connection_ops {
      * CONNECTION_PUBLISH_ABANDONED (connection being freed: only free the
      * publish). `publish` is already unlinked and owned by the callee. */
     void (*publish_done)(struct connection_publish *publish, int result, const char *reason);
+    /* Optional (needed by an adapter that calls connection_publish_hold):
+     * publish what this connection held again. From the loop, never inside
+     * a core callback; open (not closing) connections only. */
+    void (*publish_retry)(struct connection *connection);
 };
 
 struct adapter_base {
@@ -145,6 +158,8 @@ struct connection {
     struct event *close_timer;       /* flushing, then lingering deadline */
     struct connection_publish *publishes; /* waiting for Kafka (doubly linked) */
     uint32_t unconfirmed;                 /* length of `publishes` */
+    bool publish_holding;                 /* connection_publish_hold: a retry is due */
+    struct event *publish_retry_event;    /* CONNECTION_PUBLISH_RETRY_MS, or made active */
     bool admitted; /* counted by core_connection_admit: released in connection_release */
 };
 
@@ -228,7 +243,14 @@ void connection_publish_begin(struct connection *connection, struct connection_p
  * frees it. */
 void connection_publish_cancel(struct connection_publish *publish);
 /* The core_publish_fn to pass with the publish as opaque: unlinks it and
- * calls the adapter's publish_done. */
+ * calls the adapter's publish_done; then, when a publish is held, makes the
+ * retry due on the loop. */
 void connection_publish_confirmed(void *opaque, int err, const char *reason);
+/* core_publish answered CORE_ERR_BUSY and the adapter keeps the publish:
+ * its publish_retry runs after CONNECTION_PUBLISH_RETRY_MS or after the next
+ * confirmation, whichever comes first (see the top). Calling it again
+ * re-arms the timer. Returns 0, or -1 when the timer could not be armed
+ * (logged; then only a confirmation retries). */
+int connection_publish_hold(struct connection *connection);
 
 #endif

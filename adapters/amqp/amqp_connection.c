@@ -631,4 +631,5 @@ const struct connection_ops amqp_connection_ops = {
     .free = amqp_connection_free,
     .adapter_free = amqp_adapter_free,
     .publish_done = amqp_link_in_done,
+    .publish_retry = amqp_link_in_retry_held,
 };

@@ -56,11 +56,10 @@ struct amqp_link {
     /* A transfer Kafka's producer queue had no room for (CORE_ERR_BUSY):
      * its encoded message (owned), its delivery (unsettled meanwhile); the
      * link's later transfers wait in proton and it gets no credit until
-     * the held one went (amqp_link_in_retry: held_timer or a confirmation) */
+     * the held one went (amqp_link_in_retry_held, from the adapter base) */
     char *held;
     size_t held_len;
     pn_delivery_t *held_delivery;
-    struct event *held_timer;
 
     /* Outgoing. */
     struct core_subscription *core;
@@ -175,7 +174,8 @@ void amqp_link_in_update_credit(struct amqp_link *link);
 void amqp_link_in_retry(struct amqp_link *link);
 /* Free what a held transfer keeps (the link is going away). */
 void amqp_link_in_forget_held(struct amqp_link *link);
-#define AMQP_HELD_RETRY_MS 50
+/* connection_ops.publish_retry: every link's held transfer again. */
+void amqp_link_in_retry_held(struct connection *base);
 /* A transfer's outcome (connection_ops.publish_done). */
 void amqp_link_in_done(struct connection_publish *publish, int result, const char *reason);
 /* Publishes of `link` lose their link and delivery (the link is going away). */

@@ -198,10 +198,7 @@ void amqp_link_in_done(struct connection_publish *base, int result, const char *
         log_warn("amqp", "%s: a pre-settled message to '%s' was not stored: %s",
                  connection->base.peer, publish->destination, reason ? reason : "Kafka error");
     }
-    free(publish);
-    for (struct amqp_link *l = connection->links; l; l = l->next)
-        if (!l->outgoing && l->held)
-            amqp_link_in_retry(l); /* room in Kafka's queue, perhaps */
+    free(publish); /* a held transfer: the base retries it (amqp_link_in_retry_held) */
     amqp_connection_update_credit(connection);
     amqp_connection_schedule(connection);
 }
@@ -340,16 +337,18 @@ static bool amqp_link_in_publish(struct amqp_link *link, pn_delivery_t *delivery
     return false;
 }
 
-static void amqp_link_in_on_held_timer(evutil_socket_t fd, short what, void *arg)
+void amqp_link_in_retry_held(struct connection *base)
 {
-    (void)fd;
-    (void)what;
-    struct amqp_link *link = arg;
-    amqp_link_in_retry(link);
-    amqp_connection_schedule(link->connection);
+    struct amqp_connection *connection = (struct amqp_connection *)base;
+    for (struct amqp_link *l = connection->links; l; l = l->next)
+        if (!l->outgoing && l->held)
+            amqp_link_in_retry(l);
+    amqp_connection_update_credit(connection);
+    amqp_connection_schedule(connection);
 }
 
-/* Keep the transfer in `bytes` (the link's first held one) and arm the retry. */
+/* Keep the transfer in `bytes` (the link's first held one); the adapter base
+ * retries (connection_publish_hold, amqp_link_in_retry_held). */
 static void amqp_link_in_hold(struct amqp_link *link, pn_delivery_t *delivery, const char *bytes,
                               size_t size)
 {
@@ -367,20 +366,11 @@ static void amqp_link_in_hold(struct amqp_link *link, pn_delivery_t *delivery, c
         log_debug("amqp", "%s: link %s: Kafka's producer queue is full, the transfer waits",
                   connection->base.peer, link->address);
     }
-    if (!link->held_timer)
-        link->held_timer =
-            evtimer_new(connection->adapter->base.context.base, amqp_link_in_on_held_timer, link);
-    if (link->held_timer) {
-        struct timeval wait = {0, AMQP_HELD_RETRY_MS * 1000};
-        evtimer_add(link->held_timer, &wait);
-    } /* else only a confirmation retries */
+    connection_publish_hold(&connection->base);
 }
 
 void amqp_link_in_forget_held(struct amqp_link *link)
 {
-    if (link->held_timer)
-        event_free(link->held_timer);
-    link->held_timer = NULL;
     free(link->held);
     link->held = NULL;
     link->held_delivery = NULL;
@@ -395,13 +385,11 @@ void amqp_link_in_retry(struct amqp_link *link)
     pn_delivery_t *delivery = link->held_delivery;
     link->held = NULL; /* publishing it again may hold it again */
     link->held_delivery = NULL;
-    if (link->held_timer)
-        evtimer_del(link->held_timer);
     if (amqp_link_in_publish(link, delivery, bytes, size)) {
         link->held = bytes;
         link->held_len = size;
         link->held_delivery = delivery;
-        amqp_link_in_hold(link, delivery, bytes, size); /* re-arms the timer */
+        amqp_link_in_hold(link, delivery, bytes, size); /* held again */
         return;
     }
     free(bytes);

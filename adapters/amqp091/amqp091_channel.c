@@ -582,8 +582,7 @@ void amqp091_publish_done(struct connection_publish *base, int result, const cha
                      publish->exchange ? publish->exchange : "", reason ? reason : "Kafka error");
     }
     amqp091_publish_free(publish);
-    amqp091_publish_retry(connection); /* room in Kafka's queue, perhaps */
-    amqp091_publish_resume(connection);
+    amqp091_publish_resume(connection); /* a held publish: the base retries it */
 }
 
 /* Direct reply-to, the requester's side: reply_to `amq.rabbitmq.reply-to`
@@ -672,8 +671,6 @@ void amqp091_publish_retry(struct amqp091_connection *connection)
     if (!connection->publish_held)
         return;
     connection->publish_held = false;
-    if (connection->held_timer)
-        evtimer_del(connection->held_timer);
     struct amqp091_channel *channel = amqp091_channel_find(connection, connection->held_channel);
     if (channel && channel->publishing && !channel->closing &&
         connection->state == AMQP091_STATE_RUNNING)

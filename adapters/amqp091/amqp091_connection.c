@@ -475,11 +475,10 @@ void amqp091_connection_update_blocked(struct amqp091_connection *connection)
     }
 }
 
-static void amqp091_on_held_retry(evutil_socket_t fd, short what, void *arg)
+/* connection_ops.publish_retry */
+static void amqp091_on_publish_retry(struct connection *base)
 {
-    (void)fd;
-    (void)what;
-    amqp091_publish_retry(arg);
+    amqp091_publish_retry((struct amqp091_connection *)base);
 }
 
 void amqp091_connection_hold_publish(struct amqp091_connection *connection, uint16_t channel)
@@ -489,13 +488,7 @@ void amqp091_connection_hold_publish(struct amqp091_connection *connection, uint
                   connection->base.peer, channel);
     connection->publish_held = true;
     connection->held_channel = channel;
-    if (!connection->held_timer)
-        connection->held_timer =
-            evtimer_new(connection->adapter->base.context.base, amqp091_on_held_retry, connection);
-    if (connection->held_timer) {
-        struct timeval wait = {0, AMQP091_HELD_RETRY_MS * 1000};
-        evtimer_add(connection->held_timer, &wait);
-    } /* else only a confirmation of ours retries */
+    connection_publish_hold(&connection->base);
     amqp091_connection_update_blocked(connection);
     amqp091_connection_update_reading(connection);
 }
@@ -942,8 +935,6 @@ static void amqp091_free_connection(struct connection *base)
         event_free(connection->timer);
     if (connection->process_event)
         event_free(connection->process_event);
-    if (connection->held_timer)
-        event_free(connection->held_timer);
     empty_amqp_pool(&connection->pool);
     empty_amqp_pool(&connection->deliver_pool);
     connection_release(base);
@@ -966,4 +957,5 @@ const struct connection_ops amqp091_connection_ops = {
     .free = amqp091_free_connection,
     .adapter_free = amqp091_adapter_free,
     .publish_done = amqp091_publish_done,
+    .publish_retry = amqp091_on_publish_retry,
 };

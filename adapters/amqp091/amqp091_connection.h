@@ -180,10 +180,9 @@ struct amqp091_connection {
     bool publish_paused; /* unconfirmed publishes at limits.max_unconfirmed */
     /* a complete publish on channel held_channel that Kafka's producer queue
      * had no room for (CORE_ERR_BUSY): the channel keeps its frames, input
-     * waits, held_timer retries (as do this connection's confirmations) */
+     * waits, the adapter base retries (connection_publish_hold) */
     bool publish_held;
     uint16_t held_channel;
-    struct event *held_timer;
     bool deliveries_blocked;
     /* the client's capabilities (start-ok's client-properties) */
     bool client_blocked_notify; /* connection.blocked */
@@ -228,10 +227,9 @@ bool amqp091_connection_writable(const struct amqp091_connection *connection);
 void amqp091_connection_update_blocked(struct amqp091_connection *connection);
 /* Hold the complete publish of `channel` until Kafka's producer queue has
  * room: input stops, the client is told (connection.blocked) and
- * amqp091_publish_retry runs after AMQP091_HELD_RETRY_MS or at this
+ * amqp091_publish_retry runs after CONNECTION_PUBLISH_RETRY_MS or at this
  * connection's next confirmation, whichever comes first. */
 void amqp091_connection_hold_publish(struct amqp091_connection *connection, uint16_t channel);
-#define AMQP091_HELD_RETRY_MS 50
 /* Block or unblock every consumer's deliveries (output watermark). */
 void amqp091_connection_block_deliveries(struct amqp091_connection *connection, bool blocked);
 

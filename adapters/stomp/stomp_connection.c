@@ -50,9 +50,9 @@
  *    throughput by 3-10x in kbridge-bench). An EOF that arrives while frames
  *    wait is held (eof_pending) until they are parsed. When
  *    core_publish answers CORE_ERR_BUSY (librdkafka's queue is full) the SEND
- *    is kept, reading stops, and the SEND is retried when one of our
- *    publishes is confirmed or after STOMP_BUSY_RETRY_MS (50 ms), whichever
- *    comes first (the queue may be full of other connections' records).
+ *    is kept (busy_frame), reading stops, and the adapter base retries it
+ *    (connection_publish_hold: when one of our publishes is confirmed or
+ *    after CONNECTION_PUBLISH_RETRY_MS, whichever comes first).
  *  - Delivering: when the output buffer holds more than
  *    adapter_output_high() (4 x limits.max_frame_size within 1-4 MiB; plus
  *    the one frame that crossed it), every
@@ -236,9 +236,6 @@ void stomp_connection_publish_done(struct stomp_connection *connection)
                   connection->base.unconfirmed);
         stomp_connection_update_reading(connection);
     }
-    /* Retry outside the core's callback. */
-    if (connection->busy_frame)
-        event_active(connection->process_event, EV_TIMEOUT, 0);
     if (connection->disconnecting && connection->base.unconfirmed == 0) {
         if (connection->disconnect_receipt)
             stomp_connection_send_receipt(connection, connection->disconnect_receipt);
@@ -246,30 +243,29 @@ void stomp_connection_publish_done(struct stomp_connection *connection)
     }
 }
 
-/* Zero-timeout work that must not run inside a core callback: retry a SEND
- * that found Kafka's queue full, then parse input that waited while reading
- * was paused. */
+/* Zero-timeout work that must not run inside a core callback: parse input
+ * that waited while reading was paused. */
 static void stomp_connection_on_process(evutil_socket_t fd, short what, void *arg)
 {
     struct stomp_connection *connection = arg;
     if (connection->state == STOMP_STATE_CLOSING)
         return;
-    if (connection->busy_frame) {
-        struct stomp_frame *frame = connection->busy_frame;
-        connection->busy_frame = NULL;
-        event_del(connection->retry_timer);
-        stomp_dispatch(connection, frame); /* may set busy_frame again */
-    }
     stomp_connection_update_reading(connection);
     if (stomp_connection_may_parse(connection))
         stomp_connection_process_input(connection);
 }
 
-static void stomp_connection_on_retry(evutil_socket_t fd, short what, void *arg)
+/* connection_ops.publish_retry: the SEND that found Kafka's queue full
+ * (busy_frame) goes again, then the input that waited behind it. */
+static void stomp_connection_publish_retry(struct connection *base)
 {
-    struct stomp_connection *connection = arg;
-    if (connection->busy_frame)
-        event_active(connection->process_event, EV_TIMEOUT, 0);
+    struct stomp_connection *connection = (struct stomp_connection *)base;
+    if (connection->state == STOMP_STATE_CLOSING || !connection->busy_frame)
+        return;
+    struct stomp_frame *frame = connection->busy_frame;
+    connection->busy_frame = NULL;
+    stomp_dispatch(connection, frame); /* may keep it again */
+    stomp_connection_on_process(-1, 0, connection);
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -470,7 +466,6 @@ static void stomp_connection_begin_close(struct stomp_connection *connection, co
     stomp_connection_block_deliveries(connection, true);
     bufferevent_disable(connection->base.transport.stream, EV_READ);
     connection->reading = false;
-    event_del(connection->retry_timer);
     struct evbuffer *input = bufferevent_get_input(connection->base.transport.stream);
     evbuffer_drain(input, evbuffer_get_length(input));
 }
@@ -644,8 +639,7 @@ static void stomp_connection_open(struct adapter_base *adapter_base, evutil_sock
     stomp_connection_limits(connection, &limits);
     connection->parser = stomp_parser_new(&limits);
     connection->process_event = event_new(base, -1, 0, stomp_connection_on_process, connection);
-    connection->retry_timer = evtimer_new(base, stomp_connection_on_retry, connection);
-    if (!connection->parser || !connection->process_event || !connection->retry_timer) {
+    if (!connection->parser || !connection->process_event) {
         log_error("stomp", "%s: out of memory accepting the connection", connection->base.peer);
         connection->state = STOMP_STATE_CLOSING;
         connection->base.close_reason = "out of memory";
@@ -738,8 +732,6 @@ static void stomp_connection_free(struct connection *base)
     stomp_frame_free(connection->busy_frame);
     if (connection->process_event)
         event_free(connection->process_event);
-    if (connection->retry_timer)
-        event_free(connection->retry_timer);
     stomp_parser_free(connection->parser);
     connection_release(&connection->base); /* closes the socket, unlinks */
 
@@ -776,4 +768,5 @@ const struct connection_ops stomp_connection_ops = {
     .free = stomp_connection_free,
     .adapter_free = stomp_adapter_free,
     .publish_done = stomp_send_done,
+    .publish_retry = stomp_connection_publish_retry,
 };

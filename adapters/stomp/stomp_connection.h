@@ -33,7 +33,6 @@ struct sockaddr;
 /* Named thresholds (see the comment at the top of stomp_connection.c). */
 #define STOMP_PREAUTH_MAX_FRAME (64 * 1024) /* frame size cap until CONNECTED */
 #define STOMP_MAX_HEADER_LINE (64 * 1024)   /* one header line (capped by max_frame_size) */
-#define STOMP_BUSY_RETRY_MS 50              /* retry a SEND refused with CORE_ERR_BUSY */
 #define STOMP_DEFAULT_PREFETCH 1000         /* when SUBSCRIBE names none */
 
 enum stomp_state {
@@ -149,8 +148,7 @@ struct stomp_connection {
     /* Publishing (the publishes waiting for Kafka are on base.publishes). */
     bool publish_paused;            /* reading stopped: unconfirmed >= max_unconfirmed */
     struct stomp_frame *busy_frame; /* a SEND refused with CORE_ERR_BUSY, to retry */
-    struct event *process_event;    /* zero-timeout: retry busy_frame, parse buffered input */
-    struct event *retry_timer;      /* STOMP_BUSY_RETRY_MS fallback for busy_frame */
+    struct event *process_event;    /* zero-timeout: parse buffered input */
 
     /* Open transactions (BEGIN without COMMIT/ABORT yet). */
     struct stomp_transaction *transactions;

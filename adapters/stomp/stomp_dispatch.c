@@ -194,11 +194,10 @@ void stomp_dispatch(struct stomp_connection *connection, struct stomp_frame *fra
         break;
     case STOMP_PENDING: stomp_frame_free(frame); break;
     case STOMP_RETRY: {
-        /* Kafka's queue is full: keep the SEND, stop reading, retry on the
-         * next confirmation of ours or after STOMP_BUSY_RETRY_MS. */
+        /* Kafka's queue is full: keep the SEND, stop reading; the base
+         * retries it (connection_publish_hold, stomp_connection_publish_retry) */
         connection->busy_frame = frame;
-        struct timeval retry = {0, STOMP_BUSY_RETRY_MS * 1000};
-        evtimer_add(connection->retry_timer, &retry);
+        connection_publish_hold(&connection->base);
         stomp_connection_update_reading(connection);
         break;
     }

@@ -5,6 +5,7 @@ its socket instead of buffering, and every RECEIPT still arrives."""
 
 import threading
 import time
+import uuid
 
 from conftest import base_config, wait_for
 from stomp_util import Client
@@ -58,3 +59,35 @@ def test_slow_kafka_bounds_unconfirmed_publishes_per_connection(kbridged_factory
         client.wait_receipt("after")
     finally:
         client.close()
+
+
+def test_full_kafka_producer_queue_holds_sends_instead_of_refusing(kbridged_factory, devkafka):
+    """librdkafka's producer queue full (5 records, a broker answering 300 ms
+    late): 100 SENDs with receipts on one connection all get their RECEIPT,
+    no ERROR, and are in Kafka once and in order. The connection keeps the
+    SEND Kafka had no room for and stops reading; the adapter base retries it
+    at the next confirmation or after 50 ms (connection_publish_hold,
+    architecture §4)."""
+    from test_stomp_queues import read_topic
+
+    destination = f"bp.full.{uuid.uuid4().hex[:10]}"
+    daemon = kbridged_factory(base_config(
+        devkafka.bootstrap, kafka={"producer": {"queue.buffering.max.messages": "5"}},
+        limits={"max_unconfirmed": 1000}))
+    client = Client(daemon)
+    try:
+        client.send(f"/queue/{destination}", "warm-up", receipt="w")
+        client.wait_receipt("w")
+        assert devkafka.command("broker all rtt 300") == "ok"
+        try:  # about 20 produce round trips of 300 ms
+            for i in range(100):
+                client.send(f"/queue/{destination}", f"m{i}", receipt=f"r{i}")
+            wait_for(lambda: len(client.recorder.receipts) == 101, 120, "every RECEIPT")
+        finally:
+            assert devkafka.command("broker all rtt 0") == "ok"
+        assert not client.recorder.errors
+    finally:
+        client.close()
+    bodies = [r.value().decode() for r in read_topic(devkafka.bootstrap, destination)
+              if r.value() != b"warm-up"]
+    assert bodies == [f"m{i}" for i in range(100)]
