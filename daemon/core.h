@@ -466,6 +466,14 @@ int core_transaction_settle(struct core_transaction *tx, struct core_subscriptio
                             uint64_t id, enum queue_outcome outcome, const char *reason);
 /* Sends held so far. */
 size_t core_transaction_send_count(const struct core_transaction *tx);
+/* Called at a successful commit, before its answer, once for each held send
+ * that reached no queue (CORE_UNROUTABLE: not written): `send` is its index
+ * among the sends (0: the first core_transaction_publish that returned
+ * CORE_OK). For AMQP 0-9-1's basic.return of a mandatory publish. */
+typedef void (*core_transaction_unroutable_fn)(void *opaque, size_t send);
+/* Set (or clear, with NULL) the transaction's unroutable callback. */
+void core_transaction_on_unroutable(struct core_transaction *tx, core_transaction_unroutable_fn fn,
+                                    void *opaque);
 /* Commit: CORE_OK and `done` exactly once later (unless the session closes
  * first), or an error with err and the transaction still open. */
 int core_transaction_commit(struct core_transaction *tx, core_transaction_fn done, void *opaque,

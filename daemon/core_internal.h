@@ -146,6 +146,9 @@ struct core_session {
     /* Set while a commit replays its sends through core_publish: records go
      * into this Kafka transaction, with no per-record answer. */
     struct kafka_txn *txn_target;
+    /* During a commit's core_publish: the send reached no queue
+     * (core_publish_answer_later with CORE_UNROUTABLE, nothing written) */
+    bool txn_unroutable;
 };
 
 /* struct core_subscription is defined in engine.h: engines read part of it. */

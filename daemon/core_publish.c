@@ -199,8 +199,13 @@ static int core_publish_answer_next_turn(struct core *core, struct core_publish_
 int core_publish_answer_later(struct core_session *session, int code, const char *reason,
                               core_publish_fn done, void *opaque, char *err, size_t err_size)
 {
-    if (session->txn_target)
-        return CORE_OK; /* a transaction's commit: nothing written, nothing to answer */
+    if (session->txn_target) {
+        /* a transaction's commit: nothing written; the commit tells the
+         * adapter of an unroutable send (core_transaction_on_unroutable) */
+        if (code == CORE_UNROUTABLE)
+            session->txn_unroutable = true;
+        return CORE_OK;
+    }
     struct core_publish_pending *pending = core_publish_pending_new(session, NULL, done, opaque);
     if (!pending) {
         snprintf(err, err_size, "out of memory");

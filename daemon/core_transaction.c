@@ -51,7 +51,8 @@ struct core_tx_send {
     struct destination destination;
     struct core_message message; /* points into the allocation */
     struct core_property *properties;
-    size_t size; /* what it counts against transactions.max_bytes */
+    size_t size;     /* what it counts against transactions.max_bytes */
+    bool unroutable; /* at commit it reached no queue: not written */
 };
 
 struct core_tx_settle {
@@ -72,6 +73,8 @@ struct core_transaction {
     void *expired_opaque;
     core_transaction_fn done;
     void *done_opaque;
+    core_transaction_unroutable_fn unroutable; /* or NULL */
+    void *unroutable_opaque;
     struct core_tx_send **sends;
     size_t send_count, send_cap;
     uint64_t bytes;
@@ -366,6 +369,13 @@ int core_transaction_settle(struct core_transaction *tx, struct core_subscriptio
 
 size_t core_transaction_send_count(const struct core_transaction *tx) { return tx->send_count; }
 
+void core_transaction_on_unroutable(struct core_transaction *tx, core_transaction_unroutable_fn fn,
+                                    void *opaque)
+{
+    tx->unroutable = fn;
+    tx->unroutable_opaque = opaque;
+}
+
 static void core_tx_ignore_publish(void *opaque, int err, const char *reason)
 {
     (void)opaque;
@@ -401,6 +411,11 @@ static void core_tx_finish(struct core_transaction *tx, int code, const char *re
     }
     core_tx_unlink(tx);
     struct core_session *session = tx->session;
+    /* what reached no queue, before the commit's answer (basic.return
+     * comes before tx.commit-ok) */
+    for (size_t i = 0; code == CORE_OK && session && tx->unroutable && i < tx->send_count; i++)
+        if (tx->sends[i]->unroutable)
+            tx->unroutable(tx->unroutable_opaque, i);
     core_transaction_fn done = tx->done;
     void *opaque = tx->done_opaque;
     char text[sizeof(tx->failed_reason)]; /* `reason` may be tx->failed_reason */
@@ -486,8 +501,10 @@ static void core_tx_on_begin(void *opaque, int err, const char *reason, struct k
         session->txn_target = txn;
         for (size_t i = 0; i < tx->send_count && !tx->failed; i++) {
             char why[512];
+            session->txn_unroutable = false;
             int rc = core_publish(session, &tx->sends[i]->destination, &tx->sends[i]->message,
                                   core_tx_ignore_publish, NULL, why, sizeof(why));
+            tx->sends[i]->unroutable = session->txn_unroutable;
             if (rc != CORE_OK) {
                 tx->failed = rc;
                 snprintf(tx->failed_reason, sizeof(tx->failed_reason),
@@ -495,6 +512,7 @@ static void core_tx_on_begin(void *opaque, int err, const char *reason, struct k
             }
         }
         session->txn_target = NULL;
+        session->txn_unroutable = false;
         if (!tx->failed && core_config(tx->core)->transactions.exactly_once)
             core_tx_add_offsets(tx, txn);
     }
@@ -536,6 +554,7 @@ void core_transaction_abort(struct core_transaction *tx, bool release)
     if (tx->state != CORE_TX_OPEN) {
         /* a commit under way goes on; nobody is told */
         tx->done = NULL;
+        tx->unroutable = NULL;
         core_tx_unlink(tx);
         tx->session = NULL;
         core_tx_link(tx);

@@ -17,20 +17,105 @@
  * them unacked on the channel instead; docs/amqp091.md). A channel that
  * closes (or errs) with a transaction open aborts it; a commit under way
  * then finishes without an answer. transactions.timeout ends the channel
- * with 406 PRECONDITION_FAILED.
+ * with 406 PRECONDITION_FAILED. A held mandatory publish keeps its content
+ * (struct amqp091_tx_return): when the commit finds that it reached no queue,
+ * basic.return 312 NO_ROUTE goes out before tx.commit-ok, as RabbitMQ does;
+ * a rollback drops it with the publish.
  *
- * Owns: the channel's struct amqp091_tx (channel->tx). */
+ * Owns: the channel's struct amqp091_tx (channel->tx) and its returns. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "amqp091_connection.h"
 #include "log.h"
 
+/* A mandatory publish held by the transaction: what its basic.return needs. */
+struct amqp091_tx_return {
+    size_t send; /* its index among the core transaction's sends */
+    char *exchange;
+    char *routing_key;
+    uint8_t *header_payload;
+    size_t header_len;
+    uint8_t *body;
+    size_t body_len;
+};
+
 struct amqp091_tx {
     struct amqp091_channel *channel;
-    struct core_transaction *core; /* the open (or committing) transaction, or NULL */
-    bool committing;               /* tx.commit handed to the core; the input waits */
+    struct core_transaction *core;     /* the open (or committing) transaction, or NULL */
+    bool committing;                   /* tx.commit handed to the core; the input waits */
+    struct amqp091_tx_return *returns; /* the open transaction's mandatory publishes */
+    size_t return_count, return_cap;
 };
+
+static void amqp091_tx_drop_returns(struct amqp091_tx *tx)
+{
+    for (size_t i = 0; i < tx->return_count; i++) {
+        free(tx->returns[i].exchange);
+        free(tx->returns[i].routing_key);
+        free(tx->returns[i].header_payload);
+        free(tx->returns[i].body);
+    }
+    tx->return_count = 0;
+}
+
+static void *amqp091_tx_copy(const void *bytes, size_t len)
+{
+    void *copy = malloc(len ? len : 1);
+    if (copy && len)
+        memcpy(copy, bytes, len);
+    return copy;
+}
+
+/* Keep the content of the channel's mandatory publish, the transaction's
+ * send number `send`. 0, or -1 out of memory. */
+static int amqp091_tx_keep_return(struct amqp091_tx *tx, size_t send)
+{
+    struct amqp091_channel *channel = tx->channel;
+    if (tx->return_count == tx->return_cap) {
+        size_t cap = tx->return_cap ? tx->return_cap * 2 : 8;
+        struct amqp091_tx_return *returns = realloc(tx->returns, cap * sizeof(*returns));
+        if (!returns)
+            return -1;
+        tx->returns = returns;
+        tx->return_cap = cap;
+    }
+    struct amqp091_tx_return r = {
+        .send = send,
+        .exchange = strdup(channel->exchange ? channel->exchange : ""),
+        .routing_key = strdup(channel->routing_key ? channel->routing_key : ""),
+        .header_payload = amqp091_tx_copy(channel->header_payload, channel->header_len),
+        .header_len = channel->header_len,
+        .body = amqp091_tx_copy(channel->body, (size_t)channel->body_size),
+        .body_len = (size_t)channel->body_size,
+    };
+    tx->returns[tx->return_count++] = r;
+    if (!r.exchange || !r.routing_key || !r.header_payload || !r.body)
+        return -1; /* dropped with the others by the channel error */
+    return 0;
+}
+
+/* core_transaction_unroutable_fn: send `send` reached no queue. */
+static void amqp091_tx_unroutable(void *opaque, size_t send)
+{
+    struct amqp091_tx *tx = opaque;
+    struct amqp091_channel *channel = tx->channel;
+    for (size_t i = 0; i < tx->return_count; i++) {
+        struct amqp091_tx_return *r = &tx->returns[i];
+        if (r->send != send)
+            continue;
+        amqp_basic_return_t ret = {
+            .reply_code = AMQP_NO_ROUTE,
+            .reply_text = amqp_cstring_bytes("NO_ROUTE"),
+            .exchange = amqp_cstring_bytes(r->exchange),
+            .routing_key = amqp_cstring_bytes(r->routing_key),
+        };
+        amqp091_send_content(channel->connection, channel->number, AMQP_BASIC_RETURN_METHOD, &ret,
+                             r->header_payload, r->header_len, NULL, r->body, r->body_len);
+        return;
+    }
+}
 
 bool amqp091_tx_mode(const struct amqp091_channel *channel) { return channel->tx != NULL; }
 
@@ -56,6 +141,9 @@ static struct core_transaction *amqp091_tx_open(struct amqp091_channel *channel,
                                       sizeof(err));
     if (!tx->core)
         amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, err, method);
+    else
+        core_transaction_on_unroutable(tx->core, amqp091_tx_unroutable, tx);
+    amqp091_tx_drop_returns(tx); /* of the last one */
     return tx->core;
 }
 
@@ -70,6 +158,10 @@ bool amqp091_tx_publish(struct amqp091_channel *channel, const struct destinatio
         core ? core_transaction_publish(core, destination, message, err, sizeof(err)) : CORE_OK;
     if (rc != CORE_OK)
         amqp091_channel_core_error(channel, rc, err, AMQP_BASIC_PUBLISH_METHOD);
+    else if (core && channel->mandatory &&
+             amqp091_tx_keep_return(channel->tx, core_transaction_send_count(core) - 1) < 0)
+        amqp091_channel_error(channel, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - out of memory",
+                              AMQP_BASIC_PUBLISH_METHOD);
     return true;
 }
 
@@ -94,6 +186,7 @@ static void amqp091_tx_committed(void *opaque, int err, const char *reason)
     tx->core = NULL;
     tx->committing = false;
     connection->waiting--;
+    amqp091_tx_drop_returns(tx); /* the returns due went out already */
     if (err == CORE_OK) {
         amqp_tx_commit_ok_t ok = {0};
         amqp091_send_method(connection, channel->number, AMQP_TX_COMMIT_OK_METHOD, &ok);
@@ -138,6 +231,7 @@ void amqp091_tx_method(struct amqp091_channel *channel, amqp_method_number_t met
         if (tx->core)
             core_transaction_abort(tx->core, true);
         tx->core = NULL;
+        amqp091_tx_drop_returns(tx);
         amqp_tx_rollback_ok_t ok = {0};
         amqp091_send_method(connection, channel->number, AMQP_TX_ROLLBACK_OK_METHOD, &ok);
         return;
@@ -171,6 +265,8 @@ void amqp091_tx_end(struct amqp091_channel *channel)
     }
     if (tx->committing)
         channel->connection->waiting--;
+    amqp091_tx_drop_returns(tx);
+    free(tx->returns);
     free(tx);
     channel->tx = NULL;
 }

@@ -620,6 +620,46 @@ def test_amqp091_tx_commit_writes_at_commit_rollback_writes_nothing(kbridged_fac
         conn.close()
 
 
+def test_amqp091_tx_mandatory_unroutable_is_returned_before_commit_ok(kbridged_factory,
+                                                                        bootstrap):
+    """A mandatory publish held in a transaction that reaches no queue comes
+    back as basic.return 312 NO_ROUTE at the commit, before tx.commit-ok (as
+    RabbitMQ); a routed one is written; a rolled-back one is not returned."""
+    import pika
+    queue, exchange = unique("txret"), unique("txretx")
+    daemon = amqp091_daemon(kbridged_factory, bootstrap)
+    conn = pika_connect(daemon)
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(exchange, exchange_type="direct")
+        ch.queue_declare(queue, durable=True)
+        ch.queue_bind(queue, exchange, routing_key="routed")
+        got = []
+        ch.basic_consume(queue, lambda c, m, p, b: got.append(b.decode()), auto_ack=True)
+        returned = []
+        ch.add_on_return_callback(lambda c, m, p, b: returned.append(
+            (m.reply_code, m.reply_text, m.exchange, m.routing_key, p.correlation_id, b)))
+        ch.tx_select()
+        ch.basic_publish(exchange, "routed", b"kept", mandatory=True)
+        ch.basic_publish(exchange, "nowhere", b"lost?", pika.BasicProperties(correlation_id="r1"),
+                         mandatory=True)
+        ch.basic_publish(exchange, "nowhere", b"dropped")  # not mandatory: no return
+        conn.process_data_events(time_limit=0)
+        assert returned == []  # held: nothing is routed before the commit
+        ch.tx_commit()
+        conn.process_data_events(time_limit=0)  # what arrived before tx.commit-ok
+        assert returned == [(312, "NO_ROUTE", exchange, "nowhere", "r1", b"lost?")]
+        ch.basic_publish(exchange, "nowhere", b"rolled back", mandatory=True)
+        ch.tx_rollback()
+        ch.basic_publish(exchange, "routed", b"after", mandatory=True)
+        ch.tx_commit()
+        drain_until(conn, lambda: len(got) >= 2, 30, "the two routed messages")
+        assert got == ["kept", "after"]
+        assert len(returned) == 1
+    finally:
+        conn.close()
+
+
 def test_amqp091_acks_rolled_back_are_redelivered_committed_are_not(kbridged_factory, bootstrap):
     import pika
     queue = unique("txpikaacks")
