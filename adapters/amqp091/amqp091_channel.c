@@ -461,22 +461,53 @@ struct amqp091_publish {
     uint64_t generation;
     uint64_t tag; /* confirm mode's delivery tag; 0: not confirmed to the client */
     bool mandatory;
-    /* kept for basic.return (mandatory only) */
-    char *exchange;
-    char *routing_key;
-    uint8_t *header_payload;
-    size_t header_len;
-    uint8_t *body;
-    size_t body_len;
+    /* the exchange (for the log line); all of it for basic.return when mandatory */
+    struct amqp091_content content;
 };
 
 static void amqp091_publish_free(struct amqp091_publish *publish)
 {
-    free(publish->exchange);
-    free(publish->routing_key);
-    free(publish->header_payload);
-    free(publish->body);
+    amqp091_content_free(&publish->content);
     free(publish);
+}
+
+void amqp091_content_free(struct amqp091_content *content)
+{
+    free(content->exchange);
+    free(content->routing_key);
+    free(content->header_payload);
+    free(content->body);
+    *content = (struct amqp091_content){0};
+}
+
+void amqp091_channel_take_content(struct amqp091_channel *channel, struct amqp091_content *out,
+                                  bool whole)
+{
+    *out = (struct amqp091_content){.exchange = channel->exchange};
+    channel->exchange = NULL;
+    if (!whole)
+        return;
+    out->routing_key = channel->routing_key;
+    out->header_payload = channel->header_payload;
+    out->header_len = channel->header_len;
+    out->body = channel->body;
+    out->body_len = channel->body_size;
+    channel->routing_key = NULL;
+    channel->header_payload = channel->body = NULL;
+}
+
+void amqp091_send_no_route(struct amqp091_connection *connection, uint16_t channel,
+                           const struct amqp091_content *content)
+{
+    amqp_basic_return_t ret = {
+        .reply_code = AMQP_NO_ROUTE,
+        .reply_text = amqp_cstring_bytes("NO_ROUTE"),
+        .exchange = amqp_cstring_bytes(content->exchange ? content->exchange : ""),
+        .routing_key = amqp_cstring_bytes(content->routing_key ? content->routing_key : ""),
+    };
+    amqp091_send_content(connection, channel, AMQP_BASIC_RETURN_METHOD, &ret,
+                         content->header_payload, content->header_len, NULL, content->body,
+                         content->body_len);
 }
 
 static void amqp091_publish_resume(struct amqp091_connection *connection)
@@ -562,24 +593,16 @@ void amqp091_publish_done(struct connection_publish *base, int result, const cha
     struct amqp091_channel *channel = amqp091_channel_find(connection, publish->channel);
     if (channel && channel->generation == publish->generation && !channel->closing &&
         connection->state == AMQP091_STATE_RUNNING) {
-        if (result == CORE_UNROUTABLE && publish->mandatory) {
-            amqp_basic_return_t ret = {
-                .reply_code = AMQP_NO_ROUTE,
-                .reply_text = amqp_cstring_bytes("NO_ROUTE"),
-                .exchange = amqp_cstring_bytes(publish->exchange),
-                .routing_key = amqp_cstring_bytes(publish->routing_key),
-            };
-            amqp091_send_content(connection, channel->number, AMQP_BASIC_RETURN_METHOD, &ret,
-                                 publish->header_payload, publish->header_len, NULL, publish->body,
-                                 publish->body_len);
-        }
+        if (result == CORE_UNROUTABLE && publish->mandatory)
+            amqp091_send_no_route(connection, channel->number, &publish->content);
         if (publish->tag)
             amqp091_send_confirm(channel, publish->tag,
                                  result == CORE_OK || result == CORE_UNROUTABLE);
         if (result != CORE_OK && result != CORE_UNROUTABLE)
             log_info("amqp091", "%s: channel %u: a message to exchange '%s' was not stored: %s",
                      connection->base.peer, channel->number,
-                     publish->exchange ? publish->exchange : "", reason ? reason : "Kafka error");
+                     publish->content.exchange ? publish->content.exchange : "",
+                     reason ? reason : "Kafka error");
     }
     amqp091_publish_free(publish);
     amqp091_publish_resume(connection); /* a held publish: the base retries it */
@@ -792,17 +815,7 @@ static void amqp091_publish_complete(struct amqp091_channel *channel)
         /* `publish` waits for Kafka (the core never answers inside
          * core_publish): it keeps the exchange for its log line, and a
          * mandatory one the content for a basic.return */
-        publish->exchange = channel->exchange;
-        channel->exchange = NULL;
-        if (publish->mandatory) {
-            publish->routing_key = channel->routing_key;
-            publish->header_payload = channel->header_payload;
-            publish->header_len = channel->header_len;
-            publish->body = channel->body;
-            publish->body_len = channel->body_size;
-            channel->routing_key = NULL;
-            channel->header_payload = channel->body = NULL;
-        }
+        amqp091_channel_take_content(channel, &publish->content, publish->mandatory);
     }
 done:
     free(channel->exchange);

@@ -235,6 +235,26 @@ void amqp091_connection_block_deliveries(struct amqp091_connection *connection, 
 
 /* ---- amqp091_channel.c ----------------------------------------------------------- */
 
+/* A publish's content as a basic.return needs it (owned). */
+struct amqp091_content {
+    char *exchange;
+    char *routing_key;
+    uint8_t *header_payload; /* the content-header frame's payload, as sent */
+    size_t header_len;
+    uint8_t *body;
+    size_t body_len;
+};
+/* Move the channel's assembled publish into `out`: the exchange always; the
+ * routing key, content header and body too when `whole`. The channel is
+ * left without what was moved. */
+void amqp091_channel_take_content(struct amqp091_channel *channel, struct amqp091_content *out,
+                                  bool whole);
+/* Send basic.return 312 NO_ROUTE with `content` on channel `channel`. */
+void amqp091_send_no_route(struct amqp091_connection *connection, uint16_t channel,
+                           const struct amqp091_content *content);
+/* Free what `content` holds and zero it. */
+void amqp091_content_free(struct amqp091_content *content);
+
 /* Publish the held publish again (amqp091_connection_hold_publish): it goes
  * to Kafka, or stays held; input resumes once it went. */
 void amqp091_publish_retry(struct amqp091_connection *connection);

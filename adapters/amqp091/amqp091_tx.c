@@ -25,7 +25,6 @@
  * Owns: the channel's struct amqp091_tx (channel->tx) and its returns. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "amqp091_connection.h"
 #include "log.h"
@@ -33,12 +32,7 @@
 /* A mandatory publish held by the transaction: what its basic.return needs. */
 struct amqp091_tx_return {
     size_t send; /* its index among the core transaction's sends */
-    char *exchange;
-    char *routing_key;
-    uint8_t *header_payload;
-    size_t header_len;
-    uint8_t *body;
-    size_t body_len;
+    struct amqp091_content content;
 };
 
 struct amqp091_tx {
@@ -51,28 +45,15 @@ struct amqp091_tx {
 
 static void amqp091_tx_drop_returns(struct amqp091_tx *tx)
 {
-    for (size_t i = 0; i < tx->return_count; i++) {
-        free(tx->returns[i].exchange);
-        free(tx->returns[i].routing_key);
-        free(tx->returns[i].header_payload);
-        free(tx->returns[i].body);
-    }
+    for (size_t i = 0; i < tx->return_count; i++)
+        amqp091_content_free(&tx->returns[i].content);
     tx->return_count = 0;
 }
 
-static void *amqp091_tx_copy(const void *bytes, size_t len)
-{
-    void *copy = malloc(len ? len : 1);
-    if (copy && len)
-        memcpy(copy, bytes, len);
-    return copy;
-}
-
-/* Keep the content of the channel's mandatory publish, the transaction's
+/* Take the content of the channel's mandatory publish, the transaction's
  * send number `send`. 0, or -1 out of memory. */
 static int amqp091_tx_keep_return(struct amqp091_tx *tx, size_t send)
 {
-    struct amqp091_channel *channel = tx->channel;
     if (tx->return_count == tx->return_cap) {
         size_t cap = tx->return_cap ? tx->return_cap * 2 : 8;
         struct amqp091_tx_return *returns = realloc(tx->returns, cap * sizeof(*returns));
@@ -81,18 +62,9 @@ static int amqp091_tx_keep_return(struct amqp091_tx *tx, size_t send)
         tx->returns = returns;
         tx->return_cap = cap;
     }
-    struct amqp091_tx_return r = {
-        .send = send,
-        .exchange = strdup(channel->exchange ? channel->exchange : ""),
-        .routing_key = strdup(channel->routing_key ? channel->routing_key : ""),
-        .header_payload = amqp091_tx_copy(channel->header_payload, channel->header_len),
-        .header_len = channel->header_len,
-        .body = amqp091_tx_copy(channel->body, (size_t)channel->body_size),
-        .body_len = (size_t)channel->body_size,
-    };
-    tx->returns[tx->return_count++] = r;
-    if (!r.exchange || !r.routing_key || !r.header_payload || !r.body)
-        return -1; /* dropped with the others by the channel error */
+    struct amqp091_tx_return *r = &tx->returns[tx->return_count++];
+    r->send = send;
+    amqp091_channel_take_content(tx->channel, &r->content, true);
     return 0;
 }
 
@@ -100,21 +72,12 @@ static int amqp091_tx_keep_return(struct amqp091_tx *tx, size_t send)
 static void amqp091_tx_unroutable(void *opaque, size_t send)
 {
     struct amqp091_tx *tx = opaque;
-    struct amqp091_channel *channel = tx->channel;
-    for (size_t i = 0; i < tx->return_count; i++) {
-        struct amqp091_tx_return *r = &tx->returns[i];
-        if (r->send != send)
-            continue;
-        amqp_basic_return_t ret = {
-            .reply_code = AMQP_NO_ROUTE,
-            .reply_text = amqp_cstring_bytes("NO_ROUTE"),
-            .exchange = amqp_cstring_bytes(r->exchange),
-            .routing_key = amqp_cstring_bytes(r->routing_key),
-        };
-        amqp091_send_content(channel->connection, channel->number, AMQP_BASIC_RETURN_METHOD, &ret,
-                             r->header_payload, r->header_len, NULL, r->body, r->body_len);
-        return;
-    }
+    for (size_t i = 0; i < tx->return_count; i++)
+        if (tx->returns[i].send == send) {
+            amqp091_send_no_route(tx->channel->connection, tx->channel->number,
+                                  &tx->returns[i].content);
+            return;
+        }
 }
 
 bool amqp091_tx_mode(const struct amqp091_channel *channel) { return channel->tx != NULL; }
