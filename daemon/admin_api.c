@@ -350,30 +350,14 @@ void admin_reply_list_or_one(struct admin_request *req, json_t *list, const char
     admin_reply_new(req, list);
 }
 
-/* The node another node's status record lists connection `name` on (a
- * reference), or NULL. */
+/* The node whose status record lists connection `name` (a new reference),
+ * or NULL: its entry in the cluster view (admin_connection_list) names it. */
 static json_t *admin_connection_node(struct admin_request *req, const char *name)
 {
-    struct admin_nodes nodes;
-    if (admin_nodes_collect(req, NULL, &nodes) < 0)
-        return NULL;
-    json_t *found = NULL;
-    for (size_t i = 0; !found && i < nodes.count; i++) {
-        if (nodes.items[i].local)
-            continue;
-        size_t index;
-        json_t *connection;
-        json_array_foreach(json_object_get(nodes.items[i].record, "connections"), index, connection)
-        {
-            const char *named = json_string_value(json_object_get(connection, "name"));
-            if (named && strcmp(named, name) == 0) {
-                found = json_incref(json_object_get(nodes.items[i].record, "node"));
-                break;
-            }
-        }
-    }
-    admin_nodes_release(&nodes);
-    return found;
+    json_t *list = admin_connection_list(req, NULL, name);
+    json_t *node = json_incref(json_object_get(json_array_get(list, 0), "node"));
+    json_decref(list);
+    return node;
 }
 
 /* DELETE of a connection this node does not have: 409 naming the node
