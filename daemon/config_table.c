@@ -1131,7 +1131,12 @@ const struct config_key config_keys[] = {
         .description = "librdkafka properties for the producer only, set after "
                        "`kafka.properties`. `acks` and `enable.idempotence` are kbridge's "
                        "(`all`, `true`: nothing is confirmed to a client before Kafka has "
-                       "it); other values are refused at start.",
+                       "it); other values are refused at start. kbridge sets `linger.ms` to 1 "
+                       "(librdkafka's default is 5) unless it is set here or in "
+                       "`kafka.properties`: each request, reply and confirmed publish would "
+                       "wait 5 ms for a batch, while under load records batch anyway; set "
+                       "`linger.ms: 5` or more for the most unconfirmed (fire-and-forget) "
+                       "throughput (docs/benchmarks.md).",
     },
     {
         .name = "kafka.consumer",

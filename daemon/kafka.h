@@ -109,6 +109,11 @@ const char *kafka_not_ready_reason(const struct kafka *kafka);
  * config_apply_live keeps them). The config must outlive the layer. */
 void kafka_set_config(struct kafka *kafka, const struct config *config);
 
+/* The running producer's value of librdkafka property `name` (what kbridge
+ * and the config set, else librdkafka's default) into `value` (`size`
+ * bytes). 0, or -1 (unknown property, or it does not fit). */
+int kafka_producer_property(const struct kafka *kafka, const char *name, char *value, size_t size);
+
 /* Queue one record. Copies topic, key, value and headers. partition -1 lets
  * the partitioner choose: by key (kafka.producer `partitioner`, librdkafka's
  * consistent_random by default); a record without a key and with a nonzero

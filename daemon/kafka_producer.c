@@ -214,6 +214,13 @@ int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size)
         if (kafka_conf_set(conf, "kafka.producer", "message.max.bytes", size, err, err_size) < 0)
             goto fail;
     }
+    if (!kafka_config_property(&config->kafka.producer, "linger.ms") &&
+        !kafka_config_property(&config->kafka.properties, "linger.ms") &&
+        !kafka_config_property(&config->kafka.producer, "queue.buffering.max.ms") &&
+        !kafka_config_property(&config->kafka.properties, "queue.buffering.max.ms") &&
+        kafka_conf_set(conf, "kafka.producer", "linger.ms", KAFKA_PRODUCER_LINGER_MS, err,
+                       err_size) < 0)
+        goto fail;
     if (kafka_conf_apply(conf, "kafka.producer", &config->kafka.producer, err, err_size) < 0)
         goto fail;
     /* The contract (architecture §4), set last so nothing overrides it; a config
@@ -245,6 +252,15 @@ int kafka_producer_create(struct kafka *kafka, char *err, size_t err_size)
 fail:
     rd_kafka_conf_destroy(conf);
     return -1;
+}
+
+int kafka_producer_property(const struct kafka *kafka, const char *name, char *value, size_t size)
+{
+    size_t room = size;
+    return kafka->producer && rd_kafka_conf_get(rd_kafka_conf(kafka->producer), name, value,
+                                                &room) == RD_KAFKA_CONF_OK
+               ? 0
+               : -1;
 }
 
 int kafka_produce_on(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,

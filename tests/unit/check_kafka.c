@@ -503,6 +503,42 @@ START_TEST(refuses_settings_that_break_the_delivery_contract)
 }
 END_TEST
 
+/* kbridge's producer lingers 1 ms (KAFKA_PRODUCER_LINGER_MS) unless the
+ * config says otherwise, under either name, in kafka.producer or
+ * kafka.properties. */
+static void assert_linger(const char *yaml, const char *want)
+{
+    struct config *config;
+    char err[512];
+    ck_assert_msg(config_load_string("unit.yaml", yaml, strlen(yaml), &config, err, sizeof(err)) ==
+                      0,
+                  "%s", err);
+    struct event_base *base = event_base_new();
+    struct metrics *metrics = metrics_new();
+    struct kafka *kafka = kafka_new(base, config, metrics, NULL, err, sizeof(err));
+    ck_assert_msg(kafka != NULL, "%s", err);
+    char value[32] = "";
+    ck_assert_int_eq(kafka_producer_property(kafka, "linger.ms", value, sizeof(value)), 0);
+    ck_assert_str_eq(value, want);
+    ck_assert_int_eq(kafka_producer_property(kafka, "no.such.property", value, sizeof(value)), -1);
+    kafka_free(kafka);
+    metrics_free(metrics);
+    config_free(config);
+    event_base_free(base);
+}
+
+START_TEST(producer_lingers_1_ms_unless_configured)
+{
+    assert_linger("node_id: unit\nkafka:\n  bootstrap: embedded\n", "1");
+    assert_linger("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                  "  producer: {linger.ms: \"7\"}\n",
+                  "7");
+    assert_linger("node_id: unit\nkafka:\n  bootstrap: embedded\n"
+                  "  properties: {queue.buffering.max.ms: \"9\"}\n",
+                  "9");
+}
+END_TEST
+
 START_TEST(cleanup_policies_that_compact_are_told_apart)
 {
     ck_assert(kafka_cleanup_policy_compacts("compact"));
@@ -534,6 +570,7 @@ static Suite *kafka_suite(void)
     suite_add_tcase(suite, tc);
     TCase *contract = tcase_create("contract");
     tcase_add_test(contract, refuses_settings_that_break_the_delivery_contract);
+    tcase_add_test(contract, producer_lingers_1_ms_unless_configured);
     tcase_add_test(contract, cleanup_policies_that_compact_are_told_apart);
     suite_add_tcase(suite, contract);
     return suite;
