@@ -1,0 +1,249 @@
+# SPDX-License-Identifier: Apache-2.0
+"""AMQP 1.0 shovels (architecture §15, DESIGN §15) against a real RabbitMQ:
+kbridged as the AMQP 1.0 client (proton's connection driver) of Debian's
+rabbitmq-server with its rabbitmq_amqp1_0 plugin (started once for the file
+by legacy_brokers.py: loopback ports, temporary data dir, stopped also on
+failure). RabbitMQ's queues are filled and read with Qpid Proton's Python
+client over AMQP 1.0; what reached Kafka is read with confluent-kafka from
+the beginning of the kbridge queue's topic to its end offsets, so counts are
+exact (duplicates included).
+
+ActiveMQ is not tested here: Debian's activemq (5.17) has no AMQP transport
+(the activemq-amqp module and proton-j are not packaged)."""
+
+import subprocess
+import threading
+
+import pytest
+import yaml
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+from proton.utils import BlockingConnection
+
+from conftest import KBRIDGED, base_config, metrics, with_admin, wait_for
+from legacy_brokers import RabbitMQ
+from stomp_util import Client
+from test_shovel import (assert_drained, kafka_depth, read_topic, shovel_metric, shovel_status,
+                         uniq)
+
+COUNT = 10_000
+
+
+@pytest.fixture(scope="module")
+def rabbit(tmp_path_factory):
+    broker = RabbitMQ(str(tmp_path_factory.mktemp("shovel-amqp")), name="kbridge-shovel-amqp")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def rabbit_url(broker, password="guest"):
+    return f"amqp://guest:{password}@127.0.0.1:{broker.ports['amqp']}"
+
+
+class Filler(MessagingHandler):
+    """Sends `messages` to `address` on RabbitMQ over AMQP 1.0 (SASL PLAIN),
+    at most `window` without an outcome; done once every one was accepted."""
+
+    def __init__(self, url, address, messages, window=500):
+        super().__init__()
+        self.url, self.address, self.messages, self.window = url, address, messages, window
+        self.sent = self.accepted = 0
+        self.refused = []
+        self.done = threading.Event()
+
+    def on_start(self, event):
+        conn = event.container.connect(self.url, allowed_mechs="PLAIN")
+        event.container.create_sender(conn, self.address)
+
+    def on_sendable(self, event):
+        while (event.sender.credit and self.sent < len(self.messages)
+               and self.sent - self.accepted < self.window):
+            event.sender.send(self.messages[self.sent])
+            self.sent += 1
+
+    def on_accepted(self, event):
+        self.accepted += 1
+        if self.accepted == len(self.messages):
+            self.done.set()
+            event.connection.close()
+        else:
+            self.on_sendable(event)
+
+    def on_rejected(self, event):
+        self.refused.append(event.delivery.remote.condition)
+        self.done.set()
+        event.connection.close()
+
+    def on_transport_error(self, event):
+        self.refused.append(event.transport.condition)
+        self.done.set()
+
+
+def put_in_rabbit(broker, queue, bodies):
+    """Each body as an AMQP 1.0 message with application properties to
+    RabbitMQ's /queue/QUEUE (declared by the plugin); returns once RabbitMQ
+    accepted the last."""
+    messages = [Message(body=body, durable=True, id=f"src-{i}",
+                        properties={"x-seq": i, "origin": "rabbit"})
+                for i, body in enumerate(bodies)]
+    handler = Filler(rabbit_url(broker), f"/queue/{queue}", messages)
+    container = Container(handler)
+    thread = threading.Thread(target=container.run, daemon=True)
+    thread.start()
+    assert handler.done.wait(120), f"{handler.accepted} of {len(bodies)} accepted by RabbitMQ"
+    thread.join(30)
+    assert not handler.refused, handler.refused
+    assert handler.accepted == len(bodies)
+
+
+def amqp_shovel(broker, name, queue, password="guest", **extra):
+    return dict({"name": name,
+                 "source": {"protocol": "amqp", "address": f"127.0.0.1:{broker.ports['amqp']}",
+                            "login": "guest", "passcode": password,
+                            "destination": f"/amq/queue/{queue}"},
+                 "destination": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
+                 "reconnect_delay_initial": "100ms", "reconnect_delay_max": "1s"}, **extra)
+
+
+def test_amqp_shovel_drains_10000_rabbitmq_messages_into_kafka(rabbit, kbridged_factory,
+                                                               bootstrap):
+    queue = f"legacy.{uniq()}"
+    bodies = [f"m-{i:05d}" for i in range(COUNT)]
+    put_in_rabbit(rabbit, queue, bodies)
+    assert rabbit.queue_depth(queue) == COUNT
+    daemon = kbridged_factory(with_admin(base_config(
+        bootstrap, shovels=[amqp_shovel(rabbit, "drain", queue, prefetch=500)])))
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "drain") >= COUNT,
+             120, f"{COUNT} messages moved")
+    wait_for(lambda: rabbit.queue_depth(queue) == 0, 30, "RabbitMQ's queue empty")
+    records = read_topic(bootstrap, queue)
+    assert assert_drained(records, bodies) == 0  # no reconnect, no redelivery
+    assert len(records) == COUNT
+    # one producer: one partition, in RabbitMQ's order
+    assert [r[2] for r in records] == bodies
+    # application properties and the message-id kept as for any AMQP publish
+    first = records[0][3]
+    assert first["x-seq"] == "0" and first["origin"] == "rabbit"
+    assert first["message-id"] == "src-0"
+    assert records[-1][3]["x-seq"] == str(COUNT - 1)
+
+    status = shovel_status(daemon, "drain")
+    assert status["state"] == "running"
+    assert status["messages_moved"] == COUNT
+    assert status["duplicates"] == 0
+    assert status["source"] == f"amqp://127.0.0.1:{rabbit.ports['amqp']}/amq/queue/{queue}"
+    assert status["destination"] == f"kbridge:/queue/{queue}"
+    assert status["last_error"] is None
+    m = metrics(daemon)
+    assert m['kbridge_shovel_state{shovel="drain",state="running"}'] == 1
+    assert m['kbridge_shovel_messages_total{shovel="drain"}'] == COUNT
+
+
+def test_amqp_shovel_loses_nothing_across_kill_9(rabbit, kbridged_factory, bootstrap):
+    queue = f"legacy.{uniq()}"
+    bodies = [f"k-{i:05d}" for i in range(COUNT)]
+    put_in_rabbit(rabbit, queue, bodies)
+    config = with_admin(base_config(bootstrap, shovels=[amqp_shovel(rabbit, "kill", queue)]))
+    first = kbridged_factory(config, name="first")
+    moved = wait_for(lambda: shovel_metric(first, "kbridge_shovel_messages_total", "kill") >= 2000
+                     and shovel_metric(first, "kbridge_shovel_messages_total", "kill"),
+                     120, "2000 messages moved")
+    first.kill()  # what had no `accepted` stays with RabbitMQ
+    assert moved < COUNT, "the shovel finished before the kill; the test needs it mid-way"
+    second = kbridged_factory(config, name="second")
+    wait_for(lambda: rabbit.queue_depth(queue) == 0, 120, "RabbitMQ's queue drained")
+    wait_for(lambda: shovel_metric(second, "kbridge_shovel_messages_total", "kill")
+             + moved >= COUNT, 60, "the second shovel's count")
+    records = read_topic(bootstrap, queue)
+    duplicates = assert_drained(records, bodies)
+    # a duplicate is a message Kafka had whose `accepted` RabbitMQ never saw:
+    # it came back marked as a redelivery, which the second shovel counted
+    redelivered = shovel_metric(second, "kbridge_shovel_duplicates_total", "kill")
+    assert duplicates <= redelivered
+    print(f"kill -9 after {moved} moved: {len(records)} records for {COUNT} messages, "
+          f"{duplicates} duplicates, {redelivered} redelivered by RabbitMQ")
+    assert shovel_status(second, "kill")["state"] == "running"
+
+
+def test_amqp_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factory, bootstrap,
+                                                        tmp_path):
+    queue = f"out.{uniq()}"
+    legacy = f"legacy.{uniq()}"
+    passcode = tmp_path / "rabbit-passcode"
+    passcode.write_text("guest\n")  # the first line is the passcode (read on a worker)
+    shovel = {"name": "back", "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
+              "destination": {"protocol": "amqp",
+                              "address": f"127.0.0.1:{rabbit.ports['amqp']}",
+                              "login": "guest", "passcode_file": str(passcode),
+                              "destination": f"/queue/{legacy}"},
+              "prefetch": 50}
+    daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
+    wait_for(lambda: shovel_status(daemon, "back")["state"] == "running", 30, "shovel running")
+    client = Client(daemon)
+    try:
+        for i in range(500):
+            client.send(f"/queue/{queue}", f"b-{i:04d}", headers={"x-seq": str(i)},
+                        receipt=f"r{i}" if i == 499 else None)
+        client.wait_receipt("r499")
+    finally:
+        client.conn.disconnect()
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "back") >= 500, 60,
+             "500 messages moved into RabbitMQ")
+    assert rabbit.queue_depth(legacy) == 500
+
+    conn = BlockingConnection(rabbit_url(rabbit), allowed_mechs="PLAIN", timeout=30)
+    try:
+        receiver = conn.create_receiver(f"/amq/queue/{legacy}", credit=500)
+        got = []
+        for _ in range(500):
+            got.append(receiver.receive(timeout=30))
+            receiver.accept()
+    finally:
+        conn.close()
+    # a STOMP SEND's body is bytes: an AMQP data section
+    assert [bytes(m.body) for m in got] == [f"b-{i:04d}".encode() for i in range(500)]
+    assert [m.properties["x-seq"] for m in got] == [str(i) for i in range(500)]
+    status = shovel_status(daemon, "back")
+    assert status["messages_moved"] == 500
+    assert status["destination"] == f"amqp://127.0.0.1:{rabbit.ports['amqp']}/queue/{legacy}"
+    # every kbridge delivery was settled after RabbitMQ's `accepted`: the
+    # queue's group commits up to the end offsets
+    wait_for(lambda: kafka_depth(bootstrap, f"kbridge.q.{queue}", queue) == 0, 30,
+             "the kbridge queue's group committed everything")
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unknown queue"])
+def test_amqp_shovel_shows_the_error_and_retries(rabbit, kbridged_factory, bootstrap, case):
+    queue = f"missing.{uniq()}"
+    shovel = amqp_shovel(rabbit, "broken", queue,
+                         password="not-the-password" if case == "wrong password" else "guest")
+    daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_reconnects_total", "broken") >= 2, 30,
+             "two reconnects")
+    status = shovel_status(daemon, "broken")
+    assert status["state"] == "connecting", status
+    if case == "wrong password":
+        assert "unauthorized-access" in status["last_error"], status
+    else:
+        assert "amqp:not-found" in status["last_error"], status
+        assert queue in status["last_error"], status
+    assert status["messages_moved"] == 0
+
+
+@pytest.mark.parametrize("address,words", [
+    ("rabbit.example:5672", "is not IP:PORT"),
+    ("127.0.0.1", "is not IP:PORT"),
+])
+def test_amqp_shovel_refuses_a_host_name(tmp_path, address, words):
+    shovel = {"name": "a", "source": {"protocol": "amqp", "address": address,
+                                      "destination": "q"},
+              "destination": {"protocol": "kbridge", "destination": "/queue/x"}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(base_config("127.0.0.1:9", shovels=[shovel])))
+    result = subprocess.run([KBRIDGED, "--check-config", str(path)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0
+    assert "shovels[0].source.address" in result.stderr and words in result.stderr, result.stderr
