@@ -1310,8 +1310,7 @@ static bool config_is_ip_port(const char *text)
         return false;
     if (address.ss_family == AF_INET)
         return ((const struct sockaddr_in *)&address)->sin_port != 0;
-    return address.ss_family == AF_INET6 &&
-           ((const struct sockaddr_in6 *)&address)->sin6_port != 0;
+    return address.ss_family == AF_INET6 && ((const struct sockaddr_in6 *)&address)->sin6_port != 0;
 }
 
 /* One end of a shovel, at `end_path` ("shovels[0].source"): a kbridge

@@ -79,8 +79,8 @@ enum amqp_shovel_phase {
 struct amqp_shovel_publish {
     struct amqp_shovel_publish *next, *prev;
     struct amqp_shovel *shovel;
-    uint64_t connection;      /* the connection its transfer came on */
-    pn_delivery_t *delivery;  /* valid while that connection is the current one */
+    uint64_t connection;     /* the connection its transfer came on */
+    pn_delivery_t *delivery; /* valid while that connection is the current one */
 };
 
 /* The passcode_file read on a worker thread. */
@@ -274,8 +274,8 @@ static void amqp_shovel_published(void *opaque, int err, const char *reason)
     struct amqp_shovel_publish *publish = opaque;
     struct amqp_shovel *shovel = publish->shovel;
     amqp_shovel_publish_unlink(shovel, publish);
-    bool current = publish->connection == shovel->connection && publish->delivery &&
-                   shovel->driver_ok;
+    bool current =
+        publish->connection == shovel->connection && publish->delivery && shovel->driver_ok;
     pn_delivery_t *delivery = publish->delivery;
     free(publish);
     if (!current)
@@ -505,9 +505,9 @@ static void amqp_shovel_on_outcome(struct amqp_shovel *shovel, pn_delivery_t *de
     default: break; /* accepted, or settled without an outcome (the default: accepted) */
     }
     bool settles = shovel->subscription && core_subscription_settles(shovel->subscription);
-    if (shovel->subscription && (!settles || !id ||
-                                 core_settle(shovel->subscription, id, outcome,
-                                             reason[0] ? reason : NULL) == CORE_OK)) {
+    if (shovel->subscription &&
+        (!settles || !id ||
+         core_settle(shovel->subscription, id, outcome, reason[0] ? reason : NULL) == CORE_OK)) {
         if (outcome == QUEUE_ACCEPT) {
             shovel_status_moved(shovel->status);
             shovel_backoff_reset(&shovel->settings); /* it works again */
@@ -613,14 +613,13 @@ static void amqp_shovel_dispatch(struct amqp_shovel *shovel, pn_event_t *event)
         break;
     case PN_CONNECTION_REMOTE_CLOSE:
         amqp_shovel_condition_text(pn_connection_remote_condition(pn_event_connection(event)),
-                                   "the broker closed the connection", "no condition given",
-                                   text, sizeof(text));
+                                   "the broker closed the connection", "no condition given", text,
+                                   sizeof(text));
         amqp_shovel_lost(shovel, text);
         break;
     case PN_TRANSPORT_ERROR:
         amqp_shovel_condition_text(pn_transport_condition(pn_event_transport(event)),
-                                   shovel->settings.address, "transport error", text,
-                                   sizeof(text));
+                                   shovel->settings.address, "transport error", text, sizeof(text));
         amqp_shovel_lost(shovel, text);
         break;
     default: break;
@@ -771,11 +770,10 @@ static void amqp_shovel_on_event(struct bufferevent *bev, short what, void *arg)
         }
         snprintf(text, sizeof(text), "%s closed the connection", shovel->settings.address);
     } else if (what & BEV_EVENT_TIMEOUT) {
-        snprintf(text, sizeof(text), "%s: no %s within the time allowed",
-                 shovel->settings.address,
-                 (what & BEV_EVENT_WRITING)                   ? "progress writing or connecting"
+        snprintf(text, sizeof(text), "%s: no %s within the time allowed", shovel->settings.address,
+                 (what & BEV_EVENT_WRITING)             ? "progress writing or connecting"
                  : shovel->phase == AMQP_SHOVEL_OPENING ? "SASL outcome, open or attach"
-                                                              : "frame");
+                                                        : "frame");
     } else {
         snprintf(text, sizeof(text), "connection to %s failed: %s", shovel->settings.address,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -835,9 +833,9 @@ static void amqp_shovel_read_passcode(struct amqp_shovel *shovel)
         job->path = strdup(shovel->settings.passcode_file);
     if (job && job->path && shovel->adapter->base.context.workers) {
         job->shovel = shovel;
-        shovel->passcode_job = worker_submit(shovel->adapter->base.context.workers,
-                                             amqp_shovel_passcode_work,
-                                             amqp_shovel_passcode_done, job);
+        shovel->passcode_job =
+            worker_submit(shovel->adapter->base.context.workers, amqp_shovel_passcode_work,
+                          amqp_shovel_passcode_done, job);
         if (shovel->passcode_job)
             return;
     }
@@ -962,8 +960,8 @@ static struct amqp_shovel *amqp_shovel_new(struct amqp_adapter *adapter,
         amqp_shovel_free(shovel);
         return NULL;
     }
-    if (address_parse(&amqp_addresses, shovel->settings.kbridge_text,
-                      &shovel->kbridge_destination, reason, sizeof(reason)) < 0 ||
+    if (address_parse(&amqp_addresses, shovel->settings.kbridge_text, &shovel->kbridge_destination,
+                      reason, sizeof(reason)) < 0 ||
         shovel->kbridge_destination.wildcard) {
         snprintf(err, err_size, "shovels %s: kbridge destination %s: %s", config->name,
                  shovel->settings.kbridge_text,
@@ -1001,9 +999,8 @@ int amqp_shovels_start(struct amqp_adapter *adapter, struct amqp_shovel **list, 
             return -1;
         shovel->next = *list;
         *list = shovel;
-        log_info("shovel", "%s: %s -> %s over AMQP 1.0, prefetch %" PRIu32,
-                 shovel->settings.name, shovel->status->source, shovel->status->destination,
-                 shovel->settings.prefetch);
+        log_info("shovel", "%s: %s -> %s over AMQP 1.0, prefetch %" PRIu32, shovel->settings.name,
+                 shovel->status->source, shovel->status->destination, shovel->settings.prefetch);
         amqp_shovel_connect(shovel);
     }
     return 0;
@@ -1013,8 +1010,7 @@ void amqp_shovels_drain(struct amqp_shovel *list)
 {
     for (struct amqp_shovel *shovel = list; shovel; shovel = shovel->next) {
         event_del(shovel->retry_timer);
-        if (shovel->settings.to_kbridge && shovel->driver_ok &&
-            shovel->phase == AMQP_SHOVEL_OPEN) {
+        if (shovel->settings.to_kbridge && shovel->driver_ok && shovel->phase == AMQP_SHOVEL_OPEN) {
             /* no detach: the broker would refuse outcomes on a detached link;
              * no more credit, and transfers arriving now stay unsettled */
             shovel->phase = AMQP_SHOVEL_DRAINING;

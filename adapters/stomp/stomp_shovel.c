@@ -203,8 +203,8 @@ static void shovel_published(void *opaque, int err, const char *reason)
         /* else: its connection is gone; the broker redelivers it (a duplicate) */
     } else if (current) {
         char error[SHOVEL_ERROR_MAX];
-        snprintf(error, sizeof(error), "Kafka refused a message for %s: %s", shovel->settings.kbridge_text,
-                 reason ? reason : "no reason given");
+        snprintf(error, sizeof(error), "Kafka refused a message for %s: %s",
+                 shovel->settings.kbridge_text, reason ? reason : "no reason given");
         shovel_blocked(shovel, error); /* unacknowledged messages come back after the reconnect */
     }
     free(publish);
@@ -281,8 +281,8 @@ static void shovel_on_message(struct stomp_shovel *shovel, const struct stomp_fr
         shovel_publish_unlink(shovel, publish);
         free(publish);
         char error[SHOVEL_ERROR_MAX];
-        snprintf(error, sizeof(error), "kbridge refused a message for %s: %s", shovel->settings.kbridge_text,
-                 err[0] ? err : "refused");
+        snprintf(error, sizeof(error), "kbridge refused a message for %s: %s",
+                 shovel->settings.kbridge_text, err[0] ? err : "refused");
         shovel_blocked(shovel, error);
     }
 }
@@ -372,8 +372,8 @@ static void shovel_subscription_failed(void *opaque, int error, const char *reas
 {
     struct stomp_shovel *shovel = opaque;
     char text[SHOVEL_ERROR_MAX];
-    snprintf(text, sizeof(text), "the subscription to %s failed (%d): %s", shovel->settings.kbridge_text,
-             error, reason ? reason : "no reason given");
+    snprintf(text, sizeof(text), "the subscription to %s failed (%d): %s",
+             shovel->settings.kbridge_text, error, reason ? reason : "no reason given");
     shovel_blocked(shovel, text);
 }
 
@@ -418,8 +418,8 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
     uint32_t sx = 0, sy = 0;
     const char *heartbeat = stomp_frame_header_value(frame, "heart-beat");
     struct timeval *read_timeout = NULL, tv;
-    if (shovel->settings.heartbeat_ms > 0 && heartbeat && stomp_heartbeat_parse(heartbeat, &sx, &sy) == 0 &&
-        sx > 0) {
+    if (shovel->settings.heartbeat_ms > 0 && heartbeat &&
+        stomp_heartbeat_parse(heartbeat, &sx, &sy) == 0 && sx > 0) {
         uint64_t interval = sx > shovel->settings.heartbeat_ms ? sx : shovel->settings.heartbeat_ms;
         uint64_t limit = 3 * interval;
         tv = (struct timeval){(time_t)(limit / 1000), (suseconds_t)((limit % 1000) * 1000)};
@@ -456,7 +456,8 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
                                           &handlers, shovel, &code, err, sizeof(err));
     if (!shovel->subscription) {
         char text[SHOVEL_ERROR_MAX];
-        snprintf(text, sizeof(text), "cannot subscribe to %s: %s", shovel->settings.kbridge_text, err);
+        snprintf(text, sizeof(text), "cannot subscribe to %s: %s", shovel->settings.kbridge_text,
+                 err);
         shovel_blocked(shovel, text);
     }
 }
@@ -657,9 +658,9 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
         return NULL;
     }
     shovel->adapter = adapter;
-    const struct config_shovel_end *kbridge =
-        strcmp(config->destination.protocol, "kbridge") == 0 ? &config->destination
-                                                             : &config->source;
+    const struct config_shovel_end *kbridge = strcmp(config->destination.protocol, "kbridge") == 0
+                                                  ? &config->destination
+                                                  : &config->source;
     if (shovel_settings_copy(&shovel->settings, config, err, err_size) < 0) {
         free(shovel);
         return NULL;
@@ -717,8 +718,8 @@ int stomp_shovels_start(struct stomp_adapter *adapter, struct stomp_shovel **lis
             return -1;
         shovel->next = *list;
         *list = shovel;
-        log_info("shovel", "%s: %s -> %s, prefetch %" PRIu32, shovel->settings.name, shovel->status->source,
-                 shovel->status->destination, shovel->settings.prefetch);
+        log_info("shovel", "%s: %s -> %s, prefetch %" PRIu32, shovel->settings.name,
+                 shovel->status->source, shovel->status->destination, shovel->settings.prefetch);
         shovel_connect(shovel);
     }
     return 0;
