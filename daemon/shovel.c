@@ -34,8 +34,9 @@ const char *shovel_state_name(enum shovel_state state)
 void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
                      size_t out_size)
 {
-    if (address)
-        snprintf(out, out_size, "%s://%s%s", protocol, address, destination ? destination : "");
+    if (address) /* an AMQP address may lack the leading slash ("orders"): add one */
+        snprintf(out, out_size, "%s://%s%s%s", protocol, address,
+                 destination && destination[0] != '/' ? "/" : "", destination ? destination : "");
     else
         snprintf(out, out_size, "%s:%s", protocol, destination ? destination : "");
 }

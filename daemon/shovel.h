@@ -72,7 +72,8 @@ void shovel_status_reconnect(struct shovel_status *status);
 
 /* "running", "connecting", "blocked" (static). */
 const char *shovel_state_name(enum shovel_state state);
-/* A shovel end as text: "kbridge:/queue/x" or "stomp://HOST:PORT/queue/x". */
+/* A shovel end as text: "kbridge:/queue/x", "stomp://HOST:PORT/queue/x",
+ * "amqp://HOST:PORT/orders" (a slash added before an address without one). */
 void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
                      size_t out_size);
 
