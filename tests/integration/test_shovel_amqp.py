@@ -16,12 +16,12 @@ import threading
 
 import pytest
 import yaml
-from proton import Message
+from proton import Condition, Message
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 from proton.utils import BlockingConnection
 
-from conftest import KBRIDGED, base_config, metrics, with_admin, wait_for
+from conftest import KBRIDGED, base_config, free_port, metrics, with_admin, wait_for
 from legacy_brokers import RabbitMQ
 from stomp_util import Client
 from test_shovel import (assert_drained, kafka_depth, read_topic, shovel_metric, shovel_status,
@@ -252,3 +252,91 @@ def test_amqp_shovel_refuses_a_host_name(tmp_path, address, words):
                             text=True, timeout=30)
     assert result.returncode != 0
     assert "shovels[0].source.address" in result.stderr and words in result.stderr, result.stderr
+
+
+class OutcomeBroker(MessagingHandler):
+    """A loopback AMQP 1.0 'broker' (Qpid Proton's Python container listening,
+    SASL ANONYMOUS) that takes transfers on any address and answers each
+    with the outcome its body asks for: `reject-*` rejected with a
+    condition, `release-*` released the first time (accepted when it comes
+    again), anything else accepted. Records (address, body) in order."""
+
+    def __init__(self, port):
+        super().__init__(auto_accept=False)
+        self.listen_url = f"127.0.0.1:{port}"
+        self.received = []
+        self.released = set()
+        self.ready = threading.Event()
+
+    def on_start(self, event):
+        event.container.listen(self.listen_url)
+        self.ready.set()
+
+    def on_message(self, event):
+        body = bytes(event.message.body).decode()
+        self.received.append((event.link.remote_target.address, body))
+        if body.startswith("reject-"):
+            event.delivery.local.condition = Condition("amqp:precondition-failed",
+                                                       f"{body} is not wanted here")
+            self.reject(event.delivery)
+        elif body.startswith("release-") and body not in self.released:
+            self.released.add(body)
+            self.release(event.delivery, delivered=False)
+        else:
+            self.accept(event.delivery)
+
+
+def test_amqp_shovel_maps_the_broker_outcomes_to_kbridge(kbridged_factory, bootstrap):
+    port = free_port()
+    broker = OutcomeBroker(port)
+    container = Container(broker)
+    container.allowed_mechs = "ANONYMOUS"
+    thread = threading.Thread(target=container.run, daemon=True)
+    thread.start()
+    assert broker.ready.wait(10)
+    try:
+        queue = f"out.{uniq()}"
+        shovel = {"name": "outcomes",
+                  "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
+                  # ActiveMQ's spelling: a bare name
+                  "destination": {"protocol": "amqp", "address": f"127.0.0.1:{port}",
+                                  "destination": "orders"},
+                  "prefetch": 1}  # one at a time: the broker's order is the queue's
+        daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
+        wait_for(lambda: shovel_status(daemon, "outcomes")["state"] == "running", 30,
+                 "shovel running")
+        bodies = ["a-1", "release-2", "reject-3", "a-4"]
+        client = Client(daemon)
+        try:
+            for i, body in enumerate(bodies):
+                client.send(f"/queue/{queue}", body,
+                            receipt="last" if i == len(bodies) - 1 else None)
+            client.wait_receipt("last")
+        finally:
+            client.conn.disconnect()
+        # accepted: a-1, release-2 (the second time), a-4; rejected: reject-3
+        wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "outcomes") >= 3,
+                 30, "three messages accepted by the broker")
+        got = [body for _, body in broker.received]
+        assert sorted(got) == sorted(bodies + ["release-2"]), got
+        assert got.count("release-2") == 2  # released: kbridge delivered it again
+        assert all(address == "orders" for address, _ in broker.received)
+        # rejected: dead-lettered in kbridge with the broker's condition as the reason
+        def dead_letters():
+            try:
+                return read_topic(bootstrap, f"{queue}.DLQ") or None
+            except (KeyError, AssertionError):  # not created yet
+                return None
+
+        dead = wait_for(dead_letters, 30, "the dead letter in Kafka")
+        assert [r[2] for r in dead] == ["reject-3"]
+        reason = dead[0][3]["kbridge-dlq-reason"]
+        assert "amqp:precondition-failed" in reason and "reject-3 is not wanted here" in reason
+        wait_for(lambda: kafka_depth(bootstrap, f"kbridge.q.{queue}", queue) == 0, 30,
+                 "the kbridge queue's group committed everything")
+        status = shovel_status(daemon, "outcomes")
+        assert status["messages_moved"] == 3
+        assert status["destination"] == f"amqp://127.0.0.1:{port}/orders"
+    finally:
+        container.stop()
+        thread.join(10)
