@@ -187,8 +187,10 @@ static void amqp_shovel_lost(struct amqp_shovel *shovel, const char *error)
         shovel->driver_ok = false;
     }
     shovel->link = NULL;
-    evtimer_del(shovel->tick_timer);
-    event_del(shovel->process_event);
+    if (shovel->tick_timer)
+        evtimer_del(shovel->tick_timer);
+    if (shovel->process_event)
+        event_del(shovel->process_event);
     shovel->connection++; /* confirmations of the old connection's publishes settle nothing */
     if (shovel->phase == AMQP_SHOVEL_STOPPED || shovel->phase == AMQP_SHOVEL_DRAINING) {
         shovel->phase = AMQP_SHOVEL_STOPPED;
@@ -571,7 +573,9 @@ static void amqp_shovel_on_attached(struct amqp_shovel *shovel)
         amqp_shovel_blocked(shovel, text);
         return;
     }
-    shovel->subscription_blocked = true; /* core_subscribe starts blocked until ready */
+    /* the core's own gate holds deliveries until ready; ours (core_subscription_block)
+     * starts open: close it until the subscription is ready and the broker gives credit */
+    shovel->subscription_blocked = false;
     amqp_shovel_update_block(shovel);
 }
 
