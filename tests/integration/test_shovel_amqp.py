@@ -11,6 +11,7 @@ exact (duplicates included).
 ActiveMQ is not tested here: Debian's activemq (5.17) has no AMQP transport
 (the activemq-amqp module and proton-j are not packaged)."""
 
+import socket
 import subprocess
 import threading
 
@@ -340,3 +341,88 @@ def test_amqp_shovel_maps_the_broker_outcomes_to_kbridge(kbridged_factory, boots
     finally:
         container.stop()
         thread.join(10)
+
+
+def test_amqp_shovel_reconnects_when_rabbitmq_restarts(rabbit, kbridged_factory, bootstrap):
+    queue = f"legacy.{uniq()}"
+    before = [f"a-{i:04d}" for i in range(1000)]
+    after = [f"z-{i:04d}" for i in range(1000)]
+    put_in_rabbit(rabbit, queue, before)
+    daemon = kbridged_factory(with_admin(base_config(
+        bootstrap, shovels=[amqp_shovel(rabbit, "bounce", queue)])))
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "bounce") >= 1000,
+             60, "the first 1000 moved")
+    rabbit.stop(keep_epmd=True)
+    try:
+        status = wait_for(lambda: (lambda s: s if s["state"] == "connecting" else None)(
+            shovel_status(daemon, "bounce")), 30, "shovel connecting")
+        assert status["last_error"]
+        wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_reconnects_total", "bounce") >= 1,
+                 30, "a reconnect attempt")
+    finally:
+        rabbit.start()
+    # the plugin's /queue/NAME is not durable: the restart dropped the (empty) queue,
+    # and the shovel retries with amqp:not-found until the next send declares it again
+    put_in_rabbit(rabbit, queue, after)
+    wait_for(lambda: shovel_status(daemon, "bounce")["state"] == "running", 60,
+             "shovel running again")
+    wait_for(lambda: shovel_metric(daemon, "kbridge_shovel_messages_total", "bounce") >= 2000,
+             60, "all 2000 moved")
+    wait_for(lambda: rabbit.queue_depth(queue) == 0, 30, "RabbitMQ's queue empty")
+    assert_drained(read_topic(bootstrap, queue), before + after)
+
+
+class SilentPeer:
+    """A loopback TCP 'broker' that accepts and reads but never answers: no
+    SASL outcome, no open. Counts the connections it accepted."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.sockets = []
+        self.first_bytes = []
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.sockets.append(conn)
+            conn.settimeout(5)
+            try:
+                self.first_bytes.append(conn.recv(8))
+            except OSError:
+                self.first_bytes.append(b"")
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        for s in self.sockets + [self.server]:
+            s.close()
+
+
+def test_amqp_shovel_drops_a_silent_peer_and_reconnects(kbridged_factory, bootstrap):
+    peer = SilentPeer()
+    try:
+        shovel = {"name": "silent",
+                  "source": {"protocol": "amqp", "address": f"127.0.0.1:{peer.port}",
+                             "destination": "q"},
+                  "destination": {"protocol": "kbridge", "destination": "/queue/silent"},
+                  "connect_timeout": "300ms",
+                  "reconnect_delay_initial": "100ms", "reconnect_delay_max": "200ms"}
+        daemon = kbridged_factory(with_admin(base_config(bootstrap, shovels=[shovel])))
+        wait_for(lambda: len(peer.first_bytes) >= 2, 30, "a second connection after the silence")
+        assert peer.first_bytes[0] == b"AMQP\x03\x01\x00\x00"  # the SASL layer's header
+        status = shovel_status(daemon, "silent")
+        assert status["state"] == "connecting"
+        assert "no SASL outcome, open or attach within the time allowed" in status["last_error"]
+        assert shovel_metric(daemon, "kbridge_shovel_reconnects_total", "silent") >= 1
+    finally:
+        peer.close()
