@@ -32,6 +32,7 @@ struct sockaddr;
 struct adapter;
 struct bufferevent;
 struct shovel_table;
+struct worker_pool;
 
 /* What an adapter gets from the server; valid for the adapter's lifetime. */
 struct adapter_context {
@@ -42,6 +43,9 @@ struct adapter_context {
     /* The shovels' status table (daemon/shovel.h): an adapter running the
      * shovels of its protocol (`shovels:` in the config) reports there. */
     struct shovel_table *shovels;
+    /* The server's worker pool (daemon/worker.h): for what must not run on
+     * the loop (a shovel's passcode_file). */
+    struct worker_pool *workers;
 };
 
 /* What a detector makes of a connection's first bytes. */

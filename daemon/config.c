@@ -24,7 +24,9 @@
 #include "config_table.h"
 
 #include <errno.h>
+#include <event2/util.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1299,6 +1301,18 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
     return 0;
 }
 
+/* "IP:PORT" or "[IPv6]:PORT" with a port, parsed without a lookup. */
+static bool config_is_ip_port(const char *text)
+{
+    struct sockaddr_storage address;
+    int length = (int)sizeof(address);
+    if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&address, &length) != 0)
+        return false;
+    if (address.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&address)->sin_port != 0;
+    return address.ss_family == AF_INET6 && ((const struct sockaddr_in6 *)&address)->sin6_port != 0;
+}
+
 /* One end of a shovel, at `end_path` ("shovels[0].source"): a kbridge
  * destination or a legacy broker, with the keys its protocol needs. */
 static int config_check_shovel_end(struct config_parse *parse, size_t line, const char *end_path,
@@ -1307,17 +1321,13 @@ static int config_check_shovel_end(struct config_parse *parse, size_t line, cons
     char key_path[CONFIG_PATH_MAX];
     if (end->protocol == NULL)
         return config_fail(parse, line, end_path,
-                           "has no protocol: kbridge, or stomp for a legacy broker");
-    if (strcmp(end->protocol, "amqp") == 0) {
+                           "has no protocol: kbridge, or stomp or amqp for a legacy broker");
+    bool kbridge = strcmp(end->protocol, "kbridge") == 0;
+    bool amqp = strcmp(end->protocol, "amqp") == 0;
+    if (!kbridge && !amqp && strcmp(end->protocol, "stomp") != 0) {
         snprintf(key_path, sizeof(key_path), "%s.protocol", end_path);
         return config_fail(parse, line, key_path,
-                           "amqp shovels are not built yet: use stomp (RabbitMQ's STOMP plugin, "
-                           "ActiveMQ's STOMP connector)");
-    }
-    bool kbridge = strcmp(end->protocol, "kbridge") == 0;
-    if (!kbridge && strcmp(end->protocol, "stomp") != 0) {
-        snprintf(key_path, sizeof(key_path), "%s.protocol", end_path);
-        return config_fail(parse, line, key_path, "%s is not a shovel protocol (kbridge, stomp)",
+                           "%s is not a shovel protocol (kbridge, stomp, amqp)",
                            config_quote(end->protocol).text);
     }
     snprintf(key_path, sizeof(key_path), "%s.destination", end_path);
@@ -1328,7 +1338,7 @@ static int config_check_shovel_end(struct config_parse *parse, size_t line, cons
         return config_fail(parse, line, key_path,
                            "%s is not a kbridge destination: /queue/NAME or /topic/NAME",
                            config_quote(end->destination).text);
-    if (!kbridge && strncmp(end->destination, "/", 1) != 0)
+    if (!kbridge && !amqp && strncmp(end->destination, "/", 1) != 0)
         return config_fail(parse, line, key_path,
                            "%s is not a STOMP destination such as /queue/NAME",
                            config_quote(end->destination).text);
@@ -1347,6 +1357,14 @@ static int config_check_shovel_end(struct config_parse *parse, size_t line, cons
     if (!kbridge && end->address == NULL) {
         snprintf(key_path, sizeof(key_path), "%s.address", end_path);
         return config_fail(parse, line, key_path, "is required: the broker's host:port");
+    }
+    if (amqp && !config_is_ip_port(end->address)) {
+        /* the AMQP shovel connects without a name lookup (nothing blocks the loop) */
+        snprintf(key_path, sizeof(key_path), "%s.address", end_path);
+        return config_fail(parse, line, key_path,
+                           "%s is not IP:PORT: an amqp shovel takes an IP address "
+                           "(127.0.0.1:5672, [::1]:5672), not a host name",
+                           config_quote(end->address).text);
     }
     if (end->passcode && end->passcode_file) {
         snprintf(key_path, sizeof(key_path), "%s.passcode_file", end_path);

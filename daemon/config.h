@@ -92,15 +92,15 @@ struct config_vhost {
 
 /* One end of a shovel (architecture §15): kbridge itself (`protocol:
  * kbridge`, a destination /queue/NAME or /topic/NAME) or a legacy broker
- * kbridged connects to as a client (`protocol: stomp`). */
+ * kbridged connects to as a client (`protocol: stomp` or `amqp`). */
 struct config_shovel_end {
-    char *protocol;      /* "kbridge" or "stomp" ("amqp" is refused: not built yet) */
-    char *address;       /* legacy: "host:port" */
-    char *host;          /* legacy STOMP: the CONNECT host (vhost), default "/" */
+    char *protocol;      /* "kbridge", "stomp" or "amqp" */
+    char *address;       /* legacy: "host:port" (amqp: an IP address, checked) */
+    char *host;          /* legacy: STOMP CONNECT host (vhost), default "/"; AMQP open hostname */
     char *login;         /* legacy: NULL: none */
     char *passcode;      /* legacy: NULL: none (or passcode_file) */
     char *passcode_file; /* legacy: a file whose first line is the passcode */
-    char *destination;   /* "/queue/x", "/topic/x" */
+    char *destination;   /* "/queue/x", "/topic/x"; AMQP: the broker's address */
 };
 
 /* One entry of `shovels` (config_finish_shovel checked that exactly one end

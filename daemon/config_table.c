@@ -747,9 +747,9 @@ static const struct config_key shovel_keys[] = {
         .max = 16,
         .default_doc = "none: required",
         .description =
-            "`kbridge` (this kbridged: `destination` only) or `stomp` (a legacy broker kbridged "
-            "connects to as a STOMP 1.2 client). Exactly one end of a shovel is "
-            "`kbridge`. `amqp` (AMQP 1.0) is refused: not built yet.",
+            "`kbridge` (this kbridged: `destination` only), `stomp` (a legacy broker kbridged "
+            "connects to as a STOMP 1.2 client) or `amqp` (a legacy broker kbridged connects "
+            "to as an AMQP 1.0 client). Exactly one end of a shovel is `kbridge`.",
     },
     {
         .name = "source.address",
@@ -758,7 +758,9 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 300,
         .default_doc = "none: required for a legacy broker",
-        .description = "The legacy broker's `host:port` (its STOMP port, e.g. RabbitMQ's 61613).",
+        .description = "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) "
+                       "or AMQP 1.0 port (5672). For `amqp` an IP address (`127.0.0.1:5672`, "
+                       "`[::1]:5672`), never a host name: no lookup blocks the loop.",
     },
     {
         .name = "source.host",
@@ -767,7 +769,9 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 255,
         .default_doc = "`/`",
-        .description = "The STOMP CONNECT `host` header: the vhost on RabbitMQ.",
+        .description = "STOMP: the CONNECT `host` header (the vhost on RabbitMQ). AMQP 1.0: "
+                       "the open frame's `hostname` (RabbitMQ 3.x: `vhost:NAME`; default "
+                       "the address's host).",
     },
     {
         .name = "source.login",
@@ -776,7 +780,8 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 255,
         .default_doc = "none",
-        .description = "The STOMP `login` kbridged gives the legacy broker.",
+        .description = "The `login` kbridged gives the legacy broker (STOMP CONNECT; AMQP "
+                       "1.0: SASL PLAIN, none: ANONYMOUS).",
     },
     {
         .name = "source.passcode",
@@ -786,7 +791,8 @@ static const struct config_key shovel_keys[] = {
         .max = 1024,
         .default_doc = "none",
         .flags = CONFIG_KEY_SECRET,
-        .description = "The STOMP `passcode` (or `passcode_file`; not both). Never logged.",
+        .description = "The `passcode` (STOMP CONNECT, AMQP SASL PLAIN's password), or "
+                       "`passcode_file`; not both. Never logged.",
     },
     {
         .name = "source.passcode_file",
@@ -808,7 +814,9 @@ static const struct config_key shovel_keys[] = {
         .default_doc = "none: required",
         .description =
             "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
-            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...).",
+            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...) or AMQP 1.0 "
+            "address (RabbitMQ 3.x `/queue/NAME`, `/amq/queue/NAME`, `/exchange/NAME/KEY`; "
+            "ActiveMQ `NAME` or `queue://NAME`).",
     },
     {
         .name = "destination.protocol",
@@ -818,9 +826,9 @@ static const struct config_key shovel_keys[] = {
         .max = 16,
         .default_doc = "none: required",
         .description =
-            "`kbridge` (this kbridged: `destination` only) or `stomp` (a legacy broker kbridged "
-            "connects to as a STOMP 1.2 client). Exactly one end of a shovel is "
-            "`kbridge`. `amqp` (AMQP 1.0) is refused: not built yet.",
+            "`kbridge` (this kbridged: `destination` only), `stomp` (a legacy broker kbridged "
+            "connects to as a STOMP 1.2 client) or `amqp` (a legacy broker kbridged connects "
+            "to as an AMQP 1.0 client). Exactly one end of a shovel is `kbridge`.",
     },
     {
         .name = "destination.address",
@@ -829,7 +837,9 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 300,
         .default_doc = "none: required for a legacy broker",
-        .description = "The legacy broker's `host:port` (its STOMP port, e.g. RabbitMQ's 61613).",
+        .description = "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) "
+                       "or AMQP 1.0 port (5672). For `amqp` an IP address (`127.0.0.1:5672`, "
+                       "`[::1]:5672`), never a host name: no lookup blocks the loop.",
     },
     {
         .name = "destination.host",
@@ -838,7 +848,9 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 255,
         .default_doc = "`/`",
-        .description = "The STOMP CONNECT `host` header: the vhost on RabbitMQ.",
+        .description = "STOMP: the CONNECT `host` header (the vhost on RabbitMQ). AMQP 1.0: "
+                       "the open frame's `hostname` (RabbitMQ 3.x: `vhost:NAME`; default "
+                       "the address's host).",
     },
     {
         .name = "destination.login",
@@ -847,7 +859,8 @@ static const struct config_key shovel_keys[] = {
         .min = 1,
         .max = 255,
         .default_doc = "none",
-        .description = "The STOMP `login` kbridged gives the legacy broker.",
+        .description = "The `login` kbridged gives the legacy broker (STOMP CONNECT; AMQP "
+                       "1.0: SASL PLAIN, none: ANONYMOUS).",
     },
     {
         .name = "destination.passcode",
@@ -857,7 +870,8 @@ static const struct config_key shovel_keys[] = {
         .max = 1024,
         .default_doc = "none",
         .flags = CONFIG_KEY_SECRET,
-        .description = "The STOMP `passcode` (or `passcode_file`; not both). Never logged.",
+        .description = "The `passcode` (STOMP CONNECT, AMQP SASL PLAIN's password), or "
+                       "`passcode_file`; not both. Never logged.",
     },
     {
         .name = "destination.passcode_file",
@@ -879,7 +893,9 @@ static const struct config_key shovel_keys[] = {
         .default_doc = "none: required",
         .description =
             "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
-            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...).",
+            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...) or AMQP 1.0 "
+            "address (RabbitMQ 3.x `/queue/NAME`, `/amq/queue/NAME`, `/exchange/NAME/KEY`; "
+            "ActiveMQ `NAME` or `queue://NAME`).",
     },
     {
         .name = "user",
@@ -900,9 +916,11 @@ static const struct config_key shovel_keys[] = {
         .max = 65535,
         .default_value = "100",
         .description = "Messages in flight at once: from a legacy source, the SUBSCRIBE's "
-                       "`prefetch-count` / `activemq.prefetchSize` (unacknowledged messages "
-                       "the broker sends ahead); from kbridge, the subscription's credit "
-                       "(SENDs waiting for the broker's RECEIPT).",
+                       "`prefetch-count` / `activemq.prefetchSize` or the AMQP link credit "
+                       "(unacknowledged messages the broker sends ahead); from kbridge, the "
+                       "subscription's credit (SENDs waiting for the broker's RECEIPT, "
+                       "transfers waiting for its disposition; also bounded by the broker's "
+                       "link credit).",
     },
     {
         .name = "reconnect_delay_initial",
@@ -934,7 +952,9 @@ static const struct config_key shovel_keys[] = {
         .description = "The heart-beat interval asked of the legacy broker (STOMP CONNECT "
                        "`heart-beat:0,N`); the broker sends at the larger of this and its own "
                        "interval, and three intervals without a byte drop the connection (a "
-                       "peer gone without closing it). `0`: none asked, none checked.",
+                       "peer gone without closing it). AMQP 1.0: the open frame's "
+                       "idle-time-out (the broker sends at least every half of it; silence "
+                       "for this long drops the connection). `0`: none asked, none checked.",
     },
     {
         .name = "connect_timeout",
@@ -943,9 +963,9 @@ static const struct config_key shovel_keys[] = {
         .min = 10,
         .max = 3600000,
         .default_value = "30s",
-        .description = "How long connecting to the legacy broker, its answer to CONNECT, or "
-                       "a write the broker does not read may take before the connection is "
-                       "dropped and retried.",
+        .description = "How long connecting to the legacy broker, its answer to CONNECT "
+                       "(AMQP: SASL and its open), or a write the broker does not read may "
+                       "take before the connection is dropped and retried.",
     },
 };
 
@@ -1250,12 +1270,13 @@ const struct config_key config_keys[] = {
         .description =
             "Shovels (architecture §15, [operations.md](operations.md#shovels)): each moves "
             "messages between a queue of a legacy broker and a kbridge destination, in one "
-            "direction, with kbridged as the broker's STOMP client: `{name, source: {protocol: "
-            "stomp, address: HOST:PORT, login, passcode, destination: /queue/x}, destination: "
-            "{protocol: kbridge, destination: /queue/x}}` or the mirror image. A message is "
-            "acknowledged at its source only after the destination confirmed it (Kafka's "
-            "acknowledgement, the broker's RECEIPT): at-least-once. Read at start: a reload "
-            "that changes them is logged and applied at the next restart.",
+            "direction, with kbridged as the broker's STOMP or AMQP 1.0 client: `{name, source: "
+            "{protocol: stomp, address: HOST:PORT, login, passcode, destination: /queue/x}, "
+            "destination: {protocol: kbridge, destination: /queue/x}}` or the mirror image. A "
+            "message is acknowledged at its source only after the destination confirmed it "
+            "(Kafka's acknowledgement, the broker's RECEIPT or `accepted` disposition): "
+            "at-least-once. Read at start: a reload that changes them is logged and applied at "
+            "the next restart.",
     },
     {
         .name = "vhosts",

@@ -395,6 +395,7 @@ static int server_start_adapters(struct server *server, char *err, size_t err_si
         .metrics = server->metrics,
         .config = &server->config,
         .shovels = server->shovels,
+        .workers = server->workers,
     };
     for (size_t i = 0; i < server->registry->count; i++) {
         struct server_adapter *entry = &server->adapters[i];

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* shovel.c -- the shovels' status table and metrics (shovel.h,
- * architecture §15). Owns every struct shovel_status; the metric series
- * stay in the registry (metrics_remove on free). */
+ * architecture §15), and what the STOMP and AMQP shovels share: settings,
+ * back-off, the passcode_file reader. Owns every struct shovel_status; the
+ * metric series stay in the registry (metrics_remove on free). */
 #include "shovel.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +34,9 @@ const char *shovel_state_name(enum shovel_state state)
 void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
                      size_t out_size)
 {
-    if (address)
-        snprintf(out, out_size, "%s://%s%s", protocol, address, destination ? destination : "");
+    if (address) /* an AMQP address may lack the leading slash ("orders"): add one */
+        snprintf(out, out_size, "%s://%s%s%s", protocol, address,
+                 destination && destination[0] != '/' ? "/" : "", destination ? destination : "");
     else
         snprintf(out, out_size, "%s:%s", protocol, destination ? destination : "");
 }
@@ -158,4 +161,97 @@ void shovel_status_reconnect(struct shovel_status *status)
 {
     if (status->reconnects)
         (*status->reconnects)++;
+}
+
+/* ---- what the protocol clients share ---------------------------------------------- */
+
+static char *shovel_copy(const char *text, bool *ok)
+{
+    if (!text)
+        return NULL;
+    char *copy = strdup(text);
+    if (!copy)
+        *ok = false;
+    return copy;
+}
+
+int shovel_settings_copy(struct shovel_settings *settings, const struct config_shovel *config,
+                         char *err, size_t err_size)
+{
+    memset(settings, 0, sizeof(*settings));
+    settings->to_kbridge = strcmp(config->destination.protocol, "kbridge") == 0;
+    const struct config_shovel_end *legacy =
+        settings->to_kbridge ? &config->source : &config->destination;
+    const struct config_shovel_end *kbridge =
+        settings->to_kbridge ? &config->destination : &config->source;
+    bool ok = true;
+    settings->name = shovel_copy(config->name, &ok);
+    settings->address = shovel_copy(legacy->address, &ok);
+    settings->host = shovel_copy(legacy->host, &ok);
+    settings->login = shovel_copy(legacy->login, &ok);
+    settings->passcode = shovel_copy(legacy->passcode, &ok);
+    settings->passcode_file = shovel_copy(legacy->passcode_file, &ok);
+    settings->legacy_destination = shovel_copy(legacy->destination, &ok);
+    settings->kbridge_text = shovel_copy(kbridge->destination, &ok);
+    settings->user = shovel_copy(config->user ? config->user : "anonymous", &ok);
+    settings->prefetch = config->prefetch;
+    settings->delay_initial_ms = settings->delay_ms = config->reconnect_delay_initial;
+    settings->delay_max_ms = config->reconnect_delay_max;
+    settings->heartbeat_ms = config->heartbeat;
+    settings->timeout_ms = config->connect_timeout;
+    if (!ok) {
+        snprintf(err, err_size, "shovels %s: out of memory", config->name);
+        shovel_settings_clear(settings);
+        return -1;
+    }
+    return 0;
+}
+
+void shovel_settings_clear(struct shovel_settings *settings)
+{
+    if (settings->passcode)
+        memset(settings->passcode, 0, strlen(settings->passcode));
+    free(settings->name);
+    free(settings->address);
+    free(settings->host);
+    free(settings->login);
+    free(settings->passcode);
+    free(settings->passcode_file);
+    free(settings->legacy_destination);
+    free(settings->kbridge_text);
+    free(settings->user);
+    memset(settings, 0, sizeof(*settings));
+}
+
+uint64_t shovel_backoff_next(struct shovel_settings *settings)
+{
+    uint64_t wait = settings->delay_ms;
+    settings->delay_ms *= 2;
+    if (settings->delay_ms > settings->delay_max_ms)
+        settings->delay_ms = settings->delay_max_ms;
+    return wait;
+}
+
+void shovel_backoff_reset(struct shovel_settings *settings)
+{
+    settings->delay_ms = settings->delay_initial_ms;
+}
+
+char *shovel_read_passcode(const char *path, char *err, size_t err_size)
+{
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        snprintf(err, err_size, "cannot read passcode_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char line[1100];
+    if (!fgets(line, sizeof(line), file))
+        line[0] = '\0';
+    fclose(file);
+    line[strcspn(line, "\r\n")] = '\0';
+    char *copy = strdup(line);
+    memset(line, 0, sizeof(line));
+    if (!copy)
+        snprintf(err, err_size, "out of memory reading passcode_file %s", path);
+    return copy;
 }

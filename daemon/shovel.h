@@ -3,9 +3,12 @@
  * configured shovel with its state, what it moved, its last error, and its
  * metrics (kbridge_shovel_*{shovel="NAME"}). Protocol-free: the shovels
  * themselves live with the adapter of their legacy protocol
- * (adapters/stomp/stomp_shovel.c) and report here; the admin API
- * (admin_shovel.c) and /metrics read it. The server owns the table and
- * hands it to the adapters (adapter_context.shovels). Loop thread only. */
+ * (adapters/stomp/stomp_shovel.c, adapters/amqp/amqp_shovel.c) and report
+ * here; the admin API (admin_shovel.c) and /metrics read it. The server owns
+ * the table and hands it to the adapters (adapter_context.shovels). Also
+ * what both clients share: their settings copied from the config, the
+ * reconnect back-off and the passcode_file reader. Loop thread only
+ * (shovel_read_passcode: any thread). */
 #ifndef KBRIDGE_SHOVEL_H
 #define KBRIDGE_SHOVEL_H
 
@@ -69,8 +72,42 @@ void shovel_status_reconnect(struct shovel_status *status);
 
 /* "running", "connecting", "blocked" (static). */
 const char *shovel_state_name(enum shovel_state state);
-/* A shovel end as text: "kbridge:/queue/x" or "stomp://HOST:PORT/queue/x". */
+/* A shovel end as text: "kbridge:/queue/x", "stomp://HOST:PORT/queue/x",
+ * "amqp://HOST:PORT/orders" (a slash added before an address without one). */
 void shovel_end_text(const char *protocol, const char *address, const char *destination, char *out,
                      size_t out_size);
+
+/* A shovel's settings, copied from its config entry (the config may be
+ * reloaded under it), and its reconnect back-off. The strings are owned
+ * (NULL when not configured); the passcode is wiped when cleared. */
+struct shovel_settings {
+    bool to_kbridge; /* legacy source -> kbridge destination */
+    char *name;
+    char *address, *host, *login, *passcode, *passcode_file; /* the legacy end */
+    char *legacy_destination;                                /* the broker's address or queue */
+    char *kbridge_text;                                      /* "/queue/x" */
+    char *user;                                              /* the kbridge user ("anonymous") */
+    uint32_t prefetch;
+    uint64_t delay_initial_ms, delay_max_ms;
+    uint64_t delay_ms; /* the next reconnect's wait */
+    uint64_t heartbeat_ms, timeout_ms;
+};
+
+/* Copy `config`'s entry into `settings` (zeroed first). 0, or -1 with err
+ * naming the shovel (out of memory; then nothing needs clearing). */
+int shovel_settings_copy(struct shovel_settings *settings, const struct config_shovel *config,
+                         char *err, size_t err_size);
+/* Free the copies (the passcode wiped first); zeroes `settings`. */
+void shovel_settings_clear(struct shovel_settings *settings);
+/* The wait before the next reconnect; the one after is doubled, up to
+ * reconnect_delay_max. */
+uint64_t shovel_backoff_next(struct shovel_settings *settings);
+/* A message moved: the next reconnect waits reconnect_delay_initial again. */
+void shovel_backoff_reset(struct shovel_settings *settings);
+
+/* The first line of the file at `path` (a passcode_file), malloc'd (the
+ * caller wipes and frees it); NULL with err naming the file. Blocks on the
+ * file system: new code calls it on a worker thread. */
+char *shovel_read_passcode(const char *path, char *err, size_t err_size);
 
 #endif

@@ -2,9 +2,10 @@
 /* amqp_adapter.c -- the AMQP 1.0 adapter behind adapter.h: takes accepted
  * sockets (those over limits.max_connections are opened and closed with
  * amqp:resource-limit-exceeded), registers the AMQP metrics and keeps the
- * one table from core errors to AMQP conditions; the connection list,
- * deferred free, drain and shutdown are the adapter base's (connection.h)
- * with the hooks in amqp_connection_ops. */
+ * one table from core errors to AMQP conditions, starts and stops the AMQP
+ * 1.0 shovels (amqp_shovel.c); the connection list, deferred free, drain
+ * and shutdown are the adapter base's (connection.h) with the hooks in
+ * amqp_connection_ops. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "amqp_address.h"
 #include "amqp_connection.h"
 #include "amqp_detect.h"
+#include "amqp_shovel.h"
 #include "config.h"
 #include "core.h"
 #include "log.h"
@@ -146,7 +148,28 @@ static struct adapter *amqp_adapter_create(const struct adapter_context *context
         adapter_base_destroy((struct adapter *)adapter);
         return NULL;
     }
+    if (amqp_shovels_start(adapter, &adapter->shovels, err, err_size) < 0) {
+        amqp_shovels_stop(&adapter->shovels);
+        adapter_base_destroy((struct adapter *)adapter);
+        return NULL;
+    }
     return (struct adapter *)adapter;
+}
+
+/* adapter_ops.drain: the shovels stop taking messages (amqp_shovels_drain),
+ * then the client connections drain. */
+static void amqp_adapter_drain(struct adapter *base)
+{
+    struct amqp_adapter *adapter = (struct amqp_adapter *)base;
+    amqp_shovels_drain(adapter->shovels);
+    adapter_base_drain(base);
+}
+
+static void amqp_adapter_destroy(struct adapter *base)
+{
+    struct amqp_adapter *adapter = (struct amqp_adapter *)base;
+    amqp_shovels_stop(&adapter->shovels);
+    adapter_base_destroy(base);
 }
 
 /* connection_ops.adapter_free: every connection is gone. */
@@ -167,7 +190,7 @@ const struct adapter_ops amqp_adapter_ops = {
     .create = amqp_adapter_create,
     .accept = adapter_base_accept,
     .reconfigure = adapter_base_reconfigure,
-    .drain = adapter_base_drain,
+    .drain = amqp_adapter_drain,
     .connection_count = adapter_base_connection_count,
-    .destroy = adapter_base_destroy,
+    .destroy = amqp_adapter_destroy,
 };

@@ -18,6 +18,7 @@
 struct config;
 struct event;
 struct amqp_connection;
+struct amqp_shovel;
 
 /* Kinds of errors, the label of kbridge_amqp_errors_total{kind="..."}. Every
  * error condition kbridge sends (on a connection, link or rejected delivery)
@@ -41,6 +42,9 @@ struct amqp_adapter {
     uint64_t *transfers_received;
     uint64_t *transfers_sent;
     uint64_t *errors[AMQP_KIND_COUNT];
+
+    /* The shovels whose legacy end speaks AMQP 1.0 (amqp_shovel.c). */
+    struct amqp_shovel *shovels;
 
     /* Scratch for one transfer at a time (the loop is single-threaded). */
     pn_message_t *message;

@@ -74,13 +74,7 @@ struct stomp_shovel {
     struct stomp_shovel *next;
     struct stomp_adapter *adapter;
     struct shovel_status *status;
-    bool to_kbridge; /* legacy source -> kbridge destination */
-    /* copies of the config (it may be reloaded) */
-    char *name, *address, *host, *login, *passcode, *legacy_destination, *kbridge_text;
-    char *user;
-    uint32_t prefetch;
-    uint64_t delay_initial_ms, delay_max_ms, delay_ms;
-    uint64_t heartbeat_ms, timeout_ms;
+    struct shovel_settings settings; /* copies of the config, back-off (shovel.h) */
     struct destination kbridge_destination;
 
     struct core_session *session;
@@ -146,15 +140,12 @@ static void shovel_lost(struct stomp_shovel *shovel, const char *error)
         return;
     }
     shovel->phase = SHOVEL_PHASE_WAITING;
-    log_warn("shovel", "%s: %s; reconnecting in %" PRIu64 " ms", shovel->name, error,
-             shovel->delay_ms);
+    uint64_t wait = shovel_backoff_next(&shovel->settings);
+    log_warn("shovel", "%s: %s; reconnecting in %" PRIu64 " ms", shovel->settings.name, error,
+             wait);
     shovel_status_set(shovel->status, blocking ? SHOVEL_BLOCKED : SHOVEL_CONNECTING, error);
-    struct timeval tv = {(time_t)(shovel->delay_ms / 1000),
-                         (suseconds_t)((shovel->delay_ms % 1000) * 1000)};
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
     event_add(shovel->retry_timer, &tv);
-    shovel->delay_ms *= 2;
-    if (shovel->delay_ms > shovel->delay_max_ms)
-        shovel->delay_ms = shovel->delay_max_ms;
 }
 
 /* The kbridge end refused (a publish, the subscription): state blocked
@@ -206,14 +197,14 @@ static void shovel_published(void *opaque, int err, const char *reason)
             struct stomp_header ack = HEADER("id", publish->ack);
             if (shovel_write(shovel, STOMP_COMMAND_ACK, &ack, 1, NULL, 0)) {
                 shovel_status_moved(shovel->status);
-                shovel->delay_ms = shovel->delay_initial_ms; /* it works again */
+                shovel_backoff_reset(&shovel->settings); /* it works again */
             }
         }
         /* else: its connection is gone; the broker redelivers it (a duplicate) */
     } else if (current) {
         char error[SHOVEL_ERROR_MAX];
-        snprintf(error, sizeof(error), "Kafka refused a message for %s: %s", shovel->kbridge_text,
-                 reason ? reason : "no reason given");
+        snprintf(error, sizeof(error), "Kafka refused a message for %s: %s",
+                 shovel->settings.kbridge_text, reason ? reason : "no reason given");
         shovel_blocked(shovel, error); /* unacknowledged messages come back after the reconnect */
     }
     free(publish);
@@ -290,8 +281,8 @@ static void shovel_on_message(struct stomp_shovel *shovel, const struct stomp_fr
         shovel_publish_unlink(shovel, publish);
         free(publish);
         char error[SHOVEL_ERROR_MAX];
-        snprintf(error, sizeof(error), "kbridge refused a message for %s: %s", shovel->kbridge_text,
-                 err[0] ? err : "refused");
+        snprintf(error, sizeof(error), "kbridge refused a message for %s: %s",
+                 shovel->settings.kbridge_text, err[0] ? err : "refused");
         shovel_blocked(shovel, error);
     }
 }
@@ -349,7 +340,7 @@ static void shovel_deliver(void *opaque, const struct core_delivery *delivery)
         send->delivery = delivery->id;
         send->receipt = ++shovel->next_receipt;
         snprintf(receipt, sizeof(receipt), "shovel-%" PRIu64, send->receipt);
-        headers[count++] = HEADER("destination", shovel->legacy_destination);
+        headers[count++] = HEADER("destination", shovel->settings.legacy_destination);
         headers[count++] = HEADER("receipt", receipt);
         ok = stomp_frame_write(bufferevent_get_output(shovel->bev), STOMP_VERSION_1_2,
                                STOMP_COMMAND_SEND, headers, count, delivery->body,
@@ -382,8 +373,8 @@ static void shovel_subscription_failed(void *opaque, int error, const char *reas
 {
     struct stomp_shovel *shovel = opaque;
     char text[SHOVEL_ERROR_MAX];
-    snprintf(text, sizeof(text), "the subscription to %s failed (%d): %s", shovel->kbridge_text,
-             error, reason ? reason : "no reason given");
+    snprintf(text, sizeof(text), "the subscription to %s failed (%d): %s",
+             shovel->settings.kbridge_text, error, reason ? reason : "no reason given");
     shovel_blocked(shovel, text);
 }
 
@@ -411,7 +402,7 @@ static void shovel_on_receipt(struct stomp_shovel *shovel, const struct stomp_fr
     if (shovel->subscription && (!settles || core_settle(shovel->subscription, send->delivery,
                                                          QUEUE_ACCEPT, NULL) == CORE_OK)) {
         shovel_status_moved(shovel->status);
-        shovel->delay_ms = shovel->delay_initial_ms; /* it works again */
+        shovel_backoff_reset(&shovel->settings); /* it works again */
     }
     free(send);
 }
@@ -428,24 +419,24 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
     uint32_t sx = 0, sy = 0;
     const char *heartbeat = stomp_frame_header_value(frame, "heart-beat");
     struct timeval *read_timeout = NULL, tv;
-    if (shovel->heartbeat_ms > 0 && heartbeat && stomp_heartbeat_parse(heartbeat, &sx, &sy) == 0 &&
-        sx > 0) {
-        uint64_t interval = sx > shovel->heartbeat_ms ? sx : shovel->heartbeat_ms;
+    if (shovel->settings.heartbeat_ms > 0 && heartbeat &&
+        stomp_heartbeat_parse(heartbeat, &sx, &sy) == 0 && sx > 0) {
+        uint64_t interval = sx > shovel->settings.heartbeat_ms ? sx : shovel->settings.heartbeat_ms;
         uint64_t limit = 3 * interval;
         tv = (struct timeval){(time_t)(limit / 1000), (suseconds_t)((limit % 1000) * 1000)};
         read_timeout = &tv;
     }
-    struct timeval write_timeout = {(time_t)(shovel->timeout_ms / 1000),
-                                    (suseconds_t)((shovel->timeout_ms % 1000) * 1000)};
+    struct timeval write_timeout = {(time_t)(shovel->settings.timeout_ms / 1000),
+                                    (suseconds_t)((shovel->settings.timeout_ms % 1000) * 1000)};
     bufferevent_set_timeouts(shovel->bev, read_timeout, &write_timeout);
     /* the back-off restarts from reconnect_delay_initial once a message moves
      * (a broker that accepts the login and then refuses keeps backing off) */
-    if (shovel->to_kbridge) {
+    if (shovel->settings.to_kbridge) {
         char prefetch[16];
-        snprintf(prefetch, sizeof(prefetch), "%" PRIu32, shovel->prefetch);
+        snprintf(prefetch, sizeof(prefetch), "%" PRIu32, shovel->settings.prefetch);
         struct stomp_header headers[] = {
             HEADER("id", "shovel"),
-            HEADER("destination", shovel->legacy_destination),
+            HEADER("destination", shovel->settings.legacy_destination),
             HEADER("ack", "client-individual"),
             HEADER("prefetch-count", prefetch),
             HEADER("activemq.prefetchSize", prefetch),
@@ -454,7 +445,7 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
             shovel_status_set(shovel->status, SHOVEL_RUNNING, NULL);
         return;
     }
-    struct core_subscribe_options options = {.credit = shovel->prefetch};
+    struct core_subscribe_options options = {.credit = shovel->settings.prefetch};
     static const struct core_subscription_handlers handlers = {
         .deliver = shovel_deliver,
         .ready = shovel_subscription_ready,
@@ -466,7 +457,8 @@ static void shovel_on_connected(struct stomp_shovel *shovel, const struct stomp_
                                           &handlers, shovel, &code, err, sizeof(err));
     if (!shovel->subscription) {
         char text[SHOVEL_ERROR_MAX];
-        snprintf(text, sizeof(text), "cannot subscribe to %s: %s", shovel->kbridge_text, err);
+        snprintf(text, sizeof(text), "cannot subscribe to %s: %s", shovel->settings.kbridge_text,
+                 err);
         shovel_blocked(shovel, text);
     }
 }
@@ -481,11 +473,11 @@ static bool shovel_on_frame(struct stomp_shovel *shovel, const struct stomp_fram
             shovel_on_connected(shovel, frame);
         break;
     case STOMP_COMMAND_MESSAGE:
-        if (shovel->to_kbridge && shovel->phase == SHOVEL_PHASE_OPEN)
+        if (shovel->settings.to_kbridge && shovel->phase == SHOVEL_PHASE_OPEN)
             shovel_on_message(shovel, frame);
         break;
     case STOMP_COMMAND_RECEIPT:
-        if (!shovel->to_kbridge)
+        if (!shovel->settings.to_kbridge)
             shovel_on_receipt(shovel, frame);
         break;
     case STOMP_COMMAND_ERROR: {
@@ -543,27 +535,27 @@ static void shovel_on_event(struct bufferevent *bev, short what, void *arg)
         struct stomp_header headers[5];
         size_t count = 0;
         headers[count++] = HEADER("accept-version", "1.2");
-        headers[count++] = HEADER("host", shovel->host ? shovel->host : "/");
+        headers[count++] = HEADER("host", shovel->settings.host ? shovel->settings.host : "/");
         char heartbeat[32];
-        snprintf(heartbeat, sizeof(heartbeat), "0,%" PRIu64, shovel->heartbeat_ms);
+        snprintf(heartbeat, sizeof(heartbeat), "0,%" PRIu64, shovel->settings.heartbeat_ms);
         headers[count++] = HEADER("heart-beat", heartbeat);
-        if (shovel->login)
-            headers[count++] = HEADER("login", shovel->login);
-        if (shovel->passcode)
-            headers[count++] = HEADER("passcode", shovel->passcode);
+        if (shovel->settings.login)
+            headers[count++] = HEADER("login", shovel->settings.login);
+        if (shovel->settings.passcode)
+            headers[count++] = HEADER("passcode", shovel->settings.passcode);
         shovel_write(shovel, STOMP_COMMAND_CONNECT, headers, count, NULL, 0);
         return;
     }
     char text[SHOVEL_ERROR_MAX];
     if (what & BEV_EVENT_EOF)
-        snprintf(text, sizeof(text), "%s closed the connection", shovel->address);
+        snprintf(text, sizeof(text), "%s closed the connection", shovel->settings.address);
     else if (what & BEV_EVENT_TIMEOUT)
-        snprintf(text, sizeof(text), "%s: no %s within the time allowed", shovel->address,
+        snprintf(text, sizeof(text), "%s: no %s within the time allowed", shovel->settings.address,
                  (what & BEV_EVENT_WRITING)            ? "progress writing or connecting"
                  : shovel->phase == SHOVEL_PHASE_LOGIN ? "CONNECTED frame"
                                                        : "heart-beat or frame");
     else
-        snprintf(text, sizeof(text), "connection to %s failed: %s", shovel->address,
+        snprintf(text, sizeof(text), "connection to %s failed: %s", shovel->settings.address,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     shovel_lost(shovel, text);
 }
@@ -606,7 +598,7 @@ static void shovel_connect(struct stomp_shovel *shovel)
     char err[256];
     struct sockaddr_storage address;
     int address_len;
-    if (shovel_resolve(shovel->address, &address, &address_len, err, sizeof(err)) < 0) {
+    if (shovel_resolve(shovel->settings.address, &address, &address_len, err, sizeof(err)) < 0) {
         shovel_lost(shovel, err);
         return;
     }
@@ -619,12 +611,12 @@ static void shovel_connect(struct stomp_shovel *shovel)
     }
     shovel->phase = SHOVEL_PHASE_CONNECTING;
     bufferevent_setcb(shovel->bev, shovel_on_read, NULL, shovel_on_event, shovel);
-    struct timeval io_timeout = {(time_t)(shovel->timeout_ms / 1000),
-                                 (suseconds_t)((shovel->timeout_ms % 1000) * 1000)};
+    struct timeval io_timeout = {(time_t)(shovel->settings.timeout_ms / 1000),
+                                 (suseconds_t)((shovel->settings.timeout_ms % 1000) * 1000)};
     bufferevent_set_timeouts(shovel->bev, &io_timeout, &io_timeout);
     bufferevent_enable(shovel->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(shovel->bev, (struct sockaddr *)&address, address_len) < 0) {
-        snprintf(err, sizeof(err), "cannot connect to %s", shovel->address);
+        snprintf(err, sizeof(err), "cannot connect to %s", shovel->settings.address);
         shovel_lost(shovel, err);
     }
 }
@@ -653,47 +645,8 @@ static void shovel_free(struct stomp_shovel *shovel)
     core_session_close(shovel->session);
     if (shovel->retry_timer)
         event_free(shovel->retry_timer);
-    free(shovel->name);
-    free(shovel->address);
-    free(shovel->host);
-    free(shovel->login);
-    if (shovel->passcode)
-        memset(shovel->passcode, 0, strlen(shovel->passcode));
-    free(shovel->passcode);
-    free(shovel->legacy_destination);
-    free(shovel->kbridge_text);
-    free(shovel->user);
+    shovel_settings_clear(&shovel->settings);
     free(shovel);
-}
-
-static char *shovel_strdup(const char *text, bool *ok)
-{
-    if (!text)
-        return NULL;
-    char *copy = strdup(text);
-    if (!copy)
-        *ok = false;
-    return copy;
-}
-
-/* The first line of `path`, malloc'd; NULL with err. */
-static char *shovel_read_passcode(const char *path, char *err, size_t err_size)
-{
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        snprintf(err, err_size, "cannot read passcode_file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char line[1100];
-    if (!fgets(line, sizeof(line), file))
-        line[0] = '\0';
-    fclose(file);
-    line[strcspn(line, "\r\n")] = '\0';
-    char *copy = strdup(line);
-    memset(line, 0, sizeof(line));
-    if (!copy)
-        snprintf(err, err_size, "out of memory");
-    return copy;
 }
 
 static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
@@ -706,34 +659,23 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
         return NULL;
     }
     shovel->adapter = adapter;
-    shovel->to_kbridge = strcmp(config->destination.protocol, "kbridge") == 0;
-    const struct config_shovel_end *legacy =
-        shovel->to_kbridge ? &config->source : &config->destination;
-    const struct config_shovel_end *kbridge =
-        shovel->to_kbridge ? &config->destination : &config->source;
-    bool ok = true;
-    shovel->name = shovel_strdup(config->name, &ok);
-    shovel->address = shovel_strdup(legacy->address, &ok);
-    shovel->host = shovel_strdup(legacy->host, &ok);
-    shovel->login = shovel_strdup(legacy->login, &ok);
-    shovel->passcode = shovel_strdup(legacy->passcode, &ok);
-    shovel->legacy_destination = shovel_strdup(legacy->destination, &ok);
-    shovel->kbridge_text = shovel_strdup(kbridge->destination, &ok);
-    shovel->user = shovel_strdup(config->user ? config->user : "anonymous", &ok);
-    shovel->prefetch = config->prefetch;
-    shovel->delay_initial_ms = shovel->delay_ms = config->reconnect_delay_initial;
-    shovel->delay_max_ms = config->reconnect_delay_max;
-    shovel->heartbeat_ms = config->heartbeat;
-    shovel->timeout_ms = config->connect_timeout;
+    const struct config_shovel_end *kbridge = strcmp(config->destination.protocol, "kbridge") == 0
+                                                  ? &config->destination
+                                                  : &config->source;
+    if (shovel_settings_copy(&shovel->settings, config, err, err_size) < 0) {
+        free(shovel);
+        return NULL;
+    }
     shovel->retry_timer = evtimer_new(adapter->base.context.base, shovel_on_retry, shovel);
-    if (!ok || !shovel->retry_timer) {
+    if (!shovel->retry_timer) {
         snprintf(err, err_size, "shovel %s: out of memory", config->name);
         shovel_free(shovel);
         return NULL;
     }
     char reason[256];
-    if (legacy->passcode_file &&
-        !(shovel->passcode = shovel_read_passcode(legacy->passcode_file, reason, sizeof(reason)))) {
+    if (shovel->settings.passcode_file &&
+        !(shovel->settings.passcode =
+              shovel_read_passcode(shovel->settings.passcode_file, reason, sizeof(reason)))) {
         snprintf(err, err_size, "shovels %s: %s", config->name, reason);
         shovel_free(shovel);
         return NULL;
@@ -750,7 +692,7 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
     char peer[96];
     snprintf(peer, sizeof(peer), "shovel:%s", config->name);
     shovel->session =
-        core_session_new(adapter->base.context.core, "shovel", shovel->user, NULL, peer);
+        core_session_new(adapter->base.context.core, "shovel", shovel->settings.user, NULL, peer);
     shovel->status = shovel_status_add(adapter->base.context.shovels, config);
     if (!shovel->session || !shovel->status) {
         snprintf(err, err_size, "shovels %s: cannot open its session (out of memory)",
@@ -777,8 +719,8 @@ int stomp_shovels_start(struct stomp_adapter *adapter, struct stomp_shovel **lis
             return -1;
         shovel->next = *list;
         *list = shovel;
-        log_info("shovel", "%s: %s -> %s, prefetch %" PRIu32, shovel->name, shovel->status->source,
-                 shovel->status->destination, shovel->prefetch);
+        log_info("shovel", "%s: %s -> %s, prefetch %" PRIu32, shovel->settings.name,
+                 shovel->status->source, shovel->status->destination, shovel->settings.prefetch);
         shovel_connect(shovel);
     }
     return 0;
@@ -788,7 +730,7 @@ void stomp_shovels_drain(struct stomp_shovel *list)
 {
     for (struct stomp_shovel *shovel = list; shovel; shovel = shovel->next) {
         event_del(shovel->retry_timer);
-        if (shovel->to_kbridge && shovel->bev && shovel->phase == SHOVEL_PHASE_OPEN) {
+        if (shovel->settings.to_kbridge && shovel->bev && shovel->phase == SHOVEL_PHASE_OPEN) {
             /* no UNSUBSCRIBE: RabbitMQ refuses ACKs of a cancelled subscription;
              * MESSAGEs arriving from now on are left unacknowledged (redelivered) */
             shovel->phase = SHOVEL_PHASE_DRAINING;

@@ -2,9 +2,11 @@
 """legacy_brokers.py -- legacy brokers the tests and benchmarks start on
 loopback: RabbitMQ (Debian's rabbitmq-server, installed when absent) with
 its STOMP and AMQP 1.0 plugins, and ActiveMQ (Debian's activemq, from
-packaging/install-deps.sh --test) with a STOMP connector; data in temporary
-directories, stopped by stop(). Used by tests/bench/run_bench.py (make bench-compare) and
-tests/integration/test_shovel.py."""
+packaging/install-deps.sh --test) with a STOMP connector (Debian's activemq
+5.17 has no AMQP transport: activemq-amqp and proton-j are not packaged, so
+no AMQP connector); data in temporary directories, stopped by stop(). Used by
+tests/bench/run_bench.py (make bench-compare), tests/integration/test_shovel.py
+and test_shovel_amqp.py (RabbitMQ's AMQP 1.0 plugin on ports["amqp"])."""
 
 import os
 import signal

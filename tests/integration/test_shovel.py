@@ -93,7 +93,9 @@ def read_topic(bootstrap, topic):
             if msg.error():
                 continue
             records.append((msg.partition(), msg.offset(), msg.value().decode(),
-                            {k: v.decode() for k, v in (msg.headers() or [])}))
+                            # kbridge-amqp-* headers are AMQP-encoded, not text
+                            {k: v.decode(errors="backslashreplace")
+                             for k, v in (msg.headers() or [])}))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done[msg.partition()] = True
         return sorted(records, key=lambda r: (r[0], r[1]))
@@ -407,9 +409,9 @@ def test_shovel_reconnects_when_rabbitmq_restarts(rabbit, kbridged_factory, boot
 
 
 @pytest.mark.parametrize("shovel,key,words", [
-    ({"name": "a", "source": {"protocol": "amqp", "address": "h:1", "destination": "q"},
+    ({"name": "a", "source": {"protocol": "mqtt", "address": "h:1", "destination": "q"},
       "destination": {"protocol": "kbridge", "destination": "/queue/x"}},
-     "shovels[0].source.protocol", "not built yet"),
+     "shovels[0].source.protocol", "not a shovel protocol (kbridge, stomp, amqp)"),
     ({"name": "b", "source": {"protocol": "kbridge", "destination": "/queue/x"},
       "destination": {"protocol": "kbridge", "destination": "/queue/y"}},
      "shovels[0]", "both ends are kbridge"),

@@ -1045,12 +1045,17 @@ static const struct {
      "t.yaml:2: shovels[0]: missing required key \"name\""},
     {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"h:1\", destination: q}\n"
      "    destination: {protocol: kbridge, destination: /queue/b}\n",
-     "t.yaml:2: shovels[0].source.protocol: amqp shovels are not built yet: use stomp "
-     "(RabbitMQ's STOMP plugin, ActiveMQ's STOMP connector)"},
+     "t.yaml:2: shovels[0].source.address: \"h:1\" is not IP:PORT: an amqp shovel takes an "
+     "IP address (127.0.0.1:5672, [::1]:5672), not a host name"},
+    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"127.0.0.1\", "
+     "destination: q}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.address: \"127.0.0.1\" is not IP:PORT: an amqp shovel takes "
+     "an IP address (127.0.0.1:5672, [::1]:5672), not a host name"},
     {"shovels:\n  - name: a\n    source: {protocol: kafka, destination: /queue/a}\n"
      "    destination: {protocol: kbridge, destination: /queue/b}\n",
      "t.yaml:2: shovels[0].source.protocol: \"kafka\" is not a shovel protocol (kbridge, "
-     "stomp)"},
+     "stomp, amqp)"},
     {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"h:1\", destination: "
      "/queue/a}\n"
      "    destination: {protocol: stomp, address: \"h:2\", destination: /queue/b}\n",

@@ -141,7 +141,7 @@ static void setup(void)
     char err[512] = "";
     ck_assert_msg(config_load_string("t.yaml", yaml, strlen(yaml), &config, err, sizeof(err)) == 0,
                   "config: %s", err);
-    struct adapter_context context = {base, NULL, metrics, &config, NULL};
+    struct adapter_context context = {base, NULL, metrics, &config, NULL, NULL};
     adapter = adapter_base_new(sizeof(*adapter), &context, &test_ops, err, sizeof(err));
     ck_assert_msg(adapter != NULL, "adapter_base_new: %s", err);
 }
