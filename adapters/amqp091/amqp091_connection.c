@@ -625,15 +625,12 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
     snprintf(vhost, sizeof(vhost), "%.*s", (int)open->virtual_host.len,
              (const char *)open->virtual_host.bytes);
     struct core *core = connection->adapter->base.context.core;
-    if (strcmp(vhost, CORE_DEFAULT_VHOST) != 0) {
-        /* Publishing and consuming go through the default vhost's view so
-         * far (architecture §12): another vhost is refused, known or not. */
+    /* §11's vhosts: a configured one (a name with a NUL byte is none) */
+    if ((open->virtual_host.len &&
+         memchr(open->virtual_host.bytes, '\0', open->virtual_host.len)) ||
+        !core_vhost_topic_prefix(core, vhost)) {
         char text[400];
-        if (core_vhost_topic_prefix(core, vhost))
-            snprintf(text, sizeof(text),
-                     "NOT_ALLOWED - vhost %s is not served over AMQP 0-9-1 yet (only '/')", vhost);
-        else
-            snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
+        snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
         return;
     }
@@ -653,6 +650,15 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
     if (!connection->session) {
         amqp091_connection_error(connection, AMQP_INTERNAL_ERROR,
                                  "INTERNAL_ERROR - cannot open a session", 0);
+        return;
+    }
+    char why[300];
+    if (core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK) {
+        char text[400];
+        snprintf(text, sizeof(text), "NOT_ALLOWED - %s", why);
+        core_session_close(connection->session);
+        connection->session = NULL;
+        amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
         return;
     }
     core_session_set_revoke(connection->session, amqp091_connection_revoked, connection);
