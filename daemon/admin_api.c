@@ -632,10 +632,10 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
 static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, const char *vhost,
                                   const char *name)
 {
-    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16];
-    if (admin_dlq_topic(server_config(req->api->server), name, topic, sizeof(topic)) < 0)
+    char topic[ADMIN_NAME_MAX], group[ADDRESS_GROUP_ID_MAX + 1];
+    if (admin_dlq_topic(server_config(req->api->server), vhost, name, topic, sizeof(topic)) < 0 ||
+        admin_dlq_group(vhost, name, group, sizeof(group)) < 0)
         return;
-    admin_dlq_group(name, group, sizeof(group));
     json_object_set_new(queue, "kbridge_dlq_topic", json_string(topic));
     struct admin_depth *depth = calloc(1, sizeof(*depth));
     if (!depth)
