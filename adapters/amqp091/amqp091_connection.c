@@ -621,14 +621,20 @@ static void amqp091_connection_revoked(void *opaque, const char *reason)
 
 static void amqp091_open(struct amqp091_connection *connection, const amqp_connection_open_t *open)
 {
+    /* a shortstr: at most 255 bytes; a NUL byte in it is shown as '?' and
+     * names no vhost (config names are C strings) */
     char vhost[256];
-    snprintf(vhost, sizeof(vhost), "%.*s", (int)open->virtual_host.len,
-             (const char *)open->virtual_host.bytes);
+    size_t len = open->virtual_host.len < sizeof(vhost) ? open->virtual_host.len : 0;
+    bool has_nul = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = ((const char *)open->virtual_host.bytes)[i];
+        has_nul |= c == '\0';
+        vhost[i] = c ? c : '?';
+    }
+    vhost[len] = '\0';
     struct core *core = connection->adapter->base.context.core;
-    /* §11's vhosts: a configured one (a name with a NUL byte is none) */
-    if ((open->virtual_host.len &&
-         memchr(open->virtual_host.bytes, '\0', open->virtual_host.len)) ||
-        !core_vhost_topic_prefix(core, vhost)) {
+    /* §11's vhosts: a configured one */
+    if (has_nul || !core_vhost_topic_prefix(core, vhost)) {
         char text[400];
         snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);

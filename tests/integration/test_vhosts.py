@@ -30,6 +30,7 @@ from proton.utils import BlockingConnection
 from amqp_client import amqp_url
 from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for, with_admin
 from stomp_util import Recorder
+from test_amqp091_errors import raw_open
 from test_stomp_queues import read_topic
 
 USER, PASSWORD = "app", "secret"
@@ -159,6 +160,11 @@ def test_unknown_vhost_is_refused(daemon):
         pika_connect(daemon, "nowhere")
     assert str(closed.value) == (
         "ConnectionClosedByBroker: (530) 'NOT_ALLOWED - vhost nowhere not found'")
+    # a name with a NUL byte is no vhost, not the configured one before it
+    client = raw_open(daemon, VHOST.encode() + b"\x00x")
+    code, text = client.expect_close()
+    assert (code, text) == (530, f"NOT_ALLOWED - vhost {VHOST}?x not found")
+    client.close()
     # AMQP 1.0: the open's hostname vhost:nowhere
     with pytest.raises(Exception) as refused:
         BlockingConnection(amqp_url(daemon, USER, PASSWORD), timeout=15, allowed_mechs="PLAIN",
