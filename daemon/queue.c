@@ -9,6 +9,10 @@
  *   durable subscription D of C   group kbridge.sub.C.D, topic (or regex), from latest
  *   durable D of topic T, no C    group kbridge.dsub.T.D (RabbitMQ's durable:true)
  *
+ * PREFIX is the subscribers' vhost's topic prefix, and in a vhost other than
+ * "/" the groups are kbridge.v.VHOST/q.NAME etc. (address_group_id,
+ * architecture §11 "Vhosts"): a queue is one per (vhost, name).
+ *
  * Partitions are numbered locally (queue_state works on int32 partition ids,
  * a durable wildcard subscription spans several topics): `partitions` maps a
  * local index to (topic, partition), `partition_map` (a u64_map) the other
