@@ -226,3 +226,50 @@ def test_stomp_host_and_amqp10_hostname_reach_the_vhost(daemon, uniq):
     amqp.close()
     root_conn.disconnect()
     sales.close()
+
+
+def test_exchanges_and_dead_letters_of_a_vhost(daemon, bootstrap, uniq):
+    """An exchange, its binding and a queue's dead letters live under the
+    vhost's prefix; the vhost "/" does not see its exchange."""
+    exchange, queue = f"ex{uniq}", f"q{uniq}"
+    sales = pika_connect(daemon, VHOST)
+    ch = sales.channel()
+    ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+    ch.queue_declare(queue, durable=True)
+    ch.queue_bind(queue, exchange, routing_key="k")
+    ch.confirm_delivery()
+    ch.basic_publish(exchange, "k", b"routed", mandatory=True)
+
+    got = []
+    deliveries = []
+
+    def on_message(channel, method, properties, body):
+        got.append(body.decode())
+        deliveries.append(method.delivery_tag)
+
+    ch.basic_consume(queue, on_message)
+    deadline = time.monotonic() + 30
+    while not got:
+        assert time.monotonic() < deadline, "timed out waiting for the routed message"
+        sales.process_data_events(time_limit=0.2)
+    assert got == ["routed"]
+    ch.basic_reject(deliveries[0], requeue=False)  # no DLX: to the queue's dead-letter topic
+
+    records = read_topic(bootstrap, f"{VHOST}.{exchange}")
+    assert [(m.value(), dict(m.headers())["kbridge-routing-key"]) for m in records] == [
+        (b"routed", b"k")]
+    wait_for(lambda: [m.value() for m in read_topic(bootstrap, f"{VHOST}.{queue}.DLQ")] ==
+             [b"routed"], 30, f"the dead letter in {VHOST}.{queue}.DLQ")
+    status, body = daemon.api(f"/api/kbridge/dlq/{VHOST}/{queue}")
+    assert status == 200
+    assert (body["topic"], body["group"]) == (f"{VHOST}.{queue}.DLQ",
+                                              f"kbridge.v.{VHOST}/dlq.{queue}")
+
+    # "/" has no such exchange
+    root = pika_connect(daemon, "/")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        root.channel().exchange_declare(exchange, passive=True)
+    assert closed.value.reply_code == 404
+    assert closed.value.reply_text == f"NOT_FOUND - no exchange '{exchange}' in vhost '/'"
+    root.close()
+    sales.close()
