@@ -445,3 +445,37 @@ bool address_filter_match(const char *topic, const void *arg)
         return false;
     return address_wildcard_match(filter->pattern, topic + prefix_len);
 }
+
+int address_group_id(const char *vhost, const char *kind, const char *a, const char *b, char *out,
+                     size_t out_size)
+{
+    size_t used = 0;
+    int n;
+    if (!vhost || strcmp(vhost, "/") == 0) {
+        n = snprintf(out, out_size, "kbridge.");
+        used = n > 0 ? (size_t)n : 0;
+    } else {
+        n = snprintf(out, out_size, "kbridge.v.");
+        used = n > 0 ? (size_t)n : 0;
+        for (const char *p = vhost; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (used + 4 > out_size)
+                return -1;
+            if (is_name_char((char)c))
+                out[used++] = (char)c;
+            else
+                used += (size_t)snprintf(out + used, out_size - used, "%%%02X", c);
+        }
+        if (used + 2 > out_size)
+            return -1;
+        out[used++] = '/';
+        out[used] = '\0';
+    }
+    if (used >= out_size)
+        return -1;
+    n = b ? snprintf(out + used, out_size - used, "%s.%s.%s", kind, a, b)
+          : snprintf(out + used, out_size - used, "%s.%s", kind, a);
+    if (n < 0 || (size_t)n >= out_size - used)
+        return -1;
+    return 0;
+}

@@ -93,6 +93,21 @@ int address_filter_init(struct address_filter *filter, const char *prefix, const
  * struct address_filter (void * so it can serve as a lookup filter). */
 bool address_filter_match(const char *topic, const void *filter);
 
+/* Room for address_group_id's names: two names, an escaped vhost of 255
+ * bytes (3 bytes each) and the words around them. */
+#define ADDRESS_GROUP_ID_MAX (ADDRESS_NAME_MAX * 2 + 3 * 255 + 32)
+
+/* The Kafka consumer group of a queue or durable subscription in `vhost`
+ * (architecture §11 "Vhosts"): `kind` is "q" (queue `a`), "sub" (durable `b`
+ * of client-id `a`) or "dsub" (durable `b` of topic `a`); `b` is NULL for "q".
+ * The vhost "/" keeps the names groups always had: kbridge.KIND.A[.B]; any
+ * other vhost's are kbridge.v.VHOST/KIND.A[.B], VHOST with every byte but
+ * A-Z a-z 0-9 . _ - written %XX, so '/' (which neither an escaped vhost nor
+ * a KIND has) ends the vhost and no two vhosts share a group. 0 ok; -1 when
+ * it does not fit in out_size (nothing is cut). */
+int address_group_id(const char *vhost, const char *kind, const char *a, const char *b, char *out,
+                     size_t out_size);
+
 /* "queue", "topic", "temp-queue", "reply-queue", "exchange" */
 const char *destination_kind_name(enum destination_kind kind);
 

@@ -583,10 +583,11 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
         return true;
     json_t *object = json_array_get(each->list, before);
     struct core *core = server_core(each->req->api->server);
-    char group[ADMIN_NAME_MAX + 16];
-    snprintf(group, sizeof(group), "kbridge.q.%s", spec->name);
+    char group[ADDRESS_GROUP_ID_MAX + 1];
+    if (address_group_id(spec->vhost, "q", spec->name, NULL, group, sizeof(group)) < 0)
+        group[0] = '\0'; /* cannot happen: names and vhosts are bounded */
     const char *self = core_config(core)->node_id;
-    size_t consumers = core_queue_consumer_count(core, spec->name);
+    size_t consumers = core_queue_consumer_count(core, spec->vhost, spec->name);
     json_t *by_node = json_array();
     json_array_append_new(by_node, json_pack("{s:s,s:I,s:I}", "node", self, "consumers",
                                              (json_int_t)consumers, "in_flight",
@@ -615,10 +616,10 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
 static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, const char *vhost,
                                   const char *name)
 {
-    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16];
-    if (admin_dlq_topic(server_config(req->api->server), name, topic, sizeof(topic)) < 0)
+    char topic[ADMIN_NAME_MAX], group[ADDRESS_GROUP_ID_MAX + 1];
+    if (admin_dlq_topic(server_config(req->api->server), vhost, name, topic, sizeof(topic)) < 0 ||
+        admin_dlq_group(vhost, name, group, sizeof(group)) < 0)
         return;
-    admin_dlq_group(name, group, sizeof(group));
     json_object_set_new(queue, "kbridge_dlq_topic", json_string(topic));
     struct admin_depth *depth = calloc(1, sizeof(*depth));
     if (!depth)

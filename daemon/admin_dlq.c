@@ -7,9 +7,10 @@
  *   POST   /api/kbridge/dlq/VHOST/QUEUE/redrive      {"count", "destination"}
  *   DELETE /api/kbridge/dlq/VHOST/QUEUE/messages     discard (?count=N or body)
  *
- * The queue's dead-letter topic (queues.dead_letter_topic under
- * kafka.topic_prefix, as daemon/queue.c names it) is read through its own
- * consumer group kbridge.dlq.QUEUE, which only these requests move: depth
+ * The queue's dead-letter topic (queues.dead_letter_topic under the
+ * vhost's topic prefix, as daemon/queue.c names it) is read through its own
+ * consumer group kbridge.dlq.QUEUE (kbridge.v.VHOST/dlq.QUEUE outside the
+ * vhost "/", address_group_id), which only these requests move: depth
  * is that group's lag (kafka_group_lag), peek/redrive/discard are
  * kafka_dlq.h operations on the worker pool. One redrive or discard per
  * queue at a time (admin_api.dlq_runs); a second one is refused with 409
@@ -41,7 +42,6 @@
 #include "topic_pattern.h"
 
 #define ADMIN_DLQ_PEEK_DEFAULT 10
-#define ADMIN_DLQ_GROUP_PREFIX "kbridge.dlq."
 
 /* A peek, redrive or discard in progress. */
 struct admin_dlq_run {
@@ -60,17 +60,21 @@ struct admin_dlq_run {
 
 /* ---- names ------------------------------------------------------------------- */
 
-/* queue.c's dead-letter topic: kafka.topic_prefix + the pattern with every
- * "{name}" replaced. -1 when it does not fit. */
-int admin_dlq_topic(const struct config *config, const char *name, char *out, size_t out_size)
+/* queue.c's dead-letter topic: the vhost's topic prefix + the pattern with
+ * every "{name}" replaced. -1 when it does not fit. */
+int admin_dlq_topic(const struct config *config, const char *vhost, const char *name, char *out,
+                    size_t out_size)
 {
-    return topic_pattern_name_into(config->kafka.topic_prefix, config->queues.dead_letter_topic,
-                                   name, out, out_size);
+    const struct config_vhost *entry = config_vhost_find(config, vhost);
+    if (!entry)
+        return -1;
+    return topic_pattern_name_into(entry->topic_prefix, config->queues.dead_letter_topic, name, out,
+                                   out_size);
 }
 
-void admin_dlq_group(const char *name, char *out, size_t out_size)
+int admin_dlq_group(const char *vhost, const char *name, char *out, size_t out_size)
 {
-    snprintf(out, out_size, "%s%s", ADMIN_DLQ_GROUP_PREFIX, name);
+    return address_group_id(vhost, "dlq", name, NULL, out, out_size);
 }
 
 /* May the request's user consume (publish false) or publish to `name`? */
@@ -169,12 +173,12 @@ static void admin_dlq_describe(struct admin_request *req)
 {
     const struct config *config = server_config(req->api->server);
     const char *name = req->segments[4];
-    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16];
-    if (admin_dlq_topic(config, name, topic, sizeof(topic)) < 0) {
+    char topic[ADMIN_NAME_MAX], group[ADDRESS_GROUP_ID_MAX + 1];
+    if (admin_dlq_topic(config, req->segments[3], name, topic, sizeof(topic)) < 0 ||
+        admin_dlq_group(req->segments[3], name, group, sizeof(group)) < 0) {
         admin_error(req, 400, "Bad Request", "the dead-letter topic name is too long");
         return;
     }
-    admin_dlq_group(name, group, sizeof(group));
     req->result = json_pack("{s:s,s:s,s:s,s:s}", "vhost", req->segments[3], "name", name, "topic",
                             topic, "group", group);
     if (!req->result) {
@@ -379,12 +383,12 @@ static void admin_dlq_start(struct admin_request *req, enum kafka_dlq_action act
     const struct config *config = server_config(api->server);
     struct core *core = server_core(api->server);
     const char *vhost = req->segments[3], *name = req->segments[4];
-    char topic[ADMIN_NAME_MAX], group[ADMIN_NAME_MAX + 16], text[1200];
-    if (admin_dlq_topic(config, name, topic, sizeof(topic)) < 0) {
+    char topic[ADMIN_NAME_MAX], group[ADDRESS_GROUP_ID_MAX + 1], text[1200];
+    if (admin_dlq_topic(config, vhost, name, topic, sizeof(topic)) < 0 ||
+        admin_dlq_group(vhost, name, group, sizeof(group)) < 0) {
         admin_error(req, 400, "Bad Request", "the dead-letter topic name is too long");
         return;
     }
-    admin_dlq_group(name, group, sizeof(group));
     if (action != KAFKA_DLQ_PEEK) {
         struct admin_dlq_run *running = admin_dlq_running(api, vhost, name);
         if (running) {

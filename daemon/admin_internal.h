@@ -84,12 +84,14 @@ void admin_dlq_route(struct admin_request *req);
 /* admin_shovel.c: serve /api/kbridge/shovels[/NAME] (segments 0..2 are api,
  * kbridge, shovels). */
 void admin_shovel_route(struct admin_request *req);
-/* Queue `name`'s dead-letter topic as daemon/queue.c names it
- * (kafka.topic_prefix + queues.dead_letter_topic with {name} replaced); -1
- * when it does not fit in out. */
-int admin_dlq_topic(const struct config *config, const char *name, char *out, size_t out_size);
-/* The DLQ's own consumer group: kbridge.dlq.NAME. */
-void admin_dlq_group(const char *name, char *out, size_t out_size);
+/* Queue `name`'s dead-letter topic in `vhost` as daemon/queue.c names it
+ * (the vhost's topic prefix + queues.dead_letter_topic with {name}
+ * replaced); -1 when it does not fit in out or the vhost is not configured. */
+int admin_dlq_topic(const struct config *config, const char *vhost, const char *name, char *out,
+                    size_t out_size);
+/* The DLQ's own consumer group: kbridge.dlq.NAME in vhost "/", else
+ * kbridge.v.VHOST/dlq.NAME (address_group_id); -1 when it does not fit. */
+int admin_dlq_group(const char *vhost, const char *name, char *out, size_t out_size);
 /* Shutdown, before the waiting requests are detached: stop what waits on a
  * timer (its request answered 503), leave running jobs to end on their own. */
 void admin_dlq_shutdown(struct admin_api *api);

@@ -1293,7 +1293,11 @@ const struct config_key config_keys[] = {
             "always exists, whether listed or not, and maps to `kafka.topic_prefix`. Exchanges, "
             "queues and bindings are declared per vhost; a declare in a vhost not listed here "
             "is refused as not found. Definitions read from the definitions topic in an "
-            "unlisted vhost are kept (another node may list it) but not served here.",
+            "unlisted vhost are kept (another node may list it) but not served here. Clients "
+            "choose theirs: AMQP 0-9-1's connection.open (an unknown one is 530), STOMP's "
+            "CONNECT `host` when it names one (else `/`), AMQP 1.0's open hostname "
+            "`vhost:NAME` (else `/`). A vhost's queues have their own consumer groups "
+            "(`kbridge.v.NAME/q.QUEUE`; `/` keeps `kbridge.q.QUEUE`).",
     },
     {
         .name = "definitions.topic",

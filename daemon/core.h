@@ -67,7 +67,7 @@ enum core_error {
  * settles it `released`; AMQP 0-9-1 `mandatory` returns it. */
 #define CORE_UNROUTABLE 2 /* (1 is the adapter base's CONNECTION_PUBLISH_ABANDONED) */
 
-/* The vhost of every session until vhosts are configured. */
+/* The vhost of a session until core_session_set_vhost names another. */
 #define CORE_DEFAULT_VHOST "/"
 
 /* ---- the core ------------------------------------------------------------ */
@@ -146,6 +146,7 @@ struct core_session_info {
     const char *user;
     const char *client_id; /* NULL: none */
     const char *peer;
+    const char *vhost;     /* core_session_vhost */
     uint64_t connected_ms; /* wall clock, ms since the epoch */
     size_t subscriptions;
     uint32_t unconfirmed; /* publishes handed to Kafka, not yet confirmed */
@@ -154,8 +155,9 @@ struct core_session_info {
 typedef bool (*core_session_each_fn)(const struct core_session_info *info, void *opaque);
 /* Call fn for every session of this node (newest first). */
 void core_each_session(struct core *core, core_session_each_fn fn, void *opaque);
-/* Subscribers of queue `name` among this node's sessions (not cluster-wide). */
-size_t core_queue_consumer_count(const struct core *core, const char *name);
+/* Subscribers of queue `name` of `vhost` (NULL: of any vhost) among this
+ * node's sessions (not cluster-wide). */
+size_t core_queue_consumer_count(const struct core *core, const char *vhost, const char *name);
 
 /* ---- this node's load, for the status topic (core_status.c) ------------------ */
 
@@ -227,6 +229,16 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
  * core_session_close from inside the call. */
 typedef void (*core_revoke_fn)(void *opaque, const char *reason);
 void core_session_set_revoke(struct core_session *session, core_revoke_fn revoked, void *opaque);
+
+/* Put the session in vhost `vhost` (architecture §11 "Vhosts"), once, right
+ * after core_session_new and before it publishes or subscribes: every topic,
+ * consumer group and declare of the session is then that vhost's. CORE_OK;
+ * CORE_ERR_NOT_FOUND with err ("vhost 'x' not found") when the config has no
+ * such vhost; CORE_ERR_INTERNAL out of memory. The session copies the name. */
+int core_session_set_vhost(struct core_session *session, const char *vhost, char *err,
+                           size_t err_size);
+/* The session's vhost ("/" by default); valid while the session is. */
+const char *core_session_vhost(const struct core_session *session);
 
 /* Close: unsubscribes everything (unsettled deliveries are released for
  * redelivery) and forgets pending publish callbacks (they will not be called).
@@ -619,10 +631,10 @@ int64_t core_queue_ready_from(const struct definitions *view, const char *vhost,
                               const char *topic, int32_t partition, int64_t committed, int64_t low);
 
 /* How many subscriptions of this node's sessions consume from queue `name`
- * (any protocol; consumers on other nodes are not known here). A walk of
+ * of `vhost` (any protocol; consumers on other nodes are not known here). A walk of
  * the sessions' subscriptions: for declare-ok counts and exclusive
  * consumers, not for every message. */
-size_t core_queue_local_consumers(const struct core *core, const char *name);
+size_t core_queue_local_consumers(const struct core *core, const char *vhost, const char *name);
 /* This node's view of the definitions (read-only; changes as the
  * definitions topic is applied). Engines get the same pointer in their
  * engine_context. */

@@ -44,7 +44,7 @@ struct core_anchor {
     size_t pending;
     core_anchor_fn done; /* NULL once cancelled */
     void *opaque;
-    char group_id[ADDRESS_NAME_MAX + 16];
+    char group_id[ADDRESS_GROUP_ID_MAX + 1];
 };
 
 static void anchor_unlink(struct core_anchor *anchor)
@@ -125,9 +125,9 @@ static const struct kafka_consumer_handlers anchor_handlers = {0};
 struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, const char *queue,
                                       core_anchor_fn done, void *opaque)
 {
-    /* The queue engine reads bound queues of the default vhost only (queue.c). */
-    if (strcmp(vhost, CORE_DEFAULT_VHOST) != 0)
-        return NULL;
+    const char *prefix = core_vhost_topic_prefix(core, vhost);
+    if (!prefix)
+        return NULL; /* a vhost this node does not serve: nobody here reads its queues */
     struct queue_bindings bindings = {0};
     if (queue_bindings_compute(core_definitions(core), vhost, queue, &bindings) < 0)
         return NULL;
@@ -135,7 +135,6 @@ struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, cons
         queue_bindings_clear(&bindings);
         return NULL;
     }
-    const char *prefix = (*core->config)->kafka.topic_prefix;
     struct core_anchor *anchor = calloc(1, sizeof(*anchor));
     size_t most = bindings.exchange_count + bindings.pattern_count + bindings.keyed_count;
     if (!anchor || !(anchor->lookups = calloc(most, sizeof(*anchor->lookups)))) {
@@ -146,7 +145,12 @@ struct core_anchor *core_anchor_queue(struct core *core, const char *vhost, cons
     anchor->core = core;
     anchor->done = done;
     anchor->opaque = opaque;
-    snprintf(anchor->group_id, sizeof(anchor->group_id), "kbridge.q.%s", queue);
+    if (address_group_id(vhost, "q", queue, NULL, anchor->group_id, sizeof(anchor->group_id)) < 0) {
+        free(anchor->lookups);
+        free(anchor);
+        queue_bindings_clear(&bindings);
+        return NULL;
+    }
     char err[256];
     anchor->consumer = kafka_consumer_new(core->kafka, anchor->group_id, "latest", &anchor_handlers,
                                           anchor, err, sizeof(err));

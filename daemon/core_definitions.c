@@ -709,13 +709,13 @@ int core_delete_exchange(struct core_session *session, const char *vhost, const 
     return op_write_batch(op, &batch, err, err_size);
 }
 
-size_t core_queue_local_consumers(const struct core *core, const char *name)
+size_t core_queue_local_consumers(const struct core *core, const char *vhost, const char *name)
 {
     size_t count = 0;
     for (const struct core_session *s = core->sessions; s; s = s->next)
         for (const struct core_subscription *sub = s->subscriptions; sub; sub = sub->next)
             if (sub->destination.kind == DESTINATION_QUEUE &&
-                strcmp(sub->destination.name, name) == 0)
+                strcmp(sub->destination.name, name) == 0 && strcmp(sub->vhost, vhost) == 0)
                 count++;
     return count;
 }
@@ -744,7 +744,7 @@ int core_delete_queue(struct core_session *session, const char *vhost, const cha
         return rc;
     const struct definitions *view = core_definitions(session->core);
     if (if_unused && definitions_queue(view, vhost, name) &&
-        core_queue_local_consumers(session->core, name) > 0) {
+        core_queue_local_consumers(session->core, vhost, name) > 0) {
         snprintf(err, err_size, "queue '%s' in vhost '%s' in use", name, vhost);
         return CORE_ERR_PRECONDITION;
     }

@@ -3,14 +3,14 @@
  * exchange is looked up in this node's view of the definitions and the
  * message routed through its bindings (definitions_route) only to decide
  * whether any queue wants it; what is written is one record on the
- * exchange's own Kafka topic (kafka.topic_prefix + NAME) with the routing
+ * exchange's own Kafka topic (the vhost's topic prefix + NAME) with the routing
  * key in `kbridge-routing-key` and as the record key unless the message
  * brings its own. The queues bound to the exchange read that topic and
  * filter it (queue.c). Nothing is copied per queue.
  *
  * A direct exchange declared with `x-kbridge-topic-per-key: true` writes
- * each message to a topic of its routing key instead, `kafka.topic_prefix +
- * NAME.KEY`, so a queue bound with key K reads only NAME.K and filters
+ * each message to a topic of its routing key instead, the vhost's prefix +
+ * `NAME.KEY`, so a queue bound with key K reads only NAME.K and filters
  * nothing (queue_bindings.c); it keeps unroutable messages unless
  * `x-kbridge-keep-unroutable: false` says otherwise, since its topics are
  * named for native Kafka readers too.
@@ -103,7 +103,7 @@ int core_exchange_publish(struct core_session *session, const struct destination
 {
     struct core *core = session->core;
     const struct config *config = core_config(core);
-    const char *vhost = CORE_DEFAULT_VHOST;
+    const char *vhost = session->vhost;
     char key[ADDRESS_KEY_MAX + 1];
     size_t key_len = message->routing_key ? message->routing_key_len : 0;
     if (key_len > ADDRESS_KEY_MAX || (key_len && memchr(message->routing_key, '\0', key_len))) {
@@ -220,8 +220,8 @@ int core_exchange_publish(struct core_session *session, const struct destination
         snprintf(exchange_destination.name, sizeof(exchange_destination.name), "%s",
                  target->spec.name);
     }
-    if (address_kafka_topic(&exchange_destination, config->kafka.topic_prefix, topic, sizeof(topic),
-                            err, err_size) < 0)
+    if (address_kafka_topic(&exchange_destination, session->topic_prefix, topic, sizeof(topic), err,
+                            err_size) < 0)
         return CORE_ERR_INVALID;
     struct core_record_target record_target = {
         .topic = topic,
@@ -274,7 +274,7 @@ static void core_exchange_ignore(void *opaque, int core_error, const char *reaso
 static void core_exchange_op_abandon(struct core_exchange_op *op)
 {
     char err[256];
-    if (op->declared && core_delete_queue(op->session, CORE_DEFAULT_VHOST, op->queue, false, false,
+    if (op->declared && core_delete_queue(op->session, op->session->vhost, op->queue, false, false,
                                           core_exchange_ignore, NULL, err, sizeof(err)) != CORE_OK)
         log_warn("core", "auto-delete queue '%s' not deleted: %s", op->queue, err);
     core_exchange_op_free(op);
@@ -339,7 +339,7 @@ static void core_exchange_on_declared(void *opaque, int core_error, const char *
         return;
     }
     struct binding_spec binding = {
-        .vhost = CORE_DEFAULT_VHOST,
+        .vhost = op->session->vhost,
         .source = op->exchange,
         .destination_kind = BINDING_TO_QUEUE,
         .destination = op->queue,
@@ -356,9 +356,9 @@ int core_exchange_subscribe(struct core_subscription *sub, const char *exchange,
 {
     struct core_session *session = sub->session;
     const struct exchange_definition *definition =
-        definitions_exchange(core_definitions(session->core), CORE_DEFAULT_VHOST, exchange);
+        definitions_exchange(core_definitions(session->core), session->vhost, exchange);
     if (!definition) {
-        snprintf(err, err_size, "no exchange '%s' in vhost '%s'", exchange, CORE_DEFAULT_VHOST);
+        snprintf(err, err_size, "no exchange '%s' in vhost '%s'", exchange, session->vhost);
         return CORE_ERR_NOT_FOUND;
     }
     if (strlen(key) > ADDRESS_KEY_MAX) {
@@ -381,7 +381,7 @@ int core_exchange_subscribe(struct core_subscription *sub, const char *exchange,
     sub->exchange_op = op;
     /* server-named, exclusive to this session, auto-delete (RabbitMQ's STOMP) */
     struct queue_spec queue = {
-        .vhost = CORE_DEFAULT_VHOST,
+        .vhost = session->vhost,
         .name = "",
         .durable = false,
         .exclusive = true,
@@ -413,12 +413,12 @@ void core_exchange_session_closed(struct core_session *session)
 void core_exchange_auto_delete(struct core_session *session, const char *name)
 {
     const struct queue_definition *queue =
-        definitions_queue(core_definitions(session->core), CORE_DEFAULT_VHOST, name);
+        definitions_queue(core_definitions(session->core), session->vhost, name);
     if (!queue || !queue->spec.auto_delete)
         return;
     char err[256];
-    if (core_delete_queue(session, CORE_DEFAULT_VHOST, name, false, false, core_exchange_ignore,
-                          NULL, err, sizeof(err)) != CORE_OK)
+    if (core_delete_queue(session, session->vhost, name, false, false, core_exchange_ignore, NULL,
+                          err, sizeof(err)) != CORE_OK)
         log_warn("core", "auto-delete queue '%s' not deleted: %s", name, err);
 }
 
@@ -435,20 +435,18 @@ static void core_exchange_declared_on_first_use(void *opaque, int core_error, co
 int core_exchange_queue_first_use(struct core_session *session,
                                   const struct destination *destination, char *err, size_t err_size)
 {
-    int rc = core_queue_usable(session, CORE_DEFAULT_VHOST, destination->name, err, err_size);
+    int rc = core_queue_usable(session, session->vhost, destination->name, err, err_size);
     if (rc != CORE_OK)
         return rc;
-    if (definitions_queue(core_definitions(session->core), CORE_DEFAULT_VHOST, destination->name))
+    if (definitions_queue(core_definitions(session->core), session->vhost, destination->name))
         return CORE_OK;
     if (destination->existing) {
-        snprintf(err, err_size, "no queue '%s' in vhost '%s'", destination->name,
-                 CORE_DEFAULT_VHOST);
+        snprintf(err, err_size, "no queue '%s' in vhost '%s'", destination->name, session->vhost);
         return CORE_ERR_NOT_FOUND;
     }
     /* Declared as RabbitMQ's STOMP does (durable), so AMQP 0-9-1 clients see
      * it; nobody waits: the queue works as a topic's group either way. */
-    struct queue_spec queue = {
-        .vhost = CORE_DEFAULT_VHOST, .name = destination->name, .durable = true};
+    struct queue_spec queue = {.vhost = session->vhost, .name = destination->name, .durable = true};
     char why[256];
     if (core_declare_queue(session, &queue, false, core_exchange_declared_on_first_use, NULL, why,
                            sizeof(why)) != CORE_OK)

@@ -111,6 +111,11 @@ struct core_session {
     char *user;
     char *client_id;
     char *peer;
+    /* Its vhost (architecture §11 "Vhosts"), "/" until core_session_set_vhost,
+     * and that vhost's Kafka topic prefix as the config had it then: every
+     * topic, consumer group and definitions lookup of the session uses them. */
+    char *vhost;
+    char *topic_prefix;
     bool anonymous;
     bool revoked;          /* a reload took its access: every right is refused */
     char *password_hash;   /* the user's hash when it logged in (NULL: anonymous) */
@@ -348,8 +353,8 @@ void core_exchange_auto_delete(struct core_session *session, const char *name);
  * (core_delete_queue_unattended). core_queue_expiry_free at shutdown. */
 void core_queue_expiry_declared(struct core *core, const char *vhost, const char *name,
                                 const struct json_t *arguments);
-void core_queue_expiry_unused(struct core *core, const char *name);
-void core_queue_expiry_in_use(struct core *core, const char *name);
+void core_queue_expiry_unused(struct core *core, const char *vhost, const char *name);
+void core_queue_expiry_in_use(struct core *core, const char *vhost, const char *name);
 void core_queue_expiry_free(struct core *core);
 
 /* Delete a queue and its bindings with nobody waiting (core_definitions.c):

@@ -382,7 +382,9 @@ int core_publish(struct core_session *session, const struct destination *destina
     if (core_check_message_size(config, message, err, err_size) != 0)
         return CORE_ERR_TOO_LARGE;
     char topic[ADDRESS_NAME_MAX + 1];
-    if (address_kafka_topic(reply ? &reply_topic : destination, config->kafka.topic_prefix, topic,
+    /* a reply: the node's reply topic, under kafka.topic_prefix in every vhost */
+    if (address_kafka_topic(reply ? &reply_topic : destination,
+                            reply ? config->kafka.topic_prefix : session->topic_prefix, topic,
                             sizeof(topic), err, err_size) < 0)
         return CORE_ERR_INVALID;
     if (!reply) {
@@ -392,8 +394,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         const struct core_overflow_target targets[] = {{"", destination->name},
                                                        {"amq.topic", destination->name}};
         bool refused;
-        int rc = core_publish_overflow(session, CORE_DEFAULT_VHOST, targets, 2, NULL, 0, done,
-                                       opaque, &refused, err, err_size);
+        int rc = core_publish_overflow(session, session->vhost, targets, 2, NULL, 0, done, opaque,
+                                       &refused, err, err_size);
         if (rc != CORE_OK || refused)
             return rc;
     }

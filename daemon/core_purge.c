@@ -209,8 +209,11 @@ int core_queue_lag(struct core *core, const char *vhost, const char *name, kafka
     size_t topic_count = 0;
     if (core_queue_topics(core, vhost, name, &topics, &topic_count) < 0)
         return CORE_ERR_INTERNAL;
-    char group[ADDRESS_NAME_MAX + 16];
-    snprintf(group, sizeof(group), "kbridge.q.%s", name);
+    char group[ADDRESS_GROUP_ID_MAX + 1];
+    if (address_group_id(vhost, "q", name, NULL, group, sizeof(group)) < 0) {
+        queue_bindings_free_topics(topics, topic_count);
+        return CORE_ERR_INVALID;
+    }
     int rc = kafka_group_lag(core->kafka, group, topics, topic_count, done, opaque);
     queue_bindings_free_topics(topics, topic_count);
     return rc < 0 ? CORE_ERR_UNAVAILABLE : CORE_OK;

@@ -125,28 +125,26 @@ void core_queue_expiry_declared(struct core *core, const char *vhost, const char
         expiry_arm(core, vhost, name, expires_ms);
 }
 
-void core_queue_expiry_unused(struct core *core, const char *name)
+void core_queue_expiry_unused(struct core *core, const char *vhost, const char *name)
 {
-    int64_t expires_ms = expiry_of(core, CORE_DEFAULT_VHOST, name, NULL);
+    int64_t expires_ms = expiry_of(core, vhost, name, NULL);
     if (expires_ms > 0)
-        expiry_arm(core, CORE_DEFAULT_VHOST, name, expires_ms);
+        expiry_arm(core, vhost, name, expires_ms);
 }
 
-void core_queue_expiry_in_use(struct core *core, const char *name)
+void core_queue_expiry_in_use(struct core *core, const char *vhost, const char *name)
 {
     if (core->queue_expiries)
-        expiry_remove(core, CORE_DEFAULT_VHOST, name);
+        expiry_remove(core, vhost, name);
 }
 
 /* Has the queue a subscriber on this node? */
 static bool expiry_has_subscriber(struct core *core, const char *vhost, const char *name)
 {
-    if (strcmp(vhost, CORE_DEFAULT_VHOST) != 0)
-        return false; /* clients consume in vhost / only */
     for (struct core_session *session = core->sessions; session; session = session->next)
         for (struct core_subscription *sub = session->subscriptions; sub; sub = sub->next)
             if (sub->attached && sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name &&
-                strcmp(sub->destination.name, name) == 0)
+                strcmp(sub->destination.name, name) == 0 && strcmp(sub->vhost, vhost) == 0)
                 return true;
     return false;
 }

@@ -353,7 +353,7 @@ bool core_may_publish(struct core_session *session, const struct destination *de
 
 bool core_session_may_consume_topic(struct core_session *session, const char *topic)
 {
-    const char *prefix = core_config(session->core)->kafka.topic_prefix;
+    const char *prefix = session->topic_prefix;
     size_t prefix_len = strlen(prefix);
     const char *name = strncmp(topic, prefix, prefix_len) == 0 ? topic + prefix_len : topic;
     return core_acl_allows(session, false, name);
@@ -374,6 +374,8 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     session->user = strdup(user);
     session->client_id = client_id && *client_id ? strdup(client_id) : NULL;
     session->peer = strdup(peer ? peer : "-");
+    session->vhost = strdup(CORE_DEFAULT_VHOST);
+    session->topic_prefix = strdup(core_config(core)->kafka.topic_prefix);
     session->anonymous = strcmp(user, "anonymous") == 0 && core_config(core)->auth.anonymous &&
                          !core_user(core_config(core), "anonymous");
     const struct config_user *entry =
@@ -388,13 +390,16 @@ struct core_session *core_session_new(struct core *core, const char *protocol, c
     if (getrandom(&session->sticky_seed, sizeof(session->sticky_seed), GRND_NONBLOCK) !=
         (ssize_t)sizeof(session->sticky_seed))
         session->sticky_seed = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uintptr_t)session;
-    if (!session->protocol || !session->user || !session->peer ||
-        (client_id && *client_id && !session->client_id) || (entry && !session->password_hash)) {
+    if (!session->protocol || !session->user || !session->peer || !session->vhost ||
+        !session->topic_prefix || (client_id && *client_id && !session->client_id) ||
+        (entry && !session->password_hash)) {
         free(session->password_hash);
         free(session->protocol);
         free(session->user);
         free(session->client_id);
         free(session->peer);
+        free(session->vhost);
+        free(session->topic_prefix);
         free(session);
         return NULL;
     }
@@ -438,8 +443,35 @@ void core_session_close(struct core_session *session)
     free(session->user);
     free(session->client_id);
     free(session->peer);
+    free(session->vhost);
+    free(session->topic_prefix);
     free(session);
 }
+
+int core_session_set_vhost(struct core_session *session, const char *vhost, char *err,
+                           size_t err_size)
+{
+    const char *prefix = core_vhost_topic_prefix(session->core, vhost);
+    if (!prefix) {
+        snprintf(err, err_size, "vhost '%s' not found", vhost);
+        return CORE_ERR_NOT_FOUND;
+    }
+    char *name = strdup(vhost);
+    char *prefix_copy = strdup(prefix);
+    if (!name || !prefix_copy) {
+        free(name);
+        free(prefix_copy);
+        snprintf(err, err_size, "out of memory");
+        return CORE_ERR_INTERNAL;
+    }
+    free(session->vhost);
+    free(session->topic_prefix);
+    session->vhost = name;
+    session->topic_prefix = prefix_copy;
+    return CORE_OK;
+}
+
+const char *core_session_vhost(const struct core_session *session) { return session->vhost; }
 
 void core_session_set_revoke(struct core_session *session, core_revoke_fn revoked, void *opaque)
 {
@@ -490,6 +522,7 @@ void core_each_session(struct core *core, core_session_each_fn fn, void *opaque)
             .user = session->user,
             .client_id = session->client_id,
             .peer = session->peer,
+            .vhost = core_session_vhost(session),
             .connected_ms = session->connected_ms,
             .unconfirmed = session->unconfirmed,
         };
@@ -500,13 +533,14 @@ void core_each_session(struct core *core, core_session_each_fn fn, void *opaque)
     }
 }
 
-size_t core_queue_consumer_count(const struct core *core, const char *name)
+size_t core_queue_consumer_count(const struct core *core, const char *vhost, const char *name)
 {
     size_t count = 0;
     for (const struct core_session *session = core->sessions; session; session = session->next)
         for (const struct core_subscription *sub = session->subscriptions; sub; sub = sub->next)
             count += sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name &&
-                     strcmp(sub->destination.name, name) == 0;
+                     strcmp(sub->destination.name, name) == 0 &&
+                     (!vhost || strcmp(sub->vhost, vhost) == 0);
     return count;
 }
 

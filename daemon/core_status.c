@@ -34,7 +34,7 @@ void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *
         for (const struct destination_stats *s = core->stats.buckets[i]; s; s = s->next) {
             if (s->kind != DESTINATION_QUEUE)
                 continue;
-            size_t consumers = core_queue_consumer_count(core, s->name);
+            size_t consumers = core_queue_consumer_count(core, NULL, s->name);
             size_t in_flight = *s->in_flight > 0 ? (size_t)*s->in_flight : 0;
             if ((consumers || in_flight) && !fn(opaque, s->name, consumers, in_flight))
                 return;

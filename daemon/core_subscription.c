@@ -224,6 +224,8 @@ static struct core_subscription *core_subscription_new(
     }
     sub->session = session;
     sub->client_id = session->client_id;
+    sub->vhost = session->vhost;
+    sub->topic_prefix = session->topic_prefix;
     sub->destination = *destination;
     sub->options = *options;
     sub->options.durable_name = sub->durable_name;
@@ -271,7 +273,7 @@ int core_subscription_attach(struct core_subscription *sub, const struct destina
     int rc = engine->ops->subscribe(engine, sub, err, err_size);
     if (rc == CORE_OK) {
         sub->attached = true;
-        core_queue_expiry_in_use(sub->session->core, destination->name);
+        core_queue_expiry_in_use(sub->session->core, sub->vhost, destination->name);
     }
     return rc;
 }
@@ -309,7 +311,7 @@ core_subscription_start(struct core_session *session, const struct destination *
     sub->attached = true;
     core_subscription_link(sub);
     if (destination->kind == DESTINATION_QUEUE && !options->durable_name)
-        core_queue_expiry_in_use(core, destination->name); /* x-expires */
+        core_queue_expiry_in_use(core, session->vhost, destination->name); /* x-expires */
     return sub;
 }
 
@@ -333,10 +335,10 @@ static int core_selector_parse(const struct core_subscribe_options *options, str
 
 /* Is queue `name` a stream (x-queue-type stream, architecture §13 "Stream
  * queues") in the definitions view? */
-static bool core_queue_is_stream(struct core *core, const char *name)
+static bool core_queue_is_stream(struct core *core, const char *vhost, const char *name)
 {
     const struct queue_definition *definition =
-        definitions_queue(core_definitions(core), CORE_DEFAULT_VHOST, name);
+        definitions_queue(core_definitions(core), vhost, name);
     const json_t *type =
         definition ? json_object_get(definition->spec.arguments, "x-queue-type") : NULL;
     return type && json_is_string(type) && strcmp(json_string_value(type), "stream") == 0;
@@ -350,8 +352,7 @@ static int core_queue_reads_own_topic(struct core_session *session,
 {
     char **topics = NULL;
     size_t count = 0;
-    if (core_queue_topics(session->core, CORE_DEFAULT_VHOST, destination->name, &topics, &count) <
-        0) {
+    if (core_queue_topics(session->core, session->vhost, destination->name, &topics, &count) < 0) {
         snprintf(err, err_size, "out of memory");
         return CORE_ERR_INTERNAL;
     }
@@ -485,7 +486,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
     }
     if (!core_acl_allows(session, false, destination->name) &&
         !(destination->kind == DESTINATION_QUEUE &&
-          core_session_owns_exclusive(session, CORE_DEFAULT_VHOST, destination->name))) {
+          core_session_owns_exclusive(session, session->vhost, destination->name))) {
         snprintf(err, err_size, "user '%s' may not consume from %s", session->user, display);
         *error_code = CORE_ERR_ACCESS;
         return NULL;
@@ -510,7 +511,7 @@ struct core_subscription *core_subscribe(struct core_session *session,
      * ("next" when absent, as RabbitMQ): every consumer reads everything,
      * nothing is consumed away (architecture §13 "Stream queues"). */
     bool stream_queue = destination->kind == DESTINATION_QUEUE && !options->browse &&
-                        core_queue_is_stream(session->core, destination->name);
+                        core_queue_is_stream(session->core, session->vhost, destination->name);
     struct core_subscribe_options stream_options;
     if (stream_queue) {
         int rc =
@@ -662,7 +663,7 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         core_unacked_settled(sub, sub->unacked);
     if (last_of_queue) {
         core_exchange_auto_delete(session, sub->destination.name);
-        core_queue_expiry_unused(session->core, sub->destination.name); /* x-expires */
+        core_queue_expiry_unused(session->core, sub->vhost, sub->destination.name); /* x-expires */
     }
     core_subscription_free(sub);
 }

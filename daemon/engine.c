@@ -22,7 +22,8 @@ void engine_delivery_from_record(const struct engine_context *context,
                                  const struct kafka_record *record, uint64_t id,
                                  uint32_t delivery_count)
 {
-    const char *prefix = engine_config(context)->kafka.topic_prefix;
+    (void)context;
+    const char *prefix = sub->topic_prefix;
     size_t prefix_len = strlen(prefix);
     delivery->id = id;
     delivery->topic = record->topic;

@@ -57,7 +57,11 @@ struct core_subscription {
     struct core_subscribe_options options;
     char *durable_name;    /* options.durable_name points here */
     const char *client_id; /* the session's (NULL: none) */
-    char *reply_token;     /* temporary queue: only records routed to this token */
+    /* The session's vhost and its Kafka topic prefix (architecture §11
+     * "Vhosts"): every topic and group the engine makes for it uses them. */
+    const char *vhost;
+    const char *topic_prefix;
+    char *reply_token; /* temporary queue: only records routed to this token */
     struct core_subscription_handlers handlers;
     void *opaque;
     struct engine *engine;     /* serves it */
@@ -173,7 +177,7 @@ bool engine_exchange_is_topic_per_key(const char *exchange);
 
 /* The config in force. */
 const struct config *engine_config(const struct engine_context *context);
-/* Fill `delivery` from a record for `sub`: names without the topic prefix,
+/* Fill `delivery` from a record for `sub`: names without sub's topic prefix,
  * body "" for a null value; no extra headers yet. */
 void engine_delivery_from_record(const struct engine_context *context,
                                  struct core_delivery *delivery,

@@ -9,6 +9,10 @@
  *   durable subscription D of C   group kbridge.sub.C.D, topic (or regex), from latest
  *   durable D of topic T, no C    group kbridge.dsub.T.D (RabbitMQ's durable:true)
  *
+ * PREFIX is the subscribers' vhost's topic prefix, and in a vhost other than
+ * "/" the groups are kbridge.v.VHOST/q.NAME etc. (address_group_id,
+ * architecture §11 "Vhosts"): a queue is one per (vhost, name).
+ *
  * Partitions are numbered locally (queue_state works on int32 partition ids,
  * a durable wildcard subscription spans several topics): `partitions` maps a
  * local index to (topic, partition), `partition_map` (a u64_map) the other
@@ -125,6 +129,8 @@ struct queue {
     const struct engine_context *context;
     enum destination_kind kind;
     char name[ADDRESS_NAME_MAX + 1];
+    char *vhost;  /* its subscribers' vhost (architecture §11 "Vhosts") */
+    char *prefix; /* that vhost's topic prefix when the queue was made */
     char *group_id;
     char *subscription; /* Kafka topic or ^regex */
     char *dead_letter_topic;
@@ -216,9 +222,8 @@ static void queue_apply_single_active(struct queue *queue)
 static void queue_read_arguments(struct queue *queue)
 {
     const struct queue_definition *definition =
-        queue->bound
-            ? definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name)
-            : NULL;
+        queue->bound ? definitions_queue(queue->context->definitions, queue->vhost, queue->name)
+                     : NULL;
     char err[512];
     struct queue_arguments arguments;
     bool refused = queue_arguments_parse(definition ? definition->spec.arguments : NULL, &arguments,
@@ -347,9 +352,9 @@ static bool queue_record_bound(const struct queue *queue, const struct kafka_rec
         }
         headers[used++] = (struct binding_header){name, value, value ? len : 0};
     }
-    bool match = queue_bindings_match(
-        &queue->bindings, queue->context->definitions, CORE_DEFAULT_VHOST, queue->name,
-        queue_config(queue)->kafka.topic_prefix, record->topic, key, headers, used);
+    bool match =
+        queue_bindings_match(&queue->bindings, queue->context->definitions, queue->vhost,
+                             queue->name, queue->prefix, record->topic, key, headers, used);
     if (headers != local)
         free(headers);
     return match;
@@ -516,7 +521,7 @@ struct queue_dead_letter_target {
 static void queue_record_origin(const struct queue *queue, const struct kafka_record *record,
                                 const char *record_topic, struct queue_dead_letter_target *target)
 {
-    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    const char *prefix = queue->prefix;
     size_t prefix_len = strlen(prefix);
     const char *topic = record_topic;
     if (strncmp(topic, prefix, prefix_len) == 0)
@@ -530,7 +535,7 @@ static void queue_record_origin(const struct queue *queue, const struct kafka_re
             len = strlen(key);
         }
     } else if (strlen(topic) < sizeof(target->original_exchange) &&
-               definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, topic)) {
+               definitions_exchange(queue->context->definitions, queue->vhost, topic)) {
         /* an exchange's name fits: exchange names are at most ADDRESS_NAME_MAX */
         memcpy(target->original_exchange, topic, strlen(topic) + 1);
     } else {
@@ -562,9 +567,9 @@ static void queue_dead_letter_target(const struct queue *queue, const struct kaf
     const char *key = queue->arguments.has_dead_letter_routing_key
                           ? queue->arguments.dead_letter_routing_key
                           : target->original_key;
-    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    const char *prefix = queue->prefix;
     const struct exchange_definition *definition =
-        definitions_exchange(queue->context->definitions, CORE_DEFAULT_VHOST, exchange);
+        definitions_exchange(queue->context->definitions, queue->vhost, exchange);
     if (!definition) {
         log_warn("queue", "%s: x-dead-letter-exchange '%s' does not exist: dead-lettering to %s",
                  queue->group_id, exchange, queue->dead_letter_topic);
@@ -1065,7 +1070,7 @@ static void queue_apply_purge(struct queue *queue, int32_t only)
     if (!queue->bound)
         return; /* durable subscriptions are not purged */
     const struct queue_definition *definition =
-        definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name);
+        definitions_queue(queue->context->definitions, queue->vhost, queue->name);
     if (!definition || !definition->purge_offsets)
         return;
     size_t i, purged = 0;
@@ -1194,6 +1199,8 @@ static void queue_free(struct queue *queue)
     free(queue->partitions);
     u64_map_free(&queue->partition_map);
     free(queue->group_id);
+    free(queue->vhost);
+    free(queue->prefix);
     free(queue->subscription);
     free(queue->dead_letter_topic);
     free(queue);
@@ -1230,9 +1237,8 @@ static void queue_on_expire_timer(evutil_socket_t fd, short what, void *arg)
      * wait for: what they do not select is settled on the next tick. A
      * shared queue's waits for the subscribers that may come. */
     const struct queue_definition *definition =
-        queue->bound
-            ? definitions_queue(queue->context->definitions, CORE_DEFAULT_VHOST, queue->name)
-            : NULL;
+        queue->bound ? definitions_queue(queue->context->definitions, queue->vhost, queue->name)
+                     : NULL;
     bool private_queue = !queue->bound || (definition && definition->spec.exclusive);
     size_t unselected = queue_state_drop_unselected(
         queue->state, private_queue ? 0 : queue_config(queue)->queues.selector_hold_ms);
@@ -1266,8 +1272,8 @@ static int queue_subscribe(struct queue *queue, char *err, size_t err_size)
     char **topics = NULL;
     size_t count = 0;
     if (!queue_bindings_empty(&queue->bindings) &&
-        queue_bindings_topics(&queue->bindings, queue_config(queue)->kafka.topic_prefix,
-                              queue->subscription, &topics, &count) < 0) {
+        queue_bindings_topics(&queue->bindings, queue->prefix, queue->subscription, &topics,
+                              &count) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -1357,7 +1363,7 @@ static int queue_anchor_bindings(struct queue *queue, char *err, size_t err_size
     queue_anchors_cancel(queue);
     if (queue_bindings_empty(&queue->bindings))
         return queue_subscribe(queue, err, err_size);
-    const char *prefix = queue_config(queue)->kafka.topic_prefix;
+    const char *prefix = queue->prefix;
     char **topics = NULL;
     size_t count = 0;
     if (queue_bindings_topics(&queue->bindings, prefix, queue->subscription, &topics, &count) < 0) {
@@ -1452,23 +1458,29 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->kind = sub->destination.kind;
     queue->bound = sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name;
     memcpy(queue->name, sub->destination.name, sizeof(queue->name));
-    queue->defined = queue->bound && definitions_queue(context->definitions, CORE_DEFAULT_VHOST,
-                                                       queue->name) != NULL;
+    queue->vhost = strdup(sub->vhost);
+    queue->prefix = strdup(sub->topic_prefix);
+    if (!queue->vhost || !queue->prefix) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    queue->defined =
+        queue->bound && definitions_queue(context->definitions, queue->vhost, queue->name) != NULL;
     queue->group_id = strdup(group_id);
     char subscription[ADDRESS_NAME_MAX * 4 + 8];
     if (sub->destination.wildcard) {
-        if (address_wildcard_regex(sub->destination.name, config->kafka.topic_prefix, subscription,
+        if (address_wildcard_regex(sub->destination.name, queue->prefix, subscription,
                                    sizeof(subscription)) < 0) {
             snprintf(err, err_size, "wildcard %s is too long", sub->destination.name);
             goto fail;
         }
-    } else if (address_kafka_topic(&sub->destination, config->kafka.topic_prefix, subscription,
+    } else if (address_kafka_topic(&sub->destination, queue->prefix, subscription,
                                    sizeof(subscription), err, err_size) < 0) {
         goto fail;
     }
     queue->subscription = strdup(subscription);
-    queue->dead_letter_topic = queue_dead_letter_topic(
-        config->kafka.topic_prefix, config->queues.dead_letter_topic, queue->name);
+    queue->dead_letter_topic =
+        queue_dead_letter_topic(queue->prefix, config->queues.dead_letter_topic, queue->name);
     queue->state = queue_state_new(&queue_state_callbacks, queue, config->queues.max_deliveries,
                                    queue_pause_limit(config));
     queue->linger_timer = event_new(context->base, -1, 0, queue_on_linger, queue);
@@ -1485,7 +1497,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
      * is its topic's, which other subscriptions share. */
     if (queue->bound &&
         queue_retry_plan_init(
-            &queue->retry, config->kafka.topic_prefix, config->queues.retry_topic, queue->name,
+            &queue->retry, queue->prefix, config->queues.retry_topic, queue->name,
             config->queues.redelivery_delay.initial_ms,
             strtod(config->queues.redelivery_delay.multiplier, NULL),
             config->queues.redelivery_delay.max_ms,
@@ -1504,7 +1516,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     if (sub->durable_name) {
         struct address_filter filter;
         if (sub->destination.wildcard &&
-            address_filter_init(&filter, config->kafka.topic_prefix, sub->destination.name) < 0) {
+            address_filter_init(&filter, queue->prefix, sub->destination.name) < 0) {
             snprintf(err, err_size, "wildcard %s is too long", sub->destination.name);
             goto fail;
         }
@@ -1519,7 +1531,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
             goto fail;
         }
     } else if (queue->bound) {
-        if (queue_bindings_compute(context->definitions, CORE_DEFAULT_VHOST, queue->name,
+        if (queue_bindings_compute(context->definitions, queue->vhost, queue->name,
                                    &queue->bindings) < 0) {
             snprintf(err, err_size, "out of memory");
             goto fail;
@@ -1551,17 +1563,26 @@ static int queue_engine_subscribe(struct engine *base, struct core_subscription 
                                   size_t err_size)
 {
     struct queue_engine *engine = (struct queue_engine *)base;
-    char group_id[ADDRESS_NAME_MAX * 2 + 64];
+    char group_id[ADDRESS_GROUP_ID_MAX + 1];
     /* Without a client-id (RabbitMQ's durable:true) the topic and name scope
      * it, as RabbitMQ names its subscription queue after destination and id. */
     const char *client_id = sub->client_id;
+    int named;
     if (sub->durable_name && client_id && !sub->options.durable_by_destination)
-        snprintf(group_id, sizeof(group_id), "kbridge.sub.%s.%s", client_id, sub->durable_name);
+        named = address_group_id(sub->vhost, "sub", client_id, sub->durable_name, group_id,
+                                 sizeof(group_id));
     else if (sub->durable_name)
-        snprintf(group_id, sizeof(group_id), "kbridge.dsub.%s.%s", sub->destination.name,
-                 sub->durable_name);
+        named = address_group_id(sub->vhost, "dsub", sub->destination.name, sub->durable_name,
+                                 group_id, sizeof(group_id));
     else
-        snprintf(group_id, sizeof(group_id), "kbridge.q.%s", sub->destination.name);
+        named = address_group_id(sub->vhost, "q", sub->destination.name, NULL, group_id,
+                                 sizeof(group_id));
+    if (named < 0) {
+        snprintf(err, err_size, "the consumer group name of %s '%s' in vhost '%s' is too long",
+                 sub->durable_name ? "durable subscription" : "queue",
+                 sub->durable_name ? sub->durable_name : sub->destination.name, sub->vhost);
+        return CORE_ERR_INVALID;
+    }
     struct queue *queue = NULL;
     for (struct queue *q = engine->queues; q; q = q->next)
         if (strcmp(q->group_id, group_id) == 0)
@@ -1616,10 +1637,9 @@ static void queue_forget(struct queue *queue)
 {
     if (queue->subscriber_count > 0 || !queue->consumer)
         return; /* still in use: an UNSUBSCRIBE does not delete it from under others */
-    const struct config *config = queue_config(queue);
     struct address_filter filter;
     bool wildcard = queue->subscription[0] == '^';
-    if (wildcard && address_filter_init(&filter, config->kafka.topic_prefix, queue->name) < 0)
+    if (wildcard && address_filter_init(&filter, queue->prefix, queue->name) < 0)
         return; /* cannot happen: queue_create built the same filter */
     log_info("queue", "%s: durable subscription deleted: leaving the group, forgetting its place",
              queue->group_id);
@@ -1749,13 +1769,12 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
         if (!q->bound || !q->consumer)
             continue;
         if (q->subscriber_count == 0 && !queue_bindings_empty(&q->bindings) &&
-            !definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name)) {
+            !definitions_queue(base->context->definitions, q->vhost, q->name)) {
             /* deleted (auto-delete, or by a client): no linger for it */
             queue_free(q);
             continue;
         }
-        bool defined =
-            definitions_queue(base->context->definitions, CORE_DEFAULT_VHOST, q->name) != NULL;
+        bool defined = definitions_queue(base->context->definitions, q->vhost, q->name) != NULL;
         bool deleted = q->defined && !defined;
         q->defined = defined;
         if (q->subscriber_count > 0 && deleted) {
@@ -1764,13 +1783,12 @@ static void queue_engine_definitions_changed(evutil_socket_t fd, short what, voi
              * one's unsubscribe frees the queue on a later turn */
             char reason[ADDRESS_NAME_MAX + 64];
             snprintf(reason, sizeof(reason), "queue '%s' in vhost '%s' was deleted", q->name,
-                     CORE_DEFAULT_VHOST);
+                     q->vhost);
             queue_fail_subscribers(q, CORE_ERR_NOT_FOUND, reason);
             continue;
         }
         struct queue_bindings now;
-        if (queue_bindings_compute(base->context->definitions, CORE_DEFAULT_VHOST, q->name, &now) <
-            0) {
+        if (queue_bindings_compute(base->context->definitions, q->vhost, q->name, &now) < 0) {
             log_error("queue", "%s: out of memory reading its bindings; kept the old ones",
                       q->group_id);
             continue;
@@ -1796,10 +1814,11 @@ static void queue_on_definitions_change(void *opaque, const struct definitions_c
 {
     struct queue_engine *engine = opaque;
     if (change->kind == DEFINITIONS_RECORD_PURGE) {
-        if (change->removed || strcmp(change->vhost, CORE_DEFAULT_VHOST) != 0)
+        if (change->removed)
             return;
         for (struct queue *q = engine->queues; q; q = q->next)
-            if (q->bound && strcmp(q->name, change->name) == 0)
+            if (q->bound && strcmp(q->name, change->name) == 0 &&
+                strcmp(q->vhost, change->vhost) == 0)
                 queue_apply_purge(q, -1);
         return;
     }

@@ -87,11 +87,12 @@ json_t *status_connection_json(const char *node, const struct core_session_info 
         host_len--;
     snprintf(host, sizeof(host), "%.*s", host_len, start);
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:s,s:i,s:s*,s:{s:i,s:i}}", "name", name,
-                     "node", node, "user", info->user, "protocol", info->protocol, "vhost", "/",
-                     "peer_host", host, "peer_port", colon ? atoi(colon + 1) : 0, "connected_at",
-                     (json_int_t)info->connected_ms, "state", "running", "channels", 1, "client_id",
-                     info->client_id, "kbridge", "subscriptions", (json_int_t)info->subscriptions,
-                     "unconfirmed", (json_int_t)info->unconfirmed);
+                     "node", node, "user", info->user, "protocol", info->protocol, "vhost",
+                     info->vhost ? info->vhost : "/", "peer_host", host, "peer_port",
+                     colon ? atoi(colon + 1) : 0, "connected_at", (json_int_t)info->connected_ms,
+                     "state", "running", "channels", 1, "client_id", info->client_id, "kbridge",
+                     "subscriptions", (json_int_t)info->subscriptions, "unconfirmed",
+                     (json_int_t)info->unconfirmed);
 }
 
 static json_t *status_listener_json(const char *protocol, const char *address)

@@ -101,6 +101,7 @@ struct topic_reader {
     struct topic_engine *engine;
     const struct engine_context *context;
     struct destination destination;
+    char *prefix; /* its subscribers' vhost's topic prefix (the reply reader: kafka.topic_prefix) */
     struct kafka_consumer *consumer;
     struct kafka_lookup *lookup;
     struct event *rescan_timer;
@@ -628,14 +629,13 @@ static void topic_on_browse_lookup(void *opaque, int err, const char *reason,
     event_add(reader->browse_timer, &interval);
 }
 
-static int topic_start_browse(struct topic_reader *reader)
+static int topic_start_browse(struct topic_reader *reader, const char *vhost)
 {
-    const struct config *config = engine_config(reader->context);
-    char topic[ADDRESS_NAME_MAX + 1], err[256], group[ADDRESS_NAME_MAX + 16];
-    if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic, sizeof(topic),
-                            err, sizeof(err)) < 0)
+    char topic[ADDRESS_NAME_MAX + 1], err[256], group[ADDRESS_GROUP_ID_MAX + 1];
+    if (address_kafka_topic(&reader->destination, reader->prefix, topic, sizeof(topic), err,
+                            sizeof(err)) < 0 ||
+        address_group_id(vhost, "q", reader->destination.name, NULL, group, sizeof(group)) < 0)
         return -1;
-    snprintf(group, sizeof(group), "kbridge.q.%s", reader->destination.name);
     struct topic_browse_lookup *lookup = calloc(1, sizeof(*lookup));
     reader->browse_timer =
         event_new(reader->context->base, -1, EV_PERSIST, topic_on_browse_timer, reader);
@@ -656,18 +656,17 @@ static int topic_start_browse(struct topic_reader *reader)
 
 static int topic_start_lookup(struct topic_reader *reader)
 {
-    const struct config *config = engine_config(reader->context);
     if (reader->destination.wildcard) {
         struct address_filter filter;
-        if (address_filter_init(&filter, config->kafka.topic_prefix, reader->destination.name) < 0)
+        if (address_filter_init(&filter, reader->prefix, reader->destination.name) < 0)
             return -1;
         reader->lookup =
             kafka_lookup_end_offsets(reader->context->kafka, NULL, address_filter_match, &filter,
                                      sizeof(filter), topic_on_lookup, reader);
     } else {
         char topic[ADDRESS_NAME_MAX + 1], err[256];
-        if (address_kafka_topic(&reader->destination, config->kafka.topic_prefix, topic,
-                                sizeof(topic), err, sizeof(err)) < 0)
+        if (address_kafka_topic(&reader->destination, reader->prefix, topic, sizeof(topic), err,
+                                sizeof(err)) < 0)
             return -1;
         /* A node's reply topic is created when missing (auto-creation may be off). */
         reader->lookup = topic_is_reply_reader(reader)
@@ -717,6 +716,7 @@ static void topic_reader_free(struct topic_reader *reader)
         *reader->stats->consumers = 0;
         *reader->stats->paused_partitions = 0;
     }
+    free(reader->prefix);
     free(reader);
 }
 
@@ -731,12 +731,14 @@ static void topic_on_linger(evutil_socket_t fd, short what, void *arg)
  * starting there; `browse`: a queue browser's own. */
 static struct topic_reader *topic_reader_create(struct topic_engine *engine,
                                                 const struct destination *destination,
+                                                const char *vhost, const char *prefix,
                                                 const struct stream_offset *replay, bool browse,
                                                 char *err, size_t err_size)
 {
     const struct engine_context *context = engine->base.context;
     struct topic_reader *reader = calloc(1, sizeof(*reader));
-    if (!reader) {
+    if (!reader || !(reader->prefix = strdup(prefix))) {
+        free(reader);
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
@@ -766,7 +768,7 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
                                           reader, err, err_size);
     if (!reader->consumer)
         goto fail;
-    if ((browse ? topic_start_browse(reader) : topic_start_lookup(reader)) < 0) {
+    if ((browse ? topic_start_browse(reader, vhost) : topic_start_lookup(reader)) < 0) {
         snprintf(err, err_size, "cannot look up topic %s", destination->name);
         goto fail;
     }
@@ -793,12 +795,16 @@ static int topic_subscribe(struct topic_engine *engine, struct core_subscription
     sub->sub = core_sub;
     struct topic_reader *reader = NULL;
     bool own = core_sub->replay || core_sub->options.browse; /* a reader of its own */
+    /* the node's reply topic is under kafka.topic_prefix whatever the vhost */
+    const char *prefix =
+        temporary ? engine_config(context)->kafka.topic_prefix : core_sub->topic_prefix;
     for (struct topic_reader *r = engine->readers; r && !own; r = r->next)
         if (!r->failed && !r->replay && !r->browse &&
-            strcmp(r->destination.name, core_sub->destination.name) == 0)
+            strcmp(r->destination.name, core_sub->destination.name) == 0 &&
+            strcmp(r->prefix, prefix) == 0)
             reader = r;
     if (!reader) {
-        reader = topic_reader_create(engine, &core_sub->destination,
+        reader = topic_reader_create(engine, &core_sub->destination, core_sub->vhost, prefix,
                                      core_sub->replay ? &core_sub->stream_offset : NULL,
                                      core_sub->options.browse, err, err_size);
         if (!reader)

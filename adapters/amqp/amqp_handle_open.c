@@ -5,7 +5,10 @@
  * container id and the ANONYMOUS-RELAY capability (JMS and RabbitMQ 4
  * clients look for it before sending with a null target). A connection over
  * limits.max_connections, or one that arrives while draining, is opened and
- * closed at once with the reason. */
+ * closed at once with the reason. The open's hostname `vhost:NAME`
+ * (RabbitMQ's form) puts the session in vhost NAME (unknown: closed with
+ * amqp:not-found naming it); any other hostname is the vhost `/`
+ * (architecture §11 "Vhosts"). */
 #include <event2/event.h>
 #include <proton/codec.h>
 #include <proton/connection.h>
@@ -50,6 +53,15 @@ static void amqp_handle_revoked(void *opaque, const char *reason)
     snprintf(description, sizeof(description),
              "access revoked: the server configuration was reloaded and %s", reason);
     amqp_connection_close(connection, "amqp:unauthorized-access", description);
+}
+
+/* The vhost the open's hostname names ("vhost:NAME"), or NULL: "/". */
+static const char *amqp_open_vhost(pn_connection_t *pc)
+{
+    const char *hostname = pn_connection_remote_hostname(pc);
+    if (!hostname || strncmp(hostname, "vhost:", 6) != 0)
+        return NULL;
+    return hostname + 6;
 }
 
 void amqp_handle_connection_open(struct amqp_connection *connection)
@@ -125,9 +137,22 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
                               "the server could not open a session (out of memory)");
         return;
     }
+    const char *vhost = amqp_open_vhost(pc);
+    char why[300];
+    if (vhost && core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK) {
+        core_session_close(connection->session);
+        connection->session = NULL;
+        amqp_adapter_count_error(adapter, AMQP_KIND_ADDRESS);
+        connection->base.close_reason = "unknown vhost";
+        char description[sizeof(why) + 300];
+        snprintf(description, sizeof(description), "%s (the open's hostname 'vhost:%.255s')", why,
+                 vhost);
+        amqp_connection_close(connection, "amqp:not-found", description);
+        return;
+    }
     core_session_set_revoke(connection->session, amqp_handle_revoked, connection);
     evtimer_del(connection->open_timer);
     pn_connection_open(pc);
-    log_info("amqp", "%s: open as '%s', container '%s'", connection->base.peer, connection->user,
-             connection->container_id);
+    log_info("amqp", "%s: open as '%s', container '%s', vhost '%s'", connection->base.peer,
+             connection->user, connection->container_id, core_session_vhost(connection->session));
 }

@@ -43,6 +43,12 @@
 /* ---- errors ------------------------------------------------------------------------ */
 
 /* A core error as a 0-9-1 reply code and RabbitMQ's label. */
+/* The channel's connection's vhost (set at connection.open). */
+static const char *amqp091_vhost(const struct amqp091_channel *channel)
+{
+    return core_session_vhost(channel->connection->session);
+}
+
 static uint16_t amqp091_core_code(int core_error, const char **label)
 {
     switch (core_error) {
@@ -179,7 +185,7 @@ static void amqp091_send_declare_ok(struct amqp091_channel *channel, uint64_t me
         .queue = amqp_cstring_bytes(channel->last_queue),
         .message_count = message_count > UINT32_MAX ? UINT32_MAX : (uint32_t)message_count,
         .consumer_count = (uint32_t)core_queue_local_consumers(
-            connection->adapter->base.context.core, channel->last_queue),
+            connection->adapter->base.context.core, amqp091_vhost(channel), channel->last_queue),
     };
     amqp091_send_method(connection, channel->number, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
 }
@@ -215,7 +221,7 @@ static void amqp091_op_done(void *opaque, int core_error, const char *reason, co
             snprintf(channel->last_queue, sizeof(channel->last_queue), "%s", name ? name : "");
             char err[256];
             if (!op->nowait && op->count_messages &&
-                core_queue_depth(connection->session, CORE_DEFAULT_VHOST, channel->last_queue,
+                core_queue_depth(connection->session, amqp091_vhost(channel), channel->last_queue,
                                  amqp091_declare_counted, op, err, sizeof(err)) == CORE_OK) {
                 connection->waiting++; /* the next method waits for this declare-ok */
                 return;
@@ -297,7 +303,7 @@ static void amqp091_exchange_declare(struct amqp091_channel *channel,
     amqp091_bytes_text(m->exchange, name, sizeof(name));
     amqp091_bytes_text(m->type, type, sizeof(type));
     struct exchange_spec spec = {
-        .vhost = CORE_DEFAULT_VHOST,
+        .vhost = amqp091_vhost(channel),
         .name = name,
         .durable = m->durable,
         .auto_delete = m->auto_delete,
@@ -332,7 +338,7 @@ static void amqp091_exchange_delete(struct amqp091_channel *channel,
         amqp091_channel_core_error(channel, CORE_ERR_INTERNAL, "out of memory", 0);
         return;
     }
-    int rc = core_delete_exchange(channel->connection->session, CORE_DEFAULT_VHOST, name,
+    int rc = core_delete_exchange(channel->connection->session, amqp091_vhost(channel), name,
                                   m->if_unused, amqp091_op_done, op, err, sizeof(err));
     amqp091_op_started(channel, op, rc, err, op->method);
 }
@@ -350,7 +356,7 @@ static void amqp091_binding(struct amqp091_channel *channel, amqp_method_number_
     if (kind == BINDING_TO_QUEUE && !destination_text[0]) /* the channel's last queue */
         snprintf(destination_text, sizeof(destination_text), "%s", channel->last_queue);
     struct binding_spec spec = {
-        .vhost = CORE_DEFAULT_VHOST,
+        .vhost = amqp091_vhost(channel),
         .source = source_text,
         .destination_kind = kind,
         .destination = destination_text,
@@ -375,7 +381,7 @@ static void amqp091_queue_declare(struct amqp091_channel *channel, const amqp_qu
     char name[256], err[256];
     amqp091_bytes_text(m->queue, name, sizeof(name));
     struct queue_spec spec = {
-        .vhost = CORE_DEFAULT_VHOST,
+        .vhost = amqp091_vhost(channel),
         .name = name,
         .durable = m->durable,
         .exclusive = m->exclusive,
@@ -412,8 +418,8 @@ static void amqp091_queue_delete(struct amqp091_channel *channel, const amqp_que
     int rc = CORE_ERR_INTERNAL;
     snprintf(err, sizeof(err), "out of memory");
     if (op)
-        rc = core_delete_queue(channel->connection->session, CORE_DEFAULT_VHOST, name, m->if_unused,
-                               m->if_empty, amqp091_op_done, op, err, sizeof(err));
+        rc = core_delete_queue(channel->connection->session, amqp091_vhost(channel), name,
+                               m->if_unused, m->if_empty, amqp091_op_done, op, err, sizeof(err));
     amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_DELETE_METHOD);
 }
 
@@ -447,7 +453,7 @@ static void amqp091_queue_purge(struct amqp091_channel *channel, const amqp_queu
     int rc = CORE_ERR_INTERNAL;
     snprintf(err, sizeof(err), "out of memory");
     if (op)
-        rc = core_purge_queue(channel->connection->session, CORE_DEFAULT_VHOST, name,
+        rc = core_purge_queue(channel->connection->session, amqp091_vhost(channel), name,
                               amqp091_purge_done, op, err, sizeof(err));
     amqp091_op_started(channel, op, rc, err, AMQP_QUEUE_PURGE_METHOD);
 }
@@ -1283,7 +1289,8 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
         return;
     }
     if (strlen(queue) > ADDRESS_NAME_MAX) { /* no queue can have that name */
-        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s...' in vhost '/'", queue);
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s...' in vhost '%.100s'", queue,
+                 amqp091_vhost(channel));
         amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
@@ -1306,17 +1313,20 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
      * 0-9-1 exclusive ones after (architecture §12). */
     struct amqp091_adapter *adapter = connection->adapter;
     bool locked = false;
+    const char *vhost = amqp091_vhost(channel);
     for (struct amqp091_consumer *c = adapter->exclusive; c && !locked; c = c->exclusive_next)
-        locked = strcmp(c->queue, queue) == 0;
-    if (!direct_reply && (locked || (m->exclusive && core_queue_local_consumers(
-                                                         adapter->base.context.core, queue) > 0))) {
-        snprintf(text, sizeof(text), "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use",
-                 queue);
+        locked = strcmp(c->queue, queue) == 0 && strcmp(amqp091_vhost(c->channel), vhost) == 0;
+    if (!direct_reply &&
+        (locked || (m->exclusive &&
+                    core_queue_local_consumers(adapter->base.context.core, vhost, queue) > 0))) {
+        snprintf(text, sizeof(text),
+                 "ACCESS_REFUSED - queue '%s' in vhost '%.100s' in exclusive use", queue, vhost);
         amqp091_channel_error(channel, AMQP_ACCESS_REFUSED, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
     if (strlen(queue) > ADDRESS_NAME_MAX) {
-        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s' in vhost '%.100s'", queue,
+                 amqp091_vhost(channel));
         amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
@@ -1474,7 +1484,8 @@ static void amqp091_get(struct amqp091_channel *channel, const amqp_basic_get_t 
     char queue[256], text[400];
     amqp091_queue_name(channel, m->queue, queue, sizeof(queue));
     if (!queue[0] || strlen(queue) > ADDRESS_NAME_MAX) {
-        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+        snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s' in vhost '%.100s'", queue,
+                 amqp091_vhost(channel));
         amqp091_channel_error(channel, AMQP_NOT_FOUND, text, AMQP_BASIC_GET_METHOD);
         return;
     }

@@ -614,19 +614,22 @@ static void amqp091_connection_revoked(void *opaque, const char *reason)
 
 static void amqp091_open(struct amqp091_connection *connection, const amqp_connection_open_t *open)
 {
+    /* a shortstr: at most 255 bytes; a NUL byte in it is shown as '?' and
+     * names no vhost (config names are C strings) */
     char vhost[256];
-    snprintf(vhost, sizeof(vhost), "%.*s", (int)open->virtual_host.len,
-             (const char *)open->virtual_host.bytes);
+    size_t len = open->virtual_host.len < sizeof(vhost) ? open->virtual_host.len : 0;
+    bool has_nul = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = ((const char *)open->virtual_host.bytes)[i];
+        has_nul |= c == '\0';
+        vhost[i] = c ? c : '?';
+    }
+    vhost[len] = '\0';
     struct core *core = connection->adapter->base.context.core;
-    if (strcmp(vhost, CORE_DEFAULT_VHOST) != 0) {
-        /* Publishing and consuming go through the default vhost's view so
-         * far (architecture §12): another vhost is refused, known or not. */
+    /* §11's vhosts: a configured one */
+    if (has_nul || !core_vhost_topic_prefix(core, vhost)) {
         char text[400];
-        if (core_vhost_topic_prefix(core, vhost))
-            snprintf(text, sizeof(text),
-                     "NOT_ALLOWED - vhost %s is not served over AMQP 0-9-1 yet (only '/')", vhost);
-        else
-            snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
+        snprintf(text, sizeof(text), "NOT_ALLOWED - vhost %s not found", vhost);
         amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
         return;
     }
@@ -646,6 +649,15 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
     if (!connection->session) {
         amqp091_connection_error(connection, AMQP_INTERNAL_ERROR,
                                  "INTERNAL_ERROR - cannot open a session", 0);
+        return;
+    }
+    char why[300];
+    if (core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK) {
+        char text[400];
+        snprintf(text, sizeof(text), "NOT_ALLOWED - %s", why);
+        core_session_close(connection->session);
+        connection->session = NULL;
+        amqp091_connection_error(connection, AMQP_NOT_ALLOWED, text, AMQP_CONNECTION_OPEN_METHOD);
         return;
     }
     core_session_set_revoke(connection->session, amqp091_connection_revoked, connection);

@@ -753,6 +753,7 @@ void stomp_connect_wait_free(struct stomp_connect_wait *wait)
         return;
     free(wait->receipt);
     free(wait->login);
+    free(wait->vhost);
     free(wait);
 }
 

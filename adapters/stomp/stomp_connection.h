@@ -110,6 +110,7 @@ struct stomp_connect_wait {
     char heartbeat[32]; /* the negotiated heart-beat header of CONNECTED */
     char *receipt;      /* CONNECT's receipt header, for the ERROR's receipt-id */
     char *login;        /* CONNECT's login header (NULL: none), for the ERROR */
+    char *vhost;        /* CONNECT's host when it names a configured vhost, else NULL: "/" */
 };
 
 /* Free a stomp_connect_wait (NULL: nothing). */

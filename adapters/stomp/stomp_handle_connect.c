@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stomp_handle_connect.c -- CONNECT and STOMP: version negotiation,
  * heart-beat negotiation, login/passcode against auth.users, the core
- * session, and the CONNECTED reply. `host` is accepted as given (kbridge
- * has no virtual hosts); `client-id` is kept for durable subscriptions.
+ * session, and the CONNECTED reply. `host` selects the vhost when it names
+ * one in the config (`vhosts`, RabbitMQ's STOMP), else (clients send the TCP
+ * host name there: `localhost`, `127.0.0.1`) the session is in vhost `/`, as
+ * ActiveMQ ignores it (architecture §11 "Vhosts"); `client-id` is kept for
+ * durable subscriptions.
  * Without `login`, on a TLS connection whose client certificate was
  * verified (mTLS), the certificate's identity is the user (no passcode). */
 #include <event2/util.h>
@@ -60,6 +63,14 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
         return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
                           "The server could not open a session for this connection (out of "
                           "memory). Try again later.");
+    const char *vhost = connection->connect->vhost;
+    char why[300];
+    if (vhost && core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK)
+        /* a reload removed it since CONNECT arrived */
+        return stomp_fail_as(error, STOMP_KIND_INVALID, "Bad CONNECT", "vhost not found",
+                             "The host header named vhost '%s', which the server no longer "
+                             "has (%s).",
+                             vhost, why);
     core_session_set_revoke(connection->session, stomp_connect_revoked, connection);
     stomp_make_session_id(connection);
 
@@ -189,8 +200,11 @@ int stomp_handle_connect(struct stomp_connection *connection, const struct stomp
     connection->connect = wait;
     const char *client_id = stomp_frame_header_value(frame, "client-id");
     const char *receipt = stomp_frame_header_value(frame, "receipt");
+    const char *host = stomp_frame_header_value(frame, "host");
+    bool names_vhost = host && core_vhost_topic_prefix(adapter->base.context.core, host);
     if ((client_id && client_id[0] && !(connection->client_id = strdup(client_id))) ||
-        (receipt && !(wait->receipt = strdup(receipt))))
+        (receipt && !(wait->receipt = strdup(receipt))) ||
+        (names_vhost && !(wait->vhost = strdup(host))))
         return stomp_fail(error, STOMP_KIND_INTERNAL, "out of memory",
                           "The server could not accept the connection.");
     wait->version = version;

@@ -589,6 +589,43 @@ START_TEST(kind_names)
 }
 END_TEST
 
+START_TEST(group_ids_per_vhost)
+{
+    char out[128];
+    /* "/" keeps the names groups had before vhosts */
+    ck_assert_int_eq(address_group_id("/", "q", "orders", NULL, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.q.orders");
+    ck_assert_int_eq(address_group_id(NULL, "q", "orders", NULL, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.q.orders");
+    ck_assert_int_eq(address_group_id("/", "sub", "client", "d", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.sub.client.d");
+    ck_assert_int_eq(address_group_id("/", "dsub", "news", "d", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.dsub.news.d");
+    /* another vhost: its own, escaped, ended by '/' */
+    ck_assert_int_eq(address_group_id("sales", "q", "orders", NULL, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.v.sales/q.orders");
+    ck_assert_int_eq(address_group_id("sales", "sub", "c", "d", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.v.sales/sub.c.d");
+    ck_assert_int_eq(address_group_id("a/b c", "q", "x", NULL, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "kbridge.v.a%2Fb%20c/q.x");
+    /* vhost "a.q.b" queue "c" and vhost "a" queue "b.q.c" differ */
+    char other[128];
+    ck_assert_int_eq(address_group_id("a.q.b", "q", "c", NULL, out, sizeof(out)), 0);
+    ck_assert_int_eq(address_group_id("a", "q", "b.q.c", NULL, other, sizeof(other)), 0);
+    ck_assert_str_ne(out, other);
+    /* a vhost's group is never one of "/"'s, whatever the queue's name */
+    ck_assert_int_eq(address_group_id("/", "q", "v.sales", NULL, other, sizeof(other)), 0);
+    ck_assert_int_eq(address_group_id("sales", "q", "x", NULL, out, sizeof(out)), 0);
+    ck_assert_str_ne(out, other);
+    /* nothing is cut */
+    ck_assert_int_eq(address_group_id("sales", "q", "orders", NULL, out, 25), 0);
+    ck_assert_str_eq(out, "kbridge.v.sales/q.orders");
+    ck_assert_int_eq(address_group_id("sales", "q", "orders", NULL, out, 24), -1);
+    ck_assert_int_eq(address_group_id("/", "q", "orders", NULL, out, 16), -1);
+    ck_assert_int_eq(address_group_id("saaaaaaaaaaaaaaaaales", "q", "o", NULL, out, 12), -1);
+}
+END_TEST
+
 static Suite *address_suite(void)
 {
     Suite *suite = suite_create("address");
@@ -619,6 +656,7 @@ static Suite *address_suite(void)
     tcase_add_test(format, format_round_trip);
     tcase_add_test(format, spelling_tables);
     tcase_add_test(format, kind_names);
+    tcase_add_test(format, group_ids_per_vhost);
     suite_add_tcase(suite, format);
     return suite;
 }

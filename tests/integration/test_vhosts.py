@@ -1,0 +1,278 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Vhosts for clients (issues 13 and 14; architecture §11 "Vhosts"): with
+`vhosts: {sales: {}}` in the config,
+
+- a pika application on vhost `sales` declares queue `orders`, publishes and
+  consumes; a pika application on `/` with the same queue name sees nothing
+  of it and the other way round: two queues, two Kafka topics
+  (`sales.orders` under the vhost's prefix, `orders` under `/`'s) and two
+  consumer groups (`kbridge.v.sales/q.orders`, `kbridge.q.orders`);
+- an unknown vhost is connection.close 530 NOT_ALLOWED "vhost x not found"
+  over 0-9-1 and amqp:not-found over AMQP 1.0;
+- STOMP's CONNECT `host: sales` and AMQP 1.0's open hostname `vhost:sales`
+  reach the same queue as pika's `sales`; STOMP with the host name stomp.py
+  sends by default (`127.0.0.1`) is in `/`;
+- the admin API lists each queue with its vhost and group and answers
+  `/api/queues/sales/NAME` with its depth.
+
+Waits are deadline-based (wait_for, pika's own I/O loop with a deadline)."""
+
+import subprocess
+import time
+import uuid
+
+import pika
+import pytest
+import stomp
+from proton import Message
+from proton.utils import BlockingConnection
+
+from amqp_client import amqp_url
+from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for, with_admin
+from stomp_util import Recorder
+from test_amqp091_errors import raw_open
+from test_stomp_queues import read_topic
+
+USER, PASSWORD = "app", "secret"
+VHOST = "sales"
+
+
+@pytest.fixture(scope="module")
+def password_hash():
+    return subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def uniq():
+    return f"-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else f"-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def daemon(kbridged_factory, bootstrap, password_hash):
+    config = with_admin(base_config(
+        bootstrap, kafka={"consumer": {"session.timeout.ms": 6000}},
+        auth={"anonymous": True, "users": [
+            {"name": USER, "password_hash": password_hash,
+             "publish": [".*"], "consume": [".*"]}]},
+        vhosts={VHOST: {}}))
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return kbridged_factory(config)
+
+
+def pika_connect(daemon, vhost):
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, virtual_host=vhost,
+        credentials=pika.PlainCredentials(USER, PASSWORD),
+        connection_attempts=1, socket_timeout=10, blocked_connection_timeout=30))
+
+
+def publish_confirmed(connection, queue, bodies):
+    ch = connection.channel()
+    ch.confirm_delivery()
+    for body in bodies:
+        ch.basic_publish("", queue, body.encode(), mandatory=True)
+    ch.close()
+
+
+def consume(connection, queue, count, timeout=30):
+    """`count` bodies from `queue`, acked, in order of arrival."""
+    ch = connection.channel()
+    got = []
+
+    def on_message(channel, method, properties, body):
+        got.append(body.decode())
+        channel.basic_ack(method.delivery_tag)
+
+    tag = ch.basic_consume(queue, on_message)
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out: {len(got)} of {count} messages from {queue}: {got}"
+        connection.process_data_events(time_limit=min(left, 0.2))
+    ch.basic_cancel(tag)
+    return ch, got
+
+
+def stomp_connect(daemon, vhost=None):
+    """stomp.py 1.2; `vhost` is its CONNECT host header (None: stomp.py's
+    default, the TCP host name)."""
+    host, port = daemon.host_port("stomp")
+    conn = stomp.Connection12([(host, port)], heartbeats=(0, 0), vhost=vhost)
+    recorder = Recorder()
+    conn.set_listener("recorder", recorder)
+    conn.connect(USER, PASSWORD, wait=True)
+    return conn, recorder
+
+
+def test_pika_vhosts_are_separate_queues_topics_and_groups(daemon, bootstrap, uniq):
+    queue = f"orders{uniq}"
+    sales = pika_connect(daemon, VHOST)
+    root = pika_connect(daemon, "/")
+    assert sales.channel().queue_declare(queue, durable=True).method.queue == queue
+    publish_confirmed(sales, queue, [f"sales-{i}" for i in range(3)])
+    # the same name in "/" is another queue: empty, its own topic
+    root_ch = root.channel()
+    ok = root_ch.queue_declare(queue, durable=True)
+    assert ok.method.message_count == 0
+    publish_confirmed(root, queue, ["root-0", "root-1"])
+
+    # the admin API: both queues, each with its vhost, group and depth
+    wait_for(lambda: daemon.api(f"/api/queues/{VHOST}/{queue}")[1].get("messages") == 3, 30,
+             "depth 3 of the sales queue")
+    status, body = daemon.api(f"/api/queues/{VHOST}/{queue}")
+    assert status == 200
+    assert (body["vhost"], body["name"], body["messages"], body["kbridge_group"]) == (
+        VHOST, queue, 3, f"kbridge.v.{VHOST}/q.{queue}")
+    assert body["kbridge_topics"] == [f"{VHOST}.{queue}"]
+    wait_for(lambda: daemon.api(f"/api/queues/%2F/{queue}")[1].get("messages") == 2, 30,
+             "depth 2 of the / queue")
+    status, body = daemon.api(f"/api/queues/%2F/{queue}")
+    assert (body["vhost"], body["kbridge_group"], body["kbridge_topics"]) == (
+        "/", f"kbridge.q.{queue}", [queue])
+    listed = sorted((q["vhost"], q["name"]) for q in daemon.api("/api/queues")[1]
+                    if q["name"] == queue)
+    assert listed == [("/", queue), (VHOST, queue)]
+    assert daemon.api(f"/api/queues/{VHOST}")[1][0]["vhost"] == VHOST
+    # /api/connections names each connection's vhost (as RabbitMQ's does)
+    assert sorted(c["vhost"] for c in daemon.api("/api/connections?node=local")[1]
+                  if c["protocol"] == "amqp091") == ["/", VHOST]
+
+    # each consumer gets its own vhost's messages, in order, and nothing else
+    _, got = consume(sales, queue, 3)
+    assert got == ["sales-0", "sales-1", "sales-2"]
+    root_ch2, got = consume(root, queue, 2)
+    assert got == ["root-0", "root-1"]
+    # nothing more arrives on either (both were published and confirmed first)
+    assert sales.channel().basic_get(queue, auto_ack=True) == (None, None, None)
+    assert root_ch2.basic_get(queue, auto_ack=True) == (None, None, None)
+
+    # the records in Kafka: the vhost's prefix (kafka.topic_prefix + "sales.")
+    assert [m.value().decode() for m in read_topic(bootstrap, f"{VHOST}.{queue}")] == [
+        "sales-0", "sales-1", "sales-2"]
+    assert [m.value().decode() for m in read_topic(bootstrap, queue)] == ["root-0", "root-1"]
+    sales.close()
+    root.close()
+
+
+def test_unknown_vhost_is_refused(daemon):
+    # pika reports a close while opening as ProbableAccessDeniedError, with
+    # the broker's close (code and text) as its argument
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as closed:
+        pika_connect(daemon, "nowhere")
+    assert str(closed.value) == (
+        "ConnectionClosedByBroker: (530) 'NOT_ALLOWED - vhost nowhere not found'")
+    # a name with a NUL byte is no vhost, not the configured one before it
+    client = raw_open(daemon, VHOST.encode() + b"\x00x")
+    code, text = client.expect_close()
+    assert (code, text) == (530, f"NOT_ALLOWED - vhost {VHOST}?x not found")
+    client.close()
+    # AMQP 1.0: the open's hostname vhost:nowhere
+    with pytest.raises(Exception) as refused:
+        BlockingConnection(amqp_url(daemon, USER, PASSWORD), timeout=15, allowed_mechs="PLAIN",
+                           virtual_host="vhost:nowhere")
+    assert "amqp:not-found" in str(refused.value)
+    assert "vhost 'nowhere' not found" in str(refused.value)
+    # the daemon carries on: "/" and sales still open
+    for vhost in ("/", VHOST):
+        pika_connect(daemon, vhost).close()
+
+
+def test_stomp_host_and_amqp10_hostname_reach_the_vhost(daemon, uniq):
+    queue = f"orders{uniq}"
+    sales = pika_connect(daemon, VHOST)
+    sales.channel().queue_declare(queue, durable=True)
+
+    # STOMP with host: sales sends to the sales queue
+    conn, recorder = stomp_connect(daemon, VHOST)
+    conn.send(f"/queue/{queue}", "from-stomp", receipt="r1")
+    wait_for(lambda: "r1" in recorder.receipts, 30, "RECEIPT r1")
+    # AMQP 1.0 with hostname vhost:sales sends to the same queue
+    amqp = BlockingConnection(amqp_url(daemon, USER, PASSWORD), timeout=30,
+                              allowed_mechs="PLAIN", virtual_host=f"vhost:{VHOST}")
+    sender = amqp.create_sender(f"/queues/{queue}")
+    sender.send(Message(body="from-amqp10"))
+    sender.close()
+    # STOMP with stomp.py's default host (the TCP host name) is in "/"
+    root_conn, root_recorder = stomp_connect(daemon)
+    root_conn.send(f"/queue/{queue}", "from-stomp-root", receipt="r2")
+    wait_for(lambda: "r2" in root_recorder.receipts, 30, "RECEIPT r2")
+
+    # two producers: Kafka orders each one's records, not the two together
+    _, got = consume(sales, queue, 2)
+    assert sorted(got) == ["from-amqp10", "from-stomp"]
+
+    # pika on sales publishes; the STOMP subscriber on host sales gets it,
+    # the one on "/" gets the "/" message only
+    conn.subscribe(f"/queue/{queue}", id="s1", ack="client-individual")
+    root_conn.subscribe(f"/queue/{queue}", id="s2", ack="client-individual")
+    publish_confirmed(sales, queue, ["from-pika"])
+    wait_for(lambda: len(recorder.messages) >= 1, 30, "the STOMP message on sales")
+    wait_for(lambda: len(root_recorder.messages) >= 1, 30, "the STOMP message on /")
+    frame = recorder.messages[0]
+    assert frame.body == "from-pika"
+    conn.ack(frame.headers["ack"])
+    root_frame = root_recorder.messages[0]
+    assert root_frame.body == "from-stomp-root"
+    root_conn.ack(root_frame.headers["ack"])
+    assert len(recorder.messages) == 1 and len(root_recorder.messages) == 1
+    # the AMQP 1.0 receiver on sales sees a message pika sends next (the
+    # STOMP consumer on sales gone first: it would compete for it)
+    conn.disconnect()
+    receiver = amqp.create_receiver(f"/queues/{queue}", credit=10)
+    publish_confirmed(sales, queue, ["for-amqp10"])
+    message = receiver.receive(timeout=30)
+    assert message.body == b"for-amqp10"  # a 0-9-1 body is binary: AMQP 1.0 data
+    receiver.accept()
+    assert len(root_recorder.messages) == 1
+    amqp.close()
+    root_conn.disconnect()
+    sales.close()
+
+
+def test_exchanges_and_dead_letters_of_a_vhost(daemon, bootstrap, uniq):
+    """An exchange, its binding and a queue's dead letters live under the
+    vhost's prefix; the vhost "/" does not see its exchange."""
+    exchange, queue = f"ex{uniq}", f"q{uniq}"
+    sales = pika_connect(daemon, VHOST)
+    ch = sales.channel()
+    ch.exchange_declare(exchange, exchange_type="direct", durable=True)
+    ch.queue_declare(queue, durable=True)
+    ch.queue_bind(queue, exchange, routing_key="k")
+    ch.confirm_delivery()
+    ch.basic_publish(exchange, "k", b"routed", mandatory=True)
+
+    got = []
+    deliveries = []
+
+    def on_message(channel, method, properties, body):
+        got.append(body.decode())
+        deliveries.append(method.delivery_tag)
+
+    ch.basic_consume(queue, on_message)
+    deadline = time.monotonic() + 30
+    while not got:
+        assert time.monotonic() < deadline, "timed out waiting for the routed message"
+        sales.process_data_events(time_limit=0.2)
+    assert got == ["routed"]
+    ch.basic_reject(deliveries[0], requeue=False)  # no DLX: to the queue's dead-letter topic
+
+    records = read_topic(bootstrap, f"{VHOST}.{exchange}")
+    assert [(m.value(), dict(m.headers())["kbridge-routing-key"]) for m in records] == [
+        (b"routed", b"k")]
+    wait_for(lambda: [m.value() for m in read_topic(bootstrap, f"{VHOST}.{queue}.DLQ")] ==
+             [b"routed"], 30, f"the dead letter in {VHOST}.{queue}.DLQ")
+    status, body = daemon.api(f"/api/kbridge/dlq/{VHOST}/{queue}")
+    assert status == 200
+    assert (body["topic"], body["group"]) == (f"{VHOST}.{queue}.DLQ",
+                                              f"kbridge.v.{VHOST}/dlq.{queue}")
+
+    # "/" has no such exchange
+    root = pika_connect(daemon, "/")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        root.channel().exchange_declare(exchange, passive=True)
+    assert closed.value.reply_code == 404
+    assert closed.value.reply_text == f"NOT_FOUND - no exchange '{exchange}' in vhost '/'"
+    root.close()
+    sales.close()
