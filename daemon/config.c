@@ -1301,16 +1301,23 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
     return 0;
 }
 
-/* "IP:PORT" or "[IPv6]:PORT" with a port, parsed without a lookup. */
-static bool config_is_ip_port(const char *text)
+/* "HOST:PORT" (a host name, an IPv4 address or "[IPv6]") with a port
+ * 1-65535; a name is looked up later, on the worker pool (shovel.h). */
+static bool config_is_host_port(const char *text)
 {
-    struct sockaddr_storage address;
-    int length = (int)sizeof(address);
-    if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&address, &length) != 0)
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || !colon[1] || strlen(colon + 1) > 5)
         return false;
-    if (address.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&address)->sin_port != 0;
-    return address.ss_family == AF_INET6 && ((const struct sockaddr_in6 *)&address)->sin6_port != 0;
+    if (text[0] == '[' ? colon[-1] != ']' || colon - text < 3
+                       : memchr(text, ':', (size_t)(colon - text)) != NULL)
+        return false;
+    unsigned long port = 0;
+    for (const char *c = colon + 1; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        port = port * 10 + (unsigned long)(*c - '0');
+    }
+    return port >= 1 && port <= 65535;
 }
 
 /* One end of a shovel, at `end_path` ("shovels[0].source"): a kbridge
@@ -1358,12 +1365,11 @@ static int config_check_shovel_end(struct config_parse *parse, size_t line, cons
         snprintf(key_path, sizeof(key_path), "%s.address", end_path);
         return config_fail(parse, line, key_path, "is required: the broker's host:port");
     }
-    if (amqp && !config_is_ip_port(end->address)) {
-        /* the AMQP shovel connects without a name lookup (nothing blocks the loop) */
+    if (!kbridge && !config_is_host_port(end->address)) {
         snprintf(key_path, sizeof(key_path), "%s.address", end_path);
         return config_fail(parse, line, key_path,
-                           "%s is not IP:PORT: an amqp shovel takes an IP address "
-                           "(127.0.0.1:5672, [::1]:5672), not a host name",
+                           "%s is not HOST:PORT (rabbit.example:5672, 127.0.0.1:61613, "
+                           "[::1]:5672)",
                            config_quote(end->address).text);
     }
     if (end->passcode && end->passcode_file) {

@@ -759,8 +759,8 @@ static const struct config_key shovel_keys[] = {
         .max = 300,
         .default_doc = "none: required for a legacy broker",
         .description = "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) "
-                       "or AMQP 1.0 port (5672). For `amqp` an IP address (`127.0.0.1:5672`, "
-                       "`[::1]:5672`), never a host name: no lookup blocks the loop.",
+                       "or AMQP 1.0 port (5672): a host name or an IP address (`[::1]:5672`). "
+                       "A name is looked up before every connect, on the worker pool.",
     },
     {
         .name = "source.host",

@@ -6,6 +6,8 @@
 #include "shovel.h"
 
 #include <errno.h>
+#include <event2/util.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "metrics.h"
+#include "worker.h"
 
 struct shovel_table {
     struct metrics *metrics;
@@ -223,6 +226,15 @@ void shovel_settings_clear(struct shovel_settings *settings)
     memset(settings, 0, sizeof(*settings));
 }
 
+void shovel_settings_set_passcode(struct shovel_settings *settings, char *passcode)
+{
+    if (settings->passcode) {
+        memset(settings->passcode, 0, strlen(settings->passcode));
+        free(settings->passcode);
+    }
+    settings->passcode = passcode;
+}
+
 uint64_t shovel_backoff_next(struct shovel_settings *settings)
 {
     uint64_t wait = settings->delay_ms;
@@ -254,4 +266,115 @@ char *shovel_read_passcode(const char *path, char *err, size_t err_size)
     if (!copy)
         snprintf(err, err_size, "out of memory reading passcode_file %s", path);
     return copy;
+}
+
+/* ---- before each connect ------------------------------------------------------ */
+
+struct shovel_prepare {
+    struct worker_job *job;
+    shovel_prepared_fn done; /* NULL once cancelled */
+    void *opaque;
+    char *address; /* copies: the settings stay on the loop */
+    char *passcode_file;
+    uint32_t pick; /* which of the name's addresses */
+    struct shovel_target target;
+    char error[SHOVEL_ERROR_MAX];
+};
+
+/* "host:port" into target->address: an IP literal without a lookup, else
+ * getaddrinfo (blocks: worker thread). 0, or -1 with p->error. */
+static int shovel_resolve(struct shovel_prepare *p)
+{
+    struct shovel_target *target = &p->target;
+    target->address_len = (int)sizeof(target->address);
+    if (evutil_parse_sockaddr_port(p->address, (struct sockaddr *)&target->address,
+                                   &target->address_len) == 0)
+        return 0;
+    const char *colon = strrchr(p->address, ':');
+    if (!colon || colon == p->address || !colon[1]) {
+        snprintf(p->error, sizeof(p->error), "address %s is not HOST:PORT", p->address);
+        return -1;
+    }
+    char host[256];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - p->address), p->address);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &found);
+    if (rc != 0 || !found) {
+        snprintf(p->error, sizeof(p->error), "cannot resolve %s: %s", p->address,
+                 rc ? gai_strerror(rc) : "no address");
+        return -1;
+    }
+    size_t count = 0;
+    for (const struct addrinfo *a = found; a; a = a->ai_next)
+        count++;
+    const struct addrinfo *chosen = found;
+    for (size_t i = p->pick % count; i > 0; i--)
+        chosen = chosen->ai_next;
+    memcpy(&target->address, chosen->ai_addr, chosen->ai_addrlen);
+    target->address_len = (int)chosen->ai_addrlen;
+    freeaddrinfo(found);
+    return 0;
+}
+
+static void shovel_prepare_work(void *arg)
+{
+    struct shovel_prepare *p = arg;
+    if (shovel_resolve(p) == 0 && p->passcode_file)
+        p->target.passcode = shovel_read_passcode(p->passcode_file, p->error, sizeof(p->error));
+}
+
+static void shovel_prepare_free(struct shovel_prepare *p)
+{
+    if (p->target.passcode) {
+        memset(p->target.passcode, 0, strlen(p->target.passcode));
+        free(p->target.passcode);
+    }
+    free(p->address);
+    free(p->passcode_file);
+    free(p);
+}
+
+static void shovel_prepare_done(void *arg, bool cancelled)
+{
+    struct shovel_prepare *p = arg;
+    if (!cancelled && p->done) {
+        bool ok = !p->error[0];
+        p->done(p->opaque, ok ? &p->target : NULL, ok ? NULL : p->error);
+    }
+    shovel_prepare_free(p);
+}
+
+struct shovel_prepare *shovel_prepare_start(struct worker_pool *workers,
+                                            struct shovel_settings *settings,
+                                            shovel_prepared_fn done, void *opaque, char *err,
+                                            size_t err_size)
+{
+    if (!workers) {
+        snprintf(err, err_size, "no worker pool to resolve %s on", settings->address);
+        return NULL;
+    }
+    struct shovel_prepare *p = calloc(1, sizeof(*p));
+    if (p) {
+        p->done = done;
+        p->opaque = opaque;
+        p->pick = settings->connects++;
+        p->address = strdup(settings->address ? settings->address : "");
+        p->passcode_file = settings->passcode_file ? strdup(settings->passcode_file) : NULL;
+    }
+    if (!p || !p->address || (settings->passcode_file && !p->passcode_file) ||
+        !(p->job = worker_submit(workers, shovel_prepare_work, shovel_prepare_done, p))) {
+        if (p)
+            shovel_prepare_free(p);
+        snprintf(err, err_size, "out of memory preparing to connect to %s", settings->address);
+        return NULL;
+    }
+    return p;
+}
+
+void shovel_prepare_cancel(struct shovel_prepare *prepare)
+{
+    if (!prepare)
+        return;
+    prepare->done = NULL;
+    worker_cancel(prepare->job); /* its done frees it */
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct config_shovel;
 struct metrics;
@@ -91,6 +92,7 @@ struct shovel_settings {
     uint64_t delay_initial_ms, delay_max_ms;
     uint64_t delay_ms; /* the next reconnect's wait */
     uint64_t heartbeat_ms, timeout_ms;
+    uint32_t connects; /* shovel_prepare_start calls: which of a name's addresses is next */
 };
 
 /* Copy `config`'s entry into `settings` (zeroed first). 0, or -1 with err
@@ -99,6 +101,8 @@ int shovel_settings_copy(struct shovel_settings *settings, const struct config_s
                          char *err, size_t err_size);
 /* Free the copies (the passcode wiped first); zeroes `settings`. */
 void shovel_settings_clear(struct shovel_settings *settings);
+/* Replace the passcode (the old one wiped); takes `passcode` (malloc'd). */
+void shovel_settings_set_passcode(struct shovel_settings *settings, char *passcode);
 /* The wait before the next reconnect; the one after is doubled, up to
  * reconnect_delay_max. */
 uint64_t shovel_backoff_next(struct shovel_settings *settings);
@@ -109,5 +113,35 @@ void shovel_backoff_reset(struct shovel_settings *settings);
  * caller wipes and frees it); NULL with err naming the file. Blocks on the
  * file system: new code calls it on a worker thread. */
 char *shovel_read_passcode(const char *path, char *err, size_t err_size);
+
+/* ---- before each connect: off the loop ---------------------------------------- */
+
+struct worker_pool;
+struct shovel_prepare;
+
+/* What a shovel needs before it connects, found on the worker pool: its
+ * address resolved (an IP literal parsed, a host name through getaddrinfo,
+ * which blocks; a name with several addresses gives the next one at each
+ * connect, so a dual-stack name whose first address refuses still works)
+ * and its passcode_file read (again at every connect, so a
+ * rotated secret is picked up). */
+struct shovel_target {
+    struct sockaddr_storage address;
+    int address_len;
+    char *passcode; /* passcode_file's first line (malloc'd), or NULL without one */
+};
+/* On the loop: `target` (the callee may take target->passcode, setting it
+ * to NULL; the rest is wiped and freed after the call), or NULL and the
+ * error naming the address or the file. */
+typedef void (*shovel_prepared_fn)(void *opaque, struct shovel_target *target, const char *error);
+/* Start preparing `settings`' next connect on `workers`; `done` comes
+ * later, never inside this call. NULL with err when it cannot start (out
+ * of memory, no pool). */
+struct shovel_prepare *shovel_prepare_start(struct worker_pool *workers,
+                                            struct shovel_settings *settings,
+                                            shovel_prepared_fn done, void *opaque, char *err,
+                                            size_t err_size);
+/* The shovel is going away or reconnecting otherwise: `done` is not called. */
+void shovel_prepare_cancel(struct shovel_prepare *prepare);
 
 #endif

@@ -23,8 +23,8 @@
  * (dead-letter path), logged with the broker's condition. Losing the
  * connection ends the subscription, which releases what had no outcome.
  *
- * The address is an IP literal (config.c refuses a host name: no lookup on
- * the loop); a passcode_file is read on the worker pool.
+ * Before every connect the address is resolved and a passcode_file read on
+ * the worker pool (shovel_prepare_start, shovel.h): nothing blocks the loop.
  *
  * Owns: struct amqp_shovel (settings, bufferevent, driver, timers, session,
  * subscription) and its publishes waiting for Kafka. */
@@ -62,7 +62,6 @@
 #include "log.h"
 #include "record.h"
 #include "shovel.h"
-#include "worker.h"
 
 #define AMQP_SHOVEL_HEADERS_MAX 1024 /* record headers given to the converter */
 
@@ -81,14 +80,6 @@ struct amqp_shovel_publish {
     struct amqp_shovel *shovel;
     uint64_t connection;     /* the connection its transfer came on */
     pn_delivery_t *delivery; /* valid while that connection is the current one */
-};
-
-/* The passcode_file read on a worker thread. */
-struct amqp_shovel_passcode {
-    struct amqp_shovel *shovel; /* NULL once cancelled */
-    char *path;
-    char *passcode;
-    char error[256];
 };
 
 struct amqp_shovel {
@@ -113,8 +104,8 @@ struct amqp_shovel {
     struct event *retry_timer;
     struct event *tick_timer;
     struct event *process_event;
-    struct worker_job *passcode_job;
-    bool passcode_read; /* passcode_file read (or none) */
+    struct shovel_prepare *prepare; /* resolving the address, reading passcode_file */
+    bool prepared;                  /* `sockaddr` holds this connect's address */
     enum amqp_shovel_phase phase;
     uint64_t connection; /* serial of the current connection */
     uint64_t next_tag;
@@ -170,6 +161,9 @@ static void amqp_shovel_lost(struct amqp_shovel *shovel, const char *error)
 {
     bool blocking = shovel->blocking;
     shovel->blocking = false;
+    shovel_prepare_cancel(shovel->prepare);
+    shovel->prepare = NULL;
+    shovel->prepared = false; /* resolved again at the next connect */
     if (shovel->subscription) {
         core_unsubscribe(shovel->subscription); /* releases what had no outcome */
         shovel->subscription = NULL;
@@ -792,72 +786,40 @@ static void amqp_shovel_on_tick(evutil_socket_t fd, short what, void *arg)
     amqp_shovel_run(arg);
 }
 
-static void amqp_shovel_passcode_work(void *arg)
+/* The address resolved and the passcode_file read on the worker pool
+ * (shovel_prepare_start): connect now. */
+static void amqp_shovel_prepared(void *opaque, struct shovel_target *target, const char *error)
 {
-    struct amqp_shovel_passcode *job = arg;
-    job->passcode = shovel_read_passcode(job->path, job->error, sizeof(job->error));
-}
-
-static void amqp_shovel_passcode_free(struct amqp_shovel_passcode *job)
-{
-    if (job->passcode) {
-        memset(job->passcode, 0, strlen(job->passcode));
-        free(job->passcode);
-    }
-    free(job->path);
-    free(job);
-}
-
-static void amqp_shovel_passcode_done(void *arg, bool cancelled)
-{
-    struct amqp_shovel_passcode *job = arg;
-    struct amqp_shovel *shovel = job->shovel;
-    if (cancelled || !shovel) {
-        amqp_shovel_passcode_free(job);
+    struct amqp_shovel *shovel = opaque;
+    shovel->prepare = NULL;
+    if (!target) {
+        amqp_shovel_lost(shovel, error);
         return;
     }
-    shovel->passcode_job = NULL;
-    if (!job->passcode) {
-        amqp_shovel_lost(shovel, job->error);
-        amqp_shovel_passcode_free(job);
-        return;
+    shovel->sockaddr = target->address;
+    shovel->sockaddr_len = target->address_len;
+    if (target->passcode) {
+        shovel_settings_set_passcode(&shovel->settings, target->passcode);
+        target->passcode = NULL;
     }
-    shovel->settings.passcode = job->passcode;
-    job->passcode = NULL;
-    shovel->passcode_read = true;
-    amqp_shovel_passcode_free(job);
+    shovel->prepared = true;
     amqp_shovel_connect(shovel);
-}
-
-/* Read passcode_file on the worker pool; amqp_shovel_connect runs again then. */
-static void amqp_shovel_read_passcode(struct amqp_shovel *shovel)
-{
-    struct amqp_shovel_passcode *job = calloc(1, sizeof(*job));
-    if (job)
-        job->path = strdup(shovel->settings.passcode_file);
-    if (job && job->path && shovel->adapter->base.context.workers) {
-        job->shovel = shovel;
-        shovel->passcode_job =
-            worker_submit(shovel->adapter->base.context.workers, amqp_shovel_passcode_work,
-                          amqp_shovel_passcode_done, job);
-        if (shovel->passcode_job)
-            return;
-    }
-    if (job)
-        amqp_shovel_passcode_free(job);
-    amqp_shovel_lost(shovel, shovel->adapter->base.context.workers
-                                 ? "cannot read passcode_file (out of memory)"
-                                 : "cannot read passcode_file (no worker pool)");
 }
 
 static void amqp_shovel_connect(struct amqp_shovel *shovel)
 {
     if (shovel->phase == AMQP_SHOVEL_STOPPED || shovel->phase == AMQP_SHOVEL_DRAINING)
         return;
-    if (shovel->settings.passcode_file && !shovel->passcode_read) {
-        amqp_shovel_read_passcode(shovel);
+    if (!shovel->prepared) { /* first off the loop: the address, the passcode */
+        char err[SHOVEL_ERROR_MAX];
+        shovel->prepare =
+            shovel_prepare_start(shovel->adapter->base.context.workers, &shovel->settings,
+                                 amqp_shovel_prepared, shovel, err, sizeof(err));
+        if (!shovel->prepare)
+            amqp_shovel_lost(shovel, err);
         return;
     }
+    shovel->prepared = false; /* resolved again at the next connect */
     shovel->bev =
         bufferevent_socket_new(shovel->adapter->base.context.base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!shovel->bev) {
@@ -882,10 +844,8 @@ static void amqp_shovel_connect(struct amqp_shovel *shovel)
 
 static void amqp_shovel_free(struct amqp_shovel *shovel)
 {
-    if (shovel->passcode_job) {
-        worker_cancel(shovel->passcode_job); /* its done frees the job only */
-        shovel->passcode_job = NULL;
-    }
+    shovel_prepare_cancel(shovel->prepare);
+    shovel->prepare = NULL;
     if (shovel->driver_ok && shovel->bev && shovel->phase != AMQP_SHOVEL_CONNECTING) {
         /* the outcomes decided since the drain leave before the socket closes
          * (best effort; what does not fit is redelivered: a duplicate) */
@@ -951,19 +911,10 @@ static struct amqp_shovel *amqp_shovel_new(struct amqp_adapter *adapter,
         amqp_shovel_free(shovel);
         return NULL;
     }
-    shovel->passcode_read = shovel->settings.passcode_file == NULL;
     snprintf(shovel->link_name, sizeof(shovel->link_name), "kbridge-shovel-%s",
              shovel->settings.name);
     amqp_shovel_hostname(shovel);
-    shovel->sockaddr_len = (int)sizeof(shovel->sockaddr);
     char reason[256];
-    if (evutil_parse_sockaddr_port(shovel->settings.address, (struct sockaddr *)&shovel->sockaddr,
-                                   &shovel->sockaddr_len) != 0) {
-        snprintf(err, err_size, "shovels %s: address %s is not IP:PORT", config->name,
-                 shovel->settings.address);
-        amqp_shovel_free(shovel);
-        return NULL;
-    }
     if (address_parse(&amqp_addresses, shovel->settings.kbridge_text, &shovel->kbridge_destination,
                       reason, sizeof(reason)) < 0 ||
         shovel->kbridge_destination.wildcard) {
@@ -1022,10 +973,8 @@ void amqp_shovels_drain(struct amqp_shovel *list)
             continue;
         }
         /* nothing to wait for (towards a broker, deliveries without an outcome are released) */
-        if (shovel->passcode_job) {
-            worker_cancel(shovel->passcode_job);
-            shovel->passcode_job = NULL;
-        }
+        shovel_prepare_cancel(shovel->prepare);
+        shovel->prepare = NULL;
         shovel->phase = AMQP_SHOVEL_STOPPED;
         amqp_shovel_lost(shovel, "draining (SIGTERM)");
         shovel_status_set(shovel->status, SHOVEL_CONNECTING, "draining (SIGTERM)");

@@ -27,7 +27,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +82,10 @@ struct stomp_shovel {
     struct bufferevent *bev;
     struct stomp_parser *parser;
     struct event *retry_timer;
+    struct shovel_prepare *prepare; /* resolving the address, reading passcode_file */
+    bool prepared;                  /* `target` holds this connect's address */
+    struct sockaddr_storage target;
+    int target_len;
     enum stomp_shovel_phase phase;
     uint64_t connection; /* serial of the current connection */
     struct shovel_publish *publishes;
@@ -122,6 +125,9 @@ static void shovel_lost(struct stomp_shovel *shovel, const char *error)
 {
     bool blocking = shovel->blocking;
     shovel->blocking = false;
+    shovel_prepare_cancel(shovel->prepare);
+    shovel->prepare = NULL;
+    shovel->prepared = false; /* resolved again at the next connect */
     if (shovel->bev) {
         bufferevent_free(shovel->bev);
         shovel->bev = NULL;
@@ -560,31 +566,24 @@ static void shovel_on_event(struct bufferevent *bev, short what, void *arg)
     shovel_lost(shovel, text);
 }
 
-/* Resolve "host:port" (numeric first; else getaddrinfo, which blocks the
- * loop while it resolves: use an IP address or a name from /etc/hosts). */
-static int shovel_resolve(const char *address, struct sockaddr_storage *out, int *out_len,
-                          char *err, size_t err_size)
+/* The address resolved and the passcode_file read on the worker pool
+ * (shovel_prepare_start): connect now. */
+static void shovel_prepared(void *opaque, struct shovel_target *target, const char *error)
 {
-    *out_len = (int)sizeof(*out);
-    if (evutil_parse_sockaddr_port(address, (struct sockaddr *)out, out_len) == 0)
-        return 0;
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address) {
-        snprintf(err, err_size, "%s is not host:port", address);
-        return -1;
+    struct stomp_shovel *shovel = opaque;
+    shovel->prepare = NULL;
+    if (!target) {
+        shovel_lost(shovel, error);
+        return;
     }
-    char host[256];
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - address), address);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
-    int rc = getaddrinfo(host, colon + 1, &hints, &found);
-    if (rc != 0 || !found) {
-        snprintf(err, err_size, "cannot resolve %s: %s", address, gai_strerror(rc));
-        return -1;
+    shovel->target = target->address;
+    shovel->target_len = target->address_len;
+    if (target->passcode) {
+        shovel_settings_set_passcode(&shovel->settings, target->passcode);
+        target->passcode = NULL;
     }
-    memcpy(out, found->ai_addr, found->ai_addrlen);
-    *out_len = (int)found->ai_addrlen;
-    freeaddrinfo(found);
-    return 0;
+    shovel->prepared = true;
+    shovel_connect(shovel);
 }
 
 static void shovel_connect(struct stomp_shovel *shovel)
@@ -595,13 +594,17 @@ static void shovel_connect(struct stomp_shovel *shovel)
         .max_headers = 1024,
         .max_header_length = 65536,
     };
-    char err[256];
-    struct sockaddr_storage address;
-    int address_len;
-    if (shovel_resolve(shovel->settings.address, &address, &address_len, err, sizeof(err)) < 0) {
-        shovel_lost(shovel, err);
+    char err[SHOVEL_ERROR_MAX];
+    if (!shovel->prepared) { /* first off the loop: the address, the passcode */
+        shovel->phase = SHOVEL_PHASE_CONNECTING;
+        shovel->prepare =
+            shovel_prepare_start(shovel->adapter->base.context.workers, &shovel->settings,
+                                 shovel_prepared, shovel, err, sizeof(err));
+        if (!shovel->prepare)
+            shovel_lost(shovel, err);
         return;
     }
+    shovel->prepared = false;
     shovel->parser = stomp_parser_new(&limits);
     shovel->bev =
         bufferevent_socket_new(shovel->adapter->base.context.base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -615,7 +618,8 @@ static void shovel_connect(struct stomp_shovel *shovel)
                                  (suseconds_t)((shovel->settings.timeout_ms % 1000) * 1000)};
     bufferevent_set_timeouts(shovel->bev, &io_timeout, &io_timeout);
     bufferevent_enable(shovel->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(shovel->bev, (struct sockaddr *)&address, address_len) < 0) {
+    if (bufferevent_socket_connect(shovel->bev, (struct sockaddr *)&shovel->target,
+                                   shovel->target_len) < 0) {
         snprintf(err, sizeof(err), "cannot connect to %s", shovel->settings.address);
         shovel_lost(shovel, err);
     }
@@ -673,13 +677,6 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
         return NULL;
     }
     char reason[256];
-    if (shovel->settings.passcode_file &&
-        !(shovel->settings.passcode =
-              shovel_read_passcode(shovel->settings.passcode_file, reason, sizeof(reason)))) {
-        snprintf(err, err_size, "shovels %s: %s", config->name, reason);
-        shovel_free(shovel);
-        return NULL;
-    }
     if (address_parse(&stomp_addresses, kbridge->destination, &shovel->kbridge_destination, reason,
                       sizeof(reason)) < 0 ||
         shovel->kbridge_destination.wildcard) {

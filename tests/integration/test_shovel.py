@@ -272,7 +272,8 @@ def test_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factory, bo
     passcode.write_text("guest\n")  # the first line is the passcode
     shovel = {"name": "back", "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
               "destination": {"protocol": "stomp",
-                              "address": f"127.0.0.1:{rabbit.ports['stomp']}",
+                              # a host name: resolved before each connect on a worker
+                              "address": f"localhost:{rabbit.ports['stomp']}",
                               "login": "guest", "passcode_file": str(passcode),
                               "destination": f"/queue/{legacy}"},
               "prefetch": 20}

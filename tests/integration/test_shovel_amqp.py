@@ -182,7 +182,8 @@ def test_amqp_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factor
     passcode.write_text("guest\n")  # the first line is the passcode (read on a worker)
     shovel = {"name": "back", "source": {"protocol": "kbridge", "destination": f"/queue/{queue}"},
               "destination": {"protocol": "amqp",
-                              "address": f"127.0.0.1:{rabbit.ports['amqp']}",
+                              # a host name: resolved before each connect on a worker
+                              "address": f"localhost:{rabbit.ports['amqp']}",
                               "login": "guest", "passcode_file": str(passcode),
                               "destination": f"/queue/{legacy}"},
               "prefetch": 50}
@@ -214,7 +215,7 @@ def test_amqp_shovel_moves_a_kbridge_queue_into_rabbitmq(rabbit, kbridged_factor
     assert [m.properties["x-seq"] for m in got] == [str(i) for i in range(500)]
     status = shovel_status(daemon, "back")
     assert status["messages_moved"] == 500
-    assert status["destination"] == f"amqp://127.0.0.1:{rabbit.ports['amqp']}/queue/{legacy}"
+    assert status["destination"] == f"amqp://localhost:{rabbit.ports['amqp']}/queue/{legacy}"
     # every kbridge delivery was settled after RabbitMQ's `accepted`: the
     # queue's group commits up to the end offsets
     wait_for(lambda: kafka_depth(bootstrap, f"kbridge.q.{queue}", queue) == 0, 30,
@@ -240,10 +241,11 @@ def test_amqp_shovel_shows_the_error_and_retries(rabbit, kbridged_factory, boots
 
 
 @pytest.mark.parametrize("address,words", [
-    ("rabbit.example:5672", "is not IP:PORT"),
-    ("127.0.0.1", "is not IP:PORT"),
+    ("rabbit.example", "is not HOST:PORT"),
+    ("127.0.0.1", "is not HOST:PORT"),
+    ("rabbit.example:70000", "is not HOST:PORT"),
 ])
-def test_amqp_shovel_refuses_a_host_name(tmp_path, address, words):
+def test_amqp_shovel_refuses_an_address_without_a_port(tmp_path, address, words):
     shovel = {"name": "a", "source": {"protocol": "amqp", "address": address,
                                       "destination": "q"},
               "destination": {"protocol": "kbridge", "destination": "/queue/x"}}

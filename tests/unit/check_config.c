@@ -1043,15 +1043,20 @@ static const struct {
     {"shovels:\n  - source: {protocol: kbridge, destination: /queue/a}\n"
      "    destination: {protocol: stomp, address: \"h:1\", destination: /queue/b}\n",
      "t.yaml:2: shovels[0]: missing required key \"name\""},
-    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"h:1\", destination: q}\n"
+    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"h:0\", destination: q}\n"
      "    destination: {protocol: kbridge, destination: /queue/b}\n",
-     "t.yaml:2: shovels[0].source.address: \"h:1\" is not IP:PORT: an amqp shovel takes an "
-     "IP address (127.0.0.1:5672, [::1]:5672), not a host name"},
-    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"127.0.0.1\", "
+     "t.yaml:2: shovels[0].source.address: \"h:0\" is not HOST:PORT (rabbit.example:5672, "
+     "127.0.0.1:61613, [::1]:5672)"},
+    {"shovels:\n  - name: a\n    source: {protocol: stomp, address: \"127.0.0.1\", "
+     "destination: /queue/q}\n"
+     "    destination: {protocol: kbridge, destination: /queue/b}\n",
+     "t.yaml:2: shovels[0].source.address: \"127.0.0.1\" is not HOST:PORT (rabbit.example:5672, "
+     "127.0.0.1:61613, [::1]:5672)"},
+    {"shovels:\n  - name: a\n    source: {protocol: amqp, address: \"::1:5672\", "
      "destination: q}\n"
      "    destination: {protocol: kbridge, destination: /queue/b}\n",
-     "t.yaml:2: shovels[0].source.address: \"127.0.0.1\" is not IP:PORT: an amqp shovel takes "
-     "an IP address (127.0.0.1:5672, [::1]:5672), not a host name"},
+     "t.yaml:2: shovels[0].source.address: \"::1:5672\" is not HOST:PORT (rabbit.example:5672, "
+     "127.0.0.1:61613, [::1]:5672)"},
     {"shovels:\n  - name: a\n    source: {protocol: kafka, destination: /queue/a}\n"
      "    destination: {protocol: kbridge, destination: /queue/b}\n",
      "t.yaml:2: shovels[0].source.protocol: \"kafka\" is not a shovel protocol (kbridge, "
