@@ -1010,6 +1010,10 @@ static uint64_t queue_record_group(const struct kafka_record *record, bool *clos
 {
     uint64_t group = 0;
     *closes = false;
+    if (!kafka_record_may_have_header(record, RECORD_HEADER_GROUP_ID) &&
+        !kafka_record_may_have_header(record, RECORD_HEADER_GROUP_ID_AMQP) &&
+        !kafka_record_may_have_header(record, RECORD_HEADER_GROUP_SEQ))
+        return 0; /* most records: no walk (the record's header index) */
     size_t count = kafka_record_header_count(record);
     for (size_t i = 0; i < count; i++) {
         const char *name;
