@@ -405,7 +405,8 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
-    if (queue_arguments_expired(&queue->arguments, kafka_record->timestamp_ms, clock_wall_ms())) {
+    if (queue->arguments.message_ttl_ms >= 0 && /* no clock read without a TTL */
+        queue_arguments_expired(&queue->arguments, kafka_record->timestamp_ms, clock_wall_ms())) {
         (*queue->context->expired[0])++; /* x-message-ttl */
         expired = true;
     } else {
