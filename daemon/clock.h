@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* clock.h -- the clocks kbridge reads: monotonic milliseconds for
- * timeouts and intervals (precise, or coarse for per-frame bookkeeping), wall-clock epoch milliseconds for what goes into
- * records (expires, dead-letter times, request ages). */
+ * timeouts and intervals (precise, or coarse for per-frame bookkeeping), wall-clock epoch
+ * milliseconds for what goes into records (expires, dead-letter times, request ages). */
 #ifndef KBRIDGE_CLOCK_H
 #define KBRIDGE_CLOCK_H
 
