@@ -343,38 +343,6 @@ static void kafka_consumer_drain_close(struct kafka_consumer *consumer)
     }
 }
 
-/* One message from the consumer's queue: an error is reported, a record
- * wrapped and handed to the handler. */
-static void kafka_consumer_serve(struct kafka_consumer *consumer, rd_kafka_message_t *message)
-{
-    if (message->err) {
-        if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            char reason[512];
-            snprintf(reason, sizeof(reason), "%s [%d]: %s",
-                     message->rkt ? rd_kafka_topic_name(message->rkt) : "-", message->partition,
-                     rd_kafka_message_errstr(message));
-            kafka_on_consumer_error(consumer->rk, message->err, reason, consumer);
-        }
-        rd_kafka_message_destroy(message);
-        return;
-    }
-    struct kafka_record *record = kafka_record_wrap(message);
-    if (!record) {
-        log_error("kafka",
-                  "consumer %s: out of memory; record dropped before delivery "
-                  "(it will be fetched again after a restart)",
-                  consumer->group_id);
-        return;
-    }
-    consumer->handlers.record(consumer->opaque, record);
-}
-
-/* Records are taken from librdkafka KAFKA_CONSUME_BATCH at a time
- * (rd_kafka_consume_batch_queue: one call instead of one poll each);
- * rebalances and errors on the same queue are still served in order, the
- * rebalance callback from inside the call. */
-#define KAFKA_CONSUME_BATCH 64
-
 static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     struct kafka_consumer *consumer = arg;
@@ -383,25 +351,35 @@ static void kafka_on_consumer_wakeup(evutil_socket_t fd, short what, void *arg)
         kafka_consumer_drain_close(consumer);
         return;
     }
-    rd_kafka_message_t *batch[KAFKA_CONSUME_BATCH];
+    rd_kafka_message_t *message;
     unsigned budget = consumer->kafka->drain_budget;
     while (!consumer->closing) {
-        if (budget == 0) {
+        if (budget-- == 0) {
             kafka_wakeup_again(&consumer->wakeup); /* the rest next iteration */
             return;
         }
-        size_t want = budget < KAFKA_CONSUME_BATCH ? budget : KAFKA_CONSUME_BATCH;
-        ssize_t got = rd_kafka_consume_batch_queue(consumer->queue, 0, batch, want);
-        if (got <= 0)
+        if (!(message = rd_kafka_consumer_poll(consumer->rk, 0)))
             break;
-        budget -= (unsigned)got;
-        ssize_t i = 0;
-        for (; i < got && !consumer->closing; i++)
-            kafka_consumer_serve(consumer, batch[i]);
-        /* Closed by a handler: the rest is not handed out (its offsets were
-         * not stored; the group's next member fetches it again). */
-        for (; i < got; i++)
-            rd_kafka_message_destroy(batch[i]);
+        if (message->err) {
+            if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                char reason[512];
+                snprintf(reason, sizeof(reason), "%s [%d]: %s",
+                         message->rkt ? rd_kafka_topic_name(message->rkt) : "-", message->partition,
+                         rd_kafka_message_errstr(message));
+                kafka_on_consumer_error(consumer->rk, message->err, reason, consumer);
+            }
+            rd_kafka_message_destroy(message);
+            continue;
+        }
+        struct kafka_record *record = kafka_record_wrap(message);
+        if (!record) {
+            log_error("kafka",
+                      "consumer %s: out of memory; record dropped before delivery "
+                      "(it will be fetched again after a restart)",
+                      consumer->group_id);
+            continue;
+        }
+        consumer->handlers.record(consumer->opaque, record);
     }
 }
 
