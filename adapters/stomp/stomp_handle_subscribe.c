@@ -63,8 +63,13 @@ static bool stomp_message_own_header(const char *name, size_t len)
         "destination", "message-id",       "subscription",   "ack",
         "redelivered", "x-delivery-count", "content-length", "receipt-id",
     };
+    /* their lengths, once: this runs for every header of every delivery */
+    static size_t own_len[sizeof(own) / sizeof(own[0])];
+    if (!own_len[0])
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+            own_len[i] = strlen(own[i]);
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (strlen(own[i]) == len && memcmp(own[i], name, len) == 0)
+        if (own_len[i] == len && memcmp(own[i], name, len) == 0)
             return true;
     return false;
 }
