@@ -13,4 +13,6 @@ static uint64_t clock_ms(clockid_t id)
 
 uint64_t clock_monotonic_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+uint64_t clock_monotonic_coarse_ms(void) { return clock_ms(CLOCK_MONOTONIC_COARSE); }
+
 uint64_t clock_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }

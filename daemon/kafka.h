@@ -79,6 +79,12 @@ struct kafka_record {
     size_t value_len;
     void *impl;          /* private: the rd_kafka_message_t (NULL: a local record) */
     void *local_headers; /* private: a local record's rd_kafka_headers_t */
+    /* private: the headers as parsed once when the record was made (NULL:
+     * none), their count, and a bit per name hash (kafka_record_header_find
+     * answers most misses from it without a walk) */
+    void *headers;
+    size_t header_count;
+    uint64_t header_names;
 };
 
 /* Delivery report for one produce, on the loop. err is KAFKA_OK when Kafka
@@ -286,6 +292,14 @@ size_t kafka_record_header_count(const struct kafka_record *record);
 /* Header `index` (0-based): 0 ok, -1 out of range. Pointers owned by record. */
 int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
                         const void **value, size_t *value_len);
+/* The value of the first header called `name` (its length in *value_len),
+ * NULL when the record has none. Pointer owned by record. */
+const void *kafka_record_header_find(const struct kafka_record *record, const char *name,
+                                     size_t *value_len);
+/* False when the record has no header called `name`; true when it may (a
+ * check without walking the headers, for the few names the loop looks for
+ * on every record). */
+bool kafka_record_may_have_header(const struct kafka_record *record, const char *name);
 /* Release a record; NULL is fine. */
 void kafka_record_free(struct kafka_record *record);
 

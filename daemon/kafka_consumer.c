@@ -35,6 +35,34 @@
 
 /* ---- records ---------------------------------------------------------------- */
 
+/* The bit of a header name in kafka_record.header_names (FNV-1a, 64 bits). */
+static uint64_t kafka_header_name_bit(const char *name)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        hash = (hash ^ *p) * 1099511628211ULL;
+    return 1ULL << (hash >> 58);
+}
+
+/* Parse the headers once, when the record is made: every lookup after this
+ * (the queue engine's group and expiry, request-reply, the adapter's
+ * delivery) reads the list without asking librdkafka again, and a name the
+ * record does not have is mostly answered by header_names alone
+ * (architecture "Data path of a delivery"). */
+static void kafka_record_index_headers(struct kafka_record *record, rd_kafka_headers_t *headers)
+{
+    record->headers = headers;
+    record->header_count = headers ? rd_kafka_header_cnt(headers) : 0;
+    record->header_names = 0;
+    for (size_t i = 0; i < record->header_count; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (rd_kafka_header_get_all(headers, i, &name, &value, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            record->header_names |= kafka_header_name_bit(name);
+    }
+}
+
 static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
 {
     struct kafka_record *record = malloc(sizeof(*record));
@@ -53,6 +81,10 @@ static struct kafka_record *kafka_record_wrap(rd_kafka_message_t *message)
     record->value_len = message->len;
     record->impl = message;
     record->local_headers = NULL;
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        headers = NULL; /* none (or unparsable: as before, read as none) */
+    kafka_record_index_headers(record, headers);
     return record;
 }
 
@@ -94,36 +126,41 @@ struct kafka_record *kafka_record_local(const char *topic, const void *key, size
     }
     record->impl = NULL;
     record->local_headers = list;
+    kafka_record_index_headers(record, list);
     return record;
 }
 
-/* A record's header list: librdkafka's message's, or a local record's own. */
-static rd_kafka_headers_t *kafka_record_headers(const struct kafka_record *record)
-{
-    rd_kafka_headers_t *headers = NULL;
-    if (!record->impl)
-        return record->local_headers;
-    if (rd_kafka_message_headers(record->impl, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return NULL;
-    return headers;
-}
-
-size_t kafka_record_header_count(const struct kafka_record *record)
-{
-    rd_kafka_headers_t *headers = kafka_record_headers(record);
-    return headers ? rd_kafka_header_cnt(headers) : 0;
-}
+size_t kafka_record_header_count(const struct kafka_record *record) { return record->header_count; }
 
 int kafka_record_header(const struct kafka_record *record, size_t index, const char **name,
                         const void **value, size_t *value_len)
 {
-    rd_kafka_headers_t *headers = kafka_record_headers(record);
-    if (!headers)
-        return -1;
-    if (rd_kafka_header_get_all(headers, index, name, value, value_len) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (index >= record->header_count ||
+        rd_kafka_header_get_all(record->headers, index, name, value, value_len) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
     return 0;
+}
+
+bool kafka_record_may_have_header(const struct kafka_record *record, const char *name)
+{
+    return (record->header_names & kafka_header_name_bit(name)) != 0;
+}
+
+const void *kafka_record_header_find(const struct kafka_record *record, const char *name,
+                                     size_t *value_len)
+{
+    if (!kafka_record_may_have_header(record, name))
+        return NULL;
+    for (size_t i = 0; i < record->header_count; i++) {
+        const char *header;
+        const void *value;
+        if (rd_kafka_header_get_all(record->headers, i, &header, &value, value_len) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            strcmp(header, name) == 0)
+            return value;
+    }
+    return NULL;
 }
 
 void kafka_record_free(struct kafka_record *record)

@@ -410,7 +410,8 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
         queue_state_settle(queue->state, id, QUEUE_ACCEPT, NULL);
         return;
     }
-    if (queue_arguments_expired(&queue->arguments, kafka_record->timestamp_ms, clock_wall_ms())) {
+    if (queue->arguments.message_ttl_ms >= 0 && /* no clock read without a TTL */
+        queue_arguments_expired(&queue->arguments, kafka_record->timestamp_ms, clock_wall_ms())) {
         (*queue->context->expired[0])++; /* x-message-ttl */
         expired = true;
     } else {
@@ -1015,6 +1016,10 @@ static uint64_t queue_record_group(const struct kafka_record *record, bool *clos
 {
     uint64_t group = 0;
     *closes = false;
+    if (!kafka_record_may_have_header(record, RECORD_HEADER_GROUP_ID) &&
+        !kafka_record_may_have_header(record, RECORD_HEADER_GROUP_ID_AMQP) &&
+        !kafka_record_may_have_header(record, RECORD_HEADER_GROUP_SEQ))
+        return 0; /* most records: no walk (the record's header index) */
     size_t count = kafka_record_header_count(record);
     for (size_t i = 0; i < count; i++) {
         const char *name;

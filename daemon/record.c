@@ -78,15 +78,7 @@ bool record_expires_passed(const char *value, size_t len, bool dead_letter, uint
 const void *record_header_find(const struct kafka_record *record, const char *name,
                                size_t *value_len)
 {
-    size_t count = kafka_record_header_count(record);
-    for (size_t i = 0; i < count; i++) {
-        const char *header;
-        const void *value;
-        if (kafka_record_header(record, i, &header, &value, value_len) == 0 &&
-            strcmp(header, name) == 0)
-            return value;
-    }
-    return NULL;
+    return kafka_record_header_find(record, name, value_len);
 }
 
 bool record_expired(const struct kafka_record *record, uint64_t now_ms)

@@ -53,6 +53,7 @@ struct amqp_record_view {
     size_t header_count;
     int64_t timestamp_ms;    /* the record's timestamp */
     uint32_t delivery_count; /* 1 on the first delivery */
+    uint64_t header_names;   /* private: amqp_message_from_record's index of the names */
 };
 
 /* Fill `message` (cleared first) from a record: properties, application

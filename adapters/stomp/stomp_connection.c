@@ -147,7 +147,7 @@ int stomp_connection_write(struct stomp_connection *connection, enum stomp_comma
     }
     (*connection->adapter->frames_sent)++;
     connection->frames_out++;
-    connection->last_sent_ms = clock_monotonic_ms();
+    connection->last_sent_ms = clock_monotonic_coarse_ms();
     if (!connection->deliveries_blocked && connection_output_above_high(&connection->base)) {
         log_debug("stomp", "%s: output above %zu bytes, deliveries blocked", connection->base.peer,
                   adapter_base_output_high(&connection->adapter->base));
@@ -167,7 +167,7 @@ void stomp_connection_write_heartbeat(struct stomp_connection *connection)
     if (connection->state == STOMP_STATE_CLOSING)
         return;
     evbuffer_add(bufferevent_get_output(connection->base.transport.stream), "\n", 1);
-    connection->last_sent_ms = clock_monotonic_ms();
+    connection->last_sent_ms = clock_monotonic_coarse_ms();
 }
 
 /* ---- flow control ------------------------------------------------------------------- */
@@ -204,7 +204,7 @@ void stomp_connection_update_reading(struct stomp_connection *connection)
             bufferevent_enable(connection->base.transport.stream, EV_READ);
         connection->reading = true;
         /* We were not reading: the client's heart-beats could not be seen. */
-        connection->last_received_ms = clock_monotonic_ms();
+        connection->last_received_ms = clock_monotonic_coarse_ms();
         if (evbuffer_get_length(bufferevent_get_input(connection->base.transport.stream)) > 0 ||
             connection->eof_pending)
             event_active(connection->process_event, EV_TIMEOUT, 0);
@@ -430,7 +430,7 @@ static struct stomp_connection *stomp_connection_of(struct connection *base)
 static void stomp_connection_on_read(struct connection *base)
 {
     struct stomp_connection *connection = stomp_connection_of(base);
-    connection->last_received_ms = clock_monotonic_ms(); /* any byte counts as traffic */
+    connection->last_received_ms = clock_monotonic_coarse_ms(); /* any byte counts as traffic */
     if (connection->state == STOMP_STATE_CLOSING) {
         struct evbuffer *input = bufferevent_get_input(base->transport.stream);
         evbuffer_drain(input, evbuffer_get_length(input));
@@ -646,7 +646,7 @@ static void stomp_connection_open(struct adapter_base *adapter_base, evutil_sock
         connection_dispose(&connection->base);
         return;
     }
-    connection->last_received_ms = connection->last_sent_ms = clock_monotonic_ms();
+    connection->last_received_ms = connection->last_sent_ms = clock_monotonic_coarse_ms();
     log_info("stomp", "%s: connection opened (%s)%s", connection->base.peer,
              transport_name(&connection->base.transport),
              refuse ? " (over a connection limit)" : "");

@@ -657,44 +657,48 @@ enum escape_mode {
     ESCAPE_1_2,  /* \r \n \c \\ */
 };
 
+/* Per escape mode, the bytes that are not copied as they are: 1 for those
+ * written as two (an escape), 2 for those replaced by one other (NUL, and LF
+ * without escapes). Tables so that the common case, a header with nothing to
+ * escape, is one scan and one memcpy (architecture "Data path of a
+ * delivery"). */
+static const unsigned char escape_table[3][256] = {
+    [ESCAPE_NONE] = {['\0'] = 2, ['\n'] = 2},
+    [ESCAPE_1_1] = {['\0'] = 2, ['\n'] = 1, [':'] = 1, ['\\'] = 1},
+    [ESCAPE_1_2] = {['\0'] = 2, ['\n'] = 1, [':'] = 1, ['\\'] = 1, ['\r'] = 1},
+};
+
 /* Bytes `text` takes once escaped. STOMP cannot express NUL in a header
  * (and LF without escapes): those are written as a space so a value can
  * never end the frame or start a new header. */
 static size_t escaped_length(const char *text, size_t len, enum escape_mode mode)
 {
-    if (mode == ESCAPE_NONE)
-        return len;
+    const unsigned char *table = escape_table[mode];
     size_t out = len;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '\n' || c == ':' || c == '\\' || (c == '\r' && mode == ESCAPE_1_2))
-            out++;
-    }
+    for (size_t i = 0; i < len; i++)
+        out += table[(unsigned char)text[i]] == 1;
     return out;
 }
 
 static char *escape_into(char *out, const char *text, size_t len, enum escape_mode mode)
 {
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '\0') {
+    const unsigned char *table = escape_table[mode];
+    size_t i = 0;
+    while (i < len) {
+        size_t run = i;
+        while (run < len && !table[(unsigned char)text[run]])
+            run++;
+        memcpy(out, text + i, run - i); /* the plain run, as it is */
+        out += run - i;
+        if (run == len)
+            break;
+        char c = text[run];
+        i = run + 1;
+        if (table[(unsigned char)c] == 2) {
             *out++ = ' ';
-        } else if (mode == ESCAPE_NONE) {
-            *out++ = c == '\n' ? ' ' : c;
-        } else if (c == '\n') {
-            *out++ = '\\';
-            *out++ = 'n';
-        } else if (c == ':') {
-            *out++ = '\\';
-            *out++ = 'c';
-        } else if (c == '\\') {
-            *out++ = '\\';
-            *out++ = '\\';
-        } else if (c == '\r' && mode == ESCAPE_1_2) {
-            *out++ = '\\';
-            *out++ = 'r';
         } else {
-            *out++ = c;
+            *out++ = '\\';
+            *out++ = c == '\n' ? 'n' : c == ':' ? 'c' : c == '\r' ? 'r' : '\\';
         }
     }
     return out;
@@ -714,6 +718,20 @@ bool stomp_header_fits(enum stomp_version version, const char *name, size_t name
     return true;
 }
 
+size_t stomp_decimal(char *out, uint64_t value)
+{
+    char digits[STOMP_DECIMAL_MAX];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum stomp_command command,
                       const struct stomp_header *headers, size_t header_count, const void *body,
                       size_t body_len, bool content_length)
@@ -725,11 +743,15 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum sto
     if (command_uses_escapes(command, version))
         mode = version == STOMP_VERSION_1_1 ? ESCAPE_1_1 : ESCAPE_1_2;
 
-    char length_line[48];
-    int length_line_len = 0;
-    if (body_len > 0 || content_length)
-        length_line_len =
-            snprintf(length_line, sizeof(length_line), "%s:%zu\n", content_length_name, body_len);
+    char length_line[sizeof(content_length_name) + STOMP_DECIMAL_MAX + 1];
+    size_t length_line_len = 0;
+    if (body_len > 0 || content_length) {
+        memcpy(length_line, content_length_name, sizeof(content_length_name) - 1);
+        length_line_len = sizeof(content_length_name) - 1;
+        length_line[length_line_len++] = ':';
+        length_line_len += stomp_decimal(length_line + length_line_len, body_len);
+        length_line[length_line_len++] = '\n';
+    }
 
     size_t total = strlen(name) + 1;
     for (size_t i = 0; i < header_count; i++) {
@@ -737,7 +759,7 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum sto
         total += escaped_length(header->name, header->name_len, mode) + 1 +
                  escaped_length(header->value ? header->value : "", header->value_len, mode) + 1;
     }
-    total += (size_t)length_line_len + 1;
+    total += length_line_len + 1;
     if (total >= (size_t)EV_SSIZE_MAX || body_len > (size_t)EV_SSIZE_MAX - total - 1)
         return -1;
     total += body_len + 1;
@@ -757,7 +779,7 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum sto
         p = escape_into(p, header->value ? header->value : "", header->value_len, mode);
         *p++ = '\n';
     }
-    memcpy(p, length_line, (size_t)length_line_len);
+    memcpy(p, length_line, length_line_len);
     p += length_line_len;
     *p++ = '\n';
     if (body_len > 0)

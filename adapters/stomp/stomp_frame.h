@@ -134,6 +134,12 @@ int stomp_frame_write(struct evbuffer *out, enum stomp_version version, enum sto
 bool stomp_header_fits(enum stomp_version version, const char *name, size_t name_len,
                        const char *value, size_t value_len);
 
+/* Write `value` in decimal at `out` (room for STOMP_DECIMAL_MAX bytes), NUL
+ * terminated; returns its length. snprintf's work without its cost, for the
+ * numbers of every MESSAGE frame. */
+#define STOMP_DECIMAL_MAX 21
+size_t stomp_decimal(char *out, uint64_t value);
+
 /* Pick the highest version both sides speak from an accept-version value
  * ("1.0,1.1,1.2"); NULL or empty means 1.0. Returns 0, or -1 when none is
  * supported (the caller answers ERROR with "supported versions: 1.0,1.1,1.2"). */

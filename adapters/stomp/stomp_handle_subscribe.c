@@ -63,8 +63,13 @@ static bool stomp_message_own_header(const char *name, size_t len)
         "destination", "message-id",       "subscription",   "ack",
         "redelivered", "x-delivery-count", "content-length", "receipt-id",
     };
+    /* their lengths, once: this runs for every header of every delivery */
+    static size_t own_len[sizeof(own) / sizeof(own[0])];
+    if (!own_len[0])
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+            own_len[i] = strlen(own[i]);
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (strlen(own[i]) == len && memcmp(own[i], name, len) == 0)
+        if (own_len[i] == len && memcmp(own[i], name, len) == 0)
             return true;
     return false;
 }
@@ -105,6 +110,7 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
             record_message_id_len = value_len;
         }
     }
+    text += 2 * STOMP_DECIMAL_MAX + 2; /* the ack id */
     if (stomp_adapter_scratch_reserve(adapter, record_headers + 8, text + 1) < 0) {
         log_warn("stomp", "%s: out of memory building a MESSAGE for %s", connection->base.peer,
                  sub->destination_text);
@@ -120,11 +126,12 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     size_t count = 0;
 
     char destination[ADDRESS_NAME_MAX + 16];
-    if (sub->destination.wildcard)
+    if (sub->destination.wildcard) {
         snprintf(destination, sizeof(destination), "/topic/%s", delivery->name);
-    else
-        snprintf(destination, sizeof(destination), "%s", sub->destination_text);
-    headers[count++] = stomp_header_make("destination", destination);
+        headers[count++] = stomp_header_make("destination", destination);
+    } else {
+        headers[count++] = stomp_header_make("destination", sub->destination_text);
+    }
 
     char generated_id[ADDRESS_NAME_MAX + 48];
     const char *message_id;
@@ -142,16 +149,24 @@ static void stomp_subscription_deliver(void *opaque, const struct core_delivery 
     headers[count++] = stomp_header_make("subscription", sub->id);
 
     uint64_t seq = ++sub->next_seq;
-    char ack_id[48];
-    snprintf(ack_id, sizeof(ack_id), "S%" PRIu32 "-%" PRIu64, sub->seq, seq);
-    if (connection->version == STOMP_VERSION_1_2 && sub->ack_mode != STOMP_ACK_AUTO)
-        headers[count++] = stomp_header_make("ack", ack_id);
+    if (connection->version == STOMP_VERSION_1_2 && sub->ack_mode != STOMP_ACK_AUTO) {
+        char ack_id[2 * STOMP_DECIMAL_MAX + 2]; /* S<subscription seq>-<delivery seq> */
+        size_t len = 0;
+        ack_id[len++] = 'S';
+        len += stomp_decimal(ack_id + len, sub->seq);
+        ack_id[len++] = '-';
+        len += stomp_decimal(ack_id + len, seq);
+        memcpy(cursor, ack_id, len + 1); /* the scratch text: it outlives this block */
+        headers[count++] = (struct stomp_header){"ack", cursor, 3, len};
+        cursor += len + 1;
+    }
     /* Always present, as RabbitMQ sends it: false on the first delivery. */
     headers[count++] =
         stomp_header_make("redelivered", delivery->delivery_count > 1 ? "true" : "false");
-    char delivery_count[16];
-    snprintf(delivery_count, sizeof(delivery_count), "%" PRIu32, delivery->delivery_count);
-    headers[count++] = stomp_header_make("x-delivery-count", delivery_count);
+    char delivery_count[STOMP_DECIMAL_MAX];
+    headers[count++] =
+        (struct stomp_header){"x-delivery-count", delivery_count, 16,
+                              stomp_decimal(delivery_count, delivery->delivery_count)};
 
     for (size_t i = 0; i < record_headers; i++) {
         const char *name;

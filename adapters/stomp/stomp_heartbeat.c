@@ -65,7 +65,7 @@ static void stomp_heartbeat_on_receive_timer(evutil_socket_t fd, short what, voi
     }
     if (connection->heartbeat_recv_ms == 0)
         return;
-    uint64_t now = clock_monotonic_ms();
+    uint64_t now = clock_monotonic_coarse_ms();
     if (!connection->reading)
         connection->last_received_ms = now; /* paused by us: the client is not to blame */
     uint64_t limit = 2 * (uint64_t)connection->heartbeat_recv_ms;
@@ -90,7 +90,7 @@ static void stomp_heartbeat_on_send_timer(evutil_socket_t fd, short what, void *
     if (connection->state == STOMP_STATE_CLOSING || connection->heartbeat_send_ms == 0)
         return;
     uint64_t interval = connection->heartbeat_send_ms;
-    uint64_t elapsed = clock_monotonic_ms() - connection->last_sent_ms;
+    uint64_t elapsed = clock_monotonic_coarse_ms() - connection->last_sent_ms;
     /* 10% early is fine; it avoids re-arming for a millisecond or two. */
     if (elapsed >= interval - interval / 10) {
         stomp_connection_write_heartbeat(connection);
@@ -148,7 +148,7 @@ int stomp_heartbeat_start(struct stomp_connection *connection)
     struct event_base *base = connection->adapter->base.context.base;
     if (connection->heartbeat_recv_timer)
         event_del(connection->heartbeat_recv_timer); /* the CONNECT timeout */
-    uint64_t now = clock_monotonic_ms();
+    uint64_t now = clock_monotonic_coarse_ms();
     connection->last_received_ms = now;
     connection->last_sent_ms = now;
     if (connection->heartbeat_recv_ms > 0) {

@@ -193,6 +193,10 @@ static int workload_consume(const struct bench_protocol *protocol,
         snprintf(result->error, sizeof(result->error), "preload: %s", preload.error);
         return -1;
     }
+    /* a mark for who measures the server around the consumer alone
+     * (tests/bench/cpu_per_msg.py) */
+    fprintf(stderr, "kbridge-bench: preloaded %" PRIu64 "\n", preload.confirmed);
+    fflush(stderr);
     int rc = drain_and_verify(protocol, options, tag, destination, options->count, result);
     result->main.sent = preload.sent;
     result->main.confirmed = preload.confirmed;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "kafka.h"
 #include "record.h"
 #include "unit_main.h"
 
@@ -125,6 +126,42 @@ START_TEST(expires_rule)
 }
 END_TEST
 
+/* record_header_find over the record's header index (kafka_record_index_headers):
+ * the first of a repeated name, misses, names that differ only after a prefix,
+ * a record without headers. */
+START_TEST(header_find_uses_the_index_and_keeps_the_first)
+{
+    const struct kafka_header headers[] = {
+        {"content-type", "text/plain", 10}, {"x", "1", 1}, {"x", "2", 1}, {"x-long", "3", 1},
+        {RECORD_HEADER_EXPIRES, "0", 1},
+    };
+    struct kafka_record *record = kafka_record_local("t", NULL, 0, "v", 1, headers, 5);
+    ck_assert_ptr_nonnull(record);
+    ck_assert_uint_eq(kafka_record_header_count(record), 5);
+    size_t len = 0;
+    const char *value = record_header_find(record, "x", &len);
+    ck_assert_ptr_nonnull(value);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_int_eq(value[0], '1');
+    value = record_header_find(record, "x-long", &len);
+    ck_assert(value && len == 1 && value[0] == '3');
+    ck_assert(kafka_record_may_have_header(record, RECORD_HEADER_EXPIRES));
+    ck_assert(kafka_record_may_have_header(record, "content-type"));
+    ck_assert_ptr_null(record_header_find(record, "x-lon", &len));
+    ck_assert_ptr_null(record_header_find(record, "content-typ", &len));
+    ck_assert_ptr_null(record_header_find(record, "", &len));
+    ck_assert(!record_expired(record, 1700000000000ULL)); /* expires 0: never */
+    kafka_record_free(record);
+
+    record = kafka_record_local("t", NULL, 0, NULL, 0, NULL, 0);
+    ck_assert_ptr_nonnull(record);
+    ck_assert_uint_eq(kafka_record_header_count(record), 0);
+    ck_assert(!kafka_record_may_have_header(record, "x"));
+    ck_assert_ptr_null(record_header_find(record, "x", &len));
+    kafka_record_free(record);
+}
+END_TEST
+
 static Suite *record_suite(void)
 {
     Suite *s = suite_create("record");
@@ -134,6 +171,7 @@ static Suite *record_suite(void)
     tcase_add_loop_test(tc, routing_headers_reach_no_reader, 0, n);
     tcase_add_test(tc, names_are_compared_by_length_not_nul);
     tcase_add_test(tc, expires_rule);
+    tcase_add_test(tc, header_find_uses_the_index_and_keeps_the_first);
     suite_add_tcase(s, tc);
     return s;
 }

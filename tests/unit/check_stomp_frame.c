@@ -853,6 +853,32 @@ START_TEST(write_replaces_nul_in_headers)
 }
 END_TEST
 
+START_TEST(write_escapes_between_plain_runs)
+{
+    static const struct stomp_header headers[] = {HEADER("long:name", "plain\\run:\n\rend::")};
+    size_t len;
+    char *text =
+        write_frame(STOMP_VERSION_1_2, STOMP_COMMAND_MESSAGE, headers, 1, NULL, 0, false, &len);
+    ck_assert_str_eq(text, "MESSAGE\nlong\\cname:plain\\\\run\\c\\n\\rend\\c\\c\n\n");
+    free(text);
+    text = write_frame(STOMP_VERSION_1_0, STOMP_COMMAND_MESSAGE, headers, 1, NULL, 0, false, &len);
+    ck_assert_str_eq(text, "MESSAGE\nlong:name:plain\\run: \rend::\n\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(decimal_writes_every_width)
+{
+    char out[STOMP_DECIMAL_MAX];
+    ck_assert_uint_eq(stomp_decimal(out, 0), 1);
+    ck_assert_str_eq(out, "0");
+    ck_assert_uint_eq(stomp_decimal(out, 1000), 4);
+    ck_assert_str_eq(out, "1000");
+    ck_assert_uint_eq(stomp_decimal(out, UINT64_MAX), 20);
+    ck_assert_str_eq(out, "18446744073709551615");
+}
+END_TEST
+
 START_TEST(write_rejects_unknown_command)
 {
     struct evbuffer *out = evbuffer_new();
@@ -1387,6 +1413,8 @@ static Suite *stomp_frame_suite(void)
     tcase_add_test(writer, write_never_escapes_connected);
     tcase_add_test(writer, write_content_length_when_asked_or_body);
     tcase_add_test(writer, write_replaces_nul_in_headers);
+    tcase_add_test(writer, write_escapes_between_plain_runs);
+    tcase_add_test(writer, decimal_writes_every_width);
     tcase_add_test(writer, write_rejects_unknown_command);
     tcase_add_test(writer, write_then_parse_round_trips_in_every_version);
     suite_add_tcase(suite, writer);
