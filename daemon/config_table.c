@@ -727,6 +727,52 @@ static const struct config_key vhost_keys[] = {
     },
 };
 
+/* What each end of a shovel (`source.`, `destination.`) says, the same for
+ * both ends. */
+static const char shovel_doc_protocol[] =
+    "`kbridge` (this kbridged: `destination` only), `stomp` (a legacy broker kbridged "
+    "connects to as a STOMP 1.2 client) or `amqp` (a legacy broker kbridged connects "
+    "to as an AMQP 1.0 client). Exactly one end of a shovel is `kbridge`.";
+static const char shovel_doc_address[] =
+    "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) or AMQP 1.0 port "
+    "(5672): a host name or an IP address (`[::1]:5672`). A name is looked up before every "
+    "connect, on the worker pool.";
+static const char shovel_doc_host[] =
+    "STOMP: the CONNECT `host` header (the vhost on RabbitMQ). AMQP 1.0: the open frame's "
+    "`hostname` (RabbitMQ 3.x: `vhost:NAME`; default the address's host).";
+static const char shovel_doc_login[] =
+    "The `login` kbridged gives the legacy broker (STOMP CONNECT; AMQP 1.0: SASL PLAIN, none: "
+    "ANONYMOUS).";
+static const char shovel_doc_passcode[] =
+    "The `passcode` (STOMP CONNECT, AMQP SASL PLAIN's password), or `passcode_file`; not "
+    "both. Never logged.";
+static const char shovel_doc_passcode_file[] =
+    "A file whose first line is the passcode, read before every connect on the worker pool "
+    "(keeps the secret out of the configuration file; a rotated secret is picked up at the "
+    "next reconnect).";
+static const char shovel_doc_destination[] =
+    "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
+    "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...) or AMQP 1.0 address "
+    "(RabbitMQ 3.x `/queue/NAME`, `/amq/queue/NAME`, `/exchange/NAME/KEY`; ActiveMQ `NAME` "
+    "or `queue://NAME`).";
+
+/* The rows of one end, END being `source` or `destination` (a member of
+ * struct config_shovel and the keys' prefix). */
+#define SHOVEL_END_KEY(END, MEMBER, MIN, MAX, DEFAULT_DOC, FLAGS)                                  \
+    {                                                                                              \
+        .name = #END "." #MEMBER, .type = CONFIG_TYPE_STRING,                                      \
+        .offset = offsetof(struct config_shovel, END.MEMBER), .min = (MIN), .max = (MAX),          \
+        .default_doc = (DEFAULT_DOC), .flags = (FLAGS), .description = shovel_doc_##MEMBER,        \
+    }
+#define SHOVEL_END_KEYS(END)                                                                       \
+    SHOVEL_END_KEY(END, protocol, 1, 16, "none: required", 0),                                     \
+        SHOVEL_END_KEY(END, address, 1, 300, "none: required for a legacy broker", 0),             \
+        SHOVEL_END_KEY(END, host, 1, 255, "`/`", 0),                                               \
+        SHOVEL_END_KEY(END, login, 1, 255, "none", 0),                                             \
+        SHOVEL_END_KEY(END, passcode, 0, 1024, "none", CONFIG_KEY_SECRET),                         \
+        SHOVEL_END_KEY(END, passcode_file, 1, 4096, "none", 0),                                    \
+        SHOVEL_END_KEY(END, destination, 1, 512, "none: required", 0)
+
 static const struct config_key shovel_keys[] = {
     {
         .name = "name",
@@ -739,164 +785,8 @@ static const struct config_key shovel_keys[] = {
         .description = "The shovel's name: unique; in logs, the admin API "
                        "(`/api/kbridge/shovels`) and the metrics' `shovel` label.",
     },
-    {
-        .name = "source.protocol",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.protocol),
-        .min = 1,
-        .max = 16,
-        .default_doc = "none: required",
-        .description =
-            "`kbridge` (this kbridged: `destination` only), `stomp` (a legacy broker kbridged "
-            "connects to as a STOMP 1.2 client) or `amqp` (a legacy broker kbridged connects "
-            "to as an AMQP 1.0 client). Exactly one end of a shovel is `kbridge`.",
-    },
-    {
-        .name = "source.address",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.address),
-        .min = 1,
-        .max = 300,
-        .default_doc = "none: required for a legacy broker",
-        .description = "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) "
-                       "or AMQP 1.0 port (5672): a host name or an IP address (`[::1]:5672`). "
-                       "A name is looked up before every connect, on the worker pool.",
-    },
-    {
-        .name = "source.host",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.host),
-        .min = 1,
-        .max = 255,
-        .default_doc = "`/`",
-        .description = "STOMP: the CONNECT `host` header (the vhost on RabbitMQ). AMQP 1.0: "
-                       "the open frame's `hostname` (RabbitMQ 3.x: `vhost:NAME`; default "
-                       "the address's host).",
-    },
-    {
-        .name = "source.login",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.login),
-        .min = 1,
-        .max = 255,
-        .default_doc = "none",
-        .description = "The `login` kbridged gives the legacy broker (STOMP CONNECT; AMQP "
-                       "1.0: SASL PLAIN, none: ANONYMOUS).",
-    },
-    {
-        .name = "source.passcode",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.passcode),
-        .min = 0,
-        .max = 1024,
-        .default_doc = "none",
-        .flags = CONFIG_KEY_SECRET,
-        .description = "The `passcode` (STOMP CONNECT, AMQP SASL PLAIN's password), or "
-                       "`passcode_file`; not both. Never logged.",
-    },
-    {
-        .name = "source.passcode_file",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.passcode_file),
-        .min = 1,
-        .max = 4096,
-        .default_doc = "none",
-        .description =
-            "A file whose first line is the passcode, read when the shovel starts (keeps the "
-            "secret out of the configuration file).",
-    },
-    {
-        .name = "source.destination",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, source.destination),
-        .min = 1,
-        .max = 512,
-        .default_doc = "none: required",
-        .description =
-            "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
-            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...) or AMQP 1.0 "
-            "address (RabbitMQ 3.x `/queue/NAME`, `/amq/queue/NAME`, `/exchange/NAME/KEY`; "
-            "ActiveMQ `NAME` or `queue://NAME`).",
-    },
-    {
-        .name = "destination.protocol",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.protocol),
-        .min = 1,
-        .max = 16,
-        .default_doc = "none: required",
-        .description =
-            "`kbridge` (this kbridged: `destination` only), `stomp` (a legacy broker kbridged "
-            "connects to as a STOMP 1.2 client) or `amqp` (a legacy broker kbridged connects "
-            "to as an AMQP 1.0 client). Exactly one end of a shovel is `kbridge`.",
-    },
-    {
-        .name = "destination.address",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.address),
-        .min = 1,
-        .max = 300,
-        .default_doc = "none: required for a legacy broker",
-        .description = "The legacy broker's `host:port`: its STOMP port (RabbitMQ's 61613) "
-                       "or AMQP 1.0 port (5672). For `amqp` an IP address (`127.0.0.1:5672`, "
-                       "`[::1]:5672`), never a host name: no lookup blocks the loop.",
-    },
-    {
-        .name = "destination.host",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.host),
-        .min = 1,
-        .max = 255,
-        .default_doc = "`/`",
-        .description = "STOMP: the CONNECT `host` header (the vhost on RabbitMQ). AMQP 1.0: "
-                       "the open frame's `hostname` (RabbitMQ 3.x: `vhost:NAME`; default "
-                       "the address's host).",
-    },
-    {
-        .name = "destination.login",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.login),
-        .min = 1,
-        .max = 255,
-        .default_doc = "none",
-        .description = "The `login` kbridged gives the legacy broker (STOMP CONNECT; AMQP "
-                       "1.0: SASL PLAIN, none: ANONYMOUS).",
-    },
-    {
-        .name = "destination.passcode",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.passcode),
-        .min = 0,
-        .max = 1024,
-        .default_doc = "none",
-        .flags = CONFIG_KEY_SECRET,
-        .description = "The `passcode` (STOMP CONNECT, AMQP SASL PLAIN's password), or "
-                       "`passcode_file`; not both. Never logged.",
-    },
-    {
-        .name = "destination.passcode_file",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.passcode_file),
-        .min = 1,
-        .max = 4096,
-        .default_doc = "none",
-        .description =
-            "A file whose first line is the passcode, read when the shovel starts (keeps the "
-            "secret out of the configuration file).",
-    },
-    {
-        .name = "destination.destination",
-        .type = CONFIG_TYPE_STRING,
-        .offset = offsetof(struct config_shovel, destination.destination),
-        .min = 1,
-        .max = 512,
-        .default_doc = "none: required",
-        .description =
-            "On the kbridge end `/queue/NAME` or `/topic/NAME`; on a legacy broker its STOMP "
-            "destination (`/queue/NAME`, RabbitMQ's `/amq/queue/NAME`, ...) or AMQP 1.0 "
-            "address (RabbitMQ 3.x `/queue/NAME`, `/amq/queue/NAME`, `/exchange/NAME/KEY`; "
-            "ActiveMQ `NAME` or `queue://NAME`).",
-    },
+    SHOVEL_END_KEYS(source),
+    SHOVEL_END_KEYS(destination),
     {
         .name = "user",
         .type = CONFIG_TYPE_STRING,
