@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import yaml  # noqa: E402
 
 from conftest import free_port, wait_for  # noqa: E402
+from run_bench import PARTITIONS, DevKafka, process_cpu_seconds  # noqa: E402
 
-PARTITIONS = 32
 KEYS = 256
 ATTEMPTS = 6  # pairs tried until the two queues are served by different workers
 
@@ -61,35 +61,7 @@ def machine_cpu():
 
 
 def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-class DevKafka:
-    def __init__(self, builddir):
-        self.proc = subprocess.Popen(
-            [os.path.join(builddir, "daemon", "kbridge-devkafka"), "--partitions",
-             str(PARTITIONS), "--log-level", "warn"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.bootstrap = self.proc.stdout.readline().strip()
-        if not self.bootstrap:
-            raise RuntimeError("kbridge-devkafka did not start")
-
-    def create(self, topic):
-        self.proc.stdin.write(f"topic create {topic} {PARTITIONS}\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        if answer != "ok":
-            raise RuntimeError(f"kbridge-devkafka: topic create {topic}: {answer}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+    return process_cpu_seconds(pid) or 0.0
 
 
 class Daemon:
@@ -177,7 +149,7 @@ def run_pair(builddir, daemon, devkafka, workload, count, tag):
     """Two kbridge-bench clients at once; their results, CPU and placement."""
     queues = [f"procs-{workload}-{tag}-{side}" for side in ("a", "b")]
     for queue in queues:
-        devkafka.create(queue)
+        devkafka.command(f"topic create {queue} {PARTITIONS}")
     bench = os.path.join(builddir, "tests", "bench", "kbridge-bench")
     commands = [[bench, "--protocol", "stomp", "--target", "kbridge", "--queue", queue,
                  "--keys", str(KEYS), "--host", "127.0.0.1", "--port", str(daemon.stomp_port)]
