@@ -50,11 +50,12 @@ KEYS = 256
 # librdkafka settings of each profile, for kbridged (kafka.producer / kafka.consumer)
 # and for the direct librdkafka runs alike. "throughput" is kbridged's own defaults on
 # the dev broker (linger.ms 1, KAFKA_PRODUCER_LINGER_MS; fetch.wait.max.ms 5 on the
-# mock), spelled out so that the direct librdkafka runs use them too; "latency"
-# trades batching for latency (see the doc's notes).
+# mock), spelled out so that the direct librdkafka runs use them too: every row runs
+# with the default config a new user gets (issue 19: the latency and request-reply
+# targets are the default config's). Until 2026-12-07 a second "latency" profile
+# (linger.ms 1, fetch.wait.max.ms 1) served those rows; linger.ms 1 is now the default.
 PROFILES = {
     "throughput": {"producer": {"linger.ms": "1"}, "consumer": {"fetch.wait.max.ms": "5"}},
-    "latency": {"producer": {"linger.ms": "1"}, "consumer": {"fetch.wait.max.ms": "1"}},
 }
 
 
@@ -199,12 +200,8 @@ def matrix(scale):
         }),
         ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput",
          publish_each),
-        # the same with the latency profile: each confirmation waits out linger.ms
-        ("publish-each-linger1",
-         "Publish, every message confirmed, 1,000 in flight, latency profile (linger.ms 1)",
-         "latency", publish_each),
         # AMQP 0-9-1's waitForConfirms after every publish: one message in flight
-        ("publish-sync", "Publish, each confirmed before the next (AMQP 0-9-1)", "latency", {
+        ("publish-sync", "Publish, each confirmed before the next (AMQP 0-9-1)", "throughput", {
             "amqp091": ["--workload", "publish", "--count", n(5000), "--confirm", "each"],
         }),
         ("publish-presettled", "Publish, AMQP pre-settled (fire and forget)", "throughput", {
@@ -216,26 +213,26 @@ def matrix(scale):
             "kafka": ["--workload", "consume", "--count", n(100000)],
             "amqp091": ["--workload", "consume", "--count", n(100000), "--prefetch", "100"],
         }),
-        ("latency", "End-to-end latency at 5,000 msg/s", "latency", {
+        ("latency", "End-to-end latency at 5,000 msg/s", "throughput", {
             "stomp": latency, "amqp": latency, "kafka": latency, "amqp091": latency,
         }),
-        ("request-reply", "Request-reply round trip, one request at a time", "latency", {
+        ("request-reply", "Request-reply round trip, one request at a time", "throughput", {
             "stomp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
         }),
-        ("request-reply-100", "Request-reply, 100 requests in flight", "latency", {
+        ("request-reply-100", "Request-reply, 100 requests in flight", "throughput", {
             "stomp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
         }),
         # RabbitMQ's RPC idiom: replies through amq.rabbitmq.reply-to, no reply queue
-        ("request-reply-direct", "Request-reply, direct reply-to, one request at a time", "latency", {
+        ("request-reply-direct", "Request-reply, direct reply-to, one request at a time", "throughput", {
             "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1",
                         "--reply-to", "direct"],
         }),
         ("request-reply-direct-100", "Request-reply, direct reply-to, 100 requests in flight",
-         "latency", {
+         "throughput", {
             "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100",
                         "--reply-to", "direct"],
         }),
@@ -245,12 +242,7 @@ def matrix(scale):
 # Workloads a target cannot do, and why (shown in the table instead of a figure).
 RABBIT_NO_DYNAMIC = ("RabbitMQ 3.10's AMQP 1.0 plugin never answers the attach of a dynamic"
                      " receiver (a temporary reply queue): no AMQP request-reply")
-# Remove these two when kbridged's AMQP 0-9-1 adapter serves amq.rabbitmq.reply-to (issue 14).
-KBRIDGE_NO_DIRECT_REPLY_TO = ("kbridged's AMQP 0-9-1 adapter does not serve direct reply-to"
-                              " (amq.rabbitmq.reply-to) yet: docs/amqp091.md, Not built yet")
 UNSUPPORTED = {
-    ("kbridge", "amqp091", "request-reply-direct"): KBRIDGE_NO_DIRECT_REPLY_TO,
-    ("kbridge", "amqp091", "request-reply-direct-100"): KBRIDGE_NO_DIRECT_REPLY_TO,
     ("rabbitmq", "amqp", "request-reply"): RABBIT_NO_DYNAMIC,
     ("rabbitmq", "amqp", "request-reply-100"): RABBIT_NO_DYNAMIC,
 }
@@ -408,8 +400,7 @@ def targets_section(results, have_rabbit):
         got = f"{v:,.0f} msg/s = {v / kafka_batched:.2f}× direct" if ok is not None else "—"
         row(f"batched-confirm publish ({proto.upper()}) ≥ 0.5× direct librdkafka", got,
             f"{0.5 * kafka_batched:,.0f} msg/s needed" if kafka_batched else "", ok)
-    for row_id, profile_text in (("publish-each", ""),
-                                  ("publish-each-linger1", ", latency profile")):
+    for row_id, profile_text in (("publish-each", ""),):
         for proto in ("stomp", "amqp"):
             v = value(find(results, row_id, "kbridge", proto), row_id)
             rv = value(find(results, row_id, "rabbitmq", proto), row_id) if have_rabbit else None
@@ -645,11 +636,9 @@ def machine_context(builddir, rabbit_version):
                  f" {PARTITIONS} partitions per topic)",
         "librdkafka": pkg("librdkafka1"),
         "Qpid Proton": pkg("libqpid-proton11"),
-        "kbridged config": "tests/bench/kbridge-bench.yaml; the latency, request-reply and"
-                           " \"latency profile\" rows use a second kbridged with that profile"
-                           " (kafka.producer linger.ms 1, kafka.consumer fetch.wait.max.ms 1);"
-                           " the direct librdkafka runs use the same settings as the row's"
-                           " kbridged",
+        "kbridged config": "tests/bench/kbridge-bench.yaml: the defaults (linger.ms 1;"
+                           " fetch.wait.max.ms 5 on the dev broker) but for room for the idle"
+                           " connections; the direct librdkafka runs use the same settings",
     }
     if rabbit_version:
         machine["RabbitMQ"] = f"{rabbit_version} (Debian rabbitmq-server {pkg('rabbitmq-server')},"\
@@ -666,7 +655,7 @@ def main():
                         help="multiply message counts (quick runs: 0.1)")
     parser.add_argument("--only", default="stomp,amqp,amqp091,kafka", help="protocols to run")
     parser.add_argument("--rows", help="only these rows (comma-separated ids: idle, "
-                        "publish-batched, publish-each, publish-each-linger1, publish-sync, "
+                        "publish-batched, publish-each, publish-sync, "
                         "publish-presettled, "
                         "consume, latency, request-reply, request-reply-100, request-reply-direct, "
                         "request-reply-direct-100)")
