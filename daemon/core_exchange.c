@@ -191,7 +191,7 @@ int core_exchange_publish(struct core_session *session, const struct destination
         const struct core_overflow_target route = {target->spec.name, key};
         bool refused;
         int rc = core_publish_overflow(session, vhost, &route, 1, headers, message->property_count,
-                                       done, opaque, &refused, err, err_size);
+                                       message->body_len, done, opaque, &refused, err, err_size);
         if (rc != CORE_OK || refused) {
             free(headers);
             return rc;

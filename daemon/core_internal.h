@@ -205,6 +205,8 @@ void core_publish_free(struct core *core);
 struct core_overflow_figure {
     int64_t ready;            /* ready messages the last answered lookup saw; -1: none yet */
     uint64_t since_figure;    /* publishes let through since that answer */
+    uint64_t since_bytes;     /* their bodies' bytes */
+    double body_mean;         /* mean body size of the publishes let through (~last 32) */
     uint64_t asked_ms;        /* monotonic: when the last lookup started */
     uint64_t last_publish_ms; /* monotonic: the last publish that reached it (let through
                                  or refused) */
@@ -234,8 +236,17 @@ void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok,
 int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure);
 /* Full: the estimate is known and >= max_length. */
 bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_t max_length);
-/* A publish that reaches the queue was let through. */
-void core_overflow_figure_accepted(struct core_overflow_figure *figure);
+/* The ready bytes for x-max-length-bytes (Kafka tells offsets, not bytes):
+ * the answer's ready count at the mean body size of this node's publishes
+ * to the queue (`body_len`, the one being decided, before the first), plus
+ * the bodies let through since the answer; -1 before the first answer. */
+int64_t core_overflow_figure_estimate_bytes(const struct core_overflow_figure *figure,
+                                            size_t body_len);
+/* Full by bytes: that estimate is known and >= max_bytes. */
+bool core_overflow_figure_full_bytes(const struct core_overflow_figure *figure, int64_t max_bytes,
+                                     size_t body_len);
+/* A publish that reaches the queue was let through, `body_len` bytes of body. */
+void core_overflow_figure_accepted(struct core_overflow_figure *figure, size_t body_len);
 
 /* core->overflow and its metric: 0, or -1 out of memory / free it (a
  * lookup still running frees its queue's entry when it answers). */
@@ -256,8 +267,8 @@ struct core_overflow_target {
  * each queue's figure). CORE_ERR_INTERNAL when out of memory. */
 int core_overflow_check(struct core *core, const char *vhost,
                         const struct core_overflow_target *targets, size_t target_count,
-                        const struct binding_header *headers, size_t header_count, char *err,
-                        size_t err_size);
+                        const struct binding_header *headers, size_t header_count, size_t body_len,
+                        char *err, size_t err_size);
 
 /* ---- core_anchor.c: a new binding anchors its queue (architecture §11) ---- */
 
@@ -311,8 +322,8 @@ int core_publish_answer_later(struct core_session *session, int code, const char
 int core_publish_overflow(struct core_session *session, const char *vhost,
                           const struct core_overflow_target *targets, size_t target_count,
                           const struct binding_header *headers, size_t header_count,
-                          core_publish_fn done, void *opaque, bool *refused, char *err,
-                          size_t err_size);
+                          size_t body_len, core_publish_fn done, void *opaque, bool *refused,
+                          char *err, size_t err_size);
 
 /* ---- core_exchange.c ---- */
 

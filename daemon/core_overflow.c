@@ -97,6 +97,7 @@ void core_overflow_figure_answered(struct core_overflow_figure *figure, bool ok,
         return; /* the last figure stands, with every publish since it counted */
     figure->ready = ready;
     figure->since_figure = 0;
+    figure->since_bytes = 0;
 }
 
 int64_t core_overflow_figure_estimate(const struct core_overflow_figure *figure)
@@ -112,7 +113,30 @@ bool core_overflow_figure_full(const struct core_overflow_figure *figure, int64_
     return estimate >= 0 && max_length >= 0 && estimate >= max_length;
 }
 
-void core_overflow_figure_accepted(struct core_overflow_figure *figure) { figure->since_figure++; }
+int64_t core_overflow_figure_estimate_bytes(const struct core_overflow_figure *figure,
+                                            size_t body_len)
+{
+    if (figure->ready < 0)
+        return -1;
+    double mean = figure->body_mean > 0 ? figure->body_mean : (double)body_len;
+    return (int64_t)((double)figure->ready * mean + 0.5) + (int64_t)figure->since_bytes;
+}
+
+bool core_overflow_figure_full_bytes(const struct core_overflow_figure *figure, int64_t max_bytes,
+                                     size_t body_len)
+{
+    int64_t estimate = core_overflow_figure_estimate_bytes(figure, body_len);
+    return estimate >= 0 && max_bytes >= 0 && estimate >= max_bytes;
+}
+
+void core_overflow_figure_accepted(struct core_overflow_figure *figure, size_t body_len)
+{
+    figure->since_figure++;
+    figure->since_bytes += body_len;
+    double body = (double)body_len;
+    figure->body_mean =
+        figure->body_mean > 0 ? figure->body_mean + (body - figure->body_mean) / 32 : body;
+}
 
 /* ---- the cache --------------------------------------------------------------------- */
 
@@ -167,17 +191,24 @@ void core_overflow_free(struct core *core)
 
 /* The queue's reject-publish limit: its x-max-length when it has
  * `x-overflow: reject-publish`, else -1. */
-static int64_t overflow_limit(const struct queue_definition *queue)
+/* A reject-publish queue's limits (x-max-length, x-max-length-bytes; -1:
+ * none); false when the queue rejects nothing. */
+static bool overflow_limit(const struct queue_definition *queue, int64_t limits[2])
 {
     const json_t *arguments = queue->spec.arguments;
     if (!arguments)
-        return -1;
+        return false;
     const json_t *mode = json_object_get(arguments, "x-overflow");
-    const json_t *max = json_object_get(arguments, "x-max-length");
-    if (!json_is_string(mode) || strcmp(json_string_value(mode), "reject-publish") != 0 ||
-        !json_is_integer(max) || json_integer_value(max) < 0)
-        return -1;
-    return (int64_t)json_integer_value(max);
+    if (!json_is_string(mode) || strcmp(json_string_value(mode), "reject-publish") != 0)
+        return false;
+    static const char *const names[2] = {"x-max-length", "x-max-length-bytes"};
+    for (int i = 0; i < 2; i++) {
+        const json_t *max = json_object_get(arguments, names[i]);
+        limits[i] = json_is_integer(max) && json_integer_value(max) >= 0
+                        ? (int64_t)json_integer_value(max)
+                        : -1;
+    }
+    return limits[0] >= 0 || limits[1] >= 0;
 }
 
 static struct core_overflow_queue *overflow_find(struct core_overflow *overflow, const char *vhost,
@@ -213,7 +244,8 @@ static void overflow_sweep(struct core_overflow *overflow)
         struct core_overflow_queue *next = queue->next;
         const struct queue_definition *definition =
             definitions_queue(view, queue->vhost, queue->name);
-        if (!queue->figure.asking && (!definition || overflow_limit(definition) < 0))
+        int64_t limits[2];
+        if (!queue->figure.asking && (!definition || !overflow_limit(definition, limits)))
             overflow_forget(overflow, queue);
         queue = next;
     }
@@ -277,7 +309,8 @@ static void overflow_on_lag(void *opaque, int err, const char *reason,
     }
     const struct queue_definition *definition =
         definitions_queue(core_definitions(overflow->core), queue->vhost, queue->name);
-    if (!definition || overflow_limit(definition) < 0) {
+    int64_t limits[2];
+    if (!definition || !overflow_limit(definition, limits)) {
         overflow_forget(overflow, queue); /* deleted, or redeclared without reject-publish */
         return;
     }
@@ -346,7 +379,7 @@ static void overflow_schedule(struct core_overflow *overflow, struct core_overfl
 struct overflow_route {
     struct core_overflow *overflow;
     struct core_overflow_queue *queues[CORE_OVERFLOW_ROUTE_MAX];
-    int64_t limits[CORE_OVERFLOW_ROUTE_MAX];
+    int64_t limits[CORE_OVERFLOW_ROUTE_MAX][2]; /* x-max-length, x-max-length-bytes */
     size_t count;
     bool truncated;
     bool failed; /* out of memory */
@@ -355,8 +388,8 @@ struct overflow_route {
 static bool overflow_route_each(const struct queue_definition *definition, void *opaque)
 {
     struct overflow_route *route = opaque;
-    int64_t limit = overflow_limit(definition);
-    if (limit < 0)
+    int64_t limit[2];
+    if (!overflow_limit(definition, limit))
         return true;
     for (size_t i = 0; i < route->count; i++)
         if (strcmp(route->queues[i]->name, definition->spec.name) == 0)
@@ -373,15 +406,16 @@ static bool overflow_route_each(const struct queue_definition *definition, void 
         route->failed = true;
         return false;
     }
-    route->limits[route->count] = limit;
+    route->limits[route->count][0] = limit[0];
+    route->limits[route->count][1] = limit[1];
     route->queues[route->count++] = queue;
     return true;
 }
 
 int core_overflow_check(struct core *core, const char *vhost,
                         const struct core_overflow_target *targets, size_t target_count,
-                        const struct binding_header *headers, size_t header_count, char *err,
-                        size_t err_size)
+                        const struct binding_header *headers, size_t header_count, size_t body_len,
+                        char *err, size_t err_size)
 {
     struct core_overflow *overflow = core->overflow;
     if (!overflow)
@@ -409,18 +443,27 @@ int core_overflow_check(struct core *core, const char *vhost,
     }
     for (size_t i = 0; i < route.count; i++) {
         struct core_overflow_queue *queue = route.queues[i];
-        if (core_overflow_figure_full(&queue->figure, route.limits[i])) {
+        if (core_overflow_figure_full(&queue->figure, route.limits[i][0])) {
             (*queue->rejected)++;
             snprintf(err, err_size,
                      "queue '%s' in vhost '%s' is full (x-max-length %lld, x-overflow "
                      "reject-publish; %lld messages ready as this node last saw it)",
-                     queue->name, queue->vhost, (long long)route.limits[i],
+                     queue->name, queue->vhost, (long long)route.limits[i][0],
                      (long long)core_overflow_figure_estimate(&queue->figure));
+            return CORE_ERR_FULL;
+        }
+        if (core_overflow_figure_full_bytes(&queue->figure, route.limits[i][1], body_len)) {
+            (*queue->rejected)++;
+            snprintf(err, err_size,
+                     "queue '%s' in vhost '%s' is full (x-max-length-bytes %lld, x-overflow "
+                     "reject-publish; about %lld bytes ready as this node last saw it)",
+                     queue->name, queue->vhost, (long long)route.limits[i][1],
+                     (long long)core_overflow_figure_estimate_bytes(&queue->figure, body_len));
             return CORE_ERR_FULL;
         }
     }
     for (size_t i = 0; i < route.count; i++) {
-        core_overflow_figure_accepted(&route.queues[i]->figure);
+        core_overflow_figure_accepted(&route.queues[i]->figure, body_len);
         overflow_show(route.queues[i]);
     }
     return CORE_OK;

@@ -245,13 +245,13 @@ void core_publish_free(struct core *core)
 int core_publish_overflow(struct core_session *session, const char *vhost,
                           const struct core_overflow_target *targets, size_t target_count,
                           const struct binding_header *headers, size_t header_count,
-                          core_publish_fn done, void *opaque, bool *refused, char *err,
-                          size_t err_size)
+                          size_t body_len, core_publish_fn done, void *opaque, bool *refused,
+                          char *err, size_t err_size)
 {
     *refused = false;
     char reason[512];
     int rc = core_overflow_check(session->core, vhost, targets, target_count, headers, header_count,
-                                 reason, sizeof(reason));
+                                 body_len, reason, sizeof(reason));
     if (rc == CORE_OK)
         return CORE_OK;
     if (rc != CORE_ERR_FULL || session->txn_target) {
@@ -394,8 +394,8 @@ int core_publish(struct core_session *session, const struct destination *destina
         const struct core_overflow_target targets[] = {{"", destination->name},
                                                        {"amq.topic", destination->name}};
         bool refused;
-        int rc = core_publish_overflow(session, session->vhost, targets, 2, NULL, 0, done, opaque,
-                                       &refused, err, err_size);
+        int rc = core_publish_overflow(session, session->vhost, targets, 2, NULL, 0,
+                                       message->body_len, done, opaque, &refused, err, err_size);
         if (rc != CORE_OK || refused)
             return rc;
     }

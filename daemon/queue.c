@@ -134,6 +134,9 @@ struct queue {
     char *group_id;
     char *subscription; /* Kafka topic or ^regex */
     char *dead_letter_topic;
+    /* x-max-length-bytes: the mean body size of the records this node
+     * checked (an average over the last ~32; 0 before the first) */
+    double body_mean;
     struct kafka_consumer *consumer;
     struct queue_state *state;
     struct queue_subscriber *subscribers;
@@ -365,8 +368,12 @@ static bool queue_record_bound(const struct queue *queue, const struct kafka_rec
 /* Is `record` beyond the queue's x-max-length: are more than N records
  * ready, counting from it on its partition and from the next undelivered
  * one on every other partition this node holds (end offsets as the last
- * fetch saw them)? Drop-head: the record that would be delivered is the
- * oldest of its partition. Also moves its partition's next_undelivered. */
+ * fetch saw them)? Or beyond its x-max-length-bytes: do they hold more than
+ * N bytes of body, counting its own body and the others at the mean body
+ * size of the records checked so far (Kafka tells offsets, not bytes; an
+ * estimate, architecture §5)? Drop-head: the record that would be
+ * delivered is the oldest of its partition. Also moves its partition's
+ * next_undelivered. */
 static bool queue_over_max_length(struct queue *queue, const struct kafka_record *record)
 {
     int32_t index = queue_partition_index(queue, record->topic, record->partition, false);
@@ -385,7 +392,15 @@ static bool queue_over_max_length(struct queue *queue, const struct kafka_record
     struct queue_topic_partition *own = &queue->partitions[index];
     if (own->next_undelivered <= record->offset)
         own->next_undelivered = record->offset + 1;
-    return ready > queue->arguments.max_length;
+    if (queue->arguments.max_length >= 0 && ready > queue->arguments.max_length)
+        return true;
+    if (queue->arguments.max_length_bytes < 0)
+        return false;
+    double body = (double)record->value_len;
+    queue->body_mean =
+        queue->body_mean > 0 ? queue->body_mean + (body - queue->body_mean) / 32 : body;
+    double bytes = body + (double)(ready > 1 ? ready - 1 : 0) * queue->body_mean;
+    return bytes > (double)queue->arguments.max_length_bytes;
 }
 
 /* ---- queue_state callbacks --------------------------------------------------- */
@@ -425,9 +440,10 @@ static void queue_on_deliver(void *opaque, void *consumer, queue_delivery_id id,
                            dead_letter ? "expired" : NULL);
         return;
     }
-    if (queue->arguments.max_length >= 0 && !queue->arguments.reject_publish && !retried &&
+    if ((queue->arguments.max_length >= 0 || queue->arguments.max_length_bytes >= 0) &&
+        !queue->arguments.reject_publish && !retried &&
         queue_over_max_length(queue, kafka_record)) {
-        /* x-max-length, drop-head: dead-lettered with a DLX, else dropped */
+        /* x-max-length(-bytes), drop-head: dead-lettered with a DLX, else dropped */
         (*queue->engine->maxlen_dropped)++;
         bool dead_letter = queue->arguments.has_dead_letter_exchange;
         queue_state_settle(queue->state, id, dead_letter ? QUEUE_REJECT : QUEUE_ACCEPT,

@@ -30,8 +30,7 @@ static const struct {
     {"x-dead-letter-routing-key", ARGUMENT_NAME, NULL, NULL},
     {"x-delivery-limit", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
     {"x-max-length", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
-    {"x-max-length-bytes", ARGUMENT_NON_NEGATIVE_INTEGER, NULL,
-     "Kafka does not tell a queue's ready bytes; use x-max-length"},
+    {"x-max-length-bytes", ARGUMENT_NON_NEGATIVE_INTEGER, NULL, NULL},
     {"x-overflow", ARGUMENT_ONE_OF, "drop-head|reject-publish", NULL},
     {"x-single-active-consumer", ARGUMENT_BOOLEAN, NULL, NULL},
     {"x-queue-type", ARGUMENT_ONE_OF, "classic|quorum|stream", NULL},
@@ -94,6 +93,7 @@ void queue_arguments_default(struct queue_arguments *out)
     out->message_ttl_ms = -1;
     out->expires_ms = -1;
     out->max_length = -1;
+    out->max_length_bytes = -1;
     out->delivery_limit = -1;
     out->type = QUEUE_TYPE_CLASSIC;
 }
@@ -142,6 +142,8 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
             out->message_ttl_ms = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-max-length") == 0) {
             out->max_length = (int64_t)json_integer_value(value);
+        } else if (strcmp(key, "x-max-length-bytes") == 0) {
+            out->max_length_bytes = (int64_t)json_integer_value(value);
         } else if (strcmp(key, "x-overflow") == 0) {
             out->reject_publish = strcmp(json_string_value(value), "reject-publish") == 0;
         } else if (strcmp(key, "x-expires") == 0) {
@@ -168,11 +170,15 @@ int queue_arguments_parse(const json_t *arguments, struct queue_arguments *out, 
     if (out->type == QUEUE_TYPE_STREAM) {
         /* what a stream does not have (RabbitMQ refuses the same): nothing
          * is consumed away, so nothing expires, overflows or dies */
-        static const char *const not_for_streams[] = {
-            "x-message-ttl",          "x-expires",
-            "x-max-length",           "x-overflow",
-            "x-dead-letter-exchange", "x-dead-letter-routing-key",
-            "x-delivery-limit",       "x-single-active-consumer"};
+        static const char *const not_for_streams[] = {"x-message-ttl",
+                                                      "x-expires",
+                                                      "x-max-length",
+                                                      "x-max-length-bytes",
+                                                      "x-overflow",
+                                                      "x-dead-letter-exchange",
+                                                      "x-dead-letter-routing-key",
+                                                      "x-delivery-limit",
+                                                      "x-single-active-consumer"};
         for (size_t i = 0; i < sizeof(not_for_streams) / sizeof(not_for_streams[0]); i++) {
             if (json_object_get(arguments, not_for_streams[i])) {
                 snprintf(err, err_size,

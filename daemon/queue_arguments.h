@@ -27,6 +27,10 @@ struct queue_arguments {
     int64_t message_ttl_ms; /* x-message-ttl; -1: none */
     int64_t expires_ms;     /* x-expires; -1: none */
     int64_t max_length;     /* x-max-length; -1: none */
+    /* x-max-length-bytes; -1: none. Kafka does not tell a queue's ready bytes:
+     * checked on an estimate (ready records x their mean body size,
+     * architecture §5 "x-max-length") */
+    int64_t max_length_bytes;
     /* x-overflow reject-publish: publishes are refused at the limit
      * (core_overflow.c), else drop-head at delivery (queue.c) */
     bool reject_publish;

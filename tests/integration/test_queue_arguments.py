@@ -229,9 +229,9 @@ def test_message_ttl_dead_letters_expired_messages(daemon, uniq):
 
 
 @pytest.mark.parametrize("arguments, text", [
-    ({"x-max-length-bytes": 1024},
-     "PRECONDITION_FAILED - invalid arg 'x-max-length-bytes': kbridge does not support it "
-     "(Kafka does not tell a queue's ready bytes; use x-max-length)"),
+    ({"x-max-length-bytes": -1},
+     "PRECONDITION_FAILED - invalid arg 'x-max-length-bytes': -1, must be a non-negative "
+     "integer"),
     ({"x-max-length": 10, "x-overflow": "reject-publish-dlx"},
      "PRECONDITION_FAILED - invalid arg 'x-overflow': 'reject-publish-dlx', must be "
      "drop-head|reject-publish"),
@@ -391,6 +391,40 @@ def test_max_length_drop_head_keeps_the_last_n(daemon, uniq):
     conn.close()
 
 
+def test_max_length_bytes_drop_head_keeps_the_newest_that_fit(daemon, uniq):
+    """x-max-length-bytes 1000 with 8 bodies of 200 bytes: the consumer that
+    comes gets the newest 5 (1,000 bytes), the 3 oldest are dead-lettered with
+    reason maxlen. Kafka tells offsets, not bytes: kbridged counts the ready
+    records at the mean body size it has seen (exact for equal bodies)."""
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    dlx, dead = dead_letter_exchange(ch, uniq, "overflow")
+    queue = f"bytes{uniq}"
+    ch.queue_declare(queue, durable=True, arguments={
+        "x-max-length-bytes": 1000, "x-dead-letter-exchange": dlx,
+        "x-dead-letter-routing-key": "overflow"})
+    dead_letters = []
+    ch.basic_consume(dead, lambda c, m, p, b: (dead_letters.append((p, b)),
+                                               c.basic_ack(m.delivery_tag)))
+    pub = conn.channel()
+    pub.confirm_delivery()
+    bodies = [f"m{i}".encode().ljust(200, b".") for i in range(8)]
+    for body in bodies:  # one record key: one partition, publish order
+        pub.basic_publish("", queue, body, pika.BasicProperties(headers={"kafka-key": "k"}))
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(queue, lambda c, m, p, b: (got.append(b),
+                                                      c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got) >= 5 and len(dead_letters) >= 3, 60,
+                "5 deliveries and 3 dead letters")
+    conn.process_data_events(time_limit=0.5)
+    assert got == bodies[3:]
+    assert sorted(b for _, b in dead_letters) == bodies[:3]
+    for props, _ in dead_letters:
+        assert props.headers["x-first-death-reason"] == "maxlen"
+    conn.close()
+
+
 def metric(daemon, series):
     """The value of one metrics series (0 when absent)."""
     for line in daemon.http("/metrics")[1].splitlines():
@@ -522,6 +556,39 @@ def test_max_length_reject_publish_refuses_publishes_at_the_limit(refresh_daemon
     drain_until(conn, lambda: len(got) >= 6, 60, "the probe")
     conn.process_data_events(time_limit=0.5)
     assert got[5:] == [b"probe"]
+    conn.close()
+
+
+def test_max_length_bytes_reject_publish_refuses_at_the_limit(refresh_daemon, uniq):
+    """x-max-length-bytes 500 with reject-publish and 100-byte bodies: the
+    first 5 are confirmed; once kbridged's figure says 5 ready (500 bytes at
+    their mean size), a publish is nacked naming the byte limit."""
+    daemon = refresh_daemon
+    queue = f"bytecap{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True, arguments={"x-max-length-bytes": 500,
+                                                     "x-overflow": "reject-publish"})
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for i in range(5):
+        assert publish_confirmed(pub, queue, f"m{i}".encode().ljust(100, b".")), f"m{i} nacked"
+    figure = f'kbridge_overflow_queue_ready{{kind="queue",destination="{queue}"}}'
+    wait_for(lambda: metric(daemon, figure) == 5, 30, "kbridged's figure of 5 ready")
+    assert not publish_confirmed(pub, queue, b"over".ljust(100, b"."))
+    stomp = Client(daemon)
+    stomp.send(f"/amq/queue/{queue}", "over-stomp", receipt="r-over")
+    error = stomp.wait_error()
+    assert f"queue '{queue}' in vhost '/' is full (x-max-length-bytes 500, x-overflow " \
+           "reject-publish; about 500 bytes ready" in error.headers["message"] + error.body
+    stomp.close()
+    got = []
+    consumer = conn.channel()
+    consumer.basic_consume(queue, lambda c, m, p, b: (got.append(b),
+                                                      c.basic_ack(m.delivery_tag)))
+    drain_until(conn, lambda: len(got) >= 5, 60, "the 5 messages")
+    conn.process_data_events(time_limit=0.5)
+    assert [b.rstrip(b".") for b in got] == [f"m{i}".encode() for i in range(5)]
     conn.close()
 
 

@@ -23,7 +23,7 @@ START_TEST(no_figure_is_not_full_and_asks_at_once)
     for (int i = 0; i < 10; i++) {
         core_overflow_figure_published(&f, 5000 + (uint64_t)i);
         ck_assert(!core_overflow_figure_full(&f, 5));
-        core_overflow_figure_accepted(&f);
+        core_overflow_figure_accepted(&f, 100);
     }
 }
 END_TEST
@@ -60,13 +60,13 @@ START_TEST(publishes_since_the_answer_count)
     struct core_overflow_figure f;
     core_overflow_figure_init(&f);
     core_overflow_figure_asking(&f, 0);
-    core_overflow_figure_accepted(&f); /* let through while the lookup ran: in it or not */
+    core_overflow_figure_accepted(&f, 100); /* let through while the lookup ran: in it or not */
     core_overflow_figure_answered(&f, true, 3);
     ck_assert_int_eq(core_overflow_figure_estimate(&f), 3); /* errs low, never counts twice */
-    core_overflow_figure_accepted(&f);
+    core_overflow_figure_accepted(&f, 100);
     ck_assert_int_eq(core_overflow_figure_estimate(&f), 4);
     ck_assert(!core_overflow_figure_full(&f, 5));
-    core_overflow_figure_accepted(&f);
+    core_overflow_figure_accepted(&f, 100);
     ck_assert_int_eq(core_overflow_figure_estimate(&f), 5);
     ck_assert(core_overflow_figure_full(&f, 5)); /* >= x-max-length */
     ck_assert(!core_overflow_figure_full(&f, 6));
@@ -76,6 +76,33 @@ START_TEST(publishes_since_the_answer_count)
     core_overflow_figure_answered(&f, true, 0);
     ck_assert_int_eq(core_overflow_figure_estimate(&f), 0);
     ck_assert(!core_overflow_figure_full(&f, 5));
+}
+END_TEST
+
+/* x-max-length-bytes: the ready count at the mean body size of this node's
+ * publishes, plus the bodies let through since the answer. */
+START_TEST(bytes_are_estimated_from_the_mean_body)
+{
+    struct core_overflow_figure f;
+    core_overflow_figure_init(&f);
+    ck_assert_int_eq(core_overflow_figure_estimate_bytes(&f, 100), -1);
+    ck_assert(!core_overflow_figure_full_bytes(&f, 0, 100)); /* no figure: not full */
+    core_overflow_figure_asking(&f, 0);
+    core_overflow_figure_answered(&f, true, 4);
+    /* nothing published through this node yet: the message being decided is the mean */
+    ck_assert_int_eq(core_overflow_figure_estimate_bytes(&f, 250), 1000);
+    ck_assert(core_overflow_figure_full_bytes(&f, 1000, 250)); /* >= x-max-length-bytes */
+    ck_assert(!core_overflow_figure_full_bytes(&f, 1001, 250));
+    core_overflow_figure_accepted(&f, 100);
+    ck_assert_int_eq(core_overflow_figure_estimate_bytes(&f, 250), 4 * 100 + 100);
+    core_overflow_figure_accepted(&f, 100);
+    ck_assert_int_eq(core_overflow_figure_estimate_bytes(&f, 100), 600);
+    ck_assert(core_overflow_figure_full_bytes(&f, 600, 100));
+    ck_assert(!core_overflow_figure_full_bytes(&f, -1, 100)); /* no byte limit */
+    /* the next answer takes over what was let through */
+    core_overflow_figure_asking(&f, 1000);
+    core_overflow_figure_answered(&f, true, 1);
+    ck_assert_int_eq(core_overflow_figure_estimate_bytes(&f, 100), 100);
 }
 END_TEST
 
@@ -108,6 +135,7 @@ static Suite *core_overflow_suite(void)
     tcase_add_test(tc, no_figure_is_not_full_and_asks_at_once);
     tcase_add_test(tc, refresh_every_interval_while_publishes_come);
     tcase_add_test(tc, publishes_since_the_answer_count);
+    tcase_add_test(tc, bytes_are_estimated_from_the_mean_body);
     tcase_add_test(tc, a_failed_lookup_keeps_the_last_figure);
     suite_add_tcase(suite, tc);
     return suite;

@@ -363,10 +363,8 @@ START_TEST(queue_arguments_are_honoured_or_refused_by_name)
          "invalid arg 'x-single-active-consumer': 1, must be true or false"},
         {"{\"x-dead-letter-routing-key\": \"k\"}",
          "invalid arg 'x-dead-letter-routing-key': it requires x-dead-letter-exchange"},
-        /* not honoured (yet): refused by name, never accepted and ignored */
-        {"{\"x-max-length-bytes\": 10}",
-         "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
-         "queue's ready bytes; use x-max-length)"},
+        {"{\"x-max-length-bytes\": -10}",
+         "invalid arg 'x-max-length-bytes': -10, must be a non-negative integer"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *arguments = json(bad[i].arguments);

@@ -26,6 +26,7 @@ START_TEST(no_arguments_are_the_defaults)
     ck_assert_int_eq(parsed.delivery_limit, -1);
     ck_assert_int_eq(parsed.expires_ms, -1);
     ck_assert_int_eq(parsed.max_length, -1);
+    ck_assert_int_eq(parsed.max_length_bytes, -1);
     ck_assert(!parsed.has_dead_letter_exchange);
     ck_assert(!parsed.has_dead_letter_routing_key);
     ck_assert(!parsed.single_active_consumer);
@@ -41,7 +42,8 @@ START_TEST(honoured_arguments_are_parsed)
                              "\"x-dead-letter-routing-key\": \"dead\", \"x-delivery-limit\": 2, "
                              "\"x-queue-type\": \"quorum\", \"x-queue-mode\": \"lazy\", "
                              "\"x-single-active-consumer\": true, \"x-expires\": 60000, "
-                             "\"x-max-length\": 10, \"x-overflow\": \"drop-head\"}");
+                             "\"x-max-length\": 10, \"x-max-length-bytes\": 4096, "
+                             "\"x-overflow\": \"drop-head\"}");
     struct queue_arguments parsed;
     char err[256];
     ck_assert_msg(queue_arguments_parse(arguments, &parsed, err, sizeof(err)) == 0, "%s", err);
@@ -56,6 +58,7 @@ START_TEST(honoured_arguments_are_parsed)
     ck_assert(parsed.single_active_consumer);
     ck_assert_int_eq(parsed.expires_ms, 60000);
     ck_assert_int_eq(parsed.max_length, 10);
+    ck_assert_int_eq(parsed.max_length_bytes, 4096);
     ck_assert(!parsed.reject_publish); /* drop-head */
     /* x-delivery-limit 2: two returns allowed, three deliveries in all */
     ck_assert_uint_eq(queue_arguments_max_deliveries(&parsed, 5), 3);
@@ -117,9 +120,11 @@ START_TEST(other_arguments_are_refused_by_name)
         {"{\"x-expires\": 0}", "invalid arg 'x-expires': 0, must be a positive integer"},
         {"{\"x-overflow\": \"drop-tail\"}",
          "invalid arg 'x-overflow': 'drop-tail', must be drop-head|reject-publish"},
-        {"{\"x-max-length-bytes\": 1024}",
-         "invalid arg 'x-max-length-bytes': kbridge does not support it (Kafka does not tell a "
-         "queue's ready bytes; use x-max-length)"},
+        {"{\"x-max-length-bytes\": \"1k\"}",
+         "invalid arg 'x-max-length-bytes': '1k', must be a non-negative integer"},
+        {"{\"x-queue-type\": \"stream\", \"x-max-length-bytes\": 1024}",
+         "invalid arg 'x-max-length-bytes' for a stream queue: a stream keeps every message "
+         "(Kafka's retention decides; set it on the topic)"},
         {"[1]", "queue arguments must be a table"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
