@@ -35,7 +35,7 @@ from proton import Message
 from proton.utils import BlockingConnection
 
 from amqp_client import amqp_url
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for, with_admin
+from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, user_config, wait_for, with_admin
 from stomp_util import Recorder
 from test_amqp091_errors import raw_open
 from test_auth_reload import amqp_closed_with, pika_closed_with
@@ -432,3 +432,44 @@ def test_sighup_withdrawing_a_vhost_closes_its_connections(kbridged_factory, boo
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as closed:
         pika_as(daemon, SELLER, VHOST)
     assert f"NOT_ALLOWED - {reason}" in str(closed.value)
+
+
+def test_admin_api_permissions_from_the_config(kbridged_factory, bootstrap, password_hash):
+    """GET /api/permissions: RabbitMQ's {user, vhost, configure, write, read}
+    per user and vhost it may use, from auth.users; administrator and
+    monitoring only."""
+    config = seller_config(bootstrap, password_hash, [VHOST])
+    config["auth"]["users"][1]["publish"] = ["^orders$", "^returns\\."]
+    config["auth"]["users"] += [
+        user_config("watcher", "watch-secret", ["monitoring"]),
+        user_config("manager", "manage-secret", ["management"], consume=[".*"]),
+        {**user_config("nowhere", "x"), "vhosts": []}]
+    daemon = kbridged_factory(config)
+
+    status, body = daemon.api("/api/permissions")
+    assert status == 200, body
+    assert [(p["user"], p["vhost"]) for p in body] == [
+        (USER, "/"), (USER, VHOST), (SELLER, VHOST), (ADMIN[0], "/"), (ADMIN[0], VHOST),
+        ("watcher", "/"), ("watcher", VHOST), ("manager", "/"), ("manager", VHOST)]
+    seller = body[2]
+    assert seller == {"user": SELLER, "vhost": VHOST, "configure": ".*",
+                      "write": "(^orders$)|(^returns\\.)", "read": ".*",
+                      "kbridge_publish": ["^orders$", "^returns\\."], "kbridge_consume": [".*"]}
+    # no patterns: "", RabbitMQ's "no access"
+    assert [(p["configure"], p["write"], p["read"]) for p in body if p["user"] == "watcher"] == [
+        ("", "", "")] * 2
+
+    status, one = daemon.api(f"/api/permissions/{VHOST}/{SELLER}")
+    assert (status, one) == (200, seller)
+    status, answer = daemon.api(f"/api/permissions/%2F/{SELLER}")
+    assert status == 404
+    assert answer["reason"] == f"user '{SELLER}' has no permissions in vhost '/'"
+    assert daemon.api("/api/permissions/%2F/nowhere")[0] == 404
+
+    status, answer = daemon.api("/api/permissions", auth=("watcher", "watch-secret"))
+    assert status == 200 and len(answer) == 9
+    status, answer = daemon.api("/api/permissions", auth=("manager", "manage-secret"))
+    assert status == 403
+    assert answer["reason"] == "/api/permissions needs the administrator or monitoring tag"
+    status, _ = daemon.api("/api/permissions", method="PUT", body={})
+    assert status == 404  # read-only: no such endpoint
