@@ -1090,6 +1090,8 @@ static void admin_route(struct admin_request *req)
         admin_dlq_route(req);
     else if (admin_is(req, 1, "kbridge") && admin_is(req, 2, "shovels"))
         admin_shovel_route(req);
+    else if (admin_is(req, 1, "permissions") && get)
+        admin_permissions_route(req);
     else if (admin_is(req, 1, "definitions") && n == 2 && get)
         admin_definitions(req);
     else if (admin_is(req, 1, "definitions") && n == 2 && req->method == EVHTTP_REQ_POST)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* admin_internal.h -- what the files of the admin API share (admin_api.c:
  * authentication, routing, the RabbitMQ-shaped resources; admin_dlq.c: the
- * dead-letter resources under /api/kbridge/dlq). Nothing else includes it.
+ * dead-letter resources under /api/kbridge/dlq; admin_nodes.c, admin_shovel.c,
+ * admin_permissions.c: /api/nodes, /api/kbridge/shovels, /api/permissions).
+ * Nothing else includes it.
  *
  * A struct admin_request lives from admin_api_handle until its reply
  * (admin_reply and the helpers built on it free it). A request waiting for
@@ -84,6 +86,9 @@ void admin_dlq_route(struct admin_request *req);
 /* admin_shovel.c: serve /api/kbridge/shovels[/NAME] (segments 0..2 are api,
  * kbridge, shovels). */
 void admin_shovel_route(struct admin_request *req);
+/* admin_permissions.c: serve GET /api/permissions[/VHOST/USER] (segments 0..1
+ * are api, permissions): RabbitMQ's permissions built from auth.users. */
+void admin_permissions_route(struct admin_request *req);
 /* Queue `name`'s dead-letter topic in `vhost` as daemon/queue.c names it
  * (the vhost's topic prefix + queues.dead_letter_topic with {name}
  * replaced); -1 when it does not fit in out or the vhost is not configured. */

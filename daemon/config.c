@@ -1266,6 +1266,14 @@ static int config_parse_names(struct config_parse *parse, const struct config_ke
         return config_fail(parse, config_line(node), path, "expected a list of names, got %s",
                            config_describe(node).text);
     size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (items == 0 && (key->flags & CONFIG_KEY_EMPTY_LIST)) {
+        config_free_names(*names, *count);
+        *count = 0;
+        /* non-NULL: `[]` (none) is not the absent key (NULL) */
+        if ((*names = calloc(1, sizeof(**names))) == NULL)
+            return config_fail_memory(parse);
+        return 0;
+    }
     if (items == 0)
         return config_fail(parse, config_line(node), path, "must name at least one %s",
                            key->count_offset == offsetof(struct config_listener, protocol_count)
@@ -1805,6 +1813,48 @@ static int config_check_user_secrets(struct config_parse *parse, const struct co
     return 0;
 }
 
+/* Each user's `vhosts` names configured vhosts ("/" always is one; the
+ * file's vhosts are parsed by now, wherever they stand in it). */
+static int config_check_user_vhosts(struct config_parse *parse, const struct config *config)
+{
+    yaml_node_t *auth = config_mapping_get(parse, parse->root, "auth");
+    yaml_node_t *users = auth != NULL ? config_mapping_get(parse, auth, "users") : NULL;
+    for (size_t i = 0; i < config->auth.user_count; i++) {
+        const struct config_user *user = &config->auth.users[i];
+        for (size_t v = 0; v < user->vhost_count; v++) {
+            const char *name = user->vhosts[v];
+            if (strcmp(name, "/") == 0 || config_vhost_find(config, name) != NULL)
+                continue;
+            yaml_node_t *item = users != NULL && users->type == YAML_SEQUENCE_NODE &&
+                                        i < (size_t)(users->data.sequence.items.top -
+                                                     users->data.sequence.items.start)
+                                    ? config_node(parse, users->data.sequence.items.start[i])
+                                    : NULL;
+            yaml_node_t *list = item != NULL ? config_mapping_get(parse, item, "vhosts") : NULL;
+            yaml_node_t *entry = list != NULL && list->type == YAML_SEQUENCE_NODE &&
+                                         v < (size_t)(list->data.sequence.items.top -
+                                                      list->data.sequence.items.start)
+                                     ? config_node(parse, list->data.sequence.items.start[v])
+                                     : list;
+            char path[CONFIG_PATH_MAX];
+            snprintf(path, sizeof(path), "auth.users[%zu].vhosts[%zu]", i, v);
+            return config_fail(parse, entry != NULL ? config_line(entry) : 0, path,
+                               "no vhost %s in vhosts", config_quote(name).text);
+        }
+    }
+    return 0;
+}
+
+bool config_user_may_use_vhost(const struct config_user *user, const char *vhost)
+{
+    if (user->vhosts == NULL)
+        return true;
+    for (size_t i = 0; i < user->vhost_count; i++)
+        if (strcmp(user->vhosts[i], vhost) == 0)
+            return true;
+    return false;
+}
+
 static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
                             yaml_node_t *value_node, const char *path, const char *relative,
                             const struct config_key *keys, size_t key_count, void *base)
@@ -1987,6 +2037,8 @@ static int config_parse_document(struct config_parse *parse, const char *text, s
         rc = config_walk_mapping(parse, root, 1, "", "", config_keys, config_key_count, config);
         if (rc == 0)
             rc = config_check_user_secrets(parse, config);
+        if (rc == 0)
+            rc = config_check_user_vhosts(parse, config);
         parse->document = NULL;
         parse->root = NULL;
         parse->config = NULL;

@@ -48,7 +48,15 @@ struct config_user {
     size_t consume_count;
     char **tags; /* RabbitMQ's user tags for the admin API: "administrator", ... */
     size_t tag_count;
+    /* The vhosts the user may use (RabbitMQ's per-vhost permissions): NULL
+     * when the key is absent (every vhost); `[]` is non-NULL with a count of
+     * 0 (none). Each names a configured vhost (checked at load). */
+    char **vhosts;
+    size_t vhost_count;
 };
+
+/* May `user` use vhost `vhost` (its `vhosts` list, every vhost when absent)? */
+bool config_user_may_use_vhost(const struct config_user *user, const char *vhost);
 
 /* One entry of `listeners`: a socket and the protocols served on it. The
  * names are adapter names (adapters/registry.c) or "http", the ops endpoint;

@@ -37,6 +37,9 @@ enum {
     CONFIG_KEY_REQUIRED = 1 << 1,
     /* Never quote the value in a message (password hashes). */
     CONFIG_KEY_SECRET = 1 << 2,
+    /* NAMES: `[]` is allowed and kept apart from an absent key: the field
+     * is then a non-NULL array with a count of 0 (absent: NULL). */
+    CONFIG_KEY_EMPTY_LIST = 1 << 3,
 };
 
 /* Extra validation of a string value: 0 if fine, else -1 and one sentence

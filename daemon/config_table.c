@@ -959,6 +959,26 @@ static const struct config_key user_keys[] = {
             "exchanges and bindings its `consume` patterns allow and its own connections. A "
             "user without tags may log in over the protocols but not to the admin API.",
     },
+    {
+        .name = "vhosts",
+        .type = CONFIG_TYPE_NAMES,
+        .offset = offsetof(struct config_user, vhosts),
+        .count_offset = offsetof(struct config_user, vhost_count),
+        .min = 1,
+        .max = 255,
+        .default_doc = "absent: every vhost",
+        .flags = CONFIG_KEY_EMPTY_LIST,
+        .description =
+            "The vhosts (`vhosts`) the user may connect to, as RabbitMQ's per-vhost "
+            "permissions (`rabbitmqctl set_permissions -p VHOST`): `[sales]`, `[\"/\", sales]`; "
+            "`[]` allows none. Each must be a configured vhost. Any other is refused when the "
+            "client opens it: AMQP 0-9-1 `530 NOT_ALLOWED - access to vhost 'x' refused for "
+            "user 'u'`, a STOMP ERROR, AMQP 1.0 `amqp:unauthorized-access`; a client that "
+            "chooses no vhost is in `/`, so a list without `/` refuses it too. A reload that "
+            "takes a vhost from the list closes the user's open connections in it, as it closes "
+            "a removed user's. The `publish` and `consume` patterns still apply in every "
+            "vhost.",
+    },
 };
 
 const struct config_key config_keys[] = {

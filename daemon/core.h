@@ -232,9 +232,14 @@ void core_session_set_revoke(struct core_session *session, core_revoke_fn revoke
 
 /* Put the session in vhost `vhost` (architecture §11 "Vhosts"), once, right
  * after core_session_new and before it publishes or subscribes: every topic,
- * consumer group and declare of the session is then that vhost's. CORE_OK;
+ * consumer group and declare of the session is then that vhost's. Adapters
+ * call it for every client session, with CORE_DEFAULT_VHOST when the client
+ * chose none, so that the user's permission on `/` is checked too. CORE_OK;
  * CORE_ERR_NOT_FOUND with err ("vhost 'x' not found") when the config has no
- * such vhost; CORE_ERR_INTERNAL out of memory. The session copies the name. */
+ * such vhost; CORE_ERR_ACCESS with err ("access to vhost 'x' refused for
+ * user 'u'", RabbitMQ's words) when the user's auth.users[].vhosts lacks it
+ * (anonymous sessions reach every vhost); CORE_ERR_INTERNAL out of memory.
+ * The session copies the name. */
 int core_session_set_vhost(struct core_session *session, const char *vhost, char *err,
                            size_t err_size);
 /* The session's vhost ("/" by default); valid while the session is. */

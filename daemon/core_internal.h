@@ -116,6 +116,10 @@ struct core_session {
      * topic, consumer group and definitions lookup of the session uses them. */
     char *vhost;
     char *topic_prefix;
+    /* It entered its vhost through core_session_set_vhost (client sessions):
+     * a reload that takes the vhost from the user's auth.users[].vhosts
+     * revokes it. Shovel and admin API sessions stay in "/" unchecked. */
+    bool vhost_checked;
     bool anonymous;
     bool revoked;          /* a reload took its access: every right is refused */
     char *password_hash;   /* the user's hash when it logged in (NULL: anonymous) */

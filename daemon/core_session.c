@@ -3,7 +3,9 @@
  * sessions, authentication (password checks on the worker pool, the answer
  * decided on the loop against the config in force) and ACLs (POSIX regexes
  * per user, each session caching its decisions per destination name until a
- * reload), and the revocation of sessions a reload no longer allows. */
+ * reload), per-user vhost permissions (auth.users[].vhosts, checked when
+ * a session enters its vhost), and the revocation of sessions a reload no
+ * longer allows. */
 #include <errno.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
@@ -448,6 +450,17 @@ void core_session_close(struct core_session *session)
     free(session);
 }
 
+/* May the session's user use `vhost` under the config in force (its
+ * auth.users[].vhosts)? Anonymous sessions may use every vhost; a user the
+ * config no longer has, none. */
+static bool core_session_may_use_vhost(const struct core_session *session, const char *vhost)
+{
+    if (session->anonymous)
+        return true;
+    const struct config_user *entry = core_user(core_config(session->core), session->user);
+    return entry && config_user_may_use_vhost(entry, vhost);
+}
+
 int core_session_set_vhost(struct core_session *session, const char *vhost, char *err,
                            size_t err_size)
 {
@@ -455,6 +468,10 @@ int core_session_set_vhost(struct core_session *session, const char *vhost, char
     if (!prefix) {
         snprintf(err, err_size, "vhost '%s' not found", vhost);
         return CORE_ERR_NOT_FOUND;
+    }
+    if (!core_session_may_use_vhost(session, vhost)) {
+        snprintf(err, err_size, "access to vhost '%s' refused for user '%s'", vhost, session->user);
+        return CORE_ERR_ACCESS;
     }
     char *name = strdup(vhost);
     char *prefix_copy = strdup(prefix);
@@ -468,6 +485,7 @@ int core_session_set_vhost(struct core_session *session, const char *vhost, char
     free(session->topic_prefix);
     session->vhost = name;
     session->topic_prefix = prefix_copy;
+    session->vhost_checked = true;
     return CORE_OK;
 }
 
@@ -479,8 +497,10 @@ void core_session_set_revoke(struct core_session *session, core_revoke_fn revoke
     session->revoke_opaque = opaque;
 }
 
-/* Why the config in force no longer allows this session, or NULL. */
-static const char *core_session_disallowed(const struct core_session *session)
+/* Why the config in force no longer allows this session, or NULL; a
+ * reason naming the vhost is written into `buffer`. */
+static const char *core_session_disallowed(const struct core_session *session, char *buffer,
+                                           size_t buffer_size)
 {
     const struct config *config = core_config(session->core);
     if (session->anonymous)
@@ -491,6 +511,11 @@ static const char *core_session_disallowed(const struct core_session *session)
         return "the user was removed from the configuration";
     if (!session->password_hash || strcmp(core_user_secret(entry), session->password_hash) != 0)
         return "the user's password was changed";
+    if (session->vhost_checked && !config_user_may_use_vhost(entry, session->vhost)) {
+        snprintf(buffer, buffer_size, "access to vhost '%s' refused for user '%s'", session->vhost,
+                 session->user);
+        return buffer;
+    }
     return NULL;
 }
 
@@ -500,7 +525,8 @@ void core_revoke_sessions(struct core *core)
         next = session->next;
         if (session->revoked)
             continue;
-        const char *reason = core_session_disallowed(session);
+        char buffer[600];
+        const char *reason = core_session_disallowed(session, buffer, sizeof(buffer));
         if (!reason)
             continue;
         session->revoked = true;

@@ -8,7 +8,8 @@
  * closed at once with the reason. The open's hostname `vhost:NAME`
  * (RabbitMQ's form) puts the session in vhost NAME (unknown: closed with
  * amqp:not-found naming it); any other hostname is the vhost `/`
- * (architecture §11 "Vhosts"). */
+ * (architecture §11 "Vhosts"). A vhost the user's auth.users[].vhosts lacks,
+ * `/` included, is closed with amqp:unauthorized-access naming it. */
 #include <event2/event.h>
 #include <proton/codec.h>
 #include <proton/connection.h>
@@ -137,17 +138,28 @@ void amqp_handle_connection_open(struct amqp_connection *connection)
                               "the server could not open a session (out of memory)");
         return;
     }
+    /* no vhost:NAME: "/", which the user's auth.users[].vhosts may lack */
     const char *vhost = amqp_open_vhost(pc);
-    char why[300];
-    if (vhost && core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK) {
+    char why[600];
+    int rc = core_session_set_vhost(connection->session, vhost ? vhost : CORE_DEFAULT_VHOST, why,
+                                    sizeof(why));
+    if (rc != CORE_OK) {
         core_session_close(connection->session);
         connection->session = NULL;
-        amqp_adapter_count_error(adapter, AMQP_KIND_ADDRESS);
-        connection->base.close_reason = "unknown vhost";
+        /* access: amqp:unauthorized-access; unknown: amqp:not-found */
+        struct amqp_error error = amqp_core_error(rc)->now;
+        amqp_adapter_count_error(adapter, error.kind);
+        connection->base.close_reason =
+            rc == CORE_ERR_ACCESS ? "vhost access refused" : "unknown vhost";
         char description[sizeof(why) + 300];
-        snprintf(description, sizeof(description), "%s (the open's hostname 'vhost:%.255s')", why,
-                 vhost);
-        amqp_connection_close(connection, "amqp:not-found", description);
+        if (vhost)
+            snprintf(description, sizeof(description), "%s (the open's hostname 'vhost:%.255s')",
+                     why, vhost);
+        else
+            snprintf(description, sizeof(description),
+                     "%s (the open's hostname names no vhost:NAME, so the connection is in '/')",
+                     why);
+        amqp_connection_close(connection, error.condition, description);
         return;
     }
     core_session_set_revoke(connection->session, amqp_handle_revoked, connection);

@@ -651,9 +651,11 @@ static void amqp091_open(struct amqp091_connection *connection, const amqp_conne
                                  "INTERNAL_ERROR - cannot open a session", 0);
         return;
     }
-    char why[300];
+    /* refused: "NOT_ALLOWED - access to vhost 'x' refused for user 'u'", as
+     * RabbitMQ words it (auth.users[].vhosts) */
+    char why[600];
     if (core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK) {
-        char text[400];
+        char text[700];
         snprintf(text, sizeof(text), "NOT_ALLOWED - %s", why);
         core_session_close(connection->session);
         connection->session = NULL;

@@ -4,7 +4,9 @@
  * session, and the CONNECTED reply. `host` selects the vhost when it names
  * one in the config (`vhosts`, RabbitMQ's STOMP), else (clients send the TCP
  * host name there: `localhost`, `127.0.0.1`) the session is in vhost `/`, as
- * ActiveMQ ignores it (architecture §11 "Vhosts"); `client-id` is kept for
+ * ActiveMQ ignores it (architecture §11 "Vhosts"); a vhost, `/` included,
+ * that the user's auth.users[].vhosts lacks is refused with an ERROR naming
+ * the vhost and the user; `client-id` is kept for
  * durable subscriptions.
  * Without `login`, on a TLS connection whose client certificate was
  * verified (mTLS), the certificate's identity is the user (no passcode). */
@@ -63,14 +65,25 @@ static int stomp_connect_finish(struct stomp_connection *connection, const char 
         return stomp_fail(error, STOMP_KIND_INTERNAL, "cannot open a session",
                           "The server could not open a session for this connection (out of "
                           "memory). Try again later.");
+    /* no vhost named: "/", which the user's auth.users[].vhosts may lack */
     const char *vhost = connection->connect->vhost;
-    char why[300];
-    if (vhost && core_session_set_vhost(connection->session, vhost, why, sizeof(why)) != CORE_OK)
+    char why[600];
+    int rc = core_session_set_vhost(connection->session, vhost ? vhost : CORE_DEFAULT_VHOST, why,
+                                    sizeof(why));
+    if (rc == CORE_ERR_ACCESS)
+        return stomp_fail(error, stomp_core_error(rc)->login, why,
+                          "The server refused the CONNECT: %s (%s). Connect to a vhost the user "
+                          "may use (the host header), or ask the operator to add it to the "
+                          "user's auth.users[].vhosts.",
+                          why,
+                          vhost ? "the vhost the host header named"
+                                : "no host header named a vhost, so the connection is in '/'");
+    if (rc != CORE_OK)
         /* a reload removed it since CONNECT arrived */
         return stomp_fail_as(error, STOMP_KIND_INVALID, "Bad CONNECT", "vhost not found",
                              "The host header named vhost '%s', which the server no longer "
                              "has (%s).",
-                             vhost, why);
+                             vhost ? vhost : CORE_DEFAULT_VHOST, why);
     core_session_set_revoke(connection->session, stomp_connect_revoked, connection);
     stomp_make_session_id(connection);
 

@@ -13,10 +13,17 @@
   reach the same queue as pika's `sales`; STOMP with the host name stomp.py
   sends by default (`127.0.0.1`) is in `/`;
 - the admin API lists each queue with its vhost and group and answers
-  `/api/queues/sales/NAME` with its depth.
+  `/api/queues/sales/NAME` with its depth;
+- per-user vhost permissions (`auth.users[].vhosts: [sales]`): pika to
+  `sales` works and to `/` is 530 "NOT_ALLOWED - access to vhost '/' refused
+  for user 'seller'"; STOMP without a host naming a vhost (so `/`) is an ERROR
+  naming both; AMQP 1.0 without `vhost:sales` is amqp:unauthorized-access; a
+  user without `vhosts` reaches both; a SIGHUP taking `sales` from the list
+  closes the user's open `sales` connections on every protocol.
 
 Waits are deadline-based (wait_for, pika's own I/O loop with a deadline)."""
 
+import signal
 import subprocess
 import time
 import uuid
@@ -28,9 +35,11 @@ from proton import Message
 from proton.utils import BlockingConnection
 
 from amqp_client import amqp_url
-from conftest import EXTERNAL_BOOTSTRAP, base_config, wait_for, with_admin
+from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, user_config, wait_for, with_admin
 from stomp_util import Recorder
 from test_amqp091_errors import raw_open
+from test_auth_reload import amqp_closed_with, pika_closed_with
+from test_stomp_errors import run_bad_connect
 from test_stomp_queues import read_topic
 
 USER, PASSWORD = "app", "secret"
@@ -276,3 +285,191 @@ def test_exchanges_and_dead_letters_of_a_vhost(daemon, bootstrap, uniq):
     assert closed.value.reply_text == f"NOT_FOUND - no exchange '{exchange}' in vhost '/'"
     root.close()
     sales.close()
+
+
+# ---- per-user vhost permissions (auth.users[].vhosts, RabbitMQ's
+# set_permissions -p VHOST) ----------------------------------------------------
+
+SELLER = "seller"  # may use `sales` only: not `/`
+
+
+def seller_config(bootstrap, password_hash, seller_vhosts):
+    """`app` (no `vhosts`: every vhost) and `seller` (`seller_vhosts`)."""
+    def user(name, **extra):
+        return {"name": name, "password_hash": password_hash, "publish": [".*"],
+                "consume": [".*"], **extra}
+    config = with_admin(base_config(
+        bootstrap, kafka={"consumer": {"session.timeout.ms": 6000}},
+        auth={"anonymous": False,
+              "users": [user(USER), user(SELLER, vhosts=seller_vhosts)]},
+        vhosts={VHOST: {}}))
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    return config
+
+
+@pytest.fixture
+def seller_daemon(kbridged_factory, bootstrap, password_hash):
+    return kbridged_factory(seller_config(bootstrap, password_hash, [VHOST]))
+
+
+def pika_as(daemon, user, vhost):
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, virtual_host=vhost,
+        credentials=pika.PlainCredentials(user, PASSWORD),
+        connection_attempts=1, socket_timeout=10, blocked_connection_timeout=30))
+
+
+def amqp10_as(daemon, user, hostname=None):
+    kwargs = {"virtual_host": hostname} if hostname else {}
+    return BlockingConnection(amqp_url(daemon, user, PASSWORD), timeout=15,
+                              allowed_mechs="PLAIN", **kwargs)
+
+
+def test_user_vhosts_allow_and_refuse_at_open(seller_daemon, uniq):
+    daemon = seller_daemon
+    queue = f"perm{uniq}"
+    # pika: sales works, "/" is RabbitMQ's 530 with its words
+    sales = pika_as(daemon, SELLER, VHOST)
+    sales.channel().queue_declare(queue, durable=True)
+    publish_confirmed(sales, queue, ["from-seller"])
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as closed:
+        pika_as(daemon, SELLER, "/")
+    assert str(closed.value) == (
+        "ConnectionClosedByBroker: (530) "
+        f"\"NOT_ALLOWED - access to vhost '/' refused for user '{SELLER}'\"")
+
+    # STOMP: CONNECT with host "/", and with no host naming a vhost (then it
+    # is "/"), is an ERROR naming the vhost and the user, and the close
+    for name, host in (("host /", "/"), ("host 127.0.0.1", "127.0.0.1"), ("no host", None)):
+        headers = {"accept-version": "1.2", "login": SELLER, "passcode": PASSWORD}
+        if host:
+            headers["host"] = host
+        frames = run_bad_connect(daemon, headers)
+        assert [f.command for f in frames] == ["ERROR"], (name, frames)
+        assert frames[0].headers["message"] == (
+            f"access to vhost '/' refused for user '{SELLER}'"), (name, frames[0].headers)
+        assert "auth.users[].vhosts" in frames[0].body.decode(), name
+    # STOMP with host: sales works and reaches the same queue
+    conn = stomp.Connection12([daemon.host_port("stomp")], heartbeats=(0, 0), vhost=VHOST)
+    recorder = Recorder()
+    conn.set_listener("recorder", recorder)
+    conn.connect(SELLER, PASSWORD, wait=True)
+    conn.send(f"/queue/{queue}", "from-stomp", receipt="r1")
+    wait_for(lambda: "r1" in recorder.receipts, 30, "RECEIPT r1")
+    conn.disconnect()
+
+    # AMQP 1.0: vhost:sales works; no vhost:NAME ("/") and vhost:/ are
+    # refused with amqp:unauthorized-access naming the vhost and the user
+    amqp = amqp10_as(daemon, SELLER, f"vhost:{VHOST}")
+    sender = amqp.create_sender(f"/queues/{queue}")
+    sender.send(Message(body="from-amqp10"))
+    sender.close()
+    amqp.close()
+    for hostname in (None, "vhost:/"):
+        with pytest.raises(Exception) as refused:
+            amqp10_as(daemon, SELLER, hostname)
+        text = str(refused.value)
+        assert "amqp:unauthorized-access" in text, (hostname, text)
+        assert f"access to vhost '/' refused for user '{SELLER}'" in text, (hostname, text)
+
+    # all three reached the sales queue
+    _, got = consume(sales, queue, 3)
+    assert sorted(got) == ["from-amqp10", "from-seller", "from-stomp"]
+    sales.close()
+
+    # a user without `vhosts` reaches both, over every protocol
+    for vhost in ("/", VHOST):
+        pika_as(daemon, USER, vhost).close()
+        amqp10_as(daemon, USER, f"vhost:{vhost}").close()
+    stomp_root, _ = stomp_connect(daemon, "/")
+    stomp_root.disconnect()
+    stomp_sales, _ = stomp_connect(daemon, VHOST)
+    stomp_sales.disconnect()
+    log = daemon.log()
+    assert f"access to vhost '/' refused for user '{SELLER}'" in log
+
+
+def test_sighup_withdrawing_a_vhost_closes_its_connections(kbridged_factory, bootstrap,
+                                                           password_hash):
+    config = seller_config(bootstrap, password_hash, [VHOST])
+    daemon = kbridged_factory(config)
+    seller_pika = pika_as(daemon, SELLER, VHOST)
+    seller_amqp = amqp10_as(daemon, SELLER, f"vhost:{VHOST}")
+    seller_stomp = stomp.Connection12([daemon.host_port("stomp")], heartbeats=(0, 0),
+                                      vhost=VHOST)
+    seller_recorder = Recorder()
+    seller_stomp.set_listener("recorder", seller_recorder)
+    seller_stomp.connect(SELLER, PASSWORD, wait=True)
+    app_pika = pika_as(daemon, USER, VHOST)  # no `vhosts`: stays
+
+    # the same lists: nothing closes
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(r"configuration reloaded from")
+    assert "revoked by the reload" not in daemon.log()
+
+    config["auth"]["users"][1]["vhosts"] = ["/"]
+    daemon.write_config(config)
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.log().count("configuration reloaded from") >= 2, 15,
+             "the second reload")
+
+    reason = f"access to vhost '{VHOST}' refused for user '{SELLER}'"
+    code, text = pika_closed_with(seller_pika)
+    assert (code, text) == (320, f"CONNECTION_FORCED - {reason}")
+    assert "unauthorized-access" in amqp_closed_with(seller_amqp, "amqp:unauthorized-access")
+    wait_for(lambda: seller_recorder.errors, 15, "the STOMP ERROR")
+    error = seller_recorder.errors[0]
+    assert error.headers["message"] == "Access refused"
+    assert reason in error.body
+    wait_for(lambda: not seller_stomp.is_connected(), 15, "the STOMP connection closed")
+    assert daemon.log().count(f"revoked by the reload: {reason}") == 3
+
+    # still allowed: app's connection works; seller may now use "/" only
+    app_pika.channel().queue_declare(f"still{uuid.uuid4().hex[:6]}")
+    app_pika.close()
+    pika_as(daemon, SELLER, "/").close()
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as closed:
+        pika_as(daemon, SELLER, VHOST)
+    assert f"NOT_ALLOWED - {reason}" in str(closed.value)
+
+
+def test_admin_api_permissions_from_the_config(kbridged_factory, bootstrap, password_hash):
+    """GET /api/permissions: RabbitMQ's {user, vhost, configure, write, read}
+    per user and vhost it may use, from auth.users; administrator and
+    monitoring only."""
+    config = seller_config(bootstrap, password_hash, [VHOST])
+    config["auth"]["users"][1]["publish"] = ["^orders$", "^returns\\."]
+    config["auth"]["users"] += [
+        user_config("watcher", "watch-secret", ["monitoring"]),
+        user_config("manager", "manage-secret", ["management"], consume=[".*"]),
+        {**user_config("nowhere", "x"), "vhosts": []}]
+    daemon = kbridged_factory(config)
+
+    status, body = daemon.api("/api/permissions")
+    assert status == 200, body
+    assert [(p["user"], p["vhost"]) for p in body] == [
+        (USER, "/"), (USER, VHOST), (SELLER, VHOST), (ADMIN[0], "/"), (ADMIN[0], VHOST),
+        ("watcher", "/"), ("watcher", VHOST), ("manager", "/"), ("manager", VHOST)]
+    seller = body[2]
+    assert seller == {"user": SELLER, "vhost": VHOST, "configure": ".*",
+                      "write": "(^orders$)|(^returns\\.)", "read": ".*",
+                      "kbridge_publish": ["^orders$", "^returns\\."], "kbridge_consume": [".*"]}
+    # no patterns: "", RabbitMQ's "no access"
+    assert [(p["configure"], p["write"], p["read"]) for p in body if p["user"] == "watcher"] == [
+        ("", "", "")] * 2
+
+    status, one = daemon.api(f"/api/permissions/{VHOST}/{SELLER}")
+    assert (status, one) == (200, seller)
+    status, answer = daemon.api(f"/api/permissions/%2F/{SELLER}")
+    assert status == 404
+    assert answer["reason"] == f"user '{SELLER}' has no permissions in vhost '/'"
+    assert daemon.api("/api/permissions/%2F/nowhere")[0] == 404
+
+    status, answer = daemon.api("/api/permissions", auth=("watcher", "watch-secret"))
+    assert status == 200 and len(answer) == 9
+    status, answer = daemon.api("/api/permissions", auth=("manager", "manage-secret"))
+    assert status == 403
+    assert answer["reason"] == "/api/permissions needs the administrator or monitoring tag"
+    status, _ = daemon.api("/api/permissions", method="PUT", body={})
+    assert status == 404  # read-only: no such endpoint

@@ -1245,6 +1245,55 @@ START_TEST(test_vhosts)
 }
 END_TEST
 
+/* auth.users[].vhosts: absent is every vhost (NULL), `[]` none (non-NULL,
+ * count 0), names must be configured vhosts ("/" always is), wherever the
+ * file puts `vhosts`. */
+START_TEST(test_user_vhosts)
+{
+    struct config *config =
+        load_ok("auth:\n"
+                "  users:\n"
+                "    - { name: a, password_hash: \"$6$a$b\", vhosts: [sales] }\n"
+                "    - { name: b, password_hash: \"$6$a$b\", vhosts: [] }\n"
+                "    - { name: c, password_hash: \"$6$a$b\" }\n"
+                "    - { name: d, password_hash: \"$6$a$b\", vhosts: [\"/\", "
+                "sales] }\n"
+                "vhosts: { sales: {} }\n");
+    const struct config_user *users = config->auth.users;
+    ck_assert_uint_eq(users[0].vhost_count, 1);
+    ck_assert_str_eq(users[0].vhosts[0], "sales");
+    ck_assert(config_user_may_use_vhost(&users[0], "sales"));
+    ck_assert(!config_user_may_use_vhost(&users[0], "/"));
+    ck_assert_ptr_nonnull(users[1].vhosts);
+    ck_assert_uint_eq(users[1].vhost_count, 0);
+    ck_assert(!config_user_may_use_vhost(&users[1], "/"));
+    ck_assert(!config_user_may_use_vhost(&users[1], "sales"));
+    ck_assert_ptr_null(users[2].vhosts);
+    ck_assert(config_user_may_use_vhost(&users[2], "/"));
+    ck_assert(config_user_may_use_vhost(&users[2], "anything"));
+    ck_assert_uint_eq(users[3].vhost_count, 2);
+    ck_assert(config_user_may_use_vhost(&users[3], "/"));
+    ck_assert(config_user_may_use_vhost(&users[3], "sales"));
+    config_free(config);
+
+    expect_error("vhosts: { sales: {} }\n"
+                 "auth:\n"
+                 "  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\" }\n"
+                 "    - { name: b, password_hash: \"$6$a$b\" }\n"
+                 "    - { name: c, password_hash: \"$6$a$b\",\n"
+                 "        vhosts: [x, sales] }\n",
+                 "t.yaml:7: auth.users[2].vhosts[0]: no vhost \"x\" in vhosts");
+    expect_error("auth:\n  users:\n    - { name: a, password_hash: \"$6$a$b\", vhosts: [sales] }\n",
+                 "t.yaml:3: auth.users[0].vhosts[0]: no vhost \"sales\" in vhosts");
+    expect_error("auth:\n  users:\n    - { name: a, password_hash: \"$6$a$b\", vhosts: [\"/\", "
+                 "\"/\"] }\n",
+                 "t.yaml:3: auth.users[0].vhosts[1]: \"/\" is listed twice");
+    expect_error("auth:\n  users:\n    - { name: a, password_hash: \"$6$a$b\", vhosts: sales }\n",
+                 "t.yaml:3: auth.users[0].vhosts: expected a list of names, got \"sales\"");
+}
+END_TEST
+
 /* A reload keeps the running listeners, shared ones included, and says which. */
 START_TEST(test_apply_live_listeners)
 {
@@ -1623,6 +1672,7 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_shovels);
     tcase_add_test(good, test_apply_live_shovels);
     tcase_add_test(good, test_vhosts);
+    tcase_add_test(good, test_user_vhosts);
     tcase_add_loop_test(good, test_listeners_refused, 0, (int)ARRAY_LEN(listener_refusals));
     tcase_add_test(good, test_large_property_map);
     suite_add_tcase(suite, good);
