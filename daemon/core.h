@@ -57,6 +57,10 @@ enum core_error {
                                    written; answered through core_publish_fn (0-9-1
                                    basic.nack, STOMP ERROR, AMQP 1.0 rejected
                                    amqp:resource-limit-exceeded) */
+    CORE_ERR_IN_USE = -12,      /* a queue held by an exclusive consumer, or an exclusive
+                                   consumer of a queue others consume (core_exclusive.c:
+                                   AMQP 0-9-1 403 ACCESS_REFUSED, STOMP ERROR
+                                   access_refused, AMQP 1.0 amqp:resource-locked) */
 };
 /* Reserved names (amq.*, the default exchange) are CORE_ERR_ACCESS (AMQP
  * 0-9-1 403 ACCESS_REFUSED), like an ACL refusal. */
@@ -371,7 +375,7 @@ struct core_subscribe_options {
      * the queue (in the session's vhost) has any other subscriber on this
      * node or on another live node of the cluster view; while it lives, any
      * other subscription to the queue is refused. Both refusals are
-     * CORE_ERR_ACCESS with "queue 'Q' in vhost 'V' in exclusive use".
+     * CORE_ERR_IN_USE with "queue 'Q' in vhost 'V' in exclusive use".
      * Other nodes learn of it through the status topic: see the window in
      * architecture §12. */
     bool exclusive_consumer;

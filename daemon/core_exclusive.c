@@ -67,7 +67,7 @@ int core_exclusive_check(struct core_session *session, const char *name, bool ex
         return CORE_OK;
     /* RabbitMQ's text (the 0-9-1 adapter adds "ACCESS_REFUSED - ") */
     snprintf(err, err_size, "queue '%s' in vhost '%s' in exclusive use", name, vhost);
-    return CORE_ERR_ACCESS;
+    return CORE_ERR_IN_USE;
 }
 
 void core_exclusive_changed(struct core *core)

@@ -186,7 +186,7 @@ int core_definitions_acl(struct core_session *session, bool publish, const char 
 
 /* Exclusive consumers (core_exclusive.c, architecture §12): may the session
  * subscribe to queue `name` of its vhost, `exclusive` or not? CORE_OK, or
- * CORE_ERR_ACCESS with "queue 'Q' in vhost 'V' in exclusive use" in err when
+ * CORE_ERR_IN_USE with "queue 'Q' in vhost 'V' in exclusive use" in err when
  * an exclusive consumer holds it here or on another live node, or when
  * `exclusive` and it has any other subscriber here or there. */
 int core_exclusive_check(struct core_session *session, const char *name, bool exclusive, char *err,

@@ -52,7 +52,8 @@ static const char *amqp091_vhost(const struct amqp091_channel *channel)
 static uint16_t amqp091_core_code(int core_error, const char **label)
 {
     switch (core_error) {
-    case CORE_ERR_ACCESS: *label = "ACCESS_REFUSED"; return AMQP_ACCESS_REFUSED;
+    case CORE_ERR_ACCESS:
+    case CORE_ERR_IN_USE: *label = "ACCESS_REFUSED"; return AMQP_ACCESS_REFUSED;
     case CORE_ERR_NOT_FOUND: *label = "NOT_FOUND"; return AMQP_NOT_FOUND;
     case CORE_ERR_PRECONDITION:
     case CORE_ERR_INVALID:
