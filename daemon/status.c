@@ -232,6 +232,8 @@ static void status_write(struct status *status, bool tombstone)
         return;
     }
     (*status->write_failures)++;
+    if (!tombstone)
+        status->write_soon = true; /* a change it carried is still untold: the next tick tells */
     log_warn("status", "cannot write this node's %s to %s: %s", tombstone ? "tombstone" : "record",
              status->topic, kafka_error_name(rc));
 }

@@ -1353,8 +1353,9 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
         .auto_accept = m->no_ack,
         .credit = channel->prefetch ? channel->prefetch : AMQP091_DEFAULT_PREFETCH,
         .priority = amqp091_consumer_priority(&m->arguments),
-        /* the core refuses it, or others while it lives, with CORE_ERR_ACCESS
-         * and RabbitMQ's text: "queue 'q' in vhost '/' in exclusive use"
+        /* the core refuses it, or others while it lives, with CORE_ERR_IN_USE
+         * (403) and RabbitMQ's text: "queue 'q' in vhost '/' in exclusive use",
+         * on this node and, through the status topic, the others
          * (architecture §12 "Exclusive consumers") */
         .exclusive_consumer = m->exclusive && !direct_reply,
     };
