@@ -13,7 +13,8 @@ exclusive consumer on one node refuses pika and STOMP consumers on the
 other once that node has read the record that says so, and admits them
 again after the cancel; an exclusive consumer is refused while the other
 node has any consumer; vhosts are separate; the records are written at
-once when an exclusive consumer comes or goes."""
+once when an exclusive consumer comes or goes; a killed node's exclusive
+consumer holds its queue until the node is stale."""
 
 import json
 import time
@@ -347,7 +348,7 @@ def seen_on(daemon, queue, node, vhost="%2F"):
     return 0, False
 
 
-def exclusive_cluster(kbridged_factory, bootstrap, interval=None):
+def exclusive_cluster(kbridged_factory, bootstrap, interval=None, expiry=None):
     """Nodes A and B sharing a status topic, a queue of vhost / that both see,
     and a vhost `sales` with a queue of the same name."""
     cluster = Cluster(kbridged_factory, bootstrap)
@@ -357,6 +358,8 @@ def exclusive_cluster(kbridged_factory, bootstrap, interval=None):
         config["vhosts"] = {"sales": {}}
         if interval:  # only the early writes can tell the other node in time
             config["status"] = {"topic": cluster.status_topic, "interval": interval}
+        if expiry:
+            config["status"]["expiry"] = expiry
         daemons.append(kbridged_factory(config, name=node))
     a, b = daemons
     q = f"excl.{uniq()}"
@@ -456,3 +459,23 @@ def test_exclusive_consumer_changes_are_written_at_once(kbridged_factory, bootst
         for connection in (on_a, on_b):
             if connection.is_open:
                 connection.close()
+
+
+def test_killed_nodes_exclusive_consumer_holds_until_stale(kbridged_factory, bootstrap):
+    # an expiry long enough that the refusal right after the kill cannot miss it
+    a, b, q = exclusive_cluster(kbridged_factory, bootstrap, expiry="5s")
+    on_a, on_b = pika_connect(a), pika_connect(b)
+    try:
+        on_a.channel().basic_consume(q, lambda *a: None, exclusive=True)
+        wait_for(lambda: seen_on(b, q, "nodea") == (1, True), 15,
+                 "node B to see node A's exclusive consumer")
+        a.kill()  # no tombstone: its record stands until status.expiry
+        assert refused_consume(on_b, q) == in_exclusive_use(q)
+        wait_for(lambda: nodes(b)["nodea"]["running"] is False, 20, "node A shown stale")
+        on_b.channel().basic_consume(q, lambda *a: None, exclusive=True)
+    finally:
+        for connection in (on_a, on_b):
+            try:
+                connection.close()
+            except Exception:  # node A was killed
+                pass
