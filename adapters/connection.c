@@ -159,7 +159,7 @@ void adapter_base_destroy(struct adapter *adapter)
 
 size_t core_error_row(int code)
 {
-    if (code >= 0 || code < CORE_ERR_FULL) /* the lowest enum core_error value */
+    if (code >= 0 || code < CORE_ERR_IN_USE) /* the lowest enum core_error value */
         return (size_t)-CORE_ERR_INTERNAL;
     return (size_t)-code;
 }

@@ -67,8 +67,8 @@ _Static_assert(CONNECTION_PUBLISH_ABANDONED != CORE_UNROUTABLE,
 
 /* Rows of an adapter's table from core errors to its protocol's errors,
  * indexed by core_error_row(code): one per enum core_error value below 0. */
-#define CORE_ERROR_ROWS 12
-/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_FULL); anything else
+#define CORE_ERROR_ROWS 13
+/* The row of `code` (CORE_ERR_ACCESS .. CORE_ERR_IN_USE); anything else
  * (an unknown code) is CORE_ERR_INTERNAL's. */
 size_t core_error_row(int code);
 

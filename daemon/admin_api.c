@@ -589,14 +589,19 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     const char *self = core_config(core)->node_id;
     size_t consumers = core_queue_consumer_count(core, spec->vhost, spec->name);
     json_t *by_node = json_array();
-    json_array_append_new(by_node, json_pack("{s:s,s:I,s:I}", "node", self, "consumers",
-                                             (json_int_t)consumers, "in_flight",
-                                             (json_int_t)core_queue_in_flight(core, spec->name)));
+    json_array_append_new(by_node,
+                          json_pack("{s:s,s:I,s:I,s:s,s:b}", "node", self, "consumers",
+                                    (json_int_t)consumers, "in_flight",
+                                    (json_int_t)core_queue_in_flight(core, spec->name), "vhost",
+                                    spec->vhost, "exclusive",
+                                    core_queue_exclusive_consumer(core, spec->vhost, spec->name)));
     json_int_t total = (json_int_t)consumers;
     size_t index;
     json_t *other;
     json_array_foreach(json_object_get(remote, spec->name), index, other)
     {
+        if (strcmp(json_string_value(json_object_get(other, "vhost")), spec->vhost) != 0)
+            continue; /* the same name in another vhost */
         total += json_integer_value(json_object_get(other, "consumers"));
         json_array_append(by_node, other);
     }
@@ -639,7 +644,7 @@ static void admin_queue_dlq_depth(struct admin_request *req, json_t *queue, cons
     }
 }
 
-/* name -> [{node, consumers, in_flight}] over the other running nodes'
+/* name -> [{node, consumers, in_flight, vhost, exclusive}] over the other running nodes'
  * status records; NULL when `only` is "local" (or out of memory). */
 static json_t *admin_queue_nodes(struct admin_request *req, const char *only)
 {
@@ -665,10 +670,14 @@ static json_t *admin_queue_nodes(struct admin_request *req, const char *only)
                 list = json_array();
                 json_object_set_new(map, name, list);
             }
+            const json_t *vhost = json_object_get(queue, "vhost"); /* absent: "/" */
             json_array_append_new(
-                list, json_pack("{s:O,s:O,s:O}", "node", json_object_get(node->record, "node"),
-                                "consumers", json_object_get(queue, "consumers"), "in_flight",
-                                json_object_get(queue, "in_flight")));
+                list,
+                json_pack("{s:O,s:O,s:O,s:s,s:b}", "node", json_object_get(node->record, "node"),
+                          "consumers", json_object_get(queue, "consumers"), "in_flight",
+                          json_object_get(queue, "in_flight"), "vhost",
+                          json_is_string(vhost) ? json_string_value(vhost) : "/", "exclusive",
+                          json_is_true(json_object_get(queue, "exclusive"))));
         }
     }
     admin_nodes_release(&nodes);

@@ -193,6 +193,7 @@ struct config {
         uint64_t interval_ms;            /* default 5 s */
         uint64_t expiry_ms;              /* 0 (default): 3 x interval_ms */
         uint32_t max_connections_listed; /* per record, default 1000 */
+        uint64_t min_write_gap_ms;       /* between early writes, default 100 ms */
     } status;
 
     struct {

@@ -1289,6 +1289,20 @@ const struct config_key config_keys[] = {
             "a node's own list is always complete.",
     },
     {
+        .name = "status.min_write_gap",
+        .type = CONFIG_TYPE_DURATION,
+        .offset = offsetof(struct config, status.min_write_gap_ms),
+        .min = 0,
+        .max = 10 * CONFIG_MINUTE_MS,
+        .default_value = "100ms",
+        .description =
+            "When an exclusive consumer (AMQP 0-9-1 `basic.consume` with `exclusive`) comes "
+            "or goes, a node writes its status record at once rather than at the next "
+            "`status.interval`, so that the other nodes refuse or admit consumers of that queue "
+            "sooner (architecture §12); but never sooner than this after its previous record, "
+            "and one write at a time.",
+    },
+    {
         .name = "definitions.file",
         .type = CONFIG_TYPE_STRING,
         .offset = offsetof(struct config, definitions.file),

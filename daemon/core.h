@@ -57,6 +57,10 @@ enum core_error {
                                    written; answered through core_publish_fn (0-9-1
                                    basic.nack, STOMP ERROR, AMQP 1.0 rejected
                                    amqp:resource-limit-exceeded) */
+    CORE_ERR_IN_USE = -12,      /* a queue held by an exclusive consumer, or an exclusive
+                                   consumer of a queue others consume (core_exclusive.c:
+                                   AMQP 0-9-1 403 ACCESS_REFUSED, STOMP ERROR
+                                   access_refused, AMQP 1.0 amqp:resource-locked) */
 };
 /* Reserved names (amq.*, the default exchange) are CORE_ERR_ACCESS (AMQP
  * 0-9-1 403 ACCESS_REFUSED), like an ACL refusal. */
@@ -167,10 +171,37 @@ void core_message_totals(const struct core *core, uint64_t totals[3]);
 /* Messages of queue `name` buffered on this node (available + unacked). */
 size_t core_queue_in_flight(const struct core *core, const char *name);
 /* Call fn for every queue with subscribers or messages in flight on this
- * node (strings valid during the call). Return false to stop. */
-typedef bool (*core_queue_load_fn)(void *opaque, const char *name, size_t consumers,
-                                   size_t in_flight);
+ * node (strings valid during the call): once per (vhost, name) that has
+ * subscribers here, with their count and whether one is an exclusive
+ * consumer (core_subscribe_options.exclusive_consumer); a queue with
+ * messages in flight and no subscriber here once with vhost NULL (also
+ * NULL, every vhost's subscribers together, when memory ran out). in_flight
+ * is the name's, whatever the vhost (the stats series are keyed by name
+ * alone). Return false to stop. */
+typedef bool (*core_queue_load_fn)(void *opaque, const char *vhost, const char *name,
+                                   size_t consumers, size_t in_flight, bool exclusive);
 void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *opaque);
+
+/* ---- the other nodes, as the status topic tells them (architecture §12
+ * "Exclusive consumers") ------------------------------------------------------------ */
+
+/* What the core asks of the cluster view and tells it. Called on the loop. */
+struct core_cluster_hooks {
+    /* Subscribers of queue (vhost, name) on the other live (not stale)
+     * nodes, and whether one of them is an exclusive consumer, as their
+     * latest status records say. */
+    void (*queue_consumers)(void *opaque, const char *vhost, const char *name, size_t *consumers,
+                            bool *exclusive);
+    /* An exclusive consumer of this node came or went: the others should
+     * hear of it soon (a status record written early, rate-limited). */
+    void (*exclusive_changed)(void *opaque);
+};
+/* Has queue `name` of `vhost` an exclusive consumer on this node? */
+bool core_queue_exclusive_consumer(const struct core *core, const char *vhost, const char *name);
+/* Install (or, hooks NULL, remove) the cluster view: the status module's
+ * (status.c). Both are borrowed and must outlive their installation. Without
+ * one, exclusivity is this node's alone. */
+void core_set_cluster(struct core *core, const struct core_cluster_hooks *hooks, void *opaque);
 
 /* Close session `id` as a reload's revoke does: the adapter tells the client
  * `reason` and closes the connection. CORE_OK, CORE_ERR_NOT_FOUND (no such
@@ -344,6 +375,15 @@ struct core_subscribe_options {
      * ready consumers of a higher priority get messages first; a lower one
      * gets them only while every higher one has no credit or is blocked. */
     int32_t priority;
+    /* An exclusive consumer (AMQP 0-9-1's basic.consume exclusive=true;
+     * architecture §12 "Exclusive consumers"), queues only: refused while
+     * the queue (in the session's vhost) has any other subscriber on this
+     * node or on another live node of the cluster view; while it lives, any
+     * other subscription to the queue is refused. Both refusals are
+     * CORE_ERR_IN_USE with "queue 'Q' in vhost 'V' in exclusive use".
+     * Other nodes learn of it through the status topic: see the window in
+     * architecture §12. */
+    bool exclusive_consumer;
 };
 
 /* A message for a subscriber. Pointers valid only during the callback. */
@@ -637,8 +677,8 @@ int64_t core_queue_ready_from(const struct definitions *view, const char *vhost,
 
 /* How many subscriptions of this node's sessions consume from queue `name`
  * of `vhost` (any protocol; consumers on other nodes are not known here). A walk of
- * the sessions' subscriptions: for declare-ok counts and exclusive
- * consumers, not for every message. */
+ * the sessions' subscriptions: for declare-ok counts and queue.delete's
+ * if-unused, not for every message. */
 size_t core_queue_local_consumers(const struct core *core, const char *vhost, const char *name);
 /* This node's view of the definitions (read-only; changes as the
  * definitions topic is applied). Engines get the same pointer in their

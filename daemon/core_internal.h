@@ -101,6 +101,10 @@ struct core {
     uint64_t *tx_timed_out;
     uint64_t *tx_group_offsets; /* exactly-once: offsets committed in Kafka transactions */
     struct metrics_histogram *tx_commit_seconds;
+    /* The cluster view (core_set_cluster; NULL: none): exclusive consumers
+     * across nodes (core_subscription.c). */
+    const struct core_cluster_hooks *cluster;
+    void *cluster_opaque;
 };
 
 struct core_session {
@@ -183,6 +187,16 @@ int core_definitions_precheck(struct core_session *session, const char *vhost, c
  * CORE_OK or CORE_ERR_ACCESS naming the user and the right it lacks. */
 int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
                          const char *name, const char *vhost, char *err, size_t err_size);
+
+/* Exclusive consumers (core_exclusive.c, architecture §12): may the session
+ * subscribe to queue `name` of its vhost, `exclusive` or not? CORE_OK, or
+ * CORE_ERR_IN_USE with "queue 'Q' in vhost 'V' in exclusive use" in err when
+ * an exclusive consumer holds it here or on another live node, or when
+ * `exclusive` and it has any other subscriber here or there. */
+int core_exclusive_check(struct core_session *session, const char *name, bool exclusive, char *err,
+                         size_t err_size);
+/* An exclusive consumer of this node came or went: tell the cluster view. */
+void core_exclusive_changed(struct core *core);
 
 /* Did the session declare the exclusive queue `name` (it alone may use it:
  * the name ACLs do not apply to it, as to a temporary queue)? */

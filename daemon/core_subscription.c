@@ -252,6 +252,13 @@ static void core_subscription_free(struct core_subscription *sub)
     free(sub);
 }
 
+/* Is `sub` an exclusive consumer of a queue (core_exclusive.c)? */
+static bool core_subscription_exclusive(const struct core_subscription *sub)
+{
+    return sub->options.exclusive_consumer && sub->destination.kind == DESTINATION_QUEUE &&
+           !sub->durable_name;
+}
+
 static void core_subscription_link(struct core_subscription *sub)
 {
     struct core_session *session = sub->session;
@@ -500,6 +507,14 @@ struct core_subscription *core_subscribe(struct core_session *session,
         *error_code = CORE_ERR_ACCESS;
         return NULL;
     }
+    if (destination->kind == DESTINATION_QUEUE && !destination->wildcard) {
+        int rc = core_exclusive_check(session, destination->name, options->exclusive_consumer, err,
+                                      err_size);
+        if (rc != CORE_OK) {
+            *error_code = rc;
+            return NULL;
+        }
+    }
     if (options->browse) {
         int rc = core_browse_check(session, destination, options, display, err, err_size);
         if (rc != CORE_OK) {
@@ -561,9 +576,12 @@ struct core_subscription *core_subscribe(struct core_session *session,
             return NULL;
         }
     }
-    return core_subscription_start(session, destination, options,
-                                   options->stream_offset ? &stream_offset : NULL, selector,
-                                   handlers, opaque, NULL, error_code, err, err_size);
+    struct core_subscription *sub = core_subscription_start(
+        session, destination, options, options->stream_offset ? &stream_offset : NULL, selector,
+        handlers, opaque, NULL, error_code, err, err_size);
+    if (sub && core_subscription_exclusive(sub))
+        core_exclusive_changed(session->core); /* the other nodes should know soon */
+    return sub;
 }
 
 struct core_subscription *
@@ -665,7 +683,11 @@ static void core_subscription_end(struct core_subscription *sub, bool forget)
         core_exchange_auto_delete(session, sub->destination.name);
         core_queue_expiry_unused(session->core, sub->vhost, sub->destination.name); /* x-expires */
     }
+    bool exclusive = core_subscription_exclusive(sub);
+    struct core *core = session->core;
     core_subscription_free(sub);
+    if (exclusive)
+        core_exclusive_changed(core); /* the queue is free again: tell the other nodes */
 }
 
 void core_unsubscribe_forget(struct core_subscription *sub) { core_subscription_end(sub, true); }

@@ -15,7 +15,14 @@
  * a key on one partition, so the latest record of a node is its last); one
  * write at a time: a tick while the last is unconfirmed is skipped (Kafka
  * down must not pile records up). The same tick drops nodes not heard of
- * for 2 x expiry. status_drain writes the tombstone. */
+ * for 2 x expiry. status_drain writes the tombstone.
+ *
+ * Exclusive consumers (architecture §12): the status is the core's cluster
+ * view (core_set_cluster): status_queue_consumers answers from the live
+ * nodes' records, and when an exclusive consumer of this node comes or goes
+ * (status_exclusive_changed) the record is written early: at once, or
+ * status.min_write_gap after the last write, or when the write in flight is
+ * confirmed (still one at a time). */
 #include "status.h"
 
 #include <event2/event.h>
@@ -44,6 +51,9 @@ struct status {
     struct kafka_consumer *consumer;
     struct event *retry_timer;
     struct event *write_timer;
+    struct event *soon_timer; /* an early write (status_exclusive_changed) */
+    bool write_soon;          /* one is wanted: the state changed since the last write */
+    uint64_t last_write_ms;   /* monotonic, when the last record was produced */
     struct status_view *view;
     int64_t *end_at_start; /* per partition */
     int32_t partitions;
@@ -124,10 +134,11 @@ static bool status_add_session(const struct core_session_info *info, void *opaqu
     return !build->failed;
 }
 
-static bool status_add_queue(void *opaque, const char *name, size_t consumers, size_t in_flight)
+static bool status_add_queue(void *opaque, const char *vhost, const char *name, size_t consumers,
+                             size_t in_flight, bool exclusive)
 {
     struct status_build *build = opaque;
-    if (status_record_add_queue(build->record, name, consumers, in_flight) < 0)
+    if (status_record_add_queue(build->record, vhost, name, consumers, in_flight, exclusive) < 0)
         build->failed = true;
     return !build->failed;
 }
@@ -174,12 +185,16 @@ json_t *status_local(struct status *status) { return status_build(status, SIZE_M
 
 /* ---- writing ------------------------------------------------------------------- */
 
+static void status_schedule_soon(struct status *status);
+
 static void status_on_delivery(void *opaque, int err, int32_t partition, int64_t offset)
 {
     (void)partition;
     (void)offset;
     struct status *status = opaque;
     status->writing = false;
+    if (status->write_soon && !status->draining)
+        status_schedule_soon(status); /* a change came while this one was on its way */
     if (!err) {
         (*status->records_written)++;
         status->last_error[0] = '\0';
@@ -198,6 +213,8 @@ static void status_write(struct status *status, bool tombstone)
     const struct config *config = server_config(status->server);
     char *value = NULL;
     if (!tombstone) {
+        status->write_soon = false; /* this record says what changed */
+        status->last_write_ms = clock_monotonic_ms();
         json_t *record = status_build(status, config->status.max_connections_listed);
         value = record ? status_record_encode(record) : NULL;
         json_decref(record);
@@ -215,6 +232,8 @@ static void status_write(struct status *status, bool tombstone)
         return;
     }
     (*status->write_failures)++;
+    if (!tombstone)
+        status->write_soon = true; /* a change it carried is still untold: the next tick tells */
     log_warn("status", "cannot write this node's %s to %s: %s", tombstone ? "tombstone" : "record",
              status->topic, kafka_error_name(rc));
 }
@@ -257,12 +276,60 @@ static void status_on_tick(evutil_socket_t fd, short what, void *arg)
     status_arm(status);
 }
 
+/* ---- early writes: an exclusive consumer came or went ----------------------------- */
+
+static void status_on_soon(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct status *status = arg;
+    if (status->draining || !status->write_soon || status->writing)
+        return; /* nothing new, or the delivery of the write in flight reschedules */
+    status_write(status, false);
+}
+
+/* Write this node's record at once, or status.min_write_gap after the
+ * last, unless a write is on its way (its delivery calls this again). */
+static void status_schedule_soon(struct status *status)
+{
+    if (status->writing || evtimer_pending(status->soon_timer, NULL))
+        return;
+    uint64_t gap = server_config(status->server)->status.min_write_gap_ms;
+    uint64_t since = clock_monotonic_ms() - status->last_write_ms;
+    uint64_t ms = since >= gap ? 0 : gap - since;
+    struct timeval delay = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(status->soon_timer, &delay);
+}
+
+static void status_exclusive_changed(void *opaque)
+{
+    struct status *status = opaque;
+    if (status->draining)
+        return; /* the tombstone follows */
+    status->write_soon = true;
+    status_schedule_soon(status);
+}
+
+static void status_queue_consumers(void *opaque, const char *vhost, const char *name,
+                                   size_t *consumers, bool *exclusive)
+{
+    struct status *status = opaque;
+    status_view_queue(status->view, status_now_ms(), status_expiry_ms(status), vhost, name,
+                      consumers, exclusive);
+}
+
+static const struct core_cluster_hooks status_cluster_hooks = {
+    .queue_consumers = status_queue_consumers,
+    .exclusive_changed = status_exclusive_changed,
+};
+
 void status_drain(struct status *status)
 {
     if (!status || status->draining)
         return;
     status->draining = true;
     event_del(status->write_timer);
+    event_del(status->soon_timer);
     status_write(status, true);
 }
 
@@ -398,6 +465,7 @@ struct status *status_new(struct event_base *base, struct server *server, char *
     status->view = status_view_new();
     status->retry_timer = event_new(base, -1, 0, status_on_retry, status);
     status->write_timer = event_new(base, -1, 0, status_on_tick, status);
+    status->soon_timer = event_new(base, -1, 0, status_on_soon, status);
     status->records_written =
         metrics_counter(metrics, "kbridge_status_records_written_total",
                         "This node's records Kafka confirmed in the status topic.", NULL);
@@ -410,13 +478,15 @@ struct status *status_new(struct event_base *base, struct server *server, char *
         metrics_counter(metrics, "kbridge_status_write_failures_total",
                         "This node's status records Kafka did not take or confirm.", NULL);
     if (!status->topic || !status->view || !status->retry_timer || !status->write_timer ||
-        !status->records_written || !status->records_read || !status->records_bad ||
-        !status->write_failures) {
+        !status->soon_timer || !status->records_written || !status->records_read ||
+        !status->records_bad || !status->write_failures) {
         snprintf(err, err_size, "status: out of memory");
         status_free(status);
         return NULL;
     }
     status_start_lookup(status);
+    if (server_core(server)) /* exclusive consumers across nodes (architecture §12) */
+        core_set_cluster(server_core(server), &status_cluster_hooks, status);
     /* the first record soon (the node is seen at once), then every interval */
     struct timeval soon = {0, 100 * 1000};
     event_add(status->write_timer, &soon);
@@ -427,6 +497,9 @@ void status_free(struct status *status)
 {
     if (!status)
         return;
+    struct core *core = server_core(status->server);
+    if (core)
+        core_set_cluster(core, NULL, NULL);
     kafka_lookup_cancel(status->lookup);
     if (status->consumer)
         kafka_consumer_close(status->consumer);
@@ -434,6 +507,8 @@ void status_free(struct status *status)
         event_free(status->retry_timer);
     if (status->write_timer)
         event_free(status->write_timer);
+    if (status->soon_timer)
+        event_free(status->soon_timer);
     status_view_free(status->view);
     free(status->end_at_start);
     free(status->topic);

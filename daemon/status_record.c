@@ -51,12 +51,36 @@ int status_record_add_connection(json_t *record, json_t *connection, size_t max_
     return status_add_integer(record, "connections_listed", 1);
 }
 
-int status_record_add_queue(json_t *record, const char *name, size_t consumers, size_t in_flight)
+int status_record_add_queue(json_t *record, const char *vhost, const char *name, size_t consumers,
+                            size_t in_flight, bool exclusive)
 {
-    return json_array_append_new(json_object_get(record, "queues"),
-                                 json_pack("{s:s,s:I,s:I}", "name", name, "consumers",
-                                           (json_int_t)consumers, "in_flight",
-                                           (json_int_t)in_flight));
+    json_t *queue = json_pack("{s:s,s:I,s:I,s:b}", "name", name, "consumers", (json_int_t)consumers,
+                              "in_flight", (json_int_t)in_flight, "exclusive", exclusive);
+    if (queue && vhost && json_object_set_new(queue, "vhost", json_string(vhost)) < 0) {
+        json_decref(queue);
+        return -1;
+    }
+    return json_array_append_new(json_object_get(record, "queues"), queue);
+}
+
+void status_record_queue(const json_t *record, const char *vhost, const char *name,
+                         size_t *consumers, bool *exclusive)
+{
+    size_t index;
+    const json_t *queue;
+    json_array_foreach(json_object_get(record, "queues"), index, queue)
+    {
+        const char *its_name = json_string_value(json_object_get(queue, "name"));
+        const json_t *its_vhost = json_object_get(queue, "vhost");
+        const char *in = its_vhost ? json_string_value(its_vhost) : "/";
+        if (!its_name || !in || strcmp(its_name, name) != 0 || strcmp(in, vhost) != 0)
+            continue;
+        json_int_t count = json_integer_value(json_object_get(queue, "consumers"));
+        if (count > 0)
+            *consumers += (size_t)count;
+        if (json_is_true(json_object_get(queue, "exclusive")))
+            *exclusive = true;
+    }
 }
 
 int status_record_set_messages(json_t *record, const uint64_t totals[3], const double rates[3])
@@ -268,3 +292,13 @@ void status_view_each(const struct status_view *view, int64_t now_ms, uint64_t e
 }
 
 size_t status_view_count(const struct status_view *view) { return view->count; }
+
+void status_view_queue(const struct status_view *view, int64_t now_ms, uint64_t expiry_ms,
+                       const char *vhost, const char *name, size_t *consumers, bool *exclusive)
+{
+    *consumers = 0;
+    *exclusive = false;
+    for (const struct status_entry *e = view->entries; e; e = e->next)
+        if (now_ms - e->heard_ms <= (int64_t)expiry_ms) /* stale nodes do not hold queues */
+            status_record_queue(e->record, vhost, name, consumers, exclusive);
+}

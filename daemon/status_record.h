@@ -8,7 +8,9 @@
  *    epoch), "interval_ms", "listeners": [{protocol, ip_address, port}],
  *    "connections": [objects shaped as /api/connections'],
  *    "connections_total", "connections_listed", "connections_truncated",
- *    "consumers_total", "queues": [{name, consumers, in_flight}],
+ *    "consumers_total", "queues": [{name, vhost, consumers, in_flight,
+ *    exclusive}] (vhost absent: "/"; exclusive absent: false, as records
+ *    written before these fields say),
  *    "totals": {publish, deliver, ack}, "rates": {publish, deliver, ack}}
  * A null value (tombstone) is a node that stopped cleanly.
  *
@@ -33,8 +35,17 @@ json_t *status_record_new(const char *node, const char *version, int64_t started
  * counted and "connections_truncated" becomes true. Its "kbridge.subscriptions"
  * adds to "consumers_total". 0, or -1 out of memory. */
 int status_record_add_connection(json_t *record, json_t *connection, size_t max_listed);
-/* Add queue `name`'s consumers and in-flight messages on this node. 0 or -1. */
-int status_record_add_queue(json_t *record, const char *name, size_t consumers, size_t in_flight);
+/* Add queue `name` of `vhost` (NULL: none written, read as "/"): its
+ * consumers and in-flight messages on this node and whether one of them is
+ * an exclusive consumer (architecture §12). 0 or -1. */
+int status_record_add_queue(json_t *record, const char *vhost, const char *name, size_t consumers,
+                            size_t in_flight, bool exclusive);
+/* Add to *consumers the consumers `record` lists for queue `name` of
+ * `vhost`, and set *exclusive when one of its entries says "exclusive"
+ * (records older than the field say nothing: false; an entry without
+ * "vhost" is of vhost "/"). */
+void status_record_queue(const json_t *record, const char *vhost, const char *name,
+                         size_t *consumers, bool *exclusive);
 /* Set the message counters (since start) and their rates per second. 0 or -1. */
 int status_record_set_messages(json_t *record, const uint64_t totals[3], const double rates[3]);
 
@@ -75,6 +86,11 @@ size_t status_view_expire(struct status_view *view, int64_t now_ms, uint64_t exp
 typedef bool status_node_fn(void *opaque, const json_t *record, bool stale, int64_t age_ms);
 void status_view_each(const struct status_view *view, int64_t now_ms, uint64_t expiry_ms,
                       status_node_fn *fn, void *opaque);
+/* Consumers of queue `name` of `vhost` over the view's live nodes (heard of
+ * within `expiry_ms` of `now_ms`; stale ones are left out), and whether one
+ * of them has an exclusive consumer of it (status_record_queue). */
+void status_view_queue(const struct status_view *view, int64_t now_ms, uint64_t expiry_ms,
+                       const char *vhost, const char *name, size_t *consumers, bool *exclusive);
 /* Nodes in the view (fresh and stale). */
 size_t status_view_count(const struct status_view *view);
 

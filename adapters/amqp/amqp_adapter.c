@@ -90,6 +90,12 @@ static const struct amqp_core_error amqp_core_errors[CORE_ERROR_ROWS] = {
                         {AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
                         {AMQP_KIND_LIMIT, "amqp:resource-limit-exceeded"},
                         {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
+    /* a queue in exclusive use: the spec's condition for "another client is
+     * working with it" */
+    [-CORE_ERR_IN_USE] = {{AMQP_KIND_ACL, "amqp:resource-locked"},
+                          {AMQP_KIND_ACL, "amqp:resource-locked"},
+                          {AMQP_KIND_ACL, "amqp:resource-locked"},
+                          {AMQP_KIND_INTERNAL, "amqp:internal-error"}},
 };
 
 const struct amqp_core_error *amqp_core_error(int core_error)

@@ -52,7 +52,8 @@ static const char *amqp091_vhost(const struct amqp091_channel *channel)
 static uint16_t amqp091_core_code(int core_error, const char **label)
 {
     switch (core_error) {
-    case CORE_ERR_ACCESS: *label = "ACCESS_REFUSED"; return AMQP_ACCESS_REFUSED;
+    case CORE_ERR_ACCESS:
+    case CORE_ERR_IN_USE: *label = "ACCESS_REFUSED"; return AMQP_ACCESS_REFUSED;
     case CORE_ERR_NOT_FOUND: *label = "NOT_FOUND"; return AMQP_NOT_FOUND;
     case CORE_ERR_PRECONDITION:
     case CORE_ERR_INVALID:
@@ -147,7 +148,7 @@ void amqp091_channel_core_error(struct amqp091_channel *channel, int core_error,
 {
     const char *label;
     uint16_t code = amqp091_core_code(core_error, &label);
-    char text[320];
+    char text[700];
     snprintf(text, sizeof(text), "%s - %s", label, reason && reason[0] ? reason : "refused");
     amqp091_channel_error(channel, code, text, method);
 }
@@ -971,13 +972,6 @@ static void amqp091_consumer_end(struct amqp091_consumer *consumer)
         channel->getter = NULL;
         amqp091_get_finish(channel);
     }
-    if (consumer->exclusive)
-        for (struct amqp091_consumer **at = &channel->connection->adapter->exclusive; *at;
-             at = &(*at)->exclusive_next)
-            if (*at == consumer) {
-                *at = consumer->exclusive_next;
-                break;
-            }
     amqp091_consumer_unhold(consumer);
     for (struct amqp091_consumer **at = &channel->consumers; *at; at = &(*at)->next)
         if (*at == consumer) {
@@ -1307,23 +1301,6 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
                               AMQP_BASIC_CONSUME_METHOD);
         return;
     }
-    /* Exclusive consumers, as RabbitMQ: refused while the queue has another
-     * consumer, and others refused while it has one. What this node knows:
-     * its own consumers of any protocol when the exclusive one comes, its
-     * 0-9-1 exclusive ones after (architecture §12). */
-    struct amqp091_adapter *adapter = connection->adapter;
-    bool locked = false;
-    const char *vhost = amqp091_vhost(channel);
-    for (struct amqp091_consumer *c = adapter->exclusive; c && !locked; c = c->exclusive_next)
-        locked = strcmp(c->queue, queue) == 0 && strcmp(amqp091_vhost(c->channel), vhost) == 0;
-    if (!direct_reply &&
-        (locked || (m->exclusive &&
-                    core_queue_local_consumers(adapter->base.context.core, vhost, queue) > 0))) {
-        snprintf(text, sizeof(text),
-                 "ACCESS_REFUSED - queue '%s' in vhost '%.100s' in exclusive use", queue, vhost);
-        amqp091_channel_error(channel, AMQP_ACCESS_REFUSED, text, AMQP_BASIC_CONSUME_METHOD);
-        return;
-    }
     if (strlen(queue) > ADDRESS_NAME_MAX) {
         snprintf(text, sizeof(text), "NOT_FOUND - no queue '%.200s' in vhost '%.100s'", queue,
                  amqp091_vhost(channel));
@@ -1362,11 +1339,6 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
     }
     consumer->channel = channel;
     consumer->no_ack = m->no_ack;
-    if (m->exclusive && !direct_reply) {
-        consumer->exclusive = true;
-        consumer->exclusive_next = adapter->exclusive;
-        adapter->exclusive = consumer;
-    }
     consumer->nowait = m->nowait;
     snprintf(consumer->tag, sizeof(consumer->tag), "%s", tag);
     amqp091_copy_name(consumer->queue, sizeof(consumer->queue), queue);
@@ -1381,9 +1353,14 @@ static void amqp091_consume(struct amqp091_channel *channel, const amqp_basic_co
         .auto_accept = m->no_ack,
         .credit = channel->prefetch ? channel->prefetch : AMQP091_DEFAULT_PREFETCH,
         .priority = amqp091_consumer_priority(&m->arguments),
+        /* the core refuses it, or others while it lives, with CORE_ERR_IN_USE
+         * (403) and RabbitMQ's text: "queue 'q' in vhost '/' in exclusive use",
+         * on this node and, through the status topic, the others
+         * (architecture §12 "Exclusive consumers") */
+        .exclusive_consumer = m->exclusive && !direct_reply,
     };
     int code = CORE_ERR_INTERNAL;
-    char err[256] = "";
+    char err[600] = "";
     char stream_offset[128];
     int has_offset = amqp091_stream_offset(&m->arguments, stream_offset, sizeof(stream_offset));
     if (has_offset < 0) {

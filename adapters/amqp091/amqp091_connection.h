@@ -48,9 +48,6 @@ struct amqp091_adapter {
     uint64_t *connection_errors;
     uint64_t *heartbeat_timeouts;
     uint8_t *scratch; /* one encoded frame: AMQP091_FRAME_MAX_LIMIT bytes */
-    /* basic.consume exclusive=true consumers of every connection of this
-     * adapter (so of this node), linked by exclusive_next */
-    struct amqp091_consumer *exclusive;
 };
 
 enum amqp091_state {
@@ -81,9 +78,7 @@ struct amqp091_consumer {
      * the queue is positioned (no reply missed). */
     bool direct_reply;
     bool holding;
-    bool exclusive; /* in the adapter's exclusive list */
-    bool getter;    /* the channel's basic.get reader (blocked but while a get waits) */
-    struct amqp091_consumer *exclusive_next;
+    bool getter; /* the channel's basic.get reader (blocked but while a get waits) */
     char reply_address[CORE_REPLY_ADDRESS_MAX];
     char tag[256];
     char queue[ADDRESS_NAME_MAX + 1];

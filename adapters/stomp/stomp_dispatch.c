@@ -68,6 +68,7 @@ static const struct stomp_core_error stomp_core_errors[CORE_ERROR_ROWS] = {
     [-CORE_ERR_LOCKED] = {STOMP_KIND_INVALID, STOMP_KIND_INVALID, STOMP_KIND_INTERNAL,
                           "resource_locked"},
     [-CORE_ERR_FULL] = {STOMP_KIND_LIMIT, STOMP_KIND_LIMIT, STOMP_KIND_INTERNAL, NULL},
+    [-CORE_ERR_IN_USE] = {STOMP_KIND_ACL, STOMP_KIND_ACL, STOMP_KIND_INTERNAL, "access_refused"},
 };
 
 const struct stomp_core_error *stomp_core_error(int core_error)

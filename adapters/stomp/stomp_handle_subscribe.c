@@ -585,6 +585,7 @@ int stomp_handle_subscribe(struct stomp_connection *connection, const struct sto
                               "The subscription to %s was refused: %s.", destination_text, why);
         case CORE_ERR_NOT_FOUND:
         case CORE_ERR_PRECONDITION:
+        case CORE_ERR_IN_USE: /* an exclusive consumer (architecture §12) */
         case CORE_ERR_LOCKED: /* RabbitMQ's label, as its STOMP gives it */
             return stomp_fail_as(error, stomp_core_error(code)->now, stomp_core_error(code)->label,
                                  why, "The subscription to %s was refused: %s.", destination_text,

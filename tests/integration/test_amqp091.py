@@ -1120,6 +1120,45 @@ def test_exclusive_consumer_refuses_others_with_403(daemon, uniq):
     other.close()
 
 
+def test_exclusive_consumer_refuses_stomp_and_amqp10_subscribers(daemon, uniq):
+    """Exclusivity is the core's, whatever the protocol (architecture §12):
+    STOMP gets an ERROR and AMQP 1.0 a refused attach while a 0-9-1 exclusive
+    consumer holds the queue; a 0-9-1 exclusive consumer is refused while a
+    STOMP subscriber reads it."""
+    from proton.utils import LinkDetached
+    queue = f"excl{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    tag = ch.basic_consume(queue, lambda *a: None, exclusive=True)
+    stomp = Client(daemon)
+    amqp10 = amqp10_connect(daemon)
+    try:
+        stomp.conn.subscribe(f"/queue/{queue}", id="s1", ack="client")
+        error = stomp.wait_error()
+        assert error.headers["message"] == "access_refused", error.headers
+        assert f"queue '{queue}' in vhost '/' in exclusive use" in error.body, error.body
+        with pytest.raises(LinkDetached) as refused:
+            amqp10.create_receiver(f"/queue/{queue}", credit=1)
+        assert "amqp:resource-locked" in str(refused.value), refused.value
+        assert f"queue '{queue}' in vhost '/' in exclusive use" in str(refused.value)
+        ch.basic_cancel(tag)
+        # free again: a STOMP subscriber now holds it against exclusive consumers
+        reader = Client(daemon)
+        try:
+            reader.subscribe(f"/queue/{queue}", "s1", receipt="r1")
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+                conn.channel().basic_consume(queue, lambda *a: None, exclusive=True)
+            assert (closed.value.reply_code, closed.value.reply_text) == (
+                403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+        finally:
+            reader.close()
+    finally:
+        stomp.close()
+        amqp10.close()
+        conn.close()
+
+
 def test_confirms_of_consecutive_tags_are_coalesced_with_multiple(daemon, uniq):
     """pika's BlockingChannel waits for each confirm, so a raw client
     pipelines 300 publishes and reads the basic.ack frames: every tag is

@@ -8,12 +8,20 @@ consumers of one queue on both nodes are summed in /api/queues with a
 per-node breakdown; a connection of another node cannot be closed here
 (409 naming its node); a node stopped with SIGTERM leaves the view at once
 (its tombstone); a node killed with -9 is shown stale after status.expiry,
-then dropped."""
+then dropped. Exclusive consumers (issue 14, architecture §12): a pika
+exclusive consumer on one node refuses pika and STOMP consumers on the
+other once that node has read the record that says so, and admits them
+again after the cancel; an exclusive consumer is refused while the other
+node has any consumer; vhosts are separate; the records are written at
+once when an exclusive consumer comes or goes; a killed node's exclusive
+consumer holds its queue until the node is stale."""
 
 import json
 import time
 import uuid
 
+import pika
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from amqp_client import connect
@@ -305,3 +313,169 @@ def test_connection_list_bounded_by_max_connections_listed(kbridged_factory, boo
     finally:
         for client in clients:
             client.close()
+
+
+# ---- exclusive consumers across nodes (issue 14, architecture §12) --------------------
+
+
+def pika_connect(daemon, vhost="/"):
+    host, port = daemon.host_port("amqp")
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, virtual_host=vhost,
+        credentials=pika.PlainCredentials(ADMIN[0], ADMIN[1]), socket_timeout=10,
+        blocked_connection_timeout=30, connection_attempts=1))
+
+
+def in_exclusive_use(queue, vhost="/"):
+    return 403, f"ACCESS_REFUSED - queue '{queue}' in vhost '{vhost}' in exclusive use"
+
+
+def refused_consume(connection, queue, exclusive=False):
+    """basic.consume on a new channel, which the node must close: (code, text)."""
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        connection.channel().basic_consume(queue, lambda *a: None, exclusive=exclusive)
+    return closed.value.reply_code, closed.value.reply_text
+
+
+def seen_on(daemon, queue, node, vhost="%2F"):
+    """Node `node`'s entry of `queue` in `daemon`'s /api/queues, as
+    (consumers, exclusive); (0, False) when it lists none."""
+    status, body = daemon.api(f"/api/queues/{vhost}/{queue}")
+    assert status == 200, body
+    for entry in body["kbridge_nodes"]:
+        if entry["node"] == node:
+            return entry["consumers"], entry["exclusive"]
+    return 0, False
+
+
+def exclusive_cluster(kbridged_factory, bootstrap, interval=None, expiry=None):
+    """Nodes A and B sharing a status topic, a queue of vhost / that both see,
+    and a vhost `sales` with a queue of the same name."""
+    cluster = Cluster(kbridged_factory, bootstrap)
+    daemons = []
+    for node in ("nodea", "nodeb"):
+        config = node_config(bootstrap, node, cluster.status_topic, cluster.definitions_topic)
+        config["vhosts"] = {"sales": {}}
+        if interval:  # only the early writes can tell the other node in time
+            config["status"] = {"topic": cluster.status_topic, "interval": interval}
+        if expiry:
+            config["status"]["expiry"] = expiry
+        daemons.append(kbridged_factory(config, name=node))
+    a, b = daemons
+    q = f"excl.{uniq()}"
+    for vhost in ("%2F", "sales"):
+        assert a.api(f"/api/queues/{vhost}/{q}", method="PUT", body={})[0] == 201
+        wait_for(lambda: b.api(f"/api/queues/{vhost}/{q}")[0] == 200, 15,
+                 f"node B sees queue {q} of vhost {vhost}")
+    wait_for(lambda: sorted(nodes(b)) == ["nodea", "nodeb"], 15, "node B sees node A")
+    return a, b, q
+
+
+def test_exclusive_consumer_on_one_node_refuses_consumers_on_another(kbridged_factory,
+                                                                     bootstrap):
+    a, b, q = exclusive_cluster(kbridged_factory, bootstrap)
+    on_a, on_b = pika_connect(a), pika_connect(b)
+    stomp_b = Client(b, login=ADMIN[0], passcode=ADMIN[1])
+    try:
+        channel_a = on_a.channel()
+        tag = channel_a.basic_consume(q, lambda *a: None, exclusive=True)
+        # B refuses only once it has read A's record that says so
+        wait_for(lambda: seen_on(b, q, "nodea") == (1, True), 15,
+                 "node B to see node A's exclusive consumer")
+        assert refused_consume(on_b, q) == in_exclusive_use(q)
+        assert refused_consume(on_b, q, exclusive=True) == in_exclusive_use(q)
+        assert on_b.is_open  # a channel error: the connection carries on
+        # STOMP on B: an ERROR naming the queue in exclusive use
+        stomp_b.conn.subscribe(f"/queue/{q}", id="s1", ack="client")
+        error = stomp_b.wait_error()
+        assert error.headers["message"] == "access_refused", error.headers
+        assert f"queue '{q}' in vhost '/' in exclusive use" in error.body, error.body
+        # the same name in another vhost is another queue
+        sales = pika_connect(b, vhost="sales")
+        try:
+            sales.channel().basic_consume(q, lambda *a: None, exclusive=True)
+        finally:
+            sales.close()
+        # A cancels: once B has read that, B admits consumers again
+        channel_a.basic_cancel(tag)
+        wait_for(lambda: seen_on(b, q, "nodea") == (0, False), 15,
+                 "node B to see node A's consumer gone")
+        channel_b = on_b.channel()
+        channel_b.basic_consume(q, lambda *a: None)
+        wait_for(lambda: seen_on(a, q, "nodeb") == (1, False), 15,
+                 "node A to see node B's consumer")
+        assert refused_consume(on_a, q, exclusive=True) == in_exclusive_use(q)
+    finally:
+        stomp_b.close()
+        for connection in (on_a, on_b):
+            if connection.is_open:
+                connection.close()
+
+
+def test_exclusive_consumer_refused_while_another_node_has_a_consumer(kbridged_factory,
+                                                                      bootstrap):
+    a, b, q = exclusive_cluster(kbridged_factory, bootstrap)
+    on_a, on_b = pika_connect(a), pika_connect(b)
+    stomp_a = Client(a, login=ADMIN[0], passcode=ADMIN[1])
+    try:
+        stomp_a.subscribe(f"/queue/{q}", "s1", receipt="ra")  # a plain consumer, any protocol
+        wait_for(lambda: seen_on(b, q, "nodea") == (1, False), 15,
+                 "node B to see node A's consumer")
+        assert refused_consume(on_b, q, exclusive=True) == in_exclusive_use(q)
+        # a plain consumer on B is fine; an exclusive one of vhost sales too
+        on_b.channel().basic_consume(q, lambda *a: None)
+        sales = pika_connect(b, vhost="sales")
+        try:
+            sales.channel().basic_consume(q, lambda *a: None, exclusive=True)
+            wait_for(lambda: seen_on(a, q, "nodeb", vhost="sales") == (1, True), 15,
+                     "node A to see node B's exclusive consumer of vhost sales")
+            assert seen_on(a, q, "nodeb") == (1, False)
+        finally:
+            sales.close()
+    finally:
+        stomp_a.close()
+        for connection in (on_a, on_b):
+            if connection.is_open:
+                connection.close()
+
+
+def test_exclusive_consumer_changes_are_written_at_once(kbridged_factory, bootstrap):
+    """status.interval 10 minutes: after the first record (100 ms after the
+    start), only the early writes an exclusive consumer causes can tell node
+    B in time."""
+    a, b, q = exclusive_cluster(kbridged_factory, bootstrap, interval="10m")
+    on_a, on_b = pika_connect(a), pika_connect(b)
+    try:
+        channel_a = on_a.channel()
+        tag = channel_a.basic_consume(q, lambda *a: None, exclusive=True)
+        wait_for(lambda: seen_on(b, q, "nodea") == (1, True), 15,
+                 "node B to hear of node A's exclusive consumer before the next interval")
+        assert refused_consume(on_b, q) == in_exclusive_use(q)
+        channel_a.basic_cancel(tag)
+        wait_for(lambda: seen_on(b, q, "nodea") == (0, False), 15,
+                 "node B to hear that it is gone before the next interval")
+        on_b.channel().basic_consume(q, lambda *a: None, exclusive=True)
+    finally:
+        for connection in (on_a, on_b):
+            if connection.is_open:
+                connection.close()
+
+
+def test_killed_nodes_exclusive_consumer_holds_until_stale(kbridged_factory, bootstrap):
+    # an expiry long enough that the refusal right after the kill cannot miss it
+    a, b, q = exclusive_cluster(kbridged_factory, bootstrap, expiry="5s")
+    on_a, on_b = pika_connect(a), pika_connect(b)
+    try:
+        on_a.channel().basic_consume(q, lambda *a: None, exclusive=True)
+        wait_for(lambda: seen_on(b, q, "nodea") == (1, True), 15,
+                 "node B to see node A's exclusive consumer")
+        a.kill()  # no tombstone: its record stands until status.expiry
+        assert refused_consume(on_b, q) == in_exclusive_use(q)
+        wait_for(lambda: nodes(b)["nodea"]["running"] is False, 20, "node A shown stale")
+        on_b.channel().basic_consume(q, lambda *a: None, exclusive=True)
+    finally:
+        for connection in (on_a, on_b):
+            try:
+                connection.close()
+            except Exception:  # node A was killed
+                pass

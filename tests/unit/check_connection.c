@@ -330,8 +330,9 @@ START_TEST(core_error_rows)
     ck_assert_uint_eq(core_error_row(CORE_ERR_INTERNAL), 7);
     ck_assert_uint_lt(core_error_row(CORE_ERR_INTERNAL), CORE_ERROR_ROWS);
     ck_assert_uint_eq(core_error_row(CORE_ERR_LOCKED), 10);
-    ck_assert_uint_eq(core_error_row(CORE_ERR_FULL), 11); /* the lowest has a row */
-    ck_assert_uint_lt(core_error_row(CORE_ERR_FULL), CORE_ERROR_ROWS);
+    ck_assert_uint_eq(core_error_row(CORE_ERR_FULL), 11);
+    ck_assert_uint_eq(core_error_row(CORE_ERR_IN_USE), 12); /* the lowest has a row */
+    ck_assert_uint_lt(core_error_row(CORE_ERR_IN_USE), CORE_ERROR_ROWS);
     ck_assert_uint_eq(core_error_row(CORE_OK), core_error_row(CORE_ERR_INTERNAL));
     ck_assert_uint_eq(core_error_row(-100), core_error_row(CORE_ERR_INTERNAL));
     ck_assert_uint_eq(core_error_row(CONNECTION_PUBLISH_ABANDONED),

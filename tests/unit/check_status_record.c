@@ -4,7 +4,9 @@
  * field; the connections list stops at its bound while the count goes on;
  * records kbridge cannot read are refused with a reason and leave the view
  * as it was; tombstones forget a node; backlog records count as heard at
- * their own time; stale after expiry, dropped after twice that; rates. */
+ * their own time; stale after expiry, dropped after twice that; rates;
+ * per-queue exclusive consumers and vhosts, older records without those
+ * fields (not exclusive, vhost "/"), and the live nodes' sum of a queue. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,9 @@ START_TEST(test_round_trip)
     json_t *record = sample("n1", 2000);
     ck_assert_int_eq(status_record_add_connection(record, connection("n1-1", "alice", 2), 10), 0);
     ck_assert_int_eq(status_record_add_connection(record, connection("n1-2", "bob", 1), 10), 0);
-    ck_assert_int_eq(status_record_add_queue(record, "orders", 3, 17), 0);
+    ck_assert_int_eq(status_record_add_queue(record, "/", "orders", 3, 17, false), 0);
+    ck_assert_int_eq(status_record_add_queue(record, "sales", "orders", 1, 17, true), 0);
+    ck_assert_int_eq(status_record_add_queue(record, NULL, "idle", 0, 4, false), 0);
     uint64_t totals[3] = {10, 20, 19};
     double rates[3] = {1.5, 2.0, 0.25};
     ck_assert_int_eq(status_record_set_messages(record, totals, rates), 0);
@@ -60,6 +64,13 @@ START_TEST(test_round_trip)
     ck_assert_str_eq(json_string_value(json_object_get(queue, "name")), "orders");
     ck_assert_int_eq(json_integer_value(json_object_get(queue, "consumers")), 3);
     ck_assert_int_eq(json_integer_value(json_object_get(queue, "in_flight")), 17);
+    ck_assert_str_eq(json_string_value(json_object_get(queue, "vhost")), "/");
+    ck_assert(json_is_false(json_object_get(queue, "exclusive")));
+    queue = json_array_get(json_object_get(back, "queues"), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(queue, "vhost")), "sales");
+    ck_assert(json_is_true(json_object_get(queue, "exclusive")));
+    queue = json_array_get(json_object_get(back, "queues"), 2);
+    ck_assert_ptr_null(json_object_get(queue, "vhost")); /* none: read as "/" */
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(back, "totals"), "ack")),
                      19);
     ck_assert(json_real_value(json_object_get(json_object_get(back, "rates"), "publish")) == 1.5);
@@ -249,6 +260,95 @@ START_TEST(test_rates)
 }
 END_TEST
 
+START_TEST(test_queue_exclusive_per_vhost)
+{
+    json_t *record = sample("n1", 2000);
+    ck_assert_int_eq(status_record_add_queue(record, "/", "orders", 2, 0, false), 0);
+    ck_assert_int_eq(status_record_add_queue(record, "sales", "orders", 1, 0, true), 0);
+    size_t consumers = 0;
+    bool exclusive = false;
+    status_record_queue(record, "/", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 2);
+    ck_assert(!exclusive);
+    consumers = 0;
+    status_record_queue(record, "sales", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 1);
+    ck_assert(exclusive);
+    consumers = 0;
+    exclusive = false;
+    status_record_queue(record, "/", "other", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 0);
+    ck_assert(!exclusive);
+    json_decref(record);
+}
+END_TEST
+
+START_TEST(test_queue_older_record_not_exclusive)
+{
+    /* a record of a node from before the fields: no vhost, no exclusive */
+    const char *old = "{\"v\":1,\"node\":\"n0\",\"version\":\"0.9\",\"started_at\":1,"
+                      "\"updated_at\":2000,\"listeners\":[],\"connections\":[],"
+                      "\"connections_total\":0,\"queues\":[{\"name\":\"orders\","
+                      "\"consumers\":4,\"in_flight\":0}]}";
+    char err[256] = "";
+    json_t *record = status_record_decode("n0", 2, old, strlen(old), err, sizeof(err));
+    ck_assert_msg(record != NULL, "%s", err);
+    size_t consumers = 0;
+    bool exclusive = false;
+    status_record_queue(record, "/", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 4);
+    ck_assert(!exclusive);
+    consumers = 0;
+    status_record_queue(record, "sales", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 0);
+    json_decref(record);
+}
+END_TEST
+
+/* A record of `node` heard at `now` with queue orders of vhost "/". */
+static void view_add(struct status_view *view, const char *node, int64_t now, size_t consumers,
+                     bool exclusive)
+{
+    json_t *record = sample(node, now);
+    ck_assert_int_eq(status_record_add_queue(record, "/", "orders", consumers, 0, exclusive), 0);
+    char *text = status_record_encode(record);
+    json_decref(record);
+    char err[256] = "";
+    ck_assert_int_eq(status_view_apply(view, node, strlen(node), text, strlen(text), now, false,
+                                       err, sizeof(err)),
+                     0);
+    free(text);
+}
+
+START_TEST(test_view_queue_live_nodes_only)
+{
+    struct status_view *view = status_view_new();
+    ck_assert_ptr_nonnull(view);
+    view_add(view, "a", 10000, 1, true); /* heard at 10 s */
+    view_add(view, "b", 14000, 2, false);
+    size_t consumers;
+    bool exclusive;
+    /* at 14.5 s with a 5 s expiry both are live */
+    status_view_queue(view, 14500, 5000, "/", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 3);
+    ck_assert(exclusive);
+    /* a is stale from 15.001 s on: its exclusive consumer no longer holds the queue */
+    status_view_queue(view, 15001, 5000, "/", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 2);
+    ck_assert(!exclusive);
+    status_view_queue(view, 14500, 5000, "sales", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 0);
+    ck_assert(!exclusive);
+    /* a's tombstone: gone at once */
+    char err[64];
+    ck_assert_int_eq(status_view_apply(view, "a", 1, NULL, 0, 14600, false, err, sizeof(err)), 1);
+    status_view_queue(view, 14600, 5000, "/", "orders", &consumers, &exclusive);
+    ck_assert_uint_eq(consumers, 2);
+    ck_assert(!exclusive);
+    status_view_free(view);
+}
+END_TEST
+
 static Suite *status_record_suite(void)
 {
     Suite *s = suite_create("status_record");
@@ -260,6 +360,9 @@ static Suite *status_record_suite(void)
     tcase_add_test(tc, test_view_stale_then_dropped);
     tcase_add_test(tc, test_view_backlog_heard_at_its_own_time);
     tcase_add_test(tc, test_rates);
+    tcase_add_test(tc, test_queue_exclusive_per_vhost);
+    tcase_add_test(tc, test_queue_older_record_not_exclusive);
+    tcase_add_test(tc, test_view_queue_live_nodes_only);
     suite_add_tcase(s, tc);
     return s;
 }
