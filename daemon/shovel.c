@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
 #include "clock.h"
 #include "config.h"
+#include "core.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -266,6 +268,34 @@ char *shovel_read_passcode(const char *path, char *err, size_t err_size)
     if (!copy)
         snprintf(err, err_size, "out of memory reading passcode_file %s", path);
     return copy;
+}
+
+/* ---- the kbridge end ------------------------------------------------------------ */
+
+int shovel_kbridge_open(const struct shovel_settings *settings, const struct config_shovel *config,
+                        const struct address_spelling *spelling, struct core *core,
+                        struct shovel_table *table, struct destination *destination,
+                        struct core_session **session, struct shovel_status **status, char *err,
+                        size_t err_size)
+{
+    char reason[256];
+    if (address_parse(spelling, settings->kbridge_text, destination, reason, sizeof(reason)) < 0 ||
+        destination->wildcard) {
+        snprintf(err, err_size, "shovels %s: kbridge destination %s: %s", settings->name,
+                 settings->kbridge_text,
+                 destination->wildcard ? "wildcards are not allowed" : reason);
+        return -1;
+    }
+    char peer[96];
+    snprintf(peer, sizeof(peer), "shovel:%s", settings->name);
+    *session = core_session_new(core, "shovel", settings->user, NULL, peer);
+    *status = shovel_status_add(table, config);
+    if (!*session || !*status) {
+        snprintf(err, err_size, "shovels %s: cannot open its session (out of memory)",
+                 settings->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- before each connect ------------------------------------------------------ */

@@ -114,6 +114,25 @@ void shovel_backoff_reset(struct shovel_settings *settings);
  * file system: new code calls it on a worker thread. */
 char *shovel_read_passcode(const char *path, char *err, size_t err_size);
 
+/* ---- the kbridge end ----------------------------------------------------------- */
+
+struct address_spelling;
+struct core;
+struct core_session;
+struct destination;
+
+/* Open a shovel's kbridge end, the same for every legacy protocol: parse
+ * settings->kbridge_text with the adapter's `spelling` into `destination`
+ * (no wildcards), open its core session (protocol "shovel", settings->user,
+ * peer "shovel:NAME") and add its status entry to `table`. 0, or -1 with
+ * err naming the shovel; *session and *status may be set then (the caller
+ * frees its shovel as after any failure: core_session_close takes NULL). */
+int shovel_kbridge_open(const struct shovel_settings *settings, const struct config_shovel *config,
+                        const struct address_spelling *spelling, struct core *core,
+                        struct shovel_table *table, struct destination *destination,
+                        struct core_session **session, struct shovel_status **status, char *err,
+                        size_t err_size);
+
 /* ---- before each connect: off the loop ---------------------------------------- */
 
 struct worker_pool;

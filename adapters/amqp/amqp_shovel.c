@@ -914,24 +914,9 @@ static struct amqp_shovel *amqp_shovel_new(struct amqp_adapter *adapter,
     snprintf(shovel->link_name, sizeof(shovel->link_name), "kbridge-shovel-%s",
              shovel->settings.name);
     amqp_shovel_hostname(shovel);
-    char reason[256];
-    if (address_parse(&amqp_addresses, shovel->settings.kbridge_text, &shovel->kbridge_destination,
-                      reason, sizeof(reason)) < 0 ||
-        shovel->kbridge_destination.wildcard) {
-        snprintf(err, err_size, "shovels %s: kbridge destination %s: %s", config->name,
-                 shovel->settings.kbridge_text,
-                 shovel->kbridge_destination.wildcard ? "wildcards are not allowed" : reason);
-        amqp_shovel_free(shovel);
-        return NULL;
-    }
-    char peer[96];
-    snprintf(peer, sizeof(peer), "shovel:%s", config->name);
-    shovel->session =
-        core_session_new(adapter->base.context.core, "shovel", shovel->settings.user, NULL, peer);
-    shovel->status = shovel_status_add(adapter->base.context.shovels, config);
-    if (!shovel->session || !shovel->status) {
-        snprintf(err, err_size, "shovels %s: cannot open its session (out of memory)",
-                 config->name);
+    if (shovel_kbridge_open(&shovel->settings, config, &amqp_addresses, adapter->base.context.core,
+                            adapter->base.context.shovels, &shovel->kbridge_destination,
+                            &shovel->session, &shovel->status, err, err_size) < 0) {
         amqp_shovel_free(shovel);
         return NULL;
     }

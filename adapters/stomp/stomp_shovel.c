@@ -663,9 +663,6 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
         return NULL;
     }
     shovel->adapter = adapter;
-    const struct config_shovel_end *kbridge = strcmp(config->destination.protocol, "kbridge") == 0
-                                                  ? &config->destination
-                                                  : &config->source;
     if (shovel_settings_copy(&shovel->settings, config, err, err_size) < 0) {
         free(shovel);
         return NULL;
@@ -676,24 +673,9 @@ static struct stomp_shovel *shovel_new(struct stomp_adapter *adapter,
         shovel_free(shovel);
         return NULL;
     }
-    char reason[256];
-    if (address_parse(&stomp_addresses, kbridge->destination, &shovel->kbridge_destination, reason,
-                      sizeof(reason)) < 0 ||
-        shovel->kbridge_destination.wildcard) {
-        snprintf(err, err_size, "shovels %s: kbridge destination %s: %s", config->name,
-                 kbridge->destination,
-                 shovel->kbridge_destination.wildcard ? "wildcards are not allowed" : reason);
-        shovel_free(shovel);
-        return NULL;
-    }
-    char peer[96];
-    snprintf(peer, sizeof(peer), "shovel:%s", config->name);
-    shovel->session =
-        core_session_new(adapter->base.context.core, "shovel", shovel->settings.user, NULL, peer);
-    shovel->status = shovel_status_add(adapter->base.context.shovels, config);
-    if (!shovel->session || !shovel->status) {
-        snprintf(err, err_size, "shovels %s: cannot open its session (out of memory)",
-                 config->name);
+    if (shovel_kbridge_open(&shovel->settings, config, &stomp_addresses, adapter->base.context.core,
+                            adapter->base.context.shovels, &shovel->kbridge_destination,
+                            &shovel->session, &shovel->status, err, err_size) < 0) {
         shovel_free(shovel);
         return NULL;
     }
