@@ -349,6 +349,20 @@ int64_t kafka_offset_beginning(void);
 /* Mark everything below `next_offset` of (topic, partition) as settled. */
 int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
                                 int32_t partition, int64_t next_offset);
+
+/* One partition's position for kafka_consumer_store_offsets. */
+struct kafka_stored_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next_offset; /* everything below it is settled */
+};
+
+/* Store `count` positions in one call (one librdkafka partition list, made
+ * anew each time): the queue engine's coalesced stores (architecture "Data
+ * path of a delivery"). The array stays the caller's. 0, or the error code of
+ * the first position librdkafka refused (each refusal is logged at debug). */
+int kafka_consumer_store_offsets(struct kafka_consumer *consumer,
+                                 const struct kafka_stored_offset *offsets, size_t count);
 /* Commit stored offsets asynchronously. 0 or error code. */
 int kafka_consumer_commit(struct kafka_consumer *consumer);
 /* Stop / restart fetching one partition. 0 or error code. `next_offset` is

@@ -509,6 +509,32 @@ int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *top
     return (int)err;
 }
 
+int kafka_consumer_store_offsets(struct kafka_consumer *consumer,
+                                 const struct kafka_stored_offset *offsets, size_t count)
+{
+    if (count == 0)
+        return 0;
+    /* A new list each time: librdkafka caches the partition it resolved in a
+     * list entry, so a reused list would store into the first one. */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
+    for (size_t i = 0; i < count; i++)
+        rd_kafka_topic_partition_list_add(list, offsets[i].topic, offsets[i].partition)->offset =
+            offsets[i].next_offset;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer->rk, list);
+    rd_kafka_resp_err_t first = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; i < list->cnt; i++) {
+        if (!list->elems[i].err)
+            continue;
+        log_debug("kafka", "consumer %s: store offset %lld for %s [%d]: %s", consumer->group_id,
+                  (long long)list->elems[i].offset, list->elems[i].topic, list->elems[i].partition,
+                  rd_kafka_err2name(list->elems[i].err));
+        if (!first)
+            first = list->elems[i].err;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return (int)(first ? first : err);
+}
+
 int kafka_consumer_commit(struct kafka_consumer *consumer)
 {
     rd_kafka_resp_err_t err = rd_kafka_commit(consumer->rk, NULL, 1);
