@@ -957,7 +957,7 @@ static void queue_store_pending(struct queue *queue)
         return;
     size_t count = queue->stores_pending;
     queue->stores_pending = 0;
-    struct kafka_stored_offset *offsets = malloc(count * sizeof(*offsets));
+    struct kafka_partition_offset *offsets = malloc(count * sizeof(*offsets));
     size_t n = 0;
     for (size_t i = 0; i < queue->partition_count && n < count; i++) {
         struct queue_topic_partition *p = &queue->partitions[i];
@@ -967,7 +967,7 @@ static void queue_store_pending(struct queue *queue)
         if (!p->assigned || !queue->consumer)
             continue;
         if (offsets) {
-            offsets[n++] = (struct kafka_stored_offset){p->topic, p->partition, p->store_offset};
+            offsets[n++] = (struct kafka_partition_offset){p->topic, p->partition, p->store_offset, 0};
             continue;
         }
         /* out of memory for the list: one by one */
@@ -1015,16 +1015,50 @@ static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
 
 static void queue_on_release_record(void *opaque, void *record) { kafka_record_free(record); }
 
+/* Pause or resume every assigned partition that is not so yet (a held
+ * retry partition stays paused) in one librdkafka call: each call waits for
+ * librdkafka's fetcher thread, so one per partition made every crossing of
+ * queues.max_in_flight wait 2 x partitions times on the loop. */
+static void queue_pause_all(struct queue *queue, bool pause)
+{
+    if (!queue->consumer)
+        return;
+    struct kafka_partition_offset *parts = malloc(queue->partition_count * sizeof(*parts));
+    size_t *which = malloc(queue->partition_count * sizeof(*which));
+    size_t n = 0;
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        bool want = pause || p->held_head;
+        if (!p->assigned || p->paused == want)
+            continue;
+        if (!parts || !which || want != pause) { /* out of memory, or a held one: alone */
+            queue_pause_partition(queue, p, want);
+            continue;
+        }
+        which[n] = i;
+        parts[n++] = (struct kafka_partition_offset){p->topic, p->partition, p->next_offset, 0};
+    }
+    if (n > 0)
+        kafka_consumer_pause_many(queue->consumer, parts, n, pause);
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].err)
+            log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id,
+                     pause ? "pause" : "resume", parts[i].topic, parts[i].partition,
+                     kafka_error_name(parts[i].err));
+        else
+            queue->partitions[which[i]].paused = pause;
+    }
+    free(parts);
+    free(which);
+}
+
 static void queue_on_flow(void *opaque, bool pause)
 {
     struct queue *queue = opaque;
     queue->paused = pause;
     log_info("queue", "%s: %s fetching: %s max_in_flight", queue->group_id,
              pause ? "pausing" : "resuming", pause ? "above" : "back under half of");
-    for (size_t i = 0; i < queue->partition_count; i++)
-        if (queue->partitions[i].assigned)
-            queue_pause_partition(queue, &queue->partitions[i],
-                                  pause || queue->partitions[i].held_head);
+    queue_pause_all(queue, pause);
     queue_update_gauges(queue);
 }
 
