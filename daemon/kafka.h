@@ -379,8 +379,8 @@ int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int
  * once per call, not once per partition: the queue's flow control
  * (architecture "Data path of a delivery"). The array stays the caller's;
  * each entry's err is set. 0, or the first error code. */
-int kafka_consumer_pause_many(struct kafka_consumer *consumer,
-                              struct kafka_partition_offset *parts, size_t count, bool pause);
+int kafka_consumer_pause_many(struct kafka_consumer *consumer, struct kafka_partition_offset *parts,
+                              size_t count, bool pause);
 /* The partition's end offset as the consumer's last fetch saw it (no I/O:
  * librdkafka's cached high watermark); -1 when not known yet. */
 int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const char *topic,

@@ -584,8 +584,8 @@ int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int
     return kafka_consumer_pause_resume(consumer, topic, partition, true);
 }
 
-int kafka_consumer_pause_many(struct kafka_consumer *consumer,
-                              struct kafka_partition_offset *parts, size_t count, bool pause)
+int kafka_consumer_pause_many(struct kafka_consumer *consumer, struct kafka_partition_offset *parts,
+                              size_t count, bool pause)
 {
     if (count == 0)
         return 0;

@@ -967,12 +967,13 @@ static void queue_store_pending(struct queue *queue)
         if (!p->assigned || !queue->consumer)
             continue;
         if (offsets) {
-            offsets[n++] = (struct kafka_partition_offset){p->topic, p->partition, p->store_offset, 0};
+            offsets[n++] =
+                (struct kafka_partition_offset){p->topic, p->partition, p->store_offset, 0};
             continue;
         }
         /* out of memory for the list: one by one */
-        int rc = kafka_consumer_store_offset(queue->consumer, p->topic, p->partition,
-                                             p->store_offset);
+        int rc =
+            kafka_consumer_store_offset(queue->consumer, p->topic, p->partition, p->store_offset);
         if (rc != 0)
             log_debug("queue", "%s: store offset %lld for %s [%d]: %s", queue->group_id,
                       (long long)p->store_offset, p->topic, p->partition, kafka_error_name(rc));
