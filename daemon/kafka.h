@@ -349,6 +349,22 @@ int64_t kafka_offset_beginning(void);
 /* Mark everything below `next_offset` of (topic, partition) as settled. */
 int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *topic,
                                 int32_t partition, int64_t next_offset);
+
+/* One partition and a position in it, for the calls on several partitions
+ * at once (kafka_consumer_store_offsets, kafka_consumer_pause_many). */
+struct kafka_partition_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t offset; /* store: everything below it is settled; resume: as next_offset */
+    int err;        /* out: 0 or what librdkafka said of this partition */
+};
+
+/* Store `count` positions in one call (one librdkafka partition list, made
+ * anew each time): the queue engine's coalesced stores (architecture "Data
+ * path of a delivery"). The array stays the caller's; each entry's err is
+ * set. 0, or the first error code (each refusal is logged at debug). */
+int kafka_consumer_store_offsets(struct kafka_consumer *consumer,
+                                 struct kafka_partition_offset *offsets, size_t count);
 /* Commit stored offsets asynchronously. 0 or error code. */
 int kafka_consumer_commit(struct kafka_consumer *consumer);
 /* Stop / restart fetching one partition. 0 or error code. `next_offset` is
@@ -357,6 +373,14 @@ int kafka_consumer_commit(struct kafka_consumer *consumer);
  * starts at once (librdkafka only notices a plain resume at its broker
  * thread's next idle wake-up, up to a second later). */
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition);
+/* Pause (pause true) or resume `count` partitions in one call, as
+ * kafka_consumer_pause / kafka_consumer_resume do one (a resume's next_offset
+ * is each entry's offset, -1: none). librdkafka waits for its fetcher thread
+ * once per call, not once per partition: the queue's flow control
+ * (architecture "Data path of a delivery"). The array stays the caller's;
+ * each entry's err is set. 0, or the first error code. */
+int kafka_consumer_pause_many(struct kafka_consumer *consumer, struct kafka_partition_offset *parts,
+                              size_t count, bool pause);
 /* The partition's end offset as the consumer's last fetch saw it (no I/O:
  * librdkafka's cached high watermark); -1 when not known yet. */
 int64_t kafka_consumer_high_watermark(struct kafka_consumer *consumer, const char *topic,

@@ -509,6 +509,33 @@ int kafka_consumer_store_offset(struct kafka_consumer *consumer, const char *top
     return (int)err;
 }
 
+int kafka_consumer_store_offsets(struct kafka_consumer *consumer,
+                                 struct kafka_partition_offset *offsets, size_t count)
+{
+    if (count == 0)
+        return 0;
+    /* A new list each time: librdkafka caches the partition it resolved in a
+     * list entry, so a reused list would store into the first one. */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
+    for (size_t i = 0; i < count; i++)
+        rd_kafka_topic_partition_list_add(list, offsets[i].topic, offsets[i].partition)->offset =
+            offsets[i].offset;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer->rk, list);
+    int first = 0;
+    for (size_t i = 0; i < count; i++) {
+        offsets[i].err = (int)(list->elems[i].err ? list->elems[i].err : err);
+        if (!offsets[i].err)
+            continue;
+        log_debug("kafka", "consumer %s: store offset %lld for %s [%d]: %s", consumer->group_id,
+                  (long long)offsets[i].offset, offsets[i].topic, offsets[i].partition,
+                  rd_kafka_err2name((rd_kafka_resp_err_t)offsets[i].err));
+        if (!first)
+            first = offsets[i].err;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return first;
+}
+
 int kafka_consumer_commit(struct kafka_consumer *consumer)
 {
     rd_kafka_resp_err_t err = rd_kafka_commit(consumer->rk, NULL, 1);
@@ -555,6 +582,47 @@ int64_t kafka_consumer_position(struct kafka_consumer *consumer, const char *top
 int kafka_consumer_pause(struct kafka_consumer *consumer, const char *topic, int32_t partition)
 {
     return kafka_consumer_pause_resume(consumer, topic, partition, true);
+}
+
+int kafka_consumer_pause_many(struct kafka_consumer *consumer, struct kafka_partition_offset *parts,
+                              size_t count, bool pause)
+{
+    if (count == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)count);
+    for (size_t i = 0; i < count; i++)
+        rd_kafka_topic_partition_list_add(list, parts[i].topic, parts[i].partition);
+    /* One synchronous call: librdkafka queues every partition's op, then
+     * waits for them all (one wait per call where one call per partition
+     * waited once each). */
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer->rk, list)
+                                    : rd_kafka_resume_partitions(consumer->rk, list);
+    int first = 0;
+    size_t seeks = 0;
+    for (size_t i = 0; i < count; i++) {
+        parts[i].err = (int)(err ? err : list->elems[i].err);
+        if (parts[i].err && !first)
+            first = parts[i].err;
+        if (!pause && !parts[i].err && parts[i].offset >= 0)
+            seeks++;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    if (seeks == 0)
+        return first;
+    /* The async seek of kafka_consumer_resume, for all of them at once. */
+    list = rd_kafka_topic_partition_list_new((int)seeks);
+    for (size_t i = 0; i < count; i++)
+        if (!parts[i].err && parts[i].offset >= 0)
+            rd_kafka_topic_partition_list_add(list, parts[i].topic, parts[i].partition)->offset =
+                parts[i].offset;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (error) {
+        log_debug("kafka", "consumer %s: seek %zu partition(s) on resume: %s", consumer->group_id,
+                  seeks, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    return first;
 }
 
 int kafka_consumer_resume(struct kafka_consumer *consumer, const char *topic, int32_t partition,

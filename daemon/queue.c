@@ -87,6 +87,10 @@ struct queue_topic_partition {
     /* x-max-length: after the last record dispatch handled (delivered or
      * dropped), else the first fetched; -1: none fetched since assignment */
     int64_t next_undelivered;
+    /* Settled up to here and not yet stored (queue_store_pending): the
+     * commit callback only records it; one store per loop iteration. */
+    int64_t store_offset;
+    bool store_pending;
 };
 
 struct queue_dead_letter {
@@ -155,6 +159,11 @@ struct queue {
     bool leave_now;           /* lingering and the group rebalanced: leave on the next loop turn */
     uint64_t leave_waited_ms; /* leaving: waited this long for dead-letter/retry produces */
     struct event *expire_timer;
+    /* Coalesced offset stores (architecture "Data path of a delivery"):
+     * partitions with store_pending, and the event that stores them all at
+     * once after this loop iteration's other callbacks. */
+    size_t stores_pending;
+    struct event *store_event;
     struct destination_stats *stats;
     struct kafka_lookup *anchor; /* durable: anchoring the group before subscribing */
     /* A queue (not a durable subscription) reads its bindings (§11). */
@@ -954,6 +963,57 @@ static void queue_on_retry_record(struct queue *queue, int32_t index, struct kaf
     queue_arm_retry_timer(queue);
 }
 
+/* Store every pending position (queue_on_commit) in one call: run by
+ * store_event once per loop iteration, and before anything that commits or
+ * forgets them (a revoke, the consumer's close), so what the client settled
+ * is never lost and nothing unsettled is stored. */
+static void queue_store_pending(struct queue *queue)
+{
+    if (queue->stores_pending == 0)
+        return;
+    size_t count = queue->stores_pending;
+    queue->stores_pending = 0;
+    struct kafka_partition_offset *offsets = malloc(count * sizeof(*offsets));
+    size_t n = 0;
+    for (size_t i = 0; i < queue->partition_count && n < count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        if (!p->store_pending)
+            continue;
+        p->store_pending = false;
+        if (!p->assigned || !queue->consumer)
+            continue;
+        if (offsets) {
+            offsets[n++] =
+                (struct kafka_partition_offset){p->topic, p->partition, p->store_offset, 0};
+            continue;
+        }
+        /* out of memory for the list: one by one */
+        int rc =
+            kafka_consumer_store_offset(queue->consumer, p->topic, p->partition, p->store_offset);
+        if (rc != 0)
+            log_debug("queue", "%s: store offset %lld for %s [%d]: %s", queue->group_id,
+                      (long long)p->store_offset, p->topic, p->partition, kafka_error_name(rc));
+    }
+    if (offsets && n > 0 && queue->consumer) {
+        int rc = kafka_consumer_store_offsets(queue->consumer, offsets, n);
+        if (rc != 0)
+            log_debug("queue", "%s: storing %zu offset(s): %s", queue->group_id, n,
+                      kafka_error_name(rc));
+    }
+    free(offsets);
+}
+
+static void queue_on_store_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    queue_store_pending(arg);
+}
+
+/* queue_state's commit: everything below next_offset of partition `index`
+ * is settled. Remembered, and stored with the others after this loop
+ * iteration's callbacks (queue_store_pending): one rd_kafka_offsets_store
+ * per queue per iteration instead of one per settled record. */
 static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
 {
     struct queue *queue = opaque;
@@ -962,13 +1022,52 @@ static void queue_on_commit(void *opaque, int32_t index, int64_t next_offset)
     struct queue_topic_partition *p = &queue->partitions[index];
     if (!p->assigned)
         return;
-    int rc = kafka_consumer_store_offset(queue->consumer, p->topic, p->partition, next_offset);
-    if (rc != 0)
-        log_debug("queue", "%s: store offset %lld for %s [%d]: %s", queue->group_id,
-                  (long long)next_offset, p->topic, p->partition, kafka_error_name(rc));
+    p->store_offset = next_offset;
+    if (p->store_pending)
+        return;
+    p->store_pending = true;
+    if (queue->stores_pending++ == 0)
+        event_active(queue->store_event, EV_TIMEOUT, 1);
 }
 
 static void queue_on_release_record(void *opaque, void *record) { kafka_record_free(record); }
+
+/* Pause or resume every assigned partition that is not so yet (a held
+ * retry partition stays paused) in one librdkafka call: each call waits for
+ * librdkafka's fetcher thread, so one per partition made every crossing of
+ * queues.max_in_flight wait 2 x partitions times on the loop. */
+static void queue_pause_all(struct queue *queue, bool pause)
+{
+    if (!queue->consumer)
+        return;
+    struct kafka_partition_offset *parts = malloc(queue->partition_count * sizeof(*parts));
+    size_t *which = malloc(queue->partition_count * sizeof(*which));
+    size_t n = 0;
+    for (size_t i = 0; i < queue->partition_count; i++) {
+        struct queue_topic_partition *p = &queue->partitions[i];
+        bool want = pause || p->held_head;
+        if (!p->assigned || p->paused == want)
+            continue;
+        if (!parts || !which || want != pause) { /* out of memory, or a held one: alone */
+            queue_pause_partition(queue, p, want);
+            continue;
+        }
+        which[n] = i;
+        parts[n++] = (struct kafka_partition_offset){p->topic, p->partition, p->next_offset, 0};
+    }
+    if (n > 0)
+        kafka_consumer_pause_many(queue->consumer, parts, n, pause);
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].err)
+            log_warn("queue", "%s: cannot %s %s [%d]: %s", queue->group_id,
+                     pause ? "pause" : "resume", parts[i].topic, parts[i].partition,
+                     kafka_error_name(parts[i].err));
+        else
+            queue->partitions[which[i]].paused = pause;
+    }
+    free(parts);
+    free(which);
+}
 
 static void queue_on_flow(void *opaque, bool pause)
 {
@@ -976,10 +1075,7 @@ static void queue_on_flow(void *opaque, bool pause)
     queue->paused = pause;
     log_info("queue", "%s: %s fetching: %s max_in_flight", queue->group_id,
              pause ? "pausing" : "resuming", pause ? "above" : "back under half of");
-    for (size_t i = 0; i < queue->partition_count; i++)
-        if (queue->partitions[i].assigned)
-            queue_pause_partition(queue, &queue->partitions[i],
-                                  pause || queue->partitions[i].held_head);
+    queue_pause_all(queue, pause);
     queue_update_gauges(queue);
 }
 
@@ -1150,6 +1246,13 @@ static void queue_on_revoked(void *opaque, const struct kafka_partition *parts, 
             continue;
         queue_state_revoke(queue->state, index);
         queue_drop_held(queue, &queue->partitions[index]);
+    }
+    /* What the clients settled is stored before librdkafka commits on revoke. */
+    queue_store_pending(queue);
+    for (size_t i = 0; i < count; i++) {
+        int32_t index = queue_partition_index(queue, parts[i].topic, parts[i].partition, false);
+        if (index < 0)
+            continue;
         queue->partitions[index].assigned = false;
         queue->partitions[index].paused = false;
     }
@@ -1199,7 +1302,9 @@ static void queue_free(struct queue *queue)
     queue_bindings_clear(&queue->bindings);
     if (queue->consumer) {
         log_info("queue", "%s: leaving the group (no local subscriber)", queue->group_id);
+        queue_store_pending(queue);            /* before the close's commit */
         kafka_consumer_close(queue->consumer); /* commits stored offsets, leaves the group */
+        queue->consumer = NULL;                /* no commit callback stores after this */
     }
     for (struct queue_dead_letter *dl = queue->dead_letters; dl; dl = dl->next)
         dl->queue = NULL;
@@ -1210,6 +1315,8 @@ static void queue_free(struct queue *queue)
         event_free(queue->expire_timer);
     if (queue->retry_timer)
         event_free(queue->retry_timer);
+    if (queue->store_event)
+        event_free(queue->store_event);
     for (size_t i = 0; i < queue->partition_count; i++) {
         queue_drop_held(queue, &queue->partitions[i]);
         free(queue->partitions[i].topic);
@@ -1507,9 +1614,11 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->linger_timer = event_new(context->base, -1, 0, queue_on_linger, queue);
     queue->expire_timer = event_new(context->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
     queue->retry_timer = event_new(context->base, -1, 0, queue_on_retry_timer, queue);
+    queue->store_event = event_new(context->base, -1, 0, queue_on_store_event, queue);
     queue->stats = stats_get(context->stats, queue->kind, queue->name);
     if (!queue->group_id || !queue->subscription || !queue->dead_letter_topic || !queue->state ||
-        !queue->linger_timer || !queue->expire_timer || !queue->retry_timer) {
+        !queue->linger_timer || !queue->expire_timer || !queue->retry_timer ||
+        !queue->store_event) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
@@ -1666,6 +1775,7 @@ static void queue_forget(struct queue *queue)
              queue->group_id);
     kafka_lookup_cancel(queue->anchor);
     queue->anchor = NULL;
+    queue_store_pending(queue); /* as a close would commit them before forgetting */
     kafka_consumer_close_forget(queue->consumer, queue->subscription,
                                 wildcard ? NULL : queue->subscription,
                                 wildcard ? address_filter_match : NULL, &filter, sizeof(filter));

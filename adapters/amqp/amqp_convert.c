@@ -35,6 +35,7 @@
 
 #include <inttypes.h>
 #include <proton/codec.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,16 +56,25 @@
 #define AMQP_PREFIX "kbridge-amqp-"
 
 /* Header names that are properties-section fields, not application properties. */
-static const char *const amqp_standard_names[] = {
-    "message-id", "correlation-id", "reply-to",  "content-type", "content-encoding", "subject",
-    "priority",   "expires",        "timestamp", "user-id",      "persistent",       "group-id",
+#define AMQP_NAME(literal)                                                                         \
+    {                                                                                              \
+        literal, sizeof(literal) - 1                                                               \
+    }
+static const struct {
+    const char *name;
+    size_t length; /* known at compile time: no strlen per header per delivery */
+} amqp_standard_names[] = {
+    AMQP_NAME("message-id"),   AMQP_NAME("correlation-id"),   AMQP_NAME("reply-to"),
+    AMQP_NAME("content-type"), AMQP_NAME("content-encoding"), AMQP_NAME("subject"),
+    AMQP_NAME("priority"),     AMQP_NAME("expires"),          AMQP_NAME("timestamp"),
+    AMQP_NAME("user-id"),      AMQP_NAME("persistent"),       AMQP_NAME("group-id"),
 };
 
 static bool amqp_is_standard_name(const char *name, size_t length)
 {
     for (size_t i = 0; i < sizeof(amqp_standard_names) / sizeof(amqp_standard_names[0]); i++)
-        if (strlen(amqp_standard_names[i]) == length &&
-            memcmp(amqp_standard_names[i], name, length) == 0)
+        if (amqp_standard_names[i].length == length &&
+            memcmp(amqp_standard_names[i].name, name, length) == 0)
             return true;
     return false;
 }
@@ -704,14 +714,74 @@ static uint64_t amqp_name_bit(const char *name)
     return 1ULL << (hash >> 58);
 }
 
-/* The first header called `name`. A conversion looks up some twenty names,
- * most of them absent: the view's name index answers those without a walk
- * (architecture "Data path of a delivery"). */
-static const struct core_property *amqp_find(const struct amqp_record_view *record,
-                                             const char *name)
+/* The names amqp_message_from_record looks up: their bits in
+ * header_names are computed once (amqp_lookup_init), not at every lookup of
+ * every delivery. */
+enum amqp_lookup {
+    AMQP_FIND_BODY,
+    AMQP_FIND_MESSAGE_ID,
+    AMQP_FIND_MESSAGE_ID_TYPE,
+    AMQP_FIND_CORRELATION_ID,
+    AMQP_FIND_CORRELATION_ID_TYPE,
+    AMQP_FIND_USER_ID,
+    AMQP_FIND_REPLY_TO,
+    AMQP_FIND_CONTENT_TYPE,
+    AMQP_FIND_CONTENT_ENCODING,
+    AMQP_FIND_SUBJECT,
+    AMQP_FIND_GROUP_ID,
+    AMQP_FIND_REPLY_TO_GROUP_ID,
+    AMQP_FIND_GROUP_SEQUENCE,
+    AMQP_FIND_EXPIRES,
+    AMQP_FIND_TIMESTAMP,
+    AMQP_FIND_PRIORITY,
+    AMQP_FIND_PERSISTENT,
+    AMQP_FIND_TTL,
+    AMQP_FIND_APPLICATION_PROPERTIES,
+    AMQP_FIND_MESSAGE_ANNOTATIONS,
+    AMQP_FIND_COUNT
+};
+
+static const char *const amqp_lookup_names[AMQP_FIND_COUNT] = {
+    [AMQP_FIND_BODY] = AMQP_HEADER_BODY,
+    [AMQP_FIND_MESSAGE_ID] = "message-id",
+    [AMQP_FIND_MESSAGE_ID_TYPE] = AMQP_HEADER_MESSAGE_ID_TYPE,
+    [AMQP_FIND_CORRELATION_ID] = "correlation-id",
+    [AMQP_FIND_CORRELATION_ID_TYPE] = AMQP_HEADER_CORRELATION_ID_TYPE,
+    [AMQP_FIND_USER_ID] = "user-id",
+    [AMQP_FIND_REPLY_TO] = "reply-to",
+    [AMQP_FIND_CONTENT_TYPE] = "content-type",
+    [AMQP_FIND_CONTENT_ENCODING] = "content-encoding",
+    [AMQP_FIND_SUBJECT] = "subject",
+    [AMQP_FIND_GROUP_ID] = "group-id",
+    [AMQP_FIND_REPLY_TO_GROUP_ID] = AMQP_HEADER_REPLY_TO_GROUP_ID,
+    [AMQP_FIND_GROUP_SEQUENCE] = AMQP_HEADER_GROUP_SEQUENCE,
+    [AMQP_FIND_EXPIRES] = "expires",
+    [AMQP_FIND_TIMESTAMP] = "timestamp",
+    [AMQP_FIND_PRIORITY] = "priority",
+    [AMQP_FIND_PERSISTENT] = "persistent",
+    [AMQP_FIND_TTL] = AMQP_HEADER_TTL,
+    [AMQP_FIND_APPLICATION_PROPERTIES] = AMQP_HEADER_APPLICATION_PROPERTIES,
+    [AMQP_FIND_MESSAGE_ANNOTATIONS] = AMQP_HEADER_MESSAGE_ANNOTATIONS,
+};
+
+static uint64_t amqp_lookup_bits[AMQP_FIND_COUNT];
+static pthread_once_t amqp_lookup_once = PTHREAD_ONCE_INIT;
+
+static void amqp_lookup_init(void)
 {
-    if (!(record->header_names & amqp_name_bit(name)))
+    for (size_t i = 0; i < AMQP_FIND_COUNT; i++)
+        amqp_lookup_bits[i] = amqp_name_bit(amqp_lookup_names[i]);
+}
+
+/* The first header called amqp_lookup_names[which]. A conversion looks up
+ * some twenty names, most of them absent: the view's name index answers
+ * those without a walk (architecture "Data path of a delivery"). */
+static const struct core_property *amqp_find(const struct amqp_record_view *record,
+                                             enum amqp_lookup which)
+{
+    if (!(record->header_names & amqp_lookup_bits[which]))
         return NULL;
+    const char *name = amqp_lookup_names[which];
     for (size_t i = 0; i < record->header_count; i++)
         if (strcmp(record->headers[i].name, name) == 0)
             return &record->headers[i];
@@ -948,7 +1018,7 @@ static bool amqp_is_key_header(const char *name)
 static void amqp_put_body(const struct amqp_record_view *record, pn_message_t *message)
 {
     char marker[24] = "";
-    amqp_header_string(amqp_find(record, AMQP_HEADER_BODY), marker, sizeof(marker));
+    amqp_header_string(amqp_find(record, AMQP_FIND_BODY), marker, sizeof(marker));
     pn_data_t *body = pn_message_body(message);
     pn_data_clear(body);
     if (strcmp(marker, "none") == 0) {
@@ -987,6 +1057,7 @@ static void amqp_put_body(const struct amqp_record_view *record, pn_message_t *m
 int amqp_message_from_record(const struct amqp_record_view *view, pn_message_t *message, char *err,
                              size_t err_size)
 {
+    pthread_once(&amqp_lookup_once, amqp_lookup_init);
     struct amqp_record_view indexed = *view;
     indexed.header_names = 0;
     for (size_t i = 0; i < view->header_count; i++)
@@ -996,42 +1067,42 @@ int amqp_message_from_record(const struct amqp_record_view *view, pn_message_t *
     const struct core_property *header;
     char text[1024];
 
-    if ((header = amqp_find(record, "message-id")))
-        amqp_put_id(pn_message_id(message), header, amqp_find(record, AMQP_HEADER_MESSAGE_ID_TYPE));
-    if ((header = amqp_find(record, "correlation-id")))
+    if ((header = amqp_find(record, AMQP_FIND_MESSAGE_ID)))
+        amqp_put_id(pn_message_id(message), header, amqp_find(record, AMQP_FIND_MESSAGE_ID_TYPE));
+    if ((header = amqp_find(record, AMQP_FIND_CORRELATION_ID)))
         amqp_put_id(pn_message_correlation_id(message), header,
-                    amqp_find(record, AMQP_HEADER_CORRELATION_ID_TYPE));
-    if ((header = amqp_find(record, "user-id")))
+                    amqp_find(record, AMQP_FIND_CORRELATION_ID_TYPE));
+    if ((header = amqp_find(record, AMQP_FIND_USER_ID)))
         pn_message_set_user_id(message, pn_bytes(header->value_len, header->value));
-    if (amqp_header_string(amqp_find(record, "reply-to"), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_REPLY_TO), text, sizeof(text)))
         pn_message_set_reply_to(message, text);
-    if (amqp_header_string(amqp_find(record, "content-type"), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_CONTENT_TYPE), text, sizeof(text)))
         pn_message_set_content_type(message, text);
-    if (amqp_header_string(amqp_find(record, "content-encoding"), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_CONTENT_ENCODING), text, sizeof(text)))
         pn_message_set_content_encoding(message, text);
-    if (amqp_header_string(amqp_find(record, "subject"), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_SUBJECT), text, sizeof(text)))
         pn_message_set_subject(message, text);
-    if (amqp_header_string(amqp_find(record, "group-id"), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_GROUP_ID), text, sizeof(text)))
         pn_message_set_group_id(message, text);
-    if (amqp_header_string(amqp_find(record, AMQP_HEADER_REPLY_TO_GROUP_ID), text, sizeof(text)))
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_REPLY_TO_GROUP_ID), text, sizeof(text)))
         pn_message_set_reply_to_group_id(message, text);
     int64_t number;
-    if (amqp_parse_int64(amqp_find(record, AMQP_HEADER_GROUP_SEQUENCE), &number))
+    if (amqp_parse_int64(amqp_find(record, AMQP_FIND_GROUP_SEQUENCE), &number))
         pn_message_set_group_sequence(message, (pn_sequence_t)number);
-    bool expires_numeric = amqp_parse_int64(amqp_find(record, "expires"), &number);
+    bool expires_numeric = amqp_parse_int64(amqp_find(record, AMQP_FIND_EXPIRES), &number);
     if (expires_numeric)
         pn_message_set_expiry_time(message, number);
-    bool timestamp_numeric = amqp_parse_int64(amqp_find(record, "timestamp"), &number);
+    bool timestamp_numeric = amqp_parse_int64(amqp_find(record, AMQP_FIND_TIMESTAMP), &number);
     if (timestamp_numeric)
         pn_message_set_creation_time(message, number);
-    bool priority_numeric =
-        amqp_parse_int64(amqp_find(record, "priority"), &number) && number >= 0 && number <= 255;
+    bool priority_numeric = amqp_parse_int64(amqp_find(record, AMQP_FIND_PRIORITY), &number) &&
+                            number >= 0 && number <= 255;
     if (priority_numeric)
         pn_message_set_priority(message, (uint8_t)number);
-    if (amqp_header_string(amqp_find(record, "persistent"), text, sizeof(text)) &&
+    if (amqp_header_string(amqp_find(record, AMQP_FIND_PERSISTENT), text, sizeof(text)) &&
         strcmp(text, "true") == 0)
         pn_message_set_durable(message, true);
-    if (amqp_parse_int64(amqp_find(record, AMQP_HEADER_TTL), &number) && number > 0 &&
+    if (amqp_parse_int64(amqp_find(record, AMQP_FIND_TTL), &number) && number > 0 &&
         number <= UINT32_MAX)
         pn_message_set_ttl(message, (pn_millis_t)number);
     pn_message_set_delivery_count(message, record->delivery_count ? record->delivery_count - 1 : 0);
@@ -1039,7 +1110,7 @@ int amqp_message_from_record(const struct amqp_record_view *view, pn_message_t *
 
     /* Application properties: every other header, first occurrence of a name. */
     pn_data_t *typed =
-        amqp_decode_header(amqp_find(record, AMQP_HEADER_APPLICATION_PROPERTIES), PN_MAP);
+        amqp_decode_header(amqp_find(record, AMQP_FIND_APPLICATION_PROPERTIES), PN_MAP);
     pn_data_t *properties = pn_message_properties(message);
     pn_data_put_map(properties);
     pn_data_enter(properties);
@@ -1084,7 +1155,7 @@ int amqp_message_from_record(const struct amqp_record_view *view, pn_message_t *
 
     /* Annotations. */
     pn_data_t *annotations = pn_message_annotations(message);
-    const struct core_property *encoded = amqp_find(record, AMQP_HEADER_MESSAGE_ANNOTATIONS);
+    const struct core_property *encoded = amqp_find(record, AMQP_FIND_MESSAGE_ANNOTATIONS);
     bool annotated = false;
     ssize_t used = encoded ? pn_data_decode(annotations, encoded->value, encoded->value_len) : -1;
     if (used >= 0 && amqp_reencodes_faithfully(annotations, encoded->value, (size_t)used)) {

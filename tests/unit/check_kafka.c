@@ -121,6 +121,12 @@ static bool deliveries_done_100(void *arg)
     return d->count + d->errors >= 100;
 }
 
+static bool deliveries_done_32(void *arg)
+{
+    struct deliveries *d = arg;
+    return d->count + d->errors >= 32;
+}
+
 static void produce_keyed(const char *topic, int from, int to, struct deliveries *d)
 {
     for (int i = from; i < to; i++) {
@@ -309,6 +315,74 @@ START_TEST(group_consumer_gets_records_with_headers_and_resumes_after_commit)
     ck_assert(run_until(received_1, &again, 30000));
     ck_assert_int_eq(again.first_offset, r.last_offset + 1);
     kafka_consumer_close(again.consumer);
+}
+END_TEST
+
+/* kafka_consumer_store_offsets (the queue engine's coalesced stores) stores
+ * each partition of its list at that entry's own position: a new member of
+ * the group starts each partition exactly where it was stored. */
+struct positions {
+    int count;
+    int64_t first[4]; /* the first offset seen per partition; -1: none */
+};
+
+static void on_position(void *opaque, struct kafka_record *record)
+{
+    struct positions *seen = opaque;
+    if (record->partition >= 0 && record->partition < 4 && seen->first[record->partition] < 0)
+        seen->first[record->partition] = record->offset;
+    seen->count++;
+    kafka_record_free(record);
+}
+
+static bool positions_32(void *arg) { return ((struct positions *)arg)->count >= 32; }
+static bool positions_26(void *arg) { return ((struct positions *)arg)->count >= 26; }
+
+START_TEST(stored_offsets_of_several_partitions_are_each_their_own)
+{
+    struct deliveries d = {0};
+    for (int32_t partition = 0; partition < 4; partition++)
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(kafka_produce(fx.kafka, "unit.stores", partition, 0, "k", 1, "v", 1,
+                                           NULL, 0, on_delivery, &d),
+                             KAFKA_OK);
+    ck_assert(run_until(deliveries_done_32, &d, 15000));
+    ck_assert_int_eq(d.errors, 0);
+
+    static const struct kafka_consumer_handlers position_handlers = {.record = on_position};
+    const char *topics[] = {"unit.stores"};
+    char err[256];
+    struct positions first = {.first = {-1, -1, -1, -1}};
+    struct kafka_consumer *consumer = kafka_consumer_new(
+        fx.kafka, "unit-stores", NULL, &position_handlers, &first, err, sizeof(err));
+    ck_assert_msg(consumer != NULL, "%s", err);
+    ck_assert_int_eq(kafka_consumer_subscribe(consumer, topics, 1), 0);
+    ck_assert_msg(run_until(positions_32, &first, 20000), "got %d of 32", first.count);
+    ck_assert_int_eq(first.count, 32);
+    /* Partition p is settled up to its first offset + p: 0 + 1 + 2 + 3 of
+     * the 32 records stay behind the stored positions. */
+    struct kafka_partition_offset offsets[4];
+    for (int32_t partition = 0; partition < 4; partition++) {
+        ck_assert_int_ge(first.first[partition], 0);
+        offsets[partition] = (struct kafka_partition_offset){
+            "unit.stores", partition, first.first[partition] + partition, -1};
+    }
+    ck_assert_int_eq(kafka_consumer_store_offsets(consumer, offsets, 4), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(offsets[i].err, 0);
+    ck_assert_int_eq(kafka_consumer_commit(consumer), 0);
+    kafka_consumer_close(consumer); /* async: commits and leaves */
+
+    struct positions again = {.first = {-1, -1, -1, -1}};
+    consumer = kafka_consumer_new(fx.kafka, "unit-stores", NULL, &position_handlers, &again, err,
+                                  sizeof(err));
+    ck_assert_msg(consumer != NULL, "%s", err);
+    ck_assert_int_eq(kafka_consumer_subscribe(consumer, topics, 1), 0);
+    ck_assert_msg(run_until(positions_26, &again, 30000), "got %d of 26", again.count);
+    ck_assert_int_eq(again.count, 26);
+    for (int32_t partition = 0; partition < 4; partition++)
+        ck_assert_int_eq(again.first[partition], first.first[partition] + partition);
+    kafka_consumer_close(consumer);
 }
 END_TEST
 
@@ -566,6 +640,7 @@ static Suite *kafka_suite(void)
     tcase_add_test(tc, group_consumer_gets_records_with_headers_and_resumes_after_commit);
     tcase_add_test(tc, reader_starts_at_the_end);
     tcase_add_test(tc, fetched_records_are_bounded_per_loop_iteration);
+    tcase_add_test(tc, stored_offsets_of_several_partitions_are_each_their_own);
     tcase_add_test(tc, create_topic_answers_with_a_named_result);
     suite_add_tcase(suite, tc);
     TCase *contract = tcase_create("contract");
