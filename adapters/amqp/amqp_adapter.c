@@ -14,12 +14,14 @@
 #include "amqp_adapter.h"
 #include "amqp_address.h"
 #include "amqp_connection.h"
+#include "amqp_convert.h"
 #include "amqp_detect.h"
 #include "amqp_shovel.h"
 #include "config.h"
 #include "core.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 
 static const char *const amqp_error_kind_names[AMQP_KIND_COUNT] = {
     [AMQP_KIND_DECODE] = "decode",
@@ -116,6 +118,41 @@ int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size)
     adapter->buffer = grown;
     adapter->buffer_cap = cap;
     return 0;
+}
+
+/* Headers of one record given to the converter; records from kbridge never
+ * have this many. */
+#define AMQP_DELIVERY_HEADERS_MAX 1024
+
+int amqp_adapter_message_from_delivery(struct amqp_adapter *adapter,
+                                       const struct core_delivery *delivery, char *err,
+                                       size_t err_size)
+{
+    struct core_property headers[AMQP_DELIVERY_HEADERS_MAX];
+    size_t count = core_delivery_header_count(delivery);
+    if (count > AMQP_DELIVERY_HEADERS_MAX)
+        count = AMQP_DELIVERY_HEADERS_MAX;
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t value_len;
+        /* kbridge-amqp-* go to the converter, which decodes them (architecture §3) */
+        if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0 &&
+            record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA))
+            headers[used++] = (struct core_property){name, value, value_len};
+    }
+    struct amqp_record_view view = {
+        .key = delivery->key,
+        .key_len = delivery->key_len,
+        .body = delivery->body,
+        .body_len = delivery->body_len,
+        .headers = headers,
+        .header_count = used,
+        .timestamp_ms = delivery->timestamp_ms,
+        .delivery_count = delivery->delivery_count,
+    };
+    return amqp_message_from_record(&view, adapter->message, err, err_size);
 }
 
 void amqp_adapter_count_error(struct amqp_adapter *adapter, enum amqp_error_kind kind)

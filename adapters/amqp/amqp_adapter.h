@@ -59,6 +59,15 @@ int amqp_adapter_buffer_reserve(struct amqp_adapter *adapter, size_t size);
 /* Free the adapter's own state and struct (connection_ops.adapter_free). */
 void amqp_adapter_free(struct adapter_base *base);
 
+struct core_delivery;
+/* Convert a kbridge delivery into adapter->message (the scratch message;
+ * valid until the next call): the record's headers that reach AMQP clients
+ * (record_header_delivered, RECORD_DELIVER_AMQP_DATA: the kbridge-amqp-*
+ * encodings included for the converter) through amqp_message_from_record.
+ * 0, or -1 with err. Used by receiving links and shovels towards a broker. */
+int amqp_adapter_message_from_delivery(struct amqp_adapter *adapter,
+                                       const struct core_delivery *delivery, char *err,
+                                       size_t err_size);
 /* Count one error condition sent. */
 void amqp_adapter_count_error(struct amqp_adapter *adapter, enum amqp_error_kind kind);
 

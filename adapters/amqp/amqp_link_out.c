@@ -43,8 +43,6 @@
 
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "delivery ids are kept in pointers");
 
-#define AMQP_OUT_HEADERS_MAX 1024 /* headers of one record given to the converter */
-
 void amqp_link_out_update_block(struct amqp_link *link)
 {
     if (!link->core || link->closed)
@@ -75,33 +73,9 @@ static void amqp_link_out_deliver(void *opaque, const struct core_delivery *deli
         return;
     }
 
-    struct core_property headers[AMQP_OUT_HEADERS_MAX];
-    size_t count = core_delivery_header_count(delivery);
-    if (count > AMQP_OUT_HEADERS_MAX)
-        count = AMQP_OUT_HEADERS_MAX; /* records from kbridge never have this many */
-    size_t used = 0;
-    for (size_t i = 0; i < count; i++) {
-        const char *name;
-        const void *value;
-        size_t value_len;
-        /* kbridge-amqp-* go to the converter, which decodes them (architecture §3) */
-        if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0 &&
-            record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA))
-            headers[used++] = (struct core_property){name, value, value_len};
-    }
-    struct amqp_record_view view = {
-        .key = delivery->key,
-        .key_len = delivery->key_len,
-        .body = delivery->body,
-        .body_len = delivery->body_len,
-        .headers = headers,
-        .header_count = used,
-        .timestamp_ms = delivery->timestamp_ms,
-        .delivery_count = delivery->delivery_count,
-    };
     char err[256] = "";
     pn_message_t *message = adapter->message;
-    if (amqp_message_from_record(&view, message, err, sizeof(err)) < 0) {
+    if (amqp_adapter_message_from_delivery(adapter, delivery, err, sizeof(err)) < 0) {
         log_warn("amqp", "%s: cannot convert %s[%d]@%lld for delivery: %s", connection->base.peer,
                  delivery->topic, (int)delivery->partition, (long long)delivery->offset, err);
         amqp_link_out_release(link, delivery->id);

@@ -63,8 +63,6 @@
 #include "record.h"
 #include "shovel.h"
 
-#define AMQP_SHOVEL_HEADERS_MAX 1024 /* record headers given to the converter */
-
 enum amqp_shovel_phase {
     AMQP_SHOVEL_WAITING,    /* no connection; the retry timer (or the passcode job) runs */
     AMQP_SHOVEL_CONNECTING, /* TCP connect under way */
@@ -414,33 +412,9 @@ static void amqp_shovel_deliver(void *opaque, const struct core_delivery *delive
         amqp_shovel_update_block(shovel);
         return;
     }
-    struct core_property headers[AMQP_SHOVEL_HEADERS_MAX];
-    size_t count = core_delivery_header_count(delivery);
-    if (count > AMQP_SHOVEL_HEADERS_MAX)
-        count = AMQP_SHOVEL_HEADERS_MAX; /* records from kbridge never have this many */
-    size_t used = 0;
-    for (size_t i = 0; i < count; i++) {
-        const char *name;
-        const void *value;
-        size_t value_len;
-        /* kbridge-amqp-* go to the converter, which decodes them (architecture §3) */
-        if (core_delivery_header(delivery, i, &name, &value, &value_len) == 0 &&
-            record_header_delivered(name, strlen(name), RECORD_DELIVER_AMQP_DATA))
-            headers[used++] = (struct core_property){name, value, value_len};
-    }
-    struct amqp_record_view view = {
-        .key = delivery->key,
-        .key_len = delivery->key_len,
-        .body = delivery->body,
-        .body_len = delivery->body_len,
-        .headers = headers,
-        .header_count = used,
-        .timestamp_ms = delivery->timestamp_ms,
-        .delivery_count = delivery->delivery_count,
-    };
     char err[256] = "";
     pn_message_t *message = adapter->message;
-    if (amqp_message_from_record(&view, message, err, sizeof(err)) < 0) {
+    if (amqp_adapter_message_from_delivery(adapter, delivery, err, sizeof(err)) < 0) {
         log_warn("shovel", "%s: cannot convert %s[%d]@%lld: %s", shovel->settings.name,
                  delivery->topic, (int)delivery->partition, (long long)delivery->offset, err);
         amqp_shovel_release(shovel, delivery->id);
