@@ -103,7 +103,7 @@ struct config_vhost {
  * kbridged connects to as a client (`protocol: stomp` or `amqp`). */
 struct config_shovel_end {
     char *protocol;      /* "kbridge", "stomp" or "amqp" */
-    char *address;       /* legacy: "host:port" (amqp: an IP address, checked) */
+    char *address;       /* legacy: "host:port" (a name is resolved off the loop) */
     char *host;          /* legacy: STOMP CONNECT host (vhost), default "/"; AMQP open hostname */
     char *login;         /* legacy: NULL: none */
     char *passcode;      /* legacy: NULL: none (or passcode_file) */
