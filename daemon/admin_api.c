@@ -148,17 +148,18 @@ const struct config_user *admin_user_entry(const struct admin_request *req)
     return NULL;
 }
 
-/* May the request's user see entity `name`? Everyone but a management user
- * sees all; a management user what its consume patterns allow. */
-bool admin_visible(const struct admin_request *req, const char *name)
+/* May the request's user see entity `name` of `vhost`? Everyone but a
+ * management user sees all; a management user what its consume patterns
+ * (its read permission in the vhost) allow. */
+bool admin_visible(const struct admin_request *req, const char *vhost, const char *name)
 {
     if (req->role != ADMIN_ROLE_MANAGEMENT)
         return true;
     const struct config_user *entry = admin_user_entry(req);
-    for (size_t i = 0; entry && i < entry->consume_count; i++)
-        if (regexec(&entry->consume[i].regex, name, 0, NULL, 0) == 0)
-            return true;
-    return false;
+    size_t count = 0;
+    const struct config_pattern *patterns =
+        entry ? config_user_patterns(entry, vhost, false, &count) : NULL;
+    return config_patterns_match(patterns, count, name);
 }
 
 /* ---- overview, whoami, vhosts ------------------------------------------------------ */
@@ -424,7 +425,7 @@ static bool admin_exchange_json(const struct exchange_definition *exchange, void
     const struct exchange_spec *spec = &exchange->spec;
     if ((each->vhost && strcmp(spec->vhost, each->vhost) != 0) ||
         (each->name && strcmp(spec->name, each->name) != 0) ||
-        !admin_visible(each->req, spec->name))
+        !admin_visible(each->req, spec->vhost, spec->name))
         return true;
     char *key = NULL, *value = NULL;
     definitions_record_exchange(spec, &key, &value);
@@ -436,7 +437,7 @@ static bool admin_binding_json(const struct binding_spec *binding, void *opaque)
 {
     struct admin_list *each = opaque;
     if ((each->vhost && strcmp(binding->vhost, each->vhost) != 0) ||
-        !admin_visible(each->req, binding->destination))
+        !admin_visible(each->req, binding->vhost, binding->destination))
         return true;
     char *key = NULL, *value = NULL;
     definitions_record_binding(binding, &key, &value);
@@ -573,7 +574,7 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     const struct queue_spec *spec = &queue->spec;
     if ((each->vhost && strcmp(spec->vhost, each->vhost) != 0) ||
         (each->name && strcmp(spec->name, each->name) != 0) ||
-        !admin_visible(each->req, spec->name))
+        !admin_visible(each->req, spec->vhost, spec->name))
         return true;
     char *key = NULL, *value = NULL;
     definitions_record_queue(spec, &key, &value);

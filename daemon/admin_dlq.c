@@ -77,18 +77,17 @@ int admin_dlq_group(const char *vhost, const char *name, char *out, size_t out_s
     return address_group_id(vhost, "dlq", name, NULL, out, out_size);
 }
 
-/* May the request's user consume (publish false) or publish to `name`? */
+/* May the request's user consume (publish false) or publish to `name` in
+ * the vhost of the request's queue (segment 3)? */
 static bool admin_dlq_may(const struct admin_request *req, bool publish, const char *name)
 {
     const struct config_user *entry = admin_user_entry(req);
     if (!entry)
         return false;
-    const struct config_pattern *patterns = publish ? entry->publish : entry->consume;
-    size_t count = publish ? entry->publish_count : entry->consume_count;
-    for (size_t i = 0; i < count; i++)
-        if (regexec(&patterns[i].regex, name, 0, NULL, 0) == 0)
-            return true;
-    return false;
+    size_t count = 0;
+    const struct config_pattern *patterns =
+        config_user_patterns(entry, req->segments[3], publish, &count);
+    return config_patterns_match(patterns, count, name);
 }
 
 static const char *admin_dlq_action_name(enum kafka_dlq_action action)
@@ -124,7 +123,7 @@ static bool admin_dlq_queue(struct admin_request *req)
     struct core *core = server_core(req->api->server);
     if (req->segment_count < 5 ||
         !definitions_queue(core_definitions(core), req->segments[3], req->segments[4]) ||
-        !admin_visible(req, req->segments[4])) {
+        !admin_visible(req, req->segments[3], req->segments[4])) {
         admin_error(req, 404, "Object Not Found", "Not Found");
         return false;
     }

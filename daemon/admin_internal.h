@@ -74,7 +74,7 @@ void admin_reply_list_or_one(struct admin_request *req, json_t *list, const char
 /* The request's user's auth.users entry, or NULL. */
 const struct config_user *admin_user_entry(const struct admin_request *req);
 /* May the request's user see entity `name` (management users: what they may consume)? */
-bool admin_visible(const struct admin_request *req, const char *name);
+bool admin_visible(const struct admin_request *req, const char *vhost, const char *name);
 /* The request body as a JSON object (empty: {}); NULL with the reply sent. */
 json_t *admin_body(struct admin_request *req);
 /* The query parameter `name` (malloc'd, caller frees) or NULL. */

@@ -3,8 +3,9 @@
  * GET /api/permissions[/VHOST/USER] built from the config in force: one
  * {user, vhost, configure, write, read} per user of auth.users and served
  * vhost (config `vhosts`) its auth.users[].vhosts allows (architecture §11
- * "Vhosts"). kbridge's ACLs are lists of POSIX regexes per user, the same in
- * every vhost: `write` is the `publish` list and `read` the `consume` list,
+ * "Vhosts"). A user with per-vhost `permissions` (architecture §10) shows
+ * them as written. Otherwise kbridge's ACLs are lists of POSIX regexes per
+ * user, the same in every vhost: `write` is the `publish` list and `read` the `consume` list,
  * each joined into one regex ("(a)|(b)"; none: "", which RabbitMQ reads as
  * no access), `configure` the `consume` one (declares are checked against
  * it); `kbridge_publish` and `kbridge_consume` give the lists as written.
@@ -52,9 +53,17 @@ static json_t *admin_permission_sources(const struct config_pattern *patterns, s
     return list;
 }
 
-/* One permission in RabbitMQ's shape; NULL out of memory. */
+/* One permission in RabbitMQ's shape; NULL out of memory. A user with
+ * per-vhost `permissions` shows its entry for the vhost as written. */
 static json_t *admin_permission_json(const struct config_user *user, const char *vhost)
 {
+    const struct config_permission *entry = config_user_permission(user, vhost);
+    if (entry)
+        return json_pack("{s:s,s:s,s:o*,s:o*,s:o*}", "user", user->name, "vhost", vhost,
+                         "configure",
+                         admin_permission_regex(entry->configure, entry->configure_count), "write",
+                         admin_permission_regex(entry->write, entry->write_count), "read",
+                         admin_permission_regex(entry->read, entry->read_count));
     return json_pack("{s:s,s:s,s:o*,s:o*,s:o*,s:o*,s:o*}", "user", user->name, "vhost", vhost,
                      "configure", admin_permission_regex(user->consume, user->consume_count),
                      "write", admin_permission_regex(user->publish, user->publish_count), "read",

@@ -21,6 +21,7 @@
  * path that is a section's alias ("limits.heartbeat_min") is parsed with the
  * aliased row into the section's struct. This module never names an adapter. */
 #include "config.h"
+#include "config_import.h"
 #include "config_table.h"
 
 #include <errno.h>
@@ -249,6 +250,18 @@ static void config_free_fields(const struct config_key *keys, size_t key_count, 
             *count = 0;
             break;
         }
+        case CONFIG_TYPE_PERMISSIONS: {
+            struct config_permission **permissions = field;
+            size_t *count = config_field(base, key->count_offset);
+            for (size_t p = 0; p < *count; p++) {
+                free((*permissions)[p].vhost);
+                config_free_fields(key->keys, key->key_count, &(*permissions)[p]);
+            }
+            free(*permissions);
+            *permissions = NULL;
+            *count = 0;
+            break;
+        }
         default: /* plain values own nothing */ break;
         }
     }
@@ -424,6 +437,7 @@ static bool config_field_equal(const struct config_key *key, const void *a_base,
                                     *(const size_t *)config_const_field(b_base, key->count_offset));
     case CONFIG_TYPE_PATTERNS:
     case CONFIG_TYPE_USERS:
+    case CONFIG_TYPE_PERMISSIONS:
         return true; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: return memcmp(a, b, config_plain_size(key->type)) == 0;
     }
@@ -620,7 +634,9 @@ static int config_copy_field(const struct config_key *key, const void *source_ba
         return 0;
     }
     case CONFIG_TYPE_PATTERNS:
-    case CONFIG_TYPE_USERS: return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
+    case CONFIG_TYPE_USERS:
+    case CONFIG_TYPE_PERMISSIONS:
+        return 0; /* lists are always live: never marked CONFIG_KEY_RESTART */
     default: memcpy(out, source, config_plain_size(key->type)); return 0;
     }
 }
@@ -979,6 +995,36 @@ static int config_parse_properties(struct config_parse *parse, yaml_node_t *node
 
 static const char *config_regex_refusal(const char *re);
 
+int config_pattern_compile(struct config_pattern *pattern, const char *source, char *reason,
+                           size_t reason_size)
+{
+    const char *refusal = config_regex_refusal(source);
+    if (refusal != NULL) {
+        snprintf(reason, reason_size, "%s is too complex a regular expression: %s",
+                 config_quote(source).text, refusal);
+        return -1;
+    }
+    pattern->source = strdup(source);
+    if (pattern->source == NULL) {
+        snprintf(reason, reason_size, "out of memory");
+        return -1;
+    }
+    int rc = regcomp(&pattern->regex, source, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        char message[256];
+        regerror(rc, &pattern->regex, message, sizeof(message));
+        free(pattern->source);
+        pattern->source = NULL;
+        snprintf(reason, reason_size, "%s is not a valid regular expression: %s",
+                 config_quote(source).text, message);
+        return -1;
+    }
+    return 0;
+}
+
+/* A list of patterns; where the row allows an empty one (min 0, a
+ * permission's), also a single string, and "" is no pattern (RabbitMQ's
+ * "nothing"), never the regex that matches everything. */
 static int config_parse_patterns(struct config_parse *parse, const struct config_key *key,
                                  yaml_node_t *node, const char *path, void *base)
 {
@@ -986,11 +1032,13 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
     size_t *count = config_field(base, key->count_offset);
     if (config_is_null(node))
         return 0;
-    if (node->type != YAML_SEQUENCE_NODE)
+    bool single = key->min == 0 && node->type == YAML_SCALAR_NODE;
+    if (node->type != YAML_SEQUENCE_NODE && !single)
         return config_fail(parse, config_line(node), path,
                            "expected a list of regular expressions, got %s",
                            config_describe(node).text);
-    size_t items = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    size_t items =
+        single ? 1 : (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     config_free_patterns(*patterns, *count);
     *patterns = NULL;
     *count = 0;
@@ -1001,10 +1049,12 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
         return config_fail_memory(parse);
 
     for (size_t i = 0; i < items; i++) {
-        yaml_node_t *item = config_node(parse, node->data.sequence.items.start[i]);
-        char item_path[CONFIG_PATH_MAX];
+        yaml_node_t *item = single ? node : config_node(parse, node->data.sequence.items.start[i]);
+        char item_path[CONFIG_PATH_MAX], reason[CONFIG_REASON_MAX];
         const char *source = NULL;
-        if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
+        if (single)
+            snprintf(item_path, sizeof(item_path), "%s", path);
+        else if (config_join_index(item_path, sizeof(item_path), path, i) < 0)
             return config_fail(parse, config_line(item), path, "too many patterns");
         if (item->type != YAML_SCALAR_NODE || config_is_null(item))
             return config_fail(parse, config_line(item), item_path,
@@ -1012,26 +1062,10 @@ static int config_parse_patterns(struct config_parse *parse, const struct config
         if (config_scalar_text(parse, item, item_path, &source) < 0 ||
             config_check_length(parse, key, source, config_line(item), item_path) < 0)
             return -1;
-
-        const char *refusal = config_regex_refusal(source);
-        if (refusal != NULL)
-            return config_fail(parse, config_line(item), item_path,
-                               "%s is too complex a regular expression: %s",
-                               config_quote(source).text, refusal);
-        struct config_pattern *pattern = &(*patterns)[*count];
-        pattern->source = strdup(source);
-        if (pattern->source == NULL)
-            return config_fail_memory(parse);
-        int rc = regcomp(&pattern->regex, source, REG_EXTENDED | REG_NOSUB);
-        if (rc != 0) {
-            char message[256];
-            regerror(rc, &pattern->regex, message, sizeof(message));
-            free(pattern->source);
-            pattern->source = NULL;
-            return config_fail(parse, config_line(item), item_path,
-                               "%s is not a valid regular expression: %s",
-                               config_quote(source).text, message);
-        }
+        if (source[0] == '\0')
+            continue; /* min 0: "" allows nothing */
+        if (config_pattern_compile(&(*patterns)[*count], source, reason, sizeof(reason)) < 0)
+            return config_fail(parse, config_line(item), item_path, "%s", reason);
         (*count)++;
     }
     return 0;
@@ -1582,6 +1616,26 @@ static int config_parse_vhosts(struct config_parse *parse, const struct config_k
     return config_parse_named_mapping(parse, key, node, path, base, &shape);
 }
 
+/* A user's `permissions`: a mapping of vhost names to {configure, write,
+ * read}; `{}` is kept apart from the absent key (non-NULL, count 0). */
+static int config_parse_permissions(struct config_parse *parse, const struct config_key *key,
+                                    yaml_node_t *node, const char *path, void *base)
+{
+    static const struct config_named_mapping shape = {
+        .what = "vhost",
+        .item_size = sizeof(struct config_permission),
+        .name_max = 255,
+        .value_may_be_empty = true,
+    };
+    if (config_parse_named_mapping(parse, key, node, path, base, &shape) < 0)
+        return -1;
+    struct config_permission **permissions = config_field(base, key->offset);
+    if (*permissions == NULL && !config_is_null(node) &&
+        (*permissions = calloc(1, sizeof(**permissions))) == NULL)
+        return config_fail_memory(parse);
+    return 0;
+}
+
 /* After parsing: "/" first (added when the file leaves it out), mapped to
  * kafka.topic_prefix; every other vhost's prefix set (kafka.topic_prefix +
  * NAME + "." unless given) and made of Kafka topic characters. */
@@ -1640,6 +1694,7 @@ static int config_parse_value(struct config_parse *parse, const struct config_ke
         return config_parse_properties(parse, node, path, config_field(base, key->offset));
     case CONFIG_TYPE_PATTERNS: return config_parse_patterns(parse, key, node, path, base);
     case CONFIG_TYPE_USERS: return config_parse_users(parse, key, node, path, base);
+    case CONFIG_TYPE_PERMISSIONS: return config_parse_permissions(parse, key, node, path, base);
     case CONFIG_TYPE_SHOVELS: return config_parse_shovels(parse, key, node, path, base);
     case CONFIG_TYPE_NAMES: return config_parse_names(parse, key, node, path, base);
     case CONFIG_TYPE_LISTENERS: return config_parse_listeners(parse, key, node, path, base);
@@ -1813,6 +1868,35 @@ static int config_check_user_secrets(struct config_parse *parse, const struct co
     return 0;
 }
 
+/* A user with `permissions` has no publish, consume or vhosts, and its
+ * permissions name configured vhosts. */
+static int config_check_user_permissions(struct config_parse *parse, size_t i,
+                                         const struct config_user *user, yaml_node_t *item)
+{
+    if (user->permissions == NULL)
+        return 0;
+    static const char *const others[] = {"publish", "consume", "vhosts"};
+    bool set[] = {user->publish_count > 0, user->consume_count > 0, user->vhosts != NULL};
+    char path[CONFIG_PATH_MAX];
+    yaml_node_t *node = item != NULL ? config_mapping_get(parse, item, "permissions") : NULL;
+    for (size_t k = 0; k < 3; k++) {
+        if (!set[k])
+            continue;
+        snprintf(path, sizeof(path), "auth.users[%zu].%s", i, others[k]);
+        return config_fail(parse, node != NULL ? config_line(node) : 0, path,
+                           "set permissions (per vhost) or %s, not both", others[k]);
+    }
+    for (size_t p = 0; p < user->permission_count; p++) {
+        const char *name = user->permissions[p].vhost;
+        if (config_vhost_find(parse->config, name) != NULL || strcmp(name, "/") == 0)
+            continue;
+        snprintf(path, sizeof(path), "auth.users[%zu].permissions", i);
+        return config_fail(parse, node != NULL ? config_line(node) : 0, path,
+                           "no vhost %s in vhosts", config_quote(name).text);
+    }
+    return 0;
+}
+
 /* Each user's `vhosts` names configured vhosts ("/" always is one; the
  * file's vhosts are parsed by now, wherever they stand in it). */
 static int config_check_user_vhosts(struct config_parse *parse, const struct config *config)
@@ -1821,6 +1905,13 @@ static int config_check_user_vhosts(struct config_parse *parse, const struct con
     yaml_node_t *users = auth != NULL ? config_mapping_get(parse, auth, "users") : NULL;
     for (size_t i = 0; i < config->auth.user_count; i++) {
         const struct config_user *user = &config->auth.users[i];
+        yaml_node_t *user_node =
+            users != NULL && users->type == YAML_SEQUENCE_NODE &&
+                    i < (size_t)(users->data.sequence.items.top - users->data.sequence.items.start)
+                ? config_node(parse, users->data.sequence.items.start[i])
+                : NULL;
+        if (config_check_user_permissions(parse, i, user, user_node) < 0)
+            return -1;
         for (size_t v = 0; v < user->vhost_count; v++) {
             const char *name = user->vhosts[v];
             if (strcmp(name, "/") == 0 || config_vhost_find(config, name) != NULL)
@@ -1845,14 +1936,57 @@ static int config_check_user_vhosts(struct config_parse *parse, const struct con
     return 0;
 }
 
+const struct config_permission *config_user_permission(const struct config_user *user,
+                                                       const char *vhost)
+{
+    for (size_t i = 0; i < user->permission_count; i++)
+        if (strcmp(user->permissions[i].vhost, vhost) == 0)
+            return &user->permissions[i];
+    return NULL;
+}
+
+const struct config_pattern *config_user_patterns(const struct config_user *user, const char *vhost,
+                                                  bool write, size_t *count)
+{
+    if (user->permissions == NULL) {
+        *count = write ? user->publish_count : user->consume_count;
+        return write ? user->publish : user->consume;
+    }
+    const struct config_permission *entry = config_user_permission(user, vhost);
+    *count = entry == NULL ? 0 : write ? entry->write_count : entry->read_count;
+    return entry == NULL ? NULL : write ? entry->write : entry->read;
+}
+
+bool config_patterns_match(const struct config_pattern *patterns, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (regexec(&patterns[i].regex, name, 0, NULL, 0) == 0)
+            return true;
+    return false;
+}
+
 bool config_user_may_use_vhost(const struct config_user *user, const char *vhost)
 {
+    if (user->permissions != NULL)
+        return config_user_permission(user, vhost) != NULL;
     if (user->vhosts == NULL)
         return true;
     for (size_t i = 0; i < user->vhost_count; i++)
         if (strcmp(user->vhosts[i], vhost) == 0)
             return true;
     return false;
+}
+
+/* definitions.import_users: the file's users and permissions (config_import.c). */
+static int config_load_imported_users(struct config_parse *parse, struct config *config)
+{
+    char reason[CONFIG_REASON_MAX];
+    if (config->definitions.file == NULL)
+        return config_fail(parse, 0, "definitions.import_users",
+                           "needs definitions.file (the export to take users from)");
+    if (config_import_users(config, reason, sizeof(reason)) < 0)
+        return config_fail(parse, 0, "definitions.file", "%s", reason);
+    return 0;
 }
 
 static int config_walk_pair(struct config_parse *parse, yaml_node_t *key_node,
@@ -2039,6 +2173,8 @@ static int config_parse_document(struct config_parse *parse, const char *text, s
             rc = config_check_user_secrets(parse, config);
         if (rc == 0)
             rc = config_check_user_vhosts(parse, config);
+        if (rc == 0 && config->definitions.import_users)
+            rc = config_load_imported_users(parse, config);
         parse->document = NULL;
         parse->root = NULL;
         parse->config = NULL;

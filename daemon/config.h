@@ -38,6 +38,20 @@ struct config_pattern {
     regex_t regex; /* POSIX extended, compiled with REG_NOSUB */
 };
 
+/* One entry of auth.users[].permissions: RabbitMQ's per-vhost permissions
+ * (`rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ`), what
+ * the user may do in that vhost (architecture §10). Each list holds one
+ * pattern, or none for RabbitMQ's "" (nothing). */
+struct config_permission {
+    char *vhost;                      /* the key under `permissions`: a configured vhost */
+    struct config_pattern *configure; /* declare and delete exchanges and queues */
+    size_t configure_count;
+    struct config_pattern *write; /* publish (as a user's `publish`) */
+    size_t write_count;
+    struct config_pattern *read; /* consume, purge, bind from (as `consume`) */
+    size_t read_count;
+};
+
 struct config_user {
     char *name;
     char *password_hash; /* crypt(3) "$6$...", "$y$..." or RabbitMQ base64 (password.h) */
@@ -53,10 +67,37 @@ struct config_user {
      * 0 (none). Each names a configured vhost (checked at load). */
     char **vhosts;
     size_t vhost_count;
+    /* `permissions`, by vhost: NULL when the key is absent (then publish,
+     * consume and vhosts apply, in every vhost); `{}` is non-NULL with a
+     * count of 0 (no vhost). A user has this or those, never both. */
+    struct config_permission *permissions;
+    size_t permission_count;
+    bool imported; /* read from definitions.file (definitions.import_users) */
 };
 
 /* May `user` use vhost `vhost` (its `vhosts` list, every vhost when absent)? */
 bool config_user_may_use_vhost(const struct config_user *user, const char *vhost);
+
+/* The patterns that say where `user` may publish (`write`) or what it may
+ * consume from in `vhost`: its `permissions` entry's write or read, or
+ * without `permissions` its publish or consume list (every vhost). NULL
+ * with *count 0 when none. Owned by the config. */
+const struct config_pattern *config_user_patterns(const struct config_user *user, const char *vhost,
+                                                  bool write, size_t *count);
+
+/* Does one of `count` patterns match `name`? */
+bool config_patterns_match(const struct config_pattern *patterns, size_t count, const char *name);
+
+/* Compile `source` into `pattern` as an ACL pattern (POSIX extended, the
+ * complexity limits of auth.users[].publish). 0, or -1 with a reason; the
+ * pattern's source and regex then belong to the caller's config. */
+int config_pattern_compile(struct config_pattern *pattern, const char *source, char *reason,
+                           size_t reason_size);
+
+/* The user's `permissions` entry for `vhost`; NULL when it has none (or no
+ * `permissions` at all: then its publish and consume patterns apply). */
+const struct config_permission *config_user_permission(const struct config_user *user,
+                                                       const char *vhost);
 
 /* One entry of `listeners`: a socket and the protocols served on it. The
  * names are adapter names (adapters/registry.c) or "http", the ops endpoint;
@@ -184,8 +225,12 @@ struct config {
     size_t shovel_count;
 
     struct {
-        char *topic; /* the definitions topic, default "kbridge.definitions" */
-        char *file;  /* a RabbitMQ definitions export loaded at start; NULL: none */
+        char *topic;       /* the definitions topic, default "kbridge.definitions" */
+        char *file;        /* a RabbitMQ definitions export loaded at start; NULL: none */
+        bool import_users; /* take the file's users and permissions into auth.users */
+        /* what the loader took from the file when import_users (for the log) */
+        size_t imported_users, imported_permissions;
+        size_t skipped_users, skipped_permissions; /* named in auth.users; vhost not configured */
     } definitions;
 
     struct {

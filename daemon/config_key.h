@@ -12,21 +12,22 @@
 #include <stdint.h>
 
 enum config_type {
-    CONFIG_TYPE_STRING,     /* char * */
-    CONFIG_TYPE_BOOL,       /* bool */
-    CONFIG_TYPE_UINT32,     /* uint32_t within [min, max] */
-    CONFIG_TYPE_SIZE,       /* uint64_t bytes within [min, max] */
-    CONFIG_TYPE_DURATION,   /* uint64_t milliseconds within [min, max] */
-    CONFIG_TYPE_LOG_LEVEL,  /* enum log_level */
-    CONFIG_TYPE_LOG_FORMAT, /* enum log_format */
-    CONFIG_TYPE_PROPERTIES, /* struct config_properties: a map of scalars */
-    CONFIG_TYPE_ADDRESS,    /* char *: "host:port" or "[IPv6]:port" (a listener's bind) */
-    CONFIG_TYPE_NAMES,      /* char ** with a size_t count at count_offset; min/max: length */
-    CONFIG_TYPE_LISTENERS,  /* struct config_listener * keyed by name, count at count_offset */
-    CONFIG_TYPE_PATTERNS,   /* struct config_pattern * with a size_t count at count_offset */
-    CONFIG_TYPE_USERS,      /* struct config_user * with a size_t count at count_offset */
-    CONFIG_TYPE_VHOSTS,     /* struct config_vhost * keyed by name, count at count_offset */
-    CONFIG_TYPE_SHOVELS,    /* struct config_shovel * with a size_t count at count_offset */
+    CONFIG_TYPE_STRING,      /* char * */
+    CONFIG_TYPE_BOOL,        /* bool */
+    CONFIG_TYPE_UINT32,      /* uint32_t within [min, max] */
+    CONFIG_TYPE_SIZE,        /* uint64_t bytes within [min, max] */
+    CONFIG_TYPE_DURATION,    /* uint64_t milliseconds within [min, max] */
+    CONFIG_TYPE_LOG_LEVEL,   /* enum log_level */
+    CONFIG_TYPE_LOG_FORMAT,  /* enum log_format */
+    CONFIG_TYPE_PROPERTIES,  /* struct config_properties: a map of scalars */
+    CONFIG_TYPE_ADDRESS,     /* char *: "host:port" or "[IPv6]:port" (a listener's bind) */
+    CONFIG_TYPE_NAMES,       /* char ** with a size_t count at count_offset; min/max: length */
+    CONFIG_TYPE_LISTENERS,   /* struct config_listener * keyed by name, count at count_offset */
+    CONFIG_TYPE_PATTERNS,    /* struct config_pattern * with a size_t count at count_offset */
+    CONFIG_TYPE_USERS,       /* struct config_user * with a size_t count at count_offset */
+    CONFIG_TYPE_VHOSTS,      /* struct config_vhost * keyed by name, count at count_offset */
+    CONFIG_TYPE_SHOVELS,     /* struct config_shovel * with a size_t count at count_offset */
+    CONFIG_TYPE_PERMISSIONS, /* struct config_permission * keyed by vhost (a user's) */
 };
 
 enum {

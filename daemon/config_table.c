@@ -417,7 +417,7 @@ static int config_check_retry_topic(const char *value, char *reason, size_t reas
 }
 
 /* Login names travel in STOMP headers, SASL PLAIN and HTTP basic auth. */
-static int config_check_user_name(const char *value, char *reason, size_t reason_size)
+int config_check_user_name(const char *value, char *reason, size_t reason_size)
 {
     for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
         if (*p <= ' ' || *p == 0x7f || *p == ':') {
@@ -860,7 +860,7 @@ static const struct config_key shovel_keys[] = {
 };
 
 /* RabbitMQ's user tags the admin API knows (admin_auth.h). */
-static int config_check_user_tag(const char *value, char *reason, size_t reason_size)
+int config_check_user_tag(const char *value, char *reason, size_t reason_size)
 {
     static const char *const tags[] = {"administrator", "monitoring", "management", "policymaker"};
     for (size_t i = 0; i < CONFIG_ARRAY_LEN(tags); i++)
@@ -872,6 +872,47 @@ static int config_check_user_tag(const char *value, char *reason, size_t reason_
              config_quote(value).text);
     return -1;
 }
+
+static const struct config_key permission_keys[] = {
+    {
+        .name = "configure",
+        .type = CONFIG_TYPE_PATTERNS,
+        .offset = offsetof(struct config_permission, configure),
+        .count_offset = offsetof(struct config_permission, configure_count),
+        .min = 0,
+        .max = CONFIG_PATTERN_MAX,
+        .default_doc = "`\"\"` (nothing)",
+        .description = "Exchanges and queues the user may declare and delete in this vhost: one "
+                       "regular expression as RabbitMQ's configure permission (`\".*\"`: all, "
+                       "`\"\"`: none), matched as `publish` patterns are. Exchange-to-exchange "
+                       "and queue bindings need `read` on the source and `write` on the "
+                       "destination, as in RabbitMQ.",
+    },
+    {
+        .name = "write",
+        .type = CONFIG_TYPE_PATTERNS,
+        .offset = offsetof(struct config_permission, write),
+        .count_offset = offsetof(struct config_permission, write_count),
+        .min = 0,
+        .max = CONFIG_PATTERN_MAX,
+        .default_doc = "`\"\"` (nothing)",
+        .description = "Where the user may publish in this vhost, as `publish` (RabbitMQ's "
+                       "write permission). kbridge checks the destination name: an exchange, "
+                       "a queue, or for the default exchange and `amq.topic` the routing key's "
+                       "queue or topic (RabbitMQ checks the exchange there).",
+    },
+    {
+        .name = "read",
+        .type = CONFIG_TYPE_PATTERNS,
+        .offset = offsetof(struct config_permission, read),
+        .count_offset = offsetof(struct config_permission, read_count),
+        .min = 0,
+        .max = CONFIG_PATTERN_MAX,
+        .default_doc = "`\"\"` (nothing)",
+        .description = "What the user may consume from, get, purge and bind from in this vhost, "
+                       "as `consume` (RabbitMQ's read permission).",
+    },
+};
 
 static const struct config_key user_keys[] = {
     {
@@ -977,7 +1018,23 @@ static const struct config_key user_keys[] = {
             "chooses no vhost is in `/`, so a list without `/` refuses it too. A reload that "
             "takes a vhost from the list closes the user's open connections in it, as it closes "
             "a removed user's. The `publish` and `consume` patterns still apply in every "
-            "vhost.",
+            "vhost; for patterns per vhost use `permissions`.",
+    },
+    {
+        .name = "permissions",
+        .type = CONFIG_TYPE_PERMISSIONS,
+        .offset = offsetof(struct config_user, permissions),
+        .count_offset = offsetof(struct config_user, permission_count),
+        .keys = permission_keys,
+        .key_count = CONFIG_ARRAY_LEN(permission_keys),
+        .default_doc = "absent: `publish`, `consume` and `vhosts` apply",
+        .description =
+            "RabbitMQ's permissions, per vhost: a mapping of vhost names to `{configure, "
+            "write, read}`, each one regular expression, e.g. `{\"/\": {configure: \"\", "
+            "write: \"^orders\", read: \".*\"}}`. The user may use only the vhosts named (`{}`: "
+            "none). A user with `permissions` may not also have `publish`, `consume` or "
+            "`vhosts`. `GET /api/permissions` shows them. `definitions.import_users` fills "
+            "this key from a RabbitMQ export.",
     },
 };
 
@@ -1317,9 +1374,28 @@ const struct config_key config_keys[] = {
             "as a client would. Idempotent: what exists with the same properties is left "
             "alone; what exists with other properties is left as it is and logged as an "
             "error naming it (the node still starts); vhosts not in `vhosts` are skipped with "
-            "a warning. Users and permissions are not imported (one log line says how many "
-            "were skipped). A relative path is read from kbridged's working directory. "
-            "`kbridged --check-config` reads and checks the file.",
+            "a warning. Users and permissions are imported only with "
+            "`definitions.import_users`; otherwise one log line says how many were skipped. A "
+            "relative path is read from kbridged's working directory. `kbridged "
+            "--check-config` reads and checks the file.",
+    },
+    {
+        .name = "definitions.import_users",
+        .type = CONFIG_TYPE_BOOL,
+        .offset = offsetof(struct config, definitions.import_users),
+        .default_value = "false",
+        .description =
+            "Also take `definitions.file`'s `users` and `permissions` into `auth.users`, as "
+            "RabbitMQ's definitions import does: each user with its `password_hash` verbatim "
+            "(`rabbit_password_hashing_sha256` or `_sha512`; an export with "
+            "`rabbit_password_hashing_md5` users is refused, naming them; an empty hash means "
+            "no password login, as in RabbitMQ) and its `tags`, and each permission as that "
+            "user's `permissions` entry for the vhost. A user also listed in `auth.users` keeps "
+            "the config's entry and the file's permissions for it are skipped; permissions in "
+            "vhosts not in `vhosts` are skipped too; one log line at start says how many were "
+            "imported and skipped. `topic_permissions` are not imported. The file is read "
+            "again by every reload (SIGHUP), so users added to or removed from it follow; "
+            "its exchanges and queues are loaded at start only.",
     },
     {
         .name = "auth.anonymous",
@@ -2018,6 +2094,7 @@ static const char *config_type_doc(enum config_type type)
     case CONFIG_TYPE_USERS: return "list of users";
     case CONFIG_TYPE_VHOSTS: return "mapping of vhost names to vhosts";
     case CONFIG_TYPE_SHOVELS: return "list of shovels";
+    case CONFIG_TYPE_PERMISSIONS: return "mapping of vhost names to permissions";
     }
     return "?";
 }
@@ -2046,8 +2123,14 @@ static void config_write_key(FILE *stream, const char *prefix, const struct conf
                     key->max);
         break;
     case CONFIG_TYPE_PATTERNS:
-        fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per pattern\n", key->min,
-                key->max);
+        if (key->min == 0)
+            fprintf(stream,
+                    "- Length: at most %" PRIu64 " characters; one pattern, also written as a "
+                    "string, or `\"\"` for none\n",
+                    key->max);
+        else
+            fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per pattern\n",
+                    key->min, key->max);
         break;
     case CONFIG_TYPE_NAMES:
         fprintf(stream, "- Length: %" PRIu64 " to %" PRIu64 " characters per name\n", key->min,
@@ -2093,8 +2176,17 @@ void config_write_reference(FILE *stream, const struct config_section *const *se
         char prefix[64];
         bool list = key->type == CONFIG_TYPE_USERS || key->type == CONFIG_TYPE_SHOVELS;
         snprintf(prefix, sizeof(prefix), list ? "%s[]." : "%s.NAME.", key->name);
-        for (size_t j = 0; j < key->key_count; j++)
-            config_write_key(stream, prefix, &key->keys[j], key->flags & CONFIG_KEY_RESTART, NULL);
+        for (size_t j = 0; j < key->key_count; j++) {
+            const struct config_key *row = &key->keys[j];
+            config_write_key(stream, prefix, row, key->flags & CONFIG_KEY_RESTART, NULL);
+            if (row->type != CONFIG_TYPE_PERMISSIONS)
+                continue;
+            char nested[128];
+            snprintf(nested, sizeof(nested), "%s%s.VHOST.", prefix, row->name);
+            for (size_t n = 0; n < row->key_count; n++)
+                config_write_key(stream, nested, &row->keys[n], key->flags & CONFIG_KEY_RESTART,
+                                 NULL);
+        }
     }
     /* each adapter's section: its keys under its name */
     for (size_t s = 0; s < count; s++) {

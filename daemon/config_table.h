@@ -42,6 +42,14 @@ void config_format_duration(uint64_t ms, char *out, size_t out_size);
  * and a reason. */
 int config_check_name(const char *value, char *reason, size_t reason_size);
 
+/* A user name: no spaces, ':' or control characters. 0 ok, else -1 and a
+ * reason. */
+int config_check_user_name(const char *value, char *reason, size_t reason_size);
+
+/* One of RabbitMQ's user tags the admin API knows (administrator,
+ * monitoring, management, policymaker). 0 ok, else -1 and a reason. */
+int config_check_user_tag(const char *value, char *reason, size_t reason_size);
+
 /* Kafka topic name characters only (A-Z a-z 0-9 . _ -). 0 ok, else -1 and a
  * reason. */
 int config_check_topic_chars(const char *value, char *reason, size_t reason_size);

@@ -112,13 +112,14 @@ int core_definitions_precheck(struct core_session *session, const char *vhost, c
     return CORE_OK;
 }
 
-int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
-                         const char *name, const char *vhost, char *err, size_t err_size)
+int core_definitions_acl(struct core_session *session, enum core_acl_action action,
+                         const char *kind, const char *name, const char *vhost, char *err,
+                         size_t err_size)
 {
-    if (core_acl_allows(session, publish, name))
+    if (core_acl_may(session, action, name))
         return CORE_OK;
     snprintf(err, err_size, "access to %s '%s' in vhost '%s' refused for user '%s' (needs %s)",
-             kind, name, vhost, session->user, publish ? "publish" : "consume");
+             kind, name, vhost, session->user, core_acl_action_name(session, action));
     return CORE_ERR_ACCESS;
 }
 
@@ -474,8 +475,10 @@ int core_declare_exchange(struct core_session *session, const struct exchange_sp
     }
     if (passive
             ? !core_acl_allows(session, true, s.name) && !core_acl_allows(session, false, s.name)
-            : !core_acl_allows(session, true, s.name))
-        return core_definitions_acl(session, true, "exchange", s.name, s.vhost, err, err_size);
+            : !core_acl_may(session, CORE_ACL_CONFIGURE_EXCHANGE, s.name))
+        return core_definitions_acl(session,
+                                    passive ? CORE_ACL_PUBLISH : CORE_ACL_CONFIGURE_EXCHANGE,
+                                    "exchange", s.name, s.vhost, err, err_size);
     const struct definitions *view = core_definitions(session->core);
     bool exists = false;
     enum definitions_status status =
@@ -529,7 +532,8 @@ int core_declare_queue(struct core_session *session, const struct queue_spec *sp
     /* a server-named queue is new and its name random: declaring it grants
      * nothing (what reaches it is what its bindings, each checked, route) */
     if (s.name != generated) {
-        rc = core_definitions_acl(session, false, "queue", s.name, s.vhost, err, err_size);
+        rc = core_definitions_acl(session, passive ? CORE_ACL_CONSUME : CORE_ACL_CONFIGURE_QUEUE,
+                                  "queue", s.name, s.vhost, err, err_size);
         if (rc != CORE_OK)
             return rc;
     }
@@ -603,15 +607,17 @@ static bool binding_exists(const struct definitions *view, const struct binding_
 static int core_binding_acl(struct core_session *session, const struct binding_spec *s, char *err,
                             size_t err_size)
 {
-    int rc = core_definitions_acl(session, false, "exchange", s->source, s->vhost, err, err_size);
+    int rc = core_definitions_acl(session, CORE_ACL_CONSUME, "exchange", s->source, s->vhost, err,
+                                  err_size);
     if (rc != CORE_OK)
         return rc;
     if (s->destination_kind == BINDING_TO_QUEUE)
         return core_session_owns_exclusive(session, s->vhost, s->destination)
                    ? CORE_OK /* its own exclusive queue: only it reads it */
-                   : core_definitions_acl(session, false, "queue", s->destination, s->vhost, err,
-                                          err_size);
-    return core_definitions_acl(session, true, "exchange", s->destination, s->vhost, err, err_size);
+                   : core_definitions_acl(session, CORE_ACL_BIND_TO_QUEUE, "queue", s->destination,
+                                          s->vhost, err, err_size);
+    return core_definitions_acl(session, CORE_ACL_PUBLISH, "exchange", s->destination, s->vhost,
+                                err, err_size);
 }
 
 static int core_binding_change(struct core_session *session, const struct binding_spec *spec,
@@ -691,7 +697,8 @@ int core_delete_exchange(struct core_session *session, const char *vhost, const 
     int rc = core_definitions_precheck(session, vhost, err, err_size);
     if (rc != CORE_OK)
         return rc;
-    rc = core_definitions_acl(session, true, "exchange", name, vhost, err, err_size);
+    rc = core_definitions_acl(session, CORE_ACL_CONFIGURE_EXCHANGE, "exchange", name, vhost, err,
+                              err_size);
     if (rc != CORE_OK)
         return rc;
     const struct definitions *view = core_definitions(session->core);
@@ -729,7 +736,8 @@ int core_delete_queue(struct core_session *session, const char *vhost, const cha
     int rc = core_definitions_precheck(session, vhost, err, err_size);
     if (rc != CORE_OK)
         return rc;
-    rc = core_definitions_acl(session, false, "queue", name, vhost, err, err_size);
+    rc = core_definitions_acl(session, CORE_ACL_CONFIGURE_QUEUE, "queue", name, vhost, err,
+                              err_size);
     if (rc != CORE_OK)
         return rc;
     if (if_empty) {
@@ -1044,10 +1052,18 @@ static void core_load_file_pass(struct core *core, bool bindings)
         return;
     }
     free(text);
-    if (!bindings && (callbacks.users || callbacks.permissions))
+    const struct config *config = core_config(core);
+    if (!bindings && config->definitions.import_users)
+        log_info("definitions",
+                 "%s: %zu user(s) and %zu permission(s) imported into auth.users; %zu user(s) "
+                 "left to auth.users' own entry and %zu permission(s) skipped (for those users "
+                 "or in vhosts not configured)",
+                 path, config->definitions.imported_users, config->definitions.imported_permissions,
+                 config->definitions.skipped_users, config->definitions.skipped_permissions);
+    else if (!bindings && (callbacks.users || callbacks.permissions))
         log_info("definitions",
                  "%s: %zu user(s) and %zu permission(s) skipped: kbridge takes users and ACLs "
-                 "from auth.users",
+                 "from auth.users (definitions.import_users: true imports them)",
                  path, callbacks.users, callbacks.permissions);
     log_info("definitions",
              "%s: %s: %zu to write, %zu already as defined, %zu refused, %zu in "

@@ -168,8 +168,26 @@ struct core_session {
 
 /* ---- core_session.c ---- */
 
-/* May the session publish (or consume) `name`? Cached per session and config. */
+/* What a session asks to do with a name, for its ACL (architecture §10). */
+enum core_acl_action {
+    CORE_ACL_PUBLISH,            /* write */
+    CORE_ACL_CONSUME,            /* read: consume, get, purge, bind from */
+    CORE_ACL_CONFIGURE_EXCHANGE, /* declare, delete: configure; else publish */
+    CORE_ACL_CONFIGURE_QUEUE,    /* declare, delete: configure; else consume */
+    CORE_ACL_BIND_TO_QUEUE,      /* a binding's queue: write; else consume */
+    CORE_ACL_ACTIONS
+};
+
+/* May the session do `action` with `name` in its vhost (its user's
+ * permissions for the vhost, or its publish and consume patterns)? Cached
+ * per session, config and vhost. */
+bool core_acl_may(struct core_session *session, enum core_acl_action action, const char *name);
+/* core_acl_may with CORE_ACL_PUBLISH or CORE_ACL_CONSUME. */
 bool core_acl_allows(struct core_session *session, bool publish, const char *name);
+/* The permission `action` needs for the session's user, for messages:
+ * "configure", "write", "read" (per-vhost permissions), "publish",
+ * "consume". Static text. */
+const char *core_acl_action_name(const struct core_session *session, enum core_acl_action action);
 /* May the session consume from Kafka topic `topic` (prefix included)? A
  * wildcard subscription is checked against each concrete topic it reads. */
 bool core_session_may_consume_topic(struct core_session *session, const char *topic);
@@ -183,10 +201,11 @@ void core_revoke_sessions(struct core *core);
  * error with the reason in err. */
 int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
                               size_t err_size);
-/* May the session publish (or consume) the `kind` (queue, exchange) `name`?
- * CORE_OK or CORE_ERR_ACCESS naming the user and the right it lacks. */
-int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
-                         const char *name, const char *vhost, char *err, size_t err_size);
+/* May the session do `action` with the `kind` (queue, exchange) `name`?
+ * CORE_OK or CORE_ERR_ACCESS naming the user and the permission it lacks. */
+int core_definitions_acl(struct core_session *session, enum core_acl_action action,
+                         const char *kind, const char *name, const char *vhost, char *err,
+                         size_t err_size);
 
 /* Exclusive consumers (core_exclusive.c, architecture §12): may the session
  * subscribe to queue `name` of its vhost, `exclusive` or not? CORE_OK, or
@@ -398,10 +417,6 @@ void core_delete_queue_unattended(struct core *core, const char *vhost, const ch
  * error with the reason in err. */
 int core_definitions_precheck(struct core_session *session, const char *vhost, char *err,
                               size_t err_size);
-/* May the session publish (or consume) the `kind` (queue, exchange) `name`?
- * CORE_OK or CORE_ERR_ACCESS naming the user and the right it lacks. */
-int core_definitions_acl(struct core_session *session, bool publish, const char *kind,
-                         const char *name, const char *vhost, char *err, size_t err_size);
 
 /* Create the node's definitions store (core->definitions) and hook its
  * start-up work. 0, or -1 with err. */

@@ -232,7 +232,7 @@ int core_purge_queue(struct core_session *session, const char *vhost, const char
         snprintf(err, err_size, "no queue '%s' in vhost '%s'", name, vhost);
         return CORE_ERR_NOT_FOUND;
     }
-    rc = core_definitions_acl(session, false, "queue", name, vhost, err, err_size);
+    rc = core_definitions_acl(session, CORE_ACL_CONSUME, "queue", name, vhost, err, err_size);
     if (rc != CORE_OK)
         return rc;
     rc = core_queue_usable(session, vhost, name, err, err_size);

@@ -253,15 +253,6 @@ void core_authenticate_cancel(struct core_auth *auth)
     worker_cancel(auth->job); /* not hashed when not started yet */
 }
 
-static bool core_patterns_match(const struct config_pattern *patterns, size_t count,
-                                const char *name)
-{
-    for (size_t i = 0; i < count; i++)
-        if (regexec(&patterns[i].regex, name, 0, NULL, 0) == 0)
-            return true;
-    return false;
-}
-
 /* ---- the session's ACL cache ---- */
 
 /* Destination names a session remembers decisions for; past it the cache
@@ -269,10 +260,10 @@ static bool core_patterns_match(const struct config_pattern *patterns, size_t co
  * again, as every session did before). */
 #define CORE_ACL_CACHE_MAX 256
 
-/* One destination name's decisions: -1 not decided yet, 0 refused, 1 allowed. */
+/* One destination name's decisions by enum core_acl_action: -1 not decided
+ * yet, 0 refused, 1 allowed. */
 struct core_acl_entry {
-    signed char publish;
-    signed char consume;
+    signed char decision[CORE_ACL_ACTIONS];
     char name[];
 };
 
@@ -311,16 +302,52 @@ static struct core_acl_entry *core_acl_entry(struct core_session *session, const
         core_acl_cache_clear(session);
     if (u64_map_reserve(&session->acl_cache) < 0 || !(entry = malloc(sizeof(*entry) + length + 1)))
         return NULL;
-    entry->publish = entry->consume = -1;
+    memset(entry->decision, -1, sizeof(entry->decision));
     memcpy(entry->name, name, length + 1);
     u64_map_put(&session->acl_cache, key, entry);
     return entry;
 }
 
+/* The patterns that decide `action` for `user` in `vhost`: its
+ * `permissions` entry for the vhost (configure, write, read, as RabbitMQ),
+ * or without `permissions` its publish and consume lists (declaring and
+ * deleting an exchange needs publish, a queue consume). *count 0 when none. */
+static const struct config_pattern *core_acl_patterns(const struct config_user *user,
+                                                      const char *vhost,
+                                                      enum core_acl_action action, size_t *count)
+{
+    if (user->permissions) {
+        const struct config_permission *permission = config_user_permission(user, vhost);
+        if (permission &&
+            (action == CORE_ACL_CONFIGURE_EXCHANGE || action == CORE_ACL_CONFIGURE_QUEUE)) {
+            *count = permission->configure_count;
+            return permission->configure;
+        }
+        return config_user_patterns(
+            user, vhost, action == CORE_ACL_PUBLISH || action == CORE_ACL_BIND_TO_QUEUE, count);
+    }
+    return config_user_patterns(
+        user, vhost, action == CORE_ACL_PUBLISH || action == CORE_ACL_CONFIGURE_EXCHANGE, count);
+}
+
+const char *core_acl_action_name(const struct core_session *session, enum core_acl_action action)
+{
+    const struct config_user *user = session->acl_user;
+    bool per_vhost = user && user->permissions;
+    switch (action) {
+    case CORE_ACL_PUBLISH: return per_vhost ? "write" : "publish";
+    case CORE_ACL_CONSUME: return per_vhost ? "read" : "consume";
+    case CORE_ACL_BIND_TO_QUEUE: return per_vhost ? "write" : "consume";
+    case CORE_ACL_CONFIGURE_EXCHANGE: return per_vhost ? "configure" : "publish";
+    default: return per_vhost ? "configure" : "consume";
+    }
+}
+
 /* Anonymous sessions (only possible when auth.anonymous is on) may do
  * everything; revoked ones nothing. Each name's decision is computed once
- * per configuration (regexes of the user's patterns) and then cached. */
-bool core_acl_allows(struct core_session *session, bool publish, const char *name)
+ * per configuration and vhost (regexes of the user's patterns) and then
+ * cached. */
+bool core_acl_may(struct core_session *session, enum core_acl_action action, const char *name)
 {
     if (session->revoked)
         return false;
@@ -330,14 +357,20 @@ bool core_acl_allows(struct core_session *session, bool publish, const char *nam
     if (!user)
         return false; /* removed by a reload */
     struct core_acl_entry *entry = core_acl_entry(session, name);
-    signed char *decision = entry ? (publish ? &entry->publish : &entry->consume) : NULL;
+    signed char *decision = entry ? &entry->decision[action] : NULL;
     if (decision && *decision >= 0)
         return *decision;
-    bool allowed = publish ? core_patterns_match(user->publish, user->publish_count, name)
-                           : core_patterns_match(user->consume, user->consume_count, name);
+    size_t count = 0;
+    const struct config_pattern *patterns = core_acl_patterns(user, session->vhost, action, &count);
+    bool allowed = config_patterns_match(patterns, count, name);
     if (decision)
         *decision = allowed;
     return allowed;
+}
+
+bool core_acl_allows(struct core_session *session, bool publish, const char *name)
+{
+    return core_acl_may(session, publish ? CORE_ACL_PUBLISH : CORE_ACL_CONSUME, name);
 }
 
 bool core_may_publish(struct core_session *session, const struct destination *destination)
@@ -486,6 +519,7 @@ int core_session_set_vhost(struct core_session *session, const char *vhost, char
     session->vhost = name;
     session->topic_prefix = prefix_copy;
     session->vhost_checked = true;
+    core_acl_cache_clear(session); /* per-vhost permissions: decisions made for another */
     return CORE_OK;
 }
 

@@ -19,10 +19,15 @@
   for user 'seller'"; STOMP without a host naming a vhost (so `/`) is an ERROR
   naming both; AMQP 1.0 without `vhost:sales` is amqp:unauthorized-access; a
   user without `vhosts` reaches both; a SIGHUP taking `sales` from the list
-  closes the user's open `sales` connections on every protocol.
+  closes the user's open `sales` connections on every protocol;
+- users and permissions imported from a RabbitMQ export
+  (`definitions.import_users`): the user logs in with its RabbitMQ password
+  hash, its configure/write/read patterns apply per vhost over 0-9-1, STOMP
+  and AMQP 1.0, `/api/permissions` shows them, and a reload re-reads the file.
 
 Waits are deadline-based (wait_for, pika's own I/O loop with a deadline)."""
 
+import json
 import signal
 import subprocess
 import time
@@ -35,7 +40,8 @@ from proton import Message
 from proton.utils import BlockingConnection
 
 from amqp_client import amqp_url
-from conftest import ADMIN, EXTERNAL_BOOTSTRAP, base_config, user_config, wait_for, with_admin
+from conftest import (ADMIN, EXTERNAL_BOOTSTRAP, base_config, rabbit_hash, user_config, wait_for,
+                      with_admin)
 from stomp_util import Recorder
 from test_amqp091_errors import raw_open
 from test_auth_reload import amqp_closed_with, pika_closed_with
@@ -473,3 +479,142 @@ def test_admin_api_permissions_from_the_config(kbridged_factory, bootstrap, pass
     assert answer["reason"] == "/api/permissions needs the administrator or monitoring tag"
     status, _ = daemon.api("/api/permissions", method="PUT", body={})
     assert status == 404  # read-only: no such endpoint
+
+
+def write_users_export(path, users, permissions):
+    """A RabbitMQ export with only users and permissions, as
+    `rabbitmqctl export_definitions` writes them (3.12: tags as a list)."""
+    path.write_text(json.dumps({
+        "rabbit_version": "3.12.4", "users": users, "vhosts": [{"name": "/"}, {"name": VHOST}],
+        "permissions": permissions, "topic_permissions": [], "queues": [], "exchanges": [],
+        "bindings": []}))
+
+
+def test_users_and_permissions_imported_from_a_definitions_export(kbridged_factory, bootstrap,
+                                                                  tmp_path, uniq):
+    """definitions.import_users: a RabbitMQ export's users log in with their
+    passwords (the hash verbatim), and each permission is that user's
+    configure/write/read in its vhost, over 0-9-1, STOMP and AMQP 1.0; a
+    reload reads the file again."""
+    orders, other = f"orders{uniq}", f"other{uniq}"
+    path = tmp_path / "definitions.json"
+    users = [{"name": "imported", "password_hash": rabbit_hash(PASSWORD, b"salt"),
+              "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["management"],
+              "limits": {}}]
+    permissions = [
+        {"user": "imported", "vhost": "/", "configure": "^rpc\\.", "write": "^orders",
+         "read": "^orders"},
+        {"user": "imported", "vhost": VHOST, "configure": "", "write": "", "read": ".*"}]
+    write_users_export(path, users, permissions)
+    config = with_admin(base_config(
+        bootstrap, kafka={"consumer": {"session.timeout.ms": 6000}},
+        auth={"anonymous": False}, vhosts={VHOST: {}, "spare": {}},
+        definitions={"file": str(path), "import_users": True}))
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    daemon.wait_log(r"1 user\(s\) and 2 permission\(s\) imported into auth.users")
+
+    # the administrator (auth.users) sets the topology up
+    host, port = daemon.host_port("amqp")
+
+    def connect(user, password, vhost):
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            host=host, port=port, virtual_host=vhost,
+            credentials=pika.PlainCredentials(user, password), connection_attempts=1,
+            socket_timeout=10, blocked_connection_timeout=30))
+
+    admin = connect(ADMIN[0], ADMIN[1], "/")
+    for vhost_queue in (orders, other):
+        admin.channel().queue_declare(vhost_queue, durable=True)
+    admin.close()
+    admin_sales = connect(ADMIN[0], ADMIN[1], VHOST)
+    admin_sales.channel().queue_declare(orders, durable=True)
+    publish_confirmed(admin_sales, orders, ["for-sales"])
+    admin_sales.close()
+
+    # a wrong password is refused; the right one logs in
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        connect("imported", "wrong", "/")
+    root = connect("imported", PASSWORD, "/")
+    # write ^orders: publishing to orders is confirmed; to other refused (403)
+    publish_confirmed(root, orders, ["from-pika"])
+    channel = root.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        channel.basic_publish("", other, b"denied")
+        channel.queue_declare(orders, passive=True)  # the close arrives by now
+    assert closed.value.reply_code == 403, closed.value
+    assert other in closed.value.reply_text
+    # configure ^rpc\.: declaring orders (which exists) needs configure, as in RabbitMQ
+    channel = root.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        channel.queue_declare(orders, durable=True)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        403, f"ACCESS_REFUSED - access to queue '{orders}' in vhost '/' refused for user "
+             "'imported' (needs configure)")
+    root.channel().queue_declare(f"rpc.{uniq}", durable=False, auto_delete=True)
+    # read ^orders: a passive declare and a consume work
+    root.channel().queue_declare(orders, passive=True)
+    _, got = consume(root, orders, 1)
+    assert got == ["from-pika"]
+    root.close()
+
+    # sales: read everything, write and configure nothing
+    sales = connect("imported", PASSWORD, VHOST)
+    _, got = consume(sales, orders, 1)
+    assert got == ["for-sales"]
+    channel = sales.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        channel.queue_declare(f"mine{uniq}")
+    assert closed.value.reply_text.endswith("refused for user 'imported' (needs configure)")
+    channel = sales.channel()
+    channel.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+        channel.basic_publish("", orders, b"denied", mandatory=True)
+    assert closed.value.reply_code == 403
+    sales.close()
+
+    # a configured vhost without a permission: RabbitMQ's 530
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as refused:
+        connect("imported", PASSWORD, "spare")
+    assert str(refused.value) == (
+        "ConnectionClosedByBroker: (530) "
+        "\"NOT_ALLOWED - access to vhost 'spare' refused for user 'imported'\"")
+
+    # STOMP and AMQP 1.0 apply the same permissions of "/"
+    conn = stomp.Connection12([daemon.host_port("stomp")], heartbeats=(0, 0))
+    recorder = Recorder()
+    conn.set_listener("recorder", recorder)
+    conn.connect("imported", PASSWORD, wait=True)
+    conn.send(f"/queue/{orders}", "from-stomp", receipt="ok")
+    wait_for(lambda: "ok" in recorder.receipts, 30, "RECEIPT ok")
+    conn.send(f"/queue/{other}", "denied", receipt="no")
+    wait_for(lambda: recorder.errors, 30, "the STOMP ERROR")
+    assert recorder.errors[0].headers["message"] == "access_refused", recorder.errors[0].headers
+    assert other in recorder.errors[0].body
+    amqp = BlockingConnection(amqp_url(daemon, "imported", PASSWORD), timeout=15,
+                              allowed_mechs="PLAIN")
+    amqp.create_sender(f"/queues/{orders}").send(Message(body="from-amqp10"))
+    with pytest.raises(Exception) as denied:
+        amqp.create_sender(f"/queues/{other}").send(Message(body="denied"))
+    assert "amqp:unauthorized-access" in str(denied.value)
+    amqp.close()
+
+    # the admin API shows them as RabbitMQ does
+    status, body = daemon.api("/api/permissions/%2F/imported")
+    assert (status, body) == (200, {"user": "imported", "vhost": "/", "configure": "^rpc\\.",
+                                    "write": "^orders", "read": "^orders"})
+    status, body = daemon.api(f"/api/permissions/{VHOST}/imported")
+    assert (status, body) == (200, {"user": "imported", "vhost": VHOST, "configure": "",
+                                    "write": "", "read": ".*"})
+
+    # a reload reads the file again: a user added there can log in
+    users.append({"name": "later", "password_hash": rabbit_hash("later-secret", b"s2"),
+                  "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
+    permissions.append({"user": "later", "vhost": "/", "configure": ".*", "write": ".*",
+                        "read": ".*"})
+    write_users_export(path, users, permissions)
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        connect("later", "later-secret", "/")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(r"configuration reloaded from")
+    connect("later", "later-secret", "/").close()

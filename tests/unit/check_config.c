@@ -13,6 +13,7 @@
 /* By path: in the automake build the top-level autoconf config.h comes
  * before daemon/ on the include path. */
 #include "../../daemon/config.h"
+#include "../../daemon/password.h"
 #include "adapter.h"
 #include "server.h"
 #include "stomp_config.h"
@@ -1294,6 +1295,196 @@ START_TEST(test_user_vhosts)
 }
 END_TEST
 
+/* RabbitMQ's per-vhost permissions: one pattern each (a string or a list),
+ * "" for none; the user may use only the vhosts named. */
+START_TEST(test_user_permissions)
+{
+    struct config *config =
+        load_ok("vhosts: { sales: {} }\n"
+                "auth:\n"
+                "  users:\n"
+                "    - name: a\n"
+                "      password_hash: \"$6$a$b\"\n"
+                "      permissions:\n"
+                "        \"/\": { configure: \"\", write: \"^orders\", read: \".*\" }\n"
+                "        sales: { configure: [\"^tmp\"], read: \"^x$\" }\n"
+                "    - { name: b, password_hash: \"$6$a$b\", permissions: {} }\n"
+                "    - { name: c, password_hash: \"$6$a$b\", publish: [\".*\"] }\n");
+    const struct config_user *users = config->auth.users;
+    ck_assert_uint_eq(users[0].permission_count, 2);
+    const struct config_permission *root = config_user_permission(&users[0], "/");
+    ck_assert_ptr_nonnull(root);
+    ck_assert_uint_eq(root->configure_count, 0);
+    ck_assert_uint_eq(root->write_count, 1);
+    ck_assert_str_eq(root->write[0].source, "^orders");
+    ck_assert_int_eq(regexec(&root->write[0].regex, "orders.eu", 0, NULL, 0), 0);
+    ck_assert_uint_eq(root->read_count, 1);
+    const struct config_permission *sales = config_user_permission(&users[0], "sales");
+    ck_assert_ptr_nonnull(sales);
+    ck_assert_uint_eq(sales->configure_count, 1);
+    ck_assert_uint_eq(sales->write_count, 0); /* absent: nothing */
+    ck_assert_str_eq(sales->read[0].source, "^x$");
+    ck_assert(config_user_may_use_vhost(&users[0], "/"));
+    ck_assert(config_user_may_use_vhost(&users[0], "sales"));
+    ck_assert(!config_user_may_use_vhost(&users[0], "other"));
+    ck_assert_ptr_nonnull(users[1].permissions); /* {}: no vhost at all */
+    ck_assert_uint_eq(users[1].permission_count, 0);
+    ck_assert(!config_user_may_use_vhost(&users[1], "/"));
+    ck_assert_ptr_null(users[2].permissions); /* absent: publish and consume, every vhost */
+    ck_assert(config_user_may_use_vhost(&users[2], "sales"));
+    ck_assert_ptr_null(config_user_permission(&users[2], "/"));
+    config_free(config);
+
+    expect_error("auth:\n  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\", publish: [x],\n"
+                 "        permissions: { \"/\": { read: x } } }\n",
+                 "t.yaml:4: auth.users[0].publish: set permissions (per vhost) or publish, not "
+                 "both");
+    expect_error("auth:\n  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\", vhosts: [\"/\"],\n"
+                 "        permissions: { \"/\": { read: x } } }\n",
+                 "t.yaml:4: auth.users[0].vhosts: set permissions (per vhost) or vhosts, not both");
+    expect_error("auth:\n  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\", permissions: { sales: {} } }\n",
+                 "t.yaml:3: auth.users[0].permissions: no vhost \"sales\" in vhosts");
+    expect_error("auth:\n  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\", permissions: { \"/\": { rd: x } } "
+                 "}\n",
+                 "t.yaml:3: auth.users[0].permissions./.rd: unknown key (did you mean "
+                 "\"read\"?)");
+    expect_error("auth:\n  users:\n"
+                 "    - { name: a, password_hash: \"$6$a$b\", permissions: { \"/\": { read: "
+                 "\"(\" } } }\n",
+                 "t.yaml:3: auth.users[0].permissions./.read: \"(\" is not a valid regular "
+                 "expression: Unmatched ( or \\(");
+    /* a user's publish list still needs a pattern in every item */
+    expect_error("auth:\n  users:\n    - { name: a, password_hash: \"$6$a$b\", publish: x }\n",
+                 "t.yaml:3: auth.users[0].publish: expected a list of regular expressions, got "
+                 "\"x\"");
+}
+END_TEST
+
+/* A file named t.yaml's definitions.file with `json` in it, for one test;
+ * the path is written to `path` (removed by the caller). */
+static void write_definitions(char *path, const char *json)
+{
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *stream = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(stream);
+    fputs(json, stream);
+    ck_assert_int_eq(fclose(stream), 0);
+}
+
+static struct config *load_with_definitions(const char *path, const char *rest)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "vhosts: { sales: {} }\n"
+             "definitions: { file: \"%s\", import_users: true }\n%s",
+             path, rest);
+    return load_ok(yaml);
+}
+
+/* definitions.import_users: RabbitMQ's users with their hashes verbatim,
+ * known tags, and their permissions per vhost; config users win. */
+START_TEST(test_import_users)
+{
+    static const unsigned char salt[4] = {1, 2, 3, 4};
+    char sha256[128], sha512[128], json[4096];
+    ck_assert_int_eq(password_rabbit_hash("secret", salt, false, sha256, sizeof(sha256)), 0);
+    ck_assert_int_eq(password_rabbit_hash("other", salt, true, sha512, sizeof(sha512)), 0);
+    snprintf(json, sizeof(json),
+             "{\"users\": ["
+             " {\"name\": \"app\", \"password_hash\": \"%s\","
+             "  \"hashing_algorithm\": \"rabbit_password_hashing_sha256\", \"tags\": \"\"},"
+             " {\"name\": \"ops\", \"password_hash\": \"%s\","
+             "  \"hashing_algorithm\": \"rabbit_password_hashing_sha512\","
+             "  \"tags\": [\"administrator\", \"impersonator\"]},"
+             " {\"name\": \"cert\", \"password_hash\": \"\", \"tags\": \"monitoring,management\"},"
+             " {\"name\": \"local\", \"password_hash\": \"%s\"}],"
+             " \"permissions\": ["
+             " {\"user\": \"app\", \"vhost\": \"/\", \"configure\": \"\", \"write\": \"^orders\","
+             "  \"read\": \".*\"},"
+             " {\"user\": \"app\", \"vhost\": \"sales\", \"configure\": \".*\", \"write\": \"\","
+             "  \"read\": \"\"},"
+             " {\"user\": \"app\", \"vhost\": \"unknown\", \"configure\": \".*\", \"write\": "
+             "\".*\", \"read\": \".*\"},"
+             " {\"user\": \"local\", \"vhost\": \"/\", \"configure\": \".*\", \"write\": \".*\","
+             "  \"read\": \".*\"}],"
+             " \"queues\": []}",
+             sha256, sha512, sha256);
+    char path[] = "/tmp/check_config_definitions_XXXXXX";
+    write_definitions(path, json);
+    struct config *config =
+        load_with_definitions(path, "auth:\n  users:\n    - { name: local, password_hash: "
+                                    "\"$6$a$b\", publish: [\"^mine$\"] }\n");
+    ck_assert_uint_eq(config->auth.user_count, 4); /* local (the config's), app, ops, cert */
+    ck_assert_uint_eq(config->definitions.imported_users, 3);
+    ck_assert_uint_eq(config->definitions.skipped_users, 1);
+    ck_assert_uint_eq(config->definitions.imported_permissions, 2);
+    ck_assert_uint_eq(config->definitions.skipped_permissions, 2); /* unknown vhost, local */
+    const struct config_user *local = &config->auth.users[0];
+    ck_assert_str_eq(local->password_hash, "$6$a$b");
+    ck_assert_ptr_null(local->permissions);
+    ck_assert(!local->imported);
+    const struct config_user *app = &config->auth.users[1];
+    ck_assert_str_eq(app->name, "app");
+    ck_assert(app->imported);
+    ck_assert_str_eq(app->password_hash, sha256);
+    ck_assert(password_verify("secret", app->password_hash));
+    ck_assert_uint_eq(app->tag_count, 0);
+    ck_assert_uint_eq(app->permission_count, 2);
+    const struct config_permission *root = config_user_permission(app, "/");
+    ck_assert_uint_eq(root->configure_count, 0);
+    ck_assert_str_eq(root->write[0].source, "^orders");
+    ck_assert_str_eq(root->read[0].source, ".*");
+    ck_assert_uint_eq(config_user_permission(app, "sales")->write_count, 0);
+    ck_assert(!config_user_may_use_vhost(app, "unknown"));
+    const struct config_user *ops = &config->auth.users[2];
+    ck_assert(password_verify("other", ops->password_hash));
+    ck_assert_uint_eq(ops->tag_count, 1);
+    ck_assert_str_eq(ops->tags[0], "administrator");
+    ck_assert_ptr_nonnull(ops->permissions); /* none in the file: no vhost */
+    ck_assert(!config_user_may_use_vhost(ops, "/"));
+    const struct config_user *cert = &config->auth.users[3];
+    ck_assert_str_eq(cert->password_hash, "");
+    ck_assert(!password_verify("", cert->password_hash));
+    ck_assert_uint_eq(cert->tag_count, 2);
+    config_free(config);
+    unlink(path);
+
+    /* md5 hashes cannot be checked: refused, naming the user */
+    char md5_path[] = "/tmp/check_config_definitions_XXXXXX";
+    write_definitions(md5_path, "{\"users\": [{\"name\": \"old\", \"password_hash\": \"abc\","
+                                " \"hashing_algorithm\": \"rabbit_password_hashing_md5\"}]}");
+    char yaml[1024], expected[1024];
+    snprintf(yaml, sizeof(yaml), "definitions: { file: \"%s\", import_users: true }\n", md5_path);
+    snprintf(expected, sizeof(expected),
+             "t.yaml: definitions.file: %s: users[0] 'old': hashing_algorithm "
+             "rabbit_password_hashing_md5 is not supported (only rabbit_password_hashing_sha256 "
+             "and _sha512): change the user's password in RabbitMQ, or remove the user from the "
+             "file",
+             md5_path);
+    expect_error(yaml, expected);
+    unlink(md5_path);
+
+    char bad_path[] = "/tmp/check_config_definitions_XXXXXX";
+    write_definitions(bad_path, "{\"users\": [{\"name\": \"x\", \"password_hash\": \"$6$a$b\"}]}");
+    snprintf(yaml, sizeof(yaml), "definitions: { file: \"%s\", import_users: true }\n", bad_path);
+    snprintf(expected, sizeof(expected),
+             "t.yaml: definitions.file: %s: users[0] 'x': password_hash is not a rabbit_sha256 "
+             "hash",
+             bad_path);
+    expect_error(yaml, expected);
+    unlink(bad_path);
+
+    expect_error("definitions: { import_users: true }\n",
+                 "t.yaml: definitions.import_users: needs definitions.file (the export to take "
+                 "users from)");
+}
+END_TEST
+
 /* A reload keeps the running listeners, shared ones included, and says which. */
 START_TEST(test_apply_live_listeners)
 {
@@ -1689,6 +1880,8 @@ static Suite *config_suite(void)
     tcase_add_test(errors, test_error_files);
     tcase_add_test(errors, test_overlong_values);
     tcase_add_test(errors, test_error_buffer);
+    tcase_add_test(errors, test_user_permissions);
+    tcase_add_test(errors, test_import_users);
     suite_add_tcase(suite, errors);
 
     TCase *reload = tcase_create("reload");
