@@ -607,14 +607,22 @@ def test_users_and_permissions_imported_from_a_definitions_export(kbridged_facto
     assert (status, body) == (200, {"user": "imported", "vhost": VHOST, "configure": "",
                                     "write": "", "read": ".*"})
 
-    # a reload reads the file again: a user added there can log in
+    # a reload reads the file again: a hash of the wrong shape (a 2-byte
+    # salt) fails the reload, naming the user, and the running users stay
     users.append({"name": "later", "password_hash": rabbit_hash("later-secret", b"s2"),
                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
     permissions.append({"user": "later", "vhost": "/", "configure": ".*", "write": ".*",
                         "read": ".*"})
     write_users_export(path, users, permissions)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(r"reload failed, keeping the running configuration: .*definitions.json: "
+                    r"users\[1\] 'later': password_hash is not a rabbit_sha256 hash")
+    connect("imported", PASSWORD, "/").close()
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         connect("later", "later-secret", "/")
+    # with a good hash the user added to the file can log in after the reload
+    users[1]["password_hash"] = rabbit_hash("later-secret", b"slt2")
+    write_users_export(path, users, permissions)
     daemon.signal(signal.SIGHUP)
     daemon.wait_log(r"configuration reloaded from")
     connect("later", "later-secret", "/").close()
