@@ -216,14 +216,18 @@ def matrix(scale):
         ("latency", "End-to-end latency at 5,000 msg/s", "throughput", {
             "stomp": latency, "amqp": latency, "kafka": latency, "amqp091": latency,
         }),
+        # direct librdkafka: one produce -> fetch hop per round trip (bench_kafka.c's
+        # kafka_request), the hop a kbridge request takes (issue 19's reference)
         ("request-reply", "Request-reply round trip, one request at a time", "throughput", {
             "stomp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
+            "kafka": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
             "amqp091": ["--workload", "request-reply", "--count", n(2000), "--window", "1"],
         }),
         ("request-reply-100", "Request-reply, 100 requests in flight", "throughput", {
             "stomp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
+            "kafka": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
             "amqp091": ["--workload", "request-reply", "--count", n(20000), "--window", "100"],
         }),
         # RabbitMQ's RPC idiom: replies through amq.rabbitmq.reply-to, no reply queue
@@ -433,6 +437,44 @@ def targets_section(results, have_rabbit):
     return "\n".join(lines)
 
 
+def latency_targets_section(results, have_rabbit):
+    """Issue 19's targets, each with the figures it is judged by (this run's)."""
+    lines = ["| Target | Figure | Met? |", "| --- | --- | --- |"]
+
+    def ok_text(ok, goal):
+        return "not measured" if ok is None else "yes" if ok else f"**no** — {goal}"
+
+    hop = find(results, "request-reply", "kafka", "kafka")
+    hop_p50 = hop.get("p50_ms") if hop and hop.get("ok") else None
+    for proto in ("stomp", "amqp"):
+        r = find(results, "request-reply", "kbridge", proto)
+        p50 = r.get("p50_ms") if r and r.get("ok") else None
+        goal = None if hop_p50 is None else max(1.0, hop_p50 + 0.3)
+        ok = None if p50 is None or goal is None else p50 <= goal
+        got = (f"p50 {p50:.2f} ms; direct hop p50 {hop_p50:.2f} ms" if ok is not None else "—")
+        lines.append(f"| request-reply one at a time ({proto.upper()}) p50 ≤ max(1.0 ms, one "
+                     f"direct produce→fetch hop + 0.3 ms) | {got} | "
+                     f"{ok_text(ok, f'{goal:.2f} ms' if goal else '')} |")
+    for proto in ("stomp",):
+        v = value(find(results, "request-reply-100", "kbridge", proto), "request-reply-100")
+        rv = (value(find(results, "request-reply-100", "rabbitmq", proto), "request-reply-100")
+              if have_rabbit else None)
+        ok = None if v is None or rv is None else v >= rv
+        got = f"{v:,.0f} vs RabbitMQ {rv:,.0f} req/s" if ok is not None else "—"
+        lines.append(f"| request-reply, 100 in flight ({proto.upper()}) ≥ RabbitMQ | {got} | "
+                     f"{ok_text(ok, 'RabbitMQ' + chr(39) + 's req/s')} |")
+    direct = value(find(results, "latency", "kafka", "kafka"), "latency")
+    for proto in ("stomp", "amqp", "amqp091"):
+        v = value(find(results, "latency", "kbridge", proto), "latency")
+        ok = None if v is None or direct is None else v <= 1.25 * direct
+        got = (f"p99 {v:.1f} ms = {v / direct:.2f}× direct ({direct:.1f} ms)"
+               if ok is not None else "—")
+        lines.append(f"| end-to-end p99 at 5,000 msg/s ({proto.upper()}) ≤ 1.25× direct "
+                     f"librdkafka | {got} | "
+                     f"{ok_text(ok, f'{1.25 * direct:.1f} ms' if direct else '')} |")
+    return "\n".join(lines)
+
+
 def amqp091_section(results, have_rabbit):
     """AMQP 0-9-1 (issue 14): kbridge beside RabbitMQ's native protocol, and the targets."""
     header = ["Workload", "kbridge AMQP 0-9-1", "direct librdkafka", "0-9-1 ÷ direct"]
@@ -579,6 +621,13 @@ def write_report(path, results, context, have_rabbit):
         out.append("")
     out.append("## Targets (issue 6)\n")
     out.append(targets_section(results, have_rabbit))
+    out.append("")
+    out.append("## Targets (issue 19: latency, default configuration)\n")
+    out.append("The direct reference of the request-reply rows is one produce→fetch hop at a"
+               " time through the same broker (kbridge-bench's kafka request-reply: a ping over"
+               " one topic, no responder), the hop a kbridge request takes; the reply to a"
+               " temporary queue on the same node is delivered in memory.\n")
+    out.append(latency_targets_section(results, have_rabbit))
     out.append("")
     out.append("## Verification\n")
     out.append("| Workload | Target | Protocol | Sent / confirmed | Consumer side |")
