@@ -200,6 +200,15 @@ def matrix(scale):
         }),
         ("publish-each", "Publish, every message confirmed, 1,000 in flight", "throughput",
          publish_each),
+        # issue 19: STOMP's batched confirmation is a receipt every N SENDs (a
+        # client that asks none is not comparable); the direct row is the same
+        # unbounded producer as publish-batched
+        ("publish-receipt-100", "Publish, STOMP receipt every 100 messages, 5,000 in flight",
+         "throughput", {
+            "stomp": ["--workload", "publish", "--count", n(200000), "--confirm", "every:100",
+                      "--window", "5000"],
+            "kafka": ["--workload", "publish", "--count", n(200000), "--window", "0"],
+        }),
         # AMQP 0-9-1's waitForConfirms after every publish: one message in flight
         ("publish-sync", "Publish, each confirmed before the next (AMQP 0-9-1)", "throughput", {
             "amqp091": ["--workload", "publish", "--count", n(5000), "--confirm", "each"],
@@ -463,6 +472,22 @@ def latency_targets_section(results, have_rabbit):
         got = f"{v:,.0f} vs RabbitMQ {rv:,.0f} req/s" if ok is not None else "—"
         lines.append(f"| request-reply, 100 in flight ({proto.upper()}) ≥ RabbitMQ | {got} | "
                      f"{ok_text(ok, 'RabbitMQ' + chr(39) + 's req/s')} |")
+    for row_id, proto, text in (("publish-receipt-100", "stomp",
+                                 "publish, STOMP receipt every 100 (5,000 in flight)"),
+                                ("publish-batched", "amqp", "publish, AMQP batched confirmations")):
+        v = value(find(results, row_id, "kbridge", proto), row_id)
+        d = value(find(results, row_id, "kafka", "kafka"), row_id)
+        ok = None if v is None or d is None else v >= 0.5 * d
+        got = f"{v:,.0f} msg/s = {v / d:.2f}× direct" if ok is not None else "—"
+        lines.append(f"| {text} ≥ 0.5× direct librdkafka | {got} | "
+                     f"{ok_text(ok, f'{0.5 * d:,.0f} msg/s' if d else '')} |")
+    d = value(find(results, "consume", "kafka", "kafka"), "consume")
+    for proto in ("stomp", "amqp"):
+        v = value(find(results, "consume", "kbridge", proto), "consume")
+        ok = None if v is None or d is None else v >= 0.5 * d
+        got = f"{v:,.0f} msg/s = {v / d:.2f}× direct" if ok is not None else "—"
+        lines.append(f"| consume, per-message ack, prefetch 100 ({proto.upper()}) ≥ 0.5× direct "
+                     f"librdkafka | {got} | {ok_text(ok, f'{0.5 * d:,.0f} msg/s' if d else '')} |")
     direct = value(find(results, "latency", "kafka", "kafka"), "latency")
     for proto in ("stomp", "amqp", "amqp091"):
         v = value(find(results, "latency", "kbridge", proto), "latency")
@@ -704,7 +729,7 @@ def main():
                         help="multiply message counts (quick runs: 0.1)")
     parser.add_argument("--only", default="stomp,amqp,amqp091,kafka", help="protocols to run")
     parser.add_argument("--rows", help="only these rows (comma-separated ids: idle, "
-                        "publish-batched, publish-each, publish-sync, "
+                        "publish-batched, publish-each, publish-receipt-100, publish-sync, "
                         "publish-presettled, "
                         "consume, latency, request-reply, request-reply-100, request-reply-direct, "
                         "request-reply-direct-100)")
