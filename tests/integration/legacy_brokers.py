@@ -25,7 +25,10 @@ class RabbitMQ:
         ensure_rabbitmq_installed()
         self.base = os.path.join(workdir, "rabbitmq")
         os.makedirs(self.base, exist_ok=True)
-        self.ports = {"amqp": free_port(), "stomp": free_port(), "dist": free_port()}
+        # an epmd of its own (ERL_EPMD_PORT): stop() kills it, which must not
+        # touch the epmd of a node another test (xdist worker) is running
+        self.ports = {"amqp": free_port(), "stomp": free_port(), "dist": free_port(),
+                      "epmd": free_port()}
         self.node = f"{name}-{os.getpid()}@localhost"
         with open(os.path.join(self.base, "rabbitmq.conf"), "w") as f:
             f.write(f"listeners.tcp.1 = 127.0.0.1:{self.ports['amqp']}\n"
@@ -41,6 +44,7 @@ class RabbitMQ:
                         RABBITMQ_LOG_BASE=os.path.join(self.base, "log"),
                         RABBITMQ_DIST_PORT=str(self.ports["dist"]),
                         ERL_EPMD_ADDRESS="127.0.0.1",
+                        ERL_EPMD_PORT=str(self.ports["epmd"]),
                         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
                         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface"
                                                             " {127,0,0,1}",
@@ -85,9 +89,9 @@ class RabbitMQ:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if not keep_epmd:
-            # epmd was started for this node; it listens on loopback only
-            subprocess.run(["epmd", "-kill"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            # this node's own epmd (its port), on loopback only
+            subprocess.run(["epmd", "-port", str(self.ports["epmd"]), "-kill"], env=self.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.log_file.close()
 
     def queue_depth(self, name):
