@@ -1890,7 +1890,8 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
  * to librdkafka's cached end offset (updated by every fetch response: no
  * I/O). Retry topics' partitions are left out (what they hold is not due
  * yet); their records count once due and available. Asked per get-ok, not
- * per delivery: one walk of the partitions. */
+ * per delivery: one walk of the partitions, the consumer's position asked
+ * only of those not read up to their end. */
 static uint64_t queue_engine_ready_count(const struct core_subscription *sub)
 {
     struct queue *queue = queue_subscriber_of(sub)->queue;
@@ -1901,14 +1902,17 @@ static uint64_t queue_engine_ready_count(const struct core_subscription *sub)
     uint64_t unread = 0;
     for (size_t i = 0; queue->consumer && i < queue->partition_count; i++) {
         const struct queue_topic_partition *p = &queue->partitions[i];
-        if (!p->assigned || p->retry)
-            continue;
+        if (!p->assigned || p->retry || p->next_offset < 0)
+            continue; /* nothing read since assignment: counts 0 (queue_ready_unread) */
         struct queue_ready_partition counted = {
             .end = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition),
             .fetched = p->next_offset,
-            .position = kafka_consumer_position(queue->consumer, p->topic, p->partition),
+            .position = -1,
             .purge_floor = p->purge_floor,
         };
+        if (counted.end <= counted.fetched)
+            continue; /* read up to its end: no position to ask for */
+        counted.position = kafka_consumer_position(queue->consumer, p->topic, p->partition);
         unread += queue_ready_unread(&counted);
     }
     bool drop_head = queue->arguments.max_length >= 0 && !queue->arguments.reject_publish;
