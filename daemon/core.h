@@ -462,11 +462,15 @@ core_subscribe_temporary(struct core_session *session, const struct core_subscri
                          size_t err_size);
 /* Stop / resume deliveries (the client's connection is backed up). */
 void core_subscription_block(struct core_subscription *subscription, bool blocked);
-/* Messages this node has fetched for the subscription's queue and not
- * delivered yet (to any of its subscribers): a cheap lower bound of the
- * queue's depth, not Kafka's lag (AMQP 0-9-1 get-ok's message_count). 0 for
- * topics and temporary queues. */
-size_t core_subscription_backlog(const struct core_subscription *subscription);
+/* Messages of the subscription's queue ready on this node's member of the
+ * queue's consumer group (AMQP 0-9-1 get-ok's message_count; architecture
+ * §12): on every partition the member holds, the offsets it has not read up
+ * to the end offset of its consumer's last fetch, plus those it read and
+ * has not delivered (released ones included); delivered and unsettled ones
+ * are not ready. Partitions other members hold are not counted (declare-ok's
+ * core_queue_depth is cluster-wide). No Kafka round trip: cheap enough per
+ * get, not meant per delivery. 0 for topics and temporary queues. */
+uint64_t core_subscription_ready_count(const struct core_subscription *subscription);
 /* Do the subscription's deliveries need settling (queues, durable
  * subscriptions), or is there nothing to settle (non-durable topics,
  * browsing, stream queues: their deliveries carry id 0, a client's acks of

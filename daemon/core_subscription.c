@@ -630,11 +630,11 @@ void core_subscription_block(struct core_subscription *sub, bool blocked)
     core_subscription_apply_block(sub);
 }
 
-size_t core_subscription_backlog(const struct core_subscription *sub)
+uint64_t core_subscription_ready_count(const struct core_subscription *sub)
 {
-    if (!sub->attached || !sub->engine->ops->backlog)
+    if (!sub->attached || !sub->engine->ops->ready_count)
         return 0;
-    return sub->engine->ops->backlog(sub);
+    return sub->engine->ops->ready_count(sub);
 }
 
 bool core_subscription_settles(const struct core_subscription *sub)

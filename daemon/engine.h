@@ -147,9 +147,10 @@ struct engine_ops {
      * by its token (architecture §7). Owns the record from the call on. NULL:
      * the engine takes none. */
     void (*deliver_local)(struct engine *engine, struct kafka_record *record);
-    /* Records this node fetched for `sub`'s destination and has not
-     * delivered yet (a queue's available ones). NULL: 0. */
-    size_t (*backlog)(const struct core_subscription *sub);
+    /* Messages of `sub`'s queue ready on this node's member of its group:
+     * neither delivered and unsettled nor settled, fetched or not yet
+     * (queue.c, queue_ready.h). No I/O: cached end offsets. NULL: 0. */
+    uint64_t (*ready_count)(const struct core_subscription *sub);
     /* Apply a reloaded config. May be NULL. */
     void (*reconfigure)(struct engine *engine);
     /* Close everything and free the engine (shutdown, after every unsubscribe). */

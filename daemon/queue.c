@@ -57,6 +57,7 @@
 #include "metrics.h"
 #include "queue_arguments.h"
 #include "queue_bindings.h"
+#include "queue_ready.h"
 #include "queue_retry.h"
 #include "record.h"
 #include "request_reply.h"
@@ -87,6 +88,9 @@ struct queue_topic_partition {
     /* x-max-length: after the last record dispatch handled (delivered or
      * dropped), else the first fetched; -1: none fetched since assignment */
     int64_t next_undelivered;
+    /* The queue's last purge's end offset here (records below it are settled
+     * without delivery when fetched); -1: none since assignment */
+    int64_t purge_floor;
     /* Settled up to here and not yet stored (queue_store_pending): the
      * commit callback only records it; one store per loop iteration. */
     int64_t store_offset;
@@ -393,10 +397,13 @@ static bool queue_over_max_length(struct queue *queue, const struct kafka_record
         struct queue_topic_partition *p = &queue->partitions[i];
         if (!p->assigned)
             continue;
-        int64_t from = (int32_t)i == index ? record->offset : p->next_undelivered;
-        int64_t high = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition);
-        if (from >= 0 && high > from)
-            ready += high - from;
+        struct queue_ready_partition counted = {
+            .end = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition),
+            .fetched = (int32_t)i == index ? record->offset : p->next_undelivered,
+            .position = -1,
+            .purge_floor = -1,
+        };
+        ready += (int64_t)queue_ready_unread(&counted);
     }
     struct queue_topic_partition *own = &queue->partitions[index];
     if (own->next_undelivered <= record->offset)
@@ -1200,6 +1207,8 @@ static void queue_apply_purge(struct queue *queue, int32_t only)
         int32_t index = topic ? queue_partition_index(queue, topic, (int32_t)partition, false) : -1;
         if (index < 0 || (only >= 0 && index != only) || !queue->partitions[index].assigned)
             continue;
+        if (queue->partitions[index].purge_floor < (int64_t)offset)
+            queue->partitions[index].purge_floor = (int64_t)offset;
         purged += queue_state_purge(queue->state, index, (int64_t)offset);
     }
     if (purged)
@@ -1222,6 +1231,7 @@ static void queue_on_assigned(void *opaque, const struct kafka_partition *parts,
         queue->partitions[index].retry = queue_retry_is_topic(&queue->retry, parts[i].topic);
         queue->partitions[index].next_offset = -1;
         queue->partitions[index].next_undelivered = -1;
+        queue->partitions[index].purge_floor = -1;
         queue_state_assign(queue->state, index);
         queue_apply_purge(queue, index);
         if (queue->paused)
@@ -1874,14 +1884,39 @@ static size_t queue_engine_subscriber_count(const struct core_subscription *sub)
     return queue_subscriber_of(sub)->queue->subscriber_count;
 }
 
-static size_t queue_engine_backlog(const struct core_subscription *sub)
+/* The ready count of the subscription's queue on this node's member
+ * (queue_ready.h, architecture §12 "basic.get-ok's message_count"): its
+ * available records plus, per partition it holds, what it has not read up
+ * to librdkafka's cached end offset (updated by every fetch response: no
+ * I/O). Retry topics' partitions are left out (what they hold is not due
+ * yet); their records count once due and available. Asked per get-ok, not
+ * per delivery: one walk of the partitions, the consumer's position asked
+ * only of those not read up to their end. */
+static uint64_t queue_engine_ready_count(const struct core_subscription *sub)
 {
     struct queue *queue = queue_subscriber_of(sub)->queue;
     if (!queue || !queue->state)
         return 0;
     struct queue_state_stats stats;
     queue_state_stats(queue->state, &stats);
-    return stats.available;
+    uint64_t unread = 0;
+    for (size_t i = 0; queue->consumer && i < queue->partition_count; i++) {
+        const struct queue_topic_partition *p = &queue->partitions[i];
+        if (!p->assigned || p->retry || p->next_offset < 0)
+            continue; /* nothing read since assignment: counts 0 (queue_ready_unread) */
+        struct queue_ready_partition counted = {
+            .end = kafka_consumer_high_watermark(queue->consumer, p->topic, p->partition),
+            .fetched = p->next_offset,
+            .position = -1,
+            .purge_floor = p->purge_floor,
+        };
+        if (counted.end <= counted.fetched)
+            continue; /* read up to its end: no position to ask for */
+        counted.position = kafka_consumer_position(queue->consumer, p->topic, p->partition);
+        unread += queue_ready_unread(&counted);
+    }
+    bool drop_head = queue->arguments.max_length >= 0 && !queue->arguments.reject_publish;
+    return queue_ready_total(stats.available, unread, drop_head ? queue->arguments.max_length : -1);
 }
 
 /* The view of the definitions changed: each queue recomputes what its
@@ -1992,7 +2027,7 @@ static const struct engine_ops queue_engine_ops = {
     .block = queue_engine_block,
     .unsubscribe = queue_engine_unsubscribe,
     .subscriber_count = queue_engine_subscriber_count,
-    .backlog = queue_engine_backlog,
+    .ready_count = queue_engine_ready_count,
     .reconfigure = queue_engine_reconfigure,
     .free = queue_engine_free,
 };

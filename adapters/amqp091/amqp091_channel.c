@@ -1079,14 +1079,16 @@ static void amqp091_consumer_deliver(void *opaque, const struct core_delivery *d
         .routing_key = {routing_key_len, (void *)routing_key},
     };
     if (consumer->getter) {
-        /* get-ok: message_count is what this node has fetched for the queue
-         * and not delivered (core_subscription_backlog) */
+        /* get-ok: message_count is the queue's ready count on this node's
+         * member of its group, after this message (architecture §12);
+         * the field is 32 bits: a larger count is sent as its maximum */
+        uint64_t ready = core_subscription_ready_count(consumer->core);
         amqp_basic_get_ok_t ok = {
             .delivery_tag = tag,
             .redelivered = deliver.redelivered,
             .exchange = deliver.exchange,
             .routing_key = deliver.routing_key,
-            .message_count = (uint32_t)core_subscription_backlog(consumer->core),
+            .message_count = ready > UINT32_MAX ? UINT32_MAX : (uint32_t)ready,
         };
         int sent = amqp091_send_content(connection, channel->number, AMQP_BASIC_GET_OK_METHOD, &ok,
                                         NULL, 0, &properties, delivery->body, delivery->body_len);

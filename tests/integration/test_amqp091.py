@@ -47,15 +47,19 @@ def uniq():
     return f"-{uuid.uuid4().hex[:10]}" if EXTERNAL_BOOTSTRAP else f"-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture
-def daemon(kbridged_factory, bootstrap, password_hash):
+def daemon_config(bootstrap, password_hash):
     config = base_config(bootstrap, kafka=dict(KAFKA),
                          auth={"anonymous": True, "users": [
                              {"name": USER, "password_hash": password_hash,
                               "publish": [".*"], "consume": [".*"]}]})
     config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
     config["listeners"]["amqp091"] = {"bind": "127.0.0.1:0"}
-    return kbridged_factory(config)
+    return config
+
+
+@pytest.fixture
+def daemon(kbridged_factory, bootstrap, password_hash):
+    return kbridged_factory(daemon_config(bootstrap, password_hash))
 
 
 def pika_connect(daemon, user=USER, password=PASSWORD, heartbeat=None):
@@ -1260,8 +1264,10 @@ def test_basic_get_three_messages_then_get_empty(daemon, uniq):
         got.append((method, props, body))
     assert [b for _, _, b in got] == [b"g0", b"g1", b"g2"]
     assert [p.correlation_id for _, p, _ in got] == ["c0", "c1", "c2"]
-    # message_count: what this node has fetched and not delivered, a lower
-    # bound of what is left (the records may still be on their way from Kafka)
+    # message_count: the ready count on this node's member of the group,
+    # from the end offsets of its last fetch; the first records may have come
+    # in a fetch made before the others were published (exact counts:
+    # test_get_ok_message_count_*)
     counts = [m.message_count for m, _, _ in got]
     assert all(count <= 2 - i for i, count in enumerate(counts)), counts
     assert counts[2] == 0
@@ -1279,6 +1285,109 @@ def test_basic_get_three_messages_then_get_empty(daemon, uniq):
             break
     assert (body, method.redelivered) == (b"g2", True)
     assert ch.basic_get(queue) == (None, None, None)
+    conn.close()
+
+
+def publish_confirmed(conn, queue, bodies):
+    """Publish to the default exchange with confirms (each in Kafka when this returns)."""
+    pub = conn.channel()
+    pub.confirm_delivery()
+    for body in bodies:
+        pub.basic_publish("", queue, body)
+    pub.close()
+
+
+def first_get(ch, queue, auto_ack=False, timeout=30):
+    """basic.get until one message comes: the first get of a queue on a
+    channel waits for its group's assignment and fetch (a deadline, not a
+    sleep). Returns pika's (method, properties, body)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, f"no get-ok from {queue}"
+        method, props, body = ch.basic_get(queue, auto_ack=auto_ack)
+        if method:
+            return method, props, body
+
+
+def gets_until_empty(ch, queue, first, auto_ack):
+    """The first get-ok, then basic.get (acking each unless auto_ack) until
+    get-empty: [(body, message_count)] in order."""
+    got = []
+    method, _, body = first
+    while method is not None:
+        got.append((body, method.message_count))
+        if not auto_ack:
+            ch.basic_ack(method.delivery_tag)
+        method, _, body = ch.basic_get(queue, auto_ack=auto_ack)
+    return got
+
+
+@pytest.mark.parametrize("auto_ack", [False, True], ids=["manual-ack", "no-ack"])
+def test_get_ok_message_count_is_exact(daemon, uniq, auto_ack):
+    """RabbitMQ's get-ok message_count: the messages still ready after the
+    one handed out, so `while message_count > 0` drains a queue. 20
+    confirmed messages count down 19, 18, ... 0, then get-empty."""
+    queue, n = f"getcount{uniq}", 20
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    publish_confirmed(conn, queue, [f"m{i}".encode() for i in range(n)])
+    got = gets_until_empty(ch, queue, first_get(ch, queue, auto_ack), auto_ack)
+    assert got == [(f"m{i}".encode(), n - 1 - i) for i in range(n)]
+    assert ch.basic_get(queue, auto_ack=auto_ack) == (None, None, None)
+    conn.close()
+
+
+def test_get_ok_message_count_leaves_out_unacked_and_counts_requeued(daemon, uniq):
+    """As RabbitMQ counts: a get not acknowledged yet is not ready (it is
+    unacked); nacked with requeue it is ready again and comes back first."""
+    queue = f"getnack{uniq}"
+    conn = pika_connect(daemon)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    publish_confirmed(conn, queue, [f"m{i}".encode() for i in range(5)])
+    m0, _, body0 = first_get(ch, queue)
+    m1, _, body1 = ch.basic_get(queue)
+    assert (body0, m0.message_count, body1, m1.message_count) == (b"m0", 4, b"m1", 3)
+    ch.basic_nack(m0.delivery_tag, requeue=True)  # m0 ready again: 4 ready
+    again, _, body = ch.basic_get(queue)
+    assert (body, again.redelivered, again.message_count) == (b"m0", True, 3)
+    ch.basic_ack(again.delivery_tag)
+    ch.basic_ack(m1.delivery_tag)
+    got = gets_until_empty(ch, queue, ch.basic_get(queue), auto_ack=False)
+    assert got == [(b"m2", 2), (b"m3", 1), (b"m4", 0)]
+    conn.close()
+
+
+def test_get_ok_message_count_continues_from_the_committed_position(kbridged_factory, bootstrap,
+                                                                    password_hash, uniq):
+    """Half the queue was got and acked by an earlier session on a node that
+    stopped (its acks committed, one unacked get released); a new node's
+    member of the group starts at the committed offset and counts what is
+    left from there: 9 .. 0 after the 11th message."""
+    config = daemon_config(bootstrap, password_hash)
+    first = kbridged_factory(config, name="first-session")
+    queue, n = f"getresume{uniq}", 20
+    conn = pika_connect(first)
+    ch = conn.channel()
+    ch.queue_declare(queue)
+    publish_confirmed(conn, queue, [f"m{i}".encode() for i in range(n)])
+    method, _, body = first_get(ch, queue)
+    earlier = []
+    for _ in range(10):
+        earlier.append((body, method.message_count))
+        ch.basic_ack(method.delivery_tag)
+        method, _, body = ch.basic_get(queue)
+    assert earlier == [(f"m{i}".encode(), n - 1 - i) for i in range(10)]
+    assert (body, method.message_count) == (b"m10", 9)  # not acked: released at close
+    conn.close()
+    assert first.stop() == 0  # a clean stop: every ack is committed first
+
+    second = kbridged_factory(config, name="second-session")
+    conn = pika_connect(second)
+    ch = conn.channel()
+    got = gets_until_empty(ch, queue, first_get(ch, queue), auto_ack=False)
+    assert got == [(f"m{i}".encode(), n - 1 - i) for i in range(10, n)]
     conn.close()
 
 
