@@ -3,7 +3,8 @@
  * (daemon/core_session.c, auth.users[].vhosts) on a core with only what
  * sessions use (config, metrics, limits): core_session_set_vhost allows or
  * refuses with RabbitMQ's words, `/` included; anonymous sessions reach every
- * vhost; a reload that takes a vhost from a user revokes its sessions there. */
+ * vhost; a reload that takes a vhost from a user revokes its sessions there;
+ * per-vhost permissions decide each action by the session's vhost. */
 #include <check.h>
 #include <string.h>
 
@@ -174,6 +175,66 @@ START_TEST(reload_revokes_withdrawn_vhost)
 }
 END_TEST
 
+/* Per-vhost permissions (auth.users[].permissions): each action asks the
+ * session's vhost's configure, write or read pattern, a vhost without an
+ * entry refuses everything, a user without `permissions` keeps the old
+ * mapping (declaring an exchange needs publish, a queue consume), and the
+ * cached decisions follow the session's vhost. */
+START_TEST(acl_per_vhost_and_action)
+{
+    config = load(
+        "vhosts: { sales: {} }\n"
+        "auth:\n"
+        "  insecure_plaintext: true\n"
+        "  users:\n"
+        "    - name: app\n"
+        "      password: p\n"
+        "      permissions:\n"
+        "        \"/\": { configure: \"^rpc\\\\.\", write: \"^orders$\", read: \"^orders$\" }\n"
+        "        sales: { read: \".*\" }\n"
+        "    - { name: old, password: p, publish: [\"^x$\"], consume: [\"^y$\"] }\n");
+    memset(&core, 0, sizeof(core));
+    core.config = &config;
+    core.config_generation = 1; /* as core_new: sessions' ACL caches start at 0 */
+    core.metrics = metrics_new();
+    ck_assert_int_eq(core_limits_init(&core), 0);
+    char err[600];
+    struct core_session *app = core_session_new(&core, "amqp091", "app", NULL, "p:1");
+    ck_assert_ptr_nonnull(app);
+    ck_assert_int_eq(core_session_set_vhost(app, "/", err, sizeof(err)), CORE_OK);
+    ck_assert(core_acl_may(app, CORE_ACL_PUBLISH, "orders"));
+    ck_assert(!core_acl_may(app, CORE_ACL_PUBLISH, "orders.eu"));
+    ck_assert(core_acl_may(app, CORE_ACL_CONSUME, "orders"));
+    ck_assert(core_acl_may(app, CORE_ACL_BIND_TO_QUEUE, "orders")); /* write */
+    ck_assert(!core_acl_may(app, CORE_ACL_CONFIGURE_QUEUE, "orders"));
+    ck_assert(core_acl_may(app, CORE_ACL_CONFIGURE_QUEUE, "rpc.requests"));
+    ck_assert(core_acl_may(app, CORE_ACL_CONFIGURE_EXCHANGE, "rpc.x"));
+    ck_assert(!core_acl_may(app, CORE_ACL_CONSUME, "rpc.requests"));
+    ck_assert_str_eq(core_acl_action_name(app, CORE_ACL_CONFIGURE_QUEUE), "configure");
+    ck_assert_str_eq(core_acl_action_name(app, CORE_ACL_PUBLISH), "write");
+    core_session_close(app);
+    /* sales: read everything, nothing else; the decisions are sales's */
+    app = core_session_new(&core, "amqp091", "app", NULL, "p:2");
+    ck_assert(core_acl_may(app, CORE_ACL_PUBLISH, "orders")); /* "/", before set_vhost */
+    ck_assert_int_eq(core_session_set_vhost(app, "sales", err, sizeof(err)), CORE_OK);
+    ck_assert(!core_acl_may(app, CORE_ACL_PUBLISH, "orders"));
+    ck_assert(core_acl_may(app, CORE_ACL_CONSUME, "anything"));
+    ck_assert(!core_acl_may(app, CORE_ACL_CONFIGURE_QUEUE, "anything"));
+    core_session_close(app);
+    /* without `permissions`: publish and consume, in every vhost */
+    struct core_session *old = core_session_new(&core, "stomp", "old", NULL, "p:3");
+    ck_assert_int_eq(core_session_set_vhost(old, "sales", err, sizeof(err)), CORE_OK);
+    ck_assert(core_acl_may(old, CORE_ACL_PUBLISH, "x"));
+    ck_assert(core_acl_may(old, CORE_ACL_CONFIGURE_EXCHANGE, "x"));
+    ck_assert(!core_acl_may(old, CORE_ACL_CONFIGURE_QUEUE, "x"));
+    ck_assert(core_acl_may(old, CORE_ACL_CONFIGURE_QUEUE, "y"));
+    ck_assert(core_acl_may(old, CORE_ACL_BIND_TO_QUEUE, "y")); /* consume */
+    ck_assert_str_eq(core_acl_action_name(old, CORE_ACL_CONFIGURE_QUEUE), "consume");
+    core_session_close(old);
+    teardown();
+}
+END_TEST
+
 static Suite *core_vhosts_suite(void)
 {
     Suite *suite = suite_create("core_vhosts");
@@ -181,6 +242,7 @@ static Suite *core_vhosts_suite(void)
     tcase_add_test(tc, set_vhost_allowed_and_refused);
     tcase_add_test(tc, anonymous_user_entry_applies);
     tcase_add_test(tc, reload_revokes_withdrawn_vhost);
+    tcase_add_test(tc, acl_per_vhost_and_action);
     suite_add_tcase(suite, tc);
     return suite;
 }
