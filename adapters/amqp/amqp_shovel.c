@@ -30,11 +30,13 @@
  * subscription) and its publishes waiting for Kafka. */
 #include "amqp_shovel.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <proton/connection.h>
 #include <proton/connection_driver.h>
 #include <proton/delivery.h>
@@ -62,6 +64,10 @@
 #include "log.h"
 #include "record.h"
 #include "shovel.h"
+
+/* How long a stopping shovel waits for the broker to close after its last
+ * frames (amqp_shovel_linger). */
+#define AMQP_SHOVEL_LINGER_MS 1000
 
 enum amqp_shovel_phase {
     AMQP_SHOVEL_WAITING,    /* no connection; the retry timer (or the passcode job) runs */
@@ -151,6 +157,35 @@ static void amqp_shovel_flush_now(struct amqp_shovel *shovel)
     if (fd >= 0 && shovel->phase != AMQP_SHOVEL_CONNECTING)
         while (evbuffer_get_length(output) > 0 && evbuffer_write(output, fd) > 0)
             ;
+}
+
+/* At stop, after the last frames were written: half-close and read what the
+ * broker still sends until it closes too, at most AMQP_SHOVEL_LINGER_MS.
+ * Closing a socket with unread input sends a reset, and a reset makes the
+ * broker's kernel drop what its process had not read yet: the last outcomes
+ * (messages Kafka has that the broker would deliver again, duplicates).
+ * Blocks the loop, once, during shutdown only. */
+static void amqp_shovel_linger(struct amqp_shovel *shovel)
+{
+    evutil_socket_t fd = shovel->bev ? bufferevent_getfd(shovel->bev) : -1;
+    if (fd < 0 || shutdown(fd, SHUT_WR) < 0)
+        return;
+    uint64_t deadline = clock_monotonic_ms() + AMQP_SHOVEL_LINGER_MS;
+    char discard[4096];
+    for (;;) {
+        uint64_t now = clock_monotonic_ms();
+        if (now >= deadline)
+            return;
+        struct pollfd readable = {.fd = fd, .events = POLLIN};
+        int ready = poll(&readable, 1, (int)(deadline - now));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            return;
+        ssize_t got = recv(fd, discard, sizeof(discard), 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
+            return; /* the broker closed (or the connection is gone) */
+    }
 }
 
 /* Drop the connection (if any) and, unless stopped, try again after the
@@ -825,6 +860,7 @@ static void amqp_shovel_free(struct amqp_shovel *shovel)
          * (best effort; what does not fit is redelivered: a duplicate) */
         pn_connection_close(shovel->driver.connection);
         amqp_shovel_flush_now(shovel);
+        amqp_shovel_linger(shovel);
     }
     shovel->phase = AMQP_SHOVEL_STOPPED;
     amqp_shovel_lost(shovel, "stopped");
