@@ -36,15 +36,19 @@ static struct config *load(const char *yaml)
     return loaded;
 }
 
-static void setup(void)
+/* A core with only what sessions use, on the config `yaml`. */
+static void setup_with(const char *yaml)
 {
-    config = load(vhosts_yaml);
+    config = load(yaml);
     memset(&core, 0, sizeof(core));
     core.config = &config;
+    core.config_generation = 1; /* as core_new: sessions' ACL caches start at 0 */
     core.metrics = metrics_new();
     ck_assert_ptr_nonnull(core.metrics);
     ck_assert_int_eq(core_limits_init(&core), 0);
 }
+
+static void setup(void) { setup_with(vhosts_yaml); }
 
 static void teardown(void)
 {
@@ -101,15 +105,11 @@ END_TEST
  * (core_session_new), its vhosts included. */
 START_TEST(anonymous_user_entry_applies)
 {
-    config = load("vhosts: { sales: {} }\n"
-                  "auth:\n"
-                  "  anonymous: true\n"
-                  "  insecure_plaintext: true\n"
-                  "  users: [ { name: anonymous, password: p, vhosts: [sales] } ]\n");
-    memset(&core, 0, sizeof(core));
-    core.config = &config;
-    core.metrics = metrics_new();
-    ck_assert_int_eq(core_limits_init(&core), 0);
+    setup_with("vhosts: { sales: {} }\n"
+               "auth:\n"
+               "  anonymous: true\n"
+               "  insecure_plaintext: true\n"
+               "  users: [ { name: anonymous, password: p, vhosts: [sales] } ]\n");
     char err[600];
     ck_assert_int_eq(enter("anonymous", "sales", err, sizeof(err)), CORE_OK);
     ck_assert_int_eq(enter("anonymous", "/", err, sizeof(err)), CORE_ERR_ACCESS);
@@ -182,7 +182,7 @@ END_TEST
  * cached decisions follow the session's vhost. */
 START_TEST(acl_per_vhost_and_action)
 {
-    config = load(
+    setup_with(
         "vhosts: { sales: {} }\n"
         "auth:\n"
         "  insecure_plaintext: true\n"
@@ -193,11 +193,6 @@ START_TEST(acl_per_vhost_and_action)
         "        \"/\": { configure: \"^rpc\\\\.\", write: \"^orders$\", read: \"^orders$\" }\n"
         "        sales: { read: \".*\" }\n"
         "    - { name: old, password: p, publish: [\"^x$\"], consume: [\"^y$\"] }\n");
-    memset(&core, 0, sizeof(core));
-    core.config = &config;
-    core.config_generation = 1; /* as core_new: sessions' ACL caches start at 0 */
-    core.metrics = metrics_new();
-    ck_assert_int_eq(core_limits_init(&core), 0);
     char err[600];
     struct core_session *app = core_session_new(&core, "amqp091", "app", NULL, "p:1");
     ck_assert_ptr_nonnull(app);
