@@ -69,6 +69,11 @@ int bench_payload_parse(const char *body, size_t length, struct bench_payload *p
 /* Key string of a key number ("k7"), written into buf of buf_size bytes. */
 void bench_key_name(char *buf, size_t buf_size, int key);
 
+/* The body of message number seq of a session (tag, seq, key seq % --keys,
+ * sent now) into body (options->size bytes), and its key's name into key. */
+void bench_message_format(const struct bench_options *options, uint32_t tag, uint64_t seq,
+                          char *body, char *key, size_t key_size);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t bench_now_ns(void);
 

@@ -277,13 +277,8 @@ static ssize_t encode_message(struct encoder *encoder, struct bench_session *ses
                               const char *to, const char *reply_to, const char *correlation)
 {
     const struct bench_options *options = session->options;
-    struct bench_payload payload = {.tag = session->tag,
-                                    .seq = seq,
-                                    .key = (int)(seq % (uint64_t)options->keys),
-                                    .sent_ns = bench_now_ns()};
-    bench_payload_format(encoder->body, options->size, &payload);
     char key[32];
-    bench_key_name(key, sizeof(key), payload.key);
+    bench_message_format(options, session->tag, seq, encoder->body, key, sizeof(key));
     pn_message_t *message = encoder->message;
     pn_message_clear(message);
     pn_message_set_durable(message, true);

@@ -138,13 +138,8 @@ static int publish_one(struct amqp091_client *client, struct bench_session *sess
                        const char *correlation, char *body)
 {
     const struct bench_options *options = session->options;
-    struct bench_payload payload = {.tag = session->tag,
-                                    .seq = seq,
-                                    .key = (int)(seq % (uint64_t)options->keys),
-                                    .sent_ns = bench_now_ns()};
-    bench_payload_format(body, options->size, &payload);
     char key[32];
-    bench_key_name(key, sizeof(key), payload.key);
+    bench_message_format(options, session->tag, seq, body, key, sizeof(key));
     amqp_table_entry_t entry = {
         .key = amqp_cstring_bytes("kafka-key"),
         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(key)}};

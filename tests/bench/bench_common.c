@@ -55,6 +55,17 @@ int bench_payload_parse(const char *body, size_t length, struct bench_payload *p
 
 void bench_key_name(char *buf, size_t buf_size, int key) { snprintf(buf, buf_size, "k%d", key); }
 
+void bench_message_format(const struct bench_options *options, uint32_t tag, uint64_t seq,
+                          char *body, char *key, size_t key_size)
+{
+    struct bench_payload payload = {.tag = tag,
+                                    .seq = seq,
+                                    .key = (int)(seq % (uint64_t)options->keys),
+                                    .sent_ns = bench_now_ns()};
+    bench_payload_format(body, options->size, &payload);
+    bench_key_name(key, key_size, payload.key);
+}
+
 int bench_tracker_init(struct bench_tracker *tracker, uint32_t tag, uint64_t expected, int keys)
 {
     memset(tracker, 0, sizeof(*tracker));

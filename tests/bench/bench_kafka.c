@@ -106,13 +106,8 @@ static rd_kafka_resp_err_t produce_one(rd_kafka_t *producer, struct bench_sessio
                                        uint32_t tag, uint64_t seq, char *body)
 {
     const struct bench_options *options = session->options;
-    struct bench_payload payload = {.tag = tag,
-                                    .seq = seq,
-                                    .key = (int)(seq % (uint64_t)options->keys),
-                                    .sent_ns = bench_now_ns()};
-    bench_payload_format(body, options->size, &payload);
     char key[32];
-    bench_key_name(key, sizeof(key), payload.key);
+    bench_message_format(options, tag, seq, body, key, sizeof(key));
     return rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(session->destination), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(body, options->size), RD_KAFKA_V_END);

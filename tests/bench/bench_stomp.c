@@ -389,13 +389,8 @@ static int append_message(struct stomp_client *client, struct bench_session *ses
                           const char *const *extra, char *body)
 {
     const struct bench_options *options = session->options;
-    struct bench_payload payload = {.tag = session->tag,
-                                    .seq = seq,
-                                    .key = (int)(seq % (uint64_t)options->keys),
-                                    .sent_ns = bench_now_ns()};
-    bench_payload_format(body, options->size, &payload);
     char key[32];
-    bench_key_name(key, sizeof(key), payload.key);
+    bench_message_format(options, session->tag, seq, body, key, sizeof(key));
     const char *headers[16] = {"destination", to, "persistent", "true", "kafka-key", key};
     int n = 6;
     for (int i = 0; extra && extra[i] && n < 12; i++)
