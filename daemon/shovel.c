@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* shovel.c -- the shovels' status table and metrics (shovel.h,
  * architecture §15), and what the STOMP and AMQP shovels share: settings,
- * back-off, the passcode_file reader. Owns every struct shovel_status; the
+ * back-off, the passcode_file reader, the last writes at stop. Owns every struct shovel_status; the
  * metric series stay in the registry (metrics_remove on free). */
 #include "shovel.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/util.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "address.h"
 #include "clock.h"
@@ -407,4 +411,70 @@ void shovel_prepare_cancel(struct shovel_prepare *prepare)
         return;
     prepare->done = NULL;
     worker_cancel(prepare->job); /* its done frees it */
+}
+
+/* ---- at stop: the last frames out ------------------------------------------- */
+
+/* Wait until `fd` is ready for `events` or `deadline` (monotonic ms) passes:
+ * true when ready. */
+static bool shovel_socket_wait(evutil_socket_t fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = clock_monotonic_ms();
+        if (now >= deadline)
+            return false;
+        struct pollfd ready = {.fd = fd, .events = events};
+        int got = poll(&ready, 1, (int)(deadline - now));
+        if (got < 0 && errno == EINTR)
+            continue;
+        return got > 0;
+    }
+}
+
+size_t shovel_socket_flush(struct bufferevent *bev, uint64_t timeout_ms)
+{
+    struct evbuffer *output = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0)
+        return evbuffer_get_length(output);
+    uint64_t deadline = clock_monotonic_ms() + timeout_ms;
+    /* a socket bufferevent freezes its output's start: only its own write
+     * callback may drain it, and evbuffer_write would refuse */
+    evbuffer_unfreeze(output, 1);
+    while (evbuffer_get_length(output) > 0) {
+        int wrote = evbuffer_write(output, fd);
+        if (wrote > 0)
+            continue;
+        if (wrote < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) &&
+            shovel_socket_wait(fd, POLLOUT, deadline))
+            continue;
+        break; /* the connection is gone, or the time is up */
+    }
+    evbuffer_freeze(output, 1);
+    return evbuffer_get_length(output);
+}
+
+bool shovel_socket_linger(struct bufferevent *bev, uint64_t timeout_ms, shovel_goodbye_fn goodbye,
+                          void *opaque)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || shutdown(fd, SHUT_WR) < 0)
+        return false;
+    char bytes[4096];
+    struct evbuffer *input = bufferevent_get_input(bev);
+    int held; /* read by the loop before it stopped, not yet handled */
+    while ((held = evbuffer_remove(input, bytes, sizeof(bytes))) > 0)
+        if (goodbye && goodbye(opaque, bytes, (size_t)held))
+            return true;
+    uint64_t deadline = clock_monotonic_ms() + timeout_ms;
+    while (shovel_socket_wait(fd, POLLIN, deadline)) {
+        ssize_t got = recv(fd, bytes, sizeof(bytes), 0);
+        if (got == 0)
+            return true; /* the broker closed */
+        if (got > 0 && goodbye && goodbye(opaque, bytes, (size_t)got))
+            return true;
+        if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return false; /* the connection is gone */
+    }
+    return false;
 }

@@ -163,4 +163,27 @@ struct shovel_prepare *shovel_prepare_start(struct worker_pool *workers,
 /* The shovel is going away or reconnecting otherwise: `done` is not called. */
 void shovel_prepare_cancel(struct shovel_prepare *prepare);
 
+/* ---- at stop: the last frames out ------------------------------------------- */
+
+struct bufferevent;
+
+/* Write what the socket bufferevent `bev`'s output holds straight to its
+ * socket, waiting for the socket at most timeout_ms (the loop that would
+ * write it has stopped). For a connection closed on purpose right after, so
+ * its last acks and outcomes reach the broker. Returns the bytes left
+ * unwritten (0 when everything went). */
+size_t shovel_socket_flush(struct bufferevent *bev, uint64_t timeout_ms);
+/* Told what the broker sent while lingering (what `bev`'s input held
+ * first); true once it holds the broker's goodbye (its close frame, the
+ * DISCONNECT's receipt). */
+typedef bool (*shovel_goodbye_fn)(void *opaque, const char *bytes, size_t size);
+/* Half-close `bev`'s socket and read what the broker still sends until it
+ * closes too or `goodbye` (may be NULL) says it answered, at most
+ * timeout_ms. Closing a socket with unread input sends a reset, and a reset
+ * makes the broker's kernel drop what its process had not read yet: the
+ * last outcomes. Blocks; during shutdown only. true when the broker closed
+ * or answered in time. */
+bool shovel_socket_linger(struct bufferevent *bev, uint64_t timeout_ms, shovel_goodbye_fn goodbye,
+                          void *opaque);
+
 #endif

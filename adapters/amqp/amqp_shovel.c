@@ -36,7 +36,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <proton/connection.h>
 #include <proton/connection_driver.h>
 #include <proton/delivery.h>
@@ -65,8 +64,8 @@
 #include "record.h"
 #include "shovel.h"
 
-/* How long a stopping shovel waits for the broker to close after its last
- * frames (amqp_shovel_linger). */
+/* How long a stopping shovel waits for the socket to take its last frames,
+ * and then for the broker to close (shovel_socket_flush, _linger). */
 #define AMQP_SHOVEL_LINGER_MS 1000
 
 enum amqp_shovel_phase {
@@ -138,12 +137,13 @@ static void amqp_shovel_on_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Move what proton has to write into the bufferevent, then write the
- * bufferevent's output to the socket now, as far as it takes it (best
- * effort: before the connection is dropped on purpose). */
-static void amqp_shovel_flush_now(struct amqp_shovel *shovel)
+ * bufferevent's output to the socket now, waiting for the socket at most
+ * timeout_ms (before the connection is dropped on purpose). Returns the
+ * bytes left unwritten. */
+static size_t amqp_shovel_flush_now(struct amqp_shovel *shovel, uint64_t timeout_ms)
 {
     if (!shovel->bev)
-        return;
+        return 0;
     struct evbuffer *output = bufferevent_get_output(shovel->bev);
     if (shovel->driver_ok) {
         pn_bytes_t pending;
@@ -153,38 +153,34 @@ static void amqp_shovel_flush_now(struct amqp_shovel *shovel)
             pn_connection_driver_write_done(&shovel->driver, pending.size);
         }
     }
-    evutil_socket_t fd = bufferevent_getfd(shovel->bev);
-    if (fd >= 0 && shovel->phase != AMQP_SHOVEL_CONNECTING)
-        while (evbuffer_get_length(output) > 0 && evbuffer_write(output, fd) > 0)
-            ;
+    if (shovel->phase == AMQP_SHOVEL_CONNECTING)
+        return evbuffer_get_length(output);
+    return shovel_socket_flush(shovel->bev, timeout_ms);
 }
 
-/* At stop, after the last frames were written: half-close and read what the
- * broker still sends until it closes too, at most AMQP_SHOVEL_LINGER_MS.
- * Closing a socket with unread input sends a reset, and a reset makes the
- * broker's kernel drop what its process had not read yet: the last outcomes
- * (messages Kafka has that the broker would deliver again, duplicates).
- * Blocks the loop, once, during shutdown only. */
-static void amqp_shovel_linger(struct amqp_shovel *shovel)
+/* shovel_goodbye_fn while stopping: the broker's bytes go through proton;
+ * true once its close frame came (it answers ours, the last frame we sent,
+ * so it has read everything before it). */
+static bool amqp_shovel_heard_close(void *opaque, const char *bytes, size_t size)
 {
-    evutil_socket_t fd = shovel->bev ? bufferevent_getfd(shovel->bev) : -1;
-    if (fd < 0 || shutdown(fd, SHUT_WR) < 0)
-        return;
-    uint64_t deadline = clock_monotonic_ms() + AMQP_SHOVEL_LINGER_MS;
-    char discard[4096];
+    struct amqp_shovel *shovel = opaque;
+    pn_connection_driver_t *driver = &shovel->driver;
     for (;;) {
-        uint64_t now = clock_monotonic_ms();
-        if (now >= deadline)
-            return;
-        struct pollfd readable = {.fd = fd, .events = POLLIN};
-        int ready = poll(&readable, 1, (int)(deadline - now));
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready <= 0)
-            return;
-        ssize_t got = recv(fd, discard, sizeof(discard), 0);
-        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
-            return; /* the broker closed (or the connection is gone) */
+        pn_event_t *event;
+        while ((event = pn_connection_driver_next_event(driver)))
+            if (pn_event_type(event) == PN_CONNECTION_REMOTE_CLOSE ||
+                pn_event_type(event) == PN_TRANSPORT_CLOSED)
+                return true;
+        if (size == 0)
+            return false;
+        pn_rwbytes_t space = pn_connection_driver_read_buffer(driver);
+        if (space.size == 0)
+            return true; /* proton reads no more: nothing left to wait for */
+        size_t take = size < space.size ? size : space.size;
+        memcpy(space.start, bytes, take);
+        pn_connection_driver_read_done(driver, take);
+        bytes += take;
+        size -= take;
     }
 }
 
@@ -237,7 +233,7 @@ static void amqp_shovel_lost(struct amqp_shovel *shovel, const char *error)
  * until the next connection runs, and the same reconnect as any failure. */
 static void amqp_shovel_blocked(struct amqp_shovel *shovel, const char *error)
 {
-    amqp_shovel_flush_now(shovel); /* the outcomes decided so far */
+    amqp_shovel_flush_now(shovel, 0); /* the outcomes decided so far, as the socket takes them */
     shovel->blocking = true;
     amqp_shovel_lost(shovel, error);
 }
@@ -858,9 +854,24 @@ static void amqp_shovel_free(struct amqp_shovel *shovel)
     if (shovel->driver_ok && shovel->bev && shovel->phase != AMQP_SHOVEL_CONNECTING) {
         /* the outcomes decided since the drain leave before the socket closes
          * (best effort; what does not fit is redelivered: a duplicate) */
+        size_t waiting = 0;
+        for (struct amqp_shovel_publish *publish = shovel->publishes; publish;
+             publish = publish->next)
+            waiting += publish->delivery != NULL;
         pn_connection_close(shovel->driver.connection);
-        amqp_shovel_flush_now(shovel);
-        amqp_shovel_linger(shovel);
+        size_t unsent = amqp_shovel_flush_now(shovel, AMQP_SHOVEL_LINGER_MS);
+        bool closed = unsent == 0 && shovel_socket_linger(shovel->bev, AMQP_SHOVEL_LINGER_MS,
+                                                          amqp_shovel_heard_close, shovel);
+        if (waiting > 0)
+            log_warn("shovel",
+                     "%s: stopped with %zu message(s) still waiting for Kafka; the broker "
+                     "delivers them again",
+                     shovel->settings.name, waiting);
+        if (!closed)
+            log_warn("shovel",
+                     "%s: the broker did not answer the close within %d ms (%zu byte(s) "
+                     "unsent); the outcomes sent last may be lost, their messages come again",
+                     shovel->settings.name, AMQP_SHOVEL_LINGER_MS, unsent);
     }
     shovel->phase = AMQP_SHOVEL_STOPPED;
     amqp_shovel_lost(shovel, "stopped");

@@ -44,6 +44,9 @@
 #include "stomp_frame.h"
 
 #define SHOVEL_SOURCE_ID_HEADER "kbridge-shovel-source-message-id"
+/* How long a stopping shovel waits for the socket to take its last frames,
+ * and then for the broker to close (shovel_socket_flush, _linger). */
+#define STOMP_SHOVEL_LINGER_MS 1000
 
 enum stomp_shovel_phase {
     SHOVEL_PHASE_WAITING,    /* no connection; the retry timer is armed */
@@ -629,14 +632,33 @@ static void shovel_connect(struct stomp_shovel *shovel)
 
 static void shovel_free(struct stomp_shovel *shovel)
 {
-    if (shovel->bev) {
-        /* best effort: the ACKs written since the drain leave before the
-         * socket closes (what does not fit is redelivered: a duplicate) */
-        struct evbuffer *output = bufferevent_get_output(shovel->bev);
-        evutil_socket_t fd = bufferevent_getfd(shovel->bev);
-        if (fd >= 0 && shovel->phase != SHOVEL_PHASE_CONNECTING)
-            while (evbuffer_get_length(output) > 0 && evbuffer_write(output, fd) > 0)
-                ;
+    if (shovel->bev && shovel->phase != SHOVEL_PHASE_CONNECTING) {
+        /* the ACKs written since the drain leave before the socket closes,
+         * then DISCONNECT: the broker handles the frames in order and closes
+         * after it, so once it has closed, it has every ACK (what it misses
+         * is redelivered: a duplicate) */
+        size_t waiting = 0;
+        for (struct shovel_publish *publish = shovel->publishes; publish; publish = publish->next)
+            waiting += publish->connection == shovel->connection;
+        struct stomp_header receipt = HEADER("receipt", "shovel-stop");
+        bool closed = false;
+        size_t unsent = 1;
+        if (stomp_frame_write(bufferevent_get_output(shovel->bev), STOMP_VERSION_1_2,
+                              STOMP_COMMAND_DISCONNECT, &receipt, 1, NULL, 0, false) == 0) {
+            unsent = shovel_socket_flush(shovel->bev, STOMP_SHOVEL_LINGER_MS);
+            closed = unsent == 0 &&
+                     shovel_socket_linger(shovel->bev, STOMP_SHOVEL_LINGER_MS, NULL, NULL);
+        }
+        if (waiting > 0)
+            log_warn("shovel",
+                     "%s: stopped with %zu message(s) still waiting for Kafka; the broker "
+                     "delivers them again",
+                     shovel->settings.name, waiting);
+        if (!closed && shovel->settings.to_kbridge)
+            log_warn("shovel",
+                     "%s: the broker did not close the connection within %d ms after "
+                     "DISCONNECT; the ACKs sent last may be lost, their messages come again",
+                     shovel->settings.name, STOMP_SHOVEL_LINGER_MS);
     }
     shovel->phase = SHOVEL_PHASE_STOPPED;
     shovel_lost(shovel, "stopped");

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* check_shovel.c -- what the STOMP and AMQP shovel clients share
  * (daemon/shovel.c, architecture §15): the settings copied from a config
- * entry, the reconnect back-off, the passcode_file reader, and an end as
- * status text. */
+ * entry, the reconnect back-off, the passcode_file reader, an end as status
+ * text, and the last writes at stop (flush and linger on a socket pair). */
 #include <check.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -104,6 +108,76 @@ START_TEST(end_text_names_protocol_address_and_destination)
 }
 END_TEST
 
+/* A socket bufferevent on one end of a socket pair; *peer is the broker's end. */
+static struct bufferevent *socket_pair_bufferevent(struct event_base *base, int *peer)
+{
+    int fds[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    ck_assert_int_eq(evutil_make_socket_nonblocking(fds[0]), 0);
+    struct bufferevent *bev = bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+    ck_assert_ptr_nonnull(bev);
+    *peer = fds[1];
+    return bev;
+}
+
+START_TEST(flush_writes_what_the_loop_has_not_written)
+{
+    struct event_base *base = event_base_new();
+    int peer;
+    struct bufferevent *bev = socket_pair_bufferevent(base, &peer);
+    /* the loop never ran: a socket bufferevent keeps its output's start
+     * frozen, so a plain evbuffer_write would write nothing */
+    ck_assert_int_eq(evbuffer_add_printf(bufferevent_get_output(bev), "ACK\nid:7\n\n"), 10);
+    ck_assert_uint_eq(shovel_socket_flush(bev, 1000), 0);
+    char got[32] = "";
+    ck_assert_int_eq(read(peer, got, sizeof(got) - 1), 10);
+    ck_assert_str_eq(got, "ACK\nid:7\n\n");
+    /* the loop may write through it again afterwards */
+    ck_assert_int_eq(evbuffer_add(bufferevent_get_output(bev), "x", 1), 0);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* 1 once nothing is left to wait for */
+    ck_assert_int_eq(read(peer, got, sizeof(got)), 1);
+    bufferevent_free(bev);
+    close(peer);
+    event_base_free(base);
+}
+END_TEST
+
+static bool heard_bye(void *opaque, const char *bytes, size_t size)
+{
+    size_t *heard = opaque;
+    *heard += size;
+    return size >= 3 && memcmp(bytes + size - 3, "bye", 3) == 0;
+}
+
+START_TEST(linger_ends_when_the_broker_closes_or_says_goodbye)
+{
+    struct event_base *base = event_base_new();
+    int peer;
+    /* the broker closes: linger sees the end after our half-close */
+    struct bufferevent *bev = socket_pair_bufferevent(base, &peer);
+    ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+    ck_assert(shovel_socket_linger(bev, 1000, NULL, NULL));
+    char got[8];
+    ck_assert_int_eq(read(peer, got, sizeof(got)), 0); /* our side was half-closed */
+    bufferevent_free(bev);
+    close(peer);
+    /* the broker answers without closing: the goodbye callback decides */
+    bev = socket_pair_bufferevent(base, &peer);
+    ck_assert_int_eq(write(peer, "still bye", 9), 9);
+    size_t heard = 0;
+    ck_assert(shovel_socket_linger(bev, 1000, heard_bye, &heard));
+    ck_assert_uint_eq(heard, 9);
+    bufferevent_free(bev);
+    close(peer);
+    /* the broker stays silent: false once the time is up */
+    bev = socket_pair_bufferevent(base, &peer);
+    ck_assert(!shovel_socket_linger(bev, 50, heard_bye, &heard));
+    bufferevent_free(bev);
+    close(peer);
+    event_base_free(base);
+}
+END_TEST
+
 static Suite *shovel_suite(void)
 {
     Suite *suite = suite_create("shovel");
@@ -112,6 +186,8 @@ static Suite *shovel_suite(void)
     tcase_add_test(tcase, backoff_doubles_up_to_the_max_and_resets);
     tcase_add_test(tcase, passcode_is_the_first_line_of_the_file);
     tcase_add_test(tcase, end_text_names_protocol_address_and_destination);
+    tcase_add_test(tcase, flush_writes_what_the_loop_has_not_written);
+    tcase_add_test(tcase, linger_ends_when_the_broker_closes_or_says_goodbye);
     suite_add_tcase(suite, tcase);
     return suite;
 }
