@@ -761,13 +761,24 @@ static void admin_defined(void *opaque, int core_error, const char *reason, cons
     }
 }
 
-/* The request's session for a definitions call; NULL with the reply sent. */
+/* The request's session for a definitions call in the vhost the path names
+ * (segments[2]): the user's permissions there decide, as a RabbitMQ
+ * administrator's do in the management API. NULL with the reply sent (404
+ * for an unknown vhost, 403 without access to it). */
 static struct core_session *admin_session(struct admin_request *req)
 {
     req->session =
         core_session_new(server_core(req->api->server), "http", req->user, NULL, req->peer);
-    if (!req->session)
+    if (!req->session) {
         admin_error(req, 500, "Internal Server Error", "out of memory");
+        return NULL;
+    }
+    char err[300];
+    int rc = core_session_set_vhost(req->session, req->segments[2], err, sizeof(err));
+    if (rc != CORE_OK) {
+        admin_core_error(req, rc, err);
+        return NULL;
+    }
     return req->session;
 }
 

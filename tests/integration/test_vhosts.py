@@ -481,6 +481,44 @@ def test_admin_api_permissions_from_the_config(kbridged_factory, bootstrap, pass
     assert status == 404  # read-only: no such endpoint
 
 
+def test_admin_api_declares_are_checked_in_the_vhost_the_path_names(kbridged_factory, bootstrap,
+                                                                    password_hash, uniq):
+    """An administrator declares through the admin API with its own
+    permissions in the vhost of the path, as RabbitMQ's management API does:
+    configure in `/` for `ops.*` only, and no access to `sales`."""
+    config = seller_config(bootstrap, password_hash, [VHOST])
+    config["auth"]["users"].append({
+        **user_config("operator", "op-secret", ["administrator"]),
+        "permissions": {"/": {"configure": "^ops\\.", "write": ".*", "read": ".*"}}})
+    daemon = kbridged_factory(config)
+    operator = ("operator", "op-secret")
+    allowed, other = f"ops.{uniq}", f"other.{uniq}"
+
+    status, body = daemon.api(f"/api/queues/%2F/{allowed}", method="PUT",
+                              body={"durable": True}, auth=operator)
+    assert status == 201, body
+    status, body = daemon.api(f"/api/queues/%2F/{other}", method="PUT", body={"durable": True},
+                              auth=operator)
+    assert status == 403
+    assert body["reason"] == (f"access to queue '{other}' in vhost '/' refused for user "
+                              "'operator' (needs configure)")
+    status, body = daemon.api(f"/api/exchanges/%2F/{other}", method="PUT",
+                              body={"type": "fanout"}, auth=operator)
+    assert status == 403 and "needs configure" in body["reason"]
+    # `sales` is configured, but not for this user: refused before any declare
+    status, body = daemon.api(f"/api/queues/{VHOST}/{allowed}", method="PUT",
+                              body={"durable": True}, auth=operator)
+    assert status == 403
+    assert body["reason"] == f"access to vhost '{VHOST}' refused for user 'operator'"
+    status, body = daemon.api(f"/api/queues/nowhere/{allowed}", method="PUT",
+                              body={"durable": True}, auth=operator)
+    assert status == 404 and body["reason"] == "vhost 'nowhere' not found"
+    # the queue in `/` exists, the refused ones do not
+    names = {(q["vhost"], q["name"]) for q in daemon.api("/api/queues")[1]}
+    assert ("/", allowed) in names
+    assert ("/", other) not in names and (VHOST, allowed) not in names
+
+
 def write_users_export(path, users, permissions):
     """A RabbitMQ export with only users and permissions, as
     `rabbitmqctl export_definitions` writes them (3.12: tags as a list)."""
