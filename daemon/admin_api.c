@@ -593,8 +593,8 @@ static bool admin_queue_json(const struct queue_definition *queue, void *opaque)
     json_array_append_new(by_node,
                           json_pack("{s:s,s:I,s:I,s:s,s:b}", "node", self, "consumers",
                                     (json_int_t)consumers, "in_flight",
-                                    (json_int_t)core_queue_in_flight(core, spec->name), "vhost",
-                                    spec->vhost, "exclusive",
+                                    (json_int_t)core_queue_in_flight(core, spec->vhost, spec->name),
+                                    "vhost", spec->vhost, "exclusive",
                                     core_queue_exclusive_consumer(core, spec->vhost, spec->name)));
     json_int_t total = (json_int_t)consumers;
     size_t index;

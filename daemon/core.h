@@ -168,16 +168,14 @@ size_t core_queue_consumer_count(const struct core *core, const char *vhost, con
 /* Messages published (confirmed by Kafka), delivered and acknowledged on this
  * node since it started, over every destination: totals[0..2]. */
 void core_message_totals(const struct core *core, uint64_t totals[3]);
-/* Messages of queue `name` buffered on this node (available + unacked). */
-size_t core_queue_in_flight(const struct core *core, const char *name);
+/* Messages of queue `name` in `vhost` (NULL: `/`) buffered on this node
+ * (available + unacked). */
+size_t core_queue_in_flight(const struct core *core, const char *vhost, const char *name);
 /* Call fn for every queue with subscribers or messages in flight on this
- * node (strings valid during the call): once per (vhost, name) that has
- * subscribers here, with their count and whether one is an exclusive
- * consumer (core_subscribe_options.exclusive_consumer); a queue with
- * messages in flight and no subscriber here once with vhost NULL (also
- * NULL, every vhost's subscribers together, when memory ran out). in_flight
- * is the name's, whatever the vhost (the stats series are keyed by name
- * alone). Return false to stop. */
+ * node (strings valid during the call): once per (vhost, name), the vhost
+ * "/" for the default, with its subscribers here, whether one is an
+ * exclusive consumer (core_subscribe_options.exclusive_consumer) and its
+ * messages in flight here. Return false to stop. */
 typedef bool (*core_queue_load_fn)(void *opaque, const char *vhost, const char *name,
                                    size_t consumers, size_t in_flight, bool exclusive);
 void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *opaque);

@@ -529,7 +529,8 @@ int core_publish_record(struct core_session *session, const struct core_record_t
         return engine_error_from_kafka(rc);
     }
     struct core_publish_pending *pending = core_publish_pending_new(
-        session, stats_get(&core->stats, target->stats_kind, target->stats_name), done, opaque);
+        session, stats_get(&core->stats, target->stats_kind, session->vhost, target->stats_name),
+        done, opaque);
     if (!pending) {
         free(headers);
         snprintf(err, err_size, "out of memory");

@@ -27,52 +27,20 @@ void core_message_totals(const struct core *core, uint64_t totals[3])
     }
 }
 
-size_t core_queue_in_flight(const struct core *core, const char *name)
+size_t core_queue_in_flight(const struct core *core, const char *vhost, const char *name)
 {
-    const struct destination_stats *s = stats_find(&core->stats, DESTINATION_QUEUE, name);
+    const struct destination_stats *s = stats_find(&core->stats, DESTINATION_QUEUE, vhost, name);
     return s && *s->in_flight > 0 ? (size_t)*s->in_flight : 0;
 }
 
-/* One vhost's subscribers of a queue name (core_each_queue_load). */
-struct core_vhost_load {
-    const char *vhost;
-    size_t consumers;
-    bool exclusive;
-};
-
-/* Subscribers of queue `name` by vhost, in `loads` (malloc'd, caller frees;
- * a name is nearly always used in one vhost). How many vhosts, or -1 out of
- * memory. */
-static ssize_t core_queue_vhost_loads(const struct core *core, const char *name,
-                                      struct core_vhost_load **loads)
+/* Whether `sub` is one of the subscribers core_each_queue_load counts for
+ * queue `name` in `vhost` ("/" for the default). */
+static bool core_subscribes_queue(const struct core_subscription *sub, const char *vhost,
+                                  const char *name)
 {
-    size_t count = 0, size = 0;
-    *loads = NULL;
-    for (const struct core_session *session = core->sessions; session; session = session->next)
-        for (const struct core_subscription *sub = session->subscriptions; sub; sub = sub->next) {
-            if (sub->destination.kind != DESTINATION_QUEUE || sub->durable_name ||
-                strcmp(sub->destination.name, name) != 0)
-                continue;
-            size_t i = 0;
-            while (i < count && strcmp((*loads)[i].vhost, sub->vhost) != 0)
-                i++;
-            if (i == count) {
-                if (count == size) {
-                    size = size ? 2 * size : 2;
-                    struct core_vhost_load *grown = realloc(*loads, size * sizeof(*grown));
-                    if (!grown) {
-                        free(*loads);
-                        *loads = NULL;
-                        return -1;
-                    }
-                    *loads = grown;
-                }
-                (*loads)[count++] = (struct core_vhost_load){sub->vhost, 0, false};
-            }
-            (*loads)[i].consumers++;
-            (*loads)[i].exclusive |= sub->options.exclusive_consumer;
-        }
-    return (ssize_t)count;
+    const char *its_vhost = sub->vhost && *sub->vhost ? sub->vhost : "/";
+    return sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name &&
+           strcmp(sub->destination.name, name) == 0 && strcmp(its_vhost, vhost) == 0;
 }
 
 void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *opaque)
@@ -81,32 +49,20 @@ void core_each_queue_load(const struct core *core, core_queue_load_fn fn, void *
         for (const struct destination_stats *s = core->stats.buckets[i]; s; s = s->next) {
             if (s->kind != DESTINATION_QUEUE)
                 continue;
+            const char *vhost = *s->vhost ? s->vhost : "/";
             size_t in_flight = *s->in_flight > 0 ? (size_t)*s->in_flight : 0;
-            struct core_vhost_load *loads;
-            ssize_t count = core_queue_vhost_loads(core, s->name, &loads);
-            if (count < 0) { /* out of memory: the name's consumers over every vhost */
-                struct core_vhost_load all = {NULL, 0, false};
-                for (const struct core_session *session = core->sessions; session;
-                     session = session->next)
-                    for (const struct core_subscription *sub = session->subscriptions; sub;
-                         sub = sub->next)
-                        if (sub->destination.kind == DESTINATION_QUEUE && !sub->durable_name &&
-                            strcmp(sub->destination.name, s->name) == 0) {
-                            all.consumers++;
-                            all.exclusive |= sub->options.exclusive_consumer;
-                        }
-                if ((all.consumers || in_flight) &&
-                    !fn(opaque, NULL, s->name, all.consumers, in_flight, all.exclusive))
-                    return;
-                continue;
-            }
-            bool more = true;
-            for (ssize_t v = 0; more && v < count; v++)
-                more = fn(opaque, loads[v].vhost, s->name, loads[v].consumers, in_flight,
-                          loads[v].exclusive);
-            free(loads);
-            if (!more ||
-                (count == 0 && in_flight && !fn(opaque, NULL, s->name, 0, in_flight, false)))
+            size_t consumers = 0;
+            bool exclusive = false;
+            for (const struct core_session *session = core->sessions; session;
+                 session = session->next)
+                for (const struct core_subscription *sub = session->subscriptions; sub;
+                     sub = sub->next)
+                    if (core_subscribes_queue(sub, vhost, s->name)) {
+                        consumers++;
+                        exclusive |= sub->options.exclusive_consumer;
+                    }
+            if ((consumers || in_flight) &&
+                !fn(opaque, vhost, s->name, consumers, in_flight, exclusive))
                 return;
         }
     }

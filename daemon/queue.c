@@ -1625,7 +1625,7 @@ static struct queue *queue_create(struct queue_engine *engine, const struct core
     queue->expire_timer = event_new(context->base, -1, EV_PERSIST, queue_on_expire_timer, queue);
     queue->retry_timer = event_new(context->base, -1, 0, queue_on_retry_timer, queue);
     queue->store_event = event_new(context->base, -1, 0, queue_on_store_event, queue);
-    queue->stats = stats_get(context->stats, queue->kind, queue->name);
+    queue->stats = stats_get(context->stats, queue->kind, queue->vhost, queue->name);
     if (!queue->group_id || !queue->subscription || !queue->dead_letter_topic || !queue->state ||
         !queue->linger_timer || !queue->expire_timer || !queue->retry_timer ||
         !queue->store_event) {

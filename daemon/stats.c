@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c -- per-destination metrics series, found by a hash of (kind,
- * name) (stats.h). */
+ * vhost, name) (stats.h). */
 #include "stats.h"
 
 #include <stdio.h>
@@ -26,12 +26,21 @@ void stats_table_clear(struct stats_table *table)
     }
 }
 
-/* The bucket of (kind, name) and the name's length. */
+/* The vhost as stats_get keys it: "" for the default vhost. */
+static const char *stats_vhost_key(const char *vhost)
+{
+    return !vhost || strcmp(vhost, "/") == 0 ? "" : vhost;
+}
+
+/* The bucket of (kind, vhost, name) and the name's length. */
 static struct destination_stats **stats_bucket(const struct stats_table *table,
-                                               enum destination_kind kind, const char *name,
-                                               size_t *name_len)
+                                               enum destination_kind kind, const char *vhost,
+                                               const char *name, size_t *name_len)
 {
     uint32_t hash = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
+    for (const char *c = vhost; *c; c++)
+        hash = (hash ^ (unsigned char)*c) * 16777619u;
+    hash = (hash ^ 0xffu) * 16777619u; /* between the vhost and the name */
     *name_len = 0;
     for (const char *c = name; *c; c++, (*name_len)++)
         hash = (hash ^ (unsigned char)*c) * 16777619u;
@@ -39,38 +48,48 @@ static struct destination_stats **stats_bucket(const struct stats_table *table,
 }
 
 const struct destination_stats *stats_find(const struct stats_table *table,
-                                           enum destination_kind kind, const char *name)
+                                           enum destination_kind kind, const char *vhost,
+                                           const char *name)
 {
     size_t name_len;
-    for (struct destination_stats *s = *stats_bucket(table, kind, name, &name_len); s; s = s->next)
-        if (s->kind == kind && strcmp(s->name, name) == 0)
+    vhost = stats_vhost_key(vhost);
+    for (struct destination_stats *s = *stats_bucket(table, kind, vhost, name, &name_len); s;
+         s = s->next)
+        if (s->kind == kind && strcmp(s->name, name) == 0 && strcmp(s->vhost, vhost) == 0)
             return s;
     return NULL;
 }
 
 struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
-                                    const char *name)
+                                    const char *vhost, const char *name)
 {
     size_t name_len;
-    struct destination_stats **bucket = stats_bucket(table, kind, name, &name_len);
+    vhost = stats_vhost_key(vhost);
+    struct destination_stats **bucket = stats_bucket(table, kind, vhost, name, &name_len);
     for (struct destination_stats *s = *bucket; s; s = s->next)
-        if (s->kind == kind && strcmp(s->name, name) == 0)
+        if (s->kind == kind && strcmp(s->name, name) == 0 && strcmp(s->vhost, vhost) == 0)
             return s;
-    if (name_len >= sizeof(((struct destination_stats *)0)->name))
+    size_t vhost_len = strlen(vhost);
+    if (name_len >= sizeof(((struct destination_stats *)0)->name) ||
+        vhost_len >= sizeof(((struct destination_stats *)0)->vhost))
         return NULL; /* longer than any valid destination name: no stats */
     struct destination_stats *stats = calloc(1, sizeof(*stats));
     if (!stats)
         return NULL;
     stats->kind = kind;
     memcpy(stats->name, name, name_len + 1);
+    memcpy(stats->vhost, vhost, vhost_len + 1);
     char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
-    char labels[sizeof(kind_label) + sizeof(name_label) + 2];
+    char vhost_label[ADDRESS_NAME_MAX * 2 + 32] = "";
+    char labels[sizeof(kind_label) + sizeof(name_label) + sizeof(vhost_label) + 3];
     if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
-        metrics_label(name_label, sizeof(name_label), "destination", name) < 0) {
+        metrics_label(name_label, sizeof(name_label), "destination", name) < 0 ||
+        (*vhost && metrics_label(vhost_label, sizeof(vhost_label), "vhost", vhost) < 0)) {
         free(stats);
         return NULL;
     }
-    snprintf(labels, sizeof(labels), "%s,%s", kind_label, name_label);
+    snprintf(labels, sizeof(labels), "%s,%s%s%s", kind_label, name_label, *vhost ? "," : "",
+             vhost_label);
     struct metrics *m = table->metrics;
     stats->published = metrics_counter(m, "kbridge_destination_published_total",
                                        "Messages confirmed by Kafka, per destination.", labels);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stats.h -- per-destination counters for /metrics (architecture §9):
  * published, delivered, acked, nacked, redelivered, dead-lettered, in-flight,
- * consumers, paused partitions. A hash table of series by (kind, name),
+ * consumers, paused partitions. A hash table of series by (kind, vhost,
+ * name): a queue `orders` in vhost `sales` is not `orders` in `/`,
  * created on first use: it is looked up on every publish, so a node with
  * thousands of destinations does not scan them. Loop thread only. */
 #ifndef KBRIDGE_STATS_H
@@ -19,6 +20,7 @@ struct destination_stats {
     struct destination_stats *next; /* in its bucket */
     enum destination_kind kind;
     char name[ADDRESS_NAME_MAX + 1];
+    char vhost[ADDRESS_NAME_MAX + 1]; /* "" for the default vhost `/` */
     /* series owned by the metrics registry */
     uint64_t *published;
     uint64_t *delivered;
@@ -40,13 +42,16 @@ struct stats_table {
 void stats_table_init(struct stats_table *table, struct metrics *metrics);
 /* Free the entries (the series stay with the metrics registry). */
 void stats_table_clear(struct stats_table *table);
-/* Stats for a destination, created on first use; owned by the table. NULL
- * on allocation failure or for a name longer than any destination's. */
+/* Stats for a destination in `vhost` (NULL or "/": the default vhost, whose
+ * series carry no vhost label; another's carry `vhost="NAME"`), created on
+ * first use; owned by the table. NULL on allocation failure or for a name
+ * longer than any destination's. */
 struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
-                                    const char *name);
+                                    const char *vhost, const char *name);
 
 /* Stats for a destination if it has any (never creates); borrowed. */
 const struct destination_stats *stats_find(const struct stats_table *table,
-                                           enum destination_kind kind, const char *name);
+                                           enum destination_kind kind, const char *vhost,
+                                           const char *name);
 
 #endif

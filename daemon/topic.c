@@ -750,7 +750,7 @@ static struct topic_reader *topic_reader_create(struct topic_engine *engine,
         reader->start = *replay;
     }
     reader->browse = browse;
-    reader->stats = stats_get(context->stats, DESTINATION_TOPIC, destination->name);
+    reader->stats = stats_get(context->stats, DESTINATION_TOPIC, vhost, destination->name);
     reader->dropped =
         metrics_counter(context->metrics, "kbridge_topic_dropped_total",
                         "Records dropped for slow topic subscribers (drop-oldest).", NULL);

@@ -40,8 +40,8 @@ from proton import Message
 from proton.utils import BlockingConnection
 
 from amqp_client import amqp_url
-from conftest import (ADMIN, EXTERNAL_BOOTSTRAP, base_config, rabbit_hash, user_config, wait_for,
-                      with_admin)
+from conftest import (ADMIN, EXTERNAL_BOOTSTRAP, base_config, metrics, rabbit_hash, user_config,
+                      wait_for, with_admin)
 from stomp_util import Recorder
 from test_amqp091_errors import raw_open
 from test_auth_reload import amqp_closed_with, pika_closed_with
@@ -159,6 +159,16 @@ def test_pika_vhosts_are_separate_queues_topics_and_groups(daemon, bootstrap, un
     assert got == ["sales-0", "sales-1", "sales-2"]
     root_ch2, got = consume(root, queue, 2)
     assert got == ["root-0", "root-1"]
+    # /metrics: one series per vhost (the default vhost's without a vhost label)
+    series = f'kind="queue",destination="{queue}"'
+    wait_for(lambda: metrics(daemon).get(
+        f'kbridge_destination_acked_total{{{series},vhost="{VHOST}"}}') == 3, 30,
+        "3 acked in the sales queue's series")
+    values = metrics(daemon)
+    assert values[f'kbridge_destination_published_total{{{series},vhost="{VHOST}"}}'] == 3
+    assert values[f'kbridge_destination_published_total{{{series}}}'] == 2
+    assert values[f'kbridge_destination_delivered_total{{{series},vhost="{VHOST}"}}'] == 3
+    assert values[f'kbridge_destination_delivered_total{{{series}}}'] == 2
     # nothing more arrives on either (both were published and confirmed first)
     assert sales.channel().basic_get(queue, auto_ack=True) == (None, None, None)
     assert root_ch2.basic_get(queue, auto_ack=True) == (None, None, None)

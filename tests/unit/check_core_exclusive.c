@@ -172,13 +172,18 @@ START_TEST(queue_load_per_vhost_with_exclusive)
     core.metrics = metrics_new();
     ck_assert_ptr_nonnull(core.metrics);
     stats_table_init(&core.stats, core.metrics);
-    struct destination_stats *q = stats_get(&core.stats, DESTINATION_QUEUE, "q");
-    struct destination_stats *idle = stats_get(&core.stats, DESTINATION_QUEUE, "idle");
+    struct destination_stats *q = stats_get(&core.stats, DESTINATION_QUEUE, NULL, "q");
+    struct destination_stats *sales_q = stats_get(&core.stats, DESTINATION_QUEUE, "sales", "q");
+    struct destination_stats *idle = stats_get(&core.stats, DESTINATION_QUEUE, "/", "idle");
     ck_assert_ptr_nonnull(q);
+    ck_assert_ptr_nonnull(sales_q);
     ck_assert_ptr_nonnull(idle);
+    ck_assert_ptr_ne(q, sales_q); /* one queue name, two vhosts: two series */
+    ck_assert_ptr_eq(stats_get(&core.stats, DESTINATION_QUEUE, "/", "q"), q);
     *q->in_flight = 5;
+    *sales_q->in_flight = 3;
     *idle->in_flight = 2;
-    stats_get(&core.stats, DESTINATION_QUEUE, "unused"); /* nothing to report */
+    stats_get(&core.stats, DESTINATION_QUEUE, NULL, "unused"); /* nothing to report */
     subscribe(&root, "q", true, false);
     subscribe(&sales, "q", false, false);
     subscribe(&sales, "q", false, false);
@@ -186,9 +191,9 @@ START_TEST(queue_load_per_vhost_with_exclusive)
     core_each_queue_load(&core, collect, &load);
     qsort(load.seen, load.count, sizeof(load.seen[0]), by_text);
     ck_assert_uint_eq(load.count, 3);
-    ck_assert_str_eq(load.seen[0], "-|idle|0|2|0");
+    ck_assert_str_eq(load.seen[0], "/|idle|0|2|0");
     ck_assert_str_eq(load.seen[1], "/|q|1|5|1");
-    ck_assert_str_eq(load.seen[2], "sales|q|2|5|0");
+    ck_assert_str_eq(load.seen[2], "sales|q|2|3|0");
     teardown();
     stats_table_clear(&core.stats);
     metrics_free(core.metrics);
