@@ -181,6 +181,45 @@ def test_pika_vhosts_are_separate_queues_topics_and_groups(daemon, bootstrap, un
     root.close()
 
 
+def test_reject_publish_queues_of_one_name_in_two_vhosts_count_apart(kbridged_factory, bootstrap,
+                                                                      password_hash, uniq):
+    """x-overflow reject-publish in `sales` and in `/` with one queue name:
+    each vhost's queue is full at its own limit, and its refusals and ready
+    figure are its own series (the default vhost's without a vhost label)."""
+    config = with_admin(base_config(
+        bootstrap, auth={"anonymous": True, "users": [
+            {"name": USER, "password_hash": password_hash, "publish": [".*"],
+             "consume": [".*"]}]},
+        vhosts={VHOST: {}}, queues={"overflow_refresh": "250ms"}))
+    config["listeners"]["amqp"]["protocols"] = ["amqp", "amqp091"]
+    daemon = kbridged_factory(config)
+    queue = f"capped{uniq}"
+    channels = {}
+    for vhost, limit in ((VHOST, 1), ("/", 2)):
+        channel = pika_connect(daemon, vhost).channel()
+        channel.queue_declare(queue, durable=True,
+                              arguments={"x-max-length": limit, "x-overflow": "reject-publish"})
+        channel.confirm_delivery()
+        for i in range(limit):
+            channel.basic_publish("", queue, f"{vhost}-{i}".encode())  # raises when nacked
+        channels[vhost] = channel
+    series = {VHOST: f'{{kind="queue",destination="{queue}",vhost="{VHOST}"}}',
+              "/": f'{{kind="queue",destination="{queue}"}}'}
+    wait_for(lambda: all(metrics(daemon).get(f"kbridge_overflow_queue_ready{series[v]}") == n
+                         for v, n in ((VHOST, 1), ("/", 2))), 30,
+             "each vhost's figure of its own queue")
+    for vhost in (VHOST, "/"):
+        with pytest.raises(pika.exceptions.NackError):
+            channels[vhost].basic_publish("", queue, b"over")
+    with pytest.raises(pika.exceptions.NackError):
+        channels[VHOST].basic_publish("", queue, b"over again")
+    values = metrics(daemon)
+    assert values[f"kbridge_overflow_rejected_total{series[VHOST]}"] == 2
+    assert values[f"kbridge_overflow_rejected_total{series['/']}"] == 1
+    for channel in channels.values():
+        channel.connection.close()
+
+
 def test_unknown_vhost_is_refused(daemon):
     # pika reports a close while opening as ProbableAccessDeniedError, with
     # the broker's close (code and text) as its argument
