@@ -262,19 +262,12 @@ static struct core_overflow_queue *overflow_add(struct core_overflow *overflow, 
     queue->vhost = strdup(vhost);
     queue->name = strdup(name);
     core_overflow_figure_init(&queue->figure);
-    /* labelled as the kbridge_destination_* series: a vhost label outside `/` */
-    bool other_vhost = strcmp(vhost, "/") != 0;
-    char kind[64], destination[ADDRESS_NAME_MAX * 2 + 32], vhost_label[ADDRESS_NAME_MAX * 2 + 32];
-    char labels[sizeof(kind) + sizeof(destination) + sizeof(vhost_label) + 3];
-    vhost_label[0] = '\0';
-    if (!queue->vhost || !queue->name || metrics_label(kind, sizeof(kind), "kind", "queue") < 0 ||
-        metrics_label(destination, sizeof(destination), "destination", name) < 0 ||
-        (other_vhost && metrics_label(vhost_label, sizeof(vhost_label), "vhost", vhost) < 0)) {
+    char labels[STATS_LABELS_MAX]; /* as the kbridge_destination_* series */
+    if (!queue->vhost || !queue->name ||
+        stats_labels(labels, sizeof(labels), DESTINATION_QUEUE, vhost, name) < 0) {
         overflow_queue_free(queue);
         return NULL;
     }
-    snprintf(labels, sizeof(labels), "%s,%s%s%s", kind, destination, other_vhost ? "," : "",
-             vhost_label);
     struct metrics *metrics = overflow->core->metrics;
     queue->rejected = metrics_counter(
         metrics, "kbridge_overflow_rejected_total",

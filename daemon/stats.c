@@ -32,6 +32,21 @@ static const char *stats_vhost_key(const char *vhost)
     return !vhost || strcmp(vhost, "/") == 0 ? "" : vhost;
 }
 
+int stats_labels(char *buf, size_t size, enum destination_kind kind, const char *vhost,
+                 const char *name)
+{
+    vhost = stats_vhost_key(vhost);
+    char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
+    char vhost_label[ADDRESS_NAME_MAX * 2 + 32] = "";
+    if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
+        metrics_label(name_label, sizeof(name_label), "destination", name) < 0 ||
+        (*vhost && metrics_label(vhost_label, sizeof(vhost_label), "vhost", vhost) < 0))
+        return -1;
+    int written =
+        snprintf(buf, size, "%s,%s%s%s", kind_label, name_label, *vhost ? "," : "", vhost_label);
+    return written < 0 || (size_t)written >= size ? -1 : 0;
+}
+
 /* The bucket of (kind, vhost, name) and the name's length. */
 static struct destination_stats **stats_bucket(const struct stats_table *table,
                                                enum destination_kind kind, const char *vhost,
@@ -79,17 +94,11 @@ struct destination_stats *stats_get(struct stats_table *table, enum destination_
     stats->kind = kind;
     memcpy(stats->name, name, name_len + 1);
     memcpy(stats->vhost, vhost, vhost_len + 1);
-    char kind_label[64], name_label[ADDRESS_NAME_MAX * 2 + 32];
-    char vhost_label[ADDRESS_NAME_MAX * 2 + 32] = "";
-    char labels[sizeof(kind_label) + sizeof(name_label) + sizeof(vhost_label) + 3];
-    if (metrics_label(kind_label, sizeof(kind_label), "kind", destination_kind_name(kind)) < 0 ||
-        metrics_label(name_label, sizeof(name_label), "destination", name) < 0 ||
-        (*vhost && metrics_label(vhost_label, sizeof(vhost_label), "vhost", vhost) < 0)) {
+    char labels[STATS_LABELS_MAX];
+    if (stats_labels(labels, sizeof(labels), kind, vhost, name) < 0) {
         free(stats);
         return NULL;
     }
-    snprintf(labels, sizeof(labels), "%s,%s%s%s", kind_label, name_label, *vhost ? "," : "",
-             vhost_label);
     struct metrics *m = table->metrics;
     stats->published = metrics_counter(m, "kbridge_destination_published_total",
                                        "Messages confirmed by Kafka, per destination.", labels);

@@ -14,7 +14,8 @@
 
 struct metrics;
 
-#define STATS_BUCKETS 4096 /* hash buckets of a stats_table */
+#define STATS_BUCKETS 4096                            /* hash buckets of a stats_table */
+#define STATS_LABELS_MAX (ADDRESS_NAME_MAX * 4 + 160) /* what stats_labels may write */
 
 struct destination_stats {
     struct destination_stats *next; /* in its bucket */
@@ -48,6 +49,12 @@ void stats_table_clear(struct stats_table *table);
  * longer than any destination's. */
 struct destination_stats *stats_get(struct stats_table *table, enum destination_kind kind,
                                     const char *vhost, const char *name);
+
+/* The labels of a destination's series into buf: `kind="K",destination="NAME"`,
+ * plus `,vhost="V"` outside the default vhost (NULL or "/"). 0, or -1 when
+ * they do not fit. */
+int stats_labels(char *buf, size_t size, enum destination_kind kind, const char *vhost,
+                 const char *name);
 
 /* Stats for a destination if it has any (never creates); borrowed. */
 const struct destination_stats *stats_find(const struct stats_table *table,
